@@ -1,0 +1,106 @@
+/**
+ * The audit hash chain. Each event's hash covers its content and the previous event's hash,
+ * so an edit, a deletion, an insertion or a reordering breaks the chain where it happened.
+ */
+import { canonicalJson, type Json, sha256Hex } from "../common/canonical-json.js";
+import type { ActorType } from "../requests/request-types.js";
+
+export const GENESIS_HASH = "0".repeat(64);
+
+export interface AuditEvent {
+  seq: number;
+  /** ISO 8601, UTC, milliseconds. */
+  ts: string;
+  type: string;
+  requestId: string | null;
+  actor: { type: ActorType; id: string };
+  data: Json;
+  prevHash: string;
+  hash: string;
+}
+
+export type UnhashedEvent = Omit<AuditEvent, "hash">;
+
+export function hashEvent(event: UnhashedEvent): string {
+  return sha256Hex(
+    canonicalJson({
+      seq: event.seq,
+      ts: event.ts,
+      type: event.type,
+      requestId: event.requestId,
+      actor: event.actor,
+      data: event.data,
+      prevHash: event.prevHash,
+    }),
+  );
+}
+
+/** Chains new events after the head (the last stored event, or none). */
+export function chainEvents(
+  head: { seq: number; hash: string } | undefined,
+  events: readonly Omit<UnhashedEvent, "seq" | "prevHash">[],
+): AuditEvent[] {
+  let seq = head?.seq ?? 0;
+  let prevHash = head?.hash ?? GENESIS_HASH;
+  return events.map((event) => {
+    const unhashed = { ...event, seq: ++seq, prevHash };
+    const hash = hashEvent(unhashed);
+    prevHash = hash;
+    return { ...unhashed, hash };
+  });
+}
+
+export interface ChainProblem {
+  seq: number;
+  kind: "edited" | "broken_link" | "gap" | "out_of_order";
+  message: string;
+}
+
+/**
+ * Walks events in stored order and returns the first problem. Feed it event by event; call
+ * `finish` for the totals.
+ */
+export function createChainVerifier() {
+  let previous: { seq: number; hash: string } | undefined;
+  let count = 0;
+  let problem: ChainProblem | undefined;
+  return {
+    add(event: AuditEvent): ChainProblem | undefined {
+      if (problem) return problem;
+      count++;
+      const expectedSeq = (previous?.seq ?? 0) + 1;
+      const expectedPrev = previous?.hash ?? GENESIS_HASH;
+      if (event.seq !== expectedSeq) {
+        problem =
+          event.seq > expectedSeq
+            ? {
+                seq: event.seq,
+                kind: "gap",
+                message: `event ${event.seq}: expected event ${expectedSeq} before it; ${event.seq - expectedSeq === 1 ? "an event was" : "events were"} deleted`,
+              }
+            : {
+                seq: event.seq,
+                kind: "out_of_order",
+                message: `event ${event.seq}: appears after event ${previous?.seq}; events were inserted or reordered`,
+              };
+      } else if (event.prevHash !== expectedPrev) {
+        problem = {
+          seq: event.seq,
+          kind: "broken_link",
+          message: `event ${event.seq}: its previous-hash does not match event ${expectedSeq - 1}; an event before it was replaced, inserted or reordered`,
+        };
+      } else if (hashEvent(event) !== event.hash) {
+        problem = {
+          seq: event.seq,
+          kind: "edited",
+          message: `event ${event.seq} (${event.type}): its content does not match its hash; it was edited`,
+        };
+      }
+      previous = { seq: event.seq, hash: event.hash };
+      return problem;
+    },
+    finish(): { count: number; head: { seq: number; hash: string } | undefined; problem?: ChainProblem } {
+      return { count, head: previous, ...(problem ? { problem } : {}) };
+    },
+  };
+}

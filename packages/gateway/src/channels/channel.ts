@@ -1,0 +1,38 @@
+/**
+ * The seam to the places people decide (Slack, Teams, webhooks). A channel is told about
+ * committed changes through the outbox, posts one message per request, updates it in place
+ * after each vote and at the end, and may receive decisions through its own routes.
+ */
+import type { FastifyInstance } from "fastify";
+import type { NotificationEvent } from "../requests/request-types.js";
+import type { ReviewerView } from "../requests/request-views.js";
+import type { Reviewer } from "../requests/request-transitions.js";
+
+/** The request as a channel may show it: the reviewer view, masked, without a viewer. */
+export type ChannelView = Omit<ReviewerView, "you">;
+
+export interface ChannelNotice {
+  event: NotificationEvent;
+  request: ChannelView;
+}
+
+/** Records a decision that arrived through a channel, under the same rules as the API. */
+export type DecisionSink = (args: {
+  requestId: string;
+  reviewer: Reviewer;
+  decision: "approve" | "deny";
+  comment: string;
+}) => Promise<unknown>;
+
+export interface Channel {
+  readonly name: string;
+  /** Whether this channel wants to hear about a request (a rule may name its channels). */
+  accepts?(view: ChannelView): boolean;
+  /** Posts the first message for a request; returns where it went, for later updates. */
+  post(notice: ChannelNotice): Promise<string | undefined>;
+  /** Updates the message at `ref` after a vote or at the end. */
+  update(ref: string, notice: ChannelNotice): Promise<void>;
+  /** Mounts the routes that receive decisions from this channel. */
+  routes?(app: FastifyInstance, decide: DecisionSink): void;
+  close?(): Promise<void>;
+}

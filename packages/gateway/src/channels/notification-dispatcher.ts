@@ -1,0 +1,155 @@
+/**
+ * Delivers outbox entries to channels. The entries were written in the same transaction as
+ * the change they announce, so a crash never loses one and none exists for a change that
+ * did not commit. Failures are retried with backoff, then kept as dead letters.
+ */
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
+import type { Change } from "../requests/request-types.js";
+import type { OutboxEntry, OutboxItem, Store } from "../store/store.js";
+import type { Channel, ChannelNotice, ChannelView } from "./channel.js";
+
+const TOPIC_PREFIX = "channel:";
+const LEASE_MS = 60_000;
+
+export interface DispatcherOptions {
+  store: Store;
+  channels: readonly Channel[];
+  /** The masked view of a request that channels may show. */
+  view: (requestId: string) => Promise<ChannelView | undefined>;
+  logger: Logger;
+  metrics: Metrics;
+  clock: () => number;
+  maxAttempts?: number;
+  /** Delay before attempt n+1, in ms. */
+  backoff?: (attempt: number) => number;
+  pollInterval?: number;
+}
+
+export interface Dispatcher {
+  /** The outbox entries a committed change needs: one per interested channel and event. */
+  plan(change: Change): OutboxEntry[];
+  /** Delivers what is due now; called after commits and on a timer. */
+  kick(): void;
+  start(): void;
+  /** Resolves when nothing is being delivered. */
+  idle(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function createDispatcher(options: DispatcherOptions): Dispatcher {
+  const { store, channels, logger, metrics, clock } = options;
+  const maxAttempts = options.maxAttempts ?? 12;
+  const backoff = options.backoff ?? ((attempt) => Math.min(300_000, 1000 * 2 ** (attempt - 1)));
+  const byName = new Map(channels.map((c) => [c.name, c]));
+  let running: Promise<void> | undefined;
+  let again = false;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+
+  const plan = (change: Change): OutboxEntry[] => {
+    if (channels.length === 0) return [];
+    const wanted = change.request.decision.review?.channels;
+    return change.notifications.flatMap((notification) =>
+      channels
+        .filter((channel) => !wanted || wanted.includes(channel.name))
+        .map((channel) => ({
+          topic: TOPIC_PREFIX + channel.name,
+          requestId: notification.requestId,
+          payload: { event: notification.event, version: change.request.version },
+        })),
+    );
+  };
+
+  const deliver = async (item: OutboxItem): Promise<void> => {
+    const channel = byName.get(item.topic.slice(TOPIC_PREFIX.length));
+    if (!channel || !item.topic.startsWith(TOPIC_PREFIX) || item.requestId === null) {
+      await store.failOutbox(item.id, `no channel handles topic ${item.topic}`, null);
+      return;
+    }
+    try {
+      const view = await options.view(item.requestId);
+      if (!view) throw new Error(`request ${item.requestId} is gone`);
+      if (channel.accepts && !channel.accepts(view)) {
+        await store.completeOutbox(item.id);
+        return;
+      }
+      const notice: ChannelNotice = { event: item.payload.event as ChannelNotice["event"], request: view };
+      const ref = await store.getChannelRef(item.requestId, channel.name);
+      if (ref === undefined) {
+        const posted = await channel.post(notice);
+        if (posted !== undefined) await store.setChannelRef(item.requestId, channel.name, posted);
+      } else {
+        await channel.update(ref, notice);
+      }
+      await store.completeOutbox(item.id);
+    } catch (error) {
+      metrics.outboxFailures.inc({ topic: item.topic });
+      const message = error instanceof Error ? error.message : String(error);
+      const dead = item.attempts >= maxAttempts;
+      logger.warn(
+        { topic: item.topic, requestId: item.requestId, attempt: item.attempts, err: message },
+        dead ? "delivery failed for good; kept as a dead letter" : "delivery failed; will retry",
+      );
+      await store
+        .failOutbox(item.id, message, dead ? null : clock() + backoff(item.attempts))
+        .catch((e) => logger.error({ err: e }, "could not record a failed delivery"));
+    }
+  };
+
+  const drain = async (): Promise<void> => {
+    do {
+      again = false;
+      let items: OutboxItem[];
+      try {
+        items = await store.claimOutbox(clock(), LEASE_MS, 50);
+      } catch (error) {
+        logger.warn({ err: error }, "could not read the outbox; will retry");
+        return;
+      }
+      // One request's messages go in order (post before update); requests run side by side.
+      const byRequest = new Map<string, OutboxItem[]>();
+      for (const item of items) {
+        const key = item.requestId ?? `#${item.id}`;
+        byRequest.set(key, [...(byRequest.get(key) ?? []), item]);
+      }
+      await Promise.all(
+        [...byRequest.values()].map(async (group) => {
+          for (const item of group) await deliver(item);
+        }),
+      );
+      if (items.length === 50) again = true;
+    } while (again && !stopped);
+  };
+
+  const kick = () => {
+    if (stopped || channels.length === 0) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = drain().finally(() => {
+      running = undefined;
+      if (again && !stopped) kick();
+    });
+  };
+
+  return {
+    plan,
+    kick,
+    start() {
+      if (channels.length === 0) return;
+      timer = setInterval(kick, options.pollInterval ?? 1000);
+      timer.unref();
+      kick();
+    },
+    async idle() {
+      while (running) await running;
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearInterval(timer);
+      while (running) await running;
+    },
+  };
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/** The `airlock` command. */
+import { version } from "../main.js";
+import { CliError, runCommand } from "./cli-support.js";
+import { audit } from "./commands/audit.js";
+import { configCheck } from "./commands/config-check.js";
+import { demo } from "./commands/demo.js";
+import { policyTest } from "./commands/policy-test.js";
+import { requests } from "./commands/requests.js";
+import { serve } from "./commands/serve.js";
+import { token } from "./commands/token.js";
+
+const usage = `Airlock ${version}: a human decision between automated actors and privileged operations.
+
+Usage: airlock <command> [options]     (airlock <command> --help for more)
+
+  serve [--config FILE]                   run the gateway
+  demo                                    run it on the bundled example, with a demo upstream
+  token create --agent NAME | --reviewer EMAIL
+  token list | revoke ID
+  requests list | show ID | approve ID | deny ID [--comment TEXT]
+  policy test CASES.yaml                  evaluate rule cases without running anything
+  audit verify                            check the audit hash chain
+  audit export --format jsonl|csv [--since TIME]
+  config check [--config FILE]            validate a config, listing every error by path
+
+The config is --config FILE, else $AIRLOCK_CONFIG, else ./airlock.yaml.`;
+
+const [command, ...args] = process.argv.slice(2);
+
+await runCommand(async () => {
+  switch (command) {
+    case "serve":
+      return serve(args);
+    case "demo":
+      return demo(args);
+    case "token":
+      return token(args);
+    case "requests":
+      return requests(args);
+    case "policy":
+      return policyTest(args);
+    case "audit":
+      return audit(args);
+    case "config":
+      if (args[0] !== "check") throw new CliError("usage: airlock config check [--config FILE]", 2);
+      return configCheck(args.slice(1));
+    case "--version":
+    case "-v":
+      process.stdout.write(`${version}\n`);
+      return 0;
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(`${usage}\n`);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new CliError(`unknown command ${command}\n\n${usage}`, 2);
+  }
+});

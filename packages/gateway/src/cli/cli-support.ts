@@ -1,0 +1,86 @@
+/** What every command shares: loading the config with readable errors, and exiting cleanly. */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { formatIssue } from "../config/config-errors.js";
+import { ConfigError } from "../config/config-errors.js";
+import { configPath, type LoadedConfig, loadConfigFile } from "../config/config-load.js";
+import { isAirlockError } from "../errors.js";
+
+/** A failure to report in one line and exit with `code`, without a stack trace. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly code = 1,
+  ) {
+    super(message);
+  }
+}
+
+export const configOption = { config: { type: "string", short: "c" } } as const;
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+export interface Parsed {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+/** Parses a command's flags; --help prints its usage and exits. */
+export function parse<T extends Options>(
+  args: string[],
+  options: T,
+  usage: string,
+  positionals = 0,
+): {
+  values: { [K in keyof T]?: T[K]["type"] extends "boolean" ? boolean : string };
+  positionals: string[];
+} {
+  let parsed: Parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals: true,
+    }) as Parsed;
+  } catch (error) {
+    throw new CliError(`${(error as Error).message}\n\n${usage}`, 2);
+  }
+  if (parsed.values.help) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+  if (parsed.positionals.length > positionals) {
+    throw new CliError(`unexpected argument ${parsed.positionals[positionals]}\n\n${usage}`, 2);
+  }
+  return parsed as never;
+}
+
+export function loadConfigOrExit(explicit: string | undefined): LoadedConfig {
+  const path = configPath(explicit);
+  try {
+    const loaded = loadConfigFile(path);
+    for (const warning of loaded.warnings) process.stderr.write(`warning: ${formatIssue(warning)}\n`);
+    return loaded;
+  } catch (error) {
+    if (error instanceof ConfigError) throw new CliError(error.message);
+    throw error;
+  }
+}
+
+/** Runs a command, printing known failures as one line and unknown ones with their stack. */
+export async function runCommand(fn: () => Promise<number | undefined>): Promise<never> {
+  try {
+    const code = await fn();
+    process.exit(code ?? 0);
+  } catch (error) {
+    if (error instanceof CliError) {
+      process.stderr.write(`airlock: ${error.message}\n`);
+      process.exit(error.code);
+    }
+    if (isAirlockError(error)) {
+      process.stderr.write(`airlock: ${error.message}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`airlock: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,56 @@
+import { createWriteStream } from "node:fs";
+import { once } from "node:events";
+import { exportAudit, verifyAudit } from "../../audit/audit-service.js";
+import { openStore } from "../../store/open-store.js";
+import { CliError, configOption, loadConfigOrExit, parse } from "../cli-support.js";
+
+const usage = `Usage:
+  airlock audit verify                                   check the whole hash chain
+  airlock audit export --format jsonl|csv [--since TIME] [--output FILE]
+
+Options: --config FILE. verify exits 1 and names the first bad event when the chain is broken.`;
+
+export async function audit(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values } = parse(
+    rest,
+    { ...configOption, format: { type: "string" }, since: { type: "string" }, output: { type: "string", short: "o" } },
+    usage,
+  );
+  if (sub !== "verify" && sub !== "export") throw new CliError(usage, 2);
+  const loaded = loadConfigOrExit(values.config);
+  const store = await openStore(loaded.config.storage, loaded.baseDir);
+  try {
+    if (sub === "verify") {
+      const report = await verifyAudit(store);
+      if (!report.ok) {
+        process.stdout.write(`audit chain BROKEN after ${report.count - 1} good event(s)\n${report.problem!.message}\n`);
+        return 1;
+      }
+      process.stdout.write(
+        report.head
+          ? `audit chain OK: ${report.count} events, head ${report.head.seq} ${report.head.hash}\n`
+          : "audit chain OK: no events yet\n",
+      );
+      return 0;
+    }
+    const format = values.format ?? "jsonl";
+    if (format !== "jsonl" && format !== "csv") throw new CliError("--format must be jsonl or csv", 2);
+    let since: number | undefined;
+    if (values.since !== undefined) {
+      since = Date.parse(values.since);
+      if (Number.isNaN(since)) throw new CliError("--since must be an ISO 8601 date or time, like 2026-11-01", 2);
+    }
+    const out = values.output ? createWriteStream(values.output) : process.stdout;
+    for await (const line of exportAudit(store, format, since)) {
+      if (!out.write(line)) await once(out, "drain");
+    }
+    if (values.output) {
+      (out as ReturnType<typeof createWriteStream>).end();
+      await once(out, "finish");
+    }
+    return 0;
+  } finally {
+    await store.close();
+  }
+}

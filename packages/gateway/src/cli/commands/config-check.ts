@@ -1,0 +1,27 @@
+import { formatIssue } from "../../config/config-errors.js";
+import { ConfigError } from "../../config/config-errors.js";
+import { configPath, loadConfigFile } from "../../config/config-load.js";
+import { configOption, parse } from "../cli-support.js";
+
+const usage = `Usage: airlock config check [--config FILE]
+
+Validates a config and lists every error with its path. Exits 1 when there is any.`;
+
+export async function configCheck(args: string[]): Promise<number> {
+  const { values } = parse(args, configOption, usage);
+  const path = configPath(values.config);
+  try {
+    const loaded = loadConfigFile(path);
+    for (const warning of loaded.warnings) process.stdout.write(`warning: ${formatIssue(warning)}\n`);
+    const { config } = loaded;
+    process.stdout.write(
+      `${path} is valid: ${config.agents.length} agent(s), ${config.reviewers.length} reviewer(s), ${Object.keys(config.connections).length} connection(s), ${config.rules.length} rule(s)\n`,
+    );
+    return 0;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stdout.write(`${error.source}: ${error.issues.length} error(s)\n`);
+    for (const issue of error.issues) process.stdout.write(`  ${formatIssue(issue)}\n`);
+    return 1;
+  }
+}

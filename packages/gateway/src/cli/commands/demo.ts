@@ -1,0 +1,135 @@
+/**
+ * `airlock demo` (what `npm start` runs): the example config against a built-in billing API,
+ * on a fresh SQLite file, with tokens made up front and copy-paste commands to try.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdirSync, rmSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadConfigFile } from "../../config/config-load.js";
+import { createGateway } from "../../main.js";
+import { lockDatabase } from "../../store/sqlite/sqlite-lock.js";
+import { CliError, parse } from "../cli-support.js";
+import { startDemoUpstream } from "../demo-upstream.js";
+import { untilSignal } from "./serve.js";
+
+const usage = `Usage: airlock demo [--port 7070] [--upstream-port 9090] [--data DIR]
+
+Runs Airlock on the bundled example config (examples/airlock.yaml) with a demo billing API,
+fresh embedded storage under DIR (default ./.airlock), and tokens for the example's agent and
+reviewers. Prints commands to try. Ctrl-C stops it.`;
+
+export const exampleConfigPath = fileURLToPath(new URL("../../../examples/airlock.yaml", import.meta.url));
+
+function portOption(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`--${name} must be a port number`, 2);
+  return port;
+}
+
+export async function demo(args: string[]): Promise<number> {
+  const { values } = parse(
+    args,
+    { port: { type: "string" }, "upstream-port": { type: "string" }, data: { type: "string" } },
+    usage,
+  );
+  const port = portOption(values.port, 7070, "port");
+  const upstreamPort = portOption(values["upstream-port"], 9090, "upstream-port");
+  const dbPath = resolve(values.data ?? ".airlock", "demo.db");
+
+  // A fresh file each run, unless another demo is using it right now.
+  mkdirSync(dirname(dbPath), { recursive: true });
+  lockDatabase(dbPath)();
+  for (const suffix of ["", "-wal", "-shm"]) rmSync(dbPath + suffix, { force: true });
+
+  const credential = `demo_${randomBytes(18).toString("base64url")}`;
+  const upstream = await startDemoUpstream({ port: upstreamPort, token: credential }).catch((error) => {
+    throw new CliError(
+      (error as NodeJS.ErrnoException).code === "EADDRINUSE"
+        ? `port ${upstreamPort} is in use; pick another with: npm start -- --upstream-port 9191`
+        : String(error),
+    );
+  });
+  const loaded = loadConfigFile(exampleConfigPath, { env: { ...process.env, BILLING_API_TOKEN: credential } });
+  const publicUrl = `http://localhost:${port}`;
+  const config = {
+    ...loaded.config,
+    storage: `sqlite:${dbPath}`,
+    server: { ...loaded.config.server, port, publicUrl },
+    connections: {
+      ...loaded.config.connections,
+      "billing-api": { ...loaded.config.connections["billing-api"]!, baseUrl: upstream.url },
+    },
+  };
+  const gateway = await createGateway({ ...loaded, config }, { logLevel: "warn" });
+  try {
+    await gateway.start();
+  } catch (error) {
+    await gateway.close();
+    await upstream.close();
+    throw new CliError(
+      (error as NodeJS.ErrnoException).code === "EADDRINUSE"
+        ? `port ${port} is in use; pick another with: npm start -- --port 7171`
+        : String(error),
+    );
+  }
+  upstream.onCall = (method, path, authorized) =>
+    process.stdout.write(
+      `  [billing-api] ${method} ${path} ${authorized ? "with Airlock's credential" : "WITHOUT the credential: refused"}\n`,
+    );
+
+  const make = async (kind: "agent" | "reviewer", subject: string) =>
+    (await gateway.identity.createToken(kind, subject, "demo")).token;
+  const tokens = {
+    AGENT: await make("agent", "support-bot"),
+    BOB: await make("reviewer", "bob@example.com"),
+    CAROL: await make("reviewer", "carol@example.com"),
+    ALICE: await make("reviewer", "alice@example.com"),
+  };
+
+  const api = `${publicUrl}/v1/actions`;
+  const curl = (input: string, extra = "") =>
+    `curl -s ${extra ? `'${api}${extra}'` : api} -H "authorization: Bearer $AGENT" -H 'content-type: application/json' \\\n     -d '${input}'`;
+  const cli = "npx airlock";
+  process.stdout.write(`
+Airlock demo is running.
+  gateway   ${publicUrl}   storage ${dbPath} (fresh each run)
+  upstream  ${upstream.url}   a demo billing API; only Airlock holds its credential
+
+In a second terminal, paste these tokens (each is shown once):
+
+export AGENT=${tokens.AGENT}   # agent support-bot, owned by alice
+export BOB=${tokens.BOB}     # bob@example.com: finance, eng
+export CAROL=${tokens.CAROL}   # carol@example.com: finance
+export ALICE=${tokens.ALICE}   # alice@example.com: eng; owns support-bot, so never its approver
+export AIRLOCK_URL=${publicUrl}
+
+1. A read: allowed by rule "reads pass" and run at once (200, with the upstream's answer)
+   ${curl('{"connection":"billing-api","operation":"request","input":{"method":"GET","path":"/invoices"}}')}
+
+2. A delete: denied by rule "nothing else" (403)
+   ${curl('{"connection":"billing-api","operation":"request","input":{"method":"DELETE","path":"/invoices/inv_1001"}}')}
+
+3. A refund: held for two finance reviewers. This call waits up to 5 minutes for them:
+   ${curl('{"connection":"billing-api","operation":"request","input":{"method":"POST","path":"/refunds","body":{"invoice":"inv_1001","amount":4200,"card_number":"4242424242424242"}},"justification":"Customer was charged twice"}', "?wait=300")}
+
+   Then decide in a third terminal (paste the exports there too):
+   AIRLOCK_TOKEN=$BOB ${cli} requests list
+   AIRLOCK_TOKEN=$BOB ${cli} requests show <id>        # the card number is masked
+   AIRLOCK_TOKEN=$ALICE ${cli} requests approve <id>   # refused: alice owns support-bot
+   AIRLOCK_TOKEN=$BOB ${cli} requests approve <id> --comment "double charge confirmed"
+   AIRLOCK_TOKEN=$CAROL ${cli} requests approve <id>   # the second approval: the refund runs
+
+   Afterwards: ${cli} audit verify --config ${exampleConfigPath} is for your own config;
+   here, GET ${publicUrl}/v1/audit with a reviewer token shows every step.
+
+Ctrl-C stops the demo.
+
+`);
+  await untilSignal();
+  process.stdout.write("stopping…\n");
+  await gateway.close();
+  await upstream.close();
+  return 0;
+}

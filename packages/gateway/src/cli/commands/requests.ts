@@ -1,0 +1,141 @@
+/** Reviewers at a terminal: the same API the console uses, with a personal token. */
+import type { ReviewerView } from "../../requests/request-views.js";
+import { CliError, parse } from "../cli-support.js";
+
+const usage = `Usage:
+  airlock requests list [--status pending|all|STATUS,...] [--json]
+  airlock requests show ID [--json]
+  airlock requests approve ID [--comment TEXT]
+  airlock requests deny ID [--comment TEXT]
+
+Talks to the gateway at --url, else $AIRLOCK_URL, else http://localhost:7070, with the
+personal token in $AIRLOCK_TOKEN (create one with: airlock token create --reviewer EMAIL).`;
+
+interface ApiError {
+  error: { code: string; message: string };
+}
+
+async function call<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
+  const token = process.env.AIRLOCK_TOKEN;
+  if (!token) throw new CliError("set AIRLOCK_TOKEN to your personal token (airlock token create --reviewer EMAIL)", 2);
+  let response: Response;
+  try {
+    response = await fetch(new URL(path, base), {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch (error) {
+    throw new CliError(`cannot reach the gateway at ${base} (${(error as Error).cause ?? (error as Error).message}); is it running? Set --url or AIRLOCK_URL`);
+  }
+  const payload = (await response.json().catch(() => ({}))) as T | ApiError;
+  if (!response.ok) {
+    const error = (payload as ApiError).error;
+    throw new CliError(error ? `${error.message} (${error.code})` : `HTTP ${response.status}`);
+  }
+  return payload as T;
+}
+
+function timeLeft(iso: string | null): string {
+  if (!iso) return "-";
+  const ms = Date.parse(iso) - Date.now();
+  if (ms <= 0) return "expired";
+  const minutes = Math.round(ms / 60_000);
+  return minutes < 1 ? `${Math.round(ms / 1000)}s` : minutes < 120 ? `${minutes}m` : `${Math.round(minutes / 60)}h`;
+}
+
+function describe(view: ReviewerView): string {
+  const lines = [
+    `${view.id}  ${view.status.toUpperCase()}  risk ${view.risk.level} (${view.risk.reason})`,
+    `agent          ${view.agent.name} (owner ${view.agent.owner})`,
+    `action         ${view.operation} on ${view.connection}`,
+    `rule           ${view.decision.rule ?? "(none)"}: ${view.decision.reason}`,
+  ];
+  if (view.review) {
+    lines.push(
+      `approvals      ${view.review.approvals} of ${view.review.quorum} from ${view.review.approvers.join(", ") || "any reviewer"}${view.review.stepUp ? " (step-up sign-in required)" : ""}`,
+    );
+  }
+  if (view.expiresAt) lines.push(`expires        ${view.expiresAt} (${timeLeft(view.expiresAt)})`);
+  lines.push(`justification  (the agent's claim) ${view.justification || "(none given)"}`);
+  lines.push("", "preview:", ...view.preview.split("\n").map((l) => `  ${l}`));
+  lines.push("", `input (masked: ${view.maskedFields.join(", ") || "nothing"}):`);
+  lines.push(...JSON.stringify(view.input, null, 2).split("\n").map((l) => `  ${l}`));
+  if (view.reviews.length) {
+    lines.push("", "reviews:");
+    for (const r of view.reviews) lines.push(`  ${r.at} ${r.reviewer} ${r.decision}${r.comment ? `: ${r.comment}` : ""}`);
+  }
+  if (view.outcome) lines.push("", `outcome: ${view.outcome.summary}${view.outcome.reason ? ` (${view.outcome.reason})` : ""}`);
+  lines.push("", `you: ${view.you.canApprove ? "can approve" : "cannot approve"}${view.you.reason ? ` (${view.you.reason})` : ""}`);
+  lines.push(`hash: ${view.hash}`);
+  return lines.join("\n");
+}
+
+export async function requests(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parse(
+    rest,
+    {
+      url: { type: "string" },
+      status: { type: "string" },
+      json: { type: "boolean" },
+      comment: { type: "string", short: "m" },
+    },
+    usage,
+    sub === "list" ? 0 : 1,
+  );
+  const base = values.url ?? process.env.AIRLOCK_URL ?? "http://localhost:7070";
+  switch (sub) {
+    case "list": {
+      const query = values.status ? `?status=${encodeURIComponent(values.status)}` : "";
+      const page = await call<{ requests: ReviewerView[] }>(base, "GET", `/v1/requests${query}`);
+      if (values.json) {
+        process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
+        return 0;
+      }
+      if (page.requests.length === 0) {
+        process.stdout.write(values.status ? "no requests\n" : "nothing waiting for you\n");
+        return 0;
+      }
+      process.stdout.write(`${"ID".padEnd(32)}  ${"STATUS".padEnd(9)}  ${"RISK".padEnd(8)}  ${"AGENT".padEnd(16)}  ${"VOTES".padEnd(5)}  ${"LEFT".padEnd(7)}  ACTION\n`);
+      for (const r of page.requests) {
+        const votes = r.review ? `${r.review.approvals}/${r.review.quorum}` : "-";
+        const action = r.preview.split("\n")[0] ?? "";
+        process.stdout.write(
+          `${r.id.padEnd(32)}  ${r.status.padEnd(9)}  ${r.risk.level.padEnd(8)}  ${r.agent.name.padEnd(16)}  ${votes.padEnd(5)}  ${timeLeft(r.status === "pending" ? r.expiresAt : null).padEnd(7)}  ${action}\n`,
+        );
+      }
+      return 0;
+    }
+    case "show": {
+      const id = positionals[0];
+      if (!id) throw new CliError("name the request: airlock requests show ID", 2);
+      const view = await call<ReviewerView>(base, "GET", `/v1/requests/${encodeURIComponent(id)}`);
+      process.stdout.write(values.json ? `${JSON.stringify(view, null, 2)}\n` : `${describe(view)}\n`);
+      return 0;
+    }
+    case "approve":
+    case "deny": {
+      const id = positionals[0];
+      if (!id) throw new CliError(`name the request: airlock requests ${sub} ID`, 2);
+      const view = await call<ReviewerView>(base, "POST", `/v1/requests/${encodeURIComponent(id)}/reviews`, {
+        decision: sub,
+        ...(values.comment ? { comment: values.comment } : {}),
+      });
+      const votes = view.review ? ` (${view.review.approvals} of ${view.review.quorum} approvals)` : "";
+      const next =
+        view.status === "pending"
+          ? "still waiting for more approvals"
+          : view.status === "approved" || view.status === "executing"
+            ? "approved; Airlock is running it now"
+            : view.status;
+      process.stdout.write(`${sub === "approve" ? "Approved" : "Denied"} ${view.id}${votes}: ${next}\n`);
+      return 0;
+    }
+    default:
+      throw new CliError(usage, 2);
+  }
+}

@@ -1,0 +1,30 @@
+import { createGateway } from "../../main.js";
+import { configOption, loadConfigOrExit, parse } from "../cli-support.js";
+
+const usage = `Usage: airlock serve [--config FILE]
+
+Runs the gateway. The config is --config FILE, else $AIRLOCK_CONFIG, else ./airlock.yaml.
+Stops gracefully on SIGINT or SIGTERM: no new work, executions under way finish.`;
+
+export async function serve(args: string[]): Promise<number | undefined> {
+  const { values } = parse(args, configOption, usage);
+  const loaded = loadConfigOrExit(values.config);
+  const gateway = await createGateway(loaded);
+  await gateway.start();
+  await untilSignal();
+  gateway.logger.info("stopping: finishing work under way");
+  await gateway.close();
+  return 0;
+}
+
+export function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      resolve();
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
+}

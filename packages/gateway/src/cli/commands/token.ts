@@ -1,0 +1,52 @@
+import { createIdentityService } from "../../identity/identity-service.js";
+import { openStore } from "../../store/open-store.js";
+import { CliError, configOption, loadConfigOrExit, parse } from "../cli-support.js";
+
+const usage = `Usage:
+  airlock token create --agent NAME       a token for an agent in the config
+  airlock token create --reviewer EMAIL   a personal token for a reviewer in the config
+  airlock token list                      tokens, by id and hint (never the token)
+  airlock token revoke ID
+
+Options: --config FILE. A new token is printed once, on stdout; only its hash is stored.`;
+
+export async function token(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parse(
+    rest,
+    { ...configOption, agent: { type: "string" }, reviewer: { type: "string" } },
+    usage,
+    sub === "revoke" ? 1 : 0,
+  );
+  if (sub !== "create" && sub !== "list" && sub !== "revoke") throw new CliError(usage, 2);
+  const loaded = loadConfigOrExit(values.config);
+  const store = await openStore(loaded.config.storage, loaded.baseDir);
+  const identity = createIdentityService({ store, config: loaded.config, clock: Date.now });
+  const operator = `cli:${process.env.USER ?? "unknown"}`;
+  try {
+    if (sub === "create") {
+      if (Boolean(values.agent) === Boolean(values.reviewer)) {
+        throw new CliError("name exactly one of --agent NAME or --reviewer EMAIL", 2);
+      }
+      const kind = values.agent ? "agent" : "reviewer";
+      const { token: secret, record } = await identity.createToken(kind, (values.agent ?? values.reviewer)!, operator);
+      process.stderr.write(`Token ${record.id} for ${kind} ${record.subject}; it is shown once:\n`);
+      process.stdout.write(`${secret}\n`);
+      return 0;
+    }
+    if (sub === "list") {
+      for (const t of await store.listTokens()) {
+        const state = t.revokedAt === null ? "active" : `revoked ${new Date(t.revokedAt).toISOString()}`;
+        process.stdout.write(`${t.id}  ${t.kind.padEnd(8)}  ${t.subject.padEnd(28)}  ${t.hint}  ${state}\n`);
+      }
+      return 0;
+    }
+    const id = positionals[0];
+    if (!id) throw new CliError("name the token to revoke: airlock token revoke ID", 2);
+    if (!(await identity.revokeToken(id, operator))) throw new CliError(`no active token ${id}`);
+    process.stdout.write(`revoked ${id}\n`);
+    return 0;
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * Reads airlock.yaml: YAML, then references, then the schema, then the rules' conditions.
+ * Every problem is collected with its path before anything is reported, so one run of
+ * `airlock config check` lists them all. The result is frozen.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { isMap, isSeq, parseDocument } from "yaml";
+import { deepFreeze } from "../common/deep-freeze.js";
+import { MIN_SECRET_LENGTH } from "../masking/secret-redactor.js";
+import { checkCondition, compilePolicy, type Policy } from "../policy/policy-compile.js";
+import { ConfigError, type ConfigIssue } from "./config-errors.js";
+import { resolveRefs } from "./config-refs.js";
+import { configSchema, type ParsedConfig } from "./config-schema.js";
+
+export type AirlockConfig = Omit<ParsedConfig, "server"> & {
+  server: ParsedConfig["server"] & { publicUrl: string };
+};
+
+export interface LoadedConfig {
+  config: AirlockConfig;
+  policy: Policy;
+  /** Values resolved from references; scrubbed from every output. */
+  secrets: readonly string[];
+  warnings: ConfigIssue[];
+  /** Where the config came from, for messages. */
+  source: string;
+  /** Directory that relative paths in the config (sqlite:, ${file:}) are resolved against. */
+  baseDir: string;
+}
+
+export interface LoadOptions {
+  env?: Record<string, string | undefined>;
+  /** A name for messages when the text did not come from a file. */
+  source?: string;
+  baseDir?: string;
+}
+
+export function configPath(explicit: string | undefined, env = process.env): string {
+  return resolve(explicit ?? env.AIRLOCK_CONFIG ?? "airlock.yaml");
+}
+
+export function loadConfigFile(path: string, options: LoadOptions = {}): LoadedConfig {
+  if (!existsSync(path)) {
+    throw new ConfigError(path, [
+      {
+        path: [],
+        message: "no such file; pass --config FILE, set AIRLOCK_CONFIG, or run `airlock demo` to try Airlock first",
+      },
+    ]);
+  }
+  return loadConfigText(readFileSync(path, "utf8"), {
+    ...options,
+    source: options.source ?? path,
+    baseDir: options.baseDir ?? dirname(resolve(path)),
+  });
+}
+
+export function loadConfigText(text: string, options: LoadOptions = {}): LoadedConfig {
+  const source = options.source ?? "config";
+  const baseDir = options.baseDir ?? process.cwd();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      source,
+      doc.errors.map((error) => ({
+        path: yamlPathAt(doc.contents, error.pos[0]),
+        message: `${error.message.split("\n")[0]}${error.linePos ? ` (line ${error.linePos[0].line}, column ${error.linePos[0].col})` : ""}`,
+      })),
+    );
+  }
+  const raw = doc.toJS() ?? {};
+  const refs = resolveRefs(raw, { env: options.env ?? process.env, baseDir });
+  const issues: ConfigIssue[] = [...refs.issues];
+  const parsed = configSchema.safeParse(refs.value);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      issues.push({ path: issue.path as (string | number)[], message: issueMessage(issue) });
+    }
+  }
+  issues.push(...conditionIssues(refs.value));
+  if (!parsed.success || issues.length > 0) throw new ConfigError(source, issues);
+  const data = parsed.data;
+  const { policy, issues: policyIssues } = compilePolicy(data.rules);
+  if (policyIssues.length > 0) throw new ConfigError(source, policyIssues);
+
+  const config: AirlockConfig = {
+    ...data,
+    server: { ...data.server, publicUrl: data.server.publicUrl ?? `http://localhost:${data.server.port}` },
+  };
+  return {
+    config: deepFreeze(config),
+    policy: deepFreeze(policy),
+    secrets: Object.freeze([...new Set(refs.secrets)]),
+    warnings: warningsFor(config, refs.secrets),
+    source,
+    baseDir,
+  };
+}
+
+function issueMessage(issue: { code: string; message: string; keys?: string[] }): string {
+  if (issue.code === "unrecognized_keys" && issue.keys) {
+    return `unknown key${issue.keys.length === 1 ? "" : "s"} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+  }
+  return issue.message;
+}
+
+/** Conditions are checked on the raw rules too, so a schema error elsewhere does not hide them. */
+function conditionIssues(raw: unknown): ConfigIssue[] {
+  const rules = (raw as { rules?: unknown } | null)?.rules;
+  if (!Array.isArray(rules)) return [];
+  const issues: ConfigIssue[] = [];
+  rules.forEach((rule: { name?: unknown; when?: unknown } | null, index) => {
+    if (typeof rule?.when !== "string") return;
+    const problem = checkCondition(rule.when);
+    if (problem) issues.push({ path: ["rules", index, "when"], message: `rule "${String(rule.name ?? index)}": ${problem}` });
+  });
+  return issues;
+}
+
+/** Things that load but probably do not do what the author meant. */
+function warningsFor(config: AirlockConfig, secrets: string[]): ConfigIssue[] {
+  const warnings: ConfigIssue[] = [];
+  const catchAll = config.rules.findIndex((rule) => rule.when === undefined);
+  if (catchAll >= 0 && catchAll < config.rules.length - 1) {
+    warnings.push({
+      path: ["rules", catchAll + 1],
+      message: `unreachable: rule "${config.rules[catchAll]!.name}" has no condition and always matches first`,
+    });
+  }
+  config.rules.forEach((rule, index) => {
+    if (!rule.review) return;
+    const eligible = config.reviewers.filter(
+      (r) => rule.review!.approvers.length === 0 || r.groups.some((g) => rule.review!.approvers.includes(g)),
+    );
+    if (eligible.length < rule.review.quorum) {
+      warnings.push({
+        path: ["rules", index, "review", "quorum"],
+        message: `needs ${rule.review.quorum} approvers but only ${eligible.length} configured reviewer${eligible.length === 1 ? " is" : "s are"} in ${rule.review.approvers.join(", ") || "any group"}; members from the identity provider may make up the rest`,
+      });
+    }
+  });
+  if (secrets.some((s) => s.length > 0 && s.length < MIN_SECRET_LENGTH)) {
+    warnings.push({
+      path: [],
+      message: `a referenced secret is shorter than ${MIN_SECRET_LENGTH} characters and cannot be scrubbed from output reliably`,
+    });
+  }
+  return warnings;
+}
+
+/** The key path of the YAML node at a character offset, for parse errors. */
+function yamlPathAt(node: unknown, offset: number): (string | number)[] {
+  const path: (string | number)[] = [];
+  let current = node;
+  for (;;) {
+    if (isMap(current)) {
+      const pair = current.items.find((item) => {
+        const range = (item.value as { range?: number[] } | null)?.range ?? (item.key as { range?: number[] } | null)?.range;
+        return range !== undefined && offset >= range[0]! && offset <= range[2]!;
+      });
+      if (!pair) return path;
+      path.push(String((pair.key as { value?: unknown })?.value ?? pair.key));
+      current = pair.value;
+    } else if (isSeq(current)) {
+      const index = current.items.findIndex((item) => {
+        const range = (item as { range?: number[] } | null)?.range;
+        return range !== undefined && offset >= range[0]! && offset <= range[2]!;
+      });
+      if (index < 0) return path;
+      path.push(index);
+      current = current.items[index];
+    } else {
+      return path;
+    }
+  }
+}

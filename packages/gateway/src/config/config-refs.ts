@@ -1,0 +1,66 @@
+/**
+ * `${env:NAME}` and `${file:PATH}` references, resolved in the parsed YAML tree so every
+ * problem is reported at the path where it sits. Resolved values are remembered as secrets.
+ */
+import { readFileSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
+import type { ConfigIssue } from "./config-errors.js";
+
+const reference = /\$\$\{|\$\{([a-z]+):([^}]*)\}/g;
+
+export interface RefContext {
+  env: Record<string, string | undefined>;
+  baseDir: string;
+}
+
+export function resolveRefs(
+  tree: unknown,
+  context: RefContext,
+): { value: unknown; secrets: string[]; issues: ConfigIssue[] } {
+  const secrets: string[] = [];
+  const issues: ConfigIssue[] = [];
+  const walk = (value: unknown, path: (string | number)[]): unknown => {
+    if (typeof value === "string") return resolveString(value, path);
+    if (Array.isArray(value)) return value.map((item, i) => walk(item, [...path, i]));
+    if (value && typeof value === "object") {
+      const out: Record<string, unknown> = {};
+      for (const [key, child] of Object.entries(value)) out[key] = walk(child, [...path, key]);
+      return out;
+    }
+    return value;
+  };
+  const resolveString = (text: string, path: (string | number)[]): string => {
+    if (!text.includes("${")) return text;
+    return text.replace(reference, (match, kind: string | undefined, arg: string | undefined) => {
+      if (match === "$${") return "${";
+      const name = (arg ?? "").trim();
+      if (kind === "env") {
+        const found = context.env[name];
+        if (found === undefined || found === "") {
+          issues.push({ path, message: `environment variable ${name} is not set` });
+          return "";
+        }
+        secrets.push(found);
+        return found;
+      }
+      if (kind === "file") {
+        const file = isAbsolute(name) ? name : resolve(context.baseDir, name);
+        try {
+          const content = readFileSync(file, "utf8").replace(/\r?\n$/, "");
+          secrets.push(content);
+          return content;
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          issues.push({
+            path,
+            message: `cannot read ${file}: ${code === "ENOENT" ? "no such file" : (code ?? String(error))}`,
+          });
+          return "";
+        }
+      }
+      issues.push({ path, message: `unknown reference \${${kind}:…}; use \${env:NAME} or \${file:PATH}` });
+      return "";
+    });
+  };
+  return { value: walk(tree, []), secrets, issues };
+}

@@ -1,0 +1,153 @@
+/**
+ * The schema of airlock.yaml. Everything Airlock reads from its config file is parsed here,
+ * once, at start; the JSON Schema shipped for editors is generated from this file.
+ */
+import { z } from "zod";
+import { connectorTypes } from "../connectors/connector-registry.js";
+import { riskLevels } from "../connectors/connector.js";
+import { maskPathProblem } from "../masking/input-mask.js";
+import { durationSchema, emailSchema, groupSchema, nameSchema } from "./config-types.js";
+
+const MiB = 1024 * 1024;
+
+export const serverSchema = z.strictObject({
+  port: z.number().int().min(0).max(65535).default(7070),
+  host: z.string().min(1).max(255).default("127.0.0.1"),
+  /** Where people reach the gateway; approval links are built from it. */
+  publicUrl: z
+    .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+    .transform((url) => url.replace(/\/+$/, ""))
+    .optional(),
+  maxBodyBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * MiB)
+    .default(MiB),
+  /** The longest `?wait=` a caller may ask for, in seconds. */
+  maxWaitSeconds: z.number().int().min(0).max(3600).default(300),
+  /** How often pending requests are checked for expiry. */
+  sweepInterval: durationSchema.default(1000),
+});
+
+export const storageSchema = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine(
+    (url) => /^sqlite:.+/.test(url) || /^postgres(ql)?:\/\//.test(url),
+    "must be sqlite:PATH or postgres://USER@HOST/DB",
+  );
+
+export const agentSchema = z.strictObject({
+  name: nameSchema,
+  /** The person accountable for this agent; they can never approve its requests. */
+  owner: emailSchema,
+  labels: z.record(z.string().max(64), z.string().max(256)).default({}),
+});
+
+export const reviewerSchema = z.strictObject({
+  email: emailSchema,
+  groups: z.array(groupSchema).max(100).default([]),
+});
+
+const connectionSchema = z.discriminatedUnion(
+  "type",
+  connectorTypes.map((c) => c.configSchema) as unknown as [
+    z.ZodObject<{ type: z.ZodLiteral<string> }>,
+    ...z.ZodObject<{ type: z.ZodLiteral<string> }>[],
+  ],
+  {
+    error: (issue) =>
+      issue.code === "invalid_union"
+        ? `type must be one of: ${connectorTypes.map((c) => c.type).join(", ")}`
+        : undefined,
+  },
+);
+
+export const riskSchema = z.enum(riskLevels as [string, ...string[]]);
+
+const maskPath = z
+  .string()
+  .min(1)
+  .max(256)
+  .superRefine((path, ctx) => {
+    const problem = maskPathProblem(path);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+
+export const reviewSchema = z.strictObject({
+  /** Groups whose members may vote; empty means any configured reviewer. */
+  approvers: z.array(groupSchema).max(50).default([]),
+  quorum: z.number().int().min(1).max(20).default(1),
+  expiresIn: durationSchema.default(3_600_000),
+  risk: riskSchema.optional(),
+  /** Approval needs a fresh identity-provider login (the console); one click is not enough. */
+  stepUp: z.boolean().default(false),
+  /** Which channels are told; all configured channels when absent. */
+  channels: z.array(nameSchema).max(20).optional(),
+});
+
+export const ruleSchema = z.strictObject({
+  name: z.string().min(1).max(128),
+  /** A CEL condition; a rule without one always matches. */
+  when: z.string().min(1).max(8192).optional(),
+  decision: z.enum(["allow", "deny", "review"]),
+  /** Told to the agent when this rule denies. */
+  reason: z.string().max(1000).optional(),
+  risk: riskSchema.optional(),
+  review: reviewSchema.optional(),
+  mask: z
+    .strictObject({
+      /** Paths in the action's input (`body.card_number`, `body.items.*.iban`). */
+      input: z.array(maskPath).max(100).default([]),
+    })
+    .optional(),
+});
+
+export const configSchema = z
+  .strictObject({
+    $schema: z.string().optional(),
+    server: serverSchema.default(serverSchema.parse({})),
+    storage: storageSchema.default("sqlite:./.airlock/airlock.db"),
+    agents: z.array(agentSchema).max(10_000).default([]),
+    reviewers: z.array(reviewerSchema).max(100_000).default([]),
+    connections: z.record(nameSchema, connectionSchema).default({}),
+    rules: z.array(ruleSchema).max(10_000).default([]),
+  })
+  .superRefine((config, ctx) => {
+    const seen = (items: string[], path: (i: number) => (string | number)[], what: string) => {
+      const first = new Map<string, number>();
+      items.forEach((item, i) => {
+        const earlier = first.get(item);
+        if (earlier === undefined) first.set(item, i);
+        else ctx.addIssue({ code: "custom", path: path(i), message: `${what} "${item}" is already defined at index ${earlier}` });
+      });
+    };
+    seen(config.agents.map((a) => a.name), (i) => ["agents", i, "name"], "agent");
+    seen(config.reviewers.map((r) => r.email), (i) => ["reviewers", i, "email"], "reviewer");
+    seen(config.rules.map((r) => r.name), (i) => ["rules", i, "name"], "rule");
+    config.rules.forEach((rule, i) => {
+      if (rule.decision === "review" && !rule.review) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["rules", i, "review"],
+          message: "a review rule needs a review block: { approvers, quorum, expiresIn }",
+        });
+      }
+      if (rule.decision !== "review" && rule.review) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["rules", i, "review"],
+          message: `only a rule with decision: review takes a review block (this one is ${rule.decision})`,
+        });
+      }
+    });
+  });
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+export type RuleConfig = z.output<typeof ruleSchema>;
+export type ReviewConfig = z.output<typeof reviewSchema>;
+export type AgentConfig = z.output<typeof agentSchema>;
+export type ReviewerConfig = z.output<typeof reviewerSchema>;

@@ -1,0 +1,40 @@
+/** Small zod building blocks shared by the config schema and the connectors' own schemas. */
+import { z } from "zod";
+import { parseDuration } from "../common/durations.js";
+
+/** A duration like "15m" or "30s", parsed to milliseconds. */
+export const durationSchema = z
+  .string()
+  .max(32)
+  .transform((text, ctx) => {
+    const ms = parseDuration(text);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: `"${text}" is not a duration; write it like 500ms, 30s, 15m, 2h or 7d`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+export const emailSchema = z
+  .string()
+  .max(254)
+  .regex(/^[^\s@]+@[^\s@]+$/, "must be an e-mail address")
+  .transform((email) => email.toLowerCase());
+
+export const nameSchema = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+    "use letters, digits, '.', '_' and '-', starting with a letter or digit",
+  );
+
+export const groupSchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[^\s,]+$/, "a group name has no spaces or commas");

@@ -1,0 +1,11 @@
+/** Every connector type Airlock knows, by the `type` a connection names in config. */
+import type { ConnectorType } from "./connector.js";
+import { httpConnectorType } from "./http/http-connector.js";
+
+// biome-ignore lint/suspicious/noExplicitAny: each entry carries its own config type
+export const connectorTypes: readonly ConnectorType<any>[] = [httpConnectorType];
+
+// biome-ignore lint/suspicious/noExplicitAny: see above
+export function connectorType(type: string): ConnectorType<any> | undefined {
+  return connectorTypes.find((c) => c.type === type);
+}

@@ -1,0 +1,63 @@
+/**
+ * The seam between Airlock and the systems it acts on. A connector turns an agent's input
+ * into something a person can judge (preview, facts, risk) and, once allowed, runs it with
+ * the connection's own credentials.
+ */
+import type { z } from "zod";
+import type { Json } from "../common/canonical-json.js";
+import type { Logger } from "../observability/logger.js";
+
+export type RiskLevel = "low" | "medium" | "high" | "critical";
+export const riskLevels: readonly RiskLevel[] = ["low", "medium", "high", "critical"];
+
+export interface RiskHint {
+  level: RiskLevel;
+  reason: string;
+}
+
+export interface Description {
+  /** What will happen, in words a reviewer reads first ("POST /refunds"). */
+  preview: string;
+  /** Facts for rules, under the connector's namespace: `{ http: { method, path } }`. */
+  facts: Record<string, Json>;
+  risk: RiskHint;
+}
+
+export interface ExecutionOutcome {
+  ok: boolean;
+  /** What the operation returned; masked and scrubbed of credentials before anyone sees it. */
+  result: Json;
+  /** One line for people: "HTTP 200, 512 bytes". */
+  summary: string;
+  /** Why it failed, when `ok` is false. */
+  reason?: string;
+}
+
+export interface Connector {
+  readonly type: string;
+  readonly name: string;
+  /** Values that must never leave Airlock: credentials from this connection's config. */
+  readonly secrets: readonly string[];
+  /**
+   * Validates and normalises the agent's input for an operation. Throws `unknown_operation`
+   * or `invalid_request` naming the field (relative to `input`). The normalised input is
+   * what gets hashed, approved and executed.
+   */
+  parse(operation: string, input: unknown): Json;
+  describe(operation: string, input: Json): Promise<Description>;
+  execute(operation: string, input: Json, signal: AbortSignal): Promise<ExecutionOutcome>;
+  close(): Promise<void>;
+}
+
+export interface ConnectorDeps {
+  logger: Logger;
+}
+
+export interface ConnectorType<Config> {
+  readonly type: string;
+  /** Parses this type's connection config (the `type` key included). */
+  readonly configSchema: z.ZodType<Config>;
+  /** The CEL facts namespace and its fields' types, e.g. `http: { method: "string" }`. */
+  readonly facts: { namespace: string; schema: Record<string, string> };
+  create(name: string, config: Config, deps: ConnectorDeps): Connector;
+}

@@ -1,0 +1,25 @@
+import { z } from "zod";
+import { durationSchema } from "../../config/config-types.js";
+
+const headerName = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "not a valid HTTP header name")
+  .max(256);
+
+export const httpConnectionSchema = z.strictObject({
+  type: z.literal("http"),
+  baseUrl: z
+    .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+    .refine((url) => !new URL(url).search && !new URL(url).hash, "must not have a query or fragment"),
+  /** Sent with every call; the agent can neither set nor read them. */
+  headers: z.record(headerName, z.string().max(8192)).default({}),
+  timeout: durationSchema.default(30_000),
+  maxResponseBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024),
+});
+
+export type HttpConnectionConfig = z.output<typeof httpConnectionSchema>;

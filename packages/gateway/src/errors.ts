@@ -1,0 +1,83 @@
+/**
+ * The one error type Airlock raises on purpose. Its `code` is part of the public contract
+ * (DESIGN.md lists the codes callers may rely on); the HTTP layer maps codes to statuses.
+ */
+export type ErrorCode =
+  | "invalid_request"
+  | "unauthenticated"
+  | "forbidden"
+  | "unknown_connection"
+  | "unknown_operation"
+  | "denied"
+  | "not_an_approver"
+  | "self_approval"
+  | "step_up_required"
+  | "already_reviewed"
+  | "not_pending"
+  | "not_found"
+  | "expired"
+  | "store_unavailable"
+  | "rate_limited"
+  | "payload_too_large"
+  | "execution_failed"
+  | "internal";
+
+const statusByCode: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  unknown_connection: 400,
+  unknown_operation: 400,
+  denied: 403,
+  not_an_approver: 403,
+  self_approval: 403,
+  step_up_required: 403,
+  already_reviewed: 409,
+  not_pending: 409,
+  not_found: 404,
+  expired: 410,
+  store_unavailable: 503,
+  rate_limited: 429,
+  payload_too_large: 413,
+  execution_failed: 502,
+  internal: 500,
+};
+
+export class AirlockError extends Error {
+  readonly code: ErrorCode;
+  readonly field: string | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { field?: string; details?: Record<string, unknown>; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "AirlockError";
+    this.code = code;
+    this.field = options.field;
+    this.details = options.details;
+  }
+
+  get status(): number {
+    return statusByCode[this.code];
+  }
+
+  toJSON(): { code: ErrorCode; message: string; field?: string } & Record<string, unknown> {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.field === undefined ? {} : { field: this.field }),
+      ...this.details,
+    };
+  }
+}
+
+export function isAirlockError(error: unknown): error is AirlockError {
+  return error instanceof AirlockError;
+}
+
+export function invalid(field: string, message: string): AirlockError {
+  return new AirlockError("invalid_request", `${field}: ${message}`, { field });
+}

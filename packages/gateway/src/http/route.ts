@@ -1,0 +1,136 @@
+/**
+ * One way to declare a route: its schemas, who may call it, and a handler that gets parsed,
+ * typed input. The same declarations produce the OpenAPI document.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { z } from "zod";
+import { AirlockError } from "../errors.js";
+import type { Principal } from "../identity/identity-service.js";
+
+export type Auth = "agent" | "reviewer" | "none";
+
+export interface RouteSpec<
+  B extends z.ZodType = z.ZodType,
+  Q extends z.ZodType = z.ZodType,
+  P extends z.ZodType = z.ZodType,
+> {
+  method: "GET" | "POST";
+  url: string;
+  summary: string;
+  tag: string;
+  auth: Auth;
+  body?: B;
+  query?: Q;
+  params?: P;
+  responses: Record<number, string>;
+}
+
+type PrincipalFor<A extends Auth> = A extends "agent"
+  ? Extract<Principal, { kind: "agent" }>
+  : A extends "reviewer"
+    ? Extract<Principal, { kind: "reviewer" }>
+    : undefined;
+
+export interface RouteContext<A extends Auth, B, Q, P> {
+  principal: PrincipalFor<A>;
+  body: B;
+  query: Q;
+  params: P;
+  request: FastifyRequest;
+  reply: FastifyReply;
+  /** Aborts when the caller disconnects. */
+  signal: AbortSignal;
+}
+
+export interface Reply {
+  status?: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+export type Authenticate = (authorization: string | undefined) => Promise<Principal>;
+
+export function parseInput<S extends z.ZodType>(
+  schema: S | undefined,
+  value: unknown,
+  where: string,
+): z.output<S> {
+  if (!schema) return undefined as z.output<S>;
+  const parsed = schema.safeParse(value ?? (where === "body" ? undefined : {}));
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  let field = issue.path.map(String).join(".");
+  let message = issue.message;
+  if (issue.code === "unrecognized_keys") {
+    const keys = (issue as { keys: string[] }).keys;
+    field = [...issue.path.map(String), keys[0]].join(".");
+    message = `unknown field${keys.length > 1 ? "s" : ""} ${keys.join(", ")}`;
+  } else if (issue.code === "invalid_type" && issue.path.length === 0) {
+    message = where === "body" ? "the body must be a JSON object" : message;
+  }
+  const name = field || where;
+  throw new AirlockError("invalid_request", `${name}: ${message}`, {
+      field: name,
+      ...(parsed.error.issues.length > 1
+        ? {
+            details: {
+              issues: parsed.error.issues.map((i) => ({ field: i.path.map(String).join(".") || where, message: i.message })),
+            },
+          }
+        : {}),
+  });
+}
+
+export function createRouter(app: FastifyInstance, authenticate: Authenticate) {
+  const specs: RouteSpec[] = [];
+
+  function route<A extends Auth, B extends z.ZodType, Q extends z.ZodType, P extends z.ZodType>(
+    spec: RouteSpec<B, Q, P> & { auth: A },
+    handler: (ctx: RouteContext<A, z.output<B>, z.output<Q>, z.output<P>>) => Promise<Reply>,
+  ): void {
+    specs.push(spec as unknown as RouteSpec);
+    app.route({
+      method: spec.method,
+      url: spec.url,
+      handler: async (request, reply) => {
+        let principal: Principal | undefined;
+        if (spec.auth !== "none") {
+          principal = await authenticate(request.headers.authorization);
+          if (principal.kind !== spec.auth) {
+            throw new AirlockError(
+              "forbidden",
+              spec.auth === "reviewer"
+                ? "this endpoint is for reviewers; use a personal token, not an agent token"
+                : "this endpoint is for agents; use an agent token, not a personal token",
+            );
+          }
+        }
+        const params = parseInput(spec.params, request.params, "params");
+        const query = parseInput(spec.query, request.query, "query");
+        const body = parseInput(spec.body, request.body, "body");
+        const controller = new AbortController();
+        const onClose = () => {
+          if (!reply.sent) controller.abort();
+        };
+        request.raw.socket?.once("close", onClose);
+        try {
+          const result = await handler({
+            principal: principal as PrincipalFor<A>,
+            body,
+            query,
+            params,
+            request,
+            reply,
+            signal: controller.signal,
+          });
+          if (result.headers) reply.headers(result.headers);
+          return reply.code(result.status ?? 200).send(result.body);
+        } finally {
+          request.raw.socket?.off("close", onClose);
+        }
+      },
+    });
+  }
+
+  return { route, specs };
+}

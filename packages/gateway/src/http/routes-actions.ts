@@ -1,0 +1,97 @@
+/** The agent API: submit an action, read or wait for it, cancel it. */
+import { AirlockError } from "../errors.js";
+import type { RequestService } from "../requests/request-service.js";
+import type { ActionRequest } from "../requests/request-types.js";
+import { agentView } from "../requests/request-views.js";
+import { actionBodySchema, idParamsSchema, waitQuerySchema } from "./api-schemas.js";
+import type { createRouter, Reply } from "./route.js";
+
+/** The status code that says how the action ended up, for POST /v1/actions. */
+function actionReply(request: ActionRequest, publicUrl: string): Reply {
+  const view = agentView(request, publicUrl);
+  if (request.status === "denied") {
+    const byReviewer = request.reviews.find((r) => r.decision === "deny");
+    return {
+      status: 403,
+      body: {
+        error: new AirlockError(
+          "denied",
+          byReviewer
+            ? `denied by ${byReviewer.reviewer}${byReviewer.comment ? `: ${byReviewer.comment}` : ""}`
+            : request.decision.reason,
+        ).toJSON(),
+        action: view,
+      },
+    };
+  }
+  if (request.status === "pending" || request.status === "approved" || request.status === "executing") {
+    return { status: 202, body: view, headers: { location: `/v1/actions/${request.id}` } };
+  }
+  return { status: 200, body: view };
+}
+
+export function actionRoutes(
+  router: ReturnType<typeof createRouter>,
+  deps: { requests: RequestService; publicUrl: string; maxWaitSeconds: number },
+): void {
+  const { requests, publicUrl } = deps;
+  const waitQuery = waitQuerySchema(deps.maxWaitSeconds);
+
+  router.route(
+    {
+      method: "POST",
+      url: "/v1/actions",
+      summary:
+        "Submit an action. 200 with the result when allowed and executed; 403 when denied; 202 when it waits for review.",
+      tag: "agents",
+      auth: "agent",
+      body: actionBodySchema,
+      query: waitQuery,
+      responses: {
+        200: "Allowed and executed (see status: succeeded or failed), or final after waiting",
+        202: "Waiting for review",
+        403: "Denied by policy or by a reviewer",
+      },
+    },
+    async ({ principal, body, query, signal }) => {
+      let request = await requests.submit(principal.agent, body);
+      if (query.wait && request.status === "pending") {
+        request = await requests.waitForTerminal(request.id, query.wait * 1000, signal);
+      }
+      return actionReply(request, publicUrl);
+    },
+  );
+
+  router.route(
+    {
+      method: "GET",
+      url: "/v1/actions/:id",
+      summary: "The request's status, decision, reviews so far, and the masked result once done.",
+      tag: "agents",
+      auth: "agent",
+      params: idParamsSchema,
+      query: waitQuery,
+      responses: { 200: "The request", 404: "No such request for this agent" },
+    },
+    async ({ principal, params, query, signal }) => {
+      const request = await requests.getForAgent(principal.agent, params.id, (query.wait ?? 0) * 1000, signal);
+      return { body: agentView(request, publicUrl) };
+    },
+  );
+
+  router.route(
+    {
+      method: "POST",
+      url: "/v1/actions/:id/cancel",
+      summary: "Cancel a pending request of your own.",
+      tag: "agents",
+      auth: "agent",
+      params: idParamsSchema,
+      responses: { 200: "Cancelled", 409: "No longer pending", 404: "No such request for this agent" },
+    },
+    async ({ principal, params }) => {
+      const request = await requests.cancel(principal.agent, params.id);
+      return { body: agentView(request, publicUrl) };
+    },
+  );
+}

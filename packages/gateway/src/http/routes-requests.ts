@@ -1,0 +1,97 @@
+/** The reviewer API: what I may decide, the full context of one request, and my vote. */
+import { AirlockError } from "../errors.js";
+import type { RequestService } from "../requests/request-service.js";
+import type { ActionRequest } from "../requests/request-types.js";
+import { reviewerAbility, reviewerView } from "../requests/request-views.js";
+import { idParamsSchema, requestListQuerySchema, reviewBodySchema } from "./api-schemas.js";
+import type { createRouter } from "./route.js";
+
+export function requestRoutes(
+  router: ReturnType<typeof createRouter>,
+  deps: { requests: RequestService; publicUrl: string },
+): void {
+  const { requests, publicUrl } = deps;
+
+  router.route(
+    {
+      method: "GET",
+      url: "/v1/requests",
+      summary:
+        "Requests for reviewers. With the default status=pending, only those this reviewer may decide, most urgent first.",
+      tag: "reviewers",
+      auth: "reviewer",
+      query: requestListQuerySchema,
+      responses: { 200: "A page of requests" },
+    },
+    async ({ principal, query }) => {
+      const statuses = query.status ?? ["pending"];
+      const onlyPending = statuses.length === 1 && statuses[0] === "pending";
+      const found = await requests.list({
+        statuses,
+        ...(query.agent ? { agent: query.agent } : {}),
+        ...(query.connection ? { connection: query.connection } : {}),
+        ...(query.before ? { before: query.before } : {}),
+        limit: query.limit,
+      });
+      let visible: ActionRequest[] = found;
+      if (onlyPending) {
+        const now = Date.now();
+        visible = found.filter((request) => {
+          if (request.expiresAt !== null && request.expiresAt <= now) return false;
+          const you = reviewerAbility(request, principal.reviewer, requests.ownersOf(request));
+          return you.canApprove || you.canDeny;
+        });
+        const rank = { critical: 0, high: 1, medium: 2, low: 3 } as const;
+        visible.sort(
+          (a, b) =>
+            rank[a.decision.risk] - rank[b.decision.risk] || (a.expiresAt ?? 0) - (b.expiresAt ?? 0),
+        );
+      }
+      return {
+        body: {
+          requests: visible.map((r) => reviewerView(r, principal.reviewer, requests.ownersOf(r), publicUrl)),
+          ...(found.length === query.limit ? { next: found[found.length - 1]!.id } : {}),
+        },
+      };
+    },
+  );
+
+  router.route(
+    {
+      method: "GET",
+      url: "/v1/requests/:id",
+      summary: "The full context of a request: action, preview, facts, risk, justification, masked input, reviews.",
+      tag: "reviewers",
+      auth: "reviewer",
+      params: idParamsSchema,
+      responses: { 200: "The request", 404: "No such request" },
+    },
+    async ({ principal, params }) => {
+      const request = await requests.load(params.id);
+      return { body: reviewerView(request, principal.reviewer, requests.ownersOf(request), publicUrl) };
+    },
+  );
+
+  router.route(
+    {
+      method: "POST",
+      url: "/v1/requests/:id/reviews",
+      summary: "Approve or deny a pending request, with a comment.",
+      tag: "reviewers",
+      auth: "reviewer",
+      params: idParamsSchema,
+      body: reviewBodySchema,
+      responses: {
+        200: "The vote was recorded; the request as it stands now",
+        403: "self_approval, not_an_approver or step_up_required",
+        409: "already_reviewed or not_pending",
+        410: "expired",
+      },
+    },
+    async ({ principal, params, body }) => {
+      if (body === undefined) throw new AirlockError("invalid_request", "body: send {decision, comment?}", { field: "body" });
+      const request = await requests.review(principal.reviewer, params.id, body);
+      return { body: reviewerView(request, principal.reviewer, requests.ownersOf(request), publicUrl) };
+    },
+  );
+}

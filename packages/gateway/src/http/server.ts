@@ -1,0 +1,191 @@
+/**
+ * The HTTP server: fastify, the routes by domain, and the one error handler that turns every
+ * failure into `{error: {code, message, field?}}`. Unknown errors become a 500 with a request
+ * id; their details go to the log only.
+ */
+import { randomBytes } from "node:crypto";
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
+import { AirlockError } from "../errors.js";
+import type { IdentityService } from "../identity/identity-service.js";
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
+import type { RequestService } from "../requests/request-service.js";
+import type { Store } from "../store/store.js";
+import { openApiDocument } from "./openapi.js";
+import { createRouter } from "./route.js";
+import { actionRoutes } from "./routes-actions.js";
+import { auditRoutes } from "./routes-audit.js";
+import { requestRoutes } from "./routes-requests.js";
+
+export interface ServerDeps {
+  store: Store;
+  requests: RequestService;
+  identity: IdentityService;
+  logger: Logger;
+  metrics: Metrics;
+  publicUrl: string;
+  maxBodyBytes: number;
+  maxWaitSeconds: number;
+  version: string;
+  /** Extra routes (channels' decision endpoints). */
+  extend?: (app: FastifyInstance) => void;
+}
+
+export function buildServer(deps: ServerDeps): FastifyInstance {
+  const { logger, metrics } = deps;
+  const app = Fastify({
+    loggerInstance: logger as unknown as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: deps.maxBodyBytes,
+    genReqId: () => randomBytes(8).toString("hex"),
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+
+  app.addHook("onSend", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+    reply.header("cache-control", "no-store");
+  });
+  app.addHook("onResponse", async (request, reply) => {
+    const route = request.routeOptions.url ?? "unmatched";
+    metrics.httpSeconds.observe(
+      { method: request.method, route, status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+    if (reply.statusCode >= 500) {
+      logger.warn({ reqId: request.id, method: request.method, route, status: reply.statusCode }, "request failed");
+    } else {
+      logger.debug({ reqId: request.id, method: request.method, route, status: reply.statusCode, ms: reply.elapsedTime }, "request");
+    }
+  });
+
+  app.setErrorHandler((error: FastifyError | AirlockError | Error, request, reply) => {
+    const known = toAirlockError(error, deps.maxBodyBytes);
+    if (known) {
+      if (known.code === "store_unavailable") logger.error({ reqId: request.id, err: error }, known.message);
+      return reply.code(known.status).send({ error: known.toJSON() });
+    }
+    logger.error({ reqId: request.id, err: error }, "unexpected error");
+    return reply.code(500).send({
+      error: {
+        code: "internal",
+        message: `something went wrong on Airlock's side; the log has the details under request id ${request.id}`,
+        requestId: request.id,
+      },
+    });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({
+      error: { code: "not_found", message: `no route ${request.method} ${request.url.split("?")[0]}; see /openapi.json` },
+    }),
+  );
+
+  const router = createRouter(app, (authorization) => deps.identity.authenticate(authorization));
+  actionRoutes(router, deps);
+  requestRoutes(router, deps);
+  auditRoutes(router, deps);
+
+  router.route(
+    { method: "GET", url: "/healthz", summary: "Liveness.", tag: "operations", auth: "none", responses: { 200: "Alive" } },
+    async () => ({ body: { status: "ok" } }),
+  );
+  router.route(
+    {
+      method: "GET",
+      url: "/readyz",
+      summary: "Readiness: the store answers.",
+      tag: "operations",
+      auth: "none",
+      responses: { 200: "Ready", 503: "The store cannot be reached" },
+    },
+    async () => {
+      try {
+        await deps.store.ping();
+        return { body: { status: "ready" } };
+      } catch (error) {
+        const message = error instanceof AirlockError ? error.message : "the store cannot be reached";
+        return { status: 503, body: { status: "unavailable", error: { code: "store_unavailable", message } } };
+      }
+    },
+  );
+  router.route(
+    { method: "GET", url: "/metrics", summary: "Prometheus metrics.", tag: "operations", auth: "none", responses: { 200: "Metrics" } },
+    async ({ reply }) => {
+      try {
+        const counts = await deps.store.countByStatus();
+        metrics.requests.reset();
+        for (const [status, n] of Object.entries(counts)) metrics.requests.set({ status }, n);
+      } catch {
+        // the scrape still shows everything else; /readyz reports the store
+      }
+      reply.type(metrics.registry.contentType);
+      return { body: await metrics.registry.metrics() };
+    },
+  );
+  router.route(
+    {
+      method: "GET",
+      url: "/requests/:id",
+      summary: "Where approval links lead: how to review the request.",
+      tag: "reviewers",
+      auth: "none",
+      responses: { 200: "A page" },
+    },
+    async ({ request, reply }) => {
+      const id = String((request.params as { id: string }).id).replace(/[^A-Za-z0-9_]/g, "");
+      reply.type("text/html; charset=utf-8");
+      return { body: approvalPage(id) };
+    },
+  );
+  deps.extend?.(app);
+
+  let document: unknown;
+  app.get("/openapi.json", async () => {
+    document ??= openApiDocument(router.specs, { version: deps.version, publicUrl: deps.publicUrl });
+    return document;
+  });
+  return app;
+}
+
+function toAirlockError(error: FastifyError | Error, maxBodyBytes: number): AirlockError | undefined {
+  if (error instanceof AirlockError) return error;
+  const code = (error as FastifyError).code;
+  switch (code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new AirlockError("payload_too_large", `the body is larger than the limit of ${maxBodyBytes} bytes`, {
+        field: "body",
+      });
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new AirlockError("invalid_request", "content-type: send the body as application/json", {
+        field: "content-type",
+      });
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new AirlockError("invalid_request", "body: is empty; send a JSON object", { field: "body" });
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return new AirlockError("invalid_request", "content-length: does not match the body", { field: "content-length" });
+  }
+  if ((error as FastifyError).statusCode === 400 && (error instanceof SyntaxError || code === "FST_ERR_CTP_INVALID_JSON_BODY")) {
+    return new AirlockError("invalid_request", `body: is not valid JSON (${error.message})`, { field: "body" });
+  }
+  if ((error as FastifyError).statusCode === 400) {
+    return new AirlockError("invalid_request", error.message, { field: "body" });
+  }
+  return undefined;
+}
+
+function approvalPage(id: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Airlock · request ${id}</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}code{background:#f2f2f2;padding:.1rem .3rem;border-radius:3px}</style>
+</head><body>
+<h1>Request <code>${id}</code> is waiting for review</h1>
+<p>The web console is not part of this Airlock yet. Review the request from a terminal with your personal token:</p>
+<pre><code>export AIRLOCK_TOKEN=alk_…   # airlock token create --reviewer you@example.com
+airlock requests show ${id}
+airlock requests approve ${id} --comment "why"
+airlock requests deny ${id} --comment "why"</code></pre>
+</body></html>
+`;
+}

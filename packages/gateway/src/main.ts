@@ -1,0 +1,174 @@
+/** The composition root: config -> store -> services -> server. Everything is wired here, once. */
+import { createRequire } from "node:module";
+import type { DestinationStream } from "pino";
+import type { Channel } from "./channels/channel.js";
+import { createDispatcher } from "./channels/notification-dispatcher.js";
+import type { LoadedConfig } from "./config/config-load.js";
+import { connectorType } from "./connectors/connector-registry.js";
+import type { Connector } from "./connectors/connector.js";
+import { buildServer } from "./http/server.js";
+import { createIdentityService } from "./identity/identity-service.js";
+import { createRedactor } from "./masking/secret-redactor.js";
+import { createLogger, type Logger } from "./observability/logger.js";
+import { createMetrics } from "./observability/metrics.js";
+import { createExecutor } from "./requests/request-executor.js";
+import { createRequestService } from "./requests/request-service.js";
+import { createWaiters } from "./requests/request-waiters.js";
+import { reviewerView } from "./requests/request-views.js";
+import { openStore } from "./store/open-store.js";
+import type { Store } from "./store/store.js";
+
+export const version: string = (createRequire(import.meta.url)("../package.json") as { version: string }).version;
+
+export interface GatewayOptions {
+  logger?: Logger;
+  /** Where log lines go when no logger is given (tests capture them). */
+  logDestination?: DestinationStream;
+  logLevel?: string;
+  clock?: () => number;
+  channels?: Channel[];
+  /** Overrides server.port / server.host (0 picks a free port). */
+  port?: number;
+  host?: string;
+}
+
+export type Gateway = Awaited<ReturnType<typeof createGateway>>;
+
+export async function createGateway(loaded: LoadedConfig, options: GatewayOptions = {}) {
+  const { config, policy } = loaded;
+  const clock = options.clock ?? Date.now;
+
+  const connectors = new Map<string, Connector>();
+  const bootLogger = options.logger ?? createLogger({ level: "fatal" });
+  for (const [name, connection] of Object.entries(config.connections)) {
+    const type = connectorType(connection.type);
+    if (!type) throw new Error(`connection ${name}: unknown type ${connection.type}`);
+    connectors.set(name, type.create(name, connection, { logger: bootLogger }));
+  }
+  const redactor = createRedactor([...loaded.secrets, ...[...connectors.values()].flatMap((c) => c.secrets)]);
+  const logger =
+    options.logger ??
+    createLogger({
+      redactor,
+      ...(options.logLevel ? { level: options.logLevel } : {}),
+      ...(options.logDestination ? { destination: options.logDestination } : {}),
+    });
+  const metrics = createMetrics();
+
+  let store: Store;
+  try {
+    store = await openStore(config.storage, loaded.baseDir, { serving: true });
+  } catch (error) {
+    await Promise.all([...connectors.values()].map((c) => c.close()));
+    throw error;
+  }
+  const publicUrl = config.server.publicUrl;
+  const identity = createIdentityService({ store, config, clock });
+  const waiters = createWaiters(store);
+  const channels = options.channels ?? [];
+  let ownersOf: (request: Parameters<typeof reviewerView>[0]) => string[] = (r) => [r.agent.owner];
+  const dispatcher = createDispatcher({
+    store,
+    channels,
+    logger,
+    metrics,
+    clock,
+    view: async (id) => {
+      const request = await store.getRequest(id);
+      if (!request) return undefined;
+      const { you: _you, ...view } = reviewerView(request, { email: "", groups: [] }, ownersOf(request), publicUrl);
+      return view;
+    },
+  });
+  const executor = createExecutor({
+    store,
+    connectors,
+    redactor,
+    plan: dispatcher.plan,
+    logger,
+    metrics,
+    clock,
+    afterCommit: dispatcher.kick,
+  });
+  const requests = createRequestService({
+    store,
+    config,
+    policy,
+    connectors,
+    executor,
+    waiters,
+    plan: dispatcher.plan,
+    logger,
+    metrics,
+    clock,
+    afterCommit: dispatcher.kick,
+  });
+  ownersOf = requests.ownersOf;
+  const app = buildServer({
+    store,
+    requests,
+    identity,
+    logger,
+    metrics,
+    publicUrl,
+    maxBodyBytes: config.server.maxBodyBytes,
+    maxWaitSeconds: config.server.maxWaitSeconds,
+    version,
+    extend: (instance) => {
+      for (const channel of channels) {
+        channel.routes?.(instance, ({ requestId, reviewer, decision, comment }) =>
+          requests.review(reviewer, requestId, { decision, comment }),
+        );
+      }
+    },
+  });
+
+  let sweeper: NodeJS.Timeout | undefined;
+  let url: string | undefined;
+
+  const sweep = () =>
+    requests.sweepExpired().catch((error) => logger.warn({ err: error }, "expiry sweep failed; will retry"));
+
+  return {
+    app,
+    store,
+    config,
+    logger,
+    metrics,
+    requests,
+    identity,
+    executor,
+    dispatcher,
+    get url(): string {
+      if (!url) throw new Error("the gateway is not listening yet");
+      return url;
+    },
+    /** Recovers what a stop left behind, then serves. Returns the address it listens on. */
+    async start(): Promise<string> {
+      const recovered = await executor.recover();
+      if (recovered.interrupted || recovered.resumed) logger.warn(recovered, "recovered requests left by a stop");
+      await sweep();
+      sweeper = setInterval(sweep, config.server.sweepInterval);
+      sweeper.unref();
+      dispatcher.start();
+      url = await app.listen({
+        port: options.port ?? config.server.port,
+        host: options.host ?? config.server.host,
+      });
+      logger.info({ url, storage: store.dialect, connections: [...connectors.keys()] }, "airlock is serving");
+      return url;
+    },
+    /** Stops taking work, lets executions under way finish, and closes the store. */
+    async close(): Promise<void> {
+      if (sweeper) clearInterval(sweeper);
+      waiters.close();
+      await app.close();
+      await executor.drain();
+      await dispatcher.stop();
+      await Promise.all([...connectors.values()].map((c) => c.close()));
+      for (const channel of channels) await channel.close?.();
+      await store.close();
+      logger.flush?.();
+    },
+  };
+}

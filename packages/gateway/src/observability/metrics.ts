@@ -1,0 +1,55 @@
+/** Prometheus metrics, in a registry per gateway so several can live in one process (tests). */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "airlock_process_" });
+  return {
+    registry,
+    decisions: new Counter({
+      name: "airlock_decisions_total",
+      help: "Policy decisions on submitted actions, by decision.",
+      labelNames: ["decision"] as const,
+      registers: [registry],
+    }),
+    reviews: new Counter({
+      name: "airlock_reviews_total",
+      help: "Reviews recorded, by vote.",
+      labelNames: ["decision"] as const,
+      registers: [registry],
+    }),
+    executions: new Counter({
+      name: "airlock_executions_total",
+      help: "Executions finished, by outcome.",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+    }),
+    executionSeconds: new Histogram({
+      name: "airlock_execution_duration_seconds",
+      help: "Time a connector took to run an action.",
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      registers: [registry],
+    }),
+    httpSeconds: new Histogram({
+      name: "airlock_http_request_duration_seconds",
+      help: "HTTP API latency by route and status.",
+      labelNames: ["method", "route", "status"] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers: [registry],
+    }),
+    requests: new Gauge({
+      name: "airlock_requests",
+      help: "Requests by status, read from the store at scrape time.",
+      labelNames: ["status"] as const,
+      registers: [registry],
+    }),
+    outboxFailures: new Counter({
+      name: "airlock_outbox_failures_total",
+      help: "Failed deliveries to channels, by topic.",
+      labelNames: ["topic"] as const,
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,120 @@
+/**
+ * Compiles the rules' CEL conditions once, at load, against declared variable types, so a
+ * typo such as `action.conection` is a config error naming the rule, not a runtime surprise.
+ */
+import { Environment } from "@marcbachmann/cel-js";
+import { digest } from "../common/canonical-json.js";
+import type { RuleConfig } from "../config/config-schema.js";
+import { connectorTypes } from "../connectors/connector-registry.js";
+import type { RiskLevel } from "../connectors/connector.js";
+import type { Decision, ReviewRequirements } from "./policy-types.js";
+
+export interface CompiledRule {
+  name: string;
+  index: number;
+  decision: Decision;
+  when: string | undefined;
+  /** Evaluates the condition; throws when it cannot be evaluated. */
+  test: ((context: Record<string, unknown>) => unknown) | undefined;
+  reason: string | undefined;
+  risk: RiskLevel | undefined;
+  review: ReviewRequirements | undefined;
+  mask: string[];
+}
+
+export interface Policy {
+  rules: CompiledRule[];
+  /** Digest of the rules as configured; recorded with every decision. */
+  digest: string;
+}
+
+export interface PolicyIssue {
+  path: (string | number)[];
+  message: string;
+}
+
+let environment: Environment | undefined;
+
+/** The CEL environment: every variable a condition may use, with its type. */
+export function celEnvironment(): Environment {
+  if (environment) return environment;
+  let env = new Environment({ limits: { maxAstNodes: 5000, maxDepth: 64 } })
+    .registerVariable({
+      name: "action",
+      schema: {
+        connection: "string",
+        operation: "string",
+        input: "dyn",
+        justification: "string",
+        context: "map<string, dyn>",
+      },
+    })
+    .registerVariable({
+      name: "agent",
+      schema: { name: "string", owner: "string", labels: "map<string, string>" },
+    })
+    .registerVariable({ name: "risk", schema: { hint: "string", reason: "string" } })
+    .registerVariable("now", "google.protobuf.Timestamp");
+  for (const connector of connectorTypes) {
+    env = env.registerVariable({ name: connector.facts.namespace, schema: connector.facts.schema });
+  }
+  environment = env;
+  return env;
+}
+
+export function compilePolicy(rules: readonly RuleConfig[]): {
+  policy: Policy;
+  issues: PolicyIssue[];
+} {
+  const env = celEnvironment();
+  const issues: PolicyIssue[] = [];
+  const compiled = rules.map((rule, index): CompiledRule => {
+    let test: CompiledRule["test"];
+    if (rule.when !== undefined) {
+      const problem = checkCondition(rule.when);
+      if (problem) {
+        issues.push({ path: ["rules", index, "when"], message: `rule "${rule.name}": ${problem}` });
+      } else {
+        test = env.parse(rule.when) as unknown as CompiledRule["test"];
+      }
+    }
+    const review = rule.review
+      ? {
+          approvers: [...rule.review.approvers],
+          quorum: rule.review.quorum,
+          expiresInMs: rule.review.expiresIn,
+          stepUp: rule.review.stepUp,
+          ...(rule.review.channels ? { channels: [...rule.review.channels] } : {}),
+        }
+      : undefined;
+    return {
+      name: rule.name,
+      index,
+      decision: rule.decision,
+      when: rule.when,
+      test,
+      reason: rule.reason,
+      risk: (rule.review?.risk ?? rule.risk) as RiskLevel | undefined,
+      review,
+      mask: [...(rule.mask?.input ?? [])],
+    };
+  });
+  return { policy: { rules: compiled, digest: digest(rules) }, issues };
+}
+
+/** Why a condition cannot be used (syntax, unknown variable or field, type), or undefined. */
+export function checkCondition(when: string): string | undefined {
+  let check: ReturnType<Environment["check"]>;
+  try {
+    check = celEnvironment().check(when);
+  } catch (error) {
+    return firstLine(error instanceof Error ? error.message : String(error));
+  }
+  if (!check.valid) return firstLine(check.error?.message ?? "invalid condition");
+  if (check.type !== "bool" && check.type !== "dyn") return `the condition must be a bool, not ${check.type}`;
+  return undefined;
+}
+
+function firstLine(text: string): string {
+  return text.split("\n")[0] ?? text;
+}

@@ -1,0 +1,43 @@
+import type { Json } from "../common/canonical-json.js";
+import type { RiskHint, RiskLevel } from "../connectors/connector.js";
+
+export type Decision = "allow" | "deny" | "review";
+
+export interface ReviewRequirements {
+  /** Groups whose members may vote; empty means any configured reviewer. */
+  approvers: string[];
+  quorum: number;
+  expiresInMs: number;
+  stepUp: boolean;
+  channels?: string[];
+}
+
+export interface PolicyInput {
+  action: {
+    connection: string;
+    operation: string;
+    input: Json;
+    justification: string;
+    context: Record<string, Json>;
+  };
+  agent: { name: string; owner: string; labels: Record<string, string> };
+  now: Date;
+  /** The connector's facts by namespace: `{ http: { method, path } }`. */
+  facts: Record<string, Json>;
+  risk: RiskHint;
+}
+
+export interface PolicyDecision {
+  decision: Decision;
+  /** The rule that matched; null when none did. */
+  rule: string | null;
+  reason: string;
+  risk: RiskLevel;
+  riskReason: string;
+  review?: ReviewRequirements;
+  /** Input paths hidden from everyone but the connector. */
+  mask: string[];
+  /** Set when the policy could not be evaluated and Airlock failed closed. */
+  error?: string;
+  policyDigest: string;
+}

@@ -1,0 +1,144 @@
+/**
+ * Runs approved actions exactly once. The claim (approved -> executing) is a transition only
+ * one caller can win, and its audit event is durable before the connector is called. What
+ * runs is checked against the hash that was approved. A request found `executing` at start
+ * was interrupted: it ends `failed` with "outcome unknown", never a second run.
+ */
+import type { Connector } from "../connectors/connector.js";
+import { digest } from "../common/canonical-json.js";
+import type { Redactor } from "../masking/secret-redactor.js";
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
+import type { OutboxPlanner, Store } from "../store/store.js";
+import { requestHash } from "./request-hash.js";
+import { finishExecution, interruptExecution, startExecution } from "./request-transitions.js";
+import type { ActionRequest, Outcome } from "./request-types.js";
+
+export interface Executor {
+  /** Runs a request this process has already claimed (status executing, durably). */
+  runClaimed(request: ActionRequest): Promise<ActionRequest>;
+  /** Claims an approved request and runs it; null when someone else claimed it first. */
+  execute(id: string): Promise<ActionRequest | null>;
+  /** At start: ends interrupted executions, then runs approved requests nobody ran. */
+  recover(): Promise<{ interrupted: number; resumed: number }>;
+  /** Resolves when every execution under way has finished. */
+  drain(): Promise<void>;
+  readonly running: number;
+}
+
+export function createExecutor(deps: {
+  store: Store;
+  connectors: ReadonlyMap<string, Connector>;
+  redactor: Redactor;
+  plan: OutboxPlanner;
+  logger: Logger;
+  metrics: Metrics;
+  clock: () => number;
+  /** Called after a finished execution commits (to wake channel delivery). */
+  afterCommit?: () => void;
+}): Executor {
+  const { store, connectors, redactor, plan, logger, metrics, clock } = deps;
+  const inFlight = new Set<Promise<unknown>>();
+
+  const track = <T>(promise: Promise<T>): Promise<T> => {
+    inFlight.add(promise);
+    promise.finally(() => inFlight.delete(promise)).catch(() => {});
+    return promise;
+  };
+
+  const integrityProblem = (request: ActionRequest): string | undefined => {
+    const recomputed = requestHash({
+      agent: request.agent.name,
+      connection: request.connection,
+      operation: request.operation,
+      input: request.input,
+      justification: request.justification,
+      context: request.context,
+    });
+    if (recomputed !== request.hash) {
+      return "integrity check failed: the stored action no longer matches its hash; it was not run";
+    }
+    const stale = request.reviews.find((r) => r.decision === "approve" && r.requestHash !== request.hash);
+    if (stale) {
+      return `integrity check failed: ${stale.reviewer} approved a different action (hash ${stale.requestHash.slice(0, 12)}…); it was not run`;
+    }
+    return undefined;
+  };
+
+  const run = async (request: ActionRequest): Promise<ActionRequest> => {
+    const started = performance.now();
+    let outcome: Outcome;
+    const connector = connectors.get(request.connection);
+    const problem = integrityProblem(request);
+    if (problem) {
+      logger.error({ requestId: request.id }, problem);
+      outcome = { ok: false, summary: "not run", reason: problem, result: null, resultDigest: null };
+    } else if (!connector) {
+      outcome = {
+        ok: false,
+        summary: "not run",
+        reason: `connection ${request.connection} is no longer configured`,
+        result: null,
+        resultDigest: null,
+      };
+    } else {
+      try {
+        const done = await connector.execute(request.operation, request.input, AbortSignal.timeout(24 * 3_600_000));
+        const scrub = (value: typeof done.result) => redactor.redact(value);
+        outcome = {
+          ok: done.ok,
+          summary: redactor.redactText(done.summary),
+          ...(done.reason ? { reason: redactor.redactText(done.reason) } : {}),
+          result: scrub(done.result),
+          resultDigest: done.result === null ? null : digest(done.result),
+        };
+      } catch (error) {
+        logger.error({ requestId: request.id, err: error }, "the connector failed");
+        outcome = {
+          ok: false,
+          summary: "connector error",
+          reason: redactor.redactText(`the connector failed: ${error instanceof Error ? error.message : String(error)}`),
+          result: null,
+          resultDigest: null,
+        };
+      }
+    }
+    metrics.executionSeconds.observe((performance.now() - started) / 1000);
+    metrics.executions.inc({ outcome: outcome.ok ? "succeeded" : "failed" });
+    const finished = await store.transition(request.id, (current) => finishExecution(current, outcome, clock()), plan);
+    deps.afterCommit?.();
+    logger.info(
+      { requestId: request.id, status: finished.status, summary: outcome.summary },
+      "execution finished",
+    );
+    return finished;
+  };
+
+  const execute = async (id: string): Promise<ActionRequest | null> => {
+    const claimed = await store.transition(id, (current) => startExecution(current, clock()), plan);
+    if (!claimed) return null;
+    return run(claimed);
+  };
+
+  return {
+    runClaimed: (request) => track(run(request)),
+    execute: (id) => track(execute(id)),
+    async recover() {
+      let interrupted = 0;
+      for (const id of await store.idsWithStatus("executing", 10_000)) {
+        const ended = await store.transition(id, (current) => interruptExecution(current, clock()), plan);
+        logger.warn({ requestId: id, status: ended.status }, "an execution was interrupted by a stop; outcome unknown");
+        interrupted++;
+      }
+      const approved = await store.idsWithStatus("approved", 10_000);
+      for (const id of approved) void track(execute(id)).catch((error) => logger.error({ requestId: id, err: error }, "could not run an approved request"));
+      return { interrupted, resumed: approved.length };
+    },
+    async drain() {
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+    },
+    get running() {
+      return inFlight.size;
+    },
+  };
+}

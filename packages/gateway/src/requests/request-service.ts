@@ -1,0 +1,272 @@
+/**
+ * The request lifecycle as the API sees it: submit (decide, record, and run what is allowed),
+ * read and wait, cancel, review. Decisions are pure transitions; this service loads what they
+ * need, lets the store commit them, and acts only on what was committed.
+ */
+import type { Json } from "../common/canonical-json.js";
+import { newId } from "../common/ids.js";
+import type { AirlockConfig } from "../config/config-load.js";
+import type { AgentConfig } from "../config/config-schema.js";
+import type { Connector, Description } from "../connectors/connector.js";
+import { AirlockError } from "../errors.js";
+import { maskInput, scrubHidden } from "../masking/input-mask.js";
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
+import type { Policy } from "../policy/policy-compile.js";
+import { evaluatePolicy } from "../policy/policy-evaluate.js";
+import type { OutboxPlanner, RequestQuery, Store } from "../store/store.js";
+import type { Executor } from "./request-executor.js";
+import { requestHash } from "./request-hash.js";
+import { type Reviewer, cancel, castVote, expire, submit } from "./request-transitions.js";
+import { type ActionRequest, isTerminal, type RequestStatus, type Vote } from "./request-types.js";
+import type { Waiters } from "./request-waiters.js";
+
+export interface ActionSubmission {
+  connection: string;
+  operation: string;
+  input: unknown;
+  justification?: string | undefined;
+  /** Parsed from JSON at the boundary, so JSON all the way down. */
+  context?: Record<string, unknown> | undefined;
+  idempotencyKey?: string | undefined;
+}
+
+export interface RequestServiceDeps {
+  store: Store;
+  config: AirlockConfig;
+  policy: Policy;
+  connectors: ReadonlyMap<string, Connector>;
+  executor: Executor;
+  waiters: Waiters;
+  plan: OutboxPlanner;
+  logger: Logger;
+  metrics: Metrics;
+  clock: () => number;
+  /** Called after any commit that may have produced outbox entries. */
+  afterCommit: () => void;
+}
+
+export type RequestService = ReturnType<typeof createRequestService>;
+
+export function createRequestService(deps: RequestServiceDeps) {
+  const { store, config, policy, connectors, executor, waiters, plan, logger, metrics, clock } = deps;
+  const agents = new Map(config.agents.map((a) => [a.name, a]));
+
+  /** The agent's owner as recorded and as configured now: neither may approve. */
+  const ownersOf = (request: ActionRequest): string[] => {
+    const current = agents.get(request.agent.name)?.owner;
+    return current && current !== request.agent.owner ? [request.agent.owner, current] : [request.agent.owner];
+  };
+
+  const connectorFor = (name: string): Connector => {
+    const connector = connectors.get(name);
+    if (!connector) {
+      throw new AirlockError(
+        "unknown_connection",
+        `connection: no connection named "${name}"${connectors.size ? ` (known: ${[...connectors.keys()].join(", ")})` : ""}`,
+        { field: "connection" },
+      );
+    }
+    return connector;
+  };
+
+  async function submitAction(agent: AgentConfig, body: ActionSubmission): Promise<ActionRequest> {
+    const connector = connectorFor(body.connection);
+    const input = connector.parse(body.operation, body.input);
+    const proposal = {
+      agent: agent.name,
+      connection: body.connection,
+      operation: body.operation,
+      input,
+      justification: body.justification ?? "",
+      context: (body.context ?? {}) as Record<string, Json>,
+    };
+    const hash = requestHash(proposal);
+    const key = body.idempotencyKey ?? null;
+    if (key !== null) {
+      const existing = await store.findByIdempotencyKey(agent.name, key);
+      if (existing) return sameOrRefuse(existing, hash);
+    }
+
+    let description: Description;
+    try {
+      description = await connector.describe(body.operation, input);
+    } catch (error) {
+      if (error instanceof AirlockError) throw error;
+      throw new AirlockError("invalid_request", `input: the action cannot be described: ${String(error)}`, {
+        field: "input",
+        cause: error,
+      });
+    }
+    const now = clock();
+    const decision = evaluatePolicy(policy, {
+      action: proposal,
+      agent: { name: agent.name, owner: agent.owner, labels: agent.labels },
+      now: new Date(now),
+      facts: description.facts,
+      risk: description.risk,
+    });
+    if (decision.error) {
+      logger.warn(
+        { agent: agent.name, connection: body.connection, rule: decision.rule, err: decision.error },
+        "a rule could not be evaluated; the action was denied",
+      );
+    }
+    const { hidden } = maskInput(input, decision.mask);
+    const change = submit({
+      id: newId("req", now),
+      proposal,
+      agent: { name: agent.name, owner: agent.owner, labels: agent.labels },
+      connectionType: connector.type,
+      idempotencyKey: key,
+      hash,
+      decision,
+      description: scrubHidden(description, hidden),
+      now,
+    });
+    const inserted = await store.insertRequest(change, plan(change));
+    if (!inserted.inserted) return sameOrRefuse(inserted.existing, hash);
+    deps.afterCommit();
+    metrics.decisions.inc({ decision: decision.decision });
+    logger.info(
+      {
+        requestId: change.request.id,
+        agent: agent.name,
+        connection: body.connection,
+        operation: body.operation,
+        decision: decision.decision,
+        rule: decision.rule,
+      },
+      "action decided",
+    );
+    if (change.request.status === "executing") return executor.runClaimed(change.request);
+    return change.request;
+  }
+
+  function sameOrRefuse(existing: ActionRequest, hash: string): ActionRequest {
+    if (existing.hash !== hash) {
+      throw new AirlockError(
+        "invalid_request",
+        `idempotencyKey: already used for request ${existing.id}, which asked for something different; use a new key for a new action`,
+        { field: "idempotencyKey" },
+      );
+    }
+    return existing;
+  }
+
+  /** Reads a request, expiring it first when its time is up. */
+  async function load(id: string): Promise<ActionRequest> {
+    const request = await store.getRequest(id);
+    if (!request) throw new AirlockError("not_found", `no request ${id}`);
+    if (request.status === "pending" && request.expiresAt !== null && clock() >= request.expiresAt) {
+      const expired = await store.transition(id, (current) => expire(current, clock()), plan);
+      deps.afterCommit();
+      return expired;
+    }
+    return request;
+  }
+
+  /** Waits until the request is terminal, `waitMs` pass, or the caller goes away. */
+  async function waitForTerminal(id: string, waitMs: number, signal?: AbortSignal): Promise<ActionRequest> {
+    const deadline = clock() + waitMs;
+    const watch = waiters.watch(id);
+    try {
+      for (;;) {
+        const request = await load(id);
+        const left = deadline - clock();
+        if (isTerminal(request.status) || left <= 0 || signal?.aborted || waiters.closed) return request;
+        // Wake at the expiry too, so a waiting agent hears about it on time.
+        const untilExpiry =
+          request.status === "pending" && request.expiresAt !== null ? request.expiresAt - clock() + 1 : left;
+        await watch.next(Math.max(0, Math.min(left, untilExpiry)), signal);
+      }
+    } finally {
+      watch.close();
+    }
+  }
+
+  async function getForAgent(agent: AgentConfig, id: string, waitMs = 0, signal?: AbortSignal) {
+    const request = await load(id);
+    if (request.agent.name !== agent.name) throw new AirlockError("not_found", `no request ${id}`);
+    if (waitMs > 0 && !isTerminal(request.status)) return waitForTerminal(id, waitMs, signal);
+    return request;
+  }
+
+  async function cancelForAgent(agent: AgentConfig, id: string): Promise<ActionRequest> {
+    const request = await store.transition(id, (current) => cancel(current, agent.name, clock()), plan);
+    deps.afterCommit();
+    logger.info({ requestId: id, agent: agent.name }, "request cancelled");
+    return request;
+  }
+
+  async function review(
+    reviewer: Reviewer,
+    id: string,
+    vote: { decision: Vote; comment?: string | undefined; requestHash?: string | undefined },
+  ): Promise<ActionRequest> {
+    const existing = await store.getRequest(id);
+    if (!existing) throw new AirlockError("not_found", `no request ${id}`);
+    const owners = ownersOf(existing);
+    const reviewId = newId("rev", clock());
+    let after: ActionRequest;
+    try {
+      after = await store.transition(
+        id,
+        (current) =>
+          castVote(current, {
+            reviewer,
+            decision: vote.decision,
+            comment: vote.comment ?? "",
+            ...(vote.requestHash === undefined ? {} : { expectedHash: vote.requestHash }),
+            owners,
+            reviewId,
+            now: clock(),
+          }),
+        plan,
+      );
+    } finally {
+      deps.afterCommit();
+    }
+    metrics.reviews.inc({ decision: vote.decision });
+    logger.info(
+      { requestId: id, reviewer: reviewer.email, decision: vote.decision, status: after.status },
+      "review recorded",
+    );
+    if (after.status === "approved") {
+      void executor.execute(id).catch((error) => logger.error({ requestId: id, err: error }, "could not run an approved request"));
+    }
+    return after;
+  }
+
+  async function list(query: RequestQuery): Promise<ActionRequest[]> {
+    return store.listRequests(query);
+  }
+
+  /** Pending requests past their expiry become expired; returns how many. */
+  async function sweepExpired(): Promise<number> {
+    let count = 0;
+    for (const id of await store.expiredPending(clock(), 500)) {
+      const result = await store.transition(id, (current) => expire(current, clock()), plan);
+      if (result.status === "expired") count++;
+    }
+    if (count > 0) {
+      deps.afterCommit();
+      logger.info({ count }, "expired pending requests");
+    }
+    return count;
+  }
+
+  return {
+    submit: submitAction,
+    load,
+    waitForTerminal,
+    getForAgent,
+    cancel: cancelForAgent,
+    review,
+    list,
+    sweepExpired,
+    ownersOf,
+  };
+}
+
+export const pendingStatuses: RequestStatus[] = ["pending"];

@@ -1,0 +1,417 @@
+/**
+ * The request lifecycle as pure functions: each takes the current request and the facts of
+ * the moment and returns the change to commit (new state, audit events, notifications), or
+ * refuses with a coded error. No I/O here; the store applies what these return atomically.
+ */
+import type { Json } from "../common/canonical-json.js";
+import type { Description } from "../connectors/connector.js";
+import { AirlockError } from "../errors.js";
+import { maskInput } from "../masking/input-mask.js";
+import type { PolicyDecision } from "../policy/policy-types.js";
+import type {
+  ActionRequest,
+  AgentSnapshot,
+  AuditEventInput,
+  Change,
+  IdentityEvidence,
+  Outcome,
+  Proposal,
+  Review,
+  TransitionResult,
+  Vote,
+} from "./request-types.js";
+
+const system = { type: "system", id: "airlock" } as const;
+
+export interface NewRequest {
+  id: string;
+  proposal: Proposal;
+  agent: AgentSnapshot;
+  connectionType: string;
+  idempotencyKey: string | null;
+  hash: string;
+  decision: PolicyDecision;
+  description: Description;
+  now: number;
+}
+
+/** Submission and decision in one step: the request starts pending, denied, or executing. */
+export function submit(args: NewRequest): Change {
+  const { proposal, decision, now } = args;
+  const status =
+    decision.decision === "allow" ? "executing" : decision.decision === "deny" ? "denied" : "pending";
+  const request: ActionRequest = {
+    id: args.id,
+    agent: args.agent,
+    connection: proposal.connection,
+    connectionType: args.connectionType,
+    operation: proposal.operation,
+    input: proposal.input,
+    justification: proposal.justification,
+    context: proposal.context,
+    idempotencyKey: args.idempotencyKey,
+    hash: args.hash,
+    status,
+    decision,
+    description: args.description,
+    reviews: [],
+    outcome: null,
+    createdAt: now,
+    updatedAt: now,
+    expiresAt: status === "pending" ? now + (decision.review?.expiresInMs ?? 0) : null,
+    finishedAt: status === "denied" ? now : null,
+    version: 1,
+  };
+  const agentActor = { type: "agent", id: args.agent.name } as const;
+  const events: AuditEventInput[] = [
+    {
+      type: "request.submitted",
+      requestId: request.id,
+      actor: agentActor,
+      at: now,
+      data: {
+        agent: args.agent.name,
+        owner: args.agent.owner,
+        connection: proposal.connection,
+        operation: proposal.operation,
+        input: maskInput(proposal.input, decision.mask).masked,
+        justification: proposal.justification,
+        context: proposal.context,
+        idempotencyKey: args.idempotencyKey,
+        hash: args.hash,
+      },
+    },
+    {
+      type: "request.decided",
+      requestId: request.id,
+      actor: system,
+      at: now,
+      data: decidedData(decision, request.expiresAt),
+    },
+  ];
+  if (status === "executing") {
+    events.push({
+      type: "execution.started",
+      requestId: request.id,
+      actor: system,
+      at: now,
+      data: { hash: args.hash, authorisedBy: `rule "${decision.rule}"` },
+    });
+  }
+  const notifications: Change["notifications"] =
+    status === "pending" ? [{ event: "requested", requestId: request.id }] : [];
+  return { request, events, notifications };
+}
+
+function decidedData(decision: PolicyDecision, expiresAt: number | null): Json {
+  return {
+    decision: decision.decision,
+    rule: decision.rule,
+    reason: decision.reason,
+    risk: decision.risk,
+    riskReason: decision.riskReason,
+    policyDigest: decision.policyDigest,
+    ...(decision.error ? { error: decision.error } : {}),
+    ...(decision.review
+      ? {
+          review: {
+            approvers: decision.review.approvers,
+            quorum: decision.review.quorum,
+            stepUp: decision.review.stepUp,
+            expiresAt: expiresAt === null ? null : new Date(expiresAt).toISOString(),
+          },
+        }
+      : {}),
+  };
+}
+
+export interface Reviewer {
+  email: string;
+  groups: readonly string[];
+  evidence: IdentityEvidence;
+}
+
+export type Eligibility =
+  | { ok: true }
+  | { ok: false; code: "self_approval" | "not_an_approver" | "already_reviewed"; message: string };
+
+/**
+ * Whether a reviewer may cast this vote on a pending request. `owners` holds the agent's
+ * owner as recorded at submission and as configured now; neither may approve.
+ */
+export function eligibility(
+  request: ActionRequest,
+  reviewer: Pick<Reviewer, "email" | "groups">,
+  vote: Vote,
+  owners: readonly string[],
+): Eligibility {
+  const email = reviewer.email.toLowerCase();
+  const review = request.decision.review;
+  const isOwner = owners.some((owner) => owner.toLowerCase() === email);
+  if (isOwner && vote === "approve") {
+    return {
+      ok: false,
+      code: "self_approval",
+      message: `${email} owns agent ${request.agent.name} and cannot approve its requests`,
+    };
+  }
+  const approvers = review?.approvers ?? [];
+  if (approvers.length > 0 && !reviewer.groups.some((group) => approvers.includes(group))) {
+    return {
+      ok: false,
+      code: "not_an_approver",
+      message: `${email} is not in ${approvers.length === 1 ? "the approver group" : "any of the approver groups"} ${approvers.join(", ")} for this request`,
+    };
+  }
+  if (request.reviews.some((r) => r.reviewer.toLowerCase() === email)) {
+    return {
+      ok: false,
+      code: "already_reviewed",
+      message: `${email} has already reviewed this request; each reviewer counts once`,
+    };
+  }
+  return { ok: true };
+}
+
+export interface VoteArgs {
+  reviewer: Reviewer;
+  decision: Vote;
+  comment: string;
+  /** When the reviewer names the hash they saw, it must be the request's. */
+  expectedHash?: string;
+  owners: readonly string[];
+  reviewId: string;
+  now: number;
+}
+
+export function castVote(request: ActionRequest, args: VoteArgs): TransitionResult<ActionRequest> {
+  const refusal = refusePending(request, args.now);
+  if (refusal) return refusal;
+  if (args.expectedHash !== undefined && args.expectedHash !== request.hash) {
+    throw new AirlockError(
+      "invalid_request",
+      "requestHash: does not match this request; reload it and review what it asks now",
+      { field: "requestHash" },
+    );
+  }
+  const allowed = eligibility(request, args.reviewer, args.decision, args.owners);
+  if (!allowed.ok) throw new AirlockError(allowed.code, allowed.message);
+  const review = request.decision.review;
+  if (args.decision === "approve" && review?.stepUp && args.reviewer.evidence.stepUp !== true) {
+    throw new AirlockError(
+      "step_up_required",
+      "this rule requires a fresh sign-in through the identity provider to approve; a token or a chat click is not enough",
+    );
+  }
+
+  const newReview: Review = {
+    id: args.reviewId,
+    requestId: request.id,
+    reviewer: args.reviewer.email.toLowerCase(),
+    decision: args.decision,
+    comment: args.comment,
+    requestHash: request.hash,
+    evidence: args.reviewer.evidence,
+    createdAt: args.now,
+  };
+  const reviews = [...request.reviews, newReview];
+  const approvals = reviews.filter((r) => r.decision === "approve").length;
+  const quorum = review?.quorum ?? 1;
+  const actor = { type: "reviewer", id: newReview.reviewer } as const;
+  const events: AuditEventInput[] = [
+    {
+      type: "request.reviewed",
+      requestId: request.id,
+      actor,
+      at: args.now,
+      data: {
+        reviewer: newReview.reviewer,
+        decision: args.decision,
+        comment: args.comment,
+        requestHash: request.hash,
+        evidence: args.reviewer.evidence,
+        approvals,
+        quorum,
+      },
+    },
+  ];
+  let next: ActionRequest = { ...request, reviews, updatedAt: args.now, version: request.version + 1 };
+  const notifications: Change["notifications"] = [{ event: "reviewed", requestId: request.id }];
+  if (args.decision === "deny") {
+    next = { ...next, status: "denied", finishedAt: args.now };
+    events.push({
+      type: "request.denied",
+      requestId: request.id,
+      actor,
+      at: args.now,
+      data: { by: newReview.reviewer, comment: args.comment },
+    });
+    notifications.push({ event: "resolved", requestId: request.id });
+  } else if (approvals >= quorum) {
+    next = { ...next, status: "approved" };
+    events.push({
+      type: "request.approved",
+      requestId: request.id,
+      actor: system,
+      at: args.now,
+      data: {
+        hash: request.hash,
+        approvers: reviews.filter((r) => r.decision === "approve").map((r) => r.reviewer),
+        quorum,
+      },
+    });
+  }
+  return { change: { request: next, review: newReview, events, notifications }, value: next };
+}
+
+/** Refuses anything but a live pending request; a pending one past its expiry is expired now. */
+function refusePending(request: ActionRequest, now: number): TransitionResult<never> | undefined {
+  if (request.status === "pending" && request.expiresAt !== null && now >= request.expiresAt) {
+    return {
+      change: expireChange(request, now),
+      error: new AirlockError("expired", `request ${request.id} expired without enough approvals`),
+      value: undefined as never,
+    };
+  }
+  if (request.status === "expired") {
+    throw new AirlockError("expired", `request ${request.id} expired without enough approvals`);
+  }
+  if (request.status !== "pending") {
+    throw new AirlockError("not_pending", `request ${request.id} is ${request.status}, no longer pending`);
+  }
+  return undefined;
+}
+
+function expireChange(request: ActionRequest, now: number): Change {
+  const approvals = request.reviews.filter((r) => r.decision === "approve").length;
+  return {
+    request: { ...request, status: "expired", updatedAt: now, finishedAt: now, version: request.version + 1 },
+    events: [
+      {
+        type: "request.expired",
+        requestId: request.id,
+        actor: system,
+        at: now,
+        data: { approvals, quorum: request.decision.review?.quorum ?? 1 },
+      },
+    ],
+    notifications: [{ event: "resolved", requestId: request.id }],
+  };
+}
+
+/** Expires a pending request whose time is up; anything else is left alone. */
+export function expire(request: ActionRequest, now: number): TransitionResult<ActionRequest> {
+  if (request.status !== "pending" || request.expiresAt === null || now < request.expiresAt) {
+    return { value: request };
+  }
+  const change = expireChange(request, now);
+  return { change, value: change.request };
+}
+
+export function cancel(
+  request: ActionRequest,
+  agent: string,
+  now: number,
+): TransitionResult<ActionRequest> {
+  // Another agent's request does not exist as far as this agent can tell.
+  if (request.agent.name !== agent) throw new AirlockError("not_found", `no request ${request.id}`);
+  const refusal = refusePending(request, now);
+  if (refusal) return refusal;
+  const next: ActionRequest = {
+    ...request,
+    status: "cancelled",
+    updatedAt: now,
+    finishedAt: now,
+    version: request.version + 1,
+  };
+  return {
+    change: {
+      request: next,
+      events: [
+        {
+          type: "request.cancelled",
+          requestId: request.id,
+          actor: { type: "agent", id: agent },
+          at: now,
+          data: {},
+        },
+      ],
+      notifications: [{ event: "resolved", requestId: request.id }],
+    },
+    value: next,
+  };
+}
+
+/** Claims an approved request for execution. Only one caller can win: the rest see `false`. */
+export function startExecution(request: ActionRequest, now: number): TransitionResult<ActionRequest | null> {
+  if (request.status !== "approved") return { value: null };
+  const next: ActionRequest = { ...request, status: "executing", updatedAt: now, version: request.version + 1 };
+  return {
+    change: {
+      request: next,
+      events: [
+        {
+          type: "execution.started",
+          requestId: request.id,
+          actor: system,
+          at: now,
+          data: {
+            hash: request.hash,
+            authorisedBy: request.reviews.filter((r) => r.decision === "approve").map((r) => r.reviewer),
+          },
+        },
+      ],
+      notifications: [],
+    },
+    value: next,
+  };
+}
+
+export function finishExecution(
+  request: ActionRequest,
+  outcome: Outcome,
+  now: number,
+): TransitionResult<ActionRequest> {
+  // A request marked failed while this one ran (a restart) keeps that verdict.
+  if (request.status !== "executing") return { value: request };
+  const next: ActionRequest = {
+    ...request,
+    status: outcome.ok ? "succeeded" : "failed",
+    outcome,
+    updatedAt: now,
+    finishedAt: now,
+    version: request.version + 1,
+  };
+  return {
+    change: {
+      request: next,
+      events: [
+        {
+          type: outcome.ok ? "execution.succeeded" : "execution.failed",
+          requestId: request.id,
+          actor: system,
+          at: now,
+          data: {
+            summary: outcome.summary,
+            ...(outcome.reason ? { reason: outcome.reason } : {}),
+            resultDigest: outcome.resultDigest,
+          },
+        },
+      ],
+      notifications: [{ event: "resolved", requestId: request.id }],
+    },
+    value: next,
+  };
+}
+
+export const OUTCOME_UNKNOWN =
+  "outcome unknown: the gateway stopped while the action was running; it may or may not have taken effect, and Airlock will not run it again";
+
+/** Ends an execution that a stopped gateway left behind. Never re-runs it. */
+export function interruptExecution(request: ActionRequest, now: number): TransitionResult<ActionRequest> {
+  return finishExecution(
+    request,
+    { ok: false, summary: "outcome unknown", reason: OUTCOME_UNKNOWN, result: null, resultDigest: null },
+    now,
+  );
+}

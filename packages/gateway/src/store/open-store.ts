@@ -1,0 +1,40 @@
+import { isAbsolute, resolve } from "node:path";
+import { AirlockError } from "../errors.js";
+import { lockDatabase } from "./sqlite/sqlite-lock.js";
+import { openSqliteStore } from "./sqlite/sqlite-store.js";
+import type { Store } from "./store.js";
+
+export interface OpenOptions {
+  /** The gateway itself, not a CLI command: it must be the only one serving this store. */
+  serving?: boolean;
+}
+
+/** Opens the store a `storage:` URL names; relative SQLite paths resolve against `baseDir`. */
+export async function openStore(url: string, baseDir: string, options: OpenOptions = {}): Promise<Store> {
+  if (url.startsWith("sqlite:")) {
+    const raw = url.slice("sqlite:".length);
+    const path = raw === ":memory:" || isAbsolute(raw) ? raw : resolve(baseDir, raw);
+    const store = openSqliteStore(path);
+    if (!options.serving || path === ":memory:") return store;
+    let unlock: () => void;
+    try {
+      unlock = lockDatabase(path);
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+    const close = store.close.bind(store);
+    store.close = async () => {
+      await close();
+      unlock();
+    };
+    return store;
+  }
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    throw new AirlockError(
+      "store_unavailable",
+      "PostgreSQL storage is not available in this version yet; use storage: sqlite:PATH",
+    );
+  }
+  throw new AirlockError("store_unavailable", `unsupported storage URL ${url}`);
+}

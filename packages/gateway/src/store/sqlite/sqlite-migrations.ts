@@ -1,0 +1,98 @@
+/** SQLite schema, one entry per version. Never edit a released migration; add one. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const sqliteMigrations: Migration[] = [
+  {
+    version: 1,
+    name: "requests, reviews, audit chain, tokens, outbox",
+    sql: `
+      CREATE TABLE requests (
+        id              TEXT PRIMARY KEY,
+        agent           TEXT NOT NULL,
+        agent_snapshot  TEXT NOT NULL,
+        connection      TEXT NOT NULL,
+        connection_type TEXT NOT NULL,
+        operation       TEXT NOT NULL,
+        input           TEXT NOT NULL,
+        justification   TEXT NOT NULL,
+        context         TEXT NOT NULL,
+        idempotency_key TEXT,
+        hash            TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        decision        TEXT NOT NULL,
+        description     TEXT NOT NULL,
+        outcome         TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        expires_at      INTEGER,
+        finished_at     INTEGER,
+        version         INTEGER NOT NULL
+      ) STRICT;
+      CREATE UNIQUE INDEX requests_idempotency ON requests (agent, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+      CREATE INDEX requests_status ON requests (status, expires_at);
+      CREATE INDEX requests_agent ON requests (agent, id);
+
+      CREATE TABLE reviews (
+        id           TEXT PRIMARY KEY,
+        request_id   TEXT NOT NULL REFERENCES requests (id),
+        reviewer     TEXT NOT NULL,
+        decision     TEXT NOT NULL,
+        comment      TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        evidence     TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        UNIQUE (request_id, reviewer)
+      ) STRICT;
+
+      CREATE TABLE audit_events (
+        seq        INTEGER PRIMARY KEY,
+        ts         TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        request_id TEXT,
+        actor_type TEXT NOT NULL,
+        actor_id   TEXT NOT NULL,
+        data       TEXT NOT NULL,
+        prev_hash  TEXT NOT NULL,
+        hash       TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX audit_events_request ON audit_events (request_id, seq);
+      CREATE INDEX audit_events_ts ON audit_events (ts);
+
+      CREATE TABLE tokens (
+        id         TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        hash       TEXT NOT NULL UNIQUE,
+        hint       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+      ) STRICT;
+
+      CREATE TABLE outbox (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic        TEXT NOT NULL,
+        request_id   TEXT,
+        payload      TEXT NOT NULL,
+        state        TEXT NOT NULL DEFAULT 'pending',
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        available_at INTEGER NOT NULL,
+        lease_until  INTEGER,
+        last_error   TEXT,
+        created_at   INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX outbox_due ON outbox (state, available_at);
+
+      CREATE TABLE channel_refs (
+        request_id TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        ref        TEXT NOT NULL,
+        PRIMARY KEY (request_id, channel)
+      ) STRICT;
+    `,
+  },
+];

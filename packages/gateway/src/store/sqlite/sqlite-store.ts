@@ -1,0 +1,584 @@
+/** The embedded store: one SQLite file in WAL mode, made durable by group commit. */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { type AuditEvent, chainEvents } from "../../audit/audit-chain.js";
+import { AirlockError } from "../../errors.js";
+import type {
+  ActionRequest,
+  AuditEventInput,
+  Change,
+  RequestStatus,
+  Review,
+  TransitionResult,
+} from "../../requests/request-types.js";
+import type {
+  AuditQuery,
+  OutboxEntry,
+  OutboxItem,
+  OutboxPlanner,
+  RequestChange,
+  RequestQuery,
+  Store,
+  TokenRecord,
+} from "../store.js";
+import { sqliteMigrations } from "./sqlite-migrations.js";
+import { WalSync } from "./wal-sync.js";
+
+type Row = Record<string, unknown>;
+
+export interface SqliteStoreOptions {
+  /** Skip the fsync barrier (tests of pure throughput only; never in production). */
+  unsafeNoSync?: boolean;
+}
+
+export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): SqliteStore {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  let db: Database.Database;
+  try {
+    db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = NORMAL");
+    db.pragma("busy_timeout = 5000");
+    db.pragma("foreign_keys = ON");
+    migrate(db);
+  } catch (error) {
+    throw unavailable(error, path);
+  }
+  return new SqliteStore(db, path, options);
+}
+
+function migrate(db: Database.Database): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT`);
+  const applied = new Set(
+    db
+      .prepare("SELECT version FROM schema_migrations")
+      .all()
+      .map((row) => (row as { version: number }).version),
+  );
+  for (const migration of sqliteMigrations) {
+    if (applied.has(migration.version)) continue;
+    db.transaction(() => {
+      db.exec(migration.sql);
+      db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(
+        migration.version,
+        migration.name,
+        new Date().toISOString(),
+      );
+    }).immediate();
+  }
+}
+
+function unavailable(error: unknown, path: string): AirlockError {
+  if (error instanceof AirlockError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new AirlockError(
+    "store_unavailable",
+    `the store (SQLite at ${path}) cannot be used: ${message}`,
+    { cause: error },
+  );
+}
+
+export class SqliteStore implements Store {
+  readonly dialect = "sqlite" as const;
+  private readonly walSync: WalSync | undefined;
+  private readonly listeners = new Set<(change: RequestChange) => void>();
+  private readonly stmt: ReturnType<SqliteStore["prepare"]>;
+  private closed = false;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly path: string,
+    options: SqliteStoreOptions,
+  ) {
+    this.walSync = path === ":memory:" || options.unsafeNoSync ? undefined : new WalSync(`${path}-wal`);
+    this.stmt = this.prepare();
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      request: db.prepare("SELECT * FROM requests WHERE id = ?"),
+      reviews: db.prepare("SELECT * FROM reviews WHERE request_id = ? ORDER BY created_at, id"),
+      byKey: db.prepare("SELECT * FROM requests WHERE agent = ? AND idempotency_key = ?"),
+      insertRequest: db.prepare(`INSERT INTO requests (id, agent, agent_snapshot, connection,
+        connection_type, operation, input, justification, context, idempotency_key, hash, status,
+        decision, description, outcome, created_at, updated_at, expires_at, finished_at, version)
+        VALUES (@id, @agent, @agent_snapshot, @connection, @connection_type, @operation, @input,
+        @justification, @context, @idempotency_key, @hash, @status, @decision, @description,
+        @outcome, @created_at, @updated_at, @expires_at, @finished_at, @version)`),
+      updateRequest: db.prepare(`UPDATE requests SET status = @status, outcome = @outcome,
+        updated_at = @updated_at, expires_at = @expires_at, finished_at = @finished_at,
+        version = @version WHERE id = @id AND version = @previous_version`),
+      insertReview: db.prepare(`INSERT INTO reviews (id, request_id, reviewer, decision, comment,
+        request_hash, evidence, created_at) VALUES (@id, @request_id, @reviewer, @decision,
+        @comment, @request_hash, @evidence, @created_at)`),
+      auditHead: db.prepare("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
+      insertAudit: db.prepare(`INSERT INTO audit_events (seq, ts, type, request_id, actor_type,
+        actor_id, data, prev_hash, hash) VALUES (@seq, @ts, @type, @request_id, @actor_type,
+        @actor_id, @data, @prev_hash, @hash)`),
+      insertOutbox: db.prepare(`INSERT INTO outbox (topic, request_id, payload, available_at,
+        created_at) VALUES (?, ?, ?, ?, ?)`),
+      expired: db.prepare(`SELECT id FROM requests WHERE status = 'pending' AND expires_at <= ?
+        ORDER BY expires_at LIMIT ?`),
+      withStatus: db.prepare("SELECT id FROM requests WHERE status = ? ORDER BY id LIMIT ?"),
+      countByStatus: db.prepare("SELECT status, count(*) AS n FROM requests GROUP BY status"),
+      insertToken: db.prepare(`INSERT INTO tokens (id, kind, subject, hash, hint, created_at,
+        revoked_at) VALUES (@id, @kind, @subject, @hash, @hint, @created_at, @revoked_at)`),
+      tokenByHash: db.prepare("SELECT * FROM tokens WHERE hash = ?"),
+      tokens: db.prepare("SELECT * FROM tokens ORDER BY created_at, id"),
+      revokeToken: db.prepare("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
+      claimOutbox: db.prepare(`UPDATE outbox SET lease_until = @lease_until, attempts = attempts + 1
+        WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND available_at <= @now
+        AND (lease_until IS NULL OR lease_until <= @now) ORDER BY id LIMIT @limit)
+        RETURNING id, topic, request_id, payload, attempts, created_at`),
+      completeOutbox: db.prepare("UPDATE outbox SET state = 'done', lease_until = NULL WHERE id = ?"),
+      retryOutbox: db.prepare(`UPDATE outbox SET available_at = ?, lease_until = NULL,
+        last_error = ? WHERE id = ?`),
+      deadOutbox: db.prepare(`UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = ?
+        WHERE id = ?`),
+      getRef: db.prepare("SELECT ref FROM channel_refs WHERE request_id = ? AND channel = ?"),
+      setRef: db.prepare(`INSERT INTO channel_refs (request_id, channel, ref) VALUES (?, ?, ?)
+        ON CONFLICT (request_id, channel) DO UPDATE SET ref = excluded.ref`),
+    };
+  }
+
+  async insertRequest(
+    change: Change,
+    outbox: OutboxEntry[],
+  ): Promise<{ inserted: true } | { inserted: false; existing: ActionRequest }> {
+    const request = change.request;
+    const existing = this.run(() =>
+      this.db
+        .transaction(() => {
+          if (request.idempotencyKey !== null) {
+            const row = this.stmt.byKey.get(request.agent.name, request.idempotencyKey) as Row | undefined;
+            if (row) return this.toRequest(row);
+          }
+          this.stmt.insertRequest.run(requestRow(request));
+          this.writeChange(change, outbox);
+          return undefined;
+        })
+        .immediate(),
+    );
+    if (existing) return { inserted: false, existing };
+    await this.durable();
+    this.emit({ id: request.id, status: request.status, version: request.version });
+    return { inserted: true };
+  }
+
+  async transition<T>(
+    id: string,
+    decide: (current: ActionRequest) => TransitionResult<T>,
+    plan: OutboxPlanner,
+  ): Promise<T> {
+    const result = this.run(() =>
+      this.db
+        .transaction(() => {
+          const row = this.stmt.request.get(id) as Row | undefined;
+          if (!row) throw new AirlockError("not_found", `no request ${id}`);
+          const current = this.toRequest(row);
+          const verdict = decide(current);
+          if (verdict.change) {
+            const next = verdict.change.request;
+            const updated = this.stmt.updateRequest.run({
+              id,
+              status: next.status,
+              outcome: next.outcome === null ? null : JSON.stringify(next.outcome),
+              updated_at: next.updatedAt,
+              expires_at: next.expiresAt,
+              finished_at: next.finishedAt,
+              version: next.version,
+              previous_version: current.version,
+            });
+            if (updated.changes !== 1) throw new Error(`request ${id} changed underneath a transition`);
+            if (verdict.change.review) this.stmt.insertReview.run(reviewRow(verdict.change.review));
+            this.writeChange(verdict.change, plan(verdict.change));
+          }
+          return verdict;
+        })
+        .immediate(),
+    );
+    if (result.change) {
+      await this.durable();
+      const next = result.change.request;
+      this.emit({ id: next.id, status: next.status, version: next.version });
+    }
+    if (result.error) throw result.error;
+    return result.value;
+  }
+
+  private writeChange(change: Change, outbox: OutboxEntry[]): void {
+    this.appendEvents(change.events);
+    const now = change.request.updatedAt;
+    for (const entry of outbox) {
+      this.stmt.insertOutbox.run(entry.topic, entry.requestId, JSON.stringify(entry.payload), now, now);
+    }
+  }
+
+  private appendEvents(events: AuditEventInput[]): void {
+    if (events.length === 0) return;
+    const head = this.stmt.auditHead.get() as { seq: number; hash: string } | undefined;
+    const chained = chainEvents(
+      head,
+      events.map((e) => ({
+        ts: new Date(e.at).toISOString(),
+        type: e.type,
+        requestId: e.requestId,
+        actor: e.actor,
+        data: e.data,
+      })),
+    );
+    for (const event of chained) {
+      this.stmt.insertAudit.run({
+        seq: event.seq,
+        ts: event.ts,
+        type: event.type,
+        request_id: event.requestId,
+        actor_type: event.actor.type,
+        actor_id: event.actor.id,
+        data: JSON.stringify(event.data),
+        prev_hash: event.prevHash,
+        hash: event.hash,
+      });
+    }
+  }
+
+  async getRequest(id: string): Promise<ActionRequest | undefined> {
+    return this.run(() => {
+      const row = this.stmt.request.get(id) as Row | undefined;
+      return row ? this.toRequest(row) : undefined;
+    });
+  }
+
+  async findByIdempotencyKey(agent: string, key: string): Promise<ActionRequest | undefined> {
+    return this.run(() => {
+      const row = this.stmt.byKey.get(agent, key) as Row | undefined;
+      return row ? this.toRequest(row) : undefined;
+    });
+  }
+
+  async listRequests(query: RequestQuery): Promise<ActionRequest[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (query.statuses && query.statuses.length > 0) {
+      where.push(`status IN (${query.statuses.map(() => "?").join(", ")})`);
+      params.push(...query.statuses);
+    }
+    if (query.agent !== undefined) {
+      where.push("agent = ?");
+      params.push(query.agent);
+    }
+    if (query.connection !== undefined) {
+      where.push("connection = ?");
+      params.push(query.connection);
+    }
+    if (query.before !== undefined) {
+      where.push("id < ?");
+      params.push(query.before);
+    }
+    const sql = `SELECT * FROM requests ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+      ORDER BY id DESC LIMIT ?`;
+    return this.run(() =>
+      (this.db.prepare(sql).all(...params, query.limit) as Row[]).map((row) => this.toRequest(row)),
+    );
+  }
+
+  async expiredPending(now: number, limit: number): Promise<string[]> {
+    return this.run(() => (this.stmt.expired.all(now, limit) as { id: string }[]).map((r) => r.id));
+  }
+
+  async idsWithStatus(status: RequestStatus, limit: number): Promise<string[]> {
+    return this.run(() =>
+      (this.stmt.withStatus.all(status, limit) as { id: string }[]).map((r) => r.id),
+    );
+  }
+
+  async countByStatus(): Promise<Partial<Record<RequestStatus, number>>> {
+    return this.run(() => {
+      const out: Partial<Record<RequestStatus, number>> = {};
+      for (const row of this.stmt.countByStatus.all() as { status: RequestStatus; n: number }[]) {
+        out[row.status] = row.n;
+      }
+      return out;
+    });
+  }
+
+  async appendAudit(events: AuditEventInput[]): Promise<void> {
+    this.run(() => this.db.transaction(() => this.appendEvents(events)).immediate());
+    await this.durable();
+  }
+
+  async listAudit(query: AuditQuery): Promise<AuditEvent[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (query.afterSeq !== undefined) {
+      where.push("seq > ?");
+      params.push(query.afterSeq);
+    }
+    if (query.since !== undefined) {
+      where.push("ts >= ?");
+      params.push(new Date(query.since).toISOString());
+    }
+    if (query.until !== undefined) {
+      where.push("ts < ?");
+      params.push(new Date(query.until).toISOString());
+    }
+    if (query.requestId !== undefined) {
+      where.push("request_id = ?");
+      params.push(query.requestId);
+    }
+    if (query.type !== undefined) {
+      where.push("type = ?");
+      params.push(query.type);
+    }
+    if (query.actor !== undefined) {
+      where.push("actor_id = ?");
+      params.push(query.actor);
+    }
+    const sql = `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+      ORDER BY seq LIMIT ?`;
+    return this.run(() => (this.db.prepare(sql).all(...params, query.limit) as Row[]).map(toEvent));
+  }
+
+  async *auditEvents(options: { since?: number } = {}): AsyncIterable<AuditEvent> {
+    const batch = this.db.prepare(
+      "SELECT * FROM audit_events WHERE seq > ? AND ts >= ? ORDER BY seq LIMIT 1000",
+    );
+    const since = options.since === undefined ? "" : new Date(options.since).toISOString();
+    let after = -Infinity;
+    for (;;) {
+      const rows = this.run(() => batch.all(after, since) as Row[]);
+      if (rows.length === 0) return;
+      for (const row of rows) yield toEvent(row);
+      after = rows[rows.length - 1]!.seq as number;
+    }
+  }
+
+  async insertToken(token: TokenRecord, event: AuditEventInput): Promise<void> {
+    this.run(() =>
+      this.db
+        .transaction(() => {
+          this.stmt.insertToken.run({
+            id: token.id,
+            kind: token.kind,
+            subject: token.subject,
+            hash: token.hash,
+            hint: token.hint,
+            created_at: token.createdAt,
+            revoked_at: token.revokedAt,
+          });
+          this.appendEvents([event]);
+        })
+        .immediate(),
+    );
+    await this.durable();
+  }
+
+  async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    return this.run(() => {
+      const row = this.stmt.tokenByHash.get(hash) as Row | undefined;
+      return row ? toToken(row) : undefined;
+    });
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return this.run(() => (this.stmt.tokens.all() as Row[]).map(toToken));
+  }
+
+  async revokeToken(id: string, event: AuditEventInput): Promise<boolean> {
+    const revoked = this.run(() =>
+      this.db
+        .transaction(() => {
+          const result = this.stmt.revokeToken.run(event.at, id);
+          if (result.changes === 1) this.appendEvents([event]);
+          return result.changes === 1;
+        })
+        .immediate(),
+    );
+    if (revoked) await this.durable();
+    return revoked;
+  }
+
+  async claimOutbox(now: number, leaseMs: number, limit: number): Promise<OutboxItem[]> {
+    const rows = this.run(
+      () => this.stmt.claimOutbox.all({ now, lease_until: now + leaseMs, limit }) as Row[],
+    );
+    return rows.map((row) => ({
+      id: row.id as number,
+      topic: row.topic as string,
+      requestId: row.request_id as string | null,
+      payload: JSON.parse(row.payload as string) as Record<string, unknown>,
+      attempts: row.attempts as number,
+      createdAt: row.created_at as number,
+    }));
+  }
+
+  async completeOutbox(id: number): Promise<void> {
+    this.run(() => this.stmt.completeOutbox.run(id));
+    await this.durable();
+  }
+
+  async failOutbox(id: number, error: string, retryAt: number | null): Promise<void> {
+    this.run(() =>
+      retryAt === null ? this.stmt.deadOutbox.run(error, id) : this.stmt.retryOutbox.run(retryAt, error, id),
+    );
+    await this.durable();
+  }
+
+  async getChannelRef(requestId: string, channel: string): Promise<string | undefined> {
+    return this.run(
+      () => (this.stmt.getRef.get(requestId, channel) as { ref: string } | undefined)?.ref,
+    );
+  }
+
+  async setChannelRef(requestId: string, channel: string, ref: string): Promise<void> {
+    this.run(() => this.stmt.setRef.run(requestId, channel, ref));
+    await this.durable();
+  }
+
+  subscribe(listener: (change: RequestChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async ping(): Promise<void> {
+    this.run(() => this.db.prepare("SELECT 1").get());
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.walSync?.close();
+    this.db.close();
+    this.listeners.clear();
+  }
+
+  private emit(change: RequestChange): void {
+    for (const listener of this.listeners) listener(change);
+  }
+
+  private async durable(): Promise<void> {
+    if (!this.walSync) return;
+    try {
+      await this.walSync.sync();
+    } catch (error) {
+      throw unavailable(error, this.path);
+    }
+  }
+
+  /** Runs a synchronous database call, turning driver failures into `store_unavailable`. */
+  private run<T>(fn: () => T): T {
+    if (this.closed) throw new AirlockError("store_unavailable", "the store is closed");
+    try {
+      return fn();
+    } catch (error) {
+      if (error instanceof AirlockError) throw error;
+      if (error instanceof Database.SqliteError) throw unavailable(error, this.path);
+      throw error;
+    }
+  }
+
+  private toRequest(row: Row): ActionRequest {
+    const reviews = (this.stmt.reviews.all(row.id) as Row[]).map(toReview);
+    return {
+      id: row.id as string,
+      agent: JSON.parse(row.agent_snapshot as string),
+      connection: row.connection as string,
+      connectionType: row.connection_type as string,
+      operation: row.operation as string,
+      input: JSON.parse(row.input as string),
+      justification: row.justification as string,
+      context: JSON.parse(row.context as string),
+      idempotencyKey: row.idempotency_key as string | null,
+      hash: row.hash as string,
+      status: row.status as RequestStatus,
+      decision: JSON.parse(row.decision as string),
+      description: JSON.parse(row.description as string),
+      reviews,
+      outcome: row.outcome === null ? null : JSON.parse(row.outcome as string),
+      createdAt: row.created_at as number,
+      updatedAt: row.updated_at as number,
+      expiresAt: row.expires_at as number | null,
+      finishedAt: row.finished_at as number | null,
+      version: row.version as number,
+    };
+  }
+}
+
+function requestRow(r: ActionRequest): Row {
+  return {
+    id: r.id,
+    agent: r.agent.name,
+    agent_snapshot: JSON.stringify(r.agent),
+    connection: r.connection,
+    connection_type: r.connectionType,
+    operation: r.operation,
+    input: JSON.stringify(r.input),
+    justification: r.justification,
+    context: JSON.stringify(r.context),
+    idempotency_key: r.idempotencyKey,
+    hash: r.hash,
+    status: r.status,
+    decision: JSON.stringify(r.decision),
+    description: JSON.stringify(r.description),
+    outcome: r.outcome === null ? null : JSON.stringify(r.outcome),
+    created_at: r.createdAt,
+    updated_at: r.updatedAt,
+    expires_at: r.expiresAt,
+    finished_at: r.finishedAt,
+    version: r.version,
+  };
+}
+
+function reviewRow(r: Review): Row {
+  return {
+    id: r.id,
+    request_id: r.requestId,
+    reviewer: r.reviewer,
+    decision: r.decision,
+    comment: r.comment,
+    request_hash: r.requestHash,
+    evidence: JSON.stringify(r.evidence),
+    created_at: r.createdAt,
+  };
+}
+
+function toReview(row: Row): Review {
+  return {
+    id: row.id as string,
+    requestId: row.request_id as string,
+    reviewer: row.reviewer as string,
+    decision: row.decision as Review["decision"],
+    comment: row.comment as string,
+    requestHash: row.request_hash as string,
+    evidence: JSON.parse(row.evidence as string),
+    createdAt: row.created_at as number,
+  };
+}
+
+function toEvent(row: Row): AuditEvent {
+  return {
+    seq: row.seq as number,
+    ts: row.ts as string,
+    type: row.type as string,
+    requestId: row.request_id as string | null,
+    actor: { type: row.actor_type as AuditEvent["actor"]["type"], id: row.actor_id as string },
+    data: JSON.parse(row.data as string),
+    prevHash: row.prev_hash as string,
+    hash: row.hash as string,
+  };
+}
+
+function toToken(row: Row): TokenRecord {
+  return {
+    id: row.id as string,
+    kind: row.kind as TokenRecord["kind"],
+    subject: row.subject as string,
+    hash: row.hash as string,
+    hint: row.hint as string,
+    createdAt: row.created_at as number,
+    revokedAt: row.revoked_at as number | null,
+  };
+}

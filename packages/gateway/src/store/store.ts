@@ -1,0 +1,128 @@
+/**
+ * The storage interface. Everything outside `store/` is dialect-agnostic: services describe
+ * what changes through pure transitions, and a store applies each change, its audit events
+ * and its outbox entries in one transaction, durably, before anyone acts on it.
+ */
+import type { AuditEvent } from "../audit/audit-chain.js";
+import type {
+  ActionRequest,
+  AuditEventInput,
+  Change,
+  RequestStatus,
+  TransitionResult,
+} from "../requests/request-types.js";
+
+export type PrincipalKind = "agent" | "reviewer";
+
+export interface TokenRecord {
+  id: string;
+  kind: PrincipalKind;
+  /** The agent's name, or the reviewer's e-mail. */
+  subject: string;
+  /** SHA-256 of the token; the token itself is never stored. */
+  hash: string;
+  /** The first characters of the token, so people can tell tokens apart. */
+  hint: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+export interface OutboxEntry {
+  /** Who handles it: a channel's name, or another consumer. */
+  topic: string;
+  requestId: string | null;
+  payload: Record<string, unknown>;
+}
+
+export interface OutboxItem extends OutboxEntry {
+  id: number;
+  attempts: number;
+  createdAt: number;
+}
+
+export interface RequestQuery {
+  statuses?: RequestStatus[];
+  agent?: string;
+  connection?: string;
+  /** Only requests created before this id (ids sort by creation). */
+  before?: string;
+  limit: number;
+}
+
+export interface AuditQuery {
+  afterSeq?: number;
+  since?: number;
+  until?: number;
+  requestId?: string;
+  type?: string;
+  actor?: string;
+  limit: number;
+}
+
+/** A committed change to a request, for waking long-polls and live views. */
+export interface RequestChange {
+  id: string;
+  status: RequestStatus;
+  version: number;
+}
+
+/** The outbox entries a change produces, chosen by the caller (channels, webhooks). */
+export type OutboxPlanner = (change: Change) => OutboxEntry[];
+
+export interface Store {
+  readonly dialect: "sqlite" | "postgres";
+
+  /**
+   * Records a new request with its events and outbox entries. When the agent already used
+   * the request's idempotency key, nothing is written and the earlier request is returned.
+   */
+  insertRequest(
+    change: Change,
+    outbox: OutboxEntry[],
+  ): Promise<{ inserted: true } | { inserted: false; existing: ActionRequest }>;
+
+  /**
+   * Loads a request under a lock, lets `decide` (pure, synchronous) choose the change, and
+   * commits it with its events and outbox entries. Throws `not_found` for an unknown id.
+   */
+  transition<T>(
+    id: string,
+    decide: (current: ActionRequest) => TransitionResult<T>,
+    plan: OutboxPlanner,
+  ): Promise<T>;
+
+  getRequest(id: string): Promise<ActionRequest | undefined>;
+  findByIdempotencyKey(agent: string, key: string): Promise<ActionRequest | undefined>;
+  listRequests(query: RequestQuery): Promise<ActionRequest[]>;
+  /** Ids of pending requests whose expiry has passed. */
+  expiredPending(now: number, limit: number): Promise<string[]>;
+  idsWithStatus(status: RequestStatus, limit: number): Promise<string[]>;
+  countByStatus(): Promise<Partial<Record<RequestStatus, number>>>;
+
+  /** Appends events that belong to no request transition (tokens, start-up). */
+  appendAudit(events: AuditEventInput[]): Promise<void>;
+  listAudit(query: AuditQuery): Promise<AuditEvent[]>;
+  /** Every event in chain order, read in batches. */
+  auditEvents(options?: { since?: number }): AsyncIterable<AuditEvent>;
+
+  insertToken(token: TokenRecord, event: AuditEventInput): Promise<void>;
+  findTokenByHash(hash: string): Promise<TokenRecord | undefined>;
+  listTokens(): Promise<TokenRecord[]>;
+  revokeToken(id: string, event: AuditEventInput): Promise<boolean>;
+
+  /** Leases due outbox items to this process for `leaseMs`. */
+  claimOutbox(now: number, leaseMs: number, limit: number): Promise<OutboxItem[]>;
+  completeOutbox(id: number): Promise<void>;
+  /** Schedules another attempt, or with `dead` gives up and keeps the item for inspection. */
+  failOutbox(id: number, error: string, retryAt: number | null): Promise<void>;
+  /** Where a channel put its message for a request (to update it in place later). */
+  getChannelRef(requestId: string, channel: string): Promise<string | undefined>;
+  setChannelRef(requestId: string, channel: string, ref: string): Promise<void>;
+
+  /** Called after every committed request change, in this process and (PostgreSQL) others. */
+  subscribe(listener: (change: RequestChange) => void): () => void;
+
+  /** Throws `store_unavailable` when the store cannot be read. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
