@@ -128,13 +128,6 @@ export const configSchema = z
     seen(config.reviewers.map((r) => r.email), (i) => ["reviewers", i, "email"], "reviewer");
     seen(config.rules.map((r) => r.name), (i) => ["rules", i, "name"], "rule");
     config.rules.forEach((rule, i) => {
-      if (rule.decision === "review" && !rule.review) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["rules", i, "review"],
-          message: "a review rule needs a review block: { approvers, quorum, expiresIn }",
-        });
-      }
       if (rule.decision !== "review" && rule.review) {
         ctx.addIssue({
           code: "custom",

@@ -4,7 +4,7 @@
  */
 import { Environment } from "@marcbachmann/cel-js";
 import { digest } from "../common/canonical-json.js";
-import type { RuleConfig } from "../config/config-schema.js";
+import { type RuleConfig, reviewSchema } from "../config/config-schema.js";
 import { connectorTypes } from "../connectors/connector-registry.js";
 import type { RiskLevel } from "../connectors/connector.js";
 import type { Decision, ReviewRequirements } from "./policy-types.js";
@@ -78,13 +78,15 @@ export function compilePolicy(rules: readonly RuleConfig[]): {
         test = env.parse(rule.when) as unknown as CompiledRule["test"];
       }
     }
-    const review = rule.review
+    // A review rule without a review block takes the defaults: any reviewer, one approval, 1h.
+    const settings = rule.review ?? (rule.decision === "review" ? reviewSchema.parse({}) : undefined);
+    const review = settings
       ? {
-          approvers: [...rule.review.approvers],
-          quorum: rule.review.quorum,
-          expiresInMs: rule.review.expiresIn,
-          stepUp: rule.review.stepUp,
-          ...(rule.review.channels ? { channels: [...rule.review.channels] } : {}),
+          approvers: [...settings.approvers],
+          quorum: settings.quorum,
+          expiresInMs: settings.expiresIn,
+          stepUp: settings.stepUp,
+          ...(settings.channels ? { channels: [...settings.channels] } : {}),
         }
       : undefined;
     return {

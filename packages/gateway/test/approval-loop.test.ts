@@ -1,0 +1,308 @@
+/** The whole loop over HTTP, on a real SQLite file and a real upstream on loopback. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { canonicalJson } from "../src/common/canonical-json.js";
+import { api, read, refund, removeDir, SECRET, startGateway, type TestGateway, testConfig } from "./support/gateway.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+let upstream: Upstream;
+let gw: TestGateway;
+const tokens: Record<string, string> = {};
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  gw = await startGateway(testConfig(upstream.url));
+  tokens.agent = await gw.token("agent", "support-bot");
+  tokens.ops = await gw.token("agent", "ops-bot");
+  for (const name of ["alice", "bob", "carol", "erin", "dave"]) {
+    tokens[name] = await gw.token("reviewer", `${name}@example.com`);
+  }
+});
+
+afterAll(async () => {
+  await gw.close();
+  await upstream.close();
+  removeDir(gw.dir);
+});
+
+const submit = (body: unknown, token = tokens.agent, query = "") =>
+  api(gw.url, "POST", `/v1/actions${query}`, { token: token!, body });
+const vote = (id: string, who: string, decision: "approve" | "deny", comment?: string) =>
+  api(gw.url, "POST", `/v1/requests/${id}/reviews`, { token: tokens[who]!, body: { decision, ...(comment ? { comment } : {}) } });
+const callsTo = (path: string) => upstream.calls.filter((c) => c.url.startsWith(`/api${path}`)).length;
+
+describe("policy decisions", () => {
+  it("runs an allowed action at once with the connection's credential and returns the result", async () => {
+    const res = await submit(read("/invoices"));
+    expect(res.status).toBe(200);
+    expect(res.body.status).toBe("succeeded");
+    expect(res.body.decision).toMatchObject({ decision: "allow", rule: "reads pass" });
+    expect(res.body.result.status).toBe(200);
+    expect(res.body.result.body).toMatchObject({ ok: true, method: "GET", url: "/api/invoices" });
+    const call = upstream.calls.find((c) => c.url === "/api/invoices")!;
+    expect(call.headers.authorization).toBe(`Bearer ${SECRET}`);
+    // hop-by-hop and cookies of the upstream stay with Airlock
+    expect(res.body.result.headers["set-cookie"]).toBeUndefined();
+    expect(res.body.result.headers.connection).toBeUndefined();
+    expect(res.body.result.headers["x-upstream"]).toBe("yes");
+  });
+
+  it("denies what no rule allows with 403, records it, and never calls the upstream", async () => {
+    const before = callsTo("/invoices/inv_1");
+    const res = await submit({ connection: "billing-api", operation: "request", input: { method: "DELETE", path: "/invoices/inv_1" } });
+    expect(res.status).toBe(403);
+    expect(res.body.error).toMatchObject({ code: "denied" });
+    expect(res.body.error.message).toContain("nothing else");
+    expect(res.body.action.status).toBe("denied");
+    expect(callsTo("/invoices/inv_1")).toBe(before);
+    const audit = await api(gw.url, "GET", `/v1/audit?requestId=${res.body.action.id}`, { token: tokens.bob! });
+    expect(audit.body.events.map((e: { type: string }) => e.type)).toEqual(["request.submitted", "request.decided"]);
+    expect(audit.body.events[1].data).toMatchObject({ decision: "deny", rule: "nothing else" });
+  });
+
+  it("holds a reviewable action with 202, an approval link and an expiry", async () => {
+    const res = await submit(refund());
+    expect(res.status).toBe(202);
+    expect(res.body).toMatchObject({ status: "pending", quorum: 2, approvals: 0 });
+    expect(res.body.approvalUrl).toBe(`http://airlock.test/requests/${res.body.id}`);
+    const expires = Date.parse(res.body.expiresAt) - Date.parse(res.body.createdAt);
+    expect(expires).toBe(15 * 60_000);
+    expect(res.body.input.body.card_number).toBe("[masked]");
+  });
+});
+
+describe("reviews", () => {
+  it("counts distinct reviewers toward the quorum and runs the action once, after the second approval", async () => {
+    const { body } = await submit(refund({ idempotencyKey: "quorum-1" }));
+    const first = await vote(body.id, "bob", "approve", "checked the invoice");
+    expect(first.status).toBe(200);
+    expect(first.body).toMatchObject({ status: "pending", review: { approvals: 1, quorum: 2 } });
+    const again = await vote(body.id, "bob", "approve");
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe("already_reviewed");
+    expect(callsTo("/refunds")).toBe(0);
+    const second = await vote(body.id, "carol", "approve");
+    expect(second.body.review.approvals).toBe(2);
+    const done = await api(gw.url, "GET", `/v1/actions/${body.id}?wait=5`, { token: tokens.agent! });
+    expect(done.body.status).toBe("succeeded");
+    expect(done.body.reviews.map((r: { reviewer: string }) => r.reviewer)).toEqual(["bob@example.com", "carol@example.com"]);
+    expect(callsTo("/refunds")).toBe(1);
+  });
+
+  it("executes byte for byte what was approved", async () => {
+    const proposal = refund({
+      input: {
+        method: "POST",
+        path: "/refunds",
+        query: { reason: "duplicate", tag: ["a", "b"] },
+        headers: { "x-trace": "t-1" },
+        body: { amount: 12.5, nested: { z: 1, a: [true, null, "é"] }, card_number: "5555555555554444" },
+      },
+    });
+    const { body } = await submit(proposal);
+    const before = upstream.calls.length;
+    await vote(body.id, "carol", "approve");
+    await vote(body.id, "erin", "approve");
+    const done = await api(gw.url, "GET", `/v1/actions/${body.id}?wait=5`, { token: tokens.agent! });
+    expect(done.body.status).toBe("succeeded");
+    const calls = upstream.calls.slice(before);
+    expect(calls).toHaveLength(1);
+    const call = calls[0]!;
+    expect(call.method).toBe("POST");
+    expect(call.url).toBe("/api/refunds?reason=duplicate&tag=a&tag=b");
+    expect(call.headers["x-trace"]).toBe("t-1");
+    expect(call.body.toString("utf8")).toBe(JSON.stringify(proposal.input.body));
+    // The hash the reviewers approved is the hash of exactly this proposal.
+    const reviewer = await api(gw.url, "GET", `/v1/requests/${body.id}`, { token: tokens.bob! });
+    expect(reviewer.body.hash).toBe(body.hash);
+    const { requestHash } = await import("../src/requests/request-hash.js");
+    expect(
+      requestHash({
+        agent: "support-bot",
+        connection: "billing-api",
+        operation: "request",
+        input: proposal.input as never,
+        justification: proposal.justification,
+        context: {},
+      }),
+    ).toBe(body.hash);
+    expect(canonicalJson(JSON.parse(call.body.toString()))).toBe(canonicalJson(proposal.input.body));
+  });
+
+  it("refuses the agent's owner, whatever the case of the e-mail", async () => {
+    const res = await submit(refund(), tokens.ops);
+    const owner = await vote(res.body.id, "dave", "approve");
+    expect(owner.status).toBe(403);
+    expect(owner.body.error.code).toBe("self_approval");
+    const view = await api(gw.url, "GET", `/v1/requests/${res.body.id}`, { token: tokens.dave! });
+    expect(view.body.reviews).toHaveLength(0);
+    expect(view.body.you.canApprove).toBe(false);
+  });
+
+  it("refuses reviewers outside the approver groups", async () => {
+    const res = await submit(refund());
+    const alice = await vote(res.body.id, "alice", "approve");
+    expect(alice.status).toBe(403);
+    expect(alice.body.error.code).toBe("self_approval"); // alice owns support-bot
+    const ops = await submit(refund(), tokens.ops);
+    const outsider = await vote(ops.body.id, "alice", "approve");
+    expect(outsider.status).toBe(403);
+    expect(outsider.body.error.code).toBe("not_an_approver");
+    expect(outsider.body.error.message).toContain("finance");
+    const denyToo = await vote(ops.body.id, "alice", "deny");
+    expect(denyToo.body.error.code).toBe("not_an_approver");
+  });
+
+  it("makes any deny final, even after approvals", async () => {
+    const res = await submit(refund());
+    await vote(res.body.id, "bob", "approve");
+    const deny = await vote(res.body.id, "carol", "deny", "not a duplicate");
+    expect(deny.body.status).toBe("denied");
+    const late = await vote(res.body.id, "erin", "approve");
+    expect(late.status).toBe(409);
+    expect(late.body.error.code).toBe("not_pending");
+    const agentView = await api(gw.url, "GET", `/v1/actions/${res.body.id}`, { token: tokens.agent! });
+    expect(agentView.body.status).toBe("denied");
+    expect(agentView.body.reviews.at(-1)).toMatchObject({ reviewer: "carol@example.com", decision: "deny", comment: "not a duplicate" });
+  });
+
+  it("binds a vote to the hash the reviewer saw", async () => {
+    const res = await submit(refund());
+    const wrong = await api(gw.url, "POST", `/v1/requests/${res.body.id}/reviews`, {
+      token: tokens.bob!,
+      body: { decision: "approve", requestHash: "0".repeat(64) },
+    });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body.error.field).toBe("requestHash");
+    const right = await api(gw.url, "POST", `/v1/requests/${res.body.id}/reviews`, {
+      token: tokens.bob!,
+      body: { decision: "approve", requestHash: res.body.hash },
+    });
+    expect(right.status).toBe(200);
+  });
+
+  it("lists for each reviewer only what they may decide", async () => {
+    const mine = await submit(refund({ justification: "list test" }));
+    const bobList = await api(gw.url, "GET", "/v1/requests", { token: tokens.bob! });
+    expect(bobList.body.requests.map((r: { id: string }) => r.id)).toContain(mine.body.id);
+    const aliceList = await api(gw.url, "GET", "/v1/requests", { token: tokens.alice! });
+    expect(aliceList.body.requests.map((r: { id: string }) => r.id)).not.toContain(mine.body.id);
+    await vote(mine.body.id, "bob", "approve");
+    const bobAgain = await api(gw.url, "GET", "/v1/requests", { token: tokens.bob! });
+    expect(bobAgain.body.requests.map((r: { id: string }) => r.id)).not.toContain(mine.body.id);
+    const all = await api(gw.url, "GET", "/v1/requests?status=all&limit=200", { token: tokens.alice! });
+    expect(all.body.requests.map((r: { id: string }) => r.id)).toContain(mine.body.id);
+  });
+
+  it("keeps agents and reviewers to their own endpoints and requests", async () => {
+    const asReviewer = await api(gw.url, "POST", "/v1/actions", { token: tokens.bob!, body: read() });
+    expect(asReviewer.status).toBe(403);
+    expect(asReviewer.body.error.code).toBe("forbidden");
+    const asAgent = await api(gw.url, "GET", "/v1/requests", { token: tokens.agent! });
+    expect(asAgent.status).toBe(403);
+    const theirs = await submit(refund(), tokens.ops);
+    const peek = await api(gw.url, "GET", `/v1/actions/${theirs.body.id}`, { token: tokens.agent! });
+    expect(peek.status).toBe(404);
+    const cancelTheirs = await api(gw.url, "POST", `/v1/actions/${theirs.body.id}/cancel`, { token: tokens.agent! });
+    expect(cancelTheirs.status).toBe(404);
+    const none = await api(gw.url, "GET", "/v1/requests", {});
+    expect(none.status).toBe(401);
+    expect(none.body.error.code).toBe("unauthenticated");
+    const bogus = await api(gw.url, "GET", "/v1/requests", { token: `alk_${"x".repeat(43)}` });
+    expect(bogus.status).toBe(401);
+  });
+});
+
+describe("waiting, expiry, cancellation, idempotency", () => {
+  it("wakes a waiting agent when the last approval lands", async () => {
+    const pending = submit(refund({ justification: "wake me" }), tokens.agent, "?wait=10");
+    let id: string | undefined;
+    const deadline = Date.now() + 5000;
+    while (!id && Date.now() < deadline) {
+      const list = await api(gw.url, "GET", "/v1/requests", { token: tokens.carol! });
+      id = list.body.requests.find((r: { justification: string }) => r.justification === "wake me")?.id;
+      if (!id) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(id).toBeDefined();
+    await vote(id!, "carol", "approve");
+    await vote(id!, "erin", "approve");
+    const res = await pending;
+    expect(res.status).toBe(200);
+    expect(res.body.status).toBe("succeeded");
+    expect(res.body.id).toBe(id);
+  });
+
+  it("ends a long-poll at its deadline with the request still pending", async () => {
+    const res = await submit(refund());
+    const started = Date.now();
+    const polled = await api(gw.url, "GET", `/v1/actions/${res.body.id}?wait=1`, { token: tokens.agent! });
+    expect(polled.body.status).toBe("pending");
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  });
+
+  it("expires a request nobody decided, and refuses votes on it", async () => {
+    const put = { connection: "billing-api", operation: "request", input: { method: "POST", path: "/short" } };
+    const waited = await submit(put, tokens.agent, "?wait=5");
+    expect(waited.status).toBe(200);
+    expect(waited.body.status).toBe("expired");
+    const late = await vote(waited.body.id, "bob", "approve");
+    expect(late.status).toBe(410);
+    expect(late.body.error.code).toBe("expired");
+    expect(callsTo("/short")).toBe(0);
+    const audit = await api(gw.url, "GET", `/v1/audit?requestId=${waited.body.id}`, { token: tokens.bob! });
+    expect(audit.body.events.map((e: { type: string }) => e.type)).toContain("request.expired");
+  });
+
+  it("lets the agent cancel its own pending request, and only a pending one", async () => {
+    const res = await submit({ connection: "billing-api", operation: "request", input: { method: "PUT", path: "/x" } });
+    const cancelled = await api(gw.url, "POST", `/v1/actions/${res.body.id}/cancel`, { token: tokens.agent! });
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body.status).toBe("cancelled");
+    const twice = await api(gw.url, "POST", `/v1/actions/${res.body.id}/cancel`, { token: tokens.agent! });
+    expect(twice.status).toBe(409);
+    expect(twice.body.error.code).toBe("not_pending");
+    const voteAfter = await vote(res.body.id, "bob", "approve");
+    expect(voteAfter.body.error.code).toBe("not_pending");
+  });
+
+  it("returns the same request for the same idempotency key, and refuses the key for a different action", async () => {
+    const first = await submit({ ...read("/invoices/idem"), idempotencyKey: "read-idem-1" });
+    const calls = callsTo("/invoices/idem");
+    const second = await submit({ ...read("/invoices/idem"), idempotencyKey: "read-idem-1" });
+    expect(second.body.id).toBe(first.body.id);
+    expect(callsTo("/invoices/idem")).toBe(calls);
+    const other = await submit({ ...read("/invoices/other"), idempotencyKey: "read-idem-1" });
+    expect(other.status).toBe(400);
+    expect(other.body.error).toMatchObject({ code: "invalid_request", field: "idempotencyKey" });
+    // keys belong to an agent: another agent may use the same one
+    const ops = await submit({ ...read("/invoices/idem"), idempotencyKey: "read-idem-1" }, tokens.ops);
+    expect(ops.body.id).not.toBe(first.body.id);
+  });
+});
+
+describe("the http connector's boundaries", () => {
+  it("refuses paths that would leave the base URL, before anything runs", async () => {
+    const before = upstream.calls.length;
+    for (const path of ["/../admin", "/%2e%2e/admin", "//evil.example/x", "/a/./b", "relative", "/a\\b", "/a?x=1"]) {
+      const res = await submit(read(path));
+      expect(res.status, path).toBe(400);
+      expect(res.body.error).toMatchObject({ code: "invalid_request", field: "input.path" });
+    }
+    expect(upstream.calls.length).toBe(before);
+  });
+
+  it("refuses an agent's attempt to set the connection's own headers or transport headers", async () => {
+    const spoof = await submit({ ...read(), input: { method: "GET", path: "/x", headers: { Authorization: "Bearer mine" } } });
+    expect(spoof.status).toBe(400);
+    expect(spoof.body.error.field).toBe("input.headers.Authorization");
+    const host = await submit({ ...read(), input: { method: "GET", path: "/x", headers: { host: "evil" } } });
+    expect(host.body.error.field).toBe("input.headers.host");
+  });
+
+  it("ends the request failed, with the reason, when the upstream fails", async () => {
+    const res = await submit(read("/fail"));
+    expect(res.status).toBe(200);
+    expect(res.body.status).toBe("failed");
+    expect(res.body.outcome.reason).toContain("HTTP 500");
+    expect(res.body.result.body).toEqual({ error: "upstream broke" });
+  });
+});

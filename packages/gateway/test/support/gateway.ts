@@ -1,0 +1,171 @@
+/**
+ * Starts a real gateway in-process on loopback, on a real SQLite file in a temporary
+ * directory, and gives tests an HTTP client for agents and reviewers.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { loadConfigText } from "../../src/config/config-load.js";
+import { createGateway, type Gateway, type GatewayOptions } from "../../src/main.js";
+
+export const SECRET = "s3cr3t-billing-credential-7f1c2a9e";
+
+export function testConfig(upstreamUrl: string, extra = ""): string {
+  return `
+server: { port: 0, publicUrl: "http://airlock.test", sweepInterval: 50ms }
+storage: sqlite:./airlock.db
+agents:
+  - { name: support-bot, owner: alice@example.com }
+  - { name: ops-bot, owner: Dave@Example.com }
+reviewers:
+  - { email: alice@example.com, groups: [eng] }
+  - { email: bob@example.com, groups: [finance, eng] }
+  - { email: carol@example.com, groups: [finance] }
+  - { email: erin@example.com, groups: [finance] }
+  - { email: dave@example.com, groups: [finance, ops] }
+connections:
+  billing-api:
+    type: http
+    baseUrl: ${upstreamUrl}/api
+    timeout: 2s
+    headers:
+      authorization: Bearer \${env:BILLING_API_TOKEN}
+rules:
+  - name: reads pass
+    when: action.connection == "billing-api" && http.method == "GET"
+    decision: allow
+  - name: refunds need two finance reviewers
+    when: action.connection == "billing-api" && http.method == "POST" && http.path.startsWith("/refunds")
+    decision: review
+    review: { approvers: [finance], quorum: 2, expiresIn: 15m, risk: high }
+    mask: { input: [body.card_number] }
+  - name: short-lived
+    when: http.method == "POST" && http.path == "/short"
+    decision: review
+    review: { expiresIn: 300ms }
+  - name: any reviewer
+    when: http.method == "PUT"
+    decision: review
+${extra}
+  - name: nothing else
+    decision: deny
+`;
+}
+
+export interface TestGateway {
+  gateway: Gateway;
+  url: string;
+  dir: string;
+  logs: string[];
+  token(kind: "agent" | "reviewer", subject: string): Promise<string>;
+  restart(): Promise<TestGateway>;
+  close(): Promise<void>;
+}
+
+export async function startGateway(
+  configText: string,
+  options: { dir?: string; env?: Record<string, string>; gateway?: GatewayOptions } = {},
+): Promise<TestGateway> {
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), "airlock-test-"));
+  const logs: string[] = [];
+  const destination = new Writable({
+    write(chunk, _encoding, done) {
+      logs.push(chunk.toString());
+      done();
+    },
+  });
+  const loaded = loadConfigText(configText, {
+    env: { BILLING_API_TOKEN: SECRET, ...options.env },
+    baseDir: dir,
+    source: "test.yaml",
+  });
+  const gateway = await createGateway(loaded, {
+    port: 0,
+    host: "127.0.0.1",
+    logDestination: destination as never,
+    logLevel: "debug",
+    ...options.gateway,
+  });
+  const url = await gateway.start();
+  const self: TestGateway = {
+    gateway,
+    url,
+    dir,
+    logs,
+    token: async (kind, subject) => (await gateway.identity.createToken(kind, subject, "test")).token,
+    restart: async () => {
+      await gateway.close();
+      return startGateway(configText, { ...options, dir });
+    },
+    close: async () => {
+      await gateway.close();
+    },
+  };
+  return self;
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export interface ApiResponse<T = Record<string, unknown>> {
+  status: number;
+  headers: Headers;
+  text: string;
+  body: T;
+}
+
+/** A plain fetch against the gateway, returning status, headers, raw text and parsed body. */
+export async function api<T = any>(
+  base: string,
+  method: string,
+  path: string,
+  options: { token?: string; body?: unknown; rawBody?: string | Buffer; contentType?: string } = {},
+): Promise<ApiResponse<T>> {
+  const headers: Record<string, string> = {};
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  let body: string | Buffer | undefined;
+  if (options.rawBody !== undefined) {
+    body = options.rawBody;
+    headers["content-type"] = options.contentType ?? "application/json";
+  } else if (options.body !== undefined) {
+    body = JSON.stringify(options.body);
+    headers["content-type"] = "application/json";
+  }
+  const response = await fetch(base + path, { method, headers, ...(body === undefined ? {} : { body }) });
+  const text = await response.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: response.status, headers: response.headers, text, body: parsed as T };
+}
+
+export const refund = (extra: Record<string, unknown> = {}) => ({
+  connection: "billing-api",
+  operation: "request",
+  input: {
+    method: "POST",
+    path: "/refunds",
+    body: { invoice: "inv_1001", amount: 4200, card_number: "4242424242424242" },
+  },
+  justification: "Customer was charged twice",
+  ...extra,
+});
+
+export const read = (path = "/invoices") => ({
+  connection: "billing-api",
+  operation: "request",
+  input: { method: "GET", path },
+});
+
+export async function until(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
