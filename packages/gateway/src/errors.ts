@@ -47,21 +47,24 @@ export class AirlockError extends Error {
   readonly code: ErrorCode;
   readonly field: string | undefined;
   readonly details: Record<string, unknown> | undefined;
+  private readonly statusOverride: number | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { field?: string; details?: Record<string, unknown>; cause?: unknown } = {},
+    options: { field?: string; details?: Record<string, unknown>; cause?: unknown; status?: number } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "AirlockError";
     this.code = code;
     this.field = options.field;
     this.details = options.details;
+    this.statusOverride = options.status;
   }
 
+  /** The HTTP status; a few `invalid_request`s are more precise as 415 and the like. */
   get status(): number {
-    return statusByCode[this.code];
+    return this.statusOverride ?? statusByCode[this.code];
   }
 
   toJSON(): { code: ErrorCode; message: string; field?: string } & Record<string, unknown> {

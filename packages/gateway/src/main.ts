@@ -125,6 +125,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
 
   let sweeper: NodeJS.Timeout | undefined;
   let url: string | undefined;
+  let closing: Promise<void> | undefined;
 
   const sweep = () =>
     requests.sweepExpired().catch((error) => logger.warn({ err: error }, "expiry sweep failed; will retry"));
@@ -159,16 +160,19 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       return url;
     },
     /** Stops taking work, lets executions under way finish, and closes the store. */
-    async close(): Promise<void> {
-      if (sweeper) clearInterval(sweeper);
-      waiters.close();
-      await app.close();
-      await executor.drain();
-      await dispatcher.stop();
-      await Promise.all([...connectors.values()].map((c) => c.close()));
-      for (const channel of channels) await channel.close?.();
-      await store.close();
-      logger.flush?.();
+    close(): Promise<void> {
+      closing ??= (async () => {
+        if (sweeper) clearInterval(sweeper);
+        waiters.close();
+        await app.close();
+        await executor.drain();
+        await dispatcher.stop();
+        await Promise.all([...connectors.values()].map((c) => c.close()));
+        for (const channel of channels) await channel.close?.();
+        await store.close();
+        logger.flush?.();
+      })();
+      return closing;
     },
   };
 }

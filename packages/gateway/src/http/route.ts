@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { z } from "zod";
+import { invalidRequest } from "../common/zod-errors.js";
 import { AirlockError } from "../errors.js";
 import type { Principal } from "../identity/identity-service.js";
 
@@ -58,27 +59,11 @@ export function parseInput<S extends z.ZodType>(
   if (!schema) return undefined as z.output<S>;
   const parsed = schema.safeParse(value ?? (where === "body" ? undefined : {}));
   if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  let field = issue.path.map(String).join(".");
-  let message = issue.message;
-  if (issue.code === "unrecognized_keys") {
-    const keys = (issue as { keys: string[] }).keys;
-    field = [...issue.path.map(String), keys[0]].join(".");
-    message = `unknown field${keys.length > 1 ? "s" : ""} ${keys.join(", ")}`;
-  } else if (issue.code === "invalid_type" && issue.path.length === 0) {
-    message = where === "body" ? "the body must be a JSON object" : message;
+  const root = parsed.error.issues[0];
+  if (where === "body" && root?.code === "invalid_type" && root.path.length === 0) {
+    throw new AirlockError("invalid_request", "body: must be a JSON object", { field: "body" });
   }
-  const name = field || where;
-  throw new AirlockError("invalid_request", `${name}: ${message}`, {
-      field: name,
-      ...(parsed.error.issues.length > 1
-        ? {
-            details: {
-              issues: parsed.error.issues.map((i) => ({ field: i.path.map(String).join(".") || where, message: i.message })),
-            },
-          }
-        : {}),
-  });
+  throw invalidRequest(parsed.error, [], where);
 }
 
 export function createRouter(app: FastifyInstance, authenticate: Authenticate) {

@@ -159,6 +159,7 @@ function toAirlockError(error: FastifyError | Error, maxBodyBytes: number): Airl
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
       return new AirlockError("invalid_request", "content-type: send the body as application/json", {
         field: "content-type",
+        status: 415,
       });
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
       return new AirlockError("invalid_request", "body: is empty; send a JSON object", { field: "body" });

@@ -6,6 +6,7 @@
  */
 import type { Connector } from "../connectors/connector.js";
 import { digest } from "../common/canonical-json.js";
+import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -84,11 +85,13 @@ export function createExecutor(deps: {
     } else {
       try {
         const done = await connector.execute(request.operation, request.input, AbortSignal.timeout(24 * 3_600_000));
-        const scrub = (value: typeof done.result) => redactor.redact(value);
+        // Credentials and the input fields the policy masks stay hidden even when echoed back.
+        const { hidden } = maskInput(request.input, request.decision.mask);
+        const scrub = <T>(value: T): T => scrubHidden(redactor.redact(value), hidden);
         outcome = {
           ok: done.ok,
-          summary: redactor.redactText(done.summary),
-          ...(done.reason ? { reason: redactor.redactText(done.reason) } : {}),
+          summary: scrub(done.summary),
+          ...(done.reason ? { reason: scrub(done.reason) } : {}),
           result: scrub(done.result),
           resultDigest: done.result === null ? null : digest(done.result),
         };

@@ -1,6 +1,7 @@
 /** The `http` connector: calls an upstream API under a base URL with injected credentials. */
 import { Pool } from "undici";
 import type { Json } from "../../common/canonical-json.js";
+import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
 import type {
   Connector,
@@ -49,11 +50,7 @@ export function createHttpConnector(name: string, config: HttpConnectionConfig):
       );
     }
     const parsed = httpInputSchema.safeParse(input);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      const field = ["input", ...issue.path.map(String)].join(".");
-      throw new AirlockError("invalid_request", `${field}: ${issue.message}`, { field });
-    }
+    if (!parsed.success) throw invalidRequest(parsed.error, ["input"], "input");
     const value = parsed.data;
     for (const header of Object.keys(value.headers ?? {})) {
       const lower = header.toLowerCase();

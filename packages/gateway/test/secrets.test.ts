@@ -1,0 +1,111 @@
+/**
+ * Invariants 5 and 9: credentials never leave Airlock, and masked input fields never reach
+ * reviewers, the audit trail or the log. The upstream here echoes everything it receives,
+ * credential included, so the gateway has to scrub it.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { exportAudit } from "../src/audit/audit-service.js";
+import { api, type ApiResponse, read, refund, removeDir, SECRET, startGateway, type TestGateway, testConfig } from "./support/gateway.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+let upstream: Upstream;
+let gw: TestGateway;
+const responses: ApiResponse[] = [];
+const CARD = "4000056655665556";
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  gw = await startGateway(testConfig(upstream.url));
+  const agent = await gw.token("agent", "support-bot");
+  const bob = await gw.token("reviewer", "bob@example.com");
+  const carol = await gw.token("reviewer", "carol@example.com");
+  const call = async (method: string, path: string, token: string, body?: unknown) => {
+    const res = await api(gw.url, method, path, { token, ...(body === undefined ? {} : { body }) });
+    responses.push(res);
+    return res;
+  };
+  // An allowed call whose upstream reflects the credential in its body and headers.
+  const echoed = await call("POST", "/v1/actions", agent, read("/echo"));
+  expect(echoed.body.status).toBe("succeeded");
+  // A reviewed call, with a masked card number, echoed too.
+  const held = await call("POST", "/v1/actions", agent, {
+    ...refund(),
+    input: { method: "POST", path: "/refunds/echo", body: { amount: 5, card_number: CARD } },
+  });
+  await call("GET", `/v1/requests/${held.body.id}`, bob);
+  await call("GET", "/v1/requests?status=all", bob);
+  await call("POST", `/v1/requests/${held.body.id}/reviews`, bob, { decision: "approve" });
+  await call("POST", `/v1/requests/${held.body.id}/reviews`, carol, { decision: "approve" });
+  await call("GET", `/v1/actions/${held.body.id}?wait=5`, agent);
+  await call("GET", `/v1/requests/${held.body.id}`, bob);
+  // Failures carry messages: they must not carry the credential either.
+  await call("POST", "/v1/actions", agent, read("/fail"));
+  await call("POST", "/v1/actions", agent, { ...read(), input: { method: "GET", path: "/x", headers: { authorization: SECRET } } });
+  await call("GET", "/v1/audit?limit=1000", bob);
+  await call("GET", "/metrics", bob);
+  await call("GET", "/openapi.json", bob);
+});
+
+afterAll(async () => {
+  await gw.close();
+  await upstream.close();
+  removeDir(gw.dir);
+});
+
+it("sends the credential upstream, so the scrubbing below is not vacuous", () => {
+  const echo = upstream.calls.find((c) => c.url === "/api/echo")!;
+  expect(echo.headers.authorization).toBe(`Bearer ${SECRET}`);
+  const reflected = responses.find((r) => r.body?.result?.body?.headers)!;
+  expect(reflected.body.result.body.headers.authorization).toBe("[redacted]");
+  expect(reflected.body.result.headers["x-seen-auth"]).toBe("[redacted]");
+});
+
+it("never puts the credential in a response body or header", () => {
+  expect(responses.length).toBeGreaterThan(10);
+  for (const response of responses) {
+    expect(response.text).not.toContain(SECRET);
+    for (const [name, value] of response.headers) expect(`${name}: ${value}`).not.toContain(SECRET);
+  }
+});
+
+it("never puts the credential or a masked card number in the log", () => {
+  const log = gw.logs.join("");
+  expect(log.length).toBeGreaterThan(1000);
+  expect(log).toContain("execution finished");
+  expect(log).not.toContain(SECRET);
+  expect(log).not.toContain(CARD);
+});
+
+it("never puts the credential or a masked card number in an audit event or export", async () => {
+  const events = await gw.gateway.store.listAudit({ limit: 10_000 });
+  expect(events.length).toBeGreaterThan(10);
+  const all = JSON.stringify(events);
+  expect(all).not.toContain(SECRET);
+  expect(all).not.toContain(CARD);
+  expect(all).toContain("[masked]");
+  for (const format of ["jsonl", "csv"] as const) {
+    let text = "";
+    for await (const line of exportAudit(gw.gateway.store, format)) text += line;
+    expect(text.split("\n").length).toBeGreaterThan(events.length);
+    expect(text).not.toContain(SECRET);
+    expect(text).not.toContain(CARD);
+  }
+});
+
+it("keeps masked fields from reviewers, even when the upstream echoes them, while the connector got the real value", () => {
+  const refundCall = upstream.calls.find((c) => c.url === "/api/refunds/echo")!;
+  expect(JSON.parse(refundCall.body.toString()).card_number).toBe(CARD);
+  const reviewerViews = responses.filter((r) => r.body?.preview !== undefined);
+  expect(reviewerViews.length).toBeGreaterThan(0);
+  for (const view of reviewerViews) expect(view.text).not.toContain(CARD);
+});
+
+it("never stores the credential in the database files", async () => {
+  await gw.close();
+  const files = readdirSync(gw.dir).filter((f) => f.startsWith("airlock.db"));
+  expect(files).toContain("airlock.db");
+  for (const file of files) expect(readFileSync(join(gw.dir, file)).includes(SECRET)).toBe(false);
+  gw = await gw.restart();
+});
