@@ -1,0 +1,143 @@
+/** Invariant 7: `airlock audit verify` catches an edit, a deletion, an insertion and a reordering. */
+import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hashEvent } from "../src/audit/audit-chain.js";
+import { api, read, refund, removeDir, startGateway, type TestGateway, testConfig } from "./support/gateway.js";
+import { runCli } from "./support/cli.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+let upstream: Upstream;
+let gw: TestGateway;
+let original: string;
+const env = { BILLING_API_TOKEN: "tamper-test-credential" };
+const copies: string[] = [];
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  const config = testConfig(upstream.url);
+  gw = await startGateway(config, { env });
+  const agent = await gw.token("agent", "support-bot");
+  const bob = await gw.token("reviewer", "bob@example.com");
+  const carol = await gw.token("reviewer", "carol@example.com");
+  await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
+  await api(gw.url, "POST", "/v1/actions", { token: agent, body: { ...read(), input: { method: "DELETE", path: "/x" } } });
+  const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+  await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: bob, body: { decision: "approve" } });
+  await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: carol, body: { decision: "approve" } });
+  await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
+  await gw.close();
+  writeFileSync(join(gw.dir, "airlock.yaml"), config);
+  original = gw.dir;
+});
+
+afterAll(async () => {
+  await upstream.close();
+  for (const dir of [original, ...copies]) removeDir(dir);
+});
+
+/** A copy of the gateway's directory, tampered with by `edit` straight in SQLite. */
+function tampered(edit: (db: Database.Database) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), "airlock-tamper-"));
+  copies.push(dir);
+  cpSync(original, dir, { recursive: true });
+  const db = new Database(join(dir, "airlock.db"));
+  edit(db);
+  db.close();
+  return join(dir, "airlock.yaml");
+}
+
+type Row = { seq: number; ts: string; type: string; request_id: string | null; actor_type: string; actor_id: string; data: string; prev_hash: string; hash: string };
+
+const verify = (config: string) => runCli(["audit", "verify", "--config", config], { env });
+
+describe("airlock audit verify", () => {
+  it("passes an untouched chain and prints its head", async () => {
+    const result = await verify(join(original, "airlock.yaml"));
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/audit chain OK: (\d+) events, head \1 [0-9a-f]{64}/);
+    const count = Number(/OK: (\d+)/.exec(result.stdout)![1]);
+    expect(count).toBeGreaterThanOrEqual(14);
+  });
+
+  it("names an edited event", async () => {
+    const db = new Database(join(original, "airlock.db"), { readonly: true });
+    const review = db.prepare("SELECT seq, data FROM audit_events WHERE type = 'request.reviewed' ORDER BY seq LIMIT 1").get() as { seq: number; data: string };
+    db.close();
+    expect(review.data).toContain("bob@example.com");
+    const config = tampered((t) =>
+      t.prepare("UPDATE audit_events SET data = replace(data, 'bob@example.com', 'mallory@example.com') WHERE seq = ?").run(review.seq),
+    );
+    const result = await verify(config);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain(`event ${review.seq} (request.reviewed): its content does not match its hash; it was edited`);
+  });
+
+  it("names the place of a deleted event", async () => {
+    const config = tampered((db) => db.prepare("DELETE FROM audit_events WHERE seq = 6").run());
+    const result = await verify(config);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain("event 7: expected event 6 before it; an event was deleted");
+  });
+
+  it("names the place of an inserted event, even one with a correct hash of its own", async () => {
+    const config = tampered((db) => {
+      const rows = db.prepare("SELECT * FROM audit_events ORDER BY seq").all() as Row[];
+      db.prepare("DELETE FROM audit_events WHERE seq >= 6").run();
+      const insert = db.prepare(
+        "INSERT INTO audit_events (seq, ts, type, request_id, actor_type, actor_id, data, prev_hash, hash) VALUES (@seq, @ts, @type, @request_id, @actor_type, @actor_id, @data, @prev_hash, @hash)",
+      );
+      const previous = rows[4]!; // seq 5
+      const forged = {
+        seq: 6,
+        ts: previous.ts,
+        type: "request.approved",
+        requestId: previous.request_id,
+        actor: { type: "system" as const, id: "airlock" },
+        data: { forged: true },
+        prevHash: previous.hash,
+      };
+      insert.run({ seq: 6, ts: forged.ts, type: forged.type, request_id: forged.requestId, actor_type: "system", actor_id: "airlock", data: JSON.stringify(forged.data), prev_hash: forged.prevHash, hash: hashEvent(forged) });
+      for (const row of rows.slice(5)) insert.run({ ...row, seq: row.seq + 1 });
+    });
+    const result = await verify(config);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/event 7: its previous-hash does not match event 6|event 7 \([a-z.]+\): its content does not match its hash/);
+  });
+
+  it("names the place of two events swapped", async () => {
+    const config = tampered((db) => {
+      const a = db.prepare("SELECT * FROM audit_events WHERE seq = 8").get() as Row;
+      const b = db.prepare("SELECT * FROM audit_events WHERE seq = 9").get() as Row;
+      const put = db.prepare(
+        "UPDATE audit_events SET ts = @ts, type = @type, request_id = @request_id, actor_type = @actor_type, actor_id = @actor_id, data = @data, prev_hash = @prev_hash, hash = @hash WHERE seq = @seq",
+      );
+      put.run({ ...b, seq: 8 });
+      put.run({ ...a, seq: 9 });
+    });
+    const result = await verify(config);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/^event 8[ :]/m);
+  });
+
+  it("exports the chain as JSON lines and as CSV", async () => {
+    const config = join(original, "airlock.yaml");
+    const jsonl = await runCli(["audit", "export", "--format", "jsonl", "--config", config], { env });
+    expect(jsonl.code).toBe(0);
+    const events = jsonl.stdout.trim().split("\n").map((line) => JSON.parse(line));
+    expect(events[0]).toMatchObject({ seq: 1, prevHash: "0".repeat(64) });
+    for (let i = 1; i < events.length; i++) expect(events[i].prevHash).toBe(events[i - 1].hash);
+    const csv = await runCli(["audit", "export", "--format", "csv", "--config", config], { env });
+    const lines = csv.stdout.trim().split("\n");
+    expect(lines[0]).toBe("seq,ts,type,requestId,actorType,actorId,data,prevHash,hash");
+    expect(lines).toHaveLength(events.length + 1);
+    const future = await runCli(["audit", "export", "--since", "2999-01-01", "--config", config], { env });
+    expect(future.stdout).toBe("");
+    const bad = await runCli(["audit", "export", "--format", "xml", "--config", config], { env });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--format must be jsonl or csv");
+  });
+});

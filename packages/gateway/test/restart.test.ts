@@ -1,0 +1,190 @@
+/**
+ * Invariant 4 across stops: a gateway killed mid-execution never runs that action again and
+ * ends it `failed` with "outcome unknown"; pending requests survive a restart; two approvals
+ * landing together lead to exactly one execution.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { api, read, refund, removeDir, startGateway, testConfig } from "./support/gateway.js";
+import { freePort, killed, runCli, startServe } from "./support/cli.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+let upstream: Upstream;
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+});
+afterAll(async () => {
+  await upstream.close();
+  for (const dir of dirs) removeDir(dir);
+});
+
+const callsTo = (path: string) => upstream.calls.filter((c) => c.url === `/api${path}`).length;
+
+describe("a gateway process killed while an action runs", () => {
+  it("ends the action failed with outcome unknown after restart, and never runs it again", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-crash-"));
+    dirs.push(dir);
+    const port = await freePort();
+    const config = join(dir, "airlock.yaml");
+    writeFileSync(config, testConfig(upstream.url).replace("server: { port: 0,", `server: { port: ${port},`));
+    const env = { BILLING_API_TOKEN: "crash-test-credential", AIRLOCK_LOG_LEVEL: "warn" };
+    const token = async (flag: string, subject: string) => {
+      const result = await runCli(["token", "create", flag, subject, "--config", config], { env });
+      expect(result.code, result.stderr).toBe(0);
+      return result.stdout.trim();
+    };
+    const agent = await token("--agent", "support-bot");
+    const bob = await token("--reviewer", "bob@example.com");
+    const carol = await token("--reviewer", "carol@example.com");
+
+    let serve = await startServe(config, port, env);
+    // One reviewed action that will be running when the process dies, one allowed action too,
+    // and one that is still pending.
+    const slowRefund = upstream.hold("/api/refunds/slow");
+    const reviewed = await api(serve.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...refund(), input: { method: "POST", path: "/refunds/slow", body: { amount: 1 } } },
+    });
+    const waiting = await api(serve.url, "POST", "/v1/actions", { token: agent, body: refund({ justification: "survives" }) });
+    expect(waiting.body.status).toBe("pending");
+    await api(serve.url, "POST", `/v1/requests/${reviewed.body.id}/reviews`, { token: bob, body: { decision: "approve" } });
+    await api(serve.url, "POST", `/v1/requests/${reviewed.body.id}/reviews`, { token: carol, body: { decision: "approve" } });
+    await slowRefund.arrived;
+
+    const slowRead = upstream.hold("/api/slow");
+    const allowed = fetch(`${serve.url}/v1/actions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${agent}`, "content-type": "application/json" },
+      body: JSON.stringify(read("/slow")),
+    }).catch(() => undefined);
+    await slowRead.arrived;
+
+    serve.child.kill("SIGKILL");
+    await killed(serve.child);
+    slowRefund.release();
+    slowRead.release();
+    await allowed;
+    expect(callsTo("/refunds/slow")).toBe(1);
+    expect(callsTo("/slow")).toBe(1);
+
+    serve = await startServe(config, port, env);
+    try {
+      const after = await api(serve.url, "GET", `/v1/actions/${reviewed.body.id}`, { token: agent });
+      expect(after.body.status).toBe("failed");
+      expect(after.body.outcome.reason).toContain("outcome unknown");
+      const reads = await api(serve.url, "GET", "/v1/requests?status=failed", { token: bob });
+      const interrupted = reads.body.requests.filter((r: { outcome?: { summary: string } }) => r.outcome?.summary === "outcome unknown");
+      expect(interrupted).toHaveLength(2);
+
+      // The pending one is still there, still reviewable, and runs once approved.
+      const stillPending = await api(serve.url, "GET", `/v1/requests/${waiting.body.id}`, { token: bob });
+      expect(stillPending.body.status).toBe("pending");
+      await api(serve.url, "POST", `/v1/requests/${waiting.body.id}/reviews`, { token: bob, body: { decision: "approve" } });
+      await api(serve.url, "POST", `/v1/requests/${waiting.body.id}/reviews`, { token: carol, body: { decision: "approve" } });
+      const done = await api(serve.url, "GET", `/v1/actions/${waiting.body.id}?wait=5`, { token: agent });
+      expect(done.body.status).toBe("succeeded");
+
+      // Give any wrongful retry a chance to happen before counting.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(callsTo("/refunds/slow")).toBe(1);
+      expect(callsTo("/slow")).toBe(1);
+    } finally {
+      serve.child.kill("SIGTERM");
+      await killed(serve.child);
+    }
+    const verified = await runCli(["audit", "verify", "--config", config], { env });
+    expect(verified.stdout).toContain("audit chain OK");
+    const exported = await runCli(["audit", "export", "--config", config], { env });
+    const types = exported.stdout.trim().split("\n").map((l) => JSON.parse(l)).filter((e) => e.requestId === reviewed.body.id).map((e) => e.type);
+    expect(types).toEqual([
+      "request.submitted",
+      "request.decided",
+      "request.reviewed",
+      "request.reviewed",
+      "request.approved",
+      "execution.started",
+      "execution.failed",
+    ]);
+  });
+
+  it("refuses to start a second gateway on the same SQLite file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-lock-"));
+    dirs.push(dir);
+    const port = await freePort();
+    const config = join(dir, "airlock.yaml");
+    writeFileSync(config, testConfig(upstream.url).replace("server: { port: 0,", `server: { port: ${port},`));
+    const env = { BILLING_API_TOKEN: "lock-test-credential" };
+    const serve = await startServe(config, port, env);
+    try {
+      const second = await runCli(["serve", "--config", config], { env });
+      expect(second.code).toBe(1);
+      expect(second.stderr).toContain(`another gateway (pid ${serve.child.pid}) is serving`);
+    } finally {
+      serve.child.kill("SIGTERM");
+      await killed(serve.child);
+    }
+  });
+});
+
+describe("in-process restarts and races", () => {
+  it("keeps pending requests and their votes across a restart", async () => {
+    let gw = await startGateway(testConfig(upstream.url));
+    dirs.push(gw.dir);
+    const agent = await gw.token("agent", "support-bot");
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const erin = await gw.token("reviewer", "erin@example.com");
+    const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund({ justification: "restart" }) });
+    await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: bob, body: { decision: "approve" } });
+    gw = await gw.restart();
+    try {
+      const again = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: bob, body: { decision: "approve" } });
+      expect(again.body.error.code).toBe("already_reviewed");
+      const second = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: erin, body: { decision: "approve" } });
+      expect(second.body.status).toMatch(/approved|executing|succeeded/);
+      const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
+      expect(done.body.status).toBe("succeeded");
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it("runs exactly once when the approvals that reach the quorum land at the same time", async () => {
+    const gw = await startGateway(testConfig(upstream.url));
+    dirs.push(gw.dir);
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      const reviewers = await Promise.all(["bob", "carol", "erin"].map((n) => gw.token("reviewer", `${n}@example.com`)));
+      const ids: string[] = [];
+      for (let i = 0; i < 15; i++) {
+        const res = await api(gw.url, "POST", "/v1/actions", {
+          token: agent,
+          body: { ...refund(), input: { method: "POST", path: `/refunds/race-${i}`, body: { i } } },
+        });
+        ids.push(res.body.id);
+      }
+      const outcomes = await Promise.all(
+        ids.flatMap((id) =>
+          reviewers.map((token) => api(gw.url, "POST", `/v1/requests/${id}/reviews`, { token, body: { decision: "approve" } })),
+        ),
+      );
+      // Two of three votes count per request; the third finds it no longer pending.
+      expect(outcomes.filter((o) => o.status === 200)).toHaveLength(30);
+      expect(outcomes.filter((o) => o.body.error?.code === "not_pending")).toHaveLength(15);
+      for (const id of ids) {
+        const done = await api(gw.url, "GET", `/v1/actions/${id}?wait=5`, { token: agent });
+        expect(done.body.status).toBe("succeeded");
+      }
+      for (let i = 0; i < 15; i++) expect(callsTo(`/refunds/race-${i}`)).toBe(1);
+      // Nobody can make an approved request run twice, however often it is asked to.
+      const again = await Promise.all(ids.map((id) => gw.gateway.executor.execute(id)));
+      expect(again.every((r) => r === null)).toBe(true);
+      for (let i = 0; i < 15; i++) expect(callsTo(`/refunds/race-${i}`)).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+});
