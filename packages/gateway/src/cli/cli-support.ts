@@ -54,6 +54,16 @@ export function parse<T extends Options>(
   return parsed as never;
 }
 
+/** Splits `<sub> [args]`; a bare --help prints the command's usage. */
+export function subcommand(args: string[], usage: string): [string | undefined, string[]] {
+  const [sub, ...rest] = args;
+  if (sub === "--help" || sub === "-h" || sub === "help") {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+  return [sub, rest];
+}
+
 export function loadConfigOrExit(explicit: string | undefined): LoadedConfig {
   const path = configPath(explicit);
   try {

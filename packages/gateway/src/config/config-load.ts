@@ -59,13 +59,14 @@ export function loadConfigFile(path: string, options: LoadOptions = {}): LoadedC
 export function loadConfigText(text: string, options: LoadOptions = {}): LoadedConfig {
   const source = options.source ?? "config";
   const baseDir = options.baseDir ?? process.cwd();
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       source,
       doc.errors.map((error) => ({
         path: yamlPathAt(doc.contents, error.pos[0]),
-        message: `${error.message.split("\n")[0]}${error.linePos ? ` (line ${error.linePos[0].line}, column ${error.linePos[0].col})` : ""}`,
+        // prettyErrors puts "at line L, column C:" and a code frame after the first line
+        message: (error.message.split("\n")[0] ?? error.message).replace(/:$/, ""),
       })),
     );
   }
@@ -78,7 +79,7 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadedC
       issues.push({ path: issue.path as (string | number)[], message: issueMessage(issue) });
     }
   }
-  issues.push(...conditionIssues(refs.value));
+  issues.push(...crossFieldIssues(refs.value), ...conditionIssues(refs.value));
   if (!parsed.success || issues.length > 0) throw new ConfigError(source, issues);
   const data = parsed.data;
   const { policy, issues: policyIssues } = compilePolicy(data.rules);
@@ -103,6 +104,38 @@ function issueMessage(issue: { code: string; message: string; keys?: string[] })
     return `unknown key${issue.keys.length === 1 ? "" : "s"} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
   }
   return issue.message;
+}
+
+/**
+ * Checks across entries (duplicates, review blocks), run on the raw tree so that they are
+ * reported together with every schema error rather than after those are fixed.
+ */
+function crossFieldIssues(raw: unknown): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const tree = (raw ?? {}) as Record<string, unknown>;
+  const list = (key: string) => (Array.isArray(tree[key]) ? (tree[key] as Record<string, unknown>[]) : []);
+  const duplicates = (key: string, field: string, what: string, normalise = (v: string) => v) => {
+    const first = new Map<string, number>();
+    list(key).forEach((item, index) => {
+      const value = item?.[field];
+      if (typeof value !== "string") return;
+      const earlier = first.get(normalise(value));
+      if (earlier === undefined) first.set(normalise(value), index);
+      else issues.push({ path: [key, index, field], message: `${what} "${value}" is already defined at ${key}[${earlier}]` });
+    });
+  };
+  duplicates("agents", "name", "agent");
+  duplicates("reviewers", "email", "reviewer", (v) => v.toLowerCase());
+  duplicates("rules", "name", "rule");
+  list("rules").forEach((rule, index) => {
+    if (rule?.review !== undefined && rule.decision !== "review" && typeof rule.decision === "string") {
+      issues.push({
+        path: ["rules", index, "review"],
+        message: `only a rule with decision: review takes a review block (this one is ${rule.decision})`,
+      });
+    }
+  });
+  return issues;
 }
 
 /** Conditions are checked on the raw rules too, so a schema error elsewhere does not hide them. */

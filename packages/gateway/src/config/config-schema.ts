@@ -105,6 +105,7 @@ export const ruleSchema = z.strictObject({
     .optional(),
 });
 
+/** Checks across entries (duplicate names, review blocks) live in config-load.ts. */
 export const configSchema = z
   .strictObject({
     $schema: z.string().optional(),
@@ -114,28 +115,6 @@ export const configSchema = z
     reviewers: z.array(reviewerSchema).max(100_000).default([]),
     connections: z.record(nameSchema, connectionSchema).default({}),
     rules: z.array(ruleSchema).max(10_000).default([]),
-  })
-  .superRefine((config, ctx) => {
-    const seen = (items: string[], path: (i: number) => (string | number)[], what: string) => {
-      const first = new Map<string, number>();
-      items.forEach((item, i) => {
-        const earlier = first.get(item);
-        if (earlier === undefined) first.set(item, i);
-        else ctx.addIssue({ code: "custom", path: path(i), message: `${what} "${item}" is already defined at index ${earlier}` });
-      });
-    };
-    seen(config.agents.map((a) => a.name), (i) => ["agents", i, "name"], "agent");
-    seen(config.reviewers.map((r) => r.email), (i) => ["reviewers", i, "email"], "reviewer");
-    seen(config.rules.map((r) => r.name), (i) => ["rules", i, "name"], "rule");
-    config.rules.forEach((rule, i) => {
-      if (rule.decision !== "review" && rule.review) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["rules", i, "review"],
-          message: `only a rule with decision: review takes a review block (this one is ${rule.decision})`,
-        });
-      }
-    });
   });
 
 export type ConfigInput = z.input<typeof configSchema>;

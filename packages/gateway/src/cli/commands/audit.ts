@@ -2,7 +2,7 @@ import { createWriteStream } from "node:fs";
 import { once } from "node:events";
 import { exportAudit, verifyAudit } from "../../audit/audit-service.js";
 import { openStore } from "../../store/open-store.js";
-import { CliError, configOption, loadConfigOrExit, parse } from "../cli-support.js";
+import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
 
 const usage = `Usage:
   airlock audit verify                                   check the whole hash chain
@@ -11,7 +11,7 @@ const usage = `Usage:
 Options: --config FILE. verify exits 1 and names the first bad event when the chain is broken.`;
 
 export async function audit(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
+  const [sub, rest] = subcommand(args, usage);
   const { values } = parse(
     rest,
     { ...configOption, format: { type: "string" }, since: { type: "string" }, output: { type: "string", short: "o" } },

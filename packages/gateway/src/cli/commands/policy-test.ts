@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { casesFileSchema, runPolicyCases } from "../../policy/policy-cases.js";
-import { CliError, configOption, loadConfigOrExit, parse } from "../cli-support.js";
+import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
 
 const usage = `Usage: airlock policy test CASES.yaml [--config FILE]
 
@@ -19,7 +19,7 @@ CASES.yaml:
       rule: refunds need two finance reviewers    # optional; null means no rule matched`;
 
 export async function policyTest(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
+  const [sub, rest] = subcommand(args, usage);
   const { values, positionals } = parse(rest, configOption, usage, 1);
   if (sub !== "test" || !positionals[0]) throw new CliError(usage, 2);
   let raw: unknown;

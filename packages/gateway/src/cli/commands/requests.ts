@@ -1,6 +1,6 @@
 /** Reviewers at a terminal: the same API the console uses, with a personal token. */
 import type { ReviewerView } from "../../requests/request-views.js";
-import { CliError, parse } from "../cli-support.js";
+import { CliError, parse, subcommand } from "../cli-support.js";
 
 const usage = `Usage:
   airlock requests list [--status pending|all|STATUS,...] [--json]
@@ -75,7 +75,7 @@ function describe(view: ReviewerView): string {
 }
 
 export async function requests(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
+  const [sub, rest] = subcommand(args, usage);
   const { values, positionals } = parse(
     rest,
     {

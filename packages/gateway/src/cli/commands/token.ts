@@ -1,6 +1,6 @@
 import { createIdentityService } from "../../identity/identity-service.js";
 import { openStore } from "../../store/open-store.js";
-import { CliError, configOption, loadConfigOrExit, parse } from "../cli-support.js";
+import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
 
 const usage = `Usage:
   airlock token create --agent NAME       a token for an agent in the config
@@ -11,7 +11,7 @@ const usage = `Usage:
 Options: --config FILE. A new token is printed once, on stdout; only its hash is stored.`;
 
 export async function token(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
+  const [sub, rest] = subcommand(args, usage);
   const { values, positionals } = parse(
     rest,
     { ...configOption, agent: { type: "string" }, reviewer: { type: "string" } },

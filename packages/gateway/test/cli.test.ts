@@ -1,0 +1,172 @@
+/** The `airlock` command as operators and reviewers use it, against a running gateway. */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { api, refund, removeDir, startGateway, type TestGateway, testConfig } from "./support/gateway.js";
+import { runCli } from "./support/cli.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+let upstream: Upstream;
+let gw: TestGateway;
+let config: string;
+const env = { BILLING_API_TOKEN: "cli-test-credential" };
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  const text = testConfig(upstream.url);
+  gw = await startGateway(text, { env });
+  config = join(gw.dir, "airlock.yaml");
+  writeFileSync(config, text);
+});
+
+afterAll(async () => {
+  await gw.close();
+  await upstream.close();
+  removeDir(gw.dir);
+});
+
+describe("airlock token", () => {
+  it("creates a working token shown once, stored only as a hash, and revokes it", async () => {
+    const created = await runCli(["token", "create", "--agent", "support-bot", "--config", config], { env });
+    expect(created.code).toBe(0);
+    const token = created.stdout.trim();
+    expect(token).toMatch(/^alk_[A-Za-z0-9_-]{43}$/);
+    expect(created.stderr).toContain("shown once");
+    const tokens = await gw.gateway.store.listTokens();
+    const record = tokens.find((t) => token.startsWith(t.hint.replace("…", "")))!;
+    expect(record.subject).toBe("support-bot");
+    expect(JSON.stringify(tokens)).not.toContain(token);
+    const works = await api(gw.url, "POST", "/v1/actions", { token, body: refund() });
+    expect(works.status).toBe(202);
+
+    const listed = await runCli(["token", "list", "--config", config], { env });
+    expect(listed.stdout).toContain(record.id);
+    expect(listed.stdout).not.toContain(token);
+    const revoked = await runCli(["token", "revoke", record.id, "--config", config], { env });
+    expect(revoked.code).toBe(0);
+    const refused = await api(gw.url, "POST", "/v1/actions", { token, body: refund() });
+    expect(refused.status).toBe(401);
+  });
+
+  it("refuses subjects the config does not know, with what to do", async () => {
+    const agent = await runCli(["token", "create", "--agent", "nobody", "--config", config], { env });
+    expect(agent.code).toBe(1);
+    expect(agent.stderr).toContain("no agent named nobody in the config (known: support-bot, ops-bot)");
+    const reviewer = await runCli(["token", "create", "--reviewer", "eve@example.com", "--config", config], { env });
+    expect(reviewer.stderr).toContain("not a configured reviewer");
+    const both = await runCli(["token", "create", "--config", config], { env });
+    expect(both.code).toBe(2);
+  });
+});
+
+describe("airlock requests", () => {
+  it("lets a reviewer list, show, approve and deny from a terminal", async () => {
+    const agent = await gw.token("agent", "support-bot");
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const carol = await gw.token("reviewer", "carol@example.com");
+    const alice = await gw.token("reviewer", "alice@example.com");
+    const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund({ justification: "from the cli" }) });
+    const other = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund({ justification: "to deny" }) });
+    const as = (token: string) => ({ env: { AIRLOCK_TOKEN: token, AIRLOCK_URL: gw.url } });
+
+    const list = await runCli(["requests", "list"], as(bob));
+    expect(list.code).toBe(0);
+    expect(list.stdout).toContain(held.body.id);
+    expect(list.stdout).toMatch(/high\s+support-bot\s+0\/2/);
+
+    const show = await runCli(["requests", "show", held.body.id], as(bob));
+    expect(show.stdout).toContain("justification  (the agent's claim) from the cli");
+    expect(show.stdout).toContain('"card_number": "[masked]"');
+    expect(show.stdout).not.toContain("4242424242424242");
+
+    const selfApproval = await runCli(["requests", "approve", held.body.id], as(alice));
+    expect(selfApproval.code).toBe(1);
+    expect(selfApproval.stderr).toContain("(self_approval)");
+
+    const first = await runCli(["requests", "approve", held.body.id, "--comment", "looks right"], as(bob));
+    expect(first.stdout).toContain("(1 of 2 approvals): still waiting");
+    const second = await runCli(["requests", "approve", held.body.id], as(carol));
+    expect(second.stdout).toContain("(2 of 2 approvals)");
+    const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
+    expect(done.body.status).toBe("succeeded");
+    expect(done.body.reviews[0].comment).toBe("looks right");
+
+    const denied = await runCli(["requests", "deny", other.body.id, "-m", "no"], as(carol));
+    expect(denied.stdout).toContain(`Denied ${other.body.id}`);
+    const json = await runCli(["requests", "list", "--status", "denied", "--json"], as(bob));
+    expect(JSON.parse(json.stdout).requests.map((r: { id: string }) => r.id)).toContain(other.body.id);
+  });
+
+  it("says what to do without a token or a gateway", async () => {
+    const noToken = await runCli(["requests", "list"], { env: { AIRLOCK_TOKEN: "", AIRLOCK_URL: gw.url } });
+    expect(noToken.code).toBe(2);
+    expect(noToken.stderr).toContain("set AIRLOCK_TOKEN");
+    const noGateway = await runCli(["requests", "list", "--url", "http://127.0.0.1:9"], { env: { AIRLOCK_TOKEN: "alk_x" } });
+    expect(noGateway.code).toBe(1);
+    expect(noGateway.stderr).toContain("cannot reach the gateway at http://127.0.0.1:9");
+  });
+});
+
+describe("airlock policy test", () => {
+  it("passes matching cases and exits 1 printing each mismatch", async () => {
+    const cases = join(gw.dir, "cases.yaml");
+    writeFileSync(
+      cases,
+      `cases:
+  - name: reads pass
+    agent: support-bot
+    connection: billing-api
+    input: { method: GET, path: /invoices }
+    expect: allow
+  - name: refunds wait
+    agent: support-bot
+    connection: billing-api
+    input: { method: POST, path: /refunds }
+    expect: review
+    rule: refunds need two finance reviewers
+  - name: wrong on purpose
+    agent: support-bot
+    connection: billing-api
+    input: { method: DELETE, path: /invoices/1 }
+    expect: allow
+  - name: unknown agent
+    agent: ghost
+    connection: billing-api
+    expect: deny
+`,
+    );
+    const result = await runCli(["policy", "test", cases, "--config", config], { env });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('ok    reads pass: allow by rule "reads pass"');
+    expect(result.stdout).toContain('ok    refunds wait: review by rule "refunds need two finance reviewers"');
+    expect(result.stdout).toContain('FAIL  wrong on purpose: expected allow, got deny by rule "nothing else"');
+    expect(result.stdout).toContain("FAIL  unknown agent: expected deny, got error: no agent named ghost");
+    expect(result.stdout).toContain("2 passed, 2 failed");
+    writeFileSync(cases, "cases:\n  - { agent: support-bot, connection: billing-api, input: { method: GET, path: /x }, expect: allow }\n");
+    const passing = await runCli(["policy", "test", cases, "--config", config], { env });
+    expect(passing.code).toBe(0);
+    writeFileSync(cases, "cases:\n  - { agent: support-bot, expect: perhaps }\n");
+    const invalid = await runCli(["policy", "test", cases, "--config", config], { env });
+    expect(invalid.code).toBe(1);
+    expect(invalid.stderr).toContain("cases.0.connection");
+    expect(invalid.stderr).toContain("cases.0.expect");
+  });
+});
+
+describe("help", () => {
+  it("prints usage for the command and each subcommand", async () => {
+    const top = await runCli(["--help"]);
+    expect(top.code).toBe(0);
+    for (const word of ["serve", "demo", "token create", "requests list", "policy test", "audit verify", "audit export", "config check"]) {
+      expect(top.stdout).toContain(word);
+    }
+    for (const command of [["serve"], ["demo"], ["token"], ["requests"], ["policy"], ["audit"], ["config", "check"]]) {
+      const help = await runCli([...command, "--help"]);
+      expect(help.code, command.join(" ")).toBe(0);
+      expect(help.stdout).toMatch(/^Usage/);
+    }
+    const unknown = await runCli(["launch"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("unknown command launch");
+  });
+});
