@@ -1,0 +1,127 @@
+/** Probes, metrics, the OpenAPI document, and failing closed when the policy or the store fails. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { api, read, refund, removeDir, startGateway, type TestGateway, testConfig } from "./support/gateway.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+let upstream: Upstream;
+let gw: TestGateway;
+let agent: string;
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  gw = await startGateway(
+    testConfig(
+      upstream.url,
+      `  - name: broken at runtime
+    when: http.method == "PATCH" && action.input.body.amount > 10
+    decision: allow`,
+    ),
+  );
+  agent = await gw.token("agent", "support-bot");
+});
+
+afterAll(async () => {
+  await gw.close();
+  await upstream.close();
+  removeDir(gw.dir);
+});
+
+describe("probes and metrics", () => {
+  it("answers liveness and readiness", async () => {
+    expect((await api(gw.url, "GET", "/healthz")).body).toEqual({ status: "ok" });
+    expect((await api(gw.url, "GET", "/readyz")).body).toEqual({ status: "ready" });
+  });
+
+  it("counts decisions and executions for Prometheus", async () => {
+    await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
+    await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    const res = await fetch(`${gw.url}/metrics`);
+    const text = await res.text();
+    expect(res.headers.get("content-type")).toContain("text/plain");
+    expect(text).toMatch(/airlock_decisions_total\{decision="allow"\} [1-9]/);
+    expect(text).toMatch(/airlock_decisions_total\{decision="review"\} [1-9]/);
+    expect(text).toMatch(/airlock_executions_total\{outcome="succeeded"\} [1-9]/);
+    expect(text).toMatch(/airlock_requests\{status="pending"\} [1-9]/);
+    expect(text).toContain('airlock_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/actions"');
+  });
+
+  it("serves an OpenAPI document generated from the same schemas the routes parse with", async () => {
+    const doc = (await api(gw.url, "GET", "/openapi.json")).body;
+    expect(doc.openapi).toBe("3.1.0");
+    const submit = doc.paths["/v1/actions"].post;
+    expect(submit.requestBody.content["application/json"].schema.required).toEqual(["connection", "operation"]);
+    expect(submit.requestBody.content["application/json"].schema.properties.justification.maxLength).toBe(4000);
+    expect(submit.parameters.map((p: { name: string }) => p.name)).toEqual(["wait"]);
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(["/v1/actions/{id}", "/v1/actions/{id}/cancel", "/v1/requests", "/v1/requests/{id}", "/v1/requests/{id}/reviews", "/v1/audit", "/healthz", "/readyz", "/metrics"]),
+    );
+    expect(doc.paths["/v1/requests/{id}/reviews"].post.requestBody.content["application/json"].schema.properties.decision.enum).toEqual(["approve", "deny"]);
+  });
+
+  it("gives approval links a page that says how to review, without revealing the request", async () => {
+    const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    const page = await fetch(held.body.approvalUrl.replace("http://airlock.test", gw.url));
+    const html = await page.text();
+    expect(page.headers.get("content-type")).toContain("text/html");
+    expect(html).toContain(`airlock requests approve ${held.body.id}`);
+    expect(html).not.toContain("inv_1001");
+  });
+});
+
+describe("failing closed", () => {
+  it("denies when a rule cannot be evaluated, and says so in the decision", async () => {
+    const before = upstream.calls.length;
+    const res = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { connection: "billing-api", operation: "request", input: { method: "PATCH", path: "/x", body: "not an object" } },
+    });
+    expect(res.status).toBe(403);
+    expect(res.body.error.code).toBe("denied");
+    expect(res.body.error.message).toContain('could not be evaluated at rule "broken at runtime"');
+    expect(upstream.calls.length).toBe(before);
+    expect(gw.logs.join("")).toContain("a rule could not be evaluated; the action was denied");
+  });
+
+  it("runs nothing and answers store_unavailable when the store can be read but not written", async () => {
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const carol = await gw.token("reviewer", "carol@example.com");
+    const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: bob, body: { decision: "approve" } });
+    const before = upstream.calls.length;
+    const events = (await gw.gateway.store.listAudit({ limit: 100_000 })).length;
+    // SQLite refuses every write from here on, as with a full or read-only disk.
+    const db = (gw.gateway.store as unknown as { db: { pragma(s: string): unknown } }).db;
+    db.pragma("query_only = ON");
+    try {
+      const allowed = await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
+      expect(allowed.status).toBe(503);
+      expect(allowed.body.error.code).toBe("store_unavailable");
+      const vote = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: carol, body: { decision: "approve" } });
+      expect(vote.status).toBe(503);
+      expect(vote.body.error.code).toBe("store_unavailable");
+      expect(upstream.calls.length).toBe(before);
+      expect((await gw.gateway.store.listAudit({ limit: 100_000 })).length).toBe(events);
+    } finally {
+      db.pragma("query_only = OFF");
+    }
+    const retried = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: carol, body: { decision: "approve" } });
+    expect(retried.status).toBe(200);
+    const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
+    expect(done.body.status).toBe("succeeded");
+  });
+
+  it("refuses with store_unavailable, runs nothing and reports not ready when the store is gone", async () => {
+    const before = upstream.calls.length;
+    await gw.gateway.store.close();
+    const res = await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe("store_unavailable");
+    const ready = await api(gw.url, "GET", "/readyz");
+    expect(ready.status).toBe(503);
+    expect(ready.body.status).toBe("unavailable");
+    expect(upstream.calls.length).toBe(before);
+    gw = await gw.restart();
+    agent = await gw.token("agent", "support-bot");
+    expect((await api(gw.url, "GET", "/readyz")).status).toBe(200);
+  });
+});
