@@ -13,3 +13,4 @@ export { requestHash } from "./requests/request-hash.js";
 export type { ActionRequest, RequestStatus } from "./requests/request-types.js";
 export { openStore } from "./store/open-store.js";
 export type { Store } from "./store/store.js";
+export { type DemoUpstream, startDemoUpstream } from "./cli/demo-upstream.js";

@@ -1,41 +1,45 @@
 /**
  * Group commit for SQLite. Transactions commit with synchronous=NORMAL (no fsync of their
- * own); before anyone acts on a commit, one fdatasync of the WAL file, run off the event
- * loop, makes every transaction committed so far durable at once. Commits that land while
- * a sync is in flight wait for the next one, which starts as soon as it ends.
+ * own). Before anyone acts on a commit, one fdatasync of the WAL file makes every
+ * transaction committed so far durable at once. The sync runs on the event loop right after
+ * the current batch of I/O callbacks (setImmediate): on this class of machine a round trip
+ * through libuv's thread pool costs more than the fdatasync itself, and while the loop is
+ * blocked, arriving requests queue up and land in the next batch, which is the point.
  */
-import { closeSync, fdatasync, fstatSync, openSync, statSync } from "node:fs";
+import { closeSync, fdatasyncSync, fstatSync, openSync, statSync } from "node:fs";
 
 export class WalSync {
   private fd: number | undefined;
   private waiting: ((error: Error | null) => void)[] = [];
-  private inFlight = false;
+  private scheduled = false;
+  /** How many fdatasyncs ran, and how many commits they covered (for the benchmark). */
+  readonly stats = { syncs: 0, commits: 0 };
 
   constructor(private readonly walPath: string) {}
 
   sync(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.waiting.push((error) => (error ? reject(error) : resolve()));
-      if (!this.inFlight) this.flush();
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
     });
   }
 
   private flush(): void {
+    this.scheduled = false;
     const batch = this.waiting;
     this.waiting = [];
-    let fd: number;
+    let failure: Error | null = null;
     try {
-      fd = this.open();
+      fdatasyncSync(this.open());
+      this.stats.syncs++;
+      this.stats.commits += batch.length;
     } catch (error) {
-      for (const done of batch) done(error as Error);
-      return;
+      failure = error as Error;
     }
-    this.inFlight = true;
-    fdatasync(fd, (error) => {
-      this.inFlight = false;
-      for (const done of batch) done(error);
-      if (this.waiting.length > 0) this.flush();
-    });
+    for (const done of batch) done(failure);
   }
 
   /** The WAL file's descriptor, reopened if SQLite replaced the file. */

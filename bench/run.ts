@@ -1,0 +1,142 @@
+/**
+ * `npm run bench`: the same allowed request sent straight to the demo upstream and through
+ * Airlock, at moderate and at high concurrency, each in one run so the ratios compare like
+ * with like. Every request through Airlock is an audited allow decision, durable (fsync'd)
+ * before it executes and before it answers.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type LoadResult, load } from "./load.js";
+
+const airlock = fileURLToPath(new URL("../../packages/gateway/dist/cli/airlock.js", import.meta.url));
+const upstreamMain = fileURLToPath(new URL("./upstream-process.js", import.meta.url));
+const seconds = Number(process.env.BENCH_SECONDS ?? 6);
+const warmup = Number(process.env.BENCH_WARMUP ?? 2);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a node process; resolves when its output matches `ready`, or at once without one. */
+function startProcess(args: string[], env: Record<string, string>, ready?: RegExp): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    if (!ready) resolve(child);
+    let output = "";
+    const onData = (data: Buffer) => {
+      output += data;
+      if (ready?.test(output)) resolve(child);
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}:\n${output}`)));
+  });
+}
+
+async function waitFor(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+const fmt = (n: number, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : "n/a");
+
+function row(name: string, r: LoadResult): string {
+  return `${name.padEnd(34)} ${fmt(r.perSecond, 0).padStart(8)} req/s   p50 ${fmt(r.p50).padStart(6)} ms   p99 ${fmt(r.p99).padStart(6)} ms${r.errors ? `   ${r.errors} errors` : ""}`;
+}
+
+const dir = mkdtempSync(join(tmpdir(), "airlock-bench-"));
+const credential = `bench_${Date.now()}_credential`;
+const upstreamPort = await freePort();
+const gatewayPort = await freePort();
+const children: ChildProcess[] = [];
+try {
+  writeFileSync(
+    join(dir, "airlock.yaml"),
+    `server: { port: ${gatewayPort}, publicUrl: "http://127.0.0.1:${gatewayPort}" }
+storage: sqlite:./airlock.db
+agents: [{ name: bench-bot, owner: owner@example.com }]
+reviewers: [{ email: reviewer@example.com, groups: [ops] }]
+connections:
+  billing-api:
+    type: http
+    baseUrl: http://127.0.0.1:${upstreamPort}
+    headers: { authorization: "Bearer \${env:BILLING_API_TOKEN}" }
+rules:
+  - name: reads pass
+    when: action.connection == "billing-api" && http.method == "GET"
+    decision: allow
+  - name: nothing else
+    decision: deny
+`,
+  );
+  const env = { BILLING_API_TOKEN: credential, AIRLOCK_LOG_LEVEL: "warn" };
+  const token = execFileSync(process.execPath, [airlock, "token", "create", "--agent", "bench-bot", "--config", join(dir, "airlock.yaml")], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "ignore"],
+  })
+    .toString()
+    .trim();
+  children.push(await startProcess([upstreamMain], { PORT: String(upstreamPort), TOKEN: credential }, /ready/));
+  children.push(await startProcess([airlock, "serve", "--config", join(dir, "airlock.yaml")], env));
+  await waitFor(`http://127.0.0.1:${gatewayPort}/readyz`);
+
+  const direct = {
+    path: "/invoices",
+    method: "GET" as const,
+    headers: { authorization: `Bearer ${credential}` },
+    ok: (status: number) => status === 200,
+  };
+  const through = {
+    path: "/v1/actions",
+    method: "POST" as const,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ connection: "billing-api", operation: "request", input: { method: "GET", path: "/invoices" } }),
+    ok: (status: number, body: string) => status === 200 && body.includes('"succeeded"'),
+  };
+
+  process.stdout.write(`Airlock benchmark: ${seconds}s per run after ${warmup}s warm-up; upstream, gateway and load in separate processes\n\n`);
+  const results: Record<string, { direct: LoadResult; airlock: LoadResult }> = {};
+  for (const concurrency of [4, 64]) {
+    const label = concurrency === 4 ? "moderate load (4 concurrent)" : "high load (64 concurrent)";
+    process.stdout.write(`${label}\n`);
+    const d = await load(`http://127.0.0.1:${upstreamPort}`, direct, { concurrency, seconds, warmup });
+    process.stdout.write(`  ${row("straight to the upstream", d)}\n`);
+    const a = await load(`http://127.0.0.1:${gatewayPort}`, through, { concurrency, seconds, warmup });
+    process.stdout.write(`  ${row("through Airlock (audited, durable)", a)}\n`);
+    process.stdout.write(
+      `  ratio Airlock/direct: throughput ${fmt(a.perSecond / d.perSecond)}x, p50 ${fmt(a.p50 / d.p50)}x (+${fmt(a.p50 - d.p50)} ms), p99 ${fmt(a.p99 / d.p99)}x\n\n`,
+    );
+    results[label] = { direct: d, airlock: a };
+  }
+  const high = results["high load (64 concurrent)"]!.airlock;
+  const moderate = results["moderate load (4 concurrent)"]!;
+  process.stdout.write("summary\n");
+  process.stdout.write(`  added p50 latency at moderate load: ${fmt(moderate.airlock.p50 - moderate.direct.p50)} ms (target < 1 ms)\n`);
+  process.stdout.write(`  durable audited allow decisions:    ${fmt(high.perSecond, 0)} per second (target >= 3000)\n`);
+
+  const verify = execFileSync(process.execPath, [airlock, "audit", "verify", "--config", join(dir, "airlock.yaml")], {
+    env: { ...process.env, ...env },
+  }).toString();
+  process.stdout.write(`  ${verify.trim()}\n`);
+} finally {
+  for (const child of children) child.kill("SIGTERM");
+  await new Promise((r) => setTimeout(r, 300));
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,114 @@
+import { describe, expect, it } from "vitest";
+import { httpInputSchema, pathProblem, resolveUrl } from "./http-input.js";
+
+describe("pathProblem", () => {
+  it.each([
+    ["relative", /must start with \//],
+    ["", /must start with \//],
+    ["//host/x", /must not start with \/\//],
+    ["/../x", /\. or \.\. segments/],
+    ["/a/../b", /\. or \.\. segments/],
+    ["/a/..", /\. or \.\. segments/],
+    ["/%2e%2e/x", /\. or \.\. segments/],
+    ["/%2E%2E/x", /\. or \.\. segments/],
+    ["/.%2e/x", /\. or \.\. segments/],
+    ["/a%2f..%2fb", /\. or \.\. segments/],
+    ["/a/./b", /\. or \.\. segments/],
+    ["/a/%2e/b", /\. or \.\. segments/],
+    ["/a\\b", /backslashes/],
+    ["/a%5cb", /must not encode backslashes/],
+    ["/a%5Cb", /must not encode backslashes/],
+    ["/a?b", /\?/],
+    ["/a#b", /#/],
+    ["/a b", /spaces/],
+    ["/a\tb", /spaces/],
+    ["/a\nb", /spaces/],
+    ["/a%00b", /control characters/],
+    ["/a%0ab", /control characters/],
+    ["/a//b", /empty segments/],
+    ["/a%2f%2fb", /empty segments/],
+    ["/%zz", /invalid percent-encoding/],
+    ["/a%", /invalid percent-encoding/],
+    ["/%e2%82", /invalid percent-encoding/],
+  ])("refuses %j", (path, message) => {
+    expect(pathProblem(path)).toMatch(message);
+  });
+
+  it.each([
+    "/",
+    "/invoices/inv_1",
+    "/a%20b",
+    "/refunds/123",
+    "/a/",
+    "/a.b/c..d/.e",
+    "/caf%C3%A9",
+    "/@x:1",
+  ])("accepts %j", (path) => {
+    expect(pathProblem(path)).toBeUndefined();
+  });
+});
+
+describe("httpInputSchema", () => {
+  it("refuses a path that pathProblem refuses, naming the path", () => {
+    const result = httpInputSchema.safeParse({ method: "GET", path: "/a/../b" });
+    expect(result.success).toBe(false);
+    expect(result.error?.issues[0]?.path).toEqual(["path"]);
+  });
+
+  it("upper-cases the method and accepts a good path", () => {
+    expect(httpInputSchema.parse({ method: "post", path: "/refunds/123" })).toEqual({
+      method: "POST",
+      path: "/refunds/123",
+    });
+  });
+});
+
+describe("resolveUrl", () => {
+  it("keeps the base URL's path prefix", () => {
+    expect(resolveUrl("http://h:1/api", "/x", undefined).href).toBe("http://h:1/api/x");
+  });
+
+  it("does not double the slash when the base ends with one", () => {
+    expect(resolveUrl("http://h:1/api/", "/x", undefined).href).toBe("http://h:1/api/x");
+    expect(resolveUrl("http://h:1/", "/x", undefined).href).toBe("http://h:1/x");
+  });
+
+  it("joins a base without a path", () => {
+    expect(resolveUrl("https://billing.example", "/refunds/123", undefined).href).toBe(
+      "https://billing.example/refunds/123",
+    );
+  });
+
+  it("maps / to the base path itself", () => {
+    expect(resolveUrl("http://h:1/api", "/", undefined).href).toBe("http://h:1/api/");
+  });
+
+  it("appends query values, repeating the key for arrays, and encodes them", () => {
+    const url = resolveUrl("http://h:1/api", "/search", { q: "a b&c=d", tag: ["x", "y"] });
+    expect(url.pathname).toBe("/api/search");
+    expect(url.searchParams.get("q")).toBe("a b&c=d");
+    expect(url.searchParams.getAll("tag")).toEqual(["x", "y"]);
+    expect(url.search).toBe("?q=a+b%26c%3Dd&tag=x&tag=y");
+  });
+
+  it("drops a query string and fragment of the base URL", () => {
+    expect(resolveUrl("http://h:1/api?key=1#frag", "/x", { a: "1" }).href).toBe(
+      "http://h:1/api/x?a=1",
+    );
+  });
+
+  it.each(["/@evil.example/x", "/:80/x", "/evil.example:443/x", "/a%2fb", "/%252e%252e/x"])(
+    "never changes the origin for %j",
+    (path) => {
+      const url = resolveUrl("http://h:1/api", path, undefined);
+      expect(url.origin).toBe("http://h:1");
+      expect(url.pathname.startsWith("/api/")).toBe(true);
+    },
+  );
+
+  it("keeps the origin even for a path that pathProblem would refuse", () => {
+    const url = resolveUrl("http://h:1", "//evil.example/x", undefined);
+    expect(url.origin).toBe("http://h:1");
+    expect(url.host).toBe("h:1");
+  });
+});

@@ -1,0 +1,203 @@
+import { describe, expect, it } from "vitest";
+import type { Json } from "../common/canonical-json.js";
+import { MASKED, maskInput, maskPathProblem, scrubHidden } from "./input-mask.js";
+
+const refund = (): Json => ({
+  method: "POST",
+  path: "/refunds",
+  body: {
+    card_number: "4111111111111111",
+    amount: 1250,
+    items: [
+      { sku: "A-1", iban: "DE89370400440532013000" },
+      { sku: "B-2", iban: "GB29NWBK60161331926819" },
+    ],
+  },
+});
+
+describe("maskInput", () => {
+  it("masks a nested key and reports its value as hidden", () => {
+    const { masked, hidden } = maskInput(refund(), ["body.card_number"]);
+    expect(masked).toEqual({
+      method: "POST",
+      path: "/refunds",
+      body: {
+        card_number: MASKED,
+        amount: 1250,
+        items: [
+          { sku: "A-1", iban: "DE89370400440532013000" },
+          { sku: "B-2", iban: "GB29NWBK60161331926819" },
+        ],
+      },
+    });
+    expect(hidden).toEqual(["4111111111111111"]);
+  });
+
+  it("masks a key in every array item with *", () => {
+    const { masked, hidden } = maskInput(refund(), ["body.items.*.iban"]);
+    expect(masked).toMatchObject({
+      body: {
+        card_number: "4111111111111111",
+        items: [
+          { sku: "A-1", iban: MASKED },
+          { sku: "B-2", iban: MASKED },
+        ],
+      },
+    });
+    expect(hidden).toEqual(["DE89370400440532013000", "GB29NWBK60161331926819"]);
+  });
+
+  it("masks only the array item a numeric index names", () => {
+    const { masked, hidden } = maskInput(refund(), ["body.items.1.iban"]);
+    expect(masked).toMatchObject({
+      body: {
+        items: [
+          { sku: "A-1", iban: "DE89370400440532013000" },
+          { sku: "B-2", iban: MASKED },
+        ],
+      },
+    });
+    expect(hidden).toEqual(["GB29NWBK60161331926819"]);
+  });
+
+  it("matches * against any object key", () => {
+    const { masked, hidden } = maskInput({ headers: { a: "secret-a", b: "secret-b" } }, [
+      "headers.*",
+    ]);
+    expect(masked).toEqual({ headers: { a: MASKED, b: MASKED } });
+    expect(hidden).toEqual(["secret-a", "secret-b"]);
+  });
+
+  it("applies several paths", () => {
+    const { masked, hidden } = maskInput(refund(), ["body.card_number", "body.amount"]);
+    expect(masked).toMatchObject({ body: { card_number: MASKED, amount: MASKED } });
+    expect(hidden).toEqual(["4111111111111111", "1250"]);
+  });
+
+  it("leaves the input as it is when a path names nothing", () => {
+    const input = refund();
+    for (const path of [
+      "body.cvv",
+      "nothing.here",
+      "body.items.5.iban",
+      "body.card_number.deeper",
+      "path.x",
+    ]) {
+      const { masked, hidden } = maskInput(input, [path]);
+      expect(masked).toEqual(refund());
+      expect(hidden).toEqual([]);
+    }
+  });
+
+  it("returns the input and nothing hidden when there are no paths", () => {
+    const input = refund();
+    expect(maskInput(input, [])).toEqual({ masked: refund(), hidden: [] });
+  });
+
+  it("never mutates the input", () => {
+    const input = refund();
+    maskInput(input, ["body.card_number", "body.items.*.iban", "body", "method"]);
+    expect(input).toEqual(refund());
+  });
+
+  it("hides a whole object and collects the string forms of its leaves, numbers included", () => {
+    const input: Json = {
+      body: {
+        owner: { name: "Ada Lovelace", pin: 4321, tags: ["vip", 7], active: true, note: null },
+      },
+    };
+    const { masked, hidden } = maskInput(input, ["body.owner"]);
+    expect(masked).toEqual({ body: { owner: MASKED } });
+    expect(hidden).toEqual(["Ada Lovelace", "4321", "vip", "7"]);
+  });
+
+  it("masks a top-level key holding a number", () => {
+    expect(maskInput({ token: 12345 }, ["token"])).toEqual({
+      masked: { token: MASKED },
+      hidden: ["12345"],
+    });
+  });
+});
+
+describe("maskPathProblem", () => {
+  it.each(["body.card_number", "body.items.*.iban", "body.items.0.iban", "token", "*"])(
+    "accepts %j",
+    (path) => {
+      expect(maskPathProblem(path)).toBeUndefined();
+    },
+  );
+
+  it.each(["", ".body", "body.", "body..card", "*."])("refuses the empty segment in %j", (path) => {
+    expect(maskPathProblem(path)).toMatch(/empty segment/);
+  });
+
+  it("refuses a path that starts with input.", () => {
+    expect(maskPathProblem("input.body.card_number")).toMatch(/drop the leading "input\."/);
+  });
+});
+
+describe("scrubHidden", () => {
+  it("replaces every occurrence of a hidden value in text", () => {
+    const text = "charge 4111111111111111 then refund 4111111111111111";
+    expect(scrubHidden(text, ["4111111111111111"])).toBe(`charge ${MASKED} then refund ${MASKED}`);
+  });
+
+  it("scrubs strings inside nested objects and arrays", () => {
+    const description = {
+      preview: "POST /cards/4111111111111111",
+      facts: {
+        http: { method: "POST", path: "/cards/4111111111111111" },
+        list: ["x 4111111111111111 y"],
+      },
+    };
+    expect(scrubHidden(description, ["4111111111111111"])).toEqual({
+      preview: `POST /cards/${MASKED}`,
+      facts: { http: { method: "POST", path: `/cards/${MASKED}` }, list: [`x ${MASKED} y`] },
+    });
+  });
+
+  it("replaces a number equal to a hidden value", () => {
+    expect(scrubHidden({ amount: 1250, other: 12500 }, ["1250"])).toEqual({
+      amount: MASKED,
+      other: 12500,
+    });
+  });
+
+  it("leaves values shorter than three characters alone", () => {
+    const value = { text: "id 42 in a b c", n: 42 };
+    expect(scrubHidden(value, ["42", "a", ""])).toEqual({ text: "id 42 in a b c", n: 42 });
+  });
+
+  it("still scrubs three-character values", () => {
+    expect(scrubHidden("pin 123 ok", ["123"])).toBe(`pin ${MASKED} ok`);
+  });
+
+  it("replaces the longer of two overlapping values whole", () => {
+    expect(scrubHidden("id abc-secret-long", ["abc-secret", "abc-secret-long"])).toBe(
+      `id ${MASKED}`,
+    );
+  });
+
+  it("leaves booleans, null and unrelated values untouched and does not mutate the input", () => {
+    const value = { ok: true, none: null, text: "nothing to hide" };
+    expect(scrubHidden(value, ["secret-value"])).toEqual({
+      ok: true,
+      none: null,
+      text: "nothing to hide",
+    });
+    const nested = { preview: "secret-value" };
+    scrubHidden(nested, ["secret-value"]);
+    expect(nested).toEqual({ preview: "secret-value" });
+  });
+
+  it("scrubs what maskInput hid from a preview built from the same input", () => {
+    const input = refund();
+    const { hidden } = maskInput(input, ["body.card_number", "body.items.*.iban"]);
+    const preview = `POST /refunds\n${JSON.stringify(input)}`;
+    const scrubbed = scrubHidden(preview, hidden);
+    expect(scrubbed).not.toContain("4111111111111111");
+    expect(scrubbed).not.toContain("DE89370400440532013000");
+    expect(scrubbed).not.toContain("GB29NWBK60161331926819");
+    expect(scrubbed).toContain('"sku":"A-1"');
+  });
+});

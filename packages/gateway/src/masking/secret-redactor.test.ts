@@ -1,0 +1,90 @@
+import { describe, expect, it } from "vitest";
+import { createRedactor, MIN_SECRET_LENGTH, REDACTED } from "./secret-redactor.js";
+
+describe("createRedactor", () => {
+  it("scrubs every occurrence of each secret from text", () => {
+    const redactor = createRedactor(["s3cr3t-token", "hunter2-password"]);
+    expect(
+      redactor.redactText("Bearer s3cr3t-token; again s3cr3t-token; pw=hunter2-password"),
+    ).toBe(`Bearer ${REDACTED}; again ${REDACTED}; pw=${REDACTED}`);
+  });
+
+  it("is active only when it has a secret long enough to redact", () => {
+    expect(createRedactor([]).active).toBe(false);
+    expect(createRedactor(["short"]).active).toBe(false);
+    expect(createRedactor(["long-enough"]).active).toBe(true);
+  });
+
+  it("ignores secrets shorter than MIN_SECRET_LENGTH", () => {
+    const short = "x".repeat(MIN_SECRET_LENGTH - 1);
+    const exact = "y".repeat(MIN_SECRET_LENGTH);
+    const redactor = createRedactor([short, exact]);
+    expect(redactor.redactText(`${short} ${exact}`)).toBe(`${short} ${REDACTED}`);
+  });
+
+  it("replaces a longer secret whole when it contains a shorter one", () => {
+    const redactor = createRedactor(["abcdef", "abcdef-ghijkl"]);
+    expect(redactor.redactText("a=abcdef-ghijkl b=abcdef")).toBe(`a=${REDACTED} b=${REDACTED}`);
+    // Order of the secrets does not matter.
+    const reversed = createRedactor(["abcdef-ghijkl", "abcdef"]);
+    expect(reversed.redactText("a=abcdef-ghijkl")).toBe(`a=${REDACTED}`);
+  });
+
+  it("scrubs strings in nested values, object keys included", () => {
+    const redactor = createRedactor(["s3cr3t-token"]);
+    const value = {
+      headers: { authorization: "Bearer s3cr3t-token" },
+      list: ["s3cr3t-token", 42, true, null, { deep: "x s3cr3t-token y" }],
+      "s3cr3t-token": "key",
+    };
+    expect(redactor.redact(value)).toEqual({
+      headers: { authorization: `Bearer ${REDACTED}` },
+      list: [REDACTED, 42, true, null, { deep: `x ${REDACTED} y` }],
+      [REDACTED]: "key",
+    });
+  });
+
+  it("does not mutate what it redacts", () => {
+    const redactor = createRedactor(["s3cr3t-token"]);
+    const value = { a: "s3cr3t-token", b: ["s3cr3t-token"] };
+    redactor.redact(value);
+    expect(value).toEqual({ a: "s3cr3t-token", b: ["s3cr3t-token"] });
+  });
+
+  it("scrubs the JSON-escaped form of a secret holding quotes", () => {
+    const secret = 'pa"ss"word';
+    const redactor = createRedactor([secret]);
+    const logLine = JSON.stringify({ msg: `connecting with ${secret}` });
+    const scrubbed = redactor.redactText(logLine);
+    expect(scrubbed).toBe(JSON.stringify({ msg: `connecting with ${REDACTED}` }));
+    expect(scrubbed).not.toContain("ss");
+  });
+
+  it("scrubs the JSON-escaped form of a secret holding backslashes", () => {
+    const secret = "C:\\keys\\prod";
+    const redactor = createRedactor([secret]);
+    const logLine = JSON.stringify({ err: `cannot read ${secret}` });
+    expect(logLine).toContain("C:\\\\keys\\\\prod");
+    expect(redactor.redactText(logLine)).toBe(JSON.stringify({ err: `cannot read ${REDACTED}` }));
+    // The raw form is still scrubbed too.
+    expect(redactor.redactText(`raw ${secret}`)).toBe(`raw ${REDACTED}`);
+  });
+
+  it("scrubs the JSON-escaped form of a secret holding a newline", () => {
+    const secret = "line-one\nline-two";
+    const redactor = createRedactor([secret]);
+    expect(redactor.redactText(JSON.stringify(secret))).toBe(`"${REDACTED}"`);
+  });
+
+  it("leaves text without secrets and non-string values as they are", () => {
+    const redactor = createRedactor(["s3cr3t-token"]);
+    expect(redactor.redactText("nothing here")).toBe("nothing here");
+    expect(redactor.redact(12345)).toBe(12345);
+    expect(redactor.redact(null)).toBeNull();
+  });
+
+  it("with no secrets, returns text unchanged", () => {
+    const redactor = createRedactor([]);
+    expect(redactor.redactText("anything [redacted] at all")).toBe("anything [redacted] at all");
+  });
+});
