@@ -19,7 +19,11 @@ export interface Call {
   ok: (status: number, body: string) => boolean;
 }
 
-export async function load(origin: string, call: Call, options: { concurrency: number; seconds: number; warmup: number }): Promise<LoadResult> {
+export async function load(
+  origin: string,
+  call: Call,
+  options: { concurrency: number; seconds: number; warmup: number },
+): Promise<LoadResult> {
   const pool = new Pool(origin, { connections: options.concurrency, keepAliveTimeout: 30_000 });
   const latencies: number[] = [];
   let errors = 0;
@@ -29,7 +33,12 @@ export async function load(origin: string, call: Call, options: { concurrency: n
     while (!stop) {
       const started = process.hrtime.bigint();
       try {
-        const response = await pool.request({ path: call.path, method: call.method, headers: call.headers, body: call.body });
+        const response = await pool.request({
+          path: call.path,
+          method: call.method,
+          headers: call.headers,
+          body: call.body,
+        });
         const text = await response.body.text();
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         if (!measuring) continue;
@@ -51,6 +60,14 @@ export async function load(origin: string, call: Call, options: { concurrency: n
   await Promise.all(workers);
   await pool.close();
   latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
-  return { requests: latencies.length, errors, seconds, perSecond: latencies.length / seconds, p50: at(0.5), p99: at(0.99) };
+  const at = (q: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
+  return {
+    requests: latencies.length,
+    errors,
+    seconds,
+    perSecond: latencies.length / seconds,
+    p50: at(0.5),
+    p99: at(0.99),
+  };
 }

@@ -12,7 +12,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type LoadResult, load } from "./load.js";
 
-const airlock = fileURLToPath(new URL("../../packages/gateway/dist/cli/airlock.js", import.meta.url));
+const airlock = fileURLToPath(
+  new URL("../../packages/gateway/dist/cli/airlock.js", import.meta.url),
+);
 const upstreamMain = fileURLToPath(new URL("./upstream-process.js", import.meta.url));
 const seconds = Number(process.env.BENCH_SECONDS ?? 6);
 const warmup = Number(process.env.BENCH_WARMUP ?? 2);
@@ -28,9 +30,16 @@ function freePort(): Promise<number> {
 }
 
 /** Starts a node process; resolves when its output matches `ready`, or at once without one. */
-function startProcess(args: string[], env: Record<string, string>, ready?: RegExp): Promise<ChildProcess> {
+function startProcess(
+  args: string[],
+  env: Record<string, string>,
+  ready?: RegExp,
+): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, args, {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     if (!ready) resolve(child);
     let output = "";
     const onData = (data: Buffer) => {
@@ -87,13 +96,19 @@ rules:
 `,
   );
   const env = { BILLING_API_TOKEN: credential, AIRLOCK_LOG_LEVEL: "warn" };
-  const token = execFileSync(process.execPath, [airlock, "token", "create", "--agent", "bench-bot", "--config", join(dir, "airlock.yaml")], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "ignore"],
-  })
+  const token = execFileSync(
+    process.execPath,
+    [airlock, "token", "create", "--agent", "bench-bot", "--config", join(dir, "airlock.yaml")],
+    {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "ignore"],
+    },
+  )
     .toString()
     .trim();
-  children.push(await startProcess([upstreamMain], { PORT: String(upstreamPort), TOKEN: credential }, /ready/));
+  children.push(
+    await startProcess([upstreamMain], { PORT: String(upstreamPort), TOKEN: credential }, /ready/),
+  );
   children.push(await startProcess([airlock, "serve", "--config", join(dir, "airlock.yaml")], env));
   await waitFor(`http://127.0.0.1:${gatewayPort}/readyz`);
 
@@ -107,18 +122,32 @@ rules:
     path: "/v1/actions",
     method: "POST" as const,
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify({ connection: "billing-api", operation: "request", input: { method: "GET", path: "/invoices" } }),
+    body: JSON.stringify({
+      connection: "billing-api",
+      operation: "request",
+      input: { method: "GET", path: "/invoices" },
+    }),
     ok: (status: number, body: string) => status === 200 && body.includes('"succeeded"'),
   };
 
-  process.stdout.write(`Airlock benchmark: ${seconds}s per run after ${warmup}s warm-up; upstream, gateway and load in separate processes\n\n`);
+  process.stdout.write(
+    `Airlock benchmark: ${seconds}s per run after ${warmup}s warm-up; upstream, gateway and load in separate processes\n\n`,
+  );
   const results: Record<string, { direct: LoadResult; airlock: LoadResult }> = {};
   for (const concurrency of [4, 64]) {
     const label = concurrency === 4 ? "moderate load (4 concurrent)" : "high load (64 concurrent)";
     process.stdout.write(`${label}\n`);
-    const d = await load(`http://127.0.0.1:${upstreamPort}`, direct, { concurrency, seconds, warmup });
+    const d = await load(`http://127.0.0.1:${upstreamPort}`, direct, {
+      concurrency,
+      seconds,
+      warmup,
+    });
     process.stdout.write(`  ${row("straight to the upstream", d)}\n`);
-    const a = await load(`http://127.0.0.1:${gatewayPort}`, through, { concurrency, seconds, warmup });
+    const a = await load(`http://127.0.0.1:${gatewayPort}`, through, {
+      concurrency,
+      seconds,
+      warmup,
+    });
     process.stdout.write(`  ${row("through Airlock (audited, durable)", a)}\n`);
     process.stdout.write(
       `  ratio Airlock/direct: throughput ${fmt(a.perSecond / d.perSecond)}x, p50 ${fmt(a.p50 / d.p50)}x (+${fmt(a.p50 - d.p50)} ms), p99 ${fmt(a.p99 / d.p99)}x\n\n`,
@@ -128,12 +157,20 @@ rules:
   const high = results["high load (64 concurrent)"]!.airlock;
   const moderate = results["moderate load (4 concurrent)"]!;
   process.stdout.write("summary\n");
-  process.stdout.write(`  added p50 latency at moderate load: ${fmt(moderate.airlock.p50 - moderate.direct.p50)} ms (target < 1 ms)\n`);
-  process.stdout.write(`  durable audited allow decisions:    ${fmt(high.perSecond, 0)} per second (target >= 3000)\n`);
+  process.stdout.write(
+    `  added p50 latency at moderate load: ${fmt(moderate.airlock.p50 - moderate.direct.p50)} ms (target < 1 ms)\n`,
+  );
+  process.stdout.write(
+    `  durable audited allow decisions:    ${fmt(high.perSecond, 0)} per second (target >= 3000)\n`,
+  );
 
-  const verify = execFileSync(process.execPath, [airlock, "audit", "verify", "--config", join(dir, "airlock.yaml")], {
-    env: { ...process.env, ...env },
-  }).toString();
+  const verify = execFileSync(
+    process.execPath,
+    [airlock, "audit", "verify", "--config", join(dir, "airlock.yaml")],
+    {
+      env: { ...process.env, ...env },
+    },
+  ).toString();
   process.stdout.write(`  ${verify.trim()}\n`);
 } finally {
   for (const child of children) child.kill("SIGTERM");

@@ -52,7 +52,12 @@ export class AirlockError extends Error {
   constructor(
     code: ErrorCode,
     message: string,
-    options: { field?: string; details?: Record<string, unknown>; cause?: unknown; status?: number } = {},
+    options: {
+      field?: string;
+      details?: Record<string, unknown>;
+      cause?: unknown;
+      status?: number;
+    } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "AirlockError";

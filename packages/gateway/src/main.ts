@@ -4,8 +4,8 @@ import type { DestinationStream } from "pino";
 import type { Channel } from "./channels/channel.js";
 import { createDispatcher } from "./channels/notification-dispatcher.js";
 import type { LoadedConfig } from "./config/config-load.js";
-import { connectorType } from "./connectors/connector-registry.js";
 import type { Connector } from "./connectors/connector.js";
+import { connectorType } from "./connectors/connector-registry.js";
 import { buildServer } from "./http/server.js";
 import { createIdentityService } from "./identity/identity-service.js";
 import { createRedactor } from "./masking/secret-redactor.js";
@@ -13,12 +13,14 @@ import { createLogger, type Logger } from "./observability/logger.js";
 import { createMetrics } from "./observability/metrics.js";
 import { createExecutor } from "./requests/request-executor.js";
 import { createRequestService } from "./requests/request-service.js";
-import { createWaiters } from "./requests/request-waiters.js";
 import { reviewerView } from "./requests/request-views.js";
+import { createWaiters } from "./requests/request-waiters.js";
 import { openStore } from "./store/open-store.js";
 import type { Store } from "./store/store.js";
 
-export const version: string = (createRequire(import.meta.url)("../package.json") as { version: string }).version;
+export const version: string = (
+  createRequire(import.meta.url)("../package.json") as { version: string }
+).version;
 
 export interface GatewayOptions {
   logger?: Logger;
@@ -45,7 +47,10 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     if (!type) throw new Error(`connection ${name}: unknown type ${connection.type}`);
     connectors.set(name, type.create(name, connection, { logger: bootLogger }));
   }
-  const redactor = createRedactor([...loaded.secrets, ...[...connectors.values()].flatMap((c) => c.secrets)]);
+  const redactor = createRedactor([
+    ...loaded.secrets,
+    ...[...connectors.values()].flatMap((c) => c.secrets),
+  ]);
   const logger =
     options.logger ??
     createLogger({
@@ -57,7 +62,10 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
 
   let store: Store;
   try {
-    store = await openStore(config.storage, loaded.baseDir, { serving: true });
+    store = await openStore(config.storage, loaded.baseDir, {
+      serving: true,
+      onWarning: (message) => logger.warn(message),
+    });
   } catch (error) {
     await Promise.all([...connectors.values()].map((c) => c.close()));
     throw error;
@@ -76,7 +84,12 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     view: async (id) => {
       const request = await store.getRequest(id);
       if (!request) return undefined;
-      const { you: _you, ...view } = reviewerView(request, { email: "", groups: [] }, ownersOf(request), publicUrl);
+      const { you: _you, ...view } = reviewerView(
+        request,
+        { email: "", groups: [] },
+        ownersOf(request),
+        publicUrl,
+      );
       return view;
     },
   });
@@ -128,7 +141,9 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   let closing: Promise<void> | undefined;
 
   const sweep = () =>
-    requests.sweepExpired().catch((error) => logger.warn({ err: error }, "expiry sweep failed; will retry"));
+    requests
+      .sweepExpired()
+      .catch((error) => logger.warn({ err: error }, "expiry sweep failed; will retry"));
 
   return {
     app,
@@ -147,7 +162,8 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     /** Recovers what a stop left behind, then serves. Returns the address it listens on. */
     async start(): Promise<string> {
       const recovered = await executor.recover();
-      if (recovered.interrupted || recovered.resumed) logger.warn(recovered, "recovered requests left by a stop");
+      if (recovered.interrupted || recovered.resumed)
+        logger.warn(recovered, "recovered requests left by a stop");
       await sweep();
       sweeper = setInterval(sweep, config.server.sweepInterval);
       sweeper.unref();
@@ -156,7 +172,10 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         port: options.port ?? config.server.port,
         host: options.host ?? config.server.host,
       });
-      logger.info({ url, storage: store.dialect, connections: [...connectors.keys()] }, "airlock is serving");
+      logger.info(
+        { url, storage: store.dialect, connections: [...connectors.keys()] },
+        "airlock is serving",
+      );
       return url;
     },
     /** Stops taking work, lets executions under way finish, and closes the store. */

@@ -1,7 +1,16 @@
 /** The whole loop over HTTP, on a real SQLite file and a real upstream on loopback. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { canonicalJson } from "../src/common/canonical-json.js";
-import { api, read, refund, removeDir, SECRET, startGateway, type TestGateway, testConfig } from "./support/gateway.js";
+import {
+  api,
+  read,
+  refund,
+  removeDir,
+  SECRET,
+  startGateway,
+  type TestGateway,
+  testConfig,
+} from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 let upstream: Upstream;
@@ -27,8 +36,12 @@ afterAll(async () => {
 const submit = (body: unknown, token = tokens.agent, query = "") =>
   api(gw.url, "POST", `/v1/actions${query}`, { token: token!, body });
 const vote = (id: string, who: string, decision: "approve" | "deny", comment?: string) =>
-  api(gw.url, "POST", `/v1/requests/${id}/reviews`, { token: tokens[who]!, body: { decision, ...(comment ? { comment } : {}) } });
-const callsTo = (path: string) => upstream.calls.filter((c) => c.url.startsWith(`/api${path}`)).length;
+  api(gw.url, "POST", `/v1/requests/${id}/reviews`, {
+    token: tokens[who]!,
+    body: { decision, ...(comment ? { comment } : {}) },
+  });
+const callsTo = (path: string) =>
+  upstream.calls.filter((c) => c.url.startsWith(`/api${path}`)).length;
 
 describe("policy decisions", () => {
   it("runs an allowed action at once with the connection's credential and returns the result", async () => {
@@ -48,14 +61,23 @@ describe("policy decisions", () => {
 
   it("denies what no rule allows with 403, records it, and never calls the upstream", async () => {
     const before = callsTo("/invoices/inv_1");
-    const res = await submit({ connection: "billing-api", operation: "request", input: { method: "DELETE", path: "/invoices/inv_1" } });
+    const res = await submit({
+      connection: "billing-api",
+      operation: "request",
+      input: { method: "DELETE", path: "/invoices/inv_1" },
+    });
     expect(res.status).toBe(403);
     expect(res.body.error).toMatchObject({ code: "denied" });
     expect(res.body.error.message).toContain("nothing else");
     expect(res.body.action.status).toBe("denied");
     expect(callsTo("/invoices/inv_1")).toBe(before);
-    const audit = await api(gw.url, "GET", `/v1/audit?requestId=${res.body.action.id}`, { token: tokens.bob! });
-    expect(audit.body.events.map((e: { type: string }) => e.type)).toEqual(["request.submitted", "request.decided"]);
+    const audit = await api(gw.url, "GET", `/v1/audit?requestId=${res.body.action.id}`, {
+      token: tokens.bob!,
+    });
+    expect(audit.body.events.map((e: { type: string }) => e.type)).toEqual([
+      "request.submitted",
+      "request.decided",
+    ]);
     expect(audit.body.events[1].data).toMatchObject({ decision: "deny", rule: "nothing else" });
   });
 
@@ -82,9 +104,14 @@ describe("reviews", () => {
     expect(callsTo("/refunds")).toBe(0);
     const second = await vote(body.id, "carol", "approve");
     expect(second.body.review.approvals).toBe(2);
-    const done = await api(gw.url, "GET", `/v1/actions/${body.id}?wait=5`, { token: tokens.agent! });
+    const done = await api(gw.url, "GET", `/v1/actions/${body.id}?wait=5`, {
+      token: tokens.agent!,
+    });
     expect(done.body.status).toBe("succeeded");
-    expect(done.body.reviews.map((r: { reviewer: string }) => r.reviewer)).toEqual(["bob@example.com", "carol@example.com"]);
+    expect(done.body.reviews.map((r: { reviewer: string }) => r.reviewer)).toEqual([
+      "bob@example.com",
+      "carol@example.com",
+    ]);
     expect(callsTo("/refunds")).toBe(1);
   });
 
@@ -95,14 +122,20 @@ describe("reviews", () => {
         path: "/refunds",
         query: { reason: "duplicate", tag: ["a", "b"] },
         headers: { "x-trace": "t-1" },
-        body: { amount: 12.5, nested: { z: 1, a: [true, null, "é"] }, card_number: "5555555555554444" },
+        body: {
+          amount: 12.5,
+          nested: { z: 1, a: [true, null, "é"] },
+          card_number: "5555555555554444",
+        },
       },
     });
     const { body } = await submit(proposal);
     const before = upstream.calls.length;
     await vote(body.id, "carol", "approve");
     await vote(body.id, "erin", "approve");
-    const done = await api(gw.url, "GET", `/v1/actions/${body.id}?wait=5`, { token: tokens.agent! });
+    const done = await api(gw.url, "GET", `/v1/actions/${body.id}?wait=5`, {
+      token: tokens.agent!,
+    });
     expect(done.body.status).toBe("succeeded");
     const calls = upstream.calls.slice(before);
     expect(calls).toHaveLength(1);
@@ -125,7 +158,9 @@ describe("reviews", () => {
         context: {},
       }),
     ).toBe(body.hash);
-    expect(canonicalJson(JSON.parse(call.body.toString()))).toBe(canonicalJson(proposal.input.body));
+    expect(canonicalJson(JSON.parse(call.body.toString()))).toBe(
+      canonicalJson(proposal.input.body),
+    );
   });
 
   it("refuses the agent's owner, whatever the case of the e-mail", async () => {
@@ -160,9 +195,15 @@ describe("reviews", () => {
     const late = await vote(res.body.id, "erin", "approve");
     expect(late.status).toBe(409);
     expect(late.body.error.code).toBe("not_pending");
-    const agentView = await api(gw.url, "GET", `/v1/actions/${res.body.id}`, { token: tokens.agent! });
+    const agentView = await api(gw.url, "GET", `/v1/actions/${res.body.id}`, {
+      token: tokens.agent!,
+    });
     expect(agentView.body.status).toBe("denied");
-    expect(agentView.body.reviews.at(-1)).toMatchObject({ reviewer: "carol@example.com", decision: "deny", comment: "not a duplicate" });
+    expect(agentView.body.reviews.at(-1)).toMatchObject({
+      reviewer: "carol@example.com",
+      decision: "deny",
+      comment: "not a duplicate",
+    });
   });
 
   it("binds a vote to the hash the reviewer saw", async () => {
@@ -189,20 +230,29 @@ describe("reviews", () => {
     await vote(mine.body.id, "bob", "approve");
     const bobAgain = await api(gw.url, "GET", "/v1/requests", { token: tokens.bob! });
     expect(bobAgain.body.requests.map((r: { id: string }) => r.id)).not.toContain(mine.body.id);
-    const all = await api(gw.url, "GET", "/v1/requests?status=all&limit=200", { token: tokens.alice! });
+    const all = await api(gw.url, "GET", "/v1/requests?status=all&limit=200", {
+      token: tokens.alice!,
+    });
     expect(all.body.requests.map((r: { id: string }) => r.id)).toContain(mine.body.id);
   });
 
   it("keeps agents and reviewers to their own endpoints and requests", async () => {
-    const asReviewer = await api(gw.url, "POST", "/v1/actions", { token: tokens.bob!, body: read() });
+    const asReviewer = await api(gw.url, "POST", "/v1/actions", {
+      token: tokens.bob!,
+      body: read(),
+    });
     expect(asReviewer.status).toBe(403);
     expect(asReviewer.body.error.code).toBe("forbidden");
     const asAgent = await api(gw.url, "GET", "/v1/requests", { token: tokens.agent! });
     expect(asAgent.status).toBe(403);
     const theirs = await submit(refund(), tokens.ops);
-    const peek = await api(gw.url, "GET", `/v1/actions/${theirs.body.id}`, { token: tokens.agent! });
+    const peek = await api(gw.url, "GET", `/v1/actions/${theirs.body.id}`, {
+      token: tokens.agent!,
+    });
     expect(peek.status).toBe(404);
-    const cancelTheirs = await api(gw.url, "POST", `/v1/actions/${theirs.body.id}/cancel`, { token: tokens.agent! });
+    const cancelTheirs = await api(gw.url, "POST", `/v1/actions/${theirs.body.id}/cancel`, {
+      token: tokens.agent!,
+    });
     expect(cancelTheirs.status).toBe(404);
     const none = await api(gw.url, "GET", "/v1/requests", {});
     expect(none.status).toBe(401);
@@ -219,7 +269,9 @@ describe("waiting, expiry, cancellation, idempotency", () => {
     const deadline = Date.now() + 5000;
     while (!id && Date.now() < deadline) {
       const list = await api(gw.url, "GET", "/v1/requests", { token: tokens.carol! });
-      id = list.body.requests.find((r: { justification: string }) => r.justification === "wake me")?.id;
+      id = list.body.requests.find(
+        (r: { justification: string }) => r.justification === "wake me",
+      )?.id;
       if (!id) await new Promise((r) => setTimeout(r, 20));
     }
     expect(id).toBeDefined();
@@ -234,13 +286,19 @@ describe("waiting, expiry, cancellation, idempotency", () => {
   it("ends a long-poll at its deadline with the request still pending", async () => {
     const res = await submit(refund());
     const started = Date.now();
-    const polled = await api(gw.url, "GET", `/v1/actions/${res.body.id}?wait=1`, { token: tokens.agent! });
+    const polled = await api(gw.url, "GET", `/v1/actions/${res.body.id}?wait=1`, {
+      token: tokens.agent!,
+    });
     expect(polled.body.status).toBe("pending");
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
   });
 
   it("expires a request nobody decided, and refuses votes on it", async () => {
-    const put = { connection: "billing-api", operation: "request", input: { method: "POST", path: "/short" } };
+    const put = {
+      connection: "billing-api",
+      operation: "request",
+      input: { method: "POST", path: "/short" },
+    };
     const waited = await submit(put, tokens.agent, "?wait=5");
     expect(waited.status).toBe(200);
     expect(waited.body.status).toBe("expired");
@@ -248,16 +306,26 @@ describe("waiting, expiry, cancellation, idempotency", () => {
     expect(late.status).toBe(410);
     expect(late.body.error.code).toBe("expired");
     expect(callsTo("/short")).toBe(0);
-    const audit = await api(gw.url, "GET", `/v1/audit?requestId=${waited.body.id}`, { token: tokens.bob! });
+    const audit = await api(gw.url, "GET", `/v1/audit?requestId=${waited.body.id}`, {
+      token: tokens.bob!,
+    });
     expect(audit.body.events.map((e: { type: string }) => e.type)).toContain("request.expired");
   });
 
   it("lets the agent cancel its own pending request, and only a pending one", async () => {
-    const res = await submit({ connection: "billing-api", operation: "request", input: { method: "PUT", path: "/x" } });
-    const cancelled = await api(gw.url, "POST", `/v1/actions/${res.body.id}/cancel`, { token: tokens.agent! });
+    const res = await submit({
+      connection: "billing-api",
+      operation: "request",
+      input: { method: "PUT", path: "/x" },
+    });
+    const cancelled = await api(gw.url, "POST", `/v1/actions/${res.body.id}/cancel`, {
+      token: tokens.agent!,
+    });
     expect(cancelled.status).toBe(200);
     expect(cancelled.body.status).toBe("cancelled");
-    const twice = await api(gw.url, "POST", `/v1/actions/${res.body.id}/cancel`, { token: tokens.agent! });
+    const twice = await api(gw.url, "POST", `/v1/actions/${res.body.id}/cancel`, {
+      token: tokens.agent!,
+    });
     expect(twice.status).toBe(409);
     expect(twice.body.error.code).toBe("not_pending");
     const voteAfter = await vote(res.body.id, "bob", "approve");
@@ -274,7 +342,10 @@ describe("waiting, expiry, cancellation, idempotency", () => {
     expect(other.status).toBe(400);
     expect(other.body.error).toMatchObject({ code: "invalid_request", field: "idempotencyKey" });
     // keys belong to an agent: another agent may use the same one
-    const ops = await submit({ ...read("/invoices/idem"), idempotencyKey: "read-idem-1" }, tokens.ops);
+    const ops = await submit(
+      { ...read("/invoices/idem"), idempotencyKey: "read-idem-1" },
+      tokens.ops,
+    );
     expect(ops.body.id).not.toBe(first.body.id);
   });
 });
@@ -282,7 +353,15 @@ describe("waiting, expiry, cancellation, idempotency", () => {
 describe("the http connector's boundaries", () => {
   it("refuses paths that would leave the base URL, before anything runs", async () => {
     const before = upstream.calls.length;
-    for (const path of ["/../admin", "/%2e%2e/admin", "//evil.example/x", "/a/./b", "relative", "/a\\b", "/a?x=1"]) {
+    for (const path of [
+      "/../admin",
+      "/%2e%2e/admin",
+      "//evil.example/x",
+      "/a/./b",
+      "relative",
+      "/a\\b",
+      "/a?x=1",
+    ]) {
       const res = await submit(read(path));
       expect(res.status, path).toBe(400);
       expect(res.body.error).toMatchObject({ code: "invalid_request", field: "input.path" });
@@ -291,10 +370,16 @@ describe("the http connector's boundaries", () => {
   });
 
   it("refuses an agent's attempt to set the connection's own headers or transport headers", async () => {
-    const spoof = await submit({ ...read(), input: { method: "GET", path: "/x", headers: { Authorization: "Bearer mine" } } });
+    const spoof = await submit({
+      ...read(),
+      input: { method: "GET", path: "/x", headers: { Authorization: "Bearer mine" } },
+    });
     expect(spoof.status).toBe(400);
     expect(spoof.body.error.field).toBe("input.headers.Authorization");
-    const host = await submit({ ...read(), input: { method: "GET", path: "/x", headers: { host: "evil" } } });
+    const host = await submit({
+      ...read(),
+      input: { method: "GET", path: "/x", headers: { host: "evil" } },
+    });
     expect(host.body.error.field).toBe("input.headers.host");
   });
 

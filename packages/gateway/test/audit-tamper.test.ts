@@ -5,8 +5,16 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashEvent } from "../src/audit/audit-chain.js";
-import { api, read, refund, removeDir, startGateway, type TestGateway, testConfig } from "./support/gateway.js";
 import { runCli } from "./support/cli.js";
+import {
+  api,
+  read,
+  refund,
+  removeDir,
+  startGateway,
+  type TestGateway,
+  testConfig,
+} from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 let upstream: Upstream;
@@ -23,10 +31,19 @@ beforeAll(async () => {
   const bob = await gw.token("reviewer", "bob@example.com");
   const carol = await gw.token("reviewer", "carol@example.com");
   await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
-  await api(gw.url, "POST", "/v1/actions", { token: agent, body: { ...read(), input: { method: "DELETE", path: "/x" } } });
+  await api(gw.url, "POST", "/v1/actions", {
+    token: agent,
+    body: { ...read(), input: { method: "DELETE", path: "/x" } },
+  });
   const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
-  await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: bob, body: { decision: "approve" } });
-  await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: carol, body: { decision: "approve" } });
+  await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+    token: bob,
+    body: { decision: "approve" },
+  });
+  await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+    token: carol,
+    body: { decision: "approve" },
+  });
   await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
   await gw.close();
   writeFileSync(join(gw.dir, "airlock.yaml"), config);
@@ -49,7 +66,17 @@ function tampered(edit: (db: Database.Database) => void): string {
   return join(dir, "airlock.yaml");
 }
 
-type Row = { seq: number; ts: string; type: string; request_id: string | null; actor_type: string; actor_id: string; data: string; prev_hash: string; hash: string };
+type Row = {
+  seq: number;
+  ts: string;
+  type: string;
+  request_id: string | null;
+  actor_type: string;
+  actor_id: string;
+  data: string;
+  prev_hash: string;
+  hash: string;
+};
 
 const verify = (config: string) => runCli(["audit", "verify", "--config", config], { env });
 
@@ -65,15 +92,25 @@ describe("airlock audit verify", () => {
 
   it("names an edited event", async () => {
     const db = new Database(join(original, "airlock.db"), { readonly: true });
-    const review = db.prepare("SELECT seq, data FROM audit_events WHERE type = 'request.reviewed' ORDER BY seq LIMIT 1").get() as { seq: number; data: string };
+    const review = db
+      .prepare(
+        "SELECT seq, data FROM audit_events WHERE type = 'request.reviewed' ORDER BY seq LIMIT 1",
+      )
+      .get() as { seq: number; data: string };
     db.close();
     expect(review.data).toContain("bob@example.com");
     const config = tampered((t) =>
-      t.prepare("UPDATE audit_events SET data = replace(data, 'bob@example.com', 'mallory@example.com') WHERE seq = ?").run(review.seq),
+      t
+        .prepare(
+          "UPDATE audit_events SET data = replace(data, 'bob@example.com', 'mallory@example.com') WHERE seq = ?",
+        )
+        .run(review.seq),
     );
     const result = await verify(config);
     expect(result.code).toBe(1);
-    expect(result.stdout).toContain(`event ${review.seq} (request.reviewed): its content does not match its hash; it was edited`);
+    expect(result.stdout).toContain(
+      `event ${review.seq} (request.reviewed): its content does not match its hash; it was edited`,
+    );
   });
 
   it("names the place of a deleted event", async () => {
@@ -100,12 +137,24 @@ describe("airlock audit verify", () => {
         data: { forged: true },
         prevHash: previous.hash,
       };
-      insert.run({ seq: 6, ts: forged.ts, type: forged.type, request_id: forged.requestId, actor_type: "system", actor_id: "airlock", data: JSON.stringify(forged.data), prev_hash: forged.prevHash, hash: hashEvent(forged) });
+      insert.run({
+        seq: 6,
+        ts: forged.ts,
+        type: forged.type,
+        request_id: forged.requestId,
+        actor_type: "system",
+        actor_id: "airlock",
+        data: JSON.stringify(forged.data),
+        prev_hash: forged.prevHash,
+        hash: hashEvent(forged),
+      });
       for (const row of rows.slice(5)) insert.run({ ...row, seq: row.seq + 1 });
     });
     const result = await verify(config);
     expect(result.code).toBe(1);
-    expect(result.stdout).toMatch(/event 7: its previous-hash does not match event 6|event 7 \([a-z.]+\): its content does not match its hash/);
+    expect(result.stdout).toMatch(
+      /event 7: its previous-hash does not match event 6|event 7 \([a-z.]+\): its content does not match its hash/,
+    );
   });
 
   it("names the place of two events swapped", async () => {
@@ -125,16 +174,23 @@ describe("airlock audit verify", () => {
 
   it("exports the chain as JSON lines and as CSV", async () => {
     const config = join(original, "airlock.yaml");
-    const jsonl = await runCli(["audit", "export", "--format", "jsonl", "--config", config], { env });
+    const jsonl = await runCli(["audit", "export", "--format", "jsonl", "--config", config], {
+      env,
+    });
     expect(jsonl.code).toBe(0);
-    const events = jsonl.stdout.trim().split("\n").map((line) => JSON.parse(line));
+    const events = jsonl.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
     expect(events[0]).toMatchObject({ seq: 1, prevHash: "0".repeat(64) });
     for (let i = 1; i < events.length; i++) expect(events[i].prevHash).toBe(events[i - 1].hash);
     const csv = await runCli(["audit", "export", "--format", "csv", "--config", config], { env });
     const lines = csv.stdout.trim().split("\n");
     expect(lines[0]).toBe("seq,ts,type,requestId,actorType,actorId,data,prevHash,hash");
     expect(lines).toHaveLength(events.length + 1);
-    const future = await runCli(["audit", "export", "--since", "2999-01-01", "--config", config], { env });
+    const future = await runCli(["audit", "export", "--since", "2999-01-01", "--config", config], {
+      env,
+    });
     expect(future.stdout).toBe("");
     const bad = await runCli(["audit", "export", "--format", "xml", "--config", config], { env });
     expect(bad.code).toBe(2);

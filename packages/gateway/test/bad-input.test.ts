@@ -1,6 +1,14 @@
 /** Invariant 10: bad input gets a precise error naming the field, and changes nothing. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, read, refund, removeDir, startGateway, type TestGateway, testConfig } from "./support/gateway.js";
+import {
+  api,
+  read,
+  refund,
+  removeDir,
+  startGateway,
+  type TestGateway,
+  testConfig,
+} from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 let upstream: Upstream;
@@ -11,7 +19,21 @@ let pendingId: string;
 
 async function snapshot() {
   return {
-    requests: (await gw.gateway.store.listRequests({ limit: 10_000, statuses: ["pending", "approved", "executing", "succeeded", "failed", "denied", "expired", "cancelled"] })).length,
+    requests: (
+      await gw.gateway.store.listRequests({
+        limit: 10_000,
+        statuses: [
+          "pending",
+          "approved",
+          "executing",
+          "succeeded",
+          "failed",
+          "denied",
+          "expired",
+          "cancelled",
+        ],
+      })
+    ).length,
     events: (await gw.gateway.store.listAudit({ limit: 100_000 })).length,
     calls: upstream.calls.length,
   };
@@ -19,7 +41,12 @@ async function snapshot() {
 
 beforeAll(async () => {
   upstream = await startUpstream();
-  gw = await startGateway(testConfig(upstream.url).replace("sweepInterval: 50ms", "sweepInterval: 50ms, maxBodyBytes: 4096, maxWaitSeconds: 30"));
+  gw = await startGateway(
+    testConfig(upstream.url).replace(
+      "sweepInterval: 50ms",
+      "sweepInterval: 50ms, maxBodyBytes: 4096, maxWaitSeconds: 30",
+    ),
+  );
   agent = await gw.token("agent", "support-bot");
   bob = await gw.token("reviewer", "bob@example.com");
   pendingId = (await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() })).body.id;
@@ -45,34 +72,199 @@ const cases: {
   code: string;
   field?: string;
 }[] = [
-  { name: "malformed JSON", raw: '{"connection": "billing-api",', status: 400, code: "invalid_request", field: "body" },
+  {
+    name: "malformed JSON",
+    raw: '{"connection": "billing-api",',
+    status: 400,
+    code: "invalid_request",
+    field: "body",
+  },
   { name: "an empty JSON body", raw: "", status: 400, code: "invalid_request", field: "body" },
   { name: "a JSON array", body: [1, 2], status: 400, code: "invalid_request", field: "body" },
   { name: "a JSON string", raw: '"hello"', status: 400, code: "invalid_request", field: "body" },
-  { name: "a body that is not JSON", raw: "connection=billing-api", contentType: "application/x-www-form-urlencoded", status: 415, code: "invalid_request", field: "content-type" },
-  { name: "an oversize body", body: action({ justification: "x".repeat(5000) }), status: 413, code: "payload_too_large", field: "body" },
-  { name: "no connection", body: { operation: "request", input: {} }, status: 400, code: "invalid_request", field: "connection" },
-  { name: "a connection that is not a string", body: action({ connection: 7 }), status: 400, code: "invalid_request", field: "connection" },
-  { name: "an unknown field", body: action({ sudo: true }), status: 400, code: "invalid_request", field: "sudo" },
-  { name: "an unknown connection", body: action({ connection: "payroll" }), status: 400, code: "unknown_connection", field: "connection" },
-  { name: "an unknown operation", body: action({ operation: "drop" }), status: 400, code: "unknown_operation", field: "operation" },
-  { name: "a bad HTTP method", body: action({ input: { method: "BREW", path: "/x" } }), status: 400, code: "invalid_request", field: "input.method" },
-  { name: "a missing path", body: action({ input: { method: "GET" } }), status: 400, code: "invalid_request", field: "input.path" },
-  { name: "an unknown input field", body: action({ input: { method: "GET", path: "/x", verb: 1 } }), status: 400, code: "invalid_request", field: "input.verb" },
-  { name: "a header with a line break", body: action({ input: { method: "GET", path: "/x", headers: { "x-a": "1\r\nx-b: 2" } } }), status: 400, code: "invalid_request", field: "input.headers.x-a" },
-  { name: "input nested too deep", body: action({ input: JSON.parse(`${"[".repeat(40)}${"]".repeat(40)}`) }), status: 400, code: "invalid_request", field: "input" },
-  { name: "a justification too long", body: action({ justification: "x".repeat(4001) }), status: 413, code: "payload_too_large", field: "body" },
-  { name: "an idempotency key with spaces", body: action({ idempotencyKey: "a b" }), status: 400, code: "invalid_request", field: "idempotencyKey" },
-  { name: "a context that is not an object", body: action({ context: "ticket 1" }), status: 400, code: "invalid_request", field: "context" },
-  { name: "a wait that is not a number", path: "/v1/actions?wait=soon", body: action({}), status: 400, code: "invalid_request", field: "wait" },
-  { name: "a wait over the maximum", path: "/v1/actions?wait=31", body: action({}), status: 400, code: "invalid_request", field: "wait" },
-  { name: "an unknown query parameter", path: "/v1/actions?debug=1", body: action({}), status: 400, code: "invalid_request", field: "debug" },
-  { name: "a vote that is neither approve nor deny", path: "/v1/requests/PENDING/reviews", as: "bob", body: { decision: "maybe" }, status: 400, code: "invalid_request", field: "decision" },
-  { name: "a vote with a comment too long", path: "/v1/requests/PENDING/reviews", as: "bob", body: { decision: "approve", comment: "x".repeat(2001) }, status: 400, code: "invalid_request", field: "comment" },
-  { name: "a vote on an unknown request", path: "/v1/requests/req_nope/reviews", as: "bob", body: { decision: "approve" }, status: 404, code: "not_found" },
-  { name: "an unknown status filter", method: "GET", path: "/v1/requests?status=waiting", as: "bob", status: 400, code: "invalid_request", field: "status" },
-  { name: "a limit out of range", method: "GET", path: "/v1/requests?limit=0", as: "bob", status: 400, code: "invalid_request", field: "limit" },
-  { name: "an audit since that is not a time", method: "GET", path: "/v1/audit?since=yesterday", as: "bob", status: 400, code: "invalid_request", field: "since" },
+  {
+    name: "a body that is not JSON",
+    raw: "connection=billing-api",
+    contentType: "application/x-www-form-urlencoded",
+    status: 415,
+    code: "invalid_request",
+    field: "content-type",
+  },
+  {
+    name: "an oversize body",
+    body: action({ justification: "x".repeat(5000) }),
+    status: 413,
+    code: "payload_too_large",
+    field: "body",
+  },
+  {
+    name: "no connection",
+    body: { operation: "request", input: {} },
+    status: 400,
+    code: "invalid_request",
+    field: "connection",
+  },
+  {
+    name: "a connection that is not a string",
+    body: action({ connection: 7 }),
+    status: 400,
+    code: "invalid_request",
+    field: "connection",
+  },
+  {
+    name: "an unknown field",
+    body: action({ sudo: true }),
+    status: 400,
+    code: "invalid_request",
+    field: "sudo",
+  },
+  {
+    name: "an unknown connection",
+    body: action({ connection: "payroll" }),
+    status: 400,
+    code: "unknown_connection",
+    field: "connection",
+  },
+  {
+    name: "an unknown operation",
+    body: action({ operation: "drop" }),
+    status: 400,
+    code: "unknown_operation",
+    field: "operation",
+  },
+  {
+    name: "a bad HTTP method",
+    body: action({ input: { method: "BREW", path: "/x" } }),
+    status: 400,
+    code: "invalid_request",
+    field: "input.method",
+  },
+  {
+    name: "a missing path",
+    body: action({ input: { method: "GET" } }),
+    status: 400,
+    code: "invalid_request",
+    field: "input.path",
+  },
+  {
+    name: "an unknown input field",
+    body: action({ input: { method: "GET", path: "/x", verb: 1 } }),
+    status: 400,
+    code: "invalid_request",
+    field: "input.verb",
+  },
+  {
+    name: "a header with a line break",
+    body: action({ input: { method: "GET", path: "/x", headers: { "x-a": "1\r\nx-b: 2" } } }),
+    status: 400,
+    code: "invalid_request",
+    field: "input.headers.x-a",
+  },
+  {
+    name: "input nested too deep",
+    body: action({ input: JSON.parse(`${"[".repeat(40)}${"]".repeat(40)}`) }),
+    status: 400,
+    code: "invalid_request",
+    field: "input",
+  },
+  {
+    name: "a justification too long",
+    body: action({ justification: "x".repeat(4001) }),
+    status: 413,
+    code: "payload_too_large",
+    field: "body",
+  },
+  {
+    name: "an idempotency key with spaces",
+    body: action({ idempotencyKey: "a b" }),
+    status: 400,
+    code: "invalid_request",
+    field: "idempotencyKey",
+  },
+  {
+    name: "a context that is not an object",
+    body: action({ context: "ticket 1" }),
+    status: 400,
+    code: "invalid_request",
+    field: "context",
+  },
+  {
+    name: "a wait that is not a number",
+    path: "/v1/actions?wait=soon",
+    body: action({}),
+    status: 400,
+    code: "invalid_request",
+    field: "wait",
+  },
+  {
+    name: "a wait over the maximum",
+    path: "/v1/actions?wait=31",
+    body: action({}),
+    status: 400,
+    code: "invalid_request",
+    field: "wait",
+  },
+  {
+    name: "an unknown query parameter",
+    path: "/v1/actions?debug=1",
+    body: action({}),
+    status: 400,
+    code: "invalid_request",
+    field: "debug",
+  },
+  {
+    name: "a vote that is neither approve nor deny",
+    path: "/v1/requests/PENDING/reviews",
+    as: "bob",
+    body: { decision: "maybe" },
+    status: 400,
+    code: "invalid_request",
+    field: "decision",
+  },
+  {
+    name: "a vote with a comment too long",
+    path: "/v1/requests/PENDING/reviews",
+    as: "bob",
+    body: { decision: "approve", comment: "x".repeat(2001) },
+    status: 400,
+    code: "invalid_request",
+    field: "comment",
+  },
+  {
+    name: "a vote on an unknown request",
+    path: "/v1/requests/req_nope/reviews",
+    as: "bob",
+    body: { decision: "approve" },
+    status: 404,
+    code: "not_found",
+  },
+  {
+    name: "an unknown status filter",
+    method: "GET",
+    path: "/v1/requests?status=waiting",
+    as: "bob",
+    status: 400,
+    code: "invalid_request",
+    field: "status",
+  },
+  {
+    name: "a limit out of range",
+    method: "GET",
+    path: "/v1/requests?limit=0",
+    as: "bob",
+    status: 400,
+    code: "invalid_request",
+    field: "limit",
+  },
+  {
+    name: "an audit since that is not a time",
+    method: "GET",
+    path: "/v1/audit?since=yesterday",
+    as: "bob",
+    status: 400,
+    code: "invalid_request",
+    field: "since",
+  },
   { name: "an unknown route", method: "GET", path: "/v1/nope", status: 404, code: "not_found" },
 ];
 
@@ -84,7 +276,9 @@ describe("each bad input gets its code and field, and changes nothing", () => {
       const path = (c.path ?? "/v1/actions").replace("PENDING", pendingId);
       const res = await api(gw.url, c.method ?? "POST", path, {
         token,
-        ...(c.raw !== undefined ? { rawBody: c.raw, contentType: c.contentType ?? "application/json" } : {}),
+        ...(c.raw !== undefined
+          ? { rawBody: c.raw, contentType: c.contentType ?? "application/json" }
+          : {}),
         ...(c.body !== undefined ? { body: c.body } : {}),
       });
       expect(res.status).toBe(c.status);

@@ -2,8 +2,15 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, refund, removeDir, startGateway, type TestGateway, testConfig } from "./support/gateway.js";
 import { runCli } from "./support/cli.js";
+import {
+  api,
+  refund,
+  removeDir,
+  startGateway,
+  type TestGateway,
+  testConfig,
+} from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 let upstream: Upstream;
@@ -27,7 +34,10 @@ afterAll(async () => {
 
 describe("airlock token", () => {
   it("creates a working token shown once, stored only as a hash, and revokes it", async () => {
-    const created = await runCli(["token", "create", "--agent", "support-bot", "--config", config], { env });
+    const created = await runCli(
+      ["token", "create", "--agent", "support-bot", "--config", config],
+      { env },
+    );
     expect(created.code).toBe(0);
     const token = created.stdout.trim();
     expect(token).toMatch(/^alk_[A-Za-z0-9_-]{43}$/);
@@ -49,10 +59,17 @@ describe("airlock token", () => {
   });
 
   it("refuses subjects the config does not know, with what to do", async () => {
-    const agent = await runCli(["token", "create", "--agent", "nobody", "--config", config], { env });
+    const agent = await runCli(["token", "create", "--agent", "nobody", "--config", config], {
+      env,
+    });
     expect(agent.code).toBe(1);
-    expect(agent.stderr).toContain("no agent named nobody in the config (known: support-bot, ops-bot)");
-    const reviewer = await runCli(["token", "create", "--reviewer", "eve@example.com", "--config", config], { env });
+    expect(agent.stderr).toContain(
+      "no agent named nobody in the config (known: support-bot, ops-bot)",
+    );
+    const reviewer = await runCli(
+      ["token", "create", "--reviewer", "eve@example.com", "--config", config],
+      { env },
+    );
     expect(reviewer.stderr).toContain("not a configured reviewer");
     const both = await runCli(["token", "create", "--config", config], { env });
     expect(both.code).toBe(2);
@@ -65,8 +82,14 @@ describe("airlock requests", () => {
     const bob = await gw.token("reviewer", "bob@example.com");
     const carol = await gw.token("reviewer", "carol@example.com");
     const alice = await gw.token("reviewer", "alice@example.com");
-    const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund({ justification: "from the cli" }) });
-    const other = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund({ justification: "to deny" }) });
+    const held = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: refund({ justification: "from the cli" }),
+    });
+    const other = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: refund({ justification: "to deny" }),
+    });
     const as = (token: string) => ({ env: { AIRLOCK_TOKEN: token, AIRLOCK_URL: gw.url } });
 
     const list = await runCli(["requests", "list"], as(bob));
@@ -83,7 +106,10 @@ describe("airlock requests", () => {
     expect(selfApproval.code).toBe(1);
     expect(selfApproval.stderr).toContain("(self_approval)");
 
-    const first = await runCli(["requests", "approve", held.body.id, "--comment", "looks right"], as(bob));
+    const first = await runCli(
+      ["requests", "approve", held.body.id, "--comment", "looks right"],
+      as(bob),
+    );
     expect(first.stdout).toContain("(1 of 2 approvals): still waiting");
     const second = await runCli(["requests", "approve", held.body.id], as(carol));
     expect(second.stdout).toContain("(2 of 2 approvals)");
@@ -94,14 +120,20 @@ describe("airlock requests", () => {
     const denied = await runCli(["requests", "deny", other.body.id, "-m", "no"], as(carol));
     expect(denied.stdout).toContain(`Denied ${other.body.id}`);
     const json = await runCli(["requests", "list", "--status", "denied", "--json"], as(bob));
-    expect(JSON.parse(json.stdout).requests.map((r: { id: string }) => r.id)).toContain(other.body.id);
+    expect(JSON.parse(json.stdout).requests.map((r: { id: string }) => r.id)).toContain(
+      other.body.id,
+    );
   });
 
   it("says what to do without a token or a gateway", async () => {
-    const noToken = await runCli(["requests", "list"], { env: { AIRLOCK_TOKEN: "", AIRLOCK_URL: gw.url } });
+    const noToken = await runCli(["requests", "list"], {
+      env: { AIRLOCK_TOKEN: "", AIRLOCK_URL: gw.url },
+    });
     expect(noToken.code).toBe(2);
     expect(noToken.stderr).toContain("set AIRLOCK_TOKEN");
-    const noGateway = await runCli(["requests", "list", "--url", "http://127.0.0.1:9"], { env: { AIRLOCK_TOKEN: "alk_x" } });
+    const noGateway = await runCli(["requests", "list", "--url", "http://127.0.0.1:9"], {
+      env: { AIRLOCK_TOKEN: "alk_x" },
+    });
     expect(noGateway.code).toBe(1);
     expect(noGateway.stderr).toContain("cannot reach the gateway at http://127.0.0.1:9");
   });
@@ -138,11 +170,20 @@ describe("airlock policy test", () => {
     const result = await runCli(["policy", "test", cases, "--config", config], { env });
     expect(result.code).toBe(1);
     expect(result.stdout).toContain('ok    reads pass: allow by rule "reads pass"');
-    expect(result.stdout).toContain('ok    refunds wait: review by rule "refunds need two finance reviewers"');
-    expect(result.stdout).toContain('FAIL  wrong on purpose: expected allow, got deny by rule "nothing else"');
-    expect(result.stdout).toContain("FAIL  unknown agent: expected deny, got error: no agent named ghost");
+    expect(result.stdout).toContain(
+      'ok    refunds wait: review by rule "refunds need two finance reviewers"',
+    );
+    expect(result.stdout).toContain(
+      'FAIL  wrong on purpose: expected allow, got deny by rule "nothing else"',
+    );
+    expect(result.stdout).toContain(
+      "FAIL  unknown agent: expected deny, got error: no agent named ghost",
+    );
     expect(result.stdout).toContain("2 passed, 2 failed");
-    writeFileSync(cases, "cases:\n  - { agent: support-bot, connection: billing-api, input: { method: GET, path: /x }, expect: allow }\n");
+    writeFileSync(
+      cases,
+      "cases:\n  - { agent: support-bot, connection: billing-api, input: { method: GET, path: /x }, expect: allow }\n",
+    );
     const passing = await runCli(["policy", "test", cases, "--config", config], { env });
     expect(passing.code).toBe(0);
     writeFileSync(cases, "cases:\n  - { agent: support-bot, expect: perhaps }\n");
@@ -157,10 +198,27 @@ describe("help", () => {
   it("prints usage for the command and each subcommand", async () => {
     const top = await runCli(["--help"]);
     expect(top.code).toBe(0);
-    for (const word of ["serve", "demo", "token create", "requests list", "policy test", "audit verify", "audit export", "config check"]) {
+    for (const word of [
+      "serve",
+      "demo",
+      "token create",
+      "requests list",
+      "policy test",
+      "audit verify",
+      "audit export",
+      "config check",
+    ]) {
       expect(top.stdout).toContain(word);
     }
-    for (const command of [["serve"], ["demo"], ["token"], ["requests"], ["policy"], ["audit"], ["config", "check"]]) {
+    for (const command of [
+      ["serve"],
+      ["demo"],
+      ["token"],
+      ["requests"],
+      ["policy"],
+      ["audit"],
+      ["config", "check"],
+    ]) {
       const help = await runCli([...command, "--help"]);
       expect(help.code, command.join(" ")).toBe(0);
       expect(help.stdout).toMatch(/^Usage/);

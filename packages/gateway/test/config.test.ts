@@ -8,8 +8,8 @@ import { ConfigError, formatIssue } from "../src/config/config-errors.js";
 import { loadConfigFile, loadConfigText } from "../src/config/config-load.js";
 import { configJsonSchema } from "../src/config/json-schema.js";
 import { runPolicyCases } from "../src/policy/policy-cases.js";
-import { removeDir } from "./support/gateway.js";
 import { runCli } from "./support/cli.js";
+import { removeDir } from "./support/gateway.js";
 
 const example = fileURLToPath(new URL("../examples/airlock.yaml", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "airlock-config-"));
@@ -29,11 +29,15 @@ describe("the example from DESIGN.md", () => {
   const loaded = loadConfigFile(example, { env: { BILLING_API_TOKEN: "tok_example_123" } });
 
   it("loads, with the credential resolved from the environment and remembered as a secret", () => {
-    const connection = loaded.config.connections["billing-api"] as { headers: Record<string, string> };
+    const connection = loaded.config.connections["billing-api"]!;
     expect(connection.headers.authorization).toBe("Bearer tok_example_123");
     expect(loaded.secrets).toContain("tok_example_123");
     expect(loaded.config.server.port).toBe(7070);
-    expect(loaded.policy.rules.map((r) => r.name)).toEqual(["reads pass", "refunds need two finance reviewers", "nothing else"]);
+    expect(loaded.policy.rules.map((r) => r.name)).toEqual([
+      "reads pass",
+      "refunds need two finance reviewers",
+      "nothing else",
+    ]);
     expect(loaded.warnings).toEqual([]);
     expect(Object.isFrozen(loaded.config.rules[0])).toBe(true);
   });
@@ -41,10 +45,38 @@ describe("the example from DESIGN.md", () => {
   it("behaves as its comments say", async () => {
     const base = { agent: "support-bot", connection: "billing-api", operation: "request" };
     const results = await runPolicyCases(loaded, [
-      { ...base, input: { method: "GET", path: "/invoices" }, justification: "", context: {}, expect: "allow", rule: "reads pass" },
-      { ...base, input: { method: "POST", path: "/refunds", body: { card_number: "4242" } }, justification: "", context: {}, expect: "review", rule: "refunds need two finance reviewers" },
-      { ...base, input: { method: "POST", path: "/invoices" }, justification: "", context: {}, expect: "deny", rule: "nothing else" },
-      { ...base, input: { method: "DELETE", path: "/refunds/1" }, justification: "", context: {}, expect: "deny", rule: "nothing else" },
+      {
+        ...base,
+        input: { method: "GET", path: "/invoices" },
+        justification: "",
+        context: {},
+        expect: "allow",
+        rule: "reads pass",
+      },
+      {
+        ...base,
+        input: { method: "POST", path: "/refunds", body: { card_number: "4242" } },
+        justification: "",
+        context: {},
+        expect: "review",
+        rule: "refunds need two finance reviewers",
+      },
+      {
+        ...base,
+        input: { method: "POST", path: "/invoices" },
+        justification: "",
+        context: {},
+        expect: "deny",
+        rule: "nothing else",
+      },
+      {
+        ...base,
+        input: { method: "DELETE", path: "/refunds/1" },
+        justification: "",
+        context: {},
+        expect: "deny",
+        rule: "nothing else",
+      },
     ]);
     expect(results.map((r) => [r.ok, r.got])).toEqual([
       [true, 'allow by rule "reads pass"'],
@@ -53,7 +85,11 @@ describe("the example from DESIGN.md", () => {
       [true, 'deny by rule "nothing else"'],
     ]);
     const refunds = loaded.policy.rules[1]!;
-    expect(refunds.review).toMatchObject({ approvers: ["finance"], quorum: 2, expiresInMs: 900_000 });
+    expect(refunds.review).toMatchObject({
+      approvers: ["finance"],
+      quorum: 2,
+      expiresInMs: 900_000,
+    });
     expect(refunds.risk).toBe("high");
     expect(refunds.mask).toEqual(["body.card_number"]);
     expect(loaded.config.agents[0]!.owner).toBe("alice@example.com");
@@ -107,7 +143,11 @@ surprise: true
       "rules[4].mask.input[1]:",
       '(root): unknown key "surprise"',
     ];
-    for (const prefix of expected) expect(issues.some((i) => i.startsWith(prefix)), `${prefix}\n${issues.join("\n")}`).toBe(true);
+    for (const prefix of expected)
+      expect(
+        issues.some((i) => i.startsWith(prefix)),
+        `${prefix}\n${issues.join("\n")}`,
+      ).toBe(true);
   });
 
   it("reports a YAML syntax error with its line", () => {
@@ -124,20 +164,30 @@ rules:
   - { name: b, decision: deny, when: "1 + 1" }
   - { name: c, when: 'http.method == "GET"', decision: deny }
 `);
-    expect(issues).toContain("rules[0].review: only a rule with decision: review takes a review block (this one is allow)");
-    expect(issues.some((i) => i.startsWith("connections.api.headers.authorization: cannot read") && i.includes("missing-token"))).toBe(true);
-    expect(issues.some((i) => i.startsWith('rules[1].when: rule "b": the condition must be a bool'))).toBe(true);
+    expect(issues).toContain(
+      "rules[0].review: only a rule with decision: review takes a review block (this one is allow)",
+    );
+    expect(
+      issues.some(
+        (i) =>
+          i.startsWith("connections.api.headers.authorization: cannot read") &&
+          i.includes("missing-token"),
+      ),
+    ).toBe(true);
+    expect(
+      issues.some((i) => i.startsWith('rules[1].when: rule "b": the condition must be a bool')),
+    ).toBe(true);
     expect(issues.some((i) => i.startsWith("rules[2]"))).toBe(false);
   });
 
-  it("resolves \${file:} relative to the config and \$\${ as a literal", () => {
+  it("resolves ${file:} relative to the config and $${ as a literal", () => {
     writeFileSync(join(dir, "token.txt"), "file-secret-value\n");
     writeFileSync(
       join(dir, "airlock.yaml"),
       'connections:\n  api: { type: http, baseUrl: "http://x", headers: { authorization: "${file:token.txt}", x-lit: "$${env:NOT_A_REF}" } }\n',
     );
     const loaded = loadConfigFile(join(dir, "airlock.yaml"), { env: {} });
-    const headers = (loaded.config.connections.api as { headers: Record<string, string> }).headers;
+    const headers = loaded.config.connections.api!.headers;
     expect(headers.authorization).toBe("file-secret-value");
     expect(headers["x-lit"]).toBe("${env:NOT_A_REF}");
     expect(loaded.secrets).toEqual(["file-secret-value"]);
@@ -153,17 +203,26 @@ rules:
 `);
     const warnings = loaded.warnings.map(formatIssue);
     expect(warnings[0]).toContain('rules[1]: unreachable: rule "everything" has no condition');
-    expect(warnings.some((w) => w.startsWith("rules[2].review.quorum: needs 2 approvers but only 1"))).toBe(true);
+    expect(
+      warnings.some((w) => w.startsWith("rules[2].review.quorum: needs 2 approvers but only 1")),
+    ).toBe(true);
   });
 });
 
 describe("airlock config check", () => {
   it("exits 0 for the example and 1 listing each error for a broken config", async () => {
-    const good = await runCli(["config", "check", "--config", example], { env: { BILLING_API_TOKEN: "x".repeat(10) } });
+    const good = await runCli(["config", "check", "--config", example], {
+      env: { BILLING_API_TOKEN: "x".repeat(10) },
+    });
     expect(good.code).toBe(0);
-    expect(good.stdout).toContain("is valid: 1 agent(s), 3 reviewer(s), 1 connection(s), 3 rule(s)");
+    expect(good.stdout).toContain(
+      "is valid: 1 agent(s), 3 reviewer(s), 1 connection(s), 3 rule(s)",
+    );
     const broken = join(dir, "broken.yaml");
-    writeFileSync(broken, "agents: [{ name: x }]\nrules: [{ name: a, decision: allow, when: 'agent.nme == \"x\"' }]\n");
+    writeFileSync(
+      broken,
+      "agents: [{ name: x }]\nrules: [{ name: a, decision: allow, when: 'agent.nme == \"x\"' }]\n",
+    );
     const bad = await runCli(["config", "check", "--config", broken]);
     expect(bad.code).toBe(1);
     expect(bad.stdout).toContain("2 error(s)");
@@ -177,8 +236,12 @@ describe("airlock config check", () => {
 
 describe("the shipped JSON Schema", () => {
   it("is the one generated from the zod schema (run `npm run schema` after changing it)", () => {
-    const shipped = JSON.parse(readFileSync(fileURLToPath(new URL("../airlock.schema.json", import.meta.url)), "utf8"));
+    const shipped = JSON.parse(
+      readFileSync(fileURLToPath(new URL("../airlock.schema.json", import.meta.url)), "utf8"),
+    );
     expect(shipped).toEqual(JSON.parse(JSON.stringify(configJsonSchema())));
-    expect(Object.keys(shipped.properties)).toEqual(expect.arrayContaining(["server", "storage", "agents", "reviewers", "connections", "rules"]));
+    expect(Object.keys(shipped.properties)).toEqual(
+      expect.arrayContaining(["server", "storage", "agents", "reviewers", "connections", "rules"]),
+    );
   });
 });

@@ -1,6 +1,14 @@
 /** Probes, metrics, the OpenAPI document, and failing closed when the policy or the store fails. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, read, refund, removeDir, startGateway, type TestGateway, testConfig } from "./support/gateway.js";
+import {
+  api,
+  read,
+  refund,
+  removeDir,
+  startGateway,
+  type TestGateway,
+  testConfig,
+} from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 let upstream: Upstream;
@@ -42,20 +50,40 @@ describe("probes and metrics", () => {
     expect(text).toMatch(/airlock_decisions_total\{decision="review"\} [1-9]/);
     expect(text).toMatch(/airlock_executions_total\{outcome="succeeded"\} [1-9]/);
     expect(text).toMatch(/airlock_requests\{status="pending"\} [1-9]/);
-    expect(text).toContain('airlock_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/actions"');
+    expect(text).toContain(
+      'airlock_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/actions"',
+    );
   });
 
   it("serves an OpenAPI document generated from the same schemas the routes parse with", async () => {
     const doc = (await api(gw.url, "GET", "/openapi.json")).body;
     expect(doc.openapi).toBe("3.1.0");
     const submit = doc.paths["/v1/actions"].post;
-    expect(submit.requestBody.content["application/json"].schema.required).toEqual(["connection", "operation"]);
-    expect(submit.requestBody.content["application/json"].schema.properties.justification.maxLength).toBe(4000);
+    expect(submit.requestBody.content["application/json"].schema.required).toEqual([
+      "connection",
+      "operation",
+    ]);
+    expect(
+      submit.requestBody.content["application/json"].schema.properties.justification.maxLength,
+    ).toBe(4000);
     expect(submit.parameters.map((p: { name: string }) => p.name)).toEqual(["wait"]);
     expect(Object.keys(doc.paths)).toEqual(
-      expect.arrayContaining(["/v1/actions/{id}", "/v1/actions/{id}/cancel", "/v1/requests", "/v1/requests/{id}", "/v1/requests/{id}/reviews", "/v1/audit", "/healthz", "/readyz", "/metrics"]),
+      expect.arrayContaining([
+        "/v1/actions/{id}",
+        "/v1/actions/{id}/cancel",
+        "/v1/requests",
+        "/v1/requests/{id}",
+        "/v1/requests/{id}/reviews",
+        "/v1/audit",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+      ]),
     );
-    expect(doc.paths["/v1/requests/{id}/reviews"].post.requestBody.content["application/json"].schema.properties.decision.enum).toEqual(["approve", "deny"]);
+    expect(
+      doc.paths["/v1/requests/{id}/reviews"].post.requestBody.content["application/json"].schema
+        .properties.decision.enum,
+    ).toEqual(["approve", "deny"]);
   });
 
   it("gives approval links a page that says how to review, without revealing the request", async () => {
@@ -73,7 +101,11 @@ describe("failing closed", () => {
     const before = upstream.calls.length;
     const res = await api(gw.url, "POST", "/v1/actions", {
       token: agent,
-      body: { connection: "billing-api", operation: "request", input: { method: "PATCH", path: "/x", body: "not an object" } },
+      body: {
+        connection: "billing-api",
+        operation: "request",
+        input: { method: "PATCH", path: "/x", body: "not an object" },
+      },
     });
     expect(res.status).toBe(403);
     expect(res.body.error.code).toBe("denied");
@@ -86,7 +118,10 @@ describe("failing closed", () => {
     const bob = await gw.token("reviewer", "bob@example.com");
     const carol = await gw.token("reviewer", "carol@example.com");
     const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
-    await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: bob, body: { decision: "approve" } });
+    await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+      token: bob,
+      body: { decision: "approve" },
+    });
     const before = upstream.calls.length;
     const events = (await gw.gateway.store.listAudit({ limit: 100_000 })).length;
     // SQLite refuses every write from here on, as with a full or read-only disk.
@@ -96,7 +131,10 @@ describe("failing closed", () => {
       const allowed = await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
       expect(allowed.status).toBe(503);
       expect(allowed.body.error.code).toBe("store_unavailable");
-      const vote = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: carol, body: { decision: "approve" } });
+      const vote = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+        token: carol,
+        body: { decision: "approve" },
+      });
       expect(vote.status).toBe(503);
       expect(vote.body.error.code).toBe("store_unavailable");
       expect(upstream.calls.length).toBe(before);
@@ -104,7 +142,10 @@ describe("failing closed", () => {
     } finally {
       db.pragma("query_only = OFF");
     }
-    const retried = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: carol, body: { decision: "approve" } });
+    const retried = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+      token: carol,
+      body: { decision: "approve" },
+    });
     expect(retried.status).toBe(200);
     const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
     expect(done.body.status).toBe("succeeded");

@@ -7,8 +7,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, read, refund, removeDir, startGateway, testConfig } from "./support/gateway.js";
 import { freePort, killed, runCli, startServe } from "./support/cli.js";
+import { api, read, refund, removeDir, startGateway, testConfig } from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 let upstream: Upstream;
@@ -30,7 +30,10 @@ describe("a gateway process killed while an action runs", () => {
     dirs.push(dir);
     const port = await freePort();
     const config = join(dir, "airlock.yaml");
-    writeFileSync(config, testConfig(upstream.url).replace("server: { port: 0,", `server: { port: ${port},`));
+    writeFileSync(
+      config,
+      testConfig(upstream.url).replace("server: { port: 0,", `server: { port: ${port},`),
+    );
     const env = { BILLING_API_TOKEN: "crash-test-credential", AIRLOCK_LOG_LEVEL: "warn" };
     const token = async (flag: string, subject: string) => {
       const result = await runCli(["token", "create", flag, subject, "--config", config], { env });
@@ -49,10 +52,19 @@ describe("a gateway process killed while an action runs", () => {
       token: agent,
       body: { ...refund(), input: { method: "POST", path: "/refunds/slow", body: { amount: 1 } } },
     });
-    const waiting = await api(serve.url, "POST", "/v1/actions", { token: agent, body: refund({ justification: "survives" }) });
+    const waiting = await api(serve.url, "POST", "/v1/actions", {
+      token: agent,
+      body: refund({ justification: "survives" }),
+    });
     expect(waiting.body.status).toBe("pending");
-    await api(serve.url, "POST", `/v1/requests/${reviewed.body.id}/reviews`, { token: bob, body: { decision: "approve" } });
-    await api(serve.url, "POST", `/v1/requests/${reviewed.body.id}/reviews`, { token: carol, body: { decision: "approve" } });
+    await api(serve.url, "POST", `/v1/requests/${reviewed.body.id}/reviews`, {
+      token: bob,
+      body: { decision: "approve" },
+    });
+    await api(serve.url, "POST", `/v1/requests/${reviewed.body.id}/reviews`, {
+      token: carol,
+      body: { decision: "approve" },
+    });
     await slowRefund.arrived;
 
     const slowRead = upstream.hold("/api/slow");
@@ -73,19 +85,33 @@ describe("a gateway process killed while an action runs", () => {
 
     serve = await startServe(config, port, env);
     try {
-      const after = await api(serve.url, "GET", `/v1/actions/${reviewed.body.id}`, { token: agent });
+      const after = await api(serve.url, "GET", `/v1/actions/${reviewed.body.id}`, {
+        token: agent,
+      });
       expect(after.body.status).toBe("failed");
       expect(after.body.outcome.reason).toContain("outcome unknown");
       const reads = await api(serve.url, "GET", "/v1/requests?status=failed", { token: bob });
-      const interrupted = reads.body.requests.filter((r: { outcome?: { summary: string } }) => r.outcome?.summary === "outcome unknown");
+      const interrupted = reads.body.requests.filter(
+        (r: { outcome?: { summary: string } }) => r.outcome?.summary === "outcome unknown",
+      );
       expect(interrupted).toHaveLength(2);
 
       // The pending one is still there, still reviewable, and runs once approved.
-      const stillPending = await api(serve.url, "GET", `/v1/requests/${waiting.body.id}`, { token: bob });
+      const stillPending = await api(serve.url, "GET", `/v1/requests/${waiting.body.id}`, {
+        token: bob,
+      });
       expect(stillPending.body.status).toBe("pending");
-      await api(serve.url, "POST", `/v1/requests/${waiting.body.id}/reviews`, { token: bob, body: { decision: "approve" } });
-      await api(serve.url, "POST", `/v1/requests/${waiting.body.id}/reviews`, { token: carol, body: { decision: "approve" } });
-      const done = await api(serve.url, "GET", `/v1/actions/${waiting.body.id}?wait=5`, { token: agent });
+      await api(serve.url, "POST", `/v1/requests/${waiting.body.id}/reviews`, {
+        token: bob,
+        body: { decision: "approve" },
+      });
+      await api(serve.url, "POST", `/v1/requests/${waiting.body.id}/reviews`, {
+        token: carol,
+        body: { decision: "approve" },
+      });
+      const done = await api(serve.url, "GET", `/v1/actions/${waiting.body.id}?wait=5`, {
+        token: agent,
+      });
       expect(done.body.status).toBe("succeeded");
 
       // Give any wrongful retry a chance to happen before counting.
@@ -99,7 +125,12 @@ describe("a gateway process killed while an action runs", () => {
     const verified = await runCli(["audit", "verify", "--config", config], { env });
     expect(verified.stdout).toContain("audit chain OK");
     const exported = await runCli(["audit", "export", "--config", config], { env });
-    const types = exported.stdout.trim().split("\n").map((l) => JSON.parse(l)).filter((e) => e.requestId === reviewed.body.id).map((e) => e.type);
+    const types = exported.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.requestId === reviewed.body.id)
+      .map((e) => e.type);
     expect(types).toEqual([
       "request.submitted",
       "request.decided",
@@ -116,7 +147,10 @@ describe("a gateway process killed while an action runs", () => {
     dirs.push(dir);
     const port = await freePort();
     const config = join(dir, "airlock.yaml");
-    writeFileSync(config, testConfig(upstream.url).replace("server: { port: 0,", `server: { port: ${port},`));
+    writeFileSync(
+      config,
+      testConfig(upstream.url).replace("server: { port: 0,", `server: { port: ${port},`),
+    );
     const env = { BILLING_API_TOKEN: "lock-test-credential" };
     const serve = await startServe(config, port, env);
     try {
@@ -137,13 +171,25 @@ describe("in-process restarts and races", () => {
     const agent = await gw.token("agent", "support-bot");
     const bob = await gw.token("reviewer", "bob@example.com");
     const erin = await gw.token("reviewer", "erin@example.com");
-    const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund({ justification: "restart" }) });
-    await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: bob, body: { decision: "approve" } });
+    const held = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: refund({ justification: "restart" }),
+    });
+    await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+      token: bob,
+      body: { decision: "approve" },
+    });
     gw = await gw.restart();
     try {
-      const again = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: bob, body: { decision: "approve" } });
+      const again = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+        token: bob,
+        body: { decision: "approve" },
+      });
       expect(again.body.error.code).toBe("already_reviewed");
-      const second = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, { token: erin, body: { decision: "approve" } });
+      const second = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+        token: erin,
+        body: { decision: "approve" },
+      });
       expect(second.body.status).toMatch(/approved|executing|succeeded/);
       const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
       expect(done.body.status).toBe("succeeded");
@@ -157,7 +203,9 @@ describe("in-process restarts and races", () => {
     dirs.push(gw.dir);
     try {
       const agent = await gw.token("agent", "support-bot");
-      const reviewers = await Promise.all(["bob", "carol", "erin"].map((n) => gw.token("reviewer", `${n}@example.com`)));
+      const reviewers = await Promise.all(
+        ["bob", "carol", "erin"].map((n) => gw.token("reviewer", `${n}@example.com`)),
+      );
       const ids: string[] = [];
       for (let i = 0; i < 15; i++) {
         const res = await api(gw.url, "POST", "/v1/actions", {
@@ -168,7 +216,12 @@ describe("in-process restarts and races", () => {
       }
       const outcomes = await Promise.all(
         ids.flatMap((id) =>
-          reviewers.map((token) => api(gw.url, "POST", `/v1/requests/${id}/reviews`, { token, body: { decision: "approve" } })),
+          reviewers.map((token) =>
+            api(gw.url, "POST", `/v1/requests/${id}/reviews`, {
+              token,
+              body: { decision: "approve" },
+            }),
+          ),
         ),
       );
       // Two of three votes count per request; the third finds it no longer pending.

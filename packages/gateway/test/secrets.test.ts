@@ -7,12 +7,23 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { exportAudit } from "../src/audit/audit-service.js";
-import { api, type ApiResponse, read, refund, removeDir, SECRET, startGateway, type TestGateway, testConfig } from "./support/gateway.js";
+import {
+  type ApiResponse,
+  api,
+  read,
+  refund,
+  removeDir,
+  SECRET,
+  startGateway,
+  type TestGateway,
+  testConfig,
+} from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 let upstream: Upstream;
 let gw: TestGateway;
-const responses: ApiResponse[] = [];
+// biome-ignore lint/suspicious/noExplicitAny: responses of every shape
+const responses: ApiResponse<any>[] = [];
 const CARD = "4000056655665556";
 
 beforeAll(async () => {
@@ -42,7 +53,10 @@ beforeAll(async () => {
   await call("GET", `/v1/requests/${held.body.id}`, bob);
   // Failures carry messages: they must not carry the credential either.
   await call("POST", "/v1/actions", agent, read("/fail"));
-  await call("POST", "/v1/actions", agent, { ...read(), input: { method: "GET", path: "/x", headers: { authorization: SECRET } } });
+  await call("POST", "/v1/actions", agent, {
+    ...read(),
+    input: { method: "GET", path: "/x", headers: { authorization: SECRET } },
+  });
   await call("GET", "/v1/audit?limit=1000", bob);
   await call("GET", "/metrics", bob);
   await call("GET", "/openapi.json", bob);

@@ -99,7 +99,11 @@ export function createChainVerifier() {
       previous = { seq: event.seq, hash: event.hash };
       return problem;
     },
-    finish(): { count: number; head: { seq: number; hash: string } | undefined; problem?: ChainProblem } {
+    finish(): {
+      count: number;
+      head: { seq: number; hash: string } | undefined;
+      problem?: ChainProblem;
+    } {
       return { count, head: previous, ...(problem ? { problem } : {}) };
     },
   };

@@ -18,7 +18,17 @@ export async function verifyAudit(store: Store): Promise<VerifyReport> {
   return { ok: !result.problem, ...result };
 }
 
-export const csvColumns = ["seq", "ts", "type", "requestId", "actorType", "actorId", "data", "prevHash", "hash"] as const;
+export const csvColumns = [
+  "seq",
+  "ts",
+  "type",
+  "requestId",
+  "actorType",
+  "actorId",
+  "data",
+  "prevHash",
+  "hash",
+] as const;
 
 function csvCell(value: string): string {
   // Cells starting with = + - @ would run as formulas in a spreadsheet; a quote keeps them text.

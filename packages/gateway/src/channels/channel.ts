@@ -4,9 +4,9 @@
  * after each vote and at the end, and may receive decisions through its own routes.
  */
 import type { FastifyInstance } from "fastify";
+import type { Reviewer } from "../requests/request-transitions.js";
 import type { NotificationEvent } from "../requests/request-types.js";
 import type { ReviewerView } from "../requests/request-views.js";
-import type { Reviewer } from "../requests/request-transitions.js";
 
 /** The request as a channel may show it: the reviewer view, masked, without a viewer. */
 export type ChannelView = Omit<ReviewerView, "you">;

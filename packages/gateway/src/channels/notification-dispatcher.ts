@@ -74,7 +74,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         await store.completeOutbox(item.id);
         return;
       }
-      const notice: ChannelNotice = { event: item.payload.event as ChannelNotice["event"], request: view };
+      const notice: ChannelNotice = {
+        event: item.payload.event as ChannelNotice["event"],
+        request: view,
+      };
       const ref = await store.getChannelRef(item.requestId, channel.name);
       if (ref === undefined) {
         const posted = await channel.post(notice);

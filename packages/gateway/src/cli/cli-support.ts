@@ -1,7 +1,6 @@
 /** What every command shares: loading the config with readable errors, and exiting cleanly. */
-import { parseArgs, type ParseArgsConfig } from "node:util";
-import { formatIssue } from "../config/config-errors.js";
-import { ConfigError } from "../config/config-errors.js";
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { ConfigError, formatIssue } from "../config/config-errors.js";
 import { configPath, type LoadedConfig, loadConfigFile } from "../config/config-load.js";
 import { isAirlockError } from "../errors.js";
 
@@ -68,7 +67,8 @@ export function loadConfigOrExit(explicit: string | undefined): LoadedConfig {
   const path = configPath(explicit);
   try {
     const loaded = loadConfigFile(path);
-    for (const warning of loaded.warnings) process.stderr.write(`warning: ${formatIssue(warning)}\n`);
+    for (const warning of loaded.warnings)
+      process.stderr.write(`warning: ${formatIssue(warning)}\n`);
     return loaded;
   } catch (error) {
     if (error instanceof ConfigError) throw new CliError(error.message);
@@ -90,7 +90,9 @@ export async function runCommand(fn: () => Promise<number | undefined>): Promise
       process.stderr.write(`airlock: ${error.message}\n`);
       process.exit(1);
     }
-    process.stderr.write(`airlock: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      `airlock: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     process.exit(1);
   }
 }

@@ -24,7 +24,11 @@ async function readBody(request: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-export async function startDemoUpstream(options: { port: number; host?: string; token: string }): Promise<DemoUpstream> {
+export async function startDemoUpstream(options: {
+  port: number;
+  host?: string;
+  token: string;
+}): Promise<DemoUpstream> {
   const calls = new Map<string, number>();
   let refunds = 0;
   const upstream: DemoUpstream = { url: "", calls, close: async () => {} };
@@ -37,7 +41,10 @@ export async function startDemoUpstream(options: { port: number; host?: string; 
     const body = await readBody(request);
     const send = (status: number, payload: unknown) => {
       const text = JSON.stringify(payload);
-      response.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+      response.writeHead(status, {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(text),
+      });
       response.end(text);
     };
     if (!authorized) return send(401, { error: "missing or wrong credentials" });
@@ -55,7 +62,12 @@ export async function startDemoUpstream(options: { port: number; host?: string; 
         return send(400, { error: "the body must be JSON" });
       }
       refunds++;
-      return send(201, { refund: `rf_${String(refunds).padStart(4, "0")}`, invoice: parsed.invoice, amount: parsed.amount, status: "issued" });
+      return send(201, {
+        refund: `rf_${String(refunds).padStart(4, "0")}`,
+        invoice: parsed.invoice,
+        amount: parsed.amount,
+        status: "issued",
+      });
     }
     if (request.method === "DELETE" && invoice) return send(204, {});
     return send(404, { error: `no route ${request.method} ${url.pathname}` });

@@ -2,7 +2,11 @@ import type { z } from "zod";
 import { AirlockError } from "../errors.js";
 
 /** The first schema problem as an `invalid_request` naming its field, `prefix` first. */
-export function invalidRequest(error: z.ZodError, prefix: string[], fallback: string): AirlockError {
+export function invalidRequest(
+  error: z.ZodError,
+  prefix: string[],
+  fallback: string,
+): AirlockError {
   const describe = (issue: z.core.$ZodIssue) => {
     const path = [...prefix, ...issue.path.map(String)];
     if (issue.code === "unrecognized_keys") {

@@ -45,7 +45,8 @@ export function loadConfigFile(path: string, options: LoadOptions = {}): LoadedC
     throw new ConfigError(path, [
       {
         path: [],
-        message: "no such file; pass --config FILE, set AIRLOCK_CONFIG, or run `airlock demo` to try Airlock first",
+        message:
+          "no such file; pass --config FILE, set AIRLOCK_CONFIG, or run `airlock demo` to try Airlock first",
       },
     ]);
   }
@@ -87,7 +88,10 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadedC
 
   const config: AirlockConfig = {
     ...data,
-    server: { ...data.server, publicUrl: data.server.publicUrl ?? `http://localhost:${data.server.port}` },
+    server: {
+      ...data.server,
+      publicUrl: data.server.publicUrl ?? `http://localhost:${data.server.port}`,
+    },
   };
   return {
     config: deepFreeze(config),
@@ -113,7 +117,8 @@ function issueMessage(issue: { code: string; message: string; keys?: string[] })
 function crossFieldIssues(raw: unknown): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   const tree = (raw ?? {}) as Record<string, unknown>;
-  const list = (key: string) => (Array.isArray(tree[key]) ? (tree[key] as Record<string, unknown>[]) : []);
+  const list = (key: string) =>
+    Array.isArray(tree[key]) ? (tree[key] as Record<string, unknown>[]) : [];
   const duplicates = (key: string, field: string, what: string, normalise = (v: string) => v) => {
     const first = new Map<string, number>();
     list(key).forEach((item, index) => {
@@ -121,14 +126,22 @@ function crossFieldIssues(raw: unknown): ConfigIssue[] {
       if (typeof value !== "string") return;
       const earlier = first.get(normalise(value));
       if (earlier === undefined) first.set(normalise(value), index);
-      else issues.push({ path: [key, index, field], message: `${what} "${value}" is already defined at ${key}[${earlier}]` });
+      else
+        issues.push({
+          path: [key, index, field],
+          message: `${what} "${value}" is already defined at ${key}[${earlier}]`,
+        });
     });
   };
   duplicates("agents", "name", "agent");
   duplicates("reviewers", "email", "reviewer", (v) => v.toLowerCase());
   duplicates("rules", "name", "rule");
   list("rules").forEach((rule, index) => {
-    if (rule?.review !== undefined && rule.decision !== "review" && typeof rule.decision === "string") {
+    if (
+      rule?.review !== undefined &&
+      rule.decision !== "review" &&
+      typeof rule.decision === "string"
+    ) {
       issues.push({
         path: ["rules", index, "review"],
         message: `only a rule with decision: review takes a review block (this one is ${rule.decision})`,
@@ -146,7 +159,11 @@ function conditionIssues(raw: unknown): ConfigIssue[] {
   rules.forEach((rule: { name?: unknown; when?: unknown } | null, index) => {
     if (typeof rule?.when !== "string") return;
     const problem = checkCondition(rule.when);
-    if (problem) issues.push({ path: ["rules", index, "when"], message: `rule "${String(rule.name ?? index)}": ${problem}` });
+    if (problem)
+      issues.push({
+        path: ["rules", index, "when"],
+        message: `rule "${String(rule.name ?? index)}": ${problem}`,
+      });
   });
   return issues;
 }
@@ -164,7 +181,9 @@ function warningsFor(config: AirlockConfig, secrets: string[]): ConfigIssue[] {
   config.rules.forEach((rule, index) => {
     if (!rule.review) return;
     const eligible = config.reviewers.filter(
-      (r) => rule.review!.approvers.length === 0 || r.groups.some((g) => rule.review!.approvers.includes(g)),
+      (r) =>
+        rule.review!.approvers.length === 0 ||
+        r.groups.some((g) => rule.review!.approvers.includes(g)),
     );
     if (eligible.length < rule.review.quorum) {
       warnings.push({
@@ -189,7 +208,9 @@ function yamlPathAt(node: unknown, offset: number): (string | number)[] {
   for (;;) {
     if (isMap(current)) {
       const pair = current.items.find((item) => {
-        const range = (item.value as { range?: number[] } | null)?.range ?? (item.key as { range?: number[] } | null)?.range;
+        const range =
+          (item.value as { range?: number[] } | null)?.range ??
+          (item.key as { range?: number[] } | null)?.range;
         return range !== undefined && offset >= range[0]! && offset <= range[2]!;
       });
       if (!pair) return path;

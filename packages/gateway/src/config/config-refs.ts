@@ -58,7 +58,10 @@ export function resolveRefs(
           return "";
         }
       }
-      issues.push({ path, message: `unknown reference \${${kind}:…}; use \${env:NAME} or \${file:PATH}` });
+      issues.push({
+        path,
+        message: `unknown reference \${${kind}:…}; use \${env:NAME} or \${file:PATH}`,
+      });
       return "";
     });
   };

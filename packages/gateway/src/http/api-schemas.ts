@@ -27,9 +27,15 @@ const boundedJson = z
   .refine((value) => jsonDepth(value) <= MAX_DEPTH, `nests deeper than ${MAX_DEPTH} levels`);
 
 export const actionBodySchema = z.strictObject({
-  connection: z.string().min(1).max(128).describe("The connection to act on, as named in the config."),
+  connection: z
+    .string()
+    .min(1)
+    .max(128)
+    .describe("The connection to act on, as named in the config."),
   operation: z.string().min(1).max(128).describe('What to do on it, e.g. "request" for http.'),
-  input: boundedJson.default({}).describe("The operation's input; its shape depends on the connection's type."),
+  input: boundedJson
+    .default({})
+    .describe("The operation's input; its shape depends on the connection's type."),
   justification: z
     .string()
     .max(4000)
@@ -119,7 +125,10 @@ const instant = z
   .transform((text, ctx) => {
     const ms = Date.parse(text);
     if (Number.isNaN(ms)) {
-      ctx.addIssue({ code: "custom", message: "must be an ISO 8601 date or time, like 2026-11-01T00:00:00Z" });
+      ctx.addIssue({
+        code: "custom",
+        message: "must be an ISO 8601 date or time, like 2026-11-01T00:00:00Z",
+      });
       return z.NEVER;
     }
     return ms;

@@ -10,7 +10,10 @@ const errorSchema = {
       type: "object",
       required: ["code", "message"],
       properties: {
-        code: { type: "string", description: "Stable; see DESIGN.md for the codes callers may rely on." },
+        code: {
+          type: "string",
+          description: "Stable; see DESIGN.md for the codes callers may rely on.",
+        },
         message: { type: "string" },
         field: { type: "string", description: "The offending field, when there is one." },
       },
@@ -19,14 +22,20 @@ const errorSchema = {
 } as const;
 
 function toSchema(schema: z.ZodType): Record<string, unknown> {
-  const json = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+  const json = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Record<
+    string,
+    unknown
+  >;
   delete json.$schema;
   return json;
 }
 
 function parameters(schema: z.ZodType | undefined, where: "query" | "path") {
   if (!schema) return [];
-  const json = toSchema(schema) as { properties?: Record<string, Record<string, unknown>>; required?: string[] };
+  const json = toSchema(schema) as {
+    properties?: Record<string, Record<string, unknown>>;
+    required?: string[];
+  };
   return Object.entries(json.properties ?? {}).map(([name, property]) => ({
     name,
     in: where,
@@ -36,16 +45,23 @@ function parameters(schema: z.ZodType | undefined, where: "query" | "path") {
   }));
 }
 
-export function openApiDocument(specs: readonly RouteSpec[], info: { version: string; publicUrl: string }) {
+export function openApiDocument(
+  specs: readonly RouteSpec[],
+  info: { version: string; publicUrl: string },
+) {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const spec of specs) {
     const path = spec.url.replace(/:([A-Za-z]+)/g, "{$1}");
     paths[path] ??= {};
     const responses: Record<string, unknown> = {};
     for (const [status, description] of Object.entries(spec.responses)) {
-      responses[status] = Number(status) >= 400
-        ? { description, content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } }
-        : { description, content: { "application/json": {} } };
+      responses[status] =
+        Number(status) >= 400
+          ? {
+              description,
+              content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
+            }
+          : { description, content: { "application/json": {} } };
     }
     if (spec.auth !== "none") {
       responses["401"] = {
@@ -63,7 +79,12 @@ export function openApiDocument(specs: readonly RouteSpec[], info: { version: st
       ...(spec.auth === "none" ? { security: [] } : {}),
       parameters: [...parameters(spec.params, "path"), ...parameters(spec.query, "query")],
       ...(spec.body
-        ? { requestBody: { required: true, content: { "application/json": { schema: toSchema(spec.body) } } } }
+        ? {
+            requestBody: {
+              required: true,
+              content: { "application/json": { schema: toSchema(spec.body) } },
+            },
+          }
         : {}),
       responses,
     };
@@ -73,13 +94,18 @@ export function openApiDocument(specs: readonly RouteSpec[], info: { version: st
     info: {
       title: "Airlock",
       version: info.version,
-      description: "Agents submit actions; policy allows, denies or holds them for review; approved actions run once.",
+      description:
+        "Agents submit actions; policy allows, denies or holds them for review; approved actions run once.",
     },
     servers: [{ url: info.publicUrl }],
     security: [{ bearer: [] }],
     components: {
       securitySchemes: {
-        bearer: { type: "http", scheme: "bearer", description: "An agent token or a personal token (alk_…)" },
+        bearer: {
+          type: "http",
+          scheme: "bearer",
+          description: "An agent token or a personal token (alk_…)",
+        },
       },
       schemas: { Error: errorSchema },
     },

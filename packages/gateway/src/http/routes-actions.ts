@@ -24,7 +24,11 @@ function actionReply(request: ActionRequest, publicUrl: string): Reply {
       },
     };
   }
-  if (request.status === "pending" || request.status === "approved" || request.status === "executing") {
+  if (
+    request.status === "pending" ||
+    request.status === "approved" ||
+    request.status === "executing"
+  ) {
     return { status: 202, body: view, headers: { location: `/v1/actions/${request.id}` } };
   }
   return { status: 200, body: view };
@@ -74,7 +78,12 @@ export function actionRoutes(
       responses: { 200: "The request", 404: "No such request for this agent" },
     },
     async ({ principal, params, query, signal }) => {
-      const request = await requests.getForAgent(principal.agent, params.id, (query.wait ?? 0) * 1000, signal);
+      const request = await requests.getForAgent(
+        principal.agent,
+        params.id,
+        (query.wait ?? 0) * 1000,
+        signal,
+      );
       return { body: agentView(request, publicUrl) };
     },
   );
@@ -87,7 +96,11 @@ export function actionRoutes(
       tag: "agents",
       auth: "agent",
       params: idParamsSchema,
-      responses: { 200: "Cancelled", 409: "No longer pending", 404: "No such request for this agent" },
+      responses: {
+        200: "Cancelled",
+        409: "No longer pending",
+        404: "No such request for this agent",
+      },
     },
     async ({ principal, params }) => {
       const request = await requests.cancel(principal.agent, params.id);

@@ -25,7 +25,10 @@ export function auditRoutes(router: ReturnType<typeof createRouter>, deps: { sto
       });
       const last = events[events.length - 1];
       return {
-        body: { events, ...(events.length === query.limit && last ? { nextAfterSeq: last.seq } : {}) },
+        body: {
+          events,
+          ...(events.length === query.limit && last ? { nextAfterSeq: last.seq } : {}),
+        },
       };
     },
   );

@@ -44,12 +44,15 @@ export function requestRoutes(
         const rank = { critical: 0, high: 1, medium: 2, low: 3 } as const;
         visible.sort(
           (a, b) =>
-            rank[a.decision.risk] - rank[b.decision.risk] || (a.expiresAt ?? 0) - (b.expiresAt ?? 0),
+            rank[a.decision.risk] - rank[b.decision.risk] ||
+            (a.expiresAt ?? 0) - (b.expiresAt ?? 0),
         );
       }
       return {
         body: {
-          requests: visible.map((r) => reviewerView(r, principal.reviewer, requests.ownersOf(r), publicUrl)),
+          requests: visible.map((r) =>
+            reviewerView(r, principal.reviewer, requests.ownersOf(r), publicUrl),
+          ),
           ...(found.length === query.limit ? { next: found[found.length - 1]!.id } : {}),
         },
       };
@@ -60,7 +63,8 @@ export function requestRoutes(
     {
       method: "GET",
       url: "/v1/requests/:id",
-      summary: "The full context of a request: action, preview, facts, risk, justification, masked input, reviews.",
+      summary:
+        "The full context of a request: action, preview, facts, risk, justification, masked input, reviews.",
       tag: "reviewers",
       auth: "reviewer",
       params: idParamsSchema,
@@ -68,7 +72,9 @@ export function requestRoutes(
     },
     async ({ principal, params }) => {
       const request = await requests.load(params.id);
-      return { body: reviewerView(request, principal.reviewer, requests.ownersOf(request), publicUrl) };
+      return {
+        body: reviewerView(request, principal.reviewer, requests.ownersOf(request), publicUrl),
+      };
     },
   );
 
@@ -89,9 +95,14 @@ export function requestRoutes(
       },
     },
     async ({ principal, params, body }) => {
-      if (body === undefined) throw new AirlockError("invalid_request", "body: send {decision, comment?}", { field: "body" });
+      if (body === undefined)
+        throw new AirlockError("invalid_request", "body: send {decision, comment?}", {
+          field: "body",
+        });
       const request = await requests.review(principal.reviewer, params.id, body);
-      return { body: reviewerView(request, principal.reviewer, requests.ownersOf(request), publicUrl) };
+      return {
+        body: reviewerView(request, principal.reviewer, requests.ownersOf(request), publicUrl),
+      };
     },
   );
 }

@@ -4,7 +4,12 @@
  * id; their details go to the log only.
  */
 import { randomBytes } from "node:crypto";
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from "fastify";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  LogController,
+} from "fastify";
 import { AirlockError } from "../errors.js";
 import type { IdentityService } from "../identity/identity-service.js";
 import type { Logger } from "../observability/logger.js";
@@ -54,16 +59,29 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       reply.elapsedTime / 1000,
     );
     if (reply.statusCode >= 500) {
-      logger.warn({ reqId: request.id, method: request.method, route, status: reply.statusCode }, "request failed");
+      logger.warn(
+        { reqId: request.id, method: request.method, route, status: reply.statusCode },
+        "request failed",
+      );
     } else {
-      logger.debug({ reqId: request.id, method: request.method, route, status: reply.statusCode, ms: reply.elapsedTime }, "request");
+      logger.debug(
+        {
+          reqId: request.id,
+          method: request.method,
+          route,
+          status: reply.statusCode,
+          ms: reply.elapsedTime,
+        },
+        "request",
+      );
     }
   });
 
   app.setErrorHandler((error: FastifyError | AirlockError | Error, request, reply) => {
     const known = toAirlockError(error, deps.maxBodyBytes);
     if (known) {
-      if (known.code === "store_unavailable") logger.error({ reqId: request.id, err: error }, known.message);
+      if (known.code === "store_unavailable")
+        logger.error({ reqId: request.id, err: error }, known.message);
       return reply.code(known.status).send({ error: known.toJSON() });
     }
     logger.error({ reqId: request.id, err: error }, "unexpected error");
@@ -77,7 +95,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({
-      error: { code: "not_found", message: `no route ${request.method} ${request.url.split("?")[0]}; see /openapi.json` },
+      error: {
+        code: "not_found",
+        message: `no route ${request.method} ${request.url.split("?")[0]}; see /openapi.json`,
+      },
     }),
   );
 
@@ -87,7 +108,14 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   auditRoutes(router, deps);
 
   router.route(
-    { method: "GET", url: "/healthz", summary: "Liveness.", tag: "operations", auth: "none", responses: { 200: "Alive" } },
+    {
+      method: "GET",
+      url: "/healthz",
+      summary: "Liveness.",
+      tag: "operations",
+      auth: "none",
+      responses: { 200: "Alive" },
+    },
     async () => ({ body: { status: "ok" } }),
   );
   router.route(
@@ -104,13 +132,24 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         await deps.store.ping();
         return { body: { status: "ready" } };
       } catch (error) {
-        const message = error instanceof AirlockError ? error.message : "the store cannot be reached";
-        return { status: 503, body: { status: "unavailable", error: { code: "store_unavailable", message } } };
+        const message =
+          error instanceof AirlockError ? error.message : "the store cannot be reached";
+        return {
+          status: 503,
+          body: { status: "unavailable", error: { code: "store_unavailable", message } },
+        };
       }
     },
   );
   router.route(
-    { method: "GET", url: "/metrics", summary: "Prometheus metrics.", tag: "operations", auth: "none", responses: { 200: "Metrics" } },
+    {
+      method: "GET",
+      url: "/metrics",
+      summary: "Prometheus metrics.",
+      tag: "operations",
+      auth: "none",
+      responses: { 200: "Metrics" },
+    },
     async ({ reply }) => {
       try {
         const counts = await deps.store.countByStatus();
@@ -142,32 +181,55 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   let document: unknown;
   app.get("/openapi.json", async () => {
-    document ??= openApiDocument(router.specs, { version: deps.version, publicUrl: deps.publicUrl });
+    document ??= openApiDocument(router.specs, {
+      version: deps.version,
+      publicUrl: deps.publicUrl,
+    });
     return document;
   });
   return app;
 }
 
-function toAirlockError(error: FastifyError | Error, maxBodyBytes: number): AirlockError | undefined {
+function toAirlockError(
+  error: FastifyError | Error,
+  maxBodyBytes: number,
+): AirlockError | undefined {
   if (error instanceof AirlockError) return error;
   const code = (error as FastifyError).code;
   switch (code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new AirlockError("payload_too_large", `the body is larger than the limit of ${maxBodyBytes} bytes`, {
+      return new AirlockError(
+        "payload_too_large",
+        `the body is larger than the limit of ${maxBodyBytes} bytes`,
+        {
+          field: "body",
+        },
+      );
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new AirlockError(
+        "invalid_request",
+        "content-type: send the body as application/json",
+        {
+          field: "content-type",
+          status: 415,
+        },
+      );
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new AirlockError("invalid_request", "body: is empty; send a JSON object", {
         field: "body",
       });
-    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-      return new AirlockError("invalid_request", "content-type: send the body as application/json", {
-        field: "content-type",
-        status: 415,
-      });
-    case "FST_ERR_CTP_EMPTY_JSON_BODY":
-      return new AirlockError("invalid_request", "body: is empty; send a JSON object", { field: "body" });
     case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
-      return new AirlockError("invalid_request", "content-length: does not match the body", { field: "content-length" });
+      return new AirlockError("invalid_request", "content-length: does not match the body", {
+        field: "content-length",
+      });
   }
-  if ((error as FastifyError).statusCode === 400 && (error instanceof SyntaxError || code === "FST_ERR_CTP_INVALID_JSON_BODY")) {
-    return new AirlockError("invalid_request", `body: is not valid JSON (${error.message})`, { field: "body" });
+  if (
+    (error as FastifyError).statusCode === 400 &&
+    (error instanceof SyntaxError || code === "FST_ERR_CTP_INVALID_JSON_BODY")
+  ) {
+    return new AirlockError("invalid_request", `body: is not valid JSON (${error.message})`, {
+      field: "body",
+    });
   }
   if ((error as FastifyError).statusCode === 400) {
     return new AirlockError("invalid_request", error.message, { field: "body" });

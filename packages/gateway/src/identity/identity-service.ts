@@ -3,9 +3,10 @@
  * up by hash, and the principal must still be in the config, so removing an agent or a
  * reviewer from airlock.yaml revokes them at once.
  */
+
+import { newId } from "../common/ids.js";
 import type { AirlockConfig } from "../config/config-load.js";
 import type { AgentConfig } from "../config/config-schema.js";
-import { newId } from "../common/ids.js";
 import { AirlockError } from "../errors.js";
 import type { Reviewer } from "../requests/request-transitions.js";
 import type { PrincipalKind, Store, TokenRecord } from "../store/store.js";
@@ -17,7 +18,11 @@ export type Principal =
 
 export interface IdentityService {
   authenticate(authorization: string | undefined): Promise<Principal>;
-  createToken(kind: PrincipalKind, subject: string, actor: string): Promise<{ token: string; record: TokenRecord }>;
+  createToken(
+    kind: PrincipalKind,
+    subject: string,
+    actor: string,
+  ): Promise<{ token: string; record: TokenRecord }>;
   revokeToken(id: string, actor: string): Promise<boolean>;
   reviewer(email: string): { email: string; groups: string[] } | undefined;
   agent(name: string): AgentConfig | undefined;
@@ -53,13 +58,19 @@ export function createIdentityService(deps: {
     if (record.kind === "agent") {
       const agent = agents.get(record.subject);
       if (!agent) {
-        throw new AirlockError("unauthenticated", `agent ${record.subject} is no longer configured`);
+        throw new AirlockError(
+          "unauthenticated",
+          `agent ${record.subject} is no longer configured`,
+        );
       }
       return { kind: "agent", agent, tokenId: record.id };
     }
     const reviewer = reviewers.get(record.subject);
     if (!reviewer) {
-      throw new AirlockError("unauthenticated", `reviewer ${record.subject} is no longer configured`);
+      throw new AirlockError(
+        "unauthenticated",
+        `reviewer ${record.subject} is no longer configured`,
+      );
     }
     return {
       kind: "reviewer",

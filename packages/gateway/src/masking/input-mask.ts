@@ -9,7 +9,8 @@ export const MASKED = "[masked]";
 /** Why a mask path is malformed, or undefined. Paths are dot-separated keys; `*` matches any key or index. */
 export function maskPathProblem(path: string): string | undefined {
   const segments = path.split(".");
-  if (segments.some((s) => s.length === 0)) return "has an empty segment; write paths like body.card_number";
+  if (segments.some((s) => s.length === 0))
+    return "has an empty segment; write paths like body.card_number";
   if (segments[0] === "input") return 'is relative to the input already; drop the leading "input."';
   return undefined;
 }
@@ -61,7 +62,9 @@ function collect(value: Json, hidden: string[]): void {
 /** Replaces every occurrence of the hidden values in derived text (previews, facts). */
 export function scrubHidden<T>(value: T, hidden: readonly string[]): T {
   // Values of one or two characters would blank out unrelated text; masking them by path is enough.
-  const needles = [...new Set(hidden.filter((h) => h.length >= 3))].sort((a, b) => b.length - a.length);
+  const needles = [...new Set(hidden.filter((h) => h.length >= 3))].sort(
+    (a, b) => b.length - a.length,
+  );
   if (needles.length === 0) return value;
   const scrubText = (text: string) => {
     let out = text;

@@ -33,7 +33,8 @@ function walk(value: unknown, redactText: (text: string) => string): unknown {
   if (Array.isArray(value)) return value.map((item) => walk(item, redactText));
   if (value && typeof value === "object") {
     const out: Record<string, unknown> = {};
-    for (const [key, child] of Object.entries(value)) out[redactText(key)] = walk(child, redactText);
+    for (const [key, child] of Object.entries(value))
+      out[redactText(key)] = walk(child, redactText);
     return out;
   }
   return value;

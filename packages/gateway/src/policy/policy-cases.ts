@@ -37,7 +37,10 @@ export interface CaseResult {
   detail?: string;
 }
 
-export async function runPolicyCases(loaded: LoadedConfig, cases: PolicyCase[]): Promise<CaseResult[]> {
+export async function runPolicyCases(
+  loaded: LoadedConfig,
+  cases: PolicyCase[],
+): Promise<CaseResult[]> {
   const logger = createLogger({ level: "silent" });
   const connectors = new Map(
     Object.entries(loaded.config.connections).map(([name, connection]) => [
@@ -50,11 +53,16 @@ export async function runPolicyCases(loaded: LoadedConfig, cases: PolicyCase[]):
   try {
     for (const [index, c] of cases.entries()) {
       const name = c.name ?? `case ${index + 1}`;
-      const expected = c.rule === undefined ? c.expect : `${c.expect} by ${c.rule === null ? "no rule" : `rule "${c.rule}"`}`;
+      const expected =
+        c.rule === undefined
+          ? c.expect
+          : `${c.expect} by ${c.rule === null ? "no rule" : `rule "${c.rule}"`}`;
       const agent = agents.get(c.agent);
       const connector = connectors.get(c.connection);
       if (!agent || !connector) {
-        const got = !agent ? `error: no agent named ${c.agent}` : `error: no connection named ${c.connection}`;
+        const got = !agent
+          ? `error: no agent named ${c.agent}`
+          : `error: no connection named ${c.connection}`;
         results.push({ name, ok: false, got, expected });
         continue;
       }
@@ -75,7 +83,8 @@ export async function runPolicyCases(loaded: LoadedConfig, cases: PolicyCase[]):
           risk: description.risk,
         });
         const got = `${decision.decision} by ${decision.rule === null ? "no rule" : `rule "${decision.rule}"`}`;
-        const ok = decision.decision === c.expect && (c.rule === undefined || c.rule === decision.rule);
+        const ok =
+          decision.decision === c.expect && (c.rule === undefined || c.rule === decision.rule);
         results.push({
           name,
           ok,

@@ -5,8 +5,8 @@
 import { Environment } from "@marcbachmann/cel-js";
 import { digest } from "../common/canonical-json.js";
 import { type RuleConfig, reviewSchema } from "../config/config-schema.js";
-import { connectorTypes } from "../connectors/connector-registry.js";
 import type { RiskLevel } from "../connectors/connector.js";
+import { connectorTypes } from "../connectors/connector-registry.js";
 import type { Decision, ReviewRequirements } from "./policy-types.js";
 
 export interface CompiledRule {
@@ -79,7 +79,8 @@ export function compilePolicy(rules: readonly RuleConfig[]): {
       }
     }
     // A review rule without a review block takes the defaults: any reviewer, one approval, 1h.
-    const settings = rule.review ?? (rule.decision === "review" ? reviewSchema.parse({}) : undefined);
+    const settings =
+      rule.review ?? (rule.decision === "review" ? reviewSchema.parse({}) : undefined);
     const review = settings
       ? {
           approvers: [...settings.approvers],
@@ -113,7 +114,8 @@ export function checkCondition(when: string): string | undefined {
     return firstLine(error instanceof Error ? error.message : String(error));
   }
   if (!check.valid) return firstLine(check.error?.message ?? "invalid condition");
-  if (check.type !== "bool" && check.type !== "dyn") return `the condition must be a bool, not ${check.type}`;
+  if (check.type !== "bool" && check.type !== "dyn")
+    return `the condition must be a bool, not ${check.type}`;
   return undefined;
 }
 

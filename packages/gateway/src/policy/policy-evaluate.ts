@@ -20,7 +20,12 @@ export function evaluatePolicy(policy: Policy, input: PolicyInput): PolicyDecisi
         return failClosed(policy, input, rule.name, errorText(error));
       }
       if (typeof matched !== "boolean") {
-        return failClosed(policy, input, rule.name, `the condition gave ${typeof matched}, not a bool`);
+        return failClosed(
+          policy,
+          input,
+          rule.name,
+          `the condition gave ${typeof matched}, not a bool`,
+        );
       }
     }
     if (!matched) continue;

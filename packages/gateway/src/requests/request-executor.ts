@@ -4,8 +4,9 @@
  * runs is checked against the hash that was approved. A request found `executing` at start
  * was interrupted: it ends `failed` with "outcome unknown", never a second run.
  */
-import type { Connector } from "../connectors/connector.js";
+
 import { digest } from "../common/canonical-json.js";
+import type { Connector } from "../connectors/connector.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
@@ -59,7 +60,9 @@ export function createExecutor(deps: {
     if (recomputed !== request.hash) {
       return "integrity check failed: the stored action no longer matches its hash; it was not run";
     }
-    const stale = request.reviews.find((r) => r.decision === "approve" && r.requestHash !== request.hash);
+    const stale = request.reviews.find(
+      (r) => r.decision === "approve" && r.requestHash !== request.hash,
+    );
     if (stale) {
       return `integrity check failed: ${stale.reviewer} approved a different action (hash ${stale.requestHash.slice(0, 12)}…); it was not run`;
     }
@@ -73,7 +76,13 @@ export function createExecutor(deps: {
     const problem = integrityProblem(request);
     if (problem) {
       logger.error({ requestId: request.id }, problem);
-      outcome = { ok: false, summary: "not run", reason: problem, result: null, resultDigest: null };
+      outcome = {
+        ok: false,
+        summary: "not run",
+        reason: problem,
+        result: null,
+        resultDigest: null,
+      };
     } else if (!connector) {
       outcome = {
         ok: false,
@@ -84,7 +93,11 @@ export function createExecutor(deps: {
       };
     } else {
       try {
-        const done = await connector.execute(request.operation, request.input, AbortSignal.timeout(24 * 3_600_000));
+        const done = await connector.execute(
+          request.operation,
+          request.input,
+          AbortSignal.timeout(24 * 3_600_000),
+        );
         // Credentials and the input fields the policy masks stay hidden even when echoed back.
         const { hidden } = maskInput(request.input, request.decision.mask);
         const scrub = <T>(value: T): T => scrubHidden(redactor.redact(value), hidden);
@@ -100,7 +113,9 @@ export function createExecutor(deps: {
         outcome = {
           ok: false,
           summary: "connector error",
-          reason: redactor.redactText(`the connector failed: ${error instanceof Error ? error.message : String(error)}`),
+          reason: redactor.redactText(
+            `the connector failed: ${error instanceof Error ? error.message : String(error)}`,
+          ),
           result: null,
           resultDigest: null,
         };
@@ -108,7 +123,11 @@ export function createExecutor(deps: {
     }
     metrics.executionSeconds.observe((performance.now() - started) / 1000);
     metrics.executions.inc({ outcome: outcome.ok ? "succeeded" : "failed" });
-    const finished = await store.transition(request.id, (current) => finishExecution(current, outcome, clock()), plan);
+    const finished = await store.transition(
+      request.id,
+      (current) => finishExecution(current, outcome, clock()),
+      plan,
+    );
     deps.afterCommit?.();
     logger.info(
       { requestId: request.id, status: finished.status, summary: outcome.summary },
@@ -129,12 +148,22 @@ export function createExecutor(deps: {
     async recover() {
       let interrupted = 0;
       for (const id of await store.idsWithStatus("executing", 10_000)) {
-        const ended = await store.transition(id, (current) => interruptExecution(current, clock()), plan);
-        logger.warn({ requestId: id, status: ended.status }, "an execution was interrupted by a stop; outcome unknown");
+        const ended = await store.transition(
+          id,
+          (current) => interruptExecution(current, clock()),
+          plan,
+        );
+        logger.warn(
+          { requestId: id, status: ended.status },
+          "an execution was interrupted by a stop; outcome unknown",
+        );
         interrupted++;
       }
       const approved = await store.idsWithStatus("approved", 10_000);
-      for (const id of approved) void track(execute(id)).catch((error) => logger.error({ requestId: id, err: error }, "could not run an approved request"));
+      for (const id of approved)
+        void track(execute(id)).catch((error) =>
+          logger.error({ requestId: id, err: error }, "could not run an approved request"),
+        );
       return { interrupted, resumed: approved.length };
     },
     async drain() {

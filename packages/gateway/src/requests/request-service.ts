@@ -17,7 +17,7 @@ import { evaluatePolicy } from "../policy/policy-evaluate.js";
 import type { OutboxPlanner, RequestQuery, Store } from "../store/store.js";
 import type { Executor } from "./request-executor.js";
 import { requestHash } from "./request-hash.js";
-import { type Reviewer, cancel, castVote, expire, submit } from "./request-transitions.js";
+import { cancel, castVote, expire, type Reviewer, submit } from "./request-transitions.js";
 import { type ActionRequest, isTerminal, type RequestStatus, type Vote } from "./request-types.js";
 import type { Waiters } from "./request-waiters.js";
 
@@ -49,13 +49,16 @@ export interface RequestServiceDeps {
 export type RequestService = ReturnType<typeof createRequestService>;
 
 export function createRequestService(deps: RequestServiceDeps) {
-  const { store, config, policy, connectors, executor, waiters, plan, logger, metrics, clock } = deps;
+  const { store, config, policy, connectors, executor, waiters, plan, logger, metrics, clock } =
+    deps;
   const agents = new Map(config.agents.map((a) => [a.name, a]));
 
   /** The agent's owner as recorded and as configured now: neither may approve. */
   const ownersOf = (request: ActionRequest): string[] => {
     const current = agents.get(request.agent.name)?.owner;
-    return current && current !== request.agent.owner ? [request.agent.owner, current] : [request.agent.owner];
+    return current && current !== request.agent.owner
+      ? [request.agent.owner, current]
+      : [request.agent.owner];
   };
 
   const connectorFor = (name: string): Connector => {
@@ -93,10 +96,14 @@ export function createRequestService(deps: RequestServiceDeps) {
       description = await connector.describe(body.operation, input);
     } catch (error) {
       if (error instanceof AirlockError) throw error;
-      throw new AirlockError("invalid_request", `input: the action cannot be described: ${String(error)}`, {
-        field: "input",
-        cause: error,
-      });
+      throw new AirlockError(
+        "invalid_request",
+        `input: the action cannot be described: ${String(error)}`,
+        {
+          field: "input",
+          cause: error,
+        },
+      );
     }
     const now = clock();
     const decision = evaluatePolicy(policy, {
@@ -108,7 +115,12 @@ export function createRequestService(deps: RequestServiceDeps) {
     });
     if (decision.error) {
       logger.warn(
-        { agent: agent.name, connection: body.connection, rule: decision.rule, err: decision.error },
+        {
+          agent: agent.name,
+          connection: body.connection,
+          rule: decision.rule,
+          err: decision.error,
+        },
         "a rule could not be evaluated; the action was denied",
       );
     }
@@ -158,7 +170,11 @@ export function createRequestService(deps: RequestServiceDeps) {
   async function load(id: string): Promise<ActionRequest> {
     const request = await store.getRequest(id);
     if (!request) throw new AirlockError("not_found", `no request ${id}`);
-    if (request.status === "pending" && request.expiresAt !== null && clock() >= request.expiresAt) {
+    if (
+      request.status === "pending" &&
+      request.expiresAt !== null &&
+      clock() >= request.expiresAt
+    ) {
       const expired = await store.transition(id, (current) => expire(current, clock()), plan);
       deps.afterCommit();
       return expired;
@@ -167,17 +183,24 @@ export function createRequestService(deps: RequestServiceDeps) {
   }
 
   /** Waits until the request is terminal, `waitMs` pass, or the caller goes away. */
-  async function waitForTerminal(id: string, waitMs: number, signal?: AbortSignal): Promise<ActionRequest> {
+  async function waitForTerminal(
+    id: string,
+    waitMs: number,
+    signal?: AbortSignal,
+  ): Promise<ActionRequest> {
     const deadline = clock() + waitMs;
     const watch = waiters.watch(id);
     try {
       for (;;) {
         const request = await load(id);
         const left = deadline - clock();
-        if (isTerminal(request.status) || left <= 0 || signal?.aborted || waiters.closed) return request;
+        if (isTerminal(request.status) || left <= 0 || signal?.aborted || waiters.closed)
+          return request;
         // Wake at the expiry too, so a waiting agent hears about it on time.
         const untilExpiry =
-          request.status === "pending" && request.expiresAt !== null ? request.expiresAt - clock() + 1 : left;
+          request.status === "pending" && request.expiresAt !== null
+            ? request.expiresAt - clock() + 1
+            : left;
         await watch.next(Math.max(0, Math.min(left, untilExpiry)), signal);
       }
     } finally {
@@ -193,7 +216,11 @@ export function createRequestService(deps: RequestServiceDeps) {
   }
 
   async function cancelForAgent(agent: AgentConfig, id: string): Promise<ActionRequest> {
-    const request = await store.transition(id, (current) => cancel(current, agent.name, clock()), plan);
+    const request = await store.transition(
+      id,
+      (current) => cancel(current, agent.name, clock()),
+      plan,
+    );
     deps.afterCommit();
     logger.info({ requestId: id, agent: agent.name }, "request cancelled");
     return request;
@@ -233,7 +260,11 @@ export function createRequestService(deps: RequestServiceDeps) {
       "review recorded",
     );
     if (after.status === "approved") {
-      void executor.execute(id).catch((error) => logger.error({ requestId: id, err: error }, "could not run an approved request"));
+      void executor
+        .execute(id)
+        .catch((error) =>
+          logger.error({ requestId: id, err: error }, "could not run an approved request"),
+        );
     }
     return after;
   }

@@ -39,7 +39,11 @@ export interface NewRequest {
 export function submit(args: NewRequest): Change {
   const { proposal, decision, now } = args;
   const status =
-    decision.decision === "allow" ? "executing" : decision.decision === "deny" ? "denied" : "pending";
+    decision.decision === "allow"
+      ? "executing"
+      : decision.decision === "deny"
+        ? "denied"
+        : "pending";
   const request: ActionRequest = {
     id: args.id,
     agent: args.agent,
@@ -235,7 +239,12 @@ export function castVote(request: ActionRequest, args: VoteArgs): TransitionResu
       },
     },
   ];
-  let next: ActionRequest = { ...request, reviews, updatedAt: args.now, version: request.version + 1 };
+  let next: ActionRequest = {
+    ...request,
+    reviews,
+    updatedAt: args.now,
+    version: request.version + 1,
+  };
   const notifications: Change["notifications"] = [{ event: "reviewed", requestId: request.id }];
   if (args.decision === "deny") {
     next = { ...next, status: "denied", finishedAt: args.now };
@@ -277,7 +286,10 @@ function refusePending(request: ActionRequest, now: number): TransitionResult<ne
     throw new AirlockError("expired", `request ${request.id} expired without enough approvals`);
   }
   if (request.status !== "pending") {
-    throw new AirlockError("not_pending", `request ${request.id} is ${request.status}, no longer pending`);
+    throw new AirlockError(
+      "not_pending",
+      `request ${request.id} is ${request.status}, no longer pending`,
+    );
   }
   return undefined;
 }
@@ -285,7 +297,13 @@ function refusePending(request: ActionRequest, now: number): TransitionResult<ne
 function expireChange(request: ActionRequest, now: number): Change {
   const approvals = request.reviews.filter((r) => r.decision === "approve").length;
   return {
-    request: { ...request, status: "expired", updatedAt: now, finishedAt: now, version: request.version + 1 },
+    request: {
+      ...request,
+      status: "expired",
+      updatedAt: now,
+      finishedAt: now,
+      version: request.version + 1,
+    },
     events: [
       {
         type: "request.expired",
@@ -343,9 +361,17 @@ export function cancel(
 }
 
 /** Claims an approved request for execution. Only one caller can win: the rest see `false`. */
-export function startExecution(request: ActionRequest, now: number): TransitionResult<ActionRequest | null> {
+export function startExecution(
+  request: ActionRequest,
+  now: number,
+): TransitionResult<ActionRequest | null> {
   if (request.status !== "approved") return { value: null };
-  const next: ActionRequest = { ...request, status: "executing", updatedAt: now, version: request.version + 1 };
+  const next: ActionRequest = {
+    ...request,
+    status: "executing",
+    updatedAt: now,
+    version: request.version + 1,
+  };
   return {
     change: {
       request: next,
@@ -357,7 +383,9 @@ export function startExecution(request: ActionRequest, now: number): TransitionR
           at: now,
           data: {
             hash: request.hash,
-            authorisedBy: request.reviews.filter((r) => r.decision === "approve").map((r) => r.reviewer),
+            authorisedBy: request.reviews
+              .filter((r) => r.decision === "approve")
+              .map((r) => r.reviewer),
           },
         },
       ],
@@ -408,10 +436,19 @@ export const OUTCOME_UNKNOWN =
   "outcome unknown: the gateway stopped while the action was running; it may or may not have taken effect, and Airlock will not run it again";
 
 /** Ends an execution that a stopped gateway left behind. Never re-runs it. */
-export function interruptExecution(request: ActionRequest, now: number): TransitionResult<ActionRequest> {
+export function interruptExecution(
+  request: ActionRequest,
+  now: number,
+): TransitionResult<ActionRequest> {
   return finishExecution(
     request,
-    { ok: false, summary: "outcome unknown", reason: OUTCOME_UNKNOWN, result: null, resultDigest: null },
+    {
+      ok: false,
+      summary: "outcome unknown",
+      reason: OUTCOME_UNKNOWN,
+      result: null,
+      resultDigest: null,
+    },
     now,
   );
 }

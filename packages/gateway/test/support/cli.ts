@@ -11,7 +11,10 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
@@ -57,7 +60,8 @@ export async function startServe(
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`airlock serve exited ${child.exitCode}:\n${output}`);
+    if (child.exitCode !== null)
+      throw new Error(`airlock serve exited ${child.exitCode}:\n${output}`);
     try {
       const res = await fetch(`${url}/healthz`);
       if (res.ok) break;

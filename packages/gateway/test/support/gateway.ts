@@ -93,7 +93,8 @@ export async function startGateway(
     url,
     dir,
     logs,
-    token: async (kind, subject) => (await gateway.identity.createToken(kind, subject, "test")).token,
+    token: async (kind, subject) =>
+      (await gateway.identity.createToken(kind, subject, "test")).token,
     restart: async () => {
       await gateway.close();
       return startGateway(configText, { ...options, dir });
@@ -117,6 +118,7 @@ export interface ApiResponse<T = Record<string, unknown>> {
 }
 
 /** A plain fetch against the gateway, returning status, headers, raw text and parsed body. */
+// biome-ignore lint/suspicious/noExplicitAny: tests read whatever the API answers
 export async function api<T = any>(
   base: string,
   method: string,
@@ -133,7 +135,11 @@ export async function api<T = any>(
     body = JSON.stringify(options.body);
     headers["content-type"] = "application/json";
   }
-  const response = await fetch(base + path, { method, headers, ...(body === undefined ? {} : { body }) });
+  const response = await fetch(base + path, {
+    method,
+    headers,
+    ...(body === undefined ? {} : { body }),
+  });
   const text = await response.text();
   let parsed: unknown;
   try {

@@ -38,8 +38,15 @@ export async function startUpstream(): Promise<Upstream> {
     }
     if (path.endsWith("/echo")) {
       // Reflects everything it got, credentials included: Airlock must scrub them.
-      const text = JSON.stringify({ headers: call.headers, body: call.body.toString("utf8"), url: call.url });
-      response.writeHead(200, { "content-type": "application/json", "x-seen-auth": String(call.headers.authorization) });
+      const text = JSON.stringify({
+        headers: call.headers,
+        body: call.body.toString("utf8"),
+        url: call.url,
+      });
+      response.writeHead(200, {
+        "content-type": "application/json",
+        "x-seen-auth": String(call.headers.authorization),
+      });
       response.end(text);
       return;
     }

@@ -1,5 +1,5 @@
-import { createWriteStream } from "node:fs";
 import { once } from "node:events";
+import { createWriteStream } from "node:fs";
 import { exportAudit, verifyAudit } from "../../audit/audit-service.js";
 import { openStore } from "../../store/open-store.js";
 import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
@@ -14,7 +14,12 @@ export async function audit(args: string[]): Promise<number> {
   const [sub, rest] = subcommand(args, usage);
   const { values } = parse(
     rest,
-    { ...configOption, format: { type: "string" }, since: { type: "string" }, output: { type: "string", short: "o" } },
+    {
+      ...configOption,
+      format: { type: "string" },
+      since: { type: "string" },
+      output: { type: "string", short: "o" },
+    },
     usage,
   );
   if (sub !== "verify" && sub !== "export") throw new CliError(usage, 2);
@@ -24,7 +29,9 @@ export async function audit(args: string[]): Promise<number> {
     if (sub === "verify") {
       const report = await verifyAudit(store);
       if (!report.ok) {
-        process.stdout.write(`audit chain BROKEN after ${report.count - 1} good event(s)\n${report.problem!.message}\n`);
+        process.stdout.write(
+          `audit chain BROKEN after ${report.count - 1} good event(s)\n${report.problem!.message}\n`,
+        );
         return 1;
       }
       process.stdout.write(
@@ -35,11 +42,13 @@ export async function audit(args: string[]): Promise<number> {
       return 0;
     }
     const format = values.format ?? "jsonl";
-    if (format !== "jsonl" && format !== "csv") throw new CliError("--format must be jsonl or csv", 2);
+    if (format !== "jsonl" && format !== "csv")
+      throw new CliError("--format must be jsonl or csv", 2);
     let since: number | undefined;
     if (values.since !== undefined) {
       since = Date.parse(values.since);
-      if (Number.isNaN(since)) throw new CliError("--since must be an ISO 8601 date or time, like 2026-11-01", 2);
+      if (Number.isNaN(since))
+        throw new CliError("--since must be an ISO 8601 date or time, like 2026-11-01", 2);
     }
     const out = values.output ? createWriteStream(values.output) : process.stdout;
     for await (const line of exportAudit(store, format, since)) {

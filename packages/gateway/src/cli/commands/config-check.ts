@@ -1,5 +1,4 @@
-import { formatIssue } from "../../config/config-errors.js";
-import { ConfigError } from "../../config/config-errors.js";
+import { ConfigError, formatIssue } from "../../config/config-errors.js";
 import { configPath, loadConfigFile } from "../../config/config-load.js";
 import { configOption, parse } from "../cli-support.js";
 
@@ -12,7 +11,8 @@ export async function configCheck(args: string[]): Promise<number> {
   const path = configPath(values.config);
   try {
     const loaded = loadConfigFile(path);
-    for (const warning of loaded.warnings) process.stdout.write(`warning: ${formatIssue(warning)}\n`);
+    for (const warning of loaded.warnings)
+      process.stdout.write(`warning: ${formatIssue(warning)}\n`);
     const { config } = loaded;
     process.stdout.write(
       `${path} is valid: ${config.agents.length} agent(s), ${config.reviewers.length} reviewer(s), ${Object.keys(config.connections).length} connection(s), ${config.rules.length} rule(s)\n`,

@@ -19,12 +19,15 @@ Runs Airlock on the bundled example config (examples/airlock.yaml) with a demo b
 fresh embedded storage under DIR (default ./.airlock), and tokens for the example's agent and
 reviewers. Prints commands to try. Ctrl-C stops it.`;
 
-export const exampleConfigPath = fileURLToPath(new URL("../../../examples/airlock.yaml", import.meta.url));
+export const exampleConfigPath = fileURLToPath(
+  new URL("../../../examples/airlock.yaml", import.meta.url),
+);
 
 function portOption(value: string | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
   const port = Number(value);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`--${name} must be a port number`, 2);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new CliError(`--${name} must be a port number`, 2);
   return port;
 }
 
@@ -44,14 +47,18 @@ export async function demo(args: string[]): Promise<number> {
   for (const suffix of ["", "-wal", "-shm"]) rmSync(dbPath + suffix, { force: true });
 
   const credential = `demo_${randomBytes(18).toString("base64url")}`;
-  const upstream = await startDemoUpstream({ port: upstreamPort, token: credential }).catch((error) => {
-    throw new CliError(
-      (error as NodeJS.ErrnoException).code === "EADDRINUSE"
-        ? `port ${upstreamPort} is in use; pick another with: npm start -- --upstream-port 9191`
-        : String(error),
-    );
+  const upstream = await startDemoUpstream({ port: upstreamPort, token: credential }).catch(
+    (error) => {
+      throw new CliError(
+        (error as NodeJS.ErrnoException).code === "EADDRINUSE"
+          ? `port ${upstreamPort} is in use; pick another with: npm start -- --upstream-port 9191`
+          : String(error),
+      );
+    },
+  );
+  const loaded = loadConfigFile(exampleConfigPath, {
+    env: { ...process.env, BILLING_API_TOKEN: credential },
   });
-  const loaded = loadConfigFile(exampleConfigPath, { env: { ...process.env, BILLING_API_TOKEN: credential } });
   const publicUrl = `http://localhost:${port}`;
   const config = {
     ...loaded.config,

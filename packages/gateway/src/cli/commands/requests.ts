@@ -17,7 +17,11 @@ interface ApiError {
 
 async function call<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
   const token = process.env.AIRLOCK_TOKEN;
-  if (!token) throw new CliError("set AIRLOCK_TOKEN to your personal token (airlock token create --reviewer EMAIL)", 2);
+  if (!token)
+    throw new CliError(
+      "set AIRLOCK_TOKEN to your personal token (airlock token create --reviewer EMAIL)",
+      2,
+    );
   let response: Response;
   try {
     response = await fetch(new URL(path, base), {
@@ -29,7 +33,9 @@ async function call<T>(base: string, method: string, path: string, body?: unknow
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch (error) {
-    throw new CliError(`cannot reach the gateway at ${base} (${(error as Error).cause ?? (error as Error).message}); is it running? Set --url or AIRLOCK_URL`);
+    throw new CliError(
+      `cannot reach the gateway at ${base} (${(error as Error).cause ?? (error as Error).message}); is it running? Set --url or AIRLOCK_URL`,
+    );
   }
   const payload = (await response.json().catch(() => ({}))) as T | ApiError;
   if (!response.ok) {
@@ -44,7 +50,11 @@ function timeLeft(iso: string | null): string {
   const ms = Date.parse(iso) - Date.now();
   if (ms <= 0) return "expired";
   const minutes = Math.round(ms / 60_000);
-  return minutes < 1 ? `${Math.round(ms / 1000)}s` : minutes < 120 ? `${minutes}m` : `${Math.round(minutes / 60)}h`;
+  return minutes < 1
+    ? `${Math.round(ms / 1000)}s`
+    : minutes < 120
+      ? `${minutes}m`
+      : `${Math.round(minutes / 60)}h`;
 }
 
 function describe(view: ReviewerView): string {
@@ -63,13 +73,25 @@ function describe(view: ReviewerView): string {
   lines.push(`justification  (the agent's claim) ${view.justification || "(none given)"}`);
   lines.push("", "preview:", ...view.preview.split("\n").map((l) => `  ${l}`));
   lines.push("", `input (masked: ${view.maskedFields.join(", ") || "nothing"}):`);
-  lines.push(...JSON.stringify(view.input, null, 2).split("\n").map((l) => `  ${l}`));
+  lines.push(
+    ...JSON.stringify(view.input, null, 2)
+      .split("\n")
+      .map((l) => `  ${l}`),
+  );
   if (view.reviews.length) {
     lines.push("", "reviews:");
-    for (const r of view.reviews) lines.push(`  ${r.at} ${r.reviewer} ${r.decision}${r.comment ? `: ${r.comment}` : ""}`);
+    for (const r of view.reviews)
+      lines.push(`  ${r.at} ${r.reviewer} ${r.decision}${r.comment ? `: ${r.comment}` : ""}`);
   }
-  if (view.outcome) lines.push("", `outcome: ${view.outcome.summary}${view.outcome.reason ? ` (${view.outcome.reason})` : ""}`);
-  lines.push("", `you: ${view.you.canApprove ? "can approve" : "cannot approve"}${view.you.reason ? ` (${view.you.reason})` : ""}`);
+  if (view.outcome)
+    lines.push(
+      "",
+      `outcome: ${view.outcome.summary}${view.outcome.reason ? ` (${view.outcome.reason})` : ""}`,
+    );
+  lines.push(
+    "",
+    `you: ${view.you.canApprove ? "can approve" : "cannot approve"}${view.you.reason ? ` (${view.you.reason})` : ""}`,
+  );
   lines.push(`hash: ${view.hash}`);
   return lines.join("\n");
 }
@@ -100,7 +122,9 @@ export async function requests(args: string[]): Promise<number> {
         process.stdout.write(values.status ? "no requests\n" : "nothing waiting for you\n");
         return 0;
       }
-      process.stdout.write(`${"ID".padEnd(32)}  ${"STATUS".padEnd(9)}  ${"RISK".padEnd(8)}  ${"AGENT".padEnd(16)}  ${"VOTES".padEnd(5)}  ${"LEFT".padEnd(7)}  ACTION\n`);
+      process.stdout.write(
+        `${"ID".padEnd(32)}  ${"STATUS".padEnd(9)}  ${"RISK".padEnd(8)}  ${"AGENT".padEnd(16)}  ${"VOTES".padEnd(5)}  ${"LEFT".padEnd(7)}  ACTION\n`,
+      );
       for (const r of page.requests) {
         const votes = r.review ? `${r.review.approvals}/${r.review.quorum}` : "-";
         const action = r.preview.split("\n")[0] ?? "";
@@ -114,25 +138,36 @@ export async function requests(args: string[]): Promise<number> {
       const id = positionals[0];
       if (!id) throw new CliError("name the request: airlock requests show ID", 2);
       const view = await call<ReviewerView>(base, "GET", `/v1/requests/${encodeURIComponent(id)}`);
-      process.stdout.write(values.json ? `${JSON.stringify(view, null, 2)}\n` : `${describe(view)}\n`);
+      process.stdout.write(
+        values.json ? `${JSON.stringify(view, null, 2)}\n` : `${describe(view)}\n`,
+      );
       return 0;
     }
     case "approve":
     case "deny": {
       const id = positionals[0];
       if (!id) throw new CliError(`name the request: airlock requests ${sub} ID`, 2);
-      const view = await call<ReviewerView>(base, "POST", `/v1/requests/${encodeURIComponent(id)}/reviews`, {
-        decision: sub,
-        ...(values.comment ? { comment: values.comment } : {}),
-      });
-      const votes = view.review ? ` (${view.review.approvals} of ${view.review.quorum} approvals)` : "";
+      const view = await call<ReviewerView>(
+        base,
+        "POST",
+        `/v1/requests/${encodeURIComponent(id)}/reviews`,
+        {
+          decision: sub,
+          ...(values.comment ? { comment: values.comment } : {}),
+        },
+      );
+      const votes = view.review
+        ? ` (${view.review.approvals} of ${view.review.quorum} approvals)`
+        : "";
       const next =
         view.status === "pending"
           ? "still waiting for more approvals"
           : view.status === "approved" || view.status === "executing"
             ? "approved; Airlock is running it now"
             : view.status;
-      process.stdout.write(`${sub === "approve" ? "Approved" : "Denied"} ${view.id}${votes}: ${next}\n`);
+      process.stdout.write(
+        `${sub === "approve" ? "Approved" : "Denied"} ${view.id}${votes}: ${next}\n`,
+      );
       return 0;
     }
     default:

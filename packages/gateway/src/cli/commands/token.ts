@@ -29,15 +29,22 @@ export async function token(args: string[]): Promise<number> {
         throw new CliError("name exactly one of --agent NAME or --reviewer EMAIL", 2);
       }
       const kind = values.agent ? "agent" : "reviewer";
-      const { token: secret, record } = await identity.createToken(kind, (values.agent ?? values.reviewer)!, operator);
+      const { token: secret, record } = await identity.createToken(
+        kind,
+        (values.agent ?? values.reviewer)!,
+        operator,
+      );
       process.stderr.write(`Token ${record.id} for ${kind} ${record.subject}; it is shown once:\n`);
       process.stdout.write(`${secret}\n`);
       return 0;
     }
     if (sub === "list") {
       for (const t of await store.listTokens()) {
-        const state = t.revokedAt === null ? "active" : `revoked ${new Date(t.revokedAt).toISOString()}`;
-        process.stdout.write(`${t.id}  ${t.kind.padEnd(8)}  ${t.subject.padEnd(28)}  ${t.hint}  ${state}\n`);
+        const state =
+          t.revokedAt === null ? "active" : `revoked ${new Date(t.revokedAt).toISOString()}`;
+        process.stdout.write(
+          `${t.id}  ${t.kind.padEnd(8)}  ${t.subject.padEnd(28)}  ${t.hint}  ${state}\n`,
+        );
       }
       return 0;
     }

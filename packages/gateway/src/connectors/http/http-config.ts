@@ -10,7 +10,10 @@ export const httpConnectionSchema = z.strictObject({
   type: z.literal("http"),
   baseUrl: z
     .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
-    .refine((url) => !new URL(url).search && !new URL(url).hash, "must not have a query or fragment"),
+    .refine(
+      (url) => !new URL(url).search && !new URL(url).hash,
+      "must not have a query or fragment",
+    ),
   /** Sent with every call; the agent can neither set nor read them. */
   headers: z.record(headerName, z.string().max(8192)).default({}),
   timeout: durationSchema.default(30_000),

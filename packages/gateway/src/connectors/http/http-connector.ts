@@ -78,7 +78,8 @@ export function createHttpConnector(name: string, config: HttpConnectionConfig):
     const target = `${url.pathname}${url.search}`;
     let preview = `${input.method} ${name}${target}`;
     if (input.body !== undefined) {
-      const body = typeof input.body === "string" ? input.body : JSON.stringify(input.body, null, 2);
+      const body =
+        typeof input.body === "string" ? input.body : JSON.stringify(input.body, null, 2);
       preview += `\n\n${body.length > 4000 ? `${body.slice(0, 4000)}\n… (${body.length} characters)` : body}`;
     }
     return {
@@ -96,7 +97,8 @@ export function createHttpConnector(name: string, config: HttpConnectionConfig):
     const input = raw as unknown as HttpInput;
     const url = resolveUrl(config.baseUrl, input.path, input.query);
     const headers: Record<string, string> = {};
-    for (const [key, value] of Object.entries(input.headers ?? {})) headers[key.toLowerCase()] = value;
+    for (const [key, value] of Object.entries(input.headers ?? {}))
+      headers[key.toLowerCase()] = value;
     let body: string | undefined;
     if (input.body !== undefined && input.method !== "GET" && input.method !== "HEAD") {
       if (typeof input.body === "string") {
@@ -203,7 +205,8 @@ function decodeBody(
   if (bytes.length === 0) return { body: null };
   const type = (contentType ?? "").toLowerCase();
   const isJson = type.includes("json");
-  const isText = isJson || type.startsWith("text/") || type.includes("xml") || type.includes("charset");
+  const isText =
+    isJson || type.startsWith("text/") || type.includes("xml") || type.includes("charset");
   if (isJson && !truncated) {
     try {
       return { body: JSON.parse(bytes.toString("utf8")) as Json };

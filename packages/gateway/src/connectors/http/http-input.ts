@@ -58,6 +58,7 @@ export type HttpInput = z.output<typeof httpInputSchema>;
 export function pathProblem(path: string): string | undefined {
   if (!path.startsWith("/")) return "must start with /";
   if (path.startsWith("//")) return "must not start with // (that names another host)";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
   if (/[\s\\#?\0-\x1f\x7f]/.test(path)) {
     return "must not contain spaces, backslashes, control characters, ? or # (put the query in input.query)";
   }
@@ -67,6 +68,7 @@ export function pathProblem(path: string): string | undefined {
   } catch {
     return "has an invalid percent-encoding";
   }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
   if (/[\\\0-\x1f\x7f]/.test(decoded)) return "must not encode backslashes or control characters";
   const segments = decoded.split("/");
   if (segments.some((s) => s === ".." || s === ".")) return "must not contain . or .. segments";

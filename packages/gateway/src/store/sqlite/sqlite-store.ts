@@ -1,5 +1,6 @@
 /** The embedded store: one SQLite file in WAL mode, made durable by group commit. */
 import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type AuditEvent, chainEvents } from "../../audit/audit-chain.js";
@@ -22,6 +23,7 @@ import type {
   Store,
   TokenRecord,
 } from "../store.js";
+import { type Checkpointer, startCheckpointer } from "./sqlite-checkpointer.js";
 import { sqliteMigrations } from "./sqlite-migrations.js";
 import { WalSync } from "./wal-sync.js";
 
@@ -30,6 +32,14 @@ type Row = Record<string, unknown>;
 export interface SqliteStoreOptions {
   /** Skip the fsync barrier (tests of pure throughput only; never in production). */
   unsafeNoSync?: boolean;
+  /** Called when background checkpointing fails (the log). */
+  onWarning?: (message: string) => void;
+}
+
+interface Pending {
+  work: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
 }
 
 export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): SqliteStore {
@@ -41,6 +51,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
     db.pragma("synchronous = NORMAL");
     db.pragma("busy_timeout = 5000");
     db.pragma("foreign_keys = ON");
+    db.pragma("mmap_size = 268435456");
     migrate(db);
   } catch (error) {
     throw unavailable(error, path);
@@ -80,11 +91,21 @@ function unavailable(error: unknown, path: string): AirlockError {
   );
 }
 
+/**
+ * Writes are group-committed: every write asked for during one turn of the event loop runs
+ * in a single transaction (each in a savepoint of its own, so one refusal does not undo the
+ * others), followed by one fdatasync of the WAL, before any caller hears back. COMMIT and
+ * sync run back to back with no other JavaScript in between, so nobody ever reads state
+ * that is not yet durable.
+ */
 export class SqliteStore implements Store {
   readonly dialect = "sqlite" as const;
   private readonly walSync: WalSync | undefined;
+  private readonly checkpointer: Checkpointer | undefined;
   private readonly listeners = new Set<(change: RequestChange) => void>();
   private readonly stmt: ReturnType<SqliteStore["prepare"]>;
+  private queue: Pending[] = [];
+  private scheduled = false;
   private closed = false;
 
   constructor(
@@ -92,13 +113,82 @@ export class SqliteStore implements Store {
     private readonly path: string,
     options: SqliteStoreOptions,
   ) {
-    this.walSync = path === ":memory:" || options.unsafeNoSync ? undefined : new WalSync(`${path}-wal`);
+    const file = path !== ":memory:";
+    this.walSync = file && !options.unsafeNoSync ? new WalSync(`${path}-wal`) : undefined;
     this.stmt = this.prepare();
+    if (file) {
+      // Checkpoints move to a worker; if it ever fails, SQLite's own autocheckpoint takes over.
+      db.pragma("wal_autocheckpoint = 0");
+      const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+      this.checkpointer = startCheckpointer(path, driver, (message) => {
+        if (this.db.open) db.pragma("wal_autocheckpoint = 1000");
+        options.onWarning?.(
+          `background checkpoint failed (${message}); checkpointing inline instead`,
+        );
+      });
+    }
+  }
+
+  /** Queues a write for the next group commit; resolves once it is durable. */
+  private write<T>(work: () => T): Promise<T> {
+    if (this.closed)
+      return Promise.reject(new AirlockError("store_unavailable", "the store is closed"));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      if (!this.db.open) throw new AirlockError("store_unavailable", "the store is closed");
+      this.stmt.begin.run();
+      for (const item of batch) {
+        this.stmt.savepoint.run();
+        try {
+          outcomes.push({ ok: true, value: item.work() });
+          this.stmt.release.run();
+        } catch (error) {
+          this.stmt.rollbackTo.run();
+          this.stmt.release.run();
+          outcomes.push({
+            ok: false,
+            error: error instanceof Database.SqliteError ? unavailable(error, this.path) : error,
+          });
+        }
+      }
+      this.stmt.commit.run();
+      this.walSync?.sync();
+    } catch (error) {
+      if (this.db.open && this.db.inTransaction) this.stmt.rollback.run();
+      const failure = unavailable(error, this.path);
+      for (const item of batch) item.reject(failure);
+      return;
+    }
+    batch.forEach((item, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(outcome.error);
+    });
   }
 
   private prepare() {
     const db = this.db;
     return {
+      begin: db.prepare("BEGIN IMMEDIATE"),
+      commit: db.prepare("COMMIT"),
+      rollback: db.prepare("ROLLBACK"),
+      savepoint: db.prepare("SAVEPOINT item"),
+      release: db.prepare("RELEASE item"),
+      rollbackTo: db.prepare("ROLLBACK TO item"),
       request: db.prepare("SELECT * FROM requests WHERE id = ?"),
       reviews: db.prepare("SELECT * FROM reviews WHERE request_id = ? ORDER BY created_at, id"),
       byKey: db.prepare("SELECT * FROM requests WHERE agent = ? AND idempotency_key = ?"),
@@ -128,12 +218,16 @@ export class SqliteStore implements Store {
         revoked_at) VALUES (@id, @kind, @subject, @hash, @hint, @created_at, @revoked_at)`),
       tokenByHash: db.prepare("SELECT * FROM tokens WHERE hash = ?"),
       tokens: db.prepare("SELECT * FROM tokens ORDER BY created_at, id"),
-      revokeToken: db.prepare("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
+      revokeToken: db.prepare(
+        "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+      ),
       claimOutbox: db.prepare(`UPDATE outbox SET lease_until = @lease_until, attempts = attempts + 1
         WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND available_at <= @now
         AND (lease_until IS NULL OR lease_until <= @now) ORDER BY id LIMIT @limit)
         RETURNING id, topic, request_id, payload, attempts, created_at`),
-      completeOutbox: db.prepare("UPDATE outbox SET state = 'done', lease_until = NULL WHERE id = ?"),
+      completeOutbox: db.prepare(
+        "UPDATE outbox SET state = 'done', lease_until = NULL WHERE id = ?",
+      ),
       retryOutbox: db.prepare(`UPDATE outbox SET available_at = ?, lease_until = NULL,
         last_error = ? WHERE id = ?`),
       deadOutbox: db.prepare(`UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = ?
@@ -149,21 +243,18 @@ export class SqliteStore implements Store {
     outbox: OutboxEntry[],
   ): Promise<{ inserted: true } | { inserted: false; existing: ActionRequest }> {
     const request = change.request;
-    const existing = this.run(() =>
-      this.db
-        .transaction(() => {
-          if (request.idempotencyKey !== null) {
-            const row = this.stmt.byKey.get(request.agent.name, request.idempotencyKey) as Row | undefined;
-            if (row) return this.toRequest(row);
-          }
-          this.stmt.insertRequest.run(requestRow(request));
-          this.writeChange(change, outbox);
-          return undefined;
-        })
-        .immediate(),
-    );
+    const existing = await this.write(() => {
+      if (request.idempotencyKey !== null) {
+        const row = this.stmt.byKey.get(request.agent.name, request.idempotencyKey) as
+          | Row
+          | undefined;
+        if (row) return this.toRequest(row);
+      }
+      this.stmt.insertRequest.run(requestRow(request));
+      this.writeChange(change, outbox);
+      return undefined;
+    });
     if (existing) return { inserted: false, existing };
-    await this.durable();
     this.emit({ id: request.id, status: request.status, version: request.version });
     return { inserted: true };
   }
@@ -173,35 +264,30 @@ export class SqliteStore implements Store {
     decide: (current: ActionRequest) => TransitionResult<T>,
     plan: OutboxPlanner,
   ): Promise<T> {
-    const result = this.run(() =>
-      this.db
-        .transaction(() => {
-          const row = this.stmt.request.get(id) as Row | undefined;
-          if (!row) throw new AirlockError("not_found", `no request ${id}`);
-          const current = this.toRequest(row);
-          const verdict = decide(current);
-          if (verdict.change) {
-            const next = verdict.change.request;
-            const updated = this.stmt.updateRequest.run({
-              id,
-              status: next.status,
-              outcome: next.outcome === null ? null : JSON.stringify(next.outcome),
-              updated_at: next.updatedAt,
-              expires_at: next.expiresAt,
-              finished_at: next.finishedAt,
-              version: next.version,
-              previous_version: current.version,
-            });
-            if (updated.changes !== 1) throw new Error(`request ${id} changed underneath a transition`);
-            if (verdict.change.review) this.stmt.insertReview.run(reviewRow(verdict.change.review));
-            this.writeChange(verdict.change, plan(verdict.change));
-          }
-          return verdict;
-        })
-        .immediate(),
-    );
+    const result = await this.write(() => {
+      const row = this.stmt.request.get(id) as Row | undefined;
+      if (!row) throw new AirlockError("not_found", `no request ${id}`);
+      const current = this.toRequest(row);
+      const verdict = decide(current);
+      if (verdict.change) {
+        const next = verdict.change.request;
+        const updated = this.stmt.updateRequest.run({
+          id,
+          status: next.status,
+          outcome: next.outcome === null ? null : JSON.stringify(next.outcome),
+          updated_at: next.updatedAt,
+          expires_at: next.expiresAt,
+          finished_at: next.finishedAt,
+          version: next.version,
+          previous_version: current.version,
+        });
+        if (updated.changes !== 1) throw new Error(`request ${id} changed underneath a transition`);
+        if (verdict.change.review) this.stmt.insertReview.run(reviewRow(verdict.change.review));
+        this.writeChange(verdict.change, plan(verdict.change));
+      }
+      return verdict;
+    });
     if (result.change) {
-      await this.durable();
       const next = result.change.request;
       this.emit({ id: next.id, status: next.status, version: next.version });
     }
@@ -213,7 +299,13 @@ export class SqliteStore implements Store {
     this.appendEvents(change.events);
     const now = change.request.updatedAt;
     for (const entry of outbox) {
-      this.stmt.insertOutbox.run(entry.topic, entry.requestId, JSON.stringify(entry.payload), now, now);
+      this.stmt.insertOutbox.run(
+        entry.topic,
+        entry.requestId,
+        JSON.stringify(entry.payload),
+        now,
+        now,
+      );
     }
   }
 
@@ -306,8 +398,7 @@ export class SqliteStore implements Store {
   }
 
   async appendAudit(events: AuditEventInput[]): Promise<void> {
-    this.run(() => this.db.transaction(() => this.appendEvents(events)).immediate());
-    await this.durable();
+    await this.write(() => this.appendEvents(events));
   }
 
   async listAudit(query: AuditQuery): Promise<AuditEvent[]> {
@@ -357,23 +448,18 @@ export class SqliteStore implements Store {
   }
 
   async insertToken(token: TokenRecord, event: AuditEventInput): Promise<void> {
-    this.run(() =>
-      this.db
-        .transaction(() => {
-          this.stmt.insertToken.run({
-            id: token.id,
-            kind: token.kind,
-            subject: token.subject,
-            hash: token.hash,
-            hint: token.hint,
-            created_at: token.createdAt,
-            revoked_at: token.revokedAt,
-          });
-          this.appendEvents([event]);
-        })
-        .immediate(),
-    );
-    await this.durable();
+    await this.write(() => {
+      this.stmt.insertToken.run({
+        id: token.id,
+        kind: token.kind,
+        subject: token.subject,
+        hash: token.hash,
+        hint: token.hint,
+        created_at: token.createdAt,
+        revoked_at: token.revokedAt,
+      });
+      this.appendEvents([event]);
+    });
   }
 
   async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
@@ -388,21 +474,15 @@ export class SqliteStore implements Store {
   }
 
   async revokeToken(id: string, event: AuditEventInput): Promise<boolean> {
-    const revoked = this.run(() =>
-      this.db
-        .transaction(() => {
-          const result = this.stmt.revokeToken.run(event.at, id);
-          if (result.changes === 1) this.appendEvents([event]);
-          return result.changes === 1;
-        })
-        .immediate(),
-    );
-    if (revoked) await this.durable();
-    return revoked;
+    return this.write(() => {
+      const result = this.stmt.revokeToken.run(event.at, id);
+      if (result.changes === 1) this.appendEvents([event]);
+      return result.changes === 1;
+    });
   }
 
   async claimOutbox(now: number, leaseMs: number, limit: number): Promise<OutboxItem[]> {
-    const rows = this.run(
+    const rows = await this.write(
       () => this.stmt.claimOutbox.all({ now, lease_until: now + leaseMs, limit }) as Row[],
     );
     return rows.map((row) => ({
@@ -416,15 +496,15 @@ export class SqliteStore implements Store {
   }
 
   async completeOutbox(id: number): Promise<void> {
-    this.run(() => this.stmt.completeOutbox.run(id));
-    await this.durable();
+    await this.write(() => this.stmt.completeOutbox.run(id));
   }
 
   async failOutbox(id: number, error: string, retryAt: number | null): Promise<void> {
-    this.run(() =>
-      retryAt === null ? this.stmt.deadOutbox.run(error, id) : this.stmt.retryOutbox.run(retryAt, error, id),
+    await this.write(() =>
+      retryAt === null
+        ? this.stmt.deadOutbox.run(error, id)
+        : this.stmt.retryOutbox.run(retryAt, error, id),
     );
-    await this.durable();
   }
 
   async getChannelRef(requestId: string, channel: string): Promise<string | undefined> {
@@ -434,8 +514,7 @@ export class SqliteStore implements Store {
   }
 
   async setChannelRef(requestId: string, channel: string, ref: string): Promise<void> {
-    this.run(() => this.stmt.setRef.run(requestId, channel, ref));
-    await this.durable();
+    await this.write(() => this.stmt.setRef.run(requestId, channel, ref));
   }
 
   subscribe(listener: (change: RequestChange) => void): () => void {
@@ -449,7 +528,10 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // Writes already queued still commit; nothing new is taken.
+    this.flush();
     this.closed = true;
+    await this.checkpointer?.stop();
     this.walSync?.close();
     this.db.close();
     this.listeners.clear();
@@ -457,15 +539,6 @@ export class SqliteStore implements Store {
 
   private emit(change: RequestChange): void {
     for (const listener of this.listeners) listener(change);
-  }
-
-  private async durable(): Promise<void> {
-    if (!this.walSync) return;
-    try {
-      await this.walSync.sync();
-    } catch (error) {
-      throw unavailable(error, this.path);
-    }
   }
 
   /** Runs a synchronous database call, turning driver failures into `store_unavailable`. */
