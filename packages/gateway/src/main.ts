@@ -62,10 +62,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
 
   let store: Store;
   try {
-    store = await openStore(config.storage, loaded.baseDir, {
-      serving: true,
-      onWarning: (message) => logger.warn(message),
-    });
+    store = await openStore(config.storage, loaded.baseDir, { serving: true });
   } catch (error) {
     await Promise.all([...connectors.values()].map((c) => c.close()));
     throw error;

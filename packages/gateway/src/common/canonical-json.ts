@@ -1,9 +1,10 @@
 /**
  * Canonical JSON (RFC 8785 style): object keys sorted by UTF-16 code units, no whitespace,
  * ECMAScript number formatting. The request hash and the audit chain both depend on it, so
- * two equal values always encode to the same bytes.
+ * two equal values always encode to the same bytes. Written as plain loops: it runs several
+ * times for every action.
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -19,16 +20,30 @@ function encode(value: unknown): string {
     case "boolean":
       return value ? "true" : "false";
     case "number":
-      if (!Number.isFinite(value))
-        throw new TypeError("canonical JSON cannot encode a non-finite number");
+      if (!Number.isFinite(value)) throw new TypeError("canonical JSON cannot encode a non-finite number");
       return JSON.stringify(value);
     case "object": {
-      if (Array.isArray(value)) return `[${value.map((item) => encode(item ?? null)).join(",")}]`;
+      if (Array.isArray(value)) {
+        let out = "[";
+        for (let i = 0; i < value.length; i++) {
+          if (i > 0) out += ",";
+          const item: unknown = value[i];
+          out += item === undefined ? "null" : encode(item);
+        }
+        return `${out}]`;
+      }
       const record = value as Record<string, unknown>;
-      const keys = Object.keys(record)
-        .filter((key) => record[key] !== undefined)
-        .sort();
-      return `{${keys.map((key) => `${JSON.stringify(key)}:${encode(record[key])}`).join(",")}}`;
+      const keys = Object.keys(record).sort();
+      let out = "{";
+      let first = true;
+      for (const key of keys) {
+        const item = record[key];
+        if (item === undefined) continue;
+        if (!first) out += ",";
+        first = false;
+        out += `${JSON.stringify(key)}:${encode(item)}`;
+      }
+      return `${out}}`;
     }
     default:
       throw new TypeError(`canonical JSON cannot encode a ${typeof value}`);
@@ -36,7 +51,7 @@ function encode(value: unknown): string {
 }
 
 export function sha256Hex(text: string | Buffer): string {
-  return createHash("sha256").update(text).digest("hex");
+  return hash("sha256", text, "hex");
 }
 
 /** The SHA-256 of a value's canonical JSON encoding, hex. */

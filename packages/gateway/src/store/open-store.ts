@@ -7,8 +7,6 @@ import type { Store } from "./store.js";
 export interface OpenOptions {
   /** The gateway itself, not a CLI command: it must be the only one serving this store. */
   serving?: boolean;
-  /** Problems the store works around on its own, for the log. */
-  onWarning?: (message: string) => void;
 }
 
 /** Opens the store a `storage:` URL names; relative SQLite paths resolve against `baseDir`. */
@@ -20,7 +18,7 @@ export async function openStore(
   if (url.startsWith("sqlite:")) {
     const raw = url.slice("sqlite:".length);
     const path = raw === ":memory:" || isAbsolute(raw) ? raw : resolve(baseDir, raw);
-    const store = openSqliteStore(path, options.onWarning ? { onWarning: options.onWarning } : {});
+    const store = openSqliteStore(path);
     if (!options.serving || path === ":memory:") return store;
     let unlock: () => void;
     try {

@@ -1,6 +1,5 @@
 /** The embedded store: one SQLite file in WAL mode, made durable by group commit. */
 import { mkdirSync } from "node:fs";
-import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type AuditEvent, chainEvents } from "../../audit/audit-chain.js";
@@ -23,7 +22,6 @@ import type {
   Store,
   TokenRecord,
 } from "../store.js";
-import { type Checkpointer, startCheckpointer } from "./sqlite-checkpointer.js";
 import { sqliteMigrations } from "./sqlite-migrations.js";
 import { WalSync } from "./wal-sync.js";
 
@@ -32,8 +30,6 @@ type Row = Record<string, unknown>;
 export interface SqliteStoreOptions {
   /** Skip the fsync barrier (tests of pure throughput only; never in production). */
   unsafeNoSync?: boolean;
-  /** Called when background checkpointing fails (the log). */
-  onWarning?: (message: string) => void;
 }
 
 interface Pending {
@@ -101,7 +97,6 @@ function unavailable(error: unknown, path: string): AirlockError {
 export class SqliteStore implements Store {
   readonly dialect = "sqlite" as const;
   private readonly walSync: WalSync | undefined;
-  private readonly checkpointer: Checkpointer | undefined;
   private readonly listeners = new Set<(change: RequestChange) => void>();
   private readonly stmt: ReturnType<SqliteStore["prepare"]>;
   private queue: Pending[] = [];
@@ -116,17 +111,6 @@ export class SqliteStore implements Store {
     const file = path !== ":memory:";
     this.walSync = file && !options.unsafeNoSync ? new WalSync(`${path}-wal`) : undefined;
     this.stmt = this.prepare();
-    if (file) {
-      // Checkpoints move to a worker; if it ever fails, SQLite's own autocheckpoint takes over.
-      db.pragma("wal_autocheckpoint = 0");
-      const driver = createRequire(import.meta.url).resolve("better-sqlite3");
-      this.checkpointer = startCheckpointer(path, driver, (message) => {
-        if (this.db.open) db.pragma("wal_autocheckpoint = 1000");
-        options.onWarning?.(
-          `background checkpoint failed (${message}); checkpointing inline instead`,
-        );
-      });
-    }
   }
 
   /** Queues a write for the next group commit; resolves once it is durable. */
@@ -531,7 +515,6 @@ export class SqliteStore implements Store {
     // Writes already queued still commit; nothing new is taken.
     this.flush();
     this.closed = true;
-    await this.checkpointer?.stop();
     this.walSync?.close();
     this.db.close();
     this.listeners.clear();
