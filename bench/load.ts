@@ -26,16 +26,32 @@ export interface Call {
 
 function summarise(latencies: number[], errors: number, seconds: number): LoadResult {
   latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
-  return { requests: latencies.length, errors, seconds, perSecond: latencies.length / seconds, p50: at(0.5), p99: at(0.99) };
+  const at = (q: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
+  return {
+    requests: latencies.length,
+    errors,
+    seconds,
+    perSecond: latencies.length / seconds,
+    p50: at(0.5),
+    p99: at(0.99),
+  };
 }
 
 async function once(pool: Pool, call: Call): Promise<{ ms: number; ok: boolean }> {
   const started = process.hrtime.bigint();
   try {
-    const response = await pool.request({ path: call.path, method: call.method, headers: call.headers, body: call.body });
+    const response = await pool.request({
+      path: call.path,
+      method: call.method,
+      headers: call.headers,
+      body: call.body,
+    });
     const text = await response.body.text();
-    return { ms: Number(process.hrtime.bigint() - started) / 1e6, ok: call.ok(response.statusCode, text) };
+    return {
+      ms: Number(process.hrtime.bigint() - started) / 1e6,
+      ok: call.ok(response.statusCode, text),
+    };
   } catch {
     return { ms: 0, ok: false };
   }

@@ -137,26 +137,46 @@ rules:
   );
   const rate = Number(process.env.BENCH_RATE ?? 200);
   process.stdout.write(`moderate load: ${rate} requests/s, paced (open loop)\n`);
-  const moderateDirect = await paced(`http://127.0.0.1:${upstreamPort}`, direct, { rate, seconds, warmup });
+  const moderateDirect = await paced(`http://127.0.0.1:${upstreamPort}`, direct, {
+    rate,
+    seconds,
+    warmup,
+  });
   process.stdout.write(`  ${row("straight to the upstream", moderateDirect)}\n`);
-  const moderate = await paced(`http://127.0.0.1:${gatewayPort}`, through, { rate, seconds, warmup });
+  const moderate = await paced(`http://127.0.0.1:${gatewayPort}`, through, {
+    rate,
+    seconds,
+    warmup,
+  });
   process.stdout.write(`  ${row("through Airlock (audited, durable)", moderate)}\n`);
   process.stdout.write(
     `  ratio Airlock/direct: p50 ${fmt(moderate.p50 / moderateDirect.p50)}x (+${fmt(moderate.p50 - moderateDirect.p50)} ms), p99 ${fmt(moderate.p99 / moderateDirect.p99)}x (+${fmt(moderate.p99 - moderateDirect.p99)} ms)\n\n`,
   );
 
   process.stdout.write("high load: 64 concurrent callers (closed loop)\n");
-  const highDirect = await load(`http://127.0.0.1:${upstreamPort}`, direct, { concurrency: 64, seconds, warmup });
+  const highDirect = await load(`http://127.0.0.1:${upstreamPort}`, direct, {
+    concurrency: 64,
+    seconds,
+    warmup,
+  });
   process.stdout.write(`  ${row("straight to the upstream", highDirect)}\n`);
-  const high = await load(`http://127.0.0.1:${gatewayPort}`, through, { concurrency: 64, seconds, warmup });
+  const high = await load(`http://127.0.0.1:${gatewayPort}`, through, {
+    concurrency: 64,
+    seconds,
+    warmup,
+  });
   process.stdout.write(`  ${row("through Airlock (audited, durable)", high)}\n`);
   process.stdout.write(
     `  ratio Airlock/direct: throughput ${fmt(high.perSecond / highDirect.perSecond)}x, p50 ${fmt(high.p50 / highDirect.p50)}x, p99 ${fmt(high.p99 / highDirect.p99)}x\n\n`,
   );
 
   process.stdout.write("summary\n");
-  process.stdout.write(`  added p50 latency at ${rate} req/s:  ${fmt(moderate.p50 - moderateDirect.p50)} ms (target < 1 ms)\n`);
-  process.stdout.write(`  durable audited allow decisions:  ${fmt(high.perSecond, 0)} per second (target >= 3000)\n`);
+  process.stdout.write(
+    `  added p50 latency at ${rate} req/s:  ${fmt(moderate.p50 - moderateDirect.p50)} ms (target < 1 ms)\n`,
+  );
+  process.stdout.write(
+    `  durable audited allow decisions:  ${fmt(high.perSecond, 0)} per second (target >= 3000)\n`,
+  );
 
   const verify = execFileSync(
     process.execPath,

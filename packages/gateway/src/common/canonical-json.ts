@@ -20,7 +20,8 @@ function encode(value: unknown): string {
     case "boolean":
       return value ? "true" : "false";
     case "number":
-      if (!Number.isFinite(value)) throw new TypeError("canonical JSON cannot encode a non-finite number");
+      if (!Number.isFinite(value))
+        throw new TypeError("canonical JSON cannot encode a non-finite number");
       return JSON.stringify(value);
     case "object": {
       if (Array.isArray(value)) {
