@@ -201,3 +201,15 @@ describe("scrubHidden", () => {
     expect(scrubbed).toContain('"sku":"A-1"');
   });
 });
+
+describe("scrubHidden with encoded forms", () => {
+  it("hides values that derived text escaped as JSON or percent-encoded in a URL", () => {
+    const hidden = ['ab"cd\\ef', "abc+def/ghi=", "line1\nline2"];
+    const preview = `POST /charges?api_key=${encodeURIComponent("abc+def/ghi=")}&k=${new URLSearchParams({ v: "abc+def/ghi=" }).toString().slice(2)}\n${JSON.stringify({ card: 'ab"cd\\ef', note: "line1\nline2" }, null, 2)}`;
+    const scrubbed = scrubHidden(preview, hidden);
+    expect(scrubbed).not.toContain("abc%2Bdef");
+    expect(scrubbed).not.toContain('ab\\"cd');
+    expect(scrubbed).not.toContain("line1\\nline2");
+    expect(scrubbed.match(/\[masked\]/g)).toHaveLength(4);
+  });
+});

@@ -59,12 +59,26 @@ function collect(value: Json, hidden: string[]): void {
   for (const child of Array.isArray(value) ? value : Object.values(value)) collect(child, hidden);
 }
 
-/** Replaces every occurrence of the hidden values in derived text (previews, facts). */
+/**
+ * The forms a value takes inside derived text: as is, escaped inside a JSON string, and
+ * percent-encoded in a URL (both encodings a query string may use).
+ */
+export function encodedForms(value: string): string[] {
+  return [
+    ...new Set([
+      value,
+      JSON.stringify(value).slice(1, -1),
+      encodeURIComponent(value),
+      new URLSearchParams({ v: value }).toString().slice(2),
+    ]),
+  ];
+}
+
+/** Replaces every occurrence of the hidden values, in any encoded form, in derived text (previews, facts). */
 export function scrubHidden<T>(value: T, hidden: readonly string[]): T {
   // Values of one or two characters would blank out unrelated text; masking them by path is enough.
-  const needles = [...new Set(hidden.filter((h) => h.length >= 3))].sort(
-    (a, b) => b.length - a.length,
-  );
+  const long = [...new Set(hidden.filter((h) => h.length >= 3))];
+  const needles = [...new Set(long.flatMap(encodedForms))].sort((a, b) => b.length - a.length);
   if (needles.length === 0) return value;
   const scrubText = (text: string) => {
     let out = text;
@@ -73,10 +87,10 @@ export function scrubHidden<T>(value: T, hidden: readonly string[]): T {
   };
   const walk = (v: unknown): unknown => {
     if (typeof v === "string") return scrubText(v);
-    if (typeof v === "number" && needles.includes(String(v))) return MASKED;
+    if (typeof v === "number" && long.includes(String(v))) return MASKED;
     if (Array.isArray(v)) return v.map(walk);
     if (v && typeof v === "object") {
-      return Object.fromEntries(Object.entries(v).map(([k, c]) => [k, walk(c)]));
+      return Object.fromEntries(Object.entries(v).map(([k, c]) => [scrubText(k), walk(c)]));
     }
     return v;
   };

@@ -88,3 +88,15 @@ describe("createRedactor", () => {
     expect(redactor.redactText("anything [redacted] at all")).toBe("anything [redacted] at all");
   });
 });
+
+describe("encoded and numeric secrets", () => {
+  it("redacts a secret percent-encoded in an echoed URL and a numeric secret held as a number", () => {
+    const redactor = createRedactor(["tok+en/123==", "98765432"]);
+    const out = redactor.redact({
+      url: `/cb?t=${encodeURIComponent("tok+en/123==")}`,
+      pin: 98765432,
+      other: 98765433,
+    });
+    expect(out).toEqual({ url: "/cb?t=[redacted]", pin: "[redacted]", other: 98765433 });
+  });
+});
