@@ -1,6 +1,20 @@
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 
 const alphabet = "0123456789abcdefghjkmnpqrstvwxyz"; // Crockford base32, lower case
+
+// One call to the CSPRNG per 409 ids rather than one per id: it is on every request's path.
+const pool = Buffer.alloc(4096);
+let offset = pool.length;
+
+function take(n: number): Buffer {
+  if (offset + n > pool.length) {
+    randomFillSync(pool);
+    offset = 0;
+  }
+  const out = pool.subarray(offset, offset + n);
+  offset += n;
+  return out;
+}
 
 /**
  * A time-ordered identifier: `prefix_` + 10 characters of milliseconds + 16 random characters
@@ -13,7 +27,7 @@ export function newId(prefix: string, now = Date.now()): string {
     time = alphabet[t % 32] + time;
     t = Math.floor(t / 32);
   }
-  const bytes = randomBytes(10);
+  const bytes = take(10);
   let random = "";
   for (let i = 0; i < 16; i++) {
     // 16 characters of 5 bits each from 80 random bits

@@ -48,11 +48,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     routerOptions: { ignoreTrailingSlash: true },
   });
 
-  app.addHook("onSend", async (request, reply) => {
+  // Callback hooks, not async ones: they run on every request and a promise each adds up.
+  app.addHook("onRequest", (request, reply, done) => {
     reply.header("x-request-id", request.id);
     reply.header("cache-control", "no-store");
+    done();
   });
-  app.addHook("onResponse", async (request, reply) => {
+  app.addHook("onResponse", (request, reply, done) => {
     const route = request.routeOptions.url ?? "unmatched";
     metrics.httpSeconds.observe(
       { method: request.method, route, status: String(reply.statusCode) },
@@ -75,6 +77,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         "request",
       );
     }
+    done();
   });
 
   app.setErrorHandler((error: FastifyError | AirlockError | Error, request, reply) => {

@@ -17,7 +17,10 @@ import { finishExecution, interruptExecution, startExecution } from "./request-t
 import type { ActionRequest, Outcome } from "./request-types.js";
 
 export interface Executor {
-  /** Runs a request this process has already claimed (status executing, durably). */
+  /**
+   * Runs a request this process has just claimed (status executing, durably) from the very
+   * object it hashed, so there is nothing stored to re-verify.
+   */
   runClaimed(request: ActionRequest): Promise<ActionRequest>;
   /** Claims an approved request and runs it; null when someone else claimed it first. */
   execute(id: string): Promise<ActionRequest | null>;
@@ -41,6 +44,8 @@ export function createExecutor(deps: {
 }): Executor {
   const { store, connectors, redactor, plan, logger, metrics, clock } = deps;
   const inFlight = new Set<Promise<unknown>>();
+  // Executions are never abandoned halfway (a stop waits for them); connectors keep their own timeouts.
+  const running = new AbortController().signal;
 
   const track = <T>(promise: Promise<T>): Promise<T> => {
     inFlight.add(promise);
@@ -69,11 +74,12 @@ export function createExecutor(deps: {
     return undefined;
   };
 
-  const run = async (request: ActionRequest): Promise<ActionRequest> => {
+  const run = async (request: ActionRequest, fromStore: boolean): Promise<ActionRequest> => {
     const started = performance.now();
     let outcome: Outcome;
     const connector = connectors.get(request.connection);
-    const problem = integrityProblem(request);
+    // What comes back from the store is checked against the hashes it was approved under.
+    const problem = fromStore ? integrityProblem(request) : undefined;
     if (problem) {
       logger.error({ requestId: request.id }, problem);
       outcome = {
@@ -93,11 +99,7 @@ export function createExecutor(deps: {
       };
     } else {
       try {
-        const done = await connector.execute(
-          request.operation,
-          request.input,
-          AbortSignal.timeout(24 * 3_600_000),
-        );
+        const done = await connector.execute(request.operation, request.input, running);
         // Credentials and the input fields the policy masks stay hidden even when echoed back.
         const { hidden } = maskInput(request.input, request.decision.mask);
         const scrub = <T>(value: T): T => scrubHidden(redactor.redact(value), hidden);
@@ -127,6 +129,7 @@ export function createExecutor(deps: {
       request.id,
       (current) => finishExecution(current, outcome, clock()),
       plan,
+      request,
     );
     deps.afterCommit?.();
     logger.info(
@@ -139,11 +142,11 @@ export function createExecutor(deps: {
   const execute = async (id: string): Promise<ActionRequest | null> => {
     const claimed = await store.transition(id, (current) => startExecution(current, clock()), plan);
     if (!claimed) return null;
-    return run(claimed);
+    return run(claimed, true);
   };
 
   return {
-    runClaimed: (request) => track(run(request)),
+    runClaimed: (request) => track(run(request, false)),
     execute: (id) => track(execute(id)),
     async recover() {
       let interrupted = 0;

@@ -84,11 +84,13 @@ export interface Store {
   /**
    * Loads a request under a lock, lets `decide` (pure, synchronous) choose the change, and
    * commits it with its events and outbox entries. Throws `not_found` for an unknown id.
+   * `known` is the caller's copy: used as is when its version is still current, saving a read.
    */
   transition<T>(
     id: string,
     decide: (current: ActionRequest) => TransitionResult<T>,
     plan: OutboxPlanner,
+    known?: ActionRequest,
   ): Promise<T>;
 
   getRequest(id: string): Promise<ActionRequest | undefined>;

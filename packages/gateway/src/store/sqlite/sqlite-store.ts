@@ -100,6 +100,8 @@ export class SqliteStore implements Store {
   private readonly listeners = new Set<(change: RequestChange) => void>();
   private readonly stmt: ReturnType<SqliteStore["prepare"]>;
   private queue: Pending[] = [];
+  private readonly tokenCache = new Map<string, TokenRecord>();
+  private tokenCacheVersion = -1;
   private scheduled = false;
   private closed = false;
 
@@ -174,6 +176,7 @@ export class SqliteStore implements Store {
       release: db.prepare("RELEASE item"),
       rollbackTo: db.prepare("ROLLBACK TO item"),
       request: db.prepare("SELECT * FROM requests WHERE id = ?"),
+      version: db.prepare("SELECT version FROM requests WHERE id = ?"),
       reviews: db.prepare("SELECT * FROM reviews WHERE request_id = ? ORDER BY created_at, id"),
       byKey: db.prepare("SELECT * FROM requests WHERE agent = ? AND idempotency_key = ?"),
       insertRequest: db.prepare(`INSERT INTO requests (id, agent, agent_snapshot, connection,
@@ -201,6 +204,7 @@ export class SqliteStore implements Store {
       insertToken: db.prepare(`INSERT INTO tokens (id, kind, subject, hash, hint, created_at,
         revoked_at) VALUES (@id, @kind, @subject, @hash, @hint, @created_at, @revoked_at)`),
       tokenByHash: db.prepare("SELECT * FROM tokens WHERE hash = ?"),
+      dataVersion: db.prepare("PRAGMA data_version").pluck(),
       tokens: db.prepare("SELECT * FROM tokens ORDER BY created_at, id"),
       revokeToken: db.prepare(
         "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
@@ -247,11 +251,10 @@ export class SqliteStore implements Store {
     id: string,
     decide: (current: ActionRequest) => TransitionResult<T>,
     plan: OutboxPlanner,
+    known?: ActionRequest,
   ): Promise<T> {
     const result = await this.write(() => {
-      const row = this.stmt.request.get(id) as Row | undefined;
-      if (!row) throw new AirlockError("not_found", `no request ${id}`);
-      const current = this.toRequest(row);
+      const current = this.current(id, known);
       const verdict = decide(current);
       if (verdict.change) {
         const next = verdict.change.request;
@@ -277,6 +280,16 @@ export class SqliteStore implements Store {
     }
     if (result.error) throw result.error;
     return result.value;
+  }
+
+  private current(id: string, known: ActionRequest | undefined): ActionRequest {
+    if (known) {
+      const version = this.stmt.version.get(id) as { version: number } | undefined;
+      if (version?.version === known.version) return known;
+    }
+    const row = this.stmt.request.get(id) as Row | undefined;
+    if (!row) throw new AirlockError("not_found", `no request ${id}`);
+    return this.toRequest(row);
   }
 
   private writeChange(change: Change, outbox: OutboxEntry[]): void {
@@ -433,6 +446,7 @@ export class SqliteStore implements Store {
 
   async insertToken(token: TokenRecord, event: AuditEventInput): Promise<void> {
     await this.write(() => {
+      this.tokenCache.clear();
       this.stmt.insertToken.run({
         id: token.id,
         kind: token.kind,
@@ -446,10 +460,25 @@ export class SqliteStore implements Store {
     });
   }
 
+  /**
+   * Tokens are read on every request, so found ones are cached. SQLite's data_version moves
+   * whenever another connection (`airlock token revoke`) commits, and then the cache starts
+   * over: a revocation takes effect on the very next request, as without the cache.
+   */
   async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
     return this.run(() => {
+      const version = this.stmt.dataVersion.get() as number;
+      if (version !== this.tokenCacheVersion || this.tokenCache.size > 10_000) {
+        this.tokenCache.clear();
+        this.tokenCacheVersion = version;
+      }
+      const cached = this.tokenCache.get(hash);
+      if (cached) return cached;
       const row = this.stmt.tokenByHash.get(hash) as Row | undefined;
-      return row ? toToken(row) : undefined;
+      if (!row) return undefined;
+      const token = toToken(row);
+      this.tokenCache.set(hash, token);
+      return token;
     });
   }
 
@@ -459,6 +488,7 @@ export class SqliteStore implements Store {
 
   async revokeToken(id: string, event: AuditEventInput): Promise<boolean> {
     return this.write(() => {
+      this.tokenCache.clear();
       const result = this.stmt.revokeToken.run(event.at, id);
       if (result.changes === 1) this.appendEvents([event]);
       return result.changes === 1;
