@@ -137,10 +137,14 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   let url: string | undefined;
   let closing: Promise<void> | undefined;
 
-  const sweep = () =>
-    requests
-      .sweepExpired()
-      .catch((error) => logger.warn({ err: error }, "expiry sweep failed; will retry"));
+  const sweep = async () => {
+    try {
+      await requests.sweepExpired();
+      await executor.resumeApproved();
+    } catch (error) {
+      logger.warn({ err: error }, "sweep failed; will retry");
+    }
+  };
 
   return {
     app,

@@ -6,6 +6,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, killed, runCli, startServe } from "./support/cli.js";
 import { api, read, refund, removeDir, startGateway, testConfig } from "./support/gateway.js";
@@ -193,6 +194,34 @@ describe("in-process restarts and races", () => {
       expect(second.body.status).toMatch(/approved|executing|succeeded/);
       const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
       expect(done.body.status).toBe("succeeded");
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it("runs an approved request whose start was lost at the next sweep, once", async () => {
+    const gw = await startGateway(testConfig(upstream.url));
+    dirs.push(gw.dir);
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      const held = await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: {
+          connection: "billing-api",
+          operation: "request",
+          input: { method: "PUT", path: "/stranded" },
+        },
+      });
+      // As if the approval had committed and the process had lost the hand-off to the executor.
+      const db = new Database(join(gw.dir, "airlock.db"));
+      db.prepare("UPDATE requests SET status = 'approved', version = version + 1 WHERE id = ?").run(
+        held.body.id,
+      );
+      db.close();
+      const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
+      expect(done.body.status).toBe("succeeded");
+      await new Promise((r) => setTimeout(r, 200));
+      expect(callsTo("/stranded")).toBe(1);
     } finally {
       await gw.close();
     }

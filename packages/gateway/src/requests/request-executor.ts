@@ -26,6 +26,11 @@ export interface Executor {
   execute(id: string): Promise<ActionRequest | null>;
   /** At start: ends interrupted executions, then runs approved requests nobody ran. */
   recover(): Promise<{ interrupted: number; resumed: number }>;
+  /**
+   * Runs approved requests that nobody in this process is running: ones whose start failed
+   * (the store was briefly unavailable) are picked up by the next sweep.
+   */
+  resumeApproved(): Promise<number>;
   /** Resolves when every execution under way has finished. */
   drain(): Promise<void>;
   readonly running: number;
@@ -139,10 +144,31 @@ export function createExecutor(deps: {
     return finished;
   };
 
+  const starting = new Set<string>();
   const execute = async (id: string): Promise<ActionRequest | null> => {
-    const claimed = await store.transition(id, (current) => startExecution(current, clock()), plan);
+    if (starting.has(id)) return null;
+    starting.add(id);
+    let claimed: ActionRequest | null;
+    try {
+      claimed = await store.transition(id, (current) => startExecution(current, clock()), plan);
+    } finally {
+      starting.delete(id);
+    }
     if (!claimed) return null;
     return run(claimed, true);
+  };
+
+  const resumeApproved = async (): Promise<number> => {
+    const ids = (await store.idsWithStatus("approved", 1000)).filter((id) => !starting.has(id));
+    for (const id of ids) {
+      void track(execute(id)).catch((error) =>
+        logger.error(
+          { requestId: id, err: error },
+          "could not run an approved request; will retry",
+        ),
+      );
+    }
+    return ids.length;
   };
 
   return {
@@ -162,13 +188,9 @@ export function createExecutor(deps: {
         );
         interrupted++;
       }
-      const approved = await store.idsWithStatus("approved", 10_000);
-      for (const id of approved)
-        void track(execute(id)).catch((error) =>
-          logger.error({ requestId: id, err: error }, "could not run an approved request"),
-        );
-      return { interrupted, resumed: approved.length };
+      return { interrupted, resumed: await resumeApproved() };
     },
+    resumeApproved,
     async drain() {
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     },
