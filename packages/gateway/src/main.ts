@@ -29,6 +29,8 @@ export interface GatewayOptions {
   logLevel?: string;
   clock?: () => number;
   channels?: Channel[];
+  /** How channel deliveries are retried (defaults: 1 s doubling to 5 min, 12 attempts). */
+  delivery?: { pollInterval?: number; maxAttempts?: number; backoff?: (attempt: number) => number };
   /** Overrides server.port / server.host (0 picks a free port). */
   port?: number;
   host?: string;
@@ -73,6 +75,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   const channels = options.channels ?? [];
   let ownersOf: (request: Parameters<typeof reviewerView>[0]) => string[] = (r) => [r.agent.owner];
   const dispatcher = createDispatcher({
+    ...options.delivery,
     store,
     channels,
     logger,

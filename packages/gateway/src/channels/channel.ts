@@ -26,6 +26,11 @@ export type DecisionSink = (args: {
 
 export interface Channel {
   readonly name: string;
+  /**
+   * Which requests it follows: "reviews" (the default) only those a rule sent to review,
+   * as approval channels do; "all" every change, as webhooks do.
+   */
+  readonly follows?: "reviews" | "all";
   /** Whether this channel wants to hear about a request (a rule may name its channels). */
   accepts?(view: ChannelView): boolean;
   /** Posts the first message for a request; returns where it went, for later updates. */

@@ -50,9 +50,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const plan = (change: Change): OutboxEntry[] => {
     if (channels.length === 0) return [];
     const wanted = change.request.decision.review?.channels;
+    const reviewed = change.request.decision.decision === "review";
     return change.notifications.flatMap((notification) =>
       channels
-        .filter((channel) => !wanted || wanted.includes(channel.name))
+        .filter(
+          (channel) =>
+            (channel.follows === "all" || reviewed) && (!wanted || wanted.includes(channel.name)),
+        )
         .map((channel) => ({
           topic: TOPIC_PREFIX + channel.name,
           requestId: notification.requestId,

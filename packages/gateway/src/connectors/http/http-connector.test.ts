@@ -1,0 +1,192 @@
+/** The http connector against a real server on loopback. */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AirlockError } from "../../errors.js";
+import { httpConnectionSchema } from "./http-config.js";
+import { createHttpConnector } from "./http-connector.js";
+
+let server: Server;
+let base: string;
+const seen: { url: string; headers: Record<string, unknown>; body: string }[] = [];
+
+beforeAll(async () => {
+  server = createServer(async (req, res) => {
+    let body = "";
+    for await (const chunk of req) body += chunk;
+    seen.push({ url: req.url ?? "", headers: req.headers, body });
+    if (req.url?.startsWith("/base/slow")) return; // never answers
+    if (req.url?.startsWith("/base/big")) {
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.end("y".repeat(5000));
+      return;
+    }
+    if (req.url?.startsWith("/base/bin")) {
+      res.writeHead(200, { "content-type": "application/octet-stream" });
+      res.end(Buffer.from([0xff, 0xfe, 0x00, 0x01]));
+      return;
+    }
+    res.writeHead(req.url?.startsWith("/base/missing") ? 404 : 200, {
+      "content-type": "application/json",
+      "set-cookie": "sid=1",
+      "keep-alive": "timeout=5",
+      "x-kept": "yes",
+    });
+    res.end(JSON.stringify({ url: req.url, method: req.method }));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+});
+
+function connector(extra: Record<string, unknown> = {}) {
+  return createHttpConnector(
+    "api",
+    httpConnectionSchema.parse({
+      type: "http",
+      baseUrl: `${base}/base`,
+      headers: { Authorization: "Bearer conn-secret" },
+      ...extra,
+    }),
+  );
+}
+
+const never = new AbortController().signal;
+
+describe("parse", () => {
+  it("normalises the method and refuses unknown operations and the connection's own headers", () => {
+    const c = connector();
+    expect(c.parse("request", { method: "get", path: "/x" })).toEqual({
+      method: "GET",
+      path: "/x",
+    });
+    expect(() => c.parse("query", { method: "GET", path: "/x" })).toThrow(AirlockError);
+    try {
+      c.parse("request", { method: "GET", path: "/x", headers: { authorization: "mine" } });
+      expect.unreachable();
+    } catch (error) {
+      expect((error as AirlockError).field).toBe("input.headers.authorization");
+    }
+  });
+});
+
+describe("describe", () => {
+  it("previews the call and gives facts and a risk hint by method", async () => {
+    const c = connector();
+    const read = await c.describe(
+      "request",
+      c.parse("request", { method: "GET", path: "/invoices", query: { page: "2" } }),
+    );
+    expect(read.preview).toBe("GET api/base/invoices?page=2");
+    expect(read.facts).toEqual({ http: { method: "GET", path: "/invoices" } });
+    expect(read.risk.level).toBe("low");
+    const del = await c.describe(
+      "request",
+      c.parse("request", { method: "DELETE", path: "/invoices/1" }),
+    );
+    expect(del.risk.level).toBe("high");
+    const post = await c.describe(
+      "request",
+      c.parse("request", { method: "POST", path: "/x", body: { a: 1 } }),
+    );
+    expect(post.risk.level).toBe("medium");
+    expect(post.preview).toContain('"a": 1');
+  });
+});
+
+describe("execute", () => {
+  it("calls under the base path with the connection's header last, and hides hop-by-hop headers and cookies", async () => {
+    const c = connector();
+    const out = await c.execute(
+      "request",
+      c.parse("request", {
+        method: "POST",
+        path: "/items",
+        query: { q: ["a b", "c"] },
+        headers: { "x-agent": "1" },
+        body: { n: 1 },
+      }),
+      never,
+    );
+    const call = seen.at(-1)!;
+    expect(call.url).toBe("/base/items?q=a+b&q=c");
+    expect(call.headers.authorization).toBe("Bearer conn-secret");
+    expect(call.headers["x-agent"]).toBe("1");
+    expect(call.headers["content-type"]).toBe("application/json");
+    expect(call.body).toBe('{"n":1}');
+    expect(out.ok).toBe(true);
+    const result = out.result as { status: number; headers: Record<string, string>; body: unknown };
+    expect(result.status).toBe(200);
+    expect(result.body).toEqual({ url: "/base/items?q=a+b&q=c", method: "POST" });
+    expect(result.headers["x-kept"]).toBe("yes");
+    expect(result.headers["set-cookie"]).toBeUndefined();
+    expect(result.headers["keep-alive"]).toBeUndefined();
+    expect(c.secrets).toContain("Bearer conn-secret");
+    await c.close();
+  });
+
+  it("fails with the status when the upstream answers an error", async () => {
+    const c = connector();
+    const out = await c.execute(
+      "request",
+      c.parse("request", { method: "GET", path: "/missing" }),
+      never,
+    );
+    expect(out.ok).toBe(false);
+    expect(out.reason).toBe("the upstream answered HTTP 404");
+    await c.close();
+  });
+
+  it("fails with a clear reason when the upstream does not answer in time", async () => {
+    const c = connector({ timeout: "300ms" });
+    const started = Date.now();
+    const out = await c.execute(
+      "request",
+      c.parse("request", { method: "GET", path: "/slow" }),
+      never,
+    );
+    expect(out.ok).toBe(false);
+    expect(out.reason).toBe("the upstream did not answer within 300 ms");
+    expect(Date.now() - started).toBeLessThan(5000);
+    await c.close();
+  });
+
+  it("fails with a clear reason when the upstream cannot be reached", async () => {
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const c = createHttpConnector(
+      "down",
+      httpConnectionSchema.parse({ type: "http", baseUrl: `http://127.0.0.1:${port}` }),
+    );
+    const out = await c.execute("request", c.parse("request", { method: "GET", path: "/" }), never);
+    expect(out.ok).toBe(false);
+    expect(out.reason).toBe("the upstream could not be reached: connection refused");
+    await c.close();
+  });
+
+  it("cuts a body over the cap and says so, and passes binary as base64", async () => {
+    const c = connector({ maxResponseBytes: 1024 });
+    const big = await c.execute(
+      "request",
+      c.parse("request", { method: "GET", path: "/big" }),
+      never,
+    );
+    const result = big.result as { body: string; truncated: string };
+    expect(result.body).toHaveLength(1024);
+    expect(result.truncated).toBe("the body was cut at 1024 bytes");
+    expect(big.summary).toBe("HTTP 200, 1024+ bytes");
+    const bin = await c.execute(
+      "request",
+      c.parse("request", { method: "GET", path: "/bin" }),
+      never,
+    );
+    expect(bin.result).toMatchObject({ body: "//4AAQ==", encoding: "base64" });
+    await c.close();
+  });
+});

@@ -1,0 +1,170 @@
+/**
+ * The channel seam and the outbox behind it: channels hear about committed changes only,
+ * in order per request, with masked content; failures are retried, and what was not yet
+ * delivered survives a restart.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Channel, ChannelNotice } from "../src/channels/channel.js";
+import { api, refund, removeDir, startGateway, testConfig, until } from "./support/gateway.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+/** A channel that keeps what it is told, and fails while `down` is set. */
+class RecordingChannel implements Channel {
+  readonly name = "recorder";
+  readonly posts: ChannelNotice[] = [];
+  readonly updates: { ref: string; notice: ChannelNotice }[] = [];
+  attempts = 0;
+  down = 0;
+
+  async post(notice: ChannelNotice): Promise<string> {
+    this.attempts++;
+    if (this.down > 0) {
+      this.down--;
+      throw new Error("channel unreachable");
+    }
+    this.posts.push(notice);
+    return `msg-${notice.request.id}`;
+  }
+
+  async update(ref: string, notice: ChannelNotice): Promise<void> {
+    this.attempts++;
+    if (this.down > 0) {
+      this.down--;
+      throw new Error("channel unreachable");
+    }
+    this.updates.push({ ref, notice });
+  }
+}
+
+let upstream: Upstream;
+const dirs: string[] = [];
+beforeAll(async () => {
+  upstream = await startUpstream();
+});
+afterAll(async () => {
+  await upstream.close();
+  for (const dir of dirs) removeDir(dir);
+});
+
+const fast = { pollInterval: 20, backoff: () => 20, maxAttempts: 4 };
+
+describe("channels", () => {
+  it("are told of a request, each vote and the end, in order, with masked content", async () => {
+    const channel = new RecordingChannel();
+    const gw = await startGateway(testConfig(upstream.url), {
+      gateway: { channels: [channel], delivery: fast },
+    });
+    dirs.push(gw.dir);
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      const bob = await gw.token("reviewer", "bob@example.com");
+      const carol = await gw.token("reviewer", "carol@example.com");
+      const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+      await until(() => channel.posts.length === 1);
+      const first = channel.posts[0]!;
+      expect(first.event).toBe("requested");
+      expect(first.request).toMatchObject({
+        id: held.body.id,
+        status: "pending",
+        review: { approvals: 0, quorum: 2 },
+      });
+      expect(JSON.stringify(first)).not.toContain("4242424242424242");
+      expect(first.request.input).toMatchObject({ body: { card_number: "[masked]" } });
+
+      await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+        token: bob,
+        body: { decision: "approve" },
+      });
+      await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+        token: carol,
+        body: { decision: "approve" },
+      });
+      await until(() => channel.updates.some((u) => u.notice.event === "resolved"));
+      expect(channel.updates.every((u) => u.ref === `msg-${held.body.id}`)).toBe(true);
+      const events = channel.updates.map((u) => u.notice.event);
+      expect(events).toEqual(["reviewed", "reviewed", "resolved"]);
+      expect(channel.updates.at(-1)!.notice.request.status).toBe("succeeded");
+      expect(channel.updates.at(-1)!.notice.request.outcome?.summary).toMatch(/^HTTP 200/);
+
+      // Allowed and denied actions need nobody's attention.
+      const before = channel.attempts;
+      await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: {
+          connection: "billing-api",
+          operation: "request",
+          input: { method: "GET", path: "/x" },
+        },
+      });
+      await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: {
+          connection: "billing-api",
+          operation: "request",
+          input: { method: "DELETE", path: "/x" },
+        },
+      });
+      await gw.gateway.dispatcher.idle();
+      expect(channel.attempts).toBe(before);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it("retries a failing channel, keeps the request reviewable meanwhile, and gives up after the last attempt", async () => {
+    const channel = new RecordingChannel();
+    channel.down = 2;
+    const gw = await startGateway(testConfig(upstream.url), {
+      gateway: { channels: [channel], delivery: fast },
+    });
+    dirs.push(gw.dir);
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      const bob = await gw.token("reviewer", "bob@example.com");
+      const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+      const view = await api(gw.url, "GET", `/v1/requests/${held.body.id}`, { token: bob });
+      expect(view.body.status).toBe("pending");
+      await until(() => channel.posts.length === 1);
+      expect(channel.attempts).toBe(3);
+
+      channel.down = 100;
+      const second = await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: refund({ justification: "never delivered" }),
+      });
+      await until(() => channel.attempts >= 3 + fast.maxAttempts);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(channel.attempts).toBe(3 + fast.maxAttempts);
+      expect(channel.posts.map((p) => p.request.id)).not.toContain(second.body.id);
+      expect(gw.logs.join("")).toContain("delivery failed for good; kept as a dead letter");
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it("delivers after a restart what could not be delivered before it", async () => {
+    const down = new RecordingChannel();
+    down.down = 1_000;
+    let gw = await startGateway(testConfig(upstream.url), {
+      gateway: { channels: [down], delivery: { pollInterval: 20, backoff: () => 200 } },
+    });
+    dirs.push(gw.dir);
+    const agent = await gw.token("agent", "support-bot");
+    const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    await until(() => down.attempts >= 1);
+    await gw.close();
+
+    const up = new RecordingChannel();
+    gw = await startGateway(testConfig(upstream.url), {
+      dir: gw.dir,
+      gateway: { channels: [up], delivery: { pollInterval: 20, backoff: () => 20 } },
+    });
+    try {
+      await until(() => up.posts.length === 1);
+      expect(down.posts).toHaveLength(0);
+      expect(up.posts.map((p) => p.request.id)).toEqual([held.body.id]);
+    } finally {
+      await gw.close();
+    }
+  });
+});
