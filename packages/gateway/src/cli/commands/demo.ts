@@ -128,8 +128,8 @@ export AIRLOCK_URL=${publicUrl}
    AIRLOCK_TOKEN=$BOB ${cli} requests approve <id> --comment "double charge confirmed"
    AIRLOCK_TOKEN=$CAROL ${cli} requests approve <id>   # the second approval: the refund runs
 
-   Afterwards: ${cli} audit verify --config ${exampleConfigPath} is for your own config;
-   here, GET ${publicUrl}/v1/audit with a reviewer token shows every step.
+4. Every step above, in the tamper-evident audit trail:
+   curl -s '${publicUrl}/v1/audit?limit=50' -H "authorization: Bearer $BOB"
 
 Ctrl-C stops the demo.
 
