@@ -92,11 +92,11 @@ function commands(): string[] {
 it("prints tokens and the commands to try", () => {
   expect(output).toMatch(/export AGENT=alk_\S{43}/);
   expect(output).toMatch(/export BOB=alk_\S{43}/);
-  expect(commands().filter((c) => c.startsWith("curl"))).toHaveLength(3);
+  expect(commands().filter((c) => c.startsWith("curl"))).toHaveLength(4);
 });
 
 it("works as printed: an allowed read, a denied delete, and a refund approved from a second terminal", async () => {
-  const [read, remove, refund] = commands().filter((c) => c.startsWith("curl"));
+  const [read, remove, refund, audit] = commands().filter((c) => c.startsWith("curl"));
   const allowed = JSON.parse((await shell(read!)).stdout);
   expect(allowed.status).toBe("succeeded");
   expect(allowed.result.body.invoices).toHaveLength(2);
@@ -128,6 +128,19 @@ it("works as printed: an allowed read, a denied delete, and a refund approved fr
   expect(refunded.status).toBe("succeeded");
   expect(refunded.result.body).toMatchObject({ status: "issued", amount: 4200 });
   expect(output).toContain("[billing-api] POST /refunds with Airlock's credential");
+  const trail = JSON.parse((await shell(audit!)).stdout);
+  const types = trail.events
+    .filter((e: { requestId: string }) => e.requestId === id)
+    .map((e: { type: string }) => e.type);
+  expect(types).toEqual([
+    "request.submitted",
+    "request.decided",
+    "request.reviewed",
+    "request.reviewed",
+    "request.approved",
+    "execution.started",
+    "execution.succeeded",
+  ]);
 });
 
 it("stops cleanly on Ctrl-C", async () => {
