@@ -23,6 +23,33 @@ import type {
 
 const system = { type: "system", id: "airlock" } as const;
 
+/**
+ * The common shape of a transition: the request moves on (one version later), one audit
+ * event records why, and `resolved` is announced when the move ends it.
+ */
+function move(
+  request: ActionRequest,
+  now: number,
+  patch: Partial<ActionRequest>,
+  event: Pick<AuditEventInput, "type" | "actor" | "data">,
+): TransitionResult<ActionRequest> {
+  const next: ActionRequest = {
+    ...request,
+    ...patch,
+    updatedAt: now,
+    version: request.version + 1,
+  };
+  const resolved = patch.finishedAt !== undefined && patch.finishedAt !== null;
+  return {
+    change: {
+      request: next,
+      events: [{ ...event, requestId: request.id, at: now }],
+      notifications: resolved ? [{ event: "resolved", requestId: request.id }] : [],
+    },
+    value: next,
+  };
+}
+
 export interface NewRequest {
   id: string;
   proposal: Proposal;
@@ -296,25 +323,16 @@ function refusePending(request: ActionRequest, now: number): TransitionResult<ne
 
 function expireChange(request: ActionRequest, now: number): Change {
   const approvals = request.reviews.filter((r) => r.decision === "approve").length;
-  return {
-    request: {
-      ...request,
-      status: "expired",
-      updatedAt: now,
-      finishedAt: now,
-      version: request.version + 1,
+  return move(
+    request,
+    now,
+    { status: "expired", finishedAt: now },
+    {
+      type: "request.expired",
+      actor: system,
+      data: { approvals, quorum: request.decision.review?.quorum ?? 1 },
     },
-    events: [
-      {
-        type: "request.expired",
-        requestId: request.id,
-        actor: system,
-        at: now,
-        data: { approvals, quorum: request.decision.review?.quorum ?? 1 },
-      },
-    ],
-    notifications: [{ event: "resolved", requestId: request.id }],
-  };
+  ).change!;
 }
 
 /** Expires a pending request whose time is up; anything else is left alone. */
@@ -335,64 +353,39 @@ export function cancel(
   if (request.agent.name !== agent) throw new AirlockError("not_found", `no request ${request.id}`);
   const refusal = refusePending(request, now);
   if (refusal) return refusal;
-  const next: ActionRequest = {
-    ...request,
-    status: "cancelled",
-    updatedAt: now,
-    finishedAt: now,
-    version: request.version + 1,
-  };
-  return {
-    change: {
-      request: next,
-      events: [
-        {
-          type: "request.cancelled",
-          requestId: request.id,
-          actor: { type: "agent", id: agent },
-          at: now,
-          data: {},
-        },
-      ],
-      notifications: [{ event: "resolved", requestId: request.id }],
+  return move(
+    request,
+    now,
+    { status: "cancelled", finishedAt: now },
+    {
+      type: "request.cancelled",
+      actor: { type: "agent", id: agent },
+      data: {},
     },
-    value: next,
-  };
+  );
 }
 
-/** Claims an approved request for execution. Only one caller can win: the rest see `false`. */
+/** Claims an approved request for execution. Only one caller can win: the rest see `null`. */
 export function startExecution(
   request: ActionRequest,
   now: number,
 ): TransitionResult<ActionRequest | null> {
   if (request.status !== "approved") return { value: null };
-  const next: ActionRequest = {
-    ...request,
-    status: "executing",
-    updatedAt: now,
-    version: request.version + 1,
-  };
-  return {
-    change: {
-      request: next,
-      events: [
-        {
-          type: "execution.started",
-          requestId: request.id,
-          actor: system,
-          at: now,
-          data: {
-            hash: request.hash,
-            authorisedBy: request.reviews
-              .filter((r) => r.decision === "approve")
-              .map((r) => r.reviewer),
-          },
-        },
-      ],
-      notifications: [],
+  return move(
+    request,
+    now,
+    { status: "executing" },
+    {
+      type: "execution.started",
+      actor: system,
+      data: {
+        hash: request.hash,
+        authorisedBy: request.reviews
+          .filter((r) => r.decision === "approve")
+          .map((r) => r.reviewer),
+      },
     },
-    value: next,
-  };
+  );
 }
 
 export function finishExecution(
@@ -402,34 +395,20 @@ export function finishExecution(
 ): TransitionResult<ActionRequest> {
   // A request marked failed while this one ran (a restart) keeps that verdict.
   if (request.status !== "executing") return { value: request };
-  const next: ActionRequest = {
-    ...request,
-    status: outcome.ok ? "succeeded" : "failed",
-    outcome,
-    updatedAt: now,
-    finishedAt: now,
-    version: request.version + 1,
-  };
-  return {
-    change: {
-      request: next,
-      events: [
-        {
-          type: outcome.ok ? "execution.succeeded" : "execution.failed",
-          requestId: request.id,
-          actor: system,
-          at: now,
-          data: {
-            summary: outcome.summary,
-            ...(outcome.reason ? { reason: outcome.reason } : {}),
-            resultDigest: outcome.resultDigest,
-          },
-        },
-      ],
-      notifications: [{ event: "resolved", requestId: request.id }],
+  return move(
+    request,
+    now,
+    { status: outcome.ok ? "succeeded" : "failed", outcome, finishedAt: now },
+    {
+      type: outcome.ok ? "execution.succeeded" : "execution.failed",
+      actor: system,
+      data: {
+        summary: outcome.summary,
+        ...(outcome.reason ? { reason: outcome.reason } : {}),
+        resultDigest: outcome.resultDigest,
+      },
     },
-    value: next,
-  };
+  );
 }
 
 export const OUTCOME_UNKNOWN =
