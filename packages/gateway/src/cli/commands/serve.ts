@@ -17,11 +17,18 @@ export async function serve(args: string[]): Promise<number | undefined> {
   return 0;
 }
 
+/** Resolves on the first SIGINT or SIGTERM; a second one while stopping exits at once. */
 export function untilSignal(): Promise<void> {
   return new Promise((resolve) => {
     const stop = () => {
       process.off("SIGINT", stop);
       process.off("SIGTERM", stop);
+      const force = () => {
+        process.stderr.write("airlock: stopping now, without waiting for work under way\n");
+        process.exit(130);
+      };
+      process.once("SIGINT", force);
+      process.once("SIGTERM", force);
       resolve();
     };
     process.on("SIGINT", stop);
