@@ -47,7 +47,10 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   for (const [name, connection] of Object.entries(config.connections)) {
     const type = connectorType(connection.type);
     if (!type) throw new Error(`connection ${name}: unknown type ${connection.type}`);
-    connectors.set(name, type.create(name, connection, { logger: bootLogger }));
+    connectors.set(
+      name,
+      type.create(name, connection, { logger: bootLogger, secrets: loaded.secrets }),
+    );
   }
   const redactor = createRedactor([
     ...loaded.secrets,

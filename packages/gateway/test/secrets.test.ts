@@ -5,7 +5,7 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exportAudit } from "../src/audit/audit-service.js";
 import {
   type ApiResponse,
@@ -22,6 +22,7 @@ import { startUpstream, type Upstream } from "./support/upstream.js";
 
 let upstream: Upstream;
 let gw: TestGateway;
+let agent: string;
 // biome-ignore lint/suspicious/noExplicitAny: responses of every shape
 const responses: ApiResponse<any>[] = [];
 const CARD = "4000056655665556";
@@ -29,7 +30,7 @@ const CARD = "4000056655665556";
 beforeAll(async () => {
   upstream = await startUpstream();
   gw = await startGateway(testConfig(upstream.url));
-  const agent = await gw.token("agent", "support-bot");
+  agent = await gw.token("agent", "support-bot");
   const bob = await gw.token("reviewer", "bob@example.com");
   const carol = await gw.token("reviewer", "carol@example.com");
   const call = async (method: string, path: string, token: string, body?: unknown) => {
@@ -114,6 +115,80 @@ it("keeps masked fields from reviewers, even when the upstream echoes them, whil
   const reviewerViews = responses.filter((r) => r.body?.preview !== undefined);
   expect(reviewerViews.length).toBeGreaterThan(0);
   for (const view of reviewerViews) expect(view.text).not.toContain(CARD);
+});
+
+describe("a reflecting upstream cannot be used to pull the credential out in pieces", () => {
+  const windows = (secret: string, size: number) =>
+    Array.from({ length: secret.length - size + 1 }, (_, i) => secret.slice(i, i + size));
+  const shown = (res: ApiResponse<any>) => {
+    const body = res.body?.result?.body;
+    const text = typeof body === "string" ? body : JSON.stringify(body ?? "");
+    return res.body?.result?.encoding === "base64"
+      ? Buffer.from(text, "base64").toString("latin1")
+      : text;
+  };
+
+  it("refuses an agent's own accept-encoding, range and method-override headers", async () => {
+    for (const header of ["Accept-Encoding", "range", "X-HTTP-Method-Override", "x-original-url"]) {
+      const res = await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: {
+          ...read("/echo"),
+          input: { method: "GET", path: "/echo", headers: { [header]: "gzip" } },
+        },
+      });
+      expect(res.status, header).toBe(400);
+      expect(res.body.error.field).toBe(`input.headers.${header}`);
+    }
+  });
+
+  it("scrubs a body the upstream compressed anyway", async () => {
+    const res = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: read("/echo-gzip"),
+    });
+    expect(res.body.status).toBe("succeeded");
+    expect(res.body.result.body.headers["accept-encoding"]).toBe("identity");
+    expect(res.body.result.body.headers.authorization).toBe("[redacted]");
+    expect(res.text).not.toContain(SECRET.slice(0, 8));
+  });
+
+  it("leaves no piece of the credential at a cut, however the agent shifts it", async () => {
+    const small = await startGateway(
+      testConfig(upstream.url).replace("timeout: 2s", "timeout: 2s\n    maxResponseBytes: 1024"),
+    );
+    try {
+      const token = await small.token("agent", "support-bot");
+      const probe = await api(small.url, "POST", "/v1/actions", { token, body: read("/echo") });
+      const at = JSON.stringify(probe.body.result.body).indexOf("[redacted]");
+      expect(at).toBeGreaterThan(0);
+      const seen: string[] = [];
+      for (let shift = 0; shift <= 60; shift++) {
+        const pad = Math.max(0, 1024 - at - shift);
+        const res = await api(small.url, "POST", "/v1/actions", {
+          token,
+          body: {
+            ...read("/echo"),
+            input: { method: "GET", path: "/echo", headers: { "x-pad": "a".repeat(pad) } },
+          },
+        });
+        seen.push(shown(res));
+      }
+      for (const path of ["/echo-text"]) {
+        const res = await api(small.url, "POST", "/v1/actions", { token, body: read(path) });
+        seen.push(shown(res));
+      }
+      const all = seen.join("\n");
+      // Pieces with a digit in them: the plain words of the test secret occur in ordinary headers.
+      const pieces = windows(SECRET, 5).filter((piece) => /\d/.test(piece));
+      expect(pieces.length).toBeGreaterThan(10);
+      for (const piece of pieces) expect(all).not.toContain(piece);
+      expect(all).toContain("[redacted]");
+    } finally {
+      await small.close();
+      removeDir(small.dir);
+    }
+  });
 });
 
 it("never stores the credential in the database files", async () => {

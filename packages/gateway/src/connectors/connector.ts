@@ -51,6 +51,8 @@ export interface Connector {
 
 export interface ConnectorDeps {
   logger: Logger;
+  /** Every secret the config resolved, for connectors that scrub raw bytes themselves. */
+  secrets: readonly string[];
 }
 
 export interface ConnectorType<Config> {

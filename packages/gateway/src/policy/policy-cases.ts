@@ -45,7 +45,7 @@ export async function runPolicyCases(
   const connectors = new Map(
     Object.entries(loaded.config.connections).map(([name, connection]) => [
       name,
-      connectorType(connection.type)!.create(name, connection, { logger }),
+      connectorType(connection.type)!.create(name, connection, { logger, secrets: loaded.secrets }),
     ]),
   );
   const agents = new Map(loaded.config.agents.map((a) => [a.name, a]));

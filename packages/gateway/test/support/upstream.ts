@@ -1,6 +1,7 @@
 /** A real upstream on loopback that records every byte it receives, for the connectors to call. */
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { gzipSync } from "node:zlib";
 
 export interface RecordedCall {
   method: string;
@@ -35,6 +36,19 @@ export async function startUpstream(): Promise<Upstream> {
     if (held) {
       held.arrive(call);
       await held.released;
+    }
+    if (path.endsWith("/echo-gzip")) {
+      // Compresses whatever the client asked for, as a careless upstream might.
+      const text = JSON.stringify({ headers: call.headers });
+      response.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" });
+      response.end(gzipSync(text));
+      return;
+    }
+    if (path.endsWith("/echo-text")) {
+      // Multibyte text after the credential, so a cut can land inside a character.
+      response.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+      response.end(`${String(call.headers.authorization)}${"é".repeat(600)}`);
+      return;
     }
     if (path.endsWith("/echo")) {
       // Reflects everything it got, credentials included: Airlock must scrub them.

@@ -1,8 +1,11 @@
 /** The `http` connector: calls an upstream API under a base URL with injected credentials. */
+import type { Readable } from "node:stream";
+import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { Pool } from "undici";
 import type { Json } from "../../common/canonical-json.js";
 import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
+import { type ByteScrubber, createByteScrubber } from "../../masking/secret-redactor.js";
 import type {
   Connector,
   ConnectorType,
@@ -31,15 +34,21 @@ export const httpConnectorType: ConnectorType<HttpConnectionConfig> = {
   type: "http",
   configSchema: httpConnectionSchema,
   facts: { namespace: "http", schema: { method: "string", path: "string" } },
-  create: (name, config) => createHttpConnector(name, config),
+  create: (name, config, deps) => createHttpConnector(name, config, deps.secrets),
 };
 
-export function createHttpConnector(name: string, config: HttpConnectionConfig): Connector {
+export function createHttpConnector(
+  name: string,
+  config: HttpConnectionConfig,
+  configSecrets: readonly string[] = [],
+): Connector {
   const base = new URL(config.baseUrl);
   const pool = new Pool(base.origin, { connections: 128, keepAliveTimeout: 10_000 });
   const ownHeaders = new Map(
     Object.entries(config.headers).map(([key, value]) => [key.toLowerCase(), value]),
   );
+  const secrets = [...ownHeaders.values(), ...(base.password ? [base.password] : [])];
+  const scrubber = createByteScrubber([...secrets, ...configSecrets]);
 
   const parse = (operation: string, input: unknown): Json => {
     if (operation !== "request") {
@@ -61,12 +70,11 @@ export function createHttpConnector(name: string, config: HttpConnectionConfig):
           { field: `input.headers.${header}` },
         );
       }
-      if (reservedHeaders.has(lower)) {
-        throw new AirlockError(
-          "invalid_request",
-          `input.headers.${header}: a transport header that an agent cannot set`,
-          { field: `input.headers.${header}` },
-        );
+      const reserved = reservedHeaders.get(lower);
+      if (reserved) {
+        throw new AirlockError("invalid_request", `input.headers.${header}: ${reserved}`, {
+          field: `input.headers.${header}`,
+        });
       }
     }
     return JSON.parse(JSON.stringify(value)) as Json;
@@ -109,6 +117,7 @@ export function createHttpConnector(name: string, config: HttpConnectionConfig):
         headers["content-type"] ??= "application/json";
       }
     }
+    headers["accept-encoding"] = "identity";
     // The connection's headers go last so nothing the agent sent can replace them.
     for (const [key, value] of ownHeaders) headers[key] = value;
 
@@ -122,21 +131,29 @@ export function createHttpConnector(name: string, config: HttpConnectionConfig):
         body,
         signal: combined,
       });
-      const { bytes, truncated } = await readCapped(response.body, config.maxResponseBytes);
       const responseHeaders: Record<string, string> = {};
       for (const [key, value] of Object.entries(response.headers)) {
         if (value === undefined || droppedResponseHeaders.has(key.toLowerCase())) continue;
         responseHeaders[key.toLowerCase()] = Array.isArray(value) ? value.join(", ") : value;
       }
-      const decoded = decodeBody(bytes, responseHeaders["content-type"], truncated);
+      const { bytes, truncated, withheld } = await readBody(
+        response.body,
+        responseHeaders,
+        config.maxResponseBytes,
+        scrubber,
+      );
+      const decoded = withheld
+        ? { body: null }
+        : decodeBody(bytes, responseHeaders["content-type"], truncated);
       const result: Record<string, Json> = {
         status: response.statusCode,
         headers: responseHeaders,
         body: decoded.body,
       };
       if (decoded.encoding) result.encoding = decoded.encoding;
+      if (withheld) result.withheld = withheld;
       if (truncated) result.truncated = `the body was cut at ${config.maxResponseBytes} bytes`;
-      const size = `${bytes.length}${truncated ? "+" : ""} bytes`;
+      const size = withheld ? "body withheld" : `${bytes.length}${truncated ? "+" : ""} bytes`;
       const ok = response.statusCode < 400;
       return {
         ok,
@@ -157,7 +174,7 @@ export function createHttpConnector(name: string, config: HttpConnectionConfig):
   return {
     type: "http",
     name,
-    secrets: [...ownHeaders.values(), ...(base.password ? [base.password] : [])],
+    secrets,
     parse,
     describe,
     execute,
@@ -178,23 +195,65 @@ function methodRisk(method: string): RiskHint {
   }
 }
 
-async function readCapped(
-  body: AsyncIterable<Buffer> & { destroy(): void },
+/**
+ * Reads the body the way it can be shown safely: decompressed if the upstream compressed it
+ * anyway, scrubbed of credentials on the raw bytes, and only then cut to `cap`. It reads
+ * `scrubber.overlap` bytes past the cap so a credential that straddles the cut is still
+ * whole when scrubbed.
+ */
+async function readBody(
+  body: Readable,
+  headers: Record<string, string>,
   cap: number,
-): Promise<{ bytes: Buffer; truncated: boolean }> {
+  scrubber: ByteScrubber,
+): Promise<{ bytes: Buffer; truncated: boolean; withheld?: string }> {
+  const encoding = (headers["content-encoding"] ?? "identity").toLowerCase().trim();
+  let source: Readable = body;
+  if (encoding !== "identity") {
+    const decoder =
+      encoding === "gzip" || encoding === "x-gzip"
+        ? createGunzip()
+        : encoding === "deflate"
+          ? createInflate()
+          : encoding === "br"
+            ? createBrotliDecompress()
+            : undefined;
+    if (!decoder) {
+      body.destroy();
+      return {
+        bytes: Buffer.alloc(0),
+        truncated: false,
+        withheld: `the upstream used content-encoding ${encoding}, which Airlock cannot inspect`,
+      };
+    }
+    delete headers["content-encoding"];
+    delete headers["content-length"];
+    source = body.pipe(decoder);
+    body.once("error", (error) => decoder.destroy(error));
+  }
+  const limit = cap + scrubber.overlap;
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of body) {
-    if (size + chunk.length > cap) {
-      chunks.push(chunk.subarray(0, cap - size));
-      size = cap;
-      body.destroy();
-      return { bytes: Buffer.concat(chunks, size), truncated: true };
+  let more = false;
+  for await (const chunk of source) {
+    const buffer = chunk as Buffer;
+    if (size + buffer.length > limit) {
+      chunks.push(buffer.subarray(0, limit - size));
+      size = limit;
+      more = true;
+      break;
     }
-    chunks.push(chunk);
-    size += chunk.length;
+    chunks.push(buffer);
+    size += buffer.length;
   }
-  return { bytes: Buffer.concat(chunks, size), truncated: false };
+  if (more) {
+    source.destroy();
+    body.destroy();
+  }
+  let bytes = scrubber.scrub(Buffer.concat(chunks, size));
+  const truncated = more || bytes.length > cap;
+  if (truncated) bytes = scrubber.scrubCutEnd(bytes.subarray(0, cap));
+  return { bytes, truncated };
 }
 
 function decodeBody(

@@ -3,19 +3,37 @@ import { z } from "zod";
 
 export const httpMethods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
 
-/** Headers only the transport may set; an agent setting them could smuggle a second request. */
-export const reservedHeaders = new Set([
-  "host",
-  "content-length",
-  "transfer-encoding",
-  "connection",
-  "keep-alive",
-  "upgrade",
-  "te",
-  "trailer",
-  "proxy-authorization",
-  "proxy-connection",
-  "expect",
+/**
+ * Headers an agent may not set, each with the reason: transport headers could smuggle a
+ * second request; encodings and ranges would let an echoed credential slip past scrubbing in
+ * pieces; override headers would make the upstream do something other than what the policy
+ * (and the reviewer) saw.
+ */
+export const reservedHeaders = new Map<string, string>([
+  ...[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-connection",
+    "expect",
+  ].map((h) => [h, "a transport header that an agent cannot set"] as const),
+  ...["accept-encoding", "range", "if-range"].map(
+    (h) => [h, "Airlock asks for whole, uncompressed answers so it can scrub them"] as const,
+  ),
+  ...[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-method",
+  ].map((h) => [h, "it would change the method or path the policy decided on"] as const),
 ]);
 
 const queryValue = z.union([z.string().max(4096), z.array(z.string().max(4096)).max(100)]);
