@@ -369,6 +369,23 @@ describe("the http connector's boundaries", () => {
     expect(upstream.calls.length).toBe(before);
   });
 
+  it("gives rules, reviewers and the upstream one spelling of a percent-encoded path", async () => {
+    const refundInDisguise = await submit({
+      ...refund(),
+      input: { method: "POST", path: "/%72efunds", body: { amount: 1 } },
+    });
+    expect(refundInDisguise.status).toBe(202);
+    expect(refundInDisguise.body.decision.rule).toBe("refunds need two finance reviewers");
+    expect(refundInDisguise.body.input.path).toBe("/refunds");
+    const read = await submit({
+      connection: "billing-api",
+      operation: "request",
+      input: { method: "GET", path: "/%69nvoices/%41-1" },
+    });
+    expect(read.body.status).toBe("succeeded");
+    expect(upstream.calls.at(-1)!.url).toBe("/api/invoices/A-1");
+  });
+
   it("refuses an agent's attempt to set the connection's own headers or transport headers", async () => {
     const spoof = await submit({
       ...read(),

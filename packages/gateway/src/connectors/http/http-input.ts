@@ -47,9 +47,13 @@ export const httpInputSchema = z.strictObject({
     .string()
     .min(1)
     .max(2048)
-    .superRefine((path, ctx) => {
-      const problem = pathProblem(path);
-      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    .transform((path, ctx) => {
+      const result = normalizePath(path);
+      if ("problem" in result) {
+        ctx.addIssue({ code: "custom", message: result.problem });
+        return z.NEVER;
+      }
+      return result.path;
     }),
   query: z.record(z.string().max(256), queryValue).optional(),
   headers: z
@@ -69,29 +73,60 @@ export const httpInputSchema = z.strictObject({
 
 export type HttpInput = z.output<typeof httpInputSchema>;
 
+const unreserved = /^[A-Za-z0-9\-._~]$/;
+
 /**
- * Why a path could leave the connection's base URL, or undefined when it cannot. Checked on
- * the decoded form too, so `%2e%2e` is caught like `..`.
+ * The one spelling of a path that rules see, reviewers see and the upstream receives:
+ * percent-encoded unreserved characters are decoded (`/%61dmin` is `/admin`), other escapes
+ * are upper-cased, and escapes that servers disagree about (`%2F`, `%5C`, `%25`) are refused,
+ * so that no encoding lets a request look like one path to the policy and another upstream.
  */
-export function pathProblem(path: string): string | undefined {
-  if (!path.startsWith("/")) return "must start with /";
-  if (path.startsWith("//")) return "must not start with // (that names another host)";
+export function normalizePath(path: string): { path: string } | { problem: string } {
+  if (!path.startsWith("/")) return { problem: "must start with /" };
+  if (path.startsWith("//")) return { problem: "must not start with // (that names another host)" };
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
   if (/[\s\\#?\0-\x1f\x7f]/.test(path)) {
-    return "must not contain spaces, backslashes, control characters, ? or # (put the query in input.query)";
+    return {
+      problem:
+        "must not contain spaces, backslashes, control characters, ? or # (put the query in input.query)",
+    };
   }
-  let decoded: string;
+  let out = "";
+  for (let i = 0; i < path.length; i++) {
+    const char = path[i]!;
+    if (char !== "%") {
+      out += char;
+      continue;
+    }
+    const hex = path.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return { problem: "has an invalid percent-encoding" };
+    const code = Number.parseInt(hex, 16);
+    const decoded = String.fromCharCode(code);
+    if (code < 0x20 || code === 0x7f) return { problem: "must not encode control characters" };
+    if (decoded === "/" || decoded === "\\" || decoded === "%") {
+      return {
+        problem: `must not encode ${decoded === "%" ? "a percent sign" : decoded === "/" ? "a slash" : "a backslash"} (%${hex}); servers disagree on what it means`,
+      };
+    }
+    out += unreserved.test(decoded) ? decoded : `%${hex.toUpperCase()}`;
+    i += 2;
+  }
   try {
-    decoded = decodeURIComponent(path);
+    decodeURIComponent(out);
   } catch {
-    return "has an invalid percent-encoding";
+    return { problem: "has an invalid percent-encoding (not UTF-8)" };
   }
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
-  if (/[\\\0-\x1f\x7f]/.test(decoded)) return "must not encode backslashes or control characters";
-  const segments = decoded.split("/");
-  if (segments.some((s) => s === ".." || s === ".")) return "must not contain . or .. segments";
-  if (decoded.includes("//")) return "must not contain empty segments (//)";
-  return undefined;
+  const segments = out.split("/");
+  if (segments.some((s) => s === ".." || s === "."))
+    return { problem: "must not contain . or .. segments" };
+  if (out.includes("//")) return { problem: "must not contain empty segments (//)" };
+  return { path: out };
+}
+
+/** Why a path cannot be used, or undefined when it can (see normalizePath). */
+export function pathProblem(path: string): string | undefined {
+  const result = normalizePath(path);
+  return "problem" in result ? result.problem : undefined;
 }
 
 /** Joins the base URL and an already-checked path; the result always stays under the base. */
