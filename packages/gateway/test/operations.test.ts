@@ -131,6 +131,7 @@ describe("failing closed", () => {
       const allowed = await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
       expect(allowed.status).toBe(503);
       expect(allowed.body.error.code).toBe("store_unavailable");
+      expect((await api(gw.url, "GET", "/readyz")).status).toBe(503);
       const vote = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
         token: carol,
         body: { decision: "approve" },
@@ -149,6 +150,46 @@ describe("failing closed", () => {
     expect(retried.status).toBe(200);
     const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
     expect(done.body.status).toBe("succeeded");
+  });
+
+  it("stops trusting the store after a commit could not be synced, and a restart reads back the disk", async () => {
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const carol = await gw.token("reviewer", "carol@example.com");
+    const held = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...refund(), input: { method: "POST", path: "/refunds/fsync", body: {} } },
+    });
+    await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+      token: bob,
+      body: { decision: "approve" },
+    });
+    // The disk reports that the next commit, carol's approval, did not reach it.
+    const walSync = (gw.gateway.store as unknown as { walSync: { sync(): void } }).walSync;
+    const sync = walSync.sync.bind(walSync);
+    walSync.sync = () => {
+      walSync.sync = sync;
+      throw new Error("EIO: i/o error, fdatasync");
+    };
+    const vote = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+      token: carol,
+      body: { decision: "approve" },
+    });
+    expect(vote.status).toBe(503);
+    expect(vote.body.error.message).toContain("restart the gateway");
+    await new Promise((r) => setTimeout(r, 300)); // several sweeps
+    expect(upstream.calls.filter((c) => c.url === "/api/refunds/fsync")).toHaveLength(0);
+    expect((await api(gw.url, "GET", "/readyz")).status).toBe(503);
+    expect((await api(gw.url, "GET", `/v1/actions/${held.body.id}`, { token: agent })).status).toBe(
+      503,
+    );
+
+    gw = await gw.restart();
+    agent = await gw.token("agent", "support-bot");
+    expect((await api(gw.url, "GET", "/readyz")).status).toBe(200);
+    // The commit did reach the page cache, so after the restart the approval stands and runs once.
+    const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
+    expect(done.body.status).toBe("succeeded");
+    expect(upstream.calls.filter((c) => c.url === "/api/refunds/fsync")).toHaveLength(1);
   });
 
   it("refuses with store_unavailable, runs nothing and reports not ready when the store is gone", async () => {

@@ -27,18 +27,13 @@ import { WalSync } from "./wal-sync.js";
 
 type Row = Record<string, unknown>;
 
-export interface SqliteStoreOptions {
-  /** Skip the fsync barrier (tests of pure throughput only; never in production). */
-  unsafeNoSync?: boolean;
-}
-
 interface Pending {
   work: () => unknown;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
 
-export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): SqliteStore {
+export function openSqliteStore(path: string): SqliteStore {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   let db: Database.Database;
   try {
@@ -52,7 +47,7 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   } catch (error) {
     throw unavailable(error, path);
   }
-  return new SqliteStore(db, path, options);
+  return new SqliteStore(db, path);
 }
 
 function migrate(db: Database.Database): void {
@@ -77,22 +72,22 @@ function migrate(db: Database.Database): void {
   }
 }
 
-function unavailable(error: unknown, path: string): AirlockError {
+/** A driver failure as `store_unavailable`; the file's path only when opening (for operators). */
+function unavailable(error: unknown, path?: string): AirlockError {
   if (error instanceof AirlockError) return error;
   const message = error instanceof Error ? error.message : String(error);
-  return new AirlockError(
-    "store_unavailable",
-    `the store (SQLite at ${path}) cannot be used: ${message}`,
-    { cause: error },
-  );
+  const where = path === undefined ? "the store" : `the store (SQLite at ${path})`;
+  return new AirlockError("store_unavailable", `${where} cannot be used: ${message}`, {
+    cause: error,
+  });
 }
 
 /**
  * Writes are group-committed: every write asked for during one turn of the event loop runs
  * in a single transaction (each in a savepoint of its own, so one refusal does not undo the
  * others), followed by one fdatasync of the WAL, before any caller hears back. COMMIT and
- * sync run back to back with no other JavaScript in between, so nobody ever reads state
- * that is not yet durable.
+ * sync run back to back with no other JavaScript in between, so nobody reads state that is
+ * not yet durable; if the sync fails, the store refuses all reads and writes from then on.
  */
 export class SqliteStore implements Store {
   readonly dialect = "sqlite" as const;
@@ -100,6 +95,10 @@ export class SqliteStore implements Store {
   private readonly listeners = new Set<(change: RequestChange) => void>();
   private readonly stmt: ReturnType<SqliteStore["prepare"]>;
   private queue: Pending[] = [];
+  /** Set for good when a commit could not be synced: the store refuses everything after. */
+  private broken: AirlockError | undefined;
+  /** Set while writes fail (a full or read-only disk); cleared by the next good commit. */
+  private writeFailure: AirlockError | undefined;
   private readonly tokenCache = new Map<string, TokenRecord>();
   private tokenCacheVersion = -1;
   private scheduled = false;
@@ -107,16 +106,15 @@ export class SqliteStore implements Store {
 
   constructor(
     private readonly db: Database.Database,
-    private readonly path: string,
-    options: SqliteStoreOptions,
+    path: string,
   ) {
-    const file = path !== ":memory:";
-    this.walSync = file && !options.unsafeNoSync ? new WalSync(`${path}-wal`) : undefined;
+    this.walSync = path === ":memory:" ? undefined : new WalSync(`${path}-wal`);
     this.stmt = this.prepare();
   }
 
   /** Queues a write for the next group commit; resolves once it is durable. */
   private write<T>(work: () => T): Promise<T> {
+    if (this.broken) return Promise.reject(this.broken);
     if (this.closed)
       return Promise.reject(new AirlockError("store_unavailable", "the store is closed"));
     return new Promise<T>((resolve, reject) => {
@@ -147,18 +145,33 @@ export class SqliteStore implements Store {
           this.stmt.release.run();
           outcomes.push({
             ok: false,
-            error: error instanceof Database.SqliteError ? unavailable(error, this.path) : error,
+            error: error instanceof Database.SqliteError ? unavailable(error) : error,
           });
         }
       }
       this.stmt.commit.run();
-      this.walSync?.sync();
     } catch (error) {
       if (this.db.open && this.db.inTransaction) this.stmt.rollback.run();
-      const failure = unavailable(error, this.path);
+      const failure = unavailable(error);
+      this.writeFailure = failure;
       for (const item of batch) item.reject(failure);
       return;
     }
+    try {
+      this.walSync?.sync();
+    } catch (error) {
+      // Committed but perhaps not on disk, and Linux reports a failed fsync only once: from
+      // here on nothing this process reads can be trusted to be durable. Like PostgreSQL,
+      // stop, and let a restart read back what the disk really holds.
+      this.broken = new AirlockError(
+        "store_unavailable",
+        `the store could not make a commit durable (${(error as Error).message}); restart the gateway once the disk is healthy`,
+        { cause: error },
+      );
+      for (const item of batch) item.reject(this.broken);
+      return;
+    }
+    this.writeFailure = undefined;
     batch.forEach((item, i) => {
       const outcome = outcomes[i]!;
       if (outcome.ok) item.resolve(outcome.value);
@@ -536,8 +549,10 @@ export class SqliteStore implements Store {
     return () => this.listeners.delete(listener);
   }
 
+  /** Ready means readable and, as far as the last commit tells, writable. */
   async ping(): Promise<void> {
     this.run(() => this.db.prepare("SELECT 1").get());
+    if (this.writeFailure) throw this.writeFailure;
   }
 
   async close(): Promise<void> {
@@ -556,12 +571,13 @@ export class SqliteStore implements Store {
 
   /** Runs a synchronous database call, turning driver failures into `store_unavailable`. */
   private run<T>(fn: () => T): T {
+    if (this.broken) throw this.broken;
     if (this.closed) throw new AirlockError("store_unavailable", "the store is closed");
     try {
       return fn();
     } catch (error) {
       if (error instanceof AirlockError) throw error;
-      if (error instanceof Database.SqliteError) throw unavailable(error, this.path);
+      if (error instanceof Database.SqliteError) throw unavailable(error);
       throw error;
     }
   }
