@@ -152,6 +152,36 @@ describe("failing closed", () => {
     expect(done.body.status).toBe("succeeded");
   });
 
+  it("says the action ran when its outcome cannot be recorded, and retries the record first", async () => {
+    const db = (gw.gateway.store as unknown as { db: { pragma(s: string): unknown } }).db;
+    const slow = upstream.hold("/api/outcome");
+    const submitted = api(gw.url, "POST", "/v1/actions", { token: agent, body: read("/outcome") });
+    await slow.arrived;
+    // The store goes read-only while the action runs, and comes back during the retries.
+    db.pragma("query_only = ON");
+    setTimeout(() => db.pragma("query_only = OFF"), 120);
+    slow.release();
+    const recovered = await submitted;
+    expect(recovered.status).toBe(200);
+    expect(recovered.body.status).toBe("succeeded");
+
+    const stuck = upstream.hold("/api/outcome-lost");
+    const lost = api(gw.url, "POST", "/v1/actions", { token: agent, body: read("/outcome-lost") });
+    await stuck.arrived;
+    db.pragma("query_only = ON");
+    stuck.release();
+    try {
+      const res = await lost;
+      expect(res.status).toBe(503);
+      expect(res.body.error.code).toBe("store_unavailable");
+      expect(res.body.error.executed).toBe(true);
+      expect(res.body.error.message).toContain("the action ran (HTTP 200");
+      expect(res.body.error.message).toContain("do not submit it again");
+    } finally {
+      db.pragma("query_only = OFF");
+    }
+  });
+
   it("stops trusting the store after a commit could not be synced, and a restart reads back the disk", async () => {
     const bob = await gw.token("reviewer", "bob@example.com");
     const carol = await gw.token("reviewer", "carol@example.com");

@@ -7,6 +7,7 @@
 
 import { digest } from "../common/canonical-json.js";
 import type { Connector } from "../connectors/connector.js";
+import { AirlockError } from "../errors.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
@@ -46,9 +47,12 @@ export function createExecutor(deps: {
   clock: () => number;
   /** Called after a finished execution commits (to wake channel delivery). */
   afterCommit?: () => void;
+  /** Waits between attempts to record an outcome while the store fails. */
+  retryDelays?: number[];
 }): Executor {
   const { store, connectors, redactor, plan, logger, metrics, clock } = deps;
   const inFlight = new Set<Promise<unknown>>();
+  const retryDelays = deps.retryDelays ?? [50, 100, 200, 400, 800];
   // Executions are never abandoned halfway (a stop waits for them); connectors keep their own timeouts.
   const running = new AbortController().signal;
 
@@ -77,6 +81,40 @@ export function createExecutor(deps: {
       return `integrity check failed: ${stale.reviewer} approved a different action (hash ${stale.requestHash.slice(0, 12)}…); it was not run`;
     }
     return undefined;
+  };
+
+  /**
+   * The action has run: its outcome must be recorded, so a store that fails now is retried
+   * for a while. If it stays down, the caller is told the action ran, so that nobody
+   * submits it again; the request stays `executing` and ends "outcome unknown" at restart.
+   */
+  const recordOutcome = async (
+    request: ActionRequest,
+    outcome: Outcome,
+  ): Promise<ActionRequest> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await store.transition(
+          request.id,
+          (current) => finishExecution(current, outcome, clock()),
+          plan,
+          request,
+        );
+      } catch (error) {
+        if (attempt >= retryDelays.length + 1) {
+          logger.error(
+            { requestId: request.id, err: error },
+            "the outcome of an action that ran could not be recorded",
+          );
+          throw new AirlockError(
+            "store_unavailable",
+            `the action ran (${outcome.summary}) but its outcome could not be recorded; do not submit it again: GET /v1/actions/${request.id} shows it once the store is back`,
+            { details: { requestId: request.id, executed: true }, cause: error },
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, retryDelays[attempt - 1]));
+      }
+    }
   };
 
   const run = async (request: ActionRequest, fromStore: boolean): Promise<ActionRequest> => {
@@ -130,12 +168,7 @@ export function createExecutor(deps: {
     }
     metrics.executionSeconds.observe((performance.now() - started) / 1000);
     metrics.executions.inc({ outcome: outcome.ok ? "succeeded" : "failed" });
-    const finished = await store.transition(
-      request.id,
-      (current) => finishExecution(current, outcome, clock()),
-      plan,
-      request,
-    );
+    const finished = await recordOutcome(request, outcome);
     deps.afterCommit?.();
     logger.info(
       { requestId: request.id, status: finished.status, summary: outcome.summary },
