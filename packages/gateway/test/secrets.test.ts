@@ -191,6 +191,55 @@ describe("a reflecting upstream cannot be used to pull the credential out in pie
   });
 });
 
+it("hides masked values of any length from previews, and from errors that quote the input", async () => {
+  const extra = `  - name: pins
+    when: http.method == "PATCH" && http.path == "/pins"
+    decision: review
+    mask: { input: [body.pin, body.vip] }
+  - name: lookups
+    when: http.method == "PATCH" && action.input.body[action.input.body.card] == 1
+    decision: allow
+    mask: { input: [body.card] }`;
+  const own = await startGateway(testConfig(upstream.url, extra));
+  try {
+    const token = await own.token("agent", "support-bot");
+    const bob = await own.token("reviewer", "bob@example.com");
+    const pins = await api(own.url, "POST", "/v1/actions", {
+      token,
+      body: {
+        ...read(),
+        input: { method: "PATCH", path: "/pins", body: { pin: "42", vip: true, note: "n" } },
+      },
+    });
+    const view = await api(own.url, "GET", `/v1/requests/${pins.body.id}`, { token: bob });
+    expect(view.body.preview).toContain('"pin": "[masked]"');
+    expect(view.body.preview).toContain('"vip": "[masked]"');
+    expect(view.body.preview).toContain('"note": "n"');
+
+    const lookup = await api(own.url, "POST", "/v1/actions", {
+      token,
+      body: {
+        ...read(),
+        input: { method: "PATCH", path: "/other", body: { card: "4111111111111111" } },
+      },
+    });
+    expect(lookup.status).toBe(403);
+    const denied = await api(own.url, "GET", "/v1/requests?status=denied", { token: bob });
+    const record = denied.body.requests.find((r: { id: string }) => r.id === lookup.body.action.id);
+    expect(record.decision.error).toContain("[masked]");
+    const everything = [
+      denied.text,
+      JSON.stringify(await own.gateway.store.listAudit({ limit: 1000 })),
+      own.logs.join(""),
+    ].join("\n");
+    expect(everything).toContain("could not be evaluated");
+    expect(everything).not.toContain("4111111111111111");
+  } finally {
+    await own.close();
+    removeDir(own.dir);
+  }
+});
+
 it("never stores the credential in the database files", async () => {
   await gw.close();
   const files = readdirSync(gw.dir).filter((f) => f.startsWith("airlock.db"));

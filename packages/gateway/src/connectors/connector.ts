@@ -45,6 +45,11 @@ export interface Connector {
    */
   parse(operation: string, input: unknown): Json;
   describe(operation: string, input: Json): Promise<Description>;
+  /**
+   * The preview alone, in words, from an input whose masked fields already read "[masked]".
+   * Pure and cheap: it is what reviewers see whenever a rule masks something.
+   */
+  preview(operation: string, input: Json): string;
   execute(operation: string, input: Json, signal: AbortSignal): Promise<ExecutionOutcome>;
   close(): Promise<void>;
 }

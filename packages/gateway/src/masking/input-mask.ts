@@ -75,17 +75,24 @@ export function encodedForms(value: string): string[] {
 }
 
 /** Replaces every occurrence of the hidden values, in any encoded form, in derived text (previews, facts). */
-export function scrubHidden<T>(value: T, hidden: readonly string[]): T {
+export function scrubHidden<T>(
+  value: T,
+  hidden: readonly string[],
+  options: { exact?: boolean } = {},
+): T {
   // Values of one or two characters would blank out unrelated text; masking them by path is enough.
   const long = [...new Set(hidden.filter((h) => h.length >= 3))];
   const needles = [...new Set(long.flatMap(encodedForms))].sort((a, b) => b.length - a.length);
-  if (needles.length === 0) return value;
+  // With `exact`, a whole value equal to a hidden one goes too, however short (facts).
+  const whole = options.exact ? new Set(hidden) : new Set<string>();
+  if (needles.length === 0 && whole.size === 0) return value;
   const scrubText = (text: string) => {
     let out = text;
     for (const needle of needles) if (out.includes(needle)) out = out.split(needle).join(MASKED);
     return out;
   };
   const walk = (v: unknown): unknown => {
+    if ((typeof v === "string" || typeof v === "number") && whole.has(String(v))) return MASKED;
     if (typeof v === "string") return scrubText(v);
     if (typeof v === "number" && long.includes(String(v))) return MASKED;
     if (Array.isArray(v)) return v.map(walk);

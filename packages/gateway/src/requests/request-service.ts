@@ -113,7 +113,19 @@ export function createRequestService(deps: RequestServiceDeps) {
       facts: description.facts,
       risk: description.risk,
     });
+    // Reviewers see a preview built from the masked input, never the real values scrubbed
+    // after the fact; facts and errors (which can quote the input) are scrubbed of them.
+    const { masked, hidden } = maskInput(input, decision.mask);
+    const shown: Description =
+      decision.mask.length === 0
+        ? description
+        : {
+            ...description,
+            preview: connector.preview(body.operation, masked),
+            facts: scrubHidden(description.facts, hidden, { exact: true }),
+          };
     if (decision.error) {
+      decision.error = scrubHidden(decision.error, hidden);
       logger.warn(
         {
           agent: agent.name,
@@ -124,7 +136,6 @@ export function createRequestService(deps: RequestServiceDeps) {
         "a rule could not be evaluated; the action was denied",
       );
     }
-    const { hidden } = maskInput(input, decision.mask);
     const change = submit({
       id: newId("req", now),
       proposal,
@@ -133,7 +144,7 @@ export function createRequestService(deps: RequestServiceDeps) {
       idempotencyKey: key,
       hash,
       decision,
-      description: scrubHidden(description, hidden),
+      description: shown,
       now,
     });
     const inserted = await store.insertRequest(change, plan(change));

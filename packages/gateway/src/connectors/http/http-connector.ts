@@ -44,6 +44,7 @@ export function createHttpConnector(
 ): Connector {
   const base = new URL(config.baseUrl);
   const pool = new Pool(base.origin, { connections: 128, keepAliveTimeout: 10_000 });
+  const basePath = base.pathname.replace(/\/+$/, "");
   const ownHeaders = new Map(
     Object.entries(config.headers).map(([key, value]) => [key.toLowerCase(), value]),
   );
@@ -80,18 +81,26 @@ export function createHttpConnector(
     return JSON.parse(JSON.stringify(value)) as Json;
   };
 
-  const describe = async (_operation: string, raw: Json): Promise<Description> => {
+  const preview = (_operation: string, raw: Json): string => {
     const input = raw as unknown as HttpInput;
-    const url = resolveUrl(config.baseUrl, input.path, input.query);
-    const target = `${url.pathname}${url.search}`;
-    let preview = `${input.method} ${name}${target}`;
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(input.query ?? {})) {
+      for (const item of Array.isArray(value) ? value : [value]) query.append(key, String(item));
+    }
+    const search = query.size > 0 ? `?${query}` : "";
+    let text = `${input.method} ${name}${basePath}${input.path}${search}`;
     if (input.body !== undefined) {
       const body =
         typeof input.body === "string" ? input.body : JSON.stringify(input.body, null, 2);
-      preview += `\n\n${body.length > 4000 ? `${body.slice(0, 4000)}\n… (${body.length} characters)` : body}`;
+      text += `\n\n${body.length > 4000 ? `${body.slice(0, 4000)}\n… (${body.length} characters)` : body}`;
     }
+    return text;
+  };
+
+  const describe = async (operation: string, raw: Json): Promise<Description> => {
+    const input = raw as unknown as HttpInput;
     return {
-      preview,
+      preview: preview(operation, raw),
       facts: { http: { method: input.method, path: input.path } },
       risk: methodRisk(input.method),
     };
@@ -177,6 +186,7 @@ export function createHttpConnector(
     secrets,
     parse,
     describe,
+    preview,
     execute,
     close: () => pool.close(),
   };
