@@ -148,15 +148,20 @@ describe("reviews", () => {
     const reviewer = await api(gw.url, "GET", `/v1/requests/${body.id}`, { token: tokens.bob! });
     expect(reviewer.body.hash).toBe(body.hash);
     const { requestHash } = await import("../src/requests/request-hash.js");
+    const stored = await gw.gateway.store.getRequest(body.id);
+    expect(JSON.stringify(reviewer.body)).not.toContain(stored!.nonce);
     expect(
-      requestHash({
-        agent: "support-bot",
-        connection: "billing-api",
-        operation: "request",
-        input: proposal.input as never,
-        justification: proposal.justification,
-        context: {},
-      }),
+      requestHash(
+        {
+          agent: "support-bot",
+          connection: "billing-api",
+          operation: "request",
+          input: proposal.input as never,
+          justification: proposal.justification,
+          context: {},
+        },
+        stored!.nonce,
+      ),
     ).toBe(body.hash);
     expect(canonicalJson(JSON.parse(call.body.toString()))).toBe(
       canonicalJson(proposal.input.body),

@@ -63,14 +63,17 @@ export function createExecutor(deps: {
   };
 
   const integrityProblem = (request: ActionRequest): string | undefined => {
-    const recomputed = requestHash({
-      agent: request.agent.name,
-      connection: request.connection,
-      operation: request.operation,
-      input: request.input,
-      justification: request.justification,
-      context: request.context,
-    });
+    const recomputed = requestHash(
+      {
+        agent: request.agent.name,
+        connection: request.connection,
+        operation: request.operation,
+        input: request.input,
+        justification: request.justification,
+        context: request.context,
+      },
+      request.nonce,
+    );
     if (recomputed !== request.hash) {
       return "integrity check failed: the stored action no longer matches its hash; it was not run";
     }

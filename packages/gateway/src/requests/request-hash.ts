@@ -1,9 +1,15 @@
+import { randomBytes } from "node:crypto";
 import { digest } from "../common/canonical-json.js";
 import type { Proposal } from "./request-types.js";
 
-/** The request hash: SHA-256 over the canonical JSON of the proposal. Reviews bind to it. */
-export function requestHash(proposal: Proposal): string {
+/**
+ * The request hash: SHA-256 over the canonical JSON of the proposal and a random nonce.
+ * Reviews bind to it. The nonce stays in the store: without it, reviewers (who see the hash)
+ * could guess a masked field of few possible values by hashing candidates.
+ */
+export function requestHash(proposal: Proposal, nonce: string): string {
   return digest({
+    nonce,
     agent: proposal.agent,
     connection: proposal.connection,
     operation: proposal.operation,
@@ -11,4 +17,8 @@ export function requestHash(proposal: Proposal): string {
     justification: proposal.justification,
     context: proposal.context,
   });
+}
+
+export function newNonce(): string {
+  return randomBytes(16).toString("hex");
 }

@@ -16,9 +16,15 @@ import type { Policy } from "../policy/policy-compile.js";
 import { evaluatePolicy } from "../policy/policy-evaluate.js";
 import type { OutboxPlanner, RequestQuery, Store } from "../store/store.js";
 import type { Executor } from "./request-executor.js";
-import { requestHash } from "./request-hash.js";
+import { newNonce, requestHash } from "./request-hash.js";
 import { cancel, castVote, expire, type Reviewer, submit } from "./request-transitions.js";
-import { type ActionRequest, isTerminal, type RequestStatus, type Vote } from "./request-types.js";
+import {
+  type ActionRequest,
+  isTerminal,
+  type Proposal,
+  type RequestStatus,
+  type Vote,
+} from "./request-types.js";
 import type { Waiters } from "./request-waiters.js";
 
 export interface ActionSubmission {
@@ -84,12 +90,13 @@ export function createRequestService(deps: RequestServiceDeps) {
       justification: body.justification ?? "",
       context: (body.context ?? {}) as Record<string, Json>,
     };
-    const hash = requestHash(proposal);
     const key = body.idempotencyKey ?? null;
     if (key !== null) {
       const existing = await store.findByIdempotencyKey(agent.name, key);
-      if (existing) return sameOrRefuse(existing, hash);
+      if (existing) return sameOrRefuse(existing, proposal);
     }
+    const nonce = newNonce();
+    const hash = requestHash(proposal, nonce);
 
     let description: Description;
     try {
@@ -143,12 +150,13 @@ export function createRequestService(deps: RequestServiceDeps) {
       connectionType: connector.type,
       idempotencyKey: key,
       hash,
+      nonce,
       decision,
       description: shown,
       now,
     });
     const inserted = await store.insertRequest(change, plan(change));
-    if (!inserted.inserted) return sameOrRefuse(inserted.existing, hash);
+    if (!inserted.inserted) return sameOrRefuse(inserted.existing, proposal);
     deps.afterCommit();
     metrics.decisions.inc({ decision: decision.decision });
     logger.info(
@@ -166,8 +174,8 @@ export function createRequestService(deps: RequestServiceDeps) {
     return change.request;
   }
 
-  function sameOrRefuse(existing: ActionRequest, hash: string): ActionRequest {
-    if (existing.hash !== hash) {
+  function sameOrRefuse(existing: ActionRequest, proposal: Proposal): ActionRequest {
+    if (requestHash(proposal, existing.nonce) !== existing.hash) {
       throw new AirlockError(
         "invalid_request",
         `idempotencyKey: already used for request ${existing.id}, which asked for something different; use a new key for a new action`,

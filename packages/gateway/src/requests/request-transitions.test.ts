@@ -51,6 +51,7 @@ function newRequest(overrides: Partial<NewRequest> = {}): NewRequest {
     connectionType: "http",
     idempotencyKey: null,
     hash: HASH,
+    nonce: "n".repeat(32),
     decision: decision(),
     description: {
       preview: "POST billing/refunds",

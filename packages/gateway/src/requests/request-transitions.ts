@@ -57,6 +57,7 @@ export interface NewRequest {
   connectionType: string;
   idempotencyKey: string | null;
   hash: string;
+  nonce: string;
   decision: PolicyDecision;
   description: Description;
   now: number;
@@ -82,6 +83,7 @@ export function submit(args: NewRequest): Change {
     context: proposal.context,
     idempotencyKey: args.idempotencyKey,
     hash: args.hash,
+    nonce: args.nonce,
     status,
     decision,
     description: args.description,

@@ -91,6 +91,8 @@ export interface ActionRequest {
   context: Record<string, Json>;
   idempotencyKey: string | null;
   hash: string;
+  /** Hashed with the proposal, never shown: see request-hash.ts. */
+  nonce: string;
   status: RequestStatus;
   decision: PolicyDecision;
   /** Preview, facts and risk hint, with masked values already scrubbed. */

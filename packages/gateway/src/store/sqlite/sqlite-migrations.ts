@@ -22,6 +22,7 @@ export const sqliteMigrations: Migration[] = [
         context         TEXT NOT NULL,
         idempotency_key TEXT,
         hash            TEXT NOT NULL,
+        nonce           TEXT NOT NULL,
         status          TEXT NOT NULL,
         decision        TEXT NOT NULL,
         description     TEXT NOT NULL,
