@@ -11,6 +11,7 @@ import { createIdentityService } from "./identity/identity-service.js";
 import { createRedactor } from "./masking/secret-redactor.js";
 import { createLogger, type Logger } from "./observability/logger.js";
 import { createMetrics } from "./observability/metrics.js";
+import { createApprovers } from "./requests/request-approvers.js";
 import { createExecutor } from "./requests/request-executor.js";
 import { createRequestService } from "./requests/request-service.js";
 import { reviewerView } from "./requests/request-views.js";
@@ -76,7 +77,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   const identity = createIdentityService({ store, config, clock });
   const waiters = createWaiters(store);
   const channels = options.channels ?? [];
-  let ownersOf: (request: Parameters<typeof reviewerView>[0]) => string[] = (r) => [r.agent.owner];
+  const approvers = createApprovers(config);
   const dispatcher = createDispatcher({
     ...options.delivery,
     store,
@@ -90,7 +91,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       const { you: _you, ...view } = reviewerView(
         request,
         { email: "", groups: [] },
-        ownersOf(request),
+        approvers.ownersOf(request),
         publicUrl,
       );
       return view;
@@ -99,6 +100,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   const executor = createExecutor({
     store,
     connectors,
+    approvers,
     redactor,
     plan: dispatcher.plan,
     logger,
@@ -108,9 +110,9 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   });
   const requests = createRequestService({
     store,
-    config,
     policy,
     connectors,
+    approvers,
     executor,
     waiters,
     plan: dispatcher.plan,
@@ -119,7 +121,6 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     clock,
     afterCommit: dispatcher.kick,
   });
-  ownersOf = requests.ownersOf;
   const app = buildServer({
     store,
     requests,

@@ -199,21 +199,69 @@ describe("in-process restarts and races", () => {
     }
   });
 
+  it("stops counting a vote whose reviewer no longer qualifies after a config change", async () => {
+    const config = testConfig(upstream.url);
+    let gw = await startGateway(config);
+    dirs.push(gw.dir);
+    const agent = await gw.token("agent", "support-bot");
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const carol = await gw.token("reviewer", "carol@example.com");
+    const erin = await gw.token("reviewer", "erin@example.com");
+    const held = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...refund(), input: { method: "POST", path: "/refunds/requalified", body: {} } },
+    });
+    await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+      token: bob,
+      body: { decision: "approve" },
+    });
+    // Bob now owns the agent: his earlier approval must not carry the request over the line.
+    gw = await startGateway(
+      config.replace(
+        "{ name: support-bot, owner: alice@example.com }",
+        "{ name: support-bot, owner: bob@example.com }",
+      ),
+      { dir: (await gw.close(), gw.dir) },
+    );
+    try {
+      const second = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+        token: carol,
+        body: { decision: "approve" },
+      });
+      expect(second.body.status).toBe("pending");
+      const third = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+        token: erin,
+        body: { decision: "approve" },
+      });
+      expect(third.body.status).not.toBe("pending");
+      const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
+      expect(done.body.status).toBe("succeeded");
+      expect(callsTo("/refunds/requalified")).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it("runs an approved request whose start was lost at the next sweep, once", async () => {
     const gw = await startGateway(testConfig(upstream.url));
     dirs.push(gw.dir);
     try {
       const agent = await gw.token("agent", "support-bot");
+      const bob = await gw.token("reviewer", "bob@example.com");
       const held = await api(gw.url, "POST", "/v1/actions", {
         token: agent,
-        body: {
-          connection: "billing-api",
-          operation: "request",
-          input: { method: "PUT", path: "/stranded" },
-        },
+        body: { ...refund(), input: { method: "POST", path: "/refunds/stranded", body: {} } },
       });
-      // As if the approval had committed and the process had lost the hand-off to the executor.
+      await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+        token: bob,
+        body: { decision: "approve" },
+      });
+      // As if carol's approval had committed and the process had lost the hand-off to the executor.
       const db = new Database(join(gw.dir, "airlock.db"));
+      db.prepare(
+        `INSERT INTO reviews (id, request_id, reviewer, decision, comment, request_hash, evidence, created_at)
+         VALUES ('rev_x', ?, 'carol@example.com', 'approve', '', ?, '{"method":"personal_token"}', ?)`,
+      ).run(held.body.id, held.body.hash, Date.now());
       db.prepare("UPDATE requests SET status = 'approved', version = version + 1 WHERE id = ?").run(
         held.body.id,
       );
@@ -221,7 +269,38 @@ describe("in-process restarts and races", () => {
       const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
       expect(done.body.status).toBe("succeeded");
       await new Promise((r) => setTimeout(r, 200));
-      expect(callsTo("/stranded")).toBe(1);
+      expect(callsTo("/refunds/stranded")).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it("does not run an approved request whose approvals no longer make the quorum", async () => {
+    const gw = await startGateway(testConfig(upstream.url));
+    dirs.push(gw.dir);
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      const held = await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: { ...refund(), input: { method: "POST", path: "/refunds/unqualified", body: {} } },
+      });
+      // Two approvals on record, one of them by the agent's owner, and the request approved.
+      const db = new Database(join(gw.dir, "airlock.db"));
+      const insert = db.prepare(
+        `INSERT INTO reviews (id, request_id, reviewer, decision, comment, request_hash, evidence, created_at)
+         VALUES (?, ?, ?, 'approve', '', ?, '{"method":"personal_token"}', ?)`,
+      );
+      insert.run("rev_a", held.body.id, "alice@example.com", held.body.hash, Date.now());
+      insert.run("rev_b", held.body.id, "carol@example.com", held.body.hash, Date.now());
+      db.prepare("UPDATE requests SET status = 'approved', version = version + 1 WHERE id = ?").run(
+        held.body.id,
+      );
+      db.close();
+      const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
+      expect(done.body.status).toBe("failed");
+      expect(done.body.outcome.reason).toContain("1 of the 2 approvals needed still count");
+      expect(done.body.outcome.reason).toContain("alice@example.com owns agent support-bot");
+      expect(callsTo("/refunds/unqualified")).toBe(0);
     } finally {
       await gw.close();
     }

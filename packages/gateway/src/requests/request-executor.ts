@@ -13,6 +13,7 @@ import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { OutboxPlanner, Store } from "../store/store.js";
+import type { Approvers } from "./request-approvers.js";
 import { requestHash } from "./request-hash.js";
 import { finishExecution, interruptExecution, startExecution } from "./request-transitions.js";
 import type { ActionRequest, Outcome } from "./request-types.js";
@@ -40,6 +41,7 @@ export interface Executor {
 export function createExecutor(deps: {
   store: Store;
   connectors: ReadonlyMap<string, Connector>;
+  approvers: Approvers;
   redactor: Redactor;
   plan: OutboxPlanner;
   logger: Logger;
@@ -120,12 +122,19 @@ export function createExecutor(deps: {
     }
   };
 
+  /** The config may have changed since the votes: they must still make the quorum. */
+  const quorumProblem = (request: ActionRequest): string | undefined => {
+    if (request.decision.decision !== "review") return undefined;
+    const shortfall = deps.approvers.shortfall(request);
+    return shortfall && `not run: ${shortfall}`;
+  };
+
   const run = async (request: ActionRequest, fromStore: boolean): Promise<ActionRequest> => {
     const started = performance.now();
     let outcome: Outcome;
     const connector = connectors.get(request.connection);
     // What comes back from the store is checked against the hashes it was approved under.
-    const problem = fromStore ? integrityProblem(request) : undefined;
+    const problem = fromStore ? (integrityProblem(request) ?? quorumProblem(request)) : undefined;
     if (problem) {
       logger.error({ requestId: request.id }, problem);
       outcome = {

@@ -5,7 +5,6 @@
  */
 import type { Json } from "../common/canonical-json.js";
 import { newId } from "../common/ids.js";
-import type { AirlockConfig } from "../config/config-load.js";
 import type { AgentConfig } from "../config/config-schema.js";
 import type { Connector, Description } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
@@ -15,6 +14,7 @@ import type { Metrics } from "../observability/metrics.js";
 import type { Policy } from "../policy/policy-compile.js";
 import { evaluatePolicy } from "../policy/policy-evaluate.js";
 import type { OutboxPlanner, RequestQuery, Store } from "../store/store.js";
+import type { Approvers } from "./request-approvers.js";
 import type { Executor } from "./request-executor.js";
 import { newNonce, requestHash } from "./request-hash.js";
 import { cancel, castVote, expire, type Reviewer, submit } from "./request-transitions.js";
@@ -39,9 +39,9 @@ export interface ActionSubmission {
 
 export interface RequestServiceDeps {
   store: Store;
-  config: AirlockConfig;
   policy: Policy;
   connectors: ReadonlyMap<string, Connector>;
+  approvers: Approvers;
   executor: Executor;
   waiters: Waiters;
   plan: OutboxPlanner;
@@ -55,17 +55,10 @@ export interface RequestServiceDeps {
 export type RequestService = ReturnType<typeof createRequestService>;
 
 export function createRequestService(deps: RequestServiceDeps) {
-  const { store, config, policy, connectors, executor, waiters, plan, logger, metrics, clock } =
+  const { store, policy, connectors, approvers, executor, waiters, plan, logger, metrics, clock } =
     deps;
-  const agents = new Map(config.agents.map((a) => [a.name, a]));
 
-  /** The agent's owner as recorded and as configured now: neither may approve. */
-  const ownersOf = (request: ActionRequest): string[] => {
-    const current = agents.get(request.agent.name)?.owner;
-    return current && current !== request.agent.owner
-      ? [request.agent.owner, current]
-      : [request.agent.owner];
-  };
+  const { ownersOf } = approvers;
 
   const connectorFor = (name: string): Connector => {
     const connector = connectors.get(name);
@@ -250,9 +243,6 @@ export function createRequestService(deps: RequestServiceDeps) {
     id: string,
     vote: { decision: Vote; comment?: string | undefined; requestHash?: string | undefined },
   ): Promise<ActionRequest> {
-    const existing = await store.getRequest(id);
-    if (!existing) throw new AirlockError("not_found", `no request ${id}`);
-    const owners = ownersOf(existing);
     const reviewId = newId("rev", clock());
     let after: ActionRequest;
     try {
@@ -264,7 +254,8 @@ export function createRequestService(deps: RequestServiceDeps) {
             decision: vote.decision,
             comment: vote.comment ?? "",
             ...(vote.requestHash === undefined ? {} : { expectedHash: vote.requestHash }),
-            owners,
+            owners: ownersOf(current),
+            counts: (review) => approvers.disqualified(current, review) === undefined,
             reviewId,
             now: clock(),
           }),

@@ -213,6 +213,8 @@ export interface VoteArgs {
   /** When the reviewer names the hash they saw, it must be the request's. */
   expectedHash?: string;
   owners: readonly string[];
+  /** Whether an earlier approval still counts toward the quorum (see request-approvers.ts). */
+  counts?: (review: Review) => boolean;
   reviewId: string;
   now: number;
 }
@@ -248,7 +250,10 @@ export function castVote(request: ActionRequest, args: VoteArgs): TransitionResu
     createdAt: args.now,
   };
   const reviews = [...request.reviews, newReview];
-  const approvals = reviews.filter((r) => r.decision === "approve").length;
+  const counts = args.counts ?? (() => true);
+  const approvals = reviews.filter(
+    (r) => r.decision === "approve" && (r === newReview || counts(r)),
+  ).length;
   const quorum = review?.quorum ?? 1;
   const actor = { type: "reviewer", id: newReview.reviewer } as const;
   const events: AuditEventInput[] = [

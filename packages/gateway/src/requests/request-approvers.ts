@@ -1,0 +1,53 @@
+/**
+ * Who may approve what, under the config as it is now. A vote cast earlier counts toward a
+ * quorum only while its reviewer still qualifies: still configured, still in an approver
+ * group, and not (or no longer) the agent's owner.
+ */
+import type { AirlockConfig } from "../config/config-load.js";
+import type { ActionRequest, Review } from "./request-types.js";
+
+export interface Approvers {
+  /** The agent's owner as recorded at submission and as configured now: neither may approve. */
+  ownersOf(request: ActionRequest): string[];
+  /** Why an approval no longer counts, or undefined when it does. */
+  disqualified(request: ActionRequest, review: Review): string | undefined;
+  /** Why the approvals that still count fall short of the quorum, or undefined. */
+  shortfall(request: ActionRequest): string | undefined;
+}
+
+export function createApprovers(config: AirlockConfig): Approvers {
+  const agents = new Map(config.agents.map((a) => [a.name, a]));
+  const reviewers = new Map(config.reviewers.map((r) => [r.email, r]));
+
+  const ownersOf = (request: ActionRequest): string[] => {
+    const current = agents.get(request.agent.name)?.owner;
+    return current && current !== request.agent.owner
+      ? [request.agent.owner, current]
+      : [request.agent.owner];
+  };
+
+  const disqualified = (request: ActionRequest, review: Review): string | undefined => {
+    const email = review.reviewer.toLowerCase();
+    if (ownersOf(request).some((owner) => owner.toLowerCase() === email)) {
+      return `${email} owns agent ${request.agent.name}`;
+    }
+    const reviewer = reviewers.get(email);
+    if (!reviewer) return `${email} is no longer a configured reviewer`;
+    const approvers = request.decision.review?.approvers ?? [];
+    if (approvers.length > 0 && !reviewer.groups.some((group) => approvers.includes(group))) {
+      return `${email} is no longer in ${approvers.join(", ")}`;
+    }
+    return undefined;
+  };
+
+  const shortfall = (request: ActionRequest): string | undefined => {
+    const quorum = request.decision.review?.quorum ?? 1;
+    const approvals = request.reviews.filter((r) => r.decision === "approve");
+    const reasons = approvals.map((r) => disqualified(request, r)).filter((r) => r !== undefined);
+    const counted = approvals.length - reasons.length;
+    if (counted >= quorum) return undefined;
+    return `${counted} of the ${quorum} approvals needed still count (${reasons.join("; ")})`;
+  };
+
+  return { ownersOf, disqualified, shortfall };
+}
