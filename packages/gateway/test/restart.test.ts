@@ -157,7 +157,7 @@ describe("a gateway process killed while an action runs", () => {
     try {
       const second = await runCli(["serve", "--config", config], { env });
       expect(second.code).toBe(1);
-      expect(second.stderr).toContain(`another gateway (pid ${serve.child.pid}) is serving`);
+      expect(second.stderr).toContain("another gateway is serving");
     } finally {
       serve.child.kill("SIGTERM");
       await killed(serve.child);
@@ -166,6 +166,20 @@ describe("a gateway process killed while an action runs", () => {
 });
 
 describe("in-process restarts and races", () => {
+  it("refuses a second gateway on the same file even in the same process (one PID, as in containers)", async () => {
+    const first = await startGateway(testConfig(upstream.url));
+    dirs.push(first.dir);
+    try {
+      await expect(startGateway(testConfig(upstream.url), { dir: first.dir })).rejects.toThrow(
+        "another gateway is serving",
+      );
+    } finally {
+      await first.close();
+    }
+    const again = await startGateway(testConfig(upstream.url), { dir: first.dir });
+    await again.close();
+  });
+
   it("keeps pending requests and their votes across a restart", async () => {
     let gw = await startGateway(testConfig(upstream.url));
     dirs.push(gw.dir);

@@ -1,37 +1,38 @@
 /**
  * One gateway per SQLite file: two would each believe they own the executions in flight.
- * A lock file holds the serving process's pid; a lock left by a dead process is taken over.
+ * The serving gateway holds an exclusive SQLite lock on a side file for as long as it runs;
+ * the operating system releases it when the process ends, however it ends.
  */
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
+import Database from "better-sqlite3";
 import { AirlockError } from "../../errors.js";
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 export function lockDatabase(dbPath: string): () => void {
   const lockPath = `${dbPath}.lock`;
-  for (let attempt = 0; attempt < 2; attempt++) {
+  for (let attempt = 0; ; attempt++) {
+    let lock: Database.Database | undefined;
     try {
-      writeFileSync(lockPath, String(process.pid), { flag: "wx" });
-      return () => rmSync(lockPath, { force: true });
+      lock = new Database(lockPath);
+      lock.pragma("busy_timeout = 0");
+      lock.pragma("locking_mode = EXCLUSIVE");
+      lock.exec("BEGIN EXCLUSIVE");
+      const held = lock;
+      return () => held.close();
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      const holder = Number(readFileSync(lockPath, "utf8").trim());
-      if (holder === process.pid || !Number.isInteger(holder) || holder <= 0 || !alive(holder)) {
+      lock?.close();
+      const code = (error as { code?: string }).code;
+      if (code === "SQLITE_BUSY" || code === "SQLITE_LOCKED") {
+        throw new AirlockError(
+          "store_unavailable",
+          `another gateway is serving ${dbPath} (it holds ${lockPath}); SQLite supports one gateway per file. Stop it, or use PostgreSQL to run several replicas`,
+        );
+      }
+      // A lock file from an older version, or garbage: it guards nothing, so start afresh.
+      if (code === "SQLITE_NOTADB" && attempt === 0) {
         rmSync(lockPath, { force: true });
         continue;
       }
-      throw new AirlockError(
-        "store_unavailable",
-        `another gateway (pid ${holder}) is serving ${dbPath}; SQLite supports one gateway per file. Stop it, or use PostgreSQL to run several replicas`,
-      );
+      throw error;
     }
   }
-  throw new AirlockError("store_unavailable", `could not take the lock ${lockPath}`);
 }
