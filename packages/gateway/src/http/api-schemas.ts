@@ -7,24 +7,58 @@ import { requestStatuses } from "../requests/request-types.js";
 
 const MAX_DEPTH = 32;
 
-/** How deeply a JSON value nests; past the limit, recursion elsewhere would be at risk. */
-export function jsonDepth(value: unknown): number {
-  let max = 0;
-  const stack: [unknown, number][] = [[value, 1]];
-  while (stack.length > 0) {
-    const [current, depth] = stack.pop()!;
-    if (current && typeof current === "object") {
-      max = Math.max(max, depth);
-      if (max > MAX_DEPTH) return max;
-      for (const child of Object.values(current)) stack.push([child, depth + 1]);
-    }
-  }
-  return max;
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** String.prototype.isWellFormed, which the ES2023 library does not declare. */
+function wellFormed(text: string): boolean {
+  return !loneSurrogate.test(text);
 }
 
-const boundedJson = z
-  .unknown()
-  .refine((value) => jsonDepth(value) <= MAX_DEPTH, `nests deeper than ${MAX_DEPTH} levels`);
+/**
+ * What JSON.parse lets through but Airlock must not take: nesting deep enough to endanger
+ * recursion elsewhere; numbers that are not finite (1e400) or integers beyond 2^53, which
+ * would be sent upstream as something else; strings that are not well-formed UTF-16 (lone
+ * surrogates), which would not survive storage and so break the request hash. Returns the
+ * path and the reason of the first problem.
+ */
+export function jsonProblem(
+  value: unknown,
+): { path: (string | number)[]; message: string } | undefined {
+  const stack: [unknown, (string | number)[]][] = [[value, []]];
+  while (stack.length > 0) {
+    const [current, path] = stack.pop()!;
+    if (path.length > MAX_DEPTH)
+      return { path: [], message: `nests deeper than ${MAX_DEPTH} levels` };
+    if (typeof current === "number") {
+      if (!Number.isFinite(current)) return { path, message: "is a number too large to represent" };
+      if (Number.isInteger(current) && !Number.isSafeInteger(current)) {
+        return {
+          path,
+          message:
+            "is an integer beyond ±2^53, which JSON numbers cannot carry exactly; send it as a string",
+        };
+      }
+    } else if (typeof current === "string") {
+      if (!wellFormed(current))
+        return { path, message: "is not well-formed text (a lone surrogate)" };
+    } else if (Array.isArray(current)) {
+      current.forEach((item, i) => stack.push([item, [...path, i]]));
+    } else if (current && typeof current === "object") {
+      for (const [key, item] of Object.entries(current)) {
+        if (!wellFormed(key)) return { path, message: "has a key that is not well-formed text" };
+        stack.push([item, [...path, key]]);
+      }
+    }
+  }
+  return undefined;
+}
+
+const checkJson = (value: unknown, ctx: z.RefinementCtx) => {
+  const problem = jsonProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", path: problem.path, message: problem.message });
+};
+
+const boundedJson = z.unknown().superRefine(checkJson);
 
 export const actionBodySchema = z.strictObject({
   connection: z
@@ -39,11 +73,12 @@ export const actionBodySchema = z.strictObject({
   justification: z
     .string()
     .max(4000)
+    .refine(wellFormed, "is not well-formed text (a lone surrogate)")
     .optional()
     .describe("Why the agent wants this. Shown to reviewers as the agent's claim."),
   context: z
     .record(z.string().max(128), z.unknown())
-    .refine((value) => jsonDepth(value) <= MAX_DEPTH, `nests deeper than ${MAX_DEPTH} levels`)
+    .superRefine(checkJson)
     .refine((value) => JSON.stringify(value).length <= 16_384, "is larger than 16 KiB")
     .optional()
     .describe("Free context for reviewers and rules (ticket, conversation, run id)."),
