@@ -19,7 +19,6 @@ export type ErrorCode =
   | "store_unavailable"
   | "rate_limited"
   | "payload_too_large"
-  | "execution_failed"
   | "internal";
 
 const statusByCode: Record<ErrorCode, number> = {
@@ -39,7 +38,6 @@ const statusByCode: Record<ErrorCode, number> = {
   store_unavailable: 503,
   rate_limited: 429,
   payload_too_large: 413,
-  execution_failed: 502,
   internal: 500,
 };
 
@@ -84,8 +82,4 @@ export class AirlockError extends Error {
 
 export function isAirlockError(error: unknown): error is AirlockError {
   return error instanceof AirlockError;
-}
-
-export function invalid(field: string, message: string): AirlockError {
-  return new AirlockError("invalid_request", `${field}: ${message}`, { field });
 }

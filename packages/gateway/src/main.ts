@@ -131,6 +131,8 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     maxBodyBytes: config.server.maxBodyBytes,
     maxWaitSeconds: config.server.maxWaitSeconds,
     version,
+    redactor,
+    clock,
     extend: (instance) => {
       for (const channel of channels) {
         channel.routes?.(instance, ({ requestId, reviewer, decision, comment }) =>
@@ -144,13 +146,22 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   let url: string | undefined;
   let closing: Promise<void> | undefined;
 
-  const sweep = async () => {
-    try {
-      await requests.sweepExpired();
-      await executor.resumeApproved();
-    } catch (error) {
-      logger.warn({ err: error }, "sweep failed; will retry");
-    }
+  let stopping = false;
+  let sweeping: Promise<void> | undefined;
+  const sweep = (): Promise<void> => {
+    // One sweep at a time, and none once stopping: it could claim work after the drain.
+    if (stopping || sweeping) return sweeping ?? Promise.resolve();
+    sweeping = (async () => {
+      try {
+        await requests.sweepExpired();
+        await executor.resumeApproved();
+      } catch (error) {
+        logger.warn({ err: error }, "sweep failed; will retry");
+      } finally {
+        sweeping = undefined;
+      }
+    })();
+    return sweeping;
   };
 
   return {
@@ -189,7 +200,9 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     /** Stops taking work, lets executions under way finish, and closes the store. */
     close(): Promise<void> {
       closing ??= (async () => {
+        stopping = true;
         if (sweeper) clearInterval(sweeper);
+        await sweeping;
         waiters.close();
         await app.close();
         await executor.drain();

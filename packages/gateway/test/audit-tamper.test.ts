@@ -113,6 +113,17 @@ describe("airlock audit verify", () => {
     );
   });
 
+  it("names an event whose data was edited into something that is not JSON", async () => {
+    const config = tampered((db) =>
+      db.prepare("UPDATE audit_events SET data = '{broken' WHERE seq = 4").run(),
+    );
+    const result = await verify(config);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(
+      /event 4 \([a-z.]+\): its content does not match its hash; it was edited/,
+    );
+  });
+
   it("names the place of a deleted event", async () => {
     const config = tampered((db) => db.prepare("DELETE FROM audit_events WHERE seq = 6").run());
     const result = await verify(config);

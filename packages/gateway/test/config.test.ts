@@ -150,6 +150,22 @@ surprise: true
       ).toBe(true);
   });
 
+  it("refuses credentials in a base URL and durations out of bounds", () => {
+    const issues = issuesOf(`
+server: { sweepInterval: 30d }
+connections:
+  api: { type: http, baseUrl: "https://user:pass@api.example.com", timeout: 0ms }
+rules:
+  - { name: r, decision: review, review: { expiresIn: 100000d } }
+`);
+    expect(issues).toContain(
+      "connections.api.baseUrl: must not hold credentials; put them in headers, e.g. authorization: Basic ${env:API_BASIC_AUTH}",
+    );
+    expect(issues).toContain("server.sweepInterval: must be between 10ms and 1h");
+    expect(issues).toContain("connections.api.timeout: must be between 100ms and 1h");
+    expect(issues).toContain("rules[0].review.expiresIn: must be between 100ms and 90d");
+  });
+
   it("reports a YAML syntax error with its line", () => {
     const issues = issuesOf("rules:\n  - name: a\n    decision: [allow\n");
     expect(issues[0]).toMatch(/line \d+/);

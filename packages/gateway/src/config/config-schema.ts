@@ -7,7 +7,7 @@ import { riskLevels } from "../connectors/connector.js";
 import { connectorTypes } from "../connectors/connector-registry.js";
 import { httpConnectionSchema } from "../connectors/http/http-config.js";
 import { maskPathProblem } from "../masking/input-mask.js";
-import { durationSchema, emailSchema, groupSchema, nameSchema } from "./config-types.js";
+import { duration, emailSchema, groupSchema, nameSchema } from "./config-types.js";
 
 const MiB = 1024 * 1024;
 
@@ -28,7 +28,7 @@ export const serverSchema = z.strictObject({
   /** The longest `?wait=` a caller may ask for, in seconds. */
   maxWaitSeconds: z.number().int().min(0).max(3600).default(300),
   /** How often pending requests are checked for expiry. */
-  sweepInterval: durationSchema.default(1000),
+  sweepInterval: duration({ min: 10, max: 3_600_000 }).default(1000),
 });
 
 export const storageSchema = z
@@ -77,7 +77,7 @@ export const reviewSchema = z.strictObject({
   /** Groups whose members may vote; empty means any configured reviewer. */
   approvers: z.array(groupSchema).max(50).default([]),
   quorum: z.number().int().min(1).max(20).default(1),
-  expiresIn: durationSchema.default(3_600_000),
+  expiresIn: duration({ min: 100, max: 90 * 86_400_000 }).default(3_600_000),
   risk: riskSchema.optional(),
   /** Approval needs a fresh identity-provider login (the console); one click is not enough. */
   stepUp: z.boolean().default(false),

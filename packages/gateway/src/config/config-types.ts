@@ -1,22 +1,31 @@
 /** Small zod building blocks shared by the config schema and the connectors' own schemas. */
 import { z } from "zod";
-import { parseDuration } from "../common/durations.js";
+import { formatDuration, parseDuration } from "../common/durations.js";
 
-/** A duration like "15m" or "30s", parsed to milliseconds. */
-export const durationSchema = z
-  .string()
-  .max(32)
-  .transform((text, ctx) => {
-    const ms = parseDuration(text);
-    if (ms === undefined) {
-      ctx.addIssue({
-        code: "custom",
-        message: `"${text}" is not a duration; write it like 500ms, 30s, 15m, 2h or 7d`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
+/** A duration like "15m" or "30s" within bounds, parsed to milliseconds. */
+export function duration(bounds: { min: number; max: number }) {
+  return z
+    .string()
+    .max(32)
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          message: `"${text}" is not a duration; write it like 500ms, 30s, 15m, 2h or 7d`,
+        });
+        return z.NEVER;
+      }
+      if (ms < bounds.min || ms > bounds.max) {
+        ctx.addIssue({
+          code: "custom",
+          message: `must be between ${formatDuration(bounds.min)} and ${formatDuration(bounds.max)}`,
+        });
+        return z.NEVER;
+      }
+      return ms;
+    });
+}
 
 export const emailSchema = z
   .string()

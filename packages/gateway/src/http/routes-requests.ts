@@ -8,7 +8,7 @@ import type { createRouter } from "./route.js";
 
 export function requestRoutes(
   router: ReturnType<typeof createRouter>,
-  deps: { requests: RequestService; publicUrl: string },
+  deps: { requests: RequestService; publicUrl: string; clock: () => number },
 ): void {
   const { requests, publicUrl } = deps;
 
@@ -35,7 +35,7 @@ export function requestRoutes(
       });
       let visible: ActionRequest[] = found;
       if (onlyPending) {
-        const now = Date.now();
+        const now = deps.clock();
         visible = found.filter((request) => {
           if (request.expiresAt !== null && request.expiresAt <= now) return false;
           const you = reviewerAbility(request, principal.reviewer, requests.ownersOf(request));

@@ -12,6 +12,7 @@ import Fastify, {
 } from "fastify";
 import { AirlockError } from "../errors.js";
 import type { IdentityService } from "../identity/identity-service.js";
+import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { RequestService } from "../requests/request-service.js";
@@ -32,6 +33,9 @@ export interface ServerDeps {
   maxBodyBytes: number;
   maxWaitSeconds: number;
   version: string;
+  /** Scrubs known secrets out of error messages before they are sent. */
+  redactor: Redactor;
+  clock: () => number;
   /** Extra routes (channels' decision endpoints). */
   extend?: (app: FastifyInstance) => void;
 }
@@ -85,7 +89,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (known) {
       if (known.code === "store_unavailable")
         logger.error({ reqId: request.id, err: error }, known.message);
-      return reply.code(known.status).send({ error: known.toJSON() });
+      return reply.code(known.status).send(deps.redactor.redact({ error: known.toJSON() }));
     }
     logger.error({ reqId: request.id, err: error }, "unexpected error");
     return reply.code(500).send({

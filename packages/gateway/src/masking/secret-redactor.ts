@@ -38,7 +38,13 @@ function walk(value: unknown, redactText: (text: string) => string, numeric: Set
   if (value && typeof value === "object") {
     const out: Record<string, unknown> = {};
     for (const [key, child] of Object.entries(value)) {
-      out[redactText(key)] = walk(child, redactText, numeric);
+      // defineProperty, so a key named __proto__ stays a key instead of a prototype
+      Object.defineProperty(out, redactText(key), {
+        value: walk(child, redactText, numeric),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
     return out;
   }

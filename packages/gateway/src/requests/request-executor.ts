@@ -35,7 +35,6 @@ export interface Executor {
   resumeApproved(): Promise<number>;
   /** Resolves when every execution under way has finished. */
   drain(): Promise<void>;
-  readonly running: number;
 }
 
 export function createExecutor(deps: {
@@ -238,9 +237,6 @@ export function createExecutor(deps: {
     resumeApproved,
     async drain() {
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
-    },
-    get running() {
-      return inFlight.size;
     },
   };
 }

@@ -13,7 +13,6 @@ export interface Watch {
 
 export interface Waiters {
   watch(id: string): Watch;
-  readonly size: number;
   /** True once the gateway is stopping: waits end at once. */
   readonly closed: boolean;
   close(): void;
@@ -32,9 +31,6 @@ export function createWaiters(store: Store): Waiters {
   });
 
   return {
-    get size() {
-      return watchers.size;
-    },
     get closed() {
       return closed;
     },

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { durationSchema } from "../../config/config-types.js";
+import { duration } from "../../config/config-types.js";
 
 const headerName = z
   .string()
@@ -13,10 +13,14 @@ export const httpConnectionSchema = z.strictObject({
     .refine(
       (url) => !new URL(url).search && !new URL(url).hash,
       "must not have a query or fragment",
+    )
+    .refine(
+      (url) => !new URL(url).username && !new URL(url).password,
+      "must not hold credentials; put them in headers, e.g. authorization: Basic ${env:API_BASIC_AUTH}",
     ),
   /** Sent with every call; the agent can neither set nor read them. */
   headers: z.record(headerName, z.string().max(8192)).default({}),
-  timeout: durationSchema.default(30_000),
+  timeout: duration({ min: 100, max: 3_600_000 }).default(30_000),
   maxResponseBytes: z
     .number()
     .int()

@@ -662,6 +662,15 @@ function toReview(row: Row): Review {
   };
 }
 
+/** Data that no longer parses was edited; it still reaches the verifier, which says so. */
+function parseData(text: string): AuditEvent["data"] {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { unparseable: text };
+  }
+}
+
 function toEvent(row: Row): AuditEvent {
   return {
     seq: row.seq as number,
@@ -669,7 +678,7 @@ function toEvent(row: Row): AuditEvent {
     type: row.type as string,
     requestId: row.request_id as string | null,
     actor: { type: row.actor_type as AuditEvent["actor"]["type"], id: row.actor_id as string },
-    data: JSON.parse(row.data as string),
+    data: parseData(row.data as string),
     prevHash: row.prev_hash as string,
     hash: row.hash as string,
   };
