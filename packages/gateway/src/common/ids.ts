@@ -16,6 +16,11 @@ function take(n: number): Buffer {
   return out;
 }
 
+/** Random bytes as hex, from the same pool. */
+export function randomHex(bytes: number): string {
+  return take(bytes).toString("hex");
+}
+
 /**
  * A time-ordered identifier: `prefix_` + 10 characters of milliseconds + 16 random characters
  * (80 bits), so ids sort by creation and cannot be guessed.

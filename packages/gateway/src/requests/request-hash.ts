@@ -1,5 +1,5 @@
-import { randomBytes } from "node:crypto";
 import { digest } from "../common/canonical-json.js";
+import { randomHex } from "../common/ids.js";
 import type { Proposal } from "./request-types.js";
 
 /**
@@ -20,5 +20,5 @@ export function requestHash(proposal: Proposal, nonce: string): string {
 }
 
 export function newNonce(): string {
-  return randomBytes(16).toString("hex");
+  return randomHex(16);
 }

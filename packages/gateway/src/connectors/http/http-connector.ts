@@ -130,8 +130,16 @@ export function createHttpConnector(
     // The connection's headers go last so nothing the agent sent can replace them.
     for (const [key, value] of ownHeaders) headers[key] = value;
 
-    const timeout = AbortSignal.timeout(config.timeout);
-    const combined = AbortSignal.any([signal, timeout]);
+    // One timer and one listener rather than AbortSignal.timeout + any: this runs per action.
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, config.timeout);
+    const onAbort = () => controller.abort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    const combined = controller.signal;
     try {
       const response = await pool.request({
         path: `${url.pathname}${url.search}`,
@@ -171,12 +179,15 @@ export function createHttpConnector(
         ...(ok ? {} : { reason: `the upstream answered HTTP ${response.statusCode}` }),
       };
     } catch (error) {
-      const reason = timeout.aborted
+      const reason = timedOut
         ? `the upstream did not answer within ${config.timeout} ms`
         : signal.aborted
           ? "the execution was aborted"
           : `the upstream could not be reached: ${describeNetworkError(error)}`;
       return { ok: false, result: null, summary: "no response", reason };
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
     }
   };
 
