@@ -93,25 +93,30 @@ export function createRouter(app: FastifyInstance, authenticate: Authenticate) {
         const params = parseInput(spec.params, request.params, "params");
         const query = parseInput(spec.query, request.query, "query");
         const body = parseInput(spec.body, request.body, "body");
-        const controller = new AbortController();
-        const onClose = () => {
-          if (!reply.sent) controller.abort();
+        // The disconnect signal is made only for handlers that ask (long-polls).
+        let onClose: (() => void) | undefined;
+        const context = {
+          principal: principal as PrincipalFor<A>,
+          body,
+          query,
+          params,
+          request,
+          reply,
+          get signal(): AbortSignal {
+            const controller = new AbortController();
+            onClose = () => {
+              if (!reply.sent) controller.abort();
+            };
+            request.raw.socket?.once("close", onClose);
+            return controller.signal;
+          },
         };
-        request.raw.socket?.once("close", onClose);
         try {
-          const result = await handler({
-            principal: principal as PrincipalFor<A>,
-            body,
-            query,
-            params,
-            request,
-            reply,
-            signal: controller.signal,
-          });
+          const result = await handler(context);
           if (result.headers) reply.headers(result.headers);
           return reply.code(result.status ?? 200).send(result.body);
         } finally {
-          request.raw.socket?.off("close", onClose);
+          if (onClose) request.raw.socket?.off("close", onClose);
         }
       },
     });

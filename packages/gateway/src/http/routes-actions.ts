@@ -57,10 +57,11 @@ export function actionRoutes(
         403: "Denied by policy or by a reviewer",
       },
     },
-    async ({ principal, body, query, signal }) => {
+    async (ctx) => {
+      const { principal, body, query } = ctx;
       let request = await requests.submit(principal.agent, body);
       if (query.wait && request.status === "pending") {
-        request = await requests.waitForTerminal(request.id, query.wait * 1000, signal);
+        request = await requests.waitForTerminal(request.id, query.wait * 1000, ctx.signal);
       }
       return actionReply(request, publicUrl);
     },
@@ -77,12 +78,13 @@ export function actionRoutes(
       query: waitQuery,
       responses: { 200: "The request", 404: "No such request for this agent" },
     },
-    async ({ principal, params, query, signal }) => {
+    async (ctx) => {
+      const { principal, params, query } = ctx;
       const request = await requests.getForAgent(
         principal.agent,
         params.id,
         (query.wait ?? 0) * 1000,
-        signal,
+        query.wait ? ctx.signal : undefined,
       );
       return { body: agentView(request, publicUrl) };
     },

@@ -78,16 +78,20 @@ export function createHttpConnector(
         });
       }
     }
-    return JSON.parse(JSON.stringify(value)) as Json;
+    // Parsed from JSON at the boundary, so zod's copy is plain JSON already.
+    return value as Json;
   };
 
   const preview = (_operation: string, raw: Json): string => {
     const input = raw as unknown as HttpInput;
-    const query = new URLSearchParams();
-    for (const [key, value] of Object.entries(input.query ?? {})) {
-      for (const item of Array.isArray(value) ? value : [value]) query.append(key, String(item));
+    let search = "";
+    if (input.query !== undefined) {
+      const query = new URLSearchParams();
+      for (const [key, value] of Object.entries(input.query)) {
+        for (const item of Array.isArray(value) ? value : [value]) query.append(key, String(item));
+      }
+      if (query.size > 0) search = `?${query}`;
     }
-    const search = query.size > 0 ? `?${query}` : "";
     let text = `${input.method} ${name}${basePath}${input.path}${search}`;
     if (input.body !== undefined) {
       const body =
@@ -112,7 +116,14 @@ export function createHttpConnector(
     signal: AbortSignal,
   ): Promise<ExecutionOutcome> => {
     const input = raw as unknown as HttpInput;
-    const url = resolveUrl(config.baseUrl, input.path, input.query);
+    // A checked path of plain ASCII without a query needs no URL parsing (the common case).
+    const target =
+      input.query === undefined && /^[\x21-\x7e]+$/.test(input.path)
+        ? basePath + input.path
+        : (() => {
+            const url = resolveUrl(config.baseUrl, input.path, input.query);
+            return `${url.pathname}${url.search}`;
+          })();
     const headers: Record<string, string> = {};
     for (const [key, value] of Object.entries(input.headers ?? {}))
       headers[key.toLowerCase()] = value;
@@ -142,7 +153,7 @@ export function createHttpConnector(
     const combined = controller.signal;
     try {
       const response = await pool.request({
-        path: `${url.pathname}${url.search}`,
+        path: target,
         method: input.method,
         headers,
         body,
