@@ -1,5 +1,6 @@
 /** Invariant 10: bad input gets a precise error naming the field, and changes nothing. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { requestStatuses } from "../src/requests/request-types.js";
 import {
   api,
   read,
@@ -22,16 +23,7 @@ async function snapshot() {
     requests: (
       await gw.gateway.store.listRequests({
         limit: 10_000,
-        statuses: [
-          "pending",
-          "approved",
-          "executing",
-          "succeeded",
-          "failed",
-          "denied",
-          "expired",
-          "cancelled",
-        ],
+        statuses: [...requestStatuses],
       })
     ).length,
     events: (await gw.gateway.store.listAudit({ limit: 100_000 })).length,

@@ -23,6 +23,28 @@ afterAll(async () => {
   for (const dir of dirs) removeDir(dir);
 });
 
+/**
+ * Writes approvals and the approved status straight into the database, as if they had been
+ * committed and the process had then lost the hand-off to the executor.
+ */
+function forceApproved(
+  dir: string,
+  request: { id: string; hash: string },
+  reviewers: string[],
+): void {
+  const db = new Database(join(dir, "airlock.db"));
+  const insert = db.prepare(
+    `INSERT INTO reviews (id, request_id, reviewer, decision, comment, request_hash, evidence, created_at)
+     VALUES (?, ?, ?, 'approve', '', ?, '{"method":"personal_token"}', ?)`,
+  );
+  for (const reviewer of reviewers)
+    insert.run(`rev_${reviewer}`, request.id, reviewer, request.hash, Date.now());
+  db.prepare("UPDATE requests SET status = 'approved', version = version + 1 WHERE id = ?").run(
+    request.id,
+  );
+  db.close();
+}
+
 const callsTo = (path: string) => upstream.calls.filter((c) => c.url === `/api${path}`).length;
 
 describe("a gateway process killed while an action runs", () => {
@@ -270,16 +292,7 @@ describe("in-process restarts and races", () => {
         token: bob,
         body: { decision: "approve" },
       });
-      // As if carol's approval had committed and the process had lost the hand-off to the executor.
-      const db = new Database(join(gw.dir, "airlock.db"));
-      db.prepare(
-        `INSERT INTO reviews (id, request_id, reviewer, decision, comment, request_hash, evidence, created_at)
-         VALUES ('rev_x', ?, 'carol@example.com', 'approve', '', ?, '{"method":"personal_token"}', ?)`,
-      ).run(held.body.id, held.body.hash, Date.now());
-      db.prepare("UPDATE requests SET status = 'approved', version = version + 1 WHERE id = ?").run(
-        held.body.id,
-      );
-      db.close();
+      forceApproved(gw.dir, held.body, ["carol@example.com"]);
       const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
       expect(done.body.status).toBe("succeeded");
       await new Promise((r) => setTimeout(r, 200));
@@ -299,17 +312,7 @@ describe("in-process restarts and races", () => {
         body: { ...refund(), input: { method: "POST", path: "/refunds/unqualified", body: {} } },
       });
       // Two approvals on record, one of them by the agent's owner, and the request approved.
-      const db = new Database(join(gw.dir, "airlock.db"));
-      const insert = db.prepare(
-        `INSERT INTO reviews (id, request_id, reviewer, decision, comment, request_hash, evidence, created_at)
-         VALUES (?, ?, ?, 'approve', '', ?, '{"method":"personal_token"}', ?)`,
-      );
-      insert.run("rev_a", held.body.id, "alice@example.com", held.body.hash, Date.now());
-      insert.run("rev_b", held.body.id, "carol@example.com", held.body.hash, Date.now());
-      db.prepare("UPDATE requests SET status = 'approved', version = version + 1 WHERE id = ?").run(
-        held.body.id,
-      );
-      db.close();
+      forceApproved(gw.dir, held.body, ["alice@example.com", "carol@example.com"]);
       const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
       expect(done.body.status).toBe("failed");
       expect(done.body.outcome.reason).toContain("1 of the 2 approvals needed still count");
