@@ -252,12 +252,13 @@ describe("in-process restarts and races", () => {
       body: { decision: "approve" },
     });
     // Bob now owns the agent: his earlier approval must not carry the request over the line.
+    await gw.close();
     gw = await startGateway(
       config.replace(
         "{ name: support-bot, owner: alice@example.com }",
         "{ name: support-bot, owner: bob@example.com }",
       ),
-      { dir: (await gw.close(), gw.dir) },
+      { dir: gw.dir },
     );
     try {
       const second = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {

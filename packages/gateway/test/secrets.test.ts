@@ -120,6 +120,7 @@ it("keeps masked fields from reviewers, even when the upstream echoes them, whil
 describe("a reflecting upstream cannot be used to pull the credential out in pieces", () => {
   const windows = (secret: string, size: number) =>
     Array.from({ length: secret.length - size + 1 }, (_, i) => secret.slice(i, i + size));
+  // biome-ignore lint/suspicious/noExplicitAny: responses of every shape
   const shown = (res: ApiResponse<any>) => {
     const body = res.body?.result?.body;
     const text = typeof body === "string" ? body : JSON.stringify(body ?? "");

@@ -42,7 +42,9 @@ export function jsonProblem(
       if (!wellFormed(current))
         return { path, message: "is not well-formed text (a lone surrogate)" };
     } else if (Array.isArray(current)) {
-      current.forEach((item, i) => stack.push([item, [...path, i]]));
+      current.forEach((item, i) => {
+        stack.push([item, [...path, i]]);
+      });
     } else if (current && typeof current === "object") {
       for (const [key, item] of Object.entries(current)) {
         if (!wellFormed(key)) return { path, message: "has a key that is not well-formed text" };
