@@ -183,3 +183,21 @@ describe("createChainVerifier", () => {
     expect(verify(events)?.message).toContain("event 3 (test.event3)");
   });
 });
+
+describe("the event hash", () => {
+  it("is SHA-256 over the canonical JSON of the whole event, however it is assembled", async () => {
+    const { canonicalJson, sha256Hex } = await import("../common/canonical-json.js");
+    const event = {
+      seq: 7,
+      ts: "2026-11-22T00:00:00.000Z",
+      type: "request.reviewed",
+      requestId: null,
+      actor: { type: "reviewer" as const, id: "bob@example.com" },
+      data: { z: [1, "é", { b: true, a: null }], comment: 'said "ok"' },
+      prevHash: "a".repeat(64),
+    };
+    expect(hashEvent(event)).toBe(sha256Hex(canonicalJson(event)));
+    const [chained] = chainEvents({ seq: 6, hash: "a".repeat(64) }, [event]);
+    expect(chained!.hash).toBe(sha256Hex(canonicalJson(event)));
+  });
+});

@@ -22,16 +22,17 @@ export interface AuditEvent {
 export type UnhashedEvent = Omit<AuditEvent, "hash">;
 
 export function hashEvent(event: UnhashedEvent): string {
+  return hashWithData(event, canonicalJson(event.data));
+}
+
+/**
+ * The hash, given the data's canonical JSON already: the keys of an event are fixed, so its
+ * canonical form is assembled in their sorted order around the data, which is encoded once
+ * and stored as is.
+ */
+function hashWithData(event: UnhashedEvent, dataJson: string): string {
   return sha256Hex(
-    canonicalJson({
-      seq: event.seq,
-      ts: event.ts,
-      type: event.type,
-      requestId: event.requestId,
-      actor: event.actor,
-      data: event.data,
-      prevHash: event.prevHash,
-    }),
+    `{"actor":${canonicalJson(event.actor)},"data":${dataJson},"prevHash":${JSON.stringify(event.prevHash)},"requestId":${JSON.stringify(event.requestId)},"seq":${JSON.stringify(event.seq)},"ts":${JSON.stringify(event.ts)},"type":${JSON.stringify(event.type)}}`,
   );
 }
 
@@ -39,14 +40,15 @@ export function hashEvent(event: UnhashedEvent): string {
 export function chainEvents(
   head: { seq: number; hash: string } | undefined,
   events: readonly Omit<UnhashedEvent, "seq" | "prevHash">[],
-): AuditEvent[] {
+): (AuditEvent & { dataJson: string })[] {
   let seq = head?.seq ?? 0;
   let prevHash = head?.hash ?? GENESIS_HASH;
   return events.map((event) => {
     const unhashed = { ...event, seq: ++seq, prevHash };
-    const hash = hashEvent(unhashed);
+    const dataJson = canonicalJson(event.data);
+    const hash = hashWithData(unhashed, dataJson);
     prevHash = hash;
-    return { ...unhashed, hash };
+    return { ...unhashed, hash, dataJson };
   });
 }
 

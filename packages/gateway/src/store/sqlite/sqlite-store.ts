@@ -101,6 +101,7 @@ export class SqliteStore implements Store {
   private writeFailure: AirlockError | undefined;
   private readonly tokenCache = new Map<string, TokenRecord>();
   private tokenCacheVersion = -1;
+  private tokenCacheCheckedAt = Number.NEGATIVE_INFINITY;
   private scheduled = false;
   private closed = false;
 
@@ -340,7 +341,7 @@ export class SqliteStore implements Store {
         request_id: event.requestId,
         actor_type: event.actor.type,
         actor_id: event.actor.id,
-        data: JSON.stringify(event.data),
+        data: event.dataJson,
         prev_hash: event.prevHash,
         hash: event.hash,
       });
@@ -475,15 +476,20 @@ export class SqliteStore implements Store {
 
   /**
    * Tokens are read on every request, so found ones are cached. SQLite's data_version moves
-   * whenever another connection (`airlock token revoke`) commits, and then the cache starts
-   * over: a revocation takes effect on the very next request, as without the cache.
+   * whenever another connection (`airlock token revoke`) commits; it is looked at no more
+   * than every 100 ms, and then the cache starts over. A revocation in this process clears
+   * it at once; one from the command line takes effect within a tenth of a second.
    */
   async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
     return this.run(() => {
-      const version = this.stmt.dataVersion.get() as number;
-      if (version !== this.tokenCacheVersion || this.tokenCache.size > 10_000) {
-        this.tokenCache.clear();
-        this.tokenCacheVersion = version;
+      const now = performance.now();
+      if (now - this.tokenCacheCheckedAt >= 100 || this.tokenCache.size > 10_000) {
+        this.tokenCacheCheckedAt = now;
+        const version = this.stmt.dataVersion.get() as number;
+        if (version !== this.tokenCacheVersion || this.tokenCache.size > 10_000) {
+          this.tokenCache.clear();
+          this.tokenCacheVersion = version;
+        }
       }
       const cached = this.tokenCache.get(hash);
       if (cached) return cached;
