@@ -18,7 +18,7 @@ export async function openStore(
   if (url.startsWith("sqlite:")) {
     const raw = url.slice("sqlite:".length);
     const path = raw === ":memory:" || isAbsolute(raw) ? raw : resolve(baseDir, raw);
-    const store = openSqliteStore(path);
+    const store = openSqliteStore(path, { backgroundCheckpoints: options.serving === true });
     if (!options.serving || path === ":memory:") return store;
     let unlock: () => void;
     try {

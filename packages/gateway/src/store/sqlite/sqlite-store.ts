@@ -1,5 +1,6 @@
 /** The embedded store: one SQLite file in WAL mode, made durable by group commit. */
 import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type AuditEvent, chainEvents } from "../../audit/audit-chain.js";
@@ -22,6 +23,7 @@ import type {
   Store,
   TokenRecord,
 } from "../store.js";
+import { type Checkpointer, startCheckpointer } from "./sqlite-checkpointer.js";
 import { sqliteMigrations } from "./sqlite-migrations.js";
 import { WalSync } from "./wal-sync.js";
 
@@ -33,7 +35,12 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
-export function openSqliteStore(path: string): SqliteStore {
+export interface SqliteOptions {
+  /** Copy WAL pages back from a worker thread (worth it for a serving gateway). */
+  backgroundCheckpoints?: boolean;
+}
+
+export function openSqliteStore(path: string, options: SqliteOptions = {}): SqliteStore {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   let db: Database.Database;
   try {
@@ -47,7 +54,7 @@ export function openSqliteStore(path: string): SqliteStore {
   } catch (error) {
     throw unavailable(error, path);
   }
-  return new SqliteStore(db, path);
+  return new SqliteStore(db, path, options);
 }
 
 function migrate(db: Database.Database): void {
@@ -95,6 +102,7 @@ export class SqliteStore implements Store {
   private readonly listeners = new Set<(change: RequestChange) => void>();
   private readonly stmt: ReturnType<SqliteStore["prepare"]>;
   private queue: Pending[] = [];
+  private checkpointer: Checkpointer | undefined;
   /** Set for good when a commit could not be synced: the store refuses everything after. */
   private broken: AirlockError | undefined;
   /** Set while writes fail (a full or read-only disk); cleared by the next good commit. */
@@ -108,9 +116,15 @@ export class SqliteStore implements Store {
   constructor(
     private readonly db: Database.Database,
     path: string,
+    options: SqliteOptions,
   ) {
     this.walSync = path === ":memory:" ? undefined : new WalSync(`${path}-wal`);
     this.stmt = this.prepare();
+    if (path !== ":memory:" && options.backgroundCheckpoints) {
+      const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+      // A failing helper only means the writer's own checkpoints do all the work again.
+      this.checkpointer = startCheckpointer(path, driver, () => {});
+    }
   }
 
   /** Queues a write for the next group commit; resolves once it is durable. */
@@ -566,6 +580,7 @@ export class SqliteStore implements Store {
     // Writes already queued still commit; nothing new is taken.
     this.flush();
     this.closed = true;
+    await this.checkpointer?.stop();
     this.walSync?.close();
     this.db.close();
     this.listeners.clear();
