@@ -3,6 +3,7 @@
  * reviewers, logs, audit events and notifications see is the masked copy.
  */
 import type { Json } from "../common/canonical-json.js";
+import { createScrubber } from "./value-scrubber.js";
 
 export const MASKED = "[masked]";
 
@@ -60,46 +61,18 @@ function collect(value: Json, hidden: string[]): void {
 }
 
 /**
- * The forms a value takes inside derived text: as is, escaped inside a JSON string, and
- * percent-encoded in a URL (both encodings a query string may use).
+ * Replaces every occurrence of the hidden values, in any encoded form, in derived text
+ * (previews, facts, errors). With `exact`, a whole value equal to a hidden one goes too,
+ * however short (facts).
  */
-export function encodedForms(value: string): string[] {
-  return [
-    ...new Set([
-      value,
-      JSON.stringify(value).slice(1, -1),
-      encodeURIComponent(value),
-      new URLSearchParams({ v: value }).toString().slice(2),
-    ]),
-  ];
-}
-
-/** Replaces every occurrence of the hidden values, in any encoded form, in derived text (previews, facts). */
 export function scrubHidden<T>(
   value: T,
   hidden: readonly string[],
   options: { exact?: boolean } = {},
 ): T {
   // Values of one or two characters would blank out unrelated text; masking them by path is enough.
-  const long = [...new Set(hidden.filter((h) => h.length >= 3))];
-  const needles = [...new Set(long.flatMap(encodedForms))].sort((a, b) => b.length - a.length);
-  // With `exact`, a whole value equal to a hidden one goes too, however short (facts).
-  const whole = options.exact ? new Set(hidden) : new Set<string>();
-  if (needles.length === 0 && whole.size === 0) return value;
-  const scrubText = (text: string) => {
-    let out = text;
-    for (const needle of needles) if (out.includes(needle)) out = out.split(needle).join(MASKED);
-    return out;
-  };
-  const walk = (v: unknown): unknown => {
-    if ((typeof v === "string" || typeof v === "number") && whole.has(String(v))) return MASKED;
-    if (typeof v === "string") return scrubText(v);
-    if (typeof v === "number" && long.includes(String(v))) return MASKED;
-    if (Array.isArray(v)) return v.map(walk);
-    if (v && typeof v === "object") {
-      return Object.fromEntries(Object.entries(v).map(([k, c]) => [scrubText(k), walk(c)]));
-    }
-    return v;
-  };
-  return walk(value) as T;
+  return createScrubber(hidden, MASKED, {
+    minLength: 3,
+    ...(options.exact ? { exact: hidden } : {}),
+  }).value(value);
 }

@@ -2,7 +2,7 @@
  * Scrubs known secret values (connection credentials, tokens resolved from `${env:}` and
  * `${file:}`) out of anything about to leave Airlock: results, errors, log lines.
  */
-import { encodedForms } from "./input-mask.js";
+import { createScrubber, formsOf } from "./value-scrubber.js";
 
 export const REDACTED = "[redacted]";
 
@@ -16,39 +16,9 @@ export interface Redactor {
 export const MIN_SECRET_LENGTH = 6;
 
 export function createRedactor(secrets: Iterable<string>): Redactor {
-  const values = [...new Set([...secrets].filter((s) => s.length >= MIN_SECRET_LENGTH))].sort(
-    (a, b) => b.length - a.length,
-  );
   // Encoded forms too: escaped in JSON (log lines) or percent-encoded (echoed URLs).
-  const forms = [...new Set(values.flatMap(encodedForms))].sort((a, b) => b.length - a.length);
-  const redactText = (text: string): string => {
-    let out = text;
-    for (const form of forms) if (out.includes(form)) out = out.split(form).join(REDACTED);
-    return out;
-  };
-  const numeric = new Set(values.filter((v) => /^\d+$/.test(v)));
-  const redact = <T>(value: T): T => walk(value, redactText, numeric) as T;
-  return { active: forms.length > 0, redactText, redact };
-}
-
-function walk(value: unknown, redactText: (text: string) => string, numeric: Set<string>): unknown {
-  if (typeof value === "string") return redactText(value);
-  if (typeof value === "number" && numeric.has(String(value))) return REDACTED;
-  if (Array.isArray(value)) return value.map((item) => walk(item, redactText, numeric));
-  if (value && typeof value === "object") {
-    const out: Record<string, unknown> = {};
-    for (const [key, child] of Object.entries(value)) {
-      // defineProperty, so a key named __proto__ stays a key instead of a prototype
-      Object.defineProperty(out, redactText(key), {
-        value: walk(child, redactText, numeric),
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
-    }
-    return out;
-  }
-  return value;
+  const scrubber = createScrubber(secrets, REDACTED, { minLength: MIN_SECRET_LENGTH });
+  return { active: scrubber.active, redactText: scrubber.text, redact: scrubber.value };
 }
 
 /**
@@ -65,8 +35,7 @@ export interface ByteScrubber {
 }
 
 export function createByteScrubber(secrets: Iterable<string>): ByteScrubber {
-  const values = [...new Set([...secrets].filter((s) => s.length >= MIN_SECRET_LENGTH))];
-  const forms = [...new Set(values.flatMap(encodedForms))]
+  const forms = formsOf(secrets, MIN_SECRET_LENGTH)
     .map((form) => Buffer.from(form, "utf8"))
     .sort((a, b) => b.length - a.length);
   const marker = Buffer.from(REDACTED, "utf8");

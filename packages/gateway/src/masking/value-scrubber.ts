@@ -1,0 +1,78 @@
+/**
+ * The one mechanism behind secret redaction and input masking: find given values, in every
+ * form they take in derived text, anywhere in a string or a JSON value, and replace them.
+ */
+
+/**
+ * The forms a value takes inside derived text: as is, escaped inside a JSON string, and
+ * percent-encoded in a URL (both encodings a query string may use).
+ */
+export function encodedForms(value: string): string[] {
+  return [
+    ...new Set([
+      value,
+      JSON.stringify(value).slice(1, -1),
+      encodeURIComponent(value),
+      new URLSearchParams({ v: value }).toString().slice(2),
+    ]),
+  ];
+}
+
+/** Every form of every value at least `minLength` long, longest first (so none is half-replaced). */
+export function formsOf(values: Iterable<string>, minLength: number): string[] {
+  const long = [...new Set([...values].filter((v) => v.length >= minLength))];
+  return [...new Set(long.flatMap(encodedForms))].sort((a, b) => b.length - a.length);
+}
+
+export interface Scrubber {
+  /** Whether there is anything to scrub at all. */
+  readonly active: boolean;
+  text(text: string): string;
+  /** A copy of a JSON value with strings (keys too) scrubbed and matching numbers replaced. */
+  value<T>(value: T): T;
+}
+
+export function createScrubber(
+  values: Iterable<string>,
+  marker: string,
+  options: {
+    /** Shorter values would blank out unrelated text. */
+    minLength: number;
+    /** Values replaced when a whole string or number equals them, however short. */
+    exact?: Iterable<string>;
+  },
+): Scrubber {
+  const list = [...values];
+  const forms = formsOf(list, options.minLength);
+  const numbers = new Set(list.filter((v) => v.length >= options.minLength));
+  const whole = new Set(options.exact ?? []);
+  const text = (input: string): string => {
+    let out = input;
+    for (const form of forms) if (out.includes(form)) out = out.split(form).join(marker);
+    return out;
+  };
+  const walk = (value: unknown): unknown => {
+    if ((typeof value === "string" || typeof value === "number") && whole.has(String(value))) {
+      return marker;
+    }
+    if (typeof value === "string") return text(value);
+    if (typeof value === "number") return numbers.has(String(value)) ? marker : value;
+    if (Array.isArray(value)) return value.map(walk);
+    if (value && typeof value === "object") {
+      const out: Record<string, unknown> = {};
+      for (const [key, child] of Object.entries(value)) {
+        // defineProperty, so a key named __proto__ stays a key instead of a prototype
+        Object.defineProperty(out, text(key), {
+          value: walk(child),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      }
+      return out;
+    }
+    return value;
+  };
+  const active = forms.length > 0 || whole.size > 0;
+  return { active, text, value: <T>(value: T) => (active ? (walk(value) as T) : value) };
+}
