@@ -4,6 +4,7 @@
  * group, and not (or no longer) the agent's owner.
  */
 import type { AirlockConfig } from "../config/config-load.js";
+import { approverRefusal } from "./request-transitions.js";
 import type { ActionRequest, Review } from "./request-types.js";
 
 export interface Approvers {
@@ -28,16 +29,9 @@ export function createApprovers(config: AirlockConfig): Approvers {
 
   const disqualified = (request: ActionRequest, review: Review): string | undefined => {
     const email = review.reviewer.toLowerCase();
-    if (ownersOf(request).some((owner) => owner.toLowerCase() === email)) {
-      return `${email} owns agent ${request.agent.name}`;
-    }
     const reviewer = reviewers.get(email);
     if (!reviewer) return `${email} is no longer a configured reviewer`;
-    const approvers = request.decision.review?.approvers ?? [];
-    if (approvers.length > 0 && !reviewer.groups.some((group) => approvers.includes(group))) {
-      return `${email} is no longer in ${approvers.join(", ")}`;
-    }
-    return undefined;
+    return approverRefusal(request, reviewer, "approve", ownersOf(request))?.message;
   };
 
   const shortfall = (request: ActionRequest): string | undefined => {

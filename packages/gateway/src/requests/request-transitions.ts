@@ -178,6 +178,30 @@ export function eligibility(
   vote: Vote,
   owners: readonly string[],
 ): Eligibility {
+  const refused = approverRefusal(request, reviewer, vote, owners);
+  if (refused) return refused;
+  const email = reviewer.email.toLowerCase();
+  if (request.reviews.some((r) => r.reviewer.toLowerCase() === email)) {
+    return {
+      ok: false,
+      code: "already_reviewed",
+      message: `${email} has already reviewed this request; each reviewer counts once`,
+    };
+  }
+  return { ok: true };
+}
+
+/**
+ * Why this reviewer may not cast this vote at all, whatever they did before: the agent's
+ * owner may not approve, and only the rule's approver groups vote. Also decides whether an
+ * earlier approval still counts (request-approvers.ts).
+ */
+export function approverRefusal(
+  request: ActionRequest,
+  reviewer: Pick<Reviewer, "email" | "groups">,
+  vote: Vote,
+  owners: readonly string[],
+): Extract<Eligibility, { ok: false }> | undefined {
   const email = reviewer.email.toLowerCase();
   const review = request.decision.review;
   const isOwner = owners.some((owner) => owner.toLowerCase() === email);
@@ -196,14 +220,7 @@ export function eligibility(
       message: `${email} is not in ${approvers.length === 1 ? "the approver group" : "any of the approver groups"} ${approvers.join(", ")} for this request`,
     };
   }
-  if (request.reviews.some((r) => r.reviewer.toLowerCase() === email)) {
-    return {
-      ok: false,
-      code: "already_reviewed",
-      message: `${email} has already reviewed this request; each reviewer counts once`,
-    };
-  }
-  return { ok: true };
+  return undefined;
 }
 
 export interface VoteArgs {
