@@ -146,11 +146,10 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   let url: string | undefined;
   let closing: Promise<void> | undefined;
 
-  let stopping = false;
   let sweeping: Promise<void> | undefined;
   const sweep = (): Promise<void> => {
-    // One sweep at a time, and none once stopping: it could claim work after the drain.
-    if (stopping || sweeping) return sweeping ?? Promise.resolve();
+    // One sweep at a time, and none once closing: it could claim work after the drain.
+    if (closing || sweeping) return sweeping ?? Promise.resolve();
     sweeping = (async () => {
       try {
         await requests.sweepExpired();
@@ -200,7 +199,6 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     /** Stops taking work, lets executions under way finish, and closes the store. */
     close(): Promise<void> {
       closing ??= (async () => {
-        stopping = true;
         if (sweeper) clearInterval(sweeper);
         await sweeping;
         waiters.close();

@@ -134,23 +134,18 @@ export function createExecutor(deps: {
     const connector = connectors.get(request.connection);
     // What comes back from the store is checked against the hashes it was approved under.
     const problem = fromStore ? (integrityProblem(request) ?? quorumProblem(request)) : undefined;
+    const notRun = (reason: string): Outcome => ({
+      ok: false,
+      summary: "not run",
+      reason,
+      result: null,
+      resultDigest: null,
+    });
     if (problem) {
       logger.error({ requestId: request.id }, problem);
-      outcome = {
-        ok: false,
-        summary: "not run",
-        reason: problem,
-        result: null,
-        resultDigest: null,
-      };
+      outcome = notRun(problem);
     } else if (!connector) {
-      outcome = {
-        ok: false,
-        summary: "not run",
-        reason: `connection ${request.connection} is no longer configured`,
-        result: null,
-        resultDigest: null,
-      };
+      outcome = notRun(`connection ${request.connection} is no longer configured`);
     } else {
       try {
         const done = await connector.execute(request.operation, request.input, running);
