@@ -14,6 +14,7 @@ import {
   startGateway,
   type TestGateway,
   testConfig,
+  vote,
 } from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -36,14 +37,8 @@ beforeAll(async () => {
     body: { ...read(), input: { method: "DELETE", path: "/x" } },
   });
   const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
-  await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-    token: bob,
-    body: { decision: "approve" },
-  });
-  await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-    token: carol,
-    body: { decision: "approve" },
-  });
+  await vote(gw.url, held.body.id, bob);
+  await vote(gw.url, held.body.id, carol);
   await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
   await gw.close();
   writeFileSync(join(gw.dir, "airlock.yaml"), config);

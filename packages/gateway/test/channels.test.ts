@@ -5,7 +5,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Channel, ChannelNotice } from "../src/channels/channel.js";
-import { api, refund, removeDir, startGateway, testConfig, until } from "./support/gateway.js";
+import {
+  api,
+  refund,
+  removeDir,
+  startGateway,
+  testConfig,
+  until,
+  vote,
+} from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 /** A channel that keeps what it is told, and fails while `down` is set. */
@@ -71,14 +79,8 @@ describe("channels", () => {
       expect(JSON.stringify(first)).not.toContain("4242424242424242");
       expect(first.request.input).toMatchObject({ body: { card_number: "[masked]" } });
 
-      await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-        token: bob,
-        body: { decision: "approve" },
-      });
-      await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-        token: carol,
-        body: { decision: "approve" },
-      });
+      await vote(gw.url, held.body.id, bob);
+      await vote(gw.url, held.body.id, carol);
       await until(() => channel.updates.some((u) => u.notice.event === "resolved"));
       expect(channel.updates.every((u) => u.ref === `msg-${held.body.id}`)).toBe(true);
       const events = channel.updates.map((u) => u.notice.event);

@@ -8,6 +8,7 @@ import {
   startGateway,
   type TestGateway,
   testConfig,
+  vote,
 } from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -118,10 +119,7 @@ describe("failing closed", () => {
     const bob = await gw.token("reviewer", "bob@example.com");
     const carol = await gw.token("reviewer", "carol@example.com");
     const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
-    await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-      token: bob,
-      body: { decision: "approve" },
-    });
+    await vote(gw.url, held.body.id, bob);
     const before = upstream.calls.length;
     const events = (await gw.gateway.store.listAudit({ limit: 100_000 })).length;
     // SQLite refuses every write from here on, as with a full or read-only disk.
@@ -132,21 +130,15 @@ describe("failing closed", () => {
       expect(allowed.status).toBe(503);
       expect(allowed.body.error.code).toBe("store_unavailable");
       expect((await api(gw.url, "GET", "/readyz")).status).toBe(503);
-      const vote = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-        token: carol,
-        body: { decision: "approve" },
-      });
-      expect(vote.status).toBe(503);
-      expect(vote.body.error.code).toBe("store_unavailable");
+      const refused = await vote(gw.url, held.body.id, carol);
+      expect(refused.status).toBe(503);
+      expect(refused.body.error.code).toBe("store_unavailable");
       expect(upstream.calls.length).toBe(before);
       expect((await gw.gateway.store.listAudit({ limit: 100_000 })).length).toBe(events);
     } finally {
       db.pragma("query_only = OFF");
     }
-    const retried = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-      token: carol,
-      body: { decision: "approve" },
-    });
+    const retried = await vote(gw.url, held.body.id, carol);
     expect(retried.status).toBe(200);
     const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
     expect(done.body.status).toBe("succeeded");
@@ -189,10 +181,7 @@ describe("failing closed", () => {
       token: agent,
       body: { ...refund(), input: { method: "POST", path: "/refunds/fsync", body: {} } },
     });
-    await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-      token: bob,
-      body: { decision: "approve" },
-    });
+    await vote(gw.url, held.body.id, bob);
     // The disk reports that the next commit, carol's approval, did not reach it.
     const walSync = (gw.gateway.store as unknown as { walSync: { sync(): void } }).walSync;
     const sync = walSync.sync.bind(walSync);
@@ -200,12 +189,9 @@ describe("failing closed", () => {
       walSync.sync = sync;
       throw new Error("EIO: i/o error, fdatasync");
     };
-    const vote = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-      token: carol,
-      body: { decision: "approve" },
-    });
-    expect(vote.status).toBe(503);
-    expect(vote.body.error.message).toContain("restart the gateway");
+    const refused = await vote(gw.url, held.body.id, carol);
+    expect(refused.status).toBe(503);
+    expect(refused.body.error.message).toContain("restart the gateway");
     await new Promise((r) => setTimeout(r, 300)); // several sweeps
     expect(upstream.calls.filter((c) => c.url === "/api/refunds/fsync")).toHaveLength(0);
     expect((await api(gw.url, "GET", "/readyz")).status).toBe(503);

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, killed, runCli, startServe } from "./support/cli.js";
-import { api, read, refund, removeDir, startGateway, testConfig } from "./support/gateway.js";
+import { api, read, refund, removeDir, startGateway, testConfig, vote } from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 let upstream: Upstream;
@@ -80,14 +80,8 @@ describe("a gateway process killed while an action runs", () => {
       body: refund({ justification: "survives" }),
     });
     expect(waiting.body.status).toBe("pending");
-    await api(serve.url, "POST", `/v1/requests/${reviewed.body.id}/reviews`, {
-      token: bob,
-      body: { decision: "approve" },
-    });
-    await api(serve.url, "POST", `/v1/requests/${reviewed.body.id}/reviews`, {
-      token: carol,
-      body: { decision: "approve" },
-    });
+    await vote(serve.url, reviewed.body.id, bob);
+    await vote(serve.url, reviewed.body.id, carol);
     await slowRefund.arrived;
 
     const slowRead = upstream.hold("/api/slow");
@@ -124,14 +118,8 @@ describe("a gateway process killed while an action runs", () => {
         token: bob,
       });
       expect(stillPending.body.status).toBe("pending");
-      await api(serve.url, "POST", `/v1/requests/${waiting.body.id}/reviews`, {
-        token: bob,
-        body: { decision: "approve" },
-      });
-      await api(serve.url, "POST", `/v1/requests/${waiting.body.id}/reviews`, {
-        token: carol,
-        body: { decision: "approve" },
-      });
+      await vote(serve.url, waiting.body.id, bob);
+      await vote(serve.url, waiting.body.id, carol);
       const done = await api(serve.url, "GET", `/v1/actions/${waiting.body.id}?wait=5`, {
         token: agent,
       });
@@ -212,21 +200,12 @@ describe("in-process restarts and races", () => {
       token: agent,
       body: refund({ justification: "restart" }),
     });
-    await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-      token: bob,
-      body: { decision: "approve" },
-    });
+    await vote(gw.url, held.body.id, bob);
     gw = await gw.restart();
     try {
-      const again = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-        token: bob,
-        body: { decision: "approve" },
-      });
+      const again = await vote(gw.url, held.body.id, bob);
       expect(again.body.error.code).toBe("already_reviewed");
-      const second = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-        token: erin,
-        body: { decision: "approve" },
-      });
+      const second = await vote(gw.url, held.body.id, erin);
       expect(second.body.status).toMatch(/approved|executing|succeeded/);
       const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
       expect(done.body.status).toBe("succeeded");
@@ -247,10 +226,7 @@ describe("in-process restarts and races", () => {
       token: agent,
       body: { ...refund(), input: { method: "POST", path: "/refunds/requalified", body: {} } },
     });
-    await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-      token: bob,
-      body: { decision: "approve" },
-    });
+    await vote(gw.url, held.body.id, bob);
     // Bob now owns the agent: his earlier approval must not carry the request over the line.
     await gw.close();
     gw = await startGateway(
@@ -261,15 +237,9 @@ describe("in-process restarts and races", () => {
       { dir: gw.dir },
     );
     try {
-      const second = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-        token: carol,
-        body: { decision: "approve" },
-      });
+      const second = await vote(gw.url, held.body.id, carol);
       expect(second.body.status).toBe("pending");
-      const third = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-        token: erin,
-        body: { decision: "approve" },
-      });
+      const third = await vote(gw.url, held.body.id, erin);
       expect(third.body.status).not.toBe("pending");
       const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
       expect(done.body.status).toBe("succeeded");
@@ -289,10 +259,7 @@ describe("in-process restarts and races", () => {
         token: agent,
         body: { ...refund(), input: { method: "POST", path: "/refunds/stranded", body: {} } },
       });
-      await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
-        token: bob,
-        body: { decision: "approve" },
-      });
+      await vote(gw.url, held.body.id, bob);
       forceApproved(gw.dir, held.body, ["carol@example.com"]);
       const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
       expect(done.body.status).toBe("succeeded");

@@ -150,6 +150,16 @@ export async function api<T = any>(
   return { status: response.status, headers: response.headers, text, body: parsed as T };
 }
 
+/** A reviewer's vote over the API, as the console or the CLI would cast it. */
+export function vote(
+  base: string,
+  id: string,
+  token: string,
+  decision: "approve" | "deny" = "approve",
+) {
+  return api(base, "POST", `/v1/requests/${id}/reviews`, { token, body: { decision } });
+}
+
 export const refund = (extra: Record<string, unknown> = {}) => ({
   connection: "billing-api",
   operation: "request",
