@@ -213,16 +213,14 @@ export class SqliteStore implements Store {
         VALUES (@id, @agent, @agent_snapshot, @connection, @connection_type, @operation, @input,
         @justification, @context, @idempotency_key, @hash, @nonce, @status, @decision, @description,
         @outcome, @created_at, @updated_at, @expires_at, @finished_at, @version)`),
-      updateRequest: db.prepare(`UPDATE requests SET status = @status, outcome = @outcome,
-        updated_at = @updated_at, expires_at = @expires_at, finished_at = @finished_at,
-        version = @version WHERE id = @id AND version = @previous_version`),
+      updateRequest: db.prepare(`UPDATE requests SET status = ?, outcome = ?, updated_at = ?,
+        expires_at = ?, finished_at = ?, version = ? WHERE id = ? AND version = ?`),
       insertReview: db.prepare(`INSERT INTO reviews (id, request_id, reviewer, decision, comment,
         request_hash, evidence, created_at) VALUES (@id, @request_id, @reviewer, @decision,
         @comment, @request_hash, @evidence, @created_at)`),
       auditHead: db.prepare("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
       insertAudit: db.prepare(`INSERT INTO audit_events (seq, ts, type, request_id, actor_type,
-        actor_id, data, prev_hash, hash) VALUES (@seq, @ts, @type, @request_id, @actor_type,
-        @actor_id, @data, @prev_hash, @hash)`),
+        actor_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       insertOutbox: db.prepare(`INSERT INTO outbox (topic, request_id, payload, available_at,
         created_at) VALUES (?, ?, ?, ?, ?)`),
       expired: db.prepare(`SELECT id FROM requests WHERE status = 'pending' AND expires_at <= ?
@@ -286,16 +284,16 @@ export class SqliteStore implements Store {
       const verdict = decide(current);
       if (verdict.change) {
         const next = verdict.change.request;
-        const updated = this.stmt.updateRequest.run({
+        const updated = this.stmt.updateRequest.run(
+          next.status,
+          next.outcome === null ? null : JSON.stringify(next.outcome),
+          next.updatedAt,
+          next.expiresAt,
+          next.finishedAt,
+          next.version,
           id,
-          status: next.status,
-          outcome: next.outcome === null ? null : JSON.stringify(next.outcome),
-          updated_at: next.updatedAt,
-          expires_at: next.expiresAt,
-          finished_at: next.finishedAt,
-          version: next.version,
-          previous_version: current.version,
-        });
+          current.version,
+        );
         if (updated.changes !== 1) throw new Error(`request ${id} changed underneath a transition`);
         if (verdict.change.review) this.stmt.insertReview.run(reviewRow(verdict.change.review));
         this.writeChange(verdict.change, plan(verdict.change));
@@ -348,17 +346,17 @@ export class SqliteStore implements Store {
       })),
     );
     for (const event of chained) {
-      this.stmt.insertAudit.run({
-        seq: event.seq,
-        ts: event.ts,
-        type: event.type,
-        request_id: event.requestId,
-        actor_type: event.actor.type,
-        actor_id: event.actor.id,
-        data: event.dataJson,
-        prev_hash: event.prevHash,
-        hash: event.hash,
-      });
+      this.stmt.insertAudit.run(
+        event.seq,
+        event.ts,
+        event.type,
+        event.requestId,
+        event.actor.type,
+        event.actor.id,
+        event.dataJson,
+        event.prevHash,
+        event.hash,
+      );
     }
   }
 
