@@ -1,6 +1,7 @@
 /** Small zod building blocks shared by the config schema and the connectors' own schemas. */
 import { z } from "zod";
 import { formatDuration, parseDuration } from "../common/durations.js";
+import { detectorNames } from "../masking/detector-names.js";
 
 /** A duration like "15m" or "30s" within bounds, parsed to milliseconds. */
 export function duration(bounds: { min: number; max: number }) {
@@ -47,3 +48,15 @@ export const groupSchema = z
   .min(1)
   .max(128)
   .regex(/^[^\s,]+$/, "a group name has no spaces or commas");
+
+/** `mask.result`: which detectors mask what an action returns. */
+export const resultMaskSchema = z
+  .array(
+    z.enum(detectorNames, {
+      error: `must be one of: ${detectorNames.join(", ")}`,
+    }),
+  )
+  .max(detectorNames.length);
+
+/** A connection's defaults for what rules do not say: `mask: { result: [email, card] }`. */
+export const connectionMaskSchema = z.strictObject({ result: resultMaskSchema.default([]) });
