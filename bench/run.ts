@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startDemoUpstream } from "@airlock/gateway";
 import { type LoadResult, load, paced } from "./load.js";
+import { benchSqlAnalysis } from "./sql-analysis.js";
 
 const airlock = fileURLToPath(
   new URL("../../packages/gateway/dist/cli/airlock.js", import.meta.url),
@@ -185,7 +186,9 @@ rules:
       env: { ...process.env, ...env },
     },
   ).toString();
-  process.stdout.write(`  ${verify.trim()}\n`);
+  process.stdout.write(`  ${verify.trim()}\n\n`);
+
+  await benchSqlAnalysis((line) => process.stdout.write(line));
 } finally {
   for (const child of children) child.kill("SIGTERM");
   for (const stop of stops) await stop();

@@ -23,6 +23,12 @@ export type {
   ExecutionOutcome,
   RiskLevel,
 } from "./connectors/connector.js";
+export {
+  analyzeSql,
+  loadSqlParser,
+  type SqlAnalysis,
+  type SqlKind,
+} from "./connectors/postgres/sql-analysis.js";
 export { AirlockError, type ErrorCode } from "./errors.js";
 export { generateToken, hashToken } from "./identity/tokens.js";
 export { createGateway, type Gateway, type GatewayOptions, version } from "./main.js";

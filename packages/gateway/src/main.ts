@@ -112,6 +112,9 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     store,
     policy,
     connectors,
+    resultMasks: new Map(
+      Object.entries(config.connections).map(([name, c]) => [name, c.mask?.result ?? []]),
+    ),
     approvers,
     executor,
     waiters,

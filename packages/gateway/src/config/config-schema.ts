@@ -5,9 +5,17 @@
 import { z } from "zod";
 import { riskLevels } from "../connectors/connector.js";
 import { connectorTypes } from "../connectors/connector-registry.js";
+import { execConnectionSchema } from "../connectors/exec/exec-config.js";
 import { httpConnectionSchema } from "../connectors/http/http-config.js";
+import { postgresConnectionSchema } from "../connectors/postgres/postgres-config.js";
 import { maskPathProblem } from "../masking/input-mask.js";
-import { duration, emailSchema, groupSchema, nameSchema } from "./config-types.js";
+import {
+  duration,
+  emailSchema,
+  groupSchema,
+  nameSchema,
+  resultMaskSchema,
+} from "./config-types.js";
 
 const MiB = 1024 * 1024;
 
@@ -53,12 +61,16 @@ export const reviewerSchema = z.strictObject({
 });
 
 /** One schema per connector type; a new connector adds its schema here and to the registry. */
-const connectionSchema = z.discriminatedUnion("type", [httpConnectionSchema], {
-  error: (issue) =>
-    issue.code === "invalid_union"
-      ? `type must be one of: ${connectorTypes.map((c) => c.type).join(", ")}`
-      : undefined,
-});
+const connectionSchema = z.discriminatedUnion(
+  "type",
+  [httpConnectionSchema, postgresConnectionSchema, execConnectionSchema],
+  {
+    error: (issue) =>
+      issue.code === "invalid_union"
+        ? `type must be one of: ${connectorTypes.map((c) => c.type).join(", ")}`
+        : undefined,
+  },
+);
 
 export type ConnectionConfig = z.output<typeof connectionSchema>;
 
@@ -98,6 +110,8 @@ export const ruleSchema = z.strictObject({
     .strictObject({
       /** Paths in the action's input (`body.card_number`, `body.items.*.iban`). */
       input: z.array(maskPath).max(100).default([]),
+      /** Detectors applied to what the action returns; the connection's default when absent. */
+      result: resultMaskSchema.optional(),
     })
     .optional(),
 });

@@ -18,6 +18,11 @@ export interface RiskHint {
 export interface Description {
   /** What will happen, in words a reviewer reads first ("POST /refunds"). */
   preview: string;
+  /**
+   * Lines shown above the preview that quote none of the input's values (a planner's
+   * estimate, a dry run's row counts), so they stay when a rule masks the input.
+   */
+  notes?: string[];
   /** Facts for rules, under the connector's namespace: `{ http: { method, path } }`. */
   facts: Record<string, Json>;
   risk: RiskHint;
@@ -50,6 +55,12 @@ export interface Connector {
    * Pure and cheap: it is what reviewers see whenever a rule masks something.
    */
   preview(operation: string, input: Json): string;
+  /**
+   * Optional: what trying the action shows without keeping its effects (a write run in a
+   * transaction that is rolled back), as a line for reviewers. Called only for actions that
+   * wait for review; it may touch the real system, so it must leave nothing behind.
+   */
+  dryRun?(operation: string, input: Json): Promise<string>;
   execute(operation: string, input: Json, signal: AbortSignal): Promise<ExecutionOutcome>;
   close(): Promise<void>;
 }

@@ -7,6 +7,7 @@ import { digest } from "../common/canonical-json.js";
 import { type RuleConfig, reviewSchema } from "../config/config-schema.js";
 import type { RiskLevel } from "../connectors/connector.js";
 import { connectorTypes } from "../connectors/connector-registry.js";
+import type { DetectorName } from "../masking/detector-names.js";
 import type { Decision, ReviewRequirements } from "./policy-types.js";
 
 export interface CompiledRule {
@@ -20,6 +21,8 @@ export interface CompiledRule {
   risk: RiskLevel | undefined;
   review: ReviewRequirements | undefined;
   mask: string[];
+  /** Result detectors this rule names; undefined leaves it to the connection. */
+  maskResult: DetectorName[] | undefined;
 }
 
 export interface Policy {
@@ -62,6 +65,35 @@ export function celEnvironment(): Environment {
   return env;
 }
 
+/** Each connector namespace's `int` facts: CEL ints are BigInts, JSON numbers are not. */
+const intFacts = new Map(
+  connectorTypes.map((c) => [
+    c.facts.namespace,
+    Object.entries(c.facts.schema)
+      .filter(([, type]) => type === "int")
+      .map(([field]) => field),
+  ]),
+);
+
+/** The connector's facts as CEL reads them: declared ints as BigInts. */
+export function celFacts(facts: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [namespace, value] of Object.entries(facts)) {
+    const ints = intFacts.get(namespace);
+    if (!ints?.length || value === null || typeof value !== "object") {
+      out[namespace] = value;
+      continue;
+    }
+    const converted: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+    for (const field of ints) {
+      const n = converted[field];
+      if (typeof n === "number" && Number.isInteger(n)) converted[field] = BigInt(n);
+    }
+    out[namespace] = converted;
+  }
+  return out;
+}
+
 export function compilePolicy(rules: readonly RuleConfig[]): {
   policy: Policy;
   issues: PolicyIssue[];
@@ -100,6 +132,7 @@ export function compilePolicy(rules: readonly RuleConfig[]): {
       risk: (rule.review?.risk ?? rule.risk) as RiskLevel | undefined,
       review,
       mask: [...(rule.mask?.input ?? [])],
+      maskResult: rule.mask?.result ? [...rule.mask.result] : undefined,
     };
   });
   return { policy: { rules: compiled, digest: digest(rules) }, issues };

@@ -1,10 +1,10 @@
 /** First match wins; no match denies; a condition that cannot be evaluated denies. Pure. */
-import type { Policy } from "./policy-compile.js";
+import { celFacts, type Policy } from "./policy-compile.js";
 import type { PolicyDecision, PolicyInput } from "./policy-types.js";
 
 export function evaluatePolicy(policy: Policy, input: PolicyInput): PolicyDecision {
   const context: Record<string, unknown> = {
-    ...input.facts,
+    ...celFacts(input.facts),
     action: input.action,
     agent: input.agent,
     now: input.now,
@@ -36,6 +36,7 @@ export function evaluatePolicy(policy: Policy, input: PolicyInput): PolicyDecisi
       risk,
       riskReason,
       mask: rule.mask,
+      ...(rule.maskResult ? { maskResult: rule.maskResult } : {}),
       policyDigest: policy.digest,
     };
     switch (rule.decision) {

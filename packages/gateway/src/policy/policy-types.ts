@@ -1,5 +1,6 @@
 import type { Json } from "../common/canonical-json.js";
 import type { RiskHint, RiskLevel } from "../connectors/connector.js";
+import type { DetectorName } from "../masking/detector-names.js";
 
 export type Decision = "allow" | "deny" | "review";
 
@@ -37,6 +38,11 @@ export interface PolicyDecision {
   review?: ReviewRequirements;
   /** Input paths hidden from everyone but the connector. */
   mask: string[];
+  /**
+   * Detectors applied to the result before anyone sees it: the rule's, else the connection's
+   * default (filled in when the request is submitted, so it is recorded with the decision).
+   */
+  maskResult?: DetectorName[];
   /** Set when the policy could not be evaluated and Airlock failed closed. */
   error?: string;
   policyDigest: string;

@@ -5,10 +5,11 @@
  * was interrupted: it ends `failed` with "outcome unknown", never a second run.
  */
 
-import { digest } from "../common/canonical-json.js";
+import { digest, type Json } from "../common/canonical-json.js";
 import type { Connector } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
+import { maskResult, maskText } from "../masking/result-masking.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -149,13 +150,18 @@ export function createExecutor(deps: {
     } else {
       try {
         const done = await connector.execute(request.operation, request.input, running);
-        // Credentials and the input fields the policy masks stay hidden even when echoed back.
+        // Credentials and the input fields the policy masks stay hidden even when echoed back;
+        // the result detectors mask what the system returned. Only the digest sees it whole.
         const { hidden } = maskInput(request.input, request.decision.mask);
-        const scrub = <T>(value: T): T => scrubHidden(redactor.redact(value), hidden);
+        const detectors = request.decision.maskResult ?? [];
+        const scrub = <T extends Json>(value: T): Json =>
+          maskResult(scrubHidden(redactor.redact(value), hidden), detectors).value;
+        const text = (value: string): string =>
+          maskText(scrubHidden(redactor.redactText(value), hidden), detectors).text;
         outcome = {
           ok: done.ok,
-          summary: scrub(done.summary),
-          ...(done.reason ? { reason: scrub(done.reason) } : {}),
+          summary: text(done.summary),
+          ...(done.reason ? { reason: text(done.reason) } : {}),
           result: scrub(done.result),
           resultDigest: done.result === null ? null : digest(done.result),
         };

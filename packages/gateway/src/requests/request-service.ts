@@ -8,6 +8,7 @@ import { newId } from "../common/ids.js";
 import type { AgentConfig } from "../config/config-schema.js";
 import type { Connector, Description } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
+import type { DetectorName } from "../masking/detector-names.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
@@ -35,6 +36,8 @@ export interface RequestServiceDeps {
   store: Store;
   policy: Policy;
   connectors: ReadonlyMap<string, Connector>;
+  /** Each connection's default result detectors, for rules that name none. */
+  resultMasks: ReadonlyMap<string, readonly DetectorName[]>;
   approvers: Approvers;
   executor: Executor;
   waiters: Waiters;
@@ -107,17 +110,25 @@ export function createRequestService(deps: RequestServiceDeps) {
       facts: description.facts,
       risk: description.risk,
     });
+    decision.maskResult ??= [...(deps.resultMasks.get(body.connection) ?? [])];
     // Reviewers see a preview built from the masked input, never the real values scrubbed
-    // after the fact; facts and errors (which can quote the input) are scrubbed of them.
+    // after the fact; facts, notes and errors (which can quote the input) are scrubbed of them.
     const { masked, hidden } = maskInput(input, decision.mask);
-    const shown: Description =
-      decision.mask.length === 0
-        ? description
-        : {
-            ...description,
-            preview: connector.preview(body.operation, masked),
-            facts: scrubHidden(description.facts, hidden, { exact: true }),
-          };
+    const notes = [...(description.notes ?? [])];
+    if (decision.decision === "review" && connector.dryRun) {
+      const rehearsal = await connector.dryRun(body.operation, input);
+      if (rehearsal) notes.push(rehearsal);
+    }
+    const preview =
+      decision.mask.length === 0 ? description.preview : connector.preview(body.operation, masked);
+    const shown: Description = {
+      preview: [...scrubHidden(notes, hidden), preview].join("\n\n"),
+      facts:
+        decision.mask.length === 0
+          ? description.facts
+          : scrubHidden(description.facts, hidden, { exact: true }),
+      risk: description.risk,
+    };
     if (decision.error) {
       decision.error = scrubHidden(decision.error, hidden);
       logger.warn(

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { duration } from "../../config/config-types.js";
+import { connectionMaskSchema, duration } from "../../config/config-types.js";
 
 const headerName = z
   .string()
@@ -27,6 +27,7 @@ export const httpConnectionSchema = z.strictObject({
     .min(1024)
     .max(64 * 1024 * 1024)
     .default(1024 * 1024),
+  mask: connectionMaskSchema.optional(),
 });
 
 export type HttpConnectionConfig = z.output<typeof httpConnectionSchema>;

@@ -1,0 +1,33 @@
+import { z } from "zod";
+import { connectionMaskSchema, duration } from "../../config/config-types.js";
+
+export const postgresConnectionSchema = z.strictObject({
+  type: z.literal("postgres"),
+  /** Airlock's own credentials for this database; agents never see them. */
+  url: z
+    .string()
+    .max(4096)
+    .refine(
+      (url) => /^postgres(ql)?:\/\/[^\s]+$/.test(url),
+      "must be a postgres://USER:PASSWORD@HOST:PORT/DATABASE URL",
+    ),
+  /** Applies to every statement Airlock runs here, previews included. */
+  statementTimeout: duration({ min: 100, max: 86_400_000 }).default(30_000),
+  /** How long a preview's dry run may take, and wait for locks, before it is skipped. */
+  previewTimeout: duration({ min: 100, max: 600_000 }).default(5_000),
+  /** Rows returned to the agent per statement; the rest are cut, and the result says so. */
+  maxRows: z.number().int().min(1).max(1_000_000).default(1000),
+  /** Bytes of rows (as JSON) returned to the agent in all. */
+  maxResultBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024),
+  /** Whether reviewers' previews of writes run them in a transaction that is rolled back. */
+  dryRun: z.boolean().default(true),
+  poolSize: z.number().int().min(1).max(100).default(4),
+  mask: connectionMaskSchema.optional(),
+});
+
+export type PostgresConnectionConfig = z.output<typeof postgresConnectionSchema>;

@@ -1,0 +1,228 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import {
+  postgresAvailable,
+  type ScratchSchema,
+  scratchSchema,
+} from "../../../test/support/postgres.js";
+import type { Json } from "../../common/canonical-json.js";
+import { AirlockError } from "../../errors.js";
+import type { Connector } from "../connector.js";
+import { postgresConnectorType } from "./postgres-connector.js";
+
+const never = new AbortController().signal;
+
+describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () => {
+  let db: ScratchSchema;
+  let crm: Connector;
+
+  const connect = (extra: Record<string, unknown> = {}) =>
+    postgresConnectorType.create(
+      "crm",
+      postgresConnectorType.configSchema.parse({ type: "postgres", url: db.url, ...extra }),
+      { logger: undefined as never, secrets: [] },
+    );
+  const query = (sql: string, params?: Json[]) =>
+    crm.parse("query", params === undefined ? { sql } : { sql, params });
+  const rows = async (sql: string) => (await db.query(sql)) as Record<string, unknown>[];
+
+  beforeAll(async () => {
+    db = await scratchSchema();
+    crm = connect();
+  });
+  afterAll(async () => {
+    await crm?.close();
+    await db?.drop();
+  });
+  beforeEach(async () => {
+    await db.query(`DROP TABLE IF EXISTS orders, audit_copy CASCADE;
+      CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, email text);
+      INSERT INTO orders SELECT g, CASE WHEN g % 4 = 0 THEN 'stale' ELSE 'open' END, 'user' || g || '@example.com'
+      FROM generate_series(1, 200) g;
+      ANALYZE orders;`);
+  });
+
+  it("refuses unparseable SQL with the parser's message and position, naming input.sql", () => {
+    let error: unknown;
+    try {
+      query("SELECT id FROM orders\nWHERE id = = 3");
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(AirlockError);
+    const e = error as AirlockError;
+    expect(e.code).toBe("invalid_request");
+    expect(e.field).toBe("input.sql");
+    expect(e.message).toMatch(/syntax error at or near "="/);
+    expect(e.message).toMatch(/line 2, column 12/);
+  });
+
+  it("refuses params with several statements, and unknown fields", () => {
+    expect(() => query("SELECT $1; SELECT 2", ["x"])).toThrow(/input\.params/);
+    expect(() => crm.parse("query", { sql: "SELECT 1", values: [] })).toThrow(/values/);
+    expect(() => crm.parse("drop", { sql: "SELECT 1" })).toThrow(/no operation "drop"/);
+  });
+
+  it("derives facts, an estimate and a risk hint without running anything", async () => {
+    const read = await crm.describe(
+      "query",
+      query("SELECT id, email FROM orders WHERE id < $1", [50]),
+    );
+    expect(read.facts).toMatchObject({
+      sql: { kind: "select", kinds: ["select"], tables: ["orders"], statements: 1, hasWhere: true },
+    });
+    const estimated = (read.facts.sql as { estimatedRows: number }).estimatedRows;
+    expect(estimated).toBeGreaterThan(0);
+    expect(estimated).toBeLessThan(200);
+    expect(read.risk.level).toBe("low");
+    expect(read.notes?.join("\n")).toMatch(/columns: id, email/);
+
+    const drop = await crm.describe("query", query("SELECT 1; DROP TABLE orders"));
+    expect(drop.facts).toMatchObject({ sql: { kind: "ddl", statements: 2 } });
+    expect(drop.risk).toEqual({ level: "critical", reason: "DDL changes the schema" });
+    expect(await rows("SELECT count(*)::int AS n FROM orders")).toEqual([{ n: 200 }]);
+
+    const everything = await crm.describe("query", query("UPDATE orders SET status = 'x'"));
+    expect(everything.facts).toMatchObject({ sql: { kind: "update", hasWhere: false } });
+    expect(everything.risk.level).toBe("critical");
+    expect(await rows("SELECT count(*)::int AS n FROM orders WHERE status = 'x'")).toEqual([
+      { n: 0 },
+    ]);
+  });
+
+  it("a value passed as a param is data, whatever it says", async () => {
+    const input = query("SELECT count(*) AS n FROM orders WHERE email = $1", [
+      "x'; DROP TABLE orders; --",
+    ]);
+    const described = await crm.describe("query", input);
+    expect(described.facts).toMatchObject({ sql: { kind: "select", statements: 1 } });
+    const outcome = await crm.execute("query", input, never);
+    expect(outcome.ok).toBe(true);
+    expect(await rows("SELECT count(*)::int AS n FROM orders")).toEqual([{ n: 200 }]);
+  });
+
+  it("a dry run counts the rows a write would touch and leaves the table unchanged", async () => {
+    const before = await rows("SELECT id, status FROM orders ORDER BY id");
+    const line = await crm.dryRun!(
+      "query",
+      query("UPDATE orders SET status = 'closed' WHERE status = $1", ["stale"]),
+    );
+    expect(line).toBe("Dry run (rolled back): UPDATE orders: 50 rows.");
+    expect(await rows("SELECT id, status FROM orders ORDER BY id")).toEqual(before);
+
+    const hidden = await crm.dryRun!(
+      "query",
+      query(
+        "WITH gone AS (DELETE FROM orders WHERE id <= 3 RETURNING id) SELECT count(*) FROM gone",
+      ),
+    );
+    expect(hidden).toMatch(/^Dry run \(rolled back\): SELECT orders: 1 row\.$/);
+    expect(await rows("SELECT count(*)::int AS n FROM orders")).toEqual([{ n: 200 }]);
+  });
+
+  it("skips the dry run, saying why, for what a rollback cannot undo or what locks the schema", async () => {
+    expect(await crm.dryRun!("query", query("VACUUM orders"))).toMatch(/rollback could not undo/);
+    expect(await crm.dryRun!("query", query("DROP TABLE orders"))).toMatch(/skipped for DDL/);
+    expect(await crm.dryRun!("query", query("SELECT 1"))).toBe("");
+    expect(await rows("SELECT count(*)::int AS n FROM orders")).toEqual([{ n: 200 }]);
+  });
+
+  it("runs a write in one transaction and reports what it changed", async () => {
+    const outcome = await crm.execute(
+      "query",
+      query("UPDATE orders SET status = 'closed' WHERE status = 'stale' RETURNING id"),
+      never,
+    );
+    expect(outcome.ok).toBe(true);
+    expect(outcome.summary).toBe("UPDATE: 50 rows");
+    const result = outcome.result as { statements: { rowCount: number; rows: Json[][] }[] };
+    expect(result.statements[0]!.rowCount).toBe(50);
+    expect(result.statements[0]!.rows).toHaveLength(50);
+    expect(await rows("SELECT count(*)::int AS n FROM orders WHERE status = 'closed'")).toEqual([
+      { n: 50 },
+    ]);
+
+    // A failing second statement undoes the first.
+    const failed = await crm.execute(
+      "query",
+      query("UPDATE orders SET status = 'gone'; SELECT 1/0"),
+      never,
+    );
+    expect(failed.ok).toBe(false);
+    expect(failed.reason).toMatch(/division by zero.*nothing was changed/);
+    expect(await rows("SELECT count(*)::int AS n FROM orders WHERE status = 'gone'")).toEqual([
+      { n: 0 },
+    ]);
+  });
+
+  it("runs reads in a read-only transaction", async () => {
+    await db.query("CREATE SEQUENCE IF NOT EXISTS ticket");
+    const outcome = await crm.execute("query", query("SELECT nextval('ticket')"), never);
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toMatch(/read-only transaction/);
+  });
+
+  it("cuts results at maxRows and maxResultBytes, and says so", async () => {
+    const small = connect({ maxRows: 10 });
+    try {
+      const outcome = await small.execute(
+        "query",
+        query("SELECT * FROM orders ORDER BY id"),
+        never,
+      );
+      const statement = (outcome.result as { statements: Record<string, Json>[] }).statements[0]!;
+      expect(statement.rows).toHaveLength(10);
+      expect(statement.truncated).toMatch(/cut at 10 rows/);
+      expect(statement.rowCount).toBeNull();
+      expect(outcome.summary).toMatch(/cut/);
+    } finally {
+      await small.close();
+    }
+    const narrow = connect({ maxResultBytes: 2048 });
+    try {
+      const outcome = await narrow.execute(
+        "query",
+        query("SELECT * FROM orders ORDER BY id"),
+        never,
+      );
+      const statement = (outcome.result as { statements: Record<string, Json>[] }).statements[0]!;
+      expect(JSON.stringify(statement.rows).length).toBeLessThanOrEqual(2048 + 100);
+      expect((statement.rows as Json[]).length).toBeGreaterThan(10);
+      expect(statement.truncated).toMatch(/maxResultBytes/);
+    } finally {
+      await narrow.close();
+    }
+  });
+
+  it("stops a statement at the connection's statement timeout", async () => {
+    const quick = connect({ statementTimeout: "200ms" });
+    try {
+      const outcome = await quick.execute("query", query("SELECT pg_sleep(5)"), never);
+      expect(outcome.ok).toBe(false);
+      expect(outcome.reason).toMatch(/statement timeout/);
+    } finally {
+      await quick.close();
+    }
+  });
+
+  it("says the database is unreachable without naming where it is", async () => {
+    const away = postgresConnectorType.create(
+      "away",
+      postgresConnectorType.configSchema.parse({
+        type: "postgres",
+        url: "postgres://airlock:pa55-w0rd-secret@127.0.0.1:1/nowhere",
+      }),
+      { logger: undefined as never, secrets: [] },
+    );
+    try {
+      expect(away.secrets).toContain("pa55-w0rd-secret");
+      const outcome = await away.execute("query", away.parse("query", { sql: "SELECT 1" }), never);
+      expect(outcome.ok).toBe(false);
+      expect(outcome.reason).toMatch(/could not be reached/);
+      expect(JSON.stringify(outcome)).not.toMatch(/127\.0\.0\.1|nowhere|pa55/);
+      const described = await away.describe("query", away.parse("query", { sql: "SELECT 1" }));
+      expect(described.facts).toMatchObject({ sql: { estimatedRows: -1 } });
+    } finally {
+      await away.close();
+    }
+  });
+});

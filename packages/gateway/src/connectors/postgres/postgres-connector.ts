@@ -1,0 +1,461 @@
+/**
+ * The `postgres` connector: runs an agent's SQL with the connection's own credentials. The
+ * statement is classified by PostgreSQL's own parser before any rule sees it, estimated with
+ * EXPLAIN, and, for reviewers, rehearsed in a transaction that is always rolled back.
+ */
+import pg from "pg";
+import Cursor from "pg-cursor";
+import { z } from "zod";
+import type { Json } from "../../common/canonical-json.js";
+import { invalidRequest } from "../../common/zod-errors.js";
+import { AirlockError } from "../../errors.js";
+import type { Connector, ConnectorType, Description, ExecutionOutcome } from "../connector.js";
+import { type PostgresConnectionConfig, postgresConnectionSchema } from "./postgres-config.js";
+import { analyzeSql, loadSqlParser, type SqlAnalysis, SqlSyntaxError } from "./sql-analysis.js";
+import { sqlRisk } from "./sql-risk.js";
+
+// The parser is WebAssembly, compiled once when this module loads; `analyzeSql` is synchronous.
+await loadSqlParser();
+
+const paramSchema = z.union([z.string().max(1_000_000), z.number(), z.boolean(), z.null()]);
+
+export const postgresInputSchema = z.strictObject({
+  sql: z.string().min(1).max(1_000_000),
+  /** Values for $1, $2, …: sent apart from the text, so they can never change what runs. */
+  params: z.array(paramSchema).max(1000).optional(),
+});
+
+export type PostgresInput = z.output<typeof postgresInputSchema>;
+
+export const postgresConnectorType: ConnectorType<PostgresConnectionConfig> = {
+  type: "postgres",
+  configSchema: postgresConnectionSchema,
+  facts: {
+    namespace: "sql",
+    schema: {
+      kind: "string",
+      kinds: "list<string>",
+      tables: "list<string>",
+      statements: "int",
+      hasWhere: "bool",
+      estimatedRows: "int",
+      functions: "list<string>",
+    },
+  },
+  create: (name, config) => createPostgresConnector(name, config),
+};
+
+/** Timestamps and dates as PostgreSQL prints them: no time zone guessed on the way through. */
+const asText = (value: string) => value;
+const types = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === 1082 || oid === 1114 || oid === 1184 || oid === 1083 || oid === 1266
+      ? asText
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+export function createPostgresConnector(name: string, config: PostgresConnectionConfig): Connector {
+  const url = new URL(config.url);
+  const password = decodeURIComponent(url.password);
+  const pool = new pg.Pool({
+    connectionString: config.url,
+    max: config.poolSize,
+    statement_timeout: config.statementTimeout,
+    application_name: "airlock",
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 10_000,
+    types,
+  });
+  // An idle client that loses its server is dropped by the pool; without a listener the
+  // error would end the process.
+  pool.on("error", () => {});
+
+  const parseInput = (operation: string, input: unknown): PostgresInput => {
+    if (operation !== "query") {
+      throw new AirlockError(
+        "unknown_operation",
+        `connection ${name} (postgres) has no operation "${operation}"; use "query"`,
+        { field: "operation" },
+      );
+    }
+    const parsed = postgresInputSchema.safeParse(input);
+    if (!parsed.success) throw invalidRequest(parsed.error, ["input"], "input");
+    return parsed.data;
+  };
+
+  const analyze = (input: PostgresInput): SqlAnalysis => {
+    try {
+      return analyzeSql(input.sql);
+    } catch (error) {
+      if (error instanceof SqlSyntaxError) {
+        throw new AirlockError(
+          "invalid_request",
+          `input.sql: ${error.message} (at character ${error.position}: line ${error.line}, column ${error.column})`,
+          {
+            field: "input.sql",
+            details: { position: error.position, line: error.line, column: error.column },
+          },
+        );
+      }
+      throw error;
+    }
+  };
+
+  const parse = (operation: string, input: unknown): Json => {
+    const value = parseInput(operation, input);
+    const analysis = analyze(value);
+    if (value.params !== undefined && analysis.statements > 1) {
+      throw new AirlockError(
+        "invalid_request",
+        `input.params: parameters can only be used with a single statement (this has ${analysis.statements}); send the statements as separate actions`,
+        { field: "input.params" },
+      );
+    }
+    return value as Json;
+  };
+
+  /** Runs `work` on a pooled client, translating connection failures for the caller. */
+  const withClient = async <T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      throw new DatabaseUnreachable(error);
+    }
+    let broken = false;
+    try {
+      return await work(client);
+    } catch (error) {
+      broken = isConnectionError(error);
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  };
+
+  /** Plan estimates without running anything: EXPLAIN only plans. */
+  const estimate = async (
+    analysis: SqlAnalysis,
+    input: PostgresInput,
+  ): Promise<{ rows: number; columns: string[] } | undefined> => {
+    if (!analysis.parts.every((part) => explainable.has(part.kind))) return undefined;
+    try {
+      return await withClient(async (client) => {
+        let rows = 0;
+        let columns: string[] = [];
+        await client.query("BEGIN READ ONLY");
+        try {
+          await client.query(`SET LOCAL statement_timeout = ${config.previewTimeout}`);
+          for (const part of analysis.parts) {
+            const result = await client.query({
+              text: `EXPLAIN (VERBOSE, FORMAT JSON) ${part.text}`,
+              values: input.params ?? [],
+            });
+            const plan = planOf(result.rows[0]);
+            rows += plan.rows;
+            columns = plan.columns;
+          }
+        } finally {
+          await client.query("ROLLBACK");
+        }
+        return { rows, columns };
+      });
+    } catch {
+      // An estimate is a hint: a statement EXPLAIN cannot plan fails the same way when run.
+      return undefined;
+    }
+  };
+
+  const preview = (_operation: string, raw: Json): string => {
+    const input = raw as unknown as PostgresInput;
+    const sql =
+      input.sql.length > 4000
+        ? `${input.sql.slice(0, 4000)}\n… (${input.sql.length} characters)`
+        : input.sql;
+    const params = input.params?.length ? `\n\nparams: ${JSON.stringify(input.params)}` : "";
+    return `${name}:\n${sql}${params}`;
+  };
+
+  const describe = async (operation: string, raw: Json): Promise<Description> => {
+    const input = raw as unknown as PostgresInput;
+    const analysis = analyze(input);
+    const estimated = await estimate(analysis, input);
+    return {
+      preview: preview(operation, raw),
+      notes: [summarise(analysis, estimated)],
+      facts: {
+        sql: {
+          kind: analysis.kind,
+          kinds: analysis.kinds,
+          tables: analysis.tables,
+          statements: analysis.statements,
+          hasWhere: analysis.hasWhere,
+          estimatedRows: estimated?.rows ?? -1,
+          functions: analysis.functions,
+        },
+      },
+      risk: sqlRisk(analysis, estimated?.rows),
+    };
+  };
+
+  /**
+   * Runs the writes and rolls them back, to tell reviewers how many rows they would touch.
+   * Skipped, saying why, for what a rollback cannot undo or what takes schema locks.
+   */
+  const dryRun = async (_operation: string, raw: Json): Promise<string> => {
+    const input = raw as unknown as PostgresInput;
+    const analysis = analyze(input);
+    if (analysis.readOnly) return "";
+    if (!config.dryRun) return "Dry run: off for this connection.";
+    if (!analysis.rollbackable) {
+      return "Dry run: skipped, because a rollback could not undo this statement.";
+    }
+    const locking = analysis.parts.find((part) => !dryRunnable.has(part.kind));
+    if (locking) {
+      return `Dry run: skipped for ${locking.kind.toUpperCase()} statements, which take locks on the schema.`;
+    }
+    try {
+      const counts = await withClient(async (client) => {
+        await client.query("BEGIN");
+        try {
+          await client.query(`SET LOCAL statement_timeout = ${config.previewTimeout}`);
+          await client.query(`SET LOCAL lock_timeout = ${config.previewTimeout}`);
+          const lines: string[] = [];
+          for (const part of analysis.parts) {
+            const result = await client.query({ text: part.text, values: input.params ?? [] });
+            const target = part.tables[0] ? ` ${part.tables.join(", ")}` : "";
+            lines.push(`${result.command}${target}: ${count(result.rowCount ?? 0)}`);
+          }
+          return lines;
+        } finally {
+          await client.query("ROLLBACK");
+        }
+      });
+      return `Dry run (rolled back): ${counts.join("; ")}.`;
+    } catch (error) {
+      return `Dry run: could not complete (${errorText(error)}).`;
+    }
+  };
+
+  const execute = async (_operation: string, raw: Json): Promise<ExecutionOutcome> => {
+    const input = raw as unknown as PostgresInput;
+    const analysis = analyze(input);
+    // Statements that manage transactions themselves, or cannot run inside one, run as sent.
+    const ownTransaction =
+      analysis.rollbackable && !analysis.parts.some((part) => part.kind === "transaction");
+    const statements: Json[] = [];
+    const summaries: string[] = [];
+    let budget = config.maxResultBytes;
+    try {
+      await withClient(async (client) => {
+        if (ownTransaction) await client.query(analysis.readOnly ? "BEGIN READ ONLY" : "BEGIN");
+        try {
+          for (const part of analysis.parts) {
+            const result = await runStatement(client, part, input.params ?? [], {
+              maxRows: config.maxRows,
+              maxBytes: budget,
+            });
+            budget -= result.bytes;
+            statements.push(result.json);
+            summaries.push(result.summary);
+          }
+          if (ownTransaction) await client.query("COMMIT");
+        } catch (error) {
+          if (ownTransaction) await client.query("ROLLBACK").catch(() => {});
+          throw error;
+        }
+      });
+    } catch (error) {
+      const reason =
+        error instanceof DatabaseUnreachable
+          ? error.message
+          : `the database refused it: ${errorText(error)}${ownTransaction ? "; nothing was changed" : ""}`;
+      return {
+        ok: false,
+        result: statements.length ? { statements } : null,
+        summary: "failed",
+        reason,
+      };
+    }
+    return {
+      ok: true,
+      result: { statements },
+      summary: summaries.join("; "),
+    };
+  };
+
+  return {
+    type: "postgres",
+    name,
+    secrets: [config.url, ...(password ? [password] : [])],
+    parse,
+    describe,
+    preview,
+    dryRun,
+    execute,
+    close: () => pool.end(),
+  };
+}
+
+/** What EXPLAIN can estimate. */
+const explainable = new Set(["select", "insert", "update", "delete", "merge"]);
+/** What a dry run may execute: plain data changes, whose locks are on rows. */
+const dryRunnable = new Set(["select", "insert", "update", "delete", "merge"]);
+
+interface StatementResult {
+  json: Json;
+  summary: string;
+  bytes: number;
+}
+
+/** A batch of rows; the result (fields, command, count) is absent once the cursor is done. */
+function read(
+  cursor: Cursor,
+  rows: number,
+): Promise<{ rows: unknown[][]; result: pg.QueryResult | undefined }> {
+  return new Promise((resolve, reject) => {
+    cursor.read(rows, (error, batch, result) =>
+      error ? reject(error) : resolve({ rows: batch as unknown[][], result }),
+    );
+  });
+}
+
+/**
+ * One statement through a cursor, so a huge read is cut without being fetched whole. A write
+ * has run to completion before its first row comes back, so its RETURNING rows past the cap
+ * are read and dropped to learn how many rows it changed.
+ */
+async function runStatement(
+  client: pg.PoolClient,
+  part: { text: string; kind: string },
+  values: unknown[],
+  limits: { maxRows: number; maxBytes: number },
+): Promise<StatementResult> {
+  const cursor = client.query(new Cursor(part.text, values, { rowMode: "array" }));
+  const rows: Json[] = [];
+  let bytes = 0;
+  let cut: string | undefined;
+  let result: pg.QueryResult | undefined;
+  let done = false;
+  try {
+    while (!done) {
+      const batch = await read(cursor, 500);
+      result = batch.result ?? result;
+      done = batch.rows.length === 0;
+      for (const raw of batch.rows) {
+        if (cut) break;
+        const row = raw.map(toJson);
+        const size = JSON.stringify(row).length + 1;
+        if (rows.length >= limits.maxRows) {
+          cut = `cut at ${limits.maxRows} rows (the connection's maxRows)`;
+        } else if (bytes + size > limits.maxBytes) {
+          cut = `cut at ${rows.length} rows: more would pass the connection's maxResultBytes`;
+        } else {
+          rows.push(row);
+          bytes += size;
+        }
+      }
+      if (cut && part.kind === "select") break;
+    }
+  } finally {
+    await cursor.close();
+  }
+  const fields = result?.fields ?? [];
+  const command = result?.command || part.kind.toUpperCase();
+  const rowCount = done ? (result?.rowCount ?? rows.length) : null;
+  const json: Record<string, Json> = { command, rowCount };
+  if (fields.length > 0) {
+    json.columns = fields.map((field) => field.name);
+    json.rows = rows;
+  }
+  if (cut) json.truncated = cut;
+  const counted = rowCount === null ? `more than ${count(rows.length)}, cut` : count(rowCount);
+  return {
+    json,
+    bytes,
+    summary: `${command}: ${counted}${cut && rowCount !== null ? ", cut" : ""}`,
+  };
+}
+
+/** A plan's estimated rows (of the rows scanned, for a write) and its output columns. */
+function planOf(row: unknown): { rows: number; columns: string[] } {
+  const explained = (row as { "QUERY PLAN"?: { Plan?: PlanNode }[] } | undefined)?.["QUERY PLAN"];
+  const top = explained?.[0]?.Plan;
+  if (!top) return { rows: 0, columns: [] };
+  const counted = top["Node Type"] === "ModifyTable" ? (top.Plans?.[0] ?? top) : top;
+  const columns = (top.Output ?? []).map((column) => column.replace(/^[^.(]*\./, ""));
+  return { rows: Math.round(counted["Plan Rows"] ?? 0), columns };
+}
+
+interface PlanNode {
+  "Node Type"?: string;
+  "Plan Rows"?: number;
+  Output?: string[];
+  Plans?: PlanNode[];
+}
+
+/** The first lines reviewers read: what kind of statement, on what, and how big. */
+function summarise(
+  analysis: SqlAnalysis,
+  estimated: { rows: number; columns: string[] } | undefined,
+): string {
+  const what = analysis.kinds.map((kind) => kind.toUpperCase()).join(" + ");
+  const on = analysis.tables.length ? ` on ${analysis.tables.join(", ")}` : "";
+  const statements = analysis.statements > 1 ? ` (${analysis.statements} statements)` : "";
+  let size = "";
+  if (estimated) {
+    size = `; about ${count(estimated.rows)} (planner estimate)`;
+    if (analysis.readOnly && estimated.columns.length) {
+      size += `; columns: ${estimated.columns.join(", ")}`;
+    }
+  }
+  const where = analysis.hasWhere ? "" : "; a write WITHOUT a WHERE clause";
+  return `${what}${on}${statements}${size}${where}`;
+}
+
+function count(rows: number): string {
+  return `${rows.toLocaleString("en-US")} row${rows === 1 ? "" : "s"}`;
+}
+
+/** PostgreSQL values as JSON: big numbers stay exact as text, bytes as \x hex. */
+function toJson(value: unknown): Json {
+  if (value === null || value === undefined) return null;
+  if (typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "number") return Number.isFinite(value) ? value : String(value);
+  if (typeof value === "bigint") return value.toString();
+  if (Buffer.isBuffer(value)) return `\\x${value.toString("hex")}`;
+  if (value instanceof Date) return value.toISOString();
+  if (Array.isArray(value)) return value.map(toJson);
+  if (typeof value === "object") {
+    const out: Record<string, Json> = {};
+    for (const [key, item] of Object.entries(value)) out[key] = toJson(item);
+    return out;
+  }
+  return String(value);
+}
+
+/** The database's own words, without the connection details a driver error may carry. */
+function errorText(error: unknown): string {
+  if (error instanceof DatabaseUnreachable) return error.message;
+  const e = error as { message?: string; code?: string; position?: string };
+  const code = e.code && /^[0-9A-Z]{5}$/.test(e.code) ? ` [SQLSTATE ${e.code}]` : "";
+  return `${e.message ?? String(error)}${code}`;
+}
+
+function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: string } | undefined)?.code;
+  return (
+    typeof code !== "string" ||
+    !/^[0-9A-Z]{5}$/.test(code) ||
+    code.startsWith("08") ||
+    code.startsWith("57P")
+  );
+}
+
+/** The database could not be reached: said without host, port or user. */
+class DatabaseUnreachable extends Error {
+  constructor(cause: unknown) {
+    const code = (cause as { code?: string } | undefined)?.code;
+    super(`the database could not be reached${code ? ` (${code})` : ""}`, { cause });
+  }
+}

@@ -1,0 +1,518 @@
+/** Facts about SQL for policy rules, read by PostgreSQL's own parser as the server would. */
+import { hasSqlDetails, loadModule, parseSync } from "libpg-query";
+
+export type SqlKind =
+  | "code"
+  | "ddl"
+  | "grant"
+  | "delete"
+  | "update"
+  | "merge"
+  | "copy"
+  | "other"
+  | "insert"
+  | "transaction"
+  | "select";
+
+/**
+ * Most dangerous first. "code" (DO, CALL, EXECUTE of a prepared statement, LOAD, COPY ... PROGRAM)
+ * leads because what it runs is invisible here and may do anything below, DDL included.
+ */
+export const sqlKindDanger: readonly SqlKind[] = Object.freeze([
+  "code",
+  "ddl",
+  "grant",
+  "delete",
+  "update",
+  "merge",
+  "copy",
+  "other",
+  "insert",
+  "transaction",
+  "select",
+] as const);
+
+export interface StatementAnalysis {
+  /** The most dangerous of `kinds`. */
+  kind: SqlKind;
+  /**
+   * Every kind of thing the statement does, most dangerous first: its own kind and that of each
+   * statement nested in it (CTEs, EXPLAIN ANALYZE, PREPARE, rule actions), plus row changes made
+   * besides its own kind (an upsert updates, MERGE's actions, COPY FROM inserts). "select" appears
+   * only when reading is all it does.
+   */
+  kinds: SqlKind[];
+  /** Relations referenced, as PostgreSQL folds them (`public.orders`, `orders`), sorted. */
+  tables: string[];
+  /** Functions called by name, as written and folded, sorted: side effects hide here. */
+  functions: string[];
+  /** False when an UPDATE or DELETE in it has no WHERE clause, or it truncates. */
+  hasWhere: boolean;
+  /** The statement's own text: from its first token up to its semicolon, trimmed. */
+  text: string;
+  /**
+   * Nothing in it writes or locks rows: reads, SHOW, plain EXPLAIN, cursors, COPY ... TO STDOUT.
+   * Functions it calls are not judged (see `functions`).
+   */
+  readOnly: boolean;
+  /** It can run inside a transaction block and a ROLLBACK undoes its effects. */
+  rollbackable: boolean;
+}
+
+export interface SqlAnalysis extends Omit<StatementAnalysis, "text"> {
+  statements: number;
+  parts: StatementAnalysis[];
+}
+
+export class SqlSyntaxError extends Error {
+  override readonly name = "SqlSyntaxError";
+
+  constructor(
+    message: string,
+    /** 1-based, in characters (code points) of the whole input. */
+    readonly position: number,
+    readonly line: number,
+    readonly column: number,
+  ) {
+    super(message);
+  }
+}
+
+let loading: Promise<void> | undefined;
+let loaded = false;
+
+export async function loadSqlParser(): Promise<void> {
+  loading ??= loadModule().then(
+    () => {
+      loaded = true;
+    },
+    (error: unknown) => {
+      loading = undefined;
+      throw error;
+    },
+  );
+  await loading;
+}
+
+export function analyzeSql(sql: string): SqlAnalysis {
+  if (!loaded) throw new Error("the SQL parser is not loaded: await loadSqlParser() first");
+  rejectUnparseable(sql);
+  let stmts: { stmt?: unknown; stmt_location?: number; stmt_len?: number }[];
+  try {
+    stmts = sql === "" ? [] : (parseSync(sql).stmts ?? []);
+  } catch (error) {
+    if (hasSqlDetails(error)) {
+      throw syntaxError(error.message, sql, error.sqlDetails?.cursorPosition ?? 0);
+    }
+    throw error;
+  }
+  if (stmts.length === 0) throw new SqlSyntaxError("the SQL contains no statement", 1, 1, 1);
+
+  // Statement offsets are in UTF-8 bytes.
+  const bytes = Buffer.from(sql, "utf8");
+  const parts = stmts.map(({ stmt, stmt_location: start = 0, stmt_len: length = 0 }) => {
+    const text = bytes
+      .subarray(start, length === 0 ? bytes.length : start + length)
+      .toString("utf8")
+      .trim();
+    return analyzeStatement(stmt, text);
+  });
+  const kinds = byDanger(parts.flatMap((part) => part.kinds));
+  return {
+    kind: kinds[0] ?? "ddl",
+    kinds,
+    tables: sortedUnique(parts.flatMap((part) => part.tables)),
+    functions: sortedUnique(parts.flatMap((part) => part.functions)),
+    statements: parts.length,
+    hasWhere: parts.every((part) => part.hasWhere),
+    readOnly: parts.every((part) => part.readOnly),
+    rollbackable: parts.every((part) => part.rollbackable),
+    parts,
+  };
+}
+
+/**
+ * The parser reads a C string: a NUL would hide the rest of the input from it while the server
+ * might see more, and an unpaired surrogate is encoded differently here than by the driver.
+ */
+function rejectUnparseable(sql: string): void {
+  for (let i = 0; i < sql.length; i++) {
+    const unit = sql.charCodeAt(i);
+    if (unit === 0)
+      throw syntaxError("SQL must not contain a NUL character", sql, codePoints(sql, i));
+    if (unit >= 0xd800 && unit <= 0xdbff) {
+      const next = sql.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) i++;
+      else throw syntaxError("SQL must not contain an unpaired surrogate", sql, codePoints(sql, i));
+    } else if (unit >= 0xdc00 && unit <= 0xdfff) {
+      throw syntaxError("SQL must not contain an unpaired surrogate", sql, codePoints(sql, i));
+    }
+  }
+}
+
+const codePoints = (sql: string, units: number): number => [...sql.slice(0, units)].length;
+
+/** `index` counts code points from 0, as PostgreSQL reports error positions. */
+function syntaxError(message: string, sql: string, index: number): SqlSyntaxError {
+  let line = 1;
+  let column = 1;
+  let seen = 0;
+  for (const char of sql) {
+    if (seen++ === index) break;
+    if (char === "\n") {
+      line++;
+      column = 1;
+    } else {
+      column++;
+    }
+  }
+  return new SqlSyntaxError(message, index + 1, line, column);
+}
+
+type Node = Record<string, unknown>;
+
+const isNode = (value: unknown): value is Node =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
+const strings = (value: unknown): string[] =>
+  list(value).flatMap((item) =>
+    isNode(item) && isNode(item.String) && typeof item.String.sval === "string"
+      ? [item.String.sval]
+      : [],
+  );
+
+const dangerOf = new Map(sqlKindDanger.map((kind, index) => [kind, index]));
+const byDanger = (kinds: Iterable<SqlKind>): SqlKind[] =>
+  [...new Set(kinds)].sort((a, b) => (dangerOf.get(a) ?? 0) - (dangerOf.get(b) ?? 0));
+const sortedUnique = (values: Iterable<string>): string[] => [...new Set(values)].sort();
+
+interface Effect {
+  kinds: SqlKind[];
+  readOnly?: boolean;
+  rollbackable?: boolean;
+}
+
+const read: Effect = { kinds: ["select"], readOnly: true };
+/** Role management counts as grant, like GRANT itself: it decides who may do what. */
+const grants = new Set([
+  "GrantStmt",
+  "GrantRoleStmt",
+  "AlterDefaultPrivilegesStmt",
+  "CreateRoleStmt",
+  "AlterRoleStmt",
+  "AlterRoleSetStmt",
+  "DropRoleStmt",
+  "ReassignOwnedStmt",
+]);
+/** PostgreSQL refuses these inside a transaction block. */
+const outsideTransactions = new Set([
+  "CreatedbStmt",
+  "DropdbStmt",
+  "CreateTableSpaceStmt",
+  "DropTableSpaceStmt",
+  "AlterSystemStmt",
+  "CreateSubscriptionStmt",
+  "AlterSubscriptionStmt",
+  "DropSubscriptionStmt",
+]);
+const mergeActions: Record<string, SqlKind> = {
+  CMD_INSERT: "insert",
+  CMD_UPDATE: "update",
+  CMD_DELETE: "delete",
+};
+
+/** What one statement node does by itself; the walk adds what is nested in it. */
+function effectOf(type: string, node: Node): Effect {
+  switch (type) {
+    case "SelectStmt":
+      return node.intoClause === undefined ? read : { kinds: ["ddl"] };
+    case "VariableShowStmt":
+    case "ExplainStmt":
+    case "DeclareCursorStmt":
+    case "FetchStmt":
+    case "ClosePortalStmt":
+    case "ReturnStmt":
+      return read;
+    case "InsertStmt":
+      return {
+        kinds:
+          isNode(node.onConflictClause) && node.onConflictClause.action === "ONCONFLICT_UPDATE"
+            ? ["insert", "update"]
+            : ["insert"],
+      };
+    case "UpdateStmt":
+      return { kinds: ["update"] };
+    case "DeleteStmt":
+    case "TruncateStmt":
+      return { kinds: ["delete"] };
+    case "MergeStmt":
+      return {
+        kinds: [
+          "merge",
+          ...list(node.mergeWhenClauses).flatMap((clause) => {
+            const action =
+              isNode(clause) &&
+              isNode(clause.MergeWhenClause) &&
+              mergeActions[String(clause.MergeWhenClause.commandType)];
+            return action ? [action] : [];
+          }),
+        ],
+      };
+    case "CopyStmt": {
+      // A server-side file or program is outside the transaction; PROGRAM runs a shell command.
+      const serverSide = typeof node.filename === "string";
+      const kinds: SqlKind[] = ["copy"];
+      if (node.is_from === true) kinds.push("insert");
+      if (node.is_program === true) kinds.push("code");
+      return { kinds, readOnly: node.is_from !== true && !serverSide, rollbackable: !serverSide };
+    }
+    case "TransactionStmt":
+      return { kinds: ["transaction"], rollbackable: false };
+    case "ConstraintsSetStmt":
+      return { kinds: ["transaction"] };
+    case "VariableSetStmt":
+      if (node.name === "TRANSACTION" || node.name === "SESSION CHARACTERISTICS") {
+        return { kinds: ["transaction"] };
+      }
+      // Changing the role changes every privilege check that follows.
+      if (node.name === "role" || node.name === "session_authorization")
+        return { kinds: ["grant"] };
+      return { kinds: ["other"] };
+    case "DoStmt":
+    case "CallStmt":
+    case "ExecuteStmt":
+    case "LoadStmt":
+      // Arbitrary code may reach outside the transaction (dblink, COPY ... PROGRAM, COMMIT in CALL).
+      return { kinds: ["code"], rollbackable: false };
+    case "VacuumStmt":
+      return { kinds: ["other"], rollbackable: node.is_vacuumcmd !== true };
+    case "LockStmt":
+    case "ListenStmt":
+    case "NotifyStmt":
+    case "UnlistenStmt":
+      // LISTEN, UNLISTEN and NOTIFY take effect at commit, so a ROLLBACK undoes them.
+      return { kinds: ["other"] };
+    case "CheckPointStmt":
+    case "PrepareStmt":
+    case "DeallocateStmt":
+      // Prepared statements belong to the session, not the transaction.
+      return { kinds: ["other"], rollbackable: false };
+    case "DiscardStmt":
+      return { kinds: ["other"], rollbackable: node.target !== "DISCARD_ALL" };
+    case "IndexStmt":
+    case "DropStmt":
+      return { kinds: ["ddl"], rollbackable: node.concurrent !== true };
+    case "ReindexStmt":
+      return {
+        kinds: ["ddl"],
+        rollbackable:
+          node.kind !== "REINDEX_OBJECT_SCHEMA" &&
+          node.kind !== "REINDEX_OBJECT_SYSTEM" &&
+          node.kind !== "REINDEX_OBJECT_DATABASE" &&
+          !hasOption(node.params, "concurrently"),
+      };
+    case "ClusterStmt":
+      return { kinds: ["ddl"], rollbackable: node.relation !== undefined };
+    case "AlterDatabaseStmt":
+      return { kinds: ["ddl"], rollbackable: !hasOption(node.options, "tablespace") };
+    case "AlterTableStmt":
+      return {
+        kinds: ["ddl"],
+        rollbackable: !list(node.cmds).some(
+          (cmd) =>
+            isNode(cmd) &&
+            isNode(cmd.AlterTableCmd) &&
+            isNode(cmd.AlterTableCmd.def) &&
+            isNode(cmd.AlterTableCmd.def.PartitionCmd) &&
+            cmd.AlterTableCmd.def.PartitionCmd.concurrent === true,
+        ),
+      };
+    default:
+      if (grants.has(type)) return { kinds: ["grant"] };
+      return { kinds: ["ddl"], rollbackable: !outsideTransactions.has(type) };
+  }
+}
+
+const optionNamed = (options: unknown, name: string): Node | undefined =>
+  list(options)
+    .map((option) => (isNode(option) && isNode(option.DefElem) ? option.DefElem : undefined))
+    .find((option) => option?.defname === name);
+const hasOption = (options: unknown, name: string): boolean =>
+  optionNamed(options, name) !== undefined;
+
+/** EXPLAIN runs its statement only with ANALYZE; any value PostgreSQL might read as true counts. */
+function explainRuns(node: Node): boolean {
+  return list(node.options).some((option) => {
+    if (!isNode(option) || !isNode(option.DefElem) || option.DefElem.defname !== "analyze") {
+      return false;
+    }
+    const arg = option.DefElem.arg;
+    if (!isNode(arg)) return true;
+    if (isNode(arg.Boolean)) return arg.Boolean.boolval === true;
+    if (isNode(arg.Integer)) return (arg.Integer.ival ?? 0) !== 0;
+    if (isNode(arg.String)) {
+      const value = String(arg.String.sval).toLowerCase();
+      return value !== "false" && value !== "off";
+    }
+    return true;
+  });
+}
+
+function relationName(node: Node): string {
+  return [node.catalogname, node.schemaname, node.relname]
+    .filter((part) => typeof part === "string" && part !== "")
+    .join(".");
+}
+
+const relationObjects = new Set([
+  "OBJECT_TABLE",
+  "OBJECT_VIEW",
+  "OBJECT_MATVIEW",
+  "OBJECT_INDEX",
+  "OBJECT_SEQUENCE",
+  "OBJECT_FOREIGN_TABLE",
+]);
+/** Objects named `relation.name`, like `DROP TRIGGER tr ON t`. */
+const objectsOnRelations = new Set([
+  "OBJECT_COLUMN",
+  "OBJECT_TRIGGER",
+  "OBJECT_POLICY",
+  "OBJECT_RULE",
+  "OBJECT_TABCONSTRAINT",
+]);
+
+/** Relations that a statement names as plain identifier lists or creates by renaming. */
+function namedRelations(type: string, node: Node): string[] {
+  const named = (objectType: unknown, object: unknown): string[] => {
+    const parts = isNode(object) && isNode(object.List) ? strings(object.List.items) : [];
+    if (relationObjects.has(String(objectType))) return [parts.join(".")];
+    if (objectsOnRelations.has(String(objectType))) return [parts.slice(0, -1).join(".")];
+    return [];
+  };
+  const relation = isNode(node.relation) ? node.relation : undefined;
+  switch (type) {
+    case "DropStmt":
+      return list(node.objects).flatMap((object) => named(node.removeType, object));
+    case "CommentStmt":
+    case "SecLabelStmt":
+      return named(node.objtype, node.object);
+    case "RenameStmt":
+      return relation && relationObjects.has(String(node.renameType))
+        ? [relationName({ ...relation, relname: node.newname })]
+        : [];
+    case "AlterObjectSchemaStmt":
+      return relation && relationObjects.has(String(node.objectType))
+        ? [relationName({ ...relation, schemaname: node.newschema })]
+        : [];
+    default:
+      return [];
+  }
+}
+
+interface Visit {
+  value: unknown;
+  /** Names of the WITH entries that an unqualified relation name here refers to. */
+  ctes: ReadonlySet<string>;
+  /** False under a plain EXPLAIN: statements there are planned, not run. */
+  runs: boolean;
+}
+
+function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
+  const kinds = new Set<SqlKind>();
+  const tables = new Set<string>();
+  const functions = new Set<string>();
+  let hasWhere = true;
+  let readOnly = true;
+  let rollbackable = true;
+
+  // An explicit stack: parse trees can nest deeper than the call stack allows.
+  const stack: Visit[] = [{ value: stmt, ctes: new Set(), runs: true }];
+  for (let visit = stack.pop(); visit !== undefined; visit = stack.pop()) {
+    const { value, runs } = visit;
+    if (Array.isArray(value)) {
+      for (const item of value) stack.push({ value: item, ctes: visit.ctes, runs });
+      continue;
+    }
+    if (!isNode(value)) continue;
+    const ctes = isNode(value.withClause)
+      ? enterWith(value.withClause, visit.ctes, runs, stack)
+      : visit.ctes;
+
+    for (const key in value) {
+      const child = value[key];
+      if (key === "withClause" || typeof child !== "object" || child === null) continue;
+      if (key === "lockingClause" && runs) readOnly = false;
+      if (!isNode(child)) {
+        stack.push({ value: child, ctes, runs });
+        continue;
+      }
+      if (key === "RangeVar") {
+        // Only a range reference in FROM, USING or MERGE ... USING can name a WITH entry.
+        if (child.schemaname !== undefined || !ctes.has(String(child.relname))) {
+          tables.add(relationName(child));
+        }
+        continue;
+      }
+      if (typeof child.relname === "string") {
+        // A field typed RangeVar (a DML target, a created or altered relation): always a relation.
+        tables.add(relationName(child));
+        continue;
+      }
+      if (key === "FuncCall" || key === "funccall") {
+        functions.add(strings(child.funcname).join("."));
+      }
+      let childRuns = runs;
+      // A statement node's key is its type (`DeleteStmt`); a field holding one is lower-case.
+      if (/^[A-Z]\w*Stmt$/.test(key)) {
+        for (const name of namedRelations(key, child)) if (name !== "") tables.add(name);
+        if (runs) {
+          const effect = effectOf(key, child);
+          for (const kind of effect.kinds) kinds.add(kind);
+          readOnly &&= effect.readOnly ?? false;
+          rollbackable &&= effect.rollbackable ?? true;
+          if (key === "TruncateStmt") hasWhere = false;
+          if ((key === "UpdateStmt" || key === "DeleteStmt") && child.whereClause === undefined) {
+            hasWhere = false;
+          }
+        }
+        if (key === "ExplainStmt") childRuns = runs && explainRuns(child);
+      }
+      stack.push({ value: child, ctes, runs: childRuns });
+    }
+  }
+
+  // Nearly every statement reads; "select" says that reading is all this one does.
+  if (kinds.size > 1) kinds.delete("select");
+  const sorted = byDanger(kinds);
+  return {
+    kind: sorted[0] ?? "ddl",
+    kinds: sorted,
+    tables: sortedUnique(tables),
+    functions: sortedUnique(functions),
+    hasWhere,
+    text,
+    readOnly,
+    rollbackable,
+  };
+}
+
+/**
+ * Queues the WITH entries and returns the names visible in the statement that owns them. An entry
+ * sees only earlier entries unless the WITH is RECURSIVE, in which case it sees all of them.
+ */
+function enterWith(
+  withClause: Node,
+  outer: ReadonlySet<string>,
+  runs: boolean,
+  stack: Visit[],
+): ReadonlySet<string> {
+  const entries = list(withClause.ctes).flatMap((cte) =>
+    isNode(cte) && isNode(cte.CommonTableExpr) ? [cte.CommonTableExpr] : [],
+  );
+  const names = entries.map((entry) => String(entry.ctename));
+  entries.forEach((entry, index) => {
+    const visible = withClause.recursive === true ? names : names.slice(0, index);
+    stack.push({ value: entry.ctequery, ctes: new Set([...outer, ...visible]), runs });
+  });
+  return new Set([...outer, ...names]);
+}
