@@ -131,6 +131,7 @@ rules:
     };
     expect(finished.data.resultDigest).toBe(digest(unmasked));
     expect(audit.text).not.toContain("person1@example.com");
+    expect(gw.logs.join("")).not.toContain("person1@example.com");
   });
 
   it("holds a large export for review, with the estimate and the rule's own masks", async () => {

@@ -234,6 +234,7 @@ function validIban(compact: string): boolean {
 const secretAlternatives: readonly RegExp[] = [
   /-----BEGIN (?<pemType>(?:[A-Z0-9]+ )*)PRIVATE KEY-----(?:[^-]|-(?!----))*(?<pemEnd>-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----)?/,
   /\b(?<bearer>Bearer|bearer|BEARER)[ \t]+(?:(?=[\w~+/.-]{0,19}\d)[\w~+/.-]{8,}|[\w~+/.-]{20,})=*/,
+  // No start right after a token character: a long token then has one start, not thousands.
   /(?<![\w-])eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]*/,
   /(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])/,
   /(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9])/,

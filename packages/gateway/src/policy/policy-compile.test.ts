@@ -26,10 +26,10 @@ describe("compilePolicy", () => {
 
   it("reports an unknown variable", () => {
     const { issues } = compilePolicy([
-      rule({ name: "sql", when: 'sql.kind == "select"', decision: "allow" }),
+      rule({ name: "mongo", when: 'mongo.kind == "find"', decision: "allow" }),
     ]);
     expect(issues[0]?.path).toEqual(["rules", 0, "when"]);
-    expect(issues[0]?.message).toContain("sql");
+    expect(issues[0]?.message).toContain("mongo");
   });
 
   it("reports every broken rule, not just the first", () => {
@@ -115,6 +115,16 @@ describe("checkCondition", () => {
     const problem = checkCondition("action.connection ==");
     expect(problem).toEqual(expect.any(String));
     expect(problem).not.toContain("\n");
+  });
+
+  it("knows every connector's facts, with their types", () => {
+    expect(checkCondition('sql.kind == "select" && sql.estimatedRows <= 1000')).toBeUndefined();
+    expect(checkCondition('sql.kinds.exists(k, k == "ddl") && !sql.hasWhere')).toBeUndefined();
+    expect(
+      checkCondition('exec.command == "restart" && exec.args["service"] == "api"'),
+    ).toBeUndefined();
+    expect(checkCondition('sql.estimatedRows == "many"')).toEqual(expect.any(String));
+    expect(checkCondition("sql.tabels.size() > 0")).toContain("tabels");
   });
 
   it("refuses an unknown field and an unknown variable", () => {
