@@ -193,6 +193,44 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("leaves no session state behind for the next request on the same connection", async () => {
+    const one = connect({ poolSize: 1 });
+    try {
+      const polluted = await one.execute(
+        "query",
+        one.parse("query", {
+          sql: "SET statement_timeout = 0; SET search_path = pg_catalog; CREATE TEMP TABLE stash (x int); SELECT pg_advisory_lock(42)",
+        }),
+        never,
+      );
+      expect(polluted.ok).toBe(true);
+      const after = await one.execute(
+        "query",
+        one.parse("query", {
+          sql: "SELECT current_setting('statement_timeout') AS t, current_setting('search_path') AS p, to_regclass('stash') AS stash, (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory') AS locks",
+        }),
+        never,
+      );
+      const row = (after.result as { statements: { rows: Json[][] }[] }).statements[0]!.rows[0];
+      expect(row).toEqual(["30s", expect.stringContaining("airlock_test_"), null, "0"]);
+    } finally {
+      await one.close();
+    }
+  });
+
+  it("never keeps a transaction the SQL began and did not end", async () => {
+    const outcome = await crm.execute(
+      "query",
+      query("BEGIN; UPDATE orders SET status = 'limbo' WHERE id = 1"),
+      never,
+    );
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toMatch(/left a transaction open/);
+    expect(await rows("SELECT count(*)::int AS n FROM orders WHERE status = 'limbo'")).toEqual([
+      { n: 0 },
+    ]);
+  });
+
   it("stops a statement at the connection's statement timeout", async () => {
     const quick = connect({ statementTimeout: "200ms" });
     try {

@@ -114,8 +114,16 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     return value as Json;
   };
 
-  /** Runs `work` on a pooled client, translating connection failures for the caller. */
-  const withClient = async <T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
+  /**
+   * Runs `work` on a pooled client, translating connection failures for the caller. After
+   * the agent's own SQL the session is reset (DISCARD ALL, after a ROLLBACK of anything left
+   * open), so a `SET ROLE`, a search_path, a temp table or an advisory lock never reaches the
+   * next request on that connection; a session that cannot be reset is closed instead.
+   */
+  const withClient = async <T>(
+    work: (client: pg.PoolClient) => Promise<T>,
+    options: { reset?: boolean } = {},
+  ): Promise<T> => {
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
@@ -129,6 +137,14 @@ export function createPostgresConnector(name: string, config: PostgresConnection
       broken = isConnectionError(error);
       throw error;
     } finally {
+      if (options.reset && !broken) {
+        try {
+          if (client.getTransactionStatus() !== "I") await client.query("ROLLBACK");
+          await client.query("DISCARD ALL");
+        } catch {
+          broken = true;
+        }
+      }
       client.release(broken);
     }
   };
@@ -215,22 +231,25 @@ export function createPostgresConnector(name: string, config: PostgresConnection
       return `Dry run: skipped for ${locking.kind.toUpperCase()} statements, which take locks on the schema.`;
     }
     try {
-      const counts = await withClient(async (client) => {
-        await client.query("BEGIN");
-        try {
-          await client.query(`SET LOCAL statement_timeout = ${config.previewTimeout}`);
-          await client.query(`SET LOCAL lock_timeout = ${config.previewTimeout}`);
-          const lines: string[] = [];
-          for (const part of analysis.parts) {
-            const result = await client.query({ text: part.text, values: input.params ?? [] });
-            const target = part.tables[0] ? ` ${part.tables.join(", ")}` : "";
-            lines.push(`${result.command}${target}: ${count(result.rowCount ?? 0)}`);
+      const counts = await withClient(
+        async (client) => {
+          await client.query("BEGIN");
+          try {
+            await client.query(`SET LOCAL statement_timeout = ${config.previewTimeout}`);
+            await client.query(`SET LOCAL lock_timeout = ${config.previewTimeout}`);
+            const lines: string[] = [];
+            for (const part of analysis.parts) {
+              const result = await client.query({ text: part.text, values: input.params ?? [] });
+              const target = part.tables[0] ? ` ${part.tables.join(", ")}` : "";
+              lines.push(`${result.command}${target}: ${count(result.rowCount ?? 0)}`);
+            }
+            return lines;
+          } finally {
+            await client.query("ROLLBACK");
           }
-          return lines;
-        } finally {
-          await client.query("ROLLBACK");
-        }
-      });
+        },
+        { reset: true },
+      );
       return `Dry run (rolled back): ${counts.join("; ")}.`;
     } catch (error) {
       return `Dry run: could not complete (${errorText(error)}).`;
@@ -247,27 +266,31 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     const summaries: string[] = [];
     let budget = config.maxResultBytes;
     try {
-      await withClient(async (client) => {
-        if (ownTransaction) await client.query(analysis.readOnly ? "BEGIN READ ONLY" : "BEGIN");
-        try {
-          for (const part of analysis.parts) {
-            const result = await runStatement(client, part, input.params ?? [], {
-              maxRows: config.maxRows,
-              maxBytes: budget,
-            });
-            budget -= result.bytes;
-            statements.push(result.json);
-            summaries.push(result.summary);
+      await withClient(
+        async (client) => {
+          if (ownTransaction) await client.query(analysis.readOnly ? "BEGIN READ ONLY" : "BEGIN");
+          try {
+            for (const part of analysis.parts) {
+              const result = await runStatement(client, part, input.params ?? [], {
+                maxRows: config.maxRows,
+                maxBytes: budget,
+              });
+              budget -= result.bytes;
+              statements.push(result.json);
+              summaries.push(result.summary);
+            }
+            if (ownTransaction) await client.query("COMMIT");
+            else if (client.getTransactionStatus() !== "I") throw new TransactionLeftOpen();
+          } catch (error) {
+            if (ownTransaction) await client.query("ROLLBACK").catch(() => {});
+            throw error;
           }
-          if (ownTransaction) await client.query("COMMIT");
-        } catch (error) {
-          if (ownTransaction) await client.query("ROLLBACK").catch(() => {});
-          throw error;
-        }
-      });
+        },
+        { reset: true },
+      );
     } catch (error) {
       const reason =
-        error instanceof DatabaseUnreachable
+        error instanceof DatabaseUnreachable || error instanceof TransactionLeftOpen
           ? error.message
           : `the database refused it: ${errorText(error)}${ownTransaction ? "; nothing was changed" : ""}`;
       return {
@@ -450,6 +473,15 @@ function isConnectionError(error: unknown): boolean {
     code.startsWith("08") ||
     code.startsWith("57P")
   );
+}
+
+/** The agent's SQL began a transaction it did not end; it is rolled back, never committed. */
+class TransactionLeftOpen extends Error {
+  constructor() {
+    super(
+      "the SQL left a transaction open (BEGIN without COMMIT); Airlock rolled it back, so nothing in that transaction was kept",
+    );
+  }
 }
 
 /** The database could not be reached: said without host, port or user. */
