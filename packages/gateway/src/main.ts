@@ -1,7 +1,8 @@
 /** The composition root: config -> store -> services -> server. Everything is wired here, once. */
 import { createRequire } from "node:module";
 import type { DestinationStream } from "pino";
-import type { Channel } from "./channels/channel.js";
+import type { Channel, ChannelView } from "./channels/channel.js";
+import { channelSecrets, configuredChannels } from "./channels/channel-registry.js";
 import { createDispatcher } from "./channels/notification-dispatcher.js";
 import type { LoadedConfig } from "./config/config-load.js";
 import type { Connector } from "./connectors/connector.js";
@@ -14,6 +15,7 @@ import { createMetrics } from "./observability/metrics.js";
 import { createApprovers } from "./requests/request-approvers.js";
 import { createExecutor } from "./requests/request-executor.js";
 import { createRequestService } from "./requests/request-service.js";
+import type { ActionRequest } from "./requests/request-types.js";
 import { reviewerView } from "./requests/request-views.js";
 import { createWaiters } from "./requests/request-waiters.js";
 import { openStore } from "./store/open-store.js";
@@ -56,6 +58,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   const redactor = createRedactor([
     ...loaded.secrets,
     ...[...connectors.values()].flatMap((c) => c.secrets),
+    ...channelSecrets(config),
   ]);
   const logger =
     options.logger ??
@@ -76,8 +79,20 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   const publicUrl = config.server.publicUrl;
   const identity = createIdentityService({ store, config, clock });
   const waiters = createWaiters(store);
-  const channels = options.channels ?? [];
+  const channels = [
+    ...configuredChannels(config, { logger, redactor }),
+    ...(options.channels ?? []),
+  ];
   const approvers = createApprovers(config);
+  const channelView = (request: ActionRequest): ChannelView => {
+    const { you: _you, ...view } = reviewerView(
+      request,
+      { email: "", groups: [] },
+      approvers.ownersOf(request),
+      publicUrl,
+    );
+    return view;
+  };
   const dispatcher = createDispatcher({
     ...options.delivery,
     store,
@@ -87,15 +102,9 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     clock,
     view: async (id) => {
       const request = await store.getRequest(id);
-      if (!request) return undefined;
-      const { you: _you, ...view } = reviewerView(
-        request,
-        { email: "", groups: [] },
-        approvers.ownersOf(request),
-        publicUrl,
-      );
-      return view;
+      return request && channelView(request);
     },
+    snapshot: (request) => channelView(request),
   });
   const executor = createExecutor({
     store,

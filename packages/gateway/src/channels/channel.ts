@@ -5,15 +5,26 @@
  */
 import type { FastifyInstance } from "fastify";
 import type { Reviewer } from "../requests/request-transitions.js";
-import type { NotificationEvent } from "../requests/request-types.js";
+import type { NotificationEvent, RequestStatus } from "../requests/request-types.js";
 import type { ReviewerView } from "../requests/request-views.js";
 
 /** The request as a channel may show it: the reviewer view, masked, without a viewer. */
 export type ChannelView = Omit<ReviewerView, "you">;
 
+/**
+ * What a channel is told. Approval channels hear `requested`, `reviewed` and `resolved`;
+ * channels that follow every change hear the state each change left (`request.pending`,
+ * `request.approved`, …, and `request.reviewed` for a vote that did not end the review).
+ */
+export type ChannelEvent = NotificationEvent | StateEvent;
+export type StateEvent = `request.${RequestStatus}` | "request.reviewed";
+
 export interface ChannelNotice {
-  event: NotificationEvent;
+  event: ChannelEvent;
+  /** The request as it is now; for a state event, as that change left it. */
   request: ChannelView;
+  /** The request's version after the change announced (for receivers to order and dedupe). */
+  version: number;
 }
 
 /** Records a decision that arrived through a channel, under the same rules as the API. */
@@ -28,9 +39,12 @@ export interface Channel {
   readonly name: string;
   /**
    * Which requests it follows: "reviews" (the default) only those a rule sent to review,
-   * as approval channels do; "all" every change, as webhooks do.
+   * as approval channels do; "all" every change of every request, as webhooks do, each
+   * with the request as that change left it.
    */
   readonly follows?: "reviews" | "all";
+  /** For channels that follow all: the state events wanted (all when absent). */
+  readonly events?: readonly StateEvent[];
   /** Whether this channel wants to hear about a request (a rule may name its channels). */
   accepts?(view: ChannelView): boolean;
   /** Posts the first message for a request; returns where it went, for later updates. */

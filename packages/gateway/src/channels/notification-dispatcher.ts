@@ -5,9 +5,9 @@
  */
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import type { Change } from "../requests/request-types.js";
+import type { ActionRequest, Change } from "../requests/request-types.js";
 import type { OutboxEntry, OutboxItem, Store } from "../store/store.js";
-import type { Channel, ChannelNotice, ChannelView } from "./channel.js";
+import type { Channel, ChannelNotice, ChannelView, StateEvent } from "./channel.js";
 
 const TOPIC_PREFIX = "channel:";
 const LEASE_MS = 60_000;
@@ -17,6 +17,8 @@ export interface DispatcherOptions {
   channels: readonly Channel[];
   /** The masked view of a request that channels may show. */
   view: (requestId: string) => Promise<ChannelView | undefined>;
+  /** The same view of a request in hand: what channels that follow all are sent, as of the change. */
+  snapshot: (request: ActionRequest) => ChannelView;
   logger: Logger;
   metrics: Metrics;
   clock: () => number;
@@ -47,22 +49,40 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
 
+  const approvalChannels = channels.filter((c) => c.follows !== "all");
+  const followers = channels.filter((c) => c.follows === "all");
+
   const plan = (change: Change): OutboxEntry[] => {
     if (channels.length === 0) return [];
-    const wanted = change.request.decision.review?.channels;
-    const reviewed = change.request.decision.decision === "review";
-    return change.notifications.flatMap((notification) =>
-      channels
-        .filter(
-          (channel) =>
-            (channel.follows === "all" || reviewed) && (!wanted || wanted.includes(channel.name)),
-        )
-        .map((channel) => ({
+    const request = change.request;
+    const entries: OutboxEntry[] = [];
+    const wanted = request.decision.review?.channels;
+    if (request.decision.decision === "review") {
+      for (const notification of change.notifications) {
+        for (const channel of approvalChannels) {
+          if (wanted && !wanted.includes(channel.name)) continue;
+          entries.push({
+            topic: TOPIC_PREFIX + channel.name,
+            requestId: notification.requestId,
+            payload: { event: notification.event, version: request.version },
+          });
+        }
+      }
+    }
+    if (followers.length > 0) {
+      const event = stateEvent(change);
+      let view: ChannelView | undefined;
+      for (const channel of followers) {
+        if (channel.events && !channel.events.includes(event)) continue;
+        view ??= options.snapshot(request);
+        entries.push({
           topic: TOPIC_PREFIX + channel.name,
-          requestId: notification.requestId,
-          payload: { event: notification.event, version: change.request.version },
-        })),
-    );
+          requestId: request.id,
+          payload: { event, version: request.version, view },
+        });
+      }
+    }
+    return entries;
   };
 
   const deliver = async (item: OutboxItem): Promise<void> => {
@@ -72,7 +92,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       return;
     }
     try {
-      const view = await options.view(item.requestId);
+      // A change's own snapshot when the entry carries one, else the request as it is now.
+      const view =
+        (item.payload.view as ChannelView | undefined) ?? (await options.view(item.requestId));
       if (!view) throw new Error(`request ${item.requestId} is gone`);
       if (channel.accepts && !channel.accepts(view)) {
         await store.completeOutbox(item.id);
@@ -81,6 +103,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       const notice: ChannelNotice = {
         event: item.payload.event as ChannelNotice["event"],
         request: view,
+        version: item.payload.version as number,
       };
       const ref = await store.getChannelRef(item.requestId, channel.name);
       if (ref === undefined) {
@@ -159,4 +182,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       while (running) await running;
     },
   };
+}
+
+/** The state a change left the request in; a vote that did not end the review is `reviewed`. */
+export function stateEvent(change: Change): StateEvent {
+  if (change.review && change.request.status === "pending") return "request.reviewed";
+  return `request.${change.request.status}`;
 }

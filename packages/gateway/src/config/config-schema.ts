@@ -3,6 +3,7 @@
  * once, at start; the JSON Schema shipped for editors is generated from this file.
  */
 import { z } from "zod";
+import { webhookSchema } from "../channels/webhook/webhook-config.js";
 import { riskLevels } from "../connectors/connector.js";
 import { connectorTypes } from "../connectors/connector-registry.js";
 import { execConnectionSchema } from "../connectors/exec/exec-config.js";
@@ -125,6 +126,12 @@ export const configSchema = z.strictObject({
   reviewers: z.array(reviewerSchema).max(100_000).default([]),
   connections: z.record(nameSchema, connectionSchema).default({}),
   rules: z.array(ruleSchema).max(10_000).default([]),
+  channels: z
+    .strictObject({
+      /** Every state change of every request, signed (Standard Webhooks). */
+      webhooks: z.array(webhookSchema).max(50).default([]),
+    })
+    .default({ webhooks: [] }),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;

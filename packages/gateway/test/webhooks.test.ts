@@ -1,0 +1,272 @@
+/**
+ * Signed webhooks: a receiver on loopback verifies every delivery with the Standard Webhooks
+ * library and sees each state change exactly once, in order, through failures and a restart.
+ */
+import { randomBytes } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { Webhook } from "standardwebhooks";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  api,
+  read,
+  refund,
+  removeDir,
+  SECRET,
+  startGateway,
+  type TestGateway,
+  testConfig,
+  until,
+  vote,
+} from "./support/gateway.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+const secret = `whsec_${randomBytes(32).toString("base64")}`;
+
+interface Delivery {
+  id: string;
+  type: string;
+  requestId: string;
+  version: number;
+  status: string;
+  body: string;
+  headers: Record<string, string>;
+}
+
+/** A webhook receiver that verifies signatures and can be told to fail. */
+async function startReceiver() {
+  const verifier = new Webhook(secret);
+  const deliveries: Delivery[] = [];
+  const rejected: string[] = [];
+  let failures = 0;
+  let attempts = 0;
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      attempts++;
+      const body = Buffer.concat(chunks).toString();
+      if (failures > 0) {
+        failures--;
+        res.writeHead(503).end();
+        return;
+      }
+      try {
+        const payload = verifier.verify(body, req.headers as Record<string, string>) as {
+          type: string;
+          data: { id: string; version: number; status: string };
+        };
+        deliveries.push({
+          id: req.headers["webhook-id"] as string,
+          type: payload.type,
+          requestId: payload.data.id,
+          version: payload.data.version,
+          status: payload.data.status,
+          body,
+          headers: req.headers as Record<string, string>,
+        });
+        res.writeHead(204).end();
+      } catch (error) {
+        rejected.push(String(error));
+        res.writeHead(400).end();
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`,
+    deliveries,
+    rejected,
+    fail(n: number) {
+      failures = n;
+    },
+    get attempts() {
+      return attempts;
+    },
+    of: (requestId: string) => deliveries.filter((d) => d.requestId === requestId),
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+type Receiver = Awaited<ReturnType<typeof startReceiver>>;
+
+const fast = { pollInterval: 20, backoff: () => 20, maxAttempts: 5 };
+
+const config = (upstreamUrl: string, receiverUrl: string, extra = "") =>
+  `${testConfig(upstreamUrl)}
+channels:
+  webhooks:
+    - { url: "${receiverUrl}", secret: "${secret}"${extra} }
+`;
+
+describe("webhooks", () => {
+  let upstream: Upstream;
+  let receiver: Receiver;
+  let gw: TestGateway;
+  let agent: string;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    receiver = await startReceiver();
+    gw = await startGateway(config(upstream.url, receiver.url), {
+      gateway: { delivery: fast },
+    });
+    agent = await gw.token("agent", "support-bot");
+  });
+  afterAll(async () => {
+    await gw?.close();
+    if (gw) removeDir(gw.dir);
+    await receiver?.close();
+    await upstream?.close();
+  });
+
+  it("sends an allowed action's changes, signed, in order, with masked data", async () => {
+    const res = await api(gw.url, "POST", "/v1/actions", { token: agent, body: read("/echo") });
+    expect(res.body.status).toBe("succeeded");
+    await until(() => receiver.of(res.body.id).length === 2);
+    expect(receiver.of(res.body.id).map((d) => [d.type, d.status])).toEqual([
+      ["request.executing", "executing"],
+      ["request.succeeded", "succeeded"],
+    ]);
+    const [first, second] = receiver.of(res.body.id);
+    expect(second!.version).toBeGreaterThan(first!.version);
+    expect(first!.id).toBe(`msg_${res.body.id}_${first!.version}`);
+    expect(receiver.rejected).toEqual([]);
+    expect(second!.body).not.toContain(SECRET);
+  });
+
+  it("follows a review from pending to the end, one delivery per change, input masked", async () => {
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const carol = await gw.token("reviewer", "carol@example.com");
+    const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    await vote(gw.url, held.body.id, bob);
+    await vote(gw.url, held.body.id, carol);
+    await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token: agent });
+    await until(() => receiver.of(held.body.id).some((d) => d.type === "request.succeeded"));
+    expect(receiver.of(held.body.id).map((d) => d.type)).toEqual([
+      "request.pending",
+      "request.reviewed",
+      "request.approved",
+      "request.executing",
+      "request.succeeded",
+    ]);
+    for (const delivery of receiver.of(held.body.id)) {
+      expect(delivery.body).not.toContain("4242424242424242");
+    }
+  });
+
+  it("is signed: the same delivery fails verification with another secret or an edit", () => {
+    const delivery = receiver.deliveries[0]!;
+    expect(() => new Webhook(secret).verify(delivery.body, delivery.headers)).not.toThrow();
+    const other = new Webhook(`whsec_${randomBytes(32).toString("base64")}`);
+    expect(() => other.verify(delivery.body, delivery.headers)).toThrow();
+    const edited = delivery.body
+      .replace('"succeeded"', '"failed"')
+      .replace('"executing"', '"failed"');
+    expect(edited).not.toBe(delivery.body);
+    expect(() => new Webhook(secret).verify(edited, delivery.headers)).toThrow();
+  });
+
+  it("retries a failing receiver with backoff and delivers each change once", async () => {
+    receiver.fail(3);
+    const before = receiver.attempts;
+    const denied = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...read(), input: { method: "DELETE", path: "/invoices/1" } },
+    });
+    expect(denied.status).toBe(403);
+    await until(() => receiver.of(denied.body.action.id).length === 1);
+    expect(receiver.attempts - before).toBe(4);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(receiver.of(denied.body.action.id).map((d) => d.type)).toEqual(["request.denied"]);
+  });
+});
+
+describe("webhooks across a restart, and for good failures", () => {
+  it("delivers each change once: none repeated, none lost while the receiver was down", async () => {
+    const upstream = await startUpstream();
+    const receiver = await startReceiver();
+    let gw = await startGateway(config(upstream.url, receiver.url), {
+      gateway: { delivery: { pollInterval: 20, backoff: () => 20, maxAttempts: 1000 } },
+    });
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      const early = await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
+      await until(() => receiver.of(early.body.id).length === 2);
+
+      receiver.fail(1_000_000);
+      const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+      await api(gw.url, "POST", `/v1/actions/${held.body.id}/cancel`, { token: agent });
+      const tried = receiver.attempts;
+      await until(() => receiver.attempts > tried + 2);
+      gw = await gw.restart();
+      receiver.fail(0);
+
+      await until(() => receiver.of(held.body.id).length === 2);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(receiver.of(held.body.id).map((d) => d.type)).toEqual([
+        "request.pending",
+        "request.cancelled",
+      ]);
+      expect(receiver.of(early.body.id)).toHaveLength(2);
+      const ids = receiver.deliveries.map((d) => d.id);
+      expect(new Set(ids).size).toBe(ids.length);
+      expect(receiver.rejected).toEqual([]);
+    } finally {
+      await gw.close();
+      removeDir(gw.dir);
+      await receiver.close();
+      await upstream.close();
+    }
+  });
+
+  it("keeps a delivery that never succeeds as a dead letter", async () => {
+    const upstream = await startUpstream();
+    const receiver = await startReceiver();
+    const gw = await startGateway(
+      config(upstream.url, receiver.url, ", events: [request.denied]"),
+      {
+        gateway: { delivery: { pollInterval: 20, backoff: () => 20, maxAttempts: 3 } },
+      },
+    );
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      receiver.fail(1_000_000);
+      await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
+      const denied = await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: { ...read(), input: { method: "DELETE", path: "/invoices/1" } },
+      });
+      expect(denied.status).toBe(403);
+      const db = new Database(join(gw.dir, "airlock.db"), { readonly: true });
+      try {
+        const outbox = () =>
+          db.prepare("SELECT topic, state, attempts, last_error FROM outbox").all() as {
+            topic: string;
+            state: string;
+            attempts: number;
+            last_error: string;
+          }[];
+        await until(() => outbox()[0]?.state === "dead");
+        // Only the event the webhook asked for was queued at all.
+        expect(outbox()).toEqual([
+          {
+            topic: "channel:webhook-1",
+            state: "dead",
+            attempts: 3,
+            last_error: "webhook webhook-1 answered HTTP 503",
+          },
+        ]);
+      } finally {
+        db.close();
+      }
+    } finally {
+      await gw.close();
+      removeDir(gw.dir);
+      await receiver.close();
+      await upstream.close();
+    }
+  });
+});
