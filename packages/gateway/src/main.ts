@@ -80,7 +80,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   const identity = createIdentityService({ store, config, clock });
   const waiters = createWaiters(store);
   const channels = [
-    ...configuredChannels(config, { logger, redactor }),
+    ...configuredChannels(config, { logger, redactor, clock }),
     ...(options.channels ?? []),
   ];
   const approvers = createApprovers(config);

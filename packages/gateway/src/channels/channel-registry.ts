@@ -3,18 +3,35 @@ import type { ParsedConfig } from "../config/config-schema.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
 import type { Channel } from "./channel.js";
+import { createSlackChannel } from "./slack/slack-channel.js";
 import { createWebhookChannel } from "./webhook/webhook-channel.js";
 
 export function configuredChannels(
   config: ParsedConfig,
-  deps: { logger: Logger; redactor: Redactor },
+  deps: { logger: Logger; redactor: Redactor; clock?: () => number },
 ): Channel[] {
-  return config.channels.webhooks.map((webhook, index) =>
+  const channels = config.channels.webhooks.map((webhook, index) =>
     createWebhookChannel(webhook.name ?? `webhook-${index + 1}`, webhook, deps),
   );
+  const slack = config.channels.slack;
+  if (slack) {
+    const reviewers = new Map(config.reviewers.map((r) => [r.email, r]));
+    channels.push(
+      createSlackChannel(slack, {
+        logger: deps.logger,
+        reviewer: (email) => reviewers.get(email.toLowerCase()),
+        ...(deps.clock ? { clock: deps.clock } : {}),
+      }),
+    );
+  }
+  return channels;
 }
 
 /** Credentials in the channels' config, to be scrubbed wherever they might surface. */
 export function channelSecrets(config: ParsedConfig): string[] {
-  return config.channels.webhooks.map((webhook) => webhook.secret);
+  const slack = config.channels.slack;
+  return [
+    ...config.channels.webhooks.map((webhook) => webhook.secret),
+    ...(slack ? [slack.botToken, slack.signingSecret] : []),
+  ];
 }

@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import type { Reviewer } from "../requests/request-transitions.js";
-import type { NotificationEvent, RequestStatus } from "../requests/request-types.js";
+import type { ActionRequest, NotificationEvent, RequestStatus } from "../requests/request-types.js";
 import type { ReviewerView } from "../requests/request-views.js";
 
 /** The request as a channel may show it: the reviewer view, masked, without a viewer. */
@@ -16,7 +16,9 @@ export type ChannelView = Omit<ReviewerView, "you">;
  * channels that follow every change hear the state each change left (`request.pending`,
  * `request.approved`, …, and `request.reviewed` for a vote that did not end the review).
  */
-export type ChannelEvent = NotificationEvent | StateEvent;
+export type ChannelEvent = NotificationEvent | StateEvent | ScheduledEvent;
+/** Written ahead at the request's start, delivered at their time: reminders, escalations. */
+export type ScheduledEvent = "remind" | "escalate";
 export type StateEvent = `request.${RequestStatus}` | "request.reviewed";
 
 export interface ChannelNotice {
@@ -45,6 +47,8 @@ export interface Channel {
   readonly follows?: "reviews" | "all";
   /** For channels that follow all: the state events wanted (all when absent). */
   readonly events?: readonly StateEvent[];
+  /** Events to deliver later for a new pending request, e.g. a reminder before it expires. */
+  schedule?(request: ActionRequest): { event: ScheduledEvent; at: number }[];
   /** Whether this channel wants to hear about a request (a rule may name its channels). */
   accepts?(view: ChannelView): boolean;
   /** Posts the first message for a request; returns where it went, for later updates. */

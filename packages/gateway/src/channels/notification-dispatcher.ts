@@ -66,6 +66,15 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
             requestId: notification.requestId,
             payload: { event: notification.event, version: request.version },
           });
+          if (notification.event !== "requested" || !channel.schedule) continue;
+          for (const { event, at } of channel.schedule(request)) {
+            entries.push({
+              topic: TOPIC_PREFIX + channel.name,
+              requestId: request.id,
+              payload: { event, version: request.version },
+              availableAt: at,
+            });
+          }
         }
       }
     }
@@ -117,12 +126,15 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       metrics.outboxFailures.inc({ topic: item.topic });
       const message = error instanceof Error ? error.message : String(error);
       const dead = item.attempts >= maxAttempts;
+      // A channel that was told when to come back (Slack's Retry-After) is not asked sooner.
+      const after = (error as { retryAfterMs?: unknown } | null)?.retryAfterMs;
+      const wait = Math.max(backoff(item.attempts), typeof after === "number" ? after : 0);
       logger.warn(
         { topic: item.topic, requestId: item.requestId, attempt: item.attempts, err: message },
         dead ? "delivery failed for good; kept as a dead letter" : "delivery failed; will retry",
       );
       await store
-        .failOutbox(item.id, message, dead ? null : clock() + backoff(item.attempts))
+        .failOutbox(item.id, message, dead ? null : clock() + wait)
         .catch((e) => logger.error({ err: e }, "could not record a failed delivery"));
     }
   };

@@ -3,6 +3,7 @@
  * once, at start; the JSON Schema shipped for editors is generated from this file.
  */
 import { z } from "zod";
+import { slackSchema } from "../channels/slack/slack-config.js";
 import { webhookSchema } from "../channels/webhook/webhook-config.js";
 import { riskLevels } from "../connectors/connector.js";
 import { connectorTypes } from "../connectors/connector-registry.js";
@@ -96,6 +97,8 @@ export const reviewSchema = z.strictObject({
   stepUp: z.boolean().default(false),
   /** Which channels are told; all configured channels when absent. */
   channels: z.array(nameSchema).max(20).optional(),
+  /** The Slack channel for this rule's approval messages (`#payments-approvals`, or an id). */
+  slackChannel: z.string().min(1).max(80).optional(),
 });
 
 export const ruleSchema = z.strictObject({
@@ -128,6 +131,8 @@ export const configSchema = z.strictObject({
   rules: z.array(ruleSchema).max(10_000).default([]),
   channels: z
     .strictObject({
+      /** Approval messages with buttons, updated in place. */
+      slack: slackSchema.optional(),
       /** Every state change of every request, signed (Standard Webhooks). */
       webhooks: z.array(webhookSchema).max(50).default([]),
     })

@@ -120,6 +120,7 @@ export function compilePolicy(rules: readonly RuleConfig[]): {
           expiresInMs: settings.expiresIn,
           stepUp: settings.stepUp,
           ...(settings.channels ? { channels: [...settings.channels] } : {}),
+          ...(settings.slackChannel ? { slackChannel: settings.slackChannel } : {}),
         }
       : undefined;
     return {

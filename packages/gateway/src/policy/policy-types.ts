@@ -11,6 +11,8 @@ export interface ReviewRequirements {
   expiresInMs: number;
   stepUp: boolean;
   channels?: string[];
+  /** The Slack channel for this rule's messages, instead of the configured default. */
+  slackChannel?: string;
 }
 
 export interface PolicyInput {

@@ -135,6 +135,7 @@ export function reviewerView(
             quorum: review.quorum,
             approvals: approvals(request),
             stepUp: review.stepUp,
+            ...(review.slackChannel ? { slackChannel: review.slackChannel } : {}),
           },
         }
       : {}),

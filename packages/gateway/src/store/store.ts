@@ -32,6 +32,8 @@ export interface OutboxEntry {
   topic: string;
   requestId: string | null;
   payload: Record<string, unknown>;
+  /** Not before this time (ms); at once when absent. Reminders are written ahead this way. */
+  availableAt?: number;
 }
 
 export interface OutboxItem extends OutboxEntry {

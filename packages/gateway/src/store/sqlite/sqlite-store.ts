@@ -326,7 +326,7 @@ export class SqliteStore implements Store {
         entry.topic,
         entry.requestId,
         JSON.stringify(entry.payload),
-        now,
+        entry.availableAt ?? now,
         now,
       );
     }

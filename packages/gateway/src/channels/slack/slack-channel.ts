@@ -1,0 +1,364 @@
+/**
+ * Slack as a place to decide: one message per request posted with the official Web API
+ * client, updated in place after every vote and at the end, and the clicks on its buttons
+ * received, verified and decided under the same rules as the API.
+ */
+import { WebClient } from "@slack/web-api";
+import type { FastifyInstance } from "fastify";
+import { AirlockError } from "../../errors.js";
+import type { Logger } from "../../observability/logger.js";
+import type { ActionRequest } from "../../requests/request-types.js";
+import type { Channel, ChannelNotice, DecisionSink } from "../channel.js";
+import type { SlackConfig } from "./slack-config.js";
+import {
+  actionIds,
+  escalationText,
+  modalCallbackId,
+  outcomeReply,
+  parseModalMetadata,
+  refusalText,
+  reminderText,
+  requestMessage,
+  reviewModal,
+} from "./slack-messages.js";
+import { createSlackVerifier, type SignatureProblem } from "./slack-signature.js";
+
+export interface SlackDeps {
+  logger: Logger;
+  /** The configured reviewer with this e-mail, if any. */
+  reviewer: (email: string) => { email: string; groups: readonly string[] } | undefined;
+  clock?: () => number;
+}
+
+/** A failed Slack call the outbox retries; `retryAfterMs` when Slack said how long to wait. */
+class SlackUnavailable extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+interface Ref {
+  channel: string;
+  ts: string;
+}
+
+/** What an interaction asks for, once its payload is read. */
+type Interaction =
+  | {
+      kind: "vote";
+      user: string;
+      team: string | undefined;
+      requestId: string;
+      decision: "approve" | "deny";
+      comment: string;
+      channel: string | undefined;
+    }
+  | {
+      kind: "modal";
+      user: string;
+      triggerId: string;
+      requestId: string;
+      decision: "approve" | "deny";
+      channel: string;
+      ts: string;
+    }
+  | { kind: "ignore" };
+
+export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channel {
+  const clock = deps.clock ?? Date.now;
+  const logger = deps.logger;
+  // Failures go back to the outbox, which retries with backoff (and Slack's Retry-After),
+  // so nothing is lost while Slack is away and nothing is retried twice.
+  const client = new WebClient(config.botToken, {
+    slackApiUrl: config.apiUrl,
+    retryConfig: { retries: 0 },
+    rejectRateLimitedCalls: true,
+    timeout: 10_000,
+  });
+  const verifier = createSlackVerifier(config.signingSecret, clock);
+  const users = new Map<string, { email: string | undefined; until: number }>();
+
+  const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (error) {
+      const e = error as { code?: string; retryAfter?: number; data?: { error?: string } };
+      if (e.code === "slack_webapi_rate_limited_error") {
+        throw new SlackUnavailable(`Slack rate-limited ${what}`, (e.retryAfter ?? 1) * 1000);
+      }
+      const detail = e.data?.error ?? (error instanceof Error ? error.message : String(error));
+      throw new SlackUnavailable(`Slack ${what} failed: ${detail}`);
+    }
+  };
+
+  const parseRef = (ref: string): Ref => {
+    const at = ref.indexOf(":");
+    return { channel: ref.slice(0, at), ts: ref.slice(at + 1) };
+  };
+
+  /** The Slack user's verified e-mail, cached for `userCacheTtl`. */
+  const emailOf = async (user: string): Promise<string | undefined> => {
+    const cached = users.get(user);
+    if (cached && cached.until > clock()) return cached.email;
+    const info = await call("users.info", () => client.users.info({ user }));
+    const profile = info.user;
+    const email =
+      profile && !profile.deleted && !profile.is_bot && profile.profile?.email
+        ? profile.profile.email.toLowerCase()
+        : undefined;
+    users.set(user, { email, until: clock() + config.userCacheTtl });
+    return email;
+  };
+
+  const notifyOwner = async (notice: ChannelNotice): Promise<void> => {
+    const owner = notice.request.agent.owner;
+    let user: string | undefined;
+    try {
+      user = (await client.users.lookupByEmail({ email: owner })).user?.id;
+    } catch (error) {
+      // An owner without a Slack account is not a reason to retry the whole delivery.
+      if ((error as { data?: { error?: string } }).data?.error === "users_not_found") return;
+      throw error;
+    }
+    if (!user) return;
+    const dm = await call("conversations.open", () => client.conversations.open({ users: user }));
+    const channel = dm.channel?.id;
+    if (!channel) return;
+    await call("chat.postMessage", () =>
+      client.chat.postMessage({
+        channel,
+        text: `Your agent ${notice.request.agent.name}'s request ${notice.request.id}: ${outcomeReply(notice.request)}`,
+      }),
+    );
+  };
+
+  const post = async (notice: ChannelNotice): Promise<string> => {
+    const message = requestMessage(notice.request);
+    const channel = notice.request.review?.slackChannel ?? config.channel;
+    const posted = await call("chat.postMessage", () =>
+      client.chat.postMessage({ channel, text: message.text, blocks: message.blocks }),
+    );
+    if (!posted.channel || !posted.ts) throw new SlackUnavailable("Slack returned no message ts");
+    return `${posted.channel}:${posted.ts}`;
+  };
+
+  const update = async (ref: string, notice: ChannelNotice): Promise<void> => {
+    const { channel, ts } = parseRef(ref);
+    const view = notice.request;
+    if (notice.event === "remind" || notice.event === "escalate") {
+      if (view.status !== "pending") return;
+      if (notice.event === "escalate" && view.reviews.length > 0) return;
+      const text =
+        notice.event === "remind"
+          ? reminderText(view, clock())
+          : escalationText(view, config.escalation?.mention ?? "here");
+      await call("chat.postMessage", () =>
+        client.chat.postMessage({ channel, thread_ts: ts, text }),
+      );
+      return;
+    }
+    const message = requestMessage(view);
+    await call("chat.update", () =>
+      client.chat.update({ channel, ts, text: message.text, blocks: message.blocks }),
+    );
+    if (notice.event === "resolved") {
+      await call("chat.postMessage", () =>
+        client.chat.postMessage({ channel, thread_ts: ts, text: outcomeReply(view) }),
+      );
+      if (config.notifyOwner) await notifyOwner(notice);
+    }
+  };
+
+  const schedule = (request: ActionRequest) => {
+    const out: { event: "remind" | "escalate"; at: number }[] = [];
+    if (config.remindBefore !== undefined && request.expiresAt !== null) {
+      const at = request.expiresAt - config.remindBefore;
+      if (at > request.createdAt) out.push({ event: "remind", at });
+    }
+    if (config.escalation) {
+      const at = request.createdAt + config.escalation.after;
+      if (request.expiresAt === null || at < request.expiresAt) out.push({ event: "escalate", at });
+    }
+    return out;
+  };
+
+  const readInteraction = (payload: SlackPayload): Interaction => {
+    const user = payload.user?.id;
+    if (!user) return { kind: "ignore" };
+    if (payload.type === "block_actions") {
+      const action = payload.actions?.[0];
+      const requestId = action?.value;
+      if (!action || !requestId) return { kind: "ignore" };
+      const channel = payload.channel?.id ?? payload.container?.channel_id;
+      const ts = payload.container?.message_ts ?? payload.message?.ts;
+      switch (action.action_id) {
+        case actionIds.approve:
+        case actionIds.deny:
+          return {
+            kind: "vote",
+            user,
+            team: payload.team?.id,
+            requestId,
+            decision: action.action_id === actionIds.approve ? "approve" : "deny",
+            comment: "",
+            channel,
+          };
+        case actionIds.approveWithComment:
+        case actionIds.denyWithReason:
+          if (!payload.trigger_id || !channel || !ts) return { kind: "ignore" };
+          return {
+            kind: "modal",
+            user,
+            triggerId: payload.trigger_id,
+            requestId,
+            decision: action.action_id === actionIds.approveWithComment ? "approve" : "deny",
+            channel,
+            ts,
+          };
+        default:
+          // The console link and anything unknown: a click on a link never decides.
+          return { kind: "ignore" };
+      }
+    }
+    if (payload.type === "view_submission" && payload.view?.callback_id === modalCallbackId) {
+      const meta = parseModalMetadata(payload.view.private_metadata ?? "");
+      if (!meta) return { kind: "ignore" };
+      const comment = payload.view.state?.values?.comment?.comment?.value ?? "";
+      return {
+        kind: "vote",
+        user,
+        team: payload.team?.id,
+        requestId: meta.requestId,
+        decision: meta.decision,
+        comment: comment.slice(0, 2000),
+        channel: meta.channel,
+      };
+    }
+    return { kind: "ignore" };
+  };
+
+  const refuse = async (channel: string | undefined, user: string, text: string) => {
+    if (!channel) return;
+    await call("chat.postEphemeral", () => client.chat.postEphemeral({ channel, user, text }));
+  };
+
+  const act = async (interaction: Interaction, decide: DecisionSink): Promise<void> => {
+    if (interaction.kind === "ignore") return;
+    if (interaction.kind === "modal") {
+      await call("views.open", () =>
+        client.views.open({
+          trigger_id: interaction.triggerId,
+          view: reviewModal({
+            requestId: interaction.requestId,
+            decision: interaction.decision,
+            channel: interaction.channel,
+            ts: interaction.ts,
+            summary: interaction.requestId,
+          }),
+        }),
+      );
+      return;
+    }
+    const email = await emailOf(interaction.user);
+    const reviewer = email === undefined ? undefined : deps.reviewer(email);
+    if (!email || !reviewer) {
+      await refuse(interaction.channel, interaction.user, refusalText("not_mapped", ""));
+      return;
+    }
+    try {
+      await decide({
+        requestId: interaction.requestId,
+        reviewer: {
+          email: reviewer.email,
+          groups: reviewer.groups,
+          evidence: {
+            method: "slack",
+            slackUser: interaction.user,
+            ...(interaction.team ? { slackTeam: interaction.team } : {}),
+            verifiedEmail: email,
+            signature: "v0",
+          },
+        },
+        decision: interaction.decision,
+        comment: interaction.comment,
+      });
+    } catch (error) {
+      if (!(error instanceof AirlockError)) throw error;
+      await refuse(interaction.channel, interaction.user, refusalText(error.code, error.message));
+    }
+  };
+
+  const routes = (app: FastifyInstance, decide: DecisionSink): void => {
+    app.register(async (scope) => {
+      // The signature covers the raw body, so it is read as text and parsed here.
+      scope.addContentTypeParser(
+        "application/x-www-form-urlencoded",
+        { parseAs: "string", bodyLimit: 1024 * 1024 },
+        (_request, body, done) => done(null, body),
+      );
+      scope.post("/integrations/slack/interactions", async (request, reply) => {
+        const raw = typeof request.body === "string" ? request.body : "";
+        const problem = verifier.verify(
+          {
+            timestamp: header(request.headers["x-slack-request-timestamp"]),
+            signature: header(request.headers["x-slack-signature"]),
+          },
+          raw,
+        );
+        if (problem) {
+          logger.warn({ problem }, "refused a Slack interaction");
+          throw new AirlockError("unauthenticated", signatureMessage[problem]);
+        }
+        let payload: SlackPayload;
+        try {
+          payload = JSON.parse(new URLSearchParams(raw).get("payload") ?? "") as SlackPayload;
+        } catch {
+          throw new AirlockError("invalid_request", "payload: not a Slack interaction payload", {
+            field: "payload",
+          });
+        }
+        const interaction = readInteraction(payload);
+        // Slack wants an answer within 3 seconds: acknowledge now, decide right after.
+        setImmediate(() => {
+          act(interaction, decide).catch((error) =>
+            logger.error({ err: error }, "a Slack interaction could not be handled"),
+          );
+        });
+        return reply.code(200).send();
+      });
+    });
+  };
+
+  return { name: "slack", post, update, schedule, routes };
+}
+
+const signatureMessage: Record<SignatureProblem, string> = {
+  missing: "the request is not signed by Slack (X-Slack-Signature and X-Slack-Request-Timestamp)",
+  stale: "the request's timestamp is more than five minutes away from now",
+  forged: "the request's signature does not match the signing secret",
+  replayed: "this payload was already received",
+};
+
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** The parts of Slack's interaction payloads that Airlock reads. */
+interface SlackPayload {
+  type?: string;
+  user?: { id?: string };
+  team?: { id?: string };
+  trigger_id?: string;
+  channel?: { id?: string };
+  container?: { channel_id?: string; message_ts?: string };
+  message?: { ts?: string };
+  actions?: { action_id?: string; value?: string }[];
+  view?: {
+    callback_id?: string;
+    private_metadata?: string;
+    state?: { values?: Record<string, Record<string, { value?: string | null }>> };
+  };
+}

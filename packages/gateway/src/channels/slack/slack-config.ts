@@ -1,0 +1,31 @@
+import { z } from "zod";
+import { duration } from "../../config/config-types.js";
+
+export const slackSchema = z.strictObject({
+  /** The bot's token (xoxb-…), with chat:write, users:read, users:read.email, im:write. */
+  botToken: z.string().min(10).max(512),
+  /** Verifies that interaction payloads come from Slack. */
+  signingSecret: z.string().min(16).max(512),
+  /** Where approval messages go unless a rule names its own (`review.slackChannel`). */
+  channel: z.string().min(1).max(80),
+  /** Slack's Web API base: GovSlack's, or a test server's. */
+  apiUrl: z
+    .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+    .transform((url) => (url.endsWith("/") ? url : `${url}/`))
+    .default("https://slack.com/api/"),
+  /** Tell the agent's owner the outcome by direct message. */
+  notifyOwner: z.boolean().default(false),
+  /** A reminder in the thread this long before a request expires. */
+  remindBefore: duration({ min: 100, max: 7 * 86_400_000 }).optional(),
+  /** Who is mentioned when nobody has answered after `after`: a user group id (S…), here or channel. */
+  escalation: z
+    .strictObject({
+      after: duration({ min: 100, max: 30 * 86_400_000 }),
+      mention: z.string().min(1).max(80),
+    })
+    .optional(),
+  /** How long a Slack user's verified e-mail is trusted before it is looked up again. */
+  userCacheTtl: duration({ min: 0, max: 86_400_000 }).default(600_000),
+});
+
+export type SlackConfig = z.output<typeof slackSchema>;

@@ -1,0 +1,345 @@
+import type { KnownBlock } from "@slack/types";
+import { describe, expect, it } from "vitest";
+import type { ChannelView } from "../channel.js";
+import {
+  actionIds,
+  escalationText,
+  escapeMrkdwn,
+  modalCallbackId,
+  outcomeReply,
+  parseModalMetadata,
+  refusalText,
+  reminderText,
+  requestMessage,
+  reviewModal,
+} from "./slack-messages.js";
+
+const id = "req_01hzz0000000000000000000000";
+
+function pending(over: Partial<ChannelView> = {}): ChannelView {
+  return {
+    id,
+    status: "pending",
+    agent: { name: "support-bot", owner: "alice@example.com", labels: { team: "support" } },
+    connection: "billing-api",
+    connectionType: "http",
+    operation: "request",
+    preview: "POST /refunds\n{ amount: 4200 }",
+    facts: { http: { method: "POST", path: "/refunds" } },
+    risk: {
+      level: "high",
+      reason: "set by rule refunds",
+      hint: { level: "medium", reason: "a write" },
+    },
+    justification: "Customer was charged twice",
+    context: { ticket: "T-1" },
+    input: { method: "POST", path: "/refunds", body: { amount: 4200, card_number: "[masked]" } },
+    maskedFields: ["body.card_number"],
+    hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    decision: { decision: "review", rule: "refunds", reason: "refunds need two finance reviewers" },
+    review: { approvers: ["finance"], quorum: 2, approvals: 0, stepUp: false },
+    reviews: [],
+    approvalUrl: `http://airlock.test/requests/${id}`,
+    createdAt: "2030-01-02T15:04:05.000Z",
+    updatedAt: "2030-01-02T15:04:05.000Z",
+    expiresAt: "2030-01-02T15:19:05.000Z",
+    finishedAt: null,
+    ...over,
+  };
+}
+
+const approval = (reviewer: string, at = "2030-01-02T15:06:00.000Z") => ({
+  reviewer,
+  decision: "approve" as const,
+  comment: "",
+  at,
+  verifiedBy: "slack" as const,
+});
+
+/** Every interactive element in the message, wherever it sits. */
+function elements(blocks: KnownBlock[]): { action_id?: string; value?: string; url?: string }[] {
+  return blocks.flatMap((b) => (b.type === "actions" ? b.elements : [])) as {
+    action_id?: string;
+    value?: string;
+    url?: string;
+  }[];
+}
+
+/** Every text Slack would render, from sections, fields, contexts and headers. */
+function texts(blocks: KnownBlock[]): string[] {
+  return blocks.flatMap((b) => {
+    if (b.type === "section") return [b.text?.text ?? "", ...(b.fields ?? []).map((f) => f.text)];
+    if (b.type === "context") return b.elements.map((e) => ("text" in e ? e.text : ""));
+    if (b.type === "header") return [b.text.text];
+    return [];
+  });
+}
+
+describe("requestMessage", () => {
+  it("gives a pending request the four buttons, each carrying the request id", () => {
+    const { blocks, text } = requestMessage(pending());
+    const buttons = elements(blocks);
+    expect(buttons.map((b) => b.action_id).sort()).toEqual(
+      [
+        actionIds.approve,
+        actionIds.approveWithComment,
+        actionIds.deny,
+        actionIds.denyWithReason,
+      ].sort(),
+    );
+    for (const b of buttons) expect(b.value).toBe(id);
+    expect(text).toContain("support-bot");
+    const all = texts(blocks).join("\n");
+    expect(all).toContain("Customer was charged twice");
+    expect(all).toContain("alice@example.com");
+    expect(all).toContain("agent's own claim");
+    expect(all).toContain("0 of 2 approvals; 2 more approvals needed from finance");
+    expect(all).toContain("<!date^1893597545^{date_short_pretty} {time}|2030-01-02 15:19 UTC>");
+    expect(all).toContain("a write");
+  });
+
+  it("offers no approve action at all for a step-up request, only the link to Airlock", () => {
+    const view = pending({ review: { approvers: [], quorum: 1, approvals: 0, stepUp: true } });
+    const { blocks } = requestMessage(view);
+    const ids = elements(blocks).map((b) => b.action_id);
+    expect(ids).not.toContain(actionIds.approve);
+    expect(ids).not.toContain(actionIds.approveWithComment);
+    expect(JSON.stringify(blocks)).not.toContain(`"${actionIds.approve}"`);
+    const link = elements(blocks).find((b) => b.action_id === actionIds.openConsole);
+    expect(link).toMatchObject({ url: view.approvalUrl, value: id });
+    expect(ids).toContain(actionIds.deny);
+    expect(texts(blocks).join("\n")).toContain(`airlock requests approve ${id}`);
+  });
+
+  it("shows a resolved request without buttons, saying who decided and how it ran", () => {
+    const view = pending({
+      status: "succeeded",
+      review: { approvers: ["finance"], quorum: 2, approvals: 2, stepUp: false },
+      reviews: [approval("bob@example.com"), approval("carol@example.com")],
+      outcome: { summary: "HTTP 200, 512 bytes", result: { ok: true } },
+      finishedAt: "2030-01-02T15:07:00.000Z",
+    });
+    const { blocks } = requestMessage(view);
+    expect(elements(blocks)).toEqual([]);
+    expect(blocks.some((b) => b.type === "actions")).toBe(false);
+    const all = texts(blocks).join("\n");
+    expect(all).toContain("bob@example.com and carol@example.com");
+    expect(all).toContain("HTTP 200, 512 bytes");
+    expect(all).toContain(id);
+
+    const denied = requestMessage(
+      pending({
+        status: "denied",
+        reviews: [{ ...approval("bob@example.com"), decision: "deny", comment: "duplicate" }],
+      }),
+    );
+    expect(elements(denied.blocks)).toEqual([]);
+    expect(texts(denied.blocks).join("\n")).toMatch(/Denied\* by bob@example\.com.*duplicate/);
+  });
+
+  it("escapes mentions and links the agent writes, wherever they would appear", () => {
+    const evil = "Routine <!channel> see <https://evil.example|the ticket> & <@U123>";
+    const view = pending({
+      justification: evil,
+      preview: evil,
+      context: { note: evil },
+      facts: { http: { method: "POST", path: evil } },
+      agent: { name: "support-bot", owner: "alice@example.com", labels: { x: evil } },
+      input: { body: evil },
+      operation: `<!here>`,
+    });
+    const { blocks, text } = requestMessage(view);
+    const json = JSON.stringify({ blocks, text });
+    expect(json).not.toContain("<!channel>");
+    expect(json).not.toContain("<!here>");
+    expect(json).not.toContain("<https://evil");
+    expect(json).not.toContain("<@U123>");
+    expect(texts(blocks).join("\n")).toContain("&lt;!channel&gt;");
+    expect(outcomeReply(pending({ status: "denied", reviews: [] }))).not.toContain("<");
+  });
+
+  it("cuts a huge input, and keeps every text and the block count within Slack's limits", () => {
+    const huge = "x&<".repeat(40_000);
+    const view = pending({
+      input: { body: huge, more: Array.from({ length: 50 }, (_, i) => ({ i, huge })) },
+      preview: huge,
+      justification: `${huge}\n`.repeat(200),
+      context: { huge },
+      facts: { http: { path: huge }, sql: { tables: Array(2000).fill("t") } },
+      agent: { name: "a".repeat(5000), owner: "o".repeat(5000), labels: { l: huge } },
+      reviews: Array.from({ length: 60 }, (_, i) => ({
+        ...approval(`r${i}@example.com`),
+        comment: huge,
+      })),
+    });
+    const { blocks, text } = requestMessage(view);
+    expect(blocks.length).toBeLessThanOrEqual(50);
+    for (const b of blocks) {
+      if (b.type === "section") {
+        expect(b.text?.text.length ?? 0).toBeLessThanOrEqual(3000);
+        for (const f of b.fields ?? []) expect(f.text.length).toBeLessThanOrEqual(2000);
+        expect(b.fields?.length ?? 0).toBeLessThanOrEqual(10);
+      }
+      if (b.type === "context") {
+        for (const e of b.elements)
+          if ("text" in e) expect(e.text.length).toBeLessThanOrEqual(3000);
+      }
+      if (b.type === "header") expect(b.text.text.length).toBeLessThanOrEqual(150);
+    }
+    expect(text.length).toBeLessThanOrEqual(3000);
+    const input = texts(blocks).find((t) => t.startsWith("*Input*")) ?? "";
+    expect(input).toMatch(/more characters not shown/);
+    // Cut between whole entities, never inside one.
+    expect(JSON.stringify(blocks)).not.toMatch(/&(a|am|amp|l|lt|g|gt)?…/);
+  });
+
+  it("shows masked input fields as [masked] and names what was masked", () => {
+    const { blocks } = requestMessage(pending());
+    const input = texts(blocks).find((t) => t.startsWith("*Input*")) ?? "";
+    expect(input).toContain('"card_number": "[masked]"');
+    expect(input).toContain("masked by the policy: body.card_number");
+  });
+
+  it("shows only a short prefix of the hash", () => {
+    const view = pending();
+    const json = JSON.stringify(requestMessage(view).blocks);
+    expect(json).not.toContain(view.hash);
+    expect(json).toContain(view.hash.slice(0, 12));
+  });
+
+  it("asks for a second look before approving a high-risk action", () => {
+    const high = elements(requestMessage(pending()).blocks).find(
+      (b) => b.action_id === actionIds.approve,
+    );
+    expect(high).toHaveProperty("confirm");
+    const low = elements(
+      requestMessage(
+        pending({ risk: { level: "low", reason: "r", hint: { level: "low", reason: "r" } } }),
+      ).blocks,
+    ).find((b) => b.action_id === actionIds.approve);
+    expect(low).not.toHaveProperty("confirm");
+  });
+});
+
+describe("reviewModal and its metadata", () => {
+  const args = { requestId: id, channel: "C0123", ts: "1700000000.000100", summary: id };
+
+  it("round-trips its metadata", () => {
+    const modal = reviewModal({ ...args, decision: "deny" });
+    expect(modal.callback_id).toBe(modalCallbackId);
+    expect(parseModalMetadata(modal.private_metadata ?? "")).toEqual({
+      requestId: id,
+      decision: "deny",
+      channel: "C0123",
+      ts: "1700000000.000100",
+    });
+    expect(modal.title.text.length).toBeLessThanOrEqual(24);
+    expect(reviewModal({ ...args, decision: "approve" }).title.text.length).toBeLessThanOrEqual(24);
+  });
+
+  it("refuses malformed metadata", () => {
+    const good = { requestId: id, decision: "approve", channel: "C0123", ts: "1700000000.000100" };
+    for (const bad of [
+      "",
+      "not json",
+      "null",
+      "[]",
+      JSON.stringify({ ...good, decision: "maybe" }),
+      JSON.stringify({ ...good, extra: 1 }),
+      JSON.stringify({ ...good, requestId: 5 }),
+      JSON.stringify({ ...good, requestId: "" }),
+      JSON.stringify({ ...good, channel: "C0123<!here>" }),
+      JSON.stringify({ ...good, ts: "yesterday" }),
+      JSON.stringify({ requestId: id, decision: "approve", channel: "C0123" }),
+    ]) {
+      expect(parseModalMetadata(bad), bad).toBeUndefined();
+    }
+    expect(parseModalMetadata(JSON.stringify(good))).toEqual(good);
+  });
+
+  it("requires a reason to deny, and leaves the comment optional to approve", () => {
+    const input = (decision: "approve" | "deny") => {
+      const block = reviewModal({ ...args, decision }).blocks.find((b) => b.type === "input");
+      if (block?.type !== "input") throw new Error("no input block");
+      return block;
+    };
+    expect(input("deny")).toMatchObject({
+      block_id: "comment",
+      optional: false,
+      element: { type: "plain_text_input", action_id: "comment", multiline: true },
+    });
+    expect(input("approve")).toMatchObject({
+      block_id: "comment",
+      optional: true,
+      element: { type: "plain_text_input", action_id: "comment", multiline: true },
+    });
+  });
+});
+
+describe("thread and ephemeral texts", () => {
+  it("says how a request ended", () => {
+    expect(
+      outcomeReply(
+        pending({
+          status: "succeeded",
+          reviews: [approval("bob@example.com"), approval("carol@example.com")],
+          outcome: { summary: "HTTP 200, 512 bytes", result: null },
+        }),
+      ),
+    ).toBe("Approved by bob@example.com and carol@example.com; executed: HTTP 200, 512 bytes");
+    expect(
+      outcomeReply(
+        pending({
+          status: "denied",
+          reviews: [{ ...approval("bob@example.com"), decision: "deny", comment: "<dup>" }],
+        }),
+      ),
+    ).toBe("Denied by bob@example.com: &lt;dup&gt;");
+    expect(
+      outcomeReply(
+        pending({
+          status: "expired",
+          review: { approvers: ["finance"], quorum: 2, approvals: 1, stepUp: false },
+          reviews: [approval("bob@example.com")],
+        }),
+      ),
+    ).toBe("Expired with 1 of 2 approvals");
+  });
+
+  it("has a refusal for each code, and a fallback that carries the message", () => {
+    expect(refusalText("not_mapped", "")).toMatch(/e-mail/i);
+    expect(refusalText("self_approval", "m")).toMatch(/own/i);
+    expect(refusalText("not_an_approver", "bob is not in finance")).toMatch(
+      /approver.*bob is not in finance/i,
+    );
+    expect(refusalText("already_reviewed", "")).toMatch(/already reviewed/i);
+    expect(refusalText("not_pending", "")).toMatch(/no longer/i);
+    expect(refusalText("step_up_required", "")).toMatch(/sign-in.*identity provider/i);
+    expect(refusalText("expired", "")).toMatch(/expired/i);
+    const other = refusalText("store_unavailable", "the store <is> down");
+    expect(other).toContain("the store &lt;is&gt; down");
+    expect(other).toContain("store_unavailable");
+    expect(refusalText("toString", "x")).toContain("could not record");
+  });
+
+  it("reminds with the time left and the approvals still needed", () => {
+    const view = pending({
+      review: { approvers: ["finance"], quorum: 2, approvals: 1, stepUp: false },
+    });
+    const text = reminderText(view, Date.parse("2030-01-02T15:09:05.000Z"));
+    expect(text).toContain("in 10 minutes");
+    expect(text).toContain("1 more approval (1 of 2 approvals) from finance");
+    expect(text).toContain(id);
+  });
+
+  it("escalates with the configured mention", () => {
+    expect(escalationText(pending(), "S0123ABC")).toMatch(/^<!subteam\^S0123ABC> /);
+    expect(escalationText(pending(), "here")).toMatch(/^<!here> /);
+    expect(escalationText(pending(), "@channel")).toMatch(/^<!channel> /);
+    expect(escalationText(pending(), "@oncall")).toMatch(/^@oncall /);
+  });
+
+  it("escapes the three control characters and nothing else", () => {
+    expect(escapeMrkdwn("a & b < c > d *e*")).toBe("a &amp; b &lt; c &gt; d *e*");
+  });
+});

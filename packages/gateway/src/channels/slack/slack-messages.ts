@@ -1,0 +1,558 @@
+/** What Airlock says in Slack, as Block Kit: pure builders, no I/O, everything from agents escaped. */
+import type {
+  ActionsBlockElement,
+  Button,
+  ContextBlock,
+  KnownBlock,
+  ModalView,
+  SectionBlock,
+} from "@slack/types";
+import { z } from "zod";
+import type { Json } from "../../common/canonical-json.js";
+import type { ChannelView } from "../channel.js";
+
+export const actionIds = {
+  approve: "airlock_approve",
+  deny: "airlock_deny",
+  approveWithComment: "airlock_approve_comment",
+  denyWithReason: "airlock_deny_reason",
+  openConsole: "airlock_open_console",
+} as const;
+
+export const modalCallbackId = "airlock_review_modal";
+
+// Slack's limits (Block Kit reference). Texts are cut below them, never rejected by Slack.
+const limits = {
+  section: 3000,
+  field: 2000,
+  header: 150,
+  metadata: 3000,
+  fallback: 3000,
+  confirmText: 300,
+} as const;
+
+// Budgets for the agent's text inside one section, so the labels around it always fit.
+const budget = {
+  preview: 1500,
+  facts: 1000,
+  justification: 2500,
+  input: 2600,
+  context: 1200,
+  comment: 300,
+  summary: 500,
+  short: 200,
+} as const;
+
+/** Escapes `&`, `<` and `>`: unescaped, an agent's text could mention `<!channel>` or fake a link. */
+export function escapeMrkdwn(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+const entities: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;" };
+
+/**
+ * Escapes and cuts to at most `max` characters of escaped text, ending with "…" when cut.
+ * Cutting after escaping would split an entity (`&am`); counting per character cannot.
+ */
+function clip(text: string, max: number): string {
+  return cut(text, max).text;
+}
+
+/** `clip`, also saying how many characters of the original were left out. */
+function cut(text: string, max: number): { text: string; omitted: number } {
+  let out = "";
+  let length = 0;
+  let used = 0;
+  // By code point, so a surrogate pair is never split; no more than can fit is looked at,
+  // since escaping never shortens a character.
+  const head = text.slice(0, max + 1);
+  const whole = head.length === text.length;
+  const chars = [...head];
+  for (let i = 0; i < chars.length; i++) {
+    const char = chars[i] as string;
+    const piece = entities[char] ?? char;
+    // Reserve one character for the ellipsis unless this is the last character.
+    const room = whole && i === chars.length - 1 ? max : max - 1;
+    if (length + piece.length > room) return { text: `${out}…`, omitted: text.length - used };
+    out += piece;
+    length += piece.length;
+    used += char.length;
+  }
+  return whole ? { text: out, omitted: 0 } : { text: `${out}…`, omitted: text.length - used };
+}
+
+/**
+ * A preformatted block whose content cannot close it early (a ``` inside would end it),
+ * with a note after it when the content had to be cut.
+ */
+function codeBlock(text: string, max: number): string {
+  const note = "\n_… 0000000000 more characters not shown_";
+  const body = cut(text.replace(/```/g, "`\u200b``"), max - "```\n\n```".length - note.length);
+  const block = `\`\`\`\n${body.text}\n\`\`\``;
+  return body.omitted > 0 ? `${block}\n_… ${body.omitted} more characters not shown_` : block;
+}
+
+/** Every line of the agent's text as a quote, so its formatting cannot pass for Airlock's own. */
+function quote(text: string, max: number): string {
+  const lines = text.split("\n");
+  const shown = lines.slice(0, 40).join("\n");
+  // Each line gains a ">", so the text's own budget leaves room for 40 of them.
+  const body = clip(shown, max - 40)
+    .split("\n")
+    .map((line) => `>${line}`)
+    .join("\n");
+  return lines.length > 40 ? `${body}\n_… ${lines.length - 40} more lines not shown_` : body;
+}
+
+function jsonText(value: Json): string {
+  return JSON.stringify(value, null, 2) ?? "null";
+}
+
+function utc(iso: string): string {
+  return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
+}
+
+/** Shown in each reader's own time zone, with the UTC time where Slack cannot format it. */
+function slackDate(iso: string): string {
+  const seconds = Math.floor(Date.parse(iso) / 1000);
+  if (!Number.isFinite(seconds)) return clip(iso, 40);
+  return `<!date^${seconds}^{date_short_pretty} {time}|${utc(iso)}>`;
+}
+
+function names(list: readonly string[]): string {
+  if (list.length <= 1) return list[0] ?? "";
+  return `${list.slice(0, -1).join(", ")} and ${list[list.length - 1]}`;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+function section(text: string): SectionBlock {
+  return { type: "section", text: { type: "mrkdwn", text: clip0(text, limits.section) } };
+}
+
+/** Cuts text that is already escaped (built from escaped parts) without splitting an entity. */
+function clip0(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let cut = text.slice(0, max - 1);
+  const amp = cut.lastIndexOf("&");
+  if (amp > cut.length - 5 && !cut.slice(amp).includes(";")) cut = cut.slice(0, amp);
+  return `${cut}…`;
+}
+
+function context(text: string): ContextBlock {
+  return { type: "context", elements: [{ type: "mrkdwn", text: clip0(text, limits.section) }] };
+}
+
+const riskEmoji: Record<string, string> = {
+  low: ":large_green_circle:",
+  medium: ":large_yellow_circle:",
+  high: ":large_orange_circle:",
+  critical: ":red_circle:",
+};
+
+const statusTitle: Record<ChannelView["status"], string> = {
+  pending: "Approval needed",
+  approved: "Approved",
+  executing: "Approved, running",
+  succeeded: "Approved and done",
+  failed: "Approved, but failed",
+  denied: "Denied",
+  expired: "Expired",
+  cancelled: "Cancelled",
+};
+
+/**
+ * The action in a few words: the preview's first line says more than the operation's name
+ * ("POST /refunds" rather than "request"). Unescaped: callers clip it.
+ */
+function what(view: ChannelView): string {
+  const line = view.preview.split("\n", 1)[0]?.trim() ?? "";
+  const action = line ? (line.length > 80 ? `${line.slice(0, 79)}…` : line) : view.operation;
+  return `${action} on ${view.connection}`;
+}
+
+function approvers(view: ChannelView): string {
+  const groups = view.review?.approvers ?? [];
+  return groups.length === 0 ? "any reviewer" : names(groups.map((g) => clip(g, 80)));
+}
+
+function remaining(view: ChannelView): number {
+  return view.review ? Math.max(0, view.review.quorum - view.review.approvals) : 0;
+}
+
+function approvedBy(view: ChannelView): string[] {
+  return view.reviews.filter((r) => r.decision === "approve").map((r) => clip(r.reviewer, 120));
+}
+
+function facts(value: Record<string, Json>): string {
+  const lines: string[] = [];
+  for (const [namespace, entries] of Object.entries(value)) {
+    if (entries && typeof entries === "object" && !Array.isArray(entries)) {
+      for (const [key, fact] of Object.entries(entries)) {
+        lines.push(
+          `${namespace}.${key}: ${typeof fact === "string" ? fact : JSON.stringify(fact)}`,
+        );
+      }
+    } else {
+      lines.push(`${namespace}: ${JSON.stringify(entries)}`);
+    }
+  }
+  return lines.map((line) => (line.length > 300 ? `${line.slice(0, 299)}…` : line)).join("\n");
+}
+
+function labels(value: Record<string, string>): string {
+  return Object.entries(value)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(", ");
+}
+
+/** The line that says how a request ended (or where it stands once out of review). */
+function statusLine(view: ChannelView): string {
+  const finished = view.finishedAt ? ` ${slackDate(view.finishedAt)}` : "";
+  const approved = approvedBy(view);
+  const by =
+    approved.length > 0
+      ? `by ${names(approved)}`
+      : `by rule ${clip(view.decision.rule ?? "(none)", 120)}`;
+  const summary = view.outcome ? clip(view.outcome.summary, budget.summary) : "";
+  switch (view.status) {
+    case "pending":
+      return `:hourglass_flowing_sand: *Waiting for review*: ${approvalsLine(view)}`;
+    case "approved":
+      return `:white_check_mark: *Approved* ${by}; about to run`;
+    case "executing":
+      return `:gear: *Approved* ${by}; running now`;
+    case "succeeded":
+      return `:white_check_mark: *Approved* ${by}; *succeeded*${finished}${summary ? `: ${summary}` : ""}`;
+    case "failed": {
+      const reason = view.outcome?.reason ? ` (${clip(view.outcome.reason, budget.summary)})` : "";
+      return `:x: *Approved* ${by}; *failed*${finished}${summary ? `: ${summary}` : ""}${reason}`;
+    }
+    case "denied": {
+      const deny = view.reviews.find((r) => r.decision === "deny");
+      if (!deny) {
+        return `:no_entry: *Denied* by the policy (rule ${clip(view.decision.rule ?? "(none)", 120)}): ${clip(view.decision.reason, budget.summary)}`;
+      }
+      const at = deny.at ? ` ${slackDate(deny.at)}` : "";
+      const comment = deny.comment ? `: “${clip(deny.comment, budget.comment)}”` : "";
+      return `:no_entry: *Denied* by ${clip(deny.reviewer, 120)}${at}${comment}`;
+    }
+    case "expired":
+      return `:alarm_clock: *Expired*${finished} with ${approvalsCount(view)}`;
+    case "cancelled":
+      return `:heavy_minus_sign: *Cancelled* by the agent${finished}`;
+  }
+}
+
+function approvalsCount(view: ChannelView): string {
+  return view.review
+    ? `${view.review.approvals} of ${view.review.quorum} approvals`
+    : plural(approvedBy(view).length, "approval");
+}
+
+function approvalsLine(view: ChannelView): string {
+  if (!view.review) return "no review asked";
+  const left = remaining(view);
+  return left === 0
+    ? `${approvalsCount(view)}`
+    : `${approvalsCount(view)}; ${plural(left, "more approval")} needed from ${approvers(view)}`;
+}
+
+function reviewLines(view: ChannelView): string {
+  return view.reviews
+    .map((r) => {
+      const mark = r.decision === "approve" ? ":white_check_mark: approved" : ":no_entry: denied";
+      const at = r.at ? ` ${slackDate(r.at)}` : "";
+      const comment = r.comment
+        ? `\n>${clip(r.comment, budget.comment).replace(/\n/g, "\n>")}`
+        : "";
+      return `${mark} by ${clip(r.reviewer, 120)}${at} (verified by ${clip(r.verifiedBy, 40)})${comment}`;
+    })
+    .join("\n");
+}
+
+function button(
+  text: string,
+  actionId: string,
+  value: string,
+  style?: "primary" | "danger",
+): Button {
+  return {
+    type: "button",
+    text: { type: "plain_text", text },
+    action_id: actionId,
+    value,
+    ...(style ? { style } : {}),
+  };
+}
+
+function buttons(view: ChannelView): KnownBlock[] {
+  const id = view.id;
+  const deny = [
+    button("Deny", actionIds.deny, id, "danger"),
+    button("Deny with reason", actionIds.denyWithReason, id),
+  ];
+  if (view.review?.stepUp) {
+    // No approve button at all: a chat click is not a fresh sign-in, and the gateway would
+    // refuse it anyway. The link takes the reviewer to where the identity provider is asked.
+    const open: Button = {
+      ...button("Approve in Airlock", actionIds.openConsole, id, "primary"),
+      url: view.approvalUrl,
+    };
+    return [
+      { type: "actions", elements: [open, ...deny] },
+      context(
+        `:lock: Approving needs a fresh sign-in with your identity provider, so it cannot be done from Slack: approve in Airlock, or approve from a terminal: \`airlock requests approve ${clip(id, 100)}\``,
+      ),
+    ];
+  }
+  const approve = button("Approve", actionIds.approve, id, "primary");
+  const level = view.risk.level;
+  if (level === "high" || level === "critical") {
+    // One click would run a risky action with Airlock's credentials: ask once more.
+    approve.confirm = {
+      title: { type: "plain_text", text: "Approve this action?" },
+      text: {
+        type: "plain_text",
+        text: clip(
+          `Risk ${level}. ${what(view)} runs with Airlock's credentials once the quorum is reached.`,
+          limits.confirmText,
+        ),
+      },
+      confirm: { type: "plain_text", text: "Approve" },
+      deny: { type: "plain_text", text: "Back" },
+    };
+  }
+  const elements: ActionsBlockElement[] = [
+    approve,
+    button("Approve with comment", actionIds.approveWithComment, id),
+    ...deny,
+  ];
+  return [{ type: "actions", elements }];
+}
+
+/**
+ * The approval message for a request as it stands. The block count is fixed by this layout
+ * (at most 13), never by the agent's data, so it stays far under Slack's 50.
+ */
+export function requestMessage(view: ChannelView): { text: string; blocks: KnownBlock[] } {
+  const pending = view.status === "pending";
+  const agent = clip(view.agent.name, budget.short);
+  const owner = clip(view.agent.owner, budget.short);
+  const hint = view.risk.hint;
+  const blocks: KnownBlock[] = [
+    {
+      type: "header",
+      text: {
+        type: "plain_text",
+        text: clip(`${statusTitle[view.status]}: ${what(view)}`, limits.header),
+      },
+    },
+    {
+      type: "section",
+      fields: [
+        `*Agent*\n${agent} (owner ${owner})${Object.keys(view.agent.labels).length ? `\n${clip(labels(view.agent.labels), budget.short)}` : ""}`,
+        `*Action*\n${clip(view.operation, budget.short)} on ${clip(view.connection, budget.short)} (${clip(view.connectionType, 40)})`,
+        `*Risk*\n${riskEmoji[view.risk.level] ?? ""} ${clip(view.risk.level, 20)}: ${clip(view.risk.reason, budget.short)}\nConnector's hint: ${clip(hint.level, 20)}, ${clip(hint.reason, budget.short)}`,
+        `*Rule*\n${clip(view.decision.rule ?? "(none)", budget.short)}: ${clip(view.decision.reason, budget.short)}${view.decision.error ? `\n:warning: ${clip(view.decision.error, budget.short)}` : ""}`,
+        `*Approvals*\n${approvalsLine(view)}${view.review?.stepUp ? "\nStep-up sign-in required to approve" : ""}`,
+        `*Expires*\n${view.expiresAt ? `${slackDate(view.expiresAt)} (${utc(view.expiresAt)})` : "never"}`,
+      ].map((text) => ({ type: "mrkdwn" as const, text: clip0(text, limits.field) })),
+    },
+    section(`*What will run*\n${codeBlock(view.preview, budget.preview)}`),
+  ];
+  const factText = facts(view.facts);
+  if (factText) blocks.push(context(`*Facts*\n${clip(factText, budget.facts)}`));
+  // The claim sits right under the action it claims to explain, so a mismatch shows.
+  blocks.push(
+    section(
+      view.justification.trim()
+        ? `*Justification* _(the agent's own claim, not verified: check it against what will run)_\n${quote(view.justification, budget.justification)}`
+        : "*Justification*: _the agent gave none._",
+    ),
+  );
+  const masked = view.maskedFields.length
+    ? ` (masked by the policy: ${clip(view.maskedFields.join(", "), budget.short)})`
+    : "";
+  blocks.push(section(`*Input*${masked}\n${codeBlock(jsonText(view.input), budget.input)}`));
+  if (Object.keys(view.context).length > 0) {
+    blocks.push(
+      section(`*Context* _(from the agent)_\n${codeBlock(jsonText(view.context), budget.context)}`),
+    );
+  }
+  blocks.push({ type: "divider" });
+  const reviews = reviewLines(view);
+  if (reviews) blocks.push(section(`*Reviews*\n${reviews}`));
+  // Buttons only while a vote can still count; afterwards the message is a record.
+  blocks.push(section(statusLine(view)), ...(pending ? buttons(view) : []));
+  blocks.push(
+    context(
+      `Request \`${clip(view.id, 100)}\` · hash \`${clip(view.hash.slice(0, 12), 12)}…\` · asked ${view.createdAt ? slackDate(view.createdAt) : "?"}`,
+    ),
+  );
+  const text = pending
+    ? `Approval needed: ${agent} asks to run ${clip(what(view), budget.short * 2)} (risk ${clip(view.risk.level, 20)}), request ${clip(view.id, 100)}`
+    : `${statusTitle[view.status]}: ${clip(what(view), budget.short * 2)}, request ${clip(view.id, 100)}`;
+  return { text: clip0(text, limits.fallback), blocks };
+}
+
+/** The modal behind "Approve with comment" and "Deny with reason". */
+export function reviewModal(args: {
+  requestId: string;
+  decision: "approve" | "deny";
+  channel: string;
+  ts: string;
+  summary: string;
+}): ModalView {
+  const approve = args.decision === "approve";
+  const metadata = JSON.stringify({
+    requestId: args.requestId,
+    decision: args.decision,
+    channel: args.channel,
+    ts: args.ts,
+  });
+  // Cut JSON would not parse back, and the submission would be dropped without a word.
+  if (metadata.length > limits.metadata)
+    throw new RangeError("modal metadata over 3000 characters");
+  return {
+    type: "modal",
+    callback_id: modalCallbackId,
+    private_metadata: metadata,
+    title: { type: "plain_text", text: approve ? "Approve with comment" : "Deny with reason" },
+    submit: { type: "plain_text", text: approve ? "Approve" : "Deny" },
+    close: { type: "plain_text", text: "Cancel" },
+    blocks: [
+      section(
+        `${approve ? "Approve" : "Deny"} request ${clip(args.summary, budget.summary)}${approve ? "" : "\nA deny is final: the request will not run."}`,
+      ),
+      {
+        type: "input",
+        block_id: "comment",
+        optional: approve,
+        label: { type: "plain_text", text: approve ? "Comment" : "Reason" },
+        hint: {
+          type: "plain_text",
+          text: "Recorded with your review in the audit trail; the agent sees it too.",
+        },
+        element: {
+          type: "plain_text_input",
+          action_id: "comment",
+          multiline: true,
+          max_length: 2000,
+          ...(approve ? {} : { min_length: 1 }),
+        },
+      },
+    ],
+  };
+}
+
+const metadataSchema = z.strictObject({
+  requestId: z.string().regex(/^[A-Za-z0-9_-]{1,100}$/),
+  decision: z.enum(["approve", "deny"]),
+  channel: z.string().regex(/^[A-Za-z0-9]{1,40}$/),
+  ts: z.string().regex(/^\d{1,20}\.\d{1,10}$/),
+});
+
+/** The modal's metadata back, or undefined when it is not exactly what `reviewModal` wrote. */
+export function parseModalMetadata(
+  text: string,
+): { requestId: string; decision: "approve" | "deny"; channel: string; ts: string } | undefined {
+  if (text.length > limits.metadata) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const parsed = metadataSchema.safeParse(value);
+  return parsed.success ? parsed.data : undefined;
+}
+
+/** The thread reply when a request ends. */
+export function outcomeReply(view: ChannelView): string {
+  const approved = approvedBy(view);
+  const by = approved.length > 0 ? `Approved by ${names(approved)}` : "Allowed by the policy";
+  const summary = view.outcome ? clip(view.outcome.summary, budget.summary) : "";
+  switch (view.status) {
+    case "pending":
+      return `Waiting for review: ${approvalsLine(view)}`;
+    case "approved":
+      return `${by}; about to run`;
+    case "executing":
+      return `${by}; running now`;
+    case "succeeded":
+      return `${by}; executed${summary ? `: ${summary}` : ""}`;
+    case "failed": {
+      const reason = view.outcome?.reason ? ` (${clip(view.outcome.reason, budget.summary)})` : "";
+      return `${by}; execution failed${summary ? `: ${summary}` : ""}${reason}`;
+    }
+    case "denied": {
+      const deny = view.reviews.find((r) => r.decision === "deny");
+      if (!deny) return `Denied by the policy: ${clip(view.decision.reason, budget.summary)}`;
+      return `Denied by ${clip(deny.reviewer, 120)}${deny.comment ? `: ${clip(deny.comment, budget.comment)}` : ""}`;
+    }
+    case "expired":
+      return `Expired with ${approvalsCount(view)}`;
+    case "cancelled":
+      return `Cancelled by the agent with ${approvalsCount(view)}`;
+  }
+}
+
+const refusals: Record<string, string> = {
+  not_mapped:
+    "Airlock cannot tell who you are: your Slack account has no verified e-mail that Airlock knows as a reviewer. Ask an operator to add your e-mail to the reviewers.",
+  self_approval:
+    "You cannot approve this request: you own the agent that asked, and nobody approves their own agent's actions.",
+  not_an_approver: "You are not an approver for this request.",
+  already_reviewed: "You have already reviewed this request; each reviewer counts once.",
+  not_pending: "This request is no longer waiting for review.",
+  step_up_required:
+    "Approving this request needs a fresh sign-in with your identity provider, which a Slack click is not: use the Approve in Airlock button.",
+  expired: "This request expired before it got enough approvals; nothing was recorded.",
+};
+
+/** What a refused click is told, privately. */
+export function refusalText(code: string, message: string): string {
+  const detail = message ? ` (${clip(message, budget.summary)})` : "";
+  const known = Object.hasOwn(refusals, code) ? refusals[code] : undefined;
+  if (known) return `${known}${detail}`;
+  return `Airlock could not record your decision: ${message ? clip(message, budget.summary) : "an unexpected error"} (${clip(code, 40)}).`;
+}
+
+function duration(ms: number): string {
+  if (ms <= 0) return "now";
+  const minutes = Math.round(ms / 60_000);
+  if (minutes < 1) return `in ${plural(Math.max(1, Math.round(ms / 1000)), "second")}`;
+  if (minutes < 120) return `in ${plural(minutes, "minute")}`;
+  const hours = Math.round(minutes / 60);
+  return hours < 48 ? `in ${plural(hours, "hour")}` : `in ${plural(Math.round(hours / 24), "day")}`;
+}
+
+/** A reminder in the thread: time left and approvals still needed. */
+export function reminderText(view: ChannelView, now: number): string {
+  const left = remaining(view);
+  const needs =
+    left > 0
+      ? `still needs ${plural(left, "more approval")} (${approvalsCount(view)}) from ${approvers(view)}`
+      : "is still waiting";
+  const expires = view.expiresAt
+    ? `expires ${duration(Date.parse(view.expiresAt) - now)} (${slackDate(view.expiresAt)})`
+    : "does not expire";
+  return `:bell: Reminder: request ${clip(view.id, 100)} (${clip(what(view), budget.short * 2)}) ${needs} and ${expires}.`;
+}
+
+/** The mention for a group: a user group id, @here or @channel, else the text as configured. */
+function mentionOf(mention: string): string {
+  const bare = mention.replace(/^@/, "");
+  if (/^S[A-Z0-9]+$/.test(bare)) return `<!subteam^${bare}>`;
+  if (bare === "here" || bare === "channel") return `<!${bare}>`;
+  return mention;
+}
+
+/** A call for attention in the thread when nobody has answered. */
+export function escalationText(view: ChannelView, mention: string): string {
+  const expires = view.expiresAt ? `; it expires ${slackDate(view.expiresAt)}` : "";
+  return `${mentionOf(mention)} nobody has reviewed request ${clip(view.id, 100)} yet: ${clip(view.agent.name, budget.short)} asks to run ${clip(what(view), budget.short * 2)} (risk ${clip(view.risk.level, 20)}), ${plural(remaining(view), "approval")} needed from ${approvers(view)}${expires}.`;
+}

@@ -1,0 +1,288 @@
+/**
+ * Slack approvals end to end: the official Web API client against a loopback server that
+ * speaks Slack's protocol, and interaction payloads signed exactly as Slack signs them.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import {
+  api,
+  refund,
+  removeDir,
+  startGateway,
+  type TestGateway,
+  until,
+} from "./support/gateway.js";
+import { type FakeSlack, startFakeSlack } from "./support/slack.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+const fast = { pollInterval: 20, backoff: () => 20, maxAttempts: 50 };
+
+function config(upstream: string, slack: FakeSlack): string {
+  return `
+server: { port: 0, publicUrl: "http://airlock.test", sweepInterval: 50ms }
+storage: sqlite:./airlock.db
+agents:
+  - { name: support-bot, owner: alice@example.com }
+reviewers:
+  - { email: alice@example.com, groups: [finance] }
+  - { email: bob@example.com, groups: [finance] }
+  - { email: carol@example.com, groups: [finance] }
+  - { email: frank@example.com, groups: [eng] }
+connections:
+  billing-api:
+    type: http
+    baseUrl: ${upstream}/api
+    headers: { authorization: "Bearer \${env:BILLING_API_TOKEN}" }
+channels:
+  slack:
+    botToken: ${slack.botToken}
+    signingSecret: ${slack.signingSecret}
+    channel: "#approvals"
+    apiUrl: ${slack.apiUrl}
+    notifyOwner: true
+rules:
+  - name: big refunds need step-up
+    when: http.method == "POST" && http.path == "/refunds/big"
+    decision: review
+    review: { approvers: [finance], stepUp: true }
+  - name: refunds need two finance reviewers
+    when: http.method == "POST" && http.path.startsWith("/refunds")
+    decision: review
+    review: { approvers: [finance], quorum: 2, expiresIn: 15m, risk: high }
+    mask: { input: [body.card_number] }
+  - name: nothing else
+    decision: deny
+`;
+}
+
+describe("Slack approvals", () => {
+  let upstream: Upstream;
+  let slack: FakeSlack;
+  let gw: TestGateway;
+  let agent: string;
+  let interactions: string;
+  const user: Record<string, string> = {};
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    slack = await startFakeSlack();
+    for (const name of ["alice", "bob", "carol", "frank"]) {
+      user[name] = slack.addUser(`${name}@example.com`, name);
+    }
+    user.stranger = slack.addUser("stranger@elsewhere.example", "stranger");
+    user.noEmail = slack.addUser(undefined, "bot-like");
+    gw = await startGateway(config(upstream.url, slack), { gateway: { delivery: fast } });
+    agent = await gw.token("agent", "support-bot");
+    interactions = `${gw.url}/integrations/slack/interactions`;
+  });
+  afterAll(async () => {
+    await gw?.close();
+    if (gw) removeDir(gw.dir);
+    await slack?.close();
+    await upstream?.close();
+  });
+  beforeEach(() => {
+    slack.setDown(false);
+  });
+
+  /** Submits a refund and waits for its Slack message; returns the request id and where it is. */
+  async function held(path = "/refunds") {
+    const res = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...refund(), input: { ...refund().input, path } },
+    });
+    expect(res.status).toBe(202);
+    const id = res.body.id as string;
+    await until(() => messageOf(id) !== undefined);
+    return { id, message: messageOf(id)! };
+  }
+
+  function messageOf(id: string) {
+    return [...slack.messages.values()].find(
+      (m) => !m.thread_ts && JSON.stringify(m.blocks ?? []).includes(id),
+    );
+  }
+
+  const click = (who: string, id: string, actionId: string, at: { channel: string; ts: string }) =>
+    slack.interact(
+      interactions,
+      slack.click({
+        user: user[who]!,
+        channel: at.channel,
+        ts: at.ts,
+        actionId,
+        value: id,
+        triggerId: `trig-${who}-${id}`,
+      }),
+    );
+
+  const ephemeralsFor = (who: string) => slack.ephemerals.filter((e) => e.user === user[who]);
+
+  it("posts the request, updates it after each vote, and runs it once on the quorum", async () => {
+    const refunds = () => upstream.calls.filter((c) => c.url === "/api/refunds").length;
+    const before = refunds();
+    const { id, message } = await held();
+    const posted = JSON.stringify(message.blocks);
+    expect(posted).toContain("Customer was charged twice");
+    expect(posted).toContain("support-bot");
+    expect(posted).not.toContain("4242424242424242");
+    expect(message.channel).toMatch(/^C/);
+
+    const first = await click("bob", id, "airlock_approve", message);
+    expect(first.status).toBe(200);
+    await until(() => slack.messages.get(`${message.channel}:${message.ts}`)!.updates >= 1);
+    expect(
+      JSON.stringify(slack.messages.get(`${message.channel}:${message.ts}`)!.blocks),
+    ).toContain("bob@example.com");
+
+    await click("carol", id, "airlock_approve", message);
+    const done = await api(gw.url, "GET", `/v1/actions/${id}?wait=5`, { token: agent });
+    expect(done.body.status).toBe("succeeded");
+    expect(refunds() - before).toBe(1);
+    await until(() => [...slack.messages.values()].some((m) => m.thread_ts === message.ts));
+    const final = slack.messages.get(`${message.channel}:${message.ts}`)!;
+    expect(JSON.stringify(final.blocks)).not.toContain('airlock_approve"');
+    // The owner hears the outcome by direct message.
+    await until(() => [...slack.messages.values()].some((m) => m.channel.startsWith("D")));
+
+    const audit = await api(gw.url, "GET", `/v1/requests/${id}`, {
+      token: await gw.token("reviewer", "bob@example.com"),
+    });
+    expect(audit.body.reviews.map((r: { verifiedBy: string }) => r.verifiedBy)).toEqual([
+      "slack",
+      "slack",
+    ]);
+  });
+
+  it("refuses forged, stale and replayed payloads with 401, deciding nothing", async () => {
+    const { id, message } = await held();
+    const payload = slack.click({
+      user: user.bob!,
+      channel: message.channel,
+      ts: message.ts,
+      actionId: "airlock_approve",
+      value: id,
+    });
+    const forged = await slack.interact(interactions, payload, { secret: "not-the-secret-at-all" });
+    expect(forged.status).toBe(401);
+    const stale = await slack.interact(interactions, payload, {
+      timestamp: Math.floor(Date.now() / 1000) - 600,
+    });
+    expect(stale.status).toBe(401);
+    const now = Math.floor(Date.now() / 1000);
+    expect((await slack.interact(interactions, payload, { timestamp: now })).status).toBe(200);
+    const replayed = await slack.interact(interactions, payload, { timestamp: now });
+    expect(replayed.status).toBe(401);
+    expect(replayed.text).toContain("already received");
+    await new Promise((r) => setTimeout(r, 200));
+    const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
+    expect(view.body.status).toBe("pending");
+    expect(view.body.reviews).toHaveLength(1);
+  });
+
+  it("refuses, with a message only they see, the unmapped, the owner and non-approvers", async () => {
+    const { id, message } = await held();
+    for (const who of ["stranger", "noEmail", "alice", "frank"]) {
+      expect((await click(who, id, "airlock_approve", message)).status).toBe(200);
+    }
+    await until(() =>
+      ["stranger", "noEmail", "alice", "frank"].every((w) => ephemeralsFor(w).length > 0),
+    );
+    expect(ephemeralsFor("stranger")[0]!.text).toMatch(/e-mail/i);
+    expect(ephemeralsFor("noEmail")[0]!.text).toMatch(/e-mail/i);
+    expect(ephemeralsFor("alice")[0]!.text).toMatch(/own/i);
+    expect(ephemeralsFor("frank")[0]!.text).toMatch(/approver/i);
+    const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
+    expect(view.body.reviews).toEqual([]);
+    expect(view.body.status).toBe("pending");
+  });
+
+  it("never approves a step-up request from Slack, whatever is clicked", async () => {
+    const { id, message } = await held("/refunds/big");
+    const actions = JSON.stringify(message.blocks);
+    expect(actions).not.toContain('"airlock_approve"');
+    expect(actions).toContain("http://airlock.test/requests/");
+    await click("bob", id, "airlock_open_console", message);
+    // A hand-made click on an approve button the message never had is refused too.
+    await click("bob", id, "airlock_approve", message);
+    await until(() =>
+      ephemeralsFor("bob").some((e) => /sign-in|step-up|identity provider/i.test(e.text ?? "")),
+    );
+    const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
+    expect(view.body.status).toBe("pending");
+    expect(view.body.reviews).toEqual([]);
+  });
+
+  it("opens a modal for a reason, and records the reason given", async () => {
+    const { id, message } = await held();
+    await click("bob", id, "airlock_deny_reason", message);
+    await until(() => slack.views.some((v) => v.trigger_id === `trig-bob-${id}`));
+    const modal = slack.views.find((v) => v.trigger_id === `trig-bob-${id}`)!.view;
+    const submitted = await slack.interact(
+      interactions,
+      slack.submitView({
+        user: user.bob!,
+        callbackId: modal.callback_id,
+        privateMetadata: modal.private_metadata,
+        values: { comment: { comment: { type: "plain_text_input", value: "duplicate of #123" } } },
+      }),
+    );
+    expect(submitted.status).toBe(200);
+    const done = await api(gw.url, "GET", `/v1/actions/${id}?wait=5`, { token: agent });
+    expect(done.body.status).toBe("denied");
+    expect(done.body.reviews[0]).toMatchObject({
+      reviewer: "bob@example.com",
+      comment: "duplicate of #123",
+    });
+  });
+
+  it("delivers once through a 429, and catches up after an outage with the request reviewable", async () => {
+    await gw.gateway.dispatcher.idle();
+    const before = slack.limited.length;
+    slack.rateLimit(1, 1, "chat.postMessage");
+    const limited = await held();
+    expect(slack.limited.slice(before)).toEqual(["chat.postMessage"]);
+    const copies = [...slack.messages.values()].filter(
+      (m) => !m.thread_ts && JSON.stringify(m.blocks ?? []).includes(limited.id),
+    );
+    expect(copies).toHaveLength(1);
+
+    slack.setDown(true);
+    const res = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    const id = res.body.id as string;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(messageOf(id)).toBeUndefined();
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const reviewable = await api(gw.url, "GET", `/v1/requests/${id}`, { token: bob });
+    expect(reviewable.body.status).toBe("pending");
+    slack.setDown(false);
+    await until(() => messageOf(id) !== undefined, 8000);
+  });
+
+  it("reminds in the thread before expiry, and escalates when nobody answers", async () => {
+    const text = config(upstream.url, slack)
+      .replace(
+        "notifyOwner: true",
+        "notifyOwner: false\n    remindBefore: 1s\n    escalation: { after: 300ms, mention: S0123ABCD }",
+      )
+      .replace("expiresIn: 15m", "expiresIn: 1500ms");
+    const other = await startGateway(text, { gateway: { delivery: fast } });
+    try {
+      const token = await other.token("agent", "support-bot");
+      const res = await api(other.url, "POST", "/v1/actions", { token, body: refund() });
+      const id = res.body.id as string;
+      await until(() => messageOf(id) !== undefined);
+      const message = messageOf(id)!;
+      const thread = () =>
+        [...slack.messages.values()]
+          .filter((m) => m.thread_ts === message.ts)
+          .map((m) => m.text ?? "");
+      await until(() => thread().length >= 2, 5000);
+      expect(thread().some((t) => t.includes("<!subteam^S0123ABCD>"))).toBe(true);
+      expect(thread().some((t) => /expires|left/i.test(t))).toBe(true);
+      await until(() => thread().some((t) => /expired/i.test(t)), 5000);
+    } finally {
+      await other.close();
+      removeDir(other.dir);
+    }
+  });
+});
