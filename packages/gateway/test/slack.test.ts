@@ -43,7 +43,7 @@ rules:
   - name: big refunds need step-up
     when: http.method == "POST" && http.path == "/refunds/big"
     decision: review
-    review: { approvers: [finance], stepUp: true }
+    review: { approvers: [finance], stepUp: true, slackChannel: "#payments-approvals" }
   - name: refunds need two finance reviewers
     when: http.method == "POST" && http.path.startsWith("/refunds")
     decision: review
@@ -198,6 +198,9 @@ describe("Slack approvals", () => {
 
   it("never approves a step-up request from Slack, whatever is clicked", async () => {
     const { id, message } = await held("/refunds/big");
+    // The rule names its own channel.
+    expect(message.channel).toBe(slack.channelId("#payments-approvals"));
+    expect(message.channel).not.toBe(slack.channelId("#approvals"));
     const actions = JSON.stringify(message.blocks);
     expect(actions).not.toContain('"airlock_approve"');
     expect(actions).toContain("http://airlock.test/requests/");
