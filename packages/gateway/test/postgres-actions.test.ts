@@ -3,8 +3,11 @@
  * dry-run preview, execution of exactly what was previewed, result masking, and a connection
  * string that never leaves Airlock.
  */
+
+import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { digest } from "../src/common/canonical-json.js";
+import { digest, keyedDigest } from "../src/common/canonical-json.js";
 import {
   type ApiResponse,
   api,
@@ -129,7 +132,14 @@ rules:
         },
       ],
     };
-    expect(finished.data.resultDigest).toBe(digest(unmasked));
+    // Keyed by the request's nonce, which only the database holds.
+    const db = new Database(join(gw.dir, "airlock.db"), { readonly: true });
+    const { nonce } = db.prepare("SELECT nonce FROM requests WHERE id = ?").get(res.body.id) as {
+      nonce: string;
+    };
+    db.close();
+    expect(finished.data.resultDigest).toBe(keyedDigest(nonce, unmasked));
+    expect(finished.data.resultDigest).not.toBe(digest(unmasked));
     expect(audit.text).not.toContain("person1@example.com");
     expect(gw.logs.join("")).not.toContain("person1@example.com");
   });

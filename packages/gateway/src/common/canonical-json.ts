@@ -4,7 +4,7 @@
  * two equal values always encode to the same bytes. Written as plain loops: it runs several
  * times for every action.
  */
-import { hash } from "node:crypto";
+import { createHmac, hash } from "node:crypto";
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -58,4 +58,9 @@ export function sha256Hex(text: string | Buffer): string {
 /** The SHA-256 of a value's canonical JSON encoding, hex. */
 export function digest(value: unknown): string {
   return sha256Hex(canonicalJson(value));
+}
+
+/** HMAC-SHA256 of the canonical JSON: only a holder of `key` can test a guess against it. */
+export function keyedDigest(key: string, value: unknown): string {
+  return createHmac("sha256", key).update(canonicalJson(value)).digest("hex");
 }

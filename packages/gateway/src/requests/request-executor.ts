@@ -5,7 +5,7 @@
  * was interrupted: it ends `failed` with "outcome unknown", never a second run.
  */
 
-import { digest, type Json } from "../common/canonical-json.js";
+import { type Json, keyedDigest } from "../common/canonical-json.js";
 import type { Connector } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
@@ -163,7 +163,9 @@ export function createExecutor(deps: {
           summary: text(done.summary),
           ...(done.reason ? { reason: text(done.reason) } : {}),
           result: scrub(done.result),
-          resultDigest: done.result === null ? null : digest(done.result),
+          // Keyed by the request's nonce, which only the store holds: a reader of the audit
+          // trail cannot confirm a guess at a masked value (a card's middle digits, say).
+          resultDigest: done.result === null ? null : keyedDigest(request.nonce, done.result),
         };
       } catch (error) {
         logger.error({ requestId: request.id, err: error }, "the connector failed");

@@ -10,6 +10,7 @@ import type { Connector, Description } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
 import type { DetectorName } from "../masking/detector-names.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
+import { maskText } from "../masking/result-masking.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { Policy } from "../policy/policy-compile.js";
@@ -122,7 +123,11 @@ export function createRequestService(deps: RequestServiceDeps) {
     const preview =
       decision.mask.length === 0 ? description.preview : connector.preview(body.operation, masked);
     const shown: Description = {
-      preview: [...scrubHidden(notes, hidden), preview].join("\n\n"),
+      // Notes come from the real system (a dry run's counts): the result detectors apply too.
+      preview: [
+        ...scrubHidden(notes, hidden).map((note) => maskText(note, decision.maskResult ?? []).text),
+        preview,
+      ].join("\n\n"),
       facts:
         decision.mask.length === 0
           ? description.facts

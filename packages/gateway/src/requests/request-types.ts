@@ -75,7 +75,10 @@ export interface Outcome {
   reason?: string;
   /** The result as agents and reviewers may see it: masked, with credentials scrubbed. */
   result: Json;
-  /** SHA-256 of the unmasked result's canonical JSON, so it can be proven later. */
+  /**
+   * HMAC-SHA256 of the unmasked result's canonical JSON, keyed by the request's nonce (kept in
+   * the store, never shown), so whoever holds the database can prove the result later.
+   */
   resultDigest: string | null;
 }
 

@@ -193,6 +193,60 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("refuses COPY to or from the client, which would need a streaming protocol", () => {
+    expect(() => query("COPY orders TO STDOUT")).toThrow(/COPY … TO STDOUT/);
+    expect(() => query("COPY orders FROM STDIN")).toThrow(/COPY … TO STDOUT/);
+  });
+
+  it("runs a locking select read-only too, so nothing it calls can write", async () => {
+    await db.query(`CREATE OR REPLACE FUNCTION wipe() RETURNS int LANGUAGE sql AS
+      'DELETE FROM orders WHERE id > 100 RETURNING 1'`);
+    const outcome = await crm.execute(
+      "query",
+      query("SELECT wipe() FROM orders WHERE id = 1 FOR UPDATE"),
+      never,
+    );
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toMatch(/read-only transaction/);
+    expect(await rows("SELECT count(*)::int AS n FROM orders")).toEqual([{ n: 200 }]);
+  });
+
+  it("keeps its own deadline when the SQL lifts the statement timeout", async () => {
+    const quick = connect({ statementTimeout: "300ms" });
+    try {
+      const outcome = await quick.execute(
+        "query",
+        quick.parse("query", {
+          sql: "SELECT set_config('statement_timeout', '0', false); SELECT pg_sleep(5)",
+        }),
+        never,
+      );
+      expect(outcome.ok).toBe(false);
+      expect(outcome.reason).toMatch(/time limit/);
+    } finally {
+      await quick.close();
+    }
+  });
+
+  it("does not rehearse functions that could act outside the transaction", async () => {
+    const line = await crm.dryRun!(
+      "query",
+      query("UPDATE orders SET status = 'x' WHERE id = 1 AND pg_notify('chan', 'x') IS NOT NULL"),
+    );
+    expect(line).toMatch(/skipped, because it calls pg_notify/);
+  });
+
+  it("reports only the SQLSTATE when a dry run fails, never the data in the message", async () => {
+    const line = await crm.dryRun!(
+      "query",
+      query(
+        "UPDATE orders SET status = 'x' WHERE id = (SELECT email FROM orders WHERE id = 7)::int",
+      ),
+    );
+    expect(line).toBe("Dry run: the database refused it (SQLSTATE 22P02).");
+    expect(line).not.toContain("user7@example.com");
+  });
+
   it("leaves no session state behind for the next request on the same connection", async () => {
     const one = connect({ poolSize: 1 });
     try {
@@ -258,7 +312,8 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
       expect(outcome.reason).toMatch(/could not be reached/);
       expect(JSON.stringify(outcome)).not.toMatch(/127\.0\.0\.1|nowhere|pa55/);
       const described = await away.describe("query", away.parse("query", { sql: "SELECT 1" }));
-      expect(described.facts).toMatchObject({ sql: { estimatedRows: -1 } });
+      // Unknown counts as huge, so size limits in rules fail closed.
+      expect(described.facts).toMatchObject({ sql: { estimatedRows: Number.MAX_SAFE_INTEGER } });
     } finally {
       await away.close();
     }

@@ -12,7 +12,7 @@ import { AirlockError } from "../../errors.js";
 import type { Connector, ConnectorType, Description, ExecutionOutcome } from "../connector.js";
 import { type PostgresConnectionConfig, postgresConnectionSchema } from "./postgres-config.js";
 import { analyzeSql, loadSqlParser, type SqlAnalysis, SqlSyntaxError } from "./sql-analysis.js";
-import { sqlRisk } from "./sql-risk.js";
+import { isPureFunction, sqlRisk } from "./sql-risk.js";
 
 // The parser is WebAssembly, compiled once when this module loads; `analyzeSql` is synchronous.
 await loadSqlParser();
@@ -69,6 +69,13 @@ export function createPostgresConnector(name: string, config: PostgresConnection
   // An idle client that loses its server is dropped by the pool; without a listener the
   // error would end the process.
   pool.on("error", () => {});
+  // The parser reads backslashes in strings as the standard says; a server told otherwise
+  // (a role or database setting) would split statements differently, so it is pinned.
+  const pinSession = (client: pg.ClientBase) =>
+    client.query("SET standard_conforming_strings = on");
+  pool.on("connect", (client) => {
+    pinSession(client).catch(() => {});
+  });
 
   const parseInput = (operation: string, input: unknown): PostgresInput => {
     if (operation !== "query") {
@@ -87,6 +94,13 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     try {
       return analyzeSql(input.sql);
     } catch (error) {
+      if (error instanceof RangeError) {
+        throw new AirlockError(
+          "invalid_request",
+          "input.sql: nested too deeply to analyse; simplify the statement",
+          { field: "input.sql" },
+        );
+      }
       if (error instanceof SqlSyntaxError) {
         throw new AirlockError(
           "invalid_request",
@@ -104,6 +118,15 @@ export function createPostgresConnector(name: string, config: PostgresConnection
   const parse = (operation: string, input: unknown): Json => {
     const value = parseInput(operation, input);
     const analysis = analyze(value);
+    // COPY to the client or from it speaks a streaming sub-protocol Airlock does not relay.
+    const streaming = analysis.parts.find((part) => part.kind === "copy" && part.rollbackable);
+    if (streaming) {
+      throw new AirlockError(
+        "invalid_request",
+        "input.sql: COPY … TO STDOUT / FROM STDIN is not supported; read with SELECT and write with INSERT",
+        { field: "input.sql" },
+      );
+    }
     if (value.params !== undefined && analysis.statements > 1) {
       throw new AirlockError(
         "invalid_request",
@@ -122,7 +145,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
    */
   const withClient = async <T>(
     work: (client: pg.PoolClient) => Promise<T>,
-    options: { reset?: boolean } = {},
+    options: { reset?: boolean; deadlineMs?: number } = {},
   ): Promise<T> => {
     let client: pg.PoolClient;
     try {
@@ -131,21 +154,50 @@ export function createPostgresConnector(name: string, config: PostgresConnection
       throw new DatabaseUnreachable(error);
     }
     let broken = false;
+    let overdue = false;
+    // SQL can lift its own statement_timeout (set_config), so the gateway keeps a clock too:
+    // past the deadline the statement is cancelled and the connection thrown away.
+    const timer =
+      options.deadlineMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            overdue = true;
+            cancelBackend((client as unknown as { processID: number }).processID).catch(() => {});
+          }, options.deadlineMs);
     try {
       return await work(client);
     } catch (error) {
-      broken = isConnectionError(error);
+      broken = overdue || isConnectionError(error);
+      if (overdue) throw new Overdue(options.deadlineMs ?? 0);
       throw error;
     } finally {
+      clearTimeout(timer);
+      if (overdue) broken = true;
       if (options.reset && !broken) {
         try {
           if (client.getTransactionStatus() !== "I") await client.query("ROLLBACK");
           await client.query("DISCARD ALL");
+          await pinSession(client);
         } catch {
           broken = true;
         }
       }
       client.release(broken);
+    }
+  };
+
+  /** Cancels a running statement from a connection of its own (the pool may be full). */
+  const cancelBackend = async (pid: number) => {
+    const canceller = new pg.Client({
+      connectionString: config.url,
+      connectionTimeoutMillis: 5000,
+    });
+    canceller.on("error", () => {});
+    try {
+      await canceller.connect();
+      await canceller.query("SELECT pg_cancel_backend($1)", [pid]);
+    } finally {
+      await canceller.end().catch(() => {});
     }
   };
 
@@ -156,26 +208,30 @@ export function createPostgresConnector(name: string, config: PostgresConnection
   ): Promise<{ rows: number; columns: string[] } | undefined> => {
     if (!analysis.parts.every((part) => explainable.has(part.kind))) return undefined;
     try {
-      return await withClient(async (client) => {
-        let rows = 0;
-        let columns: string[] = [];
-        await client.query("BEGIN READ ONLY");
-        try {
-          await client.query(`SET LOCAL statement_timeout = ${config.previewTimeout}`);
-          for (const part of analysis.parts) {
-            const result = await client.query({
-              text: `EXPLAIN (VERBOSE, FORMAT JSON) ${part.text}`,
-              values: input.params ?? [],
-            });
-            const plan = planOf(result.rows[0]);
-            rows += plan.rows;
-            columns = plan.columns;
+      return await withClient(
+        async (client) => {
+          let rows = 0;
+          let columns: string[] = [];
+          await client.query("BEGIN READ ONLY");
+          try {
+            await client.query(`SET LOCAL statement_timeout = ${config.previewTimeout}`);
+            for (const part of analysis.parts) {
+              const result = await client.query({
+                text: `EXPLAIN (VERBOSE, FORMAT JSON) ${part.text}`,
+                values: input.params ?? [],
+                queryMode: "extended",
+              } as pg.QueryConfig);
+              const plan = planOf(result.rows[0]);
+              rows += plan.rows;
+              columns = plan.columns;
+            }
+          } finally {
+            await client.query("ROLLBACK");
           }
-        } finally {
-          await client.query("ROLLBACK");
-        }
-        return { rows, columns };
-      });
+          return { rows, columns };
+        },
+        { reset: true, deadlineMs: config.previewTimeout },
+      );
     } catch {
       // An estimate is a hint: a statement EXPLAIN cannot plan fails the same way when run.
       return undefined;
@@ -206,7 +262,8 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           tables: analysis.tables,
           statements: analysis.statements,
           hasWhere: analysis.hasWhere,
-          estimatedRows: estimated?.rows ?? -1,
+          // Unknown counts as huge, so a size limit in a rule fails closed.
+          estimatedRows: estimated?.rows ?? Number.MAX_SAFE_INTEGER,
           functions: analysis.functions,
         },
       },
@@ -230,6 +287,13 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     if (locking) {
       return `Dry run: skipped for ${locking.kind.toUpperCase()} statements, which take locks on the schema.`;
     }
+    // A function can act outside the transaction (a replication slot, a signal, a file), and
+    // the dry run happens before anyone decides: only functions known to be pure may run.
+    const unsafe = analysis.functions.filter((fn) => !isPureFunction(fn));
+    if (unsafe.length > 0) {
+      return `Dry run: skipped, because it calls ${unsafe.slice(0, 5).join(", ")}, which a rollback might not undo.`;
+    }
+    if (analysis.statements > 20) return "Dry run: skipped for more than 20 statements.";
     try {
       const counts = await withClient(
         async (client) => {
@@ -239,7 +303,11 @@ export function createPostgresConnector(name: string, config: PostgresConnection
             await client.query(`SET LOCAL lock_timeout = ${config.previewTimeout}`);
             const lines: string[] = [];
             for (const part of analysis.parts) {
-              const result = await client.query({ text: part.text, values: input.params ?? [] });
+              const result = await client.query({
+                text: part.text,
+                values: input.params ?? [],
+                queryMode: "extended",
+              } as pg.QueryConfig);
               const target = part.tables[0] ? ` ${part.tables.join(", ")}` : "";
               lines.push(`${result.command}${target}: ${count(result.rowCount ?? 0)}`);
             }
@@ -248,11 +316,15 @@ export function createPostgresConnector(name: string, config: PostgresConnection
             await client.query("ROLLBACK");
           }
         },
-        { reset: true },
+        { reset: true, deadlineMs: config.previewTimeout },
       );
       return `Dry run (rolled back): ${counts.join("; ")}.`;
     } catch (error) {
-      return `Dry run: could not complete (${errorText(error)}).`;
+      // The database's message can quote row data the reviewer may not see: the code only.
+      if (error instanceof Overdue) return `Dry run: stopped after ${config.previewTimeout} ms.`;
+      const code = (error as { code?: unknown }).code;
+      const sqlState = typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+      return `Dry run: the database refused it${sqlState ? ` (SQLSTATE ${sqlState})` : ""}.`;
     }
   };
 
@@ -268,7 +340,10 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     try {
       await withClient(
         async (client) => {
-          if (ownTransaction) await client.query(analysis.readOnly ? "BEGIN READ ONLY" : "BEGIN");
+          // SELECT … FOR UPDATE is not read-only for PostgreSQL, but it is still a select to
+          // the rules: it runs READ ONLY too, so nothing it calls can write.
+          const readOnly = analysis.readOnly || analysis.kinds.every((kind) => kind === "select");
+          if (ownTransaction) await client.query(readOnly ? "BEGIN READ ONLY" : "BEGIN");
           try {
             for (const part of analysis.parts) {
               const result = await runStatement(client, part, input.params ?? [], {
@@ -286,11 +361,13 @@ export function createPostgresConnector(name: string, config: PostgresConnection
             throw error;
           }
         },
-        { reset: true },
+        { reset: true, deadlineMs: config.statementTimeout * analysis.statements + 1000 },
       );
     } catch (error) {
       const reason =
-        error instanceof DatabaseUnreachable || error instanceof TransactionLeftOpen
+        error instanceof DatabaseUnreachable ||
+        error instanceof TransactionLeftOpen ||
+        error instanceof Overdue
           ? error.message
           : `the database refused it: ${errorText(error)}${ownTransaction ? "; nothing was changed" : ""}`;
       return {
@@ -481,6 +558,13 @@ class TransactionLeftOpen extends Error {
     super(
       "the SQL left a transaction open (BEGIN without COMMIT); Airlock rolled it back, so nothing in that transaction was kept",
     );
+  }
+}
+
+/** The gateway's own deadline passed: the statement was cancelled, the connection closed. */
+class Overdue extends Error {
+  constructor(ms: number) {
+    super(`the statements ran past the connection's time limit (${ms} ms) and were cancelled`);
   }
 }
 

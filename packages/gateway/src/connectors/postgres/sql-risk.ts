@@ -7,23 +7,92 @@ export const bulkRows = 10_000;
 /** Writes above this many estimated rows are more than a fix-up. */
 export const largeWriteRows = 1_000;
 
-/** Functions that act outside the rows a statement reads, even in a read-only transaction. */
-const sideEffects = new Set([
-  "pg_terminate_backend",
-  "pg_cancel_backend",
-  "pg_reload_conf",
-  "pg_rotate_logfile",
-  "set_config",
-  "pg_advisory_lock",
-  "pg_read_file",
-  "pg_read_binary_file",
-  "pg_ls_dir",
-  "lo_import",
-  "lo_export",
-  "dblink",
-  "dblink_exec",
-  "pg_sleep",
+/**
+ * Built-in functions that only compute a value from their arguments: a statement calling
+ * nothing else may be rehearsed in a dry run. Anything else (pg_*, lo_*, dblink, set_config,
+ * nextval, user functions) might act outside the transaction.
+ */
+const pureFunctions = new Set([
+  "abs",
+  "avg",
+  "btrim",
+  "ceil",
+  "ceiling",
+  "char_length",
+  "character_length",
+  "coalesce",
+  "concat",
+  "concat_ws",
+  "count",
+  "date_part",
+  "date_trunc",
+  "extract",
+  "floor",
+  "greatest",
+  "initcap",
+  "left",
+  "length",
+  "least",
+  "lower",
+  "lpad",
+  "ltrim",
+  "max",
+  "md5",
+  "min",
+  "mod",
+  "now",
+  "nullif",
+  "position",
+  "power",
+  "random",
+  "regexp_replace",
+  "replace",
+  "right",
+  "round",
+  "rpad",
+  "rtrim",
+  "sign",
+  "split_part",
+  "sqrt",
+  "string_agg",
+  "strpos",
+  "substr",
+  "substring",
+  "sum",
+  "to_char",
+  "to_date",
+  "to_number",
+  "to_timestamp",
+  "trim",
+  "trunc",
+  "upper",
+  "array_agg",
+  "array_length",
+  "cardinality",
+  "json_build_object",
+  "jsonb_build_object",
+  "to_json",
+  "to_jsonb",
+  "jsonb_set",
+  "age",
+  "make_date",
+  "make_interval",
+  "gen_random_uuid",
+  "current_date",
+  "current_timestamp",
+  "localtimestamp",
+  "statement_timestamp",
+  "clock_timestamp",
+  "transaction_timestamp",
 ]);
+
+export function isPureFunction(name: string): boolean {
+  return pureFunctions.has(name.replace(/^pg_catalog\./, "").toLowerCase());
+}
+
+/** Functions whose effects a read-only transaction does not stop, by prefix or name. */
+const effectful =
+  /^(pg_catalog\.)?(pg_|lo_|dblink|set_config$|setval$|nextval$|current_setting$|query_to_xml|table_to_xml|cursor_to_xml|database_to_xml|schema_to_xml|txid_)/i;
 
 export function sqlRisk(analysis: SqlAnalysis, estimatedRows: number | undefined): RiskHint {
   const kinds = new Set(analysis.kinds);
@@ -51,13 +120,11 @@ export function sqlRisk(analysis: SqlAnalysis, estimatedRows: number | undefined
       reason: "a statement Airlock cannot classify further (SET, VACUUM, LOCK, …)",
     };
   }
-  const effectful = analysis.functions.filter((name) =>
-    sideEffects.has(name.replace(/^pg_catalog\./, "")),
-  );
-  if (effectful.length > 0) {
+  const reaching = analysis.functions.filter((name) => effectful.test(name));
+  if (reaching.length > 0) {
     return {
       level: "high",
-      reason: `calls ${effectful.join(", ")}, whose effects a read-only transaction does not stop`,
+      reason: `calls ${reaching.slice(0, 5).join(", ")}, which can reach beyond the rows it reads`,
     };
   }
   if (kinds.has("copy")) return { level: "high", reason: "COPY moves data in bulk" };
