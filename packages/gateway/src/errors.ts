@@ -19,6 +19,7 @@ export type ErrorCode =
   | "store_unavailable"
   | "rate_limited"
   | "payload_too_large"
+  | "identity_provider_unavailable"
   | "internal";
 
 const statusByCode: Record<ErrorCode, number> = {
@@ -38,6 +39,7 @@ const statusByCode: Record<ErrorCode, number> = {
   store_unavailable: 503,
   rate_limited: 429,
   payload_too_large: 413,
+  identity_provider_unavailable: 503,
   internal: 500,
 };
 

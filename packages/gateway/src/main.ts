@@ -1,5 +1,8 @@
 /** The composition root: config -> store -> services -> server. Everything is wired here, once. */
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { DestinationStream } from "pino";
 import type { Channel, ChannelView } from "./channels/channel.js";
 import { channelSecrets, configuredChannels } from "./channels/channel-registry.js";
@@ -9,6 +12,7 @@ import type { Connector } from "./connectors/connector.js";
 import { connectorType } from "./connectors/connector-registry.js";
 import { buildServer } from "./http/server.js";
 import { createIdentityService } from "./identity/identity-service.js";
+import { createOidcService } from "./identity/oidc-service.js";
 import { createRedactor } from "./masking/secret-redactor.js";
 import { createLogger, type Logger } from "./observability/logger.js";
 import { createMetrics } from "./observability/metrics.js";
@@ -32,6 +36,8 @@ export interface GatewayOptions {
   logLevel?: string;
   clock?: () => number;
   channels?: Channel[];
+  /** Where the console's built files are; by default packages/console/dist when built. */
+  consoleDir?: string;
   /** How channel deliveries are retried (defaults: 1 s doubling to 5 min, 12 attempts). */
   delivery?: { pollInterval?: number; maxAttempts?: number; backoff?: (attempt: number) => number };
   /** Overrides server.port / server.host (0 picks a free port). */
@@ -59,6 +65,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     ...loaded.secrets,
     ...[...connectors.values()].flatMap((c) => c.secrets),
     ...channelSecrets(config),
+    ...(config.identity.oidc ? [config.identity.oidc.clientSecret] : []),
   ]);
   const logger =
     options.logger ??
@@ -78,6 +85,16 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   }
   const publicUrl = config.server.publicUrl;
   const identity = createIdentityService({ store, config, clock });
+  const oidc =
+    config.identity.oidc &&
+    createOidcService({
+      config: config.identity.oidc,
+      publicUrl,
+      store,
+      clock,
+      logger,
+      configured: (email) => identity.reviewer(email),
+    });
   const waiters = createWaiters(store);
   const channels = [
     ...configuredChannels(config, { logger, redactor, clock }),
@@ -137,6 +154,9 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     store,
     requests,
     identity,
+    oidc,
+    policy,
+    consoleDir: options.consoleDir ?? builtConsole(),
     logger,
     metrics,
     publicUrl,
@@ -225,4 +245,10 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       return closing;
     },
   };
+}
+
+/** The console as `npm run build` leaves it next to this package, if it was built. */
+function builtConsole(): string | undefined {
+  const dir = fileURLToPath(new URL("../../console/dist/", import.meta.url));
+  return existsSync(join(dir, "index.html")) ? dir : undefined;
 }

@@ -10,6 +10,7 @@ import { connectorTypes } from "../connectors/connector-registry.js";
 import { execConnectionSchema } from "../connectors/exec/exec-config.js";
 import { httpConnectionSchema } from "../connectors/http/http-config.js";
 import { postgresConnectionSchema } from "../connectors/postgres/postgres-config.js";
+import { oidcSchema } from "../identity/oidc-config.js";
 import { maskPathProblem } from "../masking/input-mask.js";
 import {
   duration,
@@ -129,6 +130,12 @@ export const configSchema = z.strictObject({
   reviewers: z.array(reviewerSchema).max(100_000).default([]),
   connections: z.record(nameSchema, connectionSchema).default({}),
   rules: z.array(ruleSchema).max(10_000).default([]),
+  identity: z
+    .strictObject({
+      /** Reviewers sign in to the console through this OpenID Connect provider. */
+      oidc: oidcSchema.optional(),
+    })
+    .default({}),
   channels: z
     .strictObject({
       /** Approval messages with buttons, updated in place. */

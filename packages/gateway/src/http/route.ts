@@ -49,7 +49,8 @@ export interface Reply {
   headers?: Record<string, string>;
 }
 
-export type Authenticate = (authorization: string | undefined) => Promise<Principal>;
+/** Who sent the request: a bearer token, or a console session (with its CSRF token). */
+export type Authenticate = (request: FastifyRequest) => Promise<Principal>;
 
 export function parseInput<S extends z.ZodType>(
   schema: S | undefined,
@@ -80,7 +81,7 @@ export function createRouter(app: FastifyInstance, authenticate: Authenticate) {
       handler: async (request, reply) => {
         let principal: Principal | undefined;
         if (spec.auth !== "none") {
-          principal = await authenticate(request.headers.authorization);
+          principal = await authenticate(request);
           if (principal.kind !== spec.auth) {
             throw new AirlockError(
               "forbidden",

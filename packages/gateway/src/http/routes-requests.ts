@@ -99,7 +99,19 @@ export function requestRoutes(
         throw new AirlockError("invalid_request", "body: send {decision, comment?}", {
           field: "body",
         });
-      const request = await requests.review(principal.reviewer, params.id, body);
+      let request: Awaited<ReturnType<typeof requests.review>>;
+      try {
+        request = await requests.review(principal.reviewer, params.id, body);
+      } catch (error) {
+        // Say where the fresh sign-in happens, for the console to send the reviewer there.
+        if (error instanceof AirlockError && error.code === "step_up_required") {
+          const returnTo = encodeURIComponent(`/requests/${params.id}`);
+          throw new AirlockError("step_up_required", error.message, {
+            details: { login: `/auth/login?stepUp=1&returnTo=${returnTo}` },
+          });
+        }
+        throw error;
+      }
       return {
         body: reviewerView(request, principal.reviewer, requests.ownersOf(request), publicUrl),
       };

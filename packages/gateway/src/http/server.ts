@@ -7,26 +7,37 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyRequest,
   LogController,
 } from "fastify";
 import { randomHex } from "../common/ids.js";
 import { AirlockError } from "../errors.js";
-import type { IdentityService } from "../identity/identity-service.js";
+import type { IdentityService, Principal } from "../identity/identity-service.js";
+import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
+import type { Policy } from "../policy/policy-compile.js";
 import type { RequestService } from "../requests/request-service.js";
 import type { Store } from "../store/store.js";
+import { readCookie } from "./cookies.js";
 import { openApiDocument } from "./openapi.js";
 import { createRouter } from "./route.js";
 import { actionRoutes } from "./routes-actions.js";
 import { auditRoutes } from "./routes-audit.js";
+import { authRoutes } from "./routes-auth.js";
+import { consoleRoutes, serveConsole } from "./routes-console.js";
 import { requestRoutes } from "./routes-requests.js";
 
 export interface ServerDeps {
   store: Store;
   requests: RequestService;
   identity: IdentityService;
+  policy: Policy;
+  /** The console's built files (index.html and assets), served at `/` when present. */
+  consoleDir: string | undefined;
+  /** Console sessions through the identity provider, when configured. */
+  oidc: OidcService | undefined;
   logger: Logger;
   metrics: Metrics;
   publicUrl: string;
@@ -110,8 +121,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     }),
   );
 
-  const router = createRouter(app, (authorization) => deps.identity.authenticate(authorization));
+  const router = createRouter(app, (request) => authenticate(request, deps));
   actionRoutes(router, deps);
+  authRoutes(router, deps);
+  consoleRoutes(router, deps);
+  serveConsole(app, deps.consoleDir);
   requestRoutes(router, deps);
   auditRoutes(router, deps);
 
@@ -259,4 +273,31 @@ airlock requests approve ${id} --comment "why"
 airlock requests deny ${id} --comment "why"</code></pre>
 </body></html>
 `;
+}
+
+/**
+ * A bearer token when one is sent; otherwise the console's session cookie, whose
+ * state-changing calls must also carry the session's CSRF token (a cookie alone rides
+ * along on cross-site requests; a header read from /auth/session cannot).
+ */
+async function authenticate(
+  request: FastifyRequest,
+  deps: Pick<ServerDeps, "identity" | "oidc">,
+): Promise<Principal> {
+  const session = deps.oidc && readCookie(request, SESSION_COOKIE);
+  if (request.headers.authorization !== undefined || !session || !deps.oidc) {
+    return deps.identity.authenticate(request.headers.authorization);
+  }
+  const { reviewer } = await deps.oidc.reviewer(session);
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    const sent = request.headers["x-csrf-token"];
+    if (sent !== deps.oidc.csrfToken(session)) {
+      throw new AirlockError(
+        "forbidden",
+        "x-csrf-token: missing or wrong; send the csrfToken from GET /auth/session with every change",
+        { field: "x-csrf-token" },
+      );
+    }
+  }
+  return { kind: "reviewer", reviewer, tokenId: "session" };
 }

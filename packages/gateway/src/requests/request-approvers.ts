@@ -29,8 +29,14 @@ export function createApprovers(config: AirlockConfig): Approvers {
 
   const disqualified = (request: ActionRequest, review: Review): string | undefined => {
     const email = review.reviewer.toLowerCase();
-    const reviewer = reviewers.get(email);
-    if (!reviewer) return `${email} is no longer a configured reviewer`;
+    const configured = reviewers.get(email);
+    // The identity provider vouched for the groups it listed at the vote; config adds to them.
+    const vouched = review.evidence.method === "oidc" ? review.evidence.idpGroups : undefined;
+    const idpGroups = Array.isArray(vouched)
+      ? vouched.filter((g): g is string => typeof g === "string")
+      : [];
+    if (!configured && idpGroups.length === 0) return `${email} is no longer a configured reviewer`;
+    const reviewer = { email, groups: [...(configured?.groups ?? []), ...idpGroups] };
     return approverRefusal(request, reviewer, "approve", ownersOf(request))?.message;
   };
 

@@ -71,6 +71,31 @@ export interface RequestChange {
 /** The outbox entries a change produces, chosen by the caller (channels, webhooks). */
 export type OutboxPlanner = (change: Change) => OutboxEntry[];
 
+/** A reviewer signed in through the identity provider; the cookie holds the id, this its hash. */
+export interface SessionRecord {
+  idHash: string;
+  email: string;
+  issuer: string;
+  subject: string;
+  /** Groups from the identity provider's claim (config groups are added when it is used). */
+  groups: string[];
+  /** When the identity provider last authenticated the person (ms). */
+  authTime: number;
+  acr: string | null;
+  createdAt: number;
+  expiresAt: number;
+}
+
+/** A sign-in between the redirect to the identity provider and its return. */
+export interface SignInRecord {
+  stateHash: string;
+  verifier: string;
+  nonce: string;
+  returnTo: string;
+  stepUp: boolean;
+  expiresAt: number;
+}
+
 export interface Store {
   readonly dialect: "sqlite" | "postgres";
 
@@ -122,6 +147,15 @@ export interface Store {
   /** Where a channel put its message for a request (to update it in place later). */
   getChannelRef(requestId: string, channel: string): Promise<string | undefined>;
   setChannelRef(requestId: string, channel: string, ref: string): Promise<void>;
+
+  /** Records a new session, with its audit event, and forgets expired ones. */
+  insertSession(session: SessionRecord, event: AuditEventInput): Promise<void>;
+  findSession(idHash: string, now: number): Promise<SessionRecord | undefined>;
+  deleteSession(idHash: string, event: AuditEventInput | undefined): Promise<boolean>;
+  /** Records a sign-in under way, and forgets the ones that expired before `now`. */
+  insertSignIn(signIn: SignInRecord, now: number): Promise<void>;
+  /** Returns and deletes the sign-in with this state: each can complete only once. */
+  takeSignIn(stateHash: string, now: number): Promise<SignInRecord | undefined>;
 
   /** Called after every committed request change, in this process and (PostgreSQL) others. */
   subscribe(listener: (change: RequestChange) => void): () => void;

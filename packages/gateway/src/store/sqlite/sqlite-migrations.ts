@@ -96,4 +96,31 @@ export const sqliteMigrations: Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    name: "reviewer sessions and sign-ins in progress",
+    sql: `
+      CREATE TABLE sessions (
+        id_hash    TEXT PRIMARY KEY,
+        email      TEXT NOT NULL,
+        issuer     TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        groups     TEXT NOT NULL,
+        auth_time  INTEGER NOT NULL,
+        acr        TEXT,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX sessions_expiry ON sessions (expires_at);
+
+      CREATE TABLE sign_ins (
+        state_hash TEXT PRIMARY KEY,
+        verifier   TEXT NOT NULL,
+        nonce      TEXT NOT NULL,
+        return_to  TEXT NOT NULL,
+        step_up    INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];

@@ -20,6 +20,8 @@ import type {
   OutboxPlanner,
   RequestChange,
   RequestQuery,
+  SessionRecord,
+  SignInRecord,
   Store,
   TokenRecord,
 } from "../store.js";
@@ -246,6 +248,15 @@ export class SqliteStore implements Store {
         last_error = ? WHERE id = ?`),
       deadOutbox: db.prepare(`UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = ?
         WHERE id = ?`),
+      insertSession: db.prepare(`INSERT INTO sessions (id_hash, email, issuer, subject, groups,
+        auth_time, acr, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      expireSessions: db.prepare("DELETE FROM sessions WHERE expires_at <= ?"),
+      session: db.prepare("SELECT * FROM sessions WHERE id_hash = ? AND expires_at > ?"),
+      deleteSession: db.prepare("DELETE FROM sessions WHERE id_hash = ?"),
+      insertSignIn: db.prepare(`INSERT INTO sign_ins (state_hash, verifier, nonce, return_to,
+        step_up, expires_at) VALUES (?, ?, ?, ?, ?, ?)`),
+      expireSignIns: db.prepare("DELETE FROM sign_ins WHERE expires_at <= ?"),
+      takeSignIn: db.prepare("DELETE FROM sign_ins WHERE state_hash = ? RETURNING *"),
       getRef: db.prepare("SELECT ref FROM channel_refs WHERE request_id = ? AND channel = ?"),
       setRef: db.prepare(`INSERT INTO channel_refs (request_id, channel, ref) VALUES (?, ?, ?)
         ON CONFLICT (request_id, channel) DO UPDATE SET ref = excluded.ref`),
@@ -560,6 +571,77 @@ export class SqliteStore implements Store {
 
   async setChannelRef(requestId: string, channel: string, ref: string): Promise<void> {
     await this.write(() => this.stmt.setRef.run(requestId, channel, ref));
+  }
+
+  async insertSession(session: SessionRecord, event: AuditEventInput): Promise<void> {
+    await this.write(() => {
+      this.stmt.expireSessions.run(session.createdAt);
+      this.stmt.insertSession.run(
+        session.idHash,
+        session.email,
+        session.issuer,
+        session.subject,
+        JSON.stringify(session.groups),
+        session.authTime,
+        session.acr,
+        session.createdAt,
+        session.expiresAt,
+      );
+      this.appendEvents([event]);
+    });
+  }
+
+  async findSession(idHash: string, now: number): Promise<SessionRecord | undefined> {
+    return this.run(() => {
+      const row = this.stmt.session.get(idHash, now) as Row | undefined;
+      if (!row) return undefined;
+      return {
+        idHash: row.id_hash as string,
+        email: row.email as string,
+        issuer: row.issuer as string,
+        subject: row.subject as string,
+        groups: JSON.parse(row.groups as string) as string[],
+        authTime: row.auth_time as number,
+        acr: row.acr as string | null,
+        createdAt: row.created_at as number,
+        expiresAt: row.expires_at as number,
+      };
+    });
+  }
+
+  async deleteSession(idHash: string, event: AuditEventInput | undefined): Promise<boolean> {
+    return this.write(() => {
+      const deleted = this.stmt.deleteSession.run(idHash).changes === 1;
+      if (deleted && event) this.appendEvents([event]);
+      return deleted;
+    });
+  }
+
+  async insertSignIn(signIn: SignInRecord, now: number): Promise<void> {
+    await this.write(() => {
+      this.stmt.expireSignIns.run(now);
+      this.stmt.insertSignIn.run(
+        signIn.stateHash,
+        signIn.verifier,
+        signIn.nonce,
+        signIn.returnTo,
+        signIn.stepUp ? 1 : 0,
+        signIn.expiresAt,
+      );
+    });
+  }
+
+  async takeSignIn(stateHash: string, now: number): Promise<SignInRecord | undefined> {
+    const row = await this.write(() => this.stmt.takeSignIn.get(stateHash) as Row | undefined);
+    if (!row || (row.expires_at as number) <= now) return undefined;
+    return {
+      stateHash: row.state_hash as string,
+      verifier: row.verifier as string,
+      nonce: row.nonce as string,
+      returnTo: row.return_to as string,
+      stepUp: row.step_up === 1,
+      expiresAt: row.expires_at as number,
+    };
   }
 
   subscribe(listener: (change: RequestChange) => void): () => void {

@@ -1,0 +1,205 @@
+/**
+ * `/audit`: the audit trail in chain order, filtered on the gateway, with whether the hash
+ * chain verifies from end to end.
+ */
+import { type FormEvent, useCallback, useMemo } from "react";
+import { api } from "../api.js";
+import type { AuditPage as AuditPageBody } from "../api-types.js";
+import { AuditList } from "../components/audit-list.js";
+import { Link } from "../components/link.js";
+import { Empty, ErrorState, Loading } from "../components/states.js";
+import { usePaged, usePageTitle, useResource } from "../hooks.js";
+import { navigate } from "../router.js";
+
+const PAGE = 200;
+
+/** Suggestions for the type filter; any other type can be typed. */
+const knownTypes = [
+  "request.submitted",
+  "request.decided",
+  "request.reviewed",
+  "request.approved",
+  "request.denied",
+  "request.expired",
+  "request.cancelled",
+  "execution.started",
+  "execution.succeeded",
+  "execution.failed",
+  "reviewer.signed_in",
+  "reviewer.signed_out",
+  "token.created",
+  "token.revoked",
+];
+const fields = ["requestId", "type", "actor", "from", "to"] as const;
+type Filters = Record<(typeof fields)[number], string>;
+
+function readFilters(search: string): Filters {
+  const params = new URLSearchParams(search);
+  const filters = {} as Filters;
+  for (const field of fields) filters[field] = params.get(field)?.trim() ?? "";
+  return filters;
+}
+
+/** A datetime-local value as an ISO instant in UTC, which is what the gateway parses. */
+function iso(value: string): string | undefined {
+  if (!value) return undefined;
+  const ms = new Date(value).getTime();
+  return Number.isNaN(ms) ? undefined : new Date(ms).toISOString();
+}
+
+function nextCursor(page: AuditPageBody): string | undefined {
+  const next = page.nextAfterSeq ?? page.next;
+  return next === undefined ? undefined : String(next);
+}
+
+function ChainBanner() {
+  const load = useCallback((signal: AbortSignal) => api.verifyAudit(signal), []);
+  const check = useResource(load);
+  const result = check.data;
+  return (
+    <div aria-live="polite">
+      {result?.ok ? (
+        <p className="alert alert-ok">
+          <strong>Chain verified: {result.events} events.</strong>{" "}
+          {result.head ? (
+            <span className="muted">
+              Head #{result.head.seq} <span className="mono">{result.head.hash.slice(0, 16)}…</span>
+            </span>
+          ) : null}
+        </p>
+      ) : result ? (
+        <div className="alert alert-error" role="alert">
+          <p className="alert-title">The audit chain does not verify</p>
+          {result.problem ? (
+            <p>
+              At event #{result.problem.seq} ({result.problem.kind}): {result.problem.message}
+            </p>
+          ) : (
+            <p>{result.events} events checked.</p>
+          )}
+        </div>
+      ) : check.error ? (
+        <ErrorState error={check.error} onRetry={check.reload} title="Could not verify the chain" />
+      ) : (
+        <Loading what="Verifying the audit chain…" />
+      )}
+      {result ? (
+        <button type="button" className="secondary" onClick={check.reload} disabled={check.loading}>
+          Verify again
+        </button>
+      ) : null}
+    </div>
+  );
+}
+
+export function AuditPage({ search }: { search: string }) {
+  usePageTitle("Audit");
+  const filters = useMemo(() => readFilters(search), [search]);
+  const { requestId, type, actor, from, to } = filters;
+
+  const loadPage = useCallback(
+    async (cursor: string | undefined, signal: AbortSignal) => {
+      const page = await api.audit(
+        {
+          requestId,
+          type,
+          actor,
+          since: iso(from),
+          until: iso(to),
+          afterSeq: cursor === undefined ? undefined : Number(cursor),
+          limit: PAGE,
+        },
+        signal,
+      );
+      return { items: page.events, next: nextCursor(page) };
+    },
+    [requestId, type, actor, from, to],
+  );
+  const list = usePaged(loadPage);
+
+  const apply = (event: FormEvent<HTMLFormElement>) => {
+    event.preventDefault();
+    const params = new URLSearchParams();
+    for (const [key, value] of new FormData(event.currentTarget)) {
+      if (typeof value === "string" && value.trim()) params.set(key, value.trim());
+    }
+    const query = params.toString();
+    navigate(query ? `/audit?${query}` : "/audit");
+  };
+
+  return (
+    <>
+      <h1>Audit</h1>
+      <ChainBanner />
+      <form className="filters" onSubmit={apply} key={search} aria-label="Filter events">
+        <div className="field">
+          <label htmlFor="audit-request">Request id</label>
+          <input
+            id="audit-request"
+            name="requestId"
+            defaultValue={filters.requestId}
+            placeholder="req_…"
+          />
+        </div>
+        <div className="field">
+          <label htmlFor="audit-type">Type</label>
+          <input
+            id="audit-type"
+            name="type"
+            defaultValue={filters.type}
+            placeholder="request.reviewed"
+            list="audit-types"
+          />
+          <datalist id="audit-types">
+            {knownTypes.map((known) => (
+              <option key={known} value={known} />
+            ))}
+          </datalist>
+        </div>
+        <div className="field">
+          <label htmlFor="audit-actor">Actor</label>
+          <input
+            id="audit-actor"
+            name="actor"
+            defaultValue={filters.actor}
+            placeholder="e-mail or agent name"
+          />
+        </div>
+        <div className="field">
+          <label htmlFor="audit-from">From</label>
+          <input id="audit-from" name="from" type="datetime-local" defaultValue={filters.from} />
+        </div>
+        <div className="field">
+          <label htmlFor="audit-to">To</label>
+          <input id="audit-to" name="to" type="datetime-local" defaultValue={filters.to} />
+        </div>
+        <div className="filter-actions">
+          <button type="submit">Filter</button>
+          {search ? <Link to="/audit">Clear filters</Link> : null}
+        </div>
+      </form>
+
+      {list.loaded ? (
+        <p className="lead" aria-live="polite">
+          {list.items.length} {list.items.length === 1 ? "event" : "events"}
+          {list.next !== undefined ? " so far" : ""}, oldest first.
+        </p>
+      ) : null}
+      {list.loaded && list.items.length === 0 ? (
+        <Empty title="No events match">
+          <p>Try other filters.</p>
+        </Empty>
+      ) : null}
+      {list.items.length > 0 ? <AuditList events={list.items} /> : null}
+      {list.error ? <ErrorState error={list.error} onRetry={list.reload} /> : null}
+      {list.loading ? <Loading /> : null}
+      {list.loaded && list.next !== undefined && !list.loading ? (
+        <p className="more">
+          <button type="button" className="secondary" onClick={list.more}>
+            Load more
+          </button>
+        </p>
+      ) : null}
+    </>
+  );
+}

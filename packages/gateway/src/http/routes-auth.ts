@@ -1,0 +1,135 @@
+/** Sign-in through the identity provider, the session it opens, and sign-out. */
+import { z } from "zod";
+import { AirlockError } from "../errors.js";
+import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
+import { readCookie, sessionCookie } from "./cookies.js";
+import type { createRouter } from "./route.js";
+
+const loginQuerySchema = z.strictObject({
+  returnTo: z.string().max(2048).optional(),
+  stepUp: z.enum(["0", "1", "true", "false"]).optional(),
+});
+
+const callbackQuerySchema = z
+  .object({
+    state: z.string().max(512).optional(),
+    code: z.string().max(4096).optional(),
+    error: z.string().max(256).optional(),
+  })
+  .passthrough();
+
+export function authRoutes(
+  router: ReturnType<typeof createRouter>,
+  deps: { oidc: OidcService | undefined; publicUrl: string },
+): void {
+  const { route } = router;
+  const secure = deps.publicUrl.startsWith("https:");
+  const oidc = (): OidcService => {
+    if (!deps.oidc) {
+      throw new AirlockError(
+        "not_found",
+        "sign-in is not configured: add identity.oidc (issuer, clientId, clientSecret) to the config",
+      );
+    }
+    return deps.oidc;
+  };
+
+  route(
+    {
+      method: "GET",
+      url: "/auth/login",
+      summary: "Starts a sign-in at the identity provider (a redirect).",
+      tag: "auth",
+      auth: "none",
+      query: loginQuerySchema,
+      responses: { 302: "To the identity provider", 404: "Sign-in is not configured" },
+    },
+    async ({ query }) => {
+      const url = await oidc().signIn({
+        returnTo: query.returnTo ?? "/",
+        stepUp: query.stepUp === "1" || query.stepUp === "true",
+      });
+      return { status: 302, body: "", headers: { location: url } };
+    },
+  );
+
+  route(
+    {
+      method: "GET",
+      url: "/auth/callback",
+      summary: "Where the identity provider returns; opens a session.",
+      tag: "auth",
+      auth: "none",
+      query: callbackQuerySchema,
+      responses: { 302: "Back to where the sign-in started", 401: "The sign-in failed" },
+    },
+    async ({ request }) => {
+      const url = new URL(request.url, deps.publicUrl);
+      const { sessionId, returnTo, expiresAt } = await oidc().complete(
+        new URL(`${deps.publicUrl}/auth/callback${url.search}`),
+      );
+      return {
+        status: 302,
+        body: "",
+        headers: {
+          location: returnTo,
+          "set-cookie": sessionCookie(SESSION_COOKIE, sessionId, {
+            maxAgeSeconds: Math.max(1, Math.floor((expiresAt - Date.now()) / 1000)),
+            secure,
+          }),
+        },
+      };
+    },
+  );
+
+  route(
+    {
+      method: "GET",
+      url: "/auth/session",
+      summary: "Who is signed in, and the CSRF token their state-changing calls must send.",
+      tag: "auth",
+      auth: "none",
+      responses: { 200: "The session", 401: "Not signed in" },
+    },
+    async ({ request }) => {
+      const id = readCookie(request, SESSION_COOKIE);
+      if (!id) throw new AirlockError("unauthenticated", "not signed in; go to /auth/login");
+      const service = oidc();
+      const { session, reviewer } = await service.reviewer(id);
+      return {
+        body: {
+          email: reviewer.email,
+          groups: reviewer.groups,
+          csrfToken: service.csrfToken(id),
+          authTime: new Date(session.authTime).toISOString(),
+          acr: session.acr,
+          stepUpMaxAgeSeconds: Math.floor(service.stepUpMaxAgeMs / 1000),
+          steppedUp: service.steppedUp(session),
+          expiresAt: new Date(session.expiresAt).toISOString(),
+        },
+      };
+    },
+  );
+
+  route(
+    {
+      method: "POST",
+      url: "/auth/logout",
+      summary: "Ends the session (send x-csrf-token).",
+      tag: "auth",
+      auth: "reviewer",
+      responses: { 204: "Signed out" },
+    },
+    async ({ request }) => {
+      const id = readCookie(request, SESSION_COOKIE);
+      if (id) await oidc().signOut(id);
+      return {
+        status: 204,
+        body: "",
+        headers: {
+          "set-cookie": sessionCookie(SESSION_COOKIE, "0".repeat(16), { maxAgeSeconds: 0, secure }),
+        },
+      };
+    },
+  );
+}

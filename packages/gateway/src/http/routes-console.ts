@@ -1,0 +1,177 @@
+/**
+ * What the console needs besides the request API: a live feed of changes (server-sent
+ * events), the loaded rules, the chain's verification, and the console's own static files.
+ */
+import { readFileSync, statSync } from "node:fs";
+import { extname, join, normalize, sep } from "node:path";
+import type { FastifyInstance } from "fastify";
+import { verifyAudit } from "../audit/audit-service.js";
+import type { Policy } from "../policy/policy-compile.js";
+import type { Store } from "../store/store.js";
+import type { createRouter } from "./route.js";
+
+const HEARTBEAT_MS = 15_000;
+
+export function consoleRoutes(
+  router: ReturnType<typeof createRouter>,
+  deps: { store: Store; policy: Policy },
+): void {
+  router.route(
+    {
+      method: "GET",
+      url: "/v1/events",
+      summary: "Server-sent events: `change` {id, status, version} whenever a request changes.",
+      tag: "reviewers",
+      auth: "reviewer",
+      responses: { 200: "An event stream" },
+    },
+    async ({ reply, request }) => {
+      reply.hijack();
+      const raw = reply.raw;
+      raw.writeHead(200, {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-store",
+        connection: "keep-alive",
+        "x-accel-buffering": "no",
+      });
+      raw.write("retry: 2000\n\n");
+      const unsubscribe = deps.store.subscribe((change) => {
+        raw.write(`event: change\ndata: ${JSON.stringify(change)}\n\n`);
+      });
+      const heartbeat = setInterval(() => raw.write(": keep-alive\n\n"), HEARTBEAT_MS);
+      heartbeat.unref();
+      const stop = () => {
+        clearInterval(heartbeat);
+        unsubscribe();
+      };
+      request.raw.once("close", stop);
+      raw.once("close", stop);
+      return { body: undefined };
+    },
+  );
+
+  router.route(
+    {
+      method: "GET",
+      url: "/v1/rules",
+      summary: "The rules in force, in order, read-only.",
+      tag: "reviewers",
+      auth: "reviewer",
+      responses: { 200: "The rules and the policy digest" },
+    },
+    async () => ({
+      body: {
+        policyDigest: deps.policy.digest,
+        rules: deps.policy.rules.map((rule) => ({
+          name: rule.name,
+          ...(rule.when === undefined ? {} : { when: rule.when }),
+          decision: rule.decision,
+          ...(rule.reason === undefined ? {} : { reason: rule.reason }),
+          ...(rule.risk === undefined ? {} : { risk: rule.risk }),
+          ...(rule.review
+            ? {
+                review: {
+                  approvers: rule.review.approvers,
+                  quorum: rule.review.quorum,
+                  expiresIn: rule.review.expiresInMs,
+                  stepUp: rule.review.stepUp,
+                  ...(rule.review.channels ? { channels: rule.review.channels } : {}),
+                },
+              }
+            : {}),
+          mask: { input: rule.mask, ...(rule.maskResult ? { result: rule.maskResult } : {}) },
+        })),
+      },
+    }),
+  );
+
+  router.route(
+    {
+      method: "GET",
+      url: "/v1/audit/verify",
+      summary: "Verifies the whole audit chain, as `airlock audit verify` does.",
+      tag: "reviewers",
+      auth: "reviewer",
+      responses: { 200: "Whether the chain verifies, and where it breaks" },
+    },
+    async () => {
+      const report = await verifyAudit(deps.store);
+      return {
+        body: {
+          ok: report.ok,
+          events: report.count,
+          ...(report.head ? { head: report.head } : {}),
+          ...(report.problem ? { problem: report.problem } : {}),
+        },
+      };
+    },
+  );
+}
+
+const contentTypes: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".ico": "image/x-icon",
+  ".json": "application/json",
+  ".txt": "text/plain; charset=utf-8",
+  ".woff2": "font/woff2",
+};
+
+/** The console's pages: its pages fall back to index.html, its assets are served as built. */
+const pages = [
+  /^\/$/,
+  /^\/requests\/[A-Za-z0-9_-]+$/,
+  /^\/history$/,
+  /^\/audit$/,
+  /^\/rules$/,
+  /^\/signed-out$/,
+];
+
+export function serveConsole(app: FastifyInstance, dir: string | undefined): void {
+  if (!dir) return;
+  const root = normalize(dir + sep);
+  const file = (path: string): { body: Buffer; type: string } | undefined => {
+    const full = normalize(join(root, path));
+    if (!full.startsWith(root)) return undefined;
+    try {
+      if (!statSync(full).isFile()) return undefined;
+      return {
+        body: readFileSync(full),
+        type: contentTypes[extname(full)] ?? "application/octet-stream",
+      };
+    } catch {
+      return undefined;
+    }
+  };
+  const securityHeaders = {
+    "content-security-policy":
+      "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+  };
+  app.get("/*", async (request, reply) => {
+    const path = decodeURIComponent(request.url.split("?")[0] ?? "/");
+    const asset =
+      path.startsWith("/assets/") || /\.[a-z0-9]+$/i.test(path) ? file(path) : undefined;
+    if (asset) {
+      return reply
+        .headers(securityHeaders)
+        .header(
+          "cache-control",
+          path.startsWith("/assets/") ? "public, max-age=31536000, immutable" : "no-cache",
+        )
+        .type(asset.type)
+        .send(asset.body);
+    }
+    if (pages.some((page) => page.test(path))) {
+      const html = file("index.html");
+      if (html) return reply.headers(securityHeaders).type(html.type).send(html.body);
+    }
+    return reply.code(404).send({
+      error: { code: "not_found", message: `no route GET ${path}; see /openapi.json` },
+    });
+  });
+}

@@ -1,0 +1,23 @@
+import { z } from "zod";
+import { duration } from "../config/config-types.js";
+
+export const oidcSchema = z.strictObject({
+  /** The identity provider's issuer URL; its discovery document is read from it. */
+  issuer: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }),
+  clientId: z.string().min(1).max(512),
+  clientSecret: z.string().min(1).max(4096),
+  /** The ID token claim that lists the person's groups (Okta, Keycloak: groups; Entra ID: groups or roles). */
+  groupsClaim: z.string().min(1).max(128).default("groups"),
+  /** An authentication context step-up approvals must carry (e.g. an MFA acr). */
+  acr: z.string().min(1).max(512).optional(),
+  scopes: z
+    .array(z.string().regex(/^[\x21-\x7e]+$/))
+    .max(20)
+    .default(["openid", "email", "profile"]),
+  /** How long a console session lasts. */
+  sessionTtl: duration({ min: 60_000, max: 30 * 86_400_000 }).default(12 * 3_600_000),
+  /** How recent the identity provider's authentication must be to approve a step-up rule. */
+  stepUpMaxAge: duration({ min: 1000, max: 3_600_000 }).default(300_000),
+});
+
+export type OidcConfig = z.output<typeof oidcSchema>;

@@ -1,0 +1,212 @@
+/**
+ * Sign-in through a real OpenID provider on loopback: sessions in httpOnly cookies, CSRF on
+ * every change, groups from the provider's claim, and step-up approvals that need a fresh
+ * authentication.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "./support/cli.js";
+import { api, refund, removeDir, startGateway, type TestGateway } from "./support/gateway.js";
+import { startOidcProvider, type TestIdp } from "./support/oidc.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+interface Session {
+  cookie: string;
+  csrf: string;
+}
+
+describe("sign-in through the identity provider", () => {
+  let upstream: Upstream;
+  let idp: TestIdp;
+  let gw: TestGateway;
+  let agent: string;
+  let base: string;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    idp = await startOidcProvider({
+      redirectUris: [`${base}/auth/callback`],
+      users: [
+        { email: "carol@example.com", groups: ["finance"] },
+        { email: "alice@example.com", groups: ["finance"] },
+        { email: "erin@example.com", groups: ["eng"] },
+        { email: "nobody@example.com", groups: [] },
+      ],
+    });
+    gw = await startGateway(
+      `
+server: { port: ${port}, publicUrl: "${base}" }
+storage: sqlite:./airlock.db
+agents: [{ name: support-bot, owner: alice@example.com }]
+reviewers: [{ email: alice@example.com, groups: [] }]
+identity:
+  oidc:
+    issuer: ${idp.issuer}
+    clientId: ${idp.clientId}
+    clientSecret: ${idp.clientSecret}
+    scopes: [openid, email, groups]
+    stepUpMaxAge: 2s
+connections:
+  billing-api:
+    type: http
+    baseUrl: ${upstream.url}/api
+    headers: { authorization: "Bearer \${env:BILLING_API_TOKEN}" }
+rules:
+  - name: big refunds need step-up
+    when: http.path == "/refunds/big"
+    decision: review
+    review: { approvers: [finance], stepUp: true }
+  - name: refunds need finance
+    when: http.path.startsWith("/refunds")
+    decision: review
+    review: { approvers: [finance] }
+  - name: nothing else
+    decision: deny
+`,
+      { gateway: { port } },
+    );
+    agent = await gw.token("agent", "support-bot");
+  });
+  afterAll(async () => {
+    await gw?.close();
+    if (gw) removeDir(gw.dir);
+    await idp?.close();
+    await upstream?.close();
+  });
+
+  /** The browser's part of a sign-in, without a browser: redirects followed by hand. */
+  async function signIn(
+    email: string,
+    options: { stepUp?: boolean; returnTo?: string } = {},
+  ): Promise<Session & { loggedIn: boolean; location: string }> {
+    const query = new URLSearchParams({ returnTo: options.returnTo ?? "/" });
+    if (options.stepUp) query.set("stepUp", "1");
+    const start = await fetch(`${base}/auth/login?${query}`, { redirect: "manual" });
+    expect(start.status).toBe(302);
+    const { redirect, loggedIn } = await idp.authorize(start.headers.get("location")!, {
+      email,
+      agent: email,
+    });
+    const back = await fetch(redirect, { redirect: "manual" });
+    expect(back.status).toBe(302);
+    const setCookie = back.headers.get("set-cookie")!;
+    expect(setCookie).toMatch(/HttpOnly/);
+    expect(setCookie).toMatch(/SameSite=Lax/);
+    const cookie = setCookie.split(";")[0]!;
+    const session = await fetch(`${base}/auth/session`, { headers: { cookie } });
+    const body = (await session.json()) as { csrfToken: string };
+    return { cookie, csrf: body.csrfToken, loggedIn, location: back.headers.get("location")! };
+  }
+
+  async function vote(session: Session, id: string, csrf: string | null = session.csrf) {
+    const res = await fetch(`${base}/v1/requests/${id}/reviews`, {
+      method: "POST",
+      headers: {
+        cookie: session.cookie,
+        "content-type": "application/json",
+        ...(csrf === null ? {} : { "x-csrf-token": csrf }),
+      },
+      body: JSON.stringify({ decision: "approve", comment: "checked the invoice" }),
+    });
+    // biome-ignore lint/suspicious/noExplicitAny: tests read whatever the API answers
+    return { status: res.status, body: (await res.json()) as Record<string, any> };
+  }
+
+  const submit = async (path = "/refunds") => {
+    const res = await api(base, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...refund(), input: { ...refund().input, path } },
+    });
+    expect(res.status).toBe(202);
+    return res.body.id as string;
+  };
+
+  it("signs in, returns where it started, and knows the provider's groups", async () => {
+    const carol = await signIn("carol@example.com", { returnTo: "/requests/req_x" });
+    expect(carol.location).toBe("/requests/req_x");
+    const session = await fetch(`${base}/auth/session`, { headers: { cookie: carol.cookie } });
+    expect(await session.json()).toMatchObject({ email: "carol@example.com", groups: ["finance"] });
+    const list = await fetch(`${base}/v1/requests?status=pending`, {
+      headers: { cookie: carol.cookie },
+    });
+    expect(list.status).toBe(200);
+  });
+
+  it("never redirects off the gateway after a sign-in", async () => {
+    const evil = await signIn("carol@example.com", { returnTo: "//evil.example/steal" });
+    expect(evil.location).toBe("/");
+  });
+
+  it("refuses a change without the session's CSRF token, and takes it with the token", async () => {
+    const id = await submit();
+    const carol = await signIn("carol@example.com");
+    const none = await vote(carol, id, null);
+    expect(none.status).toBe(403);
+    expect(none.body.error).toMatchObject({ code: "forbidden", field: "x-csrf-token" });
+    const wrong = await vote(carol, id, "0".repeat(43));
+    expect(wrong.status).toBe(403);
+    const pending = await api(base, "GET", `/v1/actions/${id}`, { token: agent });
+    expect(pending.body.reviews).toEqual([]);
+    const ok = await vote(carol, id);
+    expect(ok.status).toBe(200);
+    const done = await api(base, "GET", `/v1/actions/${id}?wait=5`, { token: agent });
+    expect(done.body.status).toBe("succeeded");
+    expect(done.body.reviews[0]).toMatchObject({
+      reviewer: "carol@example.com",
+      verifiedBy: "oidc",
+    });
+  });
+
+  it("refuses the agent's owner and people outside the approver groups", async () => {
+    const id = await submit();
+    const alice = await signIn("alice@example.com");
+    expect((await vote(alice, id)).body.error.code).toBe("self_approval");
+    const erin = await signIn("erin@example.com");
+    expect((await vote(erin, id)).body.error.code).toBe("not_an_approver");
+  });
+
+  it("refuses to open a session for someone who is no reviewer at all", async () => {
+    const start = await fetch(`${base}/auth/login`, { redirect: "manual" });
+    const { redirect } = await idp.authorize(start.headers.get("location")!, {
+      email: "nobody@example.com",
+      agent: "nobody",
+    });
+    const back = await fetch(redirect, { redirect: "manual" });
+    expect(back.status).toBe(403);
+    expect(back.headers.get("set-cookie")).toBeNull();
+  });
+
+  it("ends the session on sign-out", async () => {
+    const carol = await signIn("carol@example.com");
+    const out = await fetch(`${base}/auth/logout`, {
+      method: "POST",
+      headers: { cookie: carol.cookie, "x-csrf-token": carol.csrf },
+    });
+    expect(out.status).toBe(204);
+    const after = await fetch(`${base}/auth/session`, { headers: { cookie: carol.cookie } });
+    expect(after.status).toBe(401);
+  });
+
+  it("needs a fresh authentication to approve a step-up rule, and records it", async () => {
+    const id = await submit("/refunds/big");
+    const carol = await signIn("carol@example.com");
+    await new Promise((r) => setTimeout(r, 2200));
+    const stale = await vote(carol, id);
+    expect(stale.status).toBe(403);
+    expect(stale.body.error.code).toBe("step_up_required");
+    expect(stale.body.error.login).toBe(`/auth/login?stepUp=1&returnTo=%2Frequests%2F${id}`);
+
+    const fresh = await signIn("carol@example.com", { stepUp: true });
+    // The provider remembered carol, but a step-up asks her to authenticate again.
+    expect(fresh.loggedIn).toBe(true);
+    const approved = await vote(fresh, id);
+    expect(approved.status).toBe(200);
+    const audit = await api(base, "GET", `/v1/audit?requestId=${id}`, {
+      token: await gw.token("reviewer", "alice@example.com"),
+    });
+    const reviewed = audit.body.events.find((e: { type: string }) => e.type === "request.reviewed");
+    expect(reviewed.data.evidence).toMatchObject({ method: "oidc", stepUp: true });
+    expect(Date.now() - Date.parse(reviewed.data.evidence.authTime)).toBeLessThan(60_000);
+  });
+});
