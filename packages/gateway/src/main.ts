@@ -36,8 +36,8 @@ export interface GatewayOptions {
   logLevel?: string;
   clock?: () => number;
   channels?: Channel[];
-  /** Where the console's built files are; by default packages/console/dist when built. */
-  consoleDir?: string;
+  /** Where the console's built files are (false: none); by default packages/console/dist when built. */
+  consoleDir?: string | false;
   /** How channel deliveries are retried (defaults: 1 s doubling to 5 min, 12 attempts). */
   delivery?: { pollInterval?: number; maxAttempts?: number; backoff?: (attempt: number) => number };
   /** Overrides server.port / server.host (0 picks a free port). */
@@ -156,7 +156,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     identity,
     oidc,
     policy,
-    consoleDir: options.consoleDir ?? builtConsole(),
+    consoleDir: options.consoleDir === false ? undefined : (options.consoleDir ?? builtConsole()),
     logger,
     metrics,
     publicUrl,

@@ -87,13 +87,29 @@ describe("probes and metrics", () => {
     ).toEqual(["approve", "deny"]);
   });
 
-  it("gives approval links a page that says how to review, without revealing the request", async () => {
+  it("gives approval links the console's page, which holds nothing of the request itself", async () => {
     const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
     const page = await fetch(held.body.approvalUrl.replace("http://airlock.test", gw.url));
     const html = await page.text();
     expect(page.headers.get("content-type")).toContain("text/html");
-    expect(html).toContain(`airlock requests approve ${held.body.id}`);
+    expect(page.headers.get("content-security-policy")).toContain("default-src 'self'");
+    expect(html).toContain('<div id="root">');
     expect(html).not.toContain("inv_1001");
+  });
+
+  it("says how to review from a terminal when the console is not built", async () => {
+    const bare = await startGateway(testConfig(upstream.url), { gateway: { consoleDir: false } });
+    try {
+      const token = await bare.token("agent", "support-bot");
+      const held = await api(bare.url, "POST", "/v1/actions", { token, body: refund() });
+      const page = await fetch(held.body.approvalUrl.replace("http://airlock.test", bare.url));
+      const html = await page.text();
+      expect(html).toContain(`airlock requests approve ${held.body.id}`);
+      expect(html).not.toContain("inv_1001");
+    } finally {
+      await bare.close();
+      removeDir(bare.dir);
+    }
   });
 });
 

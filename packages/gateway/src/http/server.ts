@@ -184,21 +184,23 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return { body: await metrics.registry.metrics() };
     },
   );
-  router.route(
-    {
-      method: "GET",
-      url: "/requests/:id",
-      summary: "Where approval links lead: how to review the request.",
-      tag: "reviewers",
-      auth: "none",
-      responses: { 200: "A page" },
-    },
-    async ({ request, reply }) => {
-      const id = String((request.params as { id: string }).id).replace(/[^A-Za-z0-9_]/g, "");
-      reply.type("text/html; charset=utf-8");
-      return { body: approvalPage(id) };
-    },
-  );
+  // Without the built console, approval links still say how to review from a terminal.
+  if (!deps.consoleDir)
+    router.route(
+      {
+        method: "GET",
+        url: "/requests/:id",
+        summary: "Where approval links lead: how to review the request.",
+        tag: "reviewers",
+        auth: "none",
+        responses: { 200: "A page" },
+      },
+      async ({ request, reply }) => {
+        const id = String((request.params as { id: string }).id).replace(/[^A-Za-z0-9_]/g, "");
+        reply.type("text/html; charset=utf-8");
+        return { body: approvalPage(id) };
+      },
+    );
   deps.extend?.(app);
 
   let document: unknown;
@@ -266,7 +268,7 @@ function approvalPage(id: string): string {
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}code{background:#f2f2f2;padding:.1rem .3rem;border-radius:3px}</style>
 </head><body>
 <h1>Request <code>${id}</code> is waiting for review</h1>
-<p>The web console is not part of this Airlock yet. Review the request from a terminal with your personal token:</p>
+<p>The web console is not built in this installation (<code>npm run build</code> builds it). Review the request from a terminal with your personal token:</p>
 <pre><code>export AIRLOCK_TOKEN=alk_…   # airlock token create --reviewer you@example.com
 airlock requests show ${id}
 airlock requests approve ${id} --comment "why"

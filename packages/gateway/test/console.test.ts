@@ -1,0 +1,208 @@
+/**
+ * The console in a real browser (Debian's Chromium driven by playwright-core), signed in
+ * through a real OpenID provider: a request appears live, is approved with a comment and
+ * runs; a non-approver sees no Approve button; masked values never reach the page.
+ */
+import { existsSync, mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "./support/cli.js";
+import { api, refund, removeDir, startGateway, type TestGateway } from "./support/gateway.js";
+import { startOidcProvider, type TestIdp } from "./support/oidc.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+const CARD = "4000056655665556";
+const screenshots = fileURLToPath(new URL("../../../docs/screenshots/", import.meta.url));
+const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const haveChromium = existsSync(chromiumPath);
+if (!haveChromium && process.env.CI === "true") {
+  throw new Error(`${chromiumPath} is missing; .ci/run installs Debian's chromium`);
+}
+
+describe.skipIf(!haveChromium)("the console in a browser", () => {
+  let upstream: Upstream;
+  let idp: TestIdp;
+  let gw: TestGateway;
+  let browser: Browser;
+  let agent: string;
+  let base: string;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    idp = await startOidcProvider({
+      redirectUris: [`${base}/auth/callback`],
+      users: [
+        { email: "carol@example.com", groups: ["finance"] },
+        { email: "erin@example.com", groups: ["eng"] },
+      ],
+    });
+    gw = await startGateway(
+      `
+server: { port: ${port}, publicUrl: "${base}" }
+storage: sqlite:./airlock.db
+agents: [{ name: support-bot, owner: alice@example.com }]
+identity:
+  oidc:
+    issuer: ${idp.issuer}
+    clientId: ${idp.clientId}
+    clientSecret: ${idp.clientSecret}
+    scopes: [openid, email, groups]
+connections:
+  billing-api:
+    type: http
+    baseUrl: ${upstream.url}/api
+    headers: { authorization: "Bearer \${env:BILLING_API_TOKEN}" }
+rules:
+  - name: refunds need finance
+    when: http.path.startsWith("/refunds")
+    decision: review
+    review: { approvers: [finance], risk: high }
+    mask: { input: [body.card_number] }
+  - name: nothing else
+    decision: deny
+`,
+      { gateway: { port } },
+    );
+    agent = await gw.token("agent", "support-bot");
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    mkdirSync(screenshots, { recursive: true });
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await gw?.close();
+    if (gw) removeDir(gw.dir);
+    await idp?.close();
+    await upstream?.close();
+  });
+
+  /** Opens the console signed in as `email`, recording every response body it receives. */
+  async function signedIn(email: string, viewport = { width: 1280, height: 860 }) {
+    const context = await browser.newContext({ viewport });
+    const page = await context.newPage();
+    const bodies: string[] = [];
+    page.on("response", async (response) => {
+      if (response.url().startsWith(base) && response.request().resourceType() !== "eventsource") {
+        bodies.push(await response.text().catch(() => ""));
+      }
+    });
+    await page.goto(`${base}/`);
+    await page.waitForSelector("#login");
+    await page.fill("#login", email);
+    await page.fill("#password", `${email.split("@")[0]}-password`);
+    await page.click("#submit");
+    await page.waitForURL(`${base}/`);
+    await page.getByRole("navigation").waitFor();
+    return { page, bodies, close: () => context.close() };
+  }
+
+  const submit = async () => {
+    const res = await api(base, "POST", "/v1/actions", {
+      token: agent,
+      body: {
+        ...refund(),
+        input: {
+          ...refund().input,
+          body: { invoice: "inv_2002", amount: 1800, card_number: CARD },
+        },
+        justification: "Customer was charged twice for invoice inv_2002",
+      },
+    });
+    expect(res.status).toBe(202);
+    return res.body.id as string;
+  };
+
+  async function noCardIn(page: Page, bodies: string[]) {
+    expect(await page.content()).not.toContain(CARD);
+    for (const body of bodies) expect(body).not.toContain(CARD);
+  }
+
+  it("shows a new request live, approves it with a comment, and sees it run", async () => {
+    const carol = await signedIn("carol@example.com");
+    try {
+      const id = await submit();
+      // No reload: the inbox hears of it over server-sent events.
+      const row = carol.page.locator(`a[href="/requests/${id}"]`);
+      await row.waitFor({ timeout: 10_000 });
+      await carol.page.screenshot({ path: `${screenshots}inbox.png` });
+
+      await row.click();
+      await carol.page.waitForURL(`${base}/requests/${id}`);
+      await carol.page.locator("#approve").waitFor();
+      await expect(carol.page.locator("[data-testid=status]").innerText()).resolves.toBe("pending");
+      await carol.page.screenshot({ path: `${screenshots}request.png`, fullPage: true });
+
+      await carol.page.fill("#comment", "Matches the duplicate charge in Stripe");
+      await carol.page.click("#approve");
+      await carol.page
+        .locator("[data-testid=status]", { hasText: /^succeeded$/ })
+        .waitFor({ timeout: 10_000 });
+      const done = await api(base, "GET", `/v1/actions/${id}`, { token: agent });
+      expect(done.body.status).toBe("succeeded");
+      expect(done.body.reviews[0]).toMatchObject({
+        reviewer: "carol@example.com",
+        comment: "Matches the duplicate charge in Stripe",
+        verifiedBy: "oidc",
+      });
+      await noCardIn(carol.page, carol.bodies);
+    } finally {
+      await carol.close();
+    }
+  });
+
+  it("shows no Approve button to someone outside the approver group, and the API refuses them", async () => {
+    const id = await submit();
+    const erin = await signedIn("erin@example.com", { width: 390, height: 844 });
+    try {
+      await erin.page.goto(`${base}/requests/${id}`);
+      await erin.page.locator("[data-testid=status]").waitFor();
+      expect(await erin.page.locator("#approve").count()).toBe(0);
+      await erin.page.screenshot({ path: `${screenshots}request-phone.png`, fullPage: true });
+      // Even a hand-made call, with the session's CSRF token, is refused.
+      const refused = await erin.page.evaluate(async (requestId) => {
+        const session = (await (await fetch("/auth/session")).json()) as { csrfToken: string };
+        const res = await fetch(`/v1/requests/${requestId}/reviews`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-csrf-token": session.csrfToken },
+          body: JSON.stringify({ decision: "approve" }),
+        });
+        return { status: res.status, body: (await res.json()) as { error: { code: string } } };
+      }, id);
+      expect(refused.status).toBe(403);
+      expect(refused.body.error.code).toBe("not_an_approver");
+      // And without the CSRF token a change is refused before anything else is looked at.
+      const forged = await erin.page.evaluate(async (requestId) => {
+        const res = await fetch(`/v1/requests/${requestId}/reviews`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ decision: "deny" }),
+        });
+        return res.status;
+      }, id);
+      expect(forged).toBe(403);
+      const still = await api(base, "GET", `/v1/actions/${id}`, { token: agent });
+      expect(still.body.status).toBe("pending");
+      // The page fits a phone: nothing wider than the screen.
+      const overflow = await erin.page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+      );
+      expect(overflow).toBeLessThanOrEqual(0);
+      await noCardIn(erin.page, erin.bodies);
+    } finally {
+      await erin.close();
+    }
+  });
+});
