@@ -90,7 +90,7 @@ rules:
   });
 
   /** Opens the console signed in as `email`, recording every response body it receives. */
-  async function signedIn(email: string, viewport = { width: 1280, height: 860 }) {
+  async function signedIn(email: string, viewport = { width: 1280, height: 860 }, start = "/") {
     const context = await browser.newContext({ viewport });
     const page = await context.newPage();
     const bodies: string[] = [];
@@ -99,12 +99,13 @@ rules:
         bodies.push(await response.text().catch(() => ""));
       }
     });
-    await page.goto(`${base}/`);
+    await page.goto(`${base}${start}`);
     await page.waitForSelector("#login");
     await page.fill("#login", email);
     await page.fill("#password", `${email.split("@")[0]}-password`);
     await page.click("#submit");
-    await page.waitForURL(`${base}/`);
+    // Back where the sign-in started: an approval link lands on its request.
+    await page.waitForURL(`${base}${start}`);
     await page.getByRole("navigation").waitFor();
     return { page, bodies, close: () => context.close() };
   }
@@ -165,9 +166,8 @@ rules:
 
   it("shows no Approve button to someone outside the approver group, and the API refuses them", async () => {
     const id = await submit();
-    const erin = await signedIn("erin@example.com", { width: 390, height: 844 });
+    const erin = await signedIn("erin@example.com", { width: 390, height: 844 }, `/requests/${id}`);
     try {
-      await erin.page.goto(`${base}/requests/${id}`);
       await erin.page.locator("[data-testid=status]").waitFor();
       expect(await erin.page.locator("#approve").count()).toBe(0);
       await erin.page.screenshot({ path: `${screenshots}request-phone.png`, fullPage: true });

@@ -20,13 +20,16 @@ describe("sign-in through the identity provider", () => {
   let gw: TestGateway;
   let agent: string;
   let base: string;
+  let strictBase: string;
+  let gatewayConfig: (port: number, extra?: string) => string;
 
   beforeAll(async () => {
     upstream = await startUpstream();
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
+    strictBase = `http://127.0.0.1:${await freePort()}`;
     idp = await startOidcProvider({
-      redirectUris: [`${base}/auth/callback`],
+      redirectUris: [`${base}/auth/callback`, `${strictBase}/auth/callback`],
       users: [
         { email: "carol@example.com", groups: ["finance"] },
         { email: "alice@example.com", groups: ["finance"] },
@@ -34,9 +37,8 @@ describe("sign-in through the identity provider", () => {
         { email: "nobody@example.com", groups: [] },
       ],
     });
-    gw = await startGateway(
-      `
-server: { port: ${port}, publicUrl: "${base}" }
+    gatewayConfig = (port: number, extra = "") => `
+server: { port: ${port}, publicUrl: "http://127.0.0.1:${port}" }
 storage: sqlite:./airlock.db
 agents: [{ name: support-bot, owner: alice@example.com }]
 reviewers: [{ email: alice@example.com, groups: [] }]
@@ -46,7 +48,7 @@ identity:
     clientId: ${idp.clientId}
     clientSecret: ${idp.clientSecret}
     scopes: [openid, email, groups]
-    stepUpMaxAge: 2s
+    stepUpMaxAge: 2s${extra}
 connections:
   billing-api:
     type: http
@@ -63,9 +65,8 @@ rules:
     review: { approvers: [finance] }
   - name: nothing else
     decision: deny
-`,
-      { gateway: { port } },
-    );
+`;
+    gw = await startGateway(gatewayConfig(port), { gateway: { port } });
     agent = await gw.token("agent", "support-bot");
   });
   afterAll(async () => {
@@ -78,8 +79,9 @@ rules:
   /** The browser's part of a sign-in, without a browser: redirects followed by hand. */
   async function signIn(
     email: string,
-    options: { stepUp?: boolean; returnTo?: string } = {},
+    options: { stepUp?: boolean; returnTo?: string; at?: string } = {},
   ): Promise<Session & { loggedIn: boolean; location: string }> {
+    const base = options.at ?? baseUrl();
     const query = new URLSearchParams({ returnTo: options.returnTo ?? "/" });
     if (options.stepUp) query.set("stepUp", "1");
     const start = await fetch(`${base}/auth/login?${query}`, { redirect: "manual" });
@@ -99,8 +101,15 @@ rules:
     return { cookie, csrf: body.csrfToken, loggedIn, location: back.headers.get("location")! };
   }
 
-  async function vote(session: Session, id: string, csrf: string | null = session.csrf) {
-    const res = await fetch(`${base}/v1/requests/${id}/reviews`, {
+  const baseUrl = () => base;
+
+  async function vote(
+    session: Session,
+    id: string,
+    csrf: string | null = session.csrf,
+    at = baseUrl(),
+  ) {
+    const res = await fetch(`${at}/v1/requests/${id}/reviews`, {
       method: "POST",
       headers: {
         cookie: session.cookie,
@@ -208,5 +217,39 @@ rules:
     const reviewed = audit.body.events.find((e: { type: string }) => e.type === "request.reviewed");
     expect(reviewed.data.evidence).toMatchObject({ method: "oidc", stepUp: true });
     expect(Date.now() - Date.parse(reviewed.data.evidence.authTime)).toBeLessThan(60_000);
+  });
+
+  it("needs the configured acr for a step-up approval, and records it", async () => {
+    const port = Number(new URL(strictBase).port);
+    const strict = await startGateway(gatewayConfig(port, "\n    acr: urn:airlock:mfa"), {
+      gateway: { port },
+    });
+    try {
+      const token = await strict.token("agent", "support-bot");
+      const held = await api(strictBase, "POST", "/v1/actions", {
+        token,
+        body: { ...refund(), input: { ...refund().input, path: "/refunds/big" } },
+      });
+      idp.setAcr("urn:airlock:password");
+      const weak = await signIn("carol@example.com", { stepUp: true, at: strictBase });
+      const refused = await vote(weak, held.body.id, weak.csrf, strictBase);
+      expect(refused.body.error?.code).toBe("step_up_required");
+      idp.setAcr("urn:airlock:mfa");
+      const strong = await signIn("carol@example.com", { stepUp: true, at: strictBase });
+      const accepted = await vote(strong, held.body.id, strong.csrf, strictBase);
+      expect(accepted.status).toBe(200);
+      expect(accepted.body.reviews[0]).toMatchObject({ reviewer: "carol@example.com" });
+      const audit = await api(strictBase, "GET", `/v1/audit?requestId=${held.body.id}`, {
+        token: await strict.token("reviewer", "alice@example.com"),
+      });
+      const reviewed = audit.body.events.find(
+        (e: { type: string }) => e.type === "request.reviewed",
+      );
+      expect(reviewed.data.evidence).toMatchObject({ acr: "urn:airlock:mfa", stepUp: true });
+    } finally {
+      idp.setAcr(undefined);
+      await strict.close();
+      removeDir(strict.dir);
+    }
   });
 });
