@@ -60,3 +60,11 @@ export const resultMaskSchema = z
 
 /** A connection's defaults for what rules do not say: `mask: { result: [email, card] }`. */
 export const connectionMaskSchema = z.strictObject({ result: resultMaskSchema.default([]) });
+
+/** How many bytes of what an action returns are kept: 1 MiB unless set, 1 KiB to 64 MiB. */
+export const resultByteCap = z
+  .number()
+  .int()
+  .min(1024)
+  .max(64 * 1024 * 1024)
+  .default(1024 * 1024);

@@ -3,7 +3,12 @@
  * by a pattern the whole value must match.
  */
 import { z } from "zod";
-import { connectionMaskSchema, duration, nameSchema } from "../../config/config-types.js";
+import {
+  connectionMaskSchema,
+  duration,
+  nameSchema,
+  resultByteCap,
+} from "../../config/config-types.js";
 import { argNamePattern, parseElement, placeholders } from "./exec-template.js";
 
 /** Linux refuses any single argument longer than this (MAX_ARG_STRLEN). */
@@ -199,12 +204,7 @@ export const execConnectionSchema = z.strictObject({
   env: envSchema.default({}),
   timeout: timeoutSchema.default(30_000),
   /** The most of stdout, and of stderr, kept; the rest is read and dropped. */
-  maxOutputBytes: z
-    .number()
-    .int()
-    .min(1024)
-    .max(64 * 1024 * 1024)
-    .default(1024 * 1024),
+  maxOutputBytes: resultByteCap,
   mask: connectionMaskSchema.optional(),
   /** Each command is an operation agents can ask for, by name. */
   commands: z

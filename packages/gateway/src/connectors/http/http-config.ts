@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { connectionMaskSchema, duration } from "../../config/config-types.js";
+import { connectionMaskSchema, duration, resultByteCap } from "../../config/config-types.js";
 
 const headerName = z
   .string()
@@ -21,12 +21,7 @@ export const httpConnectionSchema = z.strictObject({
   /** Sent with every call; the agent can neither set nor read them. */
   headers: z.record(headerName, z.string().max(8192)).default({}),
   timeout: duration({ min: 100, max: 3_600_000 }).default(30_000),
-  maxResponseBytes: z
-    .number()
-    .int()
-    .min(1024)
-    .max(64 * 1024 * 1024)
-    .default(1024 * 1024),
+  maxResponseBytes: resultByteCap,
   mask: connectionMaskSchema.optional(),
 });
 

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { connectionMaskSchema, duration } from "../../config/config-types.js";
+import { connectionMaskSchema, duration, resultByteCap } from "../../config/config-types.js";
 
 export const postgresConnectionSchema = z.strictObject({
   type: z.literal("postgres"),
@@ -18,12 +18,7 @@ export const postgresConnectionSchema = z.strictObject({
   /** Rows returned to the agent per statement; the rest are cut, and the result says so. */
   maxRows: z.number().int().min(1).max(1_000_000).default(1000),
   /** Bytes of rows (as JSON) returned to the agent in all. */
-  maxResultBytes: z
-    .number()
-    .int()
-    .min(1024)
-    .max(64 * 1024 * 1024)
-    .default(1024 * 1024),
+  maxResultBytes: resultByteCap,
   /** Whether reviewers' previews of writes run them in a transaction that is rolled back. */
   dryRun: z.boolean().default(true),
   poolSize: z.number().int().min(1).max(100).default(4),
