@@ -4,8 +4,6 @@
  * string that never leaves Airlock.
  */
 
-import { join } from "node:path";
-import Database from "better-sqlite3";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { digest, keyedDigest } from "../src/common/canonical-json.js";
 import {
@@ -133,11 +131,7 @@ rules:
       ],
     };
     // Keyed by the request's nonce, which only the database holds.
-    const db = new Database(join(gw.dir, "airlock.db"), { readonly: true });
-    const { nonce } = db.prepare("SELECT nonce FROM requests WHERE id = ?").get(res.body.id) as {
-      nonce: string;
-    };
-    db.close();
+    const nonce = await gw.gateway.store.getRequest(res.body.id).then((r) => r!.nonce);
     expect(finished.data.resultDigest).toBe(keyedDigest(nonce, unmasked));
     expect(finished.data.resultDigest).not.toBe(digest(unmasked));
     expect(audit.text).not.toContain("person1@example.com");

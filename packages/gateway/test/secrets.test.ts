@@ -3,6 +3,7 @@
  * reviewers, the audit trail or the log. The upstream here echoes everything it receives,
  * credential included, so the gateway has to scrub it.
  */
+import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,6 +11,7 @@ import { exportAudit } from "../src/audit/audit-service.js";
 import {
   type ApiResponse,
   api,
+  onPostgres,
   read,
   refund,
   removeDir,
@@ -17,6 +19,7 @@ import {
   startGateway,
   type TestGateway,
   testConfig,
+  testSchema,
 } from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -241,10 +244,20 @@ it("hides masked values of any length from previews, and from errors that quote 
   }
 });
 
-it("never stores the credential in the database files", async () => {
+it("never stores the credential in the database", async () => {
   await gw.close();
-  const files = readdirSync(gw.dir).filter((f) => f.startsWith("airlock.db"));
-  expect(files).toContain("airlock.db");
-  for (const file of files) expect(readFileSync(join(gw.dir, file)).includes(SECRET)).toBe(false);
+  if (onPostgres) {
+    const dump = execFileSync("pg_dump", [
+      "--data-only",
+      `--schema=${testSchema(gw.dir)}`,
+      process.env.AIRLOCK_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test",
+    ]).toString();
+    expect(dump).toContain("request.submitted");
+    expect(dump.includes(SECRET)).toBe(false);
+  } else {
+    const files = readdirSync(gw.dir).filter((f) => f.startsWith("airlock.db"));
+    expect(files).toContain("airlock.db");
+    for (const file of files) expect(readFileSync(join(gw.dir, file)).includes(SECRET)).toBe(false);
+  }
   gw = await gw.restart();
 });

@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from "node:path";
 import { AirlockError } from "../errors.js";
+import { openPostgresStore } from "./postgres/postgres-store.js";
 import { lockDatabase } from "./sqlite/sqlite-lock.js";
 import { openSqliteStore } from "./sqlite/sqlite-store.js";
 import type { Store } from "./store.js";
@@ -34,11 +35,7 @@ export async function openStore(
     };
     return store;
   }
-  if (/^postgres(ql)?:\/\//.test(url)) {
-    throw new AirlockError(
-      "store_unavailable",
-      "PostgreSQL storage is not available in this version yet; use storage: sqlite:PATH",
-    );
-  }
+  // Any number of gateways may share one PostgreSQL database: no lock file here.
+  if (/^postgres(ql)?:\/\//.test(url)) return openPostgresStore(url);
   throw new AirlockError("store_unavailable", `unsupported storage URL ${url}`);
 }

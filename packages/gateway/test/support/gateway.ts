@@ -2,14 +2,44 @@
  * Starts a real gateway in-process on loopback, on a real SQLite file in a temporary
  * directory, and gives tests an HTTP client for agents and reviewers.
  */
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import pg from "pg";
 import { loadConfigText } from "../../src/config/config-load.js";
 import { createGateway, type Gateway, type GatewayOptions } from "../../src/main.js";
 
 export const SECRET = "s3cr3t-billing-credential-7f1c2a9e";
+
+/**
+ * Whether this run puts the gateways' stores on PostgreSQL (AIRLOCK_TEST_STORAGE=postgres):
+ * the same scenarios then run against the real server, each gateway in a schema of its own.
+ */
+export const onPostgres = process.env.AIRLOCK_TEST_STORAGE === "postgres";
+
+/** The PostgreSQL schema a test gateway in `dir` uses when `onPostgres`. */
+export function testSchema(dir: string): string {
+  return `airlock_t_${createHash("sha256").update(dir).digest("hex").slice(0, 16)}`;
+}
+
+/** The config with its SQLite store swapped for a PostgreSQL schema named after `dir`. */
+async function onTestStorage(configText: string, dir: string): Promise<string> {
+  if (!onPostgres) return configText;
+  const server = process.env.AIRLOCK_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
+  const schema = testSchema(dir);
+  const client = new pg.Client({ connectionString: server });
+  await client.connect();
+  try {
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(server);
+  url.searchParams.set("options", `-c search_path=${schema}`);
+  return configText.replace(/storage: sqlite:\.\/airlock\.db/, `storage: "${url}"`);
+}
 
 export function testConfig(upstreamUrl: string, extra = ""): string {
   return `
@@ -75,7 +105,7 @@ export async function startGateway(
       done();
     },
   });
-  const loaded = loadConfigText(configText, {
+  const loaded = loadConfigText(await onTestStorage(configText, dir), {
     env: { BILLING_API_TOKEN: SECRET, ...options.env },
     baseDir: dir,
     source: "test.yaml",

@@ -1,0 +1,134 @@
+/** PostgreSQL schema, the same tables and versions as SQLite's. Never edit a released one. */
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/*
+ * JSON is kept as TEXT, exactly as the SQLite store keeps it: audit data must stay the very
+ * canonical text its hash covers (JSONB would reorder keys and normalise numbers), and one
+ * encoding for every column keeps the two stores' row mapping the same. Times are BIGINT
+ * milliseconds. Columns that are sorted or compared by range use the "C" collation so they
+ * order byte by byte, as in SQLite, whatever the database's locale.
+ */
+export const postgresMigrations: Migration[] = [
+  {
+    version: 1,
+    name: "requests, reviews, audit chain, tokens, outbox",
+    sql: `
+      CREATE TABLE requests (
+        id              TEXT COLLATE "C" PRIMARY KEY,
+        agent           TEXT NOT NULL,
+        agent_snapshot  TEXT NOT NULL,
+        connection      TEXT NOT NULL,
+        connection_type TEXT NOT NULL,
+        operation       TEXT NOT NULL,
+        input           TEXT NOT NULL,
+        justification   TEXT NOT NULL,
+        context         TEXT NOT NULL,
+        idempotency_key TEXT,
+        hash            TEXT NOT NULL,
+        nonce           TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        decision        TEXT NOT NULL,
+        description     TEXT NOT NULL,
+        outcome         TEXT,
+        created_at      BIGINT NOT NULL,
+        updated_at      BIGINT NOT NULL,
+        expires_at      BIGINT,
+        finished_at     BIGINT,
+        version         INTEGER NOT NULL
+      );
+      CREATE UNIQUE INDEX requests_idempotency ON requests (agent, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+      CREATE INDEX requests_status ON requests (status, expires_at);
+      CREATE INDEX requests_agent ON requests (agent, id);
+
+      CREATE TABLE reviews (
+        id           TEXT COLLATE "C" PRIMARY KEY,
+        request_id   TEXT COLLATE "C" NOT NULL REFERENCES requests (id),
+        reviewer     TEXT NOT NULL,
+        decision     TEXT NOT NULL,
+        comment      TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        evidence     TEXT NOT NULL,
+        created_at   BIGINT NOT NULL,
+        UNIQUE (request_id, reviewer)
+      );
+
+      CREATE TABLE audit_events (
+        seq        BIGINT PRIMARY KEY,
+        ts         TEXT COLLATE "C" NOT NULL,
+        type       TEXT NOT NULL,
+        request_id TEXT COLLATE "C",
+        actor_type TEXT NOT NULL,
+        actor_id   TEXT NOT NULL,
+        data       TEXT NOT NULL,
+        prev_hash  TEXT NOT NULL,
+        hash       TEXT NOT NULL
+      );
+      CREATE INDEX audit_events_request ON audit_events (request_id, seq);
+      CREATE INDEX audit_events_ts ON audit_events (ts);
+
+      CREATE TABLE tokens (
+        id         TEXT COLLATE "C" PRIMARY KEY,
+        kind       TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        hash       TEXT NOT NULL UNIQUE,
+        hint       TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        revoked_at BIGINT
+      );
+
+      CREATE TABLE outbox (
+        id           BIGSERIAL PRIMARY KEY,
+        topic        TEXT NOT NULL,
+        request_id   TEXT COLLATE "C",
+        payload      TEXT NOT NULL,
+        state        TEXT NOT NULL DEFAULT 'pending',
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        available_at BIGINT NOT NULL,
+        lease_until  BIGINT,
+        last_error   TEXT,
+        created_at   BIGINT NOT NULL
+      );
+      CREATE INDEX outbox_due ON outbox (state, available_at);
+
+      CREATE TABLE channel_refs (
+        request_id TEXT COLLATE "C" NOT NULL,
+        channel    TEXT NOT NULL,
+        ref        TEXT NOT NULL,
+        PRIMARY KEY (request_id, channel)
+      );
+    `,
+  },
+  {
+    version: 2,
+    name: "reviewer sessions and sign-ins in progress",
+    sql: `
+      CREATE TABLE sessions (
+        id_hash    TEXT PRIMARY KEY,
+        email      TEXT NOT NULL,
+        issuer     TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        groups     TEXT NOT NULL,
+        auth_time  BIGINT NOT NULL,
+        acr        TEXT,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+      );
+      CREATE INDEX sessions_expiry ON sessions (expires_at);
+
+      CREATE TABLE sign_ins (
+        state_hash TEXT PRIMARY KEY,
+        verifier   TEXT NOT NULL,
+        nonce      TEXT NOT NULL,
+        return_to  TEXT NOT NULL,
+        step_up    BOOLEAN NOT NULL,
+        expires_at BIGINT NOT NULL
+      );
+    `,
+  },
+];

@@ -1,0 +1,702 @@
+/** The PostgreSQL store on a real server, with two stores on one schema standing for replicas. */
+import { once } from "node:events";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  postgresAvailable,
+  type ScratchSchema,
+  scratchSchema,
+} from "../../../test/support/postgres.js";
+import { createChainVerifier } from "../../audit/audit-chain.js";
+import { AirlockError } from "../../errors.js";
+import type { PolicyDecision } from "../../policy/policy-types.js";
+import {
+  cancel,
+  castVote,
+  expire,
+  finishExecution,
+  type NewRequest,
+  type Reviewer,
+  startExecution,
+  submit,
+} from "../../requests/request-transitions.js";
+import type { ActionRequest, AuditEventInput, Change } from "../../requests/request-types.js";
+import type { OutboxPlanner, RequestChange, Store } from "../store.js";
+import { openPostgresStore, type PostgresStore } from "./postgres-store.js";
+
+const T0 = Date.parse("2030-01-01T09:00:00.000Z");
+const HOUR = 3_600_000;
+const OWNER = "olivia@example.com";
+
+function decision(overrides: Partial<PolicyDecision> = {}): PolicyDecision {
+  return {
+    decision: "review",
+    rule: "refunds",
+    reason: 'rule "refunds" requires review',
+    risk: "medium",
+    riskReason: "POST changes data upstream",
+    review: { approvers: ["finance"], quorum: 1, expiresInMs: HOUR, stepUp: false },
+    mask: [],
+    policyDigest: "d".repeat(64),
+    ...overrides,
+  };
+}
+
+let counter = 0;
+/** A fresh id that sorts after every earlier one, like the gateway's. */
+function nextId(): string {
+  counter++;
+  return `req_${String(counter).padStart(6, "0")}`;
+}
+
+function newRequest(overrides: Partial<NewRequest> = {}): NewRequest {
+  return {
+    id: nextId(),
+    proposal: {
+      agent: "support-bot",
+      connection: "billing",
+      operation: "request",
+      input: { method: "POST", path: "/refunds", body: { amount: 1250 } },
+      justification: "customer asked",
+      context: { ticket: "T-1" },
+    },
+    agent: { name: "support-bot", owner: OWNER, labels: {} },
+    connectionType: "http",
+    idempotencyKey: null,
+    hash: "a".repeat(64),
+    nonce: "n".repeat(32),
+    decision: decision(),
+    description: {
+      preview: "POST billing/refunds",
+      facts: { http: { method: "POST", path: "/refunds" } },
+      risk: { level: "medium", reason: "POST changes data upstream" },
+    },
+    now: T0,
+    ...overrides,
+  };
+}
+
+/** A pending request needing `quorum` approvals. */
+function pendingChange(quorum = 1, overrides: Partial<NewRequest> = {}): Change {
+  return submit(
+    newRequest({
+      decision: decision({
+        review: { approvers: ["finance"], quorum, expiresInMs: HOUR, stepUp: false },
+      }),
+      ...overrides,
+    }),
+  );
+}
+
+function reviewer(email: string): Reviewer {
+  return { email, groups: ["finance"], evidence: { method: "personal_token" } };
+}
+
+let reviewIds = 0;
+const approve =
+  (email: string, now = T0 + 60_000) =>
+  (request: ActionRequest) =>
+    castVote(request, {
+      reviewer: reviewer(email),
+      decision: "approve",
+      comment: "fine",
+      owners: [OWNER],
+      reviewId: `rev_${++reviewIds}`,
+      now,
+    });
+
+const plan: OutboxPlanner = (change) =>
+  change.notifications.map((n) => ({
+    topic: "slack",
+    requestId: n.requestId,
+    payload: { event: n.event },
+  }));
+
+function auditInput(type: string, data: AuditEventInput["data"] = {}): AuditEventInput {
+  return { type, requestId: null, actor: { type: "operator", id: "ops" }, data, at: T0 };
+}
+
+async function verifyChain(store: Store): Promise<number> {
+  const verifier = createChainVerifier();
+  for await (const event of store.auditEvents()) verifier.add(event);
+  const result = verifier.finish();
+  expect(result.problem).toBeUndefined();
+  return result.count;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<AirlockError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof AirlockError) return error;
+    throw error;
+  }
+  throw new Error("expected a rejection, but it resolved");
+}
+
+/** Resolves with the first change `store` delivers that `match` accepts. */
+function heard(store: Store, match: (change: RequestChange) => boolean, timeoutMs = 5000) {
+  return new Promise<RequestChange>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error("no change heard in time"));
+    }, timeoutMs);
+    const stop = store.subscribe((change) => {
+      if (!match(change)) return;
+      clearTimeout(timer);
+      stop();
+      resolve(change);
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
+  let db: ScratchSchema;
+  let a: PostgresStore;
+  let b: PostgresStore;
+  const errors: unknown[] = [];
+
+  const count = async (table: string) =>
+    ((await db.query(`SELECT count(*)::int AS n FROM ${table}`))[0] as { n: number }).n;
+
+  beforeAll(async () => {
+    db = await scratchSchema();
+    // Two pools on one schema: two replicas, as far as the database can tell.
+    [a, b] = await Promise.all([
+      openPostgresStore(db.url, { poolSize: 5, onError: (e) => errors.push(e) }),
+      openPostgresStore(db.url, { poolSize: 5, onError: (e) => errors.push(e) }),
+    ]);
+  });
+
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await db?.drop();
+  });
+
+  it("migrates once, even when several replicas start together", async () => {
+    const fresh = await scratchSchema();
+    try {
+      const stores = await Promise.all(
+        Array.from({ length: 5 }, () => openPostgresStore(fresh.url)),
+      );
+      expect(stores.every((s) => s.dialect === "postgres")).toBe(true);
+      const versions = await fresh.query("SELECT version FROM schema_migrations ORDER BY version");
+      expect(versions).toEqual([{ version: 1 }, { version: 2 }]);
+      await Promise.all(stores.map((s) => s.close()));
+    } finally {
+      await fresh.drop();
+    }
+  });
+
+  it("applies transitions with their events and outbox entries, in one valid chain", async () => {
+    const first = pendingChange();
+    expect(await a.insertRequest(first, plan(first))).toEqual({ inserted: true });
+    const stored = await b.getRequest(first.request.id);
+    expect(stored).toEqual(first.request);
+
+    const approved = await b.transition(first.request.id, approve("bob@example.com"), plan);
+    expect(approved).toMatchObject({ status: "approved", version: 2 });
+    const running = await a.transition(
+      first.request.id,
+      (r) => startExecution(r, T0 + 120_000),
+      plan,
+    );
+    expect(running?.status).toBe("executing");
+    const done = await b.transition(
+      first.request.id,
+      (r) =>
+        finishExecution(
+          r,
+          { ok: true, summary: "HTTP 200", result: { id: "re_1" }, resultDigest: "e".repeat(64) },
+          T0 + 130_000,
+        ),
+      plan,
+    );
+    expect(done).toMatchObject({ status: "succeeded", finishedAt: T0 + 130_000, version: 4 });
+    const reread = await a.getRequest(first.request.id);
+    expect(reread).toEqual(done);
+    expect(reread?.reviews.map((r) => r.reviewer)).toEqual(["bob@example.com"]);
+
+    // A transition that changes nothing writes nothing, and `known` saves no wrong read.
+    const still = await a.transition(first.request.id, (r) => ({ value: r }), plan, done);
+    expect(still).toEqual(done);
+
+    const cancelled = pendingChange();
+    await a.insertRequest(cancelled, plan(cancelled));
+    await a.transition(cancelled.request.id, (r) => cancel(r, "support-bot", T0 + 1000), plan);
+    const lapsed = pendingChange();
+    await a.insertRequest(lapsed, []);
+    expect(await b.expiredPending(T0 + HOUR, 10)).toContain(lapsed.request.id);
+    await b.transition(lapsed.request.id, (r) => expire(r, T0 + HOUR), plan);
+    expect(await a.expiredPending(T0 + HOUR, 10)).not.toContain(lapsed.request.id);
+
+    // A vote on an expired request records the expiry, then throws.
+    const late = pendingChange();
+    await a.insertRequest(late, []);
+    const refused = await rejection(
+      a.transition(late.request.id, approve("bob@example.com", T0 + 2 * HOUR), plan),
+    );
+    expect(refused.code).toBe("expired");
+    expect((await a.getRequest(late.request.id))?.status).toBe("expired");
+
+    expect(await a.countByStatus()).toMatchObject({ succeeded: 1, cancelled: 1, expired: 2 });
+    expect(await b.idsWithStatus("expired", 10)).toEqual([lapsed.request.id, late.request.id]);
+    const events = await a.listAudit({ requestId: first.request.id, limit: 100 });
+    expect(events.map((e) => e.type)).toEqual([
+      "request.submitted",
+      "request.decided",
+      "request.reviewed",
+      "request.approved",
+      "execution.started",
+      "execution.succeeded",
+    ]);
+    expect(await a.listAudit({ type: "request.cancelled", limit: 10 })).toHaveLength(1);
+    expect(await a.listAudit({ since: T0 + HOUR, limit: 100 })).toHaveLength(2);
+    const outbox = await db.query(
+      "SELECT payload, available_at FROM outbox WHERE request_id = $1 ORDER BY id",
+      [first.request.id],
+    );
+    expect(outbox).toEqual([
+      { payload: '{"event":"requested"}', available_at: String(T0) },
+      { payload: '{"event":"reviewed"}', available_at: String(T0 + 60_000) },
+      { payload: '{"event":"resolved"}', available_at: String(T0 + 130_000) },
+    ]);
+
+    // Over a thousand events more, so the chain is also read back across batches.
+    await b.appendAudit(Array.from({ length: 1200 }, (_, i) => auditInput("test.bulk", { i })));
+    const total = await verifyChain(a);
+    expect(total).toBe(await count("audit_events"));
+    expect(total).toBeGreaterThan(1200);
+  });
+
+  it("keeps an outbox entry's own availableAt, and lists and pages requests", async () => {
+    const change = pendingChange(1, {
+      proposal: { ...newRequest().proposal, agent: "pager", connection: "pagerduty" },
+      agent: { name: "pager", owner: OWNER, labels: {} },
+    });
+    await a.insertRequest(change, [
+      { topic: "reminder", requestId: change.request.id, payload: {}, availableAt: T0 + 999 },
+    ]);
+    const [entry] = await db.query("SELECT available_at, created_at FROM outbox WHERE topic = $1", [
+      "reminder",
+    ]);
+    expect(entry).toEqual({ available_at: String(T0 + 999), created_at: String(T0) });
+
+    const more = [pendingChange(), pendingChange(), pendingChange()];
+    for (const c of more) await b.insertRequest(c, []);
+    const page = await a.listRequests({ statuses: ["pending"], agent: "support-bot", limit: 2 });
+    expect(page.map((r) => r.id)).toEqual([more[2]!.request.id, more[1]!.request.id]);
+    const next = await a.listRequests({
+      statuses: ["pending"],
+      agent: "support-bot",
+      before: page[1]!.id,
+      limit: 1,
+    });
+    expect(next.map((r) => r.id)).toEqual([more[0]!.request.id]);
+    expect((await b.listRequests({ connection: "pagerduty", limit: 10 })).map((r) => r.id)).toEqual(
+      [change.request.id],
+    );
+  });
+
+  it("returns the earlier request for a reused idempotency key and writes nothing", async () => {
+    const key = { idempotencyKey: "order-42" };
+    const first = pendingChange(1, key);
+    expect(await a.insertRequest(first, plan(first))).toEqual({ inserted: true });
+    const before = [await count("requests"), await count("audit_events"), await count("outbox")];
+
+    const again = pendingChange(1, key);
+    const result = await b.insertRequest(again, [{ topic: "x", requestId: null, payload: {} }]);
+    expect(result).toEqual({ inserted: false, existing: first.request });
+    expect([await count("requests"), await count("audit_events"), await count("outbox")]).toEqual(
+      before,
+    );
+    expect(await b.getRequest(again.request.id)).toBeUndefined();
+    expect(await b.findByIdempotencyKey("support-bot", "order-42")).toEqual(first.request);
+
+    // Racing replicas with one key: one request, the others get it back.
+    const racers = Array.from({ length: 6 }, () => pendingChange(1, { idempotencyKey: "race" }));
+    const results = await Promise.all(
+      racers.map((c, i) => (i % 2 ? a : b).insertRequest(c, plan(c))),
+    );
+    const winners = results.filter((r) => r.inserted);
+    expect(winners).toHaveLength(1);
+    const winner = racers[results.findIndex((r) => r.inserted)]!.request;
+    for (const r of results) if (!r.inserted) expect(r.existing.id).toBe(winner.id);
+    await verifyChain(a);
+  });
+
+  it("refuses an unknown request, and a refusing transition writes nothing", async () => {
+    expect((await rejection(a.transition("req_missing", (r) => ({ value: r }), plan))).code).toBe(
+      "not_found",
+    );
+    const change = pendingChange();
+    await a.insertRequest(change, []);
+    await a.transition(change.request.id, approve("bob@example.com"), plan);
+    const events = await count("audit_events");
+    // A second vote on the approved request: castVote throws, and the transaction rolls back.
+    const refused = await rejection(
+      b.transition(change.request.id, approve("bob@example.com"), plan),
+    );
+    expect(refused.code).toBe("not_pending");
+    expect(await count("audit_events")).toBe(events);
+    expect((await a.getRequest(change.request.id))?.version).toBe(2);
+  });
+
+  it("serialises 20 concurrent votes from two replicas: no lost update", async () => {
+    const change = pendingChange(100);
+    await a.insertRequest(change, []);
+    const id = change.request.id;
+    const values = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        (i % 2 ? a : b).transition(id, approve(`reviewer${i}@example.com`), plan),
+      ),
+    );
+    expect(values.map((v) => v.version).sort((x, y) => x - y)).toEqual(
+      Array.from({ length: 20 }, (_, i) => i + 2),
+    );
+    // Each vote saw every vote committed before it.
+    for (const v of values) expect(v.reviews).toHaveLength(v.version - 1);
+    const final = await b.getRequest(id);
+    expect(final?.version).toBe(21);
+    expect(new Set(final?.reviews.map((r) => r.reviewer)).size).toBe(20);
+    expect(await a.listAudit({ requestId: id, type: "request.reviewed", limit: 100 })).toHaveLength(
+      20,
+    );
+    await verifyChain(b);
+  });
+
+  it("keeps one chain when two replicas append at once", async () => {
+    const before = await count("audit_events");
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        (i % 2 ? a : b).appendAudit([auditInput("test.concurrent", { i })]),
+      ),
+    );
+    expect(await count("audit_events")).toBe(before + 200);
+    expect(await verifyChain(a)).toBe(before + 200);
+  });
+
+  it("never leases one outbox item to two replicas at once", async () => {
+    await db.query("DELETE FROM outbox");
+    const change = pendingChange();
+    const entries = Array.from({ length: 150 }, (_, i) => ({
+      topic: "webhook",
+      requestId: change.request.id,
+      payload: { i },
+    }));
+    await a.insertRequest(change, entries);
+    const now = T0 + 10;
+    const claimed: number[] = [];
+    const drain = async (store: Store) => {
+      for (;;) {
+        const items = await store.claimOutbox(now, 60_000, 7);
+        if (items.length === 0) return;
+        claimed.push(...items.map((item) => item.id));
+      }
+    };
+    await Promise.all([drain(a), drain(b), drain(a), drain(b)]);
+    expect(claimed).toHaveLength(150);
+    expect(new Set(claimed).size).toBe(150);
+
+    // Leased items come back once their lease is over, attempts counted.
+    const [again] = await b.claimOutbox(now + 60_000, 1000, 1);
+    expect(again).toMatchObject({ topic: "webhook", attempts: 2, createdAt: T0 });
+    await a.completeOutbox(again!.id);
+    const [retry] = await a.claimOutbox(now + 60_000, 1000, 1);
+    await b.failOutbox(retry!.id, "HTTP 500", now + 100_000);
+    const [dead] = await a.claimOutbox(now + 60_000, 1000, 1);
+    await b.failOutbox(dead!.id, "gone", null);
+    const due = await a.claimOutbox(now + 200_000, 1000, 1000);
+    expect(due.map((item) => item.id)).toContain(retry!.id);
+    expect(due.map((item) => item.id)).not.toContain(dead!.id);
+    expect(due.map((item) => item.id)).not.toContain(again!.id);
+    expect(
+      await db.query("SELECT state, last_error FROM outbox WHERE id = $1", [dead!.id]),
+    ).toEqual([{ state: "dead", last_error: "gone" }]);
+  });
+
+  it("tells listeners on another replica about committed changes, once each", async () => {
+    const onA: RequestChange[] = [];
+    const onB: RequestChange[] = [];
+    const stopA = a.subscribe((c) => onA.push(c));
+    const stopB = b.subscribe((c) => onB.push(c));
+    try {
+      const change = pendingChange();
+      const id = change.request.id;
+      const inserted = heard(b, (c) => c.id === id && c.version === 1);
+      await a.insertRequest(change, []);
+      expect(await inserted).toEqual({ id, status: "pending", version: 1 });
+      const approved = heard(a, (c) => c.id === id && c.version === 2);
+      await b.transition(id, approve("bob@example.com"), plan);
+      expect(await approved).toEqual({ id, status: "approved", version: 2 });
+      // Let any echo of a store's own notification arrive before counting.
+      await sleep(200);
+      expect(onA.filter((c) => c.id === id)).toEqual([
+        { id, status: "pending", version: 1 },
+        { id, status: "approved", version: 2 },
+      ]);
+      expect(onB.filter((c) => c.id === id)).toEqual(onA.filter((c) => c.id === id));
+    } finally {
+      stopA();
+      stopB();
+    }
+  });
+
+  it("never tells anyone about a change that rolled back", async () => {
+    // A trigger makes the audit insert, the last write of a change, fail.
+    await db.query(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'refused by test'; END $$`);
+    await db.query(`CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events FOR EACH ROW
+      WHEN (NEW.type = 'test.refused') EXECUTE FUNCTION refuse_audit()`);
+    const change = pendingChange();
+    const id = change.request.id;
+    const inserted = heard(b, (c) => c.id === id);
+    await a.insertRequest(change, []);
+    await inserted;
+    const onB: RequestChange[] = [];
+    const stop = b.subscribe((c) => onB.push(c));
+    try {
+      const failed = await rejection(
+        a.transition(
+          id,
+          (r) => {
+            const next = { ...r, status: "cancelled" as const, version: r.version + 1 };
+            return {
+              change: {
+                request: next,
+                events: [{ ...auditInput("test.refused"), requestId: id }],
+                notifications: [],
+              },
+              value: next,
+            };
+          },
+          plan,
+        ),
+      );
+      expect(failed.code).toBe("store_unavailable");
+      expect(failed.message).toMatch(/refused by test/);
+      expect((await a.getRequest(id))?.status).toBe("pending");
+      // Notifications arrive in commit order: once this one is heard, the other never will be.
+      const later = heard(b, (c) => c.id === id);
+      await a.transition(id, (r) => cancel(r, "support-bot", T0 + 5), plan);
+      expect(await later).toEqual({ id, status: "cancelled", version: 2 });
+      expect(onB.filter((c) => c.id === id)).toEqual([{ id, status: "cancelled", version: 2 }]);
+    } finally {
+      stop();
+      await db.query("DROP TRIGGER refuse_audit ON audit_events");
+    }
+  });
+
+  it("survives connections the server drops, and listens again", async () => {
+    const url = new URL(db.url);
+    const name = `airlock_drop_${process.pid}`;
+    url.searchParams.set("application_name", name);
+    const seen: unknown[] = [];
+    const c = await openPostgresStore(url.toString(), { onError: (e) => seen.push(e) });
+    try {
+      await c.ping();
+      await db.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        [name],
+      );
+      // The idle pool connection and the change feed were both cut; neither ends the process.
+      await expect.poll(() => seen.length, { timeout: 5000 }).toBeGreaterThanOrEqual(2);
+      expect(seen.every((e) => e instanceof AirlockError && e.code === "store_unavailable")).toBe(
+        true,
+      );
+      await c.ping();
+      // The feed reconnects: keep changing a request on `a` until `c` hears one.
+      const change = pendingChange(1000);
+      await a.insertRequest(change, []);
+      let heardOne = false;
+      const stop = c.subscribe((ch) => {
+        if (ch.id === change.request.id) heardOne = true;
+      });
+      for (let i = 0; i < 50 && !heardOne; i++) {
+        await a.transition(change.request.id, approve(`r${i}@example.com`), plan);
+        await sleep(200);
+      }
+      stop();
+      expect(heardOne).toBe(true);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("sees a token revoked on another replica within a second", async () => {
+    const token = {
+      id: "tok_1",
+      kind: "agent" as const,
+      subject: "support-bot",
+      hash: "h".repeat(64),
+      hint: "alk_1234",
+      createdAt: T0,
+      revokedAt: null,
+    };
+    await a.insertToken(token, auditInput("token.created"));
+    expect(await b.findTokenByHash(token.hash)).toEqual(token);
+    expect(await a.findTokenByHash(token.hash)).toEqual(token);
+    expect(await a.revokeToken("tok_1", { ...auditInput("token.revoked"), at: T0 + 5 })).toBe(true);
+    expect(await a.revokeToken("tok_1", auditInput("token.revoked"))).toBe(false);
+    // Here at once; on the other replica once its cached copy is a second old.
+    expect((await a.findTokenByHash(token.hash))?.revokedAt).toBe(T0 + 5);
+    await sleep(1100);
+    expect((await b.findTokenByHash(token.hash))?.revokedAt).toBe(T0 + 5);
+    expect(await b.findTokenByHash("x".repeat(64))).toBeUndefined();
+    expect((await b.listTokens()).map((t) => t.id)).toEqual(["tok_1"]);
+    expect(await a.listAudit({ type: "token.revoked", limit: 10 })).toHaveLength(1);
+  });
+
+  it("keeps sessions until they expire, and completes each sign-in once", async () => {
+    const session = {
+      idHash: "s".repeat(64),
+      email: "bob@example.com",
+      issuer: "https://idp.example.com",
+      subject: "bob",
+      groups: ["finance"],
+      authTime: T0,
+      acr: null,
+      createdAt: T0,
+      expiresAt: T0 + HOUR,
+    };
+    await a.insertSession(session, auditInput("session.started"));
+    expect(await b.findSession(session.idHash, T0 + 1)).toEqual(session);
+    expect(await b.findSession(session.idHash, T0 + HOUR)).toBeUndefined();
+    // A later sign-in forgets the expired session.
+    await b.insertSession(
+      { ...session, idHash: "t".repeat(64), createdAt: T0 + HOUR, expiresAt: T0 + 2 * HOUR },
+      auditInput("session.started"),
+    );
+    expect(await db.query("SELECT id_hash FROM sessions")).toEqual([{ id_hash: "t".repeat(64) }]);
+    expect(await a.deleteSession("t".repeat(64), auditInput("session.ended"))).toBe(true);
+    expect(await a.deleteSession("t".repeat(64), auditInput("session.ended"))).toBe(false);
+    expect(await a.listAudit({ type: "session.ended", limit: 10 })).toHaveLength(1);
+
+    const signIn = {
+      stateHash: "g".repeat(64),
+      verifier: "v",
+      nonce: "n",
+      returnTo: "/console",
+      stepUp: true,
+      expiresAt: T0 + 600_000,
+    };
+    await a.insertSignIn(signIn, T0);
+    const taken = await Promise.all([
+      a.takeSignIn(signIn.stateHash, T0 + 1),
+      b.takeSignIn(signIn.stateHash, T0 + 1),
+    ]);
+    expect(taken.filter((t) => t !== undefined)).toEqual([signIn]);
+    await a.insertSignIn({ ...signIn, stateHash: "e".repeat(64) }, T0);
+    expect(await b.takeSignIn("e".repeat(64), T0 + 600_000)).toBeUndefined();
+    await a.insertSignIn({ ...signIn, stateHash: "f".repeat(64), expiresAt: T0 + 10 }, T0);
+    await a.insertSignIn({ ...signIn, stateHash: "d".repeat(64) }, T0 + 10);
+    expect(await db.query("SELECT state_hash FROM sign_ins")).toEqual([
+      { state_hash: "d".repeat(64) },
+    ]);
+  });
+
+  it("updates a channel's reference in place", async () => {
+    expect(await a.getChannelRef("req_x", "slack")).toBeUndefined();
+    await a.setChannelRef("req_x", "slack", "C1/1");
+    await b.setChannelRef("req_x", "slack", "C1/2");
+    expect(await a.getChannelRef("req_x", "slack")).toBe("C1/2");
+  });
+
+  it("fails closed with store_unavailable when the database cannot be reached", async () => {
+    const url = new URL(db.url);
+    url.port = "1";
+    const opening = await rejection(openPostgresStore(url.toString()));
+    expect(opening.code).toBe("store_unavailable");
+    expect(opening.message).toMatch(/127\.0\.0\.1:1\/test/);
+    expect(opening.message).not.toMatch(/password/);
+
+    // Through a proxy that goes away and comes back.
+    const proxy = await startProxy(Number(new URL(db.url).port || 5432));
+    const proxied = new URL(db.url);
+    proxied.port = String(proxy.port);
+    const seen: unknown[] = [];
+    const c = await openPostgresStore(proxied.toString(), { onError: (e) => seen.push(e) });
+    try {
+      const change = pendingChange();
+      await c.insertRequest(change, []);
+      await proxy.stop();
+      const calls: Promise<unknown>[] = [
+        c.ping(),
+        c.getRequest(change.request.id),
+        c.transition(change.request.id, approve("bob@example.com"), plan),
+        c.insertRequest(pendingChange(), []),
+        c.appendAudit([auditInput("test.down")]),
+        c.claimOutbox(T0, 1000, 10),
+        c.findTokenByHash("z".repeat(64)),
+        c.takeSignIn("g".repeat(64), T0),
+      ];
+      const outcomes = await Promise.allSettled(calls);
+      for (const outcome of outcomes) {
+        expect(outcome.status).toBe("rejected");
+        const reason = (outcome as PromiseRejectedResult).reason;
+        expect(reason).toBeInstanceOf(AirlockError);
+        expect((reason as AirlockError).code).toBe("store_unavailable");
+      }
+      await proxy.start();
+      await c.ping();
+      expect((await c.getRequest(change.request.id))?.version).toBe(1);
+    } finally {
+      await c.close();
+      await proxy.stop();
+    }
+
+    // And after close(), which may be called again.
+    const d = await openPostgresStore(db.url);
+    await d.close();
+    await d.close();
+    expect((await rejection(d.ping())).code).toBe("store_unavailable");
+    expect((await rejection(d.getRequest("req_1"))).code).toBe("store_unavailable");
+    expect((await rejection(d.appendAudit([auditInput("x")]))).code).toBe("store_unavailable");
+    const closed = await rejection(d.transition("req_1", (r) => ({ value: r }), plan));
+    expect(closed.message).toMatch(/closed/);
+    // Nothing in this file cut the shared stores' connections.
+    expect(errors).toEqual([]);
+  });
+});
+
+/** A TCP proxy to PostgreSQL that can be stopped (every connection cut) and started again. */
+async function startProxy(target: number) {
+  let server: Server | undefined;
+  const sockets = new Set<Socket>();
+  let port = 0;
+  const start = async () => {
+    server = createServer((client) => {
+      const upstream = connect(target, "127.0.0.1");
+      sockets.add(client).add(upstream);
+      client.pipe(upstream).pipe(client);
+      const cut = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on("error", cut).on("close", cut);
+      upstream.on("error", cut).on("close", cut);
+    });
+    server.listen(port, "127.0.0.1");
+    await once(server, "listening");
+    port = (server.address() as { port: number }).port;
+  };
+  const stop = async () => {
+    if (!server) return;
+    const closing = server;
+    server = undefined;
+    for (const socket of sockets) socket.destroy();
+    sockets.clear();
+    await new Promise((resolve) => closing.close(resolve));
+  };
+  await start();
+  return {
+    get port() {
+      return port;
+    },
+    start,
+    stop,
+  };
+}
