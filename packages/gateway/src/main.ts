@@ -133,6 +133,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     metrics,
     clock,
     afterCommit: dispatcher.kick,
+    leaseMs: config.server.executionLease,
   });
   const requests = createRequestService({
     store,
@@ -179,12 +180,21 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   let closing: Promise<void> | undefined;
 
   let sweeping: Promise<void> | undefined;
+  // SQLite is one process's alone; PostgreSQL may be shared by replicas.
+  const shared = store.dialect === "postgres";
+  let lastLeaseCheck = clock();
   const sweep = (): Promise<void> => {
     // One sweep at a time, and none once closing: it could claim work after the drain.
     if (closing || sweeping) return sweeping ?? Promise.resolve();
     sweeping = (async () => {
       try {
         await requests.sweepExpired();
+        // On a shared database, a replica that died leaves executions whose leases run out.
+        if (shared && clock() - lastLeaseCheck >= config.server.executionLease / 4) {
+          lastLeaseCheck = clock();
+          const ended = await executor.recover();
+          if (ended.interrupted) logger.warn(ended, "ended executions a stopped replica left");
+        }
         await executor.resumeApproved();
       } catch (error) {
         logger.warn({ err: error }, "sweep failed; will retry");
@@ -211,7 +221,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     },
     /** Recovers what a stop left behind, then serves. Returns the address it listens on. */
     async start(): Promise<string> {
-      const recovered = await executor.recover();
+      const recovered = await executor.recover({ all: !shared });
       if (recovered.interrupted || recovered.resumed)
         logger.warn(recovered, "recovered requests left by a stop");
       await sweep();

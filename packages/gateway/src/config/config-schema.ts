@@ -40,6 +40,11 @@ export const serverSchema = z.strictObject({
   maxWaitSeconds: z.number().int().min(0).max(3600).default(300),
   /** How often pending requests are checked for expiry. */
   sweepInterval: duration({ min: 10, max: 3_600_000 }).default(1000),
+  /**
+   * How long an execution is a replica's without its heartbeat; after that, another replica
+   * ends it as failed, "outcome unknown". Renewed every third of it while the action runs.
+   */
+  executionLease: duration({ min: 300, max: 86_400_000 }).default(60_000),
 });
 
 export const storageSchema = z

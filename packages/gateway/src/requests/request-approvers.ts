@@ -36,7 +36,11 @@ export function createApprovers(config: AirlockConfig): Approvers {
       ? vouched.filter((g): g is string => typeof g === "string")
       : [];
     if (!configured && idpGroups.length === 0) return `${email} is no longer a configured reviewer`;
-    const reviewer = { email, groups: [...(configured?.groups ?? []), ...idpGroups] };
+    const reviewer = {
+      email,
+      groups: [...(configured?.groups ?? []), ...idpGroups],
+      configured: configured !== undefined,
+    };
     return approverRefusal(request, reviewer, "approve", ownersOf(request))?.message;
   };
 

@@ -27,8 +27,13 @@ export interface Executor {
   runClaimed(request: ActionRequest): Promise<ActionRequest>;
   /** Claims an approved request and runs it; null when someone else claimed it first. */
   execute(id: string): Promise<ActionRequest | null>;
-  /** At start: ends interrupted executions, then runs approved requests nobody ran. */
-  recover(): Promise<{ interrupted: number; resumed: number }>;
+  /**
+   * Ends executions nobody is running any more as failed, "outcome unknown" (never a second
+   * run), then runs approved requests nobody ran. With `all`, every execution found is
+   * ended (one process owns the store, so none can still be running); otherwise only
+   * those whose lease ran out: their replica stopped renewing it.
+   */
+  recover(options?: { all?: boolean }): Promise<{ interrupted: number; resumed: number }>;
   /**
    * Runs approved requests that nobody in this process is running: ones whose start failed
    * (the store was briefly unavailable) are picked up by the next sweep.
@@ -51,9 +56,36 @@ export function createExecutor(deps: {
   afterCommit?: () => void;
   /** Waits between attempts to record an outcome while the store fails. */
   retryDelays?: number[];
+  /** How long an execution stays ours without a heartbeat; renewed every third of it. */
+  leaseMs?: number;
 }): Executor {
   const { store, connectors, redactor, plan, logger, metrics, clock } = deps;
   const inFlight = new Set<Promise<unknown>>();
+  const leaseMs = deps.leaseMs ?? 60_000;
+  // Executions this process runs now; their leases are renewed while they run.
+  const leased = new Set<string>();
+  let heartbeat: NodeJS.Timeout | undefined;
+  const beat = () => {
+    if (leased.size === 0) {
+      clearInterval(heartbeat);
+      heartbeat = undefined;
+      return;
+    }
+    store
+      .touchExecuting([...leased], clock())
+      .catch((error) => logger.warn({ err: error }, "could not renew execution leases"));
+  };
+  const leasedWhile = <T>(id: string, work: Promise<T>): Promise<T> => {
+    holding(id);
+    return work.finally(() => leased.delete(id));
+  };
+  const holding = (id: string) => {
+    leased.add(id);
+    if (!heartbeat) {
+      heartbeat = setInterval(beat, Math.max(100, Math.floor(leaseMs / 3)));
+      heartbeat.unref();
+    }
+  };
   const retryDelays = deps.retryDelays ?? [50, 100, 200, 400, 800];
   // Executions are never abandoned halfway (a stop waits for them); connectors keep their own timeouts.
   const running = new AbortController().signal;
@@ -202,7 +234,7 @@ export function createExecutor(deps: {
       starting.delete(id);
     }
     if (!claimed) return null;
-    return run(claimed, true);
+    return leasedWhile(claimed.id, run(claimed, true));
   };
 
   const resumeApproved = async (): Promise<number> => {
@@ -219,16 +251,22 @@ export function createExecutor(deps: {
   };
 
   return {
-    runClaimed: (request) => track(run(request, false)),
+    runClaimed: (request) => track(leasedWhile(request.id, run(request, false))),
     execute: (id) => track(execute(id)),
-    async recover() {
+    async recover(options = {}) {
       let interrupted = 0;
       for (const id of await store.idsWithStatus("executing", 10_000)) {
+        if (leased.has(id)) continue;
+        // Decided under the row's lock: a replica that renewed its lease meanwhile keeps it.
         const ended = await store.transition(
           id,
-          (current) => interruptExecution(current, clock()),
+          (current) =>
+            options.all || clock() - current.updatedAt > leaseMs
+              ? interruptExecution(current, clock())
+              : { value: current },
           plan,
         );
+        if (ended.status === "executing") continue;
         logger.warn(
           { requestId: id, status: ended.status },
           "an execution was interrupted by a stop; outcome unknown",

@@ -162,6 +162,11 @@ export interface Reviewer {
   email: string;
   groups: readonly string[];
   evidence: IdentityEvidence;
+  /**
+   * False for someone known only through the identity provider's groups: a rule without
+   * approver groups takes only the reviewers listed in the config.
+   */
+  configured?: boolean;
 }
 
 export type Eligibility =
@@ -174,7 +179,7 @@ export type Eligibility =
  */
 export function eligibility(
   request: ActionRequest,
-  reviewer: Pick<Reviewer, "email" | "groups">,
+  reviewer: Pick<Reviewer, "email" | "groups" | "configured">,
   vote: Vote,
   owners: readonly string[],
 ): Eligibility {
@@ -198,7 +203,7 @@ export function eligibility(
  */
 export function approverRefusal(
   request: ActionRequest,
-  reviewer: Pick<Reviewer, "email" | "groups">,
+  reviewer: Pick<Reviewer, "email" | "groups" | "configured">,
   vote: Vote,
   owners: readonly string[],
 ): Extract<Eligibility, { ok: false }> | undefined {
@@ -213,6 +218,13 @@ export function approverRefusal(
     };
   }
   const approvers = review?.approvers ?? [];
+  if (approvers.length === 0 && reviewer.configured === false) {
+    return {
+      ok: false,
+      code: "not_an_approver",
+      message: `${email} is not a configured reviewer, and this rule names no approver groups`,
+    };
+  }
   if (approvers.length > 0 && !reviewer.groups.some((group) => approvers.includes(group))) {
     return {
       ok: false,

@@ -126,6 +126,11 @@ export interface Store {
   /** Ids of pending requests whose expiry has passed. */
   expiredPending(now: number, limit: number): Promise<string[]>;
   idsWithStatus(status: RequestStatus, limit: number): Promise<string[]>;
+  /**
+   * Marks executions as still running (their `updatedAt` becomes `now`): the heartbeat that
+   * tells other replicas not to end them as interrupted. Not a state change: no version, no event.
+   */
+  touchExecuting(ids: readonly string[], now: number): Promise<void>;
   countByStatus(): Promise<Partial<Record<RequestStatus, number>>>;
 
   /** Appends events that belong to no request transition (tokens, start-up). */

@@ -478,6 +478,15 @@ export class PostgresStore implements Store {
     return rows.map((row) => row.id as string);
   }
 
+  async touchExecuting(ids: readonly string[], now: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.query(
+      "renew execution leases",
+      "UPDATE requests SET updated_at = $1 WHERE id = ANY($2::text[]) AND status = 'executing'",
+      [now, [...ids]],
+    );
+  }
+
   async countByStatus(): Promise<Partial<Record<RequestStatus, number>>> {
     const rows = await this.query(
       "count requests",

@@ -228,6 +228,9 @@ export class SqliteStore implements Store {
       expired: db.prepare(`SELECT id FROM requests WHERE status = 'pending' AND expires_at <= ?
         ORDER BY expires_at LIMIT ?`),
       withStatus: db.prepare("SELECT id FROM requests WHERE status = ? ORDER BY id LIMIT ?"),
+      touchExecuting: db.prepare(
+        "UPDATE requests SET updated_at = ? WHERE id = ? AND status = 'executing'",
+      ),
       countByStatus: db.prepare("SELECT status, count(*) AS n FROM requests GROUP BY status"),
       insertToken: db.prepare(`INSERT INTO tokens (id, kind, subject, hash, hint, created_at,
         revoked_at) VALUES (@id, @kind, @subject, @hash, @hint, @created_at, @revoked_at)`),
@@ -419,6 +422,13 @@ export class SqliteStore implements Store {
     return this.run(() =>
       (this.stmt.withStatus.all(status, limit) as { id: string }[]).map((r) => r.id),
     );
+  }
+
+  async touchExecuting(ids: readonly string[], now: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.write(() => {
+      for (const id of ids) this.stmt.touchExecuting.run(now, id);
+    });
   }
 
   async countByStatus(): Promise<Partial<Record<RequestStatus, number>>> {
