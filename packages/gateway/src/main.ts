@@ -94,6 +94,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       clock,
       logger,
       configured: (email) => identity.reviewer(email),
+      approverGroups: new Set(policy.rules.flatMap((rule) => rule.review?.approvers ?? [])),
     });
   const waiters = createWaiters(store);
   const channels = [

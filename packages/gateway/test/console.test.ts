@@ -61,6 +61,10 @@ rules:
     decision: review
     review: { approvers: [finance], risk: high }
     mask: { input: [body.card_number] }
+  - name: deploys need eng
+    when: http.path.startsWith("/deploys")
+    decision: review
+    review: { approvers: [eng] }
   - name: nothing else
     decision: deny
 `,

@@ -35,6 +35,7 @@ describe("sign-in through the identity provider", () => {
         { email: "alice@example.com", groups: ["finance"] },
         { email: "erin@example.com", groups: ["eng"] },
         { email: "nobody@example.com", groups: [] },
+        { email: "rita@example.com", groups: ["requesters"] },
       ],
     });
     gatewayConfig = (port: number, extra = "") => `
@@ -63,6 +64,10 @@ rules:
     when: http.path.startsWith("/refunds")
     decision: review
     review: { approvers: [finance] }
+  - name: deploys need eng
+    when: http.path.startsWith("/deploys")
+    decision: review
+    review: { approvers: [eng] }
   - name: nothing else
     decision: deny
 `;
@@ -86,13 +91,14 @@ rules:
     if (options.stepUp) query.set("stepUp", "1");
     const start = await fetch(`${base}/auth/login?${query}`, { redirect: "manual" });
     expect(start.status).toBe(302);
+    const binding = start.headers.get("set-cookie")!.split(";")[0]!;
     const { redirect, loggedIn } = await idp.authorize(start.headers.get("location")!, {
       email,
       agent: email,
     });
-    const back = await fetch(redirect, { redirect: "manual" });
+    const back = await fetch(redirect, { redirect: "manual", headers: { cookie: binding } });
     expect(back.status).toBe(302);
-    const setCookie = back.headers.get("set-cookie")!;
+    const setCookie = back.headers.getSetCookie().find((c) => c.startsWith("airlock_session="))!;
     expect(setCookie).toMatch(/HttpOnly/);
     expect(setCookie).toMatch(/SameSite=Lax/);
     const cookie = setCookie.split(";")[0]!;
@@ -143,8 +149,28 @@ rules:
   });
 
   it("never redirects off the gateway after a sign-in", async () => {
-    const evil = await signIn("carol@example.com", { returnTo: "//evil.example/steal" });
-    expect(evil.location).toBe("/");
+    for (const returnTo of [
+      "//evil.example/steal",
+      "/\t/evil.example/x",
+      "/x\r\nSet-Cookie: a=b",
+    ]) {
+      const evil = await signIn("carol@example.com", { returnTo });
+      expect(evil.location).toBe("/");
+    }
+  });
+
+  it("completes a sign-in only in the browser that started it", async () => {
+    const start = await fetch(`${base}/auth/login`, { redirect: "manual" });
+    const { redirect } = await idp.authorize(start.headers.get("location")!, {
+      email: "carol@example.com",
+      agent: "someone-else",
+    });
+    // The callback URL alone, in another browser (no binding cookie), opens no session.
+    const elsewhere = await fetch(redirect, { redirect: "manual" });
+    expect(elsewhere.status).toBe(401);
+    expect(elsewhere.headers.getSetCookie().some((c) => c.startsWith("airlock_session="))).toBe(
+      false,
+    );
   });
 
   it("refuses a change without the session's CSRF token, and takes it with the token", async () => {
@@ -175,15 +201,18 @@ rules:
     expect((await vote(erin, id)).body.error.code).toBe("not_an_approver");
   });
 
-  it("refuses to open a session for someone who is no reviewer at all", async () => {
-    const start = await fetch(`${base}/auth/login`, { redirect: "manual" });
-    const { redirect } = await idp.authorize(start.headers.get("location")!, {
-      email: "nobody@example.com",
-      agent: "nobody",
-    });
-    const back = await fetch(redirect, { redirect: "manual" });
-    expect(back.status).toBe(403);
-    expect(back.headers.get("set-cookie")).toBeNull();
+  it("refuses a session to anyone neither configured nor in a rule's approver group", async () => {
+    for (const email of ["nobody@example.com", "rita@example.com"]) {
+      const start = await fetch(`${base}/auth/login`, { redirect: "manual" });
+      const binding = start.headers.get("set-cookie")!.split(";")[0]!;
+      const { redirect } = await idp.authorize(start.headers.get("location")!, {
+        email,
+        agent: email,
+      });
+      const back = await fetch(redirect, { redirect: "manual", headers: { cookie: binding } });
+      expect(back.status).toBe(403);
+      expect(back.headers.getSetCookie().some((c) => c.startsWith("airlock_session="))).toBe(false);
+    }
   });
 
   it("ends the session on sign-out", async () => {

@@ -1,14 +1,19 @@
 /** The few cookie operations the session needs, without a cookie library. */
 import type { FastifyRequest } from "fastify";
 
-export function readCookie(request: FastifyRequest, name: string): string | undefined {
+/** The first well-formed value of cookie `name`; malformed ones (planted, say) are skipped. */
+export function readCookie(
+  request: FastifyRequest,
+  name: string,
+  shape: RegExp = /^[0-9a-f]{16,128}$/,
+): string | undefined {
   const header = request.headers.cookie;
   if (!header) return undefined;
   for (const part of header.split(";")) {
     const at = part.indexOf("=");
     if (at < 0 || part.slice(0, at).trim() !== name) continue;
     const value = part.slice(at + 1).trim();
-    return /^[0-9a-f]{16,128}$/.test(value) ? value : undefined;
+    if (shape.test(value)) return value;
   }
   return undefined;
 }

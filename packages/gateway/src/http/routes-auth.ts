@@ -5,6 +5,9 @@ import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
 import { readCookie, sessionCookie } from "./cookies.js";
 import type { createRouter } from "./route.js";
 
+/** Binds a sign-in to the browser that started it, until the provider sends it back. */
+const SIGN_IN_COOKIE = "airlock_sign_in";
+
 const loginQuerySchema = z.strictObject({
   returnTo: z.string().max(2048).optional(),
   stepUp: z.enum(["0", "1", "true", "false"]).optional(),
@@ -45,11 +48,18 @@ export function authRoutes(
       responses: { 302: "To the identity provider", 404: "Sign-in is not configured" },
     },
     async ({ query }) => {
-      const url = await oidc().signIn({
+      const { url, binding } = await oidc().signIn({
         returnTo: query.returnTo ?? "/",
         stepUp: query.stepUp === "1" || query.stepUp === "true",
       });
-      return { status: 302, body: "", headers: { location: url } };
+      return {
+        status: 302,
+        body: "",
+        headers: {
+          location: url,
+          "set-cookie": sessionCookie(SIGN_IN_COOKIE, binding, { maxAgeSeconds: 600, secure }),
+        },
+      };
     },
   );
 
@@ -63,22 +73,20 @@ export function authRoutes(
       query: callbackQuerySchema,
       responses: { 302: "Back to where the sign-in started", 401: "The sign-in failed" },
     },
-    async ({ request }) => {
+    async ({ request, reply }) => {
       const url = new URL(request.url, deps.publicUrl);
       const { sessionId, returnTo, expiresAt } = await oidc().complete(
         new URL(`${deps.publicUrl}/auth/callback${url.search}`),
+        readCookie(request, SIGN_IN_COOKIE, /^[A-Za-z0-9_-]{16,128}$/),
       );
-      return {
-        status: 302,
-        body: "",
-        headers: {
-          location: returnTo,
-          "set-cookie": sessionCookie(SESSION_COOKIE, sessionId, {
-            maxAgeSeconds: Math.max(1, Math.floor((expiresAt - Date.now()) / 1000)),
-            secure,
-          }),
-        },
-      };
+      reply.header("set-cookie", [
+        sessionCookie(SESSION_COOKIE, sessionId, {
+          maxAgeSeconds: Math.max(1, Math.floor((expiresAt - Date.now()) / 1000)),
+          secure,
+        }),
+        sessionCookie(SIGN_IN_COOKIE, "0".repeat(16), { maxAgeSeconds: 0, secure }),
+      ]);
+      return { status: 302, body: "", headers: { location: returnTo } };
     },
   );
 

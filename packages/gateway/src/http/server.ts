@@ -3,6 +3,7 @@
  * failure into `{error: {code, message, field?}}`. Unknown errors become a 500 with a request
  * id; their details go to the log only.
  */
+import { timingSafeEqual } from "node:crypto";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -293,7 +294,9 @@ async function authenticate(
   const { reviewer } = await deps.oidc.reviewer(session);
   if (request.method !== "GET" && request.method !== "HEAD") {
     const sent = request.headers["x-csrf-token"];
-    if (sent !== deps.oidc.csrfToken(session)) {
+    const expected = Buffer.from(deps.oidc.csrfToken(session));
+    const given = Buffer.from(typeof sent === "string" ? sent : "");
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       throw new AirlockError(
         "forbidden",
         "x-csrf-token: missing or wrong; send the csrfToken from GET /auth/session with every change",

@@ -16,10 +16,19 @@ export const SESSION_COOKIE = "airlock_session";
 const SIGN_IN_TTL_MS = 10 * 60_000;
 
 export interface OidcService {
-  /** Where to send the browser to sign in; the sign-in returns to `returnTo` (a local path). */
-  signIn(args: { returnTo: string; stepUp: boolean }): Promise<string>;
-  /** Completes a sign-in from the callback URL; returns the new session's id and where to go. */
-  complete(callbackUrl: URL): Promise<{ sessionId: string; returnTo: string; expiresAt: number }>;
+  /**
+   * Where to send the browser to sign in, and the value of the cookie that binds the sign-in
+   * to this browser; it returns to `returnTo` (a local path).
+   */
+  signIn(args: { returnTo: string; stepUp: boolean }): Promise<{ url: string; binding: string }>;
+  /**
+   * Completes a sign-in from the callback URL, in the browser that started it (its binding
+   * cookie); returns the new session's id and where to go.
+   */
+  complete(
+    callbackUrl: URL,
+    binding: string | undefined,
+  ): Promise<{ sessionId: string; returnTo: string; expiresAt: number }>;
   /** The reviewer a session cookie stands for; throws `unauthenticated` when there is none. */
   reviewer(sessionId: string): Promise<{ reviewer: Reviewer; session: SessionRecord }>;
   signOut(sessionId: string): Promise<void>;
@@ -34,6 +43,9 @@ const sha256 = (text: string) => createHash("sha256").update(text).digest("hex")
 
 /** Only a path on this gateway: never `//host` or a full URL (no open redirect). */
 export function safeReturnTo(value: string | undefined): string {
+  // Printable ASCII only: browsers drop tabs and newlines from a URL, so "/\t/evil.example"
+  // would leave the gateway, and CR/LF would not belong in a Location header anyway.
+  if (value && !/^[\x21-\x7e]+$/.test(value)) return "/";
   if (!value?.startsWith("/") || value.startsWith("//") || value.includes("\\")) return "/";
   return value.length > 2048 ? "/" : value;
 }
@@ -46,6 +58,8 @@ export function createOidcService(deps: {
   logger: Logger;
   /** A configured reviewer's groups, when the e-mail is one. */
   configured: (email: string) => { groups: readonly string[] } | undefined;
+  /** Every group that some rule names as approvers: the only IdP groups that admit anyone. */
+  approverGroups: ReadonlySet<string>;
 }): OidcService {
   const { config, store, clock, logger } = deps;
   const redirectUri = `${deps.publicUrl}/auth/callback`;
@@ -68,6 +82,10 @@ export function createOidcService(deps: {
       });
     return discovered;
   };
+
+  /** A configured reviewer, or a member of a group some rule names as approvers. */
+  const admitted = (email: string, groups: readonly string[]): boolean =>
+    deps.configured(email) !== undefined || groups.some((group) => deps.approverGroups.has(group));
 
   const steppedUp = (session: SessionRecord): boolean =>
     clock() - session.authTime <= config.stepUpMaxAge &&
@@ -108,11 +126,19 @@ export function createOidcService(deps: {
         params.max_age = "0";
       }
       if (config.acr) params.acr_values = config.acr;
-      return oidc.buildAuthorizationUrl(configuration, params).href;
+      // The state doubles as the browser's binding: a callback URL alone (leaked, or handed
+      // to someone to sign them in as another person) completes nothing.
+      return { url: oidc.buildAuthorizationUrl(configuration, params).href, binding: state };
     },
 
-    async complete(callbackUrl) {
+    async complete(callbackUrl, binding) {
       const state = callbackUrl.searchParams.get("state") ?? "";
+      if (!binding || binding !== state) {
+        throw new AirlockError(
+          "unauthenticated",
+          "this sign-in was started in another browser (or its cookie is gone); start again at /auth/login",
+        );
+      }
       const signIn = state ? await store.takeSignIn(sha256(state), clock()) : undefined;
       if (!signIn) {
         throw new AirlockError(
@@ -148,8 +174,11 @@ export function createOidcService(deps: {
           `the sign-in could not be completed (${error instanceof Error ? error.message : String(error)}); start again at /auth/login`,
         );
       }
-      const email = typeof claims.email === "string" ? claims.email.toLowerCase() : undefined;
-      if (!email || claims.email_verified === false) {
+      const raw = typeof claims.email === "string" ? claims.email : undefined;
+      // Reviewers are known by e-mail, so only one the provider verified, in plain ASCII
+      // (case folding of other scripts can turn one address into another), identifies them.
+      const email = raw && /^[\x21-\x7e]+@[\x21-\x7e]+$/.test(raw) ? raw.toLowerCase() : undefined;
+      if (!email || claims.email_verified !== true) {
         throw new AirlockError(
           "unauthenticated",
           "the identity provider gave no verified e-mail address; Airlock identifies reviewers by it",
@@ -159,10 +188,10 @@ export function createOidcService(deps: {
       const groups = Array.isArray(claimed)
         ? claimed.filter((g): g is string => typeof g === "string").slice(0, 200)
         : [];
-      if (!deps.configured(email) && groups.length === 0) {
+      if (!admitted(email, groups)) {
         throw new AirlockError(
           "forbidden",
-          `${email} is not a reviewer: not in the config's reviewers, and in no group from the identity provider`,
+          `${email} is not a reviewer: not in the config's reviewers, and in no approver group of any rule`,
         );
       }
       const now = clock();
@@ -173,8 +202,8 @@ export function createOidcService(deps: {
         issuer: claims.iss,
         subject: claims.sub,
         groups,
-        authTime:
-          typeof claims.auth_time === "number" ? claims.auth_time * 1000 : claims.iat * 1000,
+        // Without auth_time nobody knows when the person last authenticated: never fresh.
+        authTime: typeof claims.auth_time === "number" ? claims.auth_time * 1000 : 0,
         acr: typeof claims.acr === "string" ? claims.acr : null,
         createdAt: now,
         expiresAt: now + config.sessionTtl,
@@ -198,10 +227,10 @@ export function createOidcService(deps: {
 
     async reviewer(sessionId) {
       const session = await store.findSession(sha256(sessionId), clock());
-      if (!session) {
+      if (!session || !admitted(session.email, session.groups)) {
         throw new AirlockError(
           "unauthenticated",
-          "your session has ended; sign in again at /auth/login",
+          "your session has ended (or you are no longer a reviewer); sign in again at /auth/login",
         );
       }
       const groups = [
@@ -212,6 +241,7 @@ export function createOidcService(deps: {
         reviewer: {
           email: session.email,
           groups,
+          configured: deps.configured(session.email) !== undefined,
           evidence: {
             method: "oidc",
             issuer: session.issuer,

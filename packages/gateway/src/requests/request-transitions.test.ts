@@ -411,6 +411,18 @@ describe("castVote", () => {
     expect(castVote(pending(), vote({ expectedHash: HASH })).value.status).toBe("approved");
   });
 
+  it("takes only configured reviewers for a rule without approver groups", () => {
+    const open = pending({ approvers: [] });
+    const idpOnly: Reviewer = {
+      ...reviewer("rita@example.com", ["requesters"]),
+      configured: false,
+    };
+    expectRefused(() => castVote(open, vote({ reviewer: idpOnly })), "not_an_approver");
+    expect(castVote(open, vote({ reviewer: { ...bob, configured: true } })).value.status).toBe(
+      "approved",
+    );
+  });
+
   it("requires step-up evidence to approve when the rule asks for it", () => {
     const request = pending({ stepUp: true });
     expectRefused(
