@@ -27,6 +27,7 @@ reviewers:
   - { email: bob@example.com, groups: [finance] }
   - { email: carol@example.com, groups: [finance] }
   - { email: frank@example.com, groups: [eng] }
+  - { email: gina@example.com, groups: [finance] }
 connections:
   billing-api:
     type: http
@@ -65,7 +66,7 @@ describe("Slack approvals", () => {
   beforeAll(async () => {
     upstream = await startUpstream();
     slack = await startFakeSlack();
-    for (const name of ["alice", "bob", "carol", "frank"]) {
+    for (const name of ["alice", "bob", "carol", "frank", "gina"]) {
       user[name] = slack.addUser(`${name}@example.com`, name);
     }
     user.stranger = slack.addUser("stranger@elsewhere.example", "stranger");
@@ -177,6 +178,22 @@ describe("Slack approvals", () => {
     const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
     expect(view.body.status).toBe("pending");
     expect(view.body.reviews).toHaveLength(1);
+  });
+
+  it("asks Slack again before an approval: a deactivated account approves nothing", async () => {
+    const first = await held();
+    await click("gina", first.id, "airlock_approve", first.message);
+    await until(async () => {
+      const res = await api(gw.url, "GET", `/v1/actions/${first.id}`, { token: agent });
+      return res.body.reviews.length === 1;
+    });
+    slack.users.get(user.gina!)!.deleted = true;
+    const second = await held();
+    await click("gina", second.id, "airlock_approve", second.message);
+    await until(() => ephemeralsFor("gina").length > 0);
+    expect(ephemeralsFor("gina")[0]!.text).toMatch(/e-mail/i);
+    const res = await api(gw.url, "GET", `/v1/actions/${second.id}`, { token: agent });
+    expect(res.body.reviews).toEqual([]);
   });
 
   it("refuses, with a message only they see, the unmapped, the owner and non-approvers", async () => {

@@ -99,17 +99,27 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     return { channel: ref.slice(0, at), ts: ref.slice(at + 1) };
   };
 
-  /** The Slack user's verified e-mail, cached for `userCacheTtl`. */
-  const emailOf = async (user: string): Promise<string | undefined> => {
+  /**
+   * The Slack user's e-mail, cached for `userCacheTtl`. Deactivated users, bots and guests
+   * (restricted accounts, often from outside the company) map to nobody; a refusal is not
+   * cached, so a fixed account works at its next click.
+   */
+  const emailOf = async (user: string, fresh: boolean): Promise<string | undefined> => {
     const cached = users.get(user);
-    if (cached && cached.until > clock()) return cached.email;
+    if (!fresh && cached && cached.until > clock()) return cached.email;
     const info = await call("users.info", () => client.users.info({ user }));
     const profile = info.user;
     const email =
-      profile && !profile.deleted && !profile.is_bot && profile.profile?.email
+      profile &&
+      !profile.deleted &&
+      !profile.is_bot &&
+      !profile.is_restricted &&
+      !profile.is_ultra_restricted &&
+      profile.profile?.email
         ? profile.profile.email.toLowerCase()
         : undefined;
-    users.set(user, { email, until: clock() + config.userCacheTtl });
+    if (email) users.set(user, { email, until: clock() + config.userCacheTtl });
+    else users.delete(user);
     return email;
   };
 
@@ -168,7 +178,12 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       await call("chat.postMessage", () =>
         client.chat.postMessage({ channel, thread_ts: ts, text: outcomeReply(view) }),
       );
-      if (config.notifyOwner) await notifyOwner(notice);
+      // Best effort: retrying the whole delivery for a failed DM would repeat the thread reply.
+      if (config.notifyOwner) {
+        await notifyOwner(notice).catch((error) =>
+          logger.warn({ err: error, requestId: view.id }, "could not tell the owner on Slack"),
+        );
+      }
     }
   };
 
@@ -262,7 +277,8 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       );
       return;
     }
-    const email = await emailOf(interaction.user);
+    // An approval always asks Slack again: a deactivated account must not approve from cache.
+    const email = await emailOf(interaction.user, interaction.decision === "approve");
     const reviewer = email === undefined ? undefined : deps.reviewer(email);
     if (!email || !reviewer) {
       await refuse(interaction.channel, interaction.user, refusalText("not_mapped", ""));

@@ -25,7 +25,7 @@ export const slackSchema = z.strictObject({
     })
     .optional(),
   /** How long a Slack user's verified e-mail is trusted before it is looked up again. */
-  userCacheTtl: duration({ min: 0, max: 86_400_000 }).default(600_000),
+  userCacheTtl: duration({ min: 0, max: 86_400_000 }).default(60_000),
 });
 
 export type SlackConfig = z.output<typeof slackSchema>;
