@@ -4,18 +4,29 @@
  */
 import { readFileSync, statSync } from "node:fs";
 import { extname, join, normalize, sep } from "node:path";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { verifyAudit } from "../audit/audit-service.js";
+import { AirlockError } from "../errors.js";
 import type { Policy } from "../policy/policy-compile.js";
 import type { Store } from "../store/store.js";
 import type { createRouter } from "./route.js";
 
 const HEARTBEAT_MS = 15_000;
 
+const MAX_STREAMS = 1000;
+const MAX_STREAMS_PER_REVIEWER = 20;
+
 export function consoleRoutes(
   router: ReturnType<typeof createRouter>,
-  deps: { store: Store; policy: Policy },
+  deps: {
+    store: Store;
+    policy: Policy;
+    /** Checks the caller again (a session may end while its stream is open). */
+    reauthenticate: (request: FastifyRequest) => Promise<unknown>;
+  },
 ): void {
+  const streams = new Map<string, number>();
+  let open = 0;
   router.route(
     {
       method: "GET",
@@ -25,7 +36,16 @@ export function consoleRoutes(
       auth: "reviewer",
       responses: { 200: "An event stream" },
     },
-    async ({ reply, request }) => {
+    async ({ reply, request, principal }) => {
+      const who = principal.reviewer.email;
+      if (open >= MAX_STREAMS || (streams.get(who) ?? 0) >= MAX_STREAMS_PER_REVIEWER) {
+        throw new AirlockError(
+          "rate_limited",
+          "too many live streams are open; close some console tabs and try again",
+        );
+      }
+      open++;
+      streams.set(who, (streams.get(who) ?? 0) + 1);
       reply.hijack();
       const raw = reply.raw;
       raw.writeHead(200, {
@@ -38,11 +58,24 @@ export function consoleRoutes(
       const unsubscribe = deps.store.subscribe((change) => {
         raw.write(`event: change\ndata: ${JSON.stringify(change)}\n\n`);
       });
-      const heartbeat = setInterval(() => raw.write(": keep-alive\n\n"), HEARTBEAT_MS);
+      // Each heartbeat checks the caller again: a stream ends with its session or token.
+      const heartbeat = setInterval(() => {
+        deps.reauthenticate(request).then(
+          () => raw.write(": keep-alive\n\n"),
+          () => raw.end(),
+        );
+      }, HEARTBEAT_MS);
       heartbeat.unref();
+      let stopped = false;
       const stop = () => {
+        if (stopped) return;
+        stopped = true;
         clearInterval(heartbeat);
         unsubscribe();
+        open--;
+        const left = (streams.get(who) ?? 1) - 1;
+        if (left > 0) streams.set(who, left);
+        else streams.delete(who);
       };
       request.raw.once("close", stop);
       raw.once("close", stop);

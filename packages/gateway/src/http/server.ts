@@ -125,7 +125,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const router = createRouter(app, (request) => authenticate(request, deps));
   actionRoutes(router, deps);
   authRoutes(router, deps);
-  consoleRoutes(router, deps);
+  consoleRoutes(router, { ...deps, reauthenticate: (request) => authenticate(request, deps) });
   serveConsole(app, deps.consoleDir);
   requestRoutes(router, deps);
   auditRoutes(router, deps);

@@ -1,0 +1,65 @@
+/** The console's live feed: changes as server-sent events, for reviewers only, in bounded numbers. */
+import { afterAll, beforeAll, expect, it } from "vitest";
+import {
+  api,
+  refund,
+  removeDir,
+  startGateway,
+  type TestGateway,
+  testConfig,
+} from "./support/gateway.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+let upstream: Upstream;
+let gw: TestGateway;
+let reviewer: string;
+let agent: string;
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  gw = await startGateway(testConfig(upstream.url));
+  reviewer = await gw.token("reviewer", "bob@example.com");
+  agent = await gw.token("agent", "support-bot");
+});
+afterAll(async () => {
+  await gw?.close();
+  if (gw) removeDir(gw.dir);
+  await upstream?.close();
+});
+
+const open = (token: string, signal: AbortSignal) =>
+  fetch(`${gw.url}/v1/events`, { headers: { authorization: `Bearer ${token}` }, signal });
+
+it("streams each committed change to a reviewer", async () => {
+  const controller = new AbortController();
+  const res = await open(reviewer, controller.signal);
+  expect(res.headers.get("content-type")).toContain("text/event-stream");
+  const reader = res.body!.getReader();
+  const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+  let text = "";
+  while (!text.includes(held.body.id)) {
+    const { value } = await reader.read();
+    text += new TextDecoder().decode(value);
+  }
+  expect(text).toContain(
+    `event: change\ndata: {"id":"${held.body.id}","status":"pending","version":1}`,
+  );
+  controller.abort();
+});
+
+it("is for reviewers only, and bounded per reviewer", async () => {
+  const controller = new AbortController();
+  expect((await open(agent, controller.signal)).status).toBe(403);
+  const streams = [];
+  for (let i = 0; i < 20; i++) streams.push(await open(reviewer, controller.signal));
+  expect(streams.every((s) => s.status === 200)).toBe(true);
+  const refused = await open(reviewer, controller.signal);
+  expect(refused.status).toBe(429);
+  expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("rate_limited");
+  controller.abort();
+  // Closed streams free their places.
+  const again = new AbortController();
+  await new Promise((r) => setTimeout(r, 200));
+  expect((await open(reviewer, again.signal)).status).toBe(200);
+  again.abort();
+});
