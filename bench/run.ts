@@ -4,66 +4,18 @@
  * with like. Every request through Airlock is an audited allow decision, durable (fsync'd)
  * before it executes and before it answers.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { startDemoUpstream } from "@airlock/gateway";
 import { type LoadResult, load, paced } from "./load.js";
+import { benchPostgres } from "./postgres.js";
+import { airlock, freePort, startProcess, waitFor } from "./processes.js";
 import { benchSqlAnalysis } from "./sql-analysis.js";
 
-const airlock = fileURLToPath(
-  new URL("../../packages/gateway/dist/cli/airlock.js", import.meta.url),
-);
 const seconds = Number(process.env.BENCH_SECONDS ?? 6);
 const warmup = Number(process.env.BENCH_WARMUP ?? 2);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts a node process; resolves when its output matches `ready`, or at once without one. */
-function startProcess(
-  args: string[],
-  env: Record<string, string>,
-  ready?: RegExp,
-): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    if (!ready) resolve(child);
-    let output = "";
-    const onData = (data: Buffer) => {
-      output += data;
-      if (ready?.test(output)) resolve(child);
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}:\n${output}`)));
-  });
-}
-
-async function waitFor(url: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not yet
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${url} did not come up`);
-}
 
 const fmt = (n: number, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : "n/a");
 
@@ -188,6 +140,17 @@ rules:
   ).toString();
   process.stdout.write(`  ${verify.trim()}\n\n`);
 
+  await benchPostgres({
+    dir,
+    upstreamPort,
+    credential,
+    seconds,
+    warmup,
+    sqlite: high,
+    write: (line) => process.stdout.write(line),
+    row,
+  });
+  process.stdout.write("\n");
   await benchSqlAnalysis((line) => process.stdout.write(line));
 } finally {
   for (const child of children) child.kill("SIGTERM");

@@ -1,0 +1,173 @@
+/**
+ * PostgreSQL storage: durable audited decisions per second with one gateway and with two
+ * replicas on the same database, and approval-to-execution latency across replicas (from the
+ * vote's response to the upstream receiving the call). Skipped when no PostgreSQL answers.
+ */
+import { type ChildProcess, execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import pg from "pg";
+import { type Call, type LoadResult, load } from "./load.js";
+import { airlock, freePort, startProcess, waitFor } from "./processes.js";
+
+const server = process.env.AIRLOCK_BENCH_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
+
+export interface PostgresBench {
+  dir: string;
+  upstreamPort: number;
+  credential: string;
+  seconds: number;
+  warmup: number;
+  /** The SQLite figure from the same run, for the ratio. */
+  sqlite: LoadResult;
+  write: (line: string) => void;
+  row: (name: string, result: LoadResult) => string;
+}
+
+export async function benchPostgres(b: PostgresBench): Promise<void> {
+  const admin = new pg.Client({ connectionString: server, connectionTimeoutMillis: 2000 });
+  try {
+    await admin.connect();
+  } catch (error) {
+    b.write(`PostgreSQL: skipped, ${server} cannot be reached (${(error as Error).message})\n`);
+    return;
+  }
+  const schema = `airlock_bench_${process.pid}`;
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  const url = new URL(server);
+  url.searchParams.set("options", `-c search_path=${schema}`);
+  const children: ChildProcess[] = [];
+  // The upstream records when each call arrives, for the approval-to-execution latency.
+  const arrivals = new Map<string, number>();
+  const upstream = createServer((request, response) => {
+    arrivals.set(request.url ?? "", performance.now());
+    response.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
+  });
+  await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+  const timedPort = (upstream.address() as AddressInfo).port;
+  try {
+    const ports = [await freePort(), await freePort()];
+    const config = (
+      port: number,
+    ) => `server: { port: ${port}, publicUrl: "http://127.0.0.1:${port}" }
+storage: "${url}"
+agents: [{ name: bench-bot, owner: owner@example.com }]
+reviewers: [{ email: reviewer@example.com, groups: [ops] }]
+connections:
+  billing-api:
+    type: http
+    baseUrl: http://127.0.0.1:${b.upstreamPort}
+    headers: { authorization: "Bearer \${env:BILLING_API_TOKEN}" }
+  timed:
+    type: http
+    baseUrl: http://127.0.0.1:${timedPort}
+rules:
+  - name: reads pass
+    when: action.connection == "billing-api" && http.method == "GET"
+    decision: allow
+  - name: timed writes need one reviewer
+    when: action.connection == "timed"
+    decision: review
+    review: { approvers: [ops] }
+  - name: nothing else
+    decision: deny
+`;
+    const paths = ports.map((port, i) => {
+      const path = join(b.dir, `postgres-${i}.yaml`);
+      writeFileSync(path, config(port));
+      return path;
+    });
+    const env = { BILLING_API_TOKEN: b.credential, AIRLOCK_LOG_LEVEL: "warn" };
+    const token = (kind: string, subject: string) =>
+      execFileSync(
+        process.execPath,
+        [airlock, "token", "create", kind, subject, "--config", paths[0]!],
+        {
+          env: { ...process.env, ...env },
+          stdio: ["ignore", "pipe", "ignore"],
+        },
+      )
+        .toString()
+        .trim();
+    const agent = token("--agent", "bench-bot");
+    const reviewer = token("--reviewer", "reviewer@example.com");
+    for (const [i, path] of paths.entries()) {
+      children.push(await startProcess([airlock, "serve", "--config", path], env));
+      await waitFor(`http://127.0.0.1:${ports[i]}/readyz`);
+    }
+    const origin = (i: number) => `http://127.0.0.1:${ports[i]}`;
+    const allowed: Call = {
+      path: "/v1/actions",
+      method: "POST",
+      headers: { authorization: `Bearer ${agent}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        connection: "billing-api",
+        operation: "request",
+        input: { method: "GET", path: "/invoices" },
+      }),
+      ok: (status, body) => status === 200 && body.includes('"succeeded"'),
+    };
+
+    b.write("PostgreSQL storage: 64 concurrent callers, audited allow decisions\n");
+    const one = await load(origin(0), allowed, {
+      concurrency: 64,
+      seconds: b.seconds,
+      warmup: b.warmup,
+    });
+    b.write(`  ${b.row("one gateway", one)}\n`);
+    const [a, c] = await Promise.all(
+      [0, 1].map((i) =>
+        load(origin(i), allowed, { concurrency: 32, seconds: b.seconds, warmup: b.warmup }),
+      ),
+    );
+    const both = a!.perSecond + c!.perSecond;
+    b.write(
+      `  two replicas (32 callers each)      ${both.toFixed(0).padStart(8)} req/s   p50 ${a!.p50.toFixed(2)} / ${c!.p50.toFixed(2)} ms${a!.errors + c!.errors ? `   ${a!.errors + c!.errors} errors` : ""}\n`,
+    );
+    b.write(
+      `  ratio to SQLite in this run: one gateway ${(one.perSecond / b.sqlite.perSecond).toFixed(2)}x, two replicas ${(both / b.sqlite.perSecond).toFixed(2)}x\n\n`,
+    );
+
+    // Submitted on one replica, approved on the other: how soon after the vote's answer
+    // does the upstream hear the call?
+    const latencies: number[] = [];
+    for (let n = 0; n < 200; n++) {
+      const submitted = await fetch(`${origin(0)}/v1/actions`, {
+        method: "POST",
+        headers: allowed.headers,
+        body: JSON.stringify({
+          connection: "timed",
+          operation: "request",
+          input: { method: "POST", path: `/timed/${n}`, body: { n } },
+        }),
+      });
+      const { id } = (await submitted.json()) as { id: string };
+      await fetch(`${origin(1)}/v1/requests/${id}/reviews`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${reviewer}`, "content-type": "application/json" },
+        body: JSON.stringify({ decision: "approve" }),
+      }).then((r) => r.text());
+      const answered = performance.now();
+      const deadline = answered + 5000;
+      while (!arrivals.has(`/timed/${n}`) && performance.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 0.2));
+      }
+      const arrived = arrivals.get(`/timed/${n}`);
+      if (arrived !== undefined) latencies.push(Math.max(0, arrived - answered));
+    }
+    latencies.sort((x, y) => x - y);
+    const at = (q: number) =>
+      latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
+    b.write(
+      `approval to execution across replicas (${latencies.length} approvals): p50 ${at(0.5)?.toFixed(2)} ms, p99 ${at(0.99)?.toFixed(2)} ms (target p99 < 50 ms)\n`,
+    );
+  } finally {
+    for (const child of children) child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 500));
+    await new Promise<void>((r) => upstream.close(() => r()));
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+    await admin.end();
+  }
+}
