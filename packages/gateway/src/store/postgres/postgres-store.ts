@@ -8,7 +8,6 @@ import type {
   AuditEventInput,
   Change,
   RequestStatus,
-  Review,
   TransitionResult,
 } from "../../requests/request-types.js";
 import type {
@@ -23,9 +22,16 @@ import type {
   Store,
   TokenRecord,
 } from "../store.js";
+import {
+  eventFromRow,
+  type Row,
+  requestFromRow,
+  reviewFromRow,
+  sessionFromRow,
+  tokenFromRow,
+} from "../store-rows.js";
 import { postgresMigrations } from "./postgres-migrations.js";
 
-type Row = Record<string, unknown>;
 type Query = (sql: string, params?: unknown[]) => Promise<pg.QueryResult<Row>>;
 
 export interface PostgresOptions {
@@ -522,7 +528,7 @@ export class PostgresStore implements Store {
     if (query.actor !== undefined) where.push(`actor_id = ${param(query.actor)}`);
     const sql = `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
       ORDER BY seq LIMIT ${param(query.limit)}`;
-    return (await this.query("read the audit trail", sql, params)).map(toEvent);
+    return (await this.query("read the audit trail", sql, params)).map(eventFromRow);
   }
 
   async *auditEvents(options: { since?: number } = {}): AsyncIterable<AuditEvent> {
@@ -535,7 +541,7 @@ export class PostgresStore implements Store {
         [after, since],
       );
       if (rows.length === 0) return;
-      for (const row of rows) yield toEvent(row);
+      for (const row of rows) yield eventFromRow(row);
       after = rows[rows.length - 1]!.seq as number;
     }
   }
@@ -576,14 +582,14 @@ export class PostgresStore implements Store {
       this.tokenCache.delete(hash);
       return undefined;
     }
-    const token = toToken(rows[0]);
+    const token = tokenFromRow(rows[0]);
     this.tokenCache.set(hash, { token, readAt: now });
     return token;
   }
 
   async listTokens(): Promise<TokenRecord[]> {
     return (await this.query("list tokens", "SELECT * FROM tokens ORDER BY created_at, id")).map(
-      toToken,
+      tokenFromRow,
     );
   }
 
@@ -696,18 +702,7 @@ export class PostgresStore implements Store {
         [idHash, now],
       )
     )[0];
-    if (!row) return undefined;
-    return {
-      idHash: row.id_hash as string,
-      email: row.email as string,
-      issuer: row.issuer as string,
-      subject: row.subject as string,
-      groups: JSON.parse(row.groups as string) as string[],
-      authTime: row.auth_time as number,
-      acr: row.acr as string | null,
-      createdAt: row.created_at as number,
-      expiresAt: row.expires_at as number,
-    };
+    return row && sessionFromRow(row);
   }
 
   async deleteSession(idHash: string, event: AuditEventInput | undefined): Promise<boolean> {
@@ -932,75 +927,6 @@ function requestParams(r: ActionRequest): unknown[] {
 }
 
 function toRequest(row: Row): ActionRequest {
-  return {
-    id: row.id as string,
-    agent: JSON.parse(row.agent_snapshot as string),
-    connection: row.connection as string,
-    connectionType: row.connection_type as string,
-    operation: row.operation as string,
-    input: JSON.parse(row.input as string),
-    justification: row.justification as string,
-    context: JSON.parse(row.context as string),
-    idempotencyKey: row.idempotency_key as string | null,
-    hash: row.hash as string,
-    nonce: row.nonce as string,
-    status: row.status as RequestStatus,
-    decision: JSON.parse(row.decision as string),
-    description: JSON.parse(row.description as string),
-    reviews: (JSON.parse(row.reviews_json as string) as Row[]).map(toReview),
-    outcome: row.outcome === null ? null : JSON.parse(row.outcome as string),
-    createdAt: row.created_at as number,
-    updatedAt: row.updated_at as number,
-    expiresAt: row.expires_at as number | null,
-    finishedAt: row.finished_at as number | null,
-    version: row.version as number,
-  };
-}
-
-/** A review as `json_agg` spells it: column names, BIGINTs as JSON numbers. */
-function toReview(row: Row): Review {
-  return {
-    id: row.id as string,
-    requestId: row.request_id as string,
-    reviewer: row.reviewer as string,
-    decision: row.decision as Review["decision"],
-    comment: row.comment as string,
-    requestHash: row.request_hash as string,
-    evidence: JSON.parse(row.evidence as string),
-    createdAt: row.created_at as number,
-  };
-}
-
-/** Data that no longer parses was edited; it still reaches the verifier, which says so. */
-function parseData(text: string): AuditEvent["data"] {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return { unparseable: text };
-  }
-}
-
-function toEvent(row: Row): AuditEvent {
-  return {
-    seq: row.seq as number,
-    ts: row.ts as string,
-    type: row.type as string,
-    requestId: row.request_id as string | null,
-    actor: { type: row.actor_type as AuditEvent["actor"]["type"], id: row.actor_id as string },
-    data: parseData(row.data as string),
-    prevHash: row.prev_hash as string,
-    hash: row.hash as string,
-  };
-}
-
-function toToken(row: Row): TokenRecord {
-  return {
-    id: row.id as string,
-    kind: row.kind as TokenRecord["kind"],
-    subject: row.subject as string,
-    hash: row.hash as string,
-    hint: row.hint as string,
-    createdAt: row.created_at as number,
-    revokedAt: row.revoked_at as number | null,
-  };
+  // Reviews come along as `json_agg`: column names, BIGINTs as JSON numbers.
+  return requestFromRow(row, (JSON.parse(row.reviews_json as string) as Row[]).map(reviewFromRow));
 }

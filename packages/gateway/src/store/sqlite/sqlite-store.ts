@@ -25,11 +25,17 @@ import type {
   Store,
   TokenRecord,
 } from "../store.js";
+import {
+  eventFromRow,
+  type Row,
+  requestFromRow,
+  reviewFromRow,
+  sessionFromRow,
+  tokenFromRow,
+} from "../store-rows.js";
 import { type Checkpointer, startCheckpointer } from "./sqlite-checkpointer.js";
 import { sqliteMigrations } from "./sqlite-migrations.js";
 import { WalSync } from "./wal-sync.js";
-
-type Row = Record<string, unknown>;
 
 interface Pending {
   work: () => unknown;
@@ -474,7 +480,9 @@ export class SqliteStore implements Store {
     }
     const sql = `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
       ORDER BY seq LIMIT ?`;
-    return this.run(() => (this.db.prepare(sql).all(...params, query.limit) as Row[]).map(toEvent));
+    return this.run(() =>
+      (this.db.prepare(sql).all(...params, query.limit) as Row[]).map(eventFromRow),
+    );
   }
 
   async *auditEvents(options: { since?: number } = {}): AsyncIterable<AuditEvent> {
@@ -486,7 +494,7 @@ export class SqliteStore implements Store {
     for (;;) {
       const rows = this.run(() => batch.all(after, since) as Row[]);
       if (rows.length === 0) return;
-      for (const row of rows) yield toEvent(row);
+      for (const row of rows) yield eventFromRow(row);
       after = rows[rows.length - 1]!.seq as number;
     }
   }
@@ -528,14 +536,14 @@ export class SqliteStore implements Store {
       if (cached) return cached;
       const row = this.stmt.tokenByHash.get(hash) as Row | undefined;
       if (!row) return undefined;
-      const token = toToken(row);
+      const token = tokenFromRow(row);
       this.tokenCache.set(hash, token);
       return token;
     });
   }
 
   async listTokens(): Promise<TokenRecord[]> {
-    return this.run(() => (this.stmt.tokens.all() as Row[]).map(toToken));
+    return this.run(() => (this.stmt.tokens.all() as Row[]).map(tokenFromRow));
   }
 
   async revokeToken(id: string, event: AuditEventInput): Promise<boolean> {
@@ -604,18 +612,7 @@ export class SqliteStore implements Store {
   async findSession(idHash: string, now: number): Promise<SessionRecord | undefined> {
     return this.run(() => {
       const row = this.stmt.session.get(idHash, now) as Row | undefined;
-      if (!row) return undefined;
-      return {
-        idHash: row.id_hash as string,
-        email: row.email as string,
-        issuer: row.issuer as string,
-        subject: row.subject as string,
-        groups: JSON.parse(row.groups as string) as string[],
-        authTime: row.auth_time as number,
-        acr: row.acr as string | null,
-        createdAt: row.created_at as number,
-        expiresAt: row.expires_at as number,
-      };
+      return row && sessionFromRow(row);
     });
   }
 
@@ -694,30 +691,7 @@ export class SqliteStore implements Store {
   }
 
   private toRequest(row: Row): ActionRequest {
-    const reviews = (this.stmt.reviews.all(row.id) as Row[]).map(toReview);
-    return {
-      id: row.id as string,
-      agent: JSON.parse(row.agent_snapshot as string),
-      connection: row.connection as string,
-      connectionType: row.connection_type as string,
-      operation: row.operation as string,
-      input: JSON.parse(row.input as string),
-      justification: row.justification as string,
-      context: JSON.parse(row.context as string),
-      idempotencyKey: row.idempotency_key as string | null,
-      hash: row.hash as string,
-      nonce: row.nonce as string,
-      status: row.status as RequestStatus,
-      decision: JSON.parse(row.decision as string),
-      description: JSON.parse(row.description as string),
-      reviews,
-      outcome: row.outcome === null ? null : JSON.parse(row.outcome as string),
-      createdAt: row.created_at as number,
-      updatedAt: row.updated_at as number,
-      expiresAt: row.expires_at as number | null,
-      finishedAt: row.finished_at as number | null,
-      version: row.version as number,
-    };
+    return requestFromRow(row, (this.stmt.reviews.all(row.id) as Row[]).map(reviewFromRow));
   }
 }
 
@@ -757,52 +731,5 @@ function reviewRow(r: Review): Row {
     request_hash: r.requestHash,
     evidence: JSON.stringify(r.evidence),
     created_at: r.createdAt,
-  };
-}
-
-function toReview(row: Row): Review {
-  return {
-    id: row.id as string,
-    requestId: row.request_id as string,
-    reviewer: row.reviewer as string,
-    decision: row.decision as Review["decision"],
-    comment: row.comment as string,
-    requestHash: row.request_hash as string,
-    evidence: JSON.parse(row.evidence as string),
-    createdAt: row.created_at as number,
-  };
-}
-
-/** Data that no longer parses was edited; it still reaches the verifier, which says so. */
-function parseData(text: string): AuditEvent["data"] {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return { unparseable: text };
-  }
-}
-
-function toEvent(row: Row): AuditEvent {
-  return {
-    seq: row.seq as number,
-    ts: row.ts as string,
-    type: row.type as string,
-    requestId: row.request_id as string | null,
-    actor: { type: row.actor_type as AuditEvent["actor"]["type"], id: row.actor_id as string },
-    data: parseData(row.data as string),
-    prevHash: row.prev_hash as string,
-    hash: row.hash as string,
-  };
-}
-
-function toToken(row: Row): TokenRecord {
-  return {
-    id: row.id as string,
-    kind: row.kind as TokenRecord["kind"],
-    subject: row.subject as string,
-    hash: row.hash as string,
-    hint: row.hint as string,
-    createdAt: row.created_at as number,
-    revokedAt: row.revoked_at as number | null,
   };
 }
