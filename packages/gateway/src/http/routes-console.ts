@@ -166,15 +166,21 @@ const pages = [
 export function serveConsole(app: FastifyInstance, dir: string | undefined): void {
   if (!dir) return;
   const root = normalize(dir + sep);
+  // The built files do not change while the gateway runs: each is read from disk once.
+  const served = new Map<string, { body: Buffer; type: string }>();
   const file = (path: string): { body: Buffer; type: string } | undefined => {
     const full = normalize(join(root, path));
     if (!full.startsWith(root)) return undefined;
+    const cached = served.get(full);
+    if (cached) return cached;
     try {
       if (!statSync(full).isFile()) return undefined;
-      return {
+      const found = {
         body: readFileSync(full),
         type: contentTypes[extname(full)] ?? "application/octet-stream",
       };
+      served.set(full, found);
+      return found;
     } catch {
       return undefined;
     }

@@ -90,9 +90,16 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     return parsed.data;
   };
 
+  // parse, describe, dry run and execute all need the analysis of one and the same input
+  // object (inputs are never changed after parse): it is computed once per object.
+  const analysed = new WeakMap<PostgresInput, SqlAnalysis>();
   const analyze = (input: PostgresInput): SqlAnalysis => {
+    const known = analysed.get(input);
+    if (known) return known;
     try {
-      return analyzeSql(input.sql);
+      const analysis = analyzeSql(input.sql);
+      analysed.set(input, analysis);
+      return analysis;
     } catch (error) {
       if (error instanceof RangeError) {
         throw new AirlockError(
