@@ -2,14 +2,14 @@
  * `/audit`: the audit trail in chain order, filtered on the gateway, with whether the hash
  * chain verifies from end to end.
  */
-import { type FormEvent, useCallback, useMemo } from "react";
+import { useCallback, useMemo } from "react";
 import { api } from "../api.js";
 import type { AuditPage as AuditPageBody } from "../api-types.js";
 import { AuditList } from "../components/audit-list.js";
 import { Link } from "../components/link.js";
 import { Empty, ErrorState, Loading } from "../components/states.js";
+import { applyFilters, localTime, readFilters } from "../filters.js";
 import { usePaged, usePageTitle, useResource } from "../hooks.js";
-import { navigate } from "../router.js";
 
 const PAGE = 200;
 
@@ -31,20 +31,10 @@ const knownTypes = [
   "token.revoked",
 ];
 const fields = ["requestId", "type", "actor", "from", "to"] as const;
-type Filters = Record<(typeof fields)[number], string>;
-
-function readFilters(search: string): Filters {
-  const params = new URLSearchParams(search);
-  const filters = {} as Filters;
-  for (const field of fields) filters[field] = params.get(field)?.trim() ?? "";
-  return filters;
-}
-
 /** A datetime-local value as an ISO instant in UTC, which is what the gateway parses. */
 function iso(value: string): string | undefined {
-  if (!value) return undefined;
-  const ms = new Date(value).getTime();
-  return Number.isNaN(ms) ? undefined : new Date(ms).toISOString();
+  const ms = localTime(value);
+  return ms === undefined ? undefined : new Date(ms).toISOString();
 }
 
 function nextCursor(page: AuditPageBody): string | undefined {
@@ -94,7 +84,7 @@ function ChainBanner() {
 
 export function AuditPage({ search }: { search: string }) {
   usePageTitle("Audit");
-  const filters = useMemo(() => readFilters(search), [search]);
+  const filters = useMemo(() => readFilters(search, fields), [search]);
   const { requestId, type, actor, from, to } = filters;
 
   const loadPage = useCallback(
@@ -117,15 +107,7 @@ export function AuditPage({ search }: { search: string }) {
   );
   const list = usePaged(loadPage);
 
-  const apply = (event: FormEvent<HTMLFormElement>) => {
-    event.preventDefault();
-    const params = new URLSearchParams();
-    for (const [key, value] of new FormData(event.currentTarget)) {
-      if (typeof value === "string" && value.trim()) params.set(key, value.trim());
-    }
-    const query = params.toString();
-    navigate(query ? `/audit?${query}` : "/audit");
-  };
+  const apply = applyFilters("/audit");
 
   return (
     <>

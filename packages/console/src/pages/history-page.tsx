@@ -3,33 +3,18 @@
  * reviewer and time filter here, over the pages loaded so far. Filters live in the URL,
  * so a filtered view can be bookmarked and shared.
  */
-import { type FormEvent, useCallback, useMemo, useState } from "react";
+import { useCallback, useMemo, useState } from "react";
 import { api } from "../api.js";
 import { type ReviewerView, requestStatuses } from "../api-types.js";
 import { Link } from "../components/link.js";
 import { RequestRow } from "../components/request-row.js";
 import { Empty, ErrorState, Loading } from "../components/states.js";
+import { applyFilters, localTime, readFilters } from "../filters.js";
 import { usePaged, usePageTitle } from "../hooks.js";
 import { useLiveRefresh } from "../live.js";
-import { navigate } from "../router.js";
 
 const PAGE = 50;
 const fields = ["agent", "reviewer", "connection", "state", "from", "to"] as const;
-type Filters = Record<(typeof fields)[number], string>;
-
-function readFilters(search: string): Filters {
-  const params = new URLSearchParams(search);
-  const filters = {} as Filters;
-  for (const field of fields) filters[field] = params.get(field)?.trim() ?? "";
-  return filters;
-}
-
-/** A datetime-local value ("2026-05-01T09:30") as local time, or undefined when blank. */
-function instant(value: string): number | undefined {
-  if (!value) return undefined;
-  const ms = new Date(value).getTime();
-  return Number.isNaN(ms) ? undefined : ms;
-}
 
 function created(request: ReviewerView): number {
   return request.createdAt ? Date.parse(request.createdAt) : 0;
@@ -39,7 +24,7 @@ const any = () => true;
 
 export function HistoryPage({ search }: { search: string }) {
   usePageTitle("History");
-  const filters = useMemo(() => readFilters(search), [search]);
+  const filters = useMemo(() => readFilters(search, fields), [search]);
   const { agent, connection, state } = filters;
 
   const loadPage = useCallback(
@@ -62,8 +47,8 @@ export function HistoryPage({ search }: { search: string }) {
     list.reload();
   };
 
-  const from = instant(filters.from);
-  const to = instant(filters.to);
+  const from = localTime(filters.from);
+  const to = localTime(filters.to);
   const reviewer = filters.reviewer.toLowerCase();
   const shown = list.items.filter(
     (request) =>
@@ -77,15 +62,7 @@ export function HistoryPage({ search }: { search: string }) {
     list.next !== undefined && !(from !== undefined && oldest && created(oldest) < from);
   const clientFiltered = Boolean(reviewer || from !== undefined || to !== undefined);
 
-  const apply = (event: FormEvent<HTMLFormElement>) => {
-    event.preventDefault();
-    const params = new URLSearchParams();
-    for (const [key, value] of new FormData(event.currentTarget)) {
-      if (typeof value === "string" && value.trim()) params.set(key, value.trim());
-    }
-    const query = params.toString();
-    navigate(query ? `/history?${query}` : "/history");
-  };
+  const apply = applyFilters("/history");
 
   return (
     <>
