@@ -26,14 +26,26 @@ export function hashEvent(event: UnhashedEvent): string {
 }
 
 /**
- * The hash, given the data's canonical JSON already: the keys of an event are fixed, so its
- * canonical form is assembled in their sorted order around the data, which is encoded once
- * and stored as is.
+ * An event's canonical form around the two fields that depend on its place in the chain:
+ * `before + prevHash + after + seq + rest`. The keys of an event are fixed, so the form is
+ * assembled in their sorted order around the data, which is encoded once and stored as is.
+ * A store that chains inside the database (PostgreSQL) hashes the same three parts there.
  */
+export function hashParts(
+  event: Omit<UnhashedEvent, "seq" | "prevHash" | "data">,
+  dataJson: string,
+): { before: string; after: string; rest: string } {
+  return {
+    before: `{"actor":${canonicalJson(event.actor)},"data":${dataJson},"prevHash":"`,
+    after: `","requestId":${JSON.stringify(event.requestId)},"seq":`,
+    rest: `,"ts":${JSON.stringify(event.ts)},"type":${JSON.stringify(event.type)}}`,
+  };
+}
+
 function hashWithData(event: UnhashedEvent, dataJson: string): string {
-  return sha256Hex(
-    `{"actor":${canonicalJson(event.actor)},"data":${dataJson},"prevHash":${JSON.stringify(event.prevHash)},"requestId":${JSON.stringify(event.requestId)},"seq":${JSON.stringify(event.seq)},"ts":${JSON.stringify(event.ts)},"type":${JSON.stringify(event.type)}}`,
-  );
+  const { before, after, rest } = hashParts(event, dataJson);
+  // prevHash is hex and seq a whole number: neither needs escaping in JSON.
+  return sha256Hex(`${before}${event.prevHash}${after}${event.seq}${rest}`);
 }
 
 /** Chains new events after the head (the last stored event, or none). */

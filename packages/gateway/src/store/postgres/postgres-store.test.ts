@@ -22,6 +22,8 @@ import {
 } from "../../requests/request-transitions.js";
 import type { ActionRequest, AuditEventInput, Change } from "../../requests/request-types.js";
 import type { OutboxPlanner, RequestChange, Store } from "../store.js";
+import { postgresMigrations } from "./postgres-migrations.js";
+import { sqlLiteral } from "./postgres-sql.js";
 import { openPostgresStore, type PostgresStore } from "./postgres-store.js";
 
 const T0 = Date.parse("2030-01-01T09:00:00.000Z");
@@ -184,7 +186,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       );
       expect(stores.every((s) => s.dialect === "postgres")).toBe(true);
       const versions = await fresh.query("SELECT version FROM schema_migrations ORDER BY version");
-      expect(versions).toEqual([{ version: 1 }, { version: 2 }]);
+      expect(versions).toEqual(postgresMigrations.map(({ version }) => ({ version })));
       await Promise.all(stores.map((s) => s.close()));
     } finally {
       await fresh.drop();
@@ -366,6 +368,68 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       20,
     );
     await verifyChain(b);
+  });
+
+  it("settles each change of one group commit on its own: a refusal or unknown id fails only itself", async () => {
+    const pending = pendingChange();
+    await a.insertRequest(pending, []);
+    await a.transition(pending.request.id, approve("bob@example.com"), plan);
+    const events = await count("audit_events");
+    // Asked for in one turn of the event loop, so written in one transaction.
+    const inserts = Array.from({ length: 30 }, () => pendingChange());
+    const results = await Promise.allSettled([
+      ...inserts.map((change) => a.insertRequest(change, plan(change))),
+      a.transition("req_missing", (r) => ({ value: r }), plan),
+      a.transition(pending.request.id, approve("carol@example.com"), plan),
+    ]);
+    expect(results.slice(0, 30).every((r) => r.status === "fulfilled")).toBe(true);
+    const [missing, refused] = results.slice(30).map((r) => {
+      if (r.status === "fulfilled") throw new Error("expected a rejection");
+      return (r.reason as AirlockError).code;
+    });
+    expect([missing, refused]).toEqual(["not_found", "not_pending"]);
+    for (const change of inserts) {
+      expect(await b.getRequest(change.request.id)).toEqual(change.request);
+    }
+    const submitted = inserts.reduce((n, change) => n + change.events.length, 0);
+    expect(await count("audit_events")).toBe(events + submitted);
+    await verifyChain(b);
+  });
+
+  it("chains in the database exactly as the gateway hashes, whatever the events' text holds", async () => {
+    const awkward = [
+      "$airlock$",
+      "ends with $airlock",
+      "$airlock",
+      "$",
+      "it's; DROP TABLE audit_events; --",
+      "back\\slash \\' and \\x00",
+      "tab\tnew\nline\u0001",
+      "é ü 中文 🚀",
+      '{"json": "inside"}',
+    ];
+    const before = await count("audit_events");
+    await a.appendAudit(
+      awkward.map((text, i) => ({
+        type: "test.awkward",
+        requestId: text,
+        actor: { type: "operator", id: text },
+        data: { text, nested: [text, { [text]: i }] },
+        at: T0 + i,
+      })),
+    );
+    const stored = await a.listAudit({ type: "test.awkward", limit: 100 });
+    expect(stored.map((e) => e.actor.id)).toEqual(awkward);
+    expect(stored.map((e) => (e.data as { text: string }).text)).toEqual(awkward);
+    expect(stored.map((e) => e.requestId)).toEqual(awkward);
+    expect(await verifyChain(a)).toBe(before + awkward.length);
+  });
+
+  it("quotes any text as an SQL literal that reads back the same", async () => {
+    const texts = ["", "plain", "$airlock$", "x$airlock", "$airlock$$airlock$", "'", "\\'", "$$"];
+    const sql = `SELECT ${texts.map((t, i) => `${sqlLiteral(t)} AS t${i}`).join(", ")}, ${sqlLiteral(null)} AS nothing`;
+    const [row] = await db.query(sql);
+    expect(Object.values(row as object)).toEqual([...texts, null]);
   });
 
   it("keeps one chain when two replicas append at once", async () => {

@@ -1,7 +1,7 @@
 /** The shared store: PostgreSQL, for any number of gateway replicas on one database. */
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import pg from "pg";
-import { type AuditEvent, chainEvents } from "../../audit/audit-chain.js";
+import type { AuditEvent } from "../../audit/audit-chain.js";
 import { AirlockError } from "../../errors.js";
 import type {
   ActionRequest,
@@ -22,17 +22,19 @@ import type {
   Store,
   TokenRecord,
 } from "../store.js";
-import {
-  eventFromRow,
-  type Row,
-  requestFromRow,
-  reviewFromRow,
-  sessionFromRow,
-  tokenFromRow,
-} from "../store-rows.js";
+import { eventFromRow, type Row, sessionFromRow, tokenFromRow } from "../store-rows.js";
+import { GroupCommit } from "./postgres-group-commit.js";
 import { postgresMigrations } from "./postgres-migrations.js";
-
-type Query = (sql: string, params?: unknown[]) => Promise<pg.QueryResult<Row>>;
+import {
+  type Appended,
+  lockKey,
+  type Query,
+  SELECT_REQUEST,
+  toRequest,
+  unavailable,
+  withAuditedTransaction,
+  withTransaction,
+} from "./postgres-sql.js";
 
 export interface PostgresOptions {
   /** Connections in the pool (default 10); the change feed holds one more of its own. */
@@ -43,8 +45,6 @@ export interface PostgresOptions {
 
 /** Every replica listens here; payloads say which store and schema they come from. */
 const CHANNEL = "airlock_changes";
-/** Rows per INSERT, well below PostgreSQL's 65,535 parameters per statement. */
-const INSERT_BATCH = 1000;
 /** How long a found token is trusted before it is read again (revocations on other replicas). */
 const TOKEN_TTL_MS = 1000;
 const RECONNECT_MIN_MS = 250;
@@ -131,80 +131,12 @@ async function migrate(pool: pg.Pool): Promise<string> {
   });
 }
 
-/**
- * Runs `work` in one transaction on one pooled connection. Driver failures become
- * `store_unavailable` at each statement; anything else `work` throws (a refusal from a pure
- * transition) rolls back and passes through unchanged.
- */
-async function withTransaction<T>(
-  pool: pg.Pool,
-  what: string,
-  work: (q: Query) => Promise<T>,
-): Promise<T> {
-  let client: pg.PoolClient;
-  try {
-    client = await pool.connect();
-  } catch (error) {
-    throw unavailable(what, error);
-  }
-  // A checked-out connection has no listener of the pool's: one that drops between two
-  // statements would otherwise throw from its EventEmitter and end the process. The next
-  // statement fails and reports it, so there is nothing to do here.
-  const ignore = () => {};
-  client.on("error", ignore);
-  const q: Query = async (sql, params) => {
-    try {
-      return await client.query<Row>(sql, params);
-    } catch (error) {
-      throw unavailable(what, error);
-    }
-  };
-  let broken = false;
-  try {
-    await q("BEGIN");
-    const value = await work(q);
-    await q("COMMIT");
-    return value;
-  } catch (error) {
-    try {
-      await client.query("ROLLBACK");
-    } catch {
-      broken = true;
-    }
-    throw error;
-  } finally {
-    client.off("error", ignore);
-    // A connection that cannot even roll back is closed rather than handed out again.
-    client.release(broken);
-  }
-}
-
-/** A driver failure as `store_unavailable`: the database is unreachable or failing. */
-function unavailable(what: string, error: unknown): AirlockError {
-  if (error instanceof AirlockError) return error;
-  return new AirlockError(
-    "store_unavailable",
-    `the store (PostgreSQL) could not ${what}: ${describeError(error)}; try again once the database answers`,
-    { cause: error },
-  );
-}
-
 /** An error while opening, with where the database is (for operators, not callers). */
 function atOpen(where: string, error: unknown): AirlockError {
   const inner = unavailable("open", error);
   return new AirlockError("store_unavailable", `${inner.message} (PostgreSQL at ${where})`, {
     cause: error,
   });
-}
-
-function describeError(error: unknown): string {
-  // Connecting to a name with several addresses fails with an AggregateError and no message.
-  if (error instanceof AggregateError && !error.message) {
-    return error.errors.map(describeError).join("; ") || "connection failed";
-  }
-  if (error instanceof Error)
-    return error.message || (error as { code?: string }).code || error.name;
-  return String(error);
 }
 
 /** Host, port and database, never the credentials, for operators reading a start-up error. */
@@ -218,25 +150,9 @@ function describeUrl(url: string): string {
 }
 
 /**
- * Advisory lock keys are database-wide; deriving them from the schema lets two Airlock
- * installations (or test files) in one database work without waiting on each other.
- */
-function lockKey(purpose: string, schema: string): string {
-  return createHash("sha256")
-    .update(`airlock ${purpose} ${schema}`)
-    .digest()
-    .readBigInt64BE(0)
-    .toString();
-}
-
-/** A request row with its reviews, read in one statement so both come from one snapshot. */
-const SELECT_REQUEST = `SELECT r.*, (SELECT coalesce(json_agg(v ORDER BY v.created_at, v.id), '[]')::text
-  FROM reviews v WHERE v.request_id = r.id) AS reviews_json FROM requests r`;
-
-/**
- * Replicas serialise through the database: a transition locks its request row (`FOR
- * UPDATE`), appends to the audit chain under a per-schema advisory lock taken last, and
- * outbox items are claimed with `SKIP LOCKED`. Changes reach other replicas by NOTIFY, sent
+ * Replicas serialise through the database: request changes are group-committed (see
+ * `GroupCommit`), locking their rows (`FOR UPDATE`) and appending to the audit chain under a
+ * per-schema advisory lock taken last, and outbox items are claimed with `SKIP LOCKED`. Changes reach other replicas by NOTIFY, sent
  * inside the committing transaction so only committed changes are heard. This store's own
  * changes reach its listeners directly after commit (no wait on the server, and still
  * delivered while the LISTEN connection is down); the notifications it hears back carry its
@@ -248,6 +164,7 @@ export class PostgresStore implements Store {
   /** Per store, not per process: two stores in one process are two replicas to each other. */
   private readonly origin = randomUUID();
   private readonly auditLock: string;
+  private readonly writer: GroupCommit;
   private readonly tokenCache = new Map<string, { token: TokenRecord; readAt: number }>();
   private feed: pg.Client | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -260,43 +177,23 @@ export class PostgresStore implements Store {
     private readonly schema: string,
     private readonly report: (error: unknown) => void,
   ) {
-    // A whole-number literal we computed, so it can be inlined (see appendEvents).
     this.auditLock = lockKey("audit", schema);
+    this.writer = new GroupCommit({
+      pool,
+      auditLock: this.auditLock,
+      channel: CHANNEL,
+      notification: (change) =>
+        JSON.stringify({ origin: this.origin, schema: this.schema, ...change }),
+      committed: (change) => this.emit(change),
+    });
   }
 
   async insertRequest(
     change: Change,
     outbox: OutboxEntry[],
   ): Promise<{ inserted: true } | { inserted: false; existing: ActionRequest }> {
-    const request = change.request;
-    const existing = await this.transaction(`record request ${request.id}`, async (q) => {
-      // A concurrent insert with the same key makes this wait for it; once it commits, this
-      // one writes nothing and reads the winner.
-      const inserted = await q(
-        `INSERT INTO requests (id, agent, agent_snapshot, connection, connection_type, operation,
-        input, justification, context, idempotency_key, hash, nonce, status, decision, description,
-        outcome, created_at, updated_at, expires_at, finished_at, version)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-        $19, $20, $21)
-        ON CONFLICT (agent, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`,
-        requestParams(request),
-      );
-      if (inserted.rowCount === 0) {
-        const row = (
-          await q(`${SELECT_REQUEST} WHERE r.agent = $1 AND r.idempotency_key = $2`, [
-            request.agent.name,
-            request.idempotencyKey,
-          ])
-        ).rows[0];
-        if (!row) throw new Error(`request ${request.id} conflicted with no visible request`);
-        return toRequest(row);
-      }
-      await this.writeChange(q, change, outbox);
-      return undefined;
-    });
-    if (existing) return { inserted: false, existing };
-    this.emit({ id: request.id, status: request.status, version: request.version });
-    return { inserted: true };
+    this.assertOpen();
+    return this.writer.insert(change, outbox);
   }
 
   async transition<T>(
@@ -305,132 +202,8 @@ export class PostgresStore implements Store {
     plan: OutboxPlanner,
     known?: ActionRequest,
   ): Promise<T> {
-    const result = await this.transaction(`change request ${id}`, async (q) => {
-      // Lock first, read after: a statement that waited for the lock still reads with the
-      // snapshot it started with, which would miss the review the previous holder added.
-      const locked = (await q("SELECT version FROM requests WHERE id = $1 FOR UPDATE", [id]))
-        .rows[0];
-      if (!locked) throw new AirlockError("not_found", `no request ${id}`);
-      let current: ActionRequest;
-      if (known !== undefined && known.id === id && known.version === locked.version) {
-        current = known;
-      } else {
-        const row = (await q(`${SELECT_REQUEST} WHERE r.id = $1`, [id])).rows[0];
-        if (!row) throw new AirlockError("not_found", `no request ${id}`);
-        current = toRequest(row);
-      }
-      const verdict = decide(current);
-      if (verdict.change) {
-        const next = verdict.change.request;
-        const updated = await q(
-          `UPDATE requests SET status = $1, outcome = $2, updated_at = $3, expires_at = $4,
-          finished_at = $5, version = $6 WHERE id = $7 AND version = $8`,
-          [
-            next.status,
-            next.outcome === null ? null : JSON.stringify(next.outcome),
-            next.updatedAt,
-            next.expiresAt,
-            next.finishedAt,
-            next.version,
-            id,
-            current.version,
-          ],
-        );
-        if (updated.rowCount !== 1) {
-          throw new Error(`request ${id} changed underneath a transition`);
-        }
-        const review = verdict.change.review;
-        if (review) {
-          await q(
-            `INSERT INTO reviews (id, request_id, reviewer, decision, comment, request_hash,
-            evidence, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-            [
-              review.id,
-              review.requestId,
-              review.reviewer,
-              review.decision,
-              review.comment,
-              review.requestHash,
-              JSON.stringify(review.evidence),
-              review.createdAt,
-            ],
-          );
-        }
-        await this.writeChange(q, verdict.change, plan(verdict.change));
-      }
-      return verdict;
-    });
-    if (result.change) {
-      const next = result.change.request;
-      this.emit({ id: next.id, status: next.status, version: next.version });
-    }
-    if (result.error) throw result.error;
-    return result.value;
-  }
-
-  /** Outbox entries, the notification, and last the audit events, so their lock is brief. */
-  private async writeChange(q: Query, change: Change, outbox: OutboxEntry[]): Promise<void> {
-    const now = change.request.updatedAt;
-    await insertRows(
-      q,
-      "outbox",
-      ["topic", "request_id", "payload", "available_at", "created_at"],
-      outbox.map((entry) => [
-        entry.topic,
-        entry.requestId,
-        JSON.stringify(entry.payload),
-        entry.availableAt ?? now,
-        now,
-      ]),
-    );
-    const { id, status, version } = change.request;
-    // Delivered by the server only if and when this transaction commits.
-    await q("SELECT pg_notify($1, $2)", [
-      CHANNEL,
-      JSON.stringify({ origin: this.origin, schema: this.schema, id, status, version }),
-    ]);
-    await this.appendEvents(q, change.events);
-  }
-
-  /**
-   * One chain across all replicas: appends take a transaction-scoped advisory lock, then
-   * read the head. The lock and the head travel in one simple-protocol message, whose
-   * statements each take a fresh snapshot, so the head read after the lock is granted
-   * includes the previous holder's commit, and the lock is held one round trip less.
-   */
-  private async appendEvents(q: Query, events: AuditEventInput[]): Promise<void> {
-    if (events.length === 0) return;
-    const results = (await q(
-      `SELECT pg_advisory_xact_lock(${this.auditLock});
-      SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`,
-    )) as unknown as pg.QueryResult<Row>[];
-    const head = results[1]?.rows[0];
-    const chained = chainEvents(
-      head ? { seq: head.seq as number, hash: head.hash as string } : undefined,
-      events.map((e) => ({
-        ts: new Date(e.at).toISOString(),
-        type: e.type,
-        requestId: e.requestId,
-        actor: e.actor,
-        data: e.data,
-      })),
-    );
-    await insertRows(
-      q,
-      "audit_events",
-      ["seq", "ts", "type", "request_id", "actor_type", "actor_id", "data", "prev_hash", "hash"],
-      chained.map((event) => [
-        event.seq,
-        event.ts,
-        event.type,
-        event.requestId,
-        event.actor.type,
-        event.actor.id,
-        event.dataJson,
-        event.prevHash,
-        event.hash,
-      ]),
-    );
+    this.assertOpen();
+    return this.writer.transition(id, decide, plan, known);
   }
 
   async getRequest(id: string): Promise<ActionRequest | undefined> {
@@ -506,7 +279,7 @@ export class PostgresStore implements Store {
   async appendAudit(events: AuditEventInput[]): Promise<void> {
     this.assertOpen();
     if (events.length === 0) return;
-    await this.transaction("append to the audit trail", (q) => this.appendEvents(q, events));
+    await this.audited("append to the audit trail", async () => ({ value: undefined, events }));
   }
 
   async listAudit(query: AuditQuery): Promise<AuditEvent[]> {
@@ -547,7 +320,7 @@ export class PostgresStore implements Store {
   }
 
   async insertToken(token: TokenRecord, event: AuditEventInput): Promise<void> {
-    await this.transaction("record a token", async (q) => {
+    await this.audited("record a token", async (q) => {
       await q(
         `INSERT INTO tokens (id, kind, subject, hash, hint, created_at, revoked_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7)`,
@@ -561,7 +334,7 @@ export class PostgresStore implements Store {
           token.revokedAt,
         ],
       );
-      await this.appendEvents(q, [event]);
+      return { value: undefined, events: [event] };
     });
     this.tokenCache.clear();
   }
@@ -594,14 +367,14 @@ export class PostgresStore implements Store {
   }
 
   async revokeToken(id: string, event: AuditEventInput): Promise<boolean> {
-    const revoked = await this.transaction("revoke a token", async (q) => {
+    const revoked = await this.audited("revoke a token", async (q) => {
       const result = await q(
         "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
         [event.at, id],
       );
-      if (result.rowCount !== 1) return false;
-      await this.appendEvents(q, [event]);
-      return true;
+      return result.rowCount === 1
+        ? { value: true, events: [event] }
+        : { value: false, events: [] };
     });
     // After commit: a read racing the revocation cannot leave the old record cached.
     this.tokenCache.clear();
@@ -673,7 +446,7 @@ export class PostgresStore implements Store {
   }
 
   async insertSession(session: SessionRecord, event: AuditEventInput): Promise<void> {
-    await this.transaction("record a session", async (q) => {
+    await this.audited("record a session", async (q) => {
       await q("DELETE FROM sessions WHERE expires_at <= $1", [session.createdAt]);
       await q(
         `INSERT INTO sessions (id_hash, email, issuer, subject, groups, auth_time, acr,
@@ -690,7 +463,7 @@ export class PostgresStore implements Store {
           session.expiresAt,
         ],
       );
-      await this.appendEvents(q, [event]);
+      return { value: undefined, events: [event] };
     });
   }
 
@@ -706,10 +479,9 @@ export class PostgresStore implements Store {
   }
 
   async deleteSession(idHash: string, event: AuditEventInput | undefined): Promise<boolean> {
-    return this.transaction("end a session", async (q) => {
+    return this.audited("end a session", async (q) => {
       const deleted = (await q("DELETE FROM sessions WHERE id_hash = $1", [idHash])).rowCount === 1;
-      if (deleted && event) await this.appendEvents(q, [event]);
-      return deleted;
+      return { value: deleted, events: deleted && event ? [event] : [] };
     });
   }
 
@@ -767,6 +539,8 @@ export class PostgresStore implements Store {
   }
 
   private async shutdown(): Promise<void> {
+    // Changes already asked for are written (and heard) before the connections end.
+    await this.writer.drained();
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     const feed = this.feed;
@@ -862,9 +636,10 @@ export class PostgresStore implements Store {
     if (this.closing) throw new AirlockError("store_unavailable", "the store is closed");
   }
 
-  private async transaction<T>(what: string, work: (q: Query) => Promise<T>): Promise<T> {
+  /** A transaction whose audit events are appended as it commits (`withAuditedTransaction`). */
+  private async audited<T>(what: string, work: (q: Query) => Promise<Appended<T>>): Promise<T> {
     this.assertOpen();
-    return withTransaction(this.pool, what, work);
+    return withAuditedTransaction(this.pool, this.auditLock, what, work);
   }
 
   /** One statement on any pooled connection, in a transaction of its own. */
@@ -876,57 +651,4 @@ export class PostgresStore implements Store {
       throw unavailable(what, error);
     }
   }
-}
-
-/** A multi-row INSERT per batch: one round trip for most changes. */
-async function insertRows(
-  q: Query,
-  table: string,
-  columns: string[],
-  rows: unknown[][],
-): Promise<void> {
-  for (let start = 0; start < rows.length; start += INSERT_BATCH) {
-    const params: unknown[] = [];
-    const values = rows.slice(start, start + INSERT_BATCH).map(
-      (row) =>
-        `(${row
-          .map((value) => {
-            params.push(value);
-            return `$${params.length}`;
-          })
-          .join(", ")})`,
-    );
-    await q(`INSERT INTO ${table} (${columns.join(", ")}) VALUES ${values.join(", ")}`, params);
-  }
-}
-
-function requestParams(r: ActionRequest): unknown[] {
-  return [
-    r.id,
-    r.agent.name,
-    JSON.stringify(r.agent),
-    r.connection,
-    r.connectionType,
-    r.operation,
-    JSON.stringify(r.input),
-    r.justification,
-    JSON.stringify(r.context),
-    r.idempotencyKey,
-    r.hash,
-    r.nonce,
-    r.status,
-    JSON.stringify(r.decision),
-    JSON.stringify(r.description),
-    r.outcome === null ? null : JSON.stringify(r.outcome),
-    r.createdAt,
-    r.updatedAt,
-    r.expiresAt,
-    r.finishedAt,
-    r.version,
-  ];
-}
-
-function toRequest(row: Row): ActionRequest {
-  // Reviews come along as `json_agg`: column names, BIGINTs as JSON numbers.
-  return requestFromRow(row, (JSON.parse(row.reviews_json as string) as Row[]).map(reviewFromRow));
 }

@@ -123,4 +123,15 @@ export const sqliteMigrations: Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 3,
+    name: "inbound messages already accepted (replay guard)",
+    sql: `
+      CREATE TABLE replay_guard (
+        key        TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX replay_guard_expiry ON replay_guard (expires_at);
+    `,
+  },
 ];

@@ -1,0 +1,414 @@
+/**
+ * Group commit for request changes on PostgreSQL. Every change appends to the one audit chain
+ * under a lock that is held until its transaction's WAL flush is done, so one change per
+ * transaction would cap the whole deployment at one flush per change. Instead, the changes
+ * asked for while a batch is committing are queued and then written together: one
+ * transaction, a fixed number of statements whatever the batch's size, one lock, one flush.
+ */
+import type pg from "pg";
+import { AirlockError } from "../../errors.js";
+import type {
+  ActionRequest,
+  Change,
+  Review,
+  TransitionResult,
+} from "../../requests/request-types.js";
+import type { OutboxEntry, OutboxPlanner, RequestChange } from "../store.js";
+import {
+  insertRows,
+  type Query,
+  REQUEST_COLUMNS,
+  requestParams,
+  SELECT_REQUEST,
+  toRequest,
+  withAuditedTransaction,
+} from "./postgres-sql.js";
+
+export type InsertResult = { inserted: true } | { inserted: false; existing: ActionRequest };
+
+interface Settle {
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+interface InsertItem extends Settle {
+  kind: "insert";
+  change: Change;
+  outbox: OutboxEntry[];
+}
+
+interface TransitionItem extends Settle {
+  kind: "transition";
+  id: string;
+  decide: (current: ActionRequest) => TransitionResult<unknown>;
+  plan: OutboxPlanner;
+  known: ActionRequest | undefined;
+}
+
+type Item = InsertItem | TransitionItem;
+
+/** What one item came to, settled once the batch has committed. */
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** A committed change with its outbox entries, in the order its item was asked for. */
+interface Written {
+  change: Change;
+  outbox: OutboxEntry[];
+}
+
+/** Items per transaction: large enough for any burst, small enough to keep statements short. */
+const MAX_BATCH = 500;
+/**
+ * Batches in flight at once: while one waits for the audit lock and its flush, the next reads
+ * and locks its rows, so the lock is rarely left idle.
+ */
+const MAX_IN_FLIGHT = 2;
+
+export interface GroupCommitOptions {
+  pool: pg.Pool;
+  /** The audit chain's advisory lock key (see `appendEvents`). */
+  auditLock: string;
+  /** The NOTIFY payload that tells other replicas about a change. */
+  notification: (change: RequestChange) => string;
+  channel: string;
+  /** Called for each change once its batch has committed. */
+  committed: (change: RequestChange) => void;
+}
+
+export class GroupCommit {
+  private queue: Item[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+  private idle: (() => void)[] = [];
+
+  constructor(private readonly options: GroupCommitOptions) {}
+
+  /** Records a new request, or returns the one the agent's idempotency key already names. */
+  insert(change: Change, outbox: OutboxEntry[]): Promise<InsertResult> {
+    return this.enqueue<InsertResult>((settle) => ({ kind: "insert", change, outbox, ...settle }));
+  }
+
+  /** As `Store.transition`: `decide` sees the request as committed, locked for this batch. */
+  transition<T>(
+    id: string,
+    decide: (current: ActionRequest) => TransitionResult<T>,
+    plan: OutboxPlanner,
+    known: ActionRequest | undefined,
+  ): Promise<T> {
+    return this.enqueue<T>((settle) => ({
+      kind: "transition",
+      id,
+      decide,
+      plan,
+      known,
+      ...settle,
+    }));
+  }
+
+  /** Resolves once nothing is queued or being written. */
+  drained(): Promise<void> {
+    if (this.queue.length === 0 && this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  private enqueue<T>(make: (settle: Settle) => Item): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push(make({ resolve: resolve as (value: unknown) => void, reject }));
+      this.schedule();
+    });
+  }
+
+  /** Waits one turn of the event loop, so that changes asked for together go together. */
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= MAX_IN_FLIGHT || this.queue.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      if (this.inFlight >= MAX_IN_FLIGHT || this.queue.length === 0) return;
+      const batch = this.queue.splice(0, MAX_BATCH);
+      this.inFlight++;
+      void this.commit(batch).finally(() => {
+        this.inFlight--;
+        this.schedule();
+        if (this.queue.length === 0 && this.inFlight === 0) {
+          for (const resolve of this.idle.splice(0)) resolve();
+        }
+      });
+    });
+  }
+
+  private async commit(batch: Item[]): Promise<void> {
+    const outcomes: Outcome[] = [];
+    const written: Written[] = [];
+    try {
+      await withAuditedTransaction(
+        this.options.pool,
+        this.options.auditLock,
+        describe(batch),
+        async (q) => {
+          await this.write(q, batch, outcomes, written);
+          return {
+            value: undefined,
+            events: written.flatMap(({ change }) => change.events),
+            notify: {
+              channel: this.options.channel,
+              payloads: written.map(({ change }) => {
+                const { id, status, version } = change.request;
+                return this.options.notification({ id, status, version });
+              }),
+            },
+          };
+        },
+      );
+    } catch (error) {
+      // Nothing of the batch committed, refusals included: every item hears the failure.
+      for (const item of batch) item.reject(error);
+      return;
+    }
+    for (const { change } of written) {
+      const { id, status, version } = change.request;
+      this.options.committed({ id, status, version });
+    }
+    batch.forEach((item, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(outcome.error);
+    });
+  }
+
+  /**
+   * Rows are locked in one order (new requests by idempotency key, existing ones by id) and
+   * the audit lock last, so two batches, here or on another replica, never wait on each other
+   * in a cycle.
+   */
+  private async write(
+    q: Query,
+    batch: Item[],
+    outcomes: Outcome[],
+    written: Written[],
+  ): Promise<void> {
+    const byIndex = new Map<number, Written>();
+    await this.insertRequests(q, batch, outcomes, byIndex);
+    const reviews = await this.applyTransitions(q, batch, outcomes, byIndex);
+    written.push(...[...byIndex.entries()].sort(([a], [b]) => a - b).map(([, w]) => w));
+    if (written.length === 0) return;
+
+    if (reviews.length > 0) {
+      await insertRows(
+        q,
+        "reviews",
+        [
+          "id",
+          "request_id",
+          "reviewer",
+          "decision",
+          "comment",
+          "request_hash",
+          "evidence",
+          "created_at",
+        ],
+        reviews.map((r) => [
+          r.id,
+          r.requestId,
+          r.reviewer,
+          r.decision,
+          r.comment,
+          r.requestHash,
+          JSON.stringify(r.evidence),
+          r.createdAt,
+        ]),
+      );
+    }
+    const outbox = written.flatMap(({ change, outbox }) =>
+      outbox.map((entry) => [
+        entry.topic,
+        entry.requestId,
+        JSON.stringify(entry.payload),
+        entry.availableAt ?? change.request.updatedAt,
+        change.request.updatedAt,
+      ]),
+    );
+    if (outbox.length > 0) {
+      await insertRows(
+        q,
+        "outbox",
+        ["topic", "request_id", "payload", "available_at", "created_at"],
+        outbox,
+      );
+    }
+  }
+
+  /**
+   * One INSERT for every new request; a request whose idempotency key is taken writes
+   * nothing and returns the request that holds the key. A concurrent insert of the same key
+   * on another replica makes the statement wait for it, then read the winner.
+   */
+  private async insertRequests(
+    q: Query,
+    batch: Item[],
+    outcomes: Outcome[],
+    byIndex: Map<number, Written>,
+  ): Promise<void> {
+    const inserts = batch
+      .map((item, index) => ({ item, index }))
+      .filter((x): x is { item: InsertItem; index: number } => x.item.kind === "insert")
+      .sort((a, b) => compareKeys(a.item.change.request, b.item.change.request));
+    if (inserts.length === 0) return;
+    const rows = await insertRows(
+      q,
+      "requests",
+      REQUEST_COLUMNS,
+      inserts.map(({ item }) => requestParams(item.change.request)),
+      "ON CONFLICT (agent, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
+    );
+    const inserted = new Set(rows.map((row) => row.id as string));
+    const refused = inserts.filter(({ item }) => !inserted.has(item.change.request.id));
+    const holders = new Map<string, ActionRequest>();
+    if (refused.length > 0) {
+      const found = await q(
+        `${SELECT_REQUEST} JOIN unnest($1::text[], $2::text[]) AS k(agent, key)
+        ON r.agent = k.agent AND r.idempotency_key = k.key`,
+        [
+          refused.map(({ item }) => item.change.request.agent.name),
+          refused.map(({ item }) => item.change.request.idempotencyKey),
+        ],
+      );
+      for (const row of found.rows) {
+        const request = toRequest(row);
+        holders.set(keyOf(request), request);
+      }
+    }
+    for (const { item, index } of inserts) {
+      const request = item.change.request;
+      if (inserted.has(request.id)) {
+        outcomes[index] = { ok: true, value: { inserted: true } };
+        byIndex.set(index, { change: item.change, outbox: item.outbox });
+        continue;
+      }
+      const existing = holders.get(keyOf(request));
+      outcomes[index] = existing
+        ? { ok: true, value: { inserted: false, existing } }
+        : {
+            ok: false,
+            error: new Error(`request ${request.id} conflicted with no visible request`),
+          };
+    }
+  }
+
+  /**
+   * Locks every request the batch changes, in id order, reads those whose caller's copy is
+   * stale, then runs each item's pure `decide` in the order asked: a second change to one
+   * request sees the first. One UPDATE writes each request's final state.
+   */
+  private async applyTransitions(
+    q: Query,
+    batch: Item[],
+    outcomes: Outcome[],
+    byIndex: Map<number, Written>,
+  ): Promise<Review[]> {
+    const items = batch
+      .map((item, index) => ({ item, index }))
+      .filter((x): x is { item: TransitionItem; index: number } => x.item.kind === "transition");
+    if (items.length === 0) return [];
+    const ids = [...new Set(items.map(({ item }) => item.id))].sort();
+    // Lock first, read after: a statement that waited for a lock still reads with the
+    // snapshot it started with, which would miss the review the previous holder added.
+    const locked = new Map<string, number>();
+    for (const row of (
+      await q(
+        "SELECT id, version FROM requests WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+        [ids],
+      )
+    ).rows) {
+      locked.set(row.id as string, row.version as number);
+    }
+    const current = new Map<string, ActionRequest>();
+    for (const { item } of items) {
+      if (item.known && item.known.id === item.id && item.known.version === locked.get(item.id)) {
+        current.set(item.id, item.known);
+      }
+    }
+    const stale = [...locked.keys()].filter((id) => !current.has(id));
+    if (stale.length > 0) {
+      for (const row of (await q(`${SELECT_REQUEST} WHERE r.id = ANY($1::text[])`, [stale])).rows) {
+        current.set(row.id as string, toRequest(row));
+      }
+    }
+
+    const reviews: Review[] = [];
+    const changed = new Set<string>();
+    for (const { item, index } of items) {
+      const request = current.get(item.id);
+      if (!request) {
+        outcomes[index] = {
+          ok: false,
+          error: new AirlockError("not_found", `no request ${item.id}`),
+        };
+        continue;
+      }
+      let verdict: TransitionResult<unknown>;
+      let outbox: OutboxEntry[] = [];
+      try {
+        verdict = item.decide(request);
+        if (verdict.change) outbox = item.plan(verdict.change);
+      } catch (error) {
+        outcomes[index] = { ok: false, error };
+        continue;
+      }
+      if (verdict.change) {
+        current.set(item.id, verdict.change.request);
+        changed.add(item.id);
+        if (verdict.change.review) reviews.push(verdict.change.review);
+        byIndex.set(index, { change: verdict.change, outbox });
+      }
+      outcomes[index] = verdict.error
+        ? { ok: false, error: verdict.error }
+        : { ok: true, value: verdict.value };
+    }
+    if (changed.size === 0) return reviews;
+
+    const finals = [...changed].map((id) => current.get(id)!);
+    const updated = await q(
+      `UPDATE requests AS r SET status = v.status, outcome = v.outcome, updated_at = v.updated_at,
+      expires_at = v.expires_at, finished_at = v.finished_at, version = v.version
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
+        $7::int[], $8::int[]) AS v(id, status, outcome, updated_at, expires_at, finished_at,
+        version, prior)
+      WHERE r.id = v.id AND r.version = v.prior`,
+      [
+        finals.map((r) => r.id),
+        finals.map((r) => r.status),
+        finals.map((r) => (r.outcome === null ? null : JSON.stringify(r.outcome))),
+        finals.map((r) => r.updatedAt),
+        finals.map((r) => r.expiresAt),
+        finals.map((r) => r.finishedAt),
+        finals.map((r) => r.version),
+        finals.map((r) => locked.get(r.id)),
+      ],
+    );
+    if (updated.rowCount !== finals.length) {
+      throw new Error("a request changed underneath its locked transition");
+    }
+    return reviews;
+  }
+}
+
+function keyOf(request: ActionRequest): string {
+  return JSON.stringify([request.agent.name, request.idempotencyKey]);
+}
+
+/** Requests with idempotency keys in one order, so that two batches wait on keys in one order. */
+function compareKeys(a: ActionRequest, b: ActionRequest): number {
+  const x = keyOf(a);
+  const y = keyOf(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+function describe(batch: Item[]): string {
+  const first = batch[0]!;
+  const what =
+    first.kind === "insert"
+      ? `record request ${first.change.request.id}`
+      : `change request ${first.id}`;
+  return batch.length === 1 ? what : `${what} and ${batch.length - 1} other changes`;
+}

@@ -1,0 +1,289 @@
+/**
+ * What the PostgreSQL store's transactions share: running one, turning driver failures into
+ * `store_unavailable`, multi-row inserts, and appending to the one audit chain.
+ */
+import { createHash } from "node:crypto";
+import pg from "pg";
+import { hashParts } from "../../audit/audit-chain.js";
+import { canonicalJson } from "../../common/canonical-json.js";
+import { AirlockError } from "../../errors.js";
+import type { ActionRequest, AuditEventInput } from "../../requests/request-types.js";
+import { type Row, requestFromRow, reviewFromRow } from "../store-rows.js";
+
+export type Query = (sql: string, params?: unknown[]) => Promise<pg.QueryResult<Row>>;
+
+/** Rows per INSERT, well below PostgreSQL's 65,535 parameters per statement. */
+const INSERT_BATCH = 1000;
+
+/**
+ * Runs `work` in one transaction on one pooled connection. Driver failures become
+ * `store_unavailable` at each statement; anything else `work` throws (a refusal from a pure
+ * transition) rolls back and passes through unchanged.
+ */
+export function withTransaction<T>(
+  pool: pg.Pool,
+  what: string,
+  work: (q: Query) => Promise<T>,
+): Promise<T> {
+  return transact(pool, what, work, () => "COMMIT");
+}
+
+/** What an audited transaction appends as it commits. */
+export interface Appended<T> {
+  value: T;
+  events: readonly AuditEventInput[];
+  /** NOTIFY payloads on `channel`, delivered only if the transaction commits. */
+  notify?: { channel: string; payloads: readonly string[] };
+}
+
+/**
+ * As `withTransaction`, and appends `work`'s events to the one audit chain as it commits.
+ * The chain's lock (`lock`, from `lockKey`) is held from the append until the commit is
+ * flushed; the append, the notifications and COMMIT travel in one message, so the lock is
+ * never held across a round trip to this process (see migration 3's `airlock_append_audit`).
+ */
+export function withAuditedTransaction<T>(
+  pool: pg.Pool,
+  lock: string,
+  what: string,
+  work: (q: Query) => Promise<Appended<T>>,
+): Promise<T> {
+  return transact(pool, what, work, (done) => commitMessage(lock, done)).then((done) => done.value);
+}
+
+async function transact<T>(
+  pool: pg.Pool,
+  what: string,
+  work: (q: Query) => Promise<T>,
+  commit: (value: T) => string,
+): Promise<T> {
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (error) {
+    throw unavailable(what, error);
+  }
+  // A checked-out connection has no listener of the pool's: one that drops between two
+  // statements would otherwise throw from its EventEmitter and end the process. The next
+  // statement fails and reports it, so there is nothing to do here.
+  const ignore = () => {};
+  client.on("error", ignore);
+  const q: Query = async (sql, params) => {
+    try {
+      return await client.query<Row>(sql, params);
+    } catch (error) {
+      throw unavailable(what, error);
+    }
+  };
+  let broken = false;
+  try {
+    await q("BEGIN");
+    const value = await work(q);
+    // A simple-protocol message: after a failing statement the rest (COMMIT) is skipped.
+    await q(commit(value));
+    return value;
+  } catch (error) {
+    try {
+      await client.query("ROLLBACK");
+    } catch {
+      broken = true;
+    }
+    throw error;
+  } finally {
+    client.off("error", ignore);
+    // A connection that cannot even roll back is closed rather than handed out again.
+    client.release(broken);
+  }
+}
+
+/**
+ * The closing message of an audited transaction. Values travel as SQL literals (quoted by
+ * the driver's `escapeLiteral`) because only the simple protocol carries several statements.
+ */
+function commitMessage(lock: string, done: Appended<unknown>): string {
+  const statements: string[] = [];
+  if (done.notify && done.notify.payloads.length > 0) {
+    statements.push(
+      `SELECT pg_notify(${pg.escapeLiteral(done.notify.channel)}, payload) FROM unnest(${textArray(done.notify.payloads)}) AS payload`,
+    );
+  }
+  if (done.events.length > 0) {
+    const columns: Record<
+      "ts" | "type" | "requestId" | "actorType" | "actorId" | "data" | "actor" | "after" | "rest",
+      (string | null)[]
+    > = {
+      ts: [],
+      type: [],
+      requestId: [],
+      actorType: [],
+      actorId: [],
+      data: [],
+      actor: [],
+      after: [],
+      rest: [],
+    };
+    for (const event of done.events) {
+      const ts = new Date(event.at).toISOString();
+      const data = canonicalJson(event.data);
+      const parts = hashParts(
+        { ts, type: event.type, requestId: event.requestId, actor: event.actor },
+        data,
+      );
+      columns.ts.push(ts);
+      columns.type.push(event.type);
+      columns.requestId.push(event.requestId);
+      columns.actorType.push(event.actor.type);
+      columns.actorId.push(event.actor.id);
+      columns.data.push(data);
+      // The function rebuilds `before` around the data it stores, so the data travels once.
+      columns.actor.push(canonicalJson(event.actor));
+      columns.after.push(parts.after);
+      columns.rest.push(parts.rest);
+    }
+    statements.push(
+      `SELECT airlock_append_audit(${lock}, ${Object.values(columns).map(textArray).join(", ")})`,
+    );
+  }
+  statements.push("COMMIT");
+  return statements.join(";\n");
+}
+
+function textArray(values: readonly (string | null)[]): string {
+  return `ARRAY[${values.map(sqlLiteral).join(",")}]::text[]`;
+}
+
+/**
+ * A value as an SQL literal. Dollar quoting needs no escaping and means the same whatever the
+ * server's settings; it is used when the closing tag is the first place the tag occurs (a
+ * value ending in `$airlock` would otherwise close early). Otherwise the driver's
+ * `escapeLiteral`, which walks the string character by character, quotes it.
+ */
+export function sqlLiteral(value: string | null): string {
+  if (value === null) return "NULL";
+  const quoted = `${DOLLAR_TAG}${value}${DOLLAR_TAG}`;
+  return quoted.indexOf(DOLLAR_TAG, DOLLAR_TAG.length) === quoted.length - DOLLAR_TAG.length
+    ? quoted
+    : pg.escapeLiteral(value);
+}
+
+const DOLLAR_TAG = "$airlock$";
+
+/** A driver failure as `store_unavailable`: the database is unreachable or failing. */
+export function unavailable(what: string, error: unknown): AirlockError {
+  if (error instanceof AirlockError) return error;
+  return new AirlockError(
+    "store_unavailable",
+    `the store (PostgreSQL) could not ${what}: ${describeError(error)}; try again once the database answers`,
+    { cause: error },
+  );
+}
+
+function describeError(error: unknown): string {
+  // Connecting to a name with several addresses fails with an AggregateError and no message.
+  if (error instanceof AggregateError && !error.message) {
+    return error.errors.map(describeError).join("; ") || "connection failed";
+  }
+  if (error instanceof Error)
+    return error.message || (error as { code?: string }).code || error.name;
+  return String(error);
+}
+
+/**
+ * Advisory lock keys are database-wide; deriving them from the schema lets two Airlock
+ * installations (or test files) in one database work without waiting on each other.
+ */
+export function lockKey(purpose: string, schema: string): string {
+  return createHash("sha256")
+    .update(`airlock ${purpose} ${schema}`)
+    .digest()
+    .readBigInt64BE(0)
+    .toString();
+}
+
+/** A multi-row INSERT per batch of rows: one round trip for most writes. */
+export async function insertRows(
+  q: Query,
+  table: string,
+  columns: string[],
+  rows: unknown[][],
+  suffix = "",
+): Promise<Row[]> {
+  const out: Row[] = [];
+  for (let start = 0; start < rows.length; start += INSERT_BATCH) {
+    const params: unknown[] = [];
+    const values = rows.slice(start, start + INSERT_BATCH).map(
+      (row) =>
+        `(${row
+          .map((value) => {
+            params.push(value);
+            return `$${params.length}`;
+          })
+          .join(", ")})`,
+    );
+    const result = await q(
+      `INSERT INTO ${table} (${columns.join(", ")}) VALUES ${values.join(", ")} ${suffix}`,
+      params,
+    );
+    out.push(...result.rows);
+  }
+  return out;
+}
+
+/** A request row with its reviews, read in one statement so both come from one snapshot. */
+export const SELECT_REQUEST = `SELECT r.*, (SELECT coalesce(json_agg(v ORDER BY v.created_at, v.id), '[]')::text
+  FROM reviews v WHERE v.request_id = r.id) AS reviews_json FROM requests r`;
+
+export function toRequest(row: Row): ActionRequest {
+  // Reviews come along as `json_agg`: column names, BIGINTs as JSON numbers.
+  return requestFromRow(row, (JSON.parse(row.reviews_json as string) as Row[]).map(reviewFromRow));
+}
+
+export const REQUEST_COLUMNS = [
+  "id",
+  "agent",
+  "agent_snapshot",
+  "connection",
+  "connection_type",
+  "operation",
+  "input",
+  "justification",
+  "context",
+  "idempotency_key",
+  "hash",
+  "nonce",
+  "status",
+  "decision",
+  "description",
+  "outcome",
+  "created_at",
+  "updated_at",
+  "expires_at",
+  "finished_at",
+  "version",
+];
+
+export function requestParams(r: ActionRequest): unknown[] {
+  return [
+    r.id,
+    r.agent.name,
+    JSON.stringify(r.agent),
+    r.connection,
+    r.connectionType,
+    r.operation,
+    JSON.stringify(r.input),
+    r.justification,
+    JSON.stringify(r.context),
+    r.idempotencyKey,
+    r.hash,
+    r.nonce,
+    r.status,
+    JSON.stringify(r.decision),
+    JSON.stringify(r.description),
+    r.outcome === null ? null : JSON.stringify(r.outcome),
+    r.createdAt,
+    r.updatedAt,
+    r.expiresAt,
+    r.finishedAt,
+    r.version,
+  ];
+}
