@@ -98,7 +98,12 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     });
   const waiters = createWaiters(store);
   const channels = [
-    ...configuredChannels(config, { logger, redactor, clock }),
+    ...configuredChannels(config, {
+      logger,
+      redactor,
+      clock,
+      claimOnce: (key, expiresAt, now) => store.claimOnce(key, expiresAt, now),
+    }),
     ...(options.channels ?? []),
   ];
   const approvers = createApprovers(config);

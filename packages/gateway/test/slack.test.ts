@@ -174,6 +174,13 @@ describe("Slack approvals", () => {
     const replayed = await slack.interact(interactions, payload, { timestamp: now });
     expect(replayed.status).toBe(401);
     expect(replayed.text).toContain("already received");
+    // Remembered by the store, not the process: a restarted gateway refuses it too, as does
+    // another replica on the same PostgreSQL.
+    gw = await gw.restart();
+    interactions = `${gw.url}/integrations/slack/interactions`;
+    const afterRestart = await slack.interact(interactions, payload, { timestamp: now });
+    expect(afterRestart.status).toBe(401);
+    expect(afterRestart.text).toContain("already received");
     await new Promise((r) => setTimeout(r, 200));
     const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
     expect(view.body.status).toBe("pending");

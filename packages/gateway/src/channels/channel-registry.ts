@@ -4,11 +4,12 @@ import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
 import type { Channel } from "./channel.js";
 import { createSlackChannel } from "./slack/slack-channel.js";
+import type { ClaimOnce } from "./slack/slack-signature.js";
 import { createWebhookChannel } from "./webhook/webhook-channel.js";
 
 export function configuredChannels(
   config: ParsedConfig,
-  deps: { logger: Logger; redactor: Redactor; clock?: () => number },
+  deps: { logger: Logger; redactor: Redactor; claimOnce: ClaimOnce; clock?: () => number },
 ): Channel[] {
   const channels = config.channels.webhooks.map((webhook, index) =>
     createWebhookChannel(webhook.name ?? `webhook-${index + 1}`, webhook, deps),
@@ -19,6 +20,7 @@ export function configuredChannels(
     channels.push(
       createSlackChannel(slack, {
         logger: deps.logger,
+        claimOnce: deps.claimOnce,
         reviewer: (email) => reviewers.get(email.toLowerCase()),
         ...(deps.clock ? { clock: deps.clock } : {}),
       }),

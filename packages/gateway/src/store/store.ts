@@ -162,6 +162,13 @@ export interface Store {
   /** Returns and deletes the sign-in with this state: each can complete only once. */
   takeSignIn(stateHash: string, now: number): Promise<SignInRecord | undefined>;
 
+  /**
+   * Records `key` as seen until `expiresAt` and says whether this is the first time: false
+   * when it was already recorded and has not expired (a replayed message). Shared by every
+   * replica, and kept across restarts.
+   */
+  claimOnce(key: string, expiresAt: number, now: number): Promise<boolean>;
+
   /** Called after every committed request change, in this process and (PostgreSQL) others. */
   subscribe(listener: (change: RequestChange) => void): () => void;
 

@@ -21,10 +21,12 @@ import {
   requestMessage,
   reviewModal,
 } from "./slack-messages.js";
-import { createSlackVerifier, type SignatureProblem } from "./slack-signature.js";
+import { type ClaimOnce, createSlackVerifier, type SignatureProblem } from "./slack-signature.js";
 
 export interface SlackDeps {
   logger: Logger;
+  /** Records an accepted payload's signature, so that a replay is refused on any replica. */
+  claimOnce: ClaimOnce;
   /** The configured reviewer with this e-mail, if any. */
   reviewer: (email: string) => { email: string; groups: readonly string[] } | undefined;
   clock?: () => number;
@@ -78,7 +80,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     rejectRateLimitedCalls: true,
     timeout: 10_000,
   });
-  const verifier = createSlackVerifier(config.signingSecret, clock);
+  const verifier = createSlackVerifier(config.signingSecret, deps.claimOnce, clock);
   const users = new Map<string, { email: string | undefined; until: number }>();
 
   const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
@@ -317,7 +319,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       );
       scope.post("/integrations/slack/interactions", async (request, reply) => {
         const raw = typeof request.body === "string" ? request.body : "";
-        const problem = verifier.verify(
+        const problem = await verifier.verify(
           {
             timestamp: header(request.headers["x-slack-request-timestamp"]),
             signature: header(request.headers["x-slack-signature"]),

@@ -1,8 +1,20 @@
 import { describe, expect, it } from "vitest";
-import { createSlackVerifier, slackSignature } from "./slack-signature.js";
+import { type ClaimOnce, createSlackVerifier, slackSignature } from "./slack-signature.js";
 
 const secret = "8f742231b10e8888abcd99yyyzzz85a5";
 const body = "payload=%7B%22type%22%3A%22block_actions%22%7D";
+
+/** The store's replay guard, in memory: what was claimed, and until when. */
+function claims(): ClaimOnce & { keys: Map<string, number> } {
+  const keys = new Map<string, number>();
+  const claim = async (key: string, expiresAt: number, now: number) => {
+    const until = keys.get(key);
+    if (until !== undefined && until > now) return false;
+    keys.set(key, expiresAt);
+    return true;
+  };
+  return Object.assign(claim, { keys });
+}
 
 describe("Slack request signatures", () => {
   it("accepts Slack's own example signature", () => {
@@ -14,28 +26,33 @@ describe("Slack request signatures", () => {
     );
   });
 
-  it("accepts a fresh, correctly signed request once", () => {
+  it("accepts a fresh, correctly signed request once, remembering it while it is fresh", async () => {
     const now = 1_800_000_000_000;
-    const verifier = createSlackVerifier(secret, () => now);
+    const claimed = claims();
+    const verifier = createSlackVerifier(secret, claimed, () => now);
     const timestamp = String(now / 1000);
     const signature = slackSignature(secret, timestamp, body);
-    expect(verifier.verify({ timestamp, signature }, body)).toBeUndefined();
-    expect(verifier.verify({ timestamp, signature }, body)).toBe("replayed");
+    expect(await verifier.verify({ timestamp, signature }, body)).toBeUndefined();
+    expect(await verifier.verify({ timestamp, signature }, body)).toBe("replayed");
+    // Kept past the moment the timestamp turns stale, so no gap lets a replay through.
+    expect(claimed.keys.get(`slack:${signature}`)).toBeGreaterThan(now + 300_000);
   });
 
-  it("refuses forged, edited, stale and unsigned requests", () => {
+  it("refuses forged, edited, stale and unsigned requests, remembering none of them", async () => {
     const now = 1_800_000_000_000;
-    const verifier = createSlackVerifier(secret, () => now);
+    const claimed = claims();
+    const verifier = createSlackVerifier(secret, claimed, () => now);
     const timestamp = String(now / 1000);
     const forged = slackSignature("another-secret", timestamp, body);
-    expect(verifier.verify({ timestamp, signature: forged }, body)).toBe("forged");
+    expect(await verifier.verify({ timestamp, signature: forged }, body)).toBe("forged");
     const signature = slackSignature(secret, timestamp, body);
-    expect(verifier.verify({ timestamp, signature }, `${body}x`)).toBe("forged");
+    expect(await verifier.verify({ timestamp, signature }, `${body}x`)).toBe("forged");
     const old = String(now / 1000 - 301);
     expect(
-      verifier.verify({ timestamp: old, signature: slackSignature(secret, old, body) }, body),
+      await verifier.verify({ timestamp: old, signature: slackSignature(secret, old, body) }, body),
     ).toBe("stale");
-    expect(verifier.verify({ timestamp }, body)).toBe("missing");
-    expect(verifier.verify({ timestamp: "soon", signature }, body)).toBe("missing");
+    expect(await verifier.verify({ timestamp }, body)).toBe("missing");
+    expect(await verifier.verify({ timestamp: "soon", signature }, body)).toBe("missing");
+    expect(claimed.keys.size).toBe(0);
   });
 });

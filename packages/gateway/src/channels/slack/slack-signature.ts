@@ -1,6 +1,8 @@
 /**
  * Slack's request signing (v0): an HMAC-SHA256 over `v0:<timestamp>:<raw body>` with the
- * app's signing secret, a timestamp within five minutes, and no payload accepted twice.
+ * app's signing secret, a timestamp within five minutes, and no payload accepted twice. What
+ * was accepted is recorded by the caller's `claimOnce` (the store), so a payload replayed to
+ * another replica, or after a restart, is refused too.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 
@@ -13,24 +15,23 @@ export interface SlackVerifier {
   verify(
     headers: { timestamp?: string; signature?: string },
     rawBody: string,
-  ): SignatureProblem | undefined;
+  ): Promise<SignatureProblem | undefined>;
 }
+
+/** True the first time `key` is offered, false while an earlier offer has not expired. */
+export type ClaimOnce = (key: string, expiresAt: number, now: number) => Promise<boolean>;
 
 export function slackSignature(secret: string, timestamp: string, rawBody: string): string {
   return `v0=${createHmac("sha256", secret).update(`v0:${timestamp}:${rawBody}`).digest("hex")}`;
 }
 
-export function createSlackVerifier(secret: string, clock: () => number = Date.now): SlackVerifier {
-  // Signatures seen within the window; older ones are refused as stale anyway.
-  const seen = new Map<string, number>();
-  const forget = (nowS: number) => {
-    for (const [signature, at] of seen) {
-      if (at >= nowS - SIGNATURE_WINDOW_S) break;
-      seen.delete(signature);
-    }
-  };
+export function createSlackVerifier(
+  secret: string,
+  claimOnce: ClaimOnce,
+  clock: () => number = Date.now,
+): SlackVerifier {
   return {
-    verify({ timestamp, signature }, rawBody) {
+    async verify({ timestamp, signature }, rawBody) {
       if (!timestamp || !signature || !/^\d{1,12}$/.test(timestamp)) return "missing";
       const nowS = Math.floor(clock() / 1000);
       const at = Number(timestamp);
@@ -38,10 +39,9 @@ export function createSlackVerifier(secret: string, clock: () => number = Date.n
       const expected = Buffer.from(slackSignature(secret, timestamp, rawBody));
       const given = Buffer.from(signature);
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) return "forged";
-      forget(nowS);
-      if (seen.has(signature)) return "replayed";
-      seen.set(signature, nowS);
-      return undefined;
+      // Remembered until the timestamp falls out of the window; after that it is stale anyway.
+      const until = (at + SIGNATURE_WINDOW_S + 1) * 1000;
+      return (await claimOnce(`slack:${signature}`, until, clock())) ? undefined : "replayed";
     },
   };
 }

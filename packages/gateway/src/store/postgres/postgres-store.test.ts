@@ -662,6 +662,23 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     ]);
   });
 
+  it("lets one replica claim a message once, until the claim expires", async () => {
+    expect(await a.claimOnce("slack:v0=abc", T0 + 1000, T0)).toBe(true);
+    expect(await b.claimOnce("slack:v0=abc", T0 + 1000, T0 + 10)).toBe(false);
+    expect(await a.claimOnce("slack:v0=abc", T0 + 1000, T0 + 999)).toBe(false);
+    // Expired: taken over in place, and other expired claims are swept.
+    expect(await a.claimOnce("slack:v0=other", T0 + 500, T0)).toBe(true);
+    expect(await b.claimOnce("slack:v0=abc", T0 + 5000, T0 + 1000)).toBe(true);
+    expect(await a.claimOnce("slack:v0=abc", T0 + 5000, T0 + 1001)).toBe(false);
+    expect(await count("replay_guard")).toBe(1);
+    const racing = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        (i % 2 ? a : b).claimOnce("slack:v0=race", T0 + 9000, T0),
+      ),
+    );
+    expect(racing.filter(Boolean)).toHaveLength(1);
+  });
+
   it("updates a channel's reference in place", async () => {
     expect(await a.getChannelRef("req_x", "slack")).toBeUndefined();
     await a.setChannelRef("req_x", "slack", "C1/1");

@@ -523,6 +523,19 @@ export class PostgresStore implements Store {
     };
   }
 
+  /** An expired key is taken over in place; the expired rest are swept on the way. */
+  async claimOnce(key: string, expiresAt: number, now: number): Promise<boolean> {
+    const rows = await this.query(
+      "record a message as seen",
+      `WITH swept AS (DELETE FROM replay_guard WHERE expires_at <= $3 AND key <> $1)
+      INSERT INTO replay_guard (key, expires_at) VALUES ($1, $2)
+      ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+      WHERE replay_guard.expires_at <= $3 RETURNING key`,
+      [key, expiresAt, now],
+    );
+    return rows.length === 1;
+  }
+
   subscribe(listener: (change: RequestChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

@@ -266,6 +266,10 @@ export class SqliteStore implements Store {
         step_up, expires_at) VALUES (?, ?, ?, ?, ?, ?)`),
       expireSignIns: db.prepare("DELETE FROM sign_ins WHERE expires_at <= ?"),
       takeSignIn: db.prepare("DELETE FROM sign_ins WHERE state_hash = ? RETURNING *"),
+      sweepReplays: db.prepare("DELETE FROM replay_guard WHERE expires_at <= ? AND key <> ?"),
+      claimOnce: db.prepare(`INSERT INTO replay_guard (key, expires_at) VALUES (?, ?)
+        ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+        WHERE replay_guard.expires_at <= ? RETURNING key`),
       getRef: db.prepare("SELECT ref FROM channel_refs WHERE request_id = ? AND channel = ?"),
       setRef: db.prepare(`INSERT INTO channel_refs (request_id, channel, ref) VALUES (?, ?, ?)
         ON CONFLICT (request_id, channel) DO UPDATE SET ref = excluded.ref`),
@@ -649,6 +653,14 @@ export class SqliteStore implements Store {
       stepUp: row.step_up === 1,
       expiresAt: row.expires_at as number,
     };
+  }
+
+  /** An expired key is taken over in place; the expired rest are swept on the way. */
+  async claimOnce(key: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.write(() => {
+      this.stmt.sweepReplays.run(now, key);
+      return this.stmt.claimOnce.get(key, expiresAt, now) !== undefined;
+    });
   }
 
   subscribe(listener: (change: RequestChange) => void): () => void {
