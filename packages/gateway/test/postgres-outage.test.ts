@@ -1,0 +1,207 @@
+/**
+ * PostgreSQL stopped and started while agents and a reviewer keep working: the gateway fails
+ * closed with `store_unavailable`, reports not ready, runs nothing whose audit event is not
+ * committed, and serves again on its own once the database is back. The server is a private
+ * one (initdb + pg_ctl), so stopping it disturbs no other test.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createChainVerifier } from "../src/audit/audit-chain.js";
+import { freePort } from "./support/cli.js";
+import {
+  type ApiResponse,
+  api,
+  removeDir,
+  startGateway,
+  type TestGateway,
+  until,
+  vote,
+} from "./support/gateway.js";
+import { type PgCluster, pgClusterSupport, startPgCluster } from "./support/pg-cluster.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+const support = pgClusterSupport();
+if ("missing" in support) {
+  if (process.env.CI === "true") {
+    throw new Error(`CI=true, but a private PostgreSQL cannot be run: ${support.missing}`);
+  }
+  process.stderr.write(
+    `PostgreSQL outage test skipped: ${support.missing} (install Debian's postgresql package to run it).\n`,
+  );
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+type Phase = "before" | "outage" | "after";
+interface Answer {
+  phase: Phase;
+  what: "allowed" | "submitted" | "vote";
+  path: string;
+  status: number;
+  code: string | undefined;
+  outcome: string | undefined;
+}
+
+describe.skipIf("missing" in support)("PostgreSQL stopped and started under load", () => {
+  let cluster: PgCluster;
+  let upstream: Upstream;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    if ("missing" in support) return;
+    cluster = startPgCluster(support.bin, await freePort());
+    upstream = await startUpstream();
+    gw = await startGateway(`
+server: { port: 0, publicUrl: "http://airlock.test", sweepInterval: 50ms, executionLease: 1s }
+storage: "${cluster.url}"
+agents: [{ name: loader, owner: owner@example.com }]
+reviewers: [{ email: rita@example.com, groups: [ops] }]
+connections:
+  api: { type: http, baseUrl: "${upstream.url}/api" }
+rules:
+  - name: reads pass
+    when: http.method == "GET"
+    decision: allow
+  - name: writes need a reviewer
+    when: http.method == "POST"
+    decision: review
+    review: { approvers: [ops] }
+`);
+  }, 60_000);
+
+  afterAll(async () => {
+    await gw?.close();
+    if (gw) removeDir(gw.dir);
+    await upstream?.close();
+    cluster?.destroy();
+  });
+
+  it("fails closed meanwhile, runs nothing unaudited, and resumes by itself", async () => {
+    const agent = await gw.token("agent", "loader");
+    const rita = await gw.token("reviewer", "rita@example.com");
+    const answers: Answer[] = [];
+    const readiness: { phase: Phase; status: number }[] = [];
+    let phase: Phase = "before";
+    let running = true;
+
+    const action = (method: "GET" | "POST", path: string) => ({
+      connection: "api",
+      operation: "request",
+      input: method === "GET" ? { method, path } : { method, path, body: { path } },
+    });
+    const record = (
+      what: Answer["what"],
+      path: string,
+      res: ApiResponse<{ error?: { code: string }; status?: string }>,
+    ) =>
+      answers.push({
+        phase,
+        what,
+        path,
+        status: res.status,
+        code: res.body?.error?.code,
+        outcome: res.body?.status,
+      });
+
+    const reader = async (i: number) => {
+      for (let n = 0; running; n++) {
+        const path = `/read/${i}-${n}`;
+        const res = await api(gw.url, "POST", "/v1/actions", {
+          token: agent,
+          body: action("GET", path),
+        });
+        record("allowed", path, res);
+        if (res.status !== 200) await sleep(20);
+      }
+    };
+    const writer = async () => {
+      for (let n = 0; running; n++) {
+        const path = `/write/${n}`;
+        const submitted = await api(gw.url, "POST", "/v1/actions", {
+          token: agent,
+          body: action("POST", path),
+        });
+        record("submitted", path, submitted);
+        if (submitted.status !== 202) {
+          await sleep(20);
+          continue;
+        }
+        // The vote is retried until it lands: a reviewer clicking again after an error.
+        for (;;) {
+          const res = await vote(gw.url, submitted.body.id, rita);
+          record("vote", path, res);
+          if (res.status === 200 || !running) break;
+          await sleep(50);
+        }
+      }
+    };
+    const probe = async () => {
+      while (running) {
+        const res = await fetch(`${gw.url}/readyz`);
+        readiness.push({ phase, status: res.status });
+        await sleep(25);
+      }
+    };
+
+    const load = [reader(0), reader(1), reader(2), reader(3), writer(), probe()];
+    await sleep(800);
+    phase = "outage";
+    cluster.stop();
+    await sleep(1000);
+    cluster.start();
+    phase = "after";
+    await until(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 20_000);
+    const resumedAt = answers.length;
+    await until(
+      () =>
+        answers.slice(resumedAt).filter((a) => a.what === "allowed" && a.outcome === "succeeded")
+          .length >= 20,
+      20_000,
+    );
+    running = false;
+    await Promise.all(load);
+
+    // Fail closed: every refusal is store_unavailable, nothing else (no 500s, no hangs).
+    const refused = answers.filter((a) => a.status !== 200 && a.status !== 202);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(new Set(refused.map((a) => `${a.status} ${a.code}`))).toEqual(
+      new Set(["503 store_unavailable"]),
+    );
+    expect(answers.some((a) => a.phase === "outage" && a.status === 503)).toBe(true);
+    expect(readiness.some((r) => r.phase === "outage" && r.status === 503)).toBe(true);
+    expect(readiness.filter((r) => r.phase === "before").every((r) => r.status === 200)).toBe(true);
+    // Resumed on its own: reads and approvals succeed again.
+    const after = answers.filter((a) => a.phase === "after");
+    expect(after.some((a) => a.what === "allowed" && a.outcome === "succeeded")).toBe(true);
+    expect(answers.some((a) => a.phase !== "before" && a.what === "vote" && a.status === 200)).toBe(
+      true,
+    );
+
+    // Executions cut off by the outage end as failed once their lease runs out: none is left
+    // executing, none ran twice, and each upstream call has its execution.started event.
+    const store = gw.gateway.store;
+    await until(async () => (await store.idsWithStatus("executing", 1)).length === 0, 10_000);
+    const calls = upstream.calls.map((c) => c.url.replace(/^\/api/, ""));
+    expect(new Set(calls).size).toBe(calls.length);
+    const requests = await store.listRequests({ limit: 100_000 });
+    const byPath = new Map(requests.map((r) => [(r.input as { path: string }).path, r]));
+    const started = new Set(
+      (await store.listAudit({ type: "execution.started", limit: 100_000 })).map(
+        (e) => e.requestId,
+      ),
+    );
+    for (const path of calls) {
+      const request = byPath.get(path);
+      expect(request, `the call to ${path} has no request`).toBeDefined();
+      expect(started.has(request!.id), `the call to ${path} has no execution.started`).toBe(true);
+    }
+    // An agent told "succeeded" was told the truth.
+    for (const a of answers.filter((x) => x.outcome === "succeeded")) {
+      expect(byPath.get(a.path)?.status).toBe("succeeded");
+    }
+    const verifier = createChainVerifier();
+    for await (const event of store.auditEvents()) verifier.add(event);
+    const chain = verifier.finish();
+    expect(chain.problem).toBeUndefined();
+    expect(chain.count).toBeGreaterThan(calls.length);
+  }, 90_000);
+});
