@@ -261,7 +261,10 @@ export class PostgresStore implements Store {
     if (ids.length === 0) return;
     await this.query(
       "renew execution leases",
-      "UPDATE requests SET updated_at = $1 WHERE id = ANY($2::text[]) AND status = 'executing'",
+      // A row a group commit holds is skipped, not waited for: that commit is changing it
+      // anyway, and waiting could close a cycle with a batch that locks rows in id order.
+      `UPDATE requests SET updated_at = $1 WHERE id IN (SELECT id FROM requests
+      WHERE id = ANY($2::text[]) AND status = 'executing' ORDER BY id FOR UPDATE SKIP LOCKED)`,
       [now, [...ids]],
     );
   }
