@@ -10,6 +10,7 @@ import {
   startGateway,
   type TestGateway,
   testConfig,
+  until,
 } from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -57,6 +58,25 @@ describe("policy decisions", () => {
     expect(res.body.result.headers["set-cookie"]).toBeUndefined();
     expect(res.body.result.headers.connection).toBeUndefined();
     expect(res.body.result.headers["x-upstream"]).toBe("yes");
+  });
+
+  it("runs many allowed actions at once, with no listener-leak warning", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on("warning", onWarning);
+    try {
+      const held = upstream.hold("/api/many");
+      const answers = Array.from({ length: 15 }, () => submit(read("/many")));
+      await until(() => callsTo("/many") === 15);
+      held.release();
+      const statuses = (await Promise.all(answers)).map((res) => res.body.status);
+      expect(statuses).toEqual(Array(15).fill("succeeded"));
+      // Warnings are emitted on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings.map((w) => w.name)).not.toContain("MaxListenersExceededWarning");
   });
 
   it("denies what no rule allows with 403, records it, and never calls the upstream", async () => {

@@ -5,6 +5,7 @@
  * was interrupted: it ends `failed` with "outcome unknown", never a second run.
  */
 
+import { setMaxListeners } from "node:events";
 import { type Json, keyedDigest } from "../common/canonical-json.js";
 import type { Connector } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
@@ -89,6 +90,9 @@ export function createExecutor(deps: {
   const retryDelays = deps.retryDelays ?? [50, 100, 200, 400, 800];
   // Executions are never abandoned halfway (a stop waits for them); connectors keep their own timeouts.
   const running = new AbortController().signal;
+  // Each execution in flight listens on it, and stops listening when it ends: not a leak, so
+  // no "possible EventTarget memory leak" warning past ten at once.
+  setMaxListeners(0, running);
 
   const track = <T>(promise: Promise<T>): Promise<T> => {
     inFlight.add(promise);
