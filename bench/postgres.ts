@@ -12,7 +12,8 @@ import pg from "pg";
 import { type Call, type LoadResult, load } from "./load.js";
 import { airlock, freePort, startProcess, waitFor } from "./processes.js";
 
-const server = process.env.AIRLOCK_BENCH_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
+export const postgresServer =
+  process.env.AIRLOCK_BENCH_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
 
 export interface PostgresBench {
   dir: string;
@@ -27,16 +28,18 @@ export interface PostgresBench {
 }
 
 export async function benchPostgres(b: PostgresBench): Promise<void> {
-  const admin = new pg.Client({ connectionString: server, connectionTimeoutMillis: 2000 });
+  const admin = new pg.Client({ connectionString: postgresServer, connectionTimeoutMillis: 2000 });
   try {
     await admin.connect();
   } catch (error) {
-    b.write(`PostgreSQL: skipped, ${server} cannot be reached (${(error as Error).message})\n`);
+    b.write(
+      `PostgreSQL: skipped, ${postgresServer} cannot be reached (${(error as Error).message})\n`,
+    );
     return;
   }
   const schema = `airlock_bench_${process.pid}`;
   await admin.query(`CREATE SCHEMA ${schema}`);
-  const url = new URL(server);
+  const url = new URL(postgresServer);
   url.searchParams.set("options", `-c search_path=${schema}`);
   const children: ChildProcess[] = [];
   // The upstream records when each call arrives, for the approval-to-execution latency.

@@ -10,9 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDemoUpstream } from "@airlock/gateway";
 import { type LoadResult, load, paced } from "./load.js";
-import { benchPostgres } from "./postgres.js";
+import { benchPostgres, postgresServer } from "./postgres.js";
 import { airlock, freePort, startProcess, waitFor } from "./processes.js";
 import { benchSqlAnalysis } from "./sql-analysis.js";
+import { benchStore } from "./store.js";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 6);
 const warmup = Number(process.env.BENCH_WARMUP ?? 2);
@@ -149,6 +150,14 @@ rules:
     sqlite: high,
     write: (line) => process.stdout.write(line),
     row,
+  });
+  process.stdout.write("\n");
+  await benchStore({
+    dir,
+    postgres: postgresServer,
+    seconds,
+    warmup,
+    write: (line) => process.stdout.write(line),
   });
   process.stdout.write("\n");
   await benchSqlAnalysis((line) => process.stdout.write(line));

@@ -135,11 +135,11 @@ export const postgresMigrations: Migration[] = [
     version: 3,
     name: "inbound messages already accepted (replay guard); audit appends chained in the database",
     // The chain is extended inside the database so that its lock is held for no round trip:
-    // the append and COMMIT travel in one message (see appendAndCommit). The function hashes
-    // the parts the gateway encoded (audit-chain.ts's hashParts, with \`before\` rebuilt around
-    // the stored data), exactly as the gateway would.
-    // Each statement of a volatile function takes a fresh snapshot, so the head read after
-    // the lock is granted includes the previous holder's commit.
+    // the append and COMMIT travel in one message (postgres-sql.ts, withAuditedTransaction).
+    // The function hashes the parts the gateway encoded (audit-chain.ts's hashParts, the first
+    // rebuilt around the stored data), exactly as the gateway would. Each statement of a
+    // volatile function takes a fresh snapshot, so the head read after the lock is granted
+    // includes the previous holder's commit.
     sql: `
       CREATE TABLE replay_guard (
         key        TEXT PRIMARY KEY,
@@ -153,23 +153,26 @@ export const postgresMigrations: Migration[] = [
       DECLARE
         head_seq  BIGINT;
         head_hash TEXT;
-        next_hash TEXT;
+        seqs      BIGINT[];
+        prevs     TEXT[];
+        hashes    TEXT[];
       BEGIN
         PERFORM pg_advisory_xact_lock(lock_key);
         SELECT seq, hash INTO head_seq, head_hash FROM audit_events ORDER BY seq DESC LIMIT 1;
         head_seq := coalesce(head_seq, 0);
         head_hash := coalesce(head_hash, repeat('0', 64));
         FOR i IN 1 .. coalesce(array_length(ts, 1), 0) LOOP
-          next_hash := encode(sha256(convert_to(
-            '{"actor":' || actors[i] || ',"data":' || datas[i] || ',"prevHash":"' || head_hash || afters[i] || (head_seq + 1)::text || rests[i], 'UTF8')), 'hex');
-          INSERT INTO audit_events (seq, ts, type, request_id, actor_type, actor_id, data,
-            prev_hash, hash)
-          VALUES (head_seq + 1, ts[i], types[i], request_ids[i], actor_types[i], actor_ids[i],
-            datas[i], head_hash, next_hash);
-          head_seq := head_seq + 1;
-          head_hash := next_hash;
+          seqs[i] := head_seq + i;
+          prevs[i] := head_hash;
+          head_hash := encode(sha256(convert_to('{"actor":' || actors[i] || ',"data":' || datas[i]
+            || ',"prevHash":"' || head_hash || afters[i] || seqs[i]::text || rests[i], 'UTF8')), 'hex');
+          hashes[i] := head_hash;
         END LOOP;
-        RETURN head_seq;
+        INSERT INTO audit_events (seq, ts, type, request_id, actor_type, actor_id, data,
+          prev_hash, hash)
+        SELECT * FROM unnest(seqs, ts, types, request_ids, actor_types, actor_ids, datas, prevs,
+          hashes);
+        RETURN coalesce(seqs[array_upper(seqs, 1)], head_seq);
       END
       $$;
     `,
