@@ -404,11 +404,16 @@ function compareKeys(a: ActionRequest, b: ActionRequest): number {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/**
+ * What a failed batch was doing, for the error every caller in it receives: no request ids,
+ * since the batch holds other agents' requests.
+ */
 function describe(batch: Item[]): string {
-  const first = batch[0]!;
-  const what =
-    first.kind === "insert"
-      ? `record request ${first.change.request.id}`
-      : `change request ${first.id}`;
-  return batch.length === 1 ? what : `${what} and ${batch.length - 1} other changes`;
+  const inserts = batch.filter((item) => item.kind === "insert").length;
+  const changes = batch.length - inserts;
+  const parts = [
+    inserts ? `record ${inserts === 1 ? "a request" : `${inserts} requests`}` : "",
+    changes ? `change ${changes === 1 ? "a request" : `${changes} requests`}` : "",
+  ];
+  return parts.filter(Boolean).join(" and ");
 }

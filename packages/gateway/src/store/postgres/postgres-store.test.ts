@@ -704,11 +704,12 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       const change = pendingChange();
       await c.insertRequest(change, []);
       await proxy.stop();
+      const other = pendingChange();
       const calls: Promise<unknown>[] = [
         c.ping(),
         c.getRequest(change.request.id),
         c.transition(change.request.id, approve("bob@example.com"), plan),
-        c.insertRequest(pendingChange(), []),
+        c.insertRequest(other, []),
         c.appendAudit([auditInput("test.down")]),
         c.claimOutbox(T0, 1000, 10),
         c.findTokenByHash("z".repeat(64)),
@@ -720,6 +721,12 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
         const reason = (outcome as PromiseRejectedResult).reason;
         expect(reason).toBeInstanceOf(AirlockError);
         expect((reason as AirlockError).code).toBe("store_unavailable");
+      }
+      // The transition and the insert failed in one batch: neither caller hears the other's id.
+      for (const failed of outcomes.slice(2, 4)) {
+        const message = ((failed as PromiseRejectedResult).reason as Error).message;
+        expect(message).not.toContain(change.request.id);
+        expect(message).not.toContain(other.request.id);
       }
       await proxy.start();
       await c.ping();
