@@ -3,16 +3,10 @@
  * OpenAPI document is generated from them.
  */
 import { z } from "zod";
+import { textProblem, wellFormed } from "../common/storable-text.js";
 import { requestStatuses } from "../requests/request-types.js";
 
 const MAX_DEPTH = 32;
-
-const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-/** String.prototype.isWellFormed, which the ES2023 library does not declare. */
-function wellFormed(text: string): boolean {
-  return !loneSurrogate.test(text);
-}
 
 /**
  * What JSON.parse lets through but Airlock must not take: nesting deep enough to endanger
@@ -62,6 +56,12 @@ const checkJson = (value: unknown, ctx: z.RefinementCtx) => {
 
 const boundedJson = z.unknown().superRefine(checkJson);
 
+/** Text stored as it is: see storable-text.ts. */
+const checkText = (value: string, ctx: z.RefinementCtx) => {
+  const problem = textProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+};
+
 export const actionBodySchema = z.strictObject({
   connection: z
     .string()
@@ -75,7 +75,7 @@ export const actionBodySchema = z.strictObject({
   justification: z
     .string()
     .max(4000)
-    .refine(wellFormed, "is not well-formed text (a lone surrogate)")
+    .superRefine(checkText)
     .optional()
     .describe("Why the agent wants this. Shown to reviewers as the agent's claim."),
   context: z
@@ -148,7 +148,7 @@ export const requestListQuerySchema = z.strictObject({
 
 export const reviewBodySchema = z.strictObject({
   decision: z.enum(["approve", "deny"]),
-  comment: z.string().max(2000).optional(),
+  comment: z.string().max(2000).superRefine(checkText).optional(),
   requestHash: z
     .string()
     .regex(/^[0-9a-f]{64}$/, "must be the request's SHA-256 hash, 64 hex characters")

@@ -5,6 +5,7 @@
  */
 import type { Json } from "../common/canonical-json.js";
 import { newId } from "../common/ids.js";
+import { textProblem } from "../common/storable-text.js";
 import type { AgentConfig } from "../config/config-schema.js";
 import type { Connector, Description } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
@@ -52,6 +53,15 @@ export interface RequestServiceDeps {
 
 export type RequestService = ReturnType<typeof createRequestService>;
 
+/**
+ * Text kept as it is must survive storage unchanged, whichever door it came in by (the API
+ * checks it too, Slack and other channels do not).
+ */
+function storable(field: string, text: string | undefined): void {
+  const problem = text === undefined ? undefined : textProblem(text);
+  if (problem) throw new AirlockError("invalid_request", `${field}: ${problem}`, { field });
+}
+
 export function createRequestService(deps: RequestServiceDeps) {
   const { store, policy, connectors, approvers, executor, waiters, plan, logger, metrics, clock } =
     deps;
@@ -73,6 +83,7 @@ export function createRequestService(deps: RequestServiceDeps) {
   async function submitAction(agent: AgentConfig, body: ActionSubmission): Promise<ActionRequest> {
     const connector = connectorFor(body.connection);
     const input = connector.parse(body.operation, body.input);
+    storable("justification", body.justification);
     const proposal = {
       agent: agent.name,
       connection: body.connection,
@@ -253,6 +264,7 @@ export function createRequestService(deps: RequestServiceDeps) {
     id: string,
     vote: { decision: Vote; comment?: string | undefined; requestHash?: string | undefined },
   ): Promise<ActionRequest> {
+    storable("comment", vote.comment);
     const reviewId = newId("rev", clock());
     let after: ActionRequest;
     try {

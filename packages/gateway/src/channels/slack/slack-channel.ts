@@ -5,6 +5,7 @@
  */
 import { WebClient } from "@slack/web-api";
 import type { FastifyInstance } from "fastify";
+import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
 import type { Logger } from "../../observability/logger.js";
 import type { ActionRequest } from "../../requests/request-types.js";
@@ -250,7 +251,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
         team: payload.team?.id,
         requestId: meta.requestId,
         decision: meta.decision,
-        comment: comment.slice(0, 2000),
+        comment: truncateText(comment, 2000),
         channel: meta.channel,
       };
     }

@@ -58,6 +58,8 @@ interface Written {
 
 /** Items per transaction: large enough for any burst, small enough to keep statements short. */
 const MAX_BATCH = 500;
+/** Changes waiting beyond this are refused at once rather than queued behind a stuck database. */
+const MAX_QUEUED = 10_000;
 /**
  * Batches in flight at once: while one waits for the audit lock and its flush, the next reads
  * and locks its rows, so the lock is rarely left idle.
@@ -112,6 +114,14 @@ export class GroupCommit {
   }
 
   private enqueue<T>(make: (settle: Settle) => Item): Promise<T> {
+    if (this.queue.length >= MAX_QUEUED) {
+      return Promise.reject(
+        new AirlockError(
+          "store_unavailable",
+          `the store (PostgreSQL) has ${MAX_QUEUED} changes waiting to be written; try again shortly`,
+        ),
+      );
+    }
     return new Promise<T>((resolve, reject) => {
       this.queue.push(make({ resolve: resolve as (value: unknown) => void, reject }));
       this.schedule();
@@ -161,6 +171,12 @@ export class GroupCommit {
         },
       );
     } catch (error) {
+      if (batch.length > 1 && isDataError(error)) {
+        // One item's data the database refuses (a bug's, since input is checked before) must
+        // not fail the others: each is written again on its own, and only the culprit fails.
+        for (const item of batch) await this.commit([item]);
+        return;
+      }
       // Nothing of the batch committed, refusals included: every item hears the failure.
       for (const item of batch) item.reject(error);
       return;
@@ -322,12 +338,20 @@ export class GroupCommit {
     ).rows) {
       locked.set(row.id as string, row.version as number);
     }
+    // A caller's copy stands in for the row only when every item on that request brought a
+    // current one: a copy can be current in version yet carry an older lease time (the
+    // heartbeat renews it without a version), and only its own caller accepted that.
     const current = new Map<string, ActionRequest>();
+    const mustRead = new Set<string>();
     for (const { item } of items) {
-      if (item.known && item.known.id === item.id && item.known.version === locked.get(item.id)) {
-        current.set(item.id, item.known);
+      const known = item.known;
+      if (known && known.id === item.id && known.version === locked.get(item.id)) {
+        if (!current.has(item.id)) current.set(item.id, known);
+      } else {
+        mustRead.add(item.id);
       }
     }
+    for (const id of mustRead) current.delete(id);
     const stale = [...locked.keys()].filter((id) => !current.has(id));
     if (stale.length > 0) {
       for (const row of (await q(`${SELECT_REQUEST} WHERE r.id = ANY($1::text[])`, [stale])).rows) {
@@ -391,6 +415,15 @@ export class GroupCommit {
     }
     return reviews;
   }
+}
+
+/**
+ * A failure caused by what was written rather than by the database's state: invalid text
+ * or numbers (class 22), a violated constraint (23), a message the server could not read.
+ */
+function isDataError(error: unknown): boolean {
+  const code = (error as { cause?: { code?: unknown } }).cause?.code;
+  return typeof code === "string" && (/^2[23]/.test(code) || code === "08P01");
 }
 
 function keyOf(request: ActionRequest): string {

@@ -77,7 +77,9 @@ async function transact<T>(
   };
   let broken = false;
   try {
-    await q("BEGIN");
+    // The chain's head read after its lock, and "lock first, read after", need each statement
+    // to see what committed before it: READ COMMITTED, whatever the database's default.
+    await q("BEGIN ISOLATION LEVEL READ COMMITTED");
     const value = await work(q);
     // A simple-protocol message: after a failing statement the rest (COMMIT) is skipped.
     await q(commit(value));

@@ -396,6 +396,49 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     await verifyChain(b);
   });
 
+  it("uses a caller's copy only for its own change: others in the batch read the row", async () => {
+    const change = pendingChange();
+    await a.insertRequest(change, []);
+    await a.transition(change.request.id, approve("bob@example.com"), plan);
+    const approved = (await a.getRequest(change.request.id))!;
+    // A lease renewal changes updated_at without a new version, as the heartbeat does.
+    await db.query("UPDATE requests SET updated_at = $1 WHERE id = $2", [
+      T0 + HOUR,
+      change.request.id,
+    ]);
+    const seen: number[] = [];
+    const look = (r: ActionRequest) => {
+      seen.push(r.updatedAt);
+      return { value: r };
+    };
+    await Promise.all([
+      a.transition(change.request.id, look, plan, approved),
+      a.transition(change.request.id, look, plan),
+    ]);
+    expect(seen).toEqual([T0 + HOUR, T0 + HOUR]);
+  });
+
+  it("fails only the change whose data the database refuses, not the rest of its batch", async () => {
+    const good = Array.from({ length: 5 }, () => pendingChange());
+    // PostgreSQL refuses NUL in TEXT; the API refuses it first, this is the store's own guard.
+    const bad = pendingChange(1, {
+      proposal: { ...newRequest().proposal, justification: "evil\u0000" },
+    });
+    const results = await Promise.allSettled([
+      ...good.map((change) => a.insertRequest(change, [])),
+      a.insertRequest(bad, []),
+    ]);
+    expect(results.slice(0, 5).map((r) => r.status)).toEqual(Array(5).fill("fulfilled"));
+    const refused = results[5]!;
+    expect(refused.status).toBe("rejected");
+    expect(((refused as PromiseRejectedResult).reason as AirlockError).code).toBe(
+      "store_unavailable",
+    );
+    for (const change of good) expect(await b.getRequest(change.request.id)).toBeDefined();
+    expect(await b.getRequest(bad.request.id)).toBeUndefined();
+    await verifyChain(b);
+  });
+
   it("chains in the database exactly as the gateway hashes, whatever the events' text holds", async () => {
     const awkward = [
       "$airlock$",
@@ -551,6 +594,44 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     } finally {
       stop();
       await db.query("DROP TRIGGER refuse_audit ON audit_events");
+    }
+  });
+
+  it("gives up on a database that stops answering, in bounded time, and recovers", async () => {
+    const proxy = await startProxy(Number(new URL(db.url).port || 5432));
+    const proxied = new URL(db.url);
+    proxied.port = String(proxy.port);
+    const c = await openPostgresStore(proxied.toString(), {
+      timeoutMs: 500,
+      onError: () => {},
+    });
+    try {
+      const first = pendingChange();
+      await c.insertRequest(first, []);
+      proxy.stall();
+      const started = Date.now();
+      const stuck = await Promise.allSettled([
+        c.insertRequest(pendingChange(), []),
+        c.transition(first.request.id, approve("bob@example.com"), plan),
+        c.getRequest(first.request.id),
+      ]);
+      for (const outcome of stuck) {
+        expect(outcome.status).toBe("rejected");
+        expect(((outcome as PromiseRejectedResult).reason as AirlockError).code).toBe(
+          "store_unavailable",
+        );
+      }
+      expect(Date.now() - started).toBeLessThan(5000);
+      // The network heals: the stalled connections are gone, new ones work.
+      await proxy.stop();
+      await proxy.start();
+      const after = pendingChange();
+      await c.insertRequest(after, []);
+      expect((await b.getRequest(after.request.id))?.id).toBe(after.request.id);
+      expect((await b.getRequest(first.request.id))?.version).toBe(1);
+    } finally {
+      await c.close();
+      await proxy.stop();
     }
   });
 
@@ -755,8 +836,13 @@ async function startProxy(target: number) {
   let server: Server | undefined;
   const sockets = new Set<Socket>();
   let port = 0;
+  let stalled = false;
   const start = async () => {
+    stalled = false;
     server = createServer((client) => {
+      sockets.add(client);
+      // A stalled network: connections are accepted, and nothing gets through, either way.
+      if (stalled) return;
       const upstream = connect(target, "127.0.0.1");
       sockets.add(client).add(upstream);
       client.pipe(upstream).pipe(client);
@@ -779,6 +865,13 @@ async function startProxy(target: number) {
     sockets.clear();
     await new Promise((resolve) => closing.close(resolve));
   };
+  const stall = () => {
+    stalled = true;
+    for (const socket of sockets) {
+      socket.unpipe();
+      socket.pause();
+    }
+  };
   await start();
   return {
     get port() {
@@ -786,5 +879,6 @@ async function startProxy(target: number) {
     },
     start,
     stop,
+    stall,
   };
 }

@@ -39,6 +39,11 @@ import {
 export interface PostgresOptions {
   /** Connections in the pool (default 10); the change feed holds one more of its own. */
   poolSize?: number;
+  /**
+   * How long a connection attempt (default 10 s) or a statement (default 30 s; migrations
+   * excepted) may go unanswered before it fails with `store_unavailable`.
+   */
+  timeoutMs?: number;
   /** Hears about failures nobody is waiting for: dropped idle connections, the change feed. */
   onError?: (error: unknown) => void;
 }
@@ -73,22 +78,37 @@ export async function openPostgresStore(
 ): Promise<PostgresStore> {
   const where = describeUrl(url);
   const report = options.onError ?? (() => {});
-  const config: pg.ClientConfig = {
+  const base: pg.ClientConfig = {
     connectionString: url,
     types,
-    keepAlive: true,
     // Fail closed in bounded time when the server does not answer at all.
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: options.timeoutMs ?? 10_000,
+  };
+  const config: pg.ClientConfig = {
+    ...base,
+    // A connection that silently stops answering (a half-open TCP connection, a stalled
+    // network) fails its statement after this long, so a batch holding row locks cannot hang
+    // the replica, and keep-alives notice a dead peer within about half a minute.
+    query_timeout: options.timeoutMs ?? 30_000,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    // And if this process hangs mid-transaction, the server ends the session and its locks.
+    idle_in_transaction_session_timeout: 60_000,
   };
   const pool = new pg.Pool({ ...config, max: options.poolSize ?? 10 });
   // Without a listener, an idle connection the server drops would end the process.
   pool.on("error", (error) => report(unavailable("keep an idle connection", error)));
   let schema: string;
+  // Migrations may take long on a large database: their connection has no statement timeout.
+  const migrating = new pg.Pool({ ...base, max: 1 });
+  migrating.on("error", () => {});
   try {
-    schema = await migrate(pool);
+    schema = await migrate(migrating);
   } catch (error) {
     await pool.end().catch(() => {});
     throw atOpen(where, error);
+  } finally {
+    await migrating.end().catch(() => {});
   }
   const store = new PostgresStore(pool, config, schema, report);
   try {
@@ -530,7 +550,9 @@ export class PostgresStore implements Store {
   async claimOnce(key: string, expiresAt: number, now: number): Promise<boolean> {
     const rows = await this.query(
       "record a message as seen",
-      `WITH swept AS (DELETE FROM replay_guard WHERE expires_at <= $3 AND key <> $1)
+      // The sweep skips rows others hold, so two replicas claiming at once never wait in a cycle.
+      `WITH swept AS (DELETE FROM replay_guard WHERE key IN (SELECT key FROM replay_guard
+        WHERE expires_at <= $3 AND key <> $1 LIMIT 100 FOR UPDATE SKIP LOCKED))
       INSERT INTO replay_guard (key, expires_at) VALUES ($1, $2)
       ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
       WHERE replay_guard.expires_at <= $3 RETURNING key`,
