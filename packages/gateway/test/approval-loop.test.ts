@@ -433,3 +433,45 @@ describe("the http connector's boundaries", () => {
     expect(res.body.result.body).toEqual({ error: "upstream broke" });
   });
 });
+
+describe("audit verification over the API", () => {
+  it("verifies the chain, checks a recorded head, and shares one run among callers at once", async () => {
+    await submit(read("/verify-me"));
+    const first = await api(gw.url, "GET", "/v1/audit/verify", { token: tokens.bob! });
+    expect(first.status).toBe(200);
+    expect(first.body.ok).toBe(true);
+    const { seq, hash } = first.body.head as { seq: number; hash: string };
+    const check = (expectHead: string) =>
+      api(gw.url, "GET", `/v1/audit/verify?expectHead=${expectHead}`, { token: tokens.bob! });
+    expect((await check(`${seq}:${hash}`)).body.ok).toBe(true);
+    const rewritten = await check(`${seq}:${"0".repeat(64)}`);
+    expect(rewritten.body).toMatchObject({ ok: false, problem: { kind: "rewritten", seq } });
+    const cut = await check(`${seq + 1000}:${hash}`);
+    expect(cut.body).toMatchObject({ ok: false, problem: { kind: "cut_off" } });
+    const bad = await check("latest");
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.field).toBe("expectHead");
+
+    // Five reviewers at once: the chain is read once.
+    const store = gw.gateway.store;
+    const original = store.auditEvents.bind(store);
+    let reads = 0;
+    // The first read waits a moment, so the other four callers arrive while it runs.
+    store.auditEvents = async function* (options) {
+      reads++;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      yield* original(options);
+    };
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 5 }, () =>
+          api(gw.url, "GET", "/v1/audit/verify", { token: tokens.bob! }),
+        ),
+      );
+      expect(answers.every((a) => a.body.ok === true)).toBe(true);
+      expect(reads).toBe(1);
+    } finally {
+      store.auditEvents = original;
+    }
+  });
+});

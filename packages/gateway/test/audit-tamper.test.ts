@@ -178,6 +178,62 @@ describe("airlock audit verify", () => {
     expect(result.stdout).toMatch(/^event 8[ :]/m);
   });
 
+  it("checks a head recorded earlier: the chain cut off its end, or rewritten whole, fails", async () => {
+    const ok = await verify(join(original, "airlock.yaml"));
+    const [, seq, hash] = /head (\d+) ([0-9a-f]{64})/.exec(ok.stdout)!;
+    const config = join(original, "airlock.yaml");
+    const withHead = (config: string, head: string) =>
+      runCli(["audit", "verify", "--expect-head", head, "--config", config], { env });
+    // Both spellings: as verify prints it, and SEQ:HASH.
+    expect((await withHead(config, `${seq} ${hash}`)).code).toBe(0);
+    const passed = await withHead(config, `${seq}:${hash}`);
+    expect(passed.code).toBe(0);
+    expect(passed.stdout).toContain("audit chain OK");
+
+    // The last two events deleted: a chain that is valid in itself, but shorter.
+    const cut = tampered((db) =>
+      db.prepare("DELETE FROM audit_events WHERE seq > ?").run(Number(seq) - 2),
+    );
+    expect((await verify(cut)).code).toBe(0);
+    const cutResult = await withHead(cut, `${seq}:${hash}`);
+    expect(cutResult.code).toBe(1);
+    expect(cutResult.stdout).toContain(`event ${seq}, recorded as the head earlier, is missing`);
+
+    // Everything rehashed after an edit of event 3: valid in itself, but not the chain it was.
+    const rewritten = tampered((db) => {
+      const rows = db.prepare("SELECT * FROM audit_events ORDER BY seq").all() as Row[];
+      const put = db.prepare(
+        "UPDATE audit_events SET data = @data, prev_hash = @prev_hash, hash = @hash WHERE seq = @seq",
+      );
+      let prevHash = "0".repeat(64);
+      for (const row of rows) {
+        const data = JSON.parse(row.data);
+        const event = {
+          seq: row.seq,
+          ts: row.ts,
+          type: row.type,
+          requestId: row.request_id,
+          actor: { type: row.actor_type as "system", id: row.actor_id },
+          data: row.seq === 3 ? { ...data, rewritten: true } : data,
+          prevHash,
+        };
+        const hash = hashEvent(event);
+        put.run({ seq: row.seq, data: JSON.stringify(event.data), prev_hash: prevHash, hash });
+        prevHash = hash;
+      }
+    });
+    expect((await verify(rewritten)).code).toBe(0);
+    const rewrittenResult = await withHead(rewritten, `${seq}:${hash}`);
+    expect(rewrittenResult.code).toBe(1);
+    expect(rewrittenResult.stdout).toContain(
+      `event ${seq} does not have the hash recorded earlier`,
+    );
+
+    const bad = await withHead(config, "latest");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--expect-head must be");
+  });
+
   it("exports the chain as JSON lines and as CSV", async () => {
     const config = join(original, "airlock.yaml");
     const jsonl = await runCli(["audit", "export", "--format", "jsonl", "--config", config], {

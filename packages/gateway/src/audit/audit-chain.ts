@@ -66,7 +66,7 @@ export function chainEvents(
 
 export interface ChainProblem {
   seq: number;
-  kind: "edited" | "broken_link" | "gap" | "out_of_order";
+  kind: "edited" | "broken_link" | "gap" | "out_of_order" | "cut_off" | "rewritten";
   message: string;
 }
 

@@ -9,13 +9,50 @@ export interface VerifyReport {
   problem?: ChainProblem;
 }
 
-export async function verifyAudit(store: Store): Promise<VerifyReport> {
+/** A head recorded earlier, outside the database (`airlock audit verify` prints it). */
+export interface RecordedHead {
+  seq: number;
+  hash: string;
+}
+
+/**
+ * Walks the whole chain. The chain alone cannot show that its last events were cut off, or
+ * that all of it was rewritten by someone holding the database; a head recorded earlier can:
+ * with `expect`, the chain must still hold that event with that hash.
+ */
+export async function verifyAudit(
+  store: Store,
+  options: { expect?: RecordedHead } = {},
+): Promise<VerifyReport> {
   const verifier = createChainVerifier();
+  const expected = options.expect;
+  let found: string | undefined;
   for await (const event of store.auditEvents()) {
     if (verifier.add(event)) break;
+    if (expected && event.seq === expected.seq) found = event.hash;
   }
   const result = verifier.finish();
+  if (!result.problem && expected && found !== expected.hash) {
+    result.problem =
+      found === undefined
+        ? {
+            seq: expected.seq,
+            kind: "cut_off",
+            message: `event ${expected.seq}, recorded as the head earlier, is missing: the chain ends at ${result.head?.seq ?? 0}; events were cut off its end`,
+          }
+        : {
+            seq: expected.seq,
+            kind: "rewritten",
+            message: `event ${expected.seq} does not have the hash recorded earlier (${expected.hash.slice(0, 12)}…); the chain was rewritten up to there`,
+          };
+  }
   return { ok: !result.problem, ...result };
+}
+
+/** Reads `SEQ:HASH` (or `SEQ HASH`, as `audit verify` prints it). */
+export function parseRecordedHead(text: string): RecordedHead | undefined {
+  const match = /^\s*(\d{1,15})[\s:]+([0-9a-f]{64})\s*$/.exec(text);
+  return match ? { seq: Number(match[1]), hash: match[2]! } : undefined;
 }
 
 export const csvColumns = [

@@ -171,6 +171,18 @@ const instant = z
     return ms;
   });
 
+export const auditVerifyQuerySchema = z.strictObject({
+  expectHead: z
+    .string()
+    .max(100)
+    .regex(
+      /^\d{1,15}:[0-9a-f]{64}$/,
+      "must be SEQ:HASH, a head as `airlock audit verify` prints it",
+    )
+    .optional()
+    .describe("A head recorded earlier: the chain must still hold that event with that hash."),
+});
+
 export const auditQuerySchema = z.strictObject({
   afterSeq: z
     .string()

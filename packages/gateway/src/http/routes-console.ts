@@ -5,10 +5,11 @@
 import { readFileSync, statSync } from "node:fs";
 import { extname, join, normalize, sep } from "node:path";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { verifyAudit } from "../audit/audit-service.js";
+import { parseRecordedHead, type VerifyReport, verifyAudit } from "../audit/audit-service.js";
 import { AirlockError } from "../errors.js";
 import type { Policy } from "../policy/policy-compile.js";
 import type { Store } from "../store/store.js";
+import { auditVerifyQuerySchema } from "./api-schemas.js";
 import type { createRouter } from "./route.js";
 
 const HEARTBEAT_MS = 15_000;
@@ -27,6 +28,7 @@ export function consoleRoutes(
 ): void {
   const streams = new Map<string, number>();
   let open = 0;
+  const verifications = sharedRuns<VerifyReport>();
   router.route(
     {
       method: "GET",
@@ -125,10 +127,15 @@ export function consoleRoutes(
       summary: "Verifies the whole audit chain, as `airlock audit verify` does.",
       tag: "reviewers",
       auth: "reviewer",
+      query: auditVerifyQuerySchema,
       responses: { 200: "Whether the chain verifies, and where it breaks" },
     },
-    async () => {
-      const report = await verifyAudit(deps.store);
+    async ({ query }) => {
+      const expect =
+        query.expectHead === undefined ? undefined : parseRecordedHead(query.expectHead);
+      const report = await verifications.run(query.expectHead ?? "", () =>
+        verifyAudit(deps.store, expect ? { expect } : {}),
+      );
       return {
         body: {
           ok: report.ok,
@@ -162,6 +169,24 @@ const pages = [
   /^\/rules$/,
   /^\/signed-out$/,
 ];
+
+/**
+ * Runs of the same costly work asked for while one is under way share its result: a whole
+ * chain verification reads every event, and reviewers clicking at once need not multiply it.
+ */
+function sharedRuns<T>() {
+  const running = new Map<string, Promise<T>>();
+  return {
+    run(key: string, work: () => Promise<T>): Promise<T> {
+      let promise = running.get(key);
+      if (!promise) {
+        promise = work().finally(() => running.delete(key));
+        running.set(key, promise);
+      }
+      return promise;
+    },
+  };
+}
 
 export function serveConsole(app: FastifyInstance, dir: string | undefined): void {
   if (!dir) return;

@@ -1,14 +1,16 @@
 import { once } from "node:events";
 import { createWriteStream } from "node:fs";
-import { exportAudit, verifyAudit } from "../../audit/audit-service.js";
+import { exportAudit, parseRecordedHead, verifyAudit } from "../../audit/audit-service.js";
 import { openStore } from "../../store/open-store.js";
 import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
 
 const usage = `Usage:
-  airlock audit verify                                   check the whole hash chain
+  airlock audit verify [--expect-head SEQ:HASH]          check the whole hash chain
   airlock audit export --format jsonl|csv [--since TIME] [--output FILE]
 
-Options: --config FILE. verify exits 1 and names the first bad event when the chain is broken.`;
+Options: --config FILE. verify exits 1 and names the first bad event when the chain is broken.
+verify prints the chain's head; record it elsewhere, and pass it later as --expect-head to
+show that no event up to it was cut off or rewritten since.`;
 
 export async function audit(args: string[]): Promise<number> {
   const [sub, rest] = subcommand(args, usage);
@@ -19,18 +21,31 @@ export async function audit(args: string[]): Promise<number> {
       format: { type: "string" },
       since: { type: "string" },
       output: { type: "string", short: "o" },
+      "expect-head": { type: "string" },
     },
     usage,
   );
   if (sub !== "verify" && sub !== "export") throw new CliError(usage, 2);
+  const expectHead = values["expect-head"];
+  const expect = expectHead === undefined ? undefined : parseRecordedHead(expectHead);
+  if (expectHead !== undefined && !expect) {
+    throw new CliError(
+      "--expect-head must be a head as verify prints it: the event's number and its 64-character hash, like 1520:3f2a…",
+      2,
+    );
+  }
   const loaded = loadConfigOrExit(values.config);
   const store = await openStore(loaded.config.storage, loaded.baseDir);
   try {
     if (sub === "verify") {
-      const report = await verifyAudit(store);
-      if (!report.ok) {
+      const report = await verifyAudit(store, expect ? { expect } : {});
+      const problem = report.problem;
+      if (problem) {
+        const kind = problem.kind;
         process.stdout.write(
-          `audit chain BROKEN after ${report.count - 1} good event(s)\n${report.problem!.message}\n`,
+          kind === "cut_off" || kind === "rewritten"
+            ? `audit chain does NOT hold the recorded head\n${problem.message}\n`
+            : `audit chain BROKEN after ${report.count - 1} good event(s)\n${problem.message}\n`,
         );
         return 1;
       }
