@@ -281,4 +281,24 @@ rules:
       removeDir(strict.dir);
     }
   });
+
+  // Last: it spends this address's sign-in budget on the shared gateway.
+  it("limits the sign-ins one address may start, which each write a row", async () => {
+    const answers: Response[] = [];
+    for (let i = 0; i < 40; i++) {
+      answers.push(await fetch(`${base}/auth/login`, { redirect: "manual" }));
+    }
+    const statuses = answers.map((a) => a.status);
+    const firstRefused = statuses.indexOf(429);
+    expect(firstRefused).toBeGreaterThan(0);
+    // Once refused, refused: the budget does not come back within a burst.
+    expect(statuses.slice(firstRefused).every((status) => status === 429)).toBe(true);
+    expect(statuses.slice(0, firstRefused).every((status) => status === 302)).toBe(true);
+    const refused = answers[firstRefused]!;
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(refused.headers.get("set-cookie")).toBeNull();
+    const body = (await refused.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("rate_limited");
+    expect(body.error.message).toMatch(/try again in \d+ s/);
+  });
 });

@@ -3,7 +3,8 @@ import { z } from "zod";
 import { AirlockError } from "../errors.js";
 import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
 import { readCookie, sessionCookie } from "./cookies.js";
-import type { createRouter } from "./route.js";
+import { createRateLimiter } from "./rate-limit.js";
+import type { createRouter, Reply } from "./route.js";
 
 /** Binds a sign-in to the browser that started it, until the provider sends it back. */
 const SIGN_IN_COOKIE = "airlock_sign_in";
@@ -27,6 +28,9 @@ export function authRoutes(
 ): void {
   const { route } = router;
   const secure = deps.publicUrl.startsWith("https:");
+  // Each sign-in started is a row in the store until it completes or expires: anyone may
+  // start one, so each address gets a few at once and one a second after that.
+  const signIns = createRateLimiter({ burst: 30, perSecond: 1 });
   const oidc = (): OidcService => {
     if (!deps.oidc) {
       throw new AirlockError(
@@ -45,10 +49,28 @@ export function authRoutes(
       tag: "auth",
       auth: "none",
       query: loginQuerySchema,
-      responses: { 302: "To the identity provider", 404: "Sign-in is not configured" },
+      responses: {
+        302: "To the identity provider",
+        404: "Sign-in is not configured",
+        429: "Too many sign-ins started from this address",
+      },
     },
-    async ({ query }) => {
-      const { url, binding } = await oidc().signIn({
+    async ({ query, request }): Promise<Reply> => {
+      const provider = oidc();
+      const wait = signIns.take(request.ip);
+      if (wait !== undefined) {
+        return {
+          status: 429,
+          headers: { "retry-after": String(wait) },
+          body: {
+            error: {
+              code: "rate_limited",
+              message: `too many sign-ins started from this address; try again in ${wait} s`,
+            },
+          },
+        };
+      }
+      const { url, binding } = await provider.signIn({
         returnTo: query.returnTo ?? "/",
         stepUp: query.stepUp === "1" || query.stepUp === "true",
       });

@@ -1,0 +1,30 @@
+import { describe, expect, it } from "vitest";
+import { createRateLimiter } from "./rate-limit.js";
+
+describe("rate limiter", () => {
+  it("allows a burst, then one per interval, per key", () => {
+    let now = 0;
+    const limiter = createRateLimiter({ burst: 3, perSecond: 0.5, clock: () => now });
+    expect([1, 2, 3].map(() => limiter.take("a"))).toEqual([undefined, undefined, undefined]);
+    expect(limiter.take("a")).toBe(2);
+    expect(limiter.take("b")).toBeUndefined();
+    now = 1000;
+    expect(limiter.take("a")).toBe(1);
+    now = 2000;
+    expect(limiter.take("a")).toBeUndefined();
+    expect(limiter.take("a")).toBe(2);
+    now = 60_000;
+    expect([1, 2, 3].map(() => limiter.take("a"))).toEqual([undefined, undefined, undefined]);
+  });
+
+  it("forgets the least recently used keys beyond its size", () => {
+    const limiter = createRateLimiter({ burst: 1, perSecond: 0.001, maxKeys: 2, clock: () => 0 });
+    expect(limiter.take("a")).toBeUndefined();
+    expect(limiter.take("b")).toBeUndefined();
+    expect(limiter.take("a")).toBeGreaterThan(0);
+    // "b" is now the oldest: a third key pushes it out, and it starts afresh.
+    expect(limiter.take("c")).toBeUndefined();
+    expect(limiter.take("b")).toBeUndefined();
+    expect(limiter.take("a")).toBeUndefined();
+  });
+});
