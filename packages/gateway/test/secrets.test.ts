@@ -29,6 +29,8 @@ let agent: string;
 // biome-ignore lint/suspicious/noExplicitAny: responses of every shape
 const responses: ApiResponse<any>[] = [];
 const CARD = "4000056655665556";
+/** Sent inside a body given as JSON text, which the same mask must reach. */
+const QUOTED_CARD = "5105105105105100";
 
 beforeAll(async () => {
   upstream = await startUpstream();
@@ -50,6 +52,19 @@ beforeAll(async () => {
     input: { method: "POST", path: "/refunds/echo", body: { amount: 5, card_number: CARD } },
   });
   await call("GET", `/v1/requests/${held.body.id}`, bob);
+  const quoted = await call("POST", "/v1/actions", agent, {
+    ...refund(),
+    input: {
+      method: "POST",
+      path: "/refunds/echo",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ amount: 6, card_number: QUOTED_CARD }),
+    },
+  });
+  await call("GET", `/v1/requests/${quoted.body.id}`, bob);
+  await call("POST", `/v1/requests/${quoted.body.id}/reviews`, bob, { decision: "approve" });
+  await call("POST", `/v1/requests/${quoted.body.id}/reviews`, carol, { decision: "approve" });
+  await call("GET", `/v1/actions/${quoted.body.id}?wait=5`, agent);
   await call("GET", "/v1/requests?status=all", bob);
   await call("POST", `/v1/requests/${held.body.id}/reviews`, bob, { decision: "approve" });
   await call("POST", `/v1/requests/${held.body.id}/reviews`, carol, { decision: "approve" });
@@ -94,6 +109,7 @@ it("never puts the credential or a masked card number in the log", () => {
   expect(log).toContain("execution finished");
   expect(log).not.toContain(SECRET);
   expect(log).not.toContain(CARD);
+  expect(log).not.toContain(QUOTED_CARD);
 });
 
 it("never puts the credential or a masked card number in an audit event or export", async () => {
@@ -102,6 +118,7 @@ it("never puts the credential or a masked card number in an audit event or expor
   const all = JSON.stringify(events);
   expect(all).not.toContain(SECRET);
   expect(all).not.toContain(CARD);
+  expect(all).not.toContain(QUOTED_CARD);
   expect(all).toContain("[masked]");
   for (const format of ["jsonl", "csv"] as const) {
     let text = "";
@@ -109,15 +126,24 @@ it("never puts the credential or a masked card number in an audit event or expor
     expect(text.split("\n").length).toBeGreaterThan(events.length);
     expect(text).not.toContain(SECRET);
     expect(text).not.toContain(CARD);
+    expect(text).not.toContain(QUOTED_CARD);
   }
 });
 
 it("keeps masked fields from reviewers, even when the upstream echoes them, while the connector got the real value", () => {
-  const refundCall = upstream.calls.find((c) => c.url === "/api/refunds/echo")!;
+  const refundCall = upstream.calls.find(
+    (c) => c.url === "/api/refunds/echo" && c.body.toString().includes(CARD),
+  )!;
   expect(JSON.parse(refundCall.body.toString()).card_number).toBe(CARD);
   const reviewerViews = responses.filter((r) => r.body?.preview !== undefined);
   expect(reviewerViews.length).toBeGreaterThan(0);
-  for (const view of reviewerViews) expect(view.text).not.toContain(CARD);
+  for (const view of reviewerViews) {
+    expect(view.text).not.toContain(CARD);
+    expect(view.text).not.toContain(QUOTED_CARD);
+  }
+  // The body given as JSON text went upstream exactly as sent, its card number included.
+  const quotedCall = upstream.calls.find((c) => c.body.toString().includes(QUOTED_CARD))!;
+  expect(quotedCall.body.toString()).toBe(JSON.stringify({ amount: 6, card_number: QUOTED_CARD }));
 });
 
 describe("a reflecting upstream cannot be used to pull the credential out in pieces", () => {

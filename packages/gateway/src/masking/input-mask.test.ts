@@ -213,3 +213,20 @@ describe("scrubHidden with encoded forms", () => {
     expect(scrubbed.match(/\[masked\]/g)).toHaveLength(4);
   });
 });
+
+describe("masking inside a body given as JSON text", () => {
+  it("masks the path inside the text, and leaves other strings as they are", () => {
+    const input = {
+      body: ' {"card_number": "4242424242424242", "amount": 5}',
+      note: "{not json",
+    };
+    const { masked, hidden } = maskInput(input, ["body.card_number", "note.x"]);
+    expect(masked).toEqual({
+      body: JSON.stringify({ card_number: "[masked]", amount: 5 }),
+      note: "{not json",
+    });
+    expect(hidden).toEqual(["4242424242424242"]);
+    // The real input is untouched: the connector sends the text exactly as given.
+    expect(input.body).toContain("4242424242424242");
+  });
+});

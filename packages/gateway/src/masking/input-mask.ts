@@ -36,6 +36,17 @@ function maskAt(value: Json, segments: string[], hidden: string[]): Json {
     collect(value, hidden);
     return MASKED;
   }
+  if (typeof value === "string" && /^\s*[[{]/.test(value)) {
+    // A body sent as JSON text is masked inside, as if it had been sent as JSON: otherwise
+    // an agent could show reviewers what a rule hides just by quoting it.
+    let parsed: Json;
+    try {
+      parsed = JSON.parse(value) as Json;
+    } catch {
+      return value;
+    }
+    return JSON.stringify(maskAt(parsed, segments, hidden));
+  }
   if (Array.isArray(value)) {
     return value.map((item, index) =>
       head === "*" || head === String(index) ? maskAt(item, rest, hidden) : item,
