@@ -71,6 +71,13 @@ describe("Slack approvals", () => {
     }
     user.stranger = slack.addUser("stranger@elsewhere.example", "stranger");
     user.noEmail = slack.addUser(undefined, "bot-like");
+    // Carol's and Bob's e-mails, held by accounts that must not count as theirs: a member of
+    // another workspace (a Slack Connect channel, whose admin chose the e-mail) and an
+    // account whose e-mail Slack has not confirmed.
+    user.outsider = slack.addUser("carol@example.com", "carol-elsewhere");
+    slack.users.get(user.outsider)!.teamId = "T0OTHERORG";
+    user.unconfirmed = slack.addUser("bob@example.com", "bob-unconfirmed");
+    slack.users.get(user.unconfirmed)!.emailConfirmed = false;
     gw = await startGateway(config(upstream.url, slack), { gateway: { delivery: fast } });
     agent = await gw.token("agent", "support-bot");
     interactions = `${gw.url}/integrations/slack/interactions`;
@@ -218,6 +225,70 @@ describe("Slack approvals", () => {
     const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
     expect(view.body.reviews).toEqual([]);
     expect(view.body.status).toBe("pending");
+  });
+
+  it("maps nobody from another workspace, or with an unconfirmed e-mail, to a reviewer", async () => {
+    const { id, message } = await held();
+    for (const who of ["outsider", "unconfirmed"]) {
+      expect((await click(who, id, "airlock_approve", message)).status).toBe(200);
+    }
+    await until(() => ["outsider", "unconfirmed"].every((w) => ephemeralsFor(w).length > 0));
+    expect(ephemeralsFor("outsider")[0]!.text).toMatch(/e-mail/i);
+    expect(ephemeralsFor("unconfirmed")[0]!.text).toMatch(/e-mail/i);
+    const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
+    expect(view.body.reviews).toEqual([]);
+    // The real Carol, in the bot's own workspace, still counts.
+    await click("carol", id, "airlock_approve", message);
+    await until(async () => {
+      const res = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
+      return res.body.reviews.length === 1;
+    });
+  });
+
+  it("takes reviewers from the configured workspaces only, when they are named", async () => {
+    const other = await startGateway(
+      config(upstream.url, slack).replace(
+        "    notifyOwner: true",
+        "    notifyOwner: true\n    teams: [T0OTHERORG]",
+      ),
+      { gateway: { delivery: fast } },
+    );
+    try {
+      const token = await other.token("agent", "support-bot");
+      const res = await api(other.url, "POST", "/v1/actions", { token, body: refund() });
+      const id = res.body.id as string;
+      await until(() => messageOf(id) !== undefined);
+      const at = messageOf(id)!;
+      const otherInteractions = `${other.url}/integrations/slack/interactions`;
+      const clickThere = (who: string) =>
+        slack.interact(
+          otherInteractions,
+          slack.click({
+            user: user[who]!,
+            channel: at.channel,
+            ts: at.ts,
+            actionId: "airlock_approve",
+            value: id,
+          }),
+        );
+      // Bob is in the bot's workspace, which is not listed; the outsider's workspace is.
+      const bobBefore = ephemeralsFor("bob").length;
+      await clickThere("bob");
+      await clickThere("outsider");
+      await until(async () => {
+        const view = await api(other.url, "GET", `/v1/actions/${id}`, { token });
+        return view.body.reviews.length === 1;
+      });
+      const view = await api(other.url, "GET", `/v1/actions/${id}`, { token });
+      expect(view.body.reviews.map((r: { reviewer: string }) => r.reviewer)).toEqual([
+        "carol@example.com",
+      ]);
+      await until(() => ephemeralsFor("bob").length > bobBefore);
+      expect(ephemeralsFor("bob")[bobBefore]!.text).toMatch(/e-mail/i);
+    } finally {
+      await other.close();
+      removeDir(other.dir);
+    }
   });
 
   it("never approves a step-up request from Slack, whatever is clicked", async () => {

@@ -37,6 +37,10 @@ export interface SlackUser {
   email?: string;
   name: string;
   deleted?: boolean;
+  /** The member's workspace: the fake's own unless set (a Slack Connect member's is not). */
+  teamId?: string;
+  /** Slack's `is_email_confirmed`; true unless set. */
+  emailConfirmed?: boolean;
 }
 
 export interface SlackMessage {
@@ -320,7 +324,8 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
 
   const wireUser = (user: SlackUser): Answer => ({
     id: user.id,
-    team_id: TEAM_ID,
+    team_id: user.teamId ?? TEAM_ID,
+    is_email_confirmed: user.emailConfirmed ?? true,
     name: user.name,
     deleted: user.deleted ?? false,
     real_name: user.name,

@@ -102,22 +102,43 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     return { channel: ref.slice(0, at), ts: ref.slice(at + 1) };
   };
 
+  /** The workspaces whose members may review: configured, or else the bot's own. */
+  let ownTeam: Promise<string[]> | undefined;
+  const allowedTeams = (): Promise<string[]> => {
+    if (config.teams) return Promise.resolve(config.teams);
+    ownTeam ??= call("auth.test", () => client.auth.test()).then(
+      (answer) => (answer.team_id ? [answer.team_id] : []),
+      (error) => {
+        ownTeam = undefined;
+        throw error;
+      },
+    );
+    return ownTeam;
+  };
+
   /**
-   * The Slack user's e-mail, cached for `userCacheTtl`. Deactivated users, bots and guests
-   * (restricted accounts, often from outside the company) map to nobody; a refusal is not
+   * The Slack user's e-mail, cached for `userCacheTtl`. Deactivated users, bots, guests
+   * (restricted accounts, often from outside the company), members of other workspaces (whose
+   * admins can give them any e-mail) and unconfirmed e-mails map to nobody; a refusal is not
    * cached, so a fixed account works at its next click.
    */
   const emailOf = async (user: string, fresh: boolean): Promise<string | undefined> => {
     const cached = users.get(user);
     if (!fresh && cached && cached.until > clock()) return cached.email;
-    const info = await call("users.info", () => client.users.info({ user }));
+    const [info, teams] = await Promise.all([
+      call("users.info", () => client.users.info({ user })),
+      allowedTeams(),
+    ]);
     const profile = info.user;
+    const home = [profile?.team_id, profile?.enterprise_user?.enterprise_id];
     const email =
       profile &&
       !profile.deleted &&
       !profile.is_bot &&
       !profile.is_restricted &&
       !profile.is_ultra_restricted &&
+      profile.is_email_confirmed !== false &&
+      home.some((team) => team !== undefined && teams.includes(team)) &&
       profile.profile?.email
         ? profile.profile.email.toLowerCase()
         : undefined;

@@ -24,6 +24,15 @@ export const slackSchema = z.strictObject({
       mention: z.string().min(1).max(80),
     })
     .optional(),
+  /**
+   * The workspaces (T…) or Enterprise Grid organisations (E…) whose members may review. By
+   * default, the bot's own workspace: a member of another one (a Slack Connect channel)
+   * never maps to a reviewer, whatever e-mail their workspace gave them.
+   */
+  teams: z
+    .array(z.string().regex(/^[TE][A-Z0-9]{2,30}$/, "must be a Slack team id (T…) or org id (E…)"))
+    .min(1)
+    .optional(),
   /** How long a Slack user's verified e-mail is trusted before it is looked up again. */
   userCacheTtl: duration({ min: 0, max: 86_400_000 }).default(60_000),
 });
