@@ -171,16 +171,25 @@ export class GroupCommit {
         },
       );
     } catch (error) {
-      if (batch.length > 1 && isDataError(error)) {
-        // One item's data the database refuses (a bug's, since input is checked before) must
-        // not fail the others: each is written again on its own, and only the culprit fails.
-        for (const item of batch) await this.commit([item]);
-        return;
-      }
-      // Nothing of the batch committed, refusals included: every item hears the failure.
-      for (const item of batch) item.reject(error);
+      await this.failed(batch, error);
       return;
     }
+    this.settle(batch, outcomes, written);
+  }
+
+  private async failed(batch: Item[], error: unknown): Promise<void> {
+    if (batch.length > 1 && isDataError(error)) {
+      // One item's data the database refuses (a bug's, since input is checked before) must
+      // not fail the others: each is written again on its own, and only the culprit fails.
+      for (const item of batch) await this.commit([item]);
+      return;
+    }
+    // Nothing of the batch committed, refusals included: every item hears the failure.
+    for (const item of batch) item.reject(error);
+  }
+
+  /** After COMMIT: listeners hear each change, then each caller its outcome. */
+  private settle(batch: Item[], outcomes: Outcome[], written: Written[]): void {
     for (const { change } of written) {
       const { id, status, version } = change.request;
       this.options.committed({ id, status, version });
@@ -210,48 +219,10 @@ export class GroupCommit {
     if (written.length === 0) return;
 
     if (reviews.length > 0) {
-      await insertRows(
-        q,
-        "reviews",
-        [
-          "id",
-          "request_id",
-          "reviewer",
-          "decision",
-          "comment",
-          "request_hash",
-          "evidence",
-          "created_at",
-        ],
-        reviews.map((r) => [
-          r.id,
-          r.requestId,
-          r.reviewer,
-          r.decision,
-          r.comment,
-          r.requestHash,
-          JSON.stringify(r.evidence),
-          r.createdAt,
-        ]),
-      );
+      await insertRows(q, "reviews", REVIEW_COLUMNS, reviews.map(reviewRow));
     }
-    const outbox = written.flatMap(({ change, outbox }) =>
-      outbox.map((entry) => [
-        entry.topic,
-        entry.requestId,
-        JSON.stringify(entry.payload),
-        entry.availableAt ?? change.request.updatedAt,
-        change.request.updatedAt,
-      ]),
-    );
-    if (outbox.length > 0) {
-      await insertRows(
-        q,
-        "outbox",
-        ["topic", "request_id", "payload", "available_at", "created_at"],
-        outbox,
-      );
-    }
+    const outbox = outboxRows(written);
+    if (outbox.length > 0) await insertRows(q, "outbox", OUTBOX_COLUMNS, outbox);
   }
 
   /**
@@ -359,36 +330,7 @@ export class GroupCommit {
       }
     }
 
-    const reviews: Review[] = [];
-    const changed = new Set<string>();
-    for (const { item, index } of items) {
-      const request = current.get(item.id);
-      if (!request) {
-        outcomes[index] = {
-          ok: false,
-          error: new AirlockError("not_found", `no request ${item.id}`),
-        };
-        continue;
-      }
-      let verdict: TransitionResult<unknown>;
-      let outbox: OutboxEntry[] = [];
-      try {
-        verdict = item.decide(request);
-        if (verdict.change) outbox = item.plan(verdict.change);
-      } catch (error) {
-        outcomes[index] = { ok: false, error };
-        continue;
-      }
-      if (verdict.change) {
-        current.set(item.id, verdict.change.request);
-        changed.add(item.id);
-        if (verdict.change.review) reviews.push(verdict.change.review);
-        byIndex.set(index, { change: verdict.change, outbox });
-      }
-      outcomes[index] = verdict.error
-        ? { ok: false, error: verdict.error }
-        : { ok: true, value: verdict.value };
-    }
+    const { reviews, changed } = decideAll(items, current, outcomes, byIndex);
     if (changed.size === 0) return reviews;
 
     const finals = [...changed].map((id) => current.get(id)!);
@@ -418,12 +360,101 @@ export class GroupCommit {
 }
 
 /**
+ * Runs each transition's pure `decide` in the order asked, on `current` (the requests as
+ * locked, or as their callers knew them), so a second change to one request sees the first.
+ * Fills in each item's outcome and the changes to write; returns the new reviews and the ids
+ * of the requests that changed (their final state is left in `current`).
+ */
+function decideAll(
+  items: { item: TransitionItem; index: number }[],
+  current: Map<string, ActionRequest>,
+  outcomes: Outcome[],
+  byIndex: Map<number, Written>,
+): { reviews: Review[]; changed: Set<string> } {
+  const reviews: Review[] = [];
+  const changed = new Set<string>();
+  for (const { item, index } of items) {
+    const request = current.get(item.id);
+    if (!request) {
+      outcomes[index] = {
+        ok: false,
+        error: new AirlockError("not_found", `no request ${item.id}`),
+      };
+      continue;
+    }
+    let verdict: TransitionResult<unknown>;
+    let outbox: OutboxEntry[] = [];
+    try {
+      verdict = item.decide(request);
+      if (verdict.change) outbox = item.plan(verdict.change);
+    } catch (error) {
+      outcomes[index] = { ok: false, error };
+      continue;
+    }
+    if (verdict.change) {
+      current.set(item.id, verdict.change.request);
+      changed.add(item.id);
+      if (verdict.change.review) reviews.push(verdict.change.review);
+      byIndex.set(index, { change: verdict.change, outbox });
+    }
+    outcomes[index] = verdict.error
+      ? { ok: false, error: verdict.error }
+      : { ok: true, value: verdict.value };
+  }
+  return { reviews, changed };
+}
+
+const REVIEW_COLUMNS = [
+  "id",
+  "request_id",
+  "reviewer",
+  "decision",
+  "comment",
+  "request_hash",
+  "evidence",
+  "created_at",
+];
+
+function reviewRow(r: Review): unknown[] {
+  return [
+    r.id,
+    r.requestId,
+    r.reviewer,
+    r.decision,
+    r.comment,
+    r.requestHash,
+    JSON.stringify(r.evidence),
+    r.createdAt,
+  ];
+}
+
+const OUTBOX_COLUMNS = ["topic", "request_id", "payload", "available_at", "created_at"];
+
+function outboxRows(written: readonly Written[]): unknown[][] {
+  return written.flatMap(({ change, outbox }) =>
+    outbox.map((entry) => [
+      entry.topic,
+      entry.requestId,
+      JSON.stringify(entry.payload),
+      entry.availableAt ?? change.request.updatedAt,
+      change.request.updatedAt,
+    ]),
+  );
+}
+
+/** The SQLSTATE of the database error behind a `store_unavailable`, if any. */
+function sqlState(error: unknown): string | undefined {
+  const code = (error as { cause?: { code?: unknown } }).cause?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/**
  * A failure caused by what was written rather than by the database's state: invalid text
  * or numbers (class 22), a violated constraint (23), a message the server could not read.
  */
 function isDataError(error: unknown): boolean {
-  const code = (error as { cause?: { code?: unknown } }).cause?.code;
-  return typeof code === "string" && (/^2[23]/.test(code) || code === "08P01");
+  const code = sqlState(error);
+  return code !== undefined && (/^2[23]/.test(code) || code === "08P01");
 }
 
 function keyOf(request: ActionRequest): string {

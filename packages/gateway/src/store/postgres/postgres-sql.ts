@@ -99,8 +99,9 @@ async function transact<T>(
 }
 
 /**
- * The closing message of an audited transaction. Values travel as SQL literals (quoted by
- * the driver's `escapeLiteral`) because only the simple protocol carries several statements.
+ * The closing message of an audited transaction: its notifications, its audit append and
+ * COMMIT. Values travel as SQL literals (`sqlLiteral`) because only the simple protocol
+ * carries several statements in one message.
  */
 function commitMessage(lock: string, done: Appended<unknown>): string {
   const statements: string[] = [];
