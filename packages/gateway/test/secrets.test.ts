@@ -29,7 +29,7 @@ let agent: string;
 // biome-ignore lint/suspicious/noExplicitAny: responses of every shape
 const responses: ApiResponse<any>[] = [];
 const CARD = "4000056655665556";
-/** Sent inside a body given as JSON text, which the same mask must reach. */
+/** Sent inside a body given as JSON text, which the same mask must hide (with the text). */
 const QUOTED_CARD = "5105105105105100";
 
 beforeAll(async () => {

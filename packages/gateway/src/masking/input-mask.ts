@@ -36,16 +36,13 @@ function maskAt(value: Json, segments: string[], hidden: string[]): Json {
     collect(value, hidden);
     return MASKED;
   }
-  if (typeof value === "string" && /^\s*[[{]/.test(value)) {
-    // A body sent as JSON text is masked inside, as if it had been sent as JSON: otherwise
-    // an agent could show reviewers what a rule hides just by quoting it.
-    let parsed: Json;
-    try {
-      parsed = JSON.parse(value) as Json;
-    } catch {
-      return value;
-    }
-    return JSON.stringify(maskAt(parsed, segments, hidden));
+  if (typeof value === "string") {
+    // The path goes on into text: a body sent as JSON text or form fields, say. Whatever
+    // the upstream will make of that text, the masked field may be in it, so all of it is
+    // hidden. Parsing it here instead would show reviewers one reading of text the upstream
+    // may read another way (duplicate keys, numbers beyond 2^53, invalid JSON it accepts).
+    collect(value, hidden);
+    return MASKED;
   }
   if (Array.isArray(value)) {
     return value.map((item, index) =>
