@@ -448,11 +448,13 @@ describe("audit verification over the API", () => {
     expect(rewritten.body).toMatchObject({ ok: false, problem: { kind: "rewritten", seq } });
     const cut = await check(`${seq + 1000}:${hash}`);
     expect(cut.body).toMatchObject({ ok: false, problem: { kind: "cut_off" } });
-    const bad = await check("latest");
-    expect(bad.status).toBe(400);
-    expect(bad.body.error.field).toBe("expectHead");
+    for (const wrong of ["latest", `0:${hash}`, `${seq}:${hash.slice(1)}`]) {
+      const bad = await check(wrong);
+      expect(bad.status).toBe(400);
+      expect(bad.body.error.field).toBe("expectHead");
+    }
 
-    // Five reviewers at once: the chain is read once.
+    // Five reviewers at once, asking about different heads: the chain is walked once.
     const store = gw.gateway.store;
     const original = store.auditEvents.bind(store);
     let reads = 0;
@@ -463,12 +465,14 @@ describe("audit verification over the API", () => {
       yield* original(options);
     };
     try {
+      const heads = ["", `?expectHead=${seq}:${hash}`, `?expectHead=1:${"a".repeat(64)}`];
       const answers = await Promise.all(
-        Array.from({ length: 5 }, () =>
-          api(gw.url, "GET", "/v1/audit/verify", { token: tokens.bob! }),
+        Array.from({ length: 5 }, (_, i) =>
+          api(gw.url, "GET", `/v1/audit/verify${heads[i % 3]}`, { token: tokens.bob! }),
         ),
       );
-      expect(answers.every((a) => a.body.ok === true)).toBe(true);
+      expect(answers.map((a) => a.body.ok)).toEqual([true, true, false, true, true]);
+      expect(answers[2]!.body.problem).toMatchObject({ kind: "rewritten", seq: 1 });
       expect(reads).toBe(1);
     } finally {
       store.auditEvents = original;

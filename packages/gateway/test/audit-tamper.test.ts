@@ -229,9 +229,11 @@ describe("airlock audit verify", () => {
       `event ${seq} does not have the hash recorded earlier`,
     );
 
-    const bad = await withHead(config, "latest");
-    expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain("--expect-head must be");
+    for (const wrong of ["latest", `0:${hash}`]) {
+      const bad = await withHead(config, wrong);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain("--expect-head must be");
+    }
   });
 
   it("exports the chain as JSON lines and as CSV", async () => {

@@ -15,43 +15,51 @@ export interface RecordedHead {
   hash: string;
 }
 
-/**
- * Walks the whole chain. The chain alone cannot show that its last events were cut off, or
- * that all of it was rewritten by someone holding the database; a head recorded earlier can:
- * with `expect`, the chain must still hold that event with that hash.
- */
-export async function verifyAudit(
-  store: Store,
-  options: { expect?: RecordedHead } = {},
-): Promise<VerifyReport> {
+/** Walks the whole chain and returns the first problem, with the count and the head. */
+export async function verifyAudit(store: Store): Promise<VerifyReport> {
   const verifier = createChainVerifier();
-  const expected = options.expect;
-  let found: string | undefined;
   for await (const event of store.auditEvents()) {
     if (verifier.add(event)) break;
-    if (expected && event.seq === expected.seq) found = event.hash;
   }
   const result = verifier.finish();
-  if (!result.problem && expected && found !== expected.hash) {
-    result.problem =
+  return { ok: !result.problem, ...result };
+}
+
+/**
+ * The chain alone cannot show that its last events were cut off, or that all of it was
+ * rewritten by someone holding the database; a head recorded earlier can: the chain, once
+ * verified (`report`), must still hold that event with that hash.
+ */
+export async function checkRecordedHead(
+  store: Store,
+  report: VerifyReport,
+  expected: RecordedHead,
+): Promise<VerifyReport> {
+  if (!report.ok) return report;
+  const [event] = await store.listAudit({ afterSeq: expected.seq - 1, limit: 1 });
+  const found = event?.seq === expected.seq ? event.hash : undefined;
+  if (found === expected.hash) return report;
+  return {
+    ...report,
+    ok: false,
+    problem:
       found === undefined
         ? {
             seq: expected.seq,
             kind: "cut_off",
-            message: `event ${expected.seq}, recorded as the head earlier, is missing: the chain ends at ${result.head?.seq ?? 0}; events were cut off its end`,
+            message: `event ${expected.seq}, recorded as the head earlier, is missing: the chain ends at ${report.head?.seq ?? 0}; events were cut off its end`,
           }
         : {
             seq: expected.seq,
             kind: "rewritten",
-            message: `event ${expected.seq} does not have the hash recorded earlier (${expected.hash.slice(0, 12)}…); the chain was rewritten up to there`,
-          };
-  }
-  return { ok: !result.problem, ...result };
+            message: `event ${expected.seq} does not have the hash recorded earlier (${expected.hash.slice(0, 12)}…); the chain was rewritten at or before it`,
+          },
+  };
 }
 
-/** Reads `SEQ:HASH` (or `SEQ HASH`, as `audit verify` prints it). */
+/** Reads `SEQ:HASH` (or `SEQ HASH`, as `audit verify` prints it); events count from 1. */
 export function parseRecordedHead(text: string): RecordedHead | undefined {
-  const match = /^\s*(\d{1,15})[\s:]+([0-9a-f]{64})\s*$/.exec(text);
+  const match = /^\s*([1-9]\d{0,14})[\s:]+([0-9a-f]{64})\s*$/.exec(text);
   return match ? { seq: Number(match[1]), hash: match[2]! } : undefined;
 }
 

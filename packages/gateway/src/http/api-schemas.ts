@@ -176,8 +176,8 @@ export const auditVerifyQuerySchema = z.strictObject({
     .string()
     .max(100)
     .regex(
-      /^\d{1,15}:[0-9a-f]{64}$/,
-      "must be SEQ:HASH, a head as `airlock audit verify` prints it",
+      /^[1-9]\d{0,14}:[0-9a-f]{64}$/,
+      "must be SEQ:HASH, the number of an event (from 1) and its 64-character hash",
     )
     .optional()
     .describe("A head recorded earlier: the chain must still hold that event with that hash."),

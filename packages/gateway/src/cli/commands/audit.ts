@@ -1,6 +1,11 @@
 import { once } from "node:events";
 import { createWriteStream } from "node:fs";
-import { exportAudit, parseRecordedHead, verifyAudit } from "../../audit/audit-service.js";
+import {
+  checkRecordedHead,
+  exportAudit,
+  parseRecordedHead,
+  verifyAudit,
+} from "../../audit/audit-service.js";
 import { openStore } from "../../store/open-store.js";
 import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
 
@@ -38,7 +43,8 @@ export async function audit(args: string[]): Promise<number> {
   const store = await openStore(loaded.config.storage, loaded.baseDir);
   try {
     if (sub === "verify") {
-      const report = await verifyAudit(store, expect ? { expect } : {});
+      const walked = await verifyAudit(store);
+      const report = expect ? await checkRecordedHead(store, walked, expect) : walked;
       const problem = report.problem;
       if (problem) {
         const kind = problem.kind;
