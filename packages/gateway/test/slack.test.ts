@@ -283,12 +283,84 @@ describe("Slack approvals", () => {
       expect(view.body.reviews.map((r: { reviewer: string }) => r.reviewer)).toEqual([
         "carol@example.com",
       ]);
+      // The evidence names the workspace that was checked: the user's, not the click's.
+      const audit = await api(other.url, "GET", `/v1/audit?requestId=${id}`, {
+        token: await other.token("reviewer", "alice@example.com"),
+      });
+      const reviewed = audit.body.events.find(
+        (e: { type: string }) => e.type === "request.reviewed",
+      );
+      expect(reviewed.data.evidence).toMatchObject({ method: "slack", slackTeam: "T0OTHERORG" });
       await until(() => ephemeralsFor("bob").length > bobBefore);
       expect(ephemeralsFor("bob")[bobBefore]!.text).toMatch(/e-mail/i);
     } finally {
       await other.close();
       removeDir(other.dir);
     }
+  });
+
+  it("follows an org-wide Enterprise Grid install to its organisation's members", async () => {
+    const grid = await startGateway(config(upstream.url, slack), { gateway: { delivery: fast } });
+    const member = slack.addUser("carol@example.com", "carol-grid");
+    slack.users.get(member)!.teamId = "T0GRIDWS2";
+    slack.users.get(member)!.enterpriseId = "E0GRIDORG";
+    try {
+      const token = await grid.token("agent", "support-bot");
+      const res = await api(grid.url, "POST", "/v1/actions", { token, body: refund() });
+      const id = res.body.id as string;
+      await until(() => messageOf(id) !== undefined);
+      const at = messageOf(id)!;
+      const clickThere = () =>
+        slack.interact(
+          `${grid.url}/integrations/slack/interactions`,
+          slack.click({
+            user: member,
+            channel: at.channel,
+            ts: at.ts,
+            actionId: "airlock_approve",
+            value: id,
+          }),
+        );
+      const told = () => slack.ephemerals.filter((e) => e.user === member);
+      // auth.test names no workspace at all: nobody maps, and the clicker is told.
+      slack.setAuthTest({ team_id: undefined, enterprise_id: undefined });
+      await clickThere();
+      await until(() => told().length === 1);
+      expect(told()[0]!.text).toMatch(/could not ask Slack/i);
+      // Installed org-wide: members of the organisation's other workspaces count.
+      slack.setAuthTest({
+        team_id: undefined,
+        is_enterprise_install: true,
+        enterprise_id: "E0GRIDORG",
+      });
+      await clickThere();
+      await until(async () => {
+        const view = await api(grid.url, "GET", `/v1/actions/${id}`, { token });
+        return view.body.reviews.length === 1;
+      });
+    } finally {
+      slack.setAuthTest({});
+      slack.users.delete(member);
+      await grid.close();
+      removeDir(grid.dir);
+    }
+  });
+
+  it("tells a clicker when Slack cannot say who they are, and records nothing", async () => {
+    const { id, message } = await held();
+    const before = ephemeralsFor("bob").length;
+    slack.rateLimit(1, 1, "users.info");
+    await click("bob", id, "airlock_approve", message);
+    await until(() => ephemeralsFor("bob").length > before);
+    expect(ephemeralsFor("bob")[before]!.text).toMatch(/could not ask Slack/i);
+    const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
+    expect(view.body.reviews).toEqual([]);
+    // The next click works.
+    await click("bob", id, "airlock_approve", message);
+    await until(async () => {
+      const res = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
+      return res.body.reviews.length === 1;
+    });
   });
 
   it("never approves a step-up request from Slack, whatever is clicked", async () => {

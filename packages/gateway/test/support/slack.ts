@@ -41,6 +41,8 @@ export interface SlackUser {
   teamId?: string;
   /** Slack's `is_email_confirmed`; true unless set. */
   emailConfirmed?: boolean;
+  /** The member's Enterprise Grid organisation, if any (`enterprise_user.enterprise_id`). */
+  enterpriseId?: string;
 }
 
 export interface SlackMessage {
@@ -101,6 +103,8 @@ export interface FakeSlack {
   views: { trigger_id: string; view: SlackView }[];
   /** The methods of the calls that were answered 429, in order. */
   limited: string[];
+  /** Overrides fields of `auth.test`'s answer (an org-wide Enterprise Grid install, say). */
+  setAuthTest(fields: Record<string, unknown>): void;
   /** The next n calls (to any method, or only `method`) answer 429 with Retry-After: seconds. */
   rateLimit(n: number, retryAfterSeconds?: number, method?: string): void;
   /** While down, every request has its socket destroyed (a network failure), or gets a 503. */
@@ -250,6 +254,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   const calls: SlackCall[] = [];
   const limited: string[] = [];
   const users = new Map<string, SlackUser>();
+  let authTest: Record<string, unknown> = {};
   const messages = new Map<string, SlackMessage>();
   const ephemerals: SlackEphemeral[] = [];
   const views: { trigger_id: string; view: SlackView }[] = [];
@@ -326,6 +331,9 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     id: user.id,
     team_id: user.teamId ?? TEAM_ID,
     is_email_confirmed: user.emailConfirmed ?? true,
+    ...(user.enterpriseId
+      ? { enterprise_user: { enterprise_id: user.enterpriseId, id: user.id } }
+      : {}),
     name: user.name,
     deleted: user.deleted ?? false,
     real_name: user.name,
@@ -355,6 +363,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       user_id: BOT_USER_ID,
       bot_id: BOT_ID,
       is_enterprise_install: false,
+      ...authTest,
     }),
 
     "chat.postMessage": (args) => {
@@ -553,6 +562,9 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     messages,
     ephemerals,
     views,
+    setAuthTest(fields) {
+      authTest = fields;
+    },
     rateLimit(n, retryAfterSeconds = 1, method) {
       limits.push({ remaining: n, retryAfter: retryAfterSeconds, method });
     },

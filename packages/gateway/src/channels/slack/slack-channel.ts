@@ -53,7 +53,6 @@ type Interaction =
   | {
       kind: "vote";
       user: string;
-      team: string | undefined;
       requestId: string;
       decision: "approve" | "deny";
       comment: string;
@@ -82,7 +81,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     timeout: 10_000,
   });
   const verifier = createSlackVerifier(config.signingSecret, deps.claimOnce, clock);
-  const users = new Map<string, { email: string | undefined; until: number }>();
+  const users = new Map<string, { email: string; team: string; until: number }>();
 
   const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
     try {
@@ -102,17 +101,34 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     return { channel: ref.slice(0, at), ts: ref.slice(at + 1) };
   };
 
-  /** The workspaces whose members may review: configured, or else the bot's own. */
+  /**
+   * The workspaces whose members may review: configured, or else the bot's own (its whole
+   * Enterprise Grid organisation when the app is installed org-wide). Asked of Slack once.
+   */
   let ownTeam: Promise<string[]> | undefined;
   const allowedTeams = (): Promise<string[]> => {
     if (config.teams) return Promise.resolve(config.teams);
     ownTeam ??= call("auth.test", () => client.auth.test()).then(
-      (answer) => (answer.team_id ? [answer.team_id] : []),
+      (answer) => {
+        const teams = [
+          answer.team_id,
+          answer.is_enterprise_install ? answer.enterprise_id : undefined,
+        ].filter((team): team is string => typeof team === "string" && team !== "");
+        if (teams.length === 0) {
+          throw new SlackUnavailable(
+            "Slack's auth.test named no workspace for the bot; set channels.slack.teams to the workspaces whose members may review",
+          );
+        }
+        return teams;
+      },
       (error) => {
         ownTeam = undefined;
         throw error;
       },
     );
+    ownTeam.catch(() => {
+      ownTeam = undefined;
+    });
     return ownTeam;
   };
 
@@ -122,15 +138,20 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
    * admins can give them any e-mail) and unconfirmed e-mails map to nobody; a refusal is not
    * cached, so a fixed account works at its next click.
    */
-  const emailOf = async (user: string, fresh: boolean): Promise<string | undefined> => {
+  const accountOf = async (
+    user: string,
+    fresh: boolean,
+  ): Promise<{ email: string; team: string } | undefined> => {
     const cached = users.get(user);
-    if (!fresh && cached && cached.until > clock()) return cached.email;
+    if (!fresh && cached && cached.until > clock()) return cached;
     const [info, teams] = await Promise.all([
       call("users.info", () => client.users.info({ user })),
       allowedTeams(),
     ]);
     const profile = info.user;
-    const home = [profile?.team_id, profile?.enterprise_user?.enterprise_id];
+    const team = [profile?.team_id, profile?.enterprise_user?.enterprise_id].find(
+      (home) => home !== undefined && teams.includes(home),
+    );
     const email =
       profile &&
       !profile.deleted &&
@@ -138,13 +159,17 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       !profile.is_restricted &&
       !profile.is_ultra_restricted &&
       profile.is_email_confirmed !== false &&
-      home.some((team) => team !== undefined && teams.includes(team)) &&
+      team !== undefined &&
       profile.profile?.email
         ? profile.profile.email.toLowerCase()
         : undefined;
-    if (email) users.set(user, { email, until: clock() + config.userCacheTtl });
-    else users.delete(user);
-    return email;
+    if (!email || !team) {
+      users.delete(user);
+      return undefined;
+    }
+    const account = { email, team, until: clock() + config.userCacheTtl };
+    users.set(user, account);
+    return account;
   };
 
   const notifyOwner = async (notice: ChannelNotice): Promise<void> => {
@@ -239,7 +264,6 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
           return {
             kind: "vote",
             user,
-            team: payload.team?.id,
             requestId,
             decision: action.action_id === actionIds.approve ? "approve" : "deny",
             comment: "",
@@ -269,7 +293,6 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       return {
         kind: "vote",
         user,
-        team: payload.team?.id,
         requestId: meta.requestId,
         decision: meta.decision,
         comment: truncateText(comment, 2000),
@@ -302,7 +325,16 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       return;
     }
     // An approval always asks Slack again: a deactivated account must not approve from cache.
-    const email = await emailOf(interaction.user, interaction.decision === "approve");
+    let account: { email: string; team: string } | undefined;
+    try {
+      account = await accountOf(interaction.user, interaction.decision === "approve");
+    } catch (error) {
+      // Slack could not be asked who clicked: nothing is recorded, and the person is told.
+      logger.warn({ err: error }, "could not look up a Slack user");
+      await refuse(interaction.channel, interaction.user, refusalText("lookup_failed", ""));
+      return;
+    }
+    const email = account?.email;
     const reviewer = email === undefined ? undefined : deps.reviewer(email);
     if (!email || !reviewer) {
       await refuse(interaction.channel, interaction.user, refusalText("not_mapped", ""));
@@ -317,7 +349,8 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
           evidence: {
             method: "slack",
             slackUser: interaction.user,
-            ...(interaction.team ? { slackTeam: interaction.team } : {}),
+            // The workspace checked: the user's own, not the one the click came through.
+            slackTeam: account!.team,
             verifiedEmail: email,
             signature: "v0",
           },

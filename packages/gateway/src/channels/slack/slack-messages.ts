@@ -503,6 +503,8 @@ export function outcomeReply(view: ChannelView): string {
 const refusals: Record<string, string> = {
   not_mapped:
     "Airlock cannot tell who you are: your Slack account has no verified e-mail that Airlock knows as a reviewer. Ask an operator to add your e-mail to the reviewers.",
+  lookup_failed:
+    "Airlock could not ask Slack who you are just now, so nothing was recorded. Try again in a moment.",
   self_approval:
     "You cannot approve this request: you own the agent that asked, and nobody approves their own agent's actions.",
   not_an_approver: "You are not an approver for this request.",
