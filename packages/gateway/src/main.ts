@@ -168,6 +168,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     metrics,
     publicUrl,
     maxBodyBytes: config.server.maxBodyBytes,
+    trustProxy: config.server.trustProxy,
     maxWaitSeconds: config.server.maxWaitSeconds,
     version,
     redactor,

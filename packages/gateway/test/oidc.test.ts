@@ -300,5 +300,41 @@ rules:
     const body = (await refused.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe("rate_limited");
     expect(body.error.message).toMatch(/try again in \d+ s/);
+    // A client cannot name itself someone else: X-Forwarded-For is not trusted by default.
+    const spoofed = await fetch(`${base}/auth/login`, {
+      redirect: "manual",
+      headers: { "x-forwarded-for": "203.0.113.9" },
+    });
+    expect(spoofed.status).toBe(429);
+  });
+
+  it("counts each client behind a trusted proxy on its own", async () => {
+    const port = Number(new URL(strictBase).port);
+    const behind = await startGateway(
+      gatewayConfig(port).replace(
+        `publicUrl: "http://127.0.0.1:${port}" }`,
+        `publicUrl: "http://127.0.0.1:${port}", trustProxy: [127.0.0.1/32] }`,
+      ),
+      { gateway: { port } },
+    );
+    try {
+      const login = (client: string) =>
+        fetch(`${strictBase}/auth/login`, {
+          redirect: "manual",
+          headers: { "x-forwarded-for": client },
+        });
+      const first: number[] = [];
+      for (let i = 0; i < 32; i++) first.push((await login("198.51.100.7")).status);
+      expect(first.slice(0, 30)).toEqual(Array(30).fill(302));
+      expect(first.slice(30)).toEqual([429, 429]);
+      // Another client, and another address of the first one's IPv6 /64 neighbours, differ.
+      expect((await login("198.51.100.8")).status).toBe(302);
+      for (let i = 0; i < 30; i++) await login(`2001:db8:1:2::${i + 1}`);
+      expect((await login("2001:db8:1:2:ffff::1")).status).toBe(429);
+      expect((await login("2001:db8:1:3::1")).status).toBe(302);
+    } finally {
+      await behind.close();
+      removeDir(behind.dir);
+    }
   });
 });

@@ -36,6 +36,12 @@ export const serverSchema = z.strictObject({
     .min(1024)
     .max(64 * MiB)
     .default(MiB),
+  /**
+   * The load balancers or proxies in front of the gateway, as addresses or CIDR ranges: a
+   * request from one of them is taken to come from the client its X-Forwarded-For names
+   * (for logs and per-client limits). Unset: the connection's own address.
+   */
+  trustProxy: z.array(z.string().min(1).max(64)).min(1).max(100).optional(),
   /** The longest `?wait=` a caller may ask for, in seconds. */
   maxWaitSeconds: z.number().int().min(0).max(3600).default(300),
   /** How often pending requests are checked for expiry. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createRateLimiter } from "./rate-limit.js";
+import { clientKey } from "./routes-auth.js";
 
 describe("rate limiter", () => {
   it("allows a burst, then one per interval, per key", () => {
@@ -26,5 +27,18 @@ describe("rate limiter", () => {
     expect(limiter.take("c")).toBeUndefined();
     expect(limiter.take("b")).toBeUndefined();
     expect(limiter.take("a")).toBeUndefined();
+  });
+});
+
+describe("client keys", () => {
+  it("counts IPv4 addresses one by one and IPv6 by /64", () => {
+    expect(clientKey("198.51.100.7")).toBe("198.51.100.7");
+    expect(clientKey("::ffff:198.51.100.7")).toBe("198.51.100.7");
+    expect(clientKey("2001:db8:1:2::1")).toBe("2001:db8:1:2::/64");
+    expect(clientKey("2001:0db8:0001:0002:ffff:1:2:3")).toBe("2001:db8:1:2::/64");
+    expect(clientKey("2001:db8::1")).toBe("2001:db8:0:0::/64");
+    expect(clientKey("::1")).toBe("0:0:0:0::/64");
+    expect(clientKey("fe80::1%eth0")).toBe("fe80:0:0:0::/64");
+    expect(clientKey("2001:db8:1:3::1")).not.toBe(clientKey("2001:db8:1:2::1"));
   });
 });

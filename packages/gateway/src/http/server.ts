@@ -43,6 +43,8 @@ export interface ServerDeps {
   metrics: Metrics;
   publicUrl: string;
   maxBodyBytes: number;
+  /** Proxies whose X-Forwarded-For names the client (addresses or CIDR ranges). */
+  trustProxy?: string[] | undefined;
   maxWaitSeconds: number;
   version: string;
   /** Scrubs known secrets out of error messages before they are sent. */
@@ -63,6 +65,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     return503OnClosing: true,
     forceCloseConnections: "idle",
     routerOptions: { ignoreTrailingSlash: true },
+    ...(deps.trustProxy ? { trustProxy: deps.trustProxy } : {}),
   });
 
   // Callback hooks, not async ones: they run on every request and a promise each adds up.
