@@ -107,7 +107,7 @@ describe("the example from DESIGN.md", () => {
 describe("errors", () => {
   it("names every bad path of a malformed config at once", () => {
     const issues = issuesOf(`
-server: { port: 99999, publicUrl: "not a url" }
+server: { port: 99999, publicUrl: "not a url", trustProxy: [10.0.0.0/8, "10.0.0.0/33", proxy.example.com, loopback] }
 storage: mysql://x
 agents:
   - { name: "bad name!", owner: not-an-email }
@@ -129,6 +129,8 @@ surprise: true
     const expected = [
       "server.port:",
       "server.publicUrl:",
+      "server.trustProxy[1]: must be an IP address, a CIDR range",
+      "server.trustProxy[2]: must be an IP address, a CIDR range",
       "storage: must be sqlite:PATH or postgres://USER@HOST/DB",
       "agents[0].name:",
       "agents[0].owner: must be an e-mail address",
@@ -150,6 +152,8 @@ surprise: true
         issues.some((i) => i.startsWith(prefix)),
         `${prefix}\n${issues.join("\n")}`,
       ).toBe(true);
+    // The good entries are not reported.
+    expect(issues.filter((i) => i.startsWith("server.trustProxy"))).toHaveLength(2);
   });
 
   it("refuses credentials in a base URL and durations out of bounds", () => {

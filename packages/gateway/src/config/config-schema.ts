@@ -2,6 +2,7 @@
  * The schema of airlock.yaml. Everything Airlock reads from its config file is parsed here,
  * once, at start; the JSON Schema shipped for editors is generated from this file.
  */
+import { isIP } from "node:net";
 import { z } from "zod";
 import { slackSchema } from "../channels/slack/slack-config.js";
 import { webhookSchema } from "../channels/webhook/webhook-config.js";
@@ -19,6 +20,17 @@ import {
   nameSchema,
   resultMaskSchema,
 } from "./config-types.js";
+
+/** An entry of `server.trustProxy`, as fastify's proxy-addr reads it. */
+function proxyAddress(text: string): boolean {
+  if (["loopback", "linklocal", "uniquelocal"].includes(text)) return true;
+  const [address = "", prefix, ...rest] = text.split("/");
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  if (!/^\d{1,3}$/.test(prefix)) return false;
+  return Number(prefix) <= (family === 4 ? 32 : 128);
+}
 
 const MiB = 1024 * 1024;
 
@@ -41,7 +53,19 @@ export const serverSchema = z.strictObject({
    * request from one of them is taken to come from the client its X-Forwarded-For names
    * (for logs and per-client limits). Unset: the connection's own address.
    */
-  trustProxy: z.array(z.string().min(1).max(64)).min(1).max(100).optional(),
+  trustProxy: z
+    .array(
+      z
+        .string()
+        .max(64)
+        .refine(
+          proxyAddress,
+          'must be an IP address, a CIDR range like 10.0.0.0/8, or "loopback", "linklocal" or "uniquelocal"',
+        ),
+    )
+    .min(1)
+    .max(100)
+    .optional(),
   /** The longest `?wait=` a caller may ask for, in seconds. */
   maxWaitSeconds: z.number().int().min(0).max(3600).default(300),
   /** How often pending requests are checked for expiry. */
