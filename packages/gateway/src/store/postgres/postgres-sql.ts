@@ -76,13 +76,26 @@ async function transact<T>(
     }
   };
   let broken = false;
+  let txid: string | undefined;
   try {
     // The chain's head read after its lock, and "lock first, read after", need each statement
-    // to see what committed before it: READ COMMITTED, whatever the database's default.
-    await q("BEGIN ISOLATION LEVEL READ COMMITTED");
+    // to see what committed before it: READ COMMITTED, whatever the database's default. The
+    // transaction's id comes along, in the same message, in case its COMMIT goes unanswered.
+    const begun = (await q(
+      "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT txid_current()::text AS txid",
+    )) as unknown as pg.QueryResult<Row>[];
+    txid = begun[1]?.rows[0]?.txid as string | undefined;
     const value = await work(q);
     // A simple-protocol message: after a failing statement the rest (COMMIT) is skipped.
-    await q(commit(value));
+    try {
+      await q(commit(value));
+    } catch (error) {
+      if (txid !== undefined && lostConnection(error) && (await committed(pool, txid))) {
+        broken = true; // the connection is gone: closed, not handed out again
+        return value;
+      }
+      throw error;
+    }
     return value;
   } catch (error) {
     try {
@@ -170,6 +183,37 @@ export function sqlLiteral(value: string | null): string {
 }
 
 const DOLLAR_TAG = "$airlock$";
+
+/**
+ * Whether a failure left the statement's outcome unknown: the connection went away, rather
+ * than the server answering with an error.
+ */
+function lostConnection(error: unknown): boolean {
+  const cause = (error as { cause?: { code?: unknown } }).cause;
+  const code = cause?.code;
+  return typeof code !== "string" || /^(08|57P)/.test(code) || !/^[0-9A-Z]{5}$/.test(code);
+}
+
+/**
+ * Asks the database, on another connection, whether a transaction whose COMMIT went
+ * unanswered committed after all, so its callers hear the truth. Waits a little while it is
+ * still finishing; false when it did not commit, or the database cannot say.
+ */
+async function committed(pool: pg.Pool, txid: string): Promise<boolean> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    let status: unknown;
+    try {
+      status = (await pool.query<Row>("SELECT txid_status($1::bigint) AS status", [txid])).rows[0]
+        ?.status;
+    } catch {
+      return false;
+    }
+    if (status === "committed") return true;
+    if (status !== "in progress") return false;
+    await new Promise((resolve) => setTimeout(resolve, 50 * (attempt + 1)));
+  }
+  return false;
+}
 
 /** A driver failure as `store_unavailable`: the database is unreachable or failing. */
 export function unavailable(what: string, error: unknown): AirlockError {

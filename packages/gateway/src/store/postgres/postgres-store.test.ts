@@ -635,6 +635,34 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     }
   });
 
+  it("tells callers the truth when a COMMIT's answer is lost: it committed", async () => {
+    const proxy = await startProxy(Number(new URL(db.url).port || 5432));
+    const proxied = new URL(db.url);
+    proxied.port = String(proxy.port);
+    const c = await openPostgresStore(proxied.toString(), { onError: () => {} });
+    try {
+      const change = pendingChange();
+      await c.insertRequest(change, []);
+      const id = change.request.id;
+      // Lost before anything was written: the caller hears the failure, and nothing changed.
+      proxy.loseAnswerTo("BEGIN ISOLATION");
+      const lost = await rejection(c.transition(id, approve("bob@example.com"), plan));
+      expect(lost.code).toBe("store_unavailable");
+      expect((await b.getRequest(id))?.status).toBe("pending");
+      // Lost after the COMMIT went out: it committed, and the caller hears so.
+      proxy.loseAnswerTo("airlock_append_audit");
+      const approved = await c.transition(id, approve("bob@example.com"), plan);
+      expect(approved.status).toBe("approved");
+      expect((await b.getRequest(id))?.status).toBe("approved");
+      // And the store goes on working on fresh connections.
+      expect((await c.getRequest(id))?.version).toBe(approved.version);
+      await verifyChain(b);
+    } finally {
+      await c.close();
+      await proxy.stop();
+    }
+  });
+
   it("survives connections the server drops, and listens again", async () => {
     const url = new URL(db.url);
     const name = `airlock_drop_${process.pid}`;
@@ -837,6 +865,7 @@ async function startProxy(target: number) {
   const sockets = new Set<Socket>();
   let port = 0;
   let stalled = false;
+  let cutAfter: string | undefined;
   const start = async () => {
     stalled = false;
     server = createServer((client) => {
@@ -845,10 +874,21 @@ async function startProxy(target: number) {
       if (stalled) return;
       const upstream = connect(target, "127.0.0.1");
       sockets.add(client).add(upstream);
-      client.pipe(upstream).pipe(client);
+      upstream.pipe(client);
+      let answerLost = false;
+      client.on("data", (chunk: Buffer) => {
+        upstream.write(chunk);
+        if (cutAfter !== undefined && chunk.includes(cutAfter)) {
+          // The server gets the whole message; its answer never reaches the client.
+          cutAfter = undefined;
+          answerLost = true;
+          client.destroy();
+          setTimeout(() => upstream.end(), 1000);
+        }
+      });
       const cut = () => {
         client.destroy();
-        upstream.destroy();
+        if (!answerLost) upstream.destroy();
       };
       client.on("error", cut).on("close", cut);
       upstream.on("error", cut).on("close", cut);
@@ -880,5 +920,9 @@ async function startProxy(target: number) {
     start,
     stop,
     stall,
+    /** The next message from a client that holds `marker` reaches the server; its answer is lost. */
+    loseAnswerTo: (marker: string) => {
+      cutAfter = marker;
+    },
   };
 }
