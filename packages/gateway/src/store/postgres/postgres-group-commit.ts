@@ -70,8 +70,8 @@ export interface GroupCommitOptions {
   pool: pg.Pool;
   /** The audit chain's advisory lock key (see `appendEvents`). */
   auditLock: string;
-  /** The NOTIFY payload that tells other replicas about a change. */
-  notification: (change: RequestChange) => string;
+  /** The NOTIFY payloads that tell other replicas about a batch's changes. */
+  notifications: (changes: RequestChange[]) => string[];
   channel: string;
   /** Called for each change once its batch has committed. */
   committed: (change: RequestChange) => void;
@@ -162,10 +162,12 @@ export class GroupCommit {
             events: written.flatMap(({ change }) => change.events),
             notify: {
               channel: this.options.channel,
-              payloads: written.map(({ change }) => {
-                const { id, status, version } = change.request;
-                return this.options.notification({ id, status, version });
-              }),
+              payloads: this.options.notifications(
+                written.map(({ change }) => {
+                  const { id, status, version } = change.request;
+                  return { id, status, version };
+                }),
+              ),
             },
           };
         },

@@ -1,6 +1,7 @@
 /** The PostgreSQL store on a real server, with two stores on one schema standing for replicas. */
 import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   postgresAvailable,
@@ -549,6 +550,50 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     } finally {
       stopA();
       stopB();
+    }
+  });
+
+  it("tells another replica about every change of a batch too large for one notification", async () => {
+    const changes = Array.from({ length: 400 }, () => pendingChange());
+    const ids = new Set(changes.map((c) => c.request.id));
+    const seen = new Set<string>();
+    const stop = b.subscribe((c) => {
+      if (ids.has(c.id)) seen.add(c.id);
+    });
+    // Counts the notifications themselves: a batch's changes share them.
+    const raw = new pg.Client({ connectionString: db.url });
+    await raw.connect();
+    let notifications = 0;
+    raw.on("notification", (message) => {
+      if ([...ids].some((id) => message.payload?.includes(id))) notifications++;
+    });
+    await raw.query("LISTEN airlock_changes");
+    try {
+      await Promise.all(changes.map((change) => a.insertRequest(change, [])));
+      await expect.poll(() => seen.size, { timeout: 5000 }).toBe(400);
+      // The raw listener hears the same notifications, perhaps a moment later.
+      await expect.poll(() => notifications, { timeout: 5000 }).toBeGreaterThan(1);
+      await sleep(300);
+      expect(notifications).toBeLessThan(40);
+      // A replica from before batching sends one change per notification: still heard.
+      const heardOld = heard(b, (c) => c.id === "req_from_an_old_replica");
+      await db.query("SELECT pg_notify('airlock_changes', $1)", [
+        JSON.stringify({
+          origin: "old-replica",
+          schema: db.name,
+          id: "req_from_an_old_replica",
+          status: "pending",
+          version: 3,
+        }),
+      ]);
+      expect(await heardOld).toEqual({
+        id: "req_from_an_old_replica",
+        status: "pending",
+        version: 3,
+      });
+    } finally {
+      stop();
+      await raw.end();
     }
   });
 

@@ -50,6 +50,8 @@ export interface PostgresOptions {
 
 /** Every replica listens here; payloads say which store and schema they come from. */
 const CHANNEL = "airlock_changes";
+/** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more. */
+const NOTIFY_BYTES = 7900;
 /** How long a found token is trusted before it is read again (revocations on other replicas). */
 const TOKEN_TTL_MS = 1000;
 const RECONNECT_MIN_MS = 250;
@@ -202,8 +204,7 @@ export class PostgresStore implements Store {
       pool,
       auditLock: this.auditLock,
       channel: CHANNEL,
-      notification: (change) =>
-        JSON.stringify({ origin: this.origin, schema: this.schema, ...change }),
+      notifications: (changes) => this.notifications(changes),
       committed: (change) => this.emit(change),
     });
   }
@@ -640,23 +641,51 @@ export class PostgresStore implements Store {
     this.reconnectTimer.unref();
   }
 
+  /**
+   * A batch's changes in as few notifications as fit PostgreSQL's 8000-byte payload limit:
+   * `changes` holds `[id, status, version]` triples.
+   */
+  private notifications(changes: RequestChange[]): string[] {
+    const head = `{"origin":${JSON.stringify(this.origin)},"schema":${JSON.stringify(this.schema)},"changes":[`;
+    const payloads: string[] = [];
+    let body = "";
+    let bytes = Buffer.byteLength(head) + 2;
+    for (const { id, status, version } of changes) {
+      const item = JSON.stringify([id, status, version]);
+      const size = Buffer.byteLength(item) + 1;
+      if (body && bytes + size > NOTIFY_BYTES) {
+        payloads.push(`${head}${body}]}`);
+        body = "";
+        bytes = Buffer.byteLength(head) + 2;
+      }
+      body += body ? `,${item}` : item;
+      bytes += size;
+    }
+    if (body) payloads.push(`${head}${body}]}`);
+    return payloads;
+  }
+
+  /** Also reads the one-change payloads of replicas from before batching, during an upgrade. */
   private notified(message: pg.Notification): void {
     if (message.channel !== CHANNEL || !message.payload) return;
-    let change: Row;
+    let payload: Row;
     try {
-      change = JSON.parse(message.payload) as Row;
+      payload = JSON.parse(message.payload) as Row;
     } catch {
       return;
     }
-    if (change.origin === this.origin || change.schema !== this.schema) return;
-    if (
-      typeof change.id !== "string" ||
-      typeof change.status !== "string" ||
-      typeof change.version !== "number"
-    ) {
-      return;
+    if (payload.origin === this.origin || payload.schema !== this.schema) return;
+    const changes = Array.isArray(payload.changes)
+      ? (payload.changes as unknown[])
+      : [[payload.id, payload.status, payload.version]];
+    for (const change of changes) {
+      if (!Array.isArray(change)) continue;
+      const [id, status, version] = change as unknown[];
+      if (typeof id !== "string" || typeof status !== "string" || typeof version !== "number") {
+        continue;
+      }
+      this.emit({ id, status: status as RequestStatus, version });
     }
-    this.emit({ id: change.id, status: change.status as RequestStatus, version: change.version });
   }
 
   /** A listener's failure is reported, never turned into a failure of what already committed. */
