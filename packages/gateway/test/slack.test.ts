@@ -104,6 +104,15 @@ describe("Slack approvals", () => {
     return { id, message: messageOf(id)! };
   }
 
+  /** The same on another gateway sharing the fake Slack; with the agent's token there. */
+  async function heldOn(other: TestGateway) {
+    const token = await other.token("agent", "support-bot");
+    const res = await api(other.url, "POST", "/v1/actions", { token, body: refund() });
+    const id = res.body.id as string;
+    await until(() => messageOf(id) !== undefined);
+    return { token, id, message: messageOf(id)! };
+  }
+
   function messageOf(id: string) {
     return [...slack.messages.values()].find(
       (m) => !m.thread_ts && JSON.stringify(m.blocks ?? []).includes(id),
@@ -124,6 +133,13 @@ describe("Slack approvals", () => {
     );
 
   const ephemeralsFor = (who: string) => slack.ephemerals.filter((e) => e.user === user[who]);
+
+  /** Waits until the request has `count` reviews, as its agent sees it. */
+  const untilReviews = (id: string, count: number) =>
+    until(async () => {
+      const res = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
+      return res.body.reviews.length === count;
+    });
 
   it("posts the request, updates it after each vote, and runs it once on the quorum", async () => {
     const refunds = () => upstream.calls.filter((c) => c.url === "/api/refunds").length;
@@ -197,10 +213,7 @@ describe("Slack approvals", () => {
   it("asks Slack again before an approval: a deactivated account approves nothing", async () => {
     const first = await held();
     await click("gina", first.id, "airlock_approve", first.message);
-    await until(async () => {
-      const res = await api(gw.url, "GET", `/v1/actions/${first.id}`, { token: agent });
-      return res.body.reviews.length === 1;
-    });
+    await untilReviews(first.id, 1);
     slack.users.get(user.gina!)!.deleted = true;
     const second = await held();
     await click("gina", second.id, "airlock_approve", second.message);
@@ -239,10 +252,7 @@ describe("Slack approvals", () => {
     expect(view.body.reviews).toEqual([]);
     // The real Carol, in the bot's own workspace, still counts.
     await click("carol", id, "airlock_approve", message);
-    await until(async () => {
-      const res = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
-      return res.body.reviews.length === 1;
-    });
+    await untilReviews(id, 1);
   });
 
   it("takes reviewers from the configured workspaces only, when they are named", async () => {
@@ -254,11 +264,7 @@ describe("Slack approvals", () => {
       { gateway: { delivery: fast } },
     );
     try {
-      const token = await other.token("agent", "support-bot");
-      const res = await api(other.url, "POST", "/v1/actions", { token, body: refund() });
-      const id = res.body.id as string;
-      await until(() => messageOf(id) !== undefined);
-      const at = messageOf(id)!;
+      const { token, id, message: at } = await heldOn(other);
       const otherInteractions = `${other.url}/integrations/slack/interactions`;
       const clickThere = (who: string) =>
         slack.interact(
@@ -305,11 +311,7 @@ describe("Slack approvals", () => {
     slack.users.get(member)!.teamId = "T0GRIDWS2";
     slack.users.get(member)!.enterpriseId = "E0GRIDORG";
     try {
-      const token = await grid.token("agent", "support-bot");
-      const res = await api(grid.url, "POST", "/v1/actions", { token, body: refund() });
-      const id = res.body.id as string;
-      await until(() => messageOf(id) !== undefined);
-      const at = messageOf(id)!;
+      const { token, id, message: at } = await heldOn(grid);
       const clickThere = () =>
         slack.interact(
           `${grid.url}/integrations/slack/interactions`,
@@ -357,10 +359,7 @@ describe("Slack approvals", () => {
     expect(view.body.reviews).toEqual([]);
     // The next click works.
     await click("bob", id, "airlock_approve", message);
-    await until(async () => {
-      const res = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
-      return res.body.reviews.length === 1;
-    });
+    await untilReviews(id, 1);
   });
 
   it("never approves a step-up request from Slack, whatever is clicked", async () => {
@@ -437,11 +436,7 @@ describe("Slack approvals", () => {
       .replace("expiresIn: 15m", "expiresIn: 1500ms");
     const other = await startGateway(text, { gateway: { delivery: fast } });
     try {
-      const token = await other.token("agent", "support-bot");
-      const res = await api(other.url, "POST", "/v1/actions", { token, body: refund() });
-      const id = res.body.id as string;
-      await until(() => messageOf(id) !== undefined);
-      const message = messageOf(id)!;
+      const { message } = await heldOn(other);
       const thread = () =>
         [...slack.messages.values()]
           .filter((m) => m.thread_ts === message.ts)
