@@ -68,7 +68,7 @@ const MAX_IN_FLIGHT = 2;
 
 export interface GroupCommitOptions {
   pool: pg.Pool;
-  /** The audit chain's advisory lock key (see `appendEvents`). */
+  /** The audit chain's advisory lock key (see `withAuditedTransaction`). */
   auditLock: string;
   /** The NOTIFY payloads that tell other replicas about a batch's changes. */
   notifications: (changes: RequestChange[]) => string[];
