@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createRateLimiter } from "./rate-limit.js";
-import { clientKey } from "./routes-auth.js";
+import { clientKey, createRateLimiter } from "./rate-limit.js";
 
 describe("rate limiter", () => {
   it("allows a burst, then one per interval, per key", () => {

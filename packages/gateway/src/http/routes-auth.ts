@@ -3,7 +3,7 @@ import { z } from "zod";
 import { AirlockError } from "../errors.js";
 import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
 import { readCookie, sessionCookie } from "./cookies.js";
-import { createRateLimiter } from "./rate-limit.js";
+import { clientKey, createRateLimiter } from "./rate-limit.js";
 import type { createRouter, Reply } from "./route.js";
 
 /** Binds a sign-in to the browser that started it, until the provider sends it back. */
@@ -21,26 +21,6 @@ const callbackQuerySchema = z
     error: z.string().max(256).optional(),
   })
   .passthrough();
-
-/**
- * Whom a limit counts: an IPv4 address, or an IPv6 /64 (one subscriber usually holds a whole
- * /64, so counting single addresses would let one client take fresh keys at will).
- */
-export function clientKey(ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (mapped) return mapped[1]!;
-  if (!ip.includes(":")) return ip;
-  const [head = "", tail = ""] = ip.split("%")[0]!.split("::");
-  const front = head ? head.split(":") : [];
-  const back = tail ? tail.split(":") : [];
-  const groups = ip.includes("::")
-    ? [...front, ...Array(Math.max(0, 8 - front.length - back.length)).fill("0"), ...back]
-    : front;
-  return `${groups
-    .slice(0, 4)
-    .map((g) => Number.parseInt(g || "0", 16).toString(16))
-    .join(":")}::/64`;
-}
 
 export function authRoutes(
   router: ReturnType<typeof createRouter>,

@@ -108,8 +108,8 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
   let ownTeam: Promise<string[]> | undefined;
   const allowedTeams = (): Promise<string[]> => {
     if (config.teams) return Promise.resolve(config.teams);
-    ownTeam ??= call("auth.test", () => client.auth.test()).then(
-      (answer) => {
+    if (!ownTeam) {
+      ownTeam = call("auth.test", () => client.auth.test()).then((answer) => {
         const teams = [
           answer.team_id,
           answer.is_enterprise_install ? answer.enterprise_id : undefined,
@@ -120,15 +120,12 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
           );
         }
         return teams;
-      },
-      (error) => {
+      });
+      // A failed answer is not kept: the next click asks Slack again.
+      ownTeam.catch(() => {
         ownTeam = undefined;
-        throw error;
-      },
-    );
-    ownTeam.catch(() => {
-      ownTeam = undefined;
-    });
+      });
+    }
     return ownTeam;
   };
 
@@ -334,9 +331,8 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       await refuse(interaction.channel, interaction.user, refusalText("lookup_failed", ""));
       return;
     }
-    const email = account?.email;
-    const reviewer = email === undefined ? undefined : deps.reviewer(email);
-    if (!email || !reviewer) {
+    const reviewer = account && deps.reviewer(account.email);
+    if (!account || !reviewer) {
       await refuse(interaction.channel, interaction.user, refusalText("not_mapped", ""));
       return;
     }
@@ -350,8 +346,8 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
             method: "slack",
             slackUser: interaction.user,
             // The workspace checked: the user's own, not the one the click came through.
-            slackTeam: account!.team,
-            verifiedEmail: email,
+            slackTeam: account.team,
+            verifiedEmail: account.email,
             signature: "v0",
           },
         },
