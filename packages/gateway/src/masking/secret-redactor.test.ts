@@ -100,3 +100,44 @@ describe("encoded and numeric secrets", () => {
     expect(out).toEqual({ url: "/cb?t=[redacted]", pin: "[redacted]", other: 98765433 });
   });
 });
+
+describe("values that hold no secret are shown as they are, and the rest are still found", () => {
+  it("returns a value without any secret untouched, the same object", () => {
+    const redactor = createRedactor(["s3cr3t-token"]);
+    const value = { status: 200, body: { items: ["a", "b"], note: "s3cr3t-toke" } };
+    expect(redactor.redact(value)).toBe(value);
+  });
+
+  it("finds secrets whose characters JSON escapes, wherever they sit in a value", () => {
+    const secrets = ['pa"ss\\word', "tab\there-secret", "ctrl\u0001-secret"];
+    const redactor = createRedactor(secrets);
+    for (const secret of secrets) {
+      const escaped = JSON.stringify(secret).slice(1, -1);
+      for (const value of [
+        { deep: [{ text: `before ${secret} after` }] },
+        { [`key-${secret}`]: 1 },
+        // Text that holds the secret already escaped once (a JSON body kept as text).
+        { body: `{"token":"${escaped}"}` },
+      ]) {
+        expect(JSON.stringify(redactor.redact(value))).not.toContain(escaped);
+        expect(JSON.stringify(redactor.redact(value))).toContain(REDACTED);
+      }
+    }
+  });
+
+  it("finds a secret holding a surrogate pair, and one ending in half of a pair", () => {
+    const pair = "key-\u{1F511}-secret";
+    const half = "key-secret-\ud83d";
+    const redactor = createRedactor([pair, half]);
+    expect(redactor.redact({ a: `x ${pair} y` })).toEqual({ a: `x ${REDACTED} y` });
+    // In the value the half is completed by the next character, so JSON leaves it unescaped.
+    expect(redactor.redact({ a: `x ${half}\udd11 y` })).toEqual({ a: `x ${REDACTED}\udd11 y` });
+  });
+
+  it("finds a numeric secret held as a number deep in a value", () => {
+    const redactor = createRedactor(["12345678901"]);
+    expect(redactor.redact({ list: [{ pin: 12345678901 }] })).toEqual({
+      list: [{ pin: REDACTED }],
+    });
+  });
+});

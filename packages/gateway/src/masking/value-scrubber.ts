@@ -3,19 +3,19 @@
  * form they take in derived text, anywhere in a string or a JSON value, and replace them.
  */
 
+import { wellFormed } from "../common/storable-text.js";
+
 /**
  * The forms a value takes inside derived text: as is, escaped inside a JSON string, and
  * percent-encoded in a URL (both encodings a query string may use).
  */
 export function encodedForms(value: string): string[] {
-  return [
-    ...new Set([
-      value,
-      JSON.stringify(value).slice(1, -1),
-      encodeURIComponent(value),
-      new URLSearchParams({ v: value }).toString().slice(2),
-    ]),
-  ];
+  const forms = [value, JSON.stringify(value).slice(1, -1)];
+  // Text with a lone surrogate has no percent-encoding (encodeURIComponent throws on it).
+  if (wellFormed(value)) {
+    forms.push(encodeURIComponent(value), new URLSearchParams({ v: value }).toString().slice(2));
+  }
+  return [...new Set(forms)];
 }
 
 /** Every form of every value at least `minLength` long, longest first (so none is half-replaced). */
@@ -74,5 +74,21 @@ export function createScrubber(
     return value;
   };
   const active = forms.length > 0 || whole.size > 0;
-  return { active, text, value: <T>(value: T) => (active ? (walk(value) as T) : value) };
+  // Most values hold none of the forms, and one native JSON.stringify shows that faster than a
+  // walk. Sound because JSON escapes each character on its own, so text holding a form holds
+  // its escaped form once encoded; surrogates are the exception (a lone one is escaped, one of
+  // a pair is not), so forms with any always take the walk.
+  const escapedForms = forms.some((form) => /[\ud800-\udfff]/.test(form))
+    ? undefined
+    : forms.map((form) => JSON.stringify(form).slice(1, -1));
+  const mayHold = (value: unknown): boolean => {
+    if (whole.size > 0 || escapedForms === undefined) return true;
+    const json = JSON.stringify(value);
+    return json === undefined || escapedForms.some((form) => json.includes(form));
+  };
+  return {
+    active,
+    text,
+    value: <T>(value: T) => (active && mayHold(value) ? (walk(value) as T) : value),
+  };
 }

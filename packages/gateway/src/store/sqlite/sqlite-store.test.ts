@@ -2,7 +2,54 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { openSqliteStore } from "./sqlite-store.js";
+import { createChainVerifier } from "../../audit/audit-chain.js";
+import type { PolicyDecision } from "../../policy/policy-types.js";
+import { finishExecution, submit } from "../../requests/request-transitions.js";
+import type { Change } from "../../requests/request-types.js";
+import type { Store } from "../store.js";
+import { openSqliteStore, type SqliteStore } from "./sqlite-store.js";
+
+const allow: PolicyDecision = {
+  decision: "allow",
+  rule: "reads pass",
+  reason: 'allowed by rule "reads pass"',
+  risk: "low",
+  riskReason: "GET reads",
+  mask: [],
+  policyDigest: "d".repeat(64),
+};
+
+let next = 0;
+/** A new allowed request, recorded as executing with its three events. */
+function allowed(now = Date.now()): Change {
+  return submit({
+    id: `req_test_${process.pid}_${++next}`,
+    proposal: {
+      agent: "bot",
+      connection: "api",
+      operation: "request",
+      input: { method: "GET", path: `/items/${next}` },
+      justification: "",
+      context: {},
+    },
+    agent: { name: "bot", owner: "owner@example.com", labels: {} },
+    connectionType: "http",
+    idempotencyKey: null,
+    hash: "a".repeat(64),
+    nonce: "n".repeat(32),
+    decision: allow,
+    description: { preview: "GET /items", facts: {}, risk: { level: "low", reason: "GET" } },
+    now,
+  });
+}
+
+const finished = { ok: true, summary: "200 OK", result: null, resultDigest: null };
+
+async function verifyChain(store: Store) {
+  const verifier = createChainVerifier();
+  for await (const event of store.auditEvents()) verifier.add(event);
+  return verifier.finish();
+}
 
 describe("SQLite store: replay guard", () => {
   const dirs: string[] = [];
@@ -28,5 +75,106 @@ describe("SQLite store: replay guard", () => {
     expect(await store.claimOnce("slack:v0=old", T0 + 5000, T0 + 1001)).toBe(true);
     expect(await store.claimOnce("slack:v0=abc", T0 + 5000, T0 + 1002)).toBe(false);
     await store.close();
+  });
+});
+
+describe("SQLite store: group commit", () => {
+  const dirs: string[] = [];
+  const stores: Store[] = [];
+  afterEach(async () => {
+    for (const store of stores.splice(0)) await store.close();
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  const open = (path?: string): { store: SqliteStore; path: string } => {
+    let file = path;
+    if (!file) {
+      const dir = mkdtempSync(join(tmpdir(), "airlock-sqlite-"));
+      dirs.push(dir);
+      file = join(dir, "airlock.db");
+    }
+    const store = openSqliteStore(file);
+    stores.push(store);
+    return { store, path: file };
+  };
+
+  it("fails only the write that fails in a group, and keeps the chain whole", async () => {
+    const { store } = open();
+    const [a, b, c] = [allowed(), allowed(), allowed()];
+    // Asked for in one turn of the event loop, so all in one group.
+    const results = await Promise.allSettled([
+      store.insertRequest(a, []),
+      store.transition(
+        "req_missing",
+        (r) => finishExecution(r, finished, Date.now()),
+        () => [],
+      ),
+      store.insertRequest(b, []),
+      store.transition(
+        a.request.id,
+        (r) => finishExecution(r, finished, Date.now()),
+        () => [],
+      ),
+      store.insertRequest(c, []),
+    ]);
+    expect(results.map((r) => r.status)).toEqual([
+      "fulfilled",
+      "rejected",
+      "fulfilled",
+      "fulfilled",
+      "fulfilled",
+    ]);
+    expect((results[1] as PromiseRejectedResult).reason.code).toBe("not_found");
+    expect((await store.getRequest(a.request.id))?.status).toBe("succeeded");
+    expect((await store.getRequest(c.request.id))?.status).toBe("executing");
+    const chain = await verifyChain(store);
+    expect(chain.problem).toBeUndefined();
+    expect(chain.count).toBe(3 + 3 + 1 + 3);
+  });
+
+  it("chains after events another connection appended to the same file", async () => {
+    const { store, path } = open();
+    await store.insertRequest(allowed(), []);
+    // `airlock token revoke` and other commands write to the file the gateway serves.
+    const other = open(path).store;
+    await other.insertRequest(allowed(), []);
+    await store.insertRequest(allowed(), []);
+    await other.insertRequest(allowed(), []);
+    await Promise.all([store.insertRequest(allowed(), []), store.insertRequest(allowed(), [])]);
+    const chain = await verifyChain(store);
+    expect(chain.problem).toBeUndefined();
+    expect(chain.count).toBe(6 * 3);
+  });
+
+  it("lets nobody read a group's writes before they are durable", async () => {
+    const { store } = open();
+    const changes = Array.from({ length: 8 }, () => allowed());
+    const order: string[] = [];
+    const writes = changes.map((change) =>
+      store.insertRequest(change, []).then(() => order.push("written")),
+    );
+    // After one turn the group has committed; its sync is under way in the thread pool.
+    await new Promise((resolve) => setImmediate(resolve));
+    const read = store.getRequest(changes[0]!.request.id).then((found) => {
+      order.push("read");
+      return found;
+    });
+    await Promise.all([...writes, read]);
+    expect((await read)?.id).toBe(changes[0]!.request.id);
+    expect(order.indexOf("read")).toBe(changes.length);
+  });
+
+  it("refuses everything once a group's sync fails in the thread pool", async () => {
+    const { store } = open();
+    const walSync = (store as unknown as { walSync: { syncInPool(): Promise<void> } }).walSync;
+    walSync.syncInPool = () => Promise.reject(new Error("EIO: i/o error, fdatasync"));
+    const results = await Promise.allSettled(
+      Array.from({ length: 6 }, () => store.insertRequest(allowed(), [])),
+    );
+    for (const result of results) {
+      expect(result.status).toBe("rejected");
+      expect((result as PromiseRejectedResult).reason.message).toContain("restart the gateway");
+    }
+    await expect(store.getRequest("req_any")).rejects.toThrow(/restart the gateway/);
+    await expect(store.insertRequest(allowed(), [])).rejects.toThrow(/restart the gateway/);
   });
 });

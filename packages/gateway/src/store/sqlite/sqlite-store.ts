@@ -97,24 +97,39 @@ function unavailable(error: unknown, path?: string): AirlockError {
   });
 }
 
+/** A lone commit syncs on the event loop; from this many writes on, in the thread pool. */
+const SYNC_IN_POOL_FROM = 4;
+const AUDIT_ROWS_PER_INSERT = 8;
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
 /**
- * Writes are group-committed: every write asked for during one turn of the event loop runs
- * in a single transaction (each in a savepoint of its own, so one refusal does not undo the
- * others), followed by one fdatasync of the WAL, before any caller hears back. COMMIT and
- * sync run back to back with no other JavaScript in between, so nobody reads state that is
- * not yet durable; if the sync fails, the store refuses all reads and writes from then on.
+ * Writes are group-committed: every write asked for while the previous group commits runs in
+ * a single transaction, followed by one fdatasync of the WAL, before any caller hears back.
+ * Reads wait while a commit is not yet durable, and the next group waits for the sync, so
+ * nobody reads state that a crash could take back; if the sync fails, the store refuses all
+ * reads and writes from then on.
  */
 export class SqliteStore implements Store {
   readonly dialect = "sqlite" as const;
   private readonly walSync: WalSync | undefined;
   private readonly listeners = new Set<(change: RequestChange) => void>();
   private readonly stmt: ReturnType<SqliteStore["prepare"]>;
+  private readonly insertAudits = new Map<number, Database.Statement>();
   private queue: Pending[] = [];
   private checkpointer: Checkpointer | undefined;
   /** Set for good when a commit could not be synced: the store refuses everything after. */
   private broken: AirlockError | undefined;
   /** Set while writes fail (a full or read-only disk); cleared by the next good commit. */
   private writeFailure: AirlockError | undefined;
+  /** Settles when the last group's commit is durable; unset when nothing is being synced. */
+  private syncing: Promise<void> | undefined;
+  /**
+   * The last audit event, as this connection last wrote or read it; undefined when unknown.
+   * Another connection's commit (`airlock token revoke` appends events) moves data_version.
+   */
+  private auditHead: { seq: number; hash: string } | null | undefined;
+  private headDataVersion = -1;
   private readonly tokenCache = new Map<string, TokenRecord>();
   private tokenCacheVersion = -1;
   private tokenCacheCheckedAt = Number.NEGATIVE_INFINITY;
@@ -142,64 +157,120 @@ export class SqliteStore implements Store {
       return Promise.reject(new AirlockError("store_unavailable", "the store is closed"));
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.schedule();
     });
   }
 
-  private flush(): void {
+  private schedule(): void {
+    if (this.scheduled || this.syncing) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(inline = false): void {
     this.scheduled = false;
+    if (this.syncing) return; // the sync's end schedules the next group
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    let outcomes: Outcome[];
     try {
       if (!this.db.open) throw new AirlockError("store_unavailable", "the store is closed");
-      this.stmt.begin.run();
-      for (const item of batch) {
-        this.stmt.savepoint.run();
-        try {
-          outcomes.push({ ok: true, value: item.work() });
-          this.stmt.release.run();
-        } catch (error) {
-          this.stmt.rollbackTo.run();
-          this.stmt.release.run();
-          outcomes.push({
-            ok: false,
-            error: error instanceof Database.SqliteError ? unavailable(error) : error,
-          });
-        }
-      }
-      this.stmt.commit.run();
+      // Most groups have no failing write: run them straight, and only when one fails, run
+      // the group again with a savepoint per write, so the failure undoes only its own.
+      outcomes = this.commitGroup(batch, false) ?? this.commitGroup(batch, true)!;
     } catch (error) {
       if (this.db.open && this.db.inTransaction) this.stmt.rollback.run();
+      this.auditHead = undefined;
       const failure = unavailable(error);
       this.writeFailure = failure;
       for (const item of batch) item.reject(failure);
       return;
     }
+    if (this.walSync && !inline && batch.length >= SYNC_IN_POOL_FROM) {
+      const walSync = this.walSync;
+      this.syncing = walSync.syncInPool().then(
+        () => {
+          this.syncing = undefined;
+          this.settle(batch, outcomes);
+          if (this.queue.length > 0) this.schedule();
+        },
+        (error: unknown) => {
+          this.syncing = undefined;
+          this.syncFailed(batch, error);
+        },
+      );
+      return;
+    }
     try {
       this.walSync?.sync();
     } catch (error) {
-      // Committed but perhaps not on disk, and Linux reports a failed fsync only once: from
-      // here on nothing this process reads can be trusted to be durable. Like PostgreSQL,
-      // stop, and let a restart read back what the disk really holds.
-      this.broken = new AirlockError(
-        "store_unavailable",
-        `the store could not make a commit durable (${(error as Error).message}); restart the gateway once the disk is healthy`,
-        { cause: error },
-      );
-      for (const item of batch) item.reject(this.broken);
+      this.syncFailed(batch, error);
       return;
     }
+    this.settle(batch, outcomes);
+  }
+
+  /**
+   * Runs a group in one transaction and commits it. Straight (no savepoints), it gives up at
+   * the first write that throws, rolls everything back and returns undefined.
+   */
+  private commitGroup(batch: Pending[], savepoints: boolean): Outcome[] | undefined {
+    const outcomes: Outcome[] = [];
+    this.stmt.begin.run();
+    const version = this.stmt.dataVersion.get() as number;
+    if (version !== this.headDataVersion) {
+      this.headDataVersion = version;
+      this.auditHead = undefined;
+    }
+    for (const item of batch) {
+      if (!savepoints) {
+        try {
+          outcomes.push({ ok: true, value: item.work() });
+        } catch {
+          this.stmt.rollback.run();
+          this.auditHead = undefined;
+          return undefined;
+        }
+        continue;
+      }
+      this.stmt.savepoint.run();
+      try {
+        outcomes.push({ ok: true, value: item.work() });
+        this.stmt.release.run();
+      } catch (error) {
+        this.stmt.rollbackTo.run();
+        this.stmt.release.run();
+        this.auditHead = undefined;
+        outcomes.push({
+          ok: false,
+          error: error instanceof Database.SqliteError ? unavailable(error) : error,
+        });
+      }
+    }
+    this.stmt.commit.run();
+    return outcomes;
+  }
+
+  private settle(batch: Pending[], outcomes: Outcome[]): void {
     this.writeFailure = undefined;
     batch.forEach((item, i) => {
       const outcome = outcomes[i]!;
       if (outcome.ok) item.resolve(outcome.value);
       else item.reject(outcome.error);
     });
+  }
+
+  private syncFailed(batch: Pending[], error: unknown): void {
+    // Committed but perhaps not on disk, and Linux reports a failed fsync only once: from
+    // here on nothing this process reads can be trusted to be durable. Like PostgreSQL,
+    // stop, and let a restart read back what the disk really holds.
+    this.broken = new AirlockError(
+      "store_unavailable",
+      `the store could not make a commit durable (${(error as Error).message}); restart the gateway once the disk is healthy`,
+      { cause: error },
+    );
+    for (const item of [...batch, ...this.queue.splice(0)]) item.reject(this.broken);
   }
 
   private prepare() {
@@ -227,8 +298,6 @@ export class SqliteStore implements Store {
         request_hash, evidence, created_at) VALUES (@id, @request_id, @reviewer, @decision,
         @comment, @request_hash, @evidence, @created_at)`),
       auditHead: db.prepare("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
-      insertAudit: db.prepare(`INSERT INTO audit_events (seq, ts, type, request_id, actor_type,
-        actor_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       insertOutbox: db.prepare(`INSERT INTO outbox (topic, request_id, payload, available_at,
         created_at) VALUES (?, ?, ?, ?, ?)`),
       expired: db.prepare(`SELECT id FROM requests WHERE status = 'pending' AND expires_at <= ?
@@ -358,9 +427,11 @@ export class SqliteStore implements Store {
 
   private appendEvents(events: AuditEventInput[]): void {
     if (events.length === 0) return;
-    const head = this.stmt.auditHead.get() as { seq: number; hash: string } | undefined;
+    if (this.auditHead === undefined) {
+      this.auditHead = (this.stmt.auditHead.get() as { seq: number; hash: string }) ?? null;
+    }
     const chained = chainEvents(
-      head,
+      this.auditHead ?? undefined,
       events.map((e) => ({
         ts: new Date(e.at).toISOString(),
         type: e.type,
@@ -369,8 +440,9 @@ export class SqliteStore implements Store {
         data: e.data,
       })),
     );
+    const values: unknown[] = [];
     for (const event of chained) {
-      this.stmt.insertAudit.run(
+      values.push(
         event.seq,
         event.ts,
         event.type,
@@ -382,17 +454,35 @@ export class SqliteStore implements Store {
         event.hash,
       );
     }
+    for (let at = 0; at < chained.length; at += AUDIT_ROWS_PER_INSERT) {
+      const rows = Math.min(AUDIT_ROWS_PER_INSERT, chained.length - at);
+      this.insertAudit(rows).run(values.slice(at * 9, (at + rows) * 9));
+    }
+    const last = chained[chained.length - 1]!;
+    this.auditHead = { seq: last.seq, hash: last.hash };
+  }
+
+  /** One INSERT for the events of a change (a submission records three), prepared once. */
+  private insertAudit(rows: number): Database.Statement {
+    let statement = this.insertAudits.get(rows);
+    if (!statement) {
+      statement = this.db.prepare(`INSERT INTO audit_events (seq, ts, type, request_id,
+        actor_type, actor_id, data, prev_hash, hash) VALUES
+        ${Array.from({ length: rows }, () => "(?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`);
+      this.insertAudits.set(rows, statement);
+    }
+    return statement;
   }
 
   async getRequest(id: string): Promise<ActionRequest | undefined> {
-    return this.run(() => {
+    return this.read(() => {
       const row = this.stmt.request.get(id) as Row | undefined;
       return row ? this.toRequest(row) : undefined;
     });
   }
 
   async findByIdempotencyKey(agent: string, key: string): Promise<ActionRequest | undefined> {
-    return this.run(() => {
+    return this.read(() => {
       const row = this.stmt.byKey.get(agent, key) as Row | undefined;
       return row ? this.toRequest(row) : undefined;
     });
@@ -419,17 +509,19 @@ export class SqliteStore implements Store {
     }
     const sql = `SELECT * FROM requests ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
       ORDER BY id DESC LIMIT ?`;
-    return this.run(() =>
+    return this.read(() =>
       (this.db.prepare(sql).all(...params, query.limit) as Row[]).map((row) => this.toRequest(row)),
     );
   }
 
   async expiredPending(now: number, limit: number): Promise<string[]> {
-    return this.run(() => (this.stmt.expired.all(now, limit) as { id: string }[]).map((r) => r.id));
+    return this.read(() =>
+      (this.stmt.expired.all(now, limit) as { id: string }[]).map((r) => r.id),
+    );
   }
 
   async idsWithStatus(status: RequestStatus, limit: number): Promise<string[]> {
-    return this.run(() =>
+    return this.read(() =>
       (this.stmt.withStatus.all(status, limit) as { id: string }[]).map((r) => r.id),
     );
   }
@@ -442,7 +534,7 @@ export class SqliteStore implements Store {
   }
 
   async countByStatus(): Promise<Partial<Record<RequestStatus, number>>> {
-    return this.run(() => {
+    return this.read(() => {
       const out: Partial<Record<RequestStatus, number>> = {};
       for (const row of this.stmt.countByStatus.all() as { status: RequestStatus; n: number }[]) {
         out[row.status] = row.n;
@@ -484,7 +576,7 @@ export class SqliteStore implements Store {
     }
     const sql = `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
       ORDER BY seq LIMIT ?`;
-    return this.run(() =>
+    return this.read(() =>
       (this.db.prepare(sql).all(...params, query.limit) as Row[]).map(eventFromRow),
     );
   }
@@ -496,7 +588,7 @@ export class SqliteStore implements Store {
     const since = options.since === undefined ? "" : new Date(options.since).toISOString();
     let after = -Infinity;
     for (;;) {
-      const rows = this.run(() => batch.all(after, since) as Row[]);
+      const rows = await this.read(() => batch.all(after, since) as Row[]);
       if (rows.length === 0) return;
       for (const row of rows) yield eventFromRow(row);
       after = rows[rows.length - 1]!.seq as number;
@@ -523,7 +615,9 @@ export class SqliteStore implements Store {
    * Tokens are read on every request, so found ones are cached. SQLite's data_version moves
    * whenever another connection (`airlock token revoke`) commits; it is looked at no more
    * than every 100 ms, and then the cache starts over. A revocation in this process clears
-   * it at once; one from the command line takes effect within a tenth of a second.
+   * it at once; one from the command line takes effect within a tenth of a second. Unlike
+   * other reads, this one does not wait for a group's sync: every request asks it, and a
+   * token is created and revoked durably before anyone is told.
    */
   async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
     return this.run(() => {
@@ -547,7 +641,7 @@ export class SqliteStore implements Store {
   }
 
   async listTokens(): Promise<TokenRecord[]> {
-    return this.run(() => (this.stmt.tokens.all() as Row[]).map(tokenFromRow));
+    return this.read(() => (this.stmt.tokens.all() as Row[]).map(tokenFromRow));
   }
 
   async revokeToken(id: string, event: AuditEventInput): Promise<boolean> {
@@ -586,7 +680,7 @@ export class SqliteStore implements Store {
   }
 
   async getChannelRef(requestId: string, channel: string): Promise<string | undefined> {
-    return this.run(
+    return this.read(
       () => (this.stmt.getRef.get(requestId, channel) as { ref: string } | undefined)?.ref,
     );
   }
@@ -614,7 +708,7 @@ export class SqliteStore implements Store {
   }
 
   async findSession(idHash: string, now: number): Promise<SessionRecord | undefined> {
-    return this.run(() => {
+    return this.read(() => {
       const row = this.stmt.session.get(idHash, now) as Row | undefined;
       return row && sessionFromRow(row);
     });
@@ -677,7 +771,8 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     // Writes already queued still commit; nothing new is taken.
-    this.flush();
+    while (this.syncing) await this.syncing;
+    this.flush(true);
     this.closed = true;
     await this.checkpointer?.stop();
     this.walSync?.close();
@@ -687,6 +782,12 @@ export class SqliteStore implements Store {
 
   private emit(change: RequestChange): void {
     for (const listener of this.listeners) listener(change);
+  }
+
+  /** A read, once what it could see is durable. */
+  private async read<T>(fn: () => T): Promise<T> {
+    while (this.syncing) await this.syncing;
+    return this.run(fn);
   }
 
   /** Runs a synchronous database call, turning driver failures into `store_unavailable`. */

@@ -1,11 +1,11 @@
 /**
  * Makes committed WAL frames durable. SQLite runs with synchronous=NORMAL, so a commit does
- * not sync by itself; the store calls `sync()` once per group commit, right after COMMIT.
- * It runs on the event loop: on this class of machine a round trip through libuv's thread
- * pool costs more than the fdatasync itself, and requests arriving meanwhile simply join
- * the next group.
+ * not sync by itself; the store syncs once per group commit, right after COMMIT. A lone
+ * commit syncs on the event loop (a round trip through libuv's thread pool would cost it more
+ * than the fdatasync itself); a group syncs in the pool, so the event loop serves other
+ * requests meanwhile, and those arriving join the next group.
  */
-import { closeSync, fdatasyncSync, fstatSync, openSync, statSync } from "node:fs";
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, openSync, statSync } from "node:fs";
 
 export class WalSync {
   private fd: number | undefined;
@@ -14,6 +14,13 @@ export class WalSync {
 
   sync(): void {
     fdatasyncSync(this.open());
+  }
+
+  syncInPool(): Promise<void> {
+    const fd = this.open();
+    return new Promise((resolve, reject) =>
+      fdatasync(fd, (error) => (error ? reject(error) : resolve())),
+    );
   }
 
   /** The WAL file's descriptor, reopened if SQLite replaced the file. */
