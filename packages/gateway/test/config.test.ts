@@ -202,6 +202,26 @@ rules:
     expect(issues.some((i) => i.startsWith("rules[2]"))).toBe(false);
   });
 
+  it("names a rule's review channel that is not configured, which would leave the review unseen", () => {
+    const rules = `
+rules:
+  - { name: a, decision: review, review: { channels: [slak] } }
+  - { name: b, decision: review, review: { channels: [] } }
+`;
+    expect(issuesOf(rules)).toContain(
+      'rules[0].review.channels[0]: no approval channel named "slak" is configured (configure channels.slack, or leave this list empty for the console and API only)',
+    );
+    const withSlack = issuesOf(`
+channels:
+  slack: { botToken: xoxb-test-token, signingSecret: test-signing-secret, channel: "#approvals" }
+${rules}
+  - { name: c, decision: review, review: { channels: [slack] } }
+`);
+    expect(withSlack).toEqual([
+      'rules[0].review.channels[0]: no approval channel named "slak" is configured (configured: slack)',
+    ]);
+  });
+
   it("resolves ${file:} relative to the config and $${ as a literal", () => {
     writeFileSync(join(dir, "token.txt"), "file-secret-value\n");
     writeFileSync(

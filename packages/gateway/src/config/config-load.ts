@@ -136,6 +136,21 @@ function crossFieldIssues(raw: unknown): ConfigIssue[] {
   duplicates("agents", "name", "agent");
   duplicates("reviewers", "email", "reviewer", (v) => v.toLowerCase());
   duplicates("rules", "name", "rule");
+  // Only approval channels (those that post the request for a decision) can be chosen per
+  // rule; webhooks hear about every request. A misspelt name would leave a review unseen.
+  const channels = (tree.channels ?? {}) as Record<string, unknown>;
+  const approvalChannels = channels.slack === undefined ? [] : ["slack"];
+  list("rules").forEach((rule, index) => {
+    const wanted = (rule?.review as { channels?: unknown } | undefined)?.channels;
+    if (!Array.isArray(wanted)) return;
+    wanted.forEach((name, at) => {
+      if (typeof name !== "string" || approvalChannels.includes(name)) return;
+      issues.push({
+        path: ["rules", index, "review", "channels", at],
+        message: `no approval channel named "${name}" is configured (${approvalChannels.length ? `configured: ${approvalChannels.join(", ")}` : "configure channels.slack, or leave this list empty for the console and API only"})`,
+      });
+    });
+  });
   list("rules").forEach((rule, index) => {
     if (
       rule?.review !== undefined &&
