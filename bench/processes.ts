@@ -1,5 +1,6 @@
 /** Starting and waiting for the processes a benchmark measures. */
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 
@@ -50,4 +51,19 @@ export async function waitFor(url: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`${url} did not come up`);
+}
+
+/**
+ * CPU time (user + system, all threads) a process has used so far, in ms; undefined where
+ * /proc is not there. Steadier than throughput on a shared VM: it counts the work, not the
+ * waiting for a core.
+ */
+export function cpuMs(pid: number | undefined): number | undefined {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are 12th and 13th.
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return undefined;
+  }
 }
