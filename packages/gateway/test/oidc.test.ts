@@ -341,6 +341,18 @@ rules:
       expect(neighbours.slice(0, 30)).toEqual(Array(30).fill(302));
       expect(neighbours.filter((status) => status === 429).length).toBeGreaterThan(5);
       expect((await login("2001:db8:1:3::1")).status).toBe(302);
+
+      // Many addresses together are limited too: a thousand at once, then fifty a second.
+      let everywhere: Response | undefined;
+      for (let i = 0; i < 5000 && !everywhere; i++) {
+        const answer = await login(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+        if (answer.status === 429) everywhere = answer;
+        else expect(answer.status).toBe(302);
+      }
+      expect(everywhere).toBeDefined();
+      const body = (await everywhere!.json()) as { error: { code: string; message: string } };
+      expect(body.error).toMatchObject({ code: "rate_limited" });
+      expect(body.error.message).toMatch(/from everywhere at once; try again in \d+ s/);
     } finally {
       await behind.close();
       removeDir(behind.dir);

@@ -29,8 +29,10 @@ export function authRoutes(
   const { route } = router;
   const secure = deps.publicUrl.startsWith("https:");
   // Each sign-in started is a row in the store until it completes or expires: anyone may
-  // start one, so each address gets a few at once and one a second after that.
+  // start one, so each address gets a few at once and one a second after that, and all of
+  // them together (many addresses are cheap to come by) a bounded number.
   const signIns = createRateLimiter({ burst: 30, perSecond: 1 });
+  const allSignIns = createRateLimiter({ burst: 1000, perSecond: 50 });
   const oidc = (): OidcService => {
     if (!deps.oidc) {
       throw new AirlockError(
@@ -52,12 +54,13 @@ export function authRoutes(
       responses: {
         302: "To the identity provider",
         404: "Sign-in is not configured",
-        429: "Too many sign-ins started from this address",
+        429: "Too many sign-ins started from this address, or from all together",
       },
     },
     async ({ query, request }): Promise<Reply> => {
       const provider = oidc();
-      const wait = signIns.take(clientKey(request.ip));
+      const own = signIns.take(clientKey(request.ip));
+      const wait = own ?? allSignIns.take("all");
       if (wait !== undefined) {
         return {
           status: 429,
@@ -65,7 +68,7 @@ export function authRoutes(
           body: {
             error: {
               code: "rate_limited",
-              message: `too many sign-ins started from this address; try again in ${wait} s`,
+              message: `too many sign-ins started ${own === undefined ? "from everywhere at once" : "from this address"}; try again in ${wait} s`,
             },
           },
         };
