@@ -146,6 +146,7 @@ export interface Store {
 
   /** Leases due outbox items to this process for `leaseMs`. */
   claimOutbox(now: number, leaseMs: number, limit: number): Promise<OutboxItem[]>;
+  /** A delivered item is deleted: only dead letters are kept. */
   completeOutbox(id: number): Promise<void>;
   /** Schedules another attempt, or with `dead` gives up and keeps the item for inspection. */
   failOutbox(id: number, error: string, retryAt: number | null): Promise<void>;

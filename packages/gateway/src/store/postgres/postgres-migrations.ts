@@ -177,4 +177,9 @@ export const postgresMigrations: Migration[] = [
       $$;
     `,
   },
+  {
+    version: 4,
+    name: "delivered outbox entries are deleted, not kept",
+    sql: "DELETE FROM outbox WHERE state = 'done';",
+  },
 ];

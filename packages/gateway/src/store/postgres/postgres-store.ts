@@ -428,11 +428,7 @@ export class PostgresStore implements Store {
   }
 
   async completeOutbox(id: number): Promise<void> {
-    await this.query(
-      "complete an outbox item",
-      "UPDATE outbox SET state = 'done', lease_until = NULL WHERE id = $1",
-      [id],
-    );
+    await this.query("complete an outbox item", "DELETE FROM outbox WHERE id = $1", [id]);
   }
 
   async failOutbox(id: number, error: string, retryAt: number | null): Promise<void> {

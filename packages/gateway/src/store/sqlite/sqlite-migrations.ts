@@ -134,4 +134,9 @@ export const sqliteMigrations: Migration[] = [
       CREATE INDEX replay_guard_expiry ON replay_guard (expires_at);
     `,
   },
+  {
+    version: 4,
+    name: "delivered outbox entries are deleted, not kept",
+    sql: "DELETE FROM outbox WHERE state = 'done';",
+  },
 ];

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { createChainVerifier } from "../../audit/audit-chain.js";
 import type { PolicyDecision } from "../../policy/policy-types.js";
@@ -176,5 +177,48 @@ describe("SQLite store: group commit", () => {
     }
     await expect(store.getRequest("req_any")).rejects.toThrow(/restart the gateway/);
     await expect(store.insertRequest(allowed(), [])).rejects.toThrow(/restart the gateway/);
+  });
+});
+
+describe("SQLite store: outbox", () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("deletes what was delivered and keeps dead letters, and clears what older versions kept", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-sqlite-"));
+    dirs.push(dir);
+    const path = join(dir, "airlock.db");
+    let store = openSqliteStore(path);
+    const change = allowed(1000);
+    const entry = (i: number) => ({
+      topic: "webhook:a",
+      requestId: change.request.id,
+      payload: { i },
+    });
+    await store.insertRequest(change, [entry(1), entry(2), entry(3)]);
+    const [delivered, dead, older] = await store.claimOutbox(2000, 60_000, 10);
+    await store.completeOutbox(delivered!.id);
+    await store.failOutbox(dead!.id, "gone", null);
+    await store.close();
+
+    const rows = (file: string) =>
+      new Database(file, { readonly: true })
+        .prepare("SELECT id, state FROM outbox ORDER BY id")
+        .all();
+    expect(rows(path)).toEqual([
+      { id: dead!.id, state: "dead" },
+      { id: older!.id, state: "pending" },
+    ]);
+
+    // A file written before version 4 kept delivered entries as 'done': the upgrade drops them.
+    const db = new Database(path);
+    db.prepare("UPDATE outbox SET state = 'done' WHERE id = ?").run(older!.id);
+    db.prepare("DELETE FROM schema_migrations WHERE version = 4").run();
+    db.close();
+    store = openSqliteStore(path);
+    await store.close();
+    expect(rows(path)).toEqual([{ id: dead!.id, state: "dead" }]);
   });
 });

@@ -319,9 +319,7 @@ export class SqliteStore implements Store {
         WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND available_at <= @now
         AND (lease_until IS NULL OR lease_until <= @now) ORDER BY id LIMIT @limit)
         RETURNING id, topic, request_id, payload, attempts, created_at`),
-      completeOutbox: db.prepare(
-        "UPDATE outbox SET state = 'done', lease_until = NULL WHERE id = ?",
-      ),
+      completeOutbox: db.prepare("DELETE FROM outbox WHERE id = ?"),
       retryOutbox: db.prepare(`UPDATE outbox SET available_at = ?, lease_until = NULL,
         last_error = ? WHERE id = ?`),
       deadOutbox: db.prepare(`UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = ?
