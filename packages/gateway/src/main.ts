@@ -5,9 +5,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { DestinationStream } from "pino";
 import type { Channel, ChannelView } from "./channels/channel.js";
-import { channelSecrets, configuredChannels } from "./channels/channel-registry.js";
+import {
+  approvalChannelNames,
+  channelSecrets,
+  configuredChannels,
+} from "./channels/channel-registry.js";
 import { createDispatcher } from "./channels/notification-dispatcher.js";
-import type { LoadedConfig } from "./config/config-load.js";
+import { ConfigError } from "./config/config-errors.js";
+import { type LoadedConfig, reviewChannelIssues } from "./config/config-load.js";
 import type { Connector } from "./connectors/connector.js";
 import { connectorType } from "./connectors/connector-registry.js";
 import { buildServer } from "./http/server.js";
@@ -50,6 +55,11 @@ export type Gateway = Awaited<ReturnType<typeof createGateway>>;
 export async function createGateway(loaded: LoadedConfig, options: GatewayOptions = {}) {
   const { config, policy } = loaded;
   const clock = options.clock ?? Date.now;
+  const channelIssues = reviewChannelIssues(config, [
+    ...approvalChannelNames(config),
+    ...(options.channels ?? []).filter((c) => c.follows !== "all").map((c) => c.name),
+  ]);
+  if (channelIssues.length > 0) throw new ConfigError(loaded.source, channelIssues);
 
   const connectors = new Map<string, Connector>();
   const bootLogger = options.logger ?? createLogger({ level: "fatal" });

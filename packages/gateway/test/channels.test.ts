@@ -18,7 +18,7 @@ import { startUpstream, type Upstream } from "./support/upstream.js";
 
 /** A channel that keeps what it is told, and fails while `down` is set. */
 class RecordingChannel implements Channel {
-  readonly name = "recorder";
+  constructor(readonly name = "recorder") {}
   readonly posts: ChannelNotice[] = [];
   readonly updates: { ref: string; notice: ChannelNotice }[] = [];
   attempts = 0;
@@ -111,6 +111,38 @@ describe("channels", () => {
     } finally {
       await gw.close();
     }
+  });
+
+  it("post only to the channels a rule names, and a name no channel has keeps the gateway from starting", async () => {
+    const named = testConfig(upstream.url).replace(
+      "review: { approvers: [finance], quorum: 2, expiresIn: 15m, risk: high }",
+      "review: { approvers: [finance], quorum: 2, expiresIn: 15m, risk: high, channels: [recorder] }",
+    );
+    expect(named).toContain("channels: [recorder]");
+    const chosen = new RecordingChannel("recorder");
+    const other = new RecordingChannel("other");
+    const gw = await startGateway(named, {
+      gateway: { channels: [chosen, other], delivery: fast },
+    });
+    dirs.push(gw.dir);
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+      await until(() => chosen.posts.length === 1);
+      await gw.gateway.dispatcher.idle();
+      expect(other.attempts).toBe(0);
+    } finally {
+      await gw.close();
+    }
+
+    // A misspelt name would leave every review of that rule unseen: refused with its path.
+    const misspelt = startGateway(named.replace("channels: [recorder]", "channels: [recoder]"), {
+      dir: gw.dir,
+      gateway: { channels: [chosen, other], delivery: fast },
+    });
+    await expect(misspelt).rejects.toThrow(
+      /rules\[\d+\]\.review\.channels\[0\]: no approval channel named "recoder" is configured \(configured: recorder, other\)/,
+    );
   });
 
   it("retries a failing channel, keeps the request reviewable meanwhile, and gives up after the last attempt", async () => {

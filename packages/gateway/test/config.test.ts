@@ -202,26 +202,6 @@ rules:
     expect(issues.some((i) => i.startsWith("rules[2]"))).toBe(false);
   });
 
-  it("names a rule's review channel that is not configured, which would leave the review unseen", () => {
-    const rules = `
-rules:
-  - { name: a, decision: review, review: { channels: [slak] } }
-  - { name: b, decision: review, review: { channels: [] } }
-`;
-    expect(issuesOf(rules)).toContain(
-      'rules[0].review.channels[0]: no approval channel named "slak" is configured (configure channels.slack, or leave this list empty for the console and API only)',
-    );
-    const withSlack = issuesOf(`
-channels:
-  slack: { botToken: xoxb-test-token, signingSecret: test-signing-secret, channel: "#approvals" }
-${rules}
-  - { name: c, decision: review, review: { channels: [slack] } }
-`);
-    expect(withSlack).toEqual([
-      'rules[0].review.channels[0]: no approval channel named "slak" is configured (configured: slack)',
-    ]);
-  });
-
   it("resolves ${file:} relative to the config and $${ as a literal", () => {
     writeFileSync(join(dir, "token.txt"), "file-secret-value\n");
     writeFileSync(
@@ -271,6 +251,28 @@ describe("airlock config check", () => {
     expect(bad.stdout).toContain("2 error(s)");
     expect(bad.stdout).toContain("agents[0].owner:");
     expect(bad.stdout).toContain('rules[0].when: rule "a": No such key: nme');
+    // A rule's review channel that is not configured would leave its reviews unseen.
+    const channels = join(dir, "channels.yaml");
+    const rules = `
+rules:
+  - { name: a, decision: review, review: { channels: [slak] } }
+  - { name: b, decision: review, review: { channels: [] } }
+`;
+    writeFileSync(channels, rules);
+    const unseen = await runCli(["config", "check", "--config", channels]);
+    expect(unseen.code).toBe(1);
+    expect(unseen.stdout).toContain(
+      'rules[0].review.channels[0]: no approval channel named "slak" is configured (configure channels.slack, or leave this list empty for the console and API only)',
+    );
+    writeFileSync(
+      channels,
+      `channels:\n  slack: { botToken: xoxb-test-token, signingSecret: test-signing-secret, channel: "#approvals" }\n${rules}  - { name: c, decision: review, review: { channels: [slack] } }\n`,
+    );
+    const withSlack = await runCli(["config", "check", "--config", channels]);
+    expect(withSlack.stdout).toContain("1 error(s)");
+    expect(withSlack.stdout).toContain(
+      'rules[0].review.channels[0]: no approval channel named "slak" is configured (configured: slack)',
+    );
     const missing = await runCli(["config", "check", "--config", join(dir, "nope.yaml")]);
     expect(missing.code).toBe(1);
     expect(missing.stdout).toContain("no such file");

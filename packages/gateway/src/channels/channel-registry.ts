@@ -29,6 +29,11 @@ export function configuredChannels(
   return channels;
 }
 
+/** The configured channels that post requests for a decision (`review.channels` names them). */
+export function approvalChannelNames(config: ParsedConfig): string[] {
+  return config.channels.slack ? ["slack"] : [];
+}
+
 /** Credentials in the channels' config, to be scrubbed wherever they might surface. */
 export function channelSecrets(config: ParsedConfig): string[] {
   const slack = config.channels.slack;

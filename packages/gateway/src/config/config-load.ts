@@ -136,21 +136,6 @@ function crossFieldIssues(raw: unknown): ConfigIssue[] {
   duplicates("agents", "name", "agent");
   duplicates("reviewers", "email", "reviewer", (v) => v.toLowerCase());
   duplicates("rules", "name", "rule");
-  // Only approval channels (those that post the request for a decision) can be chosen per
-  // rule; webhooks hear about every request. A misspelt name would leave a review unseen.
-  const channels = (tree.channels ?? {}) as Record<string, unknown>;
-  const approvalChannels = channels.slack === undefined ? [] : ["slack"];
-  list("rules").forEach((rule, index) => {
-    const wanted = (rule?.review as { channels?: unknown } | undefined)?.channels;
-    if (!Array.isArray(wanted)) return;
-    wanted.forEach((name, at) => {
-      if (typeof name !== "string" || approvalChannels.includes(name)) return;
-      issues.push({
-        path: ["rules", index, "review", "channels", at],
-        message: `no approval channel named "${name}" is configured (${approvalChannels.length ? `configured: ${approvalChannels.join(", ")}` : "configure channels.slack, or leave this list empty for the console and API only"})`,
-      });
-    });
-  });
   list("rules").forEach((rule, index) => {
     if (
       rule?.review !== undefined &&
@@ -243,4 +228,27 @@ function yamlPathAt(node: unknown, offset: number): (string | number)[] {
       return path;
     }
   }
+}
+
+/**
+ * A rule's `review.channels` names approval channels (those that post a request for a
+ * decision; webhooks hear about every request anyway): a misspelt name would leave its
+ * reviews unseen. Checked where the channels are known: `config check` against the
+ * configured ones, the gateway against those it was also given in code.
+ */
+export function reviewChannelIssues(
+  config: Pick<AirlockConfig, "rules">,
+  approvalChannels: readonly string[],
+): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  config.rules.forEach((rule, index) => {
+    rule.review?.channels?.forEach((name, at) => {
+      if (approvalChannels.includes(name)) return;
+      issues.push({
+        path: ["rules", index, "review", "channels", at],
+        message: `no approval channel named "${name}" is configured (${approvalChannels.length ? `configured: ${approvalChannels.join(", ")}` : "configure channels.slack, or leave this list empty for the console and API only"})`,
+      });
+    });
+  });
+  return issues;
 }

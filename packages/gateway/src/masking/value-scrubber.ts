@@ -77,7 +77,9 @@ export function createScrubber(
   // Most values hold none of the forms, and one native JSON.stringify shows that faster than a
   // walk. Sound because JSON escapes each character on its own, so text holding a form holds
   // its escaped form once encoded; surrogates are the exception (a lone one is escaped, one of
-  // a pair is not), so forms with any always take the walk.
+  // a pair is not), so forms with any always take the walk. It looks at what JSON would keep:
+  // the values scrubbed are JSON (results, error bodies) and leave as JSON, so a key holding
+  // undefined or a non-finite number, which JSON drops or writes as null, never leaves at all.
   const escapedForms = forms.some((form) => /[\ud800-\udfff]/.test(form))
     ? undefined
     : forms.map((form) => JSON.stringify(form).slice(1, -1));

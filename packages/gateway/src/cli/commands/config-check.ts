@@ -1,5 +1,6 @@
+import { approvalChannelNames } from "../../channels/channel-registry.js";
 import { ConfigError, formatIssue } from "../../config/config-errors.js";
-import { configPath, loadConfigFile } from "../../config/config-load.js";
+import { configPath, loadConfigFile, reviewChannelIssues } from "../../config/config-load.js";
 import { configOption, parse } from "../cli-support.js";
 
 const usage = `Usage: airlock config check [--config FILE]
@@ -11,6 +12,8 @@ export async function configCheck(args: string[]): Promise<number> {
   const path = configPath(values.config);
   try {
     const loaded = loadConfigFile(path);
+    const channelIssues = reviewChannelIssues(loaded.config, approvalChannelNames(loaded.config));
+    if (channelIssues.length > 0) throw new ConfigError(path, channelIssues);
     for (const warning of loaded.warnings)
       process.stdout.write(`warning: ${formatIssue(warning)}\n`);
     const { config } = loaded;

@@ -1,3 +1,4 @@
+import { pbkdf2 } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -153,7 +154,7 @@ describe("SQLite store: group commit", () => {
     const writes = changes.map((change) =>
       store.insertRequest(change, []).then(() => order.push("written")),
     );
-    // After one turn the group has committed; its sync is under way in the thread pool.
+    // After one turn the group has committed; its sync is under way on the sync thread.
     await new Promise((resolve) => setImmediate(resolve));
     const read = store.getRequest(changes[0]!.request.id).then((found) => {
       order.push("read");
@@ -164,10 +165,42 @@ describe("SQLite store: group commit", () => {
     expect(order.indexOf("read")).toBe(changes.length);
   });
 
-  it("refuses everything once a group's sync fails in the thread pool", async () => {
+  it("syncs a group on a thread of its own, not behind work filling libuv's thread pool", async () => {
     const { store } = open();
-    const walSync = (store as unknown as { walSync: { syncInPool(): Promise<void> } }).walSync;
-    walSync.syncInPool = () => Promise.reject(new Error("EIO: i/o error, fdatasync"));
+    // Four slow jobs (as slow DNS lookups would be) take all of libuv's pool threads.
+    let poolBusy = 4;
+    for (let i = 0; i < 4; i++) {
+      pbkdf2("password", "salt", 1_000_000, 32, "sha256", () => poolBusy--);
+    }
+    const changes = Array.from({ length: 8 }, () => allowed());
+    await Promise.all(changes.map((change) => store.insertRequest(change, [])));
+    expect((await store.getRequest(changes[7]!.request.id))?.status).toBe("executing");
+    expect(poolBusy).toBe(4);
+    await new Promise<void>((resolve) => {
+      const wait = () => (poolBusy === 0 ? resolve() : setTimeout(wait, 20));
+      wait();
+    });
+  });
+
+  it("refuses everything when the WAL cannot even be opened for a group's sync", async () => {
+    const { store } = open();
+    const walSync = store as unknown as { walSync: { open(): number } };
+    walSync.walSync.open = () => {
+      throw new Error("EMFILE: too many open files");
+    };
+    const results = await Promise.allSettled(
+      Array.from({ length: 6 }, () => store.insertRequest(allowed(), [])),
+    );
+    for (const result of results) {
+      expect((result as PromiseRejectedResult).reason?.message).toContain("restart the gateway");
+    }
+    await expect(store.getRequest("req_any")).rejects.toThrow(/restart the gateway/);
+  });
+
+  it("refuses everything once a group's sync fails on the sync thread", async () => {
+    const { store } = open();
+    const walSync = (store as unknown as { walSync: { syncOffLoop(): Promise<void> } }).walSync;
+    walSync.syncOffLoop = () => Promise.reject(new Error("EIO: i/o error, fdatasync"));
     const results = await Promise.allSettled(
       Array.from({ length: 6 }, () => store.insertRequest(allowed(), [])),
     );

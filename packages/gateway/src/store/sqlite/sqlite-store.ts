@@ -97,8 +97,8 @@ function unavailable(error: unknown, path?: string): AirlockError {
   });
 }
 
-/** A lone commit syncs on the event loop; from this many writes on, in the thread pool. */
-const SYNC_IN_POOL_FROM = 4;
+/** A lone commit syncs on the event loop; from this many writes on, on the sync thread. */
+const SYNC_OFF_LOOP_FROM = 4;
 const AUDIT_ROWS_PER_INSERT = 8;
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
@@ -135,6 +135,7 @@ export class SqliteStore implements Store {
   private tokenCacheCheckedAt = Number.NEGATIVE_INFINITY;
   private scheduled = false;
   private closed = false;
+  private closing: Promise<void> | undefined;
 
   constructor(
     private readonly db: Database.Database,
@@ -180,16 +181,19 @@ export class SqliteStore implements Store {
       // the group again with a savepoint per write, so the failure undoes only its own.
       outcomes = this.commitGroup(batch, false) ?? this.commitGroup(batch, true)!;
     } catch (error) {
-      if (this.db.open && this.db.inTransaction) this.stmt.rollback.run();
+      try {
+        if (this.db.open && this.db.inTransaction) this.stmt.rollback.run();
+      } catch {
+        // The connection is past rolling back; the error below is what callers hear.
+      }
       this.auditHead = undefined;
       const failure = unavailable(error);
       this.writeFailure = failure;
       for (const item of batch) item.reject(failure);
       return;
     }
-    if (this.walSync && !inline && batch.length >= SYNC_IN_POOL_FROM) {
-      const walSync = this.walSync;
-      this.syncing = walSync.syncInPool().then(
+    if (this.walSync && !inline && batch.length >= SYNC_OFF_LOOP_FROM) {
+      this.syncing = this.walSync.syncOffLoop().then(
         () => {
           this.syncing = undefined;
           this.settle(batch, outcomes);
@@ -227,9 +231,12 @@ export class SqliteStore implements Store {
       if (!savepoints) {
         try {
           outcomes.push({ ok: true, value: item.work() });
-        } catch {
-          this.stmt.rollback.run();
+        } catch (error) {
           this.auditHead = undefined;
+          // SQLite itself ends the transaction on some errors (a full disk): then that error
+          // is the group's, and the caller hears it rather than a failed ROLLBACK.
+          if (!this.db.inTransaction) throw error;
+          this.stmt.rollback.run();
           return undefined;
         }
         continue;
@@ -239,9 +246,10 @@ export class SqliteStore implements Store {
         outcomes.push({ ok: true, value: item.work() });
         this.stmt.release.run();
       } catch (error) {
+        this.auditHead = undefined;
+        if (!this.db.inTransaction) throw error;
         this.stmt.rollbackTo.run();
         this.stmt.release.run();
-        this.auditHead = undefined;
         outcomes.push({
           ok: false,
           error: error instanceof Database.SqliteError ? unavailable(error) : error,
@@ -766,16 +774,18 @@ export class SqliteStore implements Store {
     if (this.writeFailure) throw this.writeFailure;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    // Writes already queued still commit; nothing new is taken.
-    while (this.syncing) await this.syncing;
-    this.flush(true);
-    this.closed = true;
-    await this.checkpointer?.stop();
-    this.walSync?.close();
-    this.db.close();
-    this.listeners.clear();
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      // Writes already queued still commit; nothing new is taken.
+      while (this.syncing) await this.syncing;
+      this.flush(true);
+      this.closed = true;
+      await this.checkpointer?.stop();
+      await this.walSync?.close();
+      this.db.close();
+      this.listeners.clear();
+    })();
+    return this.closing;
   }
 
   private emit(change: RequestChange): void {
