@@ -17,7 +17,7 @@ import type { RequestChange } from "./api-types.js";
 
 export type LiveStatus = "connecting" | "live" | "reconnecting" | "offline";
 
-/** A change to one request, or null after a reconnect, when changes may have been missed. */
+/** A change to one request, or null once a stream opens, when changes may have been missed. */
 type Listener = (change: RequestChange | null) => void;
 
 interface LiveFeed {
@@ -67,7 +67,9 @@ export function LiveProvider({ children }: { children: ReactNode }) {
       source = stream;
       stream.addEventListener("open", () => {
         setStatus("live");
-        if (interrupted) emit(null);
+        // Pages fetched before the stream was open (on a first load too): what changed in
+        // between would be missed, so they fetch again now.
+        emit(null);
         interrupted = false;
       });
       stream.addEventListener("change", (event) => {
@@ -123,8 +125,8 @@ export function useLiveStatus(): LiveStatus {
 }
 
 /**
- * Calls `refresh` once, `delayMs` after the last change that `matches` (or after a
- * reconnect), so a burst of changes costs one refetch.
+ * Calls `refresh` once, `delayMs` after the last change that `matches` (or after a stream
+ * opens), so a burst of changes costs one refetch.
  */
 export function useLiveRefresh(
   matches: (change: RequestChange) => boolean,

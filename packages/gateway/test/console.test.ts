@@ -168,6 +168,28 @@ rules:
     }
   });
 
+  it("catches up on a request made while its live stream was still opening", async () => {
+    const carol = await signedIn("carol@example.com");
+    try {
+      // The stream opens late, as on a slow network: the inbox is fetched first, the request
+      // made, and only then does the stream open, too late to carry that change.
+      let opened = false;
+      await carol.page.context().route("**/v1/events", async (route) => {
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        opened = true;
+        await route.continue();
+      });
+      const listed = carol.page.waitForResponse((r) => r.url().includes("/v1/requests"));
+      await carol.page.reload();
+      await listed;
+      const id = await submit();
+      expect(opened).toBe(false);
+      await carol.page.locator(`a[href="/requests/${id}"]`).waitFor({ timeout: 10_000 });
+    } finally {
+      await carol.close();
+    }
+  });
+
   it("shows no Approve button to someone outside the approver group, and the API refuses them", async () => {
     const id = await submit();
     const erin = await signedIn("erin@example.com", { width: 390, height: 844 }, `/requests/${id}`);
