@@ -47,6 +47,18 @@ function allowed(now = Date.now()): Change {
 
 const finished = { ok: true, summary: "200 OK", result: null, resultDigest: null };
 
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A database file in a directory of its own, removed after the test. */
+function tempDb(): string {
+  const dir = mkdtempSync(join(tmpdir(), "airlock-sqlite-"));
+  dirs.push(dir);
+  return join(dir, "airlock.db");
+}
+
 async function verifyChain(store: Store) {
   const verifier = createChainVerifier();
   for await (const event of store.auditEvents()) verifier.add(event);
@@ -54,15 +66,8 @@ async function verifyChain(store: Store) {
 }
 
 describe("SQLite store: replay guard", () => {
-  const dirs: string[] = [];
-  afterEach(() => {
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-  });
-
   it("claims a key once until it expires, and remembers it across a reopen", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "airlock-sqlite-"));
-    dirs.push(dir);
-    const path = join(dir, "airlock.db");
+    const path = tempDb();
     const T0 = 1_800_000_000_000;
     let store = openSqliteStore(path);
     expect(await store.claimOnce("slack:v0=abc", T0 + 1000, T0)).toBe(true);
@@ -81,22 +86,14 @@ describe("SQLite store: replay guard", () => {
 });
 
 describe("SQLite store: group commit", () => {
-  const dirs: string[] = [];
   const stores: Store[] = [];
   afterEach(async () => {
     for (const store of stores.splice(0)) await store.close();
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
-  const open = (path?: string): { store: SqliteStore; path: string } => {
-    let file = path;
-    if (!file) {
-      const dir = mkdtempSync(join(tmpdir(), "airlock-sqlite-"));
-      dirs.push(dir);
-      file = join(dir, "airlock.db");
-    }
-    const store = openSqliteStore(file);
+  const open = (path = tempDb()): { store: SqliteStore; path: string } => {
+    const store = openSqliteStore(path);
     stores.push(store);
-    return { store, path: file };
+    return { store, path };
   };
 
   it("fails only the write that fails in a group, and keeps the chain whole", async () => {
@@ -214,15 +211,8 @@ describe("SQLite store: group commit", () => {
 });
 
 describe("SQLite store: outbox", () => {
-  const dirs: string[] = [];
-  afterEach(() => {
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-  });
-
   it("deletes what was delivered and keeps dead letters, and clears what older versions kept", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "airlock-sqlite-"));
-    dirs.push(dir);
-    const path = join(dir, "airlock.db");
+    const path = tempDb();
     let store = openSqliteStore(path);
     const change = allowed(1000);
     const entry = (i: number) => ({
