@@ -15,11 +15,22 @@ export interface RecordedHead {
   hash: string;
 }
 
-/** Walks the whole chain and returns the first problem, with the count and the head. */
-export async function verifyAudit(store: Store): Promise<VerifyReport> {
+/** How often a long walk of the chain reports how far it got. */
+export const PROGRESS_EVERY = 10_000;
+
+/**
+ * Walks the whole chain and returns the first problem, with the count and the head.
+ * `progress` hears the count every PROGRESS_EVERY events (a long chain takes minutes).
+ */
+export async function verifyAudit(
+  store: Store,
+  progress?: (events: number) => void,
+): Promise<VerifyReport> {
   const verifier = createChainVerifier();
+  let count = 0;
   for await (const event of store.auditEvents()) {
     if (verifier.add(event)) break;
+    if (++count % PROGRESS_EVERY === 0) progress?.(count);
   }
   const result = verifier.finish();
   return { ok: !result.problem, ...result };
@@ -97,14 +108,17 @@ export function eventToCsv(event: AuditEvent): string {
     .join(",");
 }
 
-/** Streams the chain as JSON lines or CSV, one event per line. */
+/** Streams the chain as JSON lines or CSV, one event per line; `progress` as for verifying. */
 export async function* exportAudit(
   store: Store,
   format: "jsonl" | "csv",
   since?: number,
+  progress?: (events: number) => void,
 ): AsyncIterable<string> {
   if (format === "csv") yield `${csvColumns.join(",")}\n`;
+  let count = 0;
   for await (const event of store.auditEvents(since === undefined ? {} : { since })) {
     yield format === "csv" ? `${eventToCsv(event)}\n` : `${JSON.stringify(event)}\n`;
+    if (++count % PROGRESS_EVERY === 0) progress?.(count);
   }
 }

@@ -14,6 +14,7 @@ const usage = `Usage:
   airlock audit export --format jsonl|csv [--since TIME] [--output FILE]
 
 Options: --config FILE. verify exits 1 and names the first bad event when the chain is broken.
+On a long chain, both say how far they got on stderr every few seconds.
 verify prints the chain's head; record it elsewhere, and pass it later as --expect-head to
 show that no event up to it was cut off or rewritten since.`;
 
@@ -39,11 +40,22 @@ export async function audit(args: string[]): Promise<number> {
       2,
     );
   }
+  // A long chain takes minutes: a line on stderr every few seconds says how far it got.
+  const started = performance.now();
+  let said = started;
+  const progress = (verb: string) => (events: number) => {
+    const now = performance.now();
+    if (now - said < 2000) return;
+    said = now;
+    process.stderr.write(
+      `${verb} ${events.toLocaleString("en-US")} events so far (${Math.round((now - started) / 1000)} s)\n`,
+    );
+  };
   const loaded = loadConfigOrExit(values.config);
   const store = await openStore(loaded.config.storage, loaded.baseDir);
   try {
     if (sub === "verify") {
-      const walked = await verifyAudit(store);
+      const walked = await verifyAudit(store, progress("verified"));
       const report = expect ? await checkRecordedHead(store, walked, expect) : walked;
       const problem = report.problem;
       if (problem) {
@@ -72,7 +84,7 @@ export async function audit(args: string[]): Promise<number> {
         throw new CliError("--since must be an ISO 8601 date or time, like 2026-11-01", 2);
     }
     const out = values.output ? createWriteStream(values.output) : process.stdout;
-    for await (const line of exportAudit(store, format, since)) {
+    for await (const line of exportAudit(store, format, since, progress("exported"))) {
       if (!out.write(line)) await once(out, "drain");
     }
     if (values.output) {
