@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { canonicalJson, sha256Hex } from "../common/canonical-json.js";
 import {
   type AuditEvent,
   type ChainProblem,
@@ -31,6 +32,23 @@ const verify = (events: readonly AuditEvent[]): ChainProblem | undefined => {
 };
 
 describe("chainEvents", () => {
+  it("hashes an event's whole canonical form, the same as every chain already stored", () => {
+    const event = {
+      ts: "2030-01-01T00:00:01.000Z",
+      type: "test.event1",
+      requestId: "req_1",
+      actor: { type: "system" as const, id: "airlock" },
+      data: { n: 1, note: "event 1", 'ü"q': ["x", null, true, 1.5] },
+    };
+    const [chained] = chainEvents({ seq: 41, hash: "ab".repeat(32) }, [event]);
+    expect(chained).toMatchObject({ ...event, seq: 42, prevHash: "ab".repeat(32) });
+    expect(chained!.hash).toBe(
+      sha256Hex(canonicalJson({ ...event, seq: 42, prevHash: "ab".repeat(32) })),
+    );
+    // Pinned: a change to the encoding would leave every chain written before unverifiable.
+    expect(chained!.hash).toBe("ec2d42a030c6cf507ba9c07c67287f1b1a25fb2e3b6b8a5abd02af80ea0a3537");
+  });
+
   it("links the first event to GENESIS_HASH and numbers from 1", () => {
     const [first] = chain(1);
     expect(first?.seq).toBe(1);

@@ -55,12 +55,22 @@ export function chainEvents(
 ): (AuditEvent & { dataJson: string })[] {
   let seq = head?.seq ?? 0;
   let prevHash = head?.hash ?? GENESIS_HASH;
+  // Built field by field rather than spread: this runs for every event of every change.
   return events.map((event) => {
-    const unhashed = { ...event, seq: ++seq, prevHash };
-    const dataJson = canonicalJson(event.data);
-    const hash = hashWithData(unhashed, dataJson);
-    prevHash = hash;
-    return { ...unhashed, hash, dataJson };
+    const chained = {
+      seq: ++seq,
+      ts: event.ts,
+      type: event.type,
+      requestId: event.requestId,
+      actor: event.actor,
+      data: event.data,
+      prevHash,
+      hash: "",
+      dataJson: canonicalJson(event.data),
+    };
+    chained.hash = hashWithData(chained, chained.dataJson);
+    prevHash = chained.hash;
+    return chained;
   });
 }
 
