@@ -75,7 +75,7 @@ const intFacts = new Map(
   ]),
 );
 
-/** The connector's facts as CEL reads them: declared ints as BigInts. */
+/** The connector's facts as CEL reads them (declared ints as BigInts), in a new object. */
 export function celFacts(facts: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [namespace, value] of Object.entries(facts)) {

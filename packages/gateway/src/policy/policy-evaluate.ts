@@ -3,13 +3,12 @@ import { celFacts, type Policy } from "./policy-compile.js";
 import type { PolicyDecision, PolicyInput } from "./policy-types.js";
 
 export function evaluatePolicy(policy: Policy, input: PolicyInput): PolicyDecision {
-  const context: Record<string, unknown> = {
-    ...celFacts(input.facts),
-    action: input.action,
-    agent: input.agent,
-    now: input.now,
-    risk: { hint: input.risk.level, reason: input.risk.reason },
-  };
+  // celFacts gives a fresh object: filled in place rather than spread (this runs per action).
+  const context = celFacts(input.facts);
+  context.action = input.action;
+  context.agent = input.agent;
+  context.now = input.now;
+  context.risk = { hint: input.risk.level, reason: input.risk.reason };
   for (const rule of policy.rules) {
     let matched: unknown = true;
     if (rule.when !== undefined) {
