@@ -26,26 +26,30 @@ export function hashEvent(event: UnhashedEvent): string {
 }
 
 /**
- * An event's canonical form around the two fields that depend on its place in the chain:
- * `before + prevHash + after + seq + rest`. The keys of an event are fixed, so the form is
- * assembled in their sorted order around the data, which is encoded once and stored as is.
- * A store that chains inside the database (PostgreSQL) hashes the same three parts there.
+ * An event's canonical form, but for its data and the two fields that depend on its place in
+ * the chain, is `{"actor":ACTOR,"data":DATA,"prevHash":"PREV` + `after` + SEQ + `rest`: the
+ * keys of an event are fixed, so the form is assembled in their sorted order around the data,
+ * which is encoded once and stored as is. A store that chains inside the database
+ * (PostgreSQL, migration 3's `airlock_append_audit`) assembles and hashes it the same way.
  */
-export function hashParts(
-  event: Omit<UnhashedEvent, "seq" | "prevHash" | "data">,
-  dataJson: string,
-): { before: string; after: string; rest: string } {
+export function hashParts(event: Omit<UnhashedEvent, "seq" | "prevHash" | "data">): {
+  actor: string;
+  after: string;
+  rest: string;
+} {
   return {
-    before: `{"actor":${canonicalJson(event.actor)},"data":${dataJson},"prevHash":"`,
+    actor: canonicalJson(event.actor),
     after: `","requestId":${JSON.stringify(event.requestId)},"seq":`,
     rest: `,"ts":${JSON.stringify(event.ts)},"type":${JSON.stringify(event.type)}}`,
   };
 }
 
 function hashWithData(event: UnhashedEvent, dataJson: string): string {
-  const { before, after, rest } = hashParts(event, dataJson);
+  const { actor, after, rest } = hashParts(event);
   // prevHash is hex and seq a whole number: neither needs escaping in JSON.
-  return sha256Hex(`${before}${event.prevHash}${after}${event.seq}${rest}`);
+  return sha256Hex(
+    `{"actor":${actor},"data":${dataJson},"prevHash":"${event.prevHash}${after}${event.seq}${rest}`,
+  );
 }
 
 /** Chains new events after the head (the last stored event, or none). */

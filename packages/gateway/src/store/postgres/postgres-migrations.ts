@@ -136,8 +136,8 @@ export const postgresMigrations: Migration[] = [
     name: "inbound messages already accepted (replay guard); audit appends chained in the database",
     // The chain is extended inside the database so that its lock is held for no round trip:
     // the append and COMMIT travel in one message (postgres-sql.ts, withAuditedTransaction).
-    // The function hashes the parts the gateway encoded (audit-chain.ts's hashParts, the first
-    // rebuilt around the stored data), exactly as the gateway would. Each statement of a
+    // The function hashes the parts the gateway encoded (audit-chain.ts's hashParts),
+    // assembled around the data it stores, exactly as the gateway would. Each statement of a
     // volatile function takes a fresh snapshot, so the head read after the lock is granted
     // includes the previous holder's commit.
     sql: `

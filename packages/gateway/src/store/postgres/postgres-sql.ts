@@ -141,18 +141,20 @@ function commitMessage(lock: string, done: Appended<unknown>): string {
     for (const event of done.events) {
       const ts = new Date(event.at).toISOString();
       const data = canonicalJson(event.data);
-      const parts = hashParts(
-        { ts, type: event.type, requestId: event.requestId, actor: event.actor },
-        data,
-      );
+      const parts = hashParts({
+        ts,
+        type: event.type,
+        requestId: event.requestId,
+        actor: event.actor,
+      });
       columns.ts.push(ts);
       columns.type.push(event.type);
       columns.requestId.push(event.requestId);
       columns.actorType.push(event.actor.type);
       columns.actorId.push(event.actor.id);
       columns.data.push(data);
-      // The function rebuilds `before` around the data it stores, so the data travels once.
-      columns.actor.push(canonicalJson(event.actor));
+      // The function assembles the form around the data it stores, so the data travels once.
+      columns.actor.push(parts.actor);
       columns.after.push(parts.after);
       columns.rest.push(parts.rest);
     }
