@@ -228,26 +228,19 @@ export class SqliteStore implements Store {
       this.auditHead = undefined;
     }
     for (const item of batch) {
-      if (!savepoints) {
-        try {
-          outcomes.push({ ok: true, value: item.work() });
-        } catch (error) {
-          this.auditHead = undefined;
-          // SQLite itself ends the transaction on some errors (a full disk): then that error
-          // is the group's, and the caller hears it rather than a failed ROLLBACK.
-          if (!this.db.inTransaction) throw error;
+      if (savepoints) this.stmt.savepoint.run();
+      try {
+        outcomes.push({ ok: true, value: item.work() });
+        if (savepoints) this.stmt.release.run();
+      } catch (error) {
+        this.auditHead = undefined;
+        // SQLite itself ends the transaction on some errors (a full disk): then that error
+        // is the group's, and the caller hears it rather than a failed ROLLBACK.
+        if (!this.db.inTransaction) throw error;
+        if (!savepoints) {
           this.stmt.rollback.run();
           return undefined;
         }
-        continue;
-      }
-      this.stmt.savepoint.run();
-      try {
-        outcomes.push({ ok: true, value: item.work() });
-        this.stmt.release.run();
-      } catch (error) {
-        this.auditHead = undefined;
-        if (!this.db.inTransaction) throw error;
         this.stmt.rollbackTo.run();
         this.stmt.release.run();
         outcomes.push({
