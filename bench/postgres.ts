@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import pg from "pg";
 import { type Call, type LoadResult, load } from "./load.js";
-import { airlock, cpuMs, freePort, startProcess, waitFor } from "./processes.js";
+import { airlock, cpuPerRequest, freePort, startProcess, waitFor } from "./processes.js";
 
 export const postgresServer =
   process.env.AIRLOCK_BENCH_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -114,18 +114,17 @@ rules:
     };
 
     b.write("PostgreSQL storage: 64 concurrent callers, audited allow decisions\n");
-    const cpuBefore = cpuMs(children[0]!.pid);
+    const gatewayCpu = cpuPerRequest(children[0]!.pid);
     const one = await load(origin(0), allowed, {
       concurrency: 64,
       seconds: b.seconds,
       warmup: b.warmup,
     });
-    const cpuAfter = cpuMs(children[0]!.pid);
+    const cpu = gatewayCpu(one, b.warmup);
     b.write(`  ${b.row("one gateway", one)}\n`);
-    if (cpuBefore !== undefined && cpuAfter !== undefined) {
-      const decisions = one.requests + one.perSecond * b.warmup;
+    if (cpu !== undefined) {
       b.write(
-        `    gateway CPU per decision: ${(((cpuAfter - cpuBefore) * 1000) / decisions).toFixed(0)} µs (the database's own not counted)\n`,
+        `    gateway CPU per decision: ${cpu.toFixed(0)} µs (the database's own not counted)\n`,
       );
     }
     const [a, c] = await Promise.all(

@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import type { LoadResult } from "./load.js";
 
 export const airlock = fileURLToPath(
   new URL("../../packages/gateway/dist/cli/airlock.js", import.meta.url),
@@ -58,7 +59,7 @@ export async function waitFor(url: string): Promise<void> {
  * /proc is not there. Steadier than throughput on a shared VM: it counts the work, not the
  * waiting for a core.
  */
-export function cpuMs(pid: number | undefined): number | undefined {
+function cpuMs(pid: number | undefined): number | undefined {
   try {
     // Fields after the command name (which may hold spaces): utime and stime are 12th and 13th.
     const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
@@ -66,4 +67,20 @@ export function cpuMs(pid: number | undefined): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Starts counting a process's CPU time; the function returned divides what it used since
+ * among a load run's requests, in µs each (undefined where /proc is not there).
+ */
+export function cpuPerRequest(
+  pid: number | undefined,
+): (run: LoadResult, warmup: number) => number | undefined {
+  const before = cpuMs(pid);
+  return (run, warmup) => {
+    const after = cpuMs(pid);
+    if (before === undefined || after === undefined) return undefined;
+    // The warm-up's requests ran at the measured rate, and are in the CPU figure too.
+    return ((after - before) * 1000) / (run.requests + run.perSecond * warmup);
+  };
 }
