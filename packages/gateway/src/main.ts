@@ -4,7 +4,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { DestinationStream } from "pino";
-import type { Channel, ChannelView } from "./channels/channel.js";
+import { type Channel, type ChannelView, isApprovalChannel } from "./channels/channel.js";
 import {
   approvalChannelNames,
   channelSecrets,
@@ -57,7 +57,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   const clock = options.clock ?? Date.now;
   const channelIssues = reviewChannelIssues(config, [
     ...approvalChannelNames(config),
-    ...(options.channels ?? []).filter((c) => c.follows !== "all").map((c) => c.name),
+    ...(options.channels ?? []).filter(isApprovalChannel).map((c) => c.name),
   ]);
   if (channelIssues.length > 0) throw new ConfigError(loaded.source, channelIssues);
 

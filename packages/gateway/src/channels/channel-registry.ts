@@ -3,7 +3,7 @@ import type { ParsedConfig } from "../config/config-schema.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
 import type { Channel } from "./channel.js";
-import { createSlackChannel } from "./slack/slack-channel.js";
+import { createSlackChannel, SLACK_CHANNEL } from "./slack/slack-channel.js";
 import type { ClaimOnce } from "./slack/slack-signature.js";
 import { createWebhookChannel } from "./webhook/webhook-channel.js";
 
@@ -31,7 +31,7 @@ export function configuredChannels(
 
 /** The configured channels that post requests for a decision (`review.channels` names them). */
 export function approvalChannelNames(config: ParsedConfig): string[] {
-  return config.channels.slack ? ["slack"] : [];
+  return config.channels.slack ? [SLACK_CHANNEL] : [];
 }
 
 /** Credentials in the channels' config, to be scrubbed wherever they might surface. */

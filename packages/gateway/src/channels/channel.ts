@@ -59,3 +59,8 @@ export interface Channel {
   routes?(app: FastifyInstance, decide: DecisionSink): void;
   close?(): Promise<void>;
 }
+
+/** A channel that posts requests for a decision (the ones a rule's `review.channels` names). */
+export function isApprovalChannel(channel: Pick<Channel, "follows">): boolean {
+  return channel.follows !== "all";
+}

@@ -7,7 +7,13 @@ import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { ActionRequest, Change } from "../requests/request-types.js";
 import type { OutboxEntry, OutboxItem, Store } from "../store/store.js";
-import type { Channel, ChannelNotice, ChannelView, StateEvent } from "./channel.js";
+import {
+  type Channel,
+  type ChannelNotice,
+  type ChannelView,
+  isApprovalChannel,
+  type StateEvent,
+} from "./channel.js";
 
 const TOPIC_PREFIX = "channel:";
 const LEASE_MS = 60_000;
@@ -49,8 +55,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
 
-  const approvalChannels = channels.filter((c) => c.follows !== "all");
-  const followers = channels.filter((c) => c.follows === "all");
+  const approvalChannels = channels.filter(isApprovalChannel);
+  const followers = channels.filter((c) => !isApprovalChannel(c));
 
   const plan = (change: Change): OutboxEntry[] => {
     if (channels.length === 0) return [];

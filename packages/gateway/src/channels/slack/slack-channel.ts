@@ -69,6 +69,9 @@ type Interaction =
     }
   | { kind: "ignore" };
 
+/** The Slack channel's name, as a rule's `review.channels` names it. */
+export const SLACK_CHANNEL = "slack";
+
 export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channel {
   const clock = deps.clock ?? Date.now;
   const logger = deps.logger;
@@ -401,7 +404,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     });
   };
 
-  return { name: "slack", post, update, schedule, routes };
+  return { name: SLACK_CHANNEL, post, update, schedule, routes };
 }
 
 const signatureMessage: Record<SignatureProblem, string> = {
