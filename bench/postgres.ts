@@ -21,6 +21,8 @@ export interface PostgresBench {
   credential: string;
   seconds: number;
   warmup: number;
+  /** Seconds of unmeasured load that warm each gateway up first. */
+  gatewayWarmup: number;
   /** The SQLite figure from the same run, for the ratio. */
   sqlite: LoadResult;
   write: (line: string) => void;
@@ -114,6 +116,11 @@ rules:
     };
 
     b.write("PostgreSQL storage: 64 concurrent callers, audited allow decisions\n");
+    await Promise.all(
+      [0, 1].map((i) =>
+        load(origin(i), allowed, { concurrency: 32, seconds: b.gatewayWarmup, warmup: 0 }),
+      ),
+    );
     const gatewayCpu = cpuPerRequest(children[0]!.pid);
     const one = await load(origin(0), allowed, {
       concurrency: 64,

@@ -1,0 +1,78 @@
+/**
+ * The gateway the SQLite benchmarks measure: a fresh SQLite file, one agent, and one rule that
+ * allows reads of the demo billing API, whose credential only the gateway holds.
+ */
+import { type ChildProcess, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Call } from "./load.js";
+import { airlock as builtAirlock, freePort, startProcess, waitFor } from "./processes.js";
+
+export interface BenchGateway {
+  dir: string;
+  port: number;
+  child: ChildProcess;
+  /** An allowed action: an audited allow decision, durable before the upstream call. */
+  allowed: Call;
+  /** Runs an `airlock` command against this gateway's config; returns its stdout. */
+  cli: (args: string[]) => string;
+}
+
+export async function startSqliteGateway(options: {
+  upstreamPort: number;
+  credential: string;
+  /** The CLI of the build to run; this checkout's by default. */
+  airlock?: string;
+}): Promise<BenchGateway> {
+  const airlock = options.airlock ?? builtAirlock;
+  const dir = mkdtempSync(join(tmpdir(), "airlock-bench-"));
+  const port = await freePort();
+  const config = join(dir, "airlock.yaml");
+  writeFileSync(
+    config,
+    `server: { port: ${port}, publicUrl: "http://127.0.0.1:${port}" }
+storage: sqlite:./airlock.db
+agents: [{ name: bench-bot, owner: owner@example.com }]
+reviewers: [{ email: reviewer@example.com, groups: [ops] }]
+connections:
+  billing-api:
+    type: http
+    baseUrl: http://127.0.0.1:${options.upstreamPort}
+    headers: { authorization: "Bearer \${env:BILLING_API_TOKEN}" }
+rules:
+  - name: reads pass
+    when: action.connection == "billing-api" && http.method == "GET"
+    decision: allow
+  - name: nothing else
+    decision: deny
+`,
+  );
+  const env = { BILLING_API_TOKEN: options.credential, AIRLOCK_LOG_LEVEL: "warn" };
+  const cli = (args: string[]) =>
+    execFileSync(process.execPath, [airlock, ...args, "--config", config], {
+      env: { ...process.env, ...env },
+      // Piped, so that a failing command's own words are in the error it throws.
+      stdio: ["ignore", "pipe", "pipe"],
+    }).toString();
+  const token = cli(["token", "create", "--agent", "bench-bot"]).trim();
+  const child = await startProcess([airlock, "serve", "--config", config], env);
+  await waitFor(`http://127.0.0.1:${port}/readyz`);
+  return {
+    dir,
+    port,
+    child,
+    cli,
+    allowed: {
+      path: "/v1/actions",
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        connection: "billing-api",
+        operation: "request",
+        input: { method: "GET", path: "/invoices" },
+      }),
+      ok: (status, body) => status === 200 && body.includes('"succeeded"'),
+    },
+  };
+}
