@@ -9,9 +9,9 @@
 import { existsSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { startDemoUpstream } from "@airlock/gateway";
+import { type BenchGateway, startSqliteGateway } from "./gateway.js";
 import { load } from "./load.js";
 import { cpuPerRequest, freePort } from "./processes.js";
-import { type BenchGateway, startSqliteGateway } from "./sqlite-gateway.js";
 
 const checkouts = process.argv.slice(2).map((dir) => resolve(dir));
 const cli = (dir: string) => join(dir, "packages/gateway/dist/cli/airlock.js");
@@ -23,11 +23,16 @@ if (checkouts.length !== 2 || !checkouts.every((dir) => existsSync(cli(dir)))) {
   );
   process.exit(2);
 }
-const rounds = Number(process.env.BENCH_ROUNDS ?? 8);
+// Fewer rounds than this leave a median that one drifting pair can decide.
+const rounds = Math.max(4, Number(process.env.BENCH_ROUNDS ?? 8));
 const seconds = Number(process.env.BENCH_SECONDS ?? 3);
 const concurrency = 64;
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
 const credential = `compare_${Date.now()}_credential`;
 const upstreamPort = await freePort();
 const upstream = await startDemoUpstream({ port: upstreamPort, token: credential });

@@ -9,7 +9,8 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import pg from "pg";
-import { type Call, type LoadResult, load } from "./load.js";
+import { allowedAction } from "./gateway.js";
+import { type LoadResult, load } from "./load.js";
 import { airlock, cpuPerRequest, freePort, startProcess, waitFor } from "./processes.js";
 
 export const postgresServer =
@@ -103,17 +104,7 @@ rules:
       await waitFor(`http://127.0.0.1:${ports[i]}/readyz`);
     }
     const origin = (i: number) => `http://127.0.0.1:${ports[i]}`;
-    const allowed: Call = {
-      path: "/v1/actions",
-      method: "POST",
-      headers: { authorization: `Bearer ${agent}`, "content-type": "application/json" },
-      body: JSON.stringify({
-        connection: "billing-api",
-        operation: "request",
-        input: { method: "GET", path: "/invoices" },
-      }),
-      ok: (status, body) => status === 200 && body.includes('"succeeded"'),
-    };
+    const allowed = allowedAction(agent);
 
     b.write("PostgreSQL storage: 64 concurrent callers, audited allow decisions\n");
     await Promise.all(

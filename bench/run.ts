@@ -7,11 +7,11 @@
 import type { ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
 import { startDemoUpstream } from "@airlock/gateway";
+import { startSqliteGateway } from "./gateway.js";
 import { type LoadResult, load, paced } from "./load.js";
 import { benchPostgres, postgresServer } from "./postgres.js";
 import { cpuPerRequest, freePort } from "./processes.js";
 import { benchSqlAnalysis } from "./sql-analysis.js";
-import { startSqliteGateway } from "./sqlite-gateway.js";
 import { benchStore } from "./store.js";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 6);

@@ -1,6 +1,7 @@
 /**
- * The gateway the SQLite benchmarks measure: a fresh SQLite file, one agent, and one rule that
- * allows reads of the demo billing API, whose credential only the gateway holds.
+ * The gateway the benchmarks measure and the action they send it: a fresh SQLite file, one
+ * agent, and one rule that allows reads of the demo billing API, whose credential only the
+ * gateway holds.
  */
 import { type ChildProcess, execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -13,10 +14,25 @@ export interface BenchGateway {
   dir: string;
   port: number;
   child: ChildProcess;
-  /** An allowed action: an audited allow decision, durable before the upstream call. */
+  /** The allowed action, with this gateway's agent token. */
   allowed: Call;
   /** Runs an `airlock` command against this gateway's config; returns its stdout. */
   cli: (args: string[]) => string;
+}
+
+/** An allowed action: an audited allow decision, durable before the upstream call. */
+export function allowedAction(agentToken: string): Call {
+  return {
+    path: "/v1/actions",
+    method: "POST",
+    headers: { authorization: `Bearer ${agentToken}`, "content-type": "application/json" },
+    body: JSON.stringify({
+      connection: "billing-api",
+      operation: "request",
+      input: { method: "GET", path: "/invoices" },
+    }),
+    ok: (status, body) => status === 200 && body.includes('"succeeded"'),
+  };
 }
 
 export async function startSqliteGateway(options: {
@@ -63,16 +79,6 @@ rules:
     port,
     child,
     cli,
-    allowed: {
-      path: "/v1/actions",
-      method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify({
-        connection: "billing-api",
-        operation: "request",
-        input: { method: "GET", path: "/invoices" },
-      }),
-      ok: (status, body) => status === 200 && body.includes('"succeeded"'),
-    },
+    allowed: allowedAction(token),
   };
 }
