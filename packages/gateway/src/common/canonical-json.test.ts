@@ -17,6 +17,30 @@ describe("canonicalJson", () => {
     expect(canonicalJson(value)).toBe('{"Z":5,"z":4,"é":3,"\u{1f600}":2,"\uff46":1}');
   });
 
+  it("orders the keys of objects of every size exactly as sort() does", () => {
+    // Small objects are sorted by insertion, large ones by sort(): both must agree.
+    const alphabet = ["a", "B", "b", "é", "\u{1f600}", "\uff46", "0", "_", "aa", ""];
+    let seed = 7;
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed;
+    };
+    for (let size = 0; size <= 40; size++) {
+      for (let trial = 0; trial < 20; trial++) {
+        const keys = new Set<string>();
+        while (keys.size < size) {
+          keys.add(Array.from({ length: 1 + (next() % 3) }, () => alphabet[next() % 10]).join(""));
+        }
+        const value = Object.fromEntries([...keys].map((key, i) => [key, i]));
+        const expected = `{${[...keys]
+          .sort()
+          .map((key) => `${JSON.stringify(key)}:${value[key]}`)
+          .join(",")}}`;
+        expect(canonicalJson(value)).toBe(expected);
+      }
+    }
+  });
+
   it("writes no whitespace", () => {
     expect(canonicalJson({ a: [1, 2, { b: "c d" }], e: {} })).toBe(
       '{"a":[1,2,{"b":"c d"}],"e":{}}',

@@ -34,7 +34,7 @@ function encode(value: unknown): string {
         return `${out}]`;
       }
       const record = value as Record<string, unknown>;
-      const keys = Object.keys(record).sort();
+      const keys = sortedKeys(record);
       let out = "{";
       let first = true;
       for (const key of keys) {
@@ -49,6 +49,23 @@ function encode(value: unknown): string {
     default:
       throw new TypeError(`canonical JSON cannot encode a ${typeof value}`);
   }
+}
+
+/**
+ * An object's keys by UTF-16 code units, as `sort()` orders them. Small objects (nearly all)
+ * are sorted in place by insertion: `sort()` allocates a work array on every call, and this
+ * runs for every object of every action, several times.
+ */
+function sortedKeys(record: object): string[] {
+  const keys = Object.keys(record);
+  if (keys.length > 16) return keys.sort();
+  for (let i = 1; i < keys.length; i++) {
+    const key = keys[i]!;
+    let j = i - 1;
+    for (; j >= 0 && keys[j]! > key; j--) keys[j + 1] = keys[j]!;
+    keys[j + 1] = key;
+  }
+  return keys;
 }
 
 export function sha256Hex(text: string | Buffer): string {

@@ -78,6 +78,8 @@ export function scrubHidden<T>(
   hidden: readonly string[],
   options: { exact?: boolean } = {},
 ): T {
+  // Nothing hidden (no mask, the usual case) scrubs nothing: skip building a scrubber for it.
+  if (hidden.length === 0) return value;
   // Values of one or two characters would blank out unrelated text; masking them by path is enough.
   return createScrubber(hidden, MASKED, {
     minLength: 3,
