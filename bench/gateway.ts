@@ -20,6 +20,35 @@ export interface BenchGateway {
   cli: (args: string[]) => string;
 }
 
+/**
+ * A bench gateway's config: reads of the demo billing API are allowed, nothing else is.
+ * `connections` and `rules` add to that (YAML list items, indented as in the lists).
+ */
+export function benchConfig(options: {
+  port: number;
+  storage: string;
+  upstreamPort: number;
+  connections?: string;
+  rules?: string;
+}): string {
+  return `server: { port: ${options.port}, publicUrl: "http://127.0.0.1:${options.port}" }
+storage: "${options.storage}"
+agents: [{ name: bench-bot, owner: owner@example.com }]
+reviewers: [{ email: reviewer@example.com, groups: [ops] }]
+connections:
+  billing-api:
+    type: http
+    baseUrl: http://127.0.0.1:${options.upstreamPort}
+    headers: { authorization: "Bearer \${env:BILLING_API_TOKEN}" }
+${options.connections ?? ""}rules:
+  - name: reads pass
+    when: action.connection == "billing-api" && http.method == "GET"
+    decision: allow
+${options.rules ?? ""}  - name: nothing else
+    decision: deny
+`;
+}
+
 /** An allowed action: an audited allow decision, durable before the upstream call. */
 export function allowedAction(agentToken: string): Call {
   return {
@@ -47,22 +76,7 @@ export async function startSqliteGateway(options: {
   const config = join(dir, "airlock.yaml");
   writeFileSync(
     config,
-    `server: { port: ${port}, publicUrl: "http://127.0.0.1:${port}" }
-storage: sqlite:./airlock.db
-agents: [{ name: bench-bot, owner: owner@example.com }]
-reviewers: [{ email: reviewer@example.com, groups: [ops] }]
-connections:
-  billing-api:
-    type: http
-    baseUrl: http://127.0.0.1:${options.upstreamPort}
-    headers: { authorization: "Bearer \${env:BILLING_API_TOKEN}" }
-rules:
-  - name: reads pass
-    when: action.connection == "billing-api" && http.method == "GET"
-    decision: allow
-  - name: nothing else
-    decision: deny
-`,
+    benchConfig({ port, storage: "sqlite:./airlock.db", upstreamPort: options.upstreamPort }),
   );
   const env = { BILLING_API_TOKEN: options.credential, AIRLOCK_LOG_LEVEL: "warn" };
   const cli = (args: string[]) =>

@@ -9,7 +9,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import pg from "pg";
-import { allowedAction } from "./gateway.js";
+import { allowedAction, benchConfig } from "./gateway.js";
 import { type LoadResult, load } from "./load.js";
 import { airlock, cpuPerRequest, freePort, startProcess, waitFor } from "./processes.js";
 
@@ -55,31 +55,21 @@ export async function benchPostgres(b: PostgresBench): Promise<void> {
   const timedPort = (upstream.address() as AddressInfo).port;
   try {
     const ports = [await freePort(), await freePort()];
-    const config = (
-      port: number,
-    ) => `server: { port: ${port}, publicUrl: "http://127.0.0.1:${port}" }
-storage: "${url}"
-agents: [{ name: bench-bot, owner: owner@example.com }]
-reviewers: [{ email: reviewer@example.com, groups: [ops] }]
-connections:
-  billing-api:
-    type: http
-    baseUrl: http://127.0.0.1:${b.upstreamPort}
-    headers: { authorization: "Bearer \${env:BILLING_API_TOKEN}" }
-  timed:
+    const config = (port: number) =>
+      benchConfig({
+        port,
+        storage: String(url),
+        upstreamPort: b.upstreamPort,
+        connections: `  timed:
     type: http
     baseUrl: http://127.0.0.1:${timedPort}
-rules:
-  - name: reads pass
-    when: action.connection == "billing-api" && http.method == "GET"
-    decision: allow
-  - name: timed writes need one reviewer
+`,
+        rules: `  - name: timed writes need one reviewer
     when: action.connection == "timed"
     decision: review
     review: { approvers: [ops] }
-  - name: nothing else
-    decision: deny
-`;
+`,
+      });
     const paths = ports.map((port, i) => {
       const path = join(b.dir, `postgres-${i}.yaml`);
       writeFileSync(path, config(port));
