@@ -64,13 +64,43 @@ export function allowedAction(agentToken: string): Call {
   };
 }
 
+/** What a bench gateway and its CLI run with: the upstream's credential, quiet logs. */
+export function benchEnv(credential: string): Record<string, string> {
+  return { BILLING_API_TOKEN: credential, AIRLOCK_LOG_LEVEL: "warn" };
+}
+
+/** Runs `airlock ARGS --config CONFIG` to the end; returns its stdout. */
+export function runCli(
+  config: string,
+  env: Record<string, string>,
+  args: string[],
+  airlock = builtAirlock,
+): string {
+  return execFileSync(process.execPath, [airlock, ...args, "--config", config], {
+    env: { ...process.env, ...env },
+    // Piped, so that a failing command's own words are in the error it throws.
+    stdio: ["ignore", "pipe", "pipe"],
+  }).toString();
+}
+
+/** Starts `airlock serve` on a config; resolves once it answers /readyz on `port`. */
+export async function serve(
+  config: string,
+  port: number,
+  env: Record<string, string>,
+  airlock = builtAirlock,
+): Promise<ChildProcess> {
+  const child = await startProcess([airlock, "serve", "--config", config], env);
+  await waitFor(`http://127.0.0.1:${port}/readyz`);
+  return child;
+}
+
 export async function startSqliteGateway(options: {
   upstreamPort: number;
   credential: string;
   /** The CLI of the build to run; this checkout's by default. */
   airlock?: string;
 }): Promise<BenchGateway> {
-  const airlock = options.airlock ?? builtAirlock;
   const dir = mkdtempSync(join(tmpdir(), "airlock-bench-"));
   const port = await freePort();
   const config = join(dir, "airlock.yaml");
@@ -78,21 +108,9 @@ export async function startSqliteGateway(options: {
     config,
     benchConfig({ port, storage: "sqlite:./airlock.db", upstreamPort: options.upstreamPort }),
   );
-  const env = { BILLING_API_TOKEN: options.credential, AIRLOCK_LOG_LEVEL: "warn" };
-  const cli = (args: string[]) =>
-    execFileSync(process.execPath, [airlock, ...args, "--config", config], {
-      env: { ...process.env, ...env },
-      // Piped, so that a failing command's own words are in the error it throws.
-      stdio: ["ignore", "pipe", "pipe"],
-    }).toString();
+  const env = benchEnv(options.credential);
+  const cli = (args: string[]) => runCli(config, env, args, options.airlock);
   const token = cli(["token", "create", "--agent", "bench-bot"]).trim();
-  const child = await startProcess([airlock, "serve", "--config", config], env);
-  await waitFor(`http://127.0.0.1:${port}/readyz`);
-  return {
-    dir,
-    port,
-    child,
-    cli,
-    allowed: allowedAction(token),
-  };
+  const child = await serve(config, port, env, options.airlock);
+  return { dir, port, child, cli, allowed: allowedAction(token) };
 }

@@ -3,15 +3,15 @@
  * replicas on the same database, and approval-to-execution latency across replicas (from the
  * vote's response to the upstream receiving the call). Skipped when no PostgreSQL answers.
  */
-import { type ChildProcess, execFileSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import pg from "pg";
-import { allowedAction, benchConfig } from "./gateway.js";
+import { allowedAction, benchConfig, benchEnv, runCli, serve } from "./gateway.js";
 import { type LoadResult, load } from "./load.js";
-import { airlock, cpuPerRequest, freePort, startProcess, waitFor } from "./processes.js";
+import { cpuPerRequest, freePort } from "./processes.js";
 
 export const postgresServer =
   process.env.AIRLOCK_BENCH_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -75,24 +75,12 @@ export async function benchPostgres(b: PostgresBench): Promise<void> {
       writeFileSync(path, config(port));
       return path;
     });
-    const env = { BILLING_API_TOKEN: b.credential, AIRLOCK_LOG_LEVEL: "warn" };
+    const env = benchEnv(b.credential);
     const token = (kind: string, subject: string) =>
-      execFileSync(
-        process.execPath,
-        [airlock, "token", "create", kind, subject, "--config", paths[0]!],
-        {
-          env: { ...process.env, ...env },
-          stdio: ["ignore", "pipe", "ignore"],
-        },
-      )
-        .toString()
-        .trim();
+      runCli(paths[0]!, env, ["token", "create", kind, subject]).trim();
     const agent = token("--agent", "bench-bot");
     const reviewer = token("--reviewer", "reviewer@example.com");
-    for (const [i, path] of paths.entries()) {
-      children.push(await startProcess([airlock, "serve", "--config", path], env));
-      await waitFor(`http://127.0.0.1:${ports[i]}/readyz`);
-    }
+    for (const [i, path] of paths.entries()) children.push(await serve(path, ports[i]!, env));
     const origin = (i: number) => `http://127.0.0.1:${ports[i]}`;
     const allowed = allowedAction(agent);
 
