@@ -10,6 +10,7 @@ import { riskLevels } from "../connectors/connector.js";
 import { connectorTypes } from "../connectors/connector-registry.js";
 import { execConnectionSchema } from "../connectors/exec/exec-config.js";
 import { httpConnectionSchema } from "../connectors/http/http-config.js";
+import { mcpConnectionSchema } from "../connectors/mcp/mcp-config.js";
 import { postgresConnectionSchema } from "../connectors/postgres/postgres-config.js";
 import { oidcSchema } from "../identity/oidc-config.js";
 import { maskPathProblem } from "../masking/input-mask.js";
@@ -101,7 +102,7 @@ export const reviewerSchema = z.strictObject({
 /** One schema per connector type; a new connector adds its schema here and to the registry. */
 const connectionSchema = z.discriminatedUnion(
   "type",
-  [httpConnectionSchema, postgresConnectionSchema, execConnectionSchema],
+  [httpConnectionSchema, postgresConnectionSchema, execConnectionSchema, mcpConnectionSchema],
   {
     error: (issue) =>
       issue.code === "invalid_union"

@@ -2,6 +2,7 @@
 import type { ConnectorType } from "./connector.js";
 import { execConnectorType } from "./exec/exec-connector.js";
 import { httpConnectorType } from "./http/http-connector.js";
+import { mcpConnectorType } from "./mcp/mcp-connector.js";
 import { postgresConnectorType } from "./postgres/postgres-connector.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: each entry carries its own config type
@@ -9,6 +10,7 @@ export const connectorTypes: readonly ConnectorType<any>[] = [
   httpConnectorType,
   postgresConnectorType,
   execConnectorType,
+  mcpConnectorType,
 ];
 
 // biome-ignore lint/suspicious/noExplicitAny: see above

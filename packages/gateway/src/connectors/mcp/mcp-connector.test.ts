@@ -1,0 +1,251 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startMcpServer, type TestMcpServer } from "../../../test/support/mcp-server.js";
+import type { Json } from "../../common/canonical-json.js";
+import { AirlockError } from "../../errors.js";
+import { createLogger } from "../../observability/logger.js";
+import type { Connector } from "../connector.js";
+import { mcpConnectorType } from "./mcp-connector.js";
+import { cutUtf8 } from "./mcp-result.js";
+
+const logger = createLogger({ level: "silent" });
+const TOKEN = "mcp-secret-7f3a9c2e1b";
+const AUTH = `Bearer ${TOKEN}`;
+const never = new AbortController().signal;
+
+const open: Connector[] = [];
+function connector(url: string, extra: Record<string, unknown> = {}): Connector {
+  const parsed = mcpConnectionSchemaParse({
+    type: "mcp",
+    url,
+    headers: { Authorization: AUTH },
+    tools: {
+      search: { risk: "low", description: "Searches the docs" },
+      delete_page: { risk: "high" },
+      whoami: {},
+      broken: {},
+      big: {},
+      slow: {},
+    },
+    ...extra,
+  });
+  const c = mcpConnectorType.create("docs", parsed, { logger, secrets: [] });
+  open.push(c);
+  return c;
+}
+function mcpConnectionSchemaParse(config: unknown) {
+  return mcpConnectorType.configSchema.parse(config);
+}
+afterEach(async () => {
+  for (const c of open.splice(0)) await c.close();
+});
+
+let server: TestMcpServer;
+beforeAll(async () => {
+  server = await startMcpServer({ authorization: AUTH });
+});
+afterAll(async () => {
+  await server.close();
+});
+
+const run = (c: Connector, tool: string, input: unknown) =>
+  c.execute(tool, c.parse(tool, input), never);
+
+describe("mcp connector: input and description", () => {
+  it("accepts only the tools the config lists, and arguments as an object", () => {
+    const c = connector(server.url);
+    expect(c.parse("search", { query: "refunds" })).toEqual({ query: "refunds" });
+    expect(c.parse("whoami", undefined)).toEqual({});
+    const unknown = (() => {
+      try {
+        c.parse("drop_everything", {});
+      } catch (error) {
+        return error as AirlockError;
+      }
+    })();
+    expect(unknown).toBeInstanceOf(AirlockError);
+    expect(unknown?.code).toBe("unknown_operation");
+    expect(unknown?.field).toBe("operation");
+    expect(unknown?.message).toContain("its tools are: search, delete_page");
+    for (const bad of [null, [1, 2], "query", 7]) {
+      expect(() => c.parse("search", bad)).toThrow(
+        expect.objectContaining({ code: "invalid_request", field: "input" }),
+      );
+    }
+    // A name the server has but the config does not list cannot be asked for either.
+    expect(() => c.parse("__proto__", {})).toThrow(
+      expect.objectContaining({ code: "unknown_operation" }),
+    );
+  });
+
+  it("describes a call with the tool as the fact for rules and the configured risk", async () => {
+    const c = connector(server.url);
+    const search = await c.describe("search", { query: "refunds" });
+    expect(search.facts).toEqual({ mcp: { tool: "search" } });
+    expect(search.risk.level).toBe("low");
+    expect(search.notes).toEqual(["Searches the docs"]);
+    expect(search.preview).toBe('call tool search on docs\n\n{\n  "query": "refunds"\n}');
+    const del = await c.describe("delete_page", { page: "home" });
+    expect(del.risk).toEqual({
+      level: "high",
+      reason: 'calls tool "delete_page" on MCP server docs',
+    });
+    expect((await c.describe("whoami", {})).risk.level).toBe("medium");
+    // Describing touches nothing: no call reached the server.
+    expect(server.calls).toHaveLength(0);
+  });
+
+  it("refuses a config without tools, with credentials in the URL, or with a bad tool name", () => {
+    const check = (config: Record<string, unknown>) =>
+      mcpConnectorType.configSchema.safeParse({ type: "mcp", url: server.url, ...config });
+    expect(check({ tools: {} }).error?.issues[0]?.message).toContain("at least one tool");
+    expect(
+      check({ url: "http://user:pw@127.0.0.1/mcp", tools: { a: {} } }).error?.issues[0]?.message,
+    ).toContain("must not hold credentials");
+    const badName = check({ tools: { "rm -rf": {} } }).error?.issues[0];
+    expect(badName?.path).toEqual(["tools", "rm -rf"]);
+    expect(check({ tools: { search: { risk: "extreme" } } }).success).toBe(false);
+  });
+});
+
+describe("mcp connector: execution", () => {
+  it("calls the tool with the connection's credentials and returns its content", async () => {
+    const c = connector(server.url);
+    const before = server.calls.length;
+    const outcome = await run(c, "search", { query: "refunds" });
+    expect(outcome.ok).toBe(true);
+    expect(outcome.result).toEqual({
+      content: [{ type: "text", text: '3 pages match "refunds"' }],
+      structuredContent: { matches: 3, query: "refunds" },
+    });
+    expect(outcome.summary).toMatch(/^1 content item, \d+ bytes$/);
+    const calls = server.calls.slice(before);
+    expect(calls.map((call) => [call.tool, call.args])).toEqual([["search", { query: "refunds" }]]);
+    expect(calls[0]!.headers.authorization).toBe(AUTH);
+    // One session serves the calls that follow.
+    const sessions = server.sessions();
+    await run(c, "delete_page", { page: "old" });
+    expect(server.sessions()).toBe(sessions);
+  });
+
+  it("scrubs the credential from a result that echoes it", async () => {
+    const outcome = await run(connector(server.url), "whoami", {});
+    expect(outcome.ok).toBe(true);
+    expect(JSON.stringify(outcome.result)).not.toContain(TOKEN);
+    expect(outcome.result).toEqual({ content: [{ type: "text", text: "called with [redacted]" }] });
+  });
+
+  it("ends as failed with the tool's own message when the tool reports an error", async () => {
+    const outcome = await run(connector(server.url), "broken", { why: "disk full" });
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toBe("the tool reported an error: it broke: disk full");
+    expect(outcome.result).toMatchObject({ isError: true });
+  });
+
+  it("says when the server refuses the arguments", async () => {
+    const outcome = await run(connector(server.url), "search", { query: 42 });
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toMatch(/query/);
+  });
+
+  it("cuts a result over the cap at whole items, and says so", async () => {
+    const outcome = await run(connector(server.url, { maxResultBytes: 2048 }), "big", {
+      items: 40,
+    });
+    expect(outcome.ok).toBe(true);
+    const result = outcome.result as { content: { text: string }[]; truncated: string };
+    expect(Buffer.byteLength(JSON.stringify(result))).toBeLessThanOrEqual(2048);
+    expect(result.truncated).toMatch(/^the result was cut at 2048 of \d+ bytes$/);
+    expect(result.content.length).toBeGreaterThan(3);
+    expect(result.content.length).toBeLessThan(40);
+    expect(result.content[0]!.text).toBe(`item 0 ${"x".repeat(200)}`);
+    expect(outcome.summary).toContain("40 content items");
+    expect(outcome.summary).toContain("truncated");
+  });
+
+  it("starts a new session when the server forgot the old one, and runs the tool once", async () => {
+    const c = connector(server.url);
+    await run(c, "search", { query: "one" });
+    const sessions = server.sessions();
+    server.forgetSessions();
+    const before = server.calls.length;
+    const outcome = await run(c, "search", { query: "two" });
+    expect(outcome.ok).toBe(true);
+    expect(server.sessions()).toBe(sessions + 1);
+    expect(server.calls.slice(before).map((call) => call.args)).toEqual([{ query: "two" }]);
+  });
+
+  it("fails with a clear reason on a timeout, and the next call still works", async () => {
+    const c = connector(server.url, { timeout: "300ms" });
+    const outcome = await run(c, "slow", { ms: 2000 });
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toBe("the MCP server did not answer within 300 ms");
+    expect((await run(c, "search", { query: "after" })).ok).toBe(true);
+  });
+
+  it("stops waiting when the execution is aborted", async () => {
+    const c = connector(server.url);
+    const stop = new AbortController();
+    const pending = c.execute("slow", c.parse("slow", { ms: 2000 }), stop.signal);
+    setTimeout(() => stop.abort(), 100);
+    const outcome = await pending;
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toBe("the execution was aborted");
+  });
+
+  it("fails with a clear reason when the server refuses Airlock's credentials", async () => {
+    const c = connector(server.url, { headers: { Authorization: "Bearer wrong-token-123" } });
+    const before = server.calls.length;
+    const outcome = await run(c, "search", { query: "x" });
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toContain("refused Airlock's credentials (HTTP 401)");
+    expect(outcome.reason).not.toContain("wrong-token-123");
+    expect(server.calls.length).toBe(before);
+  });
+
+  it("fails with a clear reason when nothing listens", async () => {
+    const other = await startMcpServer();
+    const url = other.url;
+    await other.close();
+    const c = connector(url, { headers: {} });
+    const outcome = await run(c, "search", { query: "x" });
+    expect(outcome.ok).toBe(false);
+    expect(outcome.reason).toBe("the MCP server could not be reached: connection refused");
+  });
+
+  it("does not follow a redirect, which would carry the credentials elsewhere", async () => {
+    const redirecting: Server = createServer((_request, response) => {
+      response.writeHead(307, { location: server.url }).end();
+    });
+    await new Promise<void>((resolve) => redirecting.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = redirecting.address() as AddressInfo;
+      const before = server.calls.length;
+      const sessions = server.sessions();
+      const outcome = await run(connector(`http://localhost:${port}/mcp`), "search", {
+        query: "x",
+      });
+      expect(outcome.ok).toBe(false);
+      expect(server.calls.length).toBe(before);
+      expect(server.sessions()).toBe(sessions);
+    } finally {
+      redirecting.closeAllConnections();
+      await new Promise<void>((resolve) => redirecting.close(() => resolve()));
+    }
+  });
+});
+
+describe("cutUtf8", () => {
+  it("keeps whole characters within the byte limit", () => {
+    expect(cutUtf8("abcdef", 4)).toBe("abcd");
+    // é is two bytes, 😀 four: a cut inside either drops the whole character.
+    expect(cutUtf8("aé", 2)).toBe("a");
+    expect(cutUtf8("aé", 3)).toBe("aé");
+    expect(cutUtf8("a😀b", 3)).toBe("a");
+    expect(cutUtf8("a😀b", 5)).toBe("a😀");
+    expect(cutUtf8("a\uFFFDb", 4)).toBe("a\uFFFD");
+    const json: Json = { text: cutUtf8("é".repeat(100), 51) };
+    expect(Buffer.byteLength((json as { text: string }).text)).toBe(50);
+  });
+});

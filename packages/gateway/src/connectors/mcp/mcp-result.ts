@@ -1,0 +1,58 @@
+/** A tool's result as Airlock keeps and returns it, cut to the connection's size cap. */
+import type { Json } from "../../common/canonical-json.js";
+
+/** What `tools/call` returns (MCP's CallToolResult), as far as Airlock reads it. */
+export interface ToolResult {
+  content?: unknown[];
+  structuredContent?: Record<string, unknown>;
+  isError?: boolean;
+}
+
+/**
+ * The content, structured content and error flag; `_meta` and anything else the server
+ * added are left out. Over `cap` bytes (as JSON), whole content items are kept while they
+ * fit and the next text is cut; structured content is dropped, since a cut one would
+ * mislead, and the result says what was cut.
+ */
+export function capContent(
+  answer: ToolResult,
+  cap: number,
+): { result: Json; bytes: number; truncated: boolean } {
+  const content = Array.isArray(answer.content) ? (answer.content as Json[]) : [];
+  const result: Record<string, Json> = { content };
+  if (answer.structuredContent !== undefined) {
+    result.structuredContent = answer.structuredContent as Json;
+  }
+  if (answer.isError === true) result.isError = true;
+  const bytes = Buffer.byteLength(JSON.stringify(result));
+  if (bytes <= cap) return { result, bytes, truncated: false };
+
+  const note = `the result was cut at ${cap} of ${bytes} bytes`;
+  // What the wrapper around the items takes: {"content":[…],"truncated":"…","isError":true}.
+  let budget = cap - Buffer.byteLength(JSON.stringify({ content: [], truncated: note })) - 16;
+  const kept: Json[] = [];
+  for (const item of content) {
+    const size = Buffer.byteLength(JSON.stringify(item)) + 1;
+    if (size <= budget) {
+      kept.push(item);
+      budget -= size;
+      continue;
+    }
+    const text = (item as { type?: unknown; text?: unknown } | null) ?? {};
+    if (text.type === "text" && typeof text.text === "string" && budget > 64) {
+      kept.push({ type: "text", text: cutUtf8(text.text, budget - 32) });
+    }
+    break;
+  }
+  const cut: Record<string, Json> = { content: kept, truncated: note };
+  if (answer.isError === true) cut.isError = true;
+  return { result: cut, bytes, truncated: true };
+}
+
+/** The longest start of `text` that is at most `limit` bytes of UTF-8, whole characters only. */
+export function cutUtf8(text: string, limit: number): string {
+  const cut = Buffer.from(text, "utf8").subarray(0, limit).toString("utf8");
+  // A character split by the cut decodes as one U+FFFD, which `text` does not have there.
+  const last = cut.length - 1;
+  return cut[last] === "\uFFFD" && text[last] !== "\uFFFD" ? cut.slice(0, last) : cut;
+}

@@ -1,0 +1,132 @@
+/**
+ * MCP tools end to end, against a real MCP server on loopback: rules on `mcp.tool`, a tool
+ * the config does not list refused before anything is stored, a destructive tool run once
+ * after approval, and the server's credential kept out of everything an agent, a reviewer,
+ * the audit trail or the log sees.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type ApiResponse,
+  api,
+  removeDir,
+  startGateway,
+  type TestGateway,
+  vote,
+} from "./support/gateway.js";
+import { startMcpServer, type TestMcpServer } from "./support/mcp-server.js";
+
+const TOKEN = "docs-mcp-token-4b8e1d7a90";
+
+describe("MCP tools through the gateway", () => {
+  let gw: TestGateway;
+  let mcp: TestMcpServer;
+  let agent: string;
+  let editor: string;
+  // biome-ignore lint/suspicious/noExplicitAny: responses of every shape
+  const seen: ApiResponse<any>[] = [];
+
+  const ask = async (operation: string, input: unknown) => {
+    const res = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { connection: "docs", operation, input, justification: "tidy the wiki" },
+    });
+    seen.push(res);
+    return res;
+  };
+
+  beforeAll(async () => {
+    mcp = await startMcpServer({ authorization: `Bearer ${TOKEN}` });
+    gw = await startGateway(
+      `
+server: { port: 0, publicUrl: "http://airlock.test" }
+storage: sqlite:./airlock.db
+agents: [{ name: wiki-bot, owner: alice@example.com }]
+reviewers: [{ email: bob@example.com, groups: [editors] }]
+connections:
+  docs:
+    type: mcp
+    url: ${mcp.url}
+    headers: { authorization: "Bearer \${env:DOCS_MCP_TOKEN}" }
+    timeout: 5s
+    tools:
+      search: { risk: low }
+      whoami: { risk: low }
+      delete_page: { risk: high, description: Deletes a wiki page for good }
+rules:
+  - name: searches pass
+    when: action.connection == "docs" && mcp.tool in ["search", "whoami"]
+    decision: allow
+  - name: deletions need an editor
+    when: action.connection == "docs" && mcp.tool == "delete_page"
+    decision: review
+    review: { approvers: [editors] }
+  - name: nothing else
+    decision: deny
+`,
+      { env: { DOCS_MCP_TOKEN: TOKEN } },
+    );
+    agent = await gw.token("agent", "wiki-bot");
+    editor = await gw.token("reviewer", "bob@example.com");
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await mcp?.close();
+    if (gw) removeDir(gw.dir);
+  });
+
+  it("runs an allowed tool at once and returns its result", async () => {
+    const res = await ask("search", { query: "onboarding" });
+    expect(res.status).toBe(200);
+    expect(res.body.status).toBe("succeeded");
+    expect(res.body.result.content).toEqual([{ type: "text", text: '3 pages match "onboarding"' }]);
+    expect(res.body.decision.rule).toBe("searches pass");
+    const call = mcp.calls.find((c) => c.tool === "search" && c.args.query === "onboarding");
+    expect(call?.headers.authorization).toBe(`Bearer ${TOKEN}`);
+  });
+
+  it("refuses a tool the config does not list, and bad arguments, before anything is stored", async () => {
+    const before = await api(gw.url, "GET", "/v1/audit?limit=1000", { token: editor });
+    const calls = mcp.calls.length;
+    // The server has this tool; the config does not let agents call it.
+    const unlisted = await ask("broken", {});
+    expect(unlisted.status).toBe(400);
+    expect(unlisted.body.error).toMatchObject({ code: "unknown_operation", field: "operation" });
+    const notAnObject = await ask("search", ["onboarding"]);
+    expect(notAnObject.status).toBe(400);
+    expect(notAnObject.body.error).toMatchObject({ code: "invalid_request", field: "input" });
+    const after = await api(gw.url, "GET", "/v1/audit?limit=1000", { token: editor });
+    expect(after.body.events.length).toBe(before.body.events.length);
+    expect(mcp.calls.length).toBe(calls);
+  });
+
+  it("holds a destructive tool for review, shows the call, and runs it once approved", async () => {
+    const res = await ask("delete_page", { page: "old-roadmap" });
+    expect(res.status).toBe(202);
+    const view = await api(gw.url, "GET", `/v1/requests/${res.body.id}`, { token: editor });
+    expect(view.body.preview).toContain(
+      'call tool delete_page on docs\n\n{\n  "page": "old-roadmap"\n}',
+    );
+    expect(view.body.facts).toEqual({ mcp: { tool: "delete_page" } });
+    expect(view.body.risk).toMatchObject({ level: "high" });
+    expect(mcp.calls.filter((c) => c.tool === "delete_page")).toHaveLength(0);
+    const approved = await vote(gw.url, res.body.id, editor);
+    expect(approved.status).toBe(200);
+    const done = await api(gw.url, "GET", `/v1/actions/${res.body.id}?wait=5`, { token: agent });
+    seen.push(done);
+    expect(done.body.status).toBe("succeeded");
+    expect(done.body.result.content).toEqual([{ type: "text", text: "deleted old-roadmap" }]);
+    expect(mcp.calls.filter((c) => c.tool === "delete_page")).toEqual([
+      expect.objectContaining({ args: { page: "old-roadmap" } }),
+    ]);
+  });
+
+  it("keeps the server's credential out of results, views, the audit trail and the log", async () => {
+    const res = await ask("whoami", {});
+    expect(res.status).toBe(200);
+    expect(res.body.result.content[0].text).toBe("called with [redacted]");
+    const audit = await api(gw.url, "GET", "/v1/audit?limit=1000", { token: editor });
+    const everything = [...seen.map((r) => r.text), audit.text, gw.logs.join("")].join("\n");
+    expect(everything).not.toContain(TOKEN);
+    expect(mcp.calls.some((c) => c.tool === "whoami")).toBe(true);
+  });
+});
