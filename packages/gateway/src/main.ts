@@ -133,11 +133,13 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     logger,
     metrics,
     clock,
+    // Every channel gets the view redacted, whatever it does with it (Slack has no redactor
+    // of its own): a secret that reached a request by any path stops here.
     view: async (id) => {
       const request = await store.getRequest(id);
-      return request && channelView(request);
+      return request && redactor.redact(channelView(request));
     },
-    snapshot: (request) => channelView(request),
+    snapshot: (request) => redactor.redact(channelView(request)),
   });
   const executor = createExecutor({
     store,
@@ -166,6 +168,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     metrics,
     clock,
     afterCommit: dispatcher.kick,
+    redactor,
   });
   const app = buildServer({
     store,

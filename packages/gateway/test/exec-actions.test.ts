@@ -60,6 +60,10 @@ connections:
       touch:
         argv: [/usr/bin/touch, "${scratch}/{name}"]
         args: { name: { pattern: "[a-z]{1,20}" } }
+      deploy:
+        argv: [/bin/echo, "--token=\${env:DEPLOY_TOKEN}", "{service}"]
+        args: { service: { enum: [api, worker] } }
+        risk: high
       billing-report:
         argv: [/bin/sh, -c, 'echo "card ${CARD} key ${STRIPE} token $DEPLOY_TOKEN"']
         risk: high
@@ -69,6 +73,10 @@ rules:
     decision: allow
   - name: touching files needs on-call
     when: action.connection == "ops" && exec.program == "/usr/bin/touch"
+    decision: review
+    review: { approvers: [oncall] }
+  - name: deploys need on-call
+    when: action.connection == "ops" && exec.command == "deploy"
     decision: review
     review: { approvers: [oncall] }
   - name: reports pass, masked
@@ -121,6 +129,22 @@ rules:
     const done = await api(gw.url, "GET", `/v1/actions/${res.body.id}?wait=5`, { token: agent });
     expect(done.body.status).toBe("succeeded");
     expect(existsSync(join(scratch, "approved"))).toBe(true);
+  });
+
+  it("shows reviewers a command whose template holds a secret with the secret redacted", async () => {
+    const res = await ask("deploy", { service: "api" });
+    expect(res.status).toBe(202);
+    const view = await api(gw.url, "GET", `/v1/requests/${res.body.id}`, { token: oncall });
+    seen.push(view);
+    expect(view.body.preview).toBe("/bin/echo --token=[redacted] api");
+    expect(view.body.facts.exec.argv).toEqual(["/bin/echo", "--token=[redacted]", "api"]);
+    expect(view.text).not.toContain(TOKEN);
+    // The command itself still gets the real value (its output is scrubbed on the way back).
+    await vote(gw.url, res.body.id, oncall);
+    const done = await api(gw.url, "GET", `/v1/actions/${res.body.id}?wait=5`, { token: agent });
+    seen.push(done);
+    expect(done.body.status).toBe("succeeded");
+    expect(done.body.result.stdout).toBe("--token=[redacted] api\n");
   });
 
   it("masks cards and keys in the output, scrubs the credential, and keeps neither anywhere", async () => {

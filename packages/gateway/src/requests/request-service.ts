@@ -12,6 +12,7 @@ import { AirlockError } from "../errors.js";
 import type { DetectorName } from "../masking/detector-names.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import { maskText } from "../masking/result-masking.js";
+import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { Policy } from "../policy/policy-compile.js";
@@ -49,6 +50,8 @@ export interface RequestServiceDeps {
   clock: () => number;
   /** Called after any commit that may have produced outbox entries. */
   afterCommit: () => void;
+  /** Config secrets, which a connector's description can quote (an argv template's `${env:}`). */
+  redactor: Redactor;
 }
 
 export type RequestService = ReturnType<typeof createRequestService>;
@@ -133,7 +136,9 @@ export function createRequestService(deps: RequestServiceDeps) {
     }
     const preview =
       decision.mask.length === 0 ? description.preview : connector.preview(body.operation, masked);
-    const shown: Description = {
+    // Connectors build descriptions from their config too, which can hold secrets: what is
+    // stored and shown goes through the redactor (rules above saw the real facts).
+    const shown: Description = deps.redactor.redact({
       // Notes come from the real system (a dry run's counts): the result detectors apply too.
       preview: [
         ...scrubHidden(notes, hidden).map((note) => maskText(note, decision.maskResult ?? []).text),
@@ -144,7 +149,7 @@ export function createRequestService(deps: RequestServiceDeps) {
           ? description.facts
           : scrubHidden(description.facts, hidden, { exact: true }),
       risk: description.risk,
-    };
+    });
     if (decision.error) {
       decision.error = scrubHidden(decision.error, hidden);
       logger.warn(

@@ -96,6 +96,29 @@ describe("describe", () => {
     expect(post.risk.level).toBe("medium");
     expect(post.preview).toContain('"a": 1');
   });
+
+  it("leaves out a base path that is part of a secret (a base URL from ${env:})", async () => {
+    const url = `${base}/hooks/hook-secret-path-4e1b`;
+    const c = createHttpConnector(
+      "hooks",
+      httpConnectionSchema.parse({ type: "http", baseUrl: url }),
+      [url],
+    );
+    const described = await c.describe(
+      "request",
+      c.parse("request", { method: "POST", path: "/x" }),
+    );
+    expect(described.preview).toBe("POST hooks/x");
+    // A base path that is no secret's stays in view.
+    const plain = createHttpConnector(
+      "hooks",
+      httpConnectionSchema.parse({ type: "http", baseUrl: url }),
+      ["an-unrelated-secret"],
+    );
+    expect(plain.preview("request", { method: "POST", path: "/x" })).toBe(
+      "POST hooks/hooks/hook-secret-path-4e1b/x",
+    );
+  });
 });
 
 describe("execute", () => {

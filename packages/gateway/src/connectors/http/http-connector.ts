@@ -50,6 +50,11 @@ export function createHttpConnector(
   );
   const secrets = [...ownHeaders.values(), ...(base.password ? [base.password] : [])];
   const scrubber = createByteScrubber([...secrets, ...configSecrets]);
+  // A base URL from a secret reference (a webhook's URL, say) is a secret as a whole: the
+  // redactor finds it whole, never its path alone, so previews leave that path out.
+  const shownBase = configSecrets.some((secret) => basePath !== "" && secret.includes(basePath))
+    ? ""
+    : basePath;
 
   const parse = (operation: string, input: unknown): Json => {
     if (operation !== "request") {
@@ -92,7 +97,7 @@ export function createHttpConnector(
       }
       if (query.size > 0) search = `?${query}`;
     }
-    let text = `${input.method} ${name}${basePath}${input.path}${search}`;
+    let text = `${input.method} ${name}${shownBase}${input.path}${search}`;
     if (input.body !== undefined) {
       const body =
         typeof input.body === "string" ? input.body : JSON.stringify(input.body, null, 2);
