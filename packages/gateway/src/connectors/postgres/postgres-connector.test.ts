@@ -75,6 +75,17 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     expect(estimated).toBeLessThan(200);
     expect(read.risk.level).toBe("low");
     expect(read.notes?.join("\n")).toMatch(/columns: id, email/);
+    // The planner folds parameters and literals into its output; reviewers get no values.
+    const folded = await crm.describe(
+      "query",
+      query(
+        "SELECT upper($1) AS who, '4111-1111-1111-1111'::text AS card, 123456789.50 AS n, o.id FROM orders o WHERE o.id < 2",
+        ["O'Brien 4111111111111111"],
+      ),
+    );
+    const notes = folded.notes?.join("\n") ?? "";
+    expect(notes).toContain("columns: (expression), (expression), (expression), id");
+    for (const value of ["BRIEN", "4111", "123456789", "50"]) expect(notes).not.toContain(value);
 
     const drop = await crm.describe("query", query("SELECT 1; DROP TABLE orders"));
     expect(drop.facts).toMatchObject({ sql: { kind: "ddl", statements: 2 } });

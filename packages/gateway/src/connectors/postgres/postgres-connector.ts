@@ -490,8 +490,20 @@ function planOf(row: unknown): { rows: number; columns: string[] } {
   const top = explained?.[0]?.Plan;
   if (!top) return { rows: 0, columns: [] };
   const counted = top["Node Type"] === "ModifyTable" ? (top.Plans?.[0] ?? top) : top;
-  const columns = (top.Output ?? []).map((column) => column.replace(/^[^.(]*\./, ""));
-  return { rows: Math.round(counted["Plan Rows"] ?? 0), columns };
+  return {
+    rows: Math.round(counted["Plan Rows"] ?? 0),
+    columns: (top.Output ?? []).map(columnName),
+  };
+}
+
+/**
+ * A plan's output column as reviewers read it: a column's name, or "(expression)". The
+ * planner writes an expression out with its constants folded in, parameters included
+ * (`'O''BRIEN'::text` for `upper($1)`), which would show values a rule masks.
+ */
+function columnName(output: string): string {
+  const plain = /^(?:(?:[a-z_][a-z0-9_$]*|"[^"]+")\.)*([a-z_][a-z0-9_$]*|"[^"]+")$/.exec(output);
+  return plain ? plain[1]! : "(expression)";
 }
 
 interface PlanNode {
