@@ -1,7 +1,7 @@
 /** The agent API: submit an action, read or wait for it, cancel it. */
 import { AirlockError } from "../errors.js";
 import type { RequestService } from "../requests/request-service.js";
-import type { ActionRequest } from "../requests/request-types.js";
+import { type ActionRequest, isTerminal } from "../requests/request-types.js";
 import { agentView } from "../requests/request-views.js";
 import { actionBodySchema, idParamsSchema, waitQuerySchema } from "./api-schemas.js";
 import type { createRouter, Reply } from "./route.js";
@@ -60,7 +60,8 @@ export function actionRoutes(
     async (ctx) => {
       const { principal, body, query } = ctx;
       let request = await requests.submit(principal.agent, body);
-      if (query.wait && request.status === "pending") {
+      // A replayed idempotency key can find the request approved or still running, too.
+      if (query.wait && !isTerminal(request.status)) {
         request = await requests.waitForTerminal(request.id, query.wait * 1000, ctx.signal);
       }
       return actionReply(request, publicUrl);

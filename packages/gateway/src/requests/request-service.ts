@@ -193,7 +193,8 @@ export function createRequestService(deps: RequestServiceDeps) {
     return change.request;
   }
 
-  function sameOrRefuse(existing: ActionRequest, proposal: Proposal): ActionRequest {
+  /** The earlier request, as it stands now (a pending one whose time is up is expired). */
+  async function sameOrRefuse(existing: ActionRequest, proposal: Proposal): Promise<ActionRequest> {
     if (requestHash(proposal, existing.nonce) !== existing.hash) {
       throw new AirlockError(
         "invalid_request",
@@ -201,7 +202,7 @@ export function createRequestService(deps: RequestServiceDeps) {
         { field: "idempotencyKey" },
       );
     }
-    return existing;
+    return load(existing.id);
   }
 
   /** Reads a request, expiring it first when its time is up. */
