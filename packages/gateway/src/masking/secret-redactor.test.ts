@@ -76,6 +76,25 @@ describe("createRedactor", () => {
     expect(redactor.redactText(JSON.stringify(secret))).toBe(`"${REDACTED}"`);
   });
 
+  it("scrubs a secret as other JSON encoders escape it (PHP, Go, Python)", () => {
+    const secret = "sk/LIVE+a<b>&c/pässwörd==";
+    const redactor = createRedactor([secret]);
+    const echoes = [
+      // PHP's json_encode
+      String.raw`{"authorization":"sk\/LIVE+a<b>&c\/pässwörd=="}`,
+      // Go's encoding/json
+      String.raw`{"authorization":"sk/LIVE+a\u003cb\u003e\u0026c/pässwörd=="}`,
+      // Python's json.dumps
+      String.raw`{"authorization": "sk/LIVE+a<b>&c/p\u00e4ssw\u00f6rd=="}`,
+    ];
+    for (const echo of echoes) {
+      expect(JSON.parse(echo).authorization, echo).toBe(secret);
+      const scrubbed = redactor.redactText(echo);
+      expect(scrubbed, echo).toContain(REDACTED);
+      expect(scrubbed, echo).not.toContain("LIVE");
+    }
+  });
+
   it("leaves text without secrets and non-string values as they are", () => {
     const redactor = createRedactor(["s3cr3t-token"]);
     expect(redactor.redactText("nothing here")).toBe("nothing here");

@@ -6,11 +6,21 @@
 import { wellFormed } from "../common/storable-text.js";
 
 /**
- * The forms a value takes inside derived text: as is, escaped inside a JSON string, and
+ * The forms a value takes inside derived text: as is, escaped inside a JSON string (as
+ * JavaScript escapes it, and as other encoders do: PHP writes `/` as `\/`, Go writes `<`,
+ * `>` and `&` as `\u003c`…, Python writes everything past ASCII as `\u00e9`), and
  * percent-encoded in a URL (both encodings a query string may use).
  */
 export function encodedForms(value: string): string[] {
-  const forms = [value, JSON.stringify(value).slice(1, -1)];
+  const json = JSON.stringify(value).slice(1, -1);
+  const unicode = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  const forms = [
+    value,
+    json,
+    json.replaceAll("/", "\\/"),
+    json.replace(/[<>&]/g, unicode),
+    json.replace(/[^\x00-\x7f]/g, unicode),
+  ];
   // Text with a lone surrogate has no percent-encoding (encodeURIComponent throws on it).
   if (wellFormed(value)) {
     forms.push(encodeURIComponent(value), new URLSearchParams({ v: value }).toString().slice(2));
