@@ -21,13 +21,19 @@ export interface Waiters {
 export function createWaiters(store: Store): Waiters {
   const watchers = new Map<string, Set<{ changed: boolean; wake?: () => void }>>();
   let closed = false;
-  const unsubscribe = store.subscribe((change: RequestChange) => {
-    const set = watchers.get(change.id);
-    if (!set) return;
+  const wake = (set: Set<{ changed: boolean; wake?: () => void }>) => {
     for (const watcher of set) {
       watcher.changed = true;
       watcher.wake?.();
     }
+  };
+  const unsubscribe = store.subscribe((change: RequestChange) => {
+    const set = watchers.get(change.id);
+    if (set) wake(set);
+  });
+  // A change the feed did not deliver may concern anyone: everyone reads again.
+  const unsubscribeMissed = store.onMissedChanges(() => {
+    for (const set of watchers.values()) wake(set);
   });
 
   return {
@@ -73,6 +79,7 @@ export function createWaiters(store: Store): Waiters {
     close() {
       closed = true;
       unsubscribe();
+      unsubscribeMissed();
       // Waiting callers get their answer now rather than at their deadline.
       for (const set of watchers.values()) for (const watcher of set) watcher.wake?.();
       watchers.clear();

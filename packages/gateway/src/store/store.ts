@@ -172,6 +172,11 @@ export interface Store {
 
   /** Called after every committed request change, in this process and (PostgreSQL) others. */
   subscribe(listener: (change: RequestChange) => void): () => void;
+  /**
+   * Called when changes may have gone unheard (PostgreSQL: the change feed was cut and is
+   * back): whoever follows changes should read again what it follows.
+   */
+  onMissedChanges(listener: () => void): () => void;
 
   /** Throws `store_unavailable` when the store cannot be read. */
   ping(): Promise<void>;

@@ -22,6 +22,7 @@ import {
   submit,
 } from "../../requests/request-transitions.js";
 import type { ActionRequest, AuditEventInput, Change } from "../../requests/request-types.js";
+import { createWaiters } from "../../requests/request-waiters.js";
 import type { OutboxPlanner, RequestChange, Store } from "../store.js";
 import { postgresMigrations } from "./postgres-migrations.js";
 import { sqlLiteral } from "./postgres-sql.js";
@@ -742,6 +743,35 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       stop();
       expect(heardOne).toBe(true);
     } finally {
+      await c.close();
+    }
+  });
+
+  it("wakes long-polls once a cut change feed is back, for changes made while it was down", async () => {
+    const url = new URL(db.url);
+    const name = `airlock_gap_${process.pid}`;
+    url.searchParams.set("application_name", name);
+    const lost: unknown[] = [];
+    const c = await openPostgresStore(url.toString(), { onError: (e) => lost.push(e) });
+    const waiters = createWaiters(c);
+    try {
+      const change = pendingChange(1000);
+      await a.insertRequest(change, []);
+      const watch = waiters.watch(change.request.id);
+      await db.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        [name],
+      );
+      await expect.poll(() => lost.length, { timeout: 5000 }).toBeGreaterThanOrEqual(1);
+      // Committed while the feed is down (it waits 250 ms before connecting again): its
+      // notification reaches nobody on `c`.
+      await a.transition(change.request.id, approve("gap@example.com"), plan);
+      const started = Date.now();
+      expect(await watch.next(10_000)).toBe(true);
+      expect(Date.now() - started).toBeLessThan(5000);
+      watch.close();
+    } finally {
+      waiters.close();
       await c.close();
     }
   });

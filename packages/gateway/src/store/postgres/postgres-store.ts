@@ -183,6 +183,9 @@ function describeUrl(url: string): string {
 export class PostgresStore implements Store {
   readonly dialect = "postgres" as const;
   private readonly listeners = new Set<(change: RequestChange) => void>();
+  private readonly missedListeners = new Set<() => void>();
+  /** Set when the change feed drops; the feed's return tells `missedListeners`. */
+  private feedWasLost = false;
   /** Per store, not per process: two stores in one process are two replicas to each other. */
   private readonly origin = randomUUID();
   private readonly auditLock: string;
@@ -581,13 +584,14 @@ export class PostgresStore implements Store {
     const feed = this.feed;
     this.feed = undefined;
     this.listeners.clear();
+    this.missedListeners.clear();
     await Promise.allSettled([feed?.end(), this.pool.end()]);
   }
 
   /**
    * Connects the change feed: one connection of its own, outside the pool, that LISTENs.
-   * When it drops, it is connected again with backoff; changes committed meanwhile are not
-   * replayed, since long-polls read the request again whenever they wake or time out.
+   * When it drops, it is connected again with backoff. Changes committed meanwhile are not
+   * replayed: once the feed is back, `onMissedChanges` listeners read again what they follow.
    */
   async startListening(): Promise<void> {
     const client = new pg.Client(this.clientConfig);
@@ -596,6 +600,7 @@ export class PostgresStore implements Store {
       // Before it is live, connect() reports failures; after close(), ending is expected.
       if (!live || this.closing) return;
       live = false;
+      this.feedWasLost = true;
       if (this.feed === client) this.feed = undefined;
       this.report(
         unavailable("keep listening for changes", error ?? new Error("connection ended")),
@@ -620,6 +625,15 @@ export class PostgresStore implements Store {
     live = true;
     this.feed = client;
     this.reconnectDelay = RECONNECT_MIN_MS;
+    if (this.feedWasLost) {
+      this.feedWasLost = false;
+      for (const listener of this.missedListeners) listener();
+    }
+  }
+
+  onMissedChanges(listener: () => void): () => void {
+    this.missedListeners.add(listener);
+    return () => this.missedListeners.delete(listener);
   }
 
   private scheduleListening(): void {

@@ -761,6 +761,11 @@ export class SqliteStore implements Store {
     return () => this.listeners.delete(listener);
   }
 
+  /** Every change is made in this process and heard at once: none can be missed. */
+  onMissedChanges(_listener: () => void): () => void {
+    return () => {};
+  }
+
   /** Ready means readable and, as far as the last commit tells, writable. */
   async ping(): Promise<void> {
     this.run(() => this.db.prepare("SELECT 1").get());
