@@ -80,8 +80,14 @@ export const actionBodySchema = z.strictObject({
     .describe("Why the agent wants this. Shown to reviewers as the agent's claim."),
   context: z
     .record(z.string().max(128), z.unknown())
-    .superRefine(checkJson)
-    .refine((value) => JSON.stringify(value).length <= 16_384, "is larger than 16 KiB")
+    .superRefine((value, ctx) => {
+      // Sized only once it is known to be shallow: JSON.stringify would overflow the stack.
+      const problem = jsonProblem(value);
+      if (problem) ctx.addIssue({ code: "custom", path: problem.path, message: problem.message });
+      else if (JSON.stringify(value).length > 16_384) {
+        ctx.addIssue({ code: "custom", message: "is larger than 16 KiB" });
+      }
+    })
     .optional()
     .describe("Free context for reviewers and rules (ticket, conversation, run id)."),
   idempotencyKey: z

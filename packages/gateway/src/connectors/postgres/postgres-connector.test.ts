@@ -56,6 +56,28 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     expect(e.message).toMatch(/line 2, column 12/);
   });
 
+  it("refuses params that the server would refuse only at run time", () => {
+    const refusal = (sql: string, params?: unknown[]) => {
+      try {
+        crm.parse("query", params === undefined ? { sql } : { sql, params });
+      } catch (error) {
+        return { field: (error as AirlockError).field, message: (error as Error).message };
+      }
+      return undefined;
+    };
+    expect(refusal("SELECT $1::text, $2::text", ["a"])).toEqual({
+      field: "input.params",
+      message: "input.params: the SQL uses parameters up to $2, so params needs 2 values, not 1",
+    });
+    expect(refusal("SELECT $1::text")?.field).toBe("input.params");
+    expect(refusal("SELECT 1", [1])?.message).toBe(
+      "input.params: the SQL uses no parameters, but 1 was given",
+    );
+    expect(refusal("SELECT $1::text", ["a\u0000b"])).toMatchObject({ field: "input.params.0" });
+    expect(refusal("SELECT $1::text", ["ok"])).toBeUndefined();
+    expect(refusal("SELECT 1", [])).toBeUndefined();
+  });
+
   it("refuses params with several statements, and unknown fields", () => {
     expect(() => query("SELECT $1; SELECT 2", ["x"])).toThrow(/input\.params/);
     expect(() => crm.parse("query", { sql: "SELECT 1", values: [] })).toThrow(/values/);

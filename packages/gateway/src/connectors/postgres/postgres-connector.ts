@@ -17,7 +17,16 @@ import { isPureFunction, sqlRisk } from "./sql-risk.js";
 // The parser is WebAssembly, compiled once when this module loads; `analyzeSql` is synchronous.
 await loadSqlParser();
 
-const paramSchema = z.union([z.string().max(1_000_000), z.number(), z.boolean(), z.null()]);
+const paramSchema = z.union([
+  // PostgreSQL text cannot hold NUL: the server would refuse it only when the action runs.
+  z
+    .string()
+    .max(1_000_000)
+    .regex(/^[^\0]*$/, "text for PostgreSQL cannot hold a NUL character"),
+  z.number(),
+  z.boolean(),
+  z.null(),
+]);
 
 export const postgresInputSchema = z.strictObject({
   sql: z.string().min(1).max(1_000_000),
@@ -138,6 +147,17 @@ export function createPostgresConnector(name: string, config: PostgresConnection
       throw new AirlockError(
         "invalid_request",
         `input.params: parameters can only be used with a single statement (this has ${analysis.statements}); send the statements as separate actions`,
+        { field: "input.params" },
+      );
+    }
+    // The server refuses a mismatch only when the action runs, after any review.
+    const given = value.params?.length ?? 0;
+    if (analysis.params !== given) {
+      throw new AirlockError(
+        "invalid_request",
+        analysis.params === 0
+          ? `input.params: the SQL uses no parameters, but ${given} ${given === 1 ? "was" : "were"} given`
+          : `input.params: the SQL uses parameters up to $${analysis.params}, so params needs ${analysis.params} value${analysis.params === 1 ? "" : "s"}, not ${given}`,
         { field: "input.params" },
       );
     }

@@ -185,9 +185,19 @@ describe("kind", () => {
 
 describe("classification comes from the text alone", () => {
   const facts = (sql: string) => {
-    const { parts: _parts, ...rest } = analyzeSql(sql);
+    const { parts: _parts, params: _params, ...rest } = analyzeSql(sql);
     return rest;
   };
+
+  it("knows the highest parameter the SQL refers to, wherever it sits", () => {
+    expect(analyzeSql("SELECT 1").params).toBe(0);
+    expect(analyzeSql("UPDATE t SET note = $1 WHERE id = $2").params).toBe(2);
+    expect(analyzeSql("WITH x AS (SELECT $3::int AS n) SELECT n FROM x WHERE n > $1").params).toBe(
+      3,
+    );
+    // In a literal it is text, not a parameter.
+    expect(analyzeSql("SELECT '$4'").params).toBe(0);
+  });
 
   it("is the same for a parameter as for any value it could carry", () => {
     const withParams = facts("UPDATE t SET note = $1 WHERE id = $2");

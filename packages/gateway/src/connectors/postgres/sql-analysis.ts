@@ -50,6 +50,8 @@ export interface StatementAnalysis {
   hasWhere: boolean;
   /** The statement's own text: from its first token up to its semicolon, trimmed. */
   text: string;
+  /** The highest parameter it refers to ($3 gives 3; none, 0). */
+  params: number;
   /**
    * Nothing in it writes or locks rows: reads, SHOW, plain EXPLAIN, cursors, COPY ... TO STDOUT.
    * Functions it calls are not judged (see `functions`).
@@ -127,6 +129,7 @@ export function analyzeSql(sql: string): SqlAnalysis {
     hasWhere: parts.every((part) => part.hasWhere),
     readOnly: parts.every((part) => part.readOnly),
     rollbackable: parts.every((part) => part.rollbackable),
+    params: Math.max(0, ...parts.map((part) => part.params)),
     parts,
   };
 }
@@ -424,6 +427,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
   let hasWhere = true;
   let readOnly = true;
   let rollbackable = true;
+  let params = 0;
 
   // An explicit stack: parse trees can nest deeper than the call stack allows.
   const stack: Visit[] = [{ value: stmt, ctes: new Set(), runs: true }];
@@ -457,6 +461,9 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
         // A field typed RangeVar (a DML target, a created or altered relation): always a relation.
         tables.add(relationName(child));
         continue;
+      }
+      if (key === "ParamRef" && typeof child.number === "number") {
+        params = Math.max(params, child.number);
       }
       if (key === "FuncCall" || key === "funccall") {
         functions.add(strings(child.funcname).join("."));
@@ -493,6 +500,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
     text,
     readOnly,
     rollbackable,
+    params,
   };
 }
 
