@@ -153,6 +153,30 @@ const cases: {
     field: "input.headers.x-a",
   },
   {
+    // HTTP cannot carry it: accepted, it would be approved and then fail when run.
+    name: "a header value outside what HTTP carries (beyond Latin-1)",
+    body: action({ input: { method: "GET", path: "/x", headers: { "x-note": "refund €20" } } }),
+    status: 400,
+    code: "invalid_request",
+    field: "input.headers.x-note",
+  },
+  {
+    name: "a header value with a control character",
+    body: action({ input: { method: "GET", path: "/x", headers: { "x-note": "a\u0001b" } } }),
+    status: 400,
+    code: "invalid_request",
+    field: "input.headers.x-note",
+  },
+  {
+    name: "one header twice, in two cases",
+    body: action({
+      input: { method: "GET", path: "/x", headers: { "X-Acct": "alice", "x-acct": "mallory" } },
+    }),
+    status: 400,
+    code: "invalid_request",
+    field: "input.headers.x-acct",
+  },
+  {
     name: "input nested too deep",
     body: action({ input: JSON.parse(`${"[".repeat(40)}${"]".repeat(40)}`) }),
     status: 400,

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { connectionMaskSchema, duration, resultByteCap } from "../../config/config-types.js";
+import { headerValuePattern } from "./http-input.js";
 
 const headerName = z
   .string()
@@ -19,7 +20,18 @@ export const httpConnectionSchema = z.strictObject({
       "must not hold credentials; put them in headers, e.g. authorization: Basic ${env:API_BASIC_AUTH}",
     ),
   /** Sent with every call; the agent can neither set nor read them. */
-  headers: z.record(headerName, z.string().max(8192)).default({}),
+  headers: z
+    .record(
+      headerName,
+      z
+        .string()
+        .max(8192)
+        .regex(
+          headerValuePattern,
+          "a header value holds tabs, printable ASCII and Latin-1 letters only; a line break often ends a ${file:} secret (remove it from the file)",
+        ),
+    )
+    .default({}),
   timeout: duration({ min: 100, max: 3_600_000 }).default(30_000),
   maxResponseBytes: resultByteCap,
   mask: connectionMaskSchema.optional(),

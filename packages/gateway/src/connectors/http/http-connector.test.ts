@@ -74,6 +74,25 @@ describe("parse", () => {
   });
 });
 
+describe("config", () => {
+  it("refuses a header value HTTP cannot carry, such as a secret file's extra line break", () => {
+    const parsed = httpConnectionSchema.safeParse({
+      type: "http",
+      baseUrl: base,
+      headers: { authorization: "Bearer from-a-file\n" },
+    });
+    expect(parsed.error?.issues[0]?.path).toEqual(["headers", "authorization"]);
+    expect(parsed.error?.issues[0]?.message).toContain("line break");
+    expect(parsed.error?.issues[0]?.message).not.toContain("from-a-file");
+    const latin1 = httpConnectionSchema.safeParse({
+      type: "http",
+      baseUrl: base,
+      headers: { "x-team": "équipe\tA" },
+    });
+    expect(latin1.success).toBe(true);
+  });
+});
+
 describe("describe", () => {
   it("previews the call and gives facts and a risk hint by method", async () => {
     const c = connector();

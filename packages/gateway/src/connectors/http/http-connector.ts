@@ -67,8 +67,18 @@ export function createHttpConnector(
     const parsed = httpInputSchema.safeParse(input);
     if (!parsed.success) throw invalidRequest(parsed.error, ["input"], "input");
     const value = parsed.data;
+    const seen = new Set<string>();
     for (const header of Object.keys(value.headers ?? {})) {
       const lower = header.toLowerCase();
+      // The upstream would get one of the two, and reviewers would see both.
+      if (seen.has(lower)) {
+        throw new AirlockError(
+          "invalid_request",
+          `input.headers.${header}: given twice (header names ignore case); send it once`,
+          { field: `input.headers.${header}` },
+        );
+      }
+      seen.add(lower);
       if (ownHeaders.has(lower)) {
         throw new AirlockError(
           "invalid_request",

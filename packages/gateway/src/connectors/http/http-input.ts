@@ -38,6 +38,9 @@ export const reservedHeaders = new Map<string, string>([
 
 const queryValue = z.union([z.string().max(4096), z.array(z.string().max(4096)).max(100)]);
 
+/** What HTTP lets a header value hold (RFC 9110 field-value): the client refuses anything else. */
+export const headerValuePattern = /^[\t\x20-\x7e\x80-\xff]*$/;
+
 export const httpInputSchema = z.strictObject({
   method: z
     .string()
@@ -65,7 +68,10 @@ export const httpInputSchema = z.strictObject({
       z
         .string()
         .max(8192)
-        .regex(/^[^\r\n\0]*$/, "header values cannot hold line breaks"),
+        .regex(
+          headerValuePattern,
+          "a header value holds tabs, printable ASCII and Latin-1 letters only (no line breaks or control characters)",
+        ),
     )
     .optional(),
   body: z.unknown().optional(),

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { connectionMaskSchema, duration, resultByteCap } from "../../config/config-types.js";
+import { headerValuePattern } from "../http/http-input.js";
 
 const headerName = z
   .string()
@@ -31,7 +32,18 @@ export const mcpConnectionSchema = z.strictObject({
       "must not hold credentials; put them in headers, e.g. authorization: Bearer ${env:MCP_TOKEN}",
     ),
   /** Sent with every message to the server; agents can neither set nor read them. */
-  headers: z.record(headerName, z.string().max(8192)).default({}),
+  headers: z
+    .record(
+      headerName,
+      z
+        .string()
+        .max(8192)
+        .regex(
+          headerValuePattern,
+          "a header value holds tabs, printable ASCII and Latin-1 letters only; a line break often ends a ${file:} secret (remove it from the file)",
+        ),
+    )
+    .default({}),
   /**
    * The tools agents may call, by name: no other tool can be asked for, whatever the server
    * offers. A tool's arguments are checked by the server itself.
