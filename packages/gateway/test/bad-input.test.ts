@@ -341,6 +341,52 @@ const cases: {
     code: "invalid_request",
     field: "since",
   },
+  // A NUL reached PostgreSQL, which refused it as store_unavailable (503).
+  {
+    name: "a NUL in a request id",
+    method: "GET",
+    path: "/v1/actions/req_%00",
+    status: 400,
+    code: "invalid_request",
+    field: "id",
+  },
+  {
+    name: "a NUL in a reviewer's request id",
+    method: "POST",
+    path: "/v1/requests/%00/reviews",
+    as: "bob",
+    body: { decision: "approve" },
+    status: 400,
+    code: "invalid_request",
+    field: "id",
+  },
+  {
+    name: "a NUL in a list filter",
+    method: "GET",
+    path: "/v1/requests?status=all&agent=%00",
+    as: "bob",
+    status: 400,
+    code: "invalid_request",
+    field: "agent",
+  },
+  {
+    name: "a NUL in an audit filter",
+    method: "GET",
+    path: "/v1/audit?type=%00",
+    as: "bob",
+    status: 400,
+    code: "invalid_request",
+    field: "type",
+  },
+  {
+    name: "an audit request id of the wrong shape",
+    method: "GET",
+    path: "/v1/audit?requestId=req%201",
+    as: "bob",
+    status: 400,
+    code: "invalid_request",
+    field: "requestId",
+  },
   { name: "an unknown route", method: "GET", path: "/v1/nope", status: 404, code: "not_found" },
 ];
 
@@ -365,6 +411,24 @@ describe("each bad input gets its code and field, and changes nothing", () => {
       expect(await snapshot()).toEqual(before);
     });
   }
+
+  it("refuses a context nested far too deep with its field, not a crash", async () => {
+    // Deeper than JSON.stringify can recurse, within the default body size.
+    const wide = await startGateway(testConfig(upstream.url));
+    try {
+      const token = await wide.token("agent", "support-bot");
+      const depth = 50_000;
+      const raw = `{"connection":"billing-api","operation":"request","input":{"method":"GET","path":"/x"},"context":{"a":${"[".repeat(depth)}${"]".repeat(depth)}}}`;
+      const res = await api(wide.url, "POST", "/v1/actions", { token, rawBody: raw });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ code: "invalid_request", field: "context" });
+      expect(res.body.error.message).toContain("nests deeper than 32 levels");
+      expect((await api(wide.url, "GET", "/healthz")).status).toBe(200);
+    } finally {
+      await wide.close();
+      removeDir(wide.dir);
+    }
+  });
 
   it("keeps serving after all of that", async () => {
     const health = await api(gw.url, "GET", "/healthz");

@@ -113,8 +113,18 @@ export function waitQuerySchema(maxWaitSeconds: number) {
   });
 }
 
+/** Ids are letters, digits, `_` and `-`: anything else cannot name a request. */
+const idSchema = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_-]+$/, "is not a request id (req_ followed by letters and digits)");
+
+/** A filter's text: what cannot be stored cannot match, and a database would refuse it. */
+const filterText = (max: number) => z.string().max(max).superRefine(checkText);
+
 export const idParamsSchema = z.strictObject({
-  id: z.string().min(1).max(64).describe("The request id (req_…)."),
+  id: idSchema.describe("The request id (req_…)."),
 });
 
 const statusList = z
@@ -146,9 +156,9 @@ const limit = (max: number, fallback: number) =>
 
 export const requestListQuerySchema = z.strictObject({
   status: statusList.optional().describe('Comma-separated statuses, or "all". Default: pending.'),
-  agent: z.string().max(128).optional(),
-  connection: z.string().max(128).optional(),
-  before: z.string().max(64).optional().describe("Only requests older than this id (paging)."),
+  agent: filterText(128).optional(),
+  connection: filterText(128).optional(),
+  before: idSchema.optional().describe("Only requests older than this id (paging)."),
   limit: limit(200, 50),
 });
 
@@ -198,8 +208,8 @@ export const auditQuerySchema = z.strictObject({
     .describe("Only events after this sequence number (paging)."),
   since: instant.optional(),
   until: instant.optional(),
-  requestId: z.string().max(64).optional(),
-  type: z.string().max(64).optional(),
-  actor: z.string().max(256).optional(),
+  requestId: idSchema.optional(),
+  type: filterText(64).optional(),
+  actor: filterText(256).optional(),
   limit: limit(1000, 100),
 });
