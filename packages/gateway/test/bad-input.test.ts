@@ -1,4 +1,5 @@
 /** Invariant 10: bad input gets a precise error naming the field, and changes nothing. */
+import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requestStatuses } from "../src/requests/request-types.js";
 import {
@@ -411,6 +412,45 @@ describe("each bad input gets its code and field, and changes nothing", () => {
       expect(await snapshot()).toEqual(before);
     });
   }
+
+  it("answers URLs the router cannot read in the contract's shape", async () => {
+    for (const path of ["/v1/actions/%ZZ", "/v1/actions/%ED%A0%80"]) {
+      const before = await snapshot();
+      const res = await api(gw.url, "GET", path, { token: agent });
+      expect(res.status, path).toBe(400);
+      expect(res.body.error.code, path).toBe("invalid_request");
+      expect(res.body.error.message, path).toContain("percent-escape");
+      expect(await snapshot()).toEqual(before);
+    }
+    // Longer than any route's parameter: no route matches it.
+    const long = await api(gw.url, "GET", `/v1/actions/req_${"a".repeat(120)}`, { token: agent });
+    expect(long.status).toBe(404);
+    expect(long.body.error.code).toBe("not_found");
+  });
+
+  it("answers malformed HTTP in the contract's shape", async () => {
+    const { hostname, port } = new URL(gw.url);
+    const raw = (text: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), hostname, () => socket.write(text));
+        let answer = "";
+        socket.on("data", (chunk) => {
+          answer += chunk;
+        });
+        socket.on("close", () => resolve(answer));
+        socket.on("error", reject);
+      });
+    const smuggled = await raw(
+      "POST /v1/actions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    expect(smuggled).toMatch(/^HTTP\/1.1 400 /);
+    expect(JSON.parse(smuggled.slice(smuggled.indexOf("\r\n\r\n") + 4)).error.code).toBe(
+      "invalid_request",
+    );
+    const badLength = await raw("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n");
+    expect(badLength).toMatch(/^HTTP\/1.1 400 /);
+    expect(badLength).toContain('"code":"invalid_request"');
+  });
 
   it("refuses a context nested far too deep with its field, not a crash", async () => {
     // Deeper than JSON.stringify can recurse, within the default body size.

@@ -3,11 +3,14 @@
  * failure into `{error: {code, message, field?}}`. Unknown errors become a 500 with a request
  * id; their details go to the log only.
  */
+
 import { timingSafeEqual } from "node:crypto";
+import type { Duplex } from "node:stream";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
   type FastifyRequest,
   LogController,
 } from "fastify";
@@ -54,6 +57,38 @@ export interface ServerDeps {
   extend?: (app: FastifyInstance) => void;
 }
 
+function clientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, reason, code, message] =
+    error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? [
+          408,
+          "Request Timeout",
+          "invalid_request",
+          "the request's headers were not received in time",
+        ]
+      : error.code === "HPE_HEADER_OVERFLOW"
+        ? [
+            431,
+            "Request Header Fields Too Large",
+            "payload_too_large",
+            "the request's headers are too large",
+          ]
+        : [
+            400,
+            "Bad Request",
+            "invalid_request",
+            "the request is not valid HTTP/1.1 (check its Content-Length and Transfer-Encoding)",
+          ];
+  const body = JSON.stringify({ error: { code, message } });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
+}
+
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const { logger, metrics } = deps;
   const app = Fastify({
@@ -65,6 +100,21 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     return503OnClosing: true,
     forceCloseConnections: "idle",
     routerOptions: { ignoreTrailingSlash: true },
+    // A URL the router cannot read (a bad percent-escape, a segment too long) gets the
+    // contract's error shape like any other bad input.
+    frameworkErrors: (error, _request, reply) =>
+      (reply as FastifyReply).code(400).send({
+        error: {
+          code: "invalid_request",
+          message:
+            error.code === "FST_ERR_MAX_PARAM_LENGTH"
+              ? "the URL has a path segment longer than 100 characters; no id is that long"
+              : "the URL could not be read (a malformed percent-escape?); encode it as UTF-8, with % followed by two hex digits",
+        },
+      }),
+    // Malformed HTTP (a bad Content-Length, both it and Transfer-Encoding, headers too large
+    // or too slow) never reaches a route: answered here, in the same shape.
+    clientErrorHandler: clientError,
     ...(deps.trustProxy ? { trustProxy: deps.trustProxy } : {}),
   });
 

@@ -19,7 +19,7 @@ export function encodedForms(value: string): string[] {
     json,
     json.replaceAll("/", "\\/"),
     json.replace(/[<>&]/g, unicode),
-    json.replace(/[^\x00-\x7f]/g, unicode),
+    json.replace(/[\u0080-\uffff]/g, unicode),
   ];
   // Text with a lone surrogate has no percent-encoding (encodeURIComponent throws on it).
   if (wellFormed(value)) {
