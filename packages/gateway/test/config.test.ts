@@ -172,6 +172,23 @@ rules:
     expect(issues).toContain("rules[0].review.expiresIn: must be between 100ms and 90d");
   });
 
+  it("reports a directory, and YAML built to expand without end, as config errors", () => {
+    expect(() => loadConfigFile(dir)).toThrow(ConfigError);
+    try {
+      loadConfigFile(dir);
+    } catch (error) {
+      expect((error as ConfigError).issues.map(formatIssue).join("\n")).toContain(
+        "is a directory; pass the config file itself",
+      );
+    }
+    // Each level doubles the one before: 2^30 strings once expanded.
+    const levels = Array.from({ length: 30 }, (_, i) =>
+      i === 0 ? "a0: &a0 [x, x]" : `a${i}: &a${i} [*a${i - 1}, *a${i - 1}]`,
+    );
+    const issues = issuesOf(`${levels.join("\n")}\nrules: []\n`);
+    expect(issues.join("\n")).toContain("cannot be read as YAML");
+  });
+
   it("reports a YAML syntax error with its line", () => {
     const issues = issuesOf("rules:\n  - name: a\n    decision: [allow\n");
     expect(issues[0]).toMatch(/line \d+/);

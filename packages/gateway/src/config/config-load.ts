@@ -50,7 +50,22 @@ export function loadConfigFile(path: string, options: LoadOptions = {}): LoadedC
       },
     ]);
   }
-  return loadConfigText(readFileSync(path, "utf8"), {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    throw new ConfigError(path, [
+      {
+        path: [],
+        message:
+          code === "EISDIR"
+            ? "is a directory; pass the config file itself, like --config airlock.yaml"
+            : `cannot be read (${code ?? (error as Error).message}); check the path and its permissions`,
+      },
+    ]);
+  }
+  return loadConfigText(text, {
     ...options,
     source: options.source ?? path,
     baseDir: options.baseDir ?? dirname(resolve(path)),
@@ -71,7 +86,15 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadedC
       })),
     );
   }
-  const raw = doc.toJS() ?? {};
+  let raw: unknown;
+  try {
+    // Aliases are expanded here: a document built to expand without end is refused.
+    raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (error) {
+    throw new ConfigError(source, [
+      { path: [], message: `cannot be read as YAML: ${(error as Error).message}` },
+    ]);
+  }
   const refs = resolveRefs(raw, { env: options.env ?? process.env, baseDir });
   const issues: ConfigIssue[] = [...refs.issues];
   const parsed = configSchema.safeParse(refs.value);
