@@ -189,6 +189,23 @@ rules:
     expect(issues.join("\n")).toContain("cannot be read as YAML");
   });
 
+  it("never quotes a value that came from a secret reference in an error", () => {
+    const issues = issuesOf(
+      `connections:
+  api:
+    type: http
+    baseUrl: http://127.0.0.1:1
+    timeout: \${env:API_TIMEOUT}
+rules: []
+`,
+      { API_TIMEOUT: "hunter2-secret-value" },
+    );
+    expect(issues).toEqual([
+      'connections.api.timeout: "[redacted]" is not a duration; write it like 500ms, 30s, 15m, 2h or 7d',
+    ]);
+    expect(issues.join("\n")).not.toContain("hunter2");
+  });
+
   it("reports a YAML syntax error with its line", () => {
     const issues = issuesOf("rules:\n  - name: a\n    decision: [allow\n");
     expect(issues[0]).toMatch(/line \d+/);

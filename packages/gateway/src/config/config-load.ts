@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { isMap, isSeq, parseDocument } from "yaml";
 import { deepFreeze } from "../common/deep-freeze.js";
-import { MIN_SECRET_LENGTH } from "../masking/secret-redactor.js";
+import { createRedactor, MIN_SECRET_LENGTH } from "../masking/secret-redactor.js";
 import { checkCondition, compilePolicy, type Policy } from "../policy/policy-compile.js";
 import { ConfigError, type ConfigIssue } from "./config-errors.js";
 import { resolveRefs } from "./config-refs.js";
@@ -104,10 +104,17 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadedC
     }
   }
   issues.push(...crossFieldIssues(refs.value), ...conditionIssues(refs.value));
-  if (!parsed.success || issues.length > 0) throw new ConfigError(source, issues);
+  // A message can quote the value it refuses, which may have come from a secret reference.
+  const redactor = createRedactor(refs.secrets);
+  const refused = (found: ConfigIssue[]) =>
+    new ConfigError(
+      source,
+      found.map((issue) => ({ ...issue, message: redactor.redactText(issue.message) })),
+    );
+  if (!parsed.success || issues.length > 0) throw refused(issues);
   const data = parsed.data;
   const { policy, issues: policyIssues } = compilePolicy(data.rules);
-  if (policyIssues.length > 0) throw new ConfigError(source, policyIssues);
+  if (policyIssues.length > 0) throw refused(policyIssues);
 
   const config: AirlockConfig = {
     ...data,
