@@ -180,6 +180,7 @@ describe.skipIf(onPostgres)("failing closed", () => {
     await stuck.arrived;
     db.pragma("query_only = ON");
     stuck.release();
+    let id: string;
     try {
       const res = await lost;
       expect(res.status).toBe(503);
@@ -187,9 +188,16 @@ describe.skipIf(onPostgres)("failing closed", () => {
       expect(res.body.error.executed).toBe(true);
       expect(res.body.error.message).toContain("the action ran (HTTP 200");
       expect(res.body.error.message).toContain("do not submit it again");
+      id = res.body.error.requestId;
     } finally {
       db.pragma("query_only = OFF");
     }
+    // Once the store takes writes again, the outcome the gateway kept is recorded: the
+    // request does not stay executing until a restart.
+    const done = await api(gw.url, "GET", `/v1/actions/${id}?wait=10`, { token: agent });
+    expect(done.body.status).toBe("succeeded");
+    expect(done.body.result.status).toBe(200);
+    expect(upstream.calls.filter((c) => c.url === "/api/outcome-lost")).toHaveLength(1);
   });
 
   it("stops trusting the store after a commit could not be synced, and a restart reads back the disk", async () => {

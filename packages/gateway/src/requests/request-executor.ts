@@ -88,6 +88,9 @@ export function createExecutor(deps: {
     }
   };
   const retryDelays = deps.retryDelays ?? [50, 100, 200, 400, 800];
+  /** Outcomes still being recorded after their caller was told the store failed. */
+  const unrecorded = new Map<string, NodeJS.Timeout>();
+  let draining = false;
   // Executions are never abandoned halfway (a stop waits for them); connectors keep their own timeouts.
   const running = new AbortController().signal;
   // Each execution in flight listens on it, and stops listening when it ends: not a leak, so
@@ -145,8 +148,9 @@ export function createExecutor(deps: {
         if (attempt >= retryDelays.length + 1) {
           logger.error(
             { requestId: request.id, err: error },
-            "the outcome of an action that ran could not be recorded",
+            "the outcome of an action that ran could not be recorded; trying again in the background",
           );
+          keepRecording(request, outcome);
           throw new AirlockError(
             "store_unavailable",
             `the action ran (${outcome.summary}) but its outcome could not be recorded; do not submit it again: GET /v1/actions/${request.id} shows it once the store is back`,
@@ -163,6 +167,42 @@ export function createExecutor(deps: {
     if (request.decision.decision !== "review") return undefined;
     const shortfall = deps.approvers.shortfall(request);
     return shortfall && `not run: ${shortfall}`;
+  };
+
+  /**
+   * The caller has been told; the outcome, known here, is still recorded as soon as the store
+   * takes it, so the request does not stay `executing` (on SQLite, until a restart) and its
+   * long-polls end. The lease is kept meanwhile. A stop gives up: a restart then ends the
+   * request "outcome unknown", as it ends any execution it finds under way.
+   */
+  const keepRecording = (request: ActionRequest, outcome: Outcome, delay = 1000): void => {
+    if (draining || unrecorded.has(request.id)) return;
+    const timer = setTimeout(async () => {
+      unrecorded.delete(request.id);
+      if (draining) return;
+      holding(request.id);
+      try {
+        await store.transition(
+          request.id,
+          (current) => finishExecution(current, outcome, clock()),
+          plan,
+          request,
+        );
+        leased.delete(request.id);
+        deps.afterCommit?.();
+        logger.info({ requestId: request.id }, "the outcome was recorded after all");
+      } catch (error) {
+        if (error instanceof AirlockError && error.code === "store_unavailable") {
+          keepRecording(request, outcome, Math.min(delay * 2, 30_000));
+        } else {
+          // Another replica ended it meanwhile ("outcome unknown"), or it is gone.
+          leased.delete(request.id);
+          logger.error({ requestId: request.id, err: error }, "the outcome could not be recorded");
+        }
+      }
+    }, delay);
+    timer.unref();
+    unrecorded.set(request.id, timer);
   };
 
   const run = async (request: ActionRequest, fromStore: boolean): Promise<ActionRequest> => {
@@ -281,6 +321,9 @@ export function createExecutor(deps: {
     },
     resumeApproved,
     async drain() {
+      draining = true;
+      for (const timer of unrecorded.values()) clearTimeout(timer);
+      unrecorded.clear();
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     },
   };
