@@ -7,6 +7,20 @@ const headerName = z
   .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "not a valid HTTP header name")
   .max(256);
 
+/** Headers a connection sends with every call (http, mcp): agents can neither set nor read them. */
+export const connectionHeadersSchema = z
+  .record(
+    headerName,
+    z
+      .string()
+      .max(8192)
+      .regex(
+        headerValuePattern,
+        "a header value holds tabs, printable ASCII and Latin-1 letters only; a line break often ends a ${file:} secret (remove it from the file)",
+      ),
+  )
+  .default({});
+
 export const httpConnectionSchema = z.strictObject({
   type: z.literal("http"),
   baseUrl: z
@@ -19,19 +33,7 @@ export const httpConnectionSchema = z.strictObject({
       (url) => !new URL(url).username && !new URL(url).password,
       "must not hold credentials; put them in headers, e.g. authorization: Basic ${env:API_BASIC_AUTH}",
     ),
-  /** Sent with every call; the agent can neither set nor read them. */
-  headers: z
-    .record(
-      headerName,
-      z
-        .string()
-        .max(8192)
-        .regex(
-          headerValuePattern,
-          "a header value holds tabs, printable ASCII and Latin-1 letters only; a line break often ends a ${file:} secret (remove it from the file)",
-        ),
-    )
-    .default({}),
+  headers: connectionHeadersSchema,
   timeout: duration({ min: 100, max: 3_600_000 }).default(30_000),
   maxResponseBytes: resultByteCap,
   mask: connectionMaskSchema.optional(),

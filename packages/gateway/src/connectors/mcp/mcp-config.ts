@@ -4,12 +4,7 @@
  */
 import { z } from "zod";
 import { connectionMaskSchema, duration, resultByteCap } from "../../config/config-types.js";
-import { headerValuePattern } from "../http/http-input.js";
-
-const headerName = z
-  .string()
-  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "not a valid HTTP header name")
-  .max(256);
+import { connectionHeadersSchema } from "../http/http-config.js";
 
 /** The MCP specification's tool names: 1 to 128 of A–Z, a–z, 0–9, `_`, `-` and `.`. */
 export const toolNamePattern = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -31,19 +26,8 @@ export const mcpConnectionSchema = z.strictObject({
       (url) => !new URL(url).username && !new URL(url).password,
       "must not hold credentials; put them in headers, e.g. authorization: Bearer ${env:MCP_TOKEN}",
     ),
-  /** Sent with every message to the server; agents can neither set nor read them. */
-  headers: z
-    .record(
-      headerName,
-      z
-        .string()
-        .max(8192)
-        .regex(
-          headerValuePattern,
-          "a header value holds tabs, printable ASCII and Latin-1 letters only; a line break often ends a ${file:} secret (remove it from the file)",
-        ),
-    )
-    .default({}),
+  /** Sent with every message to the server. */
+  headers: connectionHeadersSchema,
   /**
    * The tools agents may call, by name: no other tool can be asked for, whatever the server
    * offers. A tool's arguments are checked by the server itself.
