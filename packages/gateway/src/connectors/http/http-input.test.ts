@@ -8,6 +8,8 @@ describe("the path rules and the upstream see one spelling", () => {
     ["/a%20b", "/a%20b"],
     ["/caf%c3%a9", "/caf%C3%A9"],
     ["/plain", "/plain"],
+    // A ;parameter on an ordinary segment, and dots that are part of a name, stay allowed.
+    ["/files;v=2/a..b/.well-known", "/files;v=2/a..b/.well-known"],
   ])("normalises %j to %j", (path, expected) => {
     expect(httpInputSchema.parse({ method: "GET", path }).path).toBe(expected);
   });
@@ -27,6 +29,11 @@ describe("pathProblem", () => {
     ["/a%2f..%2fb", /must not encode a slash/],
     ["/a/./b", /\. or \.\. segments/],
     ["/a/%2e/b", /\. or \.\. segments/],
+    // Tomcat and Jetty strip ;parameters from a segment before resolving dots.
+    ["/api/..;/admin", /\. or \.\. segments/],
+    ["/api/..;jsessionid=1/admin", /\. or \.\. segments/],
+    ["/api/.;x/admin", /\. or \.\. segments/],
+    ["/api/..%3b/admin", /\. or \.\. segments/],
     ["/a\\b", /backslashes/],
     ["/a%5cb", /must not encode a backslash/],
     ["/a%5Cb", /must not encode a backslash/],
