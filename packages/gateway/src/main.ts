@@ -183,6 +183,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     maxBodyBytes: config.server.maxBodyBytes,
     trustProxy: config.server.trustProxy,
     maxWaitSeconds: config.server.maxWaitSeconds,
+    requestTimeoutMs: config.server.requestTimeout,
     version,
     redactor,
     clock,

@@ -37,7 +37,7 @@ beforeAll(async () => {
   gw = await startGateway(
     testConfig(upstream.url).replace(
       "sweepInterval: 50ms",
-      "sweepInterval: 50ms, maxBodyBytes: 4096, maxWaitSeconds: 30",
+      "sweepInterval: 50ms, maxBodyBytes: 4096, maxWaitSeconds: 30, requestTimeout: 500ms",
     ),
   );
   agent = await gw.token("agent", "support-bot");
@@ -447,6 +447,21 @@ describe("each bad input gets its code and field, and changes nothing", () => {
     expect(JSON.parse(smuggled.slice(smuggled.indexOf("\r\n\r\n") + 4)).error.code).toBe(
       "invalid_request",
     );
+    // Headers and one byte of a promised hundred, then nothing: answered, and closed.
+    const before = await snapshot();
+    const started = Date.now();
+    const stalled = await raw(
+      `POST /v1/actions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${agent}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`,
+    );
+    expect(stalled).toMatch(/^HTTP\/1.1 408 /);
+    expect(stalled).toContain("server.requestTimeout");
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(await snapshot()).toEqual(before);
+    // A long-poll waits after its request is in: the limit does not cut it short.
+    const polled = Date.now();
+    const poll = await api(gw.url, "GET", `/v1/actions/${pendingId}?wait=1`, { token: agent });
+    expect(poll.status).toBe(200);
+    expect(Date.now() - polled).toBeGreaterThanOrEqual(900);
     const badLength = await raw("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n");
     expect(badLength).toMatch(/^HTTP\/1.1 400 /);
     expect(badLength).toContain('"code":"invalid_request"');

@@ -67,6 +67,11 @@ export const serverSchema = z.strictObject({
     .min(1)
     .max(100)
     .optional(),
+  /**
+   * How long a request's body may take to arrive once its headers have; a client that stalls
+   * is answered 408 and its connection closed. Long-polls wait after that, unbounded by it.
+   */
+  requestTimeout: duration({ min: 100, max: 600_000 }).default(30_000),
   /** The longest `?wait=` a caller may ask for, in seconds. */
   maxWaitSeconds: z.number().int().min(0).max(3600).default(300),
   /** How often pending requests are checked for expiry. */

@@ -5,6 +5,7 @@
  */
 
 import { timingSafeEqual } from "node:crypto";
+import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import Fastify, {
   type FastifyBaseLogger,
@@ -49,6 +50,8 @@ export interface ServerDeps {
   /** Proxies whose X-Forwarded-For names the client (addresses or CIDR ranges). */
   trustProxy?: string[] | undefined;
   maxWaitSeconds: number;
+  /** How long a request's body may take to arrive (`server.requestTimeout`). */
+  requestTimeoutMs: number;
   version: string;
   /** Scrubs known secrets out of error messages before they are sent. */
   redactor: Redactor;
@@ -57,7 +60,24 @@ export interface ServerDeps {
   extend?: (app: FastifyInstance) => void;
 }
 
-function clientError(error: Error & { code?: string }, socket: Duplex): void {
+/**
+ * A client that sends headers and part of a body, then stalls, would hold its connection
+ * (and a slot of the body parser) for good; Node's own requestTimeout does not reach a
+ * request Fastify is already reading. Long-polls wait after the body is in: not bounded.
+ */
+function bodyDeadline(raw: IncomingMessage, ms: number): void {
+  const timer = setTimeout(() => {
+    if (raw.complete || raw.socket.destroyed) return;
+    const error = Object.assign(new Error("request timeout"), { code: "ERR_HTTP_REQUEST_TIMEOUT" });
+    clientError(error, raw.socket, ms);
+  }, ms);
+  timer.unref();
+  const clear = () => clearTimeout(timer);
+  raw.once("end", clear);
+  raw.once("close", clear);
+}
+
+function clientError(error: Error & { code?: string }, socket: Duplex, timeoutMs = 0): void {
   if (error.code === "ECONNRESET" || socket.destroyed) return;
   const [status, reason, code, message] =
     error.code === "ERR_HTTP_REQUEST_TIMEOUT"
@@ -65,7 +85,9 @@ function clientError(error: Error & { code?: string }, socket: Duplex): void {
           408,
           "Request Timeout",
           "invalid_request",
-          "the request's headers were not received in time",
+          timeoutMs > 0
+            ? `the request's body was not received within ${timeoutMs / 1000} s (server.requestTimeout)`
+            : "the request's headers were not received in time",
         ]
       : error.code === "HPE_HEADER_OVERFLOW"
         ? [
@@ -114,7 +136,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       }),
     // Malformed HTTP (a bad Content-Length, both it and Transfer-Encoding, headers too large
     // or too slow) never reaches a route: answered here, in the same shape.
-    clientErrorHandler: clientError,
+    clientErrorHandler: (error, socket) => clientError(error, socket),
     ...(deps.trustProxy ? { trustProxy: deps.trustProxy } : {}),
   });
 
@@ -122,6 +144,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.addHook("onRequest", (request, reply, done) => {
     reply.header("x-request-id", request.id);
     reply.header("cache-control", "no-store");
+    // Most bodies arrive with their headers; one still coming must come within the limit.
+    if (!request.raw.complete) bodyDeadline(request.raw, deps.requestTimeoutMs);
     done();
   });
   app.addHook("onResponse", (request, reply, done) => {
