@@ -76,6 +76,8 @@ export function LiveProvider({ children }: { children: ReactNode }) {
         const change = parseChange((event as MessageEvent).data);
         if (change) emit(change);
       });
+      // The gateway missed changes (a replica's database feed was cut): fetch again.
+      stream.addEventListener("resync", () => emit(null));
       stream.addEventListener("error", () => {
         interrupted = true;
         if (stream.readyState === EventSource.CLOSED) {

@@ -8,6 +8,7 @@ import {
   type TestGateway,
   testConfig,
 } from "./support/gateway.js";
+import { postgresAvailable, scratchSchema } from "./support/postgres.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 let upstream: Upstream;
@@ -63,3 +64,42 @@ it("is for reviewers only, and bounded per reviewer", async () => {
   expect((await open(reviewer, again.signal)).status).toBe(200);
   again.abort();
 });
+
+it.skipIf(!postgresAvailable)(
+  "tells the console to read again when a replica's change feed was cut",
+  async () => {
+    const db = await scratchSchema();
+    const url = new URL(db.url);
+    const name = `airlock_console_${process.pid}`;
+    url.searchParams.set("application_name", name);
+    const replica = await startGateway(
+      testConfig(upstream.url).replace("storage: sqlite:./airlock.db", `storage: "${url}"`),
+    );
+    const controller = new AbortController();
+    try {
+      const token = await replica.token("reviewer", "bob@example.com");
+      const res = await fetch(`${replica.url}/v1/events`, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: controller.signal,
+      });
+      const reader = res.body!.getReader();
+      await db.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        [name],
+      );
+      let text = "";
+      const deadline = Date.now() + 10_000;
+      while (!text.includes("event: resync") && Date.now() < deadline) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      expect(text).toContain("event: resync\ndata: {}");
+    } finally {
+      controller.abort();
+      await replica.close();
+      removeDir(replica.dir);
+      await db.drop();
+    }
+  },
+);

@@ -62,9 +62,17 @@ export function consoleRoutes(
         "x-accel-buffering": "no",
       });
       raw.write("retry: 2000\n\n");
-      const unsubscribe = deps.store.subscribe((change) => {
+      const unsubscribeChanges = deps.store.subscribe((change) => {
         raw.write(`event: change\ndata: ${JSON.stringify(change)}\n\n`);
       });
+      // Changes this replica did not hear (its PostgreSQL feed was cut): pages read again.
+      const unsubscribeMissed = deps.store.onMissedChanges(() => {
+        raw.write("event: resync\ndata: {}\n\n");
+      });
+      const unsubscribe = () => {
+        unsubscribeChanges();
+        unsubscribeMissed();
+      };
       // Each heartbeat checks the caller again: a stream ends with its session or token.
       const heartbeat = setInterval(() => {
         deps.reauthenticate(request).then(
