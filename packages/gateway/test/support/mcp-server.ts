@@ -21,6 +21,8 @@ export interface TestMcpServer {
   calls: ToolCall[];
   /** Sessions opened (each `initialize` the server accepted). */
   sessions: () => number;
+  /** Sessions open now: ended by a client's DELETE, or forgotten. */
+  openSessions: () => number;
   /** Forgets every session, as a restarted server would: their next message gets 404. */
   forgetSessions(): void;
   /** Holds calls of `tool` until `release()`; `arrived` resolves when one comes in. */
@@ -29,7 +31,11 @@ export interface TestMcpServer {
 }
 
 export async function startMcpServer(
-  options: { authorization?: string } = {},
+  options: {
+    authorization?: string;
+    /** Never answers the client's `notifications/initialized`: a session that never starts. */
+    stallInitialized?: boolean;
+  } = {},
 ): Promise<TestMcpServer> {
   const calls: ToolCall[] = [];
   const transports = new Map<string, StreamableHTTPServerTransport>();
@@ -102,6 +108,17 @@ export async function startMcpServer(
       },
     );
     mcp.registerTool(
+      "text",
+      {
+        description: "Returns a text, repeated",
+        inputSchema: { text: z.string(), times: z.number().int() },
+      },
+      async (args, extra) => {
+        record("text", args, headersOf(extra));
+        return { content: [{ type: "text", text: args.text.repeat(args.times) }] };
+      },
+    );
+    mcp.registerTool(
       "slow",
       { description: "Takes its time", inputSchema: { ms: z.number().int() } },
       async (args, extra) => {
@@ -120,9 +137,15 @@ export async function startMcpServer(
         .end('{"error":"unauthorized"}');
       return;
     }
+    if (request.url === "/moved") {
+      // Same origin, so the SDK on its own would follow it, credentials and all.
+      response.writeHead(307, { location: "/mcp" }).end();
+      return;
+    }
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const body = chunks.length > 0 ? JSON.parse(Buffer.concat(chunks).toString("utf8")) : undefined;
+    if (options.stallInitialized && body?.method === "notifications/initialized") return;
     const sessionId = request.headers["mcp-session-id"];
     let transport = typeof sessionId === "string" ? transports.get(sessionId) : undefined;
     if (!transport) {
@@ -154,6 +177,7 @@ export async function startMcpServer(
     url: `http://127.0.0.1:${port}/mcp`,
     calls,
     sessions: () => opened,
+    openSessions: () => transports.size,
     forgetSessions: () => transports.clear(),
     hold(tool) {
       let arrive!: (call: ToolCall) => void;

@@ -1,13 +1,10 @@
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startMcpServer, type TestMcpServer } from "../../../test/support/mcp-server.js";
-import type { Json } from "../../common/canonical-json.js";
 import { AirlockError } from "../../errors.js";
 import { createLogger } from "../../observability/logger.js";
 import type { Connector } from "../connector.js";
 import { mcpConnectorType } from "./mcp-connector.js";
-import { cutUtf8 } from "./mcp-result.js";
+import { cutJsonText } from "./mcp-result.js";
 
 const logger = createLogger({ level: "silent" });
 const TOKEN = "mcp-secret-7f3a9c2e1b";
@@ -27,6 +24,7 @@ function connector(url: string, extra: Record<string, unknown> = {}): Connector 
       broken: {},
       big: {},
       slow: {},
+      text: {},
     },
     ...extra,
   });
@@ -174,13 +172,72 @@ describe("mcp connector: execution", () => {
     expect(outcome.ok).toBe(true);
     expect(server.sessions()).toBe(sessions + 1);
     expect(server.calls.slice(before).map((call) => call.args)).toEqual([{ query: "two" }]);
+    // The new session serves what follows; the old one is not left open behind it.
+    await run(c, "search", { query: "three" });
+    expect(server.sessions()).toBe(sessions + 1);
+    await c.close();
+    await expect.poll(() => server.openSessions()).toBe(0);
+  });
+
+  it("ends a call whose session never starts within the timeout, and closes", async () => {
+    const stalled = await startMcpServer({ stallInitialized: true });
+    try {
+      const c = connector(stalled.url, { timeout: "300ms", headers: {} });
+      const started = Date.now();
+      const outcome = await run(c, "search", { query: "x" });
+      expect(outcome.ok).toBe(false);
+      expect(outcome.reason).toBe(
+        "no session with the MCP server could be started within 300 ms; the tool was not called",
+      );
+      expect(stalled.calls).toHaveLength(0);
+      expect(Date.now() - started).toBeLessThan(2000);
+      const closing = Date.now();
+      await c.close();
+      expect(Date.now() - closing).toBeLessThan(3000);
+    } finally {
+      await stalled.close();
+    }
+  });
+
+  it("keeps a call running when another call on the same session times out", async () => {
+    const c = connector(server.url, { timeout: "2s" });
+    await run(c, "search", { query: "warm" });
+    const slow = run(c, "slow", { ms: 5000 });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Started a second after the slow one, so its own deadline is a second after that one's.
+    const held = server.hold("search");
+    const running = run(c, "search", { query: "kept" });
+    await held.arrived;
+    const timedOut = await slow;
+    expect(timedOut.ok).toBe(false);
+    expect(timedOut.reason).toContain("the tool may still have run");
+    held.release();
+    const kept = await running;
+    expect(kept.reason).toBeUndefined();
+    expect(kept.ok).toBe(true);
+    expect(kept.result).toMatchObject({ structuredContent: { query: "kept" } });
+  });
+
+  it("keeps a cut result within the cap however much JSON escapes its text", async () => {
+    const c = connector(server.url, { maxResultBytes: 1024 });
+    for (const text of ['"', "\u0001", "\\\n"]) {
+      const outcome = await run(c, "text", { text, times: 3000 });
+      expect(outcome.ok).toBe(true);
+      expect(
+        Buffer.byteLength(JSON.stringify(outcome.result)),
+        JSON.stringify(text),
+      ).toBeLessThanOrEqual(1024);
+      expect((outcome.result as { truncated?: string }).truncated).toMatch(/cut at 1024/);
+    }
   });
 
   it("fails with a clear reason on a timeout, and the next call still works", async () => {
     const c = connector(server.url, { timeout: "300ms" });
     const outcome = await run(c, "slow", { ms: 2000 });
     expect(outcome.ok).toBe(false);
-    expect(outcome.reason).toBe("the MCP server did not answer within 300 ms");
+    expect(outcome.reason).toBe(
+      "the MCP server did not answer within 300 ms; the tool may still have run",
+    );
     expect((await run(c, "search", { query: "after" })).ok).toBe(true);
   });
 
@@ -214,38 +271,32 @@ describe("mcp connector: execution", () => {
     expect(outcome.reason).toBe("the MCP server could not be reached: connection refused");
   });
 
-  it("does not follow a redirect, which would carry the credentials elsewhere", async () => {
-    const redirecting: Server = createServer((_request, response) => {
-      response.writeHead(307, { location: server.url }).end();
-    });
-    await new Promise<void>((resolve) => redirecting.listen(0, "127.0.0.1", resolve));
-    try {
-      const { port } = redirecting.address() as AddressInfo;
-      const before = server.calls.length;
-      const sessions = server.sessions();
-      const outcome = await run(connector(`http://localhost:${port}/mcp`), "search", {
-        query: "x",
-      });
-      expect(outcome.ok).toBe(false);
-      expect(server.calls.length).toBe(before);
-      expect(server.sessions()).toBe(sessions);
-    } finally {
-      redirecting.closeAllConnections();
-      await new Promise<void>((resolve) => redirecting.close(() => resolve()));
-    }
+  it("does not follow a redirect, even within the server's origin", async () => {
+    const before = server.calls.length;
+    const sessions = server.sessions();
+    const moved = server.url.replace(/\/mcp$/, "/moved");
+    const outcome = await run(connector(moved), "search", { query: "x" });
+    expect(outcome.ok).toBe(false);
+    expect(server.calls.length).toBe(before);
+    expect(server.sessions()).toBe(sessions);
   });
 });
 
-describe("cutUtf8", () => {
-  it("keeps whole characters within the byte limit", () => {
-    expect(cutUtf8("abcdef", 4)).toBe("abcd");
-    // é is two bytes, 😀 four: a cut inside either drops the whole character.
-    expect(cutUtf8("aé", 2)).toBe("a");
-    expect(cutUtf8("aé", 3)).toBe("aé");
-    expect(cutUtf8("a😀b", 3)).toBe("a");
-    expect(cutUtf8("a😀b", 5)).toBe("a😀");
-    expect(cutUtf8("a\uFFFDb", 4)).toBe("a\uFFFD");
-    const json: Json = { text: cutUtf8("é".repeat(100), 51) };
-    expect(Buffer.byteLength((json as { text: string }).text)).toBe(50);
+describe("cutJsonText", () => {
+  it("keeps whole characters, and counts what JSON escapes as it will be written", () => {
+    const bytes = (text: string) => Buffer.byteLength(JSON.stringify(text));
+    expect(cutJsonText("abcdef", 6)).toBe("abcd");
+    // é is two bytes, 😀 four: a cut never takes half of either.
+    expect(cutJsonText("aé", 4)).toBe("a");
+    expect(cutJsonText("aé", 5)).toBe("aé");
+    expect(cutJsonText("a😀b", 6)).toBe("a");
+    expect(cutJsonText("a😀b", 7)).toBe("a😀");
+    // A quote takes two bytes in JSON, a control character six.
+    expect(cutJsonText('"'.repeat(100), 22)).toBe('"'.repeat(10));
+    expect(cutJsonText("\u0001".repeat(100), 62)).toBe("\u0001".repeat(10));
+    for (const text of ['"'.repeat(500), "\u0001\n\\".repeat(200), "😀é".repeat(300)]) {
+      expect(bytes(cutJsonText(text, 1000))).toBeLessThanOrEqual(1000);
+      expect(bytes(cutJsonText(text, 1000))).toBeGreaterThan(990);
+    }
   });
 });

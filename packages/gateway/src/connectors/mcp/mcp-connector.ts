@@ -3,11 +3,7 @@
  * with Airlock's own credentials. Agents can call only the tools the config lists; the
  * server checks their arguments.
  */
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import {
-  StreamableHTTPClientTransport,
-  StreamableHTTPError,
-} from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { Json } from "../../common/canonical-json.js";
 import { AirlockError } from "../../errors.js";
@@ -21,6 +17,7 @@ import type {
 } from "../connector.js";
 import { type McpConnectionConfig, mcpConnectionSchema } from "./mcp-config.js";
 import { capContent, type ToolResult } from "./mcp-result.js";
+import { McpSession, NotStarted, sessionForgotten } from "./mcp-session.js";
 
 export const mcpConnectorType: ConnectorType<McpConnectionConfig> = {
   type: "mcp",
@@ -43,8 +40,7 @@ export function createMcpConnector(
   const secrets = Object.values(headers);
   // Results are scrubbed before they are cut to size, so a cut cannot leave part of one.
   const redactor = createRedactor([...secrets, ...deps.secrets]);
-  /** One session, shared by every call; started at the first call, and again after a failure. */
-  let session: Promise<Client> | undefined;
+  let session: McpSession | undefined;
   let closed = false;
 
   const toolFor = (operation: string) => {
@@ -92,33 +88,18 @@ export function createMcpConnector(
     };
   };
 
-  const connect = (): Promise<Client> => {
-    session ??= (async () => {
-      const client = new Client({ name: "airlock", version: "1" });
-      const transport = new StreamableHTTPClientTransport(new URL(config.url), {
-        // A redirect would carry the credentials elsewhere: refused, not followed.
-        requestInit: { headers, redirect: "error" },
+  /** The session new calls use: started at the first call, and again once one is retired. */
+  const current = (): McpSession => {
+    if (!session || session.retired) {
+      session = new McpSession({
+        url: config.url,
+        headers,
+        // Generous next to the cap, which applies after scrubbing: this only bounds memory.
+        maxAnswerBytes: Math.max(8 * config.maxResultBytes, 8 * 1024 * 1024),
+        requestTimeoutMs: config.timeout + 1000,
       });
-      client.onerror = () => {};
-      client.onclose = () => {
-        session = undefined;
-      };
-      await client.connect(transport, { timeout: config.timeout });
-      return client;
-    })();
-    const current = session;
-    // A failed start is not kept: the next call tries again.
-    current.catch(() => {
-      if (session === current) session = undefined;
-    });
-    return current;
-  };
-
-  /** Forgets a session that failed, so the next call starts another. */
-  const drop = (failed: Promise<Client>) => {
-    if (session !== failed) return;
-    session = undefined;
-    void failed.then((client) => client.close()).catch(() => {});
+    }
+    return session;
   };
 
   const call = async (
@@ -126,35 +107,14 @@ export function createMcpConnector(
     args: Record<string, unknown>,
     signal: AbortSignal,
   ): Promise<ToolResult> => {
-    const started = connect();
-    const client = await started;
     try {
-      return (await client.callTool({ name: tool, arguments: args }, undefined, {
-        signal,
-        timeout: config.timeout,
-        maxTotalTimeout: config.timeout,
-      })) as ToolResult;
+      return await current().call(tool, args, signal);
     } catch (error) {
-      drop(started);
       // A server that no longer knows the session refused the message before handling it
       // (the specification has clients start a new session on 404): asking again in a new
-      // session cannot run the tool twice.
-      if (error instanceof StreamableHTTPError && error.code === 404) {
-        const again = connect();
-        try {
-          return (await (
-            await again
-          ).callTool({ name: tool, arguments: args }, undefined, {
-            signal,
-            timeout: config.timeout,
-            maxTotalTimeout: config.timeout,
-          })) as ToolResult;
-        } catch (retryError) {
-          drop(again);
-          throw retryError;
-        }
-      }
-      throw error;
+      // session cannot run the tool twice. No other failure is asked again.
+      if (!sessionForgotten(error)) throw error;
+      return await current().call(tool, args, signal);
     }
   };
 
@@ -167,19 +127,27 @@ export function createMcpConnector(
     if (closed) {
       return { ok: false, result: null, summary: "not called", reason: "the connection is closed" };
     }
-    // A signal of its own for the SDK, which listens on it: nothing it adds stays on the
-    // caller's signal, which every execution shares.
-    const stop = new AbortController();
-    const onAbort = () => stop.abort();
-    if (signal.aborted) stop.abort();
+    // One deadline for the whole execution, connecting included, and a signal of its own for
+    // the SDK (which listens on it): nothing it adds stays on the caller's signal.
+    const deadline = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      deadline.abort(new Error("timeout"));
+    }, config.timeout);
+    const onAbort = () => deadline.abort(signal.reason);
+    if (signal.aborted) deadline.abort(signal.reason);
     else signal.addEventListener("abort", onAbort, { once: true });
     let answer: ToolResult;
     try {
-      answer = await call(operation, input as Record<string, unknown>, stop.signal);
+      answer = await call(operation, input as Record<string, unknown>, deadline.signal);
     } catch (error) {
-      const reason = redactor.redactText(failure(error, signal, config.timeout));
+      const reason = redactor.redactText(
+        failure(error, { timedOut, aborted: signal.aborted, timeout: config.timeout }),
+      );
       return { ok: false, result: null, summary: "no result", reason };
     } finally {
+      clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
     }
     const { result, bytes, truncated } = capContent(redactor.redact(answer), config.maxResultBytes);
@@ -207,19 +175,33 @@ export function createMcpConnector(
     // Executions are drained before connectors close.
     close: async () => {
       closed = true;
-      const current = session;
+      const last = session;
       session = undefined;
-      if (current) await current.then((client) => client.close()).catch(() => {});
+      await last?.close();
     },
   };
 }
 
 /** Why a call got no result, in words for the request's outcome. */
-function failure(error: unknown, signal: AbortSignal, timeout: number): string {
-  if (signal.aborted) return "the execution was aborted";
+function failure(
+  error: unknown,
+  deadline: { timedOut: boolean; aborted: boolean; timeout: number },
+): string {
+  if (error instanceof NotStarted) {
+    return deadline.timedOut
+      ? `no session with the MCP server could be started within ${deadline.timeout} ms; the tool was not called`
+      : "the execution was aborted before the tool was called";
+  }
+  if (deadline.aborted) return "the execution was aborted";
+  if (deadline.timedOut) {
+    return `the MCP server did not answer within ${deadline.timeout} ms; the tool may still have run`;
+  }
   if (error instanceof McpError) {
     if (error.code === ErrorCode.RequestTimeout) {
-      return `the MCP server did not answer within ${timeout} ms`;
+      return `the MCP server did not answer within ${deadline.timeout} ms; the tool may still have run`;
+    }
+    if (error.code === ErrorCode.ConnectionClosed) {
+      return "the connection to the MCP server closed before it answered; the tool may have run";
     }
     return `the MCP server refused the call: ${error.message}`;
   }

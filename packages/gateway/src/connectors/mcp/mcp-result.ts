@@ -40,7 +40,7 @@ export function capContent(
     }
     const text = (item as { type?: unknown; text?: unknown } | null) ?? {};
     if (text.type === "text" && typeof text.text === "string" && budget > 64) {
-      kept.push({ type: "text", text: cutUtf8(text.text, budget - 32) });
+      kept.push({ type: "text", text: cutJsonText(text.text, budget - 32) });
     }
     break;
   }
@@ -49,10 +49,21 @@ export function capContent(
   return { result: cut, bytes, truncated: true };
 }
 
-/** The longest start of `text` that is at most `limit` bytes of UTF-8, whole characters only. */
-export function cutUtf8(text: string, limit: number): string {
-  const cut = Buffer.from(text, "utf8").subarray(0, limit).toString("utf8");
-  // A character split by the cut decodes as one U+FFFD, which `text` does not have there.
-  const last = cut.length - 1;
-  return cut[last] === "\uFFFD" && text[last] !== "\uFFFD" ? cut.slice(0, last) : cut;
+/**
+ * The longest start of `text` whose JSON string (quotes and escapes included: `"` takes two
+ * bytes, a control character six) takes at most `limit` bytes, whole characters only.
+ */
+export function cutJsonText(text: string, limit: number): string {
+  let used = 2; // the quotes
+  let end = 0;
+  // By code point, so a surrogate pair is kept or left whole.
+  for (const char of text) {
+    const code = char.charCodeAt(0);
+    const plain = code >= 0x20 && code < 0x7f && char !== '"' && char !== "\\";
+    const size = plain ? 1 : Buffer.byteLength(JSON.stringify(char)) - 2;
+    if (used + size > limit) break;
+    used += size;
+    end += char.length;
+  }
+  return text.slice(0, end);
 }

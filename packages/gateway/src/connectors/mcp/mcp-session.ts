@@ -1,0 +1,166 @@
+/**
+ * One MCP session over Streamable HTTP, shared by a connection's calls. A session that fails
+ * as a session (the server forgot it, the connection closed, the network failed) is retired:
+ * new calls go to a new one, and it is closed once the calls it is running have ended, so a
+ * failure in one call never cuts off another that the server is still running.
+ */
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import {
+  StreamableHTTPClientTransport,
+  StreamableHTTPError,
+} from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js";
+import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
+import type { ToolResult } from "./mcp-result.js";
+
+/** Thrown when the deadline passed before the call was sent: the tool did not run. */
+export class NotStarted extends Error {}
+
+/** How long closing may take: a server that does not answer its DELETE is not waited for. */
+const CLOSE_MS = 2000;
+
+export interface SessionOptions {
+  url: string;
+  headers: Record<string, string>;
+  /** The longest answer read from the server, in bytes; a larger one fails the call. */
+  maxAnswerBytes: number;
+  /** The SDK's own per-request timeout; the connector's deadline comes first. */
+  requestTimeoutMs: number;
+}
+
+export class McpSession {
+  private readonly client = new Client({ name: "airlock", version: "1" });
+  private readonly transport: StreamableHTTPClientTransport;
+  private readonly ready: Promise<void>;
+  private inFlight = 0;
+  private retiredFlag = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: SessionOptions) {
+    this.transport = new StreamableHTTPClientTransport(new URL(options.url), {
+      // The POSTs that carry calls refuse redirects: one would carry the credentials along.
+      // (The SDK's own GET stream follows them only within the origin.)
+      requestInit: { headers: options.headers, redirect: "error" },
+      fetch: limitAnswers(options.maxAnswerBytes),
+    });
+    this.client.onerror = () => {};
+    this.client.onclose = () => {
+      this.retiredFlag = true;
+    };
+    this.ready = this.client.connect(this.transport, { timeout: options.requestTimeoutMs });
+    // Whoever calls hears about a failed start; an unobserved one is not an error.
+    this.ready.catch(() => {});
+  }
+
+  get retired(): boolean {
+    return this.retiredFlag;
+  }
+
+  /** Calls a tool; `signal` is the execution's deadline (and the caller's abort). */
+  async call(
+    tool: string,
+    args: Record<string, unknown>,
+    signal: AbortSignal,
+  ): Promise<ToolResult> {
+    this.inFlight++;
+    try {
+      try {
+        await untilAborted(this.ready, signal);
+      } catch (error) {
+        // A session that did not start in time is not waited for again.
+        this.retire();
+        throw signal.aborted ? new NotStarted("no session in time") : error;
+      }
+      return (await this.client.callTool({ name: tool, arguments: args }, undefined, {
+        signal,
+        timeout: this.options.requestTimeoutMs,
+      })) as ToolResult;
+    } catch (error) {
+      if (endsSession(error)) this.retire();
+      throw error;
+    } finally {
+      this.inFlight--;
+      if (this.retiredFlag && this.inFlight === 0) void this.close();
+    }
+  }
+
+  /** No new calls; closed once the running ones end. */
+  retire(): void {
+    this.retiredFlag = true;
+    if (this.inFlight === 0) void this.close();
+  }
+
+  /** Ends the session on the server (DELETE) and locally, each in bounded time. */
+  close(): Promise<void> {
+    this.retiredFlag = true;
+    this.closing ??= (async () => {
+      if (this.transport.sessionId !== undefined) {
+        await bounded(this.transport.terminateSession().catch(() => {}));
+      }
+      await bounded(this.client.close().catch(() => {}));
+    })();
+    return this.closing;
+  }
+}
+
+/** Errors after which the session cannot be trusted to carry another call. */
+function endsSession(error: unknown): boolean {
+  if (error instanceof StreamableHTTPError) return true;
+  if (error instanceof McpError) return error.code === ErrorCode.ConnectionClosed;
+  // fetch's own failures (connection refused or reset): the transport is in doubt.
+  return error instanceof TypeError;
+}
+
+/** Whether the server answered 404 for the session: it never handled the message. */
+export function sessionForgotten(error: unknown): boolean {
+  return error instanceof StreamableHTTPError && error.code === 404;
+}
+
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+function bounded(work: Promise<unknown>): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise((resolve) => {
+    timer = setTimeout(resolve, CLOSE_MS);
+    timer.unref();
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The SDK reads a whole answer before Airlock can cut it to size: answers to calls (POSTs)
+ * are limited while they stream in. The long-lived GET stream is not: it carries many.
+ */
+function limitAnswers(maxBytes: number): FetchLike {
+  return async (url, init) => {
+    const response = await fetch(url, init);
+    if ((init?.method ?? "GET").toUpperCase() !== "POST" || !response.body) return response;
+    let seen = 0;
+    const limited = response.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          seen += chunk.byteLength;
+          if (seen > maxBytes) {
+            controller.error(
+              new Error(`the MCP server's answer was larger than ${maxBytes} bytes`),
+            );
+          } else {
+            controller.enqueue(chunk);
+          }
+        },
+      }),
+    );
+    return new Response(limited, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    });
+  };
+}
