@@ -206,6 +206,31 @@ rules: []
     expect(issues.join("\n")).not.toContain("hunter2");
   });
 
+  it("takes a plain-http identity provider only on loopback", () => {
+    const withIssuer = (issuer: string) => {
+      try {
+        loadConfigText(
+          `identity:\n  oidc: { issuer: "${issuer}", clientId: airlock, clientSecret: s3cr3t-client }\nrules: []\n`,
+          { env: {}, baseDir: dir },
+        );
+        return [];
+      } catch (error) {
+        return (error as ConfigError).issues.map(formatIssue);
+      }
+    };
+    expect(withIssuer("http://sso.example.com/realms/acme")).toEqual([
+      "identity.oidc.issuer: must be https:// (plain http is accepted only on loopback, for development): over http anyone on the way could hand Airlock forged sign-ins",
+    ]);
+    for (const ok of [
+      "https://sso.example.com/realms/acme",
+      "http://127.0.0.1:8080/",
+      "http://localhost:8080/",
+      "http://[::1]:8080/",
+    ]) {
+      expect(withIssuer(ok), ok).toEqual([]);
+    }
+  });
+
   it("reports a YAML syntax error with its line", () => {
     const issues = issuesOf("rules:\n  - name: a\n    decision: [allow\n");
     expect(issues[0]).toMatch(/line \d+/);
