@@ -5,6 +5,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashEvent } from "../src/audit/audit-chain.js";
+import { canonicalJson } from "../src/common/canonical-json.js";
 import { runCli } from "./support/cli.js";
 import {
   api,
@@ -119,6 +120,26 @@ describe("airlock audit verify", () => {
     );
   });
 
+  it("names an event whose data was given a key twice, which JSON.parse would read back as before", async () => {
+    const db = new Database(join(original, "airlock.db"), { readonly: true });
+    const review = db
+      .prepare(
+        "SELECT seq, data FROM audit_events WHERE type = 'request.reviewed' ORDER BY seq LIMIT 1",
+      )
+      .get() as { seq: number; data: string };
+    db.close();
+    const forged = review.data.replace(/^\{/, '{"comment":"approved by mallory",');
+    expect(JSON.parse(forged)).toEqual(JSON.parse(review.data));
+    const config = tampered((t) =>
+      t.prepare("UPDATE audit_events SET data = ? WHERE seq = ?").run(forged, review.seq),
+    );
+    const result = await verify(config);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain(
+      `event ${review.seq} (request.reviewed): its content does not match its hash; it was edited`,
+    );
+  });
+
   it("names the place of a deleted event", async () => {
     const config = tampered((db) => db.prepare("DELETE FROM audit_events WHERE seq = 6").run());
     const result = await verify(config);
@@ -218,7 +239,8 @@ describe("airlock audit verify", () => {
           prevHash,
         };
         const hash = hashEvent(event);
-        put.run({ seq: row.seq, data: JSON.stringify(event.data), prev_hash: prevHash, hash });
+        // Stored as the gateway stores it: the canonical encoding that was hashed.
+        put.run({ seq: row.seq, data: canonicalJson(event.data), prev_hash: prevHash, hash });
         prevHash = hash;
       }
     });

@@ -3,6 +3,7 @@
  * as text, times as ms), so one mapping serves them; only how rows are fetched differs.
  */
 import type { AuditEvent } from "../audit/audit-chain.js";
+import { canonicalJson } from "../common/canonical-json.js";
 import type { ActionRequest, RequestStatus, Review } from "../requests/request-types.js";
 import type { SessionRecord, TokenRecord } from "./store.js";
 
@@ -48,13 +49,19 @@ export function reviewFromRow(row: Row): Review {
   };
 }
 
-/** Data that no longer parses was edited; it still reaches the verifier, which says so. */
+/**
+ * Data is stored as the canonical JSON that was hashed. Text that no longer parses, or that
+ * parses but is not that encoding (a key given twice: SQL's json_extract reads the first,
+ * JSON.parse the last), was edited: it reaches the verifier as the text, which then fails.
+ */
 function parseData(text: string): AuditEvent["data"] {
+  let data: AuditEvent["data"];
   try {
-    return JSON.parse(text);
+    data = JSON.parse(text);
   } catch {
     return { unparseable: text };
   }
+  return canonicalJson(data) === text ? data : { noncanonical: text };
 }
 
 export function eventFromRow(row: Row): AuditEvent {
