@@ -342,6 +342,26 @@ const cases: {
     code: "invalid_request",
     field: "since",
   },
+  {
+    // Read in the server's own time zone, it would mean different times on different servers.
+    name: "an audit since with a time but no offset",
+    method: "GET",
+    path: "/v1/audit?since=2026-01-01T03:00",
+    as: "bob",
+    status: 400,
+    code: "invalid_request",
+    field: "since",
+  },
+  {
+    // +010000-… sorts before 2026-… as stored text: it would select everything.
+    name: "an audit since past the year 9999",
+    method: "GET",
+    path: "/v1/audit?since=%2B010000-01-01T00:00:00Z",
+    as: "bob",
+    status: 400,
+    code: "invalid_request",
+    field: "since",
+  },
   // A NUL reached PostgreSQL, which refused it as store_unavailable (503).
   {
     name: "a NUL in a request id",

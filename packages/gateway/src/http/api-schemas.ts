@@ -3,6 +3,7 @@
  * OpenAPI document is generated from them.
  */
 import { z } from "zod";
+import { INSTANT_HINT, parseInstant } from "../common/instants.js";
 import { textProblem, wellFormed } from "../common/storable-text.js";
 import { requestStatuses } from "../requests/request-types.js";
 
@@ -176,12 +177,9 @@ const instant = z
   .string()
   .max(64)
   .transform((text, ctx) => {
-    const ms = Date.parse(text);
-    if (Number.isNaN(ms)) {
-      ctx.addIssue({
-        code: "custom",
-        message: "must be an ISO 8601 date or time, like 2026-11-01T00:00:00Z",
-      });
+    const ms = parseInstant(text);
+    if (ms === undefined) {
+      ctx.addIssue({ code: "custom", message: INSTANT_HINT });
       return z.NEVER;
     }
     return ms;

@@ -6,6 +6,7 @@ import {
   parseRecordedHead,
   verifyAudit,
 } from "../../audit/audit-service.js";
+import { INSTANT_HINT, parseInstant } from "../../common/instants.js";
 import { openStore } from "../../store/open-store.js";
 import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
 
@@ -79,9 +80,8 @@ export async function audit(args: string[]): Promise<number> {
       throw new CliError("--format must be jsonl or csv", 2);
     let since: number | undefined;
     if (values.since !== undefined) {
-      since = Date.parse(values.since);
-      if (Number.isNaN(since))
-        throw new CliError("--since must be an ISO 8601 date or time, like 2026-11-01", 2);
+      since = parseInstant(values.since);
+      if (since === undefined) throw new CliError(`--since ${INSTANT_HINT}`, 2);
     }
     const out = values.output ? createWriteStream(values.output) : process.stdout;
     for await (const line of exportAudit(store, format, since, progress("exported"))) {

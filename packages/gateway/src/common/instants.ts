@@ -1,0 +1,16 @@
+/**
+ * Points in time that people write (`--since`, `?since=`): a date (midnight UTC) or a date
+ * and time with its offset. A time without an offset would be read in the server's own zone,
+ * and years past 9999 sort wrongly against stored timestamps: both are refused.
+ */
+const form = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
+
+export const INSTANT_HINT =
+  "must be a date like 2026-11-01, or a date and time with its offset like 2026-11-01T09:30:00Z or 2026-11-01T09:30:00+01:00";
+
+/** Milliseconds since the epoch, or undefined when `text` is not such a point in time. */
+export function parseInstant(text: string): number | undefined {
+  if (!form.test(text)) return undefined;
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? undefined : ms;
+}
