@@ -176,6 +176,59 @@ describe("channels", () => {
     }
   });
 
+  it("holds a request's later messages until its first one went out, however long that takes", async () => {
+    const channel = new RecordingChannel();
+    // Down for the first message only: the cancellation's would go through, first.
+    channel.down = 1;
+    const gw = await startGateway(testConfig(upstream.url), {
+      gateway: { channels: [channel], delivery: { ...fast, backoff: () => 600 } },
+    });
+    dirs.push(gw.dir);
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+      await until(() => channel.attempts >= 1);
+      // Cancelled while its first message waits to be tried again.
+      await api(gw.url, "POST", `/v1/actions/${held.body.id}/cancel`, { token: agent });
+      await until(() => channel.updates.length === 1);
+      expect(channel.posts.map((p) => p.event)).toEqual(["requested"]);
+      expect(channel.updates[0]).toMatchObject({
+        ref: `msg-${held.body.id}`,
+        notice: { event: "resolved", request: { status: "cancelled" } },
+      });
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it("still does what a later event does when the first message never went out", async () => {
+    const channel = new RecordingChannel();
+    channel.down = fast.maxAttempts;
+    const gw = await startGateway(testConfig(upstream.url), {
+      gateway: { channels: [channel], delivery: fast },
+    });
+    dirs.push(gw.dir);
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+      // The first message fails for good; then the request is cancelled.
+      await until(() => channel.attempts >= fast.maxAttempts);
+      await new Promise((r) => setTimeout(r, 100));
+      await api(gw.url, "POST", `/v1/actions/${held.body.id}/cancel`, { token: agent });
+      await until(() => channel.updates.length === 1);
+      // The card goes out with the outcome, and the outcome's own follow-up runs on it.
+      expect(channel.posts.map((p) => [p.event, p.request.status])).toEqual([
+        ["resolved", "cancelled"],
+      ]);
+      expect(channel.updates[0]).toMatchObject({
+        ref: `msg-${held.body.id}`,
+        notice: { event: "resolved" },
+      });
+    } finally {
+      await gw.close();
+    }
+  });
+
   it("delivers after a restart what could not be delivered before it", async () => {
     const down = new RecordingChannel();
     down.down = 1_000;

@@ -16,7 +16,12 @@ import {
 } from "./channel.js";
 
 const TOPIC_PREFIX = "channel:";
-const LEASE_MS = 60_000;
+/**
+ * How long a claimed entry is this replica's. Longer than any delivery can take (a webhook
+ * may wait a minute; a Slack resolution makes several calls): another replica takes it over
+ * only after this, so a replica that died holds its requests' deliveries up for as long.
+ */
+const LEASE_MS = 5 * 60_000;
 
 export interface DispatcherOptions {
   store: Store;
@@ -123,7 +128,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       const ref = await store.getChannelRef(item.requestId, channel.name);
       if (ref === undefined) {
         const posted = await channel.post(notice);
-        if (posted !== undefined) await store.setChannelRef(item.requestId, channel.name, posted);
+        if (posted !== undefined) {
+          await store.setChannelRef(item.requestId, channel.name, posted);
+          // The first message went out with a later event (the one for `requested` failed
+          // for good): what the event itself does (an outcome in the thread, the owner's
+          // message) still happens.
+          if (notice.event !== "requested") await channel.update(posted, notice);
+        }
       } else {
         await channel.update(ref, notice);
       }
@@ -155,7 +166,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         logger.warn({ err: error }, "could not read the outbox; will retry");
         return;
       }
-      // One request's messages go in order (post before update); requests run side by side.
+      // One request's messages go in order (the store hands out one at a time per request and
+      // channel); requests run side by side.
       const byRequest = new Map<string, OutboxItem[]>();
       for (const item of items) {
         const key = item.requestId ?? `#${item.id}`;
@@ -166,7 +178,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
           for (const item of group) await deliver(item);
         }),
       );
-      if (items.length === 50) again = true;
+      // What waited behind the entries just delivered may go now.
+      if (items.length > 0) again = true;
     } while (again && !stopped);
   };
 

@@ -488,11 +488,44 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(await verifyChain(a)).toBe(before + 200);
   });
 
+  it("hands out one request's entries for one channel in order, across replicas", async () => {
+    await db.query("DELETE FROM outbox");
+    const change = pendingChange();
+    const entry = (event: string, availableAt?: number) => ({
+      topic: "channel:slack",
+      requestId: change.request.id,
+      payload: { event },
+      ...(availableAt === undefined ? {} : { availableAt }),
+    });
+    // A reminder written ahead for later holds nothing up until it is due.
+    await a.insertRequest(change, [entry("requested"), entry("remind", T0 + HOUR)]);
+    const events = (items: { payload: Record<string, unknown> }[]) =>
+      items.map((item) => item.payload.event);
+    const now = T0 + 10;
+    const [first] = await a.claimOutbox(now, 60_000, 10);
+    expect(first?.payload.event).toBe("requested");
+    await db.query(
+      "INSERT INTO outbox (topic, request_id, payload, available_at, created_at) VALUES ('channel:slack', $1, '{\"event\":\"reviewed\"}', $2, $2)",
+      [change.request.id, now],
+    );
+    // Another replica does not deliver the vote while the first message is still going out,
+    expect(events(await b.claimOutbox(now, 60_000, 10))).toEqual([]);
+    // nor while it waits to be tried again,
+    await a.failOutbox(first!.id, "Slack rate-limited", now + 5000);
+    expect(events(await b.claimOutbox(now + 1, 60_000, 10))).toEqual([]);
+    // and once it went out, the vote is next.
+    const [retried] = await b.claimOutbox(now + 5000, 60_000, 10);
+    expect(retried?.id).toBe(first!.id);
+    await b.completeOutbox(retried!.id);
+    expect(events(await a.claimOutbox(now + 5000, 60_000, 10))).toEqual(["reviewed"]);
+  });
+
   it("never leases one outbox item to two replicas at once", async () => {
     await db.query("DELETE FROM outbox");
     const change = pendingChange();
+    // Each for a channel of its own: one channel's entries for a request go one at a time.
     const entries = Array.from({ length: 150 }, (_, i) => ({
-      topic: "webhook",
+      topic: `webhook:${i}`,
       requestId: change.request.id,
       payload: { i },
     }));
@@ -512,7 +545,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
 
     // Leased items come back once their lease is over, attempts counted.
     const [again] = await b.claimOutbox(now + 60_000, 1000, 1);
-    expect(again).toMatchObject({ topic: "webhook", attempts: 2, createdAt: T0 });
+    expect(again).toMatchObject({ topic: "webhook:0", attempts: 2, createdAt: T0 });
     await a.completeOutbox(again!.id);
     const [retry] = await a.claimOutbox(now + 60_000, 1000, 1);
     await b.failOutbox(retry!.id, "HTTP 500", now + 100_000);

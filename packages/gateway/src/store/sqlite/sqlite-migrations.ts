@@ -139,4 +139,9 @@ export const sqliteMigrations: Migration[] = [
     name: "delivered outbox entries are deleted, not kept",
     sql: "DELETE FROM outbox WHERE state = 'done';",
   },
+  {
+    version: 5,
+    name: "outbox entries of one request and channel are delivered in order",
+    sql: "CREATE INDEX outbox_request_order ON outbox (request_id, topic, id);",
+  },
 ];

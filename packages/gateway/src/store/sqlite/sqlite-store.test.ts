@@ -216,7 +216,7 @@ describe("SQLite store: outbox", () => {
     let store = openSqliteStore(path);
     const change = allowed(1000);
     const entry = (i: number) => ({
-      topic: "webhook:a",
+      topic: `webhook:${i}`,
       requestId: change.request.id,
       payload: { i },
     });
