@@ -76,6 +76,20 @@ type Row = {
 
 const verify = (config: string) => runCli(["audit", "verify", "--config", config], { env });
 
+/** The first vote's event, as stored in the untouched chain. */
+function firstReview(): { seq: number; data: string } {
+  const db = new Database(join(original, "airlock.db"), { readonly: true });
+  try {
+    return db
+      .prepare(
+        "SELECT seq, data FROM audit_events WHERE type = 'request.reviewed' ORDER BY seq LIMIT 1",
+      )
+      .get() as { seq: number; data: string };
+  } finally {
+    db.close();
+  }
+}
+
 describe("airlock audit verify", () => {
   it("passes an untouched chain and prints its head", async () => {
     const result = await verify(join(original, "airlock.yaml"));
@@ -87,13 +101,7 @@ describe("airlock audit verify", () => {
   });
 
   it("names an edited event", async () => {
-    const db = new Database(join(original, "airlock.db"), { readonly: true });
-    const review = db
-      .prepare(
-        "SELECT seq, data FROM audit_events WHERE type = 'request.reviewed' ORDER BY seq LIMIT 1",
-      )
-      .get() as { seq: number; data: string };
-    db.close();
+    const review = firstReview();
     expect(review.data).toContain("bob@example.com");
     const config = tampered((t) =>
       t
@@ -121,13 +129,7 @@ describe("airlock audit verify", () => {
   });
 
   it("names an event whose data was given a key twice, which JSON.parse would read back as before", async () => {
-    const db = new Database(join(original, "airlock.db"), { readonly: true });
-    const review = db
-      .prepare(
-        "SELECT seq, data FROM audit_events WHERE type = 'request.reviewed' ORDER BY seq LIMIT 1",
-      )
-      .get() as { seq: number; data: string };
-    db.close();
+    const review = firstReview();
     const forged = review.data.replace(/^\{/, '{"comment":"approved by mallory",');
     expect(JSON.parse(forged)).toEqual(JSON.parse(review.data));
     const config = tampered((t) =>
