@@ -70,6 +70,20 @@ beforeAll(async () => {
   await call("POST", `/v1/requests/${held.body.id}/reviews`, carol, { decision: "approve" });
   await call("GET", `/v1/actions/${held.body.id}?wait=5`, agent);
   await call("GET", `/v1/requests/${held.body.id}`, bob);
+  // Rules that name no masks of their own (a catch-all deny, a review for PUTs): the card
+  // number a refund rule masks stays masked, in the refusal, the views and the audit trail.
+  const denied = await call("POST", "/v1/actions", agent, {
+    ...read(),
+    input: { method: "DELETE", path: "/cards", body: { card_number: CARD } },
+  });
+  expect(denied.status).toBe(403);
+  const put = await call("POST", "/v1/actions", agent, {
+    ...read(),
+    input: { method: "PUT", path: "/cards", body: { card_number: CARD } },
+  });
+  expect(put.status).toBe(202);
+  await call("GET", `/v1/requests/${put.body.id}`, bob);
+  await call("GET", "/v1/requests?status=denied", bob);
   // Failures carry messages: they must not carry the credential either.
   await call("POST", "/v1/actions", agent, read("/fail"));
   await call("POST", "/v1/actions", agent, {

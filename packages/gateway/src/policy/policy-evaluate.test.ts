@@ -96,6 +96,35 @@ describe("evaluatePolicy", () => {
     expect(decision.mask).toEqual(["body.card", "body.iban"]);
   });
 
+  it("masks what any rule masks whichever rule decides, the deciding rule's masks first", () => {
+    const policy = policyOf(
+      {
+        name: "refunds",
+        when: 'http.path == "/refunds"',
+        decision: "review",
+        mask: { input: ["body.card"] },
+      },
+      { name: "reads", when: 'http.method == "GET"', decision: "allow" },
+      {
+        name: "notes",
+        when: 'http.path == "/notes"',
+        decision: "allow",
+        mask: { input: ["body.note"] },
+      },
+      { name: "nothing else", decision: "deny" },
+    );
+    // A deny rule without masks of its own: a card sent anyway stays hidden in the audit trail.
+    const deleted = input({ facts: { http: { method: "DELETE", path: "/x" } } });
+    expect(evaluatePolicy(policy, deleted)).toMatchObject({
+      rule: "nothing else",
+      mask: ["body.card", "body.note"],
+    });
+    expect(evaluatePolicy(policy, input()).mask).toEqual(["body.card", "body.note"]);
+    expect(
+      evaluatePolicy(policy, input({ facts: { http: { method: "POST", path: "/notes" } } })).mask,
+    ).toEqual(["body.note", "body.card"]);
+  });
+
   it("denies with no rules at all", () => {
     expect(evaluatePolicy(policyOf(), input())).toMatchObject({
       decision: "deny",
@@ -254,7 +283,8 @@ describe("evaluatePolicy", () => {
         stepUp: true,
         channels: ["slack"],
       },
-      mask: ["body.card"],
+      // Its own masks first, then what any other rule masks.
+      mask: ["body.card", "body.other"],
     });
   });
 

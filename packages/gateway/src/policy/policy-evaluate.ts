@@ -34,7 +34,7 @@ export function evaluatePolicy(policy: Policy, input: PolicyInput): PolicyDecisi
       rule: rule.name,
       risk,
       riskReason,
-      mask: rule.mask,
+      mask: maskOf(policy, rule),
       ...(rule.maskResult ? { maskResult: rule.maskResult } : {}),
       policyDigest: policy.digest,
     };
@@ -67,9 +67,30 @@ export function evaluatePolicy(policy: Policy, input: PolicyInput): PolicyDecisi
   };
 }
 
+const everyMasks = new WeakMap<Policy, string[]>();
+const ruleMasks = new WeakMap<Policy["rules"][number], string[]>();
+
 /** When no rule decided the masking, hide everything any rule would hide. */
 function everyMask(policy: Policy): string[] {
-  return [...new Set(policy.rules.flatMap((rule) => rule.mask))];
+  let mask = everyMasks.get(policy);
+  if (!mask) {
+    mask = [...new Set(policy.rules.flatMap((rule) => rule.mask))];
+    everyMasks.set(policy, mask);
+  }
+  return mask;
+}
+
+/**
+ * A field any rule masks is masked whichever rule decides, its own masks first: a deny or
+ * an allow rule seldom names masks, and the audit trail keeps what it is given for good.
+ */
+function maskOf(policy: Policy, rule: Policy["rules"][number]): string[] {
+  let mask = ruleMasks.get(rule);
+  if (!mask) {
+    mask = [...new Set([...rule.mask, ...everyMask(policy)])];
+    ruleMasks.set(rule, mask);
+  }
+  return mask;
 }
 
 function failClosed(
