@@ -75,8 +75,8 @@ function alive(pid: number): boolean {
   }
 }
 
-async function gone(pid: number): Promise<boolean> {
-  for (let i = 0; i < 50; i++) {
+async function gone(pid: number, ms = 1000): Promise<boolean> {
+  for (let i = 0; i < ms / 20; i++) {
     if (!alive(pid)) return true;
     await sleep(20);
   }
@@ -452,6 +452,27 @@ describe("execute", () => {
     expect(elapsed).toBeLessThan(6000);
     expect(out.result).toMatchObject({ signal: "SIGKILL", timedOut: true });
     expect(await gone(Number(readFileSync(pidFile, "utf8")))).toBe(true);
+  });
+
+  it("kills a process of the group that ignores SIGTERM even when it holds no output open", async () => {
+    const pidFile = join(dir, "detached-output.pid");
+    // Its output goes nowhere, so the command's pipes close at once and the result is in
+    // before the grace is over; the process must still not outlive it.
+    const c = single({
+      argv: [
+        "/bin/sh",
+        "-c",
+        '(trap "" TERM; exec sleep 30) >/dev/null 2>&1 </dev/null & echo $! > "$0"; sleep 30',
+        pidFile,
+      ],
+      timeout: "300ms",
+    });
+    const out = await run(c);
+    expect(out.result).toMatchObject({ timedOut: true });
+    const stubborn = Number(readFileSync(pidFile, "utf8"));
+    expect(stubborn).toBeGreaterThan(0);
+    // SIGKILL follows SIGTERM after the grace (2 s).
+    expect(await gone(stubborn, 5000)).toBe(true);
   });
 
   it("ends what the command left running in its group when it exits", async () => {

@@ -94,8 +94,11 @@ function watch(
       killGroup("SIGTERM");
       escalation = setTimeout(() => {
         killGroup("SIGKILL");
-        pipeWait = setTimeout(() => finish(true), PIPE_WAIT_MS);
+        if (!done) pipeWait = setTimeout(() => finish(true), PIPE_WAIT_MS);
       }, KILL_GRACE_MS);
+      // Outlives the result: a process of the group that shrugs off SIGTERM without holding
+      // the output open is still killed when the grace is over. It keeps nobody waiting.
+      escalation.unref();
     };
     const timer = setTimeout(() => {
       timedOut = true;
@@ -112,7 +115,6 @@ function watch(
       if (done) return;
       done = true;
       clearTimeout(timer);
-      clearTimeout(escalation);
       clearTimeout(pipeWait);
       signal.removeEventListener("abort", onAbort);
       child.stdout?.destroy();
