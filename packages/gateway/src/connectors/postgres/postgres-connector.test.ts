@@ -194,6 +194,23 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     expect(outcome.reason).toMatch(/read-only transaction/);
   });
 
+  it("counts every row of a result read in several portions", async () => {
+    const wide = connect({ maxRows: 5000 });
+    try {
+      const outcome = await wide.execute(
+        "query",
+        query("SELECT n FROM generate_series(1, 1234) AS n"),
+        never,
+      );
+      const statement = (outcome.result as { statements: Record<string, Json>[] }).statements[0]!;
+      expect(statement.rowCount).toBe(1234);
+      expect(statement.rows).toHaveLength(1234);
+      expect(outcome.summary).toBe("SELECT: 1,234 rows");
+    } finally {
+      await wide.close();
+    }
+  });
+
   it("cuts results at maxRows and maxResultBytes, and says so", async () => {
     const small = connect({ maxRows: 10 });
     try {

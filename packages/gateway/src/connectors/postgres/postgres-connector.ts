@@ -464,15 +464,25 @@ async function runStatement(
   let cut: string | undefined;
   let result: pg.QueryResult | undefined;
   let done = false;
+  // Rows are read a few at a time, as many as the rows seen so far say fit in what is left
+  // of the cap: a batch of huge rows is never in memory at once. The first is one row.
+  let seen = 0;
+  let seenBytes = 0;
+  let batchSize = 1;
   try {
     while (!done) {
-      const batch = await read(cursor, 500);
+      const batch = await read(cursor, batchSize);
       result = batch.result ?? result;
       done = batch.rows.length === 0;
       for (const raw of batch.rows) {
-        if (cut) break;
+        if (cut) {
+          seen++;
+          continue;
+        }
         const row = raw.map(toJson);
         const size = JSON.stringify(row).length + 1;
+        seen++;
+        seenBytes += size;
         if (rows.length >= limits.maxRows) {
           cut = `cut at ${limits.maxRows} rows (the connection's maxRows)`;
         } else if (bytes + size > limits.maxBytes) {
@@ -483,13 +493,17 @@ async function runStatement(
         }
       }
       if (cut && part.kind === "select") break;
+      const room = Math.max(limits.maxBytes - bytes, 65_536);
+      batchSize = Math.max(1, Math.min(500, Math.floor(room / Math.max(1, seenBytes / seen))));
     }
   } finally {
     await cursor.close();
   }
   const fields = result?.fields ?? [];
   const command = result?.command || part.kind.toUpperCase();
-  const rowCount = done ? (result?.rowCount ?? rows.length) : null;
+  // A statement that returns rows was read in several portions, and the server's count
+  // covers only the last one: the rows read are the count.
+  const rowCount = done ? (fields.length > 0 ? seen : (result?.rowCount ?? rows.length)) : null;
   const json: Record<string, Json> = { command, rowCount };
   if (fields.length > 0) {
     json.columns = fields.map((field) => field.name);
