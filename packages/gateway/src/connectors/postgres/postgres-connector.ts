@@ -368,7 +368,9 @@ export function createPostgresConnector(name: string, config: PostgresConnection
       await withClient(
         async (client) => {
           // SELECT … FOR UPDATE is not read-only for PostgreSQL, but it is still a select to
-          // the rules: it runs READ ONLY too, so nothing it calls can write.
+          // the rules: it runs READ ONLY too, so no table it reaches can be written. (What
+          // READ ONLY does not stop, large objects or notifications, is no select: see
+          // sql-analysis.)
           const readOnly = analysis.readOnly || analysis.kinds.every((kind) => kind === "select");
           if (ownTransaction) await client.query(readOnly ? "BEGIN READ ONLY" : "BEGIN");
           try {

@@ -318,7 +318,9 @@ describe("functions", () => {
     ).toMatchObject({
       functions: ["pg_catalog.now", "pg_terminate_backend"],
       tables: ["pg_stat_activity"],
-      readOnly: true,
+      // Ending other sessions is no read, and READ ONLY would not stop it.
+      kind: "other",
+      readOnly: false,
     });
     expect(analyzeSql("CALL s.archive(30)").functions).toEqual(["s.archive"]);
   });
@@ -360,6 +362,28 @@ describe("readOnly", () => {
   ])("is false for %s", (sql) => {
     expect(analyzeSql(sql).readOnly).toBe(false);
   });
+
+  // READ ONLY does not stop these: a large object written, a notification sent.
+  it.each([
+    "SELECT lo_put(16400, 0, 'x')",
+    "SELECT lo_unlink(16400)",
+    "SELECT lo_from_bytea(0, 'x')",
+    "SELECT pg_catalog.pg_notify('jobs', 'run')",
+    "SELECT pg_logical_emit_message(true, 'p', 'x')",
+    "SELECT set_config('role', 'admin', false)",
+    "SELECT id FROM t WHERE pg_advisory_lock(id) IS NOT NULL",
+  ])("is false, and the kind is not select, for %s", (sql) => {
+    const analysis = analyzeSql(sql);
+    expect(analysis.readOnly).toBe(false);
+    expect(analysis.kind).toBe("other");
+  });
+
+  it.each(["SELECT lo_get(16400)", "SELECT current_setting('work_mem')", "SELECT upper('x')"])(
+    "is still a read for %s",
+    (sql) => {
+      expect(analyzeSql(sql)).toMatchObject({ readOnly: true, kind: "select" });
+    },
+  );
 });
 
 describe("rollbackable", () => {

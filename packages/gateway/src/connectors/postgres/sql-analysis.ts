@@ -420,6 +420,14 @@ interface Visit {
   runs: boolean;
 }
 
+const actingFunction =
+  /^(pg_catalog\.)?(lo_(?!get$)|lowrite$|loread$|pg_notify$|pg_logical_emit_message$|set_config$|dblink|pg_terminate_backend$|pg_cancel_backend$|pg_reload_conf$|pg_rotate_logfile$|pg_switch_wal$|pg_create_restore_point$|pg_file_|pg_advisory|pg_try_advisory)/i;
+
+function runsFunctionThatActs(functions: Set<string>): boolean {
+  for (const name of functions) if (actingFunction.test(name)) return true;
+  return false;
+}
+
 function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
   const kinds = new Set<SqlKind>();
   const tables = new Set<string>();
@@ -488,6 +496,13 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
     }
   }
 
+  // Functions that act beyond the rows and that a READ ONLY transaction does not stop (large
+  // objects, notifications, the replication stream, other sessions, the server's settings):
+  // a statement calling one is not a read. (nextval and setval READ ONLY refuses itself.)
+  if (runsFunctionThatActs(functions)) {
+    kinds.add("other");
+    readOnly = false;
+  }
   // Nearly every statement reads; "select" says that reading is all this one does.
   if (kinds.size > 1) kinds.delete("select");
   const sorted = byDanger(kinds);
