@@ -278,6 +278,42 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("stops waiting for SQL that shrugs off the cancel, and ends its backend", async () => {
+    const quick = connect({ statementTimeout: "300ms" });
+    try {
+      const started = Date.now();
+      const outcome = await quick.execute(
+        "query",
+        quick.parse("query", {
+          sql: `DO $$ BEGIN
+            SET LOCAL statement_timeout = 0;
+            FOR i IN 1..60 LOOP
+              BEGIN PERFORM pg_sleep(1); EXCEPTION WHEN query_canceled THEN NULL; END;
+            END LOOP;
+          END $$`,
+        }),
+        never,
+      );
+      expect(outcome.ok).toBe(false);
+      expect(outcome.reason).toMatch(/time limit/);
+      expect(Date.now() - started).toBeLessThan(15_000);
+      // Its backend was ended, not left to loop for a minute.
+      await expect
+        .poll(
+          async () =>
+            (
+              await rows(
+                "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%query_canceled THEN NULL%' AND pid <> pg_backend_pid()",
+              )
+            )[0],
+          { timeout: 5000 },
+        )
+        .toEqual({ n: 0 });
+    } finally {
+      await quick.close();
+    }
+  });
+
   it("does not rehearse functions that could act outside the transaction", async () => {
     const line = await crm.dryRun!(
       "query",

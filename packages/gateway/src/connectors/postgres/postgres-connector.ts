@@ -182,6 +182,14 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     }
     let broken = false;
     let overdue = false;
+    let cutOff: NodeJS.Timeout | undefined;
+    let stopWaiting: (error: Error) => void = () => {};
+    const abandoned = new Promise<never>((_, reject) => {
+      stopWaiting = reject;
+    });
+    // A connection cut from this side reports it as an error event: heard here, not thrown.
+    const quiet = () => {};
+    client.on("error", quiet);
     // SQL can lift its own statement_timeout (set_config), so the gateway keeps a clock too:
     // past the deadline the statement is cancelled and the connection thrown away.
     const timer =
@@ -189,16 +197,32 @@ export function createPostgresConnector(name: string, config: PostgresConnection
         ? undefined
         : setTimeout(() => {
             overdue = true;
-            cancelBackend((client as unknown as { processID: number }).processID).catch(() => {});
+            const pid = (client as unknown as { processID: number }).processID;
+            onBackend(pid, "pg_cancel_backend").catch(() => {});
+            // A statement that outlives the cancel (it catches query_canceled, or no
+            // connection was left to send the cancel from) is not waited for: its backend is
+            // ended, and its connection closed from this side.
+            cutOff = setTimeout(() => {
+              onBackend(pid, "pg_terminate_backend").catch(() => {});
+              (
+                client as unknown as { connection?: { stream?: { destroy(): void } } }
+              ).connection?.stream?.destroy();
+              stopWaiting(new Overdue(options.deadlineMs ?? 0));
+            }, OVERDUE_GRACE_MS);
+            cutOff.unref();
           }, options.deadlineMs);
     try {
-      return await work(client);
+      const working = work(client);
+      // Once abandoned, whatever it comes to is of no interest.
+      working.catch(() => {});
+      return await Promise.race([working, abandoned]);
     } catch (error) {
       broken = overdue || isConnectionError(error);
       if (overdue) throw new Overdue(options.deadlineMs ?? 0);
       throw error;
     } finally {
       clearTimeout(timer);
+      clearTimeout(cutOff);
       if (overdue) broken = true;
       if (options.reset && !broken) {
         try {
@@ -209,12 +233,15 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           broken = true;
         }
       }
+      // A broken connection is discarded and may still report its end: it stays heard.
+      if (!broken) client.off("error", quiet);
       client.release(broken);
     }
   };
 
   /** Cancels a running statement from a connection of its own (the pool may be full). */
-  const cancelBackend = async (pid: number) => {
+  /** Cancels or ends a backend from a connection of its own. */
+  const onBackend = async (pid: number, what: "pg_cancel_backend" | "pg_terminate_backend") => {
     const canceller = new pg.Client({
       connectionString: config.url,
       connectionTimeoutMillis: 5000,
@@ -222,7 +249,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     canceller.on("error", () => {});
     try {
       await canceller.connect();
-      await canceller.query("SELECT pg_cancel_backend($1)", [pid]);
+      await canceller.query(`SELECT ${what}($1)`, [pid]);
     } finally {
       await canceller.end().catch(() => {});
     }
@@ -617,6 +644,9 @@ class TransactionLeftOpen extends Error {
 }
 
 /** The gateway's own deadline passed: the statement was cancelled, the connection closed. */
+/** How long a cancelled statement may take to stop before its connection is cut. */
+const OVERDUE_GRACE_MS = 3000;
+
 class Overdue extends Error {
   constructor(ms: number) {
     super(`the statements ran past the connection's time limit (${ms} ms) and were cancelled`);
