@@ -357,13 +357,9 @@ export function createPostgresConnector(name: string, config: PostgresConnection
             await client.query(`SET LOCAL lock_timeout = ${config.previewTimeout}`);
             const lines: string[] = [];
             for (const part of analysis.parts) {
-              const result = await client.query({
-                text: part.text,
-                values: input.params ?? [],
-                queryMode: "extended",
-              } as pg.QueryConfig);
               const target = part.tables[0] ? ` ${part.tables.join(", ")}` : "";
-              lines.push(`${result.command}${target}: ${count(result.rowCount ?? 0)}`);
+              const { command, rows } = await countRows(client, part.text, input.params ?? []);
+              lines.push(`${command ?? part.kind.toUpperCase()}${target}: ${count(rows)}`);
             }
             return lines;
           } finally {
@@ -465,6 +461,33 @@ interface StatementResult {
 }
 
 /** A batch of rows; the result (fields, command, count) is absent once the cursor is done. */
+/**
+ * Runs a statement for its count alone: rows it returns are read a few at a time and
+ * dropped, so a dry run never holds a result in memory (it runs before anyone decides).
+ */
+async function countRows(
+  client: pg.PoolClient,
+  text: string,
+  values: unknown[],
+): Promise<{ command: string | undefined; rows: number }> {
+  const cursor = client.query(new Cursor(text, values, { rowMode: "array" }));
+  let result: pg.QueryResult | undefined;
+  let returned = 0;
+  try {
+    for (;;) {
+      const batch = await read(cursor, 10);
+      result = batch.result ?? result;
+      if (batch.rows.length === 0) break;
+      returned += batch.rows.length;
+    }
+  } finally {
+    await cursor.close();
+  }
+  // Read in portions, the server's count covers only the last one: the rows read count.
+  const rows = (result?.fields.length ?? 0) > 0 ? returned : (result?.rowCount ?? 0);
+  return { command: result?.command || undefined, rows };
+}
+
 function read(
   cursor: Cursor,
   rows: number,
