@@ -191,6 +191,8 @@ export class PostgresStore implements Store {
   private readonly auditLock: string;
   private readonly writer: GroupCommit;
   private readonly tokenCache = new Map<string, { token: TokenRecord; readAt: number }>();
+  /** Moves at each token change here: a read that started before one is not cached. */
+  private tokenGeneration = 0;
   private feed: pg.Client | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private reconnectDelay = RECONNECT_MIN_MS;
@@ -363,7 +365,7 @@ export class PostgresStore implements Store {
       );
       return { value: undefined, events: [event] };
     });
-    this.tokenCache.clear();
+    this.forgetTokens();
   }
 
   /**
@@ -376,6 +378,7 @@ export class PostgresStore implements Store {
     const now = performance.now();
     const cached = this.tokenCache.get(hash);
     if (cached && now - cached.readAt < TOKEN_TTL_MS) return cached.token;
+    const generation = this.tokenGeneration;
     const rows = await this.query("read a token", "SELECT * FROM tokens WHERE hash = $1", [hash]);
     if (this.tokenCache.size >= 10_000) this.tokenCache.clear();
     if (!rows[0]) {
@@ -383,8 +386,14 @@ export class PostgresStore implements Store {
       return undefined;
     }
     const token = tokenFromRow(rows[0]);
-    this.tokenCache.set(hash, { token, readAt: now });
+    // A revocation here while this read was under way must not be undone by caching it.
+    if (generation === this.tokenGeneration) this.tokenCache.set(hash, { token, readAt: now });
     return token;
+  }
+
+  private forgetTokens(): void {
+    this.tokenGeneration++;
+    this.tokenCache.clear();
   }
 
   async listTokens(): Promise<TokenRecord[]> {
@@ -404,7 +413,7 @@ export class PostgresStore implements Store {
         : { value: false, events: [] };
     });
     // After commit: a read racing the revocation cannot leave the old record cached.
-    this.tokenCache.clear();
+    this.forgetTokens();
     return revoked;
   }
 
