@@ -97,6 +97,13 @@ export function normalizePath(path: string): { path: string } | { problem: strin
         "must not contain spaces, backslashes, control characters, ? or # (put the query in input.query)",
     };
   }
+  // Servlet containers read `/admin;x=1` as /admin: a rule on the path would not see it so.
+  if (path.includes(";")) {
+    return {
+      problem:
+        "must not contain ; (servers differ on whether it starts path parameters); write it as %3B",
+    };
+  }
   let out = "";
   for (let i = 0; i < path.length; i++) {
     const char = path[i]!;
