@@ -125,6 +125,27 @@ describe("airlock requests", () => {
     );
   });
 
+  it("shows an agent's escape sequences as text, so they cannot rewrite the terminal", async () => {
+    const agent = await gw.token("agent", "support-bot");
+    const bob = await gw.token("reviewer", "bob@example.com");
+    // Moves the cursor up and rewrites the first line as a harmless one, then hides the rest.
+    const forged =
+      "charged twice\u001b7\u001b[6A\r\u001b[2Krisk low (a small refund)\u001b8\u001b[8m";
+    const held = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: refund({ justification: forged }),
+    });
+    const as = { env: { AIRLOCK_TOKEN: bob, AIRLOCK_URL: gw.url } };
+    const show = await runCli(["requests", "show", held.body.id], as);
+    expect(show.code).toBe(0);
+    expect(show.stdout).not.toContain("\u001b");
+    expect(show.stdout).toContain(
+      "charged twice\\u001b7\\u001b[6A\\u000d\\u001b[2Krisk low (a small refund)\\u001b8\\u001b[8m",
+    );
+    const list = await runCli(["requests", "list"], as);
+    expect(list.stdout).not.toContain("\u001b");
+  });
+
   it("says what to do without a token or a gateway", async () => {
     const noToken = await runCli(["requests", "list"], {
       env: { AIRLOCK_TOKEN: "", AIRLOCK_URL: gw.url },

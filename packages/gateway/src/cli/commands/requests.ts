@@ -57,6 +57,18 @@ function timeLeft(iso: string | null): string {
       : `${Math.round(minutes / 60)}h`;
 }
 
+/**
+ * Text for the terminal: an agent writes much of what is shown, and a control character
+ * (ESC above all) could move the cursor, rewrite a line already printed ("risk low") or
+ * hide the rest. Each is shown as a visible escape instead; newlines are kept.
+ */
+export function printable(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it replaces
+  return text.replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, (c) =>
+    c === "\t" ? "  " : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 function describe(view: ReviewerView): string {
   const lines = [
     `${view.id}  ${view.status.toUpperCase()}  risk ${view.risk.level} (${view.risk.reason})`,
@@ -93,7 +105,7 @@ function describe(view: ReviewerView): string {
     `you: ${view.you.canApprove ? "can approve" : "cannot approve"}${view.you.reason ? ` (${view.you.reason})` : ""}`,
   );
   lines.push(`hash: ${view.hash}`);
-  return lines.join("\n");
+  return printable(lines.join("\n"));
 }
 
 export async function requests(args: string[]): Promise<number> {
@@ -129,7 +141,7 @@ export async function requests(args: string[]): Promise<number> {
         const votes = r.review ? `${r.review.approvals}/${r.review.quorum}` : "-";
         const action = r.preview.split("\n")[0] ?? "";
         process.stdout.write(
-          `${r.id.padEnd(32)}  ${r.status.padEnd(9)}  ${r.risk.level.padEnd(8)}  ${r.agent.name.padEnd(16)}  ${votes.padEnd(5)}  ${timeLeft(r.status === "pending" ? r.expiresAt : null).padEnd(7)}  ${action}\n`,
+          `${printable(`${r.id.padEnd(32)}  ${r.status.padEnd(9)}  ${r.risk.level.padEnd(8)}  ${r.agent.name.padEnd(16)}  ${votes.padEnd(5)}  ${timeLeft(r.status === "pending" ? r.expiresAt : null).padEnd(7)}  ${action}`)}\n`,
         );
       }
       return 0;
