@@ -111,6 +111,40 @@ describe("requestMessage", () => {
     expect(texts(blocks).join("\n")).toContain(`airlock requests approve ${id}`);
   });
 
+  it("offers no approve action for an action too long to show whole, only the link", () => {
+    // Padding pushes what matters (the amount) past what the message can show.
+    const view = pending({
+      input: { method: "POST", path: "/refunds", body: { memo: "x".repeat(4000), amount: 999999 } },
+    });
+    const { blocks } = requestMessage(view);
+    expect(texts(blocks).join("\n")).not.toContain("999999");
+    const ids = elements(blocks).map((b) => b.action_id);
+    expect(ids).not.toContain(actionIds.approve);
+    expect(ids).not.toContain(actionIds.approveWithComment);
+    expect(elements(blocks).find((b) => b.action_id === actionIds.openConsole)).toMatchObject({
+      url: view.approvalUrl,
+    });
+    expect(ids).toContain(actionIds.deny);
+    expect(texts(blocks).join("\n")).toContain("too long to show whole here");
+    // Shown whole, the usual buttons.
+    expect(elements(requestMessage(pending()).blocks).map((b) => b.action_id)).toContain(
+      actionIds.approve,
+    );
+  });
+
+  it("keeps a preview inside its code block however many backticks it holds", () => {
+    for (const run of [3, 4, 5, 6, 9]) {
+      const fence = "`".repeat(run);
+      const view = pending({ preview: `SELECT 1 -- ${fence}\n*Risk*: :large_green_circle: low` });
+      const block = texts(requestMessage(view).blocks).find((t) =>
+        t.startsWith("*What will run*"),
+      )!;
+      const inside = block.slice(block.indexOf("```") + 3, block.lastIndexOf("```"));
+      expect(inside, `${run} backticks`).not.toContain("```");
+      expect(inside).toContain("*Risk*: :large_green_circle: low");
+    }
+  });
+
   it("shows a resolved request without buttons, saying who decided and how it ran", () => {
     const view = pending({
       status: "succeeded",

@@ -82,14 +82,17 @@ function cut(text: string, max: number): { text: string; omitted: number } {
 }
 
 /**
- * A preformatted block whose content cannot close it early (a ``` inside would end it),
- * with a note after it when the content had to be cut.
+ * A preformatted block whose content cannot close it early (a ``` inside would end it: every
+ * run of backticks is broken up, however long), with a note after it when the content had
+ * to be cut. Says whether it was: then not all of the action can be judged from Slack.
  */
-function codeBlock(text: string, max: number): string {
+function codeBlock(text: string, max: number): { block: string; cut: boolean } {
   const note = "\n_… 0000000000 more characters not shown_";
-  const body = cut(text.replace(/```/g, "`\u200b``"), max - "```\n\n```".length - note.length);
+  const body = cut(text.replace(/`(?=`)/g, "`\u200b"), max - "```\n\n```".length - note.length);
   const block = `\`\`\`\n${body.text}\n\`\`\``;
-  return body.omitted > 0 ? `${block}\n_… ${body.omitted} more characters not shown_` : block;
+  return body.omitted > 0
+    ? { block: `${block}\n_… ${body.omitted} more characters not shown_`, cut: true }
+    : { block, cut: false };
 }
 
 /** Every line of the agent's text as a quote, so its formatting cannot pass for Airlock's own. */
@@ -288,23 +291,27 @@ function button(
   };
 }
 
-function buttons(view: ChannelView): KnownBlock[] {
+function buttons(view: ChannelView, shownWhole: boolean): KnownBlock[] {
   const id = view.id;
   const deny = [
     button("Deny", actionIds.deny, id, "danger"),
     button("Deny with reason", actionIds.denyWithReason, id),
   ];
-  if (view.review?.stepUp) {
-    // No approve button at all: a chat click is not a fresh sign-in, and the gateway would
-    // refuse it anyway. The link takes the reviewer to where the identity provider is asked.
+  // No approve button at all when the approval cannot be judged or given here: a chat click
+  // is not a fresh sign-in (the gateway would refuse it anyway), and an action cut to fit
+  // may hide what matters past the cut. The link goes where all of it is shown.
+  if (view.review?.stepUp || !shownWhole) {
     const open: Button = {
       ...button("Approve in Airlock", actionIds.openConsole, id, "primary"),
       url: view.approvalUrl,
     };
+    const why = view.review?.stepUp
+      ? ":lock: Approving needs a fresh sign-in with your identity provider, so it cannot be done from Slack"
+      : ":scissors: This action is too long to show whole here, so it cannot be approved from Slack";
     return [
       { type: "actions", elements: [open, ...deny] },
       context(
-        `:lock: Approving needs a fresh sign-in with your identity provider, so it cannot be done from Slack: approve in Airlock, or approve from a terminal: \`airlock requests approve ${clip(id, 100)}\``,
+        `${why}: approve in Airlock, or approve from a terminal: \`airlock requests approve ${clip(id, 100)}\``,
       ),
     ];
   }
@@ -342,6 +349,7 @@ export function requestMessage(view: ChannelView): { text: string; blocks: Known
   const agent = clip(view.agent.name, budget.short);
   const owner = clip(view.agent.owner, budget.short);
   const hint = view.risk.hint;
+  const preview = codeBlock(view.preview, budget.preview);
   const blocks: KnownBlock[] = [
     {
       type: "header",
@@ -361,7 +369,7 @@ export function requestMessage(view: ChannelView): { text: string; blocks: Known
         `*Expires*\n${view.expiresAt ? `${slackDate(view.expiresAt)} (${utc(view.expiresAt)})` : "never"}`,
       ].map((text) => ({ type: "mrkdwn" as const, text: clip0(text, limits.field) })),
     },
-    section(`*What will run*\n${codeBlock(view.preview, budget.preview)}`),
+    section(`*What will run*\n${preview.block}`),
   ];
   const factText = facts(view.facts);
   if (factText) blocks.push(context(`*Facts*\n${clip(factText, budget.facts)}`));
@@ -376,17 +384,17 @@ export function requestMessage(view: ChannelView): { text: string; blocks: Known
   const masked = view.maskedFields.length
     ? ` (masked by the policy: ${clip(view.maskedFields.join(", "), budget.short)})`
     : "";
-  blocks.push(section(`*Input*${masked}\n${codeBlock(jsonText(view.input), budget.input)}`));
-  if (Object.keys(view.context).length > 0) {
-    blocks.push(
-      section(`*Context* _(from the agent)_\n${codeBlock(jsonText(view.context), budget.context)}`),
-    );
-  }
+  const input = codeBlock(jsonText(view.input), budget.input);
+  blocks.push(section(`*Input*${masked}\n${input.block}`));
+  const hasContext = Object.keys(view.context).length > 0;
+  const contextBlock = hasContext ? codeBlock(jsonText(view.context), budget.context) : undefined;
+  if (contextBlock) blocks.push(section(`*Context* _(from the agent)_\n${contextBlock.block}`));
+  const shownWhole = !preview.cut && !input.cut && !(contextBlock?.cut ?? false);
   blocks.push({ type: "divider" });
   const reviews = reviewLines(view);
   if (reviews) blocks.push(section(`*Reviews*\n${reviews}`));
   // Buttons only while a vote can still count; afterwards the message is a record.
-  blocks.push(section(statusLine(view)), ...(pending ? buttons(view) : []));
+  blocks.push(section(statusLine(view)), ...(pending ? buttons(view, shownWhole) : []));
   blocks.push(
     context(
       `Request \`${clip(view.id, 100)}\` · hash \`${clip(view.hash.slice(0, 12), 12)}…\` · asked ${view.createdAt ? slackDate(view.createdAt) : "?"}`,
