@@ -132,6 +132,20 @@ describe("requestMessage", () => {
     );
   });
 
+  it("marks every text verbatim, so a bare URL the agent wrote is not made a link", () => {
+    const { blocks } = requestMessage(
+      pending({ justification: "see https://evil.example/login for the invoice" }),
+    );
+    const objects = blocks.flatMap((b) => {
+      if (b.type === "section") return [b.text, ...(b.fields ?? [])];
+      if (b.type === "context") return b.elements;
+      return [];
+    }) as { type: string; verbatim?: boolean }[];
+    const mrkdwn = objects.filter((o) => o?.type === "mrkdwn");
+    expect(mrkdwn.length).toBeGreaterThan(5);
+    for (const o of mrkdwn) expect(o.verbatim).toBe(true);
+  });
+
   it("keeps a preview inside its code block however many backticks it holds", () => {
     for (const run of [3, 4, 5, 6, 9]) {
       const fence = "`".repeat(run);

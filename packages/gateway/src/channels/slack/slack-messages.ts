@@ -131,8 +131,15 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
+/**
+ * Text objects are verbatim: Slack then links only what is written as a link (`<…>`, which
+ * the agent's text cannot hold, escaped), never a bare URL or name the agent slipped in.
+ */
 function section(text: string): SectionBlock {
-  return { type: "section", text: { type: "mrkdwn", text: clip0(text, limits.section) } };
+  return {
+    type: "section",
+    text: { type: "mrkdwn", text: clip0(text, limits.section), verbatim: true },
+  };
 }
 
 /** Cuts text that is already escaped (built from escaped parts) without splitting an entity. */
@@ -145,7 +152,10 @@ function clip0(text: string, max: number): string {
 }
 
 function context(text: string): ContextBlock {
-  return { type: "context", elements: [{ type: "mrkdwn", text: clip0(text, limits.section) }] };
+  return {
+    type: "context",
+    elements: [{ type: "mrkdwn", text: clip0(text, limits.section), verbatim: true }],
+  };
 }
 
 const riskEmoji: Record<string, string> = {
@@ -367,7 +377,11 @@ export function requestMessage(view: ChannelView): { text: string; blocks: Known
         `*Rule*\n${clip(view.decision.rule ?? "(none)", budget.short)}: ${clip(view.decision.reason, budget.short)}${view.decision.error ? `\n:warning: ${clip(view.decision.error, budget.short)}` : ""}`,
         `*Approvals*\n${approvalsLine(view)}${view.review?.stepUp ? "\nStep-up sign-in required to approve" : ""}`,
         `*Expires*\n${view.expiresAt ? `${slackDate(view.expiresAt)} (${utc(view.expiresAt)})` : "never"}`,
-      ].map((text) => ({ type: "mrkdwn" as const, text: clip0(text, limits.field) })),
+      ].map((text) => ({
+        type: "mrkdwn" as const,
+        text: clip0(text, limits.field),
+        verbatim: true,
+      })),
     },
     section(`*What will run*\n${preview.block}`),
   ];
