@@ -2,6 +2,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { printable } from "../src/cli/commands/requests.js";
 import { runCli } from "./support/cli.js";
 import {
   api,
@@ -144,6 +145,8 @@ describe("airlock requests", () => {
     );
     const list = await runCli(["requests", "list"], as);
     expect(list.stdout).not.toContain("\u001b");
+    // Bidirectional controls reorder the text after them; shown as escapes too.
+    expect(printable("refund \u202e001")).toBe("refund \\u202e001");
   });
 
   it("says what to do without a token or a gateway", async () => {

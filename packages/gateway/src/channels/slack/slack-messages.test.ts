@@ -389,5 +389,14 @@ describe("thread and ephemeral texts", () => {
 
   it("escapes the three control characters and nothing else", () => {
     expect(escapeMrkdwn("a & b < c > d *e*")).toBe("a &amp; b &lt; c &gt; d *e*");
+    // A right-to-left override would show "refund 100" for "refund 001" and the like.
+    expect(escapeMrkdwn("refund \u202e001\u202c")).toBe("refund [U+202E]001[U+202C]");
+    const { blocks } = requestMessage(
+      pending({ justification: "refund \u202e0001\u202c", preview: "POST /refunds/\u2067x\u2069" }),
+    );
+    const all = texts(blocks).join("\n");
+    expect(all).not.toMatch(/[\u202a-\u202e\u2066-\u2069]/);
+    expect(all).toContain("refund [U+202E]0001[U+202C]");
+    expect(all).toContain("/refunds/[U+2067]x[U+2069]");
   });
 });

@@ -44,11 +44,32 @@ const budget = {
 } as const;
 
 /** Escapes `&`, `<` and `>`: unescaped, an agent's text could mention `<!channel>` or fake a link. */
+/**
+ * Bidirectional controls reorder what follows them on screen (the Trojan Source trick: an
+ * amount or a path that reads one way and is another): shown as what they are instead.
+ */
+const bidiControls = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const shownAs = (char: string) =>
+  `[U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}]`;
+
 export function escapeMrkdwn(text: string): string {
-  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  return text
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(bidiControls, shownAs);
 }
 
-const entities: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;" };
+const entities: Record<string, string> = {
+  "&": "&amp;",
+  "<": "&lt;",
+  ">": "&gt;",
+  ...Object.fromEntries(
+    [0x61c, 0x200e, 0x200f, 0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069]
+      .map((code) => String.fromCharCode(code))
+      .map((char) => [char, shownAs(char)]),
+  ),
+};
 
 /**
  * Escapes and cuts to at most `max` characters of escaped text, ending with "…" when cut.

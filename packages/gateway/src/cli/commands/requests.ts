@@ -63,9 +63,11 @@ function timeLeft(iso: string | null): string {
  * hide the rest. Each is shown as a visible escape instead; newlines are kept.
  */
 export function printable(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it replaces
-  return text.replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, (c) =>
-    c === "\t" ? "  " : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  // Bidirectional controls too: they reorder what follows them on screen.
+  return text.replace(
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it replaces
+    /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g,
+    (c) => (c === "\t" ? "  " : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`),
   );
 }
 
