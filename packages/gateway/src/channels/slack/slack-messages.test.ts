@@ -387,7 +387,7 @@ describe("thread and ephemeral texts", () => {
     expect(escalationText(pending(), "@oncall")).toMatch(/^@oncall /);
   });
 
-  it("escapes the three control characters and nothing else", () => {
+  it("escapes the three control characters and shows bidirectional controls, nothing else", () => {
     expect(escapeMrkdwn("a & b < c > d *e*")).toBe("a &amp; b &lt; c &gt; d *e*");
     // A right-to-left override would show "refund 100" for "refund 001" and the like.
     expect(escapeMrkdwn("refund \u202e001\u202c")).toBe("refund [U+202E]001[U+202C]");
