@@ -17,6 +17,13 @@ export function textProblem(text: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Bidirectional controls (a regular expression's character class): they reorder what follows
+ * them on screen, so text shown to people (an amount, a path) could read one way and be
+ * another. Places that show an agent's text show these as what they are instead.
+ */
+export const BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069";
+
 /** At most `max` UTF-16 units, never cutting a surrogate pair in two. */
 export function truncateText(text: string, max: number): string {
   if (text.length <= max) return text;

@@ -9,6 +9,7 @@ import type {
 } from "@slack/types";
 import { z } from "zod";
 import type { Json } from "../../common/canonical-json.js";
+import { BIDI_CONTROLS } from "../../common/storable-text.js";
 import type { ChannelView } from "../channel.js";
 
 export const actionIds = {
@@ -43,33 +44,26 @@ const budget = {
   short: 200,
 } as const;
 
-/** Escapes `&`, `<` and `>`: unescaped, an agent's text could mention `<!channel>` or fake a link. */
-/**
- * Bidirectional controls reorder what follows them on screen (the Trojan Source trick: an
- * amount or a path that reads one way and is another): shown as what they are instead.
- */
-const bidiControls = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-const shownAs = (char: string) =>
-  `[U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}]`;
+/** What mrkdwn must not see as it is: `&`, `<`, `>` and bidirectional controls. */
+const escapable = `[&<>${BIDI_CONTROLS}]`;
+const escaped = new RegExp(escapable, "g");
+const escapedChar = new RegExp(`^${escapable}$`);
 
-export function escapeMrkdwn(text: string): string {
-  return text
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(bidiControls, shownAs);
+/** How one such character is written instead. */
+function entity(char: string): string {
+  if (char === "&") return "&amp;";
+  if (char === "<") return "&lt;";
+  if (char === ">") return "&gt;";
+  return `[U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}]`;
 }
 
-const entities: Record<string, string> = {
-  "&": "&amp;",
-  "<": "&lt;",
-  ">": "&gt;",
-  ...Object.fromEntries(
-    [0x61c, 0x200e, 0x200f, 0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069]
-      .map((code) => String.fromCharCode(code))
-      .map((char) => [char, shownAs(char)]),
-  ),
-};
+/**
+ * Escapes `&`, `<` and `>` (unescaped, an agent's text could mention `<!channel>` or fake a
+ * link) and shows bidirectional controls as what they are.
+ */
+export function escapeMrkdwn(text: string): string {
+  return text.replace(escaped, entity);
+}
 
 /**
  * Escapes and cuts to at most `max` characters of escaped text, ending with "…" when cut.
@@ -91,7 +85,7 @@ function cut(text: string, max: number): { text: string; omitted: number } {
   const chars = [...head];
   for (let i = 0; i < chars.length; i++) {
     const char = chars[i] as string;
-    const piece = entities[char] ?? char;
+    const piece = escapedChar.test(char) ? entity(char) : char;
     // Reserve one character for the ellipsis unless this is the last character.
     const room = whole && i === chars.length - 1 ? max : max - 1;
     if (length + piece.length > room) return { text: `${out}…`, omitted: text.length - used };

@@ -1,4 +1,6 @@
 /** Reviewers at a terminal: the same API the console uses, with a personal token. */
+
+import { BIDI_CONTROLS } from "../../common/storable-text.js";
 import type { ReviewerView } from "../../requests/request-views.js";
 import { CliError, parse, subcommand } from "../cli-support.js";
 
@@ -63,13 +65,16 @@ function timeLeft(iso: string | null): string {
  * hide the rest. Each is shown as a visible escape instead; newlines are kept.
  */
 export function printable(text: string): string {
-  // Bidirectional controls too: they reorder what follows them on screen.
-  return text.replace(
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it replaces
-    /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g,
-    (c) => (c === "\t" ? "  " : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`),
+  return text.replace(unprintable, (c) =>
+    c === "\t" ? "  " : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
 }
+
+/** Control characters but the newline, line and paragraph separators, bidirectional controls. */
+const unprintable = new RegExp(
+  `[\\u0000-\\u0009\\u000b-\\u001f\\u007f-\\u009f\\u2028\\u2029${BIDI_CONTROLS}]`,
+  "g",
+);
 
 function describe(view: ReviewerView): string {
   const lines = [

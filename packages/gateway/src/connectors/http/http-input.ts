@@ -130,8 +130,8 @@ export function normalizePath(path: string): { path: string } | { problem: strin
     return { problem: "has an invalid percent-encoding (not UTF-8)" };
   }
   const segments = out.split("/");
-  // Servlet containers drop a segment's ;parameters first: `..;x` climbs like `..`.
-  if (segments.some((s) => /^\.\.?(?:$|;|%3B)/i.test(s)))
+  // A raw ; is refused above; an encoded one after dots (`..%3B`) is still no name.
+  if (segments.some((s) => /^\.\.?(?:$|%3B)/i.test(s)))
     return { problem: "must not contain . or .. segments (with ;parameters or without)" };
   if (out.includes("//")) return { problem: "must not contain empty segments (//)" };
   return { path: out };
