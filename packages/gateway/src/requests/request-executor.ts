@@ -127,10 +127,19 @@ export function createExecutor(deps: {
     return undefined;
   };
 
+  /** Records how the action ended: the request as it ran is the caller's copy. */
+  const finish = (request: ActionRequest, outcome: Outcome): Promise<ActionRequest> =>
+    store.transition(
+      request.id,
+      (current) => finishExecution(current, outcome, clock()),
+      plan,
+      request,
+    );
+
   /**
    * The action has run: its outcome must be recorded, so a store that fails now is retried
    * for a while. If it stays down, the caller is told the action ran, so that nobody
-   * submits it again; the request stays `executing` and ends "outcome unknown" at restart.
+   * submits it again, and the outcome is recorded in the background (keepRecording).
    */
   const recordOutcome = async (
     request: ActionRequest,
@@ -138,12 +147,7 @@ export function createExecutor(deps: {
   ): Promise<ActionRequest> => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await store.transition(
-          request.id,
-          (current) => finishExecution(current, outcome, clock()),
-          plan,
-          request,
-        );
+        return await finish(request, outcome);
       } catch (error) {
         if (attempt >= retryDelays.length + 1) {
           logger.error(
@@ -162,13 +166,6 @@ export function createExecutor(deps: {
     }
   };
 
-  /** The config may have changed since the votes: they must still make the quorum. */
-  const quorumProblem = (request: ActionRequest): string | undefined => {
-    if (request.decision.decision !== "review") return undefined;
-    const shortfall = deps.approvers.shortfall(request);
-    return shortfall && `not run: ${shortfall}`;
-  };
-
   /**
    * The caller has been told; the outcome, known here, is still recorded as soon as the store
    * takes it, so the request does not stay `executing` (on SQLite, until a restart) and its
@@ -182,12 +179,7 @@ export function createExecutor(deps: {
       if (draining) return;
       holding(request.id);
       try {
-        await store.transition(
-          request.id,
-          (current) => finishExecution(current, outcome, clock()),
-          plan,
-          request,
-        );
+        await finish(request, outcome);
         leased.delete(request.id);
         deps.afterCommit?.();
         logger.info({ requestId: request.id }, "the outcome was recorded after all");
@@ -203,6 +195,13 @@ export function createExecutor(deps: {
     }, delay);
     timer.unref();
     unrecorded.set(request.id, timer);
+  };
+
+  /** The config may have changed since the votes: they must still make the quorum. */
+  const quorumProblem = (request: ActionRequest): string | undefined => {
+    if (request.decision.decision !== "review") return undefined;
+    const shortfall = deps.approvers.shortfall(request);
+    return shortfall && `not run: ${shortfall}`;
   };
 
   const run = async (request: ActionRequest, fromStore: boolean): Promise<ActionRequest> => {
