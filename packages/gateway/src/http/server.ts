@@ -67,9 +67,12 @@ export interface ServerDeps {
  */
 function bodyDeadline(raw: IncomingMessage, ms: number): void {
   const timer = setTimeout(() => {
-    if (raw.complete || raw.socket.destroyed) return;
-    const error = Object.assign(new Error("request timeout"), { code: "ERR_HTTP_REQUEST_TIMEOUT" });
-    clientError(error, raw.socket, ms);
+    if (raw.complete) return;
+    answerRaw(
+      raw.socket,
+      [408, "Request Timeout"],
+      `the request's body was not received within ${ms / 1000} s (server.requestTimeout)`,
+    );
   }, ms);
   timer.unref();
   const clear = () => clearTimeout(timer);
@@ -77,38 +80,50 @@ function bodyDeadline(raw: IncomingMessage, ms: number): void {
   raw.once("close", clear);
 }
 
-function clientError(error: Error & { code?: string }, socket: Duplex, timeoutMs = 0): void {
-  if (error.code === "ECONNRESET" || socket.destroyed) return;
-  const [status, reason, code, message] =
-    error.code === "ERR_HTTP_REQUEST_TIMEOUT"
-      ? [
-          408,
-          "Request Timeout",
-          "invalid_request",
-          timeoutMs > 0
-            ? `the request's body was not received within ${timeoutMs / 1000} s (server.requestTimeout)`
-            : "the request's headers were not received in time",
-        ]
-      : error.code === "HPE_HEADER_OVERFLOW"
-        ? [
-            431,
-            "Request Header Fields Too Large",
-            "payload_too_large",
-            "the request's headers are too large",
-          ]
-        : [
-            400,
-            "Bad Request",
-            "invalid_request",
-            "the request is not valid HTTP/1.1 (check its Content-Length and Transfer-Encoding)",
-          ];
+/** Malformed HTTP (a bad Content-Length, both it and Transfer-Encoding, headers too large or too slow). */
+function clientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === "ECONNRESET") return;
+  if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    answerRaw(
+      socket,
+      [408, "Request Timeout"],
+      "the request's headers were not received in time",
+      error,
+    );
+  } else if (error.code === "HPE_HEADER_OVERFLOW") {
+    answerRaw(
+      socket,
+      [431, "Request Header Fields Too Large"],
+      "the request's headers are too large",
+      error,
+      "payload_too_large",
+    );
+  } else {
+    answerRaw(
+      socket,
+      [400, "Bad Request"],
+      "the request is not valid HTTP/1.1 (check its Content-Length and Transfer-Encoding)",
+      error,
+    );
+  }
+}
+
+/** An answer in the contract's shape, written on the socket itself, which is then closed. */
+function answerRaw(
+  socket: Duplex,
+  [status, reason]: [number, string],
+  message: string,
+  cause?: Error,
+  code = "invalid_request",
+): void {
+  if (socket.destroyed) return;
   const body = JSON.stringify({ error: { code, message } });
   if (socket.writable) {
     socket.write(
       `HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`,
     );
   }
-  socket.destroy(error);
+  socket.destroy(cause);
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
@@ -136,7 +151,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       }),
     // Malformed HTTP (a bad Content-Length, both it and Transfer-Encoding, headers too large
     // or too slow) never reaches a route: answered here, in the same shape.
-    clientErrorHandler: (error, socket) => clientError(error, socket),
+    clientErrorHandler: clientError,
     ...(deps.trustProxy ? { trustProxy: deps.trustProxy } : {}),
   });
 
