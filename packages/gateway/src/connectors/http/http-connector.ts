@@ -13,6 +13,7 @@ import type {
   ExecutionOutcome,
   RiskHint,
 } from "../connector.js";
+import { describeNetworkError } from "../network-errors.js";
 import { type HttpConnectionConfig, httpConnectionSchema } from "./http-config.js";
 import { type HttpInput, httpInputSchema, reservedHeaders, resolveUrl } from "./http-input.js";
 
@@ -325,16 +326,4 @@ function decodeBody(
     if (!text.includes("\uFFFD")) return { body: text };
   }
   return { body: bytes.toString("base64"), encoding: "base64" };
-}
-
-function describeNetworkError(error: unknown): string {
-  if (error && typeof error === "object") {
-    const e = error as { code?: string; message?: string; cause?: { code?: string } };
-    const code = e.code ?? e.cause?.code;
-    if (code === "ECONNREFUSED") return "connection refused";
-    if (code === "ENOTFOUND") return "host not found";
-    if (code === "ECONNRESET" || code === "UND_ERR_SOCKET") return "the connection was reset";
-    return e.message ?? String(error);
-  }
-  return String(error);
 }

@@ -15,6 +15,7 @@ import type {
   Description,
   ExecutionOutcome,
 } from "../connector.js";
+import { describeNetworkError } from "../network-errors.js";
 import { type McpConnectionConfig, mcpConnectionSchema } from "./mcp-config.js";
 import { capContent, type ToolResult } from "./mcp-result.js";
 import { McpSession, NotStarted, sessionForgotten } from "./mcp-session.js";
@@ -193,13 +194,10 @@ function failure(
       : "the execution was aborted before the tool was called";
   }
   if (deadline.aborted) return "the execution was aborted";
-  if (deadline.timedOut) {
+  if (deadline.timedOut || (error instanceof McpError && error.code === ErrorCode.RequestTimeout)) {
     return `the MCP server did not answer within ${deadline.timeout} ms; the tool may still have run`;
   }
   if (error instanceof McpError) {
-    if (error.code === ErrorCode.RequestTimeout) {
-      return `the MCP server did not answer within ${deadline.timeout} ms; the tool may still have run`;
-    }
     if (error.code === ErrorCode.ConnectionClosed) {
       return "the connection to the MCP server closed before it answered; the tool may have run";
     }
@@ -210,12 +208,7 @@ function failure(
       ? `the MCP server refused Airlock's credentials (HTTP ${error.code}); check the connection's headers`
       : `the MCP server answered HTTP ${error.code ?? "?"}: ${error.message}`;
   }
-  const cause = (error as { cause?: { code?: string } } | undefined)?.cause;
-  if (cause?.code === "ECONNREFUSED")
-    return "the MCP server could not be reached: connection refused";
-  if (cause?.code === "ENOTFOUND") return "the MCP server could not be reached: host not found";
-  const message = error instanceof Error ? error.message : String(error);
-  return `the MCP server could not be reached: ${message}`;
+  return `the MCP server could not be reached: ${describeNetworkError(error)}`;
 }
 
 function firstText(result: Json): string | undefined {
