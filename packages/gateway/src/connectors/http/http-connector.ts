@@ -13,6 +13,7 @@ import type {
   ExecutionOutcome,
   RiskHint,
 } from "../connector.js";
+import { deadline } from "../deadline.js";
 import { describeNetworkError } from "../network-errors.js";
 import { type HttpConnectionConfig, httpConnectionSchema } from "./http-config.js";
 import { type HttpInput, httpInputSchema, reservedHeaders, resolveUrl } from "./http-input.js";
@@ -157,23 +158,14 @@ export function createHttpConnector(
     // The connection's headers go last so nothing the agent sent can replace them.
     for (const [key, value] of ownHeaders) headers[key] = value;
 
-    // One timer and one listener rather than AbortSignal.timeout + any: this runs per action.
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, config.timeout);
-    const onAbort = () => controller.abort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    const combined = controller.signal;
+    const until = deadline(signal, config.timeout);
     try {
       const response = await pool.request({
         path: target,
         method: input.method,
         headers,
         body,
-        signal: combined,
+        signal: until.signal,
       });
       const responseHeaders: Record<string, string> = {};
       for (const [key, value] of Object.entries(response.headers)) {
@@ -206,15 +198,14 @@ export function createHttpConnector(
         ...(ok ? {} : { reason: `the upstream answered HTTP ${response.statusCode}` }),
       };
     } catch (error) {
-      const reason = timedOut
+      const reason = until.timedOut
         ? `the upstream did not answer within ${config.timeout} ms`
         : signal.aborted
           ? "the execution was aborted"
           : `the upstream could not be reached: ${describeNetworkError(error)}`;
       return { ok: false, result: null, summary: "no response", reason };
     } finally {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
+      until.end();
     }
   };
 

@@ -15,6 +15,7 @@ import type {
   Description,
   ExecutionOutcome,
 } from "../connector.js";
+import { deadline } from "../deadline.js";
 import { describeNetworkError } from "../network-errors.js";
 import { type McpConnectionConfig, mcpConnectionSchema } from "./mcp-config.js";
 import { capContent, type ToolResult } from "./mcp-result.js";
@@ -128,28 +129,23 @@ export function createMcpConnector(
     if (closed) {
       return { ok: false, result: null, summary: "not called", reason: "the connection is closed" };
     }
-    // One deadline for the whole execution, connecting included, and a signal of its own for
-    // the SDK (which listens on it): nothing it adds stays on the caller's signal.
-    const deadline = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      deadline.abort(new Error("timeout"));
-    }, config.timeout);
-    const onAbort = () => deadline.abort(signal.reason);
-    if (signal.aborted) deadline.abort(signal.reason);
-    else signal.addEventListener("abort", onAbort, { once: true });
+    // One deadline for the whole execution, connecting included; the SDK listens on its
+    // signal, not the caller's.
+    const until = deadline(signal, config.timeout);
     let answer: ToolResult;
     try {
-      answer = await call(operation, input as Record<string, unknown>, deadline.signal);
+      answer = await call(operation, input as Record<string, unknown>, until.signal);
     } catch (error) {
       const reason = redactor.redactText(
-        failure(error, { timedOut, aborted: signal.aborted, timeout: config.timeout }),
+        failure(error, {
+          timedOut: until.timedOut,
+          aborted: signal.aborted,
+          timeout: config.timeout,
+        }),
       );
       return { ok: false, result: null, summary: "no result", reason };
     } finally {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
+      until.end();
     }
     const { result, bytes, truncated } = capContent(redactor.redact(answer), config.maxResultBytes);
     const items = Array.isArray(answer.content) ? answer.content.length : 0;
