@@ -105,12 +105,13 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadedC
   }
   issues.push(...crossFieldIssues(refs.value), ...conditionIssues(refs.value));
   // A message can quote the value it refuses, which may have come from a secret reference.
-  const redactor = createRedactor(refs.secrets);
-  const refused = (found: ConfigIssue[]) =>
-    new ConfigError(
+  const refused = (found: ConfigIssue[]) => {
+    const redactor = createRedactor(refs.secrets);
+    return new ConfigError(
       source,
       found.map((issue) => ({ ...issue, message: redactor.redactText(issue.message) })),
     );
+  };
   if (!parsed.success || issues.length > 0) throw refused(issues);
   const data = parsed.data;
   const { policy, issues: policyIssues } = compilePolicy(data.rules);

@@ -483,9 +483,15 @@ async function countRows(
   } finally {
     await cursor.close();
   }
-  // Read in portions, the server's count covers only the last one: the rows read count.
-  const rows = (result?.fields.length ?? 0) > 0 ? returned : (result?.rowCount ?? 0);
-  return { command: result?.command || undefined, rows };
+  return { command: result?.command || undefined, rows: rowsOf(result, returned) };
+}
+
+/**
+ * How many rows a statement read through a cursor touched. One that returns rows was read in
+ * portions, and the server's count covers only the last one: the rows read are the count.
+ */
+function rowsOf(result: pg.QueryResult | undefined, read: number): number {
+  return (result?.fields.length ?? 0) > 0 ? read : (result?.rowCount ?? 0);
 }
 
 function read(
@@ -553,9 +559,7 @@ async function runStatement(
   }
   const fields = result?.fields ?? [];
   const command = result?.command || part.kind.toUpperCase();
-  // A statement that returns rows was read in several portions, and the server's count
-  // covers only the last one: the rows read are the count.
-  const rowCount = done ? (fields.length > 0 ? seen : (result?.rowCount ?? rows.length)) : null;
+  const rowCount = done ? rowsOf(result, seen) : null;
   const json: Record<string, Json> = { command, rowCount };
   if (fields.length > 0) {
     json.columns = fields.map((field) => field.name);
