@@ -10,6 +10,7 @@ import type {
   RulesView,
   Session,
 } from "./api-types.js";
+import { readable } from "./readable.js";
 
 export class ApiError extends Error {
   override readonly name = "ApiError";
@@ -33,7 +34,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 async function failure(response: Response): Promise<ApiError> {
   let body: unknown;
   try {
-    body = await response.json();
+    // Error messages can quote the input they refuse.
+    body = readable(await response.json());
   } catch {
     body = undefined;
   }
@@ -77,7 +79,7 @@ async function send<T>(
   }
   if (!response.ok) throw await failure(response);
   if (response.status === 204) return undefined as T;
-  return (await response.json()) as T;
+  return readable((await response.json()) as T);
 }
 
 function query(params: Record<string, string | number | undefined>): string {

@@ -14,6 +14,7 @@ import {
   useState,
 } from "react";
 import type { RequestChange } from "./api-types.js";
+import { readable } from "./readable.js";
 
 export type LiveStatus = "connecting" | "live" | "reconnecting" | "offline";
 
@@ -33,7 +34,7 @@ const RETRY_MS = 15_000;
 function parseChange(data: unknown): RequestChange | undefined {
   if (typeof data !== "string") return undefined;
   try {
-    const value: unknown = JSON.parse(data);
+    const value: unknown = readable(JSON.parse(data));
     if (typeof value === "object" && value !== null && "id" in value) {
       const change = value as RequestChange;
       if (typeof change.id === "string") return change;

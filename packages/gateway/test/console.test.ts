@@ -190,6 +190,36 @@ rules:
     }
   });
 
+  it("shows bidirectional controls in an agent's text as what they are", async () => {
+    // Rendered raw, U+202E would show "refund 1800 EUR" as "refund RUE 0081" and worse: the
+    // reviewer must see that the text was built to read differently from what it is.
+    const res = await api(base, "POST", "/v1/actions", {
+      token: agent,
+      body: {
+        ...refund(),
+        justification: "Duplicate charge \u202e00.81$ ,dnufer\u202c for inv_2002",
+        context: { "ticket\u2066": "CS-\u2067881" },
+      },
+    });
+    expect(res.status).toBe(202);
+    const id = res.body.id as string;
+    const carol = await signedIn("carol@example.com", undefined, `/requests/${id}`);
+    try {
+      await carol.page.locator("blockquote.claim").waitFor();
+      await expect(carol.page.locator("blockquote.claim").innerText()).resolves.toBe(
+        "Duplicate charge [U+202E]00.81$ ,dnufer[U+202C] for inv_2002",
+      );
+      const text = await carol.page.locator("main").innerText();
+      expect(text).toContain('"ticket[U+2066]": "CS-[U+2067]881"');
+      const html = await carol.page.content();
+      for (const control of ["\u202e", "\u202c", "\u2066", "\u2067"]) {
+        expect(html).not.toContain(control);
+      }
+    } finally {
+      await carol.close();
+    }
+  });
+
   it("shows no Approve button to someone outside the approver group, and the API refuses them", async () => {
     const id = await submit();
     const erin = await signedIn("erin@example.com", { width: 390, height: 844 }, `/requests/${id}`);
