@@ -321,7 +321,7 @@ rules:
     const unseen = await runCli(["config", "check", "--config", channels]);
     expect(unseen.code).toBe(1);
     expect(unseen.stdout).toContain(
-      'rules[0].review.channels[0]: no approval channel named "slak" is configured (configure channels.slack, or leave this list empty for the console and API only)',
+      'rules[0].review.channels[0]: no approval channel named "slak" is configured (configure channels.slack or channels.teams, or leave this list empty for the console and API only)',
     );
     writeFileSync(
       channels,

@@ -5,6 +5,7 @@ import type { Logger } from "../observability/logger.js";
 import type { Channel } from "./channel.js";
 import { createSlackChannel, SLACK_CHANNEL } from "./slack/slack-channel.js";
 import type { ClaimOnce } from "./slack/slack-signature.js";
+import { createTeamsChannel, TEAMS_CHANNEL } from "./teams/teams-channel.js";
 import { createWebhookChannel } from "./webhook/webhook-channel.js";
 
 export function configuredChannels(
@@ -14,14 +15,26 @@ export function configuredChannels(
   const channels = config.channels.webhooks.map((webhook, index) =>
     createWebhookChannel(webhook.name ?? `webhook-${index + 1}`, webhook, deps),
   );
+  const reviewers = new Map(config.reviewers.map((r) => [r.email, r]));
+  const reviewer = (email: string) => reviewers.get(email.toLowerCase());
   const slack = config.channels.slack;
   if (slack) {
-    const reviewers = new Map(config.reviewers.map((r) => [r.email, r]));
     channels.push(
       createSlackChannel(slack, {
         logger: deps.logger,
         claimOnce: deps.claimOnce,
-        reviewer: (email) => reviewers.get(email.toLowerCase()),
+        reviewer,
+        ...(deps.clock ? { clock: deps.clock } : {}),
+      }),
+    );
+  }
+  const teams = config.channels.teams;
+  if (teams) {
+    channels.push(
+      createTeamsChannel(teams, {
+        logger: deps.logger,
+        claimOnce: deps.claimOnce,
+        reviewer,
         ...(deps.clock ? { clock: deps.clock } : {}),
       }),
     );
@@ -31,7 +44,10 @@ export function configuredChannels(
 
 /** The configured channels that post requests for a decision (`review.channels` names them). */
 export function approvalChannelNames(config: ParsedConfig): string[] {
-  return config.channels.slack ? [SLACK_CHANNEL] : [];
+  return [
+    ...(config.channels.slack ? [SLACK_CHANNEL] : []),
+    ...(config.channels.teams ? [TEAMS_CHANNEL] : []),
+  ];
 }
 
 /** Credentials in the channels' config, to be scrubbed wherever they might surface. */
@@ -40,5 +56,6 @@ export function channelSecrets(config: ParsedConfig): string[] {
   return [
     ...config.channels.webhooks.map((webhook) => webhook.secret),
     ...(slack ? [slack.botToken, slack.signingSecret] : []),
+    ...(config.channels.teams ? [config.channels.teams.appPassword] : []),
   ];
 }

@@ -277,7 +277,7 @@ export function reviewChannelIssues(
       if (approvalChannels.includes(name)) return;
       issues.push({
         path: ["rules", index, "review", "channels", at],
-        message: `no approval channel named "${name}" is configured (${approvalChannels.length ? `configured: ${approvalChannels.join(", ")}` : "configure channels.slack, or leave this list empty for the console and API only"})`,
+        message: `no approval channel named "${name}" is configured (${approvalChannels.length ? `configured: ${approvalChannels.join(", ")}` : "configure channels.slack or channels.teams, or leave this list empty for the console and API only"})`,
       });
     });
   });

@@ -5,6 +5,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { slackSchema } from "../channels/slack/slack-config.js";
+import { teamsSchema } from "../channels/teams/teams-config.js";
 import { webhookSchema } from "../channels/webhook/webhook-config.js";
 import { riskLevels } from "../connectors/connector.js";
 import { connectorTypes } from "../connectors/connector-registry.js";
@@ -181,6 +182,8 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** Approval messages with buttons, updated in place. */
       slack: slackSchema.optional(),
+      /** Approval cards in a Teams channel or chat, updated in place. */
+      teams: teamsSchema.optional(),
       /** Every state change of every request, signed (Standard Webhooks). */
       webhooks: z.array(webhookSchema).max(50).default([]),
     })

@@ -1,0 +1,102 @@
+/**
+ * The Bot Framework, through its official SDK (botframework-connector): what Teams sends is
+ * verified against the Bot Framework's signing keys, and what Airlock sends goes through the
+ * Bot Connector with a token for the bot's own app registration. Every endpoint comes from
+ * the config, so a sovereign cloud or a test server is only a config change.
+ */
+import { ConfidentialClientApplication } from "@azure/msal-node";
+import {
+  AuthenticationConfiguration,
+  AuthenticationConstants,
+  type BotFrameworkAuthentication,
+  BotFrameworkAuthenticationFactory,
+  ClaimsIdentity,
+  type ConnectorClient,
+  MsalServiceClientCredentialsFactory,
+} from "botframework-connector";
+import type { Activity } from "botframework-schema";
+import type { TeamsConfig } from "./teams-config.js";
+
+/** The Bot Framework's own issuer and token audience (the same in tests). */
+const BOT_FRAMEWORK = "https://api.botframework.com";
+
+export interface TeamsBot {
+  /**
+   * Whether the activity came from the Bot Framework for this bot: a token signed by its keys,
+   * issued by it, for this app, endorsed for Teams, naming the activity's own serviceUrl.
+   * Returns why not, or undefined when it did.
+   */
+  verify(activity: Partial<Activity>, authorization: string): Promise<string | undefined>;
+  /** A client for the configured Bot Connector, authenticated as the bot. */
+  connector(): Promise<ConnectorClient>;
+}
+
+export function createTeamsBot(config: TeamsConfig): TeamsBot {
+  const authority = `${config.loginUrl}/${config.tenantId}`;
+  const msal = new ConfidentialClientApplication({
+    auth: {
+      clientId: config.appId,
+      clientSecret: config.appPassword,
+      authority,
+      // The authority is the configured one: no asking Microsoft which clouds exist.
+      knownAuthorities: [new URL(config.loginUrl).host],
+    },
+  });
+  const auth: BotFrameworkAuthentication = BotFrameworkAuthenticationFactory.create(
+    "",
+    true,
+    authority,
+    BOT_FRAMEWORK,
+    BOT_FRAMEWORK,
+    BOT_FRAMEWORK,
+    config.openIdMetadataUrl,
+    // Emulator tokens are refused below; their metadata is never fetched.
+    config.openIdMetadataUrl,
+    "",
+    // The same MSAL package, typed once through its ESM and once through its CJS entry.
+    new MsalServiceClientCredentialsFactory(
+      config.appId,
+      msal as unknown as ConstructorParameters<typeof MsalServiceClientCredentialsFactory>[1],
+    ),
+    new AuthenticationConfiguration(),
+  );
+  const bot = new ClaimsIdentity(
+    [
+      { type: AuthenticationConstants.AudienceClaim, value: config.appId },
+      { type: AuthenticationConstants.AppIdClaim, value: config.appId },
+    ],
+    true,
+  );
+  let client: Promise<ConnectorClient> | undefined;
+
+  return {
+    async verify(activity, authorization) {
+      if (!authorization.startsWith("Bearer "))
+        return "no Bot Framework token (Authorization: Bearer)";
+      let identity: ClaimsIdentity;
+      try {
+        ({ claimsIdentity: identity } = await auth.authenticateRequest(
+          activity as Activity,
+          authorization,
+        ));
+      } catch (error) {
+        return `the Bot Framework token was refused: ${error instanceof Error ? error.message : String(error)}`;
+      }
+      // The SDK also takes emulator and skill (bot-to-bot) tokens: only the channel decides here.
+      if (identity.getClaimValue(AuthenticationConstants.IssuerClaim) !== BOT_FRAMEWORK) {
+        return "the token was not issued by the Bot Framework for a channel";
+      }
+      if (activity.channelId !== "msteams") return "the activity did not come through Teams";
+      return undefined;
+    },
+    connector() {
+      if (!client) {
+        client = auth.createConnectorFactory(bot).create(config.serviceUrl, BOT_FRAMEWORK);
+        client.catch(() => {
+          client = undefined;
+        });
+      }
+      return client;
+    },
+  };
+}

@@ -1,0 +1,199 @@
+import { describe, expect, it } from "vitest";
+import type { Json } from "../../common/canonical-json.js";
+import type { ChannelView } from "../channel.js";
+import { refusalText, requestCard, statusLine, verbs } from "./teams-cards.js";
+
+const id = "req_01hzz0000000000000000000000";
+
+function pending(over: Partial<ChannelView> = {}): ChannelView {
+  return {
+    id,
+    status: "pending",
+    agent: { name: "support-bot", owner: "alice@example.com", labels: { team: "support" } },
+    connection: "billing-api",
+    connectionType: "http",
+    operation: "request",
+    preview: "POST /refunds\n{ amount: 4200 }",
+    facts: { http: { method: "POST", path: "/refunds" } },
+    risk: {
+      level: "medium",
+      reason: "set by rule refunds",
+      hint: { level: "medium", reason: "a write" },
+    },
+    justification: "Customer was charged twice",
+    context: { ticket: "T-1" },
+    input: { method: "POST", path: "/refunds", body: { amount: 4200, card_number: "[masked]" } },
+    maskedFields: ["body.card_number"],
+    hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    decision: { decision: "review", rule: "refunds", reason: "refunds need two finance reviewers" },
+    review: { approvers: ["finance"], quorum: 2, approvals: 0, stepUp: false },
+    reviews: [],
+    approvalUrl: `http://airlock.test/requests/${id}`,
+    createdAt: "2030-01-02T15:04:05.000Z",
+    updatedAt: "2030-01-02T15:04:05.000Z",
+    expiresAt: "2030-01-02T15:19:05.000Z",
+    finishedAt: null,
+    ...over,
+  };
+}
+
+type Node = { [key: string]: Json };
+
+/** Every object in the card, depth first. */
+function nodes(value: Json): Node[] {
+  if (Array.isArray(value)) return value.flatMap(nodes);
+  if (value && typeof value === "object") {
+    return [value as Node, ...Object.values(value).flatMap((v) => nodes(v as Json))];
+  }
+  return [];
+}
+
+const actionsOf = (card: Json) => ((card as Node).actions ?? []) as Node[];
+const runs = (card: Json) =>
+  nodes(card)
+    .filter((n) => n.type === "TextRun")
+    .map((n) => n.text as string);
+
+describe("requestCard", () => {
+  it("gives a pending request Approve and Deny, each carrying the request id, and a link", () => {
+    const { card, summary } = requestCard(pending());
+    const actions = actionsOf(card);
+    expect(actions.map((a) => [a.type, a.verb ?? a.url])).toEqual([
+      ["Action.Execute", verbs.approve],
+      ["Action.Execute", verbs.deny],
+      ["Action.OpenUrl", `http://airlock.test/requests/${id}`],
+    ]);
+    for (const action of actions.slice(0, 2)) {
+      expect(action.data).toEqual({ requestId: id, risk: "medium" });
+    }
+    expect(nodes(card).some((n) => n.type === "Input.Text" && n.id === "comment")).toBe(true);
+    // A medium risk asks for no confirmation box.
+    expect(nodes(card).some((n) => n.type === "Input.Toggle")).toBe(false);
+    expect(summary).toBe(
+      "Approval needed: support-bot asks to run POST /refunds on billing-api (risk medium)",
+    );
+  });
+
+  it("puts the agent's text only in TextRuns, which Teams never reads as markdown", () => {
+    const sly = "**Risk: low** [approve now](https://evil.example) _trusted_";
+    const { card } = requestCard(
+      pending({ justification: sly, preview: `POST /refunds ${sly}`, context: { note: sly } }),
+    );
+    expect(nodes(card).some((n) => n.type === "TextBlock" || n.type === "FactSet")).toBe(false);
+    const holding = nodes(card).filter(
+      (n) => typeof n.text === "string" && (n.text as string).includes("evil.example"),
+    );
+    expect(holding.length).toBeGreaterThanOrEqual(3);
+    for (const n of holding) expect(n.type).toBe("TextRun");
+  });
+
+  it("shows bidirectional controls as what they are", () => {
+    const { card } = requestCard(pending({ justification: "pay \u202e0001$ \u2066x\u2069" }));
+    const text = runs(card).join("\n");
+    expect(text).toContain("pay [U+202E]0001$ [U+2066]x[U+2069]");
+    expect(JSON.stringify(card)).not.toMatch(/[\u202a-\u202e\u2066-\u2069]/);
+  });
+
+  it("asks for a ticked box before approving a high or critical risk", () => {
+    for (const level of ["high", "critical"] as const) {
+      const { card } = requestCard(pending({ risk: { ...pending().risk, level } }));
+      const toggle = nodes(card).find((n) => n.type === "Input.Toggle");
+      expect(toggle).toMatchObject({ id: "confirm", valueOn: "yes", isRequired: true });
+      expect(actionsOf(card)[0]).toMatchObject({ verb: verbs.approve, data: { risk: level } });
+    }
+  });
+
+  it("offers no one-click approval when approving needs a fresh sign-in", () => {
+    const { card } = requestCard(pending({ review: { ...pending().review!, stepUp: true } }));
+    const actions = actionsOf(card);
+    expect(actions.map((a) => a.verb ?? a.type)).toEqual(["Action.OpenUrl", verbs.deny]);
+    expect(runs(card).join("\n")).toContain("fresh sign-in");
+  });
+
+  it("offers no one-click approval when the action had to be cut to fit", () => {
+    for (const over of [
+      { preview: `POST /refunds\n${"x".repeat(5000)}` },
+      { input: { body: "y".repeat(5000) } },
+      { context: { note: "z".repeat(3000) } },
+    ]) {
+      const { card } = requestCard(pending(over));
+      expect(actionsOf(card).map((a) => a.verb ?? a.type)).toEqual(["Action.OpenUrl", verbs.deny]);
+      expect(runs(card).join("\n")).toMatch(/more characters not shown here/);
+    }
+  });
+
+  it("stays well under Teams' message size with everything at its largest", () => {
+    // Three bytes each in UTF-8, the most a UTF-16 unit can take.
+    const big = "中".repeat(20_000);
+    const { card } = requestCard(
+      pending({
+        preview: big,
+        justification: big,
+        context: { a: big },
+        input: { b: big },
+        facts: { http: { path: big } },
+        reviews: Array.from({ length: 20 }, (_, i) => ({
+          reviewer: `r${i}@${big.slice(0, 200)}.example`,
+          decision: "approve" as const,
+          comment: big.slice(0, 2000),
+          at: "2030-01-02T15:06:00.000Z",
+          verifiedBy: "teams" as const,
+        })),
+      }),
+    );
+    expect(Buffer.byteLength(JSON.stringify(card))).toBeLessThan(28_000);
+    expect(runs(card).join("\n")).toContain("14 earlier reviews not shown here");
+  });
+
+  it("becomes a record once out of review: no inputs, no actions, how it ended", () => {
+    const { card, summary } = requestCard(
+      pending({
+        status: "succeeded",
+        reviews: [
+          {
+            reviewer: "bob@example.com",
+            decision: "approve",
+            comment: "ok",
+            at: "2030-01-02T15:06:00.000Z",
+            verifiedBy: "teams",
+          },
+        ],
+        outcome: { summary: "HTTP 201, 18 bytes" },
+        finishedAt: "2030-01-02T15:07:00.000Z",
+      } as Partial<ChannelView>),
+    );
+    expect(actionsOf(card)).toEqual([]);
+    expect(nodes(card).some((n) => String(n.type).startsWith("Input."))).toBe(false);
+    expect(runs(card).join("\n")).toContain(
+      "Approved by bob@example.com; succeeded 2030-01-02 15:07 UTC: HTTP 201, 18 bytes",
+    );
+    expect(summary).toBe("Approved and done: POST /refunds on billing-api");
+  });
+});
+
+describe("statusLine and refusals", () => {
+  it("says who denied and why", () => {
+    const view = pending({
+      status: "denied",
+      reviews: [
+        {
+          reviewer: "carol@example.com",
+          decision: "deny",
+          comment: "not this one",
+          at: "2030-01-02T15:06:00.000Z",
+          verifiedBy: "teams",
+        },
+      ],
+    });
+    expect(statusLine(view)).toBe(
+      "Denied by carol@example.com 2030-01-02 15:06 UTC: “not this one”",
+    );
+  });
+
+  it("explains known refusals and passes others through", () => {
+    expect(refusalText("self_approval", "")).toMatch(/you own the agent/);
+    expect(refusalText("weird", "something\u202e")).toBe(
+      "Airlock could not record your decision: something[U+202E] (weird).",
+    );
+  });
+});

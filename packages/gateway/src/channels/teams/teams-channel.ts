@@ -1,0 +1,265 @@
+/**
+ * Microsoft Teams as a place to decide: one Adaptive Card per request, posted through the Bot
+ * Connector and updated in place after every vote and at the end; clicks on its buttons
+ * (Universal Actions) arrive at `POST /integrations/teams/messages`, are verified as the
+ * Bot Framework's, and are decided under the same rules as the API.
+ */
+import type { ConnectorClient } from "botframework-connector";
+import type { Activity } from "botframework-schema";
+import type { FastifyInstance } from "fastify";
+import { truncateText } from "../../common/storable-text.js";
+import { AirlockError } from "../../errors.js";
+import type { Logger } from "../../observability/logger.js";
+import type { Channel, ChannelNotice, DecisionSink } from "../channel.js";
+import type { ClaimOnce } from "../slack/slack-signature.js";
+import { createTeamsBot, type TeamsBot } from "./teams-bot.js";
+import { confirmedRisks, refusalText, requestCard, statusLine, verbs } from "./teams-cards.js";
+import type { TeamsConfig } from "./teams-config.js";
+
+export interface TeamsDeps {
+  logger: Logger;
+  /** Records an accepted activity's id, so that a replay is refused on any replica. */
+  claimOnce: ClaimOnce;
+  /** The configured reviewer with this e-mail, if any. */
+  reviewer: (email: string) => { email: string; groups: readonly string[] } | undefined;
+  clock?: () => number;
+  /** The Bot Framework client; made from the config when absent. */
+  bot?: TeamsBot;
+}
+
+/** The Teams channel's name, as a rule's `review.channels` names it. */
+export const TEAMS_CHANNEL = "teams";
+
+/** A failed Bot Connector call the outbox retries; `retryAfterMs` when Teams said how long. */
+class TeamsUnavailable extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Bot Framework tokens live an hour: a replayed activity is remembered for that long. */
+const REPLAY_WINDOW_MS = 3_600_000;
+
+const CARD = "application/vnd.microsoft.card.adaptive";
+
+/** The parts of a Teams member (TeamsChannelAccount) that identify a reviewer. */
+interface Member {
+  email?: string;
+  tenantId?: string;
+  userRole?: string;
+  aadObjectId?: string;
+}
+
+type Vote = {
+  user: string;
+  aadObjectId: string | undefined;
+  conversation: string;
+  requestId: string;
+  decision: "approve" | "deny";
+  comment: string;
+  confirmed: boolean;
+  risk: string | undefined;
+};
+
+export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channel {
+  const clock = deps.clock ?? Date.now;
+  const logger = deps.logger;
+  const bot = deps.bot ?? createTeamsBot(config);
+  const members = new Map<string, { email: string; until: number }>();
+
+  const call = async <T>(what: string, fn: (client: ConnectorClient) => Promise<T>): Promise<T> => {
+    try {
+      return await fn(await bot.connector());
+    } catch (error) {
+      const e = error as {
+        statusCode?: number;
+        message?: string;
+        response?: { headers?: { get?: (name: string) => string | undefined } };
+      };
+      const after = Number(e.response?.headers?.get?.("retry-after"));
+      const status = e.statusCode ? `HTTP ${e.statusCode}` : (e.message ?? String(error));
+      throw new TeamsUnavailable(
+        `Teams ${what} failed: ${status}`,
+        e.statusCode === 429 && Number.isFinite(after) ? after * 1000 : undefined,
+      );
+    }
+  };
+
+  /** Where a card went: the conversation and the activity id, which Teams forms freely. */
+  const parseRef = (ref: string): { conversation: string; id: string } => {
+    const [conversation, id] = JSON.parse(ref) as [string, string];
+    return { conversation, id };
+  };
+
+  const message = (notice: ChannelNotice): Partial<Activity> => {
+    const { card, summary } = requestCard(notice.request);
+    return { type: "message", summary, attachments: [{ contentType: CARD, content: card }] };
+  };
+
+  const post = async (notice: ChannelNotice): Promise<string> => {
+    const sent = await call("sendToConversation", (client) =>
+      client.conversations.sendToConversation(config.conversation, message(notice) as Activity),
+    );
+    if (!sent.id) throw new TeamsUnavailable("Teams returned no activity id for the card");
+    return JSON.stringify([config.conversation, sent.id]);
+  };
+
+  const update = async (ref: string, notice: ChannelNotice): Promise<void> => {
+    const { conversation, id } = parseRef(ref);
+    await call("updateActivity", (client) =>
+      client.conversations.updateActivity(conversation, id, { ...message(notice), id } as Activity),
+    );
+    if (notice.event === "resolved") {
+      // A reply in the card's thread tells its followers; plain text, never read as markdown.
+      await call("replyToActivity", (client) =>
+        client.conversations.replyToActivity(conversation, id, {
+          type: "message",
+          textFormat: "plain",
+          text: `${notice.request.id}: ${statusLine(notice.request)}`,
+        } as Activity),
+      );
+    }
+  };
+
+  /**
+   * The member's e-mail, cached for `userCacheTtl`. Guests, anonymous users, members of
+   * another tenant (a shared channel) and members without an e-mail map to nobody; a
+   * refusal is not cached, so a fixed account works at its next click.
+   */
+  const emailOf = async (vote: Vote, fresh: boolean): Promise<string | undefined> => {
+    const cached = members.get(vote.user);
+    if (!fresh && cached && cached.until > clock()) return cached.email;
+    const member = (await call("getConversationMember", (client) =>
+      client.conversations.getConversationMember(vote.conversation, vote.user),
+    )) as Member;
+    const email =
+      member.tenantId === config.tenantId &&
+      member.userRole !== "guest" &&
+      member.userRole !== "anonymous" &&
+      (vote.aadObjectId === undefined || member.aadObjectId === vote.aadObjectId) &&
+      typeof member.email === "string" &&
+      member.email.includes("@")
+        ? member.email.toLowerCase()
+        : undefined;
+    if (!email) {
+      members.delete(vote.user);
+      return undefined;
+    }
+    members.set(vote.user, { email, until: clock() + config.userCacheTtl });
+    return email;
+  };
+
+  /** Decides a click; returns what the person who clicked is told. */
+  const decideVote = async (vote: Vote, decide: DecisionSink): Promise<string> => {
+    if (vote.decision === "approve" && confirmedRisks.has(vote.risk ?? "") && !vote.confirmed) {
+      return refusalText("unconfirmed", "");
+    }
+    let email: string | undefined;
+    try {
+      // An approval always asks Teams again: a removed account must not approve from cache.
+      email = await emailOf(vote, vote.decision === "approve");
+    } catch (error) {
+      logger.warn({ err: error }, "could not look up a Teams member");
+      return refusalText("lookup_failed", "");
+    }
+    const reviewer = email === undefined ? undefined : deps.reviewer(email);
+    if (!email || !reviewer) return refusalText("not_mapped", "");
+    try {
+      await decide({
+        requestId: vote.requestId,
+        reviewer: {
+          email: reviewer.email,
+          groups: reviewer.groups,
+          evidence: {
+            method: "teams",
+            teamsUser: vote.user,
+            aadObjectId: vote.aadObjectId ?? null,
+            tenantId: config.tenantId,
+            verifiedEmail: email,
+            token: "bot-framework-jwt",
+          },
+        },
+        decision: vote.decision,
+        comment: vote.comment,
+      });
+    } catch (error) {
+      if (!(error instanceof AirlockError)) throw error;
+      return refusalText(error.code, error.message);
+    }
+    return vote.decision === "approve"
+      ? `Approved, recorded as ${reviewer.email}.`
+      : `Denied, recorded as ${reviewer.email}. A deny is final: the request will not run.`;
+  };
+
+  const routes = (app: FastifyInstance, decide: DecisionSink): void => {
+    app.post("/integrations/teams/messages", async (request, reply) => {
+      const activity = (request.body ?? {}) as Partial<Activity>;
+      if (typeof activity !== "object" || Array.isArray(activity)) {
+        throw new AirlockError("invalid_request", "body: not a Bot Framework activity", {
+          field: "body",
+        });
+      }
+      const authorization = request.headers.authorization ?? "";
+      const problem = await bot.verify(activity, authorization);
+      if (problem) {
+        logger.warn({ problem }, "refused a Teams activity");
+        throw new AirlockError("unauthenticated", problem);
+      }
+      if (activity.type === "conversationUpdate") {
+        // How an operator learns the conversation id to configure: Teams says it here.
+        logger.info(
+          { conversation: activity.conversation?.id, serviceUrl: activity.serviceUrl },
+          "the Teams bot was added to or changed in a conversation",
+        );
+      }
+      if (activity.type !== "invoke" || activity.name !== "adaptiveCard/action") {
+        return reply.code(200).send({});
+      }
+      const answer = (text: string) =>
+        reply.code(200).send({
+          statusCode: 200,
+          type: "application/vnd.microsoft.activity.message",
+          value: text,
+        });
+      const tenant = activity.conversation?.tenantId ?? activity.channelData?.tenant?.id;
+      if (tenant !== config.tenantId) return answer(refusalText("not_mapped", ""));
+      const vote = readVote(activity);
+      if (!vote) return answer("Airlock does not know this button; nothing was recorded.");
+      if (
+        !activity.id ||
+        !(await deps.claimOnce(`teams:${activity.id}`, clock() + REPLAY_WINDOW_MS, clock()))
+      ) {
+        throw new AirlockError("unauthenticated", "this activity was already received");
+      }
+      return answer(await decideVote(vote, decide));
+    });
+  };
+
+  return { name: TEAMS_CHANNEL, post, update, routes };
+}
+
+/** An Action.Execute click on one of Airlock's cards, with the card's inputs merged into its data. */
+function readVote(activity: Partial<Activity>): Vote | undefined {
+  const action = (activity.value as { action?: { type?: unknown; verb?: unknown; data?: unknown } })
+    ?.action;
+  if (action?.type !== "Action.Execute") return undefined;
+  const decision =
+    action.verb === verbs.approve ? "approve" : action.verb === verbs.deny ? "deny" : undefined;
+  const data = (action.data ?? {}) as Record<string, unknown>;
+  const user = activity.from?.id;
+  const conversation = activity.conversation?.id;
+  if (!decision || !user || !conversation || typeof data.requestId !== "string") return undefined;
+  return {
+    user,
+    aadObjectId: activity.from?.aadObjectId,
+    conversation,
+    requestId: data.requestId,
+    decision,
+    comment: typeof data.comment === "string" ? truncateText(data.comment, 2000) : "",
+    confirmed: data.confirm === "yes",
+    risk: typeof data.risk === "string" ? data.risk : undefined,
+  };
+}
