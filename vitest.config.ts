@@ -10,6 +10,7 @@ const onBothStores = [
   "secrets",
   "webhooks",
   "slack",
+  "teams",
   "oidc",
   "exec-actions",
   "postgres-actions",

@@ -50,7 +50,7 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
     BOT_FRAMEWORK,
     BOT_FRAMEWORK,
     config.openIdMetadataUrl,
-    // Emulator tokens are refused below; their metadata is never fetched.
+    // Emulator tokens are checked against the channel's keys too, then refused below.
     config.openIdMetadataUrl,
     "",
     // The same MSAL package, typed once through its ESM and once through its CJS entry.
@@ -58,6 +58,8 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
       config.appId,
       msal as unknown as ConstructorParameters<typeof MsalServiceClientCredentialsFactory>[1],
     ),
+    // The SDK's pipeline retries 408, 429 and 5xx by itself (three times, from 1 s); its
+    // options cannot turn that off. The outbox retries on top, with its own backoff.
     new AuthenticationConfiguration(),
   );
   const bot = new ClaimsIdentity(
@@ -73,6 +75,10 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
     async verify(activity, authorization) {
       if (!authorization.startsWith("Bearer "))
         return "no Bot Framework token (Authorization: Bearer)";
+      // The SDK compares the token's serviceurl claim only with a serviceUrl that is there.
+      if (typeof activity.serviceUrl !== "string" || activity.serviceUrl === "") {
+        return "the activity names no serviceUrl";
+      }
       let identity: ClaimsIdentity;
       try {
         ({ claimsIdentity: identity } = await auth.authenticateRequest(

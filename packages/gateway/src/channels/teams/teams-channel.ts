@@ -250,7 +250,10 @@ function readVote(activity: Partial<Activity>): Vote | undefined {
     action.verb === verbs.approve ? "approve" : action.verb === verbs.deny ? "deny" : undefined;
   const data = (action.data ?? {}) as Record<string, unknown>;
   const user = activity.from?.id;
-  const conversation = activity.conversation?.id;
+  // In a team's channel, members are looked up in the team (as the SDK's TeamsInfo does): the
+  // conversation id there names one thread.
+  const team = (activity.channelData as { team?: { id?: unknown } } | undefined)?.team?.id;
+  const conversation = typeof team === "string" ? team : activity.conversation?.id;
   if (!decision || !user || !conversation || typeof data.requestId !== "string") return undefined;
   return {
     user,

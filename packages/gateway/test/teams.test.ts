@@ -1,0 +1,297 @@
+/**
+ * Teams approvals end to end: the official Bot Framework SDK against a loopback server that
+ * speaks the Bot Connector's protocol, issues the bot's tokens and signs clicks with a
+ * published key, as the Bot Framework does.
+ */
+import { afterAll, beforeAll, describe, expect, it, type MockInstance, vi } from "vitest";
+import { verbs } from "../src/channels/teams/teams-cards.js";
+import {
+  api,
+  refund,
+  removeDir,
+  SECRET,
+  startGateway,
+  type TestGateway,
+  until,
+} from "./support/gateway.js";
+import { startTeamsServer, type TeamsServer } from "./support/teams-server.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+const fast = { pollInterval: 20, backoff: () => 20, maxAttempts: 50 };
+
+function config(upstream: string, teams: TeamsServer): string {
+  const t = teams.config();
+  return `
+server: { port: 0, publicUrl: "http://airlock.test" }
+storage: sqlite:./airlock.db
+agents:
+  - { name: support-bot, owner: alice@example.com }
+reviewers:
+  - { email: alice@example.com, groups: [finance] }
+  - { email: bob@example.com, groups: [finance] }
+  - { email: carol@example.com, groups: [finance] }
+  - { email: frank@example.com, groups: [eng] }
+connections:
+  billing-api:
+    type: http
+    baseUrl: ${upstream}/api
+    headers: { authorization: "Bearer \${env:BILLING_API_TOKEN}" }
+channels:
+  teams:
+    appId: ${t.appId}
+    appPassword: "${t.appPassword}"
+    tenantId: ${t.tenantId}
+    conversation: "${t.conversation}"
+    serviceUrl: ${t.serviceUrl}
+    loginUrl: ${t.loginUrl}
+    openIdMetadataUrl: ${t.openIdMetadataUrl}
+rules:
+  - name: big refunds are risky
+    when: http.method == "POST" && http.path == "/refunds/big"
+    decision: review
+    review: { approvers: [finance], risk: high }
+  - name: refunds need finance
+    when: http.method == "POST" && http.path.startsWith("/refunds")
+    decision: review
+    review: { approvers: [finance], risk: medium }
+    mask: { input: [body.card_number] }
+  - name: nothing else
+    decision: deny
+`;
+}
+
+describe("Teams approvals", () => {
+  let upstream: Upstream;
+  let teams: TeamsServer;
+  let gw: TestGateway;
+  let agent: string;
+  let untrust: (() => void) | undefined;
+  let quiet: MockInstance | undefined;
+  const member: Record<string, { id: string; aadObjectId?: string }> = {};
+
+  beforeAll(async () => {
+    // The SDK writes every refused token to console.error; the tests refuse many on purpose.
+    quiet = vi.spyOn(console, "error").mockImplementation(() => {});
+    upstream = await startUpstream();
+    teams = await startTeamsServer();
+    untrust = teams.trust();
+    for (const name of ["alice", "bob", "carol", "frank"]) {
+      member[name] = teams.addMember({ name, email: `${name}@example.com` });
+    }
+    member.stranger = teams.addMember({ name: "stranger", email: "stranger@elsewhere.example" });
+    // Carol's e-mail on accounts that must not count as hers: a guest, and a member of
+    // another organisation in a shared channel (whose admins choose e-mails).
+    member.guest = teams.addMember({
+      name: "carol-guest",
+      email: "carol@example.com",
+      userRole: "guest",
+    });
+    member.outsider = teams.addMember({
+      name: "carol-elsewhere",
+      email: "carol@example.com",
+      tenantId: "6d7c2f1e-0000-4000-8000-000000000001",
+    });
+    gw = await startGateway(config(upstream.url, teams), { gateway: { delivery: fast } });
+    agent = await gw.token("agent", "support-bot");
+  });
+  afterAll(async () => {
+    await gw?.close();
+    if (gw) removeDir(gw.dir);
+    await teams?.close();
+    await upstream?.close();
+    untrust?.();
+    quiet?.mockRestore();
+  });
+
+  /** The card posted for a request: its activity id and the card's content as last sent. */
+  function cardOf(requestId: string) {
+    const stored = [...teams.activities.values()].find(
+      (a) => !a.replyToId && JSON.stringify(a.activity).includes(requestId),
+    );
+    if (!stored) return undefined;
+    const attachments = stored.activity.attachments as { contentType: string; content: unknown }[];
+    return {
+      id: stored.id,
+      version: stored.version,
+      card: attachments[0]!.content,
+      contentType: attachments[0]!.contentType,
+    };
+  }
+
+  async function held(path = "/refunds", extra: Record<string, unknown> = {}) {
+    const res = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...refund(extra), input: { ...refund().input, path } },
+    });
+    expect(res.status).toBe(202);
+    const id = res.body.id as string;
+    await until(() => cardOf(id) !== undefined);
+    return { id, card: cardOf(id)! };
+  }
+
+  const click = (
+    who: string,
+    requestId: string,
+    cardId: string,
+    verb: string,
+    data: Record<string, unknown> = {},
+  ) =>
+    teams.post(
+      gw.url,
+      teams.invokeActivity({
+        verb,
+        data: { requestId, risk: "medium", ...data },
+        replyToId: cardId,
+        from: member[who]!,
+      }),
+    );
+
+  const statusOf = async (id: string) =>
+    (await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent })).body;
+
+  it("posts a card for a request held for review, and a click on Approve runs it once", async () => {
+    const { id, card } = await held("/refunds", { justification: "Charged twice **Risk: low**" });
+    expect(card.contentType).toBe("application/vnd.microsoft.card.adaptive");
+    const text = JSON.stringify(card.card);
+    expect(text).toContain("Charged twice **Risk: low**");
+    // The card's number is masked, and no credential is anywhere near Teams.
+    expect(text).not.toContain("4242424242424242");
+    const before = upstream.calls.length;
+
+    const answer = await click("bob", id, card.id, verbs.approve, { comment: "matches Stripe" });
+    expect(answer).toEqual({
+      status: 200,
+      body: {
+        statusCode: 200,
+        type: "application/vnd.microsoft.activity.message",
+        value: "Approved, recorded as bob@example.com.",
+      },
+    });
+    await until(async () => (await statusOf(id)).status === "succeeded");
+    expect(upstream.calls.length - before).toBe(1);
+    const done = await statusOf(id);
+    expect(done.reviews).toMatchObject([
+      {
+        reviewer: "bob@example.com",
+        decision: "approve",
+        comment: "matches Stripe",
+        verifiedBy: "teams",
+      },
+    ]);
+    // The card becomes the record, and the outcome is told in its thread, as plain text.
+    await until(() => JSON.stringify(cardOf(id)?.card).includes("Approved and done"));
+    const updated = cardOf(id)!;
+    expect(updated.id).toBe(card.id);
+    expect((updated.card as { actions?: unknown[] }).actions).toBeUndefined();
+    await until(() => [...teams.activities.values()].some((a) => a.replyToId === card.id));
+    const reply = [...teams.activities.values()].find((a) => a.replyToId === card.id)!;
+    expect(reply.activity).toMatchObject({ textFormat: "plain" });
+    expect(String(reply.activity.text)).toContain("succeeded");
+
+    // Everything Airlock sent Teams, and everything it logged, is free of credentials.
+    const sent = JSON.stringify(teams.calls.map((c) => c.body));
+    for (const secret of [SECRET, teams.appPassword]) {
+      expect(sent).not.toContain(secret);
+      expect(gw.logs.join("")).not.toContain(secret);
+    }
+  });
+
+  it("refuses clicks the Bot Framework did not sign for this bot, and records nothing", async () => {
+    const { id, card } = await held();
+    const activity = teams.invokeActivity({
+      verb: verbs.approve,
+      data: { requestId: id, risk: "medium" },
+      replyToId: card.id,
+      from: member.bob!,
+    });
+    for (const token of [
+      teams.channelToken({ key: "stranger" }),
+      teams.channelToken({ aud: "00000000-0000-4000-8000-000000000000" }),
+      teams.channelToken({ iss: "https://sts.windows.net/evil/" }),
+      teams.channelToken({ exp: Math.floor(Date.now() / 1000) - 3600 }),
+      teams.channelToken({ serviceurl: "https://smba.trafficmanager.net/emea/" }),
+    ]) {
+      const answer = await teams.post(gw.url, activity, token);
+      expect(answer.status).toBe(401);
+      expect(answer.body).toMatchObject({ error: { code: "unauthenticated" } });
+    }
+    const unsigned = await fetch(`${gw.url}/integrations/teams/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(activity),
+    });
+    expect(unsigned.status).toBe(401);
+    expect((await statusOf(id)).reviews).toEqual([]);
+
+    // A genuine click counts once; the same activity sent again is refused.
+    expect((await teams.post(gw.url, activity)).status).toBe(200);
+    const again = await teams.post(gw.url, activity);
+    expect(again.status).toBe(401);
+    expect((await statusOf(id)).reviews).toHaveLength(1);
+  });
+
+  it("maps nobody who is a guest, from another tenant or unknown; the owner and non-approvers cannot approve", async () => {
+    const { id, card } = await held();
+    const told = async (who: string) =>
+      ((await click(who, id, card.id, verbs.approve)).body as { value: string }).value;
+    for (const who of ["guest", "outsider", "stranger"]) {
+      expect(await told(who)).toMatch(/^Airlock cannot tell who you are/);
+    }
+    expect(await told("alice")).toMatch(/you own the agent/);
+    expect(await told("frank")).toMatch(/not an approver/);
+    // A click that claims another tenant for the conversation is nobody's either.
+    const elsewhere = "6d7c2f1e-0000-4000-8000-000000000001";
+    const activity = teams.invokeActivity({
+      verb: verbs.approve,
+      data: { requestId: id },
+      replyToId: card.id,
+      from: member.bob!,
+      channelData: { tenant: { id: elsewhere } },
+    });
+    activity.conversation = { ...activity.conversation!, tenantId: elsewhere };
+    const foreign = await teams.post(gw.url, activity);
+    expect((foreign.body as { value: string }).value).toMatch(/^Airlock cannot tell who you are/);
+    const still = await statusOf(id);
+    expect(still.status).toBe("pending");
+    expect(still.reviews).toEqual([]);
+  });
+
+  it("needs the ticked box to approve a risky action, and a deny with a reason ends another", async () => {
+    const risky = await held("/refunds/big");
+    const unticked = await click("bob", risky.id, risky.card.id, verbs.approve, {
+      risk: "high",
+      confirm: "no",
+    });
+    expect((unticked.body as { value: string }).value).toMatch(/tick the box/);
+    expect((await statusOf(risky.id)).reviews).toEqual([]);
+    const ticked = await click("bob", risky.id, risky.card.id, verbs.approve, {
+      risk: "high",
+      confirm: "yes",
+    });
+    expect((ticked.body as { value: string }).value).toBe("Approved, recorded as bob@example.com.");
+    await until(async () => (await statusOf(risky.id)).status === "succeeded");
+
+    const other = await held();
+    const denied = await click("carol", other.id, other.card.id, verbs.deny, {
+      comment: "not this one",
+    });
+    expect((denied.body as { value: string }).value).toMatch(
+      /^Denied, recorded as carol@example.com/,
+    );
+    expect((await statusOf(other.id)).status).toBe("denied");
+    await until(() => JSON.stringify(cardOf(other.id)?.card).includes("not this one"));
+    expect(JSON.stringify(cardOf(other.id)!.card)).toContain("Denied by carol@example.com");
+  });
+
+  it("posts the card once Teams is back after an outage", async () => {
+    // Each delivery is tried three more times by the SDK itself; the outbox tries again after.
+    teams.failNext(6, 503, { "Retry-After": "0" });
+    const res = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    const id = res.body.id as string;
+    await until(() => cardOf(id) !== undefined, 20_000);
+    const posts = teams.calls.filter(
+      (c) => c.method === "POST" && c.status === 201 && JSON.stringify(c.body).includes(id),
+    );
+    expect(posts).toHaveLength(1);
+  }, 30_000);
+});
