@@ -11,6 +11,7 @@ import { z } from "zod";
 import type { Json } from "../../common/canonical-json.js";
 import { BIDI_CONTROLS } from "../../common/storable-text.js";
 import type { ChannelView } from "../channel.js";
+import { factLines, names, plural, statusTitle } from "../review-text.js";
 
 export const actionIds = {
   approve: "airlock_approve",
@@ -137,15 +138,6 @@ function slackDate(iso: string): string {
   return `<!date^${seconds}^{date_short_pretty} {time}|${utc(iso)}>`;
 }
 
-function names(list: readonly string[]): string {
-  if (list.length <= 1) return list[0] ?? "";
-  return `${list.slice(0, -1).join(", ")} and ${list[list.length - 1]}`;
-}
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? "" : "s"}`;
-}
-
 /**
  * Text objects are verbatim: Slack then links only what is written as a link (`<…>`, which
  * the agent's text cannot hold, escaped), never a bare URL or name the agent slipped in.
@@ -180,17 +172,6 @@ const riskEmoji: Record<string, string> = {
   critical: ":red_circle:",
 };
 
-const statusTitle: Record<ChannelView["status"], string> = {
-  pending: "Approval needed",
-  approved: "Approved",
-  executing: "Approved, running",
-  succeeded: "Approved and done",
-  failed: "Approved, but failed",
-  denied: "Denied",
-  expired: "Expired",
-  cancelled: "Cancelled",
-};
-
 /**
  * The action in a few words: the preview's first line says more than the operation's name
  * ("POST /refunds" rather than "request"). Unescaped: callers clip it.
@@ -212,22 +193,6 @@ function remaining(view: ChannelView): number {
 
 function approvedBy(view: ChannelView): string[] {
   return view.reviews.filter((r) => r.decision === "approve").map((r) => clip(r.reviewer, 120));
-}
-
-function facts(value: Record<string, Json>): string {
-  const lines: string[] = [];
-  for (const [namespace, entries] of Object.entries(value)) {
-    if (entries && typeof entries === "object" && !Array.isArray(entries)) {
-      for (const [key, fact] of Object.entries(entries)) {
-        lines.push(
-          `${namespace}.${key}: ${typeof fact === "string" ? fact : JSON.stringify(fact)}`,
-        );
-      }
-    } else {
-      lines.push(`${namespace}: ${JSON.stringify(entries)}`);
-    }
-  }
-  return lines.map((line) => (line.length > 300 ? `${line.slice(0, 299)}…` : line)).join("\n");
 }
 
 function labels(value: Record<string, string>): string {
@@ -400,7 +365,7 @@ export function requestMessage(view: ChannelView): { text: string; blocks: Known
     },
     section(`*What will run*\n${preview.block}`),
   ];
-  const factText = facts(view.facts);
+  const factText = factLines(view.facts);
   if (factText) blocks.push(context(`*Facts*\n${clip(factText, budget.facts)}`));
   // The claim sits right under the action it claims to explain, so a mismatch shows.
   blocks.push(

@@ -7,6 +7,7 @@
 import type { Json } from "../../common/canonical-json.js";
 import { BIDI_CONTROLS } from "../../common/storable-text.js";
 import type { ChannelView } from "../channel.js";
+import { factLines, names, plural, statusTitle } from "../review-text.js";
 
 export const verbs = { approve: "airlock.approve", deny: "airlock.deny" } as const;
 
@@ -96,15 +97,6 @@ function json(value: Json): string {
   return JSON.stringify(value, null, 2) ?? "null";
 }
 
-function names(list: readonly string[]): string {
-  if (list.length <= 1) return list[0] ?? "";
-  return `${list.slice(0, -1).join(", ")} and ${list[list.length - 1]}`;
-}
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? "" : "s"}`;
-}
-
 function utc(iso: string | null): string {
   return iso ? `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC` : "never";
 }
@@ -114,17 +106,6 @@ function what(view: ChannelView): string {
   const line = view.preview.split("\n", 1)[0]?.trim() ?? "";
   return `${line ? clip(line, 80) : clip(view.operation, 80)} on ${clip(view.connection, 80)}`;
 }
-
-const statusTitle: Record<ChannelView["status"], string> = {
-  pending: "Approval needed",
-  approved: "Approved",
-  executing: "Approved, running",
-  succeeded: "Approved and done",
-  failed: "Approved, but failed",
-  denied: "Denied",
-  expired: "Expired",
-  cancelled: "Cancelled",
-};
 
 function approvalsLine(view: ChannelView): string {
   if (!view.review) return "no review asked";
@@ -169,22 +150,6 @@ export function statusLine(view: ChannelView): string {
     case "cancelled":
       return `Cancelled by the agent ${utc(view.finishedAt)}`;
   }
-}
-
-function factLines(facts: Record<string, Json>): string {
-  const lines: string[] = [];
-  for (const [namespace, entries] of Object.entries(facts)) {
-    if (entries && typeof entries === "object" && !Array.isArray(entries)) {
-      for (const [key, fact] of Object.entries(entries)) {
-        lines.push(
-          `${namespace}.${key}: ${typeof fact === "string" ? fact : JSON.stringify(fact)}`,
-        );
-      }
-    } else {
-      lines.push(`${namespace}: ${JSON.stringify(entries)}`);
-    }
-  }
-  return lines.join("\n");
 }
 
 /**
