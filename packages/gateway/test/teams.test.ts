@@ -49,7 +49,7 @@ rules:
   - name: big refunds are risky
     when: http.method == "POST" && http.path == "/refunds/big"
     decision: review
-    review: { approvers: [finance], risk: high }
+    review: { approvers: [finance], risk: high, teamsConversation: "19:payments@thread.tacv2" }
   - name: refunds need finance
     when: http.method == "POST" && http.path.startsWith("/refunds")
     decision: review
@@ -258,6 +258,10 @@ describe("Teams approvals", () => {
 
   it("needs the ticked box to approve a risky action, and a deny with a reason ends another", async () => {
     const risky = await held("/refunds/big");
+    // This rule's cards go to its own conversation.
+    expect(teams.activities.get(risky.card.id)?.conversationId).toBe("19:payments@thread.tacv2");
+    const before = await held();
+    expect(teams.activities.get(before.card.id)?.conversationId).toBe("19:approvals@thread.tacv2");
     const unticked = await click("bob", risky.id, risky.card.id, verbs.approve, {
       risk: "high",
       confirm: "no",

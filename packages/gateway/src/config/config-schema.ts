@@ -142,6 +142,8 @@ export const reviewSchema = z.strictObject({
   channels: z.array(nameSchema).max(20).optional(),
   /** The Slack channel for this rule's approval messages (`#payments-approvals`, or an id). */
   slackChannel: z.string().min(1).max(80).optional(),
+  /** The Teams conversation for this rule's approval cards (a channel's 19:…@thread.tacv2). */
+  teamsConversation: z.string().min(3).max(512).optional(),
 });
 
 export const ruleSchema = z.strictObject({

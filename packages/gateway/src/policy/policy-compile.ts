@@ -121,6 +121,7 @@ export function compilePolicy(rules: readonly RuleConfig[]): {
           stepUp: settings.stepUp,
           ...(settings.channels ? { channels: [...settings.channels] } : {}),
           ...(settings.slackChannel ? { slackChannel: settings.slackChannel } : {}),
+          ...(settings.teamsConversation ? { teamsConversation: settings.teamsConversation } : {}),
         }
       : undefined;
     return {

@@ -13,6 +13,8 @@ export interface ReviewRequirements {
   channels?: string[];
   /** The Slack channel for this rule's messages, instead of the configured default. */
   slackChannel?: string;
+  /** The Teams conversation for this rule's cards, instead of the configured default. */
+  teamsConversation?: string;
 }
 
 export interface PolicyInput {

@@ -136,6 +136,7 @@ export function reviewerView(
             approvals: approvals(request),
             stepUp: review.stepUp,
             ...(review.slackChannel ? { slackChannel: review.slackChannel } : {}),
+            ...(review.teamsConversation ? { teamsConversation: review.teamsConversation } : {}),
           },
         }
       : {}),

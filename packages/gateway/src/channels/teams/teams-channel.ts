@@ -100,11 +100,12 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   };
 
   const post = async (notice: ChannelNotice): Promise<string> => {
+    const conversation = notice.request.review?.teamsConversation ?? config.conversation;
     const sent = await call("sendToConversation", (client) =>
-      client.conversations.sendToConversation(config.conversation, message(notice) as Activity),
+      client.conversations.sendToConversation(conversation, message(notice) as Activity),
     );
     if (!sent.id) throw new TeamsUnavailable("Teams returned no activity id for the card");
-    return JSON.stringify([config.conversation, sent.id]);
+    return JSON.stringify([conversation, sent.id]);
   };
 
   const update = async (ref: string, notice: ChannelNotice): Promise<void> => {

@@ -25,8 +25,9 @@ export const teamsSchema = z.strictObject({
    */
   tenantId: z.string().regex(guid, "must be an Entra ID tenant id (a GUID)"),
   /**
-   * Where approval cards go: the conversation id of a Teams channel (19:…@thread.tacv2) or
-   * chat, as the bot saw it when it was added there.
+   * Where approval cards go unless a rule names its own (`review.teamsConversation`): the
+   * conversation id of a Teams channel (19:…@thread.tacv2) or chat, as the bot saw it when
+   * it was added there.
    */
   conversation: z.string().min(3).max(512),
   /** The Bot Connector endpoint for that conversation (its activities' serviceUrl). */
