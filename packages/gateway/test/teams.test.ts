@@ -287,6 +287,36 @@ describe("Teams approvals", () => {
     expect(JSON.stringify(cardOf(other.id)!.card)).toContain("Denied by carol@example.com");
   });
 
+  it("reminds the card's thread before a request expires, while it is still pending", async () => {
+    // Requests here expire after an hour; the reminder is due 300 ms after one is made.
+    const reminding = await startGateway(
+      config(upstream.url, teams).replace(
+        "    openIdMetadataUrl:",
+        "    remindBefore: 59m59s700ms\n    openIdMetadataUrl:",
+      ),
+      { gateway: { delivery: fast } },
+    );
+    try {
+      const token = await reminding.token("agent", "support-bot");
+      const res = await api(reminding.url, "POST", "/v1/actions", { token, body: refund() });
+      const id = res.body.id as string;
+      await until(() => cardOf(id) !== undefined);
+      const card = cardOf(id)!;
+      const replies = () => [...teams.activities.values()].filter((a) => a.replyToId === card.id);
+      await until(() => replies().length > 0);
+      expect(replies()).toHaveLength(1);
+      expect(replies()[0]!.activity).toMatchObject({ textFormat: "plain" });
+      expect(String(replies()[0]!.activity.text)).toMatch(
+        new RegExp(
+          `^Reminder: request ${id} \\(POST billing-api/api/refunds on billing-api\\) is waiting for review, 0 of 1 approvals; 1 more approval needed from finance, and expires in 60 minutes`,
+        ),
+      );
+    } finally {
+      await reminding.close();
+      removeDir(reminding.dir);
+    }
+  });
+
   it("posts the card once Teams is back after an outage", async () => {
     // Each delivery is tried three more times by the SDK itself; the outbox tries again after.
     teams.failNext(6, 503, { "Retry-After": "0" });

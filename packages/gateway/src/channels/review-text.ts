@@ -40,3 +40,13 @@ export function factLines(facts: Record<string, Json>): string {
   }
   return lines.map((line) => (line.length > 300 ? `${line.slice(0, 299)}…` : line)).join("\n");
 }
+
+/** "in 12 minutes", "in 3 hours", "now". */
+export function timeUntil(ms: number): string {
+  if (ms <= 0) return "now";
+  const minutes = Math.round(ms / 60_000);
+  if (minutes < 1) return `in ${plural(Math.max(1, Math.round(ms / 1000)), "second")}`;
+  if (minutes < 120) return `in ${plural(minutes, "minute")}`;
+  const hours = Math.round(minutes / 60);
+  return hours < 48 ? `in ${plural(hours, "hour")}` : `in ${plural(Math.round(hours / 24), "day")}`;
+}

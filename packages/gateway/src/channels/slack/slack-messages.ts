@@ -11,7 +11,7 @@ import { z } from "zod";
 import type { Json } from "../../common/canonical-json.js";
 import { BIDI_CONTROLS } from "../../common/storable-text.js";
 import type { ChannelView } from "../channel.js";
-import { factLines, names, plural, statusTitle } from "../review-text.js";
+import { factLines, names, plural, statusTitle, timeUntil } from "../review-text.js";
 
 export const actionIds = {
   approve: "airlock_approve",
@@ -525,15 +525,6 @@ export function refusalText(code: string, message: string): string {
   return `Airlock could not record your decision: ${message ? clip(message, budget.summary) : "an unexpected error"} (${clip(code, 40)}).`;
 }
 
-function duration(ms: number): string {
-  if (ms <= 0) return "now";
-  const minutes = Math.round(ms / 60_000);
-  if (minutes < 1) return `in ${plural(Math.max(1, Math.round(ms / 1000)), "second")}`;
-  if (minutes < 120) return `in ${plural(minutes, "minute")}`;
-  const hours = Math.round(minutes / 60);
-  return hours < 48 ? `in ${plural(hours, "hour")}` : `in ${plural(Math.round(hours / 24), "day")}`;
-}
-
 /** A reminder in the thread: time left and approvals still needed. */
 export function reminderText(view: ChannelView, now: number): string {
   const left = remaining(view);
@@ -542,7 +533,7 @@ export function reminderText(view: ChannelView, now: number): string {
       ? `still needs ${plural(left, "more approval")} (${approvalsCount(view)}) from ${approvers(view)}`
       : "is still waiting";
   const expires = view.expiresAt
-    ? `expires ${duration(Date.parse(view.expiresAt) - now)} (${slackDate(view.expiresAt)})`
+    ? `expires ${timeUntil(Date.parse(view.expiresAt) - now)} (${slackDate(view.expiresAt)})`
     : "does not expire";
   return `:bell: Reminder: request ${clip(view.id, 100)} (${clip(what(view), budget.short * 2)}) ${needs} and ${expires}.`;
 }

@@ -7,7 +7,7 @@
 import type { Json } from "../../common/canonical-json.js";
 import { BIDI_CONTROLS } from "../../common/storable-text.js";
 import type { ChannelView } from "../channel.js";
-import { factLines, names, plural, statusTitle } from "../review-text.js";
+import { factLines, names, plural, statusTitle, timeUntil } from "../review-text.js";
 
 export const verbs = { approve: "airlock.approve", deny: "airlock.deny" } as const;
 
@@ -340,6 +340,14 @@ export function requestCard(view: ChannelView): { card: Element; summary: string
     ? `Approval needed: ${clip(agent.name, budget.short)} asks to run ${what(view)} (risk ${clip(view.risk.level, 20)})`
     : `${statusTitle[view.status]}: ${what(view)}`;
   return { card, summary };
+}
+
+/** A reminder in the card's thread (plain text): time left and approvals still needed. */
+export function reminderText(view: ChannelView, now: number): string {
+  const expires = view.expiresAt
+    ? `expires ${timeUntil(Date.parse(view.expiresAt) - now)} (${utc(view.expiresAt)})`
+    : "does not expire";
+  return `Reminder: request ${clip(view.id, 100)} (${what(view)}) is waiting for review, ${approvalsLine(view)}, and ${expires}.`;
 }
 
 const refusals: Record<string, string> = {

@@ -10,10 +10,18 @@ import type { FastifyInstance } from "fastify";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
 import type { Logger } from "../../observability/logger.js";
+import type { ActionRequest } from "../../requests/request-types.js";
 import type { Channel, ChannelNotice, DecisionSink } from "../channel.js";
 import type { ClaimOnce } from "../slack/slack-signature.js";
 import { createTeamsBot, type TeamsBot } from "./teams-bot.js";
-import { confirmedRisks, refusalText, requestCard, statusLine, verbs } from "./teams-cards.js";
+import {
+  confirmedRisks,
+  refusalText,
+  reminderText,
+  requestCard,
+  statusLine,
+  verbs,
+} from "./teams-cards.js";
 import type { TeamsConfig } from "./teams-config.js";
 
 export interface TeamsDeps {
@@ -108,20 +116,31 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     return JSON.stringify([conversation, sent.id]);
   };
 
+  /** A plain-text reply in the card's thread, never read as markdown. */
+  const reply = (conversation: string, id: string, text: string) =>
+    call("replyToActivity", (client) =>
+      client.conversations.replyToActivity(conversation, id, {
+        type: "message",
+        textFormat: "plain",
+        text,
+      } as Activity),
+    );
+
   const update = async (ref: string, notice: ChannelNotice): Promise<void> => {
     const { conversation, id } = parseRef(ref);
+    if (notice.event === "remind") {
+      if (notice.request.status === "pending") {
+        await reply(conversation, id, reminderText(notice.request, clock()));
+      }
+      return;
+    }
+    if (notice.event === "escalate") return;
     await call("updateActivity", (client) =>
       client.conversations.updateActivity(conversation, id, { ...message(notice), id } as Activity),
     );
+    // A reply in the card's thread tells its followers.
     if (notice.event === "resolved") {
-      // A reply in the card's thread tells its followers; plain text, never read as markdown.
-      await call("replyToActivity", (client) =>
-        client.conversations.replyToActivity(conversation, id, {
-          type: "message",
-          textFormat: "plain",
-          text: `${notice.request.id}: ${statusLine(notice.request)}`,
-        } as Activity),
-      );
+      await reply(conversation, id, `${notice.request.id}: ${statusLine(notice.request)}`);
     }
   };
 
@@ -239,7 +258,13 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     });
   };
 
-  return { name: TEAMS_CHANNEL, post, update, routes };
+  const schedule = (request: ActionRequest) => {
+    if (config.remindBefore === undefined || request.expiresAt === null) return [];
+    const at = request.expiresAt - config.remindBefore;
+    return at > request.createdAt ? [{ event: "remind" as const, at }] : [];
+  };
+
+  return { name: TEAMS_CHANNEL, post, update, schedule, routes };
 }
 
 /** An Action.Execute click on one of Airlock's cards, with the card's inputs merged into its data. */

@@ -40,6 +40,8 @@ export const teamsSchema = z.strictObject({
   openIdMetadataUrl: endpoint.default(
     "https://login.botframework.com/v1/.well-known/openidconfiguration",
   ),
+  /** A reminder in the card's thread this long before a request expires. */
+  remindBefore: duration({ min: 100, max: 7 * 86_400_000 }).optional(),
   /** How long a Teams user's verified e-mail is trusted before it is looked up again. */
   userCacheTtl: duration({ min: 0, max: 86_400_000 }).default(60_000),
 });
