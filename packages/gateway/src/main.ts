@@ -189,8 +189,14 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     clock,
     extend: (instance) => {
       for (const channel of channels) {
-        channel.routes?.(instance, ({ requestId, reviewer, decision, comment }) =>
-          requests.review(reviewer, requestId, { decision, comment }),
+        channel.routes?.(
+          instance,
+          ({ requestId, reviewer, decision, comment }) =>
+            requests.review(reviewer, requestId, { decision, comment }),
+          async (id) => {
+            const request = await store.getRequest(id);
+            return request ? channelView(request) : undefined;
+          },
         );
       }
     },

@@ -3,6 +3,7 @@
  * speaks the Bot Connector's protocol, issues the bot's tokens and signs clicks with a
  * published key, as the Bot Framework does.
  */
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it, type MockInstance, vi } from "vitest";
 import { verbs } from "../src/channels/teams/teams-cards.js";
 import {
@@ -140,7 +141,7 @@ describe("Teams approvals", () => {
       gw.url,
       teams.invokeActivity({
         verb,
-        data: { requestId, risk: "medium", ...data },
+        data: { requestId, ...data },
         replyToId: cardId,
         from: member[who]!,
       }),
@@ -200,7 +201,7 @@ describe("Teams approvals", () => {
     const { id, card } = await held();
     const activity = teams.invokeActivity({
       verb: verbs.approve,
-      data: { requestId: id, risk: "medium" },
+      data: { requestId: id },
       replyToId: card.id,
       from: member.bob!,
     });
@@ -262,16 +263,13 @@ describe("Teams approvals", () => {
     expect(teams.activities.get(risky.card.id)?.conversationId).toBe("19:payments@thread.tacv2");
     const before = await held();
     expect(teams.activities.get(before.card.id)?.conversationId).toBe("19:approvals@thread.tacv2");
-    const unticked = await click("bob", risky.id, risky.card.id, verbs.approve, {
-      risk: "high",
-      confirm: "no",
-    });
-    expect((unticked.body as { value: string }).value).toMatch(/tick the box/);
+    // Unticked, or with the card's data rewritten by the client to claim a lower risk.
+    for (const data of [{ confirm: "no" }, {}, { risk: "low" }]) {
+      const unticked = await click("bob", risky.id, risky.card.id, verbs.approve, data);
+      expect((unticked.body as { value: string }).value).toMatch(/tick the box/);
+    }
     expect((await statusOf(risky.id)).reviews).toEqual([]);
-    const ticked = await click("bob", risky.id, risky.card.id, verbs.approve, {
-      risk: "high",
-      confirm: "yes",
-    });
+    const ticked = await click("bob", risky.id, risky.card.id, verbs.approve, { confirm: "yes" });
     expect((ticked.body as { value: string }).value).toBe("Approved, recorded as bob@example.com.");
     await until(async () => (await statusOf(risky.id)).status === "succeeded");
 
@@ -285,6 +283,22 @@ describe("Teams approvals", () => {
     expect((await statusOf(other.id)).status).toBe("denied");
     await until(() => JSON.stringify(cardOf(other.id)?.card).includes("not this one"));
     expect(JSON.stringify(cardOf(other.id)!.card)).toContain("Denied by carol@example.com");
+  });
+
+  it("refuses a hand-made Approve on a card that could not show the whole action", async () => {
+    const { id, card } = await held("/refunds", {
+      justification: "long",
+      context: { note: "x".repeat(3000) },
+    });
+    expect(
+      (card.card as { actions: { verb?: string }[] }).actions.map((a) => a.verb),
+    ).not.toContain(verbs.approve);
+    const forced = await click("bob", id, card.id, verbs.approve);
+    expect((forced.body as { value: string }).value).toMatch(/too long to show whole in Teams/);
+    expect((await statusOf(id)).reviews).toEqual([]);
+    // Deny needs no whole view: it runs nothing.
+    const denied = await click("bob", id, card.id, verbs.deny);
+    expect((denied.body as { value: string }).value).toMatch(/^Denied/);
   });
 
   it("reminds the card's thread before a request expires, while it is still pending", async () => {
@@ -316,6 +330,44 @@ describe("Teams approvals", () => {
       removeDir(reminding.dir);
     }
   });
+
+  it("gives up on a Bot Connector that never answers, so clicks are answered and the gateway stops", async () => {
+    // Accepts connections, never answers: each call must end at its own deadline.
+    const held = new Set<Socket>();
+    const silent = createServer((socket) => held.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const serviceUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/teams/`;
+    const stuck = await startGateway(
+      config(upstream.url, teams).replace(teams.serviceUrl, serviceUrl),
+      {
+        gateway: { delivery: fast },
+      },
+    );
+    try {
+      const token = await stuck.token("agent", "support-bot");
+      const res = await api(stuck.url, "POST", "/v1/actions", { token, body: refund() });
+      const started = Date.now();
+      const answer = await teams.post(
+        stuck.url,
+        teams.invokeActivity({
+          verb: verbs.deny,
+          data: { requestId: res.body.id },
+          replyToId: "1",
+          from: member.bob!,
+          serviceUrl,
+        }),
+        teams.channelToken({ serviceurl: serviceUrl }),
+      );
+      expect((answer.body as { value: string }).value).toMatch(/could not ask Teams who you are/);
+      expect(Date.now() - started).toBeLessThan(8000);
+    } finally {
+      // The card's delivery is under way, stuck: the stop waits for its deadline, not forever.
+      await stuck.close();
+      removeDir(stuck.dir);
+      for (const socket of held) socket.destroy();
+      silent.close();
+    }
+  }, 30_000);
 
   it("posts the card once Teams is back after an outage", async () => {
     // Each delivery is tried three more times by the SDK itself; the outbox tries again after.

@@ -37,6 +37,9 @@ export type DecisionSink = (args: {
   comment: string;
 }) => Promise<unknown>;
 
+/** The request as channels show it, for a channel that must check what its message offered. */
+export type ViewReader = (requestId: string) => Promise<ChannelView | undefined>;
+
 export interface Channel {
   readonly name: string;
   /**
@@ -56,7 +59,7 @@ export interface Channel {
   /** Updates the message at `ref` after a vote or at the end. */
   update(ref: string, notice: ChannelNotice): Promise<void>;
   /** Mounts the routes that receive decisions from this channel. */
-  routes?(app: FastifyInstance, decide: DecisionSink): void;
+  routes?(app: FastifyInstance, decide: DecisionSink, read: ViewReader): void;
   close?(): Promise<void>;
 }
 

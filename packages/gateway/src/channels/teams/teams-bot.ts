@@ -2,7 +2,8 @@
  * The Bot Framework, through its official SDK (botframework-connector): what Teams sends is
  * verified against the Bot Framework's signing keys, and what Airlock sends goes through the
  * Bot Connector with a token for the bot's own app registration. Every endpoint comes from
- * the config, so a sovereign cloud or a test server is only a config change.
+ * the config (a test server's in tests). The Bot Framework's issuer and scope are the public
+ * cloud's: a government cloud's would need them configurable too.
  */
 import { ConfidentialClientApplication } from "@azure/msal-node";
 import {
@@ -29,6 +30,26 @@ export interface TeamsBot {
   verify(activity: Partial<Activity>, authorization: string): Promise<string | undefined>;
   /** A client for the configured Bot Connector, authenticated as the bot. */
   connector(): Promise<ConnectorClient>;
+}
+
+/** The SDK accepts a token until this long after its `exp`. */
+const CLOCK_TOLERANCE_MS = 5 * 60_000;
+
+/**
+ * Until when the SDK would accept this (verified) token again: its `exp`, plus the SDK's
+ * tolerance; an hour and that tolerance from now if it has none.
+ */
+export function acceptedUntil(authorization: string, now: number): number {
+  try {
+    const payload = authorization.split(".")[1] ?? "";
+    const exp = (
+      JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as { exp?: unknown }
+    ).exp;
+    if (typeof exp === "number" && Number.isFinite(exp)) return exp * 1000 + CLOCK_TOLERANCE_MS;
+  } catch {
+    // A token the SDK accepted always parses; the fallback is only a guard.
+  }
+  return now + 3_600_000 + CLOCK_TOLERANCE_MS;
 }
 
 export function createTeamsBot(config: TeamsConfig): TeamsBot {
@@ -75,6 +96,8 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
     async verify(activity, authorization) {
       if (!authorization.startsWith("Bearer "))
         return "no Bot Framework token (Authorization: Bearer)";
+      // Before the SDK, which reads channelId as a string and would quote its own TypeError.
+      if (activity.channelId !== "msteams") return "the activity did not come through Teams";
       // The SDK compares the token's serviceurl claim only with a serviceUrl that is there.
       if (typeof activity.serviceUrl !== "string" || activity.serviceUrl === "") {
         return "the activity names no serviceUrl";
@@ -92,7 +115,6 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
       if (identity.getClaimValue(AuthenticationConstants.IssuerClaim) !== BOT_FRAMEWORK) {
         return "the token was not issued by the Bot Framework for a channel";
       }
-      if (activity.channelId !== "msteams") return "the activity did not come through Teams";
       return undefined;
     },
     connector() {

@@ -63,9 +63,7 @@ describe("requestCard", () => {
       ["Action.Execute", verbs.deny],
       ["Action.OpenUrl", `http://airlock.test/requests/${id}`],
     ]);
-    for (const action of actions.slice(0, 2)) {
-      expect(action.data).toEqual({ requestId: id, risk: "medium" });
-    }
+    for (const action of actions.slice(0, 2)) expect(action.data).toEqual({ requestId: id });
     expect(nodes(card).some((n) => n.type === "Input.Text" && n.id === "comment")).toBe(true);
     // A medium risk asks for no confirmation box.
     expect(nodes(card).some((n) => n.type === "Input.Toggle")).toBe(false);
@@ -87,19 +85,29 @@ describe("requestCard", () => {
     for (const n of holding) expect(n.type).toBe("TextRun");
   });
 
-  it("shows bidirectional controls as what they are", () => {
-    const { card } = requestCard(pending({ justification: "pay \u202e0001$ \u2066x\u2069" }));
+  it("shows bidirectional and other control characters as what they are", () => {
+    const { card } = requestCard(
+      pending({ justification: "pay \u202e0001$ \u2066x\u2069\u0007\u0085 \ud800 ok\tfine\nnext" }),
+    );
     const text = runs(card).join("\n");
-    expect(text).toContain("pay [U+202E]0001$ [U+2066]x[U+2069]");
-    expect(JSON.stringify(card)).not.toMatch(/[\u202a-\u202e\u2066-\u2069]/);
+    expect(text).toContain(
+      "pay [U+202E]0001$ [U+2066]x[U+2069][U+0007][U+0085] [U+D800] ok\tfine\nnext",
+    );
+    expect(JSON.stringify(card)).not.toMatch(/[\u202a-\u202e\u2066-\u2069\u0000-\u0008\u0085]|\\u/);
   });
 
   it("asks for a ticked box before approving a high or critical risk", () => {
     for (const level of ["high", "critical"] as const) {
       const { card } = requestCard(pending({ risk: { ...pending().risk, level } }));
       const toggle = nodes(card).find((n) => n.type === "Input.Toggle");
-      expect(toggle).toMatchObject({ id: "confirm", valueOn: "yes", isRequired: true });
-      expect(actionsOf(card)[0]).toMatchObject({ verb: verbs.approve, data: { risk: level } });
+      expect(toggle).toMatchObject({ id: "confirm", valueOn: "yes" });
+      // Required, Teams would refuse Deny too until it is ticked; the gateway checks Approve.
+      expect(toggle?.isRequired).toBeUndefined();
+      expect(actionsOf(card).map((a) => a.verb ?? a.type)).toEqual([
+        verbs.approve,
+        verbs.deny,
+        "Action.OpenUrl",
+      ]);
     }
   });
 
@@ -123,26 +131,28 @@ describe("requestCard", () => {
   });
 
   it("stays well under Teams' message size with everything at its largest", () => {
-    // Three bytes each in UTF-8, the most a UTF-16 unit can take.
-    const big = "中".repeat(20_000);
-    const { card } = requestCard(
-      pending({
-        preview: big,
-        justification: big,
-        context: { a: big },
-        input: { b: big },
-        facts: { http: { path: big } },
-        reviews: Array.from({ length: 20 }, (_, i) => ({
-          reviewer: `r${i}@${big.slice(0, 200)}.example`,
-          decision: "approve" as const,
-          comment: big.slice(0, 2000),
-          at: "2030-01-02T15:06:00.000Z",
-          verifiedBy: "teams" as const,
-        })),
-      }),
-    );
-    expect(Buffer.byteLength(JSON.stringify(card))).toBeLessThan(28_000);
-    expect(runs(card).join("\n")).toContain("14 earlier reviews not shown here");
+    // Three bytes each in UTF-8, the most a UTF-16 unit can take; a control character would
+    // take six once JSON escapes it, were it not shown as its code point.
+    for (const big of ["中".repeat(20_000), "\u0001".repeat(20_000)]) {
+      const { card } = requestCard(
+        pending({
+          preview: big,
+          justification: big,
+          context: { a: big },
+          input: { b: big },
+          facts: { http: { path: big } },
+          reviews: Array.from({ length: 20 }, (_, i) => ({
+            reviewer: `r${i}@${big.slice(0, 200)}.example`,
+            decision: "approve" as const,
+            comment: big.slice(0, 2000),
+            at: "2030-01-02T15:06:00.000Z",
+            verifiedBy: "teams" as const,
+          })),
+        }),
+      );
+      expect(Buffer.byteLength(JSON.stringify(card))).toBeLessThan(28_000);
+      expect(runs(card).join("\n")).toContain("14 earlier reviews not shown here");
+    }
   });
 
   it("becomes a record once out of review: no inputs, no actions, how it ended", () => {

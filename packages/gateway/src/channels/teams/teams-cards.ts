@@ -29,7 +29,16 @@ const budget = {
 /** Reviews listed one by one; earlier ones are counted (the console lists them all). */
 const REVIEWS_SHOWN = 6;
 
-const bidi = new RegExp(`[${BIDI_CONTROLS}]`, "g");
+/**
+ * Shown as their code point instead of as themselves: bidirectional controls (they reorder
+ * the text after them), other control characters but tab and newline (invisible, and six
+ * bytes each once JSON escapes them, which the size budget could not foresee), and lone
+ * surrogates (no character at all).
+ */
+const unshown = new RegExp(
+  `[${BIDI_CONTROLS}\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]|[\\uD800-\\uDBFF](?![\\uDC00-\\uDFFF])|(?<![\\uD800-\\uDBFF])[\\uDC00-\\uDFFF]`,
+  "g",
+);
 
 function codePoint(char: string): string {
   return `[U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}]`;
@@ -40,7 +49,7 @@ function codePoint(char: string): string {
  * surrogate pair or a control's code), with how much was left out.
  */
 function shown(text: string, max: number): { text: string; omitted: number } {
-  const visible = text.replace(bidi, codePoint);
+  const visible = text.replace(unshown, codePoint);
   if (visible.length <= max) return { text: visible, omitted: 0 };
   let cut = visible.slice(0, max - 1);
   if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
@@ -161,8 +170,7 @@ function actions(
   view: ChannelView,
   shownWhole: boolean,
 ): { inputs: Element[]; actions: Element[] } {
-  // The risk rides along so the gateway can insist on the ticked box (the card asked for it).
-  const data = { requestId: view.id, risk: view.risk.level };
+  const data = { requestId: view.id };
   const open = { type: "Action.OpenUrl", title: "Open in Airlock", url: view.approvalUrl };
   const deny = {
     type: "Action.Execute",
@@ -204,8 +212,8 @@ function actions(
           title: `Risk ${view.risk.level}: I have read what will run, with Airlock's credentials`,
           valueOn: "yes",
           valueOff: "no",
-          isRequired: true,
-          errorMessage: "Tick this box to approve a risky action",
+          // Not required: Teams would then refuse Deny too until it is ticked. The gateway
+          // refuses an approval without it.
         },
       ]
     : [];
@@ -226,8 +234,15 @@ function actions(
   };
 }
 
-/** The approval card for a request as it stands; once it is out of review, a record. */
-export function requestCard(view: ChannelView): { card: Element; summary: string } {
+/**
+ * The approval card for a request as it stands; once it is out of review, a record.
+ * `approvable` says whether it offers Approve (not when cut to fit, nor for step-up).
+ */
+export function requestCard(view: ChannelView): {
+  card: Element;
+  summary: string;
+  approvable: boolean;
+} {
   const pending = view.status === "pending";
   const agent = view.agent;
   const labels = Object.entries(agent.labels)
@@ -339,7 +354,7 @@ export function requestCard(view: ChannelView): { card: Element; summary: string
   const summary = pending
     ? `Approval needed: ${clip(agent.name, budget.short)} asks to run ${what(view)} (risk ${clip(view.risk.level, 20)})`
     : `${statusTitle[view.status]}: ${what(view)}`;
-  return { card, summary };
+  return { card, summary, approvable: !view.review?.stepUp && shownWhole };
 }
 
 /** A reminder in the card's thread (plain text): time left and approvals still needed. */
@@ -355,6 +370,8 @@ const refusals: Record<string, string> = {
     "Airlock cannot tell who you are: your Teams account has no e-mail that Airlock knows as a reviewer, or it is a guest account or from another organisation. Ask an operator to add your e-mail to the reviewers.",
   lookup_failed:
     "Airlock could not ask Teams who you are just now, so nothing was recorded. Try again in a moment.",
+  not_shown_whole:
+    "This action is too long to show whole in Teams, so it cannot be approved from here: use Open in Airlock, where all of it is shown. Nothing was recorded.",
   unconfirmed:
     "This is a risky action: tick the box that says you have read what will run, then approve again. Nothing was recorded.",
   self_approval:

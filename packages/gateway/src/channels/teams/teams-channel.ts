@@ -11,9 +11,9 @@ import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
 import type { Logger } from "../../observability/logger.js";
 import type { ActionRequest } from "../../requests/request-types.js";
-import type { Channel, ChannelNotice, DecisionSink } from "../channel.js";
+import type { Channel, ChannelNotice, DecisionSink, ViewReader } from "../channel.js";
 import type { ClaimOnce } from "../slack/slack-signature.js";
-import { createTeamsBot, type TeamsBot } from "./teams-bot.js";
+import { acceptedUntil, createTeamsBot, type TeamsBot } from "./teams-bot.js";
 import {
   confirmedRisks,
   refusalText,
@@ -48,8 +48,10 @@ class TeamsUnavailable extends Error {
   }
 }
 
-/** Bot Framework tokens live an hour: a replayed activity is remembered for that long. */
-const REPLAY_WINDOW_MS = 3_600_000;
+/** How long a Bot Connector call may take, the SDK's own retries and the token included. */
+const CALL_DEADLINE_MS = 10_000;
+/** Teams waits about five seconds for an invoke's answer: who clicked must be known sooner. */
+const LOOKUP_DEADLINE_MS = 4_000;
 
 const CARD = "application/vnd.microsoft.card.adaptive";
 
@@ -69,7 +71,6 @@ type Vote = {
   decision: "approve" | "deny";
   comment: string;
   confirmed: boolean;
-  risk: string | undefined;
 };
 
 export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channel {
@@ -78,10 +79,30 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   const bot = deps.bot ?? createTeamsBot(config);
   const members = new Map<string, { email: string; until: number }>();
 
-  const call = async <T>(what: string, fn: (client: ConnectorClient) => Promise<T>): Promise<T> => {
+  /**
+   * One Bot Connector call, given up after `ms` (the SDK sets no deadline of its own, and a
+   * call that never ends would hold the outbox's delivery, and every channel's after it).
+   */
+  const call = async <T>(
+    what: string,
+    fn: (client: ConnectorClient, options: { abortSignal: AbortSignal }) => Promise<T>,
+    ms = CALL_DEADLINE_MS,
+  ): Promise<T> => {
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        controller.abort();
+        reject(new TeamsUnavailable(`Teams ${what} did not answer within ${ms / 1000} s`));
+      }, ms);
+    });
     try {
-      return await fn(await bot.connector());
+      return await Promise.race([
+        (async () => fn(await bot.connector(), { abortSignal: controller.signal }))(),
+        late,
+      ]);
     } catch (error) {
+      if (error instanceof TeamsUnavailable) throw error;
       const e = error as {
         statusCode?: number;
         message?: string;
@@ -93,6 +114,8 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
         `Teams ${what} failed: ${status}`,
         e.statusCode === 429 && Number.isFinite(after) ? after * 1000 : undefined,
       );
+    } finally {
+      clearTimeout(timer);
     }
   };
 
@@ -109,8 +132,8 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
 
   const post = async (notice: ChannelNotice): Promise<string> => {
     const conversation = notice.request.review?.teamsConversation ?? config.conversation;
-    const sent = await call("sendToConversation", (client) =>
-      client.conversations.sendToConversation(conversation, message(notice) as Activity),
+    const sent = await call("sendToConversation", (client, options) =>
+      client.conversations.sendToConversation(conversation, message(notice) as Activity, options),
     );
     if (!sent.id) throw new TeamsUnavailable("Teams returned no activity id for the card");
     return JSON.stringify([conversation, sent.id]);
@@ -118,12 +141,13 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
 
   /** A plain-text reply in the card's thread, never read as markdown. */
   const reply = (conversation: string, id: string, text: string) =>
-    call("replyToActivity", (client) =>
-      client.conversations.replyToActivity(conversation, id, {
-        type: "message",
-        textFormat: "plain",
-        text,
-      } as Activity),
+    call("replyToActivity", (client, options) =>
+      client.conversations.replyToActivity(
+        conversation,
+        id,
+        { type: "message", textFormat: "plain", text } as Activity,
+        options,
+      ),
     );
 
   const update = async (ref: string, notice: ChannelNotice): Promise<void> => {
@@ -135,8 +159,13 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       return;
     }
     if (notice.event === "escalate") return;
-    await call("updateActivity", (client) =>
-      client.conversations.updateActivity(conversation, id, { ...message(notice), id } as Activity),
+    await call("updateActivity", (client, options) =>
+      client.conversations.updateActivity(
+        conversation,
+        id,
+        { ...message(notice), id } as Activity,
+        options,
+      ),
     );
     // A reply in the card's thread tells its followers.
     if (notice.event === "resolved") {
@@ -152,13 +181,16 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   const emailOf = async (vote: Vote, fresh: boolean): Promise<string | undefined> => {
     const cached = members.get(vote.user);
     if (!fresh && cached && cached.until > clock()) return cached.email;
-    const member = (await call("getConversationMember", (client) =>
-      client.conversations.getConversationMember(vote.conversation, vote.user),
+    const member = (await call(
+      "getConversationMember",
+      (client, options) =>
+        client.conversations.getConversationMember(vote.conversation, vote.user, options),
+      LOOKUP_DEADLINE_MS,
     )) as Member;
     const email =
       member.tenantId === config.tenantId &&
-      member.userRole !== "guest" &&
-      member.userRole !== "anonymous" &&
+      // Only full members: guests, anonymous users and any role Teams may add later are nobody.
+      member.userRole === "user" &&
       (vote.aadObjectId === undefined || member.aadObjectId === vote.aadObjectId) &&
       typeof member.email === "string" &&
       member.email.includes("@")
@@ -173,9 +205,22 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   };
 
   /** Decides a click; returns what the person who clicked is told. */
-  const decideVote = async (vote: Vote, decide: DecisionSink): Promise<string> => {
-    if (vote.decision === "approve" && confirmedRisks.has(vote.risk ?? "") && !vote.confirmed) {
-      return refusalText("unconfirmed", "");
+  const decideVote = async (
+    vote: Vote,
+    decide: DecisionSink,
+    read: ViewReader,
+  ): Promise<string> => {
+    // What the card offered is checked against the request itself: a click's data is the
+    // client's to write, not the card's.
+    const view = vote.decision === "approve" ? await read(vote.requestId) : undefined;
+    if (view) {
+      // Step-up approvals are refused by the review rules themselves, in their own words.
+      if (!view.review?.stepUp && !requestCard(view).approvable) {
+        return refusalText("not_shown_whole", "");
+      }
+      if (confirmedRisks.has(view.risk.level) && !vote.confirmed) {
+        return refusalText("unconfirmed", "");
+      }
     }
     let email: string | undefined;
     try {
@@ -214,7 +259,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       : `Denied, recorded as ${reviewer.email}. A deny is final: the request will not run.`;
   };
 
-  const routes = (app: FastifyInstance, decide: DecisionSink): void => {
+  const routes = (app: FastifyInstance, decide: DecisionSink, read: ViewReader): void => {
     app.post("/integrations/teams/messages", async (request, reply) => {
       const activity = (request.body ?? {}) as Partial<Activity>;
       if (typeof activity !== "object" || Array.isArray(activity)) {
@@ -250,11 +295,15 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       if (!vote) return answer("Airlock does not know this button; nothing was recorded.");
       if (
         !activity.id ||
-        !(await deps.claimOnce(`teams:${activity.id}`, clock() + REPLAY_WINDOW_MS, clock()))
+        !(await deps.claimOnce(
+          `teams:${activity.id}`,
+          acceptedUntil(authorization, clock()),
+          clock(),
+        ))
       ) {
         throw new AirlockError("unauthenticated", "this activity was already received");
       }
-      return answer(await decideVote(vote, decide));
+      return answer(await decideVote(vote, decide, read));
     });
   };
 
@@ -289,6 +338,5 @@ function readVote(activity: Partial<Activity>): Vote | undefined {
     decision,
     comment: typeof data.comment === "string" ? truncateText(data.comment, 2000) : "",
     confirmed: data.confirm === "yes",
-    risk: typeof data.risk === "string" ? data.risk : undefined,
   };
 }

@@ -32,7 +32,7 @@ export const teamsSchema = z.strictObject({
   conversation: z.string().min(3).max(512),
   /** The Bot Connector endpoint for that conversation (its activities' serviceUrl). */
   serviceUrl: endpoint.transform(slash).default("https://smba.trafficmanager.net/teams/"),
-  /** Where the bot gets its tokens: the Entra ID authority's base (a sovereign cloud's, a test server's). */
+  /** Where the bot gets its tokens: the Entra ID authority's base (a test server's in tests). */
   loginUrl: endpoint
     .transform((url) => url.replace(/\/+$/, ""))
     .default("https://login.microsoftonline.com"),
