@@ -46,6 +46,7 @@ channels:
     serviceUrl: ${t.serviceUrl}
     loginUrl: ${t.loginUrl}
     openIdMetadataUrl: ${t.openIdMetadataUrl}
+    notifyOwner: true
 rules:
   - name: big refunds are risky
     when: http.method == "POST" && http.path == "/refunds/big"
@@ -188,6 +189,16 @@ describe("Teams approvals", () => {
     const reply = [...teams.activities.values()].find((a) => a.replyToId === card.id)!;
     expect(reply.activity).toMatchObject({ textFormat: "plain" });
     expect(String(reply.activity.text)).toContain("succeeded");
+    // The agent's owner (alice) hears of it in a chat of her own.
+    await until(() => teams.created.some((c) => c.memberId === member.alice!.id));
+    const chat = teams.created.find((c) => c.memberId === member.alice!.id)!;
+    expect(chat.tenantId).toBe(teams.tenantId);
+    await until(() => [...teams.activities.values()].some((a) => a.conversationId === chat.id));
+    const told = [...teams.activities.values()].find((a) => a.conversationId === chat.id)!;
+    expect(told.activity).toMatchObject({ textFormat: "plain" });
+    expect(String(told.activity.text)).toMatch(
+      new RegExp(`^Your agent support-bot's request ${id}: Approved by bob@example.com; succeeded`),
+    );
 
     // Everything Airlock sent Teams, and everything it logged, is free of credentials.
     const sent = JSON.stringify(teams.calls.map((c) => c.body));

@@ -166,8 +166,10 @@ export interface TeamsServer {
   activities: Map<string, StoredActivity>;
   /** Every version of every activity, in the order they came. */
   history: StoredActivity[];
-  /** Members by id; `GET …/members/{id}` also finds them by aadObjectId. */
+  /** Members by id; `GET …/members/{id}` also finds them by aadObjectId or UPN. */
   members: Map<string, TeamsChannelAccount>;
+  /** One-to-one conversations the bot started (`POST /v3/conversations`), with whom. */
+  created: { id: string; memberId: string; tenantId: unknown }[];
   addMember(member: TeamsMemberInput): TeamsChannelAccount;
   /** The next n Bot Connector calls answer `status` (with `headers`), whatever they were. */
   failNext(n: number, status: number, headers?: Record<string, string>): void;
@@ -321,6 +323,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
   const activities = new Map<string, StoredActivity>();
   const history: StoredActivity[] = [];
   const members = new Map<string, TeamsChannelAccount>();
+  const created: { id: string; memberId: string; tenantId: unknown }[] = [];
   const failures: { remaining: number; status: number; headers: Record<string, string> }[] = [];
   let lastActivityId = 0;
 
@@ -581,6 +584,28 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     if (!call.authorized) {
       return answer(401, { message: "Authorization has been denied for this request." });
     }
+    // POST /teams/v3/conversations: a one-to-one conversation with a member, for a message.
+    if (
+      request.method === "POST" &&
+      prefix === "teams" &&
+      version === "v3" &&
+      conversations === "conversations" &&
+      (conversationId ?? "") === ""
+    ) {
+      const parameters = isRecord(call.body) ? call.body : {};
+      const wanted = Array.isArray(parameters.members) ? parameters.members : [];
+      const memberId = isRecord(wanted[0]) ? String(wanted[0].id) : "";
+      if (wanted.length !== 1 || !members.has(memberId) || parameters.isGroup !== false) {
+        return answer(400, connectorError("BadArgument", "One known member, and isGroup false."));
+      }
+      const conversation = {
+        id: `a:${randomBytes(8).toString("hex")}`,
+        memberId,
+        tenantId: parameters.tenantId,
+      };
+      created.push(conversation);
+      return answer(201, { id: conversation.id });
+    }
     if (!known) {
       return answer(404, connectorError("NotFound", `no ${request.method} ${call.path} here`));
     }
@@ -613,7 +638,12 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       return answer(200, { id });
     }
     if (kind === "members" && request.method === "GET" && id) {
-      const member = members.get(id) ?? [...members.values()].find((m) => m.aadObjectId === id);
+      // Teams finds a member by their 29: id, their Entra object id or their UPN.
+      const member =
+        members.get(id) ??
+        [...members.values()].find(
+          (m) => m.aadObjectId === id || m.userPrincipalName?.toLowerCase() === id.toLowerCase(),
+        );
       if (!member) {
         return answer(
           404,
@@ -668,6 +698,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     activities,
     history,
     members,
+    created,
     addMember(input) {
       const [givenName, ...rest] = input.name.split(" ");
       const member: TeamsChannelAccount = {

@@ -5,13 +5,13 @@
  * Bot Framework's, and are decided under the same rules as the API.
  */
 import type { ConnectorClient } from "botframework-connector";
-import type { Activity } from "botframework-schema";
+import type { Activity, ConversationParameters } from "botframework-schema";
 import type { FastifyInstance } from "fastify";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
 import type { Logger } from "../../observability/logger.js";
 import type { ActionRequest } from "../../requests/request-types.js";
-import type { Channel, ChannelNotice, DecisionSink, ViewReader } from "../channel.js";
+import type { Channel, ChannelNotice, ChannelView, DecisionSink, ViewReader } from "../channel.js";
 import type { ClaimOnce } from "../slack/slack-signature.js";
 import { acceptedUntil, createTeamsBot, type TeamsBot } from "./teams-bot.js";
 import {
@@ -43,6 +43,7 @@ class TeamsUnavailable extends Error {
   constructor(
     message: string,
     readonly retryAfterMs?: number,
+    readonly status?: number,
   ) {
     super(message);
   }
@@ -113,6 +114,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       throw new TeamsUnavailable(
         `Teams ${what} failed: ${status}`,
         e.statusCode === 429 && Number.isFinite(after) ? after * 1000 : undefined,
+        e.statusCode,
       );
     } finally {
       clearTimeout(timer);
@@ -137,6 +139,47 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     );
     if (!sent.id) throw new TeamsUnavailable("Teams returned no activity id for the card");
     return JSON.stringify([conversation, sent.id]);
+  };
+
+  /**
+   * The outcome, to the agent's owner in a one-to-one chat: the owner is found in the card's
+   * conversation by their e-mail as user principal name (an owner who is not there, or
+   * whose UPN differs, is not told).
+   */
+  const notifyOwner = async (conversation: string, view: ChannelView): Promise<void> => {
+    let member: { id?: string };
+    try {
+      member = await call("getConversationMember", (client, options) =>
+        client.conversations.getConversationMember(conversation, view.agent.owner, options),
+      );
+    } catch (error) {
+      if (error instanceof TeamsUnavailable && error.status === 404) return;
+      throw error;
+    }
+    if (!member.id) return;
+    const chat = await call("createConversation", (client, options) =>
+      client.conversations.createConversation(
+        {
+          isGroup: false,
+          bot: { id: `28:${config.appId}`, name: "Airlock" },
+          members: [{ id: member.id!, name: "" }],
+          tenantId: config.tenantId,
+          channelData: { tenant: { id: config.tenantId } },
+        } as ConversationParameters,
+        options,
+      ),
+    );
+    await call("sendToConversation", (client, options) =>
+      client.conversations.sendToConversation(
+        chat.id,
+        {
+          type: "message",
+          textFormat: "plain",
+          text: `Your agent ${view.agent.name}'s request ${view.id}: ${statusLine(view)}`,
+        } as Activity,
+        options,
+      ),
+    );
   };
 
   /** A plain-text reply in the card's thread, never read as markdown. */
@@ -170,6 +213,15 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     // A reply in the card's thread tells its followers.
     if (notice.event === "resolved") {
       await reply(conversation, id, `${notice.request.id}: ${statusLine(notice.request)}`);
+      // Best effort: retrying the whole delivery for a failed chat would repeat the reply.
+      if (config.notifyOwner) {
+        await notifyOwner(conversation, notice.request).catch((error) =>
+          logger.warn(
+            { err: error, requestId: notice.request.id },
+            "could not tell the owner on Teams",
+          ),
+        );
+      }
     }
   };
 

@@ -40,6 +40,8 @@ export const teamsSchema = z.strictObject({
   openIdMetadataUrl: endpoint.default(
     "https://login.botframework.com/v1/.well-known/openidconfiguration",
   ),
+  /** Tell the agent's owner the outcome in a one-to-one chat with the bot. */
+  notifyOwner: z.boolean().default(false),
   /** A reminder in the card's thread this long before a request expires. */
   remindBefore: duration({ min: 100, max: 7 * 86_400_000 }).optional(),
   /** How long a Teams user's verified e-mail is trusted before it is looked up again. */
