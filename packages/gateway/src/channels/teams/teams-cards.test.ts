@@ -93,7 +93,10 @@ describe("requestCard", () => {
     expect(text).toContain(
       "pay [U+202E]0001$ [U+2066]x[U+2069][U+0007][U+0085] [U+D800] ok\tfine\nnext",
     );
-    expect(JSON.stringify(card)).not.toMatch(/[\u202a-\u202e\u2066-\u2069\u0000-\u0008\u0085]|\\u/);
+    const json = JSON.stringify(card);
+    for (const char of ["\u202e", "\u2066", "\u2069", "\u0007", "\u0085", "\\u"]) {
+      expect(json).not.toContain(char);
+    }
   });
 
   it("asks for a ticked box before approving a high or critical risk", () => {
