@@ -1,5 +1,8 @@
 /** The `airlock` command as operators and reviewers use it, against a running gateway. */
+
 import { writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { printable } from "../src/cli/commands/requests.js";
@@ -160,6 +163,29 @@ describe("airlock requests", () => {
     });
     expect(noGateway.code).toBe(1);
     expect(noGateway.stderr).toContain("cannot reach the gateway at http://127.0.0.1:9");
+
+    // Something else at the URL (a web page, a JSON API of another kind): said, not a stack.
+    const other = createServer((request, response) => {
+      const json = request.url?.startsWith("/v1/requests/req_");
+      response.setHeader("content-type", json ? "application/json" : "text/html");
+      response.end(json ? '{"ok":true}' : "<html>a wiki</html>");
+    });
+    await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    try {
+      for (const args of [
+        ["requests", "list"],
+        ["requests", "show", "req_1"],
+        ["requests", "approve", "req_1"],
+      ]) {
+        const wrong = await runCli([...args, "--url", url], { env: { AIRLOCK_TOKEN: "alk_x" } });
+        expect(wrong.code).toBe(1);
+        expect(wrong.stderr).toMatch(/did not answer as an Airlock gateway \(HTTP (200|404), /);
+        expect(wrong.stderr).not.toContain("unexpected error");
+      }
+    } finally {
+      other.close();
+    }
   });
 });
 

@@ -17,7 +17,20 @@ interface ApiError {
   error: { code: string; message: string };
 }
 
-async function call<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
+/** What a successful answer must look like, so that another server's is not read as one. */
+const isPage = (value: unknown) => Array.isArray((value as { requests?: unknown }).requests);
+const isView = (value: unknown) =>
+  typeof (value as { id?: unknown }).id === "string" &&
+  typeof (value as { status?: unknown }).status === "string" &&
+  typeof (value as { hash?: unknown }).hash === "string";
+
+async function call<T>(
+  base: string,
+  method: string,
+  path: string,
+  shape: (value: unknown) => boolean,
+  body?: unknown,
+): Promise<T> {
   const token = process.env.AIRLOCK_TOKEN;
   if (!token)
     throw new CliError(
@@ -39,10 +52,15 @@ async function call<T>(base: string, method: string, path: string, body?: unknow
       `cannot reach the gateway at ${base} (${(error as Error).cause ?? (error as Error).message}); is it running? Set --url or AIRLOCK_URL`,
     );
   }
-  const payload = (await response.json().catch(() => ({}))) as T | ApiError;
-  if (!response.ok) {
-    const error = (payload as ApiError).error;
-    throw new CliError(error ? `${error.message} (${error.code})` : `HTTP ${response.status}`);
+  const payload = (await response.json().catch(() => undefined)) as T | ApiError | undefined;
+  const error = (payload as ApiError | undefined)?.error;
+  if (!response.ok && typeof error?.code === "string") {
+    throw new CliError(printable(`${error.message} (${error.code})`));
+  }
+  if (!response.ok || payload === null || typeof payload !== "object" || !shape(payload)) {
+    throw new CliError(
+      `${base} did not answer as an Airlock gateway (HTTP ${response.status}${response.headers.get("content-type") ? `, ${response.headers.get("content-type")}` : ""}); check --url or AIRLOCK_URL`,
+    );
   }
   return payload as T;
 }
@@ -132,7 +150,12 @@ export async function requests(args: string[]): Promise<number> {
   switch (sub) {
     case "list": {
       const query = values.status ? `?status=${encodeURIComponent(values.status)}` : "";
-      const page = await call<{ requests: ReviewerView[] }>(base, "GET", `/v1/requests${query}`);
+      const page = await call<{ requests: ReviewerView[] }>(
+        base,
+        "GET",
+        `/v1/requests${query}`,
+        isPage,
+      );
       if (values.json) {
         process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
         return 0;
@@ -156,7 +179,12 @@ export async function requests(args: string[]): Promise<number> {
     case "show": {
       const id = positionals[0];
       if (!id) throw new CliError("name the request: airlock requests show ID", 2);
-      const view = await call<ReviewerView>(base, "GET", `/v1/requests/${encodeURIComponent(id)}`);
+      const view = await call<ReviewerView>(
+        base,
+        "GET",
+        `/v1/requests/${encodeURIComponent(id)}`,
+        isView,
+      );
       process.stdout.write(
         values.json ? `${JSON.stringify(view, null, 2)}\n` : `${describe(view)}\n`,
       );
@@ -170,6 +198,7 @@ export async function requests(args: string[]): Promise<number> {
         base,
         "POST",
         `/v1/requests/${encodeURIComponent(id)}/reviews`,
+        isView,
         {
           decision: sub,
           ...(values.comment ? { comment: values.comment } : {}),
