@@ -19,6 +19,20 @@ describe("readable text", () => {
     expect(readableText(plain)).toBe(plain);
   });
 
+  it("keeps both of two keys that read the same once shown, and __proto__ as a plain key", () => {
+    const body = JSON.parse(
+      '{"iban\\u202e": "DE00 ATTACKER", "iban[U+202E]": "DE89 3704", "__proto__": {"x": 1}}',
+    );
+    const shown = readable(body) as Record<string, unknown>;
+    expect(Object.entries(shown)).toEqual([
+      ["iban[U+202E]", "DE00 ATTACKER"],
+      ["iban[U+202E] (another key that reads the same)", "DE89 3704"],
+      ["__proto__", { x: 1 }],
+    ]);
+    expect(Object.getPrototypeOf(shown)).toBe(Object.prototype);
+    expect(JSON.stringify(shown)).toContain('"__proto__":{"x":1}');
+  });
+
   it("reaches every string of a response, keys included, and keeps its shape", () => {
     const view = {
       id: "req_1",

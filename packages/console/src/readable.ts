@@ -18,13 +18,26 @@ export function readableText(text: string): string {
   return text.replace(bidi, codePoint);
 }
 
-/** A parsed JSON value with every string, object keys included, made readable. */
+/**
+ * A parsed JSON value with every string, object keys included, made readable. Two keys that
+ * read the same once shown (`iban` + U+202E, and a literal `iban[U+202E]`) both stay, the
+ * later one marked, so that neither value can hide the other; `__proto__` is a key like any.
+ */
 export function readable<T>(value: T): T {
   if (typeof value === "string") return readableText(value) as T;
   if (Array.isArray(value)) return value.map(readable) as T;
   if (typeof value === "object" && value !== null) {
     const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(value)) out[readableText(key)] = readable(item);
+    for (const [key, item] of Object.entries(value)) {
+      let shown = readableText(key);
+      while (Object.hasOwn(out, shown)) shown = `${shown} (another key that reads the same)`;
+      Object.defineProperty(out, shown, {
+        value: readable(item),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
     return out as T;
   }
   return value;

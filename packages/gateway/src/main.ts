@@ -126,6 +126,14 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     );
     return view;
   };
+  // Every channel gets the view redacted, whatever it does with it (Slack has no redactor of
+  // its own): a secret that reached a request by any path stops here. A channel checking a
+  // click against what its message showed reads the same view the message was built from.
+  const shownView = (request: ActionRequest): ChannelView => redactor.redact(channelView(request));
+  const readView = async (id: string): Promise<ChannelView | undefined> => {
+    const request = await store.getRequest(id);
+    return request ? shownView(request) : undefined;
+  };
   const dispatcher = createDispatcher({
     ...options.delivery,
     store,
@@ -133,13 +141,8 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     logger,
     metrics,
     clock,
-    // Every channel gets the view redacted, whatever it does with it (Slack has no redactor
-    // of its own): a secret that reached a request by any path stops here.
-    view: async (id) => {
-      const request = await store.getRequest(id);
-      return request && redactor.redact(channelView(request));
-    },
-    snapshot: (request) => redactor.redact(channelView(request)),
+    view: readView,
+    snapshot: shownView,
   });
   const executor = createExecutor({
     store,
@@ -193,10 +196,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
           instance,
           ({ requestId, reviewer, decision, comment }) =>
             requests.review(reviewer, requestId, { decision, comment }),
-          async (id) => {
-            const request = await store.getRequest(id);
-            return request ? channelView(request) : undefined;
-          },
+          readView,
         );
       }
     },

@@ -341,21 +341,30 @@ describe("fake Teams", () => {
       });
     });
 
-    it("fails the next calls on demand, which the SDK's pipeline retries by itself", async () => {
+    it("fails the next calls on demand, once each: the bot's client leaves retrying to the outbox", async () => {
       const client = await bot.connector();
       const before = teams.calls.length;
-      teams.failNext(1, 429, { "Retry-After": "0" });
+      teams.failNext(1, 429, { "Retry-After": "7" });
+      const throttled = await client.conversations
+        .sendToConversation(conversation, message("Again"))
+        .catch((error: unknown) => error);
+      // The SDK would have waited the 7 s out and tried again; the outbox is told instead.
+      expect(throttled).toMatchObject({ statusCode: 429 });
+      expect(
+        (
+          throttled as { response: { headers: { get(name: string): string } } }
+        ).response.headers.get("retry-after"),
+      ).toBe("7");
       const sent = await client.conversations.sendToConversation(conversation, message("Again"));
       expect(teams.calls.slice(before).map((call) => call.status)).toEqual([429, 201]);
       expect(teams.activities.get(sent.id)?.activity).toMatchObject({ text: "Again" });
 
       const after = teams.calls.length;
-      teams.failNext(4, 503, { "Retry-After": "0" });
+      teams.failNext(1, 503);
       await expect(
         client.conversations.sendToConversation(conversation, message("Down")),
       ).rejects.toMatchObject({ statusCode: 503 });
-      // The first try and three retries.
-      expect(teams.calls.slice(after).map((call) => call.status)).toEqual([503, 503, 503, 503]);
+      expect(teams.calls.slice(after).map((call) => call.status)).toEqual([503]);
     });
 
     it("refuses a token it did not issue", async () => {

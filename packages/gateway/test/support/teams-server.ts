@@ -44,6 +44,8 @@ const BOT_FRAMEWORK = "https://api.botframework.com";
 const BOT_FRAMEWORK_SCOPE = `${BOT_FRAMEWORK}/.default`;
 /** The conversation `config()` and `invokeActivity()` use unless told: a Teams channel. */
 const CHANNEL = "19:approvals@thread.tacv2";
+/** The team its channels belong to (Teams gives a channel activity's team in channelData). */
+const TEAM = "19:team-airlock@thread.tacv2";
 
 export interface TokenRequest {
   tenant: string;
@@ -638,6 +640,18 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       return answer(200, { id });
     }
     if (kind === "members" && request.method === "GET" && id) {
+      // Members are found in the team, or in a conversation the bot is in (it has posted
+      // there): nowhere else, so a lookup in the wrong conversation fails as it would.
+      const where = conversationId.split(";")[0];
+      const inside =
+        where === TEAM ||
+        [...activities.values()].some((a) => a.conversationId.split(";")[0] === where);
+      if (!inside) {
+        return answer(
+          404,
+          connectorError("ConversationNotFound", `The bot is not in conversation ${where}.`),
+        );
+      }
       // Teams finds a member by their 29: id, their Entra object id or their UPN.
       const member =
         members.get(id) ??
@@ -782,7 +796,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
           },
         ],
         channelData: {
-          ...(isChannel ? { channel: { id: base } } : {}),
+          ...(isChannel ? { channel: { id: base }, team: { id: TEAM } } : {}),
           tenant: { id: tenantId },
           source: { name: "message" },
           legacy: { replyToId },

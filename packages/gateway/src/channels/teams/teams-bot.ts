@@ -52,6 +52,23 @@ export function acceptedUntil(authorization: string, now: number): number {
   return now + 3_600_000 + CLOCK_TOLERANCE_MS;
 }
 
+/**
+ * The client without the SDK's own retries (408, 429 and 5xx, three times, waiting out any
+ * Retry-After), which its options cannot turn off: they would hold a delivery past its
+ * deadline and lose Teams' Retry-After. The outbox retries instead, told when to come back.
+ * The pipeline is the SDK's internal (a core-client ServiceClient's); where it is not
+ * there, the SDK's retries stay, and deliveries only take longer.
+ */
+function withoutRetries(client: ConnectorClient): ConnectorClient {
+  const pipeline = (
+    client as unknown as {
+      client?: { pipeline?: { removePolicy?: (options: { phase: "Retry" }) => unknown } };
+    }
+  ).client?.pipeline;
+  pipeline?.removePolicy?.({ phase: "Retry" });
+  return client;
+}
+
 export function createTeamsBot(config: TeamsConfig): TeamsBot {
   const authority = `${config.loginUrl}/${config.tenantId}`;
   const msal = new ConfidentialClientApplication({
@@ -79,8 +96,6 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
       config.appId,
       msal as unknown as ConstructorParameters<typeof MsalServiceClientCredentialsFactory>[1],
     ),
-    // The SDK's pipeline retries 408, 429 and 5xx by itself (three times, from 1 s); its
-    // options cannot turn that off. The outbox retries on top, with its own backoff.
     new AuthenticationConfiguration(),
   );
   const bot = new ClaimsIdentity(
@@ -119,7 +134,10 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
     },
     connector() {
       if (!client) {
-        client = auth.createConnectorFactory(bot).create(config.serviceUrl, BOT_FRAMEWORK);
+        client = auth
+          .createConnectorFactory(bot)
+          .create(config.serviceUrl, BOT_FRAMEWORK)
+          .then(withoutRetries);
         client.catch(() => {
           client = undefined;
         });

@@ -93,6 +93,13 @@ describe("requestCard", () => {
     expect(text).toContain(
       "pay [U+202E]0001$ [U+2066]x[U+2069][U+0007][U+0085] [U+D800] ok\tfine\nnext",
     );
+    // Invisible format characters too; the zero-width joiner inside an emoji stays.
+    const hidden = requestCard(
+      pending({ justification: "ad\u200bmin\u00ad\u{E0041}\u2060 👩\u200d💻" }),
+    );
+    expect(runs(hidden.card).join("\n")).toContain(
+      "ad[U+200B]min[U+00AD][U+E0041][U+2060] 👩\u200d💻",
+    );
     const json = JSON.stringify(card);
     for (const char of ["\u202e", "\u2066", "\u2069", "\u0007", "\u0085", "\\u"]) {
       expect(json).not.toContain(char);

@@ -31,17 +31,19 @@ const REVIEWS_SHOWN = 6;
 
 /**
  * Shown as their code point instead of as themselves: bidirectional controls (they reorder
- * the text after them), other control characters but tab and newline (invisible, and six
- * bytes each once JSON escapes them, which the size budget could not foresee), and lone
- * surrogates (no character at all).
+ * the text after them); other control characters but tab and newline, and invisible format
+ * characters (zero-width spaces, soft hyphens, tag characters: text a reviewer cannot see;
+ * controls also take six bytes each once JSON escapes them, which the size budget could not
+ * foresee); and lone surrogates (no character at all). The zero-width joiner stays: emoji
+ * are built with it.
  */
 const unshown = new RegExp(
-  `[${BIDI_CONTROLS}\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]|[\\uD800-\\uDBFF](?![\\uDC00-\\uDFFF])|(?<![\\uD800-\\uDBFF])[\\uDC00-\\uDFFF]`,
-  "g",
+  `[${BIDI_CONTROLS}\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f\\uD800-\\uDFFF]|(?!\\u200d)\\p{Cf}`,
+  "gu",
 );
 
 function codePoint(char: string): string {
-  return `[U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}]`;
+  return `[U+${(char.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, "0")}]`;
 }
 
 /**

@@ -113,7 +113,9 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       const status = e.statusCode ? `HTTP ${e.statusCode}` : (e.message ?? String(error));
       throw new TeamsUnavailable(
         `Teams ${what} failed: ${status}`,
-        e.statusCode === 429 && Number.isFinite(after) ? after * 1000 : undefined,
+        (e.statusCode === 429 || e.statusCode === 503) && Number.isFinite(after)
+          ? after * 1000
+          : undefined,
         e.statusCode,
       );
     } finally {
@@ -265,7 +267,8 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     // What the card offered is checked against the request itself: a click's data is the
     // client's to write, not the card's.
     const view = vote.decision === "approve" ? await read(vote.requestId) : undefined;
-    if (view) {
+    // A request out of review is refused by the vote itself ("no longer waiting").
+    if (view?.status === "pending") {
       // Step-up approvals are refused by the review rules themselves, in their own words.
       if (!view.review?.stepUp && !requestCard(view).approvable) {
         return refusalText("not_shown_whole", "");
@@ -279,6 +282,10 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       // An approval always asks Teams again: a removed account must not approve from cache.
       email = await emailOf(vote, vote.decision === "approve");
     } catch (error) {
+      // Not a member of the conversation: nobody Airlock knows, not a passing failure.
+      if (error instanceof TeamsUnavailable && error.status === 404) {
+        return refusalText("not_mapped", "");
+      }
       logger.warn({ err: error }, "could not look up a Teams member");
       return refusalText("lookup_failed", "");
     }
