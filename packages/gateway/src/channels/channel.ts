@@ -67,3 +67,15 @@ export interface Channel {
 export function isApprovalChannel(channel: Pick<Channel, "follows">): boolean {
   return channel.follows !== "all";
 }
+
+/** A delivery that failed and may work later; `retryAfterMs` when the service said when. */
+export class ChannelUnavailable extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+    /** The HTTP status the service answered, when it answered. */
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}

@@ -50,3 +50,33 @@ export function timeUntil(ms: number): string {
   const hours = Math.round(minutes / 60);
   return hours < 48 ? `in ${plural(hours, "hour")}` : `in ${plural(Math.round(hours / 24), "day")}`;
 }
+
+/** What a refused click is told, in words that hold for any chat; each channel adds its own. */
+export const refusals: Readonly<Record<string, string>> = {
+  self_approval:
+    "You cannot approve this request: you own the agent that asked, and nobody approves their own agent's actions.",
+  not_an_approver: "You are not an approver for this request.",
+  already_reviewed: "You have already reviewed this request; each reviewer counts once.",
+  not_pending: "This request is no longer waiting for review.",
+  expired: "This request expired before it got enough approvals; nothing was recorded.",
+};
+
+/**
+ * The words for a refusal `code` (the channel's `own` first, then the shared ones), with the
+ * gateway's message after them; `clip` makes text safe for the channel and short.
+ */
+export function refusal(
+  code: string,
+  message: string,
+  own: Readonly<Record<string, string>>,
+  clip: (text: string, max: number) => string,
+): string {
+  const detail = message ? ` (${clip(message, 500)})` : "";
+  const known = Object.hasOwn(own, code)
+    ? own[code]
+    : Object.hasOwn(refusals, code)
+      ? refusals[code]
+      : undefined;
+  if (known) return `${known}${detail}`;
+  return `Airlock could not record your decision: ${message ? clip(message, 500) : "an unexpected error"} (${clip(code, 40)}).`;
+}

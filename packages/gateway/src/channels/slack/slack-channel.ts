@@ -9,7 +9,12 @@ import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
 import type { Logger } from "../../observability/logger.js";
 import type { ActionRequest } from "../../requests/request-types.js";
-import type { Channel, ChannelNotice, DecisionSink } from "../channel.js";
+import {
+  type Channel,
+  type ChannelNotice,
+  ChannelUnavailable,
+  type DecisionSink,
+} from "../channel.js";
 import type { SlackConfig } from "./slack-config.js";
 import {
   actionIds,
@@ -31,16 +36,6 @@ export interface SlackDeps {
   /** The configured reviewer with this e-mail, if any. */
   reviewer: (email: string) => { email: string; groups: readonly string[] } | undefined;
   clock?: () => number;
-}
-
-/** A failed Slack call the outbox retries; `retryAfterMs` when Slack said how long to wait. */
-class SlackUnavailable extends Error {
-  constructor(
-    message: string,
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-  }
 }
 
 interface Ref {
@@ -92,10 +87,10 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     } catch (error) {
       const e = error as { code?: string; retryAfter?: number; data?: { error?: string } };
       if (e.code === "slack_webapi_rate_limited_error") {
-        throw new SlackUnavailable(`Slack rate-limited ${what}`, (e.retryAfter ?? 1) * 1000);
+        throw new ChannelUnavailable(`Slack rate-limited ${what}`, (e.retryAfter ?? 1) * 1000);
       }
       const detail = e.data?.error ?? (error instanceof Error ? error.message : String(error));
-      throw new SlackUnavailable(`Slack ${what} failed: ${detail}`);
+      throw new ChannelUnavailable(`Slack ${what} failed: ${detail}`);
     }
   };
 
@@ -118,7 +113,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
           answer.is_enterprise_install ? answer.enterprise_id : undefined,
         ].filter((team): team is string => typeof team === "string" && team !== "");
         if (teams.length === 0) {
-          throw new SlackUnavailable(
+          throw new ChannelUnavailable(
             "Slack's auth.test named no workspace for the bot; set channels.slack.teams to the workspaces whose members may review",
           );
         }
@@ -200,7 +195,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     const posted = await call("chat.postMessage", () =>
       client.chat.postMessage({ channel, text: message.text, blocks: message.blocks }),
     );
-    if (!posted.channel || !posted.ts) throw new SlackUnavailable("Slack returned no message ts");
+    if (!posted.channel || !posted.ts) throw new ChannelUnavailable("Slack returned no message ts");
     return `${posted.channel}:${posted.ts}`;
   };
 

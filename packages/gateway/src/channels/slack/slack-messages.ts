@@ -11,7 +11,7 @@ import { z } from "zod";
 import type { Json } from "../../common/canonical-json.js";
 import { BIDI_CONTROLS } from "../../common/storable-text.js";
 import type { ChannelView } from "../channel.js";
-import { factLines, names, plural, statusTitle, timeUntil } from "../review-text.js";
+import { factLines, names, plural, refusal, statusTitle, timeUntil } from "../review-text.js";
 
 export const actionIds = {
   approve: "airlock_approve",
@@ -502,27 +502,19 @@ export function outcomeReply(view: ChannelView): string {
   }
 }
 
-const refusals: Record<string, string> = {
+/** Refusals in Slack's own words; the rest are every chat's (review-text.ts). */
+const slackRefusals: Record<string, string> = {
   not_mapped:
     "Airlock cannot tell who you are: your Slack account has no verified e-mail that Airlock knows as a reviewer. Ask an operator to add your e-mail to the reviewers.",
   lookup_failed:
     "Airlock could not ask Slack who you are just now, so nothing was recorded. Try again in a moment.",
-  self_approval:
-    "You cannot approve this request: you own the agent that asked, and nobody approves their own agent's actions.",
-  not_an_approver: "You are not an approver for this request.",
-  already_reviewed: "You have already reviewed this request; each reviewer counts once.",
-  not_pending: "This request is no longer waiting for review.",
   step_up_required:
     "Approving this request needs a fresh sign-in with your identity provider, which a Slack click is not: use the Approve in Airlock button.",
-  expired: "This request expired before it got enough approvals; nothing was recorded.",
 };
 
 /** What a refused click is told, privately. */
 export function refusalText(code: string, message: string): string {
-  const detail = message ? ` (${clip(message, budget.summary)})` : "";
-  const known = Object.hasOwn(refusals, code) ? refusals[code] : undefined;
-  if (known) return `${known}${detail}`;
-  return `Airlock could not record your decision: ${message ? clip(message, budget.summary) : "an unexpected error"} (${clip(code, 40)}).`;
+  return refusal(code, message, slackRefusals, clip);
 }
 
 /** A reminder in the thread: time left and approvals still needed. */

@@ -7,7 +7,7 @@
 import type { Json } from "../../common/canonical-json.js";
 import { BIDI_CONTROLS } from "../../common/storable-text.js";
 import type { ChannelView } from "../channel.js";
-import { factLines, names, plural, statusTitle, timeUntil } from "../review-text.js";
+import { factLines, names, plural, refusal, statusTitle, timeUntil } from "../review-text.js";
 
 export const verbs = { approve: "airlock.approve", deny: "airlock.deny" } as const;
 
@@ -367,7 +367,8 @@ export function reminderText(view: ChannelView, now: number): string {
   return `Reminder: request ${clip(view.id, 100)} (${what(view)}) is waiting for review, ${approvalsLine(view)}, and ${expires}.`;
 }
 
-const refusals: Record<string, string> = {
+/** Refusals in Teams' own words; the rest are every chat's (review-text.ts). */
+const teamsRefusals: Record<string, string> = {
   not_mapped:
     "Airlock cannot tell who you are: your Teams account has no e-mail that Airlock knows as a reviewer, or it is a guest account or from another organisation. Ask an operator to add your e-mail to the reviewers.",
   lookup_failed:
@@ -376,20 +377,11 @@ const refusals: Record<string, string> = {
     "This action is too long to show whole in Teams, so it cannot be approved from here: use Open in Airlock, where all of it is shown. Nothing was recorded.",
   unconfirmed:
     "This is a risky action: tick the box that says you have read what will run, then approve again. Nothing was recorded.",
-  self_approval:
-    "You cannot approve this request: you own the agent that asked, and nobody approves their own agent's actions.",
-  not_an_approver: "You are not an approver for this request.",
-  already_reviewed: "You have already reviewed this request; each reviewer counts once.",
-  not_pending: "This request is no longer waiting for review.",
   step_up_required:
     "Approving this request needs a fresh sign-in with your identity provider, which a Teams click is not: use Open in Airlock.",
-  expired: "This request expired before it got enough approvals; nothing was recorded.",
 };
 
 /** What a refused click is told (only the person who clicked sees it). */
 export function refusalText(code: string, message: string): string {
-  const detail = message ? ` (${clip(message, 500)})` : "";
-  const known = Object.hasOwn(refusals, code) ? refusals[code] : undefined;
-  if (known) return `${known}${detail}`;
-  return `Airlock could not record your decision: ${message ? clip(message, 500) : "an unexpected error"} (${clip(code, 40)}).`;
+  return refusal(code, message, teamsRefusals, clip);
 }

@@ -11,7 +11,14 @@ import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
 import type { Logger } from "../../observability/logger.js";
 import type { ActionRequest } from "../../requests/request-types.js";
-import type { Channel, ChannelNotice, ChannelView, DecisionSink, ViewReader } from "../channel.js";
+import {
+  type Channel,
+  type ChannelNotice,
+  ChannelUnavailable,
+  type ChannelView,
+  type DecisionSink,
+  type ViewReader,
+} from "../channel.js";
 import type { ClaimOnce } from "../slack/slack-signature.js";
 import { acceptedUntil, createTeamsBot, type TeamsBot } from "./teams-bot.js";
 import {
@@ -37,17 +44,6 @@ export interface TeamsDeps {
 
 /** The Teams channel's name, as a rule's `review.channels` names it. */
 export const TEAMS_CHANNEL = "teams";
-
-/** A failed Bot Connector call the outbox retries; `retryAfterMs` when Teams said how long. */
-class TeamsUnavailable extends Error {
-  constructor(
-    message: string,
-    readonly retryAfterMs?: number,
-    readonly status?: number,
-  ) {
-    super(message);
-  }
-}
 
 /** How long a Bot Connector call may take, the SDK's own retries and the token included. */
 const CALL_DEADLINE_MS = 10_000;
@@ -94,7 +90,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         controller.abort();
-        reject(new TeamsUnavailable(`Teams ${what} did not answer within ${ms / 1000} s`));
+        reject(new ChannelUnavailable(`Teams ${what} did not answer within ${ms / 1000} s`));
       }, ms);
     });
     try {
@@ -103,7 +99,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
         late,
       ]);
     } catch (error) {
-      if (error instanceof TeamsUnavailable) throw error;
+      if (error instanceof ChannelUnavailable) throw error;
       const e = error as {
         statusCode?: number;
         message?: string;
@@ -111,7 +107,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       };
       const after = Number(e.response?.headers?.get?.("retry-after"));
       const status = e.statusCode ? `HTTP ${e.statusCode}` : (e.message ?? String(error));
-      throw new TeamsUnavailable(
+      throw new ChannelUnavailable(
         `Teams ${what} failed: ${status}`,
         (e.statusCode === 429 || e.statusCode === 503) && Number.isFinite(after)
           ? after * 1000
@@ -139,7 +135,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     const sent = await call("sendToConversation", (client, options) =>
       client.conversations.sendToConversation(conversation, message(notice) as Activity, options),
     );
-    if (!sent.id) throw new TeamsUnavailable("Teams returned no activity id for the card");
+    if (!sent.id) throw new ChannelUnavailable("Teams returned no activity id for the card");
     return JSON.stringify([conversation, sent.id]);
   };
 
@@ -155,7 +151,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
         client.conversations.getConversationMember(conversation, view.agent.owner, options),
       );
     } catch (error) {
-      if (error instanceof TeamsUnavailable && error.status === 404) return;
+      if (error instanceof ChannelUnavailable && error.status === 404) return;
       throw error;
     }
     if (!member.id) return;
@@ -283,7 +279,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       email = await emailOf(vote, vote.decision === "approve");
     } catch (error) {
       // Not a member of the conversation: nobody Airlock knows, not a passing failure.
-      if (error instanceof TeamsUnavailable && error.status === 404) {
+      if (error instanceof ChannelUnavailable && error.status === 404) {
         return refusalText("not_mapped", "");
       }
       logger.warn({ err: error }, "could not look up a Teams member");
