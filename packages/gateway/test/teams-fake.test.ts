@@ -367,6 +367,41 @@ describe("fake Teams", () => {
       expect(teams.calls.slice(after).map((call) => call.status)).toEqual([503]);
     });
 
+    it("asks Entra ID once for calls made at once, and gives up on one that does not answer", async () => {
+      // A bot of a fresh app registration: no token of it is cached anywhere yet.
+      const other = await startTeamsServer();
+      const undo = other.trust();
+      try {
+        const fresh = createTeamsBot(teamsSchema.parse(other.config()));
+        const client = await fresh.connector();
+        await Promise.all(
+          Array.from({ length: 5 }, (_, i) =>
+            client.conversations.sendToConversation(conversation, message(`at once ${i}`)),
+          ),
+        );
+        expect(other.tokenRequests).toHaveLength(1);
+
+        const silent = await startTeamsServer();
+        const undoSilent = silent.trust();
+        try {
+          silent.silentTokens = true;
+          const stuck = await createTeamsBot(teamsSchema.parse(silent.config())).connector();
+          const started = Date.now();
+          await expect(
+            stuck.conversations.sendToConversation(conversation, message("never")),
+          ).rejects.toThrow();
+          expect(Date.now() - started).toBeLessThan(8000);
+          expect(silent.tokenRequests).toHaveLength(1);
+        } finally {
+          undoSilent();
+          await silent.close();
+        }
+      } finally {
+        undo();
+        await other.close();
+      }
+    }, 20_000);
+
     it("refuses a token it did not issue", async () => {
       const response = await fetch(
         `${teams.serviceUrl}v3/conversations/${encodeURIComponent(conversation)}/activities`,

@@ -175,6 +175,8 @@ export interface TeamsServer {
   addMember(member: TeamsMemberInput): TeamsChannelAccount;
   /** The next n Bot Connector calls answer `status` (with `headers`), whatever they were. */
   failNext(n: number, status: number, headers?: Record<string, string>): void;
+  /** While set, token requests are read and never answered (a hung Entra ID). */
+  silentTokens: boolean;
   /** A channel-to-bot token as the Bot Framework signs it, with `overrides` applied. */
   channelToken(overrides?: ChannelTokenOverrides): string;
   /** The invoke Teams sends for a click on an Adaptive Card Action.Execute button. */
@@ -473,6 +475,19 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
         return send(response, 200, aadMetadata(tenant));
       }
       if (request.method === "POST" && rest === "oauth2/v2.0/token") {
+        if (server.silentTokens) {
+          tokenRequests.push({
+            tenant,
+            grantType: undefined,
+            clientId: undefined,
+            clientSecret: undefined,
+            scope: undefined,
+            params: {},
+            status: 0,
+          });
+          request.resume();
+          return;
+        }
         return token(request, response, tenant);
       }
       // Entra ID's own signing keys: the bot never checks a token of its own, so none here.
@@ -730,6 +745,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       members.set(member.id, member);
       return member;
     },
+    silentTokens: false,
     failNext(n, status, headers = {}) {
       if (n > 0) failures.push({ remaining: n, status, headers });
     },

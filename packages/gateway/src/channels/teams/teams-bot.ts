@@ -17,6 +17,7 @@ import {
 } from "botframework-connector";
 import type { Activity } from "botframework-schema";
 import type { TeamsConfig } from "./teams-config.js";
+import { tokenNetwork } from "./token-network.js";
 
 /** The Bot Framework's own issuer and token audience (the same in tests). */
 const BOT_FRAMEWORK = "https://api.botframework.com";
@@ -31,6 +32,9 @@ export interface TeamsBot {
   /** A client for the configured Bot Connector, authenticated as the bot. */
   connector(): Promise<ConnectorClient>;
 }
+
+/** How long a request to Entra ID for the bot's token may take. */
+const TOKEN_DEADLINE_MS = 5_000;
 
 /** The SDK accepts a token until this long after its `exp`. */
 const CLOCK_TOLERANCE_MS = 5 * 60_000;
@@ -79,6 +83,7 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
       // The authority is the configured one: no asking Microsoft which clouds exist.
       knownAuthorities: [new URL(config.loginUrl).host],
     },
+    system: { networkClient: tokenNetwork(TOKEN_DEADLINE_MS) },
   });
   const auth: BotFrameworkAuthentication = BotFrameworkAuthenticationFactory.create(
     "",
