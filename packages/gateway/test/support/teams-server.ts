@@ -175,8 +175,11 @@ export interface TeamsServer {
   addMember(member: TeamsMemberInput): TeamsChannelAccount;
   /** The next n Bot Connector calls answer `status` (with `headers`), whatever they were. */
   failNext(n: number, status: number, headers?: Record<string, string>): void;
-  /** While set, token requests are read and never answered (a hung Entra ID). */
-  silentTokens: boolean;
+  /**
+   * How the token endpoint misbehaves: "silent" never answers, "drip" sends a good answer a
+   * byte every 500 ms, "html" answers 502 with a proxy's HTML page. Undefined: it works.
+   */
+  tokenFault: "silent" | "drip" | "html" | undefined;
   /** A channel-to-bot token as the Bot Framework signs it, with `overrides` applied. */
   channelToken(overrides?: ChannelTokenOverrides): string;
   /** The invoke Teams sends for a click on an Adaptive Card Action.Execute button. */
@@ -475,7 +478,8 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
         return send(response, 200, aadMetadata(tenant));
       }
       if (request.method === "POST" && rest === "oauth2/v2.0/token") {
-        if (server.silentTokens) {
+        const fault = server.tokenFault;
+        if (fault) {
           tokenRequests.push({
             tenant,
             grantType: undefined,
@@ -483,9 +487,30 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
             clientSecret: undefined,
             scope: undefined,
             params: {},
-            status: 0,
+            status: fault === "html" ? 502 : 0,
           });
           request.resume();
+          if (fault === "html") {
+            response.writeHead(502, { "content-type": "text/html" });
+            response.end("<html><body>Bad Gateway</body></html>");
+          } else if (fault === "drip") {
+            const answer = JSON.stringify({
+              token_type: "Bearer",
+              expires_in: 3600,
+              access_token: "dripped",
+            });
+            response.writeHead(200, { "content-type": "application/json" });
+            let at = 0;
+            const drip = setInterval(() => {
+              if (at >= answer.length || response.destroyed) {
+                clearInterval(drip);
+                response.end();
+                return;
+              }
+              response.write(answer[at++]);
+            }, 500);
+            response.once("close", () => clearInterval(drip));
+          }
           return;
         }
         return token(request, response, tenant);
@@ -745,7 +770,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       members.set(member.id, member);
       return member;
     },
-    silentTokens: false,
+    tokenFault: undefined,
     failNext(n, status, headers = {}) {
       if (n > 0) failures.push({ remaining: n, status, headers });
     },

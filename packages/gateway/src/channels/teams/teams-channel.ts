@@ -145,7 +145,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
    * whose UPN differs, is not told).
    */
   const notifyOwner = async (conversation: string, view: ChannelView): Promise<void> => {
-    let member: { id?: string };
+    let member: Member & { id?: string; userPrincipalName?: string };
     try {
       member = await call("getConversationMember", (client, options) =>
         client.conversations.getConversationMember(conversation, view.agent.owner, options),
@@ -154,7 +154,18 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       if (error instanceof ChannelUnavailable && error.status === 404) return;
       throw error;
     }
-    if (!member.id) return;
+    // Only the owner themself: a full member of the tenant whose e-mail or UPN it is.
+    const owner = view.agent.owner.toLowerCase();
+    const same = (value: string | undefined) => value?.toLowerCase() === owner;
+    if (
+      !member.id ||
+      member.tenantId !== config.tenantId ||
+      member.userRole !== "user" ||
+      !(same(member.email) || same(member.userPrincipalName))
+    ) {
+      logger.info({ requestId: view.id }, "the agent's owner is not a member Teams could tell");
+      return;
+    }
     const chat = await call("createConversation", (client, options) =>
       client.conversations.createConversation(
         {

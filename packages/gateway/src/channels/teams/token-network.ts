@@ -7,7 +7,12 @@
  * agent, as MSAL's own client uses.
  */
 import { request as httpsRequest } from "node:https";
-import type { INetworkModule, NetworkRequestOptions, NetworkResponse } from "@azure/msal-node";
+import {
+  AuthError,
+  type INetworkModule,
+  type NetworkRequestOptions,
+  type NetworkResponse,
+} from "@azure/msal-node";
 
 /** Form fields that differ between two asks for the same token: an id per request, telemetry. */
 const perRequest = ["client-request-id", "x-client-current-telemetry", "x-client-last-telemetry"];
@@ -43,9 +48,19 @@ export function tokenNetwork(deadlineMs: number): INetworkModule {
           ...(method === "POST" ? { "content-length": String(Buffer.byteLength(body)) } : {}),
         },
       });
-      request.setTimeout(ms, () =>
-        request.destroy(new Error(`${new URL(url).host} did not answer within ${ms / 1000} s`)),
+      // The whole exchange, not only idle time: a body that drips in must not outlast it.
+      const timer = setTimeout(
+        () =>
+          request.destroy(
+            // MSAL passes an AuthError on as it is; any other error becomes "network_error".
+            new AuthError(
+              "token_timeout",
+              `${new URL(url).host} did not answer within ${ms / 1000} s`,
+            ),
+          ),
+        ms,
       );
+      request.once("close", () => clearTimeout(timer));
       request.once("error", reject);
       request.once("response", (response) => {
         const chunks: Buffer[] = [];
@@ -57,8 +72,14 @@ export function tokenNetwork(deadlineMs: number): INetworkModule {
           try {
             parsed = JSON.parse(text);
           } catch {
-            // MSAL reads an error from a body it cannot parse as well as from none.
-            parsed = {};
+            parsed = undefined;
+          }
+          if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+            // As MSAL's own client: an error it can report, not an empty answer.
+            parsed = {
+              error: (response.statusCode ?? 0) >= 500 ? "server_error" : "client_error",
+              error_description: `HTTP ${response.statusCode} ${response.statusMessage ?? ""}, not a JSON object`,
+            };
           }
           const headers: Record<string, string> = {};
           for (const [name, value] of Object.entries(response.headers)) {
