@@ -387,8 +387,8 @@ describe("fake Teams", () => {
         const undoBroken = broken.trust();
         try {
           for (const [fault, said] of [
-            ["silent", /did not answer within 5 s/],
-            ["drip", /did not answer within 5 s/],
+            ["silent", /did not answer within 3 s/],
+            ["drip", /did not answer within 3 s/],
             ["html", /502/],
           ] as const) {
             broken.tokenFault = fault;

@@ -109,8 +109,9 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       const status = e.statusCode ? `HTTP ${e.statusCode}` : (e.message ?? String(error));
       throw new ChannelUnavailable(
         `Teams ${what} failed: ${status}`,
+        // Teams says when to come back; a wait past ten minutes is taken as ten.
         (e.statusCode === 429 || e.statusCode === 503) && Number.isFinite(after)
-          ? after * 1000
+          ? Math.min(after * 1000, 600_000)
           : undefined,
         e.statusCode,
       );
