@@ -223,6 +223,53 @@ describe("webhooks across a restart, and for good failures", () => {
     }
   });
 
+  // It writes the outbox straight into the SQLite file.
+  it.skipIf(onPostgres)(
+    "gives up on entries for a channel no longer configured once they have waited a day",
+    async () => {
+      const upstream = await startUpstream();
+      const receiver = await startReceiver();
+      let gw = await startGateway(config(upstream.url, receiver.url));
+      try {
+        await gw.close();
+        const file = join(gw.dir, "airlock.db");
+        const hour = 3_600_000;
+        let db = new Database(file);
+        const add = db.prepare(
+          "INSERT INTO outbox (topic, request_id, payload, available_at, created_at) VALUES (?, 'req_gone', '{}', ?, ?)",
+        );
+        add.run("channel:removed", Date.now() - 25 * hour, Date.now() - 25 * hour);
+        add.run("channel:removed", Date.now() - hour, Date.now() - hour);
+        db.close();
+        gw = await gw.restart();
+        db = new Database(file, { readonly: true });
+        try {
+          const states = () =>
+            (
+              db
+                .prepare("SELECT state FROM outbox WHERE topic = 'channel:removed' ORDER BY id")
+                .all() as {
+                state: string;
+              }[]
+            ).map((row) => row.state);
+          await until(() => states()[0] === "dead");
+          // The newer one may still find a gateway that has the channel (a rolling change).
+          expect(states()).toEqual(["dead", "pending"]);
+          expect(gw.logs.join("")).toContain(
+            "gave up on notifications for channels no gateway has",
+          );
+        } finally {
+          db.close();
+        }
+      } finally {
+        await gw.close();
+        removeDir(gw.dir);
+        await receiver.close();
+        await upstream.close();
+      }
+    },
+  );
+
   // It reads the outbox straight from the SQLite file.
   it.skipIf(onPostgres)("keeps a delivery that never succeeds as a dead letter", async () => {
     const upstream = await startUpstream();

@@ -23,6 +23,12 @@ const TOPIC_PREFIX = "channel:";
  */
 const LEASE_MS = 5 * 60_000;
 
+/**
+ * How long an entry for a channel this process lacks may wait, untried, for a replica that
+ * has it (during a rolling config change, say) before it is given up as a dead letter.
+ */
+const UNCLAIMED_MS = 24 * 3_600_000;
+
 export interface DispatcherOptions {
   store: Store;
   channels: readonly Channel[];
@@ -55,9 +61,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const maxAttempts = options.maxAttempts ?? 12;
   const backoff = options.backoff ?? ((attempt) => Math.min(300_000, 1000 * 2 ** (attempt - 1)));
   const byName = new Map(channels.map((c) => [c.name, c]));
+  const topics = channels.map((c) => TOPIC_PREFIX + c.name);
   let running: Promise<void> | undefined;
   let again = false;
   let timer: NodeJS.Timeout | undefined;
+  let unclaimedTimer: NodeJS.Timeout | undefined;
   let stopped = false;
 
   const approvalChannels = channels.filter(isApprovalChannel);
@@ -161,7 +169,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       again = false;
       let items: OutboxItem[];
       try {
-        items = await store.claimOutbox(clock(), LEASE_MS, 50);
+        items = await store.claimOutbox(clock(), LEASE_MS, 50, topics);
       } catch (error) {
         logger.warn({ err: error }, "could not read the outbox; will retry");
         return;
@@ -183,6 +191,25 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     } while (again && !stopped);
   };
 
+  /** Entries for channels no process has: given up once they have waited long enough. */
+  const abandon = async (): Promise<void> => {
+    try {
+      const given = await store.abandonOutbox(
+        clock() - UNCLAIMED_MS,
+        topics,
+        `no gateway delivered it within ${UNCLAIMED_MS / 3_600_000} h: none has this channel configured`,
+      );
+      if (given > 0) {
+        logger.warn(
+          { entries: given },
+          "gave up on notifications for channels no gateway has configured; kept as dead letters",
+        );
+      }
+    } catch (error) {
+      logger.warn({ err: error }, "could not look for notifications nobody can deliver");
+    }
+  };
+
   const kick = () => {
     if (stopped || channels.length === 0) return;
     if (running) {
@@ -202,6 +229,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       if (channels.length === 0) return;
       timer = setInterval(kick, options.pollInterval ?? 1000);
       timer.unref();
+      unclaimedTimer = setInterval(() => void abandon(), 3_600_000);
+      unclaimedTimer.unref();
+      void abandon();
       kick();
     },
     async idle() {
@@ -210,6 +240,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     async stop() {
       stopped = true;
       if (timer) clearInterval(timer);
+      if (unclaimedTimer) clearInterval(unclaimedTimer);
       while (running) await running;
     },
   };

@@ -144,8 +144,22 @@ export interface Store {
   listTokens(): Promise<TokenRecord[]>;
   revokeToken(id: string, event: AuditEventInput): Promise<boolean>;
 
-  /** Leases due outbox items to this process for `leaseMs`. */
-  claimOutbox(now: number, leaseMs: number, limit: number): Promise<OutboxItem[]>;
+  /**
+   * Leases due outbox items of `topics` (the channels this process has) to it for `leaseMs`.
+   * Items of other topics are left to the replicas that have their channel.
+   */
+  claimOutbox(
+    now: number,
+    leaseMs: number,
+    limit: number,
+    topics: readonly string[],
+  ): Promise<OutboxItem[]>;
+  /**
+   * Gives up on pending items of other topics than `topics` that nobody has tried and that
+   * were due before `before` (no process has their channel, e.g. one removed from the
+   * config): they become dead letters with `error`. Returns how many.
+   */
+  abandonOutbox(before: number, topics: readonly string[], error: string): Promise<number>;
   /** A delivered item is deleted: only dead letters are kept. */
   completeOutbox(id: number): Promise<void>;
   /** Schedules another attempt, or with `dead` gives up and keeps the item for inspection. */

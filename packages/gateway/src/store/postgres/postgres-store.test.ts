@@ -502,22 +502,52 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     const events = (items: { payload: Record<string, unknown> }[]) =>
       items.map((item) => item.payload.event);
     const now = T0 + 10;
-    const [first] = await a.claimOutbox(now, 60_000, 10);
+    const [first] = await a.claimOutbox(now, 60_000, 10, ["channel:slack"]);
     expect(first?.payload.event).toBe("requested");
     await db.query(
       "INSERT INTO outbox (topic, request_id, payload, available_at, created_at) VALUES ('channel:slack', $1, '{\"event\":\"reviewed\"}', $2, $2)",
       [change.request.id, now],
     );
     // Another replica does not deliver the vote while the first message is still going out,
-    expect(events(await b.claimOutbox(now, 60_000, 10))).toEqual([]);
+    expect(events(await b.claimOutbox(now, 60_000, 10, ["channel:slack"]))).toEqual([]);
     // nor while it waits to be tried again,
     await a.failOutbox(first!.id, "Slack rate-limited", now + 5000);
-    expect(events(await b.claimOutbox(now + 1, 60_000, 10))).toEqual([]);
+    expect(events(await b.claimOutbox(now + 1, 60_000, 10, ["channel:slack"]))).toEqual([]);
     // and once it went out, the vote is next.
-    const [retried] = await b.claimOutbox(now + 5000, 60_000, 10);
+    const [retried] = await b.claimOutbox(now + 5000, 60_000, 10, ["channel:slack"]);
     expect(retried?.id).toBe(first!.id);
     await b.completeOutbox(retried!.id);
-    expect(events(await a.claimOutbox(now + 5000, 60_000, 10))).toEqual(["reviewed"]);
+    expect(events(await a.claimOutbox(now + 5000, 60_000, 10, ["channel:slack"]))).toEqual([
+      "reviewed",
+    ]);
+  });
+
+  it("leaves a channel's entries to the replicas that have it, and gives up on those nobody tries", async () => {
+    await db.query("DELETE FROM outbox");
+    const change = pendingChange();
+    const entry = (topic: string) => ({ topic, requestId: change.request.id, payload: { topic } });
+    await a.insertRequest(change, [
+      entry("channel:teams"),
+      entry("channel:slack"),
+      entry("channel:old"),
+    ]);
+    const now = T0 + 10;
+    // B has Slack only (its config predates Teams): it takes Slack's entry and no other.
+    const [slack] = await b.claimOutbox(now, 60_000, 10, ["channel:slack"]);
+    expect(slack?.topic).toBe("channel:slack");
+    expect(await b.claimOutbox(now, 60_000, 10, ["channel:slack"])).toEqual([]);
+    // A has both: Teams' entry is its to deliver, and it fails once.
+    const [teams] = await a.claimOutbox(now, 60_000, 10, ["channel:slack", "channel:teams"]);
+    expect(teams?.topic).toBe("channel:teams");
+    await a.failOutbox(teams!.id, "Teams down", now + 1000);
+    // Nothing is given up before it has waited; then only what nobody has tried.
+    expect(await b.abandonOutbox(T0 - 1, ["channel:slack"], "nobody")).toBe(0);
+    expect(await b.abandonOutbox(T0 + 1, ["channel:slack"], "nobody has it")).toBe(1);
+    expect(await db.query("SELECT topic, state, last_error FROM outbox ORDER BY id")).toEqual([
+      { topic: "channel:teams", state: "pending", last_error: "Teams down" },
+      { topic: "channel:slack", state: "pending", last_error: null },
+      { topic: "channel:old", state: "dead", last_error: "nobody has it" },
+    ]);
   });
 
   it("never leases one outbox item to two replicas at once", async () => {
@@ -530,11 +560,12 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       payload: { i },
     }));
     await a.insertRequest(change, entries);
+    const webhooks = entries.map((entry) => entry.topic);
     const now = T0 + 10;
     const claimed: number[] = [];
     const drain = async (store: Store) => {
       for (;;) {
-        const items = await store.claimOutbox(now, 60_000, 7);
+        const items = await store.claimOutbox(now, 60_000, 7, webhooks);
         if (items.length === 0) return;
         claimed.push(...items.map((item) => item.id));
       }
@@ -544,14 +575,14 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(new Set(claimed).size).toBe(150);
 
     // Leased items come back once their lease is over, attempts counted.
-    const [again] = await b.claimOutbox(now + 60_000, 1000, 1);
+    const [again] = await b.claimOutbox(now + 60_000, 1000, 1, webhooks);
     expect(again).toMatchObject({ topic: "webhook:0", attempts: 2, createdAt: T0 });
     await a.completeOutbox(again!.id);
-    const [retry] = await a.claimOutbox(now + 60_000, 1000, 1);
+    const [retry] = await a.claimOutbox(now + 60_000, 1000, 1, webhooks);
     await b.failOutbox(retry!.id, "HTTP 500", now + 100_000);
-    const [dead] = await a.claimOutbox(now + 60_000, 1000, 1);
+    const [dead] = await a.claimOutbox(now + 60_000, 1000, 1, webhooks);
     await b.failOutbox(dead!.id, "gone", null);
-    const due = await a.claimOutbox(now + 200_000, 1000, 1000);
+    const due = await a.claimOutbox(now + 200_000, 1000, 1000, webhooks);
     expect(due.map((item) => item.id)).toContain(retry!.id);
     expect(due.map((item) => item.id)).not.toContain(dead!.id);
     expect(due.map((item) => item.id)).not.toContain(again!.id);
@@ -930,7 +961,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
         c.transition(change.request.id, approve("bob@example.com"), plan),
         c.insertRequest(other, []),
         c.appendAudit([auditInput("test.down")]),
-        c.claimOutbox(T0, 1000, 10),
+        c.claimOutbox(T0, 1000, 10, ["x"]),
         c.findTokenByHash("z".repeat(64)),
         c.takeSignIn("g".repeat(64), T0),
       ];

@@ -418,7 +418,12 @@ export class PostgresStore implements Store {
   }
 
   /** `SKIP LOCKED`: replicas claiming at once each take different items, none waits. */
-  async claimOutbox(now: number, leaseMs: number, limit: number): Promise<OutboxItem[]> {
+  async claimOutbox(
+    now: number,
+    leaseMs: number,
+    limit: number,
+    topics: readonly string[],
+  ): Promise<OutboxItem[]> {
     const rows = await this.query(
       "claim outbox items",
       // One request's entries for one channel go in order, across replicas: an entry waits
@@ -426,13 +431,13 @@ export class PostgresStore implements Store {
       // not hold it). An earlier one locked by another replica's claim counts as due.
       `UPDATE outbox SET lease_until = $1, attempts = attempts + 1
       WHERE id IN (SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.available_at <= $2
-        AND (o.lease_until IS NULL OR o.lease_until <= $2)
+        AND (o.lease_until IS NULL OR o.lease_until <= $2) AND o.topic = ANY($4::text[])
         AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.request_id = o.request_id
           AND e.topic = o.topic AND e.id < o.id AND e.state = 'pending'
           AND (e.attempts > 0 OR e.available_at <= $2))
         ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED)
       RETURNING id, topic, request_id, payload, attempts, created_at`,
-      [now + leaseMs, now, limit],
+      [now + leaseMs, now, limit, topics],
     );
     return rows
       .map((row) => ({
@@ -444,6 +449,17 @@ export class PostgresStore implements Store {
         createdAt: row.created_at as number,
       }))
       .sort((a, b) => a.id - b.id);
+  }
+
+  async abandonOutbox(before: number, topics: readonly string[], error: string): Promise<number> {
+    const rows = await this.query(
+      "give up on outbox items nobody can deliver",
+      `UPDATE outbox SET state = 'dead', last_error = $3
+      WHERE state = 'pending' AND attempts = 0 AND available_at < $1
+        AND NOT (topic = ANY($2::text[])) RETURNING id`,
+      [before, topics, error],
+    );
+    return rows.length;
   }
 
   async completeOutbox(id: number): Promise<void> {

@@ -211,6 +211,20 @@ describe("SQLite store: group commit", () => {
 });
 
 describe("SQLite store: outbox", () => {
+  it("claims only its channels' entries, and gives up on others nobody tried for long enough", async () => {
+    const store = openSqliteStore(tempDb());
+    const change = allowed(1000);
+    const entry = (topic: string) => ({ topic, requestId: change.request.id, payload: {} });
+    await store.insertRequest(change, [entry("channel:slack"), entry("channel:removed")]);
+    const claimed = await store.claimOutbox(2000, 60_000, 10, ["channel:slack"]);
+    expect(claimed.map((item) => item.topic)).toEqual(["channel:slack"]);
+    expect(await store.abandonOutbox(999, ["channel:slack"], "gone")).toBe(0);
+    expect(await store.abandonOutbox(1001, ["channel:slack"], "gone")).toBe(1);
+    // Dead, it is claimed by nobody, even a process that has the channel again.
+    expect(await store.claimOutbox(2000, 60_000, 10, ["channel:removed"])).toEqual([]);
+    await store.close();
+  });
+
   it("deletes what was delivered and keeps dead letters, and clears what older versions kept", async () => {
     const path = tempDb();
     let store = openSqliteStore(path);
@@ -221,7 +235,11 @@ describe("SQLite store: outbox", () => {
       payload: { i },
     });
     await store.insertRequest(change, [entry(1), entry(2), entry(3)]);
-    const [delivered, dead, older] = await store.claimOutbox(2000, 60_000, 10);
+    const [delivered, dead, older] = await store.claimOutbox(2000, 60_000, 10, [
+      "webhook:1",
+      "webhook:2",
+      "webhook:3",
+    ]);
     await store.completeOutbox(delivered!.id);
     await store.failOutbox(dead!.id, "gone", null);
     await store.close();

@@ -321,6 +321,7 @@ export class SqliteStore implements Store {
       claimOutbox: db.prepare(`UPDATE outbox SET lease_until = @lease_until, attempts = attempts + 1
         WHERE id IN (SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.available_at <= @now
         AND (o.lease_until IS NULL OR o.lease_until <= @now)
+        AND o.topic IN (SELECT value FROM json_each(@topics))
         AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.request_id = o.request_id
           AND e.topic = o.topic AND e.id < o.id AND e.state = 'pending'
           AND (e.attempts > 0 OR e.available_at <= @now))
@@ -331,6 +332,9 @@ export class SqliteStore implements Store {
         last_error = ? WHERE id = ?`),
       deadOutbox: db.prepare(`UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = ?
         WHERE id = ?`),
+      abandonOutbox: db.prepare(`UPDATE outbox SET state = 'dead', last_error = @error
+        WHERE state = 'pending' AND attempts = 0 AND available_at < @before
+        AND topic NOT IN (SELECT value FROM json_each(@topics))`),
       insertSession: db.prepare(`INSERT INTO sessions (id_hash, email, issuer, subject, groups,
         auth_time, acr, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       expireSessions: db.prepare("DELETE FROM sessions WHERE expires_at <= ?"),
@@ -658,9 +662,20 @@ export class SqliteStore implements Store {
     });
   }
 
-  async claimOutbox(now: number, leaseMs: number, limit: number): Promise<OutboxItem[]> {
+  async claimOutbox(
+    now: number,
+    leaseMs: number,
+    limit: number,
+    topics: readonly string[],
+  ): Promise<OutboxItem[]> {
     const rows = await this.write(
-      () => this.stmt.claimOutbox.all({ now, lease_until: now + leaseMs, limit }) as Row[],
+      () =>
+        this.stmt.claimOutbox.all({
+          now,
+          lease_until: now + leaseMs,
+          limit,
+          topics: JSON.stringify(topics),
+        }) as Row[],
     );
     return rows.map((row) => ({
       id: row.id as number,
@@ -674,6 +689,12 @@ export class SqliteStore implements Store {
 
   async completeOutbox(id: number): Promise<void> {
     await this.write(() => this.stmt.completeOutbox.run(id));
+  }
+
+  async abandonOutbox(before: number, topics: readonly string[], error: string): Promise<number> {
+    return this.write(
+      () => this.stmt.abandonOutbox.run({ before, topics: JSON.stringify(topics), error }).changes,
+    );
   }
 
   async failOutbox(id: number, error: string, retryAt: number | null): Promise<void> {
