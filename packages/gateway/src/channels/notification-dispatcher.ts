@@ -226,12 +226,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     plan,
     kick,
     start() {
-      if (channels.length === 0) return;
-      timer = setInterval(kick, options.pollInterval ?? 1000);
-      timer.unref();
+      // Also without channels: entries left by channels since removed are given up.
       unclaimedTimer = setInterval(() => void abandon(), 3_600_000);
       unclaimedTimer.unref();
       void abandon();
+      if (channels.length === 0) return;
+      timer = setInterval(kick, options.pollInterval ?? 1000);
+      timer.unref();
       kick();
     },
     async idle() {
