@@ -66,6 +66,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   let again = false;
   let timer: NodeJS.Timeout | undefined;
   let unclaimedTimer: NodeJS.Timeout | undefined;
+  let abandoning: Promise<void> | undefined;
   let stopped = false;
 
   const approvalChannels = channels.filter(isApprovalChannel);
@@ -192,7 +193,14 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   };
 
   /** Entries for channels no process has: given up once they have waited long enough. */
-  const abandon = async (): Promise<void> => {
+  const abandon = (): Promise<void> => {
+    if (stopped) return Promise.resolve();
+    abandoning ??= giveUp().finally(() => {
+      abandoning = undefined;
+    });
+    return abandoning;
+  };
+  const giveUp = async (): Promise<void> => {
     try {
       const given = await store.abandonOutbox(
         clock() - UNCLAIMED_MS,
@@ -226,6 +234,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     plan,
     kick,
     start() {
+      if (stopped) return;
       // Also without channels: entries left by channels since removed are given up.
       unclaimedTimer = setInterval(() => void abandon(), 3_600_000);
       unclaimedTimer.unref();
@@ -237,11 +246,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     },
     async idle() {
       while (running) await running;
+      await abandoning;
     },
     async stop() {
       stopped = true;
       if (timer) clearInterval(timer);
       if (unclaimedTimer) clearInterval(unclaimedTimer);
+      await abandoning;
       while (running) await running;
     },
   };

@@ -155,9 +155,10 @@ export interface Store {
     topics: readonly string[],
   ): Promise<OutboxItem[]>;
   /**
-   * Gives up on pending items of other topics than `topics` that nobody has tried and that
-   * were due before `before` (no process has their channel, e.g. one removed from the
-   * config): they become dead letters with `error`. Returns how many.
+   * Gives up on pending items of other topics than `topics` that nobody has claimed since
+   * `before` (due before it, leased until before it) and that no earlier item of theirs
+   * holds back: no process has their channel (one removed from the config). They become
+   * dead letters with `error`. Returns how many.
    */
   abandonOutbox(before: number, topics: readonly string[], error: string): Promise<number>;
   /** A delivered item is deleted: only dead letters are kept. */

@@ -187,4 +187,9 @@ export const postgresMigrations: Migration[] = [
     name: "outbox entries of one request and channel are delivered in order",
     sql: "CREATE INDEX outbox_request_order ON outbox (request_id, topic, id);",
   },
+  {
+    version: 6,
+    name: "outbox entries are claimed by topic (each gateway claims its channels' only)",
+    sql: "CREATE INDEX outbox_pending_topic ON outbox (topic, available_at) WHERE state = 'pending';",
+  },
 ];

@@ -548,6 +548,10 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       { topic: "channel:slack", state: "pending", last_error: null },
       { topic: "channel:old", state: "dead", last_error: "nobody has it" },
     ]);
+    // Teams then leaves every config: its entry, tried once, is given up once nobody has
+    // touched it for long enough, and not while its retry or a lease is recent.
+    expect(await b.abandonOutbox(now + 500, ["channel:slack"], "removed")).toBe(0);
+    expect(await b.abandonOutbox(now + 70_000, ["channel:slack"], "removed")).toBe(1);
   });
 
   it("never leases one outbox item to two replicas at once", async () => {

@@ -454,9 +454,12 @@ export class PostgresStore implements Store {
   async abandonOutbox(before: number, topics: readonly string[], error: string): Promise<number> {
     const rows = await this.query(
       "give up on outbox items nobody can deliver",
-      `UPDATE outbox SET state = 'dead', last_error = $3
-      WHERE state = 'pending' AND attempts = 0 AND available_at < $1
-        AND NOT (topic = ANY($2::text[])) RETURNING id`,
+      `UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = $3
+      WHERE state = 'pending' AND available_at < $1 AND (lease_until IS NULL OR lease_until < $1)
+        AND NOT (topic = ANY($2::text[]))
+        AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.request_id = outbox.request_id
+          AND e.topic = outbox.topic AND e.id < outbox.id AND e.state = 'pending')
+      RETURNING id`,
       [before, topics, error],
     );
     return rows.length;

@@ -222,6 +222,19 @@ describe("SQLite store: outbox", () => {
     expect(await store.abandonOutbox(1001, ["channel:slack"], "gone")).toBe(1);
     // Dead, it is claimed by nobody, even a process that has the channel again.
     expect(await store.claimOutbox(2000, 60_000, 10, ["channel:removed"])).toEqual([]);
+
+    // Tried before its channel went (in retry, or leased by a process that stopped) counts
+    // as untried once nobody has touched it since; one held back by such an entry waits.
+    const other = allowed(5000);
+    const later = (topic: string) => ({ topic, requestId: other.request.id, payload: {} });
+    await store.insertRequest(other, [later("channel:webhook-2"), later("channel:webhook-2")]);
+    const [tried] = await store.claimOutbox(6000, 60_000, 1, ["channel:webhook-2"]);
+    await store.failOutbox(tried!.id, "HTTP 503", 7000);
+    // Its lease and its retry are both recent: nothing yet.
+    expect(await store.abandonOutbox(6500, ["channel:slack"], "gone")).toBe(0);
+    // Later, the tried one goes first; the one behind it in the next round.
+    expect(await store.abandonOutbox(70_000, ["channel:slack"], "gone")).toBe(1);
+    expect(await store.abandonOutbox(70_000, ["channel:slack"], "gone")).toBe(1);
     await store.close();
   });
 

@@ -332,9 +332,12 @@ export class SqliteStore implements Store {
         last_error = ? WHERE id = ?`),
       deadOutbox: db.prepare(`UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = ?
         WHERE id = ?`),
-      abandonOutbox: db.prepare(`UPDATE outbox SET state = 'dead', last_error = @error
-        WHERE state = 'pending' AND attempts = 0 AND available_at < @before
-        AND topic NOT IN (SELECT value FROM json_each(@topics))`),
+      abandonOutbox: db.prepare(`UPDATE outbox SET state = 'dead', lease_until = NULL,
+        last_error = @error WHERE state = 'pending' AND available_at < @before
+        AND (lease_until IS NULL OR lease_until < @before)
+        AND topic NOT IN (SELECT value FROM json_each(@topics))
+        AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.request_id = outbox.request_id
+          AND e.topic = outbox.topic AND e.id < outbox.id AND e.state = 'pending')`),
       insertSession: db.prepare(`INSERT INTO sessions (id_hash, email, issuer, subject, groups,
         auth_time, acr, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       expireSessions: db.prepare("DELETE FROM sessions WHERE expires_at <= ?"),
