@@ -2,9 +2,8 @@
 import type { ParsedConfig } from "../config/config-schema.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
-import type { Channel } from "./channel.js";
+import type { Channel, ClaimOnce } from "./channel.js";
 import { createSlackChannel, SLACK_CHANNEL } from "./slack/slack-channel.js";
-import type { ClaimOnce } from "./slack/slack-signature.js";
 import { createTeamsChannel, TEAMS_CHANNEL } from "./teams/teams-channel.js";
 import { createWebhookChannel } from "./webhook/webhook-channel.js";
 

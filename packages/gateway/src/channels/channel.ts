@@ -4,6 +4,7 @@
  * after each vote and at the end, and may receive decisions through its own routes.
  */
 import type { FastifyInstance } from "fastify";
+import type { Logger } from "../observability/logger.js";
 import type { Reviewer } from "../requests/request-transitions.js";
 import type { ActionRequest, NotificationEvent, RequestStatus } from "../requests/request-types.js";
 import type { ReviewerView } from "../requests/request-views.js";
@@ -36,6 +37,19 @@ export type DecisionSink = (args: {
   decision: "approve" | "deny";
   comment: string;
 }) => Promise<unknown>;
+
+/** True the first time `key` is offered, false while an earlier offer has not expired. */
+export type ClaimOnce = (key: string, expiresAt: number, now: number) => Promise<boolean>;
+
+/** What a chat channel (Slack, Teams) that receives clicks needs from the gateway. */
+export interface ChatChannelDeps {
+  logger: Logger;
+  /** Records an accepted click, so that a replay is refused on any replica. */
+  claimOnce: ClaimOnce;
+  /** The configured reviewer with this e-mail, if any. */
+  reviewer: (email: string) => { email: string; groups: readonly string[] } | undefined;
+  clock?: () => number;
+}
 
 /** The request as channels show it, for a channel that must check what its message offered. */
 export type ViewReader = (requestId: string) => Promise<ChannelView | undefined>;

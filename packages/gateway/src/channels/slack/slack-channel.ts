@@ -13,6 +13,7 @@ import {
   type Channel,
   type ChannelNotice,
   ChannelUnavailable,
+  type ChatChannelDeps,
   type DecisionSink,
 } from "../channel.js";
 import type { SlackConfig } from "./slack-config.js";
@@ -27,16 +28,9 @@ import {
   requestMessage,
   reviewModal,
 } from "./slack-messages.js";
-import { type ClaimOnce, createSlackVerifier, type SignatureProblem } from "./slack-signature.js";
+import { createSlackVerifier, type SignatureProblem } from "./slack-signature.js";
 
-export interface SlackDeps {
-  logger: Logger;
-  /** Records an accepted payload's signature, so that a replay is refused on any replica. */
-  claimOnce: ClaimOnce;
-  /** The configured reviewer with this e-mail, if any. */
-  reviewer: (email: string) => { email: string; groups: readonly string[] } | undefined;
-  clock?: () => number;
-}
+export type SlackDeps = ChatChannelDeps;
 
 interface Ref {
   channel: string;

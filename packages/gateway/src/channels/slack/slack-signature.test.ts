@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { type ClaimOnce, createSlackVerifier, slackSignature } from "./slack-signature.js";
+import type { ClaimOnce } from "../channel.js";
+import { createSlackVerifier, slackSignature } from "./slack-signature.js";
 
 const secret = "8f742231b10e8888abcd99yyyzzz85a5";
 const body = "payload=%7B%22type%22%3A%22block_actions%22%7D";

@@ -5,6 +5,7 @@
  * another replica, or after a restart, is refused too.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
+import type { ClaimOnce } from "../channel.js";
 
 export const SIGNATURE_WINDOW_S = 300;
 
@@ -17,9 +18,6 @@ export interface SlackVerifier {
     rawBody: string,
   ): Promise<SignatureProblem | undefined>;
 }
-
-/** True the first time `key` is offered, false while an earlier offer has not expired. */
-export type ClaimOnce = (key: string, expiresAt: number, now: number) => Promise<boolean>;
 
 export function slackSignature(secret: string, timestamp: string, rawBody: string): string {
   return `v0=${createHmac("sha256", secret).update(`v0:${timestamp}:${rawBody}`).digest("hex")}`;

@@ -16,10 +16,10 @@ import {
   type ChannelNotice,
   ChannelUnavailable,
   type ChannelView,
+  type ChatChannelDeps,
   type DecisionSink,
   type ViewReader,
 } from "../channel.js";
-import type { ClaimOnce } from "../slack/slack-signature.js";
 import { acceptedUntil, createTeamsBot, type TeamsBot } from "./teams-bot.js";
 import {
   confirmedRisks,
@@ -31,13 +31,7 @@ import {
 } from "./teams-cards.js";
 import type { TeamsConfig } from "./teams-config.js";
 
-export interface TeamsDeps {
-  logger: Logger;
-  /** Records an accepted activity's id, so that a replay is refused on any replica. */
-  claimOnce: ClaimOnce;
-  /** The configured reviewer with this e-mail, if any. */
-  reviewer: (email: string) => { email: string; groups: readonly string[] } | undefined;
-  clock?: () => number;
+export interface TeamsDeps extends ChatChannelDeps {
   /** The Bot Framework client; made from the config when absent. */
   bot?: TeamsBot;
 }
