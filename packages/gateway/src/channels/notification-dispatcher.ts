@@ -24,7 +24,7 @@ const TOPIC_PREFIX = "channel:";
 const LEASE_MS = 5 * 60_000;
 
 /**
- * How long an entry for a channel this process lacks may wait, untried, for a replica that
+ * How long an entry for a channel this process lacks may wait, untouched, for a replica that
  * has it (during a rolling config change, say) before it is given up as a dead letter.
  */
 const UNCLAIMED_MS = 24 * 3_600_000;

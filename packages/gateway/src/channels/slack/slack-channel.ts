@@ -7,7 +7,6 @@ import { WebClient } from "@slack/web-api";
 import type { FastifyInstance } from "fastify";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
-import type { Logger } from "../../observability/logger.js";
 import type { ActionRequest } from "../../requests/request-types.js";
 import {
   type Channel,

@@ -47,8 +47,8 @@ function codePoint(char: string): string {
 }
 
 /**
- * The text with bidirectional controls made visible, cut to `max` characters (never inside a
- * surrogate pair or a control's code), with how much was left out.
+ * The text with the characters above shown as code points, cut to `max` characters (never
+ * inside a surrogate pair or a code point's text), with how much was left out.
  */
 function shown(text: string, max: number): { text: string; omitted: number } {
   const visible = text.replace(unshown, codePoint);

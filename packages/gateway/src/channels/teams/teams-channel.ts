@@ -9,7 +9,6 @@ import type { Activity, ConversationParameters } from "botframework-schema";
 import type { FastifyInstance } from "fastify";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
-import type { Logger } from "../../observability/logger.js";
 import type { ActionRequest } from "../../requests/request-types.js";
 import {
   type Channel,
@@ -39,7 +38,7 @@ export interface TeamsDeps extends ChatChannelDeps {
 /** The Teams channel's name, as a rule's `review.channels` names it. */
 export const TEAMS_CHANNEL = "teams";
 
-/** How long a Bot Connector call may take, the SDK's own retries and the token included. */
+/** How long a Bot Connector call may take, the bot's token included. */
 const CALL_DEADLINE_MS = 10_000;
 /** Teams waits about five seconds for an invoke's answer: who clicked must be known sooner. */
 const LOOKUP_DEADLINE_MS = 4_000;
