@@ -2,7 +2,7 @@
 import type { ParsedConfig } from "../config/config-schema.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
-import type { Channel, ClaimOnce } from "./channel.js";
+import type { Channel, ChatChannelDeps, ClaimOnce } from "./channel.js";
 import { createSlackChannel, SLACK_CHANNEL } from "./slack/slack-channel.js";
 import { createTeamsChannel, TEAMS_CHANNEL } from "./teams/teams-channel.js";
 import { createWebhookChannel } from "./webhook/webhook-channel.js";
@@ -15,29 +15,15 @@ export function configuredChannels(
     createWebhookChannel(webhook.name ?? `webhook-${index + 1}`, webhook, deps),
   );
   const reviewers = new Map(config.reviewers.map((r) => [r.email, r]));
-  const reviewer = (email: string) => reviewers.get(email.toLowerCase());
-  const slack = config.channels.slack;
-  if (slack) {
-    channels.push(
-      createSlackChannel(slack, {
-        logger: deps.logger,
-        claimOnce: deps.claimOnce,
-        reviewer,
-        ...(deps.clock ? { clock: deps.clock } : {}),
-      }),
-    );
-  }
-  const teams = config.channels.teams;
-  if (teams) {
-    channels.push(
-      createTeamsChannel(teams, {
-        logger: deps.logger,
-        claimOnce: deps.claimOnce,
-        reviewer,
-        ...(deps.clock ? { clock: deps.clock } : {}),
-      }),
-    );
-  }
+  const chat: ChatChannelDeps = {
+    logger: deps.logger,
+    claimOnce: deps.claimOnce,
+    reviewer: (email) => reviewers.get(email.toLowerCase()),
+    ...(deps.clock ? { clock: deps.clock } : {}),
+  };
+  const { slack, teams } = config.channels;
+  if (slack) channels.push(createSlackChannel(slack, chat));
+  if (teams) channels.push(createTeamsChannel(teams, chat));
   return channels;
 }
 

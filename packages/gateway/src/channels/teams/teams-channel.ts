@@ -70,6 +70,13 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   const members = new Map<string, { email: string; until: number }>();
 
   /**
+   * A full member of the configured tenant: guests, anonymous users, members of another
+   * tenant (a shared channel) and any role Teams may add later are nobody.
+   */
+  const fullMember = (member: Member) =>
+    member.tenantId === config.tenantId && member.userRole === "user";
+
+  /**
    * One Bot Connector call, given up after `ms` (the SDK sets no deadline of its own, and a
    * call that never ends would hold the outbox's delivery, and every channel's after it).
    */
@@ -153,8 +160,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     const same = (value: string | undefined) => value?.toLowerCase() === owner;
     if (
       !member.id ||
-      member.tenantId !== config.tenantId ||
-      member.userRole !== "user" ||
+      !fullMember(member) ||
       !(same(member.email) || same(member.userPrincipalName))
     ) {
       logger.info({ requestId: view.id }, "the agent's owner is not a member Teams could tell");
@@ -229,9 +235,9 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   };
 
   /**
-   * The member's e-mail, cached for `userCacheTtl`. Guests, anonymous users, members of
-   * another tenant (a shared channel) and members without an e-mail map to nobody; a
-   * refusal is not cached, so a fixed account works at its next click.
+   * The member's e-mail, cached for `userCacheTtl`. Only a full member with an e-mail, and
+   * the Entra account the click named, maps to anyone; a refusal is not cached, so a fixed
+   * account works at its next click.
    */
   const emailOf = async (vote: Vote, fresh: boolean): Promise<string | undefined> => {
     const cached = members.get(vote.user);
@@ -243,9 +249,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       LOOKUP_DEADLINE_MS,
     )) as Member;
     const email =
-      member.tenantId === config.tenantId &&
-      // Only full members: guests, anonymous users and any role Teams may add later are nobody.
-      member.userRole === "user" &&
+      fullMember(member) &&
       (vote.aadObjectId === undefined || member.aadObjectId === vote.aadObjectId) &&
       typeof member.email === "string" &&
       member.email.includes("@")
