@@ -12,6 +12,28 @@ export function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
+/** An instant to the minute, in UTC ("2030-01-02 15:04 UTC"); "never" for none. */
+export function utcMinute(iso: string | null): string {
+  return iso ? `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC` : "never";
+}
+
+/**
+ * Where the votes stand: "1 of 2 approvals; 1 more approval needed from finance", or "no
+ * review asked". `clip` makes the group names safe for the channel and short.
+ */
+export function approvalsLine(
+  view: ChannelView,
+  clip: (text: string, max: number) => string,
+): string {
+  if (!view.review) return "no review asked";
+  const { approvals, quorum, approvers } = view.review;
+  const count = `${approvals} of ${quorum} approvals`;
+  const left = Math.max(0, quorum - approvals);
+  if (left === 0) return count;
+  const from = approvers.length === 0 ? "any reviewer" : names(approvers.map((g) => clip(g, 80)));
+  return `${count}; ${plural(left, "more approval")} needed from ${from}`;
+}
+
 /** A message's title for a request in each state. */
 export const statusTitle: Record<ChannelView["status"], string> = {
   pending: "Approval needed",

@@ -24,6 +24,11 @@ export function textProblem(text: string): string | undefined {
  */
 export const BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069";
 
+/** How text shown to people writes a character it must not show as itself: `[U+202E]`. */
+export function codePointText(char: string): string {
+  return `[U+${(char.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, "0")}]`;
+}
+
 /** At most `max` UTF-16 units, never cutting a surrogate pair in two. */
 export function truncateText(text: string, max: number): string {
   if (text.length <= max) return text;

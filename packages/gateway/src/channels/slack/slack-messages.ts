@@ -9,9 +9,18 @@ import type {
 } from "@slack/types";
 import { z } from "zod";
 import type { Json } from "../../common/canonical-json.js";
-import { BIDI_CONTROLS } from "../../common/storable-text.js";
+import { BIDI_CONTROLS, codePointText } from "../../common/storable-text.js";
 import type { ChannelView } from "../channel.js";
-import { factLines, names, plural, refusal, statusTitle, timeUntil } from "../review-text.js";
+import {
+  approvalsLine,
+  factLines,
+  names,
+  plural,
+  refusal,
+  statusTitle,
+  timeUntil,
+  utcMinute,
+} from "../review-text.js";
 
 export const actionIds = {
   approve: "airlock_approve",
@@ -55,7 +64,7 @@ function entity(char: string): string {
   if (char === "&") return "&amp;";
   if (char === "<") return "&lt;";
   if (char === ">") return "&gt;";
-  return `[U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}]`;
+  return codePointText(char);
 }
 
 /**
@@ -127,15 +136,11 @@ function jsonText(value: Json): string {
   return JSON.stringify(value, null, 2) ?? "null";
 }
 
-function utc(iso: string): string {
-  return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
-}
-
 /** Shown in each reader's own time zone, with the UTC time where Slack cannot format it. */
 function slackDate(iso: string): string {
   const seconds = Math.floor(Date.parse(iso) / 1000);
   if (!Number.isFinite(seconds)) return clip(iso, 40);
-  return `<!date^${seconds}^{date_short_pretty} {time}|${utc(iso)}>`;
+  return `<!date^${seconds}^{date_short_pretty} {time}|${utcMinute(iso)}>`;
 }
 
 /**
@@ -212,7 +217,7 @@ function statusLine(view: ChannelView): string {
   const summary = view.outcome ? clip(view.outcome.summary, budget.summary) : "";
   switch (view.status) {
     case "pending":
-      return `:hourglass_flowing_sand: *Waiting for review*: ${approvalsLine(view)}`;
+      return `:hourglass_flowing_sand: *Waiting for review*: ${approvalsLine(view, clip)}`;
     case "approved":
       return `:white_check_mark: *Approved* ${by}; about to run`;
     case "executing":
@@ -243,14 +248,6 @@ function approvalsCount(view: ChannelView): string {
   return view.review
     ? `${view.review.approvals} of ${view.review.quorum} approvals`
     : plural(approvedBy(view).length, "approval");
-}
-
-function approvalsLine(view: ChannelView): string {
-  if (!view.review) return "no review asked";
-  const left = remaining(view);
-  return left === 0
-    ? `${approvalsCount(view)}`
-    : `${approvalsCount(view)}; ${plural(left, "more approval")} needed from ${approvers(view)}`;
 }
 
 function reviewLines(view: ChannelView): string {
@@ -355,8 +352,8 @@ export function requestMessage(view: ChannelView): { text: string; blocks: Known
         `*Action*\n${clip(view.operation, budget.short)} on ${clip(view.connection, budget.short)} (${clip(view.connectionType, 40)})`,
         `*Risk*\n${riskEmoji[view.risk.level] ?? ""} ${clip(view.risk.level, 20)}: ${clip(view.risk.reason, budget.short)}\nConnector's hint: ${clip(hint.level, 20)}, ${clip(hint.reason, budget.short)}`,
         `*Rule*\n${clip(view.decision.rule ?? "(none)", budget.short)}: ${clip(view.decision.reason, budget.short)}${view.decision.error ? `\n:warning: ${clip(view.decision.error, budget.short)}` : ""}`,
-        `*Approvals*\n${approvalsLine(view)}${view.review?.stepUp ? "\nStep-up sign-in required to approve" : ""}`,
-        `*Expires*\n${view.expiresAt ? `${slackDate(view.expiresAt)} (${utc(view.expiresAt)})` : "never"}`,
+        `*Approvals*\n${approvalsLine(view, clip)}${view.review?.stepUp ? "\nStep-up sign-in required to approve" : ""}`,
+        `*Expires*\n${view.expiresAt ? `${slackDate(view.expiresAt)} (${utcMinute(view.expiresAt)})` : "never"}`,
       ].map((text) => ({
         type: "mrkdwn" as const,
         text: clip0(text, limits.field),
@@ -479,7 +476,7 @@ export function outcomeReply(view: ChannelView): string {
   const summary = view.outcome ? clip(view.outcome.summary, budget.summary) : "";
   switch (view.status) {
     case "pending":
-      return `Waiting for review: ${approvalsLine(view)}`;
+      return `Waiting for review: ${approvalsLine(view, clip)}`;
     case "approved":
       return `${by}; about to run`;
     case "executing":

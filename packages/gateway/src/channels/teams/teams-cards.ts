@@ -5,9 +5,18 @@
  * bidirectional controls shown as what they are.
  */
 import type { Json } from "../../common/canonical-json.js";
-import { BIDI_CONTROLS } from "../../common/storable-text.js";
+import { BIDI_CONTROLS, codePointText } from "../../common/storable-text.js";
 import type { ChannelView } from "../channel.js";
-import { factLines, names, plural, refusal, statusTitle, timeUntil } from "../review-text.js";
+import {
+  approvalsLine,
+  factLines,
+  names,
+  plural,
+  refusal,
+  statusTitle,
+  timeUntil,
+  utcMinute,
+} from "../review-text.js";
 
 export const verbs = { approve: "airlock.approve", deny: "airlock.deny" } as const;
 
@@ -42,16 +51,12 @@ const unshown = new RegExp(
   "gu",
 );
 
-function codePoint(char: string): string {
-  return `[U+${(char.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, "0")}]`;
-}
-
 /**
  * The text with the characters above shown as code points, cut to `max` characters (never
  * inside a surrogate pair or a code point's text), with how much was left out.
  */
 function shown(text: string, max: number): { text: string; omitted: number } {
-  const visible = text.replace(unshown, codePoint);
+  const visible = text.replace(unshown, codePointText);
   if (visible.length <= max) return { text: visible, omitted: 0 };
   let cut = visible.slice(0, max - 1);
   if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
@@ -108,24 +113,10 @@ function json(value: Json): string {
   return JSON.stringify(value, null, 2) ?? "null";
 }
 
-function utc(iso: string | null): string {
-  return iso ? `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC` : "never";
-}
-
 /** The action in a few words, from the preview's first line ("POST /refunds on billing-api"). */
 function what(view: ChannelView): string {
   const line = view.preview.split("\n", 1)[0]?.trim() ?? "";
   return `${line ? clip(line, 80) : clip(view.operation, 80)} on ${clip(view.connection, 80)}`;
-}
-
-function approvalsLine(view: ChannelView): string {
-  if (!view.review) return "no review asked";
-  const { approvals, quorum, approvers } = view.review;
-  const left = Math.max(0, quorum - approvals);
-  const from = approvers.length === 0 ? "any reviewer" : names(approvers.map((g) => clip(g, 80)));
-  return left === 0
-    ? `${approvals} of ${quorum} approvals`
-    : `${approvals} of ${quorum} approvals; ${plural(left, "more approval")} needed from ${from}`;
 }
 
 /** Where the request stands, or how it ended. */
@@ -139,27 +130,27 @@ export function statusLine(view: ChannelView): string {
   const summary = view.outcome ? `: ${clip(view.outcome.summary, 300)}` : "";
   switch (view.status) {
     case "pending":
-      return `Waiting for review: ${approvalsLine(view)}`;
+      return `Waiting for review: ${approvalsLine(view, clip)}`;
     case "approved":
       return `Approved ${by}; about to run`;
     case "executing":
       return `Approved ${by}; running now`;
     case "succeeded":
-      return `Approved ${by}; succeeded ${utc(view.finishedAt)}${summary}`;
+      return `Approved ${by}; succeeded ${utcMinute(view.finishedAt)}${summary}`;
     case "failed": {
       const reason = view.outcome?.reason ? ` (${clip(view.outcome.reason, 300)})` : "";
-      return `Approved ${by}; failed ${utc(view.finishedAt)}${summary}${reason}`;
+      return `Approved ${by}; failed ${utcMinute(view.finishedAt)}${summary}${reason}`;
     }
     case "denied": {
       const deny = view.reviews.find((r) => r.decision === "deny");
       if (!deny) return `Denied by the policy: ${clip(view.decision.reason, 300)}`;
       const comment = deny.comment ? `: “${clip(deny.comment, budget.comment)}”` : "";
-      return `Denied by ${clip(deny.reviewer, 120)} ${utc(deny.at)}${comment}`;
+      return `Denied by ${clip(deny.reviewer, 120)} ${utcMinute(deny.at)}${comment}`;
     }
     case "expired":
-      return `Expired ${utc(view.finishedAt)} with ${approvalsLine(view)}`;
+      return `Expired ${utcMinute(view.finishedAt)} with ${approvalsLine(view, clip)}`;
     case "cancelled":
-      return `Cancelled by the agent ${utc(view.finishedAt)}`;
+      return `Cancelled by the agent ${utcMinute(view.finishedAt)}`;
   }
 }
 
@@ -304,10 +295,10 @@ export function requestCard(view: ChannelView): {
     rich(
       label("Approvals"),
       run(
-        `${approvalsLine(view)}${view.review?.stepUp ? "; step-up sign-in required to approve" : ""}`,
+        `${approvalsLine(view, clip)}${view.review?.stepUp ? "; step-up sign-in required to approve" : ""}`,
       ),
     ),
-    rich(label("Expires"), run(utc(view.expiresAt))),
+    rich(label("Expires"), run(utcMinute(view.expiresAt))),
     ...preview.elements,
     ...(facts ? [rich(label("Facts"), run(clip(facts, budget.facts), { isSubtle: true }))] : []),
     // The claim sits right under the action it claims to explain, so a mismatch shows.
@@ -323,7 +314,7 @@ export function requestCard(view: ChannelView): {
       rich(
         run(r.decision === "approve" ? "Approved" : "Denied", { weight: "Bolder" }),
         run(
-          ` by ${clip(r.reviewer, budget.short)} ${utc(r.at)} (verified by ${clip(r.verifiedBy, 40)})`,
+          ` by ${clip(r.reviewer, budget.short)} ${utcMinute(r.at)} (verified by ${clip(r.verifiedBy, 40)})`,
         ),
         ...(r.comment ? [run(`: “${clip(r.comment, budget.comment)}”`, { italic: true })] : []),
       ),
@@ -336,7 +327,7 @@ export function requestCard(view: ChannelView): {
   body.push(
     rich(
       run(
-        `Request ${clip(view.id, 100)} · hash ${view.hash.slice(0, 12)}… · asked ${utc(view.createdAt)}`,
+        `Request ${clip(view.id, 100)} · hash ${view.hash.slice(0, 12)}… · asked ${utcMinute(view.createdAt)}`,
         {
           isSubtle: true,
           size: "Small",
@@ -362,9 +353,9 @@ export function requestCard(view: ChannelView): {
 /** A reminder in the card's thread (plain text): time left and approvals still needed. */
 export function reminderText(view: ChannelView, now: number): string {
   const expires = view.expiresAt
-    ? `expires ${timeUntil(Date.parse(view.expiresAt) - now)} (${utc(view.expiresAt)})`
+    ? `expires ${timeUntil(Date.parse(view.expiresAt) - now)} (${utcMinute(view.expiresAt)})`
     : "does not expire";
-  return `Reminder: request ${clip(view.id, 100)} (${what(view)}) is waiting for review, ${approvalsLine(view)}, and ${expires}.`;
+  return `Reminder: request ${clip(view.id, 100)} (${what(view)}) is waiting for review, ${approvalsLine(view, clip)}, and ${expires}.`;
 }
 
 /** Refusals in Teams' own words; the rest are every chat's (review-text.ts). */
