@@ -25,6 +25,7 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { readBody, sendJson } from "./json-http.js";
 
 export interface SlackCall {
   method: string;
@@ -224,25 +225,6 @@ function findElement(
     }
   }
   return undefined;
-}
-
-function readBody(request: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    request.on("data", (chunk: Buffer) => chunks.push(chunk));
-    request.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    request.on("error", reject);
-  });
-}
-
-function send(
-  response: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-) {
-  response.writeHead(status, { "content-type": "application/json; charset=utf-8", ...headers });
-  response.end(JSON.stringify(body));
 }
 
 export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<FakeSlack> {
@@ -488,46 +470,46 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     }
     const raw = await readBody(request);
     if (down === "503") {
-      send(response, 503, { ok: false, error: "service_unavailable" });
+      sendJson(response, 503, { ok: false, error: "service_unavailable" });
       return;
     }
     const url = new URL(request.url ?? "/", "http://127.0.0.1");
     if (!url.pathname.startsWith("/api/")) {
       // Airlock answers clicks through the Web API; a response_url is never meant to be
       // used, so a use fails loudly here instead of reaching for hooks.slack.com.
-      send(response, 404, { ok: false, error: "not_served_by_fake_slack" });
+      sendJson(response, 404, { ok: false, error: "not_served_by_fake_slack" });
       return;
     }
     const method = url.pathname.slice("/api/".length);
     const retryAfter = takeRateLimit(method);
     if (retryAfter !== undefined) {
       limited.push(method);
-      send(response, 429, fail("ratelimited"), { "retry-after": String(retryAfter) });
+      sendJson(response, 429, fail("ratelimited"), { "retry-after": String(retryAfter) });
       return;
     }
     const args = decodeArgs(raw, request.headers["content-type"] ?? "", url.searchParams);
     if (!args) {
-      send(response, 200, fail("invalid_form_data"));
+      sendJson(response, 200, fail("invalid_form_data"));
       return;
     }
     const bearer = /^Bearer (.+)$/.exec(request.headers.authorization ?? "")?.[1];
     const token = bearer ?? str(args, "token");
     delete args.token;
     if (token === undefined) {
-      send(response, 200, fail("not_authed"));
+      sendJson(response, 200, fail("not_authed"));
       return;
     }
     if (token !== botToken) {
-      send(response, 200, fail("invalid_auth"));
+      sendJson(response, 200, fail("invalid_auth"));
       return;
     }
     const answer = methods[method];
     if (!answer) {
-      send(response, 200, { ...fail("unknown_method"), req_method: method });
+      sendJson(response, 200, { ...fail("unknown_method"), req_method: method });
       return;
     }
     calls.push({ method, args, at: Date.now() });
-    send(response, 200, answer(args));
+    sendJson(response, 200, answer(args));
   };
 
   const server = createServer((request, response) => {

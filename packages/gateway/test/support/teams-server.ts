@@ -38,6 +38,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
 import type { Activity, TeamsChannelAccount } from "botframework-schema";
+import { readBody, sendJson } from "./json-http.js";
 
 /** The Bot Framework's issuer, and the audience of the bot's own tokens. */
 const BOT_FRAMEWORK = "https://api.botframework.com";
@@ -265,25 +266,6 @@ function signingPair(dir: string, name: string, endorsements: string[]): Signing
   };
 }
 
-function readBody(request: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    request.on("data", (chunk: Buffer) => chunks.push(chunk));
-    request.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    request.on("error", reject);
-  });
-}
-
-function send(
-  response: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-) {
-  response.writeHead(status, { "content-type": "application/json; charset=utf-8", ...headers });
-  response.end(JSON.stringify(body));
-}
-
 function listen(server: Server | https.Server): Promise<number> {
   return new Promise((resolve) => {
     server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port));
@@ -412,7 +394,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     tokenRequests.push(record);
     const refuse = (status: number, error: string, code: number, description: string) => {
       record.status = status;
-      send(response, status, aadError(error, code, description, correlation));
+      sendJson(response, status, aadError(error, code, description, correlation));
     };
     if (params.grant_type !== "client_credentials") {
       return refuse(
@@ -452,7 +434,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     const accessToken = randomBytes(32).toString("base64url");
     issuedTokens.add(accessToken);
     record.accessToken = accessToken;
-    send(response, 200, {
+    sendJson(response, 200, {
       token_type: "Bearer",
       expires_in: 3600,
       ext_expires_in: 3600,
@@ -469,13 +451,13 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       const rest = login[2];
       if (request.method === "GET" && rest === "v2.0/.well-known/openid-configuration") {
         if (tenant !== tenantId) {
-          return send(
+          return sendJson(
             response,
             400,
             aadError("invalid_tenant", 90002, `Tenant '${tenant}' not found.`, randomUUID()),
           );
         }
-        return send(response, 200, aadMetadata(tenant));
+        return sendJson(response, 200, aadMetadata(tenant));
       }
       if (request.method === "POST" && rest === "oauth2/v2.0/token") {
         const fault = server.tokenFault;
@@ -517,7 +499,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       }
       // Entra ID's own signing keys: the bot never checks a token of its own, so none here.
       if (request.method === "GET" && rest === "discovery/v2.0/keys") {
-        return send(response, 200, { keys: [] });
+        return sendJson(response, 200, { keys: [] });
       }
     }
     if (
@@ -525,7 +507,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       url.pathname === "/botframework/v1/.well-known/openidconfiguration"
     ) {
       // What login.botframework.com publishes: the SDK reads only jwks_uri.
-      return send(response, 200, {
+      return sendJson(response, 200, {
         issuer: BOT_FRAMEWORK,
         authorization_endpoint: "https://invalid.botframework.com",
         jwks_uri: `${identityBase}/botframework/v1/.well-known/keys`,
@@ -534,9 +516,9 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       });
     }
     if (request.method === "GET" && url.pathname === "/botframework/v1/.well-known/keys") {
-      return send(response, 200, { keys: [teamsKey.jwk, ...(otherKey ? [otherKey.jwk] : [])] });
+      return sendJson(response, 200, { keys: [teamsKey.jwk, ...(otherKey ? [otherKey.jwk] : [])] });
     }
-    send(response, 404, { error: "not_found", error_description: `no ${url.pathname} here` });
+    sendJson(response, 404, { error: "not_found", error_description: `no ${url.pathname} here` });
   });
 
   /** Increasing, in the form of Teams' channel message ids (milliseconds since the epoch). */
@@ -587,7 +569,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     calls.push(call);
     const answer = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       call.status = status;
-      send(response, status, body, headers);
+      sendJson(response, status, body, headers);
     };
 
     if (raw !== "") {

@@ -1,5 +1,6 @@
 import type { KnownBlock } from "@slack/types";
 import { describe, expect, it } from "vitest";
+import { pendingView, viewId } from "../../../test/support/channel-views.js";
 import type { ChannelView } from "../channel.js";
 import {
   actionIds,
@@ -14,39 +15,7 @@ import {
   reviewModal,
 } from "./slack-messages.js";
 
-const id = "req_01hzz0000000000000000000000";
-
-function pending(over: Partial<ChannelView> = {}): ChannelView {
-  return {
-    id,
-    status: "pending",
-    agent: { name: "support-bot", owner: "alice@example.com", labels: { team: "support" } },
-    connection: "billing-api",
-    connectionType: "http",
-    operation: "request",
-    preview: "POST /refunds\n{ amount: 4200 }",
-    facts: { http: { method: "POST", path: "/refunds" } },
-    risk: {
-      level: "high",
-      reason: "set by rule refunds",
-      hint: { level: "medium", reason: "a write" },
-    },
-    justification: "Customer was charged twice",
-    context: { ticket: "T-1" },
-    input: { method: "POST", path: "/refunds", body: { amount: 4200, card_number: "[masked]" } },
-    maskedFields: ["body.card_number"],
-    hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-    decision: { decision: "review", rule: "refunds", reason: "refunds need two finance reviewers" },
-    review: { approvers: ["finance"], quorum: 2, approvals: 0, stepUp: false },
-    reviews: [],
-    approvalUrl: `http://airlock.test/requests/${id}`,
-    createdAt: "2030-01-02T15:04:05.000Z",
-    updatedAt: "2030-01-02T15:04:05.000Z",
-    expiresAt: "2030-01-02T15:19:05.000Z",
-    finishedAt: null,
-    ...over,
-  };
-}
+const id = viewId;
 
 const approval = (reviewer: string, at = "2030-01-02T15:06:00.000Z") => ({
   reviewer,
@@ -77,7 +46,7 @@ function texts(blocks: KnownBlock[]): string[] {
 
 describe("requestMessage", () => {
   it("gives a pending request the four buttons, each carrying the request id", () => {
-    const { blocks, text } = requestMessage(pending());
+    const { blocks, text } = requestMessage(pendingView());
     const buttons = elements(blocks);
     expect(buttons.map((b) => b.action_id).sort()).toEqual(
       [
@@ -99,7 +68,7 @@ describe("requestMessage", () => {
   });
 
   it("offers no approve action at all for a step-up request, only the link to Airlock", () => {
-    const view = pending({ review: { approvers: [], quorum: 1, approvals: 0, stepUp: true } });
+    const view = pendingView({ review: { approvers: [], quorum: 1, approvals: 0, stepUp: true } });
     const { blocks } = requestMessage(view);
     const ids = elements(blocks).map((b) => b.action_id);
     expect(ids).not.toContain(actionIds.approve);
@@ -113,7 +82,7 @@ describe("requestMessage", () => {
 
   it("offers no approve action for an action too long to show whole, only the link", () => {
     // Padding pushes what matters (the amount) past what the message can show.
-    const view = pending({
+    const view = pendingView({
       input: { method: "POST", path: "/refunds", body: { memo: "x".repeat(4000), amount: 999999 } },
     });
     const { blocks } = requestMessage(view);
@@ -127,14 +96,14 @@ describe("requestMessage", () => {
     expect(ids).toContain(actionIds.deny);
     expect(texts(blocks).join("\n")).toContain("too long to show whole here");
     // Shown whole, the usual buttons.
-    expect(elements(requestMessage(pending()).blocks).map((b) => b.action_id)).toContain(
+    expect(elements(requestMessage(pendingView()).blocks).map((b) => b.action_id)).toContain(
       actionIds.approve,
     );
   });
 
   it("marks every text verbatim, so a bare URL the agent wrote is not made a link", () => {
     const { blocks } = requestMessage(
-      pending({ justification: "see https://evil.example/login for the invoice" }),
+      pendingView({ justification: "see https://evil.example/login for the invoice" }),
     );
     const objects = blocks.flatMap((b) => {
       if (b.type === "section") return [b.text, ...(b.fields ?? [])];
@@ -149,7 +118,9 @@ describe("requestMessage", () => {
   it("keeps a preview inside its code block however many backticks it holds", () => {
     for (const run of [3, 4, 5, 6, 9]) {
       const fence = "`".repeat(run);
-      const view = pending({ preview: `SELECT 1 -- ${fence}\n*Risk*: :large_green_circle: low` });
+      const view = pendingView({
+        preview: `SELECT 1 -- ${fence}\n*Risk*: :large_green_circle: low`,
+      });
       const block = texts(requestMessage(view).blocks).find((t) =>
         t.startsWith("*What will run*"),
       )!;
@@ -160,7 +131,7 @@ describe("requestMessage", () => {
   });
 
   it("shows a resolved request without buttons, saying who decided and how it ran", () => {
-    const view = pending({
+    const view = pendingView({
       status: "succeeded",
       review: { approvers: ["finance"], quorum: 2, approvals: 2, stepUp: false },
       reviews: [approval("bob@example.com"), approval("carol@example.com")],
@@ -176,7 +147,7 @@ describe("requestMessage", () => {
     expect(all).toContain(id);
 
     const denied = requestMessage(
-      pending({
+      pendingView({
         status: "denied",
         reviews: [{ ...approval("bob@example.com"), decision: "deny", comment: "duplicate" }],
       }),
@@ -187,7 +158,7 @@ describe("requestMessage", () => {
 
   it("escapes mentions and links the agent writes, wherever they would appear", () => {
     const evil = "Routine <!channel> see <https://evil.example|the ticket> & <@U123>";
-    const view = pending({
+    const view = pendingView({
       justification: evil,
       preview: evil,
       context: { note: evil },
@@ -203,12 +174,12 @@ describe("requestMessage", () => {
     expect(json).not.toContain("<https://evil");
     expect(json).not.toContain("<@U123>");
     expect(texts(blocks).join("\n")).toContain("&lt;!channel&gt;");
-    expect(outcomeReply(pending({ status: "denied", reviews: [] }))).not.toContain("<");
+    expect(outcomeReply(pendingView({ status: "denied", reviews: [] }))).not.toContain("<");
   });
 
   it("cuts a huge input, and keeps every text and the block count within Slack's limits", () => {
     const huge = "x&<".repeat(40_000);
-    const view = pending({
+    const view = pendingView({
       input: { body: huge, more: Array.from({ length: 50 }, (_, i) => ({ i, huge })) },
       preview: huge,
       justification: `${huge}\n`.repeat(200),
@@ -242,27 +213,27 @@ describe("requestMessage", () => {
   });
 
   it("shows masked input fields as [masked] and names what was masked", () => {
-    const { blocks } = requestMessage(pending());
+    const { blocks } = requestMessage(pendingView());
     const input = texts(blocks).find((t) => t.startsWith("*Input*")) ?? "";
     expect(input).toContain('"card_number": "[masked]"');
     expect(input).toContain("masked by the policy: body.card_number");
   });
 
   it("shows only a short prefix of the hash", () => {
-    const view = pending();
+    const view = pendingView();
     const json = JSON.stringify(requestMessage(view).blocks);
     expect(json).not.toContain(view.hash);
     expect(json).toContain(view.hash.slice(0, 12));
   });
 
   it("asks for a second look before approving a high-risk action", () => {
-    const high = elements(requestMessage(pending()).blocks).find(
+    const high = elements(requestMessage(pendingView()).blocks).find(
       (b) => b.action_id === actionIds.approve,
     );
     expect(high).toHaveProperty("confirm");
     const low = elements(
       requestMessage(
-        pending({ risk: { level: "low", reason: "r", hint: { level: "low", reason: "r" } } }),
+        pendingView({ risk: { level: "low", reason: "r", hint: { level: "low", reason: "r" } } }),
       ).blocks,
     ).find((b) => b.action_id === actionIds.approve);
     expect(low).not.toHaveProperty("confirm");
@@ -328,7 +299,7 @@ describe("thread and ephemeral texts", () => {
   it("says how a request ended", () => {
     expect(
       outcomeReply(
-        pending({
+        pendingView({
           status: "succeeded",
           reviews: [approval("bob@example.com"), approval("carol@example.com")],
           outcome: { summary: "HTTP 200, 512 bytes", result: null },
@@ -337,7 +308,7 @@ describe("thread and ephemeral texts", () => {
     ).toBe("Approved by bob@example.com and carol@example.com; executed: HTTP 200, 512 bytes");
     expect(
       outcomeReply(
-        pending({
+        pendingView({
           status: "denied",
           reviews: [{ ...approval("bob@example.com"), decision: "deny", comment: "<dup>" }],
         }),
@@ -345,7 +316,7 @@ describe("thread and ephemeral texts", () => {
     ).toBe("Denied by bob@example.com: &lt;dup&gt;");
     expect(
       outcomeReply(
-        pending({
+        pendingView({
           status: "expired",
           review: { approvers: ["finance"], quorum: 2, approvals: 1, stepUp: false },
           reviews: [approval("bob@example.com")],
@@ -371,7 +342,7 @@ describe("thread and ephemeral texts", () => {
   });
 
   it("reminds with the time left and the approvals still needed", () => {
-    const view = pending({
+    const view = pendingView({
       review: { approvers: ["finance"], quorum: 2, approvals: 1, stepUp: false },
     });
     const text = reminderText(view, Date.parse("2030-01-02T15:09:05.000Z"));
@@ -381,10 +352,10 @@ describe("thread and ephemeral texts", () => {
   });
 
   it("escalates with the configured mention", () => {
-    expect(escalationText(pending(), "S0123ABC")).toMatch(/^<!subteam\^S0123ABC> /);
-    expect(escalationText(pending(), "here")).toMatch(/^<!here> /);
-    expect(escalationText(pending(), "@channel")).toMatch(/^<!channel> /);
-    expect(escalationText(pending(), "@oncall")).toMatch(/^@oncall /);
+    expect(escalationText(pendingView(), "S0123ABC")).toMatch(/^<!subteam\^S0123ABC> /);
+    expect(escalationText(pendingView(), "here")).toMatch(/^<!here> /);
+    expect(escalationText(pendingView(), "@channel")).toMatch(/^<!channel> /);
+    expect(escalationText(pendingView(), "@oncall")).toMatch(/^@oncall /);
   });
 
   it("escapes the three control characters and shows bidirectional controls, nothing else", () => {
@@ -392,7 +363,10 @@ describe("thread and ephemeral texts", () => {
     // A right-to-left override would show "refund 100" for "refund 001" and the like.
     expect(escapeMrkdwn("refund \u202e001\u202c")).toBe("refund [U+202E]001[U+202C]");
     const { blocks } = requestMessage(
-      pending({ justification: "refund \u202e0001\u202c", preview: "POST /refunds/\u2067x\u2069" }),
+      pendingView({
+        justification: "refund \u202e0001\u202c",
+        preview: "POST /refunds/\u2067x\u2069",
+      }),
     );
     const all = texts(blocks).join("\n");
     expect(all).not.toMatch(/[\u202a-\u202e\u2066-\u2069]/);
