@@ -3,7 +3,9 @@
  * ends it `failed` with "outcome unknown"; pending requests survive a restart; two approvals
  * landing together lead to exactly one execution.
  */
+import { once } from "node:events";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -188,6 +190,20 @@ describe("in-process restarts and races", () => {
     }
     const again = await startGateway(testConfig(upstream.url), { dir: first.dir });
     await again.close();
+  });
+
+  it("stops although a client holds a connection it never sent a request on", async () => {
+    const gw = await startGateway(testConfig(upstream.url));
+    dirs.push(gw.dir);
+    // A balancer's or an HTTP client's spare connection: open, silent.
+    const spare = connect(Number(new URL(gw.url).port), "127.0.0.1");
+    await once(spare, "connect");
+    const ended = once(spare, "close");
+    const stopped = gw.close();
+    // Node alone leaves it open until the client gives up; the stop would wait for that.
+    await ended;
+    await stopped;
+    expect(spare.destroyed).toBe(true);
   });
 
   it("keeps pending requests and their votes across a restart", async () => {

@@ -6,6 +6,7 @@
 
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import Fastify, {
   type FastifyBaseLogger,
@@ -126,6 +127,24 @@ function answerRaw(
   socket.destroy(cause);
 }
 
+/**
+ * At close, Node ends idle keep-alive connections but not those that never sent a request (a
+ * balancer's or a client's spare connection), which would hold the stop until the client
+ * gives up or the headers timeout ends them a minute later. Those are ended here.
+ */
+function closeUnusedConnections(app: FastifyInstance): void {
+  const unused = new Set<Socket>();
+  app.server.on("connection", (socket: Socket) => {
+    unused.add(socket);
+    socket.once("close", () => unused.delete(socket));
+  });
+  app.server.on("request", (request: IncomingMessage) => unused.delete(request.socket));
+  app.addHook("preClose", (done) => {
+    for (const socket of unused) socket.destroy();
+    done();
+  });
+}
+
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const { logger, metrics } = deps;
   const app = Fastify({
@@ -154,6 +173,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     clientErrorHandler: clientError,
     ...(deps.trustProxy ? { trustProxy: deps.trustProxy } : {}),
   });
+
+  closeUnusedConnections(app);
 
   // Callback hooks, not async ones: they run on every request and a promise each adds up.
   app.addHook("onRequest", (request, reply, done) => {
