@@ -7,7 +7,11 @@ import { maskInput } from "../masking/input-mask.js";
 import { type Eligibility, eligibility } from "./request-transitions.js";
 import type { ActionRequest, Review } from "./request-types.js";
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+function iso(ms: number): string;
+function iso(ms: number | null): string | null;
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
 
 export function approvalUrl(publicUrl: string, id: string): string {
   return `${publicUrl}/requests/${id}`;

@@ -1,0 +1,314 @@
+/**
+ * The agent SDK (`@airlock/sdk`) against a real gateway on loopback, and through a loopback
+ * proxy that loses answers, refuses calls or never answers, as networks and balancers do.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import {
+  type Action,
+  AirlockClient,
+  type AirlockClientOptions,
+  AirlockError,
+  isFinal,
+} from "@airlock/sdk";
+import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest";
+import { isTerminal, requestStatuses } from "../src/requests/request-types.js";
+import type { AgentView } from "../src/requests/request-views.js";
+import {
+  api,
+  read,
+  refund,
+  removeDir,
+  SECRET,
+  startGateway,
+  type TestGateway,
+  testConfig,
+  until,
+  vote,
+} from "./support/gateway.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+/** What the proxy does with one call: pass it on, or fail it one way or another. */
+type Fault = "drop-answer" | "unavailable" | "hang" | "html";
+
+interface Proxy {
+  url: string;
+  /** Faults for the calls to come, in order; calls after them pass. */
+  faults: Fault[];
+  /** Every call that reached the proxy: method and path. */
+  calls: string[];
+  close(): Promise<void>;
+}
+
+async function startProxy(target: string): Promise<Proxy> {
+  const faults: Fault[] = [];
+  const calls: string[] = [];
+  const hanging = new Set<ServerResponse>();
+  const server = createServer(async (request: IncomingMessage, response: ServerResponse) => {
+    calls.push(`${request.method} ${request.url}`);
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    const fault = faults.shift();
+    if (fault === "unavailable") {
+      response.writeHead(503, { "content-type": "application/json", "retry-after": "0" });
+      response.end(JSON.stringify({ error: { code: "store_unavailable", message: "down" } }));
+      return;
+    }
+    if (fault === "html") {
+      response.writeHead(502, { "content-type": "text/html" });
+      response.end("<html><body>Bad gateway</body></html>");
+      return;
+    }
+    if (fault === "hang") {
+      hanging.add(response);
+      return;
+    }
+    const answer = await fetch(target + request.url, {
+      method: request.method ?? "GET",
+      headers: request.headers as Record<string, string>,
+      ...(chunks.length > 0 ? { body: Buffer.concat(chunks) } : {}),
+    });
+    const text = await answer.text();
+    // The gateway did the work; its answer is lost on the way back.
+    if (fault === "drop-answer") {
+      request.socket.destroy();
+      return;
+    }
+    response.writeHead(answer.status, { "content-type": "application/json" });
+    response.end(text);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    faults,
+    calls,
+    close: async () => {
+      for (const response of hanging) response.destroy();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+let upstream: Upstream;
+let gw: TestGateway;
+let proxy: Proxy;
+let agentToken: string;
+const reviewers: Record<string, string> = {};
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  gw = await startGateway(testConfig(upstream.url));
+  proxy = await startProxy(gw.url);
+  agentToken = await gw.token("agent", "support-bot");
+  for (const name of ["bob", "carol"]) {
+    reviewers[name] = await gw.token("reviewer", `${name}@example.com`);
+  }
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await gw.close();
+  await upstream.close();
+  removeDir(gw.dir);
+});
+
+const client = (options: Partial<AirlockClientOptions> = {}) =>
+  new AirlockClient({ url: gw.url, token: agentToken, ...options });
+const callsTo = (path: string) => upstream.calls.filter((c) => c.url === `/api${path}`).length;
+const refusal = (promise: Promise<unknown>) =>
+  promise.then(
+    () => {
+      throw new Error("expected the call to fail");
+    },
+    (error: unknown) => error,
+  );
+
+describe("the SDK's types", () => {
+  it("describe what the gateway answers", () => {
+    // Checked by the typecheck: a field the gateway renames or retypes breaks it.
+    expectTypeOf<AgentView>().toExtend<Action>();
+    for (const status of requestStatuses) expect(isFinal(status)).toBe(isTerminal(status));
+  });
+});
+
+describe("submitting", () => {
+  it("runs an allowed action and answers with its result, the credential nowhere", async () => {
+    const action = await client().submit(read("/sdk-allowed"));
+    expect(action.status).toBe("succeeded");
+    expect(action.decision).toMatchObject({ decision: "allow", rule: "reads pass" });
+    expect(action.result).toMatchObject({ status: 200, body: { url: "/api/sdk-allowed" } });
+    // A key of its own, so that its retries find this request.
+    expect(action.idempotencyKey).toMatch(/^[0-9a-f-]{36}$/);
+    expect(JSON.stringify(action)).not.toContain(SECRET);
+    expect(callsTo("/sdk-allowed")).toBe(1);
+  });
+
+  it("answers a policy's denial with the action, not an error", async () => {
+    const action = await client().submit({ ...read(), input: { method: "DELETE", path: "/x" } });
+    expect(action.status).toBe("denied");
+    expect(action.decision).toMatchObject({ decision: "deny", rule: "nothing else" });
+  });
+
+  it("answers pending with where reviewers decide", async () => {
+    const action = await client().submit(refund());
+    expect(action.status).toBe("pending");
+    expect(action.approvalUrl).toBe(`http://airlock.test/requests/${action.id}`);
+    expect(action).toMatchObject({ quorum: 2, approvals: 0 });
+    // Masked per policy, as every view of it is.
+    expect(JSON.stringify(action.input)).not.toContain("4242424242424242");
+  });
+
+  it("throws the gateway's errors with their code, field and status", async () => {
+    const unknown = await refusal(client().submit({ ...read(), connection: "nope" }));
+    expect(unknown).toBeInstanceOf(AirlockError);
+    expect(unknown).toMatchObject({ code: "unknown_connection", field: "connection", status: 400 });
+
+    const badInput = await refusal(client().submit({ ...read(), justification: "a\u0000b" }));
+    expect(badInput).toMatchObject({ code: "invalid_request", field: "justification" });
+
+    const stranger = await refusal(client({ token: "not-a-token" }).submit(read()));
+    expect(stranger).toMatchObject({ code: "unauthenticated", status: 401 });
+
+    const missing = await refusal(client().get("req_nothing"));
+    expect(missing).toMatchObject({ code: "not_found", status: 404 });
+  });
+
+  it("says how to fix a wait longer than the gateway holds calls", async () => {
+    const error = await refusal(client().submit(refund(), { wait: 3_600_000 }));
+    expect(error).toMatchObject({ code: "invalid_request", field: "wait" });
+    expect((error as Error).message).toMatch(/at most 300 seconds.*longPoll/);
+  });
+});
+
+describe("waiting for reviewers", () => {
+  it("runs a reviewed action once the quorum approves, reporting each vote", async () => {
+    const seen: Action[] = [];
+    const outcome = client({ longPoll: 1_000 }).run(refund(), {
+      onUpdate: (action) => seen.push(action),
+    });
+    await until(() => seen.length > 0);
+    const id = seen[0]!.id;
+    expect(seen[0]!.status).toBe("pending");
+    expect((await vote(gw.url, id, reviewers.bob!)).status).toBe(200);
+    await until(() => seen.some((action) => action.approvals === 1), 5_000);
+    expect((await vote(gw.url, id, reviewers.carol!)).status).toBe(200);
+    const action = await outcome;
+    expect(action.status).toBe("succeeded");
+    expect(action.reviews.map((r) => r.reviewer)).toEqual(["bob@example.com", "carol@example.com"]);
+    expect(seen.at(-1)).toEqual(action);
+    expect(
+      upstream.calls.filter((c) => c.method === "POST" && c.url === "/api/refunds"),
+    ).toHaveLength(1);
+  });
+
+  it("answers a reviewer's denial with the action and their comment", async () => {
+    const submitted = await client().submit(refund());
+    const outcome = client({ longPoll: 1_000 }).wait(submitted.id);
+    await denyAs("bob", submitted.id, "not today");
+    const action = await outcome;
+    expect(action.status).toBe("denied");
+    expect(action.reviews[0]).toMatchObject({ reviewer: "bob@example.com", comment: "not today" });
+  });
+
+  it("gives up at its timeout with the action still pending, and cancels it", async () => {
+    const started = Date.now();
+    const action = await client({ longPoll: 1_000 }).run(refund(), { timeout: 1_500 });
+    expect(action.status).toBe("pending");
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_400);
+    const cancelled = await client().cancel(action.id);
+    expect(cancelled.status).toBe("cancelled");
+    // Cancelling again finds it cancelled: a retried cancel is not an error.
+    expect((await client().cancel(action.id)).status).toBe("cancelled");
+  });
+
+  it("stops waiting when its signal aborts", async () => {
+    const submitted = await client().submit(refund());
+    const controller = new AbortController();
+    const waiting = client().wait(submitted.id, { signal: controller.signal });
+    setTimeout(() => controller.abort(new Error("agent shut down")), 200);
+    const started = Date.now();
+    await expect(waiting).rejects.toThrow("agent shut down");
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await client().cancel(submitted.id);
+  });
+});
+
+describe("calls that fail on the way", () => {
+  const viaProxy = (options: Partial<AirlockClientOptions> = {}) =>
+    client({ url: proxy.url, ...options });
+
+  it("retries a submission whose answer was lost, and the action runs once", async () => {
+    proxy.faults.push("drop-answer");
+    const action = await viaProxy().submit(read("/sdk-lost-answer"));
+    expect(action.status).toBe("succeeded");
+    // Both tries reached the gateway; the key made the second find the first's request.
+    expect(proxy.calls.filter((c) => c.startsWith("POST /v1/actions"))).toHaveLength(2);
+    expect(callsTo("/sdk-lost-answer")).toBe(1);
+  });
+
+  it("retries a 503 and then succeeds; without retries the caller hears it", async () => {
+    proxy.faults.push("unavailable");
+    expect((await viaProxy().submit(read("/sdk-503"))).status).toBe("succeeded");
+    expect(callsTo("/sdk-503")).toBe(1);
+
+    proxy.faults.push("unavailable");
+    const error = await refusal(viaProxy({ retries: 0 }).submit(read("/sdk-503-once")));
+    expect(error).toMatchObject({ code: "store_unavailable", status: 503 });
+    expect(callsTo("/sdk-503-once")).toBe(0);
+  });
+
+  it("says so when something other than Airlock answers", async () => {
+    proxy.faults.push("html");
+    const error = await refusal(viaProxy({ retries: 0 }).get("req_x"));
+    expect(error).toMatchObject({ code: "unexpected_response", status: 502 });
+    expect((error as Error).message).toContain("check that the url is the gateway's");
+  });
+
+  it("gives up on a call that is never answered", async () => {
+    proxy.faults.push("hang");
+    const error = await refusal(viaProxy({ retries: 0, timeout: 300 }).get("req_x"));
+    expect(error).toMatchObject({ code: "timeout" });
+  });
+
+  it("polls once a second when told the gateway holds no calls", async () => {
+    const submitted = await client().submit(refund());
+    const action = await viaProxy({ longPoll: 0 }).wait(submitted.id, { timeout: 2_500 });
+    expect(action.status).toBe("pending");
+    const polls = proxy.calls.filter((c) => c.includes(submitted.id));
+    // The first read, then one a second; none asks the gateway to hold it.
+    expect(polls.length).toBeGreaterThanOrEqual(3);
+    expect(polls.length).toBeLessThanOrEqual(4);
+    expect(polls.every((c) => !c.includes("wait="))).toBe(true);
+    await client().cancel(submitted.id);
+  });
+
+  it("names the address it could not reach, without the token", async () => {
+    const closed = await startProxy(gw.url);
+    const url = closed.url;
+    await closed.close();
+    const error = await refusal(client({ url, retries: 0 }).submit(read()));
+    expect(error).toMatchObject({ code: "network_error" });
+    expect((error as Error).message).toContain(url);
+    expect((error as Error).message).toContain("ECONNREFUSED");
+    expect((error as Error).message).not.toContain(agentToken);
+  });
+
+  it("refuses options it cannot work with, before any call", () => {
+    expect(() => new AirlockClient({ url: "airlock.example.com", token: "t" })).toThrow(
+      /not a URL/,
+    );
+    expect(() => new AirlockClient({ url: "ftp://airlock.example.com", token: "t" })).toThrow(
+      /http/,
+    );
+    expect(() => new AirlockClient({ url: gw.url, token: "" })).toThrow(/token create/);
+  });
+});
+
+async function denyAs(who: string, id: string, comment: string): Promise<void> {
+  const res = await api(gw.url, "POST", `/v1/requests/${id}/reviews`, {
+    token: reviewers[who]!,
+    body: { decision: "deny", comment },
+  });
+  expect(res.status).toBe(200);
+}

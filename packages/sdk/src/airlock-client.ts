@@ -1,0 +1,199 @@
+/**
+ * The agent's side of Airlock: submit an action, wait while people review it, read how it
+ * ended. Every duration here is in milliseconds.
+ */
+import { type Action, type ActionInput, isFinal } from "./action-types.js";
+import { AirlockError } from "./airlock-error.js";
+import {
+  callGateway,
+  errorOf,
+  type GatewayCall,
+  type GatewaySettings,
+  isObject,
+  pause,
+} from "./gateway-call.js";
+
+export interface AirlockClientOptions {
+  /** The gateway's address, e.g. `https://airlock.example.com`. */
+  url: string;
+  /** The agent's token (`airlock token create --agent NAME`). */
+  token: string;
+  /** How long one call may take before it is given up, beyond any wait asked for. 30 s by default. */
+  timeout?: number;
+  /**
+   * How many times a call that failed in passing is tried again: the network, a 429, a 502,
+   * 503 or 504. 2 by default. Submissions carry an idempotency key, so a retry never makes a
+   * second request.
+   */
+  retries?: number;
+  /**
+   * How long the gateway holds one call while waiting for an outcome: 25 s by default, at
+   * most the gateway's `server.maxWaitSeconds`. With 0 the client asks once a second.
+   */
+  longPoll?: number;
+  /** Another fetch, e.g. one with a proxy or client certificate. */
+  fetch?: typeof fetch;
+}
+
+export interface WaitOptions {
+  /** Give up waiting after this long and return the action as it then is. No limit by default. */
+  timeout?: number;
+  signal?: AbortSignal;
+  /** Called with the action each time it is seen changed, e.g. after a reviewer's vote. */
+  onUpdate?: (action: Action) => void;
+}
+
+export class AirlockClient {
+  readonly #gateway: GatewaySettings;
+  readonly #longPoll: number;
+
+  constructor(options: AirlockClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(options.url);
+    } catch {
+      throw new TypeError(`url ${JSON.stringify(options.url)} is not a URL`);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new TypeError("url must be an http:// or https:// address");
+    }
+    if (typeof options.token !== "string" || options.token === "") {
+      throw new TypeError("token is missing: make one with `airlock token create --agent NAME`");
+    }
+    const longPoll = options.longPoll ?? 25_000;
+    if (!(longPoll >= 0)) throw new TypeError("longPoll must be 0 or more milliseconds");
+    this.#longPoll = longPoll;
+    this.#gateway = {
+      baseUrl: url.href.replace(/\/+$/, ""),
+      token: options.token,
+      fetch: options.fetch ?? globalThis.fetch,
+      timeout: options.timeout ?? 30_000,
+      retries: options.retries ?? 2,
+    };
+  }
+
+  /**
+   * Submits an action and answers with it as the policy left it: `succeeded` or `failed` when
+   * allowed (it has run), `denied`, or `pending` while reviewers decide. With `wait`, the
+   * gateway holds the call that long for a final state.
+   */
+  async submit(
+    action: ActionInput,
+    options: { wait?: number; signal?: AbortSignal } = {},
+  ): Promise<Action> {
+    const body = { ...action, idempotencyKey: action.idempotencyKey ?? crypto.randomUUID() };
+    return this.#action({
+      method: "POST",
+      path: `/v1/actions${waitQuery(options.wait)}`,
+      body,
+      holdMs: options.wait,
+      signal: options.signal,
+    });
+  }
+
+  /** The action as it is now; with `wait`, held that long for a final state. */
+  get(id: string, options: { wait?: number; signal?: AbortSignal } = {}): Promise<Action> {
+    return this.#action({
+      method: "GET",
+      path: `/v1/actions/${encodeURIComponent(id)}${waitQuery(options.wait)}`,
+      holdMs: options.wait,
+      signal: options.signal,
+    });
+  }
+
+  /** Waits until the action is final (or `timeout` passes), long-polling the gateway. */
+  async wait(id: string, options: WaitOptions = {}): Promise<Action> {
+    return this.#follow(await this.get(id, { signal: options.signal }), options);
+  }
+
+  /**
+   * Submits an action and waits for how it ends: run, denied, expired or cancelled. Only
+   * `timeout` or the signal ends the wait earlier, with the action as it then is.
+   */
+  async run(action: ActionInput, options: WaitOptions = {}): Promise<Action> {
+    const started = Date.now();
+    const submitted = await this.submit(action, {
+      wait: Math.min(this.#longPoll, options.timeout ?? Number.POSITIVE_INFINITY),
+      signal: options.signal,
+    });
+    const timeout =
+      options.timeout === undefined ? undefined : options.timeout - (Date.now() - started);
+    return this.#follow(
+      submitted,
+      { ...options, ...(timeout === undefined ? {} : { timeout }) },
+      true,
+    );
+  }
+
+  /** Cancels a pending action of this agent's. */
+  async cancel(id: string, options: { signal?: AbortSignal } = {}): Promise<Action> {
+    const path = `/v1/actions/${encodeURIComponent(id)}/cancel`;
+    try {
+      return await this.#action({ method: "POST", path, signal: options.signal });
+    } catch (error) {
+      // A retry after a lost answer finds the request cancelled by the first try.
+      if (!(error instanceof AirlockError) || error.code !== "not_pending") throw error;
+      const now = await this.get(id, { signal: options.signal });
+      if (now.status === "cancelled") return now;
+      throw error;
+    }
+  }
+
+  async #follow(first: Action, options: WaitOptions, announce = false): Promise<Action> {
+    const deadline =
+      options.timeout === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeout;
+    let action = first;
+    if (announce) options.onUpdate?.(action);
+    while (!isFinal(action.status)) {
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      const wait = Math.min(this.#longPoll, left);
+      if (this.#longPoll === 0) await pause(Math.min(1_000, left), options.signal);
+      const next = await this.get(action.id, { wait, signal: options.signal });
+      if (next.updatedAt !== action.updatedAt || next.status !== action.status) {
+        options.onUpdate?.(next);
+      }
+      action = next;
+    }
+    return action;
+  }
+
+  async #action(call: GatewayCall): Promise<Action> {
+    const answer = await callGateway(this.#gateway, call);
+    const error = errorOf(answer);
+    // A denial is how the action ended, not a failure of the call.
+    if (error?.code === "denied" && isAction(answer.body.action)) return answer.body.action;
+    if (error) throw error.field === "wait" ? waitRefused(error) : error;
+    if (!isAction(answer.body)) {
+      throw new AirlockError(
+        "unexpected_response",
+        `${this.#gateway.baseUrl} answered ${call.method} ${call.path.split("?")[0]} with something that is not an action; check that the url is the gateway's`,
+        { status: answer.status },
+      );
+    }
+    return answer.body;
+  }
+}
+
+/** Whole seconds, as the gateway takes them; a part of a second waits the whole second. */
+function waitQuery(ms: number | undefined): string {
+  if (ms === undefined || !(ms > 0)) return "";
+  return `?wait=${Math.ceil(ms / 1000)}`;
+}
+
+function waitRefused(error: AirlockError): AirlockError {
+  return new AirlockError(
+    error.code,
+    `${error.message}: the gateway holds calls for at most its server.maxWaitSeconds; set the client's longPoll (or wait) to no more than that`,
+    { field: "wait", ...(error.status === undefined ? {} : { status: error.status }) },
+  );
+}
+
+function isAction(value: unknown): value is Action {
+  return (
+    isObject(value) &&
+    typeof value.id === "string" &&
+    typeof value.status === "string" &&
+    Array.isArray(value.reviews)
+  );
+}
