@@ -197,6 +197,38 @@ describe("a reflecting upstream cannot be used to pull the credential out in pie
     expect(res.text).not.toContain(SECRET.slice(0, 8));
   });
 
+  it("does not tell an agent, a guessed byte at a time, how the credential starts", async () => {
+    const small = await startGateway(
+      testConfig(upstream.url).replace("timeout: 2s", "timeout: 2s\n    maxResponseBytes: 1024"),
+    );
+    try {
+      const token = await small.token("agent", "support-bot");
+      // The reflected query, cut at the cap: GET is allowed, so every guess costs nothing.
+      const echo = async (q: string) => {
+        const res = await api(small.url, "POST", "/v1/actions", {
+          token,
+          body: { ...read("/echo"), input: { method: "GET", path: "/echo", query: { q } } },
+        });
+        expect(res.body.status).toBe("succeeded");
+        return shown(res);
+      };
+      const start = (await echo("z".repeat(2000))).indexOf("zzzz");
+      expect(start).toBeGreaterThan(0);
+      // Each guess sits at the very end of what is shown; a right one must look like a wrong one.
+      const answers = new Set<string>();
+      for (const c of "abcdefghijklmnopqrstuvwxy0123456789") {
+        const text = await echo("z".repeat(1024 - start - 1) + c);
+        // The guess itself may show; what else shows must not depend on it.
+        answers.add(text.endsWith(c) ? `${text.slice(0, -1)}?` : text);
+      }
+      expect(SECRET.startsWith("s")).toBe(true);
+      expect(answers.size).toBe(1);
+    } finally {
+      await small.close();
+      removeDir(small.dir);
+    }
+  });
+
   it("leaves no piece of the credential at a cut, however the agent shifts it", async () => {
     const small = await startGateway(
       testConfig(upstream.url).replace("timeout: 2s", "timeout: 2s\n    maxResponseBytes: 1024"),

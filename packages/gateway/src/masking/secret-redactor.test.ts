@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { createRedactor, MIN_SECRET_LENGTH, REDACTED } from "./secret-redactor.js";
+import {
+  createByteScrubber,
+  createRedactor,
+  MIN_SECRET_LENGTH,
+  REDACTED,
+} from "./secret-redactor.js";
 
 describe("createRedactor", () => {
   it("scrubs every occurrence of each secret from text", () => {
@@ -158,5 +163,48 @@ describe("values that hold no secret are shown as they are, and the rest are sti
     expect(redactor.redact({ list: [{ pin: 12345678901 }] })).toEqual({
       list: [{ pin: REDACTED }],
     });
+  });
+});
+
+describe("cutting scrubbed bytes", () => {
+  const secret = "s3cr3t-credential-7f1c2a9e";
+  const scrubber = createByteScrubber([secret]);
+  /** What the agent is shown of a reflected answer of `size` raw bytes ending in `tail`. */
+  const shown = (tail: string, size: number, cap: number) => {
+    const raw = Buffer.from(`${"z".repeat(size - tail.length)}${tail}`);
+    const window = raw.subarray(0, cap + scrubber.overlap);
+    return scrubber.cut(scrubber.scrub(window), cap);
+  };
+
+  it("shows the same, whether or not the bytes at the cut begin a secret", () => {
+    const cap = 200;
+    for (let length = 1; length < secret.length; length++) {
+      for (let at = cap - length - 3; at <= cap + 3; at++) {
+        const guess = secret.slice(0, length);
+        const wrong = `${guess.slice(0, -1)}#`;
+        const right = shown(guess, at + length, cap);
+        // A guess one byte off must look exactly like a right one, or the cut is an oracle.
+        expect(right.equals(shown(wrong, at + length, cap)), `${length} at ${at}`).toBe(true);
+        expect(right.toString()).not.toContain(secret.slice(0, 4));
+      }
+    }
+  });
+
+  it("keeps the whole cap when the window past it was read and nothing was scrubbed", () => {
+    const raw = Buffer.from("a".repeat(1000));
+    const cut = scrubber.cut(scrubber.scrub(raw.subarray(0, 100 + scrubber.overlap)), 100);
+    expect(cut.toString()).toBe("a".repeat(100));
+  });
+
+  it("leaves no piece of a secret whose end was past the window", () => {
+    // Whole secrets earlier shrink the window, pulling the start of one cut off at the
+    // window's end back before the cap.
+    const raw = Buffer.from(`${secret.repeat(2)}${"b".repeat(20)}${secret}`);
+    const cap = 60;
+    const scrubbed = scrubber.scrub(raw.subarray(0, cap + scrubber.overlap));
+    expect(scrubbed.subarray(0, cap).toString()).toContain("s3cr3t");
+    const cut = scrubber.cut(scrubbed, cap).toString();
+    expect(cut.startsWith("[redacted][redacted]bbb")).toBe(true);
+    expect(cut).not.toContain("s3");
   });
 });

@@ -30,8 +30,14 @@ export interface ByteScrubber {
   /** The longest form of any secret, in bytes: read this much past a cut before scrubbing. */
   readonly overlap: number;
   scrub(bytes: Buffer): Buffer;
-  /** After a cut: drops a trailing piece that could be the start of a secret. */
-  scrubCutEnd(bytes: Buffer): Buffer;
+  /**
+   * Cuts scrubbed bytes to at most `cap`, short of where a piece of a secret could sit: the
+   * scrubbed window's last `overlap - 1` bytes, which may hold a secret's start whose rest
+   * was never read. What goes depends on lengths alone, never on whether those bytes match a
+   * secret: a cut that dropped a tail only when it looked like a secret's start would tell an
+   * agent, one guessed byte at a time, what the secret starts with.
+   */
+  cut(scrubbed: Buffer, cap: number): Buffer;
 }
 
 export function createByteScrubber(secrets: Iterable<string>): ByteScrubber {
@@ -56,17 +62,8 @@ export function createByteScrubber(secrets: Iterable<string>): ByteScrubber {
     }
     return out;
   };
-  const scrubCutEnd = (bytes: Buffer): Buffer => {
-    let keep = bytes.length;
-    for (const form of forms) {
-      for (let k = Math.min(form.length - 1, bytes.length); k > 0; k--) {
-        if (bytes.subarray(bytes.length - k).equals(form.subarray(0, k))) {
-          keep = Math.min(keep, bytes.length - k);
-          break;
-        }
-      }
-    }
-    return keep === bytes.length ? bytes : Buffer.concat([bytes.subarray(0, keep), marker]);
-  };
-  return { overlap: forms[0]?.length ?? 0, scrub, scrubCutEnd };
+  const overlap = forms[0]?.length ?? 0;
+  const cut = (scrubbed: Buffer, cap: number): Buffer =>
+    scrubbed.subarray(0, Math.max(0, Math.min(cap, scrubbed.length - Math.max(0, overlap - 1))));
+  return { overlap, scrub, cut };
 }

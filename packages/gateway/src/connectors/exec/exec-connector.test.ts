@@ -587,9 +587,9 @@ describe("execute", () => {
     expect(printed.stderr).toBe("token=[redacted]\n");
     expect(printed.stdout).toBe("[redacted]\n");
     // The secret straddles the cap: it is scrubbed before the cut, so no piece of it remains.
+    // Whatever the cut keeps, it stops short of where a piece of a secret could sit.
     const edge = (await exec("edge")).result as RunResult;
-    expect(edge.stdout.startsWith("y".repeat(1020))).toBe(true);
-    expect(edge.stdout).not.toContain("s3cr");
+    expect(edge.stdout).toMatch(/^y{900,1020}$/);
     expect(edge.truncated?.stdout).toBe("cut at 1024 of 1038 bytes");
   });
 });

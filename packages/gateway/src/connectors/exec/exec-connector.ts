@@ -216,6 +216,6 @@ function clip(
 ): { text: string; truncated: boolean } {
   let bytes = scrubber.scrub(stream.head);
   const truncated = stream.total > stream.head.length || bytes.length > cap;
-  if (truncated) bytes = scrubber.scrubCutEnd(bytes.subarray(0, cap));
+  if (truncated) bytes = scrubber.cut(bytes, cap);
   return { text: bytes.toString("utf8"), truncated };
 }

@@ -291,7 +291,7 @@ async function readBody(
   }
   let bytes = scrubber.scrub(Buffer.concat(chunks, size));
   const truncated = more || bytes.length > cap;
-  if (truncated) bytes = scrubber.scrubCutEnd(bytes.subarray(0, cap));
+  if (truncated) bytes = scrubber.cut(bytes, cap);
   return { bytes, truncated };
 }
 
