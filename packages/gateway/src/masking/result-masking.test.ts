@@ -324,7 +324,7 @@ describe("overlapping detectors", () => {
 describe("maskResult", () => {
   const result = (): Json => ({
     customer: { email: "a.smith@example.com", phone: "+1 (415) 555-2671" },
-    "owner@example.org": "keys are not masked",
+    "owner@example.org": "a result indexed by e-mail",
     payments: [
       { card: 4242424242424242, amount: 1250, note: "card 4242 4242 4242 4242" },
       { card: 4242424242424241, amount: 99.5, iban: "DE89370400440532013000" },
@@ -333,11 +333,11 @@ describe("maskResult", () => {
     ssn: "123-45-6789",
   });
 
-  it("masks strings and card numbers at every depth, leaving keys and other values", () => {
+  it("masks strings, keys and card numbers at every depth, leaving other values", () => {
     const { value, counts } = maskResult(result(), all);
     expect(value).toEqual({
       customer: { email: "a***@example.com", phone: "+***-***-**71" },
-      "owner@example.org": "keys are not masked",
+      "o***@example.org": "a result indexed by e-mail",
       payments: [
         { card: "**** 4242", amount: 1250, note: "card **** 4242" },
         { card: 4242424242424241, amount: 99.5, iban: "DE** **** 3000" },
@@ -345,9 +345,9 @@ describe("maskResult", () => {
       tags: ["vip", null, true, 1763251200004],
       ssn: "***-**-6789",
     });
-    expect(counts).toEqual({ email: 1, phone: 1, card: 2, iban: 1, ssn: 1 });
+    expect(counts).toEqual({ email: 2, phone: 1, card: 2, iban: 1, ssn: 1 });
     const encoded = JSON.stringify(value);
-    for (const raw of ["a.smith@", "555-2671", "4242424242424242", "4242 4242 4242 4242"]) {
+    for (const raw of ["a.smith@", "owner@", "555-2671", "4242424242424242", "4242 4242 4242 4242"]) {
       expect(encoded).not.toContain(raw);
     }
   });
@@ -376,6 +376,16 @@ describe("maskResult", () => {
     expect(value).not.toBe(input);
     expect((value as typeof input).clean).toBe(input.clean);
     expect(maskResult(input, ["card"]).value).toBe(input);
+  });
+
+  it("keeps every entry when masked keys come out the same", () => {
+    const input = { "ann@example.com": 1, "al@example.com": 2, "a***@example.com": 3 };
+    const { value } = maskResult(input, ["email"]);
+    expect(value).toEqual({
+      "a***@example.com": 1,
+      "a***@example.com (2)": 2,
+      "a***@example.com (3)": 3,
+    });
   });
 
   it("keeps a key named __proto__ as a key", () => {

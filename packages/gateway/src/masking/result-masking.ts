@@ -365,14 +365,24 @@ function walk(value: Json, set: CompiledSet, counts: Counts): Json {
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
     const child = value[key]!;
+    // Keys too: a result indexed by e-mail or card number holds them there.
+    const maskedKey = maskString(key, set, counts);
     const masked = walk(child, set, counts);
-    if (out === undefined && masked !== child) {
+    if (out === undefined && (masked !== child || maskedKey !== key)) {
       out = {};
       for (let j = 0; j < i; j++) define(out, keys[j]!, value[keys[j]!]!);
     }
-    if (out !== undefined) define(out, key, masked);
+    if (out !== undefined) define(out, freeKey(out, maskedKey), masked);
   }
   return out ?? value;
+}
+
+/** `key`, or `key (2)`, `key (3)`, … when masking made it the same as one already there. */
+function freeKey(target: Record<string, Json>, key: string): string {
+  if (!Object.hasOwn(target, key)) return key;
+  let n = 2;
+  while (Object.hasOwn(target, `${key} (${n})`)) n++;
+  return `${key} (${n})`;
 }
 
 // defineProperty, so a key named __proto__ stays a key instead of a prototype
