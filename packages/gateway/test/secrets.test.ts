@@ -316,6 +316,58 @@ it("hides masked values of any length from previews, and from errors that quote 
   }
 });
 
+it("hides a masked header however the agent capitalises it, and masked values the agent repeats", async () => {
+  const KEY = "k3y-0f-the-customer-9d8e7f";
+  const extra = `  - name: keyed calls
+    when: http.method == "PATCH" && http.path.startsWith("/keyed")
+    decision: review
+    mask: { input: [headers.x-api-key, body.card] }`;
+  const own = await startGateway(testConfig(upstream.url, extra));
+  try {
+    const token = await own.token("agent", "support-bot");
+    const bob = await own.token("reviewer", "bob@example.com");
+    const held = await api(own.url, "POST", "/v1/actions", {
+      token,
+      body: {
+        ...read(),
+        input: {
+          method: "PATCH",
+          path: "/keyed/echo",
+          headers: { "X-Api-Key": KEY },
+          body: { card: CARD },
+        },
+        justification: `Card ${CARD}, key ${KEY}`,
+        context: { note: `card ${CARD}`, [`key ${KEY}`]: true },
+      },
+    });
+    expect(held.status).toBe(202);
+    // One spelling: the rule's mask names the header the upstream will receive.
+    expect(held.body.input.headers).toEqual({ "x-api-key": "[masked]" });
+    const view = await api(own.url, "GET", `/v1/requests/${held.body.id}`, { token: bob });
+    expect(view.body.justification).toBe("Card [masked], key [masked]");
+    expect(view.body.context).toEqual({ note: "card [masked]", "key [masked]": true });
+    await api(own.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+      token: bob,
+      body: { decision: "approve" },
+    });
+    const done = await api(own.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token });
+    expect(done.body.status).toBe("succeeded");
+    const call = upstream.calls.find((c) => c.url === "/api/keyed/echo")!;
+    expect(call.headers["x-api-key"]).toBe(KEY);
+    const shown = [
+      view.text,
+      (await api(own.url, "GET", "/v1/requests?status=all", { token: bob })).text,
+      (await api(own.url, "GET", `/v1/audit?requestId=${held.body.id}`, { token: bob })).text,
+      own.logs.join(""),
+    ].join("\n");
+    expect(shown).toContain("[masked]");
+    for (const value of [KEY, CARD]) expect(shown).not.toContain(value);
+  } finally {
+    await own.close();
+    removeDir(own.dir);
+  }
+});
+
 it("never stores the credential in the database", async () => {
   await gw.close();
   if (onPostgres) {

@@ -347,7 +347,13 @@ describe("maskResult", () => {
     });
     expect(counts).toEqual({ email: 2, phone: 1, card: 2, iban: 1, ssn: 1 });
     const encoded = JSON.stringify(value);
-    for (const raw of ["a.smith@", "owner@", "555-2671", "4242424242424242", "4242 4242 4242 4242"]) {
+    for (const raw of [
+      "a.smith@",
+      "owner@",
+      "555-2671",
+      "4242424242424242",
+      "4242 4242 4242 4242",
+    ]) {
       expect(encoded).not.toContain(raw);
     }
   });

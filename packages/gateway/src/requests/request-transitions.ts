@@ -6,7 +6,7 @@
 import type { Json } from "../common/canonical-json.js";
 import type { Description } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
-import { maskInput } from "../masking/input-mask.js";
+import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import type { PolicyDecision } from "../policy/policy-types.js";
 import type {
   ActionRequest,
@@ -96,6 +96,8 @@ export function submit(args: NewRequest): Change {
     version: 1,
   };
   const agentActor = { type: "agent", id: args.agent.name } as const;
+  // The agent's own text may repeat what the policy masks: it is hidden there too.
+  const { masked, hidden } = maskInput(proposal.input, decision.mask);
   const events: AuditEventInput[] = [
     {
       type: "request.submitted",
@@ -107,9 +109,9 @@ export function submit(args: NewRequest): Change {
         owner: args.agent.owner,
         connection: proposal.connection,
         operation: proposal.operation,
-        input: maskInput(proposal.input, decision.mask).masked,
-        justification: proposal.justification,
-        context: proposal.context,
+        input: masked,
+        justification: scrubHidden(proposal.justification, hidden),
+        context: scrubHidden(proposal.context, hidden),
         idempotencyKey: args.idempotencyKey,
         hash: args.hash,
       },

@@ -3,7 +3,7 @@
  * nothing here ever exposes the raw input or a credential.
  */
 import type { Json } from "../common/canonical-json.js";
-import { maskInput } from "../masking/input-mask.js";
+import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import { type Eligibility, eligibility } from "./request-transitions.js";
 import type { ActionRequest, Review } from "./request-types.js";
 
@@ -105,7 +105,7 @@ export function reviewerView(
   publicUrl: string,
 ) {
   const review = request.decision.review;
-  const masked: Json = maskInput(request.input, request.decision.mask).masked;
+  const { masked, hidden } = maskInput(request.input, request.decision.mask);
   return {
     id: request.id,
     status: request.status,
@@ -120,9 +120,12 @@ export function reviewerView(
       reason: request.decision.riskReason,
       hint: request.description.risk,
     },
-    /** Written by the agent: a claim to weigh against the action itself, not a fact. */
-    justification: request.justification,
-    context: request.context,
+    /**
+     * Written by the agent: a claim to weigh against the action itself, not a fact. What the
+     * policy masks in the input is hidden here too, should the agent repeat it.
+     */
+    justification: scrubHidden(request.justification, hidden),
+    context: scrubHidden(request.context, hidden),
     input: masked,
     maskedFields: request.decision.mask,
     hash: request.hash,

@@ -95,6 +95,13 @@ export function createHttpConnector(
         });
       }
     }
+    // One spelling of each name, as HTTP/2 writes them: what rules test, masks hide and
+    // reviewers read is the header the upstream receives, however the agent capitalised it.
+    if (value.headers) {
+      value.headers = Object.fromEntries(
+        Object.entries(value.headers).map(([header, text]) => [header.toLowerCase(), text]),
+      );
+    }
     // Parsed from JSON at the boundary, so zod's copy is plain JSON already.
     return value as Json;
   };
@@ -142,8 +149,7 @@ export function createHttpConnector(
             return `${url.pathname}${url.search}`;
           })();
     const headers: Record<string, string> = {};
-    for (const [key, value] of Object.entries(input.headers ?? {}))
-      headers[key.toLowerCase()] = value;
+    for (const [key, value] of Object.entries(input.headers ?? {})) headers[key] = value;
     let body: string | undefined;
     if (input.body !== undefined && input.method !== "GET" && input.method !== "HEAD") {
       if (typeof input.body === "string") {
