@@ -368,6 +368,35 @@ it("hides a masked header however the agent capitalises it, and masked values th
   }
 });
 
+it("keeps a configured secret that a rule's evaluation error quotes out of the record", async () => {
+  const extra = `  - name: keyed lookups
+    when: http.method == "PATCH" && action.input.body["\${env:BILLING_API_TOKEN}"] == 1
+    decision: allow`;
+  const own = await startGateway(testConfig(upstream.url, extra));
+  try {
+    const token = await own.token("agent", "support-bot");
+    const bob = await own.token("reviewer", "bob@example.com");
+    const res = await api(own.url, "POST", "/v1/actions", {
+      token,
+      body: { ...read(), input: { method: "PATCH", path: "/x", body: {} } },
+    });
+    expect(res.status).toBe(403);
+    const denied = await api(own.url, "GET", "/v1/requests?status=denied", { token: bob });
+    const record = denied.body.requests.find((r: { id: string }) => r.id === res.body.action.id);
+    expect(record.decision.error).toContain("[redacted]");
+    const everything = [
+      res.text,
+      denied.text,
+      JSON.stringify(await own.gateway.store.listAudit({ limit: 1000 })),
+      own.logs.join(""),
+    ].join("\n");
+    expect(everything).not.toContain(SECRET);
+  } finally {
+    await own.close();
+    removeDir(own.dir);
+  }
+});
+
 it("never stores the credential in the database", async () => {
   await gw.close();
   if (onPostgres) {

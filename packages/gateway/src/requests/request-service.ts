@@ -151,7 +151,8 @@ export function createRequestService(deps: RequestServiceDeps) {
       risk: description.risk,
     });
     if (decision.error) {
-      decision.error = scrubHidden(decision.error, hidden);
+      // A CEL error can quote a value the condition holds, a configured secret included.
+      decision.error = deps.redactor.redactText(scrubHidden(decision.error, hidden));
       logger.warn(
         {
           agent: agent.name,
