@@ -84,6 +84,35 @@ const cases: {
     field: "content-type",
   },
   {
+    name: "a text/plain body",
+    raw: '{"connection": "billing-api"}',
+    contentType: "text/plain",
+    status: 415,
+    code: "invalid_request",
+    field: "content-type",
+  },
+  {
+    name: "a key named __proto__",
+    raw: '{"connection":"billing-api","operation":"request","input":{"method":"PUT","path":"/x","body":{"__proto__":{"a":1}}}}',
+    status: 400,
+    code: "invalid_request",
+    field: "input.body.__proto__",
+  },
+  {
+    name: "a key named __proto__, escaped",
+    raw: '{"connection":"billing-api","operation":"request","input":{"method":"PUT","path":"/x","body":[{"\\u005f_proto__":1}]}}',
+    status: 400,
+    code: "invalid_request",
+    field: "input.body.0.__proto__",
+  },
+  {
+    name: "constructor.prototype",
+    raw: '{"connection":"billing-api","operation":"request","input":{"method":"PUT","path":"/x","body":{"constructor":{"prototype":{}}}}}',
+    status: 400,
+    code: "invalid_request",
+    field: "input.body.constructor.prototype",
+  },
+  {
     name: "an oversize body",
     body: action({ justification: "x".repeat(5000) }),
     status: 413,
@@ -432,6 +461,21 @@ describe("each bad input gets its code and field, and changes nothing", () => {
       expect(await snapshot()).toEqual(before);
     });
   }
+
+  it("says where malformed JSON breaks, and why a prototype key is refused", async () => {
+    const broken = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      rawBody: '{"connection": "billing-api", "operation": }',
+    });
+    expect(broken.body.error.message).toMatch(
+      /^body: is not valid JSON \(Unexpected token .}., .*": }/,
+    );
+    const proto = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      rawBody: '{"connection":"billing-api","operation":"request","input":{"__proto__":{}}}',
+    });
+    expect(proto.body.error.message).toContain("keys named __proto__");
+  });
 
   it("answers URLs the router cannot read in the contract's shape", async () => {
     for (const path of ["/v1/actions/%ZZ", "/v1/actions/%ED%A0%80"]) {

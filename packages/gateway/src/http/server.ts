@@ -27,6 +27,7 @@ import type { Policy } from "../policy/policy-compile.js";
 import type { RequestService } from "../requests/request-service.js";
 import type { Store } from "../store/store.js";
 import { readCookie } from "./cookies.js";
+import { parseJsonBody } from "./json-body.js";
 import { openApiDocument } from "./openapi.js";
 import { createRouter } from "./route.js";
 import { actionRoutes } from "./routes-actions.js";
@@ -175,6 +176,16 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
 
   closeUnusedConnections(app);
+  // JSON only: fastify's text/plain parser would take a body no route can read (415 instead),
+  // and its JSON errors say neither where nor why.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, text, done) => {
+    try {
+      done(null, parseJsonBody(text as string));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
 
   // Callback hooks, not async ones: they run on every request and a promise each adds up.
   app.addHook("onRequest", (request, reply, done) => {
