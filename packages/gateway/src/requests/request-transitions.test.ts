@@ -286,6 +286,49 @@ describe("castVote", () => {
     });
   });
 
+  it("counts one identity-provider or chat account once, whatever address it votes under", () => {
+    const as = (email: string, evidence: Reviewer["evidence"]): Reviewer => ({
+      email,
+      groups: ["finance"],
+      evidence,
+    });
+    const oidc = { method: "oidc", issuer: "https://idp.example", subject: "carol-1" } as const;
+    const first = castVote(
+      pending({ quorum: 2 }),
+      vote({ reviewer: as("carol@example.com", oidc) }),
+    );
+    const alias = as("carol.smith@example.com", oidc);
+    const refused = refusal(() => castVote(first.value, vote({ reviewer: alias, reviewId: "r2" })));
+    expect(refused.code).toBe("already_reviewed");
+    expect(refused.message).toContain("as carol@example.com");
+    // Another account of the same provider, or the same subject at another issuer, is another person.
+    for (const other of [
+      { ...oidc, subject: "dan-2" },
+      { ...oidc, issuer: "https://other.example" },
+    ]) {
+      const next = castVote(
+        first.value,
+        vote({ reviewer: as("d@example.com", other), reviewId: "r2" }),
+      );
+      expect(next.value.status).toBe("approved");
+    }
+    const slack = { method: "slack", slackTeam: "T1", slackUser: "U1" } as const;
+    const byChat = castVote(pending({ quorum: 2 }), vote({ reviewer: as("e@example.com", slack) }));
+    expectRefused(
+      () => castVote(byChat.value, vote({ reviewer: as("f@example.com", slack), reviewId: "r2" })),
+      "already_reviewed",
+    );
+    const teams = { method: "teams", tenantId: "t", aadObjectId: "o" } as const;
+    const byTeams = castVote(
+      pending({ quorum: 2 }),
+      vote({ reviewer: as("e@example.com", teams) }),
+    );
+    expectRefused(
+      () => castVote(byTeams.value, vote({ reviewer: as("f@example.com", teams), reviewId: "r2" })),
+      "already_reviewed",
+    );
+  });
+
   it("refuses a second vote by the same reviewer, even a deny", () => {
     const first = castVote(pending({ quorum: 2 }), vote());
     expectRefused(() => castVote(first.value, vote({ decision: "deny" })), "already_reviewed");

@@ -181,7 +181,7 @@ export type Eligibility =
  */
 export function eligibility(
   request: ActionRequest,
-  reviewer: Pick<Reviewer, "email" | "groups" | "configured">,
+  reviewer: Pick<Reviewer, "email" | "groups" | "configured"> & { evidence?: IdentityEvidence },
   vote: Vote,
   owners: readonly string[],
 ): Eligibility {
@@ -195,7 +195,36 @@ export function eligibility(
       message: `${email} has already reviewed this request; each reviewer counts once`,
     };
   }
+  const account = reviewer.evidence && accountOf(reviewer.evidence);
+  const earlier = account && request.reviews.find((r) => accountOf(r.evidence) === account);
+  if (earlier) {
+    return {
+      ok: false,
+      code: "already_reviewed",
+      message: `this ${reviewer.evidence?.method} account has already reviewed this request as ${earlier.reviewer}; each person counts once, whatever address they use`,
+    };
+  }
   return { ok: true };
+}
+
+/**
+ * The account behind a vote, as the service that verified it names it: one identity-provider
+ * account seen with two addresses (an alias, a renamed mailbox) is one reviewer. Personal
+ * tokens are bound to one address, so the address is the account.
+ */
+export function accountOf(evidence: IdentityEvidence): string | undefined {
+  const named = (...parts: Json[]) =>
+    parts.every((part) => typeof part === "string" && part !== "") ? parts.join(" ") : undefined;
+  switch (evidence.method) {
+    case "oidc":
+      return named("oidc", evidence.issuer ?? null, evidence.subject ?? null);
+    case "slack":
+      return named("slack", evidence.slackTeam ?? null, evidence.slackUser ?? null);
+    case "teams":
+      return named("teams", evidence.tenantId ?? null, evidence.aadObjectId ?? null);
+    default:
+      return undefined;
+  }
 }
 
 /**
