@@ -60,6 +60,17 @@ describe("maskInput", () => {
     expect(hidden).toEqual(["GB29NWBK60161331926819"]);
   });
 
+  it("applies a key to every item of a list it meets, however deep the lists nest", () => {
+    const { masked, hidden } = maskInput(
+      { body: [{ card_number: "4111111111111111", n: 1 }, [{ card_number: "5105105105105100" }]] },
+      ["body.card_number"],
+    );
+    expect(masked).toEqual({ body: [{ card_number: MASKED, n: 1 }, [{ card_number: MASKED }]] });
+    expect(hidden).toEqual(["4111111111111111", "5105105105105100"]);
+    // An index still names one item only.
+    expect(maskInput({ list: ["a1", "b2"] }, ["list.1"]).masked).toEqual({ list: ["a1", MASKED] });
+  });
+
   it("matches * against any object key", () => {
     const { masked, hidden } = maskInput({ headers: { a: "secret-a", b: "secret-b" } }, [
       "headers.*",

@@ -45,6 +45,11 @@ function maskAt(value: Json, segments: string[], hidden: string[]): Json {
     return MASKED;
   }
   if (Array.isArray(value)) {
+    // A key applies to every item: `body.card` hides the card in `body: [{card}]` too, so
+    // that wrapping a field in a list does not show it.
+    if (head !== "*" && !/^\d+$/.test(head)) {
+      return value.map((item) => maskAt(item, segments, hidden));
+    }
     return value.map((item, index) =>
       head === "*" || head === String(index) ? maskAt(item, rest, hidden) : item,
     );
