@@ -98,6 +98,12 @@ export const agentSchema = z.strictObject({
   /** The person accountable for this agent; they can never approve its requests. */
   owner: emailSchema,
   labels: z.record(z.string().max(64), z.string().max(256)).default({}),
+  /**
+   * How many of its requests may wait for review at once: past it, a submission a rule sends
+   * to review is refused (rate_limited), so that an agent stuck in a loop cannot bury its
+   * reviewers. Counted across replicas from the store, so a burst may pass it by a few.
+   */
+  maxPending: z.number().int().min(1).max(100_000).default(100),
 });
 
 export const reviewerSchema = z.strictObject({

@@ -126,6 +126,7 @@ export function createRequestService(deps: RequestServiceDeps) {
       risk: description.risk,
     });
     decision.maskResult ??= [...(deps.resultMasks.get(body.connection) ?? [])];
+    if (decision.decision === "review") await withinPendingLimit(agent);
     // Reviewers see a preview built from the masked input, never the real values scrubbed
     // after the fact; facts, notes and errors (which can quote the input) are scrubbed of them.
     const { masked, hidden } = maskInput(input, decision.mask);
@@ -192,6 +193,15 @@ export function createRequestService(deps: RequestServiceDeps) {
     );
     if (change.request.status === "executing") return executor.runClaimed(change.request);
     return change.request;
+  }
+
+  async function withinPendingLimit(agent: AgentConfig): Promise<void> {
+    const waiting = await store.countPending(agent.name, agent.maxPending);
+    if (waiting < agent.maxPending) return;
+    throw new AirlockError(
+      "rate_limited",
+      `agent ${agent.name} already has ${agent.maxPending} requests waiting for review, its limit (agents[].maxPending); wait for reviewers to decide them, or cancel some`,
+    );
   }
 
   /** The earlier request, as it stands now (a pending one whose time is up is expired). */

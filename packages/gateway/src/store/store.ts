@@ -125,6 +125,8 @@ export interface Store {
   listRequests(query: RequestQuery): Promise<ActionRequest[]>;
   /** Ids of pending requests whose expiry has passed. */
   expiredPending(now: number, limit: number): Promise<string[]>;
+  /** How many of the agent's requests wait for review, counted up to `limit`. */
+  countPending(agent: string, limit: number): Promise<number>;
   idsWithStatus(status: RequestStatus, limit: number): Promise<string[]>;
   /**
    * Marks executions as still running (their `updatedAt` becomes `now`): the heartbeat that

@@ -192,4 +192,9 @@ export const postgresMigrations: Migration[] = [
     name: "outbox entries are claimed by topic (each gateway claims its channels' only)",
     sql: "CREATE INDEX outbox_pending_topic ON outbox (topic, available_at) WHERE state = 'pending';",
   },
+  {
+    version: 7,
+    name: "an agent's pending requests are counted (agents[].maxPending)",
+    sql: "CREATE INDEX requests_pending_agent ON requests (agent) WHERE status = 'pending';",
+  },
 ];

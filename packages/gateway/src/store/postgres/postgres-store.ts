@@ -264,6 +264,16 @@ export class PostgresStore implements Store {
     return (await this.query("list requests", sql, params)).map(toRequest);
   }
 
+  async countPending(agent: string, limit: number): Promise<number> {
+    const rows = await this.query(
+      "count pending requests",
+      `SELECT count(*)::int AS n FROM (SELECT 1 FROM requests WHERE status = 'pending' AND agent = $1
+      LIMIT $2) AS pending`,
+      [agent, limit],
+    );
+    return rows[0]?.n as number;
+  }
+
   async expiredPending(now: number, limit: number): Promise<string[]> {
     const rows = await this.query(
       "list expired requests",

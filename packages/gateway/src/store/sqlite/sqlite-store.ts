@@ -287,6 +287,9 @@ export class SqliteStore implements Store {
       version: db.prepare("SELECT version FROM requests WHERE id = ?"),
       reviews: db.prepare("SELECT * FROM reviews WHERE request_id = ? ORDER BY created_at, id"),
       byKey: db.prepare("SELECT * FROM requests WHERE agent = ? AND idempotency_key = ?"),
+      pendingOf: db.prepare(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM requests WHERE status = 'pending' AND agent = ? LIMIT ?)",
+      ),
       insertRequest: db.prepare(`INSERT INTO requests (id, agent, agent_snapshot, connection,
         connection_type, operation, input, justification, context, idempotency_key, hash, nonce, status,
         decision, description, outcome, created_at, updated_at, expires_at, finished_at, version)
@@ -524,6 +527,10 @@ export class SqliteStore implements Store {
     return this.read(() =>
       (this.db.prepare(sql).all(...params, query.limit) as Row[]).map((row) => this.toRequest(row)),
     );
+  }
+
+  async countPending(agent: string, limit: number): Promise<number> {
+    return this.read(() => (this.stmt.pendingOf.get(agent, limit) as { n: number }).n);
   }
 
   async expiredPending(now: number, limit: number): Promise<string[]> {
