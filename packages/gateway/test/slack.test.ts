@@ -10,6 +10,7 @@ import {
   startGateway,
   type TestGateway,
   until,
+  vote,
 } from "./support/gateway.js";
 import { type FakeSlack, startFakeSlack } from "./support/slack.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
@@ -425,6 +426,24 @@ describe("Slack approvals", () => {
     expect(reviewable.body.status).toBe("pending");
     slack.setDown(false);
     await until(() => messageOf(id) !== undefined, 8000);
+  });
+
+  it("gives up at once on updates to a card someone deleted, holding nothing up", async () => {
+    const { id, message } = await held();
+    slack.messages.delete(`${message.channel}:${message.ts}`);
+    const updates = () =>
+      slack.callsTo("chat.update").filter((c) => c.args.ts === message.ts).length;
+    for (const who of ["bob", "carol"]) {
+      const token = await gw.token("reviewer", `${who}@example.com`);
+      expect((await vote(gw.url, id, token)).status).toBe(200);
+    }
+    const done = await api(gw.url, "GET", `/v1/actions/${id}?wait=5`, { token: agent });
+    expect(done.body.status).toBe("succeeded");
+    // One try for each vote's update and one for the outcome's: "message_not_found" is final.
+    await until(() => updates() === 3);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await gw.gateway.dispatcher.idle();
+    expect(updates()).toBe(3);
   });
 
   it("reminds in the thread before expiry, and escalates when nobody answers", async () => {

@@ -14,6 +14,7 @@ import {
   startGateway,
   type TestGateway,
   until,
+  vote,
 } from "./support/gateway.js";
 import { startTeamsServer, type TeamsServer } from "./support/teams-server.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
@@ -429,6 +430,22 @@ describe("Teams approvals", () => {
       silent.close();
     }
   }, 30_000);
+
+  it("gives up at once on updates to a card someone deleted, holding nothing up", async () => {
+    const { id, card } = await held();
+    teams.activities.delete(card.id);
+    const updates = () =>
+      teams.calls.filter((c) => c.method === "PUT" && c.activityId === card.id).length;
+    const bob = await gw.token("reviewer", "bob@example.com");
+    expect((await vote(gw.url, id, bob)).status).toBe(200);
+    const done = await api(gw.url, "GET", `/v1/actions/${id}?wait=5`, { token: agent });
+    expect(done.body.status).toBe("succeeded");
+    // One try for the vote's update and one for the outcome's: a 404 there is final.
+    await until(() => updates() === 2);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await gw.gateway.dispatcher.idle();
+    expect(updates()).toBe(2);
+  });
 
   it("posts the card once Teams is back after an outage", async () => {
     // The outbox tries again after each failure, six of them here.

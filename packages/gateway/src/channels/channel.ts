@@ -82,14 +82,25 @@ export function isApprovalChannel(channel: Pick<Channel, "follows">): boolean {
   return channel.follows !== "all";
 }
 
-/** A delivery that failed and may work later; `retryAfterMs` when the service said when. */
+/** A delivery that failed; the outbox tries it again later unless it is `permanent`. */
 export class ChannelUnavailable extends Error {
+  /** When the service said to come back, in ms. */
+  readonly retryAfterMs: number | undefined;
+  /** The HTTP status the service answered, when it answered. */
+  readonly status: number | undefined;
+  /**
+   * Refused for good (the message is gone, or the service cannot take it): trying the same
+   * delivery again would only fail again, and hold up the request's later messages.
+   */
+  readonly permanent: boolean;
+
   constructor(
     message: string,
-    readonly retryAfterMs?: number,
-    /** The HTTP status the service answered, when it answered. */
-    readonly status?: number,
+    options: { retryAfterMs?: number | undefined; status?: number; permanent?: boolean } = {},
   ) {
     super(message);
+    this.retryAfterMs = options.retryAfterMs;
+    this.status = options.status;
+    this.permanent = options.permanent ?? false;
   }
 }

@@ -10,6 +10,7 @@ import type { OutboxEntry, OutboxItem, Store } from "../store/store.js";
 import {
   type Channel,
   type ChannelNotice,
+  ChannelUnavailable,
   type ChannelView,
   isApprovalChannel,
   type StateEvent,
@@ -151,13 +152,18 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     } catch (error) {
       metrics.outboxFailures.inc({ topic: item.topic });
       const message = error instanceof Error ? error.message : String(error);
-      const dead = item.attempts >= maxAttempts;
+      const refused = error instanceof ChannelUnavailable && error.permanent;
+      const dead = refused || item.attempts >= maxAttempts;
       // A channel that was told when to come back (Slack's Retry-After) is not asked sooner.
       const after = (error as { retryAfterMs?: unknown } | null)?.retryAfterMs;
       const wait = Math.max(backoff(item.attempts), typeof after === "number" ? after : 0);
       logger.warn(
         { topic: item.topic, requestId: item.requestId, attempt: item.attempts, err: message },
-        dead ? "delivery failed for good; kept as a dead letter" : "delivery failed; will retry",
+        refused
+          ? "delivery refused for good; kept as a dead letter"
+          : dead
+            ? "delivery failed for good; kept as a dead letter"
+            : "delivery failed; will retry",
       );
       await store
         .failOutbox(item.id, message, dead ? null : clock() + wait)

@@ -57,6 +57,23 @@ type Interaction =
     }
   | { kind: "ignore" };
 
+/**
+ * Slack's answers that the same call will get again: the message is gone or can no longer be
+ * edited, or Slack cannot take what was sent. Others (not_in_channel, invalid_auth, …) are
+ * fixed by an admin, so they are tried again.
+ */
+const REFUSED_FOR_GOOD = new Set([
+  "message_not_found",
+  "cant_update_message",
+  "edit_window_closed",
+  "thread_not_found",
+  "msg_too_long",
+  "no_text",
+  "invalid_blocks",
+  "invalid_blocks_format",
+  "invalid_arguments",
+]);
+
 /** The Slack channel's name, as a rule's `review.channels` names it. */
 export const SLACK_CHANNEL = "slack";
 
@@ -80,10 +97,14 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     } catch (error) {
       const e = error as { code?: string; retryAfter?: number; data?: { error?: string } };
       if (e.code === "slack_webapi_rate_limited_error") {
-        throw new ChannelUnavailable(`Slack rate-limited ${what}`, (e.retryAfter ?? 1) * 1000);
+        throw new ChannelUnavailable(`Slack rate-limited ${what}`, {
+          retryAfterMs: (e.retryAfter ?? 1) * 1000,
+        });
       }
       const detail = e.data?.error ?? (error instanceof Error ? error.message : String(error));
-      throw new ChannelUnavailable(`Slack ${what} failed: ${detail}`);
+      throw new ChannelUnavailable(`Slack ${what} failed: ${detail}`, {
+        permanent: e.data?.error !== undefined && REFUSED_FOR_GOOD.has(e.data.error),
+      });
     }
   };
 

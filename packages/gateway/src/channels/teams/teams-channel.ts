@@ -107,14 +107,16 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       };
       const after = Number(e.response?.headers?.get?.("retry-after"));
       const status = e.statusCode ? `HTTP ${e.statusCode}` : (e.message ?? String(error));
-      throw new ChannelUnavailable(
-        `Teams ${what} failed: ${status}`,
+      throw new ChannelUnavailable(`Teams ${what} failed: ${status}`, {
         // Teams says when to come back; a wait past ten minutes is taken as ten.
-        (e.statusCode === 429 || e.statusCode === 503) && Number.isFinite(after)
-          ? Math.min(after * 1000, 600_000)
-          : undefined,
-        e.statusCode,
-      );
+        retryAfterMs:
+          (e.statusCode === 429 || e.statusCode === 503) && Number.isFinite(after)
+            ? Math.min(after * 1000, 600_000)
+            : undefined,
+        ...(e.statusCode === undefined ? {} : { status: e.statusCode }),
+        // A card Teams cannot take (malformed, too large) is refused again on every try.
+        permanent: e.statusCode === 400 || e.statusCode === 413,
+      });
     } finally {
       clearTimeout(timer);
     }
@@ -218,7 +220,16 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
         { ...message(notice), id } as Activity,
         options,
       ),
-    );
+    ).catch((error: unknown) => {
+      // The card was deleted: every later update would find it gone too.
+      if (error instanceof ChannelUnavailable && error.status === 404) {
+        throw new ChannelUnavailable(`${error.message} (the card is gone)`, {
+          status: 404,
+          permanent: true,
+        });
+      }
+      throw error;
+    });
     // A reply in the card's thread tells its followers.
     if (notice.event === "resolved") {
       await reply(conversation, id, `${notice.request.id}: ${statusLine(notice.request)}`);
