@@ -51,10 +51,13 @@ export function consoleRoutes(
           "too many live streams are open; close some console tabs and try again",
         );
       }
-      open++;
-      streams.set(who, (streams.get(who) ?? 0) + 1);
       reply.hijack();
       const raw = reply.raw;
+      // The caller may have left while it was being authenticated: its close is past, and
+      // a stream set up now would hold its place, subscription and timer for good.
+      if (request.raw.destroyed || raw.destroyed) return { body: undefined };
+      open++;
+      streams.set(who, (streams.get(who) ?? 0) + 1);
       raw.writeHead(200, {
         "content-type": "text/event-stream; charset=utf-8",
         "cache-control": "no-store",
