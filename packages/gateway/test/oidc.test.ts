@@ -81,10 +81,13 @@ rules:
     await upstream?.close();
   });
 
-  /** The browser's part of a sign-in, without a browser: redirects followed by hand. */
+  /**
+   * The browser's part of a sign-in, without a browser: redirects followed by hand. `cookie`
+   * is a session cookie the browser already holds.
+   */
   async function signIn(
     email: string,
-    options: { stepUp?: boolean; returnTo?: string; at?: string } = {},
+    options: { stepUp?: boolean; returnTo?: string; at?: string; cookie?: string } = {},
   ): Promise<Session & { loggedIn: boolean; location: string }> {
     const base = options.at ?? baseUrl();
     const query = new URLSearchParams({ returnTo: options.returnTo ?? "/" });
@@ -96,7 +99,10 @@ rules:
       email,
       agent: email,
     });
-    const back = await fetch(redirect, { redirect: "manual", headers: { cookie: binding } });
+    const back = await fetch(redirect, {
+      redirect: "manual",
+      headers: { cookie: options.cookie ? `${options.cookie}; ${binding}` : binding },
+    });
     expect(back.status).toBe(302);
     const setCookie = back.headers.getSetCookie().find((c) => c.startsWith("airlock_session="))!;
     expect(setCookie).toMatch(/HttpOnly/);
@@ -224,6 +230,17 @@ rules:
     expect(out.status).toBe(204);
     const after = await fetch(`${base}/auth/session`, { headers: { cookie: carol.cookie } });
     expect(after.status).toBe(401);
+  });
+
+  it("ends the browser's earlier session when it signs in again", async () => {
+    const first = await signIn("carol@example.com");
+    // The step-up sign-in, in the same browser: its new cookie overwrites the first.
+    const stepped = await signIn("carol@example.com", { stepUp: true, cookie: first.cookie });
+    expect(stepped.cookie).not.toBe(first.cookie);
+    const earlier = await fetch(`${base}/auth/session`, { headers: { cookie: first.cookie } });
+    expect(earlier.status).toBe(401);
+    const now = await fetch(`${base}/auth/session`, { headers: { cookie: stepped.cookie } });
+    expect(now.status).toBe(200);
   });
 
   it("needs a fresh authentication to approve a step-up rule, and records it", async () => {

@@ -103,6 +103,7 @@ export function authRoutes(
       const { sessionId, returnTo, expiresAt } = await oidc().complete(
         new URL(`${deps.publicUrl}/auth/callback${url.search}`),
         readCookie(request, SIGN_IN_COOKIE, /^[A-Za-z0-9_-]{16,128}$/),
+        readCookie(request, SESSION_COOKIE),
       );
       reply.header("set-cookie", [
         sessionCookie(SESSION_COOKIE, sessionId, {

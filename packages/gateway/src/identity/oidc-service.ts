@@ -23,11 +23,13 @@ export interface OidcService {
   signIn(args: { returnTo: string; stepUp: boolean }): Promise<{ url: string; binding: string }>;
   /**
    * Completes a sign-in from the callback URL, in the browser that started it (its binding
-   * cookie); returns the new session's id and where to go.
+   * cookie); returns the new session's id and where to go. The session the browser held
+   * before (`replaces`, from its cookie) ends: the new cookie takes its place.
    */
   complete(
     callbackUrl: URL,
     binding: string | undefined,
+    replaces: string | undefined,
   ): Promise<{ sessionId: string; returnTo: string; expiresAt: number }>;
   /** The reviewer a session cookie stands for; throws `unauthenticated` when there is none. */
   reviewer(sessionId: string): Promise<{ reviewer: Reviewer; session: SessionRecord }>;
@@ -131,7 +133,7 @@ export function createOidcService(deps: {
       return { url: oidc.buildAuthorizationUrl(configuration, params).href, binding: state };
     },
 
-    async complete(callbackUrl, binding) {
+    async complete(callbackUrl, binding, replaces) {
       const state = callbackUrl.searchParams.get("state") ?? "";
       if (!binding || binding !== state) {
         throw new AirlockError(
@@ -208,20 +210,26 @@ export function createOidcService(deps: {
         createdAt: now,
         expiresAt: now + config.sessionTtl,
       };
-      await store.insertSession(session, {
-        type: "reviewer.signed_in",
-        requestId: null,
-        actor: { type: "reviewer", id: email },
-        at: now,
-        data: {
-          issuer: session.issuer,
-          subject: session.subject,
-          authTime: new Date(session.authTime).toISOString(),
-          acr: session.acr,
-          groups,
-          stepUp: signIn.stepUp,
+      // The browser's earlier session goes with the same write: once its cookie is
+      // overwritten nobody signs it out, and a copy of it would last its whole lifetime.
+      await store.insertSession(
+        session,
+        {
+          type: "reviewer.signed_in",
+          requestId: null,
+          actor: { type: "reviewer", id: email },
+          at: now,
+          data: {
+            issuer: session.issuer,
+            subject: session.subject,
+            authTime: new Date(session.authTime).toISOString(),
+            acr: session.acr,
+            groups,
+            stepUp: signIn.stepUp,
+          },
         },
-      });
+        replaces === undefined ? undefined : sha256(replaces),
+      );
       return { sessionId, returnTo: signIn.returnTo, expiresAt: session.expiresAt };
     },
 

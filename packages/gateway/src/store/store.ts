@@ -171,8 +171,15 @@ export interface Store {
   getChannelRef(requestId: string, channel: string): Promise<string | undefined>;
   setChannelRef(requestId: string, channel: string, ref: string): Promise<void>;
 
-  /** Records a new session, with its audit event, and forgets expired ones. */
-  insertSession(session: SessionRecord, event: AuditEventInput): Promise<void>;
+  /**
+   * Records a new session, with its audit event, and forgets expired ones and the one it
+   * replaces (the id hash of the session the same browser held before, if any).
+   */
+  insertSession(
+    session: SessionRecord,
+    event: AuditEventInput,
+    replaces?: string | undefined,
+  ): Promise<void>;
   findSession(idHash: string, now: number): Promise<SessionRecord | undefined>;
   deleteSession(idHash: string, event: AuditEventInput | undefined): Promise<boolean>;
   /** Records a sign-in under way, and forgets the ones that expired before `now`. */

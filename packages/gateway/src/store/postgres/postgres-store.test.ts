@@ -889,8 +889,15 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       auditInput("session.started"),
     );
     expect(await db.query("SELECT id_hash FROM sessions")).toEqual([{ id_hash: "t".repeat(64) }]);
-    expect(await a.deleteSession("t".repeat(64), auditInput("session.ended"))).toBe(true);
-    expect(await a.deleteSession("t".repeat(64), auditInput("session.ended"))).toBe(false);
+    // A new sign-in in the same browser forgets the session it replaces.
+    await a.insertSession(
+      { ...session, idHash: "u".repeat(64), createdAt: T0 + HOUR, expiresAt: T0 + 2 * HOUR },
+      auditInput("session.started"),
+      "t".repeat(64),
+    );
+    expect(await db.query("SELECT id_hash FROM sessions")).toEqual([{ id_hash: "u".repeat(64) }]);
+    expect(await a.deleteSession("u".repeat(64), auditInput("session.ended"))).toBe(true);
+    expect(await a.deleteSession("u".repeat(64), auditInput("session.ended"))).toBe(false);
     expect(await a.listAudit({ type: "session.ended", limit: 10 })).toHaveLength(1);
 
     const signIn = {

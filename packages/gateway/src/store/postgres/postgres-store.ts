@@ -513,9 +513,16 @@ export class PostgresStore implements Store {
     );
   }
 
-  async insertSession(session: SessionRecord, event: AuditEventInput): Promise<void> {
+  async insertSession(
+    session: SessionRecord,
+    event: AuditEventInput,
+    replaces?: string | undefined,
+  ): Promise<void> {
     await this.audited("record a session", async (q) => {
-      await q("DELETE FROM sessions WHERE expires_at <= $1", [session.createdAt]);
+      await q("DELETE FROM sessions WHERE expires_at <= $1 OR id_hash = $2", [
+        session.createdAt,
+        replaces ?? null,
+      ]);
       await q(
         `INSERT INTO sessions (id_hash, email, issuer, subject, groups, auth_time, acr,
         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,

@@ -725,9 +725,14 @@ export class SqliteStore implements Store {
     await this.write(() => this.stmt.setRef.run(requestId, channel, ref));
   }
 
-  async insertSession(session: SessionRecord, event: AuditEventInput): Promise<void> {
+  async insertSession(
+    session: SessionRecord,
+    event: AuditEventInput,
+    replaces?: string | undefined,
+  ): Promise<void> {
     await this.write(() => {
       this.stmt.expireSessions.run(session.createdAt);
+      if (replaces !== undefined) this.stmt.deleteSession.run(replaces);
       this.stmt.insertSession.run(
         session.idHash,
         session.email,
