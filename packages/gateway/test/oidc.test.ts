@@ -134,6 +134,23 @@ rules:
     return { status: res.status, body: (await res.json()) as Record<string, any> };
   }
 
+  /** What a live feed sends until `enough`, its end, or `ms`. */
+  async function readFeed(res: Response, enough: (text: string) => boolean, ms = 5000) {
+    const reader = res.body!.getReader();
+    const deadline = Date.now() + ms;
+    let text = "";
+    while (!enough(text)) {
+      const chunk = await Promise.race([
+        reader.read(),
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), deadline - Date.now())),
+      ]);
+      if (!chunk) break;
+      if (chunk.done) return { text, ended: true };
+      text += new TextDecoder().decode(chunk.value);
+    }
+    return { text, ended: false };
+  }
+
   const submit = async (path = "/refunds") => {
     const res = await api(base, "POST", "/v1/actions", {
       token: agent,
@@ -230,6 +247,34 @@ rules:
     expect(out.status).toBe(204);
     const after = await fetch(`${base}/auth/session`, { headers: { cookie: carol.cookie } });
     expect(after.status).toBe(401);
+  });
+
+  it("ends the session's live feeds at sign-out, and only them", async () => {
+    const carol = await signIn("carol@example.com");
+    const alice = await signIn("alice@example.com");
+    const controller = new AbortController();
+    try {
+      const feed = (session: Session) =>
+        fetch(`${base}/v1/events`, {
+          headers: { cookie: session.cookie },
+          signal: controller.signal,
+        });
+      const [carolFeed, aliceFeed] = await Promise.all([feed(carol), feed(alice)]);
+      expect([carolFeed.status, aliceFeed.status]).toEqual([200, 200]);
+      const out = await fetch(`${base}/auth/logout`, {
+        method: "POST",
+        headers: { cookie: carol.cookie, "x-csrf-token": carol.csrf },
+      });
+      expect(out.status).toBe(204);
+      const id = await submit();
+      const alices = await readFeed(aliceFeed, (text) => text.includes(id));
+      expect(alices.text).toContain(id);
+      // Well before the heartbeat would have checked the session again.
+      const carols = await readFeed(carolFeed, () => false, 2000);
+      expect(carols).toEqual({ text: "retry: 2000\n\n", ended: true });
+    } finally {
+      controller.abort();
+    }
   });
 
   it("ends the browser's earlier session when it signs in again", async () => {

@@ -12,9 +12,11 @@ import {
   verifyAudit,
 } from "../audit/audit-service.js";
 import { AirlockError } from "../errors.js";
+import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
 import type { Policy } from "../policy/policy-compile.js";
 import type { Store } from "../store/store.js";
 import { auditVerifyQuerySchema } from "./api-schemas.js";
+import { readCookie } from "./cookies.js";
 import type { createRouter } from "./route.js";
 
 const HEARTBEAT_MS = 15_000;
@@ -29,10 +31,18 @@ export function consoleRoutes(
     policy: Policy;
     /** Checks the caller again (a session may end while its stream is open). */
     reauthenticate: (request: FastifyRequest) => Promise<unknown>;
+    /** Console sessions, when configured: a session's streams end with it. */
+    oidc?: Pick<OidcService, "onSessionEnd"> | undefined;
   },
 ): void {
   const streams = new Map<string, number>();
   let open = 0;
+  // The streams of each console session, ended here as soon as the session ends here;
+  // a sign-out at another replica reaches them at their next heartbeat.
+  const bySession = new Map<string, Set<() => void>>();
+  deps.oidc?.onSessionEnd((sessionId) => {
+    for (const end of bySession.get(sessionId) ?? []) end();
+  });
   const verifications = sharedRuns<VerifyReport>();
   router.route(
     {
@@ -80,10 +90,13 @@ export function consoleRoutes(
       const heartbeat = setInterval(() => {
         deps.reauthenticate(request).then(
           () => raw.write(": keep-alive\n\n"),
-          () => raw.end(),
+          () => end(),
         );
       }, HEARTBEAT_MS);
       heartbeat.unref();
+      // A caller let in by its session cookie (not a token) has the session's streams.
+      const session =
+        principal.tokenId === "session" ? readCookie(request, SESSION_COOKIE) : undefined;
       let stopped = false;
       const stop = () => {
         if (stopped) return;
@@ -94,7 +107,22 @@ export function consoleRoutes(
         const left = (streams.get(who) ?? 1) - 1;
         if (left > 0) streams.set(who, left);
         else streams.delete(who);
+        if (session !== undefined) {
+          const ends = bySession.get(session);
+          ends?.delete(end);
+          if (ends?.size === 0) bySession.delete(session);
+        }
       };
+      // Stopped first, so that no change is written to a stream of a session that ended.
+      const end = () => {
+        stop();
+        raw.end();
+      };
+      if (session !== undefined) {
+        const ends = bySession.get(session) ?? new Set();
+        ends.add(end);
+        bySession.set(session, ends);
+      }
       request.raw.once("close", stop);
       raw.once("close", stop);
       return { body: undefined };

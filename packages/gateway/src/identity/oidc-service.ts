@@ -34,6 +34,11 @@ export interface OidcService {
   /** The reviewer a session cookie stands for; throws `unauthenticated` when there is none. */
   reviewer(sessionId: string): Promise<{ reviewer: Reviewer; session: SessionRecord }>;
   signOut(sessionId: string): Promise<void>;
+  /**
+   * Calls `listener` with a session's id when this gateway ends it (sign-out, or a new
+   * sign-in in its browser), once the store has forgotten it.
+   */
+  onSessionEnd(listener: (sessionId: string) => void): () => void;
   /** The CSRF token that state-changing calls made with this session must send. */
   csrfToken(sessionId: string): string;
   /** Whether a session's authentication is fresh enough, and strong enough, for step-up. */
@@ -88,6 +93,11 @@ export function createOidcService(deps: {
   /** A configured reviewer, or a member of a group some rule names as approvers. */
   const admitted = (email: string, groups: readonly string[]): boolean =>
     deps.configured(email) !== undefined || groups.some((group) => deps.approverGroups.has(group));
+
+  const endListeners = new Set<(sessionId: string) => void>();
+  const ended = (sessionId: string) => {
+    for (const listener of endListeners) listener(sessionId);
+  };
 
   const steppedUp = (session: SessionRecord): boolean =>
     clock() - session.authTime <= config.stepUpMaxAge &&
@@ -230,6 +240,7 @@ export function createOidcService(deps: {
         },
         replaces === undefined ? undefined : sha256(replaces),
       );
+      if (replaces !== undefined) ended(replaces);
       return { sessionId, returnTo: signIn.returnTo, expiresAt: session.expiresAt };
     },
 
@@ -276,6 +287,12 @@ export function createOidcService(deps: {
           data: {},
         },
       );
+      ended(sessionId);
+    },
+
+    onSessionEnd(listener) {
+      endListeners.add(listener);
+      return () => endListeners.delete(listener);
     },
 
     csrfToken: (sessionId) => sha256(`csrf:${sessionId}`).slice(0, 43),
