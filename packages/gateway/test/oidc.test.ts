@@ -344,6 +344,39 @@ rules:
     }
   });
 
+  it("signs out a live session only with its CSRF token, and clears an expired one's cookie", async () => {
+    const port = Number(new URL(strictBase).port);
+    let ahead = 0;
+    const later = await startGateway(gatewayConfig(port), {
+      gateway: { port, clock: () => Date.now() + ahead },
+    });
+    try {
+      const signOut = (session: Session, csrf?: string) =>
+        fetch(`${strictBase}/auth/logout`, {
+          method: "POST",
+          headers: { cookie: session.cookie, ...(csrf ? { "x-csrf-token": csrf } : {}) },
+        });
+      const carol = await signIn("carol@example.com", { at: strictBase });
+      const forged = await signOut(carol);
+      expect(forged.status).toBe(403);
+      expect(forged.headers.get("set-cookie")).toBeNull();
+      const still = await fetch(`${strictBase}/auth/session`, {
+        headers: { cookie: carol.cookie },
+      });
+      expect(still.status).toBe(200);
+      // Past the session's 12 h: the console, told it is signed out, signs out to drop the cookie.
+      ahead = 13 * 3_600_000;
+      for (const csrf of [carol.csrf, undefined]) {
+        const out = await signOut(carol, csrf);
+        expect(out.status).toBe(204);
+        expect(out.headers.get("set-cookie")).toMatch(/^airlock_session=0+; .*Max-Age=0/);
+      }
+    } finally {
+      await later.close();
+      removeDir(later.dir);
+    }
+  });
+
   // Last: it spends this address's sign-in budget on the shared gateway.
   it("limits the sign-ins one address may start, which each write a row", async () => {
     const answers: Response[] = [];

@@ -149,14 +149,19 @@ export function authRoutes(
     {
       method: "POST",
       url: "/auth/logout",
-      summary: "Ends the session (send x-csrf-token).",
+      summary: "Ends the session (send x-csrf-token) and clears its cookie.",
       tag: "auth",
-      auth: "reviewer",
-      responses: { 204: "Signed out" },
+      // Not "reviewer": the cookie of a session that has expired must be cleared too.
+      auth: "none",
+      responses: {
+        204: "Signed out, or the session had ended already",
+        403: "The session lasts, and x-csrf-token is not its CSRF token",
+      },
     },
     async ({ request }) => {
       const id = readCookie(request, SESSION_COOKIE);
-      if (id) await oidc().signOut(id);
+      const sent = request.headers["x-csrf-token"];
+      if (id) await oidc().signOut(id, typeof sent === "string" ? sent : undefined);
       return {
         status: 204,
         body: "",

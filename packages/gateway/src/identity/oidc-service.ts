@@ -3,7 +3,7 @@
  * PKCE, sessions kept server-side (the cookie holds a random id, the store its hash), and
  * the proof of a fresh authentication that step-up approvals need.
  */
-import { createHash } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import * as oidc from "openid-client";
 import { randomHex } from "../common/ids.js";
 import { AirlockError } from "../errors.js";
@@ -33,7 +33,11 @@ export interface OidcService {
   ): Promise<{ sessionId: string; returnTo: string; expiresAt: number }>;
   /** The reviewer a session cookie stands for; throws `unauthenticated` when there is none. */
   reviewer(sessionId: string): Promise<{ reviewer: Reviewer; session: SessionRecord }>;
-  signOut(sessionId: string): Promise<void>;
+  /**
+   * Ends a session. One that lasts only with its CSRF token (a cross-site form could sign
+   * people out otherwise); one that has ended already (expired, signed out) needs none.
+   */
+  signOut(sessionId: string, csrfToken: string | undefined): Promise<void>;
   /**
    * Calls `listener` with a session's id when this gateway ends it (sign-out, or a new
    * sign-in in its browser), once the store has forgotten it.
@@ -47,6 +51,7 @@ export interface OidcService {
 }
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+const csrfTokenOf = (sessionId: string) => sha256(`csrf:${sessionId}`).slice(0, 43);
 
 /** Only a path on this gateway: never `//host` or a full URL (no open redirect). */
 export function safeReturnTo(value: string | undefined): string {
@@ -274,9 +279,18 @@ export function createOidcService(deps: {
       };
     },
 
-    async signOut(sessionId) {
+    async signOut(sessionId, csrfToken) {
       const idHash = sha256(sessionId);
       const session = await store.findSession(idHash, clock());
+      const expected = Buffer.from(csrfTokenOf(sessionId));
+      const given = Buffer.from(csrfToken ?? "");
+      if (session && (given.length !== expected.length || !timingSafeEqual(given, expected))) {
+        throw new AirlockError(
+          "forbidden",
+          "x-csrf-token: missing or wrong; send the csrfToken from GET /auth/session to sign out",
+          { field: "x-csrf-token" },
+        );
+      }
       await store.deleteSession(
         idHash,
         session && {
@@ -295,6 +309,6 @@ export function createOidcService(deps: {
       return () => endListeners.delete(listener);
     },
 
-    csrfToken: (sessionId) => sha256(`csrf:${sessionId}`).slice(0, 43),
+    csrfToken: csrfTokenOf,
   };
 }
