@@ -156,6 +156,32 @@ surprise: true
     expect(issues.filter((i) => i.startsWith("server.trustProxy"))).toHaveLength(2);
   });
 
+  it("lists every URL that cannot be parsed at its path, with the other errors", () => {
+    const issues = issuesOf(`
+server: { publicUrl: "not a url", port: -1 }
+connections:
+  api: { type: http, baseUrl: "not a url" }
+  tools: { type: mcp, url: nope, tools: { t: {} } }
+identity:
+  oidc: { issuer: "http//sso", clientId: airlock, clientSecret: s3cr3t-client }
+channels:
+  webhooks: [{ url: "::", secret: "whsec_x" }]
+`);
+    const url = "must be an http:// or https:// URL";
+    expect(issues).toEqual(
+      expect.arrayContaining([
+        `server.publicUrl: ${url}`,
+        expect.stringMatching(/^server\.port: /),
+        `connections.api.baseUrl: ${url}`,
+        `connections.tools.url: ${url}`,
+        `identity.oidc.issuer: ${url}`,
+        `channels.webhooks[0].url: ${url}`,
+        expect.stringMatching(/^channels\.webhooks\[0\]\.secret: /),
+      ]),
+    );
+    expect(issues).toHaveLength(7);
+  });
+
   it("refuses credentials in a base URL and durations out of bounds", () => {
     const issues = issuesOf(`
 server: { sweepInterval: 30d }

@@ -19,6 +19,7 @@ import {
   duration,
   emailSchema,
   groupSchema,
+  httpUrl,
   nameSchema,
   resultMaskSchema,
 } from "./config-types.js";
@@ -40,8 +41,7 @@ export const serverSchema = z.strictObject({
   port: z.number().int().min(0).max(65535).default(7070),
   host: z.string().min(1).max(255).default("127.0.0.1"),
   /** Where people reach the gateway; approval links are built from it. */
-  publicUrl: z
-    .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+  publicUrl: httpUrl()
     .transform((url) => url.replace(/\/+$/, ""))
     .optional(),
   maxBodyBytes: z

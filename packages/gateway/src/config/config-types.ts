@@ -3,6 +3,14 @@ import { z } from "zod";
 import { formatDuration, parseDuration } from "../common/durations.js";
 import { detectorNames } from "../masking/detector-names.js";
 
+/**
+ * An http:// or https:// URL. `abort` matters: zod 4 runs the refinements that follow even
+ * when the URL check fails, and each of those parses the text with `new URL`, which throws.
+ */
+export function httpUrl() {
+  return z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL", abort: true });
+}
+
 /** A duration like "15m" or "30s" within bounds, parsed to milliseconds. */
 export function duration(bounds: { min: number; max: number }) {
   return z

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { duration } from "../config/config-types.js";
+import { duration, httpUrl } from "../config/config-types.js";
 
 /** localhost, 127.0.0.0/8 or ::1. */
 function loopback(hostname: string): boolean {
@@ -12,12 +12,10 @@ function loopback(hostname: string): boolean {
 
 export const oidcSchema = z.strictObject({
   /** The identity provider's issuer URL; its discovery document is read from it. */
-  issuer: z
-    .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
-    .refine(
-      (url) => url.startsWith("https:") || loopback(new URL(url).hostname),
-      "must be https:// (plain http is accepted only on loopback, for development): over http anyone on the way could hand Airlock forged sign-ins",
-    ),
+  issuer: httpUrl().refine(
+    (url) => url.startsWith("https:") || loopback(new URL(url).hostname),
+    "must be https:// (plain http is accepted only on loopback, for development): over http anyone on the way could hand Airlock forged sign-ins",
+  ),
   clientId: z.string().min(1).max(512),
   clientSecret: z.string().min(1).max(4096),
   /** The ID token claim that lists the person's groups (Okta, Keycloak: groups; Entra ID: groups or roles). */

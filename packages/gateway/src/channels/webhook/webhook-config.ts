@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { duration } from "../../config/config-types.js";
+import { duration, httpUrl } from "../../config/config-types.js";
 import { requestStatuses } from "../../requests/request-types.js";
 import type { StateEvent } from "../channel.js";
 
@@ -20,9 +20,10 @@ const secretSchema = z
   }, "must be whsec_ followed by 24 to 64 random bytes in base64; make one with: echo whsec_$(openssl rand -base64 32)");
 
 export const webhookSchema = z.strictObject({
-  url: z
-    .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
-    .refine((url) => !new URL(url).username && !new URL(url).password, "must not hold credentials"),
+  url: httpUrl().refine(
+    (url) => !new URL(url).username && !new URL(url).password,
+    "must not hold credentials",
+  ),
   secret: secretSchema,
   /** A name for logs and metrics; `webhook-1`, `webhook-2`, … by position when absent. */
   name: z

@@ -1,5 +1,10 @@
 import { z } from "zod";
-import { connectionMaskSchema, duration, resultByteCap } from "../../config/config-types.js";
+import {
+  connectionMaskSchema,
+  duration,
+  httpUrl,
+  resultByteCap,
+} from "../../config/config-types.js";
 import { headerValuePattern } from "./http-input.js";
 
 const headerName = z
@@ -23,8 +28,7 @@ export const connectionHeadersSchema = z
 
 export const httpConnectionSchema = z.strictObject({
   type: z.literal("http"),
-  baseUrl: z
-    .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+  baseUrl: httpUrl()
     .refine(
       (url) => !new URL(url).search && !new URL(url).hash,
       "must not have a query or fragment",

@@ -3,7 +3,12 @@
  * own credentials, and the tools agents may call on it, each with its risk.
  */
 import { z } from "zod";
-import { connectionMaskSchema, duration, resultByteCap } from "../../config/config-types.js";
+import {
+  connectionMaskSchema,
+  duration,
+  httpUrl,
+  resultByteCap,
+} from "../../config/config-types.js";
 import { connectionHeadersSchema } from "../http/http-config.js";
 
 /** The MCP specification's tool names: 1 to 128 of A–Z, a–z, 0–9, `_`, `-` and `.`. */
@@ -19,8 +24,7 @@ const toolSchema = z.strictObject({
 export const mcpConnectionSchema = z.strictObject({
   type: z.literal("mcp"),
   /** The server's Streamable HTTP endpoint. */
-  url: z
-    .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+  url: httpUrl()
     .refine((url) => !new URL(url).hash, "must not have a fragment")
     .refine(
       (url) => !new URL(url).username && !new URL(url).password,
