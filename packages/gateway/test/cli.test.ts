@@ -1,6 +1,6 @@
 /** The `airlock` command as operators and reviewers use it, against a running gateway. */
 
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -77,6 +77,27 @@ describe("airlock token", () => {
     expect(reviewer.stderr).toContain("not a configured reviewer");
     const both = await runCli(["token", "create", "--config", config], { env });
     expect(both.code).toBe(2);
+  });
+});
+
+describe("commands other than serve", () => {
+  it("refuse a storage path with no database, and create nothing there", async () => {
+    const file = join(gw.dir, "typo.yaml");
+    writeFileSync(file, "storage: sqlite:./typo/airlock.db\n");
+    for (const args of [
+      ["audit", "verify"],
+      ["audit", "export"],
+      ["token", "list"],
+      ["token", "create", "--agent", "x"],
+    ]) {
+      const run = await runCli([...args, "--config", file]);
+      expect(run.code, args.join(" ")).toBe(1);
+      expect(run.stderr).toBe(
+        `airlock: no database at ${join(gw.dir, "typo", "airlock.db")}; check storage: in the config (airlock serve creates it on its first start)\n`,
+      );
+      expect(run.stdout).toBe("");
+    }
+    expect(existsSync(join(gw.dir, "typo"))).toBe(false);
   });
 });
 

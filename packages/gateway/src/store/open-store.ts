@@ -6,7 +6,10 @@ import { openSqliteStore } from "./sqlite/sqlite-store.js";
 import type { Store } from "./store.js";
 
 export interface OpenOptions {
-  /** The gateway itself, not a CLI command: it must be the only one serving this store. */
+  /**
+   * The gateway itself, not a CLI command: it must be the only one serving this store, and
+   * it creates a SQLite file that is not there yet. A command refuses a missing one.
+   */
   serving?: boolean;
 }
 
@@ -19,7 +22,10 @@ export async function openStore(
   if (url.startsWith("sqlite:")) {
     const raw = url.slice("sqlite:".length);
     const path = raw === ":memory:" || isAbsolute(raw) ? raw : resolve(baseDir, raw);
-    const store = openSqliteStore(path, { backgroundCheckpoints: options.serving === true });
+    const store = openSqliteStore(path, {
+      backgroundCheckpoints: options.serving === true,
+      mustExist: options.serving !== true,
+    });
     if (!options.serving || path === ":memory:") return store;
     let unlock: () => void;
     try {

@@ -1,5 +1,5 @@
 /** The embedded store: one SQLite file in WAL mode, made durable by group commit. */
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
@@ -46,13 +46,26 @@ interface Pending {
 export interface SqliteOptions {
   /** Copy WAL pages back from a worker thread (worth it for a serving gateway). */
   backgroundCheckpoints?: boolean;
+  /**
+   * Refuse a file that is not there rather than create it: a command run against a
+   * mistyped path would otherwise report on a new, empty database.
+   */
+  mustExist?: boolean;
 }
 
 export function openSqliteStore(path: string, options: SqliteOptions = {}): SqliteStore {
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  if (path !== ":memory:") {
+    if (options.mustExist && !existsSync(path)) {
+      throw new AirlockError(
+        "store_unavailable",
+        `no database at ${path}; check storage: in the config (airlock serve creates it on its first start)`,
+      );
+    }
+    mkdirSync(dirname(path), { recursive: true });
+  }
   let db: Database.Database;
   try {
-    db = new Database(path);
+    db = new Database(path, { fileMustExist: options.mustExist === true });
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = NORMAL");
     db.pragma("busy_timeout = 5000");
