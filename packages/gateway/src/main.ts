@@ -55,7 +55,7 @@ export type Gateway = Awaited<ReturnType<typeof createGateway>>;
 export async function createGateway(loaded: LoadedConfig, options: GatewayOptions = {}) {
   const { config, policy } = loaded;
   const clock = options.clock ?? Date.now;
-  const channelIssues = reviewChannelIssues(config, [
+  const channelIssues = reviewChannelIssues(loaded, [
     ...approvalChannelNames(config),
     ...(options.channels ?? []).filter(isApprovalChannel).map((c) => c.name),
   ]);

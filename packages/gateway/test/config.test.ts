@@ -364,6 +364,38 @@ rules:
   });
 });
 
+describe("secrets in what config check prints", () => {
+  it("are redacted from warnings and from review channel errors", async () => {
+    const env = { RULE_NAME: "Hunter2secret" };
+    const file = join(dir, "secret-names.yaml");
+    writeFileSync(
+      file,
+      `reviewers: [{ email: a@b.c, groups: [ops] }]
+rules:
+  - { name: "\${env:RULE_NAME}", decision: deny }
+  - { name: b, decision: review, review: { approvers: ["\${env:RULE_NAME}"], quorum: 2 } }
+`,
+    );
+    const warned = await runCli(["config", "check", "--config", file], { env });
+    expect(warned.code).toBe(0);
+    expect(warned.stdout).toContain('rules[1]: unreachable: rule "[redacted]" has no condition');
+    expect(warned.stdout).toContain(
+      "rules[1].review.quorum: needs 2 approvers but only 0 configured reviewers are in [redacted]",
+    );
+    expect(warned.stdout + warned.stderr).not.toContain("Hunter2secret");
+    writeFileSync(
+      file,
+      'rules: [{ name: c, decision: review, review: { channels: ["${env:RULE_NAME}"] } }]\n',
+    );
+    const refused = await runCli(["config", "check", "--config", file], { env });
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toContain(
+      'rules[0].review.channels[0]: no approval channel named "[redacted]" is configured',
+    );
+    expect(refused.stdout + refused.stderr).not.toContain("Hunter2secret");
+  });
+});
+
 describe("the shipped JSON Schema", () => {
   it("is the one generated from the zod schema (run `npm run schema` after changing it)", () => {
     const shipped = JSON.parse(

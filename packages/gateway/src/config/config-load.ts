@@ -104,14 +104,8 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadedC
     }
   }
   issues.push(...crossFieldIssues(refs.value), ...conditionIssues(refs.value));
-  // A message can quote the value it refuses, which may have come from a secret reference.
-  const refused = (found: ConfigIssue[]) => {
-    const redactor = createRedactor(refs.secrets);
-    return new ConfigError(
-      source,
-      found.map((issue) => ({ ...issue, message: redactor.redactText(issue.message) })),
-    );
-  };
+  const refused = (found: ConfigIssue[]) =>
+    new ConfigError(source, redactIssues(found, refs.secrets));
   if (!parsed.success || issues.length > 0) throw refused(issues);
   const data = parsed.data;
   const { policy, issues: policyIssues } = compilePolicy(data.rules);
@@ -128,10 +122,19 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadedC
     config: deepFreeze(config),
     policy: deepFreeze(policy),
     secrets: Object.freeze([...new Set(refs.secrets)]),
-    warnings: warningsFor(config, refs.secrets),
+    warnings: redactIssues(warningsFor(config, refs.secrets), refs.secrets),
     source,
     baseDir,
   };
+}
+
+/**
+ * A message can quote what it is about (a value it refuses, a rule's or channel's name),
+ * which may have come from a secret reference.
+ */
+function redactIssues(issues: ConfigIssue[], secrets: readonly string[]): ConfigIssue[] {
+  const redactor = createRedactor(secrets);
+  return issues.map((issue) => ({ ...issue, message: redactor.redactText(issue.message) }));
 }
 
 function issueMessage(issue: { code: string; message: string; keys?: string[] }): string {
@@ -268,9 +271,10 @@ function yamlPathAt(node: unknown, offset: number): (string | number)[] {
  * configured ones, the gateway against those it was also given in code.
  */
 export function reviewChannelIssues(
-  config: Pick<AirlockConfig, "rules">,
+  loaded: { config: Pick<AirlockConfig, "rules">; secrets: readonly string[] },
   approvalChannels: readonly string[],
 ): ConfigIssue[] {
+  const { config } = loaded;
   const issues: ConfigIssue[] = [];
   config.rules.forEach((rule, index) => {
     rule.review?.channels?.forEach((name, at) => {
@@ -281,5 +285,5 @@ export function reviewChannelIssues(
       });
     });
   });
-  return issues;
+  return redactIssues(issues, loaded.secrets);
 }

@@ -12,7 +12,7 @@ export async function configCheck(args: string[]): Promise<number> {
   const path = configPath(values.config);
   try {
     const loaded = loadConfigFile(path);
-    const channelIssues = reviewChannelIssues(loaded.config, approvalChannelNames(loaded.config));
+    const channelIssues = reviewChannelIssues(loaded, approvalChannelNames(loaded.config));
     if (channelIssues.length > 0) throw new ConfigError(path, channelIssues);
     for (const warning of loaded.warnings)
       process.stdout.write(`warning: ${formatIssue(warning)}\n`);
