@@ -232,6 +232,21 @@ rules: []
     expect(issues.join("\n")).not.toContain("hunter2");
   });
 
+  it("withholds CEL's detail for a condition built from a reference, which it could quote", () => {
+    const issues = issuesOf(
+      `rules:
+  - { name: leaky, decision: allow, when: "action.input.x == \${env:SEC}" }
+  - { name: plain, decision: allow, when: "action.input.x == AbcDEF" }
+`,
+      { SEC: "AbcDEF.ghijkl" },
+    );
+    expect(issues).toEqual([
+      'rules[0].when: rule "leaky": the condition, built with a ${env:} or ${file:} reference, is not valid CEL (the details are withheld: they may quote the secret); check the value it refers to and the text around it',
+      expect.stringMatching(/^rules\[1\]\.when: rule "plain": .*AbcDEF/),
+    ]);
+    expect(issues[0]).not.toMatch(/AbcDEF|ghijkl/);
+  });
+
   it("takes a plain-http identity provider only on loopback", () => {
     const withIssuer = (issuer: string) => {
       try {

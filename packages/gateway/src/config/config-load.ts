@@ -103,7 +103,7 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadedC
       issues.push({ path: issue.path as (string | number)[], message: issueMessage(issue) });
     }
   }
-  issues.push(...crossFieldIssues(refs.value), ...conditionIssues(refs.value));
+  issues.push(...crossFieldIssues(refs.value), ...conditionIssues(refs.value, refs.referenced));
   const refused = (found: ConfigIssue[]) =>
     new ConfigError(source, redactIssues(found, refs.secrets));
   if (!parsed.success || issues.length > 0) throw refused(issues);
@@ -185,19 +185,31 @@ function crossFieldIssues(raw: unknown): ConfigIssue[] {
   return issues;
 }
 
-/** Conditions are checked on the raw rules too, so a schema error elsewhere does not hide them. */
-function conditionIssues(raw: unknown): ConfigIssue[] {
+/**
+ * Conditions are checked on the raw rules too, so a schema error elsewhere does not hide them.
+ * CEL's errors quote pieces of the condition ("Unknown variable: AbcDEF"), which the redactor,
+ * matching whole values, would let through: for a condition built from a reference, only
+ * that it is invalid is said.
+ */
+function conditionIssues(raw: unknown, referenced: (string | number)[][]): ConfigIssue[] {
   const rules = (raw as { rules?: unknown } | null)?.rules;
   if (!Array.isArray(rules)) return [];
   const issues: ConfigIssue[] = [];
   rules.forEach((rule: { name?: unknown; when?: unknown } | null, index) => {
     if (typeof rule?.when !== "string") return;
     const problem = checkCondition(rule.when);
-    if (problem)
-      issues.push({
-        path: ["rules", index, "when"],
-        message: `rule "${String(rule.name ?? index)}": ${problem}`,
-      });
+    if (!problem) return;
+    const fromReference = referenced.some(
+      (path) => path.length === 3 && path[0] === "rules" && path[1] === index && path[2] === "when",
+    );
+    issues.push({
+      path: ["rules", index, "when"],
+      message: `rule "${String(rule.name ?? index)}": ${
+        fromReference
+          ? "the condition, built with a ${env:} or ${file:} reference, is not valid CEL (the details are withheld: they may quote the secret); check the value it refers to and the text around it"
+          : problem
+      }`,
+    });
   });
   return issues;
 }

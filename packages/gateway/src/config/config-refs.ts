@@ -13,12 +13,18 @@ export interface RefContext {
   baseDir: string;
 }
 
-export function resolveRefs(
-  tree: unknown,
-  context: RefContext,
-): { value: unknown; secrets: string[]; issues: ConfigIssue[] } {
+export interface ResolvedRefs {
+  value: unknown;
+  secrets: string[];
+  issues: ConfigIssue[];
+  /** Where a reference was resolved: what is built there may quote a secret in part. */
+  referenced: (string | number)[][];
+}
+
+export function resolveRefs(tree: unknown, context: RefContext): ResolvedRefs {
   const secrets: string[] = [];
   const issues: ConfigIssue[] = [];
+  const referenced: (string | number)[][] = [];
   const walk = (value: unknown, path: (string | number)[]): unknown => {
     if (typeof value === "string") return resolveString(value, path);
     if (Array.isArray(value)) return value.map((item, i) => walk(item, [...path, i]));
@@ -31,39 +37,47 @@ export function resolveRefs(
   };
   const resolveString = (text: string, path: (string | number)[]): string => {
     if (!text.includes("${")) return text;
-    return text.replace(reference, (match, kind: string | undefined, arg: string | undefined) => {
-      if (match === "$${") return "${";
-      const name = (arg ?? "").trim();
-      if (kind === "env") {
-        const found = context.env[name];
-        if (found === undefined || found === "") {
-          issues.push({ path, message: `environment variable ${name} is not set` });
-          return "";
+    let resolved = false;
+    const out = text.replace(
+      reference,
+      (match, kind: string | undefined, arg: string | undefined) => {
+        if (match === "$${") return "${";
+        const name = (arg ?? "").trim();
+        if (kind === "env") {
+          const found = context.env[name];
+          if (found === undefined || found === "") {
+            issues.push({ path, message: `environment variable ${name} is not set` });
+            return "";
+          }
+          secrets.push(found);
+          resolved = true;
+          return found;
         }
-        secrets.push(found);
-        return found;
-      }
-      if (kind === "file") {
-        const file = isAbsolute(name) ? name : resolve(context.baseDir, name);
-        try {
-          const content = readFileSync(file, "utf8").replace(/\r?\n$/, "");
-          secrets.push(content);
-          return content;
-        } catch (error) {
-          const code = (error as NodeJS.ErrnoException).code;
-          issues.push({
-            path,
-            message: `cannot read ${file}: ${code === "ENOENT" ? "no such file" : (code ?? String(error))}`,
-          });
-          return "";
+        if (kind === "file") {
+          const file = isAbsolute(name) ? name : resolve(context.baseDir, name);
+          try {
+            const content = readFileSync(file, "utf8").replace(/\r?\n$/, "");
+            secrets.push(content);
+            resolved = true;
+            return content;
+          } catch (error) {
+            const code = (error as NodeJS.ErrnoException).code;
+            issues.push({
+              path,
+              message: `cannot read ${file}: ${code === "ENOENT" ? "no such file" : (code ?? String(error))}`,
+            });
+            return "";
+          }
         }
-      }
-      issues.push({
-        path,
-        message: `unknown reference \${${kind}:…}; use \${env:NAME} or \${file:PATH}`,
-      });
-      return "";
-    });
+        issues.push({
+          path,
+          message: `unknown reference \${${kind}:…}; use \${env:NAME} or \${file:PATH}`,
+        });
+        return "";
+      },
+    );
+    if (resolved) referenced.push(path);
+    return out;
   };
-  return { value: walk(tree, []), secrets, issues };
+  return { value: walk(tree, []), secrets, issues, referenced };
 }
