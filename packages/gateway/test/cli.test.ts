@@ -219,22 +219,26 @@ describe("airlock policy test", () => {
   - name: reads pass
     agent: support-bot
     connection: billing-api
+    operation: request
     input: { method: GET, path: /invoices }
     expect: allow
   - name: refunds wait
     agent: support-bot
     connection: billing-api
+    operation: request
     input: { method: POST, path: /refunds }
     expect: review
     rule: refunds need two finance reviewers
   - name: wrong on purpose
     agent: support-bot
     connection: billing-api
+    operation: request
     input: { method: DELETE, path: /invoices/1 }
     expect: allow
   - name: unknown agent
     agent: ghost
     connection: billing-api
+    operation: request
     expect: deny
 `,
     );
@@ -253,7 +257,7 @@ describe("airlock policy test", () => {
     expect(result.stdout).toContain("2 passed, 2 failed");
     writeFileSync(
       cases,
-      "cases:\n  - { agent: support-bot, connection: billing-api, input: { method: GET, path: /x }, expect: allow }\n",
+      "cases:\n  - { agent: support-bot, connection: billing-api, operation: request, input: { method: GET, path: /x }, expect: allow }\n",
     );
     const passing = await runCli(["policy", "test", cases, "--config", config], { env });
     expect(passing.code).toBe(0);
@@ -262,6 +266,49 @@ describe("airlock policy test", () => {
     expect(invalid.code).toBe(1);
     expect(invalid.stderr).toContain("cases.0.connection");
     expect(invalid.stderr).toContain("cases.0.expect");
+  });
+
+  it("refuses the cases the API would refuse, and redacts secrets from evaluation errors", async () => {
+    const cases = join(gw.dir, "refused-cases.yaml");
+    writeFileSync(
+      cases,
+      `cases:
+  - { agent: support-bot, connection: billing-api, input: { method: GET, path: /x }, expect: allow }
+  - agent: support-bot
+    connection: billing-api
+    operation: request
+    input: { method: POST, path: /refunds, body: { amount: 9007199254740993 } }
+    justification: "\\ud800"
+    expect: review
+`,
+    );
+    const refused = await runCli(["policy", "test", cases, "--config", config], { env });
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe("");
+    expect(refused.stderr).toContain("cases.0.operation:");
+    expect(refused.stderr).toContain(
+      "cases.1.input.body.amount: is an integer beyond ±2^53, which JSON numbers cannot carry exactly",
+    );
+    expect(refused.stderr).toContain("cases.1.justification:");
+
+    const secretConfig = join(gw.dir, "secret-rule.yaml");
+    writeFileSync(
+      secretConfig,
+      `agents: [{ name: bot, owner: a@b.c }]
+connections: { api: { type: http, baseUrl: "http://127.0.0.1:1" } }
+rules:
+  - { name: r, decision: allow, when: '{"k": 1}["\${env:RULE_SECRET}"] > 0' }
+`,
+    );
+    writeFileSync(
+      cases,
+      "cases:\n  - { agent: bot, connection: api, operation: request, input: { method: GET, path: / }, expect: allow }\n",
+    );
+    const run = await runCli(["policy", "test", cases, "--config", secretConfig], {
+      env: { RULE_SECRET: "Sup3rSecretValue" },
+    });
+    expect(run.stdout).toContain("evaluation error: No such key: [redacted]");
+    expect(run.stdout + run.stderr).not.toContain("Sup3rSecretValue");
   });
 });
 

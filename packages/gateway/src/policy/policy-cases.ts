@@ -7,23 +7,26 @@ import type { Json } from "../common/canonical-json.js";
 import type { LoadedConfig } from "../config/config-load.js";
 import { connectorType } from "../connectors/connector-registry.js";
 import { isAirlockError } from "../errors.js";
+import { actionBodySchema } from "../http/api-schemas.js";
+import { createRedactor } from "../masking/secret-redactor.js";
 import { createLogger } from "../observability/logger.js";
 import { evaluatePolicy } from "./policy-evaluate.js";
 
-const caseSchema = z.strictObject({
-  name: z.string().max(200).optional(),
-  agent: z.string().min(1).max(128),
-  connection: z.string().min(1).max(128),
-  operation: z.string().min(1).max(128).default("request"),
-  input: z.unknown().default({}),
-  justification: z.string().max(4000).default(""),
-  context: z.record(z.string(), z.unknown()).default({}),
-  /** When the action happens, for time-based rules; now by default. */
-  at: z.iso.datetime({ offset: true }).optional(),
-  expect: z.enum(["allow", "deny", "review"]),
-  /** The rule expected to decide; `null` expects the default deny. */
-  rule: z.string().nullable().optional(),
-});
+/**
+ * A case proposes an action as an agent would: its fields are checked by the API's own
+ * schema, so that a case the gateway would refuse is refused here too, not decided.
+ */
+const caseSchema = actionBodySchema
+  .pick({ connection: true, operation: true, input: true, justification: true, context: true })
+  .extend({
+    name: z.string().max(200).optional(),
+    agent: z.string().min(1).max(128),
+    /** When the action happens, for time-based rules; now by default. */
+    at: z.iso.datetime({ offset: true }).optional(),
+    expect: z.enum(["allow", "deny", "review"]),
+    /** The rule expected to decide; `null` expects the default deny. */
+    rule: z.string().nullable().optional(),
+  });
 
 export const casesFileSchema = z.strictObject({ cases: z.array(caseSchema).min(1).max(10_000) });
 
@@ -48,6 +51,12 @@ export async function runPolicyCases(
       connectorType(connection.type)!.create(name, connection, { logger, secrets: loaded.secrets }),
     ]),
   );
+  // Errors can quote a connection's credentials or a secret in a rule: scrubbed as the
+  // gateway's log scrubs them.
+  const redactor = createRedactor([
+    ...loaded.secrets,
+    ...[...connectors.values()].flatMap((c) => c.secrets),
+  ]);
   const agents = new Map(loaded.config.agents.map((a) => [a.name, a]));
   const results: CaseResult[] = [];
   try {
@@ -74,15 +83,17 @@ export async function runPolicyCases(
             connection: c.connection,
             operation: c.operation,
             input,
-            justification: c.justification,
-            context: c.context as Record<string, Json>,
+            justification: c.justification ?? "",
+            context: (c.context ?? {}) as Record<string, Json>,
           },
           agent: { name: agent.name, owner: agent.owner, labels: agent.labels },
           now: c.at ? new Date(c.at) : new Date(),
           facts: description.facts,
           risk: description.risk,
         });
-        const got = `${decision.decision} by ${decision.rule === null ? "no rule" : `rule "${decision.rule}"`}`;
+        const got = redactor.redactText(
+          `${decision.decision} by ${decision.rule === null ? "no rule" : `rule "${decision.rule}"`}`,
+        );
         const ok =
           decision.decision === c.expect && (c.rule === undefined || c.rule === decision.rule);
         results.push({
@@ -90,11 +101,13 @@ export async function runPolicyCases(
           ok,
           got,
           expected,
-          ...(decision.error ? { detail: `evaluation error: ${decision.error}` } : {}),
+          ...(decision.error
+            ? { detail: `evaluation error: ${redactor.redactText(decision.error)}` }
+            : {}),
         });
       } catch (error) {
         const message = isAirlockError(error) ? error.message : String(error);
-        results.push({ name, ok: false, got: `error: ${message}`, expected });
+        results.push({ name, ok: false, got: `error: ${redactor.redactText(message)}`, expected });
       }
     }
   } finally {
