@@ -101,6 +101,35 @@ describe("commands other than serve", () => {
   });
 });
 
+describe("airlock serve", () => {
+  it("says what is wrong, without a stack, for a misspelt review channel and a port in use", async () => {
+    const file = join(gw.dir, "serve.yaml");
+    writeFileSync(
+      file,
+      "storage: sqlite:./serve.db\nreviewers: [{ email: a@b.c }]\nrules:\n  - { name: r, decision: review, review: { channels: [slak] } }\n",
+    );
+    const misspelt = await runCli(["serve", "--config", file]);
+    expect(misspelt.code).toBe(1);
+    expect(misspelt.stderr).toBe(
+      `airlock: ${file} has 1 error:\n  rules[0].review.channels[0]: no approval channel named "slak" is configured (configure channels.slack or channels.teams, or leave this list empty for the console and API only)\n`,
+    );
+
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      writeFileSync(file, `storage: sqlite:./serve.db\nserver: { port: ${port} }\n`);
+      const inUse = await runCli(["serve", "--config", file]);
+      expect(inUse.code).toBe(1);
+      expect(inUse.stderr).toBe(
+        `airlock: port ${port} on 127.0.0.1 is in use; stop what listens there (another airlock serve?) or set server.port in ${file}\n`,
+      );
+    } finally {
+      taken.close();
+    }
+  });
+});
+
 describe("airlock requests", () => {
   it("lets a reviewer list, show, approve and deny from a terminal", async () => {
     const agent = await gw.token("agent", "support-bot");

@@ -63,6 +63,16 @@ export function subcommand(args: string[], usage: string): [string | undefined, 
   return [sub, rest];
 }
 
+/**
+ * A listening socket refused because something else holds the address, said with `fix`;
+ * undefined for any other error.
+ */
+export function addressInUse(error: unknown, address: string, fix: string): CliError | undefined {
+  return (error as NodeJS.ErrnoException | null)?.code === "EADDRINUSE"
+    ? new CliError(`${address} is in use; ${fix}`)
+    : undefined;
+}
+
 export function loadConfigOrExit(explicit: string | undefined): LoadedConfig {
   const path = configPath(explicit);
   try {
@@ -85,6 +95,11 @@ export async function runCommand(fn: () => Promise<number | undefined>): Promise
     if (error instanceof CliError) {
       process.stderr.write(`airlock: ${error.message}\n`);
       process.exit(error.code);
+    }
+    // Raised past loading too, by checks that need more than the file (the gateway's own).
+    if (error instanceof ConfigError) {
+      process.stderr.write(`airlock: ${error.message}\n`);
+      process.exit(1);
     }
     if (isAirlockError(error)) {
       process.stderr.write(`airlock: ${error.message}\n`);

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { loadConfigFile } from "../../config/config-load.js";
 import { createGateway } from "../../main.js";
 import { lockDatabase } from "../../store/sqlite/sqlite-lock.js";
-import { CliError, parse } from "../cli-support.js";
+import { addressInUse, CliError, parse } from "../cli-support.js";
 import { startDemoUpstream } from "../demo-upstream.js";
 import { untilSignal } from "./serve.js";
 
@@ -49,10 +49,12 @@ export async function demo(args: string[]): Promise<number> {
   const credential = `demo_${randomBytes(18).toString("base64url")}`;
   const upstream = await startDemoUpstream({ port: upstreamPort, token: credential }).catch(
     (error) => {
-      throw new CliError(
-        (error as NodeJS.ErrnoException).code === "EADDRINUSE"
-          ? `port ${upstreamPort} is in use; pick another with: npm start -- --upstream-port 9191`
-          : String(error),
+      throw (
+        addressInUse(
+          error,
+          `port ${upstreamPort}`,
+          "pick another with: npm start -- --upstream-port 9191",
+        ) ?? new CliError(String(error))
       );
     },
   );
@@ -75,10 +77,9 @@ export async function demo(args: string[]): Promise<number> {
   } catch (error) {
     await gateway.close();
     await upstream.close();
-    throw new CliError(
-      (error as NodeJS.ErrnoException).code === "EADDRINUSE"
-        ? `port ${port} is in use; pick another with: npm start -- --port 7171`
-        : String(error),
+    throw (
+      addressInUse(error, `port ${port}`, "pick another with: npm start -- --port 7171") ??
+      new CliError(String(error))
     );
   }
   upstream.onCall = (method, path, authorized) =>

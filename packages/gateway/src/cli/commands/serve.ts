@@ -1,5 +1,5 @@
 import { createGateway } from "../../main.js";
-import { configOption, loadConfigOrExit, parse } from "../cli-support.js";
+import { addressInUse, configOption, loadConfigOrExit, parse } from "../cli-support.js";
 
 const usage = `Usage: airlock serve [--config FILE]
 
@@ -10,7 +10,19 @@ export async function serve(args: string[]): Promise<number | undefined> {
   const { values } = parse(args, configOption, usage);
   const loaded = loadConfigOrExit(values.config);
   const gateway = await createGateway(loaded);
-  await gateway.start();
+  try {
+    await gateway.start();
+  } catch (error) {
+    await gateway.close();
+    const { port, host } = loaded.config.server;
+    throw (
+      addressInUse(
+        error,
+        `port ${port} on ${host}`,
+        `stop what listens there (another airlock serve?) or set server.port in ${loaded.source}`,
+      ) ?? error
+    );
+  }
   await untilSignal();
   gateway.logger.info("stopping: finishing work under way");
   await gateway.close();
