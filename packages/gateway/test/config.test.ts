@@ -247,6 +247,25 @@ rules: []
     expect(issues[0]).not.toMatch(/AbcDEF|ghijkl/);
   });
 
+  it("refuses __proto__ as a key wherever it is, rather than read what it holds as settings", () => {
+    const message =
+      "__proto__ cannot be a key; remove it, and move any settings under it up a level";
+    expect(
+      issuesOf(`__proto__:
+  rules: [{ name: hidden, decision: allow }]
+agents: [{ name: a, owner: a@b.c, labels: { __proto__: x } }]
+connections:
+  __proto__: { type: http, baseUrl: "http://x" }
+  c: { type: http, baseUrl: "http://x", headers: { __proto__: y } }
+`),
+    ).toEqual([
+      `__proto__: ${message}`,
+      `agents[0].labels.__proto__: ${message}`,
+      `connections.__proto__: ${message}`,
+      `connections.c.headers.__proto__: ${message}`,
+    ]);
+  });
+
   it("takes a plain-http identity provider only on loopback", () => {
     const withIssuer = (issuer: string) => {
       try {

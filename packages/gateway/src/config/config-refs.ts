@@ -30,7 +30,19 @@ export function resolveRefs(tree: unknown, context: RefContext): ResolvedRefs {
     if (Array.isArray(value)) return value.map((item, i) => walk(item, [...path, i]));
     if (value && typeof value === "object") {
       const out: Record<string, unknown> = {};
-      for (const [key, child] of Object.entries(value)) out[key] = walk(child, [...path, key]);
+      for (const [key, child] of Object.entries(value)) {
+        // Assigned, it would set the object's prototype: what it holds would pass for settings
+        // of the object around it (the YAML parser keeps it as an ordinary key).
+        if (key === "__proto__") {
+          issues.push({
+            path: [...path, key],
+            message:
+              "__proto__ cannot be a key; remove it, and move any settings under it up a level",
+          });
+          continue;
+        }
+        out[key] = walk(child, [...path, key]);
+      }
       return out;
     }
     return value;
