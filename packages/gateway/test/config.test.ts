@@ -335,6 +335,28 @@ rules:
     expect(loaded.secrets).toEqual(["file-secret-value"]);
   });
 
+  it("refuses a ${ that starts no reference, and a reference that names nothing", () => {
+    const bad =
+      "${ starts no reference: write ${env:NAME} or ${file:PATH}, in lower case and closed by }; write $${ for a literal ${";
+    expect(
+      issuesOf(
+        `connections:
+  c:
+    type: http
+    baseUrl: http://x
+    headers: { a: "Bearer \${ENV:T}", b: "Bearer \${env:T", c: "\${ env:T}", d: "\${env:}", e: "\${file:}", ok: "$\${x} \${env:T}" }
+`,
+        { T: "abcdefgh12" },
+      ),
+    ).toEqual([
+      `connections.c.headers.a: ${bad}`,
+      `connections.c.headers.b: ${bad}`,
+      `connections.c.headers.c: ${bad}`,
+      "connections.c.headers.d: ${env:} names nothing; write ${env:NAME}, like ${env:API_TOKEN}",
+      "connections.c.headers.e: ${file:} names nothing; write ${file:PATH}, like ${file:/run/secrets/api-token}",
+    ]);
+  });
+
   it("warns about rules that can never match and quorums nobody configured can meet", () => {
     const loaded = loadConfigText(`
 reviewers: [{ email: a@b.c, groups: [ops] }]

@@ -6,7 +6,8 @@ import { readFileSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import type { ConfigIssue } from "./config-errors.js";
 
-const reference = /\$\$\{|\$\{([a-z]+):([^}]*)\}/g;
+/** `$${` (a literal `${`), a reference, or any other `${`, which is refused rather than kept. */
+const reference = /\$\$\{|\$\{([a-z]+):([^}]*)\}|\$\{/g;
 
 export interface RefContext {
   env: Record<string, string | undefined>;
@@ -54,7 +55,22 @@ export function resolveRefs(tree: unknown, context: RefContext): ResolvedRefs {
       reference,
       (match, kind: string | undefined, arg: string | undefined) => {
         if (match === "$${") return "${";
+        if (match === "${") {
+          issues.push({
+            path,
+            message:
+              "${ starts no reference: write ${env:NAME} or ${file:PATH}, in lower case and closed by }; write $${ for a literal ${",
+          });
+          return "";
+        }
         const name = (arg ?? "").trim();
+        if (name === "" && (kind === "env" || kind === "file")) {
+          issues.push({
+            path,
+            message: `\${${kind}:} names nothing; write ${kind === "env" ? "${env:NAME}, like ${env:API_TOKEN}" : "${file:PATH}, like ${file:/run/secrets/api-token}"}`,
+          });
+          return "";
+        }
         if (kind === "env") {
           const found = context.env[name];
           if (found === undefined || found === "") {
