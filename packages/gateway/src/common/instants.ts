@@ -11,6 +11,15 @@ export const INSTANT_HINT =
 /** Milliseconds since the epoch, or undefined when `text` is not such a point in time. */
 export function parseInstant(text: string): number | undefined {
   if (!form.test(text)) return undefined;
+  // Date.parse rolls an impossible day over (2026-02-30 is 2 March) and takes 24:00 as the
+  // next day's midnight: a date that does not exist is refused instead.
+  const year = Number(text.slice(0, 4));
+  const month = Number(text.slice(5, 7));
+  const day = Number(text.slice(8, 10));
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1];
+  if (days === undefined || day < 1 || day > days) return undefined;
+  if (text.length > 10 && Number(text.slice(11, 13)) > 23) return undefined;
   const ms = Date.parse(text);
   return Number.isNaN(ms) ? undefined : ms;
 }
