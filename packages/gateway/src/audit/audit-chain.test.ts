@@ -124,6 +124,18 @@ describe("createChainVerifier", () => {
     expect(verify(events)).toMatchObject({ seq: 2, kind: "gap" });
   });
 
+  it("reports a first event numbered 0 or less as out of order, without a missing predecessor", () => {
+    for (const seq of [0, -3]) {
+      const events = chain(2);
+      events[0] = { ...events[0]!, seq };
+      expect(verify(events)).toEqual({
+        seq,
+        kind: "out_of_order",
+        message: `event ${seq}: the chain must start at event 1; the events were renumbered or forged`,
+      });
+    }
+  });
+
   it("detects an inserted, correctly hashed event with the tail renumbered", () => {
     const events = chain(4);
     // The forger hashes the new event properly after event 2 and renumbers the tail.

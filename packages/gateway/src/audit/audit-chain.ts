@@ -111,7 +111,9 @@ export function createChainVerifier() {
             : {
                 seq: event.seq,
                 kind: "out_of_order",
-                message: `event ${event.seq}: appears after event ${previous?.seq}; events were inserted or reordered`,
+                message: previous
+                  ? `event ${event.seq}: appears after event ${previous.seq}; events were inserted or reordered`
+                  : `event ${event.seq}: the chain must start at event 1; the events were renumbered or forged`,
               };
       } else if (event.prevHash !== expectedPrev) {
         problem = {
