@@ -1,12 +1,14 @@
 /** The `airlock` command as operators and reviewers use it, against a running gateway. */
 
-import { existsSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { printable } from "../src/cli/commands/requests.js";
-import { runCli } from "./support/cli.js";
+import { airlockBin, runCli } from "./support/cli.js";
 import {
   api,
   refund,
@@ -98,6 +100,46 @@ describe("commands other than serve", () => {
       expect(run.stdout).toBe("");
     }
     expect(existsSync(join(gw.dir, "typo"))).toBe(false);
+  });
+});
+
+describe("airlock audit export", () => {
+  it("ends quietly when its reader stops, and names an --output it cannot write", async () => {
+    // An event to export, whatever ran before.
+    await runCli(["token", "create", "--agent", "ops-bot", "--config", config], { env });
+    const child = spawn(process.execPath, [airlockBin, "audit", "export", "--config", config], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout.destroy(); // the reader is gone before the first line is written
+    let stderr = "";
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    const [code] = (await once(child, "exit")) as [number];
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+
+    const directory = await runCli(["audit", "export", "--config", config, "--output", gw.dir], {
+      env,
+    });
+    expect(directory.code).toBe(1);
+    expect(directory.stderr).toBe(
+      `airlock: cannot write --output ${gw.dir}: it is a directory; name a file, like --output audit.jsonl\n`,
+    );
+    const nowhere = join(gw.dir, "missing", "audit.jsonl");
+    const missing = await runCli(["audit", "export", "--config", config, "--output", nowhere], {
+      env,
+    });
+    expect(missing.stderr).toBe(
+      `airlock: cannot write --output ${nowhere}: its directory does not exist; create it first\n`,
+    );
+    const file = join(gw.dir, "audit.jsonl");
+    const written = await runCli(["audit", "export", "--config", config, "--output", file], {
+      env,
+    });
+    expect(written.code).toBe(0);
+    expect(readFileSync(file, "utf8")).toContain('"type":"token.created"');
   });
 });
 

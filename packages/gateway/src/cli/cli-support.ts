@@ -88,6 +88,13 @@ export function loadConfigOrExit(explicit: string | undefined): LoadedConfig {
 
 /** Runs a command, printing known failures as one line and unknown ones with their stack. */
 export async function runCommand(fn: () => Promise<number | undefined>): Promise<never> {
+  // A reader that stops early (`airlock audit export | head -1`) closes the pipe: the output
+  // it wanted was written, so that is a quiet end, not a failure.
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(0);
+    process.stderr.write(`airlock: cannot write to standard output: ${error.message}\n`);
+    process.exit(1);
+  });
   try {
     const code = await fn();
     process.exit(code ?? 0);

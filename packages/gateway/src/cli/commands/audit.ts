@@ -1,5 +1,6 @@
-import { once } from "node:events";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, openSync, type WriteStream } from "node:fs";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import {
   checkRecordedHead,
   exportAudit,
@@ -83,16 +84,29 @@ export async function audit(args: string[]): Promise<number> {
       since = parseInstant(values.since);
       if (since === undefined) throw new CliError(`--since ${INSTANT_HINT}`, 2);
     }
-    const out = values.output ? createWriteStream(values.output) : process.stdout;
-    for await (const line of exportAudit(store, format, since, progress("exported"))) {
-      if (!out.write(line)) await once(out, "drain");
-    }
-    if (values.output) {
-      (out as ReturnType<typeof createWriteStream>).end();
-      await once(out, "finish");
-    }
+    const lines = Readable.from(exportAudit(store, format, since, progress("exported")));
+    if (values.output) await pipeline(lines, openOutput(values.output));
+    else await pipeline(lines, process.stdout, { end: false });
     return 0;
   } finally {
     await store.close();
+  }
+}
+
+/** Opened at once, so that a path that cannot be written is named before anything is read. */
+function openOutput(path: string): WriteStream {
+  try {
+    return createWriteStream(path, { fd: openSync(path, "w") });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why =
+      code === "EISDIR"
+        ? "it is a directory; name a file, like --output audit.jsonl"
+        : code === "ENOENT"
+          ? "its directory does not exist; create it first"
+          : code === "EACCES" || code === "EPERM"
+            ? "permission denied; choose a path you can write"
+            : (code ?? (error as Error).message);
+    throw new CliError(`cannot write --output ${path}: ${why}`);
   }
 }
