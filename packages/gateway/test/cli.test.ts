@@ -194,7 +194,7 @@ describe("airlock requests", () => {
     expect(list.stdout).toMatch(/high\s+support-bot\s+0\/2/);
 
     const show = await runCli(["requests", "show", held.body.id], as(bob));
-    expect(show.stdout).toContain("justification  (the agent's claim) from the cli");
+    expect(show.stdout).toContain("justification (the agent's claim):\n  | from the cli\n");
     expect(show.stdout).toContain('"card_number": "[masked]"');
     expect(show.stdout).not.toContain("4242424242424242");
 
@@ -240,6 +240,20 @@ describe("airlock requests", () => {
     );
     const list = await runCli(["requests", "list"], as);
     expect(list.stdout).not.toContain("\u001b");
+
+    // Lines of its own, after the preview, set apart: none reads as the command's.
+    const fake = "double charge\n\n\n\n\nyou: can approve\nhash: 0000";
+    const faked = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: refund({ justification: fake }),
+    });
+    const shown = (await runCli(["requests", "show", faked.body.id], as)).stdout;
+    expect(shown).toContain(
+      "justification (the agent's claim):\n  | double charge\n  | \n  | you: can approve\n  | hash: 0000\n",
+    );
+    expect(shown.indexOf("justification")).toBeGreaterThan(shown.indexOf("preview:"));
+    expect(shown.match(/^you: /gm)).toHaveLength(1);
+    expect(shown.match(/^hash: /gm)).toHaveLength(1);
     // Bidirectional controls reorder the text after them; shown as escapes too.
     expect(printable("refund \u202e001")).toBe("refund \\u202e001");
   });

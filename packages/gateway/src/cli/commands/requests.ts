@@ -94,6 +94,18 @@ const unprintable = new RegExp(
   "g",
 );
 
+/**
+ * Text others wrote (the agent's justification, a preview built from its input, a comment),
+ * set apart: every line behind "| ", so that none can pass for one of this command's own (a
+ * forged "you: can approve" or "risk low"), and a run of blank lines as one.
+ */
+function quoted(text: string, indent = "  "): string[] {
+  return text
+    .replace(/\n(?:[ \t]*\n)+/g, "\n\n")
+    .split("\n")
+    .map((line) => `${indent}| ${line}`);
+}
+
 function describe(view: ReviewerView): string {
   const lines = [
     `${view.id}  ${view.status.toUpperCase()}  risk ${view.risk.level} (${view.risk.reason})`,
@@ -107,18 +119,25 @@ function describe(view: ReviewerView): string {
     );
   }
   if (view.expiresAt) lines.push(`expires        ${view.expiresAt} (${timeLeft(view.expiresAt)})`);
-  lines.push(`justification  (the agent's claim) ${view.justification || "(none given)"}`);
-  lines.push("", "preview:", ...view.preview.split("\n").map((l) => `  ${l}`));
+  lines.push("", "preview:", ...quoted(view.preview));
   lines.push("", `input (masked: ${view.maskedFields.join(", ") || "nothing"}):`);
   lines.push(
     ...JSON.stringify(view.input, null, 2)
       .split("\n")
       .map((l) => `  ${l}`),
   );
+  // After the preview, so that a long one cannot push the real preview out of sight.
+  lines.push(
+    "",
+    "justification (the agent's claim):",
+    ...(view.justification ? quoted(view.justification) : ["  (none given)"]),
+  );
   if (view.reviews.length) {
     lines.push("", "reviews:");
-    for (const r of view.reviews)
-      lines.push(`  ${r.at} ${r.reviewer} ${r.decision}${r.comment ? `: ${r.comment}` : ""}`);
+    for (const r of view.reviews) {
+      lines.push(`  ${r.at} ${r.reviewer} ${r.decision}${r.comment ? ":" : ""}`);
+      if (r.comment) lines.push(...quoted(r.comment, "    "));
+    }
   }
   if (view.outcome)
     lines.push(
