@@ -430,4 +430,31 @@ describe("help", () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("unknown command launch");
   });
+
+  it("says what is wrong with a command line, and what to do", async () => {
+    const said = async (args: string[]) => {
+      const run = await runCli(args, { env });
+      return [run.code, run.stderr.split("\n")[0]];
+    };
+    expect(await said(["token", "--config", config])).toEqual([
+      2,
+      `airlock: options come after the subcommand: airlock token create|list|revoke --config ${config}`,
+    ]);
+    expect(await said(["requests", "frob"])).toEqual([
+      2,
+      'airlock: unknown subcommand "frob": airlock requests takes list, show, approve or deny',
+    ]);
+    expect(await said(["audit"])).toEqual([
+      2,
+      "airlock: say what to do: airlock audit verify or export",
+    ]);
+    expect(await said(["token", "revoke", "nope", "--config", config])).toEqual([
+      1,
+      "airlock: no active token nope; see the tokens and their ids with: airlock token list",
+    ]);
+    expect(await said(["token", "create", "--agent", "", "--config", config])).toEqual([
+      2,
+      "airlock: --agent needs the name of an agent in the config, like --agent support-bot",
+    ]);
+  });
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `airlock` command. */
 import { version } from "../main.js";
-import { CliError, runCommand } from "./cli-support.js";
+import { CliError, runCommand, subcommand } from "./cli-support.js";
 import { audit } from "./commands/audit.js";
 import { configCheck } from "./commands/config-check.js";
 import { demo } from "./commands/demo.js";
@@ -43,8 +43,9 @@ await runCommand(async () => {
     case "audit":
       return audit(args);
     case "config":
-      if (args[0] !== "check") throw new CliError("usage: airlock config check [--config FILE]", 2);
-      return configCheck(args.slice(1));
+      return configCheck(
+        subcommand(args, "Usage: airlock config check [--config FILE]", "config", ["check"])[1],
+      );
     case "--version":
     case "-v":
       process.stdout.write(`${version}\n`);

@@ -53,14 +53,39 @@ export function parse<T extends Options>(
   return parsed as never;
 }
 
-/** Splits `<sub> [args]`; a bare --help prints the command's usage. */
-export function subcommand(args: string[], usage: string): [string | undefined, string[]] {
+/**
+ * Splits `<sub> [args]` for `airlock COMMAND`, whose subcommands are `known`; a bare --help
+ * prints the command's usage. A missing, misplaced or unknown subcommand is said as such.
+ */
+export function subcommand<const S extends string>(
+  args: string[],
+  usage: string,
+  command: string,
+  known: readonly S[],
+): [S, string[]] {
   const [sub, ...rest] = args;
   if (sub === "--help" || sub === "-h" || sub === "help") {
     process.stdout.write(`${usage}\n`);
     process.exit(0);
   }
-  return [sub, rest];
+  const names =
+    known.length === 1 ? known[0]! : `${known.slice(0, -1).join(", ")} or ${known.at(-1)!}`;
+  if (sub === undefined) {
+    throw new CliError(`say what to do: airlock ${command} ${names}\n\n${usage}`, 2);
+  }
+  if (sub.startsWith("-")) {
+    throw new CliError(
+      `options come after the subcommand: airlock ${command} ${known.join("|")} ${args.join(" ")}\n\n${usage}`,
+      2,
+    );
+  }
+  if (!(known as readonly string[]).includes(sub)) {
+    throw new CliError(
+      `unknown subcommand "${sub}": airlock ${command} takes ${names}\n\n${usage}`,
+      2,
+    );
+  }
+  return [sub as S, rest];
 }
 
 /**

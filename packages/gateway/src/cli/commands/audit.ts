@@ -21,7 +21,7 @@ verify prints the chain's head; record it elsewhere, and pass it later as --expe
 show that no event up to it was cut off or rewritten since.`;
 
 export async function audit(args: string[]): Promise<number> {
-  const [sub, rest] = subcommand(args, usage);
+  const [sub, rest] = subcommand(args, usage, "audit", ["verify", "export"]);
   const { values } = parse(
     rest,
     {
@@ -33,7 +33,6 @@ export async function audit(args: string[]): Promise<number> {
     },
     usage,
   );
-  if (sub !== "verify" && sub !== "export") throw new CliError(usage, 2);
   const expectHead = values["expect-head"];
   const expect = expectHead === undefined ? undefined : parseRecordedHead(expectHead);
   if (expectHead !== undefined && !expect) {

@@ -19,9 +19,10 @@ CASES.yaml:
       rule: refunds need two finance reviewers    # optional; null means no rule matched`;
 
 export async function policyTest(args: string[]): Promise<number> {
-  const [sub, rest] = subcommand(args, usage);
+  const [, rest] = subcommand(args, usage, "policy", ["test"]);
   const { values, positionals } = parse(rest, configOption, usage, 1);
-  if (sub !== "test" || !positionals[0]) throw new CliError(usage, 2);
+  if (!positionals[0])
+    throw new CliError(`name the cases file: airlock policy test CASES.yaml\n\n${usage}`, 2);
   let raw: unknown;
   try {
     raw = parseYaml(readFileSync(positionals[0], "utf8"));

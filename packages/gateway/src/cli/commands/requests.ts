@@ -153,7 +153,7 @@ function describe(view: ReviewerView): string {
 }
 
 export async function requests(args: string[]): Promise<number> {
-  const [sub, rest] = subcommand(args, usage);
+  const [sub, rest] = subcommand(args, usage, "requests", ["list", "show", "approve", "deny"]);
   const { values, positionals } = parse(
     rest,
     {
@@ -237,7 +237,5 @@ export async function requests(args: string[]): Promise<number> {
       );
       return 0;
     }
-    default:
-      throw new CliError(usage, 2);
   }
 }

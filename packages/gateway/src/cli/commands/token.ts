@@ -11,22 +11,29 @@ const usage = `Usage:
 Options: --config FILE. A new token is printed once, on stdout; only its hash is stored.`;
 
 export async function token(args: string[]): Promise<number> {
-  const [sub, rest] = subcommand(args, usage);
+  const [sub, rest] = subcommand(args, usage, "token", ["create", "list", "revoke"]);
   const { values, positionals } = parse(
     rest,
     { ...configOption, agent: { type: "string" }, reviewer: { type: "string" } },
     usage,
     sub === "revoke" ? 1 : 0,
   );
-  if (sub !== "create" && sub !== "list" && sub !== "revoke") throw new CliError(usage, 2);
   const loaded = loadConfigOrExit(values.config);
   const store = await openStore(loaded.config.storage, loaded.baseDir);
   const identity = createIdentityService({ store, config: loaded.config, clock: Date.now });
   const operator = `cli:${process.env.USER ?? "unknown"}`;
   try {
     if (sub === "create") {
-      if (Boolean(values.agent) === Boolean(values.reviewer)) {
+      if ((values.agent === undefined) === (values.reviewer === undefined)) {
         throw new CliError("name exactly one of --agent NAME or --reviewer EMAIL", 2);
+      }
+      if (values.agent === "" || values.reviewer === "") {
+        throw new CliError(
+          values.agent === ""
+            ? "--agent needs the name of an agent in the config, like --agent support-bot"
+            : "--reviewer needs the e-mail of a reviewer in the config, like --reviewer bob@example.com",
+          2,
+        );
       }
       const kind = values.agent ? "agent" : "reviewer";
       const { token: secret, record } = await identity.createToken(
@@ -50,7 +57,10 @@ export async function token(args: string[]): Promise<number> {
     }
     const id = positionals[0];
     if (!id) throw new CliError("name the token to revoke: airlock token revoke ID", 2);
-    if (!(await identity.revokeToken(id, operator))) throw new CliError(`no active token ${id}`);
+    if (!(await identity.revokeToken(id, operator)))
+      throw new CliError(
+        `no active token ${id}; see the tokens and their ids with: airlock token list`,
+      );
     process.stdout.write(`revoked ${id}\n`);
     return 0;
   } finally {
