@@ -90,7 +90,6 @@ describe("commands other than serve", () => {
       ["audit", "verify"],
       ["audit", "export"],
       ["token", "list"],
-      ["token", "create", "--agent", "x"],
     ]) {
       const run = await runCli([...args, "--config", file]);
       expect(run.code, args.join(" ")).toBe(1);
@@ -100,6 +99,20 @@ describe("commands other than serve", () => {
       expect(run.stdout).toBe("");
     }
     expect(existsSync(join(gw.dir, "typo"))).toBe(false);
+  });
+
+  it("but token create makes the database, so tokens can be made before the first start", async () => {
+    const file = join(gw.dir, "fresh.yaml");
+    writeFileSync(
+      file,
+      "storage: sqlite:./fresh/airlock.db\nagents:\n  - { name: x, owner: o@example.com }\n",
+    );
+    const made = await runCli(["token", "create", "--agent", "x", "--config", file]);
+    expect(made.code).toBe(0);
+    expect(existsSync(join(gw.dir, "fresh", "airlock.db"))).toBe(true);
+    const list = await runCli(["token", "list", "--config", file]);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/agent +x/);
   });
 });
 

@@ -11,6 +11,12 @@ export interface OpenOptions {
    * it creates a SQLite file that is not there yet. A command refuses a missing one.
    */
   serving?: boolean;
+  /**
+   * A command that writes (token create) may make the SQLite file too, so tokens can be
+   * made before the first start; commands that only read refuse a missing one, so a
+   * mistyped path is not reported as an empty, intact audit trail.
+   */
+  create?: boolean;
 }
 
 /** Opens the store a `storage:` URL names; relative SQLite paths resolve against `baseDir`. */
@@ -24,7 +30,7 @@ export async function openStore(
     const path = raw === ":memory:" || isAbsolute(raw) ? raw : resolve(baseDir, raw);
     const store = openSqliteStore(path, {
       backgroundCheckpoints: options.serving === true,
-      mustExist: options.serving !== true,
+      mustExist: options.serving !== true && options.create !== true,
     });
     if (!options.serving || path === ":memory:") return store;
     let unlock: () => void;

@@ -19,7 +19,9 @@ export async function token(args: string[]): Promise<number> {
     sub === "revoke" ? 1 : 0,
   );
   const loaded = loadConfigOrExit(values.config);
-  const store = await openStore(loaded.config.storage, loaded.baseDir);
+  const store = await openStore(loaded.config.storage, loaded.baseDir, {
+    create: sub === "create",
+  });
   const identity = createIdentityService({ store, config: loaded.config, clock: Date.now });
   const operator = `cli:${process.env.USER ?? "unknown"}`;
   try {
