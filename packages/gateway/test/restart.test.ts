@@ -65,11 +65,11 @@ describe("a gateway process killed while an action runs", () => {
       expect(result.code, result.stderr).toBe(0);
       return result.stdout.trim();
     };
-    // The gateway creates the database; the token commands use the one it made.
-    let serve = await startServe(config, port, env);
     const agent = await token("--agent", "support-bot");
     const bob = await token("--reviewer", "bob@example.com");
     const carol = await token("--reviewer", "carol@example.com");
+
+    let serve = await startServe(config, port, env);
     // One reviewed action that will be running when the process dies, one allowed action too,
     // and one that is still pending.
     const slowRefund = upstream.hold("/api/refunds/slow");
