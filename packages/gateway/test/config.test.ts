@@ -291,6 +291,26 @@ connections:
     }
   });
 
+  it("signs reviewers in over plain http only on loopback", () => {
+    const withPublicUrl = (publicUrl: string) => {
+      try {
+        loadConfigText(
+          `server: { publicUrl: "${publicUrl}" }\nidentity:\n  oidc: { issuer: "https://sso.example.com", clientId: airlock, clientSecret: s3cr3t-client }\nrules: []\n`,
+          { env: {}, baseDir: dir },
+        );
+        return [];
+      } catch (error) {
+        return (error as ConfigError).issues.map(formatIssue);
+      }
+    };
+    expect(withPublicUrl("http://airlock.corp.example")).toEqual([
+      "server.publicUrl: must be https:// when identity.oidc is set (plain http is accepted only on loopback, for development): over http the session cookie and sign-in codes travel in clear",
+    ]);
+    for (const ok of ["https://airlock.corp.example", "http://localhost:7070"]) {
+      expect(withPublicUrl(ok), ok).toEqual([]);
+    }
+  });
+
   it("reports a YAML syntax error with its line", () => {
     const issues = issuesOf("rules:\n  - name: a\n    decision: [allow\n");
     expect(issues[0]).toMatch(/line \d+/);

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { isMap, isSeq, parseDocument } from "yaml";
 import { deepFreeze } from "../common/deep-freeze.js";
+import { loopback } from "../identity/oidc-config.js";
 import { createRedactor, MIN_SECRET_LENGTH } from "../masking/secret-redactor.js";
 import { checkCondition, compilePolicy, type Policy } from "../policy/policy-compile.js";
 import { ConfigError, type ConfigIssue } from "./config-errors.js";
@@ -167,6 +168,19 @@ function crossFieldIssues(raw: unknown): ConfigIssue[] {
         });
     });
   };
+  // Sign-in over plain http would carry the session cookie and the sign-in code in clear.
+  const publicUrl = (tree.server as Record<string, unknown> | undefined)?.publicUrl;
+  const oidc = (tree.identity as Record<string, unknown> | undefined)?.oidc;
+  if (oidc !== undefined && typeof publicUrl === "string" && URL.canParse(publicUrl)) {
+    const url = new URL(publicUrl);
+    if (url.protocol === "http:" && !loopback(url.hostname)) {
+      issues.push({
+        path: ["server", "publicUrl"],
+        message:
+          "must be https:// when identity.oidc is set (plain http is accepted only on loopback, for development): over http the session cookie and sign-in codes travel in clear",
+      });
+    }
+  }
   duplicates("agents", "name", "agent");
   duplicates("reviewers", "email", "reviewer", (v) => v.toLowerCase());
   duplicates("rules", "name", "rule");

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { duration, httpUrl } from "../config/config-types.js";
 
 /** localhost, 127.0.0.0/8 or ::1. */
-function loopback(hostname: string): boolean {
+export function loopback(hostname: string): boolean {
   return (
     hostname === "localhost" ||
     hostname === "[::1]" ||
