@@ -311,6 +311,19 @@ connections:
     }
   });
 
+  it("refuses two webhooks of one name, and one named as a chat channel", () => {
+    const hook = (name: string) =>
+      `    - { url: "https://a.example/h", secret: "whsec_${"A".repeat(43)}=", name: ${name} }`;
+    expect(
+      issuesOf(
+        `channels:\n  webhooks:\n${hook("ops")}\n${hook("ops")}\n${hook("slack")}\nrules: []\n`,
+      ),
+    ).toEqual([
+      'channels.webhooks[1].name: webhook "ops" is already defined at channels.webhooks[0]',
+      'channels.webhooks[2].name: "slack" is the slack channel\'s name; give the webhook another',
+    ]);
+  });
+
   it("reports a YAML syntax error with its line", () => {
     const issues = issuesOf("rules:\n  - name: a\n    decision: [allow\n");
     expect(issues[0]).toMatch(/line \d+/);

@@ -1,4 +1,5 @@
 /** The channels a config asks for, built once at start. */
+import { createHash } from "node:crypto";
 import type { ParsedConfig } from "../config/config-schema.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
@@ -11,8 +12,9 @@ export function configuredChannels(
   config: ParsedConfig,
   deps: { logger: Logger; redactor: Redactor; claimOnce: ClaimOnce; clock?: () => number },
 ): Channel[] {
+  const names = webhookNames(config.channels.webhooks);
   const channels = config.channels.webhooks.map((webhook, index) =>
-    createWebhookChannel(webhook.name ?? `webhook-${index + 1}`, webhook, deps),
+    createWebhookChannel(names[index]!, webhook, deps),
   );
   const reviewers = new Map(config.reviewers.map((r) => [r.email, r]));
   const chat: ChatChannelDeps = {
@@ -25,6 +27,22 @@ export function configuredChannels(
   if (slack) channels.push(createSlackChannel(slack, chat));
   if (teams) channels.push(createTeamsChannel(teams, chat));
   return channels;
+}
+
+/**
+ * Each webhook's name, under which its outbox entries wait: the configured one, else one made
+ * from its URL, so that reordering the list never hands a queued delivery to another receiver
+ * (a name by position would). The same URL twice is told apart by order.
+ */
+export function webhookNames(webhooks: readonly { url: string; name?: string | undefined }[]) {
+  const seen = new Map<string, number>();
+  return webhooks.map((webhook) => {
+    if (webhook.name !== undefined) return webhook.name;
+    const base = `webhook-${createHash("sha256").update(webhook.url).digest("hex").slice(0, 8)}`;
+    const count = (seen.get(base) ?? 0) + 1;
+    seen.set(base, count);
+    return count === 1 ? base : `${base}-${count}`;
+  });
 }
 
 /** The configured channels that post requests for a decision (`review.channels` names them). */

@@ -181,6 +181,29 @@ function crossFieldIssues(raw: unknown): ConfigIssue[] {
       });
     }
   }
+  // Each channel's deliveries wait under its name: two channels of one name would share them.
+  const webhooks = (tree.channels as Record<string, unknown> | undefined)?.webhooks;
+  const webhookAt = new Map<string, number>();
+  (Array.isArray(webhooks) ? webhooks : []).forEach((webhook: unknown, index) => {
+    const name = (webhook as Record<string, unknown> | null)?.name;
+    if (typeof name !== "string") return;
+    const path = ["channels", "webhooks", index, "name"];
+    // The chat channels' names (SLACK_CHANNEL, TEAMS_CHANNEL), not imported: that would load
+    // their SDKs to check a config.
+    if (name === "slack" || name === "teams") {
+      issues.push({
+        path,
+        message: `"${name}" is the ${name} channel's name; give the webhook another`,
+      });
+    }
+    const earlier = webhookAt.get(name);
+    if (earlier === undefined) webhookAt.set(name, index);
+    else
+      issues.push({
+        path,
+        message: `webhook "${name}" is already defined at channels.webhooks[${earlier}]`,
+      });
+  });
   duplicates("agents", "name", "agent");
   duplicates("reviewers", "email", "reviewer", (v) => v.toLowerCase());
   duplicates("rules", "name", "rule");

@@ -25,7 +25,10 @@ export const webhookSchema = z.strictObject({
     "must not hold credentials",
   ),
   secret: secretSchema,
-  /** A name for logs and metrics; `webhook-1`, `webhook-2`, … by position when absent. */
+  /**
+   * A name for logs, metrics and its queued deliveries; when absent, `webhook-` and a hash of
+   * the URL (never its position: reordering the list must not redirect queued deliveries).
+   */
   name: z
     .string()
     .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lower-case letters, digits and '-'")
