@@ -4,7 +4,9 @@
  */
 import { AirlockError } from "../errors.js";
 
-export function parseJsonBody(text: string): unknown {
+export function parseJsonBody(body: string): unknown {
+  // A byte-order mark is not JSON, but some clients send one.
+  const text = body.charCodeAt(0) === 0xfeff ? body.slice(1) : body;
   if (text.trim() === "") {
     throw new AirlockError("invalid_request", "body: is empty; send a JSON object", {
       field: "body",
@@ -34,28 +36,45 @@ export function parseJsonBody(text: string): unknown {
   return value;
 }
 
-/** The path of such a key, if any; iterative, as a body may nest deeper than the stack. */
+interface Visit {
+  value: unknown;
+  key: string;
+  parent: Visit | undefined;
+}
+
+/**
+ * The path of such a key, if any. Iterative, as a body may nest deeper than the stack, and
+ * linear: each visit knows its parent, and a path is spelled out only for a key found.
+ */
 function prototypeKey(root: unknown): string | undefined {
-  const stack: { value: unknown; path: string[] }[] = [{ value: root, path: [] }];
-  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
-    const { value, path } = item;
+  const pathOf = (visit: Visit, ...more: string[]): string => {
+    const keys: string[] = [];
+    for (let at: Visit | undefined = visit; at?.parent !== undefined; at = at.parent) {
+      keys.push(at.key);
+    }
+    return [...keys.reverse(), ...more].join(".");
+  };
+  const stack: Visit[] = [{ value: root, key: "", parent: undefined }];
+  for (let visit = stack.pop(); visit !== undefined; visit = stack.pop()) {
+    const { value } = visit;
     if (value === null || typeof value !== "object") continue;
-    const entries = Array.isArray(value)
-      ? value.map((child, i) => [String(i), child] as const)
-      : Object.entries(value);
-    for (const [key, child] of entries) {
-      const here = [...path, key];
-      if (!Array.isArray(value) && key === "__proto__") return here.join(".");
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) {
+        stack.push({ value: value[i], key: String(i), parent: visit });
+      }
+      continue;
+    }
+    for (const [key, child] of Object.entries(value)) {
+      if (key === "__proto__") return pathOf(visit, key);
       if (
-        !Array.isArray(value) &&
         key === "constructor" &&
         child !== null &&
         typeof child === "object" &&
         Object.hasOwn(child, "prototype")
       ) {
-        return [...here, "prototype"].join(".");
+        return pathOf(visit, key, "prototype");
       }
-      stack.push({ value: child, path: here });
+      stack.push({ value: child, key, parent: visit });
     }
   }
   return undefined;
