@@ -404,6 +404,19 @@ rules:
       warnings.some((w) => w.startsWith("rules[2].review.quorum: needs 2 approvers but only 1")),
     ).toBe(true);
   });
+
+  it("warns about a rule that names an http header with capitals, which never matches", () => {
+    const loaded = loadConfigText(`
+rules:
+  - { name: env, decision: allow, when: '"X-Env" in action.input.headers' }
+  - { name: admin, decision: deny, when: 'action.input.headers.X_Admin == "1"' }
+  - { name: lower, decision: deny, when: '"x-env" in action.input.headers' }
+`);
+    expect(loaded.warnings.map(formatIssue)).toEqual([
+      'rules[0].when: rule "env" names a header with capitals, which never matches: http header names are lower-cased as the input is read (write headers["x-env"])',
+      'rules[1].when: rule "admin" names a header with capitals, which never matches: http header names are lower-cased as the input is read (write headers["x-env"])',
+    ]);
+  });
 });
 
 describe("airlock config check", () => {

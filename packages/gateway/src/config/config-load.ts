@@ -251,6 +251,10 @@ function conditionIssues(raw: unknown, referenced: (string | number)[][]): Confi
   return issues;
 }
 
+/** `headers["X-Env"]`, `headers.X_Env` or `"X-Env" in …headers` in a condition. */
+const capitalHeader =
+  /headers\s*(\[\s*["'][^"']*[A-Z]|\.[\w-]*[A-Z])|["'][^"']*[A-Z][^"']*["']\s+in\s+[\w.]*headers\b/;
+
 /** Things that load but probably do not do what the author meant. */
 function warningsFor(config: AirlockConfig, secrets: string[]): ConfigIssue[] {
   const warnings: ConfigIssue[] = [];
@@ -272,6 +276,15 @@ function warningsFor(config: AirlockConfig, secrets: string[]): ConfigIssue[] {
       warnings.push({
         path: ["rules", index, "review", "quorum"],
         message: `needs ${rule.review.quorum} approvers but only ${eligible.length} configured reviewer${eligible.length === 1 ? " is" : "s are"} in ${rule.review.approvers.join(", ") || "any group"}; members from the identity provider may make up the rest`,
+      });
+    }
+  });
+  config.rules.forEach((rule, index) => {
+    // http header names are lower-cased as the input is read: a capital never matches.
+    if (rule.when !== undefined && capitalHeader.test(rule.when)) {
+      warnings.push({
+        path: ["rules", index, "when"],
+        message: `rule "${rule.name}" names a header with capitals, which never matches: http header names are lower-cased as the input is read (write headers["x-env"])`,
       });
     }
   });

@@ -71,6 +71,13 @@ describe("maskInput", () => {
     expect(maskInput({ list: ["a1", "b2"] }, ["list.1"]).masked).toEqual({ list: ["a1", MASKED] });
   });
 
+  it("matches keys whatever their case, in the path or in the input", () => {
+    const input = { headers: { "x-api-key": "k3y-one", "X-API-KEY": "k3y-two", other: "o" } };
+    const { masked, hidden } = maskInput(input, ["headers.X-Api-Key"]);
+    expect(masked).toEqual({ headers: { "x-api-key": MASKED, "X-API-KEY": MASKED, other: "o" } });
+    expect(hidden).toEqual(["k3y-one", "k3y-two"]);
+  });
+
   it("matches * against any object key", () => {
     const { masked, hidden } = maskInput({ headers: { a: "secret-a", b: "secret-b" } }, [
       "headers.*",

@@ -26,7 +26,9 @@ export function maskInput(input: Json, paths: readonly string[]): MaskedInput {
   if (paths.length === 0) return { masked: input, hidden: [] };
   const hidden: string[] = [];
   let masked = input;
-  for (const path of paths) masked = maskAt(masked, path.split("."), hidden);
+  // Keys match whatever their case: an agent's `X-Api-Key` is the `x-api-key` a rule masks,
+  // and masking a little more is the safe way to err.
+  for (const path of paths) masked = maskAt(masked, path.toLowerCase().split("."), hidden);
   return { masked, hidden };
 }
 
@@ -57,7 +59,7 @@ function maskAt(value: Json, segments: string[], hidden: string[]): Json {
   if (value && typeof value === "object") {
     const out: Record<string, Json> = {};
     for (const [key, child] of Object.entries(value)) {
-      out[key] = head === "*" || head === key ? maskAt(child, rest, hidden) : child;
+      out[key] = head === "*" || head === key.toLowerCase() ? maskAt(child, rest, hidden) : child;
     }
     return out;
   }
