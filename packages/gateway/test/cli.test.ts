@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { printable } from "../src/cli/commands/requests.js";
 import { airlockBin, runCli } from "./support/cli.js";
 import {
@@ -18,6 +18,9 @@ import {
   testConfig,
 } from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
+
+// Each test starts several node processes, half a second each on a busy 2-core machine.
+vi.setConfig({ testTimeout: 60_000 });
 
 let upstream: Upstream;
 let gw: TestGateway;
