@@ -62,7 +62,8 @@ export default defineConfig(async () => {
   }
   return {
     test: {
-      testTimeout: 20_000,
+      // Generous: several tests start node processes, slow on a busy 2-core machine.
+      testTimeout: 45_000,
       hookTimeout: 20_000,
       pool: "forks",
       projects,
