@@ -44,6 +44,9 @@ function maskAt(value: Json, segments: string[], hidden: string[]): Json {
     // hidden. Parsing it here instead would show reviewers one reading of text the upstream
     // may read another way (duplicate keys, numbers beyond 2^53, invalid JSON it accepts).
     collect(value, hidden);
+    // Read as it most likely is, though, the field's own value is hidden too wherever else
+    // the agent repeats it (its justification, say).
+    collectWithin(value, segments, hidden);
     return MASKED;
   }
   if (Array.isArray(value)) {
@@ -64,6 +67,23 @@ function maskAt(value: Json, segments: string[], hidden: string[]): Json {
     return out;
   }
   return value;
+}
+
+/** The values at `segments` in text read as JSON, or as form fields, when it reads so. */
+function collectWithin(text: string, segments: string[], hidden: string[]): void {
+  let parsed: Json | undefined;
+  try {
+    parsed = JSON.parse(text.replace(/^\ufeff/, "")) as Json;
+  } catch {
+    if (segments.length === 1 && text.includes("=")) {
+      const fields = new URLSearchParams(text);
+      for (const [key, field] of fields) {
+        if (segments[0] === "*" || segments[0] === key.toLowerCase()) hidden.push(field);
+      }
+    }
+    return;
+  }
+  if (parsed !== null && typeof parsed === "object") maskAt(parsed, segments, hidden);
 }
 
 function collect(value: Json, hidden: string[]): void {
