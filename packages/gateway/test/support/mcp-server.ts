@@ -23,6 +23,8 @@ export interface TestMcpServer {
   sessions: () => number;
   /** Sessions open now: ended by a client's DELETE, or forgotten. */
   openSessions: () => number;
+  /** GET requests received: a client opening the stream of server-initiated messages. */
+  gets: () => number;
   /** Forgets every session, as a restarted server would: their next message gets 404. */
   forgetSessions(): void;
   /** Holds calls of `tool` until `release()`; `arrived` resolves when one comes in. */
@@ -130,7 +132,9 @@ export async function startMcpServer(
     return mcp;
   };
 
+  let gets = 0;
   const server: Server = createServer(async (request, response) => {
+    if (request.method === "GET") gets++;
     if (options.authorization && request.headers.authorization !== options.authorization) {
       response
         .writeHead(401, { "content-type": "application/json" })
@@ -178,6 +182,7 @@ export async function startMcpServer(
     calls,
     sessions: () => opened,
     openSessions: () => transports.size,
+    gets: () => gets,
     forgetSessions: () => transports.clear(),
     hold(tool) {
       let arrive!: (call: ToolCall) => void;

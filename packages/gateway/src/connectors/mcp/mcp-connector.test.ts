@@ -125,6 +125,8 @@ describe("mcp connector: execution", () => {
     const sessions = server.sessions();
     await run(c, "delete_page", { page: "old" });
     expect(server.sessions()).toBe(sessions);
+    // The stream of messages a server starts is never opened: a flood on it could not be cut.
+    expect(server.gets()).toBe(0);
   });
 
   it("scrubs the credential from a result that echoes it", async () => {

@@ -136,12 +136,16 @@ function bounded(work: Promise<unknown>): Promise<unknown> {
 
 /**
  * The SDK reads a whole answer before Airlock can cut it to size: answers to calls (POSTs)
- * are limited while they stream in. The long-lived GET stream is not: it carries many.
+ * are limited while they stream in. The GET stream of messages the server starts is never
+ * opened (answered here as a server without one would, 405): Airlock only calls tools, and
+ * the SDK would buffer an event on it whole, however large a server made it.
  */
 function limitAnswers(maxBytes: number): FetchLike {
   return async (url, init) => {
+    const method = (init?.method ?? "GET").toUpperCase();
+    if (method === "GET") return new Response(null, { status: 405 });
     const response = await fetch(url, init);
-    if ((init?.method ?? "GET").toUpperCase() !== "POST" || !response.body) return response;
+    if (method !== "POST" || !response.body) return response;
     let seen = 0;
     const limited = response.body.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
