@@ -517,4 +517,27 @@ describe("an agent's requests waiting for review", () => {
       removeDir(own.dir);
     }
   });
+
+  it("does not count a request whose time is up, even before the sweeper ends it", async () => {
+    const own = await startGateway(
+      testConfig(upstream.url)
+        .replace("sweepInterval: 50ms", "sweepInterval: 1h")
+        .replace(
+          "{ name: ops-bot, owner: Dave@Example.com }",
+          "{ name: ops-bot, owner: Dave@Example.com, maxPending: 1 }",
+        ),
+    );
+    try {
+      const token = await own.token("agent", "ops-bot");
+      const short = { ...read(), input: { method: "POST", path: "/short" } };
+      const held = await api(own.url, "POST", "/v1/actions", { token, body: short });
+      expect(held.status).toBe(202);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const next = await api(own.url, "POST", "/v1/actions", { token, body: refund() });
+      expect(next.status).toBe(202);
+    } finally {
+      await own.close();
+      removeDir(own.dir);
+    }
+  });
 });

@@ -126,7 +126,16 @@ export function createRequestService(deps: RequestServiceDeps) {
       risk: description.risk,
     });
     decision.maskResult ??= [...(deps.resultMasks.get(body.connection) ?? [])];
-    if (decision.decision === "review") await withinPendingLimit(agent);
+    if (decision.decision === "review" && !(await withinPendingLimit(agent, now))) {
+      // A twin of this submission (the same key, sent twice at once) may have just been
+      // recorded and taken the last place: it is the answer, not a refusal.
+      const twin = key === null ? undefined : await store.findByIdempotencyKey(agent.name, key);
+      if (twin) return sameOrRefuse(twin, proposal);
+      throw new AirlockError(
+        "rate_limited",
+        `agent ${agent.name} already has ${agent.maxPending} requests waiting for review, its limit (agents[].maxPending); wait for reviewers to decide them, or cancel some`,
+      );
+    }
     // Reviewers see a preview built from the masked input, never the real values scrubbed
     // after the fact; facts, notes and errors (which can quote the input) are scrubbed of them.
     const { masked, hidden } = maskInput(input, decision.mask);
@@ -195,13 +204,8 @@ export function createRequestService(deps: RequestServiceDeps) {
     return change.request;
   }
 
-  async function withinPendingLimit(agent: AgentConfig): Promise<void> {
-    const waiting = await store.countPending(agent.name, agent.maxPending);
-    if (waiting < agent.maxPending) return;
-    throw new AirlockError(
-      "rate_limited",
-      `agent ${agent.name} already has ${agent.maxPending} requests waiting for review, its limit (agents[].maxPending); wait for reviewers to decide them, or cancel some`,
-    );
+  async function withinPendingLimit(agent: AgentConfig, now: number): Promise<boolean> {
+    return (await store.countPending(agent.name, now, agent.maxPending)) < agent.maxPending;
   }
 
   /** The earlier request, as it stands now (a pending one whose time is up is expired). */

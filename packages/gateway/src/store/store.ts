@@ -125,8 +125,11 @@ export interface Store {
   listRequests(query: RequestQuery): Promise<ActionRequest[]>;
   /** Ids of pending requests whose expiry has passed. */
   expiredPending(now: number, limit: number): Promise<string[]>;
-  /** How many of the agent's requests wait for review, counted up to `limit`. */
-  countPending(agent: string, limit: number): Promise<number>;
+  /**
+   * How many of the agent's requests wait for review at `now` (not those whose time is up
+   * but not yet swept), counted up to `limit`.
+   */
+  countPending(agent: string, now: number, limit: number): Promise<number>;
   idsWithStatus(status: RequestStatus, limit: number): Promise<string[]>;
   /**
    * Marks executions as still running (their `updatedAt` becomes `now`): the heartbeat that

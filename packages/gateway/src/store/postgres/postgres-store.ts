@@ -264,12 +264,12 @@ export class PostgresStore implements Store {
     return (await this.query("list requests", sql, params)).map(toRequest);
   }
 
-  async countPending(agent: string, limit: number): Promise<number> {
+  async countPending(agent: string, now: number, limit: number): Promise<number> {
     const rows = await this.query(
       "count pending requests",
       `SELECT count(*)::int AS n FROM (SELECT 1 FROM requests WHERE status = 'pending' AND agent = $1
-      LIMIT $2) AS pending`,
-      [agent, limit],
+      AND (expires_at IS NULL OR expires_at > $2) LIMIT $3) AS pending`,
+      [agent, now, limit],
     );
     return rows[0]?.n as number;
   }

@@ -301,7 +301,8 @@ export class SqliteStore implements Store {
       reviews: db.prepare("SELECT * FROM reviews WHERE request_id = ? ORDER BY created_at, id"),
       byKey: db.prepare("SELECT * FROM requests WHERE agent = ? AND idempotency_key = ?"),
       pendingOf: db.prepare(
-        "SELECT count(*) AS n FROM (SELECT 1 FROM requests WHERE status = 'pending' AND agent = ? LIMIT ?)",
+        `SELECT count(*) AS n FROM (SELECT 1 FROM requests
+          WHERE status = 'pending' AND agent = ? AND (expires_at IS NULL OR expires_at > ?) LIMIT ?)`,
       ),
       insertRequest: db.prepare(`INSERT INTO requests (id, agent, agent_snapshot, connection,
         connection_type, operation, input, justification, context, idempotency_key, hash, nonce, status,
@@ -542,8 +543,8 @@ export class SqliteStore implements Store {
     );
   }
 
-  async countPending(agent: string, limit: number): Promise<number> {
-    return this.read(() => (this.stmt.pendingOf.get(agent, limit) as { n: number }).n);
+  async countPending(agent: string, now: number, limit: number): Promise<number> {
+    return this.read(() => (this.stmt.pendingOf.get(agent, now, limit) as { n: number }).n);
   }
 
   async expiredPending(now: number, limit: number): Promise<string[]> {
