@@ -214,7 +214,9 @@ export function eligibility(
  */
 export function accountOf(evidence: IdentityEvidence): string | undefined {
   const named = (...parts: Json[]) =>
-    parts.every((part) => typeof part === "string" && part !== "") ? parts.join(" ") : undefined;
+    parts.every((part) => typeof part === "string" && part !== "")
+      ? JSON.stringify(parts)
+      : undefined;
   switch (evidence.method) {
     case "oidc":
       return named("oidc", evidence.issuer ?? null, evidence.subject ?? null);
