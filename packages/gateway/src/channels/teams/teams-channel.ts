@@ -114,8 +114,9 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
             ? Math.min(after * 1000, 600_000)
             : undefined,
         ...(e.statusCode === undefined ? {} : { status: e.statusCode }),
-        // A card Teams cannot take (malformed, too large) is refused again on every try.
-        permanent: e.statusCode === 400 || e.statusCode === 413,
+        // A card too large for Teams is refused again on every try. (A 400 is not taken as
+        // final: a mistyped conversation id gives one too, and an admin can fix that.)
+        permanent: e.statusCode === 413,
       });
     } finally {
       clearTimeout(timer);
