@@ -254,6 +254,33 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
   it("refuses COPY to or from the client, which would need a streaming protocol", () => {
     expect(() => query("COPY orders TO STDOUT")).toThrow(/COPY … TO STDOUT/);
     expect(() => query("COPY orders FROM STDIN")).toThrow(/COPY … TO STDOUT/);
+    // A write inside ranks above COPY, and the COPY still streams to the client.
+    for (const sql of [
+      "COPY (DELETE FROM orders WHERE id = 1 RETURNING *) TO STDOUT",
+      "COPY (UPDATE orders SET status = 'x' WHERE id = 1 RETURNING *) TO STDOUT",
+      "COPY (INSERT INTO orders VALUES (999, 'x') RETURNING *) TO STDOUT",
+      "SELECT 1; COPY (DELETE FROM orders RETURNING id) TO STDOUT (FORMAT csv)",
+    ]) {
+      expect(() => query(sql), sql).toThrow(
+        expect.objectContaining({ code: "invalid_request", field: "input.sql" }),
+      );
+    }
+  });
+
+  it("cuts the connection, and keeps running, should a COPY to or from the client reach the server", async () => {
+    // parse refuses these; the connector is called here without it, as no caller should.
+    const rehearsal = await crm.dryRun!("query", {
+      sql: "COPY (DELETE FROM orders WHERE id = 1 RETURNING *) TO STDOUT",
+    });
+    expect(rehearsal).toBe("Dry run: the database refused it.");
+    for (const sql of ["COPY orders TO STDOUT", "COPY orders FROM STDIN"]) {
+      const outcome = await crm.execute("query", { sql }, never);
+      expect(outcome, sql).toMatchObject({ ok: false });
+    }
+    expect(await rows("SELECT count(*)::int AS n FROM orders")).toEqual([{ n: 200 }]);
+    // The pool still serves.
+    const after = await crm.execute("query", query("SELECT count(*)::int AS n FROM orders"), never);
+    expect(after).toMatchObject({ ok: true, result: { statements: [{ rows: [[200]] }] } });
   });
 
   it("runs a locking select read-only too, so nothing it calls can write", async () => {

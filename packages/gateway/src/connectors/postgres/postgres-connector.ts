@@ -63,6 +63,33 @@ const types = {
       : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
+/**
+ * Airlock never speaks COPY's streaming sub-protocol, and pg-cursor cannot: pg hands a COPY's
+ * data to the running query, and a cursor, lacking the handler, throws from the socket's event
+ * handler, which ends the process. `parse` refuses COPY to or from the client; should one reach
+ * the server all the same, the statement fails as on a lost connection (pg's own handling of
+ * a connection error: the running query is failed) and the connection is closed.
+ */
+function refuseCopy(client: pg.ClientBase): void {
+  const connection = (
+    client as unknown as {
+      connection: {
+        removeAllListeners(event: string): void;
+        on(event: string, listener: () => void): void;
+        emit(event: "error", error: Error): void;
+        stream: { destroy(): void };
+      };
+    }
+  ).connection;
+  for (const event of ["copyInResponse", "copyData"]) {
+    connection.removeAllListeners(event);
+    connection.on(event, () => {
+      connection.emit("error", new Error("COPY to or from the client is not relayed"));
+      connection.stream.destroy();
+    });
+  }
+}
+
 export function createPostgresConnector(name: string, config: PostgresConnectionConfig): Connector {
   const url = new URL(config.url);
   const password = decodeURIComponent(url.password);
@@ -83,6 +110,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
   const pinSession = (client: pg.ClientBase) =>
     client.query("SET standard_conforming_strings = on");
   pool.on("connect", (client) => {
+    refuseCopy(client);
     pinSession(client).catch(() => {});
   });
 
@@ -134,9 +162,9 @@ export function createPostgresConnector(name: string, config: PostgresConnection
   const parse = (operation: string, input: unknown): Json => {
     const value = parseInput(operation, input);
     const analysis = analyze(value);
-    // COPY to the client or from it speaks a streaming sub-protocol Airlock does not relay.
-    const streaming = analysis.parts.find((part) => part.kind === "copy" && part.rollbackable);
-    if (streaming) {
+    // COPY to the client or from it speaks a streaming sub-protocol Airlock does not relay,
+    // whatever the statement does besides (a DELETE … RETURNING inside it ranks above COPY).
+    if (analysis.clientCopy) {
       throw new AirlockError(
         "invalid_request",
         "input.sql: COPY … TO STDOUT / FROM STDIN is not supported; read with SELECT and write with INSERT",
@@ -473,6 +501,7 @@ async function countRows(
   const cursor = client.query(new Cursor(text, values, { rowMode: "array" }));
   let result: pg.QueryResult | undefined;
   let returned = 0;
+  let failed: unknown;
   try {
     for (;;) {
       const batch = await read(cursor, 10);
@@ -480,8 +509,11 @@ async function countRows(
       if (batch.rows.length === 0) break;
       returned += batch.rows.length;
     }
+  } catch (error) {
+    failed = error;
+    throw error;
   } finally {
-    await cursor.close();
+    await closeCursor(cursor, failed);
   }
   return { command: result?.command || undefined, rows: rowsOf(result, returned) };
 }
@@ -492,6 +524,14 @@ async function countRows(
  */
 function rowsOf(result: pg.QueryResult | undefined, read: number): number {
   return (result?.fields.length ?? 0) > 0 ? read : (result?.rowCount ?? 0);
+}
+
+/**
+ * Closing a cursor waits for the server's answer: after the connection itself failed none will
+ * come, and the connection is thrown away instead.
+ */
+async function closeCursor(cursor: Cursor, failed: unknown): Promise<void> {
+  if (failed === undefined || !isConnectionError(failed)) await cursor.close();
 }
 
 function read(
@@ -527,6 +567,7 @@ async function runStatement(
   let seen = 0;
   let seenBytes = 0;
   let batchSize = 1;
+  let failed: unknown;
   try {
     while (!done) {
       const batch = await read(cursor, batchSize);
@@ -554,8 +595,11 @@ async function runStatement(
       const room = Math.max(limits.maxBytes - bytes, 65_536);
       batchSize = Math.max(1, Math.min(500, Math.floor(room / Math.max(1, seenBytes / seen))));
     }
+  } catch (error) {
+    failed = error;
+    throw error;
   } finally {
-    await cursor.close();
+    await closeCursor(cursor, failed);
   }
   const fields = result?.fields ?? [];
   const command = result?.command || part.kind.toUpperCase();

@@ -161,6 +161,22 @@ describe("kind", () => {
     expect(analyzeSql("COPY t FROM STDIN").kinds).toEqual(["copy", "insert"]);
   });
 
+  it("says when a COPY streams to or from the client, whatever the statement ranks as", () => {
+    const client = (sql: string) => analyzeSql(sql).clientCopy;
+    expect(client("COPY t TO STDOUT")).toBe(true);
+    expect(client("COPY t FROM STDIN")).toBe(true);
+    expect(client("COPY (DELETE FROM t WHERE id = 1 RETURNING *) TO STDOUT")).toBe(true);
+    expect(client("COPY (UPDATE t SET a = 1 WHERE id = 1 RETURNING *) TO STDOUT")).toBe(true);
+    expect(
+      client(
+        "SELECT 1; COPY (MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE RETURNING *) TO STDOUT",
+      ),
+    ).toBe(true);
+    expect(client("COPY t TO '/tmp/t.csv'")).toBe(false);
+    expect(client("COPY t TO PROGRAM 'gzip > /tmp/t.gz'")).toBe(false);
+    expect(client("SELECT 1")).toBe(false);
+  });
+
   it("orders kinds from most to least dangerous", () => {
     expect(sqlKindDanger).toEqual([
       "code",

@@ -59,6 +59,11 @@ export interface StatementAnalysis {
   readOnly: boolean;
   /** It can run inside a transaction block and a ROLLBACK undoes its effects. */
   rollbackable: boolean;
+  /**
+   * A COPY in it streams rows to or from the client (TO STDOUT, FROM STDIN), whatever else the
+   * statement does (`COPY (DELETE … RETURNING *) TO STDOUT` is a delete first).
+   */
+  clientCopy: boolean;
 }
 
 export interface SqlAnalysis extends Omit<StatementAnalysis, "text"> {
@@ -129,6 +134,7 @@ export function analyzeSql(sql: string): SqlAnalysis {
     hasWhere: parts.every((part) => part.hasWhere),
     readOnly: parts.every((part) => part.readOnly),
     rollbackable: parts.every((part) => part.rollbackable),
+    clientCopy: parts.some((part) => part.clientCopy),
     params: Math.max(0, ...parts.map((part) => part.params)),
     parts,
   };
@@ -435,6 +441,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
   let hasWhere = true;
   let readOnly = true;
   let rollbackable = true;
+  let clientCopy = false;
   let params = 0;
 
   // An explicit stack: parse trees can nest deeper than the call stack allows.
@@ -476,6 +483,8 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
       if (key === "FuncCall" || key === "funccall") {
         functions.add(strings(child.funcname).join("."));
       }
+      // Looked for under a plain EXPLAIN too: whether it runs or not, it is not relayed.
+      if (key === "CopyStmt" && typeof child.filename !== "string") clientCopy = true;
       let childRuns = runs;
       // A statement node's key is its type (`DeleteStmt`); a field holding one is lower-case.
       if (/^[A-Z]\w*Stmt$/.test(key)) {
@@ -515,6 +524,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
     text,
     readOnly,
     rollbackable,
+    clientCopy,
     params,
   };
 }
