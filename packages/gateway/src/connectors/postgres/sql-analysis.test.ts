@@ -388,6 +388,13 @@ describe("readOnly", () => {
     "SELECT pg_logical_emit_message(true, 'p', 'x')",
     "SELECT set_config('role', 'admin', false)",
     "SELECT id FROM t WHERE pg_advisory_lock(id) IS NOT NULL",
+    // Qualified by any schema or catalog, a function is still itself: an extension's live
+    // wherever it was installed.
+    "SELECT public.dblink_exec('host=x', 'DELETE FROM t')",
+    "SELECT * FROM ext.dblink('host=x', 'SELECT 1') AS t(a int)",
+    "SELECT db.pg_catalog.pg_terminate_backend($1)",
+    "SELECT \"pg_catalog\".\"pg_notify\"('jobs', 'run')",
+    "SELECT db.public.lo_unlink(16400)",
   ])("is false, and the kind is not select, for %s", (sql) => {
     const analysis = analyzeSql(sql);
     expect(analysis.readOnly).toBe(false);

@@ -427,10 +427,18 @@ interface Visit {
 }
 
 const actingFunction =
-  /^(pg_catalog\.)?(lo_(?!get$)|lowrite$|loread$|pg_notify$|pg_logical_emit_message$|set_config$|dblink|pg_terminate_backend$|pg_cancel_backend$|pg_reload_conf$|pg_rotate_logfile$|pg_switch_wal$|pg_create_restore_point$|pg_file_|pg_advisory|pg_try_advisory)/i;
+  /^(lo_(?!get$)|lowrite$|loread$|pg_notify$|pg_logical_emit_message$|set_config$|dblink|pg_terminate_backend$|pg_cancel_backend$|pg_reload_conf$|pg_rotate_logfile$|pg_switch_wal$|pg_create_restore_point$|pg_file_|pg_advisory|pg_try_advisory)/i;
+
+/**
+ * A function's own name, without the schema or catalog that qualifies it: an extension's
+ * functions live in any schema (`public.dblink_exec`), and `db.pg_catalog.f` is `f` too.
+ */
+export function functionName(qualified: string): string {
+  return qualified.slice(qualified.lastIndexOf(".") + 1);
+}
 
 function runsFunctionThatActs(functions: Set<string>): boolean {
-  for (const name of functions) if (actingFunction.test(name)) return true;
+  for (const name of functions) if (actingFunction.test(functionName(name))) return true;
   return false;
 }
 

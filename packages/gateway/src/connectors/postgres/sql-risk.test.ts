@@ -44,5 +44,9 @@ describe("sqlRisk", () => {
     expect(level("SELECT pg_terminate_backend(pid) FROM pg_stat_activity", 3)).toBe("high");
     expect(level("SELECT set_config('role', 'admin', false)", 1)).toBe("high");
     expect(level("SELECT lower(email) FROM orders WHERE id = 1", 1)).toBe("low");
+    // However the function is qualified: by its schema, or its catalog too.
+    expect(level("SELECT db.pg_catalog.pg_read_file('/etc/passwd')", 1)).toBe("high");
+    expect(level("SELECT * FROM public.dblink('host=x', 'SELECT 1') AS t(a int)", 1)).toBe("high");
+    expect(level("SELECT ext.txid_current()", 1)).toBe("high");
   });
 });

@@ -1,6 +1,6 @@
 /** The risk hint of a SQL action, from its analysis and the planner's row estimate. Pure. */
 import type { RiskHint } from "../connector.js";
-import type { SqlAnalysis } from "./sql-analysis.js";
+import { functionName, type SqlAnalysis } from "./sql-analysis.js";
 
 /** Reads above this many estimated rows are bulk exports. */
 export const bulkRows = 10_000;
@@ -92,7 +92,7 @@ export function isPureFunction(name: string): boolean {
 
 /** Functions whose effects a read-only transaction does not stop, by prefix or name. */
 const effectful =
-  /^(pg_catalog\.)?(pg_|lo_|dblink|set_config$|setval$|nextval$|current_setting$|query_to_xml|table_to_xml|cursor_to_xml|database_to_xml|schema_to_xml|txid_)/i;
+  /^(pg_|lo_|dblink|set_config$|setval$|nextval$|current_setting$|query_to_xml|table_to_xml|cursor_to_xml|database_to_xml|schema_to_xml|txid_)/i;
 
 export function sqlRisk(analysis: SqlAnalysis, estimatedRows: number | undefined): RiskHint {
   const kinds = new Set(analysis.kinds);
@@ -120,7 +120,7 @@ export function sqlRisk(analysis: SqlAnalysis, estimatedRows: number | undefined
       reason: "a statement Airlock cannot classify further (SET, VACUUM, LOCK, …)",
     };
   }
-  const reaching = analysis.functions.filter((name) => effectful.test(name));
+  const reaching = analysis.functions.filter((name) => effectful.test(functionName(name)));
   if (reaching.length > 0) {
     return {
       level: "high",
