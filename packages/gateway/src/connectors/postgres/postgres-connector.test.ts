@@ -267,6 +267,67 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("refuses SQL that changes how the server reads the SQL after it", () => {
+    const refusal = (sql: string) => {
+      try {
+        query(sql);
+      } catch (error) {
+        return { code: (error as AirlockError).code, field: (error as AirlockError).field };
+      }
+      return undefined;
+    };
+    for (const sql of [
+      // In SJIS the string below swallows its closing quote, and the DELETE is code.
+      "SET client_encoding = 'SJIS';\n" +
+        "WITH a AS (SELECT E'\u00c1\\'), b AS (DELETE FROM orders RETURNING 1) SELECT 1 -- ') SELECT * FROM a",
+      "SET NAMES 'SJIS'; SELECT 1",
+      "SET LOCAL client_encoding TO 'BIG5'",
+      "SET \"Client_Encoding\" = 'GBK'",
+      "SET standard_conforming_strings = off; SELECT 'a\\'",
+      "SET backslash_quote = on",
+      "RESET client_encoding",
+      "RESET standard_conforming_strings",
+      "RESET ALL; SELECT 1",
+      "DISCARD ALL",
+      "SELECT set_config('client_encoding', 'SJIS', false)",
+      "SELECT pg_catalog.set_config('Standard_Conforming_Strings', 'off', true)",
+      "SELECT set_config(name, 'x', false) FROM (VALUES ('backslash_quote')) v(name)",
+      "SELECT set_config($1, 'x', false)",
+      "PREPARE p AS SELECT set_config('client_encoding', 'SJIS', false)",
+    ]) {
+      const params = sql.includes("$1") ? ["client_encoding"] : undefined;
+      let refused: unknown;
+      try {
+        query(sql, params);
+      } catch (error) {
+        refused = error;
+      }
+      expect(refused, sql).toBeInstanceOf(AirlockError);
+      expect(refused, sql).toMatchObject({ code: "invalid_request", field: "input.sql" });
+      expect((refused as Error).message, sql).toMatch(/changes how the server reads SQL/);
+    }
+    expect(refusal("SET work_mem = '8MB'; SELECT 1")).toBeUndefined();
+    expect(refusal("SELECT set_config('work_mem', '8MB', true)")).toBeUndefined();
+  });
+
+  it("sends nothing more once code it cannot see into changed how the server reads SQL", async () => {
+    const outcome = await crm.execute(
+      "query",
+      query(
+        "DO $$ BEGIN PERFORM set_config('client_encoding', 'SJIS', false); END $$; DELETE FROM orders WHERE id = 1",
+      ),
+      never,
+    );
+    expect(outcome).toMatchObject({ ok: false });
+    expect((outcome as { reason: string }).reason).toMatch(
+      /changed how the server reads what follows \(client_encoding is SJIS\)/,
+    );
+    expect(await rows("SELECT count(*)::int AS n FROM orders")).toEqual([{ n: 200 }]);
+    // The session was reset: the next request on it is read as UTF-8 again.
+    const after = await crm.execute("query", query("SELECT 'é' AS e"), never);
+    expect(after).toMatchObject({ ok: true, result: { statements: [{ rows: [["é"]] }] } });
+  });
+
   it("cuts the connection, and keeps running, should a COPY to or from the client reach the server", async () => {
     // parse refuses these; the connector is called here without it, as no caller should.
     const rehearsal = await crm.dryRun!("query", {

@@ -64,6 +64,47 @@ const types = {
 };
 
 /**
+ * A connection that keeps what the server last reported of the settings that decide how it
+ * reads SQL (it reports both whenever they change). `parse` refuses SQL that changes them, but
+ * code it cannot see into (DO, a function) may too: then the next statement is not sent.
+ */
+class WatchedClient extends pg.Client {
+  readonly #reported = new Map<string, string>();
+
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    const connection = (
+      this as unknown as {
+        connection: {
+          on(
+            event: "parameterStatus",
+            listener: (message: { parameterName: string; parameterValue: string }) => void,
+          ): void;
+        };
+      }
+    ).connection;
+    connection.on("parameterStatus", (message) => {
+      this.#reported.set(message.parameterName, message.parameterValue);
+    });
+  }
+
+  /** Why the server would read SQL otherwise than the parser does now, if it would. */
+  misreads(): string | undefined {
+    const encoding = this.#reported.get("client_encoding");
+    if (encoding?.toUpperCase() !== "UTF8") return `client_encoding is ${encoding ?? "unknown"}`;
+    const strings = this.#reported.get("standard_conforming_strings");
+    if (strings !== "on") return `standard_conforming_strings is ${strings ?? "unknown"}`;
+    return undefined;
+  }
+}
+
+/** Refuses to send more SQL on a connection the server now reads otherwise. */
+function checkReading(client: pg.ClientBase): void {
+  const misread = client instanceof WatchedClient ? client.misreads() : "unknown";
+  if (misread !== undefined) throw new ReadingChanged(misread);
+}
+
+/**
  * Airlock never speaks COPY's streaming sub-protocol, and pg-cursor cannot: pg hands a COPY's
  * data to the running query, and a cursor, lacking the handler, throws from the socket's event
  * handler, which ends the process. `parse` refuses COPY to or from the client; should one reach
@@ -101,6 +142,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
     types,
+    Client: WatchedClient as unknown as new () => pg.ClientBase,
   });
   // An idle client that loses its server is dropped by the pool; without a listener the
   // error would end the process.
@@ -168,6 +210,16 @@ export function createPostgresConnector(name: string, config: PostgresConnection
       throw new AirlockError(
         "invalid_request",
         "input.sql: COPY … TO STDOUT / FROM STDIN is not supported; read with SELECT and write with INSERT",
+        { field: "input.sql" },
+      );
+    }
+    // The server would read what follows otherwise than the parser did: a string to the
+    // parser could be code to the server.
+    const rereads = analysis.changesReading[0];
+    if (rereads !== undefined) {
+      throw new AirlockError(
+        "invalid_request",
+        `input.sql: ${rereads} is not allowed: it changes how the server reads SQL (its encoding or string escapes), so what runs could differ from what rules and reviewers see`,
         { field: "input.sql" },
       );
     }
@@ -385,6 +437,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
             await client.query(`SET LOCAL lock_timeout = ${config.previewTimeout}`);
             const lines: string[] = [];
             for (const part of analysis.parts) {
+              checkReading(client);
               const target = part.tables[0] ? ` ${part.tables.join(", ")}` : "";
               const { command, rows } = await countRows(client, part.text, input.params ?? []);
               lines.push(`${command ?? part.kind.toUpperCase()}${target}: ${count(rows)}`);
@@ -400,6 +453,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     } catch (error) {
       // The database's message can quote row data the reviewer may not see: the code only.
       if (error instanceof Overdue) return `Dry run: stopped after ${config.previewTimeout} ms.`;
+      if (error instanceof ReadingChanged) return `Dry run: stopped, because ${error.message}.`;
       const code = (error as { code?: unknown }).code;
       const sqlState = typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
       return `Dry run: the database refused it${sqlState ? ` (SQLSTATE ${sqlState})` : ""}.`;
@@ -426,6 +480,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           if (ownTransaction) await client.query(readOnly ? "BEGIN READ ONLY" : "BEGIN");
           try {
             for (const part of analysis.parts) {
+              checkReading(client);
               const result = await runStatement(client, part, input.params ?? [], {
                 maxRows: config.maxRows,
                 maxBytes: budget,
@@ -449,7 +504,9 @@ export function createPostgresConnector(name: string, config: PostgresConnection
         error instanceof TransactionLeftOpen ||
         error instanceof Overdue
           ? error.message
-          : `the database refused it: ${errorText(error)}${ownTransaction ? "; nothing was changed" : ""}`;
+          : error instanceof ReadingChanged
+            ? `${error.message}${ownTransaction ? "; nothing was changed" : ""}`
+            : `the database refused it: ${errorText(error)}${ownTransaction ? "; nothing was changed" : ""}`;
       return {
         ok: false,
         result: statements.length ? { statements } : null,
@@ -721,6 +778,15 @@ const OVERDUE_GRACE_MS = 3000;
 class Overdue extends Error {
   constructor(ms: number) {
     super(`the statements ran past the connection's time limit (${ms} ms) and were cancelled`);
+  }
+}
+
+/** The SQL changed how the server reads SQL, where the parser could not see it. */
+class ReadingChanged extends Error {
+  constructor(misread: string) {
+    super(
+      `the SQL changed how the server reads what follows (${misread}), so the statements after it were not sent`,
+    );
   }
 }
 

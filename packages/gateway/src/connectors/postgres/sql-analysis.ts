@@ -64,6 +64,12 @@ export interface StatementAnalysis {
    * statement does (`COPY (DELETE … RETURNING *) TO STDOUT` is a delete first).
    */
   clientCopy: boolean;
+  /**
+   * What in it changes how the server reads the SQL that follows (`SET client_encoding`,
+   * `set_config('standard_conforming_strings', …)`), which this parser would then read
+   * otherwise; empty when nothing does.
+   */
+  changesReading: string[];
 }
 
 export interface SqlAnalysis extends Omit<StatementAnalysis, "text"> {
@@ -135,6 +141,7 @@ export function analyzeSql(sql: string): SqlAnalysis {
     readOnly: parts.every((part) => part.readOnly),
     rollbackable: parts.every((part) => part.rollbackable),
     clientCopy: parts.some((part) => part.clientCopy),
+    changesReading: sortedUnique(parts.flatMap((part) => part.changesReading)),
     params: Math.max(0, ...parts.map((part) => part.params)),
     parts,
   };
@@ -450,6 +457,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
   let readOnly = true;
   let rollbackable = true;
   let clientCopy = false;
+  const changesReading = new Set<string>();
   let params = 0;
 
   // An explicit stack: parse trees can nest deeper than the call stack allows.
@@ -491,6 +499,9 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
       if (key === "FuncCall" || key === "funccall") {
         functions.add(strings(child.funcname).join("."));
       }
+      // Looked for whether it runs here or not: a prepared statement runs later.
+      const rereads = readingChange(key, child);
+      if (rereads) changesReading.add(rereads);
       // Looked for under a plain EXPLAIN too: whether it runs or not, it is not relayed.
       if (key === "CopyStmt" && typeof child.filename !== "string") clientCopy = true;
       let childRuns = runs;
@@ -533,8 +544,44 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
     readOnly,
     rollbackable,
     clientCopy,
+    changesReading: sortedUnique(changesReading),
     params,
   };
+}
+
+/**
+ * Settings that change how the server splits and reads SQL text: another client encoding
+ * turns bytes this parser read as part of a string into code, and backslashes in strings
+ * mean something else without standard_conforming_strings.
+ */
+const readingSettings = new Set([
+  "client_encoding",
+  "standard_conforming_strings",
+  "backslash_quote",
+]);
+
+/** How a node changes `readingSettings`, said for the caller; undefined when it does not. */
+function readingChange(key: string, node: Node): string | undefined {
+  if (key === "VariableSetStmt") {
+    if (node.kind === "VAR_RESET_ALL") return "RESET ALL";
+    const name = String(node.name ?? "").toLowerCase();
+    if (!readingSettings.has(name)) return undefined;
+    return `${node.kind === "VAR_RESET" ? "RESET" : "SET"} ${name}`;
+  }
+  if (key === "DiscardStmt" && node.target === "DISCARD_ALL") return "DISCARD ALL";
+  if (key === "FuncCall" || key === "funccall") {
+    const name = strings(node.funcname);
+    if (functionName(name.join(".")).toLowerCase() !== "set_config") return undefined;
+    const first = list(node.args)[0];
+    const literal =
+      isNode(first) && isNode(first.A_Const) && isNode(first.A_Const.sval)
+        ? first.A_Const.sval.sval
+        : undefined;
+    if (typeof literal !== "string") return "set_config of a setting named by an expression";
+    const setting = literal.toLowerCase();
+    return readingSettings.has(setting) ? `set_config of ${setting}` : undefined;
+  }
+  return undefined;
 }
 
 /**
