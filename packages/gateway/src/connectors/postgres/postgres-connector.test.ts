@@ -156,7 +156,42 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
         "WITH gone AS (DELETE FROM orders WHERE id <= 3 RETURNING id) SELECT count(*) FROM gone",
       ),
     );
-    expect(hidden).toMatch(/^Dry run \(rolled back\): SELECT orders: 1 row\.$/);
+    // The SELECT's one row is not the DELETE's count, and is not passed off as it.
+    expect(hidden).toBe(
+      "Dry run (rolled back): SELECT orders: 1 row from the SELECT itself, rows changed by the DELETE within it not counted.",
+    );
+    expect(await rows("SELECT count(*)::int AS n FROM orders")).toEqual([{ n: 200 }]);
+  });
+
+  it("estimates a write in a WITH by the rows it changes, not the rows the statement returns", async () => {
+    const facts = async (sql: string) => {
+      const described = await crm.describe("query", query(sql));
+      return {
+        rows: (described.facts.sql as { estimatedRows: number }).estimatedRows,
+        risk: described.risk.level,
+        notes: described.notes?.join("\n") ?? "",
+      };
+    };
+    await db.query(`DROP TABLE IF EXISTS ledger; CREATE TABLE ledger (id int PRIMARY KEY);
+      INSERT INTO ledger SELECT generate_series(1, 20000); ANALYZE ledger;`);
+    const hidden = await facts(
+      "WITH gone AS (DELETE FROM ledger WHERE id > 0 RETURNING id) SELECT count(*) FROM gone",
+    );
+    expect(hidden.rows).toBeGreaterThanOrEqual(19_000);
+    expect(hidden.risk).toBe("high");
+    expect(hidden.notes).not.toMatch(/about 1 row\b/);
+    expect(await rows("SELECT count(*)::int AS n FROM ledger")).toEqual([{ n: 20_000 }]);
+    // Two writes: both count.
+    const both = await facts(
+      "WITH a AS (UPDATE orders SET status = 'x' WHERE id <= 150 RETURNING id) " +
+        "DELETE FROM orders WHERE id > 150 AND id IN (SELECT id FROM a)",
+    );
+    expect(both.rows).toBeGreaterThanOrEqual(150);
+    // An INSERT fed by a DELETE in its WITH.
+    const moved = await facts(
+      "WITH gone AS (DELETE FROM orders WHERE id > 0 RETURNING *) INSERT INTO orders SELECT id + 1000, status, email FROM gone LIMIT 1",
+    );
+    expect(moved.rows).toBeGreaterThanOrEqual(190);
     expect(await rows("SELECT count(*)::int AS n FROM orders")).toEqual([{ n: 200 }]);
   });
 

@@ -355,7 +355,10 @@ export function createPostgresConnector(name: string, config: PostgresConnection
                 values: input.params ?? [],
                 queryMode: "extended",
               } as pg.QueryConfig);
-              const plan = planOf(result.rows[0]);
+              const writes = part.kinds.some((kind) => writeKinds.has(kind));
+              const plan = planOf(result.rows[0], writes);
+              // A write the plan does not show is of unknown size.
+              if (plan.rows === undefined) return undefined;
               rows += plan.rows;
               columns = plan.columns;
             }
@@ -440,7 +443,14 @@ export function createPostgresConnector(name: string, config: PostgresConnection
               checkReading(client);
               const target = part.tables[0] ? ` ${part.tables.join(", ")}` : "";
               const { command, rows } = await countRows(client, part.text, input.params ?? []);
-              lines.push(`${command ?? part.kind.toUpperCase()}${target}: ${count(rows)}`);
+              const what = `${command ?? part.kind.toUpperCase()}${target}`;
+              // The command's count is of its own rows: a write nested in it goes uncounted.
+              const inner = part.innerWrites.map((kind) => kind.toUpperCase()).join(", ");
+              lines.push(
+                inner
+                  ? `${what}: ${count(rows)} from the ${command ?? "statement"} itself, rows changed by the ${inner} within it not counted`
+                  : `${what}: ${count(rows)}`,
+              );
             }
             return lines;
           } finally {
@@ -675,16 +685,29 @@ async function runStatement(
   };
 }
 
-/** A plan's estimated rows (of the rows scanned, for a write) and its output columns. */
-function planOf(row: unknown): { rows: number; columns: string[] } {
+const writeKinds = new Set(["insert", "update", "delete", "merge"]);
+
+/**
+ * A plan's estimated rows and its output columns. For a statement that writes, the rows are
+ * those its writes are fed, wherever in the plan they are (a DELETE in a WITH is below the
+ * SELECT that counts what it returned), added up; undefined when the plan shows no write.
+ */
+function planOf(row: unknown, writes: boolean): { rows: number | undefined; columns: string[] } {
   const explained = (row as { "QUERY PLAN"?: { Plan?: PlanNode }[] } | undefined)?.["QUERY PLAN"];
   const top = explained?.[0]?.Plan;
-  if (!top) return { rows: 0, columns: [] };
-  const counted = top["Node Type"] === "ModifyTable" ? (top.Plans?.[0] ?? top) : top;
-  return {
-    rows: Math.round(counted["Plan Rows"] ?? 0),
-    columns: (top.Output ?? []).map(columnName),
-  };
+  if (!top) return { rows: writes ? undefined : 0, columns: [] };
+  const columns = (top.Output ?? []).map(columnName);
+  if (!writes) return { rows: Math.round(top["Plan Rows"] ?? 0), columns };
+  let rows: number | undefined;
+  const stack = (explained ?? []).flatMap((entry) => (entry.Plan ? [entry.Plan] : []));
+  for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
+    stack.push(...(node.Plans ?? []));
+    if (node["Node Type"] !== "ModifyTable") continue;
+    // Without RETURNING a write's own node estimates no rows: its input is what it changes.
+    const fed = node.Plans?.find((child) => child["Parent Relationship"] === "Outer");
+    rows = (rows ?? 0) + Math.round(Math.max(node["Plan Rows"] ?? 0, fed?.["Plan Rows"] ?? 0));
+  }
+  return { rows, columns };
 }
 
 /**
@@ -699,6 +722,7 @@ function columnName(output: string): string {
 
 interface PlanNode {
   "Node Type"?: string;
+  "Parent Relationship"?: string;
   "Plan Rows"?: number;
   Output?: string[];
   Plans?: PlanNode[];

@@ -161,6 +161,20 @@ describe("kind", () => {
     expect(analyzeSql("COPY t FROM STDIN").kinds).toEqual(["copy", "insert"]);
   });
 
+  it("names the writes nested in a statement, which its own count leaves out", () => {
+    const inner = (sql: string) => analyzeSql(sql).innerWrites;
+    expect(
+      inner("WITH g AS (DELETE FROM t WHERE id > 0 RETURNING id) SELECT count(*) FROM g"),
+    ).toEqual(["delete"]);
+    expect(inner("WITH g AS (DELETE FROM t RETURNING *) INSERT INTO u SELECT * FROM g")).toEqual([
+      "delete",
+    ]);
+    expect(inner("EXPLAIN ANALYZE UPDATE t SET a = 1 WHERE id = 1")).toEqual(["update"]);
+    expect(inner("DELETE FROM t WHERE id = 1")).toEqual([]);
+    expect(inner("INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 1")).toEqual([]);
+    expect(inner("EXPLAIN DELETE FROM t")).toEqual([]);
+  });
+
   it("says when a COPY streams to or from the client, whatever the statement ranks as", () => {
     const client = (sql: string) => analyzeSql(sql).clientCopy;
     expect(client("COPY t TO STDOUT")).toBe(true);

@@ -70,6 +70,11 @@ export interface StatementAnalysis {
    * otherwise; empty when nothing does.
    */
   changesReading: string[];
+  /**
+   * The kinds of the writes nested in it (a WITH entry's DELETE, an EXPLAIN ANALYZE'd UPDATE),
+   * whose rows the statement's own command count does not include; most dangerous first.
+   */
+  innerWrites: SqlKind[];
 }
 
 export interface SqlAnalysis extends Omit<StatementAnalysis, "text"> {
@@ -142,6 +147,7 @@ export function analyzeSql(sql: string): SqlAnalysis {
     rollbackable: parts.every((part) => part.rollbackable),
     clientCopy: parts.some((part) => part.clientCopy),
     changesReading: sortedUnique(parts.flatMap((part) => part.changesReading)),
+    innerWrites: byDanger(parts.flatMap((part) => part.innerWrites)),
     params: Math.max(0, ...parts.map((part) => part.params)),
     parts,
   };
@@ -236,6 +242,8 @@ const mergeActions: Record<string, SqlKind> = {
   CMD_UPDATE: "update",
   CMD_DELETE: "delete",
 };
+
+const writeStatements = new Set(["InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"]);
 
 /** What one statement node does by itself; the walk adds what is nested in it. */
 function effectOf(type: string, node: Node): Effect {
@@ -458,6 +466,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
   let rollbackable = true;
   let clientCopy = false;
   const changesReading = new Set<string>();
+  const innerWrites = new Set<SqlKind>();
   let params = 0;
 
   // An explicit stack: parse trees can nest deeper than the call stack allows.
@@ -511,6 +520,9 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
         if (runs) {
           const effect = effectOf(key, child);
           for (const kind of effect.kinds) kinds.add(kind);
+          if (value !== stmt && writeStatements.has(key)) {
+            for (const kind of effect.kinds) innerWrites.add(kind);
+          }
           readOnly &&= effect.readOnly ?? false;
           rollbackable &&= effect.rollbackable ?? true;
           if (key === "TruncateStmt") hasWhere = false;
@@ -545,6 +557,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
     rollbackable,
     clientCopy,
     changesReading: sortedUnique(changesReading),
+    innerWrites: byDanger(innerWrites),
     params,
   };
 }
