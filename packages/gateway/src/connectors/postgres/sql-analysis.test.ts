@@ -161,6 +161,33 @@ describe("kind", () => {
     expect(analyzeSql("COPY t FROM STDIN").kinds).toEqual(["copy", "insert"]);
   });
 
+  it("says a MERGE whose ON holds for every row, and that updates or deletes matches unconditionally, has no WHERE", () => {
+    const where = (sql: string) => analyzeSql(sql).hasWhere;
+    expect(where("MERGE INTO t USING (SELECT 1) s ON true WHEN MATCHED THEN DELETE")).toBe(false);
+    expect(
+      where("MERGE INTO t USING (SELECT 1) s ON 1 = 1 WHEN MATCHED THEN UPDATE SET a = 1"),
+    ).toBe(false);
+    expect(where("MERGE INTO t USING s ON 't'::boolean WHEN MATCHED THEN DELETE")).toBe(false);
+    expect(
+      where("MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED BY SOURCE THEN DELETE"),
+    ).toBe(false);
+    expect(
+      where(
+        "WITH x AS (MERGE INTO t USING (SELECT 1) s ON true WHEN MATCHED THEN DELETE RETURNING *) SELECT * FROM x",
+      ),
+    ).toBe(false);
+    // A condition on the join, or on the action, bounds it.
+    expect(where("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE")).toBe(true);
+    expect(
+      where("MERGE INTO t USING (SELECT 1) s ON true WHEN MATCHED AND t.a > 1 THEN DELETE"),
+    ).toBe(true);
+    expect(
+      where(
+        "MERGE INTO t USING (SELECT 1 AS id) s ON true WHEN NOT MATCHED THEN INSERT VALUES (1)",
+      ),
+    ).toBe(true);
+  });
+
   it("names the writes nested in a statement, which its own count leaves out", () => {
     const inner = (sql: string) => analyzeSql(sql).innerWrites;
     expect(

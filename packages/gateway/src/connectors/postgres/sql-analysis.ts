@@ -46,7 +46,10 @@ export interface StatementAnalysis {
   tables: string[];
   /** Functions called by name, as written and folded, sorted: side effects hide here. */
   functions: string[];
-  /** False when an UPDATE or DELETE in it has no WHERE clause, or it truncates. */
+  /**
+   * False when an UPDATE or DELETE in it has no WHERE clause, it truncates, or a MERGE in it
+   * updates or deletes every row (see `mergeTouchesEveryRow`).
+   */
   hasWhere: boolean;
   /** The statement's own text: from its first token up to its semicolon, trimmed. */
   text: string;
@@ -529,6 +532,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
           if ((key === "UpdateStmt" || key === "DeleteStmt") && child.whereClause === undefined) {
             hasWhere = false;
           }
+          if (key === "MergeStmt" && mergeTouchesEveryRow(child)) hasWhere = false;
         }
         if (key === "ExplainStmt") childRuns = runs && explainRuns(child);
       }
@@ -560,6 +564,45 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
     innerWrites: byDanger(innerWrites),
     params,
   };
+}
+
+/**
+ * MERGE's ON is its WHERE: one that names no column holds for every row alike (`ON true`,
+ * `ON 1 = 1`), so an UPDATE or DELETE for matched rows with no AND of its own changes them all.
+ * So does one for rows NOT MATCHED BY SOURCE, whatever the ON says.
+ */
+function mergeTouchesEveryRow(node: Node): boolean {
+  const actions = list(node.mergeWhenClauses).flatMap((clause) =>
+    isNode(clause) && isNode(clause.MergeWhenClause) ? [clause.MergeWhenClause] : [],
+  );
+  const unconditional = (clause: Node) =>
+    (clause.commandType === "CMD_UPDATE" || clause.commandType === "CMD_DELETE") &&
+    clause.condition === undefined;
+  if (
+    actions.some(
+      (clause) => clause.matchKind === "MERGE_WHEN_NOT_MATCHED_BY_SOURCE" && unconditional(clause),
+    )
+  ) {
+    return true;
+  }
+  const matched = actions.some(
+    (clause) =>
+      (clause.matchKind === "MERGE_WHEN_MATCHED" || clause.matched === true) &&
+      unconditional(clause),
+  );
+  return matched && !namesAColumn(node.joinCondition);
+}
+
+function namesAColumn(tree: unknown): boolean {
+  const stack = [tree];
+  for (let value = stack.pop(); value !== undefined; value = stack.pop()) {
+    if (Array.isArray(value)) stack.push(...value);
+    else if (isNode(value)) {
+      if (isNode(value.ColumnRef)) return true;
+      stack.push(...Object.values(value));
+    }
+  }
+  return false;
 }
 
 /**
