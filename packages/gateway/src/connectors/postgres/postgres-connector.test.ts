@@ -455,6 +455,50 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     expect(line).toMatch(/skipped, because it calls pg_notify/);
   });
 
+  it("does not rehearse a statement that may reach user code its calls do not name", async () => {
+    // A sequence is not rolled back: each call of the user's code below leaves a mark.
+    await db.query(`DROP SEQUENCE IF EXISTS called; CREATE SEQUENCE called;
+      CREATE OR REPLACE FUNCTION notify_customer(orders) RETURNS boolean LANGUAGE sql
+        AS $$ SELECT nextval('called') > 0 $$;
+      CREATE OR REPLACE FUNCTION loud_eq(int, int) RETURNS boolean LANGUAGE sql
+        AS $$ SELECT nextval('called') > 0 AND $1 = $2 $$;
+      DROP OPERATOR IF EXISTS === (int, int);
+      CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = loud_eq);
+      CREATE OR REPLACE FUNCTION initcap(varchar) RETURNS text LANGUAGE sql
+        AS $$ SELECT nextval('called')::text $$;
+      DROP TYPE IF EXISTS tally CASCADE; CREATE TYPE tally AS (n bigint);
+      CREATE OR REPLACE FUNCTION to_tally(int) RETURNS tally LANGUAGE sql
+        AS $$ SELECT ROW(nextval('called'))::tally $$;
+      CREATE CAST (int AS tally) WITH FUNCTION to_tally(int);`);
+    const rehearse = (sql: string) => crm.dryRun!("query", query(sql));
+    // Attribute notation: orders.notify_customer is notify_customer(orders).
+    expect(
+      await rehearse("UPDATE orders SET status = 'x' WHERE id = 7 AND orders.notify_customer"),
+    ).toMatch(/^Dry run: skipped, because it may reach function notify_customer, /);
+    expect(
+      await rehearse("UPDATE orders o SET status = 'x' WHERE id = 7 AND (o).notify_customer"),
+    ).toMatch(/function notify_customer/);
+    expect(await rehearse("UPDATE orders SET status = 'x' WHERE id === 7")).toMatch(
+      /skipped, because it may reach operator ===/,
+    );
+    // An overload of a built-in's name that fits the argument better is the one called.
+    expect(
+      await rehearse("UPDATE orders SET status = initcap(status::varchar) WHERE id = 7"),
+    ).toMatch(/function initcap/);
+    expect(await rehearse("UPDATE orders SET status = (7::tally).n::text WHERE id = 7")).toMatch(
+      /cast to tally/,
+    );
+    expect(await rows("SELECT is_called FROM called")).toEqual([{ is_called: false }]);
+    // Names are matched, not signatures: initcap(text) is not rehearsed either, while a user's
+    // initcap exists. What names no user code is.
+    expect(await rehearse("UPDATE orders SET status = upper(status) WHERE id = 7")).toBe(
+      "Dry run (rolled back): UPDATE orders: 1 row.",
+    );
+    await db.query(`DROP CAST (int AS tally); DROP TYPE tally CASCADE;
+      DROP FUNCTION notify_customer(orders), initcap(varchar);
+      DROP OPERATOR === (int, int); DROP FUNCTION loud_eq(int, int); DROP SEQUENCE called;`);
+  });
+
   it("reports only the SQLSTATE when a dry run fails, never the data in the message", async () => {
     const line = await crm.dryRun!(
       "query",

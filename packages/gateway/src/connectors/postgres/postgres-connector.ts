@@ -434,6 +434,11 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     try {
       const counts = await withClient(
         async (client) => {
+          // Names alone do not say what PostgreSQL resolves them to: a table's column, or a
+          // user's function called in attribute notation; a built-in, or a user's overload,
+          // operator or cast. Whatever user code could be reached, the dry run is skipped.
+          const reached = await userCode(client, analysis);
+          if (reached.length > 0) return { reached };
           await client.query("BEGIN");
           try {
             await client.query(`SET LOCAL statement_timeout = ${config.previewTimeout}`);
@@ -452,14 +457,17 @@ export function createPostgresConnector(name: string, config: PostgresConnection
                   : `${what}: ${count(rows)}`,
               );
             }
-            return lines;
+            return { lines };
           } finally {
             await client.query("ROLLBACK");
           }
         },
         { reset: true, deadlineMs: config.previewTimeout },
       );
-      return `Dry run (rolled back): ${counts.join("; ")}.`;
+      if (counts.reached) {
+        return `Dry run: skipped, because it may reach ${counts.reached.slice(0, 5).join(", ")}, defined outside PostgreSQL's own catalog, which a rollback might not undo.`;
+      }
+      return `Dry run (rolled back): ${(counts.lines ?? []).join("; ")}.`;
     } catch (error) {
       // The database's message can quote row data the reviewer may not see: the code only.
       if (error instanceof Overdue) return `Dry run: stopped after ${config.previewTimeout} ms.`;
@@ -542,6 +550,34 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     execute,
     close: () => pool.end(),
   };
+}
+
+/**
+ * The user-defined functions, operators and casts (outside pg_catalog and information_schema:
+ * an extension's too) that the statement's names could resolve to, as "function f",
+ * "operator ===", "cast to t".
+ */
+async function userCode(client: pg.ClientBase, analysis: SqlAnalysis): Promise<string[]> {
+  const { calls, operators, casts } = analysis.reaches;
+  const result = await client.query<{ what: string }>(
+    `WITH user_ns AS (
+       SELECT oid FROM pg_catalog.pg_namespace
+       WHERE nspname NOT IN ('pg_catalog', 'information_schema'))
+     SELECT DISTINCT 'function ' || p.proname AS what FROM pg_catalog.pg_proc p
+       WHERE p.pronamespace IN (SELECT oid FROM user_ns) AND p.proname = ANY($1::text[])
+     UNION
+     SELECT DISTINCT 'operator ' || o.oprname FROM pg_catalog.pg_operator o
+       WHERE o.oprnamespace IN (SELECT oid FROM user_ns) AND o.oprname = ANY($2::text[])
+     UNION
+     SELECT DISTINCT 'cast to ' || t.typname FROM pg_catalog.pg_cast c
+       JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc
+       JOIN pg_catalog.pg_type t ON t.oid = c.casttarget
+       WHERE p.pronamespace IN (SELECT oid FROM user_ns)
+         AND (c.castcontext <> 'e' OR t.typname = ANY($3::text[]))
+     ORDER BY 1`,
+    [calls, operators, casts],
+  );
+  return result.rows.map((row) => row.what);
 }
 
 /** What EXPLAIN can estimate. */

@@ -78,6 +78,13 @@ export interface StatementAnalysis {
    * whose rows the statement's own command count does not include; most dangerous first.
    */
   innerWrites: SqlKind[];
+  /**
+   * Names by which the statement may reach functions besides its calls, sorted: `calls`, every
+   * name a call or attribute notation could resolve to (`orders.notify` is `notify(orders)`);
+   * `operators`, the operators it names, and the comparisons that IN, ORDER BY and joins use
+   * unnamed; `casts`, the types it casts to. Only the catalog can tell which are user code.
+   */
+  reaches: { calls: string[]; operators: string[]; casts: string[] };
 }
 
 export interface SqlAnalysis extends Omit<StatementAnalysis, "text"> {
@@ -151,6 +158,11 @@ export function analyzeSql(sql: string): SqlAnalysis {
     clientCopy: parts.some((part) => part.clientCopy),
     changesReading: sortedUnique(parts.flatMap((part) => part.changesReading)),
     innerWrites: byDanger(parts.flatMap((part) => part.innerWrites)),
+    reaches: {
+      calls: sortedUnique(parts.flatMap((part) => part.reaches.calls)),
+      operators: sortedUnique(parts.flatMap((part) => part.reaches.operators)),
+      casts: sortedUnique(parts.flatMap((part) => part.reaches.casts)),
+    },
     params: Math.max(0, ...parts.map((part) => part.params)),
     parts,
   };
@@ -245,6 +257,9 @@ const mergeActions: Record<string, SqlKind> = {
   CMD_UPDATE: "update",
   CMD_DELETE: "delete",
 };
+
+/** Operators used without being named: IN, ANY over a subquery, ORDER BY, DISTINCT, joins. */
+const implicitOperators = ["=", "<>", "<", ">", "<=", ">="];
 
 const writeStatements = new Set(["InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"]);
 
@@ -470,6 +485,9 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
   let clientCopy = false;
   const changesReading = new Set<string>();
   const innerWrites = new Set<SqlKind>();
+  const calls = new Set<string>();
+  const operators = new Set<string>(implicitOperators);
+  const casts = new Set<string>();
   let params = 0;
 
   // An explicit stack: parse trees can nest deeper than the call stack allows.
@@ -510,6 +528,19 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
       }
       if (key === "FuncCall" || key === "funccall") {
         functions.add(strings(child.funcname).join("."));
+        const name = strings(child.funcname).at(-1);
+        if (name !== undefined) calls.add(name);
+      }
+      // `t.f` and `(x).f` may call f(t) or f(x): any field but the first may name a function.
+      if (key === "ColumnRef") for (const name of strings(child.fields).slice(1)) calls.add(name);
+      if (key === "A_Indirection") for (const name of strings(child.indirection)) calls.add(name);
+      if (key === "A_Expr" || (key === "SubLink" && child.operName !== undefined)) {
+        const name = strings(key === "A_Expr" ? child.name : child.operName).at(-1);
+        if (name !== undefined) operators.add(name);
+      }
+      if (key === "TypeCast" && isNode(child.typeName)) {
+        const name = strings(child.typeName.names).at(-1);
+        if (name !== undefined) casts.add(name);
       }
       // Looked for whether it runs here or not: a prepared statement runs later.
       const rereads = readingChange(key, child);
@@ -562,6 +593,11 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
     clientCopy,
     changesReading: sortedUnique(changesReading),
     innerWrites: byDanger(innerWrites),
+    reaches: {
+      calls: sortedUnique(calls),
+      operators: sortedUnique(operators),
+      casts: sortedUnique(casts),
+    },
     params,
   };
 }
