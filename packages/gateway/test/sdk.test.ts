@@ -294,6 +294,42 @@ describe("calls that fail on the way", () => {
     expect((error as Error).message).not.toContain(agentToken);
   });
 
+  it("refuses a token that cannot go in a header without quoting it", () => {
+    // Pasted with a line break, a space or a typographic character; fetch would refuse the
+    // header with a message quoting it, which ended up in a network_error and was retried.
+    for (const token of [
+      "alk_0123456789\nSECRETPART",
+      "alk_0123456789\r\nSECRETPART",
+      "alk_0123456789\u0000SECRETPART",
+      "alk_0123456789 SECRETPART",
+      "alk_0123456789\u2019SECRETPART",
+      "alk_0123456789\u00e9SECRETPART",
+    ]) {
+      const error = (() => {
+        try {
+          new AirlockClient({ url: gw.url, token });
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toMatch(/^token has a character/);
+      expect((error as Error).message).not.toContain("SECRETPART");
+    }
+  });
+
+  it("says a network failure by its code only, never by the error's text", async () => {
+    // A fetch whose error quotes the request, as fetch's own header errors do.
+    const quoting: typeof fetch = async (_url, init) => {
+      throw new TypeError(`invalid header ${JSON.stringify(init?.headers)}`);
+    };
+    const error = await refusal(client({ fetch: quoting, retries: 0 }).get("req_x"));
+    expect(error).toMatchObject({ code: "network_error" });
+    expect((error as Error).message).not.toContain(agentToken);
+    expect((error as Error).message).toContain("check the url");
+    expect((error as Error).cause).toBeUndefined();
+  });
+
   it("refuses options it cannot work with, before any call", () => {
     expect(() => new AirlockClient({ url: "airlock.example.com", token: "t" })).toThrow(
       /not a URL/,

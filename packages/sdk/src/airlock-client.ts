@@ -60,6 +60,12 @@ export class AirlockClient {
     if (typeof options.token !== "string" || options.token === "") {
       throw new TypeError("token is missing: make one with `airlock token create --agent NAME`");
     }
+    // Said without the token, which fetch would quote in its header error. Tokens are ASCII.
+    if (!/^[\x21-\x7e]+$/.test(options.token)) {
+      throw new TypeError(
+        "token has a character a token cannot have (a space, a line break, a control or non-ASCII character); check how it was copied",
+      );
+    }
     const longPoll = options.longPoll ?? 25_000;
     if (!(longPoll >= 0)) throw new TypeError("longPoll must be 0 or more milliseconds");
     this.#longPoll = longPoll;

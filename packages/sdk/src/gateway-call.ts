@@ -115,10 +115,11 @@ async function send(settings: GatewaySettings, call: GatewayCall): Promise<RawAn
         `Airlock at ${settings.baseUrl} did not answer ${what} within ${limit / 1000} s; raise the client's timeout if the gateway is slow`,
       );
     }
+    const code = networkCode(error);
     throw new AirlockError(
       "network_error",
-      `could not reach Airlock at ${settings.baseUrl} for ${what} (${reasonOf(error)}); check the url and that the gateway is running`,
-      { cause: error },
+      `could not reach Airlock at ${settings.baseUrl} for ${what}${code === undefined ? "" : ` (${code})`}; check the url and that the gateway is running`,
+      code === undefined ? {} : { cause: error },
     );
   } finally {
     clearTimeout(timer);
@@ -182,9 +183,11 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-function reasonOf(error: unknown): string {
-  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
-  if (typeof cause?.code === "string") return cause.code;
-  if (typeof cause?.message === "string") return cause.message;
-  return error instanceof Error ? error.message : String(error);
+/**
+ * The network's code for a failed fetch (ECONNREFUSED, UND_ERR_SOCKET), if it has one. Never an
+ * error's text: that can quote the request, its authorization header included.
+ */
+function networkCode(error: unknown): string | undefined {
+  const { code } = ((error as { cause?: unknown } | null)?.cause ?? {}) as { code?: unknown };
+  return typeof code === "string" && /^[A-Z][A-Z0-9_]*$/.test(code) ? code : undefined;
 }
