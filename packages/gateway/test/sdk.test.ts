@@ -339,6 +339,54 @@ describe("calls that fail on the way", () => {
     );
     expect(() => new AirlockClient({ url: gw.url, token: "" })).toThrow(/token create/);
   });
+
+  it("refuses a url with a user name or password, without repeating them", () => {
+    // The token is the credential; these would be printed in every error's message.
+    for (const url of [
+      "http://user:hunter2@127.0.0.1:7070",
+      "https://hunter2@airlock.example.com",
+    ]) {
+      const make = () => new AirlockClient({ url, token: "t" });
+      expect(make).toThrow(TypeError);
+      expect(make).toThrow(/url must not hold a user name or password/);
+      expect(make).not.toThrow(/hunter2/);
+    }
+  });
+
+  it("refuses durations and counts it cannot keep, naming the option", () => {
+    // setTimeout(Infinity) fires at once, and ?wait=Infinity is refused by the gateway.
+    const options: [Partial<AirlockClientOptions>, RegExp][] = [
+      [{ timeout: Number.POSITIVE_INFINITY }, /^timeout must be/],
+      [{ timeout: Number.NaN }, /^timeout must be/],
+      [{ timeout: 0 }, /^timeout must be/],
+      [{ longPoll: Number.POSITIVE_INFINITY }, /^longPoll must be/],
+      [{ longPoll: -1 }, /^longPoll must be/],
+      [{ longPoll: 3_600_001 }, /^longPoll must be/],
+      [{ retries: Number.POSITIVE_INFINITY }, /^retries must be/],
+      [{ retries: 1.5 }, /^retries must be/],
+      [{ retries: -1 }, /^retries must be/],
+    ];
+    for (const [option, message] of options) {
+      expect(() => client(option)).toThrow(TypeError);
+      expect(() => client(option)).toThrow(message);
+    }
+    expect(() => client({ timeout: 1, longPoll: 3_600_000, retries: 10 })).not.toThrow();
+  });
+
+  it("keeps a timeout longer than a timer can run", async () => {
+    // Past about 24.8 days, setTimeout fires at once: the call timed out in a millisecond.
+    const action = await client({ timeout: 2 ** 31 }).submit(read("/sdk-long-timeout"));
+    expect(action.status).toBe("succeeded");
+  });
+
+  it("refuses a wait it cannot ask the gateway for", async () => {
+    for (const wait of [Number.POSITIVE_INFINITY, Number.NaN, -1]) {
+      await expect(client().get("req_x", { wait })).rejects.toThrow(/^wait must be/);
+    }
+    for (const timeout of [Number.NaN, -1]) {
+      await expect(client().wait("req_x", { timeout })).rejects.toThrow(/^timeout must be/);
+    }
+  });
 });
 
 async function denyAs(who: string, id: string, comment: string): Promise<void> {

@@ -14,21 +14,25 @@ import {
 } from "./gateway-call.js";
 
 export interface AirlockClientOptions {
-  /** The gateway's address, e.g. `https://airlock.example.com`. */
+  /** The gateway's address, e.g. `https://airlock.example.com`, with no user name or password. */
   url: string;
-  /** The agent's token (`airlock token create --agent NAME`). */
+  /** The agent's token (`airlock token create --agent NAME`): visible ASCII, no spaces. */
   token: string;
-  /** How long one call may take before it is given up, beyond any wait asked for. 30 s by default. */
+  /**
+   * How long one call may take before it is given up, beyond any wait asked for: 30 s by
+   * default, finite (a signal ends a wait without limit).
+   */
   timeout?: number;
   /**
    * How many times a call that failed in passing is tried again: the network, a 429, a 502,
-   * 503 or 504. 2 by default. Submissions carry an idempotency key, so a retry never makes a
+   * 503 or 504. 2 by default, at most 10. Submissions carry an idempotency key, so a retry never makes a
    * second request.
    */
   retries?: number;
   /**
    * How long the gateway holds one call while waiting for an outcome: 25 s by default, at
-   * most the gateway's `server.maxWaitSeconds`. With 0 the client asks once a second.
+   * most the gateway's `server.maxWaitSeconds` (an hour at most). With 0 the client asks once
+   * a second.
    */
   longPoll?: number;
   /** Another fetch, e.g. one with a proxy or client certificate. */
@@ -36,7 +40,10 @@ export interface AirlockClientOptions {
 }
 
 export interface WaitOptions {
-  /** Give up waiting after this long and return the action as it then is. No limit by default. */
+  /**
+   * Give up waiting after this long and return the action as it then is. No limit by default
+   * (or with Infinity).
+   */
   timeout?: number;
   signal?: AbortSignal;
   /** Called with the action each time it is seen changed, e.g. after a reviewer's vote. */
@@ -52,10 +59,17 @@ export class AirlockClient {
     try {
       url = new URL(options.url);
     } catch {
-      throw new TypeError(`url ${JSON.stringify(options.url)} is not a URL`);
+      // Not quoted: a mistyped url can still hold a password.
+      throw new TypeError(
+        "url is not a URL: give the gateway's address, e.g. https://airlock.example.com",
+      );
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new TypeError("url must be an http:// or https:// address");
+    }
+    // They would be sent to the gateway, and printed in every error that names the url.
+    if (url.username !== "" || url.password !== "") {
+      throw new TypeError("url must not hold a user name or password: the token is the credential");
     }
     if (typeof options.token !== "string" || options.token === "") {
       throw new TypeError("token is missing: make one with `airlock token create --agent NAME`");
@@ -66,15 +80,28 @@ export class AirlockClient {
         "token has a character a token cannot have (a space, a line break, a control or non-ASCII character); check how it was copied",
       );
     }
-    const longPoll = options.longPoll ?? 25_000;
-    if (!(longPoll >= 0)) throw new TypeError("longPoll must be 0 or more milliseconds");
-    this.#longPoll = longPoll;
+    this.#longPoll = checked(
+      "longPoll",
+      options.longPoll ?? 25_000,
+      (n) => n >= 0 && n <= MAX_LONG_POLL,
+      "0 to 3600000 milliseconds (the gateway holds a call for an hour at most)",
+    );
     this.#gateway = {
       baseUrl: url.href.replace(/\/+$/, ""),
       token: options.token,
       fetch: options.fetch ?? globalThis.fetch,
-      timeout: options.timeout ?? 30_000,
-      retries: options.retries ?? 2,
+      timeout: checked(
+        "timeout",
+        options.timeout ?? 30_000,
+        (n) => n > 0 && Number.isFinite(n),
+        "a finite number of milliseconds above 0",
+      ),
+      retries: checked(
+        "retries",
+        options.retries ?? 2,
+        (n) => Number.isInteger(n) && n >= 0 && n <= MAX_RETRIES,
+        `a whole number from 0 to ${MAX_RETRIES}`,
+      ),
     };
   }
 
@@ -98,7 +125,7 @@ export class AirlockClient {
   }
 
   /** The action as it is now; with `wait`, held that long for a final state. */
-  get(id: string, options: { wait?: number; signal?: AbortSignal } = {}): Promise<Action> {
+  async get(id: string, options: { wait?: number; signal?: AbortSignal } = {}): Promise<Action> {
     return this.#action({
       method: "GET",
       path: `/v1/actions/${encodeURIComponent(id)}${waitQuery(options.wait)}`,
@@ -109,6 +136,7 @@ export class AirlockClient {
 
   /** Waits until the action is final (or `timeout` passes), long-polling the gateway. */
   async wait(id: string, options: WaitOptions = {}): Promise<Action> {
+    checkWaitTimeout(options.timeout);
     return this.#follow(await this.get(id, { signal: options.signal }), options);
   }
 
@@ -117,6 +145,7 @@ export class AirlockClient {
    * `timeout` or the signal ends the wait earlier, with the action as it then is.
    */
   async run(action: ActionInput, options: WaitOptions = {}): Promise<Action> {
+    checkWaitTimeout(options.timeout);
     const started = Date.now();
     const submitted = await this.submit(action, {
       wait: Math.min(this.#longPoll, options.timeout ?? Number.POSITIVE_INFINITY),
@@ -181,9 +210,36 @@ export class AirlockClient {
   }
 }
 
+/** The most the gateway's `server.maxWaitSeconds` can be, in ms. */
+const MAX_LONG_POLL = 3_600_000;
+/** Each retry waits up to 8 s: ten of them are already more than a minute. */
+const MAX_RETRIES = 10;
+
+function checked(
+  name: string,
+  value: unknown,
+  valid: (n: number) => boolean,
+  rule: string,
+): number {
+  if (typeof value !== "number" || !valid(value)) throw new TypeError(`${name} must be ${rule}`);
+  return value;
+}
+
+function checkWaitTimeout(timeout: number | undefined): void {
+  if (timeout === undefined) return;
+  checked("timeout", timeout, (n) => n >= 0, "0 or more milliseconds, or Infinity for no limit");
+}
+
 /** Whole seconds, as the gateway takes them; a part of a second waits the whole second. */
 function waitQuery(ms: number | undefined): string {
-  if (ms === undefined || !(ms > 0)) return "";
+  if (ms === undefined) return "";
+  checked(
+    "wait",
+    ms,
+    (n) => n >= 0 && Number.isFinite(n),
+    "a finite number of milliseconds, 0 or more",
+  );
+  if (ms === 0) return "";
   return `?wait=${Math.ceil(ms / 1000)}`;
 }
 

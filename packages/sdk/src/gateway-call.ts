@@ -82,7 +82,8 @@ interface RawAnswer {
 async function send(settings: GatewaySettings, call: GatewayCall): Promise<RawAnswer> {
   const { signal } = call;
   signal?.throwIfAborted();
-  const limit = settings.timeout + (call.holdMs ?? 0);
+  // setTimeout takes at most about 24.8 days; past that it fires at once.
+  const limit = Math.min(settings.timeout + (call.holdMs ?? 0), 2_147_483_647);
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), limit);
   const forward = () => controller.abort();
