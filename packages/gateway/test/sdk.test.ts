@@ -11,7 +11,7 @@ import {
   AirlockError,
   isFinal,
 } from "@airlock/sdk";
-import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from "vitest";
 import { isTerminal, requestStatuses } from "../src/requests/request-types.js";
 import type { AgentView } from "../src/requests/request-views.js";
 import {
@@ -29,7 +29,7 @@ import {
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 /** What the proxy does with one call: pass it on, or fail it one way or another. */
-type Fault = "drop-answer" | "unavailable" | "hang" | "html";
+type Fault = "drop-answer" | "unavailable" | "hang" | "html" | "full" | "slow-down";
 
 interface Proxy {
   url: string;
@@ -52,6 +52,17 @@ async function startProxy(target: string): Promise<Proxy> {
     if (fault === "unavailable") {
       response.writeHead(503, { "content-type": "application/json", "retry-after": "0" });
       response.end(JSON.stringify({ error: { code: "store_unavailable", message: "down" } }));
+      return;
+    }
+    // The gateway's refusal at agents[].maxPending: no Retry-After, as no time fixes it.
+    if (fault === "full") {
+      response.writeHead(429, { "content-type": "application/json" });
+      response.end(JSON.stringify({ error: { code: "rate_limited", message: "limit reached" } }));
+      return;
+    }
+    if (fault === "slow-down") {
+      response.writeHead(429, { "content-type": "application/json", "retry-after": "0" });
+      response.end(JSON.stringify({ error: { code: "rate_limited", message: "too fast" } }));
       return;
     }
     if (fault === "html") {
@@ -238,6 +249,11 @@ describe("calls that fail on the way", () => {
   const viaProxy = (options: Partial<AirlockClientOptions> = {}) =>
     client({ url: proxy.url, ...options });
 
+  beforeEach(() => {
+    proxy.calls.length = 0;
+    proxy.faults.length = 0;
+  });
+
   it("retries a submission whose answer was lost, and the action runs once", async () => {
     proxy.faults.push("drop-answer");
     const action = await viaProxy().submit(read("/sdk-lost-answer"));
@@ -256,6 +272,19 @@ describe("calls that fail on the way", () => {
     const error = await refusal(viaProxy({ retries: 0 }).submit(read("/sdk-503-once")));
     expect(error).toMatchObject({ code: "store_unavailable", status: 503 });
     expect(callsTo("/sdk-503-once")).toBe(0);
+  });
+
+  it("retries a 429 only when told when to come back", async () => {
+    proxy.faults.push("slow-down");
+    expect((await viaProxy().submit(read("/sdk-429-after"))).status).toBe("succeeded");
+    expect(proxy.calls).toHaveLength(2);
+
+    // Reviewers deciding or the agent cancelling fixes this, not a retry a second later.
+    proxy.calls.length = 0;
+    proxy.faults.push("full");
+    const error = await refusal(viaProxy().submit(refund()));
+    expect(error).toMatchObject({ code: "rate_limited", status: 429 });
+    expect(proxy.calls).toHaveLength(1);
   });
 
   it("says so when something other than Airlock answers", async () => {

@@ -24,9 +24,10 @@ export interface AirlockClientOptions {
    */
   timeout?: number;
   /**
-   * How many times a call that failed in passing is tried again: the network, a 429, a 502,
-   * 503 or 504. 2 by default, at most 10. Submissions carry an idempotency key, so a retry never makes a
-   * second request.
+   * How many times a call that failed in passing is tried again: the network, a 502, 503 or
+   * 504, a 429 with Retry-After (one without, such as `agents[].maxPending`, waits for
+   * reviewers and is thrown at once). 2 by default, at most 10. Submissions carry an
+   * idempotency key, so a retry never makes a second request.
    */
   retries?: number;
   /**

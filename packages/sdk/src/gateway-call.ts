@@ -1,6 +1,7 @@
 /**
  * One HTTP call to the gateway: a deadline, the caller's abort signal, and retries of what
- * may have failed in passing (the network, a 429 or a 5xx from Airlock or a proxy). Callers
+ * may have failed in passing (the network, a 502, 503 or 504 from Airlock or a proxy, a 429
+ * that says when to come back). Callers
  * only retry what is safe to repeat: reads, and submissions with an idempotency key.
  */
 import { AirlockError } from "./airlock-error.js";
@@ -31,7 +32,7 @@ export interface GatewayAnswer {
   body: Record<string, unknown>;
 }
 
-const RETRIED_STATUSES = new Set([429, 502, 503, 504]);
+const RETRIED_STATUSES = new Set([502, 503, 504]);
 /** A Retry-After longer than this is not waited out in a call; the caller hears the error. */
 const LONGEST_RETRY_WAIT_MS = 30_000;
 
@@ -50,7 +51,10 @@ export async function callGateway(
     }
     const wait = raw?.retryAfterMs ?? backoff(attempt);
     const passing =
-      failure !== undefined || (raw !== undefined && RETRIED_STATUSES.has(raw.status));
+      failure !== undefined ||
+      (raw !== undefined && RETRIED_STATUSES.has(raw.status)) ||
+      // A 429 without Retry-After (agents[].maxPending) waits for reviewers, not for time.
+      (raw?.status === 429 && raw.retryAfterMs !== undefined);
     if (passing && attempt < settings.retries && wait <= LONGEST_RETRY_WAIT_MS) {
       await pause(wait, call.signal);
       continue;
