@@ -29,7 +29,7 @@ import {
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 /** What the proxy does with one call: pass it on, or fail it one way or another. */
-type Fault = "drop-answer" | "unavailable" | "hang" | "html" | "full" | "slow-down";
+type Fault = "drop-answer" | "unavailable" | "hang" | "html" | "full" | "slow-down" | "no-hold";
 
 interface Proxy {
   url: string;
@@ -74,7 +74,9 @@ async function startProxy(target: string): Promise<Proxy> {
       hanging.add(response);
       return;
     }
-    const answer = await fetch(target + request.url, {
+    // The gateway answers at once, as a closing one answers the calls it holds.
+    const path = fault === "no-hold" ? request.url?.replace(/\?wait=\d+$/, "") : request.url;
+    const answer = await fetch(target + path, {
       method: request.method ?? "GET",
       headers: request.headers as Record<string, string>,
       ...(chunks.length > 0 ? { body: Buffer.concat(chunks) } : {}),
@@ -309,6 +311,18 @@ describe("calls that fail on the way", () => {
     expect(polls.length).toBeGreaterThanOrEqual(3);
     expect(polls.length).toBeLessThanOrEqual(4);
     expect(polls.every((c) => !c.includes("wait="))).toBe(true);
+    await client().cancel(submitted.id);
+  });
+
+  it("pauses when a long poll comes back early with nothing new, as from a closing gateway", async () => {
+    const submitted = await client().submit(refund());
+    proxy.faults.push(...Array.from({ length: 100 }, () => "no-hold" as const));
+    const action = await viaProxy({ longPoll: 5_000 }).wait(submitted.id, { timeout: 2_500 });
+    expect(action.status).toBe("pending");
+    // The first read, then about one a second; it asked again at once, a hundred times.
+    const polls = proxy.calls.filter((c) => c.includes(submitted.id));
+    expect(polls.length).toBeGreaterThanOrEqual(3);
+    expect(polls.length).toBeLessThanOrEqual(5);
     await client().cancel(submitted.id);
   });
 

@@ -33,7 +33,8 @@ export interface AirlockClientOptions {
   /**
    * How long the gateway holds one call while waiting for an outcome: 25 s by default, at
    * most the gateway's `server.maxWaitSeconds` (an hour at most). With 0 the client asks once
-   * a second.
+   * a second, as it does after a call the gateway let go early with nothing new (when it
+   * shuts down, say).
    */
   longPoll?: number;
   /** Another fetch, e.g. one with a proxy or client certificate. */
@@ -179,16 +180,20 @@ export class AirlockClient {
     const deadline =
       options.timeout === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeout;
     let action = first;
+    let early = false;
     if (announce) options.onUpdate?.(action);
     while (!isFinal(action.status)) {
       const left = deadline - Date.now();
       if (left <= 0) break;
-      const wait = Math.min(this.#longPoll, left);
-      if (this.#longPoll === 0) await pause(Math.min(1_000, left), options.signal);
+      // Asked again at once, a gateway that holds no calls would answer at once again.
+      if (this.#longPoll === 0 || early) await pause(Math.min(1_000, left), options.signal);
+      const wait = Math.max(0, Math.min(this.#longPoll, deadline - Date.now()));
+      const asked = Date.now();
       const next = await this.get(action.id, { wait, signal: options.signal });
-      if (next.updatedAt !== action.updatedAt || next.status !== action.status) {
-        options.onUpdate?.(next);
-      }
+      const changed = next.updatedAt !== action.updatedAt || next.status !== action.status;
+      if (changed) options.onUpdate?.(next);
+      // Back before its time with nothing new: a closing gateway lets go of the calls it holds.
+      early = !changed && Date.now() - asked < wait;
       action = next;
     }
     return action;
