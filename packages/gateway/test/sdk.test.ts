@@ -215,6 +215,30 @@ describe("waiting for reviewers", () => {
     ).toHaveLength(1);
   });
 
+  it("tells the request's id before waiting, so that a run stopped by its signal can cancel it", async () => {
+    proxy.calls.length = 0;
+    const controller = new AbortController();
+    const seen: Action[] = [];
+    const running = client({ url: proxy.url, longPoll: 10_000 }).run(refund(), {
+      signal: controller.signal,
+      onUpdate: (action) => seen.push(action),
+    });
+    // The submission is not held: the wait is the read that follows it.
+    await until(() => seen.length > 0, 2_000);
+    expect(seen[0]!.status).toBe("pending");
+    expect(proxy.calls[0]).toBe("POST /v1/actions");
+    controller.abort(new Error("agent gave up"));
+    await expect(running).rejects.toThrow("agent gave up");
+    expect((await client().cancel(seen[0]!.id)).status).toBe("cancelled");
+  });
+
+  it("runs an allowed action in one call", async () => {
+    proxy.calls.length = 0;
+    const action = await client({ url: proxy.url }).run(read("/sdk-run-allowed"));
+    expect(action.status).toBe("succeeded");
+    expect(proxy.calls).toEqual(["POST /v1/actions"]);
+  });
+
   it("answers a reviewer's denial with the action and their comment", async () => {
     const submitted = await client().submit(refund());
     const outcome = client({ longPoll: 1_000 }).wait(submitted.id);

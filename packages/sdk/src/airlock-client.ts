@@ -48,7 +48,10 @@ export interface WaitOptions {
    */
   timeout?: number;
   signal?: AbortSignal;
-  /** Called with the action each time it is seen changed, e.g. after a reviewer's vote. */
+  /**
+   * Called with the action each time it is seen changed, e.g. after a reviewer's vote; by `run`
+   * first with the action as submitted, before any wait.
+   */
   onUpdate?: (action: Action) => void;
 }
 
@@ -116,14 +119,7 @@ export class AirlockClient {
     action: ActionInput,
     options: { wait?: number; signal?: AbortSignal } = {},
   ): Promise<Action> {
-    const body = { ...action, idempotencyKey: action.idempotencyKey ?? crypto.randomUUID() };
-    return this.#action({
-      method: "POST",
-      path: `/v1/actions${waitQuery(options.wait)}`,
-      body,
-      holdMs: options.wait,
-      signal: options.signal,
-    });
+    return this.#submit(action, options.wait, options.signal);
   }
 
   /** The action as it is now; with `wait`, held that long for a final state. */
@@ -143,16 +139,18 @@ export class AirlockClient {
   }
 
   /**
-   * Submits an action and waits for how it ends: run, denied, expired or cancelled. Only
-   * `timeout` or the signal ends the wait earlier, with the action as it then is.
+   * Submits an action and waits for how it ends: run, denied, expired or cancelled. `timeout`
+   * ends the wait earlier, with the action as it then is; the signal rejects with its reason.
+   *
+   * `onUpdate` hears the action as submitted before any wait: keep its id to cancel a request
+   * you stop waiting for. A signal that aborts before the gateway answered the submission
+   * leaves no id; submitting again with the same `idempotencyKey` finds that request.
    */
   async run(action: ActionInput, options: WaitOptions = {}): Promise<Action> {
     checkWaitTimeout(options.timeout);
     const started = Date.now();
-    const submitted = await this.submit(action, {
-      wait: Math.min(this.#longPoll, options.timeout ?? Number.POSITIVE_INFINITY),
-      signal: options.signal,
-    });
+    // Not held, so that the id is known before any wait; an allowed action has run by then.
+    const submitted = await this.#submit(action, undefined, options.signal);
     const timeout =
       options.timeout === undefined ? undefined : options.timeout - (Date.now() - started);
     return this.#follow(
@@ -174,6 +172,17 @@ export class AirlockClient {
       if (now.status === "cancelled") return now;
       throw error;
     }
+  }
+
+  #submit(action: ActionInput, wait?: number, signal?: AbortSignal): Promise<Action> {
+    const body = { ...action, idempotencyKey: action.idempotencyKey ?? crypto.randomUUID() };
+    return this.#action({
+      method: "POST",
+      path: `/v1/actions${waitQuery(wait)}`,
+      body,
+      holdMs: wait,
+      signal,
+    });
   }
 
   async #follow(first: Action, options: WaitOptions, announce = false): Promise<Action> {
