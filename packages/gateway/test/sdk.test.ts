@@ -289,6 +289,21 @@ describe("calls that fail on the way", () => {
     expect(callsTo("/sdk-lost-answer")).toBe(1);
   });
 
+  it("follows an allowed action that a retried submission finds still running", async () => {
+    const slow = upstream.hold("/api/sdk-still-running");
+    const submitting = viaProxy({ timeout: 500 }).submit(read("/sdk-still-running"));
+    await slow.arrived;
+    // The first try gave up at 500 ms; the second found the action executing.
+    const posts = () => proxy.calls.filter((c) => c.startsWith("POST /v1/actions"));
+    await until(() => posts().length === 2, 3_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    slow.release();
+    const action = await submitting;
+    expect(action.status).toBe("succeeded");
+    expect(action.result).toMatchObject({ status: 200 });
+    expect(callsTo("/sdk-still-running")).toBe(1);
+  });
+
   it("retries a 503 and then succeeds; without retries the caller hears it", async () => {
     proxy.faults.push("unavailable");
     expect((await viaProxy().submit(read("/sdk-503"))).status).toBe("succeeded");

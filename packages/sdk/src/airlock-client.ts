@@ -114,12 +114,18 @@ export class AirlockClient {
    * Submits an action and answers with it as the policy left it: `succeeded` or `failed` when
    * allowed (it has run), `denied`, or `pending` while reviewers decide. With `wait`, the
    * gateway holds the call that long for a final state.
+   *
+   * An action found under way (`approved` or `executing`: a retry that met its first try still
+   * running, a reused key whose request was approved) is followed until it has run, for up to
+   * the client's `timeout` more; one still running then is answered as it is.
    */
   async submit(
     action: ActionInput,
     options: { wait?: number; signal?: AbortSignal } = {},
   ): Promise<Action> {
-    return this.#submit(action, options.wait, options.signal);
+    const submitted = await this.#submit(action, options.wait, options.signal);
+    if (submitted.status !== "approved" && submitted.status !== "executing") return submitted;
+    return this.#follow(submitted, { timeout: this.#gateway.timeout, signal: options.signal });
   }
 
   /** The action as it is now; with `wait`, held that long for a final state. */
