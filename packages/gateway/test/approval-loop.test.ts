@@ -11,6 +11,7 @@ import {
   type TestGateway,
   testConfig,
   until,
+  withGateway,
 } from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -482,62 +483,56 @@ describe("audit verification over the API", () => {
 
 describe("an agent's requests waiting for review", () => {
   it("are capped by agents[].maxPending: past it, reviews are refused and nothing is stored", async () => {
-    const own = await startGateway(
+    await withGateway(
       testConfig(upstream.url).replace(
         "{ name: ops-bot, owner: Dave@Example.com }",
         "{ name: ops-bot, owner: Dave@Example.com, maxPending: 2 }",
       ),
+      async (own) => {
+        const token = await own.token("agent", "ops-bot");
+        const submit = (body: unknown) =>
+          api(own.url, "POST", "/v1/actions", { token, body: body as Record<string, unknown> });
+        const first = await submit(refund({ idempotencyKey: "first" }));
+        expect((await submit(refund())).status).toBe(202);
+        const requests = () => own.gateway.store.listRequests({ limit: 100 });
+        const before = (await requests()).length;
+        const refused = await submit(refund());
+        expect(refused.status).toBe(429);
+        expect(refused.body.error.code).toBe("rate_limited");
+        expect(refused.body.error.message).toContain("agents[].maxPending");
+        expect((await requests()).length).toBe(before);
+        // What needs no review still runs; a request already made is still found by its key.
+        expect((await submit(read())).status).toBe(200);
+        const again = await submit(refund({ idempotencyKey: "first" }));
+        expect(again.body.id).toBe(first.body.id);
+        // Another agent has its own count.
+        const other = await own.token("agent", "support-bot");
+        const byOther = await api(own.url, "POST", "/v1/actions", { token: other, body: refund() });
+        expect(byOther.status).toBe(202);
+        // Once one is decided or cancelled, there is room again.
+        await api(own.url, "POST", `/v1/actions/${first.body.id}/cancel`, { token });
+        expect((await submit(refund())).status).toBe(202);
+      },
     );
-    try {
-      const token = await own.token("agent", "ops-bot");
-      const submit = (body: unknown) =>
-        api(own.url, "POST", "/v1/actions", { token, body: body as Record<string, unknown> });
-      const first = await submit(refund({ idempotencyKey: "first" }));
-      expect((await submit(refund())).status).toBe(202);
-      const requests = () => own.gateway.store.listRequests({ limit: 100 });
-      const before = (await requests()).length;
-      const refused = await submit(refund());
-      expect(refused.status).toBe(429);
-      expect(refused.body.error.code).toBe("rate_limited");
-      expect(refused.body.error.message).toContain("agents[].maxPending");
-      expect((await requests()).length).toBe(before);
-      // What needs no review still runs; a request already made is still found by its key.
-      expect((await submit(read())).status).toBe(200);
-      const again = await submit(refund({ idempotencyKey: "first" }));
-      expect(again.body.id).toBe(first.body.id);
-      // Another agent has its own count.
-      const other = await own.token("agent", "support-bot");
-      const byOther = await api(own.url, "POST", "/v1/actions", { token: other, body: refund() });
-      expect(byOther.status).toBe(202);
-      // Once one is decided or cancelled, there is room again.
-      await api(own.url, "POST", `/v1/actions/${first.body.id}/cancel`, { token });
-      expect((await submit(refund())).status).toBe(202);
-    } finally {
-      await own.close();
-      removeDir(own.dir);
-    }
   });
 
   it("does not count a request whose time is up, even before the sweeper ends it", async () => {
-    const own = await startGateway(
+    await withGateway(
       testConfig(upstream.url)
         .replace("sweepInterval: 50ms", "sweepInterval: 1h")
         .replace(
           "{ name: ops-bot, owner: Dave@Example.com }",
           "{ name: ops-bot, owner: Dave@Example.com, maxPending: 1 }",
         ),
+      async (own) => {
+        const token = await own.token("agent", "ops-bot");
+        const short = { ...read(), input: { method: "POST", path: "/short" } };
+        const held = await api(own.url, "POST", "/v1/actions", { token, body: short });
+        expect(held.status).toBe(202);
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        const next = await api(own.url, "POST", "/v1/actions", { token, body: refund() });
+        expect(next.status).toBe(202);
+      },
     );
-    try {
-      const token = await own.token("agent", "ops-bot");
-      const short = { ...read(), input: { method: "POST", path: "/short" } };
-      const held = await api(own.url, "POST", "/v1/actions", { token, body: short });
-      expect(held.status).toBe(202);
-      await new Promise((resolve) => setTimeout(resolve, 400));
-      const next = await api(own.url, "POST", "/v1/actions", { token, body: refund() });
-      expect(next.status).toBe(202);
-    } finally {
-      await own.close();
-      removeDir(own.dir);
-    }
   });
 });

@@ -9,9 +9,11 @@ import {
   AirlockClient,
   type AirlockClientOptions,
   AirlockError,
+  type AirlockErrorCode,
   isFinal,
 } from "@airlock/sdk";
 import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from "vitest";
+import type { ErrorCode } from "../src/errors.js";
 import { isTerminal, requestStatuses } from "../src/requests/request-types.js";
 import type { AgentView } from "../src/requests/request-views.js";
 import {
@@ -141,6 +143,8 @@ describe("the SDK's types", () => {
   it("describe what the gateway answers", () => {
     // Checked by the typecheck: a field the gateway renames or retypes breaks it.
     expectTypeOf<AgentView>().toExtend<Action>();
+    // Every code the gateway answers with is one the SDK names.
+    expectTypeOf<ErrorCode>().toExtend<AirlockErrorCode>();
     for (const status of requestStatuses) expect(isFinal(status)).toBe(isTerminal(status));
   });
 });

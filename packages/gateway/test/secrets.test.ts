@@ -20,6 +20,7 @@ import {
   type TestGateway,
   testConfig,
   testSchema,
+  withGateway,
 } from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -276,8 +277,7 @@ it("hides masked values of any length from previews, and from errors that quote 
     when: http.method == "PATCH" && action.input.body[action.input.body.card] == 1
     decision: allow
     mask: { input: [body.card] }`;
-  const own = await startGateway(testConfig(upstream.url, extra));
-  try {
+  await withGateway(testConfig(upstream.url, extra), async (own) => {
     const token = await own.token("agent", "support-bot");
     const bob = await own.token("reviewer", "bob@example.com");
     const pins = await api(own.url, "POST", "/v1/actions", {
@@ -310,10 +310,7 @@ it("hides masked values of any length from previews, and from errors that quote 
     ].join("\n");
     expect(everything).toContain("could not be evaluated");
     expect(everything).not.toContain("4111111111111111");
-  } finally {
-    await own.close();
-    removeDir(own.dir);
-  }
+  });
 });
 
 it("hides a masked header however the agent capitalises it, and masked values the agent repeats", async () => {
@@ -322,8 +319,7 @@ it("hides a masked header however the agent capitalises it, and masked values th
     when: http.method == "PATCH" && http.path.startsWith("/keyed")
     decision: review
     mask: { input: [headers.x-api-key, body.card] }`;
-  const own = await startGateway(testConfig(upstream.url, extra));
-  try {
+  await withGateway(testConfig(upstream.url, extra), async (own) => {
     const token = await own.token("agent", "support-bot");
     const bob = await own.token("reviewer", "bob@example.com");
     const held = await api(own.url, "POST", "/v1/actions", {
@@ -362,18 +358,14 @@ it("hides a masked header however the agent capitalises it, and masked values th
     ].join("\n");
     expect(shown).toContain("[masked]");
     for (const value of [KEY, CARD]) expect(shown).not.toContain(value);
-  } finally {
-    await own.close();
-    removeDir(own.dir);
-  }
+  });
 });
 
 it("keeps a configured secret that a rule's evaluation error quotes out of the record", async () => {
   const extra = `  - name: keyed lookups
     when: http.method == "PATCH" && action.input.body["\${env:BILLING_API_TOKEN}"] == 1
     decision: allow`;
-  const own = await startGateway(testConfig(upstream.url, extra));
-  try {
+  await withGateway(testConfig(upstream.url, extra), async (own) => {
     const token = await own.token("agent", "support-bot");
     const bob = await own.token("reviewer", "bob@example.com");
     const res = await api(own.url, "POST", "/v1/actions", {
@@ -391,10 +383,7 @@ it("keeps a configured secret that a rule's evaluation error quotes out of the r
       own.logs.join(""),
     ].join("\n");
     expect(everything).not.toContain(SECRET);
-  } finally {
-    await own.close();
-    removeDir(own.dir);
-  }
+  });
 });
 
 it("never stores the credential in the database", async () => {

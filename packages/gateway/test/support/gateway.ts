@@ -136,6 +136,21 @@ export async function startGateway(
   return self;
 }
 
+/** Runs `fn` against a gateway of its own, which is closed and removed after, whatever happens. */
+export async function withGateway<T>(
+  configText: string,
+  fn: (gw: TestGateway) => Promise<T>,
+  options: Parameters<typeof startGateway>[1] = {},
+): Promise<T> {
+  const gw = await startGateway(configText, options);
+  try {
+    return await fn(gw);
+  } finally {
+    await gw.close();
+    removeDir(gw.dir);
+  }
+}
+
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
