@@ -394,6 +394,17 @@ describe("maskResult", () => {
     });
   });
 
+  it("stays linear when a great many keys mask alike", () => {
+    // Looking for a free suffix from 2 each time made this quadratic: minutes of a frozen loop.
+    const input: Record<string, Json> = {};
+    for (let i = 0; i < 60_000; i++) input[`a${i}@x.io`] = i;
+    const { value } = maskResult(input, ["email"]);
+    const keys = Object.keys(value as object);
+    expect(keys).toHaveLength(60_000);
+    expect(keys.slice(0, 3)).toEqual(["a***@x.io", "a***@x.io (2)", "a***@x.io (3)"]);
+    expect((value as Record<string, Json>)["a***@x.io (60000)"]).toBe(59_999);
+  });
+
   it("keeps a key named __proto__ as a key", () => {
     const input = JSON.parse('{"__proto__": "a.smith@example.com", "x": 1}') as Json;
     const { value } = maskResult(input, ["email"]);

@@ -361,6 +361,8 @@ function walk(value: Json, set: CompiledSet, counts: Counts): Json {
     return out ?? value;
   }
   let out: Record<string, Json> | undefined;
+  // How many times each key came out the same, for the next one's suffix.
+  let taken: Map<string, number> | undefined;
   const keys = Object.keys(value);
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
@@ -372,17 +374,21 @@ function walk(value: Json, set: CompiledSet, counts: Counts): Json {
       out = {};
       for (let j = 0; j < i; j++) define(out, keys[j]!, value[keys[j]!]!);
     }
-    if (out !== undefined) define(out, freeKey(out, maskedKey), masked);
+    if (out === undefined) continue;
+    if (!Object.hasOwn(out, maskedKey)) {
+      define(out, maskedKey, masked);
+      continue;
+    }
+    // Masked alike: `key (2)`, `key (3)`, … counted on from the last one given, so that many
+    // alike stay linear.
+    taken ??= new Map();
+    let n = taken.get(maskedKey) ?? 1;
+    do n++;
+    while (Object.hasOwn(out, `${maskedKey} (${n})`));
+    taken.set(maskedKey, n);
+    define(out, `${maskedKey} (${n})`, masked);
   }
   return out ?? value;
-}
-
-/** `key`, or `key (2)`, `key (3)`, … when masking made it the same as one already there. */
-function freeKey(target: Record<string, Json>, key: string): string {
-  if (!Object.hasOwn(target, key)) return key;
-  let n = 2;
-  while (Object.hasOwn(target, `${key} (${n})`)) n++;
-  return `${key} (${n})`;
 }
 
 // defineProperty, so a key named __proto__ stays a key instead of a prototype
