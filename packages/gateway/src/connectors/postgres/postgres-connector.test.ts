@@ -499,6 +499,43 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
       DROP OPERATOR === (int, int); DROP FUNCTION loud_eq(int, int); DROP SEQUENCE called;`);
   });
 
+  it("does not rehearse a write to a table that runs user code, nor estimate what calls it", async () => {
+    // A sequence is not rolled back: each call of the user's code below leaves a mark.
+    await db.query(`DROP SEQUENCE IF EXISTS called; CREATE SEQUENCE called;
+      CREATE OR REPLACE FUNCTION orders_audit() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN PERFORM nextval('called'); RETURN NEW; END $$;
+      CREATE OR REPLACE FUNCTION pick() RETURNS int LANGUAGE plpgsql STABLE
+        AS $$ BEGIN PERFORM nextval('called'); RETURN 7; END $$;
+      DROP TABLE IF EXISTS notes; CREATE TABLE notes (id int PRIMARY KEY, body text);
+      DROP TABLE IF EXISTS note_links;
+      CREATE TABLE note_links (note int REFERENCES notes ON DELETE CASCADE);
+      CREATE TRIGGER links_audit AFTER DELETE ON note_links
+        FOR EACH ROW EXECUTE FUNCTION orders_audit();
+      INSERT INTO notes VALUES (1, 'a'); INSERT INTO note_links VALUES (1);`);
+    const rehearse = (sql: string) => crm.dryRun!("query", query(sql));
+    // Rehearsed before the trigger exists; not once it does.
+    expect(await rehearse("UPDATE orders SET status = 'x' WHERE id = 7")).toBe(
+      "Dry run (rolled back): UPDATE orders: 1 row.",
+    );
+    await db.query(`CREATE TRIGGER orders_audit AFTER UPDATE ON orders
+      FOR EACH ROW EXECUTE FUNCTION orders_audit()`);
+    expect(await rehearse("UPDATE orders SET status = 'x' WHERE id = 7")).toMatch(
+      /^Dry run: skipped, because it may reach user code on (\w+\.)?orders/,
+    );
+    // Deleting a note deletes its links, whose trigger is user code.
+    expect(await rehearse("DELETE FROM notes WHERE id = 1")).toMatch(
+      /may reach user code on (\w+\.)?note_links/,
+    );
+    // Planning would run the stable function on its constant arguments: no estimate.
+    const described = await crm.describe("query", query("SELECT * FROM orders WHERE id = pick()"));
+    expect((described.facts as { sql: { estimatedRows: number } }).sql.estimatedRows).toBe(
+      Number.MAX_SAFE_INTEGER,
+    );
+    expect(await rows("SELECT is_called FROM called")).toEqual([{ is_called: false }]);
+    await db.query(`DROP TRIGGER orders_audit ON orders; DROP TABLE note_links, notes;
+      DROP FUNCTION orders_audit(), pick(); DROP SEQUENCE called;`);
+  });
+
   it("reports only the SQLSTATE when a dry run fails, never the data in the message", async () => {
     const line = await crm.dryRun!(
       "query",

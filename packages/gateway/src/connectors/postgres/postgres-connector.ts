@@ -344,6 +344,9 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     try {
       return await withClient(
         async (client) => {
+          // Planning evaluates stable and immutable functions on constants, before anyone
+          // decides: user code the names could reach leaves the size unknown.
+          if ((await userCode(client, analysis, { tables: false })).length > 0) return undefined;
           let rows = 0;
           let columns: string[] = [];
           await client.query("BEGIN READ ONLY");
@@ -437,7 +440,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           // Names alone do not say what PostgreSQL resolves them to: a table's column, or a
           // user's function called in attribute notation; a built-in, or a user's overload,
           // operator or cast. Whatever user code could be reached, the dry run is skipped.
-          const reached = await userCode(client, analysis);
+          const reached = await userCode(client, analysis, { tables: true });
           if (reached.length > 0) return { reached };
           await client.query("BEGIN");
           try {
@@ -555,14 +558,56 @@ export function createPostgresConnector(name: string, config: PostgresConnection
 /**
  * The user-defined functions, operators and casts (outside pg_catalog and information_schema:
  * an extension's too) that the statement's names could resolve to, as "function f",
- * "operator ===", "cast to t".
+ * "operator ===", "cast to t". With `tables`, also user code that writing to its tables can
+ * run without being named: their triggers, rules, row-security policies, defaults, CHECK and
+ * domain constraints and index expressions, and those of their partitions, of the tables a
+ * view writes to, and of tables whose foreign keys act on their rows. A table that cannot be
+ * resolved counts too: what it would run is unknown.
  */
-async function userCode(client: pg.ClientBase, analysis: SqlAnalysis): Promise<string[]> {
+async function userCode(
+  client: pg.ClientBase,
+  analysis: SqlAnalysis,
+  options: { tables: boolean },
+): Promise<string[]> {
   const { calls, operators, casts } = analysis.reaches;
+  const tables = options.tables ? analysis.tables.map(quotedName) : [];
   const result = await client.query<{ what: string }>(
-    `WITH user_ns AS (
+    `WITH RECURSIVE user_ns AS (
        SELECT oid FROM pg_catalog.pg_namespace
-       WHERE nspname NOT IN ('pg_catalog', 'information_schema'))
+       WHERE nspname NOT IN ('pg_catalog', 'information_schema')),
+     named AS (
+       SELECT t AS name, pg_catalog.to_regclass(t) AS oid FROM unnest($4::text[]) AS t),
+     -- A write to one reaches the other: partitions and children, tables whose foreign
+     -- keys act on its rows, the tables a view's rule writes to.
+     edges AS (
+       SELECT i.inhparent AS parent, i.inhrelid AS child FROM pg_catalog.pg_inherits i
+       UNION ALL
+       SELECT c.confrelid, c.conrelid FROM pg_catalog.pg_constraint c WHERE c.contype = 'f'
+       UNION ALL
+       SELECT r.ev_class, d.refobjid FROM pg_catalog.pg_rewrite r
+         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+           AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+         WHERE d.refobjid <> r.ev_class),
+     rel AS (
+       SELECT oid::oid AS oid FROM named WHERE oid IS NOT NULL
+       UNION
+       SELECT edges.child FROM edges JOIN rel ON edges.parent = rel.oid),
+     attached AS (
+       SELECT 'pg_catalog.pg_attrdef'::regclass AS classid, ad.oid AS objid, ad.adrelid AS relid
+         FROM pg_catalog.pg_attrdef ad
+       UNION ALL SELECT 'pg_catalog.pg_constraint'::regclass, c.oid, c.conrelid
+         FROM pg_catalog.pg_constraint c WHERE c.conrelid <> 0
+       UNION ALL SELECT 'pg_catalog.pg_constraint'::regclass, c.oid, a.attrelid
+         FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_constraint c ON c.contypid = a.atttypid
+         WHERE a.attnum > 0 AND NOT a.attisdropped
+       UNION ALL SELECT 'pg_catalog.pg_trigger'::regclass, tg.oid, tg.tgrelid
+         FROM pg_catalog.pg_trigger tg
+       UNION ALL SELECT 'pg_catalog.pg_rewrite'::regclass, r.oid, r.ev_class
+         FROM pg_catalog.pg_rewrite r
+       UNION ALL SELECT 'pg_catalog.pg_policy'::regclass, po.oid, po.polrelid
+         FROM pg_catalog.pg_policy po
+       UNION ALL SELECT 'pg_catalog.pg_class'::regclass, ix.indexrelid, ix.indrelid
+         FROM pg_catalog.pg_index ix)
      SELECT DISTINCT 'function ' || p.proname AS what FROM pg_catalog.pg_proc p
        WHERE p.pronamespace IN (SELECT oid FROM user_ns) AND p.proname = ANY($1::text[])
      UNION
@@ -574,10 +619,26 @@ async function userCode(client: pg.ClientBase, analysis: SqlAnalysis): Promise<s
        JOIN pg_catalog.pg_type t ON t.oid = c.casttarget
        WHERE p.pronamespace IN (SELECT oid FROM user_ns)
          AND (c.castcontext <> 'e' OR t.typname = ANY($3::text[]))
+     UNION
+     SELECT DISTINCT 'user code on ' || attached.relid::regclass::text FROM attached
+       JOIN pg_catalog.pg_depend d ON d.classid = attached.classid AND d.objid = attached.objid
+       JOIN pg_catalog.pg_proc p ON d.refclassid = 'pg_catalog.pg_proc'::regclass
+         AND d.refobjid = p.oid
+       WHERE attached.relid IN (SELECT oid FROM rel) AND p.pronamespace IN (SELECT oid FROM user_ns)
+     UNION
+     SELECT 'a table it cannot resolve, ' || name FROM named WHERE oid IS NULL
      ORDER BY 1`,
-    [calls, operators, casts],
+    [calls, operators, casts, tables],
   );
   return result.rows.map((row) => row.what);
+}
+
+/** A relation's name as the analysis wrote it (`schema.table`), quoted for to_regclass. */
+function quotedName(name: string): string {
+  return name
+    .split(".")
+    .map((part) => `"${part.replaceAll('"', '""')}"`)
+    .join(".");
 }
 
 /** What EXPLAIN can estimate. */

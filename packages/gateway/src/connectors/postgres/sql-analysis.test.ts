@@ -133,6 +133,8 @@ describe("kind", () => {
       "delete",
     ]);
     expect(analyzeSql("EXPLAIN ANALYZE UPDATE t SET a = 1").kinds).toEqual(["update"]);
+    // ORDER BY … USING names the operator it sorts with.
+    expect(analyzeSql("SELECT id FROM t ORDER BY id USING <<<").reaches.operators).toContain("<<<");
   });
 
   it("finds writes in nested CTEs and in subqueries", () => {

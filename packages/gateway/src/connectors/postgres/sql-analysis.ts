@@ -538,6 +538,11 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
         const name = strings(key === "A_Expr" ? child.name : child.operName).at(-1);
         if (name !== undefined) operators.add(name);
       }
+      // ORDER BY … USING op compares with the operator (and its class's functions).
+      if (key === "SortBy" && child.useOp !== undefined) {
+        const name = strings(child.useOp).at(-1);
+        if (name !== undefined) operators.add(name);
+      }
       if (key === "TypeCast" && isNode(child.typeName)) {
         const name = strings(child.typeName.names).at(-1);
         if (name !== undefined) casts.add(name);
