@@ -113,10 +113,11 @@ export function loadConfigOrExit(explicit: string | undefined): LoadedConfig {
 
 /** Runs a command, printing known failures as one line and unknown ones with their stack. */
 export async function runCommand(fn: () => Promise<number | undefined>): Promise<never> {
-  // A reader that stops early (`airlock audit export | head -1`) closes the pipe: the output
-  // it wanted was written, so that is a quiet end, not a failure.
+  // A reader that stops early (`airlock audit export | head -1`) closes the pipe: a quiet end,
+  // with the status of a program the closed pipe stopped (128 + SIGPIPE), not success: under
+  // `set -o pipefail` an `audit verify` whose verdict went unread must not pass for a good chain.
   process.stdout.on("error", (error: NodeJS.ErrnoException) => {
-    if (error.code === "EPIPE") process.exit(0);
+    if (error.code === "EPIPE") process.exit(141);
     process.stderr.write(`airlock: cannot write to standard output: ${error.message}\n`);
     process.exit(1);
   });
