@@ -368,6 +368,17 @@ rules:
     expect(loaded.secrets).toEqual(["file-secret-value"]);
   });
 
+  it("refuses a reference in a key, which would be taken as it is written", () => {
+    expect(
+      issuesOf(
+        "agents:\n  - name: a\n    owner: a@b.co\n    labels: { '${env:TEAM}': x, '$${literal}': y }\n",
+        { TEAM: "payments" },
+      ),
+    ).toEqual([
+      "agents[0].labels.${env:TEAM}: references are resolved in values only, not in keys; name the key as it is, or write $${ for a literal ${",
+    ]);
+  });
+
   it("refuses a ${ that starts no reference, and a reference that names nothing", () => {
     const bad =
       "${ starts no reference: write ${env:NAME} or ${file:PATH}, in lower case and closed by }; write $${ for a literal ${";

@@ -42,6 +42,15 @@ export function resolveRefs(tree: unknown, context: RefContext): ResolvedRefs {
           });
           continue;
         }
+        // Keys name things (a header, a label): a secret has no place there, and one left
+        // unresolved would be taken as it is written.
+        if (key.replaceAll("$${", "").includes("${")) {
+          issues.push({
+            path: [...path, key],
+            message:
+              "references are resolved in values only, not in keys; name the key as it is, or write $${ for a literal ${",
+          });
+        }
         out[key] = walk(child, [...path, key]);
       }
       return out;
