@@ -375,7 +375,7 @@ rules:
         { TEAM: "payments" },
       ),
     ).toEqual([
-      "agents[0].labels.${env:TEAM}: references are resolved in values only, not in keys; name the key as it is, or write $${ for a literal ${",
+      "agents[0].labels.${env:TEAM}: references are resolved in values only, not in keys; write the key out as it is",
     ]);
   });
 

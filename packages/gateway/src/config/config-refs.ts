@@ -48,7 +48,7 @@ export function resolveRefs(tree: unknown, context: RefContext): ResolvedRefs {
           issues.push({
             path: [...path, key],
             message:
-              "references are resolved in values only, not in keys; name the key as it is, or write $${ for a literal ${",
+              "references are resolved in values only, not in keys; write the key out as it is",
           });
         }
         out[key] = walk(child, [...path, key]);

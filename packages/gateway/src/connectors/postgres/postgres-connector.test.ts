@@ -536,6 +536,55 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
       DROP FUNCTION orders_audit(), pick(); DROP SEQUENCE called;`);
   });
 
+  it("finds user code in what a table carries: types, operators, operator classes, a view's body", async () => {
+    await db.query(`DROP SEQUENCE IF EXISTS called; CREATE SEQUENCE called;
+      CREATE OR REPLACE FUNCTION k_ok(int) RETURNS boolean LANGUAGE plpgsql IMMUTABLE
+        AS $$ BEGIN PERFORM nextval('called'); RETURN true; END $$;
+      CREATE OR REPLACE FUNCTION k_tg() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN PERFORM nextval('called'); RETURN NEW; END $$;
+      CREATE DOMAIN k_d1 AS int CHECK (k_ok(VALUE)); CREATE DOMAIN k_d2 AS k_d1;
+      CREATE TABLE k_dom (x k_d2); CREATE TABLE k_arr (x k_d1[]);
+      CREATE OR REPLACE FUNCTION k_eq(int, int) RETURNS boolean LANGUAGE plpgsql IMMUTABLE
+        AS $$ BEGIN PERFORM nextval('called'); RETURN $1 = $2; END $$;
+      CREATE OPERATOR ==== (leftarg = int, rightarg = int, function = k_eq);
+      CREATE TABLE k_op (id int CHECK (id ==== id));
+      CREATE OR REPLACE FUNCTION k_cmp(int, int) RETURNS int LANGUAGE plpgsql IMMUTABLE
+        AS $$ BEGIN PERFORM nextval('called'); RETURN btint4cmp($1, $2); END $$;
+      CREATE OPERATOR CLASS k_ops FOR TYPE int USING btree AS OPERATOR 1 <, OPERATOR 2 <=,
+        OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 k_cmp(int, int);
+      CREATE TABLE k_idx (id int); CREATE INDEX ON k_idx (id k_ops);
+      CREATE TABLE "k.dot" (id int);
+      CREATE TRIGGER k_t BEFORE INSERT ON "k.dot" FOR EACH ROW EXECUTE FUNCTION k_tg();
+      CREATE VIEW k_view AS SELECT id FROM orders WHERE k_ok(1);`);
+    const rehearse = (sql: string) => crm.dryRun!("query", query(sql));
+    for (const [table, sql] of [
+      ["k_dom", "INSERT INTO k_dom VALUES (1)"],
+      ["k_arr", "INSERT INTO k_arr VALUES ('{1}')"],
+      ["k_op", "INSERT INTO k_op VALUES (1)"],
+      ["k_idx", "INSERT INTO k_idx VALUES (3)"],
+      ['"k.dot"', 'INSERT INTO "k.dot" VALUES (1)'],
+    ] as const) {
+      expect(await rehearse(sql), sql).toMatch(
+        new RegExp(
+          `^Dry run: skipped, because it may reach user code on (\\w+\\.)?${table.replace(".", "\\.")}`,
+        ),
+      );
+    }
+    // Planning a read of the view would evaluate its body's immutable call: no estimate.
+    const described = await crm.describe("query", query("SELECT * FROM k_view"));
+    expect((described.facts as { sql: { estimatedRows: number } }).sql.estimatedRows).toBe(
+      Number.MAX_SAFE_INTEGER,
+    );
+    // A plain table's read keeps its estimate, and its write is rehearsed.
+    const plain = await crm.describe("query", query("SELECT * FROM orders WHERE id = 7"));
+    expect((plain.facts as { sql: { estimatedRows: number } }).sql.estimatedRows).toBe(1);
+    expect(await rows("SELECT is_called FROM called")).toEqual([{ is_called: false }]);
+    await db.query(`DROP VIEW k_view; DROP TABLE k_dom, k_arr, k_op, k_idx, "k.dot";
+      DROP OPERATOR CLASS k_ops USING btree; DROP OPERATOR FAMILY k_ops USING btree;
+      DROP OPERATOR ==== (int, int); DROP DOMAIN k_d2; DROP DOMAIN k_d1;
+      DROP FUNCTION k_ok(int), k_tg(), k_eq(int, int), k_cmp(int, int); DROP SEQUENCE called;`);
+  });
+
   it("reports only the SQLSTATE when a dry run fails, never the data in the message", async () => {
     const line = await crm.dryRun!(
       "query",

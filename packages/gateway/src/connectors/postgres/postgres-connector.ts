@@ -346,7 +346,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
         async (client) => {
           // Planning evaluates stable and immutable functions on constants, before anyone
           // decides: user code the names could reach leaves the size unknown.
-          if ((await userCode(client, analysis, { tables: false })).length > 0) return undefined;
+          if ((await userCode(client, analysis, "planning")).length > 0) return undefined;
           let rows = 0;
           let columns: string[] = [];
           await client.query("BEGIN READ ONLY");
@@ -440,7 +440,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           // Names alone do not say what PostgreSQL resolves them to: a table's column, or a
           // user's function called in attribute notation; a built-in, or a user's overload,
           // operator or cast. Whatever user code could be reached, the dry run is skipped.
-          const reached = await userCode(client, analysis, { tables: true });
+          const reached = await userCode(client, analysis, "running");
           if (reached.length > 0) return { reached };
           await client.query("BEGIN");
           try {
@@ -556,21 +556,23 @@ export function createPostgresConnector(name: string, config: PostgresConnection
 }
 
 /**
- * The user-defined functions, operators and casts (outside pg_catalog and information_schema:
- * an extension's too) that the statement's names could resolve to, as "function f",
- * "operator ===", "cast to t". With `tables`, also user code that writing to its tables can
- * run without being named: their triggers, rules, row-security policies, defaults, CHECK and
- * domain constraints and index expressions, and those of their partitions, of the tables a
- * view writes to, and of tables whose foreign keys act on their rows. A table that cannot be
- * resolved counts too: what it would run is unknown.
+ * The user code (outside pg_catalog and information_schema: an extension's too) a statement
+ * may run without naming it, as "function f", "operator ===", "cast to t", "user code on t":
+ * functions, operators and casts its names could resolve to, and what its relations carry
+ * (triggers, rules, row-security policies, defaults, constraints, indexes and their operator
+ * classes, columns of domain or composite types), and their partitions', the tables behind a
+ * view's, and those of tables whose foreign keys act on their rows. Planning runs some of it
+ * too (a view's body, a policy), so the estimate asks as well. A relation that cannot be
+ * resolved counts: what it would run is unknown.
  */
 async function userCode(
   client: pg.ClientBase,
   analysis: SqlAnalysis,
-  options: { tables: boolean },
+  /** Planning only (the estimate): what the planner may evaluate, not what runs on writes. */
+  when: "planning" | "running",
 ): Promise<string[]> {
   const { calls, operators, casts } = analysis.reaches;
-  const tables = options.tables ? analysis.tables.map(quotedName) : [];
+  const tables = analysis.reaches.relations;
   const result = await client.query<{ what: string }>(
     `WITH RECURSIVE user_ns AS (
        SELECT oid FROM pg_catalog.pg_namespace
@@ -592,22 +594,43 @@ async function userCode(
        SELECT oid::oid AS oid FROM named WHERE oid IS NOT NULL
        UNION
        SELECT edges.child FROM edges JOIN rel ON edges.parent = rel.oid),
+     -- What the relations carry: their columns (by their types), defaults, constraints,
+     -- triggers, rules, policies and indexes.
      attached AS (
-       SELECT 'pg_catalog.pg_attrdef'::regclass AS classid, ad.oid AS objid, ad.adrelid AS relid
-         FROM pg_catalog.pg_attrdef ad
-       UNION ALL SELECT 'pg_catalog.pg_constraint'::regclass, c.oid, c.conrelid
-         FROM pg_catalog.pg_constraint c WHERE c.conrelid <> 0
-       UNION ALL SELECT 'pg_catalog.pg_constraint'::regclass, c.oid, a.attrelid
-         FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_constraint c ON c.contypid = a.atttypid
-         WHERE a.attnum > 0 AND NOT a.attisdropped
-       UNION ALL SELECT 'pg_catalog.pg_trigger'::regclass, tg.oid, tg.tgrelid
-         FROM pg_catalog.pg_trigger tg
-       UNION ALL SELECT 'pg_catalog.pg_rewrite'::regclass, r.oid, r.ev_class
-         FROM pg_catalog.pg_rewrite r
+       SELECT 'pg_catalog.pg_rewrite'::regclass AS classid, r.oid AS objid, r.ev_class AS relid
+         FROM pg_catalog.pg_rewrite r JOIN rel ON r.ev_class = rel.oid
        UNION ALL SELECT 'pg_catalog.pg_policy'::regclass, po.oid, po.polrelid
-         FROM pg_catalog.pg_policy po
+         FROM pg_catalog.pg_policy po JOIN rel ON po.polrelid = rel.oid
+       UNION ALL SELECT 'pg_catalog.pg_attrdef'::regclass, ad.oid, ad.adrelid
+         FROM pg_catalog.pg_attrdef ad JOIN rel ON ad.adrelid = rel.oid
+       -- What runs only when rows are written: not asked about for the estimate.
+       UNION ALL SELECT 'pg_catalog.pg_class'::regclass, rel.oid, rel.oid FROM rel WHERE $5
+       UNION ALL SELECT 'pg_catalog.pg_constraint'::regclass, c.oid, c.conrelid
+         FROM pg_catalog.pg_constraint c JOIN rel ON c.conrelid = rel.oid WHERE $5
+       UNION ALL SELECT 'pg_catalog.pg_trigger'::regclass, tg.oid, tg.tgrelid
+         FROM pg_catalog.pg_trigger tg JOIN rel ON tg.tgrelid = rel.oid WHERE $5
        UNION ALL SELECT 'pg_catalog.pg_class'::regclass, ix.indexrelid, ix.indrelid
-         FROM pg_catalog.pg_index ix)
+         FROM pg_catalog.pg_index ix JOIN rel ON ix.indrelid = rel.oid WHERE $5),
+     -- What they depend on outside pg_catalog: a function; an operator or operator class,
+     -- which run functions of their own; a type other than an enum (a domain's checks and
+     -- default, a composite's, an array's element's).
+     reached AS (
+       SELECT a.relid FROM attached a
+         JOIN pg_catalog.pg_depend d ON d.classid = a.classid AND d.objid = a.objid
+         LEFT JOIN pg_catalog.pg_proc p
+           ON d.refclassid = 'pg_catalog.pg_proc'::regclass AND p.oid = d.refobjid
+         LEFT JOIN pg_catalog.pg_operator o
+           ON d.refclassid = 'pg_catalog.pg_operator'::regclass AND o.oid = d.refobjid
+         LEFT JOIN pg_catalog.pg_opclass oc
+           ON d.refclassid = 'pg_catalog.pg_opclass'::regclass AND oc.oid = d.refobjid
+         LEFT JOIN pg_catalog.pg_type t
+           ON d.refclassid = 'pg_catalog.pg_type'::regclass AND t.oid = d.refobjid
+         LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem
+         WHERE p.pronamespace IN (SELECT oid FROM user_ns)
+           OR o.oprnamespace IN (SELECT oid FROM user_ns)
+           OR oc.opcnamespace IN (SELECT oid FROM user_ns)
+           OR (t.typnamespace IN (SELECT oid FROM user_ns) AND t.typtype <> 'e'
+             AND coalesce(e.typtype, '') <> 'e'))
      SELECT DISTINCT 'function ' || p.proname AS what FROM pg_catalog.pg_proc p
        WHERE p.pronamespace IN (SELECT oid FROM user_ns) AND p.proname = ANY($1::text[])
      UNION
@@ -620,25 +643,13 @@ async function userCode(
        WHERE p.pronamespace IN (SELECT oid FROM user_ns)
          AND (c.castcontext <> 'e' OR t.typname = ANY($3::text[]))
      UNION
-     SELECT DISTINCT 'user code on ' || attached.relid::regclass::text FROM attached
-       JOIN pg_catalog.pg_depend d ON d.classid = attached.classid AND d.objid = attached.objid
-       JOIN pg_catalog.pg_proc p ON d.refclassid = 'pg_catalog.pg_proc'::regclass
-         AND d.refobjid = p.oid
-       WHERE attached.relid IN (SELECT oid FROM rel) AND p.pronamespace IN (SELECT oid FROM user_ns)
+     SELECT DISTINCT 'user code on ' || reached.relid::regclass::text FROM reached
      UNION
      SELECT 'a table it cannot resolve, ' || name FROM named WHERE oid IS NULL
      ORDER BY 1`,
-    [calls, operators, casts, tables],
+    [calls, operators, casts, tables, when === "running"],
   );
   return result.rows.map((row) => row.what);
-}
-
-/** A relation's name as the analysis wrote it (`schema.table`), quoted for to_regclass. */
-function quotedName(name: string): string {
-  return name
-    .split(".")
-    .map((part) => `"${part.replaceAll('"', '""')}"`)
-    .join(".");
 }
 
 /** What EXPLAIN can estimate. */

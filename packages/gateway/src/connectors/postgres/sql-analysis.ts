@@ -82,9 +82,11 @@ export interface StatementAnalysis {
    * Names by which the statement may reach functions besides its calls, sorted: `calls`, every
    * name a call or attribute notation could resolve to (`orders.notify` is `notify(orders)`);
    * `operators`, the operators it names, and the comparisons that IN, ORDER BY and joins use
-   * unnamed; `casts`, the types it casts to. Only the catalog can tell which are user code.
+   * unnamed; `casts`, the types it casts to; `relations`, the relations it names, each part
+   * quoted as `to_regclass` reads them (`"a.b"` is one name, not a schema and a table). Only
+   * the catalog can tell which are user code, or carry it.
    */
-  reaches: { calls: string[]; operators: string[]; casts: string[] };
+  reaches: { calls: string[]; operators: string[]; casts: string[]; relations: string[] };
 }
 
 export interface SqlAnalysis extends Omit<StatementAnalysis, "text"> {
@@ -162,6 +164,7 @@ export function analyzeSql(sql: string): SqlAnalysis {
       calls: sortedUnique(parts.flatMap((part) => part.reaches.calls)),
       operators: sortedUnique(parts.flatMap((part) => part.reaches.operators)),
       casts: sortedUnique(parts.flatMap((part) => part.reaches.casts)),
+      relations: sortedUnique(parts.flatMap((part) => part.reaches.relations)),
     },
     params: Math.max(0, ...parts.map((part) => part.params)),
     parts,
@@ -400,6 +403,14 @@ function explainRuns(node: Node): boolean {
   });
 }
 
+/** A relation's name with each part quoted, as `to_regclass` reads it. */
+function quotedRelation(node: Node): string {
+  return [node.catalogname, node.schemaname, node.relname]
+    .filter((part): part is string => typeof part === "string" && part !== "")
+    .map((part) => `"${part.replaceAll('"', '""')}"`)
+    .join(".");
+}
+
 function relationName(node: Node): string {
   return [node.catalogname, node.schemaname, node.relname]
     .filter((part) => typeof part === "string" && part !== "")
@@ -478,6 +489,7 @@ function runsFunctionThatActs(functions: Set<string>): boolean {
 function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
   const kinds = new Set<SqlKind>();
   const tables = new Set<string>();
+  const relations = new Set<string>();
   const functions = new Set<string>();
   let hasWhere = true;
   let readOnly = true;
@@ -515,12 +527,14 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
         // Only a range reference in FROM, USING or MERGE ... USING can name a WITH entry.
         if (child.schemaname !== undefined || !ctes.has(String(child.relname))) {
           tables.add(relationName(child));
+          relations.add(quotedRelation(child));
         }
         continue;
       }
       if (typeof child.relname === "string") {
         // A field typed RangeVar (a DML target, a created or altered relation): always a relation.
         tables.add(relationName(child));
+        relations.add(quotedRelation(child));
         continue;
       }
       if (key === "ParamRef" && typeof child.number === "number") {
@@ -602,6 +616,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
       calls: sortedUnique(calls),
       operators: sortedUnique(operators),
       casts: sortedUnique(casts),
+      relations: sortedUnique(relations),
     },
     params,
   };
