@@ -15,6 +15,16 @@ const example = fileURLToPath(new URL("../examples/airlock.yaml", import.meta.ur
 const dir = mkdtempSync(join(tmpdir(), "airlock-config-"));
 afterAll(() => removeDir(dir));
 
+/** What is wrong with a config, or nothing when it loads. */
+function issuesIn(text: string): string[] {
+  try {
+    loadConfigText(text, { env: {}, baseDir: dir });
+    return [];
+  } catch (error) {
+    return (error as ConfigError).issues.map(formatIssue);
+  }
+}
+
 function issuesOf(text: string, env: Record<string, string> = {}): string[] {
   try {
     loadConfigText(text, { env, baseDir: dir });
@@ -267,17 +277,10 @@ connections:
   });
 
   it("takes a plain-http identity provider only on loopback", () => {
-    const withIssuer = (issuer: string) => {
-      try {
-        loadConfigText(
-          `identity:\n  oidc: { issuer: "${issuer}", clientId: airlock, clientSecret: s3cr3t-client }\nrules: []\n`,
-          { env: {}, baseDir: dir },
-        );
-        return [];
-      } catch (error) {
-        return (error as ConfigError).issues.map(formatIssue);
-      }
-    };
+    const withIssuer = (issuer: string) =>
+      issuesIn(
+        `identity:\n  oidc: { issuer: "${issuer}", clientId: airlock, clientSecret: s3cr3t-client }\nrules: []\n`,
+      );
     expect(withIssuer("http://sso.example.com/realms/acme")).toEqual([
       "identity.oidc.issuer: must be https:// (plain http is accepted only on loopback, for development): over http anyone on the way could hand Airlock forged sign-ins",
     ]);
@@ -292,17 +295,10 @@ connections:
   });
 
   it("signs reviewers in over plain http only on loopback", () => {
-    const withPublicUrl = (publicUrl: string) => {
-      try {
-        loadConfigText(
-          `server: { publicUrl: "${publicUrl}" }\nidentity:\n  oidc: { issuer: "https://sso.example.com", clientId: airlock, clientSecret: s3cr3t-client }\nrules: []\n`,
-          { env: {}, baseDir: dir },
-        );
-        return [];
-      } catch (error) {
-        return (error as ConfigError).issues.map(formatIssue);
-      }
-    };
+    const withPublicUrl = (publicUrl: string) =>
+      issuesIn(
+        `server: { publicUrl: "${publicUrl}" }\nidentity:\n  oidc: { issuer: "https://sso.example.com", clientId: airlock, clientSecret: s3cr3t-client }\nrules: []\n`,
+      );
     expect(withPublicUrl("http://airlock.corp.example")).toEqual([
       "server.publicUrl: must be https:// when identity.oidc is set (plain http is accepted only on loopback, for development): over http the session cookie and sign-in codes travel in clear",
     ]);

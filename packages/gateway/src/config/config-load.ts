@@ -152,19 +152,28 @@ function issueMessage(issue: { code: string; message: string; keys?: string[] })
 function crossFieldIssues(raw: unknown): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   const tree = (raw ?? {}) as Record<string, unknown>;
-  const list = (key: string) =>
-    Array.isArray(tree[key]) ? (tree[key] as Record<string, unknown>[]) : [];
-  const duplicates = (key: string, field: string, what: string, normalise = (v: string) => v) => {
+  /** The list at `path` (`["channels", "webhooks"]`), or none. */
+  const list = (...path: string[]) => {
+    let at: unknown = tree;
+    for (const key of path) at = (at as Record<string, unknown> | null | undefined)?.[key];
+    return Array.isArray(at) ? (at as (Record<string, unknown> | null)[]) : [];
+  };
+  const duplicates = (
+    path: string[],
+    field: string,
+    what: string,
+    normalise = (v: string) => v,
+  ) => {
     const first = new Map<string, number>();
-    list(key).forEach((item, index) => {
+    list(...path).forEach((item, index) => {
       const value = item?.[field];
       if (typeof value !== "string") return;
       const earlier = first.get(normalise(value));
       if (earlier === undefined) first.set(normalise(value), index);
       else
         issues.push({
-          path: [key, index, field],
-          message: `${what} "${value}" is already defined at ${key}[${earlier}]`,
+          path: [...path, index, field],
+          message: `${what} "${value}" is already defined at ${path.join(".")}[${earlier}]`,
         });
     });
   };
@@ -182,31 +191,21 @@ function crossFieldIssues(raw: unknown): ConfigIssue[] {
     }
   }
   // Each channel's deliveries wait under its name: two channels of one name would share them.
-  const webhooks = (tree.channels as Record<string, unknown> | undefined)?.webhooks;
-  const webhookAt = new Map<string, number>();
-  (Array.isArray(webhooks) ? webhooks : []).forEach((webhook: unknown, index) => {
-    const name = (webhook as Record<string, unknown> | null)?.name;
-    if (typeof name !== "string") return;
-    const path = ["channels", "webhooks", index, "name"];
+  duplicates(["channels", "webhooks"], "name", "webhook");
+  list("channels", "webhooks").forEach((webhook, index) => {
+    const name = webhook?.name;
     // The chat channels' names (SLACK_CHANNEL, TEAMS_CHANNEL), not imported: that would load
     // their SDKs to check a config.
     if (name === "slack" || name === "teams") {
       issues.push({
-        path,
+        path: ["channels", "webhooks", index, "name"],
         message: `"${name}" is the ${name} channel's name; give the webhook another`,
       });
     }
-    const earlier = webhookAt.get(name);
-    if (earlier === undefined) webhookAt.set(name, index);
-    else
-      issues.push({
-        path,
-        message: `webhook "${name}" is already defined at channels.webhooks[${earlier}]`,
-      });
   });
-  duplicates("agents", "name", "agent");
-  duplicates("reviewers", "email", "reviewer", (v) => v.toLowerCase());
-  duplicates("rules", "name", "rule");
+  duplicates(["agents"], "name", "agent");
+  duplicates(["reviewers"], "email", "reviewer", (v) => v.toLowerCase());
+  duplicates(["rules"], "name", "rule");
   list("rules").forEach((rule, index) => {
     if (
       rule?.review !== undefined &&
