@@ -129,12 +129,8 @@ export async function runCommand(fn: () => Promise<number | undefined>): Promise
       process.stderr.write(`airlock: ${error.message}\n`);
       process.exit(error.code);
     }
-    // Raised past loading too, by checks that need more than the file (the gateway's own).
-    if (error instanceof ConfigError) {
-      process.stderr.write(`airlock: ${error.message}\n`);
-      process.exit(1);
-    }
-    if (isAirlockError(error)) {
+    // A ConfigError is raised past loading too, by checks that need more than the file.
+    if (error instanceof ConfigError || isAirlockError(error)) {
       process.stderr.write(`airlock: ${error.message}\n`);
       process.exit(1);
     }

@@ -2,7 +2,6 @@
  * What agents and reviewers are shown of a request. Both see the input masked per policy;
  * nothing here ever exposes the raw input or a credential.
  */
-import type { Json } from "../common/canonical-json.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import { type Eligibility, eligibility } from "./request-transitions.js";
 import type { ActionRequest, Review } from "./request-types.js";

@@ -1,7 +1,6 @@
 import type { KnownBlock } from "@slack/types";
 import { describe, expect, it } from "vitest";
 import { pendingView, viewId } from "../../../test/support/channel-views.js";
-import type { ChannelView } from "../channel.js";
 import {
   actionIds,
   escalationText,
