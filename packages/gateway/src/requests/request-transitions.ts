@@ -110,8 +110,11 @@ export function submit(args: NewRequest): Change {
         connection: proposal.connection,
         operation: proposal.operation,
         input: masked,
-        justification: scrubHidden(proposal.justification, hidden),
-        context: scrubHidden(proposal.context, hidden),
+        // One scrubber for both, built only when something is masked.
+        ...scrubHidden(
+          { justification: proposal.justification, context: proposal.context },
+          hidden,
+        ),
         idempotencyKey: args.idempotencyKey,
         hash: args.hash,
       },

@@ -123,8 +123,7 @@ export function reviewerView(
      * Written by the agent: a claim to weigh against the action itself, not a fact. What the
      * policy masks in the input is hidden here too, should the agent repeat it.
      */
-    justification: scrubHidden(request.justification, hidden),
-    context: scrubHidden(request.context, hidden),
+    ...scrubHidden({ justification: request.justification, context: request.context }, hidden),
     input: masked,
     maskedFields: request.decision.mask,
     hash: request.hash,
