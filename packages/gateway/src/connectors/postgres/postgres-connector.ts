@@ -571,8 +571,7 @@ async function userCode(
   /** Planning only (the estimate): what the planner may evaluate, not what runs on writes. */
   when: "planning" | "running",
 ): Promise<string[]> {
-  const { calls, operators, casts } = analysis.reaches;
-  const tables = analysis.reaches.relations;
+  const { calls, operators, casts, relations } = analysis.reaches;
   const result = await client.query<{ what: string }>(
     `WITH RECURSIVE user_ns AS (
        SELECT oid FROM pg_catalog.pg_namespace
@@ -647,7 +646,7 @@ async function userCode(
      UNION
      SELECT 'a table it cannot resolve, ' || name FROM named WHERE oid IS NULL
      ORDER BY 1`,
-    [calls, operators, casts, tables, when === "running"],
+    [calls, operators, casts, relations, when === "running"],
   );
   return result.rows.map((row) => row.what);
 }
