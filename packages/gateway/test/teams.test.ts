@@ -431,6 +431,47 @@ describe("Teams approvals", () => {
     }
   }, 30_000);
 
+  it("answers a click 503 in time when the Bot Framework's keys never come, and counts nothing", async () => {
+    // A server of its own: the SDK keeps the keys it fetched per metadata URL, for the process.
+    const keyless = await startTeamsServer();
+    keyless.keysSilent = true;
+    const untrustKeyless = keyless.trust();
+    const stuck = await startGateway(config(upstream.url, keyless), {
+      gateway: { delivery: fast },
+    });
+    try {
+      const token = await stuck.token("agent", "support-bot");
+      const res = await api(stuck.url, "POST", "/v1/actions", { token, body: refund() });
+      const bob = keyless.addMember({ name: "bob", email: "bob@example.com" });
+      const started = Date.now();
+      const answer = await keyless.post(
+        stuck.url,
+        keyless.invokeActivity({
+          verb: verbs.approve,
+          data: { requestId: res.body.id },
+          from: bob,
+        }),
+      );
+      expect(answer.status).toBe(503);
+      expect(answer.body).toMatchObject({
+        error: {
+          code: "identity_provider_unavailable",
+          message: expect.stringContaining("channels.teams.openIdMetadataUrl"),
+        },
+      });
+      // Teams stops waiting for an invoke's answer after about five seconds.
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(keyless.identityRequests.some((r) => r.includes("/botframework/v1/"))).toBe(true);
+      const after = await api(stuck.url, "GET", `/v1/actions/${res.body.id}`, { token });
+      expect(after.body).toMatchObject({ status: "pending", reviews: [] });
+    } finally {
+      await stuck.close();
+      removeDir(stuck.dir);
+      await keyless.close();
+      untrustKeyless();
+    }
+  }, 30_000);
+
   it("gives up at once on updates to a card someone deleted, holding nothing up", async () => {
     const { id, card } = await held();
     teams.activities.delete(card.id);

@@ -181,6 +181,8 @@ export interface TeamsServer {
    * byte every 500 ms, "html" answers 502 with a proxy's HTML page. Undefined: it works.
    */
   tokenFault: "silent" | "drip" | "html" | undefined;
+  /** True: the Bot Framework's OpenID metadata and keys are never answered. */
+  keysSilent: boolean;
   /** A channel-to-bot token as the Bot Framework signs it, with `overrides` applied. */
   channelToken(overrides?: ChannelTokenOverrides): string;
   /** The invoke Teams sends for a click on an Adaptive Card Action.Execute button. */
@@ -502,6 +504,9 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
         return sendJson(response, 200, { keys: [] });
       }
     }
+    if (server.keysSilent && url.pathname.startsWith("/botframework/v1/.well-known/")) {
+      return;
+    }
     if (
       request.method === "GET" &&
       url.pathname === "/botframework/v1/.well-known/openidconfiguration"
@@ -753,6 +758,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       return member;
     },
     tokenFault: undefined,
+    keysSilent: false,
     failNext(n, status, headers = {}) {
       if (n > 0) failures.push({ remaining: n, status, headers });
     },

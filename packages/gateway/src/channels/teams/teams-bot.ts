@@ -16,6 +16,7 @@ import {
   MsalServiceClientCredentialsFactory,
 } from "botframework-connector";
 import type { Activity } from "botframework-schema";
+import { AirlockError } from "../../errors.js";
 import type { TeamsConfig } from "./teams-config.js";
 import { tokenNetwork } from "./token-network.js";
 
@@ -26,7 +27,8 @@ export interface TeamsBot {
   /**
    * Whether the activity came from the Bot Framework for this bot: a token signed by its keys,
    * issued by it, for this app, endorsed for Teams, naming the activity's own serviceUrl.
-   * Returns why not, or undefined when it did.
+   * Returns why not, or undefined when it did; throws `identity_provider_unavailable` when
+   * the Bot Framework's keys could not be had in time.
    */
   verify(activity: Partial<Activity>, authorization: string): Promise<string | undefined>;
   /** A client for the configured Bot Connector, authenticated as the bot. */
@@ -38,6 +40,13 @@ export interface TeamsBot {
  * clicked may (4 s), so that a slow Entra ID is what that look-up reports.
  */
 const TOKEN_DEADLINE_MS = 3_000;
+
+/**
+ * How long checking a click's token may take. The SDK fetches the Bot Framework's keys
+ * without a deadline (on first use, and for a key it has not seen); Teams stops waiting for
+ * an invoke's answer after about five seconds, and the member look-up after this needs time.
+ */
+const VERIFY_DEADLINE_MS = 3_000;
 
 /** The SDK accepts a token until this long after its `exp`. */
 const CLOCK_TOLERANCE_MS = 5 * 60_000;
@@ -126,13 +135,29 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
         return "the activity names no serviceUrl";
       }
       let identity: ClaimsIdentity;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new AirlockError(
+                "identity_provider_unavailable",
+                `the Bot Framework's signing keys (channels.teams.openIdMetadataUrl) did not arrive within ${VERIFY_DEADLINE_MS / 1000} s, so the click could not be checked; it can be tried again`,
+              ),
+            ),
+          VERIFY_DEADLINE_MS,
+        );
+      });
       try {
-        ({ claimsIdentity: identity } = await auth.authenticateRequest(
-          activity as Activity,
-          authorization,
-        ));
+        ({ claimsIdentity: identity } = await Promise.race([
+          auth.authenticateRequest(activity as Activity, authorization),
+          late,
+        ]));
       } catch (error) {
+        if (error instanceof AirlockError) throw error;
         return `the Bot Framework token was refused: ${error instanceof Error ? error.message : String(error)}`;
+      } finally {
+        clearTimeout(timer);
       }
       // The SDK also takes emulator and skill (bot-to-bot) tokens: only the channel decides here.
       if (identity.getClaimValue(AuthenticationConstants.IssuerClaim) !== BOT_FRAMEWORK) {
