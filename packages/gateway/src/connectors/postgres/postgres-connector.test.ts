@@ -585,6 +585,33 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
       DROP FUNCTION k_ok(int), k_tg(), k_eq(int, int), k_cmp(int, int); DROP SEQUENCE called;`);
   });
 
+  it("neither rehearses nor estimates what reaches a foreign table, whose wrapper may act elsewhere", async () => {
+    // Wrappers are per database, not per schema: a name of this run's own.
+    const fdw = `k_fdw_${process.pid}_${Date.now()}`;
+    await db.query(`CREATE FOREIGN DATA WRAPPER ${fdw};
+      CREATE SERVER ${fdw}_srv FOREIGN DATA WRAPPER ${fdw};
+      CREATE FOREIGN TABLE k_remote (id int) SERVER ${fdw}_srv;
+      CREATE TABLE k_parted (id int) PARTITION BY RANGE (id);
+      CREATE FOREIGN TABLE k_part PARTITION OF k_parted FOR VALUES FROM (0) TO (10)
+        SERVER ${fdw}_srv;`);
+    try {
+      const rehearse = (sql: string) => crm.dryRun!("query", query(sql));
+      expect(await rehearse("DELETE FROM k_remote WHERE id = 1")).toMatch(
+        /^Dry run: skipped, because it may reach a foreign table, (\w+\.)?k_remote/,
+      );
+      // Through a partitioned table whose partition is foreign.
+      expect(await rehearse("UPDATE k_parted SET id = 2 WHERE id = 1")).toMatch(
+        /may reach a foreign table, (\w+\.)?k_part\b/,
+      );
+      const described = await crm.describe("query", query("SELECT * FROM k_remote WHERE id = 1"));
+      expect((described.facts as { sql: { estimatedRows: number } }).sql.estimatedRows).toBe(
+        Number.MAX_SAFE_INTEGER,
+      );
+    } finally {
+      await db.query(`DROP TABLE k_parted; DROP FOREIGN DATA WRAPPER ${fdw} CASCADE`);
+    }
+  });
+
   it("reports only the SQLSTATE when a dry run fails, never the data in the message", async () => {
     const line = await crm.dryRun!(
       "query",

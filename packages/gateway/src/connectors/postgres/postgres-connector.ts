@@ -561,8 +561,9 @@ export function createPostgresConnector(name: string, config: PostgresConnection
  * functions, operators and casts its names could resolve to, and what its relations carry
  * (triggers, rules, row-security policies, defaults, constraints, indexes and their operator
  * classes, columns of domain or composite types), and their partitions', the tables behind a
- * view's, and those of tables whose foreign keys act on their rows. Planning runs some of it
- * too (a view's body, a policy), so the estimate asks as well. A relation that cannot be
+ * view's, and those of tables whose foreign keys act on their rows; and foreign tables, whose
+ * wrappers are extension code. Planning runs some of it too (a view's body, a policy, a
+ * wrapper's remote estimate), so the estimate asks as well. A relation that cannot be
  * resolved counts: what it would run is unknown.
  */
 async function userCode(
@@ -645,6 +646,11 @@ async function userCode(
      SELECT DISTINCT 'user code on ' || reached.relid::regclass::text FROM reached
      UNION
      SELECT 'a table it cannot resolve, ' || name FROM named WHERE oid IS NULL
+     UNION
+     -- A foreign table's wrapper is extension code, and may act elsewhere, planning included
+     -- (postgres_fdw's remote estimates), and outside this transaction.
+     SELECT 'a foreign table, ' || c.oid::regclass::text FROM pg_catalog.pg_class c
+       JOIN rel ON c.oid = rel.oid WHERE c.relkind = 'f'
      ORDER BY 1`,
     [calls, operators, casts, relations, when === "running"],
   );
