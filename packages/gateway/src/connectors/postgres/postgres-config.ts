@@ -13,6 +13,12 @@ export const postgresConnectionSchema = z.strictObject({
     ),
   /** Applies to every statement Airlock runs here, previews included. */
   statementTimeout: duration({ min: 100, max: 86_400_000 }).default(30_000),
+  /**
+   * How long one action's statements may take together. Unset: two minutes, or the
+   * statementTimeout when that is longer, so that many statements cannot hold a connection
+   * for their timeouts added up.
+   */
+  executionTimeout: duration({ min: 100, max: 86_400_000 }).optional(),
   /** How long a preview's dry run may take, and wait for locks, before it is skipped. */
   previewTimeout: duration({ min: 100, max: 600_000 }).default(5_000),
   /** Rows returned to the agent per statement; the rest are cut, and the result says so. */

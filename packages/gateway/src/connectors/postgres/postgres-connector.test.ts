@@ -409,6 +409,19 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("gives an action's statements one deadline together, not their timeouts added up", async () => {
+    const quick = connect({ statementTimeout: "400ms", executionTimeout: "500ms" });
+    try {
+      // Each statement is within its own timeout; together they are not.
+      const sql = Array.from({ length: 8 }, () => "SELECT pg_sleep(0.25)").join("; ");
+      const outcome = await quick.execute("query", quick.parse("query", { sql }), never);
+      expect(outcome.ok).toBe(false);
+      expect(outcome.reason).toMatch(/time limit \(1500 ms.*executionTimeout/);
+    } finally {
+      await quick.close();
+    }
+  });
+
   it("stops waiting for SQL that shrugs off the cancel, and ends its backend", async () => {
     const quick = connect({ statementTimeout: "300ms" });
     try {

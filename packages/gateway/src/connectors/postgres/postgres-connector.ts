@@ -251,7 +251,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
    * next request on that connection; a session that cannot be reset is closed instead.
    */
   const withClient = async <T>(
-    work: (client: pg.PoolClient) => Promise<T>,
+    work: (client: pg.PoolClient, overdue: () => boolean) => Promise<T>,
     options: { reset?: boolean; deadlineMs?: number } = {},
   ): Promise<T> => {
     let client: pg.PoolClient;
@@ -292,7 +292,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
             cutOff.unref();
           }, options.deadlineMs);
     try {
-      const working = work(client);
+      const working = work(client, () => overdue);
       // Once abandoned, whatever it comes to is of no interest.
       working.catch(() => {});
       return await Promise.race([working, abandoned]);
@@ -436,7 +436,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     if (analysis.statements > 20) return "Dry run: skipped for more than 20 statements.";
     try {
       const counts = await withClient(
-        async (client) => {
+        async (client, overdue) => {
           // Names alone do not say what PostgreSQL resolves them to: a table's column, or a
           // user's function called in attribute notation; a built-in, or a user's overload,
           // operator or cast. Whatever user code could be reached, the dry run is skipped.
@@ -449,6 +449,8 @@ export function createPostgresConnector(name: string, config: PostgresConnection
             const lines: string[] = [];
             for (const part of analysis.parts) {
               checkReading(client);
+              // A cancel that landed between two statements stopped nothing: none is sent after.
+              if (overdue()) throw new Overdue(0);
               const target = part.tables[0] ? ` ${part.tables.join(", ")}` : "";
               const { command, rows } = await countRows(client, part.text, input.params ?? []);
               const what = `${command ?? part.kind.toUpperCase()}${target}`;
@@ -481,6 +483,8 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     }
   };
 
+  const executionTimeout =
+    config.executionTimeout ?? Math.max(DEFAULT_EXECUTION_TIMEOUT_MS, config.statementTimeout);
   const execute = async (_operation: string, raw: Json): Promise<ExecutionOutcome> => {
     const input = raw as unknown as PostgresInput;
     const analysis = analyze(input);
@@ -492,7 +496,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     let budget = config.maxResultBytes;
     try {
       await withClient(
-        async (client) => {
+        async (client, overdue) => {
           // SELECT … FOR UPDATE is not read-only for PostgreSQL, but it is still a select to
           // the rules: it runs READ ONLY too, so no table it reaches can be written. (What
           // READ ONLY does not stop, large objects or notifications, is no select: see
@@ -502,6 +506,8 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           try {
             for (const part of analysis.parts) {
               checkReading(client);
+              // A cancel that landed between two statements stopped nothing: none is sent after.
+              if (overdue()) throw new Overdue(0);
               const result = await runStatement(client, part, input.params ?? [], {
                 maxRows: config.maxRows,
                 maxBytes: budget,
@@ -517,7 +523,13 @@ export function createPostgresConnector(name: string, config: PostgresConnection
             throw error;
           }
         },
-        { reset: true, deadlineMs: config.statementTimeout * analysis.statements + 1000 },
+        // A second past the server's own timeout, so that the server's more precise message
+        // comes first when one statement runs over.
+        {
+          reset: true,
+          deadlineMs:
+            Math.min(config.statementTimeout * analysis.statements, executionTimeout) + 1000,
+        },
       );
     } catch (error) {
       const reason =
@@ -908,13 +920,18 @@ class TransactionLeftOpen extends Error {
   }
 }
 
-/** The gateway's own deadline passed: the statement was cancelled, the connection closed. */
 /** How long a cancelled statement may take to stop before its connection is cut. */
 const OVERDUE_GRACE_MS = 3000;
 
+/** How long one action's statements may take together, unless the connection says. */
+const DEFAULT_EXECUTION_TIMEOUT_MS = 120_000;
+
+/** The gateway's own deadline passed: the statement was cancelled, the connection closed. */
 class Overdue extends Error {
   constructor(ms: number) {
-    super(`the statements ran past the connection's time limit (${ms} ms) and were cancelled`);
+    super(
+      `the statements ran past their time limit (${ms} ms, from the connection's statementTimeout and executionTimeout) and were cancelled`,
+    );
   }
 }
 
