@@ -81,12 +81,18 @@ describe("createRedactor", () => {
     expect(redactor.redactText(JSON.stringify(secret))).toBe(`"${REDACTED}"`);
   });
 
-  it("scrubs a secret as other JSON encoders escape it (PHP, Go, Python)", () => {
+  it("scrubs a secret as other JSON encoders escape it (PHP, Go, Python, Java, .NET)", () => {
     const secret = "sk/LIVE+a<b>&c/pässwörd==";
     const redactor = createRedactor([secret]);
     const echoes = [
-      // PHP's json_encode
+      // PHP's json_encode with JSON_UNESCAPED_UNICODE
       String.raw`{"authorization":"sk\/LIVE+a<b>&c\/pässwörd=="}`,
+      // PHP's json_encode by default
+      String.raw`{"authorization":"sk\/LIVE+a<b>&c\/p\u00e4ssw\u00f6rd=="}`,
+      // Java's Gson, HTML-safe by default
+      String.raw`{"authorization":"sk/LIVE+a\u003cb\u003e\u0026c/pässwörd\u003d\u003d"}`,
+      // .NET's System.Text.Json with its default encoder
+      String.raw`{"authorization":"sk/LIVE\u002Ba\u003Cb\u003E\u0026c/p\u00E4ssw\u00F6rd=="}`,
       // Go's encoding/json
       String.raw`{"authorization":"sk/LIVE+a\u003cb\u003e\u0026c/pässwörd=="}`,
       // Python's json.dumps
@@ -98,6 +104,10 @@ describe("createRedactor", () => {
       expect(scrubbed, echo).toContain(REDACTED);
       expect(scrubbed, echo).not.toContain("LIVE");
     }
+    // .NET writes a quote as \u0022, not \"
+    expect(createRedactor(['pa"ss-word']).redactText(String.raw`{"p":"pa\u0022ss-word"}`)).toBe(
+      `{"p":"${REDACTED}"}`,
+    );
   });
 
   it("leaves text without secrets and non-string values as they are", () => {

@@ -7,19 +7,28 @@ import { wellFormed } from "../common/storable-text.js";
 
 /**
  * The forms a value takes inside derived text: as is, escaped inside a JSON string (as
- * JavaScript escapes it, and as other encoders do: PHP writes `/` as `\/`, Go writes `<`,
- * `>` and `&` as `\u003c`…, Python writes everything past ASCII as `\u00e9`), and
- * percent-encoded in a URL (both encodings a query string may use).
+ * JavaScript escapes it, and as other encoders do: PHP writes `/` as `\/` and, by default,
+ * everything past ASCII as `\u00e9`, as Python does; Go writes `<`, `>` and `&` as
+ * `\u003c`…, Java's Gson `=` and `'` too; .NET writes those, `"`, `+`, `` ` `` and everything
+ * past ASCII in upper case, `\u002B`), and percent-encoded in a URL (both encodings a query
+ * string may use).
  */
 export function encodedForms(value: string): string[] {
   const json = JSON.stringify(value).slice(1, -1);
-  const unicode = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  const hex = (c: string) => c.charCodeAt(0).toString(16).padStart(4, "0");
+  const unicode = (c: string) => `\\u${hex(c)}`;
+  const upper = (c: string) => `\\u${hex(c).toUpperCase()}`;
+  const pastAscii = json.replace(/[\u0080-\uffff]/g, unicode);
   const forms = [
     value,
     json,
     json.replaceAll("/", "\\/"),
+    pastAscii.replaceAll("/", "\\/"),
     json.replace(/[<>&]/g, unicode),
-    json.replace(/[\u0080-\uffff]/g, unicode),
+    json.replace(/[<>&=']/g, unicode),
+    // JSON writes a quote as \" only, so every \" in it is one.
+    json.replaceAll('\\"', "\\u0022").replace(/[<>&'+`\u0080-\uffff]/g, upper),
+    pastAscii,
   ];
   // Text with a lone surrogate has no percent-encoding (encodeURIComponent throws on it).
   if (wellFormed(value)) {
