@@ -176,6 +176,17 @@ describe("values that hold no secret are shown as they are, and the rest are sti
   });
 });
 
+describe("scrubbing bytes", () => {
+  it("finds a secret in the bytes of its Latin-1 letters, as a header carries it", () => {
+    const secret = "Basic s\u00e9cr\u00e8t-p\u00e4ss";
+    const scrubber = createByteScrubber([secret]);
+    for (const encoding of ["utf8", "latin1"] as const) {
+      const echoed = Buffer.from(`you sent ${secret}`, encoding);
+      expect(scrubber.scrub(echoed).toString(encoding), encoding).toBe(`you sent ${REDACTED}`);
+    }
+  });
+});
+
 describe("cutting scrubbed bytes", () => {
   const secret = "s3cr3t-credential-7f1c2a9e";
   const scrubber = createByteScrubber([secret]);

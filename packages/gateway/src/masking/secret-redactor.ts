@@ -42,7 +42,13 @@ export interface ByteScrubber {
 
 export function createByteScrubber(secrets: Iterable<string>): ByteScrubber {
   const forms = formsOf(secrets, MIN_SECRET_LENGTH)
-    .map((form) => Buffer.from(form, "utf8"))
+    .flatMap((form) => {
+      const utf8 = Buffer.from(form, "utf8");
+      // HTTP sends a header value's Latin-1 letters one byte each, and an upstream echoing
+      // the raw header sends them back so; that body is then no UTF-8 and leaves as base64.
+      const latin1 = Buffer.from(form, "latin1");
+      return latin1.toString("latin1") === form && !latin1.equals(utf8) ? [utf8, latin1] : [utf8];
+    })
     .sort((a, b) => b.length - a.length);
   const marker = Buffer.from(REDACTED, "utf8");
   const scrub = (bytes: Buffer): Buffer => {

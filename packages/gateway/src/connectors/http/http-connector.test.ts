@@ -21,6 +21,13 @@ beforeAll(async () => {
       res.end("y".repeat(5000));
       return;
     }
+    if (req.url?.startsWith("/base/reflect")) {
+      // The header as it came off the wire, byte for byte.
+      const at = req.rawHeaders.findIndex((name) => name.toLowerCase() === "authorization");
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.end(Buffer.from(`you sent ${req.rawHeaders[at + 1]}`, "latin1"));
+      return;
+    }
     if (req.url?.startsWith("/base/bin")) {
       res.writeHead(200, { "content-type": "application/octet-stream" });
       res.end(Buffer.from([0xff, 0xfe, 0x00, 0x01]));
@@ -209,6 +216,17 @@ describe("execute", () => {
     const out = await c.execute("request", c.parse("request", { method: "GET", path: "/" }), never);
     expect(out.ok).toBe(false);
     expect(out.reason).toBe("the upstream could not be reached: connection refused");
+    await c.close();
+  });
+
+  it("scrubs a credential reflected as the header's own bytes, Latin-1 letters and all", async () => {
+    const c = connector({ headers: { authorization: "Basic s\u00e9cr\u00e8t-p\u00e4ss" } });
+    const out = await c.execute(
+      "request",
+      c.parse("request", { method: "GET", path: "/reflect" }),
+      never,
+    );
+    expect(out.result).toMatchObject({ body: "you sent [redacted]" });
     await c.close();
   });
 
