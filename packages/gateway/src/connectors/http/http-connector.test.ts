@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AirlockError } from "../../errors.js";
 import { httpConnectionSchema } from "./http-config.js";
-import { createHttpConnector } from "./http-connector.js";
+import { createHttpConnector, MAX_JSON_DEPTH } from "./http-connector.js";
 
 let server: Server;
 let base: string;
@@ -28,6 +28,11 @@ beforeAll(async () => {
       res.end(Buffer.from(`you sent ${req.rawHeaders[at + 1]}`, "latin1"));
       return;
     }
+    if (req.url?.startsWith("/base/deep")) {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(nested(Number(new URL(req.url, "http://x").searchParams.get("n"))));
+      return;
+    }
     if (req.url?.startsWith("/base/bin")) {
       res.writeHead(200, { "content-type": "application/octet-stream" });
       res.end(Buffer.from([0xff, 0xfe, 0x00, 0x01]));
@@ -49,6 +54,11 @@ afterAll(async () => {
   server.closeAllConnections();
   await new Promise((r) => server.close(r));
 });
+
+/** JSON nested `n` deep, with brackets and an escaped quote in its one string. */
+function nested(n: number): string {
+  return `${"[".repeat(n - 1)}{"a":"[\\"{"}${"]".repeat(n - 1)}`;
+}
 
 function connector(extra: Record<string, unknown> = {}) {
   return createHttpConnector(
@@ -227,6 +237,25 @@ describe("execute", () => {
       never,
     );
     expect(out.result).toMatchObject({ body: "you sent [redacted]" });
+    await c.close();
+  });
+
+  it("passes JSON nested deeper than Airlock walks as text, so the result can still be scrubbed and stored", async () => {
+    const c = connector();
+    const get = async (n: number) =>
+      (
+        await c.execute(
+          "request",
+          c.parse("request", { method: "GET", path: "/deep", query: { n: String(n) } }),
+          never,
+        )
+      ).result as { body: unknown };
+    const deep = await get(10_000);
+    expect(deep.body).toBe(nested(10_000));
+    // What the gateway does with every result next: none of it may overflow the stack.
+    expect(() => JSON.stringify(deep)).not.toThrow();
+    // Brackets in strings do not count; nesting within the bound is parsed as before.
+    expect(JSON.stringify((await get(MAX_JSON_DEPTH)).body)).toBe(nested(MAX_JSON_DEPTH));
     await c.close();
   });
 

@@ -301,6 +301,26 @@ async function readBody(
   return { bytes, truncated };
 }
 
+/** How deep a JSON body may nest to be passed parsed; far beyond what APIs answer. */
+export const MAX_JSON_DEPTH = 256;
+
+/** How deep the arrays and objects of JSON text nest, read without recursion. */
+function nesting(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const char = text.charCodeAt(i);
+    if (inString) {
+      if (char === 0x5c) i++;
+      else if (char === 0x22) inString = false;
+    } else if (char === 0x22) inString = true;
+    else if (char === 0x5b || char === 0x7b) max = Math.max(max, ++depth);
+    else if (char === 0x5d || char === 0x7d) depth--;
+  }
+  return max;
+}
+
 function decodeBody(
   bytes: Buffer,
   contentType: string | undefined,
@@ -312,8 +332,11 @@ function decodeBody(
   const isText =
     isJson || type.startsWith("text/") || type.includes("xml") || type.includes("charset");
   if (isJson && !truncated) {
+    const text = bytes.toString("utf8");
     try {
-      return { body: JSON.parse(bytes.toString("utf8")) as Json };
+      // Deeper nesting stays text: the redactor, the masks and the digest walk a result by
+      // recursion, and would overflow the stack on it, losing the outcome of a call that ran.
+      if (nesting(text) <= MAX_JSON_DEPTH) return { body: JSON.parse(text) as Json };
     } catch {
       // an upstream that labels non-JSON as JSON still gets its text through
     }
