@@ -145,6 +145,15 @@ describe("describe", () => {
       c.parse("request", { method: "POST", path: "/x" }),
     );
     expect(described.preview).toBe("POST hooks/x");
+    // Nor does an upstream that echoes the path it was called on give it away.
+    const echoed = await c.execute(
+      "request",
+      c.parse("request", { method: "GET", path: "/x" }),
+      never,
+    );
+    expect(echoed.result).toMatchObject({ body: { url: "[redacted]/x" } });
+    expect(c.secrets).toContain("/hooks/hook-secret-path-4e1b");
+    await c.close();
     // A base path that is no secret's stays in view.
     const plain = createHttpConnector(
       "hooks",
@@ -154,6 +163,8 @@ describe("describe", () => {
     expect(plain.preview("request", { method: "POST", path: "/x" })).toBe(
       "POST hooks/hooks/hook-secret-path-4e1b/x",
     );
+    expect(plain.secrets).toEqual([]);
+    await plain.close();
   });
 });
 

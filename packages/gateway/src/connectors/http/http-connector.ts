@@ -50,13 +50,17 @@ export function createHttpConnector(
   const ownHeaders = new Map(
     Object.entries(config.headers).map(([key, value]) => [key.toLowerCase(), value]),
   );
-  const secrets = [...ownHeaders.values(), ...(base.password ? [base.password] : [])];
+  // A base URL from a secret reference (a webhook's URL, say) is a secret as a whole, and
+  // its path is too: previews leave it out, and an upstream echoing the path it was called
+  // on (a 404 page) has it scrubbed, which the whole URL alone would not be.
+  const secretBase = basePath !== "" && configSecrets.some((secret) => secret.includes(basePath));
+  const shownBase = secretBase ? "" : basePath;
+  const secrets = [
+    ...ownHeaders.values(),
+    ...(base.password ? [base.password] : []),
+    ...(secretBase ? [basePath] : []),
+  ];
   const scrubber = createByteScrubber([...secrets, ...configSecrets]);
-  // A base URL from a secret reference (a webhook's URL, say) is a secret as a whole: the
-  // redactor finds it whole, never its path alone, so previews leave that path out.
-  const shownBase = configSecrets.some((secret) => basePath !== "" && secret.includes(basePath))
-    ? ""
-    : basePath;
 
   const parse = (operation: string, input: unknown): Json => {
     if (operation !== "request") {
