@@ -195,6 +195,18 @@ rules:
     expect(after.body.events.length).toBe(before.body.events.length);
   });
 
+  it("records the outcome of a read whose result nests thousands deep, with the depth cut", async () => {
+    // PostgreSQL returns jsonb nested 6,000 deep; walked whole, it overflowed the stack after
+    // the statement ran, and the action was recorded as a connector error.
+    const res = await sql(
+      "SELECT (repeat('[', 6000) || '\"abyss' || '-leaf\"' || repeat(']', 6000))::jsonb AS deep",
+    );
+    expect(res.status).toBe(200);
+    expect(res.body.status).toBe("succeeded");
+    expect(res.text).toContain("[nested deeper than 256 levels: not shown]");
+    expect(res.text).not.toContain("abyss-leaf");
+  });
+
   it("never shows the connection string or its password", async () => {
     // A failing statement too: database errors are passed on, the URL never.
     seen.push(await sql("SELECT * FROM no_such_table WHERE id = 1"));

@@ -7,6 +7,7 @@
 
 import { setMaxListeners } from "node:events";
 import { type Json, keyedDigest } from "../common/canonical-json.js";
+import { clipDepth } from "../common/json-depth.js";
 import type { Connector } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
@@ -225,6 +226,7 @@ export function createExecutor(deps: {
     } else {
       try {
         const done = await connector.execute(request.operation, request.input, running);
+        const result = clipDepth(done.result);
         // Credentials and the input fields the policy masks stay hidden even when echoed back;
         // the result detectors mask what the system returned. Only the digest sees it whole.
         const { hidden } = maskInput(request.input, request.decision.mask);
@@ -237,10 +239,10 @@ export function createExecutor(deps: {
           ok: done.ok,
           summary: text(done.summary),
           ...(done.reason ? { reason: text(done.reason) } : {}),
-          result: scrub(done.result),
+          result: scrub(result),
           // Keyed by the request's nonce, which only the store holds: a reader of the audit
           // trail cannot confirm a guess at a masked value (a card's middle digits, say).
-          resultDigest: done.result === null ? null : keyedDigest(request.nonce, done.result),
+          resultDigest: result === null ? null : keyedDigest(request.nonce, result),
         };
       } catch (error) {
         logger.error({ requestId: request.id, err: error }, "the connector failed");

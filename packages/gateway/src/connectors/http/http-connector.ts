@@ -3,6 +3,7 @@ import type { Readable } from "node:stream";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { Pool } from "undici";
 import type { Json } from "../../common/canonical-json.js";
+import { MAX_JSON_DEPTH } from "../../common/json-depth.js";
 import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
 import { type ByteScrubber, createByteScrubber } from "../../masking/secret-redactor.js";
@@ -305,9 +306,6 @@ async function readBody(
   return { bytes, truncated };
 }
 
-/** How deep a JSON body may nest to be passed parsed; far beyond what APIs answer. */
-export const MAX_JSON_DEPTH = 256;
-
 /** How deep the arrays and objects of JSON text nest, read without recursion. */
 function nesting(text: string): number {
   let depth = 0;
@@ -340,7 +338,8 @@ function decodeBody(
     try {
       // Deeper nesting stays text: the redactor, the masks and the digest walk a result by
       // recursion, and would overflow the stack on it, losing the outcome of a call that ran.
-      if (nesting(text) <= MAX_JSON_DEPTH) return { body: JSON.parse(text) as Json };
+      // (The body sits one level down in the result.)
+      if (nesting(text) < MAX_JSON_DEPTH) return { body: JSON.parse(text) as Json };
     } catch {
       // an upstream that labels non-JSON as JSON still gets its text through
     }

@@ -7,6 +7,7 @@ import pg from "pg";
 import Cursor from "pg-cursor";
 import { z } from "zod";
 import type { Json } from "../../common/canonical-json.js";
+import { clippedNote, MAX_JSON_DEPTH } from "../../common/json-depth.js";
 import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
 import type { Connector, ConnectorType, Description, ExecutionOutcome } from "../connector.js";
@@ -770,7 +771,7 @@ async function runStatement(
           seen++;
           continue;
         }
-        const row = raw.map(toJson);
+        const row = raw.map((value) => toJson(value));
         const size = JSON.stringify(row).length + 1;
         seen++;
         seenBytes += size;
@@ -877,17 +878,19 @@ function count(rows: number): string {
 }
 
 /** PostgreSQL values as JSON: big numbers stay exact as text, bytes as \x hex. */
-function toJson(value: unknown): Json {
+function toJson(value: unknown, depth = 0): Json {
   if (value === null || value === undefined) return null;
   if (typeof value === "string" || typeof value === "boolean") return value;
   if (typeof value === "number") return Number.isFinite(value) ? value : String(value);
   if (typeof value === "bigint") return value.toString();
   if (Buffer.isBuffer(value)) return `\\x${value.toString("hex")}`;
   if (value instanceof Date) return value.toISOString();
-  if (Array.isArray(value)) return value.map(toJson);
+  // jsonb comes back nested up to thousands deep, past what JSON.stringify can encode.
+  if (typeof value === "object" && depth >= MAX_JSON_DEPTH) return clippedNote;
+  if (Array.isArray(value)) return value.map((item) => toJson(item, depth + 1));
   if (typeof value === "object") {
     const out: Record<string, Json> = {};
-    for (const [key, item] of Object.entries(value)) out[key] = toJson(item);
+    for (const [key, item] of Object.entries(value)) out[key] = toJson(item, depth + 1);
     return out;
   }
   return String(value);
