@@ -470,6 +470,29 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(await verifyChain(a)).toBe(before + awkward.length);
   });
 
+  it("reads every stored event in chain order, one numbered 0 or less too, so verify sees it", async () => {
+    const fresh = await scratchSchema();
+    const c = await openPostgresStore(fresh.url);
+    try {
+      await c.appendAudit([auditInput("test.first"), auditInput("test.second")]);
+      // Forged ahead of the chain: GET /v1/audit lists it first, so verify must see it too.
+      await fresh.query(
+        `INSERT INTO audit_events (seq, ts, type, request_id, actor_type, actor_id, data,
+        prev_hash, hash) VALUES (0, $1, 'test.forged', NULL, 'operator', 'ops', '{}', $2, $2)`,
+        [new Date(T0).toISOString(), "0".repeat(64)],
+      );
+      const seen: number[] = [];
+      for await (const event of c.auditEvents()) seen.push(event.seq);
+      expect(seen).toEqual([0, 1, 2]);
+      const verifier = createChainVerifier();
+      for await (const event of c.auditEvents()) verifier.add(event);
+      expect(verifier.finish().problem).toMatchObject({ seq: 0, kind: "out_of_order" });
+    } finally {
+      await c.close();
+      await fresh.drop();
+    }
+  });
+
   it("quotes any text as an SQL literal that reads back the same", async () => {
     const texts = ["", "plain", "$airlock$", "x$airlock", "$airlock$$airlock$", "'", "\\'", "$$"];
     const sql = `SELECT ${texts.map((t, i) => `${sqlLiteral(t)} AS t${i}`).join(", ")}, ${sqlLiteral(null)} AS nothing`;

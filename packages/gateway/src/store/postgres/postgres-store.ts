@@ -345,12 +345,16 @@ export class PostgresStore implements Store {
 
   async *auditEvents(options: { since?: number } = {}): AsyncIterable<AuditEvent> {
     const since = options.since === undefined ? "" : new Date(options.since).toISOString();
-    let after = 0;
+    // From the first stored event, whatever its number: a forged one numbered 0 or less,
+    // which GET /v1/audit lists, must reach the verifier too.
+    let after: number | undefined;
     for (;;) {
       const rows = await this.query(
         "read the audit trail",
-        "SELECT * FROM audit_events WHERE seq > $1 AND ts >= $2 ORDER BY seq LIMIT 1000",
-        [after, since],
+        after === undefined
+          ? "SELECT * FROM audit_events WHERE ts >= $1 ORDER BY seq LIMIT 1000"
+          : "SELECT * FROM audit_events WHERE seq > $2 AND ts >= $1 ORDER BY seq LIMIT 1000",
+        after === undefined ? [since] : [since, after],
       );
       if (rows.length === 0) return;
       for (const row of rows) yield eventFromRow(row);
