@@ -9,6 +9,17 @@ describe("parseInstant", () => {
     expect(parseInstant("2026-11-01T09:30+01:00")).toBe(Date.UTC(2026, 10, 1, 8, 30));
   });
 
+  it("reads a fraction finer than a millisecond as the next millisecond, never an earlier one", () => {
+    // Stored times are whole milliseconds: --since 09:00:00.0005 must leave out an event
+    // at 09:00:00.000, and ?until= the same instant must keep it.
+    const nine = Date.UTC(2030, 0, 1, 9);
+    expect(parseInstant("2030-01-01T09:00:00.0005Z")).toBe(nine + 1);
+    expect(parseInstant("2030-01-01T09:00:00.999001Z")).toBe(nine + 1000);
+    expect(parseInstant("2030-01-01T10:00:00.0000001+01:00")).toBe(nine + 1);
+    expect(parseInstant("2030-01-01T09:00:00.123000000Z")).toBe(nine + 123);
+    expect(parseInstant("2030-01-01T09:00:00.1Z")).toBe(nine + 100);
+  });
+
   it("refuses dates and times that do not exist rather than roll them over", () => {
     for (const text of [
       "2026-02-30",

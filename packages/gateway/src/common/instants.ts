@@ -21,5 +21,10 @@ export function parseInstant(text: string): number | undefined {
   if (days === undefined || day < 1 || day > days) return undefined;
   if (text.length > 10 && Number(text.slice(11, 13)) > 23) return undefined;
   const ms = Date.parse(text);
-  return Number.isNaN(ms) ? undefined : ms;
+  if (Number.isNaN(ms)) return undefined;
+  // Date.parse drops digits past the millisecond; stored times are whole milliseconds, so an
+  // instant inside one is read as the next: `since` then leaves out, and `until` keeps, an
+  // event at the millisecond it falls in, which is before it.
+  const finer = /\.\d{3}(\d+)/.exec(text)?.[1];
+  return finer !== undefined && /[1-9]/.test(finer) ? ms + 1 : ms;
 }
