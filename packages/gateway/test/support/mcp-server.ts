@@ -4,7 +4,12 @@
  * it came with, and can refuse callers without the expected credential.
  */
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import type { AddressInfo } from "node:net";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
@@ -204,6 +209,69 @@ export async function startMcpServer(
     },
     async close() {
       for (const transport of transports.values()) await transport.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** A server that answers the handshake as MCP asks and then `tools/call` however a test says. */
+export interface RawMcpServer {
+  url: string;
+  /** Connections open now. */
+  connections: () => number;
+  close(): Promise<void>;
+}
+
+/**
+ * A hand-written MCP server on loopback, for what the SDK's own server cannot be made to do:
+ * answer a call with an endless stream, an enormous error, and the like. It starts sessions
+ * like a real one; each `tools/call` goes to `answer`, with the request's JSON-RPC id.
+ */
+export async function startRawMcpServer(
+  answer: (id: string | number, response: ServerResponse) => void,
+): Promise<RawMcpServer> {
+  let connections = 0;
+  const server: Server = createServer(async (request, response) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    if (request.method !== "POST") {
+      response.writeHead(405).end();
+      return;
+    }
+    const message = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    if (message.method === "initialize") {
+      response.writeHead(200, { "content-type": "application/json", "mcp-session-id": "raw" });
+      response.end(
+        JSON.stringify({
+          jsonrpc: "2.0",
+          id: message.id,
+          result: {
+            protocolVersion: message.params.protocolVersion,
+            capabilities: { tools: {} },
+            serverInfo: { name: "raw", version: "1" },
+          },
+        }),
+      );
+      return;
+    }
+    if (message.method === "tools/call") {
+      answer(message.id, response);
+      return;
+    }
+    // Notifications, and the client's answers to the server's own requests.
+    response.writeHead(202).end();
+  });
+  server.on("connection", (socket) => {
+    connections++;
+    socket.on("close", () => connections--);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/mcp`,
+    connections: () => connections,
+    async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

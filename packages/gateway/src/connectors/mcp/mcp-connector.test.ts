@@ -1,5 +1,10 @@
+import type { ServerResponse } from "node:http";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startMcpServer, type TestMcpServer } from "../../../test/support/mcp-server.js";
+import {
+  startMcpServer,
+  startRawMcpServer,
+  type TestMcpServer,
+} from "../../../test/support/mcp-server.js";
 import { AirlockError } from "../../errors.js";
 import { createLogger } from "../../observability/logger.js";
 import type { Connector } from "../connector.js";
@@ -147,6 +152,30 @@ describe("mcp connector: execution", () => {
     const outcome = await run(connector(server.url), "search", { query: 42 });
     expect(outcome.ok).toBe(false);
     expect(outcome.reason).toMatch(/query/);
+  });
+
+  it("cuts what the server says in a refusal, however much it says", async () => {
+    const huge = "E".repeat(2_000_000);
+    for (const refuse of [
+      (_id: string | number, response: ServerResponse) =>
+        response.writeHead(500, { "content-type": "text/plain" }).end(huge),
+      (id: string | number, response: ServerResponse) =>
+        response
+          .writeHead(200, { "content-type": "application/json" })
+          .end(JSON.stringify({ jsonrpc: "2.0", id, error: { code: -32602, message: huge } })),
+    ]) {
+      const raw = await startRawMcpServer(refuse);
+      try {
+        const outcome = await run(connector(raw.url, { maxResultBytes: 1024 }), "search", {});
+        expect(outcome.ok).toBe(false);
+        expect(outcome.reason).toMatch(
+          /^the MCP server (answered HTTP 500|refused the call): .*E…$/,
+        );
+        expect(outcome.reason!.length).toBeLessThanOrEqual(600);
+      } finally {
+        await raw.close();
+      }
+    }
   });
 
   it("cuts a result over the cap at whole items, and says so", async () => {

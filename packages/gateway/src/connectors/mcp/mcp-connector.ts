@@ -6,6 +6,7 @@
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { Json } from "../../common/canonical-json.js";
+import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
 import { createRedactor } from "../../masking/secret-redactor.js";
 import type {
@@ -29,6 +30,8 @@ export const mcpConnectorType: ConnectorType<McpConnectionConfig> = {
 };
 
 const PREVIEW_CHARS = 4000;
+/** The longest reason a failed call gives: a server's message can be as long as its answer. */
+const REASON_CHARS = 600;
 
 export function createMcpConnector(
   name: string,
@@ -136,6 +139,7 @@ export function createMcpConnector(
     try {
       answer = await call(operation, input as Record<string, unknown>, until.signal);
     } catch (error) {
+      // Cut once scrubbed: a cut through a credential would leave a piece no scrubber knows.
       const reason = redactor.redactText(
         failure(error, {
           timedOut: until.timedOut,
@@ -143,7 +147,9 @@ export function createMcpConnector(
           timeout: config.timeout,
         }),
       );
-      return { ok: false, result: null, summary: "no result", reason };
+      const cut =
+        reason.length > REASON_CHARS ? `${truncateText(reason, REASON_CHARS - 1)}…` : reason;
+      return { ok: false, result: null, summary: "no result", reason: cut };
     } finally {
       until.end();
     }
