@@ -218,8 +218,6 @@ export async function startMcpServer(
 /** A server that answers the handshake as MCP asks and then `tools/call` however a test says. */
 export interface RawMcpServer {
   url: string;
-  /** Connections open now. */
-  connections: () => number;
   close(): Promise<void>;
 }
 
@@ -231,7 +229,6 @@ export interface RawMcpServer {
 export async function startRawMcpServer(
   answer: (id: string | number, response: ServerResponse) => void,
 ): Promise<RawMcpServer> {
-  let connections = 0;
   const server: Server = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
@@ -262,15 +259,10 @@ export async function startRawMcpServer(
     // Notifications, and the client's answers to the server's own requests.
     response.writeHead(202).end();
   });
-  server.on("connection", (socket) => {
-    connections++;
-    socket.on("close", () => connections--);
-  });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/mcp`,
-    connections: () => connections,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

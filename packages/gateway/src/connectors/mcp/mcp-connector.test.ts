@@ -272,6 +272,38 @@ describe("mcp connector: execution", () => {
     expect((await run(c, "search", { query: "after" })).ok).toBe(true);
   });
 
+  it("lets go of the answers to calls it gave up on, and the next call still works", async () => {
+    let calls = 0;
+    let streaming = 0;
+    const raw = await startRawMcpServer((id, response) => {
+      calls++;
+      response.writeHead(200, { "content-type": "text/event-stream" });
+      if (calls > 3) {
+        const result = { content: [{ type: "text", text: "at last" }] };
+        response.end(`data: ${JSON.stringify({ jsonrpc: "2.0", id, result })}\n\n`);
+        return;
+      }
+      // Never an answer, only a comment now and then: the stream stays open for good.
+      streaming++;
+      const beat = setInterval(() => response.write(": still here\n\n"), 50);
+      response.on("close", () => {
+        streaming--;
+        clearInterval(beat);
+      });
+    });
+    try {
+      const c = connector(raw.url, { timeout: "300ms" });
+      for (let i = 0; i < 3; i++) {
+        expect((await run(c, "search", {})).reason).toContain("did not answer within 300 ms");
+      }
+      // Each stream held a connection, and could have held up to the answer cap in memory.
+      await expect.poll(() => streaming, { timeout: 2000 }).toBe(0);
+      expect((await run(c, "search", {})).ok).toBe(true);
+    } finally {
+      await raw.close();
+    }
+  });
+
   it("stops waiting when the execution is aborted", async () => {
     const c = connector(server.url);
     const stop = new AbortController();

@@ -2,7 +2,9 @@
  * One MCP session over Streamable HTTP, shared by a connection's calls. A session that fails
  * as a session (the server forgot it, the connection closed, the network failed) is retired:
  * new calls go to a new one, and it is closed once the calls it is running have ended, so a
- * failure in one call never cuts off another that the server is still running.
+ * failure in one call never cuts off another that the server is still running. So is one
+ * with a call given up on (timed out, aborted): the SDK stops waiting for the answer but keeps
+ * reading its stream, which only closing the session ends.
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import {
@@ -76,7 +78,7 @@ export class McpSession {
         timeout: this.options.requestTimeoutMs,
       })) as ToolResult;
     } catch (error) {
-      if (endsSession(error)) this.retire();
+      if (endsSession(error) || signal.aborted) this.retire();
       throw error;
     } finally {
       this.inFlight--;
