@@ -141,6 +141,37 @@ describe("mcp connector: execution", () => {
     expect(outcome.result).toEqual({ content: [{ type: "text", text: "called with [redacted]" }] });
   });
 
+  it("scrubs the credential from binary content that echoes it", async () => {
+    const echoed = Buffer.from(`GET /mcp\r\nauthorization: ${AUTH}\r\n`).toString("base64");
+    const raw = await startRawMcpServer((id, response) => {
+      const result = {
+        content: [
+          { type: "image", mimeType: "image/png", data: echoed },
+          { type: "resource", resource: { uri: "file:///req", blob: echoed } },
+        ],
+      };
+      response
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ jsonrpc: "2.0", id, result }));
+    });
+    try {
+      const outcome = await run(connector(raw.url), "search", {});
+      expect(outcome.ok).toBe(true);
+      const [image, resource] = (
+        outcome.result as { content: [{ data: string }, { resource: { blob: string } }] }
+      ).content;
+      const decoded = [image.data, resource.resource.blob].map((base64) =>
+        Buffer.from(base64, "base64").toString(),
+      );
+      expect(decoded).toEqual([
+        "GET /mcp\r\nauthorization: [redacted]\r\n",
+        "GET /mcp\r\nauthorization: [redacted]\r\n",
+      ]);
+    } finally {
+      await raw.close();
+    }
+  });
+
   it("ends as failed with the tool's own message when the tool reports an error", async () => {
     const outcome = await run(connector(server.url), "broken", { why: "disk full" });
     expect(outcome.ok).toBe(false);

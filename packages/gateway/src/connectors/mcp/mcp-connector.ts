@@ -8,7 +8,7 @@ import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { Json } from "../../common/canonical-json.js";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
-import { createRedactor } from "../../masking/secret-redactor.js";
+import { createByteScrubber, createRedactor } from "../../masking/secret-redactor.js";
 import type {
   Connector,
   ConnectorDeps,
@@ -19,7 +19,7 @@ import type {
 import { deadline } from "../deadline.js";
 import { describeNetworkError } from "../network-errors.js";
 import { type McpConnectionConfig, mcpConnectionSchema } from "./mcp-config.js";
-import { capContent, type ToolResult } from "./mcp-result.js";
+import { capContent, scrubBinary, type ToolResult } from "./mcp-result.js";
 import { McpSession, NotStarted, sessionForgotten } from "./mcp-session.js";
 
 export const mcpConnectorType: ConnectorType<McpConnectionConfig> = {
@@ -45,6 +45,7 @@ export function createMcpConnector(
   const secrets = Object.values(headers);
   // Results are scrubbed before they are cut to size, so a cut cannot leave part of one.
   const redactor = createRedactor([...secrets, ...deps.secrets]);
+  const binary = createByteScrubber([...secrets, ...deps.secrets]);
   let session: McpSession | undefined;
   let closed = false;
 
@@ -153,7 +154,10 @@ export function createMcpConnector(
     } finally {
       until.end();
     }
-    const { result, bytes, truncated } = capContent(redactor.redact(answer), config.maxResultBytes);
+    const { result, bytes, truncated } = capContent(
+      redactor.redact(scrubBinary(answer, binary)),
+      config.maxResultBytes,
+    );
     const items = Array.isArray(answer.content) ? answer.content.length : 0;
     const size = `${items} content item${items === 1 ? "" : "s"}, ${bytes} bytes${truncated ? ", truncated" : ""}`;
     if (answer.isError === true) {

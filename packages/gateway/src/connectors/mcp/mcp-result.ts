@@ -1,11 +1,39 @@
 /** A tool's result as Airlock keeps and returns it, cut to the connection's size cap. */
 import type { Json } from "../../common/canonical-json.js";
+import type { ByteScrubber } from "../../masking/secret-redactor.js";
 
 /** What `tools/call` returns (MCP's CallToolResult), as far as Airlock reads it. */
 export interface ToolResult {
   content?: unknown[];
   structuredContent?: Record<string, unknown>;
   isError?: boolean;
+}
+
+/**
+ * The answer with the secrets taken out of its binary content too (an image's or audio's
+ * `data`, a resource's `blob`): base64 hides them from scrubbing as text, so each is scrubbed
+ * as the bytes it decodes to, and written anew only when something was taken out.
+ */
+export function scrubBinary(answer: ToolResult, scrubber: ByteScrubber): ToolResult {
+  if (scrubber.overlap === 0 || !Array.isArray(answer.content)) return answer;
+  const scrub = (base64: string): string => {
+    const bytes = Buffer.from(base64, "base64");
+    const scrubbed = scrubber.scrub(bytes);
+    return scrubbed === bytes ? base64 : scrubbed.toString("base64");
+  };
+  const content = answer.content.map((item) => {
+    if (item === null || typeof item !== "object") return item;
+    const { data, resource } = item as { data?: unknown; resource?: unknown };
+    const blob = (resource as { blob?: unknown } | null | undefined)?.blob;
+    return {
+      ...item,
+      ...(typeof data === "string" ? { data: scrub(data) } : {}),
+      ...(typeof blob === "string"
+        ? { resource: { ...(resource as object), blob: scrub(blob) } }
+        : {}),
+    };
+  });
+  return { ...answer, content };
 }
 
 /**
