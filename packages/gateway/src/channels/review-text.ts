@@ -1,5 +1,6 @@
 /** Wording that every chat channel (Slack, Teams) uses the same way, whatever its markup. */
 import type { Json } from "../common/canonical-json.js";
+import { truncateText } from "../common/storable-text.js";
 import type { ChannelView } from "./channel.js";
 
 /** "a", "a and b", "a, b and c". */
@@ -60,7 +61,7 @@ export function factLines(facts: Record<string, Json>): string {
       lines.push(`${namespace}: ${JSON.stringify(entries)}`);
     }
   }
-  return lines.map((line) => (line.length > 300 ? `${line.slice(0, 299)}…` : line)).join("\n");
+  return lines.map((line) => (line.length > 300 ? `${truncateText(line, 299)}…` : line)).join("\n");
 }
 
 /** "in 12 minutes", "in 3 hours", "now". */
