@@ -1,6 +1,7 @@
 import type { KnownBlock } from "@slack/types";
 import { describe, expect, it } from "vitest";
 import { pendingView, viewId } from "../../../test/support/channel-views.js";
+import { wellFormed } from "../../common/storable-text.js";
 import {
   actionIds,
   escalationText,
@@ -371,5 +372,22 @@ describe("thread and ephemeral texts", () => {
     expect(all).not.toMatch(/[\u202a-\u202e\u2066-\u2069]/);
     expect(all).toContain("refund [U+202E]0001[U+202C]");
     expect(all).toContain("/refunds/[U+2067]x[U+2069]");
+  });
+
+  it("cuts an agent's long action line and path at whole characters", () => {
+    // The emoji's two halves straddle where each is cut (the action line, the fact line).
+    const path = `/${"a".repeat(72)}😀${"b".repeat(212)}😀/rest`;
+    const view = pendingView({
+      preview: `POST ${path}\n{}`,
+      facts: { http: { method: "POST", path } },
+    });
+    const { text, blocks } = requestMessage(view);
+    for (const shown of [
+      text,
+      ...texts(blocks),
+      reminderText(view, Date.parse("2030-01-02T15:05:00Z")),
+    ]) {
+      expect(wellFormed(shown), shown).toBe(true);
+    }
   });
 });

@@ -9,7 +9,7 @@ import type {
 } from "@slack/types";
 import { z } from "zod";
 import type { Json } from "../../common/canonical-json.js";
-import { BIDI_CONTROLS, codePointText } from "../../common/storable-text.js";
+import { BIDI_CONTROLS, codePointText, truncateText } from "../../common/storable-text.js";
 import type { ChannelView } from "../channel.js";
 import {
   approvalsLine,
@@ -183,7 +183,7 @@ const riskEmoji: Record<string, string> = {
  */
 function what(view: ChannelView): string {
   const line = view.preview.split("\n", 1)[0]?.trim() ?? "";
-  const action = line ? (line.length > 80 ? `${line.slice(0, 79)}…` : line) : view.operation;
+  const action = line ? (line.length > 80 ? `${truncateText(line, 79)}…` : line) : view.operation;
   return `${action} on ${view.connection}`;
 }
 
