@@ -90,6 +90,24 @@ describe("parse", () => {
       expect((error as AirlockError).field).toBe("input.headers.authorization");
     }
   });
+
+  it("refuses a body on GET and HEAD, which is never sent, rather than show it to reviewers", () => {
+    const c = connector();
+    for (const method of ["GET", "head"]) {
+      try {
+        c.parse("request", { method, path: "/x", body: { refund: 100 } });
+        expect.unreachable();
+      } catch (error) {
+        expect(error).toMatchObject({ code: "invalid_request", field: "input.body" });
+        expect((error as Error).message).toContain("input.query");
+      }
+    }
+    expect(c.parse("request", { method: "POST", path: "/x", body: { refund: 100 } })).toEqual({
+      method: "POST",
+      path: "/x",
+      body: { refund: 100 },
+    });
+  });
 });
 
 describe("config", () => {

@@ -74,6 +74,14 @@ export function createHttpConnector(
     const parsed = httpInputSchema.safeParse(input);
     if (!parsed.success) throw invalidRequest(parsed.error, ["input"], "input");
     const value = parsed.data;
+    // None is sent with them (see execute): reviewers would approve a body that never leaves.
+    if (value.body !== undefined && (value.method === "GET" || value.method === "HEAD")) {
+      throw new AirlockError(
+        "invalid_request",
+        `input.body: a ${value.method} request is sent without a body; put the data in input.query, or use POST`,
+        { field: "input.body" },
+      );
+    }
     const seen = new Set<string>();
     for (const header of Object.keys(value.headers ?? {})) {
       const lower = header.toLowerCase();
@@ -156,6 +164,7 @@ export function createHttpConnector(
     const headers: Record<string, string> = {};
     for (const [key, value] of Object.entries(input.headers ?? {})) headers[key] = value;
     let body: string | undefined;
+    // (Requests stored before such bodies were refused may still hold one: it stays unsent.)
     if (input.body !== undefined && input.method !== "GET" && input.method !== "HEAD") {
       if (typeof input.body === "string") {
         body = input.body;
