@@ -2,7 +2,7 @@
  * Signed webhooks: a receiver on loopback verifies every delivery with the Standard Webhooks
  * library and sees each state change exactly once, in order, through failures and a restart.
  */
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -169,6 +169,15 @@ describe("webhooks", () => {
       .replace('"executing"', '"failed"');
     expect(edited).not.toBe(delivery.body);
     expect(() => new Webhook(secret).verify(edited, delivery.headers)).toThrow();
+    // The README's recipe, for receivers without a library.
+    const key = Buffer.from(secret.slice("whsec_".length), "base64");
+    const signed = `${delivery.headers["webhook-id"]}.${delivery.headers["webhook-timestamp"]}.${delivery.body}`;
+    expect(delivery.headers["webhook-signature"]).toBe(
+      `v1,${createHmac("sha256", key).update(signed).digest("base64")}`,
+    );
+    expect(
+      Math.abs(Number(delivery.headers["webhook-timestamp"]) - Date.now() / 1000),
+    ).toBeLessThan(600);
   });
 
   it("retries a failing receiver with backoff and delivers each change once", async () => {
