@@ -449,6 +449,7 @@ describe("Teams approvals", () => {
         keyless.invokeActivity({
           verb: verbs.approve,
           data: { requestId: res.body.id },
+          replyToId: "1",
           from: bob,
         }),
       );
