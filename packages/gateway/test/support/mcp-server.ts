@@ -218,6 +218,8 @@ export async function startMcpServer(
 /** A server that answers the handshake as MCP asks and then `tools/call` however a test says. */
 export interface RawMcpServer {
   url: string;
+  /** How many answers the client sent to requests the server started (a ping, say). */
+  replies: number;
   close(): Promise<void>;
 }
 
@@ -257,15 +259,18 @@ export async function startRawMcpServer(
       return;
     }
     // Notifications, and the client's answers to the server's own requests.
+    if (message.method === undefined) raw.replies++;
     response.writeHead(202).end();
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
-  return {
+  const raw: RawMcpServer = {
     url: `http://127.0.0.1:${port}/mcp`,
+    replies: 0,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+  return raw;
 }

@@ -172,6 +172,30 @@ describe("mcp connector: execution", () => {
     }
   });
 
+  it("hears the answer through a flood of requests the server starts, answering only a few", async () => {
+    const raw = await startRawMcpServer((id, response) => {
+      response.writeHead(200, { "content-type": "text/event-stream" });
+      const event = (message: unknown) => `event: message\ndata: ${JSON.stringify(message)}\n\n`;
+      let flood = "";
+      for (let i = 0; i < 20_000; i++) {
+        flood += event({ jsonrpc: "2.0", id: `p${i}`, method: i % 2 ? "ping" : "roots/list" });
+      }
+      response.write(flood);
+      setTimeout(() => {
+        const result = { content: [{ type: "text", text: "found it" }] };
+        response.end(event({ jsonrpc: "2.0", id, result }));
+      }, 500);
+    });
+    try {
+      const outcome = await run(connector(raw.url, { timeout: "5s" }), "search", {});
+      expect(outcome).toMatchObject({ ok: true, result: { content: [{ text: "found it" }] } });
+      expect(raw.replies).toBeGreaterThan(0);
+      expect(raw.replies).toBeLessThanOrEqual(16);
+    } finally {
+      await raw.close();
+    }
+  });
+
   it("ends as failed with the tool's own message when the tool reports an error", async () => {
     const outcome = await run(connector(server.url), "broken", { why: "disk full" });
     expect(outcome.ok).toBe(false);

@@ -4,7 +4,8 @@
  * new calls go to a new one, and it is closed once the calls it is running have ended, so a
  * failure in one call never cuts off another that the server is still running. So is one
  * with a call given up on (timed out, aborted): the SDK stops waiting for the answer but keeps
- * reading its stream, which only closing the session ends.
+ * reading its stream, which only closing the session ends. Requests the server starts are
+ * answered only a few at a time (see answerFew).
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import {
@@ -12,7 +13,7 @@ import {
   StreamableHTTPError,
 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js";
-import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCode, type JSONRPCMessage, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { ToolResult } from "./mcp-result.js";
 
 /** Thrown when the deadline passed before the call was sent: the tool did not run. */
@@ -49,7 +50,9 @@ export class McpSession {
     this.client.onclose = () => {
       this.retiredFlag = true;
     };
-    this.ready = this.client.connect(this.transport, { timeout: options.requestTimeoutMs });
+    this.ready = this.client
+      .connect(this.transport, { timeout: options.requestTimeoutMs })
+      .then(() => answerFew(this.transport));
     // Whoever calls hears about a failed start; an unobserved one is not an error.
     this.ready.catch(() => {});
   }
@@ -103,6 +106,31 @@ export class McpSession {
     })();
     return this.closing;
   }
+}
+
+/** Requests a server may start (a ping, say) answered at once, and then one a second. */
+const SERVER_REQUEST_BURST = 16;
+
+/**
+ * The SDK answers every request the server starts, each with a POST of its own: a server that
+ * sent thousands amid a call's answer kept the client posting until the call's deadline.
+ * Airlock offers servers nothing (no sampling, roots or elicitation), so past a small budget
+ * their requests go unanswered; notifications and answers to Airlock's calls pass as ever.
+ */
+function answerFew(transport: StreamableHTTPClientTransport): void {
+  const deliver = transport.onmessage;
+  let budget = SERVER_REQUEST_BURST;
+  let since = Date.now();
+  transport.onmessage = (message: JSONRPCMessage) => {
+    if ("method" in message && "id" in message) {
+      const now = Date.now();
+      budget = Math.min(SERVER_REQUEST_BURST, budget + Math.floor((now - since) / 1000));
+      since = now;
+      if (budget === 0) return;
+      budget--;
+    }
+    deliver?.(message);
+  };
 }
 
 /** Errors after which the session cannot be trusted to carry another call. */
