@@ -481,6 +481,42 @@ describe("audit verification over the API", () => {
   });
 });
 
+describe("an agent's submission rate", () => {
+  it("is capped by agents[].rateLimit: past its burst, submissions are refused with Retry-After and nothing runs", async () => {
+    await withGateway(
+      testConfig(upstream.url).replace(
+        "{ name: ops-bot, owner: Dave@Example.com }",
+        "{ name: ops-bot, owner: Dave@Example.com, rateLimit: { perMinute: 6, burst: 3 } }",
+      ),
+      async (own) => {
+        const token = await own.token("agent", "ops-bot");
+        const submit = () => api(own.url, "POST", "/v1/actions", { token, body: read() });
+        const calls = upstream.calls.length;
+        for (let i = 0; i < 3; i++) expect((await submit()).status).toBe(200);
+        const requests = () => own.gateway.store.listRequests({ limit: 100 });
+        const before = (await requests()).length;
+        const refused = await submit();
+        expect(refused.status).toBe(429);
+        // A token comes back every 10 s: the wait is that, less what has passed since.
+        expect(refused.body.error.code).toBe("rate_limited");
+        expect(refused.body.error.retryAfter).toBeGreaterThanOrEqual(8);
+        expect(refused.body.error.retryAfter).toBeLessThanOrEqual(10);
+        expect(refused.body.error.message).toContain("agents[].rateLimit");
+        expect(refused.headers.get("retry-after")).toBe(String(refused.body.error.retryAfter));
+        // Refused before anything: nothing stored, the upstream not called.
+        expect((await requests()).length).toBe(before);
+        expect(upstream.calls.length).toBe(calls + 3);
+        // Another agent, without a limit, is not held back.
+        const other = await own.token("agent", "support-bot");
+        for (let i = 0; i < 5; i++) {
+          const res = await api(own.url, "POST", "/v1/actions", { token: other, body: read() });
+          expect(res.status).toBe(200);
+        }
+      },
+    );
+  });
+});
+
 describe("an agent's requests waiting for review", () => {
   it("are capped by agents[].maxPending: past it, reviews are refused and nothing is stored", async () => {
     await withGateway(

@@ -104,6 +104,18 @@ export const agentSchema = z.strictObject({
    * reviewers. Counted across replicas from the store, so a burst may pass it by a few.
    */
   maxPending: z.number().int().min(1).max(100_000).default(100),
+  /**
+   * How fast it may submit actions: `perMinute` on average, `burst` at once (a minute's worth
+   * unless set). Past it, a submission is refused (rate_limited, with Retry-After) before
+   * anything is decided, stored or run, so that an agent in a loop cannot hammer what its
+   * rules let through. Counted by each gateway process on its own. Unset: no limit.
+   */
+  rateLimit: z
+    .strictObject({
+      perMinute: z.number().int().min(1).max(1_000_000),
+      burst: z.number().int().min(1).max(1_000_000).optional(),
+    })
+    .optional(),
 });
 
 export const reviewerSchema = z.strictObject({

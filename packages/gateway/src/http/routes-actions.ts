@@ -55,6 +55,7 @@ export function actionRoutes(
         200: "Allowed and executed (see status: succeeded or failed), or final after waiting",
         202: "Waiting for review",
         403: "Denied by policy or by a reviewer",
+        429: "Too many of the agent's requests wait for review (agents[].maxPending), or it submits too fast (agents[].rateLimit: see Retry-After)",
       },
     },
     async (ctx) => {

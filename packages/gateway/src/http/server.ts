@@ -226,6 +226,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (known) {
       if (known.code === "store_unavailable")
         logger.error({ reqId: request.id, err: error }, known.message);
+      const retryAfter = known.details?.retryAfter;
+      if (typeof retryAfter === "number") reply.header("retry-after", String(retryAfter));
       return reply.code(known.status).send(deps.redactor.redact({ error: known.toJSON() }));
     }
     logger.error({ reqId: request.id, err: error }, "unexpected error");

@@ -9,6 +9,7 @@ import { textProblem } from "../common/storable-text.js";
 import type { AgentConfig } from "../config/config-schema.js";
 import type { Connector, Description } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
+import { createRateLimiter, type RateLimiter } from "../http/rate-limit.js";
 import type { DetectorName } from "../masking/detector-names.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import { maskText } from "../masking/result-masking.js";
@@ -83,7 +84,33 @@ export function createRequestService(deps: RequestServiceDeps) {
     return connector;
   };
 
+  /** Each rate-limited agent's bucket, made at its first submission. */
+  const limiters = new Map<string, RateLimiter>();
+  const checkRate = (agent: AgentConfig): void => {
+    const limit = agent.rateLimit;
+    if (!limit) return;
+    let limiter = limiters.get(agent.name);
+    if (!limiter) {
+      limiter = createRateLimiter({
+        burst: limit.burst ?? limit.perMinute,
+        perSecond: limit.perMinute / 60,
+        maxKeys: 1,
+        clock,
+      });
+      limiters.set(agent.name, limiter);
+    }
+    const wait = limiter.take(agent.name);
+    if (wait !== undefined) {
+      throw new AirlockError(
+        "rate_limited",
+        `agent ${agent.name} submits actions faster than its limit of ${limit.perMinute} a minute (agents[].rateLimit); try again in ${wait} s`,
+        { details: { retryAfter: wait } },
+      );
+    }
+  };
+
   async function submitAction(agent: AgentConfig, body: ActionSubmission): Promise<ActionRequest> {
+    checkRate(agent);
     const connector = connectorFor(body.connection);
     const input = connector.parse(body.operation, body.input);
     storable("justification", body.justification);
