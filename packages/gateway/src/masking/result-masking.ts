@@ -4,6 +4,7 @@
  */
 import type { Json } from "../common/canonical-json.js";
 import type { DetectorName } from "./detector-names.js";
+import { define, defineApart, type TakenKeys } from "./distinct-keys.js";
 
 type Counts = Partial<Record<DetectorName, number>>;
 
@@ -362,7 +363,7 @@ function walk(value: Json, set: CompiledSet, counts: Counts): Json {
   }
   let out: Record<string, Json> | undefined;
   // How many times each key came out the same, for the next one's suffix.
-  let taken: Map<string, number> | undefined;
+  let taken: TakenKeys | undefined;
   const keys = Object.keys(value);
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
@@ -375,30 +376,9 @@ function walk(value: Json, set: CompiledSet, counts: Counts): Json {
       for (let j = 0; j < i; j++) define(out, keys[j]!, value[keys[j]!]!);
     }
     if (out === undefined) continue;
-    if (!Object.hasOwn(out, maskedKey)) {
-      define(out, maskedKey, masked);
-      continue;
-    }
-    // Masked alike: `key (2)`, `key (3)`, … counted on from the last one given, so that many
-    // alike stay linear.
-    taken ??= new Map();
-    let n = taken.get(maskedKey) ?? 1;
-    do n++;
-    while (Object.hasOwn(out, `${maskedKey} (${n})`));
-    taken.set(maskedKey, n);
-    define(out, `${maskedKey} (${n})`, masked);
+    taken = defineApart(out, maskedKey, masked, taken);
   }
   return out ?? value;
-}
-
-// defineProperty, so a key named __proto__ stays a key instead of a prototype
-function define(target: Record<string, Json>, key: string, value: Json): void {
-  Object.defineProperty(target, key, {
-    value,
-    enumerable: true,
-    writable: true,
-    configurable: true,
-  });
 }
 
 function maskString(text: string, set: CompiledSet, counts: Counts): string {

@@ -49,6 +49,20 @@ describe("createRedactor", () => {
     });
   });
 
+  it("keeps apart keys that read alike once redacted, so no entry is lost", () => {
+    const redactor = createRedactor(["s3cr3t-token", "hunter2-password"]);
+    const value = {
+      "user s3cr3t-token": 1,
+      "user hunter2-password": 2,
+      [`user ${REDACTED}`]: 3,
+    };
+    expect(redactor.redact(value)).toEqual({
+      [`user ${REDACTED}`]: 1,
+      [`user ${REDACTED} (2)`]: 2,
+      [`user ${REDACTED} (3)`]: 3,
+    });
+  });
+
   it("does not mutate what it redacts", () => {
     const redactor = createRedactor(["s3cr3t-token"]);
     const value = { a: "s3cr3t-token", b: ["s3cr3t-token"] };

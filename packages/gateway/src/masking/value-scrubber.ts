@@ -4,6 +4,7 @@
  */
 
 import { wellFormed } from "../common/storable-text.js";
+import { defineApart, type TakenKeys } from "./distinct-keys.js";
 
 /**
  * The forms a value takes inside derived text: as is, escaped inside a JSON string (as
@@ -79,14 +80,10 @@ export function createScrubber(
     if (Array.isArray(value)) return value.map(walk);
     if (value && typeof value === "object") {
       const out: Record<string, unknown> = {};
+      // Two keys that each held a secret read alike once scrubbed: both are kept.
+      let taken: TakenKeys | undefined;
       for (const [key, child] of Object.entries(value)) {
-        // defineProperty, so a key named __proto__ stays a key instead of a prototype
-        Object.defineProperty(out, text(key), {
-          value: walk(child),
-          enumerable: true,
-          writable: true,
-          configurable: true,
-        });
+        taken = defineApart(out, text(key), walk(child), taken);
       }
       return out;
     }
