@@ -5,7 +5,10 @@ import {
   scratchSchema,
 } from "../../../test/support/postgres.js";
 import type { Json } from "../../common/canonical-json.js";
+import { ruleSchema } from "../../config/config-schema.js";
 import { AirlockError } from "../../errors.js";
+import { compilePolicy } from "../../policy/policy-compile.js";
+import { evaluatePolicy } from "../../policy/policy-evaluate.js";
 import type { Connector } from "../connector.js";
 import { postgresConnectorType } from "./postgres-connector.js";
 
@@ -121,6 +124,44 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     expect(await rows("SELECT count(*)::int AS n FROM orders WHERE status = 'x'")).toEqual([
       { n: 0 },
     ]);
+  });
+
+  it("lists a qualified table and function by its bare name too, so rules see every spelling", async () => {
+    const { policy } = compilePolicy(
+      [
+        { name: "no orders", when: '"orders" in sql.tables', decision: "deny" },
+        { name: "no dblink", when: '"dblink" in sql.functions', decision: "deny" },
+        { name: "reads", when: 'sql.kind == "select"', decision: "allow" },
+      ].map((r) => ruleSchema.parse(r)),
+    );
+    const decide = async (sql: string) => {
+      const described = await crm.describe("query", query(sql));
+      return evaluatePolicy(policy, {
+        action: {
+          connection: "crm",
+          operation: "query",
+          input: {},
+          justification: "",
+          context: {},
+        },
+        agent: { name: "a", owner: "o@example.com", labels: {} },
+        now: new Date(),
+        facts: described.facts,
+        risk: described.risk,
+      }).rule;
+    };
+    for (const sql of [
+      "SELECT * FROM orders",
+      `SELECT * FROM ${db.name}.orders`,
+      `SELECT * FROM "${db.name}"."orders"`,
+    ]) {
+      expect({ sql, rule: await decide(sql) }).toEqual({ sql, rule: "no orders" });
+    }
+    expect(await decide("SELECT public.dblink('x')")).toBe("no dblink");
+    const described = await crm.describe("query", query("SELECT s.f() FROM db.public.orders"));
+    expect(described.facts).toMatchObject({
+      sql: { tables: ["db.public.orders", "orders", "public.orders"], functions: ["f", "s.f"] },
+    });
   });
 
   it("a value passed as a param is data, whatever it says", async () => {

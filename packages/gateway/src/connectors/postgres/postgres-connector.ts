@@ -12,7 +12,13 @@ import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
 import type { Connector, ConnectorType, Description, ExecutionOutcome } from "../connector.js";
 import { type PostgresConnectionConfig, postgresConnectionSchema } from "./postgres-config.js";
-import { analyzeSql, loadSqlParser, type SqlAnalysis, SqlSyntaxError } from "./sql-analysis.js";
+import {
+  analyzeSql,
+  factNames,
+  loadSqlParser,
+  type SqlAnalysis,
+  SqlSyntaxError,
+} from "./sql-analysis.js";
 import { isPureFunction, sqlRisk } from "./sql-risk.js";
 
 // The parser is WebAssembly, compiled once when this module loads; `analyzeSql` is synchronous.
@@ -400,12 +406,13 @@ export function createPostgresConnector(name: string, config: PostgresConnection
         sql: {
           kind: analysis.kind,
           kinds: analysis.kinds,
-          tables: analysis.tables,
+          // Qualified names also by their bare names: rules match however the agent wrote them.
+          tables: factNames(analysis.tables),
           statements: analysis.statements,
           hasWhere: analysis.hasWhere,
           // Unknown counts as huge, so a size limit in a rule fails closed.
           estimatedRows: estimated?.rows ?? Number.MAX_SAFE_INTEGER,
-          functions: analysis.functions,
+          functions: factNames(analysis.functions),
         },
       },
       risk: sqlRisk(analysis, estimated?.rows),

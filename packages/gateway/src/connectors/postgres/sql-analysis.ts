@@ -481,6 +481,17 @@ export function functionName(qualified: string): string {
   return qualified.slice(qualified.lastIndexOf(".") + 1);
 }
 
+/**
+ * Names as rules read them: each as written and by every shorter qualification, down to the
+ * bare name (`db.public.orders` is also `public.orders` and `orders`). The same table can be
+ * written either way, so a rule on `"orders" in sql.tables` must see `public.orders` too.
+ */
+export function factNames(names: readonly string[]): string[] {
+  return sortedUnique(
+    names.flatMap((name) => name.split(".").map((_, i, parts) => parts.slice(i).join("."))),
+  );
+}
+
 function runsFunctionThatActs(functions: Set<string>): boolean {
   for (const name of functions) if (actingFunction.test(functionName(name))) return true;
   return false;
