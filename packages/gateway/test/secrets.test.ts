@@ -403,3 +403,24 @@ it("never stores the credential in the database", async () => {
   }
   gw = await gw.restart();
 });
+
+it("keeps a configured secret in a deny rule's reason out of the answer and the record", async () => {
+  const extra = `  - name: patches
+    when: http.method == "PATCH"
+    decision: deny
+    reason: "ask the owner of \${env:BILLING_API_TOKEN}"`;
+  await withGateway(testConfig(upstream.url, extra), async (own) => {
+    const token = await own.token("agent", "support-bot");
+    const res = await api(own.url, "POST", "/v1/actions", {
+      token,
+      body: { ...read(), input: { method: "PATCH", path: "/x", body: {} } },
+    });
+    expect(res.status).toBe(403);
+    const everything = [
+      res.text,
+      JSON.stringify(await own.gateway.store.listAudit({ limit: 1000 })),
+      own.logs.join(""),
+    ].join("\n");
+    expect(everything).not.toContain(SECRET);
+  });
+});

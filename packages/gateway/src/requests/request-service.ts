@@ -187,6 +187,8 @@ export function createRequestService(deps: RequestServiceDeps) {
           : scrubHidden(description.facts, hidden, { exact: true }),
       risk: description.risk,
     });
+    // A rule's reason is config text, which can hold a resolved `${env:}` reference.
+    decision.reason = deps.redactor.redactText(decision.reason);
     if (decision.error) {
       // A CEL error can quote a value the condition holds, a configured secret included.
       decision.error = deps.redactor.redactText(scrubHidden(decision.error, hidden));
