@@ -101,6 +101,30 @@ describe("checkCondition", () => {
     expect(checkCondition(condition)).toBeUndefined();
   });
 
+  it("refuses a matches() pattern RE2 cannot read, naming the rule", () => {
+    const { issues } = compilePolicy([
+      ruleSchema.parse({
+        name: "ok",
+        when: 'action.justification.matches("^re(fund|turn)s?$")',
+        decision: "allow",
+      }),
+      ruleSchema.parse({
+        name: "ahead",
+        when: "action.justification.matches('(?=x)y')",
+        decision: "deny",
+      }),
+      ruleSchema.parse({ name: "back", when: 'matches(agent.name, "(a)\\\\1")', decision: "deny" }),
+    ]);
+    expect(issues.map((issue) => issue.path)).toEqual([
+      ["rules", 1, "when"],
+      ["rules", 2, "when"],
+    ]);
+    expect(issues[0]?.message).toMatch(
+      /^rule "ahead": matches\('\(\?=x\)y'\) is not an RE2 pattern/,
+    );
+    expect(issues[1]?.message).toContain('rule "back"');
+  });
+
   it("refuses a condition that is not a bool and not dyn", () => {
     expect(checkCondition("action.connection")).toMatch(/must be a bool, not string/);
     expect(checkCondition("1 + 1")).toMatch(/must be a bool, not int/);

@@ -8,6 +8,7 @@ import { type RuleConfig, reviewSchema } from "../config/config-schema.js";
 import type { RiskLevel } from "../connectors/connector.js";
 import { connectorTypes } from "../connectors/connector-registry.js";
 import type { DetectorName } from "../masking/detector-names.js";
+import { patternProblem, withLinearRegex } from "./linear-regex.js";
 import type { Decision, ReviewRequirements } from "./policy-types.js";
 
 export interface CompiledRule {
@@ -107,7 +108,11 @@ export function compilePolicy(rules: readonly RuleConfig[]): {
       if (problem) {
         issues.push({ path: ["rules", index, "when"], message: `rule "${rule.name}": ${problem}` });
       } else {
-        test = env.parse(rule.when) as unknown as CompiledRule["test"];
+        const parsed = env.parse(rule.when) as unknown as NonNullable<CompiledRule["test"]>;
+        // Only a condition that may call `matches` pays for RE2 standing in for RegExp.
+        test = rule.when.includes("matches")
+          ? (context) => withLinearRegex(() => parsed(context))
+          : parsed;
       }
     }
     // A review rule without a review block takes the defaults: any reviewer, one approval, 1h.
@@ -151,8 +156,21 @@ export function checkCondition(when: string): string | undefined {
   if (!check.valid) return firstLine(check.error?.message ?? "invalid condition");
   if (check.type !== "bool" && check.type !== "dyn")
     return `the condition must be a bool, not ${check.type}`;
+  for (const literal of when.matchAll(patternLiterals)) {
+    const pattern: unknown = celEnvironment().evaluate(literal[1]!);
+    const problem = typeof pattern === "string" ? patternProblem(pattern) : undefined;
+    if (problem) return `matches(${literal[1]}) is not an RE2 pattern, as CEL's are: ${problem}`;
+  }
   return undefined;
 }
+
+/**
+ * The string literal a `matches` call is given (`x.matches("…")`, `matches(x, '…')`), checked
+ * at load: RE2 has no lookarounds or backreferences, and a pattern that fails at run time
+ * denies every action it is asked about.
+ */
+const patternLiterals =
+  /\bmatches\(\s*(?:[^()'"]*?,\s*)?(r?(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'))\s*\)/g;
 
 function firstLine(text: string): string {
   return text.split("\n")[0] ?? text;

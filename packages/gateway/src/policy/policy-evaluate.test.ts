@@ -57,6 +57,55 @@ describe("evaluatePolicy", () => {
     });
   });
 
+  it("runs matches() as RE2, CEL's dialect, and puts JavaScript's RegExp back after", () => {
+    const native = RegExp;
+    const policy = policyOf(
+      // (?i) is RE2's; JavaScript's RegExp refuses it, which denied every action.
+      { name: "refunds", when: 'action.input.path.matches("(?i)^/REFUNDS$")', decision: "review" },
+      { name: "rest", decision: "allow" },
+    );
+    expect(evaluatePolicy(policy, input())).toMatchObject({ decision: "review", rule: "refunds" });
+    expect(RegExp).toBe(native);
+    // A pattern only an agent's value supplies, and that fails: the rule denies, RegExp is back.
+    const broken = policyOf({
+      name: "theirs",
+      when: "action.input.path.matches(action.justification)",
+      decision: "allow",
+    });
+    const refused = evaluatePolicy(
+      broken,
+      input({ ...input(), action: { ...input().action, justification: "(" } }),
+    );
+    expect(refused).toMatchObject({ decision: "deny", rule: "theirs" });
+    expect(RegExp).toBe(native);
+    expect(/a+/.test("caab")).toBe(true);
+  });
+
+  it("matches in time linear in the text: an agent's megabyte cannot hold the gateway", () => {
+    // With JavaScript's backtracking engine this search takes minutes (quadratic in the
+    // text); the test would run into its timeout.
+    const policy = policyOf(
+      {
+        name: "drops",
+        when: 'action.justification.matches("(drop|delete).*table")',
+        decision: "deny",
+      },
+      { name: "rest", decision: "allow" },
+    );
+    const flood = "drop ".repeat(200_000);
+    const decision = evaluatePolicy(
+      policy,
+      input({ action: { ...input().action, justification: flood } }),
+    );
+    expect(decision).toMatchObject({ decision: "allow", rule: "rest" });
+    expect(
+      evaluatePolicy(
+        policy,
+        input({ action: { ...input().action, justification: `${flood} table` } }),
+      ),
+    ).toMatchObject({ decision: "deny", rule: "drops" });
+  });
+
   it("gives a deny rule's reason to the agent, or a default", () => {
     const withReason = policyOf({
       name: "no-deletes",
