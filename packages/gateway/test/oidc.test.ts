@@ -344,6 +344,39 @@ rules:
     }
   });
 
+  it("counts a step-up from the sign-in at the latest, when the provider's auth_time is ahead", async () => {
+    const port = Number(new URL(strictBase).port);
+    // The gateway's clock an hour behind the provider's: every auth_time is in its future.
+    let ahead = -3_600_000;
+    const skewed = await startGateway(gatewayConfig(port), {
+      gateway: { port, clock: () => Date.now() + ahead },
+    });
+    try {
+      const token = await skewed.token("agent", "support-bot");
+      const held = async () => {
+        const res = await api(strictBase, "POST", "/v1/actions", {
+          token,
+          body: { ...refund(), input: { ...refund().input, path: "/refunds/big" } },
+        });
+        expect(res.status).toBe(202);
+        return res.body.id as string;
+      };
+      const carol = await signIn("carol@example.com", { stepUp: true, at: strictBase });
+      expect((await vote(carol, await held(), carol.csrf, strictBase)).status).toBe(200);
+      // A minute after that sign-in, by the gateway's clock: far past stepUpMaxAge (2 s).
+      ahead += 60_000;
+      const stale = await vote(carol, await held(), carol.csrf, strictBase);
+      expect(stale.body.error?.code).toBe("step_up_required");
+      const session = await fetch(`${strictBase}/auth/session`, {
+        headers: { cookie: carol.cookie },
+      });
+      expect(await session.json()).toMatchObject({ steppedUp: false });
+    } finally {
+      await skewed.close();
+      removeDir(skewed.dir);
+    }
+  });
+
   it("signs out a live session only with its CSRF token, and clears an expired one's cookie", async () => {
     const port = Number(new URL(strictBase).port);
     let ahead = 0;

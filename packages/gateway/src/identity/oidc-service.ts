@@ -104,8 +104,10 @@ export function createOidcService(deps: {
     for (const listener of endListeners) listener(sessionId);
   };
 
+  // An authentication is no later than the sign-in that reported it: an auth_time ahead of
+  // this gateway's clock (the provider's runs fast) would keep the session fresh far longer.
   const steppedUp = (session: SessionRecord): boolean =>
-    clock() - session.authTime <= config.stepUpMaxAge &&
+    clock() - Math.min(session.authTime, session.createdAt) <= config.stepUpMaxAge &&
     (config.acr === undefined || session.acr === config.acr);
 
   return {
