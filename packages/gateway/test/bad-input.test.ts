@@ -391,6 +391,16 @@ const cases: {
     code: "invalid_request",
     field: "since",
   },
+  {
+    // The same year reached through an offset: 9999-12-31T20:00-05:00 is +010000-01-01T01:00Z.
+    name: "an audit since whose offset takes it past the year 9999",
+    method: "GET",
+    path: "/v1/audit?since=9999-12-31T20:00:00-05:00",
+    as: "bob",
+    status: 400,
+    code: "invalid_request",
+    field: "since",
+  },
   // A NUL reached PostgreSQL, which refused it as store_unavailable (503).
   {
     name: "a NUL in a request id",

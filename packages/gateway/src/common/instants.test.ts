@@ -30,6 +30,10 @@ describe("parseInstant", () => {
       "2026-01-01T24:00Z",
       "2026-01-01T23:60Z",
       "2026-01-01T09:30",
+      // Past 9999-12-31T23:59:59.999Z once the offset is applied: stored as +010000-…, it
+      // would sort before every timestamp.
+      "9999-12-31T20:00:00-05:00",
+      "9999-12-31T23:59:59.9995Z",
     ]) {
       expect(parseInstant(text), text).toBeUndefined();
     }

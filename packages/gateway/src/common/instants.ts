@@ -1,12 +1,15 @@
 /**
  * Points in time that people write (`--since`, `?since=`): a date (midnight UTC) or a date
  * and time with its offset. A time without an offset would be read in the server's own zone,
- * and years past 9999 sort wrongly against stored timestamps: both are refused.
+ * and instants past the year 9999 sort wrongly against stored timestamps: both are refused.
  */
 const form = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
 
 export const INSTANT_HINT =
   "must be a date like 2026-11-01, or a date and time with its offset like 2026-11-01T09:30:00Z or 2026-11-01T09:30:00+01:00";
+
+/** 9999-12-31T23:59:59.999Z: the last instant stored timestamps sort as times. */
+const LAST_INSTANT = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 /** Milliseconds since the epoch, or undefined when `text` is not such a point in time. */
 export function parseInstant(text: string): number | undefined {
@@ -26,5 +29,8 @@ export function parseInstant(text: string): number | undefined {
   // instant inside one is read as the next: `since` then leaves out, and `until` keeps, an
   // event at the millisecond it falls in, which is before it.
   const finer = /\.\d{3}(\d+)/.exec(text)?.[1];
-  return finer !== undefined && /[1-9]/.test(finer) ? ms + 1 : ms;
+  const instant = finer !== undefined && /[1-9]/.test(finer) ? ms + 1 : ms;
+  // An offset can carry a 9999 date past the year (9999-12-31T20:00-05:00), which is then
+  // written +010000-… and sorts before every stored timestamp.
+  return instant > LAST_INSTANT ? undefined : instant;
 }
