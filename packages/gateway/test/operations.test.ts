@@ -249,3 +249,43 @@ describe.skipIf(onPostgres)("failing closed", () => {
     expect((await api(gw.url, "GET", "/readyz")).status).toBe(200);
   });
 });
+
+describe("the audit API", () => {
+  it("ends a page of large events early, with its cursor, whatever the limit", async () => {
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const start = await api(gw.url, "GET", "/v1/audit?limit=1000", { token: bob });
+    let afterSeq = start.body.events.at(-1).seq as number;
+    // Each refusal records the whole input: six of nearly a megabyte each.
+    const padding = "x".repeat(900_000);
+    for (let i = 0; i < 6; i++) {
+      const res = await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: {
+          connection: "billing-api",
+          operation: "request",
+          input: { method: "DELETE", path: `/invoices/${i}`, body: { padding } },
+        },
+      });
+      expect(res.status).toBe(403);
+    }
+    const seen: string[] = [];
+    for (let pages = 0; ; pages++) {
+      expect(pages).toBeLessThan(10);
+      const res = await fetch(`${gw.url}/v1/audit?limit=1000&afterSeq=${afterSeq}`, {
+        headers: { authorization: `Bearer ${bob}` },
+      });
+      const text = await res.text();
+      expect(res.status).toBe(200);
+      expect(text.length).toBeLessThan(5 * 1024 * 1024);
+      const page = JSON.parse(text) as {
+        events: { seq: number; type: string }[];
+        nextAfterSeq?: number;
+      };
+      seen.push(...page.events.filter((e) => e.type === "request.submitted").map((e) => e.type));
+      if (page.nextAfterSeq === undefined) break;
+      expect(page.nextAfterSeq).toBe(page.events.at(-1)!.seq);
+      afterSeq = page.nextAfterSeq;
+    }
+    expect(seen).toHaveLength(6);
+  });
+});

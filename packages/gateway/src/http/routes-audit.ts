@@ -1,6 +1,15 @@
+import type { AuditEvent } from "../audit/audit-chain.js";
 import type { Store } from "../store/store.js";
 import { auditQuerySchema } from "./api-schemas.js";
 import type { createRouter } from "./route.js";
+
+/**
+ * A page stops at about this many characters of events, whatever its limit: an event can hold
+ * an action's whole input (up to server.maxBodyBytes), and a thousand of those would make an
+ * answer of a gigabyte. Events are read a batch at a time, so no more than one is held past it.
+ */
+const PAGE_CHARS = 4 * 1024 * 1024;
+const BATCH = 100;
 
 export function auditRoutes(router: ReturnType<typeof createRouter>, deps: { store: Store }): void {
   router.route(
@@ -14,20 +23,41 @@ export function auditRoutes(router: ReturnType<typeof createRouter>, deps: { sto
       responses: { 200: "A page of events" },
     },
     async ({ query }) => {
-      const events = await deps.store.listAudit({
-        ...(query.afterSeq !== undefined ? { afterSeq: query.afterSeq } : {}),
+      const filters = {
         ...(query.since !== undefined ? { since: query.since } : {}),
         ...(query.until !== undefined ? { until: query.until } : {}),
         ...(query.requestId ? { requestId: query.requestId } : {}),
         ...(query.type ? { type: query.type } : {}),
         ...(query.actor ? { actor: query.actor } : {}),
-        limit: query.limit,
-      });
+      };
+      const events: AuditEvent[] = [];
+      let afterSeq = query.afterSeq;
+      let chars = 0;
+      let cut = false;
+      while (!cut && events.length < query.limit) {
+        const wanted = Math.min(BATCH, query.limit - events.length);
+        const batch = await deps.store.listAudit({
+          ...filters,
+          ...(afterSeq !== undefined ? { afterSeq } : {}),
+          limit: wanted,
+        });
+        for (const event of batch) {
+          chars += JSON.stringify(event).length;
+          // The first event always goes: a page is never empty while events remain.
+          if (events.length > 0 && chars > PAGE_CHARS) {
+            cut = true;
+            break;
+          }
+          events.push(event);
+        }
+        if (batch.length < wanted) break;
+        afterSeq = batch[batch.length - 1]!.seq;
+      }
       const last = events[events.length - 1];
       return {
         body: {
           events,
-          ...(events.length === query.limit && last ? { nextAfterSeq: last.seq } : {}),
+          ...((cut || events.length === query.limit) && last ? { nextAfterSeq: last.seq } : {}),
         },
       };
     },
