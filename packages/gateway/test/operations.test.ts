@@ -288,4 +288,42 @@ describe("the audit API", () => {
     }
     expect(seen).toHaveLength(6);
   });
+
+  it("ends a page of large requests early, with its cursor, whatever the limit", async () => {
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const padding = "y".repeat(900_000);
+    for (let i = 0; i < 6; i++) {
+      const res = await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: {
+          connection: "billing-api",
+          operation: "request",
+          input: { method: "DELETE", path: `/credits/${i}`, body: { padding } },
+        },
+      });
+      expect(res.status).toBe(403);
+    }
+    const seen = new Set<string>();
+    let before = "";
+    for (let pages = 0; ; pages++) {
+      expect(pages).toBeLessThan(10);
+      const res = await fetch(`${gw.url}/v1/requests?status=denied&limit=200${before}`, {
+        headers: { authorization: `Bearer ${bob}` },
+      });
+      const text = await res.text();
+      expect(res.status).toBe(200);
+      expect(text.length).toBeLessThan(5 * 1024 * 1024);
+      const page = JSON.parse(text) as {
+        requests: { id: string; input: { path: string } }[];
+        next?: string;
+      };
+      for (const request of page.requests) {
+        if (request.input.path.startsWith("/credits/")) seen.add(request.id);
+      }
+      if (page.next === undefined) break;
+      expect(page.next).toBe(page.requests.at(-1)!.id);
+      before = `&before=${page.next}`;
+    }
+    expect(seen.size).toBe(6);
+  });
 });

@@ -6,6 +6,14 @@ import { reviewerAbility, reviewerView } from "../requests/request-views.js";
 import { idParamsSchema, requestListQuerySchema, reviewBodySchema } from "./api-schemas.js";
 import type { createRouter } from "./route.js";
 
+/**
+ * A page of requests stops at about this many characters, whatever its limit: a request's
+ * view holds its whole masked input, and two hundred of a megabyte each made one answer of
+ * 200 MB. Requests are read a batch at a time, so no more than one is held past it.
+ */
+const PAGE_CHARS = 4 * 1024 * 1024;
+const BATCH = 50;
+
 export function requestRoutes(
   router: ReturnType<typeof createRouter>,
   deps: { requests: RequestService; publicUrl: string; clock: () => number },
@@ -26,34 +34,59 @@ export function requestRoutes(
     async ({ principal, query }) => {
       const statuses = query.status ?? ["pending"];
       const onlyPending = statuses.length === 1 && statuses[0] === "pending";
-      const found = await requests.list({
-        statuses,
-        ...(query.agent ? { agent: query.agent } : {}),
-        ...(query.connection ? { connection: query.connection } : {}),
-        ...(query.before ? { before: query.before } : {}),
-        limit: query.limit,
-      });
-      let visible: ActionRequest[] = found;
-      if (onlyPending) {
-        const now = deps.clock();
-        visible = found.filter((request) => {
-          if (request.expiresAt !== null && request.expiresAt <= now) return false;
-          const you = reviewerAbility(request, principal.reviewer, requests.ownersOf(request));
-          return you.canApprove || you.canDeny;
+      const now = deps.clock();
+      const decidable = (request: ActionRequest) => {
+        if (request.expiresAt !== null && request.expiresAt <= now) return false;
+        const you = reviewerAbility(request, principal.reviewer, requests.ownersOf(request));
+        return you.canApprove || you.canDeny;
+      };
+      const shown: { request: ActionRequest; view: ReturnType<typeof reviewerView> }[] = [];
+      let before = query.before;
+      let scanned = 0;
+      let chars = 0;
+      let cut = false;
+      scan: while (scanned < query.limit) {
+        const wanted = Math.min(BATCH, query.limit - scanned);
+        const batch = await requests.list({
+          statuses,
+          ...(query.agent ? { agent: query.agent } : {}),
+          ...(query.connection ? { connection: query.connection } : {}),
+          ...(before ? { before } : {}),
+          limit: wanted,
         });
+        for (const request of batch) {
+          if (!onlyPending || decidable(request)) {
+            const view = reviewerView(
+              request,
+              principal.reviewer,
+              requests.ownersOf(request),
+              publicUrl,
+            );
+            chars += JSON.stringify(view).length;
+            // The first always goes: a page is never empty while requests remain.
+            if (shown.length > 0 && chars > PAGE_CHARS) {
+              cut = true;
+              break scan;
+            }
+            shown.push({ request, view });
+          }
+          before = request.id;
+          scanned++;
+        }
+        if (batch.length < wanted) break;
+      }
+      if (onlyPending) {
         const rank = { critical: 0, high: 1, medium: 2, low: 3 } as const;
-        visible.sort(
-          (a, b) =>
+        shown.sort(
+          ({ request: a }, { request: b }) =>
             rank[a.decision.risk] - rank[b.decision.risk] ||
             (a.expiresAt ?? 0) - (b.expiresAt ?? 0),
         );
       }
       return {
         body: {
-          requests: visible.map((r) =>
-            reviewerView(r, principal.reviewer, requests.ownersOf(r), publicUrl),
-          ),
-          ...(found.length === query.limit ? { next: found[found.length - 1]!.id } : {}),
+          requests: shown.map(({ view }) => view),
+          ...((cut || scanned === query.limit) && before ? { next: before } : {}),
         },
       };
     },
