@@ -149,5 +149,5 @@ rules:
       for (const replica of replicas) replica.child.kill("SIGTERM");
       await Promise.all(replicas.map((r) => killed(r.child)));
     }
-  }, 60_000);
+  }, 120_000);
 });

@@ -58,7 +58,8 @@ export async function startServe(
     output += d;
   });
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 15_000;
+  // Generous: on a busy 2-core machine a cold start has taken over 15 s.
+  const deadline = Date.now() + 40_000;
   for (;;) {
     if (child.exitCode !== null)
       throw new Error(`airlock serve exited ${child.exitCode}:\n${output}`);
