@@ -382,6 +382,52 @@ describe("Slack approvals", () => {
     expect(view.body.reviews).toEqual([]);
   });
 
+  it("never approves from Slack an action too long to show whole, whatever is clicked", async () => {
+    const long = refund();
+    const res = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: {
+        ...long,
+        input: { ...long.input, body: { ...long.input.body, note: "x".repeat(4000) } },
+      },
+    });
+    const id = res.body.id as string;
+    await until(() => messageOf(id) !== undefined);
+    const message = messageOf(id)!;
+    expect(JSON.stringify(message.blocks)).not.toContain('"airlock_approve"');
+    expect(JSON.stringify(message.blocks)).not.toContain('"airlock_approve_comment"');
+    const before = ephemeralsFor("bob").length;
+    // Hand-made clicks on approve buttons the message never had, and a hand-made modal.
+    await click("bob", id, "airlock_approve", message);
+    await click("carol", id, "airlock_approve_comment", message);
+    await slack.interact(
+      interactions,
+      slack.submitView({
+        user: user.gina!,
+        callbackId: "airlock_review_modal",
+        privateMetadata: JSON.stringify({
+          requestId: id,
+          decision: "approve",
+          channel: message.channel,
+          ts: message.ts,
+        }),
+        values: { comment: { comment: { type: "plain_text_input", value: "fine" } } },
+      }),
+    );
+    await until(() => ephemeralsFor("bob").length > before);
+    expect(ephemeralsFor("bob")[before]!.text).toMatch(/too long to show whole/);
+    await until(() => ephemeralsFor("carol").some((e) => /too long/.test(e.text ?? "")));
+    await until(() => ephemeralsFor("gina").some((e) => /too long/.test(e.text ?? "")));
+    expect(slack.views.some((v) => v.trigger_id === `trig-carol-${id}`)).toBe(false);
+    const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
+    expect(view.body.status).toBe("pending");
+    expect(view.body.reviews).toEqual([]);
+    // Deny needs no whole view: it runs nothing.
+    await click("bob", id, "airlock_deny", message);
+    const done = await api(gw.url, "GET", `/v1/actions/${id}?wait=5`, { token: agent });
+    expect(done.body.status).toBe("denied");
+  });
+
   it("opens a modal for a reason, and records the reason given", async () => {
     const { id, message } = await held();
     await click("bob", id, "airlock_deny_reason", message);

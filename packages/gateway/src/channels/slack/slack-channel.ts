@@ -14,6 +14,7 @@ import {
   ChannelUnavailable,
   type ChatChannelDeps,
   type DecisionSink,
+  type ViewReader,
 } from "../channel.js";
 import type { SlackConfig } from "./slack-config.js";
 import {
@@ -316,8 +317,23 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     await call("chat.postEphemeral", () => client.chat.postEphemeral({ channel, user, text }));
   };
 
-  const act = async (interaction: Interaction, decide: DecisionSink): Promise<void> => {
+  const act = async (
+    interaction: Interaction,
+    decide: DecisionSink,
+    read: ViewReader,
+  ): Promise<void> => {
     if (interaction.kind === "ignore") return;
+    if (interaction.decision === "approve") {
+      // What the message offered is checked against the request itself: a click's data
+      // (its action, its request id, a modal's metadata) is not the message's.
+      const view = await read(interaction.requestId);
+      // A request out of review is refused by the vote itself ("no longer waiting"), and a
+      // step-up approval by the review rules, in their own words.
+      if (view?.status === "pending" && !view.review?.stepUp && !requestMessage(view).approvable) {
+        await refuse(interaction.channel, interaction.user, refusalText("not_shown_whole", ""));
+        return;
+      }
+    }
     if (interaction.kind === "modal") {
       await call("views.open", () =>
         client.views.open({
@@ -372,7 +388,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     }
   };
 
-  const routes = (app: FastifyInstance, decide: DecisionSink): void => {
+  const routes = (app: FastifyInstance, decide: DecisionSink, read: ViewReader): void => {
     app.register(async (scope) => {
       // The signature covers the raw body, so it is read as text and parsed here.
       scope.addContentTypeParser(
@@ -404,7 +420,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
         const interaction = readInteraction(payload);
         // Slack wants an answer within 3 seconds: acknowledge now, decide right after.
         setImmediate(() => {
-          act(interaction, decide).catch((error) =>
+          act(interaction, decide, read).catch((error) =>
             logger.error({ err: error }, "a Slack interaction could not be handled"),
           );
         });

@@ -329,9 +329,14 @@ function buttons(view: ChannelView, shownWhole: boolean): KnownBlock[] {
 
 /**
  * The approval message for a request as it stands. The block count is fixed by this layout
- * (at most 13), never by the agent's data, so it stays far under Slack's 50.
+ * (at most 13), never by the agent's data, so it stays far under Slack's 50. `approvable`
+ * says whether it offers Approve (not when cut to fit, nor for step-up).
  */
-export function requestMessage(view: ChannelView): { text: string; blocks: KnownBlock[] } {
+export function requestMessage(view: ChannelView): {
+  text: string;
+  blocks: KnownBlock[];
+  approvable: boolean;
+} {
   const pending = view.status === "pending";
   const agent = clip(view.agent.name, budget.short);
   const owner = clip(view.agent.owner, budget.short);
@@ -394,7 +399,11 @@ export function requestMessage(view: ChannelView): { text: string; blocks: Known
   const text = pending
     ? `Approval needed: ${agent} asks to run ${clip(what(view), budget.short * 2)} (risk ${clip(view.risk.level, 20)}), request ${clip(view.id, 100)}`
     : `${statusTitle[view.status]}: ${clip(what(view), budget.short * 2)}, request ${clip(view.id, 100)}`;
-  return { text: clip0(text, limits.fallback), blocks };
+  return {
+    text: clip0(text, limits.fallback),
+    blocks,
+    approvable: !view.review?.stepUp && shownWhole,
+  };
 }
 
 /** The modal behind "Approve with comment" and "Deny with reason". */
@@ -505,6 +514,8 @@ const slackRefusals: Record<string, string> = {
     "Airlock cannot tell who you are: your Slack account has no verified e-mail that Airlock knows as a reviewer. Ask an operator to add your e-mail to the reviewers.",
   lookup_failed:
     "Airlock could not ask Slack who you are just now, so nothing was recorded. Try again in a moment.",
+  not_shown_whole:
+    "This action is too long to show whole in Slack, so it cannot be approved from here: use Approve in Airlock, where all of it is shown. Nothing was recorded.",
   step_up_required:
     "Approving this request needs a fresh sign-in with your identity provider, which a Slack click is not: use the Approve in Airlock button.",
 };
