@@ -349,6 +349,39 @@ describe("Slack approvals", () => {
     }
   });
 
+  it("tells the owner only through an account of their own workspace, never an outsider's", async () => {
+    // Dave has no account in the bot's workspace; a Slack Connect member's workspace gave
+    // one of theirs his e-mail, and Slack finds that account by it.
+    const outsider = slack.addUser("dave@example.com", "dave-elsewhere");
+    slack.users.get(outsider)!.teamId = "T0OTHERORG";
+    const other = await startGateway(
+      config(upstream.url, slack).replace("owner: alice@example.com", "owner: dave@example.com"),
+      { gateway: { delivery: fast } },
+    );
+    try {
+      const { token, id, message } = await heldOn(other);
+      const bob = await other.token("reviewer", "bob@example.com");
+      const res = await api(other.url, "POST", `/v1/requests/${id}/reviews`, {
+        token: bob,
+        body: { decision: "deny", comment: "not now" },
+      });
+      expect(res.status).toBe(200);
+      const done = await api(other.url, "GET", `/v1/actions/${id}?wait=5`, { token });
+      expect(done.body.status).toBe("denied");
+      await until(() => [...slack.messages.values()].some((m) => m.thread_ts === message.ts));
+      await other.gateway.dispatcher.idle();
+      const opened = slack
+        .callsTo("conversations.open")
+        .map((c) => c.args.users)
+        .filter((u) => u === outsider);
+      expect(opened).toEqual([]);
+    } finally {
+      slack.users.delete(outsider);
+      await other.close();
+      removeDir(other.dir);
+    }
+  });
+
   it("tells a clicker when Slack cannot say who they are, and records nothing", async () => {
     const { id, message } = await held();
     const before = ephemeralsFor("bob").length;

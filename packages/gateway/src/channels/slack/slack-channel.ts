@@ -3,7 +3,7 @@
  * client, updated in place after every vote and at the end, and the clicks on its buttons
  * received, verified and decided under the same rules as the API.
  */
-import { WebClient } from "@slack/web-api";
+import { type UsersInfoResponse, WebClient } from "@slack/web-api";
 import type { FastifyInstance } from "fastify";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
@@ -143,10 +143,8 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
   };
 
   /**
-   * The Slack user's e-mail, cached for `userCacheTtl`. Deactivated users, bots, guests
-   * (restricted accounts, often from outside the company), members of other workspaces (whose
-   * admins can give them any e-mail) and unconfirmed e-mails map to nobody; a refusal is not
-   * cached, so a fixed account works at its next click.
+   * The Slack user's e-mail, cached for `userCacheTtl`; who maps to nobody is `memberOf`'s to
+   * say. A refusal is not cached, so a fixed account works at its next click.
    */
   const accountOf = async (
     user: string,
@@ -158,41 +156,31 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       call("users.info", () => client.users.info({ user })),
       allowedTeams(),
     ]);
-    const profile = info.user;
-    const team = [profile?.team_id, profile?.enterprise_user?.enterprise_id].find(
-      (home) => home !== undefined && teams.includes(home),
-    );
-    const email =
-      profile &&
-      !profile.deleted &&
-      !profile.is_bot &&
-      !profile.is_restricted &&
-      !profile.is_ultra_restricted &&
-      profile.is_email_confirmed !== false &&
-      team !== undefined &&
-      profile.profile?.email
-        ? profile.profile.email.toLowerCase()
-        : undefined;
-    if (!email || !team) {
+    const member = memberOf(info.user, teams);
+    if (!member) {
       users.delete(user);
       return undefined;
     }
-    const account = { email, team, until: clock() + config.userCacheTtl };
+    const account = { ...member, until: clock() + config.userCacheTtl };
     users.set(user, account);
     return account;
   };
 
   const notifyOwner = async (notice: ChannelNotice): Promise<void> => {
     const owner = notice.request.agent.owner;
-    let user: string | undefined;
+    let found: SlackUser | undefined;
     try {
-      user = (await client.users.lookupByEmail({ email: owner })).user?.id;
+      found = (await client.users.lookupByEmail({ email: owner })).user;
     } catch (error) {
       // An owner without a Slack account is not a reason to retry the whole delivery.
       if ((error as { data?: { error?: string } }).data?.error === "users_not_found") return;
       throw error;
     }
-    if (!user) return;
+    // Slack finds deactivated accounts too, and members of other workspaces (a Slack Connect
+    // channel, whose admin chose the e-mail): only an account that would count as the owner's
+    // own, were it a reviewer's, hears about the owner's agent.
+    const user = found?.id;
+    if (!user || memberOf(found, await allowedTeams())?.email !== owner.toLowerCase()) return;
     const dm = await call("conversations.open", () => client.conversations.open({ users: user }));
     const channel = dm.channel?.id;
     if (!channel) return;
@@ -430,6 +418,36 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
   };
 
   return { name: SLACK_CHANNEL, post, update, schedule, routes };
+}
+
+/** What users.info and users.lookupByEmail say of a user, as far as Airlock reads it. */
+type SlackUser = NonNullable<UsersInfoResponse["user"]>;
+
+/**
+ * The user's e-mail and the allowed workspace they belong to, or undefined when the account
+ * maps to nobody: deactivated users, bots, guests (restricted accounts, often from outside the
+ * company), members of other workspaces (whose admins can give them any e-mail) and
+ * unconfirmed e-mails.
+ */
+function memberOf(
+  profile: SlackUser | undefined,
+  teams: readonly string[],
+): { email: string; team: string } | undefined {
+  const team = [profile?.team_id, profile?.enterprise_user?.enterprise_id].find(
+    (home) => home !== undefined && teams.includes(home),
+  );
+  const email =
+    profile &&
+    !profile.deleted &&
+    !profile.is_bot &&
+    !profile.is_restricted &&
+    !profile.is_ultra_restricted &&
+    profile.is_email_confirmed !== false &&
+    team !== undefined &&
+    profile.profile?.email
+      ? profile.profile.email.toLowerCase()
+      : undefined;
+  return email && team ? { email, team } : undefined;
 }
 
 const signatureMessage: Record<SignatureProblem, string> = {
