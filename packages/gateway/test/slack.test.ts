@@ -523,6 +523,11 @@ describe("Slack approvals", () => {
     await new Promise((resolve) => setTimeout(resolve, 400));
     await gw.gateway.dispatcher.idle();
     expect(updates()).toBe(3);
+    // The owner still hears the outcome: their message does not need the card.
+    const told = [...slack.messages.values()].filter(
+      (m) => m.channel.startsWith("D") && (m.text ?? "").includes(id),
+    );
+    expect(told).toHaveLength(1);
   });
 
   it("reminds in the thread before expiry, and escalates when nobody answers", async () => {

@@ -218,20 +218,28 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       return;
     }
     const message = requestMessage(view);
-    await call("chat.update", () =>
-      client.chat.update({ channel, ts, text: message.text, blocks: message.blocks }),
-    );
-    if (notice.event === "resolved") {
-      await call("chat.postMessage", () =>
-        client.chat.postMessage({ channel, thread_ts: ts, text: outcomeReply(view) }),
+    // Best effort: retrying the whole delivery for a failed DM would repeat the thread reply.
+    const tellOwner = () =>
+      notifyOwner(notice).catch((error) =>
+        logger.warn({ err: error, requestId: view.id }, "could not tell the owner on Slack"),
       );
-      // Best effort: retrying the whole delivery for a failed DM would repeat the thread reply.
-      if (config.notifyOwner) {
-        await notifyOwner(notice).catch((error) =>
-          logger.warn({ err: error, requestId: view.id }, "could not tell the owner on Slack"),
+    try {
+      await call("chat.update", () =>
+        client.chat.update({ channel, ts, text: message.text, blocks: message.blocks }),
+      );
+      if (notice.event === "resolved") {
+        await call("chat.postMessage", () =>
+          client.chat.postMessage({ channel, thread_ts: ts, text: outcomeReply(view) }),
         );
       }
+    } catch (error) {
+      // The card or its thread is gone for good, and this delivery with it: the owner's
+      // message needs neither, so it still goes.
+      const gone = error instanceof ChannelUnavailable && error.permanent;
+      if (gone && notice.event === "resolved" && config.notifyOwner) await tellOwner();
+      throw error;
     }
+    if (notice.event === "resolved" && config.notifyOwner) await tellOwner();
   };
 
   const schedule = (request: ActionRequest) => {
