@@ -128,8 +128,9 @@ export function useLiveStatus(): LiveStatus {
 }
 
 /**
- * Calls `refresh` once, `delayMs` after the last change that `matches` (or after a stream
- * opens), so a burst of changes costs one refetch.
+ * Calls `refresh` once, `delayMs` after the first change that `matches` (or after a stream
+ * opens), so a burst of changes costs one refetch. Later changes do not push it back: on a
+ * gateway where something changes more often than every `delayMs`, it would never come.
  */
 export function useLiveRefresh(
   matches: (change: RequestChange) => boolean,
@@ -144,8 +145,11 @@ export function useLiveRefresh(
     let timer: number | undefined;
     const unsubscribe = subscribe((change) => {
       if (change && !latest.current.matches(change)) return;
-      window.clearTimeout(timer);
-      timer = window.setTimeout(() => latest.current.refresh(), delayMs);
+      if (timer !== undefined) return;
+      timer = window.setTimeout(() => {
+        timer = undefined;
+        latest.current.refresh();
+      }, delayMs);
     });
     return () => {
       window.clearTimeout(timer);

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "./support/cli.js";
-import { api, refund, removeDir, startGateway, type TestGateway } from "./support/gateway.js";
+import { api, read, refund, removeDir, startGateway, type TestGateway } from "./support/gateway.js";
 import { startOidcProvider, type TestIdp } from "./support/oidc.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -186,6 +186,27 @@ rules:
       expect(opened).toBe(false);
       await carol.page.locator(`a[href="/requests/${id}"]`).waitFor({ timeout: 10_000 });
     } finally {
+      await carol.close();
+    }
+  });
+
+  it("shows a new request live while other requests change all the time", async () => {
+    const carol = await signedIn("carol@example.com");
+    // A busy gateway: an agent's refused reads change a request every few tens of ms.
+    let busy = true;
+    const traffic = (async () => {
+      while (busy) {
+        await api(base, "POST", "/v1/actions", { token: agent, body: read("/other") });
+        await new Promise((resolve) => setTimeout(resolve, 40));
+      }
+    })();
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const id = await submit();
+      await carol.page.locator(`a[href="/requests/${id}"]`).waitFor({ timeout: 5_000 });
+    } finally {
+      busy = false;
+      await traffic;
       await carol.close();
     }
   });
