@@ -211,6 +211,39 @@ rules:
     }
   });
 
+  it("keeps a typed comment through the sign-in that a vote refused as signed out asks for", async () => {
+    const id = await submit();
+    const carol = await signedIn("carol@example.com", undefined, `/requests/${id}`);
+    try {
+      await carol.page.fill("#comment", "Checked with the customer by phone");
+      // The session ends while the page is open (it ran out, or was signed out elsewhere).
+      await carol.page.evaluate(async () => {
+        const session = (await (await fetch("/auth/session")).json()) as { csrfToken: string };
+        await fetch("/auth/logout", {
+          method: "POST",
+          headers: { "x-csrf-token": session.csrfToken },
+        });
+      });
+      await carol.page.click("#approve");
+      const signIn = carol.page.locator(".decide").getByRole("link", { name: "Sign in" });
+      await signIn.waitFor();
+      await Promise.all([carol.page.waitForEvent("framenavigated"), signIn.click()]);
+      await carol.page.locator("#login, #decide-heading").first().waitFor();
+      if (await carol.page.locator("#login").count()) {
+        await carol.page.fill("#login", "carol@example.com");
+        await carol.page.fill("#password", "carol-password");
+        await carol.page.click("#submit");
+      }
+      await carol.page.waitForURL(`${base}/requests/${id}`);
+      await carol.page.locator("#comment").waitFor();
+      await expect(carol.page.inputValue("#comment")).resolves.toBe(
+        "Checked with the customer by phone",
+      );
+    } finally {
+      await carol.close();
+    }
+  });
+
   it("shows bidirectional controls in an agent's text as what they are", async () => {
     // Rendered raw, U+202E would show "refund 1800 EUR" as "refund RUE 0081" and worse: the
     // reviewer must see that the text was built to read differently from what it is.

@@ -13,21 +13,22 @@ import { When } from "./when.js";
 
 const draftKey = (id: string) => `airlock:comment:${id}`;
 
-/** Keeps the comment across the step-up sign-in, which leaves the page. */
-function signInAgain(id: string, comment: string, to: string): void {
+/**
+ * Keeps the comment as it is typed, until the vote is recorded: whatever leaves the page (a
+ * step-up sign-in, the sign-in of a session that ended, a reload) brings it back.
+ */
+function keepDraft(id: string, comment: string): void {
   try {
     if (comment) sessionStorage.setItem(draftKey(id), comment);
+    else sessionStorage.removeItem(draftKey(id));
   } catch {
     // Storage may be unavailable (private mode); the comment is then typed again.
   }
-  window.location.assign(to);
 }
 
-function takeDraft(id: string): string {
+function draft(id: string): string {
   try {
-    const draft = sessionStorage.getItem(draftKey(id)) ?? "";
-    sessionStorage.removeItem(draftKey(id));
-    return draft;
+    return sessionStorage.getItem(draftKey(id)) ?? "";
   } catch {
     return "";
   }
@@ -72,7 +73,7 @@ export function VotePanel({
   /** The gateway refused the vote because the request moved on: show it as it is now. */
   onRefused: () => void;
 }) {
-  const [comment, setComment] = useState(() => takeDraft(request.id));
+  const [comment, setComment] = useState(() => draft(request.id));
   const [busy, setBusy] = useState<"approve" | "deny" | null>(null);
   const [notice, setNotice] = useState<Notice | null>(null);
   const now = useNow();
@@ -91,6 +92,7 @@ export function VotePanel({
         session.csrfToken,
       );
       setComment("");
+      keepDraft(request.id, "");
       onVoted(updated);
       setNotice({
         kind: "ok",
@@ -156,7 +158,7 @@ export function VotePanel({
                 <button
                   type="button"
                   className="secondary"
-                  onClick={() => signInAgain(request.id, comment, stepUpLogin)}
+                  onClick={() => window.location.assign(stepUpLogin)}
                 >
                   Sign in again to approve
                 </button>
@@ -179,7 +181,10 @@ export function VotePanel({
             rows={3}
             maxLength={2000}
             value={comment}
-            onChange={(event) => setComment(event.target.value)}
+            onChange={(event) => {
+              setComment(event.target.value);
+              keepDraft(request.id, event.target.value);
+            }}
             placeholder="Why you approve or deny (optional)"
           />
           <div className="actions">
@@ -228,7 +233,7 @@ export function VotePanel({
                 Reload the page
               </button>
             ) : notice.action ? (
-              <button type="button" onClick={() => signInAgain(request.id, comment, stepUpTo)}>
+              <button type="button" onClick={() => window.location.assign(stepUpTo)}>
                 Sign in again
               </button>
             ) : null}
