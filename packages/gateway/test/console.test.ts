@@ -43,7 +43,9 @@ describe.skipIf(!haveChromium)("the console in a browser", () => {
       `
 server: { port: ${port}, publicUrl: "${base}" }
 storage: sqlite:./airlock.db
-agents: [{ name: support-bot, owner: alice@example.com }]
+agents:
+  - { name: support-bot, owner: alice@example.com }
+  - { name: deploy-bot, owner: alice@example.com }
 identity:
   oidc:
     issuer: ${idp.issuer}
@@ -313,6 +315,29 @@ rules:
       await noCardIn(erin.page, erin.bodies);
     } finally {
       await erin.close();
+    }
+  });
+
+  it("lists a request waiting for this reviewer behind a hundred newer ones for others", async () => {
+    const id = await submit();
+    // A hundred newer requests that only eng may decide: carol (finance) cannot.
+    const deployer = await gw.token("agent", "deploy-bot");
+    for (let i = 0; i < 100; i++) {
+      const res = await api(base, "POST", "/v1/actions", {
+        token: deployer,
+        body: {
+          connection: "billing-api",
+          operation: "request",
+          input: { method: "POST", path: "/deploys", body: { build: i } },
+        },
+      });
+      expect(res.status).toBe(202);
+    }
+    const carol = await signedIn("carol@example.com");
+    try {
+      await carol.page.locator(`a[href="/requests/${id}"]`).waitFor({ timeout: 5_000 });
+    } finally {
+      await carol.close();
     }
   });
 });

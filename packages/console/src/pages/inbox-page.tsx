@@ -1,6 +1,7 @@
 /** `/`: the pending requests this reviewer may decide, most urgent first, updated live. */
 import { useCallback, useMemo } from "react";
 import { api } from "../api.js";
+import type { ReviewerView } from "../api-types.js";
 import { RequestRow } from "../components/request-row.js";
 import { Empty, ErrorState, Loading } from "../components/states.js";
 import { byUrgency } from "../format.js";
@@ -9,12 +10,23 @@ import { useLiveRefresh } from "../live.js";
 
 const any = () => true;
 
+/** As many as the inbox lists at once. */
+const SHOWN = 100;
+
 export function InboxPage() {
   usePageTitle("Inbox");
-  const load = useCallback(
-    (signal: AbortSignal) => api.requests({ status: "pending", limit: 100 }, signal),
-    [],
-  );
+  // A page holds those of the pending requests it scanned (newest first) that this reviewer
+  // may decide: behind a page of others' requests, theirs come on the pages after it.
+  const load = useCallback(async (signal: AbortSignal) => {
+    const requests: ReviewerView[] = [];
+    let next: string | undefined;
+    do {
+      const page = await api.requests({ status: "pending", before: next, limit: SHOWN }, signal);
+      requests.push(...page.requests);
+      next = page.next;
+    } while (next !== undefined && requests.length < SHOWN);
+    return { requests, next };
+  }, []);
   const inbox = useResource(load);
   // Any change can add a request to the inbox or take one out of it.
   useLiveRefresh(any, inbox.reload, 300);
