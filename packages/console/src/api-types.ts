@@ -37,6 +37,8 @@ export interface Session {
   acr: string | null;
   /** How recent a sign-in must be to approve under a step-up rule. */
   stepUpMaxAgeSeconds: number;
+  /** Until when this sign-in counts for step-up (ISO 8601); null when it never does. */
+  stepUpUntil: string | null;
 }
 
 export interface ReviewView {

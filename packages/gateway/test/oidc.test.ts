@@ -325,8 +325,20 @@ rules:
       const weak = await signIn("carol@example.com", { stepUp: true, at: strictBase });
       const refused = await vote(weak, held.body.id, weak.csrf, strictBase);
       expect(refused.body.error?.code).toBe("step_up_required");
+      // The console is told this sign-in never counts, not when a fresh one would stop.
+      const sessionOf = async (who: Session) =>
+        (await (
+          await fetch(`${strictBase}/auth/session`, { headers: { cookie: who.cookie } })
+        ).json()) as { steppedUp: boolean; stepUpUntil: string };
+      expect(await sessionOf(weak)).toMatchObject({ steppedUp: false, stepUpUntil: null });
       idp.setAcr("urn:airlock:mfa");
       const strong = await signIn("carol@example.com", { stepUp: true, at: strictBase });
+      const counted = await sessionOf(strong);
+      expect(counted.steppedUp).toBe(true);
+      // stepUpMaxAge (2 s) after the sign-in.
+      const until = Date.parse(counted.stepUpUntil);
+      expect(until - Date.now()).toBeGreaterThan(0);
+      expect(until - Date.now()).toBeLessThanOrEqual(2000);
       const accepted = await vote(strong, held.body.id, strong.csrf, strictBase);
       expect(accepted.status).toBe(200);
       expect(accepted.body.reviews[0]).toMatchObject({ reviewer: "carol@example.com" });
@@ -370,7 +382,11 @@ rules:
       const session = await fetch(`${strictBase}/auth/session`, {
         headers: { cookie: carol.cookie },
       });
-      expect(await session.json()).toMatchObject({ steppedUp: false });
+      const judged = (await session.json()) as { stepUpUntil: string; authTime: string };
+      expect(judged).toMatchObject({ steppedUp: false });
+      // Counted from the sign-in, by the gateway's clock, not from the provider's auth_time.
+      expect(Date.parse(judged.stepUpUntil)).toBeLessThan(Date.now() + ahead);
+      expect(Date.parse(judged.stepUpUntil)).toBeLessThan(Date.parse(judged.authTime));
     } finally {
       await skewed.close();
       removeDir(skewed.dir);

@@ -128,8 +128,9 @@ export function VotePanel({
   };
 
   const maxAgeMs = session.stepUpMaxAgeSeconds * 1000;
-  const freshUntil = Date.parse(session.authTime) + maxAgeMs;
-  const fresh = freshUntil > now;
+  // The gateway's own judgement: it knows the acr asked for, and its clock.
+  const freshUntil = session.stepUpUntil === null ? undefined : Date.parse(session.stepUpUntil);
+  const fresh = freshUntil !== undefined && freshUntil > now;
   const stepUp = pending && review?.stepUp === true;
   const canVote = you.canApprove || you.canDeny;
   const stepUpTo =
@@ -145,7 +146,7 @@ export function VotePanel({
             reviewers who signed in within the last {duration(maxAgeMs)}.
           </p>
           {you.canApprove ? (
-            fresh ? (
+            fresh && freshUntil !== undefined ? (
               <p>
                 Your sign-in is recent enough; it stops counting{" "}
                 <When iso={new Date(freshUntil).toISOString()} />.

@@ -139,6 +139,9 @@ export function authRoutes(
           acr: session.acr,
           stepUpMaxAgeSeconds: Math.floor(service.stepUpMaxAgeMs / 1000),
           steppedUp: service.steppedUp(session),
+          // What the console shows: its own sum of authTime and the maximum age would ignore
+          // the acr, and an authTime ahead of the gateway's clock.
+          stepUpUntil: isoOrNull(service.stepUpUntil(session)),
           expiresAt: new Date(session.expiresAt).toISOString(),
         },
       };
@@ -171,4 +174,8 @@ export function authRoutes(
       };
     },
   );
+}
+
+function isoOrNull(epochMs: number | undefined): string | null {
+  return epochMs === undefined ? null : new Date(epochMs).toISOString();
 }

@@ -47,6 +47,11 @@ export interface OidcService {
   csrfToken(sessionId: string): string;
   /** Whether a session's authentication is fresh enough, and strong enough, for step-up. */
   steppedUp(session: SessionRecord): boolean;
+  /**
+   * Until when the session's authentication counts for step-up (epoch ms), as `steppedUp`
+   * judges it; undefined when it never does (not the configured acr).
+   */
+  stepUpUntil(session: SessionRecord): number | undefined;
   readonly stepUpMaxAgeMs: number;
 }
 
@@ -106,13 +111,19 @@ export function createOidcService(deps: {
 
   // An authentication is no later than the sign-in that reported it: an auth_time ahead of
   // this gateway's clock (the provider's runs fast) would keep the session fresh far longer.
-  const steppedUp = (session: SessionRecord): boolean =>
-    clock() - Math.min(session.authTime, session.createdAt) <= config.stepUpMaxAge &&
-    (config.acr === undefined || session.acr === config.acr);
+  const stepUpUntil = (session: SessionRecord): number | undefined =>
+    config.acr === undefined || session.acr === config.acr
+      ? Math.min(session.authTime, session.createdAt) + config.stepUpMaxAge
+      : undefined;
+  const steppedUp = (session: SessionRecord): boolean => {
+    const until = stepUpUntil(session);
+    return until !== undefined && clock() <= until;
+  };
 
   return {
     stepUpMaxAgeMs: config.stepUpMaxAge,
     steppedUp,
+    stepUpUntil,
 
     async signIn({ returnTo, stepUp }) {
       const configuration = await provider();
