@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { clientKey, createRateLimiter } from "./rate-limit.js";
+import { createRateLimiter } from "../common/rate-limiter.js";
+import { clientKey } from "./rate-limit.js";
 
 describe("rate limiter", () => {
   it("allows a burst, then one per interval, per key", () => {

@@ -1,9 +1,10 @@
 /** Sign-in through the identity provider, the session it opens, and sign-out. */
 import { z } from "zod";
+import { createRateLimiter } from "../common/rate-limiter.js";
 import { AirlockError } from "../errors.js";
 import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
 import { readCookie, sessionCookie } from "./cookies.js";
-import { clientKey, createRateLimiter } from "./rate-limit.js";
+import { clientKey } from "./rate-limit.js";
 import type { createRouter, Reply } from "./route.js";
 
 /** Binds a sign-in to the browser that started it, until the provider sends it back. */

@@ -5,11 +5,11 @@
  */
 import type { Json } from "../common/canonical-json.js";
 import { newId } from "../common/ids.js";
+import { createRateLimiter, type RateLimiter } from "../common/rate-limiter.js";
 import { textProblem } from "../common/storable-text.js";
 import type { AgentConfig } from "../config/config-schema.js";
 import type { Connector, Description } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
-import { createRateLimiter, type RateLimiter } from "../http/rate-limit.js";
 import type { DetectorName } from "../masking/detector-names.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import { maskText } from "../masking/result-masking.js";
