@@ -69,7 +69,11 @@ export async function startServe(
     } catch {
       // not up yet
     }
-    if (Date.now() > deadline) throw new Error(`airlock serve did not start:\n${output}`);
+    if (Date.now() > deadline) {
+      // Not left running: a stray replica would go on claiming work from the shared database.
+      child.kill("SIGKILL");
+      throw new Error(`airlock serve did not start:\n${output}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   return { child, url, output: () => output };
