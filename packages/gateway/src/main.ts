@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { DestinationStream } from "pino";
+import { createCheckpointer, readKey } from "./audit/audit-checkpoints.js";
 import { type Channel, type ChannelView, isApprovalChannel } from "./channels/channel.js";
 import {
   approvalChannelNames,
@@ -202,6 +203,17 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     },
   });
 
+  const { signingKey, checkpointEvery } = config.audit;
+  const checkpointer = signingKey
+    ? createCheckpointer({
+        store,
+        privateKey: readKey(signingKey, "sign"),
+        everyMs: checkpointEvery,
+        clock,
+        logger,
+      })
+    : undefined;
+
   let sweeper: NodeJS.Timeout | undefined;
   let url: string | undefined;
   let closing: Promise<void> | undefined;
@@ -242,6 +254,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     identity,
     executor,
     dispatcher,
+    checkpointer,
     get url(): string {
       if (!url) throw new Error("the gateway is not listening yet");
       return url;
@@ -255,6 +268,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       sweeper = setInterval(sweep, config.server.sweepInterval);
       sweeper.unref();
       dispatcher.start();
+      await checkpointer?.start();
       url = await app.listen({
         port: options.port ?? config.server.port,
         host: options.host ?? config.server.host,
@@ -276,6 +290,8 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         await dispatcher.stop();
         await Promise.all([...connectors.values()].map((c) => c.close()));
         for (const channel of channels) await channel.close?.();
+        // What the chain holds now, signed before the store closes.
+        await checkpointer?.stop();
         await store.close();
         logger.flush?.();
       })();

@@ -82,7 +82,15 @@ export function chainEvents(
 
 export interface ChainProblem {
   seq: number;
-  kind: "edited" | "broken_link" | "gap" | "out_of_order" | "cut_off" | "rewritten";
+  kind:
+    | "edited"
+    | "broken_link"
+    | "gap"
+    | "out_of_order"
+    | "cut_off"
+    | "rewritten"
+    | "bad_signature"
+    | "unsigned";
   message: string;
 }
 

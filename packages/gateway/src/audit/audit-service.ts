@@ -1,12 +1,26 @@
 /** Verification and export of the audit chain, reading the store in chain order. */
+import type { KeyObject } from "node:crypto";
 import type { Store } from "../store/store.js";
 import { type AuditEvent, type ChainProblem, createChainVerifier } from "./audit-chain.js";
+import { CHECKPOINT_TYPE, type CheckpointData, checkpointProblem } from "./audit-checkpoints.js";
 
 export interface VerifyReport {
   ok: boolean;
   count: number;
   head: { seq: number; hash: string } | undefined;
   problem?: ChainProblem;
+  /** With a public key: how far signed checkpoints vouch for the chain. */
+  signed?: SignedReach;
+}
+
+export interface SignedReach {
+  /** The last event a good checkpoint vouches for (0: none). */
+  through: number;
+  /** When that checkpoint was signed. */
+  signedAt: string | undefined;
+  checkpoints: number;
+  /** Events after `through` that no checkpoint vouches for yet. */
+  unsigned: number;
 }
 
 /** A head recorded earlier, outside the database (`airlock audit verify` prints it). */
@@ -25,15 +39,82 @@ export const PROGRESS_EVERY = 10_000;
 export async function verifyAudit(
   store: Store,
   progress?: (events: number) => void,
+  options: { publicKey?: KeyObject } = {},
 ): Promise<VerifyReport> {
   const verifier = createChainVerifier();
+  const { publicKey } = options;
+  // Recent events' hashes and how many non-checkpoint events came up to each, for the
+  // checkpoints that follow them (a checkpoint vouches for the head it read, a few back).
+  const recent = new Map<number, { hash: string; plain: number }>();
+  let plain = 0;
   let count = 0;
+  let reach: SignedReach = { through: 0, signedAt: undefined, checkpoints: 0, unsigned: 0 };
+  let plainThrough = 0;
+  let signatureProblem: ChainProblem | undefined;
   for await (const event of store.auditEvents()) {
     if (verifier.add(event)) break;
     if (++count % PROGRESS_EVERY === 0) progress?.(count);
+    if (!publicKey) continue;
+    if (event.type !== CHECKPOINT_TYPE) plain++;
+    recent.set(event.seq, { hash: event.hash, plain });
+    if (recent.size > RECENT_KEPT) recent.delete(recent.keys().next().value as number);
+    if (event.type !== CHECKPOINT_TYPE) continue;
+    const why =
+      checkpointProblem(event.data, publicKey) ??
+      (await vouchedProblem(store, recent, event.data as unknown as CheckpointData));
+    if (why) {
+      signatureProblem = {
+        seq: event.seq,
+        kind: "bad_signature",
+        message: `event ${event.seq} (${CHECKPOINT_TYPE}): ${why}`,
+      };
+      break;
+    }
+    const data = event.data as unknown as CheckpointData;
+    if (data.seq >= reach.through) {
+      reach = { ...reach, through: data.seq, signedAt: data.signedAt };
+      plainThrough = recent.get(data.seq)?.plain ?? plainThrough;
+    }
+    reach.checkpoints++;
   }
   const result = verifier.finish();
-  return { ok: !result.problem, ...result };
+  if (result.problem || !publicKey) return { ok: !result.problem, ...result };
+  if (signatureProblem) return { ok: false, ...result, problem: signatureProblem };
+  reach.unsigned = plain - plainThrough;
+  if (reach.checkpoints === 0 && plain > 0) {
+    return {
+      ok: false,
+      ...result,
+      signed: reach,
+      problem: {
+        seq: 1,
+        kind: "unsigned",
+        message:
+          "no checkpoint signed with this key vouches for any event: the gateway never had audit.signingKey, or its checkpoints were removed",
+      },
+    };
+  }
+  return { ok: true, ...result, signed: reach };
+}
+
+/** How many recent events' hashes a verification keeps for the checkpoints after them. */
+const RECENT_KEPT = 4096;
+
+/** Why the event a checkpoint vouches for is not in the chain as it says, or undefined. */
+async function vouchedProblem(
+  store: Store,
+  recent: ReadonlyMap<number, { hash: string }>,
+  data: CheckpointData,
+): Promise<string | undefined> {
+  let stored = recent.get(data.seq)?.hash;
+  if (stored === undefined) {
+    const [event] = await store.listAudit({ afterSeq: data.seq - 1, limit: 1 });
+    stored = event?.seq === data.seq ? event.hash : undefined;
+  }
+  if (stored === data.hash) return undefined;
+  return stored === undefined
+    ? `it vouches for event ${data.seq}, which the chain does not hold before it`
+    : `it vouches for event ${data.seq} with hash ${data.hash.slice(0, 12)}…, but the chain holds ${stored.slice(0, 12)}…: the chain was rewritten at or before event ${data.seq}`;
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
+import { readKey } from "../audit/audit-checkpoints.js";
 import { slackSchema } from "../channels/slack/slack-config.js";
 import { teamsSchema } from "../channels/teams/teams-config.js";
 import { webhookSchema } from "../channels/webhook/webhook-config.js";
@@ -184,6 +185,26 @@ export const ruleSchema = z.strictObject({
 });
 
 /** Checks across entries (duplicate names, review blocks) live in config-load.ts. */
+export const auditSchema = z.strictObject({
+  /**
+   * An Ed25519 private key (PEM; `${file:…}` keeps it out of the config): the gateway then
+   * signs checkpoints of the audit chain, which `airlock audit verify --public-key` checks.
+   */
+  signingKey: z
+    .string()
+    .max(16_384)
+    .superRefine((pem, ctx) => {
+      try {
+        readKey(pem, "sign");
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: (error as Error).message });
+      }
+    })
+    .optional(),
+  /** How often the chain's head is signed while it grows. */
+  checkpointEvery: duration({ min: 100, max: 86_400_000 }).default(60_000),
+});
+
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
   server: serverSchema.default(serverSchema.parse({})),
@@ -208,6 +229,8 @@ export const configSchema = z.strictObject({
       webhooks: z.array(webhookSchema).max(50).default([]),
     })
     .default({ webhooks: [] }),
+  /** Signed checkpoints of the audit chain. */
+  audit: auditSchema.default(auditSchema.parse({})),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;

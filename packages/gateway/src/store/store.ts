@@ -141,6 +141,8 @@ export interface Store {
   /** Appends events that belong to no request transition (tokens, start-up). */
   appendAudit(events: AuditEventInput[]): Promise<void>;
   listAudit(query: AuditQuery): Promise<AuditEvent[]>;
+  /** The last event of the chain, or undefined when there is none. */
+  lastAuditEvent(): Promise<{ seq: number; hash: string; type: string } | undefined>;
   /** Every event in chain order, read in batches. */
   auditEvents(options?: { since?: number }): AsyncIterable<AuditEvent>;
 

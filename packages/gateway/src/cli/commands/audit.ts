@@ -1,27 +1,33 @@
-import { createWriteStream, openSync, type WriteStream } from "node:fs";
+import type { KeyObject } from "node:crypto";
+import { createWriteStream, openSync, readFileSync, type WriteStream } from "node:fs";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { CHECKPOINT_TYPE, readKey, signCheckpoint } from "../../audit/audit-checkpoints.js";
 import {
   checkRecordedHead,
   exportAudit,
   parseRecordedHead,
   verifyAudit,
 } from "../../audit/audit-service.js";
+import type { Json } from "../../common/canonical-json.js";
 import { INSTANT_HINT, parseInstant } from "../../common/instants.js";
 import { openStore } from "../../store/open-store.js";
 import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
 
 const usage = `Usage:
-  airlock audit verify [--expect-head SEQ:HASH]          check the whole hash chain
+  airlock audit verify [--expect-head SEQ:HASH] [--public-key FILE]   check the whole hash chain
   airlock audit export --format jsonl|csv [--since TIME] [--output FILE]
+  airlock audit checkpoint                               sign the chain's head now (audit.signingKey)
 
 Options: --config FILE. verify exits 1 and names the first bad event when the chain is broken.
 On a long chain, both say how far they got on stderr every few seconds.
 verify prints the chain's head; record it elsewhere, and pass it later as --expect-head to
-show that no event up to it was cut off or rewritten since.`;
+show that no event up to it was cut off or rewritten since. With --public-key (the PEM public
+half of audit.signingKey), it also checks every signed checkpoint, and says how far they vouch
+for the chain.`;
 
 export async function audit(args: string[]): Promise<number> {
-  const [sub, rest] = subcommand(args, usage, "audit", ["verify", "export"]);
+  const [sub, rest] = subcommand(args, usage, "audit", ["verify", "export", "checkpoint"]);
   const { values } = parse(
     rest,
     {
@@ -30,9 +36,12 @@ export async function audit(args: string[]): Promise<number> {
       since: { type: "string" },
       output: { type: "string", short: "o" },
       "expect-head": { type: "string" },
+      "public-key": { type: "string" },
     },
     usage,
   );
+  const publicKey =
+    values["public-key"] === undefined ? undefined : readPublicKey(values["public-key"]);
   const expectHead = values["expect-head"];
   const expect = expectHead === undefined ? undefined : parseRecordedHead(expectHead);
   if (expectHead !== undefined && !expect) {
@@ -55,8 +64,37 @@ export async function audit(args: string[]): Promise<number> {
   const loaded = loadConfigOrExit(values.config);
   const store = await openStore(loaded.config.storage, loaded.baseDir);
   try {
+    if (sub === "checkpoint") {
+      const pem = loaded.config.audit.signingKey;
+      if (!pem) {
+        throw new CliError(
+          "audit.signingKey is not set in the config: checkpoints are signed with it",
+          2,
+        );
+      }
+      const head = await store.lastAuditEvent();
+      if (!head || head.type === CHECKPOINT_TYPE) {
+        process.stdout.write(
+          head ? `event ${head.seq} is a checkpoint already\n` : "no events to sign yet\n",
+        );
+        return 0;
+      }
+      const now = Date.now();
+      const data = signCheckpoint(readKey(pem, "sign"), head, now);
+      await store.appendAudit([
+        {
+          at: now,
+          type: CHECKPOINT_TYPE,
+          requestId: null,
+          actor: { type: "operator", id: "airlock audit checkpoint" },
+          data: data as unknown as Json,
+        },
+      ]);
+      process.stdout.write(`signed a checkpoint of event ${head.seq} (key ${data.keyId})\n`);
+      return 0;
+    }
     if (sub === "verify") {
-      const walked = await verifyAudit(store, progress("verified"));
+      const walked = await verifyAudit(store, progress("verified"), publicKey ? { publicKey } : {});
       const report = expect ? await checkRecordedHead(store, walked, expect) : walked;
       const problem = report.problem;
       if (problem) {
@@ -64,7 +102,9 @@ export async function audit(args: string[]): Promise<number> {
         process.stdout.write(
           kind === "cut_off" || kind === "rewritten"
             ? `audit chain does NOT hold the recorded head\n${problem.message}\n`
-            : `audit chain BROKEN after ${report.count - 1} good event(s)\n${problem.message}\n`,
+            : kind === "bad_signature" || kind === "unsigned"
+              ? `audit chain NOT vouched for by its signatures\n${problem.message}\n`
+              : `audit chain BROKEN after ${report.count - 1} good event(s)\n${problem.message}\n`,
         );
         return 1;
       }
@@ -73,6 +113,12 @@ export async function audit(args: string[]): Promise<number> {
           ? `audit chain OK: ${report.count} events, head ${report.head.seq} ${report.head.hash}\n`
           : "audit chain OK: no events yet\n",
       );
+      const signed = report.signed;
+      if (signed && signed.checkpoints > 0) {
+        process.stdout.write(
+          `signatures OK: ${signed.checkpoints} checkpoint(s); events up to ${signed.through} are vouched for, signed ${signed.signedAt}${signed.unsigned > 0 ? `; ${signed.unsigned} later event(s) not signed yet (a running gateway signs within audit.checkpointEvery; airlock audit checkpoint signs now)` : ""}\n`,
+        );
+      }
       return 0;
     }
     const format = values.format ?? "jsonl";
@@ -89,6 +135,23 @@ export async function audit(args: string[]): Promise<number> {
     return 0;
   } finally {
     await store.close();
+  }
+}
+
+function readPublicKey(path: string): KeyObject {
+  let pem: string;
+  try {
+    pem = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new CliError(
+      `cannot read --public-key ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      2,
+    );
+  }
+  try {
+    return readKey(pem, "check");
+  } catch (error) {
+    throw new CliError(`--public-key ${path} ${(error as Error).message}`, 2);
   }
 }
 

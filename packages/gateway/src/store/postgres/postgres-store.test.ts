@@ -1,4 +1,6 @@
 /** The PostgreSQL store on a real server, with two stores on one schema standing for replicas. */
+
+import { generateKeyPairSync } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import pg from "pg";
@@ -8,8 +10,12 @@ import {
   type ScratchSchema,
   scratchSchema,
 } from "../../../test/support/postgres.js";
-import { createChainVerifier } from "../../audit/audit-chain.js";
+import { createChainVerifier, hashEvent } from "../../audit/audit-chain.js";
+import { createCheckpointer } from "../../audit/audit-checkpoints.js";
+import { verifyAudit } from "../../audit/audit-service.js";
+import { canonicalJson } from "../../common/canonical-json.js";
 import { AirlockError } from "../../errors.js";
+import { createLogger } from "../../observability/logger.js";
 import type { PolicyDecision } from "../../policy/policy-types.js";
 import {
   cancel,
@@ -487,6 +493,71 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       const verifier = createChainVerifier();
       for await (const event of c.auditEvents()) verifier.add(event);
       expect(verifier.finish().problem).toMatchObject({ seq: 0, kind: "out_of_order" });
+    } finally {
+      await c.close();
+      await fresh.drop();
+    }
+  });
+
+  it("keeps signed checkpoints of its chain, which a rewrite in the database breaks", async () => {
+    const fresh = await scratchSchema();
+    const c = await openPostgresStore(fresh.url);
+    const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+    try {
+      expect(await c.lastAuditEvent()).toBeUndefined();
+      await c.appendAudit([auditInput("test.first"), auditInput("test.second")]);
+      const checkpointer = createCheckpointer({
+        store: c,
+        privateKey,
+        everyMs: 60_000,
+        clock: () => T0,
+        logger: createLogger({ level: "silent" }),
+      });
+      await checkpointer.checkpoint();
+      // At the head already: not signed twice.
+      await checkpointer.checkpoint();
+      expect(await c.lastAuditEvent()).toMatchObject({ seq: 3, type: "audit.checkpoint" });
+      await c.appendAudit([auditInput("test.third")]);
+      expect(await verifyAudit(c, undefined, { publicKey })).toMatchObject({
+        ok: true,
+        signed: { through: 2, checkpoints: 1, unsigned: 1 },
+      });
+      // Event 2 edited and the chain rehashed from there: the checkpoint no longer agrees.
+      const rows = (await fresh.query("SELECT * FROM audit_events ORDER BY seq")) as {
+        seq: number;
+        ts: Date | string;
+        type: string;
+        request_id: string | null;
+        actor_type: "operator";
+        actor_id: string;
+        data: unknown;
+        prev_hash: string;
+      }[];
+      let prevHash = rows[0]!.prev_hash;
+      for (const row of rows) {
+        const data = (row.seq === 2 ? { forged: true } : row.data) as AuditEventInput["data"];
+        const ts = typeof row.ts === "string" ? row.ts : row.ts.toISOString();
+        const event = {
+          seq: row.seq,
+          ts,
+          type: row.type,
+          requestId: row.request_id,
+          actor: { type: row.actor_type, id: row.actor_id },
+          data,
+          prevHash,
+        };
+        const hash = hashEvent(event);
+        await fresh.query(
+          "UPDATE audit_events SET data = $1, prev_hash = $2, hash = $3 WHERE seq = $4",
+          [canonicalJson(data), prevHash, hash, row.seq],
+        );
+        prevHash = hash;
+      }
+      expect((await verifyAudit(c)).ok).toBe(true);
+      expect(await verifyAudit(c, undefined, { publicKey })).toMatchObject({
+        ok: false,
+        problem: { seq: 3, kind: "bad_signature" },
+      });
     } finally {
       await c.close();
       await fresh.drop();

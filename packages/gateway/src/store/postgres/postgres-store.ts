@@ -343,6 +343,17 @@ export class PostgresStore implements Store {
     return (await this.query("read the audit trail", sql, params)).map(eventFromRow);
   }
 
+  async lastAuditEvent(): Promise<{ seq: number; hash: string; type: string } | undefined> {
+    const [row] = await this.query(
+      "read the audit trail",
+      "SELECT seq, hash, type FROM audit_events ORDER BY seq DESC LIMIT 1",
+      [],
+    );
+    return row === undefined
+      ? undefined
+      : { seq: Number(row.seq), hash: String(row.hash), type: String(row.type) };
+  }
+
   async *auditEvents(options: { since?: number } = {}): AsyncIterable<AuditEvent> {
     const since = options.since === undefined ? "" : new Date(options.since).toISOString();
     // From the first stored event, whatever its number: a forged one numbered 0 or less,

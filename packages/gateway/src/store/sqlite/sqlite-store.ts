@@ -614,6 +614,15 @@ export class SqliteStore implements Store {
     );
   }
 
+  async lastAuditEvent(): Promise<{ seq: number; hash: string; type: string } | undefined> {
+    return this.read(
+      () =>
+        this.db
+          .prepare("SELECT seq, hash, type FROM audit_events ORDER BY seq DESC LIMIT 1")
+          .get() as { seq: number; hash: string; type: string } | undefined,
+    );
+  }
+
   async *auditEvents(options: { since?: number } = {}): AsyncIterable<AuditEvent> {
     const batch = this.db.prepare(
       "SELECT * FROM audit_events WHERE seq > ? AND ts >= ? ORDER BY seq LIMIT 1000",
