@@ -5,6 +5,7 @@ import {
   startRawMcpServer,
   type TestMcpServer,
 } from "../../../test/support/mcp-server.js";
+import { clippedNote } from "../../common/json-depth.js";
 import { AirlockError } from "../../errors.js";
 import { createLogger } from "../../observability/logger.js";
 import type { Connector } from "../connector.js";
@@ -139,6 +140,24 @@ describe("mcp connector: execution", () => {
     expect(outcome.ok).toBe(true);
     expect(JSON.stringify(outcome.result)).not.toContain(TOKEN);
     expect(outcome.result).toEqual({ content: [{ type: "text", text: "called with [redacted]" }] });
+  });
+
+  it("keeps a result nested thousands deep, its depth clipped, instead of failing the call", async () => {
+    const deep = `${'{"a":'.repeat(20_000)}1${"}".repeat(20_000)}`;
+    const raw = await startRawMcpServer((id, response) => {
+      response
+        .writeHead(200, { "content-type": "application/json" })
+        .end(
+          `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":{"content":[{"type":"text","text":"deep"}],"structuredContent":${deep}}}`,
+        );
+    });
+    try {
+      const outcome = await run(connector(raw.url), "search", {});
+      expect(outcome).toMatchObject({ ok: true, result: { content: [{ text: "deep" }] } });
+      expect(JSON.stringify(outcome.result)).toContain(clippedNote);
+    } finally {
+      await raw.close();
+    }
   });
 
   it("scrubs the credential from binary content that echoes it", async () => {

@@ -6,6 +6,7 @@
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { Json } from "../../common/canonical-json.js";
+import { clipDepth } from "../../common/json-depth.js";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
 import { createByteScrubber, createRedactor } from "../../masking/secret-redactor.js";
@@ -154,6 +155,9 @@ export function createMcpConnector(
     } finally {
       until.end();
     }
+    // Clipped first: the scrubbers and the cap walk it by recursion, and a server's answer
+    // nested thousands deep overflowed the stack after the tool ran, losing its outcome.
+    answer = clipDepth(answer as Json) as ToolResult;
     const { result, bytes, truncated } = capContent(
       redactor.redact(scrubBinary(answer, binary)),
       config.maxResultBytes,
