@@ -34,4 +34,14 @@ describe("clipDepth", () => {
     expect(node).toBe(`[nested deeper than ${MAX_JSON_DEPTH} levels: not shown]`);
     expect(() => JSON.stringify(clipped)).not.toThrow();
   });
+
+  it("keeps a key named __proto__ as a key in what it copies", () => {
+    const value = JSON.parse(
+      `{"__proto__":{"role":"admin"},"rows":${JSON.stringify(nested(300))}}`,
+    );
+    const clipped = clipDepth(value) as Record<string, Json>;
+    expect(Object.getPrototypeOf(clipped)).toBe(Object.prototype);
+    expect(Object.keys(clipped)).toEqual(["__proto__", "rows"]);
+    expect(JSON.stringify(clipped)).toContain('"__proto__":{"role":"admin"}');
+  });
 });

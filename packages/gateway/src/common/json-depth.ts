@@ -32,6 +32,14 @@ function clip(value: Json, depth: number): Json {
   if (depth > MAX_JSON_DEPTH) return clippedNote;
   if (Array.isArray(value)) return value.map((item) => clip(item, depth + 1));
   const out: Record<string, Json> = {};
-  for (const [key, child] of Object.entries(value)) out[key] = clip(child, depth + 1);
+  for (const [key, child] of Object.entries(value)) {
+    // defineProperty, so a key named __proto__ stays a key instead of a prototype
+    Object.defineProperty(out, key, {
+      value: clip(child, depth + 1),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
   return out;
 }
