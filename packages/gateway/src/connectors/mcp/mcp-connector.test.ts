@@ -228,6 +228,31 @@ describe("mcp connector: execution", () => {
     expect(outcome.reason).toMatch(/query/);
   });
 
+  it("answers the server's requests one a second past the first few, however they are spaced", async () => {
+    const raw = await startRawMcpServer((id, response) => {
+      response.writeHead(200, { "content-type": "text/event-stream" });
+      const event = (message: unknown) => `event: message\ndata: ${JSON.stringify(message)}\n\n`;
+      let sent = 0;
+      const ping = () => event({ jsonrpc: "2.0", id: `p${sent++}`, method: "ping" });
+      // The first few spend the budget; then one every 400 ms for about 3.2 s.
+      response.write(Array.from({ length: 16 }, ping).join(""));
+      const beat = setInterval(() => response.write(ping()), 400);
+      setTimeout(() => {
+        clearInterval(beat);
+        const result = { content: [{ type: "text", text: "done" }] };
+        response.end(event({ jsonrpc: "2.0", id, result }));
+      }, 3300);
+    });
+    try {
+      const outcome = await run(connector(raw.url, { timeout: "10s" }), "search", {});
+      expect(outcome.ok).toBe(true);
+      await expect.poll(() => raw.replies, { timeout: 2000 }).toBeGreaterThanOrEqual(16 + 2);
+      expect(raw.replies).toBeLessThanOrEqual(16 + 4);
+    } finally {
+      await raw.close();
+    }
+  });
+
   it("cuts what the server says in a refusal, however much it says", async () => {
     const huge = "E".repeat(2_000_000);
     for (const refuse of [

@@ -14,6 +14,7 @@ import {
 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { ErrorCode, type JSONRPCMessage, McpError } from "@modelcontextprotocol/sdk/types.js";
+import { createRateLimiter } from "../../common/rate-limiter.js";
 import type { ToolResult } from "./mcp-result.js";
 
 /** Thrown when the deadline passed before the call was sent: the tool did not run. */
@@ -119,16 +120,11 @@ const SERVER_REQUEST_BURST = 16;
  */
 function answerFew(transport: StreamableHTTPClientTransport): void {
   const deliver = transport.onmessage;
-  let budget = SERVER_REQUEST_BURST;
-  let since = Date.now();
+  // A bucket that keeps part of a second: one that counted only whole seconds since the last
+  // request refilled nothing for a server asking more often than once a second.
+  const budget = createRateLimiter({ burst: SERVER_REQUEST_BURST, perSecond: 1, maxKeys: 1 });
   transport.onmessage = (message: JSONRPCMessage) => {
-    if ("method" in message && "id" in message) {
-      const now = Date.now();
-      budget = Math.min(SERVER_REQUEST_BURST, budget + Math.floor((now - since) / 1000));
-      since = now;
-      if (budget === 0) return;
-      budget--;
-    }
+    if ("method" in message && "id" in message && budget.take("server") !== undefined) return;
     deliver?.(message);
   };
 }
