@@ -175,6 +175,16 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     expect(await rows("SELECT count(*)::int AS n FROM orders")).toEqual([{ n: 200 }]);
   });
 
+  it("keeps a jsonb key named __proto__ as a key in the rows", async () => {
+    const outcome = await crm.execute(
+      "query",
+      query(`SELECT '{"__proto__": {"role": "admin"}, "a": 1}'::jsonb AS doc`),
+      never,
+    );
+    expect(outcome.ok).toBe(true);
+    expect(JSON.stringify(outcome.result)).toContain('"__proto__":{"role":"admin"}');
+  });
+
   it("a dry run counts the rows a write would touch and leaves the table unchanged", async () => {
     const before = await rows("SELECT id, status FROM orders ORDER BY id");
     const line = await crm.dryRun!(

@@ -897,7 +897,15 @@ function toJson(value: unknown, depth = 0): Json {
   if (Array.isArray(value)) return value.map((item) => toJson(item, depth + 1));
   if (typeof value === "object") {
     const out: Record<string, Json> = {};
-    for (const [key, item] of Object.entries(value)) out[key] = toJson(item, depth + 1);
+    for (const [key, item] of Object.entries(value)) {
+      // defineProperty, so a jsonb key named __proto__ stays a key instead of a prototype
+      Object.defineProperty(out, key, {
+        value: toJson(item, depth + 1),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
     return out;
   }
   return String(value);
