@@ -125,6 +125,18 @@ describe("checkCondition", () => {
     expect(issues[1]?.message).toContain('rule "back"');
   });
 
+  it("checks the patterns matches() is given, and no text that only reads like one", () => {
+    // Inside a string, `matches('\q')` is text: it neither throws nor refuses the condition.
+    expect(checkCondition(`action.justification == r"matches('\\q')"`)).toBeUndefined();
+    expect(checkCondition(`action.justification.contains("matches('\\\\q')")`)).toBeUndefined();
+    // Every way CEL writes a string literal is read as CEL reads it.
+    for (const literal of [`R"(?=x)"`, `'''(?=x)'''`, `r"""(?=x)"""`, `"(?\\x3dx)"`]) {
+      expect(checkCondition(`action.justification.matches(${literal})`)).toMatch(
+        /is not an RE2 pattern/,
+      );
+    }
+  });
+
   it("refuses a condition that is not a bool and not dyn", () => {
     expect(checkCondition("action.connection")).toMatch(/must be a bool, not string/);
     expect(checkCondition("1 + 1")).toMatch(/must be a bool, not int/);

@@ -2,7 +2,7 @@
  * Compiles the rules' CEL conditions once, at load, against declared variable types, so a
  * typo such as `action.conection` is a config error naming the rule, not a runtime surprise.
  */
-import { Environment } from "@marcbachmann/cel-js";
+import { type ASTNode, Environment } from "@marcbachmann/cel-js";
 import { digest } from "../common/canonical-json.js";
 import { type RuleConfig, reviewSchema } from "../config/config-schema.js";
 import type { RiskLevel } from "../connectors/connector.js";
@@ -156,21 +156,45 @@ export function checkCondition(when: string): string | undefined {
   if (!check.valid) return firstLine(check.error?.message ?? "invalid condition");
   if (check.type !== "bool" && check.type !== "dyn")
     return `the condition must be a bool, not ${check.type}`;
-  for (const literal of when.matchAll(patternLiterals)) {
-    const pattern: unknown = celEnvironment().evaluate(literal[1]!);
-    const problem = typeof pattern === "string" ? patternProblem(pattern) : undefined;
-    if (problem) return `matches(${literal[1]}) is not an RE2 pattern, as CEL's are: ${problem}`;
+  for (const literal of patternLiterals(celEnvironment().parse(when).ast)) {
+    const problem = patternProblem(literal.args);
+    const source = when.slice(literal.start, literal.end);
+    if (problem) return `matches(${source}) is not an RE2 pattern, as CEL's are: ${problem}`;
   }
   return undefined;
 }
 
+type StringLiteral = { op: "value"; args: string; start: number; end: number };
+
 /**
- * The string literal a `matches` call is given (`x.matches("…")`, `matches(x, '…')`), checked
- * at load: RE2 has no lookarounds or backreferences, and a pattern that fails at run time
- * denies every action it is asked about.
+ * The string literals `matches` calls are given (`x.matches("…")`, `matches(x, '…')`), as
+ * CEL's parser read them, checked at load: RE2 has no lookarounds or backreferences, and a
+ * pattern that fails at run time denies every action it is asked about. Read from the syntax
+ * tree, not the text, so that text inside a string is not taken for a call.
  */
-const patternLiterals =
-  /\bmatches\(\s*(?:[^()'"]*?,\s*)?(r?(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'))\s*\)/g;
+function patternLiterals(ast: ASTNode): StringLiteral[] {
+  const found: StringLiteral[] = [];
+  const isLiteral = (node: unknown): node is StringLiteral =>
+    (node as ASTNode | undefined)?.op === "value" &&
+    typeof (node as StringLiteral).args === "string";
+  const visit = (value: unknown): void => {
+    if (Array.isArray(value)) {
+      for (const item of value) visit(item);
+      return;
+    }
+    if (value === null || typeof value !== "object" || !("op" in value)) return;
+    const node = value as ASTNode;
+    if (node.op === "rcall" && node.args[0] === "matches" && isLiteral(node.args[2][0])) {
+      found.push(node.args[2][0]);
+    }
+    if (node.op === "call" && node.args[0] === "matches" && isLiteral(node.args[1][1])) {
+      found.push(node.args[1][1]);
+    }
+    visit(node.args);
+  };
+  visit(ast);
+  return found;
+}
 
 function firstLine(text: string): string {
   return text.split("\n")[0] ?? text;
