@@ -4,6 +4,7 @@ import { ApiError, api, currentPath, loginUrl } from "./api.js";
 import type { Session } from "./api-types.js";
 import { Header } from "./components/header.js";
 import { ErrorState, Loading } from "./components/states.js";
+import { forgetDrafts } from "./components/vote-panel.js";
 import { useResource } from "./hooks.js";
 import { LiveProvider } from "./live.js";
 import { AuditPage } from "./pages/audit-page.js";
@@ -89,7 +90,10 @@ export function App() {
     if (unauthenticated) window.location.assign(loginUrl(currentPath()));
   }, [unauthenticated]);
 
-  const onSignedOut = useCallback(() => setSignedOut(true), []);
+  const onSignedOut = useCallback(() => {
+    forgetDrafts();
+    setSignedOut(true);
+  }, []);
 
   if (signedOut) return <SignedOutPage />;
   if (!session.data) {

@@ -37,6 +37,7 @@ describe.skipIf(!haveChromium)("the console in a browser", () => {
       users: [
         { email: "carol@example.com", groups: ["finance"] },
         { email: "erin@example.com", groups: ["eng"] },
+        { email: "dave@example.com", groups: ["finance"] },
       ],
     });
     gw = await startGateway(
@@ -241,6 +242,32 @@ rules:
       await expect(carol.page.inputValue("#comment")).resolves.toBe(
         "Checked with the customer by phone",
       );
+    } finally {
+      await carol.close();
+    }
+  });
+
+  it("keeps one reviewer's unsent comment from the next one to sign in on the same tab", async () => {
+    const id = await submit();
+    const carol = await signedIn("carol@example.com", undefined, `/requests/${id}`);
+    try {
+      await carol.page.fill("#comment", "Carol thinks this is fraud");
+      await carol.page.getByRole("button", { name: "Sign out" }).click();
+      await carol.page.getByRole("heading", { name: "Signed out" }).waitFor();
+      // A shared computer: the next reviewer signs in in the same tab (the provider's own
+      // session gone, as when it signs out too).
+      await carol.page.context().clearCookies();
+      await carol.page.goto(`${base}/requests/${id}`);
+      await carol.page.waitForSelector("#login");
+      await carol.page.fill("#login", "dave@example.com");
+      await carol.page.fill("#password", "dave-password");
+      await carol.page.click("#submit");
+      await carol.page.waitForURL(`${base}/requests/${id}`);
+      await carol.page.locator("#comment").waitFor();
+      await expect(carol.page.inputValue("#comment")).resolves.toBe("");
+      expect(
+        await carol.page.evaluate("JSON.stringify(Object.entries(sessionStorage))"),
+      ).not.toContain("Carol thinks");
     } finally {
       await carol.close();
     }

@@ -11,26 +11,39 @@ import { useNow } from "../hooks.js";
 import { errorMessage } from "./states.js";
 import { When } from "./when.js";
 
-const draftKey = (id: string) => `airlock:comment:${id}`;
+/** A draft is the reviewer's own: on a shared browser, the next one to sign in starts clean. */
+const DRAFT_PREFIX = "airlock:comment:";
+const draftKey = (reviewer: string, id: string) => `${DRAFT_PREFIX}${reviewer}:${id}`;
 
 /**
  * Keeps the comment as it is typed, until the vote is recorded: whatever leaves the page (a
  * step-up sign-in, the sign-in of a session that ended, a reload) brings it back.
  */
-function keepDraft(id: string, comment: string): void {
+function keepDraft(reviewer: string, id: string, comment: string): void {
   try {
-    if (comment) sessionStorage.setItem(draftKey(id), comment);
-    else sessionStorage.removeItem(draftKey(id));
+    if (comment) sessionStorage.setItem(draftKey(reviewer, id), comment);
+    else sessionStorage.removeItem(draftKey(reviewer, id));
   } catch {
     // Storage may be unavailable (private mode); the comment is then typed again.
   }
 }
 
-function draft(id: string): string {
+function draft(reviewer: string, id: string): string {
   try {
-    return sessionStorage.getItem(draftKey(id)) ?? "";
+    return sessionStorage.getItem(draftKey(reviewer, id)) ?? "";
   } catch {
     return "";
+  }
+}
+
+/** At sign-out: what a reviewer wrote and did not send stays with nobody. */
+export function forgetDrafts(): void {
+  try {
+    for (const key of Object.keys(sessionStorage)) {
+      if (key.startsWith(DRAFT_PREFIX)) sessionStorage.removeItem(key);
+    }
+  } catch {
+    // Unavailable storage holds no drafts.
   }
 }
 
@@ -73,7 +86,7 @@ export function VotePanel({
   /** The gateway refused the vote because the request moved on: show it as it is now. */
   onRefused: () => void;
 }) {
-  const [comment, setComment] = useState(() => draft(request.id));
+  const [comment, setComment] = useState(() => draft(session.email, request.id));
   const [busy, setBusy] = useState<"approve" | "deny" | null>(null);
   const [notice, setNotice] = useState<Notice | null>(null);
   const now = useNow();
@@ -92,7 +105,7 @@ export function VotePanel({
         session.csrfToken,
       );
       setComment("");
-      keepDraft(request.id, "");
+      keepDraft(session.email, request.id, "");
       onVoted(updated);
       setNotice({
         kind: "ok",
@@ -184,7 +197,7 @@ export function VotePanel({
             value={comment}
             onChange={(event) => {
               setComment(event.target.value);
-              keepDraft(request.id, event.target.value);
+              keepDraft(session.email, request.id, event.target.value);
             }}
             placeholder="Why you approve or deny (optional)"
           />
