@@ -18,19 +18,35 @@ export function useResource<T>(load: (signal: AbortSignal) => Promise<T>): Resou
     loading: true,
   });
   const running = useRef<AbortController | null>(null);
+  const again = useRef(false);
 
   const reload = useCallback(() => {
-    running.current?.abort();
+    // A load under way ends first, and shows what it read, then one more runs: aborted at
+    // each refresh, a load slower than the refreshes (a far network, an inbox of several
+    // pages, live changes every few hundred ms) would never show anything.
+    if (running.current && !running.current.signal.aborted) {
+      again.current = true;
+      return;
+    }
+    again.current = false;
     const controller = new AbortController();
     running.current = controller;
+    const settled = () => {
+      if (controller.signal.aborted) return;
+      running.current = null;
+      if (again.current) reload();
+    };
     setState((s) => ({ ...s, loading: true }));
     load(controller.signal).then(
       (data) => {
         if (!controller.signal.aborted) setState({ data, loading: false });
+        settled();
       },
       (error: unknown) => {
-        if (controller.signal.aborted || isAbort(error)) return;
-        setState((s) => ({ ...s, error, loading: false }));
+        if (!(controller.signal.aborted || isAbort(error))) {
+          setState((s) => ({ ...s, error, loading: false }));
+        }
+        settled();
       },
     );
   }, [load]);

@@ -214,6 +214,32 @@ rules:
     }
   });
 
+  it("shows a new request live while others change all the time and the inbox loads slowly", async () => {
+    const carol = await signedIn("carol@example.com");
+    // A reviewer far away, or an inbox of several pages: a load takes longer than the pause
+    // between two refreshes.
+    await carol.page.context().route("**/v1/requests?*", async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await route.continue();
+    });
+    let busy = true;
+    const traffic = (async () => {
+      while (busy) {
+        await api(base, "POST", "/v1/actions", { token: agent, body: read("/other") });
+        await new Promise((resolve) => setTimeout(resolve, 40));
+      }
+    })();
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const id = await submit();
+      await carol.page.locator(`a[href="/requests/${id}"]`).waitFor({ timeout: 8_000 });
+    } finally {
+      busy = false;
+      await traffic;
+      await carol.close();
+    }
+  });
+
   it("keeps a typed comment through the sign-in that a vote refused as signed out asks for", async () => {
     const id = await submit();
     const carol = await signedIn("carol@example.com", undefined, `/requests/${id}`);
