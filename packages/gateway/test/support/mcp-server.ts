@@ -230,6 +230,8 @@ export interface RawMcpServer {
  */
 export async function startRawMcpServer(
   answer: (id: string | number, response: ServerResponse) => void,
+  /** Requests (pings) the server sends ahead of its answer to `initialize`, on an SSE stream. */
+  options: { pingsOnInitialize?: number } = {},
 ): Promise<RawMcpServer> {
   const server: Server = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
@@ -240,18 +242,27 @@ export async function startRawMcpServer(
     }
     const message = JSON.parse(Buffer.concat(chunks).toString("utf8"));
     if (message.method === "initialize") {
-      response.writeHead(200, { "content-type": "application/json", "mcp-session-id": "raw" });
-      response.end(
-        JSON.stringify({
-          jsonrpc: "2.0",
-          id: message.id,
-          result: {
-            protocolVersion: message.params.protocolVersion,
-            capabilities: { tools: {} },
-            serverInfo: { name: "raw", version: "1" },
-          },
-        }),
-      );
+      const result = {
+        jsonrpc: "2.0",
+        id: message.id,
+        result: {
+          protocolVersion: message.params.protocolVersion,
+          capabilities: { tools: {} },
+          serverInfo: { name: "raw", version: "1" },
+        },
+      };
+      const pings = options.pingsOnInitialize ?? 0;
+      if (pings === 0) {
+        response.writeHead(200, { "content-type": "application/json", "mcp-session-id": "raw" });
+        response.end(JSON.stringify(result));
+        return;
+      }
+      response.writeHead(200, { "content-type": "text/event-stream", "mcp-session-id": "raw" });
+      const event = (m: unknown) => `event: message\ndata: ${JSON.stringify(m)}\n\n`;
+      let stream = "";
+      for (let i = 0; i < pings; i++)
+        stream += event({ jsonrpc: "2.0", id: `i${i}`, method: "ping" });
+      response.end(stream + event(result));
       return;
     }
     if (message.method === "tools/call") {

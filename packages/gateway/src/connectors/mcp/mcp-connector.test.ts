@@ -215,6 +215,24 @@ describe("mcp connector: execution", () => {
     }
   });
 
+  it("answers only a few of the requests a server starts during the handshake", async () => {
+    const raw = await startRawMcpServer(
+      (id, response) =>
+        response
+          .writeHead(200, { "content-type": "application/json" })
+          .end(JSON.stringify({ jsonrpc: "2.0", id, result: { content: [] } })),
+      { pingsOnInitialize: 500 },
+    );
+    try {
+      const outcome = await run(connector(raw.url), "search", {});
+      expect(outcome.ok).toBe(true);
+      expect(raw.replies).toBeGreaterThan(0);
+      expect(raw.replies).toBeLessThanOrEqual(17);
+    } finally {
+      await raw.close();
+    }
+  });
+
   it("ends as failed with the tool's own message when the tool reports an error", async () => {
     const outcome = await run(connector(server.url), "broken", { why: "disk full" });
     expect(outcome.ok).toBe(false);

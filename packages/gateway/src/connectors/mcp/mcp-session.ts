@@ -51,9 +51,13 @@ export class McpSession {
     this.client.onclose = () => {
       this.retiredFlag = true;
     };
-    this.ready = this.client
-      .connect(this.transport, { timeout: options.requestTimeoutMs })
-      .then(() => answerFew(this.transport));
+    const connecting = this.client.connect(this.transport, { timeout: options.requestTimeoutMs });
+    // The SDK sets the transport's handler before its first await: wrapped at once, requests a
+    // server starts during the handshake meet the budget too. (Should a later SDK set it
+    // later, it is wrapped once connected.)
+    const wrapped = this.transport.onmessage !== undefined;
+    if (wrapped) answerFew(this.transport);
+    this.ready = wrapped ? connecting : connecting.then(() => answerFew(this.transport));
     // Whoever calls hears about a failed start; an unobserved one is not an error.
     this.ready.catch(() => {});
   }
