@@ -48,6 +48,13 @@ const TOKEN_DEADLINE_MS = 3_000;
  */
 const VERIFY_DEADLINE_MS = 3_000;
 
+/**
+ * Checks of a token still waiting on the SDK, given up on or not. Each that finds the keys
+ * cold starts a fetch of its own, with no deadline: past this many, a click is answered 503 at
+ * once rather than leave one more connection hanging on a silent key endpoint.
+ */
+const MAX_PENDING_VERIFICATIONS = 8;
+
 /** The SDK accepts a token until this long after its `exp`. */
 const CLOCK_TOLERANCE_MS = 5 * 60_000;
 
@@ -123,6 +130,7 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
     true,
   );
   let client: Promise<ConnectorClient> | undefined;
+  let pending = 0;
 
   return {
     async verify(activity, authorization) {
@@ -133,6 +141,12 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
       // The SDK compares the token's serviceurl claim only with a serviceUrl that is there.
       if (typeof activity.serviceUrl !== "string" || activity.serviceUrl === "") {
         return "the activity names no serviceUrl";
+      }
+      if (pending >= MAX_PENDING_VERIFICATIONS) {
+        throw new AirlockError(
+          "identity_provider_unavailable",
+          `${MAX_PENDING_VERIFICATIONS} clicks are already waiting for the Bot Framework's signing keys (channels.teams.openIdMetadataUrl); this one can be tried again`,
+        );
       }
       let identity: ClaimsIdentity;
       let timer: NodeJS.Timeout | undefined;
@@ -149,10 +163,14 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
         );
       });
       try {
-        ({ claimsIdentity: identity } = await Promise.race([
-          auth.authenticateRequest(activity as Activity, authorization),
-          late,
-        ]));
+        const checking = auth.authenticateRequest(activity as Activity, authorization);
+        pending++;
+        // Counted until the SDK is done, however long after the click was answered.
+        checking.then(
+          () => pending--,
+          () => pending--,
+        );
+        ({ claimsIdentity: identity } = await Promise.race([checking, late]));
       } catch (error) {
         if (error instanceof AirlockError) throw error;
         return `the Bot Framework token was refused: ${error instanceof Error ? error.message : String(error)}`;
