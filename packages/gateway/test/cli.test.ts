@@ -463,7 +463,7 @@ describe("help", () => {
     ]);
     expect(await said(["audit"])).toEqual([
       2,
-      "airlock: say what to do: airlock audit verify or export",
+      "airlock: say what to do: airlock audit verify, export or checkpoint",
     ]);
     expect(await said(["token", "revoke", "nope", "--config", config])).toEqual([
       1,
