@@ -114,7 +114,9 @@ export function checkpointProblem(data: Json, publicKey: KeyObject): string | un
 /**
  * Signs the chain's head whenever it has moved since the last checkpoint: at start (events a
  * stopped gateway left unsigned), every `everyMs`, and at stop. Several replicas may each
- * sign; a checkpoint at the head is not signed again.
+ * sign; a checkpoint at the head is not signed again. It signs nothing more once the chain no
+ * longer holds the last event it signed: whoever cut or rewrote the chain there, dropping the
+ * checkpoints that no longer agree, would otherwise have their version signed.
  */
 export function createCheckpointer(deps: {
   store: Store;
@@ -126,12 +128,23 @@ export function createCheckpointer(deps: {
   const { store, privateKey, clock, logger } = deps;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
+  let signed: { seq: number; hash: string } | undefined;
 
   const checkpoint = (): Promise<void> => {
     running ??= (async () => {
       try {
         const head = await store.lastAuditEvent();
         if (!head || head.type === CHECKPOINT_TYPE) return;
+        if (signed) {
+          const [event] = await store.listAudit({ afterSeq: signed.seq - 1, limit: 1 });
+          if (event?.seq !== signed.seq || event.hash !== signed.hash) {
+            logger.error(
+              { seq: signed.seq },
+              "the audit chain no longer holds an event this gateway signed: it was cut off or rewritten in the database; no more checkpoints are signed",
+            );
+            return;
+          }
+        }
         const now = clock();
         const data = signCheckpoint(privateKey, head, now);
         await store.appendAudit([
@@ -143,6 +156,7 @@ export function createCheckpointer(deps: {
             data: data as unknown as Json,
           },
         ]);
+        signed = { seq: head.seq, hash: head.hash };
       } catch (error) {
         logger.warn({ err: error }, "could not sign an audit checkpoint; will try again");
       } finally {
