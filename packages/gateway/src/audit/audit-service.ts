@@ -51,6 +51,10 @@ export async function verifyAudit(
   let reach: SignedReach = { through: 0, signedAt: undefined, checkpoints: 0, unsigned: 0 };
   let plainThrough = 0;
   let signatureProblem: ChainProblem | undefined;
+  // Checkpoints that vouch for events further back than `recent` reaches, checked on a second
+  // walk against the events the chain's walk reads, never a row read some other way (a table
+  // changed by whoever holds the database may hold rows the walk never sees).
+  const farBack: { at: number; seq: number; hash: string }[] = [];
   for await (const event of store.auditEvents()) {
     if (verifier.add(event)) break;
     if (++count % PROGRESS_EVERY === 0) progress?.(count);
@@ -59,18 +63,17 @@ export async function verifyAudit(
     recent.set(event.seq, { hash: event.hash, plain });
     if (recent.size > RECENT_KEPT) recent.delete(recent.keys().next().value as number);
     if (event.type !== CHECKPOINT_TYPE) continue;
-    const why =
-      checkpointProblem(event.data, publicKey) ??
-      (await vouchedProblem(store, recent, event.data as unknown as CheckpointData));
+    const data = event.data as unknown as CheckpointData;
+    let why = checkpointProblem(event.data, publicKey);
+    if (!why && data.seq < event.seq && !recent.has(data.seq)) {
+      farBack.push({ at: event.seq, seq: data.seq, hash: data.hash });
+    } else {
+      why ??= vouchedProblem(data, data.seq < event.seq ? recent.get(data.seq)?.hash : undefined);
+    }
     if (why) {
-      signatureProblem = {
-        seq: event.seq,
-        kind: "bad_signature",
-        message: `event ${event.seq} (${CHECKPOINT_TYPE}): ${why}`,
-      };
+      signatureProblem = badCheckpoint(event.seq, why);
       break;
     }
-    const data = event.data as unknown as CheckpointData;
     if (data.seq >= reach.through) {
       reach = { ...reach, through: data.seq, signedAt: data.signedAt };
       plainThrough = recent.get(data.seq)?.plain ?? plainThrough;
@@ -79,6 +82,21 @@ export async function verifyAudit(
   }
   const result = verifier.finish();
   if (result.problem || !publicKey) return { ok: !result.problem, ...result };
+  if (farBack.length > 0) {
+    const wanted = new Map(farBack.map((claim) => [claim.seq, undefined as string | undefined]));
+    for await (const event of store.auditEvents()) {
+      if (wanted.has(event.seq)) wanted.set(event.seq, event.hash);
+      if (event.seq >= farBack[farBack.length - 1]!.at) break;
+    }
+    for (const claim of farBack) {
+      if (signatureProblem && claim.at > signatureProblem.seq) break;
+      const why = vouchedProblem(claim, wanted.get(claim.seq));
+      if (why) {
+        signatureProblem = badCheckpoint(claim.at, why);
+        break;
+      }
+    }
+  }
   if (signatureProblem) return { ok: false, ...result, problem: signatureProblem };
   reach.unsigned = plain - plainThrough;
   if (reach.checkpoints === 0 && plain > 0) {
@@ -100,17 +118,18 @@ export async function verifyAudit(
 /** How many recent events' hashes a verification keeps for the checkpoints after them. */
 const RECENT_KEPT = 4096;
 
-/** Why the event a checkpoint vouches for is not in the chain as it says, or undefined. */
-async function vouchedProblem(
-  store: Store,
-  recent: ReadonlyMap<number, { hash: string }>,
-  data: CheckpointData,
-): Promise<string | undefined> {
-  let stored = recent.get(data.seq)?.hash;
-  if (stored === undefined) {
-    const [event] = await store.listAudit({ afterSeq: data.seq - 1, limit: 1 });
-    stored = event?.seq === data.seq ? event.hash : undefined;
-  }
+function badCheckpoint(seq: number, why: string): ChainProblem {
+  return { seq, kind: "bad_signature", message: `event ${seq} (${CHECKPOINT_TYPE}): ${why}` };
+}
+
+/**
+ * Why the event a checkpoint vouches for is not in the chain as it says, or undefined;
+ * `stored` is that event's hash as the walk read it, if the chain holds it before the checkpoint.
+ */
+function vouchedProblem(
+  data: { seq: number; hash: string },
+  stored: string | undefined,
+): string | undefined {
   if (stored === data.hash) return undefined;
   return stored === undefined
     ? `it vouches for event ${data.seq}, which the chain does not hold before it`
