@@ -176,6 +176,16 @@ describe("signed audit checkpoints", { timeout: 120_000 }, () => {
     writeFileSync(otherPath, other.publicPem);
     const foreign = await verify(join(original, "airlock.yaml"), "--public-key", otherPath);
     expect(foreign.code).toBe(1);
+    // After a key rotation, each key the gateway has had is given.
+    const rotated = await verify(
+      join(original, "airlock.yaml"),
+      "--public-key",
+      otherPath,
+      "--public-key",
+      publicPath,
+    );
+    expect(rotated.code).toBe(0);
+    expect(rotated.stdout).toContain("signatures OK");
     expect(foreign.stdout).toMatch(
       /it was signed with another key \([0-9a-f]{16}, not [0-9a-f]{16}\)/,
     );
@@ -208,9 +218,18 @@ describe("signed audit checkpoints", { timeout: 120_000 }, () => {
     const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 })
       .privateKey.export({ type: "pkcs8", format: "pem" })
       .toString();
+    const encrypted = generateKeyPairSync("ed25519")
+      .privateKey.export({
+        type: "pkcs8",
+        format: "pem",
+        cipher: "aes-256-cbc",
+        passphrase: "unused",
+      })
+      .toString();
     for (const [name, pem, why] of [
       ["rsa.key", rsa, "is a rsa key; checkpoints are Ed25519"],
       ["public.key", keys.publicPem, "is not a PEM private key"],
+      ["encrypted.key", encrypted, "is encrypted; give the key unencrypted"],
     ] as const) {
       writeFileSync(join(dir, name), pem);
       const path = join(dir, `${name}.yaml`);

@@ -44,7 +44,7 @@ describe("the checkpointer", () => {
       await checkpointer.checkpoint();
       await store.appendAudit([event("test.third", { who: "bob" })]);
       await checkpointer.checkpoint();
-      expect(await verifyAudit(store, undefined, { publicKey })).toMatchObject({
+      expect(await verifyAudit(store, undefined, { publicKeys: [publicKey] })).toMatchObject({
         ok: true,
         signed: { through: 4, checkpoints: 2, unsigned: 0 },
       });
@@ -54,11 +54,13 @@ describe("the checkpointer", () => {
       db.prepare("DELETE FROM audit_events WHERE seq >= 2").run();
       db.close();
       await store.appendAudit([event("test.second"), event("test.third", { who: "mallory" })]);
-      expect(await verifyAudit(store, undefined, { publicKey })).toMatchObject({ ok: false });
+      expect(await verifyAudit(store, undefined, { publicKeys: [publicKey] })).toMatchObject({
+        ok: false,
+      });
       // The running gateway must not vouch for it now.
       await checkpointer.checkpoint();
       expect(await store.lastAuditEvent()).toMatchObject({ seq: 3, type: "test.third" });
-      expect(await verifyAudit(store, undefined, { publicKey })).toMatchObject({
+      expect(await verifyAudit(store, undefined, { publicKeys: [publicKey] })).toMatchObject({
         ok: false,
         problem: { kind: "unsigned" },
       });
@@ -123,7 +125,7 @@ describe("checkpoints, verified", () => {
         prevHash = hash;
       });
       db.close();
-      expect(await verifyAudit(store, undefined, { publicKey })).toMatchObject({
+      expect(await verifyAudit(store, undefined, { publicKeys: [publicKey] })).toMatchObject({
         ok: false,
         problem: { seq: 5003, kind: "bad_signature" },
       });
@@ -143,7 +145,7 @@ describe("checkpoints, verified", () => {
       await store.appendAudit([
         { ...event(CHECKPOINT_TYPE), data: { ...signCheckpoint(privateKey, head, T0) } },
       ]);
-      expect(await verifyAudit(store, undefined, { publicKey })).toMatchObject({
+      expect(await verifyAudit(store, undefined, { publicKeys: [publicKey] })).toMatchObject({
         ok: true,
         signed: { through: 1, checkpoints: 1 },
       });

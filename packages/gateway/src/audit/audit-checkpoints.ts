@@ -54,6 +54,11 @@ export function readKey(pem: string, use: "sign" | "check"): KeyObject {
   try {
     key = use === "sign" ? createPrivateKey(pem) : publicKeyOf(pem);
   } catch {
+    if (pem.includes("ENCRYPTED")) {
+      throw new Error(
+        "is encrypted; give the key unencrypted (openssl pkey -in KEY -out PLAIN), in a file only the gateway can read",
+      );
+    }
     throw new Error(
       use === "sign"
         ? "is not a PEM private key; make one with: openssl genpkey -algorithm ed25519"
@@ -88,7 +93,10 @@ export function signCheckpoint(
 }
 
 /** Why a checkpoint's data does not hold a good signature by `publicKey`, or undefined. */
-export function checkpointProblem(data: Json, publicKey: KeyObject): string | undefined {
+export function checkpointProblem(
+  data: Json,
+  publicKeys: readonly KeyObject[],
+): string | undefined {
   const d = data as Partial<Record<keyof CheckpointData, unknown>> | null;
   if (
     !d ||
@@ -100,8 +108,10 @@ export function checkpointProblem(data: Json, publicKey: KeyObject): string | un
   ) {
     return "it is not a checkpoint Airlock wrote (fields missing)";
   }
-  const keyId = keyIdOf(publicKey);
-  if (d.keyId !== keyId) return `it was signed with another key (${d.keyId}, not ${keyId})`;
+  // Several keys: one per signing key the gateway has had, rotated.
+  const ids = publicKeys.map(keyIdOf);
+  const publicKey = publicKeys[ids.indexOf(d.keyId)];
+  if (!publicKey) return `it was signed with another key (${d.keyId}, not ${ids.join(" or ")})`;
   const good = verify(
     null,
     message(d.seq, d.hash, d.signedAt),

@@ -39,10 +39,11 @@ export const PROGRESS_EVERY = 10_000;
 export async function verifyAudit(
   store: Store,
   progress?: (events: number) => void,
-  options: { publicKey?: KeyObject } = {},
+  /** The public halves of the signing keys the gateway has had (one, unless rotated). */
+  options: { publicKeys?: readonly KeyObject[] } = {},
 ): Promise<VerifyReport> {
   const verifier = createChainVerifier();
-  const { publicKey } = options;
+  const publicKeys = options.publicKeys?.length ? options.publicKeys : undefined;
   // Recent events' hashes and how many non-checkpoint events came up to each, for the
   // checkpoints that follow them (a checkpoint vouches for the head it read, a few back).
   const recent = new Map<number, { hash: string; plain: number }>();
@@ -58,13 +59,13 @@ export async function verifyAudit(
   for await (const event of store.auditEvents()) {
     if (verifier.add(event)) break;
     if (++count % PROGRESS_EVERY === 0) progress?.(count);
-    if (!publicKey) continue;
+    if (!publicKeys) continue;
     if (event.type !== CHECKPOINT_TYPE) plain++;
     recent.set(event.seq, { hash: event.hash, plain });
     if (recent.size > RECENT_KEPT) recent.delete(recent.keys().next().value as number);
     if (event.type !== CHECKPOINT_TYPE) continue;
     const data = event.data as unknown as CheckpointData;
-    let why = checkpointProblem(event.data, publicKey);
+    let why = checkpointProblem(event.data, publicKeys);
     if (!why && data.seq < event.seq && !recent.has(data.seq)) {
       farBack.push({ at: event.seq, seq: data.seq, hash: data.hash });
     } else {
@@ -81,7 +82,7 @@ export async function verifyAudit(
     reach.checkpoints++;
   }
   const result = verifier.finish();
-  if (result.problem || !publicKey) return { ok: !result.problem, ...result };
+  if (result.problem || !publicKeys) return { ok: !result.problem, ...result };
   if (farBack.length > 0) {
     const wanted = new Map(farBack.map((claim) => [claim.seq, undefined as string | undefined]));
     for await (const event of store.auditEvents()) {

@@ -15,7 +15,7 @@ import { openStore } from "../../store/open-store.js";
 import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
 
 const usage = `Usage:
-  airlock audit verify [--expect-head SEQ:HASH] [--public-key FILE]   check the whole hash chain
+  airlock audit verify [--expect-head SEQ:HASH] [--public-key FILE]...   check the whole hash chain
   airlock audit export --format jsonl|csv [--since TIME] [--output FILE]
   airlock audit checkpoint                               sign the chain's head now (audit.signingKey)
 
@@ -24,7 +24,7 @@ On a long chain, both say how far they got on stderr every few seconds.
 verify prints the chain's head; record it elsewhere, and pass it later as --expect-head to
 show that no event up to it was cut off or rewritten since. With --public-key (the PEM public
 half of audit.signingKey), it also checks every signed checkpoint, and says how far they vouch
-for the chain.`;
+for the chain; give --public-key once for each signing key the gateway has had.`;
 
 export async function audit(args: string[]): Promise<number> {
   const [sub, rest] = subcommand(args, usage, "audit", ["verify", "export", "checkpoint"]);
@@ -36,12 +36,12 @@ export async function audit(args: string[]): Promise<number> {
       since: { type: "string" },
       output: { type: "string", short: "o" },
       "expect-head": { type: "string" },
-      "public-key": { type: "string" },
+      "public-key": { type: "string", multiple: true },
     },
     usage,
   );
-  const publicKey =
-    values["public-key"] === undefined ? undefined : readPublicKey(values["public-key"]);
+  // Given once per signing key the gateway has had: a rotated chain holds checkpoints of each.
+  const publicKeys = ([] as string[]).concat(values["public-key"] ?? []).map(readPublicKey);
   const expectHead = values["expect-head"];
   const expect = expectHead === undefined ? undefined : parseRecordedHead(expectHead);
   if (expectHead !== undefined && !expect) {
@@ -94,7 +94,7 @@ export async function audit(args: string[]): Promise<number> {
       return 0;
     }
     if (sub === "verify") {
-      const walked = await verifyAudit(store, progress("verified"), publicKey ? { publicKey } : {});
+      const walked = await verifyAudit(store, progress("verified"), { publicKeys });
       const report = expect ? await checkRecordedHead(store, walked, expect) : walked;
       const problem = report.problem;
       if (problem) {

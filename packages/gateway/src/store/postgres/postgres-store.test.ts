@@ -518,7 +518,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       await checkpointer.checkpoint();
       expect(await c.lastAuditEvent()).toMatchObject({ seq: 3, type: "audit.checkpoint" });
       await c.appendAudit([auditInput("test.third")]);
-      expect(await verifyAudit(c, undefined, { publicKey })).toMatchObject({
+      expect(await verifyAudit(c, undefined, { publicKeys: [publicKey] })).toMatchObject({
         ok: true,
         signed: { through: 2, checkpoints: 1, unsigned: 1 },
       });
@@ -554,7 +554,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
         prevHash = hash;
       }
       expect((await verifyAudit(c)).ok).toBe(true);
-      expect(await verifyAudit(c, undefined, { publicKey })).toMatchObject({
+      expect(await verifyAudit(c, undefined, { publicKeys: [publicKey] })).toMatchObject({
         ok: false,
         problem: { seq: 3, kind: "bad_signature" },
       });
