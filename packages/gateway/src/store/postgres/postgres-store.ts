@@ -355,17 +355,23 @@ export class PostgresStore implements Store {
   }
 
   async *auditEvents(options: { since?: number } = {}): AsyncIterable<AuditEvent> {
-    const since = options.since === undefined ? "" : new Date(options.since).toISOString();
     // From the first stored event, whatever its number: a forged one numbered 0 or less,
-    // which GET /v1/audit lists, must reach the verifier too.
+    // which GET /v1/audit lists, must reach the verifier too; and, without `since`, whatever
+    // its time holds: a row whose ts does not compare as text is read all the same.
     let after: number | undefined;
     for (;;) {
+      const where = [
+        ...(options.since === undefined ? [] : ["ts >= $1"]),
+        ...(after === undefined ? [] : [`seq > $${options.since === undefined ? 1 : 2}`]),
+      ];
+      const params = [
+        ...(options.since === undefined ? [] : [new Date(options.since).toISOString()]),
+        ...(after === undefined ? [] : [after]),
+      ];
       const rows = await this.query(
         "read the audit trail",
-        after === undefined
-          ? "SELECT * FROM audit_events WHERE ts >= $1 ORDER BY seq LIMIT 1000"
-          : "SELECT * FROM audit_events WHERE seq > $2 AND ts >= $1 ORDER BY seq LIMIT 1000",
-        after === undefined ? [since] : [since, after],
+        `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq LIMIT 1000`,
+        params,
       );
       if (rows.length === 0) return;
       for (const row of rows) yield eventFromRow(row);

@@ -144,6 +144,29 @@ describe("SQLite store: group commit", () => {
     expect(chain.count).toBe(6 * 3);
   });
 
+  it("walks every event of the chain, one whose time is no text too, as GET /v1/audit lists it", async () => {
+    const { store, path } = open();
+    await store.insertRequest(allowed(), []);
+    await store.close();
+    // Rebuilt by hand without the schema's checks, with a forged event whose ts is NULL.
+    const db = new Database(path);
+    db.exec(`CREATE TABLE forged AS SELECT * FROM audit_events;
+      DROP TABLE audit_events; ALTER TABLE forged RENAME TO audit_events;
+      INSERT INTO audit_events SELECT seq + 1, NULL, 'request.approved', request_id,
+        actor_type, actor_id, data, hash, hash FROM audit_events WHERE seq = 3;`);
+    db.close();
+    const reopened = openSqliteStore(path);
+    try {
+      expect((await reopened.listAudit({ limit: 10 })).map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+      const seen: number[] = [];
+      for await (const event of reopened.auditEvents()) seen.push(event.seq);
+      expect(seen).toEqual([1, 2, 3, 4]);
+      expect((await verifyChain(reopened)).problem).toMatchObject({ seq: 4 });
+    } finally {
+      await reopened.close();
+    }
+  });
+
   it("lets nobody read a group's writes before they are durable", async () => {
     const { store } = open();
     const changes = Array.from({ length: 8 }, () => allowed());
