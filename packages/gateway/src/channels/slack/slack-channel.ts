@@ -319,10 +319,14 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     read: ViewReader,
   ): Promise<void> => {
     if (interaction.kind === "ignore") return;
+    // Read for an approval's checks, and for what a modal shows.
+    const view =
+      interaction.decision === "approve" || interaction.kind === "modal"
+        ? await read(interaction.requestId)
+        : undefined;
     if (interaction.decision === "approve") {
       // What the message offered is checked against the request itself: a click's data
       // (its action, its request id, a modal's metadata) is not the message's.
-      const view = await read(interaction.requestId);
       // A request out of review is refused by the vote itself ("no longer waiting"), and a
       // step-up approval by the review rules, in their own words.
       if (view?.status === "pending" && !view.review?.stepUp && !requestMessage(view).approvable) {
@@ -340,6 +344,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
             channel: interaction.channel,
             ts: interaction.ts,
             summary: interaction.requestId,
+            view,
           }),
         }),
       );

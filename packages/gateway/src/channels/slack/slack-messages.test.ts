@@ -256,6 +256,26 @@ describe("reviewModal and its metadata", () => {
     expect(reviewModal({ ...args, decision: "approve" }).title.text.length).toBeLessThanOrEqual(24);
   });
 
+  it("shows what will run and, before approving a risky action, that it is risky", () => {
+    const risky = texts(
+      reviewModal({ ...args, decision: "approve", view: pendingView() }).blocks as KnownBlock[],
+    );
+    expect(risky.join("\n")).toContain(" on billing-api, risk high");
+    expect(risky.some((t) => t.startsWith(":warning: Risk high"))).toBe(true);
+    const low = pendingView({
+      risk: { level: "low", reason: "r", hint: { level: "low", reason: "r" } },
+    });
+    const calm = texts(
+      reviewModal({ ...args, decision: "approve", view: low }).blocks as KnownBlock[],
+    );
+    expect(calm.join("\n")).toContain("risk low");
+    expect(calm.some((t) => t.includes(":warning:"))).toBe(false);
+    const deny = texts(
+      reviewModal({ ...args, decision: "deny", view: pendingView() }).blocks as KnownBlock[],
+    );
+    expect(deny.some((t) => t.includes(":warning:"))).toBe(false);
+  });
+
   it("refuses malformed metadata", () => {
     const good = { requestId: id, decision: "approve", channel: "C0123", ts: "1700000000.000100" };
     for (const bad of [

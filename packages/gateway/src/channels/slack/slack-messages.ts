@@ -413,8 +413,21 @@ export function reviewModal(args: {
   channel: string;
   ts: string;
   summary: string;
+  /** The request as the message showed it: what will run, and how risky it is. */
+  view?: ChannelView | undefined;
 }): ModalView {
   const approve = args.decision === "approve";
+  const level = args.view?.risk.level;
+  const action = args.view ? `\n${clip(what(args.view), 300)}, risk ${level}` : "";
+  // The message's Approve asks once more for a risky action; the modal says as much.
+  const warning =
+    approve && (level === "high" || level === "critical")
+      ? [
+          section(
+            `:warning: Risk ${level}: this runs with Airlock's credentials once the quorum is reached. Read the whole action in the message before you approve.`,
+          ),
+        ]
+      : [];
   const metadata = JSON.stringify({
     requestId: args.requestId,
     decision: args.decision,
@@ -433,8 +446,9 @@ export function reviewModal(args: {
     close: { type: "plain_text", text: "Cancel" },
     blocks: [
       section(
-        `${approve ? "Approve" : "Deny"} request ${clip(args.summary, budget.summary)}${approve ? "" : "\nA deny is final: the request will not run."}`,
+        `${approve ? "Approve" : "Deny"} request ${clip(args.summary, budget.summary)}${action}${approve ? "" : "\nA deny is final: the request will not run."}`,
       ),
+      ...warning,
       {
         type: "input",
         block_id: "comment",
