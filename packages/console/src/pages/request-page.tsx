@@ -251,7 +251,15 @@ export function RequestPage({ id }: { id: string }) {
           trail.data.events.length === 0 ? (
             <p className="muted">No events recorded.</p>
           ) : (
-            <AuditList events={trail.data.events} showRequest={false} />
+            <>
+              <AuditList events={trail.data.events} showRequest={false} />
+              {(trail.data.nextAfterSeq ?? trail.data.next) !== undefined ? (
+                <p className="muted">
+                  These are its first {trail.data.events.length} events.{" "}
+                  <Link to={`/audit?requestId=${encodeURIComponent(id)}`}>See them all</Link>
+                </p>
+              ) : null}
+            </>
           )
         ) : trail.loading ? (
           <Loading what="Loading the audit trail…" />
