@@ -88,6 +88,38 @@ describe("probes and metrics", () => {
     ).toEqual(["approve", "deny"]);
   });
 
+  it("lists in the OpenAPI document the statuses its routes answer", async () => {
+    const doc = (await api(gw.url, "GET", "/openapi.json")).body;
+    const listed = (method: string, path: string) => Object.keys(doc.paths[path][method].responses);
+    const bob = await gw.token("reviewer", "bob@example.com");
+
+    expect((await vote(gw.url, "req_none", bob)).status).toBe(404);
+    expect(listed("post", "/v1/requests/{id}/reviews")).toContain("404");
+
+    const short = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...read(), input: { method: "POST", path: "/short" } },
+    });
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const cancelled = await api(gw.url, "POST", `/v1/actions/${short.body.id}/cancel`, {
+      token: agent,
+    });
+    expect(cancelled.body.error.code).toBe("expired");
+    expect(listed("post", "/v1/actions/{id}/cancel")).toContain(String(cancelled.status));
+
+    const controller = new AbortController();
+    const open = () =>
+      fetch(`${gw.url}/v1/events`, {
+        headers: { authorization: `Bearer ${bob}` },
+        signal: controller.signal,
+      });
+    for (let i = 0; i < 20; i++) await open();
+    const refused = await open();
+    controller.abort();
+    expect(refused.status).toBe(429);
+    expect(listed("get", "/v1/events")).toContain("429");
+  });
+
   it("gives approval links the console's page, which holds nothing of the request itself", async () => {
     const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
     const page = await fetch(held.body.approvalUrl.replace("http://airlock.test", gw.url));

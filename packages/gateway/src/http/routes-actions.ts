@@ -103,6 +103,7 @@ export function actionRoutes(
       responses: {
         200: "Cancelled",
         409: "No longer pending",
+        410: "It expired before enough approvals",
         404: "No such request for this agent",
       },
     },

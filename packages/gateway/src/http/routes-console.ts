@@ -51,7 +51,10 @@ export function consoleRoutes(
       summary: "Server-sent events: `change` {id, status, version} whenever a request changes.",
       tag: "reviewers",
       auth: "reviewer",
-      responses: { 200: "An event stream" },
+      responses: {
+        200: "An event stream",
+        429: "Too many live streams open, this reviewer's or all together",
+      },
     },
     async ({ reply, request, principal }) => {
       const who = principal.reviewer.email;

@@ -123,6 +123,7 @@ export function requestRoutes(
       responses: {
         200: "The vote was recorded; the request as it stands now",
         403: "self_approval, not_an_approver or step_up_required",
+        404: "No such request",
         409: "already_reviewed or not_pending",
         410: "expired",
       },
