@@ -120,6 +120,36 @@ describe("probes and metrics", () => {
     expect(listed("get", "/v1/events")).toContain("429");
   });
 
+  it("lists in the OpenAPI document the refusals every route of its kind can answer", async () => {
+    const doc = (await api(gw.url, "GET", "/openapi.json")).body;
+    const listed = (method: string, path: string) => Object.keys(doc.paths[path][method].responses);
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+
+    // The other kind of token.
+    const asReviewer = await api(gw.url, "GET", `/v1/actions/${held.body.id}`, { token: bob });
+    expect(asReviewer.body.error.code).toBe("forbidden");
+    expect(listed("get", "/v1/actions/{id}")).toContain(String(asReviewer.status));
+    const asAgent = await api(gw.url, "GET", "/v1/audit", { token: agent });
+    expect(asAgent.body.error.code).toBe("forbidden");
+    expect(listed("get", "/v1/audit")).toContain(String(asAgent.status));
+
+    // A body too large, or not JSON.
+    const large = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...read(), justification: "x".repeat(2_000_000) },
+    });
+    expect(large.body.error.code).toBe("payload_too_large");
+    expect(listed("post", "/v1/actions")).toContain(String(large.status));
+    const text = await api(gw.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
+      token: bob,
+      rawBody: "approve",
+      contentType: "text/plain",
+    });
+    expect(text.body.error.field).toBe("content-type");
+    expect(listed("post", "/v1/requests/{id}/reviews")).toContain(String(text.status));
+  });
+
   it("gives approval links the console's page, which holds nothing of the request itself", async () => {
     const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
     const page = await fetch(held.body.approvalUrl.replace("http://airlock.test", gw.url));
@@ -272,6 +302,8 @@ describe.skipIf(onPostgres)("failing closed", () => {
     const res = await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
     expect(res.status).toBe(503);
     expect(res.body.error.code).toBe("store_unavailable");
+    const doc = (await api(gw.url, "GET", "/openapi.json")).body;
+    expect(Object.keys(doc.paths["/v1/actions"].post.responses)).toContain("503");
     const ready = await api(gw.url, "GET", "/readyz");
     expect(ready.status).toBe(503);
     expect(ready.body.status).toBe("unavailable");

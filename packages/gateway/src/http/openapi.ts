@@ -54,25 +54,29 @@ export function openApiDocument(
     const path = spec.url.replace(/:([A-Za-z]+)/g, "{$1}");
     paths[path] ??= {};
     const responses: Record<string, unknown> = {};
+    const refusal = (description: string) => ({
+      description,
+      content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
+    });
     for (const [status, description] of Object.entries(spec.responses)) {
       responses[status] =
         Number(status) >= 400
-          ? {
-              description,
-              content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
-            }
+          ? refusal(description)
           : { description, content: { "application/json": {} } };
     }
+    // What the router, the body parser and authentication answer on any route of the kind.
     if (spec.auth !== "none") {
-      responses["401"] = {
-        description: "unauthenticated: no token, or an unknown or revoked one",
-        content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
-      };
+      responses["401"] = refusal("unauthenticated: no token, or an unknown or revoked one");
+      const forbidden = `forbidden: ${spec.auth === "agent" ? "a personal token on an agent endpoint" : "an agent token on a reviewer endpoint"}`;
+      const own = spec.responses[403];
+      responses["403"] = refusal(own ? `${own}; or ${forbidden}` : forbidden);
+      responses["503"] ??= refusal("store_unavailable: the store cannot be read or written");
     }
-    responses["400"] ??= {
-      description: "invalid_request, naming the field",
-      content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
-    };
+    if (spec.body) {
+      responses["413"] ??= refusal("payload_too_large: the body is over server.maxBodyBytes");
+      responses["415"] ??= refusal("invalid_request: the body is not sent as application/json");
+    }
+    responses["400"] ??= refusal("invalid_request, naming the field");
     paths[path][spec.method.toLowerCase()] = {
       summary: spec.summary,
       tags: [spec.tag],
