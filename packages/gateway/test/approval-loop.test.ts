@@ -503,6 +503,12 @@ describe("an agent's submission rate", () => {
         expect(refused.body.error.retryAfter).toBeLessThanOrEqual(10);
         expect(refused.body.error.message).toContain("agents[].rateLimit");
         expect(refused.headers.get("retry-after")).toBe(String(refused.body.error.retryAfter));
+        // The OpenAPI document says so.
+        const doc = (await api(own.url, "GET", "/openapi.json")).body;
+        expect(doc.components.schemas.Error.properties.error.properties.retryAfter).toMatchObject({
+          type: "integer",
+        });
+        expect(doc.paths["/v1/actions"].post.responses["429"].headers["Retry-After"]).toBeDefined();
         // Refused before anything: nothing stored, the upstream not called.
         expect((await requests()).length).toBe(before);
         expect(upstream.calls.length).toBe(calls + 3);

@@ -16,8 +16,20 @@ const errorSchema = {
         },
         message: { type: "string" },
         field: { type: "string", description: "The offending field, when there is one." },
+        retryAfter: {
+          type: "integer",
+          minimum: 1,
+          description: "With rate_limited, when waiting lifts the limit: seconds, as Retry-After.",
+        },
       },
     },
+  },
+} as const;
+
+const retryAfterHeader = {
+  "Retry-After": {
+    description: "Seconds to wait, when waiting lifts the limit (also as the error's retryAfter)",
+    schema: { type: "integer" },
   },
 } as const;
 
@@ -61,7 +73,7 @@ export function openApiDocument(
     for (const [status, description] of Object.entries(spec.responses)) {
       responses[status] =
         Number(status) >= 400
-          ? refusal(description)
+          ? { ...refusal(description), ...(status === "429" ? { headers: retryAfterHeader } : {}) }
           : { description, content: { "application/json": {} } };
     }
     // What the router, the body parser and authentication answer on any route of the kind.
