@@ -351,6 +351,8 @@ describe("the audit API", () => {
       afterSeq = page.nextAfterSeq;
     }
     expect(seen).toHaveLength(6);
+    const doc = (await api(gw.url, "GET", "/openapi.json")).body;
+    expect(doc.paths["/v1/audit"].get.responses["200"].description).toContain("nextAfterSeq");
   });
 
   it("ends a page of large requests early, with its cursor, whatever the limit", async () => {
@@ -389,5 +391,8 @@ describe("the audit API", () => {
       before = `&before=${page.next}`;
     }
     expect(seen.size).toBe(6);
+    const doc = (await api(gw.url, "GET", "/openapi.json")).body;
+    expect(doc.paths["/v1/requests"].get.responses["200"].description).toContain("next");
+    expect(doc.paths["/v1/requests"].get.responses["200"].description).toContain("before");
   });
 });

@@ -20,7 +20,9 @@ export function auditRoutes(router: ReturnType<typeof createRouter>, deps: { sto
       tag: "reviewers",
       auth: "reviewer",
       query: auditQuerySchema,
-      responses: { 200: "A page of events" },
+      responses: {
+        200: "A page of events, {events, nextAfterSeq?}: while more may follow (the limit reached, or a page cut past about 4 MiB), nextAfterSeq is the afterSeq of the next page",
+      },
     },
     async ({ query }) => {
       const filters = {

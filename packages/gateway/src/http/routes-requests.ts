@@ -29,7 +29,9 @@ export function requestRoutes(
       tag: "reviewers",
       auth: "reviewer",
       query: requestListQuerySchema,
-      responses: { 200: "A page of requests" },
+      responses: {
+        200: "A page of requests, {requests, next?}: while more may follow (the limit reached, or a page cut past about 4 MiB), next is the before of the next page",
+      },
     },
     async ({ principal, query }) => {
       const statuses = query.status ?? ["pending"];
