@@ -539,6 +539,12 @@ describe("each bad input gets its code and field, and changes nothing", () => {
     const badLength = await raw("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n");
     expect(badLength).toMatch(/^HTTP\/1.1 400 /);
     expect(badLength).toContain('"code":"invalid_request"');
+    // Headers past what Node reads (16 KiB), however they got there: thousands of query parameters.
+    const crowded = await raw(
+      `GET /v1/requests?${"a=1&".repeat(5000)} HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    expect(crowded).toMatch(/^HTTP\/1.1 431 /);
+    expect(crowded).toContain('"code":"payload_too_large"');
   });
 
   it("refuses a context nested far too deep with its field, not a crash", async () => {
