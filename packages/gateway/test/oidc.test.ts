@@ -427,6 +427,24 @@ rules:
   });
 
   // Last: it spends this address's sign-in budget on the shared gateway.
+  it("answers 503 identity_provider_unavailable when the provider cannot be reached, as documented", async () => {
+    const port = await freePort();
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const cut = await startGateway(gatewayConfig(port).replace(idp.issuer, dead), {
+      gateway: { port },
+    });
+    try {
+      const login = await api(cut.url, "GET", "/auth/login");
+      expect(login.status).toBe(503);
+      expect(login.body.error.code).toBe("identity_provider_unavailable");
+      const doc = (await api(cut.url, "GET", "/openapi.json")).body;
+      expect(Object.keys(doc.paths["/auth/login"].get.responses)).toContain("503");
+    } finally {
+      await cut.close();
+      removeDir(cut.dir);
+    }
+  });
+
   it("limits the sign-ins one address may start, which each write a row", async () => {
     const answers: Response[] = [];
     for (let i = 0; i < 40; i++) {

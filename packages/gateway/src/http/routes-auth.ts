@@ -56,6 +56,7 @@ export function authRoutes(
         302: "To the identity provider",
         404: "Sign-in is not configured",
         429: "Too many sign-ins started from this address, or from all together",
+        503: "identity_provider_unavailable: the identity provider cannot be reached",
       },
     },
     async ({ query, request }): Promise<Reply> => {
@@ -97,7 +98,11 @@ export function authRoutes(
       tag: "auth",
       auth: "none",
       query: callbackQuerySchema,
-      responses: { 302: "Back to where the sign-in started", 401: "The sign-in failed" },
+      responses: {
+        302: "Back to where the sign-in started",
+        401: "The sign-in failed",
+        503: "identity_provider_unavailable: the identity provider cannot be reached",
+      },
     },
     async ({ request, reply }) => {
       const url = new URL(request.url, deps.publicUrl);
