@@ -426,6 +426,7 @@ describe("help", () => {
       "policy test",
       "audit verify",
       "audit export",
+      "audit checkpoint",
       "config check",
     ]) {
       expect(top.stdout).toContain(word);

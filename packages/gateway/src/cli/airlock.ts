@@ -15,13 +15,15 @@ const usage = `Airlock ${version}: a human decision between automated actors and
 Usage: airlock <command> [options]     (airlock <command> --help for more)
 
   serve [--config FILE]                   run the gateway
-  demo                                    run it on the bundled example, with a demo upstream
+  demo [--port N] [--upstream-port N]     run it on the bundled example, with a demo upstream
   token create --agent NAME | --reviewer EMAIL
   token list | revoke ID
-  requests list | show ID | approve ID | deny ID [--comment TEXT]
+  requests list [--status S] | show ID | approve ID | deny ID [--comment TEXT]
   policy test CASES.yaml                  evaluate rule cases without running anything
-  audit verify                            check the audit hash chain
-  audit export --format jsonl|csv [--since TIME]
+  audit verify [--expect-head SEQ:HASH] [--public-key FILE]...
+                                          check the audit hash chain (and its signatures)
+  audit export --format jsonl|csv [--since TIME] [--output FILE]
+  audit checkpoint                        sign the chain's head now (audit.signingKey)
   config check [--config FILE]            validate a config, listing every error by path
 
 The config is --config FILE, else $AIRLOCK_CONFIG, else ./airlock.yaml.`;
