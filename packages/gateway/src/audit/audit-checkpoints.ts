@@ -17,6 +17,7 @@ import {
 } from "node:crypto";
 import type { Json } from "../common/canonical-json.js";
 import type { Logger } from "../observability/logger.js";
+import type { AuditEventInput } from "../requests/request-types.js";
 import type { Store } from "../store/store.js";
 
 export const CHECKPOINT_TYPE = "audit.checkpoint";
@@ -92,6 +93,21 @@ export function signCheckpoint(
   };
 }
 
+/** Signs `head` and appends the checkpoint to the chain, by `actor`. */
+export async function appendCheckpoint(
+  store: Store,
+  privateKey: KeyObject,
+  head: { seq: number; hash: string },
+  now: number,
+  actor: AuditEventInput["actor"],
+): Promise<CheckpointData> {
+  const data = signCheckpoint(privateKey, head, now);
+  await store.appendAudit([
+    { at: now, type: CHECKPOINT_TYPE, requestId: null, actor, data: data as unknown as Json },
+  ]);
+  return data;
+}
+
 /** Why a checkpoint's data does not hold a good signature by `publicKey`, or undefined. */
 export function checkpointProblem(
   data: Json,
@@ -155,17 +171,10 @@ export function createCheckpointer(deps: {
             return;
           }
         }
-        const now = clock();
-        const data = signCheckpoint(privateKey, head, now);
-        await store.appendAudit([
-          {
-            at: now,
-            type: CHECKPOINT_TYPE,
-            requestId: null,
-            actor: { type: "system", id: "airlock" },
-            data: data as unknown as Json,
-          },
-        ]);
+        await appendCheckpoint(store, privateKey, head, clock(), {
+          type: "system",
+          id: "airlock",
+        });
         signed = { seq: head.seq, hash: head.hash };
       } catch (error) {
         logger.warn({ err: error }, "could not sign an audit checkpoint; will try again");

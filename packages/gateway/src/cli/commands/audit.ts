@@ -2,14 +2,13 @@ import type { KeyObject } from "node:crypto";
 import { createWriteStream, openSync, readFileSync, type WriteStream } from "node:fs";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { CHECKPOINT_TYPE, readKey, signCheckpoint } from "../../audit/audit-checkpoints.js";
+import { appendCheckpoint, CHECKPOINT_TYPE, readKey } from "../../audit/audit-checkpoints.js";
 import {
   checkRecordedHead,
   exportAudit,
   parseRecordedHead,
   verifyAudit,
 } from "../../audit/audit-service.js";
-import type { Json } from "../../common/canonical-json.js";
 import { INSTANT_HINT, parseInstant } from "../../common/instants.js";
 import { openStore } from "../../store/open-store.js";
 import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
@@ -79,17 +78,10 @@ export async function audit(args: string[]): Promise<number> {
         );
         return 0;
       }
-      const now = Date.now();
-      const data = signCheckpoint(readKey(pem, "sign"), head, now);
-      await store.appendAudit([
-        {
-          at: now,
-          type: CHECKPOINT_TYPE,
-          requestId: null,
-          actor: { type: "operator", id: "airlock audit checkpoint" },
-          data: data as unknown as Json,
-        },
-      ]);
+      const data = await appendCheckpoint(store, readKey(pem, "sign"), head, Date.now(), {
+        type: "operator",
+        id: "airlock audit checkpoint",
+      });
       process.stdout.write(`signed a checkpoint of event ${head.seq} (key ${data.keyId})\n`);
       return 0;
     }
