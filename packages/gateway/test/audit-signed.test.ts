@@ -7,10 +7,11 @@ import { generateKeyPairSync } from "node:crypto";
 import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashEvent } from "../src/audit/audit-chain.js";
 import { canonicalJson } from "../src/common/canonical-json.js";
+import { type AuditRow, tamperedCopy } from "./support/audit-db.js";
 import { runCli } from "./support/cli.js";
 import {
   api,
@@ -77,32 +78,13 @@ afterAll(async () => {
   for (const dir of [...dirs, keyDir]) removeDir(dir);
 });
 
-type Row = {
-  seq: number;
-  ts: string;
-  type: string;
-  request_id: string | null;
-  actor_type: string;
-  actor_id: string;
-  data: string;
-  prev_hash: string;
-  hash: string;
-};
-
 /** A copy of the gateway's directory, changed by `edit` straight in SQLite. */
-function tampered(edit: (db: Database.Database) => void): string {
-  const dir = mkdtempSync(join(tmpdir(), "airlock-signed-"));
-  dirs.push(dir);
-  cpSync(original, dir, { recursive: true });
-  const db = new Database(join(dir, "airlock.db"));
-  edit(db);
-  db.close();
-  return join(dir, "airlock.yaml");
-}
+const tampered = (edit: (db: Database.Database) => void): string =>
+  tamperedCopy(original, dirs, edit);
 
 /** Rehashes the whole chain after `change`, as someone holding the database could. */
-function rewrite(db: Database.Database, change: (rows: Row[]) => Row[]): void {
-  const rows = change(db.prepare("SELECT * FROM audit_events ORDER BY seq").all() as Row[]);
+function rewrite(db: Database.Database, change: (rows: AuditRow[]) => AuditRow[]): void {
+  const rows = change(db.prepare("SELECT * FROM audit_events ORDER BY seq").all() as AuditRow[]);
   db.prepare("DELETE FROM audit_events").run();
   const insert = db.prepare(
     "INSERT INTO audit_events (seq, ts, type, request_id, actor_type, actor_id, data, prev_hash, hash) VALUES (@seq, @ts, @type, @request_id, @actor_type, @actor_id, @data, @prev_hash, @hash)",

@@ -1,11 +1,11 @@
 /** Invariant 7: `airlock audit verify` catches an edit, a deletion, an insertion and a reordering. */
-import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashEvent } from "../src/audit/audit-chain.js";
 import { canonicalJson } from "../src/common/canonical-json.js";
+import { type AuditRow, tamperedCopy } from "./support/audit-db.js";
 import { runCli } from "./support/cli.js";
 import {
   api,
@@ -51,28 +51,9 @@ afterAll(async () => {
   for (const dir of [original, ...copies]) removeDir(dir);
 });
 
-/** A copy of the gateway's directory, tampered with by `edit` straight in SQLite. */
-function tampered(edit: (db: Database.Database) => void): string {
-  const dir = mkdtempSync(join(tmpdir(), "airlock-tamper-"));
-  copies.push(dir);
-  cpSync(original, dir, { recursive: true });
-  const db = new Database(join(dir, "airlock.db"));
-  edit(db);
-  db.close();
-  return join(dir, "airlock.yaml");
-}
-
-type Row = {
-  seq: number;
-  ts: string;
-  type: string;
-  request_id: string | null;
-  actor_type: string;
-  actor_id: string;
-  data: string;
-  prev_hash: string;
-  hash: string;
-};
+/** A copy of the gateway's directory, changed by `edit` straight in SQLite. */
+const tampered = (edit: (db: Database.Database) => void): string =>
+  tamperedCopy(original, copies, edit);
 
 const verify = (config: string) => runCli(["audit", "verify", "--config", config], { env });
 
@@ -151,7 +132,7 @@ describe("airlock audit verify", () => {
 
   it("names the place of an inserted event, even one with a correct hash of its own", async () => {
     const config = tampered((db) => {
-      const rows = db.prepare("SELECT * FROM audit_events ORDER BY seq").all() as Row[];
+      const rows = db.prepare("SELECT * FROM audit_events ORDER BY seq").all() as AuditRow[];
       db.prepare("DELETE FROM audit_events WHERE seq >= 6").run();
       const insert = db.prepare(
         "INSERT INTO audit_events (seq, ts, type, request_id, actor_type, actor_id, data, prev_hash, hash) VALUES (@seq, @ts, @type, @request_id, @actor_type, @actor_id, @data, @prev_hash, @hash)",
@@ -188,8 +169,8 @@ describe("airlock audit verify", () => {
 
   it("names the place of two events swapped", async () => {
     const config = tampered((db) => {
-      const a = db.prepare("SELECT * FROM audit_events WHERE seq = 8").get() as Row;
-      const b = db.prepare("SELECT * FROM audit_events WHERE seq = 9").get() as Row;
+      const a = db.prepare("SELECT * FROM audit_events WHERE seq = 8").get() as AuditRow;
+      const b = db.prepare("SELECT * FROM audit_events WHERE seq = 9").get() as AuditRow;
       const put = db.prepare(
         "UPDATE audit_events SET ts = @ts, type = @type, request_id = @request_id, actor_type = @actor_type, actor_id = @actor_id, data = @data, prev_hash = @prev_hash, hash = @hash WHERE seq = @seq",
       );
@@ -224,7 +205,7 @@ describe("airlock audit verify", () => {
 
     // Everything rehashed after an edit of event 3: valid in itself, but not the chain it was.
     const rewritten = tampered((db) => {
-      const rows = db.prepare("SELECT * FROM audit_events ORDER BY seq").all() as Row[];
+      const rows = db.prepare("SELECT * FROM audit_events ORDER BY seq").all() as AuditRow[];
       const put = db.prepare(
         "UPDATE audit_events SET data = @data, prev_hash = @prev_hash, hash = @hash WHERE seq = @seq",
       );
