@@ -106,6 +106,35 @@ describe("evaluatePolicy", () => {
     ).toMatchObject({ decision: "deny", rule: "drops" });
   });
 
+  it("reads has() on a body sent as text as false, and type() tells such a body apart, as the README says", () => {
+    const textBody = input({
+      action: { ...input().action, input: { method: "POST", path: "/x", body: '{"force":true}' } },
+    });
+    const guarded = policyOf(
+      {
+        name: "force",
+        when: "has(action.input.body.force) && action.input.body.force == true",
+        decision: "deny",
+      },
+      { name: "rest", decision: "allow" },
+    );
+    // The deny rule misses the same request written as JSON text.
+    expect(evaluatePolicy(guarded, textBody)).toMatchObject({ decision: "allow", rule: "rest" });
+    const typed = policyOf(
+      { name: "text bodies", when: "type(action.input.body) == string", decision: "deny" },
+      {
+        name: "force",
+        when: "has(action.input.body.force) && action.input.body.force == true",
+        decision: "deny",
+      },
+      { name: "rest", decision: "allow" },
+    );
+    expect(evaluatePolicy(typed, textBody)).toMatchObject({
+      decision: "deny",
+      rule: "text bodies",
+    });
+  });
+
   it("gives a deny rule's reason to the agent, or a default", () => {
     const withReason = policyOf({
       name: "no-deletes",
