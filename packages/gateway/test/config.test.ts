@@ -364,6 +364,19 @@ rules:
     expect(loaded.secrets).toEqual(["file-secret-value"]);
   });
 
+  it("refuses a ${file:} reference to an empty file, as it refuses an empty ${env:}", () => {
+    writeFileSync(join(dir, "empty-token"), "\n");
+    expect(
+      issuesOf(
+        'connections:\n  api: { type: http, baseUrl: "http://x", headers: { authorization: "Bearer ${file:empty-token}", x-key: "${env:EMPTY}" } }\n',
+        { EMPTY: "" },
+      ),
+    ).toEqual([
+      `connections.api.headers.authorization: ${join(dir, "empty-token")} is empty`,
+      "connections.api.headers.x-key: environment variable EMPTY is not set",
+    ]);
+  });
+
   it("refuses a reference in a key, which would be taken as it is written", () => {
     expect(
       issuesOf(

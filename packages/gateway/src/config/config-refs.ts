@@ -94,6 +94,12 @@ export function resolveRefs(tree: unknown, context: RefContext): ResolvedRefs {
           const file = isAbsolute(name) ? name : resolve(context.baseDir, name);
           try {
             const content = readFileSync(file, "utf8").replace(/\r?\n$/, "");
+            // As an empty environment variable is: a secret file not filled in yet would
+            // otherwise send a blank credential (`Bearer `) without a word.
+            if (content === "") {
+              issues.push({ path, message: `${file} is empty` });
+              return "";
+            }
             secrets.push(content);
             resolved = true;
             return content;
