@@ -275,6 +275,41 @@ describe("airlock requests", () => {
     expect(printable("refund \u202e001")).toBe("refund \\u202e001");
   });
 
+  it("keeps the path of a gateway served under one (--url https://host/airlock)", async () => {
+    const bob = await gw.token("reviewer", "bob@example.com");
+    // A reverse proxy that serves the gateway under /airlock, and something else at its root.
+    const seen: string[] = [];
+    const proxy = createServer(async (request, response) => {
+      seen.push(request.url ?? "");
+      if (!request.url?.startsWith("/airlock/")) {
+        response.statusCode = 404;
+        response.setHeader("content-type", "text/html");
+        response.end("<html>not here</html>");
+        return;
+      }
+      const answer = await fetch(gw.url + request.url.slice("/airlock".length), {
+        headers: { authorization: request.headers.authorization ?? "" },
+      });
+      response.statusCode = answer.status;
+      response.setHeader("content-type", "application/json");
+      response.end(await answer.text());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/airlock`;
+    try {
+      for (const base of [url, `${url}/`]) {
+        const list = await runCli(["requests", "list", "--url", base], {
+          env: { AIRLOCK_TOKEN: bob },
+        });
+        expect(list.stderr).toBe("");
+        expect(list.code).toBe(0);
+      }
+      expect(seen).toEqual(["/airlock/v1/requests", "/airlock/v1/requests"]);
+    } finally {
+      proxy.close();
+    }
+  });
+
   it("says what to do without a token or a gateway", async () => {
     const noToken = await runCli(["requests", "list"], {
       env: { AIRLOCK_TOKEN: "", AIRLOCK_URL: gw.url },

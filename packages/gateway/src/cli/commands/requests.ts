@@ -39,7 +39,9 @@ async function call<T>(
     );
   let response: Response;
   try {
-    response = await fetch(new URL(path, base), {
+    // Appended, not resolved against it: `new URL("/v1/…", base)` drops the path of a gateway
+    // served under one (https://host/airlock), and would send the token to the host's root.
+    response = await fetch(`${base.replace(/\/+$/, "")}${path}`, {
       method,
       headers: {
         authorization: `Bearer ${token}`,
