@@ -310,6 +310,23 @@ describe("airlock requests", () => {
     }
   });
 
+  it("refuses a mangled AIRLOCK_TOKEN without printing it", async () => {
+    for (const token of ["alk_SeCrEt1\nalk_SeCrEt2", "alk_SeCrEt1\u20ac"]) {
+      const bad = await runCli(["requests", "list"], {
+        env: { AIRLOCK_TOKEN: token, AIRLOCK_URL: gw.url },
+      });
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain("AIRLOCK_TOKEN has a character a token cannot have");
+      expect(bad.stderr).not.toContain("SeCrEt");
+    }
+    // Spaces around it, as a copy often brings, are not part of it.
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const padded = await runCli(["requests", "list"], {
+      env: { AIRLOCK_TOKEN: ` ${bob}\r\n`, AIRLOCK_URL: gw.url },
+    });
+    expect(padded.code).toBe(0);
+  });
+
   it("says what to do without a token or a gateway", async () => {
     const noToken = await runCli(["requests", "list"], {
       env: { AIRLOCK_TOKEN: "", AIRLOCK_URL: gw.url },

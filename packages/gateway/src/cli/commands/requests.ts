@@ -31,10 +31,16 @@ async function call<T>(
   shape: (value: unknown) => boolean,
   body?: unknown,
 ): Promise<T> {
-  const token = process.env.AIRLOCK_TOKEN;
+  const token = process.env.AIRLOCK_TOKEN?.trim();
   if (!token)
     throw new CliError(
       "set AIRLOCK_TOKEN to your personal token (airlock token create --reviewer EMAIL)",
+      2,
+    );
+  // Said without the token, which fetch would quote in its header error. Tokens are ASCII.
+  if (!/^[\x21-\x7e]+$/.test(token))
+    throw new CliError(
+      "AIRLOCK_TOKEN has a character a token cannot have (a space, a line break, a control or non-ASCII character); check how it was copied",
       2,
     );
   let response: Response;
