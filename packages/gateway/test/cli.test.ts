@@ -310,7 +310,7 @@ describe("airlock requests", () => {
     }
   });
 
-  it("refuses a mangled AIRLOCK_TOKEN without printing it", async () => {
+  it("refuses a mangled AIRLOCK_TOKEN, and a URL with a password, without printing them", async () => {
     for (const token of ["alk_SeCrEt1\nalk_SeCrEt2", "alk_SeCrEt1\u20ac"]) {
       const bad = await runCli(["requests", "list"], {
         env: { AIRLOCK_TOKEN: token, AIRLOCK_URL: gw.url },
@@ -319,6 +319,12 @@ describe("airlock requests", () => {
       expect(bad.stderr).toContain("AIRLOCK_TOKEN has a character a token cannot have");
       expect(bad.stderr).not.toContain("SeCrEt");
     }
+    const withPassword = await runCli(["requests", "list"], {
+      env: { AIRLOCK_TOKEN: "alk_x", AIRLOCK_URL: "http://bob:pAsSwOrD@127.0.0.1:9" },
+    });
+    expect(withPassword.code).toBe(2);
+    expect(withPassword.stderr).toContain("must not hold a user name or password");
+    expect(withPassword.stderr).not.toContain("pAsSwOrD");
     // Spaces around it, as a copy often brings, are not part of it.
     const bob = await gw.token("reviewer", "bob@example.com");
     const padded = await runCli(["requests", "list"], {

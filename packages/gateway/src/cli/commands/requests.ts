@@ -174,6 +174,14 @@ export async function requests(args: string[]): Promise<number> {
     sub === "list" ? 0 : 1,
   );
   const base = values.url ?? process.env.AIRLOCK_URL ?? "http://localhost:7070";
+  // Not quoted: fetch refuses such a URL with an error that quotes it, and every message
+  // naming the gateway would print it.
+  const parsed = URL.canParse(base) ? new URL(base) : undefined;
+  if (parsed && (parsed.username !== "" || parsed.password !== ""))
+    throw new CliError(
+      "--url and AIRLOCK_URL must not hold a user name or password: your personal token is the credential",
+      2,
+    );
   switch (sub) {
     case "list": {
       const query = values.status ? `?status=${encodeURIComponent(values.status)}` : "";
