@@ -509,6 +509,23 @@ describe("Teams approvals", () => {
     expect(updates()).toBe(2);
   });
 
+  it("still tells the owner the outcome when the card was deleted", async () => {
+    const { id, card } = await held();
+    teams.activities.delete(card.id);
+    const bob = await gw.token("reviewer", "bob@example.com");
+    expect((await vote(gw.url, id, bob)).status).toBe(200);
+    const done = await api(gw.url, "GET", `/v1/actions/${id}?wait=5`, { token: agent });
+    expect(done.body.status).toBe("succeeded");
+    // The card and its thread are gone; the owner's chat needs neither.
+    const told = () =>
+      [...teams.activities.values()].some(
+        (a) =>
+          teams.created.some((c) => c.id === a.conversationId) &&
+          String(a.activity.text).includes(id),
+      );
+    await until(told);
+  });
+
   it("posts the card once Teams is back after an outage", async () => {
     // The outbox tries again after each failure, six of them here.
     teams.failNext(6, 503, { "Retry-After": "0" });

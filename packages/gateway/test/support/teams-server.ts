@@ -668,11 +668,11 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     }
     if (kind === "members" && request.method === "GET" && id) {
       // Members are found in the team, or in a conversation the bot is in (it has posted
-      // there): nowhere else, so a lookup in the wrong conversation fails as it would.
+      // there, even if that message was deleted since): nowhere else, so a lookup in the
+      // wrong conversation fails as it would.
       const where = conversationId.split(";")[0];
       const inside =
-        where === TEAM ||
-        [...activities.values()].some((a) => a.conversationId.split(";")[0] === where);
+        where === TEAM || history.some((a) => a.conversationId.split(";")[0] === where);
       if (!inside) {
         return answer(
           404,

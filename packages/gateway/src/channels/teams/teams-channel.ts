@@ -214,6 +214,14 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       return;
     }
     if (notice.event === "escalate") return;
+    // Best effort: retrying the whole delivery for a failed chat would repeat the reply.
+    const tellOwner = () =>
+      notifyOwner(conversation, notice.request).catch((error) =>
+        logger.warn(
+          { err: error, requestId: notice.request.id },
+          "could not tell the owner on Teams",
+        ),
+      );
     await call("updateActivity", (client, options) =>
       client.conversations.updateActivity(
         conversation,
@@ -221,9 +229,11 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
         { ...message(notice), id } as Activity,
         options,
       ),
-    ).catch((error: unknown) => {
+    ).catch(async (error: unknown) => {
       // The card was deleted: every later update would find it gone too.
       if (error instanceof ChannelUnavailable && error.status === 404) {
+        // The owner's chat needs neither the card nor its thread, so it still goes.
+        if (notice.event === "resolved" && config.notifyOwner) await tellOwner();
         throw new ChannelUnavailable(`${error.message} (the card is gone)`, {
           status: 404,
           permanent: true,
@@ -234,15 +244,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     // A reply in the card's thread tells its followers.
     if (notice.event === "resolved") {
       await reply(conversation, id, `${notice.request.id}: ${statusLine(notice.request)}`);
-      // Best effort: retrying the whole delivery for a failed chat would repeat the reply.
-      if (config.notifyOwner) {
-        await notifyOwner(conversation, notice.request).catch((error) =>
-          logger.warn(
-            { err: error, requestId: notice.request.id },
-            "could not tell the owner on Teams",
-          ),
-        );
-      }
+      if (config.notifyOwner) await tellOwner();
     }
   };
 
