@@ -304,6 +304,29 @@ describe("Teams approvals", () => {
     }
   });
 
+  it("takes a remembered member only for the Entra account that was checked", async () => {
+    // Carol is looked up (and remembered) at a deny; a click under her Teams id naming
+    // another Entra object id is not hers, remembered or not.
+    const first = await held();
+    expect(
+      ((await click("carol", first.id, first.card.id, verbs.deny)).body as { value: string }).value,
+    ).toMatch(/^Denied/);
+    const second = await held();
+    const mismatched = await teams.post(
+      gw.url,
+      teams.invokeActivity({
+        verb: verbs.deny,
+        data: { requestId: second.id },
+        replyToId: second.card.id,
+        from: { ...member.carol!, aadObjectId: "0a1b2c3d-0000-4000-8000-00000000dcba" },
+      }),
+    );
+    expect((mismatched.body as { value: string }).value).toMatch(
+      /^Airlock cannot tell who you are/,
+    );
+    expect((await statusOf(second.id)).reviews).toEqual([]);
+  });
+
   it("needs the ticked box to approve a risky action, and a deny with a reason ends another", async () => {
     const risky = await held("/refunds/big");
     // This rule's cards go to its own conversation.

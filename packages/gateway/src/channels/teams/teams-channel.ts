@@ -67,7 +67,10 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   const clock = deps.clock ?? Date.now;
   const logger = deps.logger;
   const bot = deps.bot ?? createTeamsBot(config);
-  const members = new Map<string, { email: string; until: number }>();
+  const members = new Map<
+    string,
+    { email: string; aadObjectId: string | undefined; until: number }
+  >();
 
   /**
    * A full member of the configured tenant: guests, anonymous users, members of another
@@ -255,7 +258,9 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
    */
   const emailOf = async (vote: Vote, fresh: boolean): Promise<string | undefined> => {
     const cached = members.get(vote.user);
-    if (!fresh && cached && cached.until > clock()) return cached.email;
+    // Remembered for the Entra account that was checked, not for any the click may name.
+    const same = vote.aadObjectId === undefined || cached?.aadObjectId === vote.aadObjectId;
+    if (!fresh && cached && same && cached.until > clock()) return cached.email;
     const member = (await call(
       "getConversationMember",
       (client, options) =>
@@ -273,7 +278,11 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       members.delete(vote.user);
       return undefined;
     }
-    members.set(vote.user, { email, until: clock() + config.userCacheTtl });
+    members.set(vote.user, {
+      email,
+      aadObjectId: member.aadObjectId,
+      until: clock() + config.userCacheTtl,
+    });
     return email;
   };
 
