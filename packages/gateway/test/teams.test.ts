@@ -415,6 +415,33 @@ describe("Teams approvals", () => {
     }
   });
 
+  it("gives up at once on a reminder for a card someone deleted", async () => {
+    // The reminder is due 300 ms after the request is made; the card is gone by then.
+    const reminding = await startGateway(
+      config(upstream.url, teams).replace(
+        "    openIdMetadataUrl:",
+        "    remindBefore: 59m59s700ms\n    openIdMetadataUrl:",
+      ),
+      { gateway: { delivery: fast } },
+    );
+    try {
+      const token = await reminding.token("agent", "support-bot");
+      const res = await api(reminding.url, "POST", "/v1/actions", { token, body: refund() });
+      const id = res.body.id as string;
+      await until(() => cardOf(id) !== undefined);
+      const card = cardOf(id)!;
+      teams.activities.delete(card.id);
+      const replies = () =>
+        teams.calls.filter((c) => c.method === "POST" && c.activityId === card.id).length;
+      await until(() => replies() > 0);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(replies()).toBe(1);
+    } finally {
+      await reminding.close();
+      removeDir(reminding.dir);
+    }
+  });
+
   it("gives up on a Bot Connector that never answers, so clicks are answered and the gateway stops", async () => {
     // Accepts connections, never answers: each call must end at its own deadline.
     const held = new Set<Socket>();

@@ -208,11 +208,24 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       ),
     );
 
+  /** A 404 on the card: it was deleted, and every later call on it would find it gone too. */
+  const gone = (error: unknown): unknown =>
+    error instanceof ChannelUnavailable && error.status === 404
+      ? new ChannelUnavailable(`${error.message} (the card is gone)`, {
+          status: 404,
+          permanent: true,
+        })
+      : error;
+
   const update = async (ref: string, notice: ChannelNotice): Promise<void> => {
     const { conversation, id } = parseRef(ref);
     if (notice.event === "remind") {
       if (notice.request.status === "pending") {
-        await reply(conversation, id, reminderText(notice.request, clock()));
+        await reply(conversation, id, reminderText(notice.request, clock())).catch(
+          (error: unknown) => {
+            throw gone(error);
+          },
+        );
       }
       return;
     }
@@ -233,16 +246,10 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
         options,
       ),
     ).catch(async (error: unknown) => {
-      // The card was deleted: every later update would find it gone too.
-      if (error instanceof ChannelUnavailable && error.status === 404) {
-        // The owner's chat needs neither the card nor its thread, so it still goes.
-        if (notice.event === "resolved" && config.notifyOwner) await tellOwner();
-        throw new ChannelUnavailable(`${error.message} (the card is gone)`, {
-          status: 404,
-          permanent: true,
-        });
-      }
-      throw error;
+      const why = gone(error);
+      // The owner's chat needs neither the card nor its thread, so it still goes.
+      if (why !== error && notice.event === "resolved" && config.notifyOwner) await tellOwner();
+      throw why;
     });
     // A reply in the card's thread tells its followers.
     if (notice.event === "resolved") {
