@@ -576,6 +576,28 @@ describe("Teams approvals", () => {
     await until(told);
   });
 
+  it("tells the owner only on the account whose e-mail is the owner's, not another's that took the UPN", async () => {
+    // Alice's UPN now belongs to someone else (she was renamed, and it was given out again):
+    // that account's e-mail is not hers, and as a reviewer it would not count as her.
+    const alice = teams.members.get(member.alice!.id)!;
+    alice.email = "alice.brown@example.com";
+    try {
+      const { id, card } = await held();
+      const bob = await gw.token("reviewer", "bob@example.com");
+      expect((await vote(gw.url, id, bob)).status).toBe(200);
+      await until(() => [...teams.activities.values()].some((a) => a.replyToId === card.id));
+      await gw.gateway.dispatcher.idle();
+      const told = [...teams.activities.values()].filter(
+        (a) =>
+          teams.created.some((c) => c.id === a.conversationId) &&
+          String(a.activity.text).includes(id),
+      );
+      expect(told).toEqual([]);
+    } finally {
+      alice.email = "alice@example.com";
+    }
+  });
+
   it("posts the card once Teams is back after an outage", async () => {
     // The outbox tries again after each failure, six of them here.
     teams.failNext(6, 503, { "Retry-After": "0" });

@@ -149,10 +149,10 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   /**
    * The outcome, to the agent's owner in a one-to-one chat: the owner is found in the card's
    * conversation by their e-mail as user principal name (an owner who is not there, or
-   * whose UPN differs, is not told).
+   * whose UPN or e-mail differs, is not told).
    */
   const notifyOwner = async (conversation: string, view: ChannelView): Promise<void> => {
-    let member: Member & { id?: string; userPrincipalName?: string };
+    let member: Member & { id?: string };
     try {
       member = await call("getConversationMember", (client, options) =>
         client.conversations.getConversationMember(conversation, view.agent.owner, options),
@@ -161,13 +161,13 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       if (error instanceof ChannelUnavailable && error.status === 404) return;
       throw error;
     }
-    // Only the owner themself: a full member of the tenant whose e-mail or UPN it is.
-    const owner = view.agent.owner.toLowerCase();
-    const same = (value: string | undefined) => value?.toLowerCase() === owner;
+    // Only the owner themself: a full member of the tenant whose e-mail it is, the account
+    // that would count as the owner's were it a reviewer's. A UPN is no proof: one given up
+    // in a rename can be given to someone else.
     if (
       !member.id ||
       !fullMember(member) ||
-      !(same(member.email) || same(member.userPrincipalName))
+      member.email?.toLowerCase() !== view.agent.owner.toLowerCase()
     ) {
       logger.info({ requestId: view.id }, "the agent's owner is not a member Teams could tell");
       return;
