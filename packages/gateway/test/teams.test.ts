@@ -54,6 +54,10 @@ rules:
     when: http.method == "POST" && http.path == "/refunds/big"
     decision: review
     review: { approvers: [finance], risk: high, teamsConversation: "19:payments@thread.tacv2" }
+  - name: chargebacks need a fresh sign-in
+    when: http.method == "POST" && http.path == "/refunds/chargeback"
+    decision: review
+    review: { approvers: [finance], risk: high, stepUp: true }
   - name: refunds need finance
     when: http.method == "POST" && http.path.startsWith("/refunds")
     decision: review
@@ -353,6 +357,17 @@ describe("Teams approvals", () => {
     expect((await statusOf(other.id)).status).toBe("denied");
     await until(() => JSON.stringify(cardOf(other.id)?.card).includes("not this one"));
     expect(JSON.stringify(cardOf(other.id)!.card)).toContain("Denied by carol@example.com");
+  });
+
+  it("refuses a hand-made Approve of a step-up action for the sign-in it needs, however risky", async () => {
+    const { id, card } = await held("/refunds/chargeback");
+    expect(
+      (card.card as { actions: { verb?: string }[] }).actions.map((a) => a.verb),
+    ).not.toContain(verbs.approve);
+    // No box to tick on this card: the refusal names what is missing, a fresh sign-in.
+    const forced = await click("bob", id, card.id, verbs.approve);
+    expect((forced.body as { value: string }).value).toMatch(/needs a fresh sign-in/);
+    expect((await statusOf(id)).reviews).toEqual([]);
   });
 
   it("judges a click against the card as posted, with credentials redacted as they were there", async () => {

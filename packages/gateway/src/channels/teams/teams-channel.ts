@@ -303,11 +303,10 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     // client's to write, not the card's.
     const view = vote.decision === "approve" ? await read(vote.requestId) : undefined;
     // A request out of review is refused by the vote itself ("no longer waiting").
-    if (view?.status === "pending") {
-      // Step-up approvals are refused by the review rules themselves, in their own words.
-      if (!view.review?.stepUp && !requestCard(view).approvable) {
-        return refusalText("not_shown_whole", "");
-      }
+    // Step-up approvals are refused by the review rules themselves, in their own words (their
+    // card has no box to tick either).
+    if (view?.status === "pending" && !view.review?.stepUp) {
+      if (!requestCard(view).approvable) return refusalText("not_shown_whole", "");
       if (confirmedRisks.has(view.risk.level) && !vote.confirmed) {
         return refusalText("unconfirmed", "");
       }
