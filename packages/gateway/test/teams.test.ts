@@ -558,6 +558,49 @@ describe("Teams approvals", () => {
     }
   }, 30_000);
 
+  it("answers within Teams' wait when both the keys come slowly and who clicked never does", async () => {
+    // A server of its own, so that its keys are cold; a Bot Connector that never answers.
+    const slow = await startTeamsServer();
+    slow.keysDelayMs = 1200;
+    const untrustSlow = slow.trust();
+    const held = new Set<Socket>();
+    const silent = createServer((socket) => held.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const serviceUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/teams/`;
+    const stuck = await startGateway(
+      config(upstream.url, slow).replace(slow.serviceUrl, serviceUrl),
+      { gateway: { delivery: fast } },
+    );
+    try {
+      const token = await stuck.token("agent", "support-bot");
+      const res = await api(stuck.url, "POST", "/v1/actions", { token, body: refund() });
+      const bob = slow.addMember({ name: "bob", email: "bob@example.com" });
+      const started = Date.now();
+      const answer = await slow.post(
+        stuck.url,
+        slow.invokeActivity({
+          verb: verbs.deny,
+          data: { requestId: res.body.id },
+          replyToId: "1",
+          from: bob,
+          serviceUrl,
+        }),
+        slow.channelToken({ serviceurl: serviceUrl }),
+      );
+      expect((answer.body as { value: string }).value).toMatch(/could not ask Teams who you are/);
+      // The token's check took 2.4 s (metadata, then keys) of the 5 Teams waits; the look-up
+      // got what was left.
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await stuck.close();
+      removeDir(stuck.dir);
+      for (const socket of held) socket.destroy();
+      silent.close();
+      await slow.close();
+      untrustSlow();
+    }
+  }, 30_000);
+
   it("gives up at once on updates to a card someone deleted, holding nothing up", async () => {
     const { id, card } = await held();
     teams.activities.delete(card.id);

@@ -183,6 +183,8 @@ export interface TeamsServer {
   tokenFault: "silent" | "drip" | "html" | undefined;
   /** True: the Bot Framework's OpenID metadata and keys are never answered. */
   keysSilent: boolean;
+  /** How long each answer about the Bot Framework's metadata and keys is held back. */
+  keysDelayMs: number;
   /** A channel-to-bot token as the Bot Framework signs it, with `overrides` applied. */
   channelToken(overrides?: ChannelTokenOverrides): string;
   /** The invoke Teams sends for a click on an Adaptive Card Action.Execute button. */
@@ -504,8 +506,11 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
         return sendJson(response, 200, { keys: [] });
       }
     }
-    if (server.keysSilent && url.pathname.startsWith("/botframework/v1/.well-known/")) {
-      return;
+    if (url.pathname.startsWith("/botframework/v1/.well-known/")) {
+      if (server.keysSilent) return;
+      if (server.keysDelayMs > 0) {
+        await new Promise((resolve) => setTimeout(resolve, server.keysDelayMs));
+      }
     }
     if (
       request.method === "GET" &&
@@ -759,6 +764,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     },
     tokenFault: undefined,
     keysSilent: false,
+    keysDelayMs: 0,
     failNext(n, status, headers = {}) {
       if (n > 0) failures.push({ remaining: n, status, headers });
     },

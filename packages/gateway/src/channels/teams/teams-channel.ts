@@ -42,6 +42,18 @@ export const TEAMS_CHANNEL = "teams";
 const CALL_DEADLINE_MS = 10_000;
 /** Teams waits about five seconds for an invoke's answer: who clicked must be known sooner. */
 const LOOKUP_DEADLINE_MS = 4_000;
+/**
+ * When a click must be answered by, counted from its arrival: checking its token (up to 3 s
+ * while the Bot Framework's keys are fetched) comes out of the look-up's time, which gets
+ * what is left of this, and never less than a second.
+ */
+const ANSWER_WITHIN_MS = 4_000;
+const MIN_LOOKUP_MS = 1_000;
+
+function lookupDeadline(arrived: number): number {
+  const left = ANSWER_WITHIN_MS - (performance.now() - arrived);
+  return Math.max(MIN_LOOKUP_MS, Math.min(LOOKUP_DEADLINE_MS, left));
+}
 
 const CARD = "application/vnd.microsoft.card.adaptive";
 
@@ -263,7 +275,11 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
    * the Entra account the click named, maps to anyone; a refusal is not cached, so a fixed
    * account works at its next click.
    */
-  const emailOf = async (vote: Vote, fresh: boolean): Promise<string | undefined> => {
+  const emailOf = async (
+    vote: Vote,
+    fresh: boolean,
+    deadlineMs: number,
+  ): Promise<string | undefined> => {
     const cached = members.get(vote.user);
     // Remembered for the Entra account that was checked, not for any the click may name.
     const same = vote.aadObjectId === undefined || cached?.aadObjectId === vote.aadObjectId;
@@ -272,7 +288,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       "getConversationMember",
       (client, options) =>
         client.conversations.getConversationMember(vote.conversation, vote.user, options),
-      LOOKUP_DEADLINE_MS,
+      deadlineMs,
     )) as Member;
     const email =
       fullMember(member) &&
@@ -298,6 +314,8 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     vote: Vote,
     decide: DecisionSink,
     read: ViewReader,
+    /** When the click arrived (performance.now()). */
+    arrived: number,
   ): Promise<string> => {
     // What the card offered is checked against the request itself: a click's data is the
     // client's to write, not the card's.
@@ -314,7 +332,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     let email: string | undefined;
     try {
       // An approval always asks Teams again: a removed account must not approve from cache.
-      email = await emailOf(vote, vote.decision === "approve");
+      email = await emailOf(vote, vote.decision === "approve", lookupDeadline(arrived));
     } catch (error) {
       // Not a member of the conversation: nobody Airlock knows, not a passing failure.
       if (error instanceof ChannelUnavailable && error.status === 404) {
@@ -354,6 +372,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
 
   const routes = (app: FastifyInstance, decide: DecisionSink, read: ViewReader): void => {
     app.post("/integrations/teams/messages", async (request, reply) => {
+      const arrived = performance.now();
       const activity = (request.body ?? {}) as Partial<Activity>;
       if (typeof activity !== "object" || Array.isArray(activity)) {
         throw new AirlockError("invalid_request", "body: not a Bot Framework activity", {
@@ -396,7 +415,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       ) {
         throw new AirlockError("unauthenticated", "this activity was already received");
       }
-      return answer(await decideVote(vote, decide, read));
+      return answer(await decideVote(vote, decide, read, arrived));
     });
   };
 
