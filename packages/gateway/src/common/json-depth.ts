@@ -4,6 +4,7 @@
  * overflow the stack after the action ran, and its outcome would be lost.
  */
 import type { Json } from "./canonical-json.js";
+import { defineOwn } from "./own-key.js";
 
 /** Far beyond what systems answer, far below what overflows the stack. */
 export const MAX_JSON_DEPTH = 256;
@@ -32,14 +33,6 @@ function clip(value: Json, depth: number): Json {
   if (depth > MAX_JSON_DEPTH) return clippedNote;
   if (Array.isArray(value)) return value.map((item) => clip(item, depth + 1));
   const out: Record<string, Json> = {};
-  for (const [key, child] of Object.entries(value)) {
-    // defineProperty, so a key named __proto__ stays a key instead of a prototype
-    Object.defineProperty(out, key, {
-      value: clip(child, depth + 1),
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  }
+  for (const [key, child] of Object.entries(value)) defineOwn(out, key, clip(child, depth + 1));
   return out;
 }

@@ -2,6 +2,7 @@
  * Keys that masking or redaction made alike (two e-mails masked to `a***@example.com`, two
  * keys holding a secret) stay apart, so that no entry is lost: `key`, `key (2)`, `key (3)`, …
  */
+import { defineOwn } from "../common/own-key.js";
 
 /** Counts per key already given out, kept for one object. */
 export type TakenKeys = Map<string, number>;
@@ -17,7 +18,7 @@ export function defineApart<T>(
   taken: TakenKeys | undefined,
 ): TakenKeys | undefined {
   if (!Object.hasOwn(target, key)) {
-    define(target, key, value);
+    defineOwn(target, key, value);
     return taken;
   }
   const counts = taken ?? new Map<string, number>();
@@ -26,16 +27,6 @@ export function defineApart<T>(
   do n++;
   while (Object.hasOwn(target, `${key} (${n})`));
   counts.set(key, n);
-  define(target, `${key} (${n})`, value);
+  defineOwn(target, `${key} (${n})`, value);
   return counts;
-}
-
-/** defineProperty, so a key named __proto__ stays a key instead of a prototype. */
-export function define<T>(target: Record<string, T>, key: string, value: T): void {
-  Object.defineProperty(target, key, {
-    value,
-    enumerable: true,
-    writable: true,
-    configurable: true,
-  });
 }

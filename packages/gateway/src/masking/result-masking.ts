@@ -3,8 +3,9 @@
  * what an action returns and masks them before the agent receives the result or it is stored.
  */
 import type { Json } from "../common/canonical-json.js";
+import { defineOwn } from "../common/own-key.js";
 import type { DetectorName } from "./detector-names.js";
-import { define, defineApart, type TakenKeys } from "./distinct-keys.js";
+import { defineApart, type TakenKeys } from "./distinct-keys.js";
 
 type Counts = Partial<Record<DetectorName, number>>;
 
@@ -373,7 +374,7 @@ function walk(value: Json, set: CompiledSet, counts: Counts): Json {
     const masked = walk(child, set, counts);
     if (out === undefined && (masked !== child || maskedKey !== key)) {
       out = {};
-      for (let j = 0; j < i; j++) define(out, keys[j]!, value[keys[j]!]!);
+      for (let j = 0; j < i; j++) defineOwn(out, keys[j]!, value[keys[j]!]!);
     }
     if (out === undefined) continue;
     taken = defineApart(out, maskedKey, masked, taken);

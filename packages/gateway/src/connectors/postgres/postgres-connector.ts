@@ -8,6 +8,7 @@ import Cursor from "pg-cursor";
 import { z } from "zod";
 import type { Json } from "../../common/canonical-json.js";
 import { clippedNote, MAX_JSON_DEPTH } from "../../common/json-depth.js";
+import { defineOwn } from "../../common/own-key.js";
 import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
 import type { Connector, ConnectorType, Description, ExecutionOutcome } from "../connector.js";
@@ -897,15 +898,8 @@ function toJson(value: unknown, depth = 0): Json {
   if (Array.isArray(value)) return value.map((item) => toJson(item, depth + 1));
   if (typeof value === "object") {
     const out: Record<string, Json> = {};
-    for (const [key, item] of Object.entries(value)) {
-      // defineProperty, so a jsonb key named __proto__ stays a key instead of a prototype
-      Object.defineProperty(out, key, {
-        value: toJson(item, depth + 1),
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
-    }
+    // A jsonb key named __proto__ stays a key.
+    for (const [key, item] of Object.entries(value)) defineOwn(out, key, toJson(item, depth + 1));
     return out;
   }
   return String(value);
