@@ -1,14 +1,10 @@
 import type { AuditEvent } from "../audit/audit-chain.js";
 import type { Store } from "../store/store.js";
 import { auditQuerySchema } from "./api-schemas.js";
+import { createPageBudget } from "./page-budget.js";
 import type { createRouter } from "./route.js";
 
-/**
- * A page stops at about this many characters of events, whatever its limit: an event can hold
- * an action's whole input (up to server.maxBodyBytes), and a thousand of those would make an
- * answer of a gigabyte. Events are read a batch at a time, so no more than one is held past it.
- */
-const PAGE_CHARS = 4 * 1024 * 1024;
+/** Events are read a batch at a time, so no more than one is held past a page's budget. */
 const BATCH = 100;
 
 export function auditRoutes(router: ReturnType<typeof createRouter>, deps: { store: Store }): void {
@@ -34,7 +30,7 @@ export function auditRoutes(router: ReturnType<typeof createRouter>, deps: { sto
       };
       const events: AuditEvent[] = [];
       let afterSeq = query.afterSeq;
-      let chars = 0;
+      const budget = createPageBudget();
       let cut = false;
       while (!cut && events.length < query.limit) {
         const wanted = Math.min(BATCH, query.limit - events.length);
@@ -44,9 +40,7 @@ export function auditRoutes(router: ReturnType<typeof createRouter>, deps: { sto
           limit: wanted,
         });
         for (const event of batch) {
-          chars += JSON.stringify(event).length;
-          // The first event always goes: a page is never empty while events remain.
-          if (events.length > 0 && chars > PAGE_CHARS) {
+          if (!budget.fits(event)) {
             cut = true;
             break;
           }

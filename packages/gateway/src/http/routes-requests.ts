@@ -4,14 +4,10 @@ import type { RequestService } from "../requests/request-service.js";
 import type { ActionRequest } from "../requests/request-types.js";
 import { reviewerAbility, reviewerView } from "../requests/request-views.js";
 import { idParamsSchema, requestListQuerySchema, reviewBodySchema } from "./api-schemas.js";
+import { createPageBudget } from "./page-budget.js";
 import type { createRouter } from "./route.js";
 
-/**
- * A page of requests stops at about this many characters, whatever its limit: a request's
- * view holds its whole masked input, and two hundred of a megabyte each made one answer of
- * 200 MB. Requests are read a batch at a time, so no more than one is held past it.
- */
-const PAGE_CHARS = 4 * 1024 * 1024;
+/** Requests are read a batch at a time, so no more than one is held past a page's budget. */
 const BATCH = 50;
 
 export function requestRoutes(
@@ -45,7 +41,7 @@ export function requestRoutes(
       const shown: { request: ActionRequest; view: ReturnType<typeof reviewerView> }[] = [];
       let before = query.before;
       let scanned = 0;
-      let chars = 0;
+      const budget = createPageBudget();
       let cut = false;
       scan: while (scanned < query.limit) {
         const wanted = Math.min(BATCH, query.limit - scanned);
@@ -64,9 +60,7 @@ export function requestRoutes(
               requests.ownersOf(request),
               publicUrl,
             );
-            chars += JSON.stringify(view).length;
-            // The first always goes: a page is never empty while requests remain.
-            if (shown.length > 0 && chars > PAGE_CHARS) {
+            if (!budget.fits(view)) {
               cut = true;
               break scan;
             }
