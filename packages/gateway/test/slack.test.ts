@@ -382,6 +382,31 @@ describe("Slack approvals", () => {
     }
   });
 
+  it("tells the owner once, when Slack turned the first try at their message away", async () => {
+    const { id, message } = await held();
+    const opens = () => slack.limited.filter((method) => method === "conversations.open").length;
+    const refusedBefore = opens();
+    slack.rateLimit(1, 0, "conversations.open");
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const res = await api(gw.url, "POST", `/v1/requests/${id}/reviews`, {
+      token: bob,
+      body: { decision: "deny", comment: "not now" },
+    });
+    expect(res.status).toBe(200);
+    const told = () =>
+      [...slack.messages.values()].filter(
+        (m) => m.channel.startsWith("D") && (m.text ?? "").includes(id),
+      );
+    await until(() => told().length > 0);
+    await gw.gateway.dispatcher.idle();
+    expect(opens()).toBe(refusedBefore + 1);
+    expect(told()).toHaveLength(1);
+    expect(told()[0]!.text).toMatch(/denied/i);
+    // The owner's retry is theirs alone: the card's thread heard the outcome once.
+    const replies = [...slack.messages.values()].filter((m) => m.thread_ts === message.ts);
+    expect(replies).toHaveLength(1);
+  });
+
   it("tells a clicker when Slack cannot say who they are, and records nothing", async () => {
     const { id, message } = await held();
     const before = ephemeralsFor("bob").length;

@@ -16,7 +16,7 @@ import {
   until,
   vote,
 } from "./support/gateway.js";
-import { startTeamsServer, type TeamsServer } from "./support/teams-server.js";
+import { type ConnectorCall, startTeamsServer, type TeamsServer } from "./support/teams-server.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 const fast = { pollInterval: 20, backoff: () => 20, maxAttempts: 50 };
@@ -632,6 +632,31 @@ describe("Teams approvals", () => {
           String(a.activity.text).includes(id),
       );
     await until(told);
+  });
+
+  it("tells the owner once, when Teams turned the first try at their chat away", async () => {
+    const { id, card } = await held();
+    // Starting the one-to-one chat fails once; nothing else does.
+    const starts = (call: ConnectorCall) =>
+      call.method === "POST" && call.path === "/teams/v3/conversations";
+    teams.failNext(1, 503, { "Retry-After": "0" }, starts);
+    const refused = () => teams.calls.filter((c) => starts(c) && c.status === 503).length;
+    const refusedBefore = refused();
+    const bob = await gw.token("reviewer", "bob@example.com");
+    expect((await vote(gw.url, id, bob)).status).toBe(200);
+    const told = () =>
+      [...teams.activities.values()].filter(
+        (a) =>
+          teams.created.some((c) => c.id === a.conversationId) &&
+          String(a.activity.text).includes(id),
+      );
+    await until(() => told().length > 0);
+    await gw.gateway.dispatcher.idle();
+    expect(refused()).toBe(refusedBefore + 1);
+    expect(told()).toHaveLength(1);
+    // The owner's retry is theirs alone: the card's thread heard the outcome once.
+    const replies = [...teams.activities.values()].filter((a) => a.replyToId === card.id);
+    expect(replies).toHaveLength(1);
   });
 
   it("tells the owner only on the account whose e-mail is the owner's, not another's that took the UPN", async () => {

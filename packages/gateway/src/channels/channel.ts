@@ -17,10 +17,12 @@ export type ChannelView = Omit<ReviewerView, "you">;
  * channels that follow every change hear the state each change left (`request.pending`,
  * `request.approved`, …, and `request.reviewed` for a vote that did not end the review).
  */
-export type ChannelEvent = NotificationEvent | StateEvent | ScheduledEvent;
+export type ChannelEvent = NotificationEvent | StateEvent | ScheduledEvent | OwnerEvent;
 /** Written ahead at the request's start, delivered at their time: reminders, escalations. */
 export type ScheduledEvent = "remind" | "escalate";
 export type StateEvent = `request.${RequestStatus}` | "request.reviewed";
+/** The outcome, for the agent's owner in a message of their own (`Channel.notifyOwner`). */
+export type OwnerEvent = "owner";
 
 export interface ChannelNotice {
   event: ChannelEvent;
@@ -72,6 +74,12 @@ export interface Channel {
   post(notice: ChannelNotice): Promise<string | undefined>;
   /** Updates the message at `ref` after a vote or at the end. */
   update(ref: string, notice: ChannelNotice): Promise<void>;
+  /**
+   * Tells the agent's owner the outcome, when the channel is set to. It is an outbox entry of
+   * its own, after the one that updates the card: retried on its own, it is neither lost when
+   * the card is gone nor sent twice when the card's update is retried.
+   */
+  notifyOwner?(notice: ChannelNotice): Promise<void>;
   /** Mounts the routes that receive decisions from this channel. */
   routes?(app: FastifyInstance, decide: DecisionSink, read: ViewReader): void;
   close?(): Promise<void>;

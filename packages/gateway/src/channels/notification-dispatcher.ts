@@ -13,6 +13,7 @@ import {
   ChannelUnavailable,
   type ChannelView,
   isApprovalChannel,
+  type OwnerEvent,
   type StateEvent,
 } from "./channel.js";
 
@@ -87,6 +88,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
             requestId: notification.requestId,
             payload: { event: notification.event, version: request.version },
           });
+          if (notification.event === "resolved" && channel.notifyOwner) {
+            entries.push({
+              topic: TOPIC_PREFIX + channel.name,
+              requestId: notification.requestId,
+              payload: { event: "owner" satisfies OwnerEvent, version: request.version },
+            });
+          }
           if (notification.event !== "requested" || !channel.schedule) continue;
           for (const { event, at } of channel.schedule(request)) {
             entries.push({
@@ -135,14 +143,19 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         request: view,
         version: item.payload.version as number,
       };
+      if (notice.event === "owner") {
+        // Needs no card: the owner is written to apart from it.
+        await channel.notifyOwner?.(notice);
+        await store.completeOutbox(item.id);
+        return;
+      }
       const ref = await store.getChannelRef(item.requestId, channel.name);
       if (ref === undefined) {
         const posted = await channel.post(notice);
         if (posted !== undefined) {
           await store.setChannelRef(item.requestId, channel.name, posted);
           // The first message went out with a later event (the one for `requested` failed
-          // for good): what the event itself does (an outcome in the thread, the owner's
-          // message) still happens.
+          // for good): what the event itself does (an outcome in the thread) still happens.
           if (notice.event !== "requested") await channel.update(posted, notice);
         }
       } else {

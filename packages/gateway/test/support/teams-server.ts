@@ -174,8 +174,16 @@ export interface TeamsServer {
   /** One-to-one conversations the bot started (`POST /v3/conversations`), with whom. */
   created: { id: string; memberId: string; tenantId: unknown }[];
   addMember(member: TeamsMemberInput): TeamsChannelAccount;
-  /** The next n Bot Connector calls answer `status` (with `headers`), whatever they were. */
-  failNext(n: number, status: number, headers?: Record<string, string>): void;
+  /**
+   * The next n Bot Connector calls answer `status` (with `headers`), whatever they were, or
+   * only those that `when` picks.
+   */
+  failNext(
+    n: number,
+    status: number,
+    headers?: Record<string, string>,
+    when?: (call: ConnectorCall) => boolean,
+  ): void;
   /**
    * How the token endpoint misbehaves: "silent" never answers, "drip" sends a good answer a
    * byte every 500 ms, "html" answers 502 with a proxy's HTML page. Undefined: it works.
@@ -317,7 +325,12 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
   const history: StoredActivity[] = [];
   const members = new Map<string, TeamsChannelAccount>();
   const created: { id: string; memberId: string; tenantId: unknown }[] = [];
-  const failures: { remaining: number; status: number; headers: Record<string, string> }[] = [];
+  const failures: {
+    remaining: number;
+    status: number;
+    headers: Record<string, string>;
+    when: (call: ConnectorCall) => boolean;
+  }[] = [];
   let lastActivityId = 0;
 
   const identity = https.createServer({
@@ -605,10 +618,10 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       if (kind === "members") call.memberId = id;
     }
 
-    const failure = failures[0];
+    const failure = failures.find((f) => f.when(call));
     if (failure) {
       failure.remaining -= 1;
-      if (failure.remaining <= 0) failures.shift();
+      if (failure.remaining <= 0) failures.splice(failures.indexOf(failure), 1);
       return answer(
         failure.status,
         connectorError("ServiceError", `failed on purpose (${failure.status})`),
@@ -765,8 +778,8 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     tokenFault: undefined,
     keysSilent: false,
     keysDelayMs: 0,
-    failNext(n, status, headers = {}) {
-      if (n > 0) failures.push({ remaining: n, status, headers });
+    failNext(n, status, headers = {}, when = () => true) {
+      if (n > 0) failures.push({ remaining: n, status, headers, when });
     },
     channelToken(overrides = {}) {
       const { key = "teams", kid, ...claims } = overrides;

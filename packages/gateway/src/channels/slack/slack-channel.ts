@@ -96,16 +96,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     try {
       return await fn();
     } catch (error) {
-      const e = error as { code?: string; retryAfter?: number; data?: { error?: string } };
-      if (e.code === "slack_webapi_rate_limited_error") {
-        throw new ChannelUnavailable(`Slack rate-limited ${what}`, {
-          retryAfterMs: (e.retryAfter ?? 1) * 1000,
-        });
-      }
-      const detail = e.data?.error ?? (error instanceof Error ? error.message : String(error));
-      throw new ChannelUnavailable(`Slack ${what} failed: ${detail}`, {
-        permanent: e.data?.error !== undefined && REFUSED_FOR_GOOD.has(e.data.error),
-      });
+      throw unavailable(what, error);
     }
   };
 
@@ -172,9 +163,9 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     try {
       found = (await client.users.lookupByEmail({ email: owner })).user;
     } catch (error) {
-      // An owner without a Slack account is not a reason to retry the whole delivery.
+      // An owner without a Slack account is told nothing, now or on a retry.
       if ((error as { data?: { error?: string } }).data?.error === "users_not_found") return;
-      throw error;
+      throw unavailable("users.lookupByEmail", error);
     }
     // Slack finds deactivated accounts too, and members of other workspaces (a Slack Connect
     // channel, whose admin chose the e-mail): only an account that would count as the owner's
@@ -218,28 +209,14 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       return;
     }
     const message = requestMessage(view);
-    // Best effort: retrying the whole delivery for a failed DM would repeat the thread reply.
-    const tellOwner = () =>
-      notifyOwner(notice).catch((error) =>
-        logger.warn({ err: error, requestId: view.id }, "could not tell the owner on Slack"),
+    await call("chat.update", () =>
+      client.chat.update({ channel, ts, text: message.text, blocks: message.blocks }),
+    );
+    if (notice.event === "resolved") {
+      await call("chat.postMessage", () =>
+        client.chat.postMessage({ channel, thread_ts: ts, text: outcomeReply(view) }),
       );
-    try {
-      await call("chat.update", () =>
-        client.chat.update({ channel, ts, text: message.text, blocks: message.blocks }),
-      );
-      if (notice.event === "resolved") {
-        await call("chat.postMessage", () =>
-          client.chat.postMessage({ channel, thread_ts: ts, text: outcomeReply(view) }),
-        );
-      }
-    } catch (error) {
-      // The card or its thread is gone for good, and this delivery with it: the owner's
-      // message needs neither, so it still goes.
-      const gone = error instanceof ChannelUnavailable && error.permanent;
-      if (gone && notice.event === "resolved" && config.notifyOwner) await tellOwner();
-      throw error;
     }
-    if (notice.event === "resolved" && config.notifyOwner) await tellOwner();
   };
 
   const schedule = (request: ActionRequest) => {
@@ -430,7 +407,28 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     });
   };
 
-  return { name: SLACK_CHANNEL, post, update, schedule, routes };
+  return {
+    name: SLACK_CHANNEL,
+    post,
+    update,
+    notifyOwner: config.notifyOwner ? notifyOwner : undefined,
+    schedule,
+    routes,
+  };
+}
+
+/** A failed Web API call as the outbox reads it: when to come back, or whether ever. */
+function unavailable(what: string, error: unknown): ChannelUnavailable {
+  const e = error as { code?: string; retryAfter?: number; data?: { error?: string } };
+  if (e.code === "slack_webapi_rate_limited_error") {
+    return new ChannelUnavailable(`Slack rate-limited ${what}`, {
+      retryAfterMs: (e.retryAfter ?? 1) * 1000,
+    });
+  }
+  const detail = e.data?.error ?? (error instanceof Error ? error.message : String(error));
+  return new ChannelUnavailable(`Slack ${what} failed: ${detail}`, {
+    permanent: e.data?.error !== undefined && REFUSED_FOR_GOOD.has(e.data.error),
+  });
 }
 
 /** What users.info and users.lookupByEmail say of a user, as far as Airlock reads it. */

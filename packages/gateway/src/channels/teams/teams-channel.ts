@@ -14,7 +14,6 @@ import {
   type Channel,
   type ChannelNotice,
   ChannelUnavailable,
-  type ChannelView,
   type ChatChannelDeps,
   type DecisionSink,
   type ViewReader,
@@ -159,11 +158,12 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   };
 
   /**
-   * The outcome, to the agent's owner in a one-to-one chat: the owner is found in the card's
-   * conversation by their e-mail as user principal name (an owner who is not there, or
-   * whose UPN or e-mail differs, is not told).
+   * The outcome, to the agent's owner in a one-to-one chat: the owner is found in the
+   * conversation the request's card goes to, by their e-mail as user principal name (an owner
+   * who is not there, or whose UPN or e-mail differs, is not told).
    */
-  const notifyOwner = async (conversation: string, view: ChannelView): Promise<void> => {
+  const notifyOwner = async ({ request: view }: ChannelNotice): Promise<void> => {
+    const conversation = view.review?.teamsConversation ?? config.conversation;
     let member: Member & { id?: string };
     try {
       member = await call("getConversationMember", (client, options) =>
@@ -242,14 +242,6 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       return;
     }
     if (notice.event === "escalate") return;
-    // Best effort: retrying the whole delivery for a failed chat would repeat the reply.
-    const tellOwner = () =>
-      notifyOwner(conversation, notice.request).catch((error) =>
-        logger.warn(
-          { err: error, requestId: notice.request.id },
-          "could not tell the owner on Teams",
-        ),
-      );
     await call("updateActivity", (client, options) =>
       client.conversations.updateActivity(
         conversation,
@@ -257,16 +249,12 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
         { ...message(notice), id } as Activity,
         options,
       ),
-    ).catch(async (error: unknown) => {
-      const why = gone(error);
-      // The owner's chat needs neither the card nor its thread, so it still goes.
-      if (why !== error && notice.event === "resolved" && config.notifyOwner) await tellOwner();
-      throw why;
+    ).catch((error: unknown) => {
+      throw gone(error);
     });
     // A reply in the card's thread tells its followers.
     if (notice.event === "resolved") {
       await reply(conversation, id, `${notice.request.id}: ${statusLine(notice.request)}`);
-      if (config.notifyOwner) await tellOwner();
     }
   };
 
@@ -425,7 +413,14 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     return at > request.createdAt ? [{ event: "remind" as const, at }] : [];
   };
 
-  return { name: TEAMS_CHANNEL, post, update, schedule, routes };
+  return {
+    name: TEAMS_CHANNEL,
+    post,
+    update,
+    notifyOwner: config.notifyOwner ? notifyOwner : undefined,
+    schedule,
+    routes,
+  };
 }
 
 /** An Action.Execute click on one of Airlock's cards, with the card's inputs merged into its data. */
