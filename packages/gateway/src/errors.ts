@@ -85,3 +85,8 @@ export class AirlockError extends Error {
 export function isAirlockError(error: unknown): error is AirlockError {
   return error instanceof AirlockError;
 }
+
+/** What a caught value says, whether it is an Error or anything else thrown. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -3,6 +3,8 @@
  * the change they announce, so a crash never loses one and none exists for a change that
  * did not commit. Failures are retried with backoff, then kept as dead letters.
  */
+
+import { errorMessage } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { ActionRequest, Change } from "../requests/request-types.js";
@@ -164,7 +166,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       await store.completeOutbox(item.id);
     } catch (error) {
       metrics.outboxFailures.inc({ topic: item.topic });
-      const message = error instanceof Error ? error.message : String(error);
+      const message = errorMessage(error);
       const refused = error instanceof ChannelUnavailable && error.permanent;
       const dead = refused || item.attempts >= maxAttempts;
       // A channel that was told when to come back (Slack's Retry-After) is not asked sooner.

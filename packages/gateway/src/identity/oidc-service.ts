@@ -6,7 +6,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import * as oidc from "openid-client";
 import { randomHex } from "../common/ids.js";
-import { AirlockError } from "../errors.js";
+import { AirlockError, errorMessage } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { Reviewer } from "../requests/request-transitions.js";
 import type { SessionRecord, Store } from "../store/store.js";
@@ -93,7 +93,7 @@ export function createOidcService(deps: {
         discovered = undefined;
         throw new AirlockError(
           "identity_provider_unavailable",
-          `the identity provider at ${config.issuer} cannot be reached (${error instanceof Error ? error.message : String(error)}); try again shortly`,
+          `the identity provider at ${config.issuer} cannot be reached (${errorMessage(error)}); try again shortly`,
           { cause: error },
         );
       });
@@ -201,7 +201,7 @@ export function createOidcService(deps: {
         logger.warn({ err: error }, "a sign-in could not be completed");
         throw new AirlockError(
           "unauthenticated",
-          `the sign-in could not be completed (${error instanceof Error ? error.message : String(error)}); start again at /auth/login`,
+          `the sign-in could not be completed (${errorMessage(error)}); start again at /auth/login`,
         );
       }
       const raw = typeof claims.email === "string" ? claims.email : undefined;

@@ -8,6 +8,7 @@
  * nothing else runs, and sees it, meanwhile.
  */
 import { RE2JS } from "re2js";
+import { errorMessage } from "../errors.js";
 
 /** Compiled patterns by source: a policy's are few and fixed; an agent's are not kept long. */
 const compiled = new Map<string, RE2JS>();
@@ -47,6 +48,6 @@ export function patternProblem(pattern: string): string | undefined {
     compile(pattern);
     return undefined;
   } catch (error) {
-    return error instanceof Error ? error.message : String(error);
+    return errorMessage(error);
   }
 }

@@ -7,6 +7,7 @@ import { digest } from "../common/canonical-json.js";
 import { type RuleConfig, reviewSchema } from "../config/config-schema.js";
 import type { RiskLevel } from "../connectors/connector.js";
 import { connectorTypes } from "../connectors/connector-registry.js";
+import { errorMessage } from "../errors.js";
 import type { DetectorName } from "../masking/detector-names.js";
 import { patternProblem, withLinearRegex } from "./linear-regex.js";
 import type { Decision, ReviewRequirements } from "./policy-types.js";
@@ -151,7 +152,7 @@ export function checkCondition(when: string): string | undefined {
   try {
     check = celEnvironment().check(when);
   } catch (error) {
-    return firstLine(error instanceof Error ? error.message : String(error));
+    return firstLine(errorMessage(error));
   }
   if (!check.valid) return firstLine(check.error?.message ?? "invalid condition");
   if (check.type !== "bool" && check.type !== "dyn")

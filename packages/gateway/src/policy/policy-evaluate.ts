@@ -1,4 +1,6 @@
 /** First match wins; no match denies; a condition that cannot be evaluated denies. Pure. */
+
+import { errorMessage } from "../errors.js";
 import { celFacts, type Policy } from "./policy-compile.js";
 import type { PolicyDecision, PolicyInput } from "./policy-types.js";
 
@@ -112,6 +114,6 @@ function failClosed(
 }
 
 function errorText(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   return message.split("\n")[0] ?? message;
 }

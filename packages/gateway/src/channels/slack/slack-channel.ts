@@ -6,7 +6,7 @@
 import { type UsersInfoResponse, WebClient } from "@slack/web-api";
 import type { FastifyInstance } from "fastify";
 import { truncateText } from "../../common/storable-text.js";
-import { AirlockError } from "../../errors.js";
+import { AirlockError, errorMessage } from "../../errors.js";
 import type { ActionRequest } from "../../requests/request-types.js";
 import {
   type Channel,
@@ -425,7 +425,7 @@ function unavailable(what: string, error: unknown): ChannelUnavailable {
       retryAfterMs: (e.retryAfter ?? 1) * 1000,
     });
   }
-  const detail = e.data?.error ?? (error instanceof Error ? error.message : String(error));
+  const detail = e.data?.error ?? errorMessage(error);
   return new ChannelUnavailable(`Slack ${what} failed: ${detail}`, {
     permanent: e.data?.error !== undefined && REFUSED_FOR_GOOD.has(e.data.error),
   });

@@ -16,7 +16,7 @@ import {
   MsalServiceClientCredentialsFactory,
 } from "botframework-connector";
 import type { Activity } from "botframework-schema";
-import { AirlockError } from "../../errors.js";
+import { AirlockError, errorMessage } from "../../errors.js";
 import type { TeamsConfig } from "./teams-config.js";
 import { tokenNetwork } from "./token-network.js";
 
@@ -173,7 +173,7 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
         ({ claimsIdentity: identity } = await Promise.race([checking, late]));
       } catch (error) {
         if (error instanceof AirlockError) throw error;
-        return `the Bot Framework token was refused: ${error instanceof Error ? error.message : String(error)}`;
+        return `the Bot Framework token was refused: ${errorMessage(error)}`;
       } finally {
         clearTimeout(timer);
       }

@@ -9,6 +9,7 @@ import {
   nameSchema,
   resultByteCap,
 } from "../../config/config-types.js";
+import { errorMessage } from "../../errors.js";
 import { argNamePattern, parseElement, placeholders } from "./exec-template.js";
 
 /** Linux refuses any single argument longer than this (MAX_ARG_STRLEN). */
@@ -86,7 +87,7 @@ const argSchema = z
         ctx.addIssue({
           code: "custom",
           path: ["pattern"],
-          message: `is not a valid regular expression: ${error instanceof Error ? error.message : String(error)}`,
+          message: `is not a valid regular expression: ${errorMessage(error)}`,
         });
         return;
       }

@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { stat } from "node:fs/promises";
 import type { Readable } from "node:stream";
+import { errorMessage } from "../../errors.js";
 
 /** How long a process group has between SIGTERM and SIGKILL. */
 export const KILL_GRACE_MS = 2000;
@@ -189,8 +190,4 @@ async function startFailure(error: Error, spec: ProcessSpec): Promise<string> {
   if (code === "EACCES") return `could not start: ${spec.program}: permission denied`;
   if (code === "E2BIG") return "could not start: the argument list is too long";
   return `could not start: ${errorMessage(error)}`;
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

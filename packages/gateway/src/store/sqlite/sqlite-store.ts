@@ -4,7 +4,7 @@ import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type AuditEvent, chainEvents } from "../../audit/audit-chain.js";
-import { AirlockError } from "../../errors.js";
+import { AirlockError, errorMessage } from "../../errors.js";
 import type {
   ActionRequest,
   AuditEventInput,
@@ -103,7 +103,7 @@ function migrate(db: Database.Database): void {
 /** A driver failure as `store_unavailable`; the file's path only when opening (for operators). */
 function unavailable(error: unknown, path?: string): AirlockError {
   if (error instanceof AirlockError) return error;
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   const where = path === undefined ? "the store" : `the store (SQLite at ${path})`;
   return new AirlockError("store_unavailable", `${where} cannot be used: ${message}`, {
     cause: error,
