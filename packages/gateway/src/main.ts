@@ -255,6 +255,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     executor,
     dispatcher,
     checkpointer,
+    connectors,
     get url(): string {
       if (!url) throw new Error("the gateway is not listening yet");
       return url;

@@ -433,6 +433,54 @@ describe("the http connector's boundaries", () => {
     expect(res.body.outcome.reason).toContain("HTTP 500");
     expect(res.body.result.body).toEqual({ error: "upstream broke" });
   });
+
+  it("says the outcome is unknown when a connector throws after its call went out, and never runs it again", async () => {
+    const http = gw.gateway.connectors.get("billing-api")!;
+    const execute = http.execute;
+    http.execute = async (...args) => {
+      await execute(...args);
+      throw new Error("a bug after the call");
+    };
+    try {
+      const res = await submit(read("/thrown"));
+      expect(res.status).toBe(200);
+      expect(res.body.status).toBe("failed");
+      expect(res.body.outcome.reason).toContain("a bug after the call");
+      expect(res.body.outcome.reason).toMatch(/whether the action took effect is unknown/);
+      await gw.gateway.executor.recover({ all: true });
+      const again = await api(gw.url, "GET", `/v1/actions/${res.body.id}`, { token: tokens.agent! });
+      expect(again.body.status).toBe("failed");
+      expect(callsTo("/thrown")).toBe(1);
+    } finally {
+      http.execute = execute;
+    }
+  });
+
+  it("records an action that ran as run, its result withheld, when the result cannot be masked", async () => {
+    const http = gw.gateway.connectors.get("billing-api")!;
+    const execute = http.execute;
+    http.execute = async (...args) => {
+      const done = await execute(...args);
+      // A result no walk can read: the masking throws on it.
+      const result = Object.defineProperty({}, "body", {
+        enumerable: true,
+        get: () => {
+          throw new Error("unreadable field");
+        },
+      });
+      return { ...done, result };
+    };
+    try {
+      const res = await submit(read("/unmaskable"));
+      expect(res.status).toBe(200);
+      expect(res.body.status).toBe("succeeded");
+      expect(res.body.result).toBeNull();
+      expect(res.body.outcome.reason).toMatch(/ran, but its result could not be masked/);
+      expect(callsTo("/unmaskable")).toBe(1);
+    } finally {
+      http.execute = execute;
+    }
+  });
 });
 
 describe("audit verification over the API", () => {

@@ -8,8 +8,8 @@
 import { setMaxListeners } from "node:events";
 import { type Json, keyedDigest } from "../common/canonical-json.js";
 import { clipDepth } from "../common/json-depth.js";
-import type { Connector } from "../connectors/connector.js";
-import { AirlockError } from "../errors.js";
+import type { Connector, ExecutionOutcome } from "../connectors/connector.js";
+import { AirlockError, errorMessage } from "../errors.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import { maskResult, maskText } from "../masking/result-masking.js";
 import type { Redactor } from "../masking/secret-redactor.js";
@@ -205,6 +205,42 @@ export function createExecutor(deps: {
     return shortfall && `not run: ${shortfall}`;
   };
 
+  /**
+   * The outcome as it is recorded and returned: credentials and the input fields the policy
+   * masks stay hidden even when echoed back, and the result detectors mask what the system
+   * returned. Only the digest sees the result whole.
+   */
+  const shown = (request: ActionRequest, done: ExecutionOutcome): Outcome => {
+    try {
+      const result = clipDepth(done.result);
+      const { hidden } = maskInput(request.input, request.decision.mask);
+      const detectors = request.decision.maskResult ?? [];
+      const scrub = <T extends Json>(value: T): Json =>
+        maskResult(scrubHidden(redactor.redact(value), hidden), detectors).value;
+      const text = (value: string): string =>
+        maskText(scrubHidden(redactor.redactText(value), hidden), detectors).text;
+      return {
+        ok: done.ok,
+        summary: text(done.summary),
+        ...(done.reason ? { reason: text(done.reason) } : {}),
+        result: scrub(result),
+        // Keyed by the request's nonce, which only the store holds: a reader of the audit
+        // trail cannot confirm a guess at a masked value (a card's middle digits, say).
+        resultDigest: result === null ? null : keyedDigest(request.nonce, result),
+      };
+    } catch (error) {
+      // The action ran: what it did is recorded, and what could not be masked is not shown.
+      logger.error({ requestId: request.id, err: error }, "could not mask an action's result");
+      return {
+        ok: done.ok,
+        summary: done.ok ? "ran; result withheld" : "failed; result withheld",
+        reason: `the action ran, but its result could not be masked and is withheld: ${redactor.redactText(errorMessage(error))}`,
+        result: null,
+        resultDigest: null,
+      };
+    }
+  };
+
   const run = async (request: ActionRequest, fromStore: boolean): Promise<ActionRequest> => {
     const started = performance.now();
     let outcome: Outcome;
@@ -225,32 +261,20 @@ export function createExecutor(deps: {
       outcome = notRun(`connection ${request.connection} is no longer configured`);
     } else {
       try {
-        const done = await connector.execute(request.operation, request.input, running);
-        const result = clipDepth(done.result);
-        // Credentials and the input fields the policy masks stay hidden even when echoed back;
-        // the result detectors mask what the system returned. Only the digest sees it whole.
-        const { hidden } = maskInput(request.input, request.decision.mask);
-        const detectors = request.decision.maskResult ?? [];
-        const scrub = <T extends Json>(value: T): Json =>
-          maskResult(scrubHidden(redactor.redact(value), hidden), detectors).value;
-        const text = (value: string): string =>
-          maskText(scrubHidden(redactor.redactText(value), hidden), detectors).text;
-        outcome = {
-          ok: done.ok,
-          summary: text(done.summary),
-          ...(done.reason ? { reason: text(done.reason) } : {}),
-          result: scrub(result),
-          // Keyed by the request's nonce, which only the store holds: a reader of the audit
-          // trail cannot confirm a guess at a masked value (a card's middle digits, say).
-          resultDigest: result === null ? null : keyedDigest(request.nonce, result),
-        };
+        // `shown` throws nothing: what is caught here is the connector's.
+        outcome = shown(
+          request,
+          await connector.execute(request.operation, request.input, running),
+        );
       } catch (error) {
         logger.error({ requestId: request.id, err: error }, "the connector failed");
+        // A connector answers the failures it knows with an outcome; one it throws may have
+        // come after the action took effect.
         outcome = {
           ok: false,
           summary: "connector error",
           reason: redactor.redactText(
-            `the connector failed: ${error instanceof Error ? error.message : String(error)}`,
+            `the connector failed: ${errorMessage(error)}; whether the action took effect is unknown, and Airlock will not run it again`,
           ),
           result: null,
           resultDigest: null,
