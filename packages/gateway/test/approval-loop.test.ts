@@ -448,7 +448,9 @@ describe("the http connector's boundaries", () => {
       expect(res.body.outcome.reason).toContain("a bug after the call");
       expect(res.body.outcome.reason).toMatch(/whether the action took effect is unknown/);
       await gw.gateway.executor.recover({ all: true });
-      const again = await api(gw.url, "GET", `/v1/actions/${res.body.id}`, { token: tokens.agent! });
+      const again = await api(gw.url, "GET", `/v1/actions/${res.body.id}`, {
+        token: tokens.agent!,
+      });
       expect(again.body.status).toBe("failed");
       expect(callsTo("/thrown")).toBe(1);
     } finally {
