@@ -3,6 +3,7 @@
  * every change, groups from the provider's claim, and step-up approvals that need a fresh
  * authentication.
  */
+import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "./support/cli.js";
 import { api, refund, removeDir, startGateway, type TestGateway } from "./support/gateway.js";
@@ -424,6 +425,163 @@ rules:
       await later.close();
       removeDir(later.dir);
     }
+  });
+
+  describe("checked again with the identity provider (recheckEvery)", () => {
+    let checked: TestGateway;
+    let at: string;
+    let reader: string;
+    const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const sessionOf = (who: Session) =>
+      fetch(`${at}/auth/session`, { headers: { cookie: who.cookie } });
+    const events = async (type: string) =>
+      (
+        await api(at, "GET", `/v1/audit?type=${type}&limit=1000`, { token: reader })
+      ).body.events.filter((e: { actor: { id: string } }) => e.actor.id !== "alice@example.com");
+    const submitHere = async (path: string) => {
+      const res = await api(at, "POST", "/v1/actions", {
+        token: await checked.token("agent", "support-bot"),
+        body: { ...refund(), input: { ...refund().input, path } },
+      });
+      expect(res.status).toBe(202);
+      return res.body.id as string;
+    };
+
+    beforeAll(async () => {
+      at = strictBase;
+      const port = Number(new URL(strictBase).port);
+      checked = await startGateway(gatewayConfig(port, "\n    recheckEvery: 1s"), {
+        gateway: { port },
+      });
+      reader = await checked.token("reviewer", "alice@example.com");
+    });
+    afterAll(async () => {
+      idp.setTokenEndpointDown(false);
+      await checked?.close();
+      if (checked) removeDir(checked.dir);
+    });
+
+    it("follows the provider's groups: one gained counts, and with the last one lost the session ends", async () => {
+      idp.users.set("gina@example.com", {
+        ...idp.users.get("erin@example.com")!,
+        sub: "gina-subject-0001",
+        email: "gina@example.com",
+        groups: ["eng"],
+        password: "gina-password",
+      });
+      try {
+        const gina = await signIn("gina@example.com", { at });
+        const id = await submitHere("/refunds");
+        expect((await vote(gina, id, gina.csrf, at)).body.error?.code).toBe("not_an_approver");
+        idp.users.get("gina@example.com")!.groups = ["eng", "finance"];
+        await pause(1100);
+        const counted = await vote(gina, id, gina.csrf, at);
+        expect(counted.status).toBe(200);
+        const changed = await events("reviewer.groups_changed");
+        expect(changed.at(-1)).toMatchObject({
+          actor: { id: "gina@example.com" },
+          data: { from: ["eng"], to: ["eng", "finance"], by: "identity provider" },
+        });
+        const audit = await api(at, "GET", `/v1/audit?requestId=${id}`, { token: reader });
+        const reviewed = audit.body.events.find(
+          (e: { type: string }) => e.type === "request.reviewed",
+        );
+        expect(reviewed.data.evidence.idpGroups).toEqual(["eng", "finance"]);
+
+        idp.users.get("gina@example.com")!.groups = [];
+        await pause(1100);
+        expect((await sessionOf(gina)).status).toBe(401);
+        const out = await events("reviewer.signed_out");
+        expect(out.at(-1)).toMatchObject({
+          actor: { id: "gina@example.com" },
+          data: { by: "identity provider", reason: expect.stringMatching(/no longer a reviewer/) },
+        });
+      } finally {
+        idp.users.delete("gina@example.com");
+      }
+    });
+
+    it("ends the session of someone the provider disabled", async () => {
+      idp.users.set("hal@example.com", {
+        sub: "hal-subject-0001",
+        email: "hal@example.com",
+        groups: ["finance"],
+        password: "hal-password",
+      });
+      const hal = await signIn("hal@example.com", { at });
+      expect((await sessionOf(hal)).status).toBe(200);
+      idp.users.delete("hal@example.com");
+      // Within recheckEvery the session is as it was; after it, the provider is asked.
+      expect((await sessionOf(hal)).status).toBe(200);
+      await pause(1100);
+      const id = await submitHere("/refunds");
+      const refused = await vote(hal, id, hal.csrf, at);
+      expect(refused.status).toBe(401);
+      expect((await sessionOf(hal)).status).toBe(401);
+      const out = await events("reviewer.signed_out");
+      expect(out.at(-1)).toMatchObject({
+        actor: { id: "hal@example.com" },
+        data: { by: "identity provider", reason: expect.stringMatching(/refused/) },
+      });
+    });
+
+    it("asks once for many calls at once", async () => {
+      const carol = await signIn("carol@example.com", { at });
+      await pause(1100);
+      const before = idp.refreshes;
+      const answers = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          fetch(`${at}/v1/requests?status=pending`, { headers: { cookie: carol.cookie } }),
+        ),
+      );
+      expect(answers.map((a) => a.status)).toEqual(Array(8).fill(200));
+      expect(idp.refreshes).toBe(before + 1);
+    });
+
+    it("waits out a provider outage for one more interval, then serves nothing until it answers", async () => {
+      const carol = await signIn("carol@example.com", { at });
+      idp.setTokenEndpointDown(true);
+      try {
+        await pause(1100);
+        // Asked and unanswered, within the grace of one more interval: still served.
+        expect((await sessionOf(carol)).status).toBe(200);
+        await pause(1000);
+        const cut = await sessionOf(carol);
+        expect(cut.status).toBe(503);
+        expect(((await cut.json()) as { error: { code: string } }).error.code).toBe(
+          "identity_provider_unavailable",
+        );
+        const id = await submitHere("/refunds");
+        expect((await vote(carol, id, carol.csrf, at)).status).toBe(503);
+      } finally {
+        idp.setTokenEndpointDown(false);
+      }
+      // Answered again: served at once, no claim of the failed check left to wait out.
+      expect((await sessionOf(carol)).status).toBe(200);
+    });
+
+    it("keeps a refresh token the database alone cannot use", async () => {
+      const carol = await signIn("carol@example.com", { at });
+      const id = carol.cookie.slice(carol.cookie.indexOf("=") + 1);
+      const stored = await checked.gateway.store.findSession(
+        createHash("sha256").update(id).digest("hex"),
+        Date.now(),
+      );
+      expect(stored?.refreshToken).toEqual(expect.any(String));
+      const tried = await fetch(`${idp.issuer}/token`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          authorization: `Basic ${Buffer.from(`${idp.clientId}:${idp.clientSecret}`).toString("base64")}`,
+        },
+        body: new URLSearchParams({
+          grant_type: "refresh_token",
+          refresh_token: stored!.refreshToken!,
+        }),
+      });
+      expect(tried.status).toBe(400);
+      expect(((await tried.json()) as { error: string }).error).toBe("invalid_grant");
+    });
   });
 
   // Last: it spends this address's sign-in budget on the shared gateway.

@@ -28,6 +28,12 @@ export const oidcSchema = z.strictObject({
     .default(["openid", "email", "profile"]),
   /** How long a console session lasts. */
   sessionTtl: duration({ min: 60_000, max: 30 * 86_400_000 }).default(12 * 3_600_000),
+  /**
+   * How often a session is checked again with the identity provider, with the refresh token
+   * it gave at sign-in: someone it disables, or takes out of a group, loses the session or the
+   * group within this time. Without a refresh token, groups are as of the sign-in.
+   */
+  recheckEvery: duration({ min: 1000, max: 86_400_000 }).default(5 * 60_000),
   /** How recent the identity provider's authentication must be to approve a step-up rule. */
   stepUpMaxAge: duration({ min: 1000, max: 3_600_000 }).default(300_000),
 });

@@ -9,11 +9,15 @@ import { randomHex } from "../common/ids.js";
 import { AirlockError, errorMessage } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { Reviewer } from "../requests/request-transitions.js";
+import type { AuditEventInput } from "../requests/request-types.js";
 import type { SessionRecord, Store } from "../store/store.js";
 import type { OidcConfig } from "./oidc-config.js";
+import { openForSession, sealForSession } from "./session-seal.js";
 
 export const SESSION_COOKIE = "airlock_session";
 const SIGN_IN_TTL_MS = 10 * 60_000;
+/** How long one replica holds a session's check before another may try (a stalled call). */
+const CHECK_LEASE_MS = 15_000;
 
 export interface OidcService {
   /**
@@ -120,6 +124,119 @@ export function createOidcService(deps: {
     return until !== undefined && clock() <= until;
   };
 
+  const groupsIn = (claims: Record<string, unknown>): string[] => {
+    const claimed = claims[config.groupsClaim];
+    return Array.isArray(claimed)
+      ? claimed.filter((g): g is string => typeof g === "string").slice(0, 200)
+      : [];
+  };
+  let warnedNoRefresh = false;
+
+  /** The session ends: the identity provider no longer vouches for the person. */
+  const endByProvider = async (sessionId: string, session: SessionRecord, why: string) => {
+    logger.warn({ reviewer: session.email, why }, "the identity provider ended a console session");
+    await store.deleteSession(session.idHash, {
+      type: "reviewer.signed_out",
+      requestId: null,
+      actor: { type: "reviewer", id: session.email },
+      at: clock(),
+      data: { by: "identity provider", reason: why },
+    });
+    ended(sessionId);
+    return undefined;
+  };
+
+  /**
+   * Asks the identity provider again, with the session's refresh token, whether the person
+   * still signs in and in which groups. A refusal ends the session; an outage is waited out
+   * for one more `recheckEvery`, after which the session serves nothing until it is answered.
+   */
+  const askAgain = async (
+    sessionId: string,
+    session: SessionRecord,
+  ): Promise<SessionRecord | undefined> => {
+    const now = clock();
+    const overdue = now - session.checkedAt >= 2 * config.recheckEvery;
+    const unconfirmed = (detail: string) =>
+      new AirlockError(
+        "identity_provider_unavailable",
+        `your session could not be confirmed with the identity provider at ${config.issuer} (${detail}); try again shortly`,
+      );
+    // Another replica is asking: its answer holds from the next call on.
+    if (!(await store.claimSessionCheck(session.idHash, now, now + CHECK_LEASE_MS))) {
+      if (overdue) throw unconfirmed("another gateway is asking it");
+      return session;
+    }
+    const refreshToken = openForSession(sessionId, session.refreshToken ?? "");
+    if (!refreshToken) return endByProvider(sessionId, session, "its refresh token cannot be read");
+    let claims: Record<string, unknown>;
+    let next: string | undefined;
+    try {
+      const configuration = await provider();
+      const tokens = await oidc.refreshTokenGrant(configuration, refreshToken);
+      next = tokens.refresh_token;
+      claims = tokens.claims() ?? {};
+      // Some providers put groups in the ID token of a sign-in only: userinfo has them.
+      if (!(config.groupsClaim in claims)) {
+        claims = {
+          ...claims,
+          ...(await oidc.fetchUserInfo(configuration, tokens.access_token, session.subject)),
+        };
+      }
+    } catch (error) {
+      if (error instanceof oidc.ResponseBodyError && error.error === "invalid_grant") {
+        return endByProvider(sessionId, session, `it refused the refresh token (${error.error})`);
+      }
+      logger.warn(
+        { err: error, reviewer: session.email },
+        "could not check a console session with the identity provider; will try again",
+      );
+      await store.releaseSessionCheck(session.idHash);
+      if (overdue) throw unconfirmed(errorMessage(error));
+      return session;
+    }
+    const email = typeof claims.email === "string" ? claims.email.toLowerCase() : undefined;
+    if (claims.sub !== session.subject || (email !== undefined && email !== session.email)) {
+      return endByProvider(sessionId, session, "it now names someone else");
+    }
+    if (claims.email_verified === false) {
+      return endByProvider(sessionId, session, "the e-mail is no longer verified");
+    }
+    const groups = groupsIn(claims);
+    if (!admitted(session.email, groups)) {
+      return endByProvider(sessionId, session, "no longer a reviewer: in no approver group");
+    }
+    const changed =
+      groups.length !== session.groups.length || groups.some((g) => !session.groups.includes(g));
+    const event: AuditEventInput | undefined = changed
+      ? {
+          type: "reviewer.groups_changed",
+          requestId: null,
+          actor: { type: "reviewer", id: session.email },
+          at: clock(),
+          data: { from: session.groups, to: groups, by: "identity provider" },
+        }
+      : undefined;
+    const check = {
+      groups,
+      refreshToken: next ? sealForSession(sessionId, next) : session.refreshToken,
+      checkedAt: clock(),
+    };
+    if (!(await store.recordSessionCheck(session.idHash, check, event))) return undefined;
+    return { ...session, ...check };
+  };
+
+  // One question at a time per session in this process: a page load makes several calls.
+  const asking = new Map<string, Promise<SessionRecord | undefined>>();
+  const recheck = (sessionId: string, session: SessionRecord) => {
+    let answer = asking.get(session.idHash);
+    if (!answer) {
+      answer = askAgain(sessionId, session).finally(() => asking.delete(session.idHash));
+      asking.set(session.idHash, answer);
+    }
+    return answer;
+  };
+
   return {
     stepUpMaxAgeMs: config.stepUpMaxAge,
     steppedUp,
@@ -185,6 +302,7 @@ export function createOidcService(deps: {
         );
       }
       let claims: oidc.IDToken;
+      let refreshToken: string | undefined;
       try {
         const tokens = await oidc.authorizationCodeGrant(await provider(), callbackUrl, {
           pkceCodeVerifier: signIn.verifier,
@@ -196,6 +314,7 @@ export function createOidcService(deps: {
         const found = tokens.claims();
         if (!found) throw new Error("no ID token");
         claims = found;
+        refreshToken = tokens.refresh_token;
       } catch (error) {
         if (error instanceof AirlockError) throw error;
         logger.warn({ err: error }, "a sign-in could not be completed");
@@ -214,10 +333,7 @@ export function createOidcService(deps: {
           "the identity provider gave no verified e-mail address; Airlock identifies reviewers by it",
         );
       }
-      const claimed = claims[config.groupsClaim];
-      const groups = Array.isArray(claimed)
-        ? claimed.filter((g): g is string => typeof g === "string").slice(0, 200)
-        : [];
+      const groups = groupsIn(claims);
       if (!admitted(email, groups)) {
         throw new AirlockError(
           "forbidden",
@@ -237,7 +353,16 @@ export function createOidcService(deps: {
         acr: typeof claims.acr === "string" ? claims.acr : null,
         createdAt: now,
         expiresAt: now + config.sessionTtl,
+        refreshToken: refreshToken ? sealForSession(sessionId, refreshToken) : null,
+        checkedAt: now,
       };
+      if (!refreshToken && !warnedNoRefresh) {
+        warnedNoRefresh = true;
+        logger.warn(
+          { issuer: config.issuer },
+          "the identity provider gave no refresh token: a console session keeps the groups of its sign-in until it ends (oidc.sessionTtl); add offline_access to oidc.scopes if the provider needs it asked for",
+        );
+      }
       // The browser's earlier session goes with the same write: once its cookie is
       // overwritten nobody signs it out, and a copy of it would last its whole lifetime.
       await store.insertSession(
@@ -263,7 +388,10 @@ export function createOidcService(deps: {
     },
 
     async reviewer(sessionId) {
-      const session = await store.findSession(sha256(sessionId), clock());
+      let session = await store.findSession(sha256(sessionId), clock());
+      if (session?.refreshToken && clock() - session.checkedAt >= config.recheckEvery) {
+        session = await recheck(sessionId, session);
+      }
       if (!session || !admitted(session.email, session.groups)) {
         throw new AirlockError(
           "unauthenticated",

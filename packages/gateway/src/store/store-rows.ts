@@ -100,5 +100,7 @@ export function sessionFromRow(row: Row): SessionRecord {
     acr: row.acr as string | null,
     createdAt: row.created_at as number,
     expiresAt: row.expires_at as number,
+    refreshToken: row.refresh_token as string | null,
+    checkedAt: row.checked_at as number,
   };
 }

@@ -84,6 +84,17 @@ export interface SessionRecord {
   acr: string | null;
   createdAt: number;
   expiresAt: number;
+  /** The identity provider's refresh token, sealed for this session; null when it gave none. */
+  refreshToken: string | null;
+  /** When the identity provider last vouched for the session and its groups (ms). */
+  checkedAt: number;
+}
+
+/** What the identity provider said of a session when asked again. */
+export interface SessionCheck {
+  groups: string[];
+  refreshToken: string | null;
+  checkedAt: number;
 }
 
 /** A sign-in between the redirect to the identity provider and its return. */
@@ -187,6 +198,20 @@ export interface Store {
   ): Promise<void>;
   findSession(idHash: string, now: number): Promise<SessionRecord | undefined>;
   deleteSession(idHash: string, event: AuditEventInput | undefined): Promise<boolean>;
+  /**
+   * Takes the session's next check with the identity provider for this replica until
+   * `until`: false while another replica holds it, or when the session has ended. One check
+   * at a time, since a refresh token the provider rotates works only once.
+   */
+  claimSessionCheck(idHash: string, now: number, until: number): Promise<boolean>;
+  /** Gives a claimed check up unanswered (the provider could not be reached). */
+  releaseSessionCheck(idHash: string): Promise<void>;
+  /** Records a check's answer (and releases the claim), with its audit event if any. */
+  recordSessionCheck(
+    idHash: string,
+    check: SessionCheck,
+    event: AuditEventInput | undefined,
+  ): Promise<boolean>;
   /** Records a sign-in under way, and forgets the ones that expired before `now`. */
   insertSignIn(signIn: SignInRecord, now: number): Promise<void>;
   /** Returns and deletes the sign-in with this state: each can complete only once. */

@@ -47,6 +47,10 @@ export interface TestIdp {
   ): Promise<AuthorizeResult>;
   /** The acr the provider records for subsequent logins (reused sessions keep theirs). */
   setAcr(acr: string | undefined): void;
+  /** How many refresh token grants it answered with tokens. */
+  readonly refreshes: number;
+  /** While down, its token endpoint answers 503 (a provider outage, for checks of sessions). */
+  setTokenEndpointDown(down: boolean): void;
   close(): Promise<void>;
 }
 
@@ -83,7 +87,7 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
         client_id: CLIENT_ID,
         client_secret: CLIENT_SECRET,
         redirect_uris: options.redirectUris,
-        grant_types: ["authorization_code"],
+        grant_types: ["authorization_code", "refresh_token"],
         response_types: ["code"],
         // client_secret_post is accepted too: the provider treats the two as interchangeable.
         token_endpoint_auth_method: "client_secret_basic",
@@ -92,6 +96,8 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
       },
     ],
     pkce: { required: () => true },
+    // As Keycloak does, and Okta or Entra ID when asked for offline_access.
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed("refresh_token"),
     // Scope-gated claims go into the ID token too, so a relying party needs no userinfo call.
     conformIdTokenClaims: false,
     claims: {
@@ -163,9 +169,18 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
     return new OidcProvider(issuer, configuration);
   });
   const providerHandler = provider.callback();
+  let refreshes = 0;
+  provider.on("grant.success", (ctx: KoaContextWithOIDC) => {
+    if (ctx.oidc.params?.grant_type === "refresh_token") refreshes += 1;
+  });
+  let tokenEndpointDown = false;
 
   server.on("request", (request: IncomingMessage, response: ServerResponse) => {
     const path = new URL(request.url ?? "/", issuer).pathname;
+    if (tokenEndpointDown && path === "/token") {
+      response.writeHead(503, { "content-type": "text/plain" }).end("down on purpose");
+      return;
+    }
     if (!path.startsWith("/interaction/")) {
       providerHandler(request, response);
       return;
@@ -198,6 +213,12 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
     },
     setAcr(value) {
       acr = value;
+    },
+    get refreshes() {
+      return refreshes;
+    },
+    setTokenEndpointDown(down) {
+      tokenEndpointDown = down;
     },
     close: () =>
       new Promise<void>((resolve, reject) => {

@@ -973,9 +973,25 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       acr: null,
       createdAt: T0,
       expiresAt: T0 + HOUR,
+      refreshToken: "sealed-refresh-token",
+      checkedAt: T0,
     };
     await a.insertSession(session, auditInput("session.started"));
     expect(await b.findSession(session.idHash, T0 + 1)).toEqual(session);
+    // One replica at a time asks the identity provider again about a session.
+    expect(await a.claimSessionCheck(session.idHash, T0 + 10, T0 + 20)).toBe(true);
+    expect(await b.claimSessionCheck(session.idHash, T0 + 11, T0 + 21)).toBe(false);
+    await a.releaseSessionCheck(session.idHash);
+    expect(await b.claimSessionCheck(session.idHash, T0 + 12, T0 + 22)).toBe(true);
+    const check = { groups: ["eng"], refreshToken: "sealed-next", checkedAt: T0 + 13 };
+    expect(await b.recordSessionCheck(session.idHash, check, auditInput("groups.changed"))).toBe(
+      true,
+    );
+    expect(await a.findSession(session.idHash, T0 + 14)).toEqual({ ...session, ...check });
+    expect(await a.claimSessionCheck(session.idHash, T0 + 14, T0 + 24)).toBe(true);
+    expect(await a.listAudit({ type: "groups.changed", limit: 10 })).toHaveLength(1);
+    // An ended session is never claimed.
+    expect(await b.claimSessionCheck(session.idHash, T0 + HOUR, T0 + HOUR + 10)).toBe(false);
     expect(await b.findSession(session.idHash, T0 + HOUR)).toBeUndefined();
     // A later sign-in forgets the expired session.
     await b.insertSession(

@@ -17,6 +17,7 @@ import type {
   OutboxPlanner,
   RequestChange,
   RequestQuery,
+  SessionCheck,
   SessionRecord,
   SignInRecord,
   Store,
@@ -546,7 +547,8 @@ export class PostgresStore implements Store {
       ]);
       await q(
         `INSERT INTO sessions (id_hash, email, issuer, subject, groups, auth_time, acr,
-        created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        created_at, expires_at, refresh_token, checked_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
         [
           session.idHash,
           session.email,
@@ -557,6 +559,8 @@ export class PostgresStore implements Store {
           session.acr,
           session.createdAt,
           session.expiresAt,
+          session.refreshToken,
+          session.checkedAt,
         ],
       );
       return { value: undefined, events: [event] };
@@ -578,6 +582,42 @@ export class PostgresStore implements Store {
     return this.audited("end a session", async (q) => {
       const deleted = (await q("DELETE FROM sessions WHERE id_hash = $1", [idHash])).rowCount === 1;
       return { value: deleted, events: deleted && event ? [event] : [] };
+    });
+  }
+
+  async claimSessionCheck(idHash: string, now: number, until: number): Promise<boolean> {
+    const rows = await this.query(
+      "claim a session's check",
+      `UPDATE sessions SET checking_until = $3 WHERE id_hash = $1 AND expires_at > $2
+      AND (checking_until IS NULL OR checking_until <= $2) RETURNING id_hash`,
+      [idHash, now, until],
+    );
+    return rows.length === 1;
+  }
+
+  async releaseSessionCheck(idHash: string): Promise<void> {
+    await this.query(
+      "release a session's check",
+      "UPDATE sessions SET checking_until = NULL WHERE id_hash = $1",
+      [idHash],
+    );
+  }
+
+  async recordSessionCheck(
+    idHash: string,
+    check: SessionCheck,
+    event: AuditEventInput | undefined,
+  ): Promise<boolean> {
+    return this.audited("record a session's check", async (q) => {
+      const recorded =
+        (
+          await q(
+            `UPDATE sessions SET groups = $2, refresh_token = $3, checked_at = $4,
+            checking_until = NULL WHERE id_hash = $1`,
+            [idHash, JSON.stringify(check.groups), check.refreshToken, check.checkedAt],
+          )
+        ).rowCount === 1;
+      return { value: recorded, events: recorded && event ? [event] : [] };
     });
   }
 

@@ -154,4 +154,14 @@ export const sqliteMigrations: Migration[] = [
     name: "an agent's pending requests are counted (agents[].maxPending)",
     sql: "CREATE INDEX requests_pending_agent ON requests (agent) WHERE status = 'pending';",
   },
+  {
+    version: 8,
+    name: "sessions are checked again with the identity provider (oidc.recheckEvery)",
+    sql: `
+      ALTER TABLE sessions ADD COLUMN refresh_token TEXT;
+      ALTER TABLE sessions ADD COLUMN checked_at INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE sessions ADD COLUMN checking_until INTEGER;
+      UPDATE sessions SET checked_at = created_at;
+    `,
+  },
 ];

@@ -20,6 +20,7 @@ import type {
   OutboxPlanner,
   RequestChange,
   RequestQuery,
+  SessionCheck,
   SessionRecord,
   SignInRecord,
   Store,
@@ -356,7 +357,17 @@ export class SqliteStore implements Store {
         AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.request_id = outbox.request_id
           AND e.topic = outbox.topic AND e.id < outbox.id AND e.state = 'pending')`),
       insertSession: db.prepare(`INSERT INTO sessions (id_hash, email, issuer, subject, groups,
-        auth_time, acr, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+        auth_time, acr, created_at, expires_at, refresh_token, checked_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      claimSessionCheck: db.prepare(`UPDATE sessions SET checking_until = @until
+        WHERE id_hash = @idHash AND expires_at > @now
+        AND (checking_until IS NULL OR checking_until <= @now)`),
+      releaseSessionCheck: db.prepare(
+        "UPDATE sessions SET checking_until = NULL WHERE id_hash = ?",
+      ),
+      recordSessionCheck: db.prepare(`UPDATE sessions SET groups = @groups,
+        refresh_token = @refreshToken, checked_at = @checkedAt, checking_until = NULL
+        WHERE id_hash = @idHash`),
       expireSessions: db.prepare("DELETE FROM sessions WHERE expires_at <= ?"),
       session: db.prepare("SELECT * FROM sessions WHERE id_hash = ? AND expires_at > ?"),
       deleteSession: db.prepare("DELETE FROM sessions WHERE id_hash = ?"),
@@ -772,6 +783,8 @@ export class SqliteStore implements Store {
         session.acr,
         session.createdAt,
         session.expiresAt,
+        session.refreshToken,
+        session.checkedAt,
       );
       this.appendEvents([event]);
     });
@@ -789,6 +802,33 @@ export class SqliteStore implements Store {
       const deleted = this.stmt.deleteSession.run(idHash).changes === 1;
       if (deleted && event) this.appendEvents([event]);
       return deleted;
+    });
+  }
+
+  async claimSessionCheck(idHash: string, now: number, until: number): Promise<boolean> {
+    return this.write(() => this.stmt.claimSessionCheck.run({ idHash, now, until }).changes === 1);
+  }
+
+  async releaseSessionCheck(idHash: string): Promise<void> {
+    await this.write(() => this.stmt.releaseSessionCheck.run(idHash));
+  }
+
+  async recordSessionCheck(
+    idHash: string,
+    check: SessionCheck,
+    event: AuditEventInput | undefined,
+  ): Promise<boolean> {
+    return this.write(() => {
+      const { groups, refreshToken, checkedAt } = check;
+      const recorded =
+        this.stmt.recordSessionCheck.run({
+          idHash,
+          groups: JSON.stringify(groups),
+          refreshToken,
+          checkedAt,
+        }).changes === 1;
+      if (recorded && event) this.appendEvents([event]);
+      return recorded;
     });
   }
 
