@@ -608,6 +608,85 @@ describe("an agent's requests waiting for review", () => {
     );
   });
 
+  it("stay capped under a burst: of 40 submissions at once, exactly maxPending wait, and the refused leave no trace", async () => {
+    await withGateway(
+      testConfig(upstream.url).replace(
+        "{ name: ops-bot, owner: Dave@Example.com }",
+        "{ name: ops-bot, owner: Dave@Example.com, maxPending: 5 }",
+      ),
+      async (own) => {
+        const token = await own.token("agent", "ops-bot");
+        const reviewer = await own.token("reviewer", "bob@example.com");
+        const store = own.gateway.store;
+        const agent = own.gateway.config.agents.find((a) => a.name === "ops-bot")!;
+        const message = "already has 5 requests waiting for review";
+        /** The burst's recorded requests, after checking that only they left events. */
+        const recorded = async (eventsBefore: number) => {
+          const pending = await store.listRequests({
+            agent: "ops-bot",
+            statuses: ["pending"],
+            limit: 100,
+          });
+          const events = (await store.listAudit({ limit: 100_000 })).slice(eventsBefore);
+          expect(new Set(events.map((e) => e.requestId))).toEqual(
+            new Set(pending.map((r) => r.id)),
+          );
+          return pending.map((r) => r.id).sort();
+        };
+
+        // Through the service in one turn of the event loop: every submission passes the
+        // early count before any of them is recorded.
+        let eventsBefore = (await store.listAudit({ limit: 100_000 })).length;
+        const settled = await Promise.allSettled(
+          Array.from({ length: 40 }, (_, i) =>
+            own.gateway.requests.submit(agent, { ...refund(), idempotencyKey: `service-${i}` }),
+          ),
+        );
+        const kept = settled.filter((r) => r.status === "fulfilled").map((r) => r.value.id);
+        expect(kept).toHaveLength(5);
+        for (const r of settled.filter((r) => r.status === "rejected")) {
+          expect(r.reason).toMatchObject({ code: "rate_limited" });
+          expect((r.reason as Error).message).toContain(message);
+        }
+        expect(await recorded(eventsBefore)).toEqual(kept.sort());
+        // A refused key was never used: once there is room, it makes a new request.
+        const refusedKey = settled.findIndex((r) => r.status === "rejected");
+        for (const id of kept) await api(own.url, "POST", `/v1/actions/${id}/cancel`, { token });
+        const retried = await own.gateway.requests.submit(agent, {
+          ...refund(),
+          idempotencyKey: `service-${refusedKey}`,
+        });
+        expect(kept).not.toContain(retried.id);
+        await api(own.url, "POST", `/v1/actions/${retried.id}/cancel`, { token });
+
+        // And over HTTP.
+        eventsBefore = (await store.listAudit({ limit: 100_000 })).length;
+        const answers = await Promise.all(
+          Array.from({ length: 40 }, (_, i) =>
+            api(own.url, "POST", "/v1/actions", {
+              token,
+              body: refund({ idempotencyKey: `http-${i}` }),
+            }),
+          ),
+        );
+        const accepted = answers.filter((res) => res.status === 202);
+        const refused = answers.filter((res) => res.status === 429);
+        expect(accepted).toHaveLength(5);
+        expect(refused).toHaveLength(35);
+        for (const res of refused) {
+          expect(res.body.error.code).toBe("rate_limited");
+          expect(res.body.error.message).toContain(message);
+          expect(res.headers.get("retry-after")).toBeNull();
+        }
+        expect(await recorded(eventsBefore)).toEqual(
+          accepted.map((res) => res.body.id as string).sort(),
+        );
+        const verified = await api(own.url, "GET", "/v1/audit/verify", { token: reviewer });
+        expect(verified.body.ok).toBe(true);
+      },
+    );
+  });
+
   it("does not count a request whose time is up, even before the sweeper ends it", async () => {
     await withGateway(
       testConfig(upstream.url)

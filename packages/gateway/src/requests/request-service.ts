@@ -153,15 +153,10 @@ export function createRequestService(deps: RequestServiceDeps) {
       risk: description.risk,
     });
     decision.maskResult ??= [...(deps.resultMasks.get(body.connection) ?? [])];
+    // A cheap early refusal that spares the dry run; the store's count as it inserts is the
+    // one that holds when submissions race.
     if (decision.decision === "review" && !(await withinPendingLimit(agent, now))) {
-      // A twin of this submission (the same key, sent twice at once) may have just been
-      // recorded and taken the last place: it is the answer, not a refusal.
-      const twin = key === null ? undefined : await store.findByIdempotencyKey(agent.name, key);
-      if (twin) return sameOrRefuse(twin, proposal);
-      throw new AirlockError(
-        "rate_limited",
-        `agent ${agent.name} already has ${agent.maxPending} requests waiting for review, its limit (agents[].maxPending); wait for reviewers to decide them, or cancel some`,
-      );
+      return overPendingLimit(agent, key, proposal);
     }
     // Reviewers see a preview built from the masked input, never the real values scrubbed
     // after the fact; facts, notes and errors (which can quote the input) are scrubbed of them.
@@ -214,8 +209,11 @@ export function createRequestService(deps: RequestServiceDeps) {
       description: shown,
       now,
     });
-    const inserted = await store.insertRequest(change, plan(change));
-    if (!inserted.inserted) return sameOrRefuse(inserted.existing, proposal);
+    const inserted = await store.insertRequest(change, plan(change), agent.maxPending);
+    if (!inserted.inserted) {
+      if ("existing" in inserted) return sameOrRefuse(inserted.existing, proposal);
+      return overPendingLimit(agent, key, proposal);
+    }
     deps.afterCommit();
     metrics.decisions.inc({ decision: decision.decision });
     logger.info(
@@ -235,6 +233,22 @@ export function createRequestService(deps: RequestServiceDeps) {
 
   async function withinPendingLimit(agent: AgentConfig, now: number): Promise<boolean> {
     return (await store.countPending(agent.name, now, agent.maxPending)) < agent.maxPending;
+  }
+
+  /** A submission past the agent's limit of pending requests: refused, unless a twin exists. */
+  async function overPendingLimit(
+    agent: AgentConfig,
+    key: string | null,
+    proposal: Proposal,
+  ): Promise<ActionRequest> {
+    // A twin of this submission (the same key, sent twice at once) may have just been
+    // recorded and taken the last place: it is the answer, not a refusal.
+    const twin = key === null ? undefined : await store.findByIdempotencyKey(agent.name, key);
+    if (twin) return sameOrRefuse(twin, proposal);
+    throw new AirlockError(
+      "rate_limited",
+      `agent ${agent.name} already has ${agent.maxPending} requests waiting for review, its limit (agents[].maxPending); wait for reviewers to decide them, or cancel some`,
+    );
   }
 
   /** The earlier request, as it stands now (a pending one whose time is up is expired). */

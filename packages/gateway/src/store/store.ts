@@ -107,17 +107,27 @@ export interface SignInRecord {
   expiresAt: number;
 }
 
+/** What `Store.insertRequest` came to; only `inserted: true` wrote anything. */
+export type InsertResult =
+  | { inserted: true }
+  /** The agent already used the request's idempotency key: the request that holds it. */
+  | { inserted: false; existing: ActionRequest }
+  /** The request would wait for review, and the agent already has `maxPending` that do. */
+  | { inserted: false; atPendingLimit: true };
+
 export interface Store {
   readonly dialect: "sqlite" | "postgres";
 
   /**
    * Records a new request with its events and outbox entries. When the agent already used
    * the request's idempotency key, nothing is written and the earlier request is returned.
+   * With `maxPending`, a request that would be pending is refused (nothing written) when
+   * the agent already has that many pending at its creation time, counted as `countPending`
+   * does: in the inserting transaction, serialised against the agent's other such inserts
+   * (in this process and on other replicas), so that a burst cannot pass the limit. The
+   * idempotency key is looked at first: a request already made is returned, not refused.
    */
-  insertRequest(
-    change: Change,
-    outbox: OutboxEntry[],
-  ): Promise<{ inserted: true } | { inserted: false; existing: ActionRequest }>;
+  insertRequest(change: Change, outbox: OutboxEntry[], maxPending?: number): Promise<InsertResult>;
 
   /**
    * Loads a request under a lock, lets `decide` (pure, synchronous) choose the change, and

@@ -13,7 +13,7 @@ import type {
   Review,
   TransitionResult,
 } from "../../requests/request-types.js";
-import type { OutboxEntry, OutboxPlanner, RequestChange } from "../store.js";
+import type { InsertResult, OutboxEntry, OutboxPlanner, RequestChange } from "../store.js";
 import {
   insertRows,
   type Query,
@@ -24,8 +24,6 @@ import {
   withAuditedTransaction,
 } from "./postgres-sql.js";
 
-export type InsertResult = { inserted: true } | { inserted: false; existing: ActionRequest };
-
 interface Settle {
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
@@ -35,6 +33,8 @@ interface InsertItem extends Settle {
   kind: "insert";
   change: Change;
   outbox: OutboxEntry[];
+  /** The agent's limit of pending requests, for a request that would be pending. */
+  maxPending: number | undefined;
 }
 
 interface TransitionItem extends Settle {
@@ -70,6 +70,8 @@ export interface GroupCommitOptions {
   pool: pg.Pool;
   /** The audit chain's advisory lock key (see `withAuditedTransaction`). */
   auditLock: string;
+  /** The advisory lock key under which an agent's pending requests are counted and added. */
+  pendingLock: (agent: string) => string;
   /** The NOTIFY payloads that tell other replicas about a batch's changes. */
   notifications: (changes: RequestChange[]) => string[];
   channel: string;
@@ -85,9 +87,20 @@ export class GroupCommit {
 
   constructor(private readonly options: GroupCommitOptions) {}
 
-  /** Records a new request, or returns the one the agent's idempotency key already names. */
-  insert(change: Change, outbox: OutboxEntry[]): Promise<InsertResult> {
-    return this.enqueue<InsertResult>((settle) => ({ kind: "insert", change, outbox, ...settle }));
+  /**
+   * Records a new request, or returns the one the agent's idempotency key already names, or
+   * (with `maxPending`) refuses a request that would be pending past the agent's limit.
+   */
+  insert(change: Change, outbox: OutboxEntry[], maxPending?: number): Promise<InsertResult> {
+    // Only a request that would wait for review is limited, and pays for the count.
+    const limit = change.request.status === "pending" ? maxPending : undefined;
+    return this.enqueue<InsertResult>((settle) => ({
+      kind: "insert",
+      change,
+      outbox,
+      maxPending: limit,
+      ...settle,
+    }));
   }
 
   /** As `Store.transition`: `decide` sees the request as committed, locked for this batch. */
@@ -204,9 +217,9 @@ export class GroupCommit {
   }
 
   /**
-   * Rows are locked in one order (new requests by idempotency key, existing ones by id) and
-   * the audit lock last, so two batches, here or on another replica, never wait on each other
-   * in a cycle.
+   * Locks are taken in one order (agents' pending locks first, sorted, and only while holding
+   * no other; then rows: new requests by idempotency key, existing ones by id; the audit lock
+   * last), so two batches, here or on another replica, never wait on each other in a cycle.
    */
   private async write(
     q: Query,
@@ -230,7 +243,8 @@ export class GroupCommit {
   /**
    * One INSERT for every new request; a request whose idempotency key is taken writes
    * nothing and returns the request that holds the key. A concurrent insert of the same key
-   * on another replica makes the statement wait for it, then read the winner.
+   * on another replica makes the statement wait for it, then read the winner. A request past
+   * its agent's limit of pending requests is left out and writes nothing.
    */
   private async insertRequests(
     q: Query,
@@ -240,18 +254,26 @@ export class GroupCommit {
   ): Promise<void> {
     const inserts = batch
       .map((item, index) => ({ item, index }))
-      .filter((x): x is { item: InsertItem; index: number } => x.item.kind === "insert")
-      .sort((a, b) => compareKeys(a.item.change.request, b.item.change.request));
+      .filter((x): x is { item: InsertItem; index: number } => x.item.kind === "insert");
     if (inserts.length === 0) return;
+    const overLimit = await this.overPendingLimit(q, inserts);
+    for (const { item, index } of inserts) {
+      if (overLimit.has(item))
+        outcomes[index] = { ok: true, value: { inserted: false, atPendingLimit: true } };
+    }
+    const admitted = inserts
+      .filter(({ item }) => !overLimit.has(item))
+      .sort((a, b) => compareKeys(a.item.change.request, b.item.change.request));
+    if (admitted.length === 0) return;
     const rows = await insertRows(
       q,
       "requests",
       REQUEST_COLUMNS,
-      inserts.map(({ item }) => requestParams(item.change.request)),
+      admitted.map(({ item }) => requestParams(item.change.request)),
       "ON CONFLICT (agent, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
     );
     const inserted = new Set(rows.map((row) => row.id as string));
-    const refused = inserts.filter(({ item }) => !inserted.has(item.change.request.id));
+    const refused = admitted.filter(({ item }) => !inserted.has(item.change.request.id));
     const holders = new Map<string, ActionRequest>();
     if (refused.length > 0) {
       const found = await q(
@@ -267,7 +289,7 @@ export class GroupCommit {
         holders.set(keyOf(request), request);
       }
     }
-    for (const { item, index } of inserts) {
+    for (const { item, index } of admitted) {
       const request = item.change.request;
       if (inserted.has(request.id)) {
         outcomes[index] = { ok: true, value: { inserted: true } };
@@ -282,6 +304,77 @@ export class GroupCommit {
             error: new Error(`request ${request.id} conflicted with no visible request`),
           };
     }
+  }
+
+  /**
+   * The new requests that would pass their agent's limit of pending requests. Each agent's
+   * pending requests are counted under an advisory lock of the agent's, held until commit:
+   * batches adding pending requests for one agent, here or on another replica, take turns,
+   * and each counts what the ones before it committed. Batches with none to add take no
+   * lock. In the batch, places go in the order asked; a request whose idempotency key is
+   * already held, or taken by an earlier request of the batch, takes none: it is answered
+   * with the request that holds the key.
+   */
+  private async overPendingLimit(
+    q: Query,
+    inserts: { item: InsertItem; index: number }[],
+  ): Promise<Set<InsertItem>> {
+    const over = new Set<InsertItem>();
+    const limited = inserts.filter(({ item }) => item.maxPending !== undefined);
+    if (limited.length === 0) return over;
+    // Per agent: the earliest creation time (the strictest count) and the largest limit.
+    const agents = new Map<string, { now: number; max: number }>();
+    for (const { item } of limited) {
+      const { agent, createdAt } = item.change.request;
+      const seen = agents.get(agent.name);
+      agents.set(agent.name, {
+        now: Math.min(seen?.now ?? createdAt, createdAt),
+        max: Math.max(seen?.max ?? 0, item.maxPending!),
+      });
+    }
+    // In one order, as every batch takes them; counted by a statement of its own, whose
+    // snapshot (READ COMMITTED) starts once the locks are held.
+    const locks = [...agents.keys()].map(this.options.pendingLock).sort();
+    await q("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", [locks]);
+    const keyed = limited
+      .map(({ item }) => item.change.request)
+      .filter((request) => request.idempotencyKey !== null);
+    const found = await q(
+      `SELECT a.agent, NULL::text AS key, (SELECT count(*)::int FROM (SELECT 1 FROM requests r
+        WHERE r.status = 'pending' AND r.agent = a.agent AND (r.expires_at IS NULL OR r.expires_at > a.now)
+        LIMIT a.max) AS p) AS pending
+      FROM unnest($1::text[], $2::bigint[], $3::int[]) AS a(agent, now, max)
+      UNION ALL
+      SELECT r.agent, r.idempotency_key, NULL FROM requests r
+      JOIN unnest($4::text[], $5::text[]) AS k(agent, key)
+        ON r.agent = k.agent AND r.idempotency_key = k.key`,
+      [
+        [...agents.keys()],
+        [...agents.values()].map((a) => a.now),
+        [...agents.values()].map((a) => a.max),
+        keyed.map((request) => request.agent.name),
+        keyed.map((request) => request.idempotencyKey),
+      ],
+    );
+    const pending = new Map<string, number>();
+    const taken = new Set<string>();
+    for (const row of found.rows) {
+      if (row.key === null) pending.set(row.agent as string, row.pending as number);
+      else taken.add(JSON.stringify([row.agent, row.key]));
+    }
+    for (const { item } of limited.sort((a, b) => a.index - b.index)) {
+      const request = item.change.request;
+      const key = request.idempotencyKey === null ? undefined : keyOf(request);
+      if (key !== undefined && taken.has(key)) continue;
+      const count = pending.get(request.agent.name) ?? 0;
+      if (count >= item.maxPending!) {
+        over.add(item);
+        continue;
+      }
+      pending.set(request.agent.name, count + 1);
+      if (key !== undefined) taken.add(key);
+    }
+    return over;
   }
 
   /**

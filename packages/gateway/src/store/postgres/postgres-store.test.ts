@@ -334,8 +334,93 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     const winners = results.filter((r) => r.inserted);
     expect(winners).toHaveLength(1);
     const winner = racers[results.findIndex((r) => r.inserted)]!.request;
-    for (const r of results) if (!r.inserted) expect(r.existing.id).toBe(winner.id);
+    for (const r of results)
+      if (!r.inserted) expect(r).toMatchObject({ existing: { id: winner.id } });
     await verifyChain(a);
+  });
+
+  /** A pending request of `agent`, which has a test of its own. */
+  const pendingOf = (agent: string, overrides: Partial<NewRequest> = {}) =>
+    pendingChange(1, {
+      proposal: { ...newRequest().proposal, agent },
+      agent: { name: agent, owner: OWNER, labels: {} },
+      ...overrides,
+    });
+  const outcome = (r: Awaited<ReturnType<Store["insertRequest"]>>) =>
+    r.inserted ? "inserted" : "existing" in r ? "existing" : "at limit";
+
+  it("keeps an agent's pending requests within maxPending when two replicas insert at once", async () => {
+    const before = [await count("requests"), await count("audit_events"), await count("outbox")];
+    // Three bursts, so that the replicas' batches overlap in more than one way.
+    const kept: string[] = [];
+    const refused: string[] = [];
+    for (const agent of ["burst-1", "burst-2", "burst-3"]) {
+      const changes = Array.from({ length: 40 }, () => pendingOf(agent));
+      const results = await Promise.all(
+        changes.map((c, i) => (i % 2 ? a : b).insertRequest(c, plan(c), 5)),
+      );
+      expect(results.filter((r) => r.inserted)).toHaveLength(5);
+      expect(results.filter((r) => !r.inserted)).toEqual(
+        Array(35).fill({ inserted: false, atPendingLimit: true }),
+      );
+      expect(await b.countPending(agent, T0, 100)).toBe(5);
+      kept.push(...changes.filter((_, i) => results[i]!.inserted).map((c) => c.request.id));
+      refused.push(...changes.filter((_, i) => !results[i]!.inserted).map((c) => c.request.id));
+    }
+    // The refused wrote nothing: no row, no event, no outbox entry.
+    const events = kept.length * pendingOf("x").events.length;
+    expect([await count("requests"), await count("audit_events"), await count("outbox")]).toEqual([
+      before[0]! + kept.length,
+      before[1]! + events,
+      before[2]! + kept.length,
+    ]);
+    for (const table of ["requests", "audit_events", "outbox"]) {
+      const column = table === "requests" ? "id" : "request_id";
+      const rows = await db.query(`SELECT 1 FROM ${table} WHERE ${column} = ANY($1::text[])`, [
+        refused,
+      ]);
+      expect(rows).toEqual([]);
+    }
+    await verifyChain(a);
+
+    // At the limit: what would not be pending is not limited; another agent has its own count.
+    const allowed = pendingOf("burst-1", {
+      decision: decision({ decision: "allow", review: undefined }),
+    });
+    expect(await a.insertRequest(allowed, [], 5)).toEqual({ inserted: true });
+    expect(await b.insertRequest(pendingOf("burst-other"), [], 5)).toEqual({ inserted: true });
+    // Without a limit, nothing is counted.
+    expect(await a.insertRequest(pendingOf("burst-1"), [])).toEqual({ inserted: true });
+  });
+
+  it("answers a twin at the limit with its request, and gives a twin's place to no one else", async () => {
+    const agent = "twins";
+    const held = pendingOf(agent, { idempotencyKey: "held" });
+    expect(await a.insertRequest(held, [], 3)).toEqual({ inserted: true });
+    // One batch: a twin of a request already made takes no place, so the new one gets the last
+    // but one; of two twins of a new key, one is recorded and the other answered with it.
+    const batch = [
+      pendingOf(agent, { idempotencyKey: "held" }),
+      pendingOf(agent),
+      pendingOf(agent, { idempotencyKey: "fresh" }),
+      pendingOf(agent, { idempotencyKey: "fresh" }),
+      pendingOf(agent),
+    ];
+    const results = await Promise.all(batch.map((c) => b.insertRequest(c, plan(c), 3)));
+    expect(results.map(outcome)).toEqual([
+      "existing",
+      "inserted",
+      "inserted",
+      "existing",
+      "at limit",
+    ]);
+    expect(results[0]).toEqual({ inserted: false, existing: held.request });
+    expect(results[3]).toMatchObject({ existing: { id: batch[2]!.request.id } });
+    expect(await a.countPending(agent, T0, 100)).toBe(3);
+    // Full now, and still a key already used is answered, from either replica.
+    const again = await a.insertRequest(pendingOf(agent, { idempotencyKey: "fresh" }), [], 3);
+    expect(again).toMatchObject({ inserted: false, existing: { id: batch[2]!.request.id } });
+    await verifyChain(b);
   });
 
   it("refuses an unknown request, and a refusing transition writes nothing", async () => {

@@ -12,6 +12,7 @@ import type {
 } from "../../requests/request-types.js";
 import type {
   AuditQuery,
+  InsertResult,
   OutboxEntry,
   OutboxItem,
   OutboxPlanner,
@@ -175,8 +176,10 @@ function describeUrl(url: string): string {
 /**
  * Replicas serialise through the database: request changes are group-committed (see
  * `GroupCommit`), locking their rows (`FOR UPDATE`) and appending to the audit chain under a
- * per-schema advisory lock taken last, and outbox items are claimed with `SKIP LOCKED`. Changes reach other replicas by NOTIFY, sent
- * inside the committing transaction so only committed changes are heard. This store's own
+ * per-schema advisory lock taken last, and outbox items are claimed with `SKIP LOCKED`. New
+ * requests that would wait for review are counted against their agent's limit under a
+ * per-agent advisory lock taken first. Changes reach other replicas by NOTIFY, sent inside
+ * the committing transaction so only committed changes are heard. This store's own
  * changes reach its listeners directly after commit (no wait on the server, and still
  * delivered while the LISTEN connection is down); the notifications it hears back carry its
  * own random origin id and are dropped, so each listener hears each change once.
@@ -209,6 +212,7 @@ export class PostgresStore implements Store {
     this.writer = new GroupCommit({
       pool,
       auditLock: this.auditLock,
+      pendingLock: (agent) => lockKey(`pending ${JSON.stringify(agent)}`, schema),
       channel: CHANNEL,
       notifications: (changes) => this.notifications(changes),
       committed: (change) => this.emit(change),
@@ -218,9 +222,10 @@ export class PostgresStore implements Store {
   async insertRequest(
     change: Change,
     outbox: OutboxEntry[],
-  ): Promise<{ inserted: true } | { inserted: false; existing: ActionRequest }> {
+    maxPending?: number,
+  ): Promise<InsertResult> {
     this.assertOpen();
-    return this.writer.insert(change, outbox);
+    return this.writer.insert(change, outbox, maxPending);
   }
 
   async transition<T>(

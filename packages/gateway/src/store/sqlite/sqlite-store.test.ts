@@ -45,6 +45,37 @@ function allowed(now = Date.now()): Change {
   });
 }
 
+const review: PolicyDecision = {
+  ...allow,
+  decision: "review",
+  rule: "refunds",
+  reason: 'rule "refunds" requires review',
+  review: { approvers: ["finance"], quorum: 1, expiresInMs: 60_000, stepUp: false },
+};
+
+/** A new request that waits for review, with an idempotency key or none. */
+function pending(idempotencyKey: string | null = null, now = Date.now()): Change {
+  return submit({
+    id: `req_test_${process.pid}_${++next}`,
+    proposal: {
+      agent: "bot",
+      connection: "api",
+      operation: "request",
+      input: { method: "POST", path: "/refunds" },
+      justification: "",
+      context: {},
+    },
+    agent: { name: "bot", owner: "owner@example.com", labels: {} },
+    connectionType: "http",
+    idempotencyKey,
+    hash: "a".repeat(64),
+    nonce: "n".repeat(32),
+    decision: review,
+    description: { preview: "POST /refunds", facts: {}, risk: { level: "high", reason: "POST" } },
+    now,
+  });
+}
+
 const finished = { ok: true, summary: "200 OK", result: null, resultDigest: null };
 
 const dirs: string[] = [];
@@ -128,6 +159,40 @@ describe("SQLite store: group commit", () => {
     const chain = await verifyChain(store);
     expect(chain.problem).toBeUndefined();
     expect(chain.count).toBe(3 + 3 + 1 + 3);
+  });
+
+  it("counts an agent's pending requests in the group that inserts them: a burst stays within maxPending", async () => {
+    const { store } = open();
+    const outbox = (change: Change) => [{ topic: "t", requestId: change.request.id, payload: {} }];
+    const held = pending("held");
+    expect(await store.insertRequest(held, outbox(held), 5)).toEqual({ inserted: true });
+    // Asked for in one turn of the event loop, so all in one group: each sees those before it.
+    const changes = [pending("held"), ...Array.from({ length: 39 }, () => pending())];
+    const results = await Promise.all(changes.map((c) => store.insertRequest(c, outbox(c), 5)));
+    // The twin of a request already made gets it, at the limit or not.
+    expect(results[0]).toEqual({ inserted: false, existing: held.request });
+    expect(results.filter((r) => r.inserted)).toHaveLength(4);
+    expect(results.slice(5)).toEqual(Array(35).fill({ inserted: false, atPendingLimit: true }));
+    expect(await store.countPending("bot", Date.now(), 100)).toBe(5);
+    // The refused wrote nothing: no row, no event, no outbox entry.
+    const refused = changes.slice(5).map((c) => c.request.id);
+    for (const id of refused) expect(await store.getRequest(id)).toBeUndefined();
+    expect(
+      (await store.listAudit({ limit: 1000 })).filter((e) => refused.includes(e.requestId!)),
+    ).toEqual([]);
+    const claimed = await store.claimOutbox(Date.now(), 60_000, 1000, ["t"]);
+    expect(claimed.map((item) => item.requestId).sort()).toEqual(
+      [held, ...changes.slice(1, 5)].map((c) => c.request.id).sort(),
+    );
+    const chain = await verifyChain(store);
+    expect(chain.problem).toBeUndefined();
+    expect(chain.count).toBe(5 * held.events.length);
+    // A key already used is answered at the limit; what would not wait for review is not limited.
+    expect(await store.insertRequest(pending("held"), [], 5)).toEqual({
+      inserted: false,
+      existing: held.request,
+    });
+    expect(await store.insertRequest(allowed(), [], 5)).toEqual({ inserted: true });
   });
 
   it("chains after events another connection appended to the same file", async () => {

@@ -15,6 +15,7 @@ import type {
 } from "../../requests/request-types.js";
 import type {
   AuditQuery,
+  InsertResult,
   OutboxEntry,
   OutboxItem,
   OutboxPlanner,
@@ -385,25 +386,42 @@ export class SqliteStore implements Store {
     };
   }
 
+  /**
+   * The group commit runs writes one after another on one connection, so the count of
+   * pending requests here already includes those recorded earlier in the same group.
+   */
   async insertRequest(
     change: Change,
     outbox: OutboxEntry[],
-  ): Promise<{ inserted: true } | { inserted: false; existing: ActionRequest }> {
+    maxPending?: number,
+  ): Promise<InsertResult> {
     const request = change.request;
-    const existing = await this.write(() => {
+    const result = await this.write((): InsertResult => {
       if (request.idempotencyKey !== null) {
         const row = this.stmt.byKey.get(request.agent.name, request.idempotencyKey) as
           | Row
           | undefined;
-        if (row) return this.toRequest(row);
+        if (row) return { inserted: false, existing: this.toRequest(row) };
+      }
+      if (
+        maxPending !== undefined &&
+        request.status === "pending" &&
+        (
+          this.stmt.pendingOf.get(request.agent.name, request.createdAt, maxPending) as {
+            n: number;
+          }
+        ).n >= maxPending
+      ) {
+        return { inserted: false, atPendingLimit: true };
       }
       this.stmt.insertRequest.run(requestRow(request));
       this.writeChange(change, outbox);
-      return undefined;
+      return { inserted: true };
     });
-    if (existing) return { inserted: false, existing };
-    this.emit({ id: request.id, status: request.status, version: request.version });
-    return { inserted: true };
+    if (result.inserted) {
+      this.emit({ id: request.id, status: request.status, version: request.version });
+    }
+    return result;
   }
 
   async transition<T>(
