@@ -3,6 +3,7 @@
  * library and sees each state change exactly once, in order, through failures and a restart.
  */
 import { createHmac, randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -10,9 +11,11 @@ import Database from "better-sqlite3";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { webhookNames } from "../src/channels/channel-registry.js";
+import { runCli } from "./support/cli.js";
 import {
   api,
   onPostgres,
+  onTestStorage,
   read,
   refund,
   removeDir,
@@ -279,6 +282,75 @@ describe("webhooks across a restart, and for good failures", () => {
       }
     },
   );
+
+  it("shows an operator the dead letters, and delivers them again when told", async () => {
+    const upstream = await startUpstream();
+    const receiver = await startReceiver();
+    const text = config(upstream.url, receiver.url, ", events: [request.succeeded]");
+    const gw = await startGateway(text, {
+      gateway: { delivery: { pollInterval: 20, backoff: () => 20, maxAttempts: 2 } },
+    });
+    const configPath = join(gw.dir, "operator.yaml");
+    writeFileSync(configPath, await onTestStorage(text, gw.dir));
+    const env = { BILLING_API_TOKEN: SECRET };
+    const outbox = (...args: string[]) =>
+      runCli(["outbox", ...args, "--config", configPath], { env });
+    const dead = async () =>
+      (await api(gw.url, "GET", "/metrics")).text.match(
+        /^airlock_outbox_entries\{state="dead"\} (\d+)$/m,
+      )?.[1];
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      receiver.fail(1_000_000);
+      const ran = await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
+      expect(ran.body.status).toBe("succeeded");
+      await until(async () => (await gw.gateway.store.countOutbox()).dead === 1);
+      expect(await dead()).toBe("1");
+      const [name] = webhookNames([{ url: receiver.url }]);
+
+      const listed = await outbox("list", "--dead", "--json");
+      expect(listed.code).toBe(0);
+      expect(JSON.parse(listed.stdout)).toEqual([
+        expect.objectContaining({
+          channel: name,
+          requestId: ran.body.id,
+          event: "request.succeeded",
+          state: "dead",
+          attempts: 2,
+          lastError: `webhook ${name} answered HTTP 503`,
+        }),
+      ]);
+      const plain = await outbox("list", "--dead");
+      expect(plain.stdout).toContain(ran.body.id);
+      expect(plain.stdout).toContain("last error: webhook");
+      // Nothing is sent again until the operator says so, and only dead letters are.
+      const unknown = await outbox("redeliver", "999999");
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toMatch(/no dead letter/);
+      expect(receiver.of(ran.body.id)).toEqual([]);
+
+      receiver.fail(0);
+      const sent = await outbox("redeliver", "--all", "--channel", name!);
+      expect(sent.code).toBe(0);
+      expect(sent.stdout).toMatch(/^1 dead letter to deliver again/);
+      await until(() => receiver.of(ran.body.id).length === 1);
+      expect(receiver.of(ran.body.id)[0]!.type).toBe("request.succeeded");
+      await gw.gateway.dispatcher.idle();
+      const none = await outbox("list", "--dead");
+      expect(none.stdout).toBe("");
+      expect(none.stderr).toMatch(/No dead letters/);
+      expect(await dead()).toBe("0");
+      // Given wrong, the command says how it is used and changes nothing.
+      expect((await outbox("redeliver")).code).toBe(2);
+      expect((await outbox("redeliver", "1", "--all")).code).toBe(2);
+      expect((await outbox("list", "--limit", "x")).stderr).toMatch(/--limit takes a whole number/);
+    } finally {
+      await gw.close();
+      removeDir(gw.dir);
+      await receiver.close();
+      await upstream.close();
+    }
+  });
 
   // It reads the outbox straight from the SQLite file.
   it.skipIf(onPostgres)("keeps a delivery that never succeeds as a dead letter", async () => {

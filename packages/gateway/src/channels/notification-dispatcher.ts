@@ -20,6 +20,12 @@ import {
 } from "./channel.js";
 
 const TOPIC_PREFIX = "channel:";
+
+/** The outbox topic of a channel's deliveries. */
+export const channelTopic = (channel: string): string => TOPIC_PREFIX + channel;
+/** The channel an outbox topic delivers to (the topic itself when it is no channel's). */
+export const topicChannel = (topic: string): string =>
+  topic.startsWith(TOPIC_PREFIX) ? topic.slice(TOPIC_PREFIX.length) : topic;
 /**
  * How long a claimed entry is this replica's. Longer than any delivery can take (a webhook
  * may wait a minute; a Slack resolution makes several calls): another replica takes it over

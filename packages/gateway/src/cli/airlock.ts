@@ -5,6 +5,7 @@ import { CliError, runCommand, subcommand } from "./cli-support.js";
 import { audit } from "./commands/audit.js";
 import { configCheck } from "./commands/config-check.js";
 import { demo } from "./commands/demo.js";
+import { outbox } from "./commands/outbox.js";
 import { policyTest } from "./commands/policy-test.js";
 import { requests } from "./commands/requests.js";
 import { serve } from "./commands/serve.js";
@@ -24,6 +25,8 @@ Usage: airlock <command> [options]     (airlock <command> --help for more)
                                           check the audit hash chain (and its signatures)
   audit export --format jsonl|csv [--since TIME] [--output FILE]
   audit checkpoint                        sign the chain's head now (audit.signingKey)
+  outbox list [--dead] | redeliver ID... | redeliver --all [--channel NAME]
+                                          deliveries still to make, dead letters, and resending them
   config check [--config FILE]            validate a config, listing every error by path
 
 The config is --config FILE, else $AIRLOCK_CONFIG, else ./airlock.yaml.`;
@@ -44,6 +47,8 @@ await runCommand(async () => {
       return policyTest(args);
     case "audit":
       return audit(args);
+    case "outbox":
+      return outbox(args);
     case "config":
       return configCheck(
         subcommand(args, "Usage: airlock config check [--config FILE]", "config", ["check"])[1],

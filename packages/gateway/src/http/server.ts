@@ -301,9 +301,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     },
     async ({ reply }) => {
       try {
-        const counts = await deps.store.countByStatus();
+        const [counts, outbox] = await Promise.all([
+          deps.store.countByStatus(),
+          deps.store.countOutbox(),
+        ]);
         metrics.requests.reset();
         for (const [status, n] of Object.entries(counts)) metrics.requests.set({ status }, n);
+        for (const [state, n] of Object.entries(outbox)) metrics.outbox.set({ state }, n);
       } catch {
         // the scrape still shows everything else; /readyz reports the store
       }

@@ -45,6 +45,12 @@ export function createMetrics() {
       labelNames: ["status"] as const,
       registers: [registry],
     }),
+    outbox: new Gauge({
+      name: "airlock_outbox_entries",
+      help: "Channel deliveries still to make (pending) and given up (dead letters: see airlock outbox), read from the store at scrape time.",
+      labelNames: ["state"] as const,
+      registers: [registry],
+    }),
     outboxFailures: new Counter({
       name: "airlock_outbox_failures_total",
       help: "Failed deliveries to channels, by topic.",

@@ -5,7 +5,7 @@
 import type { AuditEvent } from "../audit/audit-chain.js";
 import { canonicalJson } from "../common/canonical-json.js";
 import type { ActionRequest, RequestStatus, Review } from "../requests/request-types.js";
-import type { SessionRecord, TokenRecord } from "./store.js";
+import type { OutboxRecord, SessionRecord, TokenRecord } from "./store.js";
 
 export type Row = Record<string, unknown>;
 
@@ -86,6 +86,20 @@ export function tokenFromRow(row: Row): TokenRecord {
     hint: row.hint as string,
     createdAt: row.created_at as number,
     revokedAt: row.revoked_at as number | null,
+  };
+}
+
+export function outboxFromRow(row: Row): OutboxRecord {
+  return {
+    id: Number(row.id),
+    topic: row.topic as string,
+    requestId: row.request_id as string | null,
+    payload: JSON.parse(row.payload as string) as Record<string, unknown>,
+    state: row.state as OutboxRecord["state"],
+    attempts: Number(row.attempts),
+    availableAt: Number(row.available_at),
+    lastError: row.last_error as string | null,
+    createdAt: Number(row.created_at),
   };
 }
 

@@ -42,6 +42,14 @@ export interface OutboxItem extends OutboxEntry {
   createdAt: number;
 }
 
+/** An outbox entry as an operator sees it: what it is for, and how its delivery went. */
+export interface OutboxRecord extends OutboxItem {
+  /** "pending" (to deliver, or being delivered) or "dead" (given up: a dead letter). */
+  state: "pending" | "dead";
+  availableAt: number;
+  lastError: string | null;
+}
+
 export interface RequestQuery {
   statuses?: RequestStatus[];
   agent?: string;
@@ -193,6 +201,23 @@ export interface Store {
   completeOutbox(id: number): Promise<void>;
   /** Schedules another attempt, or with `dead` gives up and keeps the item for inspection. */
   failOutbox(id: number, error: string, retryAt: number | null): Promise<void>;
+  /** Outbox entries in one state, by id, after `after`: what an operator looks at. */
+  listOutbox(query: {
+    state: "pending" | "dead";
+    after?: number;
+    limit: number;
+  }): Promise<OutboxRecord[]>;
+  /**
+   * Makes dead letters pending again, due at `now` with their attempts reset: those of `ids`,
+   * or all (of `topic`, when given). Returns how many. An entry keeps its place in its
+   * request's order, so it goes before that request's later entries still waiting.
+   */
+  redeliverOutbox(
+    selection: { ids?: readonly number[]; topic?: string },
+    now: number,
+  ): Promise<number>;
+  /** How many entries wait to be delivered, and how many are dead letters. */
+  countOutbox(): Promise<{ pending: number; dead: number }>;
   /** Where a channel put its message for a request (to update it in place later). */
   getChannelRef(requestId: string, channel: string): Promise<string | undefined>;
   setChannelRef(requestId: string, channel: string, ref: string): Promise<void>;

@@ -25,7 +25,8 @@ export function testSchema(dir: string): string {
 }
 
 /** The config with its SQLite store swapped for a PostgreSQL schema named after `dir`. */
-async function onTestStorage(configText: string, dir: string): Promise<string> {
+/** The config as the test's store runs it: SQLite in `dir`, or a PostgreSQL schema of its own. */
+export async function onTestStorage(configText: string, dir: string): Promise<string> {
   if (!onPostgres) return configText;
   const server = process.env.AIRLOCK_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test";
   const schema = testSchema(dir);

@@ -16,6 +16,7 @@ import type {
   OutboxEntry,
   OutboxItem,
   OutboxPlanner,
+  OutboxRecord,
   RequestChange,
   RequestQuery,
   SessionCheck,
@@ -24,7 +25,13 @@ import type {
   Store,
   TokenRecord,
 } from "../store.js";
-import { eventFromRow, type Row, sessionFromRow, tokenFromRow } from "../store-rows.js";
+import {
+  eventFromRow,
+  outboxFromRow,
+  type Row,
+  sessionFromRow,
+  tokenFromRow,
+} from "../store-rows.js";
 import { GroupCommit } from "./postgres-group-commit.js";
 import { postgresMigrations } from "./postgres-migrations.js";
 import {
@@ -486,6 +493,46 @@ export class PostgresStore implements Store {
         createdAt: row.created_at as number,
       }))
       .sort((a, b) => a.id - b.id);
+  }
+
+  async listOutbox(query: {
+    state: "pending" | "dead";
+    after?: number;
+    limit: number;
+  }): Promise<OutboxRecord[]> {
+    const rows = await this.query(
+      "list the outbox",
+      `SELECT id, topic, request_id, payload, state, attempts, available_at, last_error,
+      created_at FROM outbox WHERE state = $1 AND id > $2 ORDER BY id LIMIT $3`,
+      [query.state, query.after ?? 0, query.limit],
+    );
+    return rows.map(outboxFromRow);
+  }
+
+  async redeliverOutbox(
+    selection: { ids?: readonly number[]; topic?: string },
+    now: number,
+  ): Promise<number> {
+    const rows = await this.query(
+      "deliver dead letters again",
+      `UPDATE outbox SET state = 'pending', attempts = 0, available_at = $1, lease_until = NULL
+      WHERE state = 'dead' AND ($2::bigint[] IS NULL OR id = ANY($2::bigint[]))
+      AND ($3::text IS NULL OR topic = $3) RETURNING id`,
+      [now, selection.ids ? [...selection.ids] : null, selection.topic ?? null],
+    );
+    return rows.length;
+  }
+
+  async countOutbox(): Promise<{ pending: number; dead: number }> {
+    const rows = await this.query(
+      "count the outbox",
+      "SELECT state, count(*)::int AS n FROM outbox GROUP BY state",
+    );
+    const out = { pending: 0, dead: 0 };
+    for (const row of rows) {
+      if (row.state === "pending" || row.state === "dead") out[row.state] = row.n as number;
+    }
+    return out;
   }
 
   async abandonOutbox(before: number, topics: readonly string[], error: string): Promise<number> {

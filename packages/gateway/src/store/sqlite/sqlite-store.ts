@@ -19,6 +19,7 @@ import type {
   OutboxEntry,
   OutboxItem,
   OutboxPlanner,
+  OutboxRecord,
   RequestChange,
   RequestQuery,
   SessionCheck,
@@ -29,6 +30,7 @@ import type {
 } from "../store.js";
 import {
   eventFromRow,
+  outboxFromRow,
   type Row,
   requestFromRow,
   reviewFromRow,
@@ -347,6 +349,13 @@ export class SqliteStore implements Store {
         ORDER BY o.id LIMIT @limit)
         RETURNING id, topic, request_id, payload, attempts, created_at`),
       completeOutbox: db.prepare("DELETE FROM outbox WHERE id = ?"),
+      listOutbox: db.prepare(`SELECT id, topic, request_id, payload, state, attempts, available_at,
+        last_error, created_at FROM outbox WHERE state = ? AND id > ? ORDER BY id LIMIT ?`),
+      redeliverOutbox: db.prepare(`UPDATE outbox SET state = 'pending', attempts = 0,
+        available_at = @now, lease_until = NULL WHERE state = 'dead'
+        AND (@ids IS NULL OR id IN (SELECT value FROM json_each(@ids)))
+        AND (@topic IS NULL OR topic = @topic)`),
+      countOutbox: db.prepare("SELECT state, count(*) AS n FROM outbox GROUP BY state"),
       retryOutbox: db.prepare(`UPDATE outbox SET available_at = ?, lease_until = NULL,
         last_error = ? WHERE id = ?`),
       deadOutbox: db.prepare(`UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = ?
@@ -757,6 +766,42 @@ export class SqliteStore implements Store {
 
   async completeOutbox(id: number): Promise<void> {
     await this.write(() => this.stmt.completeOutbox.run(id));
+  }
+
+  async listOutbox(query: {
+    state: "pending" | "dead";
+    after?: number;
+    limit: number;
+  }): Promise<OutboxRecord[]> {
+    return this.read(() =>
+      (this.stmt.listOutbox.all(query.state, query.after ?? 0, query.limit) as Row[]).map(
+        outboxFromRow,
+      ),
+    );
+  }
+
+  async redeliverOutbox(
+    selection: { ids?: readonly number[]; topic?: string },
+    now: number,
+  ): Promise<number> {
+    return this.write(
+      () =>
+        this.stmt.redeliverOutbox.run({
+          now,
+          ids: selection.ids ? JSON.stringify(selection.ids) : null,
+          topic: selection.topic ?? null,
+        }).changes,
+    );
+  }
+
+  async countOutbox(): Promise<{ pending: number; dead: number }> {
+    return this.read(() => {
+      const out = { pending: 0, dead: 0 };
+      for (const row of this.stmt.countOutbox.all() as { state: string; n: number }[]) {
+        if (row.state === "pending" || row.state === "dead") out[row.state] = row.n;
+      }
+      return out;
+    });
   }
 
   async abandonOutbox(before: number, topics: readonly string[], error: string): Promise<number> {
