@@ -71,7 +71,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const maxAttempts = options.maxAttempts ?? 12;
   const backoff = options.backoff ?? ((attempt) => Math.min(300_000, 1000 * 2 ** (attempt - 1)));
   const byName = new Map(channels.map((c) => [c.name, c]));
-  const topics = channels.map((c) => TOPIC_PREFIX + c.name);
+  const topics = channels.map((c) => channelTopic(c.name));
   let running: Promise<void> | undefined;
   let again = false;
   let timer: NodeJS.Timeout | undefined;
@@ -92,13 +92,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         for (const channel of approvalChannels) {
           if (wanted && !wanted.includes(channel.name)) continue;
           entries.push({
-            topic: TOPIC_PREFIX + channel.name,
+            topic: channelTopic(channel.name),
             requestId: notification.requestId,
             payload: { event: notification.event, version: request.version },
           });
           if (notification.event === "resolved" && channel.notifyOwner) {
             entries.push({
-              topic: TOPIC_PREFIX + channel.name,
+              topic: channelTopic(channel.name),
               requestId: notification.requestId,
               payload: { event: "owner" satisfies OwnerEvent, version: request.version },
             });
@@ -106,7 +106,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
           if (notification.event !== "requested" || !channel.schedule) continue;
           for (const { event, at } of channel.schedule(request)) {
             entries.push({
-              topic: TOPIC_PREFIX + channel.name,
+              topic: channelTopic(channel.name),
               requestId: request.id,
               payload: { event, version: request.version },
               availableAt: at,
@@ -122,7 +122,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         if (channel.events && !channel.events.includes(event)) continue;
         view ??= options.snapshot(request);
         entries.push({
-          topic: TOPIC_PREFIX + channel.name,
+          topic: channelTopic(channel.name),
           requestId: request.id,
           payload: { event, version: request.version, view },
         });
