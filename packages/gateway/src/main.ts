@@ -187,6 +187,8 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     maxBodyBytes: config.server.maxBodyBytes,
     trustProxy: config.server.trustProxy,
     maxWaitSeconds: config.server.maxWaitSeconds,
+    mcpToolWaitMs: config.server.mcpToolWait,
+    connectors,
     requestTimeoutMs: config.server.requestTimeout,
     version,
     redactor,

@@ -76,6 +76,12 @@ export const serverSchema = z.strictObject({
   requestTimeout: duration({ min: 100, max: 600_000 }).default(30_000),
   /** The longest `?wait=` a caller may ask for, in seconds. */
   maxWaitSeconds: z.number().int().min(0).max(3600).default(300),
+  /**
+   * How long a tool call on `/mcp` waits for a person's decision before it answers that the
+   * action waits (with its id, for `airlock__status`). Under MCP clients' own timeouts (often
+   * 60 s).
+   */
+  mcpToolWait: duration({ min: 0, max: 3_600_000 }).default(50_000),
   /** How often pending requests are checked for expiry. */
   sweepInterval: duration({ min: 10, max: 3_600_000 }).default(1000),
   /**

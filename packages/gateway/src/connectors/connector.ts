@@ -38,6 +38,15 @@ export interface ExecutionOutcome {
   reason?: string;
 }
 
+/** An operation as agents that list them see it: as a tool, to an agent that speaks MCP. */
+export interface OperationSpec {
+  name: string;
+  /** What it does, for the agent (and the model behind it) choosing a tool. */
+  description: string;
+  /** The JSON Schema of its input: an object. */
+  inputSchema: { type: "object"; [keyword: string]: unknown };
+}
+
 export interface Connector {
   readonly type: string;
   readonly name: string;
@@ -62,6 +71,11 @@ export interface Connector {
    */
   dryRun?(operation: string, input: Json): Promise<string>;
   execute(operation: string, input: Json, signal: AbortSignal): Promise<ExecutionOutcome>;
+  /**
+   * The operations agents may ask for, with their input's schema. Describes only: whatever
+   * it says, `parse` decides what is accepted.
+   */
+  operations(): Promise<readonly OperationSpec[]>;
   close(): Promise<void>;
 }
 

@@ -17,6 +17,7 @@ import Fastify, {
   LogController,
 } from "fastify";
 import { randomHex } from "../common/ids.js";
+import type { Connector } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
 import type { IdentityService, Principal } from "../identity/identity-service.js";
 import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
@@ -34,6 +35,7 @@ import { actionRoutes } from "./routes-actions.js";
 import { auditRoutes } from "./routes-audit.js";
 import { authRoutes } from "./routes-auth.js";
 import { consoleRoutes, serveConsole } from "./routes-console.js";
+import { mcpRouteSpec, mcpRoutes } from "./routes-mcp.js";
 import { requestRoutes } from "./routes-requests.js";
 
 export interface ServerDeps {
@@ -52,6 +54,10 @@ export interface ServerDeps {
   /** Proxies whose X-Forwarded-For names the client (addresses or CIDR ranges). */
   trustProxy?: string[] | undefined;
   maxWaitSeconds: number;
+  /** How long an MCP tool call waits for a decision (`server.mcpToolWait`). */
+  mcpToolWaitMs: number;
+  /** The connections, whose operations `/mcp` lists as tools. */
+  connectors: ReadonlyMap<string, Connector>;
   /** How long a request's body may take to arrive (`server.requestTimeout`). */
   requestTimeoutMs: number;
   version: string;
@@ -255,6 +261,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   serveConsole(app, deps.consoleDir);
   requestRoutes(router, deps);
   auditRoutes(router, deps);
+  mcpRoutes(app, { ...deps, toolWaitMs: deps.mcpToolWaitMs });
+  router.specs.push(mcpRouteSpec);
 
   router.route(
     {

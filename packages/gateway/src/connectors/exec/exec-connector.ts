@@ -196,6 +196,30 @@ export function createExecConnector(
     describe,
     preview,
     execute,
+    operations: async () =>
+      Object.entries(config.commands).map(([operation, command]) => ({
+        name: operation,
+        description: `${command.description ?? `Runs the ${operation} command`} (on ${name}, through Airlock: a policy decides whether it runs at once, waits for a person's approval, or is refused)`,
+        inputSchema: {
+          type: "object",
+          properties: Object.fromEntries(
+            Object.entries(command.args).map(([arg, spec]) => [
+              arg,
+              {
+                type: "string",
+                ...(spec.enum ? { enum: spec.enum } : { pattern: `^(?:${spec.pattern})$` }),
+                maxLength: spec.maxLength,
+                ...(spec.description === undefined ? {} : { description: spec.description }),
+                ...(spec.default === undefined ? {} : { default: spec.default }),
+              },
+            ]),
+          ),
+          required: Object.entries(command.args)
+            .filter(([, spec]) => !spec.optional && spec.default === undefined)
+            .map(([arg]) => arg),
+          additionalProperties: false,
+        },
+      })),
     // Executions are drained before connectors close; anything still running is stopped.
     close: async () => {
       closed = true;

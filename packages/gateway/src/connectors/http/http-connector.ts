@@ -12,12 +12,19 @@ import type {
   ConnectorType,
   Description,
   ExecutionOutcome,
+  OperationSpec,
   RiskHint,
 } from "../connector.js";
 import { deadline } from "../deadline.js";
 import { describeNetworkError } from "../network-errors.js";
 import { type HttpConnectionConfig, httpConnectionSchema } from "./http-config.js";
-import { type HttpInput, httpInputSchema, reservedHeaders, resolveUrl } from "./http-input.js";
+import {
+  type HttpInput,
+  httpInputSchema,
+  httpMethods,
+  reservedHeaders,
+  resolveUrl,
+} from "./http-input.js";
 
 /** Response headers that describe the hop, not the resource, plus cookies meant for Airlock. */
 const droppedResponseHeaders = new Set([
@@ -237,9 +244,43 @@ export function createHttpConnector(
     describe,
     preview,
     execute,
+    operations: async () => [
+      {
+        name: "request",
+        description: `Sends an HTTP request to the ${name} API, with credentials Airlock adds; a policy decides whether it runs at once, waits for a person's approval, or is refused.`,
+        inputSchema: httpInputJsonSchema,
+      },
+    ],
     close: () => pool.close(),
   };
 }
+
+const httpInputJsonSchema = {
+  type: "object",
+  properties: {
+    method: { type: "string", enum: [...httpMethods] },
+    path: {
+      type: "string",
+      description: "The path under the API's base URL, like /invoices/42",
+      maxLength: 2048,
+    },
+    query: {
+      type: "object",
+      description: "Query parameters, by name: a string, or a list of strings",
+      additionalProperties: {
+        anyOf: [{ type: "string" }, { type: "array", items: { type: "string" } }],
+      },
+    },
+    headers: {
+      type: "object",
+      description: "Headers to send; the API's credentials are Airlock's to set",
+      additionalProperties: { type: "string" },
+    },
+    body: { description: "The request body: JSON, or text" },
+  },
+  required: ["method", "path"],
+  additionalProperties: false,
+} as const satisfies OperationSpec["inputSchema"];
 
 function methodRisk(method: string): RiskHint {
   switch (method) {

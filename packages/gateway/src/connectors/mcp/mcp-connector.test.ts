@@ -56,6 +56,37 @@ afterAll(async () => {
 const run = (c: Connector, tool: string, input: unknown) =>
   c.execute(tool, c.parse(tool, input), never);
 
+describe("mcp connector: its tools, as agents that speak MCP see them", () => {
+  it("lists the configured tools with the server's input schemas", async () => {
+    const specs = await connector(server.url).operations();
+    expect(specs.map((spec) => spec.name)).toEqual([
+      "search",
+      "delete_page",
+      "whoami",
+      "broken",
+      "big",
+      "slow",
+      "text",
+    ]);
+    const search = specs.find((spec) => spec.name === "search")!;
+    expect(search.description).toMatch(/^Searches the docs \(on docs, through Airlock/);
+    expect(search.inputSchema).toMatchObject({
+      type: "object",
+      properties: { query: { type: "string" } },
+      required: ["query"],
+    });
+  });
+
+  it("lists them with no schema when the server cannot say", async () => {
+    const c = connector("http://127.0.0.1:9/mcp");
+    const specs = await c.operations();
+    expect(specs).toHaveLength(7);
+    expect(specs.every((spec) => JSON.stringify(spec.inputSchema) === '{"type":"object"}')).toBe(
+      true,
+    );
+  });
+});
+
 describe("mcp connector: input and description", () => {
   it("accepts only the tools the config lists, and arguments as an object", () => {
     const c = connector(server.url);

@@ -8,7 +8,7 @@ import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { Json } from "../../common/canonical-json.js";
 import { clipDepth } from "../../common/json-depth.js";
 import { truncateText } from "../../common/storable-text.js";
-import { AirlockError } from "../../errors.js";
+import { AirlockError, errorMessage } from "../../errors.js";
 import { createByteScrubber, createRedactor } from "../../masking/secret-redactor.js";
 import type {
   Connector,
@@ -16,6 +16,7 @@ import type {
   ConnectorType,
   Description,
   ExecutionOutcome,
+  OperationSpec,
 } from "../connector.js";
 import { deadline } from "../deadline.js";
 import { describeNetworkError } from "../network-errors.js";
@@ -31,6 +32,20 @@ export const mcpConnectorType: ConnectorType<McpConnectionConfig> = {
 };
 
 const PREVIEW_CHARS = 4000;
+/** How long the server's tool schemas are kept, and how long a failure to list them is. */
+const SCHEMA_TTL_MS = 5 * 60_000;
+const SCHEMA_RETRY_MS = 30_000;
+/** How long an agent listing tools waits for the server's schemas. */
+const SCHEMA_WAIT_MS = 5000;
+
+function isObjectSchema(value: unknown): value is OperationSpec["inputSchema"] {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    !Array.isArray(value) &&
+    (value as { type?: unknown }).type === "object"
+  );
+}
 /** The longest reason a failed call gives: a server's message can be as long as its answer. */
 const REASON_CHARS = 600;
 
@@ -109,6 +124,37 @@ export function createMcpConnector(
     return session;
   };
 
+  /**
+   * The configured tools, with the input schemas the server gives them. Asked of the server
+   * at most every few minutes; while it cannot say, a tool takes any object.
+   */
+  let schemas: { until: number; byTool: Promise<Map<string, unknown>> } | undefined;
+  const operations = async (): Promise<OperationSpec[]> => {
+    const now = Date.now();
+    if (!schemas || schemas.until <= now) {
+      const byTool = current()
+        .listTools(AbortSignal.timeout(SCHEMA_WAIT_MS))
+        .then((listed) => new Map(listed.map((tool) => [tool.name, tool.inputSchema])));
+      schemas = { until: now + SCHEMA_TTL_MS, byTool };
+      byTool.catch((error: unknown) => {
+        deps.logger.warn(
+          { connection: name, err: errorMessage(error) },
+          "could not list the MCP server's tools; agents see them without their input schemas",
+        );
+        if (schemas?.byTool === byTool) schemas = { until: Date.now() + SCHEMA_RETRY_MS, byTool };
+      });
+    }
+    const byTool = await schemas.byTool.catch(() => new Map<string, unknown>());
+    return [...tools].map(([tool, spec]) => {
+      const schema = byTool.get(tool);
+      return {
+        name: tool,
+        description: `${spec.description ?? `The ${tool} tool`} (on ${name}, through Airlock: a policy decides whether it runs at once, waits for a person's approval, or is refused)`,
+        inputSchema: isObjectSchema(schema) ? schema : { type: "object" },
+      };
+    });
+  };
+
   const call = async (
     tool: string,
     args: Record<string, unknown>,
@@ -183,6 +229,7 @@ export function createMcpConnector(
     describe,
     preview,
     execute,
+    operations,
     // Executions are drained before connectors close.
     close: async () => {
       closed = true;

@@ -67,11 +67,28 @@ export class McpSession {
   }
 
   /** Calls a tool; `signal` is the execution's deadline (and the caller's abort). */
-  async call(
-    tool: string,
-    args: Record<string, unknown>,
-    signal: AbortSignal,
-  ): Promise<ToolResult> {
+  call(tool: string, args: Record<string, unknown>, signal: AbortSignal): Promise<ToolResult> {
+    return this.use(
+      async () =>
+        (await this.client.callTool({ name: tool, arguments: args }, undefined, {
+          signal,
+          timeout: this.options.requestTimeoutMs,
+        })) as ToolResult,
+      signal,
+    );
+  }
+
+  /** The server's tools and their input schemas (the first page: enough to describe them). */
+  listTools(signal: AbortSignal): Promise<{ name: string; inputSchema: unknown }[]> {
+    return this.use(
+      async () =>
+        (await this.client.listTools(undefined, { signal, timeout: this.options.requestTimeoutMs }))
+          .tools,
+      signal,
+    );
+  }
+
+  private async use<T>(ask: () => Promise<T>, signal: AbortSignal): Promise<T> {
     this.inFlight++;
     try {
       try {
@@ -81,10 +98,7 @@ export class McpSession {
         this.retire();
         throw signal.aborted ? new NotStarted("no session in time") : error;
       }
-      return (await this.client.callTool({ name: tool, arguments: args }, undefined, {
-        signal,
-        timeout: this.options.requestTimeoutMs,
-      })) as ToolResult;
+      return await ask();
     } catch (error) {
       if (endsSession(error) || signal.aborted) this.retire();
       throw error;

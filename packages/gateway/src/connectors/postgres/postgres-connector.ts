@@ -572,6 +572,26 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     preview,
     dryRun,
     execute,
+    operations: async () => [
+      {
+        name: "query",
+        description: `Runs SQL on the ${name} PostgreSQL database, with credentials Airlock holds; a policy decides, from what the statements read and write, whether it runs at once, waits for a person's approval, or is refused.`,
+        inputSchema: {
+          type: "object",
+          properties: {
+            sql: { type: "string", description: "One or more statements", maxLength: 1_000_000 },
+            params: {
+              type: "array",
+              description: "Values for $1, $2, …, sent apart from the SQL",
+              items: { type: ["string", "number", "boolean", "null"] },
+              maxItems: 1000,
+            },
+          },
+          required: ["sql"],
+          additionalProperties: false,
+        },
+      },
+    ],
     close: () => pool.end(),
   };
 }

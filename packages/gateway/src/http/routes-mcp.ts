@@ -1,0 +1,227 @@
+/**
+ * `/mcp`: the agent API for agents that speak the Model Context Protocol (Streamable HTTP,
+ * stateless, JSON answers). The connections' operations are its tools; a tool call is a
+ * submission as `POST /v1/actions` makes it, with the same token, policy, review and audit,
+ * and it answers with the result, the refusal, or the request that waits for a person.
+ */
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+} from "@modelcontextprotocol/sdk/types.js";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { AgentConfig } from "../config/config-schema.js";
+import type { Connector } from "../connectors/connector.js";
+import { AirlockError, isAirlockError } from "../errors.js";
+import type { IdentityService } from "../identity/identity-service.js";
+import type { Redactor } from "../masking/secret-redactor.js";
+import type { Logger } from "../observability/logger.js";
+import type { RequestService } from "../requests/request-service.js";
+import { type ActionRequest, isTerminal } from "../requests/request-types.js";
+import { agentView } from "../requests/request-views.js";
+import { actionBodySchema } from "./api-schemas.js";
+import {
+  type ActionTool,
+  actionAnswer,
+  actionTools,
+  airlockTools,
+  CANCEL_TOOL,
+  STATUS_TOOL,
+  type ToolAnswer,
+  textAnswer,
+} from "./mcp-tools.js";
+import { parseInput, type RouteSpec } from "./route.js";
+
+export interface McpDeps {
+  requests: RequestService;
+  identity: IdentityService;
+  connectors: ReadonlyMap<string, Connector>;
+  publicUrl: string;
+  logger: Logger;
+  redactor: Redactor;
+  version: string;
+  /** How long a tool call waits for a person's decision before it says the action waits. */
+  toolWaitMs: number;
+}
+
+const INSTRUCTIONS = `Airlock runs these tools for you with credentials you never see. A policy decides each call: it runs at once, is refused (do not retry it as it is), or waits for a person's approval. A call that waits answers with the request's id when its wait ends: call ${STATUS_TOOL} with that id to wait for the outcome, or ${CANCEL_TOOL} to withdraw it. Give a justification: the people deciding read it.`;
+
+export const mcpRouteSpec: RouteSpec = {
+  method: "POST",
+  url: "/mcp",
+  summary:
+    "The agent API over the Model Context Protocol (Streamable HTTP, stateless, JSON): tools/list lists the connections' operations as tools; tools/call submits one as POST /v1/actions does.",
+  tag: "agents",
+  auth: "agent",
+  responses: {
+    200: "A JSON-RPC answer (a tool refused or failed answers isError: true)",
+    202: "A notification, taken",
+    401: "No valid agent token",
+    403: "Not an agent token",
+    406: "The Accept header lacks application/json or text/event-stream",
+  },
+};
+
+export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
+  const { requests, logger } = deps;
+
+  const agentOf = async (request: FastifyRequest): Promise<AgentConfig> => {
+    const principal = await deps.identity.authenticate(request.headers.authorization);
+    if (principal.kind !== "agent") {
+      throw new AirlockError(
+        "forbidden",
+        "this endpoint is for agents; use an agent token, not a personal token",
+      );
+    }
+    return principal.agent;
+  };
+
+  const answer = (request: ActionRequest): ToolAnswer =>
+    actionAnswer(agentView(request, deps.publicUrl));
+
+  /**
+   * A refusal the model can act on (a field to fix, a time to wait) is a tool result. A field
+   * of the input is named as the tool's argument it is: `path`, not `input.path`.
+   */
+  const refused = (error: AirlockError, ownArguments: boolean): ToolAnswer => {
+    const retryAfter = error.details?.retryAfter;
+    const field = error.field;
+    const message =
+      ownArguments && field?.startsWith("input.") && error.message.startsWith(`${field}:`)
+        ? error.message.slice("input.".length)
+        : error.message;
+    return textAnswer(
+      `${error.code}: ${deps.redactor.redactText(message)}${typeof retryAfter === "number" ? ` (try again in ${retryAfter} s)` : ""}`,
+      true,
+    );
+  };
+
+  const call = async (
+    agent: AgentConfig,
+    name: string,
+    args: Record<string, unknown>,
+    signal: AbortSignal,
+  ): Promise<ToolAnswer> => {
+    if (name === STATUS_TOOL || name === CANCEL_TOOL) {
+      const id = args.id;
+      if (typeof id !== "string" || id.length === 0 || id.length > 64) {
+        return textAnswer(
+          'invalid_request: id: give the request\'s id, like {"id": "req_…"}',
+          true,
+        );
+      }
+      const request =
+        name === STATUS_TOOL
+          ? await requests.getForAgent(agent, id, deps.toolWaitMs, signal)
+          : await requests.cancel(agent, id);
+      return answer(request);
+    }
+    const tool: ActionTool | undefined = (await actionTools(deps.connectors, logger)).find(
+      (candidate) => candidate.name === name,
+    );
+    if (!tool) {
+      throw new McpError(ErrorCode.InvalidParams, `no tool ${name}; tools/list lists them`);
+    }
+    const { justification, ...rest } = tool.ownsJustification
+      ? args
+      : { ...args, justification: undefined };
+    const body = parseInput(
+      actionBodySchema,
+      {
+        connection: tool.connection,
+        operation: tool.operation,
+        input: tool.ownsJustification ? rest : args,
+        ...(justification === undefined ? {} : { justification }),
+      },
+      "arguments",
+    );
+    let request = await requests.submit(agent, body);
+    if (!isTerminal(request.status) && deps.toolWaitMs > 0) {
+      request = await requests.waitForTerminal(request.id, deps.toolWaitMs, signal);
+    }
+    return answer(request);
+  };
+
+  /** One MCP server per HTTP request: the transport is stateless, and so is each exchange. */
+  const serve = async (request: FastifyRequest, reply: FastifyReply, agent: AgentConfig) => {
+    const server = new Server(
+      { name: "airlock", version: deps.version },
+      { capabilities: { tools: { listChanged: false } }, instructions: INSTRUCTIONS },
+    );
+    server.setRequestHandler(ListToolsRequestSchema, async () => {
+      const tools = [...airlockTools, ...(await actionTools(deps.connectors, logger))].map(
+        ({ name, description, inputSchema }) => ({ name, description, inputSchema }),
+      );
+      return deps.redactor.redact({ tools });
+    });
+    server.setRequestHandler(CallToolRequestSchema, async (message, extra) => {
+      const { name, arguments: args = {} } = message.params;
+      try {
+        return await call(agent, name, args, AbortSignal.any([extra.signal, gone.signal]));
+      } catch (error) {
+        if (error instanceof McpError) throw error;
+        if (isAirlockError(error) && error.code !== "internal") {
+          return refused(error, name !== STATUS_TOOL && name !== CANCEL_TOOL);
+        }
+        logger.error({ err: error, agent: agent.name, tool: name }, "an MCP tool call failed");
+        throw new McpError(
+          ErrorCode.InternalError,
+          `something went wrong on Airlock's side; the log has the details under request id ${request.id}`,
+        );
+      }
+    });
+    // A caller that hangs up ends the tool call's wait.
+    const gone = new AbortController();
+    const hangUp = () => {
+      if (!reply.sent) gone.abort();
+    };
+    request.raw.socket?.once("close", hangUp);
+    const transport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: undefined,
+      enableJsonResponse: true,
+    });
+    await server.connect(transport);
+    try {
+      const headers = new Headers();
+      for (const [key, value] of Object.entries(request.headers)) {
+        if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(", ") : value);
+      }
+      const response = await transport.handleRequest(
+        new Request(new URL(request.url, deps.publicUrl), { method: request.method, headers }),
+        { parsedBody: request.body },
+      );
+      reply.code(response.status);
+      response.headers.forEach((value, key) => {
+        reply.header(key, value);
+      });
+      return reply.send(await response.text());
+    } finally {
+      request.raw.socket?.off("close", hangUp);
+      await server.close();
+    }
+  };
+
+  app.post("/mcp", async (request, reply) => serve(request, reply, await agentOf(request)));
+  // Stateless: no stream the server opens, and no session to end.
+  for (const method of ["GET", "DELETE"] as const) {
+    app.route({
+      method,
+      url: "/mcp",
+      handler: async (request, reply) => {
+        await agentOf(request);
+        return reply
+          .code(405)
+          .header("allow", "POST")
+          .send({
+            error: {
+              code: "invalid_request",
+              message: `${method} /mcp: this server is stateless and answers POST only (no session, no stream it starts)`,
+            },
+          });
+      },
+    });
+  }
+}

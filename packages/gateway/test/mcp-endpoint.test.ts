@@ -1,0 +1,264 @@
+/**
+ * Agents that speak MCP: the official SDK's client against `/mcp`, with an agent token. The
+ * connections' operations are its tools; a call is decided, held for review, run and
+ * audited exactly as `POST /v1/actions` is, and the agent never sees a credential.
+ */
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { api, removeDir, SECRET, startGateway, type TestGateway, vote } from "./support/gateway.js";
+import { startMcpServer, type TestMcpServer } from "./support/mcp-server.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+const DOCS_TOKEN = "docs-mcp-token-5c2a7e9d13";
+
+interface ToolResult {
+  content: { type: string; text: string }[];
+  isError?: boolean;
+}
+
+describe("the MCP endpoint for agents", () => {
+  let upstream: Upstream;
+  let docs: TestMcpServer;
+  let gw: TestGateway;
+  let agentToken: string;
+  let client: Client;
+
+  const connect = async (token: string) => {
+    const mcp = new Client({ name: "test-agent", version: "1.0.0" });
+    await mcp.connect(
+      new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${token}` } },
+      }),
+    );
+    return mcp;
+  };
+  const callTool = async (name: string, args: Record<string, unknown>) =>
+    (await client.callTool({ name, arguments: args })) as ToolResult;
+  const text = (result: ToolResult) => result.content.map((c) => c.text).join("\n");
+  const idIn = (result: ToolResult) => /req_[0-9a-z]+/.exec(text(result))?.[0];
+  const audit = async () =>
+    (
+      await api(gw.url, "GET", "/v1/audit?limit=1000", {
+        token: await gw.token("reviewer", "bob@example.com"),
+      })
+    ).body.events as { type: string; requestId: string | null; data: Record<string, unknown> }[];
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    docs = await startMcpServer({ authorization: `Bearer ${DOCS_TOKEN}` });
+    gw = await startGateway(
+      `
+server: { port: 0, publicUrl: "http://airlock.test", mcpToolWait: 300ms }
+storage: sqlite:./airlock.db
+agents:
+  - { name: support-bot, owner: alice@example.com, rateLimit: { perMinute: 600, burst: 40 } }
+reviewers:
+  - { email: bob@example.com, groups: [finance] }
+  - { email: carol@example.com, groups: [finance] }
+connections:
+  billing-api:
+    type: http
+    baseUrl: ${upstream.url}/api
+    timeout: 2s
+    headers: { authorization: "Bearer \${env:BILLING_API_TOKEN}" }
+  docs:
+    type: mcp
+    url: ${docs.url}
+    headers: { authorization: "Bearer \${env:DOCS_MCP_TOKEN}" }
+    tools:
+      search: { risk: low }
+      delete_page: { risk: high, description: Deletes a wiki page for good }
+  shell:
+    type: exec
+    commands:
+      say:
+        argv: [/bin/echo, "{word}"]
+        args: { word: { enum: [hello, goodbye], description: What to say } }
+rules:
+  - name: reads pass
+    when: action.connection == "billing-api" && http.method == "GET"
+    decision: allow
+  - name: searches pass
+    when: action.connection == "docs" && mcp.tool == "search"
+    decision: allow
+  - name: refunds need finance
+    when: action.connection == "billing-api" && http.method == "POST" && http.path.startsWith("/refunds")
+    decision: review
+    review: { approvers: [finance], quorum: 1 }
+  - name: nothing else
+    decision: deny
+    reason: not something agents may do
+`,
+      { env: { DOCS_MCP_TOKEN: DOCS_TOKEN } },
+    );
+    agentToken = await gw.token("agent", "support-bot");
+    client = await connect(agentToken);
+  });
+  afterAll(async () => {
+    await client?.close();
+    await gw?.close();
+    if (gw) removeDir(gw.dir);
+    await docs?.close();
+    await upstream?.close();
+  });
+
+  it("lists every connection's operations as tools, with their input schemas", async () => {
+    const { tools } = await client.listTools();
+    const byName = new Map(tools.map((tool) => [tool.name, tool]));
+    expect([...byName.keys()].sort()).toEqual([
+      "airlock__cancel",
+      "airlock__status",
+      "billing-api__request",
+      "docs__delete_page",
+      "docs__search",
+      "shell__say",
+    ]);
+    const request = byName.get("billing-api__request")!;
+    expect(request.inputSchema.required).toEqual(["method", "path"]);
+    expect(Object.keys(request.inputSchema.properties ?? {})).toContain("justification");
+    // The MCP server's own schema, with Airlock's justification beside its arguments.
+    expect(byName.get("docs__search")!.inputSchema.properties).toMatchObject({
+      query: { type: "string" },
+      justification: { type: "string" },
+    });
+    expect(byName.get("docs__delete_page")!.description).toContain("Deletes a wiki page");
+    expect(byName.get("shell__say")!.inputSchema.properties).toMatchObject({
+      word: { type: "string", enum: ["hello", "goodbye"], description: "What to say" },
+    });
+    // Nothing of a credential or of where it goes.
+    const listed = JSON.stringify(tools);
+    expect(listed).not.toContain(SECRET);
+    expect(listed).not.toContain(DOCS_TOKEN);
+    expect(listed).not.toContain(upstream.url);
+  });
+
+  it("runs an allowed call at once with Airlock's credential, and records the justification", async () => {
+    const before = upstream.calls.length;
+    const result = await callTool("billing-api__request", {
+      method: "GET",
+      path: "/invoices/7",
+      justification: "the customer asked about invoice 7",
+    });
+    expect(result.isError).toBeUndefined();
+    expect(JSON.parse(text(result))).toMatchObject({
+      status: 200,
+      body: { ok: true, method: "GET", url: "/api/invoices/7" },
+    });
+    expect(upstream.calls.length).toBe(before + 1);
+    expect(upstream.calls.at(-1)!.headers.authorization).toBe(`Bearer ${SECRET}`);
+    expect(text(result)).not.toContain(SECRET);
+    const submitted = (await audit()).filter((e) => e.type === "request.submitted").at(-1)!;
+    expect(submitted.data).toMatchObject({ justification: "the customer asked about invoice 7" });
+
+    const found = await callTool("docs__search", { query: "onboarding" });
+    expect(found.isError).toBeUndefined();
+    expect(docs.calls.at(-1)).toMatchObject({ tool: "search", args: { query: "onboarding" } });
+    expect(docs.calls.at(-1)!.args).not.toHaveProperty("justification");
+  });
+
+  it("answers a refusal as a tool error the model can read, and runs nothing", async () => {
+    const before = upstream.calls.length;
+    const denied = await callTool("billing-api__request", {
+      method: "DELETE",
+      path: "/invoices/7",
+    });
+    expect(denied.isError).toBe(true);
+    expect(text(denied)).toMatch(
+      /Denied by the policy \(rule "nothing else"\): not something agents may do/,
+    );
+    const invalid = await callTool("billing-api__request", { method: "GET", path: "/../etc" });
+    expect(invalid.isError).toBe(true);
+    expect(text(invalid)).toMatch(/^invalid_request: path: must not contain \. or \.\. segments/);
+    const unknownArg = await callTool("billing-api__request", {
+      method: "GET",
+      path: "/invoices",
+      verb: "x",
+    });
+    expect(unknownArg.isError).toBe(true);
+    expect(text(unknownArg)).toBe("invalid_request: verb: unknown field verb");
+    expect(upstream.calls.length).toBe(before);
+    await expect(callTool("billing-api__nothing", {})).rejects.toThrow(
+      /no tool billing-api__nothing/,
+    );
+  });
+
+  it("holds a call for review, then gives its result through airlock__status, run once", async () => {
+    const before = upstream.calls.filter((c) => c.url === "/api/refunds").length;
+    const held = await callTool("billing-api__request", {
+      method: "POST",
+      path: "/refunds",
+      body: { amount: 30 },
+      justification: "charged twice",
+    });
+    expect(held.isError).toBeUndefined();
+    expect(text(held)).toMatch(
+      /waits for a person's approval \(0 of 1\) at http:\/\/airlock\.test\/requests\/req_/,
+    );
+    expect(text(held)).toContain("airlock__status");
+    const id = idIn(held)!;
+    // Still waiting when asked again: nothing ran.
+    const waiting = await callTool("airlock__status", { id });
+    expect(text(waiting)).toMatch(/waits for a person's approval/);
+    expect(upstream.calls.filter((c) => c.url === "/api/refunds").length).toBe(before);
+
+    const bob = await gw.token("reviewer", "bob@example.com");
+    expect((await vote(gw.url, id, bob)).status).toBe(200);
+    const done = await callTool("airlock__status", { id });
+    expect(done.isError).toBeUndefined();
+    expect(JSON.parse(text(done))).toMatchObject({ status: 200 });
+    expect(upstream.calls.filter((c) => c.url === "/api/refunds").length).toBe(before + 1);
+  });
+
+  it("cancels a waiting call with airlock__cancel, and keeps other agents' requests apart", async () => {
+    const held = await callTool("billing-api__request", { method: "POST", path: "/refunds" });
+    const id = idIn(held)!;
+    const cancelled = await callTool("airlock__cancel", { id });
+    expect(cancelled.isError).toBe(true);
+    expect(text(cancelled)).toMatch(/was cancelled; it did not run/);
+    const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agentToken });
+    expect(view.body.status).toBe("cancelled");
+    const stranger = await callTool("airlock__status", { id: "req_0000000000nobodysrequest0" });
+    expect(stranger.isError).toBe(true);
+    expect(text(stranger)).toMatch(/^not_found/);
+    const noId = await callTool("airlock__status", {});
+    expect(text(noId)).toMatch(/^invalid_request: id/);
+  });
+
+  it("takes agent tokens only, and answers POST only", async () => {
+    const body = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" });
+    const headers = {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+    };
+    const anonymous = await fetch(`${gw.url}/mcp`, { method: "POST", headers, body });
+    expect(anonymous.status).toBe(401);
+    const reviewer = await fetch(`${gw.url}/mcp`, {
+      method: "POST",
+      headers: {
+        ...headers,
+        authorization: `Bearer ${await gw.token("reviewer", "bob@example.com")}`,
+      },
+      body,
+    });
+    expect(reviewer.status).toBe(403);
+    const get = await fetch(`${gw.url}/mcp`, {
+      headers: { authorization: `Bearer ${agentToken}` },
+    });
+    expect(get.status).toBe(405);
+    expect(get.headers.get("allow")).toBe("POST");
+    const doc = (await api(gw.url, "GET", "/openapi.json")).body;
+    expect(doc.paths["/mcp"].post).toBeDefined();
+  });
+
+  it("passes the agent's rate limit on as a tool error with the wait", async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 45 }, () =>
+        callTool("billing-api__request", { method: "GET", path: "/invoices" }),
+      ),
+    );
+    const limited = answers.filter((a) => a.isError && /^rate_limited/.test(text(a)));
+    expect(limited.length).toBeGreaterThan(0);
+    expect(text(limited[0]!)).toMatch(/try again in \d+ s/);
+  });
+});
