@@ -92,11 +92,13 @@ function commands(): string[] {
 it("prints tokens and the commands to try", () => {
   expect(output).toMatch(/export AGENT=alk_\S{43}/);
   expect(output).toMatch(/export BOB=alk_\S{43}/);
-  expect(commands().filter((c) => c.startsWith("curl"))).toHaveLength(4);
+  expect(commands().filter((c) => c.startsWith("curl"))).toHaveLength(5);
 });
 
 it("works as printed: an allowed read, a denied delete, and a refund approved from a second terminal", async () => {
-  const [read, remove, refund, audit] = commands().filter((c) => c.startsWith("curl"));
+  const [read, remove, refund, audit, mcp] = commands().filter((c) => c.startsWith("curl"));
+  const tools = JSON.parse((await shell(mcp!)).stdout);
+  expect(tools.result.tools.map((t: { name: string }) => t.name)).toContain("billing-api__request");
   const allowed = JSON.parse((await shell(read!)).stdout);
   expect(allowed.status).toBe("succeeded");
   expect(allowed.result.body.invoices).toHaveLength(2);
