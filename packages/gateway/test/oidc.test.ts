@@ -582,6 +582,30 @@ rules:
       expect(tried.status).toBe(400);
       expect(((await tried.json()) as { error: string }).error).toBe("invalid_grant");
     });
+
+    it("keeps the token a rotating provider gave, when userinfo fails after the refresh", async () => {
+      const carol = await signIn("carol@example.com", { at });
+      // The refresh answers without an ID token, so the groups must come from userinfo.
+      idp.setRotateRefreshTokens(true);
+      idp.setRefreshWithoutIdToken(true);
+      idp.setUserinfoDown(true);
+      try {
+        await pause(1100);
+        const before = idp.refreshes;
+        // Refreshed (the provider replaced the token), but unconfirmed: within the grace.
+        expect((await sessionOf(carol)).status).toBe(200);
+        expect(idp.refreshes).toBe(before + 1);
+        idp.setUserinfoDown(false);
+        // Asked again with the token the provider gave last, not the one it replaced.
+        expect((await sessionOf(carol)).status).toBe(200);
+        expect(idp.refreshes).toBe(before + 2);
+        expect((await sessionOf(carol)).status).toBe(200);
+      } finally {
+        idp.setRotateRefreshTokens(false);
+        idp.setRefreshWithoutIdToken(false);
+        idp.setUserinfoDown(false);
+      }
+    });
   });
 
   // Last: it spends this address's sign-in budget on the shared gateway.

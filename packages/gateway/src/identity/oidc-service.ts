@@ -191,9 +191,23 @@ export function createOidcService(deps: {
         { err: error, reviewer: session.email },
         "could not check a console session with the identity provider; will try again",
       );
-      await store.releaseSessionCheck(session.idHash);
+      if (next === undefined) {
+        await store.releaseSessionCheck(session.idHash);
+        if (overdue) throw unconfirmed(errorMessage(error));
+        return session;
+      }
+      // The refresh went through before the failure (userinfo's, say): the token it gave is
+      // kept, the groups and the time of the last answer are not, since a provider that
+      // rotates refresh tokens takes the old one, presented again, for a stolen copy and ends
+      // the whole sign-in.
+      const kept = {
+        groups: session.groups,
+        refreshToken: sealForSession(sessionId, next),
+        checkedAt: session.checkedAt,
+      };
+      if (!(await store.recordSessionCheck(session.idHash, kept, undefined))) return undefined;
       if (overdue) throw unconfirmed(errorMessage(error));
-      return session;
+      return { ...session, ...kept };
     }
     const email = typeof claims.email === "string" ? claims.email.toLowerCase() : undefined;
     if (claims.sub !== session.subject || (email !== undefined && email !== session.email)) {

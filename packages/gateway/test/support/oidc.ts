@@ -51,6 +51,16 @@ export interface TestIdp {
   readonly refreshes: number;
   /** While down, its token endpoint answers 503 (a provider outage, for checks of sessions). */
   setTokenEndpointDown(down: boolean): void;
+  /**
+   * While on, each refresh token works once and is replaced by the one the grant returns
+   * (rotation); presenting a replaced one again revokes the whole grant, as Auth0, Okta and
+   * Keycloak (Revoke Refresh Token) do when they see a refresh token reused.
+   */
+  setRotateRefreshTokens(on: boolean): void;
+  /** While on, a refresh grant's answer carries no ID token (the claims are userinfo's). */
+  setRefreshWithoutIdToken(on: boolean): void;
+  /** While down, its userinfo endpoint answers 503. */
+  setUserinfoDown(down: boolean): void;
   close(): Promise<void>;
 }
 
@@ -76,6 +86,7 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
     });
   }
   let acr: string | undefined;
+  let rotateRefreshTokens = false;
 
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -96,6 +107,7 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
       },
     ],
     pkce: { required: () => true },
+    rotateRefreshToken: () => rotateRefreshTokens,
     // As Keycloak does, and Okta or Entra ID when asked for offline_access.
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed("refresh_token"),
     // Scope-gated claims go into the ID token too, so a relying party needs no userinfo call.
@@ -168,16 +180,37 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
     const { default: OidcProvider } = await import("oidc-provider");
     return new OidcProvider(issuer, configuration);
   });
+  let tokenEndpointDown = false;
+  let refreshWithoutIdToken = false;
+  let userinfoDown = false;
+  // Before callback(), which composes the middleware there is.
+  provider.use(async (ctx, next) => {
+    await next();
+    const body = ctx.body as Record<string, unknown> | undefined;
+    if (
+      refreshWithoutIdToken &&
+      ctx.path === "/token" &&
+      ctx.oidc?.params?.grant_type === "refresh_token" &&
+      body &&
+      typeof body === "object"
+    ) {
+      delete body.id_token;
+    }
+  });
+
   const providerHandler = provider.callback();
   let refreshes = 0;
   provider.on("grant.success", (ctx: KoaContextWithOIDC) => {
     if (ctx.oidc.params?.grant_type === "refresh_token") refreshes += 1;
   });
-  let tokenEndpointDown = false;
 
   server.on("request", (request: IncomingMessage, response: ServerResponse) => {
     const path = new URL(request.url ?? "/", issuer).pathname;
     if (tokenEndpointDown && path === "/token") {
+      response.writeHead(503, { "content-type": "text/plain" }).end("down on purpose");
+      return;
+    }
+    if (userinfoDown && path === "/me") {
       response.writeHead(503, { "content-type": "text/plain" }).end("down on purpose");
       return;
     }
@@ -219,6 +252,15 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
     },
     setTokenEndpointDown(down) {
       tokenEndpointDown = down;
+    },
+    setRotateRefreshTokens(on) {
+      rotateRefreshTokens = on;
+    },
+    setRefreshWithoutIdToken(on) {
+      refreshWithoutIdToken = on;
+    },
+    setUserinfoDown(down) {
+      userinfoDown = down;
     },
     close: () =>
       new Promise<void>((resolve, reject) => {
