@@ -6,7 +6,14 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "./support/cli.js";
-import { api, refund, removeDir, startGateway, type TestGateway } from "./support/gateway.js";
+import {
+  api,
+  refund,
+  removeDir,
+  startGateway,
+  type TestGateway,
+  until,
+} from "./support/gateway.js";
 import { startOidcProvider, type TestIdp } from "./support/oidc.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -604,6 +611,45 @@ rules:
         idp.setRotateRefreshTokens(false);
         idp.setRefreshWithoutIdToken(false);
         idp.setUserinfoDown(false);
+      }
+    });
+
+    it("does not ask again with a token that another call's check has replaced", async () => {
+      const carol = await signIn("carol@example.com", { at });
+      idp.setRotateRefreshTokens(true);
+      const store = checked.gateway.store;
+      const find = store.findSession.bind(store);
+      let release = () => {};
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let slowRead = false;
+      // The first look-up is answered late, as over a slow link: read before the other
+      // call's check is recorded, handed over after it.
+      store.findSession = async (...args) => {
+        const found = await find(...args);
+        if (!slowRead) {
+          slowRead = true;
+          await held;
+        }
+        return found;
+      };
+      try {
+        await pause(1100);
+        const before = idp.refreshes;
+        const slow = sessionOf(carol);
+        await until(() => slowRead);
+        store.findSession = find;
+        expect((await sessionOf(carol)).status).toBe(200);
+        expect(idp.refreshes).toBe(before + 1);
+        release();
+        expect((await slow).status).toBe(200);
+        expect((await sessionOf(carol)).status).toBe(200);
+        expect(idp.refreshes).toBe(before + 1);
+      } finally {
+        store.findSession = find;
+        release();
+        idp.setRotateRefreshTokens(false);
       }
     });
   });

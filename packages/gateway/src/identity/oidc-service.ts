@@ -162,12 +162,19 @@ export function createOidcService(deps: {
         "identity_provider_unavailable",
         `your session could not be confirmed with the identity provider at ${config.issuer} (${detail}); try again shortly`,
       );
-    // Another replica is asking: its answer holds from the next call on.
-    if (!(await store.claimSessionCheck(session.idHash, now, now + CHECK_LEASE_MS))) {
+    // Only with the token the session holds now: a call that read the session before another
+    // call's check was recorded holds a token the provider may have replaced, and a provider
+    // that rotates them takes a replaced one for a stolen copy and ends the whole sign-in.
+    const sealed = session.refreshToken ?? "";
+    if (!(await store.claimSessionCheck(session.idHash, now, now + CHECK_LEASE_MS, sealed))) {
+      // Another call is asking (here or on another replica), or has answered since the read.
+      const current = await store.findSession(session.idHash, clock());
+      if (!current) return undefined;
+      if (current.checkedAt !== session.checkedAt) return current;
       if (overdue) throw unconfirmed("another gateway is asking it");
-      return session;
+      return current;
     }
-    const refreshToken = openForSession(sessionId, session.refreshToken ?? "");
+    const refreshToken = openForSession(sessionId, sealed);
     if (!refreshToken) return endByProvider(sessionId, session, "its refresh token cannot be read");
     let claims: Record<string, unknown>;
     let next: string | undefined;

@@ -235,10 +235,17 @@ export interface Store {
   deleteSession(idHash: string, event: AuditEventInput | undefined): Promise<boolean>;
   /**
    * Takes the session's next check with the identity provider for this replica until
-   * `until`: false while another replica holds it, or when the session has ended. One check
-   * at a time, since a refresh token the provider rotates works only once.
+   * `until`: false while another replica holds it, when the session has ended, or when it no
+   * longer holds `refreshToken` (sealed, as read: another check has replaced it since). One
+   * check at a time, and never with a replaced token, since a refresh token the provider
+   * rotates works only once.
    */
-  claimSessionCheck(idHash: string, now: number, until: number): Promise<boolean>;
+  claimSessionCheck(
+    idHash: string,
+    now: number,
+    until: number,
+    refreshToken: string,
+  ): Promise<boolean>;
   /** Gives a claimed check up unanswered (the provider could not be reached). */
   releaseSessionCheck(idHash: string): Promise<void>;
   /** Records a check's answer (and releases the claim), with its audit event if any. */

@@ -1064,19 +1064,24 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     await a.insertSession(session, auditInput("session.started"));
     expect(await b.findSession(session.idHash, T0 + 1)).toEqual(session);
     // One replica at a time asks the identity provider again about a session.
-    expect(await a.claimSessionCheck(session.idHash, T0 + 10, T0 + 20)).toBe(true);
-    expect(await b.claimSessionCheck(session.idHash, T0 + 11, T0 + 21)).toBe(false);
+    const first = "sealed-refresh-token";
+    expect(await a.claimSessionCheck(session.idHash, T0 + 10, T0 + 20, first)).toBe(true);
+    expect(await b.claimSessionCheck(session.idHash, T0 + 11, T0 + 21, first)).toBe(false);
     await a.releaseSessionCheck(session.idHash);
-    expect(await b.claimSessionCheck(session.idHash, T0 + 12, T0 + 22)).toBe(true);
+    expect(await b.claimSessionCheck(session.idHash, T0 + 12, T0 + 22, first)).toBe(true);
     const check = { groups: ["eng"], refreshToken: "sealed-next", checkedAt: T0 + 13 };
     expect(await b.recordSessionCheck(session.idHash, check, auditInput("groups.changed"))).toBe(
       true,
     );
     expect(await a.findSession(session.idHash, T0 + 14)).toEqual({ ...session, ...check });
-    expect(await a.claimSessionCheck(session.idHash, T0 + 14, T0 + 24)).toBe(true);
+    // Never with the token the check replaced: only with the one the session holds now.
+    expect(await a.claimSessionCheck(session.idHash, T0 + 14, T0 + 24, first)).toBe(false);
+    expect(await a.claimSessionCheck(session.idHash, T0 + 14, T0 + 24, "sealed-next")).toBe(true);
     expect(await a.listAudit({ type: "groups.changed", limit: 10 })).toHaveLength(1);
     // An ended session is never claimed.
-    expect(await b.claimSessionCheck(session.idHash, T0 + HOUR, T0 + HOUR + 10)).toBe(false);
+    expect(
+      await b.claimSessionCheck(session.idHash, T0 + HOUR, T0 + HOUR + 10, "sealed-next"),
+    ).toBe(false);
     expect(await b.findSession(session.idHash, T0 + HOUR)).toBeUndefined();
     // A later sign-in forgets the expired session.
     await b.insertSession(

@@ -637,12 +637,18 @@ export class PostgresStore implements Store {
     });
   }
 
-  async claimSessionCheck(idHash: string, now: number, until: number): Promise<boolean> {
+  async claimSessionCheck(
+    idHash: string,
+    now: number,
+    until: number,
+    refreshToken: string,
+  ): Promise<boolean> {
     const rows = await this.query(
       "claim a session's check",
       `UPDATE sessions SET checking_until = $3 WHERE id_hash = $1 AND expires_at > $2
-      AND (checking_until IS NULL OR checking_until <= $2) RETURNING id_hash`,
-      [idHash, now, until],
+      AND refresh_token = $4 AND (checking_until IS NULL OR checking_until <= $2)
+      RETURNING id_hash`,
+      [idHash, now, until, refreshToken],
     );
     return rows.length === 1;
   }

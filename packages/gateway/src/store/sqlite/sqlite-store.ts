@@ -370,7 +370,7 @@ export class SqliteStore implements Store {
         auth_time, acr, created_at, expires_at, refresh_token, checked_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       claimSessionCheck: db.prepare(`UPDATE sessions SET checking_until = @until
-        WHERE id_hash = @idHash AND expires_at > @now
+        WHERE id_hash = @idHash AND expires_at > @now AND refresh_token = @refreshToken
         AND (checking_until IS NULL OR checking_until <= @now)`),
       releaseSessionCheck: db.prepare(
         "UPDATE sessions SET checking_until = NULL WHERE id_hash = ?",
@@ -868,8 +868,15 @@ export class SqliteStore implements Store {
     });
   }
 
-  async claimSessionCheck(idHash: string, now: number, until: number): Promise<boolean> {
-    return this.write(() => this.stmt.claimSessionCheck.run({ idHash, now, until }).changes === 1);
+  async claimSessionCheck(
+    idHash: string,
+    now: number,
+    until: number,
+    refreshToken: string,
+  ): Promise<boolean> {
+    return this.write(
+      () => this.stmt.claimSessionCheck.run({ idHash, now, until, refreshToken }).changes === 1,
+    );
   }
 
   async releaseSessionCheck(idHash: string): Promise<void> {
