@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "./support/cli.js";
 import {
   api,
+  onPostgres,
   refund,
   removeDir,
   startGateway,
@@ -652,6 +653,32 @@ rules:
         idp.setRotateRefreshTokens(false);
       }
     });
+
+    it.skipIf(!onPostgres)(
+      "answers a call on another replica while one asks, after two idle intervals, without a 503",
+      async () => {
+        const other = await startGateway(gatewayConfig(0, "\n    recheckEvery: 1s"), {
+          dir: checked.dir,
+        });
+        const carol = await signIn("carol@example.com", { at });
+        idp.setTokenEndpointDelay(600);
+        try {
+          // Not used for two intervals: the first call asks, the others wait for its answer.
+          await pause(2100);
+          const here = sessionOf(carol);
+          await pause(200);
+          const there = await fetch(`${other.url}/auth/session`, {
+            headers: { cookie: carol.cookie },
+          });
+          const asked = await here;
+          await Promise.all([there.arrayBuffer(), asked.arrayBuffer()]);
+          expect([asked.status, there.status]).toEqual([200, 200]);
+        } finally {
+          idp.setTokenEndpointDelay(0);
+          await other.close();
+        }
+      },
+    );
   });
 
   // Last: it spends this address's sign-in budget on the shared gateway.

@@ -18,6 +18,8 @@ export const SESSION_COOKIE = "airlock_session";
 const SIGN_IN_TTL_MS = 10 * 60_000;
 /** How long one replica holds a session's check before another may try (a stalled call). */
 const CHECK_LEASE_MS = 15_000;
+/** How often a call waiting for another's check of its session looks for the answer. */
+const ANSWER_POLL_MS = 100;
 
 export interface OidcService {
   /**
@@ -165,14 +167,20 @@ export function createOidcService(deps: {
     // Only with the token the session holds now: a call that read the session before another
     // call's check was recorded holds a token the provider may have replaced, and a provider
     // that rotates them takes a replaced one for a stolen copy and ends the whole sign-in.
-    const sealed = session.refreshToken ?? "";
-    if (!(await store.claimSessionCheck(session.idHash, now, now + CHECK_LEASE_MS, sealed))) {
+    let sealed = session.refreshToken ?? "";
+    const waitUntil = now + CHECK_LEASE_MS;
+    while (
+      !(await store.claimSessionCheck(session.idHash, clock(), clock() + CHECK_LEASE_MS, sealed))
+    ) {
       // Another call is asking (here or on another replica), or has answered since the read.
       const current = await store.findSession(session.idHash, clock());
       if (!current) return undefined;
-      if (current.checkedAt !== session.checkedAt) return current;
-      if (overdue) throw unconfirmed("another gateway is asking it");
-      return current;
+      if (current.checkedAt !== session.checkedAt || !overdue) return current;
+      // Past the grace its answer is waited for: a page's calls that other replicas took
+      // would otherwise all fail while one of them asks.
+      if (clock() >= waitUntil) throw unconfirmed("another gateway is asking it");
+      sealed = current.refreshToken ?? "";
+      await new Promise((resolve) => setTimeout(resolve, ANSWER_POLL_MS));
     }
     const refreshToken = openForSession(sessionId, sealed);
     if (!refreshToken) return endByProvider(sessionId, session, "its refresh token cannot be read");
@@ -240,7 +248,7 @@ export function createOidcService(deps: {
       : undefined;
     const check = {
       groups,
-      refreshToken: next ? sealForSession(sessionId, next) : session.refreshToken,
+      refreshToken: next ? sealForSession(sessionId, next) : sealed,
       checkedAt: clock(),
     };
     if (!(await store.recordSessionCheck(session.idHash, check, event))) return undefined;

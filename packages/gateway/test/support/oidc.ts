@@ -61,6 +61,8 @@ export interface TestIdp {
   setRefreshWithoutIdToken(on: boolean): void;
   /** While down, its userinfo endpoint answers 503. */
   setUserinfoDown(down: boolean): void;
+  /** While set, its token endpoint answers this many ms late (0: at once). */
+  setTokenEndpointDelay(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -183,6 +185,7 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
   let tokenEndpointDown = false;
   let refreshWithoutIdToken = false;
   let userinfoDown = false;
+  let tokenEndpointDelay = 0;
   // Before callback(), which composes the middleware there is.
   provider.use(async (ctx, next) => {
     await next();
@@ -204,8 +207,11 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
     if (ctx.oidc.params?.grant_type === "refresh_token") refreshes += 1;
   });
 
-  server.on("request", (request: IncomingMessage, response: ServerResponse) => {
+  server.on("request", async (request: IncomingMessage, response: ServerResponse) => {
     const path = new URL(request.url ?? "/", issuer).pathname;
+    if (path === "/token" && tokenEndpointDelay > 0) {
+      await new Promise((resolve) => setTimeout(resolve, tokenEndpointDelay));
+    }
     if (tokenEndpointDown && path === "/token") {
       response.writeHead(503, { "content-type": "text/plain" }).end("down on purpose");
       return;
@@ -261,6 +267,9 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
     },
     setUserinfoDown(down) {
       userinfoDown = down;
+    },
+    setTokenEndpointDelay(ms) {
+      tokenEndpointDelay = ms;
     },
     close: () =>
       new Promise<void>((resolve, reject) => {
