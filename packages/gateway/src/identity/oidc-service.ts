@@ -212,9 +212,9 @@ export function createOidcService(deps: {
         return session;
       }
       // The refresh went through before the failure (userinfo's, say): the token it gave is
-      // kept, the groups and the time of the last answer are not, since a provider that
-      // rotates refresh tokens takes the old one, presented again, for a stolen copy and ends
-      // the whole sign-in.
+      // recorded, since a provider that rotates refresh tokens takes the old one, presented
+      // again, for a stolen copy and ends the whole sign-in. The groups and checkedAt stay as
+      // they were: the check is still unanswered.
       const kept = {
         groups: session.groups,
         refreshToken: sealForSession(sessionId, next),
