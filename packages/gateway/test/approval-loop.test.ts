@@ -477,11 +477,23 @@ describe("the http connector's boundaries", () => {
       expect(res.status).toBe(200);
       expect(res.body.status).toBe("succeeded");
       expect(res.body.result).toBeNull();
-      expect(res.body.outcome.reason).toMatch(/ran, but its result could not be masked/);
+      expect(res.body.outcome.reason).toMatch(
+        /the action ran .* but Airlock could not process the result, so it is not kept/,
+      );
       expect(callsTo("/unmaskable")).toBe(1);
     } finally {
       http.execute = execute;
     }
+  });
+
+  it("records as succeeded an action whose answer holds a number no double can hold", async () => {
+    // JSON.parse reads 1e999 as Infinity, which the result's digest cannot encode: the run
+    // was recorded as "the connector failed" although the upstream had done it.
+    const res = await submit(read("/beyond-double"));
+    expect(callsTo("/beyond-double")).toBe(1);
+    expect(res.body.status).toBe("succeeded");
+    expect(res.body.outcome.summary).toMatch(/^HTTP 200/);
+    expect(res.body.result.body).toEqual({ refunded: true, amount: "Infinity" });
   });
 });
 

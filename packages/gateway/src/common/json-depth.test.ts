@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Json } from "./canonical-json.js";
+import { canonicalJson, type Json } from "./canonical-json.js";
 import { clipDepth, MAX_JSON_DEPTH } from "./json-depth.js";
 
 /** Arrays nested `n` deep around one object. */
@@ -43,5 +43,13 @@ describe("clipDepth", () => {
     expect(Object.getPrototypeOf(clipped)).toBe(Object.prototype);
     expect(Object.keys(clipped)).toEqual(["__proto__", "rows"]);
     expect(JSON.stringify(clipped)).toContain('"__proto__":{"role":"admin"}');
+  });
+
+  it("turns numbers JSON cannot hold into text, which the digest can encode", () => {
+    // What JSON.parse makes of an upstream's 1e999 and -1e999.
+    const value = JSON.parse('{"amount":1e999,"rows":[{"low":-1e999,"n":1.5}]}') as Json;
+    const clipped = clipDepth(value);
+    expect(clipped).toEqual({ amount: "Infinity", rows: [{ low: "-Infinity", n: 1.5 }] });
+    expect(() => canonicalJson(clipped)).not.toThrow();
   });
 });

@@ -229,12 +229,16 @@ export function createExecutor(deps: {
         resultDigest: result === null ? null : keyedDigest(request.nonce, result),
       };
     } catch (error) {
-      // The action ran: what it did is recorded, and what could not be masked is not shown.
-      logger.error({ requestId: request.id, err: error }, "could not mask an action's result");
+      // The action ran, and how it went is the connector's to say, whatever fails here after:
+      // told "the connector failed", an agent would submit it again.
+      logger.error(
+        { requestId: request.id, err: error },
+        "the result of an action that ran could not be processed; it is not kept",
+      );
       return {
         ok: done.ok,
-        summary: done.ok ? "ran; result withheld" : "failed; result withheld",
-        reason: `the action ran, but its result could not be masked and is withheld: ${redactor.redactText(errorMessage(error))}`,
+        summary: `${done.ok ? "ran" : "failed"}, result not kept`,
+        reason: `the action ran and its connector reported ${done.ok ? "success" : "a failure"}, but Airlock could not process the result, so it is not kept`,
         result: null,
         resultDigest: null,
       };

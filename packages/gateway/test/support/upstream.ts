@@ -69,6 +69,12 @@ export async function startUpstream(): Promise<Upstream> {
       response.end('{"error":"upstream broke"}');
       return;
     }
+    if (path.endsWith("/beyond-double")) {
+      // Valid JSON whose number no double holds: JSON.parse reads it as Infinity.
+      response.writeHead(200, { "content-type": "application/json" });
+      response.end('{"refunded":true,"amount":1e999}');
+      return;
+    }
     if (path.endsWith("/big")) {
       response.writeHead(200, { "content-type": "text/plain" });
       response.end("x".repeat(200_000));
