@@ -1,13 +1,16 @@
 /**
  * Several gateways on one PostgreSQL database: a live replica's execution is never ended by
- * another, and a replica killed mid-execution leaves an outcome of "outcome unknown" once its
- * lease runs out, without a second run.
+ * another (whatever their clocks say, and however slow the database), and a replica killed
+ * mid-execution leaves an outcome of "outcome unknown" once its lease runs out, without a
+ * second run.
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OUTCOME_UNKNOWN } from "../src/requests/request-transitions.js";
+import { lockKey } from "../src/store/postgres/postgres-sql.js";
 import { freePort, killed, startServe } from "./support/cli.js";
 import { api, read, removeDir, SECRET, startGateway, until } from "./support/gateway.js";
 import { postgresAvailable, type ScratchSchema, scratchSchema } from "./support/postgres.js";
@@ -65,6 +68,74 @@ rules:
       await b.close();
       removeDir(a.dir);
       removeDir(b.dir);
+    }
+  });
+
+  /** Runs `during` while replica A executes a slow read that B watches; returns its answer. */
+  const slowRead = async (
+    path: string,
+    during: (id: string) => Promise<void>,
+    options: { clockB?: () => number; beforeSubmit?: () => Promise<void> } = {},
+  ) => {
+    const a = await startGateway(config(0));
+    const b = await startGateway(config(0), {
+      gateway: options.clockB ? { clock: options.clockB } : {},
+    });
+    try {
+      const agent = await a.token("agent", "support-bot");
+      const held = upstream.hold(`/api${path}`);
+      await options.beforeSubmit?.();
+      const pending = api(a.url, "POST", "/v1/actions", { token: agent, body: read(path) });
+      let id: string | undefined;
+      await until(async () => {
+        const [row] = await db.query<{ id: string }>(
+          "SELECT id FROM requests WHERE status = 'executing' AND input LIKE $1",
+          [`%${path}%`],
+        );
+        id = row?.id;
+        return id !== undefined;
+      }, 8000);
+      await during(id!);
+      await held.arrived;
+      held.release();
+      const res = await pending;
+      expect(calls(path)).toBe(1);
+      return res;
+    } finally {
+      await a.close();
+      await b.close();
+      removeDir(a.dir);
+      removeDir(b.dir);
+    }
+  };
+  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+  it("leaves a live execution alone when the other replica's clock runs ahead", async () => {
+    // B's clock is ten leases ahead: A's heartbeats, stamped by A's clock, look lapsed to it.
+    const res = await slowRead("/skewed", () => sleep(2700), {
+      clockB: () => Date.now() + 9000,
+    });
+    expect(res.body.status).toBe("succeeded");
+  });
+
+  it("leaves a live execution alone whose start took longer than the lease to commit", async () => {
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    const audit = lockKey("audit", db.name);
+    try {
+      // The audit chain's lock, held for a lease and a half: the allowed action's first
+      // commit waits for it, and commits its start long after it was stamped.
+      const res = await slowRead("/slow-start", () => sleep(1500), {
+        beforeSubmit: async () => {
+          await locker.query("SELECT pg_advisory_lock($1::bigint)", [audit]);
+          setTimeout(() => {
+            void locker.query("SELECT pg_advisory_unlock($1::bigint)", [audit]);
+          }, 1500);
+        },
+      });
+      expect(res.body.status).toBe("succeeded");
+    } finally {
+      await locker.end();
     }
   });
 

@@ -33,7 +33,8 @@ export interface Executor {
    * Ends executions nobody is running any more as failed, "outcome unknown" (never a second
    * run), then runs approved requests nobody ran. With `all`, every execution found is
    * ended (one process owns the store, so none can still be running); otherwise only
-   * those whose lease ran out: their replica stopped renewing it.
+   * those whose lease ran out: their heartbeat has not moved for a lease since this process
+   * first saw it so, on its own clock (a first call ends none of them).
    */
   recover(options?: { all?: boolean }): Promise<{ interrupted: number; resumed: number }>;
   /**
@@ -88,6 +89,14 @@ export function createExecutor(deps: {
       heartbeat.unref();
     }
   };
+  /**
+   * Executions other replicas run, as last seen here: their heartbeat (the `updatedAt` the
+   * running replica stamps with its own clock) and since when, by this process's clock, it
+   * has not moved. A lease has run out when the heartbeat stood still for a whole lease as
+   * this process counts: no comparison of two machines' clocks, and nothing ended that this
+   * process has not watched for that long (an execution whose start took long to commit).
+   */
+  const watched = new Map<string, { heartbeat: number; since: number }>();
   const retryDelays = deps.retryDelays ?? [50, 100, 200, 400, 800];
   /** Outcomes still being recorded after their caller was told the store failed. */
   const unrecorded = new Map<string, NodeJS.Timeout>();
@@ -328,20 +337,41 @@ export function createExecutor(deps: {
     execute: (id) => track(execute(id)),
     async recover(options = {}) {
       let interrupted = 0;
-      for (const id of await store.idsWithStatus("executing", 10_000)) {
+      const executing = await store.idsWithStatus("executing", 10_000);
+      const listed = new Set(executing);
+      for (const id of watched.keys()) if (!listed.has(id)) watched.delete(id);
+      for (const id of executing) {
         if (leased.has(id)) continue;
+        // Timed before the row's lock is waited for: while another transaction held the row,
+        // its replica's heartbeat may have waited for it too, and that time is not counted.
+        const asked = clock();
+        const last = watched.get(id);
+        let readAt = asked;
         // Decided under the row's lock: a replica that renewed its lease meanwhile keeps it.
-        const ended = await store.transition(
+        const { request: current, ended } = await store.transition(
           id,
-          (current) =>
-            options.all || clock() - current.updatedAt > leaseMs
-              ? interruptExecution(current, clock())
-              : { value: current },
+          (row) => {
+            readAt = clock();
+            const lapsed =
+              last !== undefined &&
+              last.heartbeat === row.updatedAt &&
+              asked - last.since > leaseMs;
+            if (!options.all && !lapsed) return { value: { request: row, ended: false } };
+            const result = interruptExecution(row, clock());
+            return { ...result, value: { request: result.value, ended: !!result.change } };
+          },
           plan,
         );
-        if (ended.status === "executing") continue;
+        if (!ended) {
+          if (current.status !== "executing") watched.delete(id);
+          else if (last?.heartbeat !== current.updatedAt) {
+            watched.set(id, { heartbeat: current.updatedAt, since: readAt });
+          }
+          continue;
+        }
+        watched.delete(id);
         logger.warn(
-          { requestId: id, status: ended.status },
+          { requestId: id, status: current.status },
           "an execution was interrupted by a stop; outcome unknown",
         );
         interrupted++;
