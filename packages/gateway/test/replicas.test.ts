@@ -118,6 +118,26 @@ rules:
     expect(res.body.status).toBe("succeeded");
   });
 
+  it("leaves a live execution alone while another transaction holds its row longer than the lease", async () => {
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    try {
+      const res = await slowRead("/locked-row", async (id) => {
+        // Once B has seen the execution, its row is held: A's heartbeats cannot renew the
+        // lease meanwhile, and B's check waits for the row too.
+        await sleep(1000);
+        await locker.query("BEGIN");
+        await locker.query("SELECT 1 FROM requests WHERE id = $1 FOR UPDATE", [id]);
+        await sleep(1500);
+        await locker.query("COMMIT");
+        await sleep(1500);
+      });
+      expect(res.body.status).toBe("succeeded");
+    } finally {
+      await locker.end();
+    }
+  });
+
   it("leaves a live execution alone whose start took longer than the lease to commit", async () => {
     const locker = new pg.Client({ connectionString: db.url });
     await locker.connect();

@@ -68,15 +68,23 @@ export function createExecutor(deps: {
   // Executions this process runs now; their leases are renewed while they run.
   const leased = new Set<string>();
   let heartbeat: NodeJS.Timeout | undefined;
+  // One renewal at a time: one that waits for a row another transaction holds is not
+  // joined by more, each holding a connection.
+  let beating = false;
   const beat = () => {
     if (leased.size === 0) {
       clearInterval(heartbeat);
       heartbeat = undefined;
       return;
     }
+    if (beating) return;
+    beating = true;
     store
       .touchExecuting([...leased], clock())
-      .catch((error) => logger.warn({ err: error }, "could not renew execution leases"));
+      .catch((error) => logger.warn({ err: error }, "could not renew execution leases"))
+      .finally(() => {
+        beating = false;
+      });
   };
   const leasedWhile = <T>(id: string, work: Promise<T>): Promise<T> => {
     holding(id);

@@ -511,6 +511,42 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(seen).toEqual([T0 + HOUR, T0 + HOUR]);
   });
 
+  it("renews a lease on a row another transaction holds once it lets go, in no lock cycle with batches", async () => {
+    const changes = Array.from({ length: 6 }, () =>
+      submit(newRequest({ decision: decision({ decision: "allow", review: undefined }) })),
+    );
+    for (const change of changes) await a.insertRequest(change, []);
+    const ids = changes.map((change) => change.request.id);
+    expect(changes.every((change) => change.request.status === "executing")).toBe(true);
+
+    // Skipped while another replica's lease check held the row, a renewal was lost, and
+    // that check, once it had the row, saw the lease as run out.
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT 1 FROM requests WHERE id = $1 FOR UPDATE", [ids[0]]);
+      const renewal = b.touchExecuting(ids, T0 + HOUR);
+      await sleep(200);
+      await holder.query("COMMIT");
+      await renewal;
+    } finally {
+      await holder.end();
+    }
+    for (const id of ids) expect((await a.getRequest(id))?.updatedAt).toBe(T0 + HOUR);
+
+    // Renewals in any order of ids, and batches locking the same rows, from both replicas.
+    const look = (r: ActionRequest) => ({ value: r });
+    const work: Promise<unknown>[] = [];
+    for (let round = 0; round < 40; round++) {
+      const order = round % 2 ? [...ids].reverse() : ids;
+      work.push((round % 2 ? a : b).touchExecuting(order, T0 + HOUR + round));
+      for (const id of order) work.push((round % 3 ? b : a).transition(id, look, plan));
+    }
+    const settled = await Promise.allSettled(work);
+    expect(settled.filter((r) => r.status === "rejected")).toEqual([]);
+  });
+
   it("fails only the change whose data the database refuses, not the rest of its batch", async () => {
     const good = Array.from({ length: 5 }, () => pendingChange());
     // PostgreSQL refuses NUL in TEXT; the API refuses it first, this is the store's own guard.

@@ -310,10 +310,12 @@ export class PostgresStore implements Store {
     if (ids.length === 0) return;
     await this.query(
       "renew execution leases",
-      // A row a group commit holds is skipped, not waited for: that commit is changing it
-      // anyway, and waiting could close a cycle with a batch that locks rows in id order.
+      // A row another transaction holds is waited for, not skipped: skipped while another
+      // replica's lease check held it, the heartbeat looked stopped to that check once it
+      // got the row. Rows are locked in id order, as group commits lock theirs, so waiting
+      // closes no cycle with them.
       `UPDATE requests SET updated_at = $1 WHERE id IN (SELECT id FROM requests
-      WHERE id = ANY($2::text[]) AND status = 'executing' ORDER BY id FOR UPDATE SKIP LOCKED)`,
+      WHERE id = ANY($2::text[]) AND status = 'executing' ORDER BY id FOR UPDATE)`,
       [now, [...ids]],
     );
   }
