@@ -4,7 +4,7 @@
  * landing together lead to exactly one execution.
  */
 import { once } from "node:events";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -190,6 +190,47 @@ describe("in-process restarts and races", () => {
     }
     const again = await startGateway(testConfig(upstream.url), { dir: first.dir });
     await again.close();
+  });
+
+  it("takes a SQLite file reached through a symlink for that file: one gateway on it, and one that serves", async () => {
+    const first = await startGateway(testConfig(upstream.url));
+    dirs.push(first.dir);
+    symlinkSync(join(first.dir, "airlock.db"), join(first.dir, "link.db"));
+    const linked = testConfig(upstream.url).replace("sqlite:./airlock.db", "sqlite:./link.db");
+    try {
+      const agent = await first.token("agent", "support-bot");
+      const held = upstream.hold("/api/linked-slow");
+      const pending = api(first.url, "POST", "/v1/actions", {
+        token: agent,
+        body: read("/linked-slow"),
+      });
+      await held.arrived;
+      try {
+        // Its lock file was named after the link: a second gateway started, and its start
+        // ended the first one's execution, still running, as "outcome unknown".
+        await expect(startGateway(linked, { dir: first.dir })).rejects.toThrow(
+          "another gateway is serving",
+        );
+      } finally {
+        held.release();
+      }
+      expect((await pending).body.status).toBe("succeeded");
+    } finally {
+      await first.close();
+    }
+    // SQLite names the WAL after the file the link points to: the gateway synced one by the
+    // link's name, which is not there, and failed its first write.
+    const again = await startGateway(linked, { dir: first.dir });
+    try {
+      const agent = await again.token("agent", "support-bot");
+      const res = await api(again.url, "POST", "/v1/actions", {
+        token: agent,
+        body: read("/linked"),
+      });
+      expect(res.body.status).toBe("succeeded");
+    } finally {
+      await again.close();
+    }
   });
 
   it("stops although a client holds a connection it never sent a request on", async () => {

@@ -1,3 +1,4 @@
+import { realpathSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { AirlockError } from "../errors.js";
 import { openPostgresStore } from "./postgres/postgres-store.js";
@@ -27,7 +28,7 @@ export async function openStore(
 ): Promise<Store> {
   if (url.startsWith("sqlite:")) {
     const raw = url.slice("sqlite:".length);
-    const path = raw === ":memory:" || isAbsolute(raw) ? raw : resolve(baseDir, raw);
+    const path = raw === ":memory:" ? raw : realPath(isAbsolute(raw) ? raw : resolve(baseDir, raw));
     const store = openSqliteStore(path, {
       backgroundCheckpoints: options.serving === true,
       mustExist: options.serving !== true && options.create !== true,
@@ -50,4 +51,16 @@ export async function openStore(
   // Any number of gateways may share one PostgreSQL database: no lock file here.
   if (/^postgres(ql)?:\/\//.test(url)) return openPostgresStore(url);
   throw new AirlockError("store_unavailable", `unsupported storage URL ${url}`);
+}
+
+/**
+ * The file a path names, through symlinks: SQLite names the WAL after the file a link points
+ * to, and the lock that keeps a second gateway off must be one per file, not one per name.
+ */
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path; // not there yet: made by this name
+  }
 }
