@@ -239,7 +239,9 @@ describe("execute", () => {
       never,
     );
     expect(out.ok).toBe(false);
-    expect(out.reason).toBe("the upstream did not answer within 300 ms");
+    expect(out.reason).toBe(
+      "the upstream did not answer within 300 ms; the upstream may have acted on the request",
+    );
     expect(Date.now() - started).toBeLessThan(5000);
     await c.close();
   });
@@ -255,8 +257,40 @@ describe("execute", () => {
     );
     const out = await c.execute("request", c.parse("request", { method: "GET", path: "/" }), never);
     expect(out.ok).toBe(false);
-    expect(out.reason).toBe("the upstream could not be reached: connection refused");
+    expect(out.reason).toBe(
+      "the upstream could not be reached: connection refused; the request was not sent",
+    );
     await c.close();
+  });
+
+  it("says the upstream may have acted when the connection breaks after the request went out", async () => {
+    const server = createServer((request) => {
+      // It read the request (and may have acted on it), then the connection broke.
+      request.resume();
+      request.on("end", () => request.socket.destroy());
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const c = createHttpConnector(
+      "flaky",
+      httpConnectionSchema.parse({
+        type: "http",
+        baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      }),
+    );
+    try {
+      const out = await c.execute(
+        "request",
+        c.parse("request", { method: "POST", path: "/refunds", body: { amount: 5 } }),
+        never,
+      );
+      expect(out.ok).toBe(false);
+      expect(out.reason).toMatch(
+        /^the connection to the upstream failed: .+; the upstream may have acted on the request$/,
+      );
+    } finally {
+      await c.close();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it("scrubs a credential reflected as the header's own bytes, Latin-1 letters and all", async () => {

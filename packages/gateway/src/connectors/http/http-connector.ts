@@ -16,7 +16,7 @@ import type {
   RiskHint,
 } from "../connector.js";
 import { deadline } from "../deadline.js";
-import { describeNetworkError } from "../network-errors.js";
+import { beforeSending, describeNetworkError } from "../network-errors.js";
 import { type HttpConnectionConfig, httpConnectionSchema } from "./http-config.js";
 import {
   type HttpInput,
@@ -225,11 +225,15 @@ export function createHttpConnector(
         ...(ok ? {} : { reason: `the upstream answered HTTP ${response.statusCode}` }),
       };
     } catch (error) {
+      // Said plainly, so nobody takes a request that may have been acted on for one that was not.
+      const mayHaveActed = "; the upstream may have acted on the request";
       const reason = until.timedOut
-        ? `the upstream did not answer within ${config.timeout} ms`
+        ? `the upstream did not answer within ${config.timeout} ms${mayHaveActed}`
         : signal.aborted
-          ? "the execution was aborted"
-          : `the upstream could not be reached: ${describeNetworkError(error)}`;
+          ? `the execution was aborted${mayHaveActed}`
+          : beforeSending(error)
+            ? `the upstream could not be reached: ${describeNetworkError(error)}; the request was not sent`
+            : `the connection to the upstream failed: ${describeNetworkError(error)}${mayHaveActed}`;
       return { ok: false, result: null, summary: "no response", reason };
     } finally {
       until.end();
