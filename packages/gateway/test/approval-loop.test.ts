@@ -1,6 +1,7 @@
 /** The whole loop over HTTP, on a real SQLite file and a real upstream on loopback. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { canonicalJson } from "../src/common/canonical-json.js";
+import { interruptExecution } from "../src/requests/request-transitions.js";
 import {
   api,
   read,
@@ -484,6 +485,37 @@ describe("the http connector's boundaries", () => {
     } finally {
       http.execute = execute;
     }
+  });
+
+  it("keeps what an action did when its request was ended while it ran, beside that verdict", async () => {
+    const held = upstream.hold("/api/late");
+    const answer = submit(read("/late"));
+    await held.arrived;
+    const running = await api(gw.url, "GET", "/v1/requests?status=executing", {
+      token: tokens.bob!,
+    });
+    const id = running.body.requests.find(
+      (r: { input: { path: string } }) => r.input.path === "/late",
+    ).id as string;
+    // As a replica that took the lease for lapsed would: the request ends "outcome unknown".
+    await gw.gateway.store.transition(
+      id,
+      (current) => interruptExecution(current, Date.now()),
+      gw.gateway.dispatcher.plan,
+    );
+    held.release();
+    const res = await answer;
+    expect(res.body.status).toBe("failed");
+    expect(res.body.outcome.summary).toBe("outcome unknown");
+    const trail = await api(gw.url, "GET", `/v1/audit?requestId=${id}`, { token: tokens.bob! });
+    const types = trail.body.events.map((e: { type: string }) => e.type);
+    expect(types.slice(-2)).toEqual(["execution.failed", "execution.late_outcome"]);
+    expect(trail.body.events.at(-1).data).toMatchObject({
+      ok: true,
+      summary: expect.stringMatching(/^HTTP 200/),
+      recordedStatus: "failed",
+    });
+    expect(callsTo("/late")).toBe(1);
   });
 
   it("records as succeeded an action whose answer holds a number no double can hold", async () => {

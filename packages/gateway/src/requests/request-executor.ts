@@ -18,7 +18,12 @@ import type { Metrics } from "../observability/metrics.js";
 import type { OutboxPlanner, Store } from "../store/store.js";
 import type { Approvers } from "./request-approvers.js";
 import { requestHash } from "./request-hash.js";
-import { finishExecution, interruptExecution, startExecution } from "./request-transitions.js";
+import {
+  finishExecution,
+  interruptExecution,
+  startExecution,
+  system,
+} from "./request-transitions.js";
 import type { ActionRequest, Outcome } from "./request-types.js";
 
 export interface Executor {
@@ -44,6 +49,14 @@ export interface Executor {
   resumeApproved(): Promise<number>;
   /** Resolves when every execution under way has finished. */
   drain(): Promise<void>;
+}
+
+/** Whether the request ended with this outcome (and not one another replica gave it). */
+function recordedAs(request: ActionRequest, outcome: Outcome): boolean {
+  return (
+    request.outcome?.summary === outcome.summary &&
+    request.outcome.resultDigest === outcome.resultDigest
+  );
 }
 
 export function createExecutor(deps: {
@@ -145,14 +158,41 @@ export function createExecutor(deps: {
     return undefined;
   };
 
-  /** Records how the action ended: the request as it ran is the caller's copy. */
-  const finish = (request: ActionRequest, outcome: Outcome): Promise<ActionRequest> =>
-    store.transition(
+  /**
+   * Records how the action ended: the request as it ran is the caller's copy. One that was
+   * ended meanwhile ("outcome unknown", by a replica that took its lease for lapsed) keeps
+   * that verdict, and the trail gets what did happen beside it: `execution.late_outcome`.
+   */
+  const finish = async (request: ActionRequest, outcome: Outcome): Promise<ActionRequest> => {
+    const finished = await store.transition(
       request.id,
       (current) => finishExecution(current, outcome, clock()),
       plan,
       request,
     );
+    if (!recordedAs(finished, outcome)) {
+      logger.warn(
+        { requestId: request.id, status: finished.status, summary: outcome.summary },
+        "an action's outcome came after its request had been ended; recorded beside it as execution.late_outcome",
+      );
+      await store.appendAudit([
+        {
+          type: "execution.late_outcome",
+          requestId: request.id,
+          actor: system,
+          at: clock(),
+          data: {
+            ok: outcome.ok,
+            summary: outcome.summary,
+            ...(outcome.reason ? { reason: outcome.reason } : {}),
+            resultDigest: outcome.resultDigest,
+            recordedStatus: finished.status,
+          },
+        },
+      ]);
+    }
+    return finished;
+  };
 
   /**
    * The action has run: its outcome must be recorded, so a store that fails now is retried
@@ -197,10 +237,12 @@ export function createExecutor(deps: {
       if (draining) return;
       holding(request.id);
       try {
-        await finish(request, outcome);
+        const finished = await finish(request, outcome);
         leased.delete(request.id);
         deps.afterCommit?.();
-        logger.info({ requestId: request.id }, "the outcome was recorded after all");
+        if (recordedAs(finished, outcome)) {
+          logger.info({ requestId: request.id }, "the outcome was recorded after all");
+        }
       } catch (error) {
         if (error instanceof AirlockError && error.code === "store_unavailable") {
           keepRecording(request, outcome, Math.min(delay * 2, 30_000));

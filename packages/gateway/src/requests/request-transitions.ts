@@ -21,7 +21,8 @@ import type {
   Vote,
 } from "./request-types.js";
 
-const system = { type: "system", id: "airlock" } as const;
+/** Airlock itself, as the actor of what nobody else did (expiries, executions). */
+export const system = { type: "system", id: "airlock" } as const;
 
 /**
  * The common shape of a transition: the request moves on (one version later), one audit
