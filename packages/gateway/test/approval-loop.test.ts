@@ -459,6 +459,35 @@ describe("the http connector's boundaries", () => {
     }
   });
 
+  it("keeps a masked field out of a thrown connector's message", async () => {
+    const http = gw.gateway.connectors.get("billing-api")!;
+    const execute = http.execute;
+    http.execute = async (_operation, input) => {
+      throw new Error(
+        `card ${(input as { body: { card_number: string } }).body.card_number} refused`,
+      );
+    };
+    try {
+      const held = await submit(refund());
+      expect(held.status).toBe(202);
+      await vote(held.body.id, "bob", "approve");
+      await vote(held.body.id, "carol", "approve");
+      const done = await api(gw.url, "GET", `/v1/actions/${held.body.id}?wait=5`, {
+        token: tokens.agent!,
+      });
+      expect(done.body.status).toBe("failed");
+      expect(done.body.outcome.reason).toMatch(/^the connector failed: card .* refused/);
+      const everything = JSON.stringify([
+        done.body,
+        (await api(gw.url, "GET", `/v1/audit?requestId=${held.body.id}`, { token: tokens.bob! }))
+          .body,
+      ]);
+      expect(everything).not.toContain("4242424242424242");
+    } finally {
+      http.execute = execute;
+    }
+  });
+
   it("records an action that ran as run, its result withheld, when the result cannot be masked", async () => {
     const http = gw.gateway.connectors.get("billing-api")!;
     const execute = http.execute;

@@ -333,11 +333,16 @@ export function createExecutor(deps: {
         logger.error({ requestId: request.id, err: error }, "the connector failed");
         // A connector answers the failures it knows with an outcome; one it throws may have
         // come after the action took effect.
+        // Its message can quote the input: masked fields stay hidden in it, as in a result.
+        const { hidden } = maskInput(request.input, request.decision.mask);
         outcome = {
           ok: false,
           summary: "connector error",
-          reason: redactor.redactText(
-            `the connector failed: ${errorMessage(error)}; whether the action took effect is unknown, and Airlock will not run it again`,
+          reason: scrubHidden(
+            redactor.redactText(
+              `the connector failed: ${errorMessage(error)}; whether the action took effect is unknown, and Airlock will not run it again`,
+            ),
+            hidden,
           ),
           result: null,
           resultDigest: null,
