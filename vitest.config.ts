@@ -14,6 +14,7 @@ const onBothStores = [
   "oidc",
   "exec-actions",
   "postgres-actions",
+  "retention",
 ].map((name) => `packages/gateway/test/${name}.test.ts`);
 
 function reachable(port: number): Promise<boolean> {

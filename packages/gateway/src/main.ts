@@ -24,6 +24,7 @@ import { createLogger, type Logger } from "./observability/logger.js";
 import { createMetrics } from "./observability/metrics.js";
 import { createApprovers } from "./requests/request-approvers.js";
 import { createExecutor } from "./requests/request-executor.js";
+import { pruneFinished } from "./requests/request-retention.js";
 import { createRequestService } from "./requests/request-service.js";
 import type { ActionRequest } from "./requests/request-types.js";
 import { reviewerView } from "./requests/request-views.js";
@@ -246,6 +247,32 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     return sweeping;
   };
 
+  // Finished requests past retention.requests, deleted on their own timer: a long prune
+  // never holds up the sweeps that end expired requests.
+  let pruner: NodeJS.Timeout | undefined;
+  let pruning: Promise<unknown> | undefined;
+  const keepMs = config.retention.requests;
+  const prune = () => {
+    if (closing || pruning || keepMs === undefined) return;
+    pruning = pruneFinished({
+      store,
+      keepMs,
+      clock,
+      logger,
+      metrics,
+      stopped: () => closing !== undefined,
+    })
+      .catch((error: unknown) =>
+        logger.warn(
+          { err: error },
+          "could not delete finished requests past retention; will retry",
+        ),
+      )
+      .finally(() => {
+        pruning = undefined;
+      });
+  };
+
   return {
     app,
     store,
@@ -270,6 +297,11 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       await sweep();
       sweeper = setInterval(sweep, config.server.sweepInterval);
       sweeper.unref();
+      if (keepMs !== undefined) {
+        prune();
+        pruner = setInterval(prune, config.retention.every);
+        pruner.unref();
+      }
       dispatcher.start();
       await checkpointer?.start();
       url = await app.listen({
@@ -286,7 +318,9 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     close(): Promise<void> {
       closing ??= (async () => {
         if (sweeper) clearInterval(sweeper);
+        if (pruner) clearInterval(pruner);
         await sweeping;
+        await pruning;
         waiters.close();
         await app.close();
         await executor.drain();

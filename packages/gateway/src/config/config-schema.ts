@@ -211,6 +211,16 @@ export const auditSchema = z.strictObject({
   checkpointEvery: duration({ min: 100, max: 86_400_000 }).default(60_000),
 });
 
+export const retentionSchema = z.strictObject({
+  /**
+   * How long a finished request (its input, result and reviews) is kept after it ended;
+   * older ones are deleted. Their audit events are kept whatever this says. Unset: forever.
+   */
+  requests: duration({ min: 60_000, max: 100 * 365 * 86_400_000 }).optional(),
+  /** How often finished requests past `requests` are looked for. */
+  every: duration({ min: 100, max: 7 * 86_400_000 }).default(3_600_000),
+});
+
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
   server: serverSchema.default(serverSchema.parse({})),
@@ -237,6 +247,8 @@ export const configSchema = z.strictObject({
     .default({ webhooks: [] }),
   /** Signed checkpoints of the audit chain. */
   audit: auditSchema.default(auditSchema.parse({})),
+  /** How long finished requests are kept (the audit trail is kept whole). */
+  retention: retentionSchema.default(retentionSchema.parse({})),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;

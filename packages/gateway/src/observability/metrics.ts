@@ -51,6 +51,11 @@ export function createMetrics() {
       labelNames: ["state"] as const,
       registers: [registry],
     }),
+    prunedRequests: new Counter({
+      name: "airlock_requests_pruned_total",
+      help: "Finished requests deleted past retention.requests (their audit events are kept).",
+      registers: [registry],
+    }),
     outboxFailures: new Counter({
       name: "airlock_outbox_failures_total",
       help: "Failed deliveries to channels, by topic.",

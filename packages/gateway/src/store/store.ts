@@ -201,6 +201,17 @@ export interface Store {
   completeOutbox(id: number): Promise<void>;
   /** Schedules another attempt, or with `dead` gives up and keeps the item for inspection. */
   failOutbox(id: number, error: string, retryAt: number | null): Promise<void>;
+  /**
+   * Deletes up to `limit` requests that finished before `finishedBefore`, oldest first, with
+   * their reviews, channel references and outbox entries, and appends `audit(count)` in the
+   * same transaction when any went. Their audit events stay: the chain is never cut. Returns
+   * how many went.
+   */
+  pruneRequests(
+    finishedBefore: number,
+    limit: number,
+    audit: (count: number, first: string, last: string) => AuditEventInput,
+  ): Promise<number>;
   /** Outbox entries in one state, by id, after `after`: what an operator looks at. */
   listOutbox(query: {
     state: "pending" | "dead";

@@ -207,4 +207,9 @@ export const postgresMigrations: Migration[] = [
       UPDATE sessions SET checked_at = created_at;
     `,
   },
+  {
+    version: 9,
+    name: "finished requests are found by age (retention.requests)",
+    sql: "CREATE INDEX requests_finished ON requests (finished_at) WHERE finished_at IS NOT NULL;",
+  },
 ];

@@ -497,6 +497,29 @@ export class PostgresStore implements Store {
       .sort((a, b) => a.id - b.id);
   }
 
+  async pruneRequests(
+    finishedBefore: number,
+    limit: number,
+    audit: (count: number, first: string, last: string) => AuditEventInput,
+  ): Promise<number> {
+    return this.audited("prune finished requests", async (q) => {
+      // Rows another replica is pruning (or anything else holds) are left to it.
+      const ids = (
+        await q(
+          `SELECT id FROM requests WHERE finished_at < $1 ORDER BY finished_at, id LIMIT $2
+          FOR UPDATE SKIP LOCKED`,
+          [finishedBefore, limit],
+        )
+      ).rows.map((row) => String(row.id));
+      if (ids.length === 0) return { value: 0, events: [] };
+      for (const table of ["reviews", "channel_refs", "outbox"]) {
+        await q(`DELETE FROM ${table} WHERE request_id = ANY($1::text[])`, [ids]);
+      }
+      await q("DELETE FROM requests WHERE id = ANY($1::text[])", [ids]);
+      return { value: ids.length, events: [audit(ids.length, ids[0]!, ids.at(-1)!)] };
+    });
+  }
+
   async listOutbox(query: {
     state: "pending" | "dead";
     after?: number;

@@ -356,6 +356,20 @@ export class SqliteStore implements Store {
         AND (@ids IS NULL OR id IN (SELECT value FROM json_each(@ids)))
         AND (@topic IS NULL OR topic = @topic)`),
       countOutbox: db.prepare("SELECT state, count(*) AS n FROM outbox GROUP BY state"),
+      finishedBefore: db.prepare(`SELECT id FROM requests WHERE finished_at < ?
+        ORDER BY finished_at, id LIMIT ?`),
+      pruneReviews: db.prepare(
+        "DELETE FROM reviews WHERE request_id IN (SELECT value FROM json_each(?))",
+      ),
+      pruneRefs: db.prepare(
+        "DELETE FROM channel_refs WHERE request_id IN (SELECT value FROM json_each(?))",
+      ),
+      pruneOutbox: db.prepare(
+        "DELETE FROM outbox WHERE request_id IN (SELECT value FROM json_each(?))",
+      ),
+      pruneRequests: db.prepare(
+        "DELETE FROM requests WHERE id IN (SELECT value FROM json_each(?))",
+      ),
       retryOutbox: db.prepare(`UPDATE outbox SET available_at = ?, lease_until = NULL,
         last_error = ? WHERE id = ?`),
       deadOutbox: db.prepare(`UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = ?
@@ -766,6 +780,26 @@ export class SqliteStore implements Store {
 
   async completeOutbox(id: number): Promise<void> {
     await this.write(() => this.stmt.completeOutbox.run(id));
+  }
+
+  async pruneRequests(
+    finishedBefore: number,
+    limit: number,
+    audit: (count: number, first: string, last: string) => AuditEventInput,
+  ): Promise<number> {
+    return this.write(() => {
+      const ids = (this.stmt.finishedBefore.all(finishedBefore, limit) as { id: string }[]).map(
+        (row) => row.id,
+      );
+      if (ids.length === 0) return 0;
+      const list = JSON.stringify(ids);
+      this.stmt.pruneReviews.run(list);
+      this.stmt.pruneRefs.run(list);
+      this.stmt.pruneOutbox.run(list);
+      this.stmt.pruneRequests.run(list);
+      this.appendEvents([audit(ids.length, ids[0]!, ids.at(-1)!)]);
+      return ids.length;
+    });
   }
 
   async listOutbox(query: {

@@ -1,0 +1,111 @@
+/**
+ * `retention.requests`: finished requests past it are deleted with their reviews, while the
+ * audit trail keeps every event and still verifies; requests still under way are kept.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  api,
+  read,
+  refund,
+  removeDir,
+  startGateway,
+  type TestGateway,
+  testConfig,
+  until,
+  vote,
+} from "./support/gateway.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+describe("retention of finished requests", () => {
+  let upstream: Upstream;
+  let gw: TestGateway;
+  let agent: string;
+  let bob: string;
+  // The gateway's clock, moved on by the test to age what it stored.
+  let ahead = 0;
+  const clock = () => Date.now() + ahead;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    gw = await startGateway(
+      `${testConfig(upstream.url)}retention: { requests: 10m, every: 200ms }\n`,
+      {
+        gateway: { clock },
+      },
+    );
+    agent = await gw.token("agent", "support-bot");
+    bob = await gw.token("reviewer", "bob@example.com");
+  });
+  afterAll(async () => {
+    await gw?.close();
+    if (gw) removeDir(gw.dir);
+    await upstream?.close();
+  });
+
+  const status = async (id: string) =>
+    (await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent })).status;
+
+  it("deletes finished requests past it, keeps those under way, and keeps the whole trail", async () => {
+    const allowed = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...read("/invoices"), idempotencyKey: "kept-key-1" },
+    });
+    expect(allowed.body.status).toBe("succeeded");
+    const denied = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...read(), input: { method: "DELETE", path: "/invoices/1" } },
+    });
+    expect(denied.status).toBe(403);
+    const deniedId = denied.body.action.id as string;
+    const pending = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    expect(pending.status).toBe(202);
+    const trailOf = async (id: string) =>
+      (await api(gw.url, "GET", `/v1/audit?requestId=${id}`, { token: bob })).body.events.map(
+        (e: { type: string }) => e.type,
+      );
+    const allowedTrail = await trailOf(allowed.body.id);
+
+    // Nine minutes on: nothing is old enough yet.
+    ahead = 9 * 60_000;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(await status(allowed.body.id)).toBe(200);
+
+    ahead = 11 * 60_000;
+    await until(async () => (await status(allowed.body.id)) === 404, 5000);
+    expect(await status(deniedId)).toBe(404);
+    // Under way: pending for review, and kept however old.
+    expect(await status(pending.body.id)).toBe(200);
+    expect(await trailOf(allowed.body.id)).toEqual(allowedTrail);
+    const pruned = (await api(gw.url, "GET", "/v1/audit?type=requests.pruned", { token: bob })).body
+      .events;
+    expect(pruned.length).toBeGreaterThan(0);
+    expect(pruned.reduce((n: number, e: { data: { count: number } }) => n + e.data.count, 0)).toBe(
+      2,
+    );
+    const verified = await api(gw.url, "GET", "/v1/audit/verify", { token: bob });
+    expect(verified.body.ok).toBe(true);
+    expect((await api(gw.url, "GET", "/metrics")).text).toMatch(
+      /^airlock_requests_pruned_total 2$/m,
+    );
+
+    // Once decided and past it too, the refund goes; its key-less twin never existed.
+    for (const who of ["bob", "carol"]) {
+      const token = await gw.token("reviewer", `${who}@example.com`);
+      expect((await vote(gw.url, pending.body.id, token)).status).toBe(200);
+    }
+    await until(async () => {
+      const view = await api(gw.url, "GET", `/v1/actions/${pending.body.id}`, { token: agent });
+      return view.body.status === "succeeded";
+    });
+    ahead = 22 * 60_000;
+    await until(async () => (await status(pending.body.id)) === 404, 5000);
+
+    // A pruned request's idempotency key is free again: it names a new request.
+    const again = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...read("/invoices"), idempotencyKey: "kept-key-1" },
+    });
+    expect(again.body.status).toBe("succeeded");
+    expect(again.body.id).not.toBe(allowed.body.id);
+  });
+});
