@@ -25,10 +25,14 @@ const knownTypes = [
   "execution.started",
   "execution.succeeded",
   "execution.failed",
+  "execution.late_outcome",
+  "requests.pruned",
   "reviewer.signed_in",
   "reviewer.signed_out",
+  "reviewer.groups_changed",
   "token.created",
   "token.revoked",
+  "audit.checkpoint",
 ];
 const fields = ["requestId", "type", "actor", "from", "to"] as const;
 /** A datetime-local value as an ISO instant in UTC, which is what the gateway parses. */
