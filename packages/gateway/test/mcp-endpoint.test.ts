@@ -3,10 +3,20 @@
  * connections' operations are its tools; a call is decided, held for review, run and
  * audited exactly as `POST /v1/actions` is, and the agent never sees a credential.
  */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, removeDir, SECRET, startGateway, type TestGateway, vote } from "./support/gateway.js";
+import {
+  api,
+  removeDir,
+  SECRET,
+  startGateway,
+  type TestGateway,
+  vote,
+  withGateway,
+} from "./support/gateway.js";
 import { startMcpServer, type TestMcpServer } from "./support/mcp-server.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -260,5 +270,62 @@ rules:
     const limited = answers.filter((a) => a.isError && /^rate_limited/.test(text(a)));
     expect(limited.length).toBeGreaterThan(0);
     expect(text(limited[0]!)).toMatch(/try again in \d+ s/);
+  });
+});
+
+describe("the MCP endpoint, with an MCP server that does not answer", () => {
+  it("runs other connections' tools without waiting for that server's tool list", async () => {
+    // Takes requests and never answers them: the docs connection's server is down.
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const upstream = await startUpstream();
+    try {
+      await withGateway(
+        `
+server: { port: 0, publicUrl: "http://airlock.test" }
+storage: sqlite:./airlock.db
+agents:
+  - { name: support-bot, owner: alice@example.com }
+connections:
+  billing-api:
+    type: http
+    baseUrl: ${upstream.url}/api
+  docs:
+    type: mcp
+    url: http://127.0.0.1:${(silent.address() as AddressInfo).port}/mcp
+    tools: { search: {} }
+rules:
+  - name: reads pass
+    when: action.connection == "billing-api"
+    decision: allow
+`,
+        async (gw) => {
+          const mcp = new Client({ name: "test-agent", version: "1.0.0" });
+          await mcp.connect(
+            new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
+              requestInit: {
+                headers: { authorization: `Bearer ${await gw.token("agent", "support-bot")}` },
+              },
+            }),
+          );
+          try {
+            const started = Date.now();
+            const result = (await mcp.callTool({
+              name: "billing-api__request",
+              arguments: { method: "GET", path: "/invoices" },
+            })) as ToolResult;
+            expect(result.isError).toBeUndefined();
+            // The docs server's list would hold it for 5 s.
+            expect(Date.now() - started).toBeLessThan(2000);
+          } finally {
+            await mcp.close();
+          }
+        },
+      );
+    } finally {
+      await upstream.close();
+      silent.closeAllConnections();
+      silent.close();
+    }
   });
 });

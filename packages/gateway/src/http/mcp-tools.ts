@@ -64,22 +64,35 @@ const justification = {
   description: "Why you want this: people deciding whether it runs read it",
 } as const;
 
-/** The tools the connections offer, in config order; built afresh for each listing. */
+/** An operation's tool name: each character clients do not take becomes `_`. */
+const toolName = (connection: string, operation: string): string =>
+  `${connection}__${operation}`.replace(/[^A-Za-z0-9_-]/g, "_");
+
+/**
+ * The tools the connections offer, in config order; built afresh for each listing. With
+ * `named` (a call's tool), only the connections whose tools can bear that name are asked, so
+ * a call does not wait for another connection's MCP server to list its tools.
+ */
 export async function actionTools(
   connectors: ReadonlyMap<string, Connector>,
   logger: Logger,
+  named?: string,
 ): Promise<ActionTool[]> {
   const taken = new Set(airlockTools.map((tool) => tool.name));
   const tools: ActionTool[] = [];
+  // Names are made character by character, so a tool's name starts with its connection's.
+  const asked = [...connectors].filter(
+    ([connection]) => named === undefined || named.startsWith(toolName(connection, "")),
+  );
   const listed = await Promise.all(
-    [...connectors].map(async ([connection, connector]) => ({
+    asked.map(async ([connection, connector]) => ({
       connection,
       operations: await connector.operations(),
     })),
   );
   for (const { connection, operations } of listed) {
     for (const spec of operations) {
-      const name = `${connection}__${spec.name}`.replace(/[^A-Za-z0-9_-]/g, "_");
+      const name = toolName(connection, spec.name);
       if (!TOOL_NAME.test(name) || taken.has(name)) {
         logger.warn(
           { connection, operation: spec.name, tool: name },

@@ -119,7 +119,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
           : await requests.cancel(agent, id);
       return answer(request);
     }
-    const tool: ActionTool | undefined = (await actionTools(deps.connectors, logger)).find(
+    const tool: ActionTool | undefined = (await actionTools(deps.connectors, logger, name)).find(
       (candidate) => candidate.name === name,
     );
     if (!tool) {
