@@ -93,10 +93,12 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       ownArguments && field?.startsWith("input.") && error.message.startsWith(`${field}:`)
         ? error.message.slice("input.".length)
         : error.message;
-    return textAnswer(
-      `${error.code}: ${deps.redactor.redactText(message)}${typeof retryAfter === "number" ? ` (try again in ${retryAfter} s)` : ""}`,
-      true,
-    );
+    // The rate limit's own message says the wait already.
+    const wait =
+      typeof retryAfter === "number" && !message.includes(`try again in ${retryAfter} s`)
+        ? ` (try again in ${retryAfter} s)`
+        : "";
+    return textAnswer(`${error.code}: ${deps.redactor.redactText(message)}${wait}`, true);
   };
 
   const call = async (
