@@ -352,6 +352,44 @@ describe("webhooks across a restart, and for good failures", () => {
     }
   });
 
+  it("counts a dead letter named twice once, and lists no empty page", async () => {
+    const upstream = await startUpstream();
+    const receiver = await startReceiver();
+    const text = config(upstream.url, receiver.url, ", events: [request.succeeded]");
+    const gw = await startGateway(text, {
+      gateway: { delivery: { pollInterval: 20, backoff: () => 20, maxAttempts: 1 } },
+    });
+    const configPath = join(gw.dir, "operator.yaml");
+    writeFileSync(configPath, await onTestStorage(text, gw.dir));
+    const outbox = (...args: string[]) =>
+      runCli(["outbox", ...args, "--config", configPath], { env: { BILLING_API_TOKEN: SECRET } });
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      receiver.fail(1_000_000);
+      await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
+      await until(async () => (await gw.gateway.store.countOutbox()).dead === 1);
+      // What is made pending again stays there to be looked at.
+      await gw.gateway.dispatcher.stop();
+      const [letter] = await gw.gateway.store.listOutbox({ state: "dead", limit: 10 });
+      const id = String(letter!.id);
+
+      const empty = await outbox("list", "--dead", "--limit", "0");
+      expect(empty.code).toBe(2);
+      expect(empty.stderr).toMatch(/--limit takes a whole number from 1 to 10000/);
+
+      const twice = await outbox("redeliver", id, id);
+      expect(twice.stderr).toBe("");
+      expect(twice.stdout).toBe("1 dead letter to deliver again\n");
+      expect(twice.code).toBe(0);
+      expect(await gw.gateway.store.countOutbox()).toEqual({ pending: 1, dead: 0 });
+    } finally {
+      await gw.close();
+      removeDir(gw.dir);
+      await receiver.close();
+      await upstream.close();
+    }
+  });
+
   // It reads the outbox straight from the SQLite file.
   it.skipIf(onPostgres)("keeps a delivery that never succeeds as a dead letter", async () => {
     const upstream = await startUpstream();

@@ -36,17 +36,27 @@ export async function outbox(args: string[]): Promise<number> {
     usage,
     sub === "redeliver" ? Number.POSITIVE_INFINITY : 0,
   );
-  const count = (flag: string, value: string | undefined, fallback: number, max: number) => {
+  const count = (
+    flag: string,
+    value: string | undefined,
+    fallback: number,
+    [min, max]: [number, number],
+  ) => {
     if (value === undefined) return fallback;
-    if (!/^\d{1,15}$/.test(value) || Number(value) > max)
-      throw new CliError(`--${flag} takes a whole number from 0 to ${max}, not ${value}`, 2);
+    if (!/^\d{1,15}$/.test(value) || Number(value) < min || Number(value) > max)
+      throw new CliError(`--${flag} takes a whole number from ${min} to ${max}, not ${value}`, 2);
     return Number(value);
   };
-  const ids = positionals.map((id) => {
-    if (!/^[1-9]\d{0,15}$/.test(id))
-      throw new CliError(`${id} is no outbox id; see them with: airlock outbox list --dead`, 2);
-    return Number(id);
-  });
+  // An id named twice is one dead letter: the count of those not found must not take it twice.
+  const ids = [
+    ...new Set(
+      positionals.map((id) => {
+        if (!/^[1-9]\d{0,15}$/.test(id))
+          throw new CliError(`${id} is no outbox id; see them with: airlock outbox list --dead`, 2);
+        return Number(id);
+      }),
+    ),
+  ];
   if (sub === "redeliver" && ids.length > 0 === Boolean(values.all)) {
     throw new CliError("name the dead letters to send again (their ids), or --all", 2);
   }
@@ -56,8 +66,9 @@ export async function outbox(args: string[]): Promise<number> {
       2,
     );
   }
-  const after = count("after", values.after, 0, Number.MAX_SAFE_INTEGER);
-  const limit = count("limit", values.limit, PAGE, 10_000);
+  const after = count("after", values.after, 0, [0, Number.MAX_SAFE_INTEGER]);
+  // A page of none would be reported as an empty outbox.
+  const limit = count("limit", values.limit, PAGE, [1, 10_000]);
 
   const loaded = loadConfigOrExit(values.config);
   const store = await openStore(loaded.config.storage, loaded.baseDir, { create: false });
