@@ -390,6 +390,39 @@ describe("webhooks across a restart, and for good failures", () => {
     }
   });
 
+  it("delivers a dead letter sent again at once, whatever the clock of the host it was sent from", async () => {
+    const upstream = await startUpstream();
+    const receiver = await startReceiver();
+    const text = config(upstream.url, receiver.url, ", events: [request.succeeded]");
+    // The gateway's clock is a minute behind the operator's (another host, say).
+    const gw = await startGateway(text, {
+      gateway: {
+        clock: () => Date.now() - 60_000,
+        delivery: { pollInterval: 20, backoff: () => 20, maxAttempts: 1 },
+      },
+    });
+    const configPath = join(gw.dir, "operator.yaml");
+    writeFileSync(configPath, await onTestStorage(text, gw.dir));
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      receiver.fail(1_000_000);
+      const ran = await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
+      await until(async () => (await gw.gateway.store.countOutbox()).dead === 1);
+      receiver.fail(0);
+      const sent = await runCli(["outbox", "redeliver", "--all", "--config", configPath], {
+        env: { BILLING_API_TOKEN: SECRET },
+      });
+      expect(sent.stdout).toBe("1 dead letter to deliver again\n");
+      // Not a minute later, when the gateway's clock reaches the operator's.
+      await until(() => receiver.of(ran.body.id).length === 1);
+    } finally {
+      await gw.close();
+      removeDir(gw.dir);
+      await receiver.close();
+      await upstream.close();
+    }
+  });
+
   // It reads the outbox straight from the SQLite file.
   it.skipIf(onPostgres)("keeps a delivery that never succeeds as a dead letter", async () => {
     const upstream = await startUpstream();

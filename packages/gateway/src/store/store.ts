@@ -219,14 +219,13 @@ export interface Store {
     limit: number;
   }): Promise<OutboxRecord[]>;
   /**
-   * Makes dead letters pending again, due at `now` with their attempts reset: those of `ids`,
-   * or all (of `topic`, when given). Returns how many. An entry keeps its place in its
-   * request's order, so it goes before that request's later entries still waiting.
+   * Makes dead letters pending again, with their attempts reset: those of `ids`, or all (of
+   * `topic`, when given). Returns how many. Each is due since it was made, by the clock of the
+   * gateway that made it: the operator's host may run ahead of the gateways', and an entry due
+   * only at its time would wait that long, and let its request's later entries pass it. An
+   * entry keeps its place in its request's order, so it goes before those still waiting.
    */
-  redeliverOutbox(
-    selection: { ids?: readonly number[]; topic?: string },
-    now: number,
-  ): Promise<number>;
+  redeliverOutbox(selection: { ids?: readonly number[]; topic?: string }): Promise<number>;
   /** How many entries wait to be delivered, and how many are dead letters. */
   countOutbox(): Promise<{ pending: number; dead: number }>;
   /** Where a channel put its message for a request (to update it in place later). */

@@ -98,7 +98,6 @@ export async function outbox(args: string[]): Promise<number> {
           ? {}
           : { topic: channelTopic(values.channel) }
         : { ids },
-      Date.now(),
     );
     process.stdout.write(`${sent} dead ${sent === 1 ? "letter" : "letters"} to deliver again\n`);
     if (!values.all && sent < ids.length) {

@@ -534,16 +534,13 @@ export class PostgresStore implements Store {
     return rows.map(outboxFromRow);
   }
 
-  async redeliverOutbox(
-    selection: { ids?: readonly number[]; topic?: string },
-    now: number,
-  ): Promise<number> {
+  async redeliverOutbox(selection: { ids?: readonly number[]; topic?: string }): Promise<number> {
     const rows = await this.query(
       "deliver dead letters again",
-      `UPDATE outbox SET state = 'pending', attempts = 0, available_at = $1, lease_until = NULL
-      WHERE state = 'dead' AND ($2::bigint[] IS NULL OR id = ANY($2::bigint[]))
-      AND ($3::text IS NULL OR topic = $3) RETURNING id`,
-      [now, selection.ids ? [...selection.ids] : null, selection.topic ?? null],
+      `UPDATE outbox SET state = 'pending', attempts = 0, available_at = created_at,
+      lease_until = NULL WHERE state = 'dead' AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))
+      AND ($2::text IS NULL OR topic = $2) RETURNING id`,
+      [selection.ids ? [...selection.ids] : null, selection.topic ?? null],
     );
     return rows.length;
   }

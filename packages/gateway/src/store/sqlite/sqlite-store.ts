@@ -352,7 +352,7 @@ export class SqliteStore implements Store {
       listOutbox: db.prepare(`SELECT id, topic, request_id, payload, state, attempts, available_at,
         last_error, created_at FROM outbox WHERE state = ? AND id > ? ORDER BY id LIMIT ?`),
       redeliverOutbox: db.prepare(`UPDATE outbox SET state = 'pending', attempts = 0,
-        available_at = @now, lease_until = NULL WHERE state = 'dead'
+        available_at = created_at, lease_until = NULL WHERE state = 'dead'
         AND (@ids IS NULL OR id IN (SELECT value FROM json_each(@ids)))
         AND (@topic IS NULL OR topic = @topic)`),
       countOutbox: db.prepare("SELECT state, count(*) AS n FROM outbox GROUP BY state"),
@@ -814,14 +814,10 @@ export class SqliteStore implements Store {
     );
   }
 
-  async redeliverOutbox(
-    selection: { ids?: readonly number[]; topic?: string },
-    now: number,
-  ): Promise<number> {
+  async redeliverOutbox(selection: { ids?: readonly number[]; topic?: string }): Promise<number> {
     return this.write(
       () =>
         this.stmt.redeliverOutbox.run({
-          now,
           ids: selection.ids ? JSON.stringify(selection.ids) : null,
           topic: selection.topic ?? null,
         }).changes,
