@@ -64,28 +64,37 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   if (channelIssues.length > 0) throw new ConfigError(loaded.source, channelIssues);
 
   const connectors = new Map<string, Connector>();
-  const bootLogger = options.logger ?? createLogger({ level: "fatal" });
-  for (const [name, connection] of Object.entries(config.connections)) {
-    const type = connectorType(connection.type);
-    if (!type) throw new Error(`connection ${name}: unknown type ${connection.type}`);
-    connectors.set(
-      name,
-      type.create(name, connection, { logger: bootLogger, secrets: loaded.secrets }),
-    );
-  }
-  const redactor = createRedactor([
+  const configSecrets = [
     ...loaded.secrets,
-    ...[...connectors.values()].flatMap((c) => c.secrets),
     ...channelSecrets(config),
     ...(config.identity.oidc ? [config.identity.oidc.clientSecret] : []),
-  ]);
+  ];
+  let redactor = createRedactor(configSecrets);
+  // Connectors log as they run (an MCP server that cannot list its tools), so they get the
+  // gateway's logger; its lines are scrubbed by the redactor in force, which takes in the
+  // connectors' own secrets once they are made (they log nothing before).
   const logger =
     options.logger ??
     createLogger({
-      redactor,
+      redactor: {
+        get active() {
+          return redactor.active;
+        },
+        redactText: (text) => redactor.redactText(text),
+        redact: (value) => redactor.redact(value),
+      },
       ...(options.logLevel ? { level: options.logLevel } : {}),
       ...(options.logDestination ? { destination: options.logDestination } : {}),
     });
+  for (const [name, connection] of Object.entries(config.connections)) {
+    const type = connectorType(connection.type);
+    if (!type) throw new Error(`connection ${name}: unknown type ${connection.type}`);
+    connectors.set(name, type.create(name, connection, { logger, secrets: loaded.secrets }));
+  }
+  redactor = createRedactor([
+    ...configSecrets,
+    ...[...connectors.values()].flatMap((c) => c.secrets),
+  ]);
   const metrics = createMetrics();
 
   let store: Store;

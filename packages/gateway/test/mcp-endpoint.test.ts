@@ -14,6 +14,7 @@ import {
   SECRET,
   startGateway,
   type TestGateway,
+  until,
   vote,
   withGateway,
 } from "./support/gateway.js";
@@ -284,6 +285,53 @@ rules:
 });
 
 describe("the MCP endpoint, with an MCP server that does not answer", () => {
+  it("tells the log why an MCP connection's tools are listed without their schemas", async () => {
+    const closed = createServer(() => {});
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    await withGateway(
+      `
+server: { port: 0, publicUrl: "http://airlock.test" }
+storage: sqlite:./airlock.db
+agents:
+  - { name: support-bot, owner: alice@example.com }
+connections:
+  docs:
+    type: mcp
+    url: http://127.0.0.1:${port}/mcp
+    tools: { search: {} }
+rules:
+  - name: nothing
+    decision: deny
+`,
+      async (gw) => {
+        const mcp = new Client({ name: "test-agent", version: "1.0.0" });
+        await mcp.connect(
+          new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
+            requestInit: {
+              headers: { authorization: `Bearer ${await gw.token("agent", "support-bot")}` },
+            },
+          }),
+        );
+        try {
+          const { tools } = await mcp.listTools();
+          expect(tools.find((tool) => tool.name === "docs__search")?.inputSchema).toMatchObject({
+            type: "object",
+          });
+        } finally {
+          await mcp.close();
+        }
+        await until(() =>
+          gw.logs.some(
+            (line) =>
+              line.includes("could not list the MCP server's tools") && line.includes('"docs"'),
+          ),
+        );
+      },
+    );
+  });
+
   it("runs other connections' tools without waiting for that server's tool list", async () => {
     // Takes requests and never answers them: the docs connection's server is down.
     const silent = createServer(() => {});
