@@ -343,6 +343,10 @@ describe("webhooks across a restart, and for good failures", () => {
       // Given wrong, the command says how it is used and changes nothing.
       expect((await outbox("redeliver")).code).toBe(2);
       expect((await outbox("redeliver", "1", "--all")).code).toBe(2);
+      const typo = await outbox("redeliver", "--all", "--channel", "slakc");
+      expect(typo.code).toBe(1);
+      expect(typo.stderr).toContain(`no channel slakc in the config`);
+      expect(typo.stderr).toContain(name!);
       expect((await outbox("list", "--limit", "x")).stderr).toMatch(/--limit takes a whole number/);
     } finally {
       await gw.close();

@@ -58,10 +58,14 @@ export const mcpRouteSpec: RouteSpec = {
   auth: "agent",
   responses: {
     200: "A JSON-RPC answer (a tool refused or failed answers isError: true)",
-    202: "A notification, taken",
+    202: "A notification, taken (no body)",
+    400: "Not a JSON-RPC message, or an unsupported protocol version (a JSON-RPC error)",
     401: "No valid agent token",
     403: "Not an agent token",
-    406: "The Accept header lacks application/json or text/event-stream",
+    405: "GET or DELETE: the server is stateless and answers POST only",
+    406: "The Accept header lacks application/json or text/event-stream (a JSON-RPC error)",
+    413: "The body is larger than server.maxBodyBytes",
+    415: "The body is not application/json",
   },
 };
 

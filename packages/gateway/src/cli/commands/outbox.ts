@@ -3,6 +3,7 @@
  * up after their retries, or refused for good), and sending dead letters again once the
  * receiver is fixed: a webhook's endpoint is back, the bot was invited to its channel.
  */
+import { approvalChannelNames, webhookNames } from "../../channels/channel-registry.js";
 import { channelTopic, topicChannel } from "../../channels/notification-dispatcher.js";
 import { BIDI_CONTROLS, truncateText } from "../../common/storable-text.js";
 import { openStore } from "../../store/open-store.js";
@@ -103,6 +104,17 @@ export async function outbox(args: string[]): Promise<number> {
     if (!values.all && sent < ids.length) {
       process.stderr.write(
         `${ids.length - sent} of the ids named ${ids.length - sent === 1 ? "is" : "are"} no dead letter (see: airlock outbox list --dead)\n`,
+      );
+      return 1;
+    }
+    // A channel since removed may still have dead letters; a name that is neither is a typo.
+    const channels = [
+      ...approvalChannelNames(loaded.config),
+      ...webhookNames(loaded.config.channels.webhooks),
+    ];
+    if (sent === 0 && values.channel !== undefined && !channels.includes(values.channel)) {
+      process.stderr.write(
+        `no channel ${values.channel} in the config, and no dead letters of one by that name; its channels are: ${channels.join(", ") || "none"}\n`,
       );
       return 1;
     }
