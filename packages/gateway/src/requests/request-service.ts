@@ -86,20 +86,23 @@ export function createRequestService(deps: RequestServiceDeps) {
 
   /** Each rate-limited agent's bucket, made at its first submission. */
   const limiters = new Map<string, RateLimiter>();
-  const checkRate = (agent: AgentConfig): void => {
+  const checkRate = async (agent: AgentConfig): Promise<void> => {
     const limit = agent.rateLimit;
     if (!limit) return;
-    let limiter = limiters.get(agent.name);
-    if (!limiter) {
-      limiter = createRateLimiter({
-        burst: limit.burst ?? limit.perMinute,
-        perSecond: limit.perMinute / 60,
-        maxKeys: 1,
-        clock,
-      });
-      limiters.set(agent.name, limiter);
+    const burst = limit.burst ?? limit.perMinute;
+    const perSecond = limit.perMinute / 60;
+    let wait: number | undefined;
+    if (store.takeRateToken) {
+      // Shared by every replica on the database: the limit is the agent's, not each one's.
+      wait = await store.takeRateToken(`agent:${agent.name}`, burst, perSecond);
+    } else {
+      let limiter = limiters.get(agent.name);
+      if (!limiter) {
+        limiter = createRateLimiter({ burst, perSecond, maxKeys: 1, clock });
+        limiters.set(agent.name, limiter);
+      }
+      wait = limiter.take(agent.name);
     }
-    const wait = limiter.take(agent.name);
     if (wait !== undefined) {
       throw new AirlockError(
         "rate_limited",
@@ -110,7 +113,7 @@ export function createRequestService(deps: RequestServiceDeps) {
   };
 
   async function submitAction(agent: AgentConfig, body: ActionSubmission): Promise<ActionRequest> {
-    checkRate(agent);
+    await checkRate(agent);
     const connector = connectorFor(body.connection);
     const input = connector.parse(body.operation, body.input);
     storable("justification", body.justification);

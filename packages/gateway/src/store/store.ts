@@ -212,6 +212,12 @@ export interface Store {
     limit: number,
     audit: (count: number, first: string, last: string) => AuditEventInput,
   ): Promise<number>;
+  /**
+   * Takes a token from the bucket `key` (`burst` at once, refilled at `perSecond`), counted
+   * in the database so that replicas share it: undefined when taken, else the whole seconds
+   * to wait. Absent where one process owns the store (SQLite), which counts in memory.
+   */
+  takeRateToken?(key: string, burst: number, perSecond: number): Promise<number | undefined>;
   /** Outbox entries in one state, by id, after `after`: what an operator looks at. */
   listOutbox(query: {
     state: "pending" | "dead";

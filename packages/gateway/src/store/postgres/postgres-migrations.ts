@@ -212,4 +212,15 @@ export const postgresMigrations: Migration[] = [
     name: "finished requests are found by age (retention.requests)",
     sql: "CREATE INDEX requests_finished ON requests (finished_at) WHERE finished_at IS NOT NULL;",
   },
+  {
+    version: 10,
+    name: "agents' submission rate limits, shared by replicas (agents[].rateLimit)",
+    sql: `
+      CREATE TABLE rate_buckets (
+        key    TEXT COLLATE "C" PRIMARY KEY,
+        tokens DOUBLE PRECISION NOT NULL,
+        at_ms  BIGINT NOT NULL
+      );
+    `,
+  },
 ];

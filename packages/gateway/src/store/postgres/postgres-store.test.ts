@@ -1083,6 +1083,27 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(await a.listAudit({ type: "token.revoked", limit: 10 })).toHaveLength(1);
   });
 
+  it("shares a rate limit's bucket between replicas: a burst is a burst across them", async () => {
+    const key = `agent:burst-${Date.now()}`;
+    const waits = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? a : b).takeRateToken(key, 5, 1 / 60)),
+    );
+    expect(waits.filter((wait) => wait === undefined)).toHaveLength(5);
+    // One token a minute: the next comes in about 60 s.
+    const refused = waits.filter((wait): wait is number => wait !== undefined);
+    expect(refused).toHaveLength(15);
+    for (const wait of refused) {
+      expect(wait).toBeGreaterThanOrEqual(1);
+      expect(wait).toBeLessThanOrEqual(60);
+    }
+    // Refilled at its rate: at 50 a second, a token is back within 100 ms.
+    const fast = `agent:fast-${Date.now()}`;
+    expect(await a.takeRateToken(fast, 1, 50)).toBeUndefined();
+    expect(await b.takeRateToken(fast, 1, 50)).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await b.takeRateToken(fast, 1, 50)).toBeUndefined();
+  });
+
   it("keeps sessions until they expire, and completes each sign-in once", async () => {
     const session = {
       idHash: "s".repeat(64),

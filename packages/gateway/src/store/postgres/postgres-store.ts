@@ -520,6 +520,31 @@ export class PostgresStore implements Store {
     });
   }
 
+  async takeRateToken(key: string, burst: number, perSecond: number): Promise<number | undefined> {
+    // The database's clock, so that replicas whose clocks differ fill one bucket alike.
+    const refill = `LEAST($2::float8, b.tokens
+      + GREATEST(0, excluded.at_ms - b.at_ms) / 1000.0 * $3::float8)`;
+    const taken = await this.query(
+      "take a rate-limit token",
+      `INSERT INTO rate_buckets AS b (key, tokens, at_ms)
+      SELECT $1, $2::float8 - 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+      ON CONFLICT (key) DO UPDATE SET tokens = ${refill} - 1, at_ms = excluded.at_ms
+      WHERE ${refill} >= 1
+      RETURNING tokens`,
+      [key, burst, perSecond],
+    );
+    if (taken.length === 1) return undefined;
+    const [left] = await this.query(
+      "read a rate-limit bucket",
+      `SELECT LEAST($2::float8, tokens + GREATEST(0,
+        (extract(epoch FROM clock_timestamp()) * 1000)::bigint - at_ms) / 1000.0 * $3::float8)
+        AS tokens FROM rate_buckets WHERE key = $1`,
+      [key, burst, perSecond],
+    );
+    const tokens = Number(left?.tokens ?? 0);
+    return Math.max(1, Math.ceil((1 - tokens) / perSecond));
+  }
+
   async listOutbox(query: {
     state: "pending" | "dead";
     after?: number;
