@@ -2,7 +2,10 @@
  * `retention.requests`: finished requests past it are deleted with their reviews, while the
  * audit trail keeps every event and still verifies; requests still under way are kept.
  */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { interruptExecution } from "../src/requests/request-transitions.js";
 import {
   api,
   read,
@@ -107,5 +110,104 @@ describe("retention of finished requests", () => {
     });
     expect(again.body.status).toBe("succeeded");
     expect(again.body.id).not.toBe(allowed.body.id);
+  });
+});
+
+describe("retention of finished requests, against what is still under way", () => {
+  let upstream: Upstream;
+  let receiver: Server;
+  let gw: TestGateway;
+  let agent: string;
+  let bob: string;
+  let ahead = 0;
+  const clock = () => Date.now() + ahead;
+  // What the webhook receiver answers.
+  let receiving = 200;
+  const received: string[] = [];
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    receiver = createServer((req, res) => {
+      let body = "";
+      req.on("data", (chunk) => (body += chunk));
+      req.on("end", () => {
+        if (receiving === 200) received.push(body);
+        res.writeHead(receiving).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+    const { port } = receiver.address() as AddressInfo;
+    gw = await startGateway(
+      `${testConfig(upstream.url)}retention: { requests: 10m, every: 100ms }
+channels:
+  webhooks:
+    - { url: "http://127.0.0.1:${port}/hook", secret: "whsec_${Buffer.from("k".repeat(32)).toString("base64")}" }
+`,
+      // A failed delivery is tried again an hour later, by the gateway's clock.
+      { gateway: { clock, delivery: { pollInterval: 20, backoff: () => 3_600_000 } } },
+    );
+    agent = await gw.token("agent", "support-bot");
+    bob = await gw.token("reviewer", "bob@example.com");
+  });
+  afterAll(async () => {
+    await gw?.close();
+    if (gw) removeDir(gw.dir);
+    await new Promise((resolve) => receiver?.close(resolve));
+    await upstream?.close();
+  });
+
+  const status = async (id: string) =>
+    (await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent })).status;
+  const trailOf = async (id: string) =>
+    (await api(gw.url, "GET", `/v1/audit?requestId=${id}`, { token: bob })).body.events as {
+      type: string;
+      data: Record<string, unknown>;
+    }[];
+
+  it("keeps what an action did in the trail when its request was ended and deleted while it ran", async () => {
+    const held = upstream.hold("/api/late-pruned");
+    const answer = api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: read("/late-pruned"),
+    });
+    await held.arrived;
+    const running = await api(gw.url, "GET", "/v1/requests?status=executing", { token: bob });
+    const id = running.body.requests.find(
+      (r: { input: { path: string } }) => r.input.path === "/late-pruned",
+    ).id as string;
+    // As a replica that took the lease for lapsed would, then retention past it.
+    await gw.gateway.store.transition(
+      id,
+      (current) => interruptExecution(current, clock()),
+      gw.gateway.dispatcher.plan,
+    );
+    ahead += 11 * 60_000;
+    await until(async () => (await status(id)) === 404, 1500);
+    held.release();
+    const res = await answer;
+    // Not "the store is unavailable": it is there, the request is not.
+    expect(res.status).not.toBe(503);
+    const late = (await trailOf(id)).filter((e) => e.type === "execution.late_outcome");
+    expect(late).toHaveLength(1);
+    expect(late[0]!.data).toMatchObject({ ok: true, summary: expect.stringMatching(/^HTTP 200/) });
+  });
+
+  it("keeps a finished request whose notifications are still to be delivered", async () => {
+    receiving = 503;
+    const done = await api(gw.url, "POST", "/v1/actions", { token: agent, body: read("/kept") });
+    expect(done.body.status).toBe("succeeded");
+    // Its webhook deliveries failed once and wait for their next attempt.
+    await until(async () => {
+      const pending = await gw.gateway.store.listOutbox({ state: "pending", limit: 100 });
+      return pending.some((e) => e.requestId === done.body.id && e.attempts > 0);
+    });
+    ahead += 11 * 60_000;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(await status(done.body.id)).toBe(200);
+    // Delivered at last, it goes.
+    receiving = 200;
+    ahead += 2 * 3_600_000;
+    await until(async () => (await status(done.body.id)) === 404, 5000);
+    expect(received.some((body) => body.includes(done.body.id))).toBe(true);
   });
 });

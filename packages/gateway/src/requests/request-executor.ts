@@ -158,39 +158,56 @@ export function createExecutor(deps: {
     return undefined;
   };
 
+  /** What an action did, beside the verdict its request was given meanwhile. */
+  const late = async (request: ActionRequest, outcome: Outcome, recordedStatus: string) => {
+    logger.warn(
+      { requestId: request.id, status: recordedStatus, summary: outcome.summary },
+      "an action's outcome came after its request had been ended; recorded beside it as execution.late_outcome",
+    );
+    await store.appendAudit([
+      {
+        type: "execution.late_outcome",
+        requestId: request.id,
+        actor: system,
+        at: clock(),
+        data: {
+          ok: outcome.ok,
+          summary: outcome.summary,
+          ...(outcome.reason ? { reason: outcome.reason } : {}),
+          resultDigest: outcome.resultDigest,
+          recordedStatus,
+        },
+      },
+    ]);
+  };
+
   /**
    * Records how the action ended: the request as it ran is the caller's copy. One that was
    * ended meanwhile ("outcome unknown", by a replica that took its lease for lapsed) keeps
    * that verdict, and the trail gets what did happen beside it: `execution.late_outcome`.
    */
   const finish = async (request: ActionRequest, outcome: Outcome): Promise<ActionRequest> => {
-    const finished = await store.transition(
-      request.id,
-      (current) => finishExecution(current, outcome, clock()),
-      plan,
-      request,
-    );
-    if (!recordedAs(finished, outcome)) {
-      logger.warn(
-        { requestId: request.id, status: finished.status, summary: outcome.summary },
-        "an action's outcome came after its request had been ended; recorded beside it as execution.late_outcome",
+    let finished: ActionRequest;
+    try {
+      finished = await store.transition(
+        request.id,
+        (current) => finishExecution(current, outcome, clock()),
+        plan,
+        request,
       );
-      await store.appendAudit([
-        {
-          type: "execution.late_outcome",
-          requestId: request.id,
-          actor: system,
-          at: clock(),
-          data: {
-            ok: outcome.ok,
-            summary: outcome.summary,
-            ...(outcome.reason ? { reason: outcome.reason } : {}),
-            resultDigest: outcome.resultDigest,
-            recordedStatus: finished.status,
-          },
-        },
-      ]);
+    } catch (error) {
+      // Ended meanwhile and, finished, deleted past retention.requests: the trail still gets it.
+      if (error instanceof AirlockError && error.code === "not_found") {
+        await late(request, outcome, "deleted");
+        throw new AirlockError(
+          "not_found",
+          `the action ran (${outcome.summary}) but request ${request.id} was ended and deleted meanwhile; what it did is in the audit trail (execution.late_outcome); do not submit it again`,
+          { details: { requestId: request.id, executed: true }, cause: error },
+        );
+      }
+      throw error;
     }
+    if (!recordedAs(finished, outcome)) await late(request, outcome, finished.status);
     return finished;
   };
 
@@ -207,6 +224,8 @@ export function createExecutor(deps: {
       try {
         return await finish(request, outcome);
       } catch (error) {
+        // Gone (see finish): no attempt brings it back, and the store is not what failed.
+        if (error instanceof AirlockError && error.code === "not_found") throw error;
         if (attempt >= retryDelays.length + 1) {
           logger.error(
             { requestId: request.id, err: error },

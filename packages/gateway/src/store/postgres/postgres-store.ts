@@ -506,8 +506,10 @@ export class PostgresStore implements Store {
       // Rows another replica is pruning (or anything else holds) are left to it.
       const ids = (
         await q(
-          `SELECT id FROM requests WHERE finished_at < $1 ORDER BY finished_at, id LIMIT $2
-          FOR UPDATE SKIP LOCKED`,
+          // One whose notifications are still to be delivered waits for them (or their dead letter).
+          `SELECT id FROM requests r WHERE finished_at < $1
+          AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.request_id = r.id AND o.state = 'pending')
+          ORDER BY finished_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`,
           [finishedBefore, limit],
         )
       ).rows.map((row) => String(row.id));

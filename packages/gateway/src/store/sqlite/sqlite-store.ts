@@ -356,7 +356,9 @@ export class SqliteStore implements Store {
         AND (@ids IS NULL OR id IN (SELECT value FROM json_each(@ids)))
         AND (@topic IS NULL OR topic = @topic)`),
       countOutbox: db.prepare("SELECT state, count(*) AS n FROM outbox GROUP BY state"),
-      finishedBefore: db.prepare(`SELECT id FROM requests WHERE finished_at < ?
+      // One whose notifications are still to be delivered waits for them (or their dead letter).
+      finishedBefore: db.prepare(`SELECT id FROM requests r WHERE finished_at < ?
+        AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.request_id = r.id AND o.state = 'pending')
         ORDER BY finished_at, id LIMIT ?`),
       pruneReviews: db.prepare(
         "DELETE FROM reviews WHERE request_id IN (SELECT value FROM json_each(?))",
