@@ -19,6 +19,14 @@ import {
 } from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
+const DAY = 86_400_000;
+/** A review that waits longer than the retention, so that it is still under way past it. */
+const LONG_REVIEW = `
+  - name: long review
+    when: http.method == "POST" && http.path == "/long"
+    decision: review
+    review: { approvers: [finance], quorum: 2, expiresIn: 30d }`;
+
 describe("retention of finished requests", () => {
   let upstream: Upstream;
   let gw: TestGateway;
@@ -31,7 +39,7 @@ describe("retention of finished requests", () => {
   beforeAll(async () => {
     upstream = await startUpstream();
     gw = await startGateway(
-      `${testConfig(upstream.url)}retention: { requests: 10m, every: 200ms }\n`,
+      `${testConfig(upstream.url, LONG_REVIEW)}retention: { requests: 10d, every: 200ms }\n`,
       {
         gateway: { clock },
       },
@@ -60,7 +68,10 @@ describe("retention of finished requests", () => {
     });
     expect(denied.status).toBe(403);
     const deniedId = denied.body.action.id as string;
-    const pending = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    const pending = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...refund(), input: { method: "POST", path: "/long", body: { amount: 1 } } },
+    });
     expect(pending.status).toBe(202);
     const trailOf = async (id: string) =>
       (await api(gw.url, "GET", `/v1/audit?requestId=${id}`, { token: bob })).body.events.map(
@@ -68,12 +79,12 @@ describe("retention of finished requests", () => {
       );
     const allowedTrail = await trailOf(allowed.body.id);
 
-    // Nine minutes on: nothing is old enough yet.
-    ahead = 9 * 60_000;
+    // Nine days on: nothing is old enough yet.
+    ahead = 9 * DAY;
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(await status(allowed.body.id)).toBe(200);
 
-    ahead = 11 * 60_000;
+    ahead = 11 * DAY;
     await until(async () => (await status(allowed.body.id)) === 404, 5000);
     expect(await status(deniedId)).toBe(404);
     // Under way: pending for review, and kept however old.
@@ -100,7 +111,7 @@ describe("retention of finished requests", () => {
       const view = await api(gw.url, "GET", `/v1/actions/${pending.body.id}`, { token: agent });
       return view.body.status === "succeeded";
     });
-    ahead = 22 * 60_000;
+    ahead = 22 * DAY;
     await until(async () => (await status(pending.body.id)) === 404, 5000);
 
     // A pruned request's idempotency key is free again: it names a new request.
@@ -138,7 +149,7 @@ describe("retention of finished requests, against what is still under way", () =
     await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
     const { port } = receiver.address() as AddressInfo;
     gw = await startGateway(
-      `${testConfig(upstream.url)}retention: { requests: 10m, every: 100ms }
+      `${testConfig(upstream.url)}retention: { requests: 10d, every: 100ms }
 channels:
   webhooks:
     - { url: "http://127.0.0.1:${port}/hook", secret: "whsec_${Buffer.from("k".repeat(32)).toString("base64")}" }
@@ -181,7 +192,7 @@ channels:
       (current) => interruptExecution(current, clock()),
       gw.gateway.dispatcher.plan,
     );
-    ahead += 11 * 60_000;
+    ahead += 11 * DAY;
     await until(async () => (await status(id)) === 404, 1500);
     held.release();
     const res = await answer;
@@ -201,7 +212,7 @@ channels:
       const pending = await gw.gateway.store.listOutbox({ state: "pending", limit: 100 });
       return pending.some((e) => e.requestId === done.body.id && e.attempts > 0);
     });
-    ahead += 11 * 60_000;
+    ahead += 11 * DAY;
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(await status(done.body.id)).toBe(200);
     // Delivered at last, it goes.

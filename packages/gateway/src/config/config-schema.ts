@@ -215,8 +215,10 @@ export const retentionSchema = z.strictObject({
   /**
    * How long a finished request (its input, result and reviews) is kept after it ended;
    * older ones are deleted. Their audit events are kept whatever this says. Unset: forever.
+   * At least a day: an agent that retries with the same idempotency key must find its
+   * request, not make a new one.
    */
-  requests: duration({ min: 60_000, max: 100 * 365 * 86_400_000 }).optional(),
+  requests: duration({ min: 86_400_000, max: 100 * 365 * 86_400_000 }).optional(),
   /** How often finished requests past `requests` are looked for. */
   every: duration({ min: 100, max: 7 * 86_400_000 }).default(3_600_000),
 });

@@ -530,7 +530,8 @@ export class PostgresStore implements Store {
       "take a rate-limit token",
       `INSERT INTO rate_buckets AS b (key, tokens, at_ms)
       SELECT $1, $2::float8 - 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint
-      ON CONFLICT (key) DO UPDATE SET tokens = ${refill} - 1, at_ms = excluded.at_ms
+      ON CONFLICT (key) DO UPDATE SET tokens = ${refill} - 1,
+        at_ms = GREATEST(b.at_ms, excluded.at_ms)
       WHERE ${refill} >= 1
       RETURNING tokens`,
       [key, burst, perSecond],
