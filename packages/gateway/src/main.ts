@@ -332,6 +332,8 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         await pruning;
         waiters.close();
         await app.close();
+        // Decisions a channel acknowledged are recorded before executions are drained.
+        await Promise.all(channels.map((channel) => channel.settle?.()));
         await executor.drain();
         await dispatcher.stop();
         await Promise.all([...connectors.values()].map((c) => c.close()));

@@ -194,13 +194,20 @@ describe("Slack approvals", () => {
     });
     expect(stale.status).toBe(401);
     const now = Math.floor(Date.now() / 1000);
-    expect((await slack.interact(interactions, payload, { timestamp: now })).status).toBe(200);
-    const replayed = await slack.interact(interactions, payload, { timestamp: now });
-    expect(replayed.status).toBe(401);
-    expect(replayed.text).toContain("already received");
-    // Remembered by the store, not the process: a restarted gateway refuses it too, as does
-    // another replica on the same PostgreSQL.
-    gw = await gw.restart();
+    // Who clicked is asked of Slack slowly: the restart below comes while the click, already
+    // acknowledged, is still being recorded, and it waits for that.
+    slack.delay("users.info", 400);
+    try {
+      expect((await slack.interact(interactions, payload, { timestamp: now })).status).toBe(200);
+      const replayed = await slack.interact(interactions, payload, { timestamp: now });
+      expect(replayed.status).toBe(401);
+      expect(replayed.text).toContain("already received");
+      // Remembered by the store, not the process: a restarted gateway refuses it too, as does
+      // another replica on the same PostgreSQL.
+      gw = await gw.restart();
+    } finally {
+      slack.delay("users.info", 0);
+    }
     interactions = `${gw.url}/integrations/slack/interactions`;
     const afterRestart = await slack.interact(interactions, payload, { timestamp: now });
     expect(afterRestart.status).toBe(401);

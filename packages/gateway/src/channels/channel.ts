@@ -80,6 +80,11 @@ export interface Channel {
    * the card is gone nor sent twice when the card's update is retried.
    */
   notifyOwner?(notice: ChannelNotice): Promise<void>;
+  /**
+   * Waits for the decisions it acknowledged but has not recorded yet (a Slack click is
+   * answered at once and recorded right after): a stop calls it once no more arrive.
+   */
+  settle?(): Promise<void>;
   /** Mounts the routes that receive decisions from this channel. */
   routes?(app: FastifyInstance, decide: DecisionSink, read: ViewReader): void;
   close?(): Promise<void>;

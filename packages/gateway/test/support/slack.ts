@@ -110,6 +110,8 @@ export interface FakeSlack {
   rateLimit(n: number, retryAfterSeconds?: number, method?: string): void;
   /** While down, every request has its socket destroyed (a network failure), or gets a 503. */
   setDown(down: boolean, mode?: "reset" | "503"): void;
+  /** Holds every answer to `method` back by `ms` (0: answers at once again). */
+  delay(method: string, ms: number): void;
   /**
    * Signs and POSTs an interaction payload to `url` as Slack does: a form body
    * `payload=<json>`, `X-Slack-Request-Timestamp`, and `X-Slack-Signature` v0, an
@@ -456,6 +458,8 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     },
   };
 
+  const delays = new Map<string, number>();
+
   const takeRateLimit = (method: string): number | undefined => {
     const limit = limits.find((l) => l.remaining > 0 && (l.method ?? method) === method);
     if (!limit) return undefined;
@@ -481,6 +485,8 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       return;
     }
     const method = url.pathname.slice("/api/".length);
+    const held = delays.get(method);
+    if (held) await new Promise((resolve) => setTimeout(resolve, held));
     const retryAfter = takeRateLimit(method);
     if (retryAfter !== undefined) {
       limited.push(method);
@@ -552,6 +558,10 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     },
     setDown(isDown, mode = "reset") {
       down = isDown ? mode : false;
+    },
+    delay(method, ms) {
+      if (ms > 0) delays.set(method, ms);
+      else delays.delete(method);
     },
     async interact(url, payload, options = {}) {
       const body =

@@ -290,6 +290,9 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     await call("chat.postEphemeral", () => client.chat.postEphemeral({ channel, user, text }));
   };
 
+  /** Clicks acknowledged to Slack and still being recorded. */
+  const unsettled = new Set<Promise<void>>();
+
   const act = async (
     interaction: Interaction,
     decide: DecisionSink,
@@ -396,12 +399,15 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
           });
         }
         const interaction = readInteraction(payload);
-        // Slack wants an answer within 3 seconds: acknowledge now, decide right after.
-        setImmediate(() => {
-          act(interaction, decide, read).catch((error) =>
+        // Slack wants an answer within 3 seconds: acknowledge now, decide right after. Slack
+        // will not send an acknowledged click again, so a stop waits for it (settle).
+        const acting = new Promise<void>((resolve) => setImmediate(resolve))
+          .then(() => act(interaction, decide, read))
+          .catch((error) =>
             logger.error({ err: error }, "a Slack interaction could not be handled"),
-          );
-        });
+          )
+          .finally(() => unsettled.delete(acting));
+        unsettled.add(acting);
         return reply.code(200).send();
       });
     });
@@ -409,6 +415,9 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
 
   return {
     name: SLACK_CHANNEL,
+    settle: async () => {
+      while (unsettled.size > 0) await Promise.all(unsettled);
+    },
     post,
     update,
     notifyOwner: config.notifyOwner ? notifyOwner : undefined,
