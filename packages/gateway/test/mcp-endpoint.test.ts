@@ -28,6 +28,17 @@ interface ToolResult {
   isError?: boolean;
 }
 
+/** An MCP client of the official SDK, connected to a gateway's /mcp as the token's agent. */
+async function connectTo(gatewayUrl: string, token: string): Promise<Client> {
+  const mcp = new Client({ name: "test-agent", version: "1.0.0" });
+  await mcp.connect(
+    new StreamableHTTPClientTransport(new URL(`${gatewayUrl}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } },
+    }),
+  );
+  return mcp;
+}
+
 describe("the MCP endpoint for agents", () => {
   let upstream: Upstream;
   let docs: TestMcpServer;
@@ -35,15 +46,7 @@ describe("the MCP endpoint for agents", () => {
   let agentToken: string;
   let client: Client;
 
-  const connect = async (token: string) => {
-    const mcp = new Client({ name: "test-agent", version: "1.0.0" });
-    await mcp.connect(
-      new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
-        requestInit: { headers: { authorization: `Bearer ${token}` } },
-      }),
-    );
-    return mcp;
-  };
+  const connect = (token: string) => connectTo(gw.url, token);
   const callTool = async (name: string, args: Record<string, unknown>) =>
     (await client.callTool({ name, arguments: args })) as ToolResult;
   const text = (result: ToolResult) => result.content.map((c) => c.text).join("\n");
@@ -306,14 +309,7 @@ rules:
     decision: deny
 `,
       async (gw) => {
-        const mcp = new Client({ name: "test-agent", version: "1.0.0" });
-        await mcp.connect(
-          new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
-            requestInit: {
-              headers: { authorization: `Bearer ${await gw.token("agent", "support-bot")}` },
-            },
-          }),
-        );
+        const mcp = await connectTo(gw.url, await gw.token("agent", "support-bot"));
         try {
           const { tools } = await mcp.listTools();
           expect(tools.find((tool) => tool.name === "docs__search")?.inputSchema).toMatchObject({
@@ -358,14 +354,7 @@ rules:
     decision: allow
 `,
         async (gw) => {
-          const mcp = new Client({ name: "test-agent", version: "1.0.0" });
-          await mcp.connect(
-            new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
-              requestInit: {
-                headers: { authorization: `Bearer ${await gw.token("agent", "support-bot")}` },
-              },
-            }),
-          );
+          const mcp = await connectTo(gw.url, await gw.token("agent", "support-bot"));
           try {
             const started = Date.now();
             const result = (await mcp.callTool({
