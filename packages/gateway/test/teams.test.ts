@@ -15,6 +15,7 @@ import {
   type TestGateway,
   until,
   vote,
+  withGateway,
 } from "./support/gateway.js";
 import { type ConnectorCall, startTeamsServer, type TeamsServer } from "./support/teams-server.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
@@ -400,21 +401,28 @@ describe("Teams approvals", () => {
     expect((denied.body as { value: string }).value).toMatch(/^Denied/);
   });
 
-  it("reminds the card's thread before a request expires, while it is still pending", async () => {
-    // Requests here expire after an hour; the reminder is due 300 ms after one is made.
-    const reminding = await startGateway(
+  /**
+   * A gateway whose reminders are due 300 ms after a request is made (requests here expire
+   * after an hour), with a request held on it and its card.
+   */
+  const withReminders = (fn: (held: { id: string; card: { id: string } }) => Promise<void>) =>
+    withGateway(
       config(upstream.url, teams).replace(
         "    openIdMetadataUrl:",
         "    remindBefore: 59m59s700ms\n    openIdMetadataUrl:",
       ),
+      async (reminding) => {
+        const token = await reminding.token("agent", "support-bot");
+        const res = await api(reminding.url, "POST", "/v1/actions", { token, body: refund() });
+        const id = res.body.id as string;
+        await until(() => cardOf(id) !== undefined);
+        await fn({ id, card: cardOf(id)! });
+      },
       { gateway: { delivery: fast } },
     );
-    try {
-      const token = await reminding.token("agent", "support-bot");
-      const res = await api(reminding.url, "POST", "/v1/actions", { token, body: refund() });
-      const id = res.body.id as string;
-      await until(() => cardOf(id) !== undefined);
-      const card = cardOf(id)!;
+
+  it("reminds the card's thread before a request expires, while it is still pending", () =>
+    withReminders(async ({ id, card }) => {
       const replies = () => [...teams.activities.values()].filter((a) => a.replyToId === card.id);
       await until(() => replies().length > 0);
       expect(replies()).toHaveLength(1);
@@ -424,38 +432,18 @@ describe("Teams approvals", () => {
           `^Reminder: request ${id} \\(POST billing-api/api/refunds on billing-api\\) is waiting for review, 0 of 1 approvals; 1 more approval needed from finance, and expires in 60 minutes`,
         ),
       );
-    } finally {
-      await reminding.close();
-      removeDir(reminding.dir);
-    }
-  });
+    }));
 
-  it("gives up at once on a reminder for a card someone deleted", async () => {
-    // The reminder is due 300 ms after the request is made; the card is gone by then.
-    const reminding = await startGateway(
-      config(upstream.url, teams).replace(
-        "    openIdMetadataUrl:",
-        "    remindBefore: 59m59s700ms\n    openIdMetadataUrl:",
-      ),
-      { gateway: { delivery: fast } },
-    );
-    try {
-      const token = await reminding.token("agent", "support-bot");
-      const res = await api(reminding.url, "POST", "/v1/actions", { token, body: refund() });
-      const id = res.body.id as string;
-      await until(() => cardOf(id) !== undefined);
-      const card = cardOf(id)!;
+  it("gives up at once on a reminder for a card someone deleted", () =>
+    // The card is gone by the time its reminder is due.
+    withReminders(async ({ card }) => {
       teams.activities.delete(card.id);
       const replies = () =>
         teams.calls.filter((c) => c.method === "POST" && c.activityId === card.id).length;
       await until(() => replies() > 0);
       await new Promise((resolve) => setTimeout(resolve, 400));
       expect(replies()).toBe(1);
-    } finally {
-      await reminding.close();
-      removeDir(reminding.dir);
-    }
-  });
+    }));
 
   it("gives up on a Bot Connector that never answers, so clicks are answered and the gateway stops", async () => {
     // Accepts connections, never answers: each call must end at its own deadline.
