@@ -67,6 +67,22 @@ export function parseInput<S extends z.ZodType>(
   throw invalidRequest(parsed.error, [], where);
 }
 
+/** The principal when it is of the kind a route is for; `forbidden` naming the right token if not. */
+export function principalFor<A extends Exclude<Auth, "none">>(
+  principal: Principal,
+  auth: A,
+): PrincipalFor<A> {
+  if (principal.kind !== auth) {
+    throw new AirlockError(
+      "forbidden",
+      auth === "reviewer"
+        ? "this endpoint is for reviewers; use a personal token, not an agent token"
+        : "this endpoint is for agents; use an agent token, not a personal token",
+    );
+  }
+  return principal as PrincipalFor<A>;
+}
+
 export function createRouter(app: FastifyInstance, authenticate: Authenticate) {
   const specs: RouteSpec[] = [];
 
@@ -79,18 +95,8 @@ export function createRouter(app: FastifyInstance, authenticate: Authenticate) {
       method: spec.method,
       url: spec.url,
       handler: async (request, reply) => {
-        let principal: Principal | undefined;
-        if (spec.auth !== "none") {
-          principal = await authenticate(request);
-          if (principal.kind !== spec.auth) {
-            throw new AirlockError(
-              "forbidden",
-              spec.auth === "reviewer"
-                ? "this endpoint is for reviewers; use a personal token, not an agent token"
-                : "this endpoint is for agents; use an agent token, not a personal token",
-            );
-          }
-        }
+        const principal =
+          spec.auth === "none" ? undefined : principalFor(await authenticate(request), spec.auth);
         const params = parseInput(spec.params, request.params, "params");
         const query = parseInput(spec.query, request.query, "query");
         const body = parseInput(spec.body, request.body, "body");

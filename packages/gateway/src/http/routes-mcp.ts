@@ -15,7 +15,7 @@ import {
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { AgentConfig } from "../config/config-schema.js";
 import type { Connector } from "../connectors/connector.js";
-import { AirlockError, isAirlockError } from "../errors.js";
+import { type AirlockError, isAirlockError } from "../errors.js";
 import type { IdentityService } from "../identity/identity-service.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
@@ -33,7 +33,7 @@ import {
   type ToolAnswer,
   textAnswer,
 } from "./mcp-tools.js";
-import { parseInput, type RouteSpec } from "./route.js";
+import { parseInput, principalFor, type RouteSpec } from "./route.js";
 
 export interface McpDeps {
   requests: RequestService;
@@ -72,16 +72,9 @@ export const mcpRouteSpec: RouteSpec = {
 export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
   const { requests, logger } = deps;
 
-  const agentOf = async (request: FastifyRequest): Promise<AgentConfig> => {
-    const principal = await deps.identity.authenticate(request.headers.authorization);
-    if (principal.kind !== "agent") {
-      throw new AirlockError(
-        "forbidden",
-        "this endpoint is for agents; use an agent token, not a personal token",
-      );
-    }
-    return principal.agent;
-  };
+  // The token only: a console session's cookie never stands for an agent.
+  const agentOf = async (request: FastifyRequest): Promise<AgentConfig> =>
+    principalFor(await deps.identity.authenticate(request.headers.authorization), "agent").agent;
 
   const answer = (request: ActionRequest): ToolAnswer =>
     actionAnswer(agentView(request, deps.publicUrl));
@@ -131,16 +124,16 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     if (!tool) {
       throw new McpError(ErrorCode.InvalidParams, `no tool ${name}; tools/list lists them`);
     }
-    const { justification, ...rest } = tool.ownsJustification
-      ? args
-      : { ...args, justification: undefined };
+    // Airlock's justification is taken out of the arguments; an operation's own stays in.
+    const { justification, ...rest } = args;
+    const ours = tool.ownsJustification && justification !== undefined;
     const body = parseInput(
       actionBodySchema,
       {
         connection: tool.connection,
         operation: tool.operation,
         input: tool.ownsJustification ? rest : args,
-        ...(justification === undefined ? {} : { justification }),
+        ...(ours ? { justification } : {}),
       },
       "arguments",
     );
