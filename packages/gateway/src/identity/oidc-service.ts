@@ -134,17 +134,32 @@ export function createOidcService(deps: {
   };
   let warnedNoRefresh = false;
 
+  /**
+   * Forgets a session, with `reviewer.signed_out` when it was still live, and ends its live
+   * feeds on this gateway.
+   */
+  const endSession = async (
+    sessionId: string,
+    session: SessionRecord | undefined,
+    data: Record<string, string> = {},
+  ): Promise<void> => {
+    await store.deleteSession(
+      sha256(sessionId),
+      session && {
+        type: "reviewer.signed_out",
+        requestId: null,
+        actor: { type: "reviewer", id: session.email },
+        at: clock(),
+        data,
+      },
+    );
+    ended(sessionId);
+  };
+
   /** The session ends: the identity provider no longer vouches for the person. */
   const endByProvider = async (sessionId: string, session: SessionRecord, why: string) => {
     logger.warn({ reviewer: session.email, why }, "the identity provider ended a console session");
-    await store.deleteSession(session.idHash, {
-      type: "reviewer.signed_out",
-      requestId: null,
-      actor: { type: "reviewer", id: session.email },
-      at: clock(),
-      data: { by: "identity provider", reason: why },
-    });
-    ended(sessionId);
+    await endSession(sessionId, session, { by: "identity provider", reason: why });
     return undefined;
   };
 
@@ -461,17 +476,7 @@ export function createOidcService(deps: {
           { field: "x-csrf-token" },
         );
       }
-      await store.deleteSession(
-        idHash,
-        session && {
-          type: "reviewer.signed_out",
-          requestId: null,
-          actor: { type: "reviewer", id: session.email },
-          at: clock(),
-          data: {},
-        },
-      );
-      ended(sessionId);
+      await endSession(sessionId, session);
     },
 
     onSessionEnd(listener) {
