@@ -12,10 +12,18 @@ import {
   configuredChannels,
 } from "./channels/channel-registry.js";
 import { createDispatcher } from "./channels/notification-dispatcher.js";
+import type { Json } from "./common/canonical-json.js";
 import { ConfigError } from "./config/config-errors.js";
 import { type LoadedConfig, reviewChannelIssues } from "./config/config-load.js";
+import {
+  createLiveConfig,
+  type LiveChanges,
+  liveChanges,
+  restartOnlyChanges,
+} from "./config/live-config.js";
 import type { Connector } from "./connectors/connector.js";
 import { connectorType } from "./connectors/connector-registry.js";
+import { AirlockError } from "./errors.js";
 import { buildServer } from "./http/server.js";
 import { createIdentityService } from "./identity/identity-service.js";
 import { createOidcService } from "./identity/oidc-service.js";
@@ -55,13 +63,16 @@ export interface GatewayOptions {
 export type Gateway = Awaited<ReturnType<typeof createGateway>>;
 
 export async function createGateway(loaded: LoadedConfig, options: GatewayOptions = {}) {
-  const { config, policy } = loaded;
+  const { config } = loaded;
   const clock = options.clock ?? Date.now;
-  const channelIssues = reviewChannelIssues(loaded, [
+  const approvalChannels = [
     ...approvalChannelNames(config),
     ...(options.channels ?? []).filter(isApprovalChannel).map((c) => c.name),
-  ]);
+  ];
+  const channelIssues = reviewChannelIssues(loaded, approvalChannels);
   if (channelIssues.length > 0) throw new ConfigError(loaded.source, channelIssues);
+  const live = createLiveConfig(loaded);
+  let running = loaded;
 
   const connectors = new Map<string, Connector>();
   const configSecrets = [
@@ -105,7 +116,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     throw error;
   }
   const publicUrl = config.server.publicUrl;
-  const identity = createIdentityService({ store, config, clock });
+  const identity = createIdentityService({ store, live, clock });
   const oidc =
     config.identity.oidc &&
     createOidcService({
@@ -115,7 +126,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       clock,
       logger,
       configured: (email) => identity.reviewer(email),
-      approverGroups: new Set(policy.rules.flatMap((rule) => rule.review?.approvers ?? [])),
+      approverGroups: live.approverGroups,
     });
   const waiters = createWaiters(store);
   const channels = [
@@ -124,10 +135,11 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       redactor,
       clock,
       claimOnce: (key, expiresAt, now) => store.claimOnce(key, expiresAt, now),
+      reviewer: live.reviewer,
     }),
     ...(options.channels ?? []),
   ];
-  const approvers = createApprovers(config);
+  const approvers = createApprovers(live);
   const channelView = (request: ActionRequest): ChannelView => {
     const { you: _you, ...view } = reviewerView(
       request,
@@ -169,7 +181,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   });
   const requests = createRequestService({
     store,
-    policy,
+    live,
     connectors,
     resultMasks: new Map(
       Object.entries(config.connections).map(([name, c]) => [name, c.mask?.result ?? []]),
@@ -189,7 +201,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     requests,
     identity,
     oidc,
-    policy,
+    live,
     consoleDir: options.consoleDir === false ? undefined : (options.consoleDir ?? builtConsole()),
     logger,
     metrics,
@@ -282,10 +294,62 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       });
   };
 
+  /**
+   * Takes up `next`'s rules, agents and reviewers, or refuses it whole (a ConfigError naming
+   * each part that needs a restart). The change is recorded in the audit trail before it
+   * takes effect: a policy change that could not be recorded does not happen.
+   */
+  let reloading = Promise.resolve();
+  const reload = (next: LoadedConfig, actor: string): Promise<LiveChanges | undefined> => {
+    const run = reloading.then(async () => {
+      if (closing) throw new AirlockError("store_unavailable", "the gateway is stopping");
+      const issues = [
+        ...restartOnlyChanges(running, next),
+        ...reviewChannelIssues(next, approvalChannels),
+      ];
+      if (issues.length > 0) {
+        metrics.configReloads.inc({ result: "refused" });
+        throw new ConfigError(next.source, issues);
+      }
+      const changes = liveChanges(running, next);
+      if (!changes) {
+        metrics.configReloads.inc({ result: "unchanged" });
+        return undefined;
+      }
+      try {
+        await store.appendAudit([
+          {
+            type: "config.reloaded",
+            requestId: null,
+            actor: { type: "operator", id: actor },
+            at: clock(),
+            data: redactor.redact(changes) as unknown as Json,
+          },
+        ]);
+      } catch (error) {
+        metrics.configReloads.inc({ result: "refused" });
+        throw error;
+      }
+      live.replace(next);
+      running = next;
+      metrics.configReloads.inc({ result: "applied" });
+      logger.info(changes, "reloaded the config's rules, agents and reviewers");
+      return changes;
+    });
+    reloading = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  };
+
   return {
     app,
     store,
+    /** The config the gateway started with; `live` holds the reloadable part as it is now. */
     config,
+    live,
+    reload,
     logger,
     metrics,
     requests,

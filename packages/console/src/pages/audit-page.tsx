@@ -32,6 +32,7 @@ const knownTypes = [
   "reviewer.groups_changed",
   "token.created",
   "token.revoked",
+  "config.reloaded",
   "audit.checkpoint",
 ];
 const fields = ["requestId", "type", "actor", "from", "to"] as const;

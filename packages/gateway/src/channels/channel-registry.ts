@@ -10,17 +10,23 @@ import { createWebhookChannel } from "./webhook/webhook-channel.js";
 
 export function configuredChannels(
   config: ParsedConfig,
-  deps: { logger: Logger; redactor: Redactor; claimOnce: ClaimOnce; clock?: () => number },
+  deps: {
+    logger: Logger;
+    redactor: Redactor;
+    claimOnce: ClaimOnce;
+    /** A configured reviewer, as the config is now (it may be reloaded). */
+    reviewer: ChatChannelDeps["reviewer"];
+    clock?: () => number;
+  },
 ): Channel[] {
   const names = webhookNames(config.channels.webhooks);
   const channels = config.channels.webhooks.map((webhook, index) =>
     createWebhookChannel(names[index]!, webhook, deps),
   );
-  const reviewers = new Map(config.reviewers.map((r) => [r.email, r]));
   const chat: ChatChannelDeps = {
     logger: deps.logger,
     claimOnce: deps.claimOnce,
-    reviewer: (email) => reviewers.get(email.toLowerCase()),
+    reviewer: deps.reviewer,
     ...(deps.clock ? { clock: deps.clock } : {}),
   };
   const { slack, teams } = config.channels;

@@ -58,7 +58,7 @@ async function consoleBehindSlowSignIn() {
   };
   consoleRoutes(createRouter(server, authenticate), {
     store,
-    policy: compilePolicy([]).policy,
+    live: { policy: compilePolicy([]).policy },
     reauthenticate: async () => reviewer,
   });
   await server.listen({ port: 0, host: "127.0.0.1" });

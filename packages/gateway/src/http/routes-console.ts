@@ -11,9 +11,9 @@ import {
   type VerifyReport,
   verifyAudit,
 } from "../audit/audit-service.js";
+import type { LiveConfig } from "../config/live-config.js";
 import { AirlockError } from "../errors.js";
 import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
-import type { Policy } from "../policy/policy-compile.js";
 import type { Store } from "../store/store.js";
 import { auditVerifyQuerySchema } from "./api-schemas.js";
 import { readCookie } from "./cookies.js";
@@ -28,7 +28,7 @@ export function consoleRoutes(
   router: ReturnType<typeof createRouter>,
   deps: {
     store: Store;
-    policy: Policy;
+    live: Pick<LiveConfig, "policy">;
     /** Checks the caller again (a session may end while its stream is open). */
     reauthenticate: (request: FastifyRequest) => Promise<unknown>;
     /** Console sessions, when configured: a session's streams end with it. */
@@ -143,8 +143,8 @@ export function consoleRoutes(
     },
     async () => ({
       body: {
-        policyDigest: deps.policy.digest,
-        rules: deps.policy.rules.map((rule) => ({
+        policyDigest: deps.live.policy.digest,
+        rules: deps.live.policy.rules.map((rule) => ({
           name: rule.name,
           ...(rule.when === undefined ? {} : { when: rule.when }),
           decision: rule.decision,

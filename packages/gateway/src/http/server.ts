@@ -17,6 +17,7 @@ import Fastify, {
   LogController,
 } from "fastify";
 import { randomHex } from "../common/ids.js";
+import type { LiveConfig } from "../config/live-config.js";
 import type { Connector } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
 import type { IdentityService, Principal } from "../identity/identity-service.js";
@@ -24,7 +25,6 @@ import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import type { Policy } from "../policy/policy-compile.js";
 import type { RequestService } from "../requests/request-service.js";
 import type { Store } from "../store/store.js";
 import { readCookie } from "./cookies.js";
@@ -42,7 +42,8 @@ export interface ServerDeps {
   store: Store;
   requests: RequestService;
   identity: IdentityService;
-  policy: Policy;
+  /** The rules in force (a reload replaces them). */
+  live: Pick<LiveConfig, "policy">;
   /** The console's built files (index.html and assets), served at `/` when present. */
   consoleDir: string | undefined;
   /** Console sessions through the identity provider, when configured. */

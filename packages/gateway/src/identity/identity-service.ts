@@ -1,12 +1,12 @@
 /**
  * Who is calling: an agent (agent token) or a reviewer (personal token). Tokens are looked
  * up by hash, and the principal must still be in the config, so removing an agent or a
- * reviewer from airlock.yaml revokes them at once.
+ * reviewer from airlock.yaml revokes them at the next reload or restart.
  */
 
 import { newId } from "../common/ids.js";
-import type { AirlockConfig } from "../config/config-load.js";
 import type { AgentConfig } from "../config/config-schema.js";
+import type { LiveConfig } from "../config/live-config.js";
 import { AirlockError } from "../errors.js";
 import type { Reviewer } from "../requests/request-transitions.js";
 import type { PrincipalKind, Store, TokenRecord } from "../store/store.js";
@@ -30,12 +30,10 @@ export interface IdentityService {
 
 export function createIdentityService(deps: {
   store: Store;
-  config: AirlockConfig;
+  live: LiveConfig;
   clock: () => number;
 }): IdentityService {
-  const { store, config, clock } = deps;
-  const agents = new Map(config.agents.map((a) => [a.name, a]));
-  const reviewers = new Map(config.reviewers.map((r) => [r.email, r]));
+  const { store, live, clock } = deps;
 
   const authenticate = async (authorization: string | undefined): Promise<Principal> => {
     if (!authorization) {
@@ -56,7 +54,7 @@ export function createIdentityService(deps: {
       );
     }
     if (record.kind === "agent") {
-      const agent = agents.get(record.subject);
+      const agent = live.agent(record.subject);
       if (!agent) {
         throw new AirlockError(
           "unauthenticated",
@@ -65,7 +63,7 @@ export function createIdentityService(deps: {
       }
       return { kind: "agent", agent, tokenId: record.id };
     }
-    const reviewer = reviewers.get(record.subject);
+    const reviewer = live.reviewer(record.subject);
     if (!reviewer) {
       throw new AirlockError(
         "unauthenticated",
@@ -85,14 +83,14 @@ export function createIdentityService(deps: {
 
   const createToken = async (kind: PrincipalKind, rawSubject: string, actor: string) => {
     const subject = kind === "reviewer" ? rawSubject.toLowerCase() : rawSubject;
-    if (kind === "agent" && !agents.has(subject)) {
+    if (kind === "agent" && !live.agent(subject)) {
       throw new AirlockError(
         "invalid_request",
-        `agent: no agent named ${subject} in the config (known: ${[...agents.keys()].join(", ") || "none"})`,
+        `agent: no agent named ${subject} in the config (known: ${live.agentNames().join(", ") || "none"})`,
         { field: "agent" },
       );
     }
-    if (kind === "reviewer" && !reviewers.has(subject)) {
+    if (kind === "reviewer" && !live.reviewer(subject)) {
       throw new AirlockError(
         "invalid_request",
         `reviewer: ${subject} is not a configured reviewer; add it under reviewers: first`,
@@ -133,7 +131,7 @@ export function createIdentityService(deps: {
     authenticate,
     createToken,
     revokeToken,
-    reviewer: (email) => reviewers.get(email.toLowerCase()),
-    agent: (name) => agents.get(name),
+    reviewer: (email) => live.reviewer(email),
+    agent: (name) => live.agent(name),
   };
 }

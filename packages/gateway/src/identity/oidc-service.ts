@@ -82,7 +82,7 @@ export function createOidcService(deps: {
   /** A configured reviewer's groups, when the e-mail is one. */
   configured: (email: string) => { groups: readonly string[] } | undefined;
   /** Every group that some rule names as approvers: the only IdP groups that admit anyone. */
-  approverGroups: ReadonlySet<string>;
+  approverGroups: () => ReadonlySet<string>;
 }): OidcService {
   const { config, store, clock, logger } = deps;
   const redirectUri = `${deps.publicUrl}/auth/callback`;
@@ -108,7 +108,8 @@ export function createOidcService(deps: {
 
   /** A configured reviewer, or a member of a group some rule names as approvers. */
   const admitted = (email: string, groups: readonly string[]): boolean =>
-    deps.configured(email) !== undefined || groups.some((group) => deps.approverGroups.has(group));
+    deps.configured(email) !== undefined ||
+    groups.some((group) => deps.approverGroups().has(group));
 
   const endListeners = new Set<(sessionId: string) => void>();
   const ended = (sessionId: string) => {

@@ -51,6 +51,12 @@ export function createMetrics() {
       labelNames: ["state"] as const,
       registers: [registry],
     }),
+    configReloads: new Counter({
+      name: "airlock_config_reloads_total",
+      help: "Config reloads (SIGHUP), by result: applied, unchanged or refused (the running config stays).",
+      labelNames: ["result"] as const,
+      registers: [registry],
+    }),
     prunedRequests: new Counter({
       name: "airlock_requests_pruned_total",
       help: "Finished requests deleted past retention.requests (their audit events are kept).",

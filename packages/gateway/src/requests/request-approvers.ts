@@ -3,7 +3,7 @@
  * quorum only while its reviewer still qualifies: still configured, still in an approver
  * group, and not (or no longer) the agent's owner.
  */
-import type { AirlockConfig } from "../config/config-load.js";
+import type { LiveConfig } from "../config/live-config.js";
 import { approverRefusal } from "./request-transitions.js";
 import type { ActionRequest, Review } from "./request-types.js";
 
@@ -16,12 +16,9 @@ export interface Approvers {
   shortfall(request: ActionRequest): string | undefined;
 }
 
-export function createApprovers(config: AirlockConfig): Approvers {
-  const agents = new Map(config.agents.map((a) => [a.name, a]));
-  const reviewers = new Map(config.reviewers.map((r) => [r.email, r]));
-
+export function createApprovers(live: LiveConfig): Approvers {
   const ownersOf = (request: ActionRequest): string[] => {
-    const current = agents.get(request.agent.name)?.owner;
+    const current = live.agent(request.agent.name)?.owner;
     return current && current !== request.agent.owner
       ? [request.agent.owner, current]
       : [request.agent.owner];
@@ -29,7 +26,7 @@ export function createApprovers(config: AirlockConfig): Approvers {
 
   const disqualified = (request: ActionRequest, review: Review): string | undefined => {
     const email = review.reviewer.toLowerCase();
-    const configured = reviewers.get(email);
+    const configured = live.reviewer(email);
     // The identity provider vouched for the groups it listed at the vote; config adds to them.
     const vouched = review.evidence.method === "oidc" ? review.evidence.idpGroups : undefined;
     const idpGroups = Array.isArray(vouched)

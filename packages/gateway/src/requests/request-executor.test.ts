@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Json } from "../common/canonical-json.js";
 import { loadConfigText } from "../config/config-load.js";
+import { createLiveConfig } from "../config/live-config.js";
 import type { Connector, ExecutionOutcome } from "../connectors/connector.js";
 import { createRedactor } from "../masking/secret-redactor.js";
 import { createLogger } from "../observability/logger.js";
@@ -15,7 +16,7 @@ import { requestHash } from "./request-hash.js";
 import { submit } from "./request-transitions.js";
 import type { ActionRequest } from "./request-types.js";
 
-const { config } = loadConfigText(`
+const loaded = loadConfigText(`
 storage: sqlite:./airlock.db
 agents: [{ name: support-bot, owner: alice@example.com }]
 connections: { billing: { type: http, baseUrl: "http://127.0.0.1:9" } }
@@ -104,7 +105,7 @@ describe("the executor", () => {
     const executor = createExecutor({
       store,
       connectors: new Map([["billing", connector]]),
-      approvers: createApprovers(config),
+      approvers: createApprovers(createLiveConfig(loaded)),
       redactor: createRedactor([]),
       plan: () => [],
       logger: createLogger({ level: "silent" }),

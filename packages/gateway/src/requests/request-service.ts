@@ -8,6 +8,7 @@ import { newId } from "../common/ids.js";
 import { createRateLimiter, type RateLimiter } from "../common/rate-limiter.js";
 import { textProblem } from "../common/storable-text.js";
 import type { AgentConfig } from "../config/config-schema.js";
+import type { LiveConfig } from "../config/live-config.js";
 import type { Connector, Description } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
 import type { DetectorName } from "../masking/detector-names.js";
@@ -16,7 +17,6 @@ import { maskText } from "../masking/result-masking.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
-import type { Policy } from "../policy/policy-compile.js";
 import { evaluatePolicy } from "../policy/policy-evaluate.js";
 import type { OutboxPlanner, RequestQuery, Store } from "../store/store.js";
 import type { Approvers } from "./request-approvers.js";
@@ -38,7 +38,8 @@ export interface ActionSubmission {
 
 export interface RequestServiceDeps {
   store: Store;
-  policy: Policy;
+  /** The rules in force, read at each decision: a reload replaces them. */
+  live: Pick<LiveConfig, "policy">;
   connectors: ReadonlyMap<string, Connector>;
   /** Each connection's default result detectors, for rules that name none. */
   resultMasks: ReadonlyMap<string, readonly DetectorName[]>;
@@ -67,7 +68,7 @@ function storable(field: string, text: string | undefined): void {
 }
 
 export function createRequestService(deps: RequestServiceDeps) {
-  const { store, policy, connectors, approvers, executor, waiters, plan, logger, metrics, clock } =
+  const { store, live, connectors, approvers, executor, waiters, plan, logger, metrics, clock } =
     deps;
 
   const { ownersOf } = approvers;
@@ -84,8 +85,8 @@ export function createRequestService(deps: RequestServiceDeps) {
     return connector;
   };
 
-  /** Each rate-limited agent's bucket, made at its first submission. */
-  const limiters = new Map<string, RateLimiter>();
+  /** Each rate-limited agent's bucket, made at its first submission and again when a reload changes its limit. */
+  const limiters = new Map<string, { limiter: RateLimiter; burst: number; perSecond: number }>();
   const checkRate = async (agent: AgentConfig): Promise<void> => {
     const limit = agent.rateLimit;
     if (!limit) return;
@@ -96,12 +97,16 @@ export function createRequestService(deps: RequestServiceDeps) {
       // Shared by every replica on the database: the limit is the agent's, not each one's.
       wait = await store.takeRateToken(`agent:${agent.name}`, burst, perSecond);
     } else {
-      let limiter = limiters.get(agent.name);
-      if (!limiter) {
-        limiter = createRateLimiter({ burst, perSecond, maxKeys: 1, clock });
-        limiters.set(agent.name, limiter);
+      let bucket = limiters.get(agent.name);
+      if (bucket?.burst !== burst || bucket.perSecond !== perSecond) {
+        bucket = {
+          limiter: createRateLimiter({ burst, perSecond, maxKeys: 1, clock }),
+          burst,
+          perSecond,
+        };
+        limiters.set(agent.name, bucket);
       }
-      wait = limiter.take(agent.name);
+      wait = bucket.limiter.take(agent.name);
     }
     if (wait !== undefined) {
       throw new AirlockError(
@@ -148,7 +153,7 @@ export function createRequestService(deps: RequestServiceDeps) {
       );
     }
     const now = clock();
-    const decision = evaluatePolicy(policy, {
+    const decision = evaluatePolicy(live.policy, {
       action: proposal,
       agent: { name: agent.name, owner: agent.owner, labels: agent.labels },
       now: new Date(now),

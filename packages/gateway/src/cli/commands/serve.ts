@@ -1,9 +1,14 @@
-import { createGateway } from "../../main.js";
+import { ConfigError, formatIssue } from "../../config/config-errors.js";
+import { configPath, loadConfigFile } from "../../config/config-load.js";
+import { errorMessage } from "../../errors.js";
+import { createGateway, type Gateway } from "../../main.js";
 import { addressInUse, configOption, loadConfigOrExit, parse } from "../cli-support.js";
 
 const usage = `Usage: airlock serve [--config FILE]
 
 Runs the gateway. The config is --config FILE, else $AIRLOCK_CONFIG, else ./airlock.yaml.
+On SIGHUP it reads the file again and takes up its rules, agents and reviewers; a file that
+changed anything else, or has an error, is refused whole and the running config stays.
 Stops gracefully on SIGINT or SIGTERM: no new work, executions under way finish.`;
 
 export async function serve(args: string[]): Promise<number | undefined> {
@@ -23,7 +28,11 @@ export async function serve(args: string[]): Promise<number | undefined> {
       ) ?? error
     );
   }
+  const path = configPath(values.config);
+  const onHangUp = () => void reloadFrom(gateway, path);
+  process.on("SIGHUP", onHangUp);
   await untilSignal();
+  process.off("SIGHUP", onHangUp);
   gateway.logger.info("stopping: finishing work under way");
   await gateway.close();
   return 0;
@@ -46,4 +55,26 @@ export function untilSignal(): Promise<void> {
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
   });
+}
+
+/** Reads the config file again and hands it to the gateway; every outcome is logged. */
+async function reloadFrom(gateway: Gateway, path: string): Promise<void> {
+  const { logger } = gateway;
+  let loaded = false;
+  try {
+    const next = loadConfigFile(path);
+    loaded = true;
+    for (const warning of next.warnings) logger.warn(`config: ${formatIssue(warning)}`);
+    const changes = await gateway.reload(next, "signal:SIGHUP");
+    if (!changes) logger.info(`config reload: ${path} changes nothing in force; nothing to do`);
+  } catch (error) {
+    const problems =
+      error instanceof ConfigError ? error.issues.map(formatIssue) : [errorMessage(error)];
+    // The gateway counts the refusals it makes; a file that did not load never reached it.
+    if (!loaded) gateway.metrics.configReloads.inc({ result: "refused" });
+    logger.error(
+      { problems },
+      `config reload refused; the gateway keeps the config it runs. ${problems.join("; ")}. Fix ${path} and send SIGHUP again`,
+    );
+  }
 }

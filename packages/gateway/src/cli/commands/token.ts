@@ -1,3 +1,4 @@
+import { createLiveConfig } from "../../config/live-config.js";
 import { createIdentityService } from "../../identity/identity-service.js";
 import { openStore } from "../../store/open-store.js";
 import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
@@ -22,7 +23,11 @@ export async function token(args: string[]): Promise<number> {
   const store = await openStore(loaded.config.storage, loaded.baseDir, {
     create: sub === "create",
   });
-  const identity = createIdentityService({ store, config: loaded.config, clock: Date.now });
+  const identity = createIdentityService({
+    store,
+    live: createLiveConfig(loaded),
+    clock: Date.now,
+  });
   const operator = `cli:${process.env.USER ?? "unknown"}`;
   try {
     if (sub === "create") {

@@ -1,0 +1,287 @@
+/**
+ * Reloading the config: the rules, agents and reviewers are taken up by a running gateway,
+ * recorded in the audit trail first; a file that changes anything else, or does not load, is
+ * refused whole and the gateway keeps what it runs.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ConfigError } from "../src/config/config-errors.js";
+import { loadConfigText } from "../src/config/config-load.js";
+import { freePort, killed, runCli, startServe } from "./support/cli.js";
+import {
+  api,
+  read,
+  refund,
+  removeDir,
+  SECRET,
+  startGateway,
+  type TestGateway,
+  testConfig,
+  until,
+  vote,
+} from "./support/gateway.js";
+import { startUpstream, type Upstream } from "./support/upstream.js";
+
+let upstream: Upstream;
+const gateways: TestGateway[] = [];
+const dirs: string[] = [];
+beforeAll(async () => {
+  upstream = await startUpstream();
+});
+afterAll(async () => {
+  await upstream.close();
+});
+afterEach(async () => {
+  for (const gw of gateways.splice(0)) {
+    await gw.close();
+    removeDir(gw.dir);
+  }
+  for (const dir of dirs.splice(0)) removeDir(dir);
+});
+
+const PATCHES_PASS = `
+  - name: patches pass
+    when: http.method == "PATCH"
+    decision: allow`;
+
+const patch = {
+  connection: "billing-api",
+  operation: "request",
+  input: { method: "PATCH", path: "/invoices/inv_1" },
+};
+
+async function started(text: string): Promise<TestGateway> {
+  const gw = await startGateway(text);
+  gateways.push(gw);
+  return gw;
+}
+
+/** The file as the gateway would read it again: same store, same secrets. */
+function reloaded(gw: TestGateway, text: string) {
+  return loadConfigText(text, {
+    env: { BILLING_API_TOKEN: SECRET },
+    baseDir: gw.dir,
+    source: "test.yaml",
+  });
+}
+
+async function auditOf(gw: TestGateway, type: string) {
+  const events = await gw.gateway.store.listAudit({ limit: 1000 });
+  return events.filter((event) => event.type === type);
+}
+
+describe("a config reload", () => {
+  it("takes up new rules, records the change before it applies, and decides by them", async () => {
+    const gw = await started(testConfig(upstream.url));
+    const agent = await gw.token("agent", "support-bot");
+    const before = await api(gw.url, "POST", "/v1/actions", { token: agent, body: patch });
+    expect(before.status).toBe(403);
+    const oldDigest = gw.gateway.live.policy.digest;
+
+    const changes = await gw.gateway.reload(
+      reloaded(gw, testConfig(upstream.url, PATCHES_PASS)),
+      "test",
+    );
+    expect(changes?.rules).toEqual({ added: ["patches pass"], removed: [], changed: [] });
+
+    const after = await api(gw.url, "POST", "/v1/actions", { token: agent, body: patch });
+    expect(after.status).toBe(200);
+    expect(after.body.status).toBe("succeeded");
+    expect(
+      upstream.calls.some((c) => c.method === "PATCH" && c.url === "/api/invoices/inv_1"),
+    ).toBe(true);
+
+    const newDigest = gw.gateway.live.policy.digest;
+    expect(newDigest).not.toBe(oldDigest);
+    const [event] = await auditOf(gw, "config.reloaded");
+    expect(event?.actor).toEqual({ type: "operator", id: "test" });
+    expect(event?.data).toMatchObject({
+      policyDigest: { from: oldDigest, to: newDigest },
+      rules: { added: ["patches pass"] },
+    });
+    // The reload is in the chain before the first decision made under it.
+    const decided = (await auditOf(gw, "request.decided")).filter(
+      (e) => e.requestId === after.body.id,
+    );
+    expect(decided[0]?.data).toMatchObject({ policyDigest: newDigest, rule: "patches pass" });
+    expect(decided[0]!.seq).toBeGreaterThan(event!.seq);
+
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const rules = await api(gw.url, "GET", "/v1/rules", { token: bob });
+    expect(rules.body.policyDigest).toBe(newDigest);
+    expect(rules.body.rules.map((r: { name: string }) => r.name)).toContain("patches pass");
+  });
+
+  it("is refused whole when it changes a part that needs a restart, naming each", async () => {
+    const gw = await started(testConfig(upstream.url));
+    const agent = await gw.token("agent", "support-bot");
+    const digest = gw.gateway.live.policy.digest;
+    const text = testConfig(upstream.url, PATCHES_PASS)
+      .replace("timeout: 2s", "timeout: 3s")
+      .replace("sweepInterval: 50ms", "sweepInterval: 60ms");
+
+    const refused = await gw.gateway.reload(reloaded(gw, text), "test").catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(ConfigError);
+    const paths = (refused as ConfigError).issues.map((issue) => issue.path.join("."));
+    expect(paths.sort()).toEqual(["connections.billing-api", "server.sweepInterval"]);
+    expect((refused as ConfigError).message).toContain(
+      "takes effect only when the gateway restarts",
+    );
+
+    // Nothing of it was taken up, the new rule included, and nothing was recorded.
+    expect(gw.gateway.live.policy.digest).toBe(digest);
+    const after = await api(gw.url, "POST", "/v1/actions", { token: agent, body: patch });
+    expect(after.status).toBe(403);
+    expect(await auditOf(gw, "config.reloaded")).toEqual([]);
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).toContain('airlock_config_reloads_total{result="refused"} 1');
+  });
+
+  it("refuses a rule naming an approval channel that is not configured", async () => {
+    const gw = await started(testConfig(upstream.url));
+    const text = testConfig(
+      upstream.url,
+      `
+  - name: patches reviewed in slack
+    when: http.method == "PATCH"
+    decision: review
+    review: { channels: [slack] }`,
+    );
+    const refused = await gw.gateway.reload(reloaded(gw, text), "test").catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(ConfigError);
+    expect((refused as ConfigError).message).toMatch(
+      /rules\[4\]\.review\.channels\[0\]: no approval channel named "slack"/,
+    );
+    expect(await auditOf(gw, "config.reloaded")).toEqual([]);
+  });
+
+  it("of the same file changes nothing and records nothing", async () => {
+    const gw = await started(testConfig(upstream.url));
+    expect(await gw.gateway.reload(reloaded(gw, testConfig(upstream.url)), "test")).toBeUndefined();
+    expect(await auditOf(gw, "config.reloaded")).toEqual([]);
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).toContain('airlock_config_reloads_total{result="unchanged"} 1');
+  });
+
+  it("revokes a removed agent's token and a removed reviewer's vote at once", async () => {
+    const gw = await started(testConfig(upstream.url));
+    const opsBot = await gw.token("agent", "ops-bot");
+    const supportBot = await gw.token("agent", "support-bot");
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const carol = await gw.token("reviewer", "carol@example.com");
+    const erin = await gw.token("reviewer", "erin@example.com");
+    expect((await api(gw.url, "POST", "/v1/actions", { token: opsBot, body: read() })).status).toBe(
+      200,
+    );
+    const pending = await api(gw.url, "POST", "/v1/actions", { token: supportBot, body: refund() });
+    expect(pending.body.status).toBe("pending");
+    expect((await vote(gw.url, pending.body.id, bob)).status).toBe(200);
+
+    const text = testConfig(upstream.url)
+      .replace("  - { name: ops-bot, owner: Dave@Example.com }\n", "")
+      .replace("  - { email: bob@example.com, groups: [finance, eng] }\n", "");
+    const changes = await gw.gateway.reload(reloaded(gw, text), "test");
+    expect(changes?.agents.removed).toEqual(["ops-bot"]);
+    expect(changes?.reviewers.removed).toEqual(["bob@example.com"]);
+
+    const refusedAgent = await api(gw.url, "POST", "/v1/actions", { token: opsBot, body: read() });
+    expect(refusedAgent.status).toBe(401);
+    expect(refusedAgent.body.error.message).toContain("agent ops-bot is no longer configured");
+    const refusedReviewer = await vote(gw.url, pending.body.id, bob);
+    expect(refusedReviewer.status).toBe(401);
+
+    // Bob's earlier approval no longer counts toward the quorum of two: carol's alone does
+    // not run the refund; erin's makes two that count.
+    expect((await vote(gw.url, pending.body.id, carol)).status).toBe(200);
+    const held = await api(gw.url, "GET", `/v1/actions/${pending.body.id}`, { token: supportBot });
+    expect(held.body.status).toBe("pending");
+    expect((await vote(gw.url, pending.body.id, erin)).status).toBe(200);
+    const done = await api(gw.url, "GET", `/v1/actions/${pending.body.id}?wait=5`, {
+      token: supportBot,
+    });
+    expect(done.body.status).toBe("succeeded");
+  });
+
+  it("applies an agent's new rate limit", async () => {
+    const limited = (perMinute: number) =>
+      testConfig(upstream.url).replace(
+        "  - { name: support-bot, owner: alice@example.com }",
+        `  - { name: support-bot, owner: alice@example.com, rateLimit: { perMinute: ${perMinute}, burst: 1 } }`,
+      );
+    const gw = await started(limited(1));
+    const agent = await gw.token("agent", "support-bot");
+    expect((await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() })).status).toBe(
+      200,
+    );
+    expect((await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() })).status).toBe(
+      429,
+    );
+
+    const changes = await gw.gateway.reload(reloaded(gw, limited(6000)), "test");
+    expect(changes?.agents.changed).toEqual(["support-bot"]);
+    // 100 a second: the bucket has a token again within a few hundredths of a second.
+    await until(
+      async () =>
+        (await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() })).status === 200,
+      2000,
+    );
+  });
+});
+
+describe("airlock serve on SIGHUP", () => {
+  it("reads its file again, takes up new rules, and keeps them when the next file is broken", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-reload-"));
+    dirs.push(dir);
+    const port = await freePort();
+    const config = join(dir, "airlock.yaml");
+    const text = (extra = "") =>
+      testConfig(upstream.url, extra).replace("server: { port: 0,", `server: { port: ${port},`);
+    writeFileSync(config, text());
+    const env = { BILLING_API_TOKEN: "reload-test-credential", AIRLOCK_LOG_LEVEL: "info" };
+    const created = await runCli(
+      ["token", "create", "--agent", "support-bot", "--config", config],
+      {
+        env,
+      },
+    );
+    expect(created.code, created.stderr).toBe(0);
+    const agent = created.stdout.trim();
+    const serve = await startServe(config, port, env);
+    try {
+      const status = async () =>
+        (await api(serve.url, "POST", "/v1/actions", { token: agent, body: patch })).status;
+      expect(await status()).toBe(403);
+
+      writeFileSync(config, text(PATCHES_PASS));
+      serve.child.kill("SIGHUP");
+      await until(async () => (await status()) === 200);
+
+      // A broken file: the error is logged with its path, and the rules in force stay.
+      writeFileSync(config, text(PATCHES_PASS).replace("decision: allow", "decision: alow"));
+      serve.child.kill("SIGHUP");
+      await until(() => serve.output().includes("config reload refused"));
+      expect(serve.output()).toMatch(/rules\[0\]\.decision/);
+      expect(serve.child.exitCode).toBeNull();
+      expect(await status()).toBe(200);
+
+      writeFileSync(config, text(PATCHES_PASS));
+      const verified = await runCli(["audit", "verify", "--config", config], { env });
+      expect(verified.code, verified.stderr).toBe(0);
+    } finally {
+      serve.child.kill("SIGTERM");
+      await killed(serve.child);
+    }
+    const exported = await runCli(["audit", "export", "--format", "jsonl", "--config", config], {
+      env,
+    });
+    const reloads = exported.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line))
+      .filter((event) => event.type === "config.reloaded");
+    expect(reloads).toHaveLength(1);
+    expect(reloads[0].actor).toEqual({ type: "operator", id: "signal:SIGHUP" });
+  });
+});
