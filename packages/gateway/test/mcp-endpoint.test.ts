@@ -193,6 +193,16 @@ rules:
     expect(unknownArg.isError).toBe(true);
     expect(text(unknownArg)).toBe("invalid_request: verb: unknown field verb");
     expect(upstream.calls.length).toBe(before);
+    // An MCP tool's arguments, against the schema its server gives: refused before the rule
+    // that lets searches pass, and before anything is stored.
+    const submitted = (await audit()).filter((e) => e.type === "request.submitted").length;
+    const wrongType = await callTool("docs__search", { query: 7 });
+    expect(wrongType.isError).toBe(true);
+    expect(text(wrongType)).toBe(
+      "invalid_request: query: must be string (the input schema of tool search, from its MCP server)",
+    );
+    expect(docs.calls.some((call) => call.args.query === 7)).toBe(false);
+    expect((await audit()).filter((e) => e.type === "request.submitted")).toHaveLength(submitted);
     await expect(callTool("billing-api__nothing", {})).rejects.toThrow(
       /no tool billing-api__nothing/,
     );

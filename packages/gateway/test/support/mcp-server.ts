@@ -230,8 +230,12 @@ export interface RawMcpServer {
  */
 export async function startRawMcpServer(
   answer: (id: string | number, response: ServerResponse) => void,
-  /** Requests (pings) the server sends ahead of its answer to `initialize`, on an SSE stream. */
-  options: { pingsOnInitialize?: number } = {},
+  options: {
+    /** Requests (pings) the server sends ahead of its answer to `initialize`, on an SSE stream. */
+    pingsOnInitialize?: number;
+    /** What it answers `tools/list` with (name and inputSchema, as a server would write them). */
+    tools?: { name: string; inputSchema: unknown }[];
+  } = {},
 ): Promise<RawMcpServer> {
   const server: Server = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
@@ -267,6 +271,12 @@ export async function startRawMcpServer(
     }
     if (message.method === "tools/call") {
       answer(message.id, response);
+      return;
+    }
+    if (message.method === "tools/list" && options.tools) {
+      response
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ jsonrpc: "2.0", id: message.id, result: { tools: options.tools } }));
       return;
     }
     // Notifications, and the client's answers to the server's own requests.

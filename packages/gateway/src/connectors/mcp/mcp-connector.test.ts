@@ -127,7 +127,7 @@ describe("mcp connector: input and description", () => {
       reason: 'calls tool "delete_page" on MCP server docs',
     });
     expect((await c.describe("whoami", {})).risk.level).toBe("medium");
-    // Describing touches nothing: no call reached the server.
+    // Describing runs no tool: no call reached the server.
     expect(server.calls).toHaveLength(0);
   });
 
@@ -141,6 +141,107 @@ describe("mcp connector: input and description", () => {
     const badName = check({ tools: { "rm -rf": {} } }).error?.issues[0];
     expect(badName?.path).toEqual(["tools", "rm -rf"]);
     expect(check({ tools: { search: { risk: "extreme" } } }).success).toBe(false);
+  });
+});
+
+describe("mcp connector: arguments checked against the server's input schema", () => {
+  const refusal = async (c: Connector, tool: string, args: Record<string, unknown>) => {
+    try {
+      await c.describe(tool, c.parse(tool, args));
+    } catch (error) {
+      return error as AirlockError;
+    }
+    return undefined;
+  };
+
+  it("refuses what the schema rules out before anything runs, naming the argument", async () => {
+    const c = connector(server.url);
+    const wrongType = await refusal(c, "search", { query: 42 });
+    expect(wrongType).toMatchObject({ code: "invalid_request", field: "input.query" });
+    expect(wrongType?.message).toMatch(
+      /^input\.query: must be string \(the input schema of tool search, from its MCP server\)$/,
+    );
+    expect(await refusal(c, "search", {})).toMatchObject({
+      code: "invalid_request",
+      field: "input.query",
+      message: expect.stringMatching(/^input\.query: required/),
+    });
+    expect(await refusal(c, "big", { items: 2.5 })).toMatchObject({ field: "input.items" });
+    // What the schema allows passes, and describing never calls a tool.
+    expect(await refusal(c, "search", { query: "refunds" })).toBeUndefined();
+    expect(await refusal(c, "broken", {})).toBeUndefined();
+    expect(server.calls).toHaveLength(0);
+  });
+
+  it("leaves the arguments to the server when it cannot list its tools", async () => {
+    const c = connector("http://127.0.0.1:9/mcp");
+    expect(await refusal(c, "search", { query: 42 })).toBeUndefined();
+  });
+
+  it("reads both schema dialects, runs patterns in linear time, and leaves what it cannot take to the server", async () => {
+    const tools = [
+      {
+        name: "search",
+        inputSchema: {
+          type: "object",
+          properties: {
+            // Backtracking takes minutes on 40 a's and a b; RE2 takes no time.
+            query: { type: "string", pattern: "^(a+)+$" },
+            scope: { enum: ["docs", "wiki"] },
+            filters: {
+              type: "object",
+              properties: { "a/b": { type: "integer", maximum: 10 } },
+              additionalProperties: false,
+            },
+          },
+        },
+      },
+      {
+        name: "delete_page",
+        inputSchema: {
+          $schema: "http://json-schema.org/draft-07/schema#",
+          type: "object",
+          properties: { page: { type: "string" } },
+          required: ["page"],
+          additionalProperties: false,
+        },
+      },
+      // Lookahead is not RE2: the server alone checks this one.
+      { name: "whoami", inputSchema: { type: "object", properties: { x: { pattern: "(?=a)" } } } },
+      // A dialect neither draft-07 nor 2020-12.
+      {
+        name: "broken",
+        inputSchema: {
+          $schema: "http://json-schema.org/draft-04/schema#",
+          type: "object",
+          required: ["never"],
+        },
+      },
+    ];
+    const raw = await startRawMcpServer(() => {}, { tools });
+    try {
+      const c = connector(raw.url);
+      const started = performance.now();
+      const slow = await refusal(c, "search", { query: `${"a".repeat(40)}b` });
+      expect(performance.now() - started).toBeLessThan(5000);
+      expect(slow).toMatchObject({ field: "input.query" });
+      expect(slow?.message).toContain('must match pattern "^(a+)+$"');
+      expect(await refusal(c, "search", { query: "aaa" })).toBeUndefined();
+      expect((await refusal(c, "search", { scope: "mail" }))?.message).toContain(
+        'input.scope: must be one of "docs", "wiki"',
+      );
+      expect(await refusal(c, "search", { filters: { "a/b": 11 } })).toMatchObject({
+        field: "input.filters.a/b",
+      });
+      expect(await refusal(c, "delete_page", { page: "home", force: true })).toMatchObject({
+        field: "input.force",
+        message: expect.stringContaining("not an argument the tool takes"),
+      });
+      expect(await refusal(c, "whoami", { x: "b" })).toBeUndefined();
+      expect(await refusal(c, "broken", {})).toBeUndefined();
+    } finally {
+      await raw.close();
+    }
   });
 });
 

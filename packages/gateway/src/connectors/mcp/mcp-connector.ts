@@ -1,7 +1,8 @@
 /**
  * The `mcp` connector: calls tools on a Model Context Protocol server over Streamable HTTP,
- * with Airlock's own credentials. Agents can call only the tools the config lists; the
- * server checks their arguments.
+ * with Airlock's own credentials. Agents can call only the tools the config lists; their
+ * arguments are checked against the server's input schema before anything is decided, and
+ * by the server again when the tool runs.
  */
 import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
@@ -20,6 +21,7 @@ import type {
 } from "../connector.js";
 import { deadline } from "../deadline.js";
 import { describeNetworkError } from "../network-errors.js";
+import { type ArgumentCheck, argumentCheck } from "./mcp-arguments.js";
 import { type McpConnectionConfig, mcpConnectionSchema } from "./mcp-config.js";
 import { capContent, scrubBinary, type ToolResult } from "./mcp-result.js";
 import { McpSession, NotStarted, sessionForgotten } from "./mcp-session.js";
@@ -102,6 +104,7 @@ export function createMcpConnector(
 
   const describe = async (operation: string, input: Json): Promise<Description> => {
     const tool = toolFor(operation);
+    (await argumentChecks()).get(operation)?.(input as Record<string, unknown>);
     return {
       preview: preview(operation, input),
       ...(tool.description === undefined ? {} : { notes: [tool.description] }),
@@ -125,26 +128,54 @@ export function createMcpConnector(
   };
 
   /**
-   * The configured tools, with the input schemas the server gives them. Asked of the server
-   * at most every few minutes; while it cannot say, a tool takes any object.
+   * The input schemas the server gives the configured tools, asked of it at most every few
+   * minutes, with a check of each tool's arguments; while it cannot say, a tool takes any
+   * object and the server alone checks it.
    */
-  let schemas: { until: number; byTool: Promise<Map<string, unknown>> } | undefined;
-  const operations = async (): Promise<OperationSpec[]> => {
+  let schemas:
+    | {
+        until: number;
+        byTool: Promise<Map<string, unknown>>;
+        checks: Promise<Map<string, ArgumentCheck>>;
+      }
+    | undefined;
+  const toolSchemas = () => {
     const now = Date.now();
     if (!schemas || schemas.until <= now) {
       const byTool = current()
         .listTools(AbortSignal.timeout(SCHEMA_WAIT_MS))
         .then((listed) => new Map(listed.map((tool) => [tool.name, tool.inputSchema])));
-      schemas = { until: now + SCHEMA_TTL_MS, byTool };
+      const checks = byTool.then(compileChecks, () => new Map<string, ArgumentCheck>());
+      schemas = { until: now + SCHEMA_TTL_MS, byTool, checks };
       byTool.catch((error: unknown) => {
         deps.logger.warn(
           { connection: name, err: errorMessage(error) },
-          "could not list the MCP server's tools; agents see them without their input schemas",
+          "could not list the MCP server's tools; agents see them without their input schemas, and only the server checks their arguments",
         );
-        if (schemas?.byTool === byTool) schemas = { until: Date.now() + SCHEMA_RETRY_MS, byTool };
+        if (schemas?.byTool === byTool)
+          schemas = { ...schemas, until: Date.now() + SCHEMA_RETRY_MS };
       });
     }
-    const byTool = await schemas.byTool.catch(() => new Map<string, unknown>());
+    return schemas;
+  };
+  const compileChecks = (byTool: Map<string, unknown>): Map<string, ArgumentCheck> => {
+    const checks = new Map<string, ArgumentCheck>();
+    for (const tool of tools.keys()) {
+      const check = argumentCheck(tool, byTool.get(tool), (reason) =>
+        deps.logger.warn(
+          { connection: name, tool, reason },
+          "the MCP server's input schema for this tool is left to the server to check",
+        ),
+      );
+      if (check) checks.set(tool, check);
+    }
+    return checks;
+  };
+  const argumentChecks = () => toolSchemas().checks;
+
+  /** The configured tools, with the input schemas the server gives them. */
+  const operations = async (): Promise<OperationSpec[]> => {
+    const byTool = await toolSchemas().byTool.catch(() => new Map<string, unknown>());
     return [...tools].map(([tool, spec]) => {
       const schema = byTool.get(tool);
       return {

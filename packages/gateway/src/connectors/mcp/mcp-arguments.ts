@@ -1,0 +1,127 @@
+/**
+ * A tool call's arguments checked against the input schema its MCP server gives the tool,
+ * before anything is decided: a call the server would refuse is refused at once, naming the
+ * argument, instead of waiting for a person's approval and then failing. The server still
+ * checks them; this only ever refuses what the schema rules out, and a schema it cannot take
+ * (an unknown dialect, a pattern RE2 cannot run, too large) is left to the server alone.
+ *
+ * The schemas come from the server at run time: patterns run in RE2 (linear time, whatever
+ * the agent sends), formats are not checked (the server's idea of them may differ), and a
+ * schema is compiled only when its JSON is of bounded size.
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import { RE2JS } from "re2js";
+import { AirlockError } from "../../errors.js";
+
+const MAX_SCHEMA_CHARS = 256 * 1024;
+
+/**
+ * ajv's pattern engine: RE2, searching as JSON Schema's `pattern` does. ajv tells compiled
+ * patterns apart by their `toString()`, as it would RegExps: without one, every pattern would
+ * be taken for the first ajv compiled (one of its meta-schema's).
+ */
+function linearRegExp(pattern: string): { test: (text: string) => boolean; toString(): string } {
+  const re = RE2JS.compile(pattern);
+  return { test: (text) => re.matcher(text).find(), toString: () => `re2:${pattern}` };
+}
+linearRegExp.code = 'require("re2js").RE2JS';
+
+const options = {
+  strict: false,
+  validateFormats: false,
+  allErrors: false,
+  code: { regExp: linearRegExp },
+} as const;
+let engines: { draft7: Ajv; draft2020: Ajv2020 } | undefined;
+
+/** The engine for a schema's dialect: 2020-12 unless it names draft-07 or -06 (MCP's rule). */
+function engineFor(schema: Record<string, unknown>): Ajv | Ajv2020 | undefined {
+  engines ??= { draft7: new Ajv(options), draft2020: new Ajv2020(options) };
+  const dialect = schema.$schema;
+  if (dialect === undefined || /json-schema\.org\/draft\/2020-12\/schema/.test(String(dialect)))
+    return engines.draft2020;
+  if (/json-schema\.org\/draft-0[67]\/schema/.test(String(dialect))) return engines.draft7;
+  return undefined;
+}
+
+export type ArgumentCheck = (args: Record<string, unknown>) => void;
+
+/**
+ * A check of one tool's arguments, or undefined when this schema is left to the server;
+ * `why` hears the reason then.
+ */
+export function argumentCheck(
+  tool: string,
+  schema: unknown,
+  why: (reason: string) => void = () => {},
+): ArgumentCheck | undefined {
+  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return undefined;
+  const size = JSON.stringify(schema).length;
+  if (size > MAX_SCHEMA_CHARS) {
+    why(`its input schema is ${size} characters, more than ${MAX_SCHEMA_CHARS}`);
+    return undefined;
+  }
+  const engine = engineFor(schema as Record<string, unknown>);
+  if (!engine) {
+    why(
+      `its input schema's dialect ${String((schema as { $schema?: unknown }).$schema)} is not draft-07 or 2020-12`,
+    );
+    return undefined;
+  }
+  let validate: ValidateFunction;
+  try {
+    // Compiled apart from the engine's cache: a server's schemas come and go with its list.
+    const { $id: _id, ...anonymous } = schema as Record<string, unknown>;
+    validate = engine.compile(anonymous);
+  } catch (error) {
+    why(`its input schema cannot be compiled: ${(error as Error).message}`);
+    return undefined;
+  }
+  return (args) => {
+    let valid: boolean;
+    try {
+      valid = validate(args) as boolean;
+    } catch {
+      return; // a check that cannot run refuses nothing: the server decides
+    }
+    const [error] = validate.errors ?? [];
+    if (valid || !error) return;
+    const { field, message } = explain(error);
+    throw new AirlockError(
+      "invalid_request",
+      `${field}: ${message} (the input schema of tool ${tool}, from its MCP server)`,
+      { field },
+    );
+  };
+}
+
+/** An ajv error as the field it is about (`input.filters.limit`) and why. */
+function explain(error: ErrorObject): { field: string; message: string } {
+  const path = error.instancePath
+    .split("/")
+    .slice(1)
+    .map((segment) => segment.replace(/~1/g, "/").replace(/~0/g, "~"));
+  const params = error.params as Record<string, unknown>;
+  if (error.keyword === "required") {
+    path.push(String(params.missingProperty));
+    return { field: fieldOf(path), message: "required" };
+  }
+  if (error.keyword === "additionalProperties") {
+    path.push(String(params.additionalProperty));
+    return { field: fieldOf(path), message: "not an argument the tool takes" };
+  }
+  if (error.keyword === "enum" && Array.isArray(params.allowedValues)) {
+    const allowed = params.allowedValues.map((value) => JSON.stringify(value)).join(", ");
+    return { field: fieldOf(path), message: `must be one of ${clip(allowed)}` };
+  }
+  return { field: fieldOf(path), message: clip(error.message ?? `fails ${error.keyword}`) };
+}
+
+function fieldOf(path: string[]): string {
+  return ["input", ...path].join(".");
+}
+
+function clip(text: string): string {
+  return text.length > 300 ? `${text.slice(0, 299)}…` : text;
+}
