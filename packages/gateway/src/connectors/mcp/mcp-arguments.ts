@@ -33,28 +33,38 @@ const options = {
   allErrors: false,
   code: { regExp: linearRegExp },
 } as const;
-let engines: { draft7: Ajv; draft2020: Ajv2020 } | undefined;
-
-/** The engine for a schema's dialect: 2020-12 unless it names draft-07 or -06 (MCP's rule). */
-function engineFor(schema: Record<string, unknown>): Ajv | Ajv2020 | undefined {
-  engines ??= { draft7: new Ajv(options), draft2020: new Ajv2020(options) };
-  const dialect = schema.$schema;
-  if (dialect === undefined || /json-schema\.org\/draft\/2020-12\/schema/.test(String(dialect)))
-    return engines.draft2020;
-  if (/json-schema\.org\/draft-0[67]\/schema/.test(String(dialect))) return engines.draft7;
-  return undefined;
-}
-
 export type ArgumentCheck = (args: Record<string, unknown>) => void;
+
+/**
+ * Compiles the checks of one listing of a server's tools. Each listing gets engines of its
+ * own, dropped with its checks: ajv keeps every schema it compiled (and every `$id` in one)
+ * for the life of its instance, and a server's schemas are asked for again every few minutes.
+ */
+export function argumentChecker() {
+  let draft7: Ajv | undefined;
+  let draft2020: Ajv2020 | undefined;
+  /** The engine for a schema's dialect: 2020-12 unless it names draft-07 or -06 (MCP's rule). */
+  const engineFor = (schema: Record<string, unknown>): Ajv | Ajv2020 | undefined => {
+    const dialect = schema.$schema;
+    if (dialect === undefined || /json-schema\.org\/draft\/2020-12\/schema/.test(String(dialect)))
+      return (draft2020 ??= new Ajv2020(options));
+    if (/json-schema\.org\/draft-0[67]\/schema/.test(String(dialect)))
+      return (draft7 ??= new Ajv(options));
+    return undefined;
+  };
+  return (tool: string, schema: unknown, why: (reason: string) => void = () => {}) =>
+    argumentCheck(tool, schema, engineFor, why);
+}
 
 /**
  * A check of one tool's arguments, or undefined when this schema is left to the server;
  * `why` hears the reason then.
  */
-export function argumentCheck(
+function argumentCheck(
   tool: string,
   schema: unknown,
-  why: (reason: string) => void = () => {},
+  engineFor: (schema: Record<string, unknown>) => Ajv | Ajv2020 | undefined,
+  why: (reason: string) => void,
 ): ArgumentCheck | undefined {
   if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return undefined;
   const size = JSON.stringify(schema).length;
@@ -71,9 +81,7 @@ export function argumentCheck(
   }
   let validate: ValidateFunction;
   try {
-    // Compiled apart from the engine's cache: a server's schemas come and go with its list.
-    const { $id: _id, ...anonymous } = schema as Record<string, unknown>;
-    validate = engine.compile(anonymous);
+    validate = engine.compile(schema);
   } catch (error) {
     why(`its input schema cannot be compiled: ${(error as Error).message}`);
     return undefined;

@@ -9,6 +9,7 @@ import { clippedNote } from "../../common/json-depth.js";
 import { AirlockError } from "../../errors.js";
 import { createLogger } from "../../observability/logger.js";
 import type { Connector } from "../connector.js";
+import { argumentChecker } from "./mcp-arguments.js";
 import { mcpConnectorType } from "./mcp-connector.js";
 import { cutJsonText } from "./mcp-result.js";
 
@@ -171,6 +172,19 @@ describe("mcp connector: arguments checked against the server's input schema", (
     expect(await refusal(c, "search", { query: "refunds" })).toBeUndefined();
     expect(await refusal(c, "broken", {})).toBeUndefined();
     expect(server.calls).toHaveLength(0);
+  });
+
+  it("compiles each listing of the tools afresh, so a schema with an $id is checked every time", () => {
+    const schema = {
+      $id: "https://tools.example/search",
+      type: "object",
+      properties: { query: { type: "string" } },
+    };
+    for (let listing = 0; listing < 3; listing++) {
+      const check = argumentChecker()("search", structuredClone(schema));
+      expect(check, `listing ${listing}`).toBeDefined();
+      expect(() => check!({ query: 1 })).toThrow(/input\.query: must be string/);
+    }
   });
 
   it("leaves the arguments to the server when it cannot list its tools", async () => {

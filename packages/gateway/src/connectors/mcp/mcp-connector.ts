@@ -21,7 +21,7 @@ import type {
 } from "../connector.js";
 import { deadline } from "../deadline.js";
 import { describeNetworkError } from "../network-errors.js";
-import { type ArgumentCheck, argumentCheck } from "./mcp-arguments.js";
+import { type ArgumentCheck, argumentChecker } from "./mcp-arguments.js";
 import { type McpConnectionConfig, mcpConnectionSchema } from "./mcp-config.js";
 import { capContent, scrubBinary, type ToolResult } from "./mcp-result.js";
 import { McpSession, NotStarted, sessionForgotten } from "./mcp-session.js";
@@ -160,6 +160,7 @@ export function createMcpConnector(
   };
   const compileChecks = (byTool: Map<string, unknown>): Map<string, ArgumentCheck> => {
     const checks = new Map<string, ArgumentCheck>();
+    const argumentCheck = argumentChecker();
     for (const tool of tools.keys()) {
       const check = argumentCheck(tool, byTool.get(tool), (reason) =>
         deps.logger.warn(
