@@ -45,11 +45,15 @@ export function argumentChecker() {
   let draft2020: Ajv2020 | undefined;
   /** The engine for a schema's dialect: 2020-12 unless it names draft-07 or -06 (MCP's rule). */
   const engineFor = (schema: Record<string, unknown>): Ajv | Ajv2020 | undefined => {
-    const dialect = schema.$schema;
-    if (dialect === undefined || /json-schema\.org\/draft\/2020-12\/schema/.test(String(dialect)))
-      return (draft2020 ??= new Ajv2020(options));
-    if (/json-schema\.org\/draft-0[67]\/schema/.test(String(dialect)))
-      return (draft7 ??= new Ajv(options));
+    const dialect = String(schema.$schema ?? "");
+    if (dialect === "" || /json-schema\.org\/draft\/2020-12\/schema/.test(dialect)) {
+      draft2020 ??= new Ajv2020(options);
+      return draft2020;
+    }
+    if (/json-schema\.org\/draft-0[67]\/schema/.test(dialect)) {
+      draft7 ??= new Ajv(options);
+      return draft7;
+    }
     return undefined;
   };
   return (tool: string, schema: unknown, why: (reason: string) => void = () => {}) =>
