@@ -7,6 +7,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { isMap, isSeq, parseDocument } from "yaml";
 import { deepFreeze } from "../common/deep-freeze.js";
+import { connectorType } from "../connectors/connector-registry.js";
+import { toolNameClashes } from "../connectors/tool-names.js";
 import { loopback } from "../identity/oidc-config.js";
 import { createRedactor, MIN_SECRET_LENGTH } from "../masking/secret-redactor.js";
 import { checkCondition, compilePolicy, type Policy } from "../policy/policy-compile.js";
@@ -287,6 +289,18 @@ function warningsFor(config: AirlockConfig, secrets: string[]): ConfigIssue[] {
       });
     }
   });
+  const clashes = toolNameClashes(
+    Object.entries(config.connections).map(([connection, settings]) => ({
+      connection,
+      operations: connectorType(settings.type)?.operationNames(settings) ?? [],
+    })),
+  );
+  for (const clash of clashes) {
+    warnings.push({
+      path: ["connections", clash.connection],
+      message: `operation ${clash.operation} has no MCP tool of its own: its name ${clash.tool} is ${clash.problem}; agents on /mcp do not see it (POST /v1/actions still takes it), so rename the connection or the operation`,
+    });
+  }
   if (secrets.some((s) => s.length > 0 && s.length < MIN_SECRET_LENGTH)) {
     warnings.push({
       path: [],

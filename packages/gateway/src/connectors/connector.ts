@@ -91,5 +91,7 @@ export interface ConnectorType<Config> {
   readonly configSchema: z.ZodType<Config>;
   /** The CEL facts namespace and its fields' types, e.g. `http: { method: "string" }`. */
   readonly facts: { namespace: string; schema: Record<string, string> };
+  /** The operations a connection of this type offers, known from its config alone. */
+  operationNames(config: Config): string[];
   create(name: string, config: Config, deps: ConnectorDeps): Connector;
 }

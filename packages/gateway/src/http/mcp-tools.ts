@@ -5,6 +5,7 @@
  * becomes is the same submission `POST /v1/actions` makes.
  */
 import type { Connector, OperationSpec } from "../connectors/connector.js";
+import { CANCEL_TOOL, STATUS_TOOL, TOOL_NAME, toolName } from "../connectors/tool-names.js";
 import type { Logger } from "../observability/logger.js";
 import type { AgentView } from "../requests/request-views.js";
 
@@ -22,11 +23,7 @@ export interface ActionTool extends Tool {
   ownsJustification: boolean;
 }
 
-/** Names clients accept everywhere (Anthropic's and OpenAI's APIs): at most 64, no dots. */
-const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
-
-export const STATUS_TOOL = "airlock__status";
-export const CANCEL_TOOL = "airlock__cancel";
+export { CANCEL_TOOL, STATUS_TOOL };
 
 const idSchema = {
   type: "string",
@@ -63,10 +60,6 @@ const justification = {
   maxLength: 4000,
   description: "Why you want this: people deciding whether it runs read it",
 } as const;
-
-/** An operation's tool name: each character clients do not take becomes `_`. */
-const toolName = (connection: string, operation: string): string =>
-  `${connection}__${operation}`.replace(/[^A-Za-z0-9_-]/g, "_");
 
 /**
  * The tools the connections offer, in config order; built afresh for each listing. With

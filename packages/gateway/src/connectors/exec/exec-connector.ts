@@ -29,6 +29,7 @@ export const execConnectorType: ConnectorType<ExecConnectionConfig> = {
       args: "map<string, string>",
     },
   },
+  operationNames: (config) => Object.keys(config.commands),
   create: (name, config, deps) => createExecConnector(name, config, deps),
 };
 

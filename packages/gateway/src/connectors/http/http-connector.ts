@@ -44,6 +44,7 @@ export const httpConnectorType: ConnectorType<HttpConnectionConfig> = {
   type: "http",
   configSchema: httpConnectionSchema,
   facts: { namespace: "http", schema: { method: "string", path: "string" } },
+  operationNames: () => ["request"],
   create: (name, config, deps) => createHttpConnector(name, config, deps.secrets),
 };
 

@@ -30,6 +30,7 @@ export const mcpConnectorType: ConnectorType<McpConnectionConfig> = {
   type: "mcp",
   configSchema: mcpConnectionSchema,
   facts: { namespace: "mcp", schema: { tool: "string" } },
+  operationNames: (config) => Object.keys(config.tools),
   create: (name, config, deps) => createMcpConnector(name, config, deps),
 };
 

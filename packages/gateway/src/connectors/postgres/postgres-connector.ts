@@ -59,6 +59,7 @@ export const postgresConnectorType: ConnectorType<PostgresConnectionConfig> = {
       functions: "list<string>",
     },
   },
+  operationNames: () => ["query"],
   create: (name, config) => createPostgresConnector(name, config),
 };
 
