@@ -219,8 +219,23 @@ describe("airlock requests", () => {
     expect(selfApproval.code).toBe(1);
     expect(selfApproval.stderr).toContain("(self_approval)");
 
+    // A hash binds the vote to the request read: another request's is refused, and counts nothing.
+    const otherHash = JSON.parse(
+      (await runCli(["requests", "show", other.body.id, "--json"], as(bob))).stdout,
+    ).hash;
+    const mismatch = await runCli(
+      ["requests", "approve", held.body.id, "--hash", otherHash],
+      as(bob),
+    );
+    expect(mismatch.code).toBe(1);
+    expect(mismatch.stderr).toContain("requestHash: does not match this request");
+    const malformed = await runCli(["requests", "approve", held.body.id, "--hash", "abc"], as(bob));
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toContain("--hash must be the request's hash");
+    const shownHash = /^hash: ([0-9a-f]{64})$/m.exec(show.stdout)![1]!;
+
     const first = await runCli(
-      ["requests", "approve", held.body.id, "--comment", "looks right"],
+      ["requests", "approve", held.body.id, "--comment", "looks right", "--hash", shownHash],
       as(bob),
     );
     expect(first.stdout).toContain("(1 of 2 approvals): still waiting");

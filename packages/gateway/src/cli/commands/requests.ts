@@ -7,8 +7,11 @@ import { CliError, parse, subcommand } from "../cli-support.js";
 const usage = `Usage:
   airlock requests list [--status pending|all|STATUS,...] [--json]
   airlock requests show ID [--json]
-  airlock requests approve ID [--comment TEXT]
-  airlock requests deny ID [--comment TEXT]
+  airlock requests approve ID [--comment TEXT] [--hash HASH]
+  airlock requests deny ID [--comment TEXT] [--hash HASH]
+
+--hash takes the hash \`requests show\` printed: the vote then counts only for the request you
+read, and is refused if ID names another.
 
 Talks to the gateway at --url, else $AIRLOCK_URL, else http://localhost:7070, with the
 personal token in $AIRLOCK_TOKEN (create one with: airlock token create --reviewer EMAIL).`;
@@ -169,6 +172,7 @@ export async function requests(args: string[]): Promise<number> {
       status: { type: "string" },
       json: { type: "boolean" },
       comment: { type: "string", short: "m" },
+      hash: { type: "string" },
     },
     usage,
     sub === "list" ? 0 : 1,
@@ -229,6 +233,12 @@ export async function requests(args: string[]): Promise<number> {
     case "deny": {
       const id = positionals[0];
       if (!id) throw new CliError(`name the request: airlock requests ${sub} ID`, 2);
+      const hash = values.hash?.trim().toLowerCase();
+      if (hash !== undefined && !/^[0-9a-f]{64}$/.test(hash))
+        throw new CliError(
+          "--hash must be the request's hash as `airlock requests show ID` prints it: 64 hex characters",
+          2,
+        );
       const view = await call<ReviewerView>(
         base,
         "POST",
@@ -237,6 +247,7 @@ export async function requests(args: string[]): Promise<number> {
         {
           decision: sub,
           ...(values.comment ? { comment: values.comment } : {}),
+          ...(hash === undefined ? {} : { requestHash: hash }),
         },
       );
       const votes = view.review
