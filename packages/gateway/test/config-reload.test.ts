@@ -3,7 +3,9 @@
  * recorded in the audit trail first; a file that changes anything else, or does not load, is
  * refused whole and the gateway keeps what it runs.
  */
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -22,6 +24,7 @@ import {
   until,
   vote,
 } from "./support/gateway.js";
+import { postgresAvailable, postgresUrl, scratchSchema } from "./support/postgres.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 let upstream: Upstream;
@@ -284,4 +287,139 @@ describe("airlock serve on SIGHUP", () => {
     expect(reloads).toHaveLength(1);
     expect(reloads[0].actor).toEqual({ type: "operator", id: "signal:SIGHUP" });
   });
+});
+
+describe("airlock serve and a SIGHUP outside serving", () => {
+  /** A config file for `airlock serve` on a free port, with an agent token made for it. */
+  async function served(storage?: string) {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-hup-"));
+    dirs.push(dir);
+    const port = await freePort();
+    const config = join(dir, "airlock.yaml");
+    const text = (extra = "") => {
+      const base = testConfig(upstream.url, extra).replace(
+        "server: { port: 0,",
+        `server: { port: ${port},`,
+      );
+      return storage ? base.replace("storage: sqlite:./airlock.db", `storage: "${storage}"`) : base;
+    };
+    writeFileSync(config, text());
+    const env = { BILLING_API_TOKEN: "reload-test-credential", AIRLOCK_LOG_LEVEL: "info" };
+    const created = await runCli(
+      ["token", "create", "--agent", "support-bot", "--config", config],
+      {
+        env,
+      },
+    );
+    expect(created.code, created.stderr).toBe(0);
+    return { config, port, env, text, agent: created.stdout.trim() };
+  }
+
+  it("lets the work under way finish when it comes while the gateway stops", async () => {
+    const { config, port, env, agent } = await served();
+    const reviewer = await runCli(
+      ["token", "create", "--reviewer", "bob@example.com", "--config", config],
+      { env },
+    );
+    const bob = reviewer.stdout.trim();
+    const serve = await startServe(config, port, env);
+    const slow = upstream.hold("/api/invoices/slow");
+    try {
+      const put = { ...patch, input: { method: "PUT", path: "/invoices/slow" } };
+      const pending = await api(serve.url, "POST", "/v1/actions", { token: agent, body: put });
+      expect(pending.body.status).toBe("pending");
+      expect((await vote(serve.url, pending.body.id, bob)).status).toBe(200);
+      await slow.arrived;
+      serve.child.kill("SIGTERM");
+      await until(() => serve.output().includes("stopping: finishing work under way"));
+      serve.child.kill("SIGHUP");
+      await until(() => serve.output().includes("SIGHUP while stopping"));
+      slow.release();
+      await killed(serve.child);
+      expect(serve.child.signalCode).toBeNull();
+      expect(serve.child.exitCode).toBe(0);
+      const exported = await runCli(["audit", "export", "--format", "jsonl", "--config", config], {
+        env,
+      });
+      const types = exported.stdout
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line))
+        .filter((event) => event.requestId === pending.body.id)
+        .map((event) => event.type);
+      expect(types).toContain("execution.succeeded");
+    } finally {
+      slow.release();
+      serve.child.kill("SIGKILL");
+      await killed(serve.child);
+    }
+  });
+
+  it.skipIf(!postgresAvailable)(
+    "takes the file up once serving when it comes while the gateway starts",
+    async () => {
+      const db = await scratchSchema();
+      // The store is reached through a relay that holds the first connection: the gateway
+      // is then inside its start, for as long as the test likes.
+      const target = new URL(postgresUrl);
+      let hold = true;
+      let arrived!: () => void;
+      const connected = new Promise<void>((resolve) => {
+        arrived = resolve;
+      });
+      const waiting: Socket[] = [];
+      const sockets = new Set<Socket>();
+      const pipe = (socket: Socket) => {
+        const upstreamSocket = connect(Number(target.port || 5432), target.hostname);
+        sockets.add(upstreamSocket);
+        socket.pipe(upstreamSocket).pipe(socket);
+        const end = () => {
+          socket.destroy();
+          upstreamSocket.destroy();
+        };
+        socket.on("error", end).on("close", end);
+        upstreamSocket.on("error", end).on("close", end);
+      };
+      const relay = createServer((socket) => {
+        sockets.add(socket);
+        socket.pause();
+        if (hold) {
+          waiting.push(socket);
+          arrived();
+        } else pipe(socket);
+      });
+      await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
+      const relayed = new URL(db.url);
+      relayed.host = `127.0.0.1:${(relay.address() as { port: number }).port}`;
+      try {
+        const { config, port, env, agent, text } = await served(db.url);
+        writeFileSync(config, text().replace(db.url, relayed.toString()));
+        let child: ChildProcess | undefined;
+        const serve = startServe(config, port, env, (spawned) => {
+          child = spawned;
+        });
+        await connected;
+        // While it starts, the file gains a rule, and the operator signals.
+        writeFileSync(config, text(PATCHES_PASS).replace(db.url, relayed.toString()));
+        child!.kill("SIGHUP");
+        await new Promise((r) => setTimeout(r, 200));
+        hold = false;
+        for (const socket of waiting.splice(0)) pipe(socket);
+        const started = await serve;
+        try {
+          const status = async () =>
+            (await api(started.url, "POST", "/v1/actions", { token: agent, body: patch })).status;
+          await until(async () => (await status()) === 200);
+          expect(started.output()).toContain("SIGHUP came while starting");
+        } finally {
+          started.child.kill("SIGTERM");
+          await killed(started.child);
+        }
+      } finally {
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => relay.close(resolve));
+        await db.drop();
+      }
+    },
+  );
 });

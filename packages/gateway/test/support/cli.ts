@@ -45,12 +45,15 @@ export async function startServe(
   configPath: string,
   port: number,
   env: Record<string, string>,
+  /** Told of the process as soon as it is spawned, before it serves. */
+  spawned?: (child: ChildProcess) => void,
 ): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   let output = "";
   const child = spawn(process.execPath, [airlockBin, "serve", "--config", configPath], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  spawned?.(child);
   child.stdout!.on("data", (d) => {
     output += d;
   });

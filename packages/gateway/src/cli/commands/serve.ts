@@ -13,29 +13,50 @@ Stops gracefully on SIGINT or SIGTERM: no new work, executions under way finish.
 
 export async function serve(args: string[]): Promise<number | undefined> {
   const { values } = parse(args, configOption, usage);
-  const loaded = loadConfigOrExit(values.config);
-  const gateway = await createGateway(loaded);
-  try {
-    await gateway.start();
-  } catch (error) {
-    await gateway.close();
-    const { port, host } = loaded.config.server;
-    throw (
-      addressInUse(
-        error,
-        `port ${port} on ${host}`,
-        `stop what listens there (another airlock serve?) or set server.port in ${loaded.source}`,
-      ) ?? error
-    );
-  }
   const path = configPath(values.config);
-  const onHangUp = () => void reloadFrom(gateway, path);
+  // SIGHUP's default action ends the process, so it is handled for as long as serve runs: one
+  // that comes while the gateway starts is taken up once it serves (the file may have changed
+  // since it was read), and one that comes while it stops must not cut the work it finishes.
+  let phase: "starting" | "serving" | "stopping" = "starting";
+  let gateway: Gateway | undefined;
+  let hungUpWhileStarting = false;
+  const onHangUp = () => {
+    if (phase === "serving" && gateway) void reloadFrom(gateway, path);
+    else if (phase === "starting") hungUpWhileStarting = true;
+    else gateway?.logger.warn("SIGHUP while stopping: no reload, the gateway finishes its work");
+  };
   process.on("SIGHUP", onHangUp);
-  await untilSignal();
-  process.off("SIGHUP", onHangUp);
-  gateway.logger.info("stopping: finishing work under way");
-  await gateway.close();
-  return 0;
+  try {
+    const loaded = loadConfigOrExit(values.config);
+    const started = await createGateway(loaded);
+    gateway = started;
+    try {
+      await started.start();
+    } catch (error) {
+      phase = "stopping";
+      await started.close();
+      const { port, host } = loaded.config.server;
+      throw (
+        addressInUse(
+          error,
+          `port ${port} on ${host}`,
+          `stop what listens there (another airlock serve?) or set server.port in ${loaded.source}`,
+        ) ?? error
+      );
+    }
+    phase = "serving";
+    if (hungUpWhileStarting) {
+      started.logger.info("SIGHUP came while starting: reading the config again");
+      void reloadFrom(started, path);
+    }
+    await untilSignal();
+    phase = "stopping";
+    started.logger.info("stopping: finishing work under way");
+    await started.close();
+    return 0;
+  } finally {
+    process.off("SIGHUP", onHangUp);
+  }
 }
 
 /** Resolves on the first SIGINT or SIGTERM; a second one while stopping exits at once. */
