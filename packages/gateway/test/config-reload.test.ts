@@ -142,6 +142,13 @@ describe("a config reload", () => {
     expect(metrics).toContain('airlock_config_reloads_total{result="refused"} 1');
   });
 
+  it("is not refused for a $schema line, which only editors read", async () => {
+    const gw = await started(testConfig(upstream.url));
+    const text = `$schema: ./node_modules/@airlock/gateway/airlock.schema.json\n${testConfig(upstream.url, PATCHES_PASS)}`;
+    const changes = await gw.gateway.reload(reloaded(gw, text), "test");
+    expect(changes?.rules.added).toEqual(["patches pass"]);
+  });
+
   it("refuses a rule naming an approval channel that is not configured", async () => {
     const gw = await started(testConfig(upstream.url));
     const text = testConfig(

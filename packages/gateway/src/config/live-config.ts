@@ -50,7 +50,8 @@ function liveState({ config, policy }: LoadedConfig) {
   };
 }
 
-const LIVE_SECTIONS = new Set(["rules", "agents", "reviewers"]);
+/** Taken up by a reload; `$schema` only tells editors where the schema is, and does nothing. */
+const LIVE_SECTIONS = new Set(["rules", "agents", "reviewers", "$schema"]);
 
 /**
  * Why `next` cannot be taken up by a gateway running `running`: each part outside the rules,
