@@ -62,9 +62,9 @@ async function started(text: string): Promise<TestGateway> {
 }
 
 /** The file as the gateway would read it again: same store, same secrets. */
-function reloaded(gw: TestGateway, text: string) {
+function reloaded(gw: TestGateway, text: string, env: Record<string, string> = {}) {
   return loadConfigText(text, {
-    env: { BILLING_API_TOKEN: SECRET },
+    env: { BILLING_API_TOKEN: SECRET, ...env },
     baseDir: gw.dir,
     source: "test.yaml",
   });
@@ -147,6 +147,27 @@ describe("a config reload", () => {
     const text = `$schema: ./node_modules/@airlock/gateway/airlock.schema.json\n${testConfig(upstream.url, PATCHES_PASS)}`;
     const changes = await gw.gateway.reload(reloaded(gw, text), "test");
     expect(changes?.rules.added).toEqual(["patches pass"]);
+  });
+
+  it("refuses a secret it did not read at start, which the log's redaction would not know", async () => {
+    const gw = await started(testConfig(upstream.url));
+    const text = testConfig(
+      upstream.url,
+      `
+  - name: patches refused with a secret reason
+    when: http.method == "PATCH"
+    decision: deny
+    reason: \${env:NEW_SECRET}`,
+    );
+    const refused = await gw.gateway
+      .reload(reloaded(gw, text, { NEW_SECRET: "a-new-secret-value-4d2f" }), "test")
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(ConfigError);
+    expect((refused as ConfigError).message).toContain(
+      "(root): the values of its ${env:} and ${file:} references are not the ones read at start",
+    );
+    expect((refused as ConfigError).message).not.toContain("a-new-secret-value-4d2f");
+    expect(await auditOf(gw, "config.reloaded")).toEqual([]);
   });
 
   it("refuses a rule naming an approval channel that is not configured", async () => {

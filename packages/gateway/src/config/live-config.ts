@@ -83,7 +83,7 @@ export function restartOnlyChanges(running: LoadedConfig, next: LoadedConfig): C
     issues.push({
       path: [],
       message:
-        "a ${env:} or ${file:} reference resolves to another value now; secrets are taken up only when the gateway restarts",
+        "the values of its ${env:} and ${file:} references are not the ones read at start (a reference added or removed, or a value changed); secrets are taken up only when the gateway restarts",
     });
   }
   return issues;
