@@ -655,6 +655,46 @@ rules:
     });
 
     it.skipIf(!onPostgres)(
+      "leaves a slow check to the replica that started it, however long its provider takes",
+      async () => {
+        const other = await startGateway(gatewayConfig(0, "\n    recheckEvery: 1s"), {
+          dir: checked.dir,
+        });
+        const carol = await signIn("carol@example.com", { at });
+        // A rotating provider, slow enough that one check outlasts 15 s: two requests of 8 s.
+        idp.setRotateRefreshTokens(true);
+        idp.setRefreshWithoutIdToken(true);
+        idp.setTokenEndpointDelay(8000);
+        idp.setUserinfoDelay(8000);
+        try {
+          await pause(2100);
+          const before = idp.refreshes;
+          const here = sessionOf(carol);
+          await pause(15_500);
+          // The other replica must not refresh with the token this one is still using.
+          const there = await fetch(`${other.url}/auth/session`, {
+            headers: { cookie: carol.cookie },
+          });
+          const asked = await here;
+          await Promise.all([there.arrayBuffer(), asked.arrayBuffer()]);
+          expect(asked.status).toBe(200);
+          expect(there.status).toBe(200);
+          expect(idp.refreshes).toBe(before + 1);
+          idp.setTokenEndpointDelay(0);
+          idp.setUserinfoDelay(0);
+          expect((await sessionOf(carol)).status).toBe(200);
+        } finally {
+          idp.setRotateRefreshTokens(false);
+          idp.setRefreshWithoutIdToken(false);
+          idp.setTokenEndpointDelay(0);
+          idp.setUserinfoDelay(0);
+          await other.close();
+        }
+      },
+      60_000,
+    );
+
+    it.skipIf(!onPostgres)(
       "answers a call on another replica while one asks, after two idle intervals, without a 503",
       async () => {
         const other = await startGateway(gatewayConfig(0, "\n    recheckEvery: 1s"), {

@@ -16,8 +16,18 @@ import { openForSession, sealForSession } from "./session-seal.js";
 
 export const SESSION_COOKIE = "airlock_session";
 const SIGN_IN_TTL_MS = 10 * 60_000;
-/** How long one replica holds a session's check before another may try (a stalled call). */
-const CHECK_LEASE_MS = 15_000;
+/** Each request to the identity provider gives up after this many seconds. */
+const PROVIDER_TIMEOUT_S = 10;
+/**
+ * How long one replica holds a session's check before another may take it over (a replica
+ * that stopped midway): longer than the longest check, up to four requests to the provider
+ * (discovery, refresh, its keys, userinfo). Shorter, a slow provider let a second replica
+ * refresh with the token the first was still using, and a provider that rotates refresh
+ * tokens takes that for a stolen copy and ends the sign-in.
+ */
+const CHECK_LEASE_MS = 4 * PROVIDER_TIMEOUT_S * 1000 + 5_000;
+/** How long a call whose session is overdue waits for another's check before answering 503. */
+const ANSWER_WAIT_MS = 15_000;
 /** How often a call waiting for another's check of its session looks for the answer. */
 const ANSWER_POLL_MS = 100;
 
@@ -93,7 +103,7 @@ export function createOidcService(deps: {
       .discovery(new URL(config.issuer), config.clientId, config.clientSecret, undefined, {
         // A provider on plain http is only for development and tests on loopback.
         ...(config.issuer.startsWith("http:") ? { execute: [oidc.allowInsecureRequests] } : {}),
-        timeout: 10,
+        timeout: PROVIDER_TIMEOUT_S,
       })
       .catch((error: unknown) => {
         discovered = undefined;
@@ -184,7 +194,7 @@ export function createOidcService(deps: {
     // call's check was recorded holds a token the provider may have replaced, and a provider
     // that rotates them takes a replaced one for a stolen copy and ends the whole sign-in.
     let sealed = session.refreshToken ?? "";
-    const waitUntil = now + CHECK_LEASE_MS;
+    const waitUntil = now + ANSWER_WAIT_MS;
     while (
       !(await store.claimSessionCheck(session.idHash, clock(), clock() + CHECK_LEASE_MS, sealed))
     ) {

@@ -63,6 +63,8 @@ export interface TestIdp {
   setUserinfoDown(down: boolean): void;
   /** While set, its token endpoint answers this many ms late (0: at once). */
   setTokenEndpointDelay(ms: number): void;
+  /** While set, its userinfo endpoint answers this many ms late (0: at once). */
+  setUserinfoDelay(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -186,6 +188,7 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
   let refreshWithoutIdToken = false;
   let userinfoDown = false;
   let tokenEndpointDelay = 0;
+  let userinfoDelay = 0;
   // Before callback(), which composes the middleware there is.
   provider.use(async (ctx, next) => {
     await next();
@@ -209,9 +212,8 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
 
   server.on("request", async (request: IncomingMessage, response: ServerResponse) => {
     const path = new URL(request.url ?? "/", issuer).pathname;
-    if (path === "/token" && tokenEndpointDelay > 0) {
-      await new Promise((resolve) => setTimeout(resolve, tokenEndpointDelay));
-    }
+    const delay = path === "/token" ? tokenEndpointDelay : path === "/me" ? userinfoDelay : 0;
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
     if (tokenEndpointDown && path === "/token") {
       response.writeHead(503, { "content-type": "text/plain" }).end("down on purpose");
       return;
@@ -270,6 +272,9 @@ export async function startOidcProvider(options: TestIdpOptions): Promise<TestId
     },
     setTokenEndpointDelay(ms) {
       tokenEndpointDelay = ms;
+    },
+    setUserinfoDelay(ms) {
+      userinfoDelay = ms;
     },
     close: () =>
       new Promise<void>((resolve, reject) => {
