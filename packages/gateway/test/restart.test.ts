@@ -247,6 +247,35 @@ describe("in-process restarts and races", () => {
     expect(spare.destroyed).toBe(true);
   });
 
+  it("stops once an answer under way is out, though its client would keep the connection", async () => {
+    const gw = await startGateway(testConfig(upstream.url).replace("timeout: 2s", "timeout: 20s"));
+    dirs.push(gw.dir);
+    const agent = await gw.token("agent", "support-bot");
+    const slow = upstream.hold("/api/slow-at-stop");
+    // An HTTP/1.1 client that keeps its connection alive, as the SDK's does.
+    const socket = connect(Number(new URL(gw.url).port), "127.0.0.1");
+    await once(socket, "connect");
+    const body = JSON.stringify(read("/slow-at-stop"));
+    socket.write(
+      `POST /v1/actions HTTP/1.1\r\nHost: airlock\r\nAuthorization: Bearer ${agent}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: keep-alive\r\n\r\n${body}`,
+    );
+    let answer = "";
+    socket.on("data", (chunk) => {
+      answer += chunk;
+    });
+    const closed = once(socket, "close");
+    await slow.arrived;
+    const stopped = gw.close();
+    slow.release();
+    // Before, the answer came kept alive, and the stop waited out the keep-alive timeout
+    // (72 s) for a client that had no more to ask.
+    await closed;
+    await stopped;
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer.toLowerCase()).toContain("connection: close");
+    expect(answer).toContain('"status":"succeeded"');
+  });
+
   it("keeps pending requests and their votes across a restart", async () => {
     let gw = await startGateway(testConfig(upstream.url));
     dirs.push(gw.dir);

@@ -136,20 +136,28 @@ function answerRaw(
 }
 
 /**
- * At close, Node ends idle keep-alive connections but not those that never sent a request (a
- * balancer's or a client's spare connection), which would hold the stop until the client
- * gives up or the headers timeout ends them a minute later. Those are ended here.
+ * At close, Node ends the keep-alive connections idle at that moment, but not those that
+ * never sent a request (a balancer's or a client's spare connection), nor those whose answer
+ * was still under way (an action running, a long-poll): kept alive after it, they would hold
+ * the stop for the keep-alive timeout, over a minute. The first are ended here; answers sent
+ * from then on say `Connection: close`, so that Node ends their connections once they are out.
  */
-function closeUnusedConnections(app: FastifyInstance): void {
+function closeConnectionsAtStop(app: FastifyInstance): void {
   const unused = new Set<Socket>();
+  let stopping = false;
   app.server.on("connection", (socket: Socket) => {
     unused.add(socket);
     socket.once("close", () => unused.delete(socket));
   });
   app.server.on("request", (request: IncomingMessage) => unused.delete(request.socket));
   app.addHook("preClose", (done) => {
+    stopping = true;
     for (const socket of unused) socket.destroy();
     done();
+  });
+  app.addHook("onSend", (_request, reply, payload, done) => {
+    if (stopping) reply.header("connection", "close");
+    done(null, payload);
   });
 }
 
@@ -182,7 +190,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     ...(deps.trustProxy ? { trustProxy: deps.trustProxy } : {}),
   });
 
-  closeUnusedConnections(app);
+  closeConnectionsAtStop(app);
   // JSON only: fastify's text/plain parser would take a body no route can read (415 instead),
   // and its JSON errors say neither where nor why.
   app.removeAllContentTypeParsers();
