@@ -65,6 +65,26 @@ it("is for reviewers only, and bounded per reviewer", async () => {
   again.abort();
 });
 
+it("ends every open stream at a stop, so that an open console tab cannot hold it", async () => {
+  const stopping = await startGateway(testConfig(upstream.url));
+  try {
+    const token = await stopping.token("reviewer", "bob@example.com");
+    const res = await fetch(`${stopping.url}/v1/events`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const reader = res.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("retry:");
+    // Before, the stop waited for the browser to leave, for good.
+    await stopping.close();
+    let ended = false;
+    while (!ended) ended = (await reader.read()).done;
+    expect(ended).toBe(true);
+  } finally {
+    await stopping.close();
+    removeDir(stopping.dir);
+  }
+});
+
 it.skipIf(!postgresAvailable)(
   "tells the console to read again when a replica's change feed was cut",
   async () => {

@@ -129,5 +129,5 @@ export function createRouter(app: FastifyInstance, authenticate: Authenticate) {
     });
   }
 
-  return { route, specs };
+  return { app, route, specs };
 }

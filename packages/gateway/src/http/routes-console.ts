@@ -43,6 +43,14 @@ export function consoleRoutes(
   deps.oidc?.onSessionEnd((sessionId) => {
     for (const end of bySession.get(sessionId) ?? []) end();
   });
+  // A stream never ends on its own, and a stop waits for every request it serves: each one
+  // open is ended at the stop, connection and all (the console reconnects, to another replica
+  // or to this one once it is back). Before, one open console tab held a stop for good.
+  const everyStream = new Set<(options?: { closeConnection: boolean }) => void>();
+  router.app.addHook("preClose", (done) => {
+    for (const end of [...everyStream]) end({ closeConnection: true });
+    done();
+  });
   const verifications = sharedRuns<VerifyReport>();
   router.route(
     {
@@ -110,6 +118,7 @@ export function consoleRoutes(
         const left = (streams.get(who) ?? 1) - 1;
         if (left > 0) streams.set(who, left);
         else streams.delete(who);
+        everyStream.delete(end);
         if (session !== undefined) {
           const ends = bySession.get(session);
           ends?.delete(end);
@@ -117,10 +126,13 @@ export function consoleRoutes(
         }
       };
       // Stopped first, so that no change is written to a stream of a session that ended.
-      const end = () => {
+      const end = (options?: { closeConnection: boolean }) => {
         stop();
         raw.end();
+        // Its last chunk is written first; kept alive, the connection would hold the stop.
+        if (options?.closeConnection) raw.socket?.end();
       };
+      everyStream.add(end);
       if (session !== undefined) {
         const ends = bySession.get(session) ?? new Set();
         ends.add(end);
