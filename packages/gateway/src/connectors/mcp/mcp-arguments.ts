@@ -6,7 +6,8 @@
  * (an unknown dialect, a pattern RE2 cannot run, too large) is left to the server alone.
  *
  * The schemas come from the server at run time: patterns run in RE2 (linear time, whatever
- * the agent sends), formats are not checked (the server's idea of them may differ), and a
+ * the agent sends), formats are not checked (the server's idea of them may differ), nor is
+ * `uniqueItems` (ajv compares items pairwise: 20,000 objects held the event loop 5 s), and a
  * schema is compiled only when its JSON is of bounded size.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
@@ -35,6 +36,12 @@ const options = {
 } as const;
 export type ArgumentCheck = (args: Record<string, unknown>) => void;
 
+/** An engine without the keywords whose checks take more than linear time in the input. */
+function linearOnly<T extends Ajv | Ajv2020>(engine: T): T {
+  engine.removeKeyword("uniqueItems");
+  return engine;
+}
+
 /**
  * Compiles the checks of one listing of a server's tools. Each listing gets engines of its
  * own, dropped with its checks: ajv keeps every schema it compiled (and every `$id` in one)
@@ -47,11 +54,11 @@ export function argumentChecker() {
   const engineFor = (schema: Record<string, unknown>): Ajv | Ajv2020 | undefined => {
     const dialect = String(schema.$schema ?? "");
     if (dialect === "" || /json-schema\.org\/draft\/2020-12\/schema/.test(dialect)) {
-      draft2020 ??= new Ajv2020(options);
+      draft2020 ??= linearOnly(new Ajv2020(options));
       return draft2020;
     }
     if (/json-schema\.org\/draft-0[67]\/schema/.test(dialect)) {
-      draft7 ??= new Ajv(options);
+      draft7 ??= linearOnly(new Ajv(options));
       return draft7;
     }
     return undefined;

@@ -202,6 +202,8 @@ describe("mcp connector: arguments checked against the server's input schema", (
             // Backtracking takes minutes on 40 a's and a b; RE2 takes no time.
             query: { type: "string", pattern: "^(a+)+$" },
             scope: { enum: ["docs", "wiki"] },
+            // Checked pairwise by ajv, quadratic in what the agent sent: left to the server.
+            tags: { type: "array", uniqueItems: true },
             filters: {
               type: "object",
               properties: { "a/b": { type: "integer", maximum: 10 } },
@@ -241,6 +243,8 @@ describe("mcp connector: arguments checked against the server's input schema", (
       expect(slow).toMatchObject({ field: "input.query" });
       expect(slow?.message).toContain('must match pattern "^(a+)+$"');
       expect(await refusal(c, "search", { query: "aaa" })).toBeUndefined();
+      const tags = Array.from({ length: 20_000 }, () => ({ same: true }));
+      expect(await refusal(c, "search", { tags })).toBeUndefined();
       expect((await refusal(c, "search", { scope: "mail" }))?.message).toContain(
         'input.scope: must be one of "docs", "wiki"',
       );
