@@ -5,8 +5,12 @@
  * its own.
  */
 export interface RateLimiter {
-  /** Takes one token for `key`: undefined when allowed, else the whole seconds to wait. */
-  take(key: string): number | undefined;
+  /**
+   * Takes one token for `key`: undefined when allowed, else the whole seconds to wait.
+   * `limits` replaces the limiter's own for this key from now on (an agent's, reloaded): the
+   * tokens left carry over, up to the new burst.
+   */
+  take(key: string, limits?: { burst: number; perSecond: number }): number | undefined;
 }
 
 export function createRateLimiter(options: {
@@ -16,12 +20,12 @@ export function createRateLimiter(options: {
   maxKeys?: number;
   clock?: () => number;
 }): RateLimiter {
-  const { burst, perSecond } = options;
   const maxKeys = options.maxKeys ?? 10_000;
   const clock = options.clock ?? Date.now;
   const buckets = new Map<string, { tokens: number; at: number }>();
   return {
-    take(key) {
+    take(key, limits = options) {
+      const { burst, perSecond } = limits;
       const now = clock();
       const bucket = buckets.get(key);
       let tokens = burst;

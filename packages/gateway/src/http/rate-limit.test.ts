@@ -18,6 +18,25 @@ describe("rate limiter", () => {
     expect([1, 2, 3].map(() => limiter.take("a"))).toEqual([undefined, undefined, undefined]);
   });
 
+  it("takes a key's new limits with the tokens it had left, up to the new burst", () => {
+    let now = 0;
+    const limiter = createRateLimiter({ burst: 1, perSecond: 1, clock: () => now });
+    const slow = { burst: 5, perSecond: 0.1 };
+    expect([1, 2, 3].map(() => limiter.take("agent", slow))).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    // Lowered: the two tokens left carry over, capped at the new burst of one.
+    const lower = { burst: 1, perSecond: 0.01 };
+    expect(limiter.take("agent", lower)).toBeUndefined();
+    expect(limiter.take("agent", lower)).toBe(100);
+    // Raised: the bucket refills at the new rate from what it held.
+    now = 1000;
+    expect(limiter.take("agent", { burst: 10, perSecond: 1 })).toBeUndefined();
+    expect(limiter.take("agent", { burst: 10, perSecond: 1 })).toBe(1);
+  });
+
   it("forgets the least recently used keys beyond its size", () => {
     const limiter = createRateLimiter({ burst: 1, perSecond: 0.001, maxKeys: 2, clock: () => 0 });
     expect(limiter.take("a")).toBeUndefined();

@@ -5,7 +5,7 @@
  */
 import type { Json } from "../common/canonical-json.js";
 import { newId } from "../common/ids.js";
-import { createRateLimiter, type RateLimiter } from "../common/rate-limiter.js";
+import { createRateLimiter } from "../common/rate-limiter.js";
 import { textProblem } from "../common/storable-text.js";
 import type { AgentConfig } from "../config/config-schema.js";
 import type { LiveConfig } from "../config/live-config.js";
@@ -85,29 +85,17 @@ export function createRequestService(deps: RequestServiceDeps) {
     return connector;
   };
 
-  /** Each rate-limited agent's bucket, made at its first submission and again when a reload changes its limit. */
-  const limiters = new Map<string, { limiter: RateLimiter; burst: number; perSecond: number }>();
+  /** Each rate-limited agent's bucket, by the agent's limit as configured now. */
+  const limiter = createRateLimiter({ burst: 1, perSecond: 1, clock });
   const checkRate = async (agent: AgentConfig): Promise<void> => {
     const limit = agent.rateLimit;
     if (!limit) return;
     const burst = limit.burst ?? limit.perMinute;
     const perSecond = limit.perMinute / 60;
-    let wait: number | undefined;
-    if (store.takeRateToken) {
-      // Shared by every replica on the database: the limit is the agent's, not each one's.
-      wait = await store.takeRateToken(`agent:${agent.name}`, burst, perSecond);
-    } else {
-      let bucket = limiters.get(agent.name);
-      if (bucket?.burst !== burst || bucket.perSecond !== perSecond) {
-        bucket = {
-          limiter: createRateLimiter({ burst, perSecond, maxKeys: 1, clock }),
-          burst,
-          perSecond,
-        };
-        limiters.set(agent.name, bucket);
-      }
-      wait = bucket.limiter.take(agent.name);
-    }
+    // Shared by every replica on a database: the limit is the agent's, not each one's.
+    const wait = store.takeRateToken
+      ? await store.takeRateToken(`agent:${agent.name}`, burst, perSecond)
+      : limiter.take(agent.name, { burst, perSecond });
     if (wait !== undefined) {
       throw new AirlockError(
         "rate_limited",
