@@ -233,8 +233,8 @@ export async function startRawMcpServer(
   options: {
     /** Requests (pings) the server sends ahead of its answer to `initialize`, on an SSE stream. */
     pingsOnInitialize?: number;
-    /** What it answers `tools/list` with (name and inputSchema, as a server would write them). */
-    tools?: { name: string; inputSchema: unknown }[];
+    /** What it answers `tools/list` with (name, inputSchema and more, as a server writes them). */
+    tools?: ({ name: string; inputSchema: unknown } & Record<string, unknown>)[];
   } = {},
 ): Promise<RawMcpServer> {
   const server: Server = createServer(async (request, response) => {

@@ -383,6 +383,41 @@ describe("mcp connector: execution", () => {
     }
   });
 
+  it("returns what a tool gave after its arguments were checked, whatever its output schema says", async () => {
+    // The SDK's own listTools would have the session fail such a call after the tool ran.
+    const raw = await startRawMcpServer(
+      (id, response) => {
+        response.writeHead(200, { "content-type": "application/json" }).end(
+          JSON.stringify({
+            jsonrpc: "2.0",
+            id,
+            result: { content: [{ type: "text", text: "3" }] },
+          }),
+        );
+      },
+      {
+        tools: [
+          {
+            name: "search",
+            inputSchema: { type: "object", properties: { query: { type: "string" } } },
+            outputSchema: { type: "object", properties: { matches: { type: "number" } } },
+          },
+        ],
+      },
+    );
+    try {
+      const c = connector(raw.url);
+      await c.describe("search", c.parse("search", { query: "refunds" }));
+      const outcome = await run(c, "search", { query: "refunds" });
+      expect(outcome).toMatchObject({
+        ok: true,
+        result: { content: [{ type: "text", text: "3" }] },
+      });
+    } finally {
+      await raw.close();
+    }
+  });
+
   it("ends as failed with the tool's own message when the tool reports an error", async () => {
     const outcome = await run(connector(server.url), "broken", { why: "disk full" });
     expect(outcome.ok).toBe(false);

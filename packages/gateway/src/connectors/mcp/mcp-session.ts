@@ -13,7 +13,12 @@ import {
   StreamableHTTPError,
 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js";
-import { ErrorCode, type JSONRPCMessage, McpError } from "@modelcontextprotocol/sdk/types.js";
+import {
+  ErrorCode,
+  type JSONRPCMessage,
+  ListToolsResultSchema,
+  McpError,
+} from "@modelcontextprotocol/sdk/types.js";
 import { createRateLimiter } from "../../common/rate-limiter.js";
 import type { ToolResult } from "./mcp-result.js";
 
@@ -78,12 +83,21 @@ export class McpSession {
     );
   }
 
-  /** The server's tools and their input schemas (the first page: enough to describe them). */
+  /**
+   * The server's tools and their input schemas (the first page: enough to describe them).
+   * Asked as a plain request, not with the SDK's listTools: that one also compiles every
+   * tool's output schema, in an ajv the session keeps (again at each listing, never freed),
+   * and then fails a call whose result does not match it, after the tool ran.
+   */
   listTools(signal: AbortSignal): Promise<{ name: string; inputSchema: unknown }[]> {
     return this.use(
       async () =>
-        (await this.client.listTools(undefined, { signal, timeout: this.options.requestTimeoutMs }))
-          .tools,
+        (
+          await this.client.request({ method: "tools/list" }, ListToolsResultSchema, {
+            signal,
+            timeout: this.options.requestTimeoutMs,
+          })
+        ).tools,
       signal,
     );
   }
