@@ -97,6 +97,12 @@ function argumentCheck(
     why(`its input schema cannot be compiled: ${(error as Error).message}`);
     return undefined;
   }
+  // ajv makes an `$async` schema's check answer with a promise and refuse by rejecting it:
+  // the refusal would reach no one, and the rejection, unhandled, would end the process.
+  if ((validate as { $async?: unknown }).$async === true) {
+    why("its input schema is $async, which ajv checks in a promise");
+    return undefined;
+  }
   return (args) => {
     let valid: boolean;
     try {

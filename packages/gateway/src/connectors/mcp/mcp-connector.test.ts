@@ -187,6 +187,17 @@ describe("mcp connector: arguments checked against the server's input schema", (
     }
   });
 
+  it("leaves an $async schema to the server: its check refuses by a rejected promise nobody hears", () => {
+    const reasons: string[] = [];
+    const check = argumentChecker()(
+      "search",
+      { $async: true, type: "object", properties: { query: { type: "string" } } },
+      (reason) => reasons.push(reason),
+    );
+    expect(check).toBeUndefined();
+    expect(reasons).toEqual(["its input schema is $async, which ajv checks in a promise"]);
+  });
+
   it("leaves the arguments to the server when it cannot list its tools", async () => {
     const c = connector("http://127.0.0.1:9/mcp");
     expect(await refusal(c, "search", { query: 42 })).toBeUndefined();
