@@ -8,14 +8,37 @@
  * The schemas come from the server at run time: patterns run in RE2 (linear time, whatever
  * the agent sends), formats are not checked (the server's idea of them may differ), nor is
  * `uniqueItems` (ajv compares items pairwise: 20,000 objects held the event loop 5 s), and a
- * schema is compiled only when its JSON is of bounded size.
+ * schema is compiled only when its JSON is of bounded size, and only while one listing's
+ * compiling has taken less than COMPILE_MS.
  */
+import { createContext, Script } from "node:vm";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { RE2JS } from "re2js";
 import { AirlockError } from "../../errors.js";
 
 const MAX_SCHEMA_CHARS = 256 * 1024;
+/**
+ * How long compiling one listing's schemas may hold the event loop, all told. Size alone does
+ * not bound it: ajv took 2 s for one object of 2,000 properties, and ran out of memory after
+ * 90 s on 110 KB that referred to such an object a thousand times.
+ */
+const COMPILE_MS = 1000;
+
+const sandbox = createContext({});
+const runTask = new Script("task()");
+/** `task`'s result, or a throw once it has run `ms` (node:vm's watchdog ends it). */
+function within<T>(ms: number, task: () => T): T {
+  sandbox.task = task;
+  try {
+    return runTask.runInContext(sandbox, { timeout: Math.max(1, Math.ceil(ms)) }) as T;
+  } finally {
+    sandbox.task = undefined;
+  }
+}
+
+const timedOut = (error: unknown) =>
+  (error as { code?: unknown } | null)?.code === "ERR_SCRIPT_EXECUTION_TIMEOUT";
 
 /**
  * ajv's pattern engine: RE2, searching as JSON Schema's `pattern` does. ajv tells compiled
@@ -32,6 +55,11 @@ const options = {
   strict: false,
   validateFormats: false,
   allErrors: false,
+  // A referred-to schema is compiled once and called, not copied into every place that
+  // refers to it: copies multiply, a thousand references to one large object ran out of memory.
+  inlineRefs: false,
+  // ajv would print the code of a schema it failed to compile to the console (megabytes).
+  logger: false,
   code: { regExp: linearRegExp },
 } as const;
 export type ArgumentCheck = (args: Record<string, unknown>) => void;
@@ -50,6 +78,7 @@ function linearOnly<T extends Ajv | Ajv2020>(engine: T): T {
 export function argumentChecker() {
   let draft7: Ajv | undefined;
   let draft2020: Ajv2020 | undefined;
+  let spent = 0;
   /** The engine for a schema's dialect: 2020-12 unless it names draft-07 or -06 (MCP's rule). */
   const engineFor = (schema: Record<string, unknown>): Ajv | Ajv2020 | undefined => {
     const dialect = String(schema.$schema ?? "");
@@ -63,8 +92,30 @@ export function argumentChecker() {
     }
     return undefined;
   };
+  /** A schema compiled within what is left of the listing's time, or why it was not. */
+  const compile = (schema: Record<string, unknown>): ValidateFunction | string => {
+    const engine = engineFor(schema);
+    if (!engine) {
+      return `its input schema's dialect ${String(schema.$schema)} is not draft-07 or 2020-12`;
+    }
+    if (spent >= COMPILE_MS) {
+      return `the schemas listed before it took the ${COMPILE_MS} ms that compiling may take`;
+    }
+    const started = performance.now();
+    try {
+      return within(COMPILE_MS - spent, () => engine.compile(schema));
+    } catch (error) {
+      // Ended halfway, the engine may hold part of the schema; it compiles nothing more, as
+      // the time is spent.
+      return timedOut(error)
+        ? `compiling its input schema took the rest of the ${COMPILE_MS} ms that compiling may take`
+        : `its input schema cannot be compiled: ${(error as Error).message}`;
+    } finally {
+      spent += performance.now() - started;
+    }
+  };
   return (tool: string, schema: unknown, why: (reason: string) => void = () => {}) =>
-    argumentCheck(tool, schema, engineFor, why);
+    argumentCheck(tool, schema, compile, why);
 }
 
 /**
@@ -74,7 +125,7 @@ export function argumentChecker() {
 function argumentCheck(
   tool: string,
   schema: unknown,
-  engineFor: (schema: Record<string, unknown>) => Ajv | Ajv2020 | undefined,
+  compile: (schema: Record<string, unknown>) => ValidateFunction | string,
   why: (reason: string) => void,
 ): ArgumentCheck | undefined {
   if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return undefined;
@@ -83,18 +134,9 @@ function argumentCheck(
     why(`its input schema is ${size} characters, more than ${MAX_SCHEMA_CHARS}`);
     return undefined;
   }
-  const engine = engineFor(schema as Record<string, unknown>);
-  if (!engine) {
-    why(
-      `its input schema's dialect ${String((schema as { $schema?: unknown }).$schema)} is not draft-07 or 2020-12`,
-    );
-    return undefined;
-  }
-  let validate: ValidateFunction;
-  try {
-    validate = engine.compile(schema);
-  } catch (error) {
-    why(`its input schema cannot be compiled: ${(error as Error).message}`);
+  const validate = compile(schema as Record<string, unknown>);
+  if (typeof validate === "string") {
+    why(validate);
     return undefined;
   }
   // ajv makes an `$async` schema's check answer with a promise and refuse by rejecting it:

@@ -198,6 +198,32 @@ describe("mcp connector: arguments checked against the server's input schema", (
     expect(reasons).toEqual(["its input schema is $async, which ajv checks in a promise"]);
   });
 
+  it("stops compiling a listing's schemas once they take too long, and leaves the rest to the server", async () => {
+    // 110 KB: an object of 2,000 properties, referred to a thousand times. ajv copying it
+    // into each place ran out of memory after minutes; compiled once, it still takes seconds.
+    const page = { type: "object", properties: {} as Record<string, unknown> };
+    for (let i = 0; i < 2000; i++) page.properties[`p${i}`] = { type: "string", maxLength: 10 };
+    const pages: Record<string, unknown> = {};
+    for (let i = 0; i < 1000; i++) pages[`q${i}`] = { $ref: "#/$defs/page" };
+    const tools = [
+      {
+        name: "search",
+        inputSchema: { type: "object", properties: { query: { type: "string" } } },
+      },
+      { name: "delete_page", inputSchema: { type: "object", properties: pages, $defs: { page } } },
+      { name: "whoami", inputSchema: { type: "object", properties: { x: { type: "string" } } } },
+    ];
+    const raw = await startRawMcpServer(() => {}, { tools });
+    try {
+      const c = connector(raw.url);
+      expect(await refusal(c, "search", { query: 1 })).toMatchObject({ field: "input.query" });
+      expect(await refusal(c, "delete_page", { q0: { p0: 1 } })).toBeUndefined();
+      expect(await refusal(c, "whoami", { x: 1 })).toBeUndefined();
+    } finally {
+      await raw.close();
+    }
+  });
+
   it("leaves the arguments to the server when it cannot list its tools", async () => {
     const c = connector("http://127.0.0.1:9/mcp");
     expect(await refusal(c, "search", { query: 42 })).toBeUndefined();
