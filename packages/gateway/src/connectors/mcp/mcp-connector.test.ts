@@ -224,6 +224,21 @@ describe("mcp connector: arguments checked against the server's input schema", (
     }
   });
 
+  it("leaves to the server the arguments whose check runs too long", () => {
+    // allOf two refs to a schema of two refs, forty deep: 2^40 steps for any string.
+    const $defs: Record<string, unknown> = { d0: { type: "string" } };
+    for (let i = 1; i <= 40; i++) {
+      $defs[`d${i}`] = { allOf: [{ $ref: `#/$defs/d${i - 1}` }, { $ref: `#/$defs/d${i - 1}` }] };
+    }
+    const check = argumentChecker()("search", {
+      type: "object",
+      properties: { query: { $ref: "#/$defs/d40" } },
+      $defs,
+    });
+    expect(() => check!({ query: 1 })).toThrow(/input\.query: must be string/);
+    expect(() => check!({ query: "refunds" })).not.toThrow();
+  });
+
   it("leaves the arguments to the server when it cannot list its tools", async () => {
     const c = connector("http://127.0.0.1:9/mcp");
     expect(await refusal(c, "search", { query: 42 })).toBeUndefined();
