@@ -233,8 +233,11 @@ export async function startRawMcpServer(
   options: {
     /** Requests (pings) the server sends ahead of its answer to `initialize`, on an SSE stream. */
     pingsOnInitialize?: number;
-    /** What it answers `tools/list` with (name, inputSchema and more, as a server writes them). */
-    tools?: ({ name: string; inputSchema: unknown } & Record<string, unknown>)[];
+    /**
+     * What it answers `tools/list` with (name, inputSchema and more, as a server writes them),
+     * or the JSON text of that list, for what JSON.stringify cannot write (nesting too deep).
+     */
+    tools?: ({ name: string; inputSchema: unknown } & Record<string, unknown>)[] | string;
   } = {},
 ): Promise<RawMcpServer> {
   const server: Server = createServer(async (request, response) => {
@@ -274,9 +277,11 @@ export async function startRawMcpServer(
       return;
     }
     if (message.method === "tools/list" && options.tools) {
+      const tools =
+        typeof options.tools === "string" ? options.tools : JSON.stringify(options.tools);
       response
         .writeHead(200, { "content-type": "application/json" })
-        .end(JSON.stringify({ jsonrpc: "2.0", id: message.id, result: { tools: options.tools } }));
+        .end(`{"jsonrpc":"2.0","id":${JSON.stringify(message.id)},"result":{"tools":${tools}}}`);
       return;
     }
     // Notifications, and the client's answers to the server's own requests.

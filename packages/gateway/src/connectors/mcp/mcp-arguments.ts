@@ -136,7 +136,14 @@ function argumentCheck(
   why: (reason: string) => void,
 ): ArgumentCheck | undefined {
   if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return undefined;
-  const size = JSON.stringify(schema).length;
+  let size: number;
+  try {
+    size = JSON.stringify(schema).length;
+  } catch {
+    // Nested past what JSON.stringify can walk: thrown, it failed every tool of the server.
+    why("its input schema nests too deep to be read");
+    return undefined;
+  }
   if (size > MAX_SCHEMA_CHARS) {
     why(`its input schema is ${size} characters, more than ${MAX_SCHEMA_CHARS}`);
     return undefined;

@@ -239,6 +239,27 @@ describe("mcp connector: arguments checked against the server's input schema", (
     expect(() => check!({ query: "refunds" })).not.toThrow();
   });
 
+  it("leaves a schema nested too deep to measure to the server, and checks the other tools", async () => {
+    const depth = 100_000;
+    const deep = `${'{"items":'.repeat(depth)}{"type":"string"}${"}".repeat(depth)}`;
+    const raw = await startRawMcpServer(() => {}, {
+      tools: `[
+        {"name": "search", "inputSchema": {"type": "object", "properties": {"query": ${deep}}}},
+        {"name": "whoami", "inputSchema": {"type": "object", "properties": {"x": {"type": "string"}}}}
+      ]`,
+    });
+    try {
+      const c = connector(raw.url);
+      expect(await refusal(c, "search", { query: 1 })).toBeUndefined();
+      expect(await refusal(c, "whoami", { x: 1 })).toMatchObject({
+        code: "invalid_request",
+        field: "input.x",
+      });
+    } finally {
+      await raw.close();
+    }
+  });
+
   it("leaves the arguments to the server when it cannot list its tools", async () => {
     const c = connector("http://127.0.0.1:9/mcp");
     expect(await refusal(c, "search", { query: 42 })).toBeUndefined();
