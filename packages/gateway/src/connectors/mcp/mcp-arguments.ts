@@ -67,6 +67,9 @@ const options = {
   inlineRefs: false,
   // ajv would print the code of a schema it failed to compile to the console (megabytes).
   logger: false,
+  // Decimal steps in binary floating point: 0.07 / 0.01 is 7.000000000000001, and without a
+  // tolerance ajv refused 0.07 as no multiple of 0.01 (servers' zod and pydantic take it).
+  multipleOfPrecision: 9,
   code: { regExp: linearRegExp },
 } as const;
 export type ArgumentCheck = (args: Record<string, unknown>) => void;

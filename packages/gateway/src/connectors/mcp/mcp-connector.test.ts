@@ -260,6 +260,19 @@ describe("mcp connector: arguments checked against the server's input schema", (
     }
   });
 
+  it("takes decimal multiples as servers do, despite floating point", () => {
+    const check = argumentChecker()("search", {
+      type: "object",
+      properties: {
+        price: { type: "number", multipleOf: 0.01 },
+        step: { type: "number", multipleOf: 0.1 },
+      },
+    });
+    expect(() => check!({ price: 0.07, step: 0.3 })).not.toThrow();
+    expect(() => check!({ price: 19.99, step: 2.7 })).not.toThrow();
+    expect(() => check!({ price: 0.071 })).toThrow(/input\.price: must be multiple of 0\.01/);
+  });
+
   it("leaves the arguments to the server when it cannot list its tools", async () => {
     const c = connector("http://127.0.0.1:9/mcp");
     expect(await refusal(c, "search", { query: 42 })).toBeUndefined();
