@@ -70,6 +70,9 @@ const options = {
   // Decimal steps in binary floating point: 0.07 / 0.01 is 7.000000000000001, and without a
   // tolerance ajv refused 0.07 as no multiple of 0.01 (servers' zod and pydantic take it).
   multipleOfPrecision: 9,
+  // Arguments the agent sent, not what objects inherit: an argument named `constructor` or
+  // `toString` left out was checked as the inherited function ("must be string").
+  ownProperties: true,
   code: { regExp: linearRegExp },
 } as const;
 export type ArgumentCheck = (args: Record<string, unknown>) => void;

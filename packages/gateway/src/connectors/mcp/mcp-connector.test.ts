@@ -273,6 +273,16 @@ describe("mcp connector: arguments checked against the server's input schema", (
     expect(() => check!({ price: 0.071 })).toThrow(/input\.price: must be multiple of 0\.01/);
   });
 
+  it("checks the arguments sent, not what objects inherit", () => {
+    const check = argumentChecker()("search", {
+      type: "object",
+      properties: { constructor: { type: "string" }, toString: { type: "string" } },
+      required: ["valueOf"],
+    });
+    expect(() => check!({ valueOf: 1 })).not.toThrow();
+    expect(() => check!({})).toThrow(/^input\.valueOf: required/);
+  });
+
   it("leaves the arguments to the server when it cannot list its tools", async () => {
     const c = connector("http://127.0.0.1:9/mcp");
     expect(await refusal(c, "search", { query: 42 })).toBeUndefined();
