@@ -53,10 +53,46 @@ const timedOut = (error: unknown) =>
  * be taken for the first ajv compiled (one of its meta-schema's).
  */
 function linearRegExp(pattern: string): { test: (text: string) => boolean; toString(): string } {
-  const re = RE2JS.compile(pattern);
+  const re = RE2JS.compile(asEcmaScript(pattern));
   return { test: (text) => re.matcher(text).find(), toString: () => `re2:${pattern}` };
 }
 linearRegExp.code = 'require("re2js").RE2JS';
+
+/** ECMAScript's white space and line terminators, as class ranges: RE2's `\s` is [\t\n\f\r ]. */
+const SPACE =
+  "\\x{9}-\\x{D}\\x{20}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}";
+/** Every other character. */
+const NOT_SPACE =
+  "\\x{0}-\\x{8}\\x{E}-\\x{1F}\\x{21}-\\x{9F}\\x{A1}-\\x{167F}\\x{1681}-\\x{1FFF}\\x{200B}-\\x{2027}\\x{202A}-\\x{202E}\\x{2030}-\\x{205E}\\x{2060}-\\x{2FFF}\\x{3001}-\\x{FEFE}\\x{FF00}-\\x{10FFFF}";
+/** ECMAScript's `.`: anything but a line terminator; RE2's takes all but \n. */
+const DOT = "[^\\n\\r\\x{2028}\\x{2029}]";
+
+/**
+ * A pattern with `\s`, `\S` and `.` spelled out for RE2 as ECMAScript means them (JSON Schema's
+ * patterns are ECMAScript's): with RE2's own `\s`, `^[a-z\s]+$` refused a no-break space
+ * that the server's regular expressions take. What else differs, RE2 mostly refuses to compile
+ * (lookaround, backreferences, `\u0041`), and the schema is left to the server.
+ */
+function asEcmaScript(pattern: string): string {
+  let out = "";
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const char = pattern[i];
+    if (char === "\\") {
+      const next = pattern[++i] ?? "";
+      if (next === "s") out += inClass ? SPACE : `[${SPACE}]`;
+      else if (next === "S") out += inClass ? NOT_SPACE : `[${NOT_SPACE}]`;
+      else out += char + next;
+    } else if (char === "." && !inClass) {
+      out += DOT;
+    } else {
+      if (char === "[") inClass = true;
+      else if (char === "]") inClass = false;
+      out += char;
+    }
+  }
+  return out;
+}
 
 const options = {
   strict: false,

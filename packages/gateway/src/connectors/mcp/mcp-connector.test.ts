@@ -283,6 +283,51 @@ describe("mcp connector: arguments checked against the server's input schema", (
     expect(() => check!({})).toThrow(/^input\.valueOf: required/);
   });
 
+  it("reads a pattern's \\s, \\S and . as ECMAScript does, not as RE2's own", () => {
+    const patterns = [
+      "^[a-z\\s]+$",
+      "^\\S+$",
+      "^[^\\S\\n]*$",
+      "^[\\s\\S]$",
+      "^.$",
+      "^a.b\\s?$",
+      "[.]",
+    ];
+    const texts = [
+      "a b",
+      "a\u00a0b",
+      "a\u2028b",
+      "\v",
+      "\n",
+      "\r",
+      "\u3000",
+      "\ufeff",
+      "😀",
+      ".",
+      "x",
+      "",
+    ];
+    for (const pattern of patterns) {
+      const check = argumentChecker()("search", {
+        type: "object",
+        properties: { query: { type: "string", pattern } },
+      });
+      for (const text of texts) {
+        const takes = new RegExp(pattern, "u").test(text);
+        const passes = (() => {
+          try {
+            check!({ query: text });
+            return true;
+          } catch {
+            return false;
+          }
+        })();
+        const codes = [...text].map((c) => `U+${c.codePointAt(0)?.toString(16)}`).join(" ");
+        expect(passes, `${pattern} on ${codes}`).toBe(takes);
+      }
+    }
+  });
+
   it("leaves the arguments to the server when it cannot list its tools", async () => {
     const c = connector("http://127.0.0.1:9/mcp");
     expect(await refusal(c, "search", { query: 42 })).toBeUndefined();
