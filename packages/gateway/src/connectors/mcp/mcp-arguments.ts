@@ -1,7 +1,8 @@
 /**
  * A tool call's arguments checked against the input schema its MCP server gives the tool,
- * before anything is decided: a call the server would refuse is refused at once, naming the
- * argument, instead of waiting for a person's approval and then failing. The server still
+ * before anything is decided: a call the schema rules out is refused at once, naming the
+ * argument, instead of waiting for a person's approval and then failing (even when the server
+ * takes more than its schema says, as pydantic takes "5" for 5). The server still
  * checks them; this only ever refuses what the schema rules out, and a schema it cannot take
  * (an unknown dialect, a pattern RE2 cannot run, too large) is left to the server alone.
  *

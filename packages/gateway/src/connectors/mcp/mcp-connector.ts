@@ -38,7 +38,7 @@ const PREVIEW_CHARS = 4000;
 /** How long the server's tool schemas are kept, and how long a failure to list them is. */
 const SCHEMA_TTL_MS = 5 * 60_000;
 const SCHEMA_RETRY_MS = 30_000;
-/** How long an agent listing tools waits for the server's schemas. */
+/** How long an agent listing tools, or a submission to be checked, waits for the server's schemas. */
 const SCHEMA_WAIT_MS = 5000;
 
 function isObjectSchema(value: unknown): value is OperationSpec["inputSchema"] {
