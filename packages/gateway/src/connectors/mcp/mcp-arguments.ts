@@ -110,6 +110,9 @@ const options = {
   // Arguments the agent sent, not what objects inherit: an argument named `constructor` or
   // `toString` left out was checked as the inherited function ("must be string").
   ownProperties: true,
+  // The dialect is chosen below from `$schema`; ajv would also look the URI up among the
+  // meta-schemas it holds, and fail on spellings servers use (https, a trailing #, draft-06).
+  validateSchema: false,
   code: { regExp: linearRegExp },
 } as const;
 export type ArgumentCheck = (args: Record<string, unknown>) => void;

@@ -174,6 +174,30 @@ describe("mcp connector: arguments checked against the server's input schema", (
     expect(server.calls).toHaveLength(0);
   });
 
+  it("checks each spelling of the two dialects servers write, and leaves draft-04 to the server", () => {
+    const dialects = [
+      "http://json-schema.org/draft-07/schema#",
+      "https://json-schema.org/draft-07/schema",
+      "http://json-schema.org/draft-06/schema#",
+      "https://json-schema.org/draft/2020-12/schema",
+      "http://json-schema.org/draft/2020-12/schema#",
+    ];
+    for (const $schema of dialects) {
+      const check = argumentChecker()("search", {
+        $schema,
+        type: "object",
+        properties: { query: { type: "string" } },
+        required: ["query"],
+      });
+      expect(check, $schema).toBeDefined();
+      expect(() => check!({}), $schema).toThrow(/input\.query: required/);
+    }
+    const reasons: string[] = [];
+    const draft4 = { $schema: "http://json-schema.org/draft-04/schema#", type: "object" };
+    expect(argumentChecker()("search", draft4, (why) => reasons.push(why))).toBeUndefined();
+    expect(reasons[0]).toContain("is not draft-07 or 2020-12");
+  });
+
   it("compiles each listing of the tools afresh, so a schema with an $id is checked every time", () => {
     const schema = {
       $id: "https://tools.example/search",
