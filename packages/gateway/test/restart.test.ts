@@ -276,6 +276,38 @@ describe("in-process restarts and races", () => {
     expect(answer).toContain('"status":"succeeded"');
   });
 
+  it("stops at once although a client is still sending a request's body, which is answered 503", async () => {
+    // A long body deadline: the stop must not wait for it.
+    const gw = await startGateway(
+      testConfig(upstream.url).replace(
+        "sweepInterval: 50ms",
+        "sweepInterval: 50ms, requestTimeout: 5m",
+      ),
+    );
+    dirs.push(gw.dir);
+    const agent = await gw.token("agent", "support-bot");
+    const received = once(gw.gateway.app.server, "request");
+    const socket = connect(Number(new URL(gw.url).port), "127.0.0.1");
+    await once(socket, "connect");
+    const body = JSON.stringify(read("/never-sent"));
+    socket.write(
+      `POST /v1/actions HTTP/1.1\r\nHost: airlock\r\nAuthorization: Bearer ${agent}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 10)}`,
+    );
+    let answer = "";
+    socket.on("data", (chunk) => {
+      answer += chunk;
+    });
+    const closed = once(socket, "close");
+    // The headers are in and the body is being read when the stop comes.
+    await received;
+    // Before, the stop waited for the body deadline (server.requestTimeout), here 5 minutes.
+    await gw.close();
+    await closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 503 /);
+    expect(answer).toContain('"code":"store_unavailable"');
+    expect(callsTo("/never-sent")).toBe(0);
+  });
+
   it("keeps pending requests and their votes across a restart", async () => {
     let gw = await startGateway(testConfig(upstream.url));
     dirs.push(gw.dir);

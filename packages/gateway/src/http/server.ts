@@ -141,18 +141,36 @@ function answerRaw(
  * was still under way (an action running, a long-poll): kept alive after it, they would hold
  * the stop for the keep-alive timeout, over a minute. The first are ended here; answers sent
  * from then on say `Connection: close`, so that Node ends their connections once they are out.
+ * A request whose body is still coming has started nothing: it is answered 503 at once, and
+ * its client sends it again (to another replica). Before, a client sending its body slowly
+ * held the stop until server.requestTimeout (30 s by default, up to 10 minutes).
  */
 function closeConnectionsAtStop(app: FastifyInstance): void {
   const unused = new Set<Socket>();
+  const arriving = new Set<IncomingMessage>();
   let stopping = false;
   app.server.on("connection", (socket: Socket) => {
     unused.add(socket);
     socket.once("close", () => unused.delete(socket));
   });
-  app.server.on("request", (request: IncomingMessage) => unused.delete(request.socket));
+  app.server.on("request", (request: IncomingMessage) => {
+    unused.delete(request.socket);
+    arriving.add(request);
+    request.once("close", () => arriving.delete(request));
+  });
   app.addHook("preClose", (done) => {
     stopping = true;
     for (const socket of unused) socket.destroy();
+    for (const request of arriving) {
+      if (request.complete) continue;
+      answerRaw(
+        request.socket,
+        [503, "Service Unavailable"],
+        "the gateway is stopping and the request's body had not all arrived; nothing was done: send it again",
+        undefined,
+        "store_unavailable",
+      );
+    }
     done();
   });
   app.addHook("onSend", (_request, reply, payload, done) => {
