@@ -30,6 +30,7 @@ describe("sign-in through the identity provider", () => {
   let agent: string;
   let base: string;
   let strictBase: string;
+  let stoppingBase: string;
   let gatewayConfig: (port: number, extra?: string) => string;
 
   beforeAll(async () => {
@@ -37,8 +38,13 @@ describe("sign-in through the identity provider", () => {
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     strictBase = `http://127.0.0.1:${await freePort()}`;
+    stoppingBase = `http://127.0.0.1:${await freePort()}`;
     idp = await startOidcProvider({
-      redirectUris: [`${base}/auth/callback`, `${strictBase}/auth/callback`],
+      redirectUris: [
+        `${base}/auth/callback`,
+        `${strictBase}/auth/callback`,
+        `${stoppingBase}/auth/callback`,
+      ],
       users: [
         { email: "carol@example.com", groups: ["finance"] },
         { email: "alice@example.com", groups: ["finance"] },
@@ -531,6 +537,34 @@ rules:
         actor: { id: "hal@example.com" },
         data: { by: "identity provider", reason: expect.stringMatching(/refused/) },
       });
+    });
+
+    it("opens no live feed once a stop has begun, though its session was being checked then", async () => {
+      const port = Number(new URL(stoppingBase).port);
+      const stopping = await startGateway(gatewayConfig(port, "\n    recheckEvery: 1s"), {
+        gateway: { port },
+      });
+      try {
+        const carol = await signIn("carol@example.com", { at: stoppingBase });
+        await pause(1100);
+        // The console reconnects its feed as the stop begins, and its session's check with the
+        // provider is under way for a while.
+        idp.setTokenEndpointDelay(1500);
+        const feed = fetch(`${stoppingBase}/v1/events`, { headers: { cookie: carol.cookie } });
+        await pause(300);
+        // Before, the feed opened once the check was done, after the stop had ended every
+        // feed open, and held the stop for good.
+        await stopping.close();
+        const answer = await feed;
+        expect(answer.status).toBe(503);
+        expect(((await answer.json()) as { error: { code: string } }).error.code).toBe(
+          "store_unavailable",
+        );
+      } finally {
+        idp.setTokenEndpointDelay(0);
+        await stopping.close();
+        removeDir(stopping.dir);
+      }
     });
 
     it("asks once for many calls at once", async () => {

@@ -47,7 +47,11 @@ export function consoleRoutes(
   // open is ended at the stop, connection and all (the console reconnects, to another replica
   // or to this one once it is back). Before, one open console tab held a stop for good.
   const everyStream = new Set<(options?: { closeConnection: boolean }) => void>();
+  // And one whose caller was still being authenticated then (a console session checked with
+  // its identity provider takes seconds) is not opened after: it would hold the stop for good.
+  let stopping = false;
   router.app.addHook("preClose", (done) => {
+    stopping = true;
     for (const end of [...everyStream]) end({ closeConnection: true });
     done();
   });
@@ -62,6 +66,7 @@ export function consoleRoutes(
       responses: {
         200: "An event stream",
         429: "Too many live streams open, this reviewer's or all together",
+        503: "The gateway is stopping",
       },
     },
     async ({ reply, request, principal }) => {
@@ -70,6 +75,12 @@ export function consoleRoutes(
         throw new AirlockError(
           "rate_limited",
           "too many live streams are open; close some console tabs and try again",
+        );
+      }
+      if (stopping) {
+        throw new AirlockError(
+          "store_unavailable",
+          "the gateway is stopping; connect again (to another replica, or to this one once it is back)",
         );
       }
       reply.hijack();
