@@ -40,19 +40,22 @@ interface Delivery {
   headers: Record<string, string>;
 }
 
-/** A webhook receiver that verifies signatures and can be told to fail. */
+/** A webhook receiver that verifies signatures and can be told to fail, or to hang. */
 async function startReceiver() {
   const verifier = new Webhook(secret);
   const deliveries: Delivery[] = [];
   const rejected: string[] = [];
   let failures = 0;
   let attempts = 0;
+  let hanging = false;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c) => chunks.push(c));
     req.on("end", () => {
       attempts++;
       const body = Buffer.concat(chunks).toString();
+      // Takes the delivery and never answers it.
+      if (hanging) return;
       if (failures > 0) {
         failures--;
         res.writeHead(503).end();
@@ -87,11 +90,18 @@ async function startReceiver() {
     fail(n: number) {
       failures = n;
     },
+    hang(on: boolean) {
+      hanging = on;
+    },
     get attempts() {
       return attempts;
     },
     of: (requestId: string) => deliveries.filter((d) => d.requestId === requestId),
-    close: () => new Promise<void>((r) => server.close(() => r())),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -227,6 +237,38 @@ describe("webhooks across a restart, and for good failures", () => {
       expect(receiver.of(early.body.id)).toHaveLength(2);
       const ids = receiver.deliveries.map((d) => d.id);
       expect(new Set(ids).size).toBe(ids.length);
+      expect(receiver.rejected).toEqual([]);
+    } finally {
+      await gw.close();
+      removeDir(gw.dir);
+      await receiver.close();
+      await upstream.close();
+    }
+  });
+
+  it("stops without waiting for receivers that hang, and delivers what they did not answer after the restart", async () => {
+    const upstream = await startUpstream();
+    const receiver = await startReceiver();
+    // Two webhooks, each waiting up to a minute for its receiver.
+    const text = `${config(upstream.url, receiver.url, ", name: first, timeout: 60s")}    - { url: "${receiver.url}", secret: "${secret}", name: second, timeout: 60s }
+`;
+    let gw = await startGateway(text);
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      receiver.hang(true);
+      const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+      await until(() => receiver.attempts === 1);
+      // Before, the stop waited out the delivery under way, then made the other webhook's and
+      // waited that out too: two minutes.
+      await gw.close();
+      receiver.hang(false);
+      gw = await gw.restart();
+      // Handed back at the stop: not left for the minutes of the claim's lease.
+      await until(() => receiver.of(held.body.id).length === 2);
+      expect(receiver.of(held.body.id).map((d) => d.type)).toEqual([
+        "request.pending",
+        "request.pending",
+      ]);
       expect(receiver.rejected).toEqual([]);
     } finally {
       await gw.close();

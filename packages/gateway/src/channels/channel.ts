@@ -70,10 +70,15 @@ export interface Channel {
   schedule?(request: ActionRequest): { event: ScheduledEvent; at: number }[];
   /** Whether this channel wants to hear about a request (a rule may name its channels). */
   accepts?(view: ChannelView): boolean;
-  /** Posts the first message for a request; returns where it went, for later updates. */
-  post(notice: ChannelNotice): Promise<string | undefined>;
-  /** Updates the message at `ref` after a vote or at the end. */
-  update(ref: string, notice: ChannelNotice): Promise<void>;
+  /**
+   * Posts the first message for a request; returns where it went, for later updates.
+   * `stopping` aborts when the gateway stops: a channel whose delivery is safe to make again
+   * (a webhook's, which receivers drop as a repeat) gives up on it then, and the outbox makes
+   * it again after the restart; one that would post twice lets its own timeout run.
+   */
+  post(notice: ChannelNotice, stopping?: AbortSignal): Promise<string | undefined>;
+  /** Updates the message at `ref` after a vote or at the end (`stopping`: as for `post`). */
+  update(ref: string, notice: ChannelNotice, stopping?: AbortSignal): Promise<void>;
   /**
    * Tells the agent's owner the outcome, when the channel is set to. It is an outbox entry of
    * its own, after the one that updates the card: retried on its own, it is neither lost when

@@ -78,6 +78,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   let unclaimedTimer: NodeJS.Timeout | undefined;
   let abandoning: Promise<void> | undefined;
   let stopped = false;
+  // Aborted at the stop: a delivery that can be made again gives up (see Channel.post).
+  const stopping = new AbortController();
 
   const approvalChannels = channels.filter(isApprovalChannel);
   const followers = channels.filter((c) => !isApprovalChannel(c));
@@ -131,6 +133,15 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     return entries;
   };
 
+  /**
+   * A claimed entry the stop left undelivered, due again at once: another replica, or this
+   * one once it is back, delivers it, rather than after the claim's lease (minutes).
+   */
+  const release = (item: OutboxItem, why: string): Promise<void> =>
+    store
+      .failOutbox(item.id, why, clock())
+      .catch((error) => logger.error({ err: error }, "could not hand back a delivery at the stop"));
+
   const deliver = async (item: OutboxItem): Promise<void> => {
     const channel = byName.get(item.topic.slice(TOPIC_PREFIX.length));
     if (!channel || !item.topic.startsWith(TOPIC_PREFIX) || item.requestId === null) {
@@ -159,20 +170,28 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       const ref = await store.getChannelRef(item.requestId, channel.name);
       if (ref === undefined) {
-        const posted = await channel.post(notice);
+        const posted = await channel.post(notice, stopping.signal);
         if (posted !== undefined) {
           await store.setChannelRef(item.requestId, channel.name, posted);
           // The first message went out with a later event (the one for `requested` failed
           // for good): what the event itself does (an outcome in the thread) still happens.
-          if (notice.event !== "requested") await channel.update(posted, notice);
+          if (notice.event !== "requested") await channel.update(posted, notice, stopping.signal);
         }
       } else {
-        await channel.update(ref, notice);
+        await channel.update(ref, notice, stopping.signal);
       }
       await store.completeOutbox(item.id);
     } catch (error) {
-      metrics.outboxFailures.inc({ topic: item.topic });
       const message = errorMessage(error);
+      if (stopping.signal.aborted) {
+        logger.info(
+          { topic: item.topic, requestId: item.requestId, err: message },
+          "delivery cut short by the stop; it is made again after it",
+        );
+        await release(item, `cut short by a stop of the gateway: ${message}`);
+        return;
+      }
+      metrics.outboxFailures.inc({ topic: item.topic });
       const refused = error instanceof ChannelUnavailable && error.permanent;
       const dead = refused || item.attempts >= maxAttempts;
       // A channel that was told when to come back (Slack's Retry-After) is not asked sooner.
@@ -211,7 +230,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       await Promise.all(
         [...byRequest.values()].map(async (group) => {
-          for (const item of group) await deliver(item);
+          // None begun once stopping: each would hold the stop for as long as it can take.
+          for (const item of group) {
+            if (stopped) await release(item, "not delivered: the gateway stopped first");
+            else await deliver(item);
+          }
         }),
       );
       // What waited behind the entries just delivered may go now.
@@ -277,6 +300,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     },
     async stop() {
       stopped = true;
+      stopping.abort();
       if (timer) clearInterval(timer);
       if (unclaimedTimer) clearInterval(unclaimedTimer);
       await abandoning;

@@ -24,7 +24,7 @@ export function createWebhookChannel(
   const signer = new Webhook(config.secret);
   const clock = deps.clock ?? Date.now;
 
-  const send = async (notice: ChannelNotice): Promise<void> => {
+  const send = async (notice: ChannelNotice, stopping?: AbortSignal): Promise<void> => {
     // The same id on every retry of one change, so receivers can drop repeats.
     const id = `msg_${notice.request.id}_${notice.version}`;
     const at = new Date(clock());
@@ -46,7 +46,10 @@ export function createWebhookChannel(
       body,
       headersTimeout: config.timeout,
       bodyTimeout: config.timeout,
-      signal: AbortSignal.timeout(config.timeout),
+      // Given up at a stop too: the same delivery, made again after it, has the same id.
+      signal: stopping
+        ? AbortSignal.any([AbortSignal.timeout(config.timeout), stopping])
+        : AbortSignal.timeout(config.timeout),
     });
     await response.body.dump();
     if (response.statusCode < 200 || response.statusCode >= 300) {
@@ -58,10 +61,10 @@ export function createWebhookChannel(
     name,
     follows: "all",
     ...(config.events ? { events: config.events } : {}),
-    post: async (notice) => {
-      await send(notice);
+    post: async (notice, stopping) => {
+      await send(notice, stopping);
       return undefined;
     },
-    update: (_ref, notice) => send(notice),
+    update: (_ref, notice, stopping) => send(notice, stopping),
   };
 }
