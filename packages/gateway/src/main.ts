@@ -367,6 +367,13 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       const recovered = await executor.recover({ all: !shared });
       if (recovered.interrupted || recovered.resumed)
         logger.warn(recovered, "recovered requests left by a stop");
+      // Deliveries a killed process had begun, on a store that was its alone: made again now.
+      const released = (await store.releaseOutboxClaims?.()) ?? 0;
+      if (released > 0)
+        logger.warn(
+          { deliveries: released },
+          "deliveries a stopped process had begun are made again",
+        );
       await sweep();
       sweeper = setInterval(sweep, config.server.sweepInterval);
       sweeper.unref();

@@ -11,7 +11,16 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, killed, runCli, startServe } from "./support/cli.js";
-import { api, read, refund, removeDir, startGateway, testConfig, vote } from "./support/gateway.js";
+import {
+  api,
+  read,
+  refund,
+  removeDir,
+  startGateway,
+  testConfig,
+  until,
+  vote,
+} from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 let upstream: Upstream;
@@ -153,6 +162,46 @@ describe("a gateway process killed while an action runs", () => {
       "execution.started",
       "execution.failed",
     ]);
+  });
+
+  it("makes again at once, after a restart, the deliveries it had under way when it was killed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-crash-"));
+    dirs.push(dir);
+    const port = await freePort();
+    const config = join(dir, "airlock.yaml");
+    // The upstream stands in for a webhook receiver; it answers 200 to what it does not hold.
+    writeFileSync(
+      config,
+      `${testConfig(upstream.url).replace("server: { port: 0,", `server: { port: ${port},`)}
+channels:
+  webhooks:
+    - { url: "${upstream.url}/hooks/killed", secret: "whsec_${Buffer.alloc(32, 1).toString("base64")}", timeout: 60s }
+`,
+    );
+    const env = { BILLING_API_TOKEN: "crash-test-credential", AIRLOCK_LOG_LEVEL: "warn" };
+    const made = await runCli(["token", "create", "--agent", "support-bot", "--config", config], {
+      env,
+    });
+    const agent = made.stdout.trim();
+    const hooked = () => upstream.calls.filter((c) => c.url === "/hooks/killed");
+    const receiving = upstream.hold("/hooks/killed");
+    let serve = await startServe(config, port, env);
+    try {
+      await api(serve.url, "POST", "/v1/actions", { token: agent, body: refund() });
+      await receiving.arrived;
+      // Killed (or stopped by a second SIGTERM) while the receiver had not answered yet.
+      serve.child.kill("SIGKILL");
+      await killed(serve.child);
+      receiving.release();
+      serve = await startServe(config, port, env);
+      // Before, the delivery waited for its claim's lease to run out: five minutes.
+      await until(() => hooked().length === 2);
+      const [first, again] = hooked();
+      expect(again!.headers["webhook-id"]).toBe(first!.headers["webhook-id"]);
+    } finally {
+      serve.child.kill("SIGTERM");
+      await killed(serve.child);
+    }
   });
 
   it("refuses to start a second gateway on the same SQLite file", async () => {

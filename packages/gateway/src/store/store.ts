@@ -197,6 +197,12 @@ export interface Store {
    * dead letters with `error`. Returns how many.
    */
   abandonOutbox(before: number, topics: readonly string[], error: string): Promise<number>;
+  /**
+   * Hands back every claimed item: those a process left when it was killed (or stopped by a
+   * second signal) are due again now, not when their lease runs out minutes later. Returns
+   * how many. Absent where replicas share the store, as a claim there may be a live one's.
+   */
+  releaseOutboxClaims?(): Promise<number>;
   /** A delivered item is deleted: only dead letters are kept. */
   completeOutbox(id: number): Promise<void>;
   /** Schedules another attempt, or with `dead` gives up and keeps the item for inspection. */

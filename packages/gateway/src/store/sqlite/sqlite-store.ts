@@ -349,6 +349,9 @@ export class SqliteStore implements Store {
         ORDER BY o.id LIMIT @limit)
         RETURNING id, topic, request_id, payload, attempts, created_at`),
       completeOutbox: db.prepare("DELETE FROM outbox WHERE id = ?"),
+      releaseOutboxClaims: db.prepare(
+        "UPDATE outbox SET lease_until = NULL WHERE state = 'pending' AND lease_until IS NOT NULL",
+      ),
       listOutbox: db.prepare(`SELECT id, topic, request_id, payload, state, attempts, available_at,
         last_error, created_at FROM outbox WHERE state = ? AND id > ? ORDER BY id LIMIT ?`),
       redeliverOutbox: db.prepare(`UPDATE outbox SET state = 'pending', attempts = 0,
@@ -840,6 +843,10 @@ export class SqliteStore implements Store {
     return this.write(
       () => this.stmt.abandonOutbox.run({ before, topics: JSON.stringify(topics), error }).changes,
     );
+  }
+
+  async releaseOutboxClaims(): Promise<number> {
+    return this.write(() => this.stmt.releaseOutboxClaims.run().changes);
   }
 
   async failOutbox(id: number, error: string, retryAt: number | null): Promise<void> {
