@@ -4,6 +4,7 @@
  * mid-execution leaves an outcome of "outcome unknown" once its lease runs out, without a
  * second run.
  */
+import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +12,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OUTCOME_UNKNOWN } from "../src/requests/request-transitions.js";
 import { lockKey } from "../src/store/postgres/postgres-sql.js";
-import { freePort, killed, startServe } from "./support/cli.js";
+import { airlockBin, freePort, killed, startServe } from "./support/cli.js";
 import { api, read, removeDir, SECRET, startGateway, until } from "./support/gateway.js";
 import { postgresAvailable, type ScratchSchema, scratchSchema } from "./support/postgres.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
@@ -195,6 +196,94 @@ rules:
     } finally {
       await survivor.close();
       removeDir(survivor.dir);
+      removeDir(dir);
+    }
+  });
+  it("finishes the executions its start resumed when told to stop while it starts", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-replica-"));
+    const port = await freePort();
+    const path = join(dir, "replica.yaml");
+    const text = (at: number) =>
+      config(at)
+        .replace("agents:", "reviewers: [{ email: bob@example.com, groups: [finance] }]\nagents:")
+        .replace(
+          "  - name: nothing else",
+          '  - name: refunds wait\n    when: http.method == "POST"\n    decision: review\n  - name: nothing else',
+        );
+    writeFileSync(path, text(port));
+    const refund = (to: string) => ({
+      connection: "billing-api",
+      operation: "request",
+      input: { method: "POST", path: to, body: {} },
+    });
+    const maker = await startGateway(text(0));
+    const agent = await maker.token("agent", "support-bot");
+    const resumed = await api(maker.url, "POST", "/v1/actions", {
+      token: agent,
+      body: refund("/resumed"),
+    });
+    const stale = await api(maker.url, "POST", "/v1/actions", {
+      token: agent,
+      body: refund("/stale"),
+    });
+    await maker.close();
+    removeDir(maker.dir);
+    // Approved, as if the hand-off to the executor had been lost; the other one past its time.
+    await db.query(
+      `INSERT INTO reviews (id, request_id, reviewer, decision, comment, request_hash, evidence, created_at)
+       VALUES ('rev_resumed', $1, 'bob@example.com', 'approve', '', $2, '{"method":"personal_token"}', $3)`,
+      [resumed.body.id, resumed.body.hash, Date.now()],
+    );
+    await db.query("UPDATE requests SET status = 'approved', version = version + 1 WHERE id = $1", [
+      resumed.body.id,
+    ]);
+    await db.query("UPDATE requests SET expires_at = $1 WHERE id = $2", [
+      Date.now() - 1000,
+      stale.body.id,
+    ]);
+    // Another replica's transaction holds the expired request's row: the start's sweep,
+    // which comes after it resumed the approved one, waits for it.
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    await locker.query("BEGIN");
+    await locker.query("SELECT 1 FROM requests WHERE id = $1 FOR UPDATE", [stale.body.id]);
+    const held = upstream.hold("/api/resumed");
+    let output = "";
+    const child = spawn(process.execPath, [airlockBin, "serve", "--config", path], {
+      env: { ...process.env, BILLING_API_TOKEN: SECRET },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout.on("data", (d) => {
+      output += d;
+    });
+    child.stderr.on("data", (d) => {
+      output += d;
+    });
+    try {
+      await held.arrived;
+      child.kill("SIGTERM");
+      // Before, the signal's default action ended the process there and then.
+      await until(
+        () =>
+          output.includes("SIGTERM while starting") ||
+          child.exitCode !== null ||
+          child.signalCode !== null,
+      );
+      await locker.query("COMMIT");
+      held.release();
+      await killed(child);
+      expect({ code: child.exitCode, signal: child.signalCode }).toEqual({ code: 0, signal: null });
+      const [row] = await db.query<{ status: string }>(
+        "SELECT status FROM requests WHERE id = $1",
+        [resumed.body.id],
+      );
+      expect(row?.status).toBe("succeeded");
+      expect(calls("/resumed")).toBe(1);
+    } finally {
+      held.release();
+      await locker.end();
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await killed(child);
       removeDir(dir);
     }
   });

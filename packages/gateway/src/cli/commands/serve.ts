@@ -1,3 +1,4 @@
+import { constants as osConstants } from "node:os";
 import { ConfigError, formatIssue } from "../../config/config-errors.js";
 import { configPath, loadConfigFile } from "../../config/config-load.js";
 import { errorMessage } from "../../errors.js";
@@ -17,19 +18,35 @@ export async function serve(args: string[]): Promise<number | undefined> {
   // SIGHUP's default action ends the process, so it is handled for as long as serve runs: one
   // that comes while the gateway starts is taken up once it serves (the file may have changed
   // since it was read), and one that comes while it stops must not cut the work it finishes.
-  let phase: "starting" | "serving" | "stopping" = "starting";
+  // "opening": the gateway is being made (its store may wait for another replica's
+  // migration); "starting": it recovers, and runs the approved requests it finds.
+  let phase: "opening" | "starting" | "serving" | "stopping" = "opening";
   let gateway: Gateway | undefined;
   let hungUpWhileStarting = false;
   const onHangUp = () => {
     if (phase === "serving" && gateway) void reloadFrom(gateway, path);
-    else if (phase === "starting") hungUpWhileStarting = true;
+    else if (phase === "opening" || phase === "starting") hungUpWhileStarting = true;
     else gateway?.logger.warn("SIGHUP while stopping: no reload, the gateway finishes its work");
   };
   process.on("SIGHUP", onHangUp);
+  // SIGINT and SIGTERM too, from the first: one that comes while the gateway starts stops it
+  // once started, after the executions its start resumed (before, the signal's default action
+  // cut them, and a restart ended them "outcome unknown"). Until then nothing runs: it ends the
+  // process at once, as it would have.
+  let stopAsked = false;
+  const signalled = untilSignal().then((signal) => {
+    stopAsked = true;
+    if (phase === "opening") process.exit(128 + (osConstants.signals[signal] ?? 15));
+    if (phase === "starting")
+      gateway?.logger.warn(
+        `${signal} while starting: stopping once started, after the work it resumed`,
+      );
+  });
   try {
     const loaded = loadConfigOrExit(values.config);
     const started = await createGateway(loaded);
     gateway = started;
+    phase = "starting";
     try {
       await started.start();
     } catch (error) {
@@ -45,11 +62,11 @@ export async function serve(args: string[]): Promise<number | undefined> {
       );
     }
     phase = "serving";
-    if (hungUpWhileStarting) {
+    if (hungUpWhileStarting && !stopAsked) {
       started.logger.info("SIGHUP came while starting: reading the config again");
       void reloadFrom(started, path);
     }
-    await untilSignal();
+    await signalled;
     phase = "stopping";
     started.logger.info("stopping: finishing work under way");
     await started.close();
@@ -59,10 +76,10 @@ export async function serve(args: string[]): Promise<number | undefined> {
   }
 }
 
-/** Resolves on the first SIGINT or SIGTERM; a second one while stopping exits at once. */
-export function untilSignal(): Promise<void> {
+/** Resolves on the first SIGINT or SIGTERM, with its name; a second one exits at once. */
+export function untilSignal(): Promise<"SIGINT" | "SIGTERM"> {
   return new Promise((resolve) => {
-    const stop = () => {
+    const stop = (signal: "SIGINT" | "SIGTERM") => {
       process.off("SIGINT", stop);
       process.off("SIGTERM", stop);
       const force = () => {
@@ -71,7 +88,7 @@ export function untilSignal(): Promise<void> {
       };
       process.once("SIGINT", force);
       process.once("SIGTERM", force);
-      resolve();
+      resolve(signal);
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
