@@ -205,3 +205,54 @@ rules:
     expect(chain.count).toBeGreaterThan(calls.length);
   }, 90_000);
 });
+
+describe.skipIf("missing" in support)("a stop just after PostgreSQL was away", () => {
+  it("records the outcome the store refused while it was away, rather than leaving it for an outcome unknown", async () => {
+    if ("missing" in support) return;
+    const cluster = startPgCluster(support.bin, await freePort());
+    const upstream = await startUpstream();
+    const config = `
+server: { port: 0, publicUrl: "http://airlock.test", sweepInterval: 50ms }
+storage: "${cluster.url}"
+agents: [{ name: loader, owner: owner@example.com }]
+connections:
+  api: { type: http, baseUrl: "${upstream.url}/api", timeout: 30s }
+rules:
+  - name: reads pass
+    decision: allow
+`;
+    let gw = await startGateway(config);
+    try {
+      const agent = await gw.token("agent", "loader");
+      const held = upstream.hold("/api/slow");
+      const answer = api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: { connection: "api", operation: "request", input: { method: "GET", path: "/slow" } },
+      });
+      await held.arrived;
+      cluster.stop();
+      held.release();
+      const told = await answer;
+      expect(told.status).toBe(503);
+      expect(told.body.error).toMatchObject({ code: "store_unavailable", executed: true });
+      // The gateway tries again in the background a second later, and two after that: the
+      // first fails, and the store is back before the second.
+      await sleep(1500);
+      cluster.start();
+      // Before, the stop gave the outcome up: the request stayed executing, and the next start
+      // (or another replica) ended it "outcome unknown".
+      await gw.close();
+      gw = await startGateway(config, { dir: gw.dir });
+      const after = await api(gw.url, "GET", `/v1/actions/${told.body.error.requestId}`, {
+        token: agent,
+      });
+      expect(after.body.status).toBe("succeeded");
+      expect(upstream.calls.filter((c) => c.url === "/api/slow")).toHaveLength(1);
+    } finally {
+      await gw.close();
+      removeDir(gw.dir);
+      await upstream.close();
+      cluster.destroy();
+    }
+  }, 60_000);
+});

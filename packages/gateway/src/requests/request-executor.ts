@@ -120,7 +120,10 @@ export function createExecutor(deps: {
   const watched = new Map<string, { heartbeat: number; since: number }>();
   const retryDelays = deps.retryDelays ?? [50, 100, 200, 400, 800];
   /** Outcomes still being recorded after their caller was told the store failed. */
-  const unrecorded = new Map<string, NodeJS.Timeout>();
+  const unrecorded = new Map<
+    string,
+    { request: ActionRequest; outcome: Outcome; timer: NodeJS.Timeout | undefined }
+  >();
   let draining = false;
   // Executions are never abandoned halfway (a stop waits for them); connectors keep their own timeouts.
   const running = new AbortController().signal;
@@ -246,34 +249,47 @@ export function createExecutor(deps: {
   /**
    * The caller has been told; the outcome, known here, is still recorded as soon as the store
    * takes it, so the request does not stay `executing` (on SQLite, until a restart) and its
-   * long-polls end. The lease is kept meanwhile. A stop gives up: a restart then ends the
-   * request "outcome unknown", as it ends any execution it finds under way.
+   * long-polls end. The lease is kept meanwhile. A stop tries each once more (the store may be
+   * back by then) before it gives up: a restart then ends the request "outcome unknown", as it
+   * ends any execution it finds under way. Before, a stop gave up at once, and an outcome the
+   * store could have taken by then was lost.
    */
   const keepRecording = (request: ActionRequest, outcome: Outcome, delay = 1000): void => {
-    if (draining || unrecorded.has(request.id)) return;
-    const timer = setTimeout(async () => {
+    if (unrecorded.has(request.id)) return;
+    const entry = { request, outcome, timer: undefined as NodeJS.Timeout | undefined };
+    unrecorded.set(request.id, entry);
+    // While draining, the drain's last try is the one left.
+    if (draining) return;
+    entry.timer = setTimeout(() => {
       unrecorded.delete(request.id);
-      if (draining) return;
       holding(request.id);
-      try {
-        const finished = await finish(request, outcome);
-        leased.delete(request.id);
-        deps.afterCommit?.();
-        if (recordedAs(finished, outcome)) {
-          logger.info({ requestId: request.id }, "the outcome was recorded after all");
-        }
-      } catch (error) {
-        if (error instanceof AirlockError && error.code === "store_unavailable") {
-          keepRecording(request, outcome, Math.min(delay * 2, 30_000));
-        } else {
-          // Another replica ended it meanwhile ("outcome unknown"), or it is gone.
-          leased.delete(request.id);
-          logger.error({ requestId: request.id, err: error }, "the outcome could not be recorded");
-        }
-      }
+      // Tracked, so that a stop waits for a try under way rather than closing the store on it.
+      void track(
+        recordLate(request, outcome).then((unavailable) => {
+          if (unavailable) keepRecording(request, outcome, Math.min(delay * 2, 30_000));
+        }),
+      );
     }, delay);
-    timer.unref();
-    unrecorded.set(request.id, timer);
+    entry.timer.unref();
+  };
+
+  /** One try at recording an outcome its caller was told could not be; true when the store failed. */
+  const recordLate = async (request: ActionRequest, outcome: Outcome): Promise<boolean> => {
+    try {
+      const finished = await finish(request, outcome);
+      leased.delete(request.id);
+      deps.afterCommit?.();
+      if (recordedAs(finished, outcome)) {
+        logger.info({ requestId: request.id }, "the outcome was recorded after all");
+      }
+      return false;
+    } catch (error) {
+      if (error instanceof AirlockError && error.code === "store_unavailable") return true;
+      // Another replica ended it meanwhile ("outcome unknown"), or it is gone.
+      leased.delete(request.id);
+      logger.error({ requestId: request.id, err: error }, "the outcome could not be recorded");
+      return false;
+    }
   };
 
   /** The config may have changed since the votes: they must still make the quorum. */
@@ -455,9 +471,24 @@ export function createExecutor(deps: {
     resumeApproved,
     async drain() {
       draining = true;
-      for (const timer of unrecorded.values()) clearTimeout(timer);
-      unrecorded.clear();
+      for (const { timer } of unrecorded.values()) clearTimeout(timer);
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+      const left = [...unrecorded.values()];
+      unrecorded.clear();
+      const failed = await Promise.all(
+        left.map((e) => {
+          holding(e.request.id);
+          return recordLate(e.request, e.outcome);
+        }),
+      );
+      const lost = left.filter((_, i) => failed[i]).map((e) => e.request.id);
+      for (const id of lost) leased.delete(id);
+      if (lost.length > 0) {
+        logger.error(
+          { requestIds: lost },
+          "stopping with outcomes the store would not take: the next start ends them outcome unknown",
+        );
+      }
     },
   };
 }
