@@ -296,6 +296,27 @@ describe("in-process restarts and races", () => {
     expect(spare.destroyed).toBe(true);
   });
 
+  it("stops although a kept-alive connection has begun its next request and stalled", async () => {
+    const gw = await startGateway(testConfig(upstream.url));
+    dirs.push(gw.dir);
+    const socket = connect(Number(new URL(gw.url).port), "127.0.0.1");
+    await once(socket, "connect");
+    let answer = "";
+    socket.on("data", (chunk) => {
+      answer += chunk;
+    });
+    socket.write("GET /healthz HTTP/1.1\r\nHost: airlock\r\n\r\n");
+    await until(() => answer.includes('"status":"ok"'));
+    // The next request's headers, not all sent: Node no longer counts the connection idle.
+    socket.write("GET /healthz HTTP/1.1\r\nHost: airlock\r\nX-Stalled: ");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const ended = once(socket, "close");
+    // Before, the stop waited out the keep-alive timeout, 72 s.
+    await gw.close();
+    await ended;
+    expect(answer.match(/HTTP\/1\.1/g)).toHaveLength(1);
+  });
+
   it("stops once an answer under way is out, though its client would keep the connection", async () => {
     const gw = await startGateway(testConfig(upstream.url).replace("timeout: 2s", "timeout: 20s"));
     dirs.push(gw.dir);

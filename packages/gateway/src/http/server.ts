@@ -5,7 +5,7 @@
  */
 
 import { timingSafeEqual } from "node:crypto";
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import Fastify, {
@@ -137,30 +137,42 @@ function answerRaw(
 
 /**
  * At close, Node ends the keep-alive connections idle at that moment, but not those that
- * never sent a request (a balancer's or a client's spare connection), nor those whose answer
- * was still under way (an action running, a long-poll): kept alive after it, they would hold
- * the stop for the keep-alive timeout, over a minute. The first are ended here; answers sent
- * from then on say `Connection: close`, so that Node ends their connections once they are out.
- * A request whose body is still coming has started nothing: it is answered 503 at once, and
- * its client sends it again (to another replica). Before, a client sending its body slowly
- * held the stop until server.requestTimeout (30 s by default, up to 10 minutes).
+ * never sent a request (a balancer's or a client's spare connection), nor those on which the
+ * next request has begun to arrive (its headers not all in), nor those whose answer was still
+ * under way (an action running, a long-poll): kept alive after it, they would hold the stop
+ * for the keep-alive timeout, 72 s. Those with no request under way are ended here, and each
+ * of the others once its last answer is out; answers sent from then on say
+ * `Connection: close`. A request whose body is still coming has started nothing: it is
+ * answered 503 at once, and its client sends it again (to another replica). Before, a client
+ * sending its body slowly held the stop until server.requestTimeout (30 s by default).
  */
 function closeConnectionsAtStop(app: FastifyInstance): void {
-  const unused = new Set<Socket>();
+  // How many requests each connection has under way; none: it is between two, or unused.
+  const underWay = new Map<Socket, number>();
   const arriving = new Set<IncomingMessage>();
   let stopping = false;
   app.server.on("connection", (socket: Socket) => {
-    unused.add(socket);
-    socket.once("close", () => unused.delete(socket));
+    underWay.set(socket, 0);
+    socket.once("close", () => underWay.delete(socket));
   });
-  app.server.on("request", (request: IncomingMessage) => {
-    unused.delete(request.socket);
+  app.server.on("request", (request: IncomingMessage, response: ServerResponse) => {
+    const socket = request.socket;
+    underWay.set(socket, (underWay.get(socket) ?? 0) + 1);
     arriving.add(request);
     request.once("close", () => arriving.delete(request));
+    // Emitted once the answer is out (handed to the system) or the connection is gone.
+    response.once("close", () => {
+      const count = underWay.get(socket);
+      if (count === undefined) return;
+      const left = count - 1;
+      underWay.set(socket, left);
+      // Ended, not cut: what the client sent meanwhile must not turn the close into a reset.
+      if (left === 0 && stopping) socket.end(() => socket.destroy());
+    });
   });
   app.addHook("preClose", (done) => {
     stopping = true;
-    for (const socket of unused) socket.destroy();
+    for (const [socket, count] of underWay) if (count === 0) socket.destroy();
     for (const request of arriving) {
       if (request.complete) continue;
       answerRaw(
