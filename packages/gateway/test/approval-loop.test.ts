@@ -604,6 +604,36 @@ describe("audit verification over the API", () => {
   });
 });
 
+describe("audit verification of a long chain", () => {
+  it("lets other calls through while it walks", async () => {
+    await withGateway(testConfig(upstream.url), async (own) => {
+      const bob = await own.token("reviewer", "bob@example.com");
+      for (let batch = 0; batch < 40; batch++) {
+        await own.gateway.store.appendAudit(
+          Array.from({ length: 1000 }, (_, i) => ({
+            type: "test.filler",
+            requestId: null,
+            actor: { type: "system" as const, id: "test" },
+            at: Date.now(),
+            data: { n: batch * 1000 + i },
+          })),
+        );
+      }
+      const order: string[] = [];
+      const walk = api(own.url, "GET", "/v1/audit/verify", { token: bob }).then((answer) => {
+        order.push("verify");
+        return answer;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      const health = api(own.url, "GET", "/healthz").then(() => order.push("healthz"));
+      const [verified] = await Promise.all([walk, health]);
+      expect(verified.body.ok).toBe(true);
+      // Before, the walk held the event loop to its end, and /healthz waited behind it.
+      expect(order).toEqual(["healthz", "verify"]);
+    });
+  });
+});
+
 describe("an agent's submission rate", () => {
   it("is capped by agents[].rateLimit: past its burst, submissions are refused with Retry-After and nothing runs", async () => {
     await withGateway(
