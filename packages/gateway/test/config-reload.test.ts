@@ -261,24 +261,31 @@ describe("a config reload", () => {
   });
 });
 
+/** A config file for `airlock serve` on a free port, with an agent token made for it. */
+async function served(storage?: string) {
+  const dir = mkdtempSync(join(tmpdir(), "airlock-hup-"));
+  dirs.push(dir);
+  const port = await freePort();
+  const config = join(dir, "airlock.yaml");
+  const text = (extra = "") => {
+    const base = testConfig(upstream.url, extra).replace(
+      "server: { port: 0,",
+      `server: { port: ${port},`,
+    );
+    return storage ? base.replace("storage: sqlite:./airlock.db", `storage: "${storage}"`) : base;
+  };
+  writeFileSync(config, text());
+  const env = { BILLING_API_TOKEN: "reload-test-credential", AIRLOCK_LOG_LEVEL: "info" };
+  const created = await runCli(["token", "create", "--agent", "support-bot", "--config", config], {
+    env,
+  });
+  expect(created.code, created.stderr).toBe(0);
+  return { config, port, env, text, agent: created.stdout.trim() };
+}
+
 describe("airlock serve on SIGHUP", () => {
   it("reads its file again, takes up new rules, and keeps them when the next file is broken", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "airlock-reload-"));
-    dirs.push(dir);
-    const port = await freePort();
-    const config = join(dir, "airlock.yaml");
-    const text = (extra = "") =>
-      testConfig(upstream.url, extra).replace("server: { port: 0,", `server: { port: ${port},`);
-    writeFileSync(config, text());
-    const env = { BILLING_API_TOKEN: "reload-test-credential", AIRLOCK_LOG_LEVEL: "info" };
-    const created = await runCli(
-      ["token", "create", "--agent", "support-bot", "--config", config],
-      {
-        env,
-      },
-    );
-    expect(created.code, created.stderr).toBe(0);
-    const agent = created.stdout.trim();
+    const { config, port, env, text, agent } = await served();
     const serve = await startServe(config, port, env);
     try {
       const status = async () =>
@@ -318,31 +325,6 @@ describe("airlock serve on SIGHUP", () => {
 });
 
 describe("airlock serve and a SIGHUP outside serving", () => {
-  /** A config file for `airlock serve` on a free port, with an agent token made for it. */
-  async function served(storage?: string) {
-    const dir = mkdtempSync(join(tmpdir(), "airlock-hup-"));
-    dirs.push(dir);
-    const port = await freePort();
-    const config = join(dir, "airlock.yaml");
-    const text = (extra = "") => {
-      const base = testConfig(upstream.url, extra).replace(
-        "server: { port: 0,",
-        `server: { port: ${port},`,
-      );
-      return storage ? base.replace("storage: sqlite:./airlock.db", `storage: "${storage}"`) : base;
-    };
-    writeFileSync(config, text());
-    const env = { BILLING_API_TOKEN: "reload-test-credential", AIRLOCK_LOG_LEVEL: "info" };
-    const created = await runCli(
-      ["token", "create", "--agent", "support-bot", "--config", config],
-      {
-        env,
-      },
-    );
-    expect(created.code, created.stderr).toBe(0);
-    return { config, port, env, text, agent: created.stdout.trim() };
-  }
-
   it("lets the work under way finish when it comes while the gateway stops", async () => {
     const { config, port, env, agent } = await served();
     const reviewer = await runCli(
