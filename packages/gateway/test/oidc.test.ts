@@ -4,6 +4,7 @@
  * authentication.
  */
 import { createHash } from "node:crypto";
+import { createServer, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "./support/cli.js";
 import {
@@ -31,6 +32,11 @@ describe("sign-in through the identity provider", () => {
   let base: string;
   let strictBase: string;
   let stoppingBase: string;
+  /**
+   * Holds the stopping gateway's port from the start: that gateway starts late in the file, and
+   * the port, registered with the provider, must not go to another test's server meanwhile.
+   */
+  let stoppingPort: Server | undefined;
   let gatewayConfig: (port: number, extra?: string) => string;
 
   beforeAll(async () => {
@@ -38,7 +44,9 @@ describe("sign-in through the identity provider", () => {
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     strictBase = `http://127.0.0.1:${await freePort()}`;
-    stoppingBase = `http://127.0.0.1:${await freePort()}`;
+    stoppingPort = createServer();
+    await new Promise<void>((resolve) => stoppingPort!.listen(0, "127.0.0.1", resolve));
+    stoppingBase = `http://127.0.0.1:${(stoppingPort.address() as { port: number }).port}`;
     idp = await startOidcProvider({
       redirectUris: [
         `${base}/auth/callback`,
@@ -92,6 +100,7 @@ rules:
   afterAll(async () => {
     await gw?.close();
     if (gw) removeDir(gw.dir);
+    if (stoppingPort?.listening) await new Promise((resolve) => stoppingPort!.close(resolve));
     await idp?.close();
     await upstream?.close();
   });
@@ -541,6 +550,7 @@ rules:
 
     it("opens no live feed once a stop has begun, though its session was being checked then", async () => {
       const port = Number(new URL(stoppingBase).port);
+      await new Promise((resolve) => stoppingPort!.close(resolve));
       const stopping = await startGateway(gatewayConfig(port, "\n    recheckEvery: 1s"), {
         gateway: { port },
       });
