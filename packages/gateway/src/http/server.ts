@@ -147,41 +147,41 @@ function answerRaw(
  * sending its body slowly held the stop until server.requestTimeout (30 s by default).
  */
 function closeConnectionsAtStop(app: FastifyInstance): void {
-  // How many requests each connection has under way; none: it is between two, or unused.
-  const underWay = new Map<Socket, number>();
-  const arriving = new Set<IncomingMessage>();
+  // The requests each connection has under way; none: it is between two, or unused.
+  const underWay = new Map<Socket, Set<IncomingMessage>>();
   let stopping = false;
   app.server.on("connection", (socket: Socket) => {
-    underWay.set(socket, 0);
+    underWay.set(socket, new Set());
     socket.once("close", () => underWay.delete(socket));
   });
   app.server.on("request", (request: IncomingMessage, response: ServerResponse) => {
     const socket = request.socket;
-    underWay.set(socket, (underWay.get(socket) ?? 0) + 1);
-    arriving.add(request);
-    request.once("close", () => arriving.delete(request));
+    const requests = underWay.get(socket);
+    if (!requests) return;
+    requests.add(request);
     // Emitted once the answer is out (handed to the system) or the connection is gone.
     response.once("close", () => {
-      const count = underWay.get(socket);
-      if (count === undefined) return;
-      const left = count - 1;
-      underWay.set(socket, left);
+      requests.delete(request);
       // Ended, not cut: what the client sent meanwhile must not turn the close into a reset.
-      if (left === 0 && stopping) socket.end(() => socket.destroy());
+      if (requests.size === 0 && stopping && underWay.has(socket)) {
+        socket.end(() => socket.destroy());
+      }
     });
   });
   app.addHook("preClose", (done) => {
     stopping = true;
-    for (const [socket, count] of underWay) if (count === 0) socket.destroy();
-    for (const request of arriving) {
-      if (request.complete) continue;
-      answerRaw(
-        request.socket,
-        [503, "Service Unavailable"],
-        "the gateway is stopping and the request's body had not all arrived; nothing was done: send it again",
-        undefined,
-        "store_unavailable",
-      );
+    for (const [socket, requests] of underWay) {
+      if (requests.size === 0) socket.destroy();
+      for (const request of requests) {
+        if (request.complete) continue;
+        answerRaw(
+          socket,
+          [503, "Service Unavailable"],
+          "the gateway is stopping and the request's body had not all arrived; nothing was done: send it again",
+          undefined,
+          "store_unavailable",
+        );
+      }
     }
     done();
   });
