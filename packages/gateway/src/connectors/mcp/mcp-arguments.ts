@@ -16,6 +16,7 @@ import { createContext, Script } from "node:vm";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { RE2JS } from "re2js";
+import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
 
 const MAX_SCHEMA_CHARS = 256 * 1024;
@@ -250,5 +251,5 @@ function fieldOf(path: string[]): string {
 }
 
 function clip(text: string): string {
-  return text.length > 300 ? `${text.slice(0, 299)}…` : text;
+  return text.length > 300 ? `${truncateText(text, 299)}…` : text;
 }
