@@ -56,18 +56,22 @@ function forceApproved(
   db.close();
 }
 
+/** An `airlock serve` config in a directory of its own, on a free port; `extra` follows it. */
+async function serveConfig(extra = ""): Promise<{ port: number; config: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "airlock-serve-"));
+  dirs.push(dir);
+  const port = await freePort();
+  const config = join(dir, "airlock.yaml");
+  const text = testConfig(upstream.url).replace("server: { port: 0,", `server: { port: ${port},`);
+  writeFileSync(config, `${text}${extra}`);
+  return { port, config };
+}
+
 const callsTo = (path: string) => upstream.calls.filter((c) => c.url === `/api${path}`).length;
 
 describe("a gateway process killed while an action runs", () => {
   it("ends the action failed with outcome unknown after restart, and never runs it again", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "airlock-crash-"));
-    dirs.push(dir);
-    const port = await freePort();
-    const config = join(dir, "airlock.yaml");
-    writeFileSync(
-      config,
-      testConfig(upstream.url).replace("server: { port: 0,", `server: { port: ${port},`),
-    );
+    const { port, config } = await serveConfig();
     const env = { BILLING_API_TOKEN: "crash-test-credential", AIRLOCK_LOG_LEVEL: "warn" };
     const token = async (flag: string, subject: string) => {
       const result = await runCli(["token", "create", flag, subject, "--config", config], { env });
@@ -165,19 +169,12 @@ describe("a gateway process killed while an action runs", () => {
   });
 
   it("makes again at once, after a restart, the deliveries it had under way when it was killed", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "airlock-crash-"));
-    dirs.push(dir);
-    const port = await freePort();
-    const config = join(dir, "airlock.yaml");
     // The upstream stands in for a webhook receiver; it answers 200 to what it does not hold.
-    writeFileSync(
-      config,
-      `${testConfig(upstream.url).replace("server: { port: 0,", `server: { port: ${port},`)}
+    const { port, config } = await serveConfig(`
 channels:
   webhooks:
     - { url: "${upstream.url}/hooks/killed", secret: "whsec_${Buffer.alloc(32, 1).toString("base64")}", timeout: 60s }
-`,
-    );
+`);
     const env = { BILLING_API_TOKEN: "crash-test-credential", AIRLOCK_LOG_LEVEL: "warn" };
     const made = await runCli(["token", "create", "--agent", "support-bot", "--config", config], {
       env,
@@ -205,14 +202,7 @@ channels:
   });
 
   it("refuses to start a second gateway on the same SQLite file", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "airlock-lock-"));
-    dirs.push(dir);
-    const port = await freePort();
-    const config = join(dir, "airlock.yaml");
-    writeFileSync(
-      config,
-      testConfig(upstream.url).replace("server: { port: 0,", `server: { port: ${port},`),
-    );
+    const { port, config } = await serveConfig();
     const env = { BILLING_API_TOKEN: "lock-test-credential" };
     const serve = await startServe(config, port, env);
     try {
