@@ -669,6 +669,55 @@ describe("Teams approvals", () => {
     }
   });
 
+  it("finds an owner whose user principal name is not their e-mail among the members, page by page", async () => {
+    // Alice was renamed: her UPN is the tenant's own name now, and her old one went to
+    // someone else. Ahead of her in the members list: a guest and another tenant's member
+    // with her e-mail, and more people than fit on one page.
+    const alice = teams.members.get(member.alice!.id)!;
+    const added: string[] = [];
+    const add = (input: Parameters<TeamsServer["addMember"]>[0]) => {
+      const account = teams.addMember(input);
+      added.push(account.id);
+      return account;
+    };
+    const heir = add({
+      name: "alice-new",
+      email: "alice.new@example.com",
+      userPrincipalName: "alice@example.com",
+    });
+    add({ name: "alice-guest", email: "alice@example.com", userRole: "guest" });
+    add({
+      name: "alice-elsewhere",
+      email: "alice@example.com",
+      tenantId: "6d7c2f1e-0000-4000-8000-000000000001",
+    });
+    for (let i = 0; i < 600; i++) add({ name: `member ${i}`, email: `m${i}@example.com` });
+    alice.userPrincipalName = "alice.brown@contoso.onmicrosoft.com";
+    teams.members.delete(alice.id);
+    teams.members.set(alice.id, alice);
+    const pages = () => teams.calls.filter((c) => c.path.endsWith("/pagedmembers")).length;
+    const pagesBefore = pages();
+    try {
+      const { id } = await held();
+      const bob = await gw.token("reviewer", "bob@example.com");
+      expect((await vote(gw.url, id, bob)).status).toBe(200);
+      const chatsAbout = () =>
+        teams.created.filter((c) =>
+          [...teams.activities.values()].some(
+            (a) => a.conversationId === c.id && String(a.activity.text).includes(id),
+          ),
+        );
+      await until(() => chatsAbout().length > 0);
+      await gw.gateway.dispatcher.idle();
+      expect(chatsAbout().map((c) => c.memberId)).toEqual([alice.id]);
+      expect(teams.created.some((c) => c.memberId === heir.id)).toBe(false);
+      expect(pages() - pagesBefore).toBe(2);
+    } finally {
+      alice.userPrincipalName = "alice@example.com";
+      for (const account of added) teams.members.delete(account);
+    }
+  });
+
   it("posts the card once Teams is back after an outage", async () => {
     // The outbox tries again after each failure, six of them here.
     teams.failNext(6, 503, { "Retry-After": "0" });

@@ -169,7 +169,10 @@ export interface TeamsServer {
   activities: Map<string, StoredActivity>;
   /** Every version of every activity, in the order they came. */
   history: StoredActivity[];
-  /** Members by id; `GET …/members/{id}` also finds them by aadObjectId or UPN. */
+  /**
+   * Members by id; `GET …/members/{id}` also finds them by aadObjectId or UPN, and
+   * `GET …/pagedmembers` lists them (`pageSize`, `continuationToken`).
+   */
   members: Map<string, TeamsChannelAccount>;
   /** One-to-one conversations the bot started (`POST /v3/conversations`), with whom. */
   created: { id: string; memberId: string; tenantId: unknown }[];
@@ -610,7 +613,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       conversations === "conversations" &&
       conversationId !== undefined &&
       conversationId !== "" &&
-      (kind === "activities" || kind === "members") &&
+      (kind === "activities" || kind === "members" || kind === "pagedmembers") &&
       more.length === 0;
     if (known) {
       call.conversationId = conversationId;
@@ -684,19 +687,37 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       store({ ...existing, activity });
       return answer(200, { id });
     }
-    if (kind === "members" && request.method === "GET" && id) {
-      // Members are found in the team, or in a conversation the bot is in (it has posted
-      // there, even if that message was deleted since): nowhere else, so a lookup in the
-      // wrong conversation fails as it would.
-      const where = conversationId.split(";")[0];
-      const inside =
-        where === TEAM || history.some((a) => a.conversationId.split(";")[0] === where);
-      if (!inside) {
-        return answer(
-          404,
-          connectorError("ConversationNotFound", `The bot is not in conversation ${where}.`),
-        );
+    // Members are found in the team, or in a conversation the bot is in (it has posted
+    // there, even if that message was deleted since): nowhere else, so a lookup in the
+    // wrong conversation fails as it would.
+    const where = conversationId.split(";")[0];
+    const inside = where === TEAM || history.some((a) => a.conversationId.split(";")[0] === where);
+    const notInside = () =>
+      answer(
+        404,
+        connectorError("ConversationNotFound", `The bot is not in conversation ${where}.`),
+      );
+    if (kind === "pagedmembers" && request.method === "GET" && id === undefined) {
+      if (!inside) return notInside();
+      // Teams pages 50 to 500 members at a time; its continuation token is opaque.
+      const size = Number(url.searchParams.get("pageSize") ?? 200);
+      if (!Number.isInteger(size) || size < 1) {
+        return answer(400, connectorError("BadArgument", "pageSize must be a whole number."));
       }
+      const token = url.searchParams.get("continuationToken");
+      const from = token === null ? 0 : Number(/^page:(\d+)$/.exec(token)?.[1] ?? Number.NaN);
+      if (!Number.isInteger(from)) {
+        return answer(400, connectorError("BadArgument", "Unknown continuation token."));
+      }
+      const all = [...members.values()];
+      const to = from + Math.min(Math.max(size, 50), 500);
+      return answer(200, {
+        members: all.slice(from, to),
+        ...(to < all.length ? { continuationToken: `page:${to}` } : {}),
+      });
+    }
+    if (kind === "members" && request.method === "GET" && id) {
+      if (!inside) return notInside();
       // Teams finds a member by their 29: id, their Entra object id or their UPN.
       const member =
         members.get(id) ??

@@ -48,6 +48,9 @@ const LOOKUP_DEADLINE_MS = 4_000;
  */
 const ANSWER_WITHIN_MS = 4_000;
 const MIN_LOOKUP_MS = 1_000;
+/** Teams' largest page of members, and how many pages an owner is looked for in (10,000). */
+const MEMBERS_PAGE_SIZE = 500;
+const OWNER_SEARCH_PAGES = 20;
 
 function lookupDeadline(arrived: number): number {
   const left = ANSWER_WITHIN_MS - (performance.now() - arrived);
@@ -158,29 +161,61 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   };
 
   /**
-   * The outcome, to the agent's owner in a one-to-one chat: the owner is found in the
-   * conversation the request's card goes to, by their e-mail as user principal name (an owner
-   * who is not there, or whose UPN or e-mail differs, is not told).
+   * The owner's account in a conversation: a full member of the tenant whose e-mail is the
+   * owner's, the account that would count as the owner's were it a reviewer's. Asked first by
+   * the e-mail as user principal name (one call, right wherever UPNs are e-mails); else the
+   * conversation's members are read, page by page, for one with that e-mail, since many
+   * tenants give people a UPN of their own (`alice@corp.onmicrosoft.com`). A UPN alone is no
+   * proof: one given up in a rename can be given to someone else.
    */
+  const findOwner = async (
+    conversation: string,
+    owner: string,
+  ): Promise<(Member & { id: string }) | undefined> => {
+    const isOwner = (member: Member & { id?: string }): member is Member & { id: string } =>
+      !!member.id && fullMember(member) && member.email?.toLowerCase() === owner.toLowerCase();
+    try {
+      const member = await call("getConversationMember", (client, options) =>
+        client.conversations.getConversationMember(conversation, owner, options),
+      );
+      if (isOwner(member)) return member;
+    } catch (error) {
+      if (!(error instanceof ChannelUnavailable && error.status === 404)) throw error;
+    }
+    let continuationToken: string | undefined;
+    for (let page = 0; page < OWNER_SEARCH_PAGES; page++) {
+      let result: { members?: unknown[]; continuationToken?: string };
+      try {
+        result = await call("getConversationPagedMembers", (client, options) =>
+          client.conversations.getConversationPagedMembers(conversation, {
+            ...options,
+            pageSize: MEMBERS_PAGE_SIZE,
+            // Typed as required, yet the first page has none: the SDK leaves it out then.
+            continuationToken: continuationToken as string,
+          }),
+        );
+      } catch (error) {
+        // The bot is not in that conversation (any more): nobody there to tell.
+        if (error instanceof ChannelUnavailable && error.status === 404) return undefined;
+        throw error;
+      }
+      const found = (result.members as (Member & { id?: string })[] | undefined)?.find(isOwner);
+      if (found) return found;
+      continuationToken = result.continuationToken;
+      if (!continuationToken) return undefined;
+    }
+    logger.info(
+      { pages: OWNER_SEARCH_PAGES },
+      "stopped looking for the agent's owner among the conversation's members",
+    );
+    return undefined;
+  };
+
+  /** The outcome, to the agent's owner in a one-to-one chat (an owner not found is not told). */
   const notifyOwner = async ({ request: view }: ChannelNotice): Promise<void> => {
     const conversation = view.review?.teamsConversation ?? config.conversation;
-    let member: Member & { id?: string };
-    try {
-      member = await call("getConversationMember", (client, options) =>
-        client.conversations.getConversationMember(conversation, view.agent.owner, options),
-      );
-    } catch (error) {
-      if (error instanceof ChannelUnavailable && error.status === 404) return;
-      throw error;
-    }
-    // Only the owner themself: a full member of the tenant whose e-mail it is, the account
-    // that would count as the owner's were it a reviewer's. A UPN is no proof: one given up
-    // in a rename can be given to someone else.
-    if (
-      !member.id ||
-      !fullMember(member) ||
-      member.email?.toLowerCase() !== view.agent.owner.toLowerCase()
-    ) {
+    const member = await findOwner(conversation, view.agent.owner);
+    if (!member) {
       logger.info({ requestId: view.id }, "the agent's owner is not a member Teams could tell");
       return;
     }
@@ -189,7 +224,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
         {
           isGroup: false,
           bot: { id: `28:${config.appId}`, name: "Airlock" },
-          members: [{ id: member.id!, name: "" }],
+          members: [{ id: member.id, name: "" }],
           tenantId: config.tenantId,
           channelData: { tenant: { id: config.tenantId } },
         } as ConversationParameters,
