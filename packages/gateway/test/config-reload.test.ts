@@ -4,7 +4,7 @@
  * refused whole and the gateway keeps what it runs.
  */
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -362,6 +362,62 @@ describe("airlock serve and a SIGHUP outside serving", () => {
       slow.release();
       serve.child.kill("SIGKILL");
       await killed(serve.child);
+    }
+  });
+
+  it("lets it pass while the command still loads, and serves the file it then reads", async () => {
+    const { config, port, env, text, agent } = await served();
+    // A module hook holds `airlock serve` while its modules load, for as long as the test likes.
+    const dir = mkdtempSync(join(tmpdir(), "airlock-hup-load-"));
+    dirs.push(dir);
+    const loading = join(dir, "loading");
+    const release = join(dir, "release");
+    writeFileSync(
+      join(dir, "hooks.mjs"),
+      `import { existsSync, writeFileSync } from "node:fs";
+export async function load(url, context, next) {
+  if (url.endsWith("/cli/commands/serve.js")) {
+    writeFileSync(${JSON.stringify(loading)}, "");
+    while (!existsSync(${JSON.stringify(release)})) await new Promise((r) => setTimeout(r, 20));
+  }
+  return next(url, context);
+}
+`,
+    );
+    writeFileSync(
+      join(dir, "register.mjs"),
+      `import { register } from "node:module";\nregister("./hooks.mjs", import.meta.url);\n`,
+    );
+    let child: ChildProcess | undefined;
+    const serve = startServe(
+      config,
+      port,
+      { ...env, NODE_OPTIONS: `--import=${join(dir, "register.mjs")}` },
+      (spawned) => {
+        child = spawned;
+      },
+    );
+    serve.catch(() => {});
+    try {
+      await until(() => existsSync(loading), 30_000);
+      writeFileSync(config, text(PATCHES_PASS));
+      child!.kill("SIGHUP");
+      // Time for the signal to act, were it to end the process.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      writeFileSync(release, "");
+      const started = await serve;
+      const submitted = await api(started.url, "POST", "/v1/actions", {
+        token: agent,
+        body: patch,
+      });
+      expect(submitted.status).toBe(200);
+      started.child.kill("SIGTERM");
+      await killed(started.child);
+      expect(started.child.exitCode).toBe(0);
+    } finally {
+      writeFileSync(release, "");
+      child?.kill("SIGKILL");
+      if (child) await killed(child);
     }
   });
 

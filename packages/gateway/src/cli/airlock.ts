@@ -1,15 +1,19 @@
 #!/usr/bin/env node
-/** The `airlock` command. */
-import { version } from "../main.js";
-import { CliError, runCommand, subcommand } from "./cli-support.js";
-import { audit } from "./commands/audit.js";
-import { configCheck } from "./commands/config-check.js";
-import { demo } from "./commands/demo.js";
-import { outbox } from "./commands/outbox.js";
-import { policyTest } from "./commands/policy-test.js";
-import { requests } from "./commands/requests.js";
-import { serve } from "./commands/serve.js";
-import { token } from "./commands/token.js";
+/**
+ * The `airlock` command. Nothing is imported up front: each command loads only its own
+ * modules, after the line below, so that `serve` is never without its SIGHUP handler.
+ */
+import { createRequire } from "node:module";
+
+const [command, ...args] = process.argv.slice(2);
+
+// `serve` reloads its config on SIGHUP, whose default action ends the process, and loading
+// the gateway's modules takes a second or more: until serve takes the signal over, a hangup
+// is let pass. Serve reads its file after that, so the file read is the one signalled for.
+if (command === "serve") process.on("SIGHUP", () => {});
+
+const { CliError, runCommand, subcommand } = await import("./cli-support.js");
+const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
 
 const usage = `Airlock ${version}: a human decision between automated actors and privileged operations.
 
@@ -31,26 +35,24 @@ Usage: airlock <command> [options]     (airlock <command> --help for more)
 
 The config is --config FILE, else $AIRLOCK_CONFIG, else ./airlock.yaml.`;
 
-const [command, ...args] = process.argv.slice(2);
-
 await runCommand(async () => {
   switch (command) {
     case "serve":
-      return serve(args);
+      return (await import("./commands/serve.js")).serve(args);
     case "demo":
-      return demo(args);
+      return (await import("./commands/demo.js")).demo(args);
     case "token":
-      return token(args);
+      return (await import("./commands/token.js")).token(args);
     case "requests":
-      return requests(args);
+      return (await import("./commands/requests.js")).requests(args);
     case "policy":
-      return policyTest(args);
+      return (await import("./commands/policy-test.js")).policyTest(args);
     case "audit":
-      return audit(args);
+      return (await import("./commands/audit.js")).audit(args);
     case "outbox":
-      return outbox(args);
+      return (await import("./commands/outbox.js")).outbox(args);
     case "config":
-      return configCheck(
+      return (await import("./commands/config-check.js")).configCheck(
         subcommand(args, "Usage: airlock config check [--config FILE]", "config", ["check"])[1],
       );
     case "--version":

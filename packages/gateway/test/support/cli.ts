@@ -64,8 +64,8 @@ export async function startServe(
   // Generous: on a busy 2-core machine a cold start has taken over 15 s.
   const deadline = Date.now() + 40_000;
   for (;;) {
-    if (child.exitCode !== null)
-      throw new Error(`airlock serve exited ${child.exitCode}:\n${output}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`airlock serve exited ${child.exitCode ?? child.signalCode}:\n${output}`);
     try {
       const res = await fetch(`${url}/healthz`);
       if (res.ok) break;
