@@ -404,7 +404,7 @@ it("never stores the credential in the database", async () => {
   gw = await gw.restart();
 });
 
-it("keeps a configured secret in a deny rule's reason out of the answer and the record", async () => {
+it("keeps a configured secret in a deny rule's reason out of the answer, the rules page and the record", async () => {
   const extra = `  - name: patches
     when: http.method == "PATCH"
     decision: deny
@@ -416,8 +416,16 @@ it("keeps a configured secret in a deny rule's reason out of the answer and the 
       body: { ...read(), input: { method: "PATCH", path: "/x", body: {} } },
     });
     expect(res.status).toBe(403);
+    // The rules page shows the rule itself: its reason is the same config text.
+    const bob = await own.token("reviewer", "bob@example.com");
+    const rules = await api(own.url, "GET", "/v1/rules", { token: bob });
+    expect(rules.status).toBe(200);
+    expect(rules.body.rules.find((r: { name: string }) => r.name === "patches").reason).toBe(
+      "ask the owner of [redacted]",
+    );
     const everything = [
       res.text,
+      rules.text,
       JSON.stringify(await own.gateway.store.listAudit({ limit: 1000 })),
       own.logs.join(""),
     ].join("\n");

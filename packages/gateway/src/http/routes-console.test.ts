@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { afterEach, expect, it } from "vitest";
 import { AirlockError } from "../errors.js";
 import type { Principal } from "../identity/identity-service.js";
+import { createRedactor } from "../masking/secret-redactor.js";
 import { compilePolicy } from "../policy/policy-compile.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { Store } from "../store/store.js";
@@ -60,6 +61,7 @@ async function consoleBehindSlowSignIn() {
     store,
     live: { policy: compilePolicy([]).policy },
     reauthenticate: async () => reviewer,
+    redactor: createRedactor([]),
   });
   await server.listen({ port: 0, host: "127.0.0.1" });
   const port = (server.server.address() as AddressInfo).port;

@@ -14,6 +14,7 @@ import {
 import type { LiveConfig } from "../config/live-config.js";
 import { AirlockError } from "../errors.js";
 import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
+import type { Redactor } from "../masking/secret-redactor.js";
 import type { Store } from "../store/store.js";
 import { auditVerifyQuerySchema } from "./api-schemas.js";
 import { readCookie } from "./cookies.js";
@@ -33,6 +34,8 @@ export function consoleRoutes(
     reauthenticate: (request: FastifyRequest) => Promise<unknown>;
     /** Console sessions, when configured: a session's streams end with it. */
     oidc?: Pick<OidcService, "onSessionEnd"> | undefined;
+    /** Rules are config text, whose `${env:}` references (in a reason, say) are resolved. */
+    redactor: Redactor;
   },
 ): void {
   const streams = new Map<string, number>();
@@ -165,7 +168,7 @@ export function consoleRoutes(
       responses: { 200: "The rules and the policy digest" },
     },
     async () => ({
-      body: {
+      body: deps.redactor.redact({
         policyDigest: deps.live.policy.digest,
         rules: deps.live.policy.rules.map((rule) => ({
           name: rule.name,
@@ -186,7 +189,7 @@ export function consoleRoutes(
             : {}),
           mask: { input: rule.mask, ...(rule.maskResult ? { result: rule.maskResult } : {}) },
         })),
-      },
+      }),
     }),
   );
 
