@@ -74,6 +74,10 @@ export interface ReviewerView {
   review?: {
     approvers: string[];
     quorum: number;
+    /** Of the quorum, at least this many approvals from each group named. */
+    require?: Record<string, number>;
+    /** What each required group still needs, as the votes were cast. */
+    needed?: Record<string, number>;
     approvals: number;
     stepUp: boolean;
   };
@@ -126,6 +130,7 @@ export interface Rule {
   review?: {
     approvers: string[];
     quorum: number;
+    require?: Record<string, number>;
     /** Milliseconds. */
     expiresIn: number;
     stepUp: boolean;

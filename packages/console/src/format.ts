@@ -69,3 +69,10 @@ export function byUrgency(a: ReviewerView, b: ReviewerView): number {
 export function voted(decision: "approve" | "deny"): string {
   return decision === "approve" ? "approved" : "denied";
 }
+
+/** "1 from security and 2 from finance": approvals by group, for people to read. */
+export function fromGroups(counts: Record<string, number>): string {
+  const parts = Object.entries(counts).map(([group, n]) => `${n} from ${group}`);
+  if (parts.length <= 1) return parts[0] ?? "";
+  return `${parts.slice(0, -1).join(", ")} and ${parts[parts.length - 1]}`;
+}

@@ -289,6 +289,110 @@ describe("reviews", () => {
   });
 });
 
+describe("approvals required from named groups", () => {
+  const payoutRules = `
+  - name: payouts need ops among two
+    when: http.method == "POST" && http.path == "/payouts"
+    decision: review
+    review: { approvers: [finance, ops], quorum: 2, require: { ops: 1 } }
+  - name: transfers need one of finance and one of ops
+    when: http.method == "POST" && http.path == "/transfers"
+    decision: review
+    review: { approvers: [finance, ops], require: { finance: 1, ops: 1 } }`;
+  const post = (path: string) => ({
+    connection: "billing-api",
+    operation: "request",
+    input: { method: "POST", path, body: { amount: 10 } },
+  });
+
+  it("holds a request whose count is made until the required group approves, then runs it once", async () => {
+    await withGateway(testConfig(upstream.url, payoutRules), async (own) => {
+      const agent = await own.token("agent", "support-bot");
+      const reviewer = async (name: string) => own.token("reviewer", `${name}@example.com`);
+      const voteAs = async (id: string, name: string) =>
+        api(own.url, "POST", `/v1/requests/${id}/reviews`, {
+          token: await reviewer(name),
+          body: { decision: "approve" },
+        });
+      const res = await api(own.url, "POST", "/v1/actions", {
+        token: agent,
+        body: post("/payouts"),
+      });
+      expect(res.status).toBe(202);
+      const id = res.body.id as string;
+      // Two finance approvals make the count, but nobody from ops has approved.
+      expect((await voteAs(id, "carol")).body.status).toBe("pending");
+      const second = await voteAs(id, "erin");
+      expect(second.body.status).toBe("pending");
+      expect(second.body.review).toMatchObject({
+        approvals: 2,
+        quorum: 2,
+        require: { ops: 1 },
+        needed: { ops: 1 },
+      });
+      expect(callsTo("/payouts")).toBe(0);
+      // Dave, in finance and ops, fills the place ops holds.
+      const third = await voteAs(id, "dave");
+      expect(third.status).toBe(200);
+      expect(["approved", "executing", "succeeded"]).toContain(third.body.status);
+      const done = await api(own.url, "GET", `/v1/actions/${id}?wait=5`, { token: agent });
+      expect(done.body.status).toBe("succeeded");
+      expect(callsTo("/payouts")).toBe(1);
+      // The trail says what each vote counted as, and what was still needed after it.
+      const events = await own.gateway.store.listAudit({ requestId: id, limit: 100 });
+      const reviewed = events.filter((e) => e.type === "request.reviewed").map((e) => e.data);
+      expect(reviewed).toMatchObject([
+        { reviewer: "carol@example.com", groups: ["finance"], needed: { ops: 1 } },
+        { reviewer: "erin@example.com", groups: ["finance"], needed: { ops: 1 } },
+        { reviewer: "dave@example.com", groups: ["finance", "ops"], needed: {} },
+      ]);
+      const decided = events.find((e) => e.type === "request.decided")!.data as {
+        review: unknown;
+      };
+      expect(decided.review).toMatchObject({ quorum: 2, require: { ops: 1 } });
+    });
+  });
+
+  it("lets someone in two required groups stand for one of them only, whatever the order of the votes", async () => {
+    await withGateway(testConfig(upstream.url, payoutRules), async (own) => {
+      const agent = await own.token("agent", "support-bot");
+      const voteAs = async (id: string, name: string) =>
+        api(own.url, "POST", `/v1/requests/${id}/reviews`, {
+          token: await own.token("reviewer", `${name}@example.com`),
+          body: { decision: "approve" },
+        });
+      const submitted = async () => {
+        const res = await api(own.url, "POST", "/v1/actions", {
+          token: agent,
+          body: post("/transfers"),
+        });
+        expect(res.body.status).toBe("pending");
+        return res.body.id as string;
+      };
+      // The quorum is what the groups add up to: two.
+      const first = await submitted();
+      const alone = await voteAs(first, "dave");
+      expect(alone.body.status).toBe("pending");
+      expect(alone.body.review).toMatchObject({ approvals: 1, quorum: 2 });
+      // Dave stands for finance or ops, not both; carol (finance) completes it either way.
+      const done = await voteAs(first, "carol");
+      expect(["approved", "executing", "succeeded"]).toContain(done.body.status);
+      // Carol first, then bob (finance too): ops is still missing.
+      const second = await submitted();
+      await voteAs(second, "carol");
+      const stillOps = await voteAs(second, "bob");
+      expect(stillOps.body.status).toBe("pending");
+      expect(stillOps.body.review.needed).toEqual({ ops: 1 });
+      // The console's list for dave (ops) holds it; what he sees says what is missing.
+      const seen = await api(own.url, "GET", `/v1/requests/${second}`, {
+        token: await own.token("reviewer", "dave@example.com"),
+      });
+      expect(seen.body.you.canApprove).toBe(true);
+      expect((await voteAs(second, "dave")).body.status).not.toBe("pending");
+    });
+  });
+});
+
 describe("waiting, expiry, cancellation, idempotency", () => {
   it("wakes a waiting agent when the last approval lands", async () => {
     const pending = submit(refund({ justification: "wake me" }), tokens.agent, "?wait=10");

@@ -425,6 +425,37 @@ rules:
     ).toBe(true);
   });
 
+  it("checks approvals required from groups against the quorum and the approver groups", () => {
+    expect(
+      issuesIn(`
+rules:
+  - { name: a, decision: review, review: { approvers: [finance], quorum: 1, require: { finance: 1, security: 1 } } }
+  - { name: b, decision: review, review: { require: { ops: 15, eng: 6 } } }
+  - { name: c, decision: review, review: { require: { ops: 0, "two words": 1 } } }
+`),
+    ).toEqual([
+      "rules[0].review.quorum: is 1, fewer than the 2 approvals require asks for; raise it to at least 2, or leave it out",
+      "rules[0].review.require.security: is not one of this rule's approver groups (finance), so none of its members could vote; add it to approvers",
+      "rules[1].review.require: asks for 21 approvals in all; a quorum is at most 20",
+      expect.stringMatching(/^rules\[2\]\.review\.require\.ops: /),
+      expect.stringMatching(/^rules\[2\]\.review\.require\.two words: .*no spaces or commas/),
+    ]);
+    const loaded = loadConfigText(`
+reviewers: [{ email: a@b.c, groups: [ops] }, { email: d@b.c, groups: [finance] }]
+rules:
+  - { name: r, decision: review, review: { approvers: [finance, ops], require: { ops: 2, finance: 1 } } }
+`);
+    // Without a quorum of its own, the rule asks for what its groups add up to.
+    expect(loaded.policy.rules[0]!.review).toMatchObject({
+      quorum: 3,
+      require: { ops: 2, finance: 1 },
+    });
+    expect(loaded.warnings.map(formatIssue)).toEqual([
+      "rules[0].review.quorum: needs 3 approvers but only 2 configured reviewers are in finance, ops; members from the identity provider may make up the rest",
+      "rules[0].review.require.ops: needs 2 approvals from ops but only 1 configured reviewer is in it; members from the identity provider may make up the rest",
+    ]);
+  });
+
   it("warns about a rule that names an http header with capitals, which never matches", () => {
     const loaded = loadConfigText(`
 rules:

@@ -1,4 +1,5 @@
 import type { ReviewerView } from "../api-types.js";
+import { fromGroups } from "../format.js";
 import { When } from "./when.js";
 
 /** Who voted so far, against the quorum the rule asks for. */
@@ -14,6 +15,10 @@ export function Reviews({ request }: { request: ReviewerView }) {
           </strong>{" "}
           {review.quorum === 1 ? "approval" : "approvals"}. Approvers:{" "}
           {review.approvers.length > 0 ? review.approvers.join(", ") : "any reviewer"}.
+          {review.require ? ` At least ${fromGroups(review.require)}.` : null}
+          {review.needed && Object.keys(review.needed).length > 0 ? (
+            <strong> Still needed: {fromGroups(review.needed)}.</strong>
+          ) : null}
         </p>
       ) : (
         <p>No review was needed: the policy decided “{request.decision.decision}”.</p>

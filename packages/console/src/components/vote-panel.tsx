@@ -6,7 +6,7 @@
 import { useState } from "react";
 import { ApiError, api, currentPath, loginUrl, sameOriginPath } from "../api.js";
 import type { ReviewerView, Session } from "../api-types.js";
-import { duration, voted } from "../format.js";
+import { duration, fromGroups, voted } from "../format.js";
 import { useNow } from "../hooks.js";
 import { errorMessage } from "./states.js";
 import { When } from "./when.js";
@@ -112,7 +112,11 @@ export function VotePanel({
         title: `You ${voted(decision)} this request.`,
         text:
           updated.status === "pending" && updated.review
-            ? `${updated.review.approvals} of ${updated.review.quorum} approvals so far.`
+            ? `${updated.review.approvals} of ${updated.review.quorum} approvals so far.${
+                updated.review.needed && Object.keys(updated.review.needed).length > 0
+                  ? ` Still needed: ${fromGroups(updated.review.needed)}.`
+                  : ""
+              }`
             : `It is now ${updated.status}.`,
       });
     } catch (error) {

@@ -5,7 +5,7 @@ import type { Rule } from "../api-types.js";
 import { RiskBadge } from "../components/badges.js";
 import { CodeBlock } from "../components/code-block.js";
 import { Empty, ErrorState, Loading } from "../components/states.js";
-import { duration } from "../format.js";
+import { duration, fromGroups } from "../format.js";
 import { usePageTitle, useResource } from "../hooks.js";
 
 function RuleItem({ rule, index }: { rule: Rule; index: number }) {
@@ -37,7 +37,10 @@ function RuleItem({ rule, index }: { rule: Rule; index: number }) {
               {rule.review.approvers.length > 0 ? rule.review.approvers.join(", ") : "any reviewer"}
             </dd>
             <dt>Quorum</dt>
-            <dd>{rule.review.quorum}</dd>
+            <dd>
+              {rule.review.quorum}
+              {rule.review.require ? `, at least ${fromGroups(rule.review.require)}` : ""}
+            </dd>
             <dt>Expires after</dt>
             <dd>{duration(rule.review.expiresIn)}</dd>
             <dt>Step-up</dt>

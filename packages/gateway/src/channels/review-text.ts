@@ -18,21 +18,42 @@ export function utcMinute(iso: string | null): string {
   return iso ? `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC` : "never";
 }
 
+type Clip = (text: string, max: number) => string;
+
+/** Approvals still needed: what the quorum lacks, and at least what the required groups lack. */
+export function approvalsLeft(view: ChannelView): number {
+  if (!view.review) return 0;
+  const { approvals, quorum, needed = {} } = view.review;
+  const fromGroups = Object.values(needed).reduce((sum, n) => sum + n, 0);
+  return Math.max(0, quorum - approvals, fromGroups);
+}
+
+/**
+ * Where the approvals still needed may come from: "from finance", "from any reviewer", or,
+ * when a rule requires some from named groups, "from finance and security: 1 from security
+ * among them". `clip` makes the group names safe for the channel and short.
+ */
+export function neededFrom(view: ChannelView, clip: Clip): string {
+  const approvers = view.review?.approvers ?? [];
+  const from = approvers.length === 0 ? "any reviewer" : names(approvers.map((g) => clip(g, 80)));
+  const needed = Object.entries(view.review?.needed ?? {});
+  if (needed.length === 0) return `from ${from}`;
+  if (needed.length === 1 && needed[0]![1] === approvalsLeft(view)) {
+    return `from ${clip(needed[0]![0], 80)}`;
+  }
+  return `from ${from}: ${names(needed.map(([g, n]) => `${n} from ${clip(g, 80)}`))} among them`;
+}
+
 /**
  * Where the votes stand: "1 of 2 approvals; 1 more approval needed from finance", or "no
- * review asked". `clip` makes the group names safe for the channel and short.
+ * review asked".
  */
-export function approvalsLine(
-  view: ChannelView,
-  clip: (text: string, max: number) => string,
-): string {
+export function approvalsLine(view: ChannelView, clip: Clip): string {
   if (!view.review) return "no review asked";
-  const { approvals, quorum, approvers } = view.review;
-  const count = `${approvals} of ${quorum} approvals`;
-  const left = Math.max(0, quorum - approvals);
+  const count = `${view.review.approvals} of ${view.review.quorum} approvals`;
+  const left = approvalsLeft(view);
   if (left === 0) return count;
-  const from = approvers.length === 0 ? "any reviewer" : names(approvers.map((g) => clip(g, 80)));
-  return `${count}; ${plural(left, "more approval")} needed from ${from}`;
+  return `${count}; ${plural(left, "more approval")} needed ${neededFrom(view, clip)}`;
 }
 
 /** A message's title for a request in each state. */

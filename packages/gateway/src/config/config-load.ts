@@ -14,7 +14,7 @@ import { createRedactor, MIN_SECRET_LENGTH } from "../masking/secret-redactor.js
 import { checkCondition, compilePolicy, type Policy } from "../policy/policy-compile.js";
 import { ConfigError, type ConfigIssue } from "./config-errors.js";
 import { resolveRefs } from "./config-refs.js";
-import { configSchema, type ParsedConfig } from "./config-schema.js";
+import { configSchema, type ParsedConfig, quorumOf } from "./config-schema.js";
 
 export type AirlockConfig = Omit<ParsedConfig, "server"> & {
   server: ParsedConfig["server"] & { publicUrl: string };
@@ -273,11 +273,21 @@ function warningsFor(config: AirlockConfig, secrets: string[]): ConfigIssue[] {
         rule.review!.approvers.length === 0 ||
         r.groups.some((g) => rule.review!.approvers.includes(g)),
     );
-    if (eligible.length < rule.review.quorum) {
+    const quorum = quorumOf(rule.review);
+    if (eligible.length < quorum) {
       warnings.push({
         path: ["rules", index, "review", "quorum"],
-        message: `needs ${rule.review.quorum} approvers but only ${eligible.length} configured reviewer${eligible.length === 1 ? " is" : "s are"} in ${rule.review.approvers.join(", ") || "any group"}; members from the identity provider may make up the rest`,
+        message: `needs ${quorum} approvers but only ${eligible.length} configured reviewer${eligible.length === 1 ? " is" : "s are"} in ${rule.review.approvers.join(", ") || "any group"}; members from the identity provider may make up the rest`,
       });
+    }
+    for (const [group, count] of Object.entries(rule.review.require ?? {})) {
+      const members = config.reviewers.filter((r) => r.groups.includes(group)).length;
+      if (members < count) {
+        warnings.push({
+          path: ["rules", index, "review", "require", group],
+          message: `needs ${count} approval${count === 1 ? "" : "s"} from ${group} but only ${members} configured reviewer${members === 1 ? " is" : "s are"} in it; members from the identity provider may make up the rest`,
+        });
+      }
     }
   });
   config.rules.forEach((rule, index) => {

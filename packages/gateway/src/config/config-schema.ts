@@ -155,21 +155,71 @@ const maskPath = z
     if (problem) ctx.addIssue({ code: "custom", message: problem });
   });
 
-export const reviewSchema = z.strictObject({
-  /** Groups whose members may vote; empty means any configured reviewer. */
-  approvers: z.array(groupSchema).max(50).default([]),
-  quorum: z.number().int().min(1).max(20).default(1),
-  expiresIn: duration({ min: 100, max: 90 * 86_400_000 }).default(3_600_000),
-  risk: riskSchema.optional(),
-  /** Approval needs a fresh identity-provider login (the console); one click is not enough. */
-  stepUp: z.boolean().default(false),
-  /** Which channels are told; all configured channels when absent. */
-  channels: z.array(nameSchema).max(20).optional(),
-  /** The Slack channel for this rule's approval messages (`#payments-approvals`, or an id). */
-  slackChannel: z.string().min(1).max(80).optional(),
-  /** The Teams conversation for this rule's approval cards (a channel's 19:…@thread.tacv2). */
-  teamsConversation: z.string().min(3).max(512).optional(),
-});
+export const reviewSchema = z
+  .strictObject({
+    /** Groups whose members may vote; empty means any configured reviewer. */
+    approvers: z.array(groupSchema).max(50).default([]),
+    /** Approvals needed in all: 1, or what `require` adds up to, when absent. */
+    quorum: z.number().int().min(1).max(20).optional(),
+    /**
+     * Of those, at least this many from each group named (separation of duties): each approval
+     * stands for one group only, whatever groups its reviewer is in.
+     */
+    // Keys are checked as group names below: a record's own key error names no reason.
+    require: z.record(z.string(), z.number().int().min(1).max(20)).optional(),
+    expiresIn: duration({ min: 100, max: 90 * 86_400_000 }).default(3_600_000),
+    risk: riskSchema.optional(),
+    /** Approval needs a fresh identity-provider login (the console); one click is not enough. */
+    stepUp: z.boolean().default(false),
+    /** Which channels are told; all configured channels when absent. */
+    channels: z.array(nameSchema).max(20).optional(),
+    /** The Slack channel for this rule's approval messages (`#payments-approvals`, or an id). */
+    slackChannel: z.string().min(1).max(80).optional(),
+    /** The Teams conversation for this rule's approval cards (a channel's 19:…@thread.tacv2). */
+    teamsConversation: z.string().min(3).max(512).optional(),
+  })
+  .superRefine((review, ctx) => {
+    const required = requiredApprovals(review);
+    if (required > 20) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["require"],
+        message: `asks for ${required} approvals in all; a quorum is at most 20`,
+      });
+    } else if (review.quorum !== undefined && review.quorum < required) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["quorum"],
+        message: `is ${review.quorum}, fewer than the ${required} approvals require asks for; raise it to at least ${required}, or leave it out`,
+      });
+    }
+    for (const group of Object.keys(review.require ?? {})) {
+      const named = groupSchema.safeParse(group);
+      if (!named.success) {
+        for (const issue of named.error.issues) {
+          ctx.addIssue({ code: "custom", path: ["require", group], message: issue.message });
+        }
+      } else if (review.approvers.length > 0 && !review.approvers.includes(group)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["require", group],
+          message: `is not one of this rule's approver groups (${review.approvers.join(", ")}), so none of its members could vote; add it to approvers`,
+        });
+      }
+    }
+  });
+
+function requiredApprovals(review: { require?: Record<string, number> | undefined }): number {
+  return Object.values(review.require ?? {}).reduce((sum, count) => sum + count, 0);
+}
+
+/** The approvals a review asks for in all: its quorum, else what its groups require, else 1. */
+export function quorumOf(review: {
+  quorum?: number | undefined;
+  require?: Record<string, number> | undefined;
+}): number {
+  return review.quorum ?? Math.max(1, requiredApprovals(review));
+}
 
 export const ruleSchema = z.strictObject({
   name: z.string().min(1).max(128),

@@ -181,6 +181,7 @@ export function consoleRoutes(
                 review: {
                   approvers: rule.review.approvers,
                   quorum: rule.review.quorum,
+                  ...(rule.review.require ? { require: rule.review.require } : {}),
                   expiresIn: rule.review.expiresInMs,
                   stepUp: rule.review.stepUp,
                   ...(rule.review.channels ? { channels: rule.review.channels } : {}),

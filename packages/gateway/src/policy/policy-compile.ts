@@ -4,7 +4,7 @@
  */
 import { type ASTNode, Environment } from "@marcbachmann/cel-js";
 import { digest } from "../common/canonical-json.js";
-import { type RuleConfig, reviewSchema } from "../config/config-schema.js";
+import { quorumOf, type RuleConfig, reviewSchema } from "../config/config-schema.js";
 import type { RiskLevel } from "../connectors/connector.js";
 import { connectorTypes } from "../connectors/connector-registry.js";
 import { errorMessage } from "../errors.js";
@@ -122,7 +122,10 @@ export function compilePolicy(rules: readonly RuleConfig[]): {
     const review = settings
       ? {
           approvers: [...settings.approvers],
-          quorum: settings.quorum,
+          quorum: quorumOf(settings),
+          ...(settings.require && Object.keys(settings.require).length > 0
+            ? { require: { ...settings.require } }
+            : {}),
           expiresInMs: settings.expiresIn,
           stepUp: settings.stepUp,
           ...(settings.channels ? { channels: [...settings.channels] } : {}),

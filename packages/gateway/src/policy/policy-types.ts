@@ -7,7 +7,10 @@ export type Decision = "allow" | "deny" | "review";
 export interface ReviewRequirements {
   /** Groups whose members may vote; empty means any configured reviewer. */
   approvers: string[];
+  /** Approvals needed in all. */
   quorum: number;
+  /** Of those, at least this many from each group named; each approval stands for one group. */
+  require?: Record<string, number>;
   expiresInMs: number;
   stepUp: boolean;
   channels?: string[];

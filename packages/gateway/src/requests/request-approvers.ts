@@ -1,17 +1,21 @@
 /**
  * Who may approve what, under the config as it is now. A vote cast earlier counts toward a
  * quorum only while its reviewer still qualifies: still configured, still in an approver
- * group, and not (or no longer) the agent's owner.
+ * group, and not (or no longer) the agent's owner; and it stands for a group a rule requires
+ * approvals from only while its reviewer is in that group.
  */
 import type { LiveConfig } from "../config/live-config.js";
-import { approverRefusal } from "./request-transitions.js";
+import { approverRefusal, votingGroups } from "./request-transitions.js";
 import type { ActionRequest, Review } from "./request-types.js";
+import { neededText, quorumStanding } from "./review-quorum.js";
 
 export interface Approvers {
   /** The agent's owner as recorded at submission and as configured now: neither may approve. */
   ownersOf(request: ActionRequest): string[];
   /** Why an approval no longer counts, or undefined when it does. */
   disqualified(request: ActionRequest, review: Review): string | undefined;
+  /** The groups an approval stands for now, toward the groups a rule requires. */
+  groupsOf(request: ActionRequest, review: Review): string[];
   /** Why the approvals that still count fall short of the quorum, or undefined. */
   shortfall(request: ActionRequest): string | undefined;
 }
@@ -24,7 +28,8 @@ export function createApprovers(live: LiveConfig): Approvers {
       : [request.agent.owner];
   };
 
-  const disqualified = (request: ActionRequest, review: Review): string | undefined => {
+  /** The reviewer as the config knows them now, with the groups the provider vouched for. */
+  const reviewerNow = (review: Review) => {
     const email = review.reviewer.toLowerCase();
     const configured = live.reviewer(email);
     // The identity provider vouched for the groups it listed at the vote; config adds to them.
@@ -32,23 +37,42 @@ export function createApprovers(live: LiveConfig): Approvers {
     const idpGroups = Array.isArray(vouched)
       ? vouched.filter((g): g is string => typeof g === "string")
       : [];
-    if (!configured && idpGroups.length === 0) return `${email} is no longer a configured reviewer`;
-    const reviewer = {
+    return {
       email,
       groups: [...(configured?.groups ?? []), ...idpGroups],
       configured: configured !== undefined,
+      known: configured !== undefined || idpGroups.length > 0,
     };
+  };
+
+  const disqualified = (request: ActionRequest, review: Review): string | undefined => {
+    const reviewer = reviewerNow(review);
+    if (!reviewer.known) return `${reviewer.email} is no longer a configured reviewer`;
     return approverRefusal(request, reviewer, "approve", ownersOf(request))?.message;
   };
 
+  const groupsOf = (request: ActionRequest, review: Review): string[] =>
+    votingGroups(request.decision.review, reviewerNow(review).groups);
+
   const shortfall = (request: ActionRequest): string | undefined => {
-    const quorum = request.decision.review?.quorum ?? 1;
     const approvals = request.reviews.filter((r) => r.decision === "approve");
-    const reasons = approvals.map((r) => disqualified(request, r)).filter((r) => r !== undefined);
-    const counted = approvals.length - reasons.length;
-    if (counted >= quorum) return undefined;
-    return `${counted} of the ${quorum} approvals needed still count (${reasons.join("; ")})`;
+    const reasons: string[] = [];
+    const counted: string[][] = [];
+    for (const review of approvals) {
+      const reason = disqualified(request, review);
+      if (reason === undefined) counted.push(groupsOf(request, review));
+      else reasons.push(reason);
+    }
+    const standing = quorumStanding(request.decision.review, counted);
+    if (standing.met) return undefined;
+    const short = [
+      ...(Object.keys(standing.needed).length > 0
+        ? [`still needed: ${neededText(standing.needed)}`]
+        : []),
+      ...reasons,
+    ];
+    return `${standing.approvals} of the ${standing.quorum} approvals needed still count (${short.join("; ")})`;
   };
 
-  return { ownersOf, disqualified, shortfall };
+  return { ownersOf, disqualified, groupsOf, shortfall };
 }

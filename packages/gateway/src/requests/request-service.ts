@@ -338,6 +338,7 @@ export function createRequestService(deps: RequestServiceDeps) {
             ...(vote.requestHash === undefined ? {} : { expectedHash: vote.requestHash }),
             owners: ownersOf(current),
             counts: (review) => approvers.disqualified(current, review) === undefined,
+            groupsOf: (review) => approvers.groupsOf(current, review),
             reviewId,
             now: clock(),
           }),

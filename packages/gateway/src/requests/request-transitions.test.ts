@@ -286,6 +286,25 @@ describe("castVote", () => {
     });
   });
 
+  it("records the groups a vote is cast as, and fills a required group's place only with someone in it now", () => {
+    const review = { approvers: ["finance", "security"], quorum: 2, require: { security: 1 } };
+    const sam = reviewer("sam@example.com", ["security", "eng"]);
+    const first = castVote(pending(review), vote({ reviewer: sam }));
+    expect(first.change?.review?.groups).toEqual(["security"]);
+    expect(first.change?.events[0]?.data).toMatchObject({ groups: ["security"], needed: {} });
+    // Sam has left security since: his approval still counts, but no longer for security.
+    const groupsOf = () => [] as string[];
+    const second = castVote(first.value, vote({ reviewer: carol, reviewId: "rev_2", groupsOf }));
+    expect(second.value.status).toBe("pending");
+    expect(second.change?.events[0]?.data).toMatchObject({
+      approvals: 2,
+      needed: { security: 1 },
+    });
+    // As he voted, he fills it.
+    const kept = castVote(first.value, vote({ reviewer: carol, reviewId: "rev_2" }));
+    expect(kept.value.status).toBe("approved");
+  });
+
   it("counts one identity-provider or chat account once, whatever address it votes under", () => {
     const as = (email: string, evidence: Reviewer["evidence"]): Reviewer => ({
       email,

@@ -7,7 +7,7 @@ import type { Json } from "../common/canonical-json.js";
 import type { Description } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
-import type { PolicyDecision } from "../policy/policy-types.js";
+import type { PolicyDecision, ReviewRequirements } from "../policy/policy-types.js";
 import type {
   ActionRequest,
   AgentSnapshot,
@@ -20,6 +20,7 @@ import type {
   TransitionResult,
   Vote,
 } from "./request-types.js";
+import { quorumStanding } from "./review-quorum.js";
 
 /** Airlock itself, as the actor of what nobody else did (expiries, executions). */
 export const system = { type: "system", id: "airlock" } as const;
@@ -156,6 +157,7 @@ function decidedData(decision: PolicyDecision, expiresAt: number | null): Json {
           review: {
             approvers: decision.review.approvers,
             quorum: decision.review.quorum,
+            ...(decision.review.require ? { require: decision.review.require } : {}),
             stepUp: decision.review.stepUp,
             expiresAt: expiresAt === null ? null : new Date(expiresAt).toISOString(),
           },
@@ -281,6 +283,8 @@ export interface VoteArgs {
   owners: readonly string[];
   /** Whether an earlier approval still counts toward the quorum (see request-approvers.ts). */
   counts?: (review: Review) => boolean;
+  /** The groups an earlier approval stands for now; those it was cast with by default. */
+  groupsOf?: (review: Review) => readonly string[];
   reviewId: string;
   now: number;
 }
@@ -313,14 +317,19 @@ export function castVote(request: ActionRequest, args: VoteArgs): TransitionResu
     comment: args.comment,
     requestHash: request.hash,
     evidence: args.reviewer.evidence,
+    groups: votingGroups(review, args.reviewer.groups),
     createdAt: args.now,
   };
   const reviews = [...request.reviews, newReview];
   const counts = args.counts ?? (() => true);
-  const approvals = reviews.filter(
-    (r) => r.decision === "approve" && (r === newReview || counts(r)),
-  ).length;
-  const quorum = review?.quorum ?? 1;
+  const groupsOf = args.groupsOf ?? ((r: Review) => r.groups ?? []);
+  const standing = quorumStanding(
+    review,
+    reviews
+      .filter((r) => r.decision === "approve" && (r === newReview || counts(r)))
+      .map((r) => (r === newReview ? (newReview.groups ?? []) : groupsOf(r))),
+  );
+  const { approvals, quorum } = standing;
   const actor = { type: "reviewer", id: newReview.reviewer } as const;
   const events: AuditEventInput[] = [
     {
@@ -334,6 +343,7 @@ export function castVote(request: ActionRequest, args: VoteArgs): TransitionResu
         comment: args.comment,
         requestHash: request.hash,
         evidence: args.reviewer.evidence,
+        ...(review?.require ? { groups: newReview.groups ?? [], needed: standing.needed } : {}),
         approvals,
         quorum,
       },
@@ -356,7 +366,7 @@ export function castVote(request: ActionRequest, args: VoteArgs): TransitionResu
       data: { by: newReview.reviewer, comment: args.comment },
     });
     notifications.push({ event: "resolved", requestId: request.id });
-  } else if (approvals >= quorum) {
+  } else if (standing.met) {
     next = { ...next, status: "approved" };
     events.push({
       type: "request.approved",
@@ -371,6 +381,18 @@ export function castVote(request: ActionRequest, args: VoteArgs): TransitionResu
     });
   }
   return { change: { request: next, review: newReview, events, notifications }, value: next };
+}
+
+/**
+ * The groups a vote is cast as: the reviewer's among the rule's approver groups, or among the
+ * groups it requires approvals from when it names no approvers (its other groups do not matter).
+ */
+export function votingGroups(
+  review: Pick<ReviewRequirements, "approvers" | "require"> | undefined,
+  groups: readonly string[],
+): string[] {
+  const named = review?.approvers.length ? review.approvers : Object.keys(review?.require ?? {});
+  return [...new Set(groups.filter((g) => named.includes(g)))];
 }
 
 /** Refuses anything but a live pending request; a pending one past its expiry is expired now. */

@@ -66,6 +66,12 @@ export interface Review {
   /** The hash the reviewer decided on; execution checks it against the request. */
   requestHash: string;
   evidence: IdentityEvidence;
+  /**
+   * The reviewer's groups when they voted, among those the rule names (all of them, when it
+   * names none): what a required group's place in the quorum was filled by. Absent on reviews
+   * from before it was recorded.
+   */
+  groups?: string[];
   createdAt: number;
 }
 

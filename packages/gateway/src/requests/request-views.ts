@@ -5,6 +5,7 @@
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import { type Eligibility, eligibility } from "./request-transitions.js";
 import type { ActionRequest, Review } from "./request-types.js";
+import { quorumStanding } from "./review-quorum.js";
 
 function iso(ms: number): string;
 function iso(ms: number | null): string | null;
@@ -139,6 +140,18 @@ export function reviewerView(
             approvers: review.approvers,
             quorum: review.quorum,
             approvals: approvals(request),
+            ...(review.require
+              ? {
+                  require: review.require,
+                  // As the votes were cast; the gateway counts each against the config as it is.
+                  needed: quorumStanding(
+                    review,
+                    request.reviews
+                      .filter((r) => r.decision === "approve")
+                      .map((r) => r.groups ?? []),
+                  ).needed,
+                }
+              : {}),
             stepUp: review.stepUp,
             ...(review.slackChannel ? { slackChannel: review.slackChannel } : {}),
             ...(review.teamsConversation ? { teamsConversation: review.teamsConversation } : {}),

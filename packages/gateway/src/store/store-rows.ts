@@ -45,6 +45,7 @@ export function reviewFromRow(row: Row): Review {
     comment: row.comment as string,
     requestHash: row.request_hash as string,
     evidence: JSON.parse(row.evidence as string),
+    groups: JSON.parse((row.reviewer_groups as string | undefined) ?? "[]"),
     createdAt: row.created_at as number,
   };
 }

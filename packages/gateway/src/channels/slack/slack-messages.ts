@@ -12,9 +12,11 @@ import type { Json } from "../../common/canonical-json.js";
 import { BIDI_CONTROLS, codePointText, truncateText } from "../../common/storable-text.js";
 import type { ChannelView } from "../channel.js";
 import {
+  approvalsLeft,
   approvalsLine,
   factLines,
   names,
+  neededFrom,
   plural,
   refusal,
   statusTitle,
@@ -185,15 +187,6 @@ function what(view: ChannelView): string {
   const line = view.preview.split("\n", 1)[0]?.trim() ?? "";
   const action = line ? (line.length > 80 ? `${truncateText(line, 79)}…` : line) : view.operation;
   return `${action} on ${view.connection}`;
-}
-
-function approvers(view: ChannelView): string {
-  const groups = view.review?.approvers ?? [];
-  return groups.length === 0 ? "any reviewer" : names(groups.map((g) => clip(g, 80)));
-}
-
-function remaining(view: ChannelView): number {
-  return view.review ? Math.max(0, view.review.quorum - view.review.approvals) : 0;
 }
 
 function approvedBy(view: ChannelView): string[] {
@@ -541,10 +534,10 @@ export function refusalText(code: string, message: string): string {
 
 /** A reminder in the thread: time left and approvals still needed. */
 export function reminderText(view: ChannelView, now: number): string {
-  const left = remaining(view);
+  const left = approvalsLeft(view);
   const needs =
     left > 0
-      ? `still needs ${plural(left, "more approval")} (${approvalsCount(view)}) from ${approvers(view)}`
+      ? `still needs ${plural(left, "more approval")} (${approvalsCount(view)}) ${neededFrom(view, clip)}`
       : "is still waiting";
   const expires = view.expiresAt
     ? `expires ${timeUntil(Date.parse(view.expiresAt) - now)} (${slackDate(view.expiresAt)})`
@@ -563,5 +556,5 @@ function mentionOf(mention: string): string {
 /** A call for attention in the thread when nobody has answered. */
 export function escalationText(view: ChannelView, mention: string): string {
   const expires = view.expiresAt ? `; it expires ${slackDate(view.expiresAt)}` : "";
-  return `${mentionOf(mention)} nobody has reviewed request ${clip(view.id, 100)} yet: ${clip(view.agent.name, budget.short)} asks to run ${clip(what(view), budget.short * 2)} (risk ${clip(view.risk.level, 20)}), ${plural(remaining(view), "approval")} needed from ${approvers(view)}${expires}.`;
+  return `${mentionOf(mention)} nobody has reviewed request ${clip(view.id, 100)} yet: ${clip(view.agent.name, budget.short)} asks to run ${clip(what(view), budget.short * 2)} (risk ${clip(view.risk.level, 20)}), ${plural(approvalsLeft(view), "approval")} needed ${neededFrom(view, clip)}${expires}.`;
 }

@@ -2,6 +2,7 @@
 
 import { BIDI_CONTROLS } from "../../common/storable-text.js";
 import type { ReviewerView } from "../../requests/request-views.js";
+import { neededText } from "../../requests/review-quorum.js";
 import { CliError, parse, subcommand } from "../cli-support.js";
 
 const usage = `Usage:
@@ -128,6 +129,12 @@ function describe(view: ReviewerView): string {
     lines.push(
       `approvals      ${view.review.approvals} of ${view.review.quorum} from ${view.review.approvers.join(", ") || "any reviewer"}${view.review.stepUp ? " (step-up sign-in required)" : ""}`,
     );
+    if (view.review.require) {
+      const needed = neededText(view.review.needed ?? {});
+      lines.push(
+        `required       ${neededText(view.review.require)}${needed ? `; still needed: ${needed}` : ""}`,
+      );
+    }
   }
   if (view.expiresAt) lines.push(`expires        ${view.expiresAt} (${timeLeft(view.expiresAt)})`);
   lines.push("", "preview:", ...quoted(view.preview));

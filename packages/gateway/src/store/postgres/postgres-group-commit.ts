@@ -507,6 +507,7 @@ const REVIEW_COLUMNS = [
   "comment",
   "request_hash",
   "evidence",
+  "reviewer_groups",
   "created_at",
 ];
 
@@ -519,6 +520,7 @@ function reviewRow(r: Review): unknown[] {
     r.comment,
     r.requestHash,
     JSON.stringify(r.evidence),
+    JSON.stringify(r.groups ?? []),
     r.createdAt,
   ];
 }

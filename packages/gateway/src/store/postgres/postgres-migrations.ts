@@ -223,4 +223,9 @@ export const postgresMigrations: Migration[] = [
       );
     `,
   },
+  {
+    version: 11,
+    name: "reviews record the reviewer's groups at the vote (review.require)",
+    sql: "ALTER TABLE reviews ADD COLUMN reviewer_groups TEXT NOT NULL DEFAULT '[]';",
+  },
 ];

@@ -169,4 +169,9 @@ export const sqliteMigrations: Migration[] = [
     name: "finished requests are found by age (retention.requests)",
     sql: "CREATE INDEX requests_finished ON requests (finished_at) WHERE finished_at IS NOT NULL;",
   },
+  {
+    version: 10,
+    name: "reviews record the reviewer's groups at the vote (review.require)",
+    sql: "ALTER TABLE reviews ADD COLUMN reviewer_groups TEXT NOT NULL DEFAULT '[]';",
+  },
 ];

@@ -317,8 +317,8 @@ export class SqliteStore implements Store {
       updateRequest: db.prepare(`UPDATE requests SET status = ?, outcome = ?, updated_at = ?,
         expires_at = ?, finished_at = ?, version = ? WHERE id = ? AND version = ?`),
       insertReview: db.prepare(`INSERT INTO reviews (id, request_id, reviewer, decision, comment,
-        request_hash, evidence, created_at) VALUES (@id, @request_id, @reviewer, @decision,
-        @comment, @request_hash, @evidence, @created_at)`),
+        request_hash, evidence, reviewer_groups, created_at) VALUES (@id, @request_id, @reviewer,
+        @decision, @comment, @request_hash, @evidence, @reviewer_groups, @created_at)`),
       auditHead: db.prepare("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
       insertOutbox: db.prepare(`INSERT INTO outbox (topic, request_id, payload, available_at,
         created_at) VALUES (?, ?, ?, ?, ?)`),
@@ -1072,6 +1072,7 @@ function reviewRow(r: Review): Row {
     comment: r.comment,
     request_hash: r.requestHash,
     evidence: JSON.stringify(r.evidence),
+    reviewer_groups: JSON.stringify(r.groups ?? []),
     created_at: r.createdAt,
   };
 }
