@@ -107,6 +107,13 @@ describe("kind", () => {
     ["code", "EXPLAIN ANALYZE EXECUTE p"],
     ["code", "LOAD 'auto_explain'"],
     ["code", "COPY t TO PROGRAM 'gzip > /tmp/t.gz'"],
+    // SQL handed over as text runs unseen: `pg_terminate_backend` in it is a string here.
+    ["code", "SELECT query_to_xml('SELECT pg_terminate_backend(pid) FROM s', true, true, '')"],
+    ["code", "SELECT pg_catalog.query_to_xmlschema('SELECT 1', true, true, '')"],
+    ["code", "SELECT query_to_xml_and_xmlschema('SELECT 1', true, true, '')"],
+    ["code", "SELECT * FROM ts_stat('SELECT to_tsvector(pg_notify(''jobs'', ''run'')::text)')"],
+    ["code", "SELECT ts_rewrite('a'::tsquery, 'SELECT t, s FROM aliases')"],
+    ["select", "SELECT ts_rewrite('a'::tsquery, 'a'::tsquery, 'b'::tsquery)"],
   ])("is %s for %s", (kind, sql) => {
     expect(analyzeSql(sql).kind).toBe(kind);
   });

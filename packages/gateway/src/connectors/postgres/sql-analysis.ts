@@ -15,8 +15,9 @@ export type SqlKind =
   | "select";
 
 /**
- * Most dangerous first. "code" (DO, CALL, EXECUTE of a prepared statement, LOAD, COPY ... PROGRAM)
- * leads because what it runs is invisible here and may do anything below, DDL included.
+ * Most dangerous first. "code" (DO, CALL, EXECUTE of a prepared statement, LOAD, COPY ... PROGRAM,
+ * SQL handed to a function as text) leads because what it runs is invisible here and may do
+ * anything below, DDL included.
  */
 export const sqlKindDanger: readonly SqlKind[] = Object.freeze([
   "code",
@@ -492,6 +493,18 @@ export function factNames(names: readonly string[]): string[] {
   );
 }
 
+/**
+ * Built-ins that run SQL handed to them as text (`ts_rewrite` with two arguments; with three it
+ * only rewrites): the parser sees a string, so what runs in it, a `pg_terminate_backend` or a
+ * `pg_notify`, is as invisible as a DO block's body.
+ */
+const sqlTextFunctions = /^(query_to_xml|query_to_xmlschema|query_to_xml_and_xmlschema|ts_stat)$/i;
+
+function runsSqlText(name: string, args: number): boolean {
+  const bare = functionName(name);
+  return sqlTextFunctions.test(bare) || (/^ts_rewrite$/i.test(bare) && args === 2);
+}
+
 function runsFunctionThatActs(functions: Set<string>): boolean {
   for (const name of functions) if (actingFunction.test(functionName(name))) return true;
   return false;
@@ -506,6 +519,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
   let readOnly = true;
   let rollbackable = true;
   let clientCopy = false;
+  let runsText = false;
   const changesReading = new Set<string>();
   const innerWrites = new Set<SqlKind>();
   const calls = new Set<string>();
@@ -553,6 +567,9 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
       }
       if (key === "FuncCall" || key === "funccall") {
         functions.add(strings(child.funcname).join("."));
+        if (runsSqlText(strings(child.funcname).join("."), list(child.args).length)) {
+          runsText = true;
+        }
         const name = strings(child.funcname).at(-1);
         if (name !== undefined) calls.add(name);
       }
@@ -606,6 +623,10 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
   // a statement calling one is not a read. (nextval and setval READ ONLY refuses itself.)
   if (runsFunctionThatActs(functions)) {
     kinds.add("other");
+    readOnly = false;
+  }
+  if (runsText) {
+    kinds.add("code");
     readOnly = false;
   }
   // Nearly every statement reads; "select" says that reading is all this one does.
