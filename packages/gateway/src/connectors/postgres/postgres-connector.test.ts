@@ -517,6 +517,16 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
       query("UPDATE orders SET status = 'x' WHERE id = 1 AND pg_notify('chan', 'x') IS NOT NULL"),
     );
     expect(line).toMatch(/skipped, because it calls pg_notify/);
+    // Called in attribute notation, (x).f is f(x): a built-in is no purer for it.
+    await db.query("DROP SEQUENCE IF EXISTS called; CREATE SEQUENCE called");
+    expect(
+      await crm.dryRun!(
+        "query",
+        query("UPDATE orders SET status = 'x' WHERE id = ('called'::regclass).nextval"),
+      ),
+    ).toMatch(/skipped, because it calls nextval/);
+    expect(await rows("SELECT is_called FROM called")).toEqual([{ is_called: false }]);
+    await db.query("DROP SEQUENCE called");
   });
 
   it("does not rehearse a statement that may reach user code its calls do not name", async () => {

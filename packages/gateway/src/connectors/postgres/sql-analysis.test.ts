@@ -390,6 +390,16 @@ describe("functions", () => {
     });
     expect(analyzeSql("CALL s.archive(30)").functions).toEqual(["s.archive"]);
   });
+
+  it("lists a built-in called in attribute notation, which is a call like any other", () => {
+    expect(
+      analyzeSql("SELECT (pid).pg_terminate_backend, a.status FROM pg_stat_activity a"),
+    ).toMatchObject({ functions: ["pg_terminate_backend"], kind: "other", readOnly: false });
+    expect(analyzeSql("SELECT ('s'::regclass).nextval").functions).toEqual(["nextval"]);
+    expect(analyzeSql("SELECT ('SELECT to_tsvector(''a'')').ts_stat").kind).toBe("code");
+    // What names no such built-in is taken for a column, as it most likely is.
+    expect(analyzeSql("SELECT o.status, (o.total).amount FROM orders o").functions).toEqual([]);
+  });
 });
 
 describe("readOnly", () => {
@@ -445,6 +455,10 @@ describe("readOnly", () => {
     "SELECT db.pg_catalog.pg_terminate_backend($1)",
     "SELECT \"pg_catalog\".\"pg_notify\"('jobs', 'run')",
     "SELECT db.public.lo_unlink(16400)",
+    // Attribute notation calls a function too, on a value of any type: (x).f is f(x).
+    "SELECT (pid).pg_terminate_backend FROM pg_stat_activity",
+    "SELECT a.pg_advisory_lock FROM (SELECT 7::bigint) a",
+    "SELECT ((16400)::oid).lo_unlink",
   ])("is false, and the kind is not select, for %s", (sql) => {
     const analysis = analyzeSql(sql);
     expect(analysis.readOnly).toBe(false);

@@ -505,6 +505,15 @@ function runsSqlText(name: string, args: number): boolean {
   return sqlTextFunctions.test(bare) || (/^ts_rewrite$/i.test(bare) && args === 2);
 }
 
+/**
+ * Built-ins that are not mere computations and that one argument can call. PostgreSQL takes
+ * `(x).f` for f(x) whatever x's type, when it has no column f: `(pid).pg_terminate_backend`
+ * ends a session and `('s'::regclass).nextval` advances a sequence. Whether a name after a
+ * dot is a column or a function only the catalog knows; one of these names counts as a call.
+ */
+const attributeCall =
+  /^(pg_|lo_|loread$|lowrite$|dblink|set_config$|nextval$|setval$|currval$|txid_|brin_|gin_clean_pending_list$|setseed$|ts_stat$|query_to_xml)/i;
+
 function runsFunctionThatActs(functions: Set<string>): boolean {
   for (const name of functions) if (actingFunction.test(functionName(name))) return true;
   return false;
@@ -574,8 +583,17 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
         if (name !== undefined) calls.add(name);
       }
       // `t.f` and `(x).f` may call f(t) or f(x): any field but the first may name a function.
-      if (key === "ColumnRef") for (const name of strings(child.fields).slice(1)) calls.add(name);
-      if (key === "A_Indirection") for (const name of strings(child.indirection)) calls.add(name);
+      const attributes =
+        key === "ColumnRef"
+          ? strings(child.fields).slice(1)
+          : key === "A_Indirection"
+            ? strings(child.indirection)
+            : [];
+      for (const name of attributes) {
+        calls.add(name);
+        if (attributeCall.test(name)) functions.add(name);
+        if (runsSqlText(name, 1)) runsText = true;
+      }
       if (key === "A_Expr" || (key === "SubLink" && child.operName !== undefined)) {
         const name = strings(key === "A_Expr" ? child.name : child.operName).at(-1);
         if (name !== undefined) operators.add(name);
