@@ -1,3 +1,4 @@
+import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   postgresAvailable,
@@ -571,6 +572,42 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     await db.query(`DROP CAST (int AS tally); DROP TYPE tally CASCADE;
       DROP FUNCTION notify_customer(orders), initcap(varchar);
       DROP OPERATOR === (int, int); DROP FUNCTION loud_eq(int, int); DROP SEQUENCE called;`);
+  });
+
+  it("neither rehearses nor estimates what names a type whose checks are user code", async () => {
+    // A domain's CHECK runs whenever a value becomes one: here it ends the victim's session.
+    const victim = new pg.Client({ connectionString: db.url });
+    victim.on("error", () => {});
+    await victim.connect();
+    const { pid } = (await victim.query<{ pid: number }>("SELECT pg_backend_pid() AS pid"))
+      .rows[0]!;
+    await db.query(`CREATE OR REPLACE FUNCTION end_session(int) RETURNS boolean LANGUAGE sql
+        AS $$ SELECT pg_terminate_backend($1) $$;
+      DROP DOMAIN IF EXISTS session_pid CASCADE;
+      CREATE DOMAIN session_pid AS int CHECK (end_session(VALUE));
+      CREATE TYPE boxed_pid AS (pid session_pid);`);
+    try {
+      // Cast to it, or given as the type of an XMLTABLE column: the check is not named.
+      for (const sql of [
+        `UPDATE orders SET status = 'x' WHERE id = '${pid}'::session_pid`,
+        `UPDATE orders SET status = 'x' WHERE id IN (SELECT v FROM XMLTABLE('/a' PASSING '<a>${pid}</a>' COLUMNS v session_pid PATH '.'))`,
+      ]) {
+        expect(await crm.dryRun!("query", query(sql))).toMatch(
+          /^Dry run: skipped, because it may reach type session_pid, /,
+        );
+      }
+      // A composite's literal is read when the statement is, EXPLAIN's included.
+      const described = await crm.describe("query", query(`SELECT ('(${pid})'::boxed_pid).pid`));
+      expect((described.facts as { sql: { estimatedRows: number } }).sql.estimatedRows).toBe(
+        Number.MAX_SAFE_INTEGER,
+      );
+      expect((await victim.query("SELECT 1 AS alive")).rows).toEqual([{ alive: 1 }]);
+    } finally {
+      await victim.end().catch(() => {});
+      await db.query(
+        "DROP TYPE boxed_pid; DROP DOMAIN session_pid; DROP FUNCTION end_session(int)",
+      );
+    }
   });
 
   it("does not rehearse a write to a table that runs user code, nor estimate what calls it", async () => {

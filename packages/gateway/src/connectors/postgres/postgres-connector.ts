@@ -599,9 +599,9 @@ export function createPostgresConnector(name: string, config: PostgresConnection
 
 /**
  * The user code (outside pg_catalog and information_schema: an extension's too) a statement
- * may run without naming it, as "function f", "operator ===", "cast to t", "user code on t":
- * functions, operators and casts its names could resolve to, and what its relations carry
- * (triggers, rules, row-security policies, defaults, constraints, indexes and their operator
+ * may run without naming it, as "function f", "operator ===", "cast to t", "type t", "user
+ * code on t": functions, operators, casts and types (a domain's checks) its names could
+ * resolve to, and what its relations carry (triggers, rules, row-security policies, defaults, constraints, indexes and their operator
  * classes, columns of domain or composite types), and their partitions', the tables behind a
  * view's, and those of tables whose foreign keys act on their rows; and foreign tables, whose
  * wrappers are extension code. Planning runs some of it too (a view's body, a policy, a
@@ -684,6 +684,12 @@ async function userCode(
        JOIN pg_catalog.pg_type t ON t.oid = c.casttarget
        WHERE p.pronamespace IN (SELECT oid FROM user_ns)
          AND (c.castcontext <> 'e' OR t.typname = ANY($3::text[]))
+     UNION
+     -- A type it names, other than an enum: a value becoming one runs a domain's checks, and
+     -- a composite's literal is read by its columns' types (with their checks) as it is parsed.
+     SELECT DISTINCT 'type ' || t.typname FROM pg_catalog.pg_type t
+       WHERE t.typnamespace IN (SELECT oid FROM user_ns) AND t.typtype <> 'e'
+         AND t.typname = ANY($3::text[])
      UNION
      SELECT DISTINCT 'user code on ' || reached.relid::regclass::text FROM reached
      UNION

@@ -83,7 +83,7 @@ export interface StatementAnalysis {
    * Names by which the statement may reach functions besides its calls, sorted: `calls`, every
    * name a call or attribute notation could resolve to (`orders.notify` is `notify(orders)`);
    * `operators`, the operators it names, and the comparisons that IN, ORDER BY and joins use
-   * unnamed; `casts`, the types it casts to; `relations`, the relations it names, each part
+   * unnamed; `casts`, the types it names (casts to them, columns typed by them); `relations`, the relations it names, each part
    * quoted as `to_regclass` reads them (`"a.b"` is one name, not a schema and a table). Only
    * the catalog can tell which are user code, or carry it.
    */
@@ -603,8 +603,10 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
         const name = strings(child.useOp).at(-1);
         if (name !== undefined) operators.add(name);
       }
-      if (key === "TypeCast" && isNode(child.typeName)) {
-        const name = strings(child.typeName.names).at(-1);
+      // A type named anywhere (a cast, an XMLTABLE column, a column definition list) has
+      // values converted to it: a domain's checks run, and a composite's column types' input.
+      if (key === "typeName" || key === "TypeName") {
+        const name = strings(child.names).at(-1);
         if (name !== undefined) casts.add(name);
       }
       // Looked for whether it runs here or not: a prepared statement runs later.
