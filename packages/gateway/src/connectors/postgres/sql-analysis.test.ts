@@ -455,6 +455,20 @@ describe("readOnly", () => {
     "SELECT db.pg_catalog.pg_terminate_backend($1)",
     "SELECT \"pg_catalog\".\"pg_notify\"('jobs', 'run')",
     "SELECT db.public.lo_unlink(16400)",
+    // The server's own state: statistics, backups, replication, recovery, indexes, the log.
+    "SELECT pg_stat_reset()",
+    "SELECT pg_stat_reset_shared('bgwriter')",
+    "SELECT pg_backup_start('nightly')",
+    "SELECT pg_promote()",
+    "SELECT pg_wal_replay_pause()",
+    "SELECT pg_create_logical_replication_slot('s', 'pgoutput')",
+    "SELECT pg_drop_replication_slot('s')",
+    "SELECT * FROM pg_logical_slot_get_changes('s', NULL, NULL)",
+    "SELECT pg_replication_origin_create('o')",
+    "SELECT pg_log_backend_memory_contexts(pg_backend_pid())",
+    "SELECT pg_import_system_collations('public')",
+    "SELECT brin_summarize_new_values('t_brin')",
+    "SELECT gin_clean_pending_list('t_gin')",
     // Attribute notation calls a function too, on a value of any type: (x).f is f(x).
     "SELECT (pid).pg_terminate_backend FROM pg_stat_activity",
     "SELECT a.pg_advisory_lock FROM (SELECT 7::bigint) a",
@@ -465,12 +479,15 @@ describe("readOnly", () => {
     expect(analysis.kind).toBe("other");
   });
 
-  it.each(["SELECT lo_get(16400)", "SELECT current_setting('work_mem')", "SELECT upper('x')"])(
-    "is still a read for %s",
-    (sql) => {
-      expect(analyzeSql(sql)).toMatchObject({ readOnly: true, kind: "select" });
-    },
-  );
+  it.each([
+    "SELECT lo_get(16400)",
+    "SELECT current_setting('work_mem')",
+    "SELECT upper('x')",
+    "SELECT * FROM pg_logical_slot_peek_changes('s', NULL, NULL)",
+    "SELECT pg_stat_get_numscans('t'::regclass)",
+  ])("is still a read for %s", (sql) => {
+    expect(analyzeSql(sql)).toMatchObject({ readOnly: true, kind: "select" });
+  });
 });
 
 describe("rollbackable", () => {

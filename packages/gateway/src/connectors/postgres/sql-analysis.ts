@@ -471,8 +471,13 @@ interface Visit {
   runs: boolean;
 }
 
+/**
+ * Built-ins whose effects READ ONLY does not stop: large objects, notifications, the
+ * replication stream, other sessions, the server's settings, and the server's own state
+ * (statistics, backups, replication slots and origins, recovery, index summaries, the log).
+ */
 const actingFunction =
-  /^(lo_(?!get$)|lowrite$|loread$|pg_notify$|pg_logical_emit_message$|set_config$|dblink|pg_terminate_backend$|pg_cancel_backend$|pg_reload_conf$|pg_rotate_logfile$|pg_switch_wal$|pg_create_restore_point$|pg_file_|pg_advisory|pg_try_advisory)/i;
+  /^(lo_(?!get$)|lowrite$|loread$|pg_notify$|pg_logical_emit_message$|set_config$|dblink|pg_terminate_backend$|pg_cancel_backend$|pg_reload_conf$|pg_rotate_logfile$|pg_switch_wal$|pg_create_restore_point$|pg_file_|pg_advisory|pg_try_advisory|pg_stat_reset|pg_backup_(start|stop)$|pg_(start|stop)_backup$|pg_promote$|pg_wal_replay_(pause|resume)$|pg_(create|drop|copy)_\w*replication_slot$|pg_replication_slot_advance$|pg_logical_slot_get_|pg_replication_origin_(create|drop|advance|session_setup|session_reset|xact_setup|xact_reset)$|pg_log_backend_memory_contexts$|pg_import_system_collations$|brin_summarize|brin_desummarize_range$|gin_clean_pending_list$)/i;
 
 /**
  * A function's own name, without the schema or catalog that qualifies it: an extension's
