@@ -759,6 +759,28 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("leaves no seed for random() behind, which DISCARD ALL keeps", async () => {
+    const one = connect({ poolSize: 1 });
+    const random = async () => {
+      const outcome = await one.execute(
+        "query",
+        one.parse("query", { sql: "SELECT random()" }),
+        never,
+      );
+      return (outcome.result as { statements: { rows: Json[][] }[] }).statements[0]!.rows[0]![0];
+    };
+    try {
+      // What random() gives right after setseed(0.5), on a session of its own.
+      await db.query("SELECT setseed(0.5)");
+      const { seeded } = (await db.query<{ seeded: number }>("SELECT random() AS seeded"))[0]!;
+      const seed = one.parse("query", { sql: "SELECT setseed(0.5)" });
+      expect((await one.execute("query", seed, never)).ok).toBe(true);
+      expect(await random()).not.toBe(seeded);
+    } finally {
+      await one.close();
+    }
+  });
+
   it("never keeps a transaction the SQL began and did not end", async () => {
     const outcome = await crm.execute(
       "query",

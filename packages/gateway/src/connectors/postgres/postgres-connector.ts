@@ -3,6 +3,7 @@
  * statement is classified by PostgreSQL's own parser before any rule sees it, estimated with
  * EXPLAIN, and, for reviewers, rehearsed in a transaction that is always rolled back.
  */
+import { randomInt } from "node:crypto";
 import pg from "pg";
 import Cursor from "pg-cursor";
 import { z } from "zod";
@@ -160,6 +161,13 @@ export function createPostgresConnector(name: string, config: PostgresConnection
   // (a role or database setting) would split statements differently, so it is pinned.
   const pinSession = (client: pg.ClientBase) =>
     client.query("SET standard_conforming_strings = on");
+  // random()'s seed outlives DISCARD ALL: one request's setseed would make random() in the
+  // next request on this connection predictable. It is seeded again, by a value nobody chose,
+  // in the same round trip as the pin.
+  const resetSession = (client: pg.ClientBase) =>
+    client.query(
+      `SET standard_conforming_strings = on; SELECT pg_catalog.setseed(${randomInt(2 ** 47) / 2 ** 46 - 1})`,
+    );
   pool.on("connect", (client) => {
     refuseCopy(client);
     pinSession(client).catch(() => {});
@@ -317,7 +325,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
         try {
           if (client.getTransactionStatus() !== "I") await client.query("ROLLBACK");
           await client.query("DISCARD ALL");
-          await pinSession(client);
+          await resetSession(client);
         } catch {
           broken = true;
         }
