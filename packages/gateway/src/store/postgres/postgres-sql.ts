@@ -76,21 +76,23 @@ async function transact<T>(
     }
   };
   let broken = false;
-  let txid: string | undefined;
+  let tx: Tx | undefined;
   try {
     // The chain's head read after its lock, and "lock first, read after", need each statement
     // to see what committed before it: READ COMMITTED, whatever the database's default. The
-    // transaction's id comes along, in the same message, in case its COMMIT goes unanswered.
+    // transaction's id and its session's pid come along, in the same message, in case its
+    // COMMIT goes unanswered.
     const begun = (await q(
-      "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT txid_current()::text AS txid",
+      "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT txid_current()::text AS txid, pg_backend_pid() AS pid",
     )) as unknown as pg.QueryResult<Row>[];
-    txid = begun[1]?.rows[0]?.txid as string | undefined;
+    const row = begun[1]?.rows[0];
+    if (row) tx = { txid: row.txid as string, pid: row.pid as number };
     const value = await work(q);
     // A simple-protocol message: after a failing statement the rest (COMMIT) is skipped.
     try {
       await q(commit(value));
     } catch (error) {
-      if (txid !== undefined && lostConnection(error) && (await committed(pool, txid))) {
+      if (tx !== undefined && lostConnection(error) && (await committed(pool, tx))) {
         broken = true; // the connection is gone: closed, not handed out again
         return value;
       }
@@ -196,23 +198,42 @@ function lostConnection(error: unknown): boolean {
   return typeof code !== "string" || /^(08|57P)/.test(code) || !/^[0-9A-Z]{5}$/.test(code);
 }
 
+/** A transaction, and the server process (session) that runs it. */
+interface Tx {
+  txid: string;
+  pid: number;
+}
+
 /**
  * Asks the database, on another connection, whether a transaction whose COMMIT went
  * unanswered committed after all, so its callers hear the truth. Waits a little while it is
- * still finishing; false when it did not commit, or the database cannot say.
+ * still finishing; one still in progress after that has its session ended: the server goes
+ * on with a message it has read after the client is gone (a COMMIT waiting for the audit
+ * chain's lock, say), and would commit it after its callers were told it failed. Ended, it
+ * aborts, or (already writing its commit) commits, for good. False when it did not commit,
+ * or the database cannot say.
  */
-async function committed(pool: pg.Pool, txid: string): Promise<boolean> {
-  for (let attempt = 0; attempt < 5; attempt++) {
+async function committed(pool: pg.Pool, tx: Tx): Promise<boolean> {
+  for (let attempt = 0; attempt < 10; attempt++) {
     let status: unknown;
     try {
-      status = (await pool.query<Row>("SELECT txid_status($1::bigint) AS status", [txid])).rows[0]
-        ?.status;
+      status = (await pool.query<Row>("SELECT txid_status($1::bigint) AS status", [tx.txid]))
+        .rows[0]?.status;
+      if (status === "in progress" && attempt === 5) {
+        // Only that session, and only while it still runs this transaction (a pid is reused
+        // once its process is gone; `backend_xid` is the 32-bit xid the txid ends with).
+        await pool.query(
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE pid = $1 AND backend_xid = (($2::bigint % 4294967296)::text)::xid`,
+          [tx.pid, tx.txid],
+        );
+      }
     } catch {
       return false;
     }
     if (status === "committed") return true;
     if (status !== "in progress") return false;
-    await new Promise((resolve) => setTimeout(resolve, 50 * (attempt + 1)));
+    await new Promise((resolve) => setTimeout(resolve, 50 * Math.min(attempt + 1, 5)));
   }
   return false;
 }

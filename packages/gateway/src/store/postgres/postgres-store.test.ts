@@ -31,7 +31,7 @@ import type { ActionRequest, AuditEventInput, Change } from "../../requests/requ
 import { createWaiters } from "../../requests/request-waiters.js";
 import type { OutboxPlanner, RequestChange, Store } from "../store.js";
 import { postgresMigrations } from "./postgres-migrations.js";
-import { sqlLiteral } from "./postgres-sql.js";
+import { lockKey, sqlLiteral } from "./postgres-sql.js";
 import { openPostgresStore, type PostgresStore } from "./postgres-store.js";
 
 const T0 = Date.parse("2030-01-01T09:00:00.000Z");
@@ -989,6 +989,46 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       expect((await c.getRequest(id))?.version).toBe(approved.version);
       await verifyChain(b);
     } finally {
+      await c.close();
+      await proxy.stop();
+    }
+  });
+
+  it("tells callers the truth when a COMMIT's answer is lost while it still waits: it did not commit", async () => {
+    const proxy = await startProxy(Number(new URL(db.url).port || 5432));
+    const proxied = new URL(db.url);
+    proxied.port = String(proxy.port);
+    const name = `airlock_waiting_commit_${process.pid}`;
+    proxied.searchParams.set("application_name", name);
+    const c = await openPostgresStore(proxied.toString(), { onError: () => {} });
+    // Another transaction holds the audit chain's lock: the COMMIT message waits for it on the
+    // server, after its connection (and so its answer) is lost.
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      const change = pendingChange();
+      await c.insertRequest(change, []);
+      const id = change.request.id;
+      await holder.query("SELECT pg_advisory_lock($1::bigint)", [lockKey("audit", db.name)]);
+      proxy.loseAnswerTo("airlock_append_audit");
+      // Its session is ended, so that it cannot commit once the lock is free; the caller hears
+      // the failure. Before, the caller heard the failure and the vote counted all the same.
+      const failed = await rejection(c.transition(id, approve("bob@example.com"), plan));
+      expect(failed.code).toBe("store_unavailable");
+      await holder.query("SELECT pg_advisory_unlock($1::bigint)", [lockKey("audit", db.name)]);
+      await expect
+        .poll(
+          async () =>
+            await db.query(
+              "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%airlock_append_audit%' AND state = 'active'",
+              [name],
+            ),
+        )
+        .toEqual([]);
+      expect(await b.getRequest(id)).toMatchObject({ status: "pending", version: 1, reviews: [] });
+      await verifyChain(b);
+    } finally {
+      await holder.end();
       await c.close();
       await proxy.stop();
     }
