@@ -737,6 +737,30 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     ]);
   });
 
+  it("keeps one request's entries in order whatever the clocks of the replicas that wrote and claim them", async () => {
+    await db.query("DELETE FROM outbox");
+    const change = pendingChange();
+    const id = change.request.id;
+    await a.insertRequest(change, []);
+    const write = (event: string, at: number) =>
+      db.query(
+        "INSERT INTO outbox (topic, request_id, payload, available_at, created_at) VALUES ('channel:hook', $1, $2, $3, $3)",
+        [id, JSON.stringify({ event }), at],
+      );
+    // The approval is written by a replica whose clock says T0 + 100; the execution's start,
+    // a moment later, by one whose clock runs 10 ms behind it.
+    await write("request.approved", T0 + 100);
+    await write("request.executing", T0 + 95);
+    // A third replica, its clock between theirs, must not deliver the start before the approval.
+    const early = await b.claimOutbox(T0 + 97, 60_000, 10, ["channel:hook"]);
+    expect(early.map((item) => item.payload.event)).toEqual([]);
+    const [first] = await b.claimOutbox(T0 + 100, 60_000, 10, ["channel:hook"]);
+    expect(first?.payload.event).toBe("request.approved");
+    await b.completeOutbox(first!.id);
+    const [second] = await a.claimOutbox(T0 + 100, 60_000, 10, ["channel:hook"]);
+    expect(second?.payload.event).toBe("request.executing");
+  });
+
   it("leaves a channel's entries to the replicas that have it, and gives up on those nobody tries", async () => {
     await db.query("DELETE FROM outbox");
     const change = pendingChange();

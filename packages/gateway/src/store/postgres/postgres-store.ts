@@ -474,13 +474,16 @@ export class PostgresStore implements Store {
       "claim outbox items",
       // One request's entries for one channel go in order, across replicas: an entry waits
       // while an earlier one is due, leased or being retried (one scheduled for later does
-      // not hold it). An earlier one locked by another replica's claim counts as due.
+      // not hold it). An earlier one locked by another replica's claim counts as due. One
+      // written due at once holds, whatever this replica's clock says of its time: stamped by
+      // the clock of the replica that wrote it, it may look not yet due to a replica whose
+      // clock runs behind, while the entry after it, written by another, looks due.
       `UPDATE outbox SET lease_until = $1, attempts = attempts + 1
       WHERE id IN (SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.available_at <= $2
         AND (o.lease_until IS NULL OR o.lease_until <= $2) AND o.topic = ANY($4::text[])
         AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.request_id = o.request_id
           AND e.topic = o.topic AND e.id < o.id AND e.state = 'pending'
-          AND (e.attempts > 0 OR e.available_at <= $2))
+          AND (e.attempts > 0 OR e.available_at <= $2 OR e.available_at <= e.created_at))
         ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED)
       RETURNING id, topic, request_id, payload, attempts, created_at`,
       [now + leaseMs, now, limit, topics],

@@ -338,14 +338,15 @@ export class SqliteStore implements Store {
         "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
       ),
       // One request's entries for one channel go in order: an entry waits while an earlier one
-      // is due, being delivered or being retried (one scheduled for later does not hold it).
+      // is due, being delivered or being retried (one scheduled for later does not hold it;
+      // one written due at once does, whatever the clock says now, as on PostgreSQL).
       claimOutbox: db.prepare(`UPDATE outbox SET lease_until = @lease_until, attempts = attempts + 1
         WHERE id IN (SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.available_at <= @now
         AND (o.lease_until IS NULL OR o.lease_until <= @now)
         AND o.topic IN (SELECT value FROM json_each(@topics))
         AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.request_id = o.request_id
           AND e.topic = o.topic AND e.id < o.id AND e.state = 'pending'
-          AND (e.attempts > 0 OR e.available_at <= @now))
+          AND (e.attempts > 0 OR e.available_at <= @now OR e.available_at <= e.created_at))
         ORDER BY o.id LIMIT @limit)
         RETURNING id, topic, request_id, payload, attempts, created_at`),
       completeOutbox: db.prepare("DELETE FROM outbox WHERE id = ?"),
