@@ -68,6 +68,10 @@ rules:
     when: http.path.startsWith("/deploys")
     decision: review
     review: { approvers: [eng] }
+  - name: payouts need eng among two
+    when: http.path.startsWith("/payouts")
+    decision: review
+    review: { approvers: [finance, eng], quorum: 2, require: { eng: 1 } }
   - name: nothing else
     decision: deny
 `,
@@ -324,6 +328,33 @@ rules:
       for (const control of ["\u202e", "\u202c", "\u2066", "\u2067"]) {
         expect(html).not.toContain(control);
       }
+    } finally {
+      await carol.close();
+    }
+  });
+
+  it("says which group an approval is still needed from, after a vote and on the rules page", async () => {
+    const res = await api(base, "POST", "/v1/actions", {
+      token: agent,
+      body: {
+        connection: "billing-api",
+        operation: "request",
+        input: { method: "POST", path: "/payouts", body: { amount: 90 } },
+      },
+    });
+    expect(res.status).toBe(202);
+    const id = res.body.id as string;
+    const carol = await signedIn("carol@example.com", undefined, `/requests/${id}`);
+    try {
+      await carol.page.locator("#approve").click();
+      await carol.page
+        .getByText("1 of 2 approvals so far. Still needed: 1 from eng.")
+        .waitFor({ timeout: 10_000 });
+      const reviews = carol.page.locator("section[aria-labelledby=reviews-heading]");
+      await reviews.getByText("At least 1 from eng.").waitFor();
+      await reviews.getByText("Still needed: 1 from eng.").waitFor();
+      await carol.page.goto(`${base}/rules`);
+      await carol.page.getByText("2, at least 1 from eng").waitFor();
     } finally {
       await carol.close();
     }
