@@ -161,3 +161,72 @@ rules:
     }
   });
 });
+
+describe("a masked argument that a command prints", () => {
+  const ACCOUNT = "K7q2x9ZpL4mW8tRv";
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    gw = await startGateway(`
+server: { port: 0, publicUrl: "http://airlock.test" }
+storage: sqlite:./airlock.db
+agents: [{ name: deploy-bot, owner: alice@example.com }]
+reviewers: [{ email: bob@example.com, groups: [oncall] }]
+connections:
+  ops:
+    type: exec
+    timeout: 5s
+    maxOutputBytes: 1024
+    commands:
+      lookup:
+        argv: [/usr/bin/printf, "%s%s%s", "{pad}", "{account}", "{tail}"]
+        args:
+          pad: { pattern: "a{0,2000}", maxLength: 2000 }
+          account: { pattern: "[a-zA-Z0-9]{1,64}" }
+          tail: { pattern: "z{0,200}" }
+        risk: low
+rules:
+  - name: lookups pass, the account masked
+    when: action.connection == "ops" && exec.command == "lookup"
+    decision: allow
+    mask: { input: [account] }
+  - name: nothing else
+    decision: deny
+`);
+  });
+  afterAll(async () => {
+    await gw?.close();
+    if (gw) removeDir(gw.dir);
+  });
+
+  it("leaves no start of it where the output is cut", async () => {
+    const agent = await gw.token("agent", "deploy-bot");
+    const outputs: string[] = [];
+    // The output is cut at 1024 bytes: the account before, across and after that.
+    for (let pad = 990; pad <= 1030; pad++) {
+      const res = await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: {
+          connection: "ops",
+          operation: "lookup",
+          input: { pad: "a".repeat(pad), account: ACCOUNT, tail: "z".repeat(100) },
+        },
+      });
+      expect(res.body.status).toBe("succeeded");
+      expect(res.body.result.truncated.stdout).toMatch(/^cut at 1024 of \d+ bytes$/);
+      outputs.push(res.body.result.stdout);
+    }
+    expect(outputs.some((stdout) => stdout.includes("[masked]"))).toBe(true);
+    const all = [
+      ...outputs,
+      JSON.stringify(await gw.gateway.store.listAudit({ limit: 10_000 })),
+      gw.logs.join(""),
+    ].join("\n");
+    expect(all).not.toContain(ACCOUNT.slice(0, 4));
+    for (const stdout of outputs) {
+      for (let size = 1; size < ACCOUNT.length; size++) {
+        expect(stdout.endsWith(`a${ACCOUNT.slice(0, size)}`)).toBe(false);
+      }
+    }
+  });
+});

@@ -13,7 +13,12 @@ import {
   type TestGateway,
   vote,
 } from "./support/gateway.js";
-import { startMcpServer, type TestMcpServer } from "./support/mcp-server.js";
+import {
+  type RawMcpServer,
+  startMcpServer,
+  startRawMcpServer,
+  type TestMcpServer,
+} from "./support/mcp-server.js";
 
 const TOKEN = "docs-mcp-token-4b8e1d7a90";
 
@@ -128,5 +133,116 @@ rules:
     const everything = [...seen.map((r) => r.text), audit.text, gw.logs.join("")].join("\n");
     expect(everything).not.toContain(TOKEN);
     expect(mcp.calls.some((c) => c.tool === "whoami")).toBe(true);
+  });
+});
+
+describe("a masked argument that an MCP server echoes", () => {
+  const CARD = "4929837150216347";
+  let gw: TestGateway;
+  let raw: RawMcpServer;
+  let agent: string;
+  const received: unknown[] = [];
+
+  beforeAll(async () => {
+    // It echoes the arguments it was called with: in a refusal, or in a long result.
+    raw = await startRawMcpServer(
+      (id, response, params) => {
+        const args = params.arguments ?? {};
+        received.push(args.card);
+        const text = `no card ${String(args.pad)}${String(args.card)} on file${".".repeat(2000)}`;
+        const message =
+          params.name === "refuse"
+            ? { jsonrpc: "2.0", id, error: { code: -32602, message: text } }
+            : { jsonrpc: "2.0", id, result: { content: [{ type: "text", text }] } };
+        response
+          .writeHead(200, { "content-type": "application/json" })
+          .end(JSON.stringify(message));
+      },
+      {
+        tools: ["refuse", "echo"].map((name) => ({ name, inputSchema: { type: "object" } })),
+      },
+    );
+    gw = await startGateway(`
+server: { port: 0, publicUrl: "http://airlock.test" }
+storage: sqlite:./airlock.db
+agents: [{ name: card-bot, owner: alice@example.com }]
+reviewers: [{ email: bob@example.com, groups: [editors] }]
+connections:
+  cards:
+    type: mcp
+    url: ${raw.url}
+    maxResultBytes: 1024
+    tools: { refuse: { risk: low }, echo: { risk: low } }
+rules:
+  - name: card checks
+    when: action.connection == "cards"
+    decision: allow
+    mask: { input: [card] }
+  - name: nothing else
+    decision: deny
+`);
+    agent = await gw.token("agent", "card-bot");
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await raw?.close();
+    if (gw) removeDir(gw.dir);
+  });
+
+  /** Calls `tool` with the card after `pad` characters, for each of `pads`. */
+  const sweep = async (tool: string, pads: number[]) => {
+    // biome-ignore lint/suspicious/noExplicitAny: responses of every shape
+    const answers: ApiResponse<any>[] = [];
+    for (const pad of pads) {
+      const res = await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: { connection: "cards", operation: tool, input: { pad: "a".repeat(pad), card: CARD } },
+      });
+      expect(res.status).toBe(200);
+      answers.push(res);
+    }
+    // The server got the card itself each time.
+    expect(received.splice(0)).toEqual(pads.map(() => CARD));
+    return answers;
+  };
+  const range = (from: number, to: number) =>
+    Array.from({ length: to - from + 1 }, (_, i) => from + i);
+  /** No six digits of the card anywhere in what anyone is shown or keeps, nor its first digit at a cut. */
+  const expectNoPiece = async (texts: string[]) => {
+    const audit = JSON.stringify(await gw.gateway.store.listAudit({ limit: 10_000 }));
+    const all = [...texts, audit, gw.logs.join("")].join("\n");
+    for (let size = 6; size <= CARD.length; size++) expect(all).not.toContain(CARD.slice(0, size));
+    for (const text of texts) {
+      for (let size = 1; size < CARD.length; size++) {
+        expect(text.endsWith(`a${CARD.slice(0, size)}`)).toBe(false);
+      }
+    }
+  };
+
+  it("leaves no start of it where a refusal's reason is cut, in the answer or the audit trail", async () => {
+    // The reason is cut at 600 characters: pads that put the card before, across and after that.
+    const answers = await sweep("refuse", range(520, 580));
+    const reasons = answers.map((res) => {
+      expect(res.body.status).toBe("failed");
+      return String(res.body.outcome.reason);
+    });
+    expect(reasons.every((reason) => reason.endsWith("…"))).toBe(true);
+    expect(reasons.some((reason) => reason.includes("[masked]"))).toBe(true);
+    await expectNoPiece(reasons.map((reason) => reason.replace(/…$/, "")));
+    const failed = (await gw.gateway.store.listAudit({ limit: 10_000 })).filter(
+      (event) => event.type === "execution.failed",
+    );
+    expect(failed.length).toBeGreaterThanOrEqual(answers.length);
+  });
+
+  it("leaves no start of it where a long result is cut", async () => {
+    const answers = await sweep("echo", range(860, 940));
+    const texts = answers.map((res) => {
+      expect(res.body.status).toBe("succeeded");
+      expect(res.body.result.truncated).toMatch(/^the result was cut at 1024 of \d+ bytes$/);
+      return String(res.body.result.content[0]?.text ?? "");
+    });
+    expect(texts.some((text) => text.includes("[masked]"))).toBe(true);
+    await expectNoPiece(texts);
   });
 });

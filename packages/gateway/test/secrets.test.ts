@@ -361,6 +361,78 @@ it("hides a masked header however the agent capitalises it, and masked values th
   });
 });
 
+it("leaves no start of a masked value where a cut falls, however the agent shifts it", async () => {
+  const MASKED_CARD = "4929837150216347";
+  const extra = `  - name: card checks
+    when: http.method == "PATCH" && http.path == "/cards/echo"
+    decision: allow
+    mask: { input: [body.card_number] }`;
+  const config = testConfig(upstream.url, extra).replace(
+    "timeout: 2s",
+    "timeout: 2s\n    maxResponseBytes: 1024",
+  );
+  await withGateway(config, async (own) => {
+    const token = await own.token("agent", "support-bot");
+    const bob = await own.token("reviewer", "bob@example.com");
+    const check = (pad: number) =>
+      api(own.url, "POST", "/v1/actions", {
+        token,
+        body: {
+          ...read(),
+          input: {
+            method: "PATCH",
+            path: "/cards/echo",
+            // Text after the card too, so that the cut can fall anywhere in it.
+            body: { pad: "a".repeat(pad), card_number: MASKED_CARD, note: "z".repeat(80) },
+          },
+        },
+      });
+    // The upstream reflects the body after the headers: where the card sits, uncut.
+    const probe = await check(0);
+    expect(probe.body.status).toBe("succeeded");
+    const at = JSON.stringify(probe.body.result.body).indexOf("[masked]");
+    expect(at).toBeGreaterThan(0);
+    const seen: string[] = [];
+    let cut = 0;
+    // The cut falls after the card, inside it, and before it.
+    for (let shift = -20; shift <= 80; shift++) {
+      const res = await check(Math.max(0, 1024 - at - shift));
+      expect(res.body.status).toBe("succeeded");
+      const body = res.body.result.body;
+      seen.push(typeof body === "string" ? body : JSON.stringify(body));
+      if (res.body.result.truncated) {
+        expect(res.body.result.truncated).toBe("the body was cut at 1024 bytes");
+        cut++;
+      }
+    }
+    const all = seen.join("\n");
+    // Each answer was cut, the card in it showing masked when whole; it went upstream whole.
+    expect(cut).toBe(seen.length);
+    expect(all).toContain("[masked]");
+    const sent = upstream.calls.filter((c) => c.url === "/api/cards/echo");
+    expect(sent.length).toBe(102);
+    for (const call of sent) expect(JSON.parse(call.body.toString()).card_number).toBe(MASKED_CARD);
+    // Not even its first digit where a cut falls.
+    for (const text of seen) {
+      for (let size = 1; size < MASKED_CARD.length; size++) {
+        expect(text.endsWith(`"${MASKED_CARD.slice(0, size)}`)).toBe(false);
+      }
+    }
+    const views = await api(own.url, "GET", "/v1/requests?status=all&limit=200", { token: bob });
+    expect(views.body.requests.length).toBe(102);
+    const shown = [
+      all,
+      views.text,
+      JSON.stringify(await own.gateway.store.listAudit({ limit: 10_000 })),
+      own.logs.join(""),
+    ].join("\n");
+    // Six digits or more of the card, anywhere: no port or length reads so.
+    for (let size = 6; size <= MASKED_CARD.length; size++) {
+      expect(shown).not.toContain(MASKED_CARD.slice(0, size));
+    }
+  });
+});
+
 it("keeps a configured secret that a rule's evaluation error quotes out of the record", async () => {
   const extra = `  - name: keyed lookups
     when: http.method == "PATCH" && action.input.body["\${env:BILLING_API_TOKEN}"] == 1

@@ -70,7 +70,17 @@ export interface Connector {
    * wait for review; it may touch the real system, so it must leave nothing behind.
    */
   dryRun?(operation: string, input: Json): Promise<string>;
-  execute(operation: string, input: Json, signal: AbortSignal): Promise<ExecutionOutcome>;
+  /**
+   * `masked` holds the values of the input fields the policy masks (none, usually). Whatever
+   * the connector cuts to size (a body at its cap, a long reason), it scrubs of them first,
+   * as it does of credentials: a piece of one left at a cut is recognised by nobody after.
+   */
+  execute(
+    operation: string,
+    input: Json,
+    signal: AbortSignal,
+    masked?: readonly string[],
+  ): Promise<ExecutionOutcome>;
   /**
    * The operations agents may ask for, with their input's schema. Describes only: whatever
    * it says, `parse` decides what is accepted.

@@ -7,6 +7,12 @@ import { createScrubber } from "./value-scrubber.js";
 
 export const MASKED = "[masked]";
 
+/**
+ * Hidden values shorter than this are hidden by path only (where the input is shown), never
+ * searched for in derived text: one or two characters would blank out unrelated text.
+ */
+export const MIN_MASKED_LENGTH = 3;
+
 /** Why a mask path is malformed, or undefined. Paths are dot-separated keys; `*` matches any key or index. */
 export function maskPathProblem(path: string): string | undefined {
   const segments = path.split(".");
@@ -107,9 +113,8 @@ export function scrubHidden<T>(
 ): T {
   // Nothing hidden (no mask, the usual case) scrubs nothing: skip building a scrubber for it.
   if (hidden.length === 0) return value;
-  // Values of one or two characters would blank out unrelated text; masking them by path is enough.
   return createScrubber(hidden, MASKED, {
-    minLength: 3,
+    minLength: MIN_MASKED_LENGTH,
     ...(options.exact ? { exact: hidden } : {}),
   }).value(value);
 }

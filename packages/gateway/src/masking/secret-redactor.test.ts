@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { MASKED, MIN_MASKED_LENGTH } from "./input-mask.js";
 import {
   createByteScrubber,
   createRedactor,
@@ -241,5 +242,49 @@ describe("cutting scrubbed bytes", () => {
     const cut = scrubber.cut(scrubbed, cap).toString();
     expect(cut.startsWith("[redacted][redacted]bbb")).toBe(true);
     expect(cut).not.toContain("s3");
+  });
+});
+
+describe("scrubbing masked values with the credentials", () => {
+  const secret = "s3cr3t-credential-7f1c2a9e";
+
+  it("replaces masked values with [masked] and credentials with [redacted], in their encoded forms too", () => {
+    const card = "4929 8371/5021";
+    const scrubber = createByteScrubber([secret], [card]);
+    const echoed = Buffer.from(
+      `${secret} ${card} ${JSON.stringify(card)} ${encodeURIComponent(card)} ${card.replaceAll("/", "\\/")}`,
+    );
+    expect(scrubber.scrub(echoed).toString()).toBe(
+      `${REDACTED} ${MASKED} "${MASKED}" ${MASKED} ${MASKED}`,
+    );
+  });
+
+  it("reads past the cut by the longest value of either kind", () => {
+    const long = "a-masked-value-longer-than-the-credential";
+    expect(createByteScrubber([secret], [long]).overlap).toBe(long.length);
+    expect(createByteScrubber([secret], ["short"]).overlap).toBe(secret.length);
+    expect(createByteScrubber([], [long]).overlap).toBe(long.length);
+  });
+
+  it("leaves no start of a masked value at the cut, wherever it falls", () => {
+    const card = "4929837150216347";
+    const scrubber = createByteScrubber([secret], [card]);
+    const cap = 100;
+    const shown: string[] = [];
+    for (let at = cap - 2 * scrubber.overlap; at <= cap + 2; at++) {
+      const raw = Buffer.from(`${"z".repeat(at)}${card}${"z".repeat(200)}`);
+      shown.push(
+        scrubber.cut(scrubber.scrub(raw.subarray(0, cap + scrubber.overlap)), cap).toString(),
+      );
+    }
+    // The card is all digits: not one of them may show.
+    for (const text of shown) expect(text).not.toMatch(/\d/);
+    expect(shown.some((text) => text.includes(MASKED))).toBe(true);
+  });
+
+  it(`scrubs no value shorter than ${MIN_MASKED_LENGTH} characters, which would blank out ordinary text`, () => {
+    const scrubber = createByteScrubber([], ["42"]);
+    expect(scrubber.overlap).toBe(0);
+    expect(scrubber.scrub(Buffer.from("page 42 of 420")).toString()).toBe("page 42 of 420");
   });
 });

@@ -2,6 +2,7 @@
  * Scrubs known secret values (connection credentials, tokens resolved from `${env:}` and
  * `${file:}`) out of anything about to leave Airlock: results, errors, log lines.
  */
+import { MASKED, MIN_MASKED_LENGTH } from "./input-mask.js";
 import { createScrubber, formsOf } from "./value-scrubber.js";
 
 export const REDACTED = "[redacted]";
@@ -22,38 +23,52 @@ export function createRedactor(secrets: Iterable<string>): Redactor {
 }
 
 /**
- * Byte-level scrubbing for connectors that read raw response bodies: a credential must be
- * removed before the body is decoded, cut to size or base64-encoded, or a reflecting upstream
- * could hand it back in pieces.
+ * Byte-level scrubbing for connectors that read raw response bodies: a credential, or a
+ * value of the input that the policy masks, must be removed before the body is decoded, cut
+ * to size or base64-encoded, or a reflecting upstream could hand it back in pieces.
  */
 export interface ByteScrubber {
-  /** The longest form of any secret, in bytes: read this much past a cut before scrubbing. */
+  /** The longest form of any value scrubbed, in bytes: read this much past a cut before scrubbing. */
   readonly overlap: number;
   scrub(bytes: Buffer): Buffer;
   /**
-   * Cuts scrubbed bytes to at most `cap`, short of where a piece of a secret could sit: the
-   * scrubbed window's last `overlap - 1` bytes, which may hold a secret's start whose rest
+   * Cuts scrubbed bytes to at most `cap`, short of where a piece of a value could sit: the
+   * scrubbed window's last `overlap - 1` bytes, which may hold a value's start whose rest
    * was never read. What goes depends on lengths alone, never on whether those bytes match a
-   * secret: a cut that dropped a tail only when it looked like a secret's start would tell an
+   * value: a cut that dropped a tail only when it looked like a secret's start would tell an
    * agent, one guessed byte at a time, what the secret starts with.
    */
   cut(scrubbed: Buffer, cap: number): Buffer;
 }
 
-export function createByteScrubber(secrets: Iterable<string>): ByteScrubber {
-  const forms = formsOf(secrets, MIN_SECRET_LENGTH)
-    .flatMap((form) => {
-      const utf8 = Buffer.from(form, "utf8");
-      // HTTP sends a header value's Latin-1 letters one byte each, and an upstream echoing
-      // the raw header sends them back so; that body is then no UTF-8 and leaves as base64.
-      const latin1 = Buffer.from(form, "latin1");
-      return latin1.toString("latin1") === form && !latin1.equals(utf8) ? [utf8, latin1] : [utf8];
-    })
-    .sort((a, b) => b.length - a.length);
-  const marker = Buffer.from(REDACTED, "utf8");
+/**
+ * Credentials read `[redacted]`; `masked` values (the input fields a rule masks, known per
+ * request) read `[masked]`, those of at least MIN_MASKED_LENGTH characters.
+ */
+export function createByteScrubber(
+  secrets: Iterable<string>,
+  masked: Iterable<string> = [],
+): ByteScrubber {
+  const bytesOf = (form: string): Buffer[] => {
+    const utf8 = Buffer.from(form, "utf8");
+    // HTTP sends a header value's Latin-1 letters one byte each, and an upstream echoing
+    // the raw header sends them back so; that body is then no UTF-8 and leaves as base64.
+    const latin1 = Buffer.from(form, "latin1");
+    return latin1.toString("latin1") === form && !latin1.equals(utf8) ? [utf8, latin1] : [utf8];
+  };
+  const replacing = (values: Iterable<string>, minLength: number, text: string) => {
+    const marker = Buffer.from(text, "utf8");
+    return formsOf(values, minLength)
+      .flatMap(bytesOf)
+      .map((bytes) => ({ bytes, marker }));
+  };
+  const forms = [
+    ...replacing(secrets, MIN_SECRET_LENGTH, REDACTED),
+    ...replacing(masked, MIN_MASKED_LENGTH, MASKED),
+  ].sort((a, b) => b.bytes.length - a.bytes.length);
   const scrub = (bytes: Buffer): Buffer => {
     let out = bytes;
-    for (const form of forms) {
+    for (const { bytes: form, marker } of forms) {
       let at = out.indexOf(form);
       if (at < 0) continue;
       const parts: Buffer[] = [];
@@ -68,7 +83,7 @@ export function createByteScrubber(secrets: Iterable<string>): ByteScrubber {
     }
     return out;
   };
-  const overlap = forms[0]?.length ?? 0;
+  const overlap = forms[0]?.bytes.length ?? 0;
   const cut = (scrubbed: Buffer, cap: number): Buffer =>
     scrubbed.subarray(0, Math.max(0, Math.min(cap, scrubbed.length - Math.max(0, overlap - 1))));
   return { overlap, scrub, cut };

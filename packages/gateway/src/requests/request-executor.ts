@@ -304,10 +304,13 @@ export function createExecutor(deps: {
    * masks stay hidden even when echoed back, and the result detectors mask what the system
    * returned. Only the digest sees the result whole.
    */
-  const shown = (request: ActionRequest, done: ExecutionOutcome): Outcome => {
+  const shown = (
+    request: ActionRequest,
+    hidden: readonly string[],
+    done: ExecutionOutcome,
+  ): Outcome => {
     try {
       const result = clipDepth(done.result);
-      const { hidden } = maskInput(request.input, request.decision.mask);
       const detectors = request.decision.maskResult ?? [];
       const scrub = <T extends Json>(value: T): Json =>
         maskResult(scrubHidden(redactor.redact(value), hidden), detectors).value;
@@ -358,18 +361,22 @@ export function createExecutor(deps: {
     } else if (!connector) {
       outcome = notRun(`connection ${request.connection} is no longer configured`);
     } else {
+      // The masked values go to the connector too: what it cuts to size (a body at its cap,
+      // a long reason) it scrubs of them first, or a piece left at the cut would pass
+      // unrecognised here. (None, and no work, when the policy masks nothing.)
+      const { hidden } = maskInput(request.input, request.decision.mask);
       try {
         // `shown` throws nothing: what is caught here is the connector's.
         outcome = shown(
           request,
-          await connector.execute(request.operation, request.input, running),
+          hidden,
+          await connector.execute(request.operation, request.input, running, hidden),
         );
       } catch (error) {
         logger.error({ requestId: request.id, err: error }, "the connector failed");
         // A connector answers the failures it knows with an outcome; one it throws may have
         // come after the action took effect.
         // Its message can quote the input: masked fields stay hidden in it, as in a result.
-        const { hidden } = maskInput(request.input, request.decision.mask);
         outcome = {
           ok: false,
           summary: "connector error",

@@ -229,7 +229,12 @@ export interface RawMcpServer {
  * like a real one; each `tools/call` goes to `answer`, with the request's JSON-RPC id.
  */
 export async function startRawMcpServer(
-  answer: (id: string | number, response: ServerResponse) => void,
+  /** Answers a `tools/call`, whose params (`{name, arguments}`) it is given to echo. */
+  answer: (
+    id: string | number,
+    response: ServerResponse,
+    params: { name: string; arguments?: Record<string, unknown> },
+  ) => void,
   options: {
     /** Requests (pings) the server sends ahead of its answer to `initialize`, on an SSE stream. */
     pingsOnInitialize?: number;
@@ -273,7 +278,7 @@ export async function startRawMcpServer(
       return;
     }
     if (message.method === "tools/call") {
-      answer(message.id, response);
+      answer(message.id, response, message.params);
       return;
     }
     if (message.method === "tools/list" && options.tools) {

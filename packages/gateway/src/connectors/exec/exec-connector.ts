@@ -91,8 +91,12 @@ export function createExecConnector(
     operation: string,
     input: Json,
     signal: AbortSignal,
+    masked: readonly string[] = [],
   ): Promise<ExecutionOutcome> => {
     const command = commandFor(operation);
+    // Masked arguments are scrubbed from the output with the credentials, before the cut.
+    const scrubbing =
+      masked.length === 0 ? scrubber : createByteScrubber([...secrets, ...deps.secrets], masked);
     const argv = renderArgv(command.template, valuesOf(input));
     if (closed) {
       return {
@@ -115,8 +119,8 @@ export function createExecConnector(
         cwd: command.cwd,
         env: command.env,
         timeoutMs: command.timeoutMs,
-        // Read past the cap by the longest secret, so one straddling the cut is still scrubbed whole.
-        keepBytes: config.maxOutputBytes + scrubber.overlap,
+        // Read past the cap by the longest value scrubbed, so one straddling the cut is still scrubbed whole.
+        keepBytes: config.maxOutputBytes + scrubbing.overlap,
       },
       stop.signal,
     );
@@ -136,8 +140,8 @@ export function createExecConnector(
       );
     }
     const cap = config.maxOutputBytes;
-    const stdout = clip(outcome.stdout, cap, scrubber);
-    const stderr = clip(outcome.stderr, cap, scrubber);
+    const stdout = clip(outcome.stdout, cap, scrubbing);
+    const stderr = clip(outcome.stderr, cap, scrubbing);
     const result: Record<string, Json> = {
       exitCode: outcome.exitCode,
       signal: outcome.signal,
@@ -231,8 +235,8 @@ export function createExecConnector(
 }
 
 /**
- * Scrubs credentials from the raw bytes before they are cut to `cap` and decoded (lossily,
- * as UTF-8), so an echoed secret cannot survive in pieces.
+ * Scrubs credentials and masked values from the raw bytes before they are cut to `cap` and
+ * decoded (lossily, as UTF-8), so an echoed one cannot survive in pieces.
  */
 function clip(
   stream: CapturedStream,

@@ -159,8 +159,12 @@ export function createHttpConnector(
     _operation: string,
     raw: Json,
     signal: AbortSignal,
+    masked: readonly string[] = [],
   ): Promise<ExecutionOutcome> => {
     const input = raw as unknown as HttpInput;
+    // Masked values are scrubbed from the body with the credentials, before the cut.
+    const scrubbing =
+      masked.length === 0 ? scrubber : createByteScrubber([...secrets, ...configSecrets], masked);
     // A checked path of plain ASCII without a query needs no URL parsing (the common case).
     const target =
       input.query === undefined && /^[\x21-\x7e]+$/.test(input.path)
@@ -204,7 +208,7 @@ export function createHttpConnector(
         response.body,
         responseHeaders,
         config.maxResponseBytes,
-        scrubber,
+        scrubbing,
       );
       const decoded = withheld
         ? { body: null }
@@ -302,9 +306,9 @@ function methodRisk(method: string): RiskHint {
 
 /**
  * Reads the body the way it can be shown safely: decompressed if the upstream compressed it
- * anyway, scrubbed of credentials on the raw bytes, and only then cut to `cap`. It reads
- * `scrubber.overlap` bytes past the cap so a credential that straddles the cut is still
- * whole when scrubbed.
+ * anyway, scrubbed of credentials and masked values on the raw bytes, and only then cut to
+ * `cap`. It reads `scrubber.overlap` bytes past the cap so a value that straddles the cut is
+ * still whole when scrubbed.
  */
 async function readBody(
   body: Readable,

@@ -10,6 +10,7 @@ import type { Json } from "../../common/canonical-json.js";
 import { clipDepth } from "../../common/json-depth.js";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError, errorMessage } from "../../errors.js";
+import { scrubHidden } from "../../masking/input-mask.js";
 import { createByteScrubber, createRedactor } from "../../masking/secret-redactor.js";
 import type {
   Connector,
@@ -62,7 +63,8 @@ export function createMcpConnector(
     Object.entries(config.headers).map(([key, value]) => [key.toLowerCase(), value]),
   );
   const secrets = Object.values(headers);
-  // Results are scrubbed before they are cut to size, so a cut cannot leave part of one.
+  // Results are scrubbed before they are cut to size, so a cut cannot leave part of one
+  // (masked arguments too, per call).
   const redactor = createRedactor([...secrets, ...deps.secrets]);
   const binary = createByteScrubber([...secrets, ...deps.secrets]);
   let session: McpSession | undefined;
@@ -208,6 +210,7 @@ export function createMcpConnector(
     operation: string,
     input: Json,
     signal: AbortSignal,
+    masked: readonly string[] = [],
   ): Promise<ExecutionOutcome> => {
     toolFor(operation);
     if (closed) {
@@ -220,13 +223,17 @@ export function createMcpConnector(
     try {
       answer = await call(operation, input as Record<string, unknown>, until.signal);
     } catch (error) {
-      // Cut once scrubbed: a cut through a credential would leave a piece no scrubber knows.
-      const reason = redactor.redactText(
-        failure(error, {
-          timedOut: until.timedOut,
-          aborted: signal.aborted,
-          timeout: config.timeout,
-        }),
+      // Cut once scrubbed: a cut through a credential or a masked argument the server echoes
+      // would leave a piece no scrubber knows.
+      const reason = scrubHidden(
+        redactor.redactText(
+          failure(error, {
+            timedOut: until.timedOut,
+            aborted: signal.aborted,
+            timeout: config.timeout,
+          }),
+        ),
+        masked,
       );
       const cut =
         reason.length > REASON_CHARS ? `${truncateText(reason, REASON_CHARS - 1)}…` : reason;
@@ -238,7 +245,7 @@ export function createMcpConnector(
     // nested thousands deep overflowed the stack after the tool ran, losing its outcome.
     answer = clipDepth(answer as Json) as ToolResult;
     const { result, bytes, truncated } = capContent(
-      redactor.redact(scrubBinary(answer, binary)),
+      scrubHidden(redactor.redact(scrubBinary(answer, binary)), masked),
       config.maxResultBytes,
     );
     const items = Array.isArray(answer.content) ? answer.content.length : 0;
