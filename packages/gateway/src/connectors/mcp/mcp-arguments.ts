@@ -210,12 +210,18 @@ function argumentCheck(
     let valid: boolean;
     try {
       valid = within(CHECK_MS, () => validate(args) as boolean);
-    } catch {
-      return; // a check that cannot run, or runs too long, refuses nothing: the server decides
+    } catch (error) {
+      // A check that cannot run, or runs too long, refuses nothing: the server decides.
+      why(
+        timedOut(error)
+          ? `checking a call's arguments took over ${CHECK_MS} ms; this call is left to the server`
+          : `checking a call's arguments failed (${(error as Error).message}); this call is left to the server`,
+      );
+      return;
     }
-    const [error] = validate.errors ?? [];
-    if (valid || !error) return;
-    const { field, message } = explain(error);
+    const errors = validate.errors ?? [];
+    if (valid || errors.length === 0) return;
+    const { field, message } = explain(errors);
     throw new AirlockError(
       "invalid_request",
       `${field}: ${message} (the input schema of tool ${tool}, from its MCP server)`,
@@ -224,8 +230,43 @@ function argumentCheck(
   };
 }
 
-/** An ajv error as the field it is about (`input.filters.limit`) and why. */
-function explain(error: ErrorObject): { field: string; message: string } {
+/**
+ * A refusal as the field it is about (`input.filters.limit`) and why. ajv stops at the first
+ * keyword that fails; when that is an `anyOf` or `oneOf`, its own error comes last, after each
+ * alternative's, and is the one to explain: the first alternative's alone would tell an agent
+ * to send what another alternative would have taken just as well.
+ */
+function explain(errors: readonly ErrorObject[]): { field: string; message: string } {
+  const error = errors[errors.length - 1]!;
+  if (error.keyword === "anyOf" || error.keyword === "oneOf") {
+    const { field } = about(error);
+    const passing = (error.params as { passingSchemas?: unknown }).passingSchemas;
+    if (Array.isArray(passing)) {
+      return { field, message: "matches more than one of the forms it may take (oneOf)" };
+    }
+    // Each alternative's first failure: `…/anyOf/1/type` is alternative 1's.
+    const prefix = `${error.schemaPath}/`;
+    const reasons = new Map<string, string>();
+    for (const e of errors) {
+      if (!e.schemaPath.startsWith(prefix)) continue;
+      const alternative = e.schemaPath.slice(prefix.length).split("/")[0]!;
+      if (!reasons.has(alternative)) {
+        const { field: where, message } = about(e);
+        reasons.set(alternative, where === field ? message : `${where}: ${message}`);
+      }
+    }
+    return {
+      field,
+      message: clip(
+        `matches none of the forms it may take (${[...reasons.values()].join("; or ")})`,
+      ),
+    };
+  }
+  return about(errors[0]!);
+}
+
+/** One ajv error as the field it is about and why. */
+function about(error: ErrorObject): { field: string; message: string } {
   const path = error.instancePath
     .split("/")
     .slice(1)

@@ -254,13 +254,45 @@ describe("mcp connector: arguments checked against the server's input schema", (
     for (let i = 1; i <= 40; i++) {
       $defs[`d${i}`] = { allOf: [{ $ref: `#/$defs/d${i - 1}` }, { $ref: `#/$defs/d${i - 1}` }] };
     }
+    const reasons: string[] = [];
+    const check = argumentChecker()(
+      "search",
+      { type: "object", properties: { query: { $ref: "#/$defs/d40" } }, $defs },
+      (reason) => reasons.push(reason),
+    );
+    expect(() => check!({ query: 1 })).toThrow(/input\.query: must be string/);
+    expect(reasons).toEqual([]);
+    expect(() => check!({ query: "refunds" })).not.toThrow();
+    // Given up, and said so, for whoever reads the log.
+    expect(reasons).toEqual([
+      "checking a call's arguments took over 100 ms; this call is left to the server",
+    ]);
+  });
+
+  it("says why an argument matches none of an anyOf's forms, or more than one of a oneOf's", () => {
     const check = argumentChecker()("search", {
       type: "object",
-      properties: { query: { $ref: "#/$defs/d40" } },
-      $defs,
+      properties: {
+        limit: { anyOf: [{ type: "integer" }, { type: "string", pattern: "^[0-9]+$" }] },
+        filter: {
+          oneOf: [
+            { type: "object", required: ["tag"] },
+            { type: "object", properties: { id: { type: "integer" } }, required: ["id"] },
+          ],
+        },
+      },
     });
-    expect(() => check!({ query: 1 })).toThrow(/input\.query: must be string/);
-    expect(() => check!({ query: "refunds" })).not.toThrow();
+    expect(() => check!({ limit: 10 })).not.toThrow();
+    expect(() => check!({ limit: "10" })).not.toThrow();
+    expect(() => check!({ limit: "ten" })).toThrow(
+      /^input\.limit: matches none of the forms it may take \(must be integer; or must match pattern "\^\[0-9\]\+\$"\)/,
+    );
+    expect(() => check!({ filter: { id: "x" } })).toThrow(
+      /^input\.filter: matches none of the forms it may take \(input\.filter\.tag: required; or input\.filter\.id: must be integer\)/,
+    );
+    expect(() => check!({ filter: { tag: "a", id: 2 } })).toThrow(
+      /^input\.filter: matches more than one of the forms it may take \(oneOf\)/,
+    );
   });
 
   it("leaves a schema nested too deep to measure to the server, and checks the other tools", async () => {
