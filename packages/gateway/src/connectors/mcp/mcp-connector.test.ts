@@ -311,6 +311,12 @@ describe("mcp connector: arguments checked against the server's input schema", (
         code: "invalid_request",
         field: "input.x",
       });
+      // Agents listing the tools get it as any object: passed on, it could not be written.
+      const listed = await c.operations();
+      expect(() => JSON.stringify(listed)).not.toThrow();
+      const schemaOf = (tool: string) => listed.find((op) => op.name === tool)?.inputSchema;
+      expect(schemaOf("search")).toEqual({ type: "object" });
+      expect(schemaOf("whoami")).toMatchObject({ properties: { x: { type: "string" } } });
     } finally {
       await raw.close();
     }

@@ -50,6 +50,21 @@ function isObjectSchema(value: unknown): value is OperationSpec["inputSchema"] {
     (value as { type?: unknown }).type === "object"
   );
 }
+
+/**
+ * A schema agents may be handed as it is: one that JSON can write. A schema nested deeper than
+ * JSON.stringify can walk, passed on, failed the whole `/mcp` tool list, every tool of every
+ * connection, for as long as the server gave it.
+ */
+function listable(schema: unknown): schema is OperationSpec["inputSchema"] {
+  if (!isObjectSchema(schema)) return false;
+  try {
+    JSON.stringify(schema);
+    return true;
+  } catch {
+    return false;
+  }
+}
 /** The longest reason a failed call gives: a server's message can be as long as its answer. */
 const REASON_CHARS = 600;
 
@@ -185,7 +200,7 @@ export function createMcpConnector(
       return {
         name: tool,
         description: `${spec.description ?? `The ${tool} tool`} (on ${name}, through Airlock: a policy decides whether it runs at once, waits for a person's approval, or is refused)`,
-        inputSchema: isObjectSchema(schema) ? schema : { type: "object" },
+        inputSchema: listable(schema) ? schema : { type: "object" },
       };
     });
   };
