@@ -16,6 +16,7 @@ import {
   startGateway,
   type TestGateway,
   testConfig,
+  withGateway,
 } from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -487,6 +488,77 @@ rules:
   });
 });
 
+describe("airlock policy replay", () => {
+  it("decides the stored requests again by a changed file, lists those decided otherwise, and exits 1", async () => {
+    const text = testConfig(upstream.url);
+    await withGateway(
+      text,
+      async (own) => {
+        const agent = await own.token("agent", "support-bot");
+        const submit = async (body: unknown) =>
+          (await api(own.url, "POST", "/v1/actions", { token: agent, body })).body.id as string;
+        const read = await submit({
+          connection: "billing-api",
+          operation: "request",
+          input: { method: "GET", path: "/invoices" },
+        });
+        const held = await submit(refund());
+        const denied = await submit({
+          connection: "billing-api",
+          operation: "request",
+          input: { method: "DELETE", path: "/invoices/1" },
+        });
+        const same = join(own.dir, "airlock.yaml");
+        writeFileSync(same, text);
+        const unchanged = await runCli(["policy", "replay", "--config", same], { env });
+        expect(unchanged.stderr).toBe("");
+        expect(unchanged.code).toBe(0);
+        expect(unchanged.stdout).toMatch(
+          /^3 request\(s\) since .* replayed: 3 decided as before, 0 otherwise\n$/,
+        );
+
+        // Reads now wait for a person.
+        const changed = join(own.dir, "next.yaml");
+        writeFileSync(
+          changed,
+          text.replace(
+            'http.method == "GET"\n    decision: allow',
+            'http.method == "GET"\n    decision: review',
+          ),
+        );
+        const replayed = await runCli(["policy", "replay", "--config", changed], { env });
+        expect(replayed.code).toBe(1);
+        expect(replayed.stdout).toContain(`${read}  `);
+        expect(replayed.stdout).toContain(
+          '  was allow by rule "reads pass"\n  now review by rule "reads pass"\n',
+        );
+        expect(replayed.stdout).not.toContain(held);
+        expect(replayed.stdout).not.toContain(denied);
+        expect(replayed.stdout).toMatch(
+          /3 request\(s\) since .* replayed: 2 decided as before, 1 otherwise \(1 allow → review\)\n$/,
+        );
+
+        // Only what came since the time asked.
+        const later = await runCli(
+          ["policy", "replay", "--since", "2099-01-01", "--config", changed],
+          { env },
+        );
+        expect(later.code).toBe(0);
+        expect(later.stdout).toMatch(/^0 request\(s\) since 2099-01-01T00:00:00.000Z replayed/);
+        const bad = await runCli(
+          ["policy", "replay", "--since", "last week", "--config", changed],
+          {
+            env,
+          },
+        );
+        expect(bad.code).toBe(2);
+        expect(bad.stderr).toContain("--since must be a duration like 7d or 12h");
+      },
+      { env },
+    );
+  });
+});
+
 describe("help", () => {
   it("prints usage for the command and each subcommand", async () => {
     const top = await runCli(["--help"]);
@@ -497,6 +569,7 @@ describe("help", () => {
       "token create",
       "requests list",
       "policy test",
+      "policy replay",
       "audit verify",
       "audit export",
       "audit checkpoint",

@@ -25,6 +25,7 @@ Usage: airlock <command> [options]     (airlock <command> --help for more)
   token list | revoke ID
   requests list [--status S] | show ID | approve ID | deny ID [--comment TEXT]
   policy test CASES.yaml                  evaluate rule cases without running anything
+  policy replay [--since 7d|DATE]         decide the stored requests again by the config's rules
   audit verify [--expect-head SEQ:HASH] [--public-key FILE]...
                                           check the audit hash chain (and its signatures)
   audit export --format jsonl|csv [--since TIME] [--output FILE]
@@ -46,7 +47,7 @@ await runCommand(async () => {
     case "requests":
       return (await import("./commands/requests.js")).requests(args);
     case "policy":
-      return (await import("./commands/policy-test.js")).policyTest(args);
+      return (await import("./commands/policy.js")).policy(args);
     case "audit":
       return (await import("./commands/audit.js")).audit(args);
     case "outbox":
