@@ -201,6 +201,45 @@ describe("channels", () => {
     }
   });
 
+  it("delivers to one channel while another is still busy with a delivery", async () => {
+    // A channel whose calls take long (a Bot Connector slow to answer, a webhook receiver
+    // that holds the connection until its timeout): it holds up only its own messages.
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const slow = new RecordingChannel("slow");
+    const slowPost = slow.post.bind(slow);
+    slow.post = async (notice) => {
+      await held;
+      return slowPost(notice);
+    };
+    const other = new RecordingChannel("other");
+    const gw = await startGateway(testConfig(upstream.url), {
+      gateway: { channels: [slow, other], delivery: fast },
+    });
+    dirs.push(gw.dir);
+    try {
+      const agent = await gw.token("agent", "support-bot");
+      const first = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+      await until(() => other.posts.length === 1);
+      // The slow channel is still on the first request's message; the second one's goes out
+      // to the other channel all the same.
+      const second = await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: refund({ justification: "the second one" }),
+      });
+      await until(() => other.posts.some((p) => p.request.id === second.body.id));
+      expect(slow.posts).toEqual([]);
+      release();
+      await until(() => slow.posts.length === 2);
+      expect(slow.posts.map((p) => p.request.id)).toEqual([first.body.id, second.body.id]);
+    } finally {
+      release();
+      await gw.close();
+    }
+  });
+
   it("still does what a later event does when the first message never went out", async () => {
     const channel = new RecordingChannel();
     channel.down = fast.maxAttempts;

@@ -257,7 +257,8 @@ describe("webhooks across a restart, and for good failures", () => {
       const agent = await gw.token("agent", "support-bot");
       receiver.hang(true);
       const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
-      await until(() => receiver.attempts === 1);
+      // Each webhook delivers on its own: one or both may be under way.
+      await until(() => receiver.attempts >= 1);
       // Before, the stop waited out the delivery under way, then made the other webhook's and
       // waited that out too: two minutes.
       await gw.close();

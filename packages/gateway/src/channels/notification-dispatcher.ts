@@ -74,6 +74,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const topics = channels.map((c) => channelTopic(c.name));
   let running: Promise<void> | undefined;
   let again = false;
+  /** The topics with deliveries under way, and those deliveries. */
+  const busy = new Set<string>();
+  const sending = new Set<Promise<void>>();
   let timer: NodeJS.Timeout | undefined;
   let unclaimedTimer: NodeJS.Timeout | undefined;
   let abandoning: Promise<void> | undefined;
@@ -211,35 +214,63 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     }
   };
 
+  /** One channel's claimed entries: one request's in order, requests side by side. */
+  const deliverAll = async (items: readonly OutboxItem[]): Promise<void> => {
+    const byRequest = new Map<string, OutboxItem[]>();
+    for (const item of items) {
+      const key = item.requestId ?? `#${item.id}`;
+      byRequest.set(key, [...(byRequest.get(key) ?? []), item]);
+    }
+    await Promise.all(
+      [...byRequest.values()].map(async (group) => {
+        // None begun once stopping: each would hold the stop for as long as it can take.
+        for (const item of group) {
+          if (stopped) await release(item, "not delivered: the gateway stopped first");
+          else await deliver(item);
+        }
+      }),
+    );
+  };
+
   const drain = async (): Promise<void> => {
     do {
       again = false;
+      // A channel still busy with its last entries is not given more: the rest are claimed
+      // without it, so that a slow channel (a webhook receiver holding the connection until
+      // its timeout, a Bot Connector slow to answer) holds up only its own messages.
+      const free = topics.filter((topic) => !busy.has(topic));
+      if (free.length === 0) return;
       let items: OutboxItem[];
       try {
-        items = await store.claimOutbox(clock(), LEASE_MS, 50, topics);
+        items = await store.claimOutbox(clock(), LEASE_MS, 50, free);
       } catch (error) {
         logger.warn({ err: error }, "could not read the outbox; will retry");
         return;
       }
-      // One request's messages go in order (the store hands out one at a time per request and
-      // channel); requests run side by side.
-      const byRequest = new Map<string, OutboxItem[]>();
-      for (const item of items) {
-        const key = item.requestId ?? `#${item.id}`;
-        byRequest.set(key, [...(byRequest.get(key) ?? []), item]);
+      // One request's messages for a channel go in order (the store hands out one at a time
+      // per request and channel); channels and requests run side by side.
+      const byTopic = new Map<string, OutboxItem[]>();
+      for (const item of items) byTopic.set(item.topic, [...(byTopic.get(item.topic) ?? []), item]);
+      for (const [topic, batch] of byTopic) {
+        busy.add(topic);
+        const delivering: Promise<void> = deliverAll(batch)
+          .catch((error) => logger.error({ err: error }, "could not deliver from the outbox"))
+          .finally(() => {
+            busy.delete(topic);
+            sending.delete(delivering);
+            // What waited behind the entries just delivered may go now.
+            kick();
+          });
+        sending.add(delivering);
       }
-      await Promise.all(
-        [...byRequest.values()].map(async (group) => {
-          // None begun once stopping: each would hold the stop for as long as it can take.
-          for (const item of group) {
-            if (stopped) await release(item, "not delivered: the gateway stopped first");
-            else await deliver(item);
-          }
-        }),
-      );
-      // What waited behind the entries just delivered may go now.
+      // Other channels may have more waiting.
       if (items.length > 0) again = true;
     } while (again && !stopped);
+  };
+
+  /** Resolves once nothing is being claimed or delivered. */
+  const settled = async (): Promise<void> => {
+    while (running || sending.size > 0) await Promise.all([running, ...sending]);
   };
 
   /** Entries for channels no process has: given up once they have waited long enough. */
@@ -295,7 +326,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       kick();
     },
     async idle() {
-      while (running) await running;
+      await settled();
       await abandoning;
     },
     async stop() {
@@ -304,7 +335,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       if (timer) clearInterval(timer);
       if (unclaimedTimer) clearInterval(unclaimedTimer);
       await abandoning;
-      while (running) await running;
+      await settled();
     },
   };
 }
