@@ -220,7 +220,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         channel.routes?.(
           instance,
           ({ requestId, reviewer, decision, comment }) =>
-            requests.review(reviewer, requestId, { decision, comment }),
+            requests.review(reviewer, requestId, { decision, comment, via: channel.name }),
           readView,
         );
       }

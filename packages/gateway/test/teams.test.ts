@@ -59,6 +59,10 @@ rules:
     when: http.method == "POST" && http.path == "/refunds/chargeback"
     decision: review
     review: { approvers: [finance], risk: high, stepUp: true }
+  - name: payouts are for the console only
+    when: http.method == "POST" && http.path == "/payouts"
+    decision: review
+    review: { approvers: [finance], channels: [] }
   - name: refunds need finance
     when: http.method == "POST" && http.path.startsWith("/refunds")
     decision: review
@@ -716,6 +720,29 @@ describe("Teams approvals", () => {
       alice.userPrincipalName = "alice@example.com";
       for (const account of added) teams.members.delete(account);
     }
+  });
+
+  it("refuses a click naming a request whose rule keeps it out of Teams", async () => {
+    // No card is posted for it; a modified client writes its id into another card's click.
+    const { card } = await held();
+    const res = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...refund(), input: { ...refund().input, path: "/payouts" } },
+    });
+    expect(res.body.status).toBe("pending");
+    const id = res.body.id as string;
+    expect(cardOf(id)).toBeUndefined();
+    const answer = await click("bob", id, card.id, verbs.approve);
+    expect(answer.status).toBe(200);
+    expect(String((answer.body as { value: unknown }).value)).toContain(
+      "this request is decided in the console and the API only (its rule's review.channels), not in teams",
+    );
+    const after = await statusOf(id);
+    expect(after.status).toBe("pending");
+    expect(after.reviews).toEqual([]);
+    // The API still takes the same reviewer's vote.
+    const bob = await gw.token("reviewer", "bob@example.com");
+    expect((await vote(gw.url, id, bob)).status).toBe(200);
   });
 
   it("posts the card once Teams is back after an outage", async () => {

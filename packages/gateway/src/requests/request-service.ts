@@ -322,7 +322,13 @@ export function createRequestService(deps: RequestServiceDeps) {
   async function review(
     reviewer: Reviewer,
     id: string,
-    vote: { decision: Vote; comment?: string | undefined; requestHash?: string | undefined },
+    vote: {
+      decision: Vote;
+      comment?: string | undefined;
+      requestHash?: string | undefined;
+      /** The chat channel the vote came through (Slack, Teams); none for the API and console. */
+      via?: string;
+    },
   ): Promise<ActionRequest> {
     storable("comment", vote.comment);
     const reviewId = newId("rev", clock());
@@ -336,6 +342,7 @@ export function createRequestService(deps: RequestServiceDeps) {
             decision: vote.decision,
             comment: vote.comment ?? "",
             ...(vote.requestHash === undefined ? {} : { expectedHash: vote.requestHash }),
+            ...(vote.via === undefined ? {} : { via: vote.via }),
             owners: ownersOf(current),
             counts: (review) => approvers.disqualified(current, review) === undefined,
             groupsOf: (review) => approvers.groupsOf(current, review),

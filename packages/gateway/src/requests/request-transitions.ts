@@ -280,6 +280,8 @@ export interface VoteArgs {
   comment: string;
   /** When the reviewer names the hash they saw, it must be the request's. */
   expectedHash?: string;
+  /** The chat channel the vote came through; none for the API and the console. */
+  via?: string;
   owners: readonly string[];
   /** Whether an earlier approval still counts toward the quorum (see request-approvers.ts). */
   counts?: (review: Review) => boolean;
@@ -302,6 +304,16 @@ export function castVote(request: ActionRequest, args: VoteArgs): TransitionResu
   const allowed = eligibility(request, args.reviewer, args.decision, args.owners);
   if (!allowed.ok) throw new AirlockError(allowed.code, allowed.message);
   const review = request.decision.review;
+  // A rule that names its channels keeps the others out of its decisions too: a chat client
+  // can put any request's id in a click's data, and one its rule kept out of that chat
+  // (`channels: []` for the console and the API only) is not that chat's to decide.
+  if (args.via !== undefined && review?.channels && !review.channels.includes(args.via)) {
+    const where = ["the console and the API", ...review.channels].join(", ");
+    throw new AirlockError(
+      "forbidden",
+      `this request is decided in ${where} only (its rule's review.channels), not in ${args.via}`,
+    );
+  }
   if (args.decision === "approve" && review?.stepUp && args.reviewer.evidence.stepUp !== true) {
     throw new AirlockError(
       "step_up_required",
