@@ -2,6 +2,7 @@ import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   postgresAvailable,
+  postgresUrl,
   type ScratchSchema,
   scratchSchema,
 } from "../../../test/support/postgres.js";
@@ -778,6 +779,53 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
       expect(await random()).not.toBe(seeded);
     } finally {
       await one.close();
+    }
+  });
+
+  it("closes a session that may hold what DISCARD ALL keeps, and reuses one after plain SQL", async () => {
+    const one = connect({ poolSize: 1 });
+    // dblink is a contrib extension, installed here for this test unless it already is.
+    const installed = await rows(
+      "SELECT extnamespace::regnamespace::text AS schema FROM pg_extension WHERE extname = 'dblink'",
+    );
+    if (installed.length === 0) await db.query(`CREATE EXTENSION dblink SCHEMA ${db.name}`);
+    const dblink = installed[0]?.schema ?? db.name;
+    const run = async (sql: string) => {
+      const outcome = await one.execute("query", one.parse("query", { sql }), never);
+      expect(outcome.reason).toBeUndefined();
+      return (outcome.result as { statements: { rows?: Json[][] }[] }).statements;
+    };
+    // The session this runs on, told apart by its backend's start as well as its pid (reused).
+    const session = async (also = "") =>
+      (
+        await run(
+          `SELECT pid, backend_start${also} FROM pg_stat_activity WHERE query LIKE '%which session is this%'`,
+        )
+      ).at(-1)!.rows![0]!;
+    try {
+      const first = await session();
+      // Plain reads and writes stay on the pooled connection, whose reset is enough for them
+      // (DISCARD ALL closes a cursor held past its transaction).
+      await run(
+        "DECLARE held CURSOR WITH HOLD FOR SELECT 1; UPDATE orders SET status = 'open' WHERE id = 1",
+      );
+      expect(await session(", (SELECT count(*) FROM pg_cursors WHERE name = 'held')")).toEqual([
+        ...first,
+        "0",
+      ]);
+
+      // Each of these outlives DISCARD ALL: a library loaded into the backend, and a named
+      // dblink connection (to this very database).
+      await run("LOAD 'auto_explain'");
+      await run(`SELECT ${dblink}.dblink_connect('stash', '${postgresUrl}')`);
+      const [pid, started, library, links] = await session(
+        `, current_setting('auto_explain.log_min_duration', true), ${dblink}.dblink_get_connections()`,
+      );
+      expect([library, links]).toEqual([null, null]);
+      expect([pid, started]).not.toEqual(first);
+    } finally {
+      await one.close();
+      if (installed.length === 0) await db.query("DROP EXTENSION IF EXISTS dblink");
     }
   });
 

@@ -265,11 +265,12 @@ export function createPostgresConnector(name: string, config: PostgresConnection
    * Runs `work` on a pooled client, translating connection failures for the caller. After
    * the agent's own SQL the session is reset (DISCARD ALL, after a ROLLBACK of anything left
    * open), so a `SET ROLE`, a search_path, a temp table or an advisory lock never reaches the
-   * next request on that connection; a session that cannot be reset is closed instead.
+   * next request on that connection; a session that cannot be reset, or that `close` says may
+   * hold what DISCARD ALL keeps, is closed instead.
    */
   const withClient = async <T>(
     work: (client: pg.PoolClient, overdue: () => boolean) => Promise<T>,
-    options: { reset?: boolean; deadlineMs?: number } = {},
+    options: { reset?: boolean; close?: boolean; deadlineMs?: number } = {},
   ): Promise<T> => {
     let client: pg.PoolClient;
     try {
@@ -321,18 +322,20 @@ export function createPostgresConnector(name: string, config: PostgresConnection
       clearTimeout(timer);
       clearTimeout(cutOff);
       if (overdue) broken = true;
-      if (options.reset && !broken) {
+      // Closing ends whatever the session held, a transaction left open included.
+      let closing = broken || options.close === true;
+      if (options.reset && !closing) {
         try {
           if (client.getTransactionStatus() !== "I") await client.query("ROLLBACK");
           await client.query("DISCARD ALL");
           await resetSession(client);
         } catch {
-          broken = true;
+          closing = true;
         }
       }
-      // A broken connection is discarded and may still report its end: it stays heard.
-      if (!broken) client.off("error", quiet);
-      client.release(broken);
+      // A closed connection is discarded and may still report its end: it stays heard.
+      if (!closing) client.off("error", quiet);
+      client.release(closing);
     }
   };
 
@@ -545,6 +548,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
         // comes first when one statement runs over.
         {
           reset: true,
+          close: !resettable(analysis),
           deadlineMs:
             Math.min(config.statementTimeout * analysis.statements, executionTimeout) + 1000,
         },
@@ -717,6 +721,26 @@ async function userCode(
 const explainable = new Set(["select", "insert", "update", "delete", "merge"]);
 /** What a dry run may execute: plain data changes, whose locks are on rows. */
 const dryRunnable = new Set(["select", "insert", "update", "delete", "merge"]);
+
+/** Kinds whose statements leave no session state but what DISCARD ALL clears. */
+const plainKinds = new Set(["select", "insert", "update", "delete", "merge", "transaction"]);
+
+/**
+ * Whether the session an action ran on can be reset for the next one (by the pool's next
+ * taker, perhaps another agent). DISCARD ALL clears a session's settings, role, temporary
+ * tables, prepared statements, cursors, LISTENs and advisory locks, but not everything: a
+ * library loaded with LOAD, dblink's named connections, a replication origin set up for the
+ * session, a temporary replication slot, a backup begun with pg_backup_start. Only plain
+ * reads and writes that call nothing but pure built-ins are known to leave none of that;
+ * after anything else (kinds `code`, `other`, `ddl`, `grant`, `copy`, any other function)
+ * the connection is closed rather than reused, and the next action gets a fresh session.
+ */
+function resettable(analysis: SqlAnalysis): boolean {
+  return (
+    analysis.kinds.every((kind) => plainKinds.has(kind)) &&
+    analysis.functions.every((fn) => isPureFunction(fn))
+  );
+}
 
 interface StatementResult {
   json: Json;
