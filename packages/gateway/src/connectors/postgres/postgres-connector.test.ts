@@ -166,6 +166,52 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     });
   });
 
+  it("lists a table named by a string as PostgreSQL reads it, and what reads unnamed tables is no select", async () => {
+    const { policy } = compilePolicy(
+      [
+        { name: "no orders", when: '"orders" in sql.tables', decision: "deny" },
+        { name: "reads", when: 'sql.kind == "select"', decision: "allow" },
+      ].map((r) => ruleSchema.parse(r)),
+    );
+    const decide = async (sql: string) => {
+      const described = await crm.describe("query", query(sql));
+      return evaluatePolicy(policy, {
+        action: {
+          connection: "crm",
+          operation: "query",
+          input: {},
+          justification: "",
+          context: {},
+        },
+        agent: { name: "a", owner: "o@example.com", labels: {} },
+        now: new Date(),
+        facts: described.facts,
+        risk: described.risk,
+      }).rule;
+    };
+    // Each spelling reads the orders table on the server, and the rule on orders sees it.
+    for (const sql of [
+      "SELECT table_to_xml('orders'::regclass, true, false, '')",
+      "SELECT table_to_xml(' ORDERS ', true, false, '')",
+      `SELECT table_to_xml_and_xmlschema(tbl => '${db.name} . "orders"', nulls => true, tableforest => false, targetns => '')`,
+      `SELECT table_to_xml(to_regclass('"${db.name}".Orders'), true, false, '')`,
+    ]) {
+      expect({ sql, rule: await decide(sql) }).toEqual({ sql, rule: "no orders" });
+      const outcome = await crm.execute("query", query(sql), never);
+      expect(JSON.stringify(outcome.result)).toContain("user1@example.com");
+    }
+    // What reads tables that cannot be listed is kind code: no rule on reads lets it through.
+    for (const sql of [
+      `SELECT schema_to_xml('${db.name}', true, false, '')`,
+      "SELECT database_to_xmlschema(true, false, '')",
+      "SELECT table_to_xml(c.oid, true, false, '') FROM pg_class c WHERE c.relname = 'orders'",
+    ]) {
+      const described = await crm.describe("query", query(sql));
+      expect({ sql, kind: described.facts.sql }).toMatchObject({ sql, kind: { kind: "code" } });
+      expect(await decide(sql)).toBeNull();
+    }
+  });
+
   it("a value passed as a param is data, whatever it says", async () => {
     const input = query("SELECT count(*) AS n FROM orders WHERE email = $1", [
       "x'; DROP TABLE orders; --",

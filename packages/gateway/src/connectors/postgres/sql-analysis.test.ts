@@ -114,6 +114,23 @@ describe("kind", () => {
     ["code", "SELECT * FROM ts_stat('SELECT to_tsvector(pg_notify(''jobs'', ''run'')::text)')"],
     ["code", "SELECT ts_rewrite('a'::tsquery, 'SELECT t, s FROM aliases')"],
     ["select", "SELECT ts_rewrite('a'::tsquery, 'a'::tsquery, 'b'::tsquery)"],
+    // XML exports that read tables the SQL cannot name: a schema's, the database's, or one
+    // given otherwise than by a literal name.
+    ["code", "SELECT schema_to_xml('public', true, false, '')"],
+    ["code", "SELECT pg_catalog.schema_to_xmlschema('public', true, false, '')"],
+    ["code", "SELECT schema_to_xml_and_xmlschema('public', true, false, '')"],
+    ["code", "SELECT database_to_xml(true, false, '')"],
+    ["code", "SELECT database_to_xmlschema(true, false, '')"],
+    ["code", "SELECT database_to_xml_and_xmlschema(true, false, '')"],
+    ["code", "SELECT table_to_xml(16384, true, false, '')"],
+    ["code", "SELECT table_to_xml('16384', true, false, '')"],
+    ["code", "SELECT table_to_xml($1, true, false, '')"],
+    ["code", "SELECT table_to_xml(('sec' || 'rets')::regclass, true, false, '')"],
+    ["code", "SELECT table_to_xml('secrets'::text::regclass, true, false, '')"],
+    ["code", "SELECT table_to_xmlschema(c.oid, true, false, '') FROM pg_class c"],
+    ["code", "SELECT table_to_xml(nulls => true, tableforest => false, targetns => '', tbl => r)"],
+    ["select", "SELECT table_to_xml('secrets'::regclass, true, false, '')"],
+    ["select", "SELECT table_to_xml_and_xmlschema('secrets', true, false, '')"],
   ])("is %s for %s", (kind, sql) => {
     expect(analyzeSql(sql).kind).toBe(kind);
   });
@@ -368,6 +385,20 @@ describe("tables", () => {
     ["VACUUM t", ["t"]],
     ["EXPLAIN SELECT * FROM t", ["t"]],
     ["SHOW work_mem", []],
+    // A table named by a string, as PostgreSQL reads the name (regclass's input).
+    ["SELECT table_to_xml('secrets'::regclass, true, false, '')", ["secrets"]],
+    ["SELECT table_to_xml(' Secrets ', true, false, '')", ["secrets"]],
+    [
+      `SELECT table_to_xml(targetns => '', tbl => 'Vault . "Secrets"', nulls => true, tableforest => false)`,
+      ["vault.Secrets"],
+    ],
+    ["SELECT pg_relation_size(to_regclass('public.ORDERS'))", ["public.orders"]],
+    ["SELECT pg_catalog.to_regclass('db.s.t')", ["db.s.t"]],
+    [`SELECT CAST('"My ""Table"""' AS pg_catalog.regclass)::oid`, ['My "Table"']],
+    ["SELECT regclass 't', regclass('u'), nextval('s'::regclass)", ["s", "t", "u"]],
+    [`SELECT '${"x".repeat(70)}'::regclass`, ["x".repeat(63)]],
+    [`SELECT '16384'::regclass, 'a.b.c.d'::regclass, '"open'::regclass, '""'::regclass`, []],
+    ["SELECT 'secrets'::text, 'secrets'", []],
   ])("%s → %j", (sql, tables) => {
     expect(analyzeSql(sql).tables).toEqual(tables);
   });

@@ -17,7 +17,8 @@ export type SqlKind =
 /**
  * Most dangerous first. "code" (DO, CALL, EXECUTE of a prepared statement, LOAD, COPY ... PROGRAM,
  * SQL handed to a function as text) leads because what it runs is invisible here and may do
- * anything below, DDL included.
+ * anything below, DDL included. An XML export of tables the SQL does not name (a schema's, the
+ * database's, one given by OID) is "code" too: no rule on `tables` can see what it reads.
  */
 export const sqlKindDanger: readonly SqlKind[] = Object.freeze([
   "code",
@@ -43,7 +44,11 @@ export interface StatementAnalysis {
    * only when reading is all it does.
    */
   kinds: SqlKind[];
-  /** Relations referenced, as PostgreSQL folds them (`public.orders`, `orders`), sorted. */
+  /**
+   * Relations referenced, as PostgreSQL folds them (`public.orders`, `orders`), sorted; those
+   * named by a string too, as regclass reads it (`'Public."Orders"'::regclass`, `to_regclass`,
+   * the table given to `table_to_xml` and its `…schema` forms).
+   */
   tables: string[];
   /** Functions called by name, as written and folded, sorted: side effects hide here. */
   functions: string[];
@@ -519,6 +524,121 @@ function runsSqlText(name: string, args: number): boolean {
 const attributeCall =
   /^(pg_|lo_|loread$|lowrite$|dblink|set_config$|nextval$|setval$|currval$|txid_|brin_|gin_clean_pending_list$|setseed$|ts_stat$|query_to_xml)/i;
 
+/** XML exports of one table, given as a regclass: what they read is listed if it is a literal. */
+const tableExports = /^table_to_xml(schema|_and_xmlschema)?$/i;
+/** XML exports of every table in a schema, or in the database: what they read is never named. */
+const wholesaleExports = /^(schema|database)_to_xml(schema|_and_xmlschema)?$/i;
+
+/** A string constant's value (`'t'`, `E't'`, `$$t$$`); undefined for anything else. */
+function stringConstant(node: unknown): string | undefined {
+  return isNode(node) &&
+    isNode(node.A_Const) &&
+    isNode(node.A_Const.sval) &&
+    typeof node.A_Const.sval.sval === "string"
+    ? node.A_Const.sval.sval
+    : undefined;
+}
+
+/**
+ * The string naming a relation in `'t'::regclass` (`regclass 't'`, `CAST('t' AS regclass)`),
+ * `to_regclass('t')` or `regclass('t')`; undefined for anything else, a value computed or
+ * cast on its way included (then no name can be read from the text).
+ */
+function regclassLiteral(key: string, node: Node): string | undefined {
+  if (key === "TypeCast") {
+    const type = isNode(node.typeName) ? node.typeName : undefined;
+    if (!type || type.arrayBounds !== undefined || strings(type.names).at(-1) !== "regclass") {
+      return undefined;
+    }
+    return stringConstant(node.arg);
+  }
+  if (key === "FuncCall" || key === "funccall") {
+    const name = functionName(strings(node.funcname).join("."));
+    const args = list(node.args);
+    if ((name === "to_regclass" || name === "regclass") && args.length === 1) {
+      return stringConstant(args[0]);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A relation's name as regclass's input reads a string (SplitIdentifierString): parts split
+ * at dots, whitespace around them skipped, unquoted parts folded to lower case (ASCII only,
+ * as in UTF-8), quoted ones kept with `""` read as `"`, each cut to 63 bytes like any
+ * identifier. Undefined for an OID (`'16384'`) and for what PostgreSQL refuses.
+ */
+function regclassName(
+  text: string,
+): { catalogname?: string; schemaname?: string; relname: string } | undefined {
+  if (/^[0-9]+$/.test(text) || text === "-") return undefined;
+  const space = (char: string | undefined) =>
+    char === " " || char === "\t" || char === "\n" || char === "\r" || char === "\f";
+  const parts: string[] = [];
+  let i = 0;
+  while (space(text[i])) i++;
+  while (i < text.length) {
+    let part = "";
+    if (text[i] === '"') {
+      for (;;) {
+        const close = text.indexOf('"', i + 1);
+        if (close < 0) return undefined;
+        part += text.slice(i + 1, close);
+        i = close + 1;
+        if (text[i] !== '"') break;
+        part += '"';
+      }
+    } else {
+      const start = i;
+      while (i < text.length && text[i] !== "." && !space(text[i])) i++;
+      part = text.slice(start, i).replace(/[A-Z]/g, (char) => char.toLowerCase());
+    }
+    if (part === "") return undefined;
+    parts.push(truncatedIdentifier(part));
+    while (space(text[i])) i++;
+    if (i === text.length) break;
+    if (text[i] !== ".") return undefined;
+    i++;
+    while (space(text[i])) i++;
+    if (i === text.length) return undefined;
+  }
+  const [relname, schemaname, catalogname] = parts.reverse();
+  if (relname === undefined || parts.length > 3) return undefined;
+  return { relname, schemaname, catalogname };
+}
+
+/** An identifier cut to NAMEDATALEN - 1 bytes, at a character's start, as PostgreSQL cuts it. */
+function truncatedIdentifier(name: string): string {
+  const bytes = Buffer.from(name, "utf8");
+  if (bytes.length <= 63) return name;
+  let end = 63;
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString("utf8");
+}
+
+/**
+ * The string an XML export of one table is given its table by, when it is a literal (`'t'`,
+ * `'t'::regclass`, by position or as `tbl => …`); undefined when it is not.
+ */
+function exportedTable(args: unknown[]): string | undefined {
+  const named = args.find(
+    (arg) => isNode(arg) && isNode(arg.NamedArgExpr) && arg.NamedArgExpr.name === "tbl",
+  );
+  const first = args[0];
+  const table =
+    isNode(named) && isNode(named.NamedArgExpr)
+      ? named.NamedArgExpr.arg
+      : isNode(first) && !isNode(first.NamedArgExpr)
+        ? first
+        : undefined;
+  if (!isNode(table)) return undefined;
+  const [key, node] = Object.entries(table)[0] ?? [];
+  return (
+    stringConstant(table) ??
+    (key !== undefined && isNode(node) ? regclassLiteral(key, node) : undefined)
+  );
+}
+
 function runsFunctionThatActs(functions: Set<string>): boolean {
   for (const name of functions) if (actingFunction.test(functionName(name))) return true;
   return false;
@@ -534,6 +654,9 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
   let rollbackable = true;
   let clientCopy = false;
   let runsText = false;
+  // An XML export reads tables the SQL does not name: a schema's, the database's, or one
+  // given by OID or by an expression.
+  let readsUnnamed = false;
   const changesReading = new Set<string>();
   const innerWrites = new Set<SqlKind>();
   const calls = new Set<string>();
@@ -586,6 +709,24 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
         }
         const name = strings(child.funcname).at(-1);
         if (name !== undefined) calls.add(name);
+        if (name !== undefined && wholesaleExports.test(name)) readsUnnamed = true;
+        if (name !== undefined && tableExports.test(name)) {
+          const exported = exportedTable(list(child.args));
+          const relation = exported === undefined ? undefined : regclassName(exported);
+          if (relation) {
+            tables.add(relationName(relation));
+            relations.add(quotedRelation(relation));
+          } else {
+            readsUnnamed = true;
+          }
+        }
+      }
+      // A relation named by a string is named all the same, as PostgreSQL reads the string.
+      const literal = regclassLiteral(key, child);
+      const relation = literal === undefined ? undefined : regclassName(literal);
+      if (relation) {
+        tables.add(relationName(relation));
+        relations.add(quotedRelation(relation));
       }
       // `t.f` and `(x).f` may call f(t) or f(x): any field but the first may name a function.
       const attributes =
@@ -654,6 +795,9 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
     kinds.add("code");
     readOnly = false;
   }
+  // What it reads cannot be listed in `tables`, so no rule on tables can hold it: it ranks
+  // with code the SQL does not show. It still only reads.
+  if (readsUnnamed) kinds.add("code");
   // Nearly every statement reads; "select" says that reading is all this one does.
   if (kinds.size > 1) kinds.delete("select");
   const sorted = byDanger(kinds);

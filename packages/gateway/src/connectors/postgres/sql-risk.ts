@@ -102,7 +102,7 @@ export function sqlRisk(analysis: SqlAnalysis, estimatedRows: number | undefined
     return {
       level: "critical",
       reason:
-        "runs code whose effects the SQL does not show (DO, CALL, EXECUTE, LOAD, COPY … PROGRAM, SQL given as text)",
+        "runs code whose effects the SQL does not show (DO, CALL, EXECUTE, LOAD, COPY … PROGRAM, SQL given as text), or reads tables it does not name (an XML export of a schema or the database)",
     };
   }
   if (kinds.has("ddl")) return { level: "critical", reason: "DDL changes the schema" };
