@@ -76,7 +76,7 @@ export interface ReviewerView {
     quorum: number;
     /** Of the quorum, at least this many approvals from each group named. */
     require?: Record<string, number>;
-    /** What each required group still needs, as the votes were cast. */
+    /** What each required group still needs, counting the approvals as the gateway does now. */
     needed?: Record<string, number>;
     approvals: number;
     stepUp: boolean;

@@ -146,6 +146,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       { email: "", groups: [] },
       approvers.ownersOf(request),
       publicUrl,
+      approvers.countedGroups(request),
     );
     return view;
   };

@@ -235,6 +235,43 @@ describe("a config reload", () => {
     expect(done.body.status).toBe("succeeded");
   });
 
+  it("says what a required group still needs after its reviewer left it, as the votes are counted", async () => {
+    const payouts = `
+  - name: payouts need ops among two
+    when: http.method == "POST" && http.path == "/payouts"
+    decision: review
+    review: { approvers: [finance, ops], quorum: 2, require: { ops: 1 } }`;
+    const gw = await started(testConfig(upstream.url, payouts));
+    const agent = await gw.token("agent", "support-bot");
+    const carol = await gw.token("reviewer", "carol@example.com");
+    const dave = await gw.token("reviewer", "dave@example.com");
+    const pending = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: {
+        connection: "billing-api",
+        operation: "request",
+        input: { method: "POST", path: "/payouts" },
+      },
+    });
+    const id = pending.body.id as string;
+    expect((await vote(gw.url, id, dave)).body.review.needed).toEqual({});
+
+    // Dave leaves ops: his approval still counts, as finance only.
+    const text = testConfig(upstream.url, payouts).replace(
+      "{ email: dave@example.com, groups: [finance, ops] }",
+      "{ email: dave@example.com, groups: [finance] }",
+    );
+    await gw.gateway.reload(reloaded(gw, text), "test");
+    const second = await vote(gw.url, id, carol);
+    expect(second.body.status).toBe("pending");
+    const [, reviewed] = (await auditOf(gw, "request.reviewed")).filter((e) => e.requestId === id);
+    expect(reviewed?.data).toMatchObject({ approvals: 2, needed: { ops: 1 } });
+    // What the reviewers are shown says the same as the trail: ops is still needed.
+    expect(second.body.review).toMatchObject({ approvals: 2, quorum: 2, needed: { ops: 1 } });
+    const seen = await api(gw.url, "GET", `/v1/requests/${id}`, { token: carol });
+    expect(seen.body.review.needed).toEqual({ ops: 1 });
+  });
+
   it("applies an agent's new rate limit", async () => {
     const limited = (perMinute: number) =>
       testConfig(upstream.url).replace(

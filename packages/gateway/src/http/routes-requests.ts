@@ -59,6 +59,7 @@ export function requestRoutes(
               principal.reviewer,
               requests.ownersOf(request),
               publicUrl,
+              requests.countedGroups(request),
             );
             if (!budget.fits(view)) {
               cut = true;
@@ -102,7 +103,13 @@ export function requestRoutes(
     async ({ principal, params }) => {
       const request = await requests.load(params.id);
       return {
-        body: reviewerView(request, principal.reviewer, requests.ownersOf(request), publicUrl),
+        body: reviewerView(
+          request,
+          principal.reviewer,
+          requests.ownersOf(request),
+          publicUrl,
+          requests.countedGroups(request),
+        ),
       };
     },
   );
@@ -143,7 +150,13 @@ export function requestRoutes(
         throw error;
       }
       return {
-        body: reviewerView(request, principal.reviewer, requests.ownersOf(request), publicUrl),
+        body: reviewerView(
+          request,
+          principal.reviewer,
+          requests.ownersOf(request),
+          publicUrl,
+          requests.countedGroups(request),
+        ),
       };
     },
   );

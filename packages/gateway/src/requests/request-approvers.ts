@@ -16,6 +16,8 @@ export interface Approvers {
   disqualified(request: ActionRequest, review: Review): string | undefined;
   /** The groups an approval stands for now, toward the groups a rule requires. */
   groupsOf(request: ActionRequest, review: Review): string[];
+  /** The groups each approval that still counts stands for now (what views count as needed). */
+  countedGroups(request: ActionRequest): string[][];
   /** Why the approvals that still count fall short of the quorum, or undefined. */
   shortfall(request: ActionRequest): string | undefined;
 }
@@ -54,16 +56,22 @@ export function createApprovers(live: LiveConfig): Approvers {
   const groupsOf = (request: ActionRequest, review: Review): string[] =>
     votingGroups(request.decision.review, reviewerNow(review).groups);
 
-  const shortfall = (request: ActionRequest): string | undefined => {
-    const approvals = request.reviews.filter((r) => r.decision === "approve");
+  /** The approvals that still count, by the groups they stand for now, and why the rest do not. */
+  const counted = (request: ActionRequest): { groups: string[][]; reasons: string[] } => {
+    const groups: string[][] = [];
     const reasons: string[] = [];
-    const counted: string[][] = [];
-    for (const review of approvals) {
+    for (const review of request.reviews) {
+      if (review.decision !== "approve") continue;
       const reason = disqualified(request, review);
-      if (reason === undefined) counted.push(groupsOf(request, review));
+      if (reason === undefined) groups.push(groupsOf(request, review));
       else reasons.push(reason);
     }
-    const standing = quorumStanding(request.decision.review, counted);
+    return { groups, reasons };
+  };
+
+  const shortfall = (request: ActionRequest): string | undefined => {
+    const { groups, reasons } = counted(request);
+    const standing = quorumStanding(request.decision.review, groups);
     if (standing.met) return undefined;
     const short = [
       ...(Object.keys(standing.needed).length > 0
@@ -74,5 +82,11 @@ export function createApprovers(live: LiveConfig): Approvers {
     return `${standing.approvals} of the ${standing.quorum} approvals needed still count (${short.join("; ")})`;
   };
 
-  return { ownersOf, disqualified, groupsOf, shortfall };
+  return {
+    ownersOf,
+    disqualified,
+    groupsOf,
+    countedGroups: (request) => counted(request).groups,
+    shortfall,
+  };
 }

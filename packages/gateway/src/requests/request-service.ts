@@ -399,5 +399,6 @@ export function createRequestService(deps: RequestServiceDeps) {
     list,
     sweepExpired,
     ownersOf,
+    countedGroups: approvers.countedGroups,
   };
 }

@@ -97,12 +97,17 @@ export function reviewerAbility(
   };
 }
 
-/** The reviewer's view: everything needed to decide, and no more. */
+/**
+ * The reviewer's view: everything needed to decide, and no more. `counted` holds the groups of
+ * each approval that still counts, under the config as it is (request-approvers.ts): what a
+ * required group still needs is what the gateway will hold the request for.
+ */
 export function reviewerView(
   request: ActionRequest,
   reviewer: { email: string; groups: readonly string[] },
   owners: readonly string[],
   publicUrl: string,
+  counted: readonly (readonly string[])[],
 ) {
   const review = request.decision.review;
   const { masked, hidden } = maskInput(request.input, request.decision.mask);
@@ -143,13 +148,7 @@ export function reviewerView(
             ...(review.require
               ? {
                   require: review.require,
-                  // As the votes were cast; the gateway counts each against the config as it is.
-                  needed: quorumStanding(
-                    review,
-                    request.reviews
-                      .filter((r) => r.decision === "approve")
-                      .map((r) => r.groups ?? []),
-                  ).needed,
+                  needed: quorumStanding(review, counted).needed,
                 }
               : {}),
             stepUp: review.stepUp,
