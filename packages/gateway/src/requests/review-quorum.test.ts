@@ -60,6 +60,18 @@ describe("quorumStanding", () => {
     });
   });
 
+  it("counts what a group named like an Object property (constructor, toString) still needs", () => {
+    const review = { quorum: 2, require: { constructor: 1, toString: 1 } };
+    expect(quorumStanding(review, [["finance"]])).toEqual({
+      approvals: 1,
+      quorum: 2,
+      needed: { constructor: 1, toString: 1 },
+      left: 2,
+      met: false,
+    });
+    expect(quorumStanding(review, [["toString"], ["constructor"]]).met).toBe(true);
+  });
+
   it("asks for more than the quorum when the groups need it", () => {
     const standing = quorumStanding({ quorum: 3, require: { security: 2 } }, [["finance"]]);
     expect(standing).toMatchObject({ left: 2, needed: { security: 2 }, met: false });

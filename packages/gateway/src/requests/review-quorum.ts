@@ -45,9 +45,12 @@ export function quorumStanding(
   };
   if (places.length > 0) for (let a = 0; a < approvals.length; a++) tryPlace(a, new Set());
   const needed: Record<string, number> = {};
-  places.forEach((group, place) => {
-    if (holder[place] === undefined) needed[group] = (needed[group] ?? 0) + 1;
-  });
+  for (const [group] of required) {
+    // Counted, not added to what `needed` holds: a group named "constructor" would start
+    // from Object's own.
+    const open = places.filter((g, place) => g === group && holder[place] === undefined).length;
+    if (open > 0) needed[group] = open;
+  }
   const groupsShort = Object.values(needed).reduce((sum, n) => sum + n, 0);
   const left = Math.max(quorum - approvals.length, groupsShort);
   return { approvals: approvals.length, quorum, needed, left, met: left === 0 };
