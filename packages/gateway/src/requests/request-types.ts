@@ -67,9 +67,10 @@ export interface Review {
   requestHash: string;
   evidence: IdentityEvidence;
   /**
-   * The reviewer's groups when they voted, among those the rule names (all of them, when it
-   * names none): what a required group's place in the quorum was filled by. Absent on reviews
-   * from before it was recorded.
+   * The reviewer's groups when they voted, among the rule's approver groups (or the groups it
+   * requires approvals from, when it names no approvers), as the audit trail records them. The
+   * quorum is counted with the groups each reviewer is in now (request-approvers.ts). Empty on
+   * reviews from before it was recorded.
    */
   groups?: string[];
   createdAt: number;
