@@ -15,6 +15,15 @@ export function requestRoutes(
   deps: { requests: RequestService; publicUrl: string; clock: () => number },
 ): void {
   const { requests, publicUrl } = deps;
+  /** The request as this reviewer sees it, counted under the config as it is now. */
+  const viewFor = (request: ActionRequest, reviewer: Parameters<typeof reviewerView>[1]) =>
+    reviewerView(
+      request,
+      reviewer,
+      requests.ownersOf(request),
+      publicUrl,
+      requests.countedGroups(request),
+    );
 
   router.route(
     {
@@ -54,13 +63,7 @@ export function requestRoutes(
         });
         for (const request of batch) {
           if (!onlyPending || decidable(request)) {
-            const view = reviewerView(
-              request,
-              principal.reviewer,
-              requests.ownersOf(request),
-              publicUrl,
-              requests.countedGroups(request),
-            );
+            const view = viewFor(request, principal.reviewer);
             if (!budget.fits(view)) {
               cut = true;
               break scan;
@@ -103,13 +106,7 @@ export function requestRoutes(
     async ({ principal, params }) => {
       const request = await requests.load(params.id);
       return {
-        body: reviewerView(
-          request,
-          principal.reviewer,
-          requests.ownersOf(request),
-          publicUrl,
-          requests.countedGroups(request),
-        ),
+        body: viewFor(request, principal.reviewer),
       };
     },
   );
@@ -150,13 +147,7 @@ export function requestRoutes(
         throw error;
       }
       return {
-        body: reviewerView(
-          request,
-          principal.reviewer,
-          requests.ownersOf(request),
-          publicUrl,
-          requests.countedGroups(request),
-        ),
+        body: viewFor(request, principal.reviewer),
       };
     },
   );

@@ -9,7 +9,7 @@ import {
 import type { Json } from "../../common/canonical-json.js";
 import { ruleSchema } from "../../config/config-schema.js";
 import { AirlockError } from "../../errors.js";
-import { compilePolicy } from "../../policy/policy-compile.js";
+import { compilePolicy, type Policy } from "../../policy/policy-compile.js";
 import { evaluatePolicy } from "../../policy/policy-evaluate.js";
 import type { Connector } from "../connector.js";
 import { postgresConnectorType } from "./postgres-connector.js";
@@ -128,6 +128,18 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     ]);
   });
 
+  /** The rule of `policy` that decides `sql`, by the facts crm describes it with. */
+  const ruleFor = async (policy: Policy, sql: string) => {
+    const described = await crm.describe("query", query(sql));
+    return evaluatePolicy(policy, {
+      action: { connection: "crm", operation: "query", input: {}, justification: "", context: {} },
+      agent: { name: "a", owner: "o@example.com", labels: {} },
+      now: new Date(),
+      facts: described.facts,
+      risk: described.risk,
+    }).rule;
+  };
+
   it("lists a qualified table and function by its bare name too, so rules see every spelling", async () => {
     const { policy } = compilePolicy(
       [
@@ -136,22 +148,7 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
         { name: "reads", when: 'sql.kind == "select"', decision: "allow" },
       ].map((r) => ruleSchema.parse(r)),
     );
-    const decide = async (sql: string) => {
-      const described = await crm.describe("query", query(sql));
-      return evaluatePolicy(policy, {
-        action: {
-          connection: "crm",
-          operation: "query",
-          input: {},
-          justification: "",
-          context: {},
-        },
-        agent: { name: "a", owner: "o@example.com", labels: {} },
-        now: new Date(),
-        facts: described.facts,
-        risk: described.risk,
-      }).rule;
-    };
+    const decide = (sql: string) => ruleFor(policy, sql);
     for (const sql of [
       "SELECT * FROM orders",
       `SELECT * FROM ${db.name}.orders`,
@@ -173,22 +170,7 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
         { name: "reads", when: 'sql.kind == "select"', decision: "allow" },
       ].map((r) => ruleSchema.parse(r)),
     );
-    const decide = async (sql: string) => {
-      const described = await crm.describe("query", query(sql));
-      return evaluatePolicy(policy, {
-        action: {
-          connection: "crm",
-          operation: "query",
-          input: {},
-          justification: "",
-          context: {},
-        },
-        agent: { name: "a", owner: "o@example.com", labels: {} },
-        now: new Date(),
-        facts: described.facts,
-        risk: described.risk,
-      }).rule;
-    };
+    const decide = (sql: string) => ruleFor(policy, sql);
     // Each spelling reads the orders table on the server, and the rule on orders sees it.
     for (const sql of [
       "SELECT table_to_xml('orders'::regclass, true, false, '')",
