@@ -722,6 +722,28 @@ describe("Teams approvals", () => {
     }
   });
 
+  it("records the Entra account Teams looked up, also for a click that names none", async () => {
+    const { id, card } = await held();
+    const answer = await teams.post(
+      gw.url,
+      teams.invokeActivity({
+        verb: verbs.deny,
+        data: { requestId: id, comment: "no" },
+        replyToId: card.id,
+        from: { id: member.bob!.id, name: "bob", aadObjectId: undefined },
+      }),
+    );
+    expect(String((answer.body as { value: unknown }).value)).toContain("Denied");
+    const bob = await gw.token("reviewer", "bob@example.com");
+    const events = await api(gw.url, "GET", `/v1/audit?requestId=${id}&type=request.reviewed`, {
+      token: bob,
+    });
+    expect(events.body.events[0].data.evidence).toMatchObject({
+      method: "teams",
+      aadObjectId: member.bob!.aadObjectId,
+    });
+  });
+
   it("refuses a click naming a request whose rule keeps it out of Teams", async () => {
     // No card is posted for it; a modified client writes its id into another card's click.
     const { card } = await held();

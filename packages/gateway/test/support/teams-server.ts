@@ -845,7 +845,8 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
         from: {
           id: from.id ?? `29:1${randomBytes(24).toString("base64url")}`,
           name: from.name ?? "Someone",
-          aadObjectId: from.aadObjectId ?? randomUUID(),
+          // An explicit undefined sends none, as a client may.
+          aadObjectId: "aadObjectId" in from ? from.aadObjectId : randomUUID(),
         },
         recipient: { id: `28:${appId}`, name: "Airlock" },
         // A card posted to a channel starts a thread, and Teams names the thread's conversation.

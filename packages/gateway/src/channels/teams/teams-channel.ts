@@ -294,19 +294,19 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   };
 
   /**
-   * The member's e-mail, cached for `userCacheTtl`. Only a full member with an e-mail, and
-   * the Entra account the click named, maps to anyone; a refusal is not cached, so a fixed
-   * account works at its next click.
+   * The member's e-mail and Entra account, as Teams looked them up (cached for
+   * `userCacheTtl`). Only a full member with an e-mail, and the Entra account the click named,
+   * maps to anyone; a refusal is not cached, so a fixed account works at its next click.
    */
   const emailOf = async (
     vote: Vote,
     fresh: boolean,
     deadlineMs: number,
-  ): Promise<string | undefined> => {
+  ): Promise<{ email: string; aadObjectId: string | undefined } | undefined> => {
     const cached = members.get(vote.user);
     // Remembered for the Entra account that was checked, not for any the click may name.
     const same = vote.aadObjectId === undefined || cached?.aadObjectId === vote.aadObjectId;
-    if (!fresh && cached && same && cached.until > clock()) return cached.email;
+    if (!fresh && cached && same && cached.until > clock()) return cached;
     const member = (await call(
       "getConversationMember",
       (client, options) =>
@@ -324,12 +324,9 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       members.delete(vote.user);
       return undefined;
     }
-    members.set(vote.user, {
-      email,
-      aadObjectId: member.aadObjectId,
-      until: clock() + config.userCacheTtl,
-    });
-    return email;
+    const found = { email, aadObjectId: member.aadObjectId, until: clock() + config.userCacheTtl };
+    members.set(vote.user, found);
+    return found;
   };
 
   /** Decides a click; returns what the person who clicked is told. */
@@ -352,10 +349,10 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
         return refusalText("unconfirmed", "");
       }
     }
-    let email: string | undefined;
+    let account: { email: string; aadObjectId: string | undefined } | undefined;
     try {
       // An approval always asks Teams again: a removed account must not approve from cache.
-      email = await emailOf(vote, vote.decision === "approve", lookupDeadline(arrived));
+      account = await emailOf(vote, vote.decision === "approve", lookupDeadline(arrived));
     } catch (error) {
       // Not a member of the conversation: nobody Airlock knows, not a passing failure.
       if (error instanceof ChannelUnavailable && error.status === 404) {
@@ -364,8 +361,8 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       logger.warn({ err: error }, "could not look up a Teams member");
       return refusalText("lookup_failed", "");
     }
-    const reviewer = email === undefined ? undefined : deps.reviewer(email);
-    if (!email || !reviewer) return refusalText("not_mapped", "");
+    const reviewer = account === undefined ? undefined : deps.reviewer(account.email);
+    if (!account || !reviewer) return refusalText("not_mapped", "");
     try {
       await decide({
         requestId: vote.requestId,
@@ -375,9 +372,11 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
           evidence: {
             method: "teams",
             teamsUser: vote.user,
-            aadObjectId: vote.aadObjectId ?? null,
+            // As Teams looked the member up: a click need not name it, and each person counts
+            // once by it, whatever address they vote under.
+            aadObjectId: account.aadObjectId ?? null,
             tenantId: config.tenantId,
-            verifiedEmail: email,
+            verifiedEmail: account.email,
             token: "bot-framework-jwt",
           },
         },
