@@ -144,7 +144,9 @@ export function reviewerView(
           review: {
             approvers: review.approvers,
             quorum: review.quorum,
-            approvals: approvals(request),
+            // Those that still count: a reviewer no longer configured, or no longer in an
+            // approver group, leaves the request short, and the count says so.
+            approvals: counted.length,
             ...(review.require
               ? {
                   require: review.require,
