@@ -27,6 +27,7 @@ import {
   testConfig,
   until,
   vote,
+  withGateway,
 } from "./support/gateway.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -291,6 +292,30 @@ describe("calls that fail on the way", () => {
     // Both tries reached the gateway; the key made the second find the first's request.
     expect(proxy.calls.filter((c) => c.startsWith("POST /v1/actions"))).toHaveLength(2);
     expect(callsTo("/sdk-lost-answer")).toBe(1);
+  });
+
+  it("retries a lost answer of a rate-limited agent: the retry finds the action, not the limit", async () => {
+    await withGateway(
+      testConfig(upstream.url).replace(
+        "{ name: ops-bot, owner: Dave@Example.com }",
+        "{ name: ops-bot, owner: Dave@Example.com, rateLimit: { perMinute: 1, burst: 1 } }",
+      ),
+      async (own) => {
+        const lossy = await startProxy(own.url);
+        try {
+          lossy.faults.push("drop-answer");
+          const token = await own.token("agent", "ops-bot");
+          const action = await new AirlockClient({ url: lossy.url, token }).submit(
+            read("/sdk-lost-limited"),
+          );
+          // The first try ran it and took the agent's one token; its retry is the same action.
+          expect(action.status).toBe("succeeded");
+          expect(callsTo("/sdk-lost-limited")).toBe(1);
+        } finally {
+          await lossy.close();
+        }
+      },
+    );
   });
 
   it("follows an allowed action that a retried submission finds still running", async () => {

@@ -106,7 +106,11 @@ export function createRequestService(deps: RequestServiceDeps) {
   };
 
   async function submitAction(agent: AgentConfig, body: ActionSubmission): Promise<ActionRequest> {
-    await checkRate(agent);
+    const key = body.idempotencyKey ?? null;
+    // A retry of a submission already recorded (its answer lost) submits nothing new: the
+    // rate limit must not refuse it, or the agent hears "try again" about an action that ran.
+    const existing = key === null ? undefined : await store.findByIdempotencyKey(agent.name, key);
+    if (!existing) await checkRate(agent);
     const connector = connectorFor(body.connection);
     const input = connector.parse(body.operation, body.input);
     storable("justification", body.justification);
@@ -118,11 +122,7 @@ export function createRequestService(deps: RequestServiceDeps) {
       justification: body.justification ?? "",
       context: (body.context ?? {}) as Record<string, Json>,
     };
-    const key = body.idempotencyKey ?? null;
-    if (key !== null) {
-      const existing = await store.findByIdempotencyKey(agent.name, key);
-      if (existing) return sameOrRefuse(existing, proposal);
-    }
+    if (existing) return sameOrRefuse(existing, proposal);
     const nonce = newNonce();
     const hash = requestHash(proposal, nonce);
 
