@@ -32,7 +32,15 @@ import {
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 /** What the proxy does with one call: pass it on, or fail it one way or another. */
-type Fault = "drop-answer" | "unavailable" | "hang" | "html" | "full" | "slow-down" | "no-hold";
+type Fault =
+  | "drop-answer"
+  | "unavailable"
+  | "ran-unrecorded"
+  | "hang"
+  | "html"
+  | "full"
+  | "slow-down"
+  | "no-hold";
 
 interface Proxy {
   url: string;
@@ -55,6 +63,22 @@ async function startProxy(target: string): Promise<Proxy> {
     if (fault === "unavailable") {
       response.writeHead(503, { "content-type": "application/json", "retry-after": "0" });
       response.end(JSON.stringify({ error: { code: "store_unavailable", message: "down" } }));
+      return;
+    }
+    // The gateway ran the action but its store took no outcome (as a store outage mid-run does).
+    if (fault === "ran-unrecorded") {
+      response.writeHead(503, { "content-type": "application/json", "retry-after": "0" });
+      response.end(
+        JSON.stringify({
+          error: {
+            code: "store_unavailable",
+            message:
+              "the action ran (HTTP 200) but its outcome could not be recorded; do not submit it again",
+            requestId: "req_ran",
+            executed: true,
+          },
+        }),
+      );
       return;
     }
     // The gateway's refusal at agents[].maxPending: no Retry-After, as no time fixes it.
@@ -354,6 +378,19 @@ describe("calls that fail on the way", () => {
     proxy.faults.push("full");
     const error = await refusal(viaProxy().submit(refund()));
     expect(error).toMatchObject({ code: "rate_limited", status: 429 });
+    expect(proxy.calls).toHaveLength(1);
+  });
+
+  it("does not retry an answer that says the action ran, and says so", async () => {
+    // The store is down: the action ran but nothing can be recorded, nor read by a retry.
+    proxy.faults.push("ran-unrecorded", "unavailable", "unavailable");
+    const error = await refusal(viaProxy().submit(read("/sdk-ran-unrecorded")));
+    expect(error).toMatchObject({
+      code: "store_unavailable",
+      executed: true,
+      requestId: "req_ran",
+    });
+    expect((error as Error).message).toContain("do not submit it again");
     expect(proxy.calls).toHaveLength(1);
   });
 

@@ -37,18 +37,33 @@ export class AirlockError extends Error {
   readonly field: string | undefined;
   /** The HTTP status, when the gateway answered. */
   readonly status: number | undefined;
-  /** For `internal`: the id under which the gateway's log has the details. */
+  /**
+   * For `internal`: the id under which the gateway's log has the details. With `executed`: the
+   * action's id, which `get` and `wait` read once the gateway can record its outcome.
+   */
   readonly requestId: string | undefined;
+  /**
+   * True when the action ran even so (a `store_unavailable` after it ran, before its outcome
+   * was recorded): do not submit it again.
+   */
+  readonly executed: boolean;
 
   constructor(
     code: AirlockErrorCode | (string & {}),
     message: string,
-    options: { field?: string; status?: number; requestId?: string; cause?: unknown } = {},
+    options: {
+      field?: string;
+      status?: number;
+      requestId?: string;
+      executed?: boolean;
+      cause?: unknown;
+    } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.field = options.field;
     this.status = options.status;
     this.requestId = options.requestId;
+    this.executed = options.executed ?? false;
   }
 }

@@ -52,7 +52,9 @@ export async function callGateway(
     const wait = raw?.retryAfterMs ?? backoff(attempt);
     const passing =
       failure !== undefined ||
-      (raw !== undefined && RETRIED_STATUSES.has(raw.status)) ||
+      // Not what a 503 says when the action ran and only its outcome went unrecorded: a retry,
+      // with the store still down, would be answered "nothing ran" and hide that it did.
+      (raw !== undefined && RETRIED_STATUSES.has(raw.status) && !saysExecuted(raw.body)) ||
       // A 429 without Retry-After (agents[].maxPending) waits for reviewers, not for time.
       (raw?.status === 429 && raw.retryAfterMs !== undefined);
     if (passing && attempt < settings.retries && wait <= LONGEST_RETRY_WAIT_MS) {
@@ -72,9 +74,15 @@ export function errorOf(answer: GatewayAnswer): AirlockError | undefined {
   }
   return new AirlockError(error.code, error.message, {
     status: answer.status,
+    ...(error.executed === true ? { executed: true } : {}),
     ...(typeof error.field === "string" ? { field: error.field } : {}),
     ...(typeof error.requestId === "string" ? { requestId: error.requestId } : {}),
   });
+}
+
+/** Whether an error answer says the action ran (`executed: true`) despite the error. */
+function saysExecuted(body: unknown): boolean {
+  return isObject(body) && isObject(body.error) && body.error.executed === true;
 }
 
 interface RawAnswer {
