@@ -288,6 +288,16 @@ describe("waiting for reviewers", () => {
     expect((await client().cancel(action.id)).status).toBe("cancelled");
   });
 
+  it("waits out a part of a second with a short timeout: the call is held the whole second", async () => {
+    const submitted = await client().submit(refund());
+    // The gateway holds whole seconds: 1.1 s is asked as 2 s, which the call must allow for.
+    const action = await client({ timeout: 200, retries: 0 }).wait(submitted.id, {
+      timeout: 1_100,
+    });
+    expect(action.status).toBe("pending");
+    await client().cancel(submitted.id);
+  });
+
   it("stops waiting when its signal aborts", async () => {
     const submitted = await client().submit(refund());
     const controller = new AbortController();

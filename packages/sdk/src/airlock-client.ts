@@ -133,7 +133,7 @@ export class AirlockClient {
     return this.#action({
       method: "GET",
       path: `/v1/actions/${encodeURIComponent(id)}${waitQuery(options.wait)}`,
-      holdMs: options.wait,
+      holdMs: heldMs(options.wait),
       signal: options.signal,
     });
   }
@@ -186,7 +186,7 @@ export class AirlockClient {
       method: "POST",
       path: `/v1/actions${waitQuery(wait)}`,
       body,
-      holdMs: wait,
+      holdMs: heldMs(wait),
       signal,
     });
   }
@@ -262,6 +262,14 @@ function waitQuery(ms: number | undefined): string {
   );
   if (ms === 0) return "";
   return `?wait=${Math.ceil(ms / 1000)}`;
+}
+
+/**
+ * How long the gateway holds a call asked to wait `ms`: the whole seconds `waitQuery` asks for,
+ * so that the call's deadline is not reached before the gateway answers.
+ */
+function heldMs(ms: number | undefined): number | undefined {
+  return ms === undefined ? undefined : Math.ceil(ms / 1000) * 1000;
 }
 
 function waitRefused(error: AirlockError): AirlockError {
