@@ -59,7 +59,7 @@ const cases: {
   path?: string;
   as?: "agent" | "bob";
   body?: unknown;
-  raw?: string;
+  raw?: string | Buffer;
   contentType?: string;
   status: number;
   code: string;
@@ -87,6 +87,25 @@ const cases: {
     name: "a text/plain body",
     raw: '{"connection": "billing-api"}',
     contentType: "text/plain",
+    status: 415,
+    code: "invalid_request",
+    field: "content-type",
+  },
+  {
+    // Read as UTF-8, "/café" would become "/caf\uFFFD": reviewed and run as something else.
+    name: "a body that is not UTF-8",
+    raw: Buffer.from(
+      '{"connection":"billing-api","operation":"request","input":{"method":"PUT","path":"/caf\u00e9"}}',
+      "latin1",
+    ),
+    status: 400,
+    code: "invalid_request",
+    field: "body",
+  },
+  {
+    name: "a body in another charset than UTF-8",
+    raw: '{"connection":"billing-api","operation":"request","input":{"method":"PUT","path":"/x"}}',
+    contentType: "application/json; charset=iso-8859-1",
     status: 415,
     code: "invalid_request",
     field: "content-type",

@@ -2,7 +2,32 @@
  * The gateway's one JSON body parser: native JSON.parse, with errors that say where and why,
  * refusing keys that reach an object's prototype when a value is copied carelessly.
  */
+import { isUtf8 } from "node:buffer";
 import { AirlockError } from "../errors.js";
+
+/**
+ * The body's text. JSON is UTF-8 (RFC 8259): bytes in another encoding, read as UTF-8, would
+ * change without a word ("/café" in Latin-1 becomes "/caf\uFFFD"), and that is what would be
+ * reviewed and run. Refused instead, as is a charset that says so.
+ */
+export function jsonText(body: Buffer, contentType: string | undefined): string {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(contentType ?? "")?.[1];
+  if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+    throw new AirlockError(
+      "invalid_request",
+      "content-type: JSON is UTF-8; send the body as UTF-8, with charset=utf-8 or no charset",
+      { field: "content-type", status: 415 },
+    );
+  }
+  if (!isUtf8(body)) {
+    throw new AirlockError(
+      "invalid_request",
+      "body: is not valid UTF-8, which JSON must be; send the text encoded as UTF-8",
+      { field: "body" },
+    );
+  }
+  return body.toString("utf8");
+}
 
 export function parseJsonBody(body: string): unknown {
   // A byte-order mark is not JSON, but some clients send one.

@@ -28,7 +28,7 @@ import type { Metrics } from "../observability/metrics.js";
 import type { RequestService } from "../requests/request-service.js";
 import type { Store } from "../store/store.js";
 import { readCookie } from "./cookies.js";
-import { parseJsonBody } from "./json-body.js";
+import { jsonText, parseJsonBody } from "./json-body.js";
 import { openApiDocument } from "./openapi.js";
 import { createRouter } from "./route.js";
 import { actionRoutes } from "./routes-actions.js";
@@ -224,9 +224,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   // JSON only: fastify's text/plain parser would take a body no route can read (415 instead),
   // and its JSON errors say neither where nor why.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, text, done) => {
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (request, bytes, done) => {
     try {
-      done(null, parseJsonBody(text as string));
+      done(null, parseJsonBody(jsonText(bytes as Buffer, request.headers["content-type"])));
     } catch (error) {
       done(error as Error, undefined);
     }
