@@ -38,6 +38,7 @@ type Fault =
   | "ran-unrecorded"
   | "hang"
   | "html"
+  | "redirect"
   | "full"
   | "slow-down"
   | "no-hold";
@@ -90,6 +91,12 @@ async function startProxy(target: string): Promise<Proxy> {
     if (fault === "slow-down") {
       response.writeHead(429, { "content-type": "application/json", "retry-after": "0" });
       response.end(JSON.stringify({ error: { code: "rate_limited", message: "too fast" } }));
+      return;
+    }
+    // A balancer that sends http:// on to https://, say.
+    if (fault === "redirect") {
+      response.writeHead(301, { location: "https://airlock.example.com/v1/actions" });
+      response.end();
       return;
     }
     if (fault === "html") {
@@ -409,6 +416,16 @@ describe("calls that fail on the way", () => {
     const error = await refusal(viaProxy({ retries: 0 }).get("req_x"));
     expect(error).toMatchObject({ code: "unexpected_response", status: 502 });
     expect((error as Error).message).toContain("check that the url is the gateway's");
+  });
+
+  it("says a redirect is one, and does not follow it or retry it", async () => {
+    // Every call is redirected, as by a balancer that does so.
+    proxy.faults.push("redirect", "redirect", "redirect");
+    const error = await refusal(viaProxy().submit(read("/sdk-redirected")));
+    expect(error).toMatchObject({ code: "unexpected_response", status: 301 });
+    expect((error as Error).message).toContain("redirect");
+    expect(proxy.calls).toHaveLength(1);
+    expect(callsTo("/sdk-redirected")).toBe(0);
   });
 
   it("gives up on a call that is never answered", async () => {

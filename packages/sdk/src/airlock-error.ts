@@ -22,7 +22,7 @@ export type AirlockErrorCode =
   | "network_error"
   /** The gateway did not answer within the client's `timeout`. */
   | "timeout"
-  /** Something answered that is not Airlock: a proxy's error page, another service. */
+  /** Something answered that is not Airlock: a proxy's error page or redirect, another service. */
   | "unexpected_response";
 
 /**

@@ -109,8 +109,9 @@ async function send(settings: GatewaySettings, call: GatewayCall): Promise<RawAn
         ...(call.body === undefined ? {} : { "content-type": "application/json" }),
       },
       ...(call.body === undefined ? {} : { body: JSON.stringify(call.body) }),
-      // The agent API never redirects: one that does is not Airlock, and gets no token.
-      redirect: "error",
+      // The agent API never redirects: one that does is not Airlock, and gets no token. Not
+      // "error", which fetch reports as a network failure, retried and told as one.
+      redirect: "manual",
       signal: controller.signal,
     });
     const text = await response.text();
@@ -144,6 +145,14 @@ function answerOf(settings: GatewaySettings, call: GatewayCall, raw: RawAnswer):
   if (isObject(raw.body)) {
     const answer = { status: raw.status, body: raw.body };
     if (raw.status < 300 || errorOf(answer)) return answer;
+  }
+  if (raw.status >= 300 && raw.status < 400) {
+    // Where it leads is not quoted: a redirect's address can carry anything.
+    throw new AirlockError(
+      "unexpected_response",
+      `${settings.baseUrl} answered ${call.method} ${call.path.split("?")[0]} with a redirect (HTTP ${raw.status}), which the client does not follow so that its token goes nowhere else; give the address it redirects to (https:// rather than http://?)`,
+      { status: raw.status },
+    );
   }
   throw new AirlockError(
     "unexpected_response",
