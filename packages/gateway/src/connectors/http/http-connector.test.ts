@@ -34,6 +34,11 @@ beforeAll(async () => {
       res.end(nested(Number(new URL(req.url, "http://x").searchParams.get("n"))));
       return;
     }
+    if (req.url?.startsWith("/base/snowflake")) {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end('{"id":9007199254740993,"amount":12.5}');
+      return;
+    }
     if (req.url?.startsWith("/base/bin")) {
       res.writeHead(200, { "content-type": "application/octet-stream" });
       res.end(Buffer.from([0xff, 0xfe, 0x00, 0x01]));
@@ -321,6 +326,18 @@ describe("execute", () => {
     // Brackets in strings do not count; nesting within the bound is parsed as before.
     expect(JSON.stringify((await get(MAX_JSON_DEPTH - 1)).body)).toBe(nested(MAX_JSON_DEPTH - 1));
     expect((await get(MAX_JSON_DEPTH)).body).toBe(nested(MAX_JSON_DEPTH));
+    await c.close();
+  });
+
+  it("passes JSON with an integer beyond 2^53 as text, so the agent reads the id it was sent", async () => {
+    const c = connector();
+    const out = await c.execute(
+      "request",
+      c.parse("request", { method: "GET", path: "/snowflake" }),
+      never,
+    );
+    // Parsed, 9007199254740993 would become 9007199254740992: another record's id.
+    expect((out.result as { body: unknown }).body).toBe('{"id":9007199254740993,"amount":12.5}');
     await c.close();
   });
 

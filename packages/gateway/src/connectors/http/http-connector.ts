@@ -382,6 +382,20 @@ function nesting(text: string): number {
   return max;
 }
 
+/** Whether a parsed JSON value holds an integer JSON.parse may have rounded (beyond ±2^53). */
+function holdsUnsafeInteger(value: Json): boolean {
+  const stack: Json[] = [value];
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    if (typeof item === "number") {
+      if (Number.isInteger(item) && !Number.isSafeInteger(item)) return true;
+    } else if (item !== null && typeof item === "object") {
+      // One at a time: spread, an array of a million items exceeds the arguments limit.
+      for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push(child);
+    }
+  }
+  return false;
+}
+
 function decodeBody(
   bytes: Buffer,
   contentType: string | undefined,
@@ -398,7 +412,11 @@ function decodeBody(
       // Deeper nesting stays text: the redactor, the masks and the digest walk a result by
       // recursion, and would overflow the stack on it, losing the outcome of a call that ran.
       // (The body sits one level down in the result.)
-      if (nesting(text) < MAX_JSON_DEPTH) return { body: JSON.parse(text) as Json };
+      // An integer beyond 2^53 (a 64-bit id) would be rounded to another one: text keeps it.
+      if (nesting(text) < MAX_JSON_DEPTH) {
+        const body = JSON.parse(text) as Json;
+        if (!holdsUnsafeInteger(body)) return { body };
+      }
     } catch {
       // an upstream that labels non-JSON as JSON still gets its text through
     }
