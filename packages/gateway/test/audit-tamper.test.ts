@@ -109,6 +109,35 @@ describe("airlock audit verify", () => {
     );
   });
 
+  it("names an event whose data was edited to hold a number past JSON's range, and still exports it", async () => {
+    // JSON.parse reads 1e999 as Infinity, which canonical JSON cannot encode at all.
+    const config = tampered((db) =>
+      db
+        .prepare(
+          `UPDATE audit_events SET data = '{"amount":1e999,' || substr(data, 2) WHERE seq = 4`,
+        )
+        .run(),
+    );
+    const result = await verify(config);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(
+      /event 4 \([a-z.]+\): its content does not match its hash; it was edited/,
+    );
+    const exported = await runCli(["audit", "export", "--format", "jsonl", "--config", config], {
+      env,
+    });
+    expect(exported.code).toBe(0);
+    const events = exported.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(events[3]).toMatchObject({
+      seq: 4,
+      data: { noncanonical: expect.stringContaining("1e999") },
+    });
+    expect(events.length).toBeGreaterThan(4);
+  });
+
   it("names an event whose data was given a key twice, which JSON.parse would read back as before", async () => {
     const review = firstReview();
     const forged = review.data.replace(/^\{/, '{"comment":"approved by mallory",');

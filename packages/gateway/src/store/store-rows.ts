@@ -62,7 +62,14 @@ function parseData(text: string): AuditEvent["data"] {
   } catch {
     return { unparseable: text };
   }
-  return canonicalJson(data) === text ? data : { noncanonical: text };
+  let canonical: string | undefined;
+  try {
+    canonical = canonicalJson(data);
+  } catch {
+    // A number past JSON's range (1e999 parses as Infinity) has no canonical encoding: the
+    // event must still reach the verifier, to be named, and the export, not stop them both.
+  }
+  return canonical === text ? data : { noncanonical: text };
 }
 
 export function eventFromRow(row: Row): AuditEvent {
