@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
 import { exportAudit, PROGRESS_EVERY, verifyAudit } from "./audit-service.js";
@@ -32,6 +36,54 @@ describe("walking a long chain", () => {
       expect(exported).toEqual([PROGRESS_EVERY, 2 * PROGRESS_EVERY]);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe("walking a chain whose table was made again without its key", () => {
+  it("reads a forged event numbered as the last of a batch, not only the genuine one", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-walk-"));
+    const path = join(dir, "airlock.db");
+    try {
+      let store = openSqliteStore(path);
+      await store.appendAudit(
+        Array.from({ length: 1500 }, (_, i) => ({
+          type: "token.created",
+          requestId: null,
+          actor: { type: "system", id: "airlock" } as const,
+          at: 1_800_000_000_000 + i,
+          data: { n: i },
+        })),
+      );
+      await store.close();
+      // Someone holding the database makes the table again without its key and adds a second
+      // event 1000, after the genuine one, where a walk that pages on seq > last would skip it.
+      const db = new Database(path);
+      const genuine = db.prepare("SELECT * FROM audit_events WHERE seq = 1000").get() as Record<
+        string,
+        unknown
+      >;
+      db.exec(`CREATE TABLE copied AS SELECT * FROM audit_events ORDER BY seq;
+        DROP TABLE audit_events;
+        ALTER TABLE copied RENAME TO audit_events;`);
+      db.prepare(
+        "INSERT INTO audit_events VALUES (@seq, @ts, @type, @request_id, @actor_type, @actor_id, @data, @prev_hash, @hash)",
+      ).run({ ...genuine, type: "request.approved", request_id: "req_forged" });
+      db.close();
+      store = openSqliteStore(path);
+      try {
+        // What a reader of the trail is shown...
+        expect(await store.listAudit({ requestId: "req_forged", limit: 10 })).toHaveLength(1);
+        // ...is what verifying and exporting read.
+        expect(await verifyAudit(store)).toMatchObject({ ok: false, problem: { seq: 1000 } });
+        const exported: string[] = [];
+        for await (const line of exportAudit(store, "jsonl")) exported.push(line);
+        expect(exported.some((line) => line.includes("req_forged"))).toBe(true);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

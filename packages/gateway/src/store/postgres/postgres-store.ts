@@ -373,11 +373,15 @@ export class PostgresStore implements Store {
     // From the first stored event, whatever its number: a forged one numbered 0 or less,
     // which GET /v1/audit lists, must reach the verifier too; and, without `since`, whatever
     // its time holds: a row whose ts does not compare as text is read all the same.
+    // Paged from the last number read, past the rows of that number already read: a table made
+    // again without its key can hold two events of one number, and paging on seq > last never
+    // read one that a batch ended before (GET /v1/audit?requestId= listed it); read, it fails.
     let after: number | undefined;
+    let readAtAfter = 0;
     for (;;) {
       const where = [
         ...(options.since === undefined ? [] : ["ts >= $1"]),
-        ...(after === undefined ? [] : [`seq > $${options.since === undefined ? 1 : 2}`]),
+        ...(after === undefined ? [] : [`seq >= $${options.since === undefined ? 1 : 2}`]),
       ];
       const params = [
         ...(options.since === undefined ? [] : [new Date(options.since).toISOString()]),
@@ -385,12 +389,14 @@ export class PostgresStore implements Store {
       ];
       const rows = await this.query(
         "read the audit trail",
-        `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq LIMIT 1000`,
+        `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq LIMIT ${readAtAfter + 1000}`,
         params,
       );
-      if (rows.length === 0) return;
-      for (const row of rows) yield eventFromRow(row);
-      after = rows[rows.length - 1]!.seq as number;
+      if (rows.length <= readAtAfter) return;
+      for (const row of rows.slice(readAtAfter)) yield eventFromRow(row);
+      const last = rows[rows.length - 1]!.seq as number;
+      readAtAfter = rows.filter((row) => row.seq === last).length;
+      after = last;
     }
   }
 

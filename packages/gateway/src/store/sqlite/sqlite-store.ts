@@ -685,19 +685,26 @@ export class SqliteStore implements Store {
     // Without `since`, every row, whatever its time holds: one whose ts is no text (a table
     // rebuilt by hand) must still reach the verifier, as GET /v1/audit lists it.
     const since = options.since === undefined ? undefined : new Date(options.since).toISOString();
+    // Paged from the last number read, past the rows of that number already read: a table made
+    // again without its key can hold two events of one number, and paging on seq > last never
+    // read one that a batch ended before (GET /v1/audit?requestId= listed it); read, it fails.
     const batch = this.db.prepare(
       since === undefined
-        ? "SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT 1000"
-        : "SELECT * FROM audit_events WHERE seq > ? AND ts >= ? ORDER BY seq LIMIT 1000",
+        ? "SELECT * FROM audit_events WHERE seq >= ? ORDER BY seq LIMIT ?"
+        : "SELECT * FROM audit_events WHERE seq >= ? AND ts >= ? ORDER BY seq LIMIT ?",
     );
-    let after = -Infinity;
+    let after: unknown = -Infinity;
+    let readAtAfter = 0;
     for (;;) {
+      const limit = readAtAfter + 1000;
       const rows = await this.read(
-        () => (since === undefined ? batch.all(after) : batch.all(after, since)) as Row[],
+        () =>
+          (since === undefined ? batch.all(after, limit) : batch.all(after, since, limit)) as Row[],
       );
-      if (rows.length === 0) return;
-      for (const row of rows) yield eventFromRow(row);
-      after = rows[rows.length - 1]!.seq as number;
+      if (rows.length <= readAtAfter) return;
+      for (const row of rows.slice(readAtAfter)) yield eventFromRow(row);
+      after = rows[rows.length - 1]!.seq;
+      readAtAfter = rows.filter((row) => row.seq === after).length;
       // Each batch is read at once, and a walk of the whole chain would hold the event loop
       // from end to end (a second per 200,000 events): other requests and signals go between.
       await new Promise((resolve) => setImmediate(resolve));
