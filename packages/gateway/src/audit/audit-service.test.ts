@@ -86,4 +86,46 @@ describe("walking a chain whose table was made again without its key", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("reads a forged event with no number at all", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-walk-"));
+    const path = join(dir, "airlock.db");
+    try {
+      let store = openSqliteStore(path);
+      await store.appendAudit(
+        Array.from({ length: 3 }, (_, i) => ({
+          type: "token.created",
+          requestId: null,
+          actor: { type: "system", id: "airlock" } as const,
+          at: 1_800_000_000_000 + i,
+          data: { n: i },
+        })),
+      );
+      await store.close();
+      const db = new Database(path);
+      const genuine = db.prepare("SELECT * FROM audit_events WHERE seq = 2").get() as Record<
+        string,
+        unknown
+      >;
+      db.exec(`CREATE TABLE copied AS SELECT * FROM audit_events ORDER BY seq;
+        DROP TABLE audit_events;
+        ALTER TABLE copied RENAME TO audit_events;`);
+      db.prepare(
+        "INSERT INTO audit_events VALUES (@seq, @ts, @type, @request_id, @actor_type, @actor_id, @data, @prev_hash, @hash)",
+      ).run({ ...genuine, seq: null, type: "request.approved", request_id: "req_forged" });
+      db.close();
+      store = openSqliteStore(path);
+      try {
+        expect(await store.listAudit({ requestId: "req_forged", limit: 10 })).toHaveLength(1);
+        expect(await verifyAudit(store)).toMatchObject({ ok: false });
+        const exported: string[] = [];
+        for await (const line of exportAudit(store, "jsonl")) exported.push(line);
+        expect(exported.some((line) => line.includes("req_forged"))).toBe(true);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

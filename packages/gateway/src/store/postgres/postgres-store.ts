@@ -376,28 +376,32 @@ export class PostgresStore implements Store {
     // Paged from the last number read, past the rows of that number already read: a table made
     // again without its key can hold two events of one number, and paging on seq > last never
     // read one that a batch ended before (GET /v1/audit?requestId= listed it); read, it fails.
+    // Rows with no number at all (NULL sorts last, where no page reaches) are read at the end.
+    const onTime = options.since === undefined ? [] : [new Date(options.since).toISOString()];
     let after: number | undefined;
     let readAtAfter = 0;
     for (;;) {
       const where = [
-        ...(options.since === undefined ? [] : ["ts >= $1"]),
-        ...(after === undefined ? [] : [`seq >= $${options.since === undefined ? 1 : 2}`]),
-      ];
-      const params = [
-        ...(options.since === undefined ? [] : [new Date(options.since).toISOString()]),
-        ...(after === undefined ? [] : [after]),
+        ...(onTime.length ? ["ts >= $1"] : []),
+        after === undefined ? "seq IS NOT NULL" : `seq >= $${onTime.length + 1}`,
       ];
       const rows = await this.query(
         "read the audit trail",
-        `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq LIMIT ${readAtAfter + 1000}`,
-        params,
+        `SELECT * FROM audit_events WHERE ${where.join(" AND ")} ORDER BY seq LIMIT ${readAtAfter + 1000}`,
+        after === undefined ? onTime : [...onTime, after],
       );
-      if (rows.length <= readAtAfter) return;
+      if (rows.length <= readAtAfter) break;
       for (const row of rows.slice(readAtAfter)) yield eventFromRow(row);
       const last = rows[rows.length - 1]!.seq as number;
       readAtAfter = rows.filter((row) => row.seq === last).length;
       after = last;
     }
+    const unnumbered = await this.query(
+      "read the audit trail",
+      `SELECT * FROM audit_events WHERE ${onTime.length ? "ts >= $1 AND " : ""}seq IS NULL`,
+      onTime,
+    );
+    for (const row of unnumbered) yield eventFromRow(row);
   }
 
   async insertToken(token: TokenRecord, event: AuditEventInput): Promise<void> {

@@ -688,18 +688,21 @@ export class SqliteStore implements Store {
     // Paged from the last number read, past the rows of that number already read: a table made
     // again without its key can hold two events of one number, and paging on seq > last never
     // read one that a batch ended before (GET /v1/audit?requestId= listed it); read, it fails.
-    const batch = this.db.prepare(
-      since === undefined
-        ? "SELECT * FROM audit_events WHERE seq >= ? ORDER BY seq LIMIT ?"
-        : "SELECT * FROM audit_events WHERE seq >= ? AND ts >= ? ORDER BY seq LIMIT ?",
-    );
-    let after: unknown = -Infinity;
+    // The first batch has no bound on the number: rows with none (NULL sorts first) come too.
+    const select = (where: string[]) =>
+      this.db.prepare(
+        `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq LIMIT ?`,
+      );
+    const onTime = since === undefined ? [] : ["ts >= ?"];
+    const first = select(onTime);
+    const next = select([...onTime, "seq >= ?"]);
+    let after: unknown;
     let readAtAfter = 0;
     for (;;) {
       const limit = readAtAfter + 1000;
+      const params = [...(since === undefined ? [] : [since]), ...(readAtAfter > 0 ? [after] : [])];
       const rows = await this.read(
-        () =>
-          (since === undefined ? batch.all(after, limit) : batch.all(after, since, limit)) as Row[],
+        () => (readAtAfter > 0 ? next : first).all(...params, limit) as Row[],
       );
       if (rows.length <= readAtAfter) return;
       for (const row of rows.slice(readAtAfter)) yield eventFromRow(row);
