@@ -294,4 +294,47 @@ describe("airlock audit verify", () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--format must be jsonl or csv");
   });
+
+  it("goes on from the last event an earlier export held, by its number", async () => {
+    const config = join(original, "airlock.yaml");
+    const all = await runCli(["audit", "export", "--config", config], { env });
+    const events = all.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { seq: number });
+    const last = events[events.length - 1]!.seq;
+    expect(all.stderr).toBe(
+      `exported ${events.length} events, up to event ${last}: next time, --after-seq ${last} exports only what came since\n`,
+    );
+    // From the middle: exactly the events after it, in order.
+    const middle = events[2]!.seq;
+    const rest = await runCli(
+      ["audit", "export", "--after-seq", String(middle), "--config", config],
+      {
+        env,
+      },
+    );
+    expect(rest.code).toBe(0);
+    expect(
+      rest.stdout
+        .trim()
+        .split("\n")
+        .map((line) => (JSON.parse(line) as { seq: number }).seq),
+    ).toEqual(events.slice(3).map((e) => e.seq));
+    const none = await runCli(
+      ["audit", "export", "--after-seq", String(last), "--config", config],
+      {
+        env,
+      },
+    );
+    expect(none.stdout).toBe("");
+    expect(none.stderr).toBe(`exported no events after event ${last}\n`);
+    for (const wrong of ["0x10", "1.5", "last"]) {
+      const bad = await runCli(["audit", "export", "--after-seq", wrong, "--config", config], {
+        env,
+      });
+      expect(bad.code, wrong).toBe(2);
+      expect(bad.stderr).toContain("--after-seq must be an event's number");
+    }
+  });
 });

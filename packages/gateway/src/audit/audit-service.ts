@@ -209,17 +209,29 @@ export function eventToCsv(event: AuditEvent): string {
     .join(",");
 }
 
-/** Streams the chain as JSON lines or CSV, one event per line; `progress` as for verifying. */
+/**
+ * Streams the chain as JSON lines or CSV, one event per line, from `since` (a time) and after
+ * `afterSeq` (the last event an earlier export held); `progress` as for verifying, and `last`
+ * hears the last event's number once done.
+ */
 export async function* exportAudit(
   store: Store,
   format: "jsonl" | "csv",
-  since?: number,
+  from: { since?: number | undefined; afterSeq?: number | undefined } = {},
   progress?: (events: number) => void,
+  last?: (seq: number | undefined, events: number) => void,
 ): AsyncIterable<string> {
   if (format === "csv") yield `${csvColumns.join(",")}\n`;
   let count = 0;
-  for await (const event of store.auditEvents(since === undefined ? {} : { since })) {
+  let seq: number | undefined;
+  const options = {
+    ...(from.since === undefined ? {} : { since: from.since }),
+    ...(from.afterSeq === undefined ? {} : { afterSeq: from.afterSeq }),
+  };
+  for await (const event of store.auditEvents(options)) {
     yield format === "csv" ? `${eventToCsv(event)}\n` : `${JSON.stringify(event)}\n`;
+    if (typeof event.seq === "number") seq = event.seq;
     if (++count % PROGRESS_EVERY === 0) progress?.(count);
   }
+  last?.(seq, count);
 }

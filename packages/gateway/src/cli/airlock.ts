@@ -28,7 +28,7 @@ Usage: airlock <command> [options]     (airlock <command> --help for more)
   policy replay [--since 7d|DATE]         decide the stored requests again by the config's rules
   audit verify [--expect-head SEQ:HASH] [--public-key FILE]...
                                           check the audit hash chain (and its signatures)
-  audit export --format jsonl|csv [--since TIME] [--output FILE]
+  audit export --format jsonl|csv [--since TIME] [--after-seq N] [--output FILE]
   audit checkpoint                        sign the chain's head now (audit.signingKey)
   outbox list [--dead] | redeliver ID... | redeliver --all [--channel NAME]
                                           deliveries still to make, dead letters, and resending them

@@ -173,7 +173,11 @@ export interface Store {
   /** The last event of the chain, or undefined when there is none. */
   lastAuditEvent(): Promise<{ seq: number; hash: string; type: string } | undefined>;
   /** Every event in chain order, read in batches. */
-  auditEvents(options?: { since?: number }): AsyncIterable<AuditEvent>;
+  /**
+   * The chain in order: from `afterSeq`'s next event when given (numbered events only, for an
+   * export that goes on from the last), else from the first, unnumbered rows included.
+   */
+  auditEvents(options?: { since?: number; afterSeq?: number }): AsyncIterable<AuditEvent>;
 
   insertToken(token: TokenRecord, event: AuditEventInput): Promise<void>;
   findTokenByHash(hash: string): Promise<TokenRecord | undefined>;

@@ -15,7 +15,7 @@ import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../
 
 const usage = `Usage:
   airlock audit verify [--expect-head SEQ:HASH] [--public-key FILE]...   check the whole hash chain
-  airlock audit export --format jsonl|csv [--since TIME] [--output FILE]
+  airlock audit export --format jsonl|csv [--since TIME] [--after-seq N] [--output FILE]
   airlock audit checkpoint                               sign the chain's head now (audit.signingKey)
 
 Options: --config FILE. verify exits 1 and names the first bad event when the chain is broken.
@@ -23,7 +23,10 @@ On a long chain, both say how far they got on stderr every few seconds.
 verify prints the chain's head; record it elsewhere, and pass it later as --expect-head to
 show that no event up to it was cut off or rewritten since. With --public-key (the PEM public
 half of audit.signingKey), it also checks every signed checkpoint, and says how far they vouch
-for the chain; give --public-key once for each signing key the gateway has had.`;
+for the chain; give --public-key once for each signing key the gateway has had.
+export says on stderr how many events it wrote and the last one's number: pass that as
+--after-seq next time to export only what came since (events are numbered in chain order;
+their times need not be, so --since may leave out an event written late).`;
 
 export async function audit(args: string[]): Promise<number> {
   const [sub, rest] = subcommand(args, usage, "audit", ["verify", "export", "checkpoint"]);
@@ -33,6 +36,7 @@ export async function audit(args: string[]): Promise<number> {
       ...configOption,
       format: { type: "string" },
       since: { type: "string" },
+      "after-seq": { type: "string" },
       output: { type: "string", short: "o" },
       "expect-head": { type: "string" },
       "public-key": { type: "string", multiple: true },
@@ -121,7 +125,25 @@ export async function audit(args: string[]): Promise<number> {
       since = parseInstant(values.since);
       if (since === undefined) throw new CliError(`--since ${INSTANT_HINT}`, 2);
     }
-    const lines = Readable.from(exportAudit(store, format, since, progress("exported")));
+    let afterSeq: number | undefined;
+    if (values["after-seq"] !== undefined) {
+      afterSeq = /^\d{1,15}$/.test(values["after-seq"]) ? Number(values["after-seq"]) : undefined;
+      if (afterSeq === undefined) {
+        throw new CliError(
+          "--after-seq must be an event's number, as the last export said (like --after-seq 1520)",
+          2,
+        );
+      }
+    }
+    const lines = Readable.from(
+      exportAudit(store, format, { since, afterSeq }, progress("exported"), (last, events) => {
+        process.stderr.write(
+          last === undefined
+            ? `exported no events${afterSeq === undefined ? "" : ` after event ${afterSeq}`}\n`
+            : `exported ${events.toLocaleString("en-US")} events, up to event ${last}: next time, --after-seq ${last} exports only what came since\n`,
+        );
+      }),
+    );
     if (values.output) await pipeline(lines, openOutput(values.output));
     else await pipeline(lines, process.stdout, { end: false });
     return 0;

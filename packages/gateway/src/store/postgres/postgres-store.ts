@@ -369,7 +369,9 @@ export class PostgresStore implements Store {
       : { seq: Number(row.seq), hash: String(row.hash), type: String(row.type) };
   }
 
-  async *auditEvents(options: { since?: number } = {}): AsyncIterable<AuditEvent> {
+  async *auditEvents(
+    options: { since?: number; afterSeq?: number } = {},
+  ): AsyncIterable<AuditEvent> {
     // From the first stored event, whatever its number: a forged one numbered 0 or less,
     // which GET /v1/audit lists, must reach the verifier too; and, without `since`, whatever
     // its time holds: a row whose ts does not compare as text is read all the same.
@@ -378,12 +380,15 @@ export class PostgresStore implements Store {
     // read one that a batch ended before (GET /v1/audit?requestId= listed it); read, it fails.
     // Rows with no number at all (NULL sorts last, where no page reaches) are read at the end.
     const onTime = options.since === undefined ? [] : [new Date(options.since).toISOString()];
-    let after: number | undefined;
+    const resumed = options.afterSeq !== undefined;
+    let after: number | undefined = options.afterSeq;
     let readAtAfter = 0;
-    for (;;) {
+    for (let batch = 0; ; batch++) {
       const where = [
         ...(onTime.length ? ["ts >= $1"] : []),
-        after === undefined ? "seq IS NOT NULL" : `seq >= $${onTime.length + 1}`,
+        after === undefined
+          ? "seq IS NOT NULL"
+          : `seq ${batch === 0 ? ">" : ">="} $${onTime.length + 1}`,
       ];
       const rows = await this.query(
         "read the audit trail",
@@ -396,6 +401,7 @@ export class PostgresStore implements Store {
       readAtAfter = rows.filter((row) => row.seq === last).length;
       after = last;
     }
+    if (resumed) return;
     const unnumbered = await this.query(
       "read the audit trail",
       `SELECT * FROM audit_events WHERE ${onTime.length ? "ts >= $1 AND " : ""}seq IS NULL`,

@@ -681,29 +681,32 @@ export class SqliteStore implements Store {
     );
   }
 
-  async *auditEvents(options: { since?: number } = {}): AsyncIterable<AuditEvent> {
+  async *auditEvents(
+    options: { since?: number; afterSeq?: number } = {},
+  ): AsyncIterable<AuditEvent> {
     // Without `since`, every row, whatever its time holds: one whose ts is no text (a table
     // rebuilt by hand) must still reach the verifier, as GET /v1/audit lists it.
     const since = options.since === undefined ? undefined : new Date(options.since).toISOString();
     // Paged from the last number read, past the rows of that number already read: a table made
     // again without its key can hold two events of one number, and paging on seq > last never
     // read one that a batch ended before (GET /v1/audit?requestId= listed it); read, it fails.
-    // The first batch has no bound on the number: rows with none (NULL sorts first) come too.
+    // The first batch has no bound on the number: rows with none (NULL sorts first) come too,
+    // unless it goes on after `afterSeq`, an export's last event.
     const select = (where: string[]) =>
       this.db.prepare(
         `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq LIMIT ?`,
       );
     const onTime = since === undefined ? [] : ["ts >= ?"];
-    const first = select(onTime);
+    const resumed = options.afterSeq !== undefined;
+    const first = select(resumed ? [...onTime, "seq > ?"] : onTime);
     const next = select([...onTime, "seq >= ?"]);
-    let after: unknown;
+    let after: unknown = options.afterSeq;
     let readAtAfter = 0;
-    for (;;) {
+    for (let batch = 0; ; batch++) {
       const limit = readAtAfter + 1000;
-      const params = [...(since === undefined ? [] : [since]), ...(readAtAfter > 0 ? [after] : [])];
-      const rows = await this.read(
-        () => (readAtAfter > 0 ? next : first).all(...params, limit) as Row[],
-      );
+      const bounded = batch > 0 || resumed;
+      const params = [...(since === undefined ? [] : [since]), ...(bounded ? [after] : [])];
+      const rows = await this.read(() => (batch > 0 ? next : first).all(...params, limit) as Row[]);
       if (rows.length <= readAtAfter) return;
       for (const row of rows.slice(readAtAfter)) yield eventFromRow(row);
       after = rows[rows.length - 1]!.seq;
