@@ -45,11 +45,25 @@ describe("probes and metrics", () => {
   it("counts decisions and executions for Prometheus", async () => {
     await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
     await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    // A request held for review and withdrawn: how long it waited is counted as cancelled.
+    const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    await api(gw.url, "POST", `/v1/actions/${held.body.id}/cancel`, { token: agent });
+    await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...read(), input: { method: "DELETE", path: "/invoices/1" } },
+    });
     const res = await fetch(`${gw.url}/metrics`);
     const text = await res.text();
     expect(res.headers.get("content-type")).toContain("text/plain");
-    expect(text).toMatch(/airlock_decisions_total\{decision="allow"\} [1-9]/);
-    expect(text).toMatch(/airlock_decisions_total\{decision="review"\} [1-9]/);
+    expect(text).toMatch(/airlock_decisions_total\{decision="allow",rule="reads pass"\} [1-9]/);
+    expect(text).toMatch(
+      /airlock_decisions_total\{decision="review",rule="refunds need two finance reviewers"\} [1-9]/,
+    );
+    expect(text).toMatch(/airlock_decisions_total\{decision="deny",rule="nothing else"\} [1-9]/);
+    expect(text).toMatch(/airlock_review_wait_seconds_count\{outcome="cancelled"\} 1\n/);
+    expect(text).toMatch(
+      /airlock_review_wait_seconds_bucket\{le="\+Inf",outcome="cancelled"\} 1\n/,
+    );
     expect(text).toMatch(/airlock_executions_total\{outcome="succeeded"\} [1-9]/);
     expect(text).toMatch(/airlock_requests\{status="pending"\} [1-9]/);
     expect(text).toContain(

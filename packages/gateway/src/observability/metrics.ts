@@ -10,14 +10,21 @@ export function createMetrics() {
     registry,
     decisions: new Counter({
       name: "airlock_decisions_total",
-      help: "Policy decisions on submitted actions, by decision.",
-      labelNames: ["decision"] as const,
+      help: "Policy decisions on submitted actions, by decision and the rule that made it ((no rule) when none matched).",
+      labelNames: ["decision", "rule"] as const,
       registers: [registry],
     }),
     reviews: new Counter({
       name: "airlock_reviews_total",
       help: "Reviews recorded, by vote.",
       labelNames: ["decision"] as const,
+      registers: [registry],
+    }),
+    reviewWait: new Histogram({
+      name: "airlock_review_wait_seconds",
+      help: "How long requests held for review waited, from submission to their end: approved or denied by a vote, expired, or cancelled by the agent.",
+      labelNames: ["outcome"] as const,
+      buckets: [1, 10, 30, 60, 300, 900, 1800, 3600, 14_400, 86_400],
       registers: [registry],
     }),
     executions: new Counter({

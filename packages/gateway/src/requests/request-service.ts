@@ -211,7 +211,7 @@ export function createRequestService(deps: RequestServiceDeps) {
       return overPendingLimit(agent, key, proposal);
     }
     deps.afterCommit();
-    metrics.decisions.inc({ decision: decision.decision });
+    metrics.decisions.inc({ decision: decision.decision, rule: decision.rule ?? "(no rule)" });
     logger.info(
       {
         requestId: change.request.id,
@@ -308,6 +308,21 @@ export function createRequestService(deps: RequestServiceDeps) {
     return request;
   }
 
+  /** How long a request held for review waited, once a change here ended its wait. */
+  const waited = (request: ActionRequest): void => {
+    const end =
+      request.status === "denied" || request.status === "expired" || request.status === "cancelled"
+        ? request.finishedAt
+        : request.status === "approved"
+          ? request.updatedAt
+          : null;
+    if (end === null) return;
+    metrics.reviewWait.observe(
+      { outcome: request.status },
+      Math.max(0, end - request.createdAt) / 1000,
+    );
+  };
+
   async function cancelForAgent(agent: AgentConfig, id: string): Promise<ActionRequest> {
     const request = await store.transition(
       id,
@@ -315,6 +330,7 @@ export function createRequestService(deps: RequestServiceDeps) {
       plan,
     );
     deps.afterCommit();
+    waited(request);
     logger.info({ requestId: id, agent: agent.name }, "request cancelled");
     return request;
   }
@@ -355,6 +371,7 @@ export function createRequestService(deps: RequestServiceDeps) {
       deps.afterCommit();
     }
     metrics.reviews.inc({ decision: vote.decision });
+    waited(after);
     logger.info(
       { requestId: id, reviewer: reviewer.email, decision: vote.decision, status: after.status },
       "review recorded",
@@ -381,7 +398,9 @@ export function createRequestService(deps: RequestServiceDeps) {
         store.transition(id, (current) => expire(current, clock()), plan),
       ),
     );
-    const count = results.filter((r) => r.status === "expired").length;
+    const expired = results.filter((r) => r.status === "expired");
+    for (const request of expired) waited(request);
+    const count = expired.length;
     if (count > 0) {
       deps.afterCommit();
       logger.info({ count }, "expired pending requests");
