@@ -2,8 +2,10 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Json } from "../../common/canonical-json.js";
 import { MAX_JSON_DEPTH } from "../../common/json-depth.js";
 import { AirlockError } from "../../errors.js";
+import { MASKED, scrubHidden } from "../../masking/input-mask.js";
 import { httpConnectionSchema } from "./http-config.js";
 import { createHttpConnector } from "./http-connector.js";
 
@@ -37,6 +39,11 @@ beforeAll(async () => {
     if (req.url?.startsWith("/base/snowflake")) {
       res.writeHead(200, { "content-type": "application/json" });
       res.end('{"id":9007199254740993,"amount":12.5}');
+      return;
+    }
+    if (req.url?.startsWith("/base/order")) {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end('{"id":12501,"amount":250,"note":"paid 250"}');
       return;
     }
     if (req.url?.startsWith("/base/bin")) {
@@ -338,6 +345,22 @@ describe("execute", () => {
     );
     // Parsed, 9007199254740993 would become 9007199254740992: another record's id.
     expect((out.result as { body: unknown }).body).toBe('{"id":9007199254740993,"amount":12.5}');
+    await c.close();
+  });
+
+  it("keeps JSON read whole as JSON when a masked value's digits are in its numbers", async () => {
+    const c = connector();
+    const input = c.parse("request", { method: "GET", path: "/order" });
+    const out = await c.execute("request", input, never, ["250"]);
+    // The bytes scrubbed of it would read {"id":1[masked]1,…}: no JSON. The executor hides it
+    // in the parsed body, as a whole number or within text, and 12501 is another number.
+    const body = (out.result as { body: Json }).body;
+    expect(body).toEqual({ id: 12501, amount: 250, note: "paid 250" });
+    expect(scrubHidden(body, ["250"])).toEqual({
+      id: 12501,
+      amount: MASKED,
+      note: `paid ${MASKED}`,
+    });
     await c.close();
   });
 

@@ -204,15 +204,22 @@ export function createHttpConnector(
         if (value === undefined || droppedResponseHeaders.has(key.toLowerCase())) continue;
         responseHeaders[key.toLowerCase()] = Array.isArray(value) ? value.join(", ") : value;
       }
-      const { bytes, truncated, withheld } = await readBody(
+      const cap = config.maxResponseBytes;
+      const { read, withheld } = await readBody(
         response.body,
         responseHeaders,
-        config.maxResponseBytes,
-        scrubbing,
+        cap + scrubbing.overlap,
       );
-      const decoded = withheld
+      const contentType = responseHeaders["content-type"];
+      // JSON read whole is decoded from the bytes scrubbed of credentials alone: the executor
+      // hides the masked values in its strings and numbers, as it does in every result. On
+      // the bytes, a masked 250 would also be cut out of 12501, and the JSON broken into text.
+      const whole = masked.length > 0 ? cutToCap(read, cap, scrubber) : undefined;
+      const json = whole && !whole.truncated ? jsonBody(whole.bytes, contentType) : undefined;
+      const { bytes, truncated } = json && whole ? whole : cutToCap(read, cap, scrubbing);
+      const decoded: { body: Json; encoding?: "base64" } = withheld
         ? { body: null }
-        : decodeBody(bytes, responseHeaders["content-type"], truncated);
+        : (json ?? decodeBody(bytes, contentType, truncated));
       const result: Record<string, Json> = {
         status: response.statusCode,
         headers: responseHeaders,
@@ -305,17 +312,15 @@ function methodRisk(method: string): RiskHint {
 }
 
 /**
- * Reads the body the way it can be shown safely: decompressed if the upstream compressed it
- * anyway, scrubbed of credentials and masked values on the raw bytes, and only then cut to
- * `cap`. It reads `scrubber.overlap` bytes past the cap so a value that straddles the cut is
- * still whole when scrubbed.
+ * Reads at most `limit` bytes of the body, decompressed if the upstream compressed it anyway:
+ * the cap and, past it, the longest value `cutToCap` scrubs, so that one straddling the cut
+ * is still whole when scrubbed.
  */
 async function readBody(
   body: Readable,
   headers: Record<string, string>,
-  cap: number,
-  scrubber: ByteScrubber,
-): Promise<{ bytes: Buffer; truncated: boolean; withheld?: string }> {
+  limit: number,
+): Promise<{ read: { bytes: Buffer; more: boolean }; withheld?: string }> {
   const encoding = (headers["content-encoding"] ?? "identity").toLowerCase().trim();
   let source: Readable = body;
   if (encoding !== "identity") {
@@ -330,8 +335,7 @@ async function readBody(
     if (!decoder) {
       body.destroy();
       return {
-        bytes: Buffer.alloc(0),
-        truncated: false,
+        read: { bytes: Buffer.alloc(0), more: false },
         withheld: `the upstream used content-encoding ${encoding}, which Airlock cannot inspect`,
       };
     }
@@ -340,7 +344,6 @@ async function readBody(
     source = body.pipe(decoder);
     body.once("error", (error) => decoder.destroy(error));
   }
-  const limit = cap + scrubber.overlap;
   const chunks: Buffer[] = [];
   let size = 0;
   let more = false;
@@ -359,8 +362,20 @@ async function readBody(
     source.destroy();
     body.destroy();
   }
-  let bytes = scrubber.scrub(Buffer.concat(chunks, size));
-  const truncated = more || bytes.length > cap;
+  return { read: { bytes: Buffer.concat(chunks, size), more } };
+}
+
+/**
+ * The body the way it can be shown safely: scrubbed on the raw bytes (of credentials, and of
+ * masked values when the scrubber has them), and only then cut to `cap`.
+ */
+function cutToCap(
+  read: { bytes: Buffer; more: boolean },
+  cap: number,
+  scrubber: ByteScrubber,
+): { bytes: Buffer; truncated: boolean } {
+  let bytes = scrubber.scrub(read.bytes);
+  const truncated = read.more || bytes.length > cap;
   if (truncated) bytes = scrubber.cut(bytes, cap);
   return { bytes, truncated };
 }
@@ -396,6 +411,25 @@ function holdsUnsafeInteger(value: Json): boolean {
   return false;
 }
 
+/** A whole body labelled JSON, parsed, when it parses and can be passed on as parsed. */
+function jsonBody(bytes: Buffer, contentType: string | undefined): { body: Json } | undefined {
+  if (bytes.length === 0 || !(contentType ?? "").toLowerCase().includes("json")) return undefined;
+  const text = bytes.toString("utf8");
+  try {
+    // Deeper nesting stays text: the redactor, the masks and the digest walk a result by
+    // recursion, and would overflow the stack on it, losing the outcome of a call that ran.
+    // (The body sits one level down in the result.)
+    // An integer beyond 2^53 (a 64-bit id) would be rounded to another one: text keeps it.
+    if (nesting(text) < MAX_JSON_DEPTH) {
+      const body = JSON.parse(text) as Json;
+      if (!holdsUnsafeInteger(body)) return { body };
+    }
+  } catch {
+    // an upstream that labels non-JSON as JSON still gets its text through
+  }
+  return undefined;
+}
+
 function decodeBody(
   bytes: Buffer,
   contentType: string | undefined,
@@ -407,19 +441,8 @@ function decodeBody(
   const isText =
     isJson || type.startsWith("text/") || type.includes("xml") || type.includes("charset");
   if (isJson && !truncated) {
-    const text = bytes.toString("utf8");
-    try {
-      // Deeper nesting stays text: the redactor, the masks and the digest walk a result by
-      // recursion, and would overflow the stack on it, losing the outcome of a call that ran.
-      // (The body sits one level down in the result.)
-      // An integer beyond 2^53 (a 64-bit id) would be rounded to another one: text keeps it.
-      if (nesting(text) < MAX_JSON_DEPTH) {
-        const body = JSON.parse(text) as Json;
-        if (!holdsUnsafeInteger(body)) return { body };
-      }
-    } catch {
-      // an upstream that labels non-JSON as JSON still gets its text through
-    }
+    const json = jsonBody(bytes, contentType);
+    if (json) return json;
   }
   if (isText || !contentType) {
     const text = bytes.toString("utf8");
