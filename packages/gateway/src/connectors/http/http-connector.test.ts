@@ -41,6 +41,11 @@ beforeAll(async () => {
       res.end('{"id":9007199254740993,"amount":12.5}');
       return;
     }
+    if (req.url?.startsWith("/base/float")) {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end('{"ratio":1.5e300,"bytes":2e21,"count":3}');
+      return;
+    }
     if (req.url?.startsWith("/base/order")) {
       res.writeHead(200, { "content-type": "application/json" });
       res.end('{"id":12501,"amount":250,"note":"paid 250"}');
@@ -345,6 +350,18 @@ describe("execute", () => {
     );
     // Parsed, 9007199254740993 would become 9007199254740992: another record's id.
     expect((out.result as { body: unknown }).body).toBe('{"id":9007199254740993,"amount":12.5}');
+    await c.close();
+  });
+
+  it("passes JSON with a large number written with an exponent as JSON: it is no integer sent", async () => {
+    const c = connector();
+    const input = c.parse("request", { method: "GET", path: "/float" });
+    const out = await c.execute("request", input, never);
+    expect((out.result as { body: unknown }).body).toEqual({
+      ratio: 1.5e300,
+      bytes: 2e21,
+      count: 3,
+    });
     await c.close();
   });
 

@@ -420,9 +420,12 @@ function jsonBody(bytes: Buffer, contentType: string | undefined): { body: Json 
     // recursion, and would overflow the stack on it, losing the outcome of a call that ran.
     // (The body sits one level down in the result.)
     // An integer beyond 2^53 (a 64-bit id) would be rounded to another one: text keeps it.
+    // Such an integer is written with 16 digits or more (2^53 has 16): without a run of them,
+    // the body holds none, whatever numbers it writes with an exponent (1.5e300 is no integer
+    // sent), and the walk is spared (most bodies).
     if (nesting(text) < MAX_JSON_DEPTH) {
       const body = JSON.parse(text) as Json;
-      if (!holdsUnsafeInteger(body)) return { body };
+      if (!/\d{16}/.test(text) || !holdsUnsafeInteger(body)) return { body };
     }
   } catch {
     // an upstream that labels non-JSON as JSON still gets its text through
