@@ -41,13 +41,18 @@ describe("walking a long chain", () => {
 });
 
 describe("walking a chain whose table was made again without its key", () => {
-  it("reads a forged event numbered as the last of a batch, not only the genuine one", async () => {
+  /**
+   * A chain of `length` events, whose table someone holding the database made again without
+   * its key, to add a forged request.approved beside the genuine event `copied` (`seq` as
+   * given); then what a reader of the trail is shown must be what verifying and exporting read.
+   */
+  const forged = async (length: number, copied: number, seq: number | null) => {
     const dir = mkdtempSync(join(tmpdir(), "airlock-walk-"));
     const path = join(dir, "airlock.db");
     try {
       let store = openSqliteStore(path);
       await store.appendAudit(
-        Array.from({ length: 1500 }, (_, i) => ({
+        Array.from({ length }, (_, i) => ({
           type: "token.created",
           requestId: null,
           actor: { type: "system", id: "airlock" } as const,
@@ -56,10 +61,8 @@ describe("walking a chain whose table was made again without its key", () => {
         })),
       );
       await store.close();
-      // Someone holding the database makes the table again without its key and adds a second
-      // event 1000, after the genuine one, where a walk that pages on seq > last would skip it.
       const db = new Database(path);
-      const genuine = db.prepare("SELECT * FROM audit_events WHERE seq = 1000").get() as Record<
+      const genuine = db.prepare("SELECT * FROM audit_events WHERE seq = ?").get(copied) as Record<
         string,
         unknown
       >;
@@ -68,64 +71,33 @@ describe("walking a chain whose table was made again without its key", () => {
         ALTER TABLE copied RENAME TO audit_events;`);
       db.prepare(
         "INSERT INTO audit_events VALUES (@seq, @ts, @type, @request_id, @actor_type, @actor_id, @data, @prev_hash, @hash)",
-      ).run({ ...genuine, type: "request.approved", request_id: "req_forged" });
+      ).run({ ...genuine, seq, type: "request.approved", request_id: "req_forged" });
       db.close();
       store = openSqliteStore(path);
       try {
         // What a reader of the trail is shown...
         expect(await store.listAudit({ requestId: "req_forged", limit: 10 })).toHaveLength(1);
         // ...is what verifying and exporting read.
-        expect(await verifyAudit(store)).toMatchObject({ ok: false, problem: { seq: 1000 } });
+        const verified = await verifyAudit(store);
         const exported: string[] = [];
         for await (const line of exportAudit(store, "jsonl")) exported.push(line);
         expect(exported.some((line) => line.includes("req_forged"))).toBe(true);
+        return verified;
       } finally {
         await store.close();
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  };
+
+  it("reads a forged event numbered as the last of a batch, not only the genuine one", async () => {
+    // A second event 1000, after the genuine one, where a walk that pages on seq > last would
+    // skip it.
+    expect(await forged(1500, 1000, 1000)).toMatchObject({ ok: false, problem: { seq: 1000 } });
   });
 
   it("reads a forged event with no number at all", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "airlock-walk-"));
-    const path = join(dir, "airlock.db");
-    try {
-      let store = openSqliteStore(path);
-      await store.appendAudit(
-        Array.from({ length: 3 }, (_, i) => ({
-          type: "token.created",
-          requestId: null,
-          actor: { type: "system", id: "airlock" } as const,
-          at: 1_800_000_000_000 + i,
-          data: { n: i },
-        })),
-      );
-      await store.close();
-      const db = new Database(path);
-      const genuine = db.prepare("SELECT * FROM audit_events WHERE seq = 2").get() as Record<
-        string,
-        unknown
-      >;
-      db.exec(`CREATE TABLE copied AS SELECT * FROM audit_events ORDER BY seq;
-        DROP TABLE audit_events;
-        ALTER TABLE copied RENAME TO audit_events;`);
-      db.prepare(
-        "INSERT INTO audit_events VALUES (@seq, @ts, @type, @request_id, @actor_type, @actor_id, @data, @prev_hash, @hash)",
-      ).run({ ...genuine, seq: null, type: "request.approved", request_id: "req_forged" });
-      db.close();
-      store = openSqliteStore(path);
-      try {
-        expect(await store.listAudit({ requestId: "req_forged", limit: 10 })).toHaveLength(1);
-        expect(await verifyAudit(store)).toMatchObject({ ok: false });
-        const exported: string[] = [];
-        for await (const line of exportAudit(store, "jsonl")) exported.push(line);
-        expect(exported.some((line) => line.includes("req_forged"))).toBe(true);
-      } finally {
-        await store.close();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    expect(await forged(3, 2, null)).toMatchObject({ ok: false });
   });
 });
