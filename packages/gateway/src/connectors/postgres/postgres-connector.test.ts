@@ -841,6 +841,12 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
         ...first,
         "0",
       ]);
+      // So do reads through built-ins that only compute: aggregates, window and JSON functions.
+      await run(
+        "SELECT json_agg(x), string_agg(x::text, ','), format('%s', count(*)) FROM generate_series(1, 3) AS x",
+      );
+      await run("SELECT row_number() OVER (), unnest(ARRAY[1, 2])");
+      expect(await session()).toEqual(first);
 
       // Each of these outlives DISCARD ALL: a library loaded into the backend, and a named
       // dblink connection (to this very database).

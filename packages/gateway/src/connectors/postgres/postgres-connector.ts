@@ -21,7 +21,7 @@ import {
   type SqlAnalysis,
   SqlSyntaxError,
 } from "./sql-analysis.js";
-import { isPureFunction, sqlRisk } from "./sql-risk.js";
+import { isPureFunction, isStatelessFunction, sqlRisk } from "./sql-risk.js";
 
 // The parser is WebAssembly, compiled once when this module loads; `analyzeSql` is synchronous.
 await loadSqlParser();
@@ -731,14 +731,16 @@ const plainKinds = new Set(["select", "insert", "update", "delete", "merge", "tr
  * tables, prepared statements, cursors, LISTENs and advisory locks, but not everything: a
  * library loaded with LOAD, dblink's named connections, a replication origin set up for the
  * session, a temporary replication slot, a backup begun with pg_backup_start. Only plain
- * reads and writes that call nothing but pure built-ins are known to leave none of that;
- * after anything else (kinds `code`, `other`, `ddl`, `grant`, `copy`, any other function)
- * the connection is closed rather than reused, and the next action gets a fresh session.
+ * reads and writes that call nothing but built-ins known to compute only (aggregates, window
+ * and JSON functions, …) are known to leave none of that; after anything else (kinds `code`,
+ * `other`, `ddl`, `grant`, `copy`, a user or extension function) the connection is closed
+ * rather than reused, and the next action gets a fresh session (a connection's set-up, a few
+ * milliseconds).
  */
 function resettable(analysis: SqlAnalysis): boolean {
   return (
     analysis.kinds.every((kind) => plainKinds.has(kind)) &&
-    analysis.functions.every((fn) => isPureFunction(fn))
+    analysis.functions.every((fn) => isStatelessFunction(fn))
   );
 }
 

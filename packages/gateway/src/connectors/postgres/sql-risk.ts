@@ -90,6 +90,76 @@ export function isPureFunction(name: string): boolean {
   return pureFunctions.has(name.replace(/^pg_catalog\./, "").toLowerCase());
 }
 
+/**
+ * Built-ins that read and compute only, beyond the pure ones a dry run may call (those must also
+ * be safe to run before anyone approved): after them, the session holds nothing DISCARD ALL
+ * leaves, and its connection is reset and reused rather than closed.
+ */
+const statelessFunctions = new Set([
+  "json_agg",
+  "jsonb_agg",
+  "json_object_agg",
+  "jsonb_object_agg",
+  "bool_and",
+  "bool_or",
+  "every",
+  "row_number",
+  "rank",
+  "dense_rank",
+  "percent_rank",
+  "cume_dist",
+  "ntile",
+  "lag",
+  "lead",
+  "first_value",
+  "last_value",
+  "nth_value",
+  "unnest",
+  "generate_series",
+  "format",
+  "json_build_array",
+  "jsonb_build_array",
+  "jsonb_pretty",
+  "json_array_length",
+  "jsonb_array_length",
+  "jsonb_array_elements",
+  "json_array_elements",
+  "jsonb_each",
+  "json_each",
+  "jsonb_extract_path",
+  "json_extract_path",
+  "jsonb_extract_path_text",
+  "json_extract_path_text",
+  "jsonb_strip_nulls",
+  "array_to_string",
+  "string_to_array",
+  "array_position",
+  "array_remove",
+  "array_append",
+  "array_cat",
+  "percentile_cont",
+  "percentile_disc",
+  "stddev",
+  "variance",
+  "encode",
+  "decode",
+  "sha256",
+  "to_hex",
+  "regexp_matches",
+  "regexp_split_to_array",
+  "starts_with",
+  "date_bin",
+  "justify_interval",
+  "isfinite",
+]);
+
+/** A function that leaves no session state behind (see statelessFunctions). */
+export function isStatelessFunction(name: string): boolean {
+  return (
+    isPureFunction(name) || statelessFunctions.has(name.replace(/^pg_catalog\./, "").toLowerCase())
+  );
+}
+
 /** Functions whose effects a read-only transaction does not stop, by prefix or name. */
 const effectful =
   /^(pg_|lo_|dblink|set_config$|setval$|nextval$|current_setting$|query_to_xml|table_to_xml|cursor_to_xml|database_to_xml|schema_to_xml|txid_)/i;
