@@ -767,6 +767,58 @@ describe("Teams approvals", () => {
     expect((await vote(gw.url, id, bob)).status).toBe(200);
   });
 
+  it("stops looking for the owner among the members when the gateway stops, and looks again after", async () => {
+    // A Teams of its own, where alice is found only on the members list's second page.
+    const far = await startTeamsServer();
+    const untrustFar = far.trust();
+    for (let i = 0; i < 600; i++)
+      far.addMember({ name: `filler ${i}`, email: `f${i}@example.com` });
+    const alice = far.addMember({
+      name: "alice",
+      email: "alice@example.com",
+      userPrincipalName: "alice.brown@contoso.onmicrosoft.com",
+    });
+    const pages = () => far.calls.filter((c) => c.path.endsWith("/pagedmembers")).length;
+    const own = await startGateway(config(upstream.url, far), { gateway: { delivery: fast } });
+    try {
+      const ownAgent = await own.token("agent", "support-bot");
+      const bob = await own.token("reviewer", "bob@example.com");
+      const first = far.holdNext((c) => c.path.endsWith("/pagedmembers"));
+      const res = await api(own.url, "POST", "/v1/actions", { token: ownAgent, body: refund() });
+      expect((await vote(own.url, res.body.id, bob)).status).toBe(200);
+      await first.arrived;
+      // The first page is under way when the stop begins; the second is never asked for.
+      const dispatcher = own.gateway.dispatcher;
+      const stop = dispatcher.stop.bind(dispatcher);
+      let stopBegun!: () => void;
+      const begun = new Promise<void>((resolve) => {
+        stopBegun = resolve;
+      });
+      dispatcher.stop = () => {
+        const stopped = stop();
+        stopBegun();
+        return stopped;
+      };
+      const closed = own.close();
+      await begun;
+      first.release();
+      await closed;
+      expect(pages()).toBe(1);
+      expect(far.created.some((c) => c.memberId === alice.id)).toBe(false);
+      // The notice was handed back, not given up: the next start tells her.
+      const again = await own.restart();
+      try {
+        await until(() => far.created.some((c) => c.memberId === alice.id), 20_000);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      removeDir(own.dir);
+      await far.close();
+      untrustFar();
+    }
+  }, 40_000);
+
   it("posts the card once Teams is back after an outage", async () => {
     // The outbox tries again after each failure, six of them here.
     teams.failNext(6, 503, { "Retry-After": "0" });

@@ -84,7 +84,7 @@ export interface Channel {
    * its own, after the one that updates the card: retried on its own, it is neither lost when
    * the card is gone nor sent twice when the card's update is retried.
    */
-  notifyOwner?(notice: ChannelNotice): Promise<void>;
+  notifyOwner?(notice: ChannelNotice, stopping?: AbortSignal): Promise<void>;
   /**
    * Waits for the decisions it acknowledged but has not recorded yet (a Slack click is
    * answered at once and recorded right after): a stop calls it once no more arrive.

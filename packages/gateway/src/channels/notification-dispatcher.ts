@@ -167,7 +167,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       };
       if (notice.event === "owner") {
         // Needs no card: the owner is written to apart from it.
-        await channel.notifyOwner?.(notice);
+        await channel.notifyOwner?.(notice, stopping.signal);
         await store.completeOutbox(item.id);
         return;
       }

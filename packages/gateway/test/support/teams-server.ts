@@ -192,6 +192,11 @@ export interface TeamsServer {
    * byte every 500 ms, "html" answers 502 with a proxy's HTML page. Undefined: it works.
    */
   tokenFault: "silent" | "drip" | "html" | undefined;
+  /**
+   * Holds the next Bot Connector call that `when` picks until `release` is called; `arrived`
+   * resolves once it has come.
+   */
+  holdNext(when: (call: ConnectorCall) => boolean): { arrived: Promise<void>; release(): void };
   /** True: the Bot Framework's OpenID metadata and keys are never answered. */
   keysSilent: boolean;
   /** How long each answer about the Bot Framework's metadata and keys is held back. */
@@ -328,6 +333,11 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
   const history: StoredActivity[] = [];
   const members = new Map<string, TeamsChannelAccount>();
   const created: { id: string; memberId: string; tenantId: unknown }[] = [];
+  const holds: {
+    when: (call: ConnectorCall) => boolean;
+    arrive: () => void;
+    released: Promise<void>;
+  }[] = [];
   const failures: {
     remaining: number;
     status: number;
@@ -621,6 +631,12 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       if (kind === "members") call.memberId = id;
     }
 
+    const hold = holds.find((h) => h.when(call));
+    if (hold) {
+      holds.splice(holds.indexOf(hold), 1);
+      hold.arrive();
+      await hold.released;
+    }
     const failure = failures.find((f) => f.when(call));
     if (failure) {
       failure.remaining -= 1;
@@ -799,6 +815,18 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     tokenFault: undefined,
     keysSilent: false,
     keysDelayMs: 0,
+    holdNext(when) {
+      let arrive!: () => void;
+      let release!: () => void;
+      const arrived = new Promise<void>((resolve) => {
+        arrive = resolve;
+      });
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      holds.push({ when, arrive, released });
+      return { arrived, release };
+    },
     failNext(n, status, headers = {}, when = () => true) {
       if (n > 0) failures.push({ remaining: n, status, headers, when });
     },

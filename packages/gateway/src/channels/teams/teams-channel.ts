@@ -171,6 +171,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   const findOwner = async (
     conversation: string,
     owner: string,
+    stopping?: AbortSignal,
   ): Promise<(Member & { id: string }) | undefined> => {
     const isOwner = (member: Member & { id?: string }): member is Member & { id: string } =>
       !!member.id && fullMember(member) && member.email?.toLowerCase() === owner.toLowerCase();
@@ -184,6 +185,10 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     }
     let continuationToken: string | undefined;
     for (let page = 0; page < OWNER_SEARCH_PAGES; page++) {
+      // Up to twenty calls of ten seconds each: a stop does not wait for the rest (the notice
+      // is made again after it).
+      if (stopping?.aborted)
+        throw new ChannelUnavailable("the gateway stopped while looking for the owner");
       let result: { members?: unknown[]; continuationToken?: string };
       try {
         result = await call("getConversationPagedMembers", (client, options) =>
@@ -212,9 +217,12 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   };
 
   /** The outcome, to the agent's owner in a one-to-one chat (an owner not found is not told). */
-  const notifyOwner = async ({ request: view }: ChannelNotice): Promise<void> => {
+  const notifyOwner = async (
+    { request: view }: ChannelNotice,
+    stopping?: AbortSignal,
+  ): Promise<void> => {
     const conversation = view.review?.teamsConversation ?? config.conversation;
-    const member = await findOwner(conversation, view.agent.owner);
+    const member = await findOwner(conversation, view.agent.owner, stopping);
     if (!member) {
       logger.info({ requestId: view.id }, "the agent's owner is not a member Teams could tell");
       return;
