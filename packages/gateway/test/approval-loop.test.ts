@@ -1,6 +1,7 @@
 /** The whole loop over HTTP, on a real SQLite file and a real upstream on loopback. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { canonicalJson } from "../src/common/canonical-json.js";
+import { actionAnswer } from "../src/http/mcp-tools.js";
 import { interruptExecution } from "../src/requests/request-transitions.js";
 import {
   api,
@@ -331,6 +332,12 @@ describe("approvals required from named groups", () => {
         needed: { ops: 1 },
       });
       expect(callsTo("/payouts")).toBe(0);
+      // The agent is told what its request waits for, too.
+      const seen = await api(own.url, "GET", `/v1/actions/${id}`, { token: agent });
+      expect(seen.body).toMatchObject({ status: "pending", approvals: 2, needed: { ops: 1 } });
+      expect(JSON.stringify(actionAnswer(seen.body))).toContain(
+        "waits for a person's approval (2 of 2; still needed: 1 from ops)",
+      );
       // Dave, in finance and ops, fills the place ops holds.
       const third = await voteAs(id, "dave");
       expect(third.status).toBe(200);

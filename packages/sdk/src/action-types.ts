@@ -75,7 +75,10 @@ export interface Action {
   /** Where reviewers decide (requests held for review only). */
   approvalUrl?: string;
   quorum?: number;
+  /** Approvals that count so far. */
   approvals?: number;
+  /** When the rule requires approvals from named groups: what each still needs. */
+  needed?: Record<string, number>;
   reviews: Review[];
   /** The connector's result, masked per policy, once the action has run. */
   result?: unknown;

@@ -8,6 +8,7 @@ import type { Connector, OperationSpec } from "../connectors/connector.js";
 import { CANCEL_TOOL, STATUS_TOOL, TOOL_NAME, toolName } from "../connectors/tool-names.js";
 import type { Logger } from "../observability/logger.js";
 import type { AgentView } from "../requests/request-views.js";
+import { neededText } from "../requests/review-quorum.js";
 
 export interface Tool {
   name: string;
@@ -153,7 +154,7 @@ export function actionAnswer(view: AgentView): ToolAnswer {
       // pending, approved or executing: the caller waited as long as it may.
       return textAnswer(
         view.status === "pending"
-          ? `Request ${view.id} waits for a person's approval (${view.approvals ?? 0} of ${view.quorum ?? 1}) at ${view.approvalUrl}${view.expiresAt ? `, until ${view.expiresAt}` : ""}. It has not run. Call ${STATUS_TOOL} with {"id": "${view.id}"} to wait for the outcome.`
+          ? `Request ${view.id} waits for a person's approval (${view.approvals ?? 0} of ${view.quorum ?? 1}${view.needed && Object.keys(view.needed).length > 0 ? `; still needed: ${neededText(view.needed)}` : ""}) at ${view.approvalUrl}${view.expiresAt ? `, until ${view.expiresAt}` : ""}. It has not run. Call ${STATUS_TOOL} with {"id": "${view.id}"} to wait for the outcome.`
           : `Request ${view.id} is approved and running. Call ${STATUS_TOOL} with {"id": "${view.id}"} for its result.`,
       );
   }

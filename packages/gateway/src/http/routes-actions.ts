@@ -7,8 +7,8 @@ import { actionBodySchema, idParamsSchema, waitQuerySchema } from "./api-schemas
 import type { createRouter, Reply } from "./route.js";
 
 /** The status code that says how the action ended up, for POST /v1/actions. */
-function actionReply(request: ActionRequest, publicUrl: string): Reply {
-  const view = agentView(request, publicUrl);
+function actionReply(request: ActionRequest, publicUrl: string, requests: RequestService): Reply {
+  const view = agentView(request, publicUrl, requests.countedGroups(request));
   if (request.status === "denied") {
     const byReviewer = request.reviews.find((r) => r.decision === "deny");
     return {
@@ -65,7 +65,7 @@ export function actionRoutes(
       if (query.wait && !isTerminal(request.status)) {
         request = await requests.waitForTerminal(request.id, query.wait * 1000, ctx.signal);
       }
-      return actionReply(request, publicUrl);
+      return actionReply(request, publicUrl, requests);
     },
   );
 
@@ -88,7 +88,7 @@ export function actionRoutes(
         (query.wait ?? 0) * 1000,
         query.wait ? ctx.signal : undefined,
       );
-      return { body: agentView(request, publicUrl) };
+      return { body: agentView(request, publicUrl, requests.countedGroups(request)) };
     },
   );
 
@@ -109,7 +109,7 @@ export function actionRoutes(
     },
     async ({ principal, params }) => {
       const request = await requests.cancel(principal.agent, params.id);
-      return { body: agentView(request, publicUrl) };
+      return { body: agentView(request, publicUrl, requests.countedGroups(request)) };
     },
   );
 }

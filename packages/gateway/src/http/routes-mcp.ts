@@ -77,7 +77,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     principalFor(await deps.identity.authenticate(request.headers.authorization), "agent").agent;
 
   const answer = (request: ActionRequest): ToolAnswer =>
-    actionAnswer(agentView(request, deps.publicUrl));
+    actionAnswer(agentView(request, deps.publicUrl, requests.countedGroups(request)));
 
   /**
    * A refusal the model can act on (a field to fix, a time to wait) is a tool result. A field

@@ -27,12 +27,15 @@ function reviewView(review: Review) {
   };
 }
 
-function approvals(request: ActionRequest): number {
-  return request.reviews.filter((r) => r.decision === "approve").length;
-}
-
-/** The agent's view: its own request, status, decision, reviews so far and the masked result. */
-export function agentView(request: ActionRequest, publicUrl: string) {
+/**
+ * The agent's view: its own request, status, decision, reviews so far and the masked result.
+ * `counted` holds the groups of each approval that still counts, as for reviewerView.
+ */
+export function agentView(
+  request: ActionRequest,
+  publicUrl: string,
+  counted: readonly (readonly string[])[],
+) {
   const review = request.decision.review;
   return {
     id: request.id,
@@ -51,7 +54,9 @@ export function agentView(request: ActionRequest, publicUrl: string) {
       ? {
           approvalUrl: approvalUrl(publicUrl, request.id),
           quorum: review.quorum,
-          approvals: approvals(request),
+          approvals: counted.length,
+          // What the required groups still need: what the request waits for, named.
+          ...(review.require ? { needed: quorumStanding(review, counted).needed } : {}),
         }
       : {}),
     reviews: request.reviews.map(reviewView),
