@@ -428,6 +428,24 @@ describe("calls that fail on the way", () => {
     expect(callsTo("/sdk-redirected")).toBe(0);
   });
 
+  it("hands back the key of a submission it gave up on, which finds the request it made", async () => {
+    // Every try reaches the gateway and runs nothing twice; every answer is lost.
+    proxy.faults.push("drop-answer", "drop-answer");
+    const error = await refusal(viaProxy({ retries: 1 }).submit(read("/sdk-gave-up")));
+    if (!(error instanceof AirlockError)) throw error;
+    expect(error.code).toBe("network_error");
+    expect(error.idempotencyKey).toMatch(/^[0-9a-f-]{36}$/);
+    expect(callsTo("/sdk-gave-up")).toBe(1);
+    // Submitted again with it, the request the first try made is found, not made again.
+    const found = await client().submit({
+      ...read("/sdk-gave-up"),
+      idempotencyKey: error.idempotencyKey!,
+    });
+    expect(found.status).toBe("succeeded");
+    expect(found.idempotencyKey).toBe(error.idempotencyKey);
+    expect(callsTo("/sdk-gave-up")).toBe(1);
+  });
+
   it("gives up on a call that is never answered", async () => {
     proxy.faults.push("hang");
     const error = await refusal(viaProxy({ retries: 0, timeout: 300 }).get("req_x"));

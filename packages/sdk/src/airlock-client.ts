@@ -180,15 +180,28 @@ export class AirlockClient {
     }
   }
 
-  #submit(action: ActionInput, wait?: number, signal?: AbortSignal): Promise<Action> {
+  async #submit(action: ActionInput, wait?: number, signal?: AbortSignal): Promise<Action> {
     const body = { ...action, idempotencyKey: action.idempotencyKey ?? crypto.randomUUID() };
-    return this.#action({
-      method: "POST",
-      path: `/v1/actions${waitQuery(wait)}`,
-      body,
-      holdMs: heldMs(wait),
-      signal,
-    });
+    try {
+      return await this.#action({
+        method: "POST",
+        path: `/v1/actions${waitQuery(wait)}`,
+        body,
+        holdMs: heldMs(wait),
+        signal,
+      });
+    } catch (error) {
+      if (!(error instanceof AirlockError)) throw error;
+      // The key goes with the error: a submission that may have arrived is found again by it.
+      throw new AirlockError(error.code, error.message, {
+        ...(error.field === undefined ? {} : { field: error.field }),
+        ...(error.status === undefined ? {} : { status: error.status }),
+        ...(error.requestId === undefined ? {} : { requestId: error.requestId }),
+        executed: error.executed,
+        idempotencyKey: body.idempotencyKey,
+        ...(error.cause === undefined ? {} : { cause: error.cause }),
+      });
+    }
   }
 
   async #follow(first: Action, options: WaitOptions, announce = false): Promise<Action> {

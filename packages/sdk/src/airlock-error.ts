@@ -47,6 +47,13 @@ export class AirlockError extends Error {
    * was recorded): do not submit it again.
    */
   readonly executed: boolean;
+  /**
+   * For a submission the client gave up on (`network_error`, `timeout`, …): the idempotency
+   * key it was sent with, the client's own when you gave none. It may have reached the
+   * gateway: submit again with it as `idempotencyKey` to find that request rather than make a
+   * second.
+   */
+  readonly idempotencyKey: string | undefined;
 
   constructor(
     code: AirlockErrorCode | (string & {}),
@@ -56,6 +63,7 @@ export class AirlockError extends Error {
       status?: number;
       requestId?: string;
       executed?: boolean;
+      idempotencyKey?: string;
       cause?: unknown;
     } = {},
   ) {
@@ -65,5 +73,6 @@ export class AirlockError extends Error {
     this.status = options.status;
     this.requestId = options.requestId;
     this.executed = options.executed ?? false;
+    this.idempotencyKey = options.idempotencyKey;
   }
 }
