@@ -10,7 +10,7 @@ import { isAirlockError } from "../errors.js";
 import { actionBodySchema } from "../http/api-schemas.js";
 import { createRedactor } from "../masking/secret-redactor.js";
 import { createLogger } from "../observability/logger.js";
-import { evaluatePolicy } from "./policy-evaluate.js";
+import { decisionText, evaluatePolicy } from "./policy-evaluate.js";
 
 /**
  * A case proposes an action as an agent would: its fields are checked by the API's own
@@ -63,9 +63,7 @@ export async function runPolicyCases(
     for (const [index, c] of cases.entries()) {
       const name = c.name ?? `case ${index + 1}`;
       const expected =
-        c.rule === undefined
-          ? c.expect
-          : `${c.expect} by ${c.rule === null ? "no rule" : `rule "${c.rule}"`}`;
+        c.rule === undefined ? c.expect : decisionText({ decision: c.expect, rule: c.rule });
       const agent = agents.get(c.agent);
       const connector = connectors.get(c.connection);
       if (!agent || !connector) {
@@ -91,9 +89,7 @@ export async function runPolicyCases(
           facts: description.facts,
           risk: description.risk,
         });
-        const got = redactor.redactText(
-          `${decision.decision} by ${decision.rule === null ? "no rule" : `rule "${decision.rule}"`}`,
-        );
+        const got = redactor.redactText(decisionText(decision));
         const ok =
           decision.decision === c.expect && (c.rule === undefined || c.rule === decision.rule);
         results.push({

@@ -117,3 +117,8 @@ function errorText(error: unknown): string {
   const message = errorMessage(error);
   return message.split("\n")[0] ?? message;
 }
+
+/** How a decision reads in `policy test` and `policy replay`: `review by rule "refunds"`. */
+export function decisionText(decision: Pick<PolicyDecision, "decision" | "rule">): string {
+  return `${decision.decision} by ${decision.rule === null ? "no rule" : `rule "${decision.rule}"`}`;
+}

@@ -8,8 +8,7 @@ import type { Json } from "../common/canonical-json.js";
 import type { ActionRequest } from "../requests/request-types.js";
 import type { Store } from "../store/store.js";
 import type { Policy } from "./policy-compile.js";
-import { evaluatePolicy } from "./policy-evaluate.js";
-import type { PolicyDecision } from "./policy-types.js";
+import { decisionText, evaluatePolicy } from "./policy-evaluate.js";
 
 export interface ReplayedRequest {
   request: ActionRequest;
@@ -26,12 +25,6 @@ export interface ReplaySummary {
   changed: number;
   /** "allow → deny": how many moved each way. */
   moves: Map<string, number>;
-  /** The earliest request replayed, if any. */
-  from: number | undefined;
-}
-
-export function decisionText(decision: Pick<PolicyDecision, "decision" | "rule">): string {
-  return `${decision.decision} by ${decision.rule === null ? "no rule" : `rule "${decision.rule}"`}`;
 }
 
 /** Decides one stored request again, as it was submitted. */
@@ -72,14 +65,13 @@ export async function replayPolicy(
   changed: (replayed: ReplayedRequest) => void,
   progress: (replayed: number) => void = () => {},
 ): Promise<ReplaySummary> {
-  const summary: ReplaySummary = { replayed: 0, changed: 0, moves: new Map(), from: undefined };
+  const summary: ReplaySummary = { replayed: 0, changed: 0, moves: new Map() };
   let before: string | undefined;
   for (;;) {
     const page = await store.listRequests({ limit: 500, ...(before ? { before } : {}) });
     for (const request of page) {
       if (request.createdAt < since) return summary;
       summary.replayed++;
-      summary.from = request.createdAt;
       const replayed = replayRequest(policy, request);
       if (replayed.was !== replayed.now) {
         summary.changed++;
