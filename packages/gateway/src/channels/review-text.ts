@@ -1,13 +1,8 @@
 /** Wording that every chat channel (Slack, Teams) uses the same way, whatever its markup. */
 import type { Json } from "../common/canonical-json.js";
 import { truncateText } from "../common/storable-text.js";
+import { names } from "../common/word-list.js";
 import type { ChannelView } from "./channel.js";
-
-/** "a", "a and b", "a, b and c". */
-export function names(list: readonly string[]): string {
-  if (list.length <= 1) return list[0] ?? "";
-  return `${list.slice(0, -1).join(", ")} and ${list[list.length - 1]}`;
-}
 
 export function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;

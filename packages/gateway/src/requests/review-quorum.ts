@@ -5,6 +5,7 @@
  * one of them, never for both. Which place each approval fills is a bipartite matching, kept
  * maximal so that the order of the votes never matters.
  */
+import { names } from "../common/word-list.js";
 import type { ReviewRequirements } from "../policy/policy-types.js";
 
 export interface QuorumStanding {
@@ -58,7 +59,5 @@ export function quorumStanding(
 
 /** "1 from security and 2 from finance": what the groups still need, for people to read. */
 export function neededText(needed: Record<string, number>): string {
-  const parts = Object.entries(needed).map(([group, n]) => `${n} from ${group}`);
-  if (parts.length <= 1) return parts[0] ?? "";
-  return `${parts.slice(0, -1).join(", ")} and ${parts[parts.length - 1]}`;
+  return names(Object.entries(needed).map(([group, n]) => `${n} from ${group}`));
 }

@@ -10,12 +10,12 @@ import type {
 import { z } from "zod";
 import type { Json } from "../../common/canonical-json.js";
 import { BIDI_CONTROLS, codePointText, truncateText } from "../../common/storable-text.js";
+import { names } from "../../common/word-list.js";
 import type { ChannelView } from "../channel.js";
 import {
   approvalsLeft,
   approvalsLine,
   factLines,
-  names,
   neededFrom,
   plural,
   refusal,

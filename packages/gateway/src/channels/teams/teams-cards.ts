@@ -6,11 +6,11 @@
  */
 import type { Json } from "../../common/canonical-json.js";
 import { BIDI_CONTROLS, codePointText } from "../../common/storable-text.js";
+import { names } from "../../common/word-list.js";
 import type { ChannelView } from "../channel.js";
 import {
   approvalsLine,
   factLines,
-  names,
   plural,
   refusal,
   statusTitle,
