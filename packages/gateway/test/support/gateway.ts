@@ -19,12 +19,15 @@ export const SECRET = "s3cr3t-billing-credential-7f1c2a9e";
  */
 export const onPostgres = process.env.AIRLOCK_TEST_STORAGE === "postgres";
 
-/** The PostgreSQL schema a test gateway in `dir` uses when `onPostgres`. */
+/**
+ * The PostgreSQL schema a test gateway in `dir` uses when `onPostgres`, named for this run
+ * (drop-test-schemas.ts) so that another checkout's run leaves it alone.
+ */
 export function testSchema(dir: string): string {
-  return `airlock_t_${createHash("sha256").update(dir).digest("hex").slice(0, 16)}`;
+  const run = process.env.AIRLOCK_TEST_RUN ?? "0_0";
+  return `airlock_t_${run}_${createHash("sha256").update(dir).digest("hex").slice(0, 16)}`;
 }
 
-/** The config with its SQLite store swapped for a PostgreSQL schema named after `dir`. */
 /** The config as the test's store runs it: SQLite in `dir`, or a PostgreSQL schema of its own. */
 export async function onTestStorage(configText: string, dir: string): Promise<string> {
   if (!onPostgres) return configText;
