@@ -421,6 +421,33 @@ describe("waiting, expiry, cancellation, idempotency", () => {
     expect(res.body.id).toBe(id);
   });
 
+  it("wakes an agent waiting from the version it has at each vote, not only at the end", async () => {
+    const submitted = await submit(refund({ justification: "tell me each vote" }));
+    const first = submitted.body.version;
+    expect(first).toEqual(expect.any(Number));
+    const path = (version: number) => `/v1/actions/${submitted.body.id}?wait=60&version=${version}`;
+    const waiting = api(gw.url, "GET", path(first), { token: tokens.agent! });
+    await vote(submitted.body.id, "carol", "approve");
+    // Held for 60 s past the test's own timeout unless the vote ends the wait.
+    const heard = await waiting;
+    expect(heard.status).toBe(200);
+    expect(heard.body).toMatchObject({ status: "pending", approvals: 1 });
+    expect(heard.body.version).toBeGreaterThan(first);
+    // A version already behind answers at once with the request as it is.
+    const behind = await api(gw.url, "GET", path(first), { token: tokens.agent! });
+    expect(behind.body).toMatchObject({ version: heard.body.version, approvals: 1 });
+    for (const bad of ["0", "1.5", "x", "9999999999"]) {
+      const refused = await api(
+        gw.url,
+        "GET",
+        `/v1/actions/${submitted.body.id}?wait=1&version=${bad}`,
+        { token: tokens.agent! },
+      );
+      expect(refused.status).toBe(400);
+      expect(refused.body.error).toMatchObject({ code: "invalid_request", field: "version" });
+    }
+  });
+
   it("ends a long-poll at its deadline with the request still pending", async () => {
     const res = await submit(refund());
     const started = Date.now();

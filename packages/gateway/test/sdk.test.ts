@@ -251,6 +251,21 @@ describe("waiting for reviewers", () => {
     ).toHaveLength(1);
   });
 
+  it("hears a vote as it is cast, not when its long poll runs out", async () => {
+    const seen: Action[] = [];
+    // Polls held past the test's timeout: only the gateway's answer at the vote is heard in time.
+    const outcome = client({ longPoll: 60_000 }).run(refund(), {
+      onUpdate: (action) => seen.push(action),
+    });
+    await until(() => seen.length > 0);
+    const id = seen[0]!.id;
+    expect((await vote(gw.url, id, reviewers.bob!)).status).toBe(200);
+    await until(() => seen.some((action) => action.approvals === 1), 20_000);
+    expect(seen.at(-1)!.version).toBeGreaterThan(seen[0]!.version!);
+    expect((await vote(gw.url, id, reviewers.carol!)).status).toBe(200);
+    expect((await outcome).status).toBe("succeeded");
+  });
+
   it("tells the request's id before waiting, so that a run stopped by its signal can cancel it", async () => {
     proxy.calls.length = 0;
     const controller = new AbortController();

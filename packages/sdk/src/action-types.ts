@@ -84,6 +84,8 @@ export interface Action {
   result?: unknown;
   outcome?: { summary: string; reason?: string };
   idempotencyKey: string | null;
+  /** Grows with every change to the request; gateways older than this SDK leave it out. */
+  version?: number;
   createdAt: string;
   updatedAt: string;
   expiresAt: string | null;

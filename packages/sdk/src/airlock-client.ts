@@ -128,11 +128,19 @@ export class AirlockClient {
     return this.#follow(submitted, { timeout: this.#gateway.timeout, signal: options.signal });
   }
 
-  /** The action as it is now; with `wait`, held that long for a final state. */
-  async get(id: string, options: { wait?: number; signal?: AbortSignal } = {}): Promise<Action> {
+  /**
+   * The action as it is now; with `wait`, held that long for a final state, or, given the
+   * `version` you have, for any change from it (a vote, say).
+   */
+  async get(
+    id: string,
+    options: { wait?: number; version?: number; signal?: AbortSignal } = {},
+  ): Promise<Action> {
+    const version = options.version === undefined ? "" : `&version=${options.version}`;
+    const query = waitQuery(options.wait);
     return this.#action({
       method: "GET",
-      path: `/v1/actions/${encodeURIComponent(id)}${waitQuery(options.wait)}`,
+      path: `/v1/actions/${encodeURIComponent(id)}${query}${query ? version : ""}`,
       holdMs: heldMs(options.wait),
       signal: options.signal,
     });
@@ -217,8 +225,13 @@ export class AirlockClient {
       if (this.#longPoll === 0 || early) await pause(Math.min(1_000, left), options.signal);
       const wait = Math.max(0, Math.min(this.#longPoll, deadline - Date.now()));
       const asked = Date.now();
-      const next = await this.get(action.id, { wait, signal: options.signal });
-      const changed = next.updatedAt !== action.updatedAt || next.status !== action.status;
+      // A gateway that numbers versions answers at each change, so votes are heard as cast.
+      const version = action.version;
+      const next = await this.get(action.id, { wait, version, signal: options.signal });
+      const changed =
+        next.version !== action.version ||
+        next.updatedAt !== action.updatedAt ||
+        next.status !== action.status;
       if (changed) options.onUpdate?.(next);
       // Back before its time with nothing new: a closing gateway lets go of the calls it holds.
       early = !changed && Date.now() - asked < wait;

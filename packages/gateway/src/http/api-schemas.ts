@@ -114,6 +114,20 @@ export function waitQuerySchema(maxWaitSeconds: number) {
   });
 }
 
+/** Reading a request can also wait for any change at all, not only for the end. */
+export function readQuerySchema(maxWaitSeconds: number) {
+  return waitQuerySchema(maxWaitSeconds).extend({
+    version: z
+      .string()
+      .regex(/^[1-9]\d{0,8}$/, "must be a request's version, a whole number from 1")
+      .transform(Number)
+      .optional()
+      .describe(
+        "The version you have: with `wait`, answer as soon as the request moves on from it (a vote, say), not only when it is final.",
+      ),
+  });
+}
+
 /** Ids are letters, digits, `_` and `-`: anything else cannot name a request. */
 const idSchema = z
   .string()

@@ -3,7 +3,12 @@ import { AirlockError } from "../errors.js";
 import type { RequestService } from "../requests/request-service.js";
 import { type ActionRequest, isTerminal } from "../requests/request-types.js";
 import { agentView } from "../requests/request-views.js";
-import { actionBodySchema, idParamsSchema, waitQuerySchema } from "./api-schemas.js";
+import {
+  actionBodySchema,
+  idParamsSchema,
+  readQuerySchema,
+  waitQuerySchema,
+} from "./api-schemas.js";
 import type { createRouter, Reply } from "./route.js";
 
 /** The status code that says how the action ended up, for POST /v1/actions. */
@@ -40,6 +45,7 @@ export function actionRoutes(
 ): void {
   const { requests, publicUrl } = deps;
   const waitQuery = waitQuerySchema(deps.maxWaitSeconds);
+  const readQuery = readQuerySchema(deps.maxWaitSeconds);
 
   router.route(
     {
@@ -77,7 +83,7 @@ export function actionRoutes(
       tag: "agents",
       auth: "agent",
       params: idParamsSchema,
-      query: waitQuery,
+      query: readQuery,
       responses: { 200: "The request", 404: "No such request for this agent" },
     },
     async (ctx) => {
@@ -87,6 +93,7 @@ export function actionRoutes(
         params.id,
         (query.wait ?? 0) * 1000,
         query.wait ? ctx.signal : undefined,
+        query.version,
       );
       return { body: agentView(request, publicUrl, requests.countedGroups(request)) };
     },

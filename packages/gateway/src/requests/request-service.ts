@@ -275,11 +275,15 @@ export function createRequestService(deps: RequestServiceDeps) {
     return request;
   }
 
-  /** Waits until the request is terminal, `waitMs` pass, or the caller goes away. */
+  /**
+   * Waits until the request is terminal, `waitMs` pass, or the caller goes away; with
+   * `fromVersion`, also until the request is at any other version (a vote, a step started).
+   */
   async function waitForTerminal(
     id: string,
     waitMs: number,
     signal?: AbortSignal,
+    fromVersion?: number,
   ): Promise<ActionRequest> {
     const deadline = clock() + waitMs;
     const watch = waiters.watch(id);
@@ -287,7 +291,8 @@ export function createRequestService(deps: RequestServiceDeps) {
       for (;;) {
         const request = await load(id);
         const left = deadline - clock();
-        if (isTerminal(request.status) || left <= 0 || signal?.aborted || waiters.closed)
+        const moved = fromVersion !== undefined && request.version !== fromVersion;
+        if (isTerminal(request.status) || moved || left <= 0 || signal?.aborted || waiters.closed)
           return request;
         // Wake at the expiry too, so a waiting agent hears about it on time.
         const untilExpiry =
@@ -301,10 +306,18 @@ export function createRequestService(deps: RequestServiceDeps) {
     }
   }
 
-  async function getForAgent(agent: AgentConfig, id: string, waitMs = 0, signal?: AbortSignal) {
+  async function getForAgent(
+    agent: AgentConfig,
+    id: string,
+    waitMs = 0,
+    signal?: AbortSignal,
+    fromVersion?: number,
+  ) {
     const request = await load(id);
     if (request.agent.name !== agent.name) throw new AirlockError("not_found", `no request ${id}`);
-    if (waitMs > 0 && !isTerminal(request.status)) return waitForTerminal(id, waitMs, signal);
+    if (waitMs > 0 && !isTerminal(request.status)) {
+      return waitForTerminal(id, waitMs, signal, fromVersion);
+    }
     return request;
   }
 

@@ -70,6 +70,8 @@ export function agentView(
         }
       : {}),
     idempotencyKey: request.idempotencyKey,
+    // Grows with every change: `GET ?wait=&version=` waits for the next one.
+    version: request.version,
     createdAt: iso(request.createdAt),
     updatedAt: iso(request.updatedAt),
     expiresAt: iso(request.expiresAt),
