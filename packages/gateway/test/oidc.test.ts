@@ -33,10 +33,12 @@ describe("sign-in through the identity provider", () => {
   let strictBase: string;
   let stoppingBase: string;
   /**
-   * Holds the stopping gateway's port from the start: that gateway starts late in the file, and
-   * the port, registered with the provider, must not go to another test's server meanwhile.
+   * Ports held from the start for gateways that start late in the file: registered with the
+   * provider, they must not go to another test's server meanwhile.
    */
   let stoppingPort: Server | undefined;
+  let movedPort: Server | undefined;
+  let movedBase: string;
   let gatewayConfig: (port: number, extra?: string) => string;
 
   beforeAll(async () => {
@@ -44,14 +46,19 @@ describe("sign-in through the identity provider", () => {
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     strictBase = `http://127.0.0.1:${await freePort()}`;
-    stoppingPort = createServer();
-    await new Promise<void>((resolve) => stoppingPort!.listen(0, "127.0.0.1", resolve));
-    stoppingBase = `http://127.0.0.1:${(stoppingPort.address() as { port: number }).port}`;
+    const hold = async (): Promise<[Server, string]> => {
+      const server = createServer();
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      return [server, `http://127.0.0.1:${(server.address() as { port: number }).port}`];
+    };
+    [stoppingPort, stoppingBase] = await hold();
+    [movedPort, movedBase] = await hold();
     idp = await startOidcProvider({
       redirectUris: [
         `${base}/auth/callback`,
         `${strictBase}/auth/callback`,
         `${stoppingBase}/auth/callback`,
+        `${movedBase}/auth/callback`,
       ],
       users: [
         { email: "carol@example.com", groups: ["finance"] },
@@ -100,7 +107,9 @@ rules:
   afterAll(async () => {
     await gw?.close();
     if (gw) removeDir(gw.dir);
-    if (stoppingPort?.listening) await new Promise((resolve) => stoppingPort!.close(resolve));
+    for (const held of [stoppingPort, movedPort]) {
+      if (held?.listening) await new Promise((resolve) => held.close(resolve));
+    }
     await idp?.close();
     await upstream?.close();
   });
@@ -414,6 +423,43 @@ rules:
     } finally {
       await skewed.close();
       removeDir(skewed.dir);
+    }
+  });
+
+  it("ends a session signed in through the identity provider the gateway had before", async () => {
+    const port = Number(new URL(movedBase).port);
+    await new Promise((resolve) => movedPort!.close(resolve));
+    const before = await startGateway(gatewayConfig(port), { gateway: { port } });
+    const carol = await signIn("carol@example.com", { at: movedBase });
+    await before.close();
+    // The same store, restarted with oidc.issuer moved to another provider.
+    const other = `http://127.0.0.1:${await freePort()}/other-provider`;
+    const after = await startGateway(gatewayConfig(port).replace(idp.issuer, other), {
+      dir: before.dir,
+      gateway: { port },
+    });
+    try {
+      const session = await fetch(`${movedBase}/auth/session`, {
+        headers: { cookie: carol.cookie },
+      });
+      expect(session.status).toBe(401);
+      const reader = await after.token("reviewer", "alice@example.com");
+      const out = await api(movedBase, "GET", "/v1/audit?type=reviewer.signed_out", {
+        token: reader,
+      });
+      expect(out.body.events).toEqual([
+        expect.objectContaining({
+          actor: { type: "reviewer", id: "carol@example.com" },
+          data: {
+            by: "gateway",
+            reason: `it was signed in through another identity provider (${idp.issuer})`,
+          },
+        }),
+      ]);
+      expect(after.logs.join("")).toContain("signed in through another identity provider");
+    } finally {
+      await after.close();
+      removeDir(before.dir);
     }
   });
 

@@ -444,6 +444,19 @@ export function createOidcService(deps: {
 
     async reviewer(sessionId) {
       let session = await store.findSession(sha256(sessionId), clock());
+      if (session && !sameIssuer(session.issuer, config.issuer)) {
+        // Signed in through the provider this gateway had before (oidc.issuer changed): the
+        // one it trusts now never vouched for the person, and the old one is no longer asked.
+        logger.warn(
+          { reviewer: session.email, issuer: session.issuer },
+          "ended a console session signed in through another identity provider",
+        );
+        await endSession(sessionId, session, {
+          by: "gateway",
+          reason: `it was signed in through another identity provider (${session.issuer})`,
+        });
+        session = undefined;
+      }
       if (session?.refreshToken && clock() - session.checkedAt >= config.recheckEvery) {
         session = await recheck(sessionId, session);
       }
@@ -497,4 +510,13 @@ export function createOidcService(deps: {
 
     csrfToken: csrfTokenOf,
   };
+}
+
+/** Issuers compare as the client library compares them to discovery: as parsed URLs. */
+function sameIssuer(a: string, b: string): boolean {
+  try {
+    return new URL(a).href === new URL(b).href;
+  } catch {
+    return false;
+  }
 }
