@@ -551,6 +551,31 @@ describe("the http connector's boundaries", () => {
     expect(upstream.calls.at(-1)!.url).toBe("/api/invoices/A-1");
   });
 
+  it("gives rules, the hash reviewers approve and the upstream the path as sent, however a URL needs it encoded", async () => {
+    const put = (path: string) => ({
+      connection: "billing-api",
+      operation: "request",
+      input: { method: "PUT", path },
+      idempotencyKey: "cafe-put",
+    });
+    const res = await submit(put("/caf\u00e9/{id}"));
+    expect(res.status).toBe(202);
+    expect(res.body.input.path).toBe("/caf%C3%A9/%7Bid%7D");
+    // The same request spelled as the upstream receives it: one hash, so the same request.
+    const again = await submit(put("/caf%c3%a9/%7bid%7d"));
+    expect(again.status).toBe(202);
+    expect(again.body.id).toBe(res.body.id);
+    const view = await api(gw.url, "GET", `/v1/requests/${res.body.id}`, { token: tokens.bob! });
+    expect(view.body.facts.http).toEqual({ method: "PUT", path: "/caf%C3%A9/%7Bid%7D" });
+    expect(view.body.preview).toBe("PUT billing-api/api/caf%C3%A9/%7Bid%7D");
+    expect((await vote(res.body.id, "bob", "approve")).status).toBe(200);
+    const done = await api(gw.url, "GET", `/v1/actions/${res.body.id}?wait=5`, {
+      token: tokens.agent!,
+    });
+    expect(done.body.status).toBe("succeeded");
+    expect(upstream.calls.at(-1)!.url).toBe(`/api${view.body.facts.http.path}`);
+  });
+
   it("refuses an agent's attempt to set the connection's own headers or transport headers", async () => {
     const spoof = await submit({
       ...read(),

@@ -10,9 +10,26 @@ describe("the path rules and the upstream see one spelling", () => {
     ["/plain", "/plain"],
     // Dots that are part of a name stay allowed; an encoded ; stays encoded.
     ["/files%3bv=2/a..b/.well-known", "/files%3Bv=2/a..b/.well-known"],
+    // What a URL cannot hold as it is, encoded as the URL parser sends it: one spelling each.
+    ["/caf\u00e9", "/caf%C3%A9"],
+    ["/r\u00e9funds/caf%c3%a9", "/r%C3%A9funds/caf%C3%A9"],
+    ["/\u{1F600}", "/%F0%9F%98%80"],
+    ["/\uFF52efunds", "/%EF%BD%92efunds"],
+    ['/a"b<c>`{d}^|[e]', "/a%22b%3Cc%3E%60%7Bd%7D%5E%7C%5Be%5D"],
+    ["/!$&'()*+,=:@", "/!$&'()*+,=:@"],
   ])("normalises %j to %j", (path, expected) => {
     expect(httpInputSchema.parse({ method: "GET", path }).path).toBe(expected);
   });
+
+  it.each(["/caf\u00e9", '/a"b<c>`{d}^|[e]', "/%7e%61/x%2cy", "/\u{1F600}/!$&'()*+,=:@"])(
+    "gives %j the spelling the URL parser sends under the base path",
+    (path) => {
+      const normal = httpInputSchema.parse({ method: "GET", path }).path;
+      expect(/^[\x21-\x7e]+$/.test(normal)).toBe(true);
+      expect(resolveUrl("http://h:1/api", normal, { a: "1" }).pathname).toBe(`/api${normal}`);
+      expect(resolveUrl("http://h:1/api", normal, undefined).pathname).toBe(`/api${normal}`);
+    },
+  );
 });
 
 describe("pathProblem", () => {
@@ -49,6 +66,8 @@ describe("pathProblem", () => {
     ["/%zz", /invalid percent-encoding/],
     ["/a%", /invalid percent-encoding/],
     ["/%e2%82", /invalid percent-encoding/],
+    ["/a\ud800b", /not valid Unicode/],
+    ["/a\udc00", /not valid Unicode/],
   ])("refuses %j", (path, message) => {
     expect(pathProblem(path)).toMatch(message);
   });

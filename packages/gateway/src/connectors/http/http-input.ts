@@ -81,11 +81,17 @@ export type HttpInput = z.output<typeof httpInputSchema>;
 
 const unreserved = /^[A-Za-z0-9\-._~]$/;
 
+/** What RFC 3986 lets a path segment hold unencoded, besides unreserved characters: `;` is refused. */
+const rawInPath = /^[!$&'()*+,=:@]$/;
+
 /**
- * The one spelling of a path that rules see, reviewers see and the upstream receives:
- * percent-encoded unreserved characters are decoded (`/%61dmin` is `/admin`), other escapes
- * are upper-cased, and escapes that servers disagree about (`%2F`, `%5C`, `%25`) are refused,
- * so that no encoding lets a request look like one path to the policy and another upstream.
+ * The one spelling of a path that rules see, reviewers see and the upstream receives, byte
+ * for byte (the request line is the path as given, under the base path): percent-encoded
+ * unreserved characters are decoded (`/%61dmin` is `/admin`), other escapes are upper-cased,
+ * characters a URL cannot hold as they are (`/café`, `{`, `"`) are percent-encoded as UTF-8
+ * (`/caf%C3%A9`, as the URL parser would send them), and escapes that servers disagree about
+ * (`%2F`, `%5C`, `%25`) are refused, so that no spelling lets a request look like one path to
+ * the policy and another upstream.
  */
 export function normalizePath(path: string): { path: string } | { problem: string } {
   if (!path.startsWith("/")) return { problem: "must start with /" };
@@ -108,7 +114,18 @@ export function normalizePath(path: string): { path: string } | { problem: strin
   for (let i = 0; i < path.length; i++) {
     const char = path[i]!;
     if (char !== "%") {
-      out += char;
+      if (char === "/" || unreserved.test(char) || rawInPath.test(char)) {
+        out += char;
+        continue;
+      }
+      const point = path.codePointAt(i)!;
+      // A lone surrogate has no UTF-8 form: the URL parser would send U+FFFD in its place.
+      if (point >= 0xd800 && point <= 0xdfff) return { problem: "is not valid Unicode" };
+      const text = String.fromCodePoint(point);
+      for (const byte of Buffer.from(text, "utf8")) {
+        out += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+      }
+      i += text.length - 1;
       continue;
     }
     const hex = path.slice(i + 1, i + 3);
