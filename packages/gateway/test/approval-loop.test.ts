@@ -590,6 +590,22 @@ describe("the http connector's boundaries", () => {
     expect(host.body.error.field).toBe("input.headers.host");
   });
 
+  it("refuses a method override spelt with _, which Rack, WSGI and PHP read as X-HTTP-Method-Override", async () => {
+    const before = upstream.calls.length;
+    for (const header of ["x_http_method_override", "X_HTTP_Method", "x_original_url"]) {
+      const res = await submit({
+        ...read("/refunds"),
+        input: { method: "GET", path: "/refunds", headers: { [header]: "POST" } },
+      });
+      expect(res.status, header).toBe(400);
+      expect(res.body.error).toMatchObject({
+        code: "invalid_request",
+        field: `input.headers.${header}`,
+      });
+    }
+    expect(upstream.calls.length).toBe(before);
+  });
+
   it("ends the request failed, with the reason, when the upstream fails", async () => {
     const res = await submit(read("/fail"));
     expect(res.status).toBe(200);

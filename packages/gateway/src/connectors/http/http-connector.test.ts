@@ -108,6 +108,30 @@ describe("parse", () => {
     }
   });
 
+  it("refuses a reserved or connection header spelt with _, which CGI servers read as -", () => {
+    const c = connector({ headers: { "X-Api-Key": "k" } });
+    for (const [headers, field, message] of [
+      [{ x_http_method_override: "POST" }, "x_http_method_override", /change the method or path/],
+      [{ X_Original_URL: "/refunds" }, "X_Original_URL", /read as x-original-url/],
+      [{ transfer_encoding: "chunked" }, "transfer_encoding", /transport header/],
+      [{ x_api_key: "mine" }, "x_api_key", /set by Airlock/],
+      [{ "x-trace": "1", x_trace: "2" }, "x_trace", /given twice/],
+    ] as const) {
+      try {
+        c.parse("request", { method: "GET", path: "/x", headers });
+        expect.unreachable(field);
+      } catch (error) {
+        expect(error).toMatchObject({ code: "invalid_request", field: `input.headers.${field}` });
+        expect((error as Error).message).toMatch(message);
+      }
+    }
+    expect(c.parse("request", { method: "GET", path: "/x", headers: { x_trace: "1" } })).toEqual({
+      method: "GET",
+      path: "/x",
+      headers: { x_trace: "1" },
+    });
+  });
+
   it("refuses a body on GET and HEAD, which is never sent, rather than show it to reviewers", () => {
     const c = connector();
     for (const method of ["GET", "head"]) {

@@ -59,6 +59,7 @@ export function createHttpConnector(
   const ownHeaders = new Map(
     Object.entries(config.headers).map(([key, value]) => [key.toLowerCase(), value]),
   );
+  const ownNames = new Set([...ownHeaders.keys()].map(cgiName));
   // A base URL from a secret reference (a webhook's URL, say) is a secret as a whole, and
   // its path is too: previews leave it out, and an upstream echoing the path it was called
   // on (a 404 page) has it scrubbed, which the whole URL alone would not be.
@@ -92,26 +93,30 @@ export function createHttpConnector(
     }
     const seen = new Set<string>();
     for (const header of Object.keys(value.headers ?? {})) {
-      const lower = header.toLowerCase();
+      // Names compared as the upstream may read them: servers that pass headers on as CGI
+      // variables (Rack, WSGI, PHP) read x_http_method_override as X-HTTP-Method-Override.
+      const cgi = cgiName(header);
+      const spelt =
+        cgi === header.toLowerCase() ? "" : ` (read as ${cgi} by servers that take _ for -)`;
       // The upstream would get one of the two, and reviewers would see both.
-      if (seen.has(lower)) {
+      if (seen.has(cgi)) {
         throw new AirlockError(
           "invalid_request",
-          `input.headers.${header}: given twice (header names ignore case); send it once`,
+          `input.headers.${header}: given twice (header names ignore case, and _ may be read as -); send it once`,
           { field: `input.headers.${header}` },
         );
       }
-      seen.add(lower);
-      if (ownHeaders.has(lower)) {
+      seen.add(cgi);
+      if (ownNames.has(cgi)) {
         throw new AirlockError(
           "invalid_request",
-          `input.headers.${header}: set by Airlock for connection ${name}; an agent cannot set it`,
+          `input.headers.${header}: set by Airlock for connection ${name}${spelt}; an agent cannot set it`,
           { field: `input.headers.${header}` },
         );
       }
-      const reserved = reservedHeaders.get(lower);
+      const reserved = reservedHeaders.get(cgi);
       if (reserved) {
-        throw new AirlockError("invalid_request", `input.headers.${header}: ${reserved}`, {
+        throw new AirlockError("invalid_request", `input.headers.${header}${spelt}: ${reserved}`, {
           field: `input.headers.${header}`,
         });
       }
@@ -297,6 +302,11 @@ const httpInputJsonSchema = {
   required: ["method", "path"],
   additionalProperties: false,
 } as const satisfies OperationSpec["inputSchema"];
+
+/** A header's name as a CGI variable keeps it: case and the difference of _ and - are lost. */
+function cgiName(header: string): string {
+  return header.toLowerCase().replaceAll("_", "-");
+}
 
 function methodRisk(method: string): RiskHint {
   switch (method) {
