@@ -606,6 +606,29 @@ describe("the http connector's boundaries", () => {
     expect(upstream.calls.length).toBe(before);
   });
 
+  it("refuses a _method parameter, which frameworks read as the method to run, before anything runs", async () => {
+    const before = upstream.calls.length;
+    for (const [input, field] of [
+      [{ method: "GET", path: "/refunds", query: { _method: "POST" } }, "input.query._method"],
+      [{ method: "POST", path: "/refunds", body: { _method: "DELETE" } }, "input.body._method"],
+      [
+        {
+          method: "POST",
+          path: "/refunds",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: "invoice=inv_1&_method=DELETE",
+        },
+        "input.body",
+      ],
+    ] as const) {
+      const res = await submit({ ...refund(), input });
+      expect(res.status, field).toBe(400);
+      expect(res.body.error).toMatchObject({ code: "invalid_request", field });
+      expect(res.body.error.message).toContain(`policy decided on`);
+    }
+    expect(upstream.calls.length).toBe(before);
+  });
+
   it("ends the request failed, with the reason, when the upstream fails", async () => {
     const res = await submit(read("/fail"));
     expect(res.status).toBe(200);

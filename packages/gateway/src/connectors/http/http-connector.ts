@@ -22,6 +22,7 @@ import {
   type HttpInput,
   httpInputSchema,
   httpMethods,
+  methodOverrideField,
   reservedHeaders,
   resolveUrl,
 } from "./http-input.js";
@@ -120,6 +121,14 @@ export function createHttpConnector(
           field: `input.headers.${header}`,
         });
       }
+    }
+    const override = methodOverrideField(value);
+    if (override) {
+      throw new AirlockError(
+        "invalid_request",
+        `${override}: _method would make the upstream run the request as another method than the ${value.method} the policy decided on; send that method instead`,
+        { field: override },
+      );
     }
     // One spelling of each name, as HTTP/2 writes them: what rules test, masks hide and
     // reviewers read is the header the upstream receives, however the agent capitalised it.

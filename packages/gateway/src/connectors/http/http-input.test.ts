@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { httpInputSchema, pathProblem, resolveUrl } from "./http-input.js";
+import { httpInputSchema, methodOverrideField, pathProblem, resolveUrl } from "./http-input.js";
 
 describe("the path rules and the upstream see one spelling", () => {
   it.each([
@@ -98,6 +98,38 @@ describe("httpInputSchema", () => {
       method: "POST",
       path: "/refunds/123",
     });
+  });
+});
+
+describe("methodOverrideField", () => {
+  const form = { "Content-Type": "application/x-www-form-urlencoded; charset=utf-8" };
+  it.each([
+    [{ method: "POST", path: "/x", query: { _method: "DELETE" } }, "input.query._method"],
+    [{ method: "GET", path: "/x", query: { a: "1", _METHOD: ["PUT"] } }, "input.query._METHOD"],
+    [{ method: "POST", path: "/x", body: { amount: 1, _method: "DELETE" } }, "input.body._method"],
+    [{ method: "POST", path: "/x", headers: form, body: "a=1&_method=DELETE" }, "input.body"],
+    [{ method: "POST", path: "/x", headers: form, body: "_%6Dethod=PUT" }, "input.body"],
+    [
+      {
+        method: "POST",
+        path: "/x",
+        headers: { "content-type": "multipart/form-data; boundary=b" },
+        body: '--b\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--b--',
+      },
+      "input.body",
+    ],
+  ])("finds the override in %j", (input, field) => {
+    expect(methodOverrideField(httpInputSchema.parse(input))).toBe(field);
+  });
+
+  it.each([
+    { method: "POST", path: "/x", query: { method: "card" } },
+    { method: "POST", path: "/x", body: { payment: { _method: "card" }, method: "card" } },
+    { method: "POST", path: "/x", body: "_method=DELETE" },
+    { method: "POST", path: "/x", body: ["_method"] },
+    { method: "POST", path: "/x", headers: form, body: "a=_method" },
+  ])("finds none in %j", (input) => {
+    expect(methodOverrideField(httpInputSchema.parse(input))).toBeUndefined();
   });
 });
 

@@ -160,6 +160,40 @@ export function pathProblem(path: string): string | undefined {
   return "problem" in result ? result.problem : undefined;
 }
 
+const overrideParameter = /^_method$/i;
+
+/**
+ * Where the input holds a `_method` parameter, the override Rails, Laravel, Symfony, Spring,
+ * ASP.NET and Express's method-override read from the query or a form (Laravel from a JSON
+ * body too) to run a POST as a DELETE or a PUT: the policy and the reviewer would have decided
+ * on the method the request line says. Undefined when there is none.
+ */
+export function methodOverrideField(input: HttpInput): string | undefined {
+  for (const key of Object.keys(input.query ?? {})) {
+    if (overrideParameter.test(key)) return `input.query.${key}`;
+  }
+  const { body } = input;
+  if (body !== null && typeof body === "object" && !Array.isArray(body)) {
+    for (const key of Object.keys(body)) {
+      if (overrideParameter.test(key)) return `input.body.${key}`;
+    }
+  }
+  if (typeof body === "string") {
+    const type = Object.entries(input.headers ?? {})
+      .find(([name]) => name.toLowerCase() === "content-type")?.[1]
+      ?.toLowerCase()
+      .trim();
+    if (type?.startsWith("application/x-www-form-urlencoded")) {
+      for (const key of new URLSearchParams(body).keys()) {
+        if (overrideParameter.test(key)) return "input.body";
+      }
+    }
+    // A part's name is in its own headers, which a loose reading could miss: any mention is one.
+    if (type?.startsWith("multipart/") && /_method/i.test(body)) return "input.body";
+  }
+  return undefined;
+}
+
 /** Joins the base URL and an already-checked path; the result always stays under the base. */
 export function resolveUrl(baseUrl: string, path: string, query: HttpInput["query"]): URL {
   const base = new URL(baseUrl);
