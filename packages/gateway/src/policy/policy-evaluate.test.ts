@@ -31,6 +31,45 @@ function input(overrides: Partial<PolicyInput> = {}): PolicyInput {
   };
 }
 
+describe("the README's rules on http.path", () => {
+  const policy = policyOf(
+    {
+      name: "refunds",
+      when: 'http.method != "GET" && http.path.matches("(?i)^/refunds([/.]|$)")',
+      decision: "review",
+    },
+    {
+      name: "invoice reads",
+      when: 'http.method == "GET" && http.path.matches("^/invoices(/[A-Za-z0-9_-]+)?/?$")',
+      decision: "allow",
+    },
+  );
+  const decide = (method: string, path: string) =>
+    evaluatePolicy(policy, input({ facts: { http: { method, path } } })).rule;
+
+  it.each(["/refunds", "/refunds/", "/Refunds", "/REFUNDS/r_1", "/refunds.json"])(
+    "review %j",
+    (path) => {
+      expect(decide("POST", path)).toBe("refunds");
+    },
+  );
+
+  it.each(["/invoices", "/invoices/", "/invoices/inv_1", "/invoices/inv_1/"])(
+    "allow reads of %j",
+    (path) => {
+      expect(decide("GET", path)).toBe("invoice reads");
+    },
+  );
+
+  it.each([
+    ["POST", "/refunds-report"],
+    ["GET", "/Invoices"],
+    ["GET", "/invoices/inv_1/refunds"],
+  ])("leave %s %j to the final deny", (method, path) => {
+    expect(decide(method, path)).toBeNull();
+  });
+});
+
 describe("evaluatePolicy", () => {
   it("lets the first matching rule decide", () => {
     const policy = policyOf(
