@@ -235,6 +235,95 @@ rules:
     expect(upstream.calls.filter((c) => c.url === "/api/refunds").length).toBe(before + 1);
   });
 
+  it("runs a call retried with the same idempotency key in _meta once, as POST /v1/actions would", async () => {
+    const keyed = (key: unknown) => ({ "dev.airlock/idempotency-key": key });
+    const reads = () => upstream.calls.filter((c) => c.url === "/api/invoices/idem").length;
+    const read = { method: "GET", path: "/invoices/idem" };
+    const first = (await client.callTool({
+      name: "billing-api__request",
+      arguments: read,
+      _meta: keyed("mcp-read-1"),
+    })) as ToolResult;
+    // The answer was lost: the client sends the call again.
+    const retried = (await client.callTool({
+      name: "billing-api__request",
+      arguments: read,
+      _meta: keyed("mcp-read-1"),
+    })) as ToolResult;
+    expect(first.isError).toBeUndefined();
+    expect(text(retried)).toBe(text(first));
+    expect(reads()).toBe(1);
+
+    // A call held for review: the retry finds the same request, and its result once it ran.
+    const refunds = () => upstream.calls.filter((c) => c.url === "/api/refunds").length;
+    const before = refunds();
+    const refund = { method: "POST", path: "/refunds", body: { amount: 12 }, justification: "dup" };
+    const send = () =>
+      client.callTool({
+        name: "billing-api__request",
+        arguments: refund,
+        _meta: keyed("mcp-refund-1"),
+      }) as Promise<ToolResult>;
+    const held = await send();
+    const id = idIn(held)!;
+    expect(idIn(await send())).toBe(id);
+    // One key for the agent, whichever door the action comes in by.
+    const rest = await api(gw.url, "POST", "/v1/actions", {
+      token: agentToken,
+      body: {
+        connection: "billing-api",
+        operation: "request",
+        input: { method: "POST", path: "/refunds", body: { amount: 12 } },
+        justification: "dup",
+        idempotencyKey: "mcp-refund-1",
+      },
+    });
+    expect(rest.body.id).toBe(id);
+    expect((await vote(gw.url, id, await gw.token("reviewer", "bob@example.com"))).status).toBe(
+      200,
+    );
+    const done = await send();
+    expect(JSON.parse(text(done))).toMatchObject({ status: 200 });
+    expect(refunds()).toBe(before + 1);
+  });
+
+  it("refuses an idempotency key used for another call, or malformed, as a JSON-RPC error", async () => {
+    const submitted = (await audit()).filter((e) => e.type === "request.submitted").length;
+    await client.callTool({
+      name: "billing-api__request",
+      arguments: { method: "GET", path: "/invoices/key-a" },
+      _meta: { "dev.airlock/idempotency-key": "mcp-reused-1" },
+    });
+    const refusal = (meta: unknown, path = "/invoices/key-b") =>
+      client
+        .callTool({
+          name: "billing-api__request",
+          arguments: { method: "GET", path },
+          _meta: { "dev.airlock/idempotency-key": meta },
+        })
+        .then(
+          () => undefined,
+          (error: { code: number; message: string; data: unknown }) => error,
+        );
+    const reused = await refusal("mcp-reused-1");
+    expect(reused?.code).toBe(-32602);
+    expect(reused?.message).toMatch(
+      /_meta\["dev\.airlock\/idempotency-key"\]: already used for request req_[0-9a-z]+, which asked for something different/,
+    );
+    expect(reused?.data).toEqual({
+      code: "invalid_request",
+      field: '_meta["dev.airlock/idempotency-key"]',
+    });
+    expect((await refusal("two words"))?.message).toMatch(
+      /_meta\["dev\.airlock\/idempotency-key"\]: must be printable ASCII without spaces/,
+    );
+    expect((await refusal(7))?.code).toBe(-32602);
+    expect(upstream.calls.some((c) => c.url === "/api/invoices/key-b")).toBe(false);
+    expect((await audit()).filter((e) => e.type === "request.submitted")).toHaveLength(
+      submitted + 1,
+    );
+  });
+
   it("cancels a waiting call with airlock__cancel, and keeps other agents' requests apart", async () => {
     const held = await callTool("billing-api__request", { method: "POST", path: "/refunds" });
     const id = idIn(held)!;

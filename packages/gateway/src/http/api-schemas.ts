@@ -63,6 +63,13 @@ const checkText = (value: string, ctx: z.RefinementCtx) => {
   if (problem) ctx.addIssue({ code: "custom", message: problem });
 };
 
+/** An agent's idempotency key, whichever door it comes in by (`/v1/actions` or `/mcp`). */
+export const idempotencyKeySchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces");
+
 export const actionBodySchema = z.strictObject({
   connection: z
     .string()
@@ -91,11 +98,7 @@ export const actionBodySchema = z.strictObject({
     })
     .optional()
     .describe("Free context for reviewers and rules (ticket, conversation, run id)."),
-  idempotencyKey: z
-    .string()
-    .min(1)
-    .max(200)
-    .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces")
+  idempotencyKey: idempotencyKeySchema
     .optional()
     .describe("The same key with the same action returns the same request instead of a new one."),
 });

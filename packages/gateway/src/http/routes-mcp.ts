@@ -23,6 +23,7 @@ import type { RequestService } from "../requests/request-service.js";
 import { type ActionRequest, isTerminal } from "../requests/request-types.js";
 import { agentView } from "../requests/request-views.js";
 import { actionBodySchema } from "./api-schemas.js";
+import { idempotencyKeyIn, keyRefused } from "./mcp-idempotency.js";
 import {
   type ActionTool,
   actionAnswer,
@@ -102,6 +103,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     agent: AgentConfig,
     name: string,
     args: Record<string, unknown>,
+    meta: Record<string, unknown> | undefined,
     signal: AbortSignal,
   ): Promise<ToolAnswer> => {
     if (name === STATUS_TOOL || name === CANCEL_TOOL) {
@@ -124,6 +126,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     if (!tool) {
       throw new McpError(ErrorCode.InvalidParams, `no tool ${name}; tools/list lists them`);
     }
+    const idempotencyKey = idempotencyKeyIn(meta);
     // Airlock's justification is taken out of the arguments; an operation's own stays in.
     const { justification, ...rest } = args;
     const ours = tool.ownsJustification && justification !== undefined;
@@ -134,10 +137,18 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
         operation: tool.operation,
         input: tool.ownsJustification ? rest : args,
         ...(ours ? { justification } : {}),
+        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
       },
       "arguments",
     );
-    let request = await requests.submit(agent, body);
+    let request: ActionRequest;
+    try {
+      request = await requests.submit(agent, body);
+    } catch (error) {
+      // The key used before for another action.
+      if (isAirlockError(error) && error.field === "idempotencyKey") throw keyRefused(error);
+      throw error;
+    }
     if (!isTerminal(request.status) && deps.toolWaitMs > 0) {
       request = await requests.waitForTerminal(request.id, deps.toolWaitMs, signal);
     }
@@ -157,9 +168,9 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       return deps.redactor.redact({ tools });
     });
     server.setRequestHandler(CallToolRequestSchema, async (message, extra) => {
-      const { name, arguments: args = {} } = message.params;
+      const { name, arguments: args = {}, _meta: meta } = message.params;
       try {
-        return await call(agent, name, args, AbortSignal.any([extra.signal, gone.signal]));
+        return await call(agent, name, args, meta, AbortSignal.any([extra.signal, gone.signal]));
       } catch (error) {
         if (error instanceof McpError) throw error;
         if (isAirlockError(error) && error.code !== "internal") {
