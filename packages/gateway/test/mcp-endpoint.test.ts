@@ -475,3 +475,182 @@ rules:
     }
   });
 });
+
+describe("the MCP endpoint, with calls their clients cancel", () => {
+  let upstream: Upstream;
+  let gw: TestGateway;
+  let agentToken: string;
+  let bob: string;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    // A wait no test outlasts: a call ends early only because its client cancelled it.
+    gw = await startGateway(`
+server: { port: 0, publicUrl: "http://airlock.test", mcpToolWait: 40s }
+storage: sqlite:./airlock.db
+agents:
+  - { name: support-bot, owner: alice@example.com }
+reviewers:
+  - { email: bob@example.com, groups: [finance] }
+connections:
+  billing-api:
+    type: http
+    baseUrl: ${upstream.url}/api
+rules:
+  - name: refunds need finance
+    when: http.method == "POST" && http.path == "/refunds"
+    decision: review
+    review: { approvers: [finance] }
+  - name: nothing else
+    decision: deny
+`);
+    agentToken = await gw.token("agent", "support-bot");
+    bob = await gw.token("reviewer", "bob@example.com");
+  });
+  afterAll(async () => {
+    await gw?.close();
+    if (gw) removeDir(gw.dir);
+    await upstream?.close();
+  });
+
+  const refund = (justification: string) => ({
+    name: "billing-api__request",
+    arguments: { method: "POST", path: "/refunds", body: { amount: 3 }, justification },
+  });
+  /** The request a held call made, found by its justification once it is stored. */
+  const requestOf = async (justification: string): Promise<string> => {
+    let id: string | undefined;
+    await until(async () => {
+      const { body } = await api(gw.url, "GET", "/v1/requests?status=all", { token: bob });
+      id = (body.requests as { id: string; justification: string }[]).find(
+        (r) => r.justification === justification,
+      )?.id;
+      return id !== undefined;
+    });
+    return id!;
+  };
+  const statusOf = async (id: string) =>
+    (await api(gw.url, "GET", `/v1/actions/${id}`, { token: agentToken })).body.status;
+  const refunds = () => upstream.calls.filter((c) => c.url === "/api/refunds").length;
+  const post = (body: unknown, signal?: AbortSignal) =>
+    fetch(`${gw.url}/mcp`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${agentToken}`,
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+      },
+      body: JSON.stringify(body),
+      ...(signal ? { signal } : {}),
+    });
+
+  it("withdraws the request of a call its client cancels while it waits for review", async () => {
+    const mcp = await connectTo(gw.url, agentToken);
+    try {
+      const stop = new AbortController();
+      const call = mcp.callTool(refund("cancel me"), undefined, { signal: stop.signal }).then(
+        () => "answered",
+        (error: Error) => error.message,
+      );
+      const id = await requestOf("cancel me");
+      stop.abort("the user changed their mind");
+      expect(await call).toMatch(/the user changed their mind/);
+      await until(async () => (await statusOf(id)) === "cancelled");
+      const events = (await api(gw.url, "GET", `/v1/audit?requestId=${id}`, { token: bob })).body
+        .events as { type: string; actor: { type: string; id: string } }[];
+      expect(events.find((e) => e.type === "request.cancelled")?.actor).toEqual({
+        type: "agent",
+        id: "support-bot",
+      });
+      expect(await vote(gw.url, id, bob).then((r) => r.body.error?.code)).toBe("not_pending");
+      expect(refunds()).toBe(0);
+    } finally {
+      await mcp.close();
+    }
+  });
+
+  it("reaches only the call of the client that cancels, where two clients number calls alike", async () => {
+    // Two clients of the SDK number their calls alike (from 0): both first calls are call 1.
+    const [first, second] = [
+      await connectTo(gw.url, agentToken),
+      await connectTo(gw.url, agentToken),
+    ];
+    try {
+      const stop = new AbortController();
+      const cancelled = first
+        .callTool(refund("first client"), undefined, { signal: stop.signal })
+        .catch(() => undefined);
+      const kept = second.callTool(refund("second client")) as Promise<ToolResult>;
+      const [mine, theirs] = [await requestOf("first client"), await requestOf("second client")];
+      stop.abort("stopped");
+      await cancelled;
+      await until(async () => (await statusOf(mine)) === "cancelled");
+      expect((await vote(gw.url, theirs, bob)).status).toBe(200);
+      const result = await kept;
+      expect(JSON.parse(result.content[0]!.text)).toMatchObject({ status: 200 });
+      expect(refunds()).toBe(1);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+
+  it("ends airlock__status's wait when its call is cancelled, and leaves the request waiting", async () => {
+    const submitted = await api(gw.url, "POST", "/v1/actions", {
+      token: agentToken,
+      body: {
+        connection: "billing-api",
+        operation: "request",
+        input: { method: "POST", path: "/refunds" },
+        justification: "watched",
+      },
+    });
+    const id = submitted.body.id as string;
+    const waiting = post({
+      jsonrpc: "2.0",
+      id: "watch-1",
+      method: "tools/call",
+      params: { name: "airlock__status", arguments: { id } },
+    }).then((r) => r.json() as Promise<{ result: ToolResult }>);
+    // Sent again until it finds the call, which may not be held yet when the first arrives.
+    await until(async () => {
+      await post({
+        jsonrpc: "2.0",
+        method: "notifications/cancelled",
+        params: { requestId: "watch-1", reason: "done watching" },
+      });
+      return gw.logs.some(
+        (line) => line.includes("an MCP client cancelled a tool call") && line.includes("watch-1"),
+      );
+    });
+    const answer = await waiting;
+    expect(answer.result.content[0]!.text).toMatch(/waits for a person's approval/);
+    expect(await statusOf(id)).toBe("pending");
+    expect(
+      (await api(gw.url, "POST", `/v1/actions/${id}/cancel`, { token: agentToken })).status,
+    ).toBe(200);
+  });
+
+  it("answers a batch that cancels its own call, and runs nothing", async () => {
+    const before = refunds();
+    const response = await post(
+      [
+        { jsonrpc: "2.0", id: 9, method: "tools/call", params: refund("batched") },
+        { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 9 } },
+      ],
+      // The SDK's own handling of the cancel left the POST without an answer for good.
+      AbortSignal.timeout(20_000),
+    );
+    expect(response.status).toBe(200);
+    // One answer for a batch with one call: the SDK's transport sends it alone, not in an array.
+    const answer = (await response.json()) as { id: number; result: ToolResult };
+    expect(answer.id).toBe(9);
+    expect(answer.result.isError).toBe(true);
+    expect(answer.result.content[0]!.text).toMatch(/cancelled/);
+    const { body } = await api(gw.url, "GET", "/v1/requests", { token: bob });
+    expect(
+      (body.requests as { justification: string }[]).some((r) => r.justification === "batched"),
+    ).toBe(false);
+    expect(refunds()).toBe(before);
+  });
+});

@@ -2,13 +2,17 @@
  * `/mcp`: the agent API for agents that speak the Model Context Protocol (Streamable HTTP,
  * stateless, JSON answers). The connections' operations are its tools; a tool call is a
  * submission as `POST /v1/actions` makes it, with the same token, policy, review and audit,
- * and it answers with the result, the refusal, or the request that waits for a person.
+ * and it answers with the result, the refusal, or the request that waits for a person. A
+ * client's `notifications/cancelled` reaches a call held here, and withdraws its request.
  */
+import { randomUUID } from "node:crypto";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import {
   CallToolRequestSchema,
+  CancelledNotificationSchema,
   ErrorCode,
+  isInitializeRequest,
   ListToolsRequestSchema,
   McpError,
 } from "@modelcontextprotocol/sdk/types.js";
@@ -23,6 +27,7 @@ import type { RequestService } from "../requests/request-service.js";
 import { type ActionRequest, isTerminal } from "../requests/request-types.js";
 import { agentView } from "../requests/request-views.js";
 import { actionBodySchema } from "./api-schemas.js";
+import { createHeldCalls } from "./mcp-held-calls.js";
 import { idempotencyKeyIn, keyRefused } from "./mcp-idempotency.js";
 import {
   type ActionTool,
@@ -72,6 +77,7 @@ export const mcpRouteSpec: RouteSpec = {
 
 export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
   const { requests, logger } = deps;
+  const held = createHeldCalls();
 
   // The token only: a console session's cookie never stands for an agent.
   const agentOf = async (request: FastifyRequest): Promise<AgentConfig> =>
@@ -99,11 +105,29 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     return textAnswer(`${error.code}: ${deps.redactor.redactText(message)}${wait}`, true);
   };
 
+  /** Withdraws the request of a call its client cancelled, unless a decision came first. */
+  const withdraw = async (agent: AgentConfig, id: string): Promise<ActionRequest> => {
+    try {
+      return await requests.cancel(agent, id);
+    } catch (error) {
+      if (isAirlockError(error) && (error.code === "not_pending" || error.code === "expired")) {
+        return requests.getForAgent(agent, id);
+      }
+      throw error;
+    }
+  };
+
+  /**
+   * `cancelled` aborts when the client cancels the call; `signal` also when it hangs up, which
+   * ends a wait but withdraws nothing (a connection lost is not a change of mind, and a retry
+   * with the call's idempotency key must find its request waiting).
+   */
   const call = async (
     agent: AgentConfig,
     name: string,
     args: Record<string, unknown>,
     meta: Record<string, unknown> | undefined,
+    cancelled: AbortSignal,
     signal: AbortSignal,
   ): Promise<ToolAnswer> => {
     if (name === STATUS_TOOL || name === CANCEL_TOOL) {
@@ -141,6 +165,9 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       },
       "arguments",
     );
+    if (cancelled.aborted) {
+      return textAnswer("The call was cancelled before it was submitted; nothing ran.", true);
+    }
     let request: ActionRequest;
     try {
       request = await requests.submit(agent, body);
@@ -152,11 +179,19 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     if (!isTerminal(request.status) && deps.toolWaitMs > 0) {
       request = await requests.waitForTerminal(request.id, deps.toolWaitMs, signal);
     }
+    // Nobody will read what it would return: it must not run after its client gave it up.
+    if (cancelled.aborted && request.status === "pending") {
+      request = await withdraw(agent, request.id);
+    }
     return answer(request);
   };
 
   /** One MCP server per HTTP request: the transport is stateless, and so is each exchange. */
   const serve = async (request: FastifyRequest, reply: FastifyReply, agent: AgentConfig) => {
+    // Clients that share a token number their calls alike (the SDK's from 0): the session id
+    // a client was given tells whose call a cancel names.
+    const session = request.headers["mcp-session-id"];
+    const caller = JSON.stringify([agent.name, typeof session === "string" ? session : null]);
     const server = new Server(
       { name: "airlock", version: deps.version },
       { capabilities: { tools: { listChanged: false } }, instructions: INSTRUCTIONS },
@@ -169,8 +204,16 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     });
     server.setRequestHandler(CallToolRequestSchema, async (message, extra) => {
       const { name, arguments: args = {}, _meta: meta } = message.params;
+      const hold = held.hold(caller, extra.requestId);
       try {
-        return await call(agent, name, args, meta, AbortSignal.any([extra.signal, gone.signal]));
+        return await call(
+          agent,
+          name,
+          args,
+          meta,
+          hold.signal,
+          AbortSignal.any([extra.signal, gone.signal, hold.signal]),
+        );
       } catch (error) {
         if (error instanceof McpError) throw error;
         if (isAirlockError(error) && error.code !== "internal") {
@@ -180,6 +223,21 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
         throw new McpError(
           ErrorCode.InternalError,
           `something went wrong on Airlock's side; the log has the details under request id ${request.id}`,
+        );
+      } finally {
+        hold.release();
+      }
+    });
+    // In place of the SDK's own, which knows only this POST's calls and, cancelling one, leaves
+    // its POST without an answer for good.
+    server.setNotificationHandler(CancelledNotificationSchema, async ({ params }) => {
+      // Once the calls of the same POST (a batch) have started and can be found.
+      await new Promise((resolve) => setImmediate(resolve));
+      const reason = deps.redactor.redactText((params.reason ?? "").slice(0, 200));
+      if (params.requestId !== undefined && held.cancel(caller, params.requestId, reason)) {
+        logger.info(
+          { agent: agent.name, mcpRequestId: String(params.requestId).slice(0, 100), reason },
+          "an MCP client cancelled a tool call",
         );
       }
     });
@@ -207,6 +265,12 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       response.headers.forEach((value, key) => {
         reply.header(key, value);
       });
+      // A label for the client's calls, kept nowhere: any replica takes any session id, and a
+      // request without one is served as well.
+      const messages = Array.isArray(request.body) ? request.body : [request.body];
+      if (response.status === 200 && messages.some(isInitializeRequest)) {
+        reply.header("mcp-session-id", randomUUID());
+      }
       return reply.send(await response.text());
     } finally {
       request.raw.socket?.off("close", hangUp);
@@ -228,7 +292,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
           .send({
             error: {
               code: "invalid_request",
-              message: `${method} /mcp: this server is stateless and answers POST only (no session, no stream it starts)`,
+              message: `${method} /mcp: this server is stateless and answers POST only (no session to end, no stream it starts)`,
             },
           });
       },
