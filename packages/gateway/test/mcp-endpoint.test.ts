@@ -365,6 +365,33 @@ rules:
     expect(doc.paths["/mcp"].post).toBeDefined();
   });
 
+  it("refuses a batch whose requests share an id, and runs none of them", async () => {
+    const read = (id: number, path: string) => ({
+      jsonrpc: "2.0",
+      id,
+      method: "tools/call",
+      params: { name: "billing-api__request", arguments: { method: "GET", path } },
+    });
+    const response = await fetch(`${gw.url}/mcp`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${agentToken}`,
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+      },
+      body: JSON.stringify([read(1, "/invoices/dup-a"), read(1, "/invoices/dup-b")]),
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({
+      error: {
+        code: -32600,
+        message: expect.stringMatching(/two requests in the batch have the id 1/),
+      },
+      id: null,
+    });
+    expect(upstream.calls.some((c) => c.url.startsWith("/api/invoices/dup-"))).toBe(false);
+  });
+
   it("passes the agent's rate limit on as a tool error with the wait", async () => {
     // An agent of its own, with a limit no other test uses up and no clock can refill.
     const hasty = await connect(await gw.token("agent", "hasty-bot"));

@@ -65,7 +65,7 @@ export const mcpRouteSpec: RouteSpec = {
   responses: {
     200: "A JSON-RPC answer (a tool refused or failed answers isError: true)",
     202: "A notification, taken (no body)",
-    400: "Not a JSON-RPC message, or an unsupported protocol version (a JSON-RPC error)",
+    400: "Not a JSON-RPC message, an unsupported protocol version, or a batch whose requests share an id (a JSON-RPC error)",
     401: "No valid agent token",
     403: "Not an agent token",
     405: "GET or DELETE: the server is stateless and answers POST only",
@@ -188,6 +188,20 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
 
   /** One MCP server per HTTP request: the transport is stateless, and so is each exchange. */
   const serve = async (request: FastifyRequest, reply: FastifyReply, agent: AgentConfig) => {
+    const messages: unknown[] = Array.isArray(request.body) ? request.body : [request.body];
+    // The transport answers one of two requests that share an id, after running both: an
+    // action would run with its answer lost. Refused before anything runs.
+    const shared = sharedId(messages);
+    if (shared !== undefined) {
+      return reply.code(400).send({
+        jsonrpc: "2.0",
+        error: {
+          code: ErrorCode.InvalidRequest,
+          message: `Invalid Request: two requests in the batch have the id ${shared.slice(0, 100)}; give each its own`,
+        },
+        id: null,
+      });
+    }
     // Clients that share a token number their calls alike (the SDK's from 0): the session id
     // a client was given tells whose call a cancel names.
     const session = request.headers["mcp-session-id"];
@@ -267,7 +281,6 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       });
       // A label for the client's calls, kept nowhere: any replica takes any session id, and a
       // request without one is served as well.
-      const messages = Array.isArray(request.body) ? request.body : [request.body];
       if (response.status === 200 && messages.some(isInitializeRequest)) {
         reply.header("mcp-session-id", randomUUID());
       }
@@ -298,4 +311,17 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       },
     });
   }
+}
+
+/** The id (as JSON) that two requests of a batch share, if any. */
+function sharedId(messages: readonly unknown[]): string | undefined {
+  const seen = new Set<string>();
+  for (const message of messages) {
+    if (typeof message !== "object" || message === null) continue;
+    if (!("method" in message) || !("id" in message)) continue;
+    const id = JSON.stringify(message.id);
+    if (seen.has(id)) return id;
+    seen.add(id);
+  }
+  return undefined;
 }
