@@ -482,14 +482,14 @@ rules:
         async (gw) => {
           const mcp = await connectTo(gw.url, await gw.token("agent", "support-bot"));
           try {
-            const started = Date.now();
             const result = (await mcp.callTool({
               name: "billing-api__request",
               arguments: { method: "GET", path: "/invoices" },
             })) as ToolResult;
             expect(result.isError).toBeUndefined();
-            // The docs server's list would hold it for 5 s.
-            expect(Date.now() - started).toBeLessThan(2000);
+            // A call that waited for the docs server's list would be answered only after the
+            // gateway gave that list up, and logged so.
+            expect(gw.logs.join("")).not.toContain("could not list the MCP server's tools");
           } finally {
             await mcp.close();
           }
