@@ -89,6 +89,31 @@ describe("fake Slack", () => {
       is_bot: false,
       profile: { email: "Dana@Example.com" },
     });
+    // What Airlock reads to tell a member from a guest, a bot or an unconfirmed e-mail.
+    expect(info.user).toMatchObject({
+      is_restricted: false,
+      is_ultra_restricted: false,
+      is_email_confirmed: true,
+    });
+    const guest = slack.addUser("gus@example.com");
+    Object.assign(slack.users.get(guest)!, { guest: "single", bot: true, emailConfirmed: null });
+    const seen = (await client.users.info({ user: guest })).user!;
+    expect(seen).toMatchObject({ is_restricted: true, is_ultra_restricted: true, is_bot: true });
+    expect(seen).not.toHaveProperty("is_email_confirmed");
+    // A Slack Connect member's click names their own workspace, as users.info does.
+    const outsider = slack.addUser("olga@elsewhere.example");
+    slack.users.get(outsider)!.teamId = "T0ELSEWHERE";
+    const click = slack.click({
+      user: outsider,
+      channel: "C0X",
+      ts: "1.000001",
+      actionId: "a",
+      value: "v",
+    });
+    expect(click).toMatchObject({ user: { id: outsider, team_id: "T0ELSEWHERE" } });
+    expect((await client.users.info({ user: outsider })).user).toMatchObject({
+      team_id: "T0ELSEWHERE",
+    });
     const found = await client.users.lookupByEmail({ email: "dana@example.com" });
     expect(found.user?.id).toBe(dana);
     await expect(client.users.info({ user: "U0NOBODY00" })).rejects.toMatchObject({

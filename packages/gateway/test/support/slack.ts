@@ -40,10 +40,17 @@ export interface SlackUser {
   deleted?: boolean;
   /** The member's workspace: the fake's own unless set (a Slack Connect member's is not). */
   teamId?: string;
-  /** Slack's `is_email_confirmed`; true unless set. */
-  emailConfirmed?: boolean;
+  /**
+   * Slack's `is_email_confirmed`; true unless set. Null leaves the field out of the answer,
+   * as some of Slack's answers do.
+   */
+  emailConfirmed?: boolean | null;
   /** The member's Enterprise Grid organisation, if any (`enterprise_user.enterprise_id`). */
   enterpriseId?: string;
+  /** A multi-channel guest (`is_restricted`), or a single-channel one (`is_ultra_restricted`). */
+  guest?: "multi" | "single";
+  /** A bot user (`is_bot`), as an app's bot or a custom bot is. */
+  bot?: boolean;
 }
 
 export interface SlackMessage {
@@ -314,27 +321,31 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   const wireUser = (user: SlackUser): Answer => ({
     id: user.id,
     team_id: user.teamId ?? TEAM_ID,
-    is_email_confirmed: user.emailConfirmed ?? true,
+    ...(user.emailConfirmed === null ? {} : { is_email_confirmed: user.emailConfirmed ?? true }),
     ...(user.enterpriseId
       ? { enterprise_user: { enterprise_id: user.enterpriseId, id: user.id } }
       : {}),
     name: user.name,
     deleted: user.deleted ?? false,
     real_name: user.name,
-    is_bot: false,
+    is_bot: user.bot ?? false,
     is_app_user: false,
     is_admin: false,
+    is_restricted: user.guest !== undefined,
+    is_ultra_restricted: user.guest === "single",
     profile: {
       real_name: user.name,
       display_name: user.name,
       email: user.email,
-      team: TEAM_ID,
+      team: user.teamId ?? TEAM_ID,
     },
   });
 
+  /** As a payload names the clicker: a Slack Connect member with their own workspace's id. */
   const payloadUser = (id: string) => {
-    const name = users.get(id)?.name ?? id;
-    return { id, username: name, name, team_id: TEAM_ID };
+    const user = users.get(id);
+    const name = user?.name ?? id;
+    return { id, username: name, name, team_id: user?.teamId ?? TEAM_ID };
   };
 
   const methods: Record<string, (args: Args) => Answer> = {

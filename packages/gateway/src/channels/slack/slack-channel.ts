@@ -446,8 +446,9 @@ type SlackUser = NonNullable<UsersInfoResponse["user"]>;
 /**
  * The user's e-mail and the allowed workspace they belong to, or undefined when the account
  * maps to nobody: deactivated users, bots, guests (restricted accounts, often from outside the
- * company), members of other workspaces (whose admins can give them any e-mail) and
- * unconfirmed e-mails.
+ * company), members of other workspaces (whose admins can give them any e-mail) and e-mails
+ * Slack does not say it confirmed. Slack leaves `is_email_confirmed` out of some answers;
+ * silence confirms nothing, so only `true` counts.
  */
 function memberOf(
   profile: SlackUser | undefined,
@@ -462,7 +463,7 @@ function memberOf(
     !profile.is_bot &&
     !profile.is_restricted &&
     !profile.is_ultra_restricted &&
-    profile.is_email_confirmed !== false &&
+    profile.is_email_confirmed === true &&
     team !== undefined &&
     profile.profile?.email
       ? profile.profile.email.toLowerCase()
