@@ -323,6 +323,46 @@ describe("Slack approvals", () => {
     }
   });
 
+  it("takes e-mails Slack leaves unconfirmed where an SSO provider sets them, and only there", async () => {
+    const sso = await startGateway(
+      config(upstream.url, slack).replace(
+        "    notifyOwner: true",
+        "    notifyOwner: true\n    ssoEmails: true",
+      ),
+      { gateway: { delivery: fast } },
+    );
+    try {
+      const { token, id, message: at } = await heldOn(sso);
+      const clickThere = (who: string) =>
+        slack.interact(
+          `${sso.url}/integrations/slack/interactions`,
+          slack.click({
+            user: user[who]!,
+            channel: at.channel,
+            ts: at.ts,
+            actionId: "airlock_approve",
+            value: id,
+          }),
+        );
+      // A guest is still nobody, whoever vouches for the e-mail.
+      const guestBefore = ephemeralsFor("guest").length;
+      await clickThere("guest");
+      await until(() => ephemeralsFor("guest").length > guestBefore);
+      expect(ephemeralsFor("guest")[guestBefore]!.text).toMatch(/e-mail/i);
+      await clickThere("unconfirmed");
+      await clickThere("unsaid");
+      const done = await api(sso.url, "GET", `/v1/actions/${id}?wait=5`, { token });
+      expect(done.body.status).toBe("succeeded");
+      expect(done.body.reviews.map((r: { reviewer: string }) => r.reviewer).sort()).toEqual([
+        "bob@example.com",
+        "carol@example.com",
+      ]);
+    } finally {
+      await sso.close();
+      removeDir(sso.dir);
+    }
+  });
+
   it("follows an org-wide Enterprise Grid install to its organisation's members", async () => {
     const grid = await startGateway(config(upstream.url, slack), { gateway: { delivery: fast } });
     const member = slack.addUser("carol@example.com", "carol-grid");

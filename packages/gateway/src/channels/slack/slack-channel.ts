@@ -147,7 +147,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       call("users.info", () => client.users.info({ user })),
       allowedTeams(),
     ]);
-    const member = memberOf(info.user, teams);
+    const member = memberOf(info.user, teams, config.ssoEmails);
     if (!member) {
       users.delete(user);
       return undefined;
@@ -171,7 +171,8 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     // channel, whose admin chose the e-mail): only an account that would count as the owner's
     // own, were it a reviewer's, hears about the owner's agent.
     const user = found?.id;
-    if (!user || memberOf(found, await allowedTeams())?.email !== owner.toLowerCase()) return;
+    const own = memberOf(found, await allowedTeams(), config.ssoEmails);
+    if (!user || own?.email !== owner.toLowerCase()) return;
     const dm = await call("conversations.open", () => client.conversations.open({ users: user }));
     const channel = dm.channel?.id;
     if (!channel) return;
@@ -448,11 +449,13 @@ type SlackUser = NonNullable<UsersInfoResponse["user"]>;
  * maps to nobody: deactivated users, bots, guests (restricted accounts, often from outside the
  * company), members of other workspaces (whose admins can give them any e-mail) and e-mails
  * Slack does not say it confirmed. Slack leaves `is_email_confirmed` out of some answers;
- * silence confirms nothing, so only `true` counts.
+ * silence confirms nothing, so only `true` counts, unless an SSO provider sets the e-mails
+ * (`ssoEmails`), which Slack then never marks confirmed.
  */
 function memberOf(
   profile: SlackUser | undefined,
   teams: readonly string[],
+  ssoEmails: boolean,
 ): { email: string; team: string } | undefined {
   const team = [profile?.team_id, profile?.enterprise_user?.enterprise_id].find(
     (home) => home !== undefined && teams.includes(home),
@@ -463,7 +466,7 @@ function memberOf(
     !profile.is_bot &&
     !profile.is_restricted &&
     !profile.is_ultra_restricted &&
-    profile.is_email_confirmed === true &&
+    (ssoEmails || profile.is_email_confirmed === true) &&
     team !== undefined &&
     profile.profile?.email
       ? profile.profile.email.toLowerCase()

@@ -33,6 +33,13 @@ export const slackSchema = z.strictObject({
     .array(z.string().regex(/^[TE][A-Z0-9]{2,30}$/, "must be a Slack team id (T…) or org id (E…)"))
     .min(1)
     .optional(),
+  /**
+   * The workspace signs its members in through SSO, and the identity provider sets their
+   * e-mails: Slack then does not mark them confirmed (`is_email_confirmed` false or left out),
+   * as the provider vouches for them instead. Set it only where members cannot change their
+   * own e-mail in Slack; guests, bots and other workspaces still map to nobody.
+   */
+  ssoEmails: z.boolean().default(false),
   /** How long a Slack user's verified e-mail is trusted before it is looked up again. */
   userCacheTtl: duration({ min: 0, max: 86_400_000 }).default(60_000),
 });
