@@ -51,6 +51,10 @@ rules:
     decision: review
     review: { approvers: [finance], quorum: 2, expiresIn: 15m, risk: high }
     mask: { input: [body.card_number] }
+  - name: payouts are decided in the console and the API only
+    when: http.method == "POST" && http.path == "/payouts"
+    decision: review
+    review: { approvers: [finance], channels: [] }
   - name: nothing else
     decision: deny
 `;
@@ -541,6 +545,37 @@ describe("Slack approvals", () => {
     await click("bob", id, "airlock_deny", message);
     const done = await api(gw.url, "GET", `/v1/actions/${id}?wait=5`, { token: agent });
     expect(done.body.status).toBe("denied");
+  });
+
+  it("neither decides nor shows in a modal a request whose rule keeps it out of Slack", async () => {
+    // No message is posted for it; a modified client writes its id into another card's click.
+    const { message } = await held();
+    const res = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...refund(), input: { ...refund().input, path: "/payouts" } },
+    });
+    expect(res.body.status).toBe("pending");
+    const id = res.body.id as string;
+    await gw.gateway.dispatcher.idle();
+    expect(messageOf(id)).toBeUndefined();
+    const bobBefore = ephemeralsFor("bob").length;
+    const carolBefore = ephemeralsFor("carol").length;
+    await click("bob", id, "airlock_approve", message);
+    await click("carol", id, "airlock_deny_reason", message);
+    await until(() => ephemeralsFor("bob").length > bobBefore);
+    expect(ephemeralsFor("bob")[bobBefore]!.text).toContain(
+      "decided in the console and the API only",
+    );
+    await until(() => ephemeralsFor("carol").length > carolBefore);
+    expect(ephemeralsFor("carol")[carolBefore]!.text).toMatch(/not reviewed in Slack/);
+    // The modal would have named the action to whoever clicked.
+    expect(slack.views.some((v) => v.trigger_id === `trig-carol-${id}`)).toBe(false);
+    const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
+    expect(view.body.status).toBe("pending");
+    expect(view.body.reviews).toEqual([]);
+    // The API still takes the same reviewer's vote.
+    const bob = await gw.token("reviewer", "bob@example.com");
+    expect((await vote(gw.url, id, bob)).status).toBe(200);
   });
 
   it("opens a modal for a reason, and records the reason given", async () => {

@@ -53,7 +53,10 @@ export interface ChatChannelDeps {
   clock?: () => number;
 }
 
-/** The request as channels show it, for a channel that must check what its message offered. */
+/**
+ * The request as channels show it, for a channel that must check what its message offered;
+ * undefined when there is none, or its rule keeps it out of the channel (`review.channels`).
+ */
 export type ViewReader = (requestId: string) => Promise<ChannelView | undefined>;
 
 export interface Channel {

@@ -316,6 +316,11 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       }
     }
     if (interaction.kind === "modal") {
+      // A modal names the action to whoever clicked: none for a request kept out of Slack.
+      if (!view) {
+        await refuse(interaction.channel, interaction.user, refusalText("not_here", ""));
+        return;
+      }
       await call("views.open", () =>
         client.views.open({
           trigger_id: interaction.triggerId,
