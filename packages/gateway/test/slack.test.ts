@@ -578,6 +578,24 @@ describe("Slack approvals", () => {
     expect((await vote(gw.url, id, bob)).status).toBe(200);
   });
 
+  it("opens a modal, which names the action, only for someone who maps to a reviewer", async () => {
+    // A request posted to another channel, and a card in #approvals that a guest there sees.
+    const { id } = await held("/refunds/big");
+    const { message } = await held();
+    const before = {
+      guest: ephemeralsFor("guest").length,
+      outsider: ephemeralsFor("outsider").length,
+    };
+    // Hand-made clicks naming that request, from people who never count.
+    await click("guest", id, "airlock_deny_reason", message);
+    await click("outsider", id, "airlock_approve_comment", message);
+    await until(() => ephemeralsFor("guest").length > before.guest);
+    await until(() => ephemeralsFor("outsider").length > before.outsider);
+    expect(ephemeralsFor("guest")[before.guest]!.text).toMatch(/e-mail/i);
+    expect(ephemeralsFor("outsider")[before.outsider]!.text).toMatch(/e-mail/i);
+    expect(slack.views.some((v) => v.trigger_id.endsWith(`-${id}`))).toBe(false);
+  });
+
   it("opens a modal for a reason, and records the reason given", async () => {
     const { id, message } = await held();
     await click("bob", id, "airlock_deny_reason", message);

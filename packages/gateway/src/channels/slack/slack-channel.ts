@@ -291,6 +291,31 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     await call("chat.postEphemeral", () => client.chat.postEphemeral({ channel, user, text }));
   };
 
+  /**
+   * The reviewer who clicked, or undefined once they are told why Airlock cannot say. `fresh`
+   * asks Slack again whatever the cache holds.
+   */
+  const clicker = async (
+    interaction: { user: string; channel: string | undefined },
+    fresh: boolean,
+  ) => {
+    let account: { email: string; team: string } | undefined;
+    try {
+      account = await accountOf(interaction.user, fresh);
+    } catch (error) {
+      // Slack could not be asked who clicked: nothing is recorded, and the person is told.
+      logger.warn({ err: error }, "could not look up a Slack user");
+      await refuse(interaction.channel, interaction.user, refusalText("lookup_failed", ""));
+      return undefined;
+    }
+    const reviewer = account && deps.reviewer(account.email);
+    if (!account || !reviewer) {
+      await refuse(interaction.channel, interaction.user, refusalText("not_mapped", ""));
+      return undefined;
+    }
+    return { account, reviewer };
+  };
+
   /** Clicks acknowledged to Slack and still being recorded. */
   const unsettled = new Set<Promise<void>>();
 
@@ -321,6 +346,10 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
         await refuse(interaction.channel, interaction.user, refusalText("not_here", ""));
         return;
       }
+      // Nor to someone who is not a reviewer (a guest, another workspace's member): a click
+      // can name a request posted to a channel they are not in. Whoever submits it is looked
+      // up afresh, so the cache will do here, and keeps within Slack's 3 s for the trigger.
+      if (!(await clicker(interaction, false))) return;
       await call("views.open", () =>
         client.views.open({
           trigger_id: interaction.triggerId,
@@ -337,20 +366,9 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       return;
     }
     // An approval always asks Slack again: a deactivated account must not approve from cache.
-    let account: { email: string; team: string } | undefined;
-    try {
-      account = await accountOf(interaction.user, interaction.decision === "approve");
-    } catch (error) {
-      // Slack could not be asked who clicked: nothing is recorded, and the person is told.
-      logger.warn({ err: error }, "could not look up a Slack user");
-      await refuse(interaction.channel, interaction.user, refusalText("lookup_failed", ""));
-      return;
-    }
-    const reviewer = account && deps.reviewer(account.email);
-    if (!account || !reviewer) {
-      await refuse(interaction.channel, interaction.user, refusalText("not_mapped", ""));
-      return;
-    }
+    const found = await clicker(interaction, interaction.decision === "approve");
+    if (!found) return;
+    const { account, reviewer } = found;
     try {
       await decide({
         requestId: interaction.requestId,
