@@ -29,6 +29,7 @@ reviewers:
   - { email: carol@example.com, groups: [finance] }
   - { email: frank@example.com, groups: [eng] }
   - { email: gina@example.com, groups: [finance] }
+  - { email: kim@example.com, groups: [finance] }
 connections:
   billing-api:
     type: http
@@ -93,6 +94,8 @@ describe("Slack approvals", () => {
     slack.users.get(user.singleGuest)!.guest = "single";
     user.bot = slack.addUser("carol@example.com", "carol-bot");
     slack.users.get(user.bot)!.bot = true;
+    // Kim's address but for its first letter, the Kelvin sign, which lowercases to k.
+    user.kelvin = slack.addUser("\u212Aim@example.com", "kelvin");
     gw = await startGateway(config(upstream.url, slack), { gateway: { delivery: fast } });
     agent = await gw.token("agent", "support-bot");
     interactions = `${gw.url}/integrations/slack/interactions`;
@@ -262,9 +265,9 @@ describe("Slack approvals", () => {
     expect(view.body.status).toBe("pending");
   });
 
-  it("maps nobody from another workspace, unconfirmed, a guest or a bot to a reviewer", async () => {
+  it("maps nobody from another workspace, unconfirmed, a guest, a bot or a look-alike to a reviewer", async () => {
     const { id, message } = await held();
-    const nobodies = ["outsider", "unconfirmed", "unsaid", "guest", "singleGuest", "bot"];
+    const nobodies = ["outsider", "unconfirmed", "unsaid", "guest", "singleGuest", "bot", "kelvin"];
     for (const who of nobodies) {
       expect((await click(who, id, "airlock_approve", message)).status).toBe(200);
     }

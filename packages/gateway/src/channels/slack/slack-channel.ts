@@ -7,6 +7,7 @@ import { type UsersInfoResponse, WebClient } from "@slack/web-api";
 import type { FastifyInstance } from "fastify";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError, errorMessage } from "../../errors.js";
+import { emailKey } from "../../identity/email-key.js";
 import type { ActionRequest } from "../../requests/request-types.js";
 import {
   type Channel,
@@ -473,7 +474,8 @@ type SlackUser = NonNullable<UsersInfoResponse["user"]>;
  * company), members of other workspaces (whose admins can give them any e-mail) and e-mails
  * Slack does not say it confirmed. Slack leaves `is_email_confirmed` out of some answers;
  * silence confirms nothing, so only `true` counts, unless an SSO provider sets the e-mails
- * (`ssoEmails`), which Slack then never marks confirmed.
+ * (`ssoEmails`), which Slack then never marks confirmed. An e-mail that lowercases into
+ * another (emailKey) is nobody's.
  */
 function memberOf(
   profile: SlackUser | undefined,
@@ -492,7 +494,7 @@ function memberOf(
     (ssoEmails || profile.is_email_confirmed === true) &&
     team !== undefined &&
     profile.profile?.email
-      ? profile.profile.email.toLowerCase()
+      ? emailKey(profile.profile.email)
       : undefined;
   return email && team ? { email, team } : undefined;
 }
