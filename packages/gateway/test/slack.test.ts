@@ -599,6 +599,32 @@ describe("Slack approvals", () => {
     expect(slack.views.some((v) => v.trigger_id.endsWith(`-${id}`))).toBe(false);
   });
 
+  it("counts a person once, in Slack or the console, whatever e-mail Slack gives them later", async () => {
+    // An account of its own: the gateway keeps what Slack said of it for userCacheTtl.
+    user.kim = slack.addUser("kim@example.com", "kim");
+    const { id, message } = await held();
+    await click("kim", id, "airlock_approve", message);
+    await untilReviews(id, 1);
+    const kim = await gw.token("reviewer", "kim@example.com");
+    const again = await vote(gw.url, id, kim);
+    expect(again.body.error.code).toBe("already_reviewed");
+    // Kim's Slack account now carries Gina's e-mail; it is still the account that voted.
+    slack.users.get(user.kim!)!.email = "gina@example.com";
+    await click("kim", id, "airlock_approve", message);
+    await until(() => ephemeralsFor("kim").length > 0);
+    expect(ephemeralsFor("kim")[0]!.text).toMatch(/already reviewed/);
+    // A console vote first, then a Slack click by the same reviewer.
+    const second = await held();
+    const carol = await gw.token("reviewer", "carol@example.com");
+    expect((await vote(gw.url, second.id, carol)).status).toBe(200);
+    const carolBefore = ephemeralsFor("carol").length;
+    await click("carol", second.id, "airlock_approve", second.message);
+    await until(() => ephemeralsFor("carol").length > carolBefore);
+    expect(ephemeralsFor("carol")[carolBefore]!.text).toMatch(/already reviewed/);
+    const view = await api(gw.url, "GET", `/v1/actions/${second.id}`, { token: agent });
+    expect(view.body.reviews).toHaveLength(1);
+  });
+
   it("opens a modal for a reason, and records the reason given", async () => {
     const { id, message } = await held();
     await click("bob", id, "airlock_deny_reason", message);
