@@ -210,6 +210,18 @@ describe("Slack approvals", () => {
       timestamp: Math.floor(Date.now() / 1000) - 600,
     });
     expect(stale.status).toBe(401);
+    // Signed over the text the body reads as, not over the bytes sent: a byte that is not
+    // UTF-8 (0xff, read as U+FFFD) makes the two differ.
+    const [before, after] = new URLSearchParams({
+      payload: JSON.stringify({ ...payload, note: "\uFFFD" }),
+    })
+      .toString()
+      .split("%EF%BF%BD") as [string, string];
+    const reencoded = await slack.interact(interactions, payload, {
+      body: Buffer.concat([Buffer.from(before), Buffer.from([0xff]), Buffer.from(after)]),
+      signOver: `${before}\uFFFD${after}`,
+    });
+    expect(reencoded.status).toBe(401);
     const now = Math.floor(Date.now() / 1000);
     // Who clicked is asked of Slack slowly: the restart below comes while the click, already
     // acknowledged, is still being recorded, and it waits for that.

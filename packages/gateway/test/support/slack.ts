@@ -84,7 +84,9 @@ export interface InteractOptions {
   /** Signs with this instead of the signing secret (for forged requests). */
   secret?: string;
   /** Sends and signs this raw body instead of `payload=<json>`. */
-  body?: string;
+  body?: string | Buffer;
+  /** Signs this instead of the body sent (a signature over another encoding of it). */
+  signOver?: string | Buffer;
 }
 
 export interface FakeSlackOptions {
@@ -579,7 +581,8 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
         options.body ?? new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
       const timestamp = String(options.timestamp ?? Math.floor(Date.now() / 1000));
       const signature = createHmac("sha256", options.secret ?? signingSecret)
-        .update(`v0:${timestamp}:${body}`)
+        .update(`v0:${timestamp}:`)
+        .update(options.signOver ?? body)
         .digest("hex");
       const response = await fetch(url, {
         method: "POST",

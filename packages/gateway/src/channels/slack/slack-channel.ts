@@ -396,14 +396,16 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
 
   const routes = (app: FastifyInstance, decide: DecisionSink, read: ViewReader): void => {
     app.register(async (scope) => {
-      // The signature covers the raw body, so it is read as text and parsed here.
+      // The signature covers the bytes received, so they are kept as they came and parsed
+      // here: text decoded first reads a byte that is not UTF-8 as U+FFFD, so a signature over
+      // that text would match bytes Slack never signed.
       scope.addContentTypeParser(
         "application/x-www-form-urlencoded",
-        { parseAs: "string", bodyLimit: 1024 * 1024 },
+        { parseAs: "buffer", bodyLimit: 1024 * 1024 },
         (_request, body, done) => done(null, body),
       );
       scope.post("/integrations/slack/interactions", async (request, reply) => {
-        const raw = typeof request.body === "string" ? request.body : "";
+        const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
         const problem = await verifier.verify(
           {
             timestamp: header(request.headers["x-slack-request-timestamp"]),
@@ -417,7 +419,8 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
         }
         let payload: SlackPayload;
         try {
-          payload = JSON.parse(new URLSearchParams(raw).get("payload") ?? "") as SlackPayload;
+          const form = new TextDecoder("utf-8", { fatal: true }).decode(raw);
+          payload = JSON.parse(new URLSearchParams(form).get("payload") ?? "") as SlackPayload;
         } catch {
           throw new AirlockError("invalid_request", "payload: not a Slack interaction payload", {
             field: "payload",

@@ -52,6 +52,10 @@ describe("Slack request signatures", () => {
     expect(
       await verifier.verify({ timestamp: old, signature: slackSignature(secret, old, body) }, body),
     ).toBe("stale");
+    // A signature over the text a body decodes to (0xff read as U+FFFD) is not one over it.
+    const bytes = Buffer.concat([Buffer.from(body), Buffer.from([0xff])]);
+    const overText = slackSignature(secret, timestamp, bytes.toString("utf8"));
+    expect(await verifier.verify({ timestamp, signature: overText }, bytes)).toBe("forged");
     expect(await verifier.verify({ timestamp }, body)).toBe("missing");
     expect(await verifier.verify({ timestamp: "soon", signature }, body)).toBe("missing");
     expect(claimed.keys.size).toBe(0);

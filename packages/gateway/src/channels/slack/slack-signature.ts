@@ -12,15 +12,23 @@ export const SIGNATURE_WINDOW_S = 300;
 export type SignatureProblem = "missing" | "stale" | "forged" | "replayed";
 
 export interface SlackVerifier {
-  /** Undefined when the request is Slack's and new; otherwise why it is refused. */
+  /**
+   * Undefined when the request is Slack's and new; otherwise why it is refused. The body is
+   * the bytes received: text decoded from them first could match a signature over other bytes.
+   */
   verify(
     headers: { timestamp?: string; signature?: string },
-    rawBody: string,
+    rawBody: string | Uint8Array,
   ): Promise<SignatureProblem | undefined>;
 }
 
-export function slackSignature(secret: string, timestamp: string, rawBody: string): string {
-  return `v0=${createHmac("sha256", secret).update(`v0:${timestamp}:${rawBody}`).digest("hex")}`;
+export function slackSignature(
+  secret: string,
+  timestamp: string,
+  rawBody: string | Uint8Array,
+): string {
+  const hmac = createHmac("sha256", secret).update(`v0:${timestamp}:`).update(rawBody);
+  return `v0=${hmac.digest("hex")}`;
 }
 
 export function createSlackVerifier(
