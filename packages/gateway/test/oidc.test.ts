@@ -594,6 +594,33 @@ rules:
       });
     });
 
+    it("ends a session whose e-mail the provider changed into one that only folds to it", async () => {
+      idp.users.set("kim@example.com", {
+        sub: "kim-subject-0001",
+        email: "kim@example.com",
+        groups: ["finance"],
+        password: "kim-password",
+      });
+      try {
+        const kim = await signIn("kim@example.com", { at });
+        // A change of case is the same address: the session goes on.
+        idp.users.get("kim@example.com")!.email = "Kim@Example.com";
+        await pause(1100);
+        expect((await sessionOf(kim)).status).toBe(200);
+        // The Kelvin sign lowercases to k: another address, which names someone else.
+        idp.users.get("kim@example.com")!.email = "\u212Aim@example.com";
+        await pause(1100);
+        expect((await sessionOf(kim)).status).toBe(401);
+        const out = await events("reviewer.signed_out");
+        expect(out.at(-1)).toMatchObject({
+          actor: { id: "kim@example.com" },
+          data: { by: "identity provider", reason: "it now names someone else" },
+        });
+      } finally {
+        idp.users.delete("kim@example.com");
+      }
+    });
+
     it("opens no live feed once a stop has begun, though its session was being checked then", async () => {
       const port = Number(new URL(stoppingBase).port);
       await new Promise((resolve) => stoppingPort!.close(resolve));

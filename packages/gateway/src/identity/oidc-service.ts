@@ -11,6 +11,7 @@ import type { Logger } from "../observability/logger.js";
 import type { Reviewer } from "../requests/request-transitions.js";
 import type { AuditEventInput } from "../requests/request-types.js";
 import type { SessionRecord, Store } from "../store/store.js";
+import { emailKey } from "./email-key.js";
 import type { OidcConfig } from "./oidc-config.js";
 import { openForSession, sealForSession } from "./session-seal.js";
 
@@ -250,7 +251,8 @@ export function createOidcService(deps: {
       if (overdue) throw unconfirmed(errorMessage(error));
       return { ...session, ...kept };
     }
-    const email = typeof claims.email === "string" ? claims.email.toLowerCase() : undefined;
+    // An address that only lowercasing makes the session's (the Kelvin sign for k) is another.
+    const email = typeof claims.email === "string" ? (emailKey(claims.email) ?? "") : undefined;
     if (claims.sub !== session.subject || (email !== undefined && email !== session.email)) {
       return endByProvider(sessionId, session, "it now names someone else");
     }
