@@ -7,10 +7,11 @@ import { generateKeyPairSync } from "node:crypto";
 import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type Database from "better-sqlite3";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashEvent } from "../src/audit/audit-chain.js";
-import { canonicalJson } from "../src/common/canonical-json.js";
+import { keyIdOf, readKey, signCheckpoint } from "../src/audit/audit-checkpoints.js";
+import { canonicalJson, type Json } from "../src/common/canonical-json.js";
 import { type AuditRow, tamperedCopy } from "./support/audit-db.js";
 import { runCli } from "./support/cli.js";
 import {
@@ -78,9 +79,35 @@ afterAll(async () => {
   for (const dir of [...dirs, keyDir]) removeDir(dir);
 });
 
-/** A copy of the gateway's directory, changed by `edit` straight in SQLite. */
-const tampered = (edit: (db: Database.Database) => void): string =>
-  tamperedCopy(original, dirs, edit);
+/** A copy of the gateway's directory (or `from`), changed by `edit` straight in SQLite. */
+function tampered(edit: (db: Database.Database) => void): string;
+function tampered(from: string, edit: (db: Database.Database) => void): string;
+function tampered(
+  from: string | ((db: Database.Database) => void),
+  edit?: (db: Database.Database) => void,
+): string {
+  return typeof from === "string"
+    ? tamperedCopy(from, dirs, edit!)
+    : tamperedCopy(original, dirs, from);
+}
+
+/** Appends a checkpoint of the head signed with `privatePem`, as a holder of that key could. */
+function signHeadWith(db: Database.Database, privatePem: string): void {
+  const head = db.prepare("SELECT * FROM audit_events ORDER BY seq DESC LIMIT 1").get() as AuditRow;
+  const data = signCheckpoint(readKey(privatePem, "sign"), head, Date.now());
+  const event = {
+    seq: head.seq + 1,
+    ts: new Date().toISOString(),
+    type: "audit.checkpoint",
+    requestId: null,
+    actor: { type: "system" as const, id: "airlock" },
+    data: data as unknown as Json,
+    prevHash: head.hash,
+  };
+  db.prepare(
+    "INSERT INTO audit_events (seq, ts, type, request_id, actor_type, actor_id, data, prev_hash, hash) VALUES (?, ?, ?, NULL, 'system', 'airlock', ?, ?, ?)",
+  ).run(event.seq, event.ts, event.type, canonicalJson(data), head.hash, hashEvent(event));
+}
 
 /** Rehashes the whole chain after `change`, as someone holding the database could. */
 function rewrite(db: Database.Database, change: (rows: AuditRow[]) => AuditRow[]): void {
@@ -158,19 +185,97 @@ describe("signed audit checkpoints", { timeout: 120_000 }, () => {
     writeFileSync(otherPath, other.publicPem);
     const foreign = await verify(join(original, "airlock.yaml"), "--public-key", otherPath);
     expect(foreign.code).toBe(1);
-    // After a key rotation, each key the gateway has had is given.
-    const rotated = await verify(
+    expect(foreign.stdout).toMatch(
+      /it was signed with another key \([0-9a-f]{16}, not [0-9a-f]{16}\)/,
+    );
+    // A key given beside the gateway's that never signed: it could be the newest key, whose
+    // checkpoints were cut off, so the chain is not vouched for.
+    const extra = await verify(
       join(original, "airlock.yaml"),
       "--public-key",
       otherPath,
       "--public-key",
       publicPath,
     );
-    expect(rotated.code).toBe(0);
-    expect(rotated.stdout).toContain("signatures OK");
-    expect(foreign.stdout).toMatch(
-      /it was signed with another key \([0-9a-f]{16}, not [0-9a-f]{16}\)/,
+    expect(extra.code).toBe(1);
+    expect(extra.stdout).toContain(
+      `key ${keyIdOf(readKey(other.publicPem, "check"))} signed no checkpoint in this chain`,
     );
+  });
+
+  it("after a key rotation, take both keys, and refuse the old key's signature past the rotation", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-signed-"));
+    dirs.push(dir);
+    cpSync(original, dir, { recursive: true });
+    const next = keyPair();
+    const nextPrivate = join(keyDir, "next.key");
+    const nextPublic = join(keyDir, "next.pub");
+    writeFileSync(nextPrivate, next.privatePem);
+    writeFileSync(nextPublic, next.publicPem);
+    const configPath = join(dir, "airlock.yaml");
+    writeFileSync(configPath, config.replace(privatePath, nextPrivate));
+    // The new key signs: its first checkpoint is the rotation.
+    for (let i = 0; i < 2; i++) {
+      const made = await runCli(
+        ["token", "create", "--agent", "support-bot", "--config", configPath],
+        { env },
+      );
+      expect(made.code).toBe(0);
+      expect((await runCli(["audit", "checkpoint", "--config", configPath], { env })).code).toBe(0);
+    }
+    const [oldId, newId] = [keys.publicPem, next.publicPem].map((pem) =>
+      keyIdOf(readKey(pem, "check")),
+    );
+    const rows = () => {
+      const db = new Database(join(dir, "airlock.db"), { readonly: true });
+      try {
+        return db.prepare("SELECT * FROM audit_events ORDER BY seq").all() as AuditRow[];
+      } finally {
+        db.close();
+      }
+    };
+    const rotation = rows().find((row) => JSON.parse(row.data).keyId === newId)!.seq;
+    const both = ["--public-key", publicPath, "--public-key", nextPublic];
+    const rotated = await verify(configPath, ...both);
+    expect(rotated.stderr).toBe("");
+    expect(rotated.code).toBe(0);
+    expect(rotated.stdout).toMatch(
+      new RegExp(
+        `\nsigning keys, oldest first: ${oldId} \\(\\d+ checkpoint\\(s\\) from event \\d+\\), ${newId} \\(2 checkpoint\\(s\\) from event ${rotation}\\); each key replaced the one before it at its first checkpoint, and only the newest vouches for what came after\n$`,
+      ),
+    );
+
+    // Someone holding the old key and the database rewrites what came after the rotation and
+    // signs it with the old key: the checkpoints before the rewrite still agree.
+    const forgedToken = (row: AuditRow): AuditRow =>
+      row.seq > rotation && row.type === "token.created"
+        ? { ...row, data: row.data.replace("support-bot", "mallory-bot") }
+        : row;
+    const afterRotation = tampered(dir, (db) => {
+      rewrite(db, (all) =>
+        all
+          .filter((row) => row.seq <= rotation || row.type !== "audit.checkpoint")
+          .map(forgedToken),
+      );
+      signHeadWith(db, keys.privatePem);
+    });
+    const late = await verify(afterRotation, ...both);
+    expect(late.code).toBe(1);
+    expect(late.stdout).toMatch(
+      new RegExp(
+        `^audit chain NOT vouched for by its signatures\nevent \\d+ \\(audit\\.checkpoint\\): it is signed with key ${oldId}, which key ${newId} replaced at event ${rotation} \\(its first checkpoint\\), yet it vouches for event \\d+`,
+      ),
+    );
+    // Or cuts back to before the rotation, the new key's checkpoints and all.
+    const beforeRotation = tampered(dir, (db) => {
+      rewrite(db, (all) =>
+        all.filter((row) => row.type !== "audit.checkpoint" || row.seq < rotation).map(forgedToken),
+      );
+      signHeadWith(db, keys.privatePem);
+    });
+    const cut = await verify(beforeRotation, ...both);
+    expect(cut.code).toBe(1);
+    expect(cut.stdout).toContain(`key ${newId} signed no checkpoint in this chain`);
   });
 
   it("say what is not signed yet, and `audit checkpoint` signs it", async () => {

@@ -90,6 +90,7 @@ export interface ChainProblem {
     | "cut_off"
     | "rewritten"
     | "bad_signature"
+    | "retired_key"
     | "unsigned";
   message: string;
 }

@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,8 +7,15 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../observability/logger.js";
 import type { AuditEventInput } from "../requests/request-types.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
+import type { Store } from "../store/store.js";
 import { hashEvent } from "./audit-chain.js";
-import { CHECKPOINT_TYPE, createCheckpointer, signCheckpoint } from "./audit-checkpoints.js";
+import {
+  appendCheckpoint,
+  CHECKPOINT_TYPE,
+  createCheckpointer,
+  keyIdOf,
+  signCheckpoint,
+} from "./audit-checkpoints.js";
 import { verifyAudit } from "./audit-service.js";
 
 const T0 = 1_800_000_000_000;
@@ -150,6 +157,106 @@ describe("checkpoints, verified", () => {
         ok: true,
         signed: { through: 1, checkpoints: 1 },
       });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+/** Signs `head` (else the chain's head) with `key` and appends the checkpoint; returns its number. */
+async function signHead(
+  store: Store,
+  key: KeyObject,
+  head?: { seq: number; hash: string },
+): Promise<number> {
+  await appendCheckpoint(store, key, head ?? (await store.lastAuditEvent())!, T0, {
+    type: "system",
+    id: "airlock",
+  });
+  return (await store.lastAuditEvent())!.seq;
+}
+
+describe("checkpoints across a key rotation", () => {
+  const a = generateKeyPairSync("ed25519");
+  const b = generateKeyPairSync("ed25519");
+  const [idA, idB] = [keyIdOf(a.publicKey), keyIdOf(b.publicKey)];
+
+  it("fail where a replaced key vouches for an event from its successor's first checkpoint on", async () => {
+    const store = openSqliteStore(":memory:");
+    try {
+      await store.appendAudit([event("test.first")]);
+      await signHead(store, a.privateKey);
+      await store.appendAudit([event("test.second")]);
+      const rotation = await signHead(store, b.privateKey);
+      // Someone holding the old key (and the database) goes on past the rotation.
+      await store.appendAudit([event("test.third", { who: "mallory" })]);
+      const late = await signHead(store, a.privateKey);
+      for (const publicKeys of [
+        [a.publicKey, b.publicKey],
+        [b.publicKey, a.publicKey],
+      ]) {
+        const report = await verifyAudit(store, undefined, { publicKeys });
+        expect(report).toMatchObject({ ok: false, problem: { seq: late, kind: "retired_key" } });
+        expect(report.problem?.message).toBe(
+          `event ${late} (${CHECKPOINT_TYPE}): it is signed with key ${idA}, which key ${idB} replaced at event ${rotation} (its first checkpoint), yet it vouches for event ${late - 1}: a replaced key vouches for no event from its successor's first checkpoint on (a replica still signing with the old key, or the old key in someone else's hands)`,
+        );
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("accept the old key's checkpoints signed as the rotation happened, but reach only as far as the new key vouches", async () => {
+    const store = openSqliteStore(":memory:");
+    try {
+      await store.appendAudit([event("test.first")]);
+      const first = await signHead(store, a.privateKey);
+      await store.appendAudit([event("test.second")]);
+      // Two replicas during a rolling rotation: the new key's reads the head, an event comes,
+      // the old key's reads the new head, and both append their checkpoints.
+      const readByB = (await store.lastAuditEvent())!;
+      await store.appendAudit([event("test.third")]);
+      const readByA = (await store.lastAuditEvent())!;
+      const rotation = await signHead(store, b.privateKey, readByB);
+      await signHead(store, a.privateKey, readByA);
+      const report = await verifyAudit(store, undefined, {
+        publicKeys: [a.publicKey, b.publicKey],
+      });
+      expect(report).toMatchObject({
+        ok: true,
+        signed: {
+          // The new key vouches for event 3; the old key's word for event 4 counts for nothing.
+          through: readByB.seq,
+          checkpoints: 3,
+          unsigned: 1,
+          keys: [
+            { keyId: idA, first, checkpoints: 2 },
+            { keyId: idB, first: rotation, checkpoints: 1 },
+          ],
+        },
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("fail when a key given signed nothing: the chain may have been cut back before it and signed again with an older one", async () => {
+    const store = openSqliteStore(":memory:");
+    try {
+      await store.appendAudit([event("test.first")]);
+      await signHead(store, a.privateKey);
+      await store.appendAudit([event("test.second", { who: "mallory" })]);
+      await signHead(store, a.privateKey);
+      expect(await verifyAudit(store, undefined, { publicKeys: [a.publicKey] })).toMatchObject({
+        ok: true,
+      });
+      const report = await verifyAudit(store, undefined, {
+        publicKeys: [a.publicKey, b.publicKey],
+      });
+      expect(report).toMatchObject({ ok: false, problem: { kind: "unsigned" } });
+      expect(report.problem?.message).toBe(
+        `key ${idB} signed no checkpoint in this chain: each key given must have, since a chain cut back to before the newest key's first checkpoint and signed again with an older key looks like this; give only the keys this gateway has signed with`,
+      );
     } finally {
       await store.close();
     }

@@ -2,7 +2,12 @@
 import type { KeyObject } from "node:crypto";
 import type { Store } from "../store/store.js";
 import { type AuditEvent, type ChainProblem, createChainVerifier } from "./audit-chain.js";
-import { CHECKPOINT_TYPE, type CheckpointData, checkpointProblem } from "./audit-checkpoints.js";
+import {
+  CHECKPOINT_TYPE,
+  type CheckpointData,
+  checkpointProblem,
+  keyIdOf,
+} from "./audit-checkpoints.js";
 
 export interface VerifyReport {
   ok: boolean;
@@ -14,13 +19,22 @@ export interface VerifyReport {
 }
 
 export interface SignedReach {
-  /** The last event a good checkpoint vouches for (0: none). */
+  /** The last event a good checkpoint by the newest key vouches for (0: none). */
   through: number;
   /** When that checkpoint was signed. */
   signedAt: string | undefined;
   checkpoints: number;
   /** Events after `through` that no checkpoint vouches for yet. */
   unsigned: number;
+  /** The keys that signed, oldest first: each replaced the one before at its first checkpoint. */
+  keys: SigningKey[];
+}
+
+export interface SigningKey {
+  keyId: string;
+  /** Its first checkpoint: where it replaced the key before it. */
+  first: number;
+  checkpoints: number;
 }
 
 /** A head recorded earlier, outside the database (`airlock audit verify` prints it). */
@@ -49,8 +63,8 @@ export async function verifyAudit(
   const recent = new Map<number, { hash: string; plain: number }>();
   let plain = 0;
   let count = 0;
-  let reach: SignedReach = { through: 0, signedAt: undefined, checkpoints: 0, unsigned: 0 };
-  let plainThrough = 0;
+  // Keys in the order they first signed: a key's first checkpoint retires every key before it.
+  const keys: (SigningKey & { through: number; signedAt?: string; plainThrough: number })[] = [];
   let signatureProblem: ChainProblem | undefined;
   // Checkpoints that vouch for events further back than `recent` reaches, checked on a second
   // walk against the events the chain's walk reads, never a row read some other way (a table
@@ -71,15 +85,36 @@ export async function verifyAudit(
     } else {
       why ??= vouchedProblem(data, data.seq < event.seq ? recent.get(data.seq)?.hash : undefined);
     }
+    let key = keys.findIndex((k) => k.keyId === data.keyId);
+    if (!why && key === -1) {
+      key =
+        keys.push({
+          keyId: data.keyId,
+          first: event.seq,
+          checkpoints: 0,
+          through: 0,
+          plainThrough: 0,
+        }) - 1;
+    }
+    const successor = keys[key + 1];
+    // A checkpoint the old key signed as the rotation happened (a replica that read the head
+    // before the new key's first checkpoint) vouches for an event before that checkpoint.
+    if (!why && successor && data.seq >= successor.first) {
+      const retired = `it is signed with key ${data.keyId}, which key ${successor.keyId} replaced at event ${successor.first} (its first checkpoint), yet it vouches for event ${data.seq}: a replaced key vouches for no event from its successor's first checkpoint on (a replica still signing with the old key, or the old key in someone else's hands)`;
+      signatureProblem = badCheckpoint(event.seq, retired, "retired_key");
+      break;
+    }
     if (why) {
       signatureProblem = badCheckpoint(event.seq, why);
       break;
     }
-    if (data.seq >= reach.through) {
-      reach = { ...reach, through: data.seq, signedAt: data.signedAt };
-      plainThrough = recent.get(data.seq)?.plain ?? plainThrough;
+    const signer = keys[key]!;
+    signer.checkpoints++;
+    if (data.seq >= signer.through) {
+      signer.through = data.seq;
+      signer.signedAt = data.signedAt;
+      signer.plainThrough = recent.get(data.seq)?.plain ?? signer.plainThrough;
     }
-    reach.checkpoints++;
   }
   const result = verifier.finish();
   if (result.problem || !publicKeys) return { ok: !result.problem, ...result };
@@ -99,7 +134,16 @@ export async function verifyAudit(
     }
   }
   if (signatureProblem) return { ok: false, ...result, problem: signatureProblem };
-  reach.unsigned = plain - plainThrough;
+  // Only the newest key vouches: the others were replaced, so their word past its first
+  // checkpoint (as far as a checkpoint signed as the rotation happened reaches) counts for nothing.
+  const newest = keys[keys.length - 1];
+  const reach: SignedReach = {
+    through: newest?.through ?? 0,
+    signedAt: newest?.signedAt,
+    checkpoints: keys.reduce((sum, k) => sum + k.checkpoints, 0),
+    unsigned: plain - (newest?.plainThrough ?? 0),
+    keys: keys.map(({ keyId, first, checkpoints }) => ({ keyId, first, checkpoints })),
+  };
   if (reach.checkpoints === 0 && plain > 0) {
     return {
       ok: false,
@@ -113,14 +157,36 @@ export async function verifyAudit(
       },
     };
   }
+  // The newest key cannot be known from the chain alone: a chain cut back to before its first
+  // checkpoint and signed again with an older key shows only the older one.
+  const silent =
+    reach.checkpoints === 0
+      ? undefined
+      : publicKeys.map(keyIdOf).find((id) => !keys.some((k) => k.keyId === id));
+  if (silent) {
+    return {
+      ok: false,
+      ...result,
+      signed: reach,
+      problem: {
+        seq: result.head?.seq ?? 0,
+        kind: "unsigned",
+        message: `key ${silent} signed no checkpoint in this chain: each key given must have, since a chain cut back to before the newest key's first checkpoint and signed again with an older key looks like this; give only the keys this gateway has signed with`,
+      },
+    };
+  }
   return { ok: true, ...result, signed: reach };
 }
 
 /** How many recent events' hashes a verification keeps for the checkpoints after them. */
 const RECENT_KEPT = 4096;
 
-function badCheckpoint(seq: number, why: string): ChainProblem {
-  return { seq, kind: "bad_signature", message: `event ${seq} (${CHECKPOINT_TYPE}): ${why}` };
+function badCheckpoint(
+  seq: number,
+  why: string,
+  kind: "bad_signature" | "retired_key" = "bad_signature",
+): ChainProblem {
+  return { seq, kind, message: `event ${seq} (${CHECKPOINT_TYPE}): ${why}` };
 }
 
 /**

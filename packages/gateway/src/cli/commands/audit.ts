@@ -23,7 +23,9 @@ On a long chain, both say how far they got on stderr every few seconds.
 verify prints the chain's head; record it elsewhere, and pass it later as --expect-head to
 show that no event up to it was cut off or rewritten since. With --public-key (the PEM public
 half of audit.signingKey), it also checks every signed checkpoint, and says how far they vouch
-for the chain; give --public-key once for each signing key the gateway has had.
+for the chain; give --public-key once for each signing key the gateway has signed with, in any
+order: a key's first checkpoint replaces the keys that signed before it, whose checkpoints may
+vouch for no event from there on, and each key given must have signed.
 export says on stderr how many events it wrote and the last one's number: pass that as
 --after-seq next time to export only what came since (events are numbered in chain order;
 their times need not be, so --since may leave out an event written late).`;
@@ -98,7 +100,7 @@ export async function audit(args: string[]): Promise<number> {
         process.stdout.write(
           kind === "cut_off" || kind === "rewritten"
             ? `audit chain does NOT hold the recorded head\n${problem.message}\n`
-            : kind === "bad_signature" || kind === "unsigned"
+            : kind === "bad_signature" || kind === "retired_key" || kind === "unsigned"
               ? `audit chain NOT vouched for by its signatures\n${problem.message}\n`
               : `audit chain BROKEN after ${report.count - 1} good event(s)\n${problem.message}\n`,
         );
@@ -114,6 +116,11 @@ export async function audit(args: string[]): Promise<number> {
         process.stdout.write(
           `signatures OK: ${signed.checkpoints} checkpoint(s); events up to ${signed.through} are vouched for, signed ${signed.signedAt}${signed.unsigned > 0 ? `; ${signed.unsigned} later event(s) not signed yet (a running gateway signs within audit.checkpointEvery; airlock audit checkpoint signs now)` : ""}\n`,
         );
+        if (signed.keys.length > 1) {
+          process.stdout.write(
+            `signing keys, oldest first: ${signed.keys.map((k) => `${k.keyId} (${k.checkpoints} checkpoint(s) from event ${k.first})`).join(", ")}; each key replaced the one before it at its first checkpoint, and only the newest vouches for what came after\n`,
+          );
+        }
       }
       return 0;
     }
