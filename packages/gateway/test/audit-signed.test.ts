@@ -235,13 +235,26 @@ describe("signed audit checkpoints", { timeout: 120_000 }, () => {
       }
     };
     const rotation = rows().find((row) => JSON.parse(row.data).keyId === newId)!.seq;
+    // The old config, still somewhere, signs nothing now.
+    const oldConfig = join(dir, "old.yaml");
+    writeFileSync(oldConfig, config);
+    expect(
+      (await runCli(["token", "create", "--agent", "support-bot", "--config", oldConfig], { env }))
+        .code,
+    ).toBe(0);
+    const refused = await runCli(["audit", "checkpoint", "--config", oldConfig], { env });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(
+      `audit.signingKey (key ${oldId}) was replaced by key ${newId} (its checkpoint at event ${rotation}): a checkpoint signed with it now would fail airlock audit verify; sign with the new key`,
+    );
+    expect((await runCli(["audit", "checkpoint", "--config", configPath], { env })).code).toBe(0);
     const both = ["--public-key", publicPath, "--public-key", nextPublic];
     const rotated = await verify(configPath, ...both);
     expect(rotated.stderr).toBe("");
     expect(rotated.code).toBe(0);
     expect(rotated.stdout).toMatch(
       new RegExp(
-        `\nsigning keys, oldest first: ${oldId} \\(\\d+ checkpoint\\(s\\) from event \\d+\\), ${newId} \\(2 checkpoint\\(s\\) from event ${rotation}\\); each key replaced the one before it at its first checkpoint, and only the newest vouches for what came after\n$`,
+        `\nsigning keys, oldest first: ${oldId} \\(\\d+ checkpoint\\(s\\) from event \\d+\\), ${newId} \\(3 checkpoint\\(s\\) from event ${rotation}\\); each key replaced the one before it at its first checkpoint, and only the newest vouches for what came after\n$`,
       ),
     );
 

@@ -13,6 +13,7 @@ import {
   appendCheckpoint,
   CHECKPOINT_TYPE,
   createCheckpointer,
+  KEYS_LOOKBACK,
   keyIdOf,
   signCheckpoint,
 } from "./audit-checkpoints.js";
@@ -70,6 +71,118 @@ describe("the checkpointer", () => {
       expect(await verifyAudit(store, undefined, { publicKeys: [publicKey] })).toMatchObject({
         ok: false,
         problem: { kind: "unsigned" },
+      });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("the checkpointer, across a key rotation", () => {
+  const a = generateKeyPairSync("ed25519");
+  const b = generateKeyPairSync("ed25519");
+  const publicKeys = [a.publicKey, b.publicKey];
+  const logged: string[] = [];
+  const checkpointer = (store: Store, privateKey: KeyObject) =>
+    createCheckpointer({
+      store,
+      privateKey,
+      everyMs: 60_000,
+      clock: () => T0,
+      logger: createLogger({
+        level: "error",
+        destination: { write: (line: string) => logged.push(line) },
+      }),
+    });
+
+  it("stops signing with the old key once the new key has signed, so a rolling rotation verifies", async () => {
+    const store = openSqliteStore(":memory:");
+    logged.length = 0;
+    try {
+      // Two replicas: one still with the old key, one restarted with the new one.
+      const old = checkpointer(store, a.privateKey);
+      await store.appendAudit([event("test.first")]);
+      await old.checkpoint();
+      const fresh = checkpointer(store, b.privateKey);
+      await store.appendAudit([event("test.second")]);
+      await fresh.checkpoint();
+      const rotation = (await store.lastAuditEvent())!.seq;
+      await store.appendAudit([event("test.third")]);
+      await old.checkpoint();
+      expect(await store.lastAuditEvent()).toMatchObject({ type: "test.third" });
+      expect(logged.join("")).toContain(
+        `the audit signing key ${keyIdOf(a.publicKey)} was replaced by key ${keyIdOf(b.publicKey)} (its checkpoint at event ${rotation}): this gateway signs no more checkpoints; restart it with the new key`,
+      );
+      await fresh.checkpoint();
+      expect(await verifyAudit(store, undefined, { publicKeys })).toMatchObject({
+        ok: true,
+        signed: { through: rotation + 1, unsigned: 0 },
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("signs nothing when started with a key the chain shows was replaced", async () => {
+    const store = openSqliteStore(":memory:");
+    try {
+      await store.appendAudit([event("test.first")]);
+      await checkpointer(store, a.privateKey).checkpoint();
+      await store.appendAudit([event("test.second")]);
+      await checkpointer(store, b.privateKey).checkpoint();
+      await store.appendAudit([event("test.third")]);
+      // A replica started again from the old config.
+      await checkpointer(store, a.privateKey).checkpoint();
+      expect(await store.lastAuditEvent()).toMatchObject({ type: "test.third" });
+      expect(await verifyAudit(store, undefined, { publicKeys })).toMatchObject({ ok: true });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("says so when a replica started with the old key, after more events than it looks back, signs beside the new key", async () => {
+    const store = openSqliteStore(":memory:");
+    logged.length = 0;
+    try {
+      await store.appendAudit([event("test.first")]);
+      await checkpointer(store, a.privateKey).checkpoint();
+      await store.appendAudit([event("test.second")]);
+      const fresh = checkpointer(store, b.privateKey);
+      await fresh.checkpoint();
+      await store.appendAudit(Array.from({ length: KEYS_LOOKBACK }, () => event("test.filler")));
+      // Too far back for it to see the old key's last checkpoint: it signs.
+      await checkpointer(store, a.privateKey).checkpoint();
+      const stale = (await store.lastAuditEvent())!.seq;
+      await store.appendAudit([event("test.third")]);
+      await fresh.checkpoint();
+      expect(logged.join("")).toContain(
+        `the audit checkpoint at event ${stale} is signed with key ${keyIdOf(a.publicKey)}, which this gateway's key ${keyIdOf(b.publicKey)} replaced, and vouches for what came after`,
+      );
+      expect(await verifyAudit(store, undefined, { publicKeys })).toMatchObject({
+        ok: false,
+        problem: { seq: stale, kind: "retired_key" },
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("goes on with the new key when the old key's replica signed as the rotation happened", async () => {
+    const store = openSqliteStore(":memory:");
+    try {
+      await store.appendAudit([event("test.first")]);
+      await checkpointer(store, a.privateKey).checkpoint();
+      await store.appendAudit([event("test.second")]);
+      const readByOld = (await store.lastAuditEvent())!;
+      const fresh = checkpointer(store, b.privateKey);
+      await fresh.checkpoint();
+      await signHead(store, a.privateKey, readByOld);
+      await store.appendAudit([event("test.third")]);
+      await fresh.checkpoint();
+      expect(await store.lastAuditEvent()).toMatchObject({ type: CHECKPOINT_TYPE });
+      expect(await verifyAudit(store, undefined, { publicKeys })).toMatchObject({
+        ok: true,
+        signed: { unsigned: 0 },
       });
     } finally {
       await store.close();

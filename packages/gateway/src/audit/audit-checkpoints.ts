@@ -137,12 +137,67 @@ export function checkpointProblem(
   return good ? undefined : "its signature does not match what it says it signs";
 }
 
+/** How many events back a signer that starts reads checkpoints, for the keys that signed before. */
+export const KEYS_LOOKBACK = 50_000;
+
+/**
+ * Tells a signer whether its key was replaced, as `verify` reads a rotation: another key signed
+ * a checkpoint after this key's first one without having signed before it. Reads the chain's
+ * checkpoints from KEYS_LOOKBACK events before the head it is first given, then only the new
+ * ones; a key replaced longer ago than that looks new.
+ */
+export function createKeyWatch(
+  keyId: string,
+  /** Hears, once per key, of a key that signed before this one vouching for what came after. */
+  late?: (other: { keyId: string; seq: number }) => void,
+) {
+  const before = new Set<string>();
+  const heard = new Set<string>();
+  let first: number | undefined;
+  let read: number | undefined;
+  let replacedBy: { keyId: string; seq: number } | undefined;
+  return {
+    async replaced(
+      store: Store,
+      head: { seq: number },
+    ): Promise<{ keyId: string; seq: number } | undefined> {
+      let after = read ?? Math.max(0, head.seq - KEYS_LOOKBACK);
+      while (!replacedBy) {
+        const page = await store.listAudit({ afterSeq: after, type: CHECKPOINT_TYPE, limit: 500 });
+        for (const event of page) {
+          const data = event.data as { keyId?: unknown; seq?: unknown } | null;
+          const other = data?.keyId;
+          if (other === keyId) first ??= event.seq;
+          else if (typeof other !== "string") continue;
+          else if (first === undefined) before.add(other);
+          else if (!before.has(other)) replacedBy = { keyId: other, seq: event.seq };
+          // A key that signed before this one may still sign as the rotation happens, of an
+          // event before it; verify rejects one that vouches for more: a replica started with
+          // the old key, or the old key in someone else's hands.
+          else if (typeof data?.seq === "number" && data.seq >= first && !heard.has(other)) {
+            heard.add(other);
+            late?.({ keyId: other, seq: event.seq });
+          }
+          if (replacedBy) break;
+        }
+        after = page[page.length - 1]?.seq ?? after;
+        if (page.length < 500) break;
+      }
+      // Every event up to the head was in the table when it was read.
+      read = Math.max(after, head.seq);
+      return replacedBy;
+    },
+  };
+}
+
 /**
  * Signs the chain's head whenever it has moved since the last checkpoint: at start (events a
  * stopped gateway left unsigned), every `everyMs`, and at stop. Several replicas may each
  * sign; a checkpoint at the head is not signed again. It signs nothing more once the chain no
  * longer holds the last event it signed: whoever cut or rewrote the chain there, dropping the
- * checkpoints that no longer agree, would otherwise have their version signed.
+ * checkpoints that no longer agree, would otherwise have their version signed. Nor once another
+ * key has replaced its own: `verify` rejects a replaced key's checkpoint of what came after, so
+ * a replica still running with the old key during a rolling rotation stops by itself.
  */
 export function createCheckpointer(deps: {
   store: Store;
@@ -155,12 +210,29 @@ export function createCheckpointer(deps: {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let signed: { seq: number; hash: string } | undefined;
+  const ownKey = keyIdOf(createPublicKey(privateKey));
+  const keys = createKeyWatch(ownKey, (other) =>
+    logger.error(
+      { seq: other.seq },
+      `the audit checkpoint at event ${other.seq} is signed with key ${other.keyId}, which this gateway's key ${ownKey} replaced, and vouches for what came after: airlock audit verify rejects it; a replica runs with the old key, or someone else holds it`,
+    ),
+  );
+  let replaced = false;
 
   const checkpoint = (): Promise<void> => {
     running ??= (async () => {
       try {
         const head = await store.lastAuditEvent();
-        if (!head || head.type === CHECKPOINT_TYPE) return;
+        if (!head || head.type === CHECKPOINT_TYPE || replaced) return;
+        const successor = await keys.replaced(store, head);
+        if (successor) {
+          replaced = true;
+          logger.error(
+            { seq: successor.seq },
+            `the audit signing key ${ownKey} was replaced by key ${successor.keyId} (its checkpoint at event ${successor.seq}): this gateway signs no more checkpoints; restart it with the new key`,
+          );
+          return;
+        }
         if (signed) {
           const [event] = await store.listAudit({ afterSeq: signed.seq - 1, limit: 1 });
           if (event?.seq !== signed.seq || event.hash !== signed.hash) {

@@ -1,8 +1,14 @@
-import type { KeyObject } from "node:crypto";
+import { createPublicKey, type KeyObject } from "node:crypto";
 import { createWriteStream, openSync, readFileSync, type WriteStream } from "node:fs";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { appendCheckpoint, CHECKPOINT_TYPE, readKey } from "../../audit/audit-checkpoints.js";
+import {
+  appendCheckpoint,
+  CHECKPOINT_TYPE,
+  createKeyWatch,
+  keyIdOf,
+  readKey,
+} from "../../audit/audit-checkpoints.js";
 import {
   checkRecordedHead,
   exportAudit,
@@ -84,7 +90,15 @@ export async function audit(args: string[]): Promise<number> {
         );
         return 0;
       }
-      const data = await appendCheckpoint(store, readKey(pem, "sign"), head, Date.now(), {
+      const privateKey = readKey(pem, "sign");
+      const keyId = keyIdOf(createPublicKey(privateKey));
+      const successor = await createKeyWatch(keyId).replaced(store, head);
+      if (successor) {
+        throw new CliError(
+          `audit.signingKey (key ${keyId}) was replaced by key ${successor.keyId} (its checkpoint at event ${successor.seq}): a checkpoint signed with it now would fail airlock audit verify; sign with the new key`,
+        );
+      }
+      const data = await appendCheckpoint(store, privateKey, head, Date.now(), {
         type: "operator",
         id: "airlock audit checkpoint",
       });
