@@ -97,7 +97,7 @@ function signHeadWith(db: Database.Database, privatePem: string): void {
   const data = signCheckpoint(readKey(privatePem, "sign"), head, Date.now());
   const event = {
     seq: head.seq + 1,
-    ts: new Date().toISOString(),
+    ts: data.signedAt,
     type: "audit.checkpoint",
     requestId: null,
     actor: { type: "system" as const, id: "airlock" },

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
+import { canonicalJson } from "../common/canonical-json.js";
 import { createLogger } from "../observability/logger.js";
 import type { AuditEventInput } from "../requests/request-types.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
@@ -255,6 +256,79 @@ describe("checkpoints, verified", () => {
     }
   });
 
+  it("hold nothing but what Airlock writes: the last one's own fields are under no signature", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-checkpoints-"));
+    dirs.push(dir);
+    const path = join(dir, "airlock.db");
+    const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+    const store = openSqliteStore(path);
+    await store.appendAudit([event("test.first"), event("test.second")]);
+    await signHead(store, privateKey);
+    await store.close();
+    type Row = Record<string, string | number | null>;
+    const db = new Database(path);
+    const last = db.prepare("SELECT * FROM audit_events ORDER BY seq DESC LIMIT 1").get() as Row;
+    const data = JSON.parse(last.data as string);
+    const changes: [string, Partial<Row>, string][] = [
+      [
+        "an extra field",
+        { data: canonicalJson({ ...data, approvedBy: "ciso@example.com" }) },
+        "it is not a checkpoint Airlock wrote (field approvedBy is not one it writes)",
+      ],
+      [
+        "a request",
+        { request_id: "req_forged" },
+        "it is not a checkpoint Airlock wrote (it names a request)",
+      ],
+      [
+        "another time",
+        { ts: "2020-01-01T00:00:00.000Z" },
+        "it is not a checkpoint Airlock wrote (its time is not its signedAt)",
+      ],
+      [
+        "another actor",
+        { actor_type: "reviewer", actor_id: "ciso@example.com" },
+        "it is not a checkpoint Airlock wrote (its actor is neither the gateway nor airlock audit checkpoint)",
+      ],
+      [
+        "characters base64 skips in its signature",
+        { data: canonicalJson({ ...data, signature: `${data.signature}!approved!` }) },
+        "it is not a checkpoint Airlock wrote (its signature is not 64 bytes in base64)",
+      ],
+    ];
+    try {
+      expect(
+        await verifyAudit(openSqliteStore(path), undefined, { publicKeys: [publicKey] }),
+      ).toMatchObject({ ok: true });
+      for (const [what, change, why] of changes) {
+        const row = { ...last, ...change };
+        const hash = hashEvent({
+          seq: row.seq as number,
+          ts: row.ts as string,
+          type: row.type as string,
+          requestId: row.request_id as string | null,
+          actor: { type: row.actor_type as "system", id: row.actor_id as string },
+          data: JSON.parse(row.data as string),
+          prevHash: row.prev_hash as string,
+        });
+        db.prepare(
+          "UPDATE audit_events SET ts = @ts, request_id = @request_id, actor_type = @actor_type, actor_id = @actor_id, data = @data, hash = @hash WHERE seq = @seq",
+        ).run({ ...row, hash });
+        const changed = openSqliteStore(path);
+        try {
+          const report = await verifyAudit(changed, undefined, { publicKeys: [publicKey] });
+          expect(report.problem?.message, what).toBe(
+            `event ${last.seq} (${CHECKPOINT_TYPE}): ${why}`,
+          );
+        } finally {
+          await changed.close();
+        }
+      }
+    } finally {
+      db.close();
+    }
+  });
+
   it("vouch for an event further back than a verification keeps hashes of", async () => {
     const store = openSqliteStore(":memory:");
     const { privateKey, publicKey } = generateKeyPairSync("ed25519");
@@ -264,7 +338,11 @@ describe("checkpoints, verified", () => {
       // Many events appended between reading the head and appending its checkpoint.
       await store.appendAudit(Array.from({ length: 5000 }, () => event("test.filler")));
       await store.appendAudit([
-        { ...event(CHECKPOINT_TYPE), data: { ...signCheckpoint(privateKey, head, T0) } },
+        {
+          ...event(CHECKPOINT_TYPE),
+          actor: { type: "system", id: "airlock" },
+          data: { ...signCheckpoint(privateKey, head, T0) },
+        },
       ]);
       expect(await verifyAudit(store, undefined, { publicKeys: [publicKey] })).toMatchObject({
         ok: true,

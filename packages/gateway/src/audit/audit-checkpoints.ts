@@ -19,6 +19,7 @@ import type { Json } from "../common/canonical-json.js";
 import type { Logger } from "../observability/logger.js";
 import type { AuditEventInput } from "../requests/request-types.js";
 import type { Store } from "../store/store.js";
+import type { AuditEvent } from "./audit-chain.js";
 
 export const CHECKPOINT_TYPE = "audit.checkpoint";
 
@@ -108,12 +109,40 @@ export async function appendCheckpoint(
   return data;
 }
 
-/** Why a checkpoint's data does not hold a good signature by `publicKey`, or undefined. */
+const FIELDS: readonly string[] = ["seq", "hash", "signedAt", "keyId", "signature"];
+/** Who appends checkpoints: the gateway, and `airlock audit checkpoint`. */
+const SIGNERS = ["system:airlock", "operator:airlock audit checkpoint"];
+
+/** How a checkpoint event differs from what Airlock writes, or undefined. */
+function unwritten(
+  event: Pick<AuditEvent, "ts" | "requestId" | "actor">,
+  data: CheckpointData,
+): string | undefined {
+  const extra = Object.keys(data).find((field) => !FIELDS.includes(field));
+  if (extra) return `field ${extra} is not one it writes`;
+  if (event.requestId !== null) return "it names a request";
+  if (event.ts !== data.signedAt) return "its time is not its signedAt";
+  if (!SIGNERS.includes(`${event.actor.type}:${event.actor.id}`)) {
+    return "its actor is neither the gateway nor airlock audit checkpoint";
+  }
+  // Buffer.from skips what is not base64, so other text could carry the same signature.
+  const signature = Buffer.from(data.signature, "base64");
+  if (signature.length !== 64 || signature.toString("base64") !== data.signature) {
+    return "its signature is not 64 bytes in base64";
+  }
+  return undefined;
+}
+
+/**
+ * Why a checkpoint event does not hold a good signature by one of `publicKeys`, or undefined.
+ * The signature covers only what it vouches for and when; the event around it must be exactly
+ * what Airlock writes, since nothing vouches for the last checkpoint's own fields.
+ */
 export function checkpointProblem(
-  data: Json,
+  event: Pick<AuditEvent, "ts" | "requestId" | "actor" | "data">,
   publicKeys: readonly KeyObject[],
 ): string | undefined {
-  const d = data as Partial<Record<keyof CheckpointData, unknown>> | null;
+  const d = event.data as Partial<Record<keyof CheckpointData, unknown>> | null;
   if (
     !d ||
     typeof d.seq !== "number" ||
@@ -124,6 +153,8 @@ export function checkpointProblem(
   ) {
     return "it is not a checkpoint Airlock wrote (fields missing)";
   }
+  const why = unwritten(event, d as CheckpointData);
+  if (why) return `it is not a checkpoint Airlock wrote (${why})`;
   // Several keys: one per signing key the gateway has had, rotated.
   const ids = publicKeys.map(keyIdOf);
   const publicKey = publicKeys[ids.indexOf(d.keyId)];

@@ -79,7 +79,7 @@ export async function verifyAudit(
     if (recent.size > RECENT_KEPT) recent.delete(recent.keys().next().value as number);
     if (event.type !== CHECKPOINT_TYPE) continue;
     const data = event.data as unknown as CheckpointData;
-    let why = checkpointProblem(event.data, publicKeys);
+    let why = checkpointProblem(event, publicKeys);
     if (!why && data.seq < event.seq && !recent.has(data.seq)) {
       farBack.push({ at: event.seq, seq: data.seq, hash: data.hash });
     } else {
