@@ -63,6 +63,10 @@ rules:
     when: http.method == "POST" && http.path == "/payouts"
     decision: review
     review: { approvers: [finance], channels: [] }
+  - name: big payouts are risky and for the console only
+    when: http.method == "POST" && http.path == "/payouts/big"
+    decision: review
+    review: { approvers: [finance], risk: critical, channels: [] }
   - name: refunds need finance
     when: http.method == "POST" && http.path.startsWith("/refunds")
     decision: review
@@ -765,6 +769,31 @@ describe("Teams approvals", () => {
     // The API still takes the same reviewer's vote.
     const bob = await gw.token("reviewer", "bob@example.com");
     expect((await vote(gw.url, id, bob)).status).toBe(200);
+  });
+
+  it("refuses a click on a request kept out of Teams as forbidden before judging anything else about it", async () => {
+    // Approve without the box on a critical request, a click by someone Airlock cannot map,
+    // and one by a reviewer who may not approve: each is told only that Teams is not where
+    // this request is decided (not what its risk is, nor who they are to Airlock).
+    const { card } = await held();
+    const res = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { ...refund(), input: { ...refund().input, path: "/payouts/big" } },
+    });
+    expect(res.body.status).toBe("pending");
+    const id = res.body.id as string;
+    const forbidden =
+      "this request is decided in the console and the API only (its rule's review.channels), not in teams";
+    for (const [who, verb] of [
+      ["bob", verbs.approve],
+      ["guest", verbs.deny],
+      ["stranger", verbs.approve],
+      ["frank", verbs.approve],
+    ] as const) {
+      const answer = await click(who, id, card.id, verb);
+      expect(String((answer.body as { value: unknown }).value)).toContain(forbidden);
+    }
+    expect((await statusOf(id)).reviews).toEqual([]);
   });
 
   it("stops looking for the owner among the members when the gateway stops, and looks again after", async () => {

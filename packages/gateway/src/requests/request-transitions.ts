@@ -274,6 +274,24 @@ export function approverRefusal(
   return undefined;
 }
 
+/**
+ * Why a vote through chat `via` is not that chat's to cast: a rule that names its channels
+ * keeps the others out of its decisions too. A chat client can put any request's id in a
+ * click's data, and one its rule kept out of that chat (`channels: []` for the console and
+ * the API only) is not that chat's to decide. Undefined for the API and the console.
+ */
+export function channelRefusal(
+  review: { channels?: readonly string[] | undefined } | undefined,
+  via: string | undefined,
+): AirlockError | undefined {
+  if (via === undefined || !review?.channels || review.channels.includes(via)) return undefined;
+  const where = ["the console and the API", ...review.channels].join(", ");
+  return new AirlockError(
+    "forbidden",
+    `this request is decided in ${where} only (its rule's review.channels), not in ${via}`,
+  );
+}
+
 export interface VoteArgs {
   reviewer: Reviewer;
   decision: Vote;
@@ -304,16 +322,8 @@ export function castVote(request: ActionRequest, args: VoteArgs): TransitionResu
   const allowed = eligibility(request, args.reviewer, args.decision, args.owners);
   if (!allowed.ok) throw new AirlockError(allowed.code, allowed.message);
   const review = request.decision.review;
-  // A rule that names its channels keeps the others out of its decisions too: a chat client
-  // can put any request's id in a click's data, and one its rule kept out of that chat
-  // (`channels: []` for the console and the API only) is not that chat's to decide.
-  if (args.via !== undefined && review?.channels && !review.channels.includes(args.via)) {
-    const where = ["the console and the API", ...review.channels].join(", ");
-    throw new AirlockError(
-      "forbidden",
-      `this request is decided in ${where} only (its rule's review.channels), not in ${args.via}`,
-    );
-  }
+  const elsewhere = channelRefusal(review, args.via);
+  if (elsewhere) throw elsewhere;
   if (args.decision === "approve" && review?.stepUp && args.reviewer.evidence.stepUp !== true) {
     throw new AirlockError(
       "step_up_required",

@@ -163,6 +163,8 @@ export function reviewerView(
             stepUp: review.stepUp,
             ...(review.slackChannel ? { slackChannel: review.slackChannel } : {}),
             ...(review.teamsConversation ? { teamsConversation: review.teamsConversation } : {}),
+            // For a chat to refuse a click its rule keeps out before judging anything else.
+            ...(review.channels ? { channels: review.channels } : {}),
           },
         }
       : {}),

@@ -9,6 +9,7 @@ import type { Activity, ConversationParameters } from "botframework-schema";
 import type { FastifyInstance } from "fastify";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
+import { channelRefusal } from "../../requests/request-transitions.js";
 import type { ActionRequest } from "../../requests/request-types.js";
 import {
   type Channel,
@@ -347,11 +348,15 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   ): Promise<string> => {
     // What the card offered is checked against the request itself: a click's data is the
     // client's to write, not the card's.
-    const view = vote.decision === "approve" ? await read(vote.requestId) : undefined;
+    const view = await read(vote.requestId);
+    // A request its rule keeps out of Teams is not Teams' to judge in any way: the click is
+    // refused before its box, its card or who clicked is looked at (nor told of).
+    const elsewhere = channelRefusal(view?.review, TEAMS_CHANNEL);
+    if (elsewhere) return refusalText(elsewhere.code, elsewhere.message);
     // A request out of review is refused by the vote itself ("no longer waiting").
     // Step-up approvals are refused by the review rules themselves, in their own words (their
     // card has no box to tick either).
-    if (view?.status === "pending" && !view.review?.stepUp) {
+    if (vote.decision === "approve" && view?.status === "pending" && !view.review?.stepUp) {
       if (!requestCard(view).approvable) return refusalText("not_shown_whole", "");
       if (confirmedRisks.has(view.risk.level) && !vote.confirmed) {
         return refusalText("unconfirmed", "");
