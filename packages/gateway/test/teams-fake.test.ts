@@ -139,6 +139,12 @@ describe("fake Teams", () => {
       },
       { what: "not valid yet", token: () => ({ nbf: now() + 600 }), reason: /jwt not active/ },
       {
+        // The SDK would take it for good, and no replay could be refused for that long.
+        what: "with no expiry",
+        token: () => ({ exp: undefined }),
+        reason: /^the Bot Framework token has no expiry \(exp\)/,
+      },
+      {
         what: "naming another serviceUrl",
         token: () => ({ serviceurl: "https://smba.trafficmanager.net/teams/" }),
         reason: /ServiceUrl claim do not match/,

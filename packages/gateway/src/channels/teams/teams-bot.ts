@@ -60,7 +60,8 @@ const CLOCK_TOLERANCE_MS = 5 * 60_000;
 
 /**
  * Until when the SDK would accept this (verified) token again: its `exp`, plus the SDK's
- * tolerance; an hour and that tolerance from now if it has none.
+ * tolerance. `verify` refuses a token without one; an hour and that tolerance from now is
+ * only a guard.
  */
 export function acceptedUntil(authorization: string, now: number): number {
   try {
@@ -70,7 +71,7 @@ export function acceptedUntil(authorization: string, now: number): number {
     ).exp;
     if (typeof exp === "number" && Number.isFinite(exp)) return exp * 1000 + CLOCK_TOLERANCE_MS;
   } catch {
-    // A token the SDK accepted always parses; the fallback is only a guard.
+    // A token `verify` accepted always parses; the fallback is only a guard.
   }
   return now + 3_600_000 + CLOCK_TOLERANCE_MS;
 }
@@ -180,6 +181,12 @@ export function createTeamsBot(config: TeamsConfig): TeamsBot {
       // The SDK also takes emulator and skill (bot-to-bot) tokens: only the channel decides here.
       if (identity.getClaimValue(AuthenticationConstants.IssuerClaim) !== BOT_FRAMEWORK) {
         return "the token was not issued by the Bot Framework for a channel";
+      }
+      // The SDK checks an expiry only where there is one: a token without would be taken for
+      // good, and its activity remembered (to refuse a replay) for no set time.
+      const exp = identity.getClaimValue("exp") as unknown;
+      if (typeof exp !== "number" || !Number.isFinite(exp)) {
+        return "the Bot Framework token has no expiry (exp), so a replay of it could not be refused";
       }
       return undefined;
     },
