@@ -373,6 +373,21 @@ describe("fake Teams", () => {
       expect(teams.calls.slice(after).map((call) => call.status)).toEqual([503]);
     });
 
+    it("carries a call out and loses its answer on demand, as a gateway that gave up on it", async () => {
+      const client = await bot.connector();
+      const before = teams.calls.length;
+      teams.failAfterNext(1, 504);
+      await expect(
+        client.conversations.sendToConversation(conversation, message("Lost")),
+      ).rejects.toMatchObject({ statusCode: 504 });
+      expect(teams.calls.slice(before).map((call) => call.status)).toEqual([504]);
+      // The bot was told it failed; Teams has the message all the same.
+      const posted = [...teams.activities.values()].filter(
+        (a) => (a.activity as { text?: unknown }).text === "Lost",
+      );
+      expect(posted).toHaveLength(1);
+    });
+
     it("asks Entra ID once for calls made at once, and gives up on one that does not answer", async () => {
       // A bot of a fresh app registration: no token of it is cached anywhere yet.
       const other = await startTeamsServer();

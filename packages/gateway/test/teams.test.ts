@@ -848,6 +848,35 @@ describe("Teams approvals", () => {
     }
   }, 40_000);
 
+  it("posts the card again when Teams lost its answer to a post that went through, and says it may be there twice", async () => {
+    // The Bot Connector has no idempotency key and cannot list a conversation's messages:
+    // after a post whose outcome is unknown, the card is posted again, and is there twice.
+    const posts = (call: ConnectorCall) =>
+      call.method === "POST" && call.path.endsWith("/activities") && call.activityId === undefined;
+    teams.failAfterNext(1, 504, posts);
+    const res = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    const id = res.body.id as string;
+    const cards = () =>
+      [...teams.activities.values()].filter(
+        (a) => !a.replyToId && JSON.stringify(a.activity).includes(id),
+      );
+    await until(() => cards().length === 2);
+    await gw.gateway.dispatcher.idle();
+    const [extra, kept] = cards().sort((a, b) => Number(a.id) - Number(b.id));
+    // The operator is told, where the failure is logged, that the card may be there twice.
+    expect(gw.logs.join("")).toContain(
+      "Teams may have posted the card all the same, and then the next try shows it twice",
+    );
+    // A click on the extra card counts as on the other: both show the same stored request.
+    const answer = await click("bob", id, extra!.id, verbs.approve);
+    expect((answer.body as { value: string }).value).toBe("Approved, recorded as bob@example.com.");
+    await until(() =>
+      JSON.stringify(teams.activities.get(kept!.id)?.activity).includes("Approved and done"),
+    );
+    // Only the card whose id Teams returned is kept up to date.
+    expect(teams.activities.get(extra!.id)?.version).toBe(1);
+  });
+
   it("posts the card once Teams is back after an outage", async () => {
     // The outbox tries again after each failure, six of them here.
     teams.failNext(6, 503, { "Retry-After": "0" });

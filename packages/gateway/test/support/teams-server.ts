@@ -188,6 +188,12 @@ export interface TeamsServer {
     when?: (call: ConnectorCall) => boolean,
   ): void;
   /**
+   * The next n Bot Connector calls that `when` picks are carried out, then answered `status`
+   * instead of their own answer: what the bot sees when a gateway in front of the Bot
+   * Connector gives up waiting for a call that went through (Teams' 502 and 504).
+   */
+  failAfterNext(n: number, status: number, when?: (call: ConnectorCall) => boolean): void;
+  /**
    * How the token endpoint misbehaves: "silent" never answers, "drip" sends a good answer a
    * byte every 500 ms, "html" answers 502 with a proxy's HTML page. Undefined: it works.
    */
@@ -342,6 +348,11 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     remaining: number;
     status: number;
     headers: Record<string, string>;
+    when: (call: ConnectorCall) => boolean;
+  }[] = [];
+  const lateFailures: {
+    remaining: number;
+    status: number;
     when: (call: ConnectorCall) => boolean;
   }[] = [];
   let lastActivityId = 0;
@@ -603,7 +614,17 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       status: 0,
     };
     calls.push(call);
+    /** Set when the call is to be carried out, and its answer lost on the way back. */
+    let lost: number | undefined;
     const answer = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      if (lost !== undefined) {
+        call.status = lost;
+        return sendJson(
+          response,
+          lost,
+          connectorError("GatewayTimeout", `carried out, then failed on purpose (${lost})`),
+        );
+      }
       call.status = status;
       sendJson(response, status, body, headers);
     };
@@ -649,6 +670,12 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     }
     if (!call.authorized) {
       return answer(401, { message: "Authorization has been denied for this request." });
+    }
+    const late = lateFailures.find((f) => f.when(call));
+    if (late) {
+      late.remaining -= 1;
+      if (late.remaining <= 0) lateFailures.splice(lateFailures.indexOf(late), 1);
+      lost = late.status;
     }
     // POST /teams/v3/conversations: a one-to-one conversation with a member, for a message.
     if (
@@ -829,6 +856,9 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     },
     failNext(n, status, headers = {}, when = () => true) {
       if (n > 0) failures.push({ remaining: n, status, headers, when });
+    },
+    failAfterNext(n, status, when = () => true) {
+      if (n > 0) lateFailures.push({ remaining: n, status, when });
     },
     channelToken(overrides = {}) {
       const { key = "teams", kid, ...claims } = overrides;

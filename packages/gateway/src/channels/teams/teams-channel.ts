@@ -152,11 +152,43 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     return { type: "message", summary, attachments: [{ contentType: CARD, content: card }] };
   };
 
+  /**
+   * Posts the card. A post whose answer was lost (no answer in time, a dropped connection, a
+   * 408 or 5xx) may have gone through: the Bot Connector takes no idempotency key and cannot
+   * list a conversation's messages, so the next try cannot look for it, and posts again. The
+   * failure says so, for the operator who then finds the card there twice.
+   */
   const post = async (notice: ChannelNotice): Promise<string> => {
     const conversation = notice.request.review?.teamsConversation ?? config.conversation;
+    // Whether Teams may have carried the post out though it failed: until the call fails in a
+    // way that says otherwise, since Airlock's deadline ends it with no answer at all.
+    let mayHavePosted = true;
+    const card = message(notice) as Activity;
     const sent = await call("sendToConversation", (client, options) =>
-      client.conversations.sendToConversation(conversation, message(notice) as Activity, options),
-    );
+      client.conversations
+        .sendToConversation(conversation, card, options)
+        .catch((error: unknown) => {
+          // The Bot Connector's own failures (not MSAL's, for the bot's token, nor one made
+          // here): no answer (a dropped connection), a timeout or a server error on the way.
+          const { name, statusCode } = error as { name?: unknown; statusCode?: unknown };
+          mayHavePosted =
+            name === "RestError" &&
+            (statusCode === undefined ||
+              statusCode === 408 ||
+              (typeof statusCode === "number" && statusCode >= 500));
+          throw error;
+        }),
+    ).catch((error: unknown) => {
+      if (!(error instanceof ChannelUnavailable) || !mayHavePosted) throw error;
+      throw new ChannelUnavailable(
+        `${error.message}; Teams may have posted the card all the same, and then the next try shows it twice in ${conversation} (the one not updated after votes is the extra, and its buttons still work)`,
+        {
+          retryAfterMs: error.retryAfterMs,
+          ...(error.status === undefined ? {} : { status: error.status }),
+          permanent: error.permanent,
+        },
+      );
+    });
     if (!sent.id) throw new ChannelUnavailable("Teams returned no activity id for the card");
     return JSON.stringify([conversation, sent.id]);
   };
