@@ -158,18 +158,6 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     const request = await store.getRequest(id);
     return request ? shownView(request) : undefined;
   };
-  /**
-   * What a chat may read of a request a click names: nothing of one its rule keeps out of that
-   * chat (`review.channels`), since the click's request id is the client's to write.
-   */
-  const readViewFor =
-    (channel: string) =>
-    async (id: string): Promise<ChannelView | undefined> => {
-      const request = await store.getRequest(id);
-      const wanted = request?.decision.review?.channels;
-      if (!request || (wanted && !wanted.includes(channel))) return undefined;
-      return shownView(request);
-    };
   const dispatcher = createDispatcher({
     ...options.delivery,
     store,
@@ -234,7 +222,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
           instance,
           ({ requestId, reviewer, decision, comment }) =>
             requests.review(reviewer, requestId, { decision, comment, via: channel.name }),
-          readViewFor(channel.name),
+          readView,
         );
       }
     },

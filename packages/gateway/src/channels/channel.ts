@@ -54,8 +54,8 @@ export interface ChatChannelDeps {
 }
 
 /**
- * The request as channels show it, for a channel that must check what its message offered;
- * undefined when there is none, or its rule keeps it out of the channel (`review.channels`).
+ * The request as channels show it, for a channel that must check what its message offered
+ * (and, first, whether its rule's `review.channels` lets that channel judge it at all).
  */
 export type ViewReader = (requestId: string) => Promise<ChannelView | undefined>;
 

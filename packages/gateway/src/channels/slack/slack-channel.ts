@@ -8,6 +8,7 @@ import type { FastifyInstance } from "fastify";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError, errorMessage } from "../../errors.js";
 import { emailKey } from "../../identity/email-key.js";
+import { channelRefusal } from "../../requests/request-transitions.js";
 import type { ActionRequest } from "../../requests/request-types.js";
 import {
   type Channel,
@@ -326,11 +327,18 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     read: ViewReader,
   ): Promise<void> => {
     if (interaction.kind === "ignore") return;
-    // Read for an approval's checks, and for what a modal shows.
-    const view =
-      interaction.decision === "approve" || interaction.kind === "modal"
-        ? await read(interaction.requestId)
-        : undefined;
+    const view = await read(interaction.requestId);
+    // A request its rule keeps out of Slack is not Slack's to judge in any way: the click is
+    // refused before what it offered or who clicked is looked at (nor told of).
+    const elsewhere = channelRefusal(view?.review, SLACK_CHANNEL);
+    if (elsewhere) {
+      await refuse(
+        interaction.channel,
+        interaction.user,
+        refusalText(elsewhere.code, elsewhere.message),
+      );
+      return;
+    }
     if (interaction.decision === "approve") {
       // What the message offered is checked against the request itself: a click's data
       // (its action, its request id, a modal's metadata) is not the message's.
@@ -342,7 +350,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       }
     }
     if (interaction.kind === "modal") {
-      // A modal names the action to whoever clicked: none for a request kept out of Slack.
+      // A modal names the action to whoever clicked: none for a request that is not there.
       if (!view) {
         await refuse(interaction.channel, interaction.user, refusalText("not_here", ""));
         return;

@@ -523,8 +523,7 @@ const slackRefusals: Record<string, string> = {
     "Airlock could not ask Slack who you are just now, so nothing was recorded. Try again in a moment.",
   not_shown_whole:
     "This action is too long to show whole in Slack, so it cannot be approved from here: use Approve in Airlock, where all of it is shown. Nothing was recorded.",
-  not_here:
-    "This request is not reviewed in Slack: there is no such request, or its rule keeps it to other places. Nothing was recorded.",
+  not_here: "There is no such request to review. Nothing was recorded.",
   step_up_required:
     "Approving this request needs a fresh sign-in with your identity provider, which a Slack click is not: use the Approve in Airlock button.",
 };
