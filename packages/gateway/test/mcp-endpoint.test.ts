@@ -392,6 +392,60 @@ rules:
     expect(upstream.calls.some((c) => c.url.startsWith("/api/invoices/dup-"))).toBe(false);
   });
 
+  it("answers malformed params as invalid params naming the param, and runs nothing", async () => {
+    const post = async (body: unknown) => {
+      const response = await fetch(`${gw.url}/mcp`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${agentToken}`,
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+        },
+        body: JSON.stringify(body),
+      });
+      expect(response.status).toBe(200);
+      return response.json();
+    };
+    const call = (id: number, params?: unknown) => ({
+      jsonrpc: "2.0",
+      id,
+      method: "tools/call",
+      ...(params === undefined ? {} : { params }),
+    });
+    const refusal = (id: number, field: string, why: string) => ({
+      jsonrpc: "2.0",
+      id,
+      error: {
+        code: -32602,
+        message: expect.stringMatching(new RegExp(`^${field}: .*${why}`)),
+        data: { code: "invalid_request", field },
+      },
+    });
+    const before = upstream.calls.length;
+    expect(await post(call(1, { arguments: { method: "GET", path: "/invoices" } }))).toEqual(
+      refusal(1, "params.name", "expected string, received undefined"),
+    );
+    const read = { method: "GET", path: "/invoices/bad-params" };
+    expect(
+      await post(call(2, { name: "billing-api__request", arguments: Object.entries(read) })),
+    ).toEqual(refusal(2, "params.arguments", "expected record, received array"));
+    expect(await post(call(3, { name: "billing-api__request", arguments: "GET" }))).toEqual(
+      refusal(3, "params.arguments", "expected record, received string"),
+    );
+    expect(await post(call(4))).toEqual(refusal(4, "params", "expected object"));
+    expect(
+      await post({ jsonrpc: "2.0", id: 5, method: "tools/list", params: { cursor: 5 } }),
+    ).toEqual(refusal(5, "params.cursor", "expected string, received number"));
+    // In a batch, each request is answered for itself.
+    const [bad, good] = (await post([
+      call(6, { name: "billing-api__request", arguments: [] }),
+      { jsonrpc: "2.0", id: 7, method: "ping" },
+    ])) as unknown[];
+    expect(bad).toEqual(refusal(6, "params.arguments", "expected record"));
+    expect(good).toEqual({ jsonrpc: "2.0", id: 7, result: {} });
+    expect(upstream.calls.length).toBe(before);
+  });
+
   it("passes the agent's rate limit on as a tool error with the wait", async () => {
     // An agent of its own, with a limit no other test uses up and no clock can refill.
     const hasty = await connect(await gw.token("agent", "hasty-bot"));

@@ -29,6 +29,7 @@ import { agentView } from "../requests/request-views.js";
 import { actionBodySchema } from "./api-schemas.js";
 import { createHeldCalls } from "./mcp-held-calls.js";
 import { idempotencyKeyIn, keyRefused } from "./mcp-idempotency.js";
+import { refuseMalformedParams } from "./mcp-params.js";
 import {
   type ActionTool,
   actionAnswer,
@@ -266,6 +267,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       enableJsonResponse: true,
     });
     await server.connect(transport);
+    refuseMalformedParams(transport, logger);
     try {
       const headers = new Headers();
       for (const [key, value] of Object.entries(request.headers)) {
