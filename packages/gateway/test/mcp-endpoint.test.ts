@@ -365,6 +365,64 @@ rules:
     expect(doc.paths["/mcp"].post).toBeDefined();
   });
 
+  it("answers a body it cannot read with a JSON-RPC error without an id", async () => {
+    const send = async (body: string, headers: Record<string, string> = {}) => {
+      const response = await fetch(`${gw.url}/mcp`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${agentToken}`,
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          ...headers,
+        },
+        body,
+      });
+      return { status: response.status, body: await response.json() };
+    };
+    const unreadable = (
+      code: number,
+      message: RegExp,
+      field: string,
+      airlockCode = "invalid_request",
+    ) => ({
+      jsonrpc: "2.0",
+      error: { code, message: expect.stringMatching(message), data: { code: airlockCode, field } },
+      id: null,
+    });
+    expect(await send('{"jsonrpc": "2.0", "id": 1, "method": ')).toEqual({
+      status: 400,
+      body: unreadable(-32700, /^Parse error: body: is not valid JSON \(/, "body"),
+    });
+    expect(await send("")).toEqual({
+      status: 400,
+      body: unreadable(-32700, /^Parse error: body: is empty/, "body"),
+    });
+    expect(await send("{}", { "content-type": "text/plain" })).toEqual({
+      status: 415,
+      body: unreadable(-32000, /^content-type: send the body as application\/json/, "content-type"),
+    });
+    const huge = JSON.stringify({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "ping",
+      params: { pad: "x".repeat(1_100_000) },
+    });
+    expect(await send(huge)).toEqual({
+      status: 413,
+      body: unreadable(
+        -32000,
+        /^the body is larger than the limit of 1048576 bytes/,
+        "body",
+        "payload_too_large",
+      ),
+    });
+    // A token refused is still the API's error.
+    expect(await send("{}", { authorization: "Bearer nope" })).toMatchObject({
+      status: 401,
+      body: { error: { code: "unauthenticated" } },
+    });
+  });
+
   it("refuses a batch whose requests share an id, and runs none of them", async () => {
     const read = (id: number, path: string) => ({
       jsonrpc: "2.0",

@@ -16,7 +16,7 @@ import {
   ListToolsRequestSchema,
   McpError,
 } from "@modelcontextprotocol/sdk/types.js";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { AgentConfig } from "../config/config-schema.js";
 import type { Connector } from "../connectors/connector.js";
 import { type AirlockError, isAirlockError } from "../errors.js";
@@ -27,6 +27,7 @@ import type { RequestService } from "../requests/request-service.js";
 import { type ActionRequest, isTerminal } from "../requests/request-types.js";
 import { agentView } from "../requests/request-views.js";
 import { actionBodySchema } from "./api-schemas.js";
+import { toAirlockError } from "./fastify-errors.js";
 import { createHeldCalls } from "./mcp-held-calls.js";
 import { idempotencyKeyIn, keyRefused } from "./mcp-idempotency.js";
 import { refuseMalformedParams } from "./mcp-params.js";
@@ -52,6 +53,7 @@ export interface McpDeps {
   version: string;
   /** How long a tool call waits for a person's decision before it says the action waits. */
   toolWaitMs: number;
+  maxBodyBytes: number;
 }
 
 const INSTRUCTIONS = `Airlock runs these tools for you with credentials you never see. A policy decides each call: it runs at once, is refused (do not retry it as it is), or waits for a person's approval. A call that waits answers with the request's id when its wait ends: call ${STATUS_TOOL} with that id to wait for the outcome, or ${CANCEL_TOOL} to withdraw it. Give a justification: the people deciding read it.`;
@@ -66,13 +68,13 @@ export const mcpRouteSpec: RouteSpec = {
   responses: {
     200: "A JSON-RPC answer (a tool refused or failed answers isError: true)",
     202: "A notification, taken (no body)",
-    400: "Not a JSON-RPC message, an unsupported protocol version, or a batch whose requests share an id (a JSON-RPC error)",
+    400: "Not JSON (-32700), not a JSON-RPC message, an unsupported protocol version, or a batch whose requests share an id (a JSON-RPC error)",
     401: "No valid agent token",
     403: "Not an agent token",
     405: "GET or DELETE: the server is stateless and answers POST only",
     406: "The Accept header lacks application/json or text/event-stream (a JSON-RPC error)",
-    413: "The body is larger than server.maxBodyBytes",
-    415: "The body is not application/json",
+    413: "The body is larger than server.maxBodyBytes (a JSON-RPC error)",
+    415: "The body is not application/json (a JSON-RPC error)",
   },
 };
 
@@ -293,7 +295,29 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     }
   };
 
-  app.post("/mcp", async (request, reply) => serve(request, reply, await agentOf(request)));
+  /**
+   * A body that cannot be read as JSON-RPC is answered as the MCP spec asks: an HTTP error
+   * status and a JSON-RPC error without an id (the statuses and codes the SDK's transport
+   * gives), not the REST API's error, which an MCP client cannot read. Other errors (a token
+   * refused) go on to the server's handler.
+   */
+  const unreadable = (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+    const known = toAirlockError(error, deps.maxBodyBytes);
+    if (!known || !BODY_FIELDS.has(known.field ?? "")) throw error;
+    const parse = known.status === 400;
+    return reply.code(known.status).send({
+      jsonrpc: "2.0",
+      error: {
+        code: parse ? ErrorCode.ParseError : SERVER_ERROR,
+        message: `${parse ? "Parse error: " : ""}${deps.redactor.redactText(known.message)}`,
+        data: { code: known.code, field: known.field },
+      },
+      id: null,
+    });
+  };
+  app.post("/mcp", { errorHandler: unreadable }, async (request, reply) =>
+    serve(request, reply, await agentOf(request)),
+  );
   // Stateless: no stream the server opens, and no session to end.
   for (const method of ["GET", "DELETE"] as const) {
     app.route({
@@ -314,6 +338,11 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     });
   }
 }
+
+/** What names a failure to read the body, before any message in it is read. */
+const BODY_FIELDS = new Set(["body", "content-type", "content-length"]);
+/** JSON-RPC's code for a server's own errors, which the SDK's transport gives 413 and 415. */
+const SERVER_ERROR = -32000;
 
 /** The id (as JSON) that two requests of a batch share, if any. */
 function sharedId(messages: readonly unknown[]): string | undefined {
