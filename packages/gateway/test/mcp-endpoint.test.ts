@@ -328,10 +328,28 @@ rules:
     const held = await callTool("billing-api__request", { method: "POST", path: "/refunds" });
     const id = idIn(held)!;
     const cancelled = await callTool("airlock__cancel", { id });
-    expect(cancelled.isError).toBe(true);
-    expect(text(cancelled)).toMatch(/was cancelled; it did not run/);
+    expect(cancelled.isError).toBeUndefined();
+    expect(text(cancelled)).toBe(`Request ${id} is cancelled; it did not run, and it will not.`);
     const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agentToken });
     expect(view.body.status).toBe("cancelled");
+    // Sent again after its answer was lost: the same answer, and one cancel in the audit trail.
+    expect(await callTool("airlock__cancel", { id })).toEqual(cancelled);
+    expect(
+      (await audit()).filter((e) => e.requestId === id && e.type === "request.cancelled"),
+    ).toHaveLength(1);
+    // A request that ran is not cancelled, however often it is asked.
+    const ran = await api(gw.url, "POST", "/v1/actions", {
+      token: agentToken,
+      body: {
+        connection: "billing-api",
+        operation: "request",
+        input: { method: "GET", path: "/invoices/ran" },
+      },
+    });
+    expect(ran.body.status).toBe("succeeded");
+    const late = await callTool("airlock__cancel", { id: ran.body.id });
+    expect(late.isError).toBe(true);
+    expect(text(late)).toBe(`not_pending: request ${ran.body.id} is succeeded, no longer pending`);
     const stranger = await callTool("airlock__status", { id: "req_0000000000nobodysrequest0" });
     expect(stranger.isError).toBe(true);
     expect(text(stranger)).toMatch(/^not_found/);

@@ -121,6 +121,20 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
   };
 
   /**
+   * A cancel sent again after its answer was lost finds the request cancelled by the first,
+   * which only this agent can have done: done, as the agent SDK's `cancel` takes it. Any
+   * other end (run, denied, expired) is still refused.
+   */
+  const cancelOwn = async (agent: AgentConfig, id: string): Promise<void> => {
+    try {
+      await requests.cancel(agent, id);
+    } catch (error) {
+      if (!isAirlockError(error) || error.code !== "not_pending") throw error;
+      if ((await requests.getForAgent(agent, id)).status !== "cancelled") throw error;
+    }
+  };
+
+  /**
    * `cancelled` aborts when the client cancels the call; `signal` also when it hangs up, which
    * ends a wait but withdraws nothing (a connection lost is not a change of mind, and a retry
    * with the call's idempotency key must find its request waiting).
@@ -141,11 +155,11 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
           true,
         );
       }
-      const request =
-        name === STATUS_TOOL
-          ? await requests.getForAgent(agent, id, deps.toolWaitMs, signal)
-          : await requests.cancel(agent, id);
-      return answer(request);
+      if (name === STATUS_TOOL) {
+        return answer(await requests.getForAgent(agent, id, deps.toolWaitMs, signal));
+      }
+      await cancelOwn(agent, id);
+      return textAnswer(`Request ${id} is cancelled; it did not run, and it will not.`);
     }
     const tool: ActionTool | undefined = (await actionTools(deps.connectors, logger, name)).find(
       (candidate) => candidate.name === name,
