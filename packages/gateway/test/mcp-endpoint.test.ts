@@ -441,6 +441,39 @@ rules:
     });
   });
 
+  it("answers a batch with an array, even a batch with one request", async () => {
+    const send = async (body: unknown) => {
+      const response = await fetch(`${gw.url}/mcp`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${agentToken}`,
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+        },
+        body: JSON.stringify(body),
+      });
+      expect(response.status).toBe(200);
+      return response.json();
+    };
+    const ping = (id: number) => ({ jsonrpc: "2.0", id, method: "ping" });
+    expect(await send([ping(1)])).toEqual([{ jsonrpc: "2.0", id: 1, result: {} }]);
+    // A notification is not answered: the call beside it is, in an array.
+    const answers = await send([
+      { jsonrpc: "2.0", method: "notifications/initialized" },
+      {
+        jsonrpc: "2.0",
+        id: 2,
+        method: "tools/call",
+        params: { name: "billing-api__request", arguments: { method: "GET", path: "/invoices/2" } },
+      },
+    ]);
+    expect(answers).toMatchObject([{ id: 2, result: { content: [{ type: "text" }] } }]);
+    expect(answers).toHaveLength(1);
+    expect(await send([ping(3), ping(4)])).toHaveLength(2);
+    // A message that is not a batch is answered bare.
+    expect(await send(ping(5))).toEqual({ jsonrpc: "2.0", id: 5, result: {} });
+  });
+
   it("refuses a batch whose requests share an id, and runs none of them", async () => {
     const read = (id: number, path: string) => ({
       jsonrpc: "2.0",
@@ -799,11 +832,10 @@ rules:
       AbortSignal.timeout(20_000),
     );
     expect(response.status).toBe(200);
-    // One answer for a batch with one call: the SDK's transport sends it alone, not in an array.
-    const answer = (await response.json()) as { id: number; result: ToolResult };
-    expect(answer.id).toBe(9);
-    expect(answer.result.isError).toBe(true);
-    expect(answer.result.content[0]!.text).toMatch(/cancelled/);
+    const [answer] = (await response.json()) as { id: number; result: ToolResult }[];
+    expect(answer!.id).toBe(9);
+    expect(answer!.result.isError).toBe(true);
+    expect(answer!.result.content[0]!.text).toMatch(/cancelled/);
     const { body } = await api(gw.url, "GET", "/v1/requests", { token: bob });
     expect(
       (body.requests as { justification: string }[]).some((r) => r.justification === "batched"),

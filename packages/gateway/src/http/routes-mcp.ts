@@ -302,7 +302,12 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       if (response.status === 200 && messages.some(isInitializeRequest)) {
         reply.header("mcp-session-id", randomUUID());
       }
-      return reply.send(await response.text());
+      const text = await response.text();
+      // JSON-RPC answers a batch with an array, even of one answer; the transport sends a
+      // lone answer bare, which a client that sent a batch may not match to its request.
+      const batchOfOne =
+        Array.isArray(request.body) && response.status === 200 && text.startsWith("{");
+      return reply.send(batchOfOne ? `[${text}]` : text);
     } finally {
       request.raw.socket?.off("close", hangUp);
       await server.close();
