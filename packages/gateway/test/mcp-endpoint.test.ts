@@ -474,7 +474,7 @@ rules:
     expect(await send(ping(5))).toEqual({ jsonrpc: "2.0", id: 5, result: {} });
   });
 
-  it("refuses a batch whose requests share an id, and runs none of them", async () => {
+  it("refuses an empty batch, and one whose requests share an id, running none of them", async () => {
     const read = (id: number, path: string) => ({
       jsonrpc: "2.0",
       id,
@@ -499,6 +499,25 @@ rules:
       id: null,
     });
     expect(upstream.calls.some((c) => c.url.startsWith("/api/invoices/dup-"))).toBe(false);
+    // An empty batch, as JSON-RPC 2.0 answers it.
+    const empty = await fetch(`${gw.url}/mcp`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${agentToken}`,
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+      },
+      body: "[]",
+    });
+    expect(empty.status).toBe(400);
+    expect(await empty.json()).toEqual({
+      jsonrpc: "2.0",
+      error: {
+        code: -32600,
+        message: "Invalid Request: the batch is empty; send at least one message",
+      },
+      id: null,
+    });
   });
 
   it("answers malformed params as invalid params naming the param, and runs nothing", async () => {

@@ -68,7 +68,7 @@ export const mcpRouteSpec: RouteSpec = {
   responses: {
     200: "A JSON-RPC answer (a tool refused or failed answers isError: true)",
     202: "A notification, taken (no body)",
-    400: "Not JSON (-32700), not a JSON-RPC message, an unsupported protocol version, or a batch whose requests share an id (a JSON-RPC error)",
+    400: "Not JSON (-32700), not a JSON-RPC message, an unsupported protocol version, an empty batch, or a batch whose requests share an id (a JSON-RPC error)",
     401: "No valid agent token",
     403: "Not an agent token",
     405: "GET or DELETE: the server is stateless and answers POST only",
@@ -206,16 +206,11 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
   /** One MCP server per HTTP request: the transport is stateless, and so is each exchange. */
   const serve = async (request: FastifyRequest, reply: FastifyReply, agent: AgentConfig) => {
     const messages: unknown[] = Array.isArray(request.body) ? request.body : [request.body];
-    // The transport answers one of two requests that share an id, after running both: an
-    // action would run with its answer lost. Refused before anything runs.
-    const shared = sharedId(messages);
-    if (shared !== undefined) {
+    const invalid = invalidBatch(messages);
+    if (invalid !== undefined) {
       return reply.code(400).send({
         jsonrpc: "2.0",
-        error: {
-          code: ErrorCode.InvalidRequest,
-          message: `Invalid Request: two requests in the batch have the id ${shared.slice(0, 100)}; give each its own`,
-        },
+        error: { code: ErrorCode.InvalidRequest, message: `Invalid Request: ${invalid}` },
         id: null,
       });
     }
@@ -362,6 +357,18 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
 const BODY_FIELDS = new Set(["body", "content-type", "content-length"]);
 /** JSON-RPC's code for a server's own errors, which the SDK's transport gives 413 and 415. */
 const SERVER_ERROR = -32000;
+
+/** Why a batch is refused before anything in it runs, if it is. */
+function invalidBatch(messages: readonly unknown[]): string | undefined {
+  // JSON-RPC's answer to an empty batch; the transport takes it for notifications (202).
+  if (messages.length === 0) return "the batch is empty; send at least one message";
+  // The transport answers one of two requests that share an id, after running both: an
+  // action would run with its answer lost.
+  const shared = sharedId(messages);
+  return shared === undefined
+    ? undefined
+    : `two requests in the batch have the id ${shared.slice(0, 100)}; give each its own`;
+}
 
 /** The id (as JSON) that two requests of a batch share, if any. */
 function sharedId(messages: readonly unknown[]): string | undefined {
