@@ -108,6 +108,8 @@ describe("Teams approvals", () => {
       email: "carol@example.com",
       tenantId: "6d7c2f1e-0000-4000-8000-000000000001",
     });
+    // Frank's address but for its last letter, the Kelvin sign, which lowercases to k.
+    member.kelvin = teams.addMember({ name: "kelvin", email: "fran\u212A@example.com" });
     gw = await startGateway(config(upstream.url, teams), { gateway: { delivery: fast } });
     agent = await gw.token("agent", "support-bot");
   });
@@ -257,11 +259,11 @@ describe("Teams approvals", () => {
     expect((await statusOf(id)).reviews).toHaveLength(1);
   });
 
-  it("maps nobody who is a guest, from another tenant or unknown; the owner and non-approvers cannot approve", async () => {
+  it("maps nobody who is a guest, from another tenant, unknown or a look-alike; the owner and non-approvers cannot approve", async () => {
     const { id, card } = await held();
     const told = async (who: string) =>
       ((await click(who, id, card.id, verbs.approve)).body as { value: string }).value;
-    for (const who of ["guest", "outsider", "stranger"]) {
+    for (const who of ["guest", "outsider", "stranger", "kelvin"]) {
       expect(await told(who)).toMatch(/^Airlock cannot tell who you are/);
     }
     expect(await told("alice")).toMatch(/you own the agent/);

@@ -9,6 +9,7 @@ import type { Activity, ConversationParameters } from "botframework-schema";
 import type { FastifyInstance } from "fastify";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
+import { emailKey } from "../../identity/email-key.js";
 import { channelRefusal } from "../../requests/request-transitions.js";
 import type { ActionRequest } from "../../requests/request-types.js";
 import {
@@ -207,7 +208,10 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     stopping?: AbortSignal,
   ): Promise<(Member & { id: string }) | undefined> => {
     const isOwner = (member: Member & { id?: string }): member is Member & { id: string } =>
-      !!member.id && fullMember(member) && member.email?.toLowerCase() === owner.toLowerCase();
+      !!member.id &&
+      fullMember(member) &&
+      member.email !== undefined &&
+      emailKey(member.email) === owner.toLowerCase();
     try {
       const member = await call("getConversationMember", (client, options) =>
         client.conversations.getConversationMember(conversation, owner, options),
@@ -337,7 +341,8 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   /**
    * The member's e-mail and Entra account, as Teams looked them up (cached for
    * `userCacheTtl`). Only a full member with an e-mail, and the Entra account the click named,
-   * maps to anyone; a refusal is not cached, so a fixed account works at its next click.
+   * maps to anyone, and not by an e-mail that only lowercasing makes a reviewer's (emailKey);
+   * a refusal is not cached, so a fixed account works at its next click.
    */
   const emailOf = async (
     vote: Vote,
@@ -359,7 +364,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       (vote.aadObjectId === undefined || member.aadObjectId === vote.aadObjectId) &&
       typeof member.email === "string" &&
       member.email.includes("@")
-        ? member.email.toLowerCase()
+        ? emailKey(member.email)
         : undefined;
     if (!email) {
       members.delete(vote.user);
