@@ -108,6 +108,19 @@ describe("parse", () => {
     }
   });
 
+  it("refuses the proxy headers an upstream behind Airlock may trust as Airlock's word", () => {
+    const c = connector();
+    for (const header of ["X-Forwarded-For", "forwarded", "x-forwarded-host", "X-Real-IP"]) {
+      try {
+        c.parse("request", { method: "GET", path: "/x", headers: { [header]: "10.0.0.1" } });
+        expect.unreachable(header);
+      } catch (error) {
+        expect(error).toMatchObject({ code: "invalid_request", field: `input.headers.${header}` });
+        expect((error as Error).message).toMatch(/proxy header/);
+      }
+    }
+  });
+
   it("refuses a reserved or connection header spelt with _, which CGI servers read as -", () => {
     const c = connector({ headers: { "X-Api-Key": "k" } });
     for (const [headers, field, message] of [

@@ -34,6 +34,19 @@ export const reservedHeaders = new Map<string, string>([
     "x-rewrite-url",
     "x-original-method",
   ].map((h) => [h, "it would change the method or path the policy decided on"] as const),
+  // An upstream that trusts Airlock as its proxy takes these as where the request came from
+  // and which URL it was for: an agent could pass an IP allow-list or redirect its links.
+  ...[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "client-ip",
+    "true-client-ip",
+  ].map((h) => [h, "a proxy header: the upstream may trust it as Airlock's word"] as const),
 ]);
 
 const queryValue = z.union([z.string().max(4096), z.array(z.string().max(4096)).max(100)]);
