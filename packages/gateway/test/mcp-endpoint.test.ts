@@ -564,6 +564,10 @@ rules:
     expect(
       await post({ jsonrpc: "2.0", id: 5, method: "tools/list", params: { cursor: 5 } }),
     ).toEqual(refusal(5, "params.cursor", "expected string, received number"));
+    // Every cursor is one this server never gave: it lists all its tools at once.
+    expect(
+      await post({ jsonrpc: "2.0", id: 8, method: "tools/list", params: { cursor: "page-2" } }),
+    ).toEqual(refusal(8, "params.cursor", "gives no cursors"));
     // In a batch, each request is answered for itself.
     const [bad, good] = (await post([
       call(6, { name: "billing-api__request", arguments: [] }),

@@ -30,15 +30,30 @@ const schemas = new Map<string, z.ZodType>([
 /** The error a request's malformed params get, if they are. */
 export function paramsRefusal(request: JSONRPCRequest): JSONRPCErrorResponse | undefined {
   const parsed = schemas.get(request.method)?.safeParse(request);
-  if (parsed === undefined || parsed.success) return undefined;
-  const error = invalidRequest(parsed.error, [], "params");
+  if (parsed === undefined) return undefined;
+  if (!parsed.success) {
+    const error = invalidRequest(parsed.error, [], "params");
+    return refusal(request, error.field ?? "params", error.message);
+  }
+  // Every cursor is one this server never gave (the spec's case for invalid params).
+  if (request.method === "tools/list" && request.params?.cursor !== undefined) {
+    return refusal(
+      request,
+      "params.cursor",
+      "params.cursor: this server lists all its tools in one answer and gives no cursors; ask without one",
+    );
+  }
+  return undefined;
+}
+
+function refusal(request: JSONRPCRequest, field: string, message: string): JSONRPCErrorResponse {
   return {
     jsonrpc: "2.0",
     id: request.id,
     error: {
       code: ErrorCode.InvalidParams,
-      message: error.message,
-      data: { code: error.code, field: error.field },
+      message,
+      data: { code: "invalid_request", field },
     },
   };
 }
