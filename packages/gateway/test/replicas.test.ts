@@ -119,6 +119,38 @@ rules:
     expect(res.body.status).toBe("succeeded");
   });
 
+  it("never delivers a notification twice when a replica's clock runs past the lease of the one delivering it", async () => {
+    const hook = `${config(0)}channels:
+  webhooks:
+    - { url: "${upstream.url}/hook-skew", secret: "whsec_${Buffer.from("k".repeat(32)).toString("base64")}", events: [request.succeeded] }
+`;
+    const fast = { pollInterval: 20 };
+    const a = await startGateway(hook, { gateway: { delivery: fast } });
+    let b: Awaited<ReturnType<typeof startGateway>> | undefined;
+    const held = upstream.hold("/hook-skew");
+    try {
+      const agent = await a.token("agent", "support-bot");
+      const ran = await api(a.url, "POST", "/v1/actions", { token: agent, body: read("/told") });
+      expect(ran.body.status).toBe("succeeded");
+      // A is delivering it, and holds it for five minutes by the database's clock.
+      await held.arrived;
+      // B's clock runs ten minutes ahead: by it, A's claim has long run out.
+      b = await startGateway(hook, {
+        gateway: { clock: () => Date.now() + 10 * 60_000, delivery: fast },
+      });
+      await sleep(1500);
+      held.release();
+      await until(async () => (await a.gateway.store.countOutbox()).pending === 0);
+      expect(upstream.calls.filter((c) => c.url === "/hook-skew")).toHaveLength(1);
+    } finally {
+      held.release();
+      await a.close();
+      await b?.close();
+      removeDir(a.dir);
+      if (b) removeDir(b.dir);
+    }
+  });
+
   it("leaves a live execution alone while another transaction holds its row longer than the lease", async () => {
     const locker = new pg.Client({ connectionString: db.url });
     await locker.connect();

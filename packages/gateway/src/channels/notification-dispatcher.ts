@@ -142,13 +142,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
    */
   const release = (item: OutboxItem, why: string): Promise<void> =>
     store
-      .failOutbox(item.id, why, clock())
+      .failOutbox(item.id, why, 0, clock())
       .catch((error) => logger.error({ err: error }, "could not hand back a delivery at the stop"));
 
   const deliver = async (item: OutboxItem): Promise<void> => {
     const channel = byName.get(item.topic.slice(TOPIC_PREFIX.length));
     if (!channel || !item.topic.startsWith(TOPIC_PREFIX) || item.requestId === null) {
-      await store.failOutbox(item.id, `no channel handles topic ${item.topic}`, null);
+      await store.failOutbox(item.id, `no channel handles topic ${item.topic}`, null, clock());
       return;
     }
     try {
@@ -209,7 +209,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
             : "delivery failed; will retry",
       );
       await store
-        .failOutbox(item.id, message, dead ? null : clock() + wait)
+        .failOutbox(item.id, message, dead ? null : wait, clock())
         .catch((e) => logger.error({ err: e }, "could not record a failed delivery"));
     }
   };
@@ -284,7 +284,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const giveUp = async (): Promise<void> => {
     try {
       const given = await store.abandonOutbox(
-        clock() - UNCLAIMED_MS,
+        clock(),
+        UNCLAIMED_MS,
         topics,
         `no gateway delivered it within ${UNCLAIMED_MS / 3_600_000} h: none has this channel configured`,
       );

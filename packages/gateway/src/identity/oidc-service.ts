@@ -196,9 +196,7 @@ export function createOidcService(deps: {
     // that rotates them takes a replaced one for a stolen copy and ends the whole sign-in.
     let sealed = session.refreshToken ?? "";
     const waitUntil = now + ANSWER_WAIT_MS;
-    while (
-      !(await store.claimSessionCheck(session.idHash, clock(), clock() + CHECK_LEASE_MS, sealed))
-    ) {
+    while (!(await store.claimSessionCheck(session.idHash, clock(), CHECK_LEASE_MS, sealed))) {
       // Another call is asking (here or on another replica), or has answered since the read.
       const current = await store.findSession(session.idHash, clock());
       if (!current) return undefined;

@@ -123,6 +123,13 @@ export type InsertResult =
   /** The request would wait for review, and the agent already has `maxPending` that do. */
   | { inserted: false; atPendingLimit: true };
 
+/**
+ * Time. Methods that judge what is due, expired or still held take `now`, the caller's clock.
+ * A store that one process owns (SQLite) judges by it. A store that replicas share
+ * (PostgreSQL) judges by its own clock instead, ignoring `now`, and writes its leases and
+ * due times as its own clock plus the duration asked for: replicas' clocks are never
+ * compared, so a replica whose clock runs ahead cannot take what another still holds.
+ */
 export interface Store {
   readonly dialect: "sqlite" | "postgres";
 
@@ -186,7 +193,8 @@ export interface Store {
 
   /**
    * Leases due outbox items of `topics` (the channels this process has) to it for `leaseMs`.
-   * Items of other topics are left to the replicas that have their channel.
+   * Items of other topics are left to the replicas that have their channel. Due, and leased
+   * until, by the store's clock (see Time).
    */
   claimOutbox(
     now: number,
@@ -195,12 +203,17 @@ export interface Store {
     topics: readonly string[],
   ): Promise<OutboxItem[]>;
   /**
-   * Gives up on pending items of other topics than `topics` that nobody has claimed since
-   * `before` (due before it, leased until before it) and that no earlier item of theirs
-   * holds back: no process has their channel (one removed from the config). They become
-   * dead letters with `error`. Returns how many.
+   * Gives up on pending items of other topics than `topics` that nobody has claimed for
+   * `unclaimedMs` (due before then, leased until before then, by the store's clock) and that
+   * no earlier item of theirs holds back: no process has their channel (one removed from the
+   * config). They become dead letters with `error`. Returns how many.
    */
-  abandonOutbox(before: number, topics: readonly string[], error: string): Promise<number>;
+  abandonOutbox(
+    now: number,
+    unclaimedMs: number,
+    topics: readonly string[],
+    error: string,
+  ): Promise<number>;
   /**
    * Hands back every claimed item: those a process left when it was killed (or stopped by a
    * second signal) are due again now, not when their lease runs out minutes later. Returns
@@ -209,8 +222,11 @@ export interface Store {
   releaseOutboxClaims?(): Promise<number>;
   /** A delivered item is deleted: only dead letters are kept. */
   completeOutbox(id: number): Promise<void>;
-  /** Schedules another attempt, or with `dead` gives up and keeps the item for inspection. */
-  failOutbox(id: number, error: string, retryAt: number | null): Promise<void>;
+  /**
+   * Schedules another attempt `retryInMs` from now (by the store's clock: 0 hands a claim
+   * back, due at once), or with null gives up and keeps the item for inspection.
+   */
+  failOutbox(id: number, error: string, retryInMs: number | null, now: number): Promise<void>;
   /**
    * Deletes up to `limit` requests that finished before `finishedBefore`, oldest first, with
    * their reviews, channel references and outbox entries, and appends `audit(count)` in the
@@ -260,16 +276,17 @@ export interface Store {
   findSession(idHash: string, now: number): Promise<SessionRecord | undefined>;
   deleteSession(idHash: string, event: AuditEventInput | undefined): Promise<boolean>;
   /**
-   * Takes the session's next check with the identity provider for this replica until
-   * `until`: false while another replica holds it, when the session has ended, or when it no
-   * longer holds `refreshToken` (sealed, as read: another check has replaced it since). One
-   * check at a time, and never with a replaced token, since a refresh token the provider
-   * rotates works only once.
+   * Takes the session's next check with the identity provider for this replica for
+   * `leaseMs` (by the store's clock): false while another replica holds it, when the session
+   * has ended at `now` (the caller's clock, as `findSession` judges), or when it no longer
+   * holds `refreshToken` (sealed, as read: another check has replaced it since). One check
+   * at a time, and never with a replaced token, since a refresh token the provider rotates
+   * works only once.
    */
   claimSessionCheck(
     idHash: string,
     now: number,
-    until: number,
+    leaseMs: number,
     refreshToken: string,
   ): Promise<boolean>;
   /** Gives a claimed check up unanswered (the provider could not be reached). */

@@ -16,6 +16,7 @@ import type {
 import type { InsertResult, OutboxEntry, OutboxPlanner, RequestChange } from "../store.js";
 import {
   insertRows,
+  NOW_MS,
   type Query,
   REQUEST_COLUMNS,
   requestParams,
@@ -236,8 +237,7 @@ export class GroupCommit {
     if (reviews.length > 0) {
       await insertRows(q, "reviews", REVIEW_COLUMNS, reviews.map(reviewRow));
     }
-    const outbox = outboxRows(written);
-    if (outbox.length > 0) await insertRows(q, "outbox", OUTBOX_COLUMNS, outbox);
+    await insertOutbox(q, written);
   }
 
   /**
@@ -525,17 +525,32 @@ function reviewRow(r: Review): unknown[] {
   ];
 }
 
-const OUTBOX_COLUMNS = ["topic", "request_id", "payload", "available_at", "created_at"];
-
-function outboxRows(written: readonly Written[]): unknown[][] {
-  return written.flatMap(({ change, outbox }) =>
-    outbox.map((entry) => [
-      entry.topic,
-      entry.requestId,
-      JSON.stringify(entry.payload),
-      entry.availableAt ?? change.request.updatedAt,
-      change.request.updatedAt,
-    ]),
+/**
+ * The batch's outbox entries, in the order asked (ids give one request's entries their order).
+ * Written and due by the database's clock, which every replica claims by: an entry written
+ * ahead (a reminder) is due as long after the change as it was asked to be, whatever the
+ * clock of the replica that wrote it says.
+ */
+async function insertOutbox(q: Query, written: readonly Written[]): Promise<void> {
+  const entries = written.flatMap(({ change, outbox }) =>
+    outbox.map((entry) => ({
+      entry,
+      delay: (entry.availableAt ?? change.request.updatedAt) - change.request.updatedAt,
+    })),
+  );
+  if (entries.length === 0) return;
+  await q(
+    `INSERT INTO outbox (topic, request_id, payload, available_at, created_at)
+    SELECT e.topic, e.request_id, e.payload, ${NOW_MS} + e.delay, ${NOW_MS}
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY
+      AS e(topic, request_id, payload, delay, n)
+    ORDER BY e.n`,
+    [
+      entries.map(({ entry }) => entry.topic),
+      entries.map(({ entry }) => entry.requestId),
+      entries.map(({ entry }) => JSON.stringify(entry.payload)),
+      entries.map(({ delay }) => delay),
+    ],
   );
 }
 

@@ -12,6 +12,13 @@ import { type Row, requestFromRow, reviewFromRow } from "../store-rows.js";
 
 export type Query = (sql: string, params?: unknown[]) => Promise<pg.QueryResult<Row>>;
 
+/**
+ * The database's clock in ms, as times are stored: the start of the statement's transaction
+ * (one value however often a statement reads it). Replicas judge leases and due times by it,
+ * never by their own clocks, which may disagree.
+ */
+export const NOW_MS = "(extract(epoch FROM now()) * 1000)::bigint";
+
 /** Rows per INSERT, well below PostgreSQL's 65,535 parameters per statement. */
 const INSERT_BATCH = 1000;
 

@@ -31,7 +31,7 @@ import type { ActionRequest, AuditEventInput, Change } from "../../requests/requ
 import { createWaiters } from "../../requests/request-waiters.js";
 import type { OutboxPlanner, RequestChange, Store } from "../store.js";
 import { postgresMigrations } from "./postgres-migrations.js";
-import { lockKey, sqlLiteral } from "./postgres-sql.js";
+import { lockKey, NOW_MS, sqlLiteral } from "./postgres-sql.js";
 import { openPostgresStore, type PostgresStore } from "./postgres-store.js";
 
 const T0 = Date.parse("2030-01-01T09:00:00.000Z");
@@ -265,15 +265,20 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     ]);
     expect(await a.listAudit({ type: "request.cancelled", limit: 10 })).toHaveLength(1);
     expect(await a.listAudit({ since: T0 + HOUR, limit: 100 })).toHaveLength(2);
+    // Due at once, by the database's clock (which claims them), whatever the changes' times say.
     const outbox = await db.query(
-      "SELECT payload, available_at FROM outbox WHERE request_id = $1 ORDER BY id",
+      `SELECT payload, available_at = created_at AS at_once,
+      created_at BETWEEN ${NOW_MS} - 60000 AND ${NOW_MS} AS written_now
+      FROM outbox WHERE request_id = $1 ORDER BY id`,
       [first.request.id],
     );
-    expect(outbox).toEqual([
-      { payload: '{"event":"requested"}', available_at: String(T0) },
-      { payload: '{"event":"reviewed"}', available_at: String(T0 + 60_000) },
-      { payload: '{"event":"resolved"}', available_at: String(T0 + 130_000) },
-    ]);
+    expect(outbox).toEqual(
+      ["requested", "reviewed", "resolved"].map((event) => ({
+        payload: JSON.stringify({ event }),
+        at_once: true,
+        written_now: true,
+      })),
+    );
 
     // Over a thousand events more, so the chain is also read back across batches.
     await b.appendAudit(Array.from({ length: 1200 }, (_, i) => auditInput("test.bulk", { i })));
@@ -297,7 +302,8 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     const [entry] = await db.query("SELECT available_at, created_at FROM outbox WHERE topic = $1", [
       "reminder",
     ]);
-    expect(entry).toEqual({ available_at: String(T0 + 999), created_at: String(T0) });
+    // As long after the change as it asked (its time less the change's), by the database's clock.
+    expect(Number(entry?.available_at) - Number(entry?.created_at)).toBe(999);
 
     const more = [pendingChange(), pendingChange(), pendingChange()];
     for (const c of more) await b.insertRequest(c, []);
@@ -707,6 +713,19 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(await verifyChain(a)).toBe(before + 200);
   });
 
+  /**
+   * The database's clock moves on by `ms`, as the outbox sees it: its due times, leases and
+   * creation times are moved back by as much.
+   */
+  const age = (ms: number) =>
+    db.query(
+      `UPDATE outbox SET available_at = available_at - $1, created_at = created_at - $1,
+      lease_until = lease_until - $1`,
+      [ms],
+    );
+  /** What a replica's clock says: the outbox is judged by the database's, whatever it is. */
+  const MINUTE = 60_000;
+
   it("hands out one request's entries for one channel in order, across replicas", async () => {
     await db.query("DELETE FROM outbox");
     const change = pendingChange();
@@ -720,25 +739,64 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     await a.insertRequest(change, [entry("requested"), entry("remind", T0 + HOUR)]);
     const events = (items: { payload: Record<string, unknown> }[]) =>
       items.map((item) => item.payload.event);
-    const now = T0 + 10;
+    const now = Date.now();
     const [first] = await a.claimOutbox(now, 60_000, 10, ["channel:slack"]);
     expect(first?.payload.event).toBe("requested");
     await db.query(
-      "INSERT INTO outbox (topic, request_id, payload, available_at, created_at) VALUES ('channel:slack', $1, '{\"event\":\"reviewed\"}', $2, $2)",
-      [change.request.id, now],
+      `INSERT INTO outbox (topic, request_id, payload, available_at, created_at) VALUES
+      ('channel:slack', $1, '{"event":"reviewed"}', ${NOW_MS}, ${NOW_MS})`,
+      [change.request.id],
     );
     // Another replica does not deliver the vote while the first message is still going out,
     expect(events(await b.claimOutbox(now, 60_000, 10, ["channel:slack"]))).toEqual([]);
     // nor while it waits to be tried again,
-    await a.failOutbox(first!.id, "Slack rate-limited", now + 5000);
+    await a.failOutbox(first!.id, "Slack rate-limited", 5000, now);
     expect(events(await b.claimOutbox(now + 1, 60_000, 10, ["channel:slack"]))).toEqual([]);
     // and once it went out, the vote is next.
-    const [retried] = await b.claimOutbox(now + 5000, 60_000, 10, ["channel:slack"]);
+    await age(5000);
+    const [retried] = await b.claimOutbox(now, 60_000, 10, ["channel:slack"]);
     expect(retried?.id).toBe(first!.id);
     await b.completeOutbox(retried!.id);
-    expect(events(await a.claimOutbox(now + 5000, 60_000, 10, ["channel:slack"]))).toEqual([
-      "reviewed",
-    ]);
+    expect(events(await a.claimOutbox(now, 60_000, 10, ["channel:slack"]))).toEqual(["reviewed"]);
+  });
+
+  it("leases, retries and writes outbox entries by the database's clock, whatever the replicas' clocks say", async () => {
+    await db.query("DELETE FROM outbox");
+    // Written by a replica whose clock runs an hour behind: due at once all the same, and
+    // its reminder an hour after the change, not an hour after the database's now.
+    const behind = Date.now() - HOUR;
+    const change = pendingChange(1, { now: behind });
+    const entry = (event: string, availableAt?: number) => ({
+      topic: "channel:hook",
+      requestId: change.request.id,
+      payload: { event },
+      ...(availableAt === undefined ? {} : { availableAt }),
+    });
+    await a.insertRequest(change, [entry("requested"), entry("remind", behind + HOUR)]);
+    const [written] = await db.query<{ due_in: number }>(
+      `SELECT available_at - ${NOW_MS} AS due_in FROM outbox WHERE payload LIKE '%remind%'`,
+    );
+    expect(Number(written?.due_in)).toBeGreaterThan(HOUR - MINUTE);
+    // A claims it with a 5-minute lease; B, its clock ten minutes ahead, would have seen
+    // that lease run out, and delivered it a second time.
+    const [first] = await a.claimOutbox(Date.now(), 5 * MINUTE, 10, ["channel:hook"]);
+    expect(first?.payload.event).toBe("requested");
+    const ahead = () => Date.now() + 10 * MINUTE;
+    expect(await b.claimOutbox(ahead(), 5 * MINUTE, 10, ["channel:hook"])).toEqual([]);
+    // Nor does its clock make a failed delivery due before its backoff is over, however far
+    // behind the clock of the replica that scheduled it runs.
+    await a.failOutbox(first!.id, "HTTP 503", MINUTE, Date.now() - HOUR);
+    expect(await b.claimOutbox(ahead(), 5 * MINUTE, 10, ["channel:hook"])).toEqual([]);
+    // Nor is an entry given up as unclaimed by a clock a day ahead.
+    expect(await b.abandonOutbox(Date.now() + 2 * 24 * HOUR, 24 * HOUR, [], "nobody")).toBe(0);
+    // Once the database's clock is past the backoff, any replica takes it, whatever its own.
+    await age(MINUTE);
+    const [retried] = await b.claimOutbox(Date.now() - HOUR, 5 * MINUTE, 10, ["channel:hook"]);
+    expect(retried).toMatchObject({ id: first!.id, attempts: 2 });
+    // Handed back (a stop): due at once by the database's clock, not by the stopping replica's.
+    await b.failOutbox(retried!.id, "stopped", 0, Date.now() + HOUR);
+    const [again] = await a.claimOutbox(Date.now(), 5 * MINUTE, 10, ["channel:hook"]);
+    expect(again?.id).toBe(first!.id);
   });
 
   it("keeps one request's entries in order whatever the clocks of the replicas that wrote and claim them", async () => {
@@ -746,22 +804,25 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     const change = pendingChange();
     const id = change.request.id;
     await a.insertRequest(change, []);
-    const write = (event: string, at: number) =>
+    const write = (event: string, offset: number) =>
       db.query(
-        "INSERT INTO outbox (topic, request_id, payload, available_at, created_at) VALUES ('channel:hook', $1, $2, $3, $3)",
-        [id, JSON.stringify({ event }), at],
+        `INSERT INTO outbox (topic, request_id, payload, available_at, created_at)
+        VALUES ('channel:hook', $1, $2, ${NOW_MS} + $3, ${NOW_MS} + $3)`,
+        [id, JSON.stringify({ event }), offset],
       );
-    // The approval is written by a replica whose clock says T0 + 100; the execution's start,
-    // a moment later, by one whose clock runs 10 ms behind it.
-    await write("request.approved", T0 + 100);
-    await write("request.executing", T0 + 95);
-    // A third replica, its clock between theirs, must not deliver the start before the approval.
-    const early = await b.claimOutbox(T0 + 97, 60_000, 10, ["channel:hook"]);
+    // Replicas from before due times were the database's stamped them by their own clocks:
+    // the approval by one whose clock runs a minute ahead; the execution's start, a moment
+    // later, by one whose clock is right.
+    await write("request.approved", MINUTE);
+    await write("request.executing", 0);
+    // The start must not go out before the approval, which does not look due yet.
+    const early = await b.claimOutbox(Date.now(), 60_000, 10, ["channel:hook"]);
     expect(early.map((item) => item.payload.event)).toEqual([]);
-    const [first] = await b.claimOutbox(T0 + 100, 60_000, 10, ["channel:hook"]);
+    await age(MINUTE);
+    const [first] = await b.claimOutbox(Date.now(), 60_000, 10, ["channel:hook"]);
     expect(first?.payload.event).toBe("request.approved");
     await b.completeOutbox(first!.id);
-    const [second] = await a.claimOutbox(T0 + 100, 60_000, 10, ["channel:hook"]);
+    const [second] = await a.claimOutbox(Date.now(), 60_000, 10, ["channel:hook"]);
     expect(second?.payload.event).toBe("request.executing");
   });
 
@@ -774,7 +835,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       entry("channel:slack"),
       entry("channel:old"),
     ]);
-    const now = T0 + 10;
+    const now = Date.now();
     // B has Slack only (its config predates Teams): it takes Slack's entry and no other.
     const [slack] = await b.claimOutbox(now, 60_000, 10, ["channel:slack"]);
     expect(slack?.topic).toBe("channel:slack");
@@ -782,10 +843,11 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     // A has both: Teams' entry is its to deliver, and it fails once.
     const [teams] = await a.claimOutbox(now, 60_000, 10, ["channel:slack", "channel:teams"]);
     expect(teams?.topic).toBe("channel:teams");
-    await a.failOutbox(teams!.id, "Teams down", now + 1000);
+    await a.failOutbox(teams!.id, "Teams down", 30_000, now);
     // Nothing is given up before it has waited; then only what nobody has tried.
-    expect(await b.abandonOutbox(T0 - 1, ["channel:slack"], "nobody")).toBe(0);
-    expect(await b.abandonOutbox(T0 + 1, ["channel:slack"], "nobody has it")).toBe(1);
+    expect(await b.abandonOutbox(now, MINUTE, ["channel:slack"], "nobody")).toBe(0);
+    await age(MINUTE + 1000);
+    expect(await b.abandonOutbox(now, MINUTE, ["channel:slack"], "nobody has it")).toBe(1);
     expect(await db.query("SELECT topic, state, last_error FROM outbox ORDER BY id")).toEqual([
       { topic: "channel:teams", state: "pending", last_error: "Teams down" },
       { topic: "channel:slack", state: "pending", last_error: null },
@@ -793,8 +855,9 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     ]);
     // Teams then leaves every config: its entry, tried once, is given up once nobody has
     // touched it for long enough, and not while its retry or a lease is recent.
-    expect(await b.abandonOutbox(now + 500, ["channel:slack"], "removed")).toBe(0);
-    expect(await b.abandonOutbox(now + 70_000, ["channel:slack"], "removed")).toBe(1);
+    expect(await b.abandonOutbox(now, MINUTE, ["channel:slack"], "removed")).toBe(0);
+    await age(MINUTE);
+    expect(await b.abandonOutbox(now, MINUTE, ["channel:slack"], "removed")).toBe(1);
   });
 
   it("never leases one outbox item to two replicas at once", async () => {
@@ -808,7 +871,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     }));
     await a.insertRequest(change, entries);
     const webhooks = entries.map((entry) => entry.topic);
-    const now = T0 + 10;
+    const now = Date.now();
     const claimed: number[] = [];
     const drain = async (store: Store) => {
       for (;;) {
@@ -822,14 +885,16 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(new Set(claimed).size).toBe(150);
 
     // Leased items come back once their lease is over, attempts counted.
-    const [again] = await b.claimOutbox(now + 60_000, 1000, 1, webhooks);
-    expect(again).toMatchObject({ topic: "webhook:0", attempts: 2, createdAt: T0 });
+    await age(60_000);
+    const [again] = await b.claimOutbox(now, 1000, 1, webhooks);
+    expect(again).toMatchObject({ topic: "webhook:0", attempts: 2 });
     await a.completeOutbox(again!.id);
-    const [retry] = await a.claimOutbox(now + 60_000, 1000, 1, webhooks);
-    await b.failOutbox(retry!.id, "HTTP 500", now + 100_000);
-    const [dead] = await a.claimOutbox(now + 60_000, 1000, 1, webhooks);
-    await b.failOutbox(dead!.id, "gone", null);
-    const due = await a.claimOutbox(now + 200_000, 1000, 1000, webhooks);
+    const [retry] = await a.claimOutbox(now, 1000, 1, webhooks);
+    await b.failOutbox(retry!.id, "HTTP 500", 100_000, now);
+    const [dead] = await a.claimOutbox(now, 1000, 1, webhooks);
+    await b.failOutbox(dead!.id, "gone", null, now);
+    await age(200_000);
+    const due = await a.claimOutbox(now, 1000, 1000, webhooks);
     expect(due.map((item) => item.id)).toContain(retry!.id);
     expect(due.map((item) => item.id)).not.toContain(dead!.id);
     expect(due.map((item) => item.id)).not.toContain(again!.id);
@@ -1190,23 +1255,24 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(await b.findSession(session.idHash, T0 + 1)).toEqual(session);
     // One replica at a time asks the identity provider again about a session.
     const first = "sealed-refresh-token";
-    expect(await a.claimSessionCheck(session.idHash, T0 + 10, T0 + 20, first)).toBe(true);
-    expect(await b.claimSessionCheck(session.idHash, T0 + 11, T0 + 21, first)).toBe(false);
+    expect(await a.claimSessionCheck(session.idHash, T0 + 10, 30_000, first)).toBe(true);
+    expect(await b.claimSessionCheck(session.idHash, T0 + 11, 30_000, first)).toBe(false);
+    // Held by the database's clock: B's, half an hour ahead of A's, does not see it run out.
+    expect(await b.claimSessionCheck(session.idHash, T0 + HOUR / 2, 30_000, first)).toBe(false);
     await a.releaseSessionCheck(session.idHash);
-    expect(await b.claimSessionCheck(session.idHash, T0 + 12, T0 + 22, first)).toBe(true);
+    expect(await b.claimSessionCheck(session.idHash, T0 + 12, 30_000, first)).toBe(true);
     const check = { groups: ["eng"], refreshToken: "sealed-next", checkedAt: T0 + 13 };
     expect(await b.recordSessionCheck(session.idHash, check, auditInput("groups.changed"))).toBe(
       true,
     );
     expect(await a.findSession(session.idHash, T0 + 14)).toEqual({ ...session, ...check });
     // Never with the token the check replaced: only with the one the session holds now.
-    expect(await a.claimSessionCheck(session.idHash, T0 + 14, T0 + 24, first)).toBe(false);
-    expect(await a.claimSessionCheck(session.idHash, T0 + 14, T0 + 24, "sealed-next")).toBe(true);
+    expect(await a.claimSessionCheck(session.idHash, T0 + 14, 30_000, first)).toBe(false);
+    expect(await a.claimSessionCheck(session.idHash, T0 + 14, 30_000, "sealed-next")).toBe(true);
     expect(await a.listAudit({ type: "groups.changed", limit: 10 })).toHaveLength(1);
+    await a.releaseSessionCheck(session.idHash);
     // An ended session is never claimed.
-    expect(
-      await b.claimSessionCheck(session.idHash, T0 + HOUR, T0 + HOUR + 10, "sealed-next"),
-    ).toBe(false);
+    expect(await b.claimSessionCheck(session.idHash, T0 + HOUR, 30_000, "sealed-next")).toBe(false);
     expect(await b.findSession(session.idHash, T0 + HOUR)).toBeUndefined();
     // A later sign-in forgets the expired session.
     await b.insertSession(

@@ -37,6 +37,7 @@ import { postgresMigrations } from "./postgres-migrations.js";
 import {
   type Appended,
   lockKey,
+  NOW_MS,
   type Query,
   SELECT_REQUEST,
   toRequest,
@@ -481,7 +482,7 @@ export class PostgresStore implements Store {
 
   /** `SKIP LOCKED`: replicas claiming at once each take different items, none waits. */
   async claimOutbox(
-    now: number,
+    _now: number,
     leaseMs: number,
     limit: number,
     topics: readonly string[],
@@ -491,18 +492,21 @@ export class PostgresStore implements Store {
       // One request's entries for one channel go in order, across replicas: an entry waits
       // while an earlier one is due, leased or being retried (one scheduled for later does
       // not hold it). An earlier one locked by another replica's claim counts as due. One
-      // written due at once holds, whatever this replica's clock says of its time: stamped by
-      // the clock of the replica that wrote it, it may look not yet due to a replica whose
-      // clock runs behind, while the entry after it, written by another, looks due.
-      `UPDATE outbox SET lease_until = $1, attempts = attempts + 1
-      WHERE id IN (SELECT o.id FROM outbox o WHERE o.state = 'pending' AND o.available_at <= $2
-        AND (o.lease_until IS NULL OR o.lease_until <= $2) AND o.topic = ANY($4::text[])
+      // written due at once holds whatever its time says: written by a replica from before
+      // due times were the database's, it is stamped by that replica's clock, and may not
+      // yet look due while the entry after it does.
+      // Due and leased by the database's clock, not this replica's: one whose clock runs
+      // ahead would take over a delivery still under way, and make it twice.
+      `UPDATE outbox SET lease_until = ${NOW_MS} + $1, attempts = attempts + 1
+      WHERE id IN (SELECT o.id FROM outbox o WHERE o.state = 'pending'
+        AND o.available_at <= ${NOW_MS}
+        AND (o.lease_until IS NULL OR o.lease_until <= ${NOW_MS}) AND o.topic = ANY($3::text[])
         AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.request_id = o.request_id
           AND e.topic = o.topic AND e.id < o.id AND e.state = 'pending'
-          AND (e.attempts > 0 OR e.available_at <= $2 OR e.available_at <= e.created_at))
-        ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED)
+          AND (e.attempts > 0 OR e.available_at <= ${NOW_MS} OR e.available_at <= e.created_at))
+        ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED)
       RETURNING id, topic, request_id, payload, attempts, created_at`,
-      [now + leaseMs, now, limit, topics],
+      [leaseMs, limit, topics],
     );
     return rows
       .map((row) => ({
@@ -604,16 +608,23 @@ export class PostgresStore implements Store {
     return out;
   }
 
-  async abandonOutbox(before: number, topics: readonly string[], error: string): Promise<number> {
+  async abandonOutbox(
+    _now: number,
+    unclaimedMs: number,
+    topics: readonly string[],
+    error: string,
+  ): Promise<number> {
     const rows = await this.query(
       "give up on outbox items nobody can deliver",
-      `UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = $3
-      WHERE state = 'pending' AND available_at < $1 AND (lease_until IS NULL OR lease_until < $1)
+      `WITH t AS (SELECT ${NOW_MS} - $1::bigint AS before)
+      UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = $3 FROM t
+      WHERE state = 'pending' AND available_at < t.before
+        AND (lease_until IS NULL OR lease_until < t.before)
         AND NOT (topic = ANY($2::text[]))
         AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.request_id = outbox.request_id
           AND e.topic = outbox.topic AND e.id < outbox.id AND e.state = 'pending')
       RETURNING id`,
-      [before, topics, error],
+      [unclaimedMs, topics, error],
     );
     return rows.length;
   }
@@ -622,8 +633,13 @@ export class PostgresStore implements Store {
     await this.query("complete an outbox item", "DELETE FROM outbox WHERE id = $1", [id]);
   }
 
-  async failOutbox(id: number, error: string, retryAt: number | null): Promise<void> {
-    if (retryAt === null) {
+  async failOutbox(
+    id: number,
+    error: string,
+    retryInMs: number | null,
+    _now: number,
+  ): Promise<void> {
+    if (retryInMs === null) {
       await this.query(
         "give up an outbox item",
         "UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = $1 WHERE id = $2",
@@ -632,8 +648,9 @@ export class PostgresStore implements Store {
     } else {
       await this.query(
         "reschedule an outbox item",
-        "UPDATE outbox SET available_at = $1, lease_until = NULL, last_error = $2 WHERE id = $3",
-        [retryAt, error, id],
+        `UPDATE outbox SET available_at = ${NOW_MS} + $1, lease_until = NULL, last_error = $2
+        WHERE id = $3`,
+        [retryInMs, error, id],
       );
     }
   }
@@ -709,15 +726,17 @@ export class PostgresStore implements Store {
   async claimSessionCheck(
     idHash: string,
     now: number,
-    until: number,
+    leaseMs: number,
     refreshToken: string,
   ): Promise<boolean> {
     const rows = await this.query(
       "claim a session's check",
-      `UPDATE sessions SET checking_until = $3 WHERE id_hash = $1 AND expires_at > $2
-      AND refresh_token = $4 AND (checking_until IS NULL OR checking_until <= $2)
+      // Held by the database's clock: a replica whose clock runs ahead would otherwise take a
+      // check still under way, and spend a refresh token the provider takes only once.
+      `UPDATE sessions SET checking_until = ${NOW_MS} + $3 WHERE id_hash = $1 AND expires_at > $2
+      AND refresh_token = $4 AND (checking_until IS NULL OR checking_until <= ${NOW_MS})
       RETURNING id_hash`,
-      [idHash, now, until, refreshToken],
+      [idHash, now, leaseMs, refreshToken],
     );
     return rows.length === 1;
   }

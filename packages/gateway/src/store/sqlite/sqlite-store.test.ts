@@ -306,8 +306,8 @@ describe("SQLite store: outbox", () => {
     await store.insertRequest(change, [entry("channel:slack"), entry("channel:removed")]);
     const claimed = await store.claimOutbox(2000, 60_000, 10, ["channel:slack"]);
     expect(claimed.map((item) => item.topic)).toEqual(["channel:slack"]);
-    expect(await store.abandonOutbox(999, ["channel:slack"], "gone")).toBe(0);
-    expect(await store.abandonOutbox(1001, ["channel:slack"], "gone")).toBe(1);
+    expect(await store.abandonOutbox(999, 0, ["channel:slack"], "gone")).toBe(0);
+    expect(await store.abandonOutbox(1001, 0, ["channel:slack"], "gone")).toBe(1);
     // Dead, it is claimed by nobody, even a process that has the channel again.
     expect(await store.claimOutbox(2000, 60_000, 10, ["channel:removed"])).toEqual([]);
 
@@ -317,12 +317,12 @@ describe("SQLite store: outbox", () => {
     const later = (topic: string) => ({ topic, requestId: other.request.id, payload: {} });
     await store.insertRequest(other, [later("channel:webhook-2"), later("channel:webhook-2")]);
     const [tried] = await store.claimOutbox(6000, 60_000, 1, ["channel:webhook-2"]);
-    await store.failOutbox(tried!.id, "HTTP 503", 7000);
+    await store.failOutbox(tried!.id, "HTTP 503", 1000, 6000);
     // Its lease and its retry are both recent: nothing yet.
-    expect(await store.abandonOutbox(6500, ["channel:slack"], "gone")).toBe(0);
+    expect(await store.abandonOutbox(6500, 0, ["channel:slack"], "gone")).toBe(0);
     // Later, the tried one goes first; the one behind it in the next round.
-    expect(await store.abandonOutbox(70_000, ["channel:slack"], "gone")).toBe(1);
-    expect(await store.abandonOutbox(70_000, ["channel:slack"], "gone")).toBe(1);
+    expect(await store.abandonOutbox(70_000, 0, ["channel:slack"], "gone")).toBe(1);
+    expect(await store.abandonOutbox(70_000, 0, ["channel:slack"], "gone")).toBe(1);
     await store.close();
   });
 
@@ -342,7 +342,7 @@ describe("SQLite store: outbox", () => {
       "webhook:3",
     ]);
     await store.completeOutbox(delivered!.id);
-    await store.failOutbox(dead!.id, "gone", null);
+    await store.failOutbox(dead!.id, "gone", null, 2000);
     await store.close();
 
     const rows = (file: string) =>

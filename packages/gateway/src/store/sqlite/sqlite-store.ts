@@ -856,7 +856,13 @@ export class SqliteStore implements Store {
     });
   }
 
-  async abandonOutbox(before: number, topics: readonly string[], error: string): Promise<number> {
+  async abandonOutbox(
+    now: number,
+    unclaimedMs: number,
+    topics: readonly string[],
+    error: string,
+  ): Promise<number> {
+    const before = now - unclaimedMs;
     return this.write(
       () => this.stmt.abandonOutbox.run({ before, topics: JSON.stringify(topics), error }).changes,
     );
@@ -866,11 +872,16 @@ export class SqliteStore implements Store {
     return this.write(() => this.stmt.releaseOutboxClaims.run().changes);
   }
 
-  async failOutbox(id: number, error: string, retryAt: number | null): Promise<void> {
+  async failOutbox(
+    id: number,
+    error: string,
+    retryInMs: number | null,
+    now: number,
+  ): Promise<void> {
     await this.write(() =>
-      retryAt === null
+      retryInMs === null
         ? this.stmt.deadOutbox.run(error, id)
-        : this.stmt.retryOutbox.run(retryAt, error, id),
+        : this.stmt.retryOutbox.run(now + retryInMs, error, id),
     );
   }
 
@@ -927,9 +938,10 @@ export class SqliteStore implements Store {
   async claimSessionCheck(
     idHash: string,
     now: number,
-    until: number,
+    leaseMs: number,
     refreshToken: string,
   ): Promise<boolean> {
+    const until = now + leaseMs;
     return this.write(
       () => this.stmt.claimSessionCheck.run({ idHash, now, until, refreshToken }).changes === 1,
     );
