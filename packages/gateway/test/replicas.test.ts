@@ -151,6 +151,81 @@ rules:
     }
   });
 
+  /** The config with refunds held for review by finance, for `expiresIn`. */
+  const reviewed = (expiresIn: string) =>
+    config(0)
+      .replace("agents:", "reviewers: [{ email: bob@example.com, groups: [finance] }]\nagents:")
+      .replace(
+        "  - name: nothing else",
+        `  - name: refunds wait\n    when: http.method == "POST"\n    decision: review\n    review: { approvers: [finance], expiresIn: ${expiresIn} }\n  - name: nothing else`,
+      );
+  const refund = (to: string) => ({
+    connection: "billing-api",
+    operation: "request",
+    input: { method: "POST", path: to, body: {} },
+  });
+
+  it("expires a request by the database's clock: a replica whose clock runs ahead neither ends it early nor refuses its votes", async () => {
+    const text = reviewed("5m");
+    const a = await startGateway(text);
+    // Ten minutes ahead: past the request's five minutes as soon as it is made.
+    const b = await startGateway(text, { gateway: { clock: () => Date.now() + 10 * 60_000 } });
+    try {
+      const agent = await a.token("agent", "support-bot");
+      const bob = await a.token("reviewer", "bob@example.com");
+      const made = await api(a.url, "POST", "/v1/actions", {
+        token: agent,
+        body: refund("/early"),
+      });
+      expect(made.body.status).toBe("pending");
+      // B sweeps every 50 ms, and reads and waits on it too.
+      await sleep(1000);
+      const seen = await api(b.url, "GET", `/v1/actions/${made.body.id}?wait=1`, { token: agent });
+      expect(seen.body.status).toBe("pending");
+      const voted = await api(b.url, "POST", `/v1/requests/${made.body.id}/reviews`, {
+        token: bob,
+        body: { decision: "approve" },
+      });
+      expect(voted.body.status).toBe("approved");
+      await until(() => calls("/early") === 1);
+    } finally {
+      await a.close();
+      await b.close();
+      removeDir(a.dir);
+      removeDir(b.dir);
+    }
+  });
+
+  it("expires a request by the database's clock: a replica whose clock runs behind takes no vote once it is up", async () => {
+    const text = reviewed("1s");
+    const a = await startGateway(text);
+    const agent = await a.token("agent", "support-bot");
+    const bob = await a.token("reviewer", "bob@example.com");
+    const made = await api(a.url, "POST", "/v1/actions", { token: agent, body: refund("/late") });
+    expect(made.body.status).toBe("pending");
+    // A leaves: only B, ten minutes behind, is there when the request's second is up.
+    await a.close();
+    removeDir(a.dir);
+    const b = await startGateway(text, { gateway: { clock: () => Date.now() - 10 * 60_000 } });
+    try {
+      await sleep(1500);
+      const voted = await api(b.url, "POST", `/v1/requests/${made.body.id}/reviews`, {
+        token: bob,
+        body: { decision: "approve" },
+      });
+      expect(voted.body.error?.code).toBe("expired");
+      const [row] = await db.query<{ status: string }>(
+        "SELECT status FROM requests WHERE id = $1",
+        [made.body.id],
+      );
+      expect(row?.status).toBe("expired");
+      expect(calls("/late")).toBe(0);
+    } finally {
+      await b.close();
+      removeDir(b.dir);
+    }
+  });
+
   it("leaves a live execution alone while another transaction holds its row longer than the lease", async () => {
     const locker = new pg.Client({ connectionString: db.url });
     await locker.connect();

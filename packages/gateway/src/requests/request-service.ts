@@ -26,6 +26,12 @@ import { cancel, castVote, expire, type Reviewer, submit } from "./request-trans
 import { type ActionRequest, isTerminal, type Proposal, type Vote } from "./request-types.js";
 import type { Waiters } from "./request-waiters.js";
 
+/**
+ * How soon a waiting agent looks again at a request past its expiry by this gateway's clock
+ * that the store (on PostgreSQL, by the database's clock) did not expire yet.
+ */
+const EXPIRY_RECHECK_MS = 1000;
+
 export interface ActionSubmission {
   connection: string;
   operation: string;
@@ -268,7 +274,12 @@ export function createRequestService(deps: RequestServiceDeps) {
       request.expiresAt !== null &&
       clock() >= request.expiresAt
     ) {
-      const expired = await store.transition(id, (current) => expire(current, clock()), plan);
+      // Judged again under the lock, by the store's clock where replicas share it.
+      const expired = await store.transition(
+        id,
+        (current, at = clock()) => expire(current, at),
+        plan,
+      );
       deps.afterCommit();
       return expired;
     }
@@ -294,12 +305,17 @@ export function createRequestService(deps: RequestServiceDeps) {
         const moved = fromVersion !== undefined && request.version !== fromVersion;
         if (isTerminal(request.status) || moved || left <= 0 || signal?.aborted || waiters.closed)
           return request;
-        // Wake at the expiry too, so a waiting agent hears about it on time.
+        // Wake at the expiry too, so a waiting agent hears about it on time. Still pending
+        // past it by this clock, it is not yet due by the store's (PostgreSQL's, which runs
+        // behind this one): its expiry is heard as a change, or looked for again shortly.
         const untilExpiry =
           request.status === "pending" && request.expiresAt !== null
             ? request.expiresAt - clock() + 1
             : left;
-        await watch.next(Math.max(0, Math.min(left, untilExpiry)), signal);
+        await watch.next(
+          Math.max(0, Math.min(left, untilExpiry > 0 ? untilExpiry : EXPIRY_RECHECK_MS)),
+          signal,
+        );
       }
     } finally {
       watch.close();
@@ -339,7 +355,7 @@ export function createRequestService(deps: RequestServiceDeps) {
   async function cancelForAgent(agent: AgentConfig, id: string): Promise<ActionRequest> {
     const request = await store.transition(
       id,
-      (current) => cancel(current, agent.name, clock()),
+      (current, at = clock()) => cancel(current, agent.name, at),
       plan,
     );
     deps.afterCommit();
@@ -365,7 +381,7 @@ export function createRequestService(deps: RequestServiceDeps) {
     try {
       after = await store.transition(
         id,
-        (current) =>
+        (current, at = clock()) =>
           castVote(current, {
             reviewer,
             decision: vote.decision,
@@ -376,7 +392,7 @@ export function createRequestService(deps: RequestServiceDeps) {
             counts: (review) => approvers.disqualified(current, review) === undefined,
             groupsOf: (review) => approvers.groupsOf(current, review),
             reviewId,
-            now: clock(),
+            now: at,
           }),
         plan,
       );
@@ -408,7 +424,7 @@ export function createRequestService(deps: RequestServiceDeps) {
     // Side by side, so that they share one group commit.
     const results = await Promise.all(
       (await store.expiredPending(clock(), 500)).map((id) =>
-        store.transition(id, (current) => expire(current, clock()), plan),
+        store.transition(id, (current, at = clock()) => expire(current, at), plan),
       ),
     );
     const expired = results.filter((r) => r.status === "expired");

@@ -148,10 +148,13 @@ export interface Store {
    * Loads a request under a lock, lets `decide` (pure, synchronous) choose the change, and
    * commits it with its events and outbox entries. Throws `not_found` for an unknown id.
    * `known` is the caller's copy: used as is when its version is still current, saving a read.
+   * `at` is the store's time to decide by where replicas share it (PostgreSQL: the database's
+   * clock, as the change's transaction began), so that every replica judges a request's
+   * expiry alike; undefined where one process owns the store, whose own clock decides.
    */
   transition<T>(
     id: string,
-    decide: (current: ActionRequest) => TransitionResult<T>,
+    decide: (current: ActionRequest, at: number | undefined) => TransitionResult<T>,
     plan: OutboxPlanner,
     known?: ActionRequest,
   ): Promise<T>;
@@ -159,11 +162,11 @@ export interface Store {
   getRequest(id: string): Promise<ActionRequest | undefined>;
   findByIdempotencyKey(agent: string, key: string): Promise<ActionRequest | undefined>;
   listRequests(query: RequestQuery): Promise<ActionRequest[]>;
-  /** Ids of pending requests whose expiry has passed. */
+  /** Ids of pending requests whose expiry has passed (by the store's clock: see Time). */
   expiredPending(now: number, limit: number): Promise<string[]>;
   /**
    * How many of the agent's requests wait for review at `now` (not those whose time is up
-   * but not yet swept), counted up to `limit`.
+   * but not yet swept; by the store's clock), counted up to `limit`.
    */
   countPending(agent: string, now: number, limit: number): Promise<number>;
   idsWithStatus(status: RequestStatus, limit: number): Promise<string[]>;

@@ -41,7 +41,7 @@ interface InsertItem extends Settle {
 interface TransitionItem extends Settle {
   kind: "transition";
   id: string;
-  decide: (current: ActionRequest) => TransitionResult<unknown>;
+  decide: (current: ActionRequest, at: number | undefined) => TransitionResult<unknown>;
   plan: OutboxPlanner;
   known: ActionRequest | undefined;
 }
@@ -104,10 +104,13 @@ export class GroupCommit {
     }));
   }
 
-  /** As `Store.transition`: `decide` sees the request as committed, locked for this batch. */
+  /**
+   * As `Store.transition`: `decide` sees the request as committed, locked for this batch, and
+   * the database's time as the batch's transaction began.
+   */
   transition<T>(
     id: string,
-    decide: (current: ActionRequest) => TransitionResult<T>,
+    decide: (current: ActionRequest, at: number | undefined) => TransitionResult<T>,
     plan: OutboxPlanner,
     known: ActionRequest | undefined,
   ): Promise<T> {
@@ -322,15 +325,13 @@ export class GroupCommit {
     const over = new Set<InsertItem>();
     const limited = inserts.filter(({ item }) => item.maxPending !== undefined);
     if (limited.length === 0) return over;
-    // Per agent: the earliest creation time (the strictest count) and the largest limit.
-    const agents = new Map<string, { now: number; max: number }>();
+    // Per agent, the largest limit. A request counts while it has not expired by the
+    // database's clock, which every replica judges expiry by.
+    const agents = new Map<string, { max: number }>();
     for (const { item } of limited) {
-      const { agent, createdAt } = item.change.request;
+      const { agent } = item.change.request;
       const seen = agents.get(agent.name);
-      agents.set(agent.name, {
-        now: Math.min(seen?.now ?? createdAt, createdAt),
-        max: Math.max(seen?.max ?? 0, item.maxPending!),
-      });
+      agents.set(agent.name, { max: Math.max(seen?.max ?? 0, item.maxPending!) });
     }
     // In one order, as every batch takes them; counted by a statement of its own, whose
     // snapshot (READ COMMITTED) starts once the locks are held.
@@ -341,16 +342,15 @@ export class GroupCommit {
       .filter((request) => request.idempotencyKey !== null);
     const found = await q(
       `SELECT a.agent, NULL::text AS key, (SELECT count(*)::int FROM (SELECT 1 FROM requests r
-        WHERE r.status = 'pending' AND r.agent = a.agent AND (r.expires_at IS NULL OR r.expires_at > a.now)
-        LIMIT a.max) AS p) AS pending
-      FROM unnest($1::text[], $2::bigint[], $3::int[]) AS a(agent, now, max)
+        WHERE r.status = 'pending' AND r.agent = a.agent
+        AND (r.expires_at IS NULL OR r.expires_at > ${NOW_MS}) LIMIT a.max) AS p) AS pending
+      FROM unnest($1::text[], $2::int[]) AS a(agent, max)
       UNION ALL
       SELECT r.agent, r.idempotency_key, NULL FROM requests r
-      JOIN unnest($4::text[], $5::text[]) AS k(agent, key)
+      JOIN unnest($3::text[], $4::text[]) AS k(agent, key)
         ON r.agent = k.agent AND r.idempotency_key = k.key`,
       [
         [...agents.keys()],
-        [...agents.values()].map((a) => a.now),
         [...agents.values()].map((a) => a.max),
         keyed.map((request) => request.agent.name),
         keyed.map((request) => request.idempotencyKey),
@@ -396,13 +396,17 @@ export class GroupCommit {
     // Lock first, read after: a statement that waited for a lock still reads with the
     // snapshot it started with, which would miss the review the previous holder added.
     const locked = new Map<string, number>();
+    // The transaction's start by the database's clock: what every replica decides by.
+    let at: number | undefined;
     for (const row of (
       await q(
-        "SELECT id, version FROM requests WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+        `SELECT id, version, ${NOW_MS} AS now FROM requests WHERE id = ANY($1::text[])
+        ORDER BY id FOR UPDATE`,
         [ids],
       )
     ).rows) {
       locked.set(row.id as string, row.version as number);
+      at = row.now as number;
     }
     // A caller's copy stands in for the row only when every item on that request brought a
     // current one: a copy can be current in version yet carry an older lease time (the
@@ -425,7 +429,7 @@ export class GroupCommit {
       }
     }
 
-    const { reviews, changed } = decideAll(items, current, outcomes, byIndex);
+    const { reviews, changed } = decideAll(items, current, outcomes, byIndex, at);
     if (changed.size === 0) return reviews;
 
     const finals = [...changed].map((id) => current.get(id)!);
@@ -465,6 +469,7 @@ function decideAll(
   current: Map<string, ActionRequest>,
   outcomes: Outcome[],
   byIndex: Map<number, Written>,
+  at: number | undefined,
 ): { reviews: Review[]; changed: Set<string> } {
   const reviews: Review[] = [];
   const changed = new Set<string>();
@@ -480,7 +485,7 @@ function decideAll(
     let verdict: TransitionResult<unknown>;
     let outbox: OutboxEntry[] = [];
     try {
-      verdict = item.decide(request);
+      verdict = item.decide(request, at);
       if (verdict.change) outbox = item.plan(verdict.change);
     } catch (error) {
       outcomes[index] = { ok: false, error };

@@ -238,7 +238,7 @@ export class PostgresStore implements Store {
 
   async transition<T>(
     id: string,
-    decide: (current: ActionRequest) => TransitionResult<T>,
+    decide: (current: ActionRequest, at: number | undefined) => TransitionResult<T>,
     plan: OutboxPlanner,
     known?: ActionRequest,
   ): Promise<T> {
@@ -278,22 +278,23 @@ export class PostgresStore implements Store {
     return (await this.query("list requests", sql, params)).map(toRequest);
   }
 
-  async countPending(agent: string, now: number, limit: number): Promise<number> {
+  async countPending(agent: string, _now: number, limit: number): Promise<number> {
     const rows = await this.query(
       "count pending requests",
       `SELECT count(*)::int AS n FROM (SELECT 1 FROM requests WHERE status = 'pending' AND agent = $1
-      AND (expires_at IS NULL OR expires_at > $2) LIMIT $3) AS pending`,
-      [agent, now, limit],
+      AND (expires_at IS NULL OR expires_at > ${NOW_MS}) LIMIT $2) AS pending`,
+      [agent, limit],
     );
     return rows[0]?.n as number;
   }
 
-  async expiredPending(now: number, limit: number): Promise<string[]> {
+  /** By the database's clock, as every replica's transitions judge expiry (`transition`'s `at`). */
+  async expiredPending(_now: number, limit: number): Promise<string[]> {
     const rows = await this.query(
       "list expired requests",
-      `SELECT id FROM requests WHERE status = 'pending' AND expires_at <= $1
-      ORDER BY expires_at LIMIT $2`,
-      [now, limit],
+      `SELECT id FROM requests WHERE status = 'pending' AND expires_at <= ${NOW_MS}
+      ORDER BY expires_at LIMIT $1`,
+      [limit],
     );
     return rows.map((row) => row.id as string);
   }

@@ -455,13 +455,14 @@ export class SqliteStore implements Store {
 
   async transition<T>(
     id: string,
-    decide: (current: ActionRequest) => TransitionResult<T>,
+    decide: (current: ActionRequest, at: number | undefined) => TransitionResult<T>,
     plan: OutboxPlanner,
     known?: ActionRequest,
   ): Promise<T> {
     const result = await this.write(() => {
       const current = this.current(id, known);
-      const verdict = decide(current);
+      // One process owns the file: its own clock decides (`at` undefined).
+      const verdict = decide(current, undefined);
       if (verdict.change) {
         const next = verdict.change.request;
         const updated = this.stmt.updateRequest.run(
