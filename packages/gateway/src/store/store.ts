@@ -182,10 +182,10 @@ export interface Store {
   listAudit(query: AuditQuery): Promise<AuditEvent[]>;
   /** The last event of the chain, or undefined when there is none. */
   lastAuditEvent(): Promise<{ seq: number; hash: string; type: string } | undefined>;
-  /** Every event in chain order, read in batches. */
   /**
-   * The chain in order: from `afterSeq`'s next event when given (numbered events only, for an
-   * export that goes on from the last), else from the first, unnumbered rows included.
+   * The chain in order, read in batches: from `afterSeq`'s next event when given (numbered
+   * events only, for an export that goes on from the last), else from the first, unnumbered
+   * rows included.
    */
   auditEvents(options?: { since?: number; afterSeq?: number }): AsyncIterable<AuditEvent>;
 
