@@ -469,6 +469,62 @@ describe("in-process restarts and races", () => {
     }
   });
 
+  it("acts no more for an agent taken out of the config: its requests are not approved, nor run", async () => {
+    const config = testConfig(upstream.url);
+    let gw = await startGateway(config);
+    dirs.push(gw.dir);
+    const opsBot = await gw.token("agent", "ops-bot");
+    const tokens = Object.fromEntries(
+      await Promise.all(
+        ["bob", "carol", "erin"].map(async (n) => [
+          n,
+          await gw.token("reviewer", `${n}@example.com`),
+        ]),
+      ),
+    ) as Record<string, string>;
+    const submit = async (path: string) =>
+      (
+        await api(gw.url, "POST", "/v1/actions", {
+          token: opsBot,
+          body: { ...refund(), input: { method: "POST", path, body: {} } },
+        })
+      ).body as { id: string; hash: string; status: string };
+    const waiting = await submit("/refunds/retired-agent");
+    const stranded = await submit("/refunds/retired-agent-approved");
+    expect([waiting.status, stranded.status]).toEqual(["pending", "pending"]);
+    expect((await vote(gw.url, waiting.id, tokens.bob!)).status).toBe(200);
+    await gw.close();
+    // Approved while no gateway ran, the agent then removed: at the start, nothing runs.
+    forceApproved(gw.dir, stranded, ["carol@example.com", "erin@example.com"]);
+    gw = await startGateway(
+      config.replace("  - { name: ops-bot, owner: Dave@Example.com }\n", ""),
+      {
+        dir: gw.dir,
+      },
+    );
+    try {
+      const refused = await vote(gw.url, waiting.id, tokens.carol!);
+      expect(refused.status).toBe(403);
+      expect(refused.body.error).toMatchObject({ code: "forbidden" });
+      expect(refused.body.error.message).toContain("agent ops-bot is no longer configured");
+      const shown = await api(gw.url, "GET", `/v1/requests/${waiting.id}`, { token: tokens.erin! });
+      expect(shown.body.review).toMatchObject({ approvals: 0, quorum: 2 });
+      // A denial still ends it.
+      const denied = await vote(gw.url, waiting.id, tokens.erin!, "deny");
+      expect(denied.body.status).toBe("denied");
+      await until(async () => {
+        const res = await api(gw.url, "GET", `/v1/requests/${stranded.id}`, { token: tokens.bob! });
+        return res.body.status === "failed";
+      });
+      const ended = await api(gw.url, "GET", `/v1/requests/${stranded.id}`, { token: tokens.bob! });
+      expect(ended.body.outcome.reason).toContain("agent ops-bot is no longer configured");
+      expect(callsTo("/refunds/retired-agent-approved")).toBe(0);
+      expect(callsTo("/refunds/retired-agent")).toBe(0);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it("runs exactly once when the approvals that reach the quorum land at the same time", async () => {
     const gw = await startGateway(testConfig(upstream.url));
     dirs.push(gw.dir);

@@ -1,8 +1,8 @@
 /**
  * Who may approve what, under the config as it is now. A vote cast earlier counts toward a
- * quorum only while its reviewer still qualifies: still configured, still in an approver
- * group, and not (or no longer) the agent's owner; and it stands for a group a rule requires
- * approvals from only while its reviewer is in that group.
+ * quorum only while its agent is still configured and its reviewer still qualifies: still
+ * configured, still in an approver group, and not (or no longer) the agent's owner; and it
+ * stands for a group a rule requires approvals from only while its reviewer is in that group.
  */
 import type { LiveConfig } from "../config/live-config.js";
 import { approverRefusal, votingGroups } from "./request-transitions.js";
@@ -12,6 +12,8 @@ import { neededText, quorumStanding } from "./review-quorum.js";
 export interface Approvers {
   /** The agent's owner as recorded at submission and as configured now: neither may approve. */
   ownersOf(request: ActionRequest): string[];
+  /** Why no approval of the request counts any more (its agent was removed), or undefined. */
+  agentGone(request: ActionRequest): string | undefined;
   /** Why an approval no longer counts, or undefined when it does. */
   disqualified(request: ActionRequest, review: Review): string | undefined;
   /** The groups an approval stands for now, toward the groups a rule requires. */
@@ -47,7 +49,15 @@ export function createApprovers(live: LiveConfig): Approvers {
     };
   };
 
+  // An agent taken out of the config acts no more: what was approved for it does not run.
+  const agentGone = (request: ActionRequest): string | undefined =>
+    live.agent(request.agent.name)
+      ? undefined
+      : `agent ${request.agent.name} is no longer configured`;
+
   const disqualified = (request: ActionRequest, review: Review): string | undefined => {
+    const gone = agentGone(request);
+    if (gone) return gone;
     const reviewer = reviewerNow(review);
     if (!reviewer.known) return `${reviewer.email} is no longer a configured reviewer`;
     return approverRefusal(request, reviewer, "approve", ownersOf(request))?.message;
@@ -84,6 +94,7 @@ export function createApprovers(live: LiveConfig): Approvers {
 
   return {
     ownersOf,
+    agentGone,
     disqualified,
     groupsOf,
     countedGroups: (request) => counted(request).groups,

@@ -381,8 +381,16 @@ export function createRequestService(deps: RequestServiceDeps) {
     try {
       after = await store.transition(
         id,
-        (current, at = clock()) =>
-          castVote(current, {
+        (current, at = clock()) => {
+          // Its approval would never count (request-approvers.ts); a denial still ends it.
+          const gone = vote.decision === "approve" ? approvers.agentGone(current) : undefined;
+          if (gone) {
+            throw new AirlockError(
+              "forbidden",
+              `${gone}: its requests can no longer be approved; deny it, or let it expire`,
+            );
+          }
+          return castVote(current, {
             reviewer,
             decision: vote.decision,
             comment: vote.comment ?? "",
@@ -393,7 +401,8 @@ export function createRequestService(deps: RequestServiceDeps) {
             groupsOf: (review) => approvers.groupsOf(current, review),
             reviewId,
             now: at,
-          }),
+          });
+        },
         plan,
       );
     } finally {
