@@ -109,7 +109,8 @@ async function startProxy(target: string): Promise<Proxy> {
       return;
     }
     // The gateway answers at once, as a closing one answers the calls it holds.
-    const path = fault === "no-hold" ? request.url?.replace(/\?wait=\d+$/, "") : request.url;
+    const path =
+      fault === "no-hold" ? request.url?.replace(/\?wait=\d+(&version=\d+)?$/, "") : request.url;
     const answer = await fetch(target + path, {
       method: request.method ?? "GET",
       headers: request.headers as Record<string, string>,
