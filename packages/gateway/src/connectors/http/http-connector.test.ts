@@ -121,6 +121,34 @@ describe("parse", () => {
     }
   });
 
+  it("reads a body for _method as the upstream does: under the connection's content type, as the text sent", () => {
+    const form = "application/x-www-form-urlencoded";
+    // The connection's content type wins over the agent's, so the body is sent as a form.
+    const formConnection = connector({ headers: { "Content-Type": form } });
+    // A JSON body is sent as its text, which a form reading splits at its & and =.
+    const asForm = connector();
+    for (const [c, input] of [
+      [formConnection, { method: "POST", path: "/x", body: "invoice=1&_method=DELETE" }],
+      [formConnection, { method: "POST", path: "/x", body: { note: "&_method=DELETE&" } }],
+      [
+        asForm,
+        {
+          method: "POST",
+          path: "/x",
+          headers: { "content-type": form },
+          body: { "a&_method=DELETE&b": 1 },
+        },
+      ],
+    ] as const) {
+      try {
+        c.parse("request", input);
+        expect.unreachable(JSON.stringify(input));
+      } catch (error) {
+        expect(error).toMatchObject({ code: "invalid_request", field: "input.body" });
+      }
+    }
+  });
+
   it("refuses a reserved or connection header spelt with _, which CGI servers read as -", () => {
     const c = connector({ headers: { "X-Api-Key": "k" } });
     for (const [headers, field, message] of [

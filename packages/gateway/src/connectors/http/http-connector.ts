@@ -122,7 +122,7 @@ export function createHttpConnector(
         });
       }
     }
-    const override = methodOverrideField(value);
+    const override = methodOverrideField(value, ownHeaders.get("content-type"));
     if (override) {
       throw new AirlockError(
         "invalid_request",

@@ -179,31 +179,36 @@ const overrideParameter = /^_method$/i;
  * Where the input holds a `_method` parameter, the override Rails, Laravel, Symfony, Spring,
  * ASP.NET and Express's method-override read from the query or a form (Laravel from a JSON
  * body too) to run a POST as a DELETE or a PUT: the policy and the reviewer would have decided
- * on the method the request line says. Undefined when there is none.
+ * on the method the request line says. Undefined when there is none. The body is read as the
+ * upstream reads it: as the text sent (a JSON body is sent as its text, so a key or a value can
+ * hold `&_method=`), under the content type sent, which is `connectionType` when the
+ * connection sets one, since the connection's headers win over the agent's.
  */
-export function methodOverrideField(input: HttpInput): string | undefined {
+export function methodOverrideField(input: HttpInput, connectionType?: string): string | undefined {
   for (const key of Object.keys(input.query ?? {})) {
     if (overrideParameter.test(key)) return `input.query.${key}`;
   }
   const { body } = input;
+  if (body === undefined) return undefined;
   if (body !== null && typeof body === "object" && !Array.isArray(body)) {
     for (const key of Object.keys(body)) {
       if (overrideParameter.test(key)) return `input.body.${key}`;
     }
   }
-  if (typeof body === "string") {
-    const type = Object.entries(input.headers ?? {})
-      .find(([name]) => name.toLowerCase() === "content-type")?.[1]
-      ?.toLowerCase()
-      .trim();
-    if (type?.startsWith("application/x-www-form-urlencoded")) {
-      for (const key of new URLSearchParams(body).keys()) {
-        if (overrideParameter.test(key)) return "input.body";
-      }
+  const type = (
+    connectionType ??
+    Object.entries(input.headers ?? {}).find(([name]) => name.toLowerCase() === "content-type")?.[1]
+  )
+    ?.toLowerCase()
+    .trim();
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  if (type?.startsWith("application/x-www-form-urlencoded")) {
+    for (const key of new URLSearchParams(text).keys()) {
+      if (overrideParameter.test(key)) return "input.body";
     }
-    // A part's name is in its own headers, which a loose reading could miss: any mention is one.
-    if (type?.startsWith("multipart/") && /_method/i.test(body)) return "input.body";
   }
+  // A part's name is in its own headers, which a loose reading could miss: any mention is one.
+  if (type?.startsWith("multipart/") && /_method/i.test(text)) return "input.body";
   return undefined;
 }
 
