@@ -161,12 +161,14 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
    */
   const post = async (notice: ChannelNotice): Promise<string> => {
     const conversation = notice.request.review?.teamsConversation ?? config.conversation;
-    // Whether Teams may have carried the post out though it failed: until the call fails in a
-    // way that says otherwise, since Airlock's deadline ends it with no answer at all.
-    let mayHavePosted = true;
+    // Whether Teams may have carried the post out though it failed: once the post is sent,
+    // until it fails in a way that says otherwise, since Airlock's deadline ends it with no
+    // answer at all. Not before: the bot's token from Entra ID may be what failed.
+    let mayHavePosted = false;
     const card = message(notice) as Activity;
-    const sent = await call("sendToConversation", (client, options) =>
-      client.conversations
+    const sent = await call("sendToConversation", (client, options) => {
+      mayHavePosted = true;
+      return client.conversations
         .sendToConversation(conversation, card, options)
         .catch((error: unknown) => {
           // The Bot Connector's own failures (not MSAL's, for the bot's token, nor one made
@@ -178,8 +180,8 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
               statusCode === 408 ||
               (typeof statusCode === "number" && statusCode >= 500));
           throw error;
-        }),
-    ).catch((error: unknown) => {
+        });
+    }).catch((error: unknown) => {
       if (!(error instanceof ChannelUnavailable) || !mayHavePosted) throw error;
       throw new ChannelUnavailable(
         `${error.message}; Teams may have posted the card all the same, and then the next try shows it twice in ${conversation} (the one not updated after votes is the extra, and its buttons still work)`,
