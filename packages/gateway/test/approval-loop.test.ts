@@ -436,13 +436,16 @@ describe("waiting, expiry, cancellation, idempotency", () => {
     // A version already behind answers at once with the request as it is.
     const behind = await api(gw.url, "GET", path(first), { token: tokens.agent! });
     expect(behind.body).toMatchObject({ version: heard.body.version, approvals: 1 });
-    for (const bad of ["0", "1.5", "x", "9999999999"]) {
-      const refused = await api(
-        gw.url,
-        "GET",
-        `/v1/actions/${submitted.body.id}?wait=1&version=${bad}`,
-        { token: tokens.agent! },
-      );
+    for (const query of [
+      "wait=1&version=0",
+      "wait=1&version=1.5",
+      "wait=1&version=x",
+      "wait=1&version=9999999999",
+      "version=1",
+    ]) {
+      const refused = await api(gw.url, "GET", `/v1/actions/${submitted.body.id}?${query}`, {
+        token: tokens.agent!,
+      });
       expect(refused.status).toBe(400);
       expect(refused.body.error).toMatchObject({ code: "invalid_request", field: "version" });
     }

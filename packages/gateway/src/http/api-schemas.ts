@@ -119,16 +119,21 @@ export function waitQuerySchema(maxWaitSeconds: number) {
 
 /** Reading a request can also wait for any change at all, not only for the end. */
 export function readQuerySchema(maxWaitSeconds: number) {
-  return waitQuerySchema(maxWaitSeconds).extend({
-    version: z
-      .string()
-      .regex(/^[1-9]\d{0,8}$/, "must be a request's version, a whole number from 1")
-      .transform(Number)
-      .optional()
-      .describe(
-        "The version you have: with `wait`, answer as soon as the request moves on from it (a vote, say), not only when it is final.",
-      ),
-  });
+  return waitQuerySchema(maxWaitSeconds)
+    .extend({
+      version: z
+        .string()
+        .regex(/^[1-9]\d{0,8}$/, "must be a request's version, a whole number from 1")
+        .transform(Number)
+        .optional()
+        .describe(
+          "The version you have: with `wait`, answer as soon as the request moves on from it (a vote, say), not only when it is final.",
+        ),
+    })
+    .refine((query) => query.version === undefined || query.wait !== undefined, {
+      path: ["version"],
+      message: "is what a wait starts from; give wait=SECONDS with it",
+    });
 }
 
 /** Ids are letters, digits, `_` and `-`: anything else cannot name a request. */
