@@ -1,7 +1,8 @@
 /**
  * `node bench/dist/compare.js BEFORE AFTER`: is AFTER faster than BEFORE? Each is a built
  * checkout (a directory holding packages/gateway/dist). Both gateways run at once, each on its
- * own SQLite file, and are warmed up; then they take turns under the same load, in ABBA
+ * own SQLite file (with `BENCH_STORAGE=postgres`, its own schema on the PostgreSQL server the
+ * benchmark uses), and are warmed up; then they take turns under the same load, in ABBA
  * order. This VM's speed drifts by ±20% within minutes, far more than most changes move
  * throughput, but little within one pair of short runs: the ratio of each pair is the figure
  * to trust, and what this prints.
@@ -9,8 +10,10 @@
 import { existsSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { startDemoUpstream } from "@airlock/gateway";
-import { type BenchGateway, startSqliteGateway } from "./gateway.js";
+import pg from "pg";
+import { type BenchGateway, startBenchGateway } from "./gateway.js";
 import { load } from "./load.js";
+import { postgresServer } from "./postgres.js";
 import { cpuPerRequest, freePort } from "./processes.js";
 
 const checkouts = process.argv.slice(2).map((dir) => resolve(dir));
@@ -37,9 +40,29 @@ const credential = `compare_${Date.now()}_credential`;
 const upstreamPort = await freePort();
 const upstream = await startDemoUpstream({ port: upstreamPort, token: credential });
 const gateways: BenchGateway[] = [];
+const onPostgres = process.env.BENCH_STORAGE === "postgres";
+const schemas = checkouts.map((_, i) => `airlock_compare_${process.pid}_${i}`);
+const admin = onPostgres ? new pg.Client({ connectionString: postgresServer }) : undefined;
+/** Each checkout's own schema, on the one server: they take turns, so they share it fairly. */
+const storageOf = async (i: number): Promise<string | undefined> => {
+  if (!admin) return undefined;
+  await admin.query(`CREATE SCHEMA ${schemas[i]}`);
+  const url = new URL(postgresServer);
+  url.searchParams.set("options", `-c search_path=${schemas[i]}`);
+  return String(url);
+};
 try {
-  for (const dir of checkouts) {
-    gateways.push(await startSqliteGateway({ upstreamPort, credential, airlock: cli(dir) }));
+  await admin?.connect();
+  for (const [i, dir] of checkouts.entries()) {
+    const storage = await storageOf(i);
+    gateways.push(
+      await startBenchGateway({
+        upstreamPort,
+        credential,
+        airlock: cli(dir),
+        ...(storage ? { storage } : {}),
+      }),
+    );
   }
   const origin = (g: BenchGateway) => `http://127.0.0.1:${g.port}`;
   process.stderr.write(`warming both gateways up (${concurrency} callers, 6s each)\n`);
@@ -80,6 +103,10 @@ try {
       await exited;
     }
     rmSync(g.dir, { recursive: true, force: true });
+  }
+  if (admin) {
+    for (const schema of schemas) await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await admin.end();
   }
   await upstream.close();
 }

@@ -95,19 +95,19 @@ export async function serve(
   return child;
 }
 
-export async function startSqliteGateway(options: {
+/** A gateway of its own, on a SQLite file in a new directory unless `storage` says otherwise. */
+export async function startBenchGateway(options: {
   upstreamPort: number;
   credential: string;
   /** The CLI of the build to run; this checkout's by default. */
   airlock?: string;
+  storage?: string;
 }): Promise<BenchGateway> {
   const dir = mkdtempSync(join(tmpdir(), "airlock-bench-"));
   const port = await freePort();
   const config = join(dir, "airlock.yaml");
-  writeFileSync(
-    config,
-    benchConfig({ port, storage: "sqlite:./airlock.db", upstreamPort: options.upstreamPort }),
-  );
+  const storage = options.storage ?? "sqlite:./airlock.db";
+  writeFileSync(config, benchConfig({ port, storage, upstreamPort: options.upstreamPort }));
   const env = benchEnv(options.credential);
   const cli = (args: string[]) => runCli(config, env, args, options.airlock);
   const token = cli(["token", "create", "--agent", "bench-bot"]).trim();

@@ -7,7 +7,7 @@
 import type { ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
 import { startDemoUpstream } from "@airlock/gateway";
-import { startSqliteGateway } from "./gateway.js";
+import { startBenchGateway } from "./gateway.js";
 import { type LoadResult, load, paced } from "./load.js";
 import { benchPostgres, postgresServer } from "./postgres.js";
 import { cpuPerRequest, freePort } from "./processes.js";
@@ -33,7 +33,7 @@ try {
   // machines, and this leaves the gateway a core of its own on a 2-core box.
   const upstream = await startDemoUpstream({ port: upstreamPort, token: credential });
   stops.push(() => upstream.close());
-  const gateway = await startSqliteGateway({ upstreamPort, credential });
+  const gateway = await startBenchGateway({ upstreamPort, credential });
   dir = gateway.dir;
   children.push(gateway.child);
   const gatewayPort = gateway.port;
