@@ -39,6 +39,26 @@ async function connectTo(gatewayUrl: string, token: string): Promise<Client> {
   return mcp;
 }
 
+/** A raw POST to `/mcp` as an MCP client sends one; a string body goes as it is. */
+function postMcp(
+  url: string,
+  token: string,
+  body: unknown,
+  options: { headers?: Record<string, string>; signal?: AbortSignal } = {},
+): Promise<Response> {
+  return fetch(`${url}/mcp`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${token}`,
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      ...options.headers,
+    },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+}
+
 describe("the MCP endpoint for agents", () => {
   let upstream: Upstream;
   let docs: TestMcpServer;
@@ -385,16 +405,7 @@ rules:
 
   it("answers a body it cannot read with a JSON-RPC error without an id", async () => {
     const send = async (body: string, headers: Record<string, string> = {}) => {
-      const response = await fetch(`${gw.url}/mcp`, {
-        method: "POST",
-        headers: {
-          authorization: `Bearer ${agentToken}`,
-          "content-type": "application/json",
-          accept: "application/json, text/event-stream",
-          ...headers,
-        },
-        body,
-      });
+      const response = await postMcp(gw.url, agentToken, body, { headers });
       return { status: response.status, body: await response.json() };
     };
     const unreadable = (
@@ -443,15 +454,7 @@ rules:
 
   it("answers a batch with an array, even a batch with one request", async () => {
     const send = async (body: unknown) => {
-      const response = await fetch(`${gw.url}/mcp`, {
-        method: "POST",
-        headers: {
-          authorization: `Bearer ${agentToken}`,
-          "content-type": "application/json",
-          accept: "application/json, text/event-stream",
-        },
-        body: JSON.stringify(body),
-      });
+      const response = await postMcp(gw.url, agentToken, body);
       expect(response.status).toBe(200);
       return response.json();
     };
@@ -481,15 +484,10 @@ rules:
       method: "tools/call",
       params: { name: "billing-api__request", arguments: { method: "GET", path } },
     });
-    const response = await fetch(`${gw.url}/mcp`, {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${agentToken}`,
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-      },
-      body: JSON.stringify([read(1, "/invoices/dup-a"), read(1, "/invoices/dup-b")]),
-    });
+    const response = await postMcp(gw.url, agentToken, [
+      read(1, "/invoices/dup-a"),
+      read(1, "/invoices/dup-b"),
+    ]);
     expect(response.status).toBe(400);
     expect(await response.json()).toMatchObject({
       error: {
@@ -500,15 +498,7 @@ rules:
     });
     expect(upstream.calls.some((c) => c.url.startsWith("/api/invoices/dup-"))).toBe(false);
     // An empty batch, as JSON-RPC 2.0 answers it.
-    const empty = await fetch(`${gw.url}/mcp`, {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${agentToken}`,
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-      },
-      body: "[]",
-    });
+    const empty = await postMcp(gw.url, agentToken, "[]");
     expect(empty.status).toBe(400);
     expect(await empty.json()).toEqual({
       jsonrpc: "2.0",
@@ -522,15 +512,7 @@ rules:
 
   it("answers malformed params as invalid params naming the param, and runs nothing", async () => {
     const post = async (body: unknown) => {
-      const response = await fetch(`${gw.url}/mcp`, {
-        method: "POST",
-        headers: {
-          authorization: `Bearer ${agentToken}`,
-          "content-type": "application/json",
-          accept: "application/json, text/event-stream",
-        },
-        body: JSON.stringify(body),
-      });
+      const response = await postMcp(gw.url, agentToken, body);
       expect(response.status).toBe(200);
       return response.json();
     };
@@ -746,16 +728,7 @@ rules:
     (await api(gw.url, "GET", `/v1/actions/${id}`, { token: agentToken })).body.status;
   const refunds = () => upstream.calls.filter((c) => c.url === "/api/refunds").length;
   const post = (body: unknown, signal?: AbortSignal) =>
-    fetch(`${gw.url}/mcp`, {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${agentToken}`,
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-      },
-      body: JSON.stringify(body),
-      ...(signal ? { signal } : {}),
-    });
+    postMcp(gw.url, agentToken, body, signal ? { signal } : {});
 
   it("withdraws the request of a call its client cancels while it waits for review", async () => {
     const mcp = await connectTo(gw.url, agentToken);
