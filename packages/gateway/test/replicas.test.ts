@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OUTCOME_UNKNOWN } from "../src/requests/request-transitions.js";
 import { lockKey } from "../src/store/postgres/postgres-sql.js";
 import { airlockBin, freePort, killed, startServe } from "./support/cli.js";
-import { api, read, removeDir, SECRET, startGateway, until } from "./support/gateway.js";
+import { api, read, removeDir, SECRET, startGateway, until, vote } from "./support/gateway.js";
 import { postgresAvailable, type ScratchSchema, scratchSchema } from "./support/postgres.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -222,6 +222,97 @@ rules:
       expect(calls("/late")).toBe(0);
     } finally {
       await b.close();
+      removeDir(b.dir);
+    }
+  });
+
+  it("runs an action once when its deciding votes land on both replicas at once, and a deny or a cancel racing the last approval wins whole or not at all", async () => {
+    const text = config(0)
+      .replace(
+        "agents:",
+        `reviewers:\n${["bob", "carol", "erin"].map((n) => `  - { email: ${n}@example.com, groups: [finance] }`).join("\n")}\nagents:`,
+      )
+      .replace(
+        "  - name: nothing else",
+        `  - name: refunds wait\n    when: http.method == "POST"\n    decision: review\n    review: { approvers: [finance], quorum: 2 }\n  - name: nothing else`,
+      );
+    const a = await startGateway(text);
+    const b = await startGateway(text);
+    try {
+      const agent = await a.token("agent", "support-bot");
+      const [bob, carol, erin] = await Promise.all(
+        ["bob", "carol", "erin"].map((n) => a.token("reviewer", `${n}@example.com`)),
+      );
+      const submit = async (path: string) =>
+        (await api(a.url, "POST", "/v1/actions", { token: agent, body: refund(path) })).body
+          .id as string;
+      const final = async (id: string) => {
+        const res = await api(a.url, "GET", `/v1/actions/${id}?wait=10`, { token: agent });
+        return res.body.status as string;
+      };
+      for (let round = 0; round < 5; round++) {
+        // The two approvals of a quorum of two, one on each replica at once: one run.
+        const both = await submit(`/both-${round}`);
+        const votes = await Promise.all([vote(a.url, both, bob!), vote(b.url, both, carol!)]);
+        expect(votes.map((v) => v.status)).toEqual([200, 200]);
+        expect(await final(both)).toBe("succeeded");
+
+        // The last approval on A against a deny on B: denied and never run, or run once.
+        const denied = await submit(`/deny-${round}`);
+        await vote(a.url, denied, bob!);
+        await Promise.all([vote(a.url, denied, carol!), vote(b.url, denied, erin!, "deny")]);
+        const afterDeny = await final(denied);
+        expect(["denied", "succeeded"]).toContain(afterDeny);
+
+        // The last approval on A against the agent's cancel on B: likewise.
+        const cancelled = await submit(`/cancel-${round}`);
+        await vote(a.url, cancelled, bob!);
+        await Promise.all([
+          vote(a.url, cancelled, carol!),
+          api(b.url, "POST", `/v1/actions/${cancelled}/cancel`, { token: agent }),
+        ]);
+        const afterCancel = await final(cancelled);
+        expect(["cancelled", "succeeded"]).toContain(afterCancel);
+
+        expect(calls(`/both-${round}`)).toBe(1);
+        expect(calls(`/deny-${round}`)).toBe(afterDeny === "succeeded" ? 1 : 0);
+        expect(calls(`/cancel-${round}`)).toBe(afterCancel === "succeeded" ? 1 : 0);
+      }
+      // Every step of every race is in the one chain, in order.
+      const verified = await api(b.url, "GET", "/v1/audit/verify", { token: bob! });
+      expect(verified.body.ok).toBe(true);
+    } finally {
+      await a.close();
+      await b.close();
+      removeDir(a.dir);
+      removeDir(b.dir);
+    }
+  });
+
+  it("finds one request for one idempotency key sent to both replicas at once", async () => {
+    const a = await startGateway(config(0));
+    const b = await startGateway(config(0));
+    try {
+      const agent = await a.token("agent", "support-bot");
+      for (let round = 0; round < 5; round++) {
+        const body = { ...read(`/keyed-${round}`), idempotencyKey: `both-replicas-${round}` };
+        const answers = await Promise.all(
+          [a, b].map((g) => api(g.url, "POST", "/v1/actions?wait=10", { token: agent, body })),
+        );
+        expect(answers.map((r) => r.status).every((s) => s === 200 || s === 202)).toBe(true);
+        expect(answers[0]!.body.id).toBe(answers[1]!.body.id);
+        await until(async () => {
+          const res = await api(a.url, "GET", `/v1/actions/${answers[0]!.body.id}`, {
+            token: agent,
+          });
+          return res.body.status === "succeeded";
+        });
+        expect(calls(`/keyed-${round}`)).toBe(1);
+      }
+    } finally {
+      await a.close();
+      await b.close();
+      removeDir(a.dir);
       removeDir(b.dir);
     }
   });
