@@ -108,17 +108,27 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     return textAnswer(`${error.code}: ${deps.redactor.redactText(message)}${wait}`, true);
   };
 
-  /** Withdraws the request of a call its client cancelled, unless a decision came first. */
-  const withdraw = async (agent: AgentConfig, id: string): Promise<ActionRequest> => {
+  /**
+   * Cancels the agent's request; one that had already ended (`not_pending`, `expired`) is
+   * read as it ended, with the refusal beside it.
+   */
+  const cancelOrRead = async (
+    agent: AgentConfig,
+    id: string,
+  ): Promise<{ request: ActionRequest; refusal?: AirlockError }> => {
     try {
-      return await requests.cancel(agent, id);
+      return { request: await requests.cancel(agent, id) };
     } catch (error) {
       if (isAirlockError(error) && (error.code === "not_pending" || error.code === "expired")) {
-        return requests.getForAgent(agent, id);
+        return { request: await requests.getForAgent(agent, id), refusal: error };
       }
       throw error;
     }
   };
+
+  /** Withdraws the request of a call its client cancelled, unless a decision came first. */
+  const withdraw = async (agent: AgentConfig, id: string): Promise<ActionRequest> =>
+    (await cancelOrRead(agent, id)).request;
 
   /**
    * A cancel sent again after its answer was lost finds the request cancelled by the first,
@@ -126,12 +136,8 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
    * other end (run, denied, expired) is still refused.
    */
   const cancelOwn = async (agent: AgentConfig, id: string): Promise<void> => {
-    try {
-      await requests.cancel(agent, id);
-    } catch (error) {
-      if (!isAirlockError(error) || error.code !== "not_pending") throw error;
-      if ((await requests.getForAgent(agent, id)).status !== "cancelled") throw error;
-    }
+    const { request, refusal } = await cancelOrRead(agent, id);
+    if (refusal && request.status !== "cancelled") throw refusal;
   };
 
   /**
