@@ -2,7 +2,7 @@
 import { AirlockError } from "../errors.js";
 import type { RequestService } from "../requests/request-service.js";
 import { type ActionRequest, isTerminal } from "../requests/request-types.js";
-import { agentView } from "../requests/request-views.js";
+import { type AgentView, agentView } from "../requests/request-views.js";
 import {
   actionBodySchema,
   idParamsSchema,
@@ -12,8 +12,7 @@ import {
 import type { createRouter, Reply } from "./route.js";
 
 /** The status code that says how the action ended up, for POST /v1/actions. */
-function actionReply(request: ActionRequest, publicUrl: string, requests: RequestService): Reply {
-  const view = agentView(request, publicUrl, requests.countedGroups(request));
+function actionReply(request: ActionRequest, view: AgentView): Reply {
   if (request.status === "denied") {
     const byReviewer = request.reviews.find((r) => r.decision === "deny");
     return {
@@ -44,6 +43,9 @@ export function actionRoutes(
   deps: { requests: RequestService; publicUrl: string; maxWaitSeconds: number },
 ): void {
   const { requests, publicUrl } = deps;
+  // Approvals counted as the gateway counts them now (request-approvers.ts).
+  const viewOf = (request: ActionRequest) =>
+    agentView(request, publicUrl, requests.countedGroups(request));
   const waitQuery = waitQuerySchema(deps.maxWaitSeconds);
   const readQuery = readQuerySchema(deps.maxWaitSeconds);
 
@@ -71,7 +73,7 @@ export function actionRoutes(
       if (query.wait && !isTerminal(request.status)) {
         request = await requests.waitForTerminal(request.id, query.wait * 1000, ctx.signal);
       }
-      return actionReply(request, publicUrl, requests);
+      return actionReply(request, viewOf(request));
     },
   );
 
@@ -95,7 +97,7 @@ export function actionRoutes(
         query.wait ? ctx.signal : undefined,
         query.version,
       );
-      return { body: agentView(request, publicUrl, requests.countedGroups(request)) };
+      return { body: viewOf(request) };
     },
   );
 
@@ -116,7 +118,7 @@ export function actionRoutes(
     },
     async ({ principal, params }) => {
       const request = await requests.cancel(principal.agent, params.id);
-      return { body: agentView(request, publicUrl, requests.countedGroups(request)) };
+      return { body: viewOf(request) };
     },
   );
 }
