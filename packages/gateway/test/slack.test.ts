@@ -137,9 +137,16 @@ describe("Slack approvals", () => {
     );
   }
 
-  const click = (who: string, id: string, actionId: string, at: { channel: string; ts: string }) =>
+  /** `who` clicks `actionId` on the message `at`, sent to this file's gateway or to `gateway`. */
+  const click = (
+    who: string,
+    id: string,
+    actionId: string,
+    at: { channel: string; ts: string },
+    gateway?: { url: string },
+  ) =>
     slack.interact(
-      interactions,
+      gateway ? `${gateway.url}/integrations/slack/interactions` : interactions,
       slack.click({
         user: user[who]!,
         channel: at.channel,
@@ -302,18 +309,7 @@ describe("Slack approvals", () => {
     );
     try {
       const { token, id, message: at } = await heldOn(other);
-      const otherInteractions = `${other.url}/integrations/slack/interactions`;
-      const clickThere = (who: string) =>
-        slack.interact(
-          otherInteractions,
-          slack.click({
-            user: user[who]!,
-            channel: at.channel,
-            ts: at.ts,
-            actionId: "airlock_approve",
-            value: id,
-          }),
-        );
+      const clickThere = (who: string) => click(who, id, "airlock_approve", at, other);
       // Bob is in the bot's workspace, which is not listed; the outsider's workspace is.
       const bobBefore = ephemeralsFor("bob").length;
       await clickThere("bob");
@@ -352,17 +348,7 @@ describe("Slack approvals", () => {
     );
     try {
       const { token, id, message: at } = await heldOn(sso);
-      const clickThere = (who: string) =>
-        slack.interact(
-          `${sso.url}/integrations/slack/interactions`,
-          slack.click({
-            user: user[who]!,
-            channel: at.channel,
-            ts: at.ts,
-            actionId: "airlock_approve",
-            value: id,
-          }),
-        );
+      const clickThere = (who: string) => click(who, id, "airlock_approve", at, sso);
       // A guest is still nobody, whoever vouches for the e-mail.
       const guestBefore = ephemeralsFor("guest").length;
       await clickThere("guest");
@@ -385,21 +371,12 @@ describe("Slack approvals", () => {
   it("follows an org-wide Enterprise Grid install to its organisation's members", async () => {
     const grid = await startGateway(config(upstream.url, slack), { gateway: { delivery: fast } });
     const member = slack.addUser("carol@example.com", "carol-grid");
+    user.carolGrid = member;
     slack.users.get(member)!.teamId = "T0GRIDWS2";
     slack.users.get(member)!.enterpriseId = "E0GRIDORG";
     try {
       const { token, id, message: at } = await heldOn(grid);
-      const clickThere = () =>
-        slack.interact(
-          `${grid.url}/integrations/slack/interactions`,
-          slack.click({
-            user: member,
-            channel: at.channel,
-            ts: at.ts,
-            actionId: "airlock_approve",
-            value: id,
-          }),
-        );
+      const clickThere = () => click("carolGrid", id, "airlock_approve", at, grid);
       const told = () => slack.ephemerals.filter((e) => e.user === member);
       // auth.test names no workspace at all: nobody maps, and the clicker is told.
       slack.setAuthTest({ team_id: undefined, enterprise_id: undefined });
