@@ -201,14 +201,15 @@ export function methodOverrideField(input: HttpInput, connectionType?: string): 
   )
     ?.toLowerCase()
     .trim();
-  const text = typeof body === "string" ? body : JSON.stringify(body);
+  // Written out only for the types read as text here: most bodies are JSON sent as JSON.
+  const text = () => (typeof body === "string" ? body : JSON.stringify(body));
   if (type?.startsWith("application/x-www-form-urlencoded")) {
-    for (const key of new URLSearchParams(text).keys()) {
+    for (const key of new URLSearchParams(text()).keys()) {
       if (overrideParameter.test(key)) return "input.body";
     }
   }
   // A part's name is in its own headers, which a loose reading could miss: any mention is one.
-  if (type?.startsWith("multipart/") && /_method/i.test(text)) return "input.body";
+  if (type?.startsWith("multipart/") && /_method/i.test(text())) return "input.body";
   return undefined;
 }
 
