@@ -93,6 +93,8 @@ it("prints tokens and the commands to try", () => {
   expect(output).toMatch(/export AGENT=alk_\S{43}/);
   expect(output).toMatch(/export BOB=alk_\S{43}/);
   expect(commands().filter((c) => c.startsWith("curl"))).toHaveLength(5);
+  // A continuation the template literal swallowed joins two lines, leaving a run of spaces.
+  expect(output).not.toMatch(/\S {3,}-[Hd] /);
 });
 
 it("works as printed: an allowed read, a denied delete, and a refund approved from a second terminal", async () => {

@@ -134,7 +134,7 @@ export AIRLOCK_URL=${publicUrl}
 
 5. An agent that speaks MCP connects to ${publicUrl}/mcp with the same token: its tools
    are the connections' operations (billing-api__request), each call decided as above.
-   curl -s ${publicUrl}/mcp -H "authorization: Bearer $AGENT" -H 'content-type: application/json' \
+   curl -s ${publicUrl}/mcp -H "authorization: Bearer $AGENT" -H 'content-type: application/json' \\
      -H 'accept: application/json, text/event-stream' -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 
 Ctrl-C stops the demo.
