@@ -290,6 +290,76 @@ describe("reviews", () => {
   });
 });
 
+describe("an agent's own requests", () => {
+  it("lists them newest first, filtered and paged, and never another agent's", async () => {
+    // No sweep meanwhile: a request whose time is up is expired by the listing that finds it.
+    const unswept = testConfig(upstream.url).replace("sweepInterval: 50ms", "sweepInterval: 10m");
+    await withGateway(unswept, async (own) => {
+      const agent = await own.token("agent", "support-bot");
+      const ops = await own.token("agent", "ops-bot");
+      const bob = await own.token("reviewer", "bob@example.com");
+      const send = (body: unknown, token = agent) =>
+        api(own.url, "POST", "/v1/actions", { token, body });
+      const list = (query = "", token = agent) =>
+        api(own.url, "GET", `/v1/actions${query}`, { token });
+      const ran = await send(read("/invoices"));
+      const denied = (await send({ ...read("/x"), input: { method: "DELETE", path: "/x" } })).body
+        .action;
+      const waiting = await send(refund());
+      const short = await send({
+        connection: "billing-api",
+        operation: "request",
+        input: { method: "POST", path: "/short" },
+      });
+      const theirs = await send(refund(), ops);
+      expect(
+        [ran.body, denied, waiting.body, short.body, theirs.body].map((a) => a.status),
+      ).toEqual(["succeeded", "denied", "pending", "pending", "pending"]);
+      const ids = (res: Awaited<ReturnType<typeof list>>) =>
+        res.body.actions.map((a: { id: string }) => a.id);
+
+      const everything = await list();
+      expect(everything.status).toBe(200);
+      expect(ids(everything)).toEqual([short.body.id, waiting.body.id, denied.id, ran.body.id]);
+      expect(everything.body.next).toBeUndefined();
+      // Each as the agent reads it alone: masked input, its result, its version.
+      const one = await api(own.url, "GET", `/v1/actions/${ran.body.id}`, { token: agent });
+      expect(everything.body.actions[3]).toEqual(one.body);
+      expect(everything.body.actions[1].input.body.card_number).toBe("[masked]");
+
+      // The short-lived one's time runs out: listed as pending, it is expired as it is read.
+      await until(async () => Date.now() > Date.parse(short.body.expiresAt));
+      const pending = await list("?status=pending");
+      expect(ids(pending)).toEqual([waiting.body.id]);
+      const ended = await list("?status=expired,denied");
+      expect(ids(ended)).toEqual([short.body.id, denied.id]);
+      expect(ended.body.actions[0].status).toBe("expired");
+
+      const first = await list("?limit=2");
+      expect(ids(first)).toEqual([short.body.id, waiting.body.id]);
+      expect(first.body.next).toBe(waiting.body.id);
+      const second = await list(`?limit=2&before=${first.body.next}`);
+      expect(ids(second)).toEqual([denied.id, ran.body.id]);
+      const third = await list(`?limit=2&before=${second.body.next}`);
+      expect(ids(third)).toEqual([]);
+      expect(third.body.next).toBeUndefined();
+
+      expect(ids(await list("?connection=other-api"))).toEqual([]);
+      expect(ids(await list("", ops))).toEqual([theirs.body.id]);
+
+      const bad = await list("?status=waiting");
+      expect(bad.status).toBe(400);
+      expect(bad.body.error).toMatchObject({ code: "invalid_request", field: "status" });
+      const foreignFilter = await list("?agent=ops-bot");
+      expect(foreignFilter.status).toBe(400);
+      expect(foreignFilter.body.error.code).toBe("invalid_request");
+      const asReviewer = await list("", bob);
+      expect(asReviewer.status).toBe(403);
+      expect(asReviewer.body.error.code).toBe("forbidden");
+    });
+  });
+});
+
 describe("approvals required from named groups", () => {
   const payoutRules = `
   - name: payouts need ops among two

@@ -231,6 +231,35 @@ describe("submitting", () => {
   });
 });
 
+describe("listing", () => {
+  it("pages through the agent's actions, newest first, in the statuses asked for", async () => {
+    const a = await client().submit(refund({ justification: "list a" }));
+    const b = await client().submit(read("/sdk-list"));
+    const c = await client().submit(refund({ justification: "list c" }));
+    const ids = (page: { actions: Action[] }) => page.actions.map((x) => x.id);
+
+    const first = await client().list({ limit: 2 });
+    expect(ids(first)).toEqual([c.id, b.id]);
+    expect(first.next).toBe(b.id);
+    const second = await client().list({ limit: 2, before: first.next! });
+    expect(ids(second)[0]).toBe(a.id);
+    expect(second.actions[0]).toEqual(await client().get(a.id));
+
+    const pending = ids(await client().list({ status: "pending", limit: 200 }));
+    expect(pending).toEqual(expect.arrayContaining([a.id, c.id]));
+    expect(pending).not.toContain(b.id);
+    expect(ids(await client().list({ status: ["succeeded", "failed"], limit: 1 }))).toEqual([b.id]);
+    expect(ids(await client().list({ status: "all", limit: 1 }))).toEqual([c.id]);
+  });
+
+  it("refuses what it cannot ask for, and passes on the gateway's refusals", async () => {
+    await expect(client().list({ limit: 0 })).rejects.toThrow(/limit must be a whole number/);
+    await expect(client().list({ status: [] })).rejects.toThrow(/status must name/);
+    const refused = await refusal(client().list({ status: "waiting" as never }));
+    expect(refused).toMatchObject({ code: "invalid_request", field: "status", status: 400 });
+  });
+});
+
 describe("waiting for reviewers", () => {
   it("runs a reviewed action once the quorum approves, reporting each vote", async () => {
     const seen: Action[] = [];

@@ -2,7 +2,7 @@
  * The agent's side of Airlock: submit an action, wait while people review it, read how it
  * ended. Every duration here is in milliseconds.
  */
-import { type Action, type ActionInput, isFinal } from "./action-types.js";
+import { type Action, type ActionInput, type ActionStatus, isFinal } from "./action-types.js";
 import { AirlockError } from "./airlock-error.js";
 import {
   callGateway,
@@ -53,6 +53,24 @@ export interface WaitOptions {
    * first with the action as submitted, before any wait.
    */
   onUpdate?: (action: Action) => void;
+}
+
+export interface ListOptions {
+  /** One status, several, or `"all"` (the default). */
+  status?: ActionStatus | "all" | ActionStatus[];
+  /** Only actions on this connection. */
+  connection?: string;
+  /** Only actions older than this id: a page's `next`. */
+  before?: string;
+  /** At most this many (1 to 200; 50 by default). */
+  limit?: number;
+  signal?: AbortSignal;
+}
+
+export interface ActionPage {
+  actions: Action[];
+  /** Set while more may follow: pass it as `before` for the next page. */
+  next?: string;
 }
 
 export class AirlockClient {
@@ -172,6 +190,52 @@ export class AirlockClient {
       { ...options, ...(timeout === undefined ? {} : { timeout }) },
       true,
     );
+  }
+
+  /**
+   * This agent's actions, newest first: every status, or those named. A page holds up to
+   * `limit` (50 by default, at most 200); while more may follow, `next` is where the next page
+   * starts (`before: page.next`).
+   */
+  async list(options: ListOptions = {}): Promise<ActionPage> {
+    const query = new URLSearchParams();
+    if (options.status !== undefined) {
+      const statuses = typeof options.status === "string" ? [options.status] : options.status;
+      if (statuses.length === 0) throw new TypeError("status must name at least one status");
+      query.set("status", statuses.join(","));
+    }
+    if (options.connection !== undefined) query.set("connection", options.connection);
+    if (options.before !== undefined) query.set("before", options.before);
+    if (options.limit !== undefined) {
+      query.set(
+        "limit",
+        String(
+          checked(
+            "limit",
+            options.limit,
+            (n) => Number.isInteger(n) && n >= 1 && n <= 200,
+            "a whole number from 1 to 200",
+          ),
+        ),
+      );
+    }
+    const path = `/v1/actions${query.size > 0 ? `?${query}` : ""}`;
+    const answer = await callGateway(this.#gateway, {
+      method: "GET",
+      path,
+      signal: options.signal,
+    });
+    const error = errorOf(answer);
+    if (error) throw error;
+    const { actions, next } = answer.body;
+    if (!Array.isArray(actions) || !actions.every(isAction)) {
+      throw new AirlockError(
+        "unexpected_response",
+        `${this.#gateway.baseUrl} answered GET /v1/actions with something that is not a list of actions; check that the url is the gateway's, and that it is recent enough to list them`,
+        { status: answer.status },
+      );
+    }
+    return typeof next === "string" ? { actions, next } : { actions };
   }
 
   /** Cancels a pending action of this agent's. */

@@ -7,5 +7,11 @@ export type {
   RiskLevel,
 } from "./action-types.js";
 export { isFinal } from "./action-types.js";
-export { AirlockClient, type AirlockClientOptions, type WaitOptions } from "./airlock-client.js";
+export {
+  type ActionPage,
+  AirlockClient,
+  type AirlockClientOptions,
+  type ListOptions,
+  type WaitOptions,
+} from "./airlock-client.js";
 export { AirlockError, type AirlockErrorCode } from "./airlock-error.js";

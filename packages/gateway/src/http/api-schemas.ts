@@ -185,6 +185,13 @@ export const requestListQuerySchema = z.strictObject({
   limit: limit(200, 50),
 });
 
+export const actionListQuerySchema = z.strictObject({
+  status: statusList.optional().describe('Comma-separated statuses, or "all" (the default).'),
+  connection: filterText(128).optional(),
+  before: idSchema.optional().describe("Only requests older than this id (paging)."),
+  limit: limit(200, 50),
+});
+
 export const reviewBodySchema = z.strictObject({
   decision: z.enum(["approve", "deny"]),
   comment: z.string().max(2000).superRefine(checkText).optional(),

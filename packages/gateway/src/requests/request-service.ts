@@ -428,6 +428,25 @@ export function createRequestService(deps: RequestServiceDeps) {
     return store.listRequests(query);
   }
 
+  /**
+   * The agent's own requests, newest first, as `list` finds them; those whose time is up are
+   * expired on the way, as a read of one would, so no agent is told to wait for the dead.
+   */
+  async function listForAgent(
+    agent: AgentConfig,
+    query: Omit<RequestQuery, "agent">,
+  ): Promise<ActionRequest[]> {
+    const found = await store.listRequests({ ...query, agent: agent.name });
+    const now = clock();
+    return Promise.all(
+      found.map((request) =>
+        request.status === "pending" && request.expiresAt !== null && now >= request.expiresAt
+          ? load(request.id)
+          : request,
+      ),
+    );
+  }
+
   /** Pending requests past their expiry become expired; returns how many. */
   async function sweepExpired(): Promise<number> {
     // Side by side, so that they share one group commit.
@@ -454,6 +473,7 @@ export function createRequestService(deps: RequestServiceDeps) {
     cancel: cancelForAgent,
     review,
     list,
+    listForAgent,
     sweepExpired,
     ownersOf,
     countedGroups: approvers.countedGroups,
