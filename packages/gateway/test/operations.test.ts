@@ -83,6 +83,12 @@ describe("probes and metrics", () => {
       submit.requestBody.content["application/json"].schema.properties.justification.maxLength,
     ).toBe(4000);
     expect(submit.parameters.map((p: { name: string }) => p.name)).toEqual(["wait"]);
+    expect(doc.paths["/v1/actions"].get.parameters.map((p: { name: string }) => p.name)).toEqual([
+      "status",
+      "connection",
+      "before",
+      "limit",
+    ]);
     expect(Object.keys(doc.paths)).toEqual(
       expect.arrayContaining([
         "/v1/actions/{id}",
