@@ -10,11 +10,13 @@ import { createRedactor } from "../masking/secret-redactor.js";
 import { createLogger } from "../observability/logger.js";
 import { createMetrics } from "../observability/metrics.js";
 import { openSqliteStore, type SqliteStore } from "../store/sqlite/sqlite-store.js";
+import type { OutboxPlanner } from "../store/store.js";
 import { createApprovers } from "./request-approvers.js";
 import { createExecutor } from "./request-executor.js";
 import { requestHash } from "./request-hash.js";
 import { submit } from "./request-transitions.js";
 import type { ActionRequest } from "./request-types.js";
+import { createWaiters } from "./request-waiters.js";
 
 const loaded = loadConfigText(`
 storage: sqlite:./airlock.db
@@ -119,5 +121,50 @@ describe("the executor", () => {
     expect(finished.outcome?.summary).toBe("ran, result not kept");
     expect(finished.outcome?.result).toBeNull();
     expect((await store.getRequest(request.id))?.status).toBe("succeeded");
+  });
+
+  it("ends a request whose outcome the store refuses, not for being down, failed at once: never left executing, never run again", async () => {
+    const { store, request } = await claimed();
+    const connector = connectorAnswering({
+      ok: true,
+      result: { refunded: 10 },
+      summary: "HTTP 200, 15 bytes",
+    });
+    // A channel that cannot plan its message about how a request ended: the store is up, so
+    // trying again fails the same way.
+    const plan: OutboxPlanner = (change) => {
+      if (change.request.status !== "executing") throw new Error("no message for this request");
+      return [];
+    };
+    const waiters = createWaiters(store);
+    const longPoll = waiters.watch(request.id);
+    const executor = createExecutor({
+      store,
+      connectors: new Map([["billing", connector]]),
+      approvers: createApprovers(createLiveConfig(loaded)),
+      redactor: createRedactor([]),
+      plan,
+      logger: createLogger({ level: "silent" }),
+      metrics: createMetrics(),
+      clock: Date.now,
+      retryDelays: [1],
+    });
+    const finished = await executor.runClaimed(request);
+    expect(connector.calls).toBe(1);
+    expect(finished.status).toBe("failed");
+    expect(finished.outcome?.summary).toBe("outcome not recorded");
+    expect(finished.outcome?.reason).toContain("the action succeeded (HTTP 200, 15 bytes)");
+    expect(finished.outcome?.reason).toContain("Airlock will not run it again");
+    expect((await store.getRequest(request.id))?.status).toBe("failed");
+    const events = await store.listAudit({ requestId: request.id, limit: 10 });
+    expect(events.map((e) => e.type)).toContain("execution.failed");
+    // The long-poll on it was woken by the change.
+    expect(await longPoll.next(0)).toBe(true);
+    longPoll.close();
+    waiters.close();
+    // Nothing is left for a restart to end, and nothing runs again.
+    expect(await executor.recover({ all: true })).toEqual({ interrupted: 0, resumed: 0 });
+    await executor.drain();
+    expect(connector.calls).toBe(1);
   });
 });

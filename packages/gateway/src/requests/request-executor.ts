@@ -51,6 +51,21 @@ export interface Executor {
   drain(): Promise<void>;
 }
 
+/**
+ * What a request ends with when its outcome cannot be recorded: failed, as a stop would have
+ * left it ("outcome unknown"), saying how the action went and that it will not run again.
+ * Without the result, which may be what could not be recorded.
+ */
+function notRecorded(outcome: Outcome): Outcome {
+  return {
+    ok: false,
+    summary: "outcome not recorded",
+    reason: `the outcome could not be recorded, so only this is kept: the action ${outcome.ok ? "succeeded" : "failed"} (${outcome.summary}); Airlock will not run it again`,
+    result: null,
+    resultDigest: null,
+  };
+}
+
 /** Whether the request ended with this outcome (and not one another replica gave it). */
 function recordedAs(request: ActionRequest, outcome: Outcome): boolean {
   return (
@@ -189,13 +204,17 @@ export function createExecutor(deps: {
    * ended meanwhile ("outcome unknown", by a replica that took its lease for lapsed) keeps
    * that verdict, and the trail gets what did happen beside it: `execution.late_outcome`.
    */
-  const finish = async (request: ActionRequest, outcome: Outcome): Promise<ActionRequest> => {
+  const finish = async (
+    request: ActionRequest,
+    outcome: Outcome,
+    planned: OutboxPlanner = plan,
+  ): Promise<ActionRequest> => {
     let finished: ActionRequest;
     try {
       finished = await store.transition(
         request.id,
         (current) => finishExecution(current, outcome, clock()),
-        plan,
+        planned,
         request,
       );
     } catch (error) {
@@ -215,6 +234,38 @@ export function createExecutor(deps: {
   };
 
   /**
+   * Records the outcome; one refused for another reason than the store being down (the
+   * outbox planned for it, or the store, throws on it) is replaced by a bare failure that says
+   * how the action went. Trying it again would fail the same way, and the request would stay
+   * `executing` (on SQLite, until a restart) with its long-polls waiting on it.
+   */
+  const record = async (request: ActionRequest, outcome: Outcome): Promise<ActionRequest> => {
+    try {
+      return await finish(request, outcome);
+    } catch (error) {
+      if (error instanceof AirlockError && ["store_unavailable", "not_found"].includes(error.code))
+        throw error;
+      logger.error(
+        { requestId: request.id, err: error },
+        "an action's outcome could not be recorded; its request ends failed, outcome not recorded",
+      );
+    }
+    // Channels not told how it ended are a smaller harm than a request that never ends.
+    const planned: OutboxPlanner = (change) => {
+      try {
+        return plan(change);
+      } catch (error) {
+        logger.error(
+          { requestId: request.id, err: error },
+          "could not plan the notifications of a request's end; channels are not told",
+        );
+        return [];
+      }
+    };
+    return finish(request, notRecorded(outcome), planned);
+  };
+
+  /**
    * The action has run: its outcome must be recorded, so a store that fails now is retried
    * for a while. If it stays down, the caller is told the action ran, so that nobody
    * submits it again, and the outcome is recorded in the background (keepRecording).
@@ -225,7 +276,7 @@ export function createExecutor(deps: {
   ): Promise<ActionRequest> => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await finish(request, outcome);
+        return await record(request, outcome);
       } catch (error) {
         // Gone (see finish): no attempt brings it back, and the store is not what failed.
         if (error instanceof AirlockError && error.code === "not_found") throw error;
@@ -276,7 +327,7 @@ export function createExecutor(deps: {
   /** One try at recording an outcome its caller was told could not be; true when the store failed. */
   const recordLate = async (request: ActionRequest, outcome: Outcome): Promise<boolean> => {
     try {
-      const finished = await finish(request, outcome);
+      const finished = await record(request, outcome);
       leased.delete(request.id);
       deps.afterCommit?.();
       if (recordedAs(finished, outcome)) {
