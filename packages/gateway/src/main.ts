@@ -246,7 +246,9 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   let sweeping: Promise<void> | undefined;
   // SQLite is one process's alone; PostgreSQL may be shared by replicas.
   const shared = store.dialect === "postgres";
-  let lastLeaseCheck = clock();
+  // Timed on the monotonic clock: a wall clock stepped back an hour would hold lease checks
+  // off for that hour.
+  let lastLeaseCheck = performance.now();
   const sweep = (): Promise<void> => {
     // One sweep at a time, and none once closing: it could claim work after the drain.
     if (closing || sweeping) return sweeping ?? Promise.resolve();
@@ -254,8 +256,8 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       try {
         await requests.sweepExpired();
         // On a shared database, a replica that died leaves executions whose leases run out.
-        if (shared && clock() - lastLeaseCheck >= config.server.executionLease / 4) {
-          lastLeaseCheck = clock();
+        if (shared && performance.now() - lastLeaseCheck >= config.server.executionLease / 4) {
+          lastLeaseCheck = performance.now();
           const ended = await executor.recover();
           if (ended.interrupted) logger.warn(ended, "ended executions a stopped replica left");
         }

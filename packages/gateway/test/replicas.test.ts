@@ -358,19 +358,25 @@ rules:
     }
   });
 
-  it("ends a killed replica's execution as outcome unknown after its lease, never running it again", async () => {
+  /**
+   * Kills a replica while it runs `path`; the survivor, whose wall clock steps back by
+   * `stepBack` once it has started, must end it "outcome unknown", never running it again.
+   */
+  const killMidExecution = async (path: string, stepBack = 0) => {
     const dir = mkdtempSync(join(tmpdir(), "airlock-replica-"));
     const port = await freePort();
-    const path = join(dir, "replica.yaml");
-    writeFileSync(path, config(port));
-    const killedReplica = await startServe(path, port, { BILLING_API_TOKEN: SECRET });
-    const survivor = await startGateway(config(0));
+    const configPath = join(dir, "replica.yaml");
+    writeFileSync(configPath, config(port));
+    const killedReplica = await startServe(configPath, port, { BILLING_API_TOKEN: SECRET });
+    let back = 0;
+    const survivor = await startGateway(config(0), { gateway: { clock: () => Date.now() - back } });
+    back = stepBack;
     try {
       const agent = await survivor.token("agent", "support-bot");
-      const held = upstream.hold("/api/doomed");
+      const held = upstream.hold(`/api${path}`);
       const pending = api(killedReplica.url, "POST", "/v1/actions", {
         token: agent,
-        body: read("/doomed"),
+        body: read(path),
       }).catch(() => undefined);
       await held.arrived;
       killedReplica.child.kill("SIGKILL");
@@ -390,13 +396,23 @@ rules:
       const done = await api(survivor.url, "GET", `/v1/actions/${id}`, { token: agent });
       expect(done.body.outcome.reason).toBe(OUTCOME_UNKNOWN);
       await new Promise((r) => setTimeout(r, 500));
-      expect(calls("/doomed")).toBe(1);
+      expect(calls(path)).toBe(1);
     } finally {
       await survivor.close();
       removeDir(survivor.dir);
       removeDir(dir);
     }
+  };
+
+  it("ends a killed replica's execution as outcome unknown after its lease, never running it again", async () => {
+    await killMidExecution("/doomed");
   });
+
+  it("ends a killed replica's execution after its lease also when the survivor's wall clock steps back an hour", async () => {
+    // Leases are timed on a monotonic clock: a step back holds no lease check off.
+    await killMidExecution("/doomed-stepped", 3_600_000);
+  });
+
   it("finishes the executions its start resumed when told to stop while it starts", async () => {
     const dir = mkdtempSync(join(tmpdir(), "airlock-replica-"));
     const port = await freePort();

@@ -1,7 +1,12 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  postgresAvailable,
+  type ScratchSchema,
+  scratchSchema,
+} from "../../test/support/postgres.js";
 import type { Json } from "../common/canonical-json.js";
 import { loadConfigText } from "../config/config-load.js";
 import { createLiveConfig } from "../config/live-config.js";
@@ -9,12 +14,13 @@ import type { Connector, ExecutionOutcome } from "../connectors/connector.js";
 import { createRedactor } from "../masking/secret-redactor.js";
 import { createLogger } from "../observability/logger.js";
 import { createMetrics } from "../observability/metrics.js";
+import { openPostgresStore, type PostgresStore } from "../store/postgres/postgres-store.js";
 import { openSqliteStore, type SqliteStore } from "../store/sqlite/sqlite-store.js";
-import type { OutboxPlanner } from "../store/store.js";
+import type { OutboxPlanner, Store } from "../store/store.js";
 import { createApprovers } from "./request-approvers.js";
 import { createExecutor } from "./request-executor.js";
 import { requestHash } from "./request-hash.js";
-import { submit } from "./request-transitions.js";
+import { OUTCOME_UNKNOWN, submit } from "./request-transitions.js";
 import type { ActionRequest } from "./request-types.js";
 import { createWaiters } from "./request-waiters.js";
 
@@ -32,12 +38,9 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-/** A store on a real SQLite file, holding one allowed request already claimed for execution. */
-async function claimed(): Promise<{ store: SqliteStore; request: ActionRequest }> {
-  const dir = mkdtempSync(join(tmpdir(), "airlock-executor-"));
-  dirs.push(dir);
-  const store = openSqliteStore(join(dir, "airlock.db"));
-  stores.push(store);
+let ids = 0;
+/** One allowed request, inserted into `store` already claimed for execution. */
+async function claimedIn(store: Store): Promise<ActionRequest> {
   const proposal = {
     agent: "support-bot",
     connection: "billing",
@@ -48,7 +51,7 @@ async function claimed(): Promise<{ store: SqliteStore; request: ActionRequest }
   };
   const nonce = "n".repeat(32);
   const change = submit({
-    id: "req_1",
+    id: `req_${process.pid}_${++ids}`,
     proposal,
     agent: { name: "support-bot", owner: "alice@example.com", labels: {} },
     connectionType: "http",
@@ -73,26 +76,63 @@ async function claimed(): Promise<{ store: SqliteStore; request: ActionRequest }
   });
   await store.insertRequest(change, []);
   expect(change.request.status).toBe("executing");
-  return { store, request: change.request };
+  return change.request;
 }
 
-function connectorAnswering(answer: ExecutionOutcome): Connector & { calls: number } {
+/** A store on a real SQLite file, holding one allowed request already claimed for execution. */
+async function claimed(): Promise<{ store: SqliteStore; request: ActionRequest }> {
+  const dir = mkdtempSync(join(tmpdir(), "airlock-executor-"));
+  dirs.push(dir);
+  const store = openSqliteStore(join(dir, "airlock.db"));
+  stores.push(store);
+  return { store, request: await claimedIn(store) };
+}
+
+/** A connector that answers `answer`, once `hold` (if any) resolves. */
+function connectorAnswering(
+  answer: ExecutionOutcome,
+  hold?: Promise<void>,
+): Connector & { calls: number; started: Promise<void> } {
+  let started = () => {};
   const connector = {
     type: "http",
     name: "billing",
     secrets: [],
     calls: 0,
+    started: new Promise<void>((resolve) => {
+      started = resolve;
+    }),
     parse: (_operation: string, input: unknown) => input as Json,
     describe: async () => ({ preview: "", facts: {}, risk: { level: "low" as const, reason: "" } }),
     preview: () => "",
     execute: async () => {
       connector.calls++;
+      started();
+      await hold;
       return answer;
     },
     operations: async () => [],
     close: async () => {},
   };
   return connector;
+}
+
+function executorOn(
+  store: Store,
+  connector: Connector,
+  deps: Partial<Parameters<typeof createExecutor>[0]> = {},
+) {
+  return createExecutor({
+    store,
+    connectors: new Map([["billing", connector]]),
+    approvers: createApprovers(createLiveConfig(loaded)),
+    redactor: createRedactor([]),
+    plan: () => [],
+    logger: createLogger({ level: "silent" }),
+    metrics: createMetrics(),
+    clock: Date.now,
+    ...deps,
+  });
 }
 
 describe("the executor", () => {
@@ -104,16 +144,7 @@ describe("the executor", () => {
       result: { refunded: 10n } as unknown as Json,
       summary: "HTTP 200, 20 bytes",
     });
-    const executor = createExecutor({
-      store,
-      connectors: new Map([["billing", connector]]),
-      approvers: createApprovers(createLiveConfig(loaded)),
-      redactor: createRedactor([]),
-      plan: () => [],
-      logger: createLogger({ level: "silent" }),
-      metrics: createMetrics(),
-      clock: Date.now,
-    });
+    const executor = executorOn(store, connector);
     const finished = await executor.runClaimed(request);
     expect(connector.calls).toBe(1);
     // Not "connector error": told the connector failed, an agent would submit it again.
@@ -138,17 +169,7 @@ describe("the executor", () => {
     };
     const waiters = createWaiters(store);
     const longPoll = waiters.watch(request.id);
-    const executor = createExecutor({
-      store,
-      connectors: new Map([["billing", connector]]),
-      approvers: createApprovers(createLiveConfig(loaded)),
-      redactor: createRedactor([]),
-      plan,
-      logger: createLogger({ level: "silent" }),
-      metrics: createMetrics(),
-      clock: Date.now,
-      retryDelays: [1],
-    });
+    const executor = executorOn(store, connector, { plan, retryDelays: [1] });
     const finished = await executor.runClaimed(request);
     expect(connector.calls).toBe(1);
     expect(finished.status).toBe("failed");
@@ -166,5 +187,83 @@ describe("the executor", () => {
     expect(await executor.recover({ all: true })).toEqual({ interrupted: 0, resumed: 0 });
     await executor.drain();
     expect(connector.calls).toBe(1);
+  });
+});
+
+describe.skipIf(!postgresAvailable)("execution leases, between two replicas on PostgreSQL", () => {
+  let db: ScratchSchema;
+  // Two pools on one schema: two replicas, as far as the database can tell.
+  let a: PostgresStore;
+  let b: PostgresStore;
+  beforeAll(async () => {
+    db = await scratchSchema();
+    a = await openPostgresStore(db.url);
+    b = await openPostgresStore(db.url);
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await db?.drop();
+  });
+
+  const LEASE = 60_000;
+  const answer: ExecutionOutcome = { ok: true, result: { refunded: 10 }, summary: "HTTP 200" };
+
+  it("leaves a live execution on another replica alone when this host's wall clock steps forward past the lease", async () => {
+    const request = await claimedIn(a);
+    let release = () => {};
+    const connector = connectorAnswering(
+      answer,
+      new Promise<void>((resolve) => {
+        release = resolve;
+      }),
+    );
+    const running = executorOn(a, connector, { leaseMs: LEASE }).runClaimed(request);
+    await connector.started;
+    // The watching replica's clocks, driven here: the wall clock it stamps times with, and
+    // the monotonic one it times leases by.
+    let wall = Date.now();
+    let elapsed = 0;
+    const watcher = executorOn(b, connectorAnswering(answer), {
+      leaseMs: LEASE,
+      clock: () => wall,
+      monotonic: () => elapsed,
+    });
+    expect(await watcher.recover()).toEqual({ interrupted: 0, resumed: 0 });
+    // An NTP correction: the wall clock jumps ten leases ahead while a moment passes.
+    wall += 10 * LEASE;
+    elapsed += 1;
+    expect(await watcher.recover()).toEqual({ interrupted: 0, resumed: 0 });
+    expect((await b.getRequest(request.id))?.status).toBe("executing");
+    release();
+    const finished = await running;
+    expect(finished.status).toBe("succeeded");
+    expect(finished.outcome?.summary).toBe("HTTP 200");
+    expect(connector.calls).toBe(1);
+  });
+
+  it("ends an execution whose heartbeat stood still for a whole lease of monotonic time, whatever the wall clock did", async () => {
+    // Claimed by a replica that was killed since: nobody renews its lease.
+    const request = await claimedIn(a);
+    const connector = connectorAnswering(answer);
+    let wall = Date.now();
+    let elapsed = 0;
+    const watcher = executorOn(b, connector, {
+      leaseMs: LEASE,
+      clock: () => wall,
+      monotonic: () => elapsed,
+    });
+    expect(await watcher.recover()).toEqual({ interrupted: 0, resumed: 0 });
+    // The wall clock steps back an hour meanwhile: no time it says passed counts.
+    wall -= 3_600_000;
+    elapsed += LEASE;
+    // A whole lease, and no more: still the other replica's.
+    expect(await watcher.recover()).toEqual({ interrupted: 0, resumed: 0 });
+    elapsed += 1;
+    expect(await watcher.recover()).toEqual({ interrupted: 1, resumed: 0 });
+    const ended = await b.getRequest(request.id);
+    expect(ended?.status).toBe("failed");
+    expect(ended?.outcome?.reason).toBe(OUTCOME_UNKNOWN);
+    expect(connector.calls).toBe(0);
   });
 });

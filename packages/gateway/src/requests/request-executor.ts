@@ -39,7 +39,7 @@ export interface Executor {
    * run), then runs approved requests nobody ran. With `all`, every execution found is
    * ended (one process owns the store, so none can still be running); otherwise only
    * those whose lease ran out: their heartbeat has not moved for a lease since this process
-   * first saw it so, on its own clock (a first call ends none of them).
+   * first saw it so, on its own monotonic clock (a first call ends none of them).
    */
   recover(options?: { all?: boolean }): Promise<{ interrupted: number; resumed: number }>;
   /**
@@ -82,7 +82,14 @@ export function createExecutor(deps: {
   plan: OutboxPlanner;
   logger: Logger;
   metrics: Metrics;
+  /** The time that is stored (an execution's start and end, a heartbeat's stamp). */
   clock: () => number;
+  /**
+   * Milliseconds on a clock no step of the wall clock moves (performance.now by default): what
+   * a lease's lapse is timed by. An NTP correction that steps `clock` forward by more than a
+   * lease would otherwise end a live execution on another replica at the next check.
+   */
+  monotonic?: () => number;
   /** Called after a finished execution commits (to wake channel delivery). */
   afterCommit?: () => void;
   /** Waits between attempts to record an outcome while the store fails. */
@@ -91,6 +98,7 @@ export function createExecutor(deps: {
   leaseMs?: number;
 }): Executor {
   const { store, connectors, redactor, plan, logger, metrics, clock } = deps;
+  const monotonic = deps.monotonic ?? (() => performance.now());
   const inFlight = new Set<Promise<unknown>>();
   const leaseMs = deps.leaseMs ?? 60_000;
   // Executions this process runs now; their leases are renewed while they run.
@@ -127,10 +135,11 @@ export function createExecutor(deps: {
   };
   /**
    * Executions other replicas run, as last seen here: their heartbeat (the `updatedAt` the
-   * running replica stamps with its own clock) and since when, by this process's clock, it
-   * has not moved. A lease has run out when the heartbeat stood still for a whole lease as
-   * this process counts: no comparison of two machines' clocks, and nothing ended that this
-   * process has not watched for that long (an execution whose start took long to commit).
+   * running replica stamps with its own clock) and since when, on this process's monotonic
+   * clock, it has not moved. A lease has run out when the heartbeat stood still for a whole
+   * lease as this process counts: no comparison of two machines' clocks, no step of a wall
+   * clock counted as time passed, and nothing ended that this process has not watched for that
+   * long (an execution whose start took long to commit).
    */
   const watched = new Map<string, { heartbeat: number; since: number }>();
   const retryDelays = deps.retryDelays ?? [50, 100, 200, 400, 800];
@@ -492,14 +501,14 @@ export function createExecutor(deps: {
         if (leased.has(id)) continue;
         // Timed before the row's lock is waited for: while another transaction held the row,
         // its replica's heartbeat may have waited for it too, and that time is not counted.
-        const asked = clock();
+        const asked = monotonic();
         const last = watched.get(id);
         let readAt = asked;
         // Decided under the row's lock: a replica that renewed its lease meanwhile keeps it.
         const { request: current, ended } = await store.transition(
           id,
           (row) => {
-            readAt = clock();
+            readAt = monotonic();
             const lapsed =
               last !== undefined &&
               last.heartbeat === row.updatedAt &&
