@@ -154,7 +154,7 @@ describe("the executor", () => {
     expect((await store.getRequest(request.id))?.status).toBe("succeeded");
   });
 
-  it("ends a request whose outcome the store refuses, not for being down, failed at once: never left executing, never run again", async () => {
+  it("ends a request whose outcome the store refuses, not for being down, at once with how it went: never left executing, never run again", async () => {
     const { store, request } = await claimed();
     const connector = connectorAnswering({
       ok: true,
@@ -172,13 +172,15 @@ describe("the executor", () => {
     const executor = executorOn(store, connector, { plan, retryDelays: [1] });
     const finished = await executor.runClaimed(request);
     expect(connector.calls).toBe(1);
-    expect(finished.status).toBe("failed");
-    expect(finished.outcome?.summary).toBe("outcome not recorded");
+    // Not "failed": told so, an agent would submit it again.
+    expect(finished.status).toBe("succeeded");
+    expect(finished.outcome?.summary).toBe("ran, outcome not recorded");
+    expect(finished.outcome?.result).toBeNull();
     expect(finished.outcome?.reason).toContain("the action succeeded (HTTP 200, 15 bytes)");
     expect(finished.outcome?.reason).toContain("Airlock will not run it again");
-    expect((await store.getRequest(request.id))?.status).toBe("failed");
+    expect((await store.getRequest(request.id))?.status).toBe("succeeded");
     const events = await store.listAudit({ requestId: request.id, limit: 10 });
-    expect(events.map((e) => e.type)).toContain("execution.failed");
+    expect(events.map((e) => e.type)).toContain("execution.succeeded");
     // The long-poll on it was woken by the change.
     expect(await longPoll.next(0)).toBe(true);
     longPoll.close();

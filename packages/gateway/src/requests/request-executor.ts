@@ -52,15 +52,15 @@ export interface Executor {
 }
 
 /**
- * What a request ends with when its outcome cannot be recorded: failed, as a stop would have
- * left it ("outcome unknown"), saying how the action went and that it will not run again.
- * Without the result, which may be what could not be recorded.
+ * What a request ends with when its outcome cannot be recorded: how the action went (told it
+ * failed when it ran, an agent would submit it again), without the result, which may be what
+ * could not be recorded, and saying it will not run again.
  */
 function notRecorded(outcome: Outcome): Outcome {
   return {
-    ok: false,
-    summary: "outcome not recorded",
-    reason: `the outcome could not be recorded, so only this is kept: the action ${outcome.ok ? "succeeded" : "failed"} (${outcome.summary}); Airlock will not run it again`,
+    ok: outcome.ok,
+    summary: `${outcome.ok ? "ran" : "failed"}, outcome not recorded`,
+    reason: `the action ${outcome.ok ? "succeeded" : "failed"} (${outcome.summary}), but its outcome could not be recorded, so only this is kept; Airlock will not run it again`,
     result: null,
     resultDigest: null,
   };
@@ -256,7 +256,7 @@ export function createExecutor(deps: {
         throw error;
       logger.error(
         { requestId: request.id, err: error },
-        "an action's outcome could not be recorded; its request ends failed, outcome not recorded",
+        "an action's outcome could not be recorded; its request ends with how it went, the outcome not recorded",
       );
     }
     // Channels not told how it ended are a smaller harm than a request that never ends.
