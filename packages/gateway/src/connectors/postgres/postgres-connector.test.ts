@@ -194,6 +194,83 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("lists the tables that the views and rules a statement names read, in their schemas", async () => {
+    const other = `${db.name}_other`;
+    await db.query(`CREATE TABLE salaries (id int, amount int);
+      CREATE TABLE pay_log (id int); CREATE TABLE pay_copy (amount int);
+      CREATE VIEW salaries_v AS SELECT id FROM salaries;
+      CREATE VIEW salaries_vv AS SELECT count(*) AS n FROM salaries_v;
+      CREATE VIEW via_regclass AS SELECT 'salaries'::regclass AS r;
+      CREATE MATERIALIZED VIEW salaries_mv AS SELECT amount FROM salaries;
+      CREATE RULE copy_pay AS ON INSERT TO pay_log
+        DO ALSO INSERT INTO pay_copy SELECT amount FROM salaries;
+      CREATE VIEW v AS SELECT id FROM orders;
+      CREATE SCHEMA ${other}; CREATE VIEW ${other}.v AS SELECT id FROM salaries;`);
+    try {
+      const { policy } = compilePolicy(
+        [
+          { name: "salaries", when: '"salaries" in sql.tables', decision: "review" },
+          { name: "reads", when: 'sql.kind == "select"', decision: "allow" },
+          { name: "writes", when: 'sql.kind == "insert"', decision: "allow" },
+        ].map((r) => ruleSchema.parse(r)),
+      );
+      const decide = (sql: string) => ruleFor(policy, sql);
+      for (const sql of [
+        "SELECT * FROM salaries_v",
+        "SELECT n FROM salaries_vv",
+        "SELECT * FROM orders WHERE id IN (SELECT id FROM salaries_v)",
+        "SELECT r FROM via_regclass",
+        "SELECT * FROM salaries_mv",
+        "REFRESH MATERIALIZED VIEW salaries_mv",
+        "INSERT INTO pay_log VALUES (1)",
+        `SELECT * FROM ${other}.v`,
+        // The name is resolved by the search_path the statements leave, not the one at hand.
+        `SET search_path = ${other}; SELECT * FROM v`,
+        `SELECT set_config('search_path', '${other}', false); SELECT * FROM v`,
+      ]) {
+        expect({ sql, rule: await decide(sql) }).toEqual({ sql, rule: "salaries" });
+      }
+      // This schema's v reads orders only; a read of the view alone passes.
+      expect(await decide("SELECT * FROM v")).toBe("reads");
+      expect(await decide(`SELECT * FROM ${db.name}.v`)).toBe("reads");
+      expect(await decide("SELECT * FROM v; SELECT 1")).toBe("reads");
+      const described = await crm.describe("query", query("SELECT n FROM salaries_vv"));
+      expect(described.facts).toMatchObject({
+        sql: {
+          kind: "select",
+          tables: [
+            `${db.name}.salaries`,
+            `${db.name}.salaries_v`,
+            "salaries",
+            "salaries_v",
+            "salaries_vv",
+          ],
+          namedTables: ["salaries_vv"],
+        },
+      });
+      expect(described.notes?.join("\n")).toContain(
+        `through views and rules: ${db.name}.salaries, ${db.name}.salaries_v`,
+      );
+      // A view meant as the way in passes by what the SQL names itself, and no other view does.
+      const { policy: wayIn } = compilePolicy(
+        [
+          {
+            name: "way in",
+            when: 'sql.kind == "select" && sql.namedTables.size() > 0 && sql.namedTables.all(t, t in ["salaries_v"])',
+            decision: "allow",
+          },
+          { name: "salaries", when: '"salaries" in sql.tables', decision: "review" },
+        ].map((r) => ruleSchema.parse(r)),
+      );
+      expect(await ruleFor(wayIn, "SELECT * FROM salaries_v")).toBe("way in");
+      expect(await ruleFor(wayIn, "SELECT * FROM salaries_vv")).toBe("salaries");
+      expect(await ruleFor(wayIn, "SELECT * FROM salaries_v, salaries")).toBe("salaries");
+    } finally {
+      await db.query(`DROP SCHEMA ${other} CASCADE; DROP VIEW v, salaries_vv, salaries_v, via_regclass;
+        DROP MATERIALIZED VIEW salaries_mv; DROP TABLE salaries, pay_log, pay_copy;`);
+    }
+  });
+
   it("a value passed as a param is data, whatever it says", async () => {
     const input = query("SELECT count(*) AS n FROM orders WHERE email = $1", [
       "x'; DROP TABLE orders; --",
@@ -905,6 +982,17 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
       const described = await away.describe("query", away.parse("query", { sql: "SELECT 1" }));
       // Unknown counts as huge, so size limits in rules fail closed.
       expect(described.facts).toMatchObject({ sql: { estimatedRows: Number.MAX_SAFE_INTEGER } });
+      // What the relations it names read cannot be looked up: no rule on tables could hold
+      // it, so it ranks as code, like a read of tables the SQL does not name.
+      const named = await away.describe(
+        "query",
+        away.parse("query", { sql: "SELECT * FROM salaries_v" }),
+      );
+      expect(named.facts).toMatchObject({
+        sql: { kind: "code", kinds: ["code"], tables: ["salaries_v"] },
+      });
+      expect(named.risk.level).toBe("critical");
+      expect(named.notes?.join("\n")).toMatch(/could not be looked up/);
     } finally {
       await away.close();
     }

@@ -19,6 +19,7 @@ import {
   factNames,
   loadSqlParser,
   type SqlAnalysis,
+  type SqlKind,
   SqlSyntaxError,
 } from "./sql-analysis.js";
 import { isPureFunction, isStatelessFunction, sqlRisk } from "./sql-risk.js";
@@ -54,6 +55,7 @@ export const postgresConnectorType: ConnectorType<PostgresConnectionConfig> = {
       kind: "string",
       kinds: "list<string>",
       tables: "list<string>",
+      namedTables: "list<string>",
       statements: "int",
       hasWhere: "bool",
       estimatedRows: "int",
@@ -408,19 +410,50 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     return `${name}:\n${sql}${params}`;
   };
 
+  /**
+   * The relations that the views and rules the statement names read, by the catalog; undefined
+   * when it cannot be asked. Not asked when the statement names no relation.
+   */
+  const readsBehind = async (analysis: SqlAnalysis): Promise<string[] | undefined> => {
+    if (analysis.reaches.relations.length === 0) return [];
+    try {
+      return await withClient((client) => behindViews(client, analysis), {
+        deadlineMs: config.previewTimeout,
+      });
+    } catch {
+      return undefined;
+    }
+  };
+
   const describe = async (operation: string, raw: Json): Promise<Description> => {
     const input = raw as unknown as PostgresInput;
     const analysis = analyze(input);
-    const estimated = await estimate(analysis, input);
+    const [estimated, behind] = await Promise.all([
+      estimate(analysis, input),
+      readsBehind(analysis),
+    ]);
+    // Tables it reads that no rule can see, like an XML export of a schema's: it ranks as code.
+    const unlisted = behind === undefined;
+    const kinds: SqlKind[] = unlisted
+      ? ["code", ...analysis.kinds.filter((kind) => kind !== "code" && kind !== "select")]
+      : analysis.kinds;
+    const notes = [summarise(analysis, estimated, behind ?? [])];
+    if (unlisted) {
+      notes.push(
+        "What the views and rules it names read could not be looked up in the catalog, so it counts as code.",
+      );
+    }
     return {
       preview: preview(operation, raw),
-      notes: [summarise(analysis, estimated)],
+      notes,
       facts: {
         sql: {
-          kind: analysis.kind,
-          kinds: analysis.kinds,
+          kind: kinds[0] ?? analysis.kind,
+          kinds,
           // Qualified names also by their bare names: rules match however the agent wrote them.
-          tables: factNames(analysis.tables),
+          // A rule on a table holds for a view over it too: what the views read is listed.
+          tables: factNames([...analysis.tables, ...(behind ?? [])]),
+          namedTables: factNames(analysis.tables),
           statements: analysis.statements,
           hasWhere: analysis.hasWhere,
           // Unknown counts as huge, so a size limit in a rule fails closed.
@@ -428,7 +461,13 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           functions: factNames(analysis.functions),
         },
       },
-      risk: sqlRisk(analysis, estimated?.rows),
+      risk: unlisted
+        ? {
+            level: "critical",
+            reason:
+              "what the views and rules it names read could not be looked up, so no rule on tables can see it",
+          }
+        : sqlRisk(analysis, estimated?.rows),
     };
   };
 
@@ -717,6 +756,49 @@ async function userCode(
   return result.rows.map((row) => row.what);
 }
 
+/**
+ * The relations read or written through the views, materialized views and rules of the
+ * relations a statement names, and theirs in turn, as `schema.name`: what a view's query
+ * reads, what a rule's actions do (a rule on INSERT, UPDATE or DELETE only when the statement
+ * may write). The catalog records each rule's relations (pg_depend), by OID, so a view is
+ * followed whatever its body's search_path was. Names resolve by the session's search_path,
+ * as the statement's will; when a statement before the last may change it (a SET, a function
+ * outside the stateless built-ins), a bare name stands for every relation of that name.
+ * User code the SQL does not name (a trigger, an operator) is trusted not to change it.
+ */
+async function behindViews(client: pg.ClientBase, analysis: SqlAnalysis): Promise<string[]> {
+  const anySchema = analysis.parts.slice(0, -1).some((part) => !resettable(part));
+  const named: string[] = [];
+  const bare: string[] = [];
+  for (const relation of analysis.reaches.relations) {
+    // A catalog other than this database's fails when the statement runs: it reads nothing.
+    const parts = [...relation.matchAll(/"((?:[^"]|"")*)"/g)].map((m) => m[1] ?? "").slice(-2);
+    named.push(parts.map((part) => `"${part}"`).join("."));
+    if (anySchema && parts.length === 1) bare.push((parts[0] ?? "").replaceAll('""', '"'));
+  }
+  const result = await client.query<{ name: string }>(
+    `WITH RECURSIVE named AS (
+       SELECT pg_catalog.to_regclass(t)::oid AS oid FROM unnest($1::text[]) AS t
+       UNION
+       SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname = ANY($2::text[])),
+     reached AS (
+       SELECT oid FROM named WHERE oid IS NOT NULL
+       UNION
+       SELECT d.refobjid FROM reached
+         JOIN pg_catalog.pg_rewrite r ON r.ev_class = reached.oid
+         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+           AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+         WHERE d.refobjid <> r.ev_class AND (r.ev_type = '1' OR $3))
+     SELECT DISTINCT n.nspname || '.' || c.relname AS name FROM reached
+       JOIN pg_catalog.pg_class c ON c.oid = reached.oid
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       WHERE reached.oid NOT IN (SELECT oid FROM named WHERE oid IS NOT NULL)
+     ORDER BY 1`,
+    [named, bare, !analysis.readOnly],
+  );
+  return result.rows.map((row) => row.name);
+}
+
 /** What EXPLAIN can estimate. */
 const explainable = new Set(["select", "insert", "update", "delete", "merge"]);
 /** What a dry run may execute: plain data changes, whose locks are on rows. */
@@ -737,7 +819,7 @@ const plainKinds = new Set(["select", "insert", "update", "delete", "merge", "tr
  * rather than reused, and the next action gets a fresh session (a connection's set-up, a few
  * milliseconds).
  */
-function resettable(analysis: SqlAnalysis): boolean {
+function resettable(analysis: Pick<SqlAnalysis, "kinds" | "functions">): boolean {
   return (
     analysis.kinds.every((kind) => plainKinds.has(kind)) &&
     analysis.functions.every((fn) => isStatelessFunction(fn))
@@ -927,9 +1009,13 @@ interface PlanNode {
 function summarise(
   analysis: SqlAnalysis,
   estimated: { rows: number; columns: string[] } | undefined,
+  behind: readonly string[],
 ): string {
   const what = analysis.kinds.map((kind) => kind.toUpperCase()).join(" + ");
-  const on = analysis.tables.length ? ` on ${analysis.tables.join(", ")}` : "";
+  const through = behind.length
+    ? ` (through views and rules: ${behind.slice(0, 10).join(", ")}${behind.length > 10 ? `, and ${behind.length - 10} more` : ""})`
+    : "";
+  const on = analysis.tables.length ? ` on ${analysis.tables.join(", ")}${through}` : "";
   const statements = analysis.statements > 1 ? ` (${analysis.statements} statements)` : "";
   let size = "";
   if (estimated) {
