@@ -114,6 +114,23 @@ describe("kind", () => {
     ["code", "SELECT * FROM ts_stat('SELECT to_tsvector(pg_notify(''jobs'', ''run'')::text)')"],
     ["code", "SELECT ts_rewrite('a'::tsquery, 'SELECT t, s FROM aliases')"],
     ["select", "SELECT ts_rewrite('a'::tsquery, 'a'::tsquery, 'b'::tsquery)"],
+    // tablefunc runs the query it is given, and connectby pastes its table and column names
+    // into the query it builds: `'t, (SELECT nextval(''s'')) x'` as the table runs nextval.
+    [
+      "code",
+      "SELECT * FROM crosstab('SELECT r, c, v FROM secrets ORDER BY 1') AS ct(r text, a int)",
+    ],
+    [
+      "code",
+      "SELECT * FROM public.crosstab('SELECT r, c, v FROM t', 'SELECT c FROM t') AS ct(r text)",
+    ],
+    ["code", "SELECT * FROM crosstab('SELECT r, c, v FROM t', 2) AS ct(r text, a int, b int)"],
+    ["code", "SELECT * FROM crosstab2('SELECT r, c, v FROM t')"],
+    ["code", "SELECT * FROM CROSSTAB4('SELECT r, c, v FROM t')"],
+    [
+      "code",
+      "SELECT * FROM connectby('tree', 'id', 'parent', '1', 0) AS t(id text, p text, l int)",
+    ],
     // XML exports that read tables the SQL cannot name: a schema's, the database's, or one
     // given otherwise than by a literal name.
     ["code", "SELECT schema_to_xml('public', true, false, '')"],

@@ -506,9 +506,12 @@ export function factNames(names: readonly string[]): string[] {
 /**
  * Built-ins that run SQL handed to them as text (`ts_rewrite` with two arguments; with three it
  * only rewrites): the parser sees a string, so what runs in it, a `pg_terminate_backend` or a
- * `pg_notify`, is as invisible as a DO block's body.
+ * `pg_notify`, is as invisible as a DO block's body. So do tablefunc's `crosstab` forms, and
+ * its `connectby`, which pastes the table and column names it is given into its query as
+ * they are.
  */
-const sqlTextFunctions = /^(query_to_xml|query_to_xmlschema|query_to_xml_and_xmlschema|ts_stat)$/i;
+const sqlTextFunctions =
+  /^(query_to_xml|query_to_xmlschema|query_to_xml_and_xmlschema|ts_stat|crosstab[234]?|connectby)$/i;
 
 function runsSqlText(name: string, args: number): boolean {
   const bare = functionName(name);
