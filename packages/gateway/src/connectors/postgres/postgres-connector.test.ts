@@ -271,6 +271,42 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("lists a user's function called in attribute notation in sql.functions", async () => {
+    await db.query(`CREATE FUNCTION notify_customer(o orders) RETURNS text LANGUAGE sql
+      AS $$ SELECT 'notified ' || o.email $$;`);
+    try {
+      const { policy } = compilePolicy(
+        [
+          { name: "no notify", when: '"notify_customer" in sql.functions', decision: "deny" },
+          { name: "reads", when: 'sql.kind == "select"', decision: "allow" },
+        ].map((r) => ruleSchema.parse(r)),
+      );
+      const decide = (sql: string) => ruleFor(policy, sql);
+      for (const sql of [
+        "SELECT notify_customer(o) FROM orders o WHERE id = 1",
+        "SELECT o.notify_customer FROM orders o WHERE id = 1",
+        "SELECT orders.notify_customer FROM orders WHERE id = 1",
+        "SELECT (o).notify_customer FROM orders o WHERE id = 1",
+        "SELECT id FROM orders o WHERE o.notify_customer <> '' AND id = 1",
+      ]) {
+        expect({ sql, rule: await decide(sql) }).toEqual({ sql, rule: "no notify" });
+      }
+      // It is a call: the server runs it.
+      const outcome = await crm.execute(
+        "query",
+        query("SELECT o.notify_customer FROM orders o WHERE id = 1"),
+        never,
+      );
+      expect(JSON.stringify(outcome.result)).toContain("notified user1@example.com");
+      // A column is no call, and no function is listed for it.
+      const plain = await crm.describe("query", query("SELECT o.status FROM orders o"));
+      expect(plain.facts).toMatchObject({ sql: { functions: [] } });
+      expect(await decide("SELECT o.status FROM orders o")).toBe("reads");
+    } finally {
+      await db.query("DROP FUNCTION notify_customer(orders)");
+    }
+  });
+
   it("a value passed as a param is data, whatever it says", async () => {
     const input = query("SELECT count(*) AS n FROM orders WHERE email = $1", [
       "x'; DROP TABLE orders; --",

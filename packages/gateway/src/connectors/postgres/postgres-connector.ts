@@ -17,6 +17,7 @@ import { type PostgresConnectionConfig, postgresConnectionSchema } from "./postg
 import {
   analyzeSql,
   factNames,
+  functionName,
   loadSqlParser,
   type SqlAnalysis,
   type SqlKind,
@@ -411,13 +412,15 @@ export function createPostgresConnector(name: string, config: PostgresConnection
   };
 
   /**
-   * The relations that the views and rules the statement names read, by the catalog; undefined
-   * when it cannot be asked. Not asked when the statement names no relation.
+   * What the catalog says the statement's names reach (see `namesReach`); undefined when it
+   * cannot be asked. Not asked when it names no relation and no attribute.
    */
-  const readsBehind = async (analysis: SqlAnalysis): Promise<string[] | undefined> => {
-    if (analysis.reaches.relations.length === 0) return [];
+  const lookUp = async (analysis: SqlAnalysis): Promise<NamesReach | undefined> => {
+    if (analysis.reaches.relations.length === 0 && attributes(analysis).length === 0) {
+      return { behind: [], called: [] };
+    }
     try {
-      return await withClient((client) => behindViews(client, analysis), {
+      return await withClient((client) => namesReach(client, analysis), {
         deadlineMs: config.previewTimeout,
       });
     } catch {
@@ -428,19 +431,17 @@ export function createPostgresConnector(name: string, config: PostgresConnection
   const describe = async (operation: string, raw: Json): Promise<Description> => {
     const input = raw as unknown as PostgresInput;
     const analysis = analyze(input);
-    const [estimated, behind] = await Promise.all([
-      estimate(analysis, input),
-      readsBehind(analysis),
-    ]);
+    const [estimated, reach] = await Promise.all([estimate(analysis, input), lookUp(analysis)]);
+    const behind = reach?.behind;
     // Tables it reads that no rule can see, like an XML export of a schema's: it ranks as code.
-    const unlisted = behind === undefined;
+    const unlisted = reach === undefined;
     const kinds: SqlKind[] = unlisted
       ? ["code", ...analysis.kinds.filter((kind) => kind !== "code" && kind !== "select")]
       : analysis.kinds;
     const notes = [summarise(analysis, estimated, behind ?? [])];
     if (unlisted) {
       notes.push(
-        "What the views and rules it names read could not be looked up in the catalog, so it counts as code.",
+        "What the views and rules it names read, and which names after a dot call functions, could not be looked up in the catalog, so it counts as code.",
       );
     }
     return {
@@ -458,7 +459,8 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           hasWhere: analysis.hasWhere,
           // Unknown counts as huge, so a size limit in a rule fails closed.
           estimatedRows: estimated?.rows ?? Number.MAX_SAFE_INTEGER,
-          functions: factNames(analysis.functions),
+          // A user's function in attribute notation (`o.notify_customer`) is called all the same.
+          functions: factNames([...analysis.functions, ...(reach?.called ?? [])]),
         },
       },
       risk: unlisted
@@ -756,17 +758,40 @@ async function userCode(
   return result.rows.map((row) => row.what);
 }
 
+interface NamesReach {
+  /** Relations behind the named ones, as `schema.name`. */
+  behind: string[];
+  /** Names after a dot that call a user's function rather than read a column. */
+  called: string[];
+}
+
 /**
- * The relations read or written through the views, materialized views and rules of the
- * relations a statement names, and theirs in turn, as `schema.name`: what a view's query
+ * Names after a dot (`o.notify_customer`, `(x).f`) that may call a function, as PostgreSQL
+ * takes `x.f` for `f(x)` when x has no column f; those called by name already are left out.
+ */
+function attributes(analysis: SqlAnalysis): string[] {
+  const called = new Set(analysis.functions.map((name) => functionName(name)));
+  return analysis.reaches.calls.filter((name) => !called.has(name));
+}
+
+/**
+ * What the statement's names reach, by the catalog, in one query.
+ *
+ * `behind`: the relations read or written through the views, materialized views and rules of
+ * the relations a statement names, and theirs in turn, as `schema.name`: what a view's query
  * reads, what a rule's actions do (a rule on INSERT, UPDATE or DELETE only when the statement
  * may write). The catalog records each rule's relations (pg_depend), by OID, so a view is
  * followed whatever its body's search_path was. Names resolve by the session's search_path,
  * as the statement's will; when a statement before the last may change it (a SET, a function
  * outside the stateless built-ins), a bare name stands for every relation of that name.
  * User code the SQL does not name (a trigger, an operator) is trusted not to change it.
+ *
+ * `called`: names after a dot that a user's function (outside pg_catalog and
+ * information_schema) callable with one argument bears, in the search_path's schemas (or any,
+ * as above). Whether x has a column of that name is not asked: a function of the name counts,
+ * failing toward listing it. The built-ins that act are listed by the parser already.
  */
-async function behindViews(client: pg.ClientBase, analysis: SqlAnalysis): Promise<string[]> {
+async function namesReach(client: pg.ClientBase, analysis: SqlAnalysis): Promise<NamesReach> {
   const anySchema = analysis.parts.slice(0, -1).some((part) => !resettable(part));
   const named: string[] = [];
   const bare: string[] = [];
@@ -776,7 +801,7 @@ async function behindViews(client: pg.ClientBase, analysis: SqlAnalysis): Promis
     named.push(parts.map((part) => `"${part}"`).join("."));
     if (anySchema && parts.length === 1) bare.push((parts[0] ?? "").replaceAll('""', '"'));
   }
-  const result = await client.query<{ name: string }>(
+  const result = await client.query<{ what: "relation" | "function"; name: string }>(
     `WITH RECURSIVE named AS (
        SELECT pg_catalog.to_regclass(t)::oid AS oid FROM unnest($1::text[]) AS t
        UNION
@@ -789,14 +814,22 @@ async function behindViews(client: pg.ClientBase, analysis: SqlAnalysis): Promis
          JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
            AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
          WHERE d.refobjid <> r.ev_class AND (r.ev_type = '1' OR $3))
-     SELECT DISTINCT n.nspname || '.' || c.relname AS name FROM reached
+     SELECT DISTINCT 'relation' AS what, n.nspname || '.' || c.relname AS name FROM reached
        JOIN pg_catalog.pg_class c ON c.oid = reached.oid
        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
        WHERE reached.oid NOT IN (SELECT oid FROM named WHERE oid IS NOT NULL)
-     ORDER BY 1`,
-    [named, bare, !analysis.readOnly],
+     UNION
+     SELECT 'function', p.proname FROM pg_catalog.pg_proc p
+       JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+       WHERE p.proname = ANY($4::text[]) AND p.prokind = 'f'
+         AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1
+         AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+         AND ($5 OR n.nspname = ANY(pg_catalog.current_schemas(true)))
+     ORDER BY 1, 2`,
+    [named, bare, !analysis.readOnly, attributes(analysis), anySchema],
   );
-  return result.rows.map((row) => row.name);
+  const of = (what: string) => result.rows.filter((row) => row.what === what).map((r) => r.name);
+  return { behind: of("relation"), called: of("function") };
 }
 
 /** What EXPLAIN can estimate. */
