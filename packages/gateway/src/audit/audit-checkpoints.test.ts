@@ -141,7 +141,35 @@ describe("the checkpointer, across a key rotation", () => {
     }
   });
 
-  it("says so when a replica started with the old key, after more events than it looks back, signs beside the new key", async () => {
+  it("signs nothing with a key replaced further back than it first looks, reading the whole chain then", async () => {
+    const store = openSqliteStore(":memory:");
+    logged.length = 0;
+    try {
+      await store.appendAudit([event("test.first")]);
+      await checkpointer(store, a.privateKey).checkpoint();
+      await store.appendAudit([event("test.second")]);
+      const rotation = await signHead(store, b.privateKey);
+      await store.appendAudit(Array.from({ length: KEYS_LOOKBACK }, () => event("test.filler")));
+      // A replica started from the old config long after the rotation: neither key signed
+      // within what it looks back at first, so it must read further before it signs.
+      await checkpointer(store, a.privateKey).checkpoint();
+      expect(await store.lastAuditEvent()).toMatchObject({ type: "test.filler" });
+      expect(logged.join("")).toContain(
+        `the audit signing key ${keyIdOf(a.publicKey)} was replaced by key ${keyIdOf(b.publicKey)} (its checkpoint at event ${rotation})`,
+      );
+      // A key that never signed still takes over, however long the chain.
+      const c = generateKeyPairSync("ed25519");
+      await checkpointer(store, c.privateKey).checkpoint();
+      expect(await store.lastAuditEvent()).toMatchObject({ type: CHECKPOINT_TYPE });
+      expect(
+        await verifyAudit(store, undefined, { publicKeys: [...publicKeys, c.publicKey] }),
+      ).toMatchObject({ ok: true, signed: { unsigned: 0 } });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("says so when the old key signs beside the new one after the rotation", async () => {
     const store = openSqliteStore(":memory:");
     logged.length = 0;
     try {
@@ -150,11 +178,10 @@ describe("the checkpointer, across a key rotation", () => {
       await store.appendAudit([event("test.second")]);
       const fresh = checkpointer(store, b.privateKey);
       await fresh.checkpoint();
-      await store.appendAudit(Array.from({ length: KEYS_LOOKBACK }, () => event("test.filler")));
-      // Too far back for it to see the old key's last checkpoint: it signs.
-      await checkpointer(store, a.privateKey).checkpoint();
-      const stale = (await store.lastAuditEvent())!.seq;
       await store.appendAudit([event("test.third")]);
+      // The old key in someone else's hands.
+      const stale = await signHead(store, a.privateKey);
+      await store.appendAudit([event("test.fourth")]);
       await fresh.checkpoint();
       expect(logged.join("")).toContain(
         `the audit checkpoint at event ${stale} is signed with key ${keyIdOf(a.publicKey)}, which this gateway's key ${keyIdOf(b.publicKey)} replaced, and vouches for what came after`,

@@ -175,7 +175,9 @@ export const KEYS_LOOKBACK = 50_000;
  * Tells a signer whether its key was replaced, as `verify` reads a rotation: another key signed
  * a checkpoint after this key's first one without having signed before it. Reads the chain's
  * checkpoints from KEYS_LOOKBACK events before the head it is first given, then only the new
- * ones; a key replaced longer ago than that looks new.
+ * ones. When this key signed none of those, it is new or was replaced longer ago than that (a
+ * replica started from an old config), and only the whole chain tells which: it reads the
+ * checkpoints from the start, once.
  */
 export function createKeyWatch(
   keyId: string,
@@ -192,33 +194,44 @@ export function createKeyWatch(
       store: Store,
       head: { seq: number },
     ): Promise<{ keyId: string; seq: number } | undefined> {
-      let after = read ?? Math.max(0, head.seq - KEYS_LOOKBACK);
-      while (!replacedBy) {
-        const page = await store.listAudit({ afterSeq: after, type: CHECKPOINT_TYPE, limit: 500 });
-        for (const event of page) {
-          const data = event.data as { keyId?: unknown; seq?: unknown } | null;
-          const other = data?.keyId;
-          if (other === keyId) first ??= event.seq;
-          else if (typeof other !== "string") continue;
-          else if (first === undefined) before.add(other);
-          else if (!before.has(other)) replacedBy = { keyId: other, seq: event.seq };
-          // A key that signed before this one may still sign as the rotation happens, of an
-          // event before it; verify rejects one that vouches for more: a replica started with
-          // the old key, or the old key in someone else's hands.
-          else if (typeof data?.seq === "number" && data.seq >= first && !heard.has(other)) {
-            heard.add(other);
-            late?.({ keyId: other, seq: event.seq });
-          }
-          if (replacedBy) break;
-        }
-        after = page[page.length - 1]?.seq ?? after;
-        if (page.length < 500) break;
+      const from = read ?? Math.max(0, head.seq - KEYS_LOOKBACK);
+      let last = await readFrom(store, from);
+      if (read === undefined && first === undefined && from > 0 && !replacedBy) {
+        before.clear();
+        last = await readFrom(store, 0);
       }
       // Every event up to the head was in the table when it was read.
-      read = Math.max(after, head.seq);
+      read = Math.max(last, head.seq);
       return replacedBy;
     },
   };
+
+  /** Reads the checkpoints after event `from`; returns the number of the last one read. */
+  async function readFrom(store: Store, from: number): Promise<number> {
+    let after = from;
+    while (!replacedBy) {
+      const page = await store.listAudit({ afterSeq: after, type: CHECKPOINT_TYPE, limit: 500 });
+      for (const event of page) {
+        const data = event.data as { keyId?: unknown; seq?: unknown } | null;
+        const other = data?.keyId;
+        if (other === keyId) first ??= event.seq;
+        else if (typeof other !== "string") continue;
+        else if (first === undefined) before.add(other);
+        else if (!before.has(other)) replacedBy = { keyId: other, seq: event.seq };
+        // A key that signed before this one may still sign as the rotation happens, of an
+        // event before it; verify rejects one that vouches for more: a replica started with
+        // the old key, or the old key in someone else's hands.
+        else if (typeof data?.seq === "number" && data.seq >= first && !heard.has(other)) {
+          heard.add(other);
+          late?.({ keyId: other, seq: event.seq });
+        }
+        if (replacedBy) break;
+      }
+      after = page[page.length - 1]?.seq ?? after;
+      if (page.length < 500) break;
+    }
+    return after;
+  }
 }
 
 /**
