@@ -228,11 +228,12 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     },
   });
 
-  const { signingKey, checkpointEvery } = config.audit;
+  const { signingKey, publicKeys, checkpointEvery } = config.audit;
   const checkpointer = signingKey
     ? createCheckpointer({
         store,
         privateKey: readKey(signingKey, "sign"),
+        publicKeys: publicKeys?.map((pem) => readKey(pem, "check")),
         everyMs: checkpointEvery,
         clock,
         logger,

@@ -291,6 +291,65 @@ describe("signed audit checkpoints", { timeout: 120_000 }, () => {
     expect(cut.stdout).toContain(`key ${newId} signed no checkpoint in this chain`);
   });
 
+  it("with audit.publicKeys, a checkpoint forged under an unknown key stops no signer, and verify names it", async () => {
+    // Someone with write access to the database appends a checkpoint under a key no one has.
+    const forged = tampered((db) => {
+      const head = db
+        .prepare("SELECT * FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .get() as AuditRow;
+      const data = {
+        ...signCheckpoint(readKey(keyPair().privatePem, "sign"), head, Date.now()),
+        keyId: "0123456789abcdef",
+      };
+      const event = {
+        seq: head.seq + 1,
+        ts: data.signedAt,
+        type: "audit.checkpoint",
+        requestId: null,
+        actor: { type: "system" as const, id: "airlock" },
+        data: data as unknown as Json,
+        prevHash: head.hash,
+      };
+      db.prepare(
+        "INSERT INTO audit_events (seq, ts, type, request_id, actor_type, actor_id, data, prev_hash, hash) VALUES (?, ?, ?, NULL, 'system', 'airlock', ?, ?, ?)",
+      ).run(event.seq, event.ts, event.type, canonicalJson(data), head.hash, hashEvent(event));
+    });
+    const forgedAt = (() => {
+      const db = new Database(join(forged, "..", "airlock.db"), { readonly: true });
+      try {
+        return (db.prepare("SELECT max(seq) AS seq FROM audit_events").get() as { seq: number })
+          .seq;
+      } finally {
+        db.close();
+      }
+    })();
+    const made = await runCli(["token", "create", "--agent", "support-bot", "--config", forged], {
+      env,
+    });
+    expect(made.code).toBe(0);
+    // Without audit.publicKeys, any other key's checkpoint reads as a rotation.
+    const stopped = await runCli(["audit", "checkpoint", "--config", forged], { env });
+    expect(stopped.code).toBe(1);
+    expect(stopped.stderr).toContain("was replaced by key 0123456789abcdef");
+    // With the next key's public half listed, it is no rotation: the signer goes on.
+    const next = keyPair();
+    const nextPublic = join(keyDir, "forged-next.pub");
+    writeFileSync(nextPublic, next.publicPem);
+    const listing = join(forged, "..", "listing.yaml");
+    writeFileSync(listing, `${config}  publicKeys: ["\${file:${nextPublic}}"]\n`);
+    const signed = await runCli(["audit", "checkpoint", "--config", listing], { env });
+    expect(signed.stderr).toContain(
+      `the audit checkpoint at event ${forgedAt} is no rotation: it was signed with another key (0123456789abcdef, not ${keyIdOf(readKey(keys.publicPem, "check"))} or ${keyIdOf(readKey(next.publicPem, "check"))})`,
+    );
+    expect(signed.code).toBe(0);
+    expect(signed.stdout).toMatch(/^signed a checkpoint of event \d+/);
+    const result = await verify(listing, "--public-key", publicPath);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain(
+      `event ${forgedAt} (audit.checkpoint): it was signed with another key (0123456789abcdef, not`,
+    );
+  });
+
   it("say what is not signed yet, and `audit checkpoint` signs it", async () => {
     const dir = mkdtempSync(join(tmpdir(), "airlock-signed-"));
     dirs.push(dir);
@@ -312,7 +371,7 @@ describe("signed audit checkpoints", { timeout: 120_000 }, () => {
     expect(after.stdout).not.toContain("not signed yet");
   });
 
-  it("refuse a signing key that is not an Ed25519 private key, naming audit.signingKey", async () => {
+  it("refuse a signing key that is not an Ed25519 private key, and a public key in audit.publicKeys that is not Ed25519, naming the field", async () => {
     const dir = mkdtempSync(join(tmpdir(), "airlock-signed-"));
     dirs.push(dir);
     const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 })
@@ -342,5 +401,16 @@ describe("signed audit checkpoints", { timeout: 120_000 }, () => {
       expect(result.stdout + result.stderr).toContain(`audit.signingKey: ${why}`);
       expect(result.stdout + result.stderr).not.toContain("BEGIN");
     }
+    writeFileSync(join(dir, "rsa.pub"), rsa);
+    const listed = join(dir, "listed.yaml");
+    writeFileSync(
+      listed,
+      `${testConfig(upstream.url)}\naudit:\n  signingKey: \${file:${privatePath}}\n  publicKeys: ["\${file:${publicPath}}", "\${file:${join(dir, "rsa.pub")}}"]\n`,
+    );
+    const result = await runCli(["config", "check", "--config", listed], { env });
+    expect(result.code).toBe(1);
+    expect(result.stdout + result.stderr).toContain(
+      "audit.publicKeys[1]: is a rsa key; checkpoints are Ed25519",
+    );
   });
 });

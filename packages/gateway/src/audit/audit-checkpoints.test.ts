@@ -84,10 +84,11 @@ describe("the checkpointer, across a key rotation", () => {
   const b = generateKeyPairSync("ed25519");
   const publicKeys = [a.publicKey, b.publicKey];
   const logged: string[] = [];
-  const checkpointer = (store: Store, privateKey: KeyObject) =>
+  const checkpointer = (store: Store, privateKey: KeyObject, publicKeys?: KeyObject[]) =>
     createCheckpointer({
       store,
       privateKey,
+      ...(publicKeys ? { publicKeys } : {}),
       everyMs: 60_000,
       clock: () => T0,
       logger: createLogger({
@@ -190,6 +191,58 @@ describe("the checkpointer, across a key rotation", () => {
         ok: false,
         problem: { seq: stale, kind: "retired_key" },
       });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("with audit.publicKeys, takes a checkpoint for a rotation only under one of them, signed: a forged one stops no signer, and verify rejects it", async () => {
+    const store = openSqliteStore(":memory:");
+    logged.length = 0;
+    try {
+      await store.appendAudit([event("test.first")]);
+      const signer = checkpointer(store, a.privateKey, [b.publicKey]);
+      await signer.checkpoint();
+      // Someone with write access to the database appends checkpoints under a key no gateway
+      // has, and under the next key without its signature.
+      const unknown = await forgeCheckpoint(store, "0123456789abcdef");
+      const underNext = await forgeCheckpoint(store, keyIdOf(b.publicKey));
+      await store.appendAudit([event("test.second")]);
+      await signer.checkpoint();
+      expect(await store.lastAuditEvent()).toMatchObject({ type: CHECKPOINT_TYPE });
+      expect(logged.join("")).toContain(
+        `the audit checkpoint at event ${unknown} is no rotation: it was signed with another key (0123456789abcdef, not ${keyIdOf(a.publicKey)} or ${keyIdOf(b.publicKey)}); this gateway goes on signing with key ${keyIdOf(a.publicKey)}`,
+      );
+      expect(logged.join("")).toContain(
+        `the audit checkpoint at event ${underNext} is no rotation: its signature does not match what it says it signs`,
+      );
+      expect(await verifyAudit(store, undefined, { publicKeys: [a.publicKey] })).toMatchObject({
+        ok: false,
+        problem: { seq: unknown, kind: "bad_signature" },
+      });
+      // The next key's own checkpoint is a rotation.
+      await store.appendAudit([event("test.third")]);
+      await checkpointer(store, b.privateKey).checkpoint();
+      await store.appendAudit([event("test.fourth")]);
+      await signer.checkpoint();
+      expect(await store.lastAuditEvent()).toMatchObject({ type: "test.fourth" });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("takes no checkpoint that names its own key without its signature for its own", async () => {
+    const store = openSqliteStore(":memory:");
+    try {
+      await store.appendAudit([event("test.first")]);
+      // Forged under the next key before it ever signed, then the old key signs on.
+      await forgeCheckpoint(store, keyIdOf(b.publicKey));
+      await store.appendAudit([event("test.second")]);
+      await signHead(store, a.privateKey);
+      await store.appendAudit([event("test.third")]);
+      // The next key's first start: the old key signed before it, so it takes over.
+      await checkpointer(store, b.privateKey).checkpoint();
+      expect(await store.lastAuditEvent()).toMatchObject({ type: CHECKPOINT_TYPE });
     } finally {
       await store.close();
     }
@@ -392,6 +445,31 @@ async function signHead(
     id: "airlock",
   });
   return (await store.lastAuditEvent())!.seq;
+}
+
+/**
+ * Appends an event shaped as a checkpoint of the head under `keyId`, with a signature by no
+ * key that has it, as someone with write access to the database could; returns its number.
+ */
+async function forgeCheckpoint(store: Store, keyId: string): Promise<number> {
+  const head = (await store.lastAuditEvent())!;
+  const signedAt = new Date(T0).toISOString();
+  await store.appendAudit([
+    {
+      at: T0,
+      type: CHECKPOINT_TYPE,
+      requestId: null,
+      actor: { type: "system", id: "airlock" },
+      data: {
+        seq: head.seq,
+        hash: head.hash,
+        signedAt,
+        keyId,
+        signature: signCheckpoint(generateKeyPairSync("ed25519").privateKey, head, T0).signature,
+      },
+    },
+  ]);
+  return head.seq + 1;
 }
 
 describe("checkpoints across a key rotation", () => {

@@ -180,12 +180,29 @@ export const KEYS_LOOKBACK = 50_000;
  * checkpoints from the start, once.
  */
 export function createKeyWatch(
-  keyId: string,
-  /** Hears, once per key, of a key that signed before this one vouching for what came after. */
-  late?: (other: { keyId: string; seq: number }) => void,
+  /** The public half of the signer's key. */
+  ownKey: KeyObject,
+  options: {
+    /**
+     * The other keys that may sign this chain (audit.publicKeys). Given, a checkpoint under
+     * another key is a rotation only if one of these signed it; else any other key's counts,
+     * which lets whoever can write to the database stop every signer with one forged event.
+     */
+    publicKeys?: readonly KeyObject[];
+    /** Hears, once per key, of a key that signed before this one vouching for what came after. */
+    late?: (other: { keyId: string; seq: number }) => void;
+    /** Hears, once per key id, of a checkpoint taken for no rotation, and why. */
+    forged?: (checkpoint: { keyId: string; seq: number; why: string }) => void;
+  } = {},
 ) {
+  const { late, forged } = options;
+  const keyId = keyIdOf(ownKey);
+  // Its own checkpoints it can always check; other keys' only with audit.publicKeys.
+  const checkable = [ownKey, ...(options.publicKeys ?? [])];
+  const checksOthers = options.publicKeys !== undefined;
   const before = new Set<string>();
   const heard = new Set<string>();
+  const refused = new Set<string>();
   let first: number | undefined;
   let read: number | undefined;
   let replacedBy: { keyId: string; seq: number } | undefined;
@@ -214,8 +231,17 @@ export function createKeyWatch(
       for (const event of page) {
         const data = event.data as { keyId?: unknown; seq?: unknown } | null;
         const other = data?.keyId;
+        if (typeof other !== "string") continue;
+        const why =
+          other === keyId || checksOthers ? checkpointProblem(event, checkable) : undefined;
+        if (why) {
+          if (!refused.has(other)) {
+            refused.add(other);
+            forged?.({ keyId: other, seq: event.seq, why });
+          }
+          continue;
+        }
         if (other === keyId) first ??= event.seq;
-        else if (typeof other !== "string") continue;
         else if (first === undefined) before.add(other);
         else if (!before.has(other)) replacedBy = { keyId: other, seq: event.seq };
         // A key that signed before this one may still sign as the rotation happens, of an
@@ -246,6 +272,8 @@ export function createKeyWatch(
 export function createCheckpointer(deps: {
   store: Store;
   privateKey: KeyObject;
+  /** audit.publicKeys: the other keys whose checkpoints may replace this one's. */
+  publicKeys?: readonly KeyObject[] | undefined;
   everyMs: number;
   clock: () => number;
   logger: Logger;
@@ -254,13 +282,21 @@ export function createCheckpointer(deps: {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let signed: { seq: number; hash: string } | undefined;
-  const ownKey = keyIdOf(createPublicKey(privateKey));
-  const keys = createKeyWatch(ownKey, (other) =>
-    logger.error(
-      { seq: other.seq },
-      `the audit checkpoint at event ${other.seq} is signed with key ${other.keyId}, which this gateway's key ${ownKey} replaced, and vouches for what came after: airlock audit verify rejects it; a replica runs with the old key, or someone else holds it`,
-    ),
-  );
+  const publicKey = createPublicKey(privateKey);
+  const ownKey = keyIdOf(publicKey);
+  const keys = createKeyWatch(publicKey, {
+    ...(deps.publicKeys ? { publicKeys: deps.publicKeys } : {}),
+    late: (other) =>
+      logger.error(
+        { seq: other.seq },
+        `the audit checkpoint at event ${other.seq} is signed with key ${other.keyId}, which this gateway's key ${ownKey} replaced, and vouches for what came after: airlock audit verify rejects it; a replica runs with the old key, or someone else holds it`,
+      ),
+    forged: (checkpoint) =>
+      logger.error(
+        { seq: checkpoint.seq },
+        `the audit checkpoint at event ${checkpoint.seq} is no rotation: ${checkpoint.why}; this gateway goes on signing with key ${ownKey}. Unless a replica runs with a key audit.publicKeys does not list, someone with write access to the database appended it; airlock audit verify rejects it`,
+      ),
+  });
   let replaced = false;
 
   const checkpoint = (): Promise<void> => {
@@ -273,7 +309,7 @@ export function createCheckpointer(deps: {
           replaced = true;
           logger.error(
             { seq: successor.seq },
-            `the audit signing key ${ownKey} was replaced by key ${successor.keyId} (its checkpoint at event ${successor.seq}): this gateway signs no more checkpoints; restart it with the new key`,
+            `the audit signing key ${ownKey} was replaced by key ${successor.keyId} (its checkpoint at event ${successor.seq}): this gateway signs no more checkpoints; restart it with the new key${deps.publicKeys ? "" : ". If no one rotated the key, someone with write access to the database appended that checkpoint to stop the signers (airlock audit verify rejects it): list the keys that may sign in audit.publicKeys, and checkpoints under any other are ignored"}`,
           );
           return;
         }

@@ -257,6 +257,26 @@ export const auditSchema = z.strictObject({
       }
     })
     .optional(),
+  /**
+   * The public halves (PEM) of the other keys that sign this chain: before a rotation, the next
+   * key's. Given, a gateway takes another key's checkpoint for a rotation (and stops signing)
+   * only if one of these signed it; unset, any other key's counts, forged or not.
+   */
+  publicKeys: z
+    .array(
+      z
+        .string()
+        .max(16_384)
+        .superRefine((pem, ctx) => {
+          try {
+            readKey(pem, "check");
+          } catch (error) {
+            ctx.addIssue({ code: "custom", message: (error as Error).message });
+          }
+        }),
+    )
+    .max(16)
+    .optional(),
   /** How often the chain's head is signed while it grows. */
   checkpointEvery: duration({ min: 100, max: 86_400_000 }).default(60_000),
 });

@@ -92,7 +92,14 @@ export async function audit(args: string[]): Promise<number> {
       }
       const privateKey = readKey(pem, "sign");
       const keyId = keyIdOf(createPublicKey(privateKey));
-      const successor = await createKeyWatch(keyId).replaced(store, head);
+      const others = loaded.config.audit.publicKeys;
+      const successor = await createKeyWatch(createPublicKey(privateKey), {
+        ...(others ? { publicKeys: others.map((other) => readKey(other, "check")) } : {}),
+        forged: (checkpoint) =>
+          process.stderr.write(
+            `the audit checkpoint at event ${checkpoint.seq} is no rotation: ${checkpoint.why}; airlock audit verify rejects it\n`,
+          ),
+      }).replaced(store, head);
       if (successor) {
         throw new CliError(
           `audit.signingKey (key ${keyId}) was replaced by key ${successor.keyId} (its checkpoint at event ${successor.seq}): a checkpoint signed with it now would fail airlock audit verify; sign with the new key`,
