@@ -211,6 +211,60 @@ describe("airlock audit verify", () => {
     expect(result.stdout).toMatch(/^event 8[ :]/m);
   });
 
+  it("with --all, lists every problem with its event, one for each change, and still fails", async () => {
+    const count = Number(
+      /OK: (\d+)/.exec((await verify(join(original, "airlock.yaml"))).stdout)![1],
+    );
+    // An edit investigated last quarter, then later ones: a deletion hidden by renumbering the
+    // events after it, and an edit past that.
+    const config = tampered((db) => {
+      db.prepare(`UPDATE audit_events SET data = '{"edited":true}' WHERE seq = 3`).run();
+      db.prepare("DELETE FROM audit_events WHERE seq = 6").run();
+      db.prepare("UPDATE audit_events SET seq = -(seq - 1) WHERE seq > 6").run();
+      db.prepare("UPDATE audit_events SET seq = -seq WHERE seq < 0").run();
+      db.prepare("UPDATE audit_events SET ts = '2020-01-01T00:00:00.000Z' WHERE seq = 9").run();
+    });
+    const first = await verify(config);
+    expect(first.code).toBe(1);
+    expect(first.stdout).toMatch(
+      /^audit chain BROKEN after 2 good event\(s\)\nevent 3 \([a-z.]+\): its content does not match its hash; it was edited\n$/,
+    );
+    const all = await runCli(["audit", "verify", "--all", "--config", config], { env });
+    expect(all.code).toBe(1);
+    const lines = all.stdout.trim().split("\n");
+    expect(lines[0]).toBe(`audit chain NOT OK: 3 problem(s) in ${count - 1} events`);
+    expect(lines.slice(1)).toEqual([
+      expect.stringMatching(
+        /^event 3 \([a-z.]+\): its content does not match its hash; it was edited$/,
+      ),
+      expect.stringMatching(
+        /^event 6 \([a-z.]+\): numbered 6, but hashed as event 7: it was moved, or events before it were deleted and the rest renumbered/,
+      ),
+      expect.stringMatching(/^event 9 \([a-z.]+\): its content does not match its hash/),
+    ]);
+    // A head recorded earlier is checked past them, and listed with them.
+    const head = /head (\d+ [0-9a-f]{64})/.exec(
+      (await verify(join(original, "airlock.yaml"))).stdout,
+    )![1]!;
+    const withHead = await runCli(
+      ["audit", "verify", "--all", "--expect-head", head, "--config", config],
+      { env },
+    );
+    expect(withHead.code).toBe(1);
+    expect(withHead.stdout.trim().split("\n")).toEqual([
+      `audit chain NOT OK: 4 problem(s) in ${count - 1} events`,
+      ...lines.slice(1),
+      `event ${count}, recorded as the head earlier, is missing: the chain ends at ${count - 1}; events were cut off its end`,
+    ]);
+    // An untouched chain passes as without it.
+    const ok = await runCli(
+      ["audit", "verify", "--all", "--config", join(original, "airlock.yaml")],
+      { env },
+    );
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^audit chain OK: \d+ events, head \d+ [0-9a-f]{64}\n$/);
+  });
+
   it("checks a head recorded earlier: the chain cut off its end, or rewritten whole, fails", async () => {
     const ok = await verify(join(original, "airlock.yaml"));
     const [, seq, hash] = /head (\d+) ([0-9a-f]{64})/.exec(ok.stdout)!;

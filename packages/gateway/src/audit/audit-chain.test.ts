@@ -4,6 +4,7 @@ import {
   type AuditEvent,
   type ChainProblem,
   chainEvents,
+  createChainScan,
   createChainVerifier,
   GENESIS_HASH,
   hashEvent,
@@ -229,5 +230,99 @@ describe("the event hash", () => {
     expect(hashEvent(event)).toBe(sha256Hex(canonicalJson(event)));
     const [chained] = chainEvents({ seq: 6, hash: "a".repeat(64) }, [event]);
     expect(chained!.hash).toBe(sha256Hex(canonicalJson(event)));
+  });
+});
+
+describe("createChainScan (verify --all)", () => {
+  /** Every problem a scan of `events` finds, as `seq kind`. */
+  const scan = (events: readonly AuditEvent[]): string[] => {
+    const chainScan = createChainScan();
+    for (const event of events) chainScan.add(event);
+    return chainScan.finish().problems.map((p) => `${p.seq} ${p.kind}`);
+  };
+  /** The events from `from` on, numbered `by` more than they were hashed with. */
+  const renumber = (events: AuditEvent[], from: number, by: number): AuditEvent[] =>
+    events.map((e) => (e.seq >= from ? { ...e, seq: e.seq + by } : e));
+
+  it("finds nothing in a good chain, and counts it as the verifier does", () => {
+    const events = chain(6);
+    const chainScan = createChainScan();
+    for (const event of events) expect(chainScan.add(event).problems).toEqual([]);
+    expect(chainScan.finish()).toEqual({
+      count: 6,
+      head: { seq: 6, hash: events[5]!.hash },
+      problems: [],
+    });
+  });
+
+  it("lists one problem for one edit, and goes on to find the next", () => {
+    const events = chain(8);
+    events[2] = { ...events[2]!, data: "edited" };
+    events[5] = { ...events[5]!, data: "edited too" };
+    expect(scan(events)).toEqual(["3 edited", "6 edited"]);
+  });
+
+  it("resynchronises on the stored hash after a broken link: an edit with its hash recomputed is one problem", () => {
+    const events = chain(6);
+    const { hash: _old, ...edited } = { ...events[1]!, data: "rewritten" };
+    events[1] = { ...edited, hash: hashEvent(edited) };
+    expect(scan(events)).toEqual(["3 broken_link"]);
+  });
+
+  it("lists a deleted event once, at the event after it", () => {
+    const events = chain(6);
+    events.splice(2, 1);
+    expect(scan(events)).toEqual(["4 gap"]);
+  });
+
+  it("lists events deleted and the rest renumbered to close the gap once, not every later event", () => {
+    for (const deleted of [1, 3]) {
+      const events = chain(9);
+      events.splice(3, deleted);
+      const problems = scan(renumber(events, 4 + deleted, -deleted));
+      expect(problems).toEqual(["4 renumbered"]);
+    }
+    const events = chain(6);
+    events.splice(3, 1);
+    const chainScan = createChainScan();
+    for (const event of renumber(events, 5, -1)) chainScan.add(event);
+    expect(chainScan.finish().problems[0]?.message).toBe(
+      "event 4 (test.event5): numbered 4, but hashed as event 5: it was moved, or events before it were deleted and the rest renumbered (later events renumbered alike are not listed)",
+    );
+  });
+
+  it("lists an event inserted with the rest renumbered once, at the first renumbered event", () => {
+    const events = chain(6);
+    const [inserted] = chainEvents({ seq: 3, hash: events[2]!.hash }, [draft(9)]);
+    const tampered = [...events.slice(0, 3), inserted!, ...renumber(events.slice(3), 4, 1)];
+    expect(scan(tampered)).toEqual(["5 renumbered"]);
+  });
+
+  it("lists the two events of a swap, and nothing after them", () => {
+    const events = chain(6);
+    const swapped = [
+      ...events.slice(0, 2),
+      { ...events[3]!, seq: 3 },
+      { ...events[2]!, seq: 4 },
+      ...events.slice(4),
+    ];
+    expect(scan(swapped)).toEqual(["3 renumbered", "4 renumbered"]);
+  });
+
+  it("lists an inserted event that kept its own number once", () => {
+    const events = chain(4);
+    const [inserted] = chainEvents({ seq: 1, hash: events[0]!.hash }, [draft(9)]);
+    expect(scan([events[0]!, events[1]!, inserted!, events[2]!, events[3]!])).toEqual([
+      "2 out_of_order",
+    ]);
+  });
+
+  it("lists an edit inside a renumbered stretch, and each separate problem", () => {
+    const events = chain(10);
+    events.splice(2, 1);
+    const tampered = renumber(events, 4, -1);
+    tampered[5] = { ...tampered[5]!, data: "edited" };
+    tampered.splice(7, 1);
+    expect(scan(tampered)).toEqual(["3 renumbered", "6 edited", "9 gap"]);
   });
 });

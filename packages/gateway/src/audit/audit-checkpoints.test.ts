@@ -409,6 +409,49 @@ describe("checkpoints, verified", () => {
     }
   });
 
+  it("with all, are each checked past the chain's problems, and none fails for a renumbering listed once", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-checkpoints-"));
+    dirs.push(dir);
+    const path = join(dir, "airlock.db");
+    const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+    const store = openSqliteStore(path);
+    const plain = (n: number) => Array.from({ length: n }, (_, i) => event(`test.e${i}`));
+    await store.appendAudit(plain(3));
+    await signHead(store, privateKey);
+    await store.appendAudit(plain(3));
+    await signHead(store, privateKey);
+    await forgeCheckpoint(store, "0123456789abcdef");
+    await store.appendAudit(plain(2));
+    await signHead(store, privateKey);
+    await store.close();
+    // Event 2 edited; event 6 deleted and the events after it renumbered to close the gap.
+    const db = new Database(path);
+    db.prepare('UPDATE audit_events SET data = \'{"who":"mallory"}\' WHERE seq = 2').run();
+    db.prepare("DELETE FROM audit_events WHERE seq = 6").run();
+    db.prepare("UPDATE audit_events SET seq = -(seq - 1) WHERE seq > 6").run();
+    db.prepare("UPDATE audit_events SET seq = -seq WHERE seq < 0").run();
+    db.close();
+    const changed = openSqliteStore(path);
+    try {
+      const first = await verifyAudit(changed, undefined, { publicKeys: [publicKey] });
+      expect(first).toMatchObject({ ok: false, problem: { seq: 2, kind: "edited" } });
+      expect(first.problems).toBeUndefined();
+      const all = await verifyAudit(changed, undefined, { publicKeys: [publicKey], all: true });
+      expect(all.ok).toBe(false);
+      expect(all.problem).toEqual(first.problem);
+      expect(all.problems?.map((p) => `${p.seq} ${p.kind}`)).toEqual([
+        "2 edited",
+        "6 renumbered",
+        "8 bad_signature",
+      ]);
+      expect(all.problems?.[2]?.message).toContain(
+        "it was signed with another key (0123456789abcdef",
+      );
+    } finally {
+      await changed.close();
+    }
+  });
+
   it("vouch for an event further back than a verification keeps hashes of", async () => {
     const store = openSqliteStore(":memory:");
     const { privateKey, publicKey } = generateKeyPairSync("ed25519");

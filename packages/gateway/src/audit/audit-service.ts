@@ -1,7 +1,13 @@
 /** Verification and export of the audit chain, reading the store in chain order. */
 import type { KeyObject } from "node:crypto";
 import type { Store } from "../store/store.js";
-import { type AuditEvent, type ChainProblem, createChainVerifier } from "./audit-chain.js";
+import {
+  type AuditEvent,
+  type ChainProblem,
+  createChainScan,
+  createChainVerifier,
+  hashEvent,
+} from "./audit-chain.js";
 import {
   CHECKPOINT_TYPE,
   type CheckpointData,
@@ -14,6 +20,8 @@ export interface VerifyReport {
   count: number;
   head: { seq: number; hash: string } | undefined;
   problem?: ChainProblem;
+  /** With `all`: every problem, in chain order (`problem` is the first). */
+  problems?: ChainProblem[];
   /** With a public key: how far signed checkpoints vouch for the chain. */
   signed?: SignedReach;
 }
@@ -47,31 +55,53 @@ export interface RecordedHead {
 export const PROGRESS_EVERY = 10_000;
 
 /**
- * Walks the whole chain and returns the first problem, with the count and the head.
- * `progress` hears the count every PROGRESS_EVERY events (a long chain takes minutes).
+ * Walks the whole chain and returns the first problem, with the count and the head; with
+ * `all`, every problem. `progress` hears the count every PROGRESS_EVERY events (a long chain
+ * takes minutes).
  */
 export async function verifyAudit(
   store: Store,
   progress?: (events: number) => void,
-  /** The public halves of the signing keys the gateway has had (one, unless rotated). */
-  options: { publicKeys?: readonly KeyObject[] } = {},
+  options: {
+    /** The public halves of the signing keys the gateway has had (one, unless rotated). */
+    publicKeys?: readonly KeyObject[];
+    /** Goes on past problems and lists them all (`verify --all`). */
+    all?: boolean;
+  } = {},
 ): Promise<VerifyReport> {
-  const verifier = createChainVerifier();
+  const all = options.all === true;
+  const verifier = all ? undefined : createChainVerifier();
+  const scan = all ? createChainScan() : undefined;
   const publicKeys = options.publicKeys?.length ? options.publicKeys : undefined;
   // Recent events' hashes and how many non-checkpoint events came up to each, for the
   // checkpoints that follow them (a checkpoint vouches for the head it read, a few back).
   const recent = new Map<number, { hash: string; plain: number }>();
+  // With all, recent events' numbers as hashed, by hash: a checkpoint of an event renumbered
+  // since (which the scan lists once) still finds it, and does not fail too.
+  const hashedUnder = new Map<string, number>();
   let plain = 0;
   let count = 0;
   // Keys in the order they first signed: a key's first checkpoint retires every key before it.
   const keys: (SigningKey & { through: number; signedAt?: string; plainThrough: number })[] = [];
   let signatureProblem: ChainProblem | undefined;
+  // With all, every problem, with how many events were read when it was found.
+  const listed: { read: number; problem: ChainProblem }[] = [];
   // Checkpoints that vouch for events further back than `recent` reaches, checked on a second
   // walk against the events the chain's walk reads, never a row read some other way (a table
   // changed by whoever holds the database may hold rows the walk never sees).
-  const farBack: { at: number; seq: number; hash: string }[] = [];
+  const farBack: { at: number; seq: number; hash: string; read: number }[] = [];
   for await (const event of store.auditEvents()) {
-    if (verifier.add(event)) break;
+    // With all, where the event belongs: the number it was hashed under, when known.
+    let place = event.seq;
+    if (scan) {
+      const added = scan.add(event);
+      for (const problem of added.problems) listed.push({ read: count + 1, problem });
+      place = added.hashedAs ?? event.seq;
+      hashedUnder.set(event.hash, place);
+      if (hashedUnder.size > RECENT_KEPT) {
+        hashedUnder.delete(hashedUnder.keys().next().value as string);
+      }
+    } else if (verifier?.add(event)) break;
     if (++count % PROGRESS_EVERY === 0) progress?.(count);
     if (!publicKeys) continue;
     if (event.type !== CHECKPOINT_TYPE) plain++;
@@ -80,9 +110,11 @@ export async function verifyAudit(
     if (event.type !== CHECKPOINT_TYPE) continue;
     const data = event.data as unknown as CheckpointData;
     let why = checkpointProblem(event, publicKeys);
-    if (!why && data.seq < event.seq && !recent.has(data.seq)) {
-      farBack.push({ at: event.seq, seq: data.seq, hash: data.hash });
-    } else {
+    // With all: the walk read the event it vouches for, hashed under that number, wherever it sits.
+    const held = all && hashedUnder.get(data.hash) === data.seq;
+    if (!why && !held && data.seq < event.seq && !recent.has(data.seq)) {
+      farBack.push({ at: event.seq, seq: data.seq, hash: data.hash, read: count });
+    } else if (!held) {
       why ??= vouchedProblem(data, data.seq < event.seq ? recent.get(data.seq)?.hash : undefined);
     }
     let key = keys.findIndex((k) => k.keyId === data.keyId);
@@ -90,23 +122,29 @@ export async function verifyAudit(
       key =
         keys.push({
           keyId: data.keyId,
-          first: event.seq,
+          first: place,
           checkpoints: 0,
           through: 0,
           plainThrough: 0,
         }) - 1;
     }
     const successor = keys[key + 1];
+    let problem: ChainProblem | undefined;
     // A checkpoint the old key signed as the rotation happened (a replica that read the head
     // before the new key's first checkpoint) vouches for an event before that checkpoint.
     if (!why && successor && data.seq >= successor.first) {
       const retired = `it is signed with key ${data.keyId}, which key ${successor.keyId} replaced at event ${successor.first} (its first checkpoint), yet it vouches for event ${data.seq}: a replaced key vouches for no event from its successor's first checkpoint on (a replica still signing with the old key, or the old key in someone else's hands)`;
-      signatureProblem = badCheckpoint(event.seq, retired, "retired_key");
-      break;
+      problem = badCheckpoint(event.seq, retired, "retired_key");
+    } else if (why) {
+      problem = badCheckpoint(event.seq, why);
     }
-    if (why) {
-      signatureProblem = badCheckpoint(event.seq, why);
-      break;
+    if (problem) {
+      if (!all) {
+        signatureProblem = problem;
+        break;
+      }
+      listed.push({ read: count, problem });
+      continue;
     }
     const signer = keys[key]!;
     signer.checkpoints++;
@@ -116,21 +154,47 @@ export async function verifyAudit(
       signer.plainThrough = recent.get(data.seq)?.plain ?? signer.plainThrough;
     }
   }
-  const result = verifier.finish();
-  if (result.problem || !publicKeys) return { ok: !result.problem, ...result };
+  const finished = verifier ? verifier.finish() : scan!.finish();
+  const result = { count: finished.count, head: finished.head };
+  const chainProblem = verifier?.finish().problem;
+  const listing = (extra: ChainProblem[] = []): Pick<VerifyReport, "problem" | "problems"> => {
+    const problems = [
+      ...listed.sort((a, b) => a.read - b.read).map((entry) => entry.problem),
+      ...extra,
+    ];
+    return { ...(problems[0] ? { problem: problems[0] } : {}), problems };
+  };
+  if (!publicKeys) {
+    if (all) return { ...result, ...listing(), ok: listed.length === 0 };
+    return { ok: !chainProblem, ...result, ...(chainProblem ? { problem: chainProblem } : {}) };
+  }
+  if (chainProblem) return { ok: false, ...result, problem: chainProblem };
   if (farBack.length > 0) {
     const wanted = new Map(farBack.map((claim) => [claim.seq, undefined as string | undefined]));
+    // With all, a claim's event may sit elsewhere, renumbered: found by its hash.
+    const byHash = new Map(farBack.map((claim) => [claim.hash, claim.seq]));
+    const renumbered = new Set<string>();
     for await (const event of store.auditEvents()) {
       if (wanted.has(event.seq)) wanted.set(event.seq, event.hash);
+      const seq = all ? byHash.get(event.hash) : undefined;
+      if (seq !== undefined && hashEvent({ ...event, seq }) === event.hash) {
+        renumbered.add(event.hash);
+      }
       if (event.seq >= farBack[farBack.length - 1]!.at) break;
     }
     for (const claim of farBack) {
       if (signatureProblem && claim.at > signatureProblem.seq) break;
-      const why = vouchedProblem(claim, wanted.get(claim.seq));
-      if (why) {
-        signatureProblem = badCheckpoint(claim.at, why);
-        break;
+      const why = vouchedProblem(
+        claim,
+        renumbered.has(claim.hash) ? claim.hash : wanted.get(claim.seq),
+      );
+      if (!why) continue;
+      if (all) {
+        listed.push({ read: claim.read, problem: badCheckpoint(claim.at, why) });
+        continue;
       }
+      signatureProblem = badCheckpoint(claim.at, why);
+      break;
     }
   }
   if (signatureProblem) return { ok: false, ...result, problem: signatureProblem };
@@ -144,37 +208,34 @@ export async function verifyAudit(
     unsigned: plain - (newest?.plainThrough ?? 0),
     keys: keys.map(({ keyId, first, checkpoints }) => ({ keyId, first, checkpoints })),
   };
+  let unsigned: ChainProblem | undefined;
   if (reach.checkpoints === 0 && plain > 0) {
-    return {
-      ok: false,
-      ...result,
-      signed: reach,
-      problem: {
-        seq: 1,
-        kind: "unsigned",
-        message:
-          "no checkpoint signed with this key vouches for any event: the gateway never had audit.signingKey, or its checkpoints were removed",
-      },
+    unsigned = {
+      seq: 1,
+      kind: "unsigned",
+      message:
+        "no checkpoint signed with this key vouches for any event: the gateway never had audit.signingKey, or its checkpoints were removed",
     };
-  }
-  // The newest key cannot be known from the chain alone: a chain cut back to before its first
-  // checkpoint and signed again with an older key shows only the older one.
-  const silent =
-    reach.checkpoints === 0
-      ? undefined
-      : publicKeys.map(keyIdOf).find((id) => !keys.some((k) => k.keyId === id));
-  if (silent) {
-    return {
-      ok: false,
-      ...result,
-      signed: reach,
-      problem: {
+  } else {
+    // The newest key cannot be known from the chain alone: a chain cut back to before its
+    // first checkpoint and signed again with an older key shows only the older one.
+    const silent =
+      reach.checkpoints === 0
+        ? undefined
+        : publicKeys.map(keyIdOf).find((id) => !keys.some((k) => k.keyId === id));
+    if (silent) {
+      unsigned = {
         seq: result.head?.seq ?? 0,
         kind: "unsigned",
         message: `key ${silent} signed no checkpoint in this chain: each key given must have, since a chain cut back to before the newest key's first checkpoint and signed again with an older key looks like this; give only the keys this gateway has signed with`,
-      },
-    };
+      };
+    }
   }
+  if (all) {
+    const ok = listed.length === 0 && !unsigned;
+    return { ok, ...result, ...listing(unsigned ? [unsigned] : []), signed: reach };
+  }
+  if (unsigned) return { ok: false, ...result, signed: reach, problem: unsigned };
   return { ok: true, ...result, signed: reach };
 }
 
@@ -213,26 +274,32 @@ export async function checkRecordedHead(
   report: VerifyReport,
   expected: RecordedHead,
 ): Promise<VerifyReport> {
-  if (!report.ok) return report;
+  // With all, the recorded head is checked past other problems, and listed with them.
+  if (!report.ok && !report.problems) return report;
   const [event] = await store.listAudit({ afterSeq: expected.seq - 1, limit: 1 });
   const found = event?.seq === expected.seq ? event.hash : undefined;
   if (found === expected.hash) return report;
-  return {
-    ...report,
-    ok: false,
-    problem:
-      found === undefined
-        ? {
-            seq: expected.seq,
-            kind: "cut_off",
-            message: `event ${expected.seq}, recorded as the head earlier, is missing: the chain ends at ${report.head?.seq ?? 0}; events were cut off its end`,
-          }
-        : {
-            seq: expected.seq,
-            kind: "rewritten",
-            message: `event ${expected.seq} does not have the hash recorded earlier (${expected.hash.slice(0, 12)}…); the chain was rewritten at or before it`,
-          },
-  };
+  const problem: ChainProblem =
+    found === undefined
+      ? {
+          seq: expected.seq,
+          kind: "cut_off",
+          message: `event ${expected.seq}, recorded as the head earlier, is missing: the chain ends at ${report.head?.seq ?? 0}; events were cut off its end`,
+        }
+      : {
+          seq: expected.seq,
+          kind: "rewritten",
+          message: `event ${expected.seq} does not have the hash recorded earlier (${expected.hash.slice(0, 12)}…); the chain was rewritten at or before it`,
+        };
+  if (report.problems) {
+    return {
+      ...report,
+      ok: false,
+      problem: report.problem ?? problem,
+      problems: [...report.problems, problem],
+    };
+  }
+  return { ...report, ok: false, problem };
 }
 
 /** Reads `SEQ:HASH` (or `SEQ HASH`, as `audit verify` prints it); events count from 1. */

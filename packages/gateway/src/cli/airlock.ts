@@ -26,7 +26,7 @@ Usage: airlock <command> [options]     (airlock <command> --help for more)
   requests list [--status S] | show ID | approve ID | deny ID [--comment TEXT]
   policy test CASES.yaml                  evaluate rule cases without running anything
   policy replay [--since 7d|DATE]         decide the stored requests again by the config's rules
-  audit verify [--expect-head SEQ:HASH] [--public-key FILE]...
+  audit verify [--all] [--expect-head SEQ:HASH] [--public-key FILE]...
                                           check the audit hash chain (and its signatures)
   audit export --format jsonl|csv [--since TIME] [--after-seq N] [--output FILE]
   audit checkpoint                        sign the chain's head now (audit.signingKey)

@@ -20,11 +20,13 @@ import { openStore } from "../../store/open-store.js";
 import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
 
 const usage = `Usage:
-  airlock audit verify [--expect-head SEQ:HASH] [--public-key FILE]...   check the whole hash chain
+  airlock audit verify [--all] [--expect-head SEQ:HASH] [--public-key FILE]...   check the whole hash chain
   airlock audit export --format jsonl|csv [--since TIME] [--after-seq N] [--output FILE]
   airlock audit checkpoint                               sign the chain's head now (audit.signingKey)
 
-Options: --config FILE. verify exits 1 and names the first bad event when the chain is broken.
+Options: --config FILE. verify exits 1 and names the first bad event when the chain is broken;
+with --all, it goes on past each problem and lists every one with its event (an edit, a
+deletion or an insertion is one problem, even with the events after it renumbered).
 On a long chain, both say how far they got on stderr every few seconds.
 verify prints the chain's head; record it elsewhere, and pass it later as --expect-head to
 show that no event up to it was cut off or rewritten since. With --public-key (the PEM public
@@ -48,6 +50,7 @@ export async function audit(args: string[]): Promise<number> {
       output: { type: "string", short: "o" },
       "expect-head": { type: "string" },
       "public-key": { type: "string", multiple: true },
+      all: { type: "boolean" },
     },
     usage,
   );
@@ -113,8 +116,17 @@ export async function audit(args: string[]): Promise<number> {
       return 0;
     }
     if (sub === "verify") {
-      const walked = await verifyAudit(store, progress("verified"), { publicKeys });
+      const walked = await verifyAudit(store, progress("verified"), {
+        publicKeys,
+        all: values.all === true,
+      });
       const report = expect ? await checkRecordedHead(store, walked, expect) : walked;
+      if (report.problems?.length) {
+        process.stdout.write(
+          `audit chain NOT OK: ${report.problems.length} problem(s) in ${report.count.toLocaleString("en-US")} events\n${report.problems.map((p) => `${p.message}\n`).join("")}`,
+        );
+        return 1;
+      }
       const problem = report.problem;
       if (problem) {
         const kind = problem.kind;
