@@ -544,6 +544,48 @@ describe("mcp connector: execution", () => {
     }
   });
 
+  it("scrubs masked arguments from every kind of content that echoes them", async () => {
+    const CARD = "4929837150216347";
+    const raw = await startRawMcpServer((id, response, params) => {
+      const card = String(params.arguments?.card);
+      const bytes = (text: string) => Buffer.from(text).toString("base64");
+      const result = {
+        content: [
+          { type: "image", mimeType: "image/png", data: bytes(`card ${card} on file`) },
+          { type: "audio", mimeType: "audio/wav", data: bytes(`card ${card}`) },
+          { type: "resource", resource: { uri: "file:///b", blob: bytes(`{"card":"${card}"}`) } },
+          { type: "resource", resource: { uri: "file:///t", text: `card ${card}` } },
+        ],
+        structuredContent: { cards: [{ number: card }] },
+      };
+      response
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ jsonrpc: "2.0", id, result }));
+    });
+    try {
+      const c = connector(raw.url);
+      const outcome = await c.execute("search", c.parse("search", { card: CARD }), never, [CARD]);
+      expect(outcome.ok).toBe(true);
+      const { content, structuredContent } = outcome.result as {
+        content: { data?: string; resource?: { blob?: string; text?: string } }[];
+        structuredContent: unknown;
+      };
+      const decoded = (base64: string | undefined) =>
+        Buffer.from(String(base64), "base64").toString();
+      expect(content.map((item) => item.data && decoded(item.data))).toEqual([
+        "card [masked] on file",
+        "card [masked]",
+        undefined,
+        undefined,
+      ]);
+      expect(decoded(content[2]?.resource?.blob)).toBe('{"card":"[masked]"}');
+      expect(content[3]?.resource?.text).toBe("card [masked]");
+      expect(structuredContent).toEqual({ cards: [{ number: "[masked]" }] });
+    } finally {
+      await raw.close();
+    }
+  });
+
   it("hears the answer through a flood of requests the server starts, answering only a few", async () => {
     const raw = await startRawMcpServer((id, response) => {
       response.writeHead(200, { "content-type": "text/event-stream" });

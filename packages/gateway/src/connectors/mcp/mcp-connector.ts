@@ -259,8 +259,12 @@ export function createMcpConnector(
     // Clipped first: the scrubbers and the cap walk it by recursion, and a server's answer
     // nested thousands deep overflowed the stack after the tool ran, losing its outcome.
     answer = clipDepth(answer as Json) as ToolResult;
+    // Binary content is scrubbed of the masked arguments too: as base64, an image or a blob
+    // that echoes one hides it from scrubbing as text.
+    const bytesScrubber =
+      masked.length === 0 ? binary : createByteScrubber([...secrets, ...deps.secrets], masked);
     const { result, bytes, truncated } = capContent(
-      scrubHidden(redactor.redact(scrubBinary(answer, binary)), masked),
+      scrubHidden(redactor.redact(scrubBinary(answer, bytesScrubber)), masked),
       config.maxResultBytes,
     );
     const items = Array.isArray(answer.content) ? answer.content.length : 0;

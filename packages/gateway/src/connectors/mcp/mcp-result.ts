@@ -10,9 +10,10 @@ export interface ToolResult {
 }
 
 /**
- * The answer with the secrets taken out of its binary content too (an image's or audio's
- * `data`, a resource's `blob`): base64 hides them from scrubbing as text, so each is scrubbed
- * as the bytes it decodes to, and written anew only when something was taken out.
+ * The answer with the secrets and masked values the scrubber knows taken out of its binary
+ * content too (an image's or audio's `data`, a resource's `blob`): base64 hides them from
+ * scrubbing as text, so each is scrubbed as the bytes it decodes to, and written anew only
+ * when something was taken out.
  */
 export function scrubBinary(answer: ToolResult, scrubber: ByteScrubber): ToolResult {
   if (scrubber.overlap === 0 || !Array.isArray(answer.content)) return answer;
