@@ -87,13 +87,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   const logger =
     options.logger ??
     createLogger({
-      redactor: {
-        get active() {
-          return redactor.active;
-        },
-        redactText: (text) => redactor.redactText(text),
-        redact: (value) => redactor.redact(value),
-      },
+      redactor: { redactText: (text) => redactor.redactText(text) },
       ...(options.logLevel ? { level: options.logLevel } : {}),
       ...(options.logDestination ? { destination: options.logDestination } : {}),
     });

@@ -148,6 +148,18 @@ describe("a masked argument that an MCP server echoes", () => {
     raw = await startRawMcpServer(
       (id, response, params) => {
         const args = params.arguments ?? {};
+        if (params.name === "picture") {
+          // The image it is given, and audio that says the CVV.
+          const audio = Buffer.from(`cvv ${String(args.cvv)}`).toString("base64");
+          const content = [
+            { type: "image", mimeType: "image/jpeg", data: args.data },
+            { type: "audio", mimeType: "audio/wav", data: audio },
+          ];
+          response
+            .writeHead(200, { "content-type": "application/json" })
+            .end(JSON.stringify({ jsonrpc: "2.0", id, result: { content } }));
+          return;
+        }
         received.push(args.card);
         const text = `no card ${String(args.pad)}${String(args.card)} on file${".".repeat(2000)}`;
         const message =
@@ -159,7 +171,10 @@ describe("a masked argument that an MCP server echoes", () => {
           .end(JSON.stringify(message));
       },
       {
-        tools: ["refuse", "echo"].map((name) => ({ name, inputSchema: { type: "object" } })),
+        tools: ["refuse", "echo", "picture"].map((name) => ({
+          name,
+          inputSchema: { type: "object" },
+        })),
       },
     );
     gw = await startGateway(`
@@ -172,12 +187,12 @@ connections:
     type: mcp
     url: ${raw.url}
     maxResultBytes: 1024
-    tools: { refuse: { risk: low }, echo: { risk: low } }
+    tools: { refuse: { risk: low }, echo: { risk: low }, picture: { risk: low } }
 rules:
   - name: card checks
     when: action.connection == "cards"
     decision: allow
-    mask: { input: [card] }
+    mask: { input: [card, cvv] }
   - name: nothing else
     decision: deny
 `);
@@ -233,6 +248,26 @@ rules:
       (event) => event.type === "execution.failed",
     );
     expect(failed.length).toBeGreaterThanOrEqual(answers.length);
+  });
+
+  it("returns an image intact when its base64 spells a masked argument by chance", async () => {
+    // A JPEG's first bytes, then three whose base64 starts with the CVV: none of them is it.
+    const image = Buffer.from("/9j/729AAAAAAAA", "base64");
+    expect(image.includes("729")).toBe(false);
+    const res = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: {
+        connection: "cards",
+        operation: "picture",
+        input: { cvv: "729", data: image.toString("base64") },
+      },
+    });
+    expect(res.body.status).toBe("succeeded");
+    const [picture, audio] = res.body.result.content;
+    expect(picture.data).toContain("729");
+    expect(Buffer.from(picture.data, "base64").equals(image)).toBe(true);
+    // Bytes that do hold it have it scrubbed.
+    expect(Buffer.from(audio.data, "base64").toString()).toBe("cvv [masked]");
   });
 
   it("leaves no start of it where a long result is cut", async () => {

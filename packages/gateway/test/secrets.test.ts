@@ -438,6 +438,43 @@ it("leaves no start of a masked value where a cut falls, however the agent shift
   });
 });
 
+it("returns a body that is no text intact when its base64 spells a masked value by chance", async () => {
+  const CVV = "729";
+  const extra = `  - name: card checks
+    when: http.method == "PATCH" && http.path == "/bytes"
+    decision: allow
+    mask: { input: [body.cvv] }`;
+  await withGateway(testConfig(upstream.url, extra), async (own) => {
+    const token = await own.token("agent", "support-bot");
+    const fetch = async (bytes: Buffer) => {
+      const res = await api(own.url, "POST", "/v1/actions", {
+        token,
+        body: {
+          ...read(),
+          input: {
+            method: "PATCH",
+            path: "/bytes",
+            query: { b: bytes.toString("base64") },
+            body: { cvv: CVV },
+          },
+        },
+      });
+      expect(res.body.status).toBe("succeeded");
+      expect(res.body.result.encoding).toBe("base64");
+      return String(res.body.result.body);
+    };
+    // A JPEG's first bytes, then three whose base64 starts with the CVV: none of them is it.
+    const image = Buffer.from(`/9j/${CVV}AAAAAAAA`, "base64");
+    expect(image.includes(CVV)).toBe(false);
+    const shown = await fetch(image);
+    expect(shown).toContain(CVV);
+    expect(Buffer.from(shown, "base64").equals(image)).toBe(true);
+    // Bytes that do hold it still have it scrubbed.
+    const echo = await fetch(Buffer.from(`\xffcvv ${CVV}!`, "latin1"));
+    expect(Buffer.from(echo, "base64").toString("latin1")).toBe("\xffcvv [masked]!");
+  });
+});
+
 it("keeps a configured secret that a rule's evaluation error quotes out of the record", async () => {
   const extra = `  - name: keyed lookups
     when: http.method == "PATCH" && action.input.body["\${env:BILLING_API_TOKEN}"] == 1

@@ -5,6 +5,7 @@
  */
 import type { z } from "zod";
 import type { Json } from "../common/canonical-json.js";
+import type { FieldPath } from "../masking/binary-fields.js";
 import type { Logger } from "../observability/logger.js";
 
 export type RiskLevel = "low" | "medium" | "high" | "critical";
@@ -36,6 +37,11 @@ export interface ExecutionOutcome {
   summary: string;
   /** Why it failed, when `ok` is false. */
   reason?: string;
+  /**
+   * Where `result` holds base64 (a body that is no text, an image): scrubbed as the bytes it
+   * encodes, never as text (binary-fields.ts).
+   */
+  binary?: FieldPath[];
 }
 
 /** An operation as agents that list them see it: as a tool, to an agent that speaks MCP. */

@@ -11,6 +11,8 @@ export interface Redactor {
   readonly active: boolean;
   redactText(text: string): string;
   redact<T>(value: T): T;
+  /** Scrubs raw bytes (binary content) of the secrets and of `masked` values. */
+  bytes(masked?: Iterable<string>): ByteScrubber;
 }
 
 /** Secrets shorter than this would blank out ordinary words; config check warns about them. */
@@ -18,8 +20,14 @@ export const MIN_SECRET_LENGTH = 6;
 
 export function createRedactor(secrets: Iterable<string>): Redactor {
   // Encoded forms too: escaped in JSON (log lines) or percent-encoded (echoed URLs).
-  const scrubber = createScrubber(secrets, REDACTED, { minLength: MIN_SECRET_LENGTH });
-  return { active: scrubber.active, redactText: scrubber.text, redact: scrubber.value };
+  const list = [...secrets];
+  const scrubber = createScrubber(list, REDACTED, { minLength: MIN_SECRET_LENGTH });
+  return {
+    active: scrubber.active,
+    redactText: scrubber.text,
+    redact: scrubber.value,
+    bytes: (masked = []) => createByteScrubber(list, masked),
+  };
 }
 
 /**

@@ -9,7 +9,7 @@ export type Logger = PinoLogger;
 
 export interface LoggerOptions {
   level?: string;
-  redactor?: Redactor;
+  redactor?: Pick<Redactor, "redactText">;
   destination?: DestinationStream;
 }
 

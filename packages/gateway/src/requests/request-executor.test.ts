@@ -40,12 +40,16 @@ afterEach(async () => {
 
 let ids = 0;
 /** One allowed request, inserted into `store` already claimed for execution. */
-async function claimedIn(store: Store): Promise<ActionRequest> {
+async function claimedIn(
+  store: Store,
+  input: Json = { method: "POST", path: "/refunds" },
+  mask: string[] = [],
+): Promise<ActionRequest> {
   const proposal = {
     agent: "support-bot",
     connection: "billing",
     operation: "request",
-    input: { method: "POST", path: "/refunds" },
+    input,
     justification: "",
     context: {},
   };
@@ -64,7 +68,7 @@ async function claimedIn(store: Store): Promise<ActionRequest> {
       reason: 'rule "everything" allows it',
       risk: "medium",
       riskReason: "POST changes data upstream",
-      mask: [],
+      mask,
       policyDigest: "d".repeat(64),
     },
     description: {
@@ -80,12 +84,15 @@ async function claimedIn(store: Store): Promise<ActionRequest> {
 }
 
 /** A store on a real SQLite file, holding one allowed request already claimed for execution. */
-async function claimed(): Promise<{ store: SqliteStore; request: ActionRequest }> {
+async function claimed(
+  input?: Json,
+  mask?: string[],
+): Promise<{ store: SqliteStore; request: ActionRequest }> {
   const dir = mkdtempSync(join(tmpdir(), "airlock-executor-"));
   dirs.push(dir);
   const store = openSqliteStore(join(dir, "airlock.db"));
   stores.push(store);
-  return { store, request: await claimedIn(store) };
+  return { store, request: await claimedIn(store, input, mask) };
 }
 
 /** A connector that answers `answer`, once `hold` (if any) resolves. */
@@ -267,5 +274,59 @@ describe.skipIf(!postgresAvailable)("execution leases, between two replicas on P
     expect(ended?.status).toBe("failed");
     expect(ended?.outcome?.reason).toBe(OUTCOME_UNKNOWN);
     expect(connector.calls).toBe(0);
+  });
+});
+
+describe("binary content in results", () => {
+  it("scrubs binary content as its bytes, of every credential the gateway knows and the masked values", async () => {
+    const CVV = "729";
+    const CARD = "4929837150216347";
+    const { store, request } = await claimed(
+      { method: "POST", path: "/cards", body: { cvv: CVV, card: CARD } },
+      ["body.cvv", "body.card"],
+    );
+    // A credential the connector was never given (a chat token, say): the gateway knows it.
+    const TOKEN = "xoxb-chat-token-5e1f";
+    const bytes = (text: string) => Buffer.from(`\xff${text}`, "latin1").toString("base64");
+    // Bytes whose base64 spells the CVV, which they do not hold.
+    const image = Buffer.from(`/9j/${CVV}AAAAAAAA`, "base64").toString("base64");
+    const connector = connectorAnswering({
+      ok: true,
+      result: {
+        images: [image, bytes(`${TOKEN} ${CVV} ${CARD}`), `AAAA${CARD}`, `cvv ${CVV}`],
+        note: `cvv ${CVV}, mail bob@example.com`,
+      },
+      summary: "3 images",
+      binary: [
+        ["images", 0],
+        ["images", 1],
+        ["images", 2],
+        ["images", 3],
+      ],
+    });
+    const executor = createExecutor({
+      store,
+      connectors: new Map([["billing", connector]]),
+      approvers: createApprovers(createLiveConfig(loaded)),
+      redactor: createRedactor([TOKEN]),
+      plan: () => [],
+      logger: createLogger({ level: "silent" }),
+      metrics: createMetrics(),
+      clock: Date.now,
+    });
+    const finished = await executor.runClaimed({
+      ...request,
+      decision: { ...request.decision, maskResult: ["email"] },
+    });
+    const result = finished.outcome?.result as { images: string[]; note: string };
+    expect(result.images[0]).toBe(image);
+    expect(Buffer.from(String(result.images[1]), "base64").toString("latin1")).toBe(
+      "\xff[redacted] [masked] [masked]",
+    );
+    // A value too long to turn up in base64 by chance is not let through written in it.
+    expect(result.images[2]).toBe("AAAA[masked]");
+    // Text where base64 belongs is scrubbed as text.
+    expect(result.images[3]).toBe("cvv [masked]");
+    expect(result.note).toBe("cvv [masked], mail b***@example.com");
   });
 });

@@ -10,9 +10,10 @@ import { type Json, keyedDigest } from "../common/canonical-json.js";
 import { clipDepth } from "../common/json-depth.js";
 import type { Connector, ExecutionOutcome } from "../connectors/connector.js";
 import { AirlockError, errorMessage } from "../errors.js";
+import { longValues, scrubApart, scrubBase64 } from "../masking/binary-fields.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import { maskResult, maskText } from "../masking/result-masking.js";
-import type { Redactor } from "../masking/secret-redactor.js";
+import type { ByteScrubber, Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { OutboxPlanner, Store } from "../store/store.js";
@@ -362,7 +363,8 @@ export function createExecutor(deps: {
   /**
    * The outcome as it is recorded and returned: credentials and the input fields the policy
    * masks stay hidden even when echoed back, and the result detectors mask what the system
-   * returned. Only the digest sees the result whole.
+   * returned. Binary content is scrubbed as its bytes, of every credential the gateway knows
+   * (the connector knows its own). Only the digest sees the result whole.
    */
   const shown = (
     request: ActionRequest,
@@ -376,11 +378,17 @@ export function createExecutor(deps: {
         maskResult(scrubHidden(redactor.redact(value), hidden), detectors).value;
       const text = (value: string): string =>
         maskText(scrubHidden(redactor.redactText(value), hidden), detectors).text;
+      // Made for the first binary field only: most results hold none.
+      let bytes: ByteScrubber | undefined;
+      const base64 = (data: string): string => {
+        bytes ??= redactor.bytes(hidden);
+        return scrubHidden(redactor.redactText(scrubBase64(data, bytes)), longValues(hidden));
+      };
       return {
         ok: done.ok,
         summary: text(done.summary),
         ...(done.reason ? { reason: text(done.reason) } : {}),
-        result: scrub(result),
+        result: scrubApart(result, done.binary ?? [], scrub, base64),
         // Keyed by the request's nonce, which only the store holds: a reader of the audit
         // trail cannot confirm a guess at a masked value (a card's middle digits, say).
         resultDigest: result === null ? null : keyedDigest(request.nonce, result),

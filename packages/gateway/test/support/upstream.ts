@@ -64,6 +64,13 @@ export async function startUpstream(): Promise<Upstream> {
       response.end(text);
       return;
     }
+    if (path.endsWith("/bytes")) {
+      // The bytes given as base64 in the query's `b`, as a body that is no text.
+      const given = new URL(call.url, "http://upstream").searchParams.get("b") ?? "";
+      response.writeHead(200, { "content-type": "application/octet-stream" });
+      response.end(Buffer.from(given, "base64"));
+      return;
+    }
     if (path.endsWith("/fail")) {
       response.writeHead(500, { "content-type": "application/json" });
       response.end('{"error":"upstream broke"}');

@@ -249,6 +249,7 @@ export function createHttpConnector(
         result,
         summary: `HTTP ${response.statusCode}, ${size}`,
         ...(ok ? {} : { reason: `the upstream answered HTTP ${response.statusCode}` }),
+        ...(decoded.encoding ? { binary: [["body"]] } : {}),
       };
     } catch (error) {
       // Said plainly, so nobody takes a request that may have been acted on for one that was not.

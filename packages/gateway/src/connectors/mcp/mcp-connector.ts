@@ -10,6 +10,7 @@ import type { Json } from "../../common/canonical-json.js";
 import { clipDepth } from "../../common/json-depth.js";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError, errorMessage } from "../../errors.js";
+import { longValues, scrubApart, scrubBase64 } from "../../masking/binary-fields.js";
 import { scrubHidden } from "../../masking/input-mask.js";
 import { createByteScrubber, createRedactor } from "../../masking/secret-redactor.js";
 import type {
@@ -24,7 +25,7 @@ import { deadline } from "../deadline.js";
 import { describeNetworkError } from "../network-errors.js";
 import { type ArgumentCheck, argumentChecker } from "./mcp-arguments.js";
 import { type McpConnectionConfig, mcpConnectionSchema } from "./mcp-config.js";
-import { capContent, scrubBinary, type ToolResult } from "./mcp-result.js";
+import { binaryPaths, capContent, type ToolResult } from "./mcp-result.js";
 import { McpSession, NotStarted, sessionForgotten } from "./mcp-session.js";
 
 export const mcpConnectorType: ConnectorType<McpConnectionConfig> = {
@@ -81,7 +82,7 @@ export function createMcpConnector(
   // Results are scrubbed before they are cut to size, so a cut cannot leave part of one
   // (masked arguments too, per call).
   const redactor = createRedactor([...secrets, ...deps.secrets]);
-  const binary = createByteScrubber([...secrets, ...deps.secrets]);
+  const bytesOnly = createByteScrubber([...secrets, ...deps.secrets]);
   let session: McpSession | undefined;
   let closed = false;
 
@@ -259,14 +260,20 @@ export function createMcpConnector(
     // Clipped first: the scrubbers and the cap walk it by recursion, and a server's answer
     // nested thousands deep overflowed the stack after the tool ran, losing its outcome.
     answer = clipDepth(answer as Json) as ToolResult;
-    // Binary content is scrubbed of the masked arguments too: as base64, an image or a blob
-    // that echoes one hides it from scrubbing as text.
+    // Binary content is scrubbed as bytes, of the masked arguments too: as base64, an image
+    // or a blob that echoes one hides it from scrubbing as text.
     const bytesScrubber =
-      masked.length === 0 ? binary : createByteScrubber([...secrets, ...deps.secrets], masked);
-    const { result, bytes, truncated } = capContent(
-      scrubHidden(redactor.redact(scrubBinary(answer, bytesScrubber)), masked),
-      config.maxResultBytes,
-    );
+      masked.length === 0 ? bytesOnly : createByteScrubber([...secrets, ...deps.secrets], masked);
+    const long = longValues(masked);
+    const scrubbed = scrubApart(
+      answer as Json,
+      binaryPaths(answer),
+      (text) => scrubHidden(redactor.redact(text), masked),
+      (data) => scrubHidden(redactor.redactText(scrubBase64(data, bytesScrubber)), long),
+    ) as ToolResult;
+    const { result, bytes, truncated } = capContent(scrubbed, config.maxResultBytes);
+    const paths = binaryPaths(result as ToolResult);
+    const binary = paths.length > 0 ? { binary: paths } : {};
     const items = Array.isArray(answer.content) ? answer.content.length : 0;
     const size = `${items} content item${items === 1 ? "" : "s"}, ${bytes} bytes${truncated ? ", truncated" : ""}`;
     if (answer.isError === true) {
@@ -275,9 +282,10 @@ export function createMcpConnector(
         result,
         summary: `tool error, ${size}`,
         reason: `the tool reported an error: ${firstText(result) ?? "(no message)"}`,
+        ...binary,
       };
     }
-    return { ok: true, result, summary: size };
+    return { ok: true, result, summary: size, ...binary };
   };
 
   return {

@@ -1,6 +1,6 @@
 /** A tool's result as Airlock keeps and returns it, cut to the connection's size cap. */
 import type { Json } from "../../common/canonical-json.js";
-import type { ByteScrubber } from "../../masking/secret-redactor.js";
+import type { FieldPath } from "../../masking/binary-fields.js";
 
 /** What `tools/call` returns (MCP's CallToolResult), as far as Airlock reads it. */
 export interface ToolResult {
@@ -10,31 +10,24 @@ export interface ToolResult {
 }
 
 /**
- * The answer with the secrets and masked values the scrubber knows taken out of its binary
- * content too (an image's or audio's `data`, a resource's `blob`): base64 hides them from
- * scrubbing as text, so each is scrubbed as the bytes it decodes to, and written anew only
- * when something was taken out.
+ * Where an answer holds base64 (an image's or audio's `data`, a resource's `blob`), for it to
+ * be scrubbed as the bytes it encodes: scrubbed as text, it would hide what they hold and be
+ * corrupted by what it holds by chance.
  */
-export function scrubBinary(answer: ToolResult, scrubber: ByteScrubber): ToolResult {
-  if (scrubber.overlap === 0 || !Array.isArray(answer.content)) return answer;
-  const scrub = (base64: string): string => {
-    const bytes = Buffer.from(base64, "base64");
-    const scrubbed = scrubber.scrub(bytes);
-    return scrubbed === bytes ? base64 : scrubbed.toString("base64");
-  };
-  const content = answer.content.map((item) => {
-    if (item === null || typeof item !== "object") return item;
-    const { data, resource } = item as { data?: unknown; resource?: unknown };
+export function binaryPaths(answer: { content?: unknown }): FieldPath[] {
+  if (!Array.isArray(answer.content)) return [];
+  return answer.content.flatMap((item, index): FieldPath[] => {
+    if (item === null || typeof item !== "object") return [];
+    const { type, data, resource } = item as { type?: unknown; data?: unknown; resource?: unknown };
+    if ((type === "image" || type === "audio") && typeof data === "string") {
+      return [["content", index, "data"]];
+    }
     const blob = (resource as { blob?: unknown } | null | undefined)?.blob;
-    return {
-      ...item,
-      ...(typeof data === "string" ? { data: scrub(data) } : {}),
-      ...(typeof blob === "string"
-        ? { resource: { ...(resource as object), blob: scrub(blob) } }
-        : {}),
-    };
+    if (type === "resource" && typeof blob === "string") {
+      return [["content", index, "resource", "blob"]];
+    }
+    return [];
   });
-  return { ...answer, content };
 }
 
 /**
