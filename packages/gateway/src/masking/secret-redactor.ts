@@ -3,7 +3,7 @@
  * `${file:}`) out of anything about to leave Airlock: results, errors, log lines.
  */
 import { MASKED, MIN_MASKED_LENGTH } from "./input-mask.js";
-import { createScrubber, formsOf } from "./value-scrubber.js";
+import { createScrubber, formsOf, rangesToReplace } from "./value-scrubber.js";
 
 export const REDACTED = "[redacted]";
 
@@ -64,34 +64,30 @@ export function createByteScrubber(
     const latin1 = Buffer.from(form, "latin1");
     return latin1.toString("latin1") === form && !latin1.equals(utf8) ? [utf8, latin1] : [utf8];
   };
-  const replacing = (values: Iterable<string>, minLength: number, text: string) => {
-    const marker = Buffer.from(text, "utf8");
-    return formsOf(values, minLength)
+  // A range holding a credential reads [redacted], whatever masked value it holds too.
+  const markers = [Buffer.from(REDACTED, "utf8"), Buffer.from(MASKED, "utf8")];
+  const replacing = (values: Iterable<string>, minLength: number, strength: number) =>
+    formsOf(values, minLength)
       .flatMap(bytesOf)
-      .map((bytes) => ({ bytes, marker }));
-  };
-  const forms = [
-    ...replacing(secrets, MIN_SECRET_LENGTH, REDACTED),
-    ...replacing(masked, MIN_MASKED_LENGTH, MASKED),
-  ].sort((a, b) => b.bytes.length - a.bytes.length);
+      .map((needle) => ({ needle, length: needle.length, strength }));
+  const needles = [
+    ...replacing(secrets, MIN_SECRET_LENGTH, 0),
+    ...replacing(masked, MIN_MASKED_LENGTH, 1),
+  ];
+  const keep = markers.map((needle) => ({ needle, length: needle.length }));
   const scrub = (bytes: Buffer): Buffer => {
-    let out = bytes;
-    for (const { bytes: form, marker } of forms) {
-      let at = out.indexOf(form);
-      if (at < 0) continue;
-      const parts: Buffer[] = [];
-      let from = 0;
-      while (at >= 0) {
-        parts.push(out.subarray(from, at), marker);
-        from = at + form.length;
-        at = out.indexOf(form, from);
-      }
-      parts.push(out.subarray(from));
-      out = Buffer.concat(parts);
+    const ranges = rangesToReplace(bytes, needles, keep);
+    if (ranges.length === 0) return bytes;
+    const parts: Buffer[] = [];
+    let copied = 0;
+    for (const { start, end, strength } of ranges) {
+      parts.push(bytes.subarray(copied, start), markers[strength]!);
+      copied = end;
     }
-    return out;
+    parts.push(bytes.subarray(copied));
+    return Buffer.concat(parts);
   };
-  const overlap = forms[0]?.bytes.length ?? 0;
+  const overlap = needles.reduce((longest, form) => Math.max(longest, form.length), 0);
   const cut = (scrubbed: Buffer, cap: number): Buffer =>
     scrubbed.subarray(0, Math.max(0, Math.min(cap, scrubbed.length - Math.max(0, overlap - 1))));
   return { overlap, scrub, cut };

@@ -38,10 +38,78 @@ export function encodedForms(value: string): string[] {
   return [...new Set(forms)];
 }
 
-/** Every form of every value at least `minLength` long, longest first (so none is half-replaced). */
+/** Every form of every value at least `minLength` long, longest first. */
 export function formsOf(values: Iterable<string>, minLength: number): string[] {
   const long = [...new Set([...values].filter((v) => v.length >= minLength))];
   return [...new Set(long.flatMap(encodedForms))].sort((a, b) => b.length - a.length);
+}
+
+/** Where to replace: `strength` is the needle's, the strongest (lowest) of those merged. */
+export interface Range {
+  start: number;
+  end: number;
+  strength: number;
+}
+
+/**
+ * The ranges of `haystack` to replace: every occurrence of every needle, those that overlap
+ * merged into one (replaced one after the other, the first would leave a part of the second
+ * beside its marker), save those lying wholly inside a `keep` (a marker: one written before,
+ * by another pass, holds no value, only letters that may spell a short one, "ask" in
+ * "[masked]"). In order, apart.
+ */
+export function rangesToReplace<N extends string | Buffer>(
+  haystack: { indexOf(needle: N, from: number): number },
+  needles: readonly { needle: N; length: number; strength: number }[],
+  keep: readonly { needle: N; length: number }[],
+): Range[] {
+  let found: Range[] | undefined;
+  for (const { needle, length, strength } of needles) {
+    if (length === 0) continue;
+    // From one past each start: overlapping occurrences ("aaa" twice in "aaaa") are all covered.
+    for (let at = haystack.indexOf(needle, 0); at >= 0; at = haystack.indexOf(needle, at + 1)) {
+      found ??= [];
+      found.push({ start: at, end: at + length, strength });
+    }
+  }
+  if (found === undefined) return [];
+  // Markers never overlap one another, so these come out apart and in order.
+  const kept: [number, number][] = [];
+  for (const { needle, length } of keep) {
+    for (
+      let at = haystack.indexOf(needle, 0);
+      at >= 0;
+      at = haystack.indexOf(needle, at + length)
+    ) {
+      kept.push([at, at + length]);
+    }
+  }
+  kept.sort((a, b) => a[0] - b[0]);
+  const inKept = (range: Range): boolean => {
+    let low = 0;
+    let high = kept.length - 1;
+    // The last kept range starting at or before the range.
+    while (low <= high) {
+      const mid = (low + high) >> 1;
+      if (kept[mid]![0] <= range.start) low = mid + 1;
+      else high = mid - 1;
+    }
+    const around = kept[high];
+    return around !== undefined && range.end <= around[1];
+  };
+  const ranges: Range[] = [];
+  found.sort((a, b) => a.start - b.start || b.end - a.end);
+  for (const range of found) {
+    if (kept.length > 0 && inKept(range)) continue;
+    const last = ranges.at(-1);
+    if (last !== undefined && range.start < last.end) {
+      last.end = Math.max(last.end, range.end);
+      last.strength = Math.min(last.strength, range.strength);
+    } else {
+      ranges.push({ ...range });
+    }
+  }
+  return ranges;
 }
 
 export interface Scrubber {
@@ -66,10 +134,18 @@ export function createScrubber(
   const forms = formsOf(list, options.minLength);
   const numbers = new Set(list.filter((v) => v.length >= options.minLength));
   const whole = new Set(options.exact ?? []);
+  const needles = forms.map((form) => ({ needle: form, length: form.length, strength: 0 }));
+  const keep = [{ needle: marker, length: marker.length }];
   const text = (input: string): string => {
-    let out = input;
-    for (const form of forms) if (out.includes(form)) out = out.split(form).join(marker);
-    return out;
+    const ranges = rangesToReplace(input, needles, keep);
+    if (ranges.length === 0) return input;
+    let out = "";
+    let copied = 0;
+    for (const { start, end } of ranges) {
+      out += input.slice(copied, start) + marker;
+      copied = end;
+    }
+    return out + input.slice(copied);
   };
   const walk = (value: unknown): unknown => {
     if ((typeof value === "string" || typeof value === "number") && whole.has(String(value))) {
