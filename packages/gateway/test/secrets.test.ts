@@ -330,7 +330,9 @@ it("hides a masked header however the agent capitalises it, and masked values th
           method: "PATCH",
           path: "/keyed/echo",
           headers: { "X-Api-Key": KEY },
-          body: { card: CARD },
+          // Repeated in fields no rule masks, where the preview and the input show them.
+          query: { ref: `card ${CARD}` },
+          body: { card: CARD, note: `for key ${KEY}` },
         },
         justification: `Card ${CARD}, key ${KEY}`,
         context: { note: `card ${CARD}`, [`key ${KEY}`]: true },
@@ -342,14 +344,19 @@ it("hides a masked header however the agent capitalises it, and masked values th
     const view = await api(own.url, "GET", `/v1/requests/${held.body.id}`, { token: bob });
     expect(view.body.justification).toBe("Card [masked], key [masked]");
     expect(view.body.context).toEqual({ note: "card [masked]", "key [masked]": true });
+    expect(view.body.input.query).toEqual({ ref: "card [masked]" });
+    expect(view.body.input.body).toEqual({ card: "[masked]", note: "for key [masked]" });
+    expect(view.body.preview).toContain('"note": "for key [masked]"');
     await api(own.url, "POST", `/v1/requests/${held.body.id}/reviews`, {
       token: bob,
       body: { decision: "approve" },
     });
     const done = await api(own.url, "GET", `/v1/actions/${held.body.id}?wait=5`, { token });
     expect(done.body.status).toBe("succeeded");
-    const call = upstream.calls.find((c) => c.url === "/api/keyed/echo")!;
+    const call = upstream.calls.find((c) => c.url.startsWith("/api/keyed/echo"))!;
     expect(call.headers["x-api-key"]).toBe(KEY);
+    expect(new URL(call.url, upstream.url).searchParams.get("ref")).toBe(`card ${CARD}`);
+    expect(JSON.parse(call.body.toString())).toEqual({ card: CARD, note: `for key ${KEY}` });
     const shown = [
       view.text,
       (await api(own.url, "GET", "/v1/requests?status=all", { token: bob })).text,

@@ -33,6 +33,32 @@ describe("maskInput", () => {
     expect(hidden).toEqual(["4111111111111111"]);
   });
 
+  it("hides a masked value the input repeats in its other values, keys and markers left whole", () => {
+    const card = "4111111111111111";
+    const { masked, hidden } = maskInput(
+      {
+        path: `/cards/${card}/refunds`,
+        query: { ref: [`card ${card}`, 7] },
+        body: { card_number: card, code: "ask", copy: Number(card.slice(0, 15)), [card]: true },
+      },
+      ["body.card_number", "body.code"],
+    );
+    expect(hidden).toEqual([card, "ask"]);
+    expect(masked).toEqual({
+      path: "/cards/[masked]/refunds",
+      query: { ref: ["card [masked]", 7] },
+      // "ask" is in "[masked]": the markers stay whole.
+      body: { card_number: MASKED, code: MASKED, copy: 411111111111111, [card]: true },
+    });
+    const number = maskInput({ amount: 1250, total: 1250, fee: 12 }, ["amount"]).masked;
+    expect(number).toEqual({ amount: MASKED, total: MASKED, fee: 12 });
+    // Values of one or two characters are never searched for.
+    expect(maskInput({ pin: "42", note: "42 times" }, ["pin"]).masked).toEqual({
+      pin: MASKED,
+      note: "42 times",
+    });
+  });
+
   it("masks a key in every array item with *", () => {
     const { masked, hidden } = maskInput(refund(), ["body.items.*.iban"]);
     expect(masked).toMatchObject({

@@ -3,6 +3,7 @@
  * reviewers, logs, audit events and notifications see is the masked copy.
  */
 import type { Json } from "../common/canonical-json.js";
+import { defineOwn } from "../common/own-key.js";
 import { createScrubber } from "./value-scrubber.js";
 
 export const MASKED = "[masked]";
@@ -35,7 +36,29 @@ export function maskInput(input: Json, paths: readonly string[]): MaskedInput {
   // Keys match whatever their case: an agent's `X-Api-Key` is the `x-api-key` a rule masks,
   // and masking a little more is the safe way to err.
   for (const path of paths) masked = maskAt(masked, path.toLowerCase().split("."), hidden);
-  return { masked, hidden };
+  return { masked: hideRepeats(masked, hidden), hidden };
+}
+
+/**
+ * The agent may repeat a hidden value in a field no rule masks (a note, the query, the path):
+ * it is hidden there too, as in facts, or reviewers would read it in the preview and the input
+ * beside the `[masked]` field. Keys are left as they are: connectors build their preview from
+ * the masked input, and read it by its keys.
+ */
+function hideRepeats(value: Json, hidden: readonly string[]): Json {
+  const scrubber = createScrubber(hidden, MASKED, { minLength: MIN_MASKED_LENGTH });
+  if (!scrubber.active) return value;
+  const numbers = new Set(hidden.filter((v) => v.length >= MIN_MASKED_LENGTH));
+  const walk = (node: Json): Json => {
+    if (typeof node === "string") return scrubber.text(node);
+    if (typeof node === "number") return numbers.has(String(node)) ? MASKED : node;
+    if (Array.isArray(node)) return node.map(walk);
+    if (node === null || typeof node !== "object") return node;
+    const out: Record<string, Json> = {};
+    for (const [key, child] of Object.entries(node)) defineOwn(out, key, walk(child));
+    return out;
+  };
+  return walk(value);
 }
 
 function maskAt(value: Json, segments: string[], hidden: string[]): Json {
