@@ -44,9 +44,11 @@ export interface ByteScrubber {
    * scrubbed window's last `overlap - 1` bytes, which may hold a value's start whose rest
    * was never read. What goes depends on lengths alone, never on whether those bytes match a
    * value: a cut that dropped a tail only when it looked like a secret's start would tell an
-   * agent, one guessed byte at a time, what the secret starts with.
+   * agent, one guessed byte at a time, what the secret starts with. Bytes read `whole` (to
+   * their end) held every value whole, scrubbed now: they are cut at `cap`, or a long masked
+   * value (its longest form is `overlap`) would leave little or nothing of them.
    */
-  cut(scrubbed: Buffer, cap: number): Buffer;
+  cut(scrubbed: Buffer, cap: number, whole: boolean): Buffer;
 }
 
 /**
@@ -88,7 +90,9 @@ export function createByteScrubber(
     return Buffer.concat(parts);
   };
   const overlap = needles.reduce((longest, form) => Math.max(longest, form.length), 0);
-  const cut = (scrubbed: Buffer, cap: number): Buffer =>
-    scrubbed.subarray(0, Math.max(0, Math.min(cap, scrubbed.length - Math.max(0, overlap - 1))));
+  const cut = (scrubbed: Buffer, cap: number, whole: boolean): Buffer => {
+    const unread = whole ? 0 : Math.max(0, overlap - 1);
+    return scrubbed.subarray(0, Math.max(0, Math.min(cap, scrubbed.length - unread)));
+  };
   return { overlap, scrub, cut };
 }

@@ -577,6 +577,13 @@ describe("execute", () => {
               'head -c 1020 /dev/zero | tr "\\0" y; printf %s "$DEPLOY_TOKEN"',
             ],
           },
+          beyond: {
+            argv: [
+              "/bin/sh",
+              "-c",
+              'head -c 1020 /dev/zero | tr "\\0" y; printf %s "$DEPLOY_TOKEN"; head -c 5000 /dev/zero',
+            ],
+          },
         },
       },
       ["another-connection-secret"],
@@ -587,9 +594,13 @@ describe("execute", () => {
     expect(printed.stderr).toBe("token=[redacted]\n");
     expect(printed.stdout).toBe("[redacted]\n");
     // The secret straddles the cap: it is scrubbed before the cut, so no piece of it remains.
-    // Whatever the cut keeps, it stops short of where a piece of a secret could sit.
+    // Read to its end, the output is cut at the cap (through the marker).
     const edge = (await exec("edge")).result as RunResult;
-    expect(edge.stdout).toMatch(/^y{900,1020}$/);
+    expect(edge.stdout).toBe(`${"y".repeat(1020)}[red`);
     expect(edge.truncated?.stdout).toBe("cut at 1024 of 1038 bytes");
+    // Read in part, whatever the cut keeps stops short of where a piece of a secret could sit.
+    const beyond = (await exec("beyond")).result as RunResult;
+    expect(beyond.stdout).toMatch(/^y{900,1020}$/);
+    expect(beyond.truncated?.stdout).toBe("cut at 1024 of 6038 bytes");
   });
 });

@@ -244,7 +244,8 @@ function clip(
   scrubber: ByteScrubber,
 ): { text: string; truncated: boolean } {
   let bytes = scrubber.scrub(stream.head);
-  const truncated = stream.total > stream.head.length || bytes.length > cap;
-  if (truncated) bytes = scrubber.cut(bytes, cap);
+  const whole = stream.total <= stream.head.length;
+  const truncated = !whole || bytes.length > cap;
+  if (truncated) bytes = scrubber.cut(bytes, cap, whole);
   return { text: bytes.toString("utf8"), truncated };
 }

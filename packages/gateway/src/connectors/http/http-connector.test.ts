@@ -465,4 +465,20 @@ describe("execute", () => {
     expect(bin.result).toMatchObject({ body: "//4AAQ==", encoding: "base64" });
     await c.close();
   });
+
+  it("cuts a body it read whole at the cap, however long a masked value is", async () => {
+    const c = connector({ maxResponseBytes: 1024 });
+    // Its longest form (\u00e9 escapes, percent-encoding) is 6,000 bytes: the 5,000 of the
+    // body are read whole, and hold no value to leave a piece of at the cut.
+    const out = await c.execute(
+      "request",
+      c.parse("request", { method: "GET", path: "/big" }),
+      never,
+      ["é".repeat(1000)],
+    );
+    const result = out.result as { body: string; truncated: string };
+    expect(result.body).toBe("y".repeat(1024));
+    expect(result.truncated).toBe("the body was cut at 1024 bytes");
+    await c.close();
+  });
 });

@@ -396,7 +396,7 @@ function cutToCap(
 ): { bytes: Buffer; truncated: boolean } {
   let bytes = scrubber.scrub(read.bytes);
   const truncated = read.more || bytes.length > cap;
-  if (truncated) bytes = scrubber.cut(bytes, cap);
+  if (truncated) bytes = scrubber.cut(bytes, cap, !read.more);
   return { bytes, truncated };
 }
 
