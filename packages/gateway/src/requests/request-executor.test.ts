@@ -329,4 +329,33 @@ describe("binary content in results", () => {
     expect(result.images[3]).toBe("cvv [masked]");
     expect(result.note).toBe("cvv [masked], mail b***@example.com");
   });
+
+  it("keeps a masked value that a connector's thrown error quotes out of the reason and the log", async () => {
+    const CARD = "4929837150216347";
+    const { store, request } = await claimed(
+      { method: "POST", path: "/cards", body: { card: CARD } },
+      ["body.card"],
+    );
+    const connector = connectorAnswering({ ok: true, result: null, summary: "" });
+    connector.execute = async () => {
+      throw new Error(`card ${CARD} was refused`);
+    };
+    const lines: string[] = [];
+    const executor = createExecutor({
+      store,
+      connectors: new Map([["billing", connector]]),
+      approvers: createApprovers(createLiveConfig(loaded)),
+      redactor: createRedactor([]),
+      plan: () => [],
+      logger: createLogger({ destination: { write: (line: string) => lines.push(line) } }),
+      metrics: createMetrics(),
+      clock: Date.now,
+    });
+    const finished = await executor.runClaimed(request);
+    expect(finished.outcome?.reason).toContain("the connector failed: card [masked] was refused");
+    const log = lines.join("");
+    expect(log).toContain("the connector failed");
+    expect(log).toContain("card [masked] was refused");
+    expect(log).not.toContain(CARD);
+  });
 });

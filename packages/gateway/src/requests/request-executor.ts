@@ -67,6 +67,17 @@ function notRecorded(outcome: Outcome): Outcome {
   };
 }
 
+/** An error as the log shows it (pino's fields), its message and stack scrubbed of `hidden`. */
+function scrubError(error: unknown, hidden: readonly string[]): unknown {
+  if (hidden.length === 0) return error;
+  if (!(error instanceof Error)) return scrubHidden(String(error), hidden);
+  return {
+    type: error.name,
+    message: scrubHidden(error.message, hidden),
+    stack: scrubHidden(error.stack ?? "", hidden),
+  };
+}
+
 /** Whether the request ended with this outcome (and not one another replica gave it). */
 function recordedAs(request: ActionRequest, outcome: Outcome): boolean {
   return (
@@ -441,10 +452,14 @@ export function createExecutor(deps: {
           await connector.execute(request.operation, request.input, running, hidden),
         );
       } catch (error) {
-        logger.error({ requestId: request.id, err: error }, "the connector failed");
+        // Its message can quote the input: masked fields stay hidden in it, in the log as in
+        // the reason below.
+        logger.error(
+          { requestId: request.id, err: scrubError(error, hidden) },
+          "the connector failed",
+        );
         // A connector answers the failures it knows with an outcome; one it throws may have
         // come after the action took effect.
-        // Its message can quote the input: masked fields stay hidden in it, as in a result.
         outcome = {
           ok: false,
           summary: "connector error",
