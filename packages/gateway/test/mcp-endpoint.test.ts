@@ -560,6 +560,62 @@ rules:
     expect(upstream.calls.length).toBe(before);
   });
 
+  it("answers a malformed progress token or _meta as invalid params too, in a batch as alone", async () => {
+    const post = async (body: unknown) => {
+      const response = await postMcp(gw.url, agentToken, body);
+      expect(response.status).toBe(200);
+      return response.json();
+    };
+    const read = (id: number, params: Record<string, unknown>) => ({
+      jsonrpc: "2.0",
+      id,
+      method: "tools/call",
+      params: {
+        name: "billing-api__request",
+        arguments: { method: "GET", path: "/invoices/bad-meta" },
+        ...params,
+      },
+    });
+    const refusal = (id: number, field: string, why: string) => ({
+      jsonrpc: "2.0",
+      id,
+      error: {
+        code: -32602,
+        message: expect.stringMatching(
+          new RegExp(`^${field.replace(/[.[\]]/g, "\\$&")}: .*${why}`),
+        ),
+        data: { code: "invalid_request", field },
+      },
+    });
+    const before = upstream.calls.length;
+    expect(await post(read(1, { _meta: { progressToken: { step: 1 } } }))).toEqual(
+      refusal(1, "params._meta.progressToken", "must be a string or an integer"),
+    );
+    expect(await post(read(2, { _meta: { progressToken: true } }))).toEqual(
+      refusal(2, "params._meta.progressToken", "must be a string or an integer"),
+    );
+    expect(await post(read(3, { _meta: { progressToken: 1.5 } }))).toEqual(
+      refusal(3, "params._meta.progressToken", "must be a string or an integer"),
+    );
+    expect(await post(read(4, { _meta: "token-1" }))).toEqual(
+      refusal(4, "params._meta", "expected object, received string"),
+    );
+    expect(await post({ jsonrpc: "2.0", id: 5, method: "tools/call", params: 5 })).toEqual(
+      refusal(5, "params", "expected object, received number"),
+    );
+    // The other requests of the batch are answered as usual.
+    const [bad, good] = (await post([
+      read(6, { _meta: { progressToken: false } }),
+      { jsonrpc: "2.0", id: 7, method: "ping" },
+    ])) as unknown[];
+    expect(bad).toEqual(refusal(6, "params._meta.progressToken", "must be a string"));
+    expect(good).toEqual({ jsonrpc: "2.0", id: 7, result: {} });
+    expect(upstream.calls.length).toBe(before);
+    // A well-formed token is taken.
+    const taken = await post(read(8, { _meta: { progressToken: "p-8" } }));
+    expect(taken).toMatchObject({ id: 8, result: { content: [{ type: "text" }] } });
+  });
+
   it("passes the agent's rate limit on as a tool error with the wait", async () => {
     // An agent of its own, with a limit no other test uses up and no clock can refill.
     const hasty = await connect(await gw.token("agent", "hasty-bot"));

@@ -1,8 +1,9 @@
 /**
  * A request's params, checked against the SDK's own schema for its method before the SDK
  * sees them. The SDK parses them first and answers a mismatch as an internal error (-32603)
- * with zod's issues dumped as its message; the client is owed invalid params (-32602) that
- * name the param and say why.
+ * with zod's issues dumped as its message, or, when the params that every request shares are
+ * malformed (`_meta.progressToken` an object), refuses the whole POST as unparseable
+ * (400, -32700); the client is owed invalid params (-32602) that name the param and say why.
  */
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import {
@@ -12,8 +13,10 @@ import {
   isJSONRPCRequest,
   type JSONRPCErrorResponse,
   type JSONRPCRequest,
+  JSONRPCRequestSchema,
   ListToolsRequestSchema,
   PingRequestSchema,
+  RequestIdSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { z } from "zod";
 import { invalidRequest } from "../common/zod-errors.js";
@@ -26,6 +29,8 @@ const schemas = new Map<string, z.ZodType>([
   ["tools/list", ListToolsRequestSchema],
   ["tools/call", CallToolRequestSchema],
 ]);
+
+const PROGRESS_TOKEN = "params._meta.progressToken";
 
 /** The error a request's malformed params get, if they are. */
 export function paramsRefusal(request: JSONRPCRequest): JSONRPCErrorResponse | undefined {
@@ -58,11 +63,60 @@ function refusal(request: JSONRPCRequest, field: string, message: string): JSONR
   };
 }
 
+/** Refusals of requests the transport could not tell from garbage, by their id as JSON. */
+export type SetAside = ReadonlyMap<string, JSONRPCErrorResponse>;
+
+/**
+ * Takes out of `messages` the requests of a method /mcp answers whose params fail the shape
+ * every request shares (the SDK's transport would refuse the whole POST for one of them, the
+ * batch's other requests with it), each put back without its params so the transport still
+ * answers it, with the refusal its params earned.
+ */
+export function setAsideMalformedParams(messages: readonly unknown[]): {
+  messages: unknown[];
+  setAside: SetAside;
+} {
+  const setAside = new Map<string, JSONRPCErrorResponse>();
+  const kept = messages.map((message) => {
+    if (typeof message !== "object" || message === null || Array.isArray(message)) {
+      return message;
+    }
+    const { jsonrpc, id, method, ...rest } = message as Record<string, unknown>;
+    if (
+      jsonrpc !== "2.0" ||
+      typeof method !== "string" ||
+      !schemas.has(method) ||
+      !RequestIdSchema.safeParse(id).success ||
+      Object.keys(rest).some((key) => key !== "params")
+    ) {
+      return message;
+    }
+    // Everything but the params is a request's: a failure is theirs.
+    const parsed = JSONRPCRequestSchema.safeParse(message);
+    if (parsed.success) return message;
+    const request = { jsonrpc: "2.0", id, method } as JSONRPCRequest;
+    const error = invalidRequest(parsed.error, [], "params");
+    const field = error.field ?? "params";
+    // zod says no more of a union than "Invalid input".
+    const why =
+      field === PROGRESS_TOKEN ? `${field}: must be a string or an integer` : error.message;
+    setAside.set(JSON.stringify(id), refusal(request, field, why));
+    return request;
+  });
+  return { messages: kept, setAside };
+}
+
 /** Makes `transport` answer malformed params itself, for each request of a batch alike. */
-export function refuseMalformedParams(transport: Transport, logger: Logger): void {
+export function refuseMalformedParams(
+  transport: Transport,
+  logger: Logger,
+  setAside: SetAside,
+): void {
   const deliver = transport.onmessage;
   transport.onmessage = (message, extra) => {
-    const refusal = isJSONRPCRequest(message) ? paramsRefusal(message) : undefined;
+    const refusal = isJSONRPCRequest(message)
+      ? (setAside.get(JSON.stringify(message.id)) ?? paramsRefusal(message))
+      : undefined;
     if (refusal === undefined) {
       deliver?.(message, extra);
       return;

@@ -30,7 +30,7 @@ import { actionBodySchema } from "./api-schemas.js";
 import { toAirlockError } from "./fastify-errors.js";
 import { createHeldCalls } from "./mcp-held-calls.js";
 import { idempotencyKeyIn, keyRefused } from "./mcp-idempotency.js";
-import { refuseMalformedParams } from "./mcp-params.js";
+import { refuseMalformedParams, setAsideMalformedParams } from "./mcp-params.js";
 import {
   type ActionTool,
   actionAnswer,
@@ -284,7 +284,8 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       enableJsonResponse: true,
     });
     await server.connect(transport);
-    refuseMalformedParams(transport, logger);
+    const { messages: delivered, setAside } = setAsideMalformedParams(messages);
+    refuseMalformedParams(transport, logger, setAside);
     try {
       const headers = new Headers();
       for (const [key, value] of Object.entries(request.headers)) {
@@ -292,7 +293,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       }
       const response = await transport.handleRequest(
         new Request(new URL(request.url, deps.publicUrl), { method: request.method, headers }),
-        { parsedBody: request.body },
+        { parsedBody: Array.isArray(request.body) ? delivered : delivered[0] },
       );
       reply.code(response.status);
       response.headers.forEach((value, key) => {
