@@ -19,6 +19,7 @@ import {
   withGateway,
 } from "./support/gateway.js";
 import { startMcpServer, type TestMcpServer } from "./support/mcp-server.js";
+import { postgresAvailable, type ScratchSchema, scratchSchema } from "./support/postgres.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 const DOCS_TOKEN = "docs-mcp-token-5c2a7e9d13";
@@ -895,3 +896,137 @@ rules:
     expect(refunds()).toBe(before);
   });
 });
+
+describe.skipIf(!postgresAvailable)(
+  "the MCP endpoint behind two replicas on one PostgreSQL database",
+  () => {
+    let db: ScratchSchema;
+    let upstream: Upstream;
+    let a: TestGateway;
+    let b: TestGateway;
+    let agentToken: string;
+    let bob: string;
+
+    beforeAll(async () => {
+      db = await scratchSchema();
+      upstream = await startUpstream();
+      // A wait no test outlasts: a call ends early only because its client cancelled it.
+      const config = `
+server: { port: 0, publicUrl: "http://airlock.test", mcpToolWait: 30s }
+storage: "${db.url}"
+agents:
+  - { name: support-bot, owner: alice@example.com }
+reviewers:
+  - { email: bob@example.com, groups: [finance] }
+connections:
+  billing-api:
+    type: http
+    baseUrl: ${upstream.url}/api
+rules:
+  - name: refunds need finance
+    when: http.method == "POST" && http.path == "/refunds"
+    decision: review
+    review: { approvers: [finance] }
+  - name: nothing else
+    decision: deny
+`;
+      a = await startGateway(config);
+      b = await startGateway(config);
+      agentToken = await a.token("agent", "support-bot");
+      bob = await a.token("reviewer", "bob@example.com");
+    });
+    afterAll(async () => {
+      await a?.close();
+      await b?.close();
+      if (a) removeDir(a.dir);
+      if (b) removeDir(b.dir);
+      await upstream?.close();
+      await db?.drop();
+    });
+
+    const refundCall = (id: number, justification: string) => ({
+      jsonrpc: "2.0",
+      id,
+      method: "tools/call",
+      params: {
+        name: "billing-api__request",
+        arguments: { method: "POST", path: "/refunds", body: { amount: 5 }, justification },
+      },
+    });
+    const cancel = (requestId: number) => ({
+      jsonrpc: "2.0",
+      method: "notifications/cancelled",
+      params: { requestId, reason: "the user stopped it" },
+    });
+    /** A client's session, as `initialize` gave it: its messages go to whichever replica. */
+    const session = async () => {
+      const response = await postMcp(a.url, agentToken, {
+        jsonrpc: "2.0",
+        id: 0,
+        method: "initialize",
+        params: {
+          protocolVersion: "2025-06-18",
+          capabilities: {},
+          clientInfo: { name: "test-agent", version: "1.0.0" },
+        },
+      });
+      const id = response.headers.get("mcp-session-id");
+      expect(id).toBeTruthy();
+      return (url: string, body: unknown) =>
+        postMcp(url, agentToken, body, { headers: { "mcp-session-id": id! } });
+    };
+    const requestOf = async (justification: string): Promise<string> => {
+      let id: string | undefined;
+      await until(async () => {
+        const { body } = await api(b.url, "GET", "/v1/requests?status=all", { token: bob });
+        id = (body.requests as { id: string; justification: string }[]).find(
+          (r) => r.justification === justification,
+        )?.id;
+        return id !== undefined;
+      });
+      return id!;
+    };
+    const statusOf = async (id: string) =>
+      (await api(b.url, "GET", `/v1/actions/${id}`, { token: agentToken })).body.status;
+    const textOf = async (response: Promise<Response>) =>
+      ((await (await response).json()) as { result: ToolResult }).result.content[0]!.text;
+
+    it("withdraws a call held by one replica when its cancel lands on the other", async () => {
+      const send = await session();
+      const call = send(a.url, refundCall(1, "cancelled across replicas"));
+      const id = await requestOf("cancelled across replicas");
+      // Whether A has yet recorded which request the call holds or not.
+      expect((await send(b.url, cancel(1))).status).toBe(202);
+      expect(await textOf(call)).toBe(`Request ${id} was cancelled; it did not run.`);
+      expect(await statusOf(id)).toBe("cancelled");
+      const events = (await api(b.url, "GET", `/v1/audit?requestId=${id}`, { token: bob })).body
+        .events as { type: string; actor: { type: string; id: string } }[];
+      expect(events.find((e) => e.type === "request.cancelled")?.actor).toEqual({
+        type: "agent",
+        id: "support-bot",
+      });
+      expect(upstream.calls.filter((c) => c.url === "/api/refunds")).toHaveLength(0);
+    });
+
+    it("leaves a call alone when another session of the same agent cancels its number", async () => {
+      const [mine, theirs] = [await session(), await session()];
+      const call = mine(a.url, refundCall(1, "kept across replicas"));
+      const id = await requestOf("kept across replicas");
+      expect((await theirs(b.url, cancel(1))).status).toBe(202);
+      expect((await vote(b.url, id, bob)).status).toBe(200);
+      expect(JSON.parse(await textOf(call))).toMatchObject({ status: 200 });
+      expect(upstream.calls.filter((c) => c.url === "/api/refunds")).toHaveLength(1);
+    });
+
+    it("withdraws a call whose cancel reached the other replica before the call did", async () => {
+      const send = await session();
+      const before = upstream.calls.length;
+      expect((await send(b.url, cancel(7))).status).toBe(202);
+      const answer = await textOf(send(a.url, refundCall(7, "cancelled before it came")));
+      const id = await requestOf("cancelled before it came");
+      expect(answer).toBe(`Request ${id} was cancelled; it did not run.`);
+      expect(await statusOf(id)).toBe("cancelled");
+      expect(upstream.calls.length).toBe(before);
+    });
+  },
+);

@@ -1,7 +1,9 @@
 /**
  * The tool calls this process is answering, by the client that sent them, so that the
  * client's `notifications/cancelled` can reach one: the notification comes in a POST of its
- * own, to an MCP server built for that POST, which knows nothing of the call it names.
+ * own, to an MCP server built for that POST, which knows nothing of the call it names. A
+ * cancel landing on another replica finds the call's request through the store instead
+ * (mcp-recorded-calls.ts).
  */
 import type { RequestId } from "@modelcontextprotocol/sdk/types.js";
 

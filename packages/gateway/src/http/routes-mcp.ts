@@ -3,7 +3,8 @@
  * stateless, JSON answers). The connections' operations are its tools; a tool call is a
  * submission as `POST /v1/actions` makes it, with the same token, policy, review and audit,
  * and it answers with the result, the refusal, or the request that waits for a person. A
- * client's `notifications/cancelled` reaches a call held here, and withdraws its request.
+ * client's `notifications/cancelled` reaches a call held here, or through the store one held
+ * by another replica, and withdraws its request.
  */
 import { randomUUID } from "node:crypto";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
@@ -26,11 +27,13 @@ import type { Logger } from "../observability/logger.js";
 import type { RequestService } from "../requests/request-service.js";
 import { type ActionRequest, isTerminal } from "../requests/request-types.js";
 import { agentView } from "../requests/request-views.js";
+import type { Store } from "../store/store.js";
 import { actionBodySchema } from "./api-schemas.js";
 import { toAirlockError } from "./fastify-errors.js";
 import { createHeldCalls } from "./mcp-held-calls.js";
 import { idempotencyKeyIn, keyRefused } from "./mcp-idempotency.js";
 import { refuseMalformedParams, setAsideMalformedParams } from "./mcp-params.js";
+import { createRecordedCalls } from "./mcp-recorded-calls.js";
 import {
   type ActionTool,
   actionAnswer,
@@ -51,6 +54,9 @@ export interface McpDeps {
   logger: Logger;
   redactor: Redactor;
   version: string;
+  /** Where calls held for review are recorded, for a cancel on any replica to find. */
+  store: Pick<Store, "holdMcpCall" | "cancelMcpCall" | "releaseMcpCall">;
+  clock: () => number;
   /** How long a tool call waits for a person's decision before it says the action waits. */
   toolWaitMs: number;
   maxBodyBytes: number;
@@ -81,6 +87,7 @@ export const mcpRouteSpec: RouteSpec = {
 export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
   const { requests, logger } = deps;
   const held = createHeldCalls();
+  const recorded = createRecordedCalls(deps.store, deps.toolWaitMs, deps.clock);
 
   // The token only: a console session's cookie never stands for an agent.
   const agentOf = async (request: FastifyRequest): Promise<AgentConfig> =>
@@ -141,15 +148,59 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
   };
 
   /**
+   * Waits for a decision on the request of a call held for review. A call that has a key (its
+   * client has a session id) is recorded meanwhile, so that its cancel withdraws the request
+   * on whichever replica it lands, which ends this wait as any change would; a cancel that
+   * came first is found as the call is recorded.
+   */
+  const waitHeld = async (
+    agent: AgentConfig,
+    request: ActionRequest,
+    key: string | undefined,
+    signal: AbortSignal,
+  ): Promise<ActionRequest> => {
+    const { id } = request;
+    let cancelledFirst: boolean | undefined;
+    if (key !== undefined && request.status === "pending" && !signal.aborted) {
+      try {
+        cancelledFirst = await recorded.hold(key, id);
+      } catch (err) {
+        // The wait goes on: only a cancel landing on another replica is lost.
+        logger.warn({ err, agent: agent.name, requestId: id }, "an MCP call could not be recorded");
+      }
+    }
+    if (cancelledFirst) {
+      logger.info({ agent: agent.name, requestId: id }, "an MCP client cancelled a tool call");
+      await forget(key, id);
+      return withdraw(agent, id);
+    }
+    try {
+      return await requests.waitForTerminal(id, deps.toolWaitMs, signal);
+    } finally {
+      if (cancelledFirst === false) await forget(key, id);
+    }
+  };
+
+  /** A call left recorded is swept once its time is up. */
+  const forget = async (key: string | undefined, id: string): Promise<void> => {
+    if (key === undefined) return;
+    await recorded.release(key, id).catch((err: unknown) => {
+      logger.warn({ err, requestId: id }, "an answered MCP call could not be forgotten");
+    });
+  };
+
+  /**
    * `cancelled` aborts when the client cancels the call; `signal` also when it hangs up, which
    * ends a wait but withdraws nothing (a connection lost is not a change of mind, and a retry
-   * with the call's idempotency key must find its request waiting).
+   * with the call's idempotency key must find its request waiting). `key` records the call
+   * for a cancel landing on another replica.
    */
   const call = async (
     agent: AgentConfig,
     name: string,
     args: Record<string, unknown>,
     meta: Record<string, unknown> | undefined,
+    key: string | undefined,
     cancelled: AbortSignal,
     signal: AbortSignal,
   ): Promise<ToolAnswer> => {
@@ -200,7 +251,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       throw error;
     }
     if (!isTerminal(request.status) && deps.toolWaitMs > 0) {
-      request = await requests.waitForTerminal(request.id, deps.toolWaitMs, signal);
+      request = await waitHeld(agent, request, key, signal);
     }
     // Nobody will read what it would return: it must not run after its client gave it up.
     if (cancelled.aborted && request.status === "pending") {
@@ -222,8 +273,9 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     }
     // Clients that share a token number their calls alike (the SDK's from 0): the session id
     // a client was given tells whose call a cancel names.
-    const session = request.headers["mcp-session-id"];
-    const caller = JSON.stringify([agent.name, typeof session === "string" ? session : null]);
+    const header = request.headers["mcp-session-id"];
+    const session = typeof header === "string" ? header : undefined;
+    const caller = JSON.stringify([agent.name, session ?? null]);
     const server = new Server(
       { name: "airlock", version: deps.version },
       { capabilities: { tools: { listChanged: false } }, instructions: INSTRUCTIONS },
@@ -243,6 +295,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
           name,
           args,
           meta,
+          recorded.key(agent.name, session, extra.requestId),
           hold.signal,
           AbortSignal.any([extra.signal, gone.signal, hold.signal]),
         );
@@ -266,11 +319,22 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       // Once the calls of the same POST (a batch) have started and can be found.
       await new Promise((resolve) => setImmediate(resolve));
       const reason = deps.redactor.redactText((params.reason ?? "").slice(0, 200));
-      if (params.requestId !== undefined && held.cancel(caller, params.requestId, reason)) {
-        logger.info(
-          { agent: agent.name, mcpRequestId: String(params.requestId).slice(0, 100), reason },
-          "an MCP client cancelled a tool call",
-        );
+      if (params.requestId === undefined) return;
+      const said = { agent: agent.name, mcpRequestId: String(params.requestId).slice(0, 100) };
+      if (held.cancel(caller, params.requestId, reason)) {
+        logger.info({ ...said, reason }, "an MCP client cancelled a tool call");
+        return;
+      }
+      // Not held here: perhaps by another replica, or not yet by any.
+      const key = recorded.key(agent.name, session, params.requestId);
+      if (key === undefined || deps.toolWaitMs <= 0) return;
+      try {
+        const id = await recorded.cancel(key);
+        if (id === undefined) return;
+        await withdraw(agent, id);
+        logger.info({ ...said, requestId: id, reason }, "an MCP client cancelled a tool call");
+      } catch (err) {
+        logger.warn({ ...said, err }, "an MCP client's cancel could not be carried out");
       }
     });
     // A caller that hangs up ends the tool call's wait.

@@ -312,6 +312,23 @@ export interface Store {
    */
   claimOnce(key: string, expiresAt: number, now: number): Promise<boolean>;
 
+  /**
+   * Records that the MCP tool call `call` (a key naming its agent, its client's session and
+   * its JSON-RPC id) waits on request `requestId`, for up to `ttlMs` (by the store's clock:
+   * see Time), so that the client's cancel finds the request whichever replica it reaches.
+   * True when the call's cancel came first (`cancelMcpCall`): the caller withdraws the
+   * request itself. A call already recorded under the key with another request keeps it.
+   */
+  holdMcpCall(call: string, requestId: string, ttlMs: number, now: number): Promise<boolean>;
+  /**
+   * Marks `call` cancelled and returns the request it waits on, once it has recorded one;
+   * until then the mark waits `ttlMs` for it (`holdMcpCall` then says it was cancelled).
+   * Expired calls and marks are swept on the way.
+   */
+  cancelMcpCall(call: string, ttlMs: number, now: number): Promise<string | undefined>;
+  /** Forgets a call that has been answered, if it still waits on `requestId`. */
+  releaseMcpCall(call: string, requestId: string): Promise<void>;
+
   /** Called after every committed request change, in this process and (PostgreSQL) others. */
   subscribe(listener: (change: RequestChange) => void): () => void;
   /**

@@ -228,4 +228,17 @@ export const postgresMigrations: Migration[] = [
     name: "reviews record the reviewer's groups at the vote (review.require)",
     sql: "ALTER TABLE reviews ADD COLUMN reviewer_groups TEXT NOT NULL DEFAULT '[]';",
   },
+  {
+    version: 12,
+    name: "MCP tool calls held for review, so a cancel reaching any replica finds the request",
+    sql: `
+      CREATE TABLE mcp_calls (
+        call_key   TEXT COLLATE "C" PRIMARY KEY,
+        request_id TEXT,
+        cancelled  BOOLEAN NOT NULL,
+        expires_at BIGINT NOT NULL
+      );
+      CREATE INDEX mcp_calls_expiry ON mcp_calls (expires_at);
+    `,
+  },
 ];

@@ -1348,6 +1348,41 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(racing.filter(Boolean)).toHaveLength(1);
   });
 
+  it("hands an MCP call's request to its cancel on another replica, whichever comes first", async () => {
+    const minute = 60_000;
+    // Recorded first: the cancel, on the other replica, finds the request.
+    expect(await a.holdMcpCall("call-1", "req_1", minute)).toBe(false);
+    expect(await b.cancelMcpCall("call-1", minute)).toBe("req_1");
+    await a.releaseMcpCall("call-1", "req_1");
+    // Cancelled first: the call finds the mark as it records its request.
+    expect(await b.cancelMcpCall("call-2", minute)).toBeUndefined();
+    expect(await a.holdMcpCall("call-2", "req_2", minute)).toBe(true);
+    await a.releaseMcpCall("call-2", "req_2");
+    // A second call under a key already held does not take it over.
+    expect(await a.holdMcpCall("call-3", "req_3", minute)).toBe(false);
+    expect(await b.holdMcpCall("call-3", "req_other", minute)).toBe(false);
+    await b.releaseMcpCall("call-3", "req_other");
+    expect(await b.cancelMcpCall("call-3", minute)).toBe("req_3");
+    await a.releaseMcpCall("call-3", "req_3");
+    // Racing: exactly one side learns of the other.
+    const raced = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const [held, cancelled] = await Promise.all([
+          a.holdMcpCall(`race-${i}`, `req_r${i}`, minute),
+          b.cancelMcpCall(`race-${i}`, minute),
+        ]);
+        return Number(held) + Number(cancelled === `req_r${i}`);
+      }),
+    );
+    expect(raced).toEqual(raced.map(() => 1));
+    // Expired, by the database's clock: a mark no longer cancels, and a call no longer holds.
+    await db.query("UPDATE mcp_calls SET expires_at = 0");
+    expect(await a.holdMcpCall("race-0", "req_new", minute)).toBe(false);
+    expect(await b.cancelMcpCall("race-1", minute)).toBeUndefined();
+    // ...and the rest were swept on the way.
+    expect(await count("mcp_calls")).toBe(2);
+  });
+
   it("updates a channel's reference in place", async () => {
     expect(await a.getChannelRef("req_x", "slack")).toBeUndefined();
     await a.setChannelRef("req_x", "slack", "C1/1");

@@ -58,6 +58,14 @@ export interface PostgresOptions {
   onError?: (error: unknown) => void;
 }
 
+/**
+ * Expired MCP calls and cancels, other than the statement's own ($1), swept by the statement
+ * that records one; rows others hold are skipped, so two replicas never wait in a cycle.
+ */
+const SWEEP_MCP_CALLS = `WITH swept AS (DELETE FROM mcp_calls WHERE call_key IN (SELECT call_key
+  FROM mcp_calls WHERE expires_at <= ${NOW_MS} AND call_key <> $1 LIMIT 100
+  FOR UPDATE SKIP LOCKED))`;
+
 /** Every replica listens here; payloads say which store and schema they come from. */
 const CHANNEL = "airlock_changes";
 /** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more. */
@@ -819,6 +827,43 @@ export class PostgresStore implements Store {
       [key, expiresAt, now],
     );
     return rows.length === 1;
+  }
+
+  async holdMcpCall(call: string, requestId: string, ttlMs: number): Promise<boolean> {
+    const rows = await this.query(
+      "record an MCP call's request",
+      `${SWEEP_MCP_CALLS} INSERT INTO mcp_calls (call_key, request_id, cancelled, expires_at)
+      VALUES ($1, $2, FALSE, ${NOW_MS} + $3)
+      ON CONFLICT (call_key) DO UPDATE SET request_id = excluded.request_id,
+        expires_at = excluded.expires_at,
+        cancelled = mcp_calls.cancelled AND mcp_calls.expires_at > ${NOW_MS}
+      WHERE mcp_calls.request_id IS NULL OR mcp_calls.expires_at <= ${NOW_MS}
+      RETURNING cancelled`,
+      [call, requestId, ttlMs],
+    );
+    return rows[0]?.cancelled === true;
+  }
+
+  async cancelMcpCall(call: string, ttlMs: number): Promise<string | undefined> {
+    const rows = await this.query(
+      "record an MCP call's cancel",
+      `${SWEEP_MCP_CALLS} INSERT INTO mcp_calls (call_key, request_id, cancelled, expires_at)
+      VALUES ($1, NULL, TRUE, ${NOW_MS} + $2)
+      ON CONFLICT (call_key) DO UPDATE SET cancelled = TRUE,
+        request_id = CASE WHEN mcp_calls.expires_at > ${NOW_MS} THEN mcp_calls.request_id END,
+        expires_at = GREATEST(mcp_calls.expires_at, excluded.expires_at)
+      RETURNING request_id`,
+      [call, ttlMs],
+    );
+    return (rows[0]?.request_id as string | null | undefined) ?? undefined;
+  }
+
+  async releaseMcpCall(call: string, requestId: string): Promise<void> {
+    await this.query(
+      "forget an answered MCP call",
+      "DELETE FROM mcp_calls WHERE call_key = $1 AND request_id = $2",
+      [call, requestId],
+    );
   }
 
   subscribe(listener: (change: RequestChange) => void): () => void {

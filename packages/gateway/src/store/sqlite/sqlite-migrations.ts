@@ -174,4 +174,17 @@ export const sqliteMigrations: Migration[] = [
     name: "reviews record the reviewer's groups at the vote (review.require)",
     sql: "ALTER TABLE reviews ADD COLUMN reviewer_groups TEXT NOT NULL DEFAULT '[]';",
   },
+  {
+    version: 11,
+    name: "MCP tool calls held for review, so a cancel finds the request",
+    sql: `
+      CREATE TABLE mcp_calls (
+        call_key   TEXT PRIMARY KEY,
+        request_id TEXT,
+        cancelled  INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX mcp_calls_expiry ON mcp_calls (expires_at);
+    `,
+  },
 ];

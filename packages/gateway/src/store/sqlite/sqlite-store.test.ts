@@ -116,6 +116,32 @@ describe("SQLite store: replay guard", () => {
   });
 });
 
+describe("SQLite store: MCP calls held for review", () => {
+  it("hands a call's request to its cancel, whichever comes first, until it expires", async () => {
+    const store = openSqliteStore(tempDb());
+    const T0 = 1_800_000_000_000;
+    try {
+      expect(await store.holdMcpCall("call-1", "req_1", 1000, T0)).toBe(false);
+      expect(await store.cancelMcpCall("call-1", 1000, T0 + 1)).toBe("req_1");
+      await store.releaseMcpCall("call-1", "req_1");
+      expect(await store.cancelMcpCall("call-1", 1000, T0 + 2)).toBeUndefined();
+      // Cancelled first: the call finds the mark as it records its request.
+      expect(await store.cancelMcpCall("call-2", 1000, T0)).toBeUndefined();
+      expect(await store.holdMcpCall("call-2", "req_2", 1000, T0 + 1)).toBe(true);
+      // A second call under a key already held does not take it over.
+      expect(await store.holdMcpCall("call-3", "req_3", 1000, T0)).toBe(false);
+      expect(await store.holdMcpCall("call-3", "req_other", 1000, T0)).toBe(false);
+      expect(await store.cancelMcpCall("call-3", 1000, T0)).toBe("req_3");
+      // Expired: a mark no longer cancels, and a call no longer holds.
+      expect(await store.cancelMcpCall("call-4", 1000, T0)).toBeUndefined();
+      expect(await store.holdMcpCall("call-4", "req_4", 1000, T0 + 1000)).toBe(false);
+      expect(await store.cancelMcpCall("call-2", 1000, T0 + 1001)).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("SQLite store: group commit", () => {
   const stores: Store[] = [];
   afterEach(async () => {

@@ -409,6 +409,21 @@ export class SqliteStore implements Store {
       claimOnce: db.prepare(`INSERT INTO replay_guard (key, expires_at) VALUES (?, ?)
         ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
         WHERE replay_guard.expires_at <= ? RETURNING key`),
+      sweepMcpCalls: db.prepare("DELETE FROM mcp_calls WHERE expires_at <= ? AND call_key <> ?"),
+      holdMcpCall: db.prepare(`INSERT INTO mcp_calls (call_key, request_id, cancelled, expires_at)
+        VALUES (@call, @requestId, 0, @now + @ttlMs)
+        ON CONFLICT (call_key) DO UPDATE SET request_id = excluded.request_id,
+          expires_at = excluded.expires_at,
+          cancelled = mcp_calls.cancelled AND mcp_calls.expires_at > @now
+        WHERE mcp_calls.request_id IS NULL OR mcp_calls.expires_at <= @now
+        RETURNING cancelled`),
+      cancelMcpCall: db.prepare(`INSERT INTO mcp_calls (call_key, request_id, cancelled, expires_at)
+        VALUES (@call, NULL, 1, @now + @ttlMs)
+        ON CONFLICT (call_key) DO UPDATE SET cancelled = 1,
+          request_id = CASE WHEN mcp_calls.expires_at > @now THEN mcp_calls.request_id END,
+          expires_at = max(mcp_calls.expires_at, excluded.expires_at)
+        RETURNING request_id`),
+      releaseMcpCall: db.prepare("DELETE FROM mcp_calls WHERE call_key = ? AND request_id = ?"),
       getRef: db.prepare("SELECT ref FROM channel_refs WHERE request_id = ? AND channel = ?"),
       setRef: db.prepare(`INSERT INTO channel_refs (request_id, channel, ref) VALUES (?, ?, ?)
         ON CONFLICT (request_id, channel) DO UPDATE SET ref = excluded.ref`),
@@ -1004,6 +1019,26 @@ export class SqliteStore implements Store {
       this.stmt.sweepReplays.run(now, key);
       return this.stmt.claimOnce.get(key, expiresAt, now) !== undefined;
     });
+  }
+
+  async holdMcpCall(call: string, requestId: string, ttlMs: number, now: number): Promise<boolean> {
+    return this.write(() => {
+      this.stmt.sweepMcpCalls.run(now, call);
+      const row = this.stmt.holdMcpCall.get({ call, requestId, ttlMs, now }) as Row | undefined;
+      return row?.cancelled === 1;
+    });
+  }
+
+  async cancelMcpCall(call: string, ttlMs: number, now: number): Promise<string | undefined> {
+    return this.write(() => {
+      this.stmt.sweepMcpCalls.run(now, call);
+      const row = this.stmt.cancelMcpCall.get({ call, ttlMs, now }) as Row | undefined;
+      return (row?.request_id as string | null | undefined) ?? undefined;
+    });
+  }
+
+  async releaseMcpCall(call: string, requestId: string): Promise<void> {
+    await this.write(() => this.stmt.releaseMcpCall.run(call, requestId));
   }
 
   subscribe(listener: (change: RequestChange) => void): () => void {
