@@ -874,6 +874,57 @@ rules:
     ).toBe(200);
   });
 
+  it("withdraws the request of a call whose client timed out, which a retry with its key finds cancelled", async () => {
+    const before = refunds();
+    const mcp = await connectTo(gw.url, agentToken);
+    try {
+      const keyed = { ...refund("timed out"), _meta: { "dev.airlock/idempotency-key": "timed-1" } };
+      // The SDK's client sends notifications/cancelled when its own timeout passes.
+      const call = mcp.callTool(keyed, undefined, { timeout: 200 }).then(
+        () => "answered",
+        (error: Error) => error.message,
+      );
+      expect(await call).toMatch(/Request timed out/);
+      const id = await requestOf("timed out");
+      await until(async () => (await statusOf(id)) === "cancelled");
+      const retried = (await mcp.callTool(keyed)) as ToolResult;
+      expect(retried.isError).toBe(true);
+      expect(retried.content[0]!.text).toBe(`Request ${id} was cancelled; it did not run.`);
+      expect(refunds()).toBe(before);
+    } finally {
+      await mcp.close();
+    }
+  });
+
+  it("leaves the request waiting when the client hangs up, for a retry with its key to find", async () => {
+    const before = refunds();
+    const keyed = {
+      ...refund("hung up"),
+      _meta: { "dev.airlock/idempotency-key": "hung-up-1" },
+    };
+    const hangUp = new AbortController();
+    const first = post(
+      { jsonrpc: "2.0", id: 1, method: "tools/call", params: keyed },
+      hangUp.signal,
+    ).catch(() => "hung up");
+    const id = await requestOf("hung up");
+    hangUp.abort();
+    expect(await first).toBe("hung up");
+    await until(() =>
+      gw.logs.some((line) => line.includes("hung up on a tool call") && line.includes(id)),
+    );
+    expect(await statusOf(id)).toBe("pending");
+    const mcp = await connectTo(gw.url, agentToken);
+    try {
+      const retried = mcp.callTool(keyed) as Promise<ToolResult>;
+      expect((await vote(gw.url, id, bob)).status).toBe(200);
+      expect(JSON.parse((await retried).content[0]!.text)).toMatchObject({ status: 200 });
+      expect(refunds()).toBe(before + 1);
+    } finally {
+      await mcp.close();
+    }
+  });
+
   it("answers a batch that cancels its own call, and runs nothing", async () => {
     const before = refunds();
     const response = await post(

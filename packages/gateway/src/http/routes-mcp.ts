@@ -252,6 +252,13 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     }
     if (!isTerminal(request.status) && deps.toolWaitMs > 0) {
       request = await waitHeld(agent, request, key, signal);
+      // Said, for whoever wonders later why an action ran that nobody waited for.
+      if (signal.aborted && !cancelled.aborted && request.status === "pending") {
+        logger.info(
+          { agent: agent.name, requestId: request.id },
+          "an MCP client hung up on a tool call waiting for review; its request keeps waiting",
+        );
+      }
     }
     // Nobody will read what it would return: it must not run after its client gave it up.
     if (cancelled.aborted && request.status === "pending") {
