@@ -93,8 +93,16 @@ function tampered(
 
 /** Appends a checkpoint of the head signed with `privatePem`, as a holder of that key could. */
 function signHeadWith(db: Database.Database, privatePem: string): void {
+  appendCheckpoint(db, (head) => signCheckpoint(readKey(privatePem, "sign"), head, Date.now()));
+}
+
+/** Appends, as its next event, the checkpoint `sign` makes of the chain's head. */
+function appendCheckpoint(
+  db: Database.Database,
+  sign: (head: AuditRow) => ReturnType<typeof signCheckpoint>,
+): void {
   const head = db.prepare("SELECT * FROM audit_events ORDER BY seq DESC LIMIT 1").get() as AuditRow;
-  const data = signCheckpoint(readKey(privatePem, "sign"), head, Date.now());
+  const data = sign(head);
   const event = {
     seq: head.seq + 1,
     ts: data.signedAt,
@@ -293,27 +301,12 @@ describe("signed audit checkpoints", { timeout: 120_000 }, () => {
 
   it("with audit.publicKeys, a checkpoint forged under an unknown key stops no signer, and verify names it", async () => {
     // Someone with write access to the database appends a checkpoint under a key no one has.
-    const forged = tampered((db) => {
-      const head = db
-        .prepare("SELECT * FROM audit_events ORDER BY seq DESC LIMIT 1")
-        .get() as AuditRow;
-      const data = {
+    const forged = tampered((db) =>
+      appendCheckpoint(db, (head) => ({
         ...signCheckpoint(readKey(keyPair().privatePem, "sign"), head, Date.now()),
         keyId: "0123456789abcdef",
-      };
-      const event = {
-        seq: head.seq + 1,
-        ts: data.signedAt,
-        type: "audit.checkpoint",
-        requestId: null,
-        actor: { type: "system" as const, id: "airlock" },
-        data: data as unknown as Json,
-        prevHash: head.hash,
-      };
-      db.prepare(
-        "INSERT INTO audit_events (seq, ts, type, request_id, actor_type, actor_id, data, prev_hash, hash) VALUES (?, ?, ?, NULL, 'system', 'airlock', ?, ?, ?)",
-      ).run(event.seq, event.ts, event.type, canonicalJson(data), head.hash, hashEvent(event));
-    });
+      })),
+    );
     const forgedAt = (() => {
       const db = new Database(join(forged, "..", "airlock.db"), { readonly: true });
       try {

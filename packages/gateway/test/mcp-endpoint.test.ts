@@ -728,6 +728,32 @@ rules:
   });
 });
 
+/**
+ * A refund held for finance, on `storage`, held for longer than any test lasts: a call ends
+ * early only because its client cancelled it.
+ */
+function cancelConfig(upstreamUrl: string, storage: string): string {
+  return `
+server: { port: 0, publicUrl: "http://airlock.test", mcpToolWait: 40s }
+storage: ${storage}
+agents:
+  - { name: support-bot, owner: alice@example.com }
+reviewers:
+  - { email: bob@example.com, groups: [finance] }
+connections:
+  billing-api:
+    type: http
+    baseUrl: ${upstreamUrl}/api
+rules:
+  - name: refunds need finance
+    when: http.method == "POST" && http.path == "/refunds"
+    decision: review
+    review: { approvers: [finance] }
+  - name: nothing else
+    decision: deny
+`;
+}
+
 describe("the MCP endpoint, with calls their clients cancel", () => {
   let upstream: Upstream;
   let gw: TestGateway;
@@ -736,26 +762,7 @@ describe("the MCP endpoint, with calls their clients cancel", () => {
 
   beforeAll(async () => {
     upstream = await startUpstream();
-    // A wait no test outlasts: a call ends early only because its client cancelled it.
-    gw = await startGateway(`
-server: { port: 0, publicUrl: "http://airlock.test", mcpToolWait: 40s }
-storage: sqlite:./airlock.db
-agents:
-  - { name: support-bot, owner: alice@example.com }
-reviewers:
-  - { email: bob@example.com, groups: [finance] }
-connections:
-  billing-api:
-    type: http
-    baseUrl: ${upstream.url}/api
-rules:
-  - name: refunds need finance
-    when: http.method == "POST" && http.path == "/refunds"
-    decision: review
-    review: { approvers: [finance] }
-  - name: nothing else
-    decision: deny
-`);
+    gw = await startGateway(cancelConfig(upstream.url, "sqlite:./airlock.db"));
     agentToken = await gw.token("agent", "support-bot");
     bob = await gw.token("reviewer", "bob@example.com");
   });
@@ -961,26 +968,7 @@ describe.skipIf(!postgresAvailable)(
     beforeAll(async () => {
       db = await scratchSchema();
       upstream = await startUpstream();
-      // A wait no test outlasts: a call ends early only because its client cancelled it.
-      const config = `
-server: { port: 0, publicUrl: "http://airlock.test", mcpToolWait: 30s }
-storage: "${db.url}"
-agents:
-  - { name: support-bot, owner: alice@example.com }
-reviewers:
-  - { email: bob@example.com, groups: [finance] }
-connections:
-  billing-api:
-    type: http
-    baseUrl: ${upstream.url}/api
-rules:
-  - name: refunds need finance
-    when: http.method == "POST" && http.path == "/refunds"
-    decision: review
-    review: { approvers: [finance] }
-  - name: nothing else
-    decision: deny
-`;
+      const config = cancelConfig(upstream.url, `"${db.url}"`);
       a = await startGateway(config);
       b = await startGateway(config);
       agentToken = await a.token("agent", "support-bot");
