@@ -118,7 +118,17 @@ export interface AuditVerification {
   ok: boolean;
   events: number;
   head?: { seq: number; hash: string };
-  problem?: { seq: number; kind: string; message: string };
+  problem?: AuditProblem;
+  /** Asked with `all`: every problem in chain order, at most a hundred of them. */
+  problems?: AuditProblem[];
+  /** How many problems there were in all. */
+  problemCount?: number;
+}
+
+export interface AuditProblem {
+  seq: number;
+  kind: string;
+  message: string;
 }
 
 export interface Rule {

@@ -139,7 +139,7 @@ export const api = {
     }),
 
   verifyAudit: (signal?: AbortSignal) =>
-    send<AuditVerification>("GET", "/v1/audit/verify", { signal }),
+    send<AuditVerification>("GET", "/v1/audit/verify?all=true", { signal }),
 
   rules: (signal?: AbortSignal) => send<RulesView>("GET", "/v1/rules", { signal }),
 };

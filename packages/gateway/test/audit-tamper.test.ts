@@ -265,6 +265,60 @@ describe("airlock audit verify", () => {
     expect(ok.stdout).toMatch(/^audit chain OK: \d+ events, head \d+ [0-9a-f]{64}\n$/);
   });
 
+  it("lists every problem over the API with all=true, and at most a hundred of them", async () => {
+    const config = tampered((db) => {
+      db.prepare(`UPDATE audit_events SET data = '{"edited":true}' WHERE seq = 3`).run();
+      db.prepare(`UPDATE audit_events SET data = '{"edited":true}' WHERE seq = 7`).run();
+    });
+    const dir = join(config, "..");
+    const copy = await startGateway(testConfig(upstream.url), { dir, env });
+    try {
+      const bob = await copy.token("reviewer", "bob@example.com");
+      const ask = (query: string) =>
+        api(copy.url, "GET", `/v1/audit/verify${query}`, { token: bob });
+      const first = await ask("");
+      expect(first.body).toMatchObject({ ok: false, problem: { seq: 3, kind: "edited" } });
+      expect(first.body.problems).toBeUndefined();
+      const all = await ask("?all=true");
+      expect(all.status).toBe(200);
+      expect(all.body).toMatchObject({
+        ok: false,
+        problem: { seq: 3, kind: "edited" },
+        problems: [
+          { seq: 3, kind: "edited" },
+          { seq: 7, kind: "edited" },
+        ],
+        problemCount: 2,
+      });
+      expect((await ask("?all=false")).body.problems).toBeUndefined();
+      const bad = await ask("?all=yes");
+      expect(bad.status).toBe(400);
+      expect(bad.body.error.field).toBe("all");
+
+      // Every event edited: the answer lists a hundred, and counts them all.
+      copy.gateway.store.auditEvents = async function* () {
+        for (let seq = 1; seq <= 250; seq++) {
+          yield {
+            seq,
+            type: "test.filler",
+            requestId: null,
+            actor: { type: "system" as const, id: "test" },
+            ts: "2026-01-01T00:00:00.000Z",
+            data: { seq },
+            prevHash: "0".repeat(64),
+            hash: "f".repeat(64),
+          };
+        }
+      };
+      const many = await ask("?all=true");
+      expect(many.body.problemCount).toBeGreaterThanOrEqual(250);
+      expect(many.body.problems).toHaveLength(100);
+      expect(many.body.problems[0].seq).toBe(1);
+    } finally {
+      await copy.close();
+    }
+  });
+
   it("checks a head recorded earlier: the chain cut off its end, or rewritten whole, fails", async () => {
     const ok = await verify(join(original, "airlock.yaml"));
     const [, seq, hash] = /head (\d+) ([0-9a-f]{64})/.exec(ok.stdout)!;

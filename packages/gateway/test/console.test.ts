@@ -4,7 +4,9 @@
  * runs; a non-approver sees no Approve button; masked values never reach the page.
  */
 import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "./support/cli.js";
@@ -421,6 +423,35 @@ rules:
     try {
       await carol.page.locator(`a[href="/requests/${id}"]`).waitFor({ timeout: 5_000 });
     } finally {
+      await carol.close();
+    }
+  });
+
+  it("lists every problem of an audit chain edited in two places, not only the first", async () => {
+    await submit();
+    await submit();
+    const db = new Database(join(gw.dir, "airlock.db"));
+    db.pragma("busy_timeout = 5000");
+    const edit = db.prepare("UPDATE audit_events SET data = ? WHERE seq = ?");
+    const rows = db
+      .prepare("SELECT seq, data FROM audit_events WHERE seq IN (2, 4) ORDER BY seq")
+      .all() as { seq: number; data: string }[];
+    expect(rows).toHaveLength(2);
+    const carol = await signedIn("carol@example.com");
+    try {
+      for (const row of rows) edit.run('{"edited":true}', row.seq);
+      await carol.page.goto(`${base}/audit`);
+      const alert = carol.page.getByRole("alert");
+      await alert.getByText("The audit chain does not verify").waitFor();
+      const items = alert.locator(".chain-problems li");
+      expect(await items.allTextContents()).toEqual([
+        expect.stringMatching(/^At event #2 \(edited\): event 2 /),
+        expect.stringMatching(/^At event #4 \(edited\): event 4 /),
+      ]);
+      expect(await alert.textContent()).toContain("2 problems in");
+    } finally {
+      for (const row of rows) edit.run(row.data, row.seq);
+      db.close();
       await carol.close();
     }
   });

@@ -4,7 +4,7 @@
  */
 import { useCallback, useMemo } from "react";
 import { api } from "../api.js";
-import type { AuditPage as AuditPageBody } from "../api-types.js";
+import type { AuditPage as AuditPageBody, AuditVerification } from "../api-types.js";
 import { AuditList } from "../components/audit-list.js";
 import { Link } from "../components/link.js";
 import { Empty, ErrorState, Loading } from "../components/states.js";
@@ -65,13 +65,7 @@ function ChainBanner() {
       ) : result ? (
         <div className="alert alert-error" role="alert">
           <p className="alert-title">The audit chain does not verify</p>
-          {result.problem ? (
-            <p>
-              At event #{result.problem.seq} ({result.problem.kind}): {result.problem.message}
-            </p>
-          ) : (
-            <p>{result.events} events checked.</p>
-          )}
+          <ChainProblems result={result} />
         </div>
       ) : check.error ? (
         <ErrorState error={check.error} onRetry={check.reload} title="Could not verify the chain" />
@@ -84,6 +78,36 @@ function ChainBanner() {
         </button>
       ) : null}
     </div>
+  );
+}
+
+/**
+ * Every problem, not only the first: an auditor who knows of one bad event (an edit
+ * investigated last quarter) still sees whether anything else is wrong.
+ */
+function ChainProblems({ result }: { result: AuditVerification }) {
+  const problems = result.problems ?? (result.problem ? [result.problem] : []);
+  if (problems.length === 0) return <p>{result.events} events checked.</p>;
+  const total = result.problemCount ?? problems.length;
+  return (
+    <>
+      <p>
+        {total === 1 ? "1 problem" : `${total} problems`} in {result.events} events:
+      </p>
+      <ul className="chain-problems">
+        {problems.map((problem) => (
+          <li key={`${problem.seq}-${problem.kind}-${problem.message}`}>
+            At event #{problem.seq} ({problem.kind}): {problem.message}
+          </li>
+        ))}
+      </ul>
+      {total > problems.length ? (
+        <p>
+          and {total - problems.length} more; <code>airlock audit verify --all</code> lists them
+          all.
+        </p>
+      ) : null}
+    </>
   );
 }
 

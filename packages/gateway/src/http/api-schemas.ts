@@ -224,6 +224,12 @@ export const auditVerifyQuerySchema = z.strictObject({
     )
     .optional()
     .describe("A head recorded earlier: the chain must still hold that event with that hash."),
+  all: z
+    .enum(["true", "false"])
+    .optional()
+    .describe(
+      "`true`: go on past each problem and list every one (as `airlock audit verify --all`), not only the first.",
+    ),
 });
 
 export const auditQuerySchema = z.strictObject({
