@@ -123,6 +123,15 @@ export interface AuditVerification {
   problems?: AuditProblem[];
   /** How many problems there were in all. */
   problemCount?: number;
+  /** With a signing key: how far the signed checkpoints vouch for the chain. */
+  signed?: {
+    /** The last event a checkpoint by the newest key vouches for (0: none). */
+    through: number;
+    signedAt?: string;
+    checkpoints: number;
+    /** Events after `through` not signed yet. */
+    unsigned: number;
+  };
 }
 
 export interface AuditProblem {

@@ -1,4 +1,5 @@
 /** The composition root: config -> store -> services -> server. Everything is wired here, once. */
+import { createPublicKey } from "node:crypto";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -191,7 +192,11 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     afterCommit: dispatcher.kick,
     redactor,
   });
+  const { signingKey, publicKeys, checkpointEvery } = config.audit;
+  const privateKey = signingKey ? readKey(signingKey, "sign") : undefined;
+  const otherKeys = publicKeys?.map((pem) => readKey(pem, "check")) ?? [];
   const app = buildServer({
+    auditKeys: privateKey ? { own: createPublicKey(privateKey), others: otherKeys } : undefined,
     store,
     requests,
     identity,
@@ -222,12 +227,11 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     },
   });
 
-  const { signingKey, publicKeys, checkpointEvery } = config.audit;
-  const checkpointer = signingKey
+  const checkpointer = privateKey
     ? createCheckpointer({
         store,
-        privateKey: readKey(signingKey, "sign"),
-        publicKeys: publicKeys?.map((pem) => readKey(pem, "check")),
+        privateKey,
+        publicKeys: publicKeys ? otherKeys : undefined,
         everyMs: checkpointEvery,
         clock,
         logger,

@@ -6,7 +6,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashEvent } from "../src/audit/audit-chain.js";
@@ -362,6 +362,44 @@ describe("signed audit checkpoints", { timeout: 120_000 }, () => {
     expect(signed.stdout).toMatch(/^signed a checkpoint of event \d+ \(key [0-9a-f]{16}\)\n$/);
     const after = await verify(configPath, "--public-key", publicPath);
     expect(after.stdout).not.toContain("not signed yet");
+  });
+
+  it("are checked over the API with the gateway's keys: a chain rewritten whole fails there too", async () => {
+    const next = keyPair();
+    const nextPath = join(keyDir, "next.pub");
+    writeFileSync(nextPath, next.publicPem);
+    // The next key listed before a rotation has signed nothing yet: that is no problem.
+    const withNext = `${config}  publicKeys: ["\${file:${nextPath}}"]\n`;
+    const check = async (dir: string) => {
+      const gw = await startGateway(withNext, { dir, env });
+      try {
+        const bob = await gw.token("reviewer", "bob@example.com");
+        return (await api(gw.url, "GET", "/v1/audit/verify?all=true", { token: bob })).body;
+      } finally {
+        await gw.close();
+      }
+    };
+    const intact = await check(dirname(tampered(() => {})));
+    expect(intact).toMatchObject({
+      ok: true,
+      signed: { keys: [{ keyId: keyIdOf(readKey(keys.publicPem, "check")) }] },
+    });
+    expect(intact.signed.through).toBeGreaterThan(1);
+    expect(intact.signed.checkpoints).toBeGreaterThanOrEqual(2);
+
+    const rewritten = tampered((db) =>
+      rewrite(db, (rows) =>
+        rows.map((row) =>
+          row.type === "request.reviewed"
+            ? { ...row, data: row.data.replaceAll("bob@example.com", "mallory@example.com") }
+            : row,
+        ),
+      ),
+    );
+    const caught = await check(dirname(rewritten));
+    expect(caught.ok).toBe(false);
+    expect(caught.problem).toMatchObject({ kind: "bad_signature" });
+    expect(caught.problem.message).toMatch(/it vouches for event \d+ with hash/);
   });
 
   it("refuse a signing key that is not an Ed25519 private key, and a public key in audit.publicKeys that is not Ed25519, naming the field", async () => {

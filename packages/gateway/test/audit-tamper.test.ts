@@ -1,6 +1,6 @@
 /** Invariant 7: `airlock audit verify` catches an edit, a deletion, an insertion and a reordering. */
 import { writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hashEvent } from "../src/audit/audit-chain.js";
@@ -270,7 +270,7 @@ describe("airlock audit verify", () => {
       db.prepare(`UPDATE audit_events SET data = '{"edited":true}' WHERE seq = 3`).run();
       db.prepare(`UPDATE audit_events SET data = '{"edited":true}' WHERE seq = 7`).run();
     });
-    const dir = join(config, "..");
+    const dir = dirname(config);
     const copy = await startGateway(testConfig(upstream.url), { dir, env });
     try {
       const bob = await copy.token("reviewer", "bob@example.com");

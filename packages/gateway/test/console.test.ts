@@ -3,6 +3,7 @@
  * through a real OpenID provider: a request appears live, is approved with a comment and
  * runs; a non-approver sees no Approve button; masked values never reach the page.
  */
+import { generateKeyPairSync } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -76,6 +77,13 @@ rules:
     review: { approvers: [finance, eng], quorum: 2, require: { eng: 1 } }
   - name: nothing else
     decision: deny
+audit:
+  signingKey: |
+${generateKeyPairSync("ed25519")
+  .privateKey.export({ type: "pkcs8", format: "pem" })
+  .toString()
+  .replace(/^/gm, "    ")}
+  checkpointEvery: 1s
 `,
       { gateway: { port } },
     );
@@ -434,19 +442,28 @@ rules:
     db.pragma("busy_timeout = 5000");
     const edit = db.prepare("UPDATE audit_events SET data = ? WHERE seq = ?");
     const rows = db
-      .prepare("SELECT seq, data FROM audit_events WHERE seq IN (2, 4) ORDER BY seq")
-      .all() as { seq: number; data: string }[];
+      .prepare(
+        "SELECT seq, data FROM audit_events WHERE type = 'request.submitted' ORDER BY seq DESC LIMIT 2",
+      )
+      .all()
+      .reverse() as { seq: number; data: string }[];
     expect(rows).toHaveLength(2);
     const carol = await signedIn("carol@example.com");
     try {
+      // Untouched, the chain verifies, and so far as the gateway signed it, its signatures.
+      await carol.page.goto(`${base}/audit`);
+      await carol.page.getByText("Chain verified").waitFor();
+      expect(await carol.page.locator(".signed-reach").textContent()).toMatch(
+        /^Signed checkpoints vouch for events up to #\d+, signed /,
+      );
       for (const row of rows) edit.run('{"edited":true}', row.seq);
       await carol.page.goto(`${base}/audit`);
       const alert = carol.page.getByRole("alert");
       await alert.getByText("The audit chain does not verify").waitFor();
       const items = alert.locator(".chain-problems li");
       expect(await items.allTextContents()).toEqual([
-        expect.stringMatching(/^At event #2 \(edited\): event 2 /),
-        expect.stringMatching(/^At event #4 \(edited\): event 4 /),
+        `At event #${rows[0]!.seq} (edited): event ${rows[0]!.seq} (request.submitted): its content does not match its hash; it was edited`,
+        `At event #${rows[1]!.seq} (edited): event ${rows[1]!.seq} (request.submitted): its content does not match its hash; it was edited`,
       ]);
       expect(await alert.textContent()).toContain("2 problems in");
     } finally {

@@ -9,6 +9,7 @@ import { AuditList } from "../components/audit-list.js";
 import { Link } from "../components/link.js";
 import { Empty, ErrorState, Loading } from "../components/states.js";
 import { applyFilters, localTime, readFilters } from "../filters.js";
+import { absoluteTime } from "../format.js";
 import { usePaged, usePageTitle, useResource } from "../hooks.js";
 
 const PAGE = 200;
@@ -60,6 +61,18 @@ function ChainBanner() {
             <span className="muted">
               Head #{result.head.seq} <span className="mono">{result.head.hash.slice(0, 16)}…</span>
             </span>
+          ) : null}
+          {result.signed && result.signed.through > 0 ? (
+            <>
+              <br />
+              <span className="signed-reach">
+                Signed checkpoints vouch for events up to #{result.signed.through}
+                {result.signed.signedAt ? `, signed ${absoluteTime(result.signed.signedAt)}` : ""}
+                {result.signed.unsigned > 0
+                  ? `; ${result.signed.unsigned} later ${result.signed.unsigned === 1 ? "event is" : "events are"} not signed yet.`
+                  : "."}
+              </span>
+            </>
           ) : null}
         </p>
       ) : result ? (

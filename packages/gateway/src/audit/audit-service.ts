@@ -67,6 +67,11 @@ export async function verifyAudit(
     publicKeys?: readonly KeyObject[];
     /** Goes on past problems and lists them all (`verify --all`). */
     all?: boolean;
+    /**
+     * The keys that must have signed (default: every key in `publicKeys`). A gateway knows
+     * its own key has; the next key, listed before a rotation, may not have yet.
+     */
+    mustHaveSigned?: readonly KeyObject[];
   } = {},
 ): Promise<VerifyReport> {
   const all = options.all === true;
@@ -222,7 +227,9 @@ export async function verifyAudit(
     const silent =
       reach.checkpoints === 0
         ? undefined
-        : publicKeys.map(keyIdOf).find((id) => !keys.some((k) => k.keyId === id));
+        : (options.mustHaveSigned ?? publicKeys)
+            .map(keyIdOf)
+            .find((id) => !keys.some((k) => k.keyId === id));
     if (silent) {
       unsigned = {
         seq: result.head?.seq ?? 0,

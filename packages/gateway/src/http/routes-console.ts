@@ -2,6 +2,7 @@
  * What the console needs besides the request API: a live feed of changes (server-sent
  * events), the loaded rules, the chain's verification, and the console's own static files.
  */
+import type { KeyObject } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { extname, join, normalize, sep } from "node:path";
 import type { FastifyInstance, FastifyRequest } from "fastify";
@@ -36,6 +37,8 @@ export function consoleRoutes(
     oidc?: Pick<OidcService, "onSessionEnd"> | undefined;
     /** Rules are config text, whose `${env:}` references (in a reason, say) are resolved. */
     redactor: Redactor;
+    /** With `audit.signingKey`: the keys that sign the chain, to check its checkpoints. */
+    auditKeys?: { own: KeyObject; others: readonly KeyObject[] } | undefined;
   },
 ): void {
   const streams = new Map<string, number>();
@@ -198,7 +201,8 @@ export function consoleRoutes(
     {
       method: "GET",
       url: "/v1/audit/verify",
-      summary: "Verifies the whole audit chain, as `airlock audit verify` does.",
+      summary:
+        "Verifies the whole audit chain, as `airlock audit verify` does; with `audit.signingKey`, its signed checkpoints too.",
       tag: "reviewers",
       auth: "reviewer",
       query: auditVerifyQuerySchema,
@@ -208,8 +212,14 @@ export function consoleRoutes(
       // One walk of the chain serves everyone asking meanwhile; a recorded head is then
       // checked with one lookup of its event.
       const all = query.all === "true";
+      // With a signing key, the checkpoints are checked too: a chain rewritten whole by
+      // someone holding the database verifies as a chain, but not against them.
+      const keys = deps.auditKeys;
       const walked = await verifications.run(all ? "all" : "first", () =>
-        verifyAudit(deps.store, undefined, { all }),
+        verifyAudit(deps.store, undefined, {
+          all,
+          ...(keys ? { publicKeys: [keys.own, ...keys.others], mustHaveSigned: [keys.own] } : {}),
+        }),
       );
       const expect =
         query.expectHead === undefined ? undefined : parseRecordedHead(query.expectHead);
@@ -221,6 +231,7 @@ export function consoleRoutes(
           events: report.count,
           ...(report.head ? { head: report.head } : {}),
           ...(report.problem ? { problem: report.problem } : {}),
+          ...(report.signed ? { signed: report.signed } : {}),
           // A table rewritten wholesale has a problem per event: the answer stays readable,
           // and says how many there were; the CLI lists them all.
           ...(problems

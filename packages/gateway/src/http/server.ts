@@ -4,7 +4,7 @@
  * id; their details go to the log only.
  */
 
-import { timingSafeEqual } from "node:crypto";
+import { type KeyObject, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -66,6 +66,11 @@ export interface ServerDeps {
   /** Scrubs known secrets out of error messages before they are sent. */
   redactor: Redactor;
   clock: () => number;
+  /**
+   * The public halves of the audit signing keys (`audit.signingKey`'s own and
+   * `audit.publicKeys`): `GET /v1/audit/verify` checks the signed checkpoints with them.
+   */
+  auditKeys?: { own: KeyObject; others: readonly KeyObject[] } | undefined;
   /** Extra routes (channels' decision endpoints). */
   extend?: (app: FastifyInstance) => void;
 }
