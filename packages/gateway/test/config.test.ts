@@ -480,12 +480,13 @@ connections:
       re_start: { argv: [/bin/true] }
       stop: { argv: [/bin/true] }
   ${long}: { type: http, baseUrl: "http://127.0.0.1:9" }
-  airlock: { type: exec, commands: { status: { argv: [/bin/true] } } }
+  airlock: { type: exec, commands: { status: { argv: [/bin/true] }, list: { argv: [/bin/true] } } }
 `);
     expect(loaded.warnings.map(formatIssue)).toEqual([
       "connections.ops: operation re_start has no MCP tool of its own: its name ops__re_start is already the name of operation re.start of connection ops; agents on /mcp do not see it (POST /v1/actions still takes it), so rename the connection or the operation",
       `connections.${long}: operation request has no MCP tool of its own: its name ${long}__request is longer than 64 characters; agents on /mcp do not see it (POST /v1/actions still takes it), so rename the connection or the operation`,
       "connections.airlock: operation status has no MCP tool of its own: its name airlock__status is already the name of Airlock's own tool; agents on /mcp do not see it (POST /v1/actions still takes it), so rename the connection or the operation",
+      "connections.airlock: operation list has no MCP tool of its own: its name airlock__list is already the name of Airlock's own tool; agents on /mcp do not see it (POST /v1/actions still takes it), so rename the connection or the operation",
     ]);
   });
 });

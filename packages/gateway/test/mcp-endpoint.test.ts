@@ -89,6 +89,7 @@ storage: sqlite:./airlock.db
 agents:
   - { name: support-bot, owner: alice@example.com, rateLimit: { perMinute: 600, burst: 40 } }
   - { name: hasty-bot, owner: alice@example.com, rateLimit: { perMinute: 1, burst: 1 } }
+  - { name: lister-bot, owner: alice@example.com }
 reviewers:
   - { email: bob@example.com, groups: [finance] }
   - { email: carol@example.com, groups: [finance] }
@@ -144,6 +145,7 @@ rules:
     const byName = new Map(tools.map((tool) => [tool.name, tool]));
     expect([...byName.keys()].sort()).toEqual([
       "airlock__cancel",
+      "airlock__list",
       "airlock__status",
       "billing-api__request",
       "docs__delete_page",
@@ -376,6 +378,70 @@ rules:
     expect(text(stranger)).toMatch(/^not_found/);
     const noId = await callTool("airlock__status", {});
     expect(text(noId)).toMatch(/^invalid_request: id/);
+  });
+
+  it("lists the agent's own actions with airlock__list, newest first, as GET /v1/actions does", async () => {
+    // An agent of its own, whose actions no other test adds to.
+    const token = await gw.token("agent", "lister-bot");
+    const lister = await connect(token);
+    try {
+      const list = async (args: Record<string, unknown>) =>
+        (await lister.callTool({ name: "airlock__list", arguments: args })) as ToolResult;
+      const page = async (args: Record<string, unknown>) => {
+        const result = await list(args);
+        expect(result.isError).toBeUndefined();
+        return JSON.parse(text(result)) as { actions: { id: string }[]; next?: string };
+      };
+      expect(await page({})).toEqual({ actions: [] });
+      const ids: string[] = [];
+      for (const path of ["/invoices/l1", "/invoices/l2", "/invoices/l3"]) {
+        const { body } = await api(gw.url, "POST", "/v1/actions", {
+          token,
+          body: { connection: "billing-api", operation: "request", input: { method: "GET", path } },
+        });
+        ids.push(body.id);
+      }
+      const held = await lister.callTool({
+        name: "billing-api__request",
+        arguments: { method: "POST", path: "/refunds", body: { amount: 1 } },
+      });
+      ids.push(idIn(held as ToolResult)!);
+      const newestFirst = [...ids].reverse();
+      // What the REST API lists, as it lists it; another agent's actions are not there.
+      const all = await page({});
+      expect(all).toEqual((await api(gw.url, "GET", "/v1/actions", { token })).body);
+      expect(all.actions.map((a) => a.id)).toEqual(newestFirst);
+      // Page by page.
+      const first = await page({ limit: 3 });
+      expect(first.actions.map((a) => a.id)).toEqual(newestFirst.slice(0, 3));
+      expect(first.next).toBe(newestFirst[2]);
+      const second = await page({ limit: 3, before: first.next });
+      expect(second.actions.map((a) => a.id)).toEqual(newestFirst.slice(3));
+      expect(second.next).toBeUndefined();
+      // By status, and by connection.
+      const pending = await page({ status: "pending" });
+      expect(pending.actions.map((a) => a.id)).toEqual([ids[3]]);
+      expect((await page({ status: "succeeded,failed" })).actions).toHaveLength(3);
+      expect((await page({ status: "all", connection: "docs" })).actions).toEqual([]);
+      // Arguments it cannot take, named as the other airlock__ tools name theirs; nothing listed.
+      const refused = async (args: Record<string, unknown>) => {
+        const result = await list(args);
+        expect(result.isError).toBe(true);
+        return text(result);
+      };
+      expect(await refused({ limit: 0 })).toMatch(/^invalid_request: limit: /);
+      expect(await refused({ limit: 201 })).toMatch(/^invalid_request: limit: /);
+      expect(await refused({ limit: 2.5 })).toMatch(/^invalid_request: limit: /);
+      expect(await refused({ limit: "5" })).toMatch(/^invalid_request: limit: /);
+      expect(await refused({ status: "waiting" })).toMatch(
+        /^invalid_request: status: "waiting" is not a status; use all or/,
+      );
+      expect(await refused({ before: "req 1" })).toMatch(/^invalid_request: before: /);
+      expect(await refused({ connection: 7 })).toMatch(/^invalid_request: connection: /);
+      expect(await refused({ verb: "x" })).toBe("invalid_request: verb: unknown field verb");
+    } finally {
+      await lister.close();
+    }
   });
 
   it("takes agent tokens only, and answers POST only", async () => {

@@ -9,6 +9,7 @@ export const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
 export const STATUS_TOOL = "airlock__status";
 export const CANCEL_TOOL = "airlock__cancel";
+export const LIST_TOOL = "airlock__list";
 
 /** An operation's tool name: each character clients do not take becomes `_`. */
 export const toolName = (connection: string, operation: string): string =>
@@ -29,6 +30,7 @@ export function toolNameClashes(
   const taken = new Map<string, string>([
     [STATUS_TOOL, "Airlock's own tool"],
     [CANCEL_TOOL, "Airlock's own tool"],
+    [LIST_TOOL, "Airlock's own tool"],
   ]);
   const clashes: ToolNameClash[] = [];
   for (const { connection, operations } of connections) {

@@ -192,6 +192,19 @@ export const actionListQuerySchema = z.strictObject({
   limit: limit(200, 50),
 });
 
+/**
+ * `GET /v1/actions`'s query as the arguments of the `airlock__list` tool on /mcp: the same
+ * filters, with the limit a JSON integer rather than the text of a query string.
+ */
+export const actionListArgumentsSchema = actionListQuerySchema.extend({
+  limit: z
+    .number()
+    .int("must be a whole number")
+    .min(1, "must be between 1 and 200")
+    .max(200, "must be between 1 and 200")
+    .default(50),
+});
+
 export const reviewBodySchema = z.strictObject({
   decision: z.enum(["approve", "deny"]),
   comment: z.string().max(2000).superRefine(checkText).optional(),

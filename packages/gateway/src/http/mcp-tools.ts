@@ -1,12 +1,20 @@
 /**
  * The connections' operations as MCP tools, for agents that speak the Model Context Protocol:
  * one tool per connection and operation, named `<connection>__<operation>`, plus Airlock's own
- * (`airlock__status`, `airlock__cancel`) for actions that wait for a person. What a tool call
- * becomes is the same submission `POST /v1/actions` makes.
+ * (`airlock__status`, `airlock__cancel`) for actions that wait for a person, and
+ * `airlock__list` for the agent's own. What a tool call becomes is the same submission
+ * `POST /v1/actions` makes.
  */
 import type { Connector, OperationSpec } from "../connectors/connector.js";
-import { CANCEL_TOOL, STATUS_TOOL, TOOL_NAME, toolName } from "../connectors/tool-names.js";
+import {
+  CANCEL_TOOL,
+  LIST_TOOL,
+  STATUS_TOOL,
+  TOOL_NAME,
+  toolName,
+} from "../connectors/tool-names.js";
 import type { Logger } from "../observability/logger.js";
+import { requestStatuses } from "../requests/request-types.js";
 import type { AgentView } from "../requests/request-views.js";
 import { neededText } from "../requests/review-quorum.js";
 
@@ -24,7 +32,7 @@ export interface ActionTool extends Tool {
   ownsJustification: boolean;
 }
 
-export { CANCEL_TOOL, STATUS_TOOL };
+export { CANCEL_TOOL, LIST_TOOL, STATUS_TOOL };
 
 const idSchema = {
   type: "string",
@@ -51,6 +59,37 @@ export const airlockTools: readonly Tool[] = [
       type: "object",
       properties: { id: idSchema },
       required: ["id"],
+      additionalProperties: false,
+    },
+  },
+  {
+    name: LIST_TOOL,
+    description: `Lists your own actions, newest first, as JSON {actions, next?}: what each asked, where it stands, and its result once it ran. While more may follow, next is there: call again with {"before": next} for the next page.`,
+    inputSchema: {
+      type: "object",
+      properties: {
+        status: {
+          type: "string",
+          maxLength: 200,
+          description: `"all" (the default), or the statuses to list, separated by commas: ${requestStatuses.join(", ")}`,
+        },
+        connection: {
+          type: "string",
+          maxLength: 128,
+          description: "Only actions on this connection",
+        },
+        limit: {
+          type: "integer",
+          minimum: 1,
+          maximum: 200,
+          description: "How many at most (50 unless given)",
+        },
+        before: {
+          type: "string",
+          maxLength: 64,
+          description: "Only actions older than this id: the next of the page before",
+        },
+      },
       additionalProperties: false,
     },
   },

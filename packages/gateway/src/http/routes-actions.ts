@@ -3,6 +3,7 @@ import { AirlockError } from "../errors.js";
 import type { RequestService } from "../requests/request-service.js";
 import { type ActionRequest, isTerminal } from "../requests/request-types.js";
 import { type AgentView, agentView } from "../requests/request-views.js";
+import { agentActionPage } from "./agent-action-pages.js";
 import {
   actionBodySchema,
   actionListQuerySchema,
@@ -10,7 +11,6 @@ import {
   readQuerySchema,
   waitQuerySchema,
 } from "./api-schemas.js";
-import { createPageBudget } from "./page-budget.js";
 import type { createRouter, Reply } from "./route.js";
 
 /** The status code that says how the action ended up, for POST /v1/actions. */
@@ -91,33 +91,9 @@ export function actionRoutes(
         200: "A page of requests, {actions, next?}: while more may follow (the limit reached, or a page cut past about 4 MiB), next is the before of the next page",
       },
     },
-    async ({ principal, query }) => {
-      const statuses = query.status;
-      const found = await requests.listForAgent(principal.agent, {
-        ...(statuses ? { statuses } : {}),
-        ...(query.connection ? { connection: query.connection } : {}),
-        ...(query.before ? { before: query.before } : {}),
-        limit: query.limit,
-      });
-      const budget = createPageBudget();
-      const actions: AgentView[] = [];
-      let last: string | undefined;
-      let cut = false;
-      for (const request of found) {
-        // Found pending, it may have expired as it was read.
-        if (!statuses || statuses.includes(request.status)) {
-          const view = viewOf(request);
-          if (!budget.fits(view)) {
-            cut = true;
-            break;
-          }
-          actions.push(view);
-        }
-        last = request.id;
-      }
-      const more = cut || found.length === query.limit;
-      return { body: { actions, ...(more && last ? { next: last } : {}) } };
-    },
+    async ({ principal, query }) => ({
+      body: await agentActionPage(requests, principal.agent, query, viewOf),
+    }),
   );
 
   router.route(

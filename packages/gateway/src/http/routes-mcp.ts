@@ -2,7 +2,8 @@
  * `/mcp`: the agent API for agents that speak the Model Context Protocol (Streamable HTTP,
  * stateless, JSON answers). The connections' operations are its tools; a tool call is a
  * submission as `POST /v1/actions` makes it, with the same token, policy, review and audit,
- * and it answers with the result, the refusal, or the request that waits for a person. A
+ * and it answers with the result, the refusal, or the request that waits for a person;
+ * Airlock's own tools read, list and cancel the agent's requests. A
  * client's `notifications/cancelled` reaches a call held here, or through the store one held
  * by another replica, and withdraws its request.
  */
@@ -28,7 +29,8 @@ import type { RequestService } from "../requests/request-service.js";
 import { type ActionRequest, isTerminal } from "../requests/request-types.js";
 import { agentView } from "../requests/request-views.js";
 import type { Store } from "../store/store.js";
-import { actionBodySchema } from "./api-schemas.js";
+import { agentActionPage } from "./agent-action-pages.js";
+import { actionBodySchema, actionListArgumentsSchema } from "./api-schemas.js";
 import { toAirlockError } from "./fastify-errors.js";
 import { createHeldCalls } from "./mcp-held-calls.js";
 import { idempotencyKeyIn, keyRefused } from "./mcp-idempotency.js";
@@ -40,6 +42,7 @@ import {
   actionTools,
   airlockTools,
   CANCEL_TOOL,
+  LIST_TOOL,
   STATUS_TOOL,
   type ToolAnswer,
   textAnswer,
@@ -93,8 +96,9 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
   const agentOf = async (request: FastifyRequest): Promise<AgentConfig> =>
     principalFor(await deps.identity.authenticate(request.headers.authorization), "agent").agent;
 
-  const answer = (request: ActionRequest): ToolAnswer =>
-    actionAnswer(agentView(request, deps.publicUrl, requests.countedGroups(request)));
+  const viewOf = (request: ActionRequest) =>
+    agentView(request, deps.publicUrl, requests.countedGroups(request));
+  const answer = (request: ActionRequest): ToolAnswer => actionAnswer(viewOf(request));
 
   /**
    * A refusal the model can act on (a field to fix, a time to wait) is a tool result. A field
@@ -204,6 +208,11 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     cancelled: AbortSignal,
     signal: AbortSignal,
   ): Promise<ToolAnswer> => {
+    if (name === LIST_TOOL) {
+      const query = parseInput(actionListArgumentsSchema, args, "arguments");
+      const page = await agentActionPage(requests, agent, query, viewOf);
+      return textAnswer(JSON.stringify(page));
+    }
     if (name === STATUS_TOOL || name === CANCEL_TOOL) {
       const id = args.id;
       if (typeof id !== "string" || id.length === 0 || id.length > 64) {
@@ -309,7 +318,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       } catch (error) {
         if (error instanceof McpError) throw error;
         if (isAirlockError(error) && error.code !== "internal") {
-          return refused(error, name !== STATUS_TOOL && name !== CANCEL_TOOL);
+          return refused(error, !AIRLOCK_TOOLS.has(name));
         }
         logger.error({ err: error, agent: agent.name, tool: name }, "an MCP tool call failed");
         throw new McpError(
@@ -430,6 +439,9 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     });
   }
 }
+
+/** Airlock's own tools, whose arguments are theirs, not an action's input. */
+const AIRLOCK_TOOLS = new Set([STATUS_TOOL, CANCEL_TOOL, LIST_TOOL]);
 
 /** What names a failure to read the body, before any message in it is read. */
 const BODY_FIELDS = new Set(["body", "content-type", "content-length"]);
