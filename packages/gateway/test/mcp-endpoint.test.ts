@@ -577,6 +577,130 @@ rules:
     });
   });
 
+  it("answers a message MCP does not take as an invalid request (-32600), with id null unless it has one to give", async () => {
+    const send = async (body: unknown) => {
+      const response = await postMcp(gw.url, agentToken, body);
+      return {
+        status: response.status,
+        body: response.status === 202 ? await response.text() : await response.json(),
+      };
+    };
+    const escaped = (text: string) => text.replace(/[.[\]()]/g, "\\$&");
+    const invalid = (id: string | number | null, field: string, why: string) => ({
+      jsonrpc: "2.0",
+      id,
+      error: {
+        code: -32600,
+        message: expect.stringMatching(
+          new RegExp(`^Invalid Request: ${escaped(field)}: .*${escaped(why)}`),
+        ),
+        data: { code: "invalid_request", field },
+      },
+    });
+    const unread = (field: string, why: string) => ({
+      jsonrpc: "2.0",
+      id: null,
+      error: {
+        code: -32602,
+        message: expect.stringMatching(new RegExp(`^${escaped(field)}: .*${escaped(why)}`)),
+        data: { code: "invalid_request", field },
+      },
+    });
+    const before = upstream.calls.length;
+    const read = (id: unknown) => ({
+      jsonrpc: "2.0",
+      id,
+      method: "tools/call",
+      params: {
+        name: "billing-api__request",
+        arguments: { method: "GET", path: "/invoices/bad-id" },
+      },
+    });
+    // MCP's ids are strings or integers: a fraction or null is no id to answer with.
+    expect(await send(read(1.5))).toEqual({
+      status: 400,
+      body: invalid(null, "id", "must be a string or an integer"),
+    });
+    expect(await send(read(null))).toEqual({
+      status: 400,
+      body: invalid(null, "id", "must be a string or an integer"),
+    });
+    // An id that can be read is answered with.
+    expect(await send({ jsonrpc: "1.0", id: 3, method: "ping" })).toEqual({
+      status: 400,
+      body: invalid(3, "jsonrpc", 'must be "2.0"'),
+    });
+    expect(await send({ jsonrpc: "2.0", id: 4, method: "ping", extra: 1 })).toEqual({
+      status: 400,
+      body: invalid(4, "extra", "unknown field extra"),
+    });
+    expect(await send({ jsonrpc: "2.0", method: 1, params: "bar" })).toEqual({
+      status: 400,
+      body: invalid(null, "method", "must be a string"),
+    });
+    expect(await send({ jsonrpc: "2.0", id: 6 })).toEqual({
+      status: 400,
+      body: invalid(null, "method", "is missing"),
+    });
+    expect(await send(5)).toEqual({
+      status: 400,
+      body: invalid(null, "message", "must be a JSON object"),
+    });
+    // A notification Airlock reads whose params it cannot read is refused, and not taken.
+    expect(
+      await send({ jsonrpc: "2.0", method: "notifications/cancelled", params: "call-1" }),
+    ).toEqual({ status: 400, body: unread("params", "expected object") });
+    expect(
+      await send({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: {} } }),
+    ).toEqual({ status: 400, body: unread("params.requestId", "must be a string or an integer") });
+    expect(
+      await send({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 1.5 } }),
+    ).toEqual({ status: 400, body: unread("params.requestId", "must be a string or an integer") });
+    expect(
+      await send({ jsonrpc: "2.0", method: "notifications/initialized", params: { _meta: 5 } }),
+    ).toEqual({ status: 400, body: unread("params._meta", "expected object") });
+    // Well-formed notifications, and a response nothing waits for, are taken (202, no body).
+    for (const taken of [
+      { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 99 } },
+      { jsonrpc: "2.0", method: "notifications/whatever", params: { a: 1 } },
+      { jsonrpc: "2.0", id: 4, result: {} },
+    ]) {
+      expect(await send(taken)).toEqual({ status: 202, body: "" });
+    }
+    // In a batch, each malformed message is answered in its place, as JSON-RPC asks; the others
+    // are answered as usual, and a notification is never answered.
+    expect(
+      await send([
+        { jsonrpc: "2.0", id: 1, method: "ping" },
+        3,
+        read(2.5),
+        { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: {} } },
+        { jsonrpc: "1.0", id: 2, method: "ping" },
+        { jsonrpc: "2.0", id: 7, method: "ping" },
+      ]),
+    ).toEqual({
+      status: 200,
+      body: [
+        { jsonrpc: "2.0", id: 1, result: {} },
+        invalid(null, "message", "must be a JSON object"),
+        invalid(null, "id", "must be a string or an integer"),
+        invalid(2, "jsonrpc", 'must be "2.0"'),
+        { jsonrpc: "2.0", id: 7, result: {} },
+      ],
+    });
+    // A batch with no request in it is taken whole, or refused whole.
+    expect(
+      await send([{ jsonrpc: "2.0", method: "notifications/initialized" }, read(0.5), [1]]),
+    ).toEqual({
+      status: 400,
+      body: [
+        invalid(null, "id", "must be a string or an integer"),
+        invalid(null, "message", "must be a JSON object"),
+      ],
+    });
+    expect(upstream.calls.length).toBe(before);
+  });
+
   it("answers malformed params as invalid params naming the param, and runs nothing", async () => {
     const post = async (body: unknown) => {
       const response = await postMcp(gw.url, agentToken, body);

@@ -30,7 +30,17 @@ const schemas = new Map<string, z.ZodType>([
   ["tools/call", CallToolRequestSchema],
 ]);
 
-const PROGRESS_TOKEN = "params._meta.progressToken";
+/** What zod says of a union is no more than "Invalid input": the forms it takes, said. */
+const UNION_FIELDS = new Map([
+  ["params._meta.progressToken", "must be a string or an integer"],
+  ["params.requestId", "must be a string or an integer"],
+]);
+
+/** zod's message for a param, with the forms of a union said. */
+export function paramsMessage(field: string, message: string): string {
+  const forms = UNION_FIELDS.get(field);
+  return forms === undefined ? message : `${field}: ${forms}`;
+}
 
 /** The error a request's malformed params get, if they are. */
 export function paramsRefusal(request: JSONRPCRequest): JSONRPCErrorResponse | undefined {
@@ -67,10 +77,10 @@ function refusal(request: JSONRPCRequest, field: string, message: string): JSONR
 export type SetAside = ReadonlyMap<string, JSONRPCErrorResponse>;
 
 /**
- * Takes out of `messages` the requests of a method /mcp answers whose params fail the shape
- * every request shares (the SDK's transport would refuse the whole POST for one of them, the
- * batch's other requests with it), each put back without its params so the transport still
- * answers it, with the refusal its params earned.
+ * Takes out of `messages` the requests whose params fail the shape every request shares (the
+ * SDK's transport would refuse the whole POST for one of them, the batch's other requests
+ * with it), each put back without its params so the transport still answers it, with the
+ * refusal its params earned.
  */
 export function setAsideMalformedParams(messages: readonly unknown[]): {
   messages: unknown[];
@@ -85,7 +95,6 @@ export function setAsideMalformedParams(messages: readonly unknown[]): {
     if (
       jsonrpc !== "2.0" ||
       typeof method !== "string" ||
-      !schemas.has(method) ||
       !RequestIdSchema.safeParse(id).success ||
       Object.keys(rest).some((key) => key !== "params")
     ) {
@@ -97,10 +106,7 @@ export function setAsideMalformedParams(messages: readonly unknown[]): {
     const request = { jsonrpc: "2.0", id, method } as JSONRPCRequest;
     const error = invalidRequest(parsed.error, [], "params");
     const field = error.field ?? "params";
-    // zod says no more of a union than "Invalid input".
-    const why =
-      field === PROGRESS_TOKEN ? `${field}: must be a string or an integer` : error.message;
-    setAside.set(JSON.stringify(id), refusal(request, field, why));
+    setAside.set(JSON.stringify(id), refusal(request, field, paramsMessage(field, error.message)));
     return request;
   });
   return { messages: kept, setAside };

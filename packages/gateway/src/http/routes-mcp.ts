@@ -9,6 +9,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { MAX_BATCH_SIZE } from "@modelcontextprotocol/sdk/server/requestBody.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import {
   CallToolRequestSchema,
@@ -34,6 +35,7 @@ import { actionBodySchema, actionListArgumentsSchema } from "./api-schemas.js";
 import { toAirlockError } from "./fastify-errors.js";
 import { createHeldCalls } from "./mcp-held-calls.js";
 import { idempotencyKeyIn, keyRefused } from "./mcp-idempotency.js";
+import { batchAnswer, isRequestId, isRequestMessage, screenMessages } from "./mcp-messages.js";
 import { refuseMalformedParams, setAsideMalformedParams } from "./mcp-params.js";
 import { createRecordedCalls } from "./mcp-recorded-calls.js";
 import {
@@ -77,7 +79,7 @@ export const mcpRouteSpec: RouteSpec = {
   responses: {
     200: "A JSON-RPC answer (a tool refused or failed answers isError: true)",
     202: "A notification, taken (no body)",
-    400: "Not JSON (-32700), not a JSON-RPC message, an unsupported protocol version, an empty batch, or a batch whose requests share an id (a JSON-RPC error)",
+    400: "Not JSON (-32700); no request in it and a message that is no JSON-RPC message MCP takes (-32600), or a notification whose params cannot be read (-32602); an unsupported protocol version, an empty batch, one of more than 100 messages, or one whose requests share an id (a JSON-RPC error)",
     401: "No valid agent token",
     403: "Not an agent token",
     405: "GET or DELETE: the server is stateless and answers POST only",
@@ -278,7 +280,9 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
 
   /** One MCP server per HTTP request: the transport is stateless, and so is each exchange. */
   const serve = async (request: FastifyRequest, reply: FastifyReply, agent: AgentConfig) => {
-    const messages: unknown[] = Array.isArray(request.body) ? request.body : [request.body];
+    const body: unknown = request.body;
+    const batch = Array.isArray(body);
+    const messages: unknown[] = Array.isArray(body) ? body : [body];
     const invalid = invalidBatch(messages);
     if (invalid !== undefined) {
       return reply.code(400).send({
@@ -286,6 +290,19 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
         error: { code: ErrorCode.InvalidRequest, message: `Invalid Request: ${invalid}` },
         id: null,
       });
+    }
+    const { kept, refused: malformed } = screenMessages(messages);
+    // A POST with no request in it is taken whole (202) or refused whole: a 400 then says that
+    // nothing in it was taken.
+    if (malformed.length > 0 && !kept.some(isRequestMessage)) {
+      const errors = malformed.map((refusal) => refusal.error);
+      return reply.code(400).send(batch ? errors : errors[0]);
+    }
+    for (const { error } of malformed.filter((refusal) => !refusal.answered)) {
+      logger.info(
+        { agent: agent.name, field: error.error.data.field },
+        "a malformed notification in an MCP client's batch was not taken",
+      );
     }
     // Clients that share a token number their calls alike (the SDK's from 0): the session id
     // a client was given tells whose call a cancel names.
@@ -364,7 +381,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       enableJsonResponse: true,
     });
     await server.connect(transport);
-    const { messages: delivered, setAside } = setAsideMalformedParams(messages);
+    const { messages: delivered, setAside } = setAsideMalformedParams(kept);
     refuseMalformedParams(transport, logger, setAside);
     try {
       const headers = new Headers();
@@ -373,7 +390,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       }
       const response = await transport.handleRequest(
         new Request(new URL(request.url, deps.publicUrl), { method: request.method, headers }),
-        { parsedBody: Array.isArray(request.body) ? delivered : delivered[0] },
+        { parsedBody: batch ? delivered : delivered[0] },
       );
       reply.code(response.status);
       response.headers.forEach((value, key) => {
@@ -381,15 +398,18 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       });
       // A label for the client's calls, kept nowhere: any replica takes any session id, and a
       // request without one is served as well.
-      if (response.status === 200 && messages.some(isInitializeRequest)) {
+      if (response.status === 200 && delivered.some(isInitializeRequest)) {
         reply.header("mcp-session-id", randomUUID());
       }
       const text = await response.text();
-      // JSON-RPC answers a batch with an array, even of one answer; the transport sends a
-      // lone answer bare, which a client that sent a batch may not match to its request.
-      const batchOfOne =
-        Array.isArray(request.body) && response.status === 200 && text.startsWith("{");
-      return reply.send(batchOfOne ? `[${text}]` : text);
+      if (!batch || response.status !== 200) return reply.send(text);
+      // JSON-RPC answers a batch with an array, even of one answer (the transport sends a lone
+      // answer bare, which a client that sent a batch may not match to its request), with the
+      // refusals of its malformed messages in their places.
+      const answers: unknown = JSON.parse(text);
+      return reply.send(
+        batchAnswer(messages, malformed, Array.isArray(answers) ? answers : [answers]),
+      );
     } finally {
       request.raw.socket?.off("close", hangUp);
       await server.close();
@@ -452,6 +472,10 @@ const SERVER_ERROR = -32000;
 function invalidBatch(messages: readonly unknown[]): string | undefined {
   // JSON-RPC's answer to an empty batch; the transport takes it for notifications (202).
   if (messages.length === 0) return "the batch is empty; send at least one message";
+  // The transport's bound, before its malformed messages are taken out and answered.
+  if (messages.length > MAX_BATCH_SIZE) {
+    return `the batch holds ${messages.length} messages; send at most ${MAX_BATCH_SIZE}`;
+  }
   // The transport answers one of two requests that share an id, after running both: an
   // action would run with its answer lost.
   const shared = sharedId(messages);
@@ -465,7 +489,7 @@ function sharedId(messages: readonly unknown[]): string | undefined {
   const seen = new Set<string>();
   for (const message of messages) {
     if (typeof message !== "object" || message === null) continue;
-    if (!("method" in message) || !("id" in message)) continue;
+    if (!("method" in message) || !("id" in message) || !isRequestId(message.id)) continue;
     const id = JSON.stringify(message.id);
     if (seen.has(id)) return id;
     seen.add(id);
