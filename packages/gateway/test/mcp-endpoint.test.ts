@@ -1035,6 +1035,45 @@ describe("the MCP endpoint, with calls their clients cancel", () => {
     }
   });
 
+  it("reaches the held call of a client without a session id, unless another such client's call has its number", async () => {
+    const call = (id: number, justification: string) =>
+      post({ jsonrpc: "2.0", id, method: "tools/call", params: refund(justification) }).then(
+        (r) => r.json() as Promise<{ result: ToolResult }>,
+      );
+    const cancel = (requestId: number) =>
+      post({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId } });
+    const ignored = (requestId: number, why: string) =>
+      until(() =>
+        gw.logs.some(
+          (line) => line.includes(`"mcpRequestId":"${requestId}"`) && line.includes(why),
+        ),
+      );
+    const before = refunds();
+    // The only call of that number held here: the cancel reaches it.
+    const alone = call(31, "no session, alone");
+    const id = await requestOf("no session, alone");
+    expect((await cancel(31)).status).toBe(202);
+    expect((await alone).result.content[0]!.text).toBe(
+      `Request ${id} was cancelled; it did not run.`,
+    );
+    expect(await statusOf(id)).toBe("cancelled");
+    // Two clients that share a token and send no session id, each with its call 32: which one
+    // was meant cannot be told, and neither is cancelled.
+    const both = [call(32, "no session, first"), call(32, "no session, second")];
+    const ids = [await requestOf("no session, first"), await requestOf("no session, second")];
+    expect((await cancel(32)).status).toBe(202);
+    await ignored(32, "two calls held here have its number");
+    // A number no call held here has: without a session id, no other replica is asked.
+    expect((await cancel(33)).status).toBe(202);
+    await ignored(33, "holds no call of that number from a client without a session id");
+    for (const held of ids) {
+      expect(await statusOf(held)).toBe("pending");
+      await api(gw.url, "POST", `/v1/actions/${held}/cancel`, { token: agentToken });
+    }
+    await Promise.all(both);
+    expect(refunds()).toBe(before);
+  });
+
   it("ends airlock__status's wait when its call is cancelled, and leaves the request waiting", async () => {
     const submitted = await api(gw.url, "POST", "/v1/actions", {
       token: agentToken,
@@ -1245,6 +1284,22 @@ describe.skipIf(!postgresAvailable)(
       expect((await vote(b.url, id, bob)).status).toBe(200);
       expect(JSON.parse(await textOf(call))).toMatchObject({ status: 200 });
       expect(upstream.calls.filter((c) => c.url === "/api/refunds")).toHaveLength(1);
+    });
+
+    it("leaves the call of a client without a session id alone when its cancel lands on the other replica, and says so", async () => {
+      const call = postMcp(a.url, agentToken, refundCall(41, "no session across replicas"));
+      const id = await requestOf("no session across replicas");
+      expect((await postMcp(b.url, agentToken, cancel(41))).status).toBe(202);
+      await until(() =>
+        b.logs.some(
+          (line) =>
+            line.includes('"mcpRequestId":"41"') &&
+            line.includes("holds no call of that number from a client without a session id"),
+        ),
+      );
+      expect(await statusOf(id)).toBe("pending");
+      await api(b.url, "POST", `/v1/actions/${id}/cancel`, { token: agentToken });
+      expect(await textOf(call)).toBe(`Request ${id} was cancelled; it did not run.`);
     });
 
     it("withdraws a call whose cancel reached the other replica before the call did", async () => {

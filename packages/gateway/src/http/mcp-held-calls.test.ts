@@ -7,7 +7,7 @@ describe("held MCP tool calls", () => {
     const mine = held.hold("a", 1);
     const theirs = held.hold("b", 1);
     const named = held.hold("a", "1");
-    expect(held.cancel("a", 1, "the user stopped it")).toBe(true);
+    expect(held.cancel("a", 1, "the user stopped it")).toBe("held");
     expect(mine.signal.aborted).toBe(true);
     expect(mine.signal.reason).toBe("the user stopped it");
     expect(theirs.signal.aborted).toBe(false);
@@ -18,14 +18,14 @@ describe("held MCP tool calls", () => {
   it("ignores a cancel for a call already answered, or for one of two calls under one id", () => {
     const held = createHeldCalls();
     held.hold("a", 1).release();
-    expect(held.cancel("a", 1, "")).toBe(false);
+    expect(held.cancel("a", 1, "")).toBe("none");
     const first = held.hold("a", 2);
     const second = held.hold("a", 2);
-    expect(held.cancel("a", 2, "")).toBe(false);
+    expect(held.cancel("a", 2, "")).toBe("two");
     expect(first.signal.aborted || second.signal.aborted).toBe(false);
     // Once one is answered, the other is the only one the id can name.
     first.release();
-    expect(held.cancel("a", 2, "")).toBe(true);
+    expect(held.cancel("a", 2, "")).toBe("held");
     expect(second.signal.aborted).toBe(true);
   });
 });

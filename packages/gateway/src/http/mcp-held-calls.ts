@@ -19,9 +19,14 @@ export interface HeldCalls {
    * session id it was given at `initialize`.
    */
   hold(caller: string, id: RequestId): HeldCall;
-  /** Whether the cancel reached a call. */
-  cancel(caller: string, id: RequestId, reason: string): boolean;
+  /**
+   * Whether the cancel reached a call: `held` when it did, `none` when no call of the caller
+   * has that id here, `two` when several do (it reached none of them).
+   */
+  cancel(caller: string, id: RequestId, reason: string): CancelReach;
 }
+
+export type CancelReach = "held" | "none" | "two";
 
 export function createHeldCalls(): HeldCalls {
   const held = new Map<string, Set<AbortController>>();
@@ -47,11 +52,12 @@ export function createHeldCalls(): HeldCalls {
     },
     cancel(caller, id, reason) {
       const calls = held.get(keyOf(caller, id));
+      if (calls === undefined) return "none";
       // Two calls under one id (clients that share a token and send no session id): which one
       // was meant cannot be told, and the spec lets a receiver ignore a cancel.
-      if (calls?.size !== 1) return false;
+      if (calls.size > 1) return "two";
       for (const controller of calls) controller.abort(reason);
-      return true;
+      return "held";
     },
   };
 }

@@ -354,13 +354,29 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       const reason = deps.redactor.redactText((params.reason ?? "").slice(0, 200));
       if (params.requestId === undefined) return;
       const said = { agent: agent.name, mcpRequestId: String(params.requestId).slice(0, 100) };
-      if (held.cancel(caller, params.requestId, reason)) {
+      const reach = held.cancel(caller, params.requestId, reason);
+      if (reach === "held") {
         logger.info({ ...said, reason }, "an MCP client cancelled a tool call");
+        return;
+      }
+      if (reach === "two") {
+        logger.info(
+          said,
+          "an MCP client's cancel was ignored: two calls held here have its number, from clients that share a token and send no session id, and which one it meant cannot be told",
+        );
         return;
       }
       // Not held here: perhaps by another replica, or not yet by any.
       const key = recorded.key(agent.name, session, params.requestId);
-      if (key === undefined || deps.toolWaitMs <= 0) return;
+      if (key === undefined) {
+        // Said, as the client cannot tell that its cancel did nothing.
+        logger.info(
+          said,
+          "an MCP client's cancel was ignored: this replica holds no call of that number from a client without a session id, and only a client with one is reached on every replica",
+        );
+        return;
+      }
+      if (deps.toolWaitMs <= 0) return;
       try {
         const id = await recorded.cancel(key);
         if (id === undefined) return;
