@@ -939,6 +939,9 @@ rules:
     when: http.method == "POST" && http.path == "/refunds"
     decision: review
     review: { approvers: [finance] }
+  - name: reads pass
+    when: http.method == "GET"
+    decision: allow
   - name: nothing else
     decision: deny
 `;
@@ -981,6 +984,11 @@ describe("the MCP endpoint, with calls their clients cancel", () => {
   const statusOf = async (id: string) =>
     (await api(gw.url, "GET", `/v1/actions/${id}`, { token: agentToken })).body.status;
   const refunds = () => upstream.calls.filter((c) => c.url === "/api/refunds").length;
+  const requestCount = async () =>
+    (
+      (await api(gw.url, "GET", "/v1/requests?status=all&limit=200", { token: bob })).body
+        .requests as unknown[]
+    ).length;
   const post = (body: unknown, signal?: AbortSignal) =>
     postMcp(gw.url, agentToken, body, signal ? { signal } : {});
 
@@ -1161,6 +1169,56 @@ describe("the MCP endpoint, with calls their clients cancel", () => {
     }
   });
 
+  it("refuses a call whose cancel came first, before it makes a request or runs", async () => {
+    // Any replica takes any session id: the client's label for its calls.
+    const headers = { "mcp-session-id": "early-cancel-session" };
+    const send = (body: unknown) => postMcp(gw.url, agentToken, body, { headers });
+    const cancel = (requestId: number) =>
+      send({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId } });
+    const answerOf = async (response: Promise<Response>) =>
+      ((await (await response).json()) as { result: ToolResult }).result;
+    const before = { calls: upstream.calls.length, requests: await requestCount() };
+    expect((await cancel(51)).status).toBe(202);
+    const held = await answerOf(
+      send({ jsonrpc: "2.0", id: 51, method: "tools/call", params: refund("cancelled early") }),
+    );
+    expect(held).toEqual({
+      content: [
+        { type: "text", text: "The call was cancelled before it was submitted; nothing ran." },
+      ],
+      isError: true,
+    });
+    // An action the policy lets run at once does not run either.
+    expect((await cancel(52)).status).toBe(202);
+    const read = await answerOf(
+      send({
+        jsonrpc: "2.0",
+        id: 52,
+        method: "tools/call",
+        params: {
+          name: "billing-api__request",
+          arguments: { method: "GET", path: "/invoices/early" },
+        },
+      }),
+    );
+    expect(read.isError).toBe(true);
+    expect(upstream.calls.length).toBe(before.calls);
+    expect(await requestCount()).toBe(before.requests);
+    // Another call of the same client is taken as usual.
+    const next = await answerOf(
+      send({
+        jsonrpc: "2.0",
+        id: 53,
+        method: "tools/call",
+        params: {
+          name: "billing-api__request",
+          arguments: { method: "GET", path: "/invoices/late" },
+        },
+      }),
+    );
+    expect(JSON.parse(next.content[0]!.text)).toMatchObject({ status: 200 });
+  });
+
   it("answers a batch that cancels its own call, and runs nothing", async () => {
     const before = refunds();
     const response = await post(
@@ -1302,14 +1360,18 @@ describe.skipIf(!postgresAvailable)(
       expect(await textOf(call)).toBe(`Request ${id} was cancelled; it did not run.`);
     });
 
-    it("withdraws a call whose cancel reached the other replica before the call did", async () => {
+    it("refuses a call whose cancel reached the other replica before the call did, making no request", async () => {
       const send = await session();
       const before = upstream.calls.length;
       expect((await send(b.url, cancel(7))).status).toBe(202);
       const answer = await textOf(send(a.url, refundCall(7, "cancelled before it came")));
-      const id = await requestOf("cancelled before it came");
-      expect(answer).toBe(`Request ${id} was cancelled; it did not run.`);
-      expect(await statusOf(id)).toBe("cancelled");
+      expect(answer).toBe("The call was cancelled before it was submitted; nothing ran.");
+      const { body } = await api(b.url, "GET", "/v1/requests?status=all", { token: bob });
+      expect(
+        (body.requests as { justification: string }[]).some(
+          (r) => r.justification === "cancelled before it came",
+        ),
+      ).toBe(false);
       expect(upstream.calls.length).toBe(before);
     });
   },

@@ -2,7 +2,8 @@
  * MCP tool calls held for review, recorded in the store with the request each waits on, so
  * that the client's `notifications/cancelled` withdraws the request whichever replica it
  * reaches; the replica holding the call hears the request end through the store's change
- * feed. A cancel that comes before the call has its request leaves a mark the call finds.
+ * feed. A cancel that comes before the call has its request leaves a mark the call finds:
+ * before it submits, so that it makes no request, or, landing meanwhile, as it records one.
  */
 import { createHash } from "node:crypto";
 import type { RequestId } from "@modelcontextprotocol/sdk/types.js";
@@ -21,6 +22,8 @@ export interface RecordedCalls {
    * a token number their calls alike, and a cancel could not tell theirs apart.
    */
   key(agent: string, session: string | undefined, id: RequestId): string | undefined;
+  /** Whether the call's cancel came first, asked before the call submits anything. */
+  cancelledFirst(key: string): Promise<boolean>;
   /** Records the request the call waits on; true when its cancel came first. */
   hold(key: string, requestId: string): Promise<boolean>;
   /** Marks the call cancelled; the request it waits on, if it has one yet. */
@@ -28,8 +31,13 @@ export interface RecordedCalls {
   release(key: string, requestId: string): Promise<void>;
 }
 
+export type RecordedCallStore = Pick<
+  Store,
+  "holdMcpCall" | "cancelMcpCall" | "releaseMcpCall" | "mcpCallCancelled"
+>;
+
 export function createRecordedCalls(
-  store: Pick<Store, "holdMcpCall" | "cancelMcpCall" | "releaseMcpCall">,
+  store: RecordedCallStore,
   toolWaitMs: number,
   clock: () => number,
 ): RecordedCalls {
@@ -42,6 +50,7 @@ export function createRecordedCalls(
         : createHash("sha256")
             .update(JSON.stringify([agent, session, id]))
             .digest("base64url"),
+    cancelledFirst: (key) => store.mcpCallCancelled(key, clock()),
     hold: (key, requestId) => store.holdMcpCall(key, requestId, ttlMs, clock()),
     cancel: (key) => store.cancelMcpCall(key, ttlMs, clock()),
     release: (key, requestId) => store.releaseMcpCall(key, requestId),

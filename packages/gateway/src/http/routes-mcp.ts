@@ -29,7 +29,6 @@ import type { Logger } from "../observability/logger.js";
 import type { RequestService } from "../requests/request-service.js";
 import { type ActionRequest, isTerminal } from "../requests/request-types.js";
 import { agentView } from "../requests/request-views.js";
-import type { Store } from "../store/store.js";
 import { agentActionPage } from "./agent-action-pages.js";
 import { actionBodySchema, actionListArgumentsSchema } from "./api-schemas.js";
 import { toAirlockError } from "./fastify-errors.js";
@@ -37,7 +36,7 @@ import { createHeldCalls } from "./mcp-held-calls.js";
 import { idempotencyKeyIn, keyRefused } from "./mcp-idempotency.js";
 import { batchAnswer, isRequestId, isRequestMessage, screenMessages } from "./mcp-messages.js";
 import { refuseMalformedParams, setAsideMalformedParams } from "./mcp-params.js";
-import { createRecordedCalls } from "./mcp-recorded-calls.js";
+import { createRecordedCalls, type RecordedCallStore } from "./mcp-recorded-calls.js";
 import {
   type ActionTool,
   actionAnswer,
@@ -60,7 +59,7 @@ export interface McpDeps {
   redactor: Redactor;
   version: string;
   /** Where calls held for review are recorded, for a cancel on any replica to find. */
-  store: Pick<Store, "holdMcpCall" | "cancelMcpCall" | "releaseMcpCall">;
+  store: RecordedCallStore;
   clock: () => number;
   /** How long a tool call waits for a person's decision before it says the action waits. */
   toolWaitMs: number;
@@ -187,6 +186,28 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     }
   };
 
+  /**
+   * Whether the call's cancel overtook it, landing on this replica or another before the call
+   * was held: it then makes no request, which would only be withdrawn (a cancel landing while
+   * the call submits is still found as the call is recorded, in waitHeld).
+   */
+  const cancelledFirst = async (agent: AgentConfig, key: string | undefined): Promise<boolean> => {
+    // Without a wait, no call is recorded, and no cancel leaves a mark.
+    if (key === undefined || deps.toolWaitMs <= 0) return false;
+    try {
+      if (!(await recorded.cancelledFirst(key))) return false;
+    } catch (err) {
+      // The call goes on: only a cancel that overtook it is missed.
+      logger.warn({ err, agent: agent.name }, "an MCP call's cancel could not be looked up");
+      return false;
+    }
+    logger.info(
+      { agent: agent.name },
+      "an MCP client cancelled a tool call before it was submitted",
+    );
+    return true;
+  };
+
   /** A call left recorded is swept once its time is up. */
   const forget = async (key: string | undefined, id: string): Promise<void> => {
     if (key === undefined) return;
@@ -250,7 +271,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       },
       "arguments",
     );
-    if (cancelled.aborted) {
+    if (cancelled.aborted || (await cancelledFirst(agent, key))) {
       return textAnswer("The call was cancelled before it was submitted; nothing ran.", true);
     }
     let request: ActionRequest;

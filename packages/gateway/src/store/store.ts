@@ -326,6 +326,11 @@ export interface Store {
    * Expired calls and marks are swept on the way.
    */
   cancelMcpCall(call: string, ttlMs: number, now: number): Promise<string | undefined>;
+  /**
+   * Whether `call` was marked cancelled and the mark is still in time: asked by a call before
+   * it submits, so that a cancel which overtook it stops it before it makes a request.
+   */
+  mcpCallCancelled(call: string, now: number): Promise<boolean>;
   /** Forgets a call that has been answered, if it still waits on `requestId`. */
   releaseMcpCall(call: string, requestId: string): Promise<void>;
 

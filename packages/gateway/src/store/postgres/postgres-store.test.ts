@@ -1354,8 +1354,11 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(await a.holdMcpCall("call-1", "req_1", minute)).toBe(false);
     expect(await b.cancelMcpCall("call-1", minute)).toBe("req_1");
     await a.releaseMcpCall("call-1", "req_1");
-    // Cancelled first: the call finds the mark as it records its request.
+    // Cancelled first: the call finds the mark, asking before it makes its request, or as it
+    // records it.
+    expect(await a.mcpCallCancelled("call-2")).toBe(false);
     expect(await b.cancelMcpCall("call-2", minute)).toBeUndefined();
+    expect(await a.mcpCallCancelled("call-2")).toBe(true);
     expect(await a.holdMcpCall("call-2", "req_2", minute)).toBe(true);
     await a.releaseMcpCall("call-2", "req_2");
     // A second call under a key already held does not take it over.
@@ -1377,6 +1380,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(raced).toEqual(raced.map(() => 1));
     // Expired, by the database's clock: a mark no longer cancels, and a call no longer holds.
     await db.query("UPDATE mcp_calls SET expires_at = 0");
+    expect(await a.mcpCallCancelled("race-1")).toBe(false);
     expect(await a.holdMcpCall("race-0", "req_new", minute)).toBe(false);
     expect(await b.cancelMcpCall("race-1", minute)).toBeUndefined();
     // ...and the rest were swept on the way.

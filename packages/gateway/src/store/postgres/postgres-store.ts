@@ -866,6 +866,15 @@ export class PostgresStore implements Store {
     );
   }
 
+  async mcpCallCancelled(call: string): Promise<boolean> {
+    const rows = await this.query(
+      "look up an MCP call's cancel",
+      `SELECT 1 FROM mcp_calls WHERE call_key = $1 AND cancelled AND expires_at > ${NOW_MS}`,
+      [call],
+    );
+    return rows.length > 0;
+  }
+
   subscribe(listener: (change: RequestChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

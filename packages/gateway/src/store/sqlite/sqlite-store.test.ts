@@ -122,11 +122,15 @@ describe("SQLite store: MCP calls held for review", () => {
     const T0 = 1_800_000_000_000;
     try {
       expect(await store.holdMcpCall("call-1", "req_1", 1000, T0)).toBe(false);
+      expect(await store.mcpCallCancelled("call-1", T0)).toBe(false);
       expect(await store.cancelMcpCall("call-1", 1000, T0 + 1)).toBe("req_1");
       await store.releaseMcpCall("call-1", "req_1");
       expect(await store.cancelMcpCall("call-1", 1000, T0 + 2)).toBeUndefined();
       // Cancelled first: the call finds the mark as it records its request.
       expect(await store.cancelMcpCall("call-2", 1000, T0)).toBeUndefined();
+      // ...or, asking first, before it makes one.
+      expect(await store.mcpCallCancelled("call-2", T0 + 1)).toBe(true);
+      expect(await store.mcpCallCancelled("call-2", T0 + 1000)).toBe(false);
       expect(await store.holdMcpCall("call-2", "req_2", 1000, T0 + 1)).toBe(true);
       // A second call under a key already held does not take it over.
       expect(await store.holdMcpCall("call-3", "req_3", 1000, T0)).toBe(false);

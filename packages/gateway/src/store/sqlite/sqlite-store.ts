@@ -424,6 +424,9 @@ export class SqliteStore implements Store {
           expires_at = max(mcp_calls.expires_at, excluded.expires_at)
         RETURNING request_id`),
       releaseMcpCall: db.prepare("DELETE FROM mcp_calls WHERE call_key = ? AND request_id = ?"),
+      mcpCallCancelled: db.prepare(
+        "SELECT 1 FROM mcp_calls WHERE call_key = ? AND cancelled = 1 AND expires_at > ?",
+      ),
       getRef: db.prepare("SELECT ref FROM channel_refs WHERE request_id = ? AND channel = ?"),
       setRef: db.prepare(`INSERT INTO channel_refs (request_id, channel, ref) VALUES (?, ?, ?)
         ON CONFLICT (request_id, channel) DO UPDATE SET ref = excluded.ref`),
@@ -1039,6 +1042,10 @@ export class SqliteStore implements Store {
 
   async releaseMcpCall(call: string, requestId: string): Promise<void> {
     await this.write(() => this.stmt.releaseMcpCall.run(call, requestId));
+  }
+
+  async mcpCallCancelled(call: string, now: number): Promise<boolean> {
+    return this.read(() => this.stmt.mcpCallCancelled.get(call, now) !== undefined);
   }
 
   subscribe(listener: (change: RequestChange) => void): () => void {
