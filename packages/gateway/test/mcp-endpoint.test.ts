@@ -169,6 +169,11 @@ rules:
     expect(listed).not.toContain(SECRET);
     expect(listed).not.toContain(DOCS_TOKEN);
     expect(listed).not.toContain(upstream.url);
+    // The server's instructions name each of Airlock's own tools.
+    const instructions = client.getInstructions() ?? "";
+    for (const own of ["airlock__status", "airlock__cancel", "airlock__list"]) {
+      expect(instructions).toContain(own);
+    }
   });
 
   it("runs an allowed call at once with Airlock's credential, and records the justification", async () => {

@@ -66,7 +66,7 @@ export interface McpDeps {
   maxBodyBytes: number;
 }
 
-const INSTRUCTIONS = `Airlock runs these tools for you with credentials you never see. A policy decides each call: it runs at once, is refused (do not retry it as it is), or waits for a person's approval. A call that waits answers with the request's id when its wait ends: call ${STATUS_TOOL} with that id to wait for the outcome, or ${CANCEL_TOOL} to withdraw it. Give a justification: the people deciding read it.`;
+const INSTRUCTIONS = `Airlock runs these tools for you with credentials you never see. A policy decides each call: it runs at once, is refused (do not retry it as it is), or waits for a person's approval. A call that waits answers with the request's id when its wait ends: call ${STATUS_TOOL} with that id to wait for the outcome, or ${CANCEL_TOOL} to withdraw it; ${LIST_TOOL} lists your requests, newest first. Give a justification: the people deciding read it.`;
 
 export const mcpRouteSpec: RouteSpec = {
   method: "POST",
