@@ -271,6 +271,111 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("lists the tables a partition or child table belongs to, and a parent's partitions and children", async () => {
+    await db.query(`CREATE TABLE payments (id int, at date) PARTITION BY RANGE (at);
+      CREATE TABLE payments_2026 PARTITION OF payments
+        FOR VALUES FROM ('2026-01-01') TO ('2027-01-01') PARTITION BY RANGE (id);
+      CREATE TABLE payments_2026_a PARTITION OF payments_2026 FOR VALUES FROM (0) TO (1000);
+      CREATE TABLE payments_2025 PARTITION OF payments
+        FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+      CREATE TABLE cities (name text); CREATE TABLE capitals (state text) INHERITS (cities);
+      CREATE VIEW payments_now AS SELECT id FROM payments_2026;`);
+    try {
+      const { policy } = compilePolicy(
+        [
+          { name: "payments", when: '"payments" in sql.tables', decision: "review" },
+          { name: "capitals", when: '"capitals" in sql.tables', decision: "deny" },
+          { name: "reads", when: 'sql.kind == "select"', decision: "allow" },
+          { name: "writes", when: 'sql.kind in ["insert", "update", "delete"]', decision: "allow" },
+        ].map((r) => ruleSchema.parse(r)),
+      );
+      const decide = (sql: string) => ruleFor(policy, sql);
+      // A partition's rows are its parent's: a rule on the parent holds for them.
+      for (const sql of [
+        "SELECT * FROM payments_2026",
+        "SELECT * FROM payments_2026_a",
+        "SELECT * FROM payments_now",
+        "DELETE FROM payments_2025 WHERE id = 1",
+        "INSERT INTO payments_2026_a VALUES (1, '2026-05-01')",
+      ]) {
+        expect({ sql, rule: await decide(sql) }).toEqual({ sql, rule: "payments" });
+      }
+      // A parent read or written without ONLY reads or writes its children's rows too.
+      for (const sql of [
+        "SELECT * FROM cities",
+        "UPDATE cities SET name = 'x' WHERE name = 'y'",
+        "DELETE FROM cities WHERE name = 'y'",
+      ]) {
+        expect({ sql, rule: await decide(sql) }).toEqual({ sql, rule: "capitals" });
+      }
+      const { policy: onPartition } = compilePolicy(
+        [
+          { name: "2026", when: '"payments_2026_a" in sql.tables', decision: "deny" },
+          { name: "reads", when: 'sql.kind == "select"', decision: "allow" },
+        ].map((r) => ruleSchema.parse(r)),
+      );
+      expect(await ruleFor(onPartition, "SELECT * FROM payments WHERE id = 1")).toBe("2026");
+      // Up from a partition and down from it, but not across to its siblings.
+      const described = await crm.describe("query", query("SELECT * FROM payments_2026"));
+      expect(described.facts).toMatchObject({
+        sql: {
+          kind: "select",
+          tables: [
+            `${db.name}.payments`,
+            `${db.name}.payments_2026_a`,
+            "payments",
+            "payments_2026",
+            "payments_2026_a",
+          ],
+          namedTables: ["payments_2026"],
+        },
+      });
+      const notes = described.notes?.join("\n") ?? "";
+      expect(notes).toContain(`partitions and child tables: ${db.name}.payments_2026_a`);
+      expect(notes).toContain(`parent tables: ${db.name}.payments`);
+      expect(notes).not.toContain("payments_2025");
+    } finally {
+      await db.query("DROP VIEW payments_now; DROP TABLE payments, capitals, cities;");
+    }
+  });
+
+  it("counts as code what reaches more tables than the connection lists, its parents always listed", async () => {
+    const narrow = connect({ maxReachedTables: 1 });
+    await db.query(`CREATE TABLE payments (id int, at date) PARTITION BY RANGE (at);
+      CREATE TABLE payments_2026 PARTITION OF payments
+        FOR VALUES FROM ('2026-01-01') TO ('2027-01-01') PARTITION BY RANGE (id);
+      CREATE TABLE payments_2026_a PARTITION OF payments_2026 FOR VALUES FROM (0) TO (1000);
+      CREATE TABLE payments_2026_b PARTITION OF payments_2026 FOR VALUES FROM (1000) TO (2000);
+      CREATE TABLE cities (name text); CREATE TABLE capitals () INHERITS (cities);`);
+    try {
+      const facts = async (sql: string) =>
+        (await narrow.describe("query", narrow.parse("query", { sql }))) as unknown as {
+          facts: { sql: { kind: string; tables: string[] } };
+          risk: { level: string; reason: string };
+          notes?: string[];
+        };
+      // Two partitions below it and one table above: three, past the one it may list.
+      const cut = await facts("SELECT * FROM payments_2026");
+      expect(cut.facts.sql.kind).toBe("code");
+      expect(cut.risk.level).toBe("critical");
+      expect(cut.risk.reason).toMatch(/more than 1 table\b/);
+      expect(cut.notes?.join("\n")).toMatch(/maxReachedTables/);
+      // The table it belongs to is listed whatever is cut below it.
+      expect(cut.facts.sql.tables).toContain("payments");
+      expect(cut.facts.sql.tables).not.toContain("payments_2026_a");
+      // One is listed in full.
+      const listed = await facts("SELECT * FROM capitals");
+      expect(listed.facts.sql).toMatchObject({
+        kind: "select",
+        tables: [`${db.name}.cities`, "capitals", "cities"],
+      });
+      expect(listed.risk.level).not.toBe("critical");
+    } finally {
+      await narrow.close();
+      await db.query("DROP TABLE payments, capitals, cities");
+    }
+  });
+
   it("lists a user's function called in attribute notation in sql.functions", async () => {
     await db.query(`CREATE FUNCTION notify_customer(o orders) RETURNS text LANGUAGE sql
       AS $$ SELECT 'notified ' || o.email $$;`);

@@ -417,10 +417,10 @@ export function createPostgresConnector(name: string, config: PostgresConnection
    */
   const lookUp = async (analysis: SqlAnalysis): Promise<NamesReach | undefined> => {
     if (analysis.reaches.relations.length === 0 && attributes(analysis).length === 0) {
-      return { behind: [], called: [] };
+      return { behind: [], cut: false, called: [] };
     }
     try {
-      return await withClient((client) => namesReach(client, analysis), {
+      return await withClient((client) => namesReach(client, analysis, config.maxReachedTables), {
         deadlineMs: config.previewTimeout,
       });
     } catch {
@@ -432,16 +432,22 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     const input = raw as unknown as PostgresInput;
     const analysis = analyze(input);
     const [estimated, reach] = await Promise.all([estimate(analysis, input), lookUp(analysis)]);
-    const behind = reach?.behind;
+    const behind = reach?.behind ?? [];
     // Tables it reads that no rule can see, like an XML export of a schema's: it ranks as code.
-    const unlisted = reach === undefined;
+    // So do tables past the connection's bound, though what is listed stays listed: each
+    // parent, and what views and rules read, are never cut.
+    const unlisted = reach === undefined || reach.cut;
     const kinds: SqlKind[] = unlisted
       ? ["code", ...analysis.kinds.filter((kind) => kind !== "code" && kind !== "select")]
       : analysis.kinds;
-    const notes = [summarise(analysis, estimated, behind ?? [])];
-    if (unlisted) {
+    const notes = [summarise(analysis, estimated, behind)];
+    if (reach === undefined) {
       notes.push(
         "What the views and rules it names read, and which names after a dot call functions, could not be looked up in the catalog, so it counts as code.",
+      );
+    } else if (reach.cut) {
+      notes.push(
+        `It reaches more than ${count(config.maxReachedTables, "table")} through views, rules, partitions and inheritance (the connection's maxReachedTables), too many to list for rules, so it counts as code.`,
       );
     }
     return {
@@ -453,7 +459,9 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           kinds,
           // Qualified names also by their bare names: rules match however the agent wrote them.
           // A rule on a table holds for a view over it too: what the views read is listed.
-          tables: factNames([...analysis.tables, ...(behind ?? [])]),
+          // So does a rule on a partitioned or parent table for its partitions and children,
+          // and the other way round: a partition's parents and a parent's partitions are listed.
+          tables: factNames([...analysis.tables, ...behind.map((relation) => relation.name)]),
           namedTables: factNames(analysis.tables),
           statements: analysis.statements,
           hasWhere: analysis.hasWhere,
@@ -463,13 +471,19 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           functions: factNames([...analysis.functions, ...(reach?.called ?? [])]),
         },
       },
-      risk: unlisted
-        ? {
-            level: "critical",
-            reason:
-              "what the views and rules it names read could not be looked up, so no rule on tables can see it",
-          }
-        : sqlRisk(analysis, estimated?.rows),
+      risk:
+        reach === undefined
+          ? {
+              level: "critical",
+              reason:
+                "what the views and rules it names read could not be looked up, so no rule on tables can see it",
+            }
+          : reach.cut
+            ? {
+                level: "critical",
+                reason: `it reaches more than ${count(config.maxReachedTables, "table")} through views, rules, partitions and inheritance, so no rule on tables can see them all`,
+              }
+            : sqlRisk(analysis, estimated?.rows),
     };
   };
 
@@ -759,8 +773,15 @@ async function userCode(
 }
 
 interface NamesReach {
-  /** Relations behind the named ones, as `schema.name`. */
-  behind: string[];
+  /**
+   * Relations behind the named ones, as `schema.name`, by how they are reached: through views
+   * and rules, as a partition or child table, as a table it is a partition or child of.
+   * Parents and the relations behind views and rules first: only partitions and children are
+   * ever cut, at `limit`.
+   */
+  behind: { name: string; how: "rule" | "child" | "parent" }[];
+  /** More were reached than the `limit` namesReach was given. */
+  cut: boolean;
   /** Names after a dot that call a user's function rather than read a column. */
   called: string[];
 }
@@ -781,7 +802,16 @@ function attributes(analysis: SqlAnalysis): string[] {
  * the relations a statement names, and theirs in turn, as `schema.name`: what a view's query
  * reads, what a rule's actions do (a rule on INSERT, UPDATE or DELETE only when the statement
  * may write). The catalog records each rule's relations (pg_depend), by OID, so a view is
- * followed whatever its body's search_path was. Names resolve by the session's search_path,
+ * followed whatever its body's search_path was. With them, by pg_inherits, the partitions and
+ * inheriting tables of each, all the way down (a statement without ONLY reads and writes
+ * their rows too; with ONLY they are listed all the same), and the tables each is a partition
+ * or child of, all the way up (its rows are theirs: a rule on a partitioned table holds for
+ * its partitions). Not across: a partition's siblings are not listed. A relation's rules act
+ * only when it is named or reached through a rule, never through a parent or child, as
+ * PostgreSQL applies rules before it expands inheritance.
+ *
+ * At most `limit` relations are listed (parents and those behind views first, so a cut falls
+ * on partitions and children), and `cut` says whether more were reached. Names resolve by the session's search_path,
  * as the statement's will; when a statement before the last may change it (a SET, a function
  * outside the stateless built-ins), a bare name stands for every relation of that name.
  * User code the SQL does not name (a trigger, an operator) is trusted not to change it.
@@ -791,7 +821,11 @@ function attributes(analysis: SqlAnalysis): string[] {
  * as above). Whether x has a column of that name is not asked: a function of the name counts,
  * failing toward listing it. The built-ins that act are listed by the parser already.
  */
-async function namesReach(client: pg.ClientBase, analysis: SqlAnalysis): Promise<NamesReach> {
+async function namesReach(
+  client: pg.ClientBase,
+  analysis: SqlAnalysis,
+  limit: number,
+): Promise<NamesReach> {
   const anySchema = analysis.parts.slice(0, -1).some((part) => !resettable(part));
   const named: string[] = [];
   const bare: string[] = [];
@@ -801,35 +835,61 @@ async function namesReach(client: pg.ClientBase, analysis: SqlAnalysis): Promise
     named.push(parts.map((part) => `"${part}"`).join("."));
     if (anySchema && parts.length === 1) bare.push((parts[0] ?? "").replaceAll('""', '"'));
   }
-  const result = await client.query<{ what: "relation" | "function"; name: string }>(
+  const result = await client.query<{
+    what: "relation" | "function";
+    name: string;
+    how: "rule" | "child" | "parent" | null;
+  }>(
     `WITH RECURSIVE named AS (
        SELECT pg_catalog.to_regclass(t)::oid AS oid FROM unnest($1::text[]) AS t
        UNION
        SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname = ANY($2::text[])),
+     -- What is named or reached through a view's or rule's actions is acted on as if named:
+     -- from it, on through its own views and rules, down to its partitions and children, up
+     -- to the tables it is a partition or child of. From a child only further down, from a
+     -- parent only further up. Each step is an index lookup from the relation at hand.
      reached AS (
-       SELECT oid FROM named WHERE oid IS NOT NULL
+       SELECT oid, 'named' AS how FROM named WHERE oid IS NOT NULL
        UNION
-       SELECT d.refobjid FROM reached
-         JOIN pg_catalog.pg_rewrite r ON r.ev_class = reached.oid
-         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
-           AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
-         WHERE d.refobjid <> r.ev_class AND (r.ev_type = '1' OR $3))
-     SELECT DISTINCT 'relation' AS what, n.nspname || '.' || c.relname AS name FROM reached
-       JOIN pg_catalog.pg_class c ON c.oid = reached.oid
+       SELECT next.oid, next.how FROM reached, LATERAL (
+         SELECT d.refobjid AS oid, 'rule' AS how FROM pg_catalog.pg_rewrite r
+           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+             AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+           WHERE r.ev_class = reached.oid AND reached.how IN ('named', 'rule')
+             AND d.refobjid <> r.ev_class AND (r.ev_type = '1' OR $3)
+         UNION ALL
+         SELECT i.inhrelid, 'child' FROM pg_catalog.pg_inherits i
+           WHERE i.inhparent = reached.oid AND reached.how <> 'parent'
+         UNION ALL
+         SELECT i.inhparent, 'parent' FROM pg_catalog.pg_inherits i
+           WHERE i.inhrelid = reached.oid AND reached.how <> 'child') next),
+     behind AS (
+       SELECT DISTINCT ON (oid) oid, how FROM reached
+         WHERE oid NOT IN (SELECT oid FROM named WHERE oid IS NOT NULL)
+         ORDER BY oid, how = 'child', how = 'parent')
+     (SELECT 'relation' AS what, n.nspname || '.' || c.relname AS name, behind.how FROM behind
+       JOIN pg_catalog.pg_class c ON c.oid = behind.oid
        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-       WHERE reached.oid NOT IN (SELECT oid FROM named WHERE oid IS NOT NULL)
-     UNION
-     SELECT 'function', p.proname FROM pg_catalog.pg_proc p
+       ORDER BY behind.how = 'child', 2 LIMIT $6)
+     UNION ALL
+     (SELECT DISTINCT 'function', p.proname, NULL FROM pg_catalog.pg_proc p
        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
        WHERE p.proname = ANY($4::text[]) AND p.prokind = 'f'
          AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1
          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-         AND ($5 OR n.nspname = ANY(pg_catalog.current_schemas(true)))
+         AND ($5 OR n.nspname = ANY(pg_catalog.current_schemas(true))))
      ORDER BY 1, 2`,
-    [named, bare, !analysis.readOnly, attributes(analysis), anySchema],
+    [named, bare, !analysis.readOnly, attributes(analysis), anySchema, limit + 1],
   );
-  const of = (what: string) => result.rows.filter((row) => row.what === what).map((r) => r.name);
-  return { behind: of("relation"), called: of("function") };
+  const behind: NamesReach["behind"] = [];
+  const called: string[] = [];
+  for (const row of result.rows) {
+    if (row.what === "function") called.push(row.name);
+    else behind.push({ name: row.name, how: row.how ?? "rule" });
+  }
+  // Parents and what views read come first: a cut falls on partitions and children.
+  behind.sort((a, b) => Number(a.how === "child") - Number(b.how === "child"));
+  return { behind: behind.slice(0, limit), cut: behind.length > limit, called };
 }
 
 /** What EXPLAIN can estimate. */
@@ -1042,12 +1102,22 @@ interface PlanNode {
 function summarise(
   analysis: SqlAnalysis,
   estimated: { rows: number; columns: string[] } | undefined,
-  behind: readonly string[],
+  behind: NamesReach["behind"],
 ): string {
   const what = analysis.kinds.map((kind) => kind.toUpperCase()).join(" + ");
-  const through = behind.length
-    ? ` (through views and rules: ${behind.slice(0, 10).join(", ")}${behind.length > 10 ? `, and ${behind.length - 10} more` : ""})`
-    : "";
+  const ways = (
+    [
+      ["rule", "through views and rules"],
+      ["child", "partitions and child tables"],
+      ["parent", "parent tables"],
+    ] as const
+  ).flatMap(([how, label]) => {
+    const names = behind.filter((relation) => relation.how === how).map((r) => r.name);
+    if (names.length === 0) return [];
+    const more = names.length > 10 ? `, and ${names.length - 10} more` : "";
+    return [`${label}: ${names.slice(0, 10).join(", ")}${more}`];
+  });
+  const through = ways.length ? ` (${ways.join("; ")})` : "";
   const on = analysis.tables.length ? ` on ${analysis.tables.join(", ")}${through}` : "";
   const statements = analysis.statements > 1 ? ` (${analysis.statements} statements)` : "";
   let size = "";
@@ -1061,8 +1131,8 @@ function summarise(
   return `${what}${on}${statements}${size}${where}`;
 }
 
-function count(rows: number): string {
-  return `${rows.toLocaleString("en-US")} row${rows === 1 ? "" : "s"}`;
+function count(rows: number, noun = "row"): string {
+  return `${rows.toLocaleString("en-US")} ${noun}${rows === 1 ? "" : "s"}`;
 }
 
 /** PostgreSQL values as JSON: big numbers stay exact as text, bytes as \x hex. */
