@@ -376,6 +376,52 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("lists the foreign tables a statement reaches, and rates it high: it acts on another system", async () => {
+    // Wrappers are per database, not per schema: a name of this run's own.
+    const fdw = `k_fdw_${process.pid}_${Date.now()}`;
+    await db.query(`CREATE FOREIGN DATA WRAPPER ${fdw};
+      CREATE SERVER ${fdw}_srv FOREIGN DATA WRAPPER ${fdw};
+      CREATE FOREIGN TABLE k_remote (id int) SERVER ${fdw}_srv;
+      CREATE VIEW k_remote_v AS SELECT id FROM k_remote;
+      CREATE TABLE k_parted (id int) PARTITION BY RANGE (id);
+      CREATE FOREIGN TABLE k_part PARTITION OF k_parted FOR VALUES FROM (0) TO (10)
+        SERVER ${fdw}_srv;`);
+    try {
+      const { policy } = compilePolicy(
+        [
+          { name: "remote", when: "sql.foreignTables.size() > 0", decision: "review" },
+          { name: "reads", when: 'sql.kind == "select"', decision: "allow" },
+          { name: "writes", when: 'sql.kind in ["insert", "update", "delete"]', decision: "allow" },
+        ].map((r) => ruleSchema.parse(r)),
+      );
+      for (const [sql, foreign] of [
+        ["SELECT * FROM k_remote WHERE id = 1", "k_remote"],
+        ["DELETE FROM k_remote WHERE id = 1", "k_remote"],
+        ["SELECT * FROM k_remote_v", "k_remote"],
+        // A partition of the table it names is foreign.
+        ["UPDATE k_parted SET id = 2 WHERE id = 1", "k_part"],
+      ] as const) {
+        const described = await crm.describe("query", query(sql));
+        expect({ sql, foreign: described.facts.sql }).toMatchObject({
+          sql,
+          foreign: { foreignTables: [`${db.name}.${foreign}`, foreign] },
+        });
+        expect({ sql, risk: described.risk.level }).toEqual({ sql, risk: "high" });
+        expect(described.risk.reason).toContain(`${db.name}.${foreign}`);
+        expect(described.notes?.join("\n")).toContain(
+          `foreign tables: ${db.name}.${foreign} (server ${fdw}_srv)`,
+        );
+        expect({ sql, rule: await ruleFor(policy, sql) }).toEqual({ sql, rule: "remote" });
+      }
+      const plain = await crm.describe("query", query("SELECT * FROM orders WHERE id = 7"));
+      expect(plain.facts).toMatchObject({ sql: { foreignTables: [] } });
+      expect(plain.risk.level).toBe("low");
+    } finally {
+      await db.query(`DROP VIEW k_remote_v; DROP TABLE k_parted;
+        DROP FOREIGN DATA WRAPPER ${fdw} CASCADE`);
+    }
+  });
+
   it("lists a user's function called in attribute notation in sql.functions", async () => {
     await db.query(`CREATE FUNCTION notify_customer(o orders) RETURNS text LANGUAGE sql
       AS $$ SELECT 'notified ' || o.email $$;`);

@@ -57,6 +57,7 @@ export const postgresConnectorType: ConnectorType<PostgresConnectionConfig> = {
       kinds: "list<string>",
       tables: "list<string>",
       namedTables: "list<string>",
+      foreignTables: "list<string>",
       statements: "int",
       hasWhere: "bool",
       estimatedRows: "int",
@@ -417,7 +418,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
    */
   const lookUp = async (analysis: SqlAnalysis): Promise<NamesReach | undefined> => {
     if (analysis.reaches.relations.length === 0 && attributes(analysis).length === 0) {
-      return { behind: [], cut: false, called: [] };
+      return { behind: [], cut: false, foreign: [], called: [] };
     }
     try {
       return await withClient((client) => namesReach(client, analysis, config.maxReachedTables), {
@@ -440,7 +441,15 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     const kinds: SqlKind[] = unlisted
       ? ["code", ...analysis.kinds.filter((kind) => kind !== "code" && kind !== "select")]
       : analysis.kinds;
+    const foreign = reach?.foreign ?? [];
     const notes = [summarise(analysis, estimated, behind)];
+    if (foreign.length > 0) {
+      const some = foreign.slice(0, 10).map((table) => `${table.name} (server ${table.server})`);
+      const more = foreign.length > 10 ? `, and ${foreign.length - 10} more` : "";
+      notes.push(
+        `It acts on another system through foreign tables: ${some.join(", ")}${more}; what the wrapper does there is not seen here.`,
+      );
+    }
     if (reach === undefined) {
       notes.push(
         "What the views and rules it names read, and which names after a dot call functions, could not be looked up in the catalog, so it counts as code.",
@@ -463,6 +472,9 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           // and the other way round: a partition's parents and a parent's partitions are listed.
           tables: factNames([...analysis.tables, ...behind.map((relation) => relation.name)]),
           namedTables: factNames(analysis.tables),
+          // A foreign table's wrapper reads and writes another system (another database, the
+          // server's files): its rows are not this database's.
+          foreignTables: factNames(foreign.map((table) => table.name)),
           statements: analysis.statements,
           hasWhere: analysis.hasWhere,
           // Unknown counts as huge, so a size limit in a rule fails closed.
@@ -483,7 +495,9 @@ export function createPostgresConnector(name: string, config: PostgresConnection
                 level: "critical",
                 reason: `it reaches more than ${count(config.maxReachedTables, "table")} through views, rules, partitions and inheritance, so no rule on tables can see them all`,
               }
-            : sqlRisk(analysis, estimated?.rows),
+            : sqlRisk(analysis, estimated?.rows, {
+                foreignTables: foreign.map((table) => table.name),
+              }),
     };
   };
 
@@ -782,6 +796,8 @@ interface NamesReach {
   behind: { name: string; how: "rule" | "child" | "parent" }[];
   /** More were reached than the `limit` namesReach was given. */
   cut: boolean;
+  /** Foreign tables named or reached (not only as a parent), as `schema.name`, and their server. */
+  foreign: { name: string; server: string }[];
   /** Names after a dot that call a user's function rather than read a column. */
   called: string[];
 }
@@ -811,7 +827,10 @@ function attributes(analysis: SqlAnalysis): string[] {
  * PostgreSQL applies rules before it expands inheritance.
  *
  * At most `limit` relations are listed (parents and those behind views first, so a cut falls
- * on partitions and children), and `cut` says whether more were reached. Names resolve by the session's search_path,
+ * on partitions and children), and `cut` says whether more were reached.
+ *
+ * `foreign`: the foreign tables among the relations named and reached, with their servers;
+ * not those reached only as a parent, whose rows a child's statement does not touch. Names resolve by the session's search_path,
  * as the statement's will; when a statement before the last may change it (a SET, a function
  * outside the stateless built-ins), a bare name stands for every relation of that name.
  * User code the SQL does not name (a trigger, an operator) is trusted not to change it.
@@ -836,9 +855,10 @@ async function namesReach(
     if (anySchema && parts.length === 1) bare.push((parts[0] ?? "").replaceAll('""', '"'));
   }
   const result = await client.query<{
-    what: "relation" | "function";
+    what: "relation" | "foreign" | "function";
     name: string;
-    how: "rule" | "child" | "parent" | null;
+    /** How a relation is reached; a foreign table's server. */
+    detail: string | null;
   }>(
     `WITH RECURSIVE named AS (
        SELECT pg_catalog.to_regclass(t)::oid AS oid FROM unnest($1::text[]) AS t
@@ -867,10 +887,18 @@ async function namesReach(
        SELECT DISTINCT ON (oid) oid, how FROM reached
          WHERE oid NOT IN (SELECT oid FROM named WHERE oid IS NOT NULL)
          ORDER BY oid, how = 'child', how = 'parent')
-     (SELECT 'relation' AS what, n.nspname || '.' || c.relname AS name, behind.how FROM behind
+     (SELECT 'relation' AS what, n.nspname || '.' || c.relname AS name, behind.how AS detail
+       FROM behind
        JOIN pg_catalog.pg_class c ON c.oid = behind.oid
        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
        ORDER BY behind.how = 'child', 2 LIMIT $6)
+     UNION ALL
+     (SELECT DISTINCT 'foreign', n.nspname || '.' || c.relname, s.srvname FROM reached
+       JOIN pg_catalog.pg_class c ON c.oid = reached.oid AND c.relkind = 'f'
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       JOIN pg_catalog.pg_foreign_table ft ON ft.ftrelid = c.oid
+       JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
+       WHERE reached.how <> 'parent' LIMIT $6)
      UNION ALL
      (SELECT DISTINCT 'function', p.proname, NULL FROM pg_catalog.pg_proc p
        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
@@ -882,14 +910,18 @@ async function namesReach(
     [named, bare, !analysis.readOnly, attributes(analysis), anySchema, limit + 1],
   );
   const behind: NamesReach["behind"] = [];
+  const foreign: NamesReach["foreign"] = [];
   const called: string[] = [];
   for (const row of result.rows) {
     if (row.what === "function") called.push(row.name);
-    else behind.push({ name: row.name, how: row.how ?? "rule" });
+    else if (row.what === "foreign") foreign.push({ name: row.name, server: row.detail ?? "" });
+    else
+      behind.push({ name: row.name, how: (row.detail ?? "rule") as "rule" | "child" | "parent" });
   }
   // Parents and what views read come first: a cut falls on partitions and children.
   behind.sort((a, b) => Number(a.how === "child") - Number(b.how === "child"));
-  return { behind: behind.slice(0, limit), cut: behind.length > limit, called };
+  const cut = behind.length > limit || foreign.length > limit;
+  return { behind: behind.slice(0, limit), cut, foreign: foreign.slice(0, limit), called };
 }
 
 /** What EXPLAIN can estimate. */

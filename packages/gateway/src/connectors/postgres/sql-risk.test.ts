@@ -33,6 +33,17 @@ describe("sqlRisk", () => {
     );
   });
 
+  it("rates high what reaches a foreign table, below what is critical anyway", () => {
+    const reached = { foreignTables: ["public.remote"] };
+    const risk = sqlRisk(analyzeSql("SELECT * FROM remote WHERE id = 1"), 1, reached);
+    expect(risk).toEqual({
+      level: "high",
+      reason: "acts on another system through the foreign table public.remote",
+    });
+    expect(sqlRisk(analyzeSql("DELETE FROM remote"), 1, reached).level).toBe("critical");
+    expect(sqlRisk(analyzeSql("SELECT * FROM remote WHERE id = 1"), 1).level).toBe("low");
+  });
+
   it("treats COPY and statements it cannot classify further as high", () => {
     expect(level("COPY orders TO STDOUT", 10)).toBe("high");
     expect(level("VACUUM orders", undefined)).toBe("high");

@@ -164,7 +164,19 @@ export function isStatelessFunction(name: string): boolean {
 const effectful =
   /^(pg_|lo_|dblink|set_config$|setval$|nextval$|current_setting$|query_to_xml|table_to_xml|cursor_to_xml|database_to_xml|schema_to_xml|txid_)/i;
 
-export function sqlRisk(analysis: SqlAnalysis, estimatedRows: number | undefined): RiskHint {
+/** What the catalog says a statement reaches besides what its text shows. */
+export interface CatalogReach {
+  /** Foreign tables it reads or writes, as `schema.name`: their wrappers act on another system. */
+  foreignTables: readonly string[];
+}
+
+const nothingReached: CatalogReach = { foreignTables: [] };
+
+export function sqlRisk(
+  analysis: SqlAnalysis,
+  estimatedRows: number | undefined,
+  reach: CatalogReach = nothingReached,
+): RiskHint {
   const kinds = new Set(analysis.kinds);
   const about =
     estimatedRows === undefined ? "" : ` (about ${estimatedRows.toLocaleString("en-US")} rows)`;
@@ -182,6 +194,14 @@ export function sqlRisk(analysis: SqlAnalysis, estimatedRows: number | undefined
     return {
       level: "critical",
       reason: "a write without a WHERE clause touches every row of its table",
+    };
+  }
+  if (reach.foreignTables.length > 0) {
+    const some = reach.foreignTables.slice(0, 5).join(", ");
+    const more = reach.foreignTables.length > 5 ? ", …" : "";
+    return {
+      level: "high",
+      reason: `acts on another system through the foreign table${reach.foreignTables.length === 1 ? "" : "s"} ${some}${more}`,
     };
   }
   if (kinds.has("other")) {
