@@ -422,6 +422,91 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("lists the functions a write's triggers run in sql.functions, and rates a write that runs user code high", async () => {
+    await db.query(`CREATE TABLE t_log (what text);
+      CREATE FUNCTION t_audit() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN INSERT INTO t_log VALUES (TG_OP); RETURN NEW; END $$;
+      CREATE FUNCTION t_instead() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN INSERT INTO t_log VALUES ('instead'); RETURN NEW; END $$;
+      CREATE TABLE t_items (id int PRIMARY KEY, note text);
+      INSERT INTO t_items SELECT g, 'n' FROM generate_series(1, 100) g; ANALYZE t_items;
+      CREATE TRIGGER t_items_audit AFTER UPDATE ON t_items
+        FOR EACH ROW EXECUTE FUNCTION t_audit();
+      CREATE TRIGGER t_items_truncate AFTER TRUNCATE ON t_items
+        FOR EACH STATEMENT EXECUTE FUNCTION t_audit();
+      CREATE VIEW t_items_v AS SELECT id, note FROM t_items;
+      CREATE TRIGGER t_items_v_insert INSTEAD OF INSERT ON t_items_v
+        FOR EACH ROW EXECUTE FUNCTION t_instead();
+      CREATE TABLE t_parted (id int) PARTITION BY LIST (id);
+      CREATE TABLE t_p1 PARTITION OF t_parted FOR VALUES IN (1);
+      CREATE TRIGGER t_p1_audit BEFORE INSERT ON t_p1 FOR EACH ROW EXECUTE FUNCTION t_audit();
+      CREATE TABLE t_plain (id int PRIMARY KEY, note text);
+      INSERT INTO t_plain SELECT g, 'n' FROM generate_series(1, 100) g; ANALYZE t_plain;
+      CREATE TRIGGER t_plain_same BEFORE UPDATE ON t_plain
+        FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();`);
+    try {
+      const { policy } = compilePolicy(
+        [
+          { name: "no instead", when: '"t_instead" in sql.functions', decision: "deny" },
+          { name: "no audit", when: '"t_audit" in sql.functions', decision: "deny" },
+          { name: "writes", when: 'sql.kind in ["insert", "update", "delete"]', decision: "allow" },
+          { name: "reads", when: 'sql.kind == "select"', decision: "allow" },
+        ].map((r) => ruleSchema.parse(r)),
+      );
+      for (const [sql, fn] of [
+        ["UPDATE t_items SET note = 'x' WHERE id = 1", "t_audit"],
+        ["TRUNCATE t_items", "t_audit"],
+        // The trigger is on the partition the row is routed to.
+        ["INSERT INTO t_parted VALUES (1)", "t_audit"],
+        ["INSERT INTO t_items_v VALUES (1, 'x')", "t_instead"],
+      ] as const) {
+        const described = await crm.describe("query", query(sql));
+        const functions = (described.facts.sql as { functions: string[] }).functions;
+        expect({ sql, functions }).toEqual({
+          sql,
+          functions: expect.arrayContaining([`${db.name}.${fn}`, fn]),
+        });
+        expect(described.notes?.join("\n")).toMatch(
+          new RegExp(`may fire triggers: [^;]*\\b${db.name}\\.${fn}\\b`),
+        );
+        expect({ sql, rule: await ruleFor(policy, sql) }).toEqual({
+          sql,
+          rule: fn === "t_audit" ? "no audit" : "no instead",
+        });
+      }
+      // A small write with a WHERE clause is medium, but not when user code runs with it.
+      const write = await crm.describe(
+        "query",
+        query("UPDATE t_items SET note = 'x' WHERE id = 1"),
+      );
+      expect(write.risk).toEqual({
+        level: "high",
+        reason: `fires triggers that run code the SQL does not show: ${db.name}.t_audit`,
+      });
+      // A built-in's trigger is listed, and is no user code.
+      const builtIn = await crm.describe(
+        "query",
+        query("UPDATE t_plain SET note = 'x' WHERE id = 1"),
+      );
+      expect(builtIn.facts).toMatchObject({
+        sql: {
+          functions: [
+            "pg_catalog.suppress_redundant_updates_trigger",
+            "suppress_redundant_updates_trigger",
+          ],
+        },
+      });
+      expect(builtIn.risk.level).toBe("medium");
+      // A read fires no trigger.
+      const read = await crm.describe("query", query("SELECT * FROM t_items WHERE id = 1"));
+      expect(read.facts).toMatchObject({ sql: { functions: [] } });
+      expect(read.risk.level).toBe("low");
+    } finally {
+      await db.query(`DROP VIEW t_items_v; DROP TABLE t_items, t_parted, t_plain, t_log;
+        DROP FUNCTION t_audit(), t_instead();`);
+    }
+  });
+
   it("lists a user's function called in attribute notation in sql.functions", async () => {
     await db.query(`CREATE FUNCTION notify_customer(o orders) RETURNS text LANGUAGE sql
       AS $$ SELECT 'notified ' || o.email $$;`);

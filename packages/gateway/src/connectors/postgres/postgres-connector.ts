@@ -418,7 +418,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
    */
   const lookUp = async (analysis: SqlAnalysis): Promise<NamesReach | undefined> => {
     if (analysis.reaches.relations.length === 0 && attributes(analysis).length === 0) {
-      return { behind: [], cut: false, foreign: [], called: [] };
+      return { behind: [], cut: false, foreign: [], triggers: [], called: [] };
     }
     try {
       return await withClient((client) => namesReach(client, analysis, config.maxReachedTables), {
@@ -442,7 +442,15 @@ export function createPostgresConnector(name: string, config: PostgresConnection
       ? ["code", ...analysis.kinds.filter((kind) => kind !== "code" && kind !== "select")]
       : analysis.kinds;
     const foreign = reach?.foreign ?? [];
+    const triggers = reach?.triggers ?? [];
     const notes = [summarise(analysis, estimated, behind)];
+    if (triggers.length > 0) {
+      const some = triggers.slice(0, 10).map((fn) => fn.name);
+      const more = triggers.length > 10 ? `, and ${triggers.length - 10} more` : "";
+      notes.push(
+        `Writing the tables it names may fire triggers: ${some.join(", ")}${more}; what they do is not seen here.`,
+      );
+    }
     if (foreign.length > 0) {
       const some = foreign.slice(0, 10).map((table) => `${table.name} (server ${table.server})`);
       const more = foreign.length > 10 ? `, and ${foreign.length - 10} more` : "";
@@ -479,8 +487,13 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           hasWhere: analysis.hasWhere,
           // Unknown counts as huge, so a size limit in a rule fails closed.
           estimatedRows: estimated?.rows ?? Number.MAX_SAFE_INTEGER,
-          // A user's function in attribute notation (`o.notify_customer`) is called all the same.
-          functions: factNames([...analysis.functions, ...(reach?.called ?? [])]),
+          // A user's function in attribute notation (`o.notify_customer`) is called all the same,
+          // and so is one a trigger runs.
+          functions: factNames([
+            ...analysis.functions,
+            ...(reach?.called ?? []),
+            ...triggers.map((fn) => fn.name),
+          ]),
         },
       },
       risk:
@@ -497,6 +510,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
               }
             : sqlRisk(analysis, estimated?.rows, {
                 foreignTables: foreign.map((table) => table.name),
+                triggerFunctions: triggers.filter((fn) => fn.user).map((fn) => fn.name),
               }),
     };
   };
@@ -798,6 +812,8 @@ interface NamesReach {
   cut: boolean;
   /** Foreign tables named or reached (not only as a parent), as `schema.name`, and their server. */
   foreign: { name: string; server: string }[];
+  /** The functions the triggers of what it may write run, as `schema.name`; `user` if not built in. */
+  triggers: { name: string; user: boolean }[];
   /** Names after a dot that call a user's function rather than read a column. */
   called: string[];
 }
@@ -830,7 +846,14 @@ function attributes(analysis: SqlAnalysis): string[] {
  * on partitions and children), and `cut` says whether more were reached.
  *
  * `foreign`: the foreign tables among the relations named and reached, with their servers;
- * not those reached only as a parent, whose rows a child's statement does not touch. Names resolve by the session's search_path,
+ * not those reached only as a parent, whose rows a child's statement does not touch.
+ *
+ * `triggers`: when the statement may write, the functions that the user triggers (not the
+ * internal ones of foreign keys) of those same relations run: a view's INSTEAD OF trigger, a
+ * partition's, a table's on any event, enabled or not, since which of them a write fires
+ * depends on its event and on settings the SQL may change. A read's relations are listed
+ * too, failing toward listing. What a trigger function does (its body), and what a foreign
+ * key's cascade writes, are not followed. Names resolve by the session's search_path,
  * as the statement's will; when a statement before the last may change it (a SET, a function
  * outside the stateless built-ins), a bare name stands for every relation of that name.
  * User code the SQL does not name (a trigger, an operator) is trusted not to change it.
@@ -855,9 +878,9 @@ async function namesReach(
     if (anySchema && parts.length === 1) bare.push((parts[0] ?? "").replaceAll('""', '"'));
   }
   const result = await client.query<{
-    what: "relation" | "foreign" | "function";
+    what: "relation" | "foreign" | "trigger" | "function";
     name: string;
-    /** How a relation is reached; a foreign table's server. */
+    /** How a relation is reached; a foreign table's server; whether a trigger's is user code. */
     detail: string | null;
   }>(
     `WITH RECURSIVE named AS (
@@ -900,6 +923,14 @@ async function namesReach(
        JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
        WHERE reached.how <> 'parent' LIMIT $6)
      UNION ALL
+     (SELECT DISTINCT 'trigger', n.nspname || '.' || p.proname,
+         CASE WHEN n.nspname IN ('pg_catalog', 'information_schema') THEN 'built-in' ELSE 'user' END
+       FROM reached
+       JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = reached.oid AND NOT tg.tgisinternal
+       JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
+       JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+       WHERE $3 AND reached.how <> 'parent')
+     UNION ALL
      (SELECT DISTINCT 'function', p.proname, NULL FROM pg_catalog.pg_proc p
        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
        WHERE p.proname = ANY($4::text[]) AND p.prokind = 'f'
@@ -911,9 +942,11 @@ async function namesReach(
   );
   const behind: NamesReach["behind"] = [];
   const foreign: NamesReach["foreign"] = [];
+  const triggers: NamesReach["triggers"] = [];
   const called: string[] = [];
   for (const row of result.rows) {
     if (row.what === "function") called.push(row.name);
+    else if (row.what === "trigger") triggers.push({ name: row.name, user: row.detail === "user" });
     else if (row.what === "foreign") foreign.push({ name: row.name, server: row.detail ?? "" });
     else
       behind.push({ name: row.name, how: (row.detail ?? "rule") as "rule" | "child" | "parent" });
@@ -921,7 +954,13 @@ async function namesReach(
   // Parents and what views read come first: a cut falls on partitions and children.
   behind.sort((a, b) => Number(a.how === "child") - Number(b.how === "child"));
   const cut = behind.length > limit || foreign.length > limit;
-  return { behind: behind.slice(0, limit), cut, foreign: foreign.slice(0, limit), called };
+  return {
+    behind: behind.slice(0, limit),
+    cut,
+    foreign: foreign.slice(0, limit),
+    triggers,
+    called,
+  };
 }
 
 /** What EXPLAIN can estimate. */

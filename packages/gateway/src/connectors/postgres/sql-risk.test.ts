@@ -34,7 +34,7 @@ describe("sqlRisk", () => {
   });
 
   it("rates high what reaches a foreign table, below what is critical anyway", () => {
-    const reached = { foreignTables: ["public.remote"] };
+    const reached = { foreignTables: ["public.remote"], triggerFunctions: [] };
     const risk = sqlRisk(analyzeSql("SELECT * FROM remote WHERE id = 1"), 1, reached);
     expect(risk).toEqual({
       level: "high",
@@ -42,6 +42,17 @@ describe("sqlRisk", () => {
     });
     expect(sqlRisk(analyzeSql("DELETE FROM remote"), 1, reached).level).toBe("critical");
     expect(sqlRisk(analyzeSql("SELECT * FROM remote WHERE id = 1"), 1).level).toBe("low");
+  });
+
+  it("rates high a write whose triggers run user code, below what is critical anyway", () => {
+    const reached = { foreignTables: [], triggerFunctions: ["audit.log_change"] };
+    const write = analyzeSql("UPDATE orders SET a = 1 WHERE id = 1");
+    expect(sqlRisk(write, 1, reached)).toEqual({
+      level: "high",
+      reason: "fires triggers that run code the SQL does not show: audit.log_change",
+    });
+    expect(sqlRisk(write, 1).level).toBe("medium");
+    expect(sqlRisk(analyzeSql("TRUNCATE orders"), 1, reached).level).toBe("critical");
   });
 
   it("treats COPY and statements it cannot classify further as high", () => {

@@ -168,9 +168,14 @@ const effectful =
 export interface CatalogReach {
   /** Foreign tables it reads or writes, as `schema.name`: their wrappers act on another system. */
   foreignTables: readonly string[];
+  /**
+   * User functions (outside pg_catalog) that the triggers of the tables it may write run, as
+   * `schema.name`: code the SQL does not show, which may touch other tables.
+   */
+  triggerFunctions: readonly string[];
 }
 
-const nothingReached: CatalogReach = { foreignTables: [] };
+const nothingReached: CatalogReach = { foreignTables: [], triggerFunctions: [] };
 
 export function sqlRisk(
   analysis: SqlAnalysis,
@@ -202,6 +207,14 @@ export function sqlRisk(
     return {
       level: "high",
       reason: `acts on another system through the foreign table${reach.foreignTables.length === 1 ? "" : "s"} ${some}${more}`,
+    };
+  }
+  if (reach.triggerFunctions.length > 0) {
+    const some = reach.triggerFunctions.slice(0, 5).join(", ");
+    const more = reach.triggerFunctions.length > 5 ? ", …" : "";
+    return {
+      level: "high",
+      reason: `fires triggers that run code the SQL does not show: ${some}${more}`,
     };
   }
   if (kinds.has("other")) {
