@@ -28,8 +28,8 @@ export const postgresConnectionSchema = z.strictObject({
   /** Whether reviewers' previews of writes run them in a transaction that is rolled back. */
   dryRun: z.boolean().default(true),
   /**
-   * How many relations beyond those the SQL names (through views, rules, partitions and
-   * inheritance) are listed in sql.tables; a statement that reaches more counts as code, since
+   * How many relations beyond those the SQL names (through views, rules, foreign keys,
+   * partitions and inheritance) are listed in sql.tables; a statement that reaches more counts as code, since
    * a rule on a partition left off the list would be bypassed through its parent. Unbounded,
    * every request would store two names per partition. 10,000 is past what PostgreSQL serves
    * untuned: its default lock table holds about 6,400 relation locks in all, and a statement

@@ -507,6 +507,78 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("lists the tables whose foreign keys refer to what a statement writes, and what their triggers run", async () => {
+    await db.query(`CREATE TABLE f_notes (id int PRIMARY KEY);
+      CREATE TABLE f_links (id int UNIQUE, note int REFERENCES f_notes ON DELETE CASCADE);
+      CREATE TABLE f_marks (note int REFERENCES f_notes ON UPDATE SET NULL);
+      CREATE TABLE f_kept (note int REFERENCES f_notes ON DELETE RESTRICT);
+      CREATE TABLE f_deeper (link int REFERENCES f_links (id) ON DELETE CASCADE);
+      CREATE TABLE f_other (id int PRIMARY KEY);
+      CREATE TABLE f_refers (other int REFERENCES f_other, note int);
+      CREATE FUNCTION f_audit() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN RETURN OLD; END $$;
+      CREATE TRIGGER f_links_audit AFTER DELETE ON f_links
+        FOR EACH ROW EXECUTE FUNCTION f_audit();
+      CREATE VIEW f_notes_v AS SELECT id FROM f_notes;`);
+    try {
+      const { policy } = compilePolicy(
+        [
+          { name: "links", when: '"f_links" in sql.tables', decision: "review" },
+          { name: "kept", when: '"f_kept" in sql.tables', decision: "review" },
+          { name: "writes", when: 'sql.kind in ["insert", "update", "delete"]', decision: "allow" },
+          { name: "reads", when: 'sql.kind == "select"', decision: "allow" },
+        ].map((r) => ruleSchema.parse(r)),
+      );
+      // A cascade deletes the links; TRUNCATE … CASCADE empties every referring table.
+      expect(await ruleFor(policy, "DELETE FROM f_notes WHERE id = 1")).toBe("links");
+      expect(await ruleFor(policy, "TRUNCATE f_notes CASCADE")).toBe("links");
+      expect(await ruleFor(policy, "DELETE FROM f_notes_v WHERE id = 1")).toBe("links");
+      expect(
+        await ruleFor(
+          policy,
+          "INSERT INTO f_notes VALUES (1) ON CONFLICT (id) DO UPDATE SET id = 2",
+        ),
+      ).toBe("links");
+      // A plain insert changes no row a key refers to.
+      expect(await ruleFor(policy, "INSERT INTO f_notes VALUES (3)")).toBe("writes");
+      const described = await crm.describe("query", query("DELETE FROM f_notes WHERE id = 1"));
+      expect(described.facts).toMatchObject({
+        sql: {
+          // On to what the links' own keys cascade to; RESTRICT reads the table to refuse.
+          tables: [
+            `${db.name}.f_deeper`,
+            `${db.name}.f_kept`,
+            `${db.name}.f_links`,
+            `${db.name}.f_marks`,
+            "f_deeper",
+            "f_kept",
+            "f_links",
+            "f_marks",
+            "f_notes",
+          ],
+          functions: [`${db.name}.f_audit`, "f_audit"],
+          namedTables: ["f_notes"],
+        },
+      });
+      expect(described.risk.level).toBe("high");
+      expect(described.notes?.join("\n")).toContain(
+        `tables whose foreign keys refer to it: ${db.name}.f_deeper, ${db.name}.f_kept, ${db.name}.f_links, ${db.name}.f_marks`,
+      );
+      // A read changes nothing through a foreign key, and a key of the table written is no
+      // reference to it.
+      expect(await ruleFor(policy, "SELECT * FROM f_notes WHERE id = 1")).toBe("reads");
+      const referring = await crm.describe(
+        "query",
+        query("UPDATE f_refers SET note = 1 WHERE note = 2"),
+      );
+      expect(referring.facts).toMatchObject({ sql: { tables: ["f_refers"] } });
+    } finally {
+      await db.query(`DROP VIEW f_notes_v;
+        DROP TABLE f_deeper, f_links, f_marks, f_kept, f_notes, f_refers, f_other;
+        DROP FUNCTION f_audit()`);
+    }
+  });
+
   it("lists a user's function called in attribute notation in sql.functions", async () => {
     await db.query(`CREATE FUNCTION notify_customer(o orders) RETURNS text LANGUAGE sql
       AS $$ SELECT 'notified ' || o.email $$;`);

@@ -464,7 +464,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
       );
     } else if (reach.cut) {
       notes.push(
-        `It reaches more than ${count(config.maxReachedTables, "table")} through views, rules, partitions and inheritance (the connection's maxReachedTables), too many to list for rules, so it counts as code.`,
+        `It reaches more than ${count(config.maxReachedTables, "table")} through views, rules, foreign keys, partitions and inheritance (the connection's maxReachedTables), too many to list for rules, so it counts as code.`,
       );
     }
     return {
@@ -506,7 +506,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
           : reach.cut
             ? {
                 level: "critical",
-                reason: `it reaches more than ${count(config.maxReachedTables, "table")} through views, rules, partitions and inheritance, so no rule on tables can see them all`,
+                reason: `it reaches more than ${count(config.maxReachedTables, "table")} through views, rules, foreign keys, partitions and inheritance, so no rule on tables can see them all`,
               }
             : sqlRisk(analysis, estimated?.rows, {
                 foreignTables: foreign.map((table) => table.name),
@@ -800,14 +800,20 @@ async function userCode(
   return result.rows.map((row) => row.what);
 }
 
+/** How a relation behind the named ones is reached (see namesReach). */
+type Reached = "view" | "rule" | "reference" | "child" | "parent";
+
+/** Kinds that never delete or update a row (an upsert is also kind update). */
+const insertsOrReads = new Set<SqlKind>(["select", "insert", "copy", "transaction"]);
+
 interface NamesReach {
   /**
-   * Relations behind the named ones, as `schema.name`, by how they are reached: through views
-   * and rules, as a partition or child table, as a table it is a partition or child of.
-   * Parents and the relations behind views and rules first: only partitions and children are
-   * ever cut, at `limit`.
+   * Relations behind the named ones, as `schema.name`, by how they are reached: through a
+   * view's query or a rule's actions, by a foreign key that refers to one, as a partition or
+   * child table, as a table it is a partition or child of. Partitions and children last: only
+   * they are ever cut, at `limit`.
    */
-  behind: { name: string; how: "rule" | "child" | "parent" }[];
+  behind: { name: string; how: Reached }[];
   /** More were reached than the `limit` namesReach was given. */
   cut: boolean;
   /** Foreign tables named or reached (not only as a parent), as `schema.name`, and their server. */
@@ -834,29 +840,38 @@ function attributes(analysis: SqlAnalysis): string[] {
  * the relations a statement names, and theirs in turn, as `schema.name`: what a view's query
  * reads, what a rule's actions do (a rule on INSERT, UPDATE or DELETE only when the statement
  * may write). The catalog records each rule's relations (pg_depend), by OID, so a view is
- * followed whatever its body's search_path was. With them, by pg_inherits, the partitions and
- * inheriting tables of each, all the way down (a statement without ONLY reads and writes
- * their rows too; with ONLY they are listed all the same), and the tables each is a partition
- * or child of, all the way up (its rows are theirs: a rule on a partitioned table holds for
- * its partitions). Not across: a partition's siblings are not listed. A relation's rules act
- * only when it is named or reached through a rule, never through a parent or child, as
- * PostgreSQL applies rules before it expands inheritance.
+ * followed whatever its body's search_path was. Names resolve by the session's search_path,
+ * as the statement's will; when a statement before the last may change it (a SET, a function
+ * outside the stateless built-ins), a bare name stands for every relation of that name.
+ * User code the SQL does not name (a trigger, an operator) is trusted not to change it.
  *
- * At most `limit` relations are listed (parents and those behind views first, so a cut falls
- * on partitions and children), and `cut` says whether more were reached.
+ * With them, by pg_inherits, the partitions and inheriting tables of each, all the way down
+ * (a statement without ONLY reads and writes their rows too; with ONLY they are listed all
+ * the same), and the tables each is a partition or child of, all the way up (its rows are
+ * theirs: a rule on a partitioned table holds for its partitions). Not across: a partition's
+ * siblings are not listed. A relation's rules act only when it is named or reached through a
+ * rule or a foreign key, never through a parent or child, as PostgreSQL applies rules before
+ * it expands inheritance.
+ *
+ * And when the statement may delete or update rows (its own kinds say so, or a rule's action
+ * or a cascade may), the tables whose foreign keys refer to a relation whose rows it changes,
+ * whatever the key's action: a cascade deletes or updates their rows, SET NULL and SET
+ * DEFAULT change them, TRUNCATE … CASCADE empties them, and RESTRICT or NO ACTION reads them
+ * to refuse the change. Their rows are acted on as if named: their rules, partitions and the
+ * keys that refer to them are followed in turn.
+ *
+ * At most `limit` relations are listed (parents and what views, rules and keys reach first,
+ * so a cut falls on partitions and children), and `cut` says whether more were reached.
  *
  * `foreign`: the foreign tables among the relations named and reached, with their servers;
  * not those reached only as a parent, whose rows a child's statement does not touch.
  *
  * `triggers`: when the statement may write, the functions that the user triggers (not the
- * internal ones of foreign keys) of those same relations run: a view's INSTEAD OF trigger, a
- * partition's, a table's on any event, enabled or not, since which of them a write fires
- * depends on its event and on settings the SQL may change. A read's relations are listed
- * too, failing toward listing. What a trigger function does (its body), and what a foreign
- * key's cascade writes, are not followed. Names resolve by the session's search_path,
- * as the statement's will; when a statement before the last may change it (a SET, a function
- * outside the stateless built-ins), a bare name stands for every relation of that name.
- * User code the SQL does not name (a trigger, an operator) is trusted not to change it.
+ * internal ones of foreign keys) of the relations named and reached run, but for those
+ * reached only as a parent: a view's INSTEAD OF trigger, a partition's, a table's on any
+ * event, enabled or not, since which of them fire depends on the event and on settings the
+ * SQL may change. Those of a relation the statement only reads are listed too, failing toward
+ * listing. What a trigger function does (its body) is not followed.
  *
  * `called`: names after a dot that a user's function (outside pg_catalog and
  * information_schema) callable with one argument bears, in the search_path's schemas (or any,
@@ -887,29 +902,44 @@ async function namesReach(
        SELECT pg_catalog.to_regclass(t)::oid AS oid FROM unnest($1::text[]) AS t
        UNION
        SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname = ANY($2::text[])),
-     -- What is named or reached through a view's or rule's actions is acted on as if named:
-     -- from it, on through its own views and rules, down to its partitions and children, up
-     -- to the tables it is a partition or child of. From a child only further down, from a
-     -- parent only further up. Each step is an index lookup from the relation at hand.
+     -- The foreign keys that may act on a table's rows when they change, by what they refer to.
+     refs AS MATERIALIZED (
+       SELECT c.confrelid AS target, c.conrelid AS source FROM pg_catalog.pg_constraint c
+         WHERE c.contype = 'f' AND c.conrelid <> c.confrelid AND $3),
+     -- What is named or reached through a view's or rule's actions, or a foreign key that
+     -- refers to one, is acted on as if named: from it, on through its own views and rules,
+     -- down to its partitions and children, up to the tables it is a partition or child of.
+     -- From a child only further down, from a parent only further up. "changes" is whether
+     -- the rows may be deleted or updated (by the statement, through a view or a child, by a
+     -- rule's action or a cascade): then the foreign keys that refer to it lead on too. Each
+     -- step is an index lookup from the relation at hand, but for the foreign keys (no index
+     -- on what a key refers to): those are few, read once above and scanned.
      reached AS (
-       SELECT oid, 'named' AS how FROM named WHERE oid IS NOT NULL
+       SELECT oid, 'named' AS how, $7::boolean AS changes FROM named WHERE oid IS NOT NULL
        UNION
-       SELECT next.oid, next.how FROM reached, LATERAL (
-         SELECT d.refobjid AS oid, 'rule' AS how FROM pg_catalog.pg_rewrite r
+       SELECT next.oid, next.how, next.changes FROM reached, LATERAL (
+         SELECT d.refobjid AS oid,
+             CASE WHEN r.ev_type = '1' THEN 'view' ELSE 'rule' END AS how,
+             r.ev_type <> '1' OR reached.changes AS changes
+           FROM pg_catalog.pg_rewrite r
            JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
              AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
-           WHERE r.ev_class = reached.oid AND reached.how IN ('named', 'rule')
+           WHERE r.ev_class = reached.oid
+             AND reached.how IN ('named', 'view', 'rule', 'reference')
              AND d.refobjid <> r.ev_class AND (r.ev_type = '1' OR $3)
          UNION ALL
-         SELECT i.inhrelid, 'child' FROM pg_catalog.pg_inherits i
+         SELECT refs.source, 'reference', true FROM refs
+           WHERE refs.target = reached.oid AND reached.changes
+         UNION ALL
+         SELECT i.inhrelid, 'child', reached.changes FROM pg_catalog.pg_inherits i
            WHERE i.inhparent = reached.oid AND reached.how <> 'parent'
          UNION ALL
-         SELECT i.inhparent, 'parent' FROM pg_catalog.pg_inherits i
+         SELECT i.inhparent, 'parent', false FROM pg_catalog.pg_inherits i
            WHERE i.inhrelid = reached.oid AND reached.how <> 'child') next),
      behind AS (
        SELECT DISTINCT ON (oid) oid, how FROM reached
          WHERE oid NOT IN (SELECT oid FROM named WHERE oid IS NOT NULL)
-         ORDER BY oid, how = 'child', how = 'parent')
+         ORDER BY oid, how = 'child', how = 'parent', how = 'reference', how = 'rule')
      (SELECT 'relation' AS what, n.nspname || '.' || c.relname AS name, behind.how AS detail
        FROM behind
        JOIN pg_catalog.pg_class c ON c.oid = behind.oid
@@ -938,7 +968,15 @@ async function namesReach(
          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
          AND ($5 OR n.nspname = ANY(pg_catalog.current_schemas(true))))
      ORDER BY 1, 2`,
-    [named, bare, !analysis.readOnly, attributes(analysis), anySchema, limit + 1],
+    [
+      named,
+      bare,
+      !analysis.readOnly,
+      attributes(analysis),
+      anySchema,
+      limit + 1,
+      analysis.kinds.some((kind) => !insertsOrReads.has(kind)),
+    ],
   );
   const behind: NamesReach["behind"] = [];
   const foreign: NamesReach["foreign"] = [];
@@ -948,8 +986,7 @@ async function namesReach(
     if (row.what === "function") called.push(row.name);
     else if (row.what === "trigger") triggers.push({ name: row.name, user: row.detail === "user" });
     else if (row.what === "foreign") foreign.push({ name: row.name, server: row.detail ?? "" });
-    else
-      behind.push({ name: row.name, how: (row.detail ?? "rule") as "rule" | "child" | "parent" });
+    else behind.push({ name: row.name, how: (row.detail ?? "rule") as Reached });
   }
   // Parents and what views read come first: a cut falls on partitions and children.
   behind.sort((a, b) => Number(a.how === "child") - Number(b.how === "child"));
@@ -1176,14 +1213,14 @@ function summarise(
   behind: NamesReach["behind"],
 ): string {
   const what = analysis.kinds.map((kind) => kind.toUpperCase()).join(" + ");
-  const ways = (
-    [
-      ["rule", "through views and rules"],
-      ["child", "partitions and child tables"],
-      ["parent", "parent tables"],
-    ] as const
-  ).flatMap(([how, label]) => {
-    const names = behind.filter((relation) => relation.how === how).map((r) => r.name);
+  const labels: [readonly Reached[], string][] = [
+    [["view", "rule"], "through views and rules"],
+    [["reference"], "tables whose foreign keys refer to it"],
+    [["child"], "partitions and child tables"],
+    [["parent"], "parent tables"],
+  ];
+  const ways = labels.flatMap(([how, label]) => {
+    const names = behind.filter((relation) => how.includes(relation.how)).map((r) => r.name);
     if (names.length === 0) return [];
     const more = names.length > 10 ? `, and ${names.length - 10} more` : "";
     return [`${label}: ${names.slice(0, 10).join(", ")}${more}`];
