@@ -1198,7 +1198,7 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
       const after = await one.execute(
         "query",
         one.parse("query", {
-          sql: "SELECT current_setting('statement_timeout') AS t, current_setting('search_path') AS p, to_regclass('stash') AS stash, (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory') AS locks",
+          sql: "SELECT current_setting('statement_timeout') AS t, current_setting('search_path') AS p, to_regclass('stash') AS stash, (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS locks",
         }),
         never,
       );
