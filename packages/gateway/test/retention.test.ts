@@ -220,7 +220,7 @@ channels:
     receiving = 200;
     const waiting = await gw.gateway.store.listOutbox({ state: "pending", limit: 100 });
     for (const entry of waiting.filter((e) => e.requestId === done.body.id)) {
-      await gw.gateway.store.failOutbox(entry.id, entry.lastError ?? "", 0, clock());
+      await gw.gateway.store.failOutbox(clock(), entry.id, entry.lastError ?? "", 0);
     }
     await until(async () => (await status(done.body.id)) === 404, 5000);
     expect(received.some((body) => body.includes(done.body.id))).toBe(true);

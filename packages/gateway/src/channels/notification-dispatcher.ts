@@ -142,13 +142,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
    */
   const release = (item: OutboxItem, why: string): Promise<void> =>
     store
-      .failOutbox(item.id, why, 0, clock())
+      .failOutbox(clock(), item.id, why, 0)
       .catch((error) => logger.error({ err: error }, "could not hand back a delivery at the stop"));
 
   const deliver = async (item: OutboxItem): Promise<void> => {
     const channel = byName.get(item.topic.slice(TOPIC_PREFIX.length));
     if (!channel || !item.topic.startsWith(TOPIC_PREFIX) || item.requestId === null) {
-      await store.failOutbox(item.id, `no channel handles topic ${item.topic}`, null, clock());
+      await store.failOutbox(clock(), item.id, `no channel handles topic ${item.topic}`, null);
       return;
     }
     try {
@@ -209,7 +209,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
             : "delivery failed; will retry",
       );
       await store
-        .failOutbox(item.id, message, dead ? null : wait, clock())
+        .failOutbox(clock(), item.id, message, dead ? null : wait)
         .catch((e) => logger.error({ err: e }, "could not record a failed delivery"));
     }
   };

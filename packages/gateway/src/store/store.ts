@@ -229,7 +229,7 @@ export interface Store {
    * Schedules another attempt `retryInMs` from now (by the store's clock: 0 hands a claim
    * back, due at once), or with null gives up and keeps the item for inspection.
    */
-  failOutbox(id: number, error: string, retryInMs: number | null, now: number): Promise<void>;
+  failOutbox(now: number, id: number, error: string, retryInMs: number | null): Promise<void>;
   /**
    * Deletes up to `limit` requests that finished before `finishedBefore`, oldest first, with
    * their reviews, channel references and outbox entries, and appends `audit(count)` in the

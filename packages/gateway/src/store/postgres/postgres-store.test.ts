@@ -766,7 +766,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     // Another replica does not deliver the vote while the first message is still going out,
     expect(events(await b.claimOutbox(now, 60_000, 10, ["channel:slack"]))).toEqual([]);
     // nor while it waits to be tried again,
-    await a.failOutbox(first!.id, "Slack rate-limited", 5000, now);
+    await a.failOutbox(now, first!.id, "Slack rate-limited", 5000);
     expect(events(await b.claimOutbox(now + 1, 60_000, 10, ["channel:slack"]))).toEqual([]);
     // and once it went out, the vote is next.
     await age(5000);
@@ -801,7 +801,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(await b.claimOutbox(ahead(), 5 * MINUTE, 10, ["channel:hook"])).toEqual([]);
     // Nor does its clock make a failed delivery due before its backoff is over, however far
     // behind the clock of the replica that scheduled it runs.
-    await a.failOutbox(first!.id, "HTTP 503", MINUTE, Date.now() - HOUR);
+    await a.failOutbox(Date.now() - HOUR, first!.id, "HTTP 503", MINUTE);
     expect(await b.claimOutbox(ahead(), 5 * MINUTE, 10, ["channel:hook"])).toEqual([]);
     // Nor is an entry given up as unclaimed by a clock a day ahead.
     expect(await b.abandonOutbox(Date.now() + 2 * 24 * HOUR, 24 * HOUR, [], "nobody")).toBe(0);
@@ -810,7 +810,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     const [retried] = await b.claimOutbox(Date.now() - HOUR, 5 * MINUTE, 10, ["channel:hook"]);
     expect(retried).toMatchObject({ id: first!.id, attempts: 2 });
     // Handed back (a stop): due at once by the database's clock, not by the stopping replica's.
-    await b.failOutbox(retried!.id, "stopped", 0, Date.now() + HOUR);
+    await b.failOutbox(Date.now() + HOUR, retried!.id, "stopped", 0);
     const [again] = await a.claimOutbox(Date.now(), 5 * MINUTE, 10, ["channel:hook"]);
     expect(again?.id).toBe(first!.id);
   });
@@ -859,7 +859,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     // A has both: Teams' entry is its to deliver, and it fails once.
     const [teams] = await a.claimOutbox(now, 60_000, 10, ["channel:slack", "channel:teams"]);
     expect(teams?.topic).toBe("channel:teams");
-    await a.failOutbox(teams!.id, "Teams down", 30_000, now);
+    await a.failOutbox(now, teams!.id, "Teams down", 30_000);
     // Nothing is given up before it has waited; then only what nobody has tried.
     expect(await b.abandonOutbox(now, MINUTE, ["channel:slack"], "nobody")).toBe(0);
     await age(MINUTE + 1000);
@@ -906,9 +906,9 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(again).toMatchObject({ topic: "webhook:0", attempts: 2 });
     await a.completeOutbox(again!.id);
     const [retry] = await a.claimOutbox(now, 1000, 1, webhooks);
-    await b.failOutbox(retry!.id, "HTTP 500", 100_000, now);
+    await b.failOutbox(now, retry!.id, "HTTP 500", 100_000);
     const [dead] = await a.claimOutbox(now, 1000, 1, webhooks);
-    await b.failOutbox(dead!.id, "gone", null, now);
+    await b.failOutbox(now, dead!.id, "gone", null);
     await age(200_000);
     const due = await a.claimOutbox(now, 1000, 1000, webhooks);
     expect(due.map((item) => item.id)).toContain(retry!.id);

@@ -643,10 +643,10 @@ export class PostgresStore implements Store {
   }
 
   async failOutbox(
+    _now: number,
     id: number,
     error: string,
     retryInMs: number | null,
-    _now: number,
   ): Promise<void> {
     if (retryInMs === null) {
       await this.query(

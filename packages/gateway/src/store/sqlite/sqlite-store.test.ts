@@ -347,7 +347,7 @@ describe("SQLite store: outbox", () => {
     const later = (topic: string) => ({ topic, requestId: other.request.id, payload: {} });
     await store.insertRequest(other, [later("channel:webhook-2"), later("channel:webhook-2")]);
     const [tried] = await store.claimOutbox(6000, 60_000, 1, ["channel:webhook-2"]);
-    await store.failOutbox(tried!.id, "HTTP 503", 1000, 6000);
+    await store.failOutbox(6000, tried!.id, "HTTP 503", 1000);
     // Its lease and its retry are both recent: nothing yet.
     expect(await store.abandonOutbox(6500, 0, ["channel:slack"], "gone")).toBe(0);
     // Later, the tried one goes first; the one behind it in the next round.
@@ -372,7 +372,7 @@ describe("SQLite store: outbox", () => {
       "webhook:3",
     ]);
     await store.completeOutbox(delivered!.id);
-    await store.failOutbox(dead!.id, "gone", null, 2000);
+    await store.failOutbox(2000, dead!.id, "gone", null);
     await store.close();
 
     const rows = (file: string) =>

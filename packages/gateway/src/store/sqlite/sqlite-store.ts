@@ -892,10 +892,10 @@ export class SqliteStore implements Store {
   }
 
   async failOutbox(
+    now: number,
     id: number,
     error: string,
     retryInMs: number | null,
-    now: number,
   ): Promise<void> {
     await this.write(() =>
       retryInMs === null
