@@ -244,6 +244,33 @@ describe.skipIf(onPostgres)("failing closed", () => {
     expect(done.body.status).toBe("succeeded");
   });
 
+  it("answers 500 internal, not 503, when the store refuses the work itself, with its details in the log only", async () => {
+    const db = (gw.gateway.store as unknown as { db: { exec(s: string): unknown } }).db;
+    // Refused, whatever the moment: a constraint a bug breaks, say. Trying again will not help.
+    db.exec(`CREATE TRIGGER refuse_test BEFORE INSERT ON requests
+      WHEN NEW.justification = 'refuse me'
+      BEGIN SELECT RAISE(ABORT, 'refused by test, secret detail'); END`);
+    try {
+      const before = upstream.calls.length;
+      const res = await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: { ...read("/refused"), justification: "refuse me" },
+      });
+      expect(res.status).toBe(500);
+      expect(res.body.error.code).toBe("internal");
+      const requestId = res.body.error.requestId as string;
+      expect(res.headers.get("x-request-id")).toBe(requestId);
+      expect(JSON.stringify(res.body)).not.toContain("secret detail");
+      const logged = gw.logs.filter((line) => line.includes("secret detail"));
+      expect(logged.some((line) => line.includes(requestId))).toBe(true);
+      // A refusal is no outage: the gateway is still ready, and nothing ran.
+      expect((await api(gw.url, "GET", "/readyz")).status).toBe(200);
+      expect(upstream.calls.length).toBe(before);
+    } finally {
+      db.exec("DROP TRIGGER refuse_test");
+    }
+  });
+
   it("says the action ran when its outcome cannot be recorded, and retries the record first", async () => {
     const db = (gw.gateway.store as unknown as { db: { pragma(s: string): unknown } }).db;
     const slow = upstream.hold("/api/outcome");

@@ -4,7 +4,7 @@
  * did not commit. Failures are retried with backoff, then kept as dead letters.
  */
 
-import { errorMessage } from "../errors.js";
+import { AirlockError, errorMessage } from "../errors.js";
 import type { Logger } from "../observability/logger.js";
 import type { Metrics } from "../observability/metrics.js";
 import type { ActionRequest, Change } from "../requests/request-types.js";
@@ -195,13 +195,21 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         return;
       }
       metrics.outboxFailures.inc({ topic: item.topic });
-      const refused = error instanceof ChannelUnavailable && error.permanent;
+      // The store refusing what the delivery records (not being down) refuses it again.
+      const fault = error instanceof AirlockError && error.code === "internal";
+      const refused = (error instanceof ChannelUnavailable && error.permanent) || fault;
       const dead = refused || item.attempts >= maxAttempts;
       // A channel that was told when to come back (Slack's Retry-After) is not asked sooner.
       const after = (error as { retryAfterMs?: unknown } | null)?.retryAfterMs;
       const wait = Math.max(backoff(item.attempts), typeof after === "number" ? after : 0);
       logger.warn(
-        { topic: item.topic, requestId: item.requestId, attempt: item.attempts, err: message },
+        {
+          topic: item.topic,
+          requestId: item.requestId,
+          attempt: item.attempts,
+          // A fault's details are in its cause, which only the log gets.
+          err: fault ? error : message,
+        },
         refused
           ? "delivery refused for good; kept as a dead letter"
           : dead

@@ -274,6 +274,15 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   app.setErrorHandler((error: FastifyError | AirlockError | Error, request, reply) => {
     const known = toAirlockError(error, deps.maxBodyBytes);
+    // An `internal` one (the store refused what was asked) says what failed, never the
+    // details, which are in its cause: as for an unknown error, they go to the log, under
+    // the request id the caller is given (unless it names an action request: one that ran).
+    if (known?.code === "internal") {
+      logger.error({ reqId: request.id, err: error }, known.message);
+      return reply
+        .code(known.status)
+        .send(deps.redactor.redact({ error: { requestId: request.id, ...known.toJSON() } }));
+    }
     if (known) {
       if (known.code === "store_unavailable")
         logger.error({ reqId: request.id, err: error }, known.message);

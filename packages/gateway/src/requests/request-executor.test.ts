@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   postgresAvailable,
@@ -11,6 +12,7 @@ import type { Json } from "../common/canonical-json.js";
 import { loadConfigText } from "../config/config-load.js";
 import { createLiveConfig } from "../config/live-config.js";
 import type { Connector, ExecutionOutcome } from "../connectors/connector.js";
+import { AirlockError } from "../errors.js";
 import { createRedactor } from "../masking/secret-redactor.js";
 import { createLogger } from "../observability/logger.js";
 import { createMetrics } from "../observability/metrics.js";
@@ -198,6 +200,101 @@ describe("the executor", () => {
     expect(connector.calls).toBe(1);
   });
 });
+
+/**
+ * A store of each kind whose database refuses, for good, to record some ends of executions
+ * (`when` over the row as it would be written: `outcome` and `status`), as a constraint a
+ * bug breaks would: not an outage, so trying again fails alike.
+ */
+const refusingStores: {
+  name: string;
+  skip: boolean;
+  open(when: string): Promise<Store>;
+}[] = [
+  {
+    name: "SQLite",
+    skip: false,
+    async open(when) {
+      const { store } = await claimed();
+      const path = (store as unknown as { db: { name: string } }).db.name;
+      const other = new Database(path);
+      other.exec(`CREATE TRIGGER refuse BEFORE UPDATE ON requests WHEN ${when.replaceAll("row.", "NEW.")}
+        BEGIN SELECT RAISE(ABORT, 'refused by test'); END`);
+      other.close();
+      return store;
+    },
+  },
+  {
+    name: "PostgreSQL",
+    skip: !postgresAvailable,
+    async open(when) {
+      const db = await scratchSchema();
+      schemas.push(db);
+      const store = await openPostgresStore(db.url);
+      stores.push(store as unknown as SqliteStore);
+      await db.query(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refused by test' USING ERRCODE = '23514'; END $$`);
+      await db.query(`CREATE TRIGGER refuse BEFORE UPDATE ON requests FOR EACH ROW
+        WHEN (${when.replaceAll("row.", "NEW.")}) EXECUTE FUNCTION refuse()`);
+      return store;
+    },
+  },
+];
+const schemas: ScratchSchema[] = [];
+afterAll(async () => {
+  for (const db of schemas.splice(0)) await db.drop();
+});
+
+for (const kind of refusingStores) {
+  describe.skipIf(kind.skip)(`an outcome the store refuses for good, on ${kind.name}`, () => {
+    const answer: ExecutionOutcome = {
+      ok: true,
+      result: { refunded: 10 },
+      summary: "HTTP 200, 15 bytes",
+    };
+
+    it("ends the request at once with how the action went: not retried as an outage, never left executing", async () => {
+      // The result is what the database will not take.
+      const store = await kind.open("row.outcome LIKE '%refunded%'");
+      const request = await claimedIn(store);
+      const connector = connectorAnswering(answer);
+      const waiters = createWaiters(store);
+      const longPoll = waiters.watch(request.id);
+      const executor = executorOn(store, connector, { retryDelays: [1] });
+      const finished = await executor.runClaimed(request);
+      expect(connector.calls).toBe(1);
+      expect(finished.status).toBe("succeeded");
+      expect(finished.outcome?.summary).toBe("ran, outcome not recorded");
+      expect(finished.outcome?.reason).toContain("the action succeeded (HTTP 200, 15 bytes)");
+      expect((await store.getRequest(request.id))?.status).toBe("succeeded");
+      expect(await longPoll.next(0)).toBe(true);
+      longPoll.close();
+      waiters.close();
+      await executor.drain();
+      expect(connector.calls).toBe(1);
+    });
+
+    it("tells the caller the action ran, as a fault and not an outage, when even its bare end is refused", async () => {
+      const store = await kind.open("row.status <> 'executing'");
+      const request = await claimedIn(store);
+      const connector = connectorAnswering(answer);
+      const executor = executorOn(store, connector, { retryDelays: [1] });
+      const told = await executor.runClaimed(request).catch((error: unknown) => error);
+      expect(told).toBeInstanceOf(AirlockError);
+      const error = told as AirlockError;
+      // Not store_unavailable: the store is there, and will refuse it again.
+      expect(error.code).toBe("internal");
+      expect(error.details).toMatchObject({ requestId: request.id, executed: true });
+      expect(error.message).toContain("the action ran (HTTP 200, 15 bytes)");
+      expect(error.message).toContain("do not submit it again");
+      expect(error.message).not.toContain("refused by test");
+      await executor.drain();
+      expect(connector.calls).toBe(1);
+      // Never run again: the request stays as the store keeps it, executing.
+      expect((await store.getRequest(request.id))?.status).toBe("executing");
+    });
+  });
+}
 
 describe.skipIf(!postgresAvailable)("execution leases, between two replicas on PostgreSQL", () => {
   let db: ScratchSchema;

@@ -289,7 +289,10 @@ export function createExecutor(deps: {
   /**
    * The action has run: its outcome must be recorded, so a store that fails now is retried
    * for a while. If it stays down, the caller is told the action ran, so that nobody
-   * submits it again, and the outcome is recorded in the background (keepRecording).
+   * submits it again, and the outcome is recorded in the background (keepRecording). A store
+   * that refuses even the bare end (`record`) is not down: it would refuse it again, so the
+   * caller is told at once, and the request stays as the store keeps it, `executing`, until
+   * a lease check or the next start ends it "outcome unknown" (if the store lets it).
    */
   const recordOutcome = async (
     request: ActionRequest,
@@ -301,6 +304,17 @@ export function createExecutor(deps: {
       } catch (error) {
         // Gone (see finish): no attempt brings it back, and the store is not what failed.
         if (error instanceof AirlockError && error.code === "not_found") throw error;
+        if (error instanceof AirlockError && error.code === "internal") {
+          logger.error(
+            { requestId: request.id, err: error },
+            "the store refused to record how an action that ran ended; it is not tried again",
+          );
+          throw new AirlockError(
+            "internal",
+            `the action ran (${outcome.summary}) but the store refused to record its outcome; do not submit it again`,
+            { details: { requestId: request.id, executed: true }, cause: error },
+          );
+        }
         if (attempt >= retryDelays.length + 1) {
           logger.error(
             { requestId: request.id, err: error },

@@ -398,6 +398,8 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       });
     } catch (error) {
       if (!(error instanceof AirlockError)) throw error;
+      // A fault's details are in its cause: for the log, not the person who clicked.
+      if (error.code === "internal") logger.error({ err: error }, "a Slack vote was not recorded");
       await refuse(interaction.channel, interaction.user, refusalText(error.code, error.message));
     }
   };

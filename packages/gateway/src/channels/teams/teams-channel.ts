@@ -437,6 +437,8 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       });
     } catch (error) {
       if (!(error instanceof AirlockError)) throw error;
+      // A fault's details are in its cause: for the log, not the person who clicked.
+      if (error.code === "internal") logger.error({ err: error }, "a Teams vote was not recorded");
       return refusalText(error.code, error.message);
     }
     return vote.decision === "approve"

@@ -14,6 +14,7 @@ import type {
   TransitionResult,
 } from "../../requests/request-types.js";
 import type { InsertResult, OutboxEntry, OutboxPlanner, RequestChange } from "../store.js";
+import { sqlState } from "./postgres-errors.js";
 import {
   insertRows,
   NOW_MS,
@@ -165,14 +166,17 @@ export class GroupCommit {
   }
 
   private async commit(batch: Item[]): Promise<void> {
-    const outcomes: Outcome[] = [];
-    const written: Written[] = [];
+    let outcomes: Outcome[] = [];
+    let written: Written[] = [];
     try {
       await withAuditedTransaction(
         this.options.pool,
         this.options.auditLock,
         describe(batch),
         async (q) => {
+          // From scratch on each attempt: a transaction that lost a conflict runs again.
+          outcomes = [];
+          written = [];
           await this.write(q, batch, outcomes, written);
           return {
             value: undefined,
@@ -557,12 +561,6 @@ async function insertOutbox(q: Query, written: readonly Written[]): Promise<void
       entries.map(({ delay }) => delay),
     ],
   );
-}
-
-/** The SQLSTATE of the database error behind a `store_unavailable`, if any. */
-function sqlState(error: unknown): string | undefined {
-  const code = (error as { cause?: { code?: unknown } }).cause?.code;
-  return typeof code === "string" ? code : undefined;
 }
 
 /**

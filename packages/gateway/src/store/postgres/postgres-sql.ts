@@ -1,14 +1,15 @@
 /**
- * What the PostgreSQL store's transactions share: running one, turning driver failures into
- * `store_unavailable`, multi-row inserts, and appending to the one audit chain.
+ * What the PostgreSQL store's transactions share: running one (again, when it lost a conflict
+ * with another), turning driver failures into Airlock's errors, multi-row inserts, and
+ * appending to the one audit chain.
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { hashParts } from "../../audit/audit-chain.js";
 import { canonicalJson } from "../../common/canonical-json.js";
-import { AirlockError } from "../../errors.js";
 import type { ActionRequest, AuditEventInput } from "../../requests/request-types.js";
 import { type Row, requestFromRow, reviewFromRow } from "../store-rows.js";
+import { lostConflict, sqlState, storeFailure, unreachable } from "./postgres-errors.js";
 
 export type Query = (sql: string, params?: unknown[]) => Promise<pg.QueryResult<Row>>;
 
@@ -22,10 +23,15 @@ export const NOW_MS = "(extract(epoch FROM now()) * 1000)::bigint";
 /** Rows per INSERT, well below PostgreSQL's 65,535 parameters per statement. */
 const INSERT_BATCH = 1000;
 
+/** Attempts at a transaction that keeps losing conflicts (see `runTransaction`). */
+export const CONFLICT_ATTEMPTS = 3;
+
 /**
- * Runs `work` in one transaction on one pooled connection. Driver failures become
- * `store_unavailable` at each statement; anything else `work` throws (a refusal from a pure
- * transition) rolls back and passes through unchanged.
+ * Runs `work` in one transaction on one pooled connection. Driver failures become Airlock's
+ * errors at each statement (`storeFailure`); anything else `work` throws (a refusal from a
+ * pure transition) rolls back and passes through unchanged. A transaction the database
+ * aborted for a serialization conflict or a deadlock is run again, `work` and all, a few
+ * times: the conflict was with another transaction, and it has passed.
  */
 export function withTransaction<T>(
   pool: pg.Pool,
@@ -64,11 +70,35 @@ async function transact<T>(
   work: (q: Query) => Promise<T>,
   commit: (value: T) => string,
 ): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runTransaction(pool, what, work, commit);
+    } catch (error) {
+      if (attempt >= CONFLICT_ATTEMPTS || !lostConflict(error)) throw error;
+      await conflictPause(attempt);
+    }
+  }
+}
+
+/**
+ * A short, random wait before running again what lost a conflict, so that the transactions
+ * that met do not meet again at once.
+ */
+export function conflictPause(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
+}
+
+async function runTransaction<T>(
+  pool: pg.Pool,
+  what: string,
+  work: (q: Query) => Promise<T>,
+  commit: (value: T) => string,
+): Promise<T> {
   let client: pg.PoolClient;
   try {
     client = await pool.connect();
   } catch (error) {
-    throw unavailable(what, error);
+    throw unreachable(what, error);
   }
   // A checked-out connection has no listener of the pool's: one that drops between two
   // statements would otherwise throw from its EventEmitter and end the process. The next
@@ -79,7 +109,7 @@ async function transact<T>(
     try {
       return await client.query<Row>(sql, params);
     } catch (error) {
-      throw unavailable(what, error);
+      throw storeFailure(what, error);
     }
   };
   let broken = false;
@@ -200,9 +230,8 @@ const DOLLAR_TAG = "$airlock$";
  * than the server answering with an error.
  */
 function lostConnection(error: unknown): boolean {
-  const cause = (error as { cause?: { code?: unknown } }).cause;
-  const code = cause?.code;
-  return typeof code !== "string" || /^(08|57P)/.test(code) || !/^[0-9A-Z]{5}$/.test(code);
+  const code = sqlState(error);
+  return code === undefined || /^(08|57P)/.test(code);
 }
 
 /** A transaction, and the server process (session) that runs it. */
@@ -243,26 +272,6 @@ async function committed(pool: pg.Pool, tx: Tx): Promise<boolean> {
     await new Promise((resolve) => setTimeout(resolve, 50 * Math.min(attempt + 1, 5)));
   }
   return false;
-}
-
-/** A driver failure as `store_unavailable`: the database is unreachable or failing. */
-export function unavailable(what: string, error: unknown): AirlockError {
-  if (error instanceof AirlockError) return error;
-  return new AirlockError(
-    "store_unavailable",
-    `the store (PostgreSQL) could not ${what}: ${describeError(error)}; try again once the database answers`,
-    { cause: error },
-  );
-}
-
-function describeError(error: unknown): string {
-  // Connecting to a name with several addresses fails with an AggregateError and no message.
-  if (error instanceof AggregateError && !error.message) {
-    return error.errors.map(describeError).join("; ") || "connection failed";
-  }
-  if (error instanceof Error)
-    return error.message || (error as { code?: string }).code || error.name;
-  return String(error);
 }
 
 /**

@@ -4,7 +4,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   postgresAvailable,
   type ScratchSchema,
@@ -586,9 +586,8 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(results.slice(0, 5).map((r) => r.status)).toEqual(Array(5).fill("fulfilled"));
     const refused = results[5]!;
     expect(refused.status).toBe("rejected");
-    expect(((refused as PromiseRejectedResult).reason as AirlockError).code).toBe(
-      "store_unavailable",
-    );
+    // Refused, not down: trying again would fail alike.
+    expect(((refused as PromiseRejectedResult).reason as AirlockError).code).toBe("internal");
     for (const change of good) expect(await b.getRequest(change.request.id)).toBeDefined();
     expect(await b.getRequest(bad.request.id)).toBeUndefined();
     await verifyChain(b);
@@ -1023,8 +1022,10 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
           plan,
         ),
       );
-      expect(failed.code).toBe("store_unavailable");
-      expect(failed.message).toMatch(/refused by test/);
+      // Refused, not down; what the database said is for the log (the cause), not the caller.
+      expect(failed.code).toBe("internal");
+      expect(failed.message).not.toMatch(/refused by test/);
+      expect((failed.cause as Error).message).toMatch(/refused by test/);
       expect((await a.getRequest(id))?.status).toBe("pending");
       // Notifications arrive in commit order: once this one is heard, the other never will be.
       const later = heard(b, (c) => c.id === id);
@@ -1385,6 +1386,125 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(await b.cancelMcpCall("race-1", minute)).toBeUndefined();
     // ...and the rest were swept on the way.
     expect(await count("mcp_calls")).toBe(2);
+  });
+
+  describe("a failure the database reports", () => {
+    // A trigger on three tables, one per way of writing (a single statement, an audited
+    // transaction, a group commit), fails with the SQLSTATE in refuse_with, the first `times`
+    // times it fires (counted by a sequence, which no rollback undoes).
+    beforeAll(async () => {
+      await db.query("CREATE TABLE refuse_with (code TEXT NOT NULL, times INT NOT NULL)");
+      await db.query("CREATE SEQUENCE refuse_count");
+      await db.query(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE r record;
+        BEGIN
+          SELECT code, times INTO r FROM refuse_with LIMIT 1;
+          IF r.code IS NOT NULL AND nextval('refuse_count') <= r.times THEN
+            RAISE EXCEPTION 'refused by test, secret detail %', r.code USING ERRCODE = r.code;
+          END IF;
+          RETURN NEW;
+        END $$`);
+      for (const table of ["channel_refs", "tokens", "requests"]) {
+        await db.query(`CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON ${table}
+          FOR EACH ROW EXECUTE FUNCTION refuse()`);
+      }
+    });
+    afterAll(async () => {
+      for (const table of ["channel_refs", "tokens", "requests"]) {
+        await db.query(`DROP TRIGGER IF EXISTS refuse ON ${table}`);
+      }
+    });
+
+    const refuseWith = async (code: string, times = 1_000_000) => {
+      await db.query("DELETE FROM refuse_with");
+      await db.query("INSERT INTO refuse_with (code, times) VALUES ($1, $2)", [code, times]);
+      await db.query("ALTER SEQUENCE refuse_count RESTART");
+    };
+    afterEach(async () => {
+      await db.query("DELETE FROM refuse_with");
+    });
+
+    let tokens = 0;
+    /** One write of each way, each failing as the trigger makes it. */
+    const writes = () => {
+      const n = ++tokens;
+      return [
+        a.setChannelRef(`req_refused_${n}`, "slack", "C1/1"),
+        a.insertToken(
+          {
+            id: `tok_refused_${n}`,
+            kind: "agent",
+            subject: "support-bot",
+            hash: `${n}`.padStart(64, "f"),
+            hint: "alk_0000",
+            createdAt: T0,
+            revokedAt: null,
+          },
+          auditInput("token.created"),
+        ),
+        a.insertRequest(pendingChange(), []),
+      ];
+    };
+
+    it("is internal when the database refuses the work itself, and the message keeps its details out", async () => {
+      // A check, a bug's SQL, a table that is not there, a damaged index, a raised exception.
+      for (const code of ["23514", "42703", "42P01", "XX002", "P0001", "22001"]) {
+        await refuseWith(code);
+        for (const outcome of await Promise.allSettled(writes())) {
+          expect(outcome.status, code).toBe("rejected");
+          const error = (outcome as PromiseRejectedResult).reason as AirlockError;
+          expect(error, code).toBeInstanceOf(AirlockError);
+          expect(error.code, code).toBe("internal");
+          expect(error.message).not.toMatch(/refused by test|secret detail/);
+          // For the log: what the database said.
+          expect(String((error.cause as Error).message)).toContain("secret detail");
+        }
+      }
+      expect(await count("channel_refs WHERE request_id LIKE 'req_refused_%'")).toBe(0);
+      await verifyChain(b);
+    });
+
+    it("is store_unavailable when the database cannot do the work for now", async () => {
+      // Out of disk, too many connections, shut down by an operator, cancelled, an I/O
+      // error, a lock not granted, a standby that takes no writes; and contention that
+      // outlasts the store's own retries.
+      for (const code of [
+        "53100",
+        "53300",
+        "57P01",
+        "57014",
+        "58030",
+        "55P03",
+        "25006",
+        "40001",
+        "40P01",
+      ]) {
+        await refuseWith(code);
+        for (const outcome of await Promise.allSettled(writes())) {
+          expect(outcome.status, code).toBe("rejected");
+          const error = (outcome as PromiseRejectedResult).reason as AirlockError;
+          expect(error, code).toBeInstanceOf(AirlockError);
+          expect(error.code, code).toBe("store_unavailable");
+        }
+      }
+      await verifyChain(b);
+    });
+
+    it("tries a transaction again itself when it lost a serialization conflict or a deadlock", async () => {
+      for (const code of ["40001", "40P01"]) {
+        // The first two of the three writes to reach the trigger fail, then each goes through.
+        await refuseWith(code, 2);
+        const done = await Promise.allSettled(writes());
+        expect(
+          done.map((o) => o.status),
+          code,
+        ).toEqual(["fulfilled", "fulfilled", "fulfilled"]);
+        // Two refused, three written.
+        const [fired] = await db.query<{ n: string }>("SELECT last_value AS n FROM refuse_count");
+        expect(Number(fired?.n), code).toBe(5);
+      }
+      await verifyChain(b);
+    });
   });
 
   it("updates a channel's reference in place", async () => {

@@ -32,16 +32,18 @@ import {
   sessionFromRow,
   tokenFromRow,
 } from "../store-rows.js";
+import { lostConflict, storeFailure, unreachable } from "./postgres-errors.js";
 import { GroupCommit } from "./postgres-group-commit.js";
 import { postgresMigrations } from "./postgres-migrations.js";
 import {
   type Appended,
+  CONFLICT_ATTEMPTS,
+  conflictPause,
   lockKey,
   NOW_MS,
   type Query,
   SELECT_REQUEST,
   toRequest,
-  unavailable,
   withAuditedTransaction,
   withTransaction,
 } from "./postgres-sql.js";
@@ -117,7 +119,7 @@ export async function openPostgresStore(
   };
   const pool = new pg.Pool({ ...config, max: options.poolSize ?? 10 });
   // Without a listener, an idle connection the server drops would end the process.
-  pool.on("error", (error) => report(unavailable("keep an idle connection", error)));
+  pool.on("error", (error) => report(storeFailure("keep an idle connection", error)));
   let schema: string;
   // Migrations may take long on a large database: their connection has no statement timeout.
   const migrating = new pg.Pool({ ...base, max: 1 });
@@ -135,7 +137,7 @@ export async function openPostgresStore(
     await store.startListening();
   } catch (error) {
     await store.close();
-    throw atOpen(where, unavailable("listen for changes", error));
+    throw atOpen(where, unreachable("listen for changes", error));
   }
   return store;
 }
@@ -171,9 +173,12 @@ async function migrate(pool: pg.Pool): Promise<string> {
   });
 }
 
-/** An error while opening, with where the database is (for operators, not callers). */
+/**
+ * An error while opening, with what the database said and where it is: for the operator
+ * starting the gateway or a command, whatever the failure.
+ */
 function atOpen(where: string, error: unknown): AirlockError {
-  const inner = unavailable("open", error);
+  const inner = unreachable("open", error);
   return new AirlockError("store_unavailable", `${inner.message} (PostgreSQL at ${where})`, {
     cause: error,
   });
@@ -917,7 +922,7 @@ export class PostgresStore implements Store {
       this.feedWasLost = true;
       if (this.feed === client) this.feed = undefined;
       this.report(
-        unavailable("keep listening for changes", error ?? new Error("connection ended")),
+        storeFailure("keep listening for changes", error ?? new Error("connection ended")),
       );
       client.end().catch(() => {});
       this.scheduleListening();
@@ -957,7 +962,7 @@ export class PostgresStore implements Store {
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       this.startListening().catch((error) => {
-        this.report(unavailable("listen for changes again", error));
+        this.report(storeFailure("listen for changes again", error));
         this.scheduleListening();
       });
     }, delay);
@@ -1033,13 +1038,19 @@ export class PostgresStore implements Store {
     return withAuditedTransaction(this.pool, this.auditLock, what, work);
   }
 
-  /** One statement on any pooled connection, in a transaction of its own. */
+  /**
+   * One statement on any pooled connection, in a transaction of its own: run again, a few
+   * times, when it lost a conflict with another transaction (see `withTransaction`).
+   */
   private async query(what: string, sql: string, params?: unknown[]): Promise<Row[]> {
     this.assertOpen();
-    try {
-      return (await this.pool.query<Row>(sql, params)).rows;
-    } catch (error) {
-      throw unavailable(what, error);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (await this.pool.query<Row>(sql, params)).rows;
+      } catch (error) {
+        if (attempt >= CONFLICT_ATTEMPTS || !lostConflict(error)) throw storeFailure(what, error);
+      }
+      await conflictPause(attempt);
     }
   }
 }

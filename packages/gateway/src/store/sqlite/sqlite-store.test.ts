@@ -5,10 +5,12 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { createChainVerifier } from "../../audit/audit-chain.js";
+import { AirlockError } from "../../errors.js";
 import type { PolicyDecision } from "../../policy/policy-types.js";
 import { finishExecution, submit } from "../../requests/request-transitions.js";
 import type { Change } from "../../requests/request-types.js";
 import type { Store } from "../store.js";
+import { storeFailure } from "./sqlite-errors.js";
 import { openSqliteStore, type SqliteStore } from "./sqlite-store.js";
 
 const allow: PolicyDecision = {
@@ -325,6 +327,75 @@ describe("SQLite store: group commit", () => {
     }
     await expect(store.getRequest("req_any")).rejects.toThrow(/restart the gateway/);
     await expect(store.insertRequest(allowed(), [])).rejects.toThrow(/restart the gateway/);
+  });
+});
+
+describe("SQLite store: failures", () => {
+  const stores: Store[] = [];
+  afterEach(async () => {
+    for (const store of stores.splice(0)) await store.close();
+  });
+
+  it("is internal when the database refuses the work itself, with its details kept for the log", async () => {
+    const path = tempDb();
+    const store = openSqliteStore(path);
+    stores.push(store);
+    const other = new Database(path);
+    try {
+      other.exec(`CREATE TRIGGER refuse BEFORE INSERT ON channel_refs
+        BEGIN SELECT RAISE(ABORT, 'refused by test, secret detail'); END`);
+      const refused = store.setChannelRef("req_1", "slack", "C1/1");
+      // Another write of the same group goes through.
+      const change = allowed();
+      const [one, two] = await Promise.allSettled([refused, store.insertRequest(change, [])]);
+      expect(two.status).toBe("fulfilled");
+      const error = (one as PromiseRejectedResult).reason as AirlockError;
+      expect(error).toBeInstanceOf(AirlockError);
+      expect(error.code).toBe("internal");
+      expect(error.message).not.toContain("secret detail");
+      expect((error.cause as Error).message).toContain("secret detail");
+      // A read the database cannot make (a table gone from under it).
+      other.exec("DROP TABLE channel_refs");
+      const unread = await store.getChannelRef("req_1", "slack").catch((e: unknown) => e);
+      expect((unread as AirlockError).code).toBe("internal");
+      expect((unread as AirlockError).message).not.toContain("channel_refs");
+      // A refusal is no outage: the store is still ready.
+      await store.ping();
+    } finally {
+      other.close();
+    }
+  });
+
+  it("is store_unavailable when the database cannot do the work for now", () => {
+    for (const code of [
+      "SQLITE_BUSY",
+      "SQLITE_BUSY_SNAPSHOT",
+      "SQLITE_LOCKED",
+      "SQLITE_IOERR_WRITE",
+      "SQLITE_IOERR_FSYNC",
+      "SQLITE_FULL",
+      "SQLITE_NOMEM",
+      "SQLITE_READONLY",
+      "SQLITE_CANTOPEN",
+    ]) {
+      const error = storeFailure(new Database.SqliteError("driver says so", code));
+      expect(error.code, code).toBe("store_unavailable");
+      expect(error.message, code).toContain("driver says so");
+    }
+    for (const code of [
+      "SQLITE_CONSTRAINT_UNIQUE",
+      "SQLITE_CONSTRAINT_TRIGGER",
+      "SQLITE_ERROR",
+      "SQLITE_CORRUPT",
+      "SQLITE_NOTADB",
+      "SQLITE_TOOBIG",
+      "SQLITE_MISMATCH",
+      "SQLITE_RANGE",
+    ]) {
+      const error = storeFailure(new Database.SqliteError("driver says so", code));
+      expect(error.code, code).toBe("internal");
+      expect(error.message, code).not.toContain("driver says so");
+    }
   });
 });
 

@@ -4,7 +4,7 @@ import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type AuditEvent, chainEvents } from "../../audit/audit-chain.js";
-import { AirlockError, errorMessage } from "../../errors.js";
+import { AirlockError } from "../../errors.js";
 import type {
   ActionRequest,
   AuditEventInput,
@@ -38,6 +38,7 @@ import {
   tokenFromRow,
 } from "../store-rows.js";
 import { type Checkpointer, startCheckpointer } from "./sqlite-checkpointer.js";
+import { storeFailure, unusable } from "./sqlite-errors.js";
 import { sqliteMigrations } from "./sqlite-migrations.js";
 import { WalSync } from "./wal-sync.js";
 
@@ -77,7 +78,7 @@ export function openSqliteStore(path: string, options: SqliteOptions = {}): Sqli
     db.pragma("mmap_size = 268435456");
     migrate(db);
   } catch (error) {
-    throw unavailable(error, path);
+    throw unusable(error, path);
   }
   return new SqliteStore(db, path, options);
 }
@@ -102,16 +103,6 @@ function migrate(db: Database.Database): void {
       );
     }).immediate();
   }
-}
-
-/** A driver failure as `store_unavailable`; the file's path only when opening (for operators). */
-function unavailable(error: unknown, path?: string): AirlockError {
-  if (error instanceof AirlockError) return error;
-  const message = errorMessage(error);
-  const where = path === undefined ? "the store" : `the store (SQLite at ${path})`;
-  return new AirlockError("store_unavailable", `${where} cannot be used: ${message}`, {
-    cause: error,
-  });
 }
 
 /** A lone commit syncs on the event loop; from this many writes on, on the sync thread. */
@@ -204,7 +195,7 @@ export class SqliteStore implements Store {
         // The connection is past rolling back; the error below is what callers hear.
       }
       this.auditHead = undefined;
-      const failure = unavailable(error);
+      const failure = storeFailure(error);
       this.writeFailure = failure;
       for (const item of batch) item.reject(failure);
       return;
@@ -262,7 +253,7 @@ export class SqliteStore implements Store {
         this.stmt.release.run();
         outcomes.push({
           ok: false,
-          error: error instanceof Database.SqliteError ? unavailable(error) : error,
+          error: error instanceof Database.SqliteError ? storeFailure(error) : error,
         });
       }
     }
@@ -1088,7 +1079,7 @@ export class SqliteStore implements Store {
     return this.run(fn);
   }
 
-  /** Runs a synchronous database call, turning driver failures into `store_unavailable`. */
+  /** Runs a synchronous database call, turning driver failures into Airlock's errors. */
   private run<T>(fn: () => T): T {
     if (this.broken) throw this.broken;
     if (this.closed) throw new AirlockError("store_unavailable", "the store is closed");
@@ -1096,7 +1087,7 @@ export class SqliteStore implements Store {
       return fn();
     } catch (error) {
       if (error instanceof AirlockError) throw error;
-      if (error instanceof Database.SqliteError) throw unavailable(error);
+      if (error instanceof Database.SqliteError) throw storeFailure(error);
       throw error;
     }
   }

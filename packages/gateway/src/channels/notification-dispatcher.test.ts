@@ -1,0 +1,105 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterEach, describe, expect, it } from "vitest";
+import { createLogger } from "../observability/logger.js";
+import { createMetrics } from "../observability/metrics.js";
+import { submit } from "../requests/request-transitions.js";
+import { openSqliteStore, type SqliteStore } from "../store/sqlite/sqlite-store.js";
+import type { Channel, ChannelView } from "./channel.js";
+import { channelTopic, createDispatcher } from "./notification-dispatcher.js";
+
+const dirs: string[] = [];
+const stores: SqliteStore[] = [];
+afterEach(async () => {
+  for (const store of stores.splice(0)) await store.close();
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A store on a real SQLite file, and the file's path. */
+function storeOnFile(): { store: SqliteStore; path: string } {
+  const dir = mkdtempSync(join(tmpdir(), "airlock-dispatcher-"));
+  dirs.push(dir);
+  const path = join(dir, "airlock.db");
+  const store = openSqliteStore(path);
+  stores.push(store);
+  return { store, path };
+}
+
+/** A request waiting for review, recorded with one delivery for `channel`. */
+async function pendingWithDelivery(store: SqliteStore, channel: string): Promise<string> {
+  const proposal = {
+    agent: "support-bot",
+    connection: "billing",
+    operation: "request",
+    input: { method: "POST", path: "/refunds" },
+    justification: "",
+    context: {},
+  };
+  const change = submit({
+    id: `req_${process.pid}_${Date.now()}`,
+    proposal,
+    agent: { name: "support-bot", owner: "alice@example.com", labels: {} },
+    connectionType: "http",
+    idempotencyKey: null,
+    hash: "a".repeat(64),
+    nonce: "n".repeat(32),
+    decision: {
+      decision: "review",
+      rule: "refunds",
+      reason: 'rule "refunds" requires review',
+      risk: "high",
+      riskReason: "POST",
+      review: { approvers: ["finance"], quorum: 1, expiresInMs: 60_000, stepUp: false },
+      mask: [],
+      policyDigest: "d".repeat(64),
+    },
+    description: { preview: "POST /refunds", facts: {}, risk: { level: "high", reason: "" } },
+    now: Date.now(),
+  });
+  const id = change.request.id;
+  await store.insertRequest(change, [
+    { topic: channelTopic(channel), requestId: id, payload: { event: "requested", version: 1 } },
+  ]);
+  return id;
+}
+
+describe("the notification dispatcher", () => {
+  it("keeps a delivery the store refuses to record, for good, as a dead letter at once rather than retrying it", async () => {
+    const { store, path } = storeOnFile();
+    const id = await pendingWithDelivery(store, "chat");
+    // The database will not take the message's reference: a fault, not an outage.
+    const other = new Database(path);
+    other.exec(`CREATE TRIGGER refuse BEFORE INSERT ON channel_refs
+      BEGIN SELECT RAISE(ABORT, 'refused by test'); END`);
+    other.close();
+    let posts = 0;
+    const chat: Channel = {
+      name: "chat",
+      post: async () => {
+        posts++;
+        return "C1/1";
+      },
+      update: async () => {},
+    };
+    const dispatcher = createDispatcher({
+      store,
+      channels: [chat],
+      view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
+      snapshot: () => ({}) as unknown as ChannelView,
+      logger: createLogger({ level: "silent" }),
+      metrics: createMetrics(),
+      clock: Date.now,
+      pollInterval: 3_600_000,
+    });
+    dispatcher.start();
+    await dispatcher.idle();
+    await dispatcher.stop();
+    expect(posts).toBe(1);
+    const [dead] = await store.listOutbox({ state: "dead", limit: 10 });
+    expect(dead).toMatchObject({ requestId: id, attempts: 1 });
+    expect(dead?.lastError).not.toContain("refused by test");
+    expect(await store.countOutbox()).toEqual({ pending: 0, dead: 1 });
+  });
+});
