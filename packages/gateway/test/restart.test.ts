@@ -427,6 +427,46 @@ describe("in-process restarts and races", () => {
     }
   });
 
+  it("starts although an interrupted execution cannot be ended, and ends the others it finds", async () => {
+    let gw = await startGateway(testConfig(upstream.url));
+    dirs.push(gw.dir);
+    const agent = await gw.token("agent", "support-bot");
+    const submit = async (path: string) =>
+      (
+        await api(gw.url, "POST", "/v1/actions", {
+          token: agent,
+          body: { ...refund(), input: { method: "POST", path, body: {} } },
+        })
+      ).body as { id: string };
+    const stuck = await submit("/refunds/start-stuck");
+    const other = await submit("/refunds/start-other");
+    await gw.close();
+    // As if the gateway had been killed while both ran; and the database refuses, for good,
+    // any change to the first.
+    const db = new Database(join(gw.dir, "airlock.db"));
+    db.prepare(
+      "UPDATE requests SET status = 'executing', version = version + 1 WHERE id IN (?, ?)",
+    ).run(stuck.id, other.id);
+    db.exec(`CREATE TRIGGER refuse BEFORE UPDATE ON requests WHEN OLD.id = '${stuck.id}'
+      BEGIN SELECT RAISE(ABORT, 'refused by test'); END`);
+    db.close();
+    gw = await startGateway(testConfig(upstream.url), { dir: gw.dir });
+    try {
+      const again = await gw.token("agent", "support-bot");
+      const ended = await api(gw.url, "GET", `/v1/actions/${other.id}`, { token: again });
+      expect(ended.body.status).toBe("failed");
+      expect(ended.body.outcome.summary).toBe("outcome unknown");
+      const left = await api(gw.url, "GET", `/v1/actions/${stuck.id}`, { token: again });
+      expect(left.body.status).toBe("executing");
+      expect(gw.logs.filter((line) => line.includes(stuck.id)).join("")).toContain(
+        "refused by test",
+      );
+      expect(callsTo("/refunds/start-stuck") + callsTo("/refunds/start-other")).toBe(0);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it("runs an approved request whose start was lost at the next sweep, once", async () => {
     const gw = await startGateway(testConfig(upstream.url));
     dirs.push(gw.dir);

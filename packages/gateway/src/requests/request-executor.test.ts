@@ -201,6 +201,58 @@ describe("the executor", () => {
   });
 });
 
+describe("ending interrupted executions", () => {
+  it("ends each one, though the notifications of one's end cannot be planned: those are dropped", async () => {
+    const { store, request: first } = await claimed();
+    const second = await claimedIn(store);
+    const third = await claimedIn(store);
+    // A channel that cannot plan its message about how the second request ended.
+    const plan: OutboxPlanner = (change) => {
+      if (change.request.id === second.id && change.request.status !== "executing") {
+        throw new Error("no message for this request");
+      }
+      return [{ topic: "chat", requestId: change.request.id, payload: {} }];
+    };
+    const connector = connectorAnswering({ ok: true, result: null, summary: "" });
+    const executor = executorOn(store, connector, { plan });
+    expect(await executor.recover({ all: true })).toEqual({ interrupted: 3, resumed: 0 });
+    for (const { id } of [first, second, third]) {
+      const ended = await store.getRequest(id);
+      expect(ended?.status).toBe("failed");
+      expect(ended?.outcome?.reason).toBe(OUTCOME_UNKNOWN);
+    }
+    // The others' channels are told.
+    const told = await store.listOutbox({ state: "pending", limit: 10 });
+    expect(told.map((entry) => entry.requestId).sort()).toEqual([first.id, third.id].sort());
+    await executor.drain();
+    expect(connector.calls).toBe(0);
+  });
+
+  it("goes on past one the store refuses to end: the others end, it stays as it is, and nothing runs", async () => {
+    const { store, request: first } = await claimed();
+    const refused = await claimedIn(store);
+    const third = await claimedIn(store);
+    const path = (store as unknown as { db: { name: string } }).db.name;
+    const other = new Database(path);
+    other.exec(`CREATE TRIGGER refuse BEFORE UPDATE ON requests WHEN OLD.id = '${refused.id}'
+      BEGIN SELECT RAISE(ABORT, 'refused by test'); END`);
+    other.close();
+    const lines: string[] = [];
+    const connector = connectorAnswering({ ok: true, result: null, summary: "" });
+    const executor = executorOn(store, connector, {
+      logger: createLogger({ destination: { write: (line: string) => lines.push(line) } }),
+    });
+    expect(await executor.recover({ all: true })).toEqual({ interrupted: 2, resumed: 0 });
+    expect((await store.getRequest(first.id))?.status).toBe("failed");
+    expect((await store.getRequest(third.id))?.status).toBe("failed");
+    expect((await store.getRequest(refused.id))?.status).toBe("executing");
+    const said = lines.filter((line) => line.includes(refused.id)).join("");
+    expect(said).toContain("refused by test");
+    await executor.drain();
+    expect(connector.calls).toBe(0);
+  });
+});
+
 /**
  * A store of each kind whose database refuses, for good, to record some ends of executions
  * (`when` over the row as it would be written: `outcome` and `status`), as a constraint a

@@ -255,6 +255,25 @@ export function createExecutor(deps: {
   };
 
   /**
+   * `plan`, for a change that must be made whatever the channels can say of it: notifications
+   * that cannot be planned are left out (and logged). Channels not told how a request ended
+   * are a smaller harm than a request that never ends.
+   */
+  const endPlanned =
+    (requestId: string): OutboxPlanner =>
+    (change) => {
+      try {
+        return plan(change);
+      } catch (error) {
+        logger.error(
+          { requestId, err: error },
+          "could not plan the notifications of a request's end; channels are not told",
+        );
+        return [];
+      }
+    };
+
+  /**
    * Records the outcome; one refused for another reason than the store being down (the
    * outbox planned for it, or the store, throws on it) is replaced by a bare failure that says
    * how the action went. Trying it again would fail the same way, and the request would stay
@@ -271,19 +290,7 @@ export function createExecutor(deps: {
         "an action's outcome could not be recorded; its request ends with how it went, the outcome not recorded",
       );
     }
-    // Channels not told how it ended are a smaller harm than a request that never ends.
-    const planned: OutboxPlanner = (change) => {
-      try {
-        return plan(change);
-      } catch (error) {
-        logger.error(
-          { requestId: request.id, err: error },
-          "could not plan the notifications of a request's end; channels are not told",
-        );
-        return [];
-      }
-    };
-    return finish(request, notRecorded(outcome), planned);
+    return finish(request, notRecorded(outcome), endPlanned(request.id));
   };
 
   /**
@@ -542,20 +549,36 @@ export function createExecutor(deps: {
         const last = watched.get(id);
         let readAt = asked;
         // Decided under the row's lock: a replica that renewed its lease meanwhile keeps it.
-        const { request: current, ended } = await store.transition(
-          id,
-          (row) => {
-            readAt = monotonic();
-            const lapsed =
-              last !== undefined &&
-              last.heartbeat === row.updatedAt &&
-              asked - last.since > leaseMs;
-            if (!options.all && !lapsed) return { value: { request: row, ended: false } };
-            const result = interruptExecution(row, clock());
-            return { ...result, value: { request: result.value, ended: !!result.change } };
-          },
-          plan,
-        );
+        let current: ActionRequest;
+        let ended: boolean;
+        try {
+          ({ request: current, ended } = await store.transition(
+            id,
+            (row) => {
+              readAt = monotonic();
+              const lapsed =
+                last !== undefined &&
+                last.heartbeat === row.updatedAt &&
+                asked - last.since > leaseMs;
+              if (!options.all && !lapsed) return { value: { request: row, ended: false } };
+              const result = interruptExecution(row, clock());
+              return { ...result, value: { request: result.value, ended: !!result.change } };
+            },
+            endPlanned(id),
+          ));
+        } catch (error) {
+          // Down: every other request would fail alike, and the caller tries again later.
+          if (error instanceof AirlockError && error.code === "store_unavailable") throw error;
+          // One the store will not change (or that is gone) must not keep the others, nor the
+          // approved requests after them, from being seen to: at a start, nor at each sweep.
+          // It is left as the store keeps it, and is never run.
+          watched.delete(id);
+          logger.error(
+            { requestId: id, err: error },
+            "could not end an interrupted execution; it is left as it is, and not run",
+          );
+          continue;
+        }
         if (!ended) {
           if (current.status !== "executing") watched.delete(id);
           else if (last?.heartbeat !== current.updatedAt) {
