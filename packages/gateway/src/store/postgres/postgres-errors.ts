@@ -77,9 +77,25 @@ export function unreachable(what: string, error: unknown): AirlockError {
   const said = error instanceof AirlockError ? error.cause : error;
   return new AirlockError(
     "store_unavailable",
-    `the store (PostgreSQL) could not ${what}: ${describeError(said)}; try again once the database answers`,
+    `the store (PostgreSQL) could not ${what}: ${describeError(said)}; ${nextStep(said)}`,
     { cause: said },
   );
+}
+
+/**
+ * What the operator does next. Most failures pass once the database answers again; a missing
+ * database, a refused role or a missing grant stay until someone sets them up.
+ */
+function nextStep(error: unknown): string {
+  const code = sqlState(error);
+  if (code === "3D000") {
+    return "create it (CREATE DATABASE airlock OWNER airlock) or correct the database name in the storage URL";
+  }
+  if (code === "28000" || code === "28P01") return "check the user and password in the storage URL";
+  if (code === "42501") {
+    return "give the role what it lacks: Airlock's role should own its database (CREATE DATABASE airlock OWNER airlock) or its schema";
+  }
+  return "try again once the database answers";
 }
 
 function describeError(error: unknown): string {

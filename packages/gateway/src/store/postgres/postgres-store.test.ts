@@ -1576,6 +1576,40 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     // Nothing in this file cut the shared stores' connections.
     expect(errors).toEqual([]);
   });
+
+  it("says what to set up when the database is missing or the role may not create its tables", async () => {
+    // Waiting fixes none of these: the operator has a database or a grant to make.
+    const missing = new URL(db.url);
+    missing.pathname = `/airlock_missing_${process.pid}`;
+    const noDatabase = await rejection(openPostgresStore(missing.toString()));
+    expect(noDatabase.code).toBe("store_unavailable");
+    expect(noDatabase.message).toMatch(/does not exist; create it \(CREATE DATABASE/);
+    expect(noDatabase.message).not.toMatch(/try again once the database answers/);
+
+    const unknownRole = new URL(db.url);
+    unknownRole.username = `airlock_nobody_${process.pid}`;
+    const noRole = await rejection(openPostgresStore(unknownRole.toString()));
+    expect(noRole.message).toMatch(/check the user and password in the storage URL/);
+    expect(noRole.message).not.toMatch(/try again once the database answers/);
+
+    const role = `airlock_norights_${process.pid}`;
+    await db.query(`CREATE ROLE ${role} LOGIN`);
+    try {
+      const limited = new URL(db.url);
+      limited.username = role;
+      const noSchema = await rejection(openPostgresStore(limited.toString()));
+      expect(noSchema.message).toMatch(/no schema to create its tables in/);
+      expect(noSchema.message).toMatch(/GRANT USAGE, CREATE ON SCHEMA/);
+      await db.query(`GRANT USAGE ON SCHEMA ${db.name} TO ${role}`);
+      const noRights = await rejection(openPostgresStore(limited.toString()));
+      expect(noRights.message).toMatch(/permission denied for schema/);
+      expect(noRights.message).toMatch(/Airlock's role should own its database/);
+      expect(noRights.message).not.toMatch(/try again once the database answers/);
+    } finally {
+      await db.query(`REVOKE ALL ON SCHEMA ${db.name} FROM ${role}`);
+      await db.query(`DROP ROLE ${role}`);
+    }
+  });
 });
 
 /** A TCP proxy to PostgreSQL that can be stopped (every connection cut) and started again. */

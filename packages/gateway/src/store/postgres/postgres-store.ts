@@ -151,7 +151,7 @@ async function migrate(pool: pg.Pool): Promise<string> {
     if (!schema) {
       throw new AirlockError(
         "store_unavailable",
-        "the store (PostgreSQL) has no schema to create its tables in: none on the search_path exists",
+        "the store (PostgreSQL) has no schema to create its tables in: none on the search_path exists, or the role may not use it; make the role own one (CREATE SCHEMA … AUTHORIZATION role), or GRANT USAGE, CREATE ON SCHEMA … TO the role",
       );
     }
     await q("SELECT pg_advisory_xact_lock($1::bigint)", [lockKey("migrate", schema)]);
