@@ -3,12 +3,12 @@
  * prints into a shell, in order: the quickstart must work exactly as printed.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { airlockBin, freePort, killed } from "./support/cli.js";
+import { airlockBin, freePort, killed, runCli } from "./support/cli.js";
 import { removeDir } from "./support/gateway.js";
 
 const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
@@ -145,6 +145,24 @@ it("works as printed: an allowed read, a denied delete, and a refund approved fr
     "execution.started",
     "execution.succeeded",
   ]);
+});
+
+it("gives the commands that open the store its config, written out, with the upstream's credential in a file of its own", async () => {
+  const line = output
+    .split("\n")
+    .map((l) => l.trim())
+    .find((l) => l.startsWith("npx airlock audit verify --config "));
+  expect(line).toBeDefined();
+  const args = line!
+    .replace(/\s+#.*$/, "")
+    .split(/\s+/)
+    .slice(2);
+  const verified = await runCli(args, { cwd: repoRoot });
+  expect(verified.stderr).toBe("");
+  expect(verified.stdout).toMatch(/^audit chain OK: \d+ events/);
+  const config = readFileSync(args.at(-1)!, "utf8");
+  expect(config).toContain("${file:billing-api.token}");
+  expect(config).not.toMatch(/demo_[A-Za-z0-9_-]{24}/);
 });
 
 it("stops cleanly on Ctrl-C", async () => {

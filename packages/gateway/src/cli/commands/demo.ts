@@ -3,9 +3,10 @@
  * on a fresh SQLite file, with tokens made up front and copy-paste commands to try.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, rmSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseDocument } from "yaml";
 import { loadConfigFile } from "../../config/config-load.js";
 import { createGateway } from "../../main.js";
 import { lockDatabase } from "../../store/sqlite/sqlite-lock.js";
@@ -17,7 +18,8 @@ const usage = `Usage: airlock demo [--port 7070] [--upstream-port 9090] [--data 
 
 Runs Airlock on the bundled example config (examples/airlock.yaml) with a demo billing API,
 fresh embedded storage under DIR (default ./.airlock), and tokens for the example's agent and
-reviewers. Prints commands to try. Ctrl-C stops it.`;
+reviewers. Prints commands to try. Ctrl-C stops it. The config it runs is written to
+DIR/demo.yaml, for the commands that open the store: airlock audit verify --config DIR/demo.yaml`;
 
 export const exampleConfigPath = fileURLToPath(
   new URL("../../../examples/airlock.yaml", import.meta.url),
@@ -58,20 +60,18 @@ export async function demo(args: string[]): Promise<number> {
       );
     },
   );
-  const loaded = loadConfigFile(exampleConfigPath, {
-    env: { ...process.env, BILLING_API_TOKEN: credential },
-  });
   const publicUrl = `http://localhost:${port}`;
-  const config = {
-    ...loaded.config,
-    storage: `sqlite:${dbPath}`,
-    server: { ...loaded.config.server, port, publicUrl },
-    connections: {
-      ...loaded.config.connections,
-      "billing-api": { ...loaded.config.connections["billing-api"]!, baseUrl: upstream.url },
-    },
-  };
-  const gateway = await createGateway({ ...loaded, config }, { logLevel: "warn" });
+  // Written out, so that the commands that open the store (audit verify, token create, …)
+  // can be pointed at this run's; the credential goes in a file of its own, not in the config.
+  const configFile = writeDemoConfig(dirname(dbPath), {
+    port,
+    publicUrl,
+    database: basename(dbPath),
+    upstreamUrl: upstream.url,
+    credential,
+  });
+  const loaded = loadConfigFile(configFile);
+  const gateway = await createGateway(loaded, { logLevel: "warn" });
   try {
     await gateway.start();
   } catch (error) {
@@ -100,6 +100,9 @@ export async function demo(args: string[]): Promise<number> {
   const curl = (input: string, extra = "") =>
     `curl -s ${extra ? `'${api}${extra}'` : api} -H "authorization: Bearer $AGENT" -H 'content-type: application/json' \\\n     -d '${input}'`;
   const cli = "npx airlock";
+  const shownConfig = relative(process.cwd(), configFile).startsWith("..")
+    ? configFile
+    : relative(process.cwd(), configFile);
   process.stdout.write(`
 Airlock demo is running.
   gateway   ${publicUrl}   storage ${dbPath} (fresh each run)
@@ -137,6 +140,9 @@ export AIRLOCK_URL=${publicUrl}
    curl -s ${publicUrl}/mcp -H "authorization: Bearer $AGENT" -H 'content-type: application/json' \\
      -H 'accept: application/json, text/event-stream' -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
 
+6. The commands that open the store (audit, token, policy, outbox) take this run's config:
+   ${cli} audit verify --config ${shownConfig}
+
 Ctrl-C stops the demo.
 
 `);
@@ -145,4 +151,37 @@ Ctrl-C stops the demo.
   await gateway.close();
   await upstream.close();
   return 0;
+}
+
+/**
+ * The example config as this run serves it, written next to its store: `demo.yaml`, with the
+ * upstream's credential in `billing-api.token` beside it (the example reads it from the
+ * environment, which the commands run in another terminal do not have).
+ */
+function writeDemoConfig(
+  dir: string,
+  run: {
+    port: number;
+    publicUrl: string;
+    database: string;
+    upstreamUrl: string;
+    credential: string;
+  },
+): string {
+  writeFileSync(join(dir, "billing-api.token"), `${run.credential}\n`, { mode: 0o600 });
+  // Its opening comments (the schema's path among them) are the example's, not this copy's.
+  const doc = parseDocument(readFileSync(exampleConfigPath, "utf8").replace(/^(#.*\n)+/, ""));
+  doc.commentBefore =
+    " Written by `airlock demo` for this run: examples/airlock.yaml with its ports, store and\n upstream. Written again, fresh, at the next run.";
+  doc.setIn(["server", "port"], run.port);
+  doc.setIn(["server", "publicUrl"], run.publicUrl);
+  doc.setIn(["storage"], `sqlite:${run.database}`);
+  doc.setIn(["connections", "billing-api", "baseUrl"], run.upstreamUrl);
+  doc.setIn(
+    ["connections", "billing-api", "headers", "authorization"],
+    "Bearer ${file:billing-api.token}",
+  );
+  const file = join(dir, "demo.yaml");
+  writeFileSync(file, doc.toString({ lineWidth: 0, flowCollectionPadding: false }));
+  return file;
 }
