@@ -165,6 +165,14 @@ it("gives the commands that open the store its config, written out, with the ups
   expect(config).not.toMatch(/demo_[A-Za-z0-9_-]{24}/);
 });
 
+it("tells a second demo on the same data directory how to run beside the first", async () => {
+  const second = await runCli(["demo", "--data", dataDir], { cwd: repoRoot });
+  expect(second.code).toBe(1);
+  expect(second.stderr).toContain(`another demo is running on ${dataDir}`);
+  expect(second.stderr).toContain("npm start -- --data");
+  expect(second.stderr).not.toContain("PostgreSQL");
+});
+
 it("stops cleanly on Ctrl-C", async () => {
   demo.kill("SIGINT");
   await killed(demo);

@@ -8,6 +8,7 @@ import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseDocument } from "yaml";
 import { loadConfigFile } from "../../config/config-load.js";
+import { isAirlockError } from "../../errors.js";
 import { createGateway } from "../../main.js";
 import { lockDatabase } from "../../store/sqlite/sqlite-lock.js";
 import { addressInUse, CliError, parse } from "../cli-support.js";
@@ -45,7 +46,15 @@ export async function demo(args: string[]): Promise<number> {
 
   // A fresh file each run, unless another demo is using it right now.
   mkdirSync(dirname(dbPath), { recursive: true });
-  lockDatabase(dbPath)();
+  try {
+    lockDatabase(dbPath)();
+  } catch (error) {
+    if (!isAirlockError(error) || error.code !== "store_unavailable") throw error;
+    // The store's own advice (one gateway per file, or PostgreSQL) is not what a demo needs.
+    throw new CliError(
+      `another demo is running on ${dirname(dbPath)} (it holds ${dbPath}.lock); stop it with Ctrl-C, or run this one beside it: npm start -- --data .airlock/second --port 7171 --upstream-port 9191`,
+    );
+  }
   for (const suffix of ["", "-wal", "-shm"]) rmSync(dbPath + suffix, { force: true });
 
   const credential = `demo_${randomBytes(18).toString("base64url")}`;
