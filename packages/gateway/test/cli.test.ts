@@ -584,11 +584,15 @@ describe("help", () => {
       ["requests"],
       ["policy"],
       ["audit"],
+      ["outbox"],
+      ["config"],
       ["config", "check"],
     ]) {
       const help = await runCli([...command, "--help"]);
       expect(help.code, command.join(" ")).toBe(0);
       expect(help.stdout).toMatch(/^Usage/);
+      // More than the usage line: what the command does.
+      expect(help.stdout.trim().split("\n").length, command.join(" ")).toBeGreaterThan(1);
     }
     const unknown = await runCli(["launch"]);
     expect(unknown.code).toBe(2);

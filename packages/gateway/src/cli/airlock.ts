@@ -52,10 +52,10 @@ await runCommand(async () => {
       return (await import("./commands/audit.js")).audit(args);
     case "outbox":
       return (await import("./commands/outbox.js")).outbox(args);
-    case "config":
-      return (await import("./commands/config-check.js")).configCheck(
-        subcommand(args, "Usage: airlock config check [--config FILE]", "config", ["check"])[1],
-      );
+    case "config": {
+      const { configCheck, usage: checkUsage } = await import("./commands/config-check.js");
+      return configCheck(subcommand(args, checkUsage, "config", ["check"])[1]);
+    }
     case "--version":
     case "-v":
       process.stdout.write(`${version}\n`);

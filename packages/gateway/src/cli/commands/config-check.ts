@@ -3,9 +3,11 @@ import { ConfigError, formatIssue } from "../../config/config-errors.js";
 import { configPath, loadConfigFile, reviewChannelIssues } from "../../config/config-load.js";
 import { configOption, parse } from "../cli-support.js";
 
-const usage = `Usage: airlock config check [--config FILE]
+export const usage = `Usage: airlock config check [--config FILE]
 
-Validates a config and lists every error with its path. Exits 1 when there is any.`;
+Validates a config and lists every error with its path. Exits 1 when there is any.
+Warnings (a rule that can never match, a quorum no configured reviewers can meet) do not fail
+it. The config is --config FILE, else $AIRLOCK_CONFIG, else ./airlock.yaml.`;
 
 export async function configCheck(args: string[]): Promise<number> {
   const { values } = parse(args, configOption, usage);
