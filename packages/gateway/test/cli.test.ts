@@ -574,6 +574,12 @@ describe("help", () => {
       "audit export",
       "audit checkpoint",
       "config check",
+      // Each option the README's summary of the commands lists.
+      "--data DIR",
+      "--json",
+      "--hash HASH",
+      "--all",
+      "--after ID",
     ]) {
       expect(top.stdout).toContain(word);
     }

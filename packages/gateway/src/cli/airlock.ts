@@ -20,17 +20,20 @@ const usage = `Airlock ${version}: a human decision between automated actors and
 Usage: airlock <command> [options]     (airlock <command> --help for more)
 
   serve [--config FILE]                   run the gateway
-  demo [--port N] [--upstream-port N]     run it on the bundled example, with a demo upstream
+  demo [--port N] [--upstream-port N] [--data DIR]
+                                          run it on the bundled example, with a demo upstream
   token create --agent NAME | --reviewer EMAIL
   token list | revoke ID
-  requests list [--status S] | show ID | approve ID | deny ID [--comment TEXT]
+  requests list [--status S] [--json] | show ID [--json]
+  requests approve ID | deny ID [--comment TEXT] [--hash HASH]
   policy test CASES.yaml                  evaluate rule cases without running anything
   policy replay [--since 7d|DATE]         decide the stored requests again by the config's rules
   audit verify [--all] [--expect-head SEQ:HASH] [--public-key FILE]...
                                           check the audit hash chain (and its signatures)
   audit export --format jsonl|csv [--since TIME] [--after-seq N] [--output FILE]
   audit checkpoint                        sign the chain's head now (audit.signingKey)
-  outbox list [--dead] | redeliver ID... | redeliver --all [--channel NAME]
+  outbox list [--dead] [--after ID] [--limit N] [--json]
+  outbox redeliver ID... | --all [--channel NAME]
                                           deliveries still to make, dead letters, and resending them
   config check [--config FILE]            validate a config, listing every error by path
 
