@@ -469,6 +469,29 @@ rules:
     ]);
   });
 
+  it("warns where a reference resolves to a secret too short to be scrubbed, and never quotes it", () => {
+    writeFileSync(join(dir, "short.token"), "k9\n");
+    const loaded = loadConfigText(
+      `
+connections:
+  billing-api:
+    type: http
+    baseUrl: http://127.0.0.1:9090
+    headers:
+      authorization: Bearer \${env:SHORT_TOKEN}
+      x-key: \${file:short.token}
+      x-long: \${env:LONG_TOKEN}
+`,
+      { env: { SHORT_TOKEN: "z7q", LONG_TOKEN: "long-enough-token" }, baseDir: dir },
+    );
+    const warnings = loaded.warnings.map(formatIssue);
+    expect(warnings).toEqual([
+      "connections.billing-api.headers.authorization: ${env:SHORT_TOKEN} is shorter than 6 characters, too short to look for in text without blanking out ordinary words: it is not scrubbed from responses, logs or audit events; use a longer one",
+      "connections.billing-api.headers.x-key: ${file:short.token} is shorter than 6 characters, too short to look for in text without blanking out ordinary words: it is not scrubbed from responses, logs or audit events; use a longer one",
+    ]);
+    expect(warnings.join("\n")).not.toMatch(/z7q|k9/);
+  });
+
   it("warns about an operation that gets no MCP tool name of its own", () => {
     const long = "a".repeat(60);
     const loaded = loadConfigText(`

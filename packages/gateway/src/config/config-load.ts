@@ -13,7 +13,7 @@ import { loopback } from "../identity/oidc-config.js";
 import { createRedactor, MIN_SECRET_LENGTH } from "../masking/secret-redactor.js";
 import { checkCondition, compilePolicy, type Policy } from "../policy/policy-compile.js";
 import { ConfigError, type ConfigIssue } from "./config-errors.js";
-import { resolveRefs } from "./config-refs.js";
+import { type ResolvedRefs, resolveRefs } from "./config-refs.js";
 import { configSchema, type ParsedConfig, quorumOf } from "./config-schema.js";
 
 export type AirlockConfig = Omit<ParsedConfig, "server"> & {
@@ -125,7 +125,7 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadedC
     config: deepFreeze(config),
     policy: deepFreeze(policy),
     secrets: Object.freeze([...new Set(refs.secrets)]),
-    warnings: redactIssues(warningsFor(config, refs.secrets), refs.secrets),
+    warnings: redactIssues(warningsFor(config, refs), refs.secrets),
     source,
     baseDir,
   };
@@ -257,7 +257,10 @@ const capitalHeader =
   /headers\s*(\[\s*["'][^"']*[A-Z]|\.[\w-]*[A-Z])|["'][^"']*[A-Z][^"']*["']\s+in\s+[\w.]*headers\b/;
 
 /** Things that load but probably do not do what the author meant. */
-function warningsFor(config: AirlockConfig, secrets: string[]): ConfigIssue[] {
+function warningsFor(
+  config: AirlockConfig,
+  refs: Pick<ResolvedRefs, "secrets" | "origins">,
+): ConfigIssue[] {
   const warnings: ConfigIssue[] = [];
   const catchAll = config.rules.findIndex((rule) => rule.when === undefined);
   if (catchAll >= 0 && catchAll < config.rules.length - 1) {
@@ -311,12 +314,16 @@ function warningsFor(config: AirlockConfig, secrets: string[]): ConfigIssue[] {
       message: `operation ${clash.operation} has no MCP tool of its own: its name ${clash.tool} is ${clash.problem}; agents on /mcp do not see it (POST /v1/actions still takes it), so rename the connection or the operation`,
     });
   }
-  if (secrets.some((s) => s.length > 0 && s.length < MIN_SECRET_LENGTH)) {
+  // Named by where it is and how it is referenced: the value itself would be quoted in clear,
+  // as the redactor cannot find one this short.
+  refs.secrets.forEach((secret, index) => {
+    const origin = refs.origins[index];
+    if (!origin || secret.length >= MIN_SECRET_LENGTH) return;
     warnings.push({
-      path: [],
-      message: `a referenced secret is shorter than ${MIN_SECRET_LENGTH} characters and cannot be scrubbed from output reliably`,
+      path: origin.path,
+      message: `${origin.reference} is shorter than ${MIN_SECRET_LENGTH} characters, too short to look for in text without blanking out ordinary words: it is not scrubbed from responses, logs or audit events; use a longer one`,
     });
-  }
+  });
   return warnings;
 }
 

@@ -17,6 +17,8 @@ export interface RefContext {
 export interface ResolvedRefs {
   value: unknown;
   secrets: string[];
+  /** Where each of `secrets` came from, in the same order: its path and its reference. */
+  origins: { path: (string | number)[]; reference: string }[];
   issues: ConfigIssue[];
   /** Where a reference was resolved: what is built there may quote a secret in part. */
   referenced: (string | number)[][];
@@ -24,6 +26,7 @@ export interface ResolvedRefs {
 
 export function resolveRefs(tree: unknown, context: RefContext): ResolvedRefs {
   const secrets: string[] = [];
+  const origins: ResolvedRefs["origins"] = [];
   const issues: ConfigIssue[] = [];
   const referenced: (string | number)[][] = [];
   const walk = (value: unknown, path: (string | number)[]): unknown => {
@@ -87,6 +90,7 @@ export function resolveRefs(tree: unknown, context: RefContext): ResolvedRefs {
             return "";
           }
           secrets.push(found);
+          origins.push({ path, reference: match });
           resolved = true;
           return found;
         }
@@ -101,6 +105,7 @@ export function resolveRefs(tree: unknown, context: RefContext): ResolvedRefs {
               return "";
             }
             secrets.push(content);
+            origins.push({ path, reference: match });
             resolved = true;
             return content;
           } catch (error) {
@@ -122,5 +127,5 @@ export function resolveRefs(tree: unknown, context: RefContext): ResolvedRefs {
     if (resolved) referenced.push(path);
     return out;
   };
-  return { value: walk(tree, []), secrets, issues, referenced };
+  return { value: walk(tree, []), secrets, origins, issues, referenced };
 }
