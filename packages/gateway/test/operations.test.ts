@@ -180,6 +180,23 @@ describe("probes and metrics", () => {
     expect(html).not.toContain("inv_1001");
   });
 
+  it("says in the browser how to review from a terminal when sign-in is not configured", async () => {
+    // The console sends a reviewer who is not signed in to /auth/login: a page, not JSON.
+    const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+    const login = `${gw.url}/auth/login?returnTo=${encodeURIComponent(`/requests/${held.body.id}`)}`;
+    const page = await fetch(login, { headers: { accept: "text/html,application/xhtml+xml" } });
+    const html = await page.text();
+    expect(page.status).toBe(404);
+    expect(page.headers.get("content-type")).toContain("text/html");
+    expect(html).toContain("identity.oidc");
+    expect(html).toContain(`airlock requests approve ${held.body.id}`);
+    expect(html).not.toContain("inv_1001");
+    // A caller that asks for JSON still gets the error as JSON.
+    const json = await api(gw.url, "GET", "/auth/login");
+    expect(json.status).toBe(404);
+    expect(json.body.error.code).toBe("not_found");
+  });
+
   it("says how to review from a terminal when the console is not built", async () => {
     const bare = await startGateway(testConfig(upstream.url), { gateway: { consoleDir: false } });
     try {

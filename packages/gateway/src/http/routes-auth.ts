@@ -6,6 +6,7 @@ import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
 import { readCookie, sessionCookie } from "./cookies.js";
 import { clientKey } from "./rate-limit.js";
 import type { createRouter, Reply } from "./route.js";
+import { terminalReviewPage } from "./terminal-review-page.js";
 
 /** Binds a sign-in to the browser that started it, until the provider sends it back. */
 const SIGN_IN_COOKIE = "airlock_sign_in";
@@ -60,6 +61,19 @@ export function authRoutes(
       },
     },
     async ({ query, request }): Promise<Reply> => {
+      // The console sends a reviewer who is not signed in here: in a browser, the error is a
+      // page that says how to review from a terminal rather than a line of JSON.
+      if (!deps.oidc && request.headers.accept?.includes("text/html")) {
+        const id = /^\/requests\/([A-Za-z0-9_]+)$/.exec(query.returnTo ?? "")?.[1];
+        return {
+          status: 404,
+          headers: { "content-type": "text/html; charset=utf-8" },
+          body: terminalReviewPage(
+            "Sign-in to the web console is not configured on this gateway (its config has no <code>identity.oidc</code>).",
+            id,
+          ),
+        };
+      }
       const provider = oidc();
       const own = signIns.take(clientKey(request.ip));
       const wait = own ?? allSignIns.take("all");

@@ -38,6 +38,7 @@ import { authRoutes } from "./routes-auth.js";
 import { consoleRoutes, serveConsole } from "./routes-console.js";
 import { mcpRouteSpec, mcpRoutes } from "./routes-mcp.js";
 import { requestRoutes } from "./routes-requests.js";
+import { terminalReviewPage } from "./terminal-review-page.js";
 
 export interface ServerDeps {
   store: Store;
@@ -391,7 +392,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       async ({ request, reply }) => {
         const id = String((request.params as { id: string }).id).replace(/[^A-Za-z0-9_]/g, "");
         reply.type("text/html; charset=utf-8");
-        return { body: approvalPage(id) };
+        return {
+          body: terminalReviewPage(
+            "The web console is not built in this installation (<code>npm run build</code> builds it).",
+            id,
+          ),
+        };
       },
     );
   deps.extend?.(app);
@@ -405,22 +411,6 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     return document;
   });
   return app;
-}
-
-function approvalPage(id: string): string {
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Airlock · request ${id}</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}code{background:#f2f2f2;padding:.1rem .3rem;border-radius:3px}</style>
-</head><body>
-<h1>Request <code>${id}</code> is waiting for review</h1>
-<p>The web console is not built in this installation (<code>npm run build</code> builds it). Review the request from a terminal with your personal token:</p>
-<pre><code>export AIRLOCK_TOKEN=alk_…   # airlock token create --reviewer you@example.com
-airlock requests show ${id}
-airlock requests approve ${id} --comment "why"
-airlock requests deny ${id} --comment "why"</code></pre>
-</body></html>
-`;
 }
 
 /**
