@@ -514,7 +514,7 @@ describe("Slack approvals", () => {
     await slack.interact(
       interactions,
       slack.submitView({
-        user: user.gina!,
+        user: user.frank!,
         callbackId: "airlock_review_modal",
         privateMetadata: JSON.stringify({
           requestId: id,
@@ -528,7 +528,7 @@ describe("Slack approvals", () => {
     await until(() => ephemeralsFor("bob").length > before);
     expect(ephemeralsFor("bob")[before]!.text).toMatch(/too long to show whole/);
     await until(() => ephemeralsFor("carol").some((e) => /too long/.test(e.text ?? "")));
-    await until(() => ephemeralsFor("gina").some((e) => /too long/.test(e.text ?? "")));
+    await until(() => ephemeralsFor("frank").some((e) => /too long/.test(e.text ?? "")));
     expect(slack.views.some((v) => v.trigger_id === `trig-carol-${id}`)).toBe(false);
     const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
     expect(view.body.status).toBe("pending");
@@ -550,12 +550,11 @@ describe("Slack approvals", () => {
     const id = res.body.id as string;
     await gw.gateway.dispatcher.idle();
     expect(messageOf(id)).toBeUndefined();
-    // Refused before anything else is judged: what the click offered, and who clicked (a guest
-    // would otherwise hear that Slack cannot tell who they are).
+    // A reviewer is told where it is decided, before what the click offered is judged.
     for (const [who, action] of [
       ["bob", "airlock_approve"],
       ["carol", "airlock_deny_reason"],
-      ["guest", "airlock_approve_comment"],
+      ["frank", "airlock_deny"],
     ] as const) {
       const before = ephemeralsFor(who).length;
       await click(who, id, action, message);
@@ -563,6 +562,19 @@ describe("Slack approvals", () => {
       expect(ephemeralsFor(who)[before]!.text, who).toContain(
         "decided in the console and the API only",
       );
+    }
+    // Someone who maps to no reviewer (a guest, another workspace's member) hears only that,
+    // as for any request: not that this one exists, nor where it is decided.
+    for (const [who, action] of [
+      ["guest", "airlock_approve_comment"],
+      ["outsider", "airlock_deny"],
+    ] as const) {
+      const before = ephemeralsFor(who).length;
+      await click(who, id, action, message);
+      await until(() => ephemeralsFor(who).length > before);
+      const told = ephemeralsFor(who)[before]!.text;
+      expect(told, who).toMatch(/^Airlock cannot tell who you are/);
+      expect(told, who).not.toMatch(/console|review\.channels|decided/);
     }
     // The modal would have named the action to whoever clicked.
     expect(slack.views.some((v) => v.trigger_id === `trig-carol-${id}`)).toBe(false);

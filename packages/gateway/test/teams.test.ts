@@ -774,9 +774,9 @@ describe("Teams approvals", () => {
   });
 
   it("refuses a click on a request kept out of Teams as forbidden before judging anything else about it", async () => {
-    // Approve without the box on a critical request, a click by someone Airlock cannot map,
-    // and one by a reviewer who may not approve: each is told only that Teams is not where
-    // this request is decided (not what its risk is, nor who they are to Airlock).
+    // Approve without the box on a critical request, and a click by a reviewer who may not
+    // approve: each is told only that Teams is not where this request is decided (not what
+    // its risk is).
     const { card } = await held();
     const res = await api(gw.url, "POST", "/v1/actions", {
       token: agent,
@@ -788,12 +788,23 @@ describe("Teams approvals", () => {
       "this request is decided in the console and the API only (its rule's review.channels), not in teams";
     for (const [who, verb] of [
       ["bob", verbs.approve],
-      ["guest", verbs.deny],
-      ["stranger", verbs.approve],
       ["frank", verbs.approve],
     ] as const) {
       const answer = await click(who, id, card.id, verb);
-      expect(String((answer.body as { value: unknown }).value)).toContain(forbidden);
+      expect(String((answer.body as { value: unknown }).value)).toBe(
+        `Airlock could not record your decision: ${forbidden} (forbidden).`,
+      );
+    }
+    // Someone Airlock cannot map hears only that, as for any request: not that this one
+    // exists, nor where it is decided.
+    for (const [who, verb] of [
+      ["guest", verbs.deny],
+      ["stranger", verbs.approve],
+    ] as const) {
+      const answer = await click(who, id, card.id, verb);
+      const told = String((answer.body as { value: unknown }).value);
+      expect(told, who).toMatch(/^Airlock cannot tell who you are/);
+      expect(told, who).not.toMatch(/console|review\.channels|decided/);
     }
     expect((await statusOf(id)).reviews).toEqual([]);
   });

@@ -327,9 +327,20 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     read: ViewReader,
   ): Promise<void> => {
     if (interaction.kind === "ignore") return;
+    // Who clicked comes first: someone who maps to no reviewer (a guest, another workspace's
+    // member) is told only that, whatever the click names, and so learns nothing of the
+    // request (that it exists, where it is decided, whether it fits in a message). An
+    // approval always asks Slack again: a deactivated account must not approve from cache.
+    // The modal, which records nothing (its submission is a vote, looked up then), takes the
+    // cache and so keeps within Slack's 3 s for the trigger.
+    const found = await clicker(
+      interaction,
+      interaction.kind === "vote" && interaction.decision === "approve",
+    );
+    if (!found) return;
     const view = await read(interaction.requestId);
-    // A request its rule keeps out of Slack is not Slack's to judge in any way: the click is
-    // refused before what it offered or who clicked is looked at (nor told of).
+    // A request its rule keeps out of Slack is not Slack's to judge in any way: a reviewer is
+    // told where it is decided before what the click offered is looked at.
     const elsewhere = channelRefusal(view?.review, SLACK_CHANNEL);
     if (elsewhere) {
       await refuse(
@@ -350,15 +361,11 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       }
     }
     if (interaction.kind === "modal") {
-      // A modal names the action to whoever clicked: none for a request that is not there.
+      // A modal names the action: none for a request that is not there.
       if (!view) {
         await refuse(interaction.channel, interaction.user, refusalText("not_here", ""));
         return;
       }
-      // Nor to someone who is not a reviewer (a guest, another workspace's member): a click
-      // can name a request posted to a channel they are not in. Whoever submits it is looked
-      // up afresh, so the cache will do here, and keeps within Slack's 3 s for the trigger.
-      if (!(await clicker(interaction, false))) return;
       await call("views.open", () =>
         client.views.open({
           trigger_id: interaction.triggerId,
@@ -374,9 +381,6 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       );
       return;
     }
-    // An approval always asks Slack again: a deactivated account must not approve from cache.
-    const found = await clicker(interaction, interaction.decision === "approve");
-    if (!found) return;
     const { account, reviewer } = found;
     try {
       await decide({

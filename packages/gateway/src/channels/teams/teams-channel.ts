@@ -385,25 +385,12 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     /** When the click arrived (performance.now()). */
     arrived: number,
   ): Promise<string> => {
-    // What the card offered is checked against the request itself: a click's data is the
-    // client's to write, not the card's.
-    const view = await read(vote.requestId);
-    // A request its rule keeps out of Teams is not Teams' to judge in any way: the click is
-    // refused before its box, its card or who clicked is looked at (nor told of).
-    const elsewhere = channelRefusal(view?.review, TEAMS_CHANNEL);
-    if (elsewhere) return refusalText(elsewhere.code, elsewhere.message);
-    // A request out of review is refused by the vote itself ("no longer waiting").
-    // Step-up approvals are refused by the review rules themselves, in their own words (their
-    // card has no box to tick either).
-    if (vote.decision === "approve" && view?.status === "pending" && !view.review?.stepUp) {
-      if (!requestCard(view).approvable) return refusalText("not_shown_whole", "");
-      if (confirmedRisks.has(view.risk.level) && !vote.confirmed) {
-        return refusalText("unconfirmed", "");
-      }
-    }
+    // Who clicked comes first: someone who maps to no reviewer (a guest, another tenant's
+    // member) is told only that, whatever the click names, and so learns nothing of the
+    // request (that it exists, where it is decided, its risk). An approval always asks Teams
+    // again: a removed account must not approve from cache.
     let account: { email: string; aadObjectId: string | undefined } | undefined;
     try {
-      // An approval always asks Teams again: a removed account must not approve from cache.
       account = await emailOf(vote, vote.decision === "approve", lookupDeadline(arrived));
     } catch (error) {
       // Not a member of the conversation: nobody Airlock knows, not a passing failure.
@@ -415,6 +402,22 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     }
     const reviewer = account === undefined ? undefined : deps.reviewer(account.email);
     if (!account || !reviewer) return refusalText("not_mapped", "");
+    const view = await read(vote.requestId);
+    // A request its rule keeps out of Teams is not Teams' to judge in any way: a reviewer is
+    // told where it is decided before its box or its card is looked at.
+    const elsewhere = channelRefusal(view?.review, TEAMS_CHANNEL);
+    if (elsewhere) return refusalText(elsewhere.code, elsewhere.message);
+    // What the card offered is checked against the request itself: a click's data is the
+    // client's to write, not the card's.
+    // A request out of review is refused by the vote itself ("no longer waiting").
+    // Step-up approvals are refused by the review rules themselves, in their own words (their
+    // card has no box to tick either).
+    if (vote.decision === "approve" && view?.status === "pending" && !view.review?.stepUp) {
+      if (!requestCard(view).approvable) return refusalText("not_shown_whole", "");
+      if (confirmedRisks.has(view.risk.level) && !vote.confirmed) {
+        return refusalText("unconfirmed", "");
+      }
+    }
     try {
       await decide({
         requestId: vote.requestId,
