@@ -131,6 +131,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       clock,
       claimOnce: (key, expiresAt, now) => store.claimOnce(key, expiresAt, now),
       reviewer: live.reviewer,
+      postedRef: (requestId, channel) => store.getChannelRef(requestId, channel),
     }),
     ...(options.channels ?? []),
   ];

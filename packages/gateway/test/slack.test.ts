@@ -119,6 +119,8 @@ describe("Slack approvals", () => {
     expect(res.status).toBe(202);
     const id = res.body.id as string;
     await until(() => messageOf(id) !== undefined);
+    // Where it was posted is kept right after Slack answers: a click is taken only from there.
+    await gw.gateway.dispatcher.idle();
     return { id, message: messageOf(id)! };
   }
 
@@ -128,6 +130,7 @@ describe("Slack approvals", () => {
     const res = await api(other.url, "POST", "/v1/actions", { token, body: refund() });
     const id = res.body.id as string;
     await until(() => messageOf(id) !== undefined);
+    await other.gateway.dispatcher.idle();
     return { token, id, message: messageOf(id)! };
   }
 
@@ -504,6 +507,7 @@ describe("Slack approvals", () => {
     });
     const id = res.body.id as string;
     await until(() => messageOf(id) !== undefined);
+    await gw.gateway.dispatcher.idle();
     const message = messageOf(id)!;
     expect(JSON.stringify(message.blocks)).not.toContain('"airlock_approve"');
     expect(JSON.stringify(message.blocks)).not.toContain('"airlock_approve_comment"');
@@ -584,6 +588,57 @@ describe("Slack approvals", () => {
     // The API still takes the same reviewer's vote.
     const bob = await gw.token("reviewer", "bob@example.com");
     expect((await vote(gw.url, id, bob)).status).toBe(200);
+  });
+
+  it("decides a request only from the channel its message was posted to", async () => {
+    // A request whose message is in #payments-approvals, and the message of another in
+    // #approvals: a click there (a copied card, a hand-made payload, all signed by Slack for
+    // this app) that names the first request is not a click on its message.
+    const elsewhere = await held("/refunds/big");
+    const here = await held();
+    expect(elsewhere.message.channel).not.toBe(here.message.channel);
+    const notHere = /not posted in this channel/;
+    const before = {
+      bob: ephemeralsFor("bob").length,
+      carol: ephemeralsFor("carol").length,
+      frank: ephemeralsFor("frank").length,
+    };
+    await click("bob", elsewhere.id, "airlock_deny", here.message);
+    await until(() => ephemeralsFor("bob").length > before.bob);
+    expect(ephemeralsFor("bob")[before.bob]!.text).toMatch(notHere);
+    expect(ephemeralsFor("bob")[before.bob]!.channel).toBe(here.message.channel);
+    // Nor does a modal open from there, nor is one submitted from there taken.
+    await click("carol", here.id, "airlock_deny_reason", {
+      channel: slack.channelId("#payments-approvals"),
+      ts: here.message.ts,
+    });
+    await until(() => ephemeralsFor("carol").length > before.carol);
+    expect(ephemeralsFor("carol")[before.carol]!.text).toMatch(notHere);
+    expect(slack.views.some((v) => v.trigger_id === `trig-carol-${here.id}`)).toBe(false);
+    await slack.interact(
+      interactions,
+      slack.submitView({
+        user: user.frank!,
+        callbackId: "airlock_review_modal",
+        privateMetadata: JSON.stringify({
+          requestId: here.id,
+          decision: "deny",
+          channel: elsewhere.message.channel,
+          ts: here.message.ts,
+        }),
+        values: { comment: { comment: { type: "plain_text_input", value: "no" } } },
+      }),
+    );
+    await until(() => ephemeralsFor("frank").length > before.frank);
+    expect(ephemeralsFor("frank")[before.frank]!.text).toMatch(notHere);
+    for (const { id } of [elsewhere, here]) {
+      const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
+      expect(view.body).toMatchObject({ status: "pending", reviews: [] });
+    }
+    // From the message's own channel, the same click counts.
+    await click("bob", here.id, "airlock_deny", here.message);
+    const done = await api(gw.url, "GET", `/v1/actions/${here.id}?wait=5`, { token: agent });
+    expect(done.body.status).toBe("denied");
   });
 
   it("opens a modal, which names the action, only for someone who maps to a reviewer", async () => {

@@ -16,6 +16,7 @@ export function configuredChannels(
     claimOnce: ClaimOnce;
     /** A configured reviewer, as the config is now (it may be reloaded). */
     reviewer: ChatChannelDeps["reviewer"];
+    postedRef: ChatChannelDeps["postedRef"];
     clock?: () => number;
   },
 ): Channel[] {
@@ -27,6 +28,7 @@ export function configuredChannels(
     logger: deps.logger,
     claimOnce: deps.claimOnce,
     reviewer: deps.reviewer,
+    postedRef: deps.postedRef,
     ...(deps.clock ? { clock: deps.clock } : {}),
   };
   const { slack, teams } = config.channels;

@@ -50,6 +50,11 @@ export interface ChatChannelDeps {
   claimOnce: ClaimOnce;
   /** The configured reviewer with this e-mail, if any. */
   reviewer: (email: string) => { email: string; groups: readonly string[] } | undefined;
+  /**
+   * Where `channel` posted the request's message (what its `post` returned), once it has: a
+   * chat that can tell where a click came from takes it only from there.
+   */
+  postedRef: (requestId: string, channel: string) => Promise<string | undefined>;
   clock?: () => number;
 }
 

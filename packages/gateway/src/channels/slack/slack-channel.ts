@@ -350,22 +350,39 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       );
       return;
     }
+    if (!view) {
+      await refuse(interaction.channel, interaction.user, refusalText("not_here", ""));
+      return;
+    }
+    // A click counts only from the channel the request's message was posted to: a copy of the
+    // message elsewhere, or a payload that writes the request's id into another of this app's
+    // messages (Slack signs them all alike), is not a click on it. The channel, not the
+    // message: a post whose answer was lost is made again, and both messages are the request's.
+    const posted = await deps.postedRef(interaction.requestId, SLACK_CHANNEL);
+    if (!posted || !interaction.channel || parseRef(posted).channel !== interaction.channel) {
+      logger.warn(
+        {
+          requestId: interaction.requestId,
+          slackUser: interaction.user,
+          from: interaction.channel ?? null,
+          postedTo: posted === undefined ? null : parseRef(posted).channel,
+        },
+        "refused a Slack click from a channel the request's message was not posted in",
+      );
+      await refuse(interaction.channel, interaction.user, refusalText("not_posted_here", ""));
+      return;
+    }
     if (interaction.decision === "approve") {
       // What the message offered is checked against the request itself: a click's data
       // (its action, its request id, a modal's metadata) is not the message's.
       // A request out of review is refused by the vote itself ("no longer waiting"), and a
       // step-up approval by the review rules, in their own words.
-      if (view?.status === "pending" && !view.review?.stepUp && !requestMessage(view).approvable) {
+      if (view.status === "pending" && !view.review?.stepUp && !requestMessage(view).approvable) {
         await refuse(interaction.channel, interaction.user, refusalText("not_shown_whole", ""));
         return;
       }
     }
     if (interaction.kind === "modal") {
-      // A modal names the action: none for a request that is not there.
-      if (!view) {
-        await refuse(interaction.channel, interaction.user, refusalText("not_here", ""));
-        return;
-      }
       await call("views.open", () =>
         client.views.open({
           trigger_id: interaction.triggerId,

@@ -524,6 +524,8 @@ const slackRefusals: Record<string, string> = {
   not_shown_whole:
     "This action is too long to show whole in Slack, so it cannot be approved from here: use Approve in Airlock, where all of it is shown. Nothing was recorded.",
   not_here: "There is no such request to review. Nothing was recorded.",
+  not_posted_here:
+    "This request's message was not posted in this channel, so it cannot be decided from here: use the message Airlock posted for it, or Airlock itself. Nothing was recorded.",
   step_up_required:
     "Approving this request needs a fresh sign-in with your identity provider, which a Slack click is not: use the Approve in Airlock button.",
 };
