@@ -14,6 +14,7 @@ import {
   type Channel,
   type ChannelNotice,
   ChannelUnavailable,
+  type ChannelView,
   type ChatChannelDeps,
   type DecisionSink,
   type ViewReader,
@@ -321,39 +322,19 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
   /** Clicks acknowledged to Slack and still being recorded. */
   const unsettled = new Set<Promise<void>>();
 
-  const act = async (
-    interaction: Interaction,
-    decide: DecisionSink,
-    read: ViewReader,
-  ): Promise<void> => {
-    if (interaction.kind === "ignore") return;
-    // Who clicked comes first: someone who maps to no reviewer (a guest, another workspace's
-    // member) is told only that, whatever the click names, and so learns nothing of the
-    // request (that it exists, where it is decided, whether it fits in a message). An
-    // approval always asks Slack again: a deactivated account must not approve from cache.
-    // The modal, which records nothing (its submission is a vote, looked up then), takes the
-    // cache and so keeps within Slack's 3 s for the trigger.
-    const found = await clicker(
-      interaction,
-      interaction.kind === "vote" && interaction.decision === "approve",
-    );
-    if (!found) return;
-    const view = await read(interaction.requestId);
+  /**
+   * What a click on a request would be refused for before its vote is cast, whoever clicked
+   * (told only to a reviewer): undefined when nothing stops it here.
+   */
+  const refusalFor = async (
+    interaction: Exclude<Interaction, { kind: "ignore" }>,
+    view: ChannelView | undefined,
+  ): Promise<string | undefined> => {
     // A request its rule keeps out of Slack is not Slack's to judge in any way: a reviewer is
     // told where it is decided before what the click offered is looked at.
     const elsewhere = channelRefusal(view?.review, SLACK_CHANNEL);
-    if (elsewhere) {
-      await refuse(
-        interaction.channel,
-        interaction.user,
-        refusalText(elsewhere.code, elsewhere.message),
-      );
-      return;
-    }
-    if (!view) {
-      await refuse(interaction.channel, interaction.user, refusalText("not_here", ""));
-      return;
-    }
+    if (elsewhere) return refusalText(elsewhere.code, elsewhere.message);
+    if (!view) return refusalText("not_here", "");
     // A click counts only from the channel the request's message was posted to: a copy of the
     // message elsewhere, or a payload that writes the request's id into another of this app's
     // messages (Slack signs them all alike), is not a click on it. The channel, not the
@@ -369,20 +350,48 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
         },
         "refused a Slack click from a channel the request's message was not posted in",
       );
-      await refuse(interaction.channel, interaction.user, refusalText("not_posted_here", ""));
+      return refusalText("not_posted_here", "");
+    }
+    // What the message offered is checked against the request itself: a click's data (its
+    // action, its request id, a modal's metadata) is not the message's. A request out of
+    // review is refused by the vote itself ("no longer waiting"), and a step-up approval by
+    // the review rules, in their own words.
+    if (
+      interaction.decision === "approve" &&
+      view.status === "pending" &&
+      !view.review?.stepUp &&
+      !requestMessage(view).approvable
+    ) {
+      return refusalText("not_shown_whole", "");
+    }
+    return undefined;
+  };
+
+  const act = async (
+    interaction: Interaction,
+    decide: DecisionSink,
+    read: ViewReader,
+  ): Promise<void> => {
+    if (interaction.kind === "ignore") return;
+    const view = await read(interaction.requestId);
+    const refusal = await refusalFor(interaction, view);
+    // Who clicked comes first: someone who maps to no reviewer (a guest, another workspace's
+    // member) is told only that, whatever the click names, and so learns nothing of the
+    // request (that it exists, where it is decided, whether it fits in a message). A click
+    // that may cast a vote asks Slack again, whatever the cache holds: a deactivated account
+    // must neither approve nor deny (a deny ends the request for good, and its evidence says
+    // that Slack vouched for the account at the click). What casts none takes the cache: the
+    // words of a refusal, and the modal, whose submission is a vote, looked up then; the modal
+    // so keeps within Slack's 3 s for the trigger.
+    const found = await clicker(interaction, interaction.kind === "vote" && !refusal);
+    if (!found) return;
+    if (refusal) {
+      await refuse(interaction.channel, interaction.user, refusal);
       return;
     }
-    if (interaction.decision === "approve") {
-      // What the message offered is checked against the request itself: a click's data
-      // (its action, its request id, a modal's metadata) is not the message's.
-      // A request out of review is refused by the vote itself ("no longer waiting"), and a
-      // step-up approval by the review rules, in their own words.
-      if (view.status === "pending" && !view.review?.stepUp && !requestMessage(view).approvable) {
-        await refuse(interaction.channel, interaction.user, refusalText("not_shown_whole", ""));
-        return;
-      }
-    }
     if (interaction.kind === "modal") {
+      // Refused above when there is no view: the modal names the action.
+      if (!view) return;
       await call("views.open", () =>
         client.views.open({
           trigger_id: interaction.triggerId,

@@ -40,7 +40,10 @@ export const slackSchema = z.strictObject({
    * own e-mail in Slack; guests, bots and other workspaces still map to nobody.
    */
   ssoEmails: z.boolean().default(false),
-  /** How long a Slack user's verified e-mail is trusted before it is looked up again. */
+  /**
+   * How long what Slack said of a user (their verified e-mail) serves clicks that cast no vote
+   * (opening the comment modal, the words of a refusal). Every vote asks Slack again.
+   */
   userCacheTtl: duration({ min: 0, max: 86_400_000 }).default(60_000),
 });
 

@@ -16,6 +16,7 @@ import {
   type Channel,
   type ChannelNotice,
   ChannelUnavailable,
+  type ChannelView,
   type ChatChannelDeps,
   type DecisionSink,
   type ViewReader,
@@ -377,6 +378,28 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     return found;
   };
 
+  /**
+   * What a click on a request would be refused for before its vote is cast, whoever clicked
+   * (told only to a reviewer): undefined when nothing stops it here.
+   */
+  const refusalFor = (vote: Vote, view: ChannelView | undefined): string | undefined => {
+    // A request its rule keeps out of Teams is not Teams' to judge in any way: a reviewer is
+    // told where it is decided before its box or its card is looked at.
+    const elsewhere = channelRefusal(view?.review, TEAMS_CHANNEL);
+    if (elsewhere) return refusalText(elsewhere.code, elsewhere.message);
+    // What the card offered is checked against the request itself: a click's data is the
+    // client's to write, not the card's. A request out of review is refused by the vote itself
+    // ("no longer waiting"); step-up approvals by the review rules, in their own words (their
+    // card has no box to tick either).
+    if (vote.decision === "approve" && view?.status === "pending" && !view.review?.stepUp) {
+      if (!requestCard(view).approvable) return refusalText("not_shown_whole", "");
+      if (confirmedRisks.has(view.risk.level) && !vote.confirmed) {
+        return refusalText("unconfirmed", "");
+      }
+    }
+    return undefined;
+  };
+
   /** Decides a click; returns what the person who clicked is told. */
   const decideVote = async (
     vote: Vote,
@@ -385,13 +408,17 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     /** When the click arrived (performance.now()). */
     arrived: number,
   ): Promise<string> => {
+    const view = await read(vote.requestId);
+    const refusal = refusalFor(vote, view);
     // Who clicked comes first: someone who maps to no reviewer (a guest, another tenant's
     // member) is told only that, whatever the click names, and so learns nothing of the
-    // request (that it exists, where it is decided, its risk). An approval always asks Teams
-    // again: a removed account must not approve from cache.
+    // request (that it exists, where it is decided, its risk). A click that may cast a vote
+    // asks Teams again, whatever the cache holds: a removed account must neither approve nor
+    // deny (a deny ends the request for good, and its evidence says that Teams vouched for
+    // the account at the click). The words of a refusal take the cache.
     let account: { email: string; aadObjectId: string | undefined } | undefined;
     try {
-      account = await emailOf(vote, vote.decision === "approve", lookupDeadline(arrived));
+      account = await emailOf(vote, refusal === undefined, lookupDeadline(arrived));
     } catch (error) {
       // Not a member of the conversation: nobody Airlock knows, not a passing failure.
       if (error instanceof ChannelUnavailable && error.status === 404) {
@@ -402,22 +429,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     }
     const reviewer = account === undefined ? undefined : deps.reviewer(account.email);
     if (!account || !reviewer) return refusalText("not_mapped", "");
-    const view = await read(vote.requestId);
-    // A request its rule keeps out of Teams is not Teams' to judge in any way: a reviewer is
-    // told where it is decided before its box or its card is looked at.
-    const elsewhere = channelRefusal(view?.review, TEAMS_CHANNEL);
-    if (elsewhere) return refusalText(elsewhere.code, elsewhere.message);
-    // What the card offered is checked against the request itself: a click's data is the
-    // client's to write, not the card's.
-    // A request out of review is refused by the vote itself ("no longer waiting").
-    // Step-up approvals are refused by the review rules themselves, in their own words (their
-    // card has no box to tick either).
-    if (vote.decision === "approve" && view?.status === "pending" && !view.review?.stepUp) {
-      if (!requestCard(view).approvable) return refusalText("not_shown_whole", "");
-      if (confirmedRisks.has(view.risk.level) && !vote.confirmed) {
-        return refusalText("unconfirmed", "");
-      }
-    }
+    if (refusal) return refusal;
     try {
       await decide({
         requestId: vote.requestId,

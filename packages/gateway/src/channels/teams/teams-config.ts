@@ -44,7 +44,10 @@ export const teamsSchema = z.strictObject({
   notifyOwner: z.boolean().default(false),
   /** A reminder in the card's thread this long before a request expires. */
   remindBefore: duration({ min: 100, max: 7 * 86_400_000 }).optional(),
-  /** How long a Teams user's verified e-mail is trusted before it is looked up again. */
+  /**
+   * How long what Teams said of a user (their verified e-mail) serves clicks that cast no vote
+   * (the words of a refusal). Every vote asks Teams again.
+   */
   userCacheTtl: duration({ min: 0, max: 86_400_000 }).default(60_000),
 });
 
