@@ -5,6 +5,7 @@
  */
 import { type UsersInfoResponse, WebClient } from "@slack/web-api";
 import type { FastifyInstance } from "fastify";
+import { createLruCache } from "../../common/lru-cache.js";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError, errorMessage } from "../../errors.js";
 import { emailKey } from "../../identity/email-key.js";
@@ -78,6 +79,12 @@ const REFUSED_FOR_GOOD = new Set([
   "invalid_arguments",
 ]);
 
+/**
+ * Slack users whose look-up is remembered at most: the workspace's members who clicked last,
+ * each a few hundred bytes, however large the workspace (an Enterprise Grid's may be huge).
+ */
+const USERS_KEPT = 10_000;
+
 /** The Slack channel's name, as a rule's `review.channels` names it. */
 export const SLACK_CHANNEL = "slack";
 
@@ -93,7 +100,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     timeout: 10_000,
   });
   const verifier = createSlackVerifier(config.signingSecret, deps.claimOnce, clock);
-  const users = new Map<string, { email: string; team: string; until: number }>();
+  const users = createLruCache<{ email: string; team: string }>(USERS_KEPT);
 
   const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
     try {
@@ -144,8 +151,8 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     user: string,
     fresh: boolean,
   ): Promise<{ email: string; team: string } | undefined> => {
-    const cached = users.get(user);
-    if (!fresh && cached && cached.until > clock()) return cached;
+    const cached = fresh ? undefined : users.get(user, clock());
+    if (cached) return cached;
     const [info, teams] = await Promise.all([
       call("users.info", () => client.users.info({ user })),
       allowedTeams(),
@@ -155,9 +162,8 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       users.delete(user);
       return undefined;
     }
-    const account = { ...member, until: clock() + config.userCacheTtl };
-    users.set(user, account);
-    return account;
+    users.set(user, member, clock() + config.userCacheTtl);
+    return member;
   };
 
   const notifyOwner = async (notice: ChannelNotice): Promise<void> => {

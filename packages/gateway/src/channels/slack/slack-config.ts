@@ -42,7 +42,8 @@ export const slackSchema = z.strictObject({
   ssoEmails: z.boolean().default(false),
   /**
    * How long what Slack said of a user (their verified e-mail) serves clicks that cast no vote
-   * (opening the comment modal, the words of a refusal). Every vote asks Slack again.
+   * (opening the comment modal, the words of a refusal). Every vote asks Slack again. At most
+   * 10,000 users are kept, those who clicked longest ago forgotten first.
    */
   userCacheTtl: duration({ min: 0, max: 86_400_000 }).default(60_000),
 });

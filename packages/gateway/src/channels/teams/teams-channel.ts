@@ -7,6 +7,7 @@
 import type { ConnectorClient } from "botframework-connector";
 import type { Activity, ConversationParameters } from "botframework-schema";
 import type { FastifyInstance } from "fastify";
+import { createLruCache } from "../../common/lru-cache.js";
 import { truncateText } from "../../common/storable-text.js";
 import { AirlockError } from "../../errors.js";
 import { emailKey } from "../../identity/email-key.js";
@@ -36,6 +37,9 @@ export interface TeamsDeps extends ChatChannelDeps {
   /** The Bot Framework client; made from the config when absent. */
   bot?: TeamsBot;
 }
+
+/** Teams members whose look-up is remembered at most: those who clicked last. */
+const MEMBERS_KEPT = 10_000;
 
 /** The Teams channel's name, as a rule's `review.channels` names it. */
 export const TEAMS_CHANNEL = "teams";
@@ -84,10 +88,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   const clock = deps.clock ?? Date.now;
   const logger = deps.logger;
   const bot = deps.bot ?? createTeamsBot(config);
-  const members = new Map<
-    string,
-    { email: string; aadObjectId: string | undefined; until: number }
-  >();
+  const members = createLruCache<{ email: string; aadObjectId: string | undefined }>(MEMBERS_KEPT);
 
   /**
    * A full member of the configured tenant: guests, anonymous users, members of another
@@ -352,10 +353,11 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     fresh: boolean,
     deadlineMs: number,
   ): Promise<{ email: string; aadObjectId: string | undefined } | undefined> => {
-    const cached = members.get(vote.user);
+    const cached = fresh ? undefined : members.get(vote.user, clock());
     // Remembered for the Entra account that was checked, not for any the click may name.
-    const same = vote.aadObjectId === undefined || cached?.aadObjectId === vote.aadObjectId;
-    if (!fresh && cached && same && cached.until > clock()) return cached;
+    if (cached && (vote.aadObjectId === undefined || cached.aadObjectId === vote.aadObjectId)) {
+      return cached;
+    }
     const member = (await call(
       "getConversationMember",
       (client, options) =>
@@ -373,8 +375,8 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       members.delete(vote.user);
       return undefined;
     }
-    const found = { email, aadObjectId: member.aadObjectId, until: clock() + config.userCacheTtl };
-    members.set(vote.user, found);
+    const found = { email, aadObjectId: member.aadObjectId };
+    members.set(vote.user, found, clock() + config.userCacheTtl);
     return found;
   };
 

@@ -46,7 +46,8 @@ export const teamsSchema = z.strictObject({
   remindBefore: duration({ min: 100, max: 7 * 86_400_000 }).optional(),
   /**
    * How long what Teams said of a user (their verified e-mail) serves clicks that cast no vote
-   * (the words of a refusal). Every vote asks Teams again.
+   * (the words of a refusal). Every vote asks Teams again. At most 10,000 users are kept,
+   * those who clicked longest ago forgotten first.
    */
   userCacheTtl: duration({ min: 0, max: 86_400_000 }).default(60_000),
 });
