@@ -252,10 +252,53 @@ describe("Teams approvals", () => {
     expect(unsigned.status).toBe(401);
     expect((await statusOf(id)).reviews).toEqual([]);
 
-    // A genuine click counts once; the same activity sent again is refused.
-    expect((await teams.post(gw.url, activity)).status).toBe(200);
+    // A genuine click counts once; the same activity sent again counts nothing.
+    const first = await teams.post(gw.url, activity);
+    expect(first.status).toBe(200);
     const again = await teams.post(gw.url, activity);
-    expect(again.status).toBe(401);
+    expect(again).toEqual(first);
+    expect((await statusOf(id)).reviews).toHaveLength(1);
+  });
+
+  it("answers Teams' resend of a click as it answered the click, without an error, and counts it once", async () => {
+    const { id, card } = await held();
+    const activity = teams.invokeActivity({
+      verb: verbs.deny,
+      data: { requestId: id, comment: "no" },
+      replyToId: card.id,
+      from: member.carol!,
+    });
+    // Teams sends an invoke again when its answer is late: here the first is still waiting
+    // for Teams to say who clicked when the resend comes.
+    const lookup = teams.holdNext(
+      (c) => c.method === "GET" && c.path.endsWith(`/members/${member.carol!.id}`),
+    );
+    const first = teams.post(gw.url, activity);
+    await lookup.arrived;
+    const resend = teams.post(gw.url, activity);
+    lookup.release();
+    const answers = await Promise.all([first, resend]);
+    for (const answer of answers) {
+      expect(answer).toEqual({
+        status: 200,
+        body: {
+          statusCode: 200,
+          type: "application/vnd.microsoft.activity.message",
+          value:
+            "Denied, recorded as carol@example.com. A deny is final: the request will not run.",
+        },
+      });
+    }
+    expect(await statusOf(id)).toMatchObject({ status: "denied", reviews: [{ comment: "no" }] });
+    // A gateway that did not take the click (restarted, or another replica) has no answer to
+    // give again: it says the click is in, with no error either, and still counts nothing.
+    gw = await gw.restart();
+    const later = await teams.post(gw.url, activity);
+    expect(later).toMatchObject({
+      status: 200,
+      body: { statusCode: 200, type: "application/vnd.microsoft.activity.message" },
+    });
+    expect((later.body as { value: string }).value).toMatch(/already received this click/);
     expect((await statusOf(id)).reviews).toHaveLength(1);
   });
 

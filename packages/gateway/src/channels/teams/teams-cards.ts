@@ -360,6 +360,8 @@ export function reminderText(view: ChannelView, now: number): string {
 
 /** Refusals in Teams' own words; the rest are every chat's (review-text.ts). */
 const teamsRefusals: Record<string, string> = {
+  already_received:
+    "Airlock already received this click, and it counts once: the card shows where the request stands.",
   not_mapped:
     "Airlock cannot tell who you are: your Teams account has no e-mail that Airlock knows as a reviewer, or it is a guest account or from another organisation. Ask an operator to add your e-mail to the reviewers.",
   lookup_failed:

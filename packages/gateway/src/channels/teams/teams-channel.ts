@@ -41,6 +41,13 @@ export interface TeamsDeps extends ChatChannelDeps {
 /** Teams members whose look-up is remembered at most: those who clicked last. */
 const MEMBERS_KEPT = 10_000;
 
+/**
+ * How long, and for how many clicks, an answer is kept for Teams' resend of the click: Teams
+ * sends an invoke again within seconds (about 15) when no answer came.
+ */
+const ANSWER_KEPT_MS = 10 * 60_000;
+const ANSWERS_KEPT = 1_000;
+
 /** The Teams channel's name, as a rule's `review.channels` names it. */
 export const TEAMS_CHANNEL = "teams";
 
@@ -88,6 +95,8 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   const clock = deps.clock ?? Date.now;
   const logger = deps.logger;
   const bot = deps.bot ?? createTeamsBot(config);
+  /** The answers to the clicks this replica took lately, for Teams' resends of them. */
+  const answered = createLruCache<Promise<string>>(ANSWERS_KEPT);
   const members = createLruCache<{ email: string; aadObjectId: string | undefined }>(MEMBERS_KEPT);
 
   /**
@@ -498,17 +507,36 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       if (tenant !== config.tenantId) return answer(refusalText("not_mapped", ""));
       const vote = readVote(activity);
       if (!vote) return answer("Airlock does not know this button; nothing was recorded.");
-      if (
-        !activity.id ||
-        !(await deps.claimOnce(
-          `teams:${activity.id}`,
-          acceptedUntil(authorization, clock()),
-          clock(),
-        ))
-      ) {
-        throw new AirlockError("unauthenticated", "this activity was already received");
+      if (!activity.id) {
+        throw new AirlockError(
+          "invalid_request",
+          "id: the activity has none, so a resend of it could not be told from the click",
+          { field: "id" },
+        );
       }
-      return answer(await decideVote(vote, decide, read, arrived));
+      const claimed = await deps.claimOnce(
+        `teams:${activity.id}`,
+        acceptedUntil(authorization, clock()),
+        clock(),
+      );
+      if (!claimed) {
+        // Teams sends an invoke again (the same activity id) when its answer was late or lost.
+        // The click counted once; the resend gets the answer the click got, when this replica
+        // gave it, else word that it is in: an error would show the person a failure, and
+        // Teams might send it once more.
+        logger.info({ activityId: activity.id }, "Teams sent a click again; it counts once");
+        return answer(
+          (await answered.get(activity.id, clock())) ?? refusalText("already_received", ""),
+        );
+      }
+      const answering = decideVote(vote, decide, read, arrived);
+      // A resend waits for the click's own answer, which may fail: it then gets the word.
+      answered.set(
+        activity.id,
+        answering.catch(() => refusalText("already_received", "")),
+        clock() + ANSWER_KEPT_MS,
+      );
+      return answer(await answering);
     });
   };
 
