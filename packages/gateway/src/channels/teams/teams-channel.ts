@@ -172,27 +172,34 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
    */
   const post = async (notice: ChannelNotice): Promise<string> => {
     const conversation = notice.request.review?.teamsConversation ?? config.conversation;
-    // Whether Teams may have carried the post out though it failed: once the post is sent,
-    // until it fails in a way that says otherwise, since Airlock's deadline ends it with no
-    // answer at all. Not before: the bot's token from Entra ID may be what failed.
+    // Whether Teams may have carried the post out though it failed: once the card is handed to
+    // the HTTP client, until it fails in a way that says otherwise, since Airlock's deadline
+    // ends it with no answer at all. Not before: the bot's token from Entra ID comes first,
+    // and the deadline may come while it is still awaited, when nothing was sent (the abort
+    // then keeps the post from going out after it). The SDK reports the body's upload only
+    // once the request is signed, just before it is sent.
     let mayHavePosted = false;
     const card = message(notice) as Activity;
-    const sent = await call("sendToConversation", (client, options) => {
-      mayHavePosted = true;
-      return client.conversations
-        .sendToConversation(conversation, card, options)
+    const sent = await call("sendToConversation", (client, options) =>
+      client.conversations
+        .sendToConversation(conversation, card, {
+          ...options,
+          onUploadProgress: () => {
+            mayHavePosted = true;
+          },
+        })
         .catch((error: unknown) => {
           // The Bot Connector's own failures (not MSAL's, for the bot's token, nor one made
           // here): no answer (a dropped connection), a timeout or a server error on the way.
           const { name, statusCode } = error as { name?: unknown; statusCode?: unknown };
-          mayHavePosted =
+          mayHavePosted &&=
             name === "RestError" &&
             (statusCode === undefined ||
               statusCode === 408 ||
               (typeof statusCode === "number" && statusCode >= 500));
           throw error;
-        });
-    }).catch((error: unknown) => {
+        }),
+    ).catch((error: unknown) => {
       if (!(error instanceof ChannelUnavailable) || !mayHavePosted) throw error;
       throw new ChannelUnavailable(
         `${error.message}; Teams may have posted the card all the same, and then the next try shows it twice in ${conversation} (the one not updated after votes is the extra, and its buttons still work)`,
