@@ -154,6 +154,7 @@ describe("Teams approvals", () => {
     cardId: string,
     verb: string,
     data: Record<string, unknown> = {},
+    conversation?: string,
   ) =>
     teams.post(
       gw.url,
@@ -162,6 +163,7 @@ describe("Teams approvals", () => {
         data: { requestId, ...data },
         replyToId: cardId,
         from: member[who]!,
+        ...(conversation ? { conversation } : {}),
       }),
     );
 
@@ -395,13 +397,49 @@ describe("Teams approvals", () => {
     expect(teams.activities.get(risky.card.id)?.conversationId).toBe("19:payments@thread.tacv2");
     const before = await held();
     expect(teams.activities.get(before.card.id)?.conversationId).toBe("19:approvals@thread.tacv2");
+    const payments = "19:payments@thread.tacv2";
     // Unticked, or with the card's data rewritten by the client to claim a lower risk.
     for (const data of [{ confirm: "no" }, {}, { risk: "low" }]) {
-      const unticked = await click("bob", risky.id, risky.card.id, verbs.approve, data);
+      const unticked = await click("bob", risky.id, risky.card.id, verbs.approve, data, payments);
       expect((unticked.body as { value: string }).value).toMatch(/tick the box/);
     }
     expect((await statusOf(risky.id)).reviews).toEqual([]);
-    const ticked = await click("bob", risky.id, risky.card.id, verbs.approve, { confirm: "yes" });
+    // Ticked, but from another conversation the bot is in: no click on the request's card.
+    for (const elsewhere of ["19:approvals@thread.tacv2", "a:1personal-chat-with-the-bot"]) {
+      const stray = await click(
+        "bob",
+        risky.id,
+        risky.card.id,
+        verbs.approve,
+        { confirm: "yes" },
+        elsewhere,
+      );
+      expect((stray.body as { value: string }).value).toMatch(
+        /^This request's card was not posted in this conversation/,
+      );
+    }
+    // A deny from there neither: a deny is final.
+    const strayDeny = await click("carol", risky.id, risky.card.id, verbs.deny, {});
+    expect((strayDeny.body as { value: string }).value).toMatch(/not posted in this conversation/);
+    // Someone Airlock does not know learns nothing of where the request was posted.
+    const stranger = await teams.post(
+      gw.url,
+      teams.invokeActivity({
+        verb: verbs.deny,
+        data: { requestId: risky.id },
+        replyToId: risky.card.id,
+      }),
+    );
+    expect((stranger.body as { value: string }).value).toMatch(/^Airlock cannot tell who you are/);
+    expect((await statusOf(risky.id)).reviews).toEqual([]);
+    const ticked = await click(
+      "bob",
+      risky.id,
+      risky.card.id,
+      verbs.approve,
+      { confirm: "yes" },
+      payments,
+    );
     expect((ticked.body as { value: string }).value).toBe("Approved, recorded as bob@example.com.");
     await until(async () => (await statusOf(risky.id)).status === "succeeded");
 

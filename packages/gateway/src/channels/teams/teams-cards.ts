@@ -368,6 +368,8 @@ const teamsRefusals: Record<string, string> = {
     "Airlock could not ask Teams who you are just now, so nothing was recorded. Try again in a moment.",
   not_shown_whole:
     "This action is too long to show whole in Teams, so it cannot be approved from here: use Open in Airlock, where all of it is shown. Nothing was recorded.",
+  not_posted_here:
+    "This request's card was not posted in this conversation, so it cannot be decided from here: use the card Airlock posted for it, or Open in Airlock. Nothing was recorded.",
   unconfirmed:
     "This is a risky action: tick the box that says you have read what will run, then approve again. Nothing was recorded.",
   step_up_required:

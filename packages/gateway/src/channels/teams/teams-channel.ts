@@ -84,7 +84,10 @@ interface Member {
 type Vote = {
   user: string;
   aadObjectId: string | undefined;
+  /** Where members are looked up: the team, for a click in a team's channel. */
   conversation: string;
+  /** The conversation the click came from, as a card is posted to it (no `;messageid=`). */
+  postedIn: string;
   requestId: string;
   decision: "approve" | "deny";
   comment: string;
@@ -400,11 +403,34 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
    * What a click on a request would be refused for before its vote is cast, whoever clicked
    * (told only to a reviewer): undefined when nothing stops it here.
    */
-  const refusalFor = (vote: Vote, view: ChannelView | undefined): string | undefined => {
+  const refusalFor = async (
+    vote: Vote,
+    view: ChannelView | undefined,
+  ): Promise<string | undefined> => {
     // A request its rule keeps out of Teams is not Teams' to judge in any way: a reviewer is
     // told where it is decided before its box or its card is looked at.
     const elsewhere = channelRefusal(view?.review, TEAMS_CHANNEL);
     if (elsewhere) return refusalText(elsewhere.code, elsewhere.message);
+    // A click counts only from the conversation the request's card was posted to: an invoke
+    // whose data names the request from another conversation the bot is in (a client can
+    // write a card's data) is not a click on its card. The conversation, not the card: a post
+    // whose answer was lost is made again, and both cards are the request's.
+    if (view) {
+      const posted = await deps.postedRef(vote.requestId, TEAMS_CHANNEL);
+      const postedIn = posted === undefined ? undefined : parseRef(posted).conversation;
+      if (postedIn !== vote.postedIn) {
+        logger.warn(
+          {
+            requestId: vote.requestId,
+            teamsUser: vote.user,
+            from: vote.postedIn,
+            postedTo: postedIn ?? null,
+          },
+          "refused a Teams click from a conversation the request's card was not posted in",
+        );
+        return refusalText("not_posted_here", "");
+      }
+    }
     // What the card offered is checked against the request itself: a click's data is the
     // client's to write, not the card's. A request out of review is refused by the vote itself
     // ("no longer waiting"); step-up approvals by the review rules, in their own words (their
@@ -427,7 +453,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     arrived: number,
   ): Promise<string> => {
     const view = await read(vote.requestId);
-    const refusal = refusalFor(vote, view);
+    const refusal = await refusalFor(vote, view);
     // Who clicked comes first: someone who maps to no reviewer (a guest, another tenant's
     // member) is told only that, whatever the click names, and so learns nothing of the
     // request (that it exists, where it is decided, its risk). A click that may cast a vote
@@ -576,11 +602,16 @@ function readVote(activity: Partial<Activity>): Vote | undefined {
   // conversation id there names one thread.
   const team = (activity.channelData as { team?: { id?: unknown } } | undefined)?.team?.id;
   const conversation = typeof team === "string" ? team : activity.conversation?.id;
-  if (!decision || !user || !conversation || typeof data.requestId !== "string") return undefined;
+  // A card posted to a channel starts a thread, whose conversation id names its first message.
+  const postedIn = activity.conversation?.id?.split(";")[0];
+  if (!decision || !user || !conversation || !postedIn || typeof data.requestId !== "string") {
+    return undefined;
+  }
   return {
     user,
     aadObjectId: activity.from?.aadObjectId,
     conversation,
+    postedIn,
     requestId: data.requestId,
     decision,
     comment: typeof data.comment === "string" ? truncateText(data.comment, 2000) : "",
