@@ -145,6 +145,8 @@ describe("Teams approvals", () => {
     expect(res.status).toBe(202);
     const id = res.body.id as string;
     await until(() => cardOf(id) !== undefined);
+    // Where it was posted is kept right after Teams answers: a click is taken only from there.
+    await gw.gateway.dispatcher.idle();
     return { id, card: cardOf(id)! };
   }
 
@@ -511,6 +513,7 @@ describe("Teams approvals", () => {
         const res = await api(reminding.url, "POST", "/v1/actions", { token, body: refund() });
         const id = res.body.id as string;
         await until(() => cardOf(id) !== undefined);
+        await reminding.gateway.dispatcher.idle();
         await fn({ id, card: cardOf(id)! });
       },
       { gateway: { delivery: fast } },
