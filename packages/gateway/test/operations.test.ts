@@ -69,6 +69,9 @@ describe("probes and metrics", () => {
     expect(text).toContain(
       'airlock_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/actions"',
     );
+    // The process's own, under the names Node.js dashboards read.
+    expect(text).toMatch(/^process_cpu_seconds_total \d/m);
+    expect(text).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
   });
 
   it("serves an OpenAPI document generated from the same schemas the routes parse with", async () => {

@@ -5,7 +5,10 @@ export type Metrics = ReturnType<typeof createMetrics>;
 
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "airlock_process_" });
+  // Under their standard names (process_cpu_seconds_total, nodejs_eventloop_lag_seconds…),
+  // which ready-made Node.js dashboards and alerts read; a prefix doubled them
+  // (airlock_process_process_cpu_…).
+  collectDefaultMetrics({ register: registry });
   return {
     registry,
     decisions: new Counter({
