@@ -115,6 +115,50 @@ describe("policy decisions", () => {
   });
 });
 
+describe("masked input", () => {
+  const card = "4242424242424242";
+  const shown = async (id: string) =>
+    JSON.stringify([
+      (await api(gw.url, "GET", `/v1/requests/${id}`, { token: tokens.bob! })).body,
+      (await api(gw.url, "GET", `/v1/actions/${id}`, { token: tokens.agent! })).body,
+      (await api(gw.url, "GET", `/v1/audit?requestId=${id}`, { token: tokens.bob! })).body,
+    ]);
+
+  it("hides a masked value the agent also uses as a key: a header's name, a query's, the body's", async () => {
+    const res = await submit({
+      ...refund(),
+      input: {
+        method: "POST",
+        path: "/refunds",
+        query: { [card]: "1" },
+        headers: { [`x-${card}`]: "1" },
+        body: { invoice: "inv_1001", card_number: card, copy: { [card]: true } },
+      },
+    });
+    expect(res.status).toBe(202);
+    expect(res.body.input).toMatchObject({
+      query: { "[masked]": "1" },
+      headers: { "x-[masked]": "1" },
+      body: { card_number: "[masked]", copy: { "[masked]": true } },
+    });
+    const everything = await shown(res.body.id);
+    expect(everything).not.toContain(card);
+    const view = await api(gw.url, "GET", `/v1/requests/${res.body.id}`, { token: tokens.bob! });
+    expect(view.body.preview).toContain('"[masked]": true');
+  });
+
+  it("still previews the body when a masked value is the name of an input field", async () => {
+    const res = await submit({
+      ...refund(),
+      input: { method: "POST", path: "/refunds", body: { invoice: "inv_7", card_number: "body" } },
+    });
+    expect(res.status).toBe(202);
+    const view = await api(gw.url, "GET", `/v1/requests/${res.body.id}`, { token: tokens.bob! });
+    expect(view.body.preview).toContain('"invoice": "inv_7"');
+    expect(view.body.input).toMatchObject({ "[masked]": { card_number: "[masked]" } });
+  });
+});
+
 describe("reviews", () => {
   it("counts distinct reviewers toward the quorum and runs the action once, after the second approval", async () => {
     const { body } = await submit(refund({ idempotencyKey: "quorum-1" }));

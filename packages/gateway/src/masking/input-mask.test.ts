@@ -33,7 +33,7 @@ describe("maskInput", () => {
     expect(hidden).toEqual(["4111111111111111"]);
   });
 
-  it("hides a masked value the input repeats in its other values, keys and markers left whole", () => {
+  it("hides a masked value the input repeats in its other values and keys, markers left whole", () => {
     const card = "4111111111111111";
     const { masked, hidden } = maskInput(
       {
@@ -48,7 +48,7 @@ describe("maskInput", () => {
       path: "/cards/[masked]/refunds",
       query: { ref: ["card [masked]", 7] },
       // "ask" is in "[masked]": the markers stay whole.
-      body: { card_number: MASKED, code: MASKED, copy: 411111111111111, [card]: true },
+      body: { card_number: MASKED, code: MASKED, copy: 411111111111111, [MASKED]: true },
     });
     const number = maskInput({ amount: 1250, total: 1250, fee: 12 }, ["amount"]).masked;
     expect(number).toEqual({ amount: MASKED, total: MASKED, fee: 12 });
@@ -57,6 +57,29 @@ describe("maskInput", () => {
       pin: MASKED,
       note: "42 times",
     });
+  });
+
+  it("hides a masked value used as a key at any depth, keeping apart keys that read alike", () => {
+    const key = "k3y-one";
+    const { masked } = maskInput(
+      {
+        headers: { "x-api-key": key, [key]: "x", [`Bearer ${key}`]: "y" },
+        body: { list: [{ [key]: 1, [MASKED]: 2 }] },
+        [key]: "top",
+      },
+      ["headers.x-api-key"],
+    );
+    expect(masked).toEqual({
+      headers: { "x-api-key": MASKED, [MASKED]: "x", [`Bearer ${MASKED}`]: "y" },
+      body: { list: [{ [MASKED]: 1, [`${MASKED} (2)`]: 2 }] },
+      [MASKED]: "top",
+    });
+    expect(JSON.stringify(masked)).not.toContain(key);
+    // Connectors read the operation's own fields by their keys: a preview is built from the
+    // input with its keys as sent, and scrubbed as text after.
+    expect(
+      maskInput({ body: { code: "body" }, path: "/x" }, ["body.code"], { keys: false }),
+    ).toEqual({ masked: { body: { code: MASKED }, path: "/x" }, hidden: ["body"] });
   });
 
   it("masks a key in every array item with *", () => {

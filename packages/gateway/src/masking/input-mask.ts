@@ -4,6 +4,7 @@
  */
 import type { Json } from "../common/canonical-json.js";
 import { defineOwn } from "../common/own-key.js";
+import { defineApart, type TakenKeys } from "./distinct-keys.js";
 import { createScrubber } from "./value-scrubber.js";
 
 export const MASKED = "[masked]";
@@ -29,23 +30,32 @@ export interface MaskedInput {
   hidden: string[];
 }
 
-export function maskInput(input: Json, paths: readonly string[]): MaskedInput {
+/**
+ * With `keys: false`, keys stay as sent: what a connector builds its preview from, since it
+ * reads the operation's fields by their keys (an agent whose masked value is "body" would
+ * otherwise take the body out of the preview). The preview is scrubbed as text after.
+ */
+export function maskInput(
+  input: Json,
+  paths: readonly string[],
+  options: { keys?: boolean } = {},
+): MaskedInput {
   if (paths.length === 0) return { masked: input, hidden: [] };
   const hidden: string[] = [];
   let masked = input;
   // Keys match whatever their case: an agent's `X-Api-Key` is the `x-api-key` a rule masks,
   // and masking a little more is the safe way to err.
   for (const path of paths) masked = maskAt(masked, path.toLowerCase().split("."), hidden);
-  return { masked: hideRepeats(masked, hidden), hidden };
+  return { masked: hideRepeats(masked, hidden, options.keys ?? true), hidden };
 }
 
 /**
- * The agent may repeat a hidden value in a field no rule masks (a note, the query, the path):
- * it is hidden there too, as in facts, or reviewers would read it in the preview and the input
- * beside the `[masked]` field. Keys are left as they are: connectors build their preview from
- * the masked input, and read it by its keys.
+ * The agent may repeat a hidden value in a field no rule masks (a note, the query, the path, a
+ * header's name, a key of the body): it is hidden there too, as in facts, or reviewers would
+ * read it in the input beside the `[masked]` field. Keys that read alike once hidden are kept
+ * apart (`[masked]`, `[masked] (2)`), so that no entry is lost.
  */
-function hideRepeats(value: Json, hidden: readonly string[]): Json {
+function hideRepeats(value: Json, hidden: readonly string[], keys: boolean): Json {
   const scrubber = createScrubber(hidden, MASKED, { minLength: MIN_MASKED_LENGTH });
   if (!scrubber.active) return value;
   const numbers = new Set(hidden.filter((v) => v.length >= MIN_MASKED_LENGTH));
@@ -55,7 +65,11 @@ function hideRepeats(value: Json, hidden: readonly string[]): Json {
     if (Array.isArray(node)) return node.map(walk);
     if (node === null || typeof node !== "object") return node;
     const out: Record<string, Json> = {};
-    for (const [key, child] of Object.entries(node)) defineOwn(out, key, walk(child));
+    let taken: TakenKeys | undefined;
+    for (const [key, child] of Object.entries(node)) {
+      if (keys) taken = defineApart(out, scrubber.text(key), walk(child), taken);
+      else defineOwn(out, key, walk(child));
+    }
     return out;
   };
   return walk(value);

@@ -162,14 +162,18 @@ export function createRequestService(deps: RequestServiceDeps) {
     }
     // Reviewers see a preview built from the masked input, never the real values scrubbed
     // after the fact; facts, notes and errors (which can quote the input) are scrubbed of them.
-    const { masked, hidden } = maskInput(input, decision.mask);
+    // Its keys stay as sent here (the connector reads its fields by them): the preview is
+    // scrubbed as text after, of the hidden values the agent used as keys (a header's name).
+    const { masked, hidden } = maskInput(input, decision.mask, { keys: false });
     const notes = [...(description.notes ?? [])];
     if (decision.decision === "review" && connector.dryRun) {
       const rehearsal = await connector.dryRun(body.operation, input);
       if (rehearsal) notes.push(rehearsal);
     }
     const preview =
-      decision.mask.length === 0 ? description.preview : connector.preview(body.operation, masked);
+      decision.mask.length === 0
+        ? description.preview
+        : scrubHidden(connector.preview(body.operation, masked), hidden);
     // Connectors build descriptions from their config too, which can hold secrets: what is
     // stored and shown goes through the redactor (rules above saw the real facts).
     const shown: Description = deps.redactor.redact({
