@@ -161,7 +161,8 @@ describe("a masked argument that an MCP server echoes", () => {
           return;
         }
         received.push(args.card);
-        const text = `no card ${String(args.pad)}${String(args.card)} on file${".".repeat(2000)}`;
+        // A card of the server's own (`other`), which only the result detectors know, before.
+        const text = `no card ${String(args.pad)}${String(args.other ?? "")}${String(args.card)} on file${".".repeat(2000)}`;
         const message =
           params.name === "refuse"
             ? { jsonrpc: "2.0", id, error: { code: -32602, message: text } }
@@ -192,7 +193,7 @@ rules:
   - name: card checks
     when: action.connection == "cards"
     decision: allow
-    mask: { input: [card, cvv] }
+    mask: { input: [card, cvv], result: [card] }
   - name: nothing else
     decision: deny
 `);
@@ -268,6 +269,40 @@ rules:
     expect(Buffer.from(picture.data, "base64").equals(image)).toBe(true);
     // Bytes that do hold it have it scrubbed.
     expect(Buffer.from(audio.data, "base64").toString()).toBe("cvv [masked]");
+  });
+
+  it("leaves no piece of what the result detectors find where a result or a reason is cut", async () => {
+    const OTHER = " 4242 4242 4242 4242 ";
+    const texts: string[] = [];
+    for (const [tool, pads] of [
+      ["echo", range(840, 920)],
+      ["refuse", range(500, 580)],
+    ] as const) {
+      for (const pad of pads) {
+        const res = await api(gw.url, "POST", "/v1/actions", {
+          token: agent,
+          body: {
+            connection: "cards",
+            operation: tool,
+            input: { pad: "a".repeat(pad), other: OTHER, card: CARD },
+          },
+        });
+        texts.push(
+          tool === "echo"
+            ? String(res.body.result.content[0]?.text ?? "")
+            : String(res.body.outcome.reason).replace(/…$/, ""),
+        );
+      }
+    }
+    received.splice(0);
+    const all = texts.join("\n");
+    expect(all).toContain("**** 4242 [masked]");
+    // Its hint or nothing, at every cut: not a digit of it, nor a piece of the hint or the marker.
+    for (const text of texts) {
+      const rest = text.replace(/^.*?no card a* ?/, "");
+      expect(`**** 4242 [masked] on file${".".repeat(2000)}`.startsWith(rest), rest).toBe(true);
+      expect(rest).not.toMatch(/^(?:\*{1,4}|\*{4} 4?2?4?|\*{4} 4242 \[[a-z]*)$/);
+    }
   });
 
   it("leaves no start of it where a long result is cut", async () => {

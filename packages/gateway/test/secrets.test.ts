@@ -445,6 +445,63 @@ it("leaves no start of a masked value where a cut falls, however the agent shift
   });
 });
 
+it("leaves no piece of a value the result detectors find where a cut falls, nor a piece of a marker", async () => {
+  // Assembled at run time so that secret scanners do not flag this file.
+  const TOKEN = `ghp_${"R8x2Kq7ZpL".repeat(3)}4mN9vB`;
+  const CARD = "4929837150216347";
+  const extra = `  - name: token checks
+    when: http.method == "PATCH" && http.path == "/tokens/echo"
+    decision: allow
+    mask: { input: [body.card_number], result: [secret] }`;
+  const config = testConfig(upstream.url, extra).replace(
+    "timeout: 2s",
+    "timeout: 2s\n    maxResponseBytes: 1024",
+  );
+  await withGateway(config, async (own) => {
+    const token = await own.token("agent", "support-bot");
+    const check = (pad: number) =>
+      api(own.url, "POST", "/v1/actions", {
+        token,
+        body: {
+          ...read(),
+          input: {
+            method: "PATCH",
+            path: "/tokens/echo",
+            // The upstream echoes the body: the token, then the masked card, then more.
+            body: { pad: "a".repeat(pad), token: TOKEN, card_number: CARD, note: "z".repeat(80) },
+          },
+        },
+      });
+    const probe = await check(0);
+    expect(probe.body.status).toBe("succeeded");
+    const at = JSON.stringify(probe.body.result.body).indexOf("ghp_***");
+    expect(at).toBeGreaterThan(0);
+    const seen: string[] = [];
+    // The cut falls before the token and the card, inside each, and after them.
+    for (let shift = -60; shift <= 180; shift += 3) {
+      const res = await check(Math.max(0, 1024 - at - shift));
+      expect(res.body.status).toBe("succeeded");
+      if (res.body.result.truncated === undefined) break;
+      expect(res.body.result.truncated).toBe("the body was cut at 1024 bytes");
+      seen.push(res.body.result.body);
+    }
+    expect(seen.length).toBeGreaterThan(50);
+    const all = seen.join("\n");
+    expect(all).toContain("ghp_***");
+    expect(all).toContain("[masked]");
+    // Not a piece of the token past its prefix, and no marker or hint cut in two.
+    for (let start = 4; start + 6 <= TOKEN.length; start++) {
+      expect(all).not.toContain(TOKEN.slice(start, start + 6));
+    }
+    for (const text of seen) expect(text).not.toMatch(/\[[a-z]*$|ghp_\*{0,2}$/);
+    // (The agent's own input holds the token: what the executions recorded must not.)
+    const events = await own.gateway.store.listAudit({ limit: 10_000 });
+    const executions = events.filter((event) => event.type.startsWith("execution."));
+    expect(executions.length).toBeGreaterThan(seen.length);
+    expect(JSON.stringify(executions)).not.toContain(TOKEN.slice(4, 12));
+  });
+});
+
 it("returns a body that is no text intact when its base64 spells a masked value by chance", async () => {
   const CVV = "729";
   const extra = `  - name: card checks

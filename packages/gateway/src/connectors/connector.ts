@@ -6,6 +6,7 @@
 import type { z } from "zod";
 import type { Json } from "../common/canonical-json.js";
 import type { FieldPath } from "../masking/binary-fields.js";
+import type { DetectorName } from "../masking/detector-names.js";
 import type { Logger } from "../observability/logger.js";
 
 export type RiskLevel = "low" | "medium" | "high" | "critical";
@@ -44,6 +45,14 @@ export interface ExecutionOutcome {
   binary?: FieldPath[];
 }
 
+/** What the policy hides in an action's outcome. */
+export interface OutcomeMasking {
+  /** The values of the input fields the policy masks. */
+  hidden: readonly string[];
+  /** The result detectors the policy names. */
+  detectors: readonly DetectorName[];
+}
+
 /** An operation as agents that list them see it: as a tool, to an agent that speaks MCP. */
 export interface OperationSpec {
   name: string;
@@ -77,15 +86,16 @@ export interface Connector {
    */
   dryRun?(operation: string, input: Json): Promise<string>;
   /**
-   * `masked` holds the values of the input fields the policy masks (none, usually). Whatever
-   * the connector cuts to size (a body at its cap, a long reason), it scrubs of them first,
-   * as it does of credentials: a piece of one left at a cut is recognised by nobody after.
+   * `masking` says what the policy hides in the outcome (nothing, usually). Whatever the
+   * connector cuts to size (a body at its cap, a long reason), it scrubs of the masked values
+   * first, as it does of credentials, and masks what the detectors find in it: a piece of a
+   * value left at a cut is recognised by nobody after.
    */
   execute(
     operation: string,
     input: Json,
     signal: AbortSignal,
-    masked?: readonly string[],
+    masking?: OutcomeMasking,
   ): Promise<ExecutionOutcome>;
   /**
    * The operations agents may ask for, with their input's schema. Describes only: whatever

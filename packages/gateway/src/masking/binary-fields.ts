@@ -22,7 +22,7 @@ export function longValues(values: readonly string[]): string[] {
 
 /** Base64 text scrubbed as its bytes; the very text back when they held nothing to scrub. */
 export function scrubBase64(base64: string, scrubber: ByteScrubber): string {
-  if (scrubber.overlap === 0) return base64;
+  if (!scrubber.active) return base64;
   const bytes = Buffer.from(base64, "base64");
   const scrubbed = scrubber.scrub(bytes);
   return scrubbed === bytes ? base64 : scrubbed.toString("base64");

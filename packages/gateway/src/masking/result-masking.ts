@@ -24,6 +24,39 @@ export function maskResult(value: Json, detectors: readonly DetectorName[]): Mas
   return { value: walk(value, compiledSet(detectors), counts), counts };
 }
 
+/** A stretch of text the detectors replace, and what replaces it. */
+export interface Stretch {
+  start: number;
+  end: number;
+  hint: string;
+}
+
+/**
+ * How far into text, in bytes from where a value starts, the detectors need to read to find
+ * it: the longest value of bounded length (an e-mail's local part, first domain label and top
+ * level; a GitHub token) with room to spare, and enough of those that run on (a bearer token,
+ * a private key, a JWT, found by its start at the end of text). Text read this far past a cut
+ * has every value starting before the cut found, whole or by its start; only a JWT whose
+ * header alone runs longer is not, and its header holds no secret.
+ */
+export const DETECTOR_REACH = 512;
+
+/**
+ * Where in `text` the detectors find values, in order and apart, with their hints: what
+ * `maskText` replaces, for whoever must cut text without cutting a value or a hint in two.
+ */
+export function detectedStretches(text: string, detectors: readonly DetectorName[]): Stretch[] {
+  if (detectors.length === 0) return [];
+  const hits = findHits(text, compiledSet(detectors));
+  return hits === undefined
+    ? []
+    : clusters(hits).map(({ start, end, winner }) => ({
+        start,
+        end,
+        hint: winner.hint,
+      }));
+}
+
 /** Same for one text. */
 export function maskText(
   text: string,
@@ -237,7 +270,8 @@ const secretAlternatives: readonly RegExp[] = [
   /-----BEGIN (?<pemType>(?:[A-Z0-9]+ )*)PRIVATE KEY-----(?:[^-]|-(?!----))*(?<pemEnd>-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----)?/,
   /\b(?<bearer>Bearer|bearer|BEARER)[ \t]+(?:(?=[\w~+/.-]{0,19}\d)[\w~+/.-]{8,}|[\w~+/.-]{20,})=*/,
   // No start right after a token character: a long token then has one start, not thousands.
-  /(?<![\w-])eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]*/,
+  // One that text ends in before its signature is a JWT cut short: its claims are masked too.
+  /(?<![\w-])eyJ[\w-]{5,}\.[\w-]{5,}(?:\.[\w-]*|$)/,
   /(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])/,
   /(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9])/,
   /(?<![A-Za-z0-9])github_pat_\w{22,255}(?!\w)/,
@@ -383,7 +417,12 @@ function walk(value: Json, set: CompiledSet, counts: Counts): Json {
 }
 
 function maskString(text: string, set: CompiledSet, counts: Counts): string {
-  if (text.length < MIN_MATCH_LENGTH || !set.trigger.test(text)) return text;
+  const hits = findHits(text, set);
+  return hits === undefined ? text : applyHits(text, hits, counts);
+}
+
+function findHits(text: string, set: CompiledSet): Hit[] | undefined {
+  if (text.length < MIN_MATCH_LENGTH || !set.trigger.test(text)) return undefined;
   let hits: Hit[] | undefined;
   for (const detector of set.detectors) {
     const pattern = detector.pattern;
@@ -407,7 +446,7 @@ function maskString(text: string, set: CompiledSet, counts: Counts): string {
       });
     }
   }
-  return hits === undefined ? text : applyHits(text, hits, counts);
+  return hits;
 }
 
 /**
@@ -415,10 +454,9 @@ function maskString(text: string, set: CompiledSet, counts: Counts): string {
  * precedence), so no part of any detected value survives; the cluster counts once, for the
  * winner.
  */
-function applyHits(text: string, hits: Hit[], counts: Counts): string {
+function clusters(hits: Hit[]): { start: number; end: number; winner: Hit }[] {
   hits.sort((a, b) => a.start - b.start || b.end - a.end);
-  let out = "";
-  let copied = 0;
+  const out: { start: number; end: number; winner: Hit }[] = [];
   let i = 0;
   while (i < hits.length) {
     let winner = hits[i]!;
@@ -433,6 +471,15 @@ function applyHits(text: string, hits: Hit[], counts: Counts): string {
         winner = hit;
       }
     }
+    out.push({ start, end, winner });
+  }
+  return out;
+}
+
+function applyHits(text: string, hits: Hit[], counts: Counts): string {
+  let out = "";
+  let copied = 0;
+  for (const { start, end, winner } of clusters(hits)) {
     out += text.slice(copied, start) + winner.hint;
     counts[winner.name] = (counts[winner.name] ?? 0) + 1;
     copied = end;

@@ -2,7 +2,10 @@
  * Scrubs known secret values (connection credentials, tokens resolved from `${env:}` and
  * `${file:}`) out of anything about to leave Airlock: results, errors, log lines.
  */
+import type { DetectorName } from "./detector-names.js";
 import { MASKED, MIN_MASKED_LENGTH } from "./input-mask.js";
+import { detectedInBytes, merged, type Replacement, replaceAndCut } from "./masked-cut.js";
+import { DETECTOR_REACH } from "./result-masking.js";
 import { createScrubber, formsOf, rangesToReplace } from "./value-scrubber.js";
 
 export const REDACTED = "[redacted]";
@@ -11,8 +14,11 @@ export interface Redactor {
   readonly active: boolean;
   redactText(text: string): string;
   redact<T>(value: T): T;
-  /** Scrubs raw bytes (binary content) of the secrets and of `masked` values. */
-  bytes(masked?: Iterable<string>): ByteScrubber;
+  /**
+   * Scrubs raw bytes (binary content) of the secrets and of `masked` values; `detectors` are
+   * for bytes cut to size (ByteScrubber.clip).
+   */
+  bytes(masked?: Iterable<string>, detectors?: readonly DetectorName[]): ByteScrubber;
 }
 
 /** Secrets shorter than this would blank out ordinary words; config check warns about them. */
@@ -26,7 +32,7 @@ export function createRedactor(secrets: Iterable<string>): Redactor {
     active: scrubber.active,
     redactText: scrubber.text,
     redact: scrubber.value,
-    bytes: (masked = []) => createByteScrubber(list, masked),
+    bytes: (masked = [], detectors = []) => createByteScrubber(list, masked, detectors),
   };
 }
 
@@ -36,28 +42,46 @@ export function createRedactor(secrets: Iterable<string>): Redactor {
  * to size or base64-encoded, or a reflecting upstream could hand it back in pieces.
  */
 export interface ByteScrubber {
-  /** The longest form of any value scrubbed, in bytes: read this much past a cut before scrubbing. */
+  /** Whether there is any value to scrub. */
+  readonly active: boolean;
+  /**
+   * How far to read past a cut before scrubbing: the longest form of any value scrubbed, in
+   * bytes, or, with detectors, as far as they need to read to find a value by its start.
+   */
   readonly overlap: number;
   scrub(bytes: Buffer): Buffer;
   /**
-   * Cuts scrubbed bytes to at most `cap`, short of where a piece of a value could sit: the
-   * scrubbed window's last `overlap - 1` bytes, which may hold a value's start whose rest
-   * was never read. What goes depends on lengths alone, never on whether those bytes match a
-   * value: a cut that dropped a tail only when it looked like a secret's start would tell an
-   * agent, one guessed byte at a time, what the secret starts with. Bytes read `whole` (to
-   * their end) held every value whole, scrubbed now: they are cut at `cap`, or a long masked
-   * value (its longest form is `overlap`) would leave little or nothing of them.
+   * Bytes read (at most a cap and `overlap` past it) as they can be shown: scrubbed, and cut to
+   * at most `cap` short of where a piece of a value could sit, the last `overlap - 1` bytes of
+   * what was read, which may hold a value's start whose rest was never read. What goes depends
+   * on lengths alone, never on whether those bytes match a value: a cut that dropped a tail
+   * only when it looked like a secret's start would tell an agent, one guessed byte at a time,
+   * what the secret starts with. Bytes read `whole` (to their end) held every value whole, and
+   * are cut at `cap`, or a long masked value (its longest form is `overlap`) would leave
+   * little or nothing of them. A cut falls before a marker it would split, rather than leave a
+   * piece of one. Bytes that are `text` and must be cut have what the detectors find masked
+   * first, then the cut falls before a hint it would split and between characters: found
+   * after the cut, a value left in part would be missed. (Those not cut are left to the
+   * detectors after, with the rest of the result.)
    */
-  cut(scrubbed: Buffer, cap: number, whole: boolean): Buffer;
+  clip(read: Buffer, cap: number, whole: boolean, text: boolean): ClippedBytes;
+}
+
+export interface ClippedBytes {
+  bytes: Buffer;
+  /** Whether anything read or left unread is missing from `bytes`. */
+  truncated: boolean;
 }
 
 /**
  * Credentials read `[redacted]`; `masked` values (the input fields a rule masks, known per
- * request) read `[masked]`, those of at least MIN_MASKED_LENGTH characters.
+ * request) read `[masked]`, those of at least MIN_MASKED_LENGTH characters. `detectors` mask
+ * what text holds where it is cut to size (see ByteScrubber.clip).
  */
 export function createByteScrubber(
   secrets: Iterable<string>,
   masked: Iterable<string> = [],
+  detectors: readonly DetectorName[] = [],
 ): ByteScrubber {
   const bytesOf = (form: string): Buffer[] => {
     const utf8 = Buffer.from(form, "utf8");
@@ -77,22 +101,29 @@ export function createByteScrubber(
     ...replacing(masked, MIN_MASKED_LENGTH, 1),
   ];
   const keep = markers.map((needle) => ({ needle, length: needle.length }));
-  const scrub = (bytes: Buffer): Buffer => {
-    const ranges = rangesToReplace(bytes, needles, keep);
-    if (ranges.length === 0) return bytes;
-    const parts: Buffer[] = [];
-    let copied = 0;
-    for (const { start, end, strength } of ranges) {
-      parts.push(bytes.subarray(copied, start), markers[strength]!);
-      copied = end;
-    }
-    parts.push(bytes.subarray(copied));
-    return Buffer.concat(parts);
+  const replacements = (bytes: Buffer): Replacement[] =>
+    rangesToReplace(bytes, needles, keep).map(({ start, end, strength }) => ({
+      start,
+      end,
+      with: markers[strength]!,
+      rank: strength,
+    }));
+  const applied = (bytes: Buffer, ranges: readonly Replacement[]): Buffer =>
+    ranges.length === 0
+      ? bytes
+      : replaceAndCut(bytes, ranges, Number.POSITIVE_INFINITY, bytes.length, false).bytes;
+  const scrub = (bytes: Buffer): Buffer => applied(bytes, replacements(bytes));
+  const longest = needles.reduce((longest, form) => Math.max(longest, form.length), 0);
+  const overlap = Math.max(longest, detectors.length > 0 ? DETECTOR_REACH : 0);
+  const clip = (read: Buffer, cap: number, whole: boolean, text: boolean): ClippedBytes => {
+    const ranges = replacements(read);
+    let size = read.length;
+    for (const { start, end, with: marker } of ranges) size += marker.length - (end - start);
+    if (whole && size <= cap) return { bytes: applied(read, ranges), truncated: false };
+    const all = text ? merged(ranges, detectedInBytes(read, detectors)) : ranges;
+    const limit = whole ? read.length : Math.max(0, read.length - Math.max(0, overlap - 1));
+    const { bytes, covered } = replaceAndCut(read, all, cap, limit, text);
+    return { bytes, truncated: !whole || covered < read.length };
   };
-  const overlap = needles.reduce((longest, form) => Math.max(longest, form.length), 0);
-  const cut = (scrubbed: Buffer, cap: number, whole: boolean): Buffer => {
-    const unread = whole ? 0 : Math.max(0, overlap - 1);
-    return scrubbed.subarray(0, Math.max(0, Math.min(cap, scrubbed.length - unread)));
-  };
-  return { overlap, scrub, cut };
+  return { active: needles.length > 0, overlap, scrub, clip };
 }

@@ -461,16 +461,20 @@ export function createExecutor(deps: {
     } else if (!connector) {
       outcome = notRun(`connection ${request.connection} is no longer configured`);
     } else {
-      // The masked values go to the connector too: what it cuts to size (a body at its cap,
-      // a long reason) it scrubs of them first, or a piece left at the cut would pass
-      // unrecognised here. (None, and no work, when the policy masks nothing.)
+      // The masked values and the detectors go to the connector too: what it cuts to size (a
+      // body at its cap, a long reason) it scrubs and masks first, or a piece left at the cut
+      // would pass unrecognised here. (None, and no work, when the policy masks nothing.)
       const { hidden } = maskInput(request.input, request.decision.mask);
+      const detectors = request.decision.maskResult ?? [];
       try {
         // `shown` throws nothing: what is caught here is the connector's.
         outcome = shown(
           request,
           hidden,
-          await connector.execute(request.operation, request.input, running, hidden),
+          await connector.execute(request.operation, request.input, running, {
+            hidden,
+            detectors,
+          }),
         );
       } catch (error) {
         // Its message can quote the input: masked fields stay hidden in it, in the log as in

@@ -557,6 +557,47 @@ describe("execute", () => {
     }
   });
 
+  it("masks what the detectors find where it cuts the output, and cuts no value or hint in two", async () => {
+    const card = "4242 4242 4242 4242";
+    const c = single(
+      {
+        argv: [
+          "/bin/sh",
+          "-c",
+          'head -c "$0" /dev/zero | tr "\\0" y; printf " %s %s" "$1" "$2"',
+          "{n}",
+          "{card}",
+          "{tail}",
+        ],
+        args: {
+          n: { pattern: "[0-9]+" },
+          card: { pattern: "[0-9 ]+" },
+          tail: { pattern: "z*", maxLength: 4000 },
+        },
+      },
+      { maxOutputBytes: 1024 },
+    );
+    const cuts = new Set<string>();
+    for (const tail of ["zz", "z".repeat(3000)]) {
+      for (let n = 1024 - card.length - 3; n <= 1024 + 1; n++) {
+        const input = c.parse("run", { n: String(n), card, tail });
+        const out = await c.execute("run", input, never, { hidden: [], detectors: ["card"] });
+        const { stdout, truncated } = out.result as RunResult;
+        // Short enough once masked: not cut after all.
+        if (truncated === undefined) {
+          expect(stdout).toBe(`${"y".repeat(n)} **** 4242 ${tail}`);
+          continue;
+        }
+        expect(truncated.stdout).toMatch(/^cut at 1024 of/);
+        const shown = stdout.replace(/^y* ?/, "");
+        expect(`**** 4242 ${tail}`.startsWith(shown), shown).toBe(true);
+        expect(shown.length > 0 && shown.length < "**** 4242".length, shown).toBe(false);
+        cuts.add(shown.slice(0, 9));
+      }
+    }
+    expect(cuts).toEqual(new Set(["", "**** 4242"]));
+  });
+
   it("passes credentials to the command and scrubs them from what it prints", async () => {
     const c = connector(
       {
@@ -594,9 +635,9 @@ describe("execute", () => {
     expect(printed.stderr).toBe("token=[redacted]\n");
     expect(printed.stdout).toBe("[redacted]\n");
     // The secret straddles the cap: it is scrubbed before the cut, so no piece of it remains.
-    // Read to its end, the output is cut at the cap (through the marker).
+    // Read to its end, the output is cut at the cap, before the marker rather than through it.
     const edge = (await exec("edge")).result as RunResult;
-    expect(edge.stdout).toBe(`${"y".repeat(1020)}[red`);
+    expect(edge.stdout).toBe("y".repeat(1020));
     expect(edge.truncated?.stdout).toBe("cut at 1024 of 1038 bytes");
     // Read in part, whatever the cut keeps stops short of where a piece of a secret could sit.
     const beyond = (await exec("beyond")).result as RunResult;

@@ -11,6 +11,7 @@ import type {
   ConnectorType,
   Description,
   ExecutionOutcome,
+  OutcomeMasking,
 } from "../connector.js";
 import { compileCommands, type ExecCommand, parseCommandInput, valuesOf } from "./exec-command.js";
 import { type ExecConnectionConfig, execConnectionSchema } from "./exec-config.js";
@@ -91,12 +92,17 @@ export function createExecConnector(
     operation: string,
     input: Json,
     signal: AbortSignal,
-    masked: readonly string[] = [],
+    masking?: OutcomeMasking,
   ): Promise<ExecutionOutcome> => {
     const command = commandFor(operation);
-    // Masked arguments are scrubbed from the output with the credentials, before the cut.
+    const masked = masking?.hidden ?? [];
+    const detectors = masking?.detectors ?? [];
+    // Masked arguments are scrubbed from the output with the credentials, and what the
+    // detectors find is masked, before the cut.
     const scrubbing =
-      masked.length === 0 ? scrubber : createByteScrubber([...secrets, ...deps.secrets], masked);
+      masked.length === 0 && detectors.length === 0
+        ? scrubber
+        : createByteScrubber([...secrets, ...deps.secrets], masked, detectors);
     const argv = renderArgv(command.template, valuesOf(input));
     if (closed) {
       return {
@@ -119,7 +125,8 @@ export function createExecConnector(
         cwd: command.cwd,
         env: command.env,
         timeoutMs: command.timeoutMs,
-        // Read past the cap by the longest value scrubbed, so one straddling the cut is still scrubbed whole.
+        // Read past the cap as far as the scrubber reads past a cut, so that a value straddling
+        // it is still found whole, or by its start.
         keepBytes: config.maxOutputBytes + scrubbing.overlap,
       },
       stop.signal,
@@ -243,9 +250,7 @@ function clip(
   cap: number,
   scrubber: ByteScrubber,
 ): { text: string; truncated: boolean } {
-  let bytes = scrubber.scrub(stream.head);
   const whole = stream.total <= stream.head.length;
-  const truncated = !whole || bytes.length > cap;
-  if (truncated) bytes = scrubber.cut(bytes, cap, whole);
+  const { bytes, truncated } = scrubber.clip(stream.head, cap, whole, true);
   return { text: bytes.toString("utf8"), truncated };
 }

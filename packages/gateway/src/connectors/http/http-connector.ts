@@ -6,13 +6,14 @@ import type { Json } from "../../common/canonical-json.js";
 import { MAX_JSON_DEPTH } from "../../common/json-depth.js";
 import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
-import { type ByteScrubber, createByteScrubber } from "../../masking/secret-redactor.js";
+import { createByteScrubber } from "../../masking/secret-redactor.js";
 import type {
   Connector,
   ConnectorType,
   Description,
   ExecutionOutcome,
   OperationSpec,
+  OutcomeMasking,
   RiskHint,
 } from "../connector.js";
 import { deadline } from "../deadline.js";
@@ -173,12 +174,17 @@ export function createHttpConnector(
     _operation: string,
     raw: Json,
     signal: AbortSignal,
-    masked: readonly string[] = [],
+    masking?: OutcomeMasking,
   ): Promise<ExecutionOutcome> => {
     const input = raw as unknown as HttpInput;
-    // Masked values are scrubbed from the body with the credentials, before the cut.
+    const masked = masking?.hidden ?? [];
+    const detectors = masking?.detectors ?? [];
+    // Masked values are scrubbed from the body with the credentials, and what the detectors
+    // find in text is masked, before the cut.
     const scrubbing =
-      masked.length === 0 ? scrubber : createByteScrubber([...secrets, ...configSecrets], masked);
+      masked.length === 0 && detectors.length === 0
+        ? scrubber
+        : createByteScrubber([...secrets, ...configSecrets], masked, detectors);
     // A checked path of plain ASCII without a query needs no URL parsing (the common case).
     const target =
       input.query === undefined && /^[\x21-\x7e]+$/.test(input.path)
@@ -225,12 +231,15 @@ export function createHttpConnector(
         cap + scrubbing.overlap,
       );
       const contentType = responseHeaders["content-type"];
+      const text = isText(contentType);
       // JSON read whole is decoded from the bytes scrubbed of credentials alone: the executor
       // hides the masked values in its strings and numbers, as it does in every result. On
       // the bytes, a masked 250 would also be cut out of 12501, and the JSON broken into text.
-      const whole = masked.length > 0 ? cutToCap(read, cap, scrubber) : undefined;
+      const whole =
+        masked.length > 0 ? scrubber.clip(read.bytes, cap, !read.more, text) : undefined;
       const json = whole && !whole.truncated ? jsonBody(whole.bytes, contentType) : undefined;
-      const { bytes, truncated } = json && whole ? whole : cutToCap(read, cap, scrubbing);
+      const { bytes, truncated } =
+        json && whole ? whole : scrubbing.clip(read.bytes, cap, !read.more, text);
       const decoded: { body: Json; encoding?: "base64" } = withheld
         ? { body: null }
         : (json ?? decodeBody(bytes, contentType, truncated));
@@ -333,8 +342,8 @@ function methodRisk(method: string): RiskHint {
 
 /**
  * Reads at most `limit` bytes of the body, decompressed if the upstream compressed it anyway:
- * the cap and, past it, the longest value `cutToCap` scrubs, so that one straddling the cut
- * is still whole when scrubbed.
+ * the cap and, past it, what the scrubber reads past a cut (ByteScrubber.overlap), so that a
+ * value straddling the cut is still found whole, or by its start.
  */
 async function readBody(
   body: Readable,
@@ -383,21 +392,6 @@ async function readBody(
     body.destroy();
   }
   return { read: { bytes: Buffer.concat(chunks, size), more } };
-}
-
-/**
- * The body the way it can be shown safely: scrubbed on the raw bytes (of credentials, and of
- * masked values when the scrubber has them), and only then cut to `cap`.
- */
-function cutToCap(
-  read: { bytes: Buffer; more: boolean },
-  cap: number,
-  scrubber: ByteScrubber,
-): { bytes: Buffer; truncated: boolean } {
-  let bytes = scrubber.scrub(read.bytes);
-  const truncated = read.more || bytes.length > cap;
-  if (truncated) bytes = scrubber.cut(bytes, cap, !read.more);
-  return { bytes, truncated };
 }
 
 /** How deep the arrays and objects of JSON text nest, read without recursion. */
@@ -453,21 +447,29 @@ function jsonBody(bytes: Buffer, contentType: string | undefined): { body: Json 
   return undefined;
 }
 
+/** Whether a body of this content type is text (or JSON), to be returned as such when it decodes. */
+function isText(contentType: string | undefined): boolean {
+  if (!contentType) return true;
+  const type = contentType.toLowerCase();
+  return (
+    type.includes("json") ||
+    type.startsWith("text/") ||
+    type.includes("xml") ||
+    type.includes("charset")
+  );
+}
+
 function decodeBody(
   bytes: Buffer,
   contentType: string | undefined,
   truncated: boolean,
 ): { body: Json; encoding?: "base64" } {
   if (bytes.length === 0) return { body: null };
-  const type = (contentType ?? "").toLowerCase();
-  const isJson = type.includes("json");
-  const isText =
-    isJson || type.startsWith("text/") || type.includes("xml") || type.includes("charset");
-  if (isJson && !truncated) {
+  if (!truncated) {
     const json = jsonBody(bytes, contentType);
     if (json) return json;
   }
-  if (isText || !contentType) {
+  if (isText(contentType)) {
     const text = bytes.toString("utf8");
     if (!text.includes("\uFFFD")) return { body: text };
   }

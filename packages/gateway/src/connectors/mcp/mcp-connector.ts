@@ -8,11 +8,12 @@ import { StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamable
 import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { Json } from "../../common/canonical-json.js";
 import { clipDepth } from "../../common/json-depth.js";
-import { truncateText } from "../../common/storable-text.js";
 import { AirlockError, errorMessage } from "../../errors.js";
 import { longValues, scrubApart, scrubBase64 } from "../../masking/binary-fields.js";
+import type { DetectorName } from "../../masking/detector-names.js";
 import { scrubHidden } from "../../masking/input-mask.js";
 import { createByteScrubber, createRedactor } from "../../masking/secret-redactor.js";
+import { cutText } from "../../masking/text-cut.js";
 import type {
   Connector,
   ConnectorDeps,
@@ -20,6 +21,7 @@ import type {
   Description,
   ExecutionOutcome,
   OperationSpec,
+  OutcomeMasking,
 } from "../connector.js";
 import { deadline } from "../deadline.js";
 import { describeNetworkError } from "../network-errors.js";
@@ -226,9 +228,11 @@ export function createMcpConnector(
     operation: string,
     input: Json,
     signal: AbortSignal,
-    masked: readonly string[] = [],
+    masking?: OutcomeMasking,
   ): Promise<ExecutionOutcome> => {
     toolFor(operation);
+    const masked = masking?.hidden ?? [];
+    const detectors = masking?.detectors ?? [];
     if (closed) {
       return { ok: false, result: null, summary: "not called", reason: "the connection is closed" };
     }
@@ -239,8 +243,8 @@ export function createMcpConnector(
     try {
       answer = await call(operation, input as Record<string, unknown>, until.signal);
     } catch (error) {
-      // Cut once scrubbed: a cut through a credential or a masked argument the server echoes
-      // would leave a piece no scrubber knows.
+      // Cut once scrubbed and masked: a cut through a credential, a masked argument the server
+      // echoes or a value the detectors find would leave a piece nobody recognises after.
       const reason = scrubHidden(
         redactor.redactText(
           failure(error, {
@@ -252,7 +256,7 @@ export function createMcpConnector(
         masked,
       );
       const cut =
-        reason.length > REASON_CHARS ? `${truncateText(reason, REASON_CHARS - 1)}…` : reason;
+        reason.length > REASON_CHARS ? `${cutText(reason, REASON_CHARS - 1, detectors)}…` : reason;
       return { ok: false, result: null, summary: "no result", reason: cut };
     } finally {
       until.end();
@@ -271,7 +275,7 @@ export function createMcpConnector(
       (text) => scrubHidden(redactor.redact(text), masked),
       (data) => scrubHidden(redactor.redactText(scrubBase64(data, bytesScrubber)), long),
     ) as ToolResult;
-    const { result, bytes, truncated } = capContent(scrubbed, config.maxResultBytes);
+    const { result, bytes, truncated } = capContent(scrubbed, config.maxResultBytes, detectors);
     const paths = binaryPaths(result as ToolResult);
     const binary = paths.length > 0 ? { binary: paths } : {};
     const items = Array.isArray(answer.content) ? answer.content.length : 0;
@@ -281,7 +285,7 @@ export function createMcpConnector(
         ok: false,
         result,
         summary: `tool error, ${size}`,
-        reason: `the tool reported an error: ${firstText(result) ?? "(no message)"}`,
+        reason: `the tool reported an error: ${firstText(result, detectors) ?? "(no message)"}`,
         ...binary,
       };
     }
@@ -335,7 +339,7 @@ function failure(
   return `the MCP server could not be reached: ${describeNetworkError(error)}`;
 }
 
-function firstText(result: Json): string | undefined {
+function firstText(result: Json, detectors: readonly DetectorName[]): string | undefined {
   const content = (result as { content?: unknown } | null)?.content;
   if (!Array.isArray(content)) return undefined;
   const text = content.find(
@@ -345,5 +349,10 @@ function firstText(result: Json): string | undefined {
       item.type === "text" &&
       typeof item.text === "string",
   )?.text;
-  return text === undefined ? undefined : text.length > 500 ? `${text.slice(0, 500)}…` : text;
+  // Cut as the result is: what the detectors find, masked first, is not cut in two.
+  return text === undefined
+    ? undefined
+    : text.length > 500
+      ? `${cutText(text, 500, detectors)}…`
+      : text;
 }

@@ -1,6 +1,8 @@
 /** A tool's result as Airlock keeps and returns it, cut to the connection's size cap. */
 import type { Json } from "../../common/canonical-json.js";
 import type { FieldPath } from "../../masking/binary-fields.js";
+import type { DetectorName } from "../../masking/detector-names.js";
+import { cutText } from "../../masking/text-cut.js";
 
 /** What `tools/call` returns (MCP's CallToolResult), as far as Airlock reads it. */
 export interface ToolResult {
@@ -39,6 +41,7 @@ export function binaryPaths(answer: { content?: unknown }): FieldPath[] {
 export function capContent(
   answer: ToolResult,
   cap: number,
+  detectors: readonly DetectorName[] = [],
 ): { result: Json; bytes: number; truncated: boolean } {
   const content = Array.isArray(answer.content) ? (answer.content as Json[]) : [];
   const result: Record<string, Json> = { content };
@@ -62,7 +65,7 @@ export function capContent(
     }
     const text = (item as { type?: unknown; text?: unknown } | null) ?? {};
     if (text.type === "text" && typeof text.text === "string" && budget > 64) {
-      kept.push({ type: "text", text: cutJsonText(text.text, budget - 32) });
+      kept.push({ type: "text", text: cutJsonText(text.text, budget - 32, detectors) });
     }
     break;
   }
@@ -73,19 +76,21 @@ export function capContent(
 
 /**
  * The longest start of `text` whose JSON string (quotes and escapes included: `"` takes two
- * bytes, a control character six) takes at most `limit` bytes, whole characters only.
+ * bytes, a control character six) takes at most `limit` bytes, whole characters only. What
+ * the detectors find is masked first and never cut in two, nor is a marker (text-cut.ts).
  */
-export function cutJsonText(text: string, limit: number): string {
-  let used = 2; // the quotes
-  let end = 0;
-  // By code point, so a surrogate pair is kept or left whole.
-  for (const char of text) {
-    const code = char.charCodeAt(0);
-    const plain = code >= 0x20 && code < 0x7f && char !== '"' && char !== "\\";
-    const size = plain ? 1 : Buffer.byteLength(JSON.stringify(char)) - 2;
-    if (used + size > limit) break;
-    used += size;
-    end += char.length;
-  }
-  return text.slice(0, end);
+export function cutJsonText(
+  text: string,
+  limit: number,
+  detectors: readonly DetectorName[] = [],
+): string {
+  // Less the quotes.
+  return cutText(text, limit - 2, detectors, jsonBytes);
+}
+
+/** The bytes a character takes in a JSON string. */
+function jsonBytes(char: string): number {
+  const code = char.charCodeAt(0);
+  const plain = code >= 0x20 && code < 0x7f && char !== '"' && char !== "\\";
+  return plain ? 1 : Buffer.byteLength(JSON.stringify(char)) - 2;
 }
