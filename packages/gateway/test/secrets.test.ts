@@ -502,6 +502,45 @@ it("leaves no piece of a value the result detectors find where a cut falls, nor 
   });
 });
 
+it("reads a body that is no text with the result detectors when its bytes are text, and leaves other bytes intact", async () => {
+  const extra = `  - name: downloads
+    when: http.method == "PATCH" && http.path == "/bytes"
+    decision: allow
+    mask: { result: [card, email] }`;
+  await withGateway(testConfig(upstream.url, extra), async (own) => {
+    const token = await own.token("agent", "support-bot");
+    const fetch = async (bytes: Buffer, type?: string) => {
+      const res = await api(own.url, "POST", "/v1/actions", {
+        token,
+        body: {
+          ...read(),
+          input: {
+            method: "PATCH",
+            path: "/bytes",
+            query: { b: bytes.toString("base64"), ...(type ? { t: type } : {}) },
+          },
+        },
+      });
+      expect(res.body.status).toBe("succeeded");
+      expect(res.body.result.encoding).toBe("base64");
+      return Buffer.from(String(res.body.result.body), "base64");
+    };
+    // A CSV served as octet-stream: UTF-8 text, read as such.
+    const csv = await fetch(Buffer.from("name,card\nAnn Émile,4242 4242 4242 4242\n"));
+    expect(csv.toString()).toBe("name,card\nAnn Émile,**** 4242\n");
+    // Text in another charset than it says, or none: read as Latin-1, which keeps ASCII.
+    const latin1 = Buffer.from("caf\xe9 paid with 4242424242424242, ann@example.com", "latin1");
+    const legacy = await fetch(latin1, "text/plain; charset=iso-8859-1");
+    expect(legacy.toString("latin1")).toBe("caf\xe9 paid with **** 4242, a***@example.com");
+    // Bytes that are no text (a JPEG's start, then an e-mail-like run) stay as they came.
+    const image = Buffer.concat([
+      Buffer.from([0xff, 0xd8, 0xff, 0xe0]),
+      Buffer.from("a@b.co 4242424242424242"),
+    ]);
+    expect((await fetch(image)).equals(image)).toBe(true);
+  });
+});
+
 it("returns a body that is no text intact when its base64 spells a masked value by chance", async () => {
   const CVV = "729";
   const extra = `  - name: card checks

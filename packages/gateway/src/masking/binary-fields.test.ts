@@ -20,6 +20,23 @@ describe("scrubBase64", () => {
     expect(Buffer.from(echoed, "base64").toString()).toBe("cvv [masked], token [redacted]");
   });
 
+  it("masks what the detectors find in bytes that are UTF-8 text, and leaves other bytes alone", () => {
+    const none = createByteScrubber([]);
+    const csv = base64("Émile,4242 4242 4242 4242\n");
+    expect(Buffer.from(scrubBase64(csv, none, ["card"]), "base64").toString()).toBe(
+      "Émile,**** 4242\n",
+    );
+    // With credentials and masked values scrubbed first.
+    const both = scrubBase64(base64(`cvv ${CVV}, card 4242424242424242`), scrubber, ["card"]);
+    expect(Buffer.from(both, "base64").toString()).toBe("cvv [masked], card **** 4242");
+    // No UTF-8: what looks like a card (or an e-mail) there is left, and the data intact.
+    const binary = Buffer.concat([Buffer.from([0xff, 0xd8]), Buffer.from(" 4242424242424242")]);
+    expect(scrubBase64(binary.toString("base64"), none, ["card"])).toBe(binary.toString("base64"));
+    expect(scrubBase64(image.toString("base64"), none, ["card", "email"])).toBe(
+      image.toString("base64"),
+    );
+  });
+
   it("returns the very text when there is nothing to scrub, unusual spelling included", () => {
     const unpadded = "/9j/729AAAAAAAA";
     expect(scrubBase64(unpadded, scrubber)).toBe(unpadded);

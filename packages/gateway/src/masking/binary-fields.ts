@@ -4,8 +4,11 @@
  * base64 text by chance (three characters once in every 262,144 or so), and replacing it
  * there would corrupt data that never held the value.
  */
+import { isUtf8 } from "node:buffer";
 import type { Json } from "../common/canonical-json.js";
 import { defineOwn } from "../common/own-key.js";
+import type { DetectorName } from "./detector-names.js";
+import { maskText } from "./result-masking.js";
 import { type ByteScrubber, MIN_SECRET_LENGTH } from "./secret-redactor.js";
 
 /** Where a value sits in a result: object keys and array indexes, from the top. */
@@ -20,11 +23,26 @@ export function longValues(values: readonly string[]): string[] {
   return values.filter((value) => value.length >= MIN_SECRET_LENGTH);
 }
 
-/** Base64 text scrubbed as its bytes; the very text back when they held nothing to scrub. */
-export function scrubBase64(base64: string, scrubber: ByteScrubber): string {
-  if (!scrubber.active) return base64;
+/**
+ * Base64 text scrubbed as its bytes and, when they are UTF-8 text (a CSV served as
+ * application/octet-stream, a text resource's blob), masked as that text by `detectors`; the
+ * very text back when they held nothing to scrub. Bytes that are no UTF-8 (an image) are not
+ * read by the detectors: a pattern found in them by chance (an e-mail-like run turns up in a
+ * few of every hundred megabytes of random bytes) would be replaced, corrupting the data.
+ */
+export function scrubBase64(
+  base64: string,
+  scrubber: ByteScrubber,
+  detectors: readonly DetectorName[] = [],
+): string {
+  if (!scrubber.active && detectors.length === 0) return base64;
   const bytes = Buffer.from(base64, "base64");
-  const scrubbed = scrubber.scrub(bytes);
+  let scrubbed = scrubber.scrub(bytes);
+  if (detectors.length > 0 && isUtf8(scrubbed)) {
+    const text = scrubbed.toString("utf8");
+    const masked = maskText(text, detectors).text;
+    if (masked !== text) scrubbed = Buffer.from(masked, "utf8");
+  }
   return scrubbed === bytes ? base64 : scrubbed.toString("base64");
 }
 

@@ -396,7 +396,8 @@ export function createExecutor(deps: {
    * The outcome as it is recorded and returned: credentials and the input fields the policy
    * masks stay hidden even when echoed back, and the result detectors mask what the system
    * returned. Binary content is scrubbed as its bytes, of every credential the gateway knows
-   * (the connector knows its own). Only the digest sees the result whole.
+   * (the connector knows its own), and read by the detectors when those bytes are UTF-8 text.
+   * Only the digest sees the result whole.
    */
   const shown = (
     request: ActionRequest,
@@ -414,7 +415,10 @@ export function createExecutor(deps: {
       let bytes: ByteScrubber | undefined;
       const base64 = (data: string): string => {
         bytes ??= redactor.bytes(hidden);
-        return scrubHidden(redactor.redactText(scrubBase64(data, bytes)), longValues(hidden));
+        return scrubHidden(
+          redactor.redactText(scrubBase64(data, bytes, detectors)),
+          longValues(hidden),
+        );
       };
       return {
         ok: done.ok,

@@ -65,10 +65,11 @@ export async function startUpstream(): Promise<Upstream> {
       return;
     }
     if (path.endsWith("/bytes")) {
-      // The bytes given as base64 in the query's `b`, as a body that is no text.
-      const given = new URL(call.url, "http://upstream").searchParams.get("b") ?? "";
-      response.writeHead(200, { "content-type": "application/octet-stream" });
-      response.end(Buffer.from(given, "base64"));
+      // The bytes given as base64 in the query's `b`, as a body that is no text (or of the
+      // content type in `t`).
+      const query = new URL(call.url, "http://upstream").searchParams;
+      response.writeHead(200, { "content-type": query.get("t") ?? "application/octet-stream" });
+      response.end(Buffer.from(query.get("b") ?? "", "base64"));
       return;
     }
     if (path.endsWith("/fail")) {

@@ -6,6 +6,7 @@ import type { Json } from "../../common/canonical-json.js";
 import { MAX_JSON_DEPTH } from "../../common/json-depth.js";
 import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
+import { maskText } from "../../masking/result-masking.js";
 import { createByteScrubber } from "../../masking/secret-redactor.js";
 import type {
   Connector,
@@ -231,18 +232,28 @@ export function createHttpConnector(
         cap + scrubbing.overlap,
       );
       const contentType = responseHeaders["content-type"];
-      const text = isText(contentType);
+      // A body cut to size is read by the detectors before the cut whatever its type, as
+      // text: cut, binary data is whole no longer, and bytes that decode as text would be
+      // read by them after the cut (where they would miss a value cut in two).
       // JSON read whole is decoded from the bytes scrubbed of credentials alone: the executor
       // hides the masked values in its strings and numbers, as it does in every result. On
       // the bytes, a masked 250 would also be cut out of 12501, and the JSON broken into text.
       const whole =
-        masked.length > 0 ? scrubber.clip(read.bytes, cap, !read.more, text) : undefined;
+        masked.length > 0 ? scrubber.clip(read.bytes, cap, !read.more, true) : undefined;
       const json = whole && !whole.truncated ? jsonBody(whole.bytes, contentType) : undefined;
       const { bytes, truncated } =
-        json && whole ? whole : scrubbing.clip(read.bytes, cap, !read.more, text);
+        json && whole ? whole : scrubbing.clip(read.bytes, cap, !read.more, true);
       const decoded: { body: Json; encoding?: "base64" } = withheld
         ? { body: null }
         : (json ?? decodeBody(bytes, contentType, truncated));
+      // Text in another charset than UTF-8 leaves as base64, whose bytes the executor has
+      // the detectors read only when they are UTF-8: they read it here, as Latin-1, which
+      // keeps ASCII (all they look for) where it is. (One cut was read before the cut.)
+      if (decoded.encoding && !truncated && detectors.length > 0 && isText(contentType)) {
+        const latin1 = bytes.toString("latin1");
+        const shown = maskText(latin1, detectors).text;
+        if (shown !== latin1) decoded.body = Buffer.from(shown, "latin1").toString("base64");
+      }
       const result: Record<string, Json> = {
         status: response.statusCode,
         headers: responseHeaders,
