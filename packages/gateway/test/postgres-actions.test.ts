@@ -65,6 +65,10 @@ connections:
     maxRows: 100
     mask: { result: [email] }
 rules:
+  - name: reads of no table, their parameters masked
+    when: action.connection == "crm" && sql.kind == "select" && size(sql.tables) == 0
+    decision: allow
+    mask: { input: [params], result: [email] }
   - name: writes without WHERE are refused
     when: action.connection == "crm" && sql.kinds.exists(k, k in ["update", "delete"]) && !sql.hasWhere
     decision: deny
@@ -205,6 +209,24 @@ rules:
     expect(res.body.status).toBe("succeeded");
     expect(res.text).toContain("[nested deeper than 256 levels: not shown]");
     expect(res.text).not.toContain("abyss-leaf");
+  });
+
+  it("reads bytea as the bytes it holds: values in them are masked, and bytea that holds none comes back intact", async () => {
+    const hex = (text: string) => `\\x${Buffer.from(text).toString("hex")}`;
+    const res = await sql(
+      "SELECT convert_to($1 || ' for ann@example.com', 'UTF8') AS note, decode('0250ff', 'hex') AS raw, $2::text AS amount",
+      ["4929837150216347", "250"],
+    );
+    expect(res.body.decision.rule).toBe("reads of no table, their parameters masked");
+    expect(res.body.status).toBe("succeeded");
+    const [note, raw, amount] = res.body.result.statements[0].rows[0];
+    // The card the bytes spell, and the e-mail, as the detectors and the mask hide them in text.
+    expect(note).toBe(hex("[masked] for a***@example.com"));
+    // 250 is a masked value, and its digits are in the hex of these bytes, which hold no 250.
+    expect(raw).toBe("\\x0250ff");
+    expect(amount).toBe("[masked]");
+    const shown = [res.text, JSON.stringify(await gw.gateway.store.listAudit({ limit: 10_000 }))];
+    expect(shown.join("\n")).not.toContain(Buffer.from("4929837150216347").toString("hex"));
   });
 
   it("never shows the connection string or its password", async () => {

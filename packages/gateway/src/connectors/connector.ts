@@ -43,6 +43,8 @@ export interface ExecutionOutcome {
    * encodes, never as text (binary-fields.ts).
    */
   binary?: FieldPath[];
+  /** Where `result` holds bytes written `\x` and hex digits (PostgreSQL's bytea): the same. */
+  hex?: FieldPath[];
 }
 
 /** What the policy hides in an action's outcome. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Json } from "../common/canonical-json.js";
-import { longValues, scrubApart, scrubBase64 } from "./binary-fields.js";
+import { longValues, scrubApart, scrubBase64, scrubHex } from "./binary-fields.js";
 import { scrubHidden } from "./input-mask.js";
 import { createByteScrubber } from "./secret-redactor.js";
 
@@ -60,13 +60,15 @@ describe("scrubApart", () => {
     };
     const out = scrubApart(
       result,
-      [
-        ["content", 1, "data"],
-        ["content", 2, "data"],
-        ["content", 3, "data"],
-      ],
+      {
+        base64: [
+          ["content", 1, "data"],
+          ["content", 2, "data"],
+          ["content", 3, "data"],
+        ],
+      },
       text,
-      bytes,
+      { base64: bytes },
     ) as { content: { text?: string; data?: string }[]; note: string };
     expect(out.content[0]?.text).toBe("cvv [masked]");
     expect(out.content[1]?.data).toBe(image.toString("base64"));
@@ -86,9 +88,9 @@ describe("scrubApart", () => {
     ) as Json;
     const out = scrubApart(
       result,
-      [["__proto__", "data"], ["n"], ["list", 3], ["missing", "data"], ["list", "0"]],
+      { base64: [["__proto__", "data"], ["n"], ["list", 3], ["missing", "data"], ["list", "0"]] },
       text,
-      bytes,
+      { base64: bytes },
     );
     expect(JSON.stringify(out)).toBe(JSON.stringify(result));
     expect(Object.hasOwn(out as object, "__proto__")).toBe(true);
@@ -96,8 +98,53 @@ describe("scrubApart", () => {
 
   it("drops the data when text scrubbing renames a key on its way", () => {
     const result: Json = { [`file ${CVV}`]: { data: base64(`cvv ${CVV}`) } };
-    const out = scrubApart(result, [[`file ${CVV}`, "data"]], text, bytes);
+    const out = scrubApart(result, { base64: [[`file ${CVV}`, "data"]] }, text, { base64: bytes });
     expect(out).toEqual({ "file [masked]": { data: null } });
+  });
+});
+
+describe("scrubHex", () => {
+  const hex = (bytes: Buffer) => `\\x${bytes.toString("hex")}`;
+  const scrubber = createByteScrubber(["s3cr3t-token"], ["250", "4929837150216347"]);
+
+  it("scrubs the bytes bytea holds, and masks them as text when they are UTF-8 text", () => {
+    const held = Buffer.from("token s3cr3t-token, card 4929837150216347, mail ann@example.com");
+    expect(scrubHex(hex(held), scrubber, ["email"])).toBe(
+      hex(Buffer.from("token [redacted], card [masked], mail a***@example.com")),
+    );
+  });
+
+  it("returns the very text when the bytes hold nothing, whatever digits their hex has", () => {
+    // 0x02 0x50: "250" in the hex, not in the bytes.
+    const raw = hex(Buffer.from([0x02, 0x50, 0xff]));
+    expect(raw).toContain("250");
+    expect(scrubHex(raw, scrubber, ["card", "email"])).toBe(raw);
+    expect(scrubHex("\\x", scrubber, ["card"])).toBe("\\x");
+  });
+});
+
+describe("scrubApart with bytea", () => {
+  it("scrubs hex at its paths as bytes, in one copy of rows however many, and the rest as text", () => {
+    const scrubber = createByteScrubber([], ["250"]);
+    const rows: Json[] = Array.from({ length: 3000 }, (_, i) => [
+      i,
+      `\\x${Buffer.from(`amount ${i % 2 ? 250 : 1}`).toString("hex")}`,
+      "note 250",
+    ]);
+    const hexPaths = rows.map((_, i) => ["statements", 0, "rows", i, 1]);
+    const result: Json = { statements: [{ rows }] };
+    const out = scrubApart(
+      result,
+      { hex: [...hexPaths, ["statements", 0, "rows", 0, 2]] },
+      (value) => scrubHidden(value, ["250"]),
+      { hex: (data) => scrubHex(data, scrubber) },
+    ) as { statements: { rows: [number, string, string][] }[] };
+    const [even, odd] = out.statements[0]!.rows;
+    expect(Buffer.from(even![1].slice(2), "hex").toString()).toBe("amount 1");
+    expect(Buffer.from(odd![1].slice(2), "hex").toString()).toBe("amount [masked]");
+    // What is no hex where hex is said to be is text.
+    expect(even![2]).toBe("note [masked]");
+    expect(out.statements[0]!.rows).toHaveLength(3000);
   });
 });
 

@@ -1,8 +1,10 @@
 /**
- * Base64 inside a result (an http body that is no text, an MCP image's `data`) is scrubbed as
- * the bytes it encodes, not as text: a masked value of a few letters or digits turns up in
- * base64 text by chance (three characters once in every 262,144 or so), and replacing it
- * there would corrupt data that never held the value.
+ * Binary content inside a result (base64: an http body that is no text, an MCP image's
+ * `data`; hex: PostgreSQL's bytea) is scrubbed as the bytes it encodes, not as text: a value
+ * in those bytes does not show in their encoding, and a masked value of a few letters or
+ * digits turns up in the encoding by chance (three characters once in every 262,144 or so of
+ * base64, three digits once in every 4,096 of hex), where replacing it would corrupt data that
+ * never held the value.
  */
 import { isUtf8 } from "node:buffer";
 import type { Json } from "../common/canonical-json.js";
@@ -24,11 +26,8 @@ export function longValues(values: readonly string[]): string[] {
 }
 
 /**
- * Base64 text scrubbed as its bytes and, when they are UTF-8 text (a CSV served as
- * application/octet-stream, a text resource's blob), masked as that text by `detectors`; the
- * very text back when they held nothing to scrub. Bytes that are no UTF-8 (an image) are not
- * read by the detectors: a pattern found in them by chance (an e-mail-like run turns up in a
- * few of every hundred megabytes of random bytes) would be replaced, corrupting the data.
+ * Base64 text scrubbed as its bytes (scrubBytes); the very text back when they held nothing
+ * to scrub.
  */
 export function scrubBase64(
   base64: string,
@@ -37,44 +36,98 @@ export function scrubBase64(
 ): string {
   if (!scrubber.active && detectors.length === 0) return base64;
   const bytes = Buffer.from(base64, "base64");
-  let scrubbed = scrubber.scrub(bytes);
-  if (detectors.length > 0 && isUtf8(scrubbed)) {
-    const text = scrubbed.toString("utf8");
-    const masked = maskText(text, detectors).text;
-    if (masked !== text) scrubbed = Buffer.from(masked, "utf8");
-  }
+  const scrubbed = scrubBytes(bytes, scrubber, detectors);
   return scrubbed === bytes ? base64 : scrubbed.toString("base64");
 }
 
-/** Base64 as encoders write it: whole groups of four, padded, nothing else. */
-const canonicalBase64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/**
+ * PostgreSQL's bytea as Airlock writes it (`\x` and hex digits) scrubbed as its bytes
+ * (scrubBytes); the very text back when they held nothing to scrub. Its hex text is never
+ * searched: Airlock wrote it, so nobody wrote a value into it, and a masked value of hex
+ * digits (250) turns up there by chance.
+ */
+export function scrubHex(
+  hex: string,
+  scrubber: ByteScrubber,
+  detectors: readonly DetectorName[] = [],
+): string {
+  if (!scrubber.active && detectors.length === 0) return hex;
+  const bytes = Buffer.from(hex.slice(2), "hex");
+  const scrubbed = scrubBytes(bytes, scrubber, detectors);
+  return scrubbed === bytes ? hex : `\\x${scrubbed.toString("hex")}`;
+}
 
 /**
- * `value` with its base64 strings at `binary` passed to `base64` and the rest of it to `text`.
- * A string there that is no base64 as encoders write it (a server's own words where an
+ * Bytes scrubbed of credentials and masked values and, when they are UTF-8 text (a CSV served
+ * as application/octet-stream, a text resource's blob, text kept as bytea), masked as that
+ * text by `detectors`; the very bytes back when they held nothing. Bytes that are no UTF-8 (an
+ * image) are not read by the detectors: a pattern found in them by chance (an e-mail-like run
+ * turns up in a few of every hundred megabytes of random bytes) would be replaced, corrupting
+ * the data.
+ */
+function scrubBytes(
+  bytes: Buffer,
+  scrubber: ByteScrubber,
+  detectors: readonly DetectorName[],
+): Buffer {
+  const scrubbed = scrubber.scrub(bytes);
+  if (detectors.length === 0 || !isUtf8(scrubbed)) return scrubbed;
+  const text = scrubbed.toString("utf8");
+  const masked = maskText(text, detectors).text;
+  return masked === text ? scrubbed : Buffer.from(masked, "utf8");
+}
+
+/** How binary content is written in a result, and where. */
+export interface BinaryFields {
+  /** Base64, as an http body that is no text or an MCP image is. */
+  base64?: readonly FieldPath[];
+  /** `\x` and hex digits, as PostgreSQL's bytea is. */
+  hex?: readonly FieldPath[];
+}
+
+/** Each encoding as Airlock or encoders write it, whole: nothing else in the string. */
+const written = {
+  // Whole groups of four, padded.
+  base64: /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/,
+  hex: /^\\x(?:[0-9a-f]{2})*$/,
+} as const;
+
+/**
+ * `value` with the binary content at `binary` passed to `scrub` (by its encoding; one `scrub`
+ * has no function for is text) and the rest of it to `text`. A string there that is not written so (a server's own words where an
  * image's data belongs: decoders skip what they cannot read) goes to `text` with the rest. A
  * path `text` no longer leads to (a key on the way held a masked value, and reads otherwise)
  * loses its data rather than pass it unscrubbed.
  */
 export function scrubApart(
   value: Json,
-  binary: readonly FieldPath[],
+  binary: BinaryFields,
   text: (value: Json) => Json,
-  base64: (data: string) => string,
+  scrub: { [E in keyof BinaryFields]?: (data: string) => string },
 ): Json {
-  const set: { path: FieldPath; data: string }[] = [];
-  let rest = value;
-  for (const path of binary) {
-    const data = at(rest, path);
-    if (typeof data !== "string" || !canonicalBase64.test(data)) continue;
-    set.push({ path, data });
-    rest = replaced(rest, path, null);
+  const set: { path: FieldPath; data: string; scrub: (data: string) => string }[] = [];
+  for (const encoding of ["base64", "hex"] as const) {
+    const scrubbing = scrub[encoding];
+    for (const path of scrubbing ? (binary[encoding] ?? []) : []) {
+      const data = at(value, path);
+      if (typeof data === "string" && written[encoding].test(data)) {
+        set.push({ path, data, scrub: scrubbing! });
+      }
+    }
   }
-  let out = text(rest);
-  for (const { path, data } of set) {
-    if (at(out, path) === null) out = replaced(out, path, base64(data));
-  }
-  return out;
+  if (set.length === 0) return text(value);
+  const out = text(
+    replacedAll(
+      value,
+      set.map(({ path }) => ({ path, to: null })),
+    ),
+  );
+  return replacedAll(
+    out,
+    set
+      .filter(({ path }) => at(out, path) === null)
+      .map(({ path, data, scrub }) => ({ path, to: scrub(data) })),
+  );
 }
 
 function at(value: Json | undefined, path: FieldPath): Json | undefined {
@@ -87,18 +140,38 @@ function at(value: Json | undefined, path: FieldPath): Json | undefined {
   return node;
 }
 
-/** A copy of `value`, made along `path` (which leads somewhere) only, with `to` there. */
-function replaced(value: Json, path: FieldPath, to: Json): Json {
-  const [key, ...rest] = path;
-  if (key === undefined) return to;
+/**
+ * A copy of `value` with each change's `to` where its `path` (which leads somewhere) leads,
+ * made along those paths only, each container on them copied once: a result's thousands of
+ * bytea cells cost one copy of its rows.
+ */
+function replacedAll(
+  value: Json,
+  changes: readonly { path: FieldPath; to: Json }[],
+  depth = 0,
+): Json {
+  if (changes.length === 0) return value;
+  const here = changes.find(({ path }) => path.length === depth);
+  if (here) return here.to;
+  const byKey = new Map<string | number, { path: FieldPath; to: Json }[]>();
+  for (const change of changes) {
+    const key = change.path[depth]!;
+    const list = byKey.get(key);
+    if (list) list.push(change);
+    else byKey.set(key, [change]);
+  }
   if (Array.isArray(value)) {
     const copy = [...value];
-    copy[key as number] = replaced(copy[key as number] as Json, rest, to);
+    for (const [key, list] of byKey) {
+      copy[key as number] = replacedAll(copy[key as number] as Json, list, depth + 1);
+    }
     return copy;
   }
   const object = value as Record<string, Json>;
   const copy: Record<string, Json> = {};
   for (const [name, child] of Object.entries(object)) defineOwn(copy, name, child);
-  defineOwn(copy, String(key), replaced(object[key] as Json, rest, to));
+  for (const [key, list] of byKey) {
+    defineOwn(copy, String(key), replacedAll(object[key] as Json, list, depth + 1));
+  }
   return copy;
 }

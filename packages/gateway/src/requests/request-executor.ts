@@ -10,7 +10,7 @@ import { type Json, keyedDigest } from "../common/canonical-json.js";
 import { clipDepth } from "../common/json-depth.js";
 import type { Connector, ExecutionOutcome } from "../connectors/connector.js";
 import { AirlockError, errorMessage } from "../errors.js";
-import { longValues, scrubApart, scrubBase64 } from "../masking/binary-fields.js";
+import { longValues, scrubApart, scrubBase64, scrubHex } from "../masking/binary-fields.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import { maskResult, maskText } from "../masking/result-masking.js";
 import type { ByteScrubber, Redactor } from "../masking/secret-redactor.js";
@@ -420,11 +420,20 @@ export function createExecutor(deps: {
           longValues(hidden),
         );
       };
+      const hex = (data: string): string => {
+        bytes ??= redactor.bytes(hidden);
+        return scrubHex(data, bytes, detectors);
+      };
       return {
         ok: done.ok,
         summary: text(done.summary),
         ...(done.reason ? { reason: text(done.reason) } : {}),
-        result: scrubApart(result, done.binary ?? [], scrub, base64),
+        result: scrubApart(
+          result,
+          { ...(done.binary && { base64: done.binary }), ...(done.hex && { hex: done.hex }) },
+          scrub,
+          { base64, hex },
+        ),
         // Keyed by the request's nonce, which only the store holds: a reader of the audit
         // trail cannot confirm a guess at a masked value (a card's middle digits, say).
         resultDigest: result === null ? null : keyedDigest(request.nonce, result),

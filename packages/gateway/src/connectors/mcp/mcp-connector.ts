@@ -271,9 +271,11 @@ export function createMcpConnector(
     const long = longValues(masked);
     const scrubbed = scrubApart(
       answer as Json,
-      binaryPaths(answer),
+      { base64: binaryPaths(answer) },
       (text) => scrubHidden(redactor.redact(text), masked),
-      (data) => scrubHidden(redactor.redactText(scrubBase64(data, bytesScrubber)), long),
+      {
+        base64: (data) => scrubHidden(redactor.redactText(scrubBase64(data, bytesScrubber)), long),
+      },
     ) as ToolResult;
     const { result, bytes, truncated } = capContent(scrubbed, config.maxResultBytes, detectors);
     const paths = binaryPaths(result as ToolResult);

@@ -626,6 +626,33 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     expect(await rows("SELECT count(*)::int AS n FROM orders")).toEqual([{ n: 200 }]);
   });
 
+  it("says where bytea sits in the result, in arrays too, for the rows it keeps", async () => {
+    const small = connect({ maxRows: 2 });
+    try {
+      const outcome = await small.execute(
+        "query",
+        query(
+          "SELECT 1 AS n; SELECT g AS n, 'ab'::bytea AS b, ARRAY['\\x01'::bytea, NULL, 'c'::bytea] AS list FROM generate_series(1, 3) g",
+        ),
+        never,
+      );
+      expect(outcome.ok).toBe(true);
+      const rows = (outcome.result as { statements: { rows: Json[][] }[] }).statements[1]!.rows;
+      expect(rows[0]).toEqual([1, "\\x6162", ["\\x01", null, "\\x63"]]);
+      expect(outcome.hex).toEqual(
+        [0, 1].flatMap((row) => [
+          ["statements", 1, "rows", row, 1],
+          ["statements", 1, "rows", row, 2, 0],
+          ["statements", 1, "rows", row, 2, 2],
+        ]),
+      );
+      // None, and no list, when there is none.
+      expect((await small.execute("query", query("SELECT 1 AS n"), never)).hex).toBeUndefined();
+    } finally {
+      await small.close();
+    }
+  });
+
   it("keeps a jsonb key named __proto__ as a key in the rows", async () => {
     const outcome = await crm.execute(
       "query",

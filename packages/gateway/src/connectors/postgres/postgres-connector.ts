@@ -12,6 +12,7 @@ import { clippedNote, MAX_JSON_DEPTH } from "../../common/json-depth.js";
 import { defineOwn } from "../../common/own-key.js";
 import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
+import type { FieldPath } from "../../masking/binary-fields.js";
 import type { Connector, ConnectorType, Description, ExecutionOutcome } from "../connector.js";
 import { type PostgresConnectionConfig, postgresConnectionSchema } from "./postgres-config.js";
 import {
@@ -596,6 +597,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     const ownTransaction =
       analysis.rollbackable && !analysis.parts.some((part) => part.kind === "transaction");
     const statements: Json[] = [];
+    const hex: FieldPath[] = [];
     const summaries: string[] = [];
     let budget = config.maxResultBytes;
     try {
@@ -617,6 +619,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
                 maxBytes: budget,
               });
               budget -= result.bytes;
+              for (const path of result.hex) hex.push(["statements", statements.length, ...path]);
               statements.push(result.json);
               summaries.push(result.summary);
             }
@@ -648,6 +651,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
       return {
         ok: false,
         result: statements.length ? { statements } : null,
+        ...(hex.length > 0 ? { hex } : {}),
         summary: "failed",
         reason,
       };
@@ -655,6 +659,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     return {
       ok: true,
       result: { statements },
+      ...(hex.length > 0 ? { hex } : {}),
       summary: summaries.join("; "),
     };
   };
@@ -1031,6 +1036,8 @@ interface StatementResult {
   json: Json;
   summary: string;
   bytes: number;
+  /** Where in `json` bytea sits, written `\x` and hex digits. */
+  hex: FieldPath[];
 }
 
 /** A batch of rows; the result (fields, command, count) is absent once the cursor is done. */
@@ -1103,6 +1110,7 @@ async function runStatement(
 ): Promise<StatementResult> {
   const cursor = client.query(new Cursor(part.text, values, { rowMode: "array" }));
   const rows: Json[] = [];
+  const hex: FieldPath[] = [];
   let bytes = 0;
   let cut: string | undefined;
   let result: pg.QueryResult | undefined;
@@ -1123,7 +1131,10 @@ async function runStatement(
           seen++;
           continue;
         }
-        const row = raw.map((value) => toJson(value));
+        const cells: FieldPath[] = [];
+        const row = raw.map((value, column) =>
+          toJson(value, 0, (trail) => cells.push([column, ...trail])),
+        );
         const size = JSON.stringify(row).length + 1;
         seen++;
         seenBytes += size;
@@ -1132,6 +1143,7 @@ async function runStatement(
         } else if (bytes + size > limits.maxBytes) {
           cut = `cut at ${rows.length} rows: more would pass the connection's maxResultBytes`;
         } else {
+          for (const cell of cells) hex.push(["rows", rows.length, ...cell]);
           rows.push(row);
           bytes += size;
         }
@@ -1160,6 +1172,7 @@ async function runStatement(
     json,
     bytes,
     summary: `${command}: ${counted}${cut && rowCount !== null ? ", cut" : ""}`,
+    hex,
   };
 }
 
@@ -1243,21 +1256,38 @@ function count(rows: number, noun = "row"): string {
   return `${rows.toLocaleString("en-US")} ${noun}${rows === 1 ? "" : "s"}`;
 }
 
-/** PostgreSQL values as JSON: big numbers stay exact as text, bytes as \x hex. */
-function toJson(value: unknown, depth = 0): Json {
+/**
+ * PostgreSQL values as JSON: big numbers stay exact as text, bytes as \x hex, each told to
+ * `bytes` by where it sits in `value` (a bytea[] holds many), to be scrubbed as bytes.
+ */
+function toJson(
+  value: unknown,
+  depth = 0,
+  bytes?: (trail: FieldPath) => void,
+  trail: (string | number)[] = [],
+): Json {
   if (value === null || value === undefined) return null;
   if (typeof value === "string" || typeof value === "boolean") return value;
   if (typeof value === "number") return Number.isFinite(value) ? value : String(value);
   if (typeof value === "bigint") return value.toString();
-  if (Buffer.isBuffer(value)) return `\\x${value.toString("hex")}`;
+  if (Buffer.isBuffer(value)) {
+    bytes?.([...trail]);
+    return `\\x${value.toString("hex")}`;
+  }
   if (value instanceof Date) return value.toISOString();
   // jsonb comes back nested up to thousands deep, past what JSON.stringify can encode.
   if (typeof value === "object" && depth >= MAX_JSON_DEPTH) return clippedNote;
-  if (Array.isArray(value)) return value.map((item) => toJson(item, depth + 1));
+  const inner = (key: string | number, item: unknown): Json => {
+    trail.push(key);
+    const json = toJson(item, depth + 1, bytes, trail);
+    trail.pop();
+    return json;
+  };
+  if (Array.isArray(value)) return value.map((item, index) => inner(index, item));
   if (typeof value === "object") {
     const out: Record<string, Json> = {};
     // A jsonb key named __proto__ stays a key.
-    for (const [key, item] of Object.entries(value)) defineOwn(out, key, toJson(item, depth + 1));
+    for (const [key, item] of Object.entries(value)) defineOwn(out, key, inner(key, item));
     return out;
   }
   return String(value);
