@@ -807,6 +807,36 @@ describe("the http connector's boundaries", () => {
     }
   });
 
+  it("masks what the result detectors find in a thrown connector's message, in the outcome and the log", async () => {
+    const extra = `  - name: card lookups
+    when: http.method == "PATCH" && http.path == "/cards/lookup"
+    decision: allow
+    mask: { result: [card] }`;
+    await withGateway(testConfig(upstream.url, extra), async (own) => {
+      const token = await own.token("agent", "support-bot");
+      const http = own.gateway.connectors.get("billing-api")!;
+      http.execute = async () => {
+        // A parser's error quotes what it read: the upstream's words, a card among them.
+        throw new SyntaxError(
+          `Unexpected token 'c', "card 4242 4242 4242 4242 declined" is not valid JSON`,
+        );
+      };
+      const res = await api(own.url, "POST", "/v1/actions", {
+        token,
+        body: { ...read(), input: { method: "PATCH", path: "/cards/lookup" } },
+      });
+      expect(res.body.status).toBe("failed");
+      expect(res.body.outcome.reason).toContain('"card **** 4242 declined"');
+      const everything = [
+        res.text,
+        JSON.stringify(await own.gateway.store.listAudit({ limit: 1000 })),
+        own.logs.join(""),
+      ].join("\n");
+      expect(own.logs.join("")).toContain("the connector failed");
+      expect(everything).not.toContain("4242 4242");
+    });
+  });
+
   it("records an action that ran as run, its result withheld, when the result cannot be masked", async () => {
     const http = gw.gateway.connectors.get("billing-api")!;
     const execute = http.execute;

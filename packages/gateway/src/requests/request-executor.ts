@@ -11,6 +11,7 @@ import { clipDepth } from "../common/json-depth.js";
 import type { Connector, ExecutionOutcome } from "../connectors/connector.js";
 import { AirlockError, errorMessage } from "../errors.js";
 import { longValues, scrubApart, scrubBase64, scrubHex } from "../masking/binary-fields.js";
+import type { DetectorName } from "../masking/detector-names.js";
 import { maskInput, scrubHidden } from "../masking/input-mask.js";
 import { maskResult, maskText } from "../masking/result-masking.js";
 import type { ByteScrubber, Redactor } from "../masking/secret-redactor.js";
@@ -67,15 +68,19 @@ function notRecorded(outcome: Outcome): Outcome {
   };
 }
 
-/** An error as the log shows it (pino's fields), its message and stack scrubbed of `hidden`. */
-function scrubError(error: unknown, hidden: readonly string[]): unknown {
-  if (hidden.length === 0) return error;
-  if (!(error instanceof Error)) return scrubHidden(String(error), hidden);
-  return {
-    type: error.name,
-    message: scrubHidden(error.message, hidden),
-    stack: scrubHidden(error.stack ?? "", hidden),
-  };
+/**
+ * An error as the log shows it (pino's fields), its message and stack scrubbed of `hidden` and
+ * masked by `detectors`: a connector's error can quote what the system returned.
+ */
+function scrubError(
+  error: unknown,
+  hidden: readonly string[],
+  detectors: readonly DetectorName[],
+): unknown {
+  if (hidden.length === 0 && detectors.length === 0) return error;
+  const text = (value: string) => maskText(scrubHidden(value, hidden), detectors).text;
+  if (!(error instanceof Error)) return text(String(error));
+  return { type: error.name, message: text(error.message), stack: text(error.stack ?? "") };
 }
 
 /** Whether the request ended with this outcome (and not one another replica gave it). */
@@ -490,10 +495,10 @@ export function createExecutor(deps: {
           }),
         );
       } catch (error) {
-        // Its message can quote the input: masked fields stay hidden in it, in the log as in
-        // the reason below.
+        // Its message can quote the input, or what the system returned: masked fields stay
+        // hidden in it, and what the detectors find masked, in the log as in the reason below.
         logger.error(
-          { requestId: request.id, err: scrubError(error, hidden) },
+          { requestId: request.id, err: scrubError(error, hidden, detectors) },
           "the connector failed",
         );
         // A connector answers the failures it knows with an outcome; one it throws may have
@@ -501,12 +506,16 @@ export function createExecutor(deps: {
         outcome = {
           ok: false,
           summary: "connector error",
-          reason: scrubHidden(
-            redactor.redactText(
-              `the connector failed: ${errorMessage(error)}; whether the action took effect is unknown, and Airlock will not run it again`,
+          // As every outcome's reason is: what it quotes may be what the system returned.
+          reason: maskText(
+            scrubHidden(
+              redactor.redactText(
+                `the connector failed: ${errorMessage(error)}; whether the action took effect is unknown, and Airlock will not run it again`,
+              ),
+              hidden,
             ),
-            hidden,
-          ),
+            detectors,
+          ).text,
           result: null,
           resultDigest: null,
         };
