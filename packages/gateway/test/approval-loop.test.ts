@@ -147,6 +147,29 @@ describe("masked input", () => {
     expect(view.body.preview).toContain('"[masked]": true');
   });
 
+  it("leaves no piece of a masked value, nor of its marker, where a long preview is cut", async () => {
+    // The preview shows 4,000 characters of the body: the card, as a key and as a value,
+    // lands across that cut.
+    const previews: string[] = [];
+    for (let pad = 3935; pad <= 3985; pad += 2) {
+      const res = await submit({
+        ...refund(),
+        input: {
+          method: "POST",
+          path: "/refunds",
+          body: { pad: "a".repeat(pad), copy: { [card]: card }, card_number: card },
+        },
+      });
+      expect(res.status).toBe(202);
+      const view = await api(gw.url, "GET", `/v1/requests/${res.body.id}`, { token: tokens.bob! });
+      previews.push(view.body.preview);
+    }
+    const all = previews.join("\n");
+    expect(all).toContain("… (");
+    for (let size = 4; size <= card.length; size++) expect(all).not.toContain(card.slice(0, size));
+    for (const preview of previews) expect(preview).not.toMatch(/\[[a-z]*\n…/);
+  });
+
   it("still previews the body when a masked value is the name of an input field", async () => {
     const res = await submit({
       ...refund(),

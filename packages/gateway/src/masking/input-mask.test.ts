@@ -76,10 +76,10 @@ describe("maskInput", () => {
     });
     expect(JSON.stringify(masked)).not.toContain(key);
     // Connectors read the operation's own fields by their keys: a preview is built from the
-    // input with its keys as sent, and scrubbed as text after.
+    // input with those as sent, and scrubbed as text after.
     expect(
-      maskInput({ body: { code: "body" }, path: "/x" }, ["body.code"], { keys: false }),
-    ).toEqual({ masked: { body: { code: MASKED }, path: "/x" }, hidden: ["body"] });
+      maskInput({ body: { code: "body", body: 1 }, path: "/x" }, ["body.code"], { topKeys: false }),
+    ).toEqual({ masked: { body: { code: MASKED, [MASKED]: 1 }, path: "/x" }, hidden: ["body"] });
   });
 
   it("masks a key in every array item with *", () => {

@@ -31,14 +31,16 @@ export interface MaskedInput {
 }
 
 /**
- * With `keys: false`, keys stay as sent: what a connector builds its preview from, since it
- * reads the operation's fields by their keys (an agent whose masked value is "body" would
- * otherwise take the body out of the preview). The preview is scrubbed as text after.
+ * With `topKeys: false`, the input's own keys stay as sent (those below are hidden as ever):
+ * what a connector builds its preview from, since it reads the operation's fields by them (an
+ * agent whose masked value is "body" would otherwise take the body out of the preview). The
+ * preview is scrubbed as text after, for the connectors whose fields the agent names (an MCP
+ * tool's arguments).
  */
 export function maskInput(
   input: Json,
   paths: readonly string[],
-  options: { keys?: boolean } = {},
+  options: { topKeys?: boolean } = {},
 ): MaskedInput {
   if (paths.length === 0) return { masked: input, hidden: [] };
   const hidden: string[] = [];
@@ -46,7 +48,7 @@ export function maskInput(
   // Keys match whatever their case: an agent's `X-Api-Key` is the `x-api-key` a rule masks,
   // and masking a little more is the safe way to err.
   for (const path of paths) masked = maskAt(masked, path.toLowerCase().split("."), hidden);
-  return { masked: hideRepeats(masked, hidden, options.keys ?? true), hidden };
+  return { masked: hideRepeats(masked, hidden, options.topKeys ?? true), hidden };
 }
 
 /**
@@ -55,24 +57,24 @@ export function maskInput(
  * read it in the input beside the `[masked]` field. Keys that read alike once hidden are kept
  * apart (`[masked]`, `[masked] (2)`), so that no entry is lost.
  */
-function hideRepeats(value: Json, hidden: readonly string[], keys: boolean): Json {
+function hideRepeats(value: Json, hidden: readonly string[], topKeys: boolean): Json {
   const scrubber = createScrubber(hidden, MASKED, { minLength: MIN_MASKED_LENGTH });
   if (!scrubber.active) return value;
   const numbers = new Set(hidden.filter((v) => v.length >= MIN_MASKED_LENGTH));
-  const walk = (node: Json): Json => {
+  const walk = (node: Json, top: boolean): Json => {
     if (typeof node === "string") return scrubber.text(node);
     if (typeof node === "number") return numbers.has(String(node)) ? MASKED : node;
-    if (Array.isArray(node)) return node.map(walk);
+    if (Array.isArray(node)) return node.map((item) => walk(item, false));
     if (node === null || typeof node !== "object") return node;
     const out: Record<string, Json> = {};
     let taken: TakenKeys | undefined;
     for (const [key, child] of Object.entries(node)) {
-      if (keys) taken = defineApart(out, scrubber.text(key), walk(child), taken);
-      else defineOwn(out, key, walk(child));
+      if (top && !topKeys) defineOwn(out, key, walk(child, false));
+      else taken = defineApart(out, scrubber.text(key), walk(child, false), taken);
     }
     return out;
   };
-  return walk(value);
+  return walk(value, true);
 }
 
 function maskAt(value: Json, segments: string[], hidden: string[]): Json {

@@ -162,9 +162,10 @@ export function createRequestService(deps: RequestServiceDeps) {
     }
     // Reviewers see a preview built from the masked input, never the real values scrubbed
     // after the fact; facts, notes and errors (which can quote the input) are scrubbed of them.
-    // Its keys stay as sent here (the connector reads its fields by them): the preview is
-    // scrubbed as text after, of the hidden values the agent used as keys (a header's name).
-    const { masked, hidden } = maskInput(input, decision.mask, { keys: false });
+    // The input's own keys stay as sent here (the connector reads its fields by them): the
+    // preview is scrubbed as text after, of hidden values the agent used as such a key (an MCP
+    // tool's argument's name).
+    const { masked, hidden } = maskInput(input, decision.mask, { topKeys: false });
     const notes = [...(description.notes ?? [])];
     if (decision.decision === "review" && connector.dryRun) {
       const rehearsal = await connector.dryRun(body.operation, input);

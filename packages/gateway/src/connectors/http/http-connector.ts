@@ -8,6 +8,7 @@ import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
 import { maskText } from "../../masking/result-masking.js";
 import { createByteScrubber } from "../../masking/secret-redactor.js";
+import { cutText } from "../../masking/text-cut.js";
 import type {
   Connector,
   ConnectorType,
@@ -157,7 +158,8 @@ export function createHttpConnector(
     if (input.body !== undefined) {
       const body =
         typeof input.body === "string" ? input.body : JSON.stringify(input.body, null, 2);
-      text += `\n\n${body.length > 4000 ? `${body.slice(0, 4000)}\n… (${body.length} characters)` : body}`;
+      // Cut short of a [masked] it would split, which would read as the text it hides.
+      text += `\n\n${body.length > 4000 ? `${cutText(body, 4000, [])}\n… (${body.length} characters)` : body}`;
     }
     return text;
   };

@@ -118,7 +118,7 @@ export function createMcpConnector(
     const args = JSON.stringify(input, null, 2);
     const shown =
       args.length > PREVIEW_CHARS
-        ? `${args.slice(0, PREVIEW_CHARS)}\n… (${args.length} characters)`
+        ? `${cutText(args, PREVIEW_CHARS, [])}\n… (${args.length} characters)`
         : args;
     return `call tool ${operation} on ${name}\n\n${shown}`;
   };

@@ -13,6 +13,7 @@ import { defineOwn } from "../../common/own-key.js";
 import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
 import type { FieldPath } from "../../masking/binary-fields.js";
+import { cutText } from "../../masking/text-cut.js";
 import type { Connector, ConnectorType, Description, ExecutionOutcome } from "../connector.js";
 import { type PostgresConnectionConfig, postgresConnectionSchema } from "./postgres-config.js";
 import {
@@ -407,7 +408,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     const input = raw as unknown as PostgresInput;
     const sql =
       input.sql.length > 4000
-        ? `${input.sql.slice(0, 4000)}\n… (${input.sql.length} characters)`
+        ? `${cutText(input.sql, 4000, [])}\n… (${input.sql.length} characters)`
         : input.sql;
     const params = input.params?.length ? `\n\nparams: ${JSON.stringify(input.params)}` : "";
     return `${name}:\n${sql}${params}`;
