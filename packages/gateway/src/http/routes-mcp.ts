@@ -25,6 +25,7 @@ import type { Connector } from "../connectors/connector.js";
 import { type AirlockError, isAirlockError } from "../errors.js";
 import type { IdentityService } from "../identity/identity-service.js";
 import type { Redactor } from "../masking/secret-redactor.js";
+import { cutText } from "../masking/text-cut.js";
 import type { Logger } from "../observability/logger.js";
 import type { RequestService } from "../requests/request-service.js";
 import { type ActionRequest, isTerminal } from "../requests/request-types.js";
@@ -372,7 +373,8 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
     server.setNotificationHandler(CancelledNotificationSchema, async ({ params }) => {
       // Once the calls of the same POST (a batch) have started and can be found.
       await new Promise((resolve) => setImmediate(resolve));
-      const reason = deps.redactor.redactText((params.reason ?? "").slice(0, 200));
+      // Redacted, then cut: cut first, a credential across the cut would be left in part.
+      const reason = cutText(deps.redactor.redactText(params.reason ?? ""), 200, []);
       if (params.requestId === undefined) return;
       const said = { agent: agent.name, mcpRequestId: String(params.requestId).slice(0, 100) };
       const reach = held.cancel(caller, params.requestId, reason);
