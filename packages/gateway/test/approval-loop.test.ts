@@ -170,6 +170,19 @@ describe("masked input", () => {
     for (const preview of previews) expect(preview).not.toMatch(/\[[a-z]*\n…/);
   });
 
+  it("hides a masked value the agent built its idempotency key from, in the audit trail", async () => {
+    const res = await submit(refund({ idempotencyKey: `refund-${card}-1` }));
+    expect(res.status).toBe(202);
+    const audit = await api(gw.url, "GET", `/v1/audit?requestId=${res.body.id}`, {
+      token: tokens.bob!,
+    });
+    expect(audit.body.events[0].data.idempotencyKey).toBe("refund-[masked]-1");
+    expect(audit.text).not.toContain(card);
+    // The key itself still finds the request.
+    const again = await submit(refund({ idempotencyKey: `refund-${card}-1` }));
+    expect(again.body.id).toBe(res.body.id);
+  });
+
   it("still previews the body when a masked value is the name of an input field", async () => {
     const res = await submit({
       ...refund(),

@@ -112,12 +112,16 @@ export function submit(args: NewRequest): Change {
         connection: proposal.connection,
         operation: proposal.operation,
         input: masked,
-        // One scrubber for both, built only when something is masked.
+        // One scrubber for all three, built only when something is masked. (An agent may
+        // build its idempotency key from what it sends: a refund's card, say.)
         ...scrubHidden(
-          { justification: proposal.justification, context: proposal.context },
+          {
+            justification: proposal.justification,
+            context: proposal.context,
+            idempotencyKey: args.idempotencyKey,
+          },
           hidden,
         ),
-        idempotencyKey: args.idempotencyKey,
         hash: args.hash,
       },
     },
