@@ -364,6 +364,17 @@ describe("clipping what was read to a cap", () => {
     }
   });
 
+  it("takes detectors on a scrubber made already, scrubbing what it did", () => {
+    const read = Buffer.from(`s3cr3t-credential ${card} ${"z".repeat(1000)}`);
+    const made = createByteScrubber(["s3cr3t-credential"]).detecting(["card"]);
+    const fresh = createByteScrubber(["s3cr3t-credential"], [], ["card"]);
+    expect(made.overlap).toBe(fresh.overlap);
+    expect(made.clip(read, 100, false, true)).toEqual(fresh.clip(read, 100, false, true));
+    expect(made.clip(read, 100, false, true).bytes.toString()).toMatch(
+      /^\[redacted\] \*{4} 4242 z+$/,
+    );
+  });
+
   it("reads the detectors' reach past the cut only when there are detectors", () => {
     expect(createByteScrubber(["s3cr3t-credential"]).overlap).toBe(17);
     expect(createByteScrubber(["s3cr3t-credential"], [], ["email"]).overlap).toBe(512);

@@ -65,6 +65,8 @@ export interface ByteScrubber {
    * detectors after, with the rest of the result.)
    */
   clip(read: Buffer, cap: number, whole: boolean, text: boolean): ClippedBytes;
+  /** The same scrubber with `detectors` for its clips: cheap, it shares what it scrubs. */
+  detecting(detectors: readonly DetectorName[]): ByteScrubber;
 }
 
 export interface ClippedBytes {
@@ -100,6 +102,14 @@ export function createByteScrubber(
     ...replacing(secrets, MIN_SECRET_LENGTH, 0),
     ...replacing(masked, MIN_MASKED_LENGTH, 1),
   ];
+  return scrubberOf(needles, markers, detectors);
+}
+
+function scrubberOf(
+  needles: readonly { needle: Buffer; length: number; strength: number }[],
+  markers: readonly Buffer[],
+  detectors: readonly DetectorName[],
+): ByteScrubber {
   const keep = markers.map((needle) => ({ needle, length: needle.length }));
   const replacements = (bytes: Buffer): Replacement[] =>
     rangesToReplace(bytes, needles, keep).map(({ start, end, strength }) => ({
@@ -125,5 +135,11 @@ export function createByteScrubber(
     const { bytes, covered } = replaceAndCut(read, all, cap, limit, text);
     return { bytes, truncated: !whole || covered < read.length };
   };
-  return { active: needles.length > 0, overlap, scrub, clip };
+  return {
+    active: needles.length > 0,
+    overlap,
+    scrub,
+    clip,
+    detecting: (more) => scrubberOf(needles, markers, more),
+  };
 }

@@ -100,9 +100,11 @@ export function createExecConnector(
     // Masked arguments are scrubbed from the output with the credentials, and what the
     // detectors find is masked, before the cut.
     const scrubbing =
-      masked.length === 0 && detectors.length === 0
-        ? scrubber
-        : createByteScrubber([...secrets, ...deps.secrets], masked, detectors);
+      masked.length > 0
+        ? createByteScrubber([...secrets, ...deps.secrets], masked, detectors)
+        : detectors.length > 0
+          ? scrubber.detecting(detectors)
+          : scrubber;
     const argv = renderArgv(command.template, valuesOf(input));
     if (closed) {
       return {

@@ -185,9 +185,11 @@ export function createHttpConnector(
     // Masked values are scrubbed from the body with the credentials, and what the detectors
     // find in text is masked, before the cut.
     const scrubbing =
-      masked.length === 0 && detectors.length === 0
-        ? scrubber
-        : createByteScrubber([...secrets, ...configSecrets], masked, detectors);
+      masked.length > 0
+        ? createByteScrubber([...secrets, ...configSecrets], masked, detectors)
+        : detectors.length > 0
+          ? scrubber.detecting(detectors)
+          : scrubber;
     // A checked path of plain ASCII without a query needs no URL parsing (the common case).
     const target =
       input.query === undefined && /^[\x21-\x7e]+$/.test(input.path)
