@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRecordedCalls } from "../src/http/mcp-recorded-calls.js";
 import {
   api,
   removeDir,
@@ -1309,8 +1310,11 @@ describe.skipIf(!postgresAvailable)(
       });
       const id = response.headers.get("mcp-session-id");
       expect(id).toBeTruthy();
-      return (url: string, body: unknown) =>
-        postMcp(url, agentToken, body, { headers: { "mcp-session-id": id! } });
+      return Object.assign(
+        (url: string, body: unknown) =>
+          postMcp(url, agentToken, body, { headers: { "mcp-session-id": id! } }),
+        { id: id! },
+      );
     };
     const requestOf = async (justification: string): Promise<string> => {
       let id: string | undefined;
@@ -1375,6 +1379,13 @@ describe.skipIf(!postgresAvailable)(
       const send = await session();
       const before = upstream.calls.length;
       expect((await send(b.url, cancel(7))).status).toBe(202);
+      // The 202 comes as the notification is taken; its mark is written after.
+      const key = createRecordedCalls(b.gateway.store, 1000, Date.now).key(
+        "support-bot",
+        send.id,
+        7,
+      )!;
+      await until(() => b.gateway.store.mcpCallCancelled(key, Date.now()));
       const answer = await textOf(send(a.url, refundCall(7, "cancelled before it came")));
       expect(answer).toBe("The call was cancelled before it was submitted; nothing ran.");
       const { body } = await api(b.url, "GET", "/v1/requests?status=all", { token: bob });
