@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { type ActionRequest, openStore, type Store } from "@airlock/gateway";
 import pg from "pg";
 
-type Change = Parameters<Store["insertRequest"]>[0];
+type Change = ReturnType<Parameters<Store["insertRequest"]>[0]>;
 
 /** The pure transitions, loaded from the built gateway (they are not part of its public API). */
 interface Transitions {
@@ -67,7 +67,10 @@ async function decisionsPerSecond(
         },
         now,
       });
-      await store.insertRequest(change, []);
+      await store.insertRequest(
+        () => change,
+        () => [],
+      );
       const outcome = { ok: true, summary: "200 OK", resultDigest: "r".repeat(64) };
       await store.transition(
         change.request.id,

@@ -226,6 +226,92 @@ rules:
     }
   });
 
+  /** The database's clock, in ms. */
+  const dbNow = async () =>
+    Number(
+      (
+        await db.query<{ now: string }>("SELECT (extract(epoch FROM now()) * 1000)::bigint AS now")
+      )[0]?.now,
+    );
+
+  it("stamps a request's submission and expiry by the database's clock: one submitted on a replica whose clock runs behind is not expired at once", async () => {
+    const text = reviewed("5m");
+    const a = await startGateway(text);
+    // Ten minutes behind: its own time plus five minutes is already past.
+    const b = await startGateway(text, { gateway: { clock: () => Date.now() - 10 * 60_000 } });
+    try {
+      const agent = await a.token("agent", "support-bot");
+      const bob = await a.token("reviewer", "bob@example.com");
+      const before = await dbNow();
+      const body = { ...refund("/behind"), idempotencyKey: "behind-1" };
+      const made = await api(b.url, "POST", "/v1/actions", { token: agent, body });
+      const after = await dbNow();
+      expect(made.body.status).toBe("pending");
+      const expiresAt = Date.parse(made.body.expiresAt);
+      expect(expiresAt).toBeGreaterThanOrEqual(before + 5 * 60_000);
+      expect(expiresAt).toBeLessThanOrEqual(after + 5 * 60_000);
+      // The audit trail and the row say the same time, and the agent sees the same expiry
+      // whichever replica it asks, and whichever its retry of the same key lands on.
+      const events = await db.query<{ type: string; ts: string; data: string }>(
+        "SELECT type, ts, data FROM audit_events WHERE request_id = $1 ORDER BY seq",
+        [made.body.id],
+      );
+      for (const event of events) {
+        expect(Date.parse(event.ts)).toBeGreaterThanOrEqual(before);
+        expect(Date.parse(event.ts)).toBeLessThanOrEqual(after);
+      }
+      const decided = events.find((e) => e.type === "request.decided");
+      expect(JSON.parse(decided!.data).review.expiresAt).toBe(made.body.expiresAt);
+      const [row] = await db.query<{ created_at: string; expires_at: string }>(
+        "SELECT created_at, expires_at FROM requests WHERE id = $1",
+        [made.body.id],
+      );
+      expect(Number(row?.expires_at) - Number(row?.created_at)).toBe(5 * 60_000);
+      const again = await api(a.url, "POST", "/v1/actions", { token: agent, body });
+      expect(again.body.id).toBe(made.body.id);
+      expect(again.body.expiresAt).toBe(made.body.expiresAt);
+      // A, whose clock is right, takes the vote: the request has its five minutes.
+      const voted = await api(a.url, "POST", `/v1/requests/${made.body.id}/reviews`, {
+        token: bob,
+        body: { decision: "approve" },
+      });
+      expect(voted.body.status).toBe("approved");
+      await until(() => calls("/behind") === 1);
+    } finally {
+      await a.close();
+      await b.close();
+      removeDir(a.dir);
+      removeDir(b.dir);
+    }
+  });
+
+  it("stamps a request's expiry by the database's clock: one submitted on a replica whose clock runs ahead lives no longer than its expiresIn", async () => {
+    const text = reviewed("1s");
+    const a = await startGateway(text);
+    const b = await startGateway(text, { gateway: { clock: () => Date.now() + 10 * 60_000 } });
+    try {
+      const agent = await a.token("agent", "support-bot");
+      const bob = await a.token("reviewer", "bob@example.com");
+      const made = await api(b.url, "POST", "/v1/actions", {
+        token: agent,
+        body: refund("/ahead"),
+      });
+      expect(made.body.status).toBe("pending");
+      await sleep(1500);
+      const voted = await api(a.url, "POST", `/v1/requests/${made.body.id}/reviews`, {
+        token: bob,
+        body: { decision: "approve" },
+      });
+      expect(voted.body.error?.code).toBe("expired");
+      expect(calls("/ahead")).toBe(0);
+    } finally {
+      await a.close();
+      await b.close();
+      removeDir(a.dir);
+      removeDir(b.dir);
+    }
+  });
+
   it("runs an action once when its deciding votes land on both replicas at once, and a deny or a cancel racing the last approval wins whole or not at all", async () => {
     const text = config(0)
       .replace(

@@ -59,9 +59,12 @@ async function pendingWithDelivery(store: SqliteStore, channel: string): Promise
     now: Date.now(),
   });
   const id = change.request.id;
-  await store.insertRequest(change, [
-    { topic: channelTopic(channel), requestId: id, payload: { event: "requested", version: 1 } },
-  ]);
+  await store.insertRequest(
+    () => change,
+    () => [
+      { topic: channelTopic(channel), requestId: id, payload: { event: "requested", version: 1 } },
+    ],
+  );
   return id;
 }
 

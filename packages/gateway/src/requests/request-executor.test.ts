@@ -80,7 +80,10 @@ async function claimedIn(
     },
     now: Date.now(),
   });
-  await store.insertRequest(change, []);
+  await store.insertRequest(
+    () => change,
+    () => [],
+  );
   expect(change.request.status).toBe("executing");
   return change.request;
 }

@@ -204,28 +204,39 @@ export function createRequestService(deps: RequestServiceDeps) {
         "a rule could not be evaluated; the action was denied",
       );
     }
-    const change = submit({
-      id: newId("req", now),
-      proposal,
-      agent: { name: agent.name, owner: agent.owner, labels: agent.labels },
-      connectionType: connector.type,
-      idempotencyKey: key,
-      hash,
-      nonce,
-      decision,
-      description: shown,
-      now,
-    });
-    const inserted = await store.insertRequest(change, plan(change), agent.maxPending);
+    // Stamped (its id, submission, expiry, audit events) by the store's time as it is
+    // recorded: on PostgreSQL, the database's clock, which every replica judges its expiry
+    // by, so it lives `expiresIn` whatever this replica's clock says. Read in the inserting
+    // transaction's first message, it costs nothing; an offset to the database's clock
+    // measured now and then would cost a timer, and be off by a round trip and by whatever
+    // either clock stepped since. The rule above saw this gateway's `now`.
+    const inserted = await store.insertRequest(
+      (at = now) =>
+        submit({
+          id: newId("req", at),
+          proposal,
+          agent: { name: agent.name, owner: agent.owner, labels: agent.labels },
+          connectionType: connector.type,
+          idempotencyKey: key,
+          hash,
+          nonce,
+          decision,
+          description: shown,
+          now: at,
+        }),
+      plan,
+      agent.maxPending,
+    );
     if (!inserted.inserted) {
       if ("existing" in inserted) return sameOrRefuse(inserted.existing, proposal);
       return overPendingLimit(agent, key, proposal);
     }
+    const { request } = inserted;
     deps.afterCommit();
     metrics.decisions.inc({ decision: decision.decision, rule: decision.rule ?? "(no rule)" });
     logger.info(
       {
-        requestId: change.request.id,
+        requestId: request.id,
         agent: agent.name,
         connection: body.connection,
         operation: body.operation,
@@ -234,8 +245,8 @@ export function createRequestService(deps: RequestServiceDeps) {
       },
       "action decided",
     );
-    if (change.request.status === "executing") return executor.runClaimed(change.request);
-    return change.request;
+    if (request.status === "executing") return executor.runClaimed(request);
+    return request;
   }
 
   async function withinPendingLimit(agent: AgentConfig, now: number): Promise<boolean> {

@@ -117,7 +117,8 @@ export interface SignInRecord {
 
 /** What `Store.insertRequest` came to; only `inserted: true` wrote anything. */
 export type InsertResult =
-  | { inserted: true }
+  /** The request as recorded, stamped with the store's time. */
+  | { inserted: true; request: ActionRequest }
   /** The agent already used the request's idempotency key: the request that holds it. */
   | { inserted: false; existing: ActionRequest }
   /** The request would wait for review, and the agent already has `maxPending` that do. */
@@ -134,7 +135,11 @@ export interface Store {
   readonly dialect: "sqlite" | "postgres";
 
   /**
-   * Records a new request with its events and outbox entries. When the agent already used
+   * Records the new request `submit` makes (pure, synchronous), with its events and the
+   * outbox entries `plan` gives for it. `at` is the store's time to stamp it by, as for
+   * `transition`: where replicas share the store (PostgreSQL), the database's clock as the
+   * inserting transaction began, the clock every replica judges its expiry by; undefined
+   * where one process owns the store, whose own clock stamps it. When the agent already used
    * the request's idempotency key, nothing is written and the earlier request is returned.
    * With `maxPending`, a request that would be pending is refused (nothing written) when
    * the agent already has that many pending at its creation time, counted as `countPending`
@@ -142,7 +147,11 @@ export interface Store {
    * (in this process and on other replicas), so that a burst cannot pass the limit. The
    * idempotency key is looked at first: a request already made is returned, not refused.
    */
-  insertRequest(change: Change, outbox: OutboxEntry[], maxPending?: number): Promise<InsertResult>;
+  insertRequest(
+    submit: (at: number | undefined) => Change,
+    plan: OutboxPlanner,
+    maxPending?: number,
+  ): Promise<InsertResult>;
 
   /**
    * Loads a request under a lock, lets `decide` (pure, synchronous) choose the change, and

@@ -33,10 +33,18 @@ interface Settle {
 
 interface InsertItem extends Settle {
   kind: "insert";
-  change: Change;
-  outbox: OutboxEntry[];
+  submit: (at: number | undefined) => Change;
+  plan: OutboxPlanner;
   /** The agent's limit of pending requests, for a request that would be pending. */
   maxPending: number | undefined;
+}
+
+/** A new request as made in its batch's transaction, at the database's time. */
+interface Made {
+  item: InsertItem;
+  index: number;
+  change: Change;
+  outbox: OutboxEntry[];
 }
 
 interface TransitionItem extends Settle {
@@ -90,17 +98,20 @@ export class GroupCommit {
   constructor(private readonly options: GroupCommitOptions) {}
 
   /**
-   * Records a new request, or returns the one the agent's idempotency key already names, or
-   * (with `maxPending`) refuses a request that would be pending past the agent's limit.
+   * Records the request `submit` makes at the database's time as the batch's transaction
+   * began, or returns the one the agent's idempotency key already names, or (with
+   * `maxPending`) refuses a request that would be pending past the agent's limit.
    */
-  insert(change: Change, outbox: OutboxEntry[], maxPending?: number): Promise<InsertResult> {
-    // Only a request that would wait for review is limited, and pays for the count.
-    const limit = change.request.status === "pending" ? maxPending : undefined;
+  insert(
+    submit: (at: number | undefined) => Change,
+    plan: OutboxPlanner,
+    maxPending?: number,
+  ): Promise<InsertResult> {
     return this.enqueue<InsertResult>((settle) => ({
       kind: "insert",
-      change,
-      outbox,
-      maxPending: limit,
+      submit,
+      plan,
+      maxPending,
       ...settle,
     }));
   }
@@ -173,11 +184,11 @@ export class GroupCommit {
         this.options.pool,
         this.options.auditLock,
         describe(batch),
-        async (q) => {
+        async (q, at) => {
           // From scratch on each attempt: a transaction that lost a conflict runs again.
           outcomes = [];
           written = [];
-          await this.write(q, batch, outcomes, written);
+          await this.write(q, batch, outcomes, written, at);
           return {
             value: undefined,
             events: written.flatMap(({ change }) => change.events),
@@ -234,10 +245,11 @@ export class GroupCommit {
     batch: Item[],
     outcomes: Outcome[],
     written: Written[],
+    at: number,
   ): Promise<void> {
     const byIndex = new Map<number, Written>();
-    await this.insertRequests(q, batch, outcomes, byIndex);
-    const reviews = await this.applyTransitions(q, batch, outcomes, byIndex);
+    await this.insertRequests(q, make(batch, outcomes, at), outcomes, byIndex);
+    const reviews = await this.applyTransitions(q, batch, outcomes, byIndex, at);
     written.push(...[...byIndex.entries()].sort(([a], [b]) => a - b).map(([, w]) => w));
     if (written.length === 0) return;
 
@@ -255,13 +267,10 @@ export class GroupCommit {
    */
   private async insertRequests(
     q: Query,
-    batch: Item[],
+    inserts: Made[],
     outcomes: Outcome[],
     byIndex: Map<number, Written>,
   ): Promise<void> {
-    const inserts = batch
-      .map((item, index) => ({ item, index }))
-      .filter((x): x is { item: InsertItem; index: number } => x.item.kind === "insert");
     if (inserts.length === 0) return;
     const overLimit = await this.overPendingLimit(q, inserts);
     for (const { item, index } of inserts) {
@@ -270,25 +279,25 @@ export class GroupCommit {
     }
     const admitted = inserts
       .filter(({ item }) => !overLimit.has(item))
-      .sort((a, b) => compareKeys(a.item.change.request, b.item.change.request));
+      .sort((a, b) => compareKeys(a.change.request, b.change.request));
     if (admitted.length === 0) return;
     const rows = await insertRows(
       q,
       "requests",
       REQUEST_COLUMNS,
-      admitted.map(({ item }) => requestParams(item.change.request)),
+      admitted.map(({ change }) => requestParams(change.request)),
       "ON CONFLICT (agent, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
     );
     const inserted = new Set(rows.map((row) => row.id as string));
-    const refused = admitted.filter(({ item }) => !inserted.has(item.change.request.id));
+    const refused = admitted.filter(({ change }) => !inserted.has(change.request.id));
     const holders = new Map<string, ActionRequest>();
     if (refused.length > 0) {
       const found = await q(
         `${SELECT_REQUEST} JOIN unnest($1::text[], $2::text[]) AS k(agent, key)
         ON r.agent = k.agent AND r.idempotency_key = k.key`,
         [
-          refused.map(({ item }) => item.change.request.agent.name),
-          refused.map(({ item }) => item.change.request.idempotencyKey),
+          refused.map(({ change }) => change.request.agent.name),
+          refused.map(({ change }) => change.request.idempotencyKey),
         ],
       );
       for (const row of found.rows) {
@@ -296,11 +305,11 @@ export class GroupCommit {
         holders.set(keyOf(request), request);
       }
     }
-    for (const { item, index } of admitted) {
-      const request = item.change.request;
+    for (const { change, outbox, index } of admitted) {
+      const request = change.request;
       if (inserted.has(request.id)) {
-        outcomes[index] = { ok: true, value: { inserted: true } };
-        byIndex.set(index, { change: item.change, outbox: item.outbox });
+        outcomes[index] = { ok: true, value: { inserted: true, request } };
+        byIndex.set(index, { change, outbox });
         continue;
       }
       const existing = holders.get(keyOf(request));
@@ -322,18 +331,18 @@ export class GroupCommit {
    * already held, or taken by an earlier request of the batch, takes none: it is answered
    * with the request that holds the key.
    */
-  private async overPendingLimit(
-    q: Query,
-    inserts: { item: InsertItem; index: number }[],
-  ): Promise<Set<InsertItem>> {
+  private async overPendingLimit(q: Query, inserts: Made[]): Promise<Set<InsertItem>> {
     const over = new Set<InsertItem>();
-    const limited = inserts.filter(({ item }) => item.maxPending !== undefined);
+    // Only a request that would wait for review is limited, and pays for the count.
+    const limited = inserts.filter(
+      ({ item, change }) => item.maxPending !== undefined && change.request.status === "pending",
+    );
     if (limited.length === 0) return over;
     // Per agent, the largest limit. A request counts while it has not expired by the
     // database's clock, which every replica judges expiry by.
     const agents = new Map<string, { max: number }>();
-    for (const { item } of limited) {
-      const { agent } = item.change.request;
+    for (const { item, change } of limited) {
+      const { agent } = change.request;
       const seen = agents.get(agent.name);
       agents.set(agent.name, { max: Math.max(seen?.max ?? 0, item.maxPending!) });
     }
@@ -342,7 +351,7 @@ export class GroupCommit {
     const locks = [...agents.keys()].map(this.options.pendingLock).sort();
     await q("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", [locks]);
     const keyed = limited
-      .map(({ item }) => item.change.request)
+      .map(({ change }) => change.request)
       .filter((request) => request.idempotencyKey !== null);
     const found = await q(
       `SELECT a.agent, NULL::text AS key, (SELECT count(*)::int FROM (SELECT 1 FROM requests r
@@ -366,8 +375,8 @@ export class GroupCommit {
       if (row.key === null) pending.set(row.agent as string, row.pending as number);
       else taken.add(JSON.stringify([row.agent, row.key]));
     }
-    for (const { item } of limited.sort((a, b) => a.index - b.index)) {
-      const request = item.change.request;
+    for (const { item, change } of limited.sort((a, b) => a.index - b.index)) {
+      const request = change.request;
       const key = request.idempotencyKey === null ? undefined : keyOf(request);
       if (key !== undefined && taken.has(key)) continue;
       const count = pending.get(request.agent.name) ?? 0;
@@ -391,6 +400,7 @@ export class GroupCommit {
     batch: Item[],
     outcomes: Outcome[],
     byIndex: Map<number, Written>,
+    at: number,
   ): Promise<Review[]> {
     const items = batch
       .map((item, index) => ({ item, index }))
@@ -400,17 +410,13 @@ export class GroupCommit {
     // Lock first, read after: a statement that waited for a lock still reads with the
     // snapshot it started with, which would miss the review the previous holder added.
     const locked = new Map<string, number>();
-    // The transaction's start by the database's clock: what every replica decides by.
-    let at: number | undefined;
     for (const row of (
       await q(
-        `SELECT id, version, ${NOW_MS} AS now FROM requests WHERE id = ANY($1::text[])
-        ORDER BY id FOR UPDATE`,
+        "SELECT id, version FROM requests WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
         [ids],
       )
     ).rows) {
       locked.set(row.id as string, row.version as number);
-      at = row.now as number;
     }
     // A caller's copy stands in for the row only when every item on that request brought a
     // current one: a copy can be current in version yet carry an older lease time (the
@@ -463,6 +469,27 @@ export class GroupCommit {
 }
 
 /**
+ * Makes each new request of the batch at `at`, the database's time as the batch's
+ * transaction began: the time its expiry is judged by (`NOW_MS`, in this transaction and in
+ * every replica's later ones), so its time to live is as long as asked whatever the clock of
+ * the replica that submitted it says. Taken from the transaction's first message, it costs
+ * no round trip. A request whose making throws fails alone.
+ */
+function make(batch: Item[], outcomes: Outcome[], at: number): Made[] {
+  const made: Made[] = [];
+  batch.forEach((item, index) => {
+    if (item.kind !== "insert") return;
+    try {
+      const change = item.submit(at);
+      made.push({ item, index, change, outbox: item.plan(change) });
+    } catch (error) {
+      outcomes[index] = { ok: false, error };
+    }
+  });
+  return made;
+}
+
+/**
  * Runs each transition's pure `decide` in the order asked, on `current` (the requests as
  * locked, or as their callers knew them), so a second change to one request sees the first.
  * Fills in each item's outcome and the changes to write; returns the new reviews and the ids
@@ -473,7 +500,7 @@ function decideAll(
   current: Map<string, ActionRequest>,
   outcomes: Outcome[],
   byIndex: Map<number, Written>,
-  at: number | undefined,
+  at: number,
 ): { reviews: Review[]; changed: Set<string> } {
   const reviews: Review[] = [];
   const changed = new Set<string>();

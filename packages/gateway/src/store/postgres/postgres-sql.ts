@@ -36,7 +36,7 @@ export const CONFLICT_ATTEMPTS = 3;
 export function withTransaction<T>(
   pool: pg.Pool,
   what: string,
-  work: (q: Query) => Promise<T>,
+  work: (q: Query, at: number) => Promise<T>,
 ): Promise<T> {
   return transact(pool, what, work, () => "COMMIT");
 }
@@ -59,7 +59,7 @@ export function withAuditedTransaction<T>(
   pool: pg.Pool,
   lock: string,
   what: string,
-  work: (q: Query) => Promise<Appended<T>>,
+  work: (q: Query, at: number) => Promise<Appended<T>>,
 ): Promise<T> {
   return transact(pool, what, work, (done) => commitMessage(lock, done)).then((done) => done.value);
 }
@@ -67,7 +67,7 @@ export function withAuditedTransaction<T>(
 async function transact<T>(
   pool: pg.Pool,
   what: string,
-  work: (q: Query) => Promise<T>,
+  work: (q: Query, at: number) => Promise<T>,
   commit: (value: T) => string,
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -91,7 +91,7 @@ export function conflictPause(attempt: number): Promise<void> {
 async function runTransaction<T>(
   pool: pg.Pool,
   what: string,
-  work: (q: Query) => Promise<T>,
+  work: (q: Query, at: number) => Promise<T>,
   commit: (value: T) => string,
 ): Promise<T> {
   let client: pg.PoolClient;
@@ -118,13 +118,15 @@ async function runTransaction<T>(
     // The chain's head read after its lock, and "lock first, read after", need each statement
     // to see what committed before it: READ COMMITTED, whatever the database's default. The
     // transaction's id and its session's pid come along, in the same message, in case its
-    // COMMIT goes unanswered.
+    // COMMIT goes unanswered; and the database's clock as the transaction began (what
+    // `NOW_MS` reads in every statement of it), for `work` to stamp times by.
     const begun = (await q(
-      "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT txid_current()::text AS txid, pg_backend_pid() AS pid",
+      `BEGIN ISOLATION LEVEL READ COMMITTED; SELECT txid_current()::text AS txid, pg_backend_pid() AS pid, ${NOW_MS} AS now`,
     )) as unknown as pg.QueryResult<Row>[];
     const row = begun[1]?.rows[0];
-    if (row) tx = { txid: row.txid as string, pid: row.pid as number };
-    const value = await work(q);
+    if (!row) throw unreachable(what, new Error("BEGIN returned no row"));
+    tx = { txid: row.txid as string, pid: row.pid as number };
+    const value = await work(q, row.now as number);
     // A simple-protocol message: after a failing statement the rest (COMMIT) is skipped.
     try {
       await q(commit(value));

@@ -5,6 +5,7 @@ import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { entries, fixed, none } from "../../../test/support/inserts.js";
 import {
   postgresAvailable,
   type ScratchSchema,
@@ -203,7 +204,10 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
 
   it("applies transitions with their events and outbox entries, in one valid chain", async () => {
     const first = pendingChange();
-    expect(await a.insertRequest(first, plan(first))).toEqual({ inserted: true });
+    expect(await a.insertRequest(fixed(first), plan)).toEqual({
+      inserted: true,
+      request: first.request,
+    });
     const stored = await b.getRequest(first.request.id);
     expect(stored).toEqual(first.request);
 
@@ -235,14 +239,14 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(still).toEqual(done);
 
     const cancelled = pendingChange();
-    await a.insertRequest(cancelled, plan(cancelled));
+    await a.insertRequest(fixed(cancelled), plan);
     await a.transition(cancelled.request.id, (r) => cancel(r, "support-bot", T0 + 1000), plan);
     // Expired by the database's clock, whatever the clock of the replica that asks: one two
     // hours behind finds the lapsed request, one two hours ahead not the live one.
     const lapsed = pendingChange(1, { now: Date.now() - 2 * HOUR });
     const live = pendingChange(1, { now: Date.now() });
-    await a.insertRequest(lapsed, []);
-    await a.insertRequest(live, []);
+    await a.insertRequest(fixed(lapsed), none);
+    await a.insertRequest(fixed(live), none);
     expect(await b.expiredPending(Date.now() - 2 * HOUR, 10)).toContain(lapsed.request.id);
     expect(await b.expiredPending(Date.now() + 2 * HOUR, 10)).not.toContain(live.request.id);
     expect(await b.countPending("support-bot", Date.now() + 2 * HOUR, 10_000)).toBeGreaterThan(0);
@@ -258,10 +262,22 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     );
     expect(Math.abs(at! - Date.now())).toBeLessThan(HOUR);
     expect(await a.expiredPending(Date.now(), 10)).not.toContain(lapsed.request.id);
+    // So is a new request, to stamp it by: the time its expiry is judged by, in the
+    // transaction that records it (`now()` there), whatever the submitting replica's clock.
+    let stampedAt: number | undefined;
+    const stamped = await a.insertRequest((now) => {
+      stampedAt = now;
+      return pendingChange(1, { now: now ?? 0 });
+    }, plan);
+    const [dbNow] = await db.query<{ now: number }>(`SELECT ${NOW_MS} AS now`);
+    expect(stamped.inserted && stamped.request.createdAt).toBe(stampedAt);
+    expect(stampedAt).toBeLessThanOrEqual(Number(dbNow!.now));
+    expect(stampedAt).toBeGreaterThan(Number(dbNow!.now) - HOUR);
+    expect(await b.expiredPending(0, 10)).not.toContain(stamped.inserted && stamped.request.id);
 
     // A vote on an expired request records the expiry, then throws.
     const late = pendingChange();
-    await a.insertRequest(late, []);
+    await a.insertRequest(fixed(late), none);
     const refused = await rejection(
       a.transition(late.request.id, approve("bob@example.com", T0 + 2 * HOUR), plan),
     );
@@ -312,9 +328,12 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       proposal: { ...newRequest().proposal, agent: "pager", connection: "pagerduty" },
       agent: { name: "pager", owner: OWNER, labels: {} },
     });
-    await a.insertRequest(change, [
-      { topic: "reminder", requestId: change.request.id, payload: {}, availableAt: T0 + 999 },
-    ]);
+    await a.insertRequest(
+      fixed(change),
+      entries([
+        { topic: "reminder", requestId: change.request.id, payload: {}, availableAt: T0 + 999 },
+      ]),
+    );
     const [entry] = await db.query("SELECT available_at, created_at FROM outbox WHERE topic = $1", [
       "reminder",
     ]);
@@ -322,7 +341,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(Number(entry?.available_at) - Number(entry?.created_at)).toBe(999);
 
     const more = [pendingChange(), pendingChange(), pendingChange()];
-    for (const c of more) await b.insertRequest(c, []);
+    for (const c of more) await b.insertRequest(fixed(c), none);
     const page = await a.listRequests({ statuses: ["pending"], agent: "support-bot", limit: 2 });
     expect(page.map((r) => r.id)).toEqual([more[2]!.request.id, more[1]!.request.id]);
     const next = await a.listRequests({
@@ -340,11 +359,17 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
   it("returns the earlier request for a reused idempotency key and writes nothing", async () => {
     const key = { idempotencyKey: "order-42" };
     const first = pendingChange(1, key);
-    expect(await a.insertRequest(first, plan(first))).toEqual({ inserted: true });
+    expect(await a.insertRequest(fixed(first), plan)).toEqual({
+      inserted: true,
+      request: first.request,
+    });
     const before = [await count("requests"), await count("audit_events"), await count("outbox")];
 
     const again = pendingChange(1, key);
-    const result = await b.insertRequest(again, [{ topic: "x", requestId: null, payload: {} }]);
+    const result = await b.insertRequest(
+      fixed(again),
+      entries([{ topic: "x", requestId: null, payload: {} }]),
+    );
     expect(result).toEqual({ inserted: false, existing: first.request });
     expect([await count("requests"), await count("audit_events"), await count("outbox")]).toEqual(
       before,
@@ -355,7 +380,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     // Racing replicas with one key: one request, the others get it back.
     const racers = Array.from({ length: 6 }, () => pendingChange(1, { idempotencyKey: "race" }));
     const results = await Promise.all(
-      racers.map((c, i) => (i % 2 ? a : b).insertRequest(c, plan(c))),
+      racers.map((c, i) => (i % 2 ? a : b).insertRequest(fixed(c), plan)),
     );
     const winners = results.filter((r) => r.inserted);
     expect(winners).toHaveLength(1);
@@ -383,7 +408,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     for (const agent of ["burst-1", "burst-2", "burst-3"]) {
       const changes = Array.from({ length: 40 }, () => pendingOf(agent));
       const results = await Promise.all(
-        changes.map((c, i) => (i % 2 ? a : b).insertRequest(c, plan(c), 5)),
+        changes.map((c, i) => (i % 2 ? a : b).insertRequest(fixed(c), plan, 5)),
       );
       expect(results.filter((r) => r.inserted)).toHaveLength(5);
       expect(results.filter((r) => !r.inserted)).toEqual(
@@ -413,16 +438,26 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     const allowed = pendingOf("burst-1", {
       decision: decision({ decision: "allow", review: undefined }),
     });
-    expect(await a.insertRequest(allowed, [], 5)).toEqual({ inserted: true });
-    expect(await b.insertRequest(pendingOf("burst-other"), [], 5)).toEqual({ inserted: true });
+    expect(await a.insertRequest(fixed(allowed), none, 5)).toEqual({
+      inserted: true,
+      request: allowed.request,
+    });
+    expect(await b.insertRequest(fixed(pendingOf("burst-other")), none, 5)).toMatchObject({
+      inserted: true,
+    });
     // Without a limit, nothing is counted.
-    expect(await a.insertRequest(pendingOf("burst-1"), [])).toEqual({ inserted: true });
+    expect(await a.insertRequest(fixed(pendingOf("burst-1")), none)).toMatchObject({
+      inserted: true,
+    });
   });
 
   it("answers a twin at the limit with its request, and gives a twin's place to no one else", async () => {
     const agent = "twins";
     const held = pendingOf(agent, { idempotencyKey: "held" });
-    expect(await a.insertRequest(held, [], 3)).toEqual({ inserted: true });
+    expect(await a.insertRequest(fixed(held), none, 3)).toEqual({
+      inserted: true,
+      request: held.request,
+    });
     // One batch: a twin of a request already made takes no place, so the new one gets the last
     // but one; of two twins of a new key, one is recorded and the other answered with it.
     const batch = [
@@ -432,7 +467,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       pendingOf(agent, { idempotencyKey: "fresh" }),
       pendingOf(agent),
     ];
-    const results = await Promise.all(batch.map((c) => b.insertRequest(c, plan(c), 3)));
+    const results = await Promise.all(batch.map((c) => b.insertRequest(fixed(c), plan, 3)));
     expect(results.map(outcome)).toEqual([
       "existing",
       "inserted",
@@ -444,7 +479,11 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(results[3]).toMatchObject({ existing: { id: batch[2]!.request.id } });
     expect(await a.countPending(agent, T0, 100)).toBe(3);
     // Full now, and still a key already used is answered, from either replica.
-    const again = await a.insertRequest(pendingOf(agent, { idempotencyKey: "fresh" }), [], 3);
+    const again = await a.insertRequest(
+      fixed(pendingOf(agent, { idempotencyKey: "fresh" })),
+      none,
+      3,
+    );
     expect(again).toMatchObject({ inserted: false, existing: { id: batch[2]!.request.id } });
     await verifyChain(b);
   });
@@ -454,7 +493,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       "not_found",
     );
     const change = pendingChange();
-    await a.insertRequest(change, []);
+    await a.insertRequest(fixed(change), none);
     await a.transition(change.request.id, approve("bob@example.com"), plan);
     const events = await count("audit_events");
     // A second vote on the approved request: castVote throws, and the transaction rolls back.
@@ -468,7 +507,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
 
   it("serialises 20 concurrent votes from two replicas: no lost update", async () => {
     const change = pendingChange(100);
-    await a.insertRequest(change, []);
+    await a.insertRequest(fixed(change), none);
     const id = change.request.id;
     const values = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
@@ -491,13 +530,13 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
 
   it("settles each change of one group commit on its own: a refusal or unknown id fails only itself", async () => {
     const pending = pendingChange();
-    await a.insertRequest(pending, []);
+    await a.insertRequest(fixed(pending), none);
     await a.transition(pending.request.id, approve("bob@example.com"), plan);
     const events = await count("audit_events");
     // Asked for in one turn of the event loop, so written in one transaction.
     const inserts = Array.from({ length: 30 }, () => pendingChange());
     const results = await Promise.allSettled([
-      ...inserts.map((change) => a.insertRequest(change, plan(change))),
+      ...inserts.map((change) => a.insertRequest(fixed(change), plan)),
       a.transition("req_missing", (r) => ({ value: r }), plan),
       a.transition(pending.request.id, approve("carol@example.com"), plan),
     ]);
@@ -517,7 +556,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
 
   it("uses a caller's copy only for its own change: others in the batch read the row", async () => {
     const change = pendingChange();
-    await a.insertRequest(change, []);
+    await a.insertRequest(fixed(change), none);
     await a.transition(change.request.id, approve("bob@example.com"), plan);
     const approved = (await a.getRequest(change.request.id))!;
     // A lease renewal changes updated_at without a new version, as the heartbeat does.
@@ -541,7 +580,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     const changes = Array.from({ length: 6 }, () =>
       submit(newRequest({ decision: decision({ decision: "allow", review: undefined }) })),
     );
-    for (const change of changes) await a.insertRequest(change, []);
+    for (const change of changes) await a.insertRequest(fixed(change), none);
     const ids = changes.map((change) => change.request.id);
     expect(changes.every((change) => change.request.status === "executing")).toBe(true);
 
@@ -580,8 +619,8 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       proposal: { ...newRequest().proposal, justification: "evil\u0000" },
     });
     const results = await Promise.allSettled([
-      ...good.map((change) => a.insertRequest(change, [])),
-      a.insertRequest(bad, []),
+      ...good.map((change) => a.insertRequest(fixed(change), none)),
+      a.insertRequest(fixed(bad), none),
     ]);
     expect(results.slice(0, 5).map((r) => r.status)).toEqual(Array(5).fill("fulfilled"));
     const refused = results[5]!;
@@ -751,7 +790,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       ...(availableAt === undefined ? {} : { availableAt }),
     });
     // A reminder written ahead for later holds nothing up until it is due.
-    await a.insertRequest(change, [entry("requested"), entry("remind", T0 + HOUR)]);
+    await a.insertRequest(fixed(change), entries([entry("requested"), entry("remind", T0 + HOUR)]));
     const events = (items: { payload: Record<string, unknown> }[]) =>
       items.map((item) => item.payload.event);
     const now = Date.now();
@@ -787,7 +826,10 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       payload: { event },
       ...(availableAt === undefined ? {} : { availableAt }),
     });
-    await a.insertRequest(change, [entry("requested"), entry("remind", behind + HOUR)]);
+    await a.insertRequest(
+      fixed(change),
+      entries([entry("requested"), entry("remind", behind + HOUR)]),
+    );
     const [written] = await db.query<{ due_in: number }>(
       `SELECT available_at - ${NOW_MS} AS due_in FROM outbox WHERE payload LIKE '%remind%'`,
     );
@@ -818,7 +860,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     await db.query("DELETE FROM outbox");
     const change = pendingChange();
     const id = change.request.id;
-    await a.insertRequest(change, []);
+    await a.insertRequest(fixed(change), none);
     const write = (event: string, offset: number) =>
       db.query(
         `INSERT INTO outbox (topic, request_id, payload, available_at, created_at)
@@ -845,11 +887,10 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     await db.query("DELETE FROM outbox");
     const change = pendingChange();
     const entry = (topic: string) => ({ topic, requestId: change.request.id, payload: { topic } });
-    await a.insertRequest(change, [
-      entry("channel:teams"),
-      entry("channel:slack"),
-      entry("channel:old"),
-    ]);
+    await a.insertRequest(
+      fixed(change),
+      entries([entry("channel:teams"), entry("channel:slack"), entry("channel:old")]),
+    );
     const now = Date.now();
     // B has Slack only (its config predates Teams): it takes Slack's entry and no other.
     const [slack] = await b.claimOutbox(now, 60_000, 10, ["channel:slack"]);
@@ -879,13 +920,13 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     await db.query("DELETE FROM outbox");
     const change = pendingChange();
     // Each for a channel of its own: one channel's entries for a request go one at a time.
-    const entries = Array.from({ length: 150 }, (_, i) => ({
+    const outbox = Array.from({ length: 150 }, (_, i) => ({
       topic: `webhook:${i}`,
       requestId: change.request.id,
       payload: { i },
     }));
-    await a.insertRequest(change, entries);
-    const webhooks = entries.map((entry) => entry.topic);
+    await a.insertRequest(fixed(change), entries(outbox));
+    const webhooks = outbox.map((entry) => entry.topic);
     const now = Date.now();
     const claimed: number[] = [];
     const drain = async (store: Store) => {
@@ -929,7 +970,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       const change = pendingChange();
       const id = change.request.id;
       const inserted = heard(b, (c) => c.id === id && c.version === 1);
-      await a.insertRequest(change, []);
+      await a.insertRequest(fixed(change), none);
       expect(await inserted).toEqual({ id, status: "pending", version: 1 });
       const approved = heard(a, (c) => c.id === id && c.version === 2);
       await b.transition(id, approve("bob@example.com"), plan);
@@ -963,7 +1004,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     });
     await raw.query("LISTEN airlock_changes");
     try {
-      await Promise.all(changes.map((change) => a.insertRequest(change, [])));
+      await Promise.all(changes.map((change) => a.insertRequest(fixed(change), none)));
       await expect.poll(() => seen.size, { timeout: 5000 }).toBe(400);
       // The raw listener hears the same notifications, perhaps a moment later.
       await expect.poll(() => notifications, { timeout: 5000 }).toBeGreaterThan(1);
@@ -1000,7 +1041,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     const change = pendingChange();
     const id = change.request.id;
     const inserted = heard(b, (c) => c.id === id);
-    await a.insertRequest(change, []);
+    await a.insertRequest(fixed(change), none);
     await inserted;
     const onB: RequestChange[] = [];
     const stop = b.subscribe((c) => onB.push(c));
@@ -1048,11 +1089,11 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     });
     try {
       const first = pendingChange();
-      await c.insertRequest(first, []);
+      await c.insertRequest(fixed(first), none);
       proxy.stall();
       const started = Date.now();
       const stuck = await Promise.allSettled([
-        c.insertRequest(pendingChange(), []),
+        c.insertRequest(fixed(pendingChange()), none),
         c.transition(first.request.id, approve("bob@example.com"), plan),
         c.getRequest(first.request.id),
       ]);
@@ -1067,7 +1108,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       await proxy.stop();
       await proxy.start();
       const after = pendingChange();
-      await c.insertRequest(after, []);
+      await c.insertRequest(fixed(after), none);
       expect((await b.getRequest(after.request.id))?.id).toBe(after.request.id);
       expect((await b.getRequest(first.request.id))?.version).toBe(1);
     } finally {
@@ -1083,7 +1124,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     const c = await openPostgresStore(proxied.toString(), { onError: () => {} });
     try {
       const change = pendingChange();
-      await c.insertRequest(change, []);
+      await c.insertRequest(fixed(change), none);
       const id = change.request.id;
       // Lost before anything was written: the caller hears the failure, and nothing changed.
       proxy.loseAnswerTo("BEGIN ISOLATION");
@@ -1117,7 +1158,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     await holder.connect();
     try {
       const change = pendingChange();
-      await c.insertRequest(change, []);
+      await c.insertRequest(fixed(change), none);
       const id = change.request.id;
       await holder.query("SELECT pg_advisory_lock($1::bigint)", [lockKey("audit", db.name)]);
       proxy.loseAnswerTo("airlock_append_audit");
@@ -1164,7 +1205,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       await c.ping();
       // The feed reconnects: keep changing a request on `a` until `c` hears one.
       const change = pendingChange(1000);
-      await a.insertRequest(change, []);
+      await a.insertRequest(fixed(change), none);
       let heardOne = false;
       const stop = c.subscribe((ch) => {
         if (ch.id === change.request.id) heardOne = true;
@@ -1189,7 +1230,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     const waiters = createWaiters(c);
     try {
       const change = pendingChange(1000);
-      await a.insertRequest(change, []);
+      await a.insertRequest(fixed(change), none);
       const watch = waiters.watch(change.request.id);
       await db.query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
@@ -1442,7 +1483,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
           },
           auditInput("token.created"),
         ),
-        a.insertRequest(pendingChange(), []),
+        a.insertRequest(fixed(pendingChange()), none),
       ];
     };
 
@@ -1530,14 +1571,14 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     const c = await openPostgresStore(proxied.toString(), { onError: (e) => seen.push(e) });
     try {
       const change = pendingChange();
-      await c.insertRequest(change, []);
+      await c.insertRequest(fixed(change), none);
       await proxy.stop();
       const other = pendingChange();
       const calls: Promise<unknown>[] = [
         c.ping(),
         c.getRequest(change.request.id),
         c.transition(change.request.id, approve("bob@example.com"), plan),
-        c.insertRequest(other, []),
+        c.insertRequest(fixed(other), none),
         c.appendAudit([auditInput("test.down")]),
         c.claimOutbox(T0, 1000, 10, ["x"]),
         c.findTokenByHash("z".repeat(64)),

@@ -13,7 +13,6 @@ import type {
 import type {
   AuditQuery,
   InsertResult,
-  OutboxEntry,
   OutboxItem,
   OutboxPlanner,
   OutboxRecord,
@@ -241,12 +240,12 @@ export class PostgresStore implements Store {
   }
 
   async insertRequest(
-    change: Change,
-    outbox: OutboxEntry[],
+    submit: (at: number | undefined) => Change,
+    plan: OutboxPlanner,
     maxPending?: number,
   ): Promise<InsertResult> {
     this.assertOpen();
-    return this.writer.insert(change, outbox, maxPending);
+    return this.writer.insert(submit, plan, maxPending);
   }
 
   async transition<T>(

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
+import { entries, fixed, none } from "../../../test/support/inserts.js";
 import { createChainVerifier } from "../../audit/audit-chain.js";
 import { AirlockError } from "../../errors.js";
 import type { PolicyDecision } from "../../policy/policy-types.js";
@@ -164,19 +165,19 @@ describe("SQLite store: group commit", () => {
     const [a, b, c] = [allowed(), allowed(), allowed()];
     // Asked for in one turn of the event loop, so all in one group.
     const results = await Promise.allSettled([
-      store.insertRequest(a, []),
+      store.insertRequest(fixed(a), none),
       store.transition(
         "req_missing",
         (r) => finishExecution(r, finished, Date.now()),
         () => [],
       ),
-      store.insertRequest(b, []),
+      store.insertRequest(fixed(b), none),
       store.transition(
         a.request.id,
         (r) => finishExecution(r, finished, Date.now()),
         () => [],
       ),
-      store.insertRequest(c, []),
+      store.insertRequest(fixed(c), none),
     ]);
     expect(results.map((r) => r.status)).toEqual([
       "fulfilled",
@@ -197,10 +198,15 @@ describe("SQLite store: group commit", () => {
     const { store } = open();
     const outbox = (change: Change) => [{ topic: "t", requestId: change.request.id, payload: {} }];
     const held = pending("held");
-    expect(await store.insertRequest(held, outbox(held), 5)).toEqual({ inserted: true });
+    expect(await store.insertRequest(fixed(held), entries(outbox(held)), 5)).toEqual({
+      inserted: true,
+      request: held.request,
+    });
     // Asked for in one turn of the event loop, so all in one group: each sees those before it.
     const changes = [pending("held"), ...Array.from({ length: 39 }, () => pending())];
-    const results = await Promise.all(changes.map((c) => store.insertRequest(c, outbox(c), 5)));
+    const results = await Promise.all(
+      changes.map((c) => store.insertRequest(fixed(c), entries(outbox(c)), 5)),
+    );
     // The twin of a request already made gets it, at the limit or not.
     expect(results[0]).toEqual({ inserted: false, existing: held.request });
     expect(results.filter((r) => r.inserted)).toHaveLength(4);
@@ -220,22 +226,27 @@ describe("SQLite store: group commit", () => {
     expect(chain.problem).toBeUndefined();
     expect(chain.count).toBe(5 * held.events.length);
     // A key already used is answered at the limit; what would not wait for review is not limited.
-    expect(await store.insertRequest(pending("held"), [], 5)).toEqual({
+    expect(await store.insertRequest(fixed(pending("held")), none, 5)).toEqual({
       inserted: false,
       existing: held.request,
     });
-    expect(await store.insertRequest(allowed(), [], 5)).toEqual({ inserted: true });
+    expect(await store.insertRequest(fixed(allowed()), none, 5)).toMatchObject({
+      inserted: true,
+    });
   });
 
   it("chains after events another connection appended to the same file", async () => {
     const { store, path } = open();
-    await store.insertRequest(allowed(), []);
+    await store.insertRequest(fixed(allowed()), none);
     // `airlock token revoke` and other commands write to the file the gateway serves.
     const other = open(path).store;
-    await other.insertRequest(allowed(), []);
-    await store.insertRequest(allowed(), []);
-    await other.insertRequest(allowed(), []);
-    await Promise.all([store.insertRequest(allowed(), []), store.insertRequest(allowed(), [])]);
+    await other.insertRequest(fixed(allowed()), none);
+    await store.insertRequest(fixed(allowed()), none);
+    await other.insertRequest(fixed(allowed()), none);
+    await Promise.all([
+      store.insertRequest(fixed(allowed()), none),
+      store.insertRequest(fixed(allowed()), none),
+    ]);
     const chain = await verifyChain(store);
     expect(chain.problem).toBeUndefined();
     expect(chain.count).toBe(6 * 3);
@@ -243,7 +254,7 @@ describe("SQLite store: group commit", () => {
 
   it("walks every event of the chain, one whose time is no text too, as GET /v1/audit lists it", async () => {
     const { store, path } = open();
-    await store.insertRequest(allowed(), []);
+    await store.insertRequest(fixed(allowed()), none);
     await store.close();
     // Rebuilt by hand without the schema's checks, with a forged event whose ts is NULL.
     const db = new Database(path);
@@ -269,7 +280,7 @@ describe("SQLite store: group commit", () => {
     const changes = Array.from({ length: 8 }, () => allowed());
     const order: string[] = [];
     const writes = changes.map((change) =>
-      store.insertRequest(change, []).then(() => order.push("written")),
+      store.insertRequest(fixed(change), none).then(() => order.push("written")),
     );
     // After one turn the group has committed; its sync is under way on the sync thread.
     await new Promise((resolve) => setImmediate(resolve));
@@ -290,7 +301,7 @@ describe("SQLite store: group commit", () => {
       pbkdf2("password", "salt", 1_000_000, 32, "sha256", () => poolBusy--);
     }
     const changes = Array.from({ length: 8 }, () => allowed());
-    await Promise.all(changes.map((change) => store.insertRequest(change, [])));
+    await Promise.all(changes.map((change) => store.insertRequest(fixed(change), none)));
     expect((await store.getRequest(changes[7]!.request.id))?.status).toBe("executing");
     expect(poolBusy).toBe(4);
     await new Promise<void>((resolve) => {
@@ -306,7 +317,7 @@ describe("SQLite store: group commit", () => {
       throw new Error("EMFILE: too many open files");
     };
     const results = await Promise.allSettled(
-      Array.from({ length: 6 }, () => store.insertRequest(allowed(), [])),
+      Array.from({ length: 6 }, () => store.insertRequest(fixed(allowed()), none)),
     );
     for (const result of results) {
       expect((result as PromiseRejectedResult).reason?.message).toContain("restart the gateway");
@@ -319,14 +330,16 @@ describe("SQLite store: group commit", () => {
     const walSync = (store as unknown as { walSync: { syncOffLoop(): Promise<void> } }).walSync;
     walSync.syncOffLoop = () => Promise.reject(new Error("EIO: i/o error, fdatasync"));
     const results = await Promise.allSettled(
-      Array.from({ length: 6 }, () => store.insertRequest(allowed(), [])),
+      Array.from({ length: 6 }, () => store.insertRequest(fixed(allowed()), none)),
     );
     for (const result of results) {
       expect(result.status).toBe("rejected");
       expect((result as PromiseRejectedResult).reason.message).toContain("restart the gateway");
     }
     await expect(store.getRequest("req_any")).rejects.toThrow(/restart the gateway/);
-    await expect(store.insertRequest(allowed(), [])).rejects.toThrow(/restart the gateway/);
+    await expect(store.insertRequest(fixed(allowed()), none)).rejects.toThrow(
+      /restart the gateway/,
+    );
   });
 });
 
@@ -347,7 +360,10 @@ describe("SQLite store: failures", () => {
       const refused = store.setChannelRef("req_1", "slack", "C1/1");
       // Another write of the same group goes through.
       const change = allowed();
-      const [one, two] = await Promise.allSettled([refused, store.insertRequest(change, [])]);
+      const [one, two] = await Promise.allSettled([
+        refused,
+        store.insertRequest(fixed(change), none),
+      ]);
       expect(two.status).toBe("fulfilled");
       const error = (one as PromiseRejectedResult).reason as AirlockError;
       expect(error).toBeInstanceOf(AirlockError);
@@ -404,7 +420,10 @@ describe("SQLite store: outbox", () => {
     const store = openSqliteStore(tempDb());
     const change = allowed(1000);
     const entry = (topic: string) => ({ topic, requestId: change.request.id, payload: {} });
-    await store.insertRequest(change, [entry("channel:slack"), entry("channel:removed")]);
+    await store.insertRequest(
+      fixed(change),
+      entries([entry("channel:slack"), entry("channel:removed")]),
+    );
     const claimed = await store.claimOutbox(2000, 60_000, 10, ["channel:slack"]);
     expect(claimed.map((item) => item.topic)).toEqual(["channel:slack"]);
     expect(await store.abandonOutbox(999, 0, ["channel:slack"], "gone")).toBe(0);
@@ -416,7 +435,10 @@ describe("SQLite store: outbox", () => {
     // as untried once nobody has touched it since; one held back by such an entry waits.
     const other = allowed(5000);
     const later = (topic: string) => ({ topic, requestId: other.request.id, payload: {} });
-    await store.insertRequest(other, [later("channel:webhook-2"), later("channel:webhook-2")]);
+    await store.insertRequest(
+      fixed(other),
+      entries([later("channel:webhook-2"), later("channel:webhook-2")]),
+    );
     const [tried] = await store.claimOutbox(6000, 60_000, 1, ["channel:webhook-2"]);
     await store.failOutbox(6000, tried!.id, "HTTP 503", 1000);
     // Its lease and its retry are both recent: nothing yet.
@@ -436,7 +458,7 @@ describe("SQLite store: outbox", () => {
       requestId: change.request.id,
       payload: { i },
     });
-    await store.insertRequest(change, [entry(1), entry(2), entry(3)]);
+    await store.insertRequest(fixed(change), entries([entry(1), entry(2), entry(3)]));
     const [delivered, dead, older] = await store.claimOutbox(2000, 60_000, 10, [
       "webhook:1",
       "webhook:2",

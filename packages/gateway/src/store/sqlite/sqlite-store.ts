@@ -429,12 +429,14 @@ export class SqliteStore implements Store {
    * pending requests here already includes those recorded earlier in the same group.
    */
   async insertRequest(
-    change: Change,
-    outbox: OutboxEntry[],
+    submit: (at: number | undefined) => Change,
+    plan: OutboxPlanner,
     maxPending?: number,
   ): Promise<InsertResult> {
-    const request = change.request;
     const result = await this.write((): InsertResult => {
+      // One process owns the file: its own clock stamps the request (`at` undefined).
+      const change = submit(undefined);
+      const request = change.request;
       if (request.idempotencyKey !== null) {
         const row = this.stmt.byKey.get(request.agent.name, request.idempotencyKey) as
           | Row
@@ -453,11 +455,12 @@ export class SqliteStore implements Store {
         return { inserted: false, atPendingLimit: true };
       }
       this.stmt.insertRequest.run(requestRow(request));
-      this.writeChange(change, outbox);
-      return { inserted: true };
+      this.writeChange(change, plan(change));
+      return { inserted: true, request };
     });
     if (result.inserted) {
-      this.emit({ id: request.id, status: request.status, version: request.version });
+      const { id, status, version } = result.request;
+      this.emit({ id, status, version });
     }
     return result;
   }
