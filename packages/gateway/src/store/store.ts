@@ -129,7 +129,8 @@ export type InsertResult =
  * A store that one process owns (SQLite) judges by it. A store that replicas share
  * (PostgreSQL) judges by its own clock instead, ignoring `now`, and writes its leases and
  * due times as its own clock plus the duration asked for: replicas' clocks are never
- * compared, so a replica whose clock runs ahead cannot take what another still holds.
+ * compared, so a replica whose clock runs ahead cannot take what another still holds. The
+ * exception is `claimOnce`, whose expiry is judged by the clock that judged the message.
  */
 export interface Store {
   readonly dialect: "sqlite" | "postgres";
@@ -317,7 +318,12 @@ export interface Store {
   /**
    * Records `key` as seen until `expiresAt` and says whether this is the first time: false
    * when it was already recorded and has not expired (a replayed message). Shared by every
-   * replica, and kept across restarts.
+   * replica, and kept across restarts. Unlike the rest (see Time), expired means by `now`,
+   * the caller's clock, on every store: `expiresAt` is when the message's own time falls out
+   * of the window the caller accepts it in, judged by that clock, so each replica refuses a
+   * replay for exactly as long as it would accept the message. Where replicas share the
+   * store, expired claims are swept only well after that by the store's clock, so that a
+   * replica whose clock runs ahead never clears a claim that another still needs.
    */
   claimOnce(key: string, expiresAt: number, now: number): Promise<boolean>;
 

@@ -1377,8 +1377,7 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(await a.claimOnce("slack:v0=abc", T0 + 1000, T0)).toBe(true);
     expect(await b.claimOnce("slack:v0=abc", T0 + 1000, T0 + 10)).toBe(false);
     expect(await a.claimOnce("slack:v0=abc", T0 + 1000, T0 + 999)).toBe(false);
-    // Expired: taken over in place, and other expired claims are swept.
-    expect(await a.claimOnce("slack:v0=other", T0 + 500, T0)).toBe(true);
+    // Expired by the caller's clock, which judged the message's time: taken over in place.
     expect(await b.claimOnce("slack:v0=abc", T0 + 5000, T0 + 1000)).toBe(true);
     expect(await a.claimOnce("slack:v0=abc", T0 + 5000, T0 + 1001)).toBe(false);
     expect(await count("replay_guard")).toBe(1);
@@ -1388,6 +1387,26 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       ),
     );
     expect(racing.filter(Boolean)).toHaveLength(1);
+  });
+
+  it("keeps a message's claim while any replica may still accept it: one whose clock runs ahead does not sweep it", async () => {
+    const now = Date.now();
+    const minute = 60_000;
+    // A, whose clock is right, accepts a message good for five more minutes.
+    expect(await a.claimOnce("slack:v0=fresh", now + 5 * minute, now)).toBe(true);
+    // B, ten minutes ahead, accepts another: by its clock the first is past, not by A's.
+    expect(await b.claimOnce("slack:v0=later", now + 15 * minute, now + 10 * minute)).toBe(true);
+    // The first, replayed to A within its five minutes, is still refused.
+    expect(await a.claimOnce("slack:v0=fresh", now + 5 * minute, now + 1000)).toBe(false);
+    // Claims a day past by the database's clock are swept, whatever the replicas' clocks say.
+    expect(await a.claimOnce("slack:v0=ancient", now - 25 * HOUR, now - 26 * HOUR)).toBe(true);
+    expect(await b.claimOnce("slack:v0=next", now - 20 * HOUR, now - 21 * HOUR)).toBe(true);
+    const keys = (await db.query<{ key: string }>("SELECT key FROM replay_guard")).map(
+      (r) => r.key,
+    );
+    expect(keys).toContain("slack:v0=fresh");
+    expect(keys).toContain("slack:v0=next");
+    expect(keys).not.toContain("slack:v0=ancient");
   });
 
   it("hands an MCP call's request to its cancel on another replica, whichever comes first", async () => {

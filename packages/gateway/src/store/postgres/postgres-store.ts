@@ -67,6 +67,13 @@ const SWEEP_MCP_CALLS = `WITH swept AS (DELETE FROM mcp_calls WHERE call_key IN 
   FROM mcp_calls WHERE expires_at <= ${NOW_MS} AND call_key <> $1 LIMIT 100
   FOR UPDATE SKIP LOCKED))`;
 
+/**
+ * How long past its expiry (by the database's clock) a message's claim is kept before a
+ * replica sweeps it: far longer than a replica's clock can lag the database's and still
+ * accept Slack's or Teams' messages, which must be minutes from its own time.
+ */
+const REPLAY_SWEEP_GRACE_MS = 86_400_000;
+
 /** Every replica listens here; payloads say which store and schema they come from. */
 const CHANNEL = "airlock_changes";
 /** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more. */
@@ -818,17 +825,22 @@ export class PostgresStore implements Store {
     };
   }
 
-  /** An expired key is taken over in place; the expired rest are swept on the way. */
+  /**
+   * An expired key (by `now`, the clock that judged the message's time) is taken over in
+   * place. Claims a day past by the database's clock are swept on the way: by the caller's,
+   * a replica whose clock runs ahead would sweep claims that the others still accept
+   * messages for, and a replay to them would pass.
+   */
   async claimOnce(key: string, expiresAt: number, now: number): Promise<boolean> {
     const rows = await this.query(
       "record a message as seen",
       // The sweep skips rows others hold, so two replicas claiming at once never wait in a cycle.
       `WITH swept AS (DELETE FROM replay_guard WHERE key IN (SELECT key FROM replay_guard
-        WHERE expires_at <= $3 AND key <> $1 LIMIT 100 FOR UPDATE SKIP LOCKED))
+        WHERE expires_at <= ${NOW_MS} - $4 AND key <> $1 LIMIT 100 FOR UPDATE SKIP LOCKED))
       INSERT INTO replay_guard (key, expires_at) VALUES ($1, $2)
       ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
       WHERE replay_guard.expires_at <= $3 RETURNING key`,
-      [key, expiresAt, now],
+      [key, expiresAt, now, REPLAY_SWEEP_GRACE_MS],
     );
     return rows.length === 1;
   }
