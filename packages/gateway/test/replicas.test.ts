@@ -312,6 +312,70 @@ rules:
     }
   });
 
+  it("stamps an execution's start and end by the database's clock, as the request's submission and votes, whatever the clock of the replica that runs it", async () => {
+    const text = reviewed("5m");
+    const b = await startGateway(text, { gateway: { clock: () => Date.now() - 10 * 60_000 } });
+    try {
+      const agent = await b.token("agent", "support-bot");
+      const bob = await b.token("reviewer", "bob@example.com");
+      const before = await dbNow();
+      // Its heartbeat too, while it runs.
+      const held = upstream.hold("/api/stamped");
+      const running = api(b.url, "POST", "/v1/actions", { token: agent, body: read("/stamped") });
+      await held.arrived;
+      const times = async () =>
+        (
+          await db.query<{ created_at: string; updated_at: string }>(
+            "SELECT created_at, updated_at FROM requests WHERE input LIKE '%/stamped%'",
+          )
+        ).map((row) => ({ created: Number(row.created_at), updated: Number(row.updated_at) }))[0]!;
+      const started = await times();
+      await until(async () => (await times()).updated !== started.updated);
+      const beaten = await times();
+      expect(beaten.updated).toBeGreaterThanOrEqual(beaten.created);
+      held.release();
+      const ran = await running;
+      expect(ran.body.status).toBe("succeeded");
+      const made = await api(b.url, "POST", "/v1/actions", {
+        token: agent,
+        body: refund("/voted"),
+      });
+      const voted = await api(b.url, "POST", `/v1/requests/${made.body.id}/reviews`, {
+        token: bob,
+        body: { decision: "approve" },
+      });
+      expect(voted.body.status).toBe("approved");
+      await until(
+        async () =>
+          (await api(b.url, "GET", `/v1/actions/${made.body.id}`, { token: agent })).body.status ===
+          "succeeded",
+      );
+      const after = await dbNow();
+      for (const id of [ran.body.id, made.body.id]) {
+        const events = await db.query<{ type: string; ts: string }>(
+          "SELECT type, ts FROM audit_events WHERE request_id = $1 ORDER BY seq",
+          [id],
+        );
+        expect(events.map((e) => e.type)).toContain("execution.succeeded");
+        for (const event of events) {
+          expect([
+            event.type,
+            Date.parse(event.ts) >= before,
+            Date.parse(event.ts) <= after,
+          ]).toEqual([event.type, true, true]);
+        }
+        const [row] = await db.query<{ created_at: string; finished_at: string }>(
+          "SELECT created_at, finished_at FROM requests WHERE id = $1",
+          [id],
+        );
+        expect(Number(row?.finished_at)).toBeGreaterThanOrEqual(Number(row?.created_at));
+      }
+    } finally {
+      await b.close();
+      removeDir(b.dir);
+    }
+  });
+
   it("runs an action once when its deciding votes land on both replicas at once, and a deny or a cancel racing the last approval wins whole or not at all", async () => {
     const text = config(0)
       .replace(

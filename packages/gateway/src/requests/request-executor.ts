@@ -239,7 +239,8 @@ export function createExecutor(deps: {
     try {
       finished = await store.transition(
         request.id,
-        (current) => finishExecution(current, outcome, clock()),
+        // Stamped by the store's time, as the request's other steps: see `Store.transition`.
+        (current, at = clock()) => finishExecution(current, outcome, at),
         planned,
         request,
       );
@@ -538,7 +539,11 @@ export function createExecutor(deps: {
     starting.add(id);
     let claimed: ActionRequest | null;
     try {
-      claimed = await store.transition(id, (current) => startExecution(current, clock()), plan);
+      claimed = await store.transition(
+        id,
+        (current, at = clock()) => startExecution(current, at),
+        plan,
+      );
     } finally {
       starting.delete(id);
     }
@@ -580,14 +585,14 @@ export function createExecutor(deps: {
         try {
           ({ request: current, ended } = await store.transition(
             id,
-            (row) => {
+            (row, at = clock()) => {
               readAt = monotonic();
               const lapsed =
                 last !== undefined &&
                 last.heartbeat === row.updatedAt &&
                 asked - last.since > leaseMs;
               if (!options.all && !lapsed) return { value: { request: row, ended: false } };
-              const result = interruptExecution(row, clock());
+              const result = interruptExecution(row, at);
               return { ...result, value: { request: result.value, ended: !!result.change } };
             },
             endPlanned(id),

@@ -181,8 +181,9 @@ export interface Store {
   countPending(agent: string, now: number, limit: number): Promise<number>;
   idsWithStatus(status: RequestStatus, limit: number): Promise<string[]>;
   /**
-   * Marks executions as still running (their `updatedAt` becomes `now`): the heartbeat that
-   * tells other replicas not to end them as interrupted. Not a state change: no version, no event.
+   * Marks executions as still running (their `updatedAt` becomes `now`, by the store's clock:
+   * see Time): the heartbeat that tells other replicas not to end them as interrupted. Not a
+   * state change: no version, no event.
    */
   touchExecuting(ids: readonly string[], now: number): Promise<void>;
   countByStatus(): Promise<Partial<Record<RequestStatus, number>>>;

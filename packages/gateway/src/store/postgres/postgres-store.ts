@@ -327,17 +327,17 @@ export class PostgresStore implements Store {
     return rows.map((row) => row.id as string);
   }
 
-  async touchExecuting(ids: readonly string[], now: number): Promise<void> {
+  async touchExecuting(ids: readonly string[], _now: number): Promise<void> {
     if (ids.length === 0) return;
     await this.query(
       "renew execution leases",
       // A row another transaction holds is waited for, not skipped: skipped while another
       // replica's lease check held it, the heartbeat looked stopped to that check once it
       // got the row. Rows are locked in id order, as group commits lock theirs, so waiting
-      // closes no cycle with them.
-      `UPDATE requests SET updated_at = $1 WHERE id IN (SELECT id FROM requests
-      WHERE id = ANY($2::text[]) AND status = 'executing' ORDER BY id FOR UPDATE)`,
-      [now, [...ids]],
+      // closes no cycle with them. Stamped by the database's clock, as the rest of the row.
+      `UPDATE requests SET updated_at = ${NOW_MS} WHERE id IN (SELECT id FROM requests
+      WHERE id = ANY($1::text[]) AND status = 'executing' ORDER BY id FOR UPDATE)`,
+      [[...ids]],
     );
   }
 
