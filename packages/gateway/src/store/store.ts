@@ -280,7 +280,10 @@ export interface Store {
 
   /**
    * Records a new session, with its audit event, and forgets expired ones and the one it
-   * replaces (the id hash of the session the same browser held before, if any).
+   * replaces (the id hash of the session the same browser held before, if any). Expiry is
+   * judged by the caller's clock (`findSession`'s `now`); where replicas share the store,
+   * expired sessions are forgotten only well after that by the store's clock, so that a
+   * replica whose clock runs ahead never ends the sessions that others still honour.
    */
   insertSession(
     session: SessionRecord,
@@ -311,7 +314,10 @@ export interface Store {
     check: SessionCheck,
     event: AuditEventInput | undefined,
   ): Promise<boolean>;
-  /** Records a sign-in under way, and forgets the ones that expired before `now`. */
+  /**
+   * Records a sign-in under way, and forgets the ones that expired before `now` (where
+   * replicas share the store, well after that by its clock, as `insertSession` does).
+   */
   insertSignIn(signIn: SignInRecord, now: number): Promise<void>;
   /** Returns and deletes the sign-in with this state: each can complete only once. */
   takeSignIn(stateHash: string, now: number): Promise<SignInRecord | undefined>;

@@ -1341,12 +1341,12 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     // An ended session is never claimed.
     expect(await b.claimSessionCheck(session.idHash, T0 + HOUR, 30_000, "sealed-next")).toBe(false);
     expect(await b.findSession(session.idHash, T0 + HOUR)).toBeUndefined();
-    // A later sign-in forgets the expired session.
+    // Expired sessions are swept a day later, by the database's clock (tested below).
     await b.insertSession(
       { ...session, idHash: "t".repeat(64), createdAt: T0 + HOUR, expiresAt: T0 + 2 * HOUR },
       auditInput("session.started"),
     );
-    expect(await db.query("SELECT id_hash FROM sessions")).toEqual([{ id_hash: "t".repeat(64) }]);
+    await db.query("DELETE FROM sessions WHERE id_hash = $1", [session.idHash]);
     // A new sign-in in the same browser forgets the session it replaces.
     await a.insertSession(
       { ...session, idHash: "u".repeat(64), createdAt: T0 + HOUR, expiresAt: T0 + 2 * HOUR },
@@ -1372,13 +1372,59 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       b.takeSignIn(signIn.stateHash, T0 + 1),
     ]);
     expect(taken.filter((t) => t !== undefined)).toEqual([signIn]);
+    // Expired by the clock of the replica that completes it.
     await a.insertSignIn({ ...signIn, stateHash: "e".repeat(64) }, T0);
     expect(await b.takeSignIn("e".repeat(64), T0 + 600_000)).toBeUndefined();
-    await a.insertSignIn({ ...signIn, stateHash: "f".repeat(64), expiresAt: T0 + 10 }, T0);
-    await a.insertSignIn({ ...signIn, stateHash: "d".repeat(64) }, T0 + 10);
-    expect(await db.query("SELECT state_hash FROM sign_ins")).toEqual([
-      { state_hash: "d".repeat(64) },
-    ]);
+  });
+
+  it("keeps sessions and sign-ins that other replicas still honour: one whose clock runs ahead does not sweep them", async () => {
+    await db.query("DELETE FROM sessions");
+    await db.query("DELETE FROM sign_ins");
+    const now = Date.now();
+    const minute = 60_000;
+    const session = (idHash: string, at: number) => ({
+      idHash,
+      email: "bob@example.com",
+      issuer: "https://idp.example.com",
+      subject: "bob",
+      groups: ["finance"],
+      authTime: at,
+      acr: null,
+      createdAt: at,
+      expiresAt: at + 5 * minute,
+      refreshToken: null,
+      checkedAt: at,
+    });
+    const signIn = (stateHash: string, at: number) => ({
+      stateHash,
+      verifier: "v",
+      nonce: "n",
+      returnTo: "/console",
+      stepUp: false,
+      expiresAt: at + 5 * minute,
+    });
+    // A, whose clock is right, starts a session and a sign-in, each good for five minutes.
+    await a.insertSession(session("k".repeat(64), now), auditInput("session.started"));
+    await a.insertSignIn(signIn("k".repeat(64), now), now);
+    // B, ten minutes ahead, starts its own: by its clock, A's are over; not by A's.
+    const ahead = now + 10 * minute;
+    await b.insertSession(session("m".repeat(64), ahead), auditInput("session.started"));
+    await b.insertSignIn(signIn("m".repeat(64), ahead), ahead);
+    expect(await a.findSession("k".repeat(64), now + 1000)).toBeDefined();
+    expect(await a.takeSignIn("k".repeat(64), now + 1000)).toBeDefined();
+    // Those a day past by the database's clock are swept, whatever the replicas' clocks say.
+    const old = now - 25 * HOUR;
+    await a.insertSession(session("o".repeat(64), old), auditInput("session.started"));
+    await a.insertSignIn(signIn("o".repeat(64), old), old);
+    const behind = now - 20 * HOUR;
+    await b.insertSession(session("p".repeat(64), behind), auditInput("session.started"));
+    await b.insertSignIn(signIn("p".repeat(64), behind), behind);
+    const left = async (table: string, column: string) =>
+      (
+        await db.query<Record<string, string>>(`SELECT ${column} AS k FROM ${table} ORDER BY 1`)
+      ).map((row) => row.k![0]);
+    expect(await left("sessions", "id_hash")).toEqual(["k", "m", "p"]);
+    expect(await left("sign_ins", "state_hash")).toEqual(["m", "p"]);
   });
 
   it("lets one replica claim a message once, until the claim expires", async () => {

@@ -68,11 +68,13 @@ const SWEEP_MCP_CALLS = `WITH swept AS (DELETE FROM mcp_calls WHERE call_key IN 
   FOR UPDATE SKIP LOCKED))`;
 
 /**
- * How long past its expiry (by the database's clock) a message's claim is kept before a
- * replica sweeps it: far longer than a replica's clock can lag the database's and still
- * accept Slack's or Teams' messages, which must be minutes from its own time.
+ * How long past its expiry (by the database's clock) a message's claim, a session or a
+ * sign-in is kept before a replica sweeps it away. Each replica judges their expiry by its
+ * own clock; a sweep by the sweeping replica's would end them early for all the others when
+ * its clock runs ahead. A day is far more than a replica's clock can lag the database's and
+ * still work (Slack's and Teams' messages must be minutes from its own time).
  */
-const REPLAY_SWEEP_GRACE_MS = 86_400_000;
+const SWEEP_GRACE_MS = 86_400_000;
 
 /** Every replica listens here; payloads say which store and schema they come from. */
 const CHANNEL = "airlock_changes";
@@ -699,8 +701,9 @@ export class PostgresStore implements Store {
     replaces?: string | undefined,
   ): Promise<void> {
     await this.audited("record a session", async (q) => {
-      await q("DELETE FROM sessions WHERE expires_at <= $1 OR id_hash = $2", [
-        session.createdAt,
+      // A day past by the database's clock (see SWEEP_GRACE_MS), not by this replica's.
+      await q(`DELETE FROM sessions WHERE expires_at <= ${NOW_MS} - $1 OR id_hash = $2`, [
+        SWEEP_GRACE_MS,
         replaces ?? null,
       ]);
       await q(
@@ -787,10 +790,11 @@ export class PostgresStore implements Store {
     });
   }
 
-  async insertSignIn(signIn: SignInRecord, now: number): Promise<void> {
+  async insertSignIn(signIn: SignInRecord, _now: number): Promise<void> {
     await this.query(
       "record a sign-in",
-      `WITH expired AS (DELETE FROM sign_ins WHERE expires_at <= $7)
+      // A day past by the database's clock (see SWEEP_GRACE_MS), not by this replica's.
+      `WITH expired AS (DELETE FROM sign_ins WHERE expires_at <= ${NOW_MS} - $7)
       INSERT INTO sign_ins (state_hash, verifier, nonce, return_to, step_up, expires_at)
       VALUES ($1, $2, $3, $4, $5, $6)`,
       [
@@ -800,7 +804,7 @@ export class PostgresStore implements Store {
         signIn.returnTo,
         signIn.stepUp,
         signIn.expiresAt,
-        now,
+        SWEEP_GRACE_MS,
       ],
     );
   }
@@ -827,9 +831,9 @@ export class PostgresStore implements Store {
 
   /**
    * An expired key (by `now`, the clock that judged the message's time) is taken over in
-   * place. Claims a day past by the database's clock are swept on the way: by the caller's,
-   * a replica whose clock runs ahead would sweep claims that the others still accept
-   * messages for, and a replay to them would pass.
+   * place. Claims a day past by the database's clock are swept on the way (SWEEP_GRACE_MS):
+   * by the caller's, a replica whose clock runs ahead would sweep claims that the others
+   * still accept messages for, and a replay to them would pass.
    */
   async claimOnce(key: string, expiresAt: number, now: number): Promise<boolean> {
     const rows = await this.query(
@@ -840,7 +844,7 @@ export class PostgresStore implements Store {
       INSERT INTO replay_guard (key, expires_at) VALUES ($1, $2)
       ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
       WHERE replay_guard.expires_at <= $3 RETURNING key`,
-      [key, expiresAt, now, REPLAY_SWEEP_GRACE_MS],
+      [key, expiresAt, now, SWEEP_GRACE_MS],
     );
     return rows.length === 1;
   }
