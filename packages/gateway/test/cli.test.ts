@@ -6,6 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { printable } from "../src/cli/commands/requests.js";
 import { airlockBin, runCli } from "./support/cli.js";
@@ -18,6 +19,7 @@ import {
   testConfig,
   withGateway,
 } from "./support/gateway.js";
+import { postgresAvailable, postgresUrl, scratchSchema } from "./support/postgres.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
 // Each test starts several node processes, half a second each on a busy 2-core machine.
@@ -86,15 +88,32 @@ describe("airlock token", () => {
   });
 });
 
+/** The commands that only read the store: they must find it as it is, and leave it so. */
+const readOnly = [
+  ["audit", "verify"],
+  ["audit", "export"],
+  ["token", "list"],
+  ["outbox", "list"],
+  ["policy", "replay"],
+];
+
+function tablesOf(path: string): string[] {
+  const db = new Database(path, { readonly: true });
+  try {
+    return db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+      .all()
+      .map((row) => (row as { name: string }).name);
+  } finally {
+    db.close();
+  }
+}
+
 describe("commands other than serve", () => {
   it("refuse a storage path with no database, and create nothing there", async () => {
     const file = join(gw.dir, "typo.yaml");
     writeFileSync(file, "storage: sqlite:./typo/airlock.db\n");
-    for (const args of [
-      ["audit", "verify"],
-      ["audit", "export"],
-      ["token", "list"],
-    ]) {
+    for (const args of readOnly) {
       const run = await runCli([...args, "--config", file]);
       expect(run.code, args.join(" ")).toBe(1);
       expect(run.stderr).toBe(
@@ -104,6 +123,114 @@ describe("commands other than serve", () => {
     }
     expect(existsSync(join(gw.dir, "typo"))).toBe(false);
   });
+
+  it("that only read neither create nor migrate tables in a SQLite file that is not Airlock's, or is older", async () => {
+    const path = join(gw.dir, "other.db");
+    const other = new Database(path);
+    other.exec("CREATE TABLE notes (body TEXT)");
+    other.close();
+    const file = join(gw.dir, "other.yaml");
+    writeFileSync(file, `storage: sqlite:${path}\n`);
+    for (const args of readOnly) {
+      const run = await runCli([...args, "--config", file]);
+      expect(run.code, args.join(" ")).toBe(1);
+      expect(run.stderr).toBe(
+        `airlock: no Airlock tables in ${path}; check storage: in the config (airlock serve creates them on its first start)\n`,
+      );
+      expect(run.stdout).toBe("");
+    }
+    expect(tablesOf(path)).toEqual(["notes"]);
+    const untouched = new Database(path, { readonly: true });
+    expect(untouched.pragma("journal_mode", { simple: true })).toBe("delete");
+    untouched.close();
+
+    // A database an older Airlock made: the migrations this one adds are not run by a reader.
+    const older = join(gw.dir, "older.db");
+    writeFileSync(
+      file,
+      `storage: sqlite:${older}\nagents:\n  - { name: x, owner: o@example.com }\n`,
+    );
+    expect((await runCli(["token", "create", "--agent", "x", "--config", file])).code).toBe(0);
+    const db = new Database(older);
+    const latest = db.prepare("SELECT max(version) AS v FROM schema_migrations").get() as {
+      v: number;
+    };
+    db.prepare("DELETE FROM schema_migrations WHERE version = ?").run(latest.v);
+    db.close();
+    for (const args of readOnly) {
+      const run = await runCli([...args, "--config", file]);
+      expect(run.code, args.join(" ")).toBe(1);
+      expect(run.stderr).toBe(
+        `airlock: the Airlock tables in ${older} are at schema version ${latest.v - 1}, and this airlock needs version ${latest.v}: start this version's airlock serve once to migrate them, then run this again\n`,
+      );
+    }
+    const after = new Database(older, { readonly: true });
+    expect(after.prepare("SELECT max(version) AS v FROM schema_migrations").get()).toEqual({
+      v: latest.v - 1,
+    });
+    after.close();
+  });
+
+  it.skipIf(!postgresAvailable)(
+    "that only read neither create nor migrate tables in a PostgreSQL schema without Airlock's, or an older one",
+    async () => {
+      const schema = await scratchSchema();
+      try {
+        const file = join(gw.dir, "pg.yaml");
+        const server = `${new URL(postgresUrl).host}${new URL(postgresUrl).pathname}`;
+        const where = `schema ${schema.name} of PostgreSQL at ${server}`;
+        writeFileSync(
+          file,
+          `storage: "${schema.url}"\nagents:\n  - { name: x, owner: o@example.com }\n`,
+        );
+        const tables = async () =>
+          (
+            await schema.query<{ name: string }>(
+              "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = $1",
+              [schema.name],
+            )
+          ).map((row) => row.name);
+        for (const args of readOnly) {
+          const run = await runCli([...args, "--config", file]);
+          expect(run.code, args.join(" ")).toBe(1);
+          expect(run.stderr).toBe(
+            `airlock: no Airlock tables in ${where}; check storage: in the config: its database, user and search_path (airlock serve creates them on its first start)\n`,
+          );
+          expect(run.stdout).toBe("");
+        }
+        expect(await tables()).toEqual([]);
+        const nowhere = new URL(schema.url);
+        nowhere.searchParams.set("options", `-c search_path=${schema.name}_typo`);
+        writeFileSync(file, `storage: "${nowhere}"\n`);
+        const run = await runCli(["audit", "verify", "--config", file]);
+        expect(run.stderr).toBe(
+          `airlock: no Airlock tables in PostgreSQL at ${server} (no schema on its search_path exists, or the role may not use it); check storage: in the config: its database, user and search_path (airlock serve creates them on its first start)\n`,
+        );
+        writeFileSync(
+          file,
+          `storage: "${schema.url}"\nagents:\n  - { name: x, owner: o@example.com }\n`,
+        );
+
+        expect((await runCli(["token", "create", "--agent", "x", "--config", file])).code).toBe(0);
+        const [latest] = await schema.query<{ v: number }>(
+          "SELECT max(version) AS v FROM schema_migrations",
+        );
+        await schema.query("DELETE FROM schema_migrations WHERE version = $1", [latest!.v]);
+        for (const args of readOnly) {
+          const run = await runCli([...args, "--config", file]);
+          expect(run.code, args.join(" ")).toBe(1);
+          expect(run.stderr).toBe(
+            `airlock: the Airlock tables in ${where} are at schema version ${latest!.v - 1}, and this airlock needs version ${latest!.v}: start this version's airlock serve once to migrate them, then run this again\n`,
+          );
+        }
+        expect(await schema.query("SELECT max(version) AS v FROM schema_migrations")).toEqual([
+          { v: latest!.v - 1 },
+        ]);
+      } finally {
+        await schema.drop();
+      }
+    },
+  );
 
   it("but token create makes the database, so tokens can be made before the first start", async () => {
     const file = join(gw.dir, "fresh.yaml");

@@ -18,6 +18,12 @@ export interface OpenOptions {
    * mistyped path is not reported as an empty, intact audit trail.
    */
   create?: boolean;
+  /**
+   * False for a command that only reads: it opens the store as it is, and refuses one without
+   * Airlock's tables or at an older schema version rather than create or migrate them (a
+   * mistyped URL would otherwise get tables, and be reported on as an empty, intact store).
+   */
+  migrate?: boolean;
 }
 
 /** Opens the store a `storage:` URL names; relative SQLite paths resolve against `baseDir`. */
@@ -32,6 +38,7 @@ export async function openStore(
     const store = openSqliteStore(path, {
       backgroundCheckpoints: options.serving === true,
       mustExist: options.serving !== true && options.create !== true,
+      migrate: options.migrate !== false,
     });
     if (!options.serving || path === ":memory:") return store;
     let unlock: () => void;
@@ -49,7 +56,9 @@ export async function openStore(
     return store;
   }
   // Any number of gateways may share one PostgreSQL database: no lock file here.
-  if (/^postgres(ql)?:\/\//.test(url)) return openPostgresStore(url);
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    return openPostgresStore(url, { migrate: options.migrate !== false });
+  }
   throw new AirlockError("store_unavailable", `unsupported storage URL ${url}`);
 }
 

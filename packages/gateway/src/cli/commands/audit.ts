@@ -76,7 +76,9 @@ export async function audit(args: string[]): Promise<number> {
     );
   };
   const loaded = loadConfigOrExit(values.config);
-  const store = await openStore(loaded.config.storage, loaded.baseDir);
+  const store = await openStore(loaded.config.storage, loaded.baseDir, {
+    migrate: sub === "checkpoint",
+  });
   try {
     if (sub === "checkpoint") {
       const pem = loaded.config.audit.signingKey;

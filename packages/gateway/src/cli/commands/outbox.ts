@@ -72,7 +72,9 @@ export async function outbox(args: string[]): Promise<number> {
   const limit = count("limit", values.limit, PAGE, [1, 10_000]);
 
   const loaded = loadConfigOrExit(values.config);
-  const store = await openStore(loaded.config.storage, loaded.baseDir, { create: false });
+  const store = await openStore(loaded.config.storage, loaded.baseDir, {
+    migrate: sub === "redeliver",
+  });
   try {
     if (sub === "list") {
       const state = values.dead ? "dead" : "pending";

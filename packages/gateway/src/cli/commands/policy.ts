@@ -45,7 +45,7 @@ async function policyReplay(args: string[]): Promise<number> {
   const loaded = loadConfigOrExit(values.config);
   // A rule's reason or an evaluation error can quote a secret of the config.
   const redactor = createRedactor(loaded.secrets);
-  const store = await openStore(loaded.config.storage, loaded.baseDir);
+  const store = await openStore(loaded.config.storage, loaded.baseDir, { migrate: false });
   const started = performance.now();
   let said = started;
   try {

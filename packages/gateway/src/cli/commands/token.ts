@@ -22,6 +22,7 @@ export async function token(args: string[]): Promise<number> {
   const loaded = loadConfigOrExit(values.config);
   const store = await openStore(loaded.config.storage, loaded.baseDir, {
     create: sub === "create",
+    migrate: sub !== "list",
   });
   const identity = createIdentityService({
     store,

@@ -31,6 +31,7 @@ import {
   sessionFromRow,
   tokenFromRow,
 } from "../store-rows.js";
+import { unmigrated } from "../store-schema.js";
 import { lostConflict, storeFailure, unreachable } from "./postgres-errors.js";
 import { GroupCommit } from "./postgres-group-commit.js";
 import { postgresMigrations } from "./postgres-migrations.js";
@@ -57,6 +58,11 @@ export interface PostgresOptions {
   timeoutMs?: number;
   /** Hears about failures nobody is waiting for: dropped idle connections, the change feed. */
   onError?: (error: unknown) => void;
+  /**
+   * Bring the schema up to date (the default). Without, the current schema must hold the
+   * tables at this version's schema already; see `unmigrated`.
+   */
+  migrate?: boolean;
 }
 
 /**
@@ -128,17 +134,23 @@ export async function openPostgresStore(
   const pool = new pg.Pool({ ...config, max: options.poolSize ?? 10 });
   // Without a listener, an idle connection the server drops would end the process.
   pool.on("error", (error) => report(storeFailure("keep an idle connection", error)));
-  let schema: string;
+  // The schema, or why a store opened as it is cannot be used.
+  let schema: string | AirlockError;
   // Migrations may take long on a large database: their connection has no statement timeout.
   const migrating = new pg.Pool({ ...base, max: 1 });
   migrating.on("error", () => {});
   try {
-    schema = await migrate(migrating);
+    schema =
+      options.migrate === false ? await migratedSchema(migrating, where) : await migrate(migrating);
   } catch (error) {
     await pool.end().catch(() => {});
     throw atOpen(where, error);
   } finally {
     await migrating.end().catch(() => {});
+  }
+  if (schema instanceof AirlockError) {
+    await pool.end().catch(() => {});
+    throw schema;
   }
   const store = new PostgresStore(pool, config, schema, report);
   try {
@@ -148,6 +160,35 @@ export async function openPostgresStore(
     throw atOpen(where, unreachable("listen for changes", error));
   }
   return store;
+}
+
+/**
+ * The schema `migrate` would make its tables in, changing nothing; or, when it lacks them or
+ * some of this version's migrations, the refusal that says so.
+ */
+async function migratedSchema(pool: pg.Pool, where: string): Promise<string | AirlockError> {
+  const { rows } = await pool.query(
+    `SELECT current_schema() AS schema, EXISTS (SELECT 1 FROM pg_catalog.pg_tables
+      WHERE schemaname = current_schema() AND tablename = 'schema_migrations') AS present`,
+  );
+  const schema = rows[0]?.schema as string | null | undefined;
+  const applied =
+    schema && rows[0]?.present === true
+      ? new Set(
+          (
+            await pool.query(`SELECT version FROM ${pg.escapeIdentifier(schema)}.schema_migrations`)
+          ).rows.map((row) => row.version as number),
+        )
+      : undefined;
+  const refusal = unmigrated(
+    schema
+      ? `in schema ${schema} of PostgreSQL at ${where}`
+      : `in PostgreSQL at ${where} (no schema on its search_path exists, or the role may not use it)`,
+    applied,
+    postgresMigrations,
+    "check storage: in the config: its database, user and search_path",
+  );
+  return refusal ?? (schema as string);
 }
 
 async function migrate(pool: pg.Pool): Promise<string> {

@@ -37,6 +37,7 @@ import {
   sessionFromRow,
   tokenFromRow,
 } from "../store-rows.js";
+import { unmigrated } from "../store-schema.js";
 import { type Checkpointer, startCheckpointer } from "./sqlite-checkpointer.js";
 import { storeFailure, unusable } from "./sqlite-errors.js";
 import { sqliteMigrations } from "./sqlite-migrations.js";
@@ -56,6 +57,11 @@ export interface SqliteOptions {
    * mistyped path would otherwise report on a new, empty database.
    */
   mustExist?: boolean;
+  /**
+   * Bring the tables up to date (the default). Without, the file must hold them at this
+   * version's schema already; see `unmigrated`.
+   */
+  migrate?: boolean;
 }
 
 export function openSqliteStore(path: string, options: SqliteOptions = {}): SqliteStore {
@@ -71,16 +77,39 @@ export function openSqliteStore(path: string, options: SqliteOptions = {}): Sqli
   let db: Database.Database;
   try {
     db = new Database(path, { fileMustExist: options.mustExist === true });
+    db.pragma("busy_timeout = 5000");
+    // Checked first: a file that is not Airlock's is left as it was, not even switched to WAL.
+    const refusal =
+      options.migrate === false
+        ? unmigrated(`in ${path}`, applied(db), sqliteMigrations, "check storage: in the config")
+        : undefined;
+    if (refusal) {
+      db.close();
+      throw refusal;
+    }
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = NORMAL");
-    db.pragma("busy_timeout = 5000");
     db.pragma("foreign_keys = ON");
     db.pragma("mmap_size = 268435456");
-    migrate(db);
+    if (options.migrate !== false) migrate(db);
   } catch (error) {
     throw unusable(error, path);
   }
   return new SqliteStore(db, path, options);
+}
+
+/** The migrations applied to the file; none when it has no table of them (not Airlock's). */
+function applied(db: Database.Database): Set<number> | undefined {
+  const table = db
+    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+    .get();
+  if (!table) return undefined;
+  return new Set(
+    db
+      .prepare("SELECT version FROM schema_migrations")
+      .all()
+      .map((row) => (row as { version: number }).version),
+  );
 }
 
 function migrate(db: Database.Database): void {
