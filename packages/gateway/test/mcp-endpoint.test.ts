@@ -232,9 +232,11 @@ rules:
     );
     expect(docs.calls.some((call) => call.args.query === 7)).toBe(false);
     expect((await audit()).filter((e) => e.type === "request.submitted")).toHaveLength(submitted);
-    await expect(callTool("billing-api__nothing", {})).rejects.toThrow(
-      /no tool billing-api__nothing/,
-    );
+    // The client's SDK puts "MCP error CODE:" before a JSON-RPC error's message: once.
+    await expect(callTool("billing-api__nothing", {})).rejects.toMatchObject({
+      code: -32602,
+      message: "MCP error -32602: no tool billing-api__nothing; tools/list lists them",
+    });
   });
 
   it("holds a call for review, then gives its result through airlock__status, run once", async () => {
@@ -337,14 +339,14 @@ rules:
     const reused = await refusal("mcp-reused-1");
     expect(reused?.code).toBe(-32602);
     expect(reused?.message).toMatch(
-      /_meta\["dev\.airlock\/idempotency-key"\]: already used for request req_[0-9a-z]+, which asked for something different/,
+      /^MCP error -32602: _meta\["dev\.airlock\/idempotency-key"\]: already used for request req_[0-9a-z]+, which asked for something different/,
     );
     expect(reused?.data).toEqual({
       code: "invalid_request",
       field: '_meta["dev.airlock/idempotency-key"]',
     });
     expect((await refusal("two words"))?.message).toMatch(
-      /_meta\["dev\.airlock\/idempotency-key"\]: must be printable ASCII without spaces/,
+      /^MCP error -32602: _meta\["dev\.airlock\/idempotency-key"\]: must be printable ASCII without spaces/,
     );
     expect((await refusal(7))?.code).toBe(-32602);
     expect(upstream.calls.some((c) => c.url === "/api/invoices/key-b")).toBe(false);

@@ -3,10 +3,11 @@
  * call's `_meta` under Airlock's own reverse-DNS prefix; it is the agent's idempotency key as
  * `POST /v1/actions` takes it, so a call retried after a lost answer finds its request.
  */
-import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCode, type McpError } from "@modelcontextprotocol/sdk/types.js";
 import { invalidRequest } from "../common/zod-errors.js";
 import type { AirlockError } from "../errors.js";
 import { idempotencyKeySchema } from "./api-schemas.js";
+import { mcpError } from "./mcp-errors.js";
 
 export const IDEMPOTENCY_META_KEY = "dev.airlock/idempotency-key";
 
@@ -30,5 +31,5 @@ export function keyRefused(error: AirlockError): McpError {
   const message = error.message.startsWith("idempotencyKey:")
     ? `${FIELD}${error.message.slice("idempotencyKey".length)}`
     : error.message;
-  return new McpError(ErrorCode.InvalidParams, message, { code: error.code, field: FIELD });
+  return mcpError(ErrorCode.InvalidParams, message, { code: error.code, field: FIELD });
 }

@@ -33,6 +33,7 @@ import { agentView } from "../requests/request-views.js";
 import { agentActionPage } from "./agent-action-pages.js";
 import { actionBodySchema, actionListArgumentsSchema } from "./api-schemas.js";
 import { toAirlockError } from "./fastify-errors.js";
+import { mcpError } from "./mcp-errors.js";
 import { createHeldCalls } from "./mcp-held-calls.js";
 import { idempotencyKeyIn, keyRefused } from "./mcp-idempotency.js";
 import { batchAnswer, isRequestId, isRequestMessage, screenMessages } from "./mcp-messages.js";
@@ -255,7 +256,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       (candidate) => candidate.name === name,
     );
     if (!tool) {
-      throw new McpError(ErrorCode.InvalidParams, `no tool ${name}; tools/list lists them`);
+      throw mcpError(ErrorCode.InvalidParams, `no tool ${name}; tools/list lists them`);
     }
     const idempotencyKey = idempotencyKeyIn(meta);
     // Airlock's justification is taken out of the arguments; an operation's own stays in.
@@ -360,7 +361,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
           return refused(error, !AIRLOCK_TOOLS.has(name));
         }
         logger.error({ err: error, agent: agent.name, tool: name }, "an MCP tool call failed");
-        throw new McpError(
+        throw mcpError(
           ErrorCode.InternalError,
           `something went wrong on Airlock's side; the log has the details under request id ${request.id}`,
         );
