@@ -9,6 +9,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { printable } from "../src/cli/commands/requests.js";
+import { openStore } from "../src/store/open-store.js";
 import { airlockBin, runCli } from "./support/cli.js";
 import {
   api,
@@ -68,6 +69,19 @@ describe("airlock token", () => {
     expect(revoked.code).toBe(0);
     const refused = await api(gw.url, "POST", "/v1/actions", { token, body: refund() });
     expect(refused.status).toBe(401);
+  });
+
+  it("says there are none yet, and how to make one, on stderr", async () => {
+    const path = join(gw.dir, "no-tokens.db");
+    await (await openStore(`sqlite:${path}`, gw.dir, { create: true })).close();
+    const file = join(gw.dir, "no-tokens.yaml");
+    writeFileSync(file, `storage: sqlite:${path}\n`);
+    const listed = await runCli(["token", "list", "--config", file]);
+    expect(listed).toEqual({
+      code: 0,
+      stdout: "",
+      stderr: "No tokens. Make one with: airlock token create --agent NAME, or --reviewer EMAIL\n",
+    });
   });
 
   it("refuses subjects the config does not know, with what to do", async () => {

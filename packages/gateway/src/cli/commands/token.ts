@@ -54,7 +54,14 @@ export async function token(args: string[]): Promise<number> {
       return 0;
     }
     if (sub === "list") {
-      for (const t of await store.listTokens()) {
+      const tokens = await store.listTokens();
+      // On stderr, as outbox list says it has nothing: stdout stays the lines a script reads.
+      if (tokens.length === 0) {
+        process.stderr.write(
+          "No tokens. Make one with: airlock token create --agent NAME, or --reviewer EMAIL\n",
+        );
+      }
+      for (const t of tokens) {
         const state =
           t.revokedAt === null ? "active" : `revoked ${new Date(t.revokedAt).toISOString()}`;
         process.stdout.write(
