@@ -305,6 +305,31 @@ rules:
     }
   });
 
+  it("leaves no piece of it where a long preview is cut, though an argument is named by it", async () => {
+    // The preview shows 4,000 characters of the arguments, whose names stay as sent there (the
+    // tool's arguments are the input's own fields): the card, as one's name, lands across that cut.
+    const reviewer = await gw.token("reviewer", "bob@example.com");
+    const previews: string[] = [];
+    for (let pad = 3962; pad <= 3986; pad++) {
+      const res = await api(gw.url, "POST", "/v1/actions", {
+        token: agent,
+        body: {
+          connection: "cards",
+          operation: "echo",
+          input: { pad: "a".repeat(pad), [CARD]: 1, card: CARD },
+        },
+      });
+      expect(res.status).toBe(200);
+      const view = await api(gw.url, "GET", `/v1/requests/${res.body.id}`, { token: reviewer });
+      expect(view.status).toBe(200);
+      previews.push(String(view.body.preview));
+    }
+    received.splice(0);
+    expect(previews.every((preview) => preview.includes("… ("))).toBe(true);
+    await expectNoPiece(previews.map((preview) => preview.replace(/\n… \(\d+ characters\)$/, "")));
+    for (const preview of previews) expect(preview).not.toMatch(/"4\d*\n…/);
+  });
+
   it("leaves no start of it where a long result is cut", async () => {
     const answers = await sweep("echo", range(860, 940));
     const texts = answers.map((res) => {

@@ -118,7 +118,7 @@ export function createMcpConnector(
     const args = JSON.stringify(input, null, 2);
     const shown =
       args.length > PREVIEW_CHARS
-        ? `${cutText(args, PREVIEW_CHARS, [])}\n… (${args.length} characters)`
+        ? `${argumentsCut(args, PREVIEW_CHARS)}\n… (${args.length} characters)`
         : args;
     return `call tool ${operation} on ${name}\n\n${shown}`;
   };
@@ -311,6 +311,24 @@ export function createMcpConnector(
       await last?.close();
     },
   };
+}
+
+/**
+ * The arguments' JSON (as `JSON.stringify(input, null, 2)` writes it) cut to `limit`, short of
+ * a marker and of an argument's name it would split. Those names reach the preview as the
+ * agent sent them, to be scrubbed of masked values after the cut (they are the input's own
+ * fields, which masking leaves as sent for previews): a piece of one left at the cut would no
+ * longer be recognised.
+ */
+function argumentsCut(args: string, limit: number): string {
+  const cut = cutText(args, limit, []);
+  // Only a top-level name starts a line indented by two spaces: a string's own line breaks
+  // are escaped, and what nests is indented further.
+  const name = cut.lastIndexOf('\n  "');
+  if (name < 0) return cut;
+  const whole = /\n {2}"(?:[^"\\]|\\.)*":/y;
+  whole.lastIndex = name;
+  return whole.test(cut) ? cut : cut.slice(0, name);
 }
 
 /** Why a call got no result, in words for the request's outcome. */
