@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { MASKED, MIN_MASKED_LENGTH } from "./input-mask.js";
 import {
   createByteScrubber,
@@ -199,6 +199,41 @@ describe("scrubbing bytes", () => {
       const echoed = Buffer.from(`you sent ${secret}`, encoding);
       expect(scrubber.scrub(echoed).toString(encoding), encoding).toBe(`you sent ${REDACTED}`);
     }
+  });
+
+  it("searches small bytes for no value when no two bytes in a row start one", () => {
+    // A result's bytea cells are scrubbed one at a time: thousands of 16-byte ids, each
+    // searched for every form of every credential, took longer than the rest of the result.
+    const scrubber = createByteScrubber(["s3cr3t-token", "hunter2-password"], ["4929837150216347"]);
+    const cells = Array.from({ length: 1000 }, (_, i) =>
+      Buffer.from([i & 0xff, 0x00, 0xfe, i >> 8, 0x7f]),
+    );
+    const search = vi.spyOn(Buffer.prototype, "indexOf");
+    try {
+      for (const cell of cells) expect(scrubber.scrub(cell)).toBe(cell);
+      expect(search.mock.calls.length).toBeLessThan(cells.length);
+    } finally {
+      search.mockRestore();
+    }
+    // Bytes that hold one still have it found, wherever it sits, in any of its forms.
+    for (const [value, marker] of [
+      ["s3cr3t-token", REDACTED],
+      ["4929837150216347", MASKED],
+      ['"4929837150216347"', `"${MASKED}"`],
+    ] as const) {
+      for (let at = 0; at <= 4; at++) {
+        const held = Buffer.concat([
+          Buffer.alloc(at, 0xfe),
+          Buffer.from(value),
+          Buffer.alloc(4 - at),
+        ]);
+        expect(scrubber.scrub(held)).toEqual(
+          Buffer.concat([Buffer.alloc(at, 0xfe), Buffer.from(marker), Buffer.alloc(4 - at)]),
+        );
+      }
+    }
+    expect(scrubber.scrub(Buffer.from("s3"))).toEqual(Buffer.from("s3"));
+    expect(scrubber.scrub(Buffer.alloc(0))).toEqual(Buffer.alloc(0));
   });
 });
 
