@@ -1,6 +1,8 @@
-import { describe, expect, it } from "vitest";
-import { MASKED, scrubHidden } from "./input-mask.js";
+import { describe, expect, it, vi } from "vitest";
+import type { Json } from "../common/canonical-json.js";
+import { MASKED, maskInput, scrubHidden } from "./input-mask.js";
 import { createByteScrubber, createRedactor, REDACTED } from "./secret-redactor.js";
+import { rangesToReplace } from "./value-scrubber.js";
 
 describe("scrubbing several values", () => {
   it("leaves no part of either of two values that overlap in the text", () => {
@@ -29,5 +31,99 @@ describe("scrubbing several values", () => {
     expect(scrub("x token-abc123-card y")).toBe(`x ${REDACTED} y`);
     expect(scrub("card abc123-card, code ask")).toBe(`card ${MASKED}, code ${MASKED}`);
     expect(scrub(`${MASKED} ask`)).toBe(`${MASKED} ${MASKED}`);
+  });
+});
+
+describe("scrubbing many values", () => {
+  it("hides thousands of masked values in an input without searching each string for each", () => {
+    // `mask: [body.card]` hides the card of every item of a list: each of its thousands of
+    // values was searched for in each of the input's strings, which an agent could grow
+    // until the gateway did nothing else for minutes.
+    const items = Array.from({ length: 1000 }, (_, i) => ({ card: `card-${i}`, note: `n${i}` }));
+    const search = vi.spyOn(String.prototype, "indexOf");
+    let masked: Json;
+    try {
+      masked = maskInput({ body: items, note: "card-7 and card-999" }, ["body.card"]).masked;
+      expect(search.mock.calls.length).toBeLessThan(100 * items.length);
+    } finally {
+      search.mockRestore();
+    }
+    expect(masked).toEqual({
+      body: items.map((item) => ({ card: MASKED, note: item.note })),
+      note: `${MASKED} and ${MASKED}`,
+    });
+  });
+
+  /** Every occurrence of every needle, merged as rangesToReplace does, found the plain way. */
+  const expected = <N extends string | Buffer>(
+    haystack: N,
+    needles: readonly { needle: N; length: number; strength: number }[],
+    keep: readonly { needle: N; length: number }[],
+  ) => {
+    const at = (needle: N, i: number) =>
+      typeof haystack === "string"
+        ? haystack.startsWith(needle as string, i)
+        : (haystack as Buffer).subarray(i, i + needle.length).equals(needle as Buffer);
+    const kept: [number, number][] = [];
+    for (const { needle, length } of keep) {
+      for (let i = 0; i + length <= haystack.length; i++) {
+        if (at(needle, i) && !kept.some(([s, e]) => i < e && s < i + length)) {
+          kept.push([i, i + length]);
+        }
+      }
+    }
+    const found = needles
+      .flatMap(({ needle, length, strength }) =>
+        Array.from({ length: haystack.length + 1 }, (_, i) => i)
+          .filter((i) => length > 0 && i + length <= haystack.length && at(needle, i))
+          .map((start) => ({ start, end: start + length, strength })),
+      )
+      .filter(({ start, end }) => !kept.some(([s, e]) => s <= start && end <= e))
+      .sort((a, b) => a.start - b.start || b.end - a.end);
+    const out: { start: number; end: number; strength: number }[] = [];
+    for (const range of found) {
+      const last = out.at(-1);
+      if (last && range.start < last.end) {
+        last.end = Math.max(last.end, range.end);
+        last.strength = Math.min(last.strength, range.strength);
+      } else out.push({ ...range });
+    }
+    return out;
+  };
+
+  it("finds with many values just what it finds with few, in text and in bytes", () => {
+    // Few letters, so that values overlap, nest and repeat; some twice, at two strengths.
+    let seed = 7;
+    const random = (below: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % below;
+    };
+    const word = (min: number, max: number) =>
+      Array.from({ length: min + random(max - min + 1) }, () => "abc[]"[random(5)]).join("");
+    for (let round = 0; round < 40; round++) {
+      const values = Array.from({ length: round % 2 === 0 ? 200 : 5 }, () => word(1, 6));
+      const text = word(0, 300);
+      const keepText = [{ needle: "[a]", length: 3 }];
+      const needles = values.map((value, i) => ({
+        needle: value,
+        length: value.length,
+        strength: i % 3 === 0 ? 0 : 1,
+      }));
+      expect(rangesToReplace(text, needles, keepText), text).toEqual(
+        expected(text, needles, keepText),
+      );
+      const bytes = Buffer.from(text, "latin1");
+      const byteNeedles = needles.map((n) => ({ ...n, needle: Buffer.from(n.needle, "latin1") }));
+      const keepBytes = [{ needle: Buffer.from("[a]"), length: 3 }];
+      expect(rangesToReplace(bytes, byteNeedles, keepBytes), text).toEqual(
+        expected(bytes, byteNeedles, keepBytes),
+      );
+    }
+    // Values past the first byte's range, and a surrogate pair, in text.
+    const wide = Array.from({ length: 100 }, (_, i) => `é${String.fromCodePoint(0x1f600 + i)}`);
+    const needles = wide.map((needle) => ({ needle, length: needle.length, strength: 0 }));
+    const text = `x${wide[42]}y${wide[99]}${wide[0]}`;
+    expect(rangesToReplace(text, needles, [])).toEqual(expected(text, needles, []));
+    expect(rangesToReplace(text, needles, [])).toHaveLength(3);
   });
 });
