@@ -58,7 +58,7 @@ export function maskInput(
  * apart (`[masked]`, `[masked] (2)`), so that no entry is lost.
  */
 function hideRepeats(value: Json, hidden: readonly string[], topKeys: boolean): Json {
-  const scrubber = createScrubber(hidden, MASKED, { minLength: MIN_MASKED_LENGTH });
+  const scrubber = scrubberFor(hidden, false);
   if (!scrubber.active) return value;
   const numbers = new Set(hidden.filter((v) => v.length >= MIN_MASKED_LENGTH));
   const walk = (node: Json, top: boolean): Json => {
@@ -152,8 +152,29 @@ export function scrubHidden<T>(
 ): T {
   // Nothing hidden (no mask, the usual case) scrubs nothing: skip building a scrubber for it.
   if (hidden.length === 0) return value;
-  return createScrubber(hidden, MASKED, {
+  return scrubberFor(hidden, options.exact === true).value(value);
+}
+
+type Scrubber = ReturnType<typeof createScrubber>;
+
+/** The scrubbers built for a list of hidden values, while the list lives. */
+const scrubbers = new WeakMap<readonly string[], { plain?: Scrubber; exact?: Scrubber }>();
+
+/**
+ * A request's hidden values scrub its input, preview, notes, facts, views and outcome: their
+ * scrubber is built once for them all, since with thousands of values (a list's masked
+ * field) a build is costly. A list is complete before it is first scrubbed with.
+ */
+function scrubberFor(hidden: readonly string[], exact: boolean): Scrubber {
+  let built = scrubbers.get(hidden);
+  if (!built) {
+    built = {};
+    scrubbers.set(hidden, built);
+  }
+  const kind = exact ? "exact" : "plain";
+  built[kind] ??= createScrubber(hidden, MASKED, {
     minLength: MIN_MASKED_LENGTH,
-    ...(options.exact ? { exact: hidden } : {}),
-  }).value(value);
+    ...(exact ? { exact: hidden } : {}),
+  });
+  return built[kind];
 }

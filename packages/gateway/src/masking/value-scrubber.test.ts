@@ -54,6 +54,26 @@ describe("scrubbing many values", () => {
     });
   });
 
+  it("builds the scrubber of a request's hidden values once, however often they scrub", () => {
+    const items = Array.from({ length: 500 }, (_, i) => ({ card: `card-${i}-0000` }));
+    const encode = vi.spyOn(globalThis, "encodeURIComponent");
+    try {
+      const { hidden } = maskInput({ body: items }, ["body.card"]);
+      const built = encode.mock.calls.length;
+      expect(built).toBeGreaterThanOrEqual(items.length);
+      expect(scrubHidden("see card-7-0000", hidden)).toBe(`see ${MASKED}`);
+      expect(scrubHidden({ note: "card-9-0000" }, hidden)).toEqual({ note: MASKED });
+      expect(encode.mock.calls.length).toBe(built);
+      // Facts scrub whole values too: a scrubber of its own, built once as well.
+      expect(scrubHidden(["card-1-0000"], hidden, { exact: true })).toEqual([MASKED]);
+      const exact = encode.mock.calls.length;
+      expect(scrubHidden(["card-2-0000"], hidden, { exact: true })).toEqual([MASKED]);
+      expect(encode.mock.calls.length).toBe(exact);
+    } finally {
+      encode.mockRestore();
+    }
+  });
+
   /** Every occurrence of every needle, merged as rangesToReplace does, found the plain way. */
   const expected = <N extends string | Buffer>(
     haystack: N,
