@@ -29,6 +29,8 @@ import { startUpstream, type Upstream } from "./support/upstream.js";
 let upstream: Upstream;
 let original: string;
 let config: string;
+/** A reviewer's token in the original chain, whose last event is a checkpoint by `keys`. */
+let reviewerToken: string;
 const env = { BILLING_API_TOKEN: "signed-test-credential" };
 const dirs: string[] = [];
 
@@ -57,6 +59,7 @@ audit:
   const gw = await startGateway(config, { env });
   const agent = await gw.token("agent", "support-bot");
   const bob = await gw.token("reviewer", "bob@example.com");
+  reviewerToken = bob;
   const carol = await gw.token("reviewer", "carol@example.com");
   await api(gw.url, "POST", "/v1/actions", { token: agent, body: read() });
   const checkpoints = async () =>
@@ -400,6 +403,45 @@ describe("signed audit checkpoints", { timeout: 120_000 }, () => {
     expect(caught.ok).toBe(false);
     expect(caught.problem).toMatchObject({ kind: "bad_signature" });
     expect(caught.problem.message).toMatch(/it vouches for event \d+ with hash/);
+  });
+
+  it("after a rotation, sign with the new key at once, though the chain ends in the old key's checkpoint", async () => {
+    // The original chain ends in the checkpoint the old key signed as its gateway stopped.
+    const next = keyPair();
+    const nextPrivate = join(keyDir, "rotated.key");
+    const nextPublic = join(keyDir, "rotated.pub");
+    writeFileSync(nextPrivate, next.privatePem);
+    writeFileSync(nextPublic, next.publicPem);
+    const rotated = `${config.replace(privatePath, nextPrivate)}  publicKeys: ["\${file:${publicPath}}"]\n`;
+    const [oldId, newId] = [keys.publicPem, next.publicPem].map((pem) =>
+      keyIdOf(readKey(pem, "check")),
+    );
+    // A gateway restarted with the new key vouches for the chain as it starts: its console and
+    // API, which require its own key's word, do not call an intact chain unsigned meanwhile.
+    const served = dirname(tampered(() => {}));
+    const gw = await startGateway(rotated, { dir: served, env });
+    try {
+      const verified = await api(gw.url, "GET", "/v1/audit/verify", { token: reviewerToken });
+      expect(verified.body).toMatchObject({
+        ok: true,
+        signed: { keys: [{ keyId: oldId }, { keyId: newId }], unsigned: 0 },
+      });
+    } finally {
+      await gw.close();
+    }
+    // So does `airlock audit checkpoint` with the new key.
+    const configPath = join(dirname(tampered(() => {})), "airlock.yaml");
+    writeFileSync(configPath, rotated);
+    const signed = await runCli(["audit", "checkpoint", "--config", configPath], { env });
+    expect(signed.stdout).toMatch(
+      new RegExp(`^signed a checkpoint of event \\d+ \\(key ${newId}\\)\n$`),
+    );
+    expect(signed.code).toBe(0);
+    // Once: the new key's checkpoint at the head is not signed again.
+    const again = await runCli(["audit", "checkpoint", "--config", configPath], { env });
+    expect(again.stdout).toMatch(/^event \d+ is a checkpoint already\n$/);
+    const result = await verify(configPath, "--public-key", publicPath, "--public-key", nextPublic);
+    expect(result.code).toBe(0);
   });
 
   it("refuse a signing key that is not an Ed25519 private key, and a public key in audit.publicKeys that is not Ed25519, naming the field", async () => {

@@ -261,9 +261,29 @@ export function createKeyWatch(
 }
 
 /**
+ * Whether the chain's head is a checkpoint by `keyId` already, and so needs no other. One by
+ * another key does: after a rotation, the chain ends in the old key's last checkpoint until
+ * something happens, and a verify that asks for the new key's word (the gateway's own, over
+ * its API) would call the chain unsigned all that while. Reads the head again only when it
+ * is a checkpoint.
+ */
+export async function signedHead(
+  store: Store,
+  head: { seq: number; type: string },
+  keyId: string,
+): Promise<boolean> {
+  if (head.type !== CHECKPOINT_TYPE) return false;
+  const [event] = await store.listAudit({ afterSeq: head.seq - 1, limit: 1 });
+  // Gone since (cut off): nothing is signed on what cannot be read.
+  if (event?.seq !== head.seq) return true;
+  return (event.data as { keyId?: unknown } | null)?.keyId === keyId;
+}
+
+/**
  * Signs the chain's head whenever it has moved since the last checkpoint: at start (events a
- * stopped gateway left unsigned), every `everyMs`, and at stop. Several replicas may each
- * sign; a checkpoint at the head is not signed again. It signs nothing more once the chain no
+ * stopped gateway left unsigned, or a chain that ends in the checkpoint of the key this one
+ * replaced), every `everyMs`, and at stop. Several replicas may each sign; a checkpoint by
+ * this key at the head is not signed again. It signs nothing more once the chain no
  * longer holds the last event it signed: whoever cut or rewrote the chain there, dropping the
  * checkpoints that no longer agree, would otherwise have their version signed. Nor once another
  * key has replaced its own: `verify` rejects a replaced key's checkpoint of what came after, so
@@ -303,7 +323,7 @@ export function createCheckpointer(deps: {
     running ??= (async () => {
       try {
         const head = await store.lastAuditEvent();
-        if (!head || head.type === CHECKPOINT_TYPE || replaced) return;
+        if (!head || replaced || (await signedHead(store, head, ownKey))) return;
         const successor = await keys.replaced(store, head);
         if (successor) {
           replaced = true;

@@ -4,10 +4,10 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import {
   appendCheckpoint,
-  CHECKPOINT_TYPE,
   createKeyWatch,
   keyIdOf,
   readKey,
+  signedHead,
 } from "../../audit/audit-checkpoints.js";
 import {
   checkRecordedHead,
@@ -88,15 +88,15 @@ export async function audit(args: string[]): Promise<number> {
           2,
         );
       }
+      const privateKey = readKey(pem, "sign");
+      const keyId = keyIdOf(createPublicKey(privateKey));
       const head = await store.lastAuditEvent();
-      if (!head || head.type === CHECKPOINT_TYPE) {
+      if (!head || (await signedHead(store, head, keyId))) {
         process.stdout.write(
           head ? `event ${head.seq} is a checkpoint already\n` : "no events to sign yet\n",
         );
         return 0;
       }
-      const privateKey = readKey(pem, "sign");
-      const keyId = keyIdOf(createPublicKey(privateKey));
       const others = loaded.config.audit.publicKeys;
       const successor = await createKeyWatch(createPublicKey(privateKey), {
         ...(others ? { publicKeys: others.map((other) => readKey(other, "check")) } : {}),
