@@ -22,6 +22,9 @@ import { startUpstream, type Upstream } from "./support/upstream.js";
 
 const fast = { pollInterval: 20, backoff: () => 20, maxAttempts: 50 };
 
+/** A thread of the approvals channel, as a rule may name it for its cards. */
+const THREAD = "19:approvals@thread.tacv2;messageid=1700000000001";
+
 function config(upstream: string, teams: TeamsServer): string {
   const t = teams.config();
   return `
@@ -55,6 +58,10 @@ rules:
     when: http.method == "POST" && http.path == "/refunds/big"
     decision: review
     review: { approvers: [finance], risk: high, teamsConversation: "19:payments@thread.tacv2" }
+  - name: disputed refunds go to their thread
+    when: http.method == "POST" && http.path == "/refunds/disputed"
+    decision: review
+    review: { approvers: [finance], risk: medium, teamsConversation: "${THREAD}" }
   - name: chargebacks need a fresh sign-in
     when: http.method == "POST" && http.path == "/refunds/chargeback"
     decision: review
@@ -330,6 +337,25 @@ describe("Teams approvals", () => {
     const still = await statusOf(id);
     expect(still.status).toBe("pending");
     expect(still.reviews).toEqual([]);
+  });
+
+  it("takes a click on a card posted in a channel's thread, which its rule names as its conversation", async () => {
+    const { id, card } = await held("/refunds/disputed");
+    expect(teams.activities.get(card.id)?.conversationId).toBe(THREAD);
+    const answer = await click("bob", id, card.id, verbs.approve, {}, THREAD);
+    expect((answer.body as { value: string }).value).toBe("Approved, recorded as bob@example.com.");
+    await until(async () => (await statusOf(id)).status === "succeeded");
+    // Another channel is not the thread's.
+    const other = await held("/refunds/disputed");
+    const stray = await click(
+      "bob",
+      other.id,
+      other.card.id,
+      verbs.approve,
+      {},
+      "19:payments@thread.tacv2",
+    );
+    expect((stray.body as { value: string }).value).toMatch(/not posted in this conversation/);
   });
 
   it("takes a click only from the account Teams named, and asks again before every vote", async () => {

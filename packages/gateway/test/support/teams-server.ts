@@ -882,8 +882,9 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
     },
     invokeActivity(invoke) {
       const { verb, data = {}, replyToId, from = {}, conversation, ...fields } = invoke;
+      // A thread's id (`;messageid=<root>`) is clicked in as it is: the card is in that thread.
       const base = conversation ?? CHANNEL;
-      const isChannel = /@thread\.(tacv2|skype)$/.test(base);
+      const isChannel = /@thread\.(tacv2|skype)$/.test(channelOf(base));
       const conversationType = isChannel
         ? "channel"
         : base.endsWith("@thread.v2")
@@ -912,7 +913,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
           isGroup: conversationType !== "personal",
           conversationType,
           tenantId,
-          id: isChannel ? `${base};messageid=${replyToId}` : base,
+          id: isChannel && base === channelOf(base) ? `${base};messageid=${replyToId}` : base,
         },
         entities: [
           {
@@ -924,7 +925,7 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
           },
         ],
         channelData: {
-          ...(isChannel ? { channel: { id: base }, team: { id: TEAM } } : {}),
+          ...(isChannel ? { channel: { id: channelOf(base) }, team: { id: TEAM } } : {}),
           tenant: { id: tenantId },
           source: { name: "message" },
           legacy: { replyToId },

@@ -417,7 +417,9 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     // whose answer was lost is made again, and both cards are the request's.
     if (view) {
       const posted = await deps.postedRef(vote.requestId, TEAMS_CHANNEL);
-      const postedIn = posted === undefined ? undefined : parseRef(posted).conversation;
+      // A card posted to a thread (a conversation id with `;messageid=`, as a rule may name
+      // one) is clicked in its channel's conversation too.
+      const postedIn = posted === undefined ? undefined : channelOf(parseRef(posted).conversation);
       if (postedIn !== vote.postedIn) {
         logger.warn(
           {
@@ -589,6 +591,11 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   };
 }
 
+/** A channel's thread is named by the channel's conversation id and `;messageid=<root>`. */
+function channelOf(conversation: string): string {
+  return conversation.split(";")[0]!;
+}
+
 /** An Action.Execute click on one of Airlock's cards, with the card's inputs merged into its data. */
 function readVote(activity: Partial<Activity>): Vote | undefined {
   const action = (activity.value as { action?: { type?: unknown; verb?: unknown; data?: unknown } })
@@ -603,7 +610,7 @@ function readVote(activity: Partial<Activity>): Vote | undefined {
   const team = (activity.channelData as { team?: { id?: unknown } } | undefined)?.team?.id;
   const conversation = typeof team === "string" ? team : activity.conversation?.id;
   // A card posted to a channel starts a thread, whose conversation id names its first message.
-  const postedIn = activity.conversation?.id?.split(";")[0];
+  const postedIn = activity.conversation?.id && channelOf(activity.conversation.id);
   if (!decision || !user || !conversation || !postedIn || typeof data.requestId !== "string") {
     return undefined;
   }
