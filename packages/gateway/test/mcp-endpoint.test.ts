@@ -5,8 +5,10 @@
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRecordedCalls } from "../src/http/mcp-recorded-calls.js";
 import {
@@ -199,6 +201,32 @@ rules:
     expect(found.isError).toBeUndefined();
     expect(docs.calls.at(-1)).toMatchObject({ tool: "search", args: { query: "onboarding" } });
     expect(docs.calls.at(-1)!.args).not.toHaveProperty("justification");
+  });
+
+  it("tells the model that an allowed call ran when the store refuses to record how it ended", async () => {
+    // The database takes no end of this one call's request, as a constraint a bug breaks would.
+    const db = new Database(join(gw.dir, "airlock.db"));
+    db.exec(`CREATE TRIGGER refuse_end BEFORE UPDATE ON requests
+      WHEN NEW.status IN ('succeeded', 'failed') AND NEW.input LIKE '%/invoices/unrecordable%'
+      BEGIN SELECT RAISE(ABORT, 'refused by test'); END`);
+    try {
+      const before = upstream.calls.length;
+      const result = await callTool("billing-api__request", {
+        method: "GET",
+        path: "/invoices/unrecordable",
+      });
+      expect(upstream.calls.length).toBe(before + 1);
+      // As over HTTP: that it ran, not to submit it again, and which request it was; nothing
+      // the database said.
+      expect(result.isError).toBe(true);
+      expect(text(result)).toMatch(
+        /^internal: the action ran \(HTTP 200, .*\) but the store refused to record the outcome of request req_[0-9a-z]+; do not submit it again/,
+      );
+      expect(text(result)).not.toContain("refused by test");
+    } finally {
+      db.exec("DROP TRIGGER refuse_end");
+      db.close();
+    }
   });
 
   it("answers a refusal as a tool error the model can read, and runs nothing", async () => {

@@ -357,7 +357,13 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
         );
       } catch (error) {
         if (error instanceof McpError) throw error;
-        if (isAirlockError(error) && error.code !== "internal") {
+        // An action that ran, whose outcome the store refused (`internal`, `executed`), is told
+        // as over HTTP: a model told only that something went wrong would call it again.
+        const ran = isAirlockError(error) && error.details?.executed === true;
+        if (isAirlockError(error) && (error.code !== "internal" || ran)) {
+          if (error.code === "internal") {
+            logger.error({ err: error, agent: agent.name, tool: name }, error.message);
+          }
           return refused(error, !AIRLOCK_TOOLS.has(name));
         }
         logger.error({ err: error, agent: agent.name, tool: name }, "an MCP tool call failed");

@@ -324,7 +324,7 @@ export function createExecutor(deps: {
           );
           throw new AirlockError(
             "internal",
-            `the action ran (${outcome.summary}) but the store refused to record its outcome; do not submit it again`,
+            `the action ran (${outcome.summary}) but the store refused to record the outcome of request ${request.id}; do not submit it again`,
             { details: { requestId: request.id, executed: true }, cause: error },
           );
         }
