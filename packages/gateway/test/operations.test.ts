@@ -374,6 +374,11 @@ describe.skipIf(onPostgres)("failing closed", () => {
     const ready = await api(gw.url, "GET", "/readyz");
     expect(ready.status).toBe(503);
     expect(ready.body.status).toBe("unavailable");
+    // Anyone may ask: what the store said (a database's host, its user) goes to the log only.
+    expect(ready.body.error.message).toBe(
+      "the store cannot be reached or used; the gateway's log says why",
+    );
+    expect(gw.logs.join("")).toContain("not ready: the store cannot be used");
     expect(upstream.calls.length).toBe(before);
     gw = await gw.restart();
     agent = await gw.token("agent", "support-bot");

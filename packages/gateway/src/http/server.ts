@@ -330,6 +330,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     },
     async () => ({ body: { status: "ok" } }),
   );
+  /** Why the store last failed a readiness probe, while it does. */
+  let unready: string | undefined;
   router.route(
     {
       method: "GET",
@@ -342,13 +344,23 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     async () => {
       try {
         await deps.store.ping();
+        unready = undefined;
         return { body: { status: "ready" } };
       } catch (error) {
-        const message =
-          error instanceof AirlockError ? error.message : "the store cannot be reached";
+        // Anyone may ask, and what the database said names its host, its user and more: the
+        // log has it (once per change, as probes ask every few seconds), the answer does not.
+        const why = error instanceof Error ? error.message : String(error);
+        if (why !== unready) logger.warn({ err: error }, "not ready: the store cannot be used");
+        unready = why;
         return {
           status: 503,
-          body: { status: "unavailable", error: { code: "store_unavailable", message } },
+          body: {
+            status: "unavailable",
+            error: {
+              code: "store_unavailable",
+              message: "the store cannot be reached or used; the gateway's log says why",
+            },
+          },
         };
       }
     },
