@@ -334,6 +334,31 @@ describe("Teams approvals", () => {
     activity.conversation = { ...activity.conversation!, tenantId: elsewhere };
     const foreign = await teams.post(gw.url, activity);
     expect((foreign.body as { value: string }).value).toMatch(/^Airlock cannot tell who you are/);
+    // A conversation or a user whose id is no string is no click, not a failure.
+    const odd = (change: (activity: Record<string, { id?: unknown }>) => void) => {
+      const made = teams.invokeActivity({
+        verb: verbs.approve,
+        data: { requestId: id },
+        replyToId: card.id,
+        from: member.bob!,
+      });
+      change(made as unknown as Record<string, { id?: unknown }>);
+      return made;
+    };
+    for (const made of [
+      odd((a) => {
+        a.conversation!.id = 42;
+      }),
+      odd((a) => {
+        a.from!.id = { id: "29:x" };
+      }),
+    ]) {
+      const strange = await teams.post(gw.url, made);
+      expect(strange.status).toBe(200);
+      expect((strange.body as { value: string }).value).toBe(
+        "Airlock does not know this button; nothing was recorded.",
+      );
+    }
     const still = await statusOf(id);
     expect(still.status).toBe("pending");
     expect(still.reviews).toEqual([]);

@@ -604,13 +604,16 @@ function readVote(activity: Partial<Activity>): Vote | undefined {
   const decision =
     action.verb === verbs.approve ? "approve" : action.verb === verbs.deny ? "deny" : undefined;
   const data = (action.data ?? {}) as Record<string, unknown>;
-  const user = activity.from?.id;
+  // Signed by Microsoft, yet read as any client's JSON: a field of another type is no click.
+  const text = (value: unknown) => (typeof value === "string" && value ? value : undefined);
+  const user = text(activity.from?.id);
+  const id = text(activity.conversation?.id);
   // In a team's channel, members are looked up in the team (as the SDK's TeamsInfo does): the
   // conversation id there names one thread.
   const team = (activity.channelData as { team?: { id?: unknown } } | undefined)?.team?.id;
-  const conversation = typeof team === "string" ? team : activity.conversation?.id;
+  const conversation = text(team) ?? id;
   // A card posted to a channel starts a thread, whose conversation id names its first message.
-  const postedIn = activity.conversation?.id && channelOf(activity.conversation.id);
+  const postedIn = id && channelOf(id);
   if (!decision || !user || !conversation || !postedIn || typeof data.requestId !== "string") {
     return undefined;
   }
