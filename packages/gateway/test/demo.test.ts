@@ -3,7 +3,7 @@
  * prints into a shell, in order: the quickstart must work exactly as printed.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,6 +18,8 @@ let dataDir: string;
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "airlock-demo-"));
+  // Left by an earlier run, readable by all: the demo makes it its owner's alone again.
+  writeFileSync(join(dataDir, "billing-api.token"), "old\n", { mode: 0o644 });
   const [port, upstreamPort] = [await freePort(), await freePort()];
   demo = spawn(
     process.execPath,
@@ -163,6 +165,7 @@ it("gives the commands that open the store its config, written out, with the ups
   const config = readFileSync(args.at(-1)!, "utf8");
   expect(config).toContain("${file:billing-api.token}");
   expect(config).not.toMatch(/demo_[A-Za-z0-9_-]{24}/);
+  expect(statSync(join(dataDir, "billing-api.token")).mode & 0o777).toBe(0o600);
 });
 
 it("tells a second demo on the same data directory how to run beside the first", async () => {

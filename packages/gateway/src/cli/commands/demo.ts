@@ -3,7 +3,7 @@
  * on a fresh SQLite file, with tokens made up front and copy-paste commands to try.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseDocument } from "yaml";
@@ -177,7 +177,10 @@ function writeDemoConfig(
     credential: string;
   },
 ): string {
-  writeFileSync(join(dir, "billing-api.token"), `${run.credential}\n`, { mode: 0o600 });
+  const token = join(dir, "billing-api.token");
+  writeFileSync(token, `${run.credential}\n`, { mode: 0o600 });
+  // The mode applies only to a file it creates: one left by an earlier run keeps its own.
+  chmodSync(token, 0o600);
   // Its opening comments (the schema's path among them) are the example's, not this copy's.
   const doc = parseDocument(readFileSync(exampleConfigPath, "utf8").replace(/^(#.*\n)+/, ""));
   doc.commentBefore =
