@@ -144,6 +144,14 @@ function rewrite(db: Database.Database, change: (rows: AuditRow[]) => AuditRow[]
   });
 }
 
+/** Every vote bob cast, rewritten as mallory's. */
+const bobToMallory = (rows: AuditRow[]): AuditRow[] =>
+  rows.map((row) =>
+    row.type === "request.reviewed"
+      ? { ...row, data: row.data.replaceAll("bob@example.com", "mallory@example.com") }
+      : row,
+  );
+
 const verify = (configPath: string, ...extra: string[]) =>
   runCli(["audit", "verify", "--config", configPath, ...extra], { env });
 
@@ -165,15 +173,7 @@ describe("signed audit checkpoints", { timeout: 120_000 }, () => {
   });
 
   it("catch a chain rewritten whole, which the hashes alone cannot", async () => {
-    const rewritten = tampered((db) =>
-      rewrite(db, (rows) =>
-        rows.map((row) =>
-          row.type === "request.reviewed"
-            ? { ...row, data: row.data.replaceAll("bob@example.com", "mallory@example.com") }
-            : row,
-        ),
-      ),
-    );
+    const rewritten = tampered((db) => rewrite(db, bobToMallory));
     expect((await verify(rewritten)).code).toBe(0);
     const result = await verify(rewritten, "--public-key", publicPath);
     expect(result.code).toBe(1);
@@ -390,15 +390,7 @@ describe("signed audit checkpoints", { timeout: 120_000 }, () => {
     expect(intact.signed.through).toBeGreaterThan(1);
     expect(intact.signed.checkpoints).toBeGreaterThanOrEqual(2);
 
-    const rewritten = tampered((db) =>
-      rewrite(db, (rows) =>
-        rows.map((row) =>
-          row.type === "request.reviewed"
-            ? { ...row, data: row.data.replaceAll("bob@example.com", "mallory@example.com") }
-            : row,
-        ),
-      ),
-    );
+    const rewritten = tampered((db) => rewrite(db, bobToMallory));
     const caught = await check(dirname(rewritten));
     expect(caught.ok).toBe(false);
     expect(caught.problem).toMatchObject({ kind: "bad_signature" });
