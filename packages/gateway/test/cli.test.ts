@@ -103,11 +103,15 @@ describe("airlock token", () => {
 });
 
 /** The commands that only read the store: they must find it as it is, and leave it so. */
+/** The commands that act only on a store that is there: all but token create (and serve). */
 const readOnly = [
   ["audit", "verify"],
   ["audit", "export"],
+  ["audit", "checkpoint"],
   ["token", "list"],
+  ["token", "revoke", "tok_0123456789abcdef"],
   ["outbox", "list"],
+  ["outbox", "redeliver", "--all"],
   ["policy", "replay"],
 ];
 
@@ -138,7 +142,7 @@ describe("commands other than serve", () => {
     expect(existsSync(join(gw.dir, "typo"))).toBe(false);
   });
 
-  it("that only read neither create nor migrate tables in a SQLite file that is not Airlock's, or is older", async () => {
+  it("but token create neither create nor migrate tables in a SQLite file that is not Airlock's, or is older", async () => {
     const path = join(gw.dir, "other.db");
     const other = new Database(path);
     other.exec("CREATE TABLE notes (body TEXT)");
@@ -186,7 +190,7 @@ describe("commands other than serve", () => {
   });
 
   it.skipIf(!postgresAvailable)(
-    "that only read neither create nor migrate tables in a PostgreSQL schema without Airlock's, or an older one",
+    "but token create neither create nor migrate tables in a PostgreSQL schema without Airlock's, or an older one",
     async () => {
       const schema = await scratchSchema();
       try {

@@ -76,9 +76,8 @@ export async function audit(args: string[]): Promise<number> {
     );
   };
   const loaded = loadConfigOrExit(values.config);
-  const store = await openStore(loaded.config.storage, loaded.baseDir, {
-    migrate: sub === "checkpoint",
-  });
+  // Even a checkpoint: one of a mistyped database would sign an empty chain made on the spot.
+  const store = await openStore(loaded.config.storage, loaded.baseDir, { migrate: false });
   try {
     if (sub === "checkpoint") {
       const pem = loaded.config.audit.signingKey;

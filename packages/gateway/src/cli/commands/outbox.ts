@@ -72,9 +72,8 @@ export async function outbox(args: string[]): Promise<number> {
   const limit = count("limit", values.limit, PAGE, [1, 10_000]);
 
   const loaded = loadConfigOrExit(values.config);
-  const store = await openStore(loaded.config.storage, loaded.baseDir, {
-    migrate: sub === "redeliver",
-  });
+  // Redelivering too: a mistyped database has no dead letters, only tables made on the spot.
+  const store = await openStore(loaded.config.storage, loaded.baseDir, { migrate: false });
   try {
     if (sub === "list") {
       const state = values.dead ? "dead" : "pending";

@@ -21,8 +21,9 @@ export async function token(args: string[]): Promise<number> {
   );
   const loaded = loadConfigOrExit(values.config);
   const store = await openStore(loaded.config.storage, loaded.baseDir, {
+    // Only making a token may make the database: tokens come before the gateway's first start.
     create: sub === "create",
-    migrate: sub !== "list",
+    migrate: sub === "create",
   });
   const identity = createIdentityService({
     store,
