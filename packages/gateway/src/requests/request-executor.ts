@@ -398,6 +398,13 @@ export function createExecutor(deps: {
     return shortfall && `not run: ${shortfall}`;
   };
 
+  /** Text of an outcome as it is shown: credentials, masked values, what the detectors find. */
+  const shownText = (
+    value: string,
+    hidden: readonly string[],
+    detectors: readonly DetectorName[],
+  ): string => maskText(scrubHidden(redactor.redactText(value), hidden), detectors).text;
+
   /**
    * The outcome as it is recorded and returned: credentials and the input fields the policy
    * masks stay hidden even when echoed back, and the result detectors mask what the system
@@ -415,8 +422,7 @@ export function createExecutor(deps: {
       const detectors = request.decision.maskResult ?? [];
       const scrub = <T extends Json>(value: T): Json =>
         maskResult(scrubHidden(redactor.redact(value), hidden), detectors).value;
-      const text = (value: string): string =>
-        maskText(scrubHidden(redactor.redactText(value), hidden), detectors).text;
+      const text = (value: string): string => shownText(value, hidden, detectors);
       // Made for the first binary field only: most results hold none.
       let bytes: ByteScrubber | undefined;
       const base64 = (data: string): string => {
@@ -508,15 +514,11 @@ export function createExecutor(deps: {
           ok: false,
           summary: "connector error",
           // As every outcome's reason is: what it quotes may be what the system returned.
-          reason: maskText(
-            scrubHidden(
-              redactor.redactText(
-                `the connector failed: ${errorMessage(error)}; whether the action took effect is unknown, and Airlock will not run it again`,
-              ),
-              hidden,
-            ),
+          reason: shownText(
+            `the connector failed: ${errorMessage(error)}; whether the action took effect is unknown, and Airlock will not run it again`,
+            hidden,
             detectors,
-          ).text,
+          ),
           result: null,
           resultDigest: null,
         };
