@@ -437,8 +437,8 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     const [estimated, reach] = await Promise.all([estimate(analysis, input), lookUp(analysis)]);
     const behind = reach?.behind ?? [];
     // Tables it reads that no rule can see, like an XML export of a schema's: it ranks as code.
-    // So do tables past the connection's bound, though what is listed stays listed: each
-    // parent, and what views and rules read, are never cut.
+    // So do tables past the connection's bound, though what is listed stays listed: parents,
+    // and what views and rules read, are listed first, so the cut falls on partitions.
     const unlisted = reach === undefined || reach.cut;
     const kinds: SqlKind[] = unlisted
       ? ["code", ...analysis.kinds.filter((kind) => kind !== "code" && kind !== "select")]
@@ -447,17 +447,14 @@ export function createPostgresConnector(name: string, config: PostgresConnection
     const triggers = reach?.triggers ?? [];
     const notes = [summarise(analysis, estimated, behind)];
     if (triggers.length > 0) {
-      const some = triggers.slice(0, 10).map((fn) => fn.name);
-      const more = triggers.length > 10 ? `, and ${triggers.length - 10} more` : "";
       notes.push(
-        `Writing the tables it names may fire triggers: ${some.join(", ")}${more}; what they do is not seen here.`,
+        `Writing the tables it names may fire triggers: ${firstTen(triggers.map((fn) => fn.name))}; what they do is not seen here.`,
       );
     }
     if (foreign.length > 0) {
-      const some = foreign.slice(0, 10).map((table) => `${table.name} (server ${table.server})`);
-      const more = foreign.length > 10 ? `, and ${foreign.length - 10} more` : "";
+      const tables = foreign.map((table) => `${table.name} (server ${table.server})`);
       notes.push(
-        `It acts on another system through foreign tables: ${some.join(", ")}${more}; what the wrapper does there is not seen here.`,
+        `It acts on another system through foreign tables: ${firstTen(tables)}; what the wrapper does there is not seen here.`,
       );
     }
     if (reach === undefined) {
@@ -1220,6 +1217,12 @@ interface PlanNode {
   Plans?: PlanNode[];
 }
 
+/** Names for a reviewer's note: the first ten, and how many more. */
+function firstTen(names: readonly string[]): string {
+  const more = names.length > 10 ? `, and ${names.length - 10} more` : "";
+  return `${names.slice(0, 10).join(", ")}${more}`;
+}
+
 /** The first lines reviewers read: what kind of statement, on what, and how big. */
 function summarise(
   analysis: SqlAnalysis,
@@ -1235,9 +1238,7 @@ function summarise(
   ];
   const ways = labels.flatMap(([how, label]) => {
     const names = behind.filter((relation) => how.includes(relation.how)).map((r) => r.name);
-    if (names.length === 0) return [];
-    const more = names.length > 10 ? `, and ${names.length - 10} more` : "";
-    return [`${label}: ${names.slice(0, 10).join(", ")}${more}`];
+    return names.length === 0 ? [] : [`${label}: ${firstTen(names)}`];
   });
   const through = ways.length ? ` (${ways.join("; ")})` : "";
   const on = analysis.tables.length ? ` on ${analysis.tables.join(", ")}${through}` : "";
