@@ -115,14 +115,9 @@ function applied(db: Database.Database): Set<number> | undefined {
 function migrate(db: Database.Database): void {
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT`);
-  const applied = new Set(
-    db
-      .prepare("SELECT version FROM schema_migrations")
-      .all()
-      .map((row) => (row as { version: number }).version),
-  );
+  const done = applied(db);
   for (const migration of sqliteMigrations) {
-    if (applied.has(migration.version)) continue;
+    if (done?.has(migration.version)) continue;
     db.transaction(() => {
       db.exec(migration.sql);
       db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(
