@@ -177,10 +177,20 @@ describe("probes and metrics", () => {
     const held = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
     const page = await fetch(held.body.approvalUrl.replace("http://airlock.test", gw.url));
     const html = await page.text();
+    expect(page.status).toBe(200);
     expect(page.headers.get("content-type")).toContain("text/html");
     expect(page.headers.get("content-security-policy")).toContain("default-src 'self'");
     expect(html).toContain('<div id="root">');
     expect(html).not.toContain("inv_1001");
+    // The page's script is served as what it is, and a file that is not there is the API's 404.
+    const script = html.match(/src="(\/assets\/[^"]+\.js)"/)?.[1];
+    const asset = await fetch(`${gw.url}${script}`);
+    expect(asset.status).toBe(200);
+    expect(asset.headers.get("content-type")).toContain("javascript");
+    expect(asset.headers.get("cache-control")).toContain("immutable");
+    const missing = await api(gw.url, "GET", "/assets/none.js");
+    expect(missing.status).toBe(404);
+    expect(missing.body.error.code).toBe("not_found");
   });
 
   it("says in the browser how to review from a terminal when sign-in is not configured", async () => {

@@ -5,7 +5,7 @@
 import type { KeyObject } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { extname, join, normalize, sep } from "node:path";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import {
   checkRecordedHead,
   parseRecordedHead,
@@ -289,8 +289,16 @@ function sharedRuns<T>() {
   };
 }
 
-export function serveConsole(app: FastifyInstance, dir: string | undefined): void {
-  if (!dir) return;
+/**
+ * The built console's files and pages, for the not-found handler to try before answering 404.
+ * Not a `/*` route: the router would then take every URL no API route matches, among them
+ * an API URL with a segment longer than any id, which is refused as bad input without it.
+ * Answers nothing (undefined) for what is not the console's.
+ */
+export function consoleFiles(
+  dir: string | undefined,
+): ((request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined) | undefined {
+  if (!dir) return undefined;
   const root = normalize(dir + sep);
   // The built files do not change while the gateway runs: each is read from disk once.
   const served = new Map<string, { body: Buffer; type: string }>();
@@ -317,7 +325,8 @@ export function serveConsole(app: FastifyInstance, dir: string | undefined): voi
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
   };
-  app.get("/*", async (request, reply) => {
+  return (request, reply) => {
+    if (request.method !== "GET" && request.method !== "HEAD") return undefined;
     const path = decodeURIComponent(request.url.split("?")[0] ?? "/");
     const asset =
       path.startsWith("/assets/") || /\.[a-z0-9]+$/i.test(path) ? file(path) : undefined;
@@ -335,8 +344,6 @@ export function serveConsole(app: FastifyInstance, dir: string | undefined): voi
       const html = file("index.html");
       if (html) return reply.headers(securityHeaders).type(html.type).send(html.body);
     }
-    return reply.code(404).send({
-      error: { code: "not_found", message: `no route GET ${path}; see /openapi.json` },
-    });
-  });
+    return undefined;
+  };
 }

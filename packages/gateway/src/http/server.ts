@@ -35,7 +35,7 @@ import { createRouter } from "./route.js";
 import { actionRoutes } from "./routes-actions.js";
 import { auditRoutes } from "./routes-audit.js";
 import { authRoutes } from "./routes-auth.js";
-import { consoleRoutes, serveConsole } from "./routes-console.js";
+import { consoleFiles, consoleRoutes } from "./routes-console.js";
 import { mcpRouteSpec, mcpRoutes } from "./routes-mcp.js";
 import { requestRoutes } from "./routes-requests.js";
 import { terminalReviewPage } from "./terminal-review-page.js";
@@ -300,20 +300,22 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       },
     });
   });
-  app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({
-      error: {
-        code: "not_found",
-        message: `no route ${request.method} ${request.url.split("?")[0]}; see /openapi.json`,
-      },
-    }),
+  const consoleFile = consoleFiles(deps.consoleDir);
+  app.setNotFoundHandler(
+    (request, reply) =>
+      consoleFile?.(request, reply) ??
+      reply.code(404).send({
+        error: {
+          code: "not_found",
+          message: `no route ${request.method} ${request.url.split("?")[0]}; see /openapi.json`,
+        },
+      }),
   );
 
   const router = createRouter(app, (request) => authenticate(request, deps));
   actionRoutes(router, deps);
   authRoutes(router, deps);
   consoleRoutes(router, { ...deps, reauthenticate: (request) => authenticate(request, deps) });
-  serveConsole(app, deps.consoleDir);
   requestRoutes(router, deps);
   auditRoutes(router, deps);
   mcpRoutes(app, { ...deps, toolWaitMs: deps.mcpToolWaitMs });
