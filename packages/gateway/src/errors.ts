@@ -82,6 +82,18 @@ export class AirlockError extends Error {
   }
 }
 
+/**
+ * What a caller is told of an error. A `store_unavailable` carries what the database said
+ * (its host and port, its user, its file, its words): the operator's, which the log has with
+ * the error, not the caller's, who can only try again. One that says an action ran
+ * (`executed`) is Airlock's own words, and must reach the caller: it says not to submit the
+ * action again.
+ */
+export function callerMessage(error: AirlockError): string {
+  if (error.code !== "store_unavailable" || error.details?.executed === true) return error.message;
+  return "the store cannot be reached or used for now; try again shortly";
+}
+
 export function isAirlockError(error: unknown): error is AirlockError {
   return error instanceof AirlockError;
 }

@@ -356,7 +356,11 @@ describe.skipIf(onPostgres)("failing closed", () => {
     };
     const refused = await vote(gw.url, held.body.id, carol);
     expect(refused.status).toBe(503);
-    expect(refused.body.error.message).toContain("restart the gateway");
+    // The reviewer is told to try again; the operator, in the log, to restart the gateway.
+    expect(refused.body.error.message).toBe(
+      "the store cannot be reached or used for now; try again shortly",
+    );
+    expect(gw.logs.join("")).toContain("restart the gateway once the disk is healthy");
     await new Promise((r) => setTimeout(r, 300)); // several sweeps
     expect(upstream.calls.filter((c) => c.url === "/api/refunds/fsync")).toHaveLength(0);
     expect((await api(gw.url, "GET", "/readyz")).status).toBe(503);

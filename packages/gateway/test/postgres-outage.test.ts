@@ -4,6 +4,7 @@
  * committed, and serves again on its own once the database is back. The server is a private
  * one (initdb + pg_ctl), so stopping it disturbs no other test.
  */
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createChainVerifier } from "../src/audit/audit-chain.js";
 import { freePort } from "./support/cli.js";
@@ -248,6 +249,102 @@ rules:
       });
       expect(after.body.status).toBe("succeeded");
       expect(upstream.calls.filter((c) => c.url === "/api/slow")).toHaveLength(1);
+    } finally {
+      await gw.close();
+      removeDir(gw.dir);
+      await upstream.close();
+      cluster.destroy();
+    }
+  }, 60_000);
+});
+
+describe.skipIf("missing" in support)("what callers are told while PostgreSQL is away", () => {
+  it("says the store is unavailable and to try again, never where the database is or what it said", async () => {
+    if ("missing" in support) return;
+    const port = await freePort();
+    const cluster = startPgCluster(support.bin, port);
+    const upstream = await startUpstream();
+    const gw = await startGateway(`
+server: { port: 0, publicUrl: "http://airlock.test" }
+storage: "${cluster.url}"
+agents: [{ name: loader, owner: owner@example.com }]
+reviewers: [{ email: rita@example.com, groups: [ops] }]
+connections:
+  api: { type: http, baseUrl: "${upstream.url}/api" }
+rules:
+  - name: reads pass
+    decision: allow
+`);
+    // What the database said names its address, its user, its words: for the log only.
+    const told = (text: string) => {
+      for (const leak of [
+        "127.0.0.1",
+        String(port),
+        "ECONNREFUSED",
+        "postgres",
+        "user",
+        "read-only",
+      ]) {
+        expect(text).not.toContain(leak);
+      }
+      expect(text).toMatch(/store_unavailable/);
+      expect(text).toMatch(/try again/);
+    };
+    const mcpCall = (token: string) =>
+      fetch(`${gw.url}/mcp`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${token}`,
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+        },
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 1,
+          method: "tools/call",
+          params: { name: "api__request", arguments: { method: "GET", path: "/x" } },
+        }),
+      });
+    const submit = {
+      connection: "api",
+      operation: "request",
+      input: { method: "GET", path: "/x" },
+    };
+    try {
+      const agent = await gw.token("agent", "loader");
+      const rita = await gw.token("reviewer", "rita@example.com");
+
+      // Reads answer, writes are refused (as by a standby during a failover): the tool call
+      // is authenticated, and its submission is refused by the store.
+      const admin = new pg.Client({ connectionString: cluster.url });
+      await admin.connect();
+      await admin.query("ALTER SYSTEM SET default_transaction_read_only = on");
+      await admin.query("SELECT pg_reload_conf()");
+      await admin.end();
+      const refused = await api(gw.url, "POST", "/v1/actions", { token: agent, body: submit });
+      expect(refused.status).toBe(503);
+      told(JSON.stringify(refused.body));
+      const tool = await mcpCall(agent);
+      expect(tool.status).toBe(200);
+      const result = (await tool.json()).result;
+      expect(result.isError).toBe(true);
+      told(JSON.stringify(result));
+
+      // Not there at all.
+      cluster.stop();
+      for (const res of [
+        await api(gw.url, "POST", "/v1/actions", { token: agent, body: submit }),
+        await api(gw.url, "GET", "/v1/requests?status=pending", { token: rita }),
+      ]) {
+        expect(res.status).toBe(503);
+        told(JSON.stringify(res.body));
+      }
+      const mcp = await mcpCall(agent);
+      expect(mcp.status).toBe(503);
+      told(await mcp.text());
+      // The log has what the database said.
+      expect(gw.logs.join("")).toContain("ECONNREFUSED");
+      expect(gw.logs.join("")).toContain("read-only");
     } finally {
       await gw.close();
       removeDir(gw.dir);

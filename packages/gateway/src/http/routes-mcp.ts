@@ -22,7 +22,7 @@ import {
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { AgentConfig } from "../config/config-schema.js";
 import type { Connector } from "../connectors/connector.js";
-import { type AirlockError, isAirlockError } from "../errors.js";
+import { type AirlockError, callerMessage, isAirlockError } from "../errors.js";
 import type { IdentityService } from "../identity/identity-service.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import { cutText } from "../masking/text-cut.js";
@@ -110,10 +110,11 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
   const refused = (error: AirlockError, ownArguments: boolean): ToolAnswer => {
     const retryAfter = error.details?.retryAfter;
     const field = error.field;
+    const said = callerMessage(error);
     const message =
-      ownArguments && field?.startsWith("input.") && error.message.startsWith(`${field}:`)
-        ? error.message.slice("input.".length)
-        : error.message;
+      ownArguments && field?.startsWith("input.") && said.startsWith(`${field}:`)
+        ? said.slice("input.".length)
+        : said;
     // The rate limit's own message says the wait already.
     const wait =
       typeof retryAfter === "number" && !message.includes(`try again in ${retryAfter} s`)
@@ -361,7 +362,8 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
         // as over HTTP: a model told only that something went wrong would call it again.
         const ran = isAirlockError(error) && error.details?.executed === true;
         if (isAirlockError(error) && (error.code !== "internal" || ran)) {
-          if (error.code === "internal") {
+          // What the store said is for the log: the model is told to try again.
+          if (error.code === "internal" || error.code === "store_unavailable") {
             logger.error({ err: error, agent: agent.name, tool: name }, error.message);
           }
           return refused(error, !AIRLOCK_TOOLS.has(name));

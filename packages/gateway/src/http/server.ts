@@ -19,7 +19,7 @@ import Fastify, {
 import { randomHex } from "../common/ids.js";
 import type { LiveConfig } from "../config/live-config.js";
 import type { Connector } from "../connectors/connector.js";
-import { AirlockError } from "../errors.js";
+import { AirlockError, callerMessage } from "../errors.js";
 import type { IdentityService, Principal } from "../identity/identity-service.js";
 import { type OidcService, SESSION_COOKIE } from "../identity/oidc-service.js";
 import type { Redactor } from "../masking/secret-redactor.js";
@@ -285,11 +285,16 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         .send(deps.redactor.redact({ error: { requestId: request.id, ...known.toJSON() } }));
     }
     if (known) {
+      // What the store said is logged here; the caller is told to try again (callerMessage).
       if (known.code === "store_unavailable")
         logger.error({ reqId: request.id, err: error }, known.message);
       const retryAfter = known.details?.retryAfter;
       if (typeof retryAfter === "number") reply.header("retry-after", String(retryAfter));
-      return reply.code(known.status).send(deps.redactor.redact({ error: known.toJSON() }));
+      return reply
+        .code(known.status)
+        .send(
+          deps.redactor.redact({ error: { ...known.toJSON(), message: callerMessage(known) } }),
+        );
     }
     logger.error({ reqId: request.id, err: error }, "unexpected error");
     return reply.code(500).send({

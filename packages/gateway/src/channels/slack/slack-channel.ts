@@ -7,7 +7,7 @@ import { type UsersInfoResponse, WebClient } from "@slack/web-api";
 import type { FastifyInstance } from "fastify";
 import { createLruCache } from "../../common/lru-cache.js";
 import { truncateText } from "../../common/storable-text.js";
-import { AirlockError, errorMessage } from "../../errors.js";
+import { AirlockError, callerMessage, errorMessage } from "../../errors.js";
 import { emailKey } from "../../identity/email-key.js";
 import { channelRefusal } from "../../requests/request-transitions.js";
 import type { ActionRequest } from "../../requests/request-types.js";
@@ -434,9 +434,15 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       });
     } catch (error) {
       if (!(error instanceof AirlockError)) throw error;
-      // A fault's details are in its cause: for the log, not the person who clicked.
-      if (error.code === "internal") logger.error({ err: error }, "a Slack vote was not recorded");
-      await refuse(interaction.channel, interaction.user, refusalText(error.code, error.message));
+      // A fault's details are in its cause, and what the store said in its message: for the
+      // log, not the person who clicked.
+      if (error.code === "internal" || error.code === "store_unavailable")
+        logger.error({ err: error }, "a Slack vote was not recorded");
+      await refuse(
+        interaction.channel,
+        interaction.user,
+        refusalText(error.code, callerMessage(error)),
+      );
     }
   };
 

@@ -9,7 +9,7 @@ import type { Activity, ConversationParameters } from "botframework-schema";
 import type { FastifyInstance } from "fastify";
 import { createLruCache } from "../../common/lru-cache.js";
 import { truncateText } from "../../common/storable-text.js";
-import { AirlockError } from "../../errors.js";
+import { AirlockError, callerMessage } from "../../errors.js";
 import { emailKey } from "../../identity/email-key.js";
 import { channelRefusal } from "../../requests/request-transitions.js";
 import type { ActionRequest } from "../../requests/request-types.js";
@@ -498,9 +498,11 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
       });
     } catch (error) {
       if (!(error instanceof AirlockError)) throw error;
-      // A fault's details are in its cause: for the log, not the person who clicked.
-      if (error.code === "internal") logger.error({ err: error }, "a Teams vote was not recorded");
-      return refusalText(error.code, error.message);
+      // A fault's details are in its cause, and what the store said in its message: for the
+      // log, not the person who clicked.
+      if (error.code === "internal" || error.code === "store_unavailable")
+        logger.error({ err: error }, "a Teams vote was not recorded");
+      return refusalText(error.code, callerMessage(error));
     }
     return vote.decision === "approve"
       ? `Approved, recorded as ${reviewer.email}.`
