@@ -661,13 +661,14 @@ rules:
       status: 400,
       body: invalid(null, "id", "must be a string or an integer"),
     });
-    // An id that can be read is answered with.
+    // An id that can be read is answered with, as a request is answered: 200, the error its
+    // answer (Streamable HTTP keeps HTTP errors for input that gets no answer by id).
     expect(await send({ jsonrpc: "1.0", id: 3, method: "ping" })).toEqual({
-      status: 400,
+      status: 200,
       body: invalid(3, "jsonrpc", 'must be "2.0"'),
     });
     expect(await send({ jsonrpc: "2.0", id: 4, method: "ping", extra: 1 })).toEqual({
-      status: 400,
+      status: 200,
       body: invalid(4, "extra", "unknown field extra"),
     });
     expect(await send({ jsonrpc: "2.0", method: 1, params: "bar" })).toEqual({
@@ -724,6 +725,21 @@ rules:
         { jsonrpc: "2.0", id: 7, result: {} },
       ],
     });
+    // A batch whose only requests are malformed is answered as one with requests, its
+    // notifications taken.
+    expect(await send([{ jsonrpc: "1.0", id: 8, method: "ping" }, 4])).toEqual({
+      status: 200,
+      body: [
+        invalid(8, "jsonrpc", 'must be "2.0"'),
+        invalid(null, "message", "must be a JSON object"),
+      ],
+    });
+    expect(
+      await send([
+        { jsonrpc: "2.0", method: "notifications/initialized" },
+        { jsonrpc: "2.0", id: "nine", method: "ping", extra: 1 },
+      ]),
+    ).toEqual({ status: 200, body: [invalid("nine", "extra", "unknown field extra")] });
     // A batch with no request in it is taken whole, or refused whole.
     expect(
       await send([{ jsonrpc: "2.0", method: "notifications/initialized" }, read(0.5), [1]]),

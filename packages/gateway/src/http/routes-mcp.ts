@@ -78,9 +78,9 @@ export const mcpRouteSpec: RouteSpec = {
   tag: "agents",
   auth: "agent",
   responses: {
-    200: "A JSON-RPC answer (a tool refused or failed answers isError: true)",
+    200: "A JSON-RPC answer (a tool refused or failed answers isError: true; a malformed request with an id, its error)",
     202: "A notification, taken (no body)",
-    400: "Not JSON (-32700); no request in it and a message that is no JSON-RPC message MCP takes (-32600), or a notification whose params cannot be read (-32602); an unsupported protocol version, an empty batch, one of more than 100 messages, or one whose requests share an id (a JSON-RPC error)",
+    400: "Not JSON (-32700); no request in it (nor a malformed one with an id to answer with) and a message that is no JSON-RPC message MCP takes (-32600), or a notification whose params cannot be read (-32602); an unsupported protocol version, an empty batch, one of more than 100 messages, or one whose requests share an id (a JSON-RPC error)",
     401: "No valid agent token",
     403: "Not an agent token",
     405: "GET or DELETE: the server is stateless and answers POST only",
@@ -316,11 +316,18 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
       });
     }
     const { kept, refused: malformed } = screenMessages(messages);
+    // A malformed request with an id to answer with is a request all the same: Streamable HTTP
+    // answers a request with its JSON-RPC answer (200), here its error, and keeps HTTP errors
+    // for input that gets no answer by id.
+    const answered = malformed.some((refusal) => refusal.error.id !== null);
     // A POST with no request in it is taken whole (202) or refused whole: a 400 then says that
     // nothing in it was taken.
-    if (malformed.length > 0 && !kept.some(isRequestMessage)) {
+    if (malformed.length > 0 && !kept.some(isRequestMessage) && !answered) {
       const errors = malformed.map((refusal) => refusal.error);
       return reply.code(400).send(batch ? errors : errors[0]);
+    }
+    if (kept.length === 0) {
+      return reply.send(batch ? batchAnswer(messages, malformed, []) : malformed[0]?.error);
     }
     for (const { error } of malformed.filter((refusal) => !refusal.answered)) {
       logger.info(
@@ -450,6 +457,10 @@ export function mcpRoutes(app: FastifyInstance, deps: McpDeps): void {
         reply.header("mcp-session-id", randomUUID());
       }
       const text = await response.text();
+      // The batch's notifications were taken (202); its malformed requests are still answered.
+      if (batch && response.status === 202 && answered) {
+        return reply.code(200).send(batchAnswer(messages, malformed, []));
+      }
       if (!batch || response.status !== 200) return reply.send(text);
       // JSON-RPC answers a batch with an array, even of one answer (the transport sends a lone
       // answer bare, which a client that sent a batch may not match to its request), with the
