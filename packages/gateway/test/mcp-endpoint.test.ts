@@ -793,6 +793,17 @@ rules:
     expect(
       await post({ jsonrpc: "2.0", id: 8, method: "tools/list", params: { cursor: "page-2" } }),
     ).toEqual(refusal(8, "params.cursor", "gives no cursors"));
+    // A method /mcp does not have is not found, whatever its params: that comes first.
+    const notFound = {
+      jsonrpc: "2.0",
+      id: 9,
+      error: { code: -32601, message: "Method not found" },
+    };
+    for (const params of [5, { _meta: 5 }, { _meta: { progressToken: {} } }, { a: 1 }]) {
+      expect(await post({ jsonrpc: "2.0", id: 9, method: "resources/list", params })).toEqual(
+        notFound,
+      );
+    }
     // In a batch, each request is answered for itself.
     const [bad, good] = (await post([
       call(6, { name: "billing-api__request", arguments: [] }),

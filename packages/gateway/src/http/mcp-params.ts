@@ -80,7 +80,7 @@ export type SetAside = ReadonlyMap<string, JSONRPCErrorResponse>;
  * Takes out of `messages` the requests whose params fail the shape every request shares (the
  * SDK's transport would refuse the whole POST for one of them, the batch's other requests
  * with it), each put back without its params so the transport still answers it, with the
- * refusal its params earned.
+ * refusal its params earned; a method /mcp does not have earns none, and is not found.
  */
 export function setAsideMalformedParams(messages: readonly unknown[]): {
   messages: unknown[];
@@ -104,6 +104,9 @@ export function setAsideMalformedParams(messages: readonly unknown[]): {
     const parsed = JSONRPCRequestSchema.safeParse(message);
     if (parsed.success) return message;
     const request = { jsonrpc: "2.0", id, method } as JSONRPCRequest;
+    // A method without a handler is not found (-32601), whatever its params: the SDK says so
+    // of the request without them.
+    if (!schemas.has(method)) return request;
     const error = invalidRequest(parsed.error, [], "params");
     const field = error.field ?? "params";
     setAside.set(JSON.stringify(id), refusal(request, field, paramsMessage(field, error.message)));
