@@ -585,8 +585,10 @@ describe("airlock policy test", () => {
     writeFileSync(cases, "cases:\n  - { agent: support-bot, expect: perhaps }\n");
     const invalid = await runCli(["policy", "test", cases, "--config", config], { env });
     expect(invalid.code).toBe(1);
-    expect(invalid.stderr).toContain("cases.0.connection");
-    expect(invalid.stderr).toContain("cases.0.expect");
+    // Paths read as config errors write them: cases[0].expect, not cases.0.expect.
+    expect(invalid.stderr).toContain("cases[0].connection:");
+    expect(invalid.stderr).toContain("cases[0].expect:");
+    expect(invalid.stderr).not.toContain("cases.0");
   });
 
   it("refuses the cases the API would refuse, and redacts secrets from evaluation errors", async () => {
@@ -606,11 +608,11 @@ describe("airlock policy test", () => {
     const refused = await runCli(["policy", "test", cases, "--config", config], { env });
     expect(refused.code).toBe(1);
     expect(refused.stdout).toBe("");
-    expect(refused.stderr).toContain("cases.0.operation:");
+    expect(refused.stderr).toContain("cases[0].operation:");
     expect(refused.stderr).toContain(
-      "cases.1.input.body.amount: is an integer beyond ±2^53, which JSON numbers cannot carry exactly",
+      "cases[1].input.body.amount: is an integer beyond ±2^53, which JSON numbers cannot carry exactly",
     );
-    expect(refused.stderr).toContain("cases.1.justification:");
+    expect(refused.stderr).toContain("cases[1].justification:");
 
     const secretConfig = join(gw.dir, "secret-rule.yaml");
     writeFileSync(

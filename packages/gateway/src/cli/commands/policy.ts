@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { parseDuration } from "../../common/durations.js";
 import { INSTANT_HINT, parseInstant } from "../../common/instants.js";
+import { formatPath } from "../../config/config-errors.js";
 import { createRedactor } from "../../masking/secret-redactor.js";
 import { casesFileSchema, runPolicyCases } from "../../policy/policy-cases.js";
 import { replayPolicy } from "../../policy/policy-replay.js";
@@ -92,7 +93,8 @@ async function policyTest(args: string[]): Promise<number> {
   }
   const parsed = casesFileSchema.safeParse(raw);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".") || "(root)"}: ${i.message}`);
+    // Paths written as config errors write them (`cases[0].expect`), one notation for both.
+    const lines = parsed.error.issues.map((i) => `  ${formatPath(i.path)}: ${i.message}`);
     throw new CliError(`${positionals[0]} is not a valid cases file:\n${lines.join("\n")}`);
   }
   const loaded = loadConfigOrExit(values.config);
