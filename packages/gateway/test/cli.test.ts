@@ -304,6 +304,36 @@ describe("airlock audit export", () => {
     expect(written.code).toBe(0);
     expect(readFileSync(file, "utf8")).toContain('"type":"token.created"');
   });
+
+  it("takes --since as a time ago (12h, 7d) as well as a date", async () => {
+    await runCli(["token", "create", "--agent", "ops-bot", "--config", config], { env });
+    const all = await runCli(["audit", "export", "--config", config], { env });
+    const seqs = (out: string) =>
+      out
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => (JSON.parse(line) as { seq: number }).seq);
+    const last = Math.max(...seqs(all.stdout));
+    // Every event of this test's gateway was written within the hour (the gateway, still
+    // running, may add one after the first export: kept too, after the others)...
+    const hour = await runCli(["audit", "export", "--since", "1h", "--config", config], { env });
+    expect(hour.code).toBe(0);
+    expect(hour.stdout).toContain('"type":"token.created"');
+    expect(hour.stdout.startsWith(all.stdout)).toBe(true);
+    const week = await runCli(["audit", "export", "--since", "7d", "--config", config], { env });
+    expect(week.stdout.startsWith(all.stdout)).toBe(true);
+    // ...and none of them in the millisecond before the export began: it counts back from now.
+    const none = await runCli(["audit", "export", "--since", "1ms", "--config", config], { env });
+    expect(none.code).toBe(0);
+    expect(seqs(none.stdout).filter((seq) => seq <= last)).toEqual([]);
+    const bad = await runCli(["audit", "export", "--since", "last week", "--config", config], {
+      env,
+    });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--since must be a duration like 7d or 12h, or it must be a date");
+    const help = await runCli(["audit", "--help"]);
+    expect(help.stdout).toContain("[--since 7d|DATE]");
+  });
 });
 
 describe("airlock serve", () => {

@@ -30,7 +30,7 @@ Usage: airlock <command> [options]     (airlock <command> --help for more)
   policy replay [--since 7d|DATE]         decide the stored requests again by the config's rules
   audit verify [--all] [--expect-head SEQ:HASH] [--public-key FILE]...
                                           check the audit hash chain (and its signatures)
-  audit export --format jsonl|csv [--since TIME] [--after-seq N] [--output FILE]
+  audit export --format jsonl|csv [--since 7d|DATE] [--after-seq N] [--output FILE]
   audit checkpoint                        sign the chain's head now (audit.signingKey)
   outbox list [--dead] [--after ID] [--limit N] [--json]
   outbox redeliver ID... | --all [--channel NAME]

@@ -1,5 +1,7 @@
 /** What every command shares: loading the config with readable errors, and exiting cleanly. */
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import { parseDuration } from "../common/durations.js";
+import { INSTANT_HINT, parseInstant } from "../common/instants.js";
 import { ConfigError, formatIssue } from "../config/config-errors.js";
 import { configPath, type LoadedConfig, loadConfigFile } from "../config/config-load.js";
 import { isAirlockError } from "../errors.js";
@@ -96,6 +98,16 @@ export function addressInUse(error: unknown, address: string, fix: string): CliE
   return (error as NodeJS.ErrnoException | null)?.code === "EADDRINUSE"
     ? new CliError(`${address} is in use; ${fix}`)
     : undefined;
+}
+
+/** A `--since` as a time ago (`12h`, `7d`, counted back from now) or as a date or instant. */
+export function parseSince(text: string): number {
+  const ago = parseDuration(text);
+  const since = ago !== undefined ? Date.now() - ago : parseInstant(text);
+  if (since === undefined) {
+    throw new CliError(`--since must be a duration like 7d or 12h, or it ${INSTANT_HINT}`, 2);
+  }
+  return since;
 }
 
 export function loadConfigOrExit(explicit: string | undefined): LoadedConfig {

@@ -15,13 +15,19 @@ import {
   parseRecordedHead,
   verifyAudit,
 } from "../../audit/audit-service.js";
-import { INSTANT_HINT, parseInstant } from "../../common/instants.js";
 import { openStore } from "../../store/open-store.js";
-import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
+import {
+  CliError,
+  configOption,
+  loadConfigOrExit,
+  parse,
+  parseSince,
+  subcommand,
+} from "../cli-support.js";
 
 const usage = `Usage:
   airlock audit verify [--all] [--expect-head SEQ:HASH] [--public-key FILE]...   check the whole hash chain
-  airlock audit export --format jsonl|csv [--since TIME] [--after-seq N] [--output FILE]
+  airlock audit export --format jsonl|csv [--since 7d|DATE] [--after-seq N] [--output FILE]
   airlock audit checkpoint                               sign the chain's head now (audit.signingKey)
 
 Options: --config FILE. verify exits 1 and names the first bad event when the chain is broken;
@@ -36,7 +42,8 @@ order: a key's first checkpoint replaces the keys that signed before it, whose c
 vouch for no event from there on, and each key given must have signed.
 export says on stderr how many events it wrote and the last one's number: pass that as
 --after-seq next time to export only what came since (events are numbered in chain order;
-their times need not be, so --since may leave out an event written late).`;
+their times need not be, so --since may leave out an event written late). --since takes a
+time ago (12h, 7d, 1h30m) or a date or instant (2026-11-01, 2026-11-01T09:30:00Z).`;
 
 export async function audit(args: string[]): Promise<number> {
   const [sub, rest] = subcommand(args, usage, "audit", ["verify", "export", "checkpoint"]);
@@ -161,11 +168,7 @@ export async function audit(args: string[]): Promise<number> {
     const format = values.format ?? "jsonl";
     if (format !== "jsonl" && format !== "csv")
       throw new CliError("--format must be jsonl or csv", 2);
-    let since: number | undefined;
-    if (values.since !== undefined) {
-      since = parseInstant(values.since);
-      if (since === undefined) throw new CliError(`--since ${INSTANT_HINT}`, 2);
-    }
+    const since = values.since === undefined ? undefined : parseSince(values.since);
     let afterSeq: number | undefined;
     if (values["after-seq"] !== undefined) {
       afterSeq = /^\d{1,15}$/.test(values["after-seq"]) ? Number(values["after-seq"]) : undefined;

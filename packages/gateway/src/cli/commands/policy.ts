@@ -1,13 +1,18 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { parseDuration } from "../../common/durations.js";
-import { INSTANT_HINT, parseInstant } from "../../common/instants.js";
 import { formatPath } from "../../config/config-errors.js";
 import { createRedactor } from "../../masking/secret-redactor.js";
 import { casesFileSchema, runPolicyCases } from "../../policy/policy-cases.js";
 import { replayPolicy } from "../../policy/policy-replay.js";
 import { openStore } from "../../store/open-store.js";
-import { CliError, configOption, loadConfigOrExit, parse, subcommand } from "../cli-support.js";
+import {
+  CliError,
+  configOption,
+  loadConfigOrExit,
+  parse,
+  parseSince,
+  subcommand,
+} from "../cli-support.js";
 
 const usage = `Usage: airlock policy test CASES.yaml [--config FILE]
        airlock policy replay [--since 7d|DATE] [--config FILE]
@@ -37,12 +42,7 @@ export async function policy(args: string[]): Promise<number> {
 
 async function policyReplay(args: string[]): Promise<number> {
   const { values } = parse(args, { ...configOption, since: { type: "string" } }, usage);
-  const text = values.since ?? "7d";
-  const ago = parseDuration(text);
-  const since = ago !== undefined ? Date.now() - ago : parseInstant(text);
-  if (since === undefined) {
-    throw new CliError(`--since must be a duration like 7d or 12h, or it ${INSTANT_HINT}`, 2);
-  }
+  const since = parseSince(values.since ?? "7d");
   const loaded = loadConfigOrExit(values.config);
   // A rule's reason or an evaluation error can quote a secret of the config.
   const redactor = createRedactor(loaded.secrets);
