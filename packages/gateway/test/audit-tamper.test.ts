@@ -265,6 +265,44 @@ describe("airlock audit verify", () => {
     expect(ok.stdout).toMatch(/^audit chain OK: \d+ events, head \d+ [0-9a-f]{64}\n$/);
   });
 
+  it("with --all, lists the first hundred problems of a table rewritten wholesale, and counts them all", async () => {
+    let stored = 0;
+    const config = tampered((db) => {
+      // 150 more events, each linked to the one before, then every event's data edited: one
+      // problem per event.
+      const last = db
+        .prepare("SELECT * FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .get() as AuditRow;
+      stored = last.seq;
+      const insert = db.prepare(
+        "INSERT INTO audit_events VALUES (@seq, @ts, @type, @request_id, @actor_type, @actor_id, @data, @prev_hash, @hash)",
+      );
+      let previous = last;
+      for (let i = 1; i <= 150; i++) {
+        const row = {
+          ...last,
+          seq: last.seq + i,
+          prev_hash: previous.hash,
+          hash: `${i}`.padStart(64, "a"),
+        };
+        insert.run(row);
+        previous = row;
+      }
+      db.prepare(`UPDATE audit_events SET data = '{"edited":true}'`).run();
+    });
+    const all = await runCli(["audit", "verify", "--all", "--config", config], { env });
+    expect(all.code).toBe(1);
+    const lines = all.stdout.trim().split("\n");
+    const total = Number(
+      /^audit chain NOT OK: (\d+) problem\(s\) in \1 events$/.exec(lines[0]!)?.[1],
+    );
+    expect(total).toBe(stored + 150);
+    expect(lines).toHaveLength(1 + 100 + 1);
+    expect(lines[1]).toMatch(/^event 1 \([a-z.]+\): its content does not match its hash/);
+    expect(lines[100]).toMatch(/^event 100 \([a-z.]+\): its content does not match its hash/);
+    expect(lines[101]).toBe(`and ${total - 100} more after these, not listed (the first 100 are)`);
+  });
+
   it("lists every problem over the API with all=true, and at most a hundred of them", async () => {
     const config = tampered((db) => {
       db.prepare(`UPDATE audit_events SET data = '{"edited":true}' WHERE seq = 3`).run();

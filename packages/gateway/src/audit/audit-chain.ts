@@ -174,7 +174,8 @@ const SCAN_KEPT = 4096;
  * to hide a deletion or an insertion no longer match their hashes: the scan finds the number
  * each was hashed under (after the event it links to, or a few past its place) and lists the
  * first of a run renumbered alike. `add` also says under which number the event was hashed,
- * when that is known.
+ * when that is known. The scan keeps no list: a table rewritten wholesale has a problem per
+ * event, and its caller keeps what it shows.
  */
 export function createChainScan() {
   /** The last event in place, and how far its number is from the one it was hashed under. */
@@ -183,7 +184,6 @@ export function createChainScan() {
   // them was hashed as the next number.
   const hashedUnder = new Map<string, number>([[GENESIS_HASH, 0]]);
   let count = 0;
-  const problems: ChainProblem[] = [];
   return {
     add(event: AuditEvent): { problems: ChainProblem[]; hashedAs: number | undefined } {
       count++;
@@ -220,19 +220,10 @@ export function createChainScan() {
       if (hashedUnder.size > SCAN_KEPT) {
         hashedUnder.delete(hashedUnder.keys().next().value as string);
       }
-      problems.push(...found);
       return { problems: found, hashedAs };
     },
-    finish(): {
-      count: number;
-      head: { seq: number; hash: string } | undefined;
-      problems: ChainProblem[];
-    } {
-      return {
-        count,
-        head: previous && { seq: previous.seq, hash: previous.hash },
-        problems,
-      };
+    finish(): { count: number; head: { seq: number; hash: string } | undefined } {
+      return { count, head: previous && { seq: previous.seq, hash: previous.hash } };
     },
   };
 }

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
-import { exportAudit, PROGRESS_EVERY, verifyAudit } from "./audit-service.js";
+import { exportAudit, LISTED_PROBLEMS, PROGRESS_EVERY, verifyAudit } from "./audit-service.js";
 
 describe("walking a long chain", () => {
   it("says how far verifying and exporting got, every PROGRESS_EVERY events", async () => {
@@ -36,6 +36,49 @@ describe("walking a long chain", () => {
       expect(exported).toEqual([PROGRESS_EVERY, 2 * PROGRESS_EVERY]);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe("verifying a chain rewritten wholesale, with all", () => {
+  it("keeps the first LISTED_PROBLEMS problems in chain order, and counts them all", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-wholesale-"));
+    const path = join(dir, "airlock.db");
+    try {
+      const total = 10_000;
+      const store = openSqliteStore(path);
+      await store.appendAudit(
+        Array.from({ length: total }, (_, i) => ({
+          type: "token.created",
+          requestId: null,
+          actor: { type: "system", id: "airlock" } as const,
+          at: 1_800_000_000_000 + i,
+          data: { n: i },
+        })),
+      );
+      await store.close();
+      // Every event edited: one problem per event, far more than are listed.
+      const db = new Database(path);
+      db.prepare(`UPDATE audit_events SET data = '{"edited":true}'`).run();
+      db.close();
+      const changed = openSqliteStore(path);
+      try {
+        const report = await verifyAudit(changed, undefined, { all: true });
+        expect(report).toMatchObject({
+          ok: false,
+          count: total,
+          problem: { seq: 1, kind: "edited" },
+          problemCount: total,
+        });
+        expect(report.problems).toHaveLength(LISTED_PROBLEMS);
+        expect(report.problems?.map((p) => p.seq)).toEqual(
+          Array.from({ length: LISTED_PROBLEMS }, (_, i) => i + 1),
+        );
+      } finally {
+        await changed.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

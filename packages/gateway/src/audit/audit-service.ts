@@ -20,8 +20,10 @@ export interface VerifyReport {
   count: number;
   head: { seq: number; hash: string } | undefined;
   problem?: ChainProblem;
-  /** With `all`: every problem, in chain order (`problem` is the first). */
+  /** With `all`: the first LISTED_PROBLEMS problems, in chain order (`problem` is the first). */
   problems?: ChainProblem[];
+  /** With `all`: how many problems there were, listed or not. */
+  problemCount?: number;
   /** With a public key: how far signed checkpoints vouch for the chain. */
   signed?: SignedReach;
 }
@@ -55,9 +57,15 @@ export interface RecordedHead {
 export const PROGRESS_EVERY = 10_000;
 
 /**
+ * How many problems a verification with `all` lists. A table rewritten wholesale has one per
+ * event: past these, they are only counted, so that memory stays bounded however many.
+ */
+export const LISTED_PROBLEMS = 100;
+
+/**
  * Walks the whole chain and returns the first problem, with the count and the head; with
- * `all`, every problem. `progress` hears the count every PROGRESS_EVERY events (a long chain
- * takes minutes).
+ * `all`, the first LISTED_PROBLEMS problems and how many there were. `progress` hears the
+ * count every PROGRESS_EVERY events (a long chain takes minutes).
  */
 export async function verifyAudit(
   store: Store,
@@ -65,7 +73,7 @@ export async function verifyAudit(
   options: {
     /** The public halves of the signing keys the gateway has had (one, unless rotated). */
     publicKeys?: readonly KeyObject[];
-    /** Goes on past problems and lists them all (`verify --all`). */
+    /** Goes on past problems, lists the first ones and counts them all (`verify --all`). */
     all?: boolean;
     /**
      * The keys that must have signed (default: every key in `publicKeys`). A gateway knows
@@ -89,8 +97,20 @@ export async function verifyAudit(
   // Keys in the order they first signed: a key's first checkpoint retires every key before it.
   const keys: (SigningKey & { through: number; signedAt?: string; plainThrough: number })[] = [];
   let signatureProblem: ChainProblem | undefined;
-  // With all, every problem, with how many events were read when it was found.
+  // With all, the first problems in chain order, each with how many events were read when it
+  // was found, and how many there were in all.
   const listed: { read: number; problem: ChainProblem }[] = [];
+  let problemCount = 0;
+  const list = (read: number, problem: ChainProblem) => {
+    problemCount++;
+    // Found in chain order, but for a far-back checkpoint's, checked on a second walk: each
+    // goes after those read no later than it, as a stable sort by `read` would place it.
+    let at = listed.length;
+    while (at > 0 && listed[at - 1]!.read > read) at--;
+    if (at >= LISTED_PROBLEMS) return;
+    listed.splice(at, 0, { read, problem });
+    if (listed.length > LISTED_PROBLEMS) listed.pop();
+  };
   // Checkpoints that vouch for events further back than `recent` reaches, checked on a second
   // walk against the events the chain's walk reads, never a row read some other way (a table
   // changed by whoever holds the database may hold rows the walk never sees).
@@ -100,7 +120,7 @@ export async function verifyAudit(
     let place = event.seq;
     if (scan) {
       const added = scan.add(event);
-      for (const problem of added.problems) listed.push({ read: count + 1, problem });
+      for (const problem of added.problems) list(count + 1, problem);
       place = added.hashedAs ?? event.seq;
       hashedUnder.set(event.hash, place);
       if (hashedUnder.size > RECENT_KEPT) {
@@ -148,7 +168,7 @@ export async function verifyAudit(
         signatureProblem = problem;
         break;
       }
-      listed.push({ read: count, problem });
+      list(count, problem);
       continue;
     }
     const signer = keys[key]!;
@@ -162,15 +182,18 @@ export async function verifyAudit(
   const finished = verifier ? verifier.finish() : scan!.finish();
   const result = { count: finished.count, head: finished.head };
   const chainProblem = verifier?.finish().problem;
-  const listing = (extra: ChainProblem[] = []): Pick<VerifyReport, "problem" | "problems"> => {
-    const problems = [
-      ...listed.sort((a, b) => a.read - b.read).map((entry) => entry.problem),
-      ...extra,
-    ];
-    return { ...(problems[0] ? { problem: problems[0] } : {}), problems };
+  const listing = (
+    extra: ChainProblem[] = [],
+  ): Pick<VerifyReport, "problem" | "problems" | "problemCount"> => {
+    const problems = [...listed.map((entry) => entry.problem), ...extra].slice(0, LISTED_PROBLEMS);
+    return {
+      ...(problems[0] ? { problem: problems[0] } : {}),
+      problems,
+      problemCount: problemCount + extra.length,
+    };
   };
   if (!publicKeys) {
-    if (all) return { ...result, ...listing(), ok: listed.length === 0 };
+    if (all) return { ...result, ...listing(), ok: problemCount === 0 };
     return { ok: !chainProblem, ...result, ...(chainProblem ? { problem: chainProblem } : {}) };
   }
   if (chainProblem) return { ok: false, ...result, problem: chainProblem };
@@ -195,7 +218,7 @@ export async function verifyAudit(
       );
       if (!why) continue;
       if (all) {
-        listed.push({ read: claim.read, problem: badCheckpoint(claim.at, why) });
+        list(claim.read, badCheckpoint(claim.at, why));
         continue;
       }
       signatureProblem = badCheckpoint(claim.at, why);
@@ -239,7 +262,7 @@ export async function verifyAudit(
     }
   }
   if (all) {
-    const ok = listed.length === 0 && !unsigned;
+    const ok = problemCount === 0 && !unsigned;
     return { ok, ...result, ...listing(unsigned ? [unsigned] : []), signed: reach };
   }
   if (unsigned) return { ok: false, ...result, signed: reach, problem: unsigned };
@@ -303,7 +326,9 @@ export async function checkRecordedHead(
       ...report,
       ok: false,
       problem: report.problem ?? problem,
-      problems: [...report.problems, problem],
+      problems:
+        report.problems.length < LISTED_PROBLEMS ? [...report.problems, problem] : report.problems,
+      problemCount: (report.problemCount ?? report.problems.length) + 1,
     };
   }
   return { ...report, ok: false, problem };

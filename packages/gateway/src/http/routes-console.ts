@@ -224,7 +224,6 @@ export function consoleRoutes(
       const expect =
         query.expectHead === undefined ? undefined : parseRecordedHead(query.expectHead);
       const report = expect ? await checkRecordedHead(deps.store, walked, expect) : walked;
-      const problems = report.problems;
       return {
         body: {
           ok: report.ok,
@@ -232,12 +231,12 @@ export function consoleRoutes(
           ...(report.head ? { head: report.head } : {}),
           ...(report.problem ? { problem: report.problem } : {}),
           ...(report.signed ? { signed: report.signed } : {}),
-          // A table rewritten wholesale has a problem per event: the answer stays readable,
-          // and says how many there were; the CLI lists them all.
-          ...(problems
+          // A table rewritten wholesale has a problem per event: the walk keeps the first
+          // LISTED_PROBLEMS of them, and says how many there were.
+          ...(report.problems
             ? {
-                problems: problems.slice(0, LISTED_PROBLEMS),
-                problemCount: problems.length,
+                problems: report.problems,
+                problemCount: report.problemCount ?? report.problems.length,
               }
             : {}),
         },
@@ -245,9 +244,6 @@ export function consoleRoutes(
     },
   );
 }
-
-/** How many problems `GET /v1/audit/verify?all=true` lists; `problemCount` has them all. */
-const LISTED_PROBLEMS = 100;
 
 const contentTypes: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

@@ -12,6 +12,7 @@ import {
 import {
   checkRecordedHead,
   exportAudit,
+  LISTED_PROBLEMS,
   parseRecordedHead,
   verifyAudit,
 } from "../../audit/audit-service.js";
@@ -31,8 +32,9 @@ const usage = `Usage:
   airlock audit checkpoint                               sign the chain's head now (audit.signingKey)
 
 Options: --config FILE. verify exits 1 and names the first bad event when the chain is broken;
-with --all, it goes on past each problem and lists every one with its event (an edit, a
-deletion or an insertion is one problem, even with the events after it renumbered).
+with --all, it goes on past each problem and lists each with its event (an edit, a deletion
+or an insertion is one problem, even with the events after it renumbered): the first ${LISTED_PROBLEMS},
+and how many there were in all.
 On a long chain, both say how far they got on stderr every few seconds.
 verify prints the chain's head; record it elsewhere, and pass it later as --expect-head to
 show that no event up to it was cut off or rewritten since. With --public-key (the PEM public
@@ -130,8 +132,10 @@ export async function audit(args: string[]): Promise<number> {
       });
       const report = expect ? await checkRecordedHead(store, walked, expect) : walked;
       if (report.problems?.length) {
+        const total = report.problemCount ?? report.problems.length;
+        const unlisted = total - report.problems.length;
         process.stdout.write(
-          `audit chain NOT OK: ${report.problems.length} problem(s) in ${report.count.toLocaleString("en-US")} events\n${report.problems.map((p) => `${p.message}\n`).join("")}`,
+          `audit chain NOT OK: ${total.toLocaleString("en-US")} problem(s) in ${report.count.toLocaleString("en-US")} events\n${report.problems.map((p) => `${p.message}\n`).join("")}${unlisted > 0 ? `and ${unlisted.toLocaleString("en-US")} more after these, not listed (the first ${LISTED_PROBLEMS} are)\n` : ""}`,
         );
         return 1;
       }
