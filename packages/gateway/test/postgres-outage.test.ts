@@ -326,7 +326,7 @@ rules:
       told(JSON.stringify(refused.body));
       const tool = await mcpCall(agent);
       expect(tool.status).toBe(200);
-      const result = (await tool.json()).result;
+      const { result } = (await tool.json()) as { result: { isError?: boolean } };
       expect(result.isError).toBe(true);
       told(JSON.stringify(result));
 
