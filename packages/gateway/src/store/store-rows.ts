@@ -97,12 +97,33 @@ export function tokenFromRow(row: Row): TokenRecord {
   };
 }
 
+/**
+ * An outbox entry's payload: the JSON object it was written as, or undefined when its text no
+ * longer is one (edited by hand, or damaged). Such an entry cannot be delivered: a claim makes
+ * it a dead letter with `UNREADABLE_PAYLOAD`, rather than fail, with every entry it took.
+ */
+export function outboxPayload(text: string): Record<string, unknown> | undefined {
+  let payload: unknown;
+  try {
+    payload = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return typeof payload === "object" && payload !== null && !Array.isArray(payload)
+    ? (payload as Record<string, unknown>)
+    : undefined;
+}
+
+export const UNREADABLE_PAYLOAD =
+  "its payload is not a JSON object (the row was edited or damaged in the database): it cannot be delivered";
+
 export function outboxFromRow(row: Row): OutboxRecord {
   return {
     id: Number(row.id),
     topic: row.topic as string,
     requestId: row.request_id as string | null,
-    payload: JSON.parse(row.payload as string) as Record<string, unknown>,
+    // Listed all the same, so that an operator can see the dead letter such an entry became.
+    payload: outboxPayload(row.payload as string) ?? { unparseable: row.payload },
     state: row.state as OutboxRecord["state"],
     attempts: Number(row.attempts),
     availableAt: Number(row.available_at),

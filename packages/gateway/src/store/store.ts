@@ -208,7 +208,8 @@ export interface Store {
   /**
    * Leases due outbox items of `topics` (the channels this process has) to it for `leaseMs`.
    * Items of other topics are left to the replicas that have their channel. Due, and leased
-   * until, by the store's clock (see Time).
+   * until, by the store's clock (see Time). One whose payload no longer reads as a JSON object
+   * (its row edited or damaged) is not handed out: it becomes a dead letter saying so.
    */
   claimOutbox(
     now: number,

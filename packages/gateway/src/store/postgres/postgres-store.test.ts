@@ -822,6 +822,40 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(events(await a.claimOutbox(now, 60_000, 10, ["channel:slack"]))).toEqual(["reviewed"]);
   });
 
+  it("makes an entry whose payload no longer reads a dead letter, and hands out the rest", async () => {
+    await db.query("DELETE FROM outbox");
+    const change = pendingChange();
+    const other = pendingChange();
+    const entry = (requestId: string, event: string) => ({
+      topic: "channel:chat",
+      requestId,
+      payload: { event },
+    });
+    await a.insertRequest(
+      fixed(change),
+      entries([entry(change.request.id, "requested"), entry(change.request.id, "reviewed")]),
+    );
+    await a.insertRequest(fixed(other), entries([entry(other.request.id, "requested")]));
+    const [damaged] = await a.listOutbox({ state: "pending", limit: 10 });
+    // Cut short by hand, or by a damaged disk: no JSON, and no JSON object.
+    await db.query(`UPDATE outbox SET payload = '{"event": "requ' WHERE id = $1`, [damaged!.id]);
+    const claimed = await b.claimOutbox(Date.now(), 60_000, 10, ["channel:chat"]);
+    expect(claimed.map((item) => [item.requestId, item.payload.event])).toEqual([
+      [other.request.id, "requested"],
+    ]);
+    const [dead] = await a.listOutbox({ state: "dead", limit: 10 });
+    expect(dead).toMatchObject({ id: damaged!.id, payload: { unparseable: '{"event": "requ' } });
+    expect(dead?.lastError).toContain("not a JSON object");
+    // It holds its request's later entries up no more.
+    const [next] = await a.claimOutbox(Date.now(), 60_000, 10, ["channel:chat"]);
+    expect(next?.payload.event).toBe("reviewed");
+    await db.query("UPDATE outbox SET payload = '[1]', lease_until = NULL WHERE id = $1", [
+      next!.id,
+    ]);
+    expect(await b.claimOutbox(Date.now(), 60_000, 10, ["channel:chat"])).toEqual([]);
+    expect(await a.countOutbox()).toEqual({ pending: 1, dead: 2 });
+  });
+
   it("leases, retries and writes outbox entries by the database's clock, whatever the replicas' clocks say", async () => {
     await db.query("DELETE FROM outbox");
     // Written by a replica whose clock runs an hour behind: due at once all the same, and

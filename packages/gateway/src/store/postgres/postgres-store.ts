@@ -27,9 +27,11 @@ import type {
 import {
   eventFromRow,
   outboxFromRow,
+  outboxPayload,
   type Row,
   sessionFromRow,
   tokenFromRow,
+  UNREADABLE_PAYLOAD,
 } from "../store-rows.js";
 import { unmigrated } from "../store-schema.js";
 import { lostConflict, storeFailure, unreachable } from "./postgres-errors.js";
@@ -571,16 +573,33 @@ export class PostgresStore implements Store {
       RETURNING id, topic, request_id, payload, attempts, created_at`,
       [leaseMs, limit, topics],
     );
-    return rows
-      .map((row) => ({
+    const items: OutboxItem[] = [];
+    const unreadable: number[] = [];
+    for (const row of rows) {
+      const payload = outboxPayload(row.payload as string);
+      if (payload === undefined) {
+        unreadable.push(row.id as number);
+        continue;
+      }
+      items.push({
         id: row.id as number,
         topic: row.topic as string,
         requestId: row.request_id as string | null,
-        payload: JSON.parse(row.payload as string) as Record<string, unknown>,
+        payload,
         attempts: row.attempts as number,
         createdAt: row.created_at as number,
-      }))
-      .sort((a, b) => a.id - b.id);
+      });
+    }
+    if (unreadable.length > 0) {
+      // The rest are claimed and must be handed out: should this fail too, the unreadable
+      // come round again once their lease runs out.
+      await this.query(
+        "give up unreadable outbox items",
+        "UPDATE outbox SET state = 'dead', lease_until = NULL, last_error = $1 WHERE id = ANY($2::bigint[])",
+        [UNREADABLE_PAYLOAD, unreadable],
+      ).catch((error) => this.report(error));
+    }
+    return items.sort((a, b) => a.id - b.id);
   }
 
   async pruneRequests(

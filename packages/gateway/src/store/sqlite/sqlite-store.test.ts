@@ -449,6 +449,48 @@ describe("SQLite store: outbox", () => {
     await store.close();
   });
 
+  it("makes an entry whose payload no longer reads a dead letter, and hands out the rest", async () => {
+    const path = tempDb();
+    const store = openSqliteStore(path);
+    const change = allowed(1000);
+    const other = allowed(1000);
+    const entry = (requestId: string, event: string) => ({
+      topic: "channel:chat",
+      requestId,
+      payload: { event },
+    });
+    await store.insertRequest(
+      fixed(change),
+      entries([entry(change.request.id, "requested"), entry(change.request.id, "reviewed")]),
+    );
+    await store.insertRequest(fixed(other), entries([entry(other.request.id, "requested")]));
+    const [damaged] = await store.listOutbox({ state: "pending", limit: 10 });
+    // Cut short by hand, or by a damaged disk: no JSON, and no JSON object.
+    const db = new Database(path);
+    db.prepare(`UPDATE outbox SET payload = '{"event": "requ' WHERE id = ?`).run(damaged!.id);
+    db.close();
+    const claimed = await store.claimOutbox(2000, 60_000, 10, ["channel:chat"]);
+    expect(claimed.map((item) => [item.requestId, item.payload.event])).toEqual([
+      [other.request.id, "requested"],
+    ]);
+    const [dead] = await store.listOutbox({ state: "dead", limit: 10 });
+    expect(dead).toMatchObject({ id: damaged!.id, payload: { unparseable: '{"event": "requ' } });
+    expect(dead?.lastError).toContain("not a JSON object");
+    // It holds its request's later entries up no more.
+    const [next] = await store.claimOutbox(2000, 60_000, 10, ["channel:chat"]);
+    expect(next?.payload.event).toBe("reviewed");
+
+    const [last] = await store.listOutbox({ state: "pending", limit: 10 });
+    const again = new Database(path);
+    again
+      .prepare("UPDATE outbox SET payload = '[1]', lease_until = NULL WHERE id = ?")
+      .run(last!.id);
+    again.close();
+    expect(await store.claimOutbox(3000, 60_000, 10, ["channel:chat"])).toEqual([]);
+    expect(await store.countOutbox()).toEqual({ pending: 1, dead: 2 });
+    await store.close();
+  });
+
   it("deletes what was delivered and keeps dead letters, and clears what older versions kept", async () => {
     const path = tempDb();
     let store = openSqliteStore(path);

@@ -31,11 +31,13 @@ import type {
 import {
   eventFromRow,
   outboxFromRow,
+  outboxPayload,
   type Row,
   requestFromRow,
   reviewFromRow,
   sessionFromRow,
   tokenFromRow,
+  UNREADABLE_PAYLOAD,
 } from "../store-rows.js";
 import { unmigrated } from "../store-schema.js";
 import { type Checkpointer, startCheckpointer } from "./sqlite-checkpointer.js";
@@ -818,23 +820,31 @@ export class SqliteStore implements Store {
     limit: number,
     topics: readonly string[],
   ): Promise<OutboxItem[]> {
-    const rows = await this.write(
-      () =>
-        this.stmt.claimOutbox.all({
-          now,
-          lease_until: now + leaseMs,
-          limit,
-          topics: JSON.stringify(topics),
-        }) as Row[],
-    );
-    return rows.map((row) => ({
-      id: row.id as number,
-      topic: row.topic as string,
-      requestId: row.request_id as string | null,
-      payload: JSON.parse(row.payload as string) as Record<string, unknown>,
-      attempts: row.attempts as number,
-      createdAt: row.created_at as number,
-    }));
+    return this.write(() => {
+      const rows = this.stmt.claimOutbox.all({
+        now,
+        lease_until: now + leaseMs,
+        limit,
+        topics: JSON.stringify(topics),
+      }) as Row[];
+      const items: OutboxItem[] = [];
+      for (const row of rows) {
+        const payload = outboxPayload(row.payload as string);
+        if (payload === undefined) {
+          this.stmt.deadOutbox.run(UNREADABLE_PAYLOAD, row.id);
+          continue;
+        }
+        items.push({
+          id: row.id as number,
+          topic: row.topic as string,
+          requestId: row.request_id as string | null,
+          payload,
+          attempts: row.attempts as number,
+          createdAt: row.created_at as number,
+        });
+      }
+      return items;
+    });
   }
 
   async completeOutbox(id: number): Promise<void> {
