@@ -3,10 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
+import { postgresAvailable, scratchSchema } from "../../test/support/postgres.js";
 import { createLogger } from "../observability/logger.js";
 import { createMetrics } from "../observability/metrics.js";
 import { submit } from "../requests/request-transitions.js";
+import { openPostgresStore } from "../store/postgres/postgres-store.js";
 import { openSqliteStore, type SqliteStore } from "../store/sqlite/sqlite-store.js";
+import type { Store } from "../store/store.js";
 import type { Channel, ChannelView } from "./channel.js";
 import { channelTopic, createDispatcher } from "./notification-dispatcher.js";
 
@@ -28,7 +31,7 @@ function storeOnFile(): { store: SqliteStore; path: string } {
 }
 
 /** A request waiting for review, recorded with one delivery for `channel`. */
-async function pendingWithDelivery(store: SqliteStore, channel: string): Promise<string> {
+async function pendingWithDelivery(store: Store, channel: string): Promise<string> {
   const proposal = {
     agent: "support-bot",
     connection: "billing",
@@ -105,4 +108,71 @@ describe("the notification dispatcher", () => {
     expect(dead?.lastError).not.toContain("refused by test");
     expect(await store.countOutbox()).toEqual({ pending: 0, dead: 1 });
   });
+
+  it("keeps a delivery as a dead letter when the store refuses to record its failure, rather than deliver it again at every lease", async () => {
+    const { store, path } = storeOnFile();
+    const id = await pendingWithDelivery(store, "chat");
+    // The database will not take this failure's text: a fault, not an outage.
+    const other = new Database(path);
+    other.exec(`CREATE TRIGGER refuse BEFORE UPDATE OF last_error ON outbox
+      WHEN NEW.last_error LIKE '%bad answer%' BEGIN SELECT RAISE(ABORT, 'refused by test'); END`);
+    other.close();
+    const lines: string[] = [];
+    const posts = await deliverFailing(store, lines);
+    expect(posts).toBe(1);
+    const [dead] = await store.listOutbox({ state: "dead", limit: 10 });
+    expect(dead).toMatchObject({ requestId: id, attempts: 1 });
+    expect(dead?.lastError).toContain("the store refused to record");
+    expect(await store.countOutbox()).toEqual({ pending: 0, dead: 1 });
+    // The log has the failure, and why the store refused it.
+    const said = lines.join("");
+    expect(said).toContain("bad answer");
+    expect(said).toContain("refused by test");
+  });
+
+  it.skipIf(!postgresAvailable)(
+    "keeps a delivery whose failure's text PostgreSQL refuses (a NUL) as a dead letter",
+    async () => {
+      const db = await scratchSchema();
+      const store = await openPostgresStore(db.url);
+      try {
+        await pendingWithDelivery(store, "chat");
+        expect(await deliverFailing(store, [])).toBe(1);
+        const [dead] = await store.listOutbox({ state: "dead", limit: 10 });
+        expect(dead?.lastError).toContain("the store refused to record");
+        expect(await store.countOutbox()).toEqual({ pending: 0, dead: 1 });
+      } finally {
+        await store.close();
+        await db.drop();
+      }
+    },
+  );
 });
+
+/** Runs one round of delivery to a channel whose every post fails; returns how many it made. */
+async function deliverFailing(store: Store, lines: string[]): Promise<number> {
+  let posts = 0;
+  const chat: Channel = {
+    name: "chat",
+    post: async () => {
+      posts++;
+      // What a receiver answered, quoted: it may hold anything.
+      throw new Error("bad answer: \u0000");
+    },
+    update: async () => {},
+  };
+  const dispatcher = createDispatcher({
+    store,
+    channels: [chat],
+    view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
+    snapshot: () => ({}) as unknown as ChannelView,
+    logger: createLogger({ destination: { write: (line: string) => lines.push(line) } }),
+    metrics: createMetrics(),
+    clock: Date.now,
+    pollInterval: 3_600_000,
+  });
+  dispatcher.start();
+  await dispatcher.idle();
+  await dispatcher.stop();
+  return posts;
+}

@@ -216,10 +216,48 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
             ? "delivery failed for good; kept as a dead letter"
             : "delivery failed; will retry",
       );
-      await store
-        .failOutbox(clock(), item.id, message, dead ? null : wait)
-        .catch((e) => logger.error({ err: e }, "could not record a failed delivery"));
+      await recordFailure(item, message, dead ? null : wait);
     }
+  };
+
+  /**
+   * Records a failed delivery. One the store refuses to record (not for being down: the
+   * failure's text, say, which may quote anything a receiver answered and holds a NUL that
+   * PostgreSQL refuses) would stay claimed, come round again when its lease ends, be delivered
+   * and refused alike, every 5 minutes for good: it is kept as a dead letter instead, with a
+   * text of ours, for an operator to look at and redeliver. The log has the failure's own.
+   */
+  const recordFailure = async (
+    item: OutboxItem,
+    message: string,
+    retryInMs: number | null,
+  ): Promise<void> => {
+    try {
+      await store.failOutbox(clock(), item.id, message, retryInMs);
+      return;
+    } catch (error) {
+      if (!(error instanceof AirlockError && error.code === "internal")) {
+        logger.error({ err: error }, "could not record a failed delivery");
+        return;
+      }
+      logger.error(
+        { topic: item.topic, requestId: item.requestId, err: error },
+        "the store refused to record a failed delivery; keeping it as a dead letter without its error",
+      );
+    }
+    await store
+      .failOutbox(
+        clock(),
+        item.id,
+        "the delivery failed, and the store refused to record the failure; the gateway's log has it",
+        null,
+      )
+      .catch((e) =>
+        logger.error(
+          { topic: item.topic, requestId: item.requestId, err: e },
+          "could not keep a failed delivery as a dead letter either; it is tried again when its claim runs out",
+        ),
+      );
   };
 
   /** One channel's claimed entries: one request's in order, requests side by side. */
