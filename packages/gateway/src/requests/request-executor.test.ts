@@ -204,6 +204,34 @@ describe("the executor", () => {
   });
 });
 
+describe("approved requests the store will not start", () => {
+  it("are left approved and never run, and said once, not at every sweep", async () => {
+    const { store, request } = await claimed();
+    const path = (store as unknown as { db: { name: string } }).db.name;
+    const other = new Database(path);
+    other.prepare("UPDATE requests SET status = 'approved' WHERE id = ?").run(request.id);
+    // A fault, not an outage: the start is refused alike at every try.
+    other.exec(`CREATE TRIGGER refuse BEFORE UPDATE ON requests WHEN NEW.status = 'executing'
+      BEGIN SELECT RAISE(ABORT, 'refused by test'); END`);
+    other.close();
+    const lines: string[] = [];
+    const connector = connectorAnswering({ ok: true, result: null, summary: "" });
+    const executor = executorOn(store, connector, {
+      logger: createLogger({ destination: { write: (line: string) => lines.push(line) } }),
+    });
+    for (let sweep = 0; sweep < 3; sweep++) {
+      await executor.resumeApproved();
+      await executor.drain();
+    }
+    expect(connector.calls).toBe(0);
+    expect((await store.getRequest(request.id))?.status).toBe("approved");
+    const said = lines.filter((line) => line.includes(request.id));
+    expect(said).toHaveLength(1);
+    expect(JSON.parse(said[0]!)).toMatchObject({ level: 50 });
+    expect(said[0]).toContain("refused by test");
+  });
+});
+
 describe("ending interrupted executions", () => {
   it("ends each one, though the notifications of one's end cannot be planned: those are dropped", async () => {
     const { store, request: first } = await claimed();

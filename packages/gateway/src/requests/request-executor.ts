@@ -46,7 +46,8 @@ export interface Executor {
   recover(options?: { all?: boolean }): Promise<{ interrupted: number; resumed: number }>;
   /**
    * Runs approved requests that nobody in this process is running: ones whose start failed
-   * (the store was briefly unavailable) are picked up by the next sweep.
+   * (the store was briefly unavailable) are picked up by the next sweep; ones whose start the
+   * store refused (a fault) are left approved, and not tried again until a restart.
    */
   resumeApproved(): Promise<number>;
   /** Resolves when every execution under way has finished. */
@@ -536,6 +537,12 @@ export function createExecutor(deps: {
   };
 
   const starting = new Set<string>();
+  /**
+   * Approved requests whose start the store refused, not for being down (a fault: it would
+   * refuse it alike at every sweep). They stay approved, never run, and are not tried again
+   * by this process, nor logged again at each sweep; a restart tries each once more.
+   */
+  const unstartable = new Set<string>();
   const execute = async (id: string): Promise<ActionRequest | null> => {
     if (starting.has(id)) return null;
     starting.add(id);
@@ -546,6 +553,9 @@ export function createExecutor(deps: {
         (current, at = clock()) => startExecution(current, at),
         plan,
       );
+    } catch (error) {
+      if (error instanceof AirlockError && error.code === "internal") unstartable.add(id);
+      throw error;
     } finally {
       starting.delete(id);
     }
@@ -554,12 +564,17 @@ export function createExecutor(deps: {
   };
 
   const resumeApproved = async (): Promise<number> => {
-    const ids = (await store.idsWithStatus("approved", 1000)).filter((id) => !starting.has(id));
+    const approved = await store.idsWithStatus("approved", 1000);
+    const listed = new Set(approved);
+    for (const id of unstartable) if (!listed.has(id)) unstartable.delete(id);
+    const ids = approved.filter((id) => !starting.has(id) && !unstartable.has(id));
     for (const id of ids) {
       void track(execute(id)).catch((error) =>
         logger.error(
           { requestId: id, err: error },
-          "could not run an approved request; will retry",
+          unstartable.has(id)
+            ? "the store refused to start an approved request; it stays approved and is not run, nor tried again until the gateway restarts"
+            : "could not run an approved request; will retry",
         ),
       );
     }
