@@ -282,6 +282,37 @@ describe("ending interrupted executions", () => {
     await executor.drain();
     expect(connector.calls).toBe(0);
   });
+
+  it("says once, at error with the store's own words, which one it cannot end: not again at every sweep", async () => {
+    const { store, request: refused } = await claimed();
+    const path = (store as unknown as { db: { name: string } }).db.name;
+    const other = new Database(path);
+    other.exec(`CREATE TRIGGER refuse BEFORE UPDATE ON requests WHEN OLD.id = '${refused.id}'
+      BEGIN SELECT RAISE(ABORT, 'refused by test'); END`);
+    // And one whose row no longer reads (its input cut short): a bug's error, not the store's.
+    const damaged = await claimedIn(store);
+    other.prepare('UPDATE requests SET input = \'{"method": "PO\' WHERE id = ?').run(damaged.id);
+    other.close();
+    const lines: string[] = [];
+    const connector = connectorAnswering({ ok: true, result: null, summary: "" });
+    const executor = executorOn(store, connector, {
+      logger: createLogger({ destination: { write: (line: string) => lines.push(line) } }),
+    });
+    for (let sweep = 0; sweep < 3; sweep++) {
+      expect(await executor.recover({ all: true })).toEqual({ interrupted: 0, resumed: 0 });
+    }
+    for (const [id, cause] of [
+      [refused.id, "refused by test"],
+      [damaged.id, "SyntaxError"],
+    ] as const) {
+      const said = lines.filter((line) => line.includes(id));
+      expect(said).toHaveLength(1);
+      expect(JSON.parse(said[0]!)).toMatchObject({ level: 50, requestId: id });
+      expect(said[0]).toContain(cause);
+    }
+    await executor.drain();
+    expect(connector.calls).toBe(0);
+  });
 });
 
 /**

@@ -160,6 +160,11 @@ export function createExecutor(deps: {
    * long (an execution whose start took long to commit).
    */
   const watched = new Map<string, { heartbeat: number; since: number }>();
+  /**
+   * Executions the store would not end (a fault, or a row that no longer reads): each is said
+   * once at error, with what failed; every sweep after would only repeat it.
+   */
+  const unendable = new Set<string>();
   const retryDelays = deps.retryDelays ?? [50, 100, 200, 400, 800];
   /** Outcomes still being recorded after their caller was told the store failed. */
   const unrecorded = new Map<
@@ -589,6 +594,7 @@ export function createExecutor(deps: {
       const executing = await store.idsWithStatus("executing", 10_000);
       const listed = new Set(executing);
       for (const id of watched.keys()) if (!listed.has(id)) watched.delete(id);
+      for (const id of unendable) if (!listed.has(id)) unendable.delete(id);
       for (const id of executing) {
         if (leased.has(id)) continue;
         // Timed before the row's lock is waited for: while another transaction held the row,
@@ -621,10 +627,18 @@ export function createExecutor(deps: {
           // approved requests after them, from being seen to: at a start, nor at each sweep.
           // It is left as the store keeps it, and is never run.
           watched.delete(id);
-          logger.error(
-            { requestId: id, err: error },
-            "could not end an interrupted execution; it is left as it is, and not run",
-          );
+          if (unendable.has(id)) {
+            logger.debug(
+              { requestId: id, err: error },
+              "still cannot end an interrupted execution",
+            );
+          } else {
+            unendable.add(id);
+            logger.error(
+              { requestId: id, err: error },
+              "could not end an interrupted execution; it is left as it is, and not run (said once: later sweeps fail alike)",
+            );
+          }
           continue;
         }
         if (!ended) {
