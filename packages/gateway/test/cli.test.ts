@@ -189,6 +189,31 @@ describe("commands other than serve", () => {
     after.close();
   });
 
+  it("nor any command, serve and token create too, a database a newer Airlock migrated", async () => {
+    const newer = join(gw.dir, "newer.db");
+    const file = join(gw.dir, "newer.yaml");
+    writeFileSync(
+      file,
+      `storage: sqlite:${newer}\nagents:\n  - { name: x, owner: o@example.com }\nserver: { port: 0 }\n`,
+    );
+    expect((await runCli(["token", "create", "--agent", "x", "--config", file])).code).toBe(0);
+    const db = new Database(newer);
+    const { v: known } = db.prepare("SELECT max(version) AS v FROM schema_migrations").get() as {
+      v: number;
+    };
+    db.prepare(
+      "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'from the future', '')",
+    ).run(known + 1);
+    db.close();
+    for (const args of [...readOnly, ["token", "create", "--agent", "x"], ["serve"]]) {
+      const run = await runCli([...args, "--config", file]);
+      expect(run.code, args.join(" ")).toBe(1);
+      expect(run.stderr).toBe(
+        `airlock: the Airlock tables in ${newer} are at schema version ${known + 1}, newer than this airlock knows (version ${known}): a newer Airlock migrated them. Run that version or a later one; to go back to this one, restore a backup taken before that upgrade\n`,
+      );
+    }
+  });
+
   it.skipIf(!postgresAvailable)(
     "but token create neither create nor migrate tables in a PostgreSQL schema without Airlock's, or an older one",
     async () => {

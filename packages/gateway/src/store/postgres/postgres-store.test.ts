@@ -1725,6 +1725,31 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     expect(errors).toEqual([]);
   });
 
+  it("refuses a schema a newer Airlock migrated, to serve or to read", async () => {
+    const fresh = await scratchSchema();
+    try {
+      await (await openPostgresStore(fresh.url)).close();
+      const known = postgresMigrations.at(-1)!.version;
+      await fresh.query(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, 'from the future', '')",
+        [known + 2],
+      );
+      const server = `${new URL(fresh.url).host}${new URL(fresh.url).pathname}`;
+      const serving = await rejection(openPostgresStore(fresh.url));
+      expect(serving.code).toBe("store_unavailable");
+      expect(serving.message).toBe(
+        `the Airlock tables in schema ${fresh.name} are at schema version ${known + 2}, newer than this airlock knows (version ${known}): a newer Airlock migrated them. Run that version or a later one; to go back to this one, restore a backup taken before that upgrade (PostgreSQL at ${server})`,
+      );
+      const reading = await rejection(openPostgresStore(fresh.url, { migrate: false }));
+      expect(reading.code).toBe("store_unavailable");
+      expect(reading.message).toBe(
+        `the Airlock tables in schema ${fresh.name} of PostgreSQL at ${server} are at schema version ${known + 2}, newer than this airlock knows (version ${known}): a newer Airlock migrated them. Run that version or a later one; to go back to this one, restore a backup taken before that upgrade`,
+      );
+    } finally {
+      await fresh.drop();
+    }
+  });
+
   it("says what to set up when the database is missing or the role may not create its tables", async () => {
     // Waiting fixes none of these: the operator has a database or a grant to make.
     const missing = new URL(db.url);

@@ -33,7 +33,7 @@ import {
   tokenFromRow,
   UNREADABLE_PAYLOAD,
 } from "../store-rows.js";
-import { unmigrated } from "../store-schema.js";
+import { newerSchema, unmigrated } from "../store-schema.js";
 import { lostConflict, storeFailure, unreachable } from "./postgres-errors.js";
 import { GroupCommit } from "./postgres-group-commit.js";
 import { postgresMigrations } from "./postgres-migrations.js";
@@ -211,6 +211,8 @@ async function migrate(pool: pg.Pool): Promise<string> {
     const applied = new Set(
       (await q("SELECT version FROM schema_migrations")).rows.map((row) => row.version as number),
     );
+    const newer = newerSchema(`in schema ${schema}`, applied, postgresMigrations);
+    if (newer) throw newer;
     for (const migration of postgresMigrations) {
       if (applied.has(migration.version)) continue;
       await q(migration.sql);

@@ -12,6 +12,7 @@ import { finishExecution, submit } from "../../requests/request-transitions.js";
 import type { Change } from "../../requests/request-types.js";
 import type { Store } from "../store.js";
 import { storeFailure } from "./sqlite-errors.js";
+import { sqliteMigrations } from "./sqlite-migrations.js";
 import { openSqliteStore, type SqliteStore } from "./sqlite-store.js";
 
 const allow: PolicyDecision = {
@@ -527,5 +528,36 @@ describe("SQLite store: outbox", () => {
     store = openSqliteStore(path);
     await store.close();
     expect(rows(path)).toEqual([{ id: dead!.id, state: "dead" }]);
+  });
+});
+
+describe("SQLite store: schema versions", () => {
+  it("refuses a file a newer Airlock migrated, to serve or to read, and leaves it as it is", async () => {
+    const path = tempDb();
+    await openSqliteStore(path).close();
+    const known = sqliteMigrations.at(-1)!.version;
+    const db = new Database(path);
+    db.prepare(
+      "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'from the future', '')",
+    ).run(known + 2);
+    db.close();
+    for (const migrate of [true, false]) {
+      let refused: unknown;
+      try {
+        openSqliteStore(path, { migrate });
+      } catch (error) {
+        refused = error;
+      }
+      expect(refused, `migrate: ${migrate}`).toBeInstanceOf(AirlockError);
+      expect((refused as AirlockError).code).toBe("store_unavailable");
+      expect((refused as AirlockError).message).toBe(
+        `the Airlock tables in ${path} are at schema version ${known + 2}, newer than this airlock knows (version ${known}): a newer Airlock migrated them. Run that version or a later one; to go back to this one, restore a backup taken before that upgrade`,
+      );
+    }
+    const after = new Database(path, { readonly: true });
+    expect(after.prepare("SELECT max(version) AS v FROM schema_migrations").get()).toEqual({
+      v: known + 2,
+    });
+    after.close();
   });
 });

@@ -39,7 +39,7 @@ import {
   tokenFromRow,
   UNREADABLE_PAYLOAD,
 } from "../store-rows.js";
-import { unmigrated } from "../store-schema.js";
+import { newerSchema, unmigrated } from "../store-schema.js";
 import { type Checkpointer, startCheckpointer } from "./sqlite-checkpointer.js";
 import { storeFailure, unusable } from "./sqlite-errors.js";
 import { sqliteMigrations } from "./sqlite-migrations.js";
@@ -93,7 +93,7 @@ export function openSqliteStore(path: string, options: SqliteOptions = {}): Sqli
     db.pragma("synchronous = NORMAL");
     db.pragma("foreign_keys = ON");
     db.pragma("mmap_size = 268435456");
-    if (options.migrate !== false) migrate(db);
+    if (options.migrate !== false) migrate(db, path);
   } catch (error) {
     throw unusable(error, path);
   }
@@ -114,10 +114,12 @@ function applied(db: Database.Database): Set<number> | undefined {
   );
 }
 
-function migrate(db: Database.Database): void {
+function migrate(db: Database.Database, path: string): void {
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT`);
   const done = applied(db);
+  const newer = done && newerSchema(`in ${path}`, done, sqliteMigrations);
+  if (newer) throw newer;
   for (const migration of sqliteMigrations) {
     if (done?.has(migration.version)) continue;
     db.transaction(() => {
