@@ -561,3 +561,30 @@ describe("SQLite store: schema versions", () => {
     after.close();
   });
 });
+
+describe("SQLite store: opened as it is", () => {
+  it("leaves a file's journal mode as it is, and still commits durably", async () => {
+    const path = tempDb();
+    await openSqliteStore(path).close();
+    // Restored from a copy in the rollback journal's mode, say.
+    const db = new Database(path);
+    db.pragma("journal_mode = DELETE");
+    db.close();
+    const store = openSqliteStore(path, { migrate: false, mustExist: true });
+    expect(await store.listTokens()).toEqual([]);
+    await store.appendAudit([
+      {
+        type: "test.event",
+        requestId: null,
+        actor: { type: "operator", id: "ops" },
+        data: {},
+        at: 1,
+      },
+    ]);
+    await store.close();
+    const after = new Database(path, { readonly: true });
+    expect(after.pragma("journal_mode", { simple: true })).toBe("delete");
+    expect(after.prepare("SELECT type FROM audit_events").all()).toEqual([{ type: "test.event" }]);
+    after.close();
+  });
+});

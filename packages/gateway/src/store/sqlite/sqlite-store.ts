@@ -89,8 +89,11 @@ export function openSqliteStore(path: string, options: SqliteOptions = {}): Sqli
       db.close();
       throw refusal;
     }
-    db.pragma("journal_mode = WAL");
-    db.pragma("synchronous = NORMAL");
+    // Opened as it is, the file keeps its journal mode: WAL is persistent, so switching would
+    // change the file. What serves it (or makes it) switches it.
+    if (options.migrate !== false) db.pragma("journal_mode = WAL");
+    // In WAL mode the store syncs each group's commit itself (WalSync); in another, SQLite must.
+    db.pragma(isWal(db) ? "synchronous = NORMAL" : "synchronous = FULL");
     db.pragma("foreign_keys = ON");
     db.pragma("mmap_size = 268435456");
     if (options.migrate !== false) migrate(db, path);
@@ -98,6 +101,10 @@ export function openSqliteStore(path: string, options: SqliteOptions = {}): Sqli
     throw unusable(error, path);
   }
   return new SqliteStore(db, path, options);
+}
+
+function isWal(db: Database.Database): boolean {
+  return db.pragma("journal_mode", { simple: true }) === "wal";
 }
 
 /** The migrations applied to the file; none when it has no table of them (not Airlock's). */
@@ -178,7 +185,8 @@ export class SqliteStore implements Store {
     path: string,
     options: SqliteOptions,
   ) {
-    this.walSync = path === ":memory:" ? undefined : new WalSync(`${path}-wal`);
+    // None for a file opened as it is in another journal mode (nor in memory): SQLite syncs it.
+    this.walSync = isWal(db) ? new WalSync(`${path}-wal`) : undefined;
     this.stmt = this.prepare();
     if (path !== ":memory:" && options.backgroundCheckpoints) {
       const driver = createRequire(import.meta.url).resolve("better-sqlite3");
