@@ -23,6 +23,15 @@ const TRANSIENT = new Set([
   "SQLITE_ABORT",
 ]);
 
+/** Primary result codes that say the file itself is damaged. */
+const DAMAGED = new Set(["SQLITE_CORRUPT", "SQLITE_NOTADB"]);
+
+/** Whether SQLite found the file damaged (the failure itself, or its cause once wrapped). */
+export function damaged(error: unknown): boolean {
+  const said = error instanceof AirlockError ? error.cause : error;
+  return said instanceof Database.SqliteError && DAMAGED.has(primaryCode(said.code));
+}
+
 function primaryCode(code: string): string {
   return code.split("_").slice(0, 2).join("_");
 }

@@ -1,5 +1,5 @@
 import { pbkdf2 } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -381,6 +381,39 @@ describe("SQLite store: failures", () => {
     } finally {
       other.close();
     }
+  });
+
+  it("is not ready once it has found the file damaged: what it serves cannot be trusted", async () => {
+    const path = tempDb();
+    let store = openSqliteStore(path);
+    const change = allowed();
+    await store.insertRequest(fixed(change), none);
+    await store.close();
+    // A page of the requests table overwritten, as a failing disk or a stray write would.
+    const db = new Database(path);
+    const { root } = db
+      .prepare("SELECT rootpage AS root FROM sqlite_master WHERE name = 'requests'")
+      .get() as { root: number };
+    const pageSize = db.pragma("page_size", { simple: true }) as number;
+    db.close();
+    const fd = openSync(path, "r+");
+    writeSync(fd, Buffer.alloc(64, 0xa5), 0, 64, (root - 1) * pageSize);
+    closeSync(fd);
+
+    store = openSqliteStore(path);
+    stores.push(store);
+    // Nothing has read the damage yet.
+    await store.ping();
+    const failed = await store.getRequest(change.request.id).catch((e: unknown) => e);
+    expect((failed as AirlockError).code).toBe("internal");
+    expect(((failed as AirlockError).cause as { code: string }).code).toBe("SQLITE_CORRUPT");
+    const unready = await store.ping().catch((e: unknown) => e);
+    expect(unready).toBeInstanceOf(AirlockError);
+    expect((unready as AirlockError).code).toBe("store_unavailable");
+    expect((unready as AirlockError).message).toContain(`the database file ${path} is damaged`);
+    expect((unready as AirlockError).message).toContain("integrity_check");
+    // And stays so: the damage does not mend itself.
+    await expect(store.ping()).rejects.toBe(unready);
   });
 
   it("is store_unavailable when the database cannot do the work for now", () => {

@@ -4,7 +4,7 @@ import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { type AuditEvent, chainEvents } from "../../audit/audit-chain.js";
-import { AirlockError } from "../../errors.js";
+import { AirlockError, errorMessage } from "../../errors.js";
 import type {
   ActionRequest,
   AuditEventInput,
@@ -41,7 +41,7 @@ import {
 } from "../store-rows.js";
 import { newerSchema, unmigrated } from "../store-schema.js";
 import { type Checkpointer, startCheckpointer } from "./sqlite-checkpointer.js";
-import { storeFailure, unusable } from "./sqlite-errors.js";
+import { damaged, storeFailure, unusable } from "./sqlite-errors.js";
 import { sqliteMigrations } from "./sqlite-migrations.js";
 import { WalSync } from "./wal-sync.js";
 
@@ -163,6 +163,12 @@ export class SqliteStore implements Store {
   private checkpointer: Checkpointer | undefined;
   /** Set for good when a commit could not be synced: the store refuses everything after. */
   private broken: AirlockError | undefined;
+  /**
+   * Set for good once SQLite has found the file damaged (SQLITE_CORRUPT): each such read or
+   * write fails alone (internal), but what the rest reads cannot be trusted, so the store is
+   * no longer ready, and says why. A restart does not mend the file.
+   */
+  private damage: AirlockError | undefined;
   /** Set while writes fail (a full or read-only disk); cleared by the next good commit. */
   private writeFailure: AirlockError | undefined;
   /** Settles when the last group's commit is durable; unset when nothing is being synced. */
@@ -182,7 +188,7 @@ export class SqliteStore implements Store {
 
   constructor(
     private readonly db: Database.Database,
-    path: string,
+    private readonly path: string,
     options: SqliteOptions,
   ) {
     // None for a file opened as it is in another journal mode (nor in memory): SQLite syncs it.
@@ -231,7 +237,7 @@ export class SqliteStore implements Store {
         // The connection is past rolling back; the error below is what callers hear.
       }
       this.auditHead = undefined;
-      const failure = storeFailure(error);
+      const failure = this.failure(error);
       this.writeFailure = failure;
       for (const item of batch) item.reject(failure);
       return;
@@ -289,7 +295,7 @@ export class SqliteStore implements Store {
         this.stmt.release.run();
         outcomes.push({
           ok: false,
-          error: error instanceof Database.SqliteError ? storeFailure(error) : error,
+          error: error instanceof Database.SqliteError ? this.failure(error) : error,
         });
       }
     }
@@ -1096,10 +1102,23 @@ export class SqliteStore implements Store {
     return () => {};
   }
 
-  /** Ready means readable and, as far as the last commit tells, writable. */
+  /** Ready means readable, not found damaged and, as far as the last commit tells, writable. */
   async ping(): Promise<void> {
     this.run(() => this.db.prepare("SELECT 1").get());
+    if (this.damage) throw this.damage;
     if (this.writeFailure) throw this.writeFailure;
+  }
+
+  /** A driver failure as callers get it; one that finds the file damaged is kept for `ping`. */
+  private failure(error: unknown): AirlockError {
+    if (damaged(error)) {
+      this.damage ??= new AirlockError(
+        "store_unavailable",
+        `the database file ${this.path} is damaged (SQLite: ${errorMessage(error)}), and what is read from it cannot be trusted: stop the gateway, check the file (sqlite3 ${this.path} "PRAGMA integrity_check"), restore it from a backup, then run airlock audit verify`,
+        { cause: error },
+      );
+    }
+    return storeFailure(error);
   }
 
   close(): Promise<void> {
@@ -1134,7 +1153,7 @@ export class SqliteStore implements Store {
       return fn();
     } catch (error) {
       if (error instanceof AirlockError) throw error;
-      if (error instanceof Database.SqliteError) throw storeFailure(error);
+      if (error instanceof Database.SqliteError) throw this.failure(error);
       throw error;
     }
   }
