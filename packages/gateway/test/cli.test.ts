@@ -10,7 +10,7 @@ import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { printable } from "../src/cli/commands/requests.js";
 import { openStore } from "../src/store/open-store.js";
-import { airlockBin, runCli } from "./support/cli.js";
+import { airlockBin, type CliResult, runCli } from "./support/cli.js";
 import {
   api,
   refund,
@@ -115,6 +115,13 @@ const readOnly = [
   ["policy", "replay"],
 ];
 
+/** Each of them on the config at once: they only read, and each is a process's start. */
+function runReadOnly(file: string): Promise<(readonly [string[], CliResult])[]> {
+  return Promise.all(
+    readOnly.map(async (args) => [args, await runCli([...args, "--config", file])] as const),
+  );
+}
+
 function tablesOf(path: string): string[] {
   const db = new Database(path, { readonly: true });
   try {
@@ -131,8 +138,7 @@ describe("commands other than serve", () => {
   it("refuse a storage path with no database, and create nothing there", async () => {
     const file = join(gw.dir, "typo.yaml");
     writeFileSync(file, "storage: sqlite:./typo/airlock.db\n");
-    for (const args of readOnly) {
-      const run = await runCli([...args, "--config", file]);
+    for (const [args, run] of await runReadOnly(file)) {
       expect(run.code, args.join(" ")).toBe(1);
       expect(run.stderr).toBe(
         `airlock: no database at ${join(gw.dir, "typo", "airlock.db")}; check storage: in the config (airlock serve creates it on its first start)\n`,
@@ -149,8 +155,7 @@ describe("commands other than serve", () => {
     other.close();
     const file = join(gw.dir, "other.yaml");
     writeFileSync(file, `storage: sqlite:${path}\n`);
-    for (const args of readOnly) {
-      const run = await runCli([...args, "--config", file]);
+    for (const [args, run] of await runReadOnly(file)) {
       expect(run.code, args.join(" ")).toBe(1);
       expect(run.stderr).toBe(
         `airlock: no Airlock tables in ${path}; check storage: in the config (airlock serve creates them on its first start)\n`,
@@ -175,8 +180,7 @@ describe("commands other than serve", () => {
     };
     db.prepare("DELETE FROM schema_migrations WHERE version = ?").run(latest.v);
     db.close();
-    for (const args of readOnly) {
-      const run = await runCli([...args, "--config", file]);
+    for (const [args, run] of await runReadOnly(file)) {
       expect(run.code, args.join(" ")).toBe(1);
       expect(run.stderr).toBe(
         `airlock: the Airlock tables in ${older} are at schema version ${latest.v - 1}, and this airlock needs version ${latest.v}: start this version's airlock serve once to migrate them, then run this again\n`,
@@ -233,8 +237,7 @@ describe("commands other than serve", () => {
               [schema.name],
             )
           ).map((row) => row.name);
-        for (const args of readOnly) {
-          const run = await runCli([...args, "--config", file]);
+        for (const [args, run] of await runReadOnly(file)) {
           expect(run.code, args.join(" ")).toBe(1);
           expect(run.stderr).toBe(
             `airlock: no Airlock tables in ${where}; check storage: in the config: its database, user and search_path (airlock serve creates them on its first start)\n`,
@@ -259,8 +262,7 @@ describe("commands other than serve", () => {
           "SELECT max(version) AS v FROM schema_migrations",
         );
         await schema.query("DELETE FROM schema_migrations WHERE version = $1", [latest!.v]);
-        for (const args of readOnly) {
-          const run = await runCli([...args, "--config", file]);
+        for (const [args, run] of await runReadOnly(file)) {
           expect(run.code, args.join(" ")).toBe(1);
           expect(run.stderr).toBe(
             `airlock: the Airlock tables in ${where} are at schema version ${latest!.v - 1}, and this airlock needs version ${latest!.v}: start this version's airlock serve once to migrate them, then run this again\n`,
