@@ -565,17 +565,85 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
         `tables whose foreign keys refer to it: ${db.name}.f_deeper, ${db.name}.f_kept, ${db.name}.f_links, ${db.name}.f_marks`,
       );
       // A read changes nothing through a foreign key, and a key of the table written is no
-      // reference to it.
+      // reference to it (what the key refers to is listed as read, below).
       expect(await ruleFor(policy, "SELECT * FROM f_notes WHERE id = 1")).toBe("reads");
       const referring = await crm.describe(
         "query",
         query("UPDATE f_refers SET note = 1 WHERE note = 2"),
       );
-      expect(referring.facts).toMatchObject({ sql: { tables: ["f_refers"] } });
+      expect(referring.facts).toMatchObject({
+        sql: { tables: [`${db.name}.f_other`, "f_other", "f_refers"] },
+      });
     } finally {
       await db.query(`DROP VIEW f_notes_v;
         DROP TABLE f_deeper, f_links, f_marks, f_kept, f_notes, f_refers, f_other;
         DROP FUNCTION f_audit()`);
+    }
+  });
+
+  it("lists the tables that the foreign keys of what a statement inserts or updates refer to: the keys' checks read them", async () => {
+    await db.query(`CREATE TABLE r_vault (id int PRIMARY KEY);
+      CREATE TABLE r_ledger (id int, at int) PARTITION BY RANGE (at);
+      CREATE TABLE r_ledger_1 PARTITION OF r_ledger FOR VALUES FROM (0) TO (10);
+      ALTER TABLE r_ledger ADD PRIMARY KEY (id, at);
+      CREATE TABLE r_claims (id int PRIMARY KEY, vault int REFERENCES r_vault,
+        entry int, at int, FOREIGN KEY (entry, at) REFERENCES r_ledger);
+      CREATE TABLE r_claims_x () INHERITS (r_claims);
+      CREATE VIEW r_claims_v AS SELECT id, vault FROM r_claims;
+      CREATE FUNCTION r_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+      CREATE TRIGGER r_vault_audit AFTER INSERT OR UPDATE ON r_vault
+        FOR EACH ROW EXECUTE FUNCTION r_audit();`);
+    try {
+      const { policy } = compilePolicy(
+        [
+          { name: "vault", when: '"r_vault" in sql.tables', decision: "review" },
+          { name: "writes", when: 'sql.kind in ["insert", "update", "delete"]', decision: "allow" },
+          { name: "reads", when: 'sql.kind == "select"', decision: "allow" },
+        ].map((r) => ruleSchema.parse(r)),
+      );
+      // Whether a key exists in r_vault can be learnt by writing one that refers to it.
+      for (const sql of [
+        "INSERT INTO r_claims (id, vault) VALUES (1, 7)",
+        "UPDATE r_claims SET vault = 7 WHERE id = 1",
+        "INSERT INTO r_claims (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET vault = 7",
+        "INSERT INTO r_claims_v VALUES (1, 7)",
+        "MERGE INTO r_claims c USING (SELECT 1 AS id) s ON c.id = s.id WHEN NOT MATCHED THEN INSERT (id, vault) VALUES (1, 7)",
+      ]) {
+        expect({ sql, rule: await ruleFor(policy, sql) }).toEqual({ sql, rule: "vault" });
+      }
+      // A delete checks nothing it refers to, and a read changes nothing.
+      expect(await ruleFor(policy, "DELETE FROM r_claims WHERE id = 1")).toBe("writes");
+      expect(await ruleFor(policy, "SELECT * FROM r_claims WHERE id = 1")).toBe("reads");
+      const described = await crm.describe(
+        "query",
+        query("INSERT INTO r_claims VALUES (1, 7, 1, 1)"),
+      );
+      expect(described.facts).toMatchObject({
+        sql: {
+          // A partitioned table referred to is read in its partitions; a child's rows are
+          // written when named without ONLY.
+          tables: [
+            `${db.name}.r_claims_x`,
+            `${db.name}.r_ledger`,
+            `${db.name}.r_ledger_1`,
+            `${db.name}.r_vault`,
+            "r_claims",
+            "r_claims_x",
+            "r_ledger",
+            "r_ledger_1",
+            "r_vault",
+          ],
+          // The table referred to is only read: its triggers do not fire.
+          functions: [],
+          namedTables: ["r_claims"],
+        },
+      });
+      expect(described.notes?.join("\n")).toContain(
+        `tables its foreign keys refer to: ${db.name}.r_ledger, ${db.name}.r_ledger_1, ${db.name}.r_vault`,
+      );
+    } finally {
+      await db.query(`DROP VIEW r_claims_v; DROP TABLE r_claims_x, r_claims, r_ledger, r_vault;
+        DROP FUNCTION r_audit()`);
     }
   });
 

@@ -804,17 +804,19 @@ async function userCode(
 }
 
 /** How a relation behind the named ones is reached (see namesReach). */
-type Reached = "view" | "rule" | "reference" | "child" | "parent";
+type Reached = "view" | "rule" | "reference" | "referenced" | "child" | "parent";
 
 /** Kinds that never delete or update a row (an upsert is also kind update). */
 const insertsOrReads = new Set<SqlKind>(["select", "insert", "copy", "transaction"]);
+/** Kinds that never insert or update a row (COPY inserts as kind insert too). */
+const deletesOrReads = new Set<SqlKind>(["select", "delete", "copy", "transaction"]);
 
 interface NamesReach {
   /**
    * Relations behind the named ones, as `schema.name`, by how they are reached: through a
-   * view's query or a rule's actions, by a foreign key that refers to one, as a partition or
-   * child table, as a table it is a partition or child of. Partitions and children last: only
-   * they are ever cut, at `limit`.
+   * view's query or a rule's actions, by a foreign key that refers to one, as the table a
+   * foreign key of one refers to, as a partition or child table, as a table it is a partition
+   * or child of. Partitions and children last: only they are ever cut, at `limit`.
    */
   behind: { name: string; how: Reached }[];
   /** More were reached than the `limit` namesReach was given. */
@@ -863,18 +865,24 @@ function attributes(analysis: SqlAnalysis): string[] {
  * to refuse the change. Their rows are acted on as if named: their rules, partitions and the
  * keys that refer to them are followed in turn.
  *
+ * And when it may insert or update rows (so too a rule's action or a cascade), the tables
+ * that the foreign keys of a relation whose rows it adds refer to: the key's check reads them
+ * (and locks the row it finds), so whether a key exists there can be learnt by writing. They
+ * are only read: up to their parents and down to their partitions, no further (no rule,
+ * trigger or key of theirs acts).
+ *
  * At most `limit` relations are listed (parents and what views, rules and keys reach first,
  * so a cut falls on partitions and children), and `cut` says whether more were reached.
  *
  * `foreign`: the foreign tables among the relations named and reached, with their servers;
  * not those reached only as a parent, whose rows a child's statement does not touch.
  *
- * `triggers`: when the statement may write, the functions that the user triggers (not the
- * internal ones of foreign keys) of the relations named and reached run, but for those
- * reached only as a parent: a view's INSTEAD OF trigger, a partition's, a table's on any
- * event, enabled or not, since which of them fire depends on the event and on settings the
- * SQL may change. Those of a relation the statement only reads are listed too, failing toward
- * listing. What a trigger function does (its body) is not followed.
+ * `triggers`: the functions that the user triggers (not the internal ones of foreign keys) of
+ * the relations whose rows it may write run, named and reached, but for those reached only as
+ * a parent or as what a foreign key refers to: a view's INSTEAD OF trigger, a partition's, a
+ * table's on any event, enabled or not, since which of them fire depends on the event and on
+ * settings the SQL may change. Those of a relation the statement only reads are listed too,
+ * failing toward listing. What a trigger function does (its body) is not followed.
  *
  * `called`: names after a dot that a user's function (outside pg_catalog and
  * information_schema) callable with one argument bears, in the search_path's schemas (or any,
@@ -914,16 +922,20 @@ async function namesReach(
      -- down to its partitions and children, up to the tables it is a partition or child of.
      -- From a child only further down, from a parent only further up. "changes" is whether
      -- the rows may be deleted or updated (by the statement, through a view or a child, by a
-     -- rule's action or a cascade): then the foreign keys that refer to it lead on too. Each
-     -- step is an index lookup from the relation at hand, but for the foreign keys (no index
-     -- on what a key refers to): those are few, read once above and scanned.
+     -- rule's action or a cascade): then the foreign keys that refer to it lead on too.
+     -- "adds" is whether rows may be inserted or updated: then what its own foreign keys
+     -- refer to is read, by the keys' checks, and from there only up and down. Each step is
+     -- an index lookup from the relation at hand, but for the foreign keys that refer to it
+     -- (no index on what a key refers to): those are few, read once above and scanned.
      reached AS (
-       SELECT oid, 'named' AS how, $7::boolean AS changes FROM named WHERE oid IS NOT NULL
+       SELECT oid, 'named' AS how, $7::boolean AS changes, $8::boolean AS adds
+         FROM named WHERE oid IS NOT NULL
        UNION
-       SELECT next.oid, next.how, next.changes FROM reached, LATERAL (
+       SELECT next.oid, next.how, next.changes, next.adds FROM reached, LATERAL (
          SELECT d.refobjid AS oid,
              CASE WHEN r.ev_type = '1' THEN 'view' ELSE 'rule' END AS how,
-             r.ev_type <> '1' OR reached.changes AS changes
+             r.ev_type <> '1' OR reached.changes AS changes,
+             r.ev_type <> '1' OR reached.adds AS adds
            FROM pg_catalog.pg_rewrite r
            JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
              AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
@@ -931,18 +943,23 @@ async function namesReach(
              AND reached.how IN ('named', 'view', 'rule', 'reference')
              AND d.refobjid <> r.ev_class AND (r.ev_type = '1' OR $3)
          UNION ALL
-         SELECT refs.source, 'reference', true FROM refs
+         SELECT refs.source, 'reference', true, true FROM refs
            WHERE refs.target = reached.oid AND reached.changes
          UNION ALL
-         SELECT i.inhrelid, 'child', reached.changes FROM pg_catalog.pg_inherits i
+         SELECT c.confrelid, 'referenced', false, false FROM pg_catalog.pg_constraint c
+           WHERE c.conrelid = reached.oid AND c.contype = 'f' AND c.confrelid <> c.conrelid
+             AND reached.adds
+         UNION ALL
+         SELECT i.inhrelid, 'child', reached.changes, reached.adds FROM pg_catalog.pg_inherits i
            WHERE i.inhparent = reached.oid AND reached.how <> 'parent'
          UNION ALL
-         SELECT i.inhparent, 'parent', false FROM pg_catalog.pg_inherits i
+         SELECT i.inhparent, 'parent', false, false FROM pg_catalog.pg_inherits i
            WHERE i.inhrelid = reached.oid AND reached.how <> 'child') next),
      behind AS (
        SELECT DISTINCT ON (oid) oid, how FROM reached
          WHERE oid NOT IN (SELECT oid FROM named WHERE oid IS NOT NULL)
-         ORDER BY oid, how = 'child', how = 'parent', how = 'reference', how = 'rule')
+         ORDER BY oid, how = 'child', how = 'parent', how = 'referenced', how = 'reference',
+           how = 'rule')
      (SELECT 'relation' AS what, n.nspname || '.' || c.relname AS name, behind.how AS detail
        FROM behind
        JOIN pg_catalog.pg_class c ON c.oid = behind.oid
@@ -962,7 +979,7 @@ async function namesReach(
        JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = reached.oid AND NOT tg.tgisinternal
        JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-       WHERE $3 AND reached.how <> 'parent')
+       WHERE reached.changes OR reached.adds)
      UNION ALL
      (SELECT DISTINCT 'function', p.proname, NULL FROM pg_catalog.pg_proc p
        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
@@ -979,6 +996,7 @@ async function namesReach(
       anySchema,
       limit + 1,
       analysis.kinds.some((kind) => !insertsOrReads.has(kind)),
+      analysis.kinds.some((kind) => !deletesOrReads.has(kind)),
     ],
   );
   const behind: NamesReach["behind"] = [];
@@ -1233,6 +1251,7 @@ function summarise(
   const labels: [readonly Reached[], string][] = [
     [["view", "rule"], "through views and rules"],
     [["reference"], "tables whose foreign keys refer to it"],
+    [["referenced"], "tables its foreign keys refer to"],
     [["child"], "partitions and child tables"],
     [["parent"], "parent tables"],
   ];
