@@ -507,6 +507,40 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("lists the triggers a partition takes from its table, which PostgreSQL 13 and 14 mark internal, but not a constraint's own", async () => {
+    await db.query(`CREATE TABLE x_vault (id int PRIMARY KEY);
+      CREATE TABLE x_parted (id int, vault int REFERENCES x_vault) PARTITION BY LIST (id);
+      CREATE TABLE x_p1 PARTITION OF x_parted FOR VALUES IN (1);
+      CREATE FUNCTION x_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+      CREATE FUNCTION x_check() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+      CREATE TRIGGER x_parted_audit AFTER INSERT ON x_parted
+        FOR EACH ROW EXECUTE FUNCTION x_audit();
+      CREATE CONSTRAINT TRIGGER x_parted_check AFTER INSERT ON x_parted
+        DEFERRABLE FOR EACH ROW EXECUTE FUNCTION x_check();
+      CREATE TABLE x_unique (id int UNIQUE DEFERRABLE);
+      -- The catalog as PostgreSQL 13 and 14 write it: a partition's copies of its table's
+      -- triggers are internal (from 15 on they are not). The foreign key's own triggers on the
+      -- partition are internal and copies in 15 too.
+      UPDATE pg_catalog.pg_trigger SET tgisinternal = true
+        WHERE tgrelid = 'x_p1'::regclass AND tgparentid <> 0;`);
+    try {
+      const described = await crm.describe("query", query("INSERT INTO x_p1 VALUES (1, 1)"));
+      // Not RI_FKey_check_ins, the foreign key's check, which is no user's trigger.
+      expect(described.facts).toMatchObject({
+        sql: {
+          functions: [`${db.name}.x_audit`, `${db.name}.x_check`, "x_audit", "x_check"],
+        },
+      });
+      expect(described.risk.level).toBe("high");
+      // Nor unique_key_recheck, a deferrable unique constraint's.
+      const unique = await crm.describe("query", query("INSERT INTO x_unique VALUES (1)"));
+      expect(unique.facts).toMatchObject({ sql: { functions: [] } });
+    } finally {
+      await db.query(`DROP TABLE x_parted, x_vault, x_unique;
+        DROP FUNCTION x_audit(), x_check()`);
+    }
+  });
+
   it("lists the tables whose foreign keys refer to what a statement writes, and what their triggers run", async () => {
     await db.query(`CREATE TABLE f_notes (id int PRIMARY KEY);
       CREATE TABLE f_links (id int UNIQUE, note int REFERENCES f_notes ON DELETE CASCADE);

@@ -877,7 +877,7 @@ function attributes(analysis: SqlAnalysis): string[] {
  * `foreign`: the foreign tables among the relations named and reached, with their servers;
  * not those reached only as a parent, whose rows a child's statement does not touch.
  *
- * `triggers`: the functions that the user triggers (not the internal ones of foreign keys) of
+ * `triggers`: the functions that the user triggers (not the internal ones of constraints) of
  * the relations whose rows it may write run, named and reached, but for those reached only as
  * a parent or as what a foreign key refers to: a view's INSTEAD OF trigger, a partition's, a
  * table's on any event, enabled or not, since which of them fire depends on the event and on
@@ -976,10 +976,16 @@ async function namesReach(
      (SELECT DISTINCT 'trigger', n.nspname || '.' || p.proname,
          CASE WHEN n.nspname IN ('pg_catalog', 'information_schema') THEN 'built-in' ELSE 'user' END
        FROM reached
-       JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = reached.oid AND NOT tg.tgisinternal
+       JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = reached.oid
+       -- Internal triggers are a constraint's own (a foreign key's checks and actions, a
+       -- deferrable unique or exclusion constraint's recheck), but before PostgreSQL 15 a
+       -- partition's copy of its table's trigger is internal too: only the constraint's own
+       -- are left out, and a constraint trigger's copy (a constraint of type 't') stays.
+       LEFT JOIN pg_catalog.pg_constraint con ON con.oid = tg.tgconstraint
        JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-       WHERE reached.changes OR reached.adds)
+       WHERE (reached.changes OR reached.adds)
+         AND (NOT tg.tgisinternal OR coalesce(con.contype, 't') = 't'))
      UNION ALL
      (SELECT DISTINCT 'function', p.proname, NULL FROM pg_catalog.pg_proc p
        JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
