@@ -681,6 +681,70 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("lists the triggers, rules and referring keys of what a statement writes, not of what it only reads", async () => {
+    await db.query(`CREATE TABLE w_src (id int PRIMARY KEY, note text);
+      CREATE TABLE w_links (src int REFERENCES w_src ON DELETE CASCADE);
+      CREATE TABLE w_log (what text);
+      CREATE TABLE w_copy (id int PRIMARY KEY, note text);
+      CREATE FUNCTION w_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+      CREATE FUNCTION w_copy_audit() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN RETURN NEW; END $$;
+      CREATE FUNCTION w_touch(s w_src) RETURNS int LANGUAGE sql AS $$ SELECT s.id $$;
+      CREATE TRIGGER w_src_audit AFTER INSERT OR UPDATE OR DELETE ON w_src
+        FOR EACH ROW EXECUTE FUNCTION w_audit();
+      CREATE TRIGGER w_copy_audit AFTER INSERT OR UPDATE OR DELETE ON w_copy
+        FOR EACH ROW EXECUTE FUNCTION w_copy_audit();
+      CREATE RULE w_src_log AS ON DELETE TO w_src DO ALSO INSERT INTO w_log VALUES ('gone');`);
+    try {
+      const facts = async (sql: string) =>
+        (await crm.describe("query", query(sql))).facts.sql as {
+          tables: string[];
+          functions: string[];
+        };
+      // What it reads fires nothing of its own, and its rows change in no other table.
+      for (const sql of [
+        "INSERT INTO w_copy SELECT * FROM w_src",
+        "DELETE FROM w_copy USING w_src WHERE w_copy.id = w_src.id",
+        "UPDATE w_copy SET note = 'x' WHERE id IN (SELECT id FROM w_src)",
+        "WITH gone AS (DELETE FROM w_copy RETURNING id) SELECT * FROM w_src, gone",
+        "SELECT * FROM w_src; DELETE FROM w_copy WHERE id = 1",
+      ]) {
+        expect({ sql, facts: await facts(sql) }).toEqual({
+          sql,
+          facts: expect.objectContaining({
+            tables: ["w_copy", "w_src"],
+            functions: [`${db.name}.w_copy_audit`, "w_copy_audit"],
+          }),
+        });
+      }
+      // What it writes does.
+      expect(await facts("DELETE FROM w_src WHERE id = 1")).toMatchObject({
+        tables: [`${db.name}.w_links`, `${db.name}.w_log`, "w_links", "w_log", "w_src"],
+        functions: [`${db.name}.w_audit`, "w_audit"],
+      });
+      // A user's function that a write calls may write what the statement only names to
+      // read, by name or after a dot, and what DDL does is not seen: then all of it counts
+      // as written.
+      for (const sql of [
+        "INSERT INTO w_copy SELECT w_touch(s), note FROM w_src s",
+        "INSERT INTO w_copy SELECT s.w_touch, note FROM w_src s",
+        "CREATE TABLE w_new AS SELECT * FROM w_src",
+      ]) {
+        expect({ sql, functions: (await facts(sql)).functions }).toEqual({
+          sql,
+          functions: expect.arrayContaining([`${db.name}.w_audit`, "w_audit"]),
+        });
+        expect({ sql, tables: (await facts(sql)).tables }).toEqual({
+          sql,
+          tables: expect.arrayContaining(["w_links", "w_log"]),
+        });
+      }
+    } finally {
+      await db.query(`DROP TABLE w_links, w_log, w_copy, w_src CASCADE;
+        DROP FUNCTION w_audit(), w_copy_audit()`);
+    }
+  });
+
   it("lists a user's function called in attribute notation in sql.functions", async () => {
     await db.query(`CREATE FUNCTION notify_customer(o orders) RETURNS text LANGUAGE sql
       AS $$ SELECT 'notified ' || o.email $$;`);

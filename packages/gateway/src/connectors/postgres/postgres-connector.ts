@@ -806,11 +806,6 @@ async function userCode(
 /** How a relation behind the named ones is reached (see namesReach). */
 type Reached = "view" | "rule" | "reference" | "referenced" | "child" | "parent";
 
-/** Kinds that never delete or update a row (an upsert is also kind update). */
-const insertsOrReads = new Set<SqlKind>(["select", "insert", "copy", "transaction"]);
-/** Kinds that never insert or update a row (COPY inserts as kind insert too). */
-const deletesOrReads = new Set<SqlKind>(["select", "delete", "copy", "transaction"]);
-
 interface NamesReach {
   /**
    * Relations behind the named ones, as `schema.name`, by how they are reached: through a
@@ -844,11 +839,12 @@ function attributes(analysis: SqlAnalysis): string[] {
  * `behind`: the relations read or written through the views, materialized views and rules of
  * the relations a statement names, and theirs in turn, as `schema.name`: what a view's query
  * reads, what a rule's actions do (a rule on INSERT, UPDATE or DELETE only when the statement
- * may write). The catalog records each rule's relations (pg_depend), by OID, so a view is
- * followed whatever its body's search_path was. Names resolve by the session's search_path,
- * as the statement's will; when a statement before the last may change it (a SET, a function
- * outside the stateless built-ins), a bare name stands for every relation of that name.
- * User code the SQL does not name (a trigger, an operator) is trusted not to change it.
+ * may write the relation's rows). The catalog records each rule's relations (pg_depend), by
+ * OID, so a view is followed whatever its body's search_path was. Names resolve by the
+ * session's search_path, as the statement's will; when a statement before the last may
+ * change it (a SET, a function outside the stateless built-ins), a bare name stands for every
+ * relation of that name. User code the SQL does not name (a trigger, an operator) is trusted
+ * not to change it.
  *
  * With them, by pg_inherits, the partitions and inheriting tables of each, all the way down
  * (a statement without ONLY reads and writes their rows too; with ONLY they are listed all
@@ -858,18 +854,27 @@ function attributes(analysis: SqlAnalysis): string[] {
  * rule or a foreign key, never through a parent or child, as PostgreSQL applies rules before
  * it expands inheritance.
  *
- * And when the statement may delete or update rows (its own kinds say so, or a rule's action
- * or a cascade may), the tables whose foreign keys refer to a relation whose rows it changes,
+ * Which relations' rows the statement may write: those its own writes target (`writes` of
+ * sql-analysis) when it is a plain read, write or COPY (kinds select, insert, update,
+ * delete, merge, copy, transaction, calling only built-ins known to compute only); every
+ * relation of any other statement that is not read-only (DDL, code, one calling a user's
+ * function: what that writes is not seen); and all of them when a name after a dot calls a
+ * user's function in a statement that is not read-only. What it writes through a view, a rule's action, a
+ * partition or child, or a cascade is written too; what it only reads fires none of its
+ * rules or triggers, and changes no row another table's key refers to.
+ *
+ * And when the statement may delete or update rows of a relation (by its own writes, a
+ * rule's action or a cascade), the tables whose foreign keys refer to that relation,
  * whatever the key's action: a cascade deletes or updates their rows, SET NULL and SET
  * DEFAULT change them, TRUNCATE … CASCADE empties them, and RESTRICT or NO ACTION reads them
  * to refuse the change. Their rows are acted on as if named: their rules, partitions and the
  * keys that refer to them are followed in turn.
  *
- * And when it may insert or update rows (so too a rule's action or a cascade), the tables
- * that the foreign keys of a relation whose rows it adds refer to: the key's check reads them
- * (and locks the row it finds), so whether a key exists there can be learnt by writing. They
- * are only read: up to their parents and down to their partitions, no further (no rule,
- * trigger or key of theirs acts).
+ * And when it may insert or update rows of a relation (by its own writes, a rule's action or
+ * a cascade), the tables that the foreign keys of that relation refer to: the key's check
+ * reads them (and locks the row it finds), so whether a key exists there can be learnt by
+ * writing. They are only read: up to their parents and down to their partitions, no further
+ * (no rule, trigger or key of theirs acts).
  *
  * At most `limit` relations are listed (parents and what views, rules and keys reach first,
  * so a cut falls on partitions and children), and `cut` says whether more were reached.
@@ -881,8 +886,9 @@ function attributes(analysis: SqlAnalysis): string[] {
  * the relations whose rows it may write run, named and reached, but for those reached only as
  * a parent or as what a foreign key refers to: a view's INSTEAD OF trigger, a partition's, a
  * table's on any event, enabled or not, since which of them fire depends on the event and on
- * settings the SQL may change. Those of a relation the statement only reads are listed too,
- * failing toward listing. What a trigger function does (its body) is not followed.
+ * settings the SQL may change. What a trigger function does (its body) is not followed: one
+ * that writes a table the statement only reads fires that table's triggers unlisted, as it
+ * would those of a table the statement does not name.
  *
  * `called`: names after a dot that a user's function (outside pg_catalog and
  * information_schema) callable with one argument bears, in the search_path's schemas (or any,
@@ -895,13 +901,33 @@ async function namesReach(
   limit: number,
 ): Promise<NamesReach> {
   const anySchema = analysis.parts.slice(0, -1).some((part) => !resettable(part));
+  // Whose rows each statement may insert or update ("adds") and update or delete
+  // ("changes"): a plain read, write or COPY (calling only built-ins known to compute only)
+  // writes what its own writes target and only reads the rest; any other statement that is
+  // not read-only (DDL, code, a call of a user's function) may write whatever it names.
+  const adds = new Set<string>();
+  const changes = new Set<string>();
+  for (const part of analysis.parts) {
+    if (part.readOnly) continue;
+    const known =
+      part.kinds.every((kind) => plainKinds.has(kind) || kind === "copy") &&
+      part.functions.every((fn) => isStatelessFunction(fn));
+    for (const relation of known ? part.writes.adds : part.reaches.relations) adds.add(relation);
+    for (const relation of known ? part.writes.changes : part.reaches.relations) {
+      changes.add(relation);
+    }
+  }
   const named: string[] = [];
-  const bare: string[] = [];
+  const bare: (string | null)[] = [];
+  const added: boolean[] = [];
+  const changed: boolean[] = [];
   for (const relation of analysis.reaches.relations) {
     // A catalog other than this database's fails when the statement runs: it reads nothing.
     const parts = [...relation.matchAll(/"((?:[^"]|"")*)"/g)].map((m) => m[1] ?? "").slice(-2);
     named.push(parts.map((part) => `"${part}"`).join("."));
-    if (anySchema && parts.length === 1) bare.push((parts[0] ?? "").replaceAll('""', '"'));
+    bare.push(anySchema && parts.length === 1 ? (parts[0] ?? "").replaceAll('""', '"') : null);
+    added.push(adds.has(relation));
+    changed.push(changes.has(relation));
   }
   const result = await client.query<{
     what: "relation" | "foreign" | "trigger" | "function";
@@ -909,10 +935,27 @@ async function namesReach(
     /** How a relation is reached; a foreign table's server; whether a trigger's is user code. */
     detail: string | null;
   }>(
-    `WITH RECURSIVE named AS (
-       SELECT pg_catalog.to_regclass(t)::oid AS oid FROM unnest($1::text[]) AS t
-       UNION
-       SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname = ANY($2::text[])),
+    `WITH RECURSIVE given AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $7::boolean[], $8::boolean[])
+         AS t(relation, bare, adds, changes)),
+     -- Names after a dot that call a user's function (see "called" on NamesReach).
+     called AS (
+       SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
+         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+         WHERE p.proname = ANY($4::text[]) AND p.prokind = 'f'
+           AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND ($5 OR n.nspname = ANY(pg_catalog.current_schemas(true)))),
+     -- The relations named, with whether the statement may add or change their rows. When
+     -- it is not read-only, a user's function called after a dot may write any of them.
+     named AS (
+       SELECT oid, bool_or(adds) OR unseen AS adds, bool_or(changes) OR unseen AS changes
+         FROM (SELECT pg_catalog.to_regclass(relation)::oid AS oid, adds, changes FROM given
+               UNION ALL
+               SELECT c.oid, given.adds, given.changes FROM given
+                 JOIN pg_catalog.pg_class c ON c.relname = given.bare) AS resolved
+         CROSS JOIN (SELECT $3 AND EXISTS (SELECT FROM called) AS unseen) AS calls
+         WHERE oid IS NOT NULL GROUP BY oid, unseen),
      -- The foreign keys that may act on a table's rows when they change, by what they refer to.
      refs AS MATERIALIZED (
        SELECT c.confrelid AS target, c.conrelid AS source FROM pg_catalog.pg_constraint c
@@ -928,8 +971,7 @@ async function namesReach(
      -- an index lookup from the relation at hand, but for the foreign keys that refer to it
      -- (no index on what a key refers to): those are few, read once above and scanned.
      reached AS (
-       SELECT oid, 'named' AS how, $7::boolean AS changes, $8::boolean AS adds
-         FROM named WHERE oid IS NOT NULL
+       SELECT oid, 'named' AS how, changes, adds FROM named
        UNION
        SELECT next.oid, next.how, next.changes, next.adds FROM reached, LATERAL (
          SELECT d.refobjid AS oid,
@@ -941,7 +983,8 @@ async function namesReach(
              AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
            WHERE r.ev_class = reached.oid
              AND reached.how IN ('named', 'view', 'rule', 'reference')
-             AND d.refobjid <> r.ev_class AND (r.ev_type = '1' OR $3)
+             AND d.refobjid <> r.ev_class
+             AND (r.ev_type = '1' OR reached.adds OR reached.changes)
          UNION ALL
          SELECT refs.source, 'reference', true, true FROM refs
            WHERE refs.target = reached.oid AND reached.changes
@@ -957,7 +1000,7 @@ async function namesReach(
            WHERE i.inhrelid = reached.oid AND reached.how <> 'child') next),
      behind AS (
        SELECT DISTINCT ON (oid) oid, how FROM reached
-         WHERE oid NOT IN (SELECT oid FROM named WHERE oid IS NOT NULL)
+         WHERE oid NOT IN (SELECT oid FROM named)
          ORDER BY oid, how = 'child', how = 'parent', how = 'referenced', how = 'reference',
            how = 'rule')
      (SELECT 'relation' AS what, n.nspname || '.' || c.relname AS name, behind.how AS detail
@@ -987,23 +1030,9 @@ async function namesReach(
        WHERE (reached.changes OR reached.adds)
          AND (NOT tg.tgisinternal OR coalesce(con.contype, 't') = 't'))
      UNION ALL
-     (SELECT DISTINCT 'function', p.proname, NULL FROM pg_catalog.pg_proc p
-       JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-       WHERE p.proname = ANY($4::text[]) AND p.prokind = 'f'
-         AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1
-         AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-         AND ($5 OR n.nspname = ANY(pg_catalog.current_schemas(true))))
+     SELECT 'function', proname, NULL FROM called
      ORDER BY 1, 2`,
-    [
-      named,
-      bare,
-      !analysis.readOnly,
-      attributes(analysis),
-      anySchema,
-      limit + 1,
-      analysis.kinds.some((kind) => !insertsOrReads.has(kind)),
-      analysis.kinds.some((kind) => !deletesOrReads.has(kind)),
-    ],
+    [named, bare, !analysis.readOnly, attributes(analysis), anySchema, limit + 1, added, changed],
   );
   const behind: NamesReach["behind"] = [];
   const foreign: NamesReach["foreign"] = [];

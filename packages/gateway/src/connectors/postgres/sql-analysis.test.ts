@@ -204,6 +204,45 @@ describe("kind", () => {
     expect(analyzeSql("COPY t FROM STDIN").kinds).toEqual(["copy", "insert"]);
   });
 
+  it("names the relations whose rows its own writes insert, update or delete", () => {
+    const writes = (sql: string) => analyzeSql(sql).writes;
+    expect(writes("INSERT INTO a SELECT * FROM b")).toEqual({ adds: ['"a"'], changes: [] });
+    expect(writes("UPDATE s.a SET x = 1 FROM b WHERE a.id = b.id")).toEqual({
+      adds: ['"s"."a"'],
+      changes: ['"s"."a"'],
+    });
+    expect(writes("DELETE FROM a USING b WHERE a.id = b.id")).toEqual({
+      adds: [],
+      changes: ['"a"'],
+    });
+    expect(writes("TRUNCATE a, ONLY b")).toEqual({ adds: [], changes: ['"a"', '"b"'] });
+    expect(writes("INSERT INTO a VALUES (1) ON CONFLICT (id) DO UPDATE SET x = 1")).toEqual({
+      adds: ['"a"'],
+      changes: ['"a"'],
+    });
+    expect(writes("MERGE INTO a USING b ON a.id = b.id WHEN MATCHED THEN DELETE")).toEqual({
+      adds: [],
+      changes: ['"a"'],
+    });
+    expect(
+      writes("MERGE INTO a USING b ON a.id = b.id WHEN NOT MATCHED THEN INSERT VALUES (1)"),
+    ).toEqual({ adds: ['"a"'], changes: [] });
+    expect(writes("COPY a FROM STDIN")).toEqual({ adds: ['"a"'], changes: [] });
+    expect(writes("COPY a TO STDOUT")).toEqual({ adds: [], changes: [] });
+    // Nested writes run; a plain EXPLAIN's does not.
+    expect(
+      writes("WITH d AS (DELETE FROM a RETURNING *) INSERT INTO c SELECT * FROM d, b"),
+    ).toEqual({ adds: ['"c"'], changes: ['"a"'] });
+    expect(writes("EXPLAIN ANALYZE DELETE FROM a")).toEqual({ adds: [], changes: ['"a"'] });
+    expect(writes("EXPLAIN DELETE FROM a")).toEqual({ adds: [], changes: [] });
+    expect(writes("SELECT * FROM a FOR UPDATE")).toEqual({ adds: [], changes: [] });
+    // Over statements.
+    expect(writes("INSERT INTO a VALUES (1); DELETE FROM b")).toEqual({
+      adds: ['"a"'],
+      changes: ['"b"'],
+    });
+  });
+
   it("says a MERGE whose ON holds for every row, and that updates or deletes matches unconditionally, has no WHERE", () => {
     const where = (sql: string) => analyzeSql(sql).hasWhere;
     expect(where("MERGE INTO t USING (SELECT 1) s ON true WHEN MATCHED THEN DELETE")).toBe(false);

@@ -93,6 +93,14 @@ export interface StatementAnalysis {
    * the catalog can tell which are user code, or carry it.
    */
   reaches: { calls: string[]; operators: string[]; casts: string[]; relations: string[] };
+  /**
+   * The relations its own writes target, as in `reaches.relations`, sorted: `adds`, those it
+   * may insert or update rows of (INSERT, UPDATE, an upsert, MERGE's INSERT and UPDATE,
+   * COPY … FROM); `changes`, those it may update or delete rows of (UPDATE, DELETE, TRUNCATE,
+   * an upsert, MERGE's UPDATE and DELETE). Only writes that run (not a plain EXPLAIN's). What
+   * else may write (a function, a rule, a trigger, DDL) is not seen here.
+   */
+  writes: { adds: string[]; changes: string[] };
 }
 
 export interface SqlAnalysis extends Omit<StatementAnalysis, "text"> {
@@ -171,6 +179,10 @@ export function analyzeSql(sql: string): SqlAnalysis {
       operators: sortedUnique(parts.flatMap((part) => part.reaches.operators)),
       casts: sortedUnique(parts.flatMap((part) => part.reaches.casts)),
       relations: sortedUnique(parts.flatMap((part) => part.reaches.relations)),
+    },
+    writes: {
+      adds: sortedUnique(parts.flatMap((part) => part.writes.adds)),
+      changes: sortedUnique(parts.flatMap((part) => part.writes.changes)),
     },
     params: Math.max(0, ...parts.map((part) => part.params)),
     parts,
@@ -665,6 +677,8 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
   const calls = new Set<string>();
   const operators = new Set<string>(implicitOperators);
   const casts = new Set<string>();
+  const adds = new Set<string>();
+  const changes = new Set<string>();
   let params = 0;
 
   // An explicit stack: parse trees can nest deeper than the call stack allows.
@@ -773,6 +787,14 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
           if (value !== stmt && writeStatements.has(key)) {
             for (const kind of effect.kinds) innerWrites.add(kind);
           }
+          for (const target of writeTargets(key, child)) {
+            if (effect.kinds.some((kind) => kind === "insert" || kind === "update")) {
+              adds.add(target);
+            }
+            if (effect.kinds.some((kind) => kind === "update" || kind === "delete")) {
+              changes.add(target);
+            }
+          }
           readOnly &&= effect.readOnly ?? false;
           rollbackable &&= effect.rollbackable ?? true;
           if (key === "TruncateStmt") hasWhere = false;
@@ -822,8 +844,31 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
       casts: sortedUnique(casts),
       relations: sortedUnique(relations),
     },
+    writes: { adds: sortedUnique(adds), changes: sortedUnique(changes) },
     params,
   };
+}
+
+/**
+ * The relations a statement node writes rows of, quoted as in `reaches.relations`: a data
+ * change's target, TRUNCATE's tables, COPY's table (which rows it adds, if any, its kinds
+ * say: COPY … TO adds none).
+ */
+function writeTargets(type: string, node: Node): string[] {
+  switch (type) {
+    case "InsertStmt":
+    case "UpdateStmt":
+    case "DeleteStmt":
+    case "MergeStmt":
+    case "CopyStmt":
+      return isNode(node.relation) ? [quotedRelation(node.relation)] : [];
+    case "TruncateStmt":
+      return list(node.relations).flatMap((item) =>
+        isNode(item) && isNode(item.RangeVar) ? [quotedRelation(item.RangeVar)] : [],
+      );
+    default:
+      return [];
+  }
 }
 
 /**
