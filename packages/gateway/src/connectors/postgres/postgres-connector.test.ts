@@ -339,6 +339,71 @@ describe.skipIf(!postgresAvailable)("postgres connector (real PostgreSQL)", () =
     }
   });
 
+  it("takes ONLY at its word, but for MERGE, which routes the rows it inserts to partitions all the same", async () => {
+    await db.query(`CREATE TABLE o_parted (id int, v int) PARTITION BY LIST (id);
+      CREATE TABLE o_p1 PARTITION OF o_parted FOR VALUES IN (1);
+      CREATE TABLE o_cities (name text); CREATE TABLE o_capitals () INHERITS (o_cities);
+      CREATE FUNCTION o_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+      CREATE FUNCTION o_kept() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+      CREATE TRIGGER o_cities_audit AFTER DELETE OR UPDATE ON o_cities
+        FOR EACH STATEMENT EXECUTE FUNCTION o_audit();
+      CREATE TRIGGER o_capitals_kept AFTER DELETE OR UPDATE ON o_capitals
+        FOR EACH ROW EXECUTE FUNCTION o_kept();
+      CREATE TRIGGER o_p1_kept BEFORE INSERT ON o_p1 FOR EACH ROW EXECUTE FUNCTION o_kept();`);
+    try {
+      const facts = async (sql: string) =>
+        (await crm.describe("query", query(sql))).facts.sql as {
+          kind: string;
+          tables: string[];
+          functions: string[];
+        };
+      // The rows of the table itself only; its own triggers still fire.
+      for (const [sql, table] of [
+        ["SELECT * FROM ONLY o_parted", "o_parted"],
+        ["SELECT * FROM ONLY o_cities WHERE name = 'x'", "o_cities"],
+        ["DELETE FROM ONLY o_parted WHERE id = 1", "o_parted"],
+        ["DELETE FROM ONLY o_cities WHERE name = 'x'", "o_cities"],
+        ["UPDATE ONLY o_cities SET name = 'y' WHERE name = 'x'", "o_cities"],
+        ["TRUNCATE ONLY o_cities", "o_cities"],
+      ] as const) {
+        const listed = await facts(sql);
+        expect({ sql, tables: listed.tables }).toEqual({ sql, tables: [table] });
+        expect({ sql, functions: listed.functions }).toEqual({
+          sql,
+          functions:
+            listed.kind === "select" || table === "o_parted"
+              ? []
+              : [`${db.name}.o_audit`, "o_audit"],
+        });
+      }
+      // MERGE INTO ONLY inserts into the partition the row belongs to, firing its triggers.
+      expect(
+        await facts(
+          "MERGE INTO ONLY o_parted t USING (SELECT 1 AS id) s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (1, 1)",
+        ),
+      ).toMatchObject({
+        tables: [`${db.name}.o_p1`, "o_p1", "o_parted"],
+        functions: [`${db.name}.o_kept`, "o_kept"],
+      });
+      // Named without ONLY too, in the same statement or another, or where what runs is not
+      // all seen (LOCK is kind other), its children are reached.
+      for (const sql of [
+        "SELECT * FROM ONLY o_cities, o_cities",
+        "SELECT * FROM ONLY o_cities; DELETE FROM o_cities WHERE name = 'x'",
+        "LOCK TABLE ONLY o_cities",
+        "SELECT 'o_cities'::regclass FROM ONLY o_cities",
+      ]) {
+        expect({ sql, tables: (await facts(sql)).tables }).toEqual({
+          sql,
+          tables: expect.arrayContaining([`${db.name}.o_capitals`, "o_capitals"]),
+        });
+      }
+    } finally {
+      await db.query(`DROP TABLE o_parted, o_capitals, o_cities;
+        DROP FUNCTION o_audit(), o_kept()`);
+    }
+  });
+
   it("counts as code what reaches more tables than the connection lists, its parents always listed", async () => {
     const narrow = connect({ maxReachedTables: 1 });
     await db.query(`CREATE TABLE payments (id int, at date) PARTITION BY RANGE (at);

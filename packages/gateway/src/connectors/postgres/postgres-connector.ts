@@ -847,12 +847,13 @@ function attributes(analysis: SqlAnalysis): string[] {
  * not to change it.
  *
  * With them, by pg_inherits, the partitions and inheriting tables of each, all the way down
- * (a statement without ONLY reads and writes their rows too; with ONLY they are listed all
- * the same), and the tables each is a partition or child of, all the way up (its rows are
- * theirs: a rule on a partitioned table holds for its partitions). Not across: a partition's
- * siblings are not listed. A relation's rules act only when it is named or reached through a
- * rule or a foreign key, never through a parent or child, as PostgreSQL applies rules before
- * it expands inheritance.
+ * (a statement without ONLY reads and writes their rows too; not those of a relation that
+ * plain statements, as below, name only with ONLY, which keeps to its own rows: see `only`
+ * in sql-analysis), and the tables each is a partition or child of, all the way up (its rows
+ * are theirs: a rule on a partitioned table holds for its partitions). Not across: a
+ * partition's siblings are not listed. A relation's rules act only when it is named or
+ * reached through a rule or a foreign key, never through a parent or child, as PostgreSQL
+ * applies rules before it expands inheritance.
  *
  * Which relations' rows the statement may write: those its own writes target (`writes` of
  * sql-analysis) when it is a plain read, write or COPY (kinds select, insert, update,
@@ -905,13 +906,19 @@ async function namesReach(
   // ("changes"): a plain read, write or COPY (calling only built-ins known to compute only)
   // writes what its own writes target and only reads the rest; any other statement that is
   // not read-only (DDL, code, a call of a user's function) may write whatever it names.
+  // The same plain statements' ONLY is taken at its word: a relation they name only with
+  // ONLY is read or written without its partitions and children.
   const adds = new Set<string>();
   const changes = new Set<string>();
+  const whole = new Set<string>();
   for (const part of analysis.parts) {
-    if (part.readOnly) continue;
     const known =
       part.kinds.every((kind) => plainKinds.has(kind) || kind === "copy") &&
       part.functions.every((fn) => isStatelessFunction(fn));
+    for (const relation of part.reaches.relations) {
+      if (!known || !part.only.includes(relation)) whole.add(relation);
+    }
+    if (part.readOnly) continue;
     for (const relation of known ? part.writes.adds : part.reaches.relations) adds.add(relation);
     for (const relation of known ? part.writes.changes : part.reaches.relations) {
       changes.add(relation);
@@ -921,6 +928,7 @@ async function namesReach(
   const bare: (string | null)[] = [];
   const added: boolean[] = [];
   const changed: boolean[] = [];
+  const descends: boolean[] = [];
   for (const relation of analysis.reaches.relations) {
     // A catalog other than this database's fails when the statement runs: it reads nothing.
     const parts = [...relation.matchAll(/"((?:[^"]|"")*)"/g)].map((m) => m[1] ?? "").slice(-2);
@@ -928,6 +936,7 @@ async function namesReach(
     bare.push(anySchema && parts.length === 1 ? (parts[0] ?? "").replaceAll('""', '"') : null);
     added.push(adds.has(relation));
     changed.push(changes.has(relation));
+    descends.push(whole.has(relation));
   }
   const result = await client.query<{
     what: "relation" | "foreign" | "trigger" | "function";
@@ -936,8 +945,8 @@ async function namesReach(
     detail: string | null;
   }>(
     `WITH RECURSIVE given AS (
-       SELECT * FROM unnest($1::text[], $2::text[], $7::boolean[], $8::boolean[])
-         AS t(relation, bare, adds, changes)),
+       SELECT * FROM unnest($1::text[], $2::text[], $7::boolean[], $8::boolean[], $9::boolean[])
+         AS t(relation, bare, adds, changes, descends)),
      -- Names after a dot that call a user's function (see "called" on NamesReach).
      called AS (
        SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
@@ -946,13 +955,16 @@ async function namesReach(
            AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1
            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
            AND ($5 OR n.nspname = ANY(pg_catalog.current_schemas(true)))),
-     -- The relations named, with whether the statement may add or change their rows. When
-     -- it is not read-only, a user's function called after a dot may write any of them.
+     -- The relations named, with whether the statement may add or change their rows, and
+     -- whether it reaches their partitions and children (not when named only with ONLY).
+     -- When it is not read-only, a user's function called after a dot may write any of them.
      named AS (
-       SELECT oid, bool_or(adds) OR unseen AS adds, bool_or(changes) OR unseen AS changes
-         FROM (SELECT pg_catalog.to_regclass(relation)::oid AS oid, adds, changes FROM given
+       SELECT oid, bool_or(adds) OR unseen AS adds, bool_or(changes) OR unseen AS changes,
+           bool_or(descends) OR unseen AS descends
+         FROM (SELECT pg_catalog.to_regclass(relation)::oid AS oid, adds, changes, descends
+                 FROM given
                UNION ALL
-               SELECT c.oid, given.adds, given.changes FROM given
+               SELECT c.oid, given.adds, given.changes, given.descends FROM given
                  JOIN pg_catalog.pg_class c ON c.relname = given.bare) AS resolved
          CROSS JOIN (SELECT $3 AND EXISTS (SELECT FROM called) AS unseen) AS calls
          WHERE oid IS NOT NULL GROUP BY oid, unseen),
@@ -962,14 +974,15 @@ async function namesReach(
          WHERE c.contype = 'f' AND c.conrelid <> c.confrelid AND $3),
      -- What is named or reached through a view's or rule's actions, or a foreign key that
      -- refers to one, is acted on as if named: from it, on through its own views and rules,
-     -- down to its partitions and children, up to the tables it is a partition or child of.
-     -- From a child only further down, from a parent only further up. "changes" is whether
-     -- the rows may be deleted or updated (by the statement, through a view or a child, by a
-     -- rule's action or a cascade): then the foreign keys that refer to it lead on too.
-     -- "adds" is whether rows may be inserted or updated: then what its own foreign keys
-     -- refer to is read, by the keys' checks, and from there only up and down. Each step is
-     -- an index lookup from the relation at hand, but for the foreign keys that refer to it
-     -- (no index on what a key refers to): those are few, read once above and scanned.
+     -- down to its partitions and children (not from what is named only with ONLY), up to the
+     -- tables it is a partition or child of. From a child only further down, from a parent
+     -- only further up. "changes" is whether the rows may be deleted or updated (by the
+     -- statement, through a view or a child, by a rule's action or a cascade): then the
+     -- foreign keys that refer to it lead on too. "adds" is whether rows may be inserted or
+     -- updated: then what its own foreign keys refer to is read, by the keys' checks, and
+     -- from there only up and down. Each step is an index lookup from the relation at hand,
+     -- but for the foreign keys that refer to it (no index on what a key refers to): those
+     -- are few, read once above and scanned.
      reached AS (
        SELECT oid, 'named' AS how, changes, adds FROM named
        UNION
@@ -995,6 +1008,8 @@ async function namesReach(
          UNION ALL
          SELECT i.inhrelid, 'child', reached.changes, reached.adds FROM pg_catalog.pg_inherits i
            WHERE i.inhparent = reached.oid AND reached.how <> 'parent'
+             AND (reached.how <> 'named'
+               OR reached.oid NOT IN (SELECT oid FROM named WHERE NOT descends))
          UNION ALL
          SELECT i.inhparent, 'parent', false, false FROM pg_catalog.pg_inherits i
            WHERE i.inhrelid = reached.oid AND reached.how <> 'child') next),
@@ -1032,7 +1047,17 @@ async function namesReach(
      UNION ALL
      SELECT 'function', proname, NULL FROM called
      ORDER BY 1, 2`,
-    [named, bare, !analysis.readOnly, attributes(analysis), anySchema, limit + 1, added, changed],
+    [
+      named,
+      bare,
+      !analysis.readOnly,
+      attributes(analysis),
+      anySchema,
+      limit + 1,
+      added,
+      changed,
+      descends,
+    ],
   );
   const behind: NamesReach["behind"] = [];
   const foreign: NamesReach["foreign"] = [];

@@ -243,6 +243,22 @@ describe("kind", () => {
     });
   });
 
+  it("names the relations it names only with ONLY, but never a MERGE's target", () => {
+    const only = (sql: string) => analyzeSql(sql).only;
+    expect(only("SELECT * FROM ONLY a, b")).toEqual(['"a"']);
+    expect(only("DELETE FROM ONLY s.a USING ONLY b WHERE a.id = b.id")).toEqual(['"b"', '"s"."a"']);
+    expect(only("UPDATE ONLY a SET x = 1")).toEqual(['"a"']);
+    expect(only("TRUNCATE ONLY a, b")).toEqual(['"a"']);
+    expect(only("SELECT * FROM ONLY a, a")).toEqual([]);
+    expect(only("SELECT * FROM ONLY a WHERE 'a'::regclass IS NOT NULL")).toEqual([]);
+    expect(only("INSERT INTO a SELECT * FROM ONLY a")).toEqual([]);
+    expect(only("MERGE INTO ONLY a USING ONLY b ON a.id = b.id WHEN MATCHED THEN DELETE")).toEqual([
+      '"b"',
+    ]);
+    // Over statements: only what none names without ONLY.
+    expect(only("SELECT * FROM ONLY a; SELECT * FROM ONLY b; SELECT * FROM b")).toEqual(['"a"']);
+  });
+
   it("says a MERGE whose ON holds for every row, and that updates or deletes matches unconditionally, has no WHERE", () => {
     const where = (sql: string) => analyzeSql(sql).hasWhere;
     expect(where("MERGE INTO t USING (SELECT 1) s ON true WHEN MATCHED THEN DELETE")).toBe(false);

@@ -101,6 +101,13 @@ export interface StatementAnalysis {
    * else may write (a function, a rule, a trigger, DDL) is not seen here.
    */
   writes: { adds: string[]; changes: string[] };
+  /**
+   * The relations it names only with ONLY, as in `reaches.relations`, sorted: every mention
+   * reads, updates, deletes or truncates the relation's own rows, not its partitions' and
+   * children's. Not a MERGE's target: MERGE INTO ONLY routes the rows it inserts to
+   * partitions all the same. A relation named by a string counts as named without ONLY.
+   */
+  only: string[];
 }
 
 export interface SqlAnalysis extends Omit<StatementAnalysis, "text"> {
@@ -184,6 +191,12 @@ export function analyzeSql(sql: string): SqlAnalysis {
       adds: sortedUnique(parts.flatMap((part) => part.writes.adds)),
       changes: sortedUnique(parts.flatMap((part) => part.writes.changes)),
     },
+    // Only what no statement names without ONLY.
+    only: sortedUnique(parts.flatMap((part) => part.only)).filter((relation) =>
+      parts.every(
+        (part) => part.only.includes(relation) || !part.reaches.relations.includes(relation),
+      ),
+    ),
     params: Math.max(0, ...parts.map((part) => part.params)),
     parts,
   };
@@ -679,6 +692,9 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
   const casts = new Set<string>();
   const adds = new Set<string>();
   const changes = new Set<string>();
+  // Relations mentioned with ONLY, and those mentioned without it (or so read by PostgreSQL).
+  const onlyMentions = new Set<string>();
+  const wholeMentions = new Set<string>();
   let params = 0;
 
   // An explicit stack: parse trees can nest deeper than the call stack allows.
@@ -707,6 +723,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
         if (child.schemaname !== undefined || !ctes.has(String(child.relname))) {
           tables.add(relationName(child));
           relations.add(quotedRelation(child));
+          (child.inh === true ? wholeMentions : onlyMentions).add(quotedRelation(child));
         }
         continue;
       }
@@ -714,6 +731,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
         // A field typed RangeVar (a DML target, a created or altered relation): always a relation.
         tables.add(relationName(child));
         relations.add(quotedRelation(child));
+        (child.inh === true ? wholeMentions : onlyMentions).add(quotedRelation(child));
         continue;
       }
       if (key === "ParamRef" && typeof child.number === "number") {
@@ -733,6 +751,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
           if (relation) {
             tables.add(relationName(relation));
             relations.add(quotedRelation(relation));
+            wholeMentions.add(quotedRelation(relation));
           } else {
             readsUnnamed = true;
           }
@@ -744,6 +763,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
       if (relation) {
         tables.add(relationName(relation));
         relations.add(quotedRelation(relation));
+        wholeMentions.add(quotedRelation(relation));
       }
       // `t.f` and `(x).f` may call f(t) or f(x): any field but the first may name a function.
       const attributes =
@@ -781,6 +801,10 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
       // A statement node's key is its type (`DeleteStmt`); a field holding one is lower-case.
       if (/^[A-Z]\w*Stmt$/.test(key)) {
         for (const name of namedRelations(key, child)) if (name !== "") tables.add(name);
+        // MERGE INTO ONLY p still routes the rows it inserts to p's partitions.
+        if (key === "MergeStmt" && isNode(child.relation)) {
+          wholeMentions.add(quotedRelation(child.relation));
+        }
         if (runs) {
           const effect = effectOf(key, child);
           for (const kind of effect.kinds) kinds.add(kind);
@@ -845,6 +869,7 @@ function analyzeStatement(stmt: unknown, text: string): StatementAnalysis {
       relations: sortedUnique(relations),
     },
     writes: { adds: sortedUnique(adds), changes: sortedUnique(changes) },
+    only: sortedUnique([...onlyMentions].filter((relation) => !wholeMentions.has(relation))),
     params,
   };
 }
