@@ -50,6 +50,10 @@ export interface GatewayOptions {
   /** Where log lines go when no logger is given (tests capture them). */
   logDestination?: DestinationStream;
   logLevel?: string;
+  /**
+   * This process's clock (default Date.now). Where it owns the store (SQLite), it is also the
+   * store's time; where replicas share one (PostgreSQL), they judge by the database's.
+   */
   clock?: () => number;
   channels?: Channel[];
   /** Where the console's built files are (false: none); by default packages/console/dist when built. */
@@ -105,7 +109,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
 
   let store: Store;
   try {
-    store = await openStore(config.storage, loaded.baseDir, { serving: true });
+    store = await openStore(config.storage, loaded.baseDir, { serving: true, clock });
   } catch (error) {
     await Promise.all([...connectors.values()].map((c) => c.close()));
     throw error;

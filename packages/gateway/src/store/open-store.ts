@@ -24,6 +24,11 @@ export interface OpenOptions {
    * mistyped URL would otherwise get tables, and be reported on as an empty, intact store).
    */
   migrate?: boolean;
+  /**
+   * This process's clock (default Date.now): the store's time where the process owns the
+   * store (SQLite). A shared one (PostgreSQL) keeps the database's instead.
+   */
+  clock?: () => number;
 }
 
 /** Opens the store a `storage:` URL names; relative SQLite paths resolve against `baseDir`. */
@@ -39,6 +44,7 @@ export async function openStore(
       backgroundCheckpoints: options.serving === true,
       mustExist: options.serving !== true && options.create !== true,
       migrate: options.migrate !== false,
+      ...(options.clock ? { clock: options.clock } : {}),
     });
     if (!options.serving || path === ":memory:") return store;
     let unlock: () => void;

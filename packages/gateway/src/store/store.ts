@@ -131,9 +131,21 @@ export type InsertResult =
  * due times as its own clock plus the duration asked for: replicas' clocks are never
  * compared, so a replica whose clock runs ahead cannot take what another still holds. The
  * exception is `claimOnce`, whose expiry is judged by the clock that judged the message.
+ *
+ * `now()` is the store's time outside its transactions, for what the caller judges or stamps
+ * itself: the owning process's clock on SQLite; on PostgreSQL the database's, learned from the
+ * readings of it each transaction takes as it begins (no round trip of its own, and one when
+ * none has for a while), so every replica's agrees with the others' and with the times the
+ * database stamps, within about half a round trip.
  */
 export interface Store {
   readonly dialect: "sqlite" | "postgres";
+
+  /**
+   * The store's time (ms since the epoch), without a round trip: what every process using the
+   * store judges and stamps by outside its transactions (see Time).
+   */
+  now(): number;
 
   /**
    * Records the new request `submit` makes (pure, synchronous), with its events and the

@@ -14,6 +14,7 @@ import type {
   TransitionResult,
 } from "../../requests/request-types.js";
 import type { InsertResult, OutboxEntry, OutboxPlanner, RequestChange } from "../store.js";
+import type { StoreClock } from "../store-clock.js";
 import { sqlState } from "./postgres-errors.js";
 import {
   insertRows,
@@ -87,6 +88,8 @@ export interface GroupCommitOptions {
   channel: string;
   /** Called for each change once its batch has committed. */
   committed: (change: RequestChange) => void;
+  /** Learns from the database's time each batch's transaction reads as it begins. */
+  clock: StoreClock;
 }
 
 export class GroupCommit {
@@ -203,6 +206,7 @@ export class GroupCommit {
             },
           };
         },
+        this.options.clock,
       );
     } catch (error) {
       await this.failed(batch, error);

@@ -8,6 +8,7 @@ import pg from "pg";
 import { hashParts } from "../../audit/audit-chain.js";
 import { canonicalJson } from "../../common/canonical-json.js";
 import type { ActionRequest, AuditEventInput } from "../../requests/request-types.js";
+import type { StoreClock } from "../store-clock.js";
 import { type Row, requestFromRow, reviewFromRow } from "../store-rows.js";
 import { lostConflict, sqlState, storeFailure, unreachable } from "./postgres-errors.js";
 
@@ -31,14 +32,16 @@ export const CONFLICT_ATTEMPTS = 3;
  * errors at each statement (`storeFailure`); anything else `work` throws (a refusal from a
  * pure transition) rolls back and passes through unchanged. A transaction the database
  * aborted for a serialization conflict or a deadlock is run again, `work` and all, a few
- * times: the conflict was with another transaction, and it has passed.
+ * times: the conflict was with another transaction, and it has passed. The database's clock,
+ * read as the transaction begins, goes to `clock` too, for the store's time between them.
  */
 export function withTransaction<T>(
   pool: pg.Pool,
   what: string,
   work: (q: Query, at: number) => Promise<T>,
+  clock?: StoreClock,
 ): Promise<T> {
-  return transact(pool, what, work, () => "COMMIT");
+  return transact(pool, what, work, () => "COMMIT", clock);
 }
 
 /** What an audited transaction appends as it commits. */
@@ -60,8 +63,11 @@ export function withAuditedTransaction<T>(
   lock: string,
   what: string,
   work: (q: Query, at: number) => Promise<Appended<T>>,
+  clock?: StoreClock,
 ): Promise<T> {
-  return transact(pool, what, work, (done) => commitMessage(lock, done)).then((done) => done.value);
+  return transact(pool, what, work, (done) => commitMessage(lock, done), clock).then(
+    (done) => done.value,
+  );
 }
 
 async function transact<T>(
@@ -69,10 +75,11 @@ async function transact<T>(
   what: string,
   work: (q: Query, at: number) => Promise<T>,
   commit: (value: T) => string,
+  clock: StoreClock | undefined,
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await runTransaction(pool, what, work, commit);
+      return await runTransaction(pool, what, work, commit, clock);
     } catch (error) {
       if (attempt >= CONFLICT_ATTEMPTS || !lostConflict(error)) throw error;
       await conflictPause(attempt);
@@ -93,6 +100,7 @@ async function runTransaction<T>(
   what: string,
   work: (q: Query, at: number) => Promise<T>,
   commit: (value: T) => string,
+  clock: StoreClock | undefined,
 ): Promise<T> {
   let client: pg.PoolClient;
   try {
@@ -119,12 +127,15 @@ async function runTransaction<T>(
     // to see what committed before it: READ COMMITTED, whatever the database's default. The
     // transaction's id and its session's pid come along, in the same message, in case its
     // COMMIT goes unanswered; and the database's clock as the transaction began (what
-    // `NOW_MS` reads in every statement of it), for `work` to stamp times by.
+    // `NOW_MS` reads in every statement of it), for `work` to stamp times by, and for the
+    // store's clock to learn from: timed here, it is a reading of it at no extra cost.
+    const sent = performance.now();
     const begun = (await q(
       `BEGIN ISOLATION LEVEL READ COMMITTED; SELECT txid_current()::text AS txid, pg_backend_pid() AS pid, ${NOW_MS} AS now`,
     )) as unknown as pg.QueryResult<Row>[];
     const row = begun[1]?.rows[0];
     if (!row) throw unreachable(what, new Error("BEGIN returned no row"));
+    clock?.observe(row.now as number, sent, performance.now());
     tx = { txid: row.txid as string, pid: row.pid as number };
     const value = await work(q, row.now as number);
     // A simple-protocol message: after a failing statement the rest (COMMIT) is skipped.

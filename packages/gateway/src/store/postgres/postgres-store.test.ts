@@ -202,6 +202,50 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
     }
   });
 
+  it("keeps the database's time without asking for it: read as it opens, and as each transaction begins", async () => {
+    // The database's clock an hour ahead of this process's.
+    const skewed = await scratchSchema({ clockAhead: HOUR });
+    const dbNow = async () =>
+      Number((await skewed.query<{ now: string }>(`SELECT ${NOW_MS} AS now`))[0]?.now);
+    /** Whether the store's time is the database's, give or take a busy machine's round trip. */
+    const agrees = async (store: Store) => {
+      const before = await dbNow();
+      const told = store.now();
+      const after = await dbNow();
+      return told >= before - 50 && told <= after + 50;
+    };
+    const c = await openPostgresStore(skewed.url, { clockRefreshMs: 300 });
+    try {
+      expect(await agrees(c)).toBe(true);
+      expect(c.now() - Date.now()).toBeGreaterThan(HOUR - 1000);
+      // Stepped on by a minute: the next transaction's first message tells the store.
+      await skewed.setClockAhead(HOUR + 60_000);
+      await c.appendAudit([auditInput("test.clock")]);
+      expect(await agrees(c)).toBe(true);
+      // And back again, with no transaction since: once its reading is old, asked for the
+      // time, the store reads the clock again in the background.
+      await skewed.setClockAhead(HOUR);
+      await sleep(400);
+      c.now();
+      let caughtUp = false;
+      for (let i = 0; i < 50 && !caughtUp; i++) {
+        await sleep(50);
+        caughtUp = await agrees(c);
+      }
+      expect(caughtUp).toBe(true);
+      // A store that only reads (a CLI command) learns it as it opens too.
+      const reader = await openPostgresStore(skewed.url, { migrate: false });
+      try {
+        expect(await agrees(reader)).toBe(true);
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      await c.close();
+      await skewed.drop();
+    }
+  });
+
   it("applies transitions with their events and outbox entries, in one valid chain", async () => {
     const first = pendingChange();
     expect(await a.insertRequest(fixed(first), plan)).toEqual({

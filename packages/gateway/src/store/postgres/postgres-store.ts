@@ -24,6 +24,7 @@ import type {
   Store,
   TokenRecord,
 } from "../store.js";
+import { StoreClock } from "../store-clock.js";
 import {
   eventFromRow,
   outboxFromRow,
@@ -65,6 +66,11 @@ export interface PostgresOptions {
    * tables at this version's schema already; see `unmigrated`.
    */
   migrate?: boolean;
+  /**
+   * How long the store's time runs on from its last reading of the database's clock before
+   * it reads it again (default 10 s), when no transaction has read it meanwhile.
+   */
+  clockRefreshMs?: number;
 }
 
 /**
@@ -141,9 +147,14 @@ export async function openPostgresStore(
   // Migrations may take long on a large database: their connection has no statement timeout.
   const migrating = new pg.Pool({ ...base, max: 1 });
   migrating.on("error", () => {});
+  // Its first reading of the database's clock is taken on the way in, so the store's time
+  // is the database's from the start.
+  const clock = new StoreClock();
   try {
     schema =
-      options.migrate === false ? await migratedSchema(migrating, where) : await migrate(migrating);
+      options.migrate === false
+        ? await migratedSchema(migrating, where, clock)
+        : await migrate(migrating, clock);
   } catch (error) {
     await pool.end().catch(() => {});
     throw atOpen(where, error);
@@ -154,7 +165,14 @@ export async function openPostgresStore(
     await pool.end().catch(() => {});
     throw schema;
   }
-  const store = new PostgresStore(pool, config, schema, report);
+  const store = new PostgresStore(
+    pool,
+    config,
+    schema,
+    report,
+    clock,
+    options.clockRefreshMs ?? 10_000,
+  );
   try {
     await store.startListening();
   } catch (error) {
@@ -168,11 +186,18 @@ export async function openPostgresStore(
  * The schema `migrate` would make its tables in, changing nothing; or, when it lacks them or
  * some of this version's migrations, the refusal that says so.
  */
-async function migratedSchema(pool: pg.Pool, where: string): Promise<string | AirlockError> {
+async function migratedSchema(
+  pool: pg.Pool,
+  where: string,
+  clock: StoreClock,
+): Promise<string | AirlockError> {
+  const sent = performance.now();
   const { rows } = await pool.query(
     `SELECT current_schema() AS schema, EXISTS (SELECT 1 FROM pg_catalog.pg_tables
-      WHERE schemaname = current_schema() AND tablename = 'schema_migrations') AS present`,
+      WHERE schemaname = current_schema() AND tablename = 'schema_migrations') AS present,
+      ${NOW_MS} AS now`,
   );
+  clock.observe(Number(rows[0]?.now), sent, performance.now());
   const schema = rows[0]?.schema as string | null | undefined;
   const applied =
     schema && rows[0]?.present === true
@@ -193,37 +218,40 @@ async function migratedSchema(pool: pg.Pool, where: string): Promise<string | Ai
   return refusal ?? (schema as string);
 }
 
-async function migrate(pool: pg.Pool): Promise<string> {
-  return withTransaction(pool, "migrate the schema", async (q) => {
-    const schema = (await q("SELECT current_schema() AS schema")).rows[0]?.schema as
-      | string
-      | null
-      | undefined;
-    if (!schema) {
-      throw new AirlockError(
-        "store_unavailable",
-        "the store (PostgreSQL) has no schema to create its tables in: none on the search_path exists, or the role may not use it; make the role own one (CREATE SCHEMA … AUTHORIZATION role), or GRANT USAGE, CREATE ON SCHEMA … TO the role",
-      );
-    }
-    await q("SELECT pg_advisory_xact_lock($1::bigint)", [lockKey("migrate", schema)]);
-    await q(`CREATE TABLE IF NOT EXISTS schema_migrations (
+async function migrate(pool: pg.Pool, clock: StoreClock): Promise<string> {
+  return withTransaction(
+    pool,
+    "migrate the schema",
+    async (q) => {
+      const schema = (await q("SELECT current_schema() AS schema")).rows[0]?.schema as
+        | string
+        | null
+        | undefined;
+      if (!schema) {
+        throw new AirlockError(
+          "store_unavailable",
+          "the store (PostgreSQL) has no schema to create its tables in: none on the search_path exists, or the role may not use it; make the role own one (CREATE SCHEMA … AUTHORIZATION role), or GRANT USAGE, CREATE ON SCHEMA … TO the role",
+        );
+      }
+      await q("SELECT pg_advisory_xact_lock($1::bigint)", [lockKey("migrate", schema)]);
+      await q(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
-    const applied = new Set(
-      (await q("SELECT version FROM schema_migrations")).rows.map((row) => row.version as number),
-    );
-    const newer = newerSchema(`in schema ${schema}`, applied, postgresMigrations);
-    if (newer) throw newer;
-    for (const migration of postgresMigrations) {
-      if (applied.has(migration.version)) continue;
-      await q(migration.sql);
-      await q("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [
-        migration.version,
-        migration.name,
-        new Date().toISOString(),
-      ]);
-    }
-    return schema;
-  });
+      const applied = new Set(
+        (await q("SELECT version FROM schema_migrations")).rows.map((row) => row.version as number),
+      );
+      for (const migration of postgresMigrations) {
+        if (applied.has(migration.version)) continue;
+        await q(migration.sql);
+        await q("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [
+          migration.version,
+          migration.name,
+          new Date().toISOString(),
+        ]);
+      }
+      return schema;
+    },
+    clock,
+  );
 }
 
 /**
@@ -275,12 +303,16 @@ export class PostgresStore implements Store {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private reconnectDelay = RECONNECT_MIN_MS;
   private closing: Promise<void> | undefined;
+  /** A reading of the database's clock on its way, asked for by `now`. */
+  private readingClock = false;
 
   constructor(
     private readonly pool: pg.Pool,
     private readonly clientConfig: pg.ClientConfig,
     private readonly schema: string,
     private readonly report: (error: unknown) => void,
+    private readonly clock: StoreClock,
+    private readonly clockRefreshMs: number,
   ) {
     this.auditLock = lockKey("audit", schema);
     this.writer = new GroupCommit({
@@ -290,7 +322,33 @@ export class PostgresStore implements Store {
       channel: CHANNEL,
       notifications: (changes) => this.notifications(changes),
       committed: (change) => this.emit(change),
+      clock,
     });
+  }
+
+  /**
+   * The database's clock, without a round trip: learned from the readings of it that every
+   * transaction takes as it begins (see `StoreClock`), so that replicas whose own clocks
+   * disagree judge alike. When none has for `clockRefreshMs`, one is taken in the
+   * background, and this answer runs on from the last.
+   */
+  now(): number {
+    if (performance.now() - this.clock.lastReading >= this.clockRefreshMs) this.readClock();
+    return this.clock.now();
+  }
+
+  private readClock(): void {
+    if (this.readingClock || this.closing) return;
+    this.readingClock = true;
+    const sent = performance.now();
+    this.pool
+      .query<Row>(`SELECT ${NOW_MS} AS now`)
+      .then(({ rows }) => this.clock.observe(Number(rows[0]?.now), sent, performance.now()))
+      // Unanswered, the time runs on from the last reading; the next ask tries again.
+      .catch(() => {})
+      .finally(() => {
+        this.readingClock = false;
+      });
   }
 
   async insertRequest(
@@ -1112,7 +1170,7 @@ export class PostgresStore implements Store {
   /** A transaction whose audit events are appended as it commits (`withAuditedTransaction`). */
   private async audited<T>(what: string, work: (q: Query) => Promise<Appended<T>>): Promise<T> {
     this.assertOpen();
-    return withAuditedTransaction(this.pool, this.auditLock, what, work);
+    return withAuditedTransaction(this.pool, this.auditLock, what, work, this.clock);
   }
 
   /**

@@ -621,3 +621,15 @@ describe("SQLite store: opened as it is", () => {
     after.close();
   });
 });
+
+describe("SQLite store: time", () => {
+  it("keeps the time of the process that owns the file", () => {
+    const store = openSqliteStore(":memory:", { clock: () => 1234 });
+    expect(store.now()).toBe(1234);
+    const plain = openSqliteStore(":memory:");
+    const before = Date.now();
+    expect(plain.now()).toBeGreaterThanOrEqual(before);
+    expect(plain.now()).toBeLessThanOrEqual(Date.now());
+    return Promise.all([store.close(), plain.close()]);
+  });
+});

@@ -64,6 +64,8 @@ export interface SqliteOptions {
    * version's schema already; see `unmigrated`.
    */
   migrate?: boolean;
+  /** The clock of the process that owns the file: the store's time (default Date.now). */
+  clock?: () => number;
 }
 
 export function openSqliteStore(path: string, options: SqliteOptions = {}): SqliteStore {
@@ -155,6 +157,8 @@ type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
  */
 export class SqliteStore implements Store {
   readonly dialect = "sqlite" as const;
+  /** One process owns the file: its clock is the store's time. */
+  readonly now: () => number;
   private readonly walSync: WalSync | undefined;
   private readonly listeners = new Set<(change: RequestChange) => void>();
   private readonly stmt: ReturnType<SqliteStore["prepare"]>;
@@ -191,6 +195,7 @@ export class SqliteStore implements Store {
     private readonly path: string,
     options: SqliteOptions,
   ) {
+    this.now = options.clock ?? Date.now;
     // None for a file opened as it is in another journal mode (nor in memory): SQLite syncs it.
     this.walSync = isWal(db) ? new WalSync(`${path}-wal`) : undefined;
     this.stmt = this.prepare();
