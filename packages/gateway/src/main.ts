@@ -115,6 +115,10 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     throw error;
   }
   const publicUrl = config.server.publicUrl;
+  // What replicas must agree on is judged and stamped by the store's time: where they share
+  // a database, its clock, whatever this process's says (Store.now). This process's clock is
+  // left to what is between it and others (a chat message's signed time, caches it keeps).
+  const storeTime = () => store.now();
   const identity = createIdentityService({ store, live, clock });
   const oidc =
     config.identity.oidc &&
@@ -193,7 +197,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     plan: dispatcher.plan,
     logger,
     metrics,
-    clock,
+    clock: storeTime,
     afterCommit: dispatcher.kick,
     redactor,
   });

@@ -226,6 +226,13 @@ rules:
     }
   });
 
+  /** The time an id (`newId`) was made at: ten base-32 digits of ms after its prefix. */
+  const idTime = (id: string) =>
+    [...id.slice(id.indexOf("_") + 1, id.indexOf("_") + 11)].reduce(
+      (ms, digit) => ms * 32 + "0123456789abcdefghjkmnpqrstvwxyz".indexOf(digit),
+      0,
+    );
+
   /** The database's clock, in ms. */
   const dbNow = async () =>
     Number(
@@ -351,6 +358,13 @@ rules:
           "succeeded",
       );
       const after = await dbNow();
+      // The review's id too: its time, which orders it, is the database's.
+      const [review] = await db.query<{ id: string }>(
+        "SELECT id FROM reviews WHERE request_id = $1",
+        [made.body.id],
+      );
+      expect(idTime(review!.id)).toBeGreaterThanOrEqual(before);
+      expect(idTime(review!.id)).toBeLessThanOrEqual(after);
       for (const id of [ran.body.id, made.body.id]) {
         const events = await db.query<{ type: string; ts: string }>(
           "SELECT type, ts FROM audit_events WHERE request_id = $1 ORDER BY seq",
@@ -373,6 +387,48 @@ rules:
     } finally {
       await b.close();
       removeDir(b.dir);
+    }
+  });
+
+  it("lets rules see the database's time as now, whatever the clock of the replica that decides", async () => {
+    const at = (ms: number) => new Date(ms).toISOString();
+    const t = await dbNow();
+    // Closed from five minutes ago, and from five minutes on, by the database's clock: a
+    // replica ten minutes behind or ahead would see neither as it stands.
+    const text = config(0).replace(
+      "rules:\n",
+      `rules:
+  - name: closed since
+    when: http.path == "/since" && now >= timestamp("${at(t - 5 * 60_000)}")
+    decision: deny
+  - name: closed from
+    when: http.path == "/from" && now >= timestamp("${at(t + 5 * 60_000)}")
+    decision: deny
+`,
+    );
+    const behind = await startGateway(text, {
+      gateway: { clock: () => Date.now() - 10 * 60_000 },
+    });
+    const ahead = await startGateway(text, { gateway: { clock: () => Date.now() + 10 * 60_000 } });
+    try {
+      const agent = await behind.token("agent", "support-bot");
+      for (const gw of [behind, ahead]) {
+        const since = await api(gw.url, "POST", "/v1/actions", {
+          token: agent,
+          body: read("/since"),
+        });
+        expect(since.status).toBe(403);
+        const from = await api(gw.url, "POST", "/v1/actions", {
+          token: agent,
+          body: read("/from"),
+        });
+        expect(from.body.status).toBe("succeeded");
+      }
+    } finally {
+      await behind.close();
+      await ahead.close();
+      removeDir(behind.dir);
+      removeDir(ahead.dir);
     }
   });
 

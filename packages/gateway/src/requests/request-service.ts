@@ -27,8 +27,9 @@ import { type ActionRequest, isTerminal, type Proposal, type Vote } from "./requ
 import type { Waiters } from "./request-waiters.js";
 
 /**
- * How soon a waiting agent looks again at a request past its expiry by this gateway's clock
- * that the store (on PostgreSQL, by the database's clock) did not expire yet.
+ * How soon a waiting agent looks again at a request past its expiry by `clock` that the store
+ * did not expire yet: on PostgreSQL, the store's time is the database's clock as learned
+ * between transactions, which can run a little ahead of the clock its transactions read.
  */
 const EXPIRY_RECHECK_MS = 1000;
 
@@ -55,6 +56,10 @@ export interface RequestServiceDeps {
   plan: OutboxPlanner;
   logger: Logger;
   metrics: Metrics;
+  /**
+   * The store's time (Store.now): what rules see as `now`, what ids are stamped with, and
+   * what expiry is judged by outside the store's transactions, alike on every replica.
+   */
   clock: () => number;
   /** Called after any commit that may have produced outbox entries. */
   afterCommit: () => void;
@@ -207,9 +212,9 @@ export function createRequestService(deps: RequestServiceDeps) {
     // Stamped (its id, submission, expiry, audit events) by the store's time as it is
     // recorded: on PostgreSQL, the database's clock, which every replica judges its expiry
     // by, so it lives `expiresIn` whatever this replica's clock says. Read in the inserting
-    // transaction's first message, it costs nothing; an offset to the database's clock
-    // measured now and then would cost a timer, and be off by a round trip and by whatever
-    // either clock stepped since. The rule above saw this gateway's `now`.
+    // transaction's first message, it costs nothing, and is exact where `clock` (the store's
+    // time as learned before, which the rule above saw as `now`) is off by up to half a
+    // round trip.
     const inserted = await store.insertRequest(
       (at = now) =>
         submit({
@@ -322,8 +327,8 @@ export function createRequestService(deps: RequestServiceDeps) {
         if (isTerminal(request.status) || moved || left <= 0 || signal?.aborted || waiters.closed)
           return request;
         // Wake at the expiry too, so a waiting agent hears about it on time. Still pending
-        // past it by this clock, it is not yet due by the store's (PostgreSQL's, which runs
-        // behind this one): its expiry is heard as a change, or looked for again shortly.
+        // past it by this clock, it is not yet due by the clock the store's transaction read
+        // (a few ms behind): its expiry is heard as a change, or looked for again shortly.
         const untilExpiry =
           request.status === "pending" && request.expiresAt !== null
             ? request.expiresAt - clock() + 1
