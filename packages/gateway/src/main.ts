@@ -223,7 +223,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     requestTimeoutMs: config.server.requestTimeout,
     version,
     redactor,
-    clock,
+    clock: storeTime,
     extend: (instance) => {
       for (const channel of channels) {
         channel.routes?.(

@@ -182,6 +182,9 @@ rules:
       await sleep(1000);
       const seen = await api(b.url, "GET", `/v1/actions/${made.body.id}?wait=1`, { token: agent });
       expect(seen.body.status).toBe("pending");
+      // Its reviewers find it there, to decide.
+      const listed = await api(b.url, "GET", "/v1/requests", { token: bob });
+      expect(listed.body.requests.map((r: { id: string }) => r.id)).toContain(made.body.id);
       const voted = await api(b.url, "POST", `/v1/requests/${made.body.id}/reviews`, {
         token: bob,
         body: { decision: "approve" },

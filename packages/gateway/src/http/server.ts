@@ -66,6 +66,7 @@ export interface ServerDeps {
   version: string;
   /** Scrubs known secrets out of error messages before they are sent. */
   redactor: Redactor;
+  /** The store's time (Store.now): what the routes judge expiry by, as every replica does. */
   clock: () => number;
   /**
    * The public halves of the audit signing keys (`audit.signingKey`'s own and
