@@ -119,7 +119,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
   // a database, its clock, whatever this process's says (Store.now). This process's clock is
   // left to what is between it and others (a chat message's signed time, caches it keeps).
   const storeTime = () => store.now();
-  const identity = createIdentityService({ store, live, clock });
+  const identity = createIdentityService({ store, live, clock: storeTime });
   const oidc =
     config.identity.oidc &&
     createOidcService({

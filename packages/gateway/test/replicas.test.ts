@@ -11,8 +11,8 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OUTCOME_UNKNOWN } from "../src/requests/request-transitions.js";
-import { lockKey } from "../src/store/postgres/postgres-sql.js";
-import { airlockBin, freePort, killed, startServe } from "./support/cli.js";
+import { lockKey, NOW_MS } from "../src/store/postgres/postgres-sql.js";
+import { airlockBin, freePort, killed, runCli, startServe } from "./support/cli.js";
 import { api, read, removeDir, SECRET, startGateway, until, vote } from "./support/gateway.js";
 import { postgresAvailable, type ScratchSchema, scratchSchema } from "./support/postgres.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
@@ -432,6 +432,73 @@ rules:
       await ahead.close();
       removeDir(behind.dir);
       removeDir(ahead.dir);
+    }
+  });
+
+  it("stamps tokens and their audit events by the database's clock, whatever the clock of the replica or the host that makes them", async () => {
+    const b = await startGateway(config(0), { gateway: { clock: () => Date.now() - 10 * 60_000 } });
+    // And an operator's host, whose clock is an hour behind its database's.
+    const skewed = await scratchSchema({ clockAhead: 3_600_000 });
+    const dir = mkdtempSync(join(tmpdir(), "airlock-operator-"));
+    try {
+      const before = await dbNow();
+      const { record } = await b.gateway.identity.createToken("agent", "support-bot", "test");
+      expect(await b.gateway.identity.revokeToken(record.id, "test")).toBe(true);
+      const after = await dbNow();
+      const stamped = async (
+        on: ScratchSchema,
+        id: string,
+      ): Promise<{ times: number[]; id: string }> => {
+        const [token] = await on.query<{ created_at: string; revoked_at: string | null }>(
+          "SELECT created_at, revoked_at FROM tokens WHERE id = $1",
+          [id],
+        );
+        const events = await on.query<{ ts: string }>(
+          "SELECT ts FROM audit_events WHERE data::jsonb ->> 'tokenId' = $1",
+          [id],
+        );
+        return {
+          id,
+          times: [
+            idTime(id),
+            Number(token?.created_at),
+            ...(token?.revoked_at ? [Number(token.revoked_at)] : []),
+            ...events.map((e) => Date.parse(e.ts)),
+          ],
+        };
+      };
+      const made = await stamped(db, record.id);
+      expect(made.times).toHaveLength(5);
+      for (const at of made.times) {
+        expect(at).toBeGreaterThanOrEqual(before);
+        expect(at).toBeLessThanOrEqual(after);
+      }
+
+      const path = join(dir, "airlock.yaml");
+      writeFileSync(path, config(0).replace(db.url, skewed.url));
+      const skewedNow = async () =>
+        Number((await skewed.query<{ now: string }>(`SELECT ${NOW_MS} AS now`))[0]?.now);
+      const opened = await skewedNow();
+      const created = await runCli(
+        ["token", "create", "--agent", "support-bot", "--config", path],
+        {
+          env: { BILLING_API_TOKEN: SECRET },
+        },
+      );
+      expect(created.code).toBe(0);
+      const id = /Token (tok_\S+)/.exec(created.stderr)?.[1];
+      const closed = await skewedNow();
+      const cli = await stamped(skewed, id!);
+      expect(cli.times).toHaveLength(3);
+      for (const at of cli.times) {
+        expect(at).toBeGreaterThanOrEqual(opened);
+        expect(at).toBeLessThanOrEqual(closed);
+      }
+    } finally {
+      await b.close();
+      removeDir(b.dir);
+      removeDir(dir);
+      await skewed.drop();
     }
   });
 

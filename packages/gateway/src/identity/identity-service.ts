@@ -31,6 +31,7 @@ export interface IdentityService {
 export function createIdentityService(deps: {
   store: Store;
   live: LiveConfig;
+  /** The store's time (Store.now): what tokens and their events are stamped with. */
   clock: () => number;
 }): IdentityService {
   const { store, live, clock } = deps;

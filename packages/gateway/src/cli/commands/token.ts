@@ -28,7 +28,8 @@ export async function token(args: string[]): Promise<number> {
   const identity = createIdentityService({
     store,
     live: createLiveConfig(loaded),
-    clock: Date.now,
+    // Stamped as the gateways stamp theirs: by the database's clock, not this host's.
+    clock: () => store.now(),
   });
   const operator = `cli:${process.env.USER ?? "unknown"}`;
   try {
