@@ -126,7 +126,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       config: config.identity.oidc,
       publicUrl,
       store,
-      clock,
+      clock: storeTime,
       logger,
       configured: (email) => identity.reviewer(email),
       approverGroups: live.approverGroups,

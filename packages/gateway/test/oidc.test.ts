@@ -13,6 +13,7 @@ import {
   refund,
   removeDir,
   startGateway,
+  storeSql,
   type TestGateway,
   until,
 } from "./support/gateway.js";
@@ -121,7 +122,7 @@ rules:
   async function signIn(
     email: string,
     options: { stepUp?: boolean; returnTo?: string; at?: string; cookie?: string } = {},
-  ): Promise<Session & { loggedIn: boolean; location: string }> {
+  ): Promise<Session & { loggedIn: boolean; location: string; setCookie: string }> {
     const base = options.at ?? baseUrl();
     const query = new URLSearchParams({ returnTo: options.returnTo ?? "/" });
     if (options.stepUp) query.set("stepUp", "1");
@@ -143,7 +144,13 @@ rules:
     const cookie = setCookie.split(";")[0]!;
     const session = await fetch(`${base}/auth/session`, { headers: { cookie } });
     const body = (await session.json()) as { csrfToken: string };
-    return { cookie, csrf: body.csrfToken, loggedIn, location: back.headers.get("location")! };
+    return {
+      cookie,
+      csrf: body.csrfToken,
+      loggedIn,
+      location: back.headers.get("location")!,
+      setCookie,
+    };
   }
 
   const baseUrl = () => base;
@@ -391,13 +398,7 @@ rules:
 
   it("counts a step-up from the sign-in at the latest, when the provider's auth_time is ahead", async () => {
     const port = Number(new URL(strictBase).port);
-    // The gateway's clock ten minutes behind the provider's: every auth_time is in its future.
-    // (Not more: on PostgreSQL a request expires by the database's clock, and its expiry, an
-    // hour from its submission by this clock, must still be ahead of it.)
-    let ahead = -600_000;
-    const skewed = await startGateway(gatewayConfig(port), {
-      gateway: { port, clock: () => Date.now() + ahead },
-    });
+    const skewed = await startGateway(gatewayConfig(port), { gateway: { port } });
     try {
       const token = await skewed.token("agent", "support-bot");
       const held = async () => {
@@ -410,8 +411,13 @@ rules:
       };
       const carol = await signIn("carol@example.com", { stepUp: true, at: strictBase });
       expect((await vote(carol, await held(), carol.csrf, strictBase)).status).toBe(200);
-      // A minute after that sign-in, by the gateway's clock: far past stepUpMaxAge (2 s).
-      ahead += 60_000;
+      // The provider's clock ten minutes ahead of the gateway's (the store's: on PostgreSQL
+      // the database's), so the auth_time it gave is in the gateway's future; and a minute
+      // since that sign-in, far past stepUpMaxAge (2 s).
+      await storeSql(
+        skewed,
+        "UPDATE sessions SET auth_time = auth_time + 600000, created_at = created_at - 60000",
+      );
       const stale = await vote(carol, await held(), carol.csrf, strictBase);
       expect(stale.body.error?.code).toBe("step_up_required");
       const session = await fetch(`${strictBase}/auth/session`, {
@@ -420,7 +426,7 @@ rules:
       const judged = (await session.json()) as { stepUpUntil: string; authTime: string };
       expect(judged).toMatchObject({ steppedUp: false });
       // Counted from the sign-in, by the gateway's clock, not from the provider's auth_time.
-      expect(Date.parse(judged.stepUpUntil)).toBeLessThan(Date.now() + ahead);
+      expect(Date.parse(judged.stepUpUntil)).toBeLessThan(Date.now());
       expect(Date.parse(judged.stepUpUntil)).toBeLessThan(Date.parse(judged.authTime));
     } finally {
       await skewed.close();
@@ -467,9 +473,9 @@ rules:
 
   it("signs out a live session only with its CSRF token, and clears an expired one's cookie", async () => {
     const port = Number(new URL(strictBase).port);
-    let ahead = 0;
+    // An hour ahead of this process's clock (on SQLite, the store's time too).
     const later = await startGateway(gatewayConfig(port), {
-      gateway: { port, clock: () => Date.now() + ahead },
+      gateway: { port, clock: () => Date.now() + 3_600_000 },
     });
     try {
       const signOut = (session: Session, csrf?: string) =>
@@ -478,6 +484,9 @@ rules:
           headers: { cookie: session.cookie, ...(csrf ? { "x-csrf-token": csrf } : {}) },
         });
       const carol = await signIn("carol@example.com", { at: strictBase });
+      // The cookie lasts as long as the session, its 12 h, whatever this process's clock says.
+      expect(Number(/Max-Age=(\d+)/.exec(carol.setCookie)?.[1])).toBeGreaterThan(43_190);
+      expect(Number(/Max-Age=(\d+)/.exec(carol.setCookie)?.[1])).toBeLessThanOrEqual(43_200);
       const forged = await signOut(carol);
       expect(forged.status).toBe(403);
       expect(forged.headers.get("set-cookie")).toBeNull();
@@ -486,7 +495,7 @@ rules:
       });
       expect(still.status).toBe(200);
       // Past the session's 12 h: the console, told it is signed out, signs out to drop the cookie.
-      ahead = 13 * 3_600_000;
+      await storeSql(later, "UPDATE sessions SET expires_at = expires_at - 13 * 3600000");
       for (const csrf of [carol.csrf, undefined]) {
         const out = await signOut(carol, csrf);
         expect(out.status).toBe(204);
@@ -772,6 +781,41 @@ rules:
         idp.setRotateRefreshTokens(false);
       }
     });
+
+    it.skipIf(!onPostgres)(
+      "judges a session by the database's time on every replica: one whose clock runs ahead neither ends it, nor takes its step-up for stale, nor asks the provider early",
+      async () => {
+        // Thirteen hours ahead: past the session's 12 h, its step-up's hour and recheckEvery.
+        const ahead = await startGateway(
+          gatewayConfig(0, "\n    recheckEvery: 1h").replace(
+            "stepUpMaxAge: 2s",
+            "stepUpMaxAge: 1h",
+          ),
+          { dir: checked.dir, gateway: { clock: () => Date.now() + 13 * 3_600_000 } },
+        );
+        try {
+          const carol = await signIn("carol@example.com", { stepUp: true, at });
+          const refreshes = idp.refreshes;
+          const there = await fetch(`${ahead.url}/auth/session`, {
+            headers: { cookie: carol.cookie },
+          });
+          expect(there.status).toBe(200);
+          expect(await there.json()).toMatchObject({ steppedUp: true });
+          expect(idp.refreshes).toBe(refreshes);
+          // Signed out there, in the database's time too.
+          const out = await fetch(`${ahead.url}/auth/logout`, {
+            method: "POST",
+            headers: { cookie: carol.cookie, "x-csrf-token": carol.csrf },
+          });
+          expect(out.status).toBe(204);
+          const [event] = (await events("reviewer.signed_out")).slice(-1);
+          expect(event.actor.id).toBe("carol@example.com");
+          expect(Math.abs(Date.parse(event.ts) - Date.now())).toBeLessThan(60_000);
+        } finally {
+          await ahead.close();
+        }
+      },
+    );
 
     it.skipIf(!onPostgres)(
       "leaves a slow check to the replica that started it, however long its provider takes",

@@ -26,7 +26,12 @@ const callbackQuerySchema = z
 
 export function authRoutes(
   router: ReturnType<typeof createRouter>,
-  deps: { oidc: OidcService | undefined; publicUrl: string },
+  deps: {
+    oidc: OidcService | undefined;
+    publicUrl: string;
+    /** The store's time, which sessions end by. */
+    clock: () => number;
+  },
 ): void {
   const { route } = router;
   const secure = deps.publicUrl.startsWith("https:");
@@ -127,7 +132,8 @@ export function authRoutes(
       );
       reply.header("set-cookie", [
         sessionCookie(SESSION_COOKIE, sessionId, {
-          maxAgeSeconds: Math.max(1, Math.floor((expiresAt - Date.now()) / 1000)),
+          // As long as the session lasts by the clock it ends by, whatever this process's says.
+          maxAgeSeconds: Math.max(1, Math.floor((expiresAt - deps.clock()) / 1000)),
           secure,
         }),
         sessionCookie(SIGN_IN_COOKIE, "0".repeat(16), { maxAgeSeconds: 0, secure }),

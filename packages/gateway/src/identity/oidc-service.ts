@@ -88,6 +88,10 @@ export function createOidcService(deps: {
   config: OidcConfig;
   publicUrl: string;
   store: Store;
+  /**
+   * The store's time (Store.now): what sessions and sign-ins are stamped and judged by, so
+   * that every replica ends a session, asks the provider again and counts a step-up alike.
+   */
   clock: () => number;
   logger: Logger;
   /** A configured reviewer's groups, when the e-mail is one. */

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import Database from "better-sqlite3";
 import pg from "pg";
 import { loadConfigText } from "../../src/config/config-load.js";
 import { createGateway, type Gateway, type GatewayOptions } from "../../src/main.js";
@@ -152,6 +153,35 @@ export async function withGateway<T>(
   } finally {
     await gw.close();
     removeDir(gw.dir);
+  }
+}
+
+/**
+ * Runs one statement, in the SQL both stores speak, on a running test gateway's store: its
+ * SQLite file, or its PostgreSQL schema. What time has done to stored rows is done this way
+ * (a session's end moved into the past, say): on PostgreSQL the gateway judges by the
+ * database's clock, which a test cannot move as it moves the gateway's `clock`.
+ */
+export async function storeSql(gw: Pick<TestGateway, "dir">, sql: string): Promise<void> {
+  if (!onPostgres) {
+    const db = new Database(join(gw.dir, "airlock.db"));
+    try {
+      db.exec(sql);
+    } finally {
+      db.close();
+    }
+    return;
+  }
+  const url = new URL(
+    process.env.AIRLOCK_TEST_POSTGRES ?? "postgres://postgres@127.0.0.1:5432/test",
+  );
+  url.searchParams.set("options", `-c search_path=${testSchema(gw.dir)}`);
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
   }
 }
 
