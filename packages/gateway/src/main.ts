@@ -289,7 +289,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     pruning = pruneFinished({
       store,
       keepMs,
-      clock,
+      clock: storeTime,
       logger,
       metrics,
       stopped: () => closing !== undefined,

@@ -502,6 +502,44 @@ rules:
     }
   });
 
+  it("keeps finished requests for retention.requests by the database's clock, whatever the clock of the replica that prunes", async () => {
+    const DAY = 86_400_000;
+    // Eleven days ahead: past the retention of what finishes now.
+    const b = await startGateway(`${config(0)}retention: { requests: 10d, every: 100ms }\n`, {
+      gateway: { clock: () => Date.now() + 11 * DAY },
+    });
+    try {
+      const agent = await b.token("agent", "support-bot");
+      const ran = await api(b.url, "POST", "/v1/actions", { token: agent, body: read("/kept") });
+      expect(ran.body.status).toBe("succeeded");
+      const status = async () =>
+        (await api(b.url, "GET", `/v1/actions/${ran.body.id}`, { token: agent })).status;
+      await sleep(600);
+      expect(await status()).toBe(200);
+      // Finished eleven days ago by the database's clock: it goes, and the event that says
+      // so is stamped by that clock too.
+      await db.query("UPDATE requests SET finished_at = finished_at - $1 WHERE id = $2", [
+        11 * DAY,
+        ran.body.id,
+      ]);
+      const before = await dbNow();
+      await until(async () => (await status()) === 404);
+      const after = await dbNow();
+      const [pruned] = await db.query<{ ts: string; data: string }>(
+        "SELECT ts, data FROM audit_events WHERE type = 'requests.pruned' AND data LIKE $1",
+        [`%${ran.body.id}%`],
+      );
+      expect(Date.parse(pruned!.ts)).toBeGreaterThanOrEqual(before - 200);
+      expect(Date.parse(pruned!.ts)).toBeLessThanOrEqual(after);
+      const cutoff = Date.parse(JSON.parse(pruned!.data).finishedBefore);
+      expect(cutoff).toBeGreaterThanOrEqual(before - 200 - 10 * DAY);
+      expect(cutoff).toBeLessThanOrEqual(after - 10 * DAY);
+    } finally {
+      await b.close();
+      removeDir(b.dir);
+    }
+  });
+
   it("runs an action once when its deciding votes land on both replicas at once, and a deny or a cancel racing the last approval wins whole or not at all", async () => {
     const text = config(0)
       .replace(

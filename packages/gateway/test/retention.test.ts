@@ -12,6 +12,7 @@ import {
   refund,
   removeDir,
   startGateway,
+  storeSql,
   type TestGateway,
   testConfig,
   until,
@@ -32,17 +33,11 @@ describe("retention of finished requests", () => {
   let gw: TestGateway;
   let agent: string;
   let bob: string;
-  // The gateway's clock, moved on by the test to age what it stored.
-  let ahead = 0;
-  const clock = () => Date.now() + ahead;
 
   beforeAll(async () => {
     upstream = await startUpstream();
     gw = await startGateway(
       `${testConfig(upstream.url, LONG_REVIEW)}retention: { requests: 10d, every: 200ms }\n`,
-      {
-        gateway: { clock },
-      },
     );
     agent = await gw.token("agent", "support-bot");
     bob = await gw.token("reviewer", "bob@example.com");
@@ -55,6 +50,15 @@ describe("retention of finished requests", () => {
 
   const status = async (id: string) =>
     (await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent })).status;
+  /**
+   * Time passes for what has finished: its finishing time moves back by `ms`, as the store's
+   * clock (on PostgreSQL the database's, which the test cannot move) would move on.
+   */
+  const age = (ms: number) =>
+    storeSql(
+      gw,
+      `UPDATE requests SET finished_at = finished_at - ${ms} WHERE finished_at IS NOT NULL`,
+    );
 
   it("deletes finished requests past it, keeps those under way, and keeps the whole trail", async () => {
     const allowed = await api(gw.url, "POST", "/v1/actions", {
@@ -80,11 +84,11 @@ describe("retention of finished requests", () => {
     const allowedTrail = await trailOf(allowed.body.id);
 
     // Nine days on: nothing is old enough yet.
-    ahead = 9 * DAY;
+    await age(9 * DAY);
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(await status(allowed.body.id)).toBe(200);
 
-    ahead = 11 * DAY;
+    await age(2 * DAY);
     await until(async () => (await status(allowed.body.id)) === 404, 5000);
     expect(await status(deniedId)).toBe(404);
     // Under way: pending for review, and kept however old.
@@ -111,7 +115,7 @@ describe("retention of finished requests", () => {
       const view = await api(gw.url, "GET", `/v1/actions/${pending.body.id}`, { token: agent });
       return view.body.status === "succeeded";
     });
-    ahead = 22 * DAY;
+    await age(11 * DAY);
     await until(async () => (await status(pending.body.id)) === 404, 5000);
 
     // A pruned request's idempotency key is free again: it names a new request.
@@ -130,8 +134,6 @@ describe("retention of finished requests, against what is still under way", () =
   let gw: TestGateway;
   let agent: string;
   let bob: string;
-  let ahead = 0;
-  const clock = () => Date.now() + ahead;
   // What the webhook receiver answers.
   let receiving = 200;
   const received: string[] = [];
@@ -154,8 +156,8 @@ channels:
   webhooks:
     - { url: "http://127.0.0.1:${port}/hook", secret: "whsec_${Buffer.from("k".repeat(32)).toString("base64")}" }
 `,
-      // A failed delivery is tried again an hour later, by the gateway's clock.
-      { gateway: { clock, delivery: { pollInterval: 20, backoff: () => 3_600_000 } } },
+      // A failed delivery is tried again an hour later.
+      { gateway: { delivery: { pollInterval: 20, backoff: () => 3_600_000 } } },
     );
     agent = await gw.token("agent", "support-bot");
     bob = await gw.token("reviewer", "bob@example.com");
@@ -169,6 +171,9 @@ channels:
 
   const status = async (id: string) =>
     (await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent })).status;
+  /** Its finishing time moved back by `ms` (see `age` above). */
+  const ageRequest = (id: string, ms: number) =>
+    storeSql(gw, `UPDATE requests SET finished_at = finished_at - ${ms} WHERE id = '${id}'`);
   const trailOf = async (id: string) =>
     (await api(gw.url, "GET", `/v1/audit?requestId=${id}`, { token: bob })).body.events as {
       type: string;
@@ -189,10 +194,10 @@ channels:
     // As a replica that took the lease for lapsed would, then retention past it.
     await gw.gateway.store.transition(
       id,
-      (current) => interruptExecution(current, clock()),
+      (current, at = gw.gateway.store.now()) => interruptExecution(current, at),
       gw.gateway.dispatcher.plan,
     );
-    ahead += 11 * DAY;
+    await ageRequest(id, 11 * DAY);
     await until(async () => (await status(id)) === 404, 1500);
     held.release();
     const res = await answer;
@@ -212,15 +217,14 @@ channels:
       const pending = await gw.gateway.store.listOutbox({ state: "pending", limit: 100 });
       return pending.some((e) => e.requestId === done.body.id && e.attempts > 0);
     });
-    ahead += 11 * DAY;
+    await ageRequest(done.body.id, 11 * DAY);
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(await status(done.body.id)).toBe(200);
-    // Delivered at last, it goes. Its retry is brought forward: on PostgreSQL it falls due
-    // by the database's clock, which the test does not move.
+    // Delivered at last, it goes. Its retry, an hour off, is brought forward.
     receiving = 200;
     const waiting = await gw.gateway.store.listOutbox({ state: "pending", limit: 100 });
     for (const entry of waiting.filter((e) => e.requestId === done.body.id)) {
-      await gw.gateway.store.failOutbox(clock(), entry.id, entry.lastError ?? "", 0);
+      await gw.gateway.store.failOutbox(gw.gateway.store.now(), entry.id, entry.lastError ?? "", 0);
     }
     await until(async () => (await status(done.body.id)) === 404, 5000);
     expect(received.some((body) => body.includes(done.body.id))).toBe(true);

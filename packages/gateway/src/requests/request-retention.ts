@@ -13,6 +13,10 @@ const BATCH = 500;
 export async function pruneFinished(deps: {
   store: Store;
   keepMs: number;
+  /**
+   * The store's time (Store.now): what requests' finishing times are stamped by, so that the
+   * cut-off is `keepMs` before now whichever replica prunes.
+   */
   clock: () => number;
   logger: Logger;
   metrics: Metrics;
