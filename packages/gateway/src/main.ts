@@ -180,7 +180,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
     plan: dispatcher.plan,
     logger,
     metrics,
-    clock,
+    clock: storeTime,
     afterCommit: dispatcher.kick,
     leaseMs: config.server.executionLease,
   });

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OUTCOME_UNKNOWN } from "../src/requests/request-transitions.js";
+import { interruptExecution, OUTCOME_UNKNOWN } from "../src/requests/request-transitions.js";
 import { lockKey, NOW_MS } from "../src/store/postgres/postgres-sql.js";
 import { airlockBin, freePort, killed, runCli, startServe } from "./support/cli.js";
 import { api, read, removeDir, SECRET, startGateway, until, vote } from "./support/gateway.js";
@@ -535,6 +535,39 @@ rules:
       expect(cutoff).toBeGreaterThanOrEqual(before - 200 - 10 * DAY);
       expect(cutoff).toBeLessThanOrEqual(after - 10 * DAY);
     } finally {
+      await b.close();
+      removeDir(b.dir);
+    }
+  });
+
+  it("stamps an outcome that came after its request was ended by the database's clock, whatever the clock of the replica that ran it", async () => {
+    const b = await startGateway(config(0), { gateway: { clock: () => Date.now() - 10 * 60_000 } });
+    const held = upstream.hold("/api/late");
+    try {
+      const agent = await b.token("agent", "support-bot");
+      const answer = api(b.url, "POST", "/v1/actions", { token: agent, body: read("/late") });
+      await held.arrived;
+      const [row] = await db.query<{ id: string }>(
+        "SELECT id FROM requests WHERE status = 'executing' AND input LIKE '%/late%'",
+      );
+      // Ended meanwhile, as a replica that took its lease for lapsed would.
+      await b.gateway.store.transition(
+        row!.id,
+        (current, at) => interruptExecution(current, at!),
+        b.gateway.dispatcher.plan,
+      );
+      const before = await dbNow();
+      held.release();
+      await answer;
+      const after = await dbNow();
+      const [late] = await db.query<{ ts: string }>(
+        "SELECT ts FROM audit_events WHERE type = 'execution.late_outcome' AND request_id = $1",
+        [row!.id],
+      );
+      expect(Date.parse(late!.ts)).toBeGreaterThanOrEqual(before - 200);
+      expect(Date.parse(late!.ts)).toBeLessThanOrEqual(after + 200);
+    } finally {
+      held.release();
       await b.close();
       removeDir(b.dir);
     }

@@ -100,7 +100,10 @@ export function createExecutor(deps: {
   plan: OutboxPlanner;
   logger: Logger;
   metrics: Metrics;
-  /** The time that is stored (an execution's start and end, a heartbeat's stamp). */
+  /**
+   * The store's time (Store.now), what is stored is stamped by: an execution's start and end
+   * and a heartbeat where one process owns the store, an outcome recorded late on any.
+   */
   clock: () => number;
   /**
    * Milliseconds on a clock no step of the wall clock moves (performance.now by default): what
@@ -153,7 +156,7 @@ export function createExecutor(deps: {
   };
   /**
    * Executions other replicas run, as last seen here: their heartbeat (the `updatedAt` the
-   * running replica stamps with its own clock) and since when, on this process's monotonic
+   * running replica's heartbeat stamps) and since when, on this process's monotonic
    * clock, it has not moved. A lease has run out when the heartbeat stood still for a whole
    * lease as this process counts: no comparison of two machines' clocks, no step of a wall
    * clock counted as time passed, and nothing ended that this process has not watched for that
