@@ -242,7 +242,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
         privateKey,
         publicKeys: publicKeys ? otherKeys : undefined,
         everyMs: checkpointEvery,
-        clock,
+        clock: storeTime,
         logger,
       })
     : undefined;
@@ -333,7 +333,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
             type: "config.reloaded",
             requestId: null,
             actor: { type: "operator", id: actor },
-            at: clock(),
+            at: storeTime(),
             data: redactor.redact(changes) as unknown as Json,
           },
         ]);

@@ -5,11 +5,13 @@
  * second run.
  */
 import { spawn } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfigText } from "../src/config/config-load.js";
 import { interruptExecution, OUTCOME_UNKNOWN } from "../src/requests/request-transitions.js";
 import { lockKey, NOW_MS } from "../src/store/postgres/postgres-sql.js";
 import { airlockBin, freePort, killed, runCli, startServe } from "./support/cli.js";
@@ -570,6 +572,79 @@ rules:
       held.release();
       await b.close();
       removeDir(b.dir);
+    }
+  });
+
+  it("stamps config reloads and signed checkpoints by the database's clock, whatever the clock of the replica or the host that signs", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "airlock-keys-"));
+    const key = join(dir, "audit.key");
+    writeFileSync(
+      key,
+      generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }),
+    );
+    const signed = (storage: string) =>
+      `${config(0).replace(db.url, storage)}audit:\n  signingKey: \${file:${key}}\n  checkpointEvery: 100ms\n`;
+    const before = await dbNow();
+    const b = await startGateway(signed(db.url), {
+      gateway: { clock: () => Date.now() - 10 * 60_000 },
+    });
+    // And an operator's host, whose clock is an hour behind its database's.
+    const skewed = await scratchSchema({ clockAhead: 3_600_000 });
+    try {
+      const agent = await b.token("agent", "support-bot");
+      await api(b.url, "POST", "/v1/actions", { token: agent, body: read("/signed") });
+      const next = loadConfigText(signed(db.url).replace("name: reads pass", "name: reads go"), {
+        env: { BILLING_API_TOKEN: SECRET },
+        baseDir: b.dir,
+        source: "test.yaml",
+      });
+      expect(await b.gateway.reload(next, "test")).toBeDefined();
+      // Signed once the reload is in the chain.
+      await until(
+        async () =>
+          (
+            await db.query(
+              `SELECT 1 FROM audit_events WHERE type = 'audit.checkpoint' AND seq >
+              (SELECT seq FROM audit_events WHERE type = 'config.reloaded')`,
+            )
+          ).length > 0,
+      );
+      const after = await dbNow();
+      const stamped = await db.query<{ type: string; ts: string }>(
+        "SELECT type, ts FROM audit_events WHERE type IN ('config.reloaded', 'audit.checkpoint')",
+      );
+      expect(new Set(stamped.map((e) => e.type))).toEqual(
+        new Set(["config.reloaded", "audit.checkpoint"]),
+      );
+      for (const event of stamped) {
+        expect([event.type, Date.parse(event.ts) >= before - 200]).toEqual([event.type, true]);
+        expect([event.type, Date.parse(event.ts) <= after + 200]).toEqual([event.type, true]);
+      }
+
+      // airlock audit checkpoint, run on that host against the other database.
+      const path = join(dir, "airlock.yaml");
+      writeFileSync(path, signed(skewed.url));
+      const skewedNow = async () =>
+        Number((await skewed.query<{ now: string }>(`SELECT ${NOW_MS} AS now`))[0]?.now);
+      const env = { BILLING_API_TOKEN: SECRET };
+      expect(
+        (await runCli(["token", "create", "--agent", "support-bot", "--config", path], { env }))
+          .code,
+      ).toBe(0);
+      const opened = await skewedNow();
+      const signedThere = await runCli(["audit", "checkpoint", "--config", path], { env });
+      expect(signedThere.code).toBe(0);
+      const closed = await skewedNow();
+      const [checkpoint] = await skewed.query<{ ts: string }>(
+        "SELECT ts FROM audit_events WHERE type = 'audit.checkpoint'",
+      );
+      expect(Date.parse(checkpoint!.ts)).toBeGreaterThanOrEqual(opened);
+      expect(Date.parse(checkpoint!.ts)).toBeLessThanOrEqual(closed);
+    } finally {
+      await b.close();
+      removeDir(b.dir);
+      removeDir(dir);
+      await skewed.drop();
     }
   });
 

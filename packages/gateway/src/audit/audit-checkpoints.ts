@@ -295,6 +295,7 @@ export function createCheckpointer(deps: {
   /** audit.publicKeys: the other keys whose checkpoints may replace this one's. */
   publicKeys?: readonly KeyObject[] | undefined;
   everyMs: number;
+  /** The store's time (Store.now): a checkpoint's signedAt, and its event's. */
   clock: () => number;
   logger: Logger;
 }) {

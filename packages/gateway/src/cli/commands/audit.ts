@@ -118,7 +118,8 @@ export async function audit(args: string[]): Promise<number> {
           `audit.signingKey (key ${keyId}) was replaced by key ${successor.keyId} (its checkpoint at event ${successor.seq}): a checkpoint signed with it now would fail airlock audit verify; sign with the new key`,
         );
       }
-      const data = await appendCheckpoint(store, privateKey, head, Date.now(), {
+      // Signed at the database's time, as the gateways sign theirs, not this host's.
+      const data = await appendCheckpoint(store, privateKey, head, store.now(), {
         type: "operator",
         id: "airlock audit checkpoint",
       });
