@@ -137,6 +137,7 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       logger,
       redactor,
       clock,
+      storeTime,
       claimOnce: (key, expiresAt, now) => store.claimOnce(key, expiresAt, now),
       reviewer: live.reviewer,
       postedRef: (requestId, channel) => store.getChannelRef(requestId, channel),

@@ -761,6 +761,30 @@ describe("Slack approvals", () => {
     expect(told).toHaveLength(1);
   });
 
+  it("counts a reminder's time left by the store's clock, which stamped the expiry, not the gateway's", async () => {
+    const text = config(upstream.url, slack).replace(
+      "notifyOwner: true",
+      "notifyOwner: false\n    remindBefore: 14m59s700ms",
+    );
+    // Half an hour behind: on PostgreSQL the request expires 15 minutes from now by the
+    // database's clock, 45 by this one.
+    const other = await startGateway(text, {
+      gateway: { delivery: fast, clock: () => Date.now() - 30 * 60_000 },
+    });
+    try {
+      const { message } = await heldOn(other);
+      const thread = () =>
+        [...slack.messages.values()]
+          .filter((m) => m.thread_ts === message.ts)
+          .map((m) => m.text ?? "");
+      await until(() => thread().length >= 1, 5000);
+      expect(thread()[0]).toMatch(/expires in 15 minutes/);
+    } finally {
+      await other.close();
+      removeDir(other.dir);
+    }
+  });
+
   it("reminds in the thread before expiry, and escalates when nobody answers", async () => {
     const text = config(upstream.url, slack)
       .replace(

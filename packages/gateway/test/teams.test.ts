@@ -553,7 +553,10 @@ describe("Teams approvals", () => {
    * A gateway whose reminders are due 300 ms after a request is made (requests here expire
    * after an hour), with a request held on it and its card.
    */
-  const withReminders = (fn: (held: { id: string; card: { id: string } }) => Promise<void>) =>
+  const withReminders = (
+    fn: (held: { id: string; card: { id: string } }) => Promise<void>,
+    clock?: () => number,
+  ) =>
     withGateway(
       config(upstream.url, teams).replace(
         "    openIdMetadataUrl:",
@@ -567,21 +570,28 @@ describe("Teams approvals", () => {
         await reminding.gateway.dispatcher.idle();
         await fn({ id, card: cardOf(id)! });
       },
-      { gateway: { delivery: fast } },
+      { gateway: { delivery: fast, ...(clock ? { clock } : {}) } },
     );
 
+  const remindsInTime = async ({ id, card }: { id: string; card: { id: string } }) => {
+    const replies = () => [...teams.activities.values()].filter((a) => a.replyToId === card.id);
+    await until(() => replies().length > 0);
+    expect(replies()).toHaveLength(1);
+    expect(replies()[0]!.activity).toMatchObject({ textFormat: "plain" });
+    expect(String(replies()[0]!.activity.text)).toMatch(
+      new RegExp(
+        `^Reminder: request ${id} \\(POST billing-api/api/refunds on billing-api\\) is waiting for review, 0 of 1 approvals; 1 more approval needed from finance, and expires in 60 minutes`,
+      ),
+    );
+  };
+
   it("reminds the card's thread before a request expires, while it is still pending", () =>
-    withReminders(async ({ id, card }) => {
-      const replies = () => [...teams.activities.values()].filter((a) => a.replyToId === card.id);
-      await until(() => replies().length > 0);
-      expect(replies()).toHaveLength(1);
-      expect(replies()[0]!.activity).toMatchObject({ textFormat: "plain" });
-      expect(String(replies()[0]!.activity.text)).toMatch(
-        new RegExp(
-          `^Reminder: request ${id} \\(POST billing-api/api/refunds on billing-api\\) is waiting for review, 0 of 1 approvals; 1 more approval needed from finance, and expires in 60 minutes`,
-        ),
-      );
-    }));
+    withReminders(remindsInTime));
+
+  it("counts a reminder's time left by the store's clock, which stamped the expiry, not the gateway's", () =>
+    // Half an hour behind: on PostgreSQL the request expires an hour from now by the
+    // database's clock, ninety minutes by this one.
+    withReminders(remindsInTime, () => Date.now() - 30 * 60_000));
 
   it("gives up at once on a reminder for a card someone deleted", () =>
     // The card is gone by the time its reminder is due.

@@ -18,6 +18,7 @@ export function configuredChannels(
     reviewer: ChatChannelDeps["reviewer"];
     postedRef: ChatChannelDeps["postedRef"];
     clock?: () => number;
+    storeTime?: () => number;
   },
 ): Channel[] {
   const names = webhookNames(config.channels.webhooks);
@@ -30,6 +31,7 @@ export function configuredChannels(
     reviewer: deps.reviewer,
     postedRef: deps.postedRef,
     ...(deps.clock ? { clock: deps.clock } : {}),
+    ...(deps.storeTime ? { storeTime: deps.storeTime } : {}),
   };
   const { slack, teams } = config.channels;
   if (slack) channels.push(createSlackChannel(slack, chat));

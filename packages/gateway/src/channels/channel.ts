@@ -55,7 +55,16 @@ export interface ChatChannelDeps {
    * chat that can tell where a click came from takes it only from there.
    */
   postedRef: (requestId: string, channel: string) => Promise<string | undefined>;
+  /**
+   * This process's clock (default Date.now): what a message's signed time and the channel's
+   * own caches are judged by, between it and the chat service.
+   */
   clock?: () => number;
+  /**
+   * The store's time (Store.now; default `clock`), which stamped the requests' times: what
+   * a reminder counts the time left until a request's expiry from.
+   */
+  storeTime?: () => number;
 }
 
 /**

@@ -90,6 +90,7 @@ export const SLACK_CHANNEL = "slack";
 
 export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channel {
   const clock = deps.clock ?? Date.now;
+  const storeTime = deps.storeTime ?? clock;
   const logger = deps.logger;
   // Failures go back to the outbox, which retries with backoff (and Slack's Retry-After),
   // so nothing is lost while Slack is away and nothing is retried twice.
@@ -211,7 +212,7 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
       if (notice.event === "escalate" && view.reviews.length > 0) return;
       const text =
         notice.event === "remind"
-          ? reminderText(view, clock())
+          ? reminderText(view, storeTime())
           : escalationText(view, config.escalation?.mention ?? "here");
       await call("chat.postMessage", () =>
         client.chat.postMessage({ channel, thread_ts: ts, text }),

@@ -96,6 +96,7 @@ type Vote = {
 
 export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channel {
   const clock = deps.clock ?? Date.now;
+  const storeTime = deps.storeTime ?? clock;
   const logger = deps.logger;
   const bot = deps.bot ?? createTeamsBot(config);
   /** The answers to the clicks this replica took lately, for Teams' resends of them. */
@@ -336,7 +337,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     const { conversation, id } = parseRef(ref);
     if (notice.event === "remind") {
       if (notice.request.status === "pending") {
-        await reply(conversation, id, reminderText(notice.request, clock())).catch(
+        await reply(conversation, id, reminderText(notice.request, storeTime())).catch(
           (error: unknown) => {
             throw gone(error);
           },
