@@ -648,6 +648,34 @@ rules:
     }
   });
 
+  it("replays the requests of the last --since by the database's clock, not the operator's host's", async () => {
+    // The database's clock an hour behind this host's.
+    const skewed = await scratchSchema({ clockAhead: -3_600_000 });
+    const text = config(0).replace(db.url, skewed.url);
+    const b = await startGateway(text);
+    const dir = mkdtempSync(join(tmpdir(), "airlock-operator-"));
+    try {
+      const agent = await b.token("agent", "support-bot");
+      const ran = await api(b.url, "POST", "/v1/actions", {
+        token: agent,
+        body: read("/replayed"),
+      });
+      expect(ran.body.status).toBe("succeeded");
+      const path = join(dir, "airlock.yaml");
+      writeFileSync(path, text);
+      // Made a moment ago, by the database's clock that stamped it.
+      const replayed = await runCli(["policy", "replay", "--since", "30m", "--config", path], {
+        env: { BILLING_API_TOKEN: SECRET },
+      });
+      expect(replayed.stdout).toMatch(/^1 request\(s\) since .* replayed: 1 decided as before/m);
+    } finally {
+      await b.close();
+      removeDir(b.dir);
+      removeDir(dir);
+      await skewed.drop();
+    }
+  });
+
   it("runs an action once when its deciding votes land on both replicas at once, and a deny or a cancel racing the last approval wins whole or not at all", async () => {
     const text = config(0)
       .replace(

@@ -100,14 +100,19 @@ export function addressInUse(error: unknown, address: string, fix: string): CliE
     : undefined;
 }
 
-/** A `--since` as a time ago (`12h`, `7d`, counted back from now) or as a date or instant. */
-export function parseSince(text: string): number {
+/**
+ * A `--since` as a time ago (`12h`, `7d`) or as a date or instant: the instant it means, given
+ * the time now. Counted back from the store's time (`Store.now`), which stamped what it picks,
+ * not from this host's clock; read before the store is opened, so that a bad one opens nothing.
+ */
+export function parseSince(text: string): (now: number) => number {
   const ago = parseDuration(text);
-  const since = ago !== undefined ? Date.now() - ago : parseInstant(text);
-  if (since === undefined) {
+  if (ago !== undefined) return (now) => now - ago;
+  const at = parseInstant(text);
+  if (at === undefined) {
     throw new CliError(`--since must be a duration like 7d or 12h, or it ${INSTANT_HINT}`, 2);
   }
-  return since;
+  return () => at;
 }
 
 export function loadConfigOrExit(explicit: string | undefined): LoadedConfig {

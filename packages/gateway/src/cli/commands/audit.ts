@@ -173,7 +173,7 @@ export async function audit(args: string[]): Promise<number> {
     const format = values.format ?? "jsonl";
     if (format !== "jsonl" && format !== "csv")
       throw new CliError("--format must be jsonl or csv", 2);
-    const since = values.since === undefined ? undefined : parseSince(values.since);
+    const sinceAt = values.since === undefined ? undefined : parseSince(values.since);
     let afterSeq: number | undefined;
     if (values["after-seq"] !== undefined) {
       afterSeq = /^\d{1,15}$/.test(values["after-seq"]) ? Number(values["after-seq"]) : undefined;
@@ -185,13 +185,19 @@ export async function audit(args: string[]): Promise<number> {
       }
     }
     const lines = Readable.from(
-      exportAudit(store, format, { since, afterSeq }, progress("exported"), (last, events) => {
-        process.stderr.write(
-          last === undefined
-            ? `exported no events${afterSeq === undefined ? "" : ` after event ${afterSeq}`}\n`
-            : `exported ${events.toLocaleString("en-US")} events, up to event ${last}: next time, --after-seq ${last} exports only what came since\n`,
-        );
-      }),
+      exportAudit(
+        store,
+        format,
+        { since: sinceAt?.(store.now()), afterSeq },
+        progress("exported"),
+        (last, events) => {
+          process.stderr.write(
+            last === undefined
+              ? `exported no events${afterSeq === undefined ? "" : ` after event ${afterSeq}`}\n`
+              : `exported ${events.toLocaleString("en-US")} events, up to event ${last}: next time, --after-seq ${last} exports only what came since\n`,
+          );
+        },
+      ),
     );
     if (values.output) await pipeline(lines, openOutput(values.output));
     else await pipeline(lines, process.stdout, { end: false });

@@ -42,11 +42,13 @@ export async function policy(args: string[]): Promise<number> {
 
 async function policyReplay(args: string[]): Promise<number> {
   const { values } = parse(args, { ...configOption, since: { type: "string" } }, usage);
-  const since = parseSince(values.since ?? "7d");
+  const sinceAt = parseSince(values.since ?? "7d");
   const loaded = loadConfigOrExit(values.config);
   // A rule's reason or an evaluation error can quote a secret of the config.
   const redactor = createRedactor(loaded.secrets);
   const store = await openStore(loaded.config.storage, loaded.baseDir, { migrate: false });
+  // Counted back from the store's time, which stamped the requests, not this host's.
+  const since = sinceAt(store.now());
   const started = performance.now();
   let said = started;
   try {
