@@ -136,7 +136,11 @@ export type InsertResult =
  * itself: the owning process's clock on SQLite; on PostgreSQL the database's, learned from the
  * readings of it each transaction takes as it begins (no round trip of its own, and one when
  * none has for a while), so every replica's agrees with the others' and with the times the
- * database stamps, within about half a round trip.
+ * database stamps, within about half a round trip. The gateway passes it wherever replicas
+ * must agree: as `now` to the methods that judge by the caller's clock (sessions, sign-ins),
+ * to rules as their `now`, and as the time of what it stamps itself (ids, audit events that
+ * belong to no request change, tokens, sessions, retention's cut-off). Only `claimOnce` is
+ * given each replica's own clock, the one that judged the message's signed time.
  */
 export interface Store {
   readonly dialect: "sqlite" | "postgres";

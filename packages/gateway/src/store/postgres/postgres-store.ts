@@ -83,10 +83,13 @@ const SWEEP_MCP_CALLS = `WITH swept AS (DELETE FROM mcp_calls WHERE call_key IN 
 
 /**
  * How long past its expiry (by the database's clock) a message's claim, a session or a
- * sign-in is kept before a replica sweeps it away. Each replica judges their expiry by its
- * own clock; a sweep by the sweeping replica's would end them early for all the others when
- * its clock runs ahead. A day is far more than a replica's clock can lag the database's and
- * still work (Slack's and Teams' messages must be minutes from its own time).
+ * sign-in is kept before a replica sweeps it away. Each replica judges their expiry by the
+ * `now` it passes: for a message's claim its own clock, which may run behind the database's,
+ * and a sweep by the sweeping replica's would end them early for all the others when its
+ * clock runs ahead; for sessions and sign-ins the store's time as the replica learned it (a
+ * replica from before that passed its own clock). A day is far more than a replica's clock
+ * can lag the database's and still work (Slack's and Teams' messages must be minutes from
+ * its own time).
  */
 const SWEEP_GRACE_MS = 86_400_000;
 
