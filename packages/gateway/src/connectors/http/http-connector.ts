@@ -8,7 +8,6 @@ import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
 import { maskText } from "../../masking/result-masking.js";
 import { createByteScrubber } from "../../masking/secret-redactor.js";
-import { cutText } from "../../masking/text-cut.js";
 import type {
   Connector,
   ConnectorType,
@@ -20,6 +19,7 @@ import type {
 } from "../connector.js";
 import { deadline } from "../deadline.js";
 import { beforeSending, describeNetworkError } from "../network-errors.js";
+import { cutPreview } from "../preview-cut.js";
 import { type HttpConnectionConfig, httpConnectionSchema } from "./http-config.js";
 import {
   type HttpInput,
@@ -158,8 +158,7 @@ export function createHttpConnector(
     if (input.body !== undefined) {
       const body =
         typeof input.body === "string" ? input.body : JSON.stringify(input.body, null, 2);
-      // Cut short of a [masked] it would split, which would read as the text it hides.
-      text += `\n\n${body.length > 4000 ? `${cutText(body, 4000, [])}\n… (${body.length} characters)` : body}`;
+      text += `\n\n${cutPreview(body)}`;
     }
     return text;
   };

@@ -25,6 +25,7 @@ import type {
 } from "../connector.js";
 import { deadline } from "../deadline.js";
 import { describeNetworkError } from "../network-errors.js";
+import { cutPreview } from "../preview-cut.js";
 import { type ArgumentCheck, argumentChecker } from "./mcp-arguments.js";
 import { type McpConnectionConfig, mcpConnectionSchema } from "./mcp-config.js";
 import { binaryPaths, capContent, type ToolResult } from "./mcp-result.js";
@@ -38,7 +39,6 @@ export const mcpConnectorType: ConnectorType<McpConnectionConfig> = {
   create: (name, config, deps) => createMcpConnector(name, config, deps),
 };
 
-const PREVIEW_CHARS = 4000;
 /** How long the server's tool schemas are kept, and how long a failure to list them is. */
 const SCHEMA_TTL_MS = 5 * 60_000;
 const SCHEMA_RETRY_MS = 30_000;
@@ -116,11 +116,7 @@ export function createMcpConnector(
 
   const preview = (operation: string, input: Json): string => {
     const args = JSON.stringify(input, null, 2);
-    const shown =
-      args.length > PREVIEW_CHARS
-        ? `${argumentsCut(args, PREVIEW_CHARS)}\n… (${args.length} characters)`
-        : args;
-    return `call tool ${operation} on ${name}\n\n${shown}`;
+    return `call tool ${operation} on ${name}\n\n${cutPreview(args, argumentsCut)}`;
   };
 
   const describe = async (operation: string, input: Json): Promise<Description> => {

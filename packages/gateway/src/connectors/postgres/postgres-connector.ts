@@ -13,8 +13,8 @@ import { defineOwn } from "../../common/own-key.js";
 import { invalidRequest } from "../../common/zod-errors.js";
 import { AirlockError } from "../../errors.js";
 import type { FieldPath } from "../../masking/binary-fields.js";
-import { cutText } from "../../masking/text-cut.js";
 import type { Connector, ConnectorType, Description, ExecutionOutcome } from "../connector.js";
+import { cutPreview } from "../preview-cut.js";
 import { type PostgresConnectionConfig, postgresConnectionSchema } from "./postgres-config.js";
 import {
   analyzeSql,
@@ -406,10 +406,7 @@ export function createPostgresConnector(name: string, config: PostgresConnection
 
   const preview = (_operation: string, raw: Json): string => {
     const input = raw as unknown as PostgresInput;
-    const sql =
-      input.sql.length > 4000
-        ? `${cutText(input.sql, 4000, [])}\n… (${input.sql.length} characters)`
-        : input.sql;
+    const sql = cutPreview(input.sql);
     const params = input.params?.length ? `\n\nparams: ${JSON.stringify(input.params)}` : "";
     return `${name}:\n${sql}${params}`;
   };
