@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { Json } from "../common/canonical-json.js";
-import { longValues, scrubApart, scrubBase64, scrubHex } from "./binary-fields.js";
+import {
+  type ByteCodec,
+  longValues,
+  scrubApart,
+  scrubBase64,
+  scrubEncoded,
+  scrubHex,
+} from "./binary-fields.js";
 import { scrubHidden } from "./input-mask.js";
 import { createByteScrubber } from "./secret-redactor.js";
 
@@ -8,6 +15,44 @@ const CVV = "729";
 /** A JPEG's first bytes, then three whose base64 starts with the CVV: none of them is it. */
 const image = Buffer.from(`/9j/${CVV}AAAAAAAA`, "base64");
 const base64 = (text: string) => Buffer.from(text).toString("base64");
+
+describe("scrubEncoded", () => {
+  /** Bytes as text of their own: hex digits in parentheses, counting each call. */
+  const calls = { decode: 0, encode: 0 };
+  const parens: ByteCodec = {
+    decode: (text) => {
+      calls.decode++;
+      return Buffer.from(text.slice(1, -1), "hex");
+    },
+    encode: (bytes) => {
+      calls.encode++;
+      return `(${bytes.toString("hex")})`;
+    },
+  };
+  const inParens = (text: string) => `(${Buffer.from(text).toString("hex")})`;
+
+  it("scrubs the bytes the codec reads, masks them when they are text, and writes them back by it", () => {
+    const scrubber = createByteScrubber(["s3cr3t-token"], [CVV]);
+    expect(scrubEncoded(inParens(`cvv ${CVV}, token s3cr3t-token`), parens, scrubber)).toBe(
+      inParens("cvv [masked], token [redacted]"),
+    );
+    expect(scrubEncoded(inParens("mail ann@example.com"), parens, scrubber, ["email"])).toBe(
+      inParens("mail a***@example.com"),
+    );
+  });
+
+  it("returns the very text, written anew by nobody, when the bytes hold nothing to scrub", () => {
+    const scrubber = createByteScrubber([], [CVV]);
+    // Upper-case digits: the codec would write them otherwise.
+    const text = "(6E6F7468696E67)";
+    calls.decode = calls.encode = 0;
+    expect(scrubEncoded(text, parens, scrubber, ["card"])).toBe(text);
+    expect(calls).toEqual({ decode: 1, encode: 0 });
+    // Nothing to look for: not even read.
+    expect(scrubEncoded(text, parens, createByteScrubber([]))).toBe(text);
+    expect(calls).toEqual({ decode: 1, encode: 0 });
+  });
+});
 
 describe("scrubBase64", () => {
   const scrubber = createByteScrubber(["s3cr3t-token"], [CVV]);

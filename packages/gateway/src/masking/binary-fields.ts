@@ -25,36 +25,58 @@ export function longValues(values: readonly string[]): string[] {
   return values.filter((value) => value.length >= MIN_SECRET_LENGTH);
 }
 
+/** How a text encodes bytes: read into them, and written from them. */
+export interface ByteCodec {
+  decode(text: string): Buffer;
+  encode(bytes: Buffer): string;
+}
+
+const base64Codec: ByteCodec = {
+  decode: (text) => Buffer.from(text, "base64"),
+  encode: (bytes) => bytes.toString("base64"),
+};
+
+const byteaCodec: ByteCodec = {
+  decode: (text) => Buffer.from(text.slice(2), "hex"),
+  encode: (bytes) => `\\x${bytes.toString("hex")}`,
+};
+
 /**
- * Base64 text scrubbed as its bytes (scrubBytes); the very text back when they held nothing
- * to scrub.
+ * Text that encodes bytes by `codec`, scrubbed as those bytes (scrubBytes); the very text back
+ * when they held nothing to scrub (however it spelt them), else the scrubbed bytes encoded.
  */
+export function scrubEncoded(
+  text: string,
+  codec: ByteCodec,
+  scrubber: ByteScrubber,
+  detectors: readonly DetectorName[] = [],
+): string {
+  if (!scrubber.active && detectors.length === 0) return text;
+  const bytes = codec.decode(text);
+  const scrubbed = scrubBytes(bytes, scrubber, detectors);
+  return scrubbed === bytes ? text : codec.encode(scrubbed);
+}
+
+/** Base64 text scrubbed as its bytes (scrubEncoded). */
 export function scrubBase64(
   base64: string,
   scrubber: ByteScrubber,
   detectors: readonly DetectorName[] = [],
 ): string {
-  if (!scrubber.active && detectors.length === 0) return base64;
-  const bytes = Buffer.from(base64, "base64");
-  const scrubbed = scrubBytes(bytes, scrubber, detectors);
-  return scrubbed === bytes ? base64 : scrubbed.toString("base64");
+  return scrubEncoded(base64, base64Codec, scrubber, detectors);
 }
 
 /**
  * PostgreSQL's bytea as Airlock writes it (`\x` and hex digits) scrubbed as its bytes
- * (scrubBytes); the very text back when they held nothing to scrub. Its hex text is never
- * searched: Airlock wrote it, so nobody wrote a value into it, and a masked value of hex
- * digits (250) turns up there by chance.
+ * (scrubEncoded). Its hex text is never searched: Airlock wrote it, so nobody wrote a value
+ * into it, and a masked value of hex digits (250) turns up there by chance.
  */
 export function scrubHex(
   hex: string,
   scrubber: ByteScrubber,
   detectors: readonly DetectorName[] = [],
 ): string {
-  if (!scrubber.active && detectors.length === 0) return hex;
-  const bytes = Buffer.from(hex.slice(2), "hex");
-  const scrubbed = scrubBytes(bytes, scrubber, detectors);
-  return scrubbed === bytes ? hex : `\\x${scrubbed.toString("hex")}`;
+  return scrubEncoded(hex, byteaCodec, scrubber, detectors);
 }
 
 /**
