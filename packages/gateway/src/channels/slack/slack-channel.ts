@@ -20,6 +20,7 @@ import {
   type DecisionSink,
   type ViewReader,
 } from "../channel.js";
+import { postedPlaceCheck } from "../posted-place.js";
 import type { SlackConfig } from "./slack-config.js";
 import {
   actionIds,
@@ -326,6 +327,14 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     return { account, reviewer };
   };
 
+  const postedHere = postedPlaceCheck({
+    channel: SLACK_CHANNEL,
+    postedRef: deps.postedRef,
+    placeOf: (ref) => parseRef(ref).channel,
+    logger,
+    refused: "refused a Slack click from a channel the request's message was not posted in",
+  });
+
   /** Clicks acknowledged to Slack and still being recorded. */
   const unsettled = new Set<Promise<void>>();
 
@@ -342,21 +351,9 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     const elsewhere = channelRefusal(view?.review, SLACK_CHANNEL);
     if (elsewhere) return refusalText(elsewhere.code, elsewhere.message);
     if (!view) return refusalText("not_here", "");
-    // A click counts only from the channel the request's message was posted to: a copy of the
-    // message elsewhere, or a payload that writes the request's id into another of this app's
-    // messages (Slack signs them all alike), is not a click on it. The channel, not the
-    // message: a post whose answer was lost is made again, and both messages are the request's.
-    const posted = await deps.postedRef(interaction.requestId, SLACK_CHANNEL);
-    if (!posted || !interaction.channel || parseRef(posted).channel !== interaction.channel) {
-      logger.warn(
-        {
-          requestId: interaction.requestId,
-          slackUser: interaction.user,
-          from: interaction.channel ?? null,
-          postedTo: posted === undefined ? null : parseRef(posted).channel,
-        },
-        "refused a Slack click from a channel the request's message was not posted in",
-      );
+    // A click counts only from the channel the request's message was posted to.
+    const who = { slackUser: interaction.user };
+    if (!(await postedHere(interaction.requestId, interaction.channel, who))) {
       return refusalText("not_posted_here", "");
     }
     // What the message offered is checked against the request itself: a click's data (its

@@ -22,6 +22,7 @@ import {
   type DecisionSink,
   type ViewReader,
 } from "../channel.js";
+import { postedPlaceCheck } from "../posted-place.js";
 import { acceptedUntil, createTeamsBot, type TeamsBot } from "./teams-bot.js";
 import {
   confirmedRisks,
@@ -400,6 +401,16 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     return found;
   };
 
+  const postedHere = postedPlaceCheck({
+    channel: TEAMS_CHANNEL,
+    postedRef: deps.postedRef,
+    // A card posted to a thread (a conversation id with `;messageid=`, as a rule may name one)
+    // is clicked in its channel's conversation too.
+    placeOf: (ref) => channelOf(parseRef(ref).conversation),
+    logger,
+    refused: "refused a Teams click from a conversation the request's card was not posted in",
+  });
+
   /**
    * What a click on a request would be refused for before its vote is cast, whoever clicked
    * (told only to a reviewer): undefined when nothing stops it here.
@@ -412,27 +423,9 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     // told where it is decided before its box or its card is looked at.
     const elsewhere = channelRefusal(view?.review, TEAMS_CHANNEL);
     if (elsewhere) return refusalText(elsewhere.code, elsewhere.message);
-    // A click counts only from the conversation the request's card was posted to: an invoke
-    // whose data names the request from another conversation the bot is in (a client can
-    // write a card's data) is not a click on its card. The conversation, not the card: a post
-    // whose answer was lost is made again, and both cards are the request's.
-    if (view) {
-      const posted = await deps.postedRef(vote.requestId, TEAMS_CHANNEL);
-      // A card posted to a thread (a conversation id with `;messageid=`, as a rule may name
-      // one) is clicked in its channel's conversation too.
-      const postedIn = posted === undefined ? undefined : channelOf(parseRef(posted).conversation);
-      if (postedIn !== vote.postedIn) {
-        logger.warn(
-          {
-            requestId: vote.requestId,
-            teamsUser: vote.user,
-            from: vote.postedIn,
-            postedTo: postedIn ?? null,
-          },
-          "refused a Teams click from a conversation the request's card was not posted in",
-        );
-        return refusalText("not_posted_here", "");
-      }
+    // A click counts only from the conversation the request's card was posted to.
+    if (view && !(await postedHere(vote.requestId, vote.postedIn, { teamsUser: vote.user }))) {
+      return refusalText("not_posted_here", "");
     }
     // What the card offered is checked against the request itself: a click's data is the
     // client's to write, not the card's. A request out of review is refused by the vote itself
