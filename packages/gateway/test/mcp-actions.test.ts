@@ -5,6 +5,8 @@
  * the audit trail or the log sees.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Json } from "../src/common/canonical-json.js";
+import { maskInput } from "../src/masking/input-mask.js";
 import {
   type ApiResponse,
   api,
@@ -304,6 +306,48 @@ rules:
       expect(`**** 4242 [masked] on file${".".repeat(2000)}`.startsWith(rest), rest).toBe(true);
       expect(rest).not.toMatch(/^(?:\*{1,4}|\*{4} 4?2?4?|\*{4} 4242 \[[a-z]*)$/);
     }
+  });
+
+  it("records the input masked once, its own keys hidden too, and previews it with them as sent", async () => {
+    // The card as an argument's name, beside a key that reads as it will once hidden.
+    const input = { [CARD]: 1, "[masked]": 2, card: CARD, cvv: "729", note: `cvv 729, ${CARD}` };
+    const res = await api(gw.url, "POST", "/v1/actions", {
+      token: agent,
+      body: { connection: "cards", operation: "echo", input },
+    });
+    expect(res.status).toBe(200);
+    received.splice(0);
+    const events = await gw.gateway.store.listAudit({ limit: 10_000 });
+    const submitted = events.find(
+      (event) => event.type === "request.submitted" && event.requestId === res.body.id,
+    )?.data as { input: Json } | undefined;
+    // As the masking module makes it from the input, which is what the audit trail always held.
+    const masked = maskInput(input, ["card", "cvv"]).masked;
+    expect(masked).toEqual({
+      "[masked]": 1,
+      "[masked] (2)": 2,
+      card: "[masked]",
+      cvv: "[masked]",
+      note: "cvv [masked], [masked]",
+    });
+    expect(submitted?.input).toEqual(masked);
+    expect(JSON.stringify(submitted?.input)).toBe(JSON.stringify(masked));
+    // The preview is built with the input's own keys as sent, and scrubbed as text after.
+    const reviewer = await gw.token("reviewer", "bob@example.com");
+    const view = await api(gw.url, "GET", `/v1/requests/${res.body.id}`, { token: reviewer });
+    expect(view.body.preview).toBe(
+      [
+        "call tool echo on cards",
+        "",
+        "{",
+        '  "[masked]": 1,',
+        '  "[masked]": 2,',
+        '  "card": "[masked]",',
+        '  "cvv": "[masked]",',
+        '  "note": "cvv [masked], [masked]"',
+        "}",
+      ].join("\n"),
+    );
   });
 
   it("leaves no piece of it where a long preview is cut, though an argument is named by it", async () => {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { postgresAvailable, scratchSchema } from "../../test/support/postgres.js";
+import { maskInput } from "../masking/input-mask.js";
 import { createLogger } from "../observability/logger.js";
 import { createMetrics } from "../observability/metrics.js";
 import { submit } from "../requests/request-transitions.js";
@@ -43,6 +44,7 @@ async function pendingWithDelivery(store: Store, channel: string): Promise<strin
   const change = submit({
     id: `req_${process.pid}_${Date.now()}`,
     proposal,
+    maskedInput: maskInput(proposal.input, []),
     agent: { name: "support-bot", owner: "alice@example.com", labels: {} },
     connectionType: "http",
     idempotencyKey: null,

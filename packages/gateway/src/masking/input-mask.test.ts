@@ -1,6 +1,12 @@
 import { describe, expect, it } from "vitest";
 import type { Json } from "../common/canonical-json.js";
-import { MASKED, maskInput, maskPathProblem, scrubHidden } from "./input-mask.js";
+import {
+  MASKED,
+  maskInput,
+  maskPathProblem,
+  scrubHidden,
+  withTopKeysHidden,
+} from "./input-mask.js";
 
 const refund = (): Json => ({
   method: "POST",
@@ -177,6 +183,46 @@ describe("maskInput", () => {
       masked: { token: MASKED },
       hidden: ["12345"],
     });
+  });
+});
+
+describe("withTopKeysHidden", () => {
+  const card = "4111111111111111";
+  const cases: [string, Json, string[]][] = [
+    ["a refund", refund(), ["body.card_number"]],
+    [
+      "hidden values as top keys, one already reading as the marker, one as its second",
+      { [card]: 1, [MASKED]: 2, [`${MASKED} (2)`]: 3, card, note: `for ${card}`, n: 12 },
+      ["card"],
+    ],
+    ["a top key spelling a hidden number", { amount: 1250, 1250: "x", total: 1250 }, ["amount"]],
+    [
+      "keys named __proto__",
+      JSON.parse(`{"__proto__": {"a": "${card}"}, "${card}": 1, "card": "${card}"}`),
+      ["card"],
+    ],
+    ["a list at the top", [{ card, [card]: 1 }, card], ["*.card"]],
+    ["text at the top", `card ${card}`, ["*"]],
+    ["values too short to search for", { pin: "42", 42: "x", "42 times": 1 }, ["pin"]],
+    ["a path naming nothing", { a: 1, b: { c: "d" } }, ["x.y"]],
+    ["no paths", { [card]: card }, []],
+    ["a whole object hidden", { body: { a: "secret-1", b: 7 }, "secret-1": "x" }, ["body"]],
+  ];
+
+  it.each(cases)("makes what masking with the top keys hidden makes: %s", (_name, input, paths) => {
+    const once = maskInput(input, paths, { topKeys: false });
+    const hidden = withTopKeysHidden(once);
+    const again = maskInput(input, paths).masked;
+    expect(hidden).toEqual(again);
+    // In the same order, and as own keys (`__proto__` included), which toEqual does not check.
+    expect(JSON.stringify(hidden)).toBe(JSON.stringify(again));
+  });
+
+  it("leaves what it is given alone", () => {
+    const once = maskInput({ [card]: 1, card }, ["card"], { topKeys: false });
+    const before = JSON.stringify(once.masked);
+    expect(withTopKeysHidden(once)).toEqual({ [MASKED]: 1, card: MASKED });
+    expect(JSON.stringify(once.masked)).toBe(before);
   });
 });
 

@@ -66,15 +66,47 @@ function hideRepeats(value: Json, hidden: readonly string[], topKeys: boolean): 
     if (typeof node === "number") return numbers.has(String(node)) ? MASKED : node;
     if (Array.isArray(node)) return node.map((item) => walk(item, false));
     if (node === null || typeof node !== "object") return node;
+    if (!top || topKeys) return keysHidden(node, scrubber, (child) => walk(child, false));
     const out: Record<string, Json> = {};
-    let taken: TakenKeys | undefined;
-    for (const [key, child] of Object.entries(node)) {
-      if (top && !topKeys) defineOwn(out, key, walk(child, false));
-      else taken = defineApart(out, scrubber.text(key), walk(child, false), taken);
-    }
+    for (const [key, child] of Object.entries(node)) defineOwn(out, key, walk(child, false));
     return out;
   };
   return walk(value, true);
+}
+
+/** An object with its keys scrubbed, kept apart when they read alike, and `value` of each child. */
+function keysHidden(
+  node: { [key: string]: Json },
+  scrubber: Scrubber,
+  value: (child: Json) => Json,
+): Json {
+  const out: Record<string, Json> = {};
+  let taken: TakenKeys | undefined;
+  for (const [key, child] of Object.entries(node)) {
+    taken = defineApart(out, scrubber.text(key), value(child), taken);
+  }
+  return out;
+}
+
+/**
+ * What `maskInput` with `topKeys: false` returned (the input a preview is built from) with the
+ * input's own keys hidden too: what `maskInput` returns by default, from one masking of the
+ * input. Everything below the top is hidden alike either way; masking again would walk the
+ * whole input, and build a scrubber for its hidden values anew (with thousands, a third of a
+ * second), where this scrubs the top's keys with the one `hidden` already has.
+ */
+export function withTopKeysHidden({ masked, hidden }: MaskedInput): Json {
+  if (
+    hidden.length === 0 ||
+    masked === null ||
+    typeof masked !== "object" ||
+    Array.isArray(masked)
+  ) {
+    return masked;
+  }
+  const scrubber = scrubberFor(hidden, false);
+  if (!scrubber.active) return masked;
+  return keysHidden(masked, scrubber, (child) => child);
 }
 
 function maskAt(value: Json, segments: string[], hidden: string[]): Json {

@@ -13,6 +13,7 @@ import { loadConfigText } from "../config/config-load.js";
 import { createLiveConfig } from "../config/live-config.js";
 import type { Connector, ExecutionOutcome } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
+import { maskInput } from "../masking/input-mask.js";
 import { createRedactor } from "../masking/secret-redactor.js";
 import { createLogger } from "../observability/logger.js";
 import { createMetrics } from "../observability/metrics.js";
@@ -59,6 +60,7 @@ async function claimedIn(
   const change = submit({
     id: `req_${process.pid}_${++ids}`,
     proposal,
+    maskedInput: maskInput(input, mask),
     agent: { name: "support-bot", owner: "alice@example.com", labels: {} },
     connectionType: "http",
     idempotencyKey: null,

@@ -12,7 +12,7 @@ import type { LiveConfig } from "../config/live-config.js";
 import type { Connector, Description } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
 import type { DetectorName } from "../masking/detector-names.js";
-import { maskInput, scrubHidden } from "../masking/input-mask.js";
+import { maskInput, scrubHidden, withTopKeysHidden } from "../masking/input-mask.js";
 import { maskText } from "../masking/result-masking.js";
 import type { Redactor } from "../masking/secret-redactor.js";
 import type { Logger } from "../observability/logger.js";
@@ -170,7 +170,8 @@ export function createRequestService(deps: RequestServiceDeps) {
     // The input's own keys stay as sent here (the connector reads its fields by them): the
     // preview is scrubbed as text after, of hidden values the agent used as such a key (an MCP
     // tool's argument's name).
-    const { masked, hidden } = maskInput(input, decision.mask, { topKeys: false });
+    const forPreview = maskInput(input, decision.mask, { topKeys: false });
+    const { masked, hidden } = forPreview;
     const notes = [...(description.notes ?? [])];
     if (decision.decision === "review" && connector.dryRun) {
       const rehearsal = await connector.dryRun(body.operation, input);
@@ -209,6 +210,8 @@ export function createRequestService(deps: RequestServiceDeps) {
         "a rule could not be evaluated; the action was denied",
       );
     }
+    // The audit trail's copy of the input hides its own keys too, from the same masking.
+    const maskedInput = { masked: withTopKeysHidden(forPreview), hidden };
     // Stamped (its id, submission, expiry, audit events) by the store's time as it is
     // recorded: on PostgreSQL, the database's clock, which every replica judges its expiry
     // by, so it lives `expiresIn` whatever this replica's clock says. Read in the inserting
@@ -227,6 +230,7 @@ export function createRequestService(deps: RequestServiceDeps) {
           nonce,
           decision,
           description: shown,
+          maskedInput,
           now: at,
         }),
       plan,

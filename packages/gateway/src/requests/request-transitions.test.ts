@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { AirlockError, type ErrorCode } from "../errors.js";
-import { MASKED } from "../masking/input-mask.js";
+import { MASKED, maskInput } from "../masking/input-mask.js";
 import type { PolicyDecision, ReviewRequirements } from "../policy/policy-types.js";
 import {
   cancel,
@@ -37,7 +37,7 @@ function decision(overrides: Partial<PolicyDecision> = {}): PolicyDecision {
 }
 
 function newRequest(overrides: Partial<NewRequest> = {}): NewRequest {
-  return {
+  const request: Omit<NewRequest, "maskedInput"> = {
     id: "req_1",
     proposal: {
       agent: "support-bot",
@@ -60,6 +60,10 @@ function newRequest(overrides: Partial<NewRequest> = {}): NewRequest {
     },
     now: T0,
     ...overrides,
+  };
+  return {
+    maskedInput: maskInput(request.proposal.input, request.decision.mask),
+    ...request,
   };
 }
 

@@ -6,7 +6,7 @@
 import type { Json } from "../common/canonical-json.js";
 import type { Description } from "../connectors/connector.js";
 import { AirlockError } from "../errors.js";
-import { maskInput, scrubHidden } from "../masking/input-mask.js";
+import { type MaskedInput, scrubHidden } from "../masking/input-mask.js";
 import type { PolicyDecision, ReviewRequirements } from "../policy/policy-types.js";
 import type {
   ActionRequest,
@@ -62,6 +62,12 @@ export interface NewRequest {
   nonce: string;
   decision: PolicyDecision;
   description: Description;
+  /**
+   * The input as the policy masks it (`maskInput(proposal.input, decision.mask)`), which the
+   * submission worked out already for its preview: masking again costs a walk of the input
+   * and, with thousands of hidden values, a scrubber's build.
+   */
+  maskedInput: MaskedInput;
   now: number;
 }
 
@@ -99,7 +105,7 @@ export function submit(args: NewRequest): Change {
   };
   const agentActor = { type: "agent", id: args.agent.name } as const;
   // The agent's own text may repeat what the policy masks: it is hidden there too.
-  const { masked, hidden } = maskInput(proposal.input, decision.mask);
+  const { masked, hidden } = args.maskedInput;
   const events: AuditEventInput[] = [
     {
       type: "request.submitted",

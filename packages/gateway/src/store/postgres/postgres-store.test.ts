@@ -16,6 +16,7 @@ import { createCheckpointer } from "../../audit/audit-checkpoints.js";
 import { verifyAudit } from "../../audit/audit-service.js";
 import { canonicalJson } from "../../common/canonical-json.js";
 import { AirlockError } from "../../errors.js";
+import { maskInput } from "../../masking/input-mask.js";
 import { createLogger } from "../../observability/logger.js";
 import type { PolicyDecision } from "../../policy/policy-types.js";
 import {
@@ -61,7 +62,7 @@ function nextId(): string {
 }
 
 function newRequest(overrides: Partial<NewRequest> = {}): NewRequest {
-  return {
+  const request: Omit<NewRequest, "maskedInput"> = {
     id: nextId(),
     proposal: {
       agent: "support-bot",
@@ -84,6 +85,10 @@ function newRequest(overrides: Partial<NewRequest> = {}): NewRequest {
     },
     now: T0,
     ...overrides,
+  };
+  return {
+    maskedInput: maskInput(request.proposal.input, request.decision.mask),
+    ...request,
   };
 }
 

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { entries, fixed, none } from "../../../test/support/inserts.js";
 import { createChainVerifier } from "../../audit/audit-chain.js";
 import { AirlockError } from "../../errors.js";
+import { maskInput } from "../../masking/input-mask.js";
 import type { PolicyDecision } from "../../policy/policy-types.js";
 import { finishExecution, submit } from "../../requests/request-transitions.js";
 import type { Change } from "../../requests/request-types.js";
@@ -38,6 +39,7 @@ function allowed(now = Date.now()): Change {
       justification: "",
       context: {},
     },
+    maskedInput: maskInput({ method: "GET", path: `/items/${next}` }, allow.mask),
     agent: { name: "bot", owner: "owner@example.com", labels: {} },
     connectionType: "http",
     idempotencyKey: null,
@@ -69,6 +71,7 @@ function pending(idempotencyKey: string | null = null, now = Date.now()): Change
       justification: "",
       context: {},
     },
+    maskedInput: maskInput({ method: "POST", path: "/refunds" }, review.mask),
     agent: { name: "bot", owner: "owner@example.com", labels: {} },
     connectionType: "http",
     idempotencyKey,
