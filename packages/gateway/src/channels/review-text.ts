@@ -1,7 +1,7 @@
 /** Wording that every chat channel (Slack, Teams) uses the same way, whatever its markup. */
 import type { Json } from "../common/canonical-json.js";
-import { truncateText } from "../common/storable-text.js";
 import { names } from "../common/word-list.js";
+import { cutText } from "../masking/text-cut.js";
 import type { ChannelView } from "./channel.js";
 
 export function plural(n: number, word: string): string {
@@ -77,7 +77,8 @@ export function factLines(facts: Record<string, Json>): string {
       lines.push(`${namespace}: ${JSON.stringify(entries)}`);
     }
   }
-  return lines.map((line) => (line.length > 300 ? `${truncateText(line, 299)}…` : line)).join("\n");
+  // Short of a marker it would split, as every cut of what chats show.
+  return lines.map((line) => (line.length > 300 ? `${cutText(line, 299, [])}…` : line)).join("\n");
 }
 
 /** "in 12 minutes", "in 3 hours", "now". */

@@ -219,6 +219,42 @@ describe("requestMessage", () => {
     expect(input).toContain("masked by the policy: body.card_number");
   });
 
+  it("never cuts a [masked] or [redacted] marker in two, wherever a limit falls", () => {
+    // Each marker swept across where each text is cut: the action line, the preview, the
+    // facts, the justification, the input; what is left of a marker at a cut is none of it.
+    const partial = (marker: string) =>
+      Array.from({ length: marker.length - 1 }, (_, n) => `${marker.slice(0, n + 1)}…`);
+    const pieces = [...partial("[masked]"), ...partial("[redacted]")];
+    const around = (at: number) => Array.from({ length: 24 }, (_, i) => at - 16 + i);
+    for (const marker of ["[masked]", "[redacted]"]) {
+      const views = [
+        ...around(79).map((n) =>
+          pendingView({ preview: `POST /${"p".repeat(n - 6)}${marker}x\n{}` }),
+        ),
+        ...[...around(1451), ...around(1500)].map((n) =>
+          pendingView({ preview: `${"a".repeat(n)}${marker}${"b".repeat(2000)}` }),
+        ),
+        ...[...around(299), ...around(1000)].map((n) =>
+          pendingView({
+            facts: { http: { path: `${"c".repeat(n - 11)}${marker}${"d".repeat(2000)}` } },
+          }),
+        ),
+        ...around(2460).map((n) =>
+          pendingView({ justification: `${"e".repeat(n)}${marker}${"f".repeat(3000)}` }),
+        ),
+        ...around(2551).map((n) =>
+          pendingView({ input: { body: `${"g".repeat(n - 13)}${marker}${"h".repeat(3000)}` } }),
+        ),
+      ];
+      for (const view of views) {
+        const { text, blocks } = requestMessage(view);
+        for (const shown of [text, ...texts(blocks)]) {
+          for (const piece of pieces) expect(shown, piece).not.toContain(piece);
+        }
+      }
+    }
+  });
+
   it("shows only a short prefix of the hash", () => {
     const view = pendingView();
     const json = JSON.stringify(requestMessage(view).blocks);

@@ -9,8 +9,9 @@ import type {
 } from "@slack/types";
 import { z } from "zod";
 import type { Json } from "../../common/canonical-json.js";
-import { BIDI_CONTROLS, codePointText, truncateText } from "../../common/storable-text.js";
+import { BIDI_CONTROLS, codePointText } from "../../common/storable-text.js";
 import { names } from "../../common/word-list.js";
+import { cutText } from "../../masking/text-cut.js";
 import type { ChannelView } from "../channel.js";
 import {
   approvalsLeft,
@@ -77,6 +78,10 @@ export function escapeMrkdwn(text: string): string {
   return text.replace(escaped, entity);
 }
 
+/** How long a character is once escaped. */
+const escapedLength = (char: string): number =>
+  escapedChar.test(char) ? entity(char).length : char.length;
+
 /**
  * Escapes and cuts to at most `max` characters of escaped text, ending with "…" when cut.
  * Cutting after escaping would split an entity (`&am`); counting per character cannot.
@@ -85,27 +90,20 @@ function clip(text: string, max: number): string {
   return cut(text, max).text;
 }
 
-/** `clip`, also saying how many characters of the original were left out. */
+/**
+ * `clip`, also saying how many characters of the original were left out. The cut falls
+ * between code points (a surrogate pair is never split), and before a `[masked]` or
+ * `[redacted]` it would split: a piece of one would read as text the agent wrote.
+ */
 function cut(text: string, max: number): { text: string; omitted: number } {
-  let out = "";
-  let length = 0;
-  let used = 0;
-  // By code point, so a surrogate pair is never split; no more than can fit is looked at,
-  // since escaping never shortens a character.
-  const head = text.slice(0, max + 1);
-  const whole = head.length === text.length;
-  const chars = [...head];
-  for (let i = 0; i < chars.length; i++) {
-    const char = chars[i] as string;
-    const piece = escapedChar.test(char) ? entity(char) : char;
-    // Reserve one character for the ellipsis unless this is the last character.
-    const room = whole && i === chars.length - 1 ? max : max - 1;
-    if (length + piece.length > room) return { text: `${out}…`, omitted: text.length - used };
-    out += piece;
-    length += piece.length;
-    used += char.length;
+  // Escaping never shortens a character: longer text cannot fit whole.
+  if (text.length <= max) {
+    const whole = escapeMrkdwn(text);
+    if (whole.length <= max) return { text: whole, omitted: 0 };
   }
-  return whole ? { text: out, omitted: 0 } : { text: `${out}…`, omitted: text.length - used };
+  // One character is kept for the ellipsis.
+  const kept = cutText(text, max - 1, [], escapedLength);
+  return { text: `${escapeMrkdwn(kept)}…`, omitted: text.length - kept.length };
 }
 
 /**
@@ -185,7 +183,7 @@ const riskEmoji: Record<string, string> = {
  */
 function what(view: ChannelView): string {
   const line = view.preview.split("\n", 1)[0]?.trim() ?? "";
-  const action = line ? (line.length > 80 ? `${truncateText(line, 79)}…` : line) : view.operation;
+  const action = line ? (line.length > 80 ? `${cutText(line, 79, [])}…` : line) : view.operation;
   return `${action} on ${view.connection}`;
 }
 

@@ -115,6 +115,40 @@ describe("requestCard", () => {
     }
   });
 
+  it("never cuts a [masked] or [redacted] marker in two, wherever a limit falls", () => {
+    // Each marker swept across where each text is cut: the action line, the preview, the
+    // facts, the justification, the input; what is left of a marker at a cut is none of it.
+    const partial = (marker: string) =>
+      Array.from({ length: marker.length - 1 }, (_, n) => `${marker.slice(0, n + 1)}…`);
+    const pieces = [...partial("[masked]"), ...partial("[redacted]")];
+    const around = (at: number) => Array.from({ length: 24 }, (_, i) => at - 16 + i);
+    for (const marker of ["[masked]", "[redacted]"]) {
+      const views = [
+        ...around(79).map((n) => pending({ preview: `POST /${"p".repeat(n - 6)}${marker}x\n{}` })),
+        ...around(1499).map((n) =>
+          pending({ preview: `${"a".repeat(n)}${marker}${"b".repeat(2000)}` }),
+        ),
+        ...[...around(299), ...around(499)].map((n) =>
+          pending({
+            facts: { http: { path: `${"c".repeat(n - 11)}${marker}${"d".repeat(2000)}` } },
+          }),
+        ),
+        ...around(999).map((n) =>
+          pending({ justification: `${"e".repeat(n)}${marker}${"f".repeat(3000)}` }),
+        ),
+        ...around(1499).map((n) =>
+          pending({ input: { body: `${"g".repeat(n - 13)}${marker}${"h".repeat(3000)}` } }),
+        ),
+      ];
+      for (const view of views) {
+        const { card, summary } = requestCard(view);
+        for (const shown of [summary, ...runs(card)]) {
+          for (const piece of pieces) expect(shown, piece).not.toContain(piece);
+        }
+      }
+    }
+  });
+
   it("stays well under Teams' message size with everything at its largest", () => {
     // Three bytes each in UTF-8, the most a UTF-16 unit can take; a control character would
     // take six once JSON escapes it, were it not shown as its code point.

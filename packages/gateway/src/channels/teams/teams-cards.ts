@@ -7,6 +7,7 @@
 import type { Json } from "../../common/canonical-json.js";
 import { BIDI_CONTROLS, codePointText } from "../../common/storable-text.js";
 import { names } from "../../common/word-list.js";
+import { cutText } from "../../masking/text-cut.js";
 import type { ChannelView } from "../channel.js";
 import {
   approvalsLine,
@@ -53,13 +54,13 @@ const unshown = new RegExp(
 
 /**
  * The text with the characters above shown as code points, cut to `max` characters (never
- * inside a surrogate pair or a code point's text), with how much was left out.
+ * inside a surrogate pair, a code point's text, or a `[masked]` or `[redacted]`, a piece of
+ * which would read as text the agent wrote), with how much was left out.
  */
 function shown(text: string, max: number): { text: string; omitted: number } {
   const visible = text.replace(unshown, codePointText);
   if (visible.length <= max) return { text: visible, omitted: 0 };
-  let cut = visible.slice(0, max - 1);
-  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
+  let cut = cutText(visible, max - 1, []);
   const open = cut.lastIndexOf("[U+");
   if (open > cut.length - 8 && !cut.slice(open).includes("]")) cut = cut.slice(0, open);
   return { text: `${cut}…`, omitted: visible.length - cut.length };
