@@ -2,7 +2,7 @@
  * Slack approvals end to end: the official Web API client against a loopback server that
  * speaks Slack's protocol, and interaction payloads signed exactly as Slack signs them.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   api,
   refund,
@@ -646,6 +646,39 @@ describe("Slack approvals", () => {
     await click("bob", here.id, "airlock_deny", here.message);
     const done = await api(gw.url, "GET", `/v1/actions/${here.id}?wait=5`, { token: agent });
     expect(done.body.status).toBe("denied");
+  });
+
+  it("reads where a request's message was posted only once a reviewer clicked", async () => {
+    const { id, message } = await held();
+    const reads = vi.spyOn(gw.gateway.store, "getChannelRef");
+    try {
+      // Clicks by people who map to no reviewer, on the request's own message: each is told
+      // only that, and costs no read of where the message went.
+      for (const [who, action] of [
+        ["guest", "airlock_approve"],
+        ["stranger", "airlock_deny"],
+        ["outsider", "airlock_deny_reason"],
+      ] as const) {
+        const before = ephemeralsFor(who).length;
+        await click(who, id, action, message);
+        await until(() => ephemeralsFor(who).length > before);
+        expect(ephemeralsFor(who)[before]!.text, who).toMatch(/^Airlock cannot tell who you are/);
+      }
+      expect(reads).not.toHaveBeenCalled();
+      // A reviewer's click is checked against it: from elsewhere, it is refused.
+      const before = ephemeralsFor("bob").length;
+      await click("bob", id, "airlock_deny", {
+        channel: slack.channelId("#payments-approvals"),
+        ts: message.ts,
+      });
+      await until(() => ephemeralsFor("bob").length > before);
+      expect(ephemeralsFor("bob")[before]!.text).toMatch(/not posted in this channel/);
+      expect(reads).toHaveBeenCalledWith(id, "slack");
+    } finally {
+      reads.mockRestore();
+    }
+    const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
+    expect(view.body).toMatchObject({ status: "pending", reviews: [] });
   });
 
   it("opens a modal, which names the action, only for someone who maps to a reviewer", async () => {

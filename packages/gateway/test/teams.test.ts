@@ -364,6 +364,29 @@ describe("Teams approvals", () => {
     expect(still.reviews).toEqual([]);
   });
 
+  it("reads where a request's card was posted only once a reviewer clicked", async () => {
+    const { id, card } = await held();
+    const reads = vi.spyOn(gw.gateway.store, "getChannelRef");
+    try {
+      // Clicks by people who map to no reviewer, on the request's own card: each is told only
+      // that, and costs no read of where the card went.
+      for (const who of ["guest", "outsider", "stranger"]) {
+        const answer = await click(who, id, card.id, verbs.deny);
+        expect((answer.body as { value: string }).value, who).toMatch(
+          /^Airlock cannot tell who you are/,
+        );
+      }
+      expect(reads).not.toHaveBeenCalled();
+      // A reviewer's click is checked against it: from elsewhere, it is refused.
+      const stray = await click("bob", id, card.id, verbs.deny, {}, "19:payments@thread.tacv2");
+      expect((stray.body as { value: string }).value).toMatch(/not posted in this conversation/);
+      expect(reads).toHaveBeenCalledWith(id, "teams");
+    } finally {
+      reads.mockRestore();
+    }
+    expect(await statusOf(id)).toMatchObject({ status: "pending", reviews: [] });
+  });
+
   it("takes a click on a card posted in a channel's thread, which its rule names as its conversation", async () => {
     const { id, card } = await held("/refunds/disputed");
     expect(teams.activities.get(card.id)?.conversationId).toBe(THREAD);

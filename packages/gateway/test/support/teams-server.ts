@@ -337,6 +337,8 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
   const calls: ConnectorCall[] = [];
   const activities = new Map<string, StoredActivity>();
   const history: StoredActivity[] = [];
+  /** Conversations activities were sent to the bot from: Teams sends none from elsewhere. */
+  const joined = new Set<string>();
   const members = new Map<string, TeamsChannelAccount>();
   const created: { id: string; memberId: string; tenantId: unknown }[] = [];
   const holds: {
@@ -731,10 +733,14 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       return answer(200, { id });
     }
     // Members are found in the team, or in a conversation the bot is in (it has posted
-    // there, even if that message was deleted since): nowhere else, so a lookup in the
-    // wrong conversation fails as it would.
-    const where = conversationId.split(";")[0];
-    const inside = where === TEAM || history.some((a) => a.conversationId.split(";")[0] === where);
+    // there, even if that message was deleted since, or was sent an activity from there, as a
+    // personal chat's click): nowhere else, so a lookup in the wrong conversation fails as it
+    // would.
+    const where = conversationId.split(";")[0]!;
+    const inside =
+      where === TEAM ||
+      joined.has(where) ||
+      history.some((a) => a.conversationId.split(";")[0] === where);
     const notInside = () =>
       answer(
         404,
@@ -936,6 +942,8 @@ export async function startTeamsServer(options: TeamsServerOptions = {}): Promis
       return overlay(activity, fields) as Partial<Activity>;
     },
     async post(gatewayBaseUrl, activity, bearer = server.channelToken()) {
+      const from = (activity.conversation as { id?: unknown } | undefined)?.id;
+      if (typeof from === "string") joined.add(from.split(";")[0]!);
       const response = await fetch(
         `${gatewayBaseUrl.replace(/\/+$/, "")}/integrations/teams/messages`,
         {

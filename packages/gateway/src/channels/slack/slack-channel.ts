@@ -339,36 +339,42 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
   const unsettled = new Set<Promise<void>>();
 
   /**
-   * What a click on a request would be refused for before its vote is cast, whoever clicked
-   * (told only to a reviewer): undefined when nothing stops it here.
+   * Why Slack may not judge the request at all, whoever clicked (told only to a reviewer), or
+   * undefined. A request its rule keeps out of Slack is not Slack's to judge in any way: a
+   * reviewer is told where it is decided before what the click offered is looked at.
    */
-  const refusalFor = async (
-    interaction: Exclude<Interaction, { kind: "ignore" }>,
-    view: ChannelView | undefined,
-  ): Promise<string | undefined> => {
-    // A request its rule keeps out of Slack is not Slack's to judge in any way: a reviewer is
-    // told where it is decided before what the click offered is looked at.
+  const requestRefusal = (view: ChannelView | undefined): string | undefined => {
     const elsewhere = channelRefusal(view?.review, SLACK_CHANNEL);
     if (elsewhere) return refusalText(elsewhere.code, elsewhere.message);
-    if (!view) return refusalText("not_here", "");
-    // A click counts only from the channel the request's message was posted to.
+    return view ? undefined : refusalText("not_here", "");
+  };
+
+  /**
+   * Why a click from where the request's message was posted would still be refused, or
+   * undefined. What the message offered is checked against the request itself: a click's data
+   * (its action, its request id, a modal's metadata) is not the message's. A request out of
+   * review is refused by the vote itself ("no longer waiting"), and a step-up approval by the
+   * review rules, in their own words.
+   */
+  const offerRefusal = (
+    interaction: Exclude<Interaction, { kind: "ignore" }>,
+    view: ChannelView,
+  ): string | undefined =>
+    interaction.decision === "approve" &&
+    view.status === "pending" &&
+    !view.review?.stepUp &&
+    !requestMessage(view).approvable
+      ? refusalText("not_shown_whole", "")
+      : undefined;
+
+  /** Why a click is refused for where it came from: only from where the message was posted. */
+  const placeRefusal = async (
+    interaction: Exclude<Interaction, { kind: "ignore" }>,
+  ): Promise<string | undefined> => {
     const who = { slackUser: interaction.user };
-    if (!(await postedHere(interaction.requestId, interaction.channel, who))) {
-      return refusalText("not_posted_here", "");
-    }
-    // What the message offered is checked against the request itself: a click's data (its
-    // action, its request id, a modal's metadata) is not the message's. A request out of
-    // review is refused by the vote itself ("no longer waiting"), and a step-up approval by
-    // the review rules, in their own words.
-    if (
-      interaction.decision === "approve" &&
-      view.status === "pending" &&
-      !view.review?.stepUp &&
-      !requestMessage(view).approvable
-    ) {
-      return refusalText("not_shown_whole", "");
-    }
-    return undefined;
+    return (await postedHere(interaction.requestId, interaction.channel, who))
+      ? undefined
+      : refusalText("not_posted_here", "");
   };
 
   const act = async (
@@ -378,7 +384,8 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
   ): Promise<void> => {
     if (interaction.kind === "ignore") return;
     const view = await read(interaction.requestId);
-    const refusal = await refusalFor(interaction, view);
+    const outOfSlack = requestRefusal(view);
+    const notOffered = view && offerRefusal(interaction, view);
     // Who clicked comes first: someone who maps to no reviewer (a guest, another workspace's
     // member) is told only that, whatever the click names, and so learns nothing of the
     // request (that it exists, where it is decided, whether it fits in a message). A click
@@ -387,8 +394,15 @@ export function createSlackChannel(config: SlackConfig, deps: SlackDeps): Channe
     // that Slack vouched for the account at the click). What casts none takes the cache: the
     // words of a refusal, and the modal, whose submission is a vote, looked up then; the modal
     // so keeps within Slack's 3 s for the trigger.
-    const found = await clicker(interaction, interaction.kind === "vote" && !refusal);
+    const found = await clicker(
+      interaction,
+      interaction.kind === "vote" && !outOfSlack && !notOffered,
+    );
     if (!found) return;
+    // Where the message went is read only now that a reviewer clicked: a stranger's click
+    // costs no read of it (a reviewer's vote from elsewhere so asks Slack again, the place not
+    // yet known). Refusals come in this order: the request, the place, the offer.
+    const refusal = outOfSlack ?? (await placeRefusal(interaction)) ?? notOffered;
     if (refusal) {
       await refuse(interaction.channel, interaction.user, refusal);
       return;

@@ -412,25 +412,23 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
   });
 
   /**
-   * What a click on a request would be refused for before its vote is cast, whoever clicked
-   * (told only to a reviewer): undefined when nothing stops it here.
+   * Why Teams may not judge the request at all, whoever clicked (told only to a reviewer), or
+   * undefined. A request its rule keeps out of Teams is not Teams' to judge in any way: a
+   * reviewer is told where it is decided before its box or its card is looked at.
    */
-  const refusalFor = async (
-    vote: Vote,
-    view: ChannelView | undefined,
-  ): Promise<string | undefined> => {
-    // A request its rule keeps out of Teams is not Teams' to judge in any way: a reviewer is
-    // told where it is decided before its box or its card is looked at.
+  const requestRefusal = (view: ChannelView | undefined): string | undefined => {
     const elsewhere = channelRefusal(view?.review, TEAMS_CHANNEL);
-    if (elsewhere) return refusalText(elsewhere.code, elsewhere.message);
-    // A click counts only from the conversation the request's card was posted to.
-    if (view && !(await postedHere(vote.requestId, vote.postedIn, { teamsUser: vote.user }))) {
-      return refusalText("not_posted_here", "");
-    }
-    // What the card offered is checked against the request itself: a click's data is the
-    // client's to write, not the card's. A request out of review is refused by the vote itself
-    // ("no longer waiting"); step-up approvals by the review rules, in their own words (their
-    // card has no box to tick either).
+    return elsewhere ? refusalText(elsewhere.code, elsewhere.message) : undefined;
+  };
+
+  /**
+   * Why a click from where the request's card was posted would still be refused, or undefined.
+   * What the card offered is checked against the request itself: a click's data is the
+   * client's to write, not the card's. A request out of review is refused by the vote itself
+   * ("no longer waiting"); step-up approvals by the review rules, in their own words (their
+   * card has no box to tick either).
+   */
+  const offerRefusal = (vote: Vote, view: ChannelView | undefined): string | undefined => {
     if (vote.decision === "approve" && view?.status === "pending" && !view.review?.stepUp) {
       if (!requestCard(view).approvable) return refusalText("not_shown_whole", "");
       if (confirmedRisks.has(view.risk.level) && !vote.confirmed) {
@@ -449,7 +447,8 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     arrived: number,
   ): Promise<string> => {
     const view = await read(vote.requestId);
-    const refusal = await refusalFor(vote, view);
+    const outOfTeams = requestRefusal(view);
+    const notOffered = offerRefusal(vote, view);
     // Who clicked comes first: someone who maps to no reviewer (a guest, another tenant's
     // member) is told only that, whatever the click names, and so learns nothing of the
     // request (that it exists, where it is decided, its risk). A click that may cast a vote
@@ -458,7 +457,7 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     // the account at the click). The words of a refusal take the cache.
     let account: { email: string; aadObjectId: string | undefined } | undefined;
     try {
-      account = await emailOf(vote, refusal === undefined, lookupDeadline(arrived));
+      account = await emailOf(vote, !outOfTeams && !notOffered, lookupDeadline(arrived));
     } catch (error) {
       // Not a member of the conversation: nobody Airlock knows, not a passing failure.
       if (error instanceof ChannelUnavailable && error.status === 404) {
@@ -469,7 +468,14 @@ export function createTeamsChannel(config: TeamsConfig, deps: TeamsDeps): Channe
     }
     const reviewer = account === undefined ? undefined : deps.reviewer(account.email);
     if (!account || !reviewer) return refusalText("not_mapped", "");
-    if (refusal) return refusal;
+    if (outOfTeams) return outOfTeams;
+    // A click counts only from the conversation the request's card was posted to. Where the
+    // card went is read only now that a reviewer clicked: a stranger's click costs no read of
+    // it (a reviewer's vote from elsewhere so asks Teams again, the place not yet known).
+    if (view && !(await postedHere(vote.requestId, vote.postedIn, { teamsUser: vote.user }))) {
+      return refusalText("not_posted_here", "");
+    }
+    if (notOffered) return notOffered;
     try {
       await decide({
         requestId: vote.requestId,
