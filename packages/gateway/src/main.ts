@@ -140,7 +140,19 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
       storeTime,
       claimOnce: (key, expiresAt, now) => store.claimOnce(key, expiresAt, now),
       reviewer: live.reviewer,
-      postedRef: (requestId, channel) => store.getChannelRef(requestId, channel),
+      postedRef: async (requestId, channel) => {
+        const ref = await store.getChannelRef(requestId, channel);
+        if (ref !== undefined) return ref;
+        // A click can come between the chat's answer to the post and the recording of where
+        // it went (milliseconds, or as long as the store takes): when this process is making
+        // that post, the click waits for it (at most as long as the post may take) and reads
+        // again. One another replica is making is not known here, and a click on it in that
+        // moment is still refused (clicking again works).
+        const posting = dispatcher.posting(requestId, channel);
+        if (!posting) return undefined;
+        await posting;
+        return store.getChannelRef(requestId, channel);
+      },
     }),
     ...(options.channels ?? []),
   ];

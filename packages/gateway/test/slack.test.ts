@@ -162,6 +162,9 @@ describe("Slack approvals", () => {
 
   const ephemeralsFor = (who: string) => slack.ephemerals.filter((e) => e.user === user[who]);
 
+  const statusOf = async (id: string) =>
+    (await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent })).body;
+
   /** Waits until the request has `count` reviews, as its agent sees it. */
   const untilReviews = (id: string, count: number) =>
     until(async () => {
@@ -679,6 +682,46 @@ describe("Slack approvals", () => {
     }
     const view = await api(gw.url, "GET", `/v1/actions/${id}`, { token: agent });
     expect(view.body).toMatchObject({ status: "pending", reviews: [] });
+  });
+
+  it("takes a click that comes between the post and the recording of where it went", async () => {
+    // Where the message went is recorded right after Slack answers the post: held there, so
+    // that a click comes in between, as one can in the milliseconds it takes.
+    const store = gw.gateway.store;
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let recording = false;
+    const record = store.setChannelRef.bind(store);
+    const held = vi.spyOn(store, "setChannelRef").mockImplementation(async (...args) => {
+      recording = true;
+      await released;
+      return record(...args);
+    });
+    const reads = vi.spyOn(store, "getChannelRef");
+    try {
+      const res = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
+      const id = res.body.id as string;
+      await until(() => messageOf(id) !== undefined && recording);
+      const message = messageOf(id)!;
+      const before = reads.mock.calls.length;
+      const told = ephemeralsFor("bob").length;
+      await click("bob", id, "airlock_approve", message);
+      // The click found nothing recorded yet; the recording goes on.
+      await until(() => reads.mock.calls.slice(before).some(([read]) => read === id));
+      release();
+      const refused = () =>
+        ephemeralsFor("bob")
+          .slice(told)
+          .some((e) => /not posted/.test(String(e.text)));
+      await until(async () => refused() || (await statusOf(id)).reviews.length === 1);
+      expect(refused()).toBe(false);
+    } finally {
+      release();
+      held.mockRestore();
+      reads.mockRestore();
+    }
   });
 
   it("opens a modal, which names the action, only for someone who maps to a reviewer", async () => {

@@ -52,7 +52,8 @@ export interface ChatChannelDeps {
   reviewer: (email: string) => { email: string; groups: readonly string[] } | undefined;
   /**
    * Where `channel` posted the request's message (what its `post` returned), once it has: a
-   * chat that can tell where a click came from takes it only from there.
+   * chat that can tell where a click came from takes it only from there. A post this process
+   * has under way is waited for (a click can come before where it went is recorded).
    */
   postedRef: (requestId: string, channel: string) => Promise<string | undefined>;
   /**

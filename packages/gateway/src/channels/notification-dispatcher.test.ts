@@ -177,4 +177,62 @@ async function deliverFailing(store: Store, lines: string[]): Promise<number> {
   await dispatcher.idle();
   await dispatcher.stop();
   return posts;
+
+  it("tells of a first post under way until where it went is recorded, or it failed", async () => {
+    const { store } = storeOnFile();
+    const answered = await pendingWithDelivery(store, "chat");
+    let answer!: (ref: string) => void;
+    let fail!: (error: Error) => void;
+    const chat: Channel = {
+      name: "chat",
+      post: (notice) =>
+        new Promise((resolve, reject) => {
+          if (notice.request.id === answered) answer = resolve;
+          else fail = reject;
+        }),
+      update: async () => {},
+    };
+    const dispatcher = createDispatcher({
+      store,
+      channels: [chat],
+      view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
+      snapshot: () => ({}) as unknown as ChannelView,
+      logger: createLogger({ level: "silent" }),
+      metrics: createMetrics(),
+      clock: Date.now,
+      pollInterval: 3_600_000,
+      backoff: () => 3_600_000,
+    });
+    expect(dispatcher.posting(answered, "chat")).toBeUndefined();
+    dispatcher.start();
+    await until(() => answer !== undefined);
+    const posting = dispatcher.posting(answered, "chat");
+    expect(posting).toBeDefined();
+    expect(dispatcher.posting(answered, "other")).toBeUndefined();
+    let settled = false;
+    void posting!.then(() => {
+      settled = true;
+    });
+    answer("C1/1");
+    await posting;
+    expect(settled).toBe(true);
+    // Recorded by the time it settles, and no longer under way.
+    expect(await store.getChannelRef(answered, "chat")).toBe("C1/1");
+    expect(dispatcher.posting(answered, "chat")).toBeUndefined();
+    // A post that fails settles all the same, with nothing recorded.
+    const failing = await pendingWithDelivery(store, "chat");
+    dispatcher.kick();
+    await until(() => fail !== undefined);
+    const failed = dispatcher.posting(failing, "chat");
+    fail(new Error("the chat is down"));
+    await expect(failed).resolves.toBeUndefined();
+    expect(await store.getChannelRef(failing, "chat")).toBeUndefined();
+    expect(dispatcher.posting(failing, "chat")).toBeUndefined();
+    await dispatcher.stop();
+  });
+});
+
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(check()).toBe(true);
 }

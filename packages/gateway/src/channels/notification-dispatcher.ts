@@ -63,6 +63,12 @@ export interface Dispatcher {
   start(): void;
   /** Resolves when nothing is being delivered. */
   idle(): Promise<void>;
+  /**
+   * While this process posts a request's first message to `channel`: settles once where it
+   * went is recorded, or the post failed (it never rejects). Undefined when no such post is
+   * under way here.
+   */
+  posting(requestId: string, channel: string): Promise<void> | undefined;
   stop(): Promise<void>;
 }
 
@@ -81,6 +87,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   let unclaimedTimer: NodeJS.Timeout | undefined;
   let abandoning: Promise<void> | undefined;
   let stopped = false;
+  /** The first posts under way, by request and channel, until where they went is recorded. */
+  const firstPosts = new Map<string, Promise<void>>();
+  const postKey = (requestId: string, channel: string) => JSON.stringify([requestId, channel]);
   // Aborted at the stop: a delivery that can be made again gives up (see Channel.post).
   const stopping = new AbortController();
 
@@ -173,12 +182,32 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       const ref = await store.getChannelRef(item.requestId, channel.name);
       if (ref === undefined) {
-        const posted = await channel.post(notice, stopping.signal);
-        if (posted !== undefined) {
-          await store.setChannelRef(item.requestId, channel.name, posted);
-          // The first message went out with a later event (the one for `requested` failed
-          // for good): what the event itself does (an outcome in the thread) still happens.
-          if (notice.event !== "requested") await channel.update(posted, notice, stopping.signal);
+        const requestId = item.requestId;
+        const posting = (async () => {
+          const posted = await channel.post(notice, stopping.signal);
+          if (posted !== undefined) await store.setChannelRef(requestId, channel.name, posted);
+          return posted;
+        })();
+        // A click on the message can come as soon as the chat has it, before where it went
+        // is recorded: the chat's click handler waits for this (see `posting`).
+        const key = postKey(requestId, channel.name);
+        firstPosts.set(
+          key,
+          posting.then(
+            () => undefined,
+            () => undefined,
+          ),
+        );
+        let posted: string | undefined;
+        try {
+          posted = await posting;
+        } finally {
+          firstPosts.delete(key);
+        }
+        // The first message went out with a later event (the one for `requested` failed for
+        // good): what the event itself does (an outcome in the thread) still happens.
+        if (posted !== undefined && notice.event !== "requested") {
+          await channel.update(posted, notice, stopping.signal);
         }
       } else {
         await channel.update(ref, notice, stopping.signal);
@@ -361,6 +390,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   return {
     plan,
     kick,
+    posting: (requestId, channel) => firstPosts.get(postKey(requestId, channel)),
     start() {
       if (stopped) return;
       // Also without channels: entries left by channels since removed are given up.
