@@ -149,34 +149,6 @@ describe("the notification dispatcher", () => {
       }
     },
   );
-});
-
-/** Runs one round of delivery to a channel whose every post fails; returns how many it made. */
-async function deliverFailing(store: Store, lines: string[]): Promise<number> {
-  let posts = 0;
-  const chat: Channel = {
-    name: "chat",
-    post: async () => {
-      posts++;
-      // What a receiver answered, quoted: it may hold anything.
-      throw new Error("bad answer: \u0000");
-    },
-    update: async () => {},
-  };
-  const dispatcher = createDispatcher({
-    store,
-    channels: [chat],
-    view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
-    snapshot: () => ({}) as unknown as ChannelView,
-    logger: createLogger({ destination: { write: (line: string) => lines.push(line) } }),
-    metrics: createMetrics(),
-    clock: Date.now,
-    pollInterval: 3_600_000,
-  });
-  dispatcher.start();
-  await dispatcher.idle();
-  await dispatcher.stop();
-  return posts;
 
   it("tells of a first post under way until where it went is recorded, or it failed", async () => {
     const { store } = storeOnFile();
@@ -231,6 +203,34 @@ async function deliverFailing(store: Store, lines: string[]): Promise<number> {
     await dispatcher.stop();
   });
 });
+
+/** Runs one round of delivery to a channel whose every post fails; returns how many it made. */
+async function deliverFailing(store: Store, lines: string[]): Promise<number> {
+  let posts = 0;
+  const chat: Channel = {
+    name: "chat",
+    post: async () => {
+      posts++;
+      // What a receiver answered, quoted: it may hold anything.
+      throw new Error("bad answer: \u0000");
+    },
+    update: async () => {},
+  };
+  const dispatcher = createDispatcher({
+    store,
+    channels: [chat],
+    view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
+    snapshot: () => ({}) as unknown as ChannelView,
+    logger: createLogger({ destination: { write: (line: string) => lines.push(line) } }),
+    metrics: createMetrics(),
+    clock: Date.now,
+    pollInterval: 3_600_000,
+  });
+  dispatcher.start();
+  await dispatcher.idle();
+  await dispatcher.stop();
+  return posts;
+}
 
 async function until(check: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
