@@ -25,6 +25,14 @@ const TRANSIENT_CODES = new Set([
 ]);
 
 /**
+ * SQLSTATEs by which the database says it found pages of a table or an index damaged. Unlike
+ * SQLite's, the store stays ready: every replica shares the database, so taking this one out
+ * serves no one better, and the tables that are not damaged are still served. A damaged
+ * index, the likelier case, is repaired online (REINDEX), with nothing to restart after.
+ */
+const DAMAGED: Record<string, string> = { XX001: "data_corrupted", XX002: "index_corrupted" };
+
+/**
  * The SQLSTATE of the database's answer behind a failure (itself, or its cause once wrapped),
  * if the database answered: a network error's code (EPIPE) is no SQLSTATE.
  */
@@ -58,6 +66,15 @@ function transient(error: unknown): boolean {
 export function storeFailure(what: string, error: unknown): AirlockError {
   if (error instanceof AirlockError) return error;
   if (!transient(error)) {
+    const code = sqlState(error);
+    const damage = code === undefined ? undefined : DAMAGED[code];
+    if (damage) {
+      return new AirlockError(
+        "internal",
+        `the store (PostgreSQL) could not ${what}: the database found a table or index of its damaged (${code} ${damage}), and will refuse this until it is repaired; the log says which: check the database (pg_amcheck --heapallindexed lists what is damaged), REINDEX a damaged index, restore a damaged table from a backup, then run airlock audit verify`,
+        { cause: error },
+      );
+    }
     return new AirlockError(
       "internal",
       `the store (PostgreSQL) could not ${what}: the database refused it, and would again; the log has the details`,

@@ -1661,6 +1661,66 @@ describe.skipIf(!postgresAvailable)("PostgreSQL store", () => {
       await verifyChain(b);
     });
 
+    it("is internal where the database finds a table or index damaged, says what to check, and stays ready", async () => {
+      // Real damage, read back by the server: an index's file overwritten through the server
+      // itself (lo_export, as the test's superuser), in a schema of its own, as a failing disk
+      // or a stray write would. REINDEX first gives the index a new file that no buffer holds.
+      const fresh = await scratchSchema();
+      const store = await openPostgresStore(fresh.url);
+      try {
+        const change = pendingChange();
+        await store.insertRequest(fixed(change), none);
+        const index = `${fresh.name}.requests_pkey`;
+        const overwrite = async (page: Buffer) => {
+          await fresh.query(`REINDEX INDEX ${index}`);
+          const [{ lo }] = (await fresh.query("SELECT lo_from_bytea(0, $1) AS lo", [page])) as [
+            { lo: number },
+          ];
+          await fresh.query("SELECT lo_export($1, pg_relation_filepath($2))", [lo, index]);
+          await fresh.query("SELECT lo_unlink($1)", [lo]);
+        };
+        // A zeroed page is index_corrupted (XX002); one that is not a page at all, data_corrupted.
+        for (const [code, page] of [
+          ["XX002", Buffer.alloc(8192)],
+          ["XX001", Buffer.alloc(8192, 0xa5)],
+        ] as const) {
+          await overwrite(page);
+          const failed = await rejection(store.getRequest(change.request.id));
+          expect(failed.code, code).toBe("internal");
+          expect((failed.cause as pg.DatabaseError).code).toBe(code);
+          expect(failed.message).toContain("found a table or index of its damaged");
+          expect(failed.message).toContain("pg_amcheck");
+          expect(failed.message).toContain("REINDEX");
+          expect(failed.message).toContain("airlock audit verify");
+          // Nothing the database said, which names its files and relations: the log has that.
+          expect(failed.message).not.toContain("requests_pkey");
+          expect(failed.message).not.toMatch(/base\/\d+/);
+          // Still ready: every replica shares this database, so a replica taken out serves no
+          // one better, and the tables not damaged (tokens, the audit trail) are still served.
+          await store.ping();
+          await store.insertToken(
+            {
+              id: `tok_damage_${code}`,
+              kind: "agent",
+              subject: "support-bot",
+              hash: code.padStart(64, "e"),
+              hint: "alk_0000",
+              createdAt: T0,
+              revokedAt: null,
+            },
+            auditInput("token.created"),
+          );
+        }
+        // Repaired as the message says, the same store serves it again: nothing to restart.
+        await fresh.query(`REINDEX INDEX ${index}`);
+        expect((await store.getRequest(change.request.id))?.id).toBe(change.request.id);
+        await verifyChain(store);
+      } finally {
+        await store.close();
+        await fresh.drop();
+      }
+    });
+
     it("is store_unavailable when the database cannot do the work for now", async () => {
       // Out of disk, too many connections, shut down by an operator, cancelled, an I/O
       // error, a lock not granted, a standby that takes no writes; and contention that
