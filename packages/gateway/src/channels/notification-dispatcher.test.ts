@@ -202,7 +202,82 @@ describe("the notification dispatcher", () => {
     expect(dispatcher.posting(failing, "chat")).toBeUndefined();
     await dispatcher.stop();
   });
+
+  it("hands a delivery back at the stop, due at once, when the store refuses the reason it was cut short", async () => {
+    const { store, path } = storeOnFile();
+    const id = await pendingWithDelivery(store, "chat");
+    const other = new Database(path);
+    other.exec(`CREATE TRIGGER refuse BEFORE UPDATE OF last_error ON outbox
+      WHEN NEW.last_error LIKE '%bad answer%' BEGIN SELECT RAISE(ABORT, 'refused by test'); END`);
+    other.close();
+    const lines: string[] = [];
+    await stopDuringPost(store, lines);
+    await expectHandedBack(store, id);
+    expect(lines.join("")).toContain("refused by test");
+  });
+
+  it.skipIf(!postgresAvailable)(
+    "hands a delivery back at the stop when PostgreSQL refuses the reason's text (a NUL)",
+    async () => {
+      const db = await scratchSchema();
+      const store = await openPostgresStore(db.url);
+      try {
+        const id = await pendingWithDelivery(store, "chat");
+        await stopDuringPost(store, []);
+        await expectHandedBack(store, id);
+      } finally {
+        await store.close();
+        await db.drop();
+      }
+    },
+  );
 });
+
+/**
+ * Stops the dispatcher while a post is under way, and the post then fails: a channel that
+ * lets its own timeout run at the stop (one that would post twice), whose receiver's answer,
+ * quoted in its error, came once the stop had begun.
+ */
+async function stopDuringPost(store: Store, lines: string[]): Promise<void> {
+  let posting: () => void = () => {};
+  const posted = new Promise<void>((resolve) => {
+    posting = resolve;
+  });
+  const chat: Channel = {
+    name: "chat",
+    post: async (_notice, stopping) => {
+      posting();
+      await new Promise((resolve) => stopping?.addEventListener("abort", resolve));
+      throw new Error("bad answer: \u0000");
+    },
+    update: async () => {},
+  };
+  const dispatcher = createDispatcher({
+    store,
+    channels: [chat],
+    view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
+    snapshot: () => ({}) as unknown as ChannelView,
+    logger: createLogger({ destination: { write: (line: string) => lines.push(line) } }),
+    metrics: createMetrics(),
+    clock: Date.now,
+    pollInterval: 3_600_000,
+  });
+  dispatcher.start();
+  await posted;
+  await dispatcher.stop();
+}
+
+/** The delivery is pending, not dead, and another replica (or this one, started again) may claim it now. */
+async function expectHandedBack(store: Store, id: string): Promise<void> {
+  const [entry] = await store.listOutbox({ state: "pending", limit: 10 });
+  expect(entry?.requestId).toBe(id);
+  expect(entry?.lastError).toContain("cut short by a stop of the gateway");
+  expect(entry?.lastError).not.toContain("bad answer");
+  expect(await store.countOutbox()).toEqual({ pending: 1, dead: 0 });
+  // Not left claimed until its lease (5 minutes) runs out.
+  const claimed = await store.claimOutbox(Date.now(), 60_000, 10, [channelTopic("chat")]);
+  expect(claimed.map((item) => item.requestId)).toEqual([id]);
+}
 
 /** Runs one round of delivery to a channel whose every post fails; returns how many it made. */
 async function deliverFailing(store: Store, lines: string[]): Promise<number> {

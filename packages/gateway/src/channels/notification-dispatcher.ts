@@ -147,12 +147,17 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 
   /**
    * A claimed entry the stop left undelivered, due again at once: another replica, or this
-   * one once it is back, delivers it, rather than after the claim's lease (minutes).
+   * one once it is back, delivers it, rather than after the claim's lease (minutes). Nothing
+   * was given up: one whose reason the store refuses is handed back all the same.
    */
   const release = (item: OutboxItem, why: string): Promise<void> =>
-    store
-      .failOutbox(clock(), item.id, why, 0)
-      .catch((error) => logger.error({ err: error }, "could not hand back a delivery at the stop"));
+    recordFailure(item, why, 0, {
+      error:
+        "cut short by a stop of the gateway; the store refused to record why, and the gateway's log has it",
+      retryInMs: 0,
+      logged:
+        "the store refused to record why a delivery was handed back at the stop; handing it back without it",
+    });
 
   const deliver = async (item: OutboxItem): Promise<void> => {
     const channel = byName.get(item.topic.slice(TOPIC_PREFIX.length));
@@ -253,13 +258,21 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
    * Records a failed delivery. One the store refuses to record (not for being down: the
    * failure's text, say, which may quote anything a receiver answered and holds a NUL that
    * PostgreSQL refuses) would stay claimed, come round again when its lease ends, be delivered
-   * and refused alike, every 5 minutes for good: it is kept as a dead letter instead, with a
-   * text of ours, for an operator to look at and redeliver. The log has the failure's own.
+   * and refused alike, every 5 minutes for good: it is recorded `instead` (by default kept as
+   * a dead letter, for an operator to look at and redeliver), with a text of ours. The log
+   * has the failure's own.
    */
   const recordFailure = async (
     item: OutboxItem,
     message: string,
     retryInMs: number | null,
+    instead: { error: string; retryInMs: number | null; logged: string } = {
+      error:
+        "the delivery failed, and the store refused to record the failure; the gateway's log has it",
+      retryInMs: null,
+      logged:
+        "the store refused to record a failed delivery; keeping it as a dead letter without its error",
+    },
   ): Promise<void> => {
     try {
       await store.failOutbox(clock(), item.id, message, retryInMs);
@@ -269,22 +282,14 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         logger.error({ err: error }, "could not record a failed delivery");
         return;
       }
-      logger.error(
-        { topic: item.topic, requestId: item.requestId, err: error },
-        "the store refused to record a failed delivery; keeping it as a dead letter without its error",
-      );
+      logger.error({ topic: item.topic, requestId: item.requestId, err: error }, instead.logged);
     }
     await store
-      .failOutbox(
-        clock(),
-        item.id,
-        "the delivery failed, and the store refused to record the failure; the gateway's log has it",
-        null,
-      )
+      .failOutbox(clock(), item.id, instead.error, instead.retryInMs)
       .catch((e) =>
         logger.error(
           { topic: item.topic, requestId: item.requestId, err: e },
-          "could not keep a failed delivery as a dead letter either; it is tried again when its claim runs out",
+          "could not record it with a text of ours either; it is tried again when its claim runs out",
         ),
       );
   };
