@@ -639,13 +639,19 @@ describe("airlock policy test", () => {
     );
     const passing = await runCli(["policy", "test", cases, "--config", config], { env });
     expect(passing.code).toBe(0);
-    writeFileSync(cases, "cases:\n  - { agent: support-bot, expect: perhaps }\n");
+    writeFileSync(
+      cases,
+      "cases:\n  - { agent: support-bot, expect: perhaps, expected: allow }\nextra: 1\n",
+    );
     const invalid = await runCli(["policy", "test", cases, "--config", config], { env });
     expect(invalid.code).toBe(1);
-    // Paths read as config errors write them: cases[0].expect, not cases.0.expect.
+    // Paths and words read as config errors write them: cases[0].expect, not cases.0.expect.
     expect(invalid.stderr).toContain("cases[0].connection:");
     expect(invalid.stderr).toContain("cases[0].expect:");
     expect(invalid.stderr).not.toContain("cases.0");
+    expect(invalid.stderr).toContain('cases[0]: unknown key "expected"');
+    expect(invalid.stderr).toContain('(root): unknown key "extra"');
+    expect(invalid.stderr).not.toContain("Unrecognized");
   });
 
   it("refuses the cases the API would refuse, and redacts secrets from evaluation errors", async () => {

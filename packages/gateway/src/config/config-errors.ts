@@ -17,6 +17,24 @@ export function formatIssue(issue: ConfigIssue): string {
   return `${formatPath(issue.path)}: ${issue.message}`;
 }
 
+/**
+ * A schema's problem (zod's) as an issue, in our words where zod's differ: `unknown key "x"`
+ * for its `Unrecognized key: "x"`. For every file Airlock reads, so that all word it alike.
+ */
+export function schemaIssue(issue: {
+  path: readonly PropertyKey[];
+  code: string;
+  message: string;
+  keys?: string[];
+}): ConfigIssue {
+  const path = issue.path as (string | number)[];
+  if (issue.code === "unrecognized_keys" && issue.keys) {
+    const keys = issue.keys.map((k) => `"${k}"`).join(", ");
+    return { path, message: `unknown key${issue.keys.length === 1 ? "" : "s"} ${keys}` };
+  }
+  return { path, message: issue.message };
+}
+
 /** Every problem found in a config, each with its path. Nothing starts while one exists. */
 export class ConfigError extends Error {
   readonly issues: ConfigIssue[];

@@ -12,7 +12,7 @@ import { toolNameClashes } from "../connectors/tool-names.js";
 import { loopback } from "../identity/oidc-config.js";
 import { createRedactor, MIN_SECRET_LENGTH } from "../masking/secret-redactor.js";
 import { checkCondition, compilePolicy, type Policy } from "../policy/policy-compile.js";
-import { ConfigError, type ConfigIssue } from "./config-errors.js";
+import { ConfigError, type ConfigIssue, schemaIssue } from "./config-errors.js";
 import { type ResolvedRefs, resolveRefs } from "./config-refs.js";
 import { configSchema, type ParsedConfig, quorumOf } from "./config-schema.js";
 
@@ -102,9 +102,7 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadedC
   const issues: ConfigIssue[] = [...refs.issues];
   const parsed = configSchema.safeParse(refs.value);
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      issues.push({ path: issue.path as (string | number)[], message: issueMessage(issue) });
-    }
+    issues.push(...parsed.error.issues.map(schemaIssue));
   }
   issues.push(...crossFieldIssues(refs.value), ...conditionIssues(refs.value, refs.referenced));
   const refused = (found: ConfigIssue[]) =>
@@ -138,13 +136,6 @@ export function loadConfigText(text: string, options: LoadOptions = {}): LoadedC
 function redactIssues(issues: ConfigIssue[], secrets: readonly string[]): ConfigIssue[] {
   const redactor = createRedactor(secrets);
   return issues.map((issue) => ({ ...issue, message: redactor.redactText(issue.message) }));
-}
-
-function issueMessage(issue: { code: string; message: string; keys?: string[] }): string {
-  if (issue.code === "unrecognized_keys" && issue.keys) {
-    return `unknown key${issue.keys.length === 1 ? "" : "s"} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
-  }
-  return issue.message;
 }
 
 /**

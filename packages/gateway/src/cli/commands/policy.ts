@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { formatPath } from "../../config/config-errors.js";
+import { formatIssue, schemaIssue } from "../../config/config-errors.js";
 import { createRedactor } from "../../masking/secret-redactor.js";
 import { casesFileSchema, runPolicyCases } from "../../policy/policy-cases.js";
 import { replayPolicy } from "../../policy/policy-replay.js";
@@ -95,8 +95,8 @@ async function policyTest(args: string[]): Promise<number> {
   }
   const parsed = casesFileSchema.safeParse(raw);
   if (!parsed.success) {
-    // Paths written as config errors write them (`cases[0].expect`), one notation for both.
-    const lines = parsed.error.issues.map((i) => `  ${formatPath(i.path)}: ${i.message}`);
+    // Written as config errors are (`cases[0].expect: …`, `unknown key "x"`), one way for both.
+    const lines = parsed.error.issues.map((i) => `  ${formatIssue(schemaIssue(i))}`);
     throw new CliError(`${positionals[0]} is not a valid cases file:\n${lines.join("\n")}`);
   }
   const loaded = loadConfigOrExit(values.config);
