@@ -328,6 +328,17 @@ describe("a mask path that goes on into text", () => {
     expect(hidden).toHaveLength(2);
   });
 
+  it("keeps a key named __proto__ beside a masked one, for reviewers to see what is sent", () => {
+    const input = JSON.parse(
+      '{"body": {"__proto__": {"refund_to": "x"}, "card": "4242424242424242"}}',
+    ) as Json;
+    const { masked } = maskInput(input, ["body.card"]);
+    const body = (masked as Record<string, Record<string, Json>>).body!;
+    expect(Object.keys(body)).toEqual(["__proto__", "card"]);
+    expect(Object.getOwnPropertyDescriptor(body, "__proto__")?.value).toEqual({ refund_to: "x" });
+    expect(body.card).toBe("[masked]");
+  });
+
   it("hides the whole text, whatever it holds, and leaves other fields alone", () => {
     const cases = [
       ' {"card_number": "4242424242424242", "amount": 5}',

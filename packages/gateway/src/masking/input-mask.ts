@@ -139,7 +139,13 @@ function maskAt(value: Json, segments: string[], hidden: string[]): Json {
   if (value && typeof value === "object") {
     const out: Record<string, Json> = {};
     for (const [key, child] of Object.entries(value)) {
-      out[key] = head === "*" || head === key.toLowerCase() ? maskAt(child, rest, hidden) : child;
+      // defineOwn: a key named __proto__ set by assignment would vanish from what reviewers
+      // see, while the connector still sends it.
+      defineOwn(
+        out,
+        key,
+        head === "*" || head === key.toLowerCase() ? maskAt(child, rest, hidden) : child,
+      );
     }
     return out;
   }
