@@ -109,7 +109,15 @@ export async function createGateway(loaded: LoadedConfig, options: GatewayOption
 
   let store: Store;
   try {
-    store = await openStore(config.storage, loaded.baseDir, { serving: true, clock });
+    store = await openStore(config.storage, loaded.baseDir, {
+      serving: true,
+      clock,
+      onError: (err) =>
+        logger.warn(
+          { err },
+          "the store lost a connection no call was using; it reconnects on its own",
+        ),
+    });
   } catch (error) {
     await Promise.all([...connectors.values()].map((c) => c.close()));
     throw error;

@@ -348,6 +348,10 @@ rules:
       // The log has what the database said.
       expect(gw.logs.join("")).toContain("ECONNREFUSED");
       expect(gw.logs.join("")).toContain("read-only");
+      // And that the connections no call was using were lost (the change feed's, at least).
+      await expect
+        .poll(() => gw.logs.join(""))
+        .toContain("the store lost a connection no call was using");
     } finally {
       await gw.close();
       removeDir(gw.dir);

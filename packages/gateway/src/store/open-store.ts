@@ -29,6 +29,11 @@ export interface OpenOptions {
    * store (SQLite). A shared one (PostgreSQL) keeps the database's instead.
    */
   clock?: () => number;
+  /**
+   * Hears of failures no caller waits on (PostgreSQL: a dropped idle connection, the change
+   * feed lost): the gateway logs them, or an outage's first sign would be its callers'.
+   */
+  onError?: (error: unknown) => void;
 }
 
 /** Opens the store a `storage:` URL names; relative SQLite paths resolve against `baseDir`. */
@@ -63,7 +68,10 @@ export async function openStore(
   }
   // Any number of gateways may share one PostgreSQL database: no lock file here.
   if (/^postgres(ql)?:\/\//.test(url)) {
-    return openPostgresStore(url, { migrate: options.migrate !== false });
+    return openPostgresStore(url, {
+      migrate: options.migrate !== false,
+      ...(options.onError ? { onError: options.onError } : {}),
+    });
   }
   throw new AirlockError("store_unavailable", `unsupported storage URL ${url}`);
 }
