@@ -150,6 +150,58 @@ describe("the notification dispatcher", () => {
     },
   );
 
+  it("waits for a channel's other deliveries when one of them fails in a way it cannot record", async () => {
+    const { store, path } = storeOnFile();
+    await pendingWithDelivery(store, "chat");
+    // A row edited by hand (no request), whose failure the store then refuses to record.
+    const other = new Database(path);
+    other
+      .prepare(
+        "INSERT INTO outbox (topic, request_id, payload, available_at, created_at) VALUES (?, NULL, '{}', 0, 0)",
+      )
+      .run(channelTopic("chat"));
+    other.exec(`CREATE TRIGGER refuse BEFORE UPDATE OF last_error ON outbox
+      WHEN NEW.last_error LIKE 'no channel handles%' BEGIN SELECT RAISE(ABORT, 'refused by test'); END`);
+    other.close();
+    let release!: () => void;
+    let posted = false;
+    const chat: Channel = {
+      name: "chat",
+      post: () =>
+        new Promise((resolve) => {
+          release = () => {
+            posted = true;
+            resolve("C1/1");
+          };
+        }),
+      update: async () => {},
+    };
+    const lines: string[] = [];
+    const dispatcher = createDispatcher({
+      store,
+      channels: [chat],
+      view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
+      snapshot: () => ({}) as unknown as ChannelView,
+      logger: createLogger({ destination: { write: (line: string) => lines.push(line) } }),
+      metrics: createMetrics(),
+      clock: Date.now,
+      pollInterval: 3_600_000,
+    });
+    dispatcher.start();
+    await until(() => release !== undefined && lines.join("").includes("refused by test"));
+    // The post under way still counts: idle waits for it.
+    let idle = false;
+    const waiting = dispatcher.idle().then(() => {
+      idle = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(idle).toBe(false);
+    release();
+    await waiting;
+    expect(posted).toBe(true);
+    await dispatcher.stop();
+  });
+
   it("tells of a first post under way until where it went is recorded, or it failed", async () => {
     const { store } = storeOnFile();
     const answered = await pendingWithDelivery(store, "chat");

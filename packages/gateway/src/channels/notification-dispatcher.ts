@@ -303,10 +303,16 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     }
     await Promise.all(
       [...byRequest.values()].map(async (group) => {
-        // None begun once stopping: each would hold the stop for as long as it can take.
-        for (const item of group) {
-          if (stopped) await release(item, "not delivered: the gateway stopped first");
-          else await deliver(item);
+        // A group's failure is its own: thrown on, it would end the wait for the others still
+        // under way, and the channel would count as free, and a stop as done, before them.
+        try {
+          // None begun once stopping: each would hold the stop for as long as it can take.
+          for (const item of group) {
+            if (stopped) await release(item, "not delivered: the gateway stopped first");
+            else await deliver(item);
+          }
+        } catch (error) {
+          logger.error({ err: error }, "could not deliver from the outbox");
         }
       }),
     );
