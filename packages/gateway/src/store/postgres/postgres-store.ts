@@ -242,6 +242,8 @@ async function migrate(pool: pg.Pool, clock: StoreClock): Promise<string> {
       const applied = new Set(
         (await q("SELECT version FROM schema_migrations")).rows.map((row) => row.version as number),
       );
+      const newer = newerSchema(`in schema ${schema}`, applied, postgresMigrations);
+      if (newer) throw newer;
       for (const migration of postgresMigrations) {
         if (applied.has(migration.version)) continue;
         await q(migration.sql);
