@@ -91,16 +91,7 @@ describe("the notification dispatcher", () => {
       },
       update: async () => {},
     };
-    const dispatcher = createDispatcher({
-      store,
-      channels: [chat],
-      view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
-      snapshot: () => ({}) as unknown as ChannelView,
-      logger: createLogger({ level: "silent" }),
-      metrics: createMetrics(),
-      clock: Date.now,
-      pollInterval: 3_600_000,
-    });
+    const dispatcher = dispatcherFor(store, chat, undefined);
     dispatcher.start();
     await dispatcher.idle();
     await dispatcher.stop();
@@ -177,16 +168,7 @@ describe("the notification dispatcher", () => {
       update: async () => {},
     };
     const lines: string[] = [];
-    const dispatcher = createDispatcher({
-      store,
-      channels: [chat],
-      view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
-      snapshot: () => ({}) as unknown as ChannelView,
-      logger: createLogger({ destination: { write: (line: string) => lines.push(line) } }),
-      metrics: createMetrics(),
-      clock: Date.now,
-      pollInterval: 3_600_000,
-    });
+    const dispatcher = dispatcherFor(store, chat, lines);
     dispatcher.start();
     await until(() => release !== undefined && lines.join("").includes("refused by test"));
     // The post under way still counts: idle waits for it.
@@ -216,17 +198,7 @@ describe("the notification dispatcher", () => {
         }),
       update: async () => {},
     };
-    const dispatcher = createDispatcher({
-      store,
-      channels: [chat],
-      view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
-      snapshot: () => ({}) as unknown as ChannelView,
-      logger: createLogger({ level: "silent" }),
-      metrics: createMetrics(),
-      clock: Date.now,
-      pollInterval: 3_600_000,
-      backoff: () => 3_600_000,
-    });
+    const dispatcher = dispatcherFor(store, chat, undefined, { backoff: () => 3_600_000 });
     expect(dispatcher.posting(answered, "chat")).toBeUndefined();
     dispatcher.start();
     await until(() => answer !== undefined);
@@ -304,16 +276,7 @@ async function stopDuringPost(store: Store, lines: string[]): Promise<void> {
     },
     update: async () => {},
   };
-  const dispatcher = createDispatcher({
-    store,
-    channels: [chat],
-    view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
-    snapshot: () => ({}) as unknown as ChannelView,
-    logger: createLogger({ destination: { write: (line: string) => lines.push(line) } }),
-    metrics: createMetrics(),
-    clock: Date.now,
-    pollInterval: 3_600_000,
-  });
+  const dispatcher = dispatcherFor(store, chat, lines);
   dispatcher.start();
   await posted;
   await dispatcher.stop();
@@ -331,6 +294,31 @@ async function expectHandedBack(store: Store, id: string): Promise<void> {
   expect(claimed.map((item) => item.requestId)).toEqual([id]);
 }
 
+/**
+ * A dispatcher of the one channel, polling only when kicked; its log lines go to `lines`
+ * (none kept without).
+ */
+function dispatcherFor(
+  store: Store,
+  chat: Channel,
+  lines?: string[],
+  options: { backoff?: (attempts: number) => number } = {},
+) {
+  return createDispatcher({
+    store,
+    channels: [chat],
+    view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
+    snapshot: () => ({}) as unknown as ChannelView,
+    logger: lines
+      ? createLogger({ destination: { write: (line: string) => lines.push(line) } })
+      : createLogger({ level: "silent" }),
+    metrics: createMetrics(),
+    clock: Date.now,
+    pollInterval: 3_600_000,
+    ...options,
+  });
+}
+
 /** Runs one round of delivery to a channel whose every post fails; returns how many it made. */
 async function deliverFailing(store: Store, lines: string[]): Promise<number> {
   let posts = 0;
@@ -343,16 +331,7 @@ async function deliverFailing(store: Store, lines: string[]): Promise<number> {
     },
     update: async () => {},
   };
-  const dispatcher = createDispatcher({
-    store,
-    channels: [chat],
-    view: async (requestId) => ({ id: requestId }) as unknown as ChannelView,
-    snapshot: () => ({}) as unknown as ChannelView,
-    logger: createLogger({ destination: { write: (line: string) => lines.push(line) } }),
-    metrics: createMetrics(),
-    clock: Date.now,
-    pollInterval: 3_600_000,
-  });
+  const dispatcher = dispatcherFor(store, chat, lines);
   dispatcher.start();
   await dispatcher.idle();
   await dispatcher.stop();

@@ -5,7 +5,7 @@
 import type { AuditEvent } from "../audit/audit-chain.js";
 import { canonicalJson } from "../common/canonical-json.js";
 import type { ActionRequest, RequestStatus, Review } from "../requests/request-types.js";
-import type { OutboxRecord, SessionRecord, TokenRecord } from "./store.js";
+import type { OutboxItem, OutboxRecord, SessionRecord, TokenRecord } from "./store.js";
 
 export type Row = Record<string, unknown>;
 
@@ -130,6 +130,31 @@ export function outboxFromRow(row: Row): OutboxRecord {
     lastError: row.last_error as string | null,
     createdAt: Number(row.created_at),
   };
+}
+
+/**
+ * Claimed outbox rows as the dispatcher gets them, and the ids of those whose payload does
+ * not read (for the store to make dead letters of, UNREADABLE_PAYLOAD, rather than hand out).
+ */
+export function claimedOutbox(rows: readonly Row[]): { items: OutboxItem[]; unreadable: number[] } {
+  const items: OutboxItem[] = [];
+  const unreadable: number[] = [];
+  for (const row of rows) {
+    const payload = outboxPayload(row.payload as string);
+    if (payload === undefined) {
+      unreadable.push(Number(row.id));
+      continue;
+    }
+    items.push({
+      id: Number(row.id),
+      topic: row.topic as string,
+      requestId: row.request_id as string | null,
+      payload,
+      attempts: Number(row.attempts),
+      createdAt: Number(row.created_at),
+    });
+  }
+  return { items, unreadable };
 }
 
 export function sessionFromRow(row: Row): SessionRecord {

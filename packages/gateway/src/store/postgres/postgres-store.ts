@@ -26,9 +26,9 @@ import type {
 } from "../store.js";
 import { StoreClock } from "../store-clock.js";
 import {
+  claimedOutbox,
   eventFromRow,
   outboxFromRow,
-  outboxPayload,
   type Row,
   sessionFromRow,
   tokenFromRow,
@@ -638,23 +638,7 @@ export class PostgresStore implements Store {
       RETURNING id, topic, request_id, payload, attempts, created_at`,
       [leaseMs, limit, topics],
     );
-    const items: OutboxItem[] = [];
-    const unreadable: number[] = [];
-    for (const row of rows) {
-      const payload = outboxPayload(row.payload as string);
-      if (payload === undefined) {
-        unreadable.push(row.id as number);
-        continue;
-      }
-      items.push({
-        id: row.id as number,
-        topic: row.topic as string,
-        requestId: row.request_id as string | null,
-        payload,
-        attempts: row.attempts as number,
-        createdAt: row.created_at as number,
-      });
-    }
+    const { items, unreadable } = claimedOutbox(rows);
     if (unreadable.length > 0) {
       // The rest are claimed and must be handed out: should this fail too, the unreadable
       // come round again once their lease runs out.

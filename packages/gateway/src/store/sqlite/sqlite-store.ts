@@ -29,9 +29,9 @@ import type {
   TokenRecord,
 } from "../store.js";
 import {
+  claimedOutbox,
   eventFromRow,
   outboxFromRow,
-  outboxPayload,
   type Row,
   requestFromRow,
   reviewFromRow,
@@ -848,22 +848,8 @@ export class SqliteStore implements Store {
         limit,
         topics: JSON.stringify(topics),
       }) as Row[];
-      const items: OutboxItem[] = [];
-      for (const row of rows) {
-        const payload = outboxPayload(row.payload as string);
-        if (payload === undefined) {
-          this.stmt.deadOutbox.run(UNREADABLE_PAYLOAD, row.id);
-          continue;
-        }
-        items.push({
-          id: row.id as number,
-          topic: row.topic as string,
-          requestId: row.request_id as string | null,
-          payload,
-          attempts: row.attempts as number,
-          createdAt: row.created_at as number,
-        });
-      }
+      const { items, unreadable } = claimedOutbox(rows);
+      for (const id of unreadable) this.stmt.deadOutbox.run(UNREADABLE_PAYLOAD, id);
       return items;
     });
   }
