@@ -12,6 +12,7 @@ import {
   until,
   vote,
 } from "./support/gateway.js";
+import { holdChannelRefs } from "./support/held-recording.js";
 import { type FakeSlack, startFakeSlack } from "./support/slack.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -687,30 +688,23 @@ describe("Slack approvals", () => {
   it("takes a click that comes between the post and the recording of where it went", async () => {
     // Where the message went is recorded right after Slack answers the post: held there, so
     // that a click comes in between, as one can in the milliseconds it takes.
-    const store = gw.gateway.store;
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let recording = false;
-    const record = store.setChannelRef.bind(store);
-    const held = vi.spyOn(store, "setChannelRef").mockImplementation(async (...args) => {
-      recording = true;
-      await released;
-      return record(...args);
-    });
-    const reads = vi.spyOn(store, "getChannelRef");
+    const hold = holdChannelRefs(gw.gateway.store);
     try {
       const res = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
       const id = res.body.id as string;
-      await until(() => messageOf(id) !== undefined && recording);
+      await until(() => messageOf(id) !== undefined && hold.recording());
       const message = messageOf(id)!;
-      const before = reads.mock.calls.length;
+      const before = hold.reads().length;
       const told = ephemeralsFor("bob").length;
       await click("bob", id, "airlock_approve", message);
       // The click found nothing recorded yet; the recording goes on.
-      await until(() => reads.mock.calls.slice(before).some(([read]) => read === id));
-      release();
+      await until(() =>
+        hold
+          .reads()
+          .slice(before)
+          .some(([read]) => read === id),
+      );
+      hold.release();
       const refused = () =>
         ephemeralsFor("bob")
           .slice(told)
@@ -718,9 +712,7 @@ describe("Slack approvals", () => {
       await until(async () => refused() || (await statusOf(id)).reviews.length === 1);
       expect(refused()).toBe(false);
     } finally {
-      release();
-      held.mockRestore();
-      reads.mockRestore();
+      hold.restore();
     }
   });
 

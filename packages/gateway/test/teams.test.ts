@@ -17,6 +17,7 @@ import {
   vote,
   withGateway,
 } from "./support/gateway.js";
+import { holdChannelRefs } from "./support/held-recording.js";
 import { type ConnectorCall, startTeamsServer, type TeamsServer } from "./support/teams-server.js";
 import { startUpstream, type Upstream } from "./support/upstream.js";
 
@@ -390,36 +391,27 @@ describe("Teams approvals", () => {
   it("takes a click that comes between the post and the recording of where it went", async () => {
     // Where the card went is recorded right after Teams answers the post: held there, so that
     // a click comes in between, as one can in the milliseconds it takes.
-    const store = gw.gateway.store;
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let recording = false;
-    const record = store.setChannelRef.bind(store);
-    const held = vi.spyOn(store, "setChannelRef").mockImplementation(async (...args) => {
-      recording = true;
-      await released;
-      return record(...args);
-    });
-    const reads = vi.spyOn(store, "getChannelRef");
+    const hold = holdChannelRefs(gw.gateway.store);
     try {
       const res = await api(gw.url, "POST", "/v1/actions", { token: agent, body: refund() });
       const id = res.body.id as string;
-      await until(() => cardOf(id) !== undefined && recording);
-      const before = reads.mock.calls.length;
+      await until(() => cardOf(id) !== undefined && hold.recording());
+      const before = hold.reads().length;
       const answer = click("bob", id, cardOf(id)!.id, verbs.approve);
       // The click found nothing recorded yet; the recording goes on.
-      await until(() => reads.mock.calls.slice(before).some(([read]) => read === id));
-      release();
+      await until(() =>
+        hold
+          .reads()
+          .slice(before)
+          .some(([read]) => read === id),
+      );
+      hold.release();
       expect(((await answer).body as { value: string }).value).toBe(
         "Approved, recorded as bob@example.com.",
       );
       await until(async () => (await statusOf(id)).status === "succeeded");
     } finally {
-      release();
-      held.mockRestore();
-      reads.mockRestore();
+      hold.restore();
     }
   });
 
